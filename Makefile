@@ -1,0 +1,45 @@
+# Entry points. Everything real lives in scripts/ and CMake; this file only names the steps.
+#   make run       set up (packages, weights), build, start the server on ./data
+#   make test      set up, build twice (gcc release; clang ASan+UBSan+fuzzers), run every test
+#   make bench     set up, build, run the benchmark suite (results in docs/BENCHMARKS.md)
+#   make fuzz      long fuzzing runs (FUZZ_SECONDS per target, default 300)
+#   make format    clang-format every C file in place
+.PHONY: all setup build run test bench fuzz format format-check loadtest clean
+
+BUILD ?= build
+JOBS ?= $(shell nproc)
+VIGIL = $(BUILD)/src/cli/vigil
+
+all: build
+
+setup:
+	@scripts/setup.sh run
+
+build: setup
+	@scripts/build.sh release $(BUILD)
+
+run: build
+	@scripts/run.sh $(VIGIL)
+
+test:
+	@scripts/setup.sh test
+	@scripts/test.sh
+
+bench:
+	@scripts/setup.sh bench
+	@scripts/build.sh release $(BUILD)
+	@scripts/bench.sh $(VIGIL)
+
+fuzz:
+	@scripts/setup.sh test
+	@scripts/build.sh asan build-asan
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-300} scripts/fuzz.sh build-asan
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD) build-asan

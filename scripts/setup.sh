@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Vigil needs (only the missing ones) and fetches the face models.
+# Usage: scripts/setup.sh [run|test|bench]   (the package set grows with the purpose)
+# Idempotent and quiet when everything is already there, so every make target can call it.
+set -euo pipefail
+purpose=${1:-run}
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+build_pkgs="build-essential cmake clang pkg-config libturbojpeg0-dev libspng-dev libwebp-dev
+  libdnnl-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libhiredis-dev libssl-dev
+  libcurl4-openssl-dev libcmocka-dev libclang-rt-14-dev nodejs npm curl ca-certificates"
+test_pkgs="redis-server curl"
+bench_pkgs="redis-server wrk hyperfine libjpeg-turbo-progs imagemagick python3-locust"
+
+want="$build_pkgs"
+case "$purpose" in
+  run) ;;
+  test) want="$want $test_pkgs" ;;
+  bench) want="$want $test_pkgs $bench_pkgs" ;;
+  *) echo "setup.sh: unknown purpose '$purpose' (run|test|bench)" >&2; exit 2 ;;
+esac
+
+missing=""
+for p in $want; do
+  # node/npm may come from outside Debian (nodesource, nvm): accept the commands if present.
+  case "$p" in
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
+  esac
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+
+if [ -n "$missing" ]; then
+  echo "setup: installing Debian packages:$missing"
+  sudo=""
+  if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q
+  # shellcheck disable=SC2086
+  $sudo apt-get install -y -q --no-install-recommends $missing
+fi
+
+"$here/scripts/fetch-models.sh"

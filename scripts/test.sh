@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test run behind `make test` (and so CI):
+#   1. format check;
+#   2. release tree (gcc, -Werror): build, then every CTest test;
+#   3. sanitizer tree (clang, ASan+UBSan, -Werror): build, then every CTest test again;
+#   4. each libFuzzer target for FUZZ_SECONDS (default 20) from its seed corpus.
+# A throwaway redis-server on a free loopback port serves the Redis-tier tests
+# (VIGIL_TEST_REDIS_URL); it is stopped on exit whatever happens.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=${JOBS:-$(nproc)}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+step() { printf '\n=== %s\n' "$*"; }
+
+step "format check (clang-format)"
+make -s format-check
+
+source scripts/redis-tmp.sh
+redis_tmp_start
+
+step "release build (gcc)"
+scripts/build.sh release build
+step "tests: release"
+(cd build && ctest --output-on-failure -j "$jobs" --timeout 600)
+
+step "sanitizer build (clang, ASan+UBSan)"
+scripts/build.sh asan build-asan
+step "tests: ASan+UBSan"
+(cd build-asan && ctest --output-on-failure -j "$jobs" --timeout 900)
+
+step "fuzzing (${FUZZ_SECONDS:-20}s per target)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh build-asan
+
+step "all tests passed"

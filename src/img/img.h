@@ -1,0 +1,108 @@
+/*
+ * img: untrusted image bytes -> pixels, safely and fast.
+ *
+ * Owns: format sniffing (magic bytes only), decoding of JPEG (libturbojpeg, with DCT-domain
+ * scaling), PNG (libspng) and WebP (libwebp, first frame of animations), EXIF orientation,
+ * limits checked from the header before any pixel buffer is allocated, and the pixel operations
+ * other modules share (resizes, colour conversion, crops).
+ *
+ * Invariants:
+ *   - every decode either returns VG_OK with a complete image, or an error code with nothing
+ *     allocated; a partial or damaged decode is never passed on as good;
+ *   - output is always 8-bit, interleaved, top-left origin, tightly packed (stride = w*channels),
+ *     already rotated/flipped by the EXIF orientation unless the caller opted out;
+ *   - alpha is composited over opts->background (default white), so callers never see alpha.
+ *
+ * Thread-safety: all functions are reentrant; no global state besides libjpeg-turbo's own.
+ */
+#ifndef VG_IMG_H
+#define VG_IMG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define IMG_DEFAULT_MAX_INPUT_BYTES ((size_t)64 << 20)   /* 64 MiB */
+#define IMG_DEFAULT_MAX_PIXELS ((uint64_t)100000000)     /* 100 MP */
+#define IMG_DEFAULT_MAX_DIMENSION ((uint32_t)65500)      /* px, either side (JPEG's own max) */
+
+typedef enum { IMG_FMT_UNKNOWN = 0, IMG_FMT_JPEG, IMG_FMT_PNG, IMG_FMT_WEBP } img_format;
+
+typedef enum { IMG_RGB = 3, IMG_GRAY = 1 } img_pixfmt;
+
+/* Limits an operator may configure. Each check names its limit in the error detail. */
+typedef struct img_limits {
+    size_t max_input_bytes;  /* encoded bytes */
+    uint64_t max_pixels;     /* width*height as stored in the file, before any scaling */
+    uint32_t max_dimension;  /* width and height, each */
+} img_limits;
+
+/* Fills the defaults above. */
+void img_limits_default(img_limits *l);
+
+typedef struct img_decode_opts {
+    img_limits limits;
+    img_pixfmt pixfmt;       /* IMG_RGB (default) or IMG_GRAY (luma: 0.299R+0.587G+0.114B) */
+    /* Smallest output wanted, in the oriented frame: JPEG is decoded at the smallest DCT scale
+     * (1/8 .. 1) whose result is at least min_w x min_h. 0 x 0 means full resolution. Other
+     * formats always decode at full resolution (callers resize). */
+    uint32_t min_w, min_h;
+    int ignore_exif;         /* 1: do not apply EXIF orientation */
+    uint8_t background[3];   /* alpha is composited over this colour */
+} img_decode_opts;
+
+/* Defaults: limits as above, IMG_RGB, full size, EXIF applied, white background. */
+void img_decode_opts_default(img_decode_opts *o);
+
+/* A decoded image. px is owned by the struct; release with img_image_free(). */
+typedef struct img_image {
+    uint8_t *px;
+    uint32_t w, h;           /* output size (after scaling and orientation) */
+    int channels;            /* 3 (RGB) or 1 (gray) */
+    uint32_t src_w, src_h;   /* size stored in the file (before scaling and orientation) */
+    img_format format;
+    int orientation;         /* EXIF orientation found (1..8; 1 if none) */
+    int scale_denom;         /* JPEG DCT scale used: output ~ src/scale_denom (1 = none) */
+} img_image;
+
+/* Header facts, without decoding pixels. */
+typedef struct img_info {
+    img_format format;
+    uint32_t w, h;           /* as stored */
+    int orientation;         /* EXIF orientation (1..8), 1 if none or not JPEG */
+    int has_alpha;
+    int frames;              /* 1, or more for animated WebP / APNG where known */
+} img_info;
+
+/* Format from the leading bytes only (never from a name or a MIME type). */
+img_format img_sniff(const uint8_t *buf, size_t len);
+/* "jpeg" | "png" | "webp" | "unknown". */
+const char *img_format_name(img_format f);
+
+/* Reads the header. Checks limits (bytes, pixels, dimensions). Borrowed buf.
+ * Errors: VG_EFORMAT (unknown magic), VG_ETRUNC, VG_ECORRUPT, VG_ETOOBIG (bytes), VG_EPIXELS,
+ * VG_EDIM (zero or over max_dimension). Details via vg_err_msg(). */
+int img_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out);
+
+/* Decodes buf into *out (caller-provided struct; pixels returned owned). opts may be NULL for
+ * defaults. Same errors as img_probe, plus VG_ENOMEM. On error *out is zeroed. */
+int img_decode(const uint8_t *buf, size_t len, const img_decode_opts *opts, img_image *out);
+
+/* Frees the pixels and zeroes the struct. NULL and an already-freed image are no-ops. */
+void img_image_free(img_image *im);
+
+/* ---- pixel operations shared by pdq and face ---------------------------------------------- */
+
+/* Nearest-neighbour resize of interleaved 8-bit pixels (any channel count), the sampling PDQ's
+ * reference hasher uses for its 512x512 downscale: src index = floor(dst * src_size / dst_size).
+ * dst must hold dw*dh*channels bytes. */
+void img_resize_nearest(const uint8_t *src, uint32_t sw, uint32_t sh, int channels, uint8_t *dst,
+                        uint32_t dw, uint32_t dh);
+
+/* Luma (0.299R + 0.587G + 0.114B) of RGB pixels as floats, the input PDQ hashes. dst holds n. */
+void img_rgb_to_luma_f32(const uint8_t *rgb, size_t n, float *dst);
+
+/* Applies an EXIF orientation (1..8) to an image in place (may swap w and h; reallocates).
+ * Returns VG_ENOMEM or VG_EINVAL (orientation out of range). */
+int img_apply_orientation(img_image *im, int orientation);
+
+#endif /* VG_IMG_H */

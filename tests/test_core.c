@@ -1,0 +1,177 @@
+/* core: error codes and details, allocator fault injection, arena, hex/sha256, parsers, files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/core.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void test_strerror_and_detail(void **state)
+{
+    (void)state;
+    assert_string_equal(vg_strerror(VG_ETRUNC), "truncated input");
+    assert_string_equal(vg_errname(VG_EPIXELS), "VG_EPIXELS");
+    assert_string_equal(vg_strerror(-9999), "unknown error");
+    vg_err_clear();
+    int rc = vg_err_set(VG_EDIM, "width %u > max_dimension %u", 70000u, 65000u);
+    assert_int_equal(rc, VG_EDIM);
+    assert_string_equal(vg_err_msg(), "width 70000 > max_dimension 65000");
+    vg_err_clear();
+    assert_string_equal(vg_err_msg(), "ok");
+}
+
+static void test_alloc_fail_after(void **state)
+{
+    (void)state;
+    vg_alloc_fail_after(2);
+    void *a = vg_malloc(10);
+    void *b = vg_malloc(10);
+    void *c = vg_calloc(1, 10);
+    vg_alloc_fail_after(0);
+    assert_non_null(a);
+    assert_null(b);
+    assert_null(c);
+    vg_free(a);
+    vg_free(NULL);
+}
+
+static void test_size_overflow(void **state)
+{
+    (void)state;
+    size_t r;
+    assert_int_equal(vg_mul_size(SIZE_MAX / 2, 3, &r), VG_ETOOBIG);
+    assert_int_equal(vg_mul_size(1000, 1000, &r), VG_OK);
+    assert_int_equal(r, 1000000);
+    assert_int_equal(vg_add_size(SIZE_MAX, 1, &r), VG_ETOOBIG);
+}
+
+static void test_arena(void **state)
+{
+    (void)state;
+    vg_arena *a = vg_arena_new(256);
+    assert_non_null(a);
+    char *p = vg_arena_alloc(a, 10);
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 16, 0);
+    char *big = vg_arena_alloc(a, 10000); /* larger than a block */
+    assert_non_null(big);
+    memset(big, 1, 10000);
+    for (int i = 0; i < 100; i++)
+        assert_non_null(vg_arena_alloc(a, 100));
+    assert_true(vg_arena_bytes_used(a) >= 10000 + 100 * 100);
+    vg_arena_reset(a);
+    assert_int_equal(vg_arena_bytes_used(a), 0);
+    assert_string_equal(vg_arena_strdup(a, "hello"), "hello");
+    vg_arena_free(a);
+    vg_arena_free(NULL);
+}
+
+static void test_sha256_and_hex(void **state)
+{
+    (void)state;
+    uint8_t d[VG_SHA256_BYTES];
+    char hex[VG_SHA256_HEX_BYTES];
+    assert_int_equal(vg_sha256("abc", 3, d), VG_OK);
+    vg_hex_encode(d, sizeof d, hex);
+    assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    uint8_t back[VG_SHA256_BYTES];
+    assert_int_equal(vg_hex_decode(hex, back, sizeof back), VG_OK);
+    assert_memory_equal(back, d, sizeof d);
+    assert_int_equal(vg_hex_decode("abc", back, 2), VG_EINVAL);    /* too short */
+    assert_int_equal(vg_hex_decode("zz", back, 1), VG_EINVAL);     /* bad digit */
+    assert_int_equal(vg_hex_decode("ABCD", back, 2), VG_OK);       /* upper case */
+    assert_int_equal(vg_hex_decode("abcdef", back, 2), VG_EINVAL); /* too long */
+    assert_true(vg_ct_equal("abcd", "abcd", 4));
+    assert_false(vg_ct_equal("abcd", "abce", 4));
+}
+
+static void test_parse_size_and_duration(void **state)
+{
+    (void)state;
+    uint64_t v;
+    assert_int_equal(vg_parse_size("512", &v), VG_OK);
+    assert_int_equal(v, 512);
+    assert_int_equal(vg_parse_size("64MiB", &v), VG_OK);
+    assert_int_equal(v, 64ull << 20);
+    assert_int_equal(vg_parse_size("1G", &v), VG_OK);
+    assert_int_equal(v, 1ull << 30);
+    assert_int_equal(vg_parse_size("12x", &v), VG_EINVAL);
+    assert_int_equal(vg_parse_size("-1", &v), VG_EINVAL);
+    assert_int_equal(vg_parse_size("99999999999999T", &v), VG_EINVAL);
+    assert_int_equal(vg_parse_duration_ms("2s", &v), VG_OK);
+    assert_int_equal(v, 2000);
+    assert_int_equal(vg_parse_duration_ms("250", &v), VG_OK);
+    assert_int_equal(v, 250);
+    assert_int_equal(vg_parse_duration_ms("1h", &v), VG_OK);
+    assert_int_equal(v, 3600000);
+    assert_int_equal(vg_parse_duration_ms("5d", &v), VG_EINVAL);
+}
+
+static void test_files(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/vg_test_core_XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[512];
+    snprintf(path, sizeof path, "%s/a/b/c", dir);
+    assert_int_equal(vg_mkdir_p(path), VG_OK);
+    snprintf(path, sizeof path, "%s/a/b/c/file.bin", dir);
+    assert_int_equal(vg_write_file_atomic(path, "hello", 5), VG_OK);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(vg_read_file(path, 100, &buf, &len), VG_OK);
+    assert_int_equal(len, 5);
+    assert_memory_equal(buf, "hello", 5);
+    assert_int_equal(buf[5], 0);
+    vg_free(buf);
+    assert_int_equal(vg_read_file(path, 4, &buf, &len), VG_ETOOBIG);
+    assert_non_null(strstr(vg_err_msg(), "limit of 4 bytes"));
+    assert_int_equal(vg_read_file("/nonexistent/x", 4, &buf, &len), VG_ENOTFOUND);
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+static void test_cpu(void **state)
+{
+    (void)state;
+    unsigned f = vg_cpu_features();
+    assert_non_null(vg_cpu_describe());
+    assert_true(vg_cpu_count() >= 1);
+    /* AVX-512 implies AVX2 on every real CPU; a detection bug would break dispatch. */
+    if (f & VG_CPU_AVX512F)
+        assert_true(f & VG_CPU_AVX2);
+}
+
+static void test_time_format(void **state)
+{
+    (void)state;
+    char buf[32];
+    assert_string_equal(vg_format_time(0, buf, sizeof buf), "1970-01-01T00:00:00.000Z");
+    assert_string_equal(vg_format_time(1795735201123LL, buf, sizeof buf),
+                        "2026-11-26T23:20:01.123Z");
+    uint64_t a = vg_now_ns(), b = vg_now_ns();
+    assert_true(b >= a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_strerror_and_detail),
+        cmocka_unit_test(test_alloc_fail_after),
+        cmocka_unit_test(test_size_overflow),
+        cmocka_unit_test(test_arena),
+        cmocka_unit_test(test_sha256_and_hex),
+        cmocka_unit_test(test_parse_size_and_duration),
+        cmocka_unit_test(test_files),
+        cmocka_unit_test(test_cpu),
+        cmocka_unit_test(test_time_format),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
