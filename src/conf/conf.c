@@ -1,0 +1,556 @@
+/* The settings table and its loaders. The table is the one place a setting is declared: the help
+ * text, the env var, the flag, validation and the struct field all come from its row. */
+#include "conf/conf.h"
+#include "core/core.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CONF_MAX_FILE_BYTES (1u << 20) /* a config file is small; refuse anything absurd */
+#define CONF_MAX_LINE_BYTES 4096
+#define CONF_MAX_NAME_BYTES 64
+
+static const char *const log_choices[] = {"debug", "info", "warn", "error", "off", NULL};
+static const char *const level_choices[] = {"speed", "balanced", "accuracy", "memory", NULL};
+
+#define F(field) offsetof(conf_settings, field)
+#define BIG 9.007199254740992e15 /* 2^53: exact in a double */
+
+/* clang-format off */
+static const conf_def rows[] = {
+    {"listen", CONF_STRING, "127.0.0.1:8080", "address and port to listen on (host:port; port 0 picks a free one)", NULL, 0, 0, 0, F(listen)},
+    {"data_dir", CONF_STRING, "./data", "directory for the database and on-disk cache", NULL, 0, 0, 0, F(data_dir)},
+    {"models_dir", CONF_STRING, "", "directory of the face model weights (empty: the build's models/)", NULL, 0, 0, 0, F(models_dir)},
+    {"admin_key", CONF_STRING, "", "admin API key (empty: generate one at first start, print it once, store its hash)", NULL, 0, 0, 1, F(admin_key)},
+    {"log_level", CONF_ENUM, "info", "debug logs one line per request", log_choices, 0, 0, 0, F(log_level)},
+    {"http_threads", CONF_INT, "0", "HTTP worker threads (0: one per CPU)", NULL, 0, 1024, 0, F(http_threads)},
+    {"max_connections", CONF_INT, "16384", "concurrent connections (capped by the open-files limit)", NULL, 1, 1000000, 0, F(max_connections)},
+    {"max_body_bytes", CONF_SIZE, "32MiB", "largest request body; larger is 413 (from Content-Length before reading)", NULL, 1024, 4294967296.0, 0, F(max_body_bytes)},
+    {"max_batch_images", CONF_INT, "32", "most images in one /analyze/batch request", NULL, 1, 1024, 0, F(max_batch_images)},
+    {"header_timeout", CONF_DURATION, "10s", "close a connection idle this long while waiting for a request (keep-alive idle too)", NULL, 100, 86400000, 0, F(header_timeout_ms)},
+    {"body_timeout", CONF_DURATION, "30s", "close a connection whose body stalls this long", NULL, 100, 86400000, 0, F(body_timeout_ms)},
+    {"shutdown_grace", CONF_DURATION, "10s", "on SIGTERM/SIGINT, how long in-flight requests may take to finish", NULL, 0, 3600000, 0, F(shutdown_grace_ms)},
+    {"retry_after", CONF_DURATION, "1s", "Retry-After sent with 429/503 when overloaded", NULL, 0, 3600000, 0, F(retry_after_ms)},
+    {"store_images", CONF_BOOL, "false", "keep the bytes of uploaded reference images (otherwise only hashes and features)", NULL, 0, 0, 0, F(store_images)},
+    {"default_level", CONF_ENUM, "balanced", "analysis level when a request names none", level_choices, 0, 0, 0, F(default_level)},
+    {"pdq_threshold", CONF_INT, "31", "PDQ match: largest Hamming distance (bits of 256)", NULL, 0, 256, 0, F(pdq_threshold)},
+    {"pdq_quality_min", CONF_INT, "50", "PDQ hashes below this quality are not used for matching", NULL, 0, 100, 0, F(pdq_quality_min)},
+    {"face_threshold", CONF_FLOAT, "0.6", "face match: largest descriptor L2 distance", NULL, 0, 4, 0, F(face_threshold)},
+    {"faces", CONF_BOOL, "true", "load the face models and detect faces", NULL, 0, 0, 0, F(faces)},
+    {"redis_url", CONF_STRING, "", "L3 cache (redis://host:port/db); empty: no Redis", NULL, 0, 0, 0, F(redis_url)},
+    {"cache_l1_entries", CONF_INT, "1000", "in-memory feature cache: most entries", NULL, 0, 100000000, 0, F(cache_l1_entries)},
+    {"cache_l1_bytes", CONF_SIZE, "256MiB", "in-memory feature cache: most bytes", NULL, 0, BIG, 0, F(cache_l1_bytes)},
+    {"cache_l2_bytes", CONF_SIZE, "1GiB", "on-disk feature cache: most bytes (0: off)", NULL, 0, BIG, 0, F(cache_l2_bytes)},
+    {"cache_redis_ttl", CONF_DURATION, "1h", "Redis entries expire after this long", NULL, 1000, 2592000000.0, 0, F(cache_redis_ttl_ms)},
+    {"redis_timeout", CONF_DURATION, "50ms", "Redis connect and command timeout", NULL, 1, 60000, 0, F(redis_timeout_ms)},
+    {"queue_depth", CONF_INT, "256", "analysis work queue length; full is 503 + Retry-After at once", NULL, 1, 1000000, 0, F(queue_depth)},
+    {"request_deadline", CONF_DURATION, "2000ms", "analysis work past this age is dropped and answered 503", NULL, 1, 600000, 0, F(request_deadline_ms)},
+    {"batch_max_size", CONF_INT, "32", "dynamic batching: largest batch of face crops", NULL, 1, 1024, 0, F(batch_max_size)},
+    {"batch_max_delay_us", CONF_INT, "2000", "dynamic batching: longest a request waits for a batch to fill (microseconds)", NULL, 0, 1000000, 0, F(batch_max_delay_us)},
+    {"replicas_min", CONF_INT, "1", "model replicas kept at least", NULL, 1, 1024, 0, F(replicas_min)},
+    {"replicas_max", CONF_INT, "0", "model replicas at most (0: one per CPU)", NULL, 0, 1024, 0, F(replicas_max)},
+};
+/* clang-format on */
+
+_Static_assert(VG_ARRAY_LEN(rows) <= sizeof(((conf_settings *)0)->source),
+               "conf_settings.source must have a slot per row");
+
+const conf_def *conf_table(size_t *count)
+{
+    *count = VG_ARRAY_LEN(rows);
+    return rows;
+}
+
+/* Normalises a key: dashes to underscores, lower case. Returns the row index or -1. */
+static int find_row(const char *name)
+{
+    char key[CONF_MAX_NAME_BYTES];
+    size_t n = strlen(name);
+    if (n == 0 || n >= sizeof(key))
+        return -1;
+    for (size_t i = 0; i <= n; i++) {
+        char ch = name[i];
+        key[i] = ch == '-' ? '_' : (char)tolower((unsigned char)ch);
+    }
+    for (size_t i = 0; i < VG_ARRAY_LEN(rows); i++)
+        if (strcmp(rows[i].name, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+static const char *source_name(conf_source s)
+{
+    switch (s) {
+    case CONF_SRC_FILE:
+        return "config file";
+    case CONF_SRC_ENV:
+        return "environment";
+    case CONF_SRC_FLAG:
+        return "flag";
+    default:
+        return "default";
+    }
+}
+
+static int parse_bool(const char *v, int *out)
+{
+    static const char *const yes[] = {"1", "true", "yes", "on"};
+    static const char *const no[] = {"0", "false", "no", "off"};
+    for (size_t i = 0; i < VG_ARRAY_LEN(yes); i++) {
+        if (strcasecmp(v, yes[i]) == 0) {
+            *out = 1;
+            return VG_OK;
+        }
+        if (strcasecmp(v, no[i]) == 0) {
+            *out = 0;
+            return VG_OK;
+        }
+    }
+    return VG_EINVAL;
+}
+
+static int parse_int(const char *v, int64_t *out)
+{
+    if (!*v)
+        return VG_EINVAL;
+    errno = 0;
+    char *end = NULL;
+    long long x = strtoll(v, &end, 10);
+    if (errno || *end)
+        return VG_EINVAL;
+    *out = (int64_t)x;
+    return VG_OK;
+}
+
+int conf_set(conf_settings *c, const char *name, const char *value, conf_source src,
+             const char *origin)
+{
+    int i = find_row(name);
+    const char *from = origin ? origin : source_name(src);
+    if (i < 0)
+        return vg_err_set(VG_ENOTFOUND, "unknown setting '%s' (%s)", name, from);
+    const conf_def *r = &rows[i];
+    const conf_def *d = r;
+    char *field = (char *)c + r->offset;
+    if (!value)
+        value = "";
+    switch (d->type) {
+    case CONF_STRING: {
+        char *copy = vg_strdup(value);
+        if (!copy)
+            return VG_ENOMEM;
+        char **slot = (char **)(void *)field;
+        vg_free(*slot);
+        *slot = copy;
+        break;
+    }
+    case CONF_BOOL: {
+        int b;
+        if (parse_bool(value, &b) != VG_OK)
+            return vg_err_set(VG_EINVAL, "setting '%s' (%s): '%s' is not a boolean (true|false)",
+                              d->name, from, value);
+        *(int *)(void *)field = b;
+        break;
+    }
+    case CONF_ENUM: {
+        for (int k = 0; d->choices[k]; k++) {
+            if (strcasecmp(value, d->choices[k]) == 0) {
+                *(int *)(void *)field = k;
+                goto done;
+            }
+        }
+        char list[256] = "";
+        for (int k = 0; d->choices[k]; k++) {
+            if (k)
+                strncat(list, "|", sizeof(list) - strlen(list) - 1);
+            strncat(list, d->choices[k], sizeof(list) - strlen(list) - 1);
+        }
+        return vg_err_set(VG_EINVAL, "setting '%s' (%s): '%s' is not one of %s", d->name, from,
+                          value, list);
+    }
+    case CONF_INT: {
+        int64_t x;
+        if (parse_int(value, &x) != VG_OK)
+            return vg_err_set(VG_EINVAL, "setting '%s' (%s): '%s' is not an integer", d->name, from,
+                              value);
+        if ((double)x < d->min || (double)x > d->max)
+            return vg_err_set(VG_EINVAL, "setting '%s' (%s): %lld is outside %.0f..%.0f", d->name,
+                              from, (long long)x, d->min, d->max);
+        *(int64_t *)(void *)field = x;
+        break;
+    }
+    case CONF_SIZE:
+    case CONF_DURATION: {
+        uint64_t x;
+        int rc = d->type == CONF_SIZE ? vg_parse_size(value, &x) : vg_parse_duration_ms(value, &x);
+        if (rc != VG_OK)
+            return vg_err_set(VG_EINVAL, "setting '%s' (%s): '%s' is not a %s", d->name, from,
+                              value,
+                              d->type == CONF_SIZE ? "size (512, 64k, 32MiB, 1G)"
+                                                   : "duration (250ms, 2s, 1m, 1h)");
+        if ((double)x < d->min || (double)x > d->max)
+            return vg_err_set(VG_EINVAL, "setting '%s' (%s): '%s' is outside %.0f..%.0f %s",
+                              d->name, from, value, d->min, d->max,
+                              d->type == CONF_SIZE ? "bytes" : "ms");
+        *(uint64_t *)(void *)field = x;
+        break;
+    }
+    case CONF_FLOAT: {
+        errno = 0;
+        char *end = NULL;
+        double x = *value ? strtod(value, &end) : NAN;
+        if (!*value || errno || *end || !isfinite(x))
+            return vg_err_set(VG_EINVAL, "setting '%s' (%s): '%s' is not a number", d->name, from,
+                              value);
+        if (x < d->min || x > d->max)
+            return vg_err_set(VG_EINVAL, "setting '%s' (%s): %g is outside %g..%g", d->name, from,
+                              x, d->min, d->max);
+        *(double *)(void *)field = x;
+        break;
+    }
+    }
+done:
+    c->source[i] = (unsigned char)src;
+    return VG_OK;
+}
+
+int conf_init(conf_settings *c)
+{
+    memset(c, 0, sizeof(*c));
+    for (size_t i = 0; i < VG_ARRAY_LEN(rows); i++) {
+        int rc = conf_set(c, rows[i].name, rows[i].def, CONF_SRC_DEFAULT, "default");
+        if (rc != VG_OK) {
+            conf_deinit(c);
+            return rc;
+        }
+    }
+    return VG_OK;
+}
+
+void conf_deinit(conf_settings *c)
+{
+    if (!c)
+        return;
+    for (size_t i = 0; i < VG_ARRAY_LEN(rows); i++) {
+        if (rows[i].type == CONF_STRING) {
+            char **slot = (char **)(void *)((char *)c + rows[i].offset);
+            vg_free(*slot);
+            *slot = NULL;
+        }
+    }
+}
+
+static char *trim(char *s)
+{
+    while (*s == ' ' || *s == '\t')
+        s++;
+    size_t n = strlen(s);
+    while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\r'))
+        s[--n] = 0;
+    return s;
+}
+
+/* Parses one `key = value` line in place. Returns 1 with key/value set, 0 for a blank or
+ * comment line, VG_EINVAL with a detail for anything else. */
+static int parse_line(char *line, const char *path, unsigned lineno, char **key, char **value)
+{
+    char *s = trim(line);
+    if (!*s || *s == '#')
+        return 0;
+    char *eq = strchr(s, '=');
+    if (!eq)
+        return vg_err_set(VG_EINVAL, "%s:%u: expected 'key = value'", path, lineno);
+    *eq = 0;
+    char *k = trim(s);
+    char *v = trim(eq + 1);
+    if (!*k)
+        return vg_err_set(VG_EINVAL, "%s:%u: missing key before '='", path, lineno);
+    if (*v == '"') {
+        char *close = strchr(v + 1, '"');
+        if (!close)
+            return vg_err_set(VG_EINVAL, "%s:%u: unterminated quote in '%s'", path, lineno, k);
+        char *rest = trim(close + 1);
+        if (*rest && *rest != '#')
+            return vg_err_set(VG_EINVAL, "%s:%u: text after the closing quote of '%s'", path,
+                              lineno, k);
+        *close = 0;
+        v++;
+    } else {
+        char *hash = strchr(v, '#');
+        if (hash) {
+            *hash = 0;
+            v = trim(v);
+        }
+    }
+    *key = k;
+    *value = v;
+    return 1;
+}
+
+static int apply_text(conf_settings *c, const char *text, size_t len, const char *path)
+{
+    char line[CONF_MAX_LINE_BYTES];
+    unsigned lineno = 0;
+    size_t pos = 0;
+    while (pos < len) {
+        lineno++;
+        size_t end = pos;
+        while (end < len && text[end] != '\n')
+            end++;
+        size_t n = end - pos;
+        if (n >= sizeof(line))
+            return vg_err_set(VG_EINVAL, "%s:%u: line longer than %u bytes", path, lineno,
+                              CONF_MAX_LINE_BYTES - 1);
+        memcpy(line, text + pos, n);
+        line[n] = 0;
+        if (memchr(line, 0, n))
+            return vg_err_set(VG_EINVAL, "%s:%u: NUL byte in line", path, lineno);
+        pos = end + 1;
+        char *k = NULL, *v = NULL;
+        int rc = parse_line(line, path, lineno, &k, &v);
+        if (rc < 0)
+            return rc;
+        if (rc == 0)
+            continue;
+        char origin[512];
+        snprintf(origin, sizeof(origin), "%s:%u", path, lineno);
+        rc = conf_set(c, k, v, CONF_SRC_FILE, origin);
+        if (rc != VG_OK)
+            return rc;
+    }
+    return VG_OK;
+}
+
+int conf_load_text(conf_settings *c, const char *text, size_t len, const char *path)
+{
+    /* Dry run on a scratch copy first, so a file with a bad line changes nothing. */
+    conf_settings scratch;
+    int rc = conf_init(&scratch);
+    if (rc != VG_OK)
+        return rc;
+    rc = apply_text(&scratch, text, len, path);
+    conf_deinit(&scratch);
+    if (rc != VG_OK)
+        return rc;
+    return apply_text(c, text, len, path);
+}
+
+int conf_load_file(conf_settings *c, const char *path)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int rc = vg_read_file(path, CONF_MAX_FILE_BYTES, &buf, &len);
+    if (rc != VG_OK)
+        return vg_err_set(rc == VG_ETOOBIG ? VG_EINVAL : VG_EIO, "config file %s: %s", path,
+                          vg_err_msg());
+    rc = conf_load_text(c, (const char *)buf, len, path);
+    vg_free(buf);
+    return rc;
+}
+
+char *conf_env_name(const char *name, char *buf, size_t buflen)
+{
+    size_t n = (size_t)snprintf(buf, buflen, "VIGIL_%s", name);
+    for (size_t i = 6; i < n && i < buflen; i++)
+        buf[i] = buf[i] == '-' ? '_' : (char)toupper((unsigned char)buf[i]);
+    return buf;
+}
+
+char *conf_flag_name(const char *name, char *buf, size_t buflen)
+{
+    size_t n = (size_t)snprintf(buf, buflen, "--%s", name);
+    for (size_t i = 2; i < n && i < buflen; i++)
+        if (buf[i] == '_')
+            buf[i] = '-';
+    return buf;
+}
+
+int conf_load_env(conf_settings *c, char *const *envp)
+{
+    if (!envp)
+        return VG_OK;
+    for (size_t i = 0; i < VG_ARRAY_LEN(rows); i++) {
+        char var[CONF_MAX_NAME_BYTES + 8];
+        conf_env_name(rows[i].name, var, sizeof(var));
+        size_t vlen = strlen(var);
+        for (char *const *e = envp; *e; e++) {
+            if (strncmp(*e, var, vlen) == 0 && (*e)[vlen] == '=') {
+                int rc = conf_set(c, rows[i].name, *e + vlen + 1, CONF_SRC_ENV, var);
+                if (rc != VG_OK)
+                    return rc;
+            }
+        }
+    }
+    return VG_OK;
+}
+
+int conf_load_args(conf_settings *c, int argc, char *const *argv)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0)
+            return vg_err_set(VG_EINVAL, "unexpected argument '%s'", a);
+        char name[CONF_MAX_NAME_BYTES];
+        const char *eq = strchr(a + 2, '=');
+        size_t n = eq ? (size_t)(eq - (a + 2)) : strlen(a + 2);
+        if (n == 0 || n >= sizeof(name))
+            return vg_err_set(VG_EINVAL, "unknown flag '%s'", a);
+        memcpy(name, a + 2, n);
+        name[n] = 0;
+        if (strcmp(name, "config") == 0) {
+            if (!eq)
+                i++; /* its value was consumed by conf_load_all */
+            continue;
+        }
+        int row = find_row(name);
+        if (row < 0)
+            return vg_err_set(VG_ENOTFOUND, "unknown flag '--%s' (see vigil serve --help)", name);
+        const char *value;
+        if (eq) {
+            value = eq + 1;
+        } else if (rows[row].type == CONF_BOOL &&
+                   (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)) {
+            value = "true";
+        } else {
+            if (i + 1 >= argc)
+                return vg_err_set(VG_EINVAL, "flag '--%s' needs a value", name);
+            value = argv[++i];
+        }
+        char origin[CONF_MAX_NAME_BYTES + 8];
+        snprintf(origin, sizeof(origin), "flag --%s", name);
+        int rc = conf_set(c, name, value, CONF_SRC_FLAG, origin);
+        if (rc != VG_OK)
+            return rc;
+    }
+    return VG_OK;
+}
+
+int conf_load_all(conf_settings *c, int argc, char *const *argv, char *const *envp)
+{
+    const char *path = NULL;
+    for (char *const *e = envp; e && *e; e++)
+        if (strncmp(*e, "VIGIL_CONFIG=", 13) == 0 && (*e)[13])
+            path = *e + 13;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            if (i + 1 >= argc)
+                return vg_err_set(VG_EINVAL, "flag '--config' needs a file");
+            path = argv[++i];
+        } else if (strncmp(argv[i], "--config=", 9) == 0) {
+            path = argv[i] + 9;
+        }
+    }
+    int rc;
+    if (path && (rc = conf_load_file(c, path)) != VG_OK)
+        return rc;
+    if ((rc = conf_load_env(c, envp)) != VG_OK)
+        return rc;
+    return conf_load_args(c, argc, argv);
+}
+
+static void format_value(const conf_settings *c, size_t i, char *buf, size_t buflen)
+{
+    const conf_def *r = &rows[i];
+    const char *field = (const char *)c + r->offset;
+    switch (r->type) {
+    case CONF_STRING: {
+        const char *s = *(char *const *)(const void *)field;
+        if (r->secret && s && *s)
+            snprintf(buf, buflen, "(set)");
+        else
+            snprintf(buf, buflen, "\"%s\"", s ? s : "");
+        break;
+    }
+    case CONF_BOOL:
+        snprintf(buf, buflen, "%s", *(const int *)(const void *)field ? "true" : "false");
+        break;
+    case CONF_ENUM:
+        snprintf(buf, buflen, "%s", r->choices[*(const int *)(const void *)field]);
+        break;
+    case CONF_INT:
+        snprintf(buf, buflen, "%lld", (long long)*(const int64_t *)(const void *)field);
+        break;
+    case CONF_SIZE:
+        snprintf(buf, buflen, "%llu", (unsigned long long)*(const uint64_t *)(const void *)field);
+        break;
+    case CONF_DURATION:
+        snprintf(buf, buflen, "%llums", (unsigned long long)*(const uint64_t *)(const void *)field);
+        break;
+    case CONF_FLOAT:
+        snprintf(buf, buflen, "%g", *(const double *)(const void *)field);
+        break;
+    }
+}
+
+void conf_print_help(FILE *out)
+{
+    fprintf(out, "usage: vigil serve [--config FILE] [--<setting> VALUE ...]\n\n"
+                 "Starts the Vigil HTTP API. Each setting comes from, later winning: its default,\n"
+                 "the config file (key = value lines, # comments), the environment variable,\n"
+                 "the flag. Sizes take k/M/G (binary) suffixes, durations ms/s/m/h.\n\n"
+                 "settings:\n");
+    for (size_t i = 0; i < VG_ARRAY_LEN(rows); i++) {
+        const conf_def *d = &rows[i];
+        char flag[CONF_MAX_NAME_BYTES + 4], env[CONF_MAX_NAME_BYTES + 8], arg[160];
+        conf_flag_name(d->name, flag, sizeof(flag));
+        conf_env_name(d->name, env, sizeof(env));
+        if (d->type == CONF_ENUM) {
+            arg[0] = 0;
+            for (int k = 0; d->choices[k]; k++) {
+                if (k)
+                    strncat(arg, "|", sizeof(arg) - strlen(arg) - 1);
+                strncat(arg, d->choices[k], sizeof(arg) - strlen(arg) - 1);
+            }
+        } else {
+            static const char *const kinds[] = {"N", "SIZE", "DURATION", "BOOL", "TEXT", "", "X"};
+            snprintf(arg, sizeof(arg), "%s", kinds[d->type]);
+        }
+        fprintf(out, "  %s %s\n      %s\n      env %s, default: %s\n", flag, arg, d->help, env,
+                d->def[0] ? d->def : "(empty)");
+    }
+    fprintf(out, "  --config FILE\n      read settings from FILE first\n      env VIGIL_CONFIG\n");
+}
+
+void conf_log_settings(const conf_settings *c)
+{
+    for (size_t i = 0; i < VG_ARRAY_LEN(rows); i++) {
+        char v[512];
+        format_value(c, i, v, sizeof(v));
+        VG_INFO("conf", "%s = %s (%s)", rows[i].name, v, source_name((conf_source)c->source[i]));
+    }
+}
+
+int conf_parse_listen(const char *listen, char *host, size_t hostlen, uint16_t *port)
+{
+    if (!listen || !*listen)
+        return vg_err_set(VG_EINVAL, "listen address is empty");
+    const char *colon;
+    const char *h = listen;
+    size_t hl;
+    if (*listen == '[') {
+        const char *close = strchr(listen, ']');
+        if (!close || close[1] != ':')
+            return vg_err_set(VG_EINVAL, "listen '%s': expected [v6addr]:port", listen);
+        h = listen + 1;
+        hl = (size_t)(close - h);
+        colon = close + 1;
+    } else {
+        colon = strrchr(listen, ':');
+        if (!colon)
+            return vg_err_set(VG_EINVAL, "listen '%s': expected host:port", listen);
+        hl = (size_t)(colon - listen);
+    }
+    if (hl == 0 || hl >= hostlen)
+        return vg_err_set(VG_EINVAL, "listen '%s': bad host", listen);
+    int64_t p;
+    if (parse_int(colon + 1, &p) != VG_OK || p < 0 || p > 65535)
+        return vg_err_set(VG_EINVAL, "listen '%s': port must be 0..65535", listen);
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    *port = (uint16_t)p;
+    return VG_OK;
+}

@@ -1,0 +1,144 @@
+/*
+ * conf: every setting of `vigil serve` in one table. A setting has a name, a type, a default, an
+ * environment variable (VIGIL_<NAME>), a flag (--<name-with-dashes>) and one help line. Values are
+ * applied in layers, later wins:
+ *
+ *     built-in default  <  config file (--config FILE)  <  environment  <  command-line flags
+ *
+ * The config file is `key = value` lines; `#` starts a comment (outside quotes), blank lines are
+ * ignored, a value may be wrapped in double quotes, keys use the setting names (dashes or
+ * underscores). An unknown key, a bad value or a value out of range is an error that names the
+ * key and where it came from; a file with a bad line changes nothing.
+ *
+ * Values live in conf_settings, a plain struct the rest of the server reads directly (no string
+ * lookups on hot paths). Strings in it are owned by the struct; release with conf_deinit.
+ * Not thread-safe while loading; read-only (and so shareable) once the server starts.
+ */
+#ifndef VG_CONF_H
+#define VG_CONF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum {
+    CONF_INT = 0,  /* int64, range-checked */
+    CONF_SIZE,     /* bytes, "64k", "32MiB", "1G" */
+    CONF_DURATION, /* milliseconds, "250ms", "2s", "1m", "1h" */
+    CONF_BOOL,     /* true|false|yes|no|on|off|1|0 */
+    CONF_STRING,
+    CONF_ENUM,  /* one of a fixed list; stored as the index into the list */
+    CONF_FLOAT, /* double, range-checked */
+} conf_type;
+
+typedef enum {
+    CONF_SRC_DEFAULT = 0,
+    CONF_SRC_FILE,
+    CONF_SRC_ENV,
+    CONF_SRC_FLAG,
+} conf_source;
+
+/* Enum values (indices into the choice lists of the table). */
+typedef enum {
+    CONF_LOG_DEBUG = 0,
+    CONF_LOG_INFO,
+    CONF_LOG_WARN,
+    CONF_LOG_ERROR,
+    CONF_LOG_OFF
+} conf_log;
+
+typedef struct conf_settings {
+    /* serving */
+    char *listen; /* "host:port"; port 0 = any free port (tests) */
+    char *data_dir;
+    char *models_dir;     /* "" = the build's models directory */
+    char *admin_key;      /* "" = generate at first start (stored hashed) */
+    int log_level;        /* conf_log */
+    int64_t http_threads; /* 0 = one per CPU */
+    int64_t max_connections;
+    uint64_t max_body_bytes;
+    int64_t max_batch_images;
+    uint64_t header_timeout_ms;
+    uint64_t body_timeout_ms;
+    uint64_t shutdown_grace_ms;
+    uint64_t retry_after_ms; /* Retry-After sent with 429/503 */
+    /* analysis and evidence */
+    int store_images;
+    int default_level; /* analyze_level order: speed, balanced, accuracy, memory */
+    int64_t pdq_threshold;
+    int64_t pdq_quality_min;
+    double face_threshold;
+    int faces; /* load face models and detect faces */
+    /* cache */
+    char *redis_url;
+    int64_t cache_l1_entries;
+    uint64_t cache_l1_bytes;
+    uint64_t cache_l2_bytes;
+    uint64_t cache_redis_ttl_ms;
+    uint64_t redis_timeout_ms;
+    /* scheduling */
+    int64_t queue_depth;
+    uint64_t request_deadline_ms;
+    int64_t batch_max_size;
+    int64_t batch_max_delay_us;
+    int64_t replicas_min;
+    int64_t replicas_max;
+    /* where each value came from, by table index (for the start-up log and tests) */
+    unsigned char source[64];
+} conf_settings;
+
+/* One row of the settings table (read-only, static). */
+typedef struct conf_def {
+    const char *name; /* "max_body_bytes" */
+    conf_type type;
+    const char *def; /* default, as text in the setting's own syntax */
+    const char *help;
+    const char *const *choices; /* CONF_ENUM: NULL-terminated list */
+    double min, max;            /* CONF_INT / CONF_FLOAT / CONF_SIZE / CONF_DURATION range */
+    int secret;                 /* never printed */
+    size_t offset;              /* of the value's field in conf_settings */
+} conf_def;
+
+/* The table and its length (borrowed, static). */
+const conf_def *conf_table(size_t *count);
+
+/* Fills *c with every default. Returns VG_ENOMEM. */
+int conf_init(conf_settings *c);
+void conf_deinit(conf_settings *c);
+
+/* Sets one setting by name (dashes or underscores) from text, validating it. `origin` names the
+ * place for error messages ("flag --listen", "/etc/vigil.conf:12"), borrowed. On error *c is
+ * unchanged and the detail names the key: VG_ENOTFOUND unknown key, VG_EINVAL bad value. */
+int conf_set(conf_settings *c, const char *name, const char *value, conf_source src,
+             const char *origin);
+
+/* Applies a config file (borrowed path). VG_EIO when it cannot be read; first bad line fails. */
+int conf_load_file(conf_settings *c, const char *path);
+/* Applies a config file's text (borrowed); `path` is only used in messages. */
+int conf_load_text(conf_settings *c, const char *text, size_t len, const char *path);
+/* Applies every VIGIL_<NAME> variable present in envp (borrowed, NULL-terminated; pass environ).
+ * Variables with the prefix that name no setting are ignored, except VIGIL_CONFIG. */
+int conf_load_env(conf_settings *c, char *const *envp);
+/* Applies flags: argv[1..argc-1] as `--name value` or `--name=value`; a bool flag may stand alone
+ * (`--store-images`). `--config FILE` is skipped here (see conf_load_all). Anything else is
+ * VG_EINVAL naming the argument. */
+int conf_load_args(conf_settings *c, int argc, char *const *argv);
+
+/* The whole layering for `vigil serve`: finds --config in argv (or VIGIL_CONFIG), then file,
+ * environment, flags. */
+int conf_load_all(conf_settings *c, int argc, char *const *argv, char *const *envp);
+
+/* Writes the help text: one block per setting with flag, env var, default and help. */
+void conf_print_help(FILE *out);
+/* Logs every setting with its value and source (secrets masked), at info level. */
+void conf_log_settings(const conf_settings *c);
+
+/* Environment variable and flag names of a setting ("VIGIL_MAX_BODY_BYTES", "--max-body-bytes"),
+ * written into buf (returns buf). */
+char *conf_env_name(const char *name, char *buf, size_t buflen);
+char *conf_flag_name(const char *name, char *buf, size_t buflen);
+
+/* Parses "host:port" or "[v6]:port" into host (buf of hostlen) and port. VG_EINVAL otherwise. */
+int conf_parse_listen(const char *listen, char *host, size_t hostlen, uint16_t *port);
+
+#endif /* VG_CONF_H */
