@@ -1,0 +1,513 @@
+/*
+ * store: Vigil's persistent state in one SQLite database: tenants and API keys, profiles and
+ * their references (with the features the match index is built from), scans and matches (the
+ * evidence), and DMCA notices with their status history.
+ *
+ * Contract for every function below (read this once, it is not repeated per function):
+ *
+ *   - Return 0 or a negative VG_E* code, with a detail in vg_err_msg() on failure:
+ *       VG_ENOTFOUND   no such id, a malformed id, a soft-deleted row where the function says
+ *                      so, or a row of ANOTHER TENANT (never its data: callers answer 404);
+ *       VG_EINVAL      a bad argument or field (the detail names the field: HTTP 400/422);
+ *       VG_EEXIST      a uniqueness rule (same image twice in one profile, same key hash);
+ *       VG_ECONFLICT   an illegal notice status transition (HTTP 409);
+ *       VG_EPERM       store_key_authenticate: no live key with this hash (HTTP 401);
+ *       VG_EBUSY       the database stayed locked past busy_timeout_ms (HTTP 503 + Retry-After);
+ *       VG_ESTORE      any other database failure (disk full, I/O error, read-only file ...);
+ *       VG_ENOMEM      out of memory.
+ *     On error no out-parameter is meaningful and nothing was written to the database.
+ *
+ *   - Tenant scoping: every call that touches tenant data takes `tenant_id` (borrowed). A row of
+ *     another tenant is VG_ENOTFOUND. tenant_id == NULL means ADMIN SCOPE: reads, lists, updates
+ *     and deletes then reach every tenant, and creates take the owner from the parent row (a
+ *     reference from its profile, a notice from its match). Creating a profile or a scan needs a
+ *     real tenant_id (VG_EINVAL otherwise). Only the HTTP layer decides who is an admin.
+ *
+ *   - Ids are opaque strings "<type>_<26 base32 chars>" (tnt_ key_ prf_ ref_ scn_ mat_ ntc_),
+ *     at most STORE_ID_MAX-1 characters. The 26 characters are a 48-bit millisecond timestamp
+ *     and an 80-bit counter in lower-case Crockford base32, generated under the single writer
+ *     so that ids are strictly increasing in commit order. Why: string order == time order ==
+ *     commit order, so "newest first, id < cursor" pagination is one index range scan and a
+ *     page boundary never moves when rows are inserted concurrently. Each millisecond's counter
+ *     starts at a random value, but ids are not secrets: access control is tenant scoping.
+ *     Callers must treat ids as opaque (a later store may change the body).
+ *
+ *   - Lists are newest first. Pass the previous page's next_cursor to get the next page; an
+ *     empty next_cursor means there is no more. A cursor is only valid for the same list; a
+ *     malformed cursor is VG_EINVAL.
+ *
+ *   - Output records are caller-allocated structs; every string, array and blob they point to
+ *     is allocated from the caller's `vg_arena` (borrowed) and lives until that arena is reset
+ *     or freed. Ids are inline char arrays. Absent optional strings are NULL.
+ *
+ *   - Thread-safety: a `store` is shared by all threads; every function except store_close may
+ *     be called concurrently. Reads run on a pool of read connections (WAL: readers never wait
+ *     for the writer); writes queue for one writer connection and concurrent writes are
+ *     committed together (group commit). A write returns only after its transaction committed
+ *     (and, with STORE_SYNC_FULL, after the WAL was fsync'ed), so a caller may acknowledge it.
+ *
+ *   - Deletion is soft for profiles and references (deleted_ms set): they leave the live set
+ *     (gets, lists, the index iterator) at once, but scans, matches and notices that point at
+ *     them keep resolving, so evidence stays complete. A deleted reference's face descriptors and
+ *     stored image bytes are erased (biometric data should not outlive a request to delete it);
+ *     its descriptive fields and hashes stay for the notices that cite it. Scans, matches and
+ *     notice events are immutable (the schema refuses UPDATE and DELETE on them).
+ */
+#ifndef VG_STORE_H
+#define VG_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+
+/* ---- limits (bytes include the terminating NUL where they are string lengths) --------------- */
+
+#define STORE_ID_MAX 32                   /* id buffer size: "prf_" + 26 chars + NUL = 31 */
+#define STORE_NAME_MAX_BYTES 256          /* names, titles, legal names, emails, phones */
+#define STORE_URL_MAX_BYTES 4096          /* source_url, original_url, infringing_url */
+#define STORE_TEXT_MAX_BYTES 8192         /* notes, descriptions, addresses, event notes */
+#define STORE_JSON_MAX_BYTES (256u << 10) /* a scan's faces_json / timings_json */
+#define STORE_NOTICE_MAX_BYTES (1u << 20) /* a notice's rendered text or HTML */
+#define STORE_IMAGE_MAX_BYTES (64u << 20) /* stored reference image bytes */
+#define STORE_MAX_FACES_PER_REF 256
+#define STORE_MAX_MATCHES_PER_SCAN 4096
+#define STORE_LIST_DEFAULT_LIMIT 50
+#define STORE_LIST_MAX_LIMIT 1000
+#define STORE_FACE_DIM 128
+/* store_key_authenticate records last_used at most this often per key, so authenticating a
+ * request is a read, not a write, on the hot path. */
+#define STORE_KEY_TOUCH_INTERVAL_MS 60000
+
+/* ---- opening -------------------------------------------------------------------------------- */
+
+typedef struct store store;
+
+typedef enum {
+    /* WAL fsync'ed on every commit: a committed write survives kill -9 AND power loss. One fsync
+     * per group commit (not per write). The default. */
+    STORE_SYNC_FULL = 0,
+    /* WAL written on commit, fsync'ed only at checkpoints: survives kill -9 (the OS has the
+     * data) but the last commits may be lost on power loss or a kernel crash. */
+    STORE_SYNC_NORMAL = 1,
+} store_sync;
+
+typedef struct store_config {
+    const char *path;          /* borrowed; the database file (its directory must exist). The
+                                * WAL and shared-memory files sit beside it (-wal, -shm). */
+    unsigned read_connections; /* read pool size; 0 = 4 */
+    store_sync synchronous;    /* STORE_SYNC_FULL (default) or STORE_SYNC_NORMAL */
+    uint32_t busy_timeout_ms;  /* wait for a lock held by another process; 0 = 5000 */
+    unsigned max_group_ops;    /* most writes committed in one transaction; 0 = 256 */
+    uint64_t max_db_bytes;     /* refuse to grow the database past this (disk quota);
+                                * 0 = unlimited. Writes past it fail with VG_ESTORE. */
+} store_config;
+
+/* Fills the defaults above with path = NULL. */
+void store_config_default(store_config *cfg);
+
+/* Opens (creating if needed) the database at cfg->path, applies pending schema migrations in
+ * one transaction, and opens the connection pool. A database whose schema is newer than this
+ * build is refused (VG_EUNSUPPORTED), as is a file that is not a Vigil SQLite database
+ * (VG_ESTORE). *out is returned owned; release with store_close. */
+int store_open(const store_config *cfg, store **out);
+/* Closes every connection (checkpointing the WAL). All other calls must have returned.
+ * store_close(NULL) is a no-op. */
+void store_close(store *st);
+
+/* Schema version of the open database (== the latest this build knows). */
+int store_schema_version(const store *st);
+/* Runs a trivial query on a read connection: 0 when the database answers (health checks). */
+int store_ping(store *st);
+
+/* Counters for the metrics endpoint (the obs module reads them; the store does not depend on
+ * it). Monotonic since store_open, read without locks (each is an atomic). */
+typedef struct store_stats {
+    uint64_t queries;        /* statements stepped to completion, reads and writes */
+    uint64_t errors;         /* calls that failed with VG_ESTORE, VG_EBUSY or VG_ENOMEM */
+    uint64_t busy_retries;   /* times a connection waited for a lock (busy handler calls) */
+    uint64_t commits;        /* write transactions committed */
+    uint64_t write_ops;      /* write calls committed (> commits when group commit batched) */
+    uint64_t scans_inserted; /* scans committed */
+    char last_error[256];    /* detail of the last VG_ESTORE/VG_EBUSY failure, "" if none */
+    int64_t last_error_ms;   /* wall clock of last_error; 0 if none */
+} store_stats;
+/* st borrowed; *out written (a copy). */
+void store_stats_get(store *st, store_stats *out);
+
+/* ---- listing -------------------------------------------------------------------------------- */
+
+/* Filters for the *_list functions; zero-initialise and set what you need. Each list function
+ * says which fields it honours; the others are ignored. */
+typedef struct store_list_opts {
+    const char *cursor;     /* borrowed; next_cursor of the previous page, NULL for the first */
+    unsigned limit;         /* 0 = STORE_LIST_DEFAULT_LIMIT; more than STORE_LIST_MAX_LIMIT is
+                             * capped */
+    int64_t since_ms;       /* created_ms >= since_ms (0 = no lower bound) */
+    int64_t until_ms;       /* created_ms < until_ms (0 = no upper bound) */
+    const uint8_t *sha256;  /* borrowed, 32 bytes or NULL: scans of exactly this image */
+    const char *profile_id; /* borrowed or NULL: matches / references / notices of a profile */
+    const char *scan_id;    /* borrowed or NULL: matches of one scan */
+    unsigned kinds;         /* matches: bit set of (1u << store_match_kind); 0 = all kinds */
+    unsigned statuses;      /* notices: bit set of (1u << store_notice_status); 0 = all */
+} store_list_opts;
+
+typedef struct store_page {
+    size_t n;                       /* items returned */
+    char next_cursor[STORE_ID_MAX]; /* "" when this was the last page */
+} store_page;
+
+/* ---- tenants -------------------------------------------------------------------------------- */
+
+typedef enum { STORE_TENANT_AGENCY = 0, STORE_TENANT_CREATOR = 1 } store_tenant_kind;
+/* "agency" | "creator"; parse returns VG_EINVAL for anything else. */
+const char *store_tenant_kind_name(store_tenant_kind k);
+int store_tenant_kind_parse(const char *s, store_tenant_kind *out);
+
+typedef struct store_tenant {
+    char id[STORE_ID_MAX];
+    const char *name;
+    store_tenant_kind kind;
+    int64_t created_ms;
+} store_tenant;
+
+/* name borrowed (1..STORE_NAME_MAX_BYTES-1 bytes). Writes the new id to out_id. */
+int store_tenant_create(store *st, const char *name, store_tenant_kind kind,
+                        char out_id[STORE_ID_MAX]);
+/* id borrowed; a, out as in the contract above. */
+int store_tenant_get(store *st, const char *id, vg_arena *a, store_tenant *out);
+/* Honours cursor, limit, since_ms, until_ms. *items is an arena array of page->n tenants. */
+int store_tenant_list(store *st, const store_list_opts *opts, vg_arena *a, store_tenant **items,
+                      store_page *page);
+
+/* ---- API keys and the admin key ------------------------------------------------------------- */
+
+/* Keys are stored as SHA-256 of the secret only; the caller generates the secret
+ * (vg_random_bytes), shows it once and passes its hash. Lookups go by the hash (so an index
+ * probe can only ever leak timing about a hash, never about a key), then compare it with
+ * vg_ct_equal. */
+
+typedef enum { STORE_ROLE_TENANT = 0, STORE_ROLE_ADMIN = 1 } store_role;
+const char *store_role_name(store_role r); /* "tenant" | "admin" */
+
+typedef struct store_key {
+    char id[STORE_ID_MAX];
+    char tenant_id[STORE_ID_MAX]; /* "" for an admin key */
+    store_role role;
+    const char *name;
+    int64_t created_ms;
+    int64_t revoked_ms;   /* 0 = live */
+    int64_t last_used_ms; /* 0 = never; updated at most every STORE_KEY_TOUCH_INTERVAL_MS */
+} store_key;
+
+/* A tenant key. tenant_id, name borrowed (name 1..STORE_NAME_MAX_BYTES-1 bytes); hash is the
+ * SHA-256 of the secret. VG_ENOTFOUND if the tenant does not exist, VG_EEXIST if the hash is
+ * already used. */
+int store_key_create(store *st, const char *tenant_id, const char *name,
+                     const uint8_t hash[VG_SHA256_BYTES], char out_id[STORE_ID_MAX]);
+/* Revokes a key at once (later authenticate calls fail). tenant_id scopes as usual (NULL =
+ * admin). Revoking an already revoked key is VG_OK (idempotent). Admin keys are replaced with
+ * store_admin_key_set, not revoked here (VG_ENOTFOUND). */
+int store_key_revoke(store *st, const char *tenant_id, const char *key_id);
+/* Keys of one tenant (NULL: every tenant key), revoked ones included. Honours cursor, limit. */
+int store_key_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
+                   store_key **items, store_page *page);
+/* The live key (tenant or admin) whose hash is `hash`; VG_EPERM if none (unknown or revoked).
+ * Refreshes last_used_ms when it is older than STORE_KEY_TOUCH_INTERVAL_MS. a borrowed (for
+ * out->name). */
+int store_key_authenticate(store *st, const uint8_t hash[VG_SHA256_BYTES], vg_arena *a,
+                           store_key *out);
+/* *out_exists = 1 when a live admin key is stored. The server calls this at start: with no
+ * configured admin key and none stored it generates one, prints it once and calls
+ * store_admin_key_set. */
+int store_admin_key_exists(store *st, int *out_exists);
+/* Makes `hash` the one live admin key: any other live admin key is revoked in the same
+ * transaction. Idempotent when `hash` already is the live admin key (so a configured key may be
+ * set at every start). out_id (may be NULL) gets the admin key's id. */
+int store_admin_key_set(store *st, const uint8_t hash[VG_SHA256_BYTES], char out_id[STORE_ID_MAX]);
+
+/* ---- profiles ------------------------------------------------------------------------------- */
+
+/* The protected person or brand, and who speaks for it in a notice. All strings borrowed. */
+typedef struct store_profile_fields {
+    const char *name;       /* required on create, 1..STORE_NAME_MAX_BYTES-1 */
+    const char *legal_name; /* the claimant named in notices; optional */
+    const char *email;      /* contact for notices; optional */
+    const char *address;    /* postal address, may span lines; optional, < STORE_TEXT_MAX_BYTES */
+    const char *phone;      /* optional */
+    const char *notes;      /* free text; optional, < STORE_TEXT_MAX_BYTES */
+} store_profile_fields;
+
+typedef struct store_profile {
+    char id[STORE_ID_MAX];
+    char tenant_id[STORE_ID_MAX];
+    store_profile_fields f; /* strings in the caller's arena; absent = NULL */
+    int64_t created_ms;
+    int64_t updated_ms;
+    int64_t deleted_ms; /* 0 = live (only store_notice_source_get returns deleted ones) */
+} store_profile;
+
+/* tenant_id required (not NULL). f borrowed. */
+int store_profile_create(store *st, const char *tenant_id, const store_profile_fields *f,
+                         char out_id[STORE_ID_MAX]);
+/* Live profiles only. */
+int store_profile_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
+                      store_profile *out);
+/* Partial update: each non-NULL field of f replaces the stored one; "" clears an optional field
+ * (name cannot be cleared). Bumps updated_ms. Live profiles only. */
+int store_profile_update(store *st, const char *tenant_id, const char *id,
+                         const store_profile_fields *f);
+/* Soft-deletes the profile and all its live references in one transaction. When out_ref_ids is
+ * not NULL, *out_ref_ids gets an arena array (from a) of the *out_n reference ids that left the
+ * live set, for the caller to drop from the match index. */
+int store_profile_delete(store *st, const char *tenant_id, const char *id, vg_arena *a,
+                         char (**out_ref_ids)[STORE_ID_MAX], size_t *out_n);
+/* Live profiles. Honours cursor, limit, since_ms, until_ms. */
+int store_profile_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
+                       store_profile **items, store_page *page);
+
+/* ---- references ----------------------------------------------------------------------------- */
+
+typedef enum { STORE_REF_WORK = 0, STORE_REF_LIKENESS = 1 } store_ref_kind;
+const char *store_ref_kind_name(store_ref_kind k); /* "work" | "likeness" */
+int store_ref_kind_parse(const char *s, store_ref_kind *out);
+
+/* A new reference and its features (from analyze_features_compute). All pointers borrowed. */
+typedef struct store_reference_new {
+    const char *profile_id; /* required, a live profile of the tenant */
+    store_ref_kind kind;
+    /* Work metadata (kind == STORE_REF_WORK; must be NULL for a likeness): title (name limit),
+     * description (text limit), original_url (URL limit), copyright_holder (name limit). */
+    const char *title, *description, *original_url, *copyright_holder;
+    const uint8_t *sha256;             /* required, 32 bytes: SHA-256 of the image bytes */
+    const uint8_t *pdq;                /* 32 bytes, or NULL when no PDQ hash was computed */
+    int pdq_quality;                   /* 0..100 (ignored without pdq) */
+    const uint8_t (*pdq_dihedral)[32]; /* 8 hashes (index 0 = as is), or NULL */
+    size_t n_faces;                    /* 0..STORE_MAX_FACES_PER_REF */
+    const float *descriptors;          /* n_faces * STORE_FACE_DIM floats, contiguous */
+    const float *boxes;                /* n_faces * 4 floats (x, y, w, h), or NULL */
+    const uint8_t *image;              /* the image bytes to keep (only when configured to),
+                                        * or NULL */
+    size_t image_len;                  /* <= STORE_IMAGE_MAX_BYTES */
+} store_reference_new;
+
+typedef struct store_reference {
+    char id[STORE_ID_MAX];
+    char tenant_id[STORE_ID_MAX];
+    char profile_id[STORE_ID_MAX];
+    store_ref_kind kind;
+    const char *title, *description, *original_url, *copyright_holder; /* NULL when absent */
+    uint8_t sha256[32];
+    int has_pdq;
+    uint8_t pdq[32];
+    int pdq_quality;
+    int has_dihedral;
+    uint8_t pdq_dihedral[8][32];
+    size_t n_faces;
+    const float *descriptors; /* n_faces * STORE_FACE_DIM, or NULL when n_faces == 0 */
+    const float *boxes;       /* n_faces * 4, or NULL when none were stored */
+    int has_image;            /* image bytes stored (fetch with store_reference_image_get) */
+    size_t image_len;
+    int64_t created_ms;
+    int64_t deleted_ms; /* 0 = live */
+} store_reference;
+
+/* Creates a reference under a live profile (tenant_id NULL: the profile's tenant). VG_EINVAL for
+ * a missing sha256, work fields on a likeness, more than STORE_MAX_FACES_PER_REF faces, a
+ * descriptor that is not finite, or n_faces without descriptors; VG_EEXIST when the profile
+ * already has a live reference with the same sha256. (The HTTP layer rejects a likeness photo
+ * without a face before calling: the store accepts n_faces == 0 for every kind.) */
+int store_reference_create(store *st, const char *tenant_id, const store_reference_new *r,
+                           char out_id[STORE_ID_MAX]);
+/* Live references only. */
+int store_reference_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
+                        store_reference *out);
+/* The stored image bytes of a live reference: *out_bytes (arena) and *out_len; VG_ENOTFOUND
+ * when no bytes were kept. */
+int store_reference_image_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
+                              const uint8_t **out_bytes, size_t *out_len);
+/* Soft-deletes one live reference (and erases its descriptors and image bytes). */
+int store_reference_delete(store *st, const char *tenant_id, const char *id);
+/* Live references, honouring cursor, limit, since_ms, until_ms, profile_id. */
+int store_reference_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
+                         store_reference **items, store_page *page);
+
+/* Calls cb once for every live reference (of a live profile) of tenant_id (NULL: all tenants),
+ * with its features, in id order, all from one read snapshot: this is what the match index is
+ * built from at start. *r and everything it points to are borrowed and valid only during the
+ * call. cb returns 0 to go on; any other value stops the walk and is returned (so a callback may
+ * return a VG_E* code). Writes by other threads are not blocked, and are not seen. */
+int store_reference_foreach(store *st, const char *tenant_id,
+                            int (*cb)(void *ctx, const store_reference *r), void *ctx);
+/* Number of live references (of live profiles) of tenant_id (NULL: all), for sizing an index. */
+int store_reference_count(store *st, const char *tenant_id, size_t *out_n);
+
+/* ---- scans and matches (the evidence) ------------------------------------------------------- */
+
+typedef enum { STORE_MATCH_EXACT = 0, STORE_MATCH_PDQ = 1, STORE_MATCH_FACE = 2 } store_match_kind;
+const char *store_match_kind_name(store_match_kind k); /* "exact" | "pdq" | "face" */
+int store_match_kind_parse(const char *s, store_match_kind *out);
+
+/* All pointers borrowed. */
+typedef struct store_match_new {
+    const char *profile_id;   /* the matched reference's profile (checked against it) */
+    const char *reference_id; /* a reference of the scan's tenant; may be soft-deleted already
+                               * (it was live when matched: the evidence is still recorded) */
+    store_match_kind kind;
+    double distance;   /* 0 exact; Hamming bits for pdq; L2 for face (finite, >= 0) */
+    double confidence; /* 0..1 */
+    int dihedral;      /* pdq: 0..7 variant that matched; otherwise -1 */
+    int face_index;    /* face: index into the scan's faces; otherwise -1 */
+} store_match_new;
+
+typedef struct store_scan_new {
+    const uint8_t *sha256;    /* required, 32 bytes */
+    const char *source_url;   /* optional */
+    const uint8_t *pdq;       /* 32 bytes or NULL */
+    int pdq_quality;          /* ignored without pdq */
+    const char *faces_json;   /* optional JSON text, stored verbatim (boxes, scores) */
+    const char *timings_json; /* optional JSON text, stored verbatim */
+    const char *level;        /* optional, e.g. "balanced" */
+    size_t n_matches;         /* 0..STORE_MAX_MATCHES_PER_SCAN */
+    const store_match_new *matches;
+} store_scan_new;
+
+typedef struct store_match {
+    char id[STORE_ID_MAX];
+    char scan_id[STORE_ID_MAX];
+    char tenant_id[STORE_ID_MAX];
+    char profile_id[STORE_ID_MAX];
+    char reference_id[STORE_ID_MAX];
+    store_match_kind kind;
+    double distance, confidence;
+    int dihedral;                /* -1 when not pdq */
+    int face_index;              /* -1 when not face */
+    int64_t created_ms;          /* == the scan's created_ms */
+    uint8_t scan_sha256[32];     /* copied from the scan for convenience */
+    const char *scan_source_url; /* ditto; NULL when the scan had none */
+} store_match;
+
+typedef struct store_scan {
+    char id[STORE_ID_MAX];
+    char tenant_id[STORE_ID_MAX];
+    int64_t created_ms;
+    uint8_t sha256[32];
+    const char *source_url;
+    int has_pdq;
+    uint8_t pdq[32];
+    int pdq_quality;
+    const char *faces_json, *timings_json, *level; /* NULL when absent */
+    size_t n_matches;
+    store_match *matches; /* store_scan_get: the n_matches matches in insertion order;
+                           * store_scan_list: NULL (n_matches still set) */
+} store_scan;
+
+/* The analyze hot path: records a scan and its matches in one transaction (grouped with
+ * concurrent writers). tenant_id required. scan_id_out gets the scan id; match_ids_out, when not
+ * NULL, is a caller array of s->n_matches id buffers filled in the order of s->matches. Every
+ * match's reference must belong to the tenant and to the match's profile_id (VG_ENOTFOUND). */
+int store_scan_insert(store *st, const char *tenant_id, const store_scan_new *s,
+                      char scan_id_out[STORE_ID_MAX], char (*match_ids_out)[STORE_ID_MAX]);
+int store_scan_get(store *st, const char *tenant_id, const char *id, vg_arena *a, store_scan *out);
+/* Honours cursor, limit, since_ms, until_ms, sha256. */
+int store_scan_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
+                    store_scan **items, store_page *page);
+int store_match_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
+                    store_match *out);
+/* Honours cursor, limit, since_ms, until_ms, profile_id, scan_id, kinds. */
+int store_match_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
+                     store_match **items, store_page *page);
+
+/* ---- notices -------------------------------------------------------------------------------- */
+
+/* The workflow (draft -> sent -> acknowledged -> removed | rejected | countered) is the dmca
+ * module's rule table (dmca_transition_allowed / dmca_allowed_from); the store applies it
+ * atomically in store_notice_set_status. */
+typedef enum {
+    STORE_NOTICE_DRAFT = 0,
+    STORE_NOTICE_SENT = 1,
+    STORE_NOTICE_ACKNOWLEDGED = 2,
+    STORE_NOTICE_REMOVED = 3,
+    STORE_NOTICE_REJECTED = 4,
+    STORE_NOTICE_COUNTERED = 5,
+} store_notice_status;
+#define STORE_NOTICE_STATUS_COUNT 6
+/* "draft" | "sent" | "acknowledged" | "removed" | "rejected" | "countered". */
+const char *store_notice_status_name(store_notice_status s);
+int store_notice_status_parse(const char *s, store_notice_status *out);
+
+/* A person or organisation in a notice. Strings borrowed (inputs) or arena (outputs). */
+typedef struct store_party {
+    const char *name;    /* name limit */
+    const char *email;   /* name limit */
+    const char *address; /* text limit, may span lines */
+    const char *phone;   /* name limit */
+} store_party;
+
+/* Everything a notice is drafted from, resolved in one read snapshot: the match, its scan
+ * (matches not loaded), its reference and profile, even if those were soft-deleted since. */
+typedef struct store_notice_source {
+    store_match match;
+    store_scan scan;
+    store_reference reference; /* descriptors/image not loaded */
+    store_profile profile;
+} store_notice_source;
+
+/* match_id borrowed. The source of a notice for one of the tenant's matches. */
+int store_notice_source_get(store *st, const char *tenant_id, const char *match_id, vg_arena *a,
+                            store_notice_source *out);
+
+/* A drafted notice, as dmca_draft fills it. All strings borrowed. */
+typedef struct store_notice_new {
+    const char *match_id;       /* required */
+    const char *infringing_url; /* required, URL limit */
+    store_party recipient;      /* name required */
+    store_party claimant;       /* copied at draft time; name required */
+    const char *signature;      /* the electronic signature ("/s/ Jane Doe"), required */
+    const char *text;           /* rendered plain text, required, < STORE_NOTICE_MAX_BYTES */
+    const char *html;           /* rendered HTML, required, < STORE_NOTICE_MAX_BYTES */
+} store_notice_new;
+
+typedef struct store_notice_event {
+    int has_from; /* 0 for the creation event */
+    store_notice_status from, to;
+    const char *note; /* NULL when none */
+    int64_t at_ms;
+} store_notice_event;
+
+typedef struct store_notice {
+    char id[STORE_ID_MAX];
+    char tenant_id[STORE_ID_MAX];
+    char match_id[STORE_ID_MAX];
+    char profile_id[STORE_ID_MAX];   /* of the match */
+    char reference_id[STORE_ID_MAX]; /* of the match */
+    store_notice_status status;
+    const char *infringing_url;
+    store_party recipient, claimant;
+    const char *signature;
+    /* Frozen at draft time: the text that was (or will be) sent is the text on record, even if
+     * the profile is edited or a later build renders differently. NULL in lists. */
+    const char *text, *html;
+    int64_t created_ms, updated_ms;
+    size_t n_events;            /* store_notice_get: the whole history, oldest first */
+    store_notice_event *events; /* lists: NULL, n_events 0 */
+} store_notice;
+
+/* Records a draft (status draft, one creation event) for a match of the tenant (tenant_id NULL:
+ * the match's tenant). Several notices per match are allowed (one per platform). */
+int store_notice_create(store *st, const char *tenant_id, const store_notice_new *n,
+                        char out_id[STORE_ID_MAX]);
+int store_notice_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
+                     store_notice *out);
+/* Honours cursor, limit, since_ms, until_ms, statuses, profile_id. */
+int store_notice_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
+                      store_notice **items, store_page *page);
+/* Moves a notice to `to` if, inside the write transaction, its current status is in
+ * allowed_from (a bit set of 1u << store_notice_status: pass dmca_allowed_from(to)); otherwise
+ * VG_ECONFLICT with the current status in the detail. Appends an event (note borrowed,
+ * optional, text limit). out_from (may be NULL) gets the status it left. */
+int store_notice_set_status(store *st, const char *tenant_id, const char *id,
+                            store_notice_status to, unsigned allowed_from, const char *note,
+                            store_notice_status *out_from);
+
+#endif /* VG_STORE_H */
