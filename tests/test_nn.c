@@ -1,0 +1,519 @@
+/* nn: reference kernels against hand-computed values, the tfjs weight loader (golden checksums
+ * from face-api's own decoder, refusal of missing/truncated/altered files), graphs and plans. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "nn/nn.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CLOSE(a, b, tol) assert_true(fabs((double)(a) - (double)(b)) <= (tol))
+
+/* ---- kernels ---- */
+
+static void test_same_pad(void **state)
+{
+    (void)state;
+    int o, b, a;
+    nn_same_pad(207, 2, 2, &o, &b, &a); /* tiny detector maxpool */
+    assert_int_equal(o, 104);
+    assert_int_equal(b, 0);
+    assert_int_equal(a, 1);
+    nn_same_pad(13, 2, 1, &o, &b, &a); /* the stride-1 pool after conv5: pad at the end */
+    assert_int_equal(o, 13);
+    assert_int_equal(b, 0);
+    assert_int_equal(a, 1);
+    nn_same_pad(112, 3, 2, &o, &b, &a); /* landmark dense blocks */
+    assert_int_equal(o, 56);
+    assert_int_equal(b, 0);
+    assert_int_equal(a, 1);
+    nn_same_pad(7, 3, 1, &o, &b, &a);
+    assert_int_equal(o, 7);
+    assert_int_equal(b, 1);
+    assert_int_equal(a, 1);
+    assert_int_equal(nn_conv_out_size(150, 7, 2, 0, 0), 72); /* recognition conv32_down */
+    assert_int_equal(nn_conv_out_size(72, 3, 2, 0, 0), 35);
+    assert_int_equal(nn_conv_out_size(2, 3, 1, 0, 0), 0);
+}
+
+static void test_conv2d_hand(void **state)
+{
+    (void)state;
+    /* 1x3x3x1 input 1..9, 2x2 kernel [[1,0],[0,-1]] (HWIO, cout 1), stride 1 VALID:
+     * out[y][x] = in[y][x] - in[y+1][x+1] = -4 everywhere. */
+    float in[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9};
+    float w[4] = {1, 0, 0, -1};
+    float out[4];
+    nn_ref_conv2d(in, (nn_shape){1, 3, 3, 1}, w, 2, 2, 1, 1, 0, 0, out, (nn_shape){1, 2, 2, 1});
+    for (int i = 0; i < 4; i++)
+        CLOSE(out[i], -4, 0);
+    /* SAME 3x3 all-ones kernel, stride 2: out (2x2), pads (1,1) each side for in=3:
+     * (0,0): 1+2+4+5 = 12; (0,1): 2+3+5+6 = 16; (1,0): 4+5+7+8 = 24; (1,1): 5+6+8+9 = 28. */
+    float ones[9] = {1, 1, 1, 1, 1, 1, 1, 1, 1};
+    int o, b, a;
+    nn_same_pad(3, 3, 2, &o, &b, &a);
+    assert_int_equal(o, 2);
+    nn_ref_conv2d(in, (nn_shape){1, 3, 3, 1}, ones, 3, 3, 1, 2, b, b, out, (nn_shape){1, 2, 2, 1});
+    CLOSE(out[0], 12, 0);
+    CLOSE(out[1], 16, 0);
+    CLOSE(out[2], 24, 0);
+    CLOSE(out[3], 28, 0);
+    /* Two input and two output channels, 1x1: out = [x0*1 + x1*3, x0*2 + x1*4]. */
+    float in2[2] = {10, 100};
+    float w2[4] = {1, 2, 3, 4};
+    float out2[2];
+    nn_ref_conv2d(in2, (nn_shape){1, 1, 1, 2}, w2, 1, 1, 2, 1, 0, 0, out2, (nn_shape){1, 1, 1, 2});
+    CLOSE(out2[0], 310, 0);
+    CLOSE(out2[1], 420, 0);
+}
+
+static void test_depthwise_hand(void **state)
+{
+    (void)state;
+    /* 2 channels, 2x2 input, 2x2 kernel per channel VALID -> 1x1x2. */
+    float in[8] = {1, 10, 2, 20, 3, 30, 4, 40};
+    float w[8] = {1, 0, 1, 0, 1, 0, 1, 1}; /* ch0: all ones; ch1: only the last tap */
+    float out[2];
+    nn_ref_depthwise2d(in, (nn_shape){1, 2, 2, 2}, w, 2, 2, 1, 0, 0, out, (nn_shape){1, 1, 1, 2});
+    CLOSE(out[0], 10, 0);
+    CLOSE(out[1], 40, 0);
+}
+
+static void test_pointwise_ops(void **state)
+{
+    (void)state;
+    float x[4] = {-2, -1, 1, 2};
+    nn_ref_bias(x, 4, 2, (float[]){1, -1}); /* -1 -2 2 1 */
+    CLOSE(x[0], -1, 0);
+    CLOSE(x[1], -2, 0);
+    nn_ref_scale(x, 4, 2, (float[]){2, 3}, (float[]){0.5f, 0}); /* -1.5 -6 4.5 3 */
+    CLOSE(x[0], -1.5, 0);
+    CLOSE(x[1], -6, 0);
+    CLOSE(x[2], 4.5, 0);
+    float l[3] = {-10, 0, 5};
+    nn_ref_leaky_relu(l, 3, 0.1f);
+    CLOSE(l[0], -1, 1e-6);
+    CLOSE(l[2], 5, 0);
+    float r[2] = {-3, 3};
+    nn_ref_relu(r, 2);
+    CLOSE(r[0], 0, 0);
+    float c[3] = {-1, 3, 9};
+    nn_ref_clip(c, 3, 0, 6);
+    CLOSE(c[0], 0, 0);
+    CLOSE(c[1], 3, 0);
+    CLOSE(c[2], 6, 0);
+    float s[2];
+    nn_ref_add((float[]){1, 2}, (float[]){10, 20}, s, 2);
+    CLOSE(s[1], 22, 0);
+}
+
+static void test_pools(void **state)
+{
+    (void)state;
+    /* 3x3 single channel, maxpool 2x2 s2 SAME -> 2x2 with pad at the end; padded cells are
+     * ignored, so negative values survive. */
+    float in[9] = {-1, -2, -3, -4, -5, -6, -7, -8, -9};
+    float out[4];
+    nn_ref_maxpool(in, (nn_shape){1, 3, 3, 1}, 2, 2, 0, 0, out, (nn_shape){1, 2, 2, 1});
+    CLOSE(out[0], -1, 0);
+    CLOSE(out[1], -3, 0);
+    CLOSE(out[2], -7, 0);
+    CLOSE(out[3], -9, 0);
+    float a[4] = {1, 2, 3, 6};
+    float avg;
+    nn_ref_avgpool(a, (nn_shape){1, 2, 2, 1}, 2, 2, 0, 0, &avg, (nn_shape){1, 1, 1, 1});
+    CLOSE(avg, 3, 0);
+    /* avg pool with padding counts only real cells: 3x3 k3 s1 pad 1, corner = mean(1,2,4,5) */
+    float b[9] = {1, 2, 3, 4, 5, 6, 7, 8, 9}, ob[9];
+    nn_ref_avgpool(b, (nn_shape){1, 3, 3, 1}, 3, 1, 1, 1, ob, (nn_shape){1, 3, 3, 1});
+    CLOSE(ob[0], 3, 1e-6);
+    CLOSE(ob[4], 5, 1e-6);
+}
+
+static void test_pad_mean_fc(void **state)
+{
+    (void)state;
+    /* 1x1x2 -> 2x2x4 zero padded: value at (0,0) channels 0..1, zeros elsewhere. */
+    float in[2] = {7, 8}, out[16];
+    nn_ref_pad(in, (nn_shape){1, 1, 1, 2}, 0, 0, out, (nn_shape){1, 2, 2, 4});
+    CLOSE(out[0], 7, 0);
+    CLOSE(out[1], 8, 0);
+    for (int i = 2; i < 16; i++)
+        CLOSE(out[i], 0, 0);
+    float m[8] = {1, 10, 2, 20, 3, 30, 4, 40}, mo[2];
+    nn_ref_mean(m, (nn_shape){1, 2, 2, 2}, mo);
+    CLOSE(mo[0], 2.5, 1e-6);
+    CLOSE(mo[1], 25, 1e-6);
+    /* fc: [1,2] x [[1,2,3],[4,5,6]] + [0.5,0,0] = [9.5, 12, 15] */
+    float fo[3];
+    nn_ref_fc((float[]){1, 2}, 1, 2, (float[]){1, 2, 3, 4, 5, 6}, (float[]){0.5f, 0, 0}, 3, fo);
+    CLOSE(fo[0], 9.5, 0);
+    CLOSE(fo[1], 12, 0);
+    CLOSE(fo[2], 15, 0);
+}
+
+/* ---- weights ---- */
+
+static const char *k_manifest =
+    "[{\"paths\":[\"a.bin\"],\"weights\":["
+    "{\"name\":\"q\",\"shape\":[2,2],\"dtype\":\"float32\","
+    "\"quantization\":{\"dtype\":\"uint8\",\"scale\":0.5,\"min\":-1}},"
+    "{\"name\":\"f\",\"shape\":[1],\"dtype\":\"float32\"},"
+    "{\"name\":\"i\",\"shape\":[2],\"dtype\":\"int32\","
+    "\"quantization\":{\"dtype\":\"uint8\",\"scale\":0.5,\"min\":-1}}]}]";
+
+static void test_weights_parse(void **state)
+{
+    (void)state;
+    uint8_t bin[4 + 4 + 2];
+    bin[0] = 0, bin[1] = 1, bin[2] = 2, bin[3] = 255; /* -1, -0.5, 0, 126.5 */
+    float one = 1.25f;
+    memcpy(bin + 4, &one, 4);
+    bin[8] = 3, bin[9] = 4; /* round(0.5) = 1 (half up, as Math.round), round(1) = 1 */
+    nn_weights *w = NULL;
+    assert_int_equal(nn_weights_parse(k_manifest, strlen(k_manifest), bin, sizeof bin, &w), 0);
+    assert_int_equal(nn_weights_count(w), 3);
+    const float *q;
+    assert_int_equal(nn_weights_get_f32(w, "q", 2, (int[]){2, 2}, &q), 0);
+    CLOSE(q[0], -1, 0);
+    CLOSE(q[1], -0.5, 0);
+    CLOSE(q[2], 0, 0);
+    CLOSE(q[3], 126.5, 0);
+    assert_int_equal(nn_weights_get_f32(w, "q", 2, (int[]){4, 1}, &q), VG_EFORMAT);
+    assert_int_equal(nn_weights_get_f32(w, "nope", 0, NULL, &q), VG_ENOTFOUND);
+    const nn_param *f = nn_weights_find(w, "f");
+    CLOSE(f->f[0], 1.25, 0);
+    const nn_param *i = nn_weights_find(w, "i");
+    assert_int_equal(i->dtype, NN_DT_I32);
+    assert_int_equal(i->i[0], 1);
+    assert_int_equal(i->i[1], 1);
+    nn_weights_free(w);
+    /* shards shorter or longer than the manifest says */
+    assert_int_equal(nn_weights_parse(k_manifest, strlen(k_manifest), bin, 9, &w), VG_ECORRUPT);
+    uint8_t big[11] = {0};
+    assert_int_equal(nn_weights_parse(k_manifest, strlen(k_manifest), big, 11, &w), VG_ECORRUPT);
+    /* not JSON, wrong structure, duplicate, bad dtype */
+    assert_int_equal(nn_weights_parse("[{", 2, bin, 0, &w), VG_EFORMAT);
+    const char *m2 = "{\"paths\":[]}";
+    assert_int_equal(nn_weights_parse(m2, strlen(m2), bin, 0, &w), VG_EFORMAT);
+    const char *m3 = "[{\"paths\":[\"a\"],\"weights\":[{\"name\":\"x\",\"shape\":[1],\"dtype\":"
+                     "\"float32\"},{\"name\":\"x\",\"shape\":[1],\"dtype\":\"float32\"}]}]";
+    assert_int_equal(nn_weights_parse(m3, strlen(m3), big, 8, &w), VG_EFORMAT);
+    const char *m4 = "[{\"paths\":[\"a\"],\"weights\":[{\"name\":\"x\",\"shape\":[1],\"dtype\":"
+                     "\"complex64\"}]}]";
+    assert_int_equal(nn_weights_parse(m4, strlen(m4), big, 8, &w), VG_EFORMAT);
+    const char *m5 = "[{\"paths\":[\"a\"],\"weights\":[{\"name\":\"x\",\"shape\":[100000,100000,"
+                     "100000],\"dtype\":\"float32\"}]}]";
+    assert_int_equal(nn_weights_parse(m5, strlen(m5), big, 8, &w), VG_ETOOBIG);
+}
+
+static void test_weights_parse_alloc_failures(void **state)
+{
+    (void)state;
+    uint8_t bin[10] = {0};
+    for (long k = 1; k < 64; k++) {
+        nn_weights *w = NULL;
+        vg_alloc_fail_after(k);
+        int rc = nn_weights_parse(k_manifest, strlen(k_manifest), bin, sizeof bin, &w);
+        vg_alloc_fail_after(0);
+        if (rc == 0) {
+            nn_weights_free(w);
+            return;
+        }
+        assert_int_equal(rc, VG_ENOMEM);
+    }
+    fail_msg("parse never succeeded");
+}
+
+/* Golden values from face-api's own decoder (weights_summary.json in the shared oracle). */
+static double sum_of(const nn_param *p)
+{
+    double s = 0;
+    for (size_t k = 0; k < p->count; k++)
+        s += p->dtype == NN_DT_F32 ? p->f[k] : p->i[k];
+    return s;
+}
+
+static void test_weights_open_real(void **state)
+{
+    (void)state;
+    nn_weights *w = NULL;
+    assert_int_equal(nn_weights_open(VG_MODELS_DIR, "tiny_face_detector_model", &w), 0);
+    assert_int_equal(nn_weights_count(w), 19);
+    const nn_param *p = nn_weights_find(w, "conv0/filters");
+    assert_non_null(p);
+    CLOSE(sum_of(p), -5.152029775083065, 1e-4);
+    CLOSE(p->f[0], 0.2882254123687744, 0);
+    CLOSE(p->f[1], 0.0090070441365242, 0);
+    p = nn_weights_find(w, "conv8/bias");
+    CLOSE(sum_of(p), -1.626252087764442, 1e-5);
+    CLOSE(p->f[3], -0.20866833627223969, 0);
+    nn_weights_free(w);
+
+    assert_int_equal(nn_weights_open(VG_MODELS_DIR, "face_recognition_model", &w), 0);
+    assert_int_equal(nn_weights_count(w), 117);
+    p = nn_weights_find(w, "conv64_down/conv1/conv/filters"); /* raw float32 */
+    CLOSE(sum_of(p), -5.728654723729846, 1e-4);
+    CLOSE(p->f[0], -0.004492271691560745, 0);
+    p = nn_weights_find(w, "fc");
+    CLOSE(sum_of(p), -0.09192569681908935, 1e-4);
+    CLOSE(p->f[3], -0.000357687909854576, 0);
+    nn_weights_free(w);
+
+    assert_int_equal(nn_weights_open(VG_MODELS_DIR, "ssd_mobilenetv1_model", &w), 0);
+    assert_int_equal(nn_weights_count(w), 151);
+    p = nn_weights_find(w, "Postprocessor/Slice/size"); /* int32, uint8-quantised */
+    assert_int_equal(p->dtype, NN_DT_I32);
+    assert_int_equal(p->i[0], -1);
+    p = nn_weights_find(w, "Output/extra_dim");
+    CLOSE(sum_of(p), 10235.999983757734, 1e-2);
+    nn_weights_free(w);
+}
+
+/* A scratch copy of the models directory that tests may damage. */
+static void copy_file(const char *from, const char *to, size_t truncate_to, int flip_byte)
+{
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(vg_read_file(from, (size_t)64 << 20, &buf, &len), 0);
+    if (truncate_to && truncate_to < len)
+        len = truncate_to;
+    if (flip_byte >= 0)
+        buf[flip_byte] ^= 0x01;
+    FILE *f = fopen(to, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    fclose(f);
+    vg_free(buf);
+}
+
+static void make_models(const char *dir, size_t trunc_bin, int flip_bin, int flip_manifest,
+                        int drop_bin)
+{
+    char a[512], b[512];
+    vg_mkdir_p(dir);
+    snprintf(a, sizeof a, "%s/SHA256SUMS", VG_MODELS_DIR);
+    snprintf(b, sizeof b, "%s/SHA256SUMS", dir);
+    copy_file(a, b, 0, -1);
+    snprintf(a, sizeof a, "%s/tiny_face_detector_model-weights_manifest.json", VG_MODELS_DIR);
+    snprintf(b, sizeof b, "%s/tiny_face_detector_model-weights_manifest.json", dir);
+    copy_file(a, b, 0, flip_manifest);
+    snprintf(a, sizeof a, "%s/tiny_face_detector_model.bin", VG_MODELS_DIR);
+    snprintf(b, sizeof b, "%s/tiny_face_detector_model.bin", dir);
+    unlink(b);
+    if (!drop_bin)
+        copy_file(a, b, trunc_bin, flip_bin);
+}
+
+static void test_weights_refuse_damaged(void **state)
+{
+    (void)state;
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/test_nn_models_%d", VG_BINARY_DIR, (int)getpid());
+    nn_weights *w = NULL;
+
+    make_models(dir, 0, -1, -1, 0);
+    assert_int_equal(nn_weights_open(dir, "tiny_face_detector_model", &w), 0);
+    nn_weights_free(w);
+
+    make_models(dir, 1000, -1, -1, 0); /* truncated shard */
+    vg_err_clear();
+    assert_int_equal(nn_weights_open(dir, "tiny_face_detector_model", &w), VG_ECHECKSUM);
+    assert_non_null(strstr(vg_err_msg(), "tiny_face_detector_model.bin"));
+
+    make_models(dir, 0, 5000, -1, 0); /* one bit flipped */
+    assert_int_equal(nn_weights_open(dir, "tiny_face_detector_model", &w), VG_ECHECKSUM);
+    assert_non_null(strstr(vg_err_msg(), "tiny_face_detector_model.bin"));
+
+    make_models(dir, 0, -1, 10, 0); /* altered manifest */
+    assert_int_equal(nn_weights_open(dir, "tiny_face_detector_model", &w), VG_ECHECKSUM);
+    assert_non_null(strstr(vg_err_msg(), "weights_manifest.json"));
+
+    make_models(dir, 0, -1, -1, 1); /* missing shard */
+    assert_int_equal(nn_weights_open(dir, "tiny_face_detector_model", &w), VG_ENOTFOUND);
+    assert_non_null(strstr(vg_err_msg(), "tiny_face_detector_model.bin"));
+
+    /* a model the pinned list does not name */
+    assert_int_equal(nn_weights_open(dir, "age_gender_model", &w), VG_ENOTFOUND);
+    assert_non_null(strstr(vg_err_msg(), "age_gender_model"));
+
+    char p[512];
+    snprintf(p, sizeof p, "%s/SHA256SUMS", dir); /* no pinned sums at all */
+    unlink(p);
+    assert_int_equal(nn_weights_open(dir, "tiny_face_detector_model", &w), VG_ENOTFOUND);
+    assert_non_null(strstr(vg_err_msg(), "SHA256SUMS"));
+    snprintf(p, sizeof p, "%s/tiny_face_detector_model-weights_manifest.json", dir);
+    unlink(p);
+    snprintf(p, sizeof p, "%s/tiny_face_detector_model.bin", dir);
+    unlink(p);
+    rmdir(dir);
+}
+
+static void verify_cb(void *ctx, const char *file, int status)
+{
+    (void)file;
+    int *n = ctx;
+    if (status == 0)
+        (*n)++;
+}
+
+static void test_models_verify(void **state)
+{
+    (void)state;
+    int ok = 0;
+    assert_int_equal(nn_models_verify(VG_MODELS_DIR, verify_cb, &ok), 0);
+    assert_int_equal(ok, 8);
+}
+
+/* ---- graphs and plans ---- */
+
+/* conv(2x2 VALID, bias, scale) -> +input-sized sum? A small graph exercising every op kind,
+ * checked against the kernels called by hand. */
+static void test_graph_ref_plan(void **state)
+{
+    (void)state;
+    nn_graph *g;
+    assert_int_equal(nn_graph_new("t", &g), 0);
+    float w[2 * 2 * 1 * 2] = {1, -1, 0, 1, 0, 1, 1, 0};
+    float b[2] = {0.5f, -0.5f}, sc[2] = {2, 1}, sh[2] = {0, 1};
+    int x = nn_graph_input(g, 3, 3, 1);
+    nn_conv c = {.kh = 2,
+                 .kw = 2,
+                 .cout = 2,
+                 .stride = 1,
+                 .pad = {.mode = NN_PAD_VALID},
+                 .weights = w,
+                 .bias = b,
+                 .scale = sc,
+                 .shift = sh,
+                 .sum = -1,
+                 .act = {NN_ACT_RELU, 0}};
+    int y = nn_graph_conv(g, x, &c);                                               /* 2x2x2 */
+    int p = nn_graph_pool(g, y, NN_POOL_MAX, 2, 2, (nn_pad){.mode = NN_PAD_SAME}); /* 1x1x2 */
+    int m = nn_graph_mean(g, y);                                                   /* 1x1x2 */
+    int s = nn_graph_add(g, p, m, (nn_act){NN_ACT_NONE, 0});
+    int z = nn_graph_add_padded(g, s, x, (nn_act){NN_ACT_NONE, 0}); /* 3x3x2 */
+    float fw[2 * 3] = {1, 0, 1, 0, 1, 1};
+    int f = nn_graph_fc(g, s, fw, 3, NULL);
+    nn_graph_output(g, z);
+    nn_graph_output(g, f);
+    assert_int_equal(nn_graph_finish(g), 0);
+    nn_shape zs = nn_graph_output_shape(g, 0);
+    assert_int_equal(zs.h, 3);
+    assert_int_equal(zs.c, 2);
+    assert_int_equal(nn_graph_macs(g), 2 * 2 * 2 * 4 + 6);
+
+    float in[2 * 9];
+    for (int i = 0; i < 18; i++)
+        in[i] = (float)(i % 9) - 3.0f + (i >= 9 ? 0.5f : 0.0f);
+    nn_plan *plan;
+    nn_plan_opts o = {.backend = NN_BACKEND_REF, .precision = NN_PREC_F32, .batch = 2};
+    assert_int_equal(nn_plan_new(g, &o, &plan), 0);
+    float zo[2 * 18], fo[2 * 3];
+    float *outs[2] = {zo, fo};
+    assert_int_equal(nn_plan_run(plan, in, 2, outs), 0);
+    for (int n = 0; n < 2; n++) {
+        const float *xi = in + 9 * n;
+        float yv[8];
+        nn_ref_conv2d(xi, (nn_shape){1, 3, 3, 1}, w, 2, 2, 2, 1, 0, 0, yv, (nn_shape){1, 2, 2, 2});
+        nn_ref_bias(yv, 8, 2, b);
+        nn_ref_scale(yv, 8, 2, sc, sh);
+        nn_ref_relu(yv, 8);
+        float pv[2], mv[2], sv[2];
+        nn_ref_maxpool(yv, (nn_shape){1, 2, 2, 2}, 2, 2, 0, 0, pv, (nn_shape){1, 1, 1, 2});
+        nn_ref_mean(yv, (nn_shape){1, 2, 2, 2}, mv);
+        nn_ref_add(pv, mv, sv, 2);
+        /* z: s at (0,0) plus x in channel 0 everywhere */
+        for (int k = 0; k < 9; k++) {
+            float e0 = xi[k] + (k == 0 ? sv[0] : 0), e1 = k == 0 ? sv[1] : 0;
+            CLOSE(zo[18 * n + 2 * k], e0, 1e-5);
+            CLOSE(zo[18 * n + 2 * k + 1], e1, 1e-5);
+        }
+        CLOSE(fo[3 * n + 0], sv[0], 1e-5);
+        CLOSE(fo[3 * n + 1], sv[1], 1e-5);
+        CLOSE(fo[3 * n + 2], sv[0] + sv[1], 1e-5);
+    }
+    assert_int_equal(nn_plan_run(plan, in, 3, outs), VG_EINVAL); /* over the plan's batch */
+    nn_plan_free(plan);
+    nn_graph_free(g);
+}
+
+static void test_graph_sticky_error(void **state)
+{
+    (void)state;
+    nn_graph *g;
+    assert_int_equal(nn_graph_new("bad", &g), 0);
+    int x = nn_graph_input(g, 4, 4, 3);
+    float w[27 * 2];
+    nn_conv c = {.kh = 3,
+                 .kw = 3,
+                 .cout = 2,
+                 .stride = 1,
+                 .pad = {.mode = NN_PAD_VALID},
+                 .weights = w,
+                 .sum = 7}; /* unknown sum tensor */
+    assert_int_equal(nn_graph_conv(g, x, &c), -1);
+    assert_int_equal(nn_graph_mean(g, x), -1); /* sticky */
+    assert_int_equal(nn_graph_finish(g), VG_EINVAL);
+    assert_non_null(strstr(vg_err_msg(), "sum tensor"));
+    nn_graph_free(g);
+}
+
+static void test_calib_roundtrip(void **state)
+{
+    (void)state;
+    char path[256];
+    snprintf(path, sizeof path, "%s/test_nn_calib_%d.txt", VG_BINARY_DIR, (int)getpid());
+    float v[3] = {1.5f, 0.25f, 100};
+    nn_calib c = {3, v};
+    assert_int_equal(nn_calib_save(path, &c, "test\nsecond line"), 0);
+    nn_calib r;
+    assert_int_equal(nn_calib_load(path, 3, &r), 0);
+    CLOSE(r.amax[0], 1.5, 0);
+    CLOSE(r.amax[2], 100, 0);
+    nn_calib_deinit(&r);
+    assert_int_equal(nn_calib_load(path, 4, &r), VG_EFORMAT); /* stale for another graph */
+    unlink(path);
+    assert_int_equal(nn_calib_load(path, 3, &r), VG_ENOTFOUND);
+}
+
+static void test_precision_names(void **state)
+{
+    (void)state;
+    nn_precision p;
+    assert_int_equal(nn_precision_parse("int8", &p), 0);
+    assert_int_equal(p, NN_PREC_INT8);
+    assert_string_equal(nn_precision_name(NN_PREC_BF16), "bf16");
+    assert_int_equal(nn_precision_parse("fp64", &p), VG_EINVAL);
+    assert_int_equal(nn_precision_check(NN_PREC_F32), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_same_pad),
+        cmocka_unit_test(test_conv2d_hand),
+        cmocka_unit_test(test_depthwise_hand),
+        cmocka_unit_test(test_pointwise_ops),
+        cmocka_unit_test(test_pools),
+        cmocka_unit_test(test_pad_mean_fc),
+        cmocka_unit_test(test_weights_parse),
+        cmocka_unit_test(test_weights_parse_alloc_failures),
+        cmocka_unit_test(test_weights_open_real),
+        cmocka_unit_test(test_weights_refuse_damaged),
+        cmocka_unit_test(test_models_verify),
+        cmocka_unit_test(test_graph_ref_plan),
+        cmocka_unit_test(test_graph_sticky_error),
+        cmocka_unit_test(test_calib_roundtrip),
+        cmocka_unit_test(test_precision_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
