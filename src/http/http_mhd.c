@@ -1,0 +1,854 @@
+/*
+ * The libmicrohttpd wrapper: the only file that includes <microhttpd.h> (STYLE rule 14).
+ *
+ * Threads: MHD runs its internal epoll loop on a pool of threads; a connection stays on one of
+ * them, and so does each of its requests (HTTP/1.1 requests on a connection are sequential).
+ *
+ * Memory: every TCP connection owns an arena (created at its first request, kept across its
+ * keep-alive requests, reset after each one), and the request struct, its copies of method, path
+ * and parameters, and handler scratch all come from it, so a request costs no malloc beyond the
+ * body buffer and the response. The body buffer grows geometrically up to the route's limit and
+ * is never sized from Content-Length alone (a header is cheap to send, memory is not).
+ *
+ * Async: a handler may defer. After it returns, the network thread suspends the connection
+ * under the request's mutex, unless the reply was already resumed from another thread in the
+ * meantime, in which case it is sent at once. http_req_resume flags the request under the same
+ * mutex and calls MHD_resume_connection after unlocking, so the resuming thread never touches
+ * the request after MHD may have completed and freed it.
+ */
+#include "http/http_int.h"
+
+#include <microhttpd.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define HTTP_NOBODY_MAX_BYTES (64u * 1024)   /* routes without HTTP_ROUTE_BODY */
+#define HTTP_BODY_INITIAL_BYTES (64u * 1024) /* first body buffer, grown from there */
+#define HTTP_BODY_PREALLOC_MAX (1u << 20)    /* most we trust Content-Length up front */
+#define HTTP_CONN_ARENA_BYTES (8u * 1024)    /* per-connection arena block */
+#define HTTP_TOKEN_MAX_BYTES 512             /* bearer tokens longer than this are 401 */
+#define HTTP_LISTEN_BACKLOG 4096
+#define HTTP_DRAIN_POLL_MS 5
+
+typedef struct http_server_cfg {
+    http_config c;
+    char host[256];
+} http_server_cfg;
+
+struct http_server {
+    struct MHD_Daemon *d;
+    http_server_cfg cfg;
+    const http_router *router;
+    uint16_t port;
+    unsigned header_timeout_s, body_timeout_s;
+    char retry_after[24];
+    _Atomic size_t inflight;
+    _Atomic size_t deferred;
+    _Atomic int quiescing;
+    int listen_closed;
+};
+
+/* Per TCP connection; owned by the connection's network thread. */
+typedef struct http_conn {
+    vg_arena *arena;
+} http_conn;
+
+typedef enum {
+    REQ_RECEIVING = 0, /* headers seen, body (if any) arriving */
+    REQ_DEFERRED,      /* handler deferred; waiting for http_req_resume */
+    REQ_QUEUED,        /* response handed to MHD */
+} req_state;
+
+struct http_req {
+    http_server *srv;
+    struct MHD_Connection *conn;
+    vg_arena *arena;
+    int own_arena; /* no connection context (should not happen): arena freed with the request */
+    const char *method;
+    const char *path;
+    const http_route *route;
+    const char *route_name;
+    size_t n_params;
+    const char *pname[HTTP_MAX_PARAMS];
+    const char *pvalue[HTTP_MAX_PARAMS];
+    http_principal principal;
+    uint64_t start_ns;
+    req_state state;
+    /* body */
+    size_t limit;
+    uint8_t *body;
+    size_t body_len, body_cap;
+    int overflow;
+    size_t discarded;
+    int body_timeout_set;
+    /* async */
+    pthread_mutex_t mu;
+    int deferred, suspended, resumed;
+    /* reply */
+    int has_reply;
+    int status;
+    const char *ctype;
+    char *resp;
+    size_t resp_len;
+    void (*resp_free)(void *);
+    size_t n_hdr;
+    const char *hdr_name[HTTP_MAX_HEADERS];
+    const char *hdr_value[HTTP_MAX_HEADERS];
+    int sent_status;
+};
+
+/* ---- replies -------------------------------------------------------------------------------- */
+
+static void reply_reset(http_req *req)
+{
+    if (req->resp && req->resp_free)
+        req->resp_free(req->resp);
+    req->resp = NULL;
+    req->resp_len = 0;
+    req->resp_free = NULL;
+}
+
+static void jansson_free(void *p)
+{
+    json_free_t f;
+    json_get_alloc_funcs(NULL, &f);
+    f(p);
+}
+
+void http_reply_json(http_req *req, int status, json_t *body)
+{
+    reply_reset(req);
+    char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+    json_decref(body);
+    if (!text) {
+        static const char oom[] =
+            "{\"error\":{\"code\":\"internal\",\"message\":\"out of memory\"}}";
+        req->status = 500;
+        req->resp = (char *)oom;
+        req->resp_len = sizeof(oom) - 1;
+        req->ctype = "application/json";
+        req->has_reply = 1;
+        return;
+    }
+    req->status = status;
+    req->resp = text;
+    req->resp_len = strlen(text);
+    req->resp_free = jansson_free;
+    req->ctype = "application/json";
+    req->has_reply = 1;
+}
+
+void http_reply_error(http_req *req, int status, const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    http_reply_json(req, status, http_error_body(code ? code : http_status_code(status), msg));
+}
+
+void http_reply_vg(http_req *req, int vg_code, const char *what)
+{
+    int status = http_status_of(vg_code);
+    const char *msg = vg_err_msg();
+    /* vg_err_msg falls back to the generic text of the last code; prefer the caller's words
+     * unless a detail is present. */
+    if (!msg || !*msg || strcmp(msg, vg_strerror(vg_code)) == 0 || strcmp(msg, "ok") == 0)
+        msg = what ? what : vg_strerror(vg_code);
+    if (status == 500)
+        VG_ERROR("http", "%s %s: %s (%s)", req->method, req->path, msg, vg_errname(vg_code));
+    const char *code = NULL;
+    switch (vg_code) {
+    case VG_EINVAL:
+        code = "invalid_field";
+        break;
+    case VG_ENOFACE:
+        code = "no_face";
+        break;
+    case VG_ETRUNC:
+    case VG_ECORRUPT:
+    case VG_EPIXELS:
+    case VG_EDIM:
+        code = "undecodable_image";
+        break;
+    case VG_EFORMAT:
+        code = "unsupported_media_type";
+        break;
+    default:
+        break;
+    }
+    /* Internal failures keep their details in the log, not in the answer. */
+    http_reply_error(req, status, code, "%s", status == 500 ? "internal error" : msg);
+}
+
+void http_reply_data(http_req *req, int status, const char *content_type, const void *data,
+                     size_t len)
+{
+    reply_reset(req);
+    char *copy = vg_malloc(len ? len : 1);
+    if (!copy) {
+        http_reply_json(req, 500, NULL);
+        return;
+    }
+    if (len)
+        memcpy(copy, data, len);
+    req->status = status;
+    req->resp = copy;
+    req->resp_len = len;
+    req->resp_free = vg_free;
+    req->ctype = content_type;
+    req->has_reply = 1;
+}
+
+void http_reply_static(http_req *req, int status, const char *content_type, const void *data,
+                       size_t len)
+{
+    reply_reset(req);
+    req->status = status;
+    req->resp = (char *)data;
+    req->resp_len = len;
+    req->ctype = content_type;
+    req->has_reply = 1;
+}
+
+int http_reply_header(http_req *req, const char *name, const char *value)
+{
+    if (req->n_hdr >= HTTP_MAX_HEADERS)
+        return vg_err_set(VG_ETOOBIG, "more than %d response headers", HTTP_MAX_HEADERS);
+    char *n = vg_arena_strdup(req->arena, name);
+    char *v = vg_arena_strdup(req->arena, value);
+    if (!n || !v)
+        return VG_ENOMEM;
+    req->hdr_name[req->n_hdr] = n;
+    req->hdr_value[req->n_hdr] = v;
+    req->n_hdr++;
+    return VG_OK;
+}
+
+static int has_header(const http_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_hdr; i++)
+        if (strcasecmp(req->hdr_name[i], name) == 0)
+            return 1;
+    return 0;
+}
+
+/* Hands the reply to MHD. */
+static enum MHD_Result send_reply(http_req *req)
+{
+    if (!req->has_reply) {
+        VG_ERROR("http", "%s %s: handler returned without a reply", req->method, req->path);
+        http_reply_error(req, 500, "internal", "internal error");
+    }
+    struct MHD_Response *r;
+    if (req->resp_free) {
+        r = MHD_create_response_from_buffer_with_free_callback(req->resp_len, req->resp,
+                                                               req->resp_free);
+        if (r) {
+            req->resp = NULL; /* MHD owns it now */
+            req->resp_free = NULL;
+        }
+    } else {
+        r = MHD_create_response_from_buffer(req->resp_len, req->resp, MHD_RESPMEM_PERSISTENT);
+    }
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, req->ctype);
+    for (size_t i = 0; i < req->n_hdr; i++)
+        MHD_add_response_header(r, req->hdr_name[i], req->hdr_value[i]);
+    if ((req->status == 429 || req->status == 503) && !has_header(req, "Retry-After"))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, req->srv->retry_after);
+    if (atomic_load(&req->srv->quiescing))
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    enum MHD_Result ret = MHD_queue_response(req->conn, (unsigned)req->status, r);
+    MHD_destroy_response(r);
+    req->state = REQ_QUEUED;
+    req->sent_status = req->status;
+    return ret;
+}
+
+/* ---- request accessors ---------------------------------------------------------------------- */
+
+const char *http_req_method(const http_req *req)
+{
+    return req->method;
+}
+
+const char *http_req_path(const http_req *req)
+{
+    return req->path;
+}
+
+const char *http_req_route(const http_req *req)
+{
+    return req->route_name;
+}
+
+const char *http_req_param(const http_req *req, const char *name)
+{
+    for (size_t i = 0; i < req->n_params; i++)
+        if (strcmp(req->pname[i], name) == 0)
+            return req->pvalue[i];
+    return NULL;
+}
+
+const char *http_req_query(http_req *req, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (v)
+        return v;
+    /* "?flag" without "=" is present with a NULL value in MHD; report it as "". */
+    const char *key = NULL;
+    if (MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v,
+                                      NULL) == MHD_YES)
+        key = "";
+    return key;
+}
+
+const char *http_req_header(http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const uint8_t *http_req_body(const http_req *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body ? req->body : (const uint8_t *)"";
+}
+
+const http_principal *http_req_principal(const http_req *req)
+{
+    return &req->principal;
+}
+
+vg_arena *http_req_arena(http_req *req)
+{
+    return req->arena;
+}
+
+uint64_t http_req_start_ns(const http_req *req)
+{
+    return req->start_ns;
+}
+
+/* ---- async ---------------------------------------------------------------------------------- */
+
+void http_req_defer(http_req *req)
+{
+    pthread_mutex_lock(&req->mu);
+    if (!req->deferred) {
+        req->deferred = 1;
+        atomic_fetch_add(&req->srv->deferred, 1);
+    }
+    pthread_mutex_unlock(&req->mu);
+}
+
+void http_req_resume(http_req *req)
+{
+    http_server *srv = req->srv;
+    struct MHD_Connection *conn = req->conn;
+    pthread_mutex_lock(&req->mu);
+    req->resumed = 1;
+    int suspended = req->suspended;
+    pthread_mutex_unlock(&req->mu);
+    /* From here on req may be completed and freed by the network thread. */
+    atomic_fetch_sub(&srv->deferred, 1);
+    if (suspended)
+        MHD_resume_connection(conn);
+}
+
+/* ---- request lifecycle ---------------------------------------------------------------------- */
+
+static char *arena_strndup(vg_arena *a, const char *s, size_t n)
+{
+    char *p = vg_arena_alloc(a, n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = 0;
+    }
+    return p;
+}
+
+static http_req *req_begin(http_server *s, struct MHD_Connection *conn, const char *url,
+                           const char *method)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    http_conn *hc = ci ? (http_conn *)ci->socket_context : NULL;
+    vg_arena *arena;
+    int own = 0;
+    if (hc) {
+        if (!hc->arena)
+            hc->arena = vg_arena_new(HTTP_CONN_ARENA_BYTES);
+        arena = hc->arena;
+    } else {
+        arena = vg_arena_new(HTTP_CONN_ARENA_BYTES);
+        own = 1;
+    }
+    if (!arena)
+        return NULL;
+    http_req *req = vg_arena_alloc(arena, sizeof(*req));
+    if (!req) {
+        if (own)
+            vg_arena_free(arena);
+        return NULL;
+    }
+    memset(req, 0, sizeof(*req));
+    req->srv = s;
+    req->conn = conn;
+    req->arena = arena;
+    req->own_arena = own;
+    req->start_ns = vg_now_ns();
+    req->method = vg_arena_strdup(arena, method);
+    req->path = vg_arena_strdup(arena, url);
+    req->route_name = "unmatched";
+    pthread_mutex_init(&req->mu, NULL);
+    atomic_fetch_add(&s->inflight, 1);
+    if (!req->method || !req->path) {
+        req->method = req->method ? req->method : "?";
+        req->path = req->path ? req->path : "?";
+        http_reply_error(req, 500, "internal", "out of memory");
+    }
+    return req;
+}
+
+static void req_end(http_req *req)
+{
+    http_server *s = req->srv;
+    reply_reset(req);
+    vg_free(req->body);
+    req->body = NULL;
+    pthread_mutex_destroy(&req->mu);
+    vg_arena *a = req->arena;
+    int own = req->own_arena;
+    atomic_fetch_sub(&s->inflight, 1);
+    if (own)
+        vg_arena_free(a);
+    else
+        vg_arena_reset(a);
+}
+
+static int ci_prefix(const char *s, const char *prefix)
+{
+    return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Authenticates per the route; returns 1 when a reply (401/403/503) was set. */
+static int check_auth(http_req *req)
+{
+    http_auth need = http_route_auth(req->route);
+    if (need == HTTP_AUTH_PUBLIC)
+        return 0;
+    http_server *s = req->srv;
+    const char *h =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (!h || !ci_prefix(h, "Bearer ")) {
+        http_reply_header(req, "WWW-Authenticate", "Bearer");
+        http_reply_error(req, 401, NULL, "missing 'Authorization: Bearer <key>' header");
+        return 1;
+    }
+    const char *token = h + 7;
+    while (*token == ' ')
+        token++;
+    size_t tl = strlen(token);
+    if (tl == 0 || tl > HTTP_TOKEN_MAX_BYTES) {
+        http_reply_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        http_reply_error(req, 401, NULL, "invalid API key");
+        return 1;
+    }
+    if (!s->cfg.c.auth) {
+        http_reply_error(req, 503, NULL, "authentication is not available");
+        return 1;
+    }
+    vg_err_clear();
+    int rc = s->cfg.c.auth(s->cfg.c.auth_ud, token, &req->principal);
+    if (rc == VG_ENOTFOUND) {
+        memset(&req->principal, 0, sizeof(req->principal));
+        http_reply_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
+        http_reply_error(req, 401, NULL, "unknown or revoked API key");
+        return 1;
+    }
+    if (rc != VG_OK) {
+        memset(&req->principal, 0, sizeof(req->principal));
+        VG_WARN("http", "auth lookup failed: %s", vg_err_msg());
+        http_reply_error(req, 503, NULL, "authentication is temporarily unavailable");
+        return 1;
+    }
+    http_role role = req->principal.role;
+    if ((need == HTTP_AUTH_ADMIN && role != HTTP_ROLE_ADMIN) ||
+        (need == HTTP_AUTH_TENANT && role != HTTP_ROLE_TENANT) ||
+        (need == HTTP_AUTH_ANY && role == HTTP_ROLE_NONE)) {
+        http_reply_error(req, 403, NULL, "%s",
+                         need == HTTP_AUTH_ADMIN ? "this route needs the admin key"
+                                                 : "this route needs a tenant key");
+        return 1;
+    }
+    return 0;
+}
+
+/* Route, auth and size checks on the first call; returns 1 when a reply is ready. */
+static int req_precheck(http_req *req)
+{
+    if (req->has_reply)
+        return 1;
+    http_server *s = req->srv;
+    http_match m;
+    http_router_match(s->router, req->method, req->path, &m);
+    if (m.status == 404) {
+        http_reply_error(req, 404, NULL, "no route for %s %s", req->method, req->path);
+        return 1;
+    }
+    if (m.status == 405) {
+        http_reply_header(req, "Allow", m.allow);
+        http_reply_error(req, 405, NULL, "%s is not allowed on %s (allowed: %s)", req->method,
+                         req->path, m.allow);
+        return 1;
+    }
+    req->route = m.route;
+    req->route_name = http_route_pattern(m.route);
+    for (size_t i = 0; i < m.n_params; i++) {
+        req->pname[i] = arena_strndup(req->arena, m.param_name[i], m.param_name_len[i]);
+        req->pvalue[i] = arena_strndup(req->arena, m.param_value[i], m.param_len[i]);
+        if (!req->pname[i] || !req->pvalue[i]) {
+            http_reply_error(req, 500, "internal", "out of memory");
+            return 1;
+        }
+    }
+    req->n_params = m.n_params;
+    if (check_auth(req))
+        return 1;
+    req->limit = (http_route_flags(m.route) & HTTP_ROUTE_BODY) ? s->cfg.c.max_body_bytes
+                                                               : HTTP_NOBODY_MAX_BYTES;
+    const char *cl =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te =
+        MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (cl) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long n = strtoull(cl, &end, 10);
+        if (errno || end == cl || *end) {
+            http_reply_error(req, 400, NULL, "bad Content-Length");
+            return 1;
+        }
+        if (n > req->limit) {
+            http_reply_error(req, 413, NULL, "body of %llu bytes is over the limit of %zu bytes", n,
+                             req->limit);
+            return 1;
+        }
+        if (n > 0) {
+            /* Trust the header for a first buffer, but not beyond a small bound. */
+            size_t first = (size_t)VG_MIN(n, (unsigned long long)HTTP_BODY_PREALLOC_MAX);
+            req->body = vg_malloc(first + 1);
+            if (!req->body) {
+                http_reply_error(req, 503, NULL, "out of memory for the request body");
+                return 1;
+            }
+            req->body_cap = first;
+        }
+    }
+    if ((cl && strcmp(cl, "0") != 0) || te) {
+        if (s->body_timeout_s != s->header_timeout_s) {
+            MHD_set_connection_option(req->conn, MHD_CONNECTION_OPTION_TIMEOUT, s->body_timeout_s);
+            req->body_timeout_set = 1;
+        }
+    }
+    return 0;
+}
+
+/* Appends a body chunk. Returns -1 to drop the connection (a chunked body far past its limit). */
+static int req_append(http_req *req, const char *data, size_t n)
+{
+    if (req->overflow) {
+        /* Keep reading (and dropping) so the client sees a 413 rather than a reset, but only up
+         * to another limit's worth. */
+        req->discarded += n;
+        return req->discarded > req->limit ? -1 : 0;
+    }
+    size_t need;
+    if (vg_add_size(req->body_len, n, &need) != VG_OK || need > req->limit) {
+        req->overflow = 1;
+        req->discarded = n;
+        vg_free(req->body);
+        req->body = NULL;
+        req->body_len = req->body_cap = 0;
+        return 0;
+    }
+    if (need > req->body_cap) {
+        size_t cap = req->body_cap ? req->body_cap : HTTP_BODY_INITIAL_BYTES;
+        while (cap < need)
+            cap = cap > req->limit / 2 ? req->limit : cap * 2;
+        uint8_t *nb = vg_realloc(req->body, cap + 1);
+        if (!nb)
+            return -1;
+        req->body = nb;
+        req->body_cap = cap;
+    }
+    memcpy(req->body + req->body_len, data, n);
+    req->body_len = need;
+    req->body[need] = 0;
+    return 0;
+}
+
+static enum MHD_Result run_handler(http_req *req)
+{
+    if (req->body)
+        req->body[req->body_len] = 0;
+    http_route_call(req->route, req);
+    pthread_mutex_lock(&req->mu);
+    if (req->deferred && !req->resumed) {
+        req->state = REQ_DEFERRED;
+        req->suspended = 1;
+        MHD_suspend_connection(req->conn);
+        pthread_mutex_unlock(&req->mu);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&req->mu);
+    return send_reply(req);
+}
+
+static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const char *url,
+                                 const char *method, const char *version, const char *upload_data,
+                                 size_t *upload_data_size, void **con_cls)
+{
+    http_server *s = cls;
+    http_req *req = *con_cls;
+    if (!req) {
+        req = req_begin(s, conn, url, method);
+        if (!req)
+            return MHD_NO;
+        *con_cls = req;
+        if (req_precheck(req))
+            return send_reply(req);
+        return MHD_YES;
+    }
+    switch (req->state) {
+    case REQ_RECEIVING:
+        if (*upload_data_size) {
+            int rc = req_append(req, upload_data, *upload_data_size);
+            *upload_data_size = 0;
+            return rc == 0 ? MHD_YES : MHD_NO;
+        }
+        if (req->overflow) {
+            http_reply_error(req, 413, NULL, "body is over the limit of %zu bytes", req->limit);
+            return send_reply(req);
+        }
+        return run_handler(req);
+    case REQ_DEFERRED:
+        return send_reply(req);
+    case REQ_QUEUED:
+    default:
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    http_server *s = cls;
+    http_req *req = *con_cls;
+    if (!req)
+        return;
+    *con_cls = NULL;
+    uint64_t ns = vg_now_ns() - req->start_ns;
+    int status = req->state == REQ_QUEUED ? req->sent_status : 0;
+    if (s->cfg.c.observe)
+        s->cfg.c.observe(s->cfg.c.observe_ud, req->method, req->route_name, status, ns);
+    if (vg_log_get_level() <= VG_LOG_DEBUG)
+        VG_DEBUG("http", "%s %s %d %.3f ms%s", req->method, req->path, status, (double)ns / 1e6,
+                 toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
+    if (req->body_timeout_set)
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, s->header_timeout_s);
+    req_end(req);
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe)
+{
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+        *socket_context = vg_calloc(1, sizeof(http_conn)); /* NULL: requests use own arenas */
+        return;
+    }
+    http_conn *hc = *socket_context;
+    if (hc) {
+        vg_arena_free(hc->arena);
+        vg_free(hc);
+        *socket_context = NULL;
+    }
+}
+
+__attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char buf[512];
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    size_t n = strlen(buf);
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+        buf[--n] = 0;
+    VG_WARN("http", "libmicrohttpd: %s", buf);
+}
+
+/* ---- server --------------------------------------------------------------------------------- */
+
+static unsigned ms_to_s(unsigned ms)
+{
+    return ms == 0 ? 0 : (ms + 999) / 1000;
+}
+
+static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss, int *v6)
+{
+    memset(ss, 0, sizeof(*ss));
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(port);
+        *v6 = 0;
+        return VG_OK;
+    }
+    if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+        *v6 = 1;
+        return VG_OK;
+    }
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int rc = getaddrinfo(host, NULL, &hints, &res);
+    if (rc != 0 || !res)
+        return vg_err_set(VG_EINVAL, "cannot resolve listen host '%s': %s", host, gai_strerror(rc));
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *v6 = res->ai_family == AF_INET6;
+    if (*v6)
+        a6->sin6_port = htons(port);
+    else
+        a4->sin_port = htons(port);
+    freeaddrinfo(res);
+    return VG_OK;
+}
+
+int http_server_open(const http_config *cfg, const http_router *router, http_server **out)
+{
+    if (!cfg || !router || !cfg->host)
+        return vg_err_set(VG_EINVAL, "http_server_open: missing config or router");
+    http_server *s = vg_calloc(1, sizeof(*s));
+    if (!s)
+        return VG_ENOMEM;
+    s->cfg.c = *cfg;
+    snprintf(s->cfg.host, sizeof(s->cfg.host), "%s", cfg->host);
+    s->cfg.c.host = s->cfg.host;
+    s->router = router;
+    if (s->cfg.c.max_body_bytes == 0)
+        s->cfg.c.max_body_bytes = HTTP_NOBODY_MAX_BYTES;
+    s->header_timeout_s = ms_to_s(cfg->header_timeout_ms);
+    s->body_timeout_s = ms_to_s(cfg->body_timeout_ms);
+    if (s->body_timeout_s == 0)
+        s->body_timeout_s = s->header_timeout_s;
+    unsigned ra = ms_to_s(cfg->retry_after_ms);
+    snprintf(s->retry_after, sizeof(s->retry_after), "%u", ra ? ra : 1);
+    unsigned threads = cfg->threads ? cfg->threads : (unsigned)vg_cpu_count();
+
+    struct sockaddr_storage ss;
+    int v6 = 0;
+    int rc = resolve(s->cfg.host, cfg->port, &ss, &v6);
+    if (rc != VG_OK) {
+        vg_free(s);
+        return rc;
+    }
+    unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem opts[12];
+    size_t n = 0;
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+    if (threads > 1)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, threads, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                        cfg->max_connections ? cfg->max_connections : 1024, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT, s->header_timeout_s, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, HTTP_LISTEN_BACKLOG, NULL};
+    opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    errno = 0;
+    s->d = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER,
+                            on_mhd_log, s, MHD_OPTION_ARRAY, opts, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
+                            MHD_OPTION_END);
+    if (!s->d) {
+        int e = errno;
+        vg_free(s);
+        return vg_err_set(VG_EIO, "cannot listen on %s:%u: %s", cfg->host, (unsigned)cfg->port,
+                          e ? strerror(e) : "libmicrohttpd refused the settings");
+    }
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->d, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = di && di->port ? di->port : cfg->port;
+    *out = s;
+    return VG_OK;
+}
+
+uint16_t http_server_port(const http_server *s)
+{
+    return s->port;
+}
+
+void http_server_quiesce(http_server *s)
+{
+    if (!s || atomic_exchange(&s->quiescing, 1))
+        return;
+    MHD_socket fd = MHD_quiesce_daemon(s->d);
+    if (fd != MHD_INVALID_SOCKET) {
+        close(fd); /* MHD hands the listening socket to us; closing it refuses new clients */
+        s->listen_closed = 1;
+    }
+}
+
+size_t http_server_inflight(const http_server *s)
+{
+    return atomic_load(&s->inflight);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+int http_server_drain(http_server *s, uint64_t grace_ms)
+{
+    uint64_t deadline = vg_now_ns() + grace_ms * 1000000ull;
+    while (atomic_load(&s->inflight) > 0) {
+        if (vg_now_ns() >= deadline)
+            return vg_err_set(VG_ETIMEDOUT, "%zu requests still in flight after %llu ms",
+                              atomic_load(&s->inflight), (unsigned long long)grace_ms);
+        sleep_ms(HTTP_DRAIN_POLL_MS);
+    }
+    return VG_OK;
+}
+
+void http_server_close(http_server *s)
+{
+    if (!s)
+        return;
+    size_t left = atomic_load(&s->deferred);
+    if (left) {
+        /* Stopping MHD under suspended connections is undefined behaviour; leak instead. */
+        VG_ERROR("http", "%zu deferred requests were never resumed; leaving the server running",
+                 left);
+        return;
+    }
+    MHD_stop_daemon(s->d);
+    vg_free(s);
+}
