@@ -1,0 +1,185 @@
+/*
+ * cache: the tiered facade. get walks L1 -> L2 -> L3 and fills the tiers above a hit; put writes
+ * every tier (L3 through its background writer). Tier failures are counted and become misses;
+ * only bad arguments and out-of-memory surface as errors. Per-tier lookup latency is recorded
+ * here, around each tier call, so the tiers themselves stay free of clock reads.
+ */
+#include "cache/cache_int.h"
+
+#include "core/core.h"
+
+#include <string.h>
+
+/* Shared by every request thread; immutable after cache_open apart from the tiers' own state. */
+struct cache {
+    cache_l1 *l1;
+    cache_l2 *l2;
+    cache_l3 *l3;
+    cache_ctr all; /* whole cache_get: hits (any tier), misses, latency */
+};
+
+void cache_config_init(cache_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->l1_max_entries = CACHE_DEFAULT_L1_MAX_ENTRIES;
+    cfg->l1_max_bytes = CACHE_DEFAULT_L1_MAX_BYTES;
+    cfg->l1_shards = CACHE_DEFAULT_L1_SHARDS;
+    cfg->l2_dir = NULL;
+    cfg->l2_max_bytes = CACHE_DEFAULT_L2_MAX_BYTES;
+    cfg->l3_url = NULL;
+    cfg->l3_prefix = NULL;
+    cfg->l3_ttl_s = CACHE_DEFAULT_L3_TTL_S;
+    cfg->l3_connect_timeout_ms = CACHE_DEFAULT_L3_CONNECT_TIMEOUT_MS;
+    cfg->l3_command_timeout_ms = CACHE_DEFAULT_L3_COMMAND_TIMEOUT_MS;
+    cfg->l3_pool_size = CACHE_DEFAULT_L3_POOL_SIZE;
+    cfg->l3_breaker_failures = CACHE_DEFAULT_L3_BREAKER_FAILURES;
+    cfg->l3_breaker_backoff_ms = CACHE_DEFAULT_L3_BREAKER_BACKOFF_MS;
+    cfg->l3_breaker_backoff_max_ms = CACHE_DEFAULT_L3_BREAKER_BACKOFF_MAX_MS;
+    cfg->l3_async_put = 1;
+    cfg->l3_async_queue = CACHE_DEFAULT_L3_ASYNC_QUEUE;
+}
+
+int cache_open(const cache_config *cfg, cache **out)
+{
+    if (!cfg || !out)
+        return vg_err_set(VG_EINVAL, "cache_open: NULL argument");
+    cache *c = vg_calloc(1, sizeof *c);
+    if (!c)
+        return vg_err_set(VG_ENOMEM, "cache");
+    int rc = VG_OK;
+    if (cfg->l1_max_entries > 0)
+        rc = cache_l1_new(cfg->l1_max_entries, cfg->l1_max_bytes, cfg->l1_shards, &c->l1);
+    if (rc == VG_OK && cfg->l2_dir && *cfg->l2_dir)
+        rc = cache_l2_open(cfg->l2_dir, cfg->l2_max_bytes, &c->l2);
+    if (rc == VG_OK && cfg->l3_url && *cfg->l3_url)
+        rc = cache_l3_open(cfg, &c->l3);
+    if (rc != VG_OK) {
+        cache_close(c);
+        return rc;
+    }
+    *out = c;
+    return VG_OK;
+}
+
+void cache_close(cache *c)
+{
+    if (!c)
+        return;
+    cache_l3_close(c->l3);
+    cache_l2_close(c->l2);
+    cache_l1_free(c->l1);
+    vg_free(c);
+}
+
+int cache_get(cache *c, const cache_key *key, cache_val **out, cache_tier *tier)
+{
+    if (tier)
+        *tier = CACHE_TIER_MISS;
+    if (!c || !key || !out)
+        return vg_err_set(VG_EINVAL, "cache_get: NULL argument");
+    uint64_t t0 = vg_now_ns(), t = t0, t1;
+    cache_val *v = NULL;
+    cache_tier hit = CACHE_TIER_MISS;
+
+    if (c->l1) {
+        int rc = cache_l1_get(c->l1, key, &v);
+        t1 = vg_now_ns();
+        cache_ctr_latency(cache_l1_ctr(c->l1), t1 - t);
+        t = t1;
+        if (rc == VG_OK)
+            hit = CACHE_TIER_L1;
+    }
+    if (hit == CACHE_TIER_MISS && c->l2) {
+        int rc = cache_l2_get(c->l2, key, &v);
+        t1 = vg_now_ns();
+        cache_ctr_latency(cache_l2_ctr(c->l2), t1 - t);
+        t = t1;
+        if (rc == VG_OK) {
+            hit = CACHE_TIER_L2;
+            if (c->l1)
+                cache_l1_put(c->l1, key, v);
+        }
+    }
+    if (hit == CACHE_TIER_MISS && c->l3) {
+        int rc = cache_l3_get(c->l3, key, &v);
+        t1 = vg_now_ns();
+        cache_ctr_latency(cache_l3_ctr(c->l3), t1 - t);
+        t = t1;
+        if (rc == VG_OK) {
+            hit = CACHE_TIER_L3;
+            if (c->l1)
+                cache_l1_put(c->l1, key, v);
+            if (c->l2)
+                cache_l2_put(c->l2, key, v);
+        }
+    }
+    cache_ctr_latency(&c->all, vg_now_ns() - t0);
+    if (tier)
+        *tier = hit;
+    if (hit == CACHE_TIER_MISS) {
+        CACHE_CTR_INC(&c->all, misses);
+        return VG_ENOTFOUND;
+    }
+    CACHE_CTR_INC(&c->all, hits);
+    *out = v;
+    return VG_OK;
+}
+
+int cache_put_val(cache *c, const cache_key *key, cache_val *v)
+{
+    if (!c || !key || !v)
+        return vg_err_set(VG_EINVAL, "cache_put: NULL argument");
+    if (c->l1)
+        cache_l1_put(c->l1, key, v);
+    if (c->l2)
+        cache_l2_put(c->l2, key, v);
+    if (c->l3)
+        cache_l3_put(c->l3, key, v);
+    CACHE_CTR_INC(&c->all, puts);
+    return VG_OK;
+}
+
+int cache_put(cache *c, const cache_key *key, const void *data, size_t len)
+{
+    if (!c || !key)
+        return vg_err_set(VG_EINVAL, "cache_put: NULL argument");
+    cache_val *v;
+    int rc = cache_val_new(data, len, &v);
+    if (rc != VG_OK)
+        return rc;
+    rc = cache_put_val(c, key, v);
+    cache_val_unref(v);
+    return rc;
+}
+
+void cache_remove(cache *c, const cache_key *key)
+{
+    if (!c || !key)
+        return;
+    if (c->l1)
+        cache_l1_remove(c->l1, key);
+    if (c->l2)
+        cache_l2_remove(c->l2, key);
+    if (c->l3)
+        cache_l3_remove(c->l3, key);
+}
+
+void cache_stats_get(cache *c, cache_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    cache_ctr_snapshot(&c->all, &out->tier[CACHE_TIER_MISS]);
+    out->tier_enabled[CACHE_TIER_MISS] = 1;
+    if (c->l1) {
+        cache_l1_stats(c->l1, &out->tier[CACHE_TIER_L1]);
+        out->tier_enabled[CACHE_TIER_L1] = 1;
+        out->l1_shards = cache_l1_shard_count(c->l1);
+    }
+    if (c->l2) {
+        cache_l2_stats(c->l2, &out->tier[CACHE_TIER_L2]);
+        out->tier_enabled[CACHE_TIER_L2] = 1;
+    }
+    if (c->l3) {
+        cache_l3_stats(c->l3, &out->tier[CACHE_TIER_L3], out);
+        out->tier_enabled[CACHE_TIER_L3] = 1;
+    }
+}

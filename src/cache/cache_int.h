@@ -1,0 +1,155 @@
+/*
+ * cache internals shared by the tier files, the tests, the fuzz target and the benchmark: the
+ * counters, CRC32C, the on-disk / in-Redis entry format and each tier on its own. Nothing outside
+ * src/cache, tests/test_cache*.c, fuzz/fuzz_cache*.c and bench/bench_cache.c includes this.
+ */
+#ifndef VG_CACHE_INT_H
+#define VG_CACHE_INT_H
+
+#include "cache/cache.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- counters ------------------------------------------------------------------------------- */
+
+/* One tier's counters. Relaxed atomics: they are statistics, not synchronisation. */
+typedef struct cache_ctr {
+    _Atomic uint64_t hits, misses, errors, corrupt, puts, evictions, rejected, skipped, dropped;
+    _Atomic uint64_t lat_count, lat_sum_ns;
+    _Atomic uint64_t lat_buckets[CACHE_LAT_BUCKETS];
+} cache_ctr;
+
+#define CACHE_CTR_ADD(ctr, field, n)                                                               \
+    atomic_fetch_add_explicit(&(ctr)->field, (uint64_t)(n), memory_order_relaxed)
+#define CACHE_CTR_INC(ctr, field) CACHE_CTR_ADD(ctr, field, 1)
+
+void cache_ctr_latency(cache_ctr *c, uint64_t ns);
+/* Copies every counter into out (entries and bytes are left untouched). */
+void cache_ctr_snapshot(const cache_ctr *c, cache_tier_stats *out);
+
+/* A value of len uninitialised bytes with one reference (returns owned), *data its bytes, for a
+ * tier that reads straight into place. VG_ETOOBIG, VG_ENOMEM. */
+int cache_val_alloc_uninit(size_t len, cache_val **out, uint8_t **data);
+
+/* ---- CRC32C (Castagnoli, reflected, init/xorout 0xFFFFFFFF) --------------------------------- */
+
+/* crc is the previous return value (0 to start); so crc32c(crc32c(0,a),b) == crc32c(0,a||b).
+ * Uses the SSE4.2 crc32 instruction when vg_cpu_features() has it, else a table. */
+uint32_t cache_crc32c(uint32_t crc, const void *data, size_t len);
+/* The table-driven path, always compiled (tests compare the two). */
+uint32_t cache_crc32c_portable(uint32_t crc, const void *data, size_t len);
+
+/* ---- entry format (L2 files and L3 values) -------------------------------------------------- */
+
+/* Little-endian, 56-byte header then the value:
+ *    0  magic "VGCE"            4
+ *    4  version (1)             u16
+ *    6  header bytes (56)       u16
+ *    8  flags (0)               u32
+ *   12  key                     32
+ *   44  value length            u32   <= CACHE_MAX_VALUE_BYTES
+ *   48  CRC32C of the value     u32
+ *   52  CRC32C of bytes 0..51   u32
+ * The header CRC means a flipped length is caught before it is trusted; the key inside the entry
+ * means a file renamed or a Redis value written under the wrong key is never served. */
+#define CACHE_ENTRY_MAGIC "VGCE"
+#define CACHE_ENTRY_VERSION 1
+#define CACHE_ENTRY_HEADER_BYTES 56
+
+typedef struct cache_entry_header {
+    cache_key key;
+    uint32_t value_len;
+    uint32_t value_crc;
+} cache_entry_header;
+
+/* Writes the header for value (borrowed, len <= CACHE_MAX_VALUE_BYTES) under key. */
+void cache_entry_header_encode(const cache_key *key, const void *value, size_t len,
+                               uint8_t out[CACHE_ENTRY_HEADER_BYTES]);
+/* Validates a header alone: VG_ETRUNC (len < 56), VG_EFORMAT (magic), VG_EUNSUPPORTED (version,
+ * header size or flags from another format version), VG_ECHECKSUM (header CRC), VG_ETOOBIG
+ * (value length above CACHE_MAX_VALUE_BYTES). */
+int cache_entry_header_parse(const uint8_t *hdr, size_t len, cache_entry_header *out);
+/* Checks the value against a parsed header: VG_ETRUNC (len differs from the header's),
+ * VG_ECORRUPT (expect_key given and different), VG_ECHECKSUM (value CRC). */
+int cache_entry_check(const cache_entry_header *h, const cache_key *expect_key,
+                      const uint8_t *value, size_t len);
+/* Both on one contiguous entry (buf borrowed): on success *value points into buf. expect_key may
+ * be NULL (accept any key; *key_out, if not NULL, gets the entry's key). */
+int cache_entry_parse(const uint8_t *buf, size_t len, const cache_key *expect_key,
+                      cache_key *key_out, const uint8_t **value, size_t *value_len);
+
+/* ---- L1: in-process sharded LRU ------------------------------------------------------------- */
+
+typedef struct cache_l1 cache_l1;
+
+/* max_entries >= 1; max_bytes >= 1; shards is an upper bound (see cache_config). Returns owned. */
+int cache_l1_new(size_t max_entries, size_t max_bytes, unsigned shards, cache_l1 **out);
+void cache_l1_free(cache_l1 *l1);
+/* 0 and a new reference in *out, or VG_ENOTFOUND. Moves the entry to the front of its LRU. */
+int cache_l1_get(cache_l1 *l1, const cache_key *key, cache_val **out);
+/* 1 if present, without touching the LRU order (tests). */
+int cache_l1_contains(cache_l1 *l1, const cache_key *key);
+/* Inserts or replaces (v borrowed; the tier takes its own reference), evicting from the tail of the
+ * shard until both bounds hold. VG_ETOOBIG if the value alone exceeds a shard's byte bound
+ * (counted as rejected), VG_ENOMEM. */
+int cache_l1_put(cache_l1 *l1, const cache_key *key, cache_val *v);
+void cache_l1_remove(cache_l1 *l1, const cache_key *key);
+/* Bytes an entry holding a value of len bytes counts against max_bytes. */
+size_t cache_l1_charge(size_t len);
+unsigned cache_l1_shard_count(const cache_l1 *l1);
+cache_ctr *cache_l1_ctr(cache_l1 *l1);
+void cache_l1_stats(cache_l1 *l1, cache_tier_stats *out);
+
+/* ---- L2: on-disk LRU ------------------------------------------------------------------------ */
+
+typedef struct cache_l2 cache_l2;
+
+/* dir borrowed. Layout: dir/<first key byte, 2 hex>/<key hex>.vce, temp files in dir/tmp/. */
+int cache_l2_open(const char *dir, uint64_t max_bytes, cache_l2 **out);
+void cache_l2_close(cache_l2 *l2);
+/* 0 and a new value (owned) in *out, or VG_ENOTFOUND (absent, vanished, or corrupt: a corrupt
+ * entry is deleted and counted). */
+int cache_l2_get(cache_l2 *l2, const cache_key *key, cache_val **out);
+/* Writes temp + rename (no fsync: see cache_l2.c), then evicts LRU entries over max_bytes.
+ * v borrowed. VG_ETOOBIG (entry larger than max_bytes, rejected), VG_EIO. */
+int cache_l2_put(cache_l2 *l2, const cache_key *key, const cache_val *v);
+void cache_l2_remove(cache_l2 *l2, const cache_key *key);
+/* Path of key's entry file into buf (tests corrupt files through it). VG_EINVAL if too small. */
+int cache_l2_entry_path(const cache_l2 *l2, const cache_key *key, char *buf, size_t buflen);
+cache_ctr *cache_l2_ctr(cache_l2 *l2);
+void cache_l2_stats(cache_l2 *l2, cache_tier_stats *out);
+
+/* ---- L3: Redis ------------------------------------------------------------------------------ */
+
+typedef struct cache_l3_url {
+    char host[256];
+    int port; /* default 6379 */
+    int db;   /* default 0 */
+    char user[128];
+    char password[256];
+} cache_l3_url;
+
+/* redis://[[user]:password@]host[:port][/db]; VG_EINVAL with a detail otherwise. */
+int cache_l3_parse_url(const char *url, cache_l3_url *out);
+
+typedef struct cache_l3 cache_l3;
+
+/* Uses the l3_* fields of cfg (borrowed). Does not connect: the first command does. */
+int cache_l3_open(const cache_config *cfg, cache_l3 **out);
+void cache_l3_close(cache_l3 *l3);
+/* 0 and a new value (owned) in *out, or VG_ENOTFOUND (absent, error, skipped by the breaker). */
+int cache_l3_get(cache_l3 *l3, const cache_key *key, cache_val **out);
+/* Async (queued, v referenced) or sync per the configuration. Returns 0 when queued or stored,
+ * VG_EUNAVAIL (breaker open or Redis failed), VG_EBUSY (queue full). */
+int cache_l3_put(cache_l3 *l3, const cache_key *key, cache_val *v);
+void cache_l3_remove(cache_l3 *l3, const cache_key *key);
+/* Blocks until the async writer has nothing pending (tests and benchmarks). */
+void cache_l3_flush(cache_l3 *l3);
+cache_breaker_state cache_l3_breaker(cache_l3 *l3);
+cache_ctr *cache_l3_ctr(cache_l3 *l3);
+/* Counters into *t; breaker state, opens, reconnects and pending puts into *s. */
+void cache_l3_stats(cache_l3 *l3, cache_tier_stats *t, cache_stats *s);
+
+#endif /* VG_CACHE_INT_H */
