@@ -201,6 +201,8 @@ int nn_graph_add(nn_graph *g, int a, int b, nn_act act);
  * extended with zeros at the bottom, the right and in the last channels (the recognition
  * network's residualDown shortcut). */
 int nn_graph_add_padded(nn_graph *g, int a, int b, nn_act act);
+/* act(x) as its own op (when the pre-activation value is needed too). */
+int nn_graph_act(nn_graph *g, int x, nn_act act);
 /* Spatial mean -> (1,1,c). */
 int nn_graph_mean(nn_graph *g, int x);
 /* Fully connected on a (1,1,cin) tensor: w [cin,cout] borrowed, b [cout] or NULL. */

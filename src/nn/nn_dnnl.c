@@ -36,6 +36,23 @@ size_t nn_dnnl_plan_weight_bytes(const nn_dnnl_plan *d)
     return 0;
 }
 
+struct nn_wcache {
+    size_t bytes;
+};
+int nn_wcache_new(nn_wcache **out)
+{
+    *out = vg_calloc(1, sizeof **out);
+    return *out ? 0 : vg_err_set(VG_ENOMEM, "out of memory");
+}
+void nn_wcache_free(nn_wcache *c)
+{
+    vg_free(c);
+}
+size_t nn_wcache_bytes(const nn_wcache *c)
+{
+    return c ? c->bytes : 0;
+}
+
 const char *nn_dnnl_describe(void)
 {
     const dnnl_version_t *v = dnnl_version();

@@ -198,6 +198,19 @@ int nn_graph_add_padded(nn_graph *g, int a, int b, nn_act act)
     return push(g, &op);
 }
 
+int nn_graph_act(nn_graph *g, int x, nn_act act)
+{
+    if (g->err)
+        return -1;
+    if (!valid_id(g, x))
+        return fail(g, "%s: act %d: unknown input", g->name, g->n);
+    nn_op op = blank(NN_OP_ACT);
+    op.in0 = x;
+    op.act = act;
+    op.shape = g->ops[x].shape;
+    return push(g, &op);
+}
+
 int nn_graph_mean(nn_graph *g, int x)
 {
     if (g->err)

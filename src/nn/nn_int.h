@@ -32,6 +32,7 @@ typedef enum {
     NN_OP_POOL,
     NN_OP_ADD,
     NN_OP_ADD_PADDED,
+    NN_OP_ACT,
     NN_OP_MEAN,
     NN_OP_FC,
 } nn_op_kind;

@@ -167,6 +167,10 @@ static void ref_run(nn_plan *p, const float *in, int n, float *amax)
             apply_act(out, cnt, op->act);
             break;
         }
+        case NN_OP_ACT:
+            memcpy(out, x, cnt * sizeof(float));
+            apply_act(out, cnt, op->act);
+            break;
         case NN_OP_MEAN:
             nn_ref_mean(x, is, out);
             break;

@@ -1,0 +1,652 @@
+/*
+ * face: shared models, per-replica engines, the batch runner and the whole-image pipeline.
+ *
+ * face_models holds everything read-only: the decoded weights (one block per model), the
+ * graphs built on them, int8 calibration, and per graph an nn_wcache of oneDNN-reordered
+ * weights that every replica's plans share. Tiny-detector graphs are built per input size on
+ * first use under a mutex; everything else is immutable after face_models_open.
+ *
+ * face_engine is one replica: a small table of compiled plans keyed by (network, input size,
+ * batch bucket, precision), each with its batch-sized output buffers, and growable scratch for
+ * prepared inputs. Batch sizes are rounded up to powers of two so a replica compiles at most
+ * seven plans per network and precision.
+ */
+#include "face/face_int.h"
+
+#include "core/core.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FACE_MAX_TINY_SIZES 8
+#define FACE_MAX_PLANS 48
+
+static const char *k_model_files[FACE_NET_COUNT] = {
+    "tiny_face_detector_model", "face_landmark_68_model", "face_recognition_model",
+    "ssd_mobilenetv1_model"};
+static const char *k_calib_names[FACE_NET_COUNT] = {"tiny", "landmarks", "recognition", "ssd"};
+
+struct face_models {
+    nn_weights *w[FACE_NET_COUNT];
+    nn_graph *landmarks, *recog, *ssd;
+    float *ssd_bn;
+    const float *ssd_anchors; /* [5118][4] in w[SSD] */
+    pthread_mutex_t mu;       /* guards tiny[] growth */
+    struct {
+        int size;
+        nn_graph *g;
+        nn_wcache *wc;
+    } tiny[FACE_MAX_TINY_SIZES];
+    int n_tiny;
+    nn_wcache *wc[FACE_NET_COUNT]; /* landmarks, recog, ssd (tiny: per size above) */
+    nn_calib calib[FACE_NET_COUNT];
+    int has_calib[FACE_NET_COUNT];
+};
+
+const char *face_level_name(face_level l)
+{
+    static const char *n[] = {"speed", "balanced", "accuracy", "memory"};
+    return (unsigned)l < 4 ? n[l] : "?";
+}
+
+int face_level_parse(const char *s, face_level *out)
+{
+    for (int i = 0; i < 4; i++)
+        if (s && strcmp(s, face_level_name((face_level)i)) == 0) {
+            *out = (face_level)i;
+            return 0;
+        }
+    return vg_err_set(VG_EINVAL, "level '%s' is not speed, balanced, accuracy or memory",
+                      s ? s : "");
+}
+
+const char *face_net_name(face_net n)
+{
+    static const char *names[] = {"tiny", "landmarks", "recognition", "ssd"};
+    return (unsigned)n < FACE_NET_COUNT ? names[n] : "?";
+}
+
+void face_opts_for_level(face_level level, face_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->detector = FACE_DET_TINY;
+    o->score_threshold = 0.5f;
+    o->max_faces = FACE_DEFAULT_MAX_FACES;
+    o->descriptors = 1;
+    unsigned f = vg_cpu_features();
+    nn_precision fast = (f & (VG_CPU_AVX512VNNI | VG_CPU_AVXVNNI)) ? NN_PREC_INT8
+                        : (f & VG_CPU_AVX512BF16)                  ? NN_PREC_BF16
+                                                                   : NN_PREC_F32;
+    switch (level) {
+    case FACE_LEVEL_SPEED:
+    case FACE_LEVEL_MEMORY:
+        o->input_size = 320;
+        o->precision = fast;
+        break;
+    case FACE_LEVEL_ACCURACY:
+        o->detector = FACE_DET_SSD;
+        o->input_size = FACE_SSD_SIZE;
+        o->precision = NN_PREC_F32;
+        break;
+    case FACE_LEVEL_BALANCED:
+    default:
+        o->input_size = 416;
+        o->precision = fast;
+        break;
+    }
+}
+
+void face_result_free(face_result *r)
+{
+    if (!r)
+        return;
+    vg_free(r->faces);
+    r->faces = NULL;
+    r->n = 0;
+}
+
+float face_distance(const float *a, const float *b)
+{
+    double s = 0;
+    for (int i = 0; i < FACE_DESCRIPTOR_DIM; i++) {
+        double d = (double)a[i] - b[i];
+        s += d * d;
+    }
+    return (float)sqrt(s);
+}
+
+/* ---- models --------------------------------------------------------------------------------- */
+
+int face_models_open(const char *models_dir, const face_models_opts *opts, face_models **out)
+{
+    if (!models_dir || !out)
+        return vg_err_set(VG_EINVAL, "face_models_open: NULL argument");
+    face_models *m = vg_calloc(1, sizeof *m);
+    if (!m)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    pthread_mutex_init(&m->mu, NULL);
+    int rc = 0;
+    int load_ssd = opts && opts->load_ssd;
+    for (int i = 0; i < FACE_NET_COUNT && !rc; i++)
+        if (i != FACE_NET_SSD || load_ssd)
+            rc = nn_weights_open(models_dir, k_model_files[i], &m->w[i]);
+    if (!rc)
+        rc = face_landmarks_build(m->w[FACE_NET_LANDMARKS], &m->landmarks);
+    if (!rc)
+        rc = face_recog_build(m->w[FACE_NET_RECOG], &m->recog);
+    if (!rc && load_ssd) {
+        m->ssd_bn = vg_malloc(FACE_SSD_BN_FLOATS * sizeof(float));
+        if (!m->ssd_bn)
+            rc = vg_err_set(VG_ENOMEM, "out of memory");
+        if (!rc)
+            rc = face_ssd_build(m->w[FACE_NET_SSD], m->ssd_bn, &m->ssd);
+        if (!rc)
+            rc = nn_weights_get_f32(m->w[FACE_NET_SSD], "Output/extra_dim", 3, (int[]){1, 5118, 4},
+                                    &m->ssd_anchors);
+    }
+    for (int i = 1; i < FACE_NET_COUNT && !rc; i++)
+        if (i != FACE_NET_SSD || load_ssd)
+            rc = nn_wcache_new(&m->wc[i]);
+    if (rc) {
+        if (rc != VG_ENOMEM && rc != VG_ENOTFOUND && rc != VG_ECHECKSUM && rc != VG_EFORMAT)
+            rc = VG_EFORMAT;
+        face_models_free(m);
+        return rc;
+    }
+    /* int8 calibration: optional; int8 is refused later if a network has none. */
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", (opts && opts->calib_dir) ? opts->calib_dir : models_dir);
+    if (!(opts && opts->calib_dir))
+        snprintf(dir, sizeof dir, "%s/calibration", models_dir);
+    for (int i = 0; i < FACE_NET_COUNT; i++) {
+        const nn_graph *g = i == FACE_NET_TINY ? face_models_graph(m, FACE_NET_TINY, 416)
+                                               : face_models_graph(m, (face_net)i, 0);
+        if (!g)
+            continue;
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s.txt", dir, k_calib_names[i]);
+        if (nn_calib_load(path, nn_graph_n_tensors(g), &m->calib[i]) == 0)
+            m->has_calib[i] = 1;
+        else
+            VG_DEBUG("face", "no int8 calibration for %s: %s", face_net_name((face_net)i),
+                     vg_err_msg());
+    }
+    *out = m;
+    return 0;
+}
+
+void face_models_free(face_models *m)
+{
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_tiny; i++) {
+        nn_graph_free(m->tiny[i].g);
+        nn_wcache_free(m->tiny[i].wc);
+    }
+    nn_graph_free(m->landmarks);
+    nn_graph_free(m->recog);
+    nn_graph_free(m->ssd);
+    vg_free(m->ssd_bn);
+    for (int i = 0; i < FACE_NET_COUNT; i++) {
+        nn_weights_free(m->w[i]);
+        nn_wcache_free(m->wc[i]);
+        nn_calib_deinit(&m->calib[i]);
+    }
+    pthread_mutex_destroy(&m->mu);
+    vg_free(m);
+}
+
+int face_models_has_ssd(const face_models *m)
+{
+    return m && m->ssd;
+}
+
+size_t face_models_bytes(const face_models *m)
+{
+    size_t b = 0;
+    for (int i = 0; i < FACE_NET_COUNT; i++)
+        b += nn_weights_bytes(m->w[i]) + (m->wc[i] ? nn_wcache_bytes(m->wc[i]) : 0);
+    for (int i = 0; i < m->n_tiny; i++)
+        b += nn_wcache_bytes(m->tiny[i].wc);
+    return b;
+}
+
+/* Tiny graph and weight cache for one input size, built on first use. */
+static int tiny_slot(face_models *m, int size, nn_graph **g, nn_wcache **wc)
+{
+    pthread_mutex_lock(&m->mu);
+    int rc = 0;
+    for (int i = 0; i < m->n_tiny; i++)
+        if (m->tiny[i].size == size) {
+            *g = m->tiny[i].g;
+            *wc = m->tiny[i].wc;
+            goto done;
+        }
+    if (m->n_tiny == FACE_MAX_TINY_SIZES) {
+        rc = vg_err_set(VG_EBUSY, "at most %d tiny detector sizes at once", FACE_MAX_TINY_SIZES);
+        goto done;
+    }
+    nn_graph *ng;
+    nn_wcache *nwc;
+    if ((rc = face_tiny_build(m->w[FACE_NET_TINY], size, &ng)))
+        goto done;
+    if ((rc = nn_wcache_new(&nwc))) {
+        nn_graph_free(ng);
+        goto done;
+    }
+    m->tiny[m->n_tiny].size = size;
+    m->tiny[m->n_tiny].g = ng;
+    m->tiny[m->n_tiny].wc = nwc;
+    m->n_tiny++;
+    *g = ng;
+    *wc = nwc;
+done:
+    pthread_mutex_unlock(&m->mu);
+    return rc;
+}
+
+const nn_graph *face_models_graph(face_models *m, face_net net, int input_size)
+{
+    nn_graph *g = NULL;
+    nn_wcache *wc;
+    switch (net) {
+    case FACE_NET_TINY:
+        if (tiny_slot(m, input_size, &g, &wc))
+            return NULL;
+        return g;
+    case FACE_NET_LANDMARKS:
+        return m->landmarks;
+    case FACE_NET_RECOG:
+        return m->recog;
+    case FACE_NET_SSD:
+        return m->ssd;
+    default:
+        return NULL;
+    }
+}
+
+const nn_calib *face_models_calib(const face_models *m, face_net net)
+{
+    return ((unsigned)net < FACE_NET_COUNT && m->has_calib[net]) ? &m->calib[net] : NULL;
+}
+
+/* ---- engine --------------------------------------------------------------------------------- */
+
+typedef struct plan_slot {
+    face_net net;
+    int size, batch;
+    nn_precision prec;
+    nn_plan *plan;
+    int n_out;
+    float *outs[NN_MAX_OUTPUTS];
+    size_t out_count[NN_MAX_OUTPUTS]; /* floats per item */
+} plan_slot;
+
+struct face_engine {
+    face_models *m;
+    face_engine_opts o;
+    plan_slot slots[FACE_MAX_PLANS];
+    int n_slots;
+    const char *last_impl;
+    float *in_buf, *out_buf;
+    size_t in_cap, out_cap; /* floats */
+};
+
+int face_engine_new(face_models *models, const face_engine_opts *opts, face_engine **out)
+{
+    if (!models || !out)
+        return vg_err_set(VG_EINVAL, "face_engine_new: NULL argument");
+    face_engine *e = vg_calloc(1, sizeof *e);
+    if (!e)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    e->m = models;
+    e->o.backend = NN_BACKEND_DNNL;
+    if (opts)
+        e->o = *opts;
+    e->last_impl = "";
+    *out = e;
+    return 0;
+}
+
+static void slot_free(plan_slot *s)
+{
+    nn_plan_free(s->plan);
+    for (int k = 0; k < s->n_out; k++)
+        vg_free(s->outs[k]);
+}
+
+void face_engine_free(face_engine *e)
+{
+    if (!e)
+        return;
+    for (int i = 0; i < e->n_slots; i++)
+        slot_free(&e->slots[i]);
+    vg_free(e->in_buf);
+    vg_free(e->out_buf);
+    vg_free(e);
+}
+
+size_t face_engine_memory(const face_engine *e)
+{
+    size_t b = (e->in_cap + e->out_cap) * sizeof(float);
+    for (int i = 0; i < e->n_slots; i++) {
+        b += nn_plan_scratch_bytes(e->slots[i].plan) + nn_plan_weight_bytes(e->slots[i].plan);
+        for (int k = 0; k < e->slots[i].n_out; k++)
+            b += e->slots[i].out_count[k] * e->slots[i].batch * sizeof(float);
+    }
+    return b;
+}
+
+const char *face_engine_impl(const face_engine *e)
+{
+    return e->last_impl;
+}
+
+static int graph_for(face_models *m, face_net net, int size, const nn_graph **g, nn_wcache **wc)
+{
+    nn_graph *tg = NULL;
+    switch (net) {
+    case FACE_NET_TINY: {
+        int rc = tiny_slot(m, size, &tg, wc);
+        *g = tg;
+        return rc;
+    }
+    case FACE_NET_LANDMARKS:
+    case FACE_NET_RECOG:
+    case FACE_NET_SSD:
+        *g = net == FACE_NET_LANDMARKS ? m->landmarks : net == FACE_NET_RECOG ? m->recog : m->ssd;
+        *wc = m->wc[net];
+        if (!*g)
+            return vg_err_set(VG_EINVAL, "the %s network was not loaded", face_net_name(net));
+        return 0;
+    default:
+        return vg_err_set(VG_EINVAL, "unknown network %d", (int)net);
+    }
+}
+
+static int bucket(int n)
+{
+    int b = 1;
+    while (b < n)
+        b *= 2;
+    return b;
+}
+
+static int get_plan(face_engine *e, face_net net, int size, int n, nn_precision prec,
+                    plan_slot **out)
+{
+    int b = bucket(n);
+    if (net != FACE_NET_TINY)
+        size = 0;
+    for (int i = 0; i < e->n_slots; i++) {
+        plan_slot *s = &e->slots[i];
+        if (s->net == net && s->size == size && s->batch == b && s->prec == prec) {
+            *out = s;
+            return 0;
+        }
+    }
+    if (e->n_slots == FACE_MAX_PLANS)
+        return vg_err_set(VG_EBUSY, "engine holds %d plans already", FACE_MAX_PLANS);
+    const nn_graph *g = NULL;
+    nn_wcache *wc = NULL;
+    int rc = graph_for(e->m, net, size, &g, &wc);
+    if (rc)
+        return rc;
+    nn_plan_opts po = {.backend = e->o.backend, .precision = prec, .batch = b, .wcache = wc};
+    if (prec == NN_PREC_INT8) {
+        po.calib = face_models_calib(e->m, net);
+        if (!po.calib)
+            return vg_err_set(VG_EUNSUPPORTED,
+                              "no int8 calibration for the %s network (run `vigil models "
+                              "calibrate`)",
+                              face_net_name(net));
+    }
+    plan_slot *s = &e->slots[e->n_slots];
+    memset(s, 0, sizeof *s);
+    s->net = net;
+    s->size = size;
+    s->batch = b;
+    s->prec = prec;
+    if ((rc = nn_plan_new(g, &po, &s->plan)))
+        return rc;
+    s->n_out = nn_graph_n_outputs(g);
+    for (int k = 0; k < s->n_out; k++) {
+        s->out_count[k] = nn_shape_count(nn_graph_output_shape(g, k));
+        s->outs[k] = vg_malloc(s->out_count[k] * b * sizeof(float));
+        if (!s->outs[k]) {
+            slot_free(s);
+            return vg_err_set(VG_ENOMEM, "out of memory");
+        }
+    }
+    e->n_slots++;
+    VG_DEBUG("face", "compiled %s%s batch %d %s: %s", face_net_name(net),
+             net == FACE_NET_TINY ? "" : "", b, nn_precision_name(prec), nn_plan_impl(s->plan));
+    *out = s;
+    return 0;
+}
+
+size_t face_net_input_floats(face_net net, int input_size)
+{
+    int s = net == FACE_NET_TINY        ? input_size
+            : net == FACE_NET_LANDMARKS ? FACE_LANDMARK_SIZE
+            : net == FACE_NET_RECOG     ? FACE_RECOG_SIZE
+                                        : FACE_SSD_SIZE;
+    return (size_t)s * s * 3;
+}
+
+size_t face_net_output_floats(face_net net, int input_size)
+{
+    switch (net) {
+    case FACE_NET_TINY:
+        return (size_t)(input_size / 32) * (input_size / 32) * 25;
+    case FACE_NET_LANDMARKS:
+        return 136;
+    case FACE_NET_RECOG:
+        return FACE_DESCRIPTOR_DIM;
+    case FACE_NET_SSD:
+        return 5118 * 7;
+    default:
+        return 0;
+    }
+}
+
+int face_engine_run(face_engine *e, face_net net, int input_size, nn_precision prec,
+                    const float *in, int n, float *out)
+{
+    if (!e || !in || !out || n < 1 || n > FACE_MAX_BATCH)
+        return vg_err_set(VG_EINVAL, "face_engine_run: batch %d outside 1..%d", n, FACE_MAX_BATCH);
+    plan_slot *s = NULL;
+    int rc = get_plan(e, net, input_size, n, prec, &s);
+    if (rc)
+        return rc;
+    if (e->o.threads > 0)
+        nn_set_threads(e->o.threads);
+    if ((rc = nn_plan_run(s->plan, in, n, s->outs)))
+        return rc;
+    e->last_impl = nn_plan_impl(s->plan);
+    size_t total = 0;
+    for (int k = 0; k < s->n_out; k++)
+        total += s->out_count[k];
+    for (int i = 0; i < n; i++) {
+        float *o = out + (size_t)i * total;
+        for (int k = 0; k < s->n_out; k++) {
+            memcpy(o, s->outs[k] + (size_t)i * s->out_count[k], s->out_count[k] * sizeof(float));
+            o += s->out_count[k];
+        }
+    }
+    return 0;
+}
+
+/* ---- detection ------------------------------------------------------------------------------ */
+
+static const float k_mean_tiny[3] = {117.001f, 114.697f, 97.404f};
+static const float k_zero[3] = {0, 0, 0};
+
+int face_prepare_detector(const face_image *img, face_detector det, int input_size, float *dst,
+                          face_frame *frame)
+{
+    if (!img || !img->rgb || !dst || img->w == 0 || img->h == 0)
+        return vg_err_set(VG_EINVAL, "face_prepare_detector: empty image");
+    if (det == FACE_DET_SSD)
+        input_size = FACE_SSD_SIZE;
+    if (input_size < 32 || input_size > 1024 || input_size % 32)
+        return vg_err_set(VG_EINVAL, "detector input size %d is not a multiple of 32 in 32..1024",
+                          input_size);
+    if (det == FACE_DET_SSD)
+        face_to_square_tensor(img, 0, 0, (int)img->w, (int)img->h, input_size, 0, k_zero, 127.5f,
+                              -1.0f, dst);
+    else
+        face_to_square_tensor(img, 0, 0, (int)img->w, (int)img->h, input_size, 0, k_mean_tiny,
+                              255.0f, 0.0f, dst);
+    if (frame)
+        *frame = (face_frame){img->w, img->h, input_size};
+    return 0;
+}
+
+int face_decode_detections(face_detector det, const float *out, const face_frame *frame,
+                           float score_threshold, face_detection *dets, size_t max, size_t *n_out)
+{
+    if (!out || !frame || !dets || !n_out)
+        return vg_err_set(VG_EINVAL, "face_decode_detections: NULL argument");
+    if (det == FACE_DET_SSD)
+        return vg_err_set(VG_EINVAL, "SSD decoding needs the models' anchors (face_analyze)");
+    return face_tiny_decode(out, frame, score_threshold, dets, max, n_out);
+}
+
+/* ---- the whole pipeline --------------------------------------------------------------------- */
+
+static int grow(float **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    float *nb = vg_aligned_alloc(64, need * sizeof(float));
+    if (!nb)
+        return vg_err_set(VG_ENOMEM, "out of memory (%zu floats)", need);
+    vg_free(*buf);
+    *buf = nb;
+    *cap = need;
+    return 0;
+}
+
+/* Largest image side accepted; beyond it the detector input would carry no information and the
+ * pixel count is bounded by the img module's limits anyway. */
+#define FACE_MAX_IMAGE_SIDE 65535u
+
+int face_analyze(face_engine *e, const face_image *img, const face_opts *opts, face_result *out)
+{
+    if (!e || !img || !opts || !out)
+        return vg_err_set(VG_EINVAL, "face_analyze: NULL argument");
+    memset(out, 0, sizeof *out);
+    if (!img->rgb || img->w == 0 || img->h == 0 || img->w > FACE_MAX_IMAGE_SIDE ||
+        img->h > FACE_MAX_IMAGE_SIDE)
+        return vg_err_set(VG_EINVAL, "image %ux%u is empty or too large", img->w, img->h);
+    face_detector det = opts->detector;
+    if (det == FACE_DET_SSD && !e->m->ssd)
+        return vg_err_set(VG_EINVAL, "the SSD detector was not loaded");
+    int size = det == FACE_DET_SSD ? FACE_SSD_SIZE : opts->input_size;
+    face_net dnet = det == FACE_DET_SSD ? FACE_NET_SSD : FACE_NET_TINY;
+    int rc;
+    face_frame fr;
+    size_t in_f = face_net_input_floats(dnet, size), out_f = face_net_output_floats(dnet, size);
+    if ((rc = grow(&e->in_buf, &e->in_cap, in_f)) || (rc = grow(&e->out_buf, &e->out_cap, out_f)))
+        return rc;
+    if ((rc = face_prepare_detector(img, det, size, e->in_buf, &fr)) ||
+        (rc = face_engine_run(e, dnet, size, opts->precision, e->in_buf, 1, e->out_buf)))
+        return rc;
+    size_t cand = det == FACE_DET_SSD ? 5118 : (size_t)(size / 32) * (size / 32) * 5;
+    face_detection *dets = vg_malloc(cand * sizeof *dets);
+    if (!dets)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    size_t nd = 0;
+    if (det == FACE_DET_SSD)
+        rc = face_ssd_decode(e->out_buf, e->m->ssd_anchors, &fr, opts->score_threshold, dets, cand,
+                             &nd);
+    else
+        rc = face_tiny_decode(e->out_buf, &fr, opts->score_threshold, dets, cand, &nd);
+    if (rc) {
+        vg_free(dets);
+        return rc;
+    }
+    if (nd > opts->max_faces)
+        nd = opts->max_faces;
+    face_face *faces = nd ? vg_calloc(nd, sizeof *faces) : NULL;
+    face_crop *crops = nd ? vg_calloc(nd, sizeof *crops) : NULL;
+    if (nd && (!faces || !crops)) {
+        vg_free(dets);
+        vg_free(faces);
+        vg_free(crops);
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    }
+    size_t nf = 0;
+    for (size_t i = 0; i < nd; i++) {
+        faces[nf].box = dets[i].box;
+        faces[nf].score = dets[i].score;
+        nf++;
+    }
+    vg_free(dets);
+    /* Landmarks, FACE_MAX_BATCH crops per call. Boxes entirely outside the image are dropped. */
+    const size_t lm_in = face_net_input_floats(FACE_NET_LANDMARKS, 0);
+    const size_t rc_in = face_net_input_floats(FACE_NET_RECOG, 0);
+    size_t per = VG_MAX(lm_in, rc_in);
+    if ((rc = grow(&e->in_buf, &e->in_cap, per * FACE_MAX_BATCH)) ||
+        (rc = grow(&e->out_buf, &e->out_cap, (size_t)136 * FACE_MAX_BATCH)))
+        goto fail;
+    size_t kept = 0;
+    for (size_t i = 0; i < nf;) {
+        int n = 0;
+        size_t idx[FACE_MAX_BATCH];
+        for (; i < nf && n < FACE_MAX_BATCH; i++) {
+            if (face_prepare_landmarks(img, &faces[i].box, e->in_buf + (size_t)n * lm_in,
+                                       &crops[i]) == 0)
+                idx[n++] = i;
+        }
+        if (n == 0)
+            continue;
+        if ((rc = face_engine_run(e, FACE_NET_LANDMARKS, 0, opts->precision, e->in_buf, n,
+                                  e->out_buf)))
+            goto fail;
+        for (int k = 0; k < n; k++) {
+            face_face *f = &faces[idx[k]];
+            face_decode_landmarks(e->out_buf + (size_t)k * 136, &crops[idx[k]], f->landmarks);
+            faces[kept] = *f; /* kept <= idx[k]: compaction in place */
+            kept++;
+        }
+    }
+    nf = kept;
+    if (opts->descriptors) {
+        for (size_t i = 0; i < nf;) {
+            int n = 0;
+            size_t idx[FACE_MAX_BATCH];
+            for (; i < nf && n < FACE_MAX_BATCH; i++)
+                if (face_prepare_recognition(img, (const float(*)[2])faces[i].landmarks,
+                                             e->in_buf + (size_t)n * rc_in,
+                                             &faces[i].recognition_crop) == 0)
+                    idx[n++] = i;
+            if (n == 0)
+                continue;
+            if ((rc = face_engine_run(e, FACE_NET_RECOG, 0, opts->precision, e->in_buf, n,
+                                      e->out_buf)))
+                goto fail;
+            for (int k = 0; k < n; k++) {
+                memcpy(faces[idx[k]].descriptor, e->out_buf + (size_t)k * FACE_DESCRIPTOR_DIM,
+                       sizeof faces[0].descriptor);
+                faces[idx[k]].has_descriptor = 1;
+            }
+        }
+    }
+    vg_free(crops);
+    if (nf == 0) {
+        vg_free(faces);
+        faces = NULL;
+    }
+    out->faces = faces;
+    out->n = nf;
+    return 0;
+fail:
+    vg_free(faces);
+    vg_free(crops);
+    return rc;
+}

@@ -1,0 +1,296 @@
+/* face: each network against face-api's own tensors (tests/data/faces/tensors, the per-net
+ * oracle), then the whole pipeline on the oracle photos: boxes IoU >= 0.95 and descriptors
+ * within L2 0.01 of face-api 1.7.15, plus bad and odd inputs. Under ASan the reference kernels
+ * are slow, so the full-pipeline check covers a subset of the photos there (never none). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "face/face.h"
+#include "nn/nn.h"
+
+#include <jansson.h>
+#include <math.h>
+#include <spng.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DATA VG_TEST_DATA_DIR "/faces"
+
+static face_models *g_models;
+static json_t *g_results;
+
+/* Test-only PNG loader (the img module owns decoding for the product; these fixtures are
+ * canonical 8-bit RGB PNGs). Returns owned RGB. */
+static uint8_t *load_png(const char *name, uint32_t *w, uint32_t *h)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/images/%s", DATA, name);
+    uint8_t *buf;
+    size_t len;
+    if (vg_read_file(path, (size_t)64 << 20, &buf, &len))
+        return NULL;
+    spng_ctx *ctx = spng_ctx_new(0);
+    spng_set_png_buffer(ctx, buf, len);
+    struct spng_ihdr ihdr;
+    size_t out_len;
+    uint8_t *rgb = NULL, *rgba = NULL;
+    if (spng_get_ihdr(ctx, &ihdr) == 0 &&
+        spng_decoded_image_size(ctx, SPNG_FMT_RGBA8, &out_len) == 0) {
+        rgba = malloc(out_len);
+        if (rgba && spng_decode_image(ctx, rgba, out_len, SPNG_FMT_RGBA8, 0) == 0) {
+            *w = ihdr.width;
+            *h = ihdr.height;
+            rgb = malloc((size_t)ihdr.width * ihdr.height * 3);
+            for (size_t i = 0; i < (size_t)ihdr.width * ihdr.height; i++)
+                memcpy(rgb + 3 * i, rgba + 4 * i, 3);
+        }
+    }
+    free(rgba);
+    spng_ctx_free(ctx);
+    vg_free(buf);
+    return rgb;
+}
+
+static float *load_f32(const char *name, size_t count)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/tensors/%s", DATA, name);
+    uint8_t *buf;
+    size_t len;
+    if (vg_read_file(path, (size_t)16 << 20, &buf, &len) || len != count * 4)
+        return NULL;
+    float *f = malloc(len);
+    memcpy(f, buf, len);
+    vg_free(buf);
+    return f;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    face_models_opts mo = {.load_ssd = 1};
+    if (face_models_open(VG_MODELS_DIR, &mo, &g_models))
+        return -1;
+    json_error_t err;
+    g_results = json_load_file(DATA "/results.json", 0, &err);
+    return g_results ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    face_models_free(g_models);
+    json_decref(g_results);
+    return 0;
+}
+
+static nn_backend backend_under_test(void)
+{
+    return NN_BACKEND_REF;
+}
+
+/* ---- per-network oracle ---- */
+
+static void test_tiny_net_tensor(void **state)
+{
+    (void)state;
+    face_engine *e;
+    face_engine_opts eo = {.backend = backend_under_test()};
+    assert_int_equal(face_engine_new(g_models, &eo, &e), 0);
+    float *in = load_f32("tiny_input_416x416x3.f32", 416 * 416 * 3);
+    float *want = load_f32("tiny_output_13x13x25.f32", 13 * 13 * 25);
+    assert_non_null(in);
+    assert_non_null(want);
+    /* the oracle saves the resized image before the mean subtraction */
+    static const float mean[3] = {117.001f, 114.697f, 97.404f};
+    for (int i = 0; i < 416 * 416 * 3; i++)
+        in[i] = (in[i] - mean[i % 3]) / 255.0f;
+    float got[13 * 13 * 25];
+    assert_int_equal(face_engine_run(e, FACE_NET_TINY, 416, NN_PREC_F32, in, 1, got), 0);
+    double maxd = 0;
+    for (int i = 0; i < 13 * 13 * 25; i++)
+        maxd = fmax(maxd, fabs(got[i] - want[i]));
+    printf("tiny 416 raw output max |diff| vs face-api: %.3g\n", maxd);
+    assert_true(maxd < 1e-3);
+    /* decoding: one candidate, row 3 col 5 anchor 2, relative box as face-api */
+    face_frame fr = {512, 512, 416};
+    face_detection d[64];
+    size_t n;
+    assert_int_equal(face_decode_detections(FACE_DET_TINY, got, &fr, 0.5f, d, 64, &n), 0);
+    assert_int_equal(n, 1);
+    assert_true(fabs(d[0].box.x / 512 - 0.31885242553258053) < 1e-4);
+    assert_true(fabs(d[0].box.y / 512 - 0.14777417078902452) < 1e-4);
+    assert_true(fabs((d[0].box.x + d[0].box.w) / 512 - 0.5454881494233377) < 1e-4);
+    assert_true(fabs(d[0].score - 0.9754709686551095) < 1e-4);
+    free(in);
+    free(want);
+    face_engine_free(e);
+}
+
+static void test_landmark_net_tensor(void **state)
+{
+    (void)state;
+    json_error_t err;
+    json_t *dbg = json_load_file(DATA "/debug_astronaut_face0.json", 0, &err);
+    assert_non_null(dbg);
+    json_t *want = json_object_get(dbg, "landmark_raw_fc_output_136");
+    face_engine *e;
+    face_engine_opts eo = {.backend = backend_under_test()};
+    assert_int_equal(face_engine_new(g_models, &eo, &e), 0);
+    float *in = load_f32("lm_input_112x112x3.f32", 112 * 112 * 3);
+    assert_non_null(in);
+    static const float mean[3] = {122.782f, 117.001f, 104.298f};
+    for (int i = 0; i < 112 * 112 * 3; i++)
+        in[i] = (in[i] - mean[i % 3]) / 255.0f;
+    float got[136];
+    assert_int_equal(face_engine_run(e, FACE_NET_LANDMARKS, 0, NN_PREC_F32, in, 1, got), 0);
+    double maxd = 0;
+    for (int i = 0; i < 136; i++)
+        maxd = fmax(maxd, fabs(got[i] - json_real_value(json_array_get(want, (size_t)i))));
+    printf("landmarks raw output max |diff| vs face-api: %.3g\n", maxd);
+    assert_true(maxd < 1e-4);
+    free(in);
+    json_decref(dbg);
+    face_engine_free(e);
+}
+
+static void test_recognition_net_tensor(void **state)
+{
+    (void)state;
+    json_error_t err;
+    json_t *dbg = json_load_file(DATA "/debug_astronaut_face0.json", 0, &err);
+    assert_non_null(dbg);
+    json_t *want = json_object_get(dbg, "recognition_output");
+    face_engine *e;
+    face_engine_opts eo = {.backend = backend_under_test()};
+    assert_int_equal(face_engine_new(g_models, &eo, &e), 0);
+    float *in = load_f32("rec_input_150x150x3.f32", 150 * 150 * 3);
+    assert_non_null(in);
+    /* this tensor is saved before the mean subtraction */
+    static const float mean[3] = {122.782f, 117.001f, 104.298f};
+    for (int i = 0; i < 150 * 150 * 3; i++)
+        in[i] = (in[i] - mean[i % 3]) / 255.0f;
+    float got[128];
+    assert_int_equal(face_engine_run(e, FACE_NET_RECOG, 0, NN_PREC_F32, in, 1, got), 0);
+    float ref[128];
+    for (int i = 0; i < 128; i++)
+        ref[i] = (float)json_real_value(json_array_get(want, (size_t)i));
+    float d = face_distance(got, ref);
+    printf("recognition descriptor L2 vs face-api: %.3g\n", d);
+    assert_true(d < 1e-3);
+    free(in);
+    json_decref(dbg);
+    face_engine_free(e);
+}
+
+/* ---- whole pipeline against results.json ---- */
+
+static double iou(face_box a, double bx, double by, double bw, double bh)
+{
+    double x0 = fmax(a.x, bx), y0 = fmax(a.y, by);
+    double x1 = fmin(a.x + a.w, bx + bw), y1 = fmin(a.y + a.h, by + bh);
+    double inter = fmax(0, x1 - x0) * fmax(0, y1 - y0);
+    return inter / (a.w * a.h + bw * bh - inter);
+}
+
+typedef struct oracle_stats {
+    int images, faces;
+    double worst_iou, worst_l2;
+} oracle_stats;
+
+static void check_image(face_engine *e, const char *name, json_t *entry, nn_precision prec,
+                        double l2_tol, oracle_stats *st)
+{
+    uint32_t w = 0, h = 0;
+    uint8_t *rgb = load_png(name, &w, &h);
+    assert_non_null(rgb);
+    face_image img = {rgb, w, h};
+    face_opts o;
+    face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+    o.detector = FACE_DET_TINY;
+    o.input_size = 416;
+    o.precision = prec;
+    face_result r;
+    assert_int_equal(face_analyze(e, &img, &o, &r), 0);
+    json_t *faces = json_object_get(entry, "faces");
+    if (r.n != json_array_size(faces))
+        fail_msg("%s: %zu faces, face-api found %zu", name, r.n, json_array_size(faces));
+    for (size_t i = 0; i < r.n; i++) {
+        json_t *f = json_array_get(faces, i);
+        json_t *box = json_object_get(json_object_get(f, "detection"), "box");
+        double io = iou(r.faces[i].box, json_real_value(json_object_get(box, "x")),
+                        json_real_value(json_object_get(box, "y")),
+                        json_real_value(json_object_get(box, "width")),
+                        json_real_value(json_object_get(box, "height")));
+        float ref[128];
+        json_t *desc = json_object_get(f, "descriptor");
+        for (int k = 0; k < 128; k++)
+            ref[k] = (float)json_real_value(json_array_get(desc, (size_t)k));
+        double l2 = face_distance(r.faces[i].descriptor, ref);
+        if (io < 0.95 || !(l2 < l2_tol) || !r.faces[i].has_descriptor)
+            fail_msg("%s face %zu: IoU %.4f, descriptor L2 %.4f (tolerance %.3f)", name, i, io, l2,
+                     l2_tol);
+        st->worst_iou = fmin(st->worst_iou, io);
+        st->worst_l2 = fmax(st->worst_l2, l2);
+        st->faces++;
+    }
+    st->images++;
+    face_result_free(&r);
+    free(rgb);
+}
+
+static int in_subset(const char *name)
+{
+#ifdef VG_SANITIZE
+    /* ASan: reference kernels at -O1 are ~20x slower; a face each of a single-face, a
+     * three-face and a tile photo keeps the check real and the test under a minute. */
+    return strcmp(name, "astronaut.png") == 0 || strcmp(name, "vlad_tile3.png") == 0 ||
+           strcmp(name, "messi5.png") == 0;
+#else
+    (void)name;
+    return 1;
+#endif
+}
+
+static void run_oracle(nn_backend be, nn_precision prec, double tol)
+{
+    face_engine *e;
+    face_engine_opts eo = {.backend = be};
+    assert_int_equal(face_engine_new(g_models, &eo, &e), 0);
+    oracle_stats st = {0, 0, 1.0, 0.0};
+    const char *name;
+    json_t *entry;
+    json_object_foreach(g_results, name, entry)
+    {
+        if (in_subset(name) || be == NN_BACKEND_DNNL)
+            check_image(e, name, entry, prec, tol, &st);
+    }
+    printf("%s %s: %d images, %d faces; worst box IoU %.4f, worst descriptor L2 %.5f; engine "
+           "memory %zu KiB\n",
+           be == NN_BACKEND_REF ? "reference" : "oneDNN", nn_precision_name(prec), st.images,
+           st.faces, st.worst_iou, st.worst_l2, face_engine_memory(e) >> 10);
+    assert_true(st.faces > 0);
+    face_engine_free(e);
+}
+
+static void test_oracle_reference(void **state)
+{
+    (void)state;
+    run_oracle(NN_BACKEND_REF, NN_PREC_F32, 0.01);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tiny_net_tensor),
+        cmocka_unit_test(test_landmark_net_tensor),
+        cmocka_unit_test(test_recognition_net_tensor),
+        cmocka_unit_test(test_oracle_reference),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
