@@ -1,0 +1,445 @@
+/*
+ * store: opening, the connection pool, the write queue with group commit, ids and stats.
+ *
+ * Concurrency design (why): SQLite allows one writer at a time per database and, in WAL mode,
+ * any number of readers that never wait for it. So the store keeps
+ *   - a pool of read-only connections (cfg.read_connections); a read call borrows one for its
+ *     duration, and a multi-statement read wraps itself in one read transaction (a snapshot);
+ *   - ONE writer connection, driven by a queue. A thread that wants to write appends an op to the
+ *     queue; the thread at the head becomes the leader, takes every op queued behind it (up to
+ *     max_group_ops), runs them in ONE transaction (each in its own SAVEPOINT so one failing op
+ *     does not fail the others), commits once, then wakes the followers with their results and
+ *     hands leadership to the next head. This is group commit without a dedicated thread (the
+ *     LevelDB writer-queue scheme): a lone writer pays no hand-off, and N concurrent writers share
+ *     one fsync. Every op returns only after its commit, so an acknowledged write is durable.
+ *   Alternatives rejected: one mutex around the writer gives one fsync per write (concurrent
+ *   analyze requests would queue on the disk); a dedicated writer thread adds two context
+ *   switches per write and a lifecycle to manage, for the same batching.
+ *
+ * Durability: WAL + synchronous=FULL by default: the WAL is fsync'ed at each commit, so a
+ * committed write survives kill -9 and power loss. NORMAL skips that fsync (kill -9 safe, not
+ * power-loss safe) and is an operator's choice (see docs/BENCHMARKS.md for the cost).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "store/store_int.h"
+
+#define STORE_DEFAULT_READERS 4
+#define STORE_MAX_READERS 64
+#define STORE_DEFAULT_BUSY_TIMEOUT_MS 5000
+#define STORE_DEFAULT_MAX_GROUP_OPS 256
+
+struct store_wop {
+    store_write_fn fn;
+    void *arg;
+    int rc;
+    int done;
+    pthread_cond_t cv;
+    struct store_wop *next;
+    char err[256]; /* the op's vg_err_msg(), carried back to its own thread */
+};
+
+/* ---- counters ------------------------------------------------------------------------------- */
+
+void store_counters_error(store_counters *c, const char *msg)
+{
+    pthread_mutex_lock(&c->err_mu);
+    snprintf(c->last_error, sizeof c->last_error, "%s", msg);
+    c->last_error_ms = vg_wall_ms();
+    pthread_mutex_unlock(&c->err_mu);
+}
+
+void store_stats_get(store *st, store_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->queries = atomic_load(&st->ctr.queries);
+    out->errors = atomic_load(&st->ctr.errors);
+    out->busy_retries = atomic_load(&st->ctr.busy_retries);
+    out->commits = atomic_load(&st->ctr.commits);
+    out->write_ops = atomic_load(&st->ctr.write_ops);
+    out->scans_inserted = atomic_load(&st->ctr.scans_inserted);
+    pthread_mutex_lock(&st->ctr.err_mu);
+    memcpy(out->last_error, st->ctr.last_error, sizeof out->last_error);
+    out->last_error_ms = st->ctr.last_error_ms;
+    pthread_mutex_unlock(&st->ctr.err_mu);
+}
+
+/* ---- ids ------------------------------------------------------------------------------------ */
+
+/* Lower-case Crockford base32: ASCII order == numeric order, no I L O U. */
+static const char B32[] = "0123456789abcdefghjkmnpqrstvwxyz";
+
+/* 16 bytes big-endian (6 ms + 10 counter) -> 26 chars, the top 2 of 130 bits being zero. */
+static void encode_128(const uint8_t b[16], char out[26])
+{
+    for (int i = 0; i < 26; i++) {
+        int bit = i * 5 - 2; /* position of the digit's top bit in the 128-bit string */
+        unsigned v = 0;
+        for (int k = 0; k < 5; k++, bit++) {
+            v <<= 1;
+            if (bit >= 0)
+                v |= (b[bit >> 3] >> (7 - (bit & 7))) & 1u;
+        }
+        out[i] = B32[v];
+    }
+}
+
+static void format_id(const char *prefix, int64_t ms, const uint8_t ctr[10], char out[STORE_ID_MAX])
+{
+    uint8_t b[16];
+    uint64_t m = (uint64_t)ms;
+    for (int i = 0; i < 6; i++)
+        b[i] = (uint8_t)(m >> (8 * (5 - i)));
+    memcpy(b + 6, ctr, 10);
+    size_t pl = strlen(prefix);
+    memcpy(out, prefix, pl);
+    out[pl] = '_';
+    encode_128(b, out + pl + 1);
+    out[pl + 27] = '\0';
+}
+
+void store_id_new(store *st, const char *prefix, char out[STORE_ID_MAX], int64_t *out_ms)
+{
+    int64_t now = vg_wall_ms();
+    if (now > st->id_ms) {
+        st->id_ms = now;
+        if (vg_random_bytes(st->id_ctr, sizeof st->id_ctr) != 0)
+            memset(st->id_ctr, 0, sizeof st->id_ctr);
+        st->id_ctr[0] &= 0x7f; /* leave room to count up within the millisecond */
+    } else {
+        /* Same millisecond, or the clock stepped back: keep the last millisecond and count up,
+         * so ids stay strictly increasing in commit order. */
+        for (int i = 9; i >= 0 && ++st->id_ctr[i] == 0; i--)
+            ;
+    }
+    format_id(prefix, st->id_ms, st->id_ctr, out);
+    if (out_ms)
+        *out_ms = st->id_ms;
+}
+
+void store_id_next(store *st, const char *prefix, char out[STORE_ID_MAX])
+{
+    for (int i = 9; i >= 0 && ++st->id_ctr[i] == 0; i--)
+        ;
+    format_id(prefix, st->id_ms, st->id_ctr, out);
+}
+
+int store_id_valid(const char *id, const char *prefix)
+{
+    if (!id || !prefix)
+        return 0;
+    size_t pl = strlen(prefix);
+    if (strncmp(id, prefix, pl) != 0 || id[pl] != '_')
+        return 0;
+    const char *body = id + pl + 1;
+    for (int i = 0; i < 26; i++) {
+        if (!body[i] || !strchr(B32, body[i]))
+            return 0;
+    }
+    return body[26] == '\0' && body[0] <= '7';
+}
+
+void store_id_floor(const char *prefix, int64_t ms, char out[STORE_ID_MAX])
+{
+    static const uint8_t zero[10] = {0};
+    if (ms < 0)
+        ms = 0;
+    if (ms > (int64_t)0xffffffffffffll)
+        ms = (int64_t)0xffffffffffffll;
+    format_id(prefix, ms, zero, out);
+}
+
+/* ---- read pool ------------------------------------------------------------------------------ */
+
+sq_db *store_reader_acquire(store *st)
+{
+    pthread_mutex_lock(&st->rp_mu);
+    while (st->n_free == 0)
+        pthread_cond_wait(&st->rp_cv, &st->rp_mu);
+    sq_db *db = st->readers[st->rp_free[--st->n_free]];
+    pthread_mutex_unlock(&st->rp_mu);
+    return db;
+}
+
+void store_reader_release(store *st, sq_db *db)
+{
+    pthread_mutex_lock(&st->rp_mu);
+    for (unsigned i = 0; i < st->n_readers; i++) {
+        if (st->readers[i] == db) {
+            st->rp_free[st->n_free++] = i;
+            break;
+        }
+    }
+    pthread_cond_signal(&st->rp_cv);
+    pthread_mutex_unlock(&st->rp_mu);
+}
+
+/* ---- write queue ---------------------------------------------------------------------------- */
+
+static void capture_err(store_wop *op)
+{
+    snprintf(op->err, sizeof op->err, "%s", vg_err_msg());
+}
+
+/* Runs ops[0..n) in one transaction on the writer. Leader only. */
+static void run_group(store *st, store_wop **ops, size_t n)
+{
+    sq_db *w = st->writer;
+    int err = sq_exec(w, "BEGIN IMMEDIATE");
+    if (err) {
+        for (size_t i = 0; i < n; i++) {
+            ops[i]->rc = err;
+            capture_err(ops[i]);
+        }
+        return;
+    }
+    int lost = 0; /* the whole transaction was rolled back under us */
+    if (n == 1) {
+        ops[0]->rc = ops[0]->fn(st, w, ops[0]->arg);
+        if (ops[0]->rc) {
+            capture_err(ops[0]);
+            lost = 1;
+        }
+    } else {
+        for (size_t i = 0; i < n && !lost; i++) {
+            err = sq_exec(w, "SAVEPOINT op");
+            if (!err) {
+                err = ops[i]->fn(st, w, ops[i]->arg);
+                if (err) {
+                    capture_err(ops[i]);
+                    /* Undo this op only; ROLLBACK TO keeps the savepoint, RELEASE pops it. */
+                    if (sq_in_txn(w) && sq_exec(w, "ROLLBACK TO op") == 0)
+                        sq_exec(w, "RELEASE op");
+                }
+            } else {
+                capture_err(ops[i]);
+            }
+            ops[i]->rc = err;
+            if (!sq_in_txn(w)) {
+                /* SQLite rolled the whole transaction back (disk full, I/O error): every op of
+                 * the group, done or not, is lost and must be told so. */
+                for (size_t j = 0; j < n; j++) {
+                    if (j != i) {
+                        ops[j]->rc = err ? err : VG_ESTORE;
+                        snprintf(ops[j]->err, sizeof ops[j]->err, "%s",
+                                 err ? ops[i]->err : "transaction rolled back");
+                    }
+                }
+                lost = 1;
+                break;
+            }
+            if (!err)
+                sq_exec(w, "RELEASE op");
+        }
+    }
+    if (n == 1 && lost) {
+        if (sq_in_txn(w))
+            sq_exec(w, "ROLLBACK");
+        return;
+    }
+    if (lost)
+        return;
+    err = sq_exec(w, "COMMIT");
+    if (err) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "commit failed: %s", vg_err_msg());
+        if (sq_in_txn(w))
+            sq_exec(w, "ROLLBACK");
+        for (size_t i = 0; i < n; i++) {
+            if (ops[i]->rc == 0) {
+                ops[i]->rc = err;
+                snprintf(ops[i]->err, sizeof ops[i]->err, "%s", msg);
+            }
+        }
+        return;
+    }
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++)
+        ok += ops[i]->rc == 0;
+    atomic_fetch_add(&st->ctr.commits, 1);
+    atomic_fetch_add(&st->ctr.write_ops, ok);
+}
+
+int store_write(store *st, store_write_fn fn, void *arg)
+{
+    store_wop op;
+    memset(&op, 0, sizeof op);
+    op.fn = fn;
+    op.arg = arg;
+    pthread_cond_init(&op.cv, NULL);
+
+    pthread_mutex_lock(&st->wq_mu);
+    if (st->wq_tail)
+        st->wq_tail->next = &op;
+    else
+        st->wq_head = &op;
+    st->wq_tail = &op;
+    while (!op.done && st->wq_head != &op)
+        pthread_cond_wait(&op.cv, &st->wq_mu);
+    if (op.done) {
+        pthread_mutex_unlock(&st->wq_mu);
+        pthread_cond_destroy(&op.cv);
+        if (op.rc)
+            vg_err_set(op.rc, "%s", op.err);
+        return op.rc;
+    }
+
+    /* Leader: take the ops queued behind us. Their next pointers up to the last one taken were
+     * written under the lock before we read them; later appends only touch the tail. */
+    store_wop *batch[64];
+    store_wop **ops = batch;
+    size_t max = st->cfg.max_group_ops;
+    size_t n = 0;
+    for (store_wop *p = &op; p && n < max; p = p->next) {
+        if (n == VG_ARRAY_LEN(batch) && ops == batch) {
+            /* A large group: spill to the heap; if that fails, commit what fits. */
+            store_wop **big = vg_malloc(max * sizeof *big);
+            if (!big)
+                break;
+            memcpy(big, batch, sizeof batch);
+            ops = big;
+        }
+        ops[n++] = p;
+    }
+    pthread_mutex_unlock(&st->wq_mu);
+
+    run_group(st, ops, n);
+
+    pthread_mutex_lock(&st->wq_mu);
+    st->wq_head = ops[n - 1]->next;
+    if (!st->wq_head)
+        st->wq_tail = NULL;
+    for (size_t i = 1; i < n; i++) {
+        store_wop *p = ops[i];
+        p->done = 1;
+        pthread_cond_signal(&p->cv); /* p lives on its thread's stack until it sees done */
+    }
+    if (st->wq_head)
+        pthread_cond_signal(&st->wq_head->cv);
+    pthread_mutex_unlock(&st->wq_mu);
+
+    if (ops != batch)
+        vg_free(ops);
+    pthread_cond_destroy(&op.cv);
+    if (op.rc)
+        vg_err_set(op.rc, "%s", op.err);
+    return op.rc;
+}
+
+/* ---- open / close --------------------------------------------------------------------------- */
+
+void store_config_default(store_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->read_connections = STORE_DEFAULT_READERS;
+    cfg->synchronous = STORE_SYNC_FULL;
+    cfg->busy_timeout_ms = STORE_DEFAULT_BUSY_TIMEOUT_MS;
+    cfg->max_group_ops = STORE_DEFAULT_MAX_GROUP_OPS;
+}
+
+static void store_destroy(store *st)
+{
+    if (st->readers) {
+        for (unsigned i = 0; i < st->n_readers; i++)
+            sq_close(st->readers[i]);
+    }
+    sq_close(st->writer); /* last: it checkpoints the WAL */
+    vg_free(st->readers);
+    vg_free(st->rp_free);
+    pthread_mutex_destroy(&st->rp_mu);
+    pthread_cond_destroy(&st->rp_cv);
+    pthread_mutex_destroy(&st->wq_mu);
+    pthread_mutex_destroy(&st->ctr.err_mu);
+    vg_free(st);
+}
+
+int store_open_at(const store_config *cfg, int target, store **out)
+{
+    if (!cfg || !cfg->path || !*cfg->path)
+        return vg_err_set(VG_EINVAL, "store: no database path");
+    store *st = vg_calloc(1, sizeof *st);
+    if (!st)
+        return vg_err_set(VG_ENOMEM, "store: open");
+    st->cfg = *cfg;
+    if (!st->cfg.read_connections)
+        st->cfg.read_connections = STORE_DEFAULT_READERS;
+    if (st->cfg.read_connections > STORE_MAX_READERS)
+        st->cfg.read_connections = STORE_MAX_READERS;
+    if (!st->cfg.busy_timeout_ms)
+        st->cfg.busy_timeout_ms = STORE_DEFAULT_BUSY_TIMEOUT_MS;
+    if (!st->cfg.max_group_ops)
+        st->cfg.max_group_ops = STORE_DEFAULT_MAX_GROUP_OPS;
+    pthread_mutex_init(&st->rp_mu, NULL);
+    pthread_cond_init(&st->rp_cv, NULL);
+    pthread_mutex_init(&st->wq_mu, NULL);
+    pthread_mutex_init(&st->ctr.err_mu, NULL);
+
+    sq_open_opts o = {
+        .path = cfg->path,
+        .read_only = 0,
+        .sync_full = st->cfg.synchronous != STORE_SYNC_NORMAL,
+        .busy_timeout_ms = st->cfg.busy_timeout_ms,
+        .max_db_bytes = cfg->max_db_bytes,
+        .ctr = &st->ctr,
+    };
+    int err = sq_open(&o, &st->writer);
+    if (!err)
+        err = store_migrate(st->writer, target, &st->schema_version);
+    if (!err) {
+        st->readers = vg_calloc(st->cfg.read_connections, sizeof *st->readers);
+        st->rp_free = vg_calloc(st->cfg.read_connections, sizeof *st->rp_free);
+        if (!st->readers || !st->rp_free)
+            err = vg_err_set(VG_ENOMEM, "store: read pool");
+    }
+    o.read_only = 1;
+    for (unsigned i = 0; !err && i < st->cfg.read_connections; i++) {
+        err = sq_open(&o, &st->readers[i]);
+        if (!err) {
+            st->n_readers++;
+            st->rp_free[st->n_free++] = i;
+        }
+    }
+    if (err) {
+        store_destroy(st);
+        return err;
+    }
+    VG_INFO("store", "opened %s (sqlite %s, schema %d, %u readers, synchronous=%s)", cfg->path,
+            sq_library_version(), st->schema_version, st->n_readers,
+            st->cfg.synchronous == STORE_SYNC_NORMAL ? "normal" : "full");
+    *out = st;
+    return 0;
+}
+
+int store_open(const store_config *cfg, store **out)
+{
+    size_t n;
+    store_migrations(&n);
+    return store_open_at(cfg, (int)n, out);
+}
+
+void store_close(store *st)
+{
+    if (!st)
+        return;
+    store_destroy(st);
+}
+
+int store_schema_version(const store *st)
+{
+    return st->schema_version;
+}
+
+int store_ping(store *st)
+{
+    sq_db *db = store_reader_acquire(st);
+    sq_stmt *s = NULL;
+    int err = sq_prepare(db, "SELECT count(*) FROM tenants", &s);
+    if (!err) {
+        err = sq_step(s);
+        err = err == SQ_ROW ? 0 : (err ? err : vg_err_set(VG_ESTORE, "ping returned no row"));
+        sq_release(s);
+    }
+    store_reader_release(st, db);
+    return err;
+}

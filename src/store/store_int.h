@@ -1,0 +1,236 @@
+/*
+ * store internals shared by the store_*.c files.
+ *
+ * Layers:
+ *   store_sqlite.c  the only file that includes <sqlite3.h> (STYLE rule 14): connections,
+ *                   cached prepared statements, binds, steps, columns, error mapping, pragmas;
+ *   store.c         open/close, schema migrations, the read-connection pool, the write queue
+ *                   with group commit, id generation, stats;
+ *   store_query.c   a small SQL builder for the list queries and shared row/arena helpers;
+ *   store_tenants.c, store_profiles.c, store_evidence.c, store_notices.c: one resource family
+ *                   each, written against the sq_* API below.
+ */
+#ifndef VG_STORE_INT_H
+#define VG_STORE_INT_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/core.h"
+#include "store/store.h"
+
+/* ---- counters shared by every connection of one store --------------------------------------- */
+
+typedef struct store_counters {
+    _Atomic uint64_t queries, errors, busy_retries, commits, write_ops, scans_inserted;
+    pthread_mutex_t err_mu; /* guards last_error / last_error_ms */
+    char last_error[256];
+    int64_t last_error_ms;
+} store_counters;
+
+/* ---- store_sqlite.c: the SQLite wrapper ----------------------------------------------------- */
+
+typedef struct sq_db sq_db;     /* one connection; used by one thread at a time */
+typedef struct sq_stmt sq_stmt; /* a prepared statement owned by its connection's cache */
+
+#define SQ_ROW 1
+#define SQ_DONE 0
+
+typedef struct sq_open_opts {
+    const char *path;
+    int read_only;            /* open SQLITE_OPEN_READONLY (pool readers) */
+    int sync_full;            /* synchronous=FULL (else NORMAL) */
+    uint32_t busy_timeout_ms; /* total wait for a lock before VG_EBUSY */
+    uint64_t max_db_bytes;    /* 0 = unlimited; else max_page_count */
+    store_counters *ctr;      /* borrowed; outlives the connection */
+} sq_open_opts;
+
+/* Opens one connection with WAL, foreign keys on, our busy handler and the sync level. */
+int sq_open(const sq_open_opts *o, sq_db **out);
+void sq_close(sq_db *db);
+/* Runs a script of statements without results (DDL, BEGIN/COMMIT). */
+int sq_exec(sq_db *db, const char *sql);
+/* A cached prepared statement for `sql` (keyed by its text). Release with sq_release before
+ * preparing the same text again on this connection. */
+int sq_prepare(sq_db *db, const char *sql, sq_stmt **out);
+/* Resets the statement and clears its bindings. sq_release(NULL) is a no-op. */
+void sq_release(sq_stmt *s);
+/* Binds (1-based). Pointers are borrowed until the statement is stepped to completion or
+ * released. A NULL text/blob binds SQL NULL. */
+int sq_bind_text(sq_stmt *s, int i, const char *v);
+int sq_bind_blob(sq_stmt *s, int i, const void *v, size_t n);
+int sq_bind_int64(sq_stmt *s, int i, int64_t v);
+int sq_bind_double(sq_stmt *s, int i, double v);
+int sq_bind_null(sq_stmt *s, int i);
+/* SQ_ROW, SQ_DONE, or a negative VG_E*: constraint violations map to VG_EEXIST (unique),
+ * VG_ENOTFOUND (foreign key), VG_EINVAL (check / not null); locks to VG_EBUSY; the rest to
+ * VG_ESTORE (counted as errors, detail recorded as last_error). */
+int sq_step(sq_stmt *s);
+/* Steps a statement that returns no rows, then releases it. */
+int sq_run(sq_stmt *s);
+int sq_col_is_null(sq_stmt *s, int i);
+int64_t sq_col_int64(sq_stmt *s, int i);
+double sq_col_double(sq_stmt *s, int i);
+const char *sq_col_text(sq_stmt *s, int i); /* NULL for SQL NULL; valid until the next step */
+const void *sq_col_blob(sq_stmt *s, int i, size_t *len);
+/* Rows changed by the last INSERT/UPDATE/DELETE on this connection. */
+int sq_changes(sq_db *db);
+/* 1 while a transaction is open on db. */
+int sq_in_txn(sq_db *db);
+/* PRAGMA user_version read/write. */
+int sq_user_version(sq_db *db, int *out);
+int sq_set_user_version(sq_db *db, int v);
+/* Number of user tables in the schema (to recognise a foreign database). */
+int sq_table_count(sq_db *db, int *out);
+/* Library version string, for logs. */
+const char *sq_library_version(void);
+
+/* ---- store.c: the store object -------------------------------------------------------------- */
+
+typedef struct store_wop store_wop; /* one queued write; lives on its caller's stack */
+
+struct store {
+    store_config cfg;
+    int schema_version;
+    store_counters ctr;
+
+    /* Readers: a fixed pool; a thread takes one for the duration of one read call. */
+    pthread_mutex_t rp_mu;
+    pthread_cond_t rp_cv;
+    sq_db **readers;
+    unsigned n_readers;
+    unsigned *rp_free; /* stack of free reader indexes */
+    unsigned n_free;
+
+    /* Writer: one connection, used only by the current group-commit leader (the thread at the
+     * head of the write queue). Everything below wq_mu that says "leader" is owned by it. */
+    pthread_mutex_t wq_mu;
+    store_wop *wq_head, *wq_tail;
+    sq_db *writer;
+    /* Id generator state (leader): last millisecond used and its 80-bit counter. */
+    int64_t id_ms;
+    uint8_t id_ctr[10];
+};
+
+/* A write operation body: runs on the writer inside a transaction (and a savepoint when
+ * grouped). Returns 0 or a VG_E* with a detail; on error everything it did is rolled back. */
+typedef int (*store_write_fn)(store *st, sq_db *w, void *arg);
+/* Queues fn and returns when it has committed (or failed). Thread-safe. */
+int store_write(store *st, store_write_fn fn, void *arg);
+
+/* store_open at schema version `target` instead of the latest (tests migrate step by step). */
+int store_open_at(const store_config *cfg, int target, store **out);
+
+/* Takes a read connection from the pool (waits if all are busy) / gives it back. */
+sq_db *store_reader_acquire(store *st);
+void store_reader_release(store *st, sq_db *db);
+
+/* New id "<prefix>_<26>" (leader only, i.e. inside a store_write_fn) and its millisecond. */
+void store_id_new(store *st, const char *prefix, char out[STORE_ID_MAX], int64_t *out_ms);
+/* The next id in the same millisecond as the last store_id_new (rows created together, such as
+ * a scan's matches, share their creation time and still get increasing ids). Leader only. */
+void store_id_next(store *st, const char *prefix, char out[STORE_ID_MAX]);
+/* 1 when id is a well-formed id with this prefix ("prf"). */
+int store_id_valid(const char *id, const char *prefix);
+/* The smallest id of `prefix` at millisecond ms (for since/until bounds). */
+void store_id_floor(const char *prefix, int64_t ms, char out[STORE_ID_MAX]);
+
+/* Records a failure detail as last_error (called by the wrapper). */
+void store_counters_error(store_counters *c, const char *msg);
+
+/* ---- store_schema.c ------------------------------------------------------------------------- */
+
+typedef struct store_migration {
+    int version;
+    const char *description;
+    const char *sql;
+} store_migration;
+/* The migrations in order; version i+1 at index i. */
+const store_migration *store_migrations(size_t *n);
+/* Brings db from its user_version up to `target` in one IMMEDIATE transaction (tests use a
+ * target below the latest). VG_EUNSUPPORTED if the database is newer than target. */
+int store_migrate(sq_db *db, int target, int *out_version);
+
+/* ---- store_query.c: list-query builder and row helpers -------------------------------------- */
+
+#define QB_MAX_SQL 2048
+#define QB_MAX_BINDS 16
+
+typedef struct qb {
+    char sql[QB_MAX_SQL];
+    size_t len;
+    int n, overflow;
+    struct {
+        int type; /* 't' text, 'b' blob, 'i' int64 */
+        const void *p;
+        size_t len;
+        int64_t i;
+    } b[QB_MAX_BINDS];
+    char bound[2][STORE_ID_MAX]; /* since/until id floors bound by qb_list_tail */
+} qb;
+
+void qb_init(qb *q, const char *sql);
+void qb_sql(qb *q, const char *frag);
+/* Appends frag (containing exactly one '?') and its value. */
+void qb_text(qb *q, const char *frag, const char *v);
+void qb_blob(qb *q, const char *frag, const void *v, size_t n);
+void qb_int(qb *q, const char *frag, int64_t v);
+/* Prepares q on db and binds its values. */
+int qb_prepare(qb *q, sq_db *db, sq_stmt **out);
+
+/* Appends the tenant scope, cursor, time bounds, ORDER BY id DESC and LIMIT limit+1 for a list
+ * over the table aliased `t` (always), whose ids have `prefix`; the caller appends its own
+ * filters before. VG_EINVAL for a bad cursor. *limit_out gets the effective page size. */
+int qb_list_tail(qb *q, const char *prefix, const char *tenant_id, const store_list_opts *o,
+                 unsigned *limit_out);
+
+/* Arena copy helpers with a sticky out-of-memory flag: copies NULL as NULL. */
+typedef struct store_copy {
+    vg_arena *a;
+    int oom;
+} store_copy;
+const char *sc_text(store_copy *c, sq_stmt *s, int col);
+void sc_id(sq_stmt *s, int col, char out[STORE_ID_MAX]);
+void *sc_blob(store_copy *c, sq_stmt *s, int col, size_t *len);
+/* Copies a blob column of exactly n bytes into out; 0 if it is NULL or another size. */
+int sc_fixed(sq_stmt *s, int col, void *out, size_t n);
+
+/* Input validation: VG_EINVAL naming `field` when s is required and NULL/empty, or when its
+ * length is >= max_bytes. */
+int store_check_str(const char *field, const char *s, size_t max_bytes, int required);
+/* Runs the page-collection loop shared by every list: steps s, growing an arena array of
+ * item_size via read_row(row), stopping after `limit` items and setting next_cursor from the
+ * last item's id (at offset id_off inside the item) when one more row exists. */
+int store_collect(sq_stmt *s, vg_arena *a, size_t item_size, size_t id_off, unsigned limit,
+                  int (*read_row)(sq_stmt *s, store_copy *c, void *item), void **items,
+                  store_page *page);
+
+/* Binds parameters 1..strlen(types) from the variadic list, one per type letter:
+ *   't' const char * (NULL binds NULL)   'b' const void *, size_t (NULL binds NULL)
+ *   'i' int64_t                           'd' double
+ * Pass exactly these C types (cast int64_t literals). */
+int store_bind(sq_stmt *s, const char *types, ...);
+/* Prepares sql on db, binds as store_bind, steps it to completion and releases it. */
+int store_run(sq_db *db, const char *sql, const char *types, ...);
+/* Prepares sql on db and binds as store_bind; *out must be released with sq_release. */
+int store_query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ...);
+
+/* Rows by id in scope (tenant_id NULL = any), soft-deleted or not, for notice sources:
+ * store_profiles.c. The reference comes without face blobs (n_faces still set). */
+int store_profile_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                           store_profile *out);
+int store_reference_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                             store_reference *out);
+/* store_evidence.c: a match / a scan (without its matches) by id in scope. */
+int store_match_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                     store_match *out);
+int store_scan_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                    store_scan *out);
+
+/* Scope check: 1 if tenant_id is NULL (admin) or equals row_tenant. */
+int store_scope_ok(const char *tenant_id, const char *row_tenant);
+
+#endif /* VG_STORE_INT_H */

@@ -1,0 +1,379 @@
+/*
+ * store_notices: DMCA notices and their append-only status history.
+ *
+ * A notice is frozen at draft time: recipient, claimant details (copied from the profile), the
+ * signature and the rendered text and HTML are stored as drafted, and the schema refuses to
+ * change any of them later (trigger notices_frozen). Why frozen rather than rendered on read:
+ * a notice is a legal document that is sent; the record must show exactly what was sent, even
+ * after the profile is edited, the reference deleted, or a later build words notices
+ * differently. Only `status` and `updated_ms` change, each change appending one event.
+ *
+ * The workflow rule itself belongs to the dmca module; store_notice_set_status applies the
+ * caller's allowed-from set inside the write transaction, so two concurrent transitions cannot
+ * both succeed from the same state.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "store/store_int.h"
+
+#define NOTICE_COLS_HEAD                                                                           \
+    "t.id, t.tenant_id, t.match_id, m.profile_id, m.reference_id, t.status, t.infringing_url, "    \
+    "t.recipient_name, t.recipient_email, t.recipient_address, t.recipient_phone, "                \
+    "t.claimant_name, t.claimant_email, t.claimant_address, t.claimant_phone, t.signature, "
+#define NOTICE_COLS_TAIL ", t.created_ms, t.updated_ms"
+#define NOTICE_COLS NOTICE_COLS_HEAD "t.body_text, t.body_html" NOTICE_COLS_TAIL
+#define NOTICE_COLS_LITE NOTICE_COLS_HEAD "NULL, NULL" NOTICE_COLS_TAIL
+#define NOTICE_FROM " FROM notices t JOIN matches m ON m.id = t.match_id"
+
+static store_notice_status parse_status(const char *s)
+{
+    store_notice_status st = STORE_NOTICE_DRAFT;
+    if (s)
+        store_notice_status_parse(s, &st);
+    return st;
+}
+
+static int read_notice(sq_stmt *s, store_copy *c, void *item)
+{
+    store_notice *n = item;
+    sc_id(s, 0, n->id);
+    sc_id(s, 1, n->tenant_id);
+    sc_id(s, 2, n->match_id);
+    sc_id(s, 3, n->profile_id);
+    sc_id(s, 4, n->reference_id);
+    n->status = parse_status(sq_col_text(s, 5));
+    n->infringing_url = sc_text(c, s, 6);
+    n->recipient.name = sc_text(c, s, 7);
+    n->recipient.email = sc_text(c, s, 8);
+    n->recipient.address = sc_text(c, s, 9);
+    n->recipient.phone = sc_text(c, s, 10);
+    n->claimant.name = sc_text(c, s, 11);
+    n->claimant.email = sc_text(c, s, 12);
+    n->claimant.address = sc_text(c, s, 13);
+    n->claimant.phone = sc_text(c, s, 14);
+    n->signature = sc_text(c, s, 15);
+    n->text = sc_text(c, s, 16);
+    n->html = sc_text(c, s, 17);
+    n->created_ms = sq_col_int64(s, 18);
+    n->updated_ms = sq_col_int64(s, 19);
+    n->n_events = 0;
+    n->events = NULL;
+    return 0;
+}
+
+/* ---- source --------------------------------------------------------------------------------- */
+
+int store_notice_source_get(store *st, const char *tenant_id, const char *match_id, vg_arena *a,
+                            store_notice_source *out)
+{
+    if (!store_id_valid(match_id, "mat"))
+        return vg_err_set(VG_ENOTFOUND, "match not found");
+    sq_db *db = store_reader_acquire(st);
+    store_copy c = {a, 0};
+    store_notice_source src;
+    memset(&src, 0, sizeof src);
+    /* Scope is checked on the match; what it points to belongs to the same tenant by
+     * construction (scan_insert checks it), and may have been soft-deleted since. */
+    int err = sq_exec(db, "BEGIN");
+    if (!err) {
+        err = store_match_read(db, tenant_id, match_id, &c, &src.match);
+        if (!err)
+            err = store_scan_read(db, NULL, src.match.scan_id, &c, &src.scan);
+        if (!err)
+            err = store_reference_read_any(db, NULL, src.match.reference_id, &c, &src.reference);
+        if (!err)
+            err = store_profile_read_any(db, NULL, src.match.profile_id, &c, &src.profile);
+        if (!err && c.oom)
+            err = vg_err_set(VG_ENOMEM, "store: notice source");
+        sq_exec(db, err ? "ROLLBACK" : "COMMIT");
+    }
+    store_reader_release(st, db);
+    if (!err)
+        *out = src;
+    return err;
+}
+
+/* ---- create --------------------------------------------------------------------------------- */
+
+static int check_party(const char *what, const store_party *p)
+{
+    char field[48];
+    int err;
+    snprintf(field, sizeof field, "%s.name", what);
+    if ((err = store_check_str(field, p->name, STORE_NAME_MAX_BYTES, 1)))
+        return err;
+    snprintf(field, sizeof field, "%s.email", what);
+    if ((err = store_check_str(field, p->email, STORE_NAME_MAX_BYTES, 0)))
+        return err;
+    snprintf(field, sizeof field, "%s.address", what);
+    if ((err = store_check_str(field, p->address, STORE_TEXT_MAX_BYTES, 0)))
+        return err;
+    snprintf(field, sizeof field, "%s.phone", what);
+    return store_check_str(field, p->phone, STORE_NAME_MAX_BYTES, 0);
+}
+
+static const char *opt(const char *s)
+{
+    return s && *s ? s : NULL;
+}
+
+typedef struct notice_create_args {
+    const char *tenant_id;
+    const store_notice_new *n;
+    char *out_id;
+} notice_create_args;
+
+static int notice_create_op(store *st, sq_db *w, void *arg)
+{
+    notice_create_args *a = arg;
+    const store_notice_new *n = a->n;
+    sq_stmt *s = NULL;
+    char tenant[STORE_ID_MAX] = "";
+    int err = store_query(w,
+                          "SELECT tenant_id FROM matches WHERE id = ?1 AND "
+                          "(?2 IS NULL OR tenant_id = ?2)",
+                          &s, "tt", n->match_id, a->tenant_id);
+    if (err)
+        return err;
+    err = sq_step(s);
+    if (err == SQ_ROW) {
+        sc_id(s, 0, tenant);
+        err = 0;
+    } else if (err == SQ_DONE) {
+        err = vg_err_set(VG_ENOTFOUND, "match not found");
+    }
+    sq_release(s);
+    if (err)
+        return err;
+
+    char id[STORE_ID_MAX];
+    int64_t ms;
+    store_id_new(st, "ntc", id, &ms);
+    err = store_run(w,
+                    "INSERT INTO notices(id, tenant_id, match_id, status, infringing_url, "
+                    "recipient_name, recipient_email, recipient_address, recipient_phone, "
+                    "claimant_name, claimant_email, claimant_address, claimant_phone, signature, "
+                    "body_text, body_html, created_ms, updated_ms) "
+                    "VALUES(?, ?, ?, 'draft', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "tttttttttttttttii", id, tenant, n->match_id, n->infringing_url,
+                    n->recipient.name, opt(n->recipient.email), opt(n->recipient.address),
+                    opt(n->recipient.phone), n->claimant.name, opt(n->claimant.email),
+                    opt(n->claimant.address), opt(n->claimant.phone), n->signature, n->text,
+                    n->html, ms, ms);
+    if (!err)
+        err = store_run(w,
+                        "INSERT INTO notice_events(notice_id, from_status, to_status, note, at_ms) "
+                        "VALUES(?, NULL, 'draft', 'drafted', ?)",
+                        "ti", id, ms);
+    if (!err)
+        memcpy(a->out_id, id, STORE_ID_MAX);
+    return err;
+}
+
+int store_notice_create(store *st, const char *tenant_id, const store_notice_new *n,
+                        char out_id[STORE_ID_MAX])
+{
+    if (!n)
+        return vg_err_set(VG_EINVAL, "notice is required");
+    if (!store_id_valid(n->match_id, "mat"))
+        return vg_err_set(VG_ENOTFOUND, "match not found");
+    int err;
+    if ((err = store_check_str("infringing_url", n->infringing_url, STORE_URL_MAX_BYTES, 1)) ||
+        (err = check_party("recipient", &n->recipient)) ||
+        (err = check_party("claimant", &n->claimant)) ||
+        (err = store_check_str("signature", n->signature, STORE_NAME_MAX_BYTES, 1)) ||
+        (err = store_check_str("text", n->text, STORE_NOTICE_MAX_BYTES, 1)) ||
+        (err = store_check_str("html", n->html, STORE_NOTICE_MAX_BYTES, 1)))
+        return err;
+    notice_create_args a = {tenant_id, n, out_id};
+    return store_write(st, notice_create_op, &a);
+}
+
+/* ---- reads ---------------------------------------------------------------------------------- */
+
+static int read_events(sq_db *db, const char *id, store_copy *c, store_notice *n)
+{
+    sq_stmt *s = NULL;
+    int err =
+        store_query(db, "SELECT count(*) FROM notice_events WHERE notice_id = ?", &s, "t", id);
+    if (err)
+        return err;
+    size_t count = 0;
+    err = sq_step(s);
+    if (err == SQ_ROW) {
+        count = (size_t)sq_col_int64(s, 0);
+        err = 0;
+    }
+    sq_release(s);
+    if (err || !count)
+        return err;
+    size_t bytes;
+    if (vg_mul_size(count, sizeof *n->events, &bytes))
+        return vg_err_set(VG_ETOOBIG, "notice history too long");
+    n->events = vg_arena_alloc(c->a, bytes);
+    if (!n->events)
+        return vg_err_set(VG_ENOMEM, "store: notice events");
+    err = store_query(db,
+                      "SELECT from_status, to_status, note, at_ms FROM notice_events "
+                      "WHERE notice_id = ? ORDER BY id",
+                      &s, "t", id);
+    if (err)
+        return err;
+    size_t i = 0;
+    for (;;) {
+        int rc = sq_step(s);
+        if (rc <= 0) {
+            err = rc;
+            break;
+        }
+        if (i == count)
+            break;
+        store_notice_event *e = &n->events[i++];
+        memset(e, 0, sizeof *e);
+        e->has_from = !sq_col_is_null(s, 0);
+        e->from = parse_status(sq_col_text(s, 0));
+        e->to = parse_status(sq_col_text(s, 1));
+        e->note = sc_text(c, s, 2);
+        e->at_ms = sq_col_int64(s, 3);
+    }
+    sq_release(s);
+    n->n_events = i;
+    return err;
+}
+
+int store_notice_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
+                     store_notice *out)
+{
+    if (!store_id_valid(id, "ntc"))
+        return vg_err_set(VG_ENOTFOUND, "notice not found");
+    sq_db *db = store_reader_acquire(st);
+    store_copy c = {a, 0};
+    store_notice n;
+    memset(&n, 0, sizeof n);
+    /* One read transaction: the status and the history agree. */
+    int err = sq_exec(db, "BEGIN");
+    if (!err) {
+        sq_stmt *s = NULL;
+        err = store_query(db,
+                          "SELECT " NOTICE_COLS NOTICE_FROM " WHERE t.id = ?1 AND "
+                          "(?2 IS NULL OR t.tenant_id = ?2)",
+                          &s, "tt", id, tenant_id);
+        if (!err) {
+            err = sq_step(s);
+            if (err == SQ_ROW)
+                err = read_notice(s, &c, &n);
+            else if (err == SQ_DONE)
+                err = vg_err_set(VG_ENOTFOUND, "notice not found");
+            sq_release(s);
+        }
+        if (!err)
+            err = read_events(db, id, &c, &n);
+        if (!err && c.oom)
+            err = vg_err_set(VG_ENOMEM, "store: notice");
+        sq_exec(db, err ? "ROLLBACK" : "COMMIT");
+    }
+    store_reader_release(st, db);
+    if (!err)
+        *out = n;
+    return err;
+}
+
+int store_notice_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
+                      store_notice **items, store_page *page)
+{
+    qb q;
+    unsigned limit;
+    qb_init(&q, "SELECT " NOTICE_COLS_LITE NOTICE_FROM " WHERE 1");
+    if (opts && opts->profile_id)
+        qb_text(&q, " AND m.profile_id = ?", opts->profile_id);
+    if (opts && opts->statuses) {
+        if (opts->statuses >> STORE_NOTICE_STATUS_COUNT)
+            return vg_err_set(VG_EINVAL, "unknown notice status in filter");
+        qb_sql(&q, " AND t.status IN (");
+        int n = 0;
+        for (int k = 0; k < STORE_NOTICE_STATUS_COUNT; k++) {
+            if (opts->statuses & (1u << k))
+                qb_text(&q, n++ ? ", ?" : "?", store_notice_status_name((store_notice_status)k));
+        }
+        qb_sql(&q, ")");
+    }
+    int err = qb_list_tail(&q, "ntc", tenant_id, opts, &limit);
+    if (err)
+        return err;
+    sq_db *db = store_reader_acquire(st);
+    sq_stmt *s = NULL;
+    err = qb_prepare(&q, db, &s);
+    if (!err)
+        err = store_collect(s, a, sizeof(store_notice), offsetof(store_notice, id), limit,
+                            read_notice, (void **)items, page);
+    store_reader_release(st, db);
+    return err;
+}
+
+/* ---- status --------------------------------------------------------------------------------- */
+
+typedef struct notice_status_args {
+    const char *tenant_id, *id, *note;
+    store_notice_status to;
+    unsigned allowed_from;
+    store_notice_status from;
+} notice_status_args;
+
+static int notice_status_op(store *st, sq_db *w, void *arg)
+{
+    notice_status_args *a = arg;
+    (void)st;
+    sq_stmt *s = NULL;
+    int err = store_query(w,
+                          "SELECT status FROM notices WHERE id = ?1 AND "
+                          "(?2 IS NULL OR tenant_id = ?2)",
+                          &s, "tt", a->id, a->tenant_id);
+    if (err)
+        return err;
+    store_notice_status cur = STORE_NOTICE_DRAFT;
+    err = sq_step(s);
+    if (err == SQ_ROW) {
+        cur = parse_status(sq_col_text(s, 0));
+        err = 0;
+    } else if (err == SQ_DONE) {
+        err = vg_err_set(VG_ENOTFOUND, "notice not found");
+    }
+    sq_release(s);
+    if (err)
+        return err;
+    if (!(a->allowed_from & (1u << cur)))
+        return vg_err_set(VG_ECONFLICT, "notice is '%s'; it cannot move to '%s'",
+                          store_notice_status_name(cur), store_notice_status_name(a->to));
+    int64_t now = vg_wall_ms();
+    err = store_run(
+        w, "UPDATE notices SET status = ?1, updated_ms = max(updated_ms, ?2) WHERE id = ?3", "tit",
+        store_notice_status_name(a->to), now, a->id);
+    if (!err)
+        err = store_run(w,
+                        "INSERT INTO notice_events(notice_id, from_status, to_status, note, at_ms) "
+                        "VALUES(?, ?, ?, ?, ?)",
+                        "tttti", a->id, store_notice_status_name(cur),
+                        store_notice_status_name(a->to), opt(a->note), now);
+    if (!err)
+        a->from = cur;
+    return err;
+}
+
+int store_notice_set_status(store *st, const char *tenant_id, const char *id,
+                            store_notice_status to, unsigned allowed_from, const char *note,
+                            store_notice_status *out_from)
+{
+    if (!store_id_valid(id, "ntc"))
+        return vg_err_set(VG_ENOTFOUND, "notice not found");
+    if ((unsigned)to >= STORE_NOTICE_STATUS_COUNT)
+        return vg_err_set(VG_EINVAL, "unknown notice status");
+    int err = store_check_str("note", note, STORE_TEXT_MAX_BYTES, 0);
+    if (err)
+        return err;
+    notice_status_args a = {tenant_id, id, note, to, allowed_from, STORE_NOTICE_DRAFT};
+    err = store_write(st, notice_status_op, &a);
+    if (!err && out_from)
+        *out_from = a.from;
+    return err;
+}

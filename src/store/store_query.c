@@ -1,0 +1,414 @@
+/*
+ * store_query: the list-query builder, row-copy helpers, input checks and enum names shared by
+ * the resource files. Every list query has the same shape:
+ *   SELECT <cols> FROM <table> t [JOIN ...] WHERE 1 <filters>
+ *     [AND t.tenant_id = ?] [AND t.id < cursor] [AND t.id >= floor(since)] [AND t.id <
+ * floor(until)] ORDER BY t.id DESC LIMIT page+1 Time bounds become id bounds because an id starts
+ * with its creation millisecond (store.h), so every filter in that tail is one index range. Only
+ * fixed SQL fragments are concatenated; every value is bound, and the set of distinct texts is
+ * small, so the per-connection statement cache holds them all.
+ */
+#include <string.h>
+
+#include "store/store_int.h"
+
+/* ---- builder -------------------------------------------------------------------------------- */
+
+void qb_init(qb *q, const char *sql)
+{
+    q->len = 0;
+    q->n = 0;
+    q->overflow = 0;
+    q->sql[0] = '\0';
+    qb_sql(q, sql);
+}
+
+void qb_sql(qb *q, const char *frag)
+{
+    size_t fl = strlen(frag);
+    if (q->len + fl + 1 > sizeof q->sql) {
+        q->overflow = 1;
+        return;
+    }
+    memcpy(q->sql + q->len, frag, fl + 1);
+    q->len += fl;
+}
+
+static int qb_slot(qb *q, int type)
+{
+    if (q->n >= QB_MAX_BINDS) {
+        q->overflow = 1;
+        return -1;
+    }
+    q->b[q->n].type = type;
+    return q->n++;
+}
+
+void qb_text(qb *q, const char *frag, const char *v)
+{
+    qb_sql(q, frag);
+    int i = qb_slot(q, 't');
+    if (i >= 0)
+        q->b[i].p = v;
+}
+
+void qb_blob(qb *q, const char *frag, const void *v, size_t n)
+{
+    qb_sql(q, frag);
+    int i = qb_slot(q, 'b');
+    if (i >= 0) {
+        q->b[i].p = v;
+        q->b[i].len = n;
+    }
+}
+
+void qb_int(qb *q, const char *frag, int64_t v)
+{
+    qb_sql(q, frag);
+    int i = qb_slot(q, 'i');
+    if (i >= 0)
+        q->b[i].i = v;
+}
+
+int qb_prepare(qb *q, sq_db *db, sq_stmt **out)
+{
+    if (q->overflow)
+        return vg_err_set(VG_EINTERNAL, "store: query builder overflow");
+    sq_stmt *s = NULL;
+    int err = sq_prepare(db, q->sql, &s);
+    for (int i = 0; !err && i < q->n; i++) {
+        switch (q->b[i].type) {
+        case 't':
+            err = sq_bind_text(s, i + 1, q->b[i].p);
+            break;
+        case 'b':
+            err = sq_bind_blob(s, i + 1, q->b[i].p, q->b[i].len);
+            break;
+        default:
+            err = sq_bind_int64(s, i + 1, q->b[i].i);
+            break;
+        }
+    }
+    if (err) {
+        sq_release(s);
+        return err;
+    }
+    *out = s;
+    return 0;
+}
+
+int qb_list_tail(qb *q, const char *prefix, const char *tenant_id, const store_list_opts *o,
+                 unsigned *limit_out)
+{
+    unsigned limit = o && o->limit ? o->limit : STORE_LIST_DEFAULT_LIMIT;
+    if (limit > STORE_LIST_MAX_LIMIT)
+        limit = STORE_LIST_MAX_LIMIT;
+    if (tenant_id)
+        qb_text(q, " AND t.tenant_id = ?", tenant_id);
+    if (o && o->cursor && *o->cursor) {
+        if (!store_id_valid(o->cursor, prefix))
+            return vg_err_set(VG_EINVAL, "cursor is not a valid cursor for this list");
+        qb_text(q, " AND t.id < ?", o->cursor);
+    }
+    if (o && o->since_ms > 0) {
+        store_id_floor(prefix, o->since_ms, q->bound[0]);
+        qb_text(q, " AND t.id >= ?", q->bound[0]);
+    }
+    if (o && o->until_ms > 0) {
+        store_id_floor(prefix, o->until_ms, q->bound[1]);
+        qb_text(q, " AND t.id < ?", q->bound[1]);
+    }
+    qb_int(q, " ORDER BY t.id DESC LIMIT ?", (int64_t)limit + 1);
+    *limit_out = limit;
+    return 0;
+}
+
+int store_collect(sq_stmt *s, vg_arena *a, size_t item_size, size_t id_off, unsigned limit,
+                  int (*read_row)(sq_stmt *s, store_copy *c, void *item), void **items,
+                  store_page *page)
+{
+    store_copy c = {a, 0};
+    /* Rows are collected in a heap buffer grown geometrically (a page of 1,000 rows is rare,
+     * reserving it for every call would waste the arena), then copied to the arena once. */
+    size_t cap = limit < 64 ? limit : 64;
+    uint8_t *buf = vg_malloc((cap ? cap : 1) * item_size);
+    if (!buf)
+        return vg_err_set(VG_ENOMEM, "store: list");
+    size_t n = 0;
+    int more = 0, err = 0;
+    for (;;) {
+        int rc = sq_step(s);
+        if (rc < 0) {
+            err = rc;
+            break;
+        }
+        if (rc == SQ_DONE)
+            break;
+        if (n == limit) {
+            more = 1;
+            break;
+        }
+        if (n == cap) {
+            size_t ncap = cap * 2 > limit ? limit : cap * 2;
+            uint8_t *nb = vg_realloc(buf, ncap * item_size);
+            if (!nb) {
+                err = vg_err_set(VG_ENOMEM, "store: list");
+                break;
+            }
+            buf = nb;
+            cap = ncap;
+        }
+        memset(buf + n * item_size, 0, item_size);
+        err = read_row(s, &c, buf + n * item_size);
+        if (!err && c.oom)
+            err = vg_err_set(VG_ENOMEM, "store: list row");
+        if (err)
+            break;
+        n++;
+    }
+    sq_release(s);
+    void *out = NULL;
+    if (!err && n) {
+        out = vg_arena_alloc(a, n * item_size);
+        if (!out)
+            err = vg_err_set(VG_ENOMEM, "store: list");
+        else
+            memcpy(out, buf, n * item_size);
+    }
+    if (!err) {
+        page->n = n;
+        page->next_cursor[0] = '\0';
+        if (more && n)
+            memcpy(page->next_cursor, buf + (n - 1) * item_size + id_off, STORE_ID_MAX);
+        *items = out;
+    }
+    vg_free(buf);
+    return err;
+}
+
+static int vbind(sq_stmt *s, const char *types, va_list *ap)
+{
+    int err = 0;
+    for (int i = 0; !err && types[i]; i++) {
+        switch (types[i]) {
+        case 't':
+            err = sq_bind_text(s, i + 1, va_arg(*ap, const char *));
+            break;
+        case 'b': {
+            const void *p = va_arg(*ap, const void *);
+            size_t n = va_arg(*ap, size_t);
+            err = sq_bind_blob(s, i + 1, p, n);
+            break;
+        }
+        case 'i':
+            err = sq_bind_int64(s, i + 1, va_arg(*ap, int64_t));
+            break;
+        case 'd':
+            err = sq_bind_double(s, i + 1, va_arg(*ap, double));
+            break;
+        default:
+            err = vg_err_set(VG_EINTERNAL, "store: bad bind type '%c'", types[i]);
+            break;
+        }
+    }
+    return err;
+}
+
+int store_bind(sq_stmt *s, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int err = vbind(s, types, &ap);
+    va_end(ap);
+    return err;
+}
+
+int store_run(sq_db *db, const char *sql, const char *types, ...)
+{
+    sq_stmt *s = NULL;
+    int err = sq_prepare(db, sql, &s);
+    if (err)
+        return err;
+    va_list ap;
+    va_start(ap, types);
+    err = vbind(s, types, &ap);
+    va_end(ap);
+    if (err) {
+        sq_release(s);
+        return err;
+    }
+    return sq_run(s);
+}
+
+int store_query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ...)
+{
+    sq_stmt *s = NULL;
+    int err = sq_prepare(db, sql, &s);
+    if (err)
+        return err;
+    va_list ap;
+    va_start(ap, types);
+    err = vbind(s, types, &ap);
+    va_end(ap);
+    if (err) {
+        sq_release(s);
+        return err;
+    }
+    *out = s;
+    return 0;
+}
+
+/* ---- row copies ----------------------------------------------------------------------------- */
+
+const char *sc_text(store_copy *c, sq_stmt *s, int col)
+{
+    const char *t = sq_col_text(s, col);
+    if (!t)
+        return NULL;
+    char *d = vg_arena_strdup(c->a, t);
+    if (!d)
+        c->oom = 1;
+    return d;
+}
+
+void sc_id(sq_stmt *s, int col, char out[STORE_ID_MAX])
+{
+    const char *t = sq_col_text(s, col);
+    size_t n = t ? strlen(t) : 0;
+    if (n >= STORE_ID_MAX)
+        n = STORE_ID_MAX - 1;
+    if (n)
+        memcpy(out, t, n);
+    out[n] = '\0';
+}
+
+void *sc_blob(store_copy *c, sq_stmt *s, int col, size_t *len)
+{
+    size_t n;
+    const void *p = sq_col_blob(s, col, &n);
+    *len = 0;
+    if (!p || !n)
+        return NULL;
+    void *d = vg_arena_alloc(c->a, n);
+    if (!d) {
+        c->oom = 1;
+        return NULL;
+    }
+    memcpy(d, p, n);
+    *len = n;
+    return d;
+}
+
+int sc_fixed(sq_stmt *s, int col, void *out, size_t n)
+{
+    size_t len;
+    const void *p = sq_col_blob(s, col, &len);
+    if (!p || len != n)
+        return 0;
+    memcpy(out, p, n);
+    return 1;
+}
+
+/* ---- checks --------------------------------------------------------------------------------- */
+
+int store_check_str(const char *field, const char *s, size_t max_bytes, int required)
+{
+    if (!s || !*s) {
+        if (required)
+            return vg_err_set(VG_EINVAL, "%s is required", field);
+        return 0;
+    }
+    size_t n = strnlen(s, max_bytes);
+    if (n >= max_bytes)
+        return vg_err_set(VG_EINVAL, "%s is longer than %zu bytes", field, max_bytes - 1);
+    return 0;
+}
+
+int store_scope_ok(const char *tenant_id, const char *row_tenant)
+{
+    return !tenant_id || (row_tenant && strcmp(tenant_id, row_tenant) == 0);
+}
+
+/* ---- enum names ----------------------------------------------------------------------------- */
+
+static int parse_name(const char *s, const char *const *names, int n, const char *what, int *out)
+{
+    for (int i = 0; s && i < n; i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    }
+    return vg_err_set(VG_EINVAL, "unknown %s '%.40s'", what, s ? s : "(null)");
+}
+
+static const char *const TENANT_KINDS[] = {"agency", "creator"};
+static const char *const ROLES[] = {"tenant", "admin"};
+static const char *const REF_KINDS[] = {"work", "likeness"};
+static const char *const MATCH_KINDS[] = {"exact", "pdq", "face"};
+static const char *const NOTICE_STATUSES[] = {"draft",   "sent",     "acknowledged",
+                                              "removed", "rejected", "countered"};
+
+#define NAME_OF(arr, v) ((unsigned)(v) < VG_ARRAY_LEN(arr) ? arr[(unsigned)(v)] : "unknown")
+
+const char *store_tenant_kind_name(store_tenant_kind k)
+{
+    return NAME_OF(TENANT_KINDS, k);
+}
+
+int store_tenant_kind_parse(const char *s, store_tenant_kind *out)
+{
+    int v;
+    int err = parse_name(s, TENANT_KINDS, (int)VG_ARRAY_LEN(TENANT_KINDS), "tenant kind", &v);
+    if (!err)
+        *out = (store_tenant_kind)v;
+    return err;
+}
+
+const char *store_role_name(store_role r)
+{
+    return NAME_OF(ROLES, r);
+}
+
+const char *store_ref_kind_name(store_ref_kind k)
+{
+    return NAME_OF(REF_KINDS, k);
+}
+
+int store_ref_kind_parse(const char *s, store_ref_kind *out)
+{
+    int v;
+    int err = parse_name(s, REF_KINDS, (int)VG_ARRAY_LEN(REF_KINDS), "reference kind", &v);
+    if (!err)
+        *out = (store_ref_kind)v;
+    return err;
+}
+
+const char *store_match_kind_name(store_match_kind k)
+{
+    return NAME_OF(MATCH_KINDS, k);
+}
+
+int store_match_kind_parse(const char *s, store_match_kind *out)
+{
+    int v;
+    int err = parse_name(s, MATCH_KINDS, (int)VG_ARRAY_LEN(MATCH_KINDS), "match kind", &v);
+    if (!err)
+        *out = (store_match_kind)v;
+    return err;
+}
+
+const char *store_notice_status_name(store_notice_status s)
+{
+    return NAME_OF(NOTICE_STATUSES, s);
+}
+
+int store_notice_status_parse(const char *s, store_notice_status *out)
+{
+    int v;
+    int err =
+        parse_name(s, NOTICE_STATUSES, (int)VG_ARRAY_LEN(NOTICE_STATUSES), "notice status", &v);
+    if (!err)
+        *out = (store_notice_status)v;
+    return err;
+}

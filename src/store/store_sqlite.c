@@ -1,0 +1,427 @@
+/*
+ * store_sqlite: the one file that talks to SQLite (STYLE rule 14). Everything else in the store
+ * sees connections (sq_db), cached prepared statements (sq_stmt) and VG_E* codes.
+ *
+ * Invariants:
+ *   - connections are opened SQLITE_OPEN_NOMUTEX: the store guarantees one thread per
+ *     connection at a time (the read pool or the write queue), so SQLite's own per-connection
+ *     mutex would only cost time;
+ *   - every prepared statement lives in its connection's cache, keyed by its SQL text, prepared
+ *     once with SQLITE_PREPARE_PERSISTENT and reset after each use; sq_stmt pointers are stable
+ *     (the cache table holds pointers) so a rehash never moves a statement in use;
+ *   - lock waits go through our busy handler, which counts each wait (store_stats.busy_retries)
+ *     and gives up after busy_timeout_ms with SQLITE_BUSY -> VG_EBUSY.
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "store/store_int.h"
+
+struct sq_stmt {
+    sqlite3_stmt *st;
+    sq_db *db;
+    uint64_t hash;
+    int in_use; /* between sq_prepare and sq_release; a second prepare of the same text is a bug */
+};
+
+struct sq_db {
+    sqlite3 *db;
+    store_counters *ctr;
+    uint32_t busy_timeout_ms;
+    sq_stmt **slots; /* open addressing on hash, NULL = empty */
+    size_t cap, n;
+};
+
+/* ---- errors --------------------------------------------------------------------------------- */
+
+static int map_err(sq_db *d, int rc)
+{
+    int ext = sqlite3_extended_errcode(d->db);
+    const char *msg = sqlite3_errmsg(d->db);
+    switch (rc & 0xff) {
+    case SQLITE_CONSTRAINT:
+        if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
+            return vg_err_set(VG_EEXIST, "already exists (%s)", msg);
+        if (ext == SQLITE_CONSTRAINT_FOREIGNKEY)
+            return vg_err_set(VG_ENOTFOUND, "a referenced row does not exist (%s)", msg);
+        if (ext == SQLITE_CONSTRAINT_CHECK || ext == SQLITE_CONSTRAINT_NOTNULL)
+            return vg_err_set(VG_EINVAL, "invalid value (%s)", msg);
+        break;
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED: {
+        atomic_fetch_add(&d->ctr->errors, 1);
+        char buf[256];
+        snprintf(buf, sizeof buf, "database is locked (%s)", msg);
+        store_counters_error(d->ctr, buf);
+        return vg_err_set(VG_EBUSY, "%s", buf);
+    }
+    case SQLITE_NOMEM:
+        atomic_fetch_add(&d->ctr->errors, 1);
+        store_counters_error(d->ctr, "sqlite: out of memory");
+        return vg_err_set(VG_ENOMEM, "sqlite: out of memory");
+    default:
+        break;
+    }
+    atomic_fetch_add(&d->ctr->errors, 1);
+    char buf[256];
+    snprintf(buf, sizeof buf, "sqlite error %d: %s", ext, msg);
+    store_counters_error(d->ctr, buf);
+    return vg_err_set(VG_ESTORE, "%s", buf);
+}
+
+/* ---- busy handler --------------------------------------------------------------------------- */
+
+/* Backoff in ms for the Nth wait of one lock attempt; the total is capped by busy_timeout_ms. */
+static const unsigned BUSY_DELAYS_MS[] = {1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100};
+
+static int busy_cb(void *arg, int count)
+{
+    sq_db *d = arg;
+    uint64_t waited = 0;
+    size_t nd = VG_ARRAY_LEN(BUSY_DELAYS_MS);
+    for (int i = 0; i < count; i++)
+        waited += BUSY_DELAYS_MS[(size_t)i < nd ? (size_t)i : nd - 1];
+    if (waited >= d->busy_timeout_ms)
+        return 0;
+    unsigned delay = BUSY_DELAYS_MS[(size_t)count < nd ? (size_t)count : nd - 1];
+    if (waited + delay > d->busy_timeout_ms)
+        delay = (unsigned)(d->busy_timeout_ms - waited);
+    atomic_fetch_add(&d->ctr->busy_retries, 1);
+    struct timespec ts = {delay / 1000, (long)(delay % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+/* ---- open / close --------------------------------------------------------------------------- */
+
+int sq_open(const sq_open_opts *o, sq_db **out)
+{
+    sq_db *d = vg_calloc(1, sizeof *d);
+    if (!d)
+        return vg_err_set(VG_ENOMEM, "store: connection");
+    d->ctr = o->ctr;
+    d->busy_timeout_ms = o->busy_timeout_ms;
+    d->cap = 64;
+    d->slots = vg_calloc(d->cap, sizeof *d->slots);
+    if (!d->slots) {
+        vg_free(d);
+        return vg_err_set(VG_ENOMEM, "store: statement cache");
+    }
+    int flags = SQLITE_OPEN_NOMUTEX |
+                (o->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int rc = sqlite3_open_v2(o->path, &d->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        int err;
+        if (!d->db) {
+            err = vg_err_set(VG_ENOMEM, "store: sqlite3_open_v2");
+        } else {
+            err = vg_err_set(VG_ESTORE, "cannot open database %s: %s", o->path,
+                             sqlite3_errmsg(d->db));
+            atomic_fetch_add(&d->ctr->errors, 1);
+            store_counters_error(d->ctr, vg_err_msg());
+        }
+        sqlite3_close(d->db);
+        vg_free(d->slots);
+        vg_free(d);
+        return err;
+    }
+    sqlite3_extended_result_codes(d->db, 1);
+    sqlite3_busy_handler(d->db, busy_cb, d);
+
+    /* journal_mode=WAL is persistent in the file, but asking on every connection also makes
+     * a foreign file fail here (SQLITE_NOTADB) rather than on the first query. */
+    int err = 0;
+    if (!o->read_only) {
+        sq_stmt *s = NULL;
+        err = sq_prepare(d, "PRAGMA journal_mode=WAL", &s);
+        if (!err) {
+            err = sq_step(s);
+            if (err == SQ_ROW) {
+                const char *mode = sq_col_text(s, 0);
+                err = mode && strcmp(mode, "wal") == 0
+                          ? 0
+                          : vg_err_set(VG_ESTORE, "cannot switch %s to WAL mode (got %s)", o->path,
+                                       mode ? mode : "nothing");
+            } else if (err == SQ_DONE) {
+                err = vg_err_set(VG_ESTORE, "PRAGMA journal_mode returned no row");
+            }
+            sq_release(s);
+        }
+        if (!err)
+            err =
+                sq_exec(d, o->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+    } else {
+        /* Touch the schema so a foreign file fails at open for readers too. */
+        err = sq_exec(d, "SELECT count(*) FROM sqlite_schema");
+    }
+    if (!err)
+        err = sq_exec(d, "PRAGMA foreign_keys=ON");
+    if (!err && o->max_db_bytes) {
+        sq_stmt *s = NULL;
+        err = sq_prepare(d, "PRAGMA page_size", &s);
+        int64_t page = 4096;
+        if (!err) {
+            if (sq_step(s) == SQ_ROW)
+                page = sq_col_int64(s, 0);
+            sq_release(s);
+        }
+        if (!err) {
+            uint64_t pages = o->max_db_bytes / (uint64_t)(page > 0 ? page : 4096);
+            char sql[64];
+            snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",
+                     (unsigned long long)(pages ? pages : 1));
+            err = sq_exec(d, sql);
+        }
+    }
+    if (err) {
+        sq_close(d);
+        return err;
+    }
+    *out = d;
+    return 0;
+}
+
+void sq_close(sq_db *d)
+{
+    if (!d)
+        return;
+    for (size_t i = 0; i < d->cap; i++) {
+        if (d->slots[i]) {
+            sqlite3_finalize(d->slots[i]->st);
+            vg_free(d->slots[i]);
+        }
+    }
+    vg_free(d->slots);
+    /* The last connection to close checkpoints the WAL and removes it. */
+    if (sqlite3_close(d->db) != SQLITE_OK)
+        VG_WARN("store", "sqlite3_close: %s", sqlite3_errmsg(d->db));
+    vg_free(d);
+}
+
+const char *sq_library_version(void)
+{
+    return sqlite3_libversion();
+}
+
+/* ---- statements ----------------------------------------------------------------------------- */
+
+static uint64_t text_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static int cache_grow(sq_db *d)
+{
+    size_t ncap = d->cap * 2;
+    sq_stmt **ns = vg_calloc(ncap, sizeof *ns);
+    if (!ns)
+        return vg_err_set(VG_ENOMEM, "store: statement cache");
+    for (size_t i = 0; i < d->cap; i++) {
+        sq_stmt *e = d->slots[i];
+        if (!e)
+            continue;
+        size_t j = (size_t)e->hash & (ncap - 1);
+        while (ns[j])
+            j = (j + 1) & (ncap - 1);
+        ns[j] = e;
+    }
+    vg_free(d->slots);
+    d->slots = ns;
+    d->cap = ncap;
+    return 0;
+}
+
+int sq_prepare(sq_db *d, const char *sql, sq_stmt **out)
+{
+    uint64_t h = text_hash(sql);
+    size_t j = (size_t)h & (d->cap - 1);
+    while (d->slots[j]) {
+        sq_stmt *e = d->slots[j];
+        if (e->hash == h && strcmp(sqlite3_sql(e->st), sql) == 0) {
+            if (e->in_use)
+                return vg_err_set(VG_EINTERNAL, "store: statement prepared twice: %.60s", sql);
+            e->in_use = 1;
+            *out = e;
+            return 0;
+        }
+        j = (j + 1) & (d->cap - 1);
+    }
+    if ((d->n + 1) * 2 > d->cap) {
+        int err = cache_grow(d);
+        if (err)
+            return err;
+        j = (size_t)h & (d->cap - 1);
+        while (d->slots[j])
+            j = (j + 1) & (d->cap - 1);
+    }
+    sq_stmt *e = vg_calloc(1, sizeof *e);
+    if (!e)
+        return vg_err_set(VG_ENOMEM, "store: statement");
+    int rc = sqlite3_prepare_v3(d->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &e->st, NULL);
+    if (rc != SQLITE_OK) {
+        int err = map_err(d, rc);
+        sqlite3_finalize(e->st);
+        vg_free(e);
+        return err;
+    }
+    if (!e->st) { /* empty statement */
+        vg_free(e);
+        return vg_err_set(VG_EINTERNAL, "store: empty SQL");
+    }
+    e->db = d;
+    e->hash = h;
+    e->in_use = 1;
+    d->slots[j] = e;
+    d->n++;
+    *out = e;
+    return 0;
+}
+
+void sq_release(sq_stmt *s)
+{
+    if (!s)
+        return;
+    sqlite3_reset(s->st);
+    sqlite3_clear_bindings(s->st);
+    s->in_use = 0;
+}
+
+static int bind_rc(sq_stmt *s, int rc)
+{
+    return rc == SQLITE_OK ? 0 : map_err(s->db, rc);
+}
+
+int sq_bind_text(sq_stmt *s, int i, const char *v)
+{
+    if (!v)
+        return bind_rc(s, sqlite3_bind_null(s->st, i));
+    return bind_rc(s, sqlite3_bind_text(s->st, i, v, -1, SQLITE_STATIC));
+}
+
+int sq_bind_blob(sq_stmt *s, int i, const void *v, size_t n)
+{
+    if (!v)
+        return bind_rc(s, sqlite3_bind_null(s->st, i));
+    return bind_rc(s, sqlite3_bind_blob64(s->st, i, v, (sqlite3_uint64)n, SQLITE_STATIC));
+}
+
+int sq_bind_int64(sq_stmt *s, int i, int64_t v)
+{
+    return bind_rc(s, sqlite3_bind_int64(s->st, i, (sqlite3_int64)v));
+}
+
+int sq_bind_double(sq_stmt *s, int i, double v)
+{
+    return bind_rc(s, sqlite3_bind_double(s->st, i, v));
+}
+
+int sq_bind_null(sq_stmt *s, int i)
+{
+    return bind_rc(s, sqlite3_bind_null(s->st, i));
+}
+
+int sq_step(sq_stmt *s)
+{
+    int rc = sqlite3_step(s->st);
+    if (rc == SQLITE_ROW)
+        return SQ_ROW;
+    if (rc == SQLITE_DONE) {
+        atomic_fetch_add(&s->db->ctr->queries, 1);
+        return SQ_DONE;
+    }
+    return map_err(s->db, rc);
+}
+
+int sq_run(sq_stmt *s)
+{
+    int rc = sq_step(s);
+    while (rc == SQ_ROW)
+        rc = sq_step(s);
+    sq_release(s);
+    return rc;
+}
+
+int sq_col_is_null(sq_stmt *s, int i)
+{
+    return sqlite3_column_type(s->st, i) == SQLITE_NULL;
+}
+
+int64_t sq_col_int64(sq_stmt *s, int i)
+{
+    return (int64_t)sqlite3_column_int64(s->st, i);
+}
+
+double sq_col_double(sq_stmt *s, int i)
+{
+    return sqlite3_column_double(s->st, i);
+}
+
+const char *sq_col_text(sq_stmt *s, int i)
+{
+    return (const char *)sqlite3_column_text(s->st, i);
+}
+
+const void *sq_col_blob(sq_stmt *s, int i, size_t *len)
+{
+    const void *p = sqlite3_column_blob(s->st, i);
+    *len = p ? (size_t)sqlite3_column_bytes(s->st, i) : 0;
+    return p;
+}
+
+int sq_changes(sq_db *d)
+{
+    return sqlite3_changes(d->db);
+}
+
+int sq_in_txn(sq_db *d)
+{
+    return !sqlite3_get_autocommit(d->db);
+}
+
+int sq_exec(sq_db *d, const char *sql)
+{
+    int rc = sqlite3_exec(d->db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return map_err(d, rc);
+    atomic_fetch_add(&d->ctr->queries, 1);
+    return 0;
+}
+
+static int pragma_int(sq_db *d, const char *sql, int *out)
+{
+    sq_stmt *s = NULL;
+    int err = sq_prepare(d, sql, &s);
+    if (err)
+        return err;
+    err = sq_step(s);
+    if (err == SQ_ROW) {
+        *out = (int)sq_col_int64(s, 0);
+        err = 0;
+    } else if (err == SQ_DONE) {
+        err = vg_err_set(VG_ESTORE, "%s returned no row", sql);
+    }
+    sq_release(s);
+    return err;
+}
+
+int sq_user_version(sq_db *d, int *out)
+{
+    return pragma_int(d, "PRAGMA user_version", out);
+}
+
+int sq_set_user_version(sq_db *d, int v)
+{
+    char sql[48];
+    snprintf(sql, sizeof sql, "PRAGMA user_version=%d", v);
+    return sq_exec(d, sql);
+}
+
+int sq_table_count(sq_db *d, int *out)
+{
+    return pragma_int(d, "SELECT count(*) FROM sqlite_schema WHERE type='table'", out);
+}

@@ -1,0 +1,415 @@
+/*
+ * store_tenants: tenants, tenant API keys and the admin key.
+ *
+ * Keys are looked up by the SHA-256 of the secret (unique index), then compared again with
+ * vg_ct_equal so the decision itself never depends on a data-dependent comparison. last_used is
+ * refreshed at most every STORE_KEY_TOUCH_INTERVAL_MS so that authenticating stays a read.
+ */
+#include <string.h>
+
+#include "store/store_int.h"
+
+#define TENANT_COLS "t.id, t.name, t.kind, t.created_ms"
+#define KEY_COLS "t.id, t.tenant_id, t.role, t.name, t.created_ms, t.revoked_ms, t.last_used_ms"
+
+/* ---- tenants -------------------------------------------------------------------------------- */
+
+typedef struct tenant_create_args {
+    const char *name;
+    store_tenant_kind kind;
+    char *out_id;
+} tenant_create_args;
+
+static int tenant_create_op(store *st, sq_db *w, void *arg)
+{
+    tenant_create_args *a = arg;
+    char id[STORE_ID_MAX];
+    int64_t ms;
+    store_id_new(st, "tnt", id, &ms);
+    sq_stmt *s = NULL;
+    int err =
+        sq_prepare(w, "INSERT INTO tenants(id, name, kind, created_ms) VALUES(?, ?, ?, ?)", &s);
+    if (err)
+        return err;
+    if (!(err = sq_bind_text(s, 1, id)) && !(err = sq_bind_text(s, 2, a->name)) &&
+        !(err = sq_bind_text(s, 3, store_tenant_kind_name(a->kind))) &&
+        !(err = sq_bind_int64(s, 4, ms)))
+        err = sq_run(s);
+    else
+        sq_release(s);
+    if (!err)
+        memcpy(a->out_id, id, STORE_ID_MAX);
+    return err;
+}
+
+int store_tenant_create(store *st, const char *name, store_tenant_kind kind,
+                        char out_id[STORE_ID_MAX])
+{
+    int err = store_check_str("name", name, STORE_NAME_MAX_BYTES, 1);
+    if (err)
+        return err;
+    if (kind != STORE_TENANT_AGENCY && kind != STORE_TENANT_CREATOR)
+        return vg_err_set(VG_EINVAL, "kind must be agency or creator");
+    tenant_create_args a = {name, kind, out_id};
+    return store_write(st, tenant_create_op, &a);
+}
+
+static int read_tenant(sq_stmt *s, store_copy *c, void *item)
+{
+    store_tenant *t = item;
+    sc_id(s, 0, t->id);
+    t->name = sc_text(c, s, 1);
+    const char *k = sq_col_text(s, 2);
+    t->kind = k && strcmp(k, "creator") == 0 ? STORE_TENANT_CREATOR : STORE_TENANT_AGENCY;
+    t->created_ms = sq_col_int64(s, 3);
+    return 0;
+}
+
+int store_tenant_get(store *st, const char *id, vg_arena *a, store_tenant *out)
+{
+    if (!store_id_valid(id, "tnt"))
+        return vg_err_set(VG_ENOTFOUND, "tenant not found");
+    sq_db *db = store_reader_acquire(st);
+    sq_stmt *s = NULL;
+    int err = sq_prepare(db, "SELECT " TENANT_COLS " FROM tenants t WHERE t.id = ?", &s);
+    if (!err && !(err = sq_bind_text(s, 1, id))) {
+        err = sq_step(s);
+        if (err == SQ_ROW) {
+            store_copy c = {a, 0};
+            store_tenant t;
+            memset(&t, 0, sizeof t);
+            read_tenant(s, &c, &t);
+            err = c.oom ? vg_err_set(VG_ENOMEM, "store: tenant") : 0;
+            if (!err)
+                *out = t;
+        } else if (err == SQ_DONE) {
+            err = vg_err_set(VG_ENOTFOUND, "tenant not found");
+        }
+    }
+    sq_release(s);
+    store_reader_release(st, db);
+    return err;
+}
+
+int store_tenant_list(store *st, const store_list_opts *opts, vg_arena *a, store_tenant **items,
+                      store_page *page)
+{
+    qb q;
+    unsigned limit;
+    qb_init(&q, "SELECT " TENANT_COLS " FROM tenants t WHERE 1");
+    int err = qb_list_tail(&q, "tnt", NULL, opts, &limit);
+    if (err)
+        return err;
+    sq_db *db = store_reader_acquire(st);
+    sq_stmt *s = NULL;
+    err = qb_prepare(&q, db, &s);
+    if (!err)
+        err = store_collect(s, a, sizeof(store_tenant), offsetof(store_tenant, id), limit,
+                            read_tenant, (void **)items, page);
+    store_reader_release(st, db);
+    return err;
+}
+
+/* ---- keys ----------------------------------------------------------------------------------- */
+
+static int read_key(sq_stmt *s, store_copy *c, void *item)
+{
+    store_key *k = item;
+    sc_id(s, 0, k->id);
+    sc_id(s, 1, k->tenant_id);
+    const char *role = sq_col_text(s, 2);
+    k->role = role && strcmp(role, "admin") == 0 ? STORE_ROLE_ADMIN : STORE_ROLE_TENANT;
+    k->name = sc_text(c, s, 3);
+    k->created_ms = sq_col_int64(s, 4);
+    k->revoked_ms = sq_col_int64(s, 5);
+    k->last_used_ms = sq_col_int64(s, 6);
+    return 0;
+}
+
+typedef struct key_create_args {
+    const char *tenant_id, *name;
+    const uint8_t *hash;
+    store_role role;
+    char *out_id;
+} key_create_args;
+
+static int insert_key(store *st, sq_db *w, const key_create_args *a)
+{
+    char id[STORE_ID_MAX];
+    int64_t ms;
+    store_id_new(st, "key", id, &ms);
+    sq_stmt *s = NULL;
+    int err = sq_prepare(w,
+                         "INSERT INTO api_keys(id, tenant_id, role, name, key_hash, created_ms) "
+                         "VALUES(?, ?, ?, ?, ?, ?)",
+                         &s);
+    if (err)
+        return err;
+    if (!(err = sq_bind_text(s, 1, id)) && !(err = sq_bind_text(s, 2, a->tenant_id)) &&
+        !(err = sq_bind_text(s, 3, store_role_name(a->role))) &&
+        !(err = sq_bind_text(s, 4, a->name)) &&
+        !(err = sq_bind_blob(s, 5, a->hash, VG_SHA256_BYTES)) && !(err = sq_bind_int64(s, 6, ms)))
+        err = sq_run(s);
+    else
+        sq_release(s);
+    if (err == VG_EEXIST)
+        err = vg_err_set(VG_EEXIST, "a key with this hash already exists");
+    if (!err && a->out_id)
+        memcpy(a->out_id, id, STORE_ID_MAX);
+    return err;
+}
+
+static int key_create_op(store *st, sq_db *w, void *arg)
+{
+    key_create_args *a = arg;
+    /* The foreign key would refuse an unknown tenant too; asking first gives a clear detail. */
+    sq_stmt *s = NULL;
+    int err = sq_prepare(w, "SELECT 1 FROM tenants WHERE id = ?", &s);
+    if (err)
+        return err;
+    if (!(err = sq_bind_text(s, 1, a->tenant_id))) {
+        err = sq_step(s);
+        if (err == SQ_DONE)
+            err = vg_err_set(VG_ENOTFOUND, "tenant not found");
+        else if (err == SQ_ROW)
+            err = 0;
+    }
+    sq_release(s);
+    return err ? err : insert_key(st, w, a);
+}
+
+int store_key_create(store *st, const char *tenant_id, const char *name,
+                     const uint8_t hash[VG_SHA256_BYTES], char out_id[STORE_ID_MAX])
+{
+    if (!store_id_valid(tenant_id, "tnt"))
+        return vg_err_set(VG_ENOTFOUND, "tenant not found");
+    int err = store_check_str("name", name, STORE_NAME_MAX_BYTES, 1);
+    if (err)
+        return err;
+    if (!hash)
+        return vg_err_set(VG_EINVAL, "key hash is required");
+    key_create_args a = {tenant_id, name, hash, STORE_ROLE_TENANT, out_id};
+    return store_write(st, key_create_op, &a);
+}
+
+typedef struct key_revoke_args {
+    const char *tenant_id, *key_id;
+} key_revoke_args;
+
+static int key_revoke_op(store *st, sq_db *w, void *arg)
+{
+    key_revoke_args *a = arg;
+    sq_stmt *s = NULL;
+    int err = sq_prepare(w, "SELECT tenant_id, role, revoked_ms FROM api_keys WHERE id = ?", &s);
+    if (err)
+        return err;
+    int found = 0, revoked = 0;
+    if (!(err = sq_bind_text(s, 1, a->key_id))) {
+        err = sq_step(s);
+        if (err == SQ_ROW) {
+            const char *tenant = sq_col_text(s, 0);
+            const char *role = sq_col_text(s, 1);
+            found = role && strcmp(role, "tenant") == 0 && store_scope_ok(a->tenant_id, tenant);
+            revoked = !sq_col_is_null(s, 2);
+            err = 0;
+        } else if (err == SQ_DONE) {
+            err = 0;
+        }
+    }
+    sq_release(s);
+    if (err)
+        return err;
+    if (!found)
+        return vg_err_set(VG_ENOTFOUND, "key not found");
+    if (revoked)
+        return 0;
+    err = sq_prepare(w, "UPDATE api_keys SET revoked_ms = ? WHERE id = ?", &s);
+    if (err)
+        return err;
+    if (!(err = sq_bind_int64(s, 1, vg_wall_ms())) && !(err = sq_bind_text(s, 2, a->key_id)))
+        return sq_run(s);
+    sq_release(s);
+    return err;
+}
+
+int store_key_revoke(store *st, const char *tenant_id, const char *key_id)
+{
+    if (!store_id_valid(key_id, "key"))
+        return vg_err_set(VG_ENOTFOUND, "key not found");
+    key_revoke_args a = {tenant_id, key_id};
+    return store_write(st, key_revoke_op, &a);
+}
+
+int store_key_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
+                   store_key **items, store_page *page)
+{
+    qb q;
+    unsigned limit;
+    qb_init(&q, "SELECT " KEY_COLS " FROM api_keys t WHERE t.role = 'tenant'");
+    int err = qb_list_tail(&q, "key", tenant_id, opts, &limit);
+    if (err)
+        return err;
+    sq_db *db = store_reader_acquire(st);
+    sq_stmt *s = NULL;
+    err = qb_prepare(&q, db, &s);
+    if (!err)
+        err = store_collect(s, a, sizeof(store_key), offsetof(store_key, id), limit, read_key,
+                            (void **)items, page);
+    store_reader_release(st, db);
+    return err;
+}
+
+typedef struct key_touch_args {
+    const char *id;
+    int64_t now;
+} key_touch_args;
+
+static int key_touch_op(store *st, sq_db *w, void *arg)
+{
+    key_touch_args *a = arg;
+    sq_stmt *s = NULL;
+    int err = sq_prepare(w,
+                         "UPDATE api_keys SET last_used_ms = ?1 WHERE id = ?2 AND "
+                         "(last_used_ms IS NULL OR last_used_ms < ?1)",
+                         &s);
+    if (err)
+        return err;
+    if (!(err = sq_bind_int64(s, 1, a->now)) && !(err = sq_bind_text(s, 2, a->id)))
+        return sq_run(s);
+    sq_release(s);
+    return err;
+}
+
+int store_key_authenticate(store *st, const uint8_t hash[VG_SHA256_BYTES], vg_arena *a,
+                           store_key *out)
+{
+    if (!hash)
+        return vg_err_set(VG_EPERM, "no key");
+    sq_db *db = store_reader_acquire(st);
+    sq_stmt *s = NULL;
+    store_key k;
+    memset(&k, 0, sizeof k);
+    int err = sq_prepare(db,
+                         "SELECT " KEY_COLS ", t.key_hash FROM api_keys t "
+                         "WHERE t.key_hash = ? AND t.revoked_ms IS NULL",
+                         &s);
+    if (!err && !(err = sq_bind_blob(s, 1, hash, VG_SHA256_BYTES))) {
+        err = sq_step(s);
+        if (err == SQ_ROW) {
+            uint8_t stored[VG_SHA256_BYTES];
+            store_copy c = {a, 0};
+            read_key(s, &c, &k);
+            if (c.oom)
+                err = vg_err_set(VG_ENOMEM, "store: key");
+            else if (!sc_fixed(s, 7, stored, sizeof stored) ||
+                     !vg_ct_equal(stored, hash, sizeof stored))
+                err = vg_err_set(VG_EPERM, "unknown or revoked key");
+            else
+                err = 0;
+        } else if (err == SQ_DONE) {
+            err = vg_err_set(VG_EPERM, "unknown or revoked key");
+        }
+    }
+    sq_release(s);
+    store_reader_release(st, db);
+    if (err)
+        return err;
+    int64_t now = vg_wall_ms();
+    if (now - k.last_used_ms >= STORE_KEY_TOUCH_INTERVAL_MS) {
+        key_touch_args t = {k.id, now};
+        /* Bookkeeping only: a failure here must not fail the request it authenticates. */
+        if (store_write(st, key_touch_op, &t) == 0)
+            k.last_used_ms = now;
+        else
+            VG_WARN("store", "cannot record key use: %s", vg_err_msg());
+    }
+    *out = k;
+    return 0;
+}
+
+int store_admin_key_exists(store *st, int *out_exists)
+{
+    sq_db *db = store_reader_acquire(st);
+    sq_stmt *s = NULL;
+    int err = sq_prepare(
+        db, "SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_ms IS NULL LIMIT 1", &s);
+    if (!err) {
+        err = sq_step(s);
+        if (err >= 0) {
+            *out_exists = err == SQ_ROW;
+            err = 0;
+        }
+    }
+    sq_release(s);
+    store_reader_release(st, db);
+    return err;
+}
+
+static int admin_key_set_op(store *st, sq_db *w, void *arg)
+{
+    key_create_args *a = arg;
+    int64_t now = vg_wall_ms();
+    sq_stmt *s = NULL;
+    int err = sq_prepare(w, "SELECT id, role, revoked_ms FROM api_keys WHERE key_hash = ?", &s);
+    if (err)
+        return err;
+    char existing[STORE_ID_MAX] = "";
+    int is_admin = 0, revoked = 0;
+    if (!(err = sq_bind_blob(s, 1, a->hash, VG_SHA256_BYTES))) {
+        err = sq_step(s);
+        if (err == SQ_ROW) {
+            sc_id(s, 0, existing);
+            const char *role = sq_col_text(s, 1);
+            is_admin = role && strcmp(role, "admin") == 0;
+            revoked = !sq_col_is_null(s, 2);
+            err = 0;
+        } else if (err == SQ_DONE) {
+            err = 0;
+        }
+    }
+    sq_release(s);
+    if (err)
+        return err;
+    if (existing[0] && !is_admin)
+        return vg_err_set(VG_EEXIST, "the admin key must differ from every tenant key");
+
+    /* Revoke every other live admin key. */
+    err = sq_prepare(w,
+                     "UPDATE api_keys SET revoked_ms = ? WHERE role = 'admin' AND "
+                     "revoked_ms IS NULL AND id != ?",
+                     &s);
+    if (err)
+        return err;
+    if (!(err = sq_bind_int64(s, 1, now)) && !(err = sq_bind_text(s, 2, existing)))
+        err = sq_run(s);
+    else
+        sq_release(s);
+    if (err)
+        return err;
+
+    if (existing[0]) {
+        if (revoked) { /* an operator went back to an earlier admin key */
+            err = sq_prepare(w, "UPDATE api_keys SET revoked_ms = NULL WHERE id = ?", &s);
+            if (err)
+                return err;
+            if (!(err = sq_bind_text(s, 1, existing)))
+                err = sq_run(s);
+            else
+                sq_release(s);
+            if (err)
+                return err;
+        }
+        if (a->out_id)
+            memcpy(a->out_id, existing, STORE_ID_MAX);
+        return 0;
+    }
+    return insert_key(st, w, a);
+}
+
+int store_admin_key_set(store *st, const uint8_t hash[VG_SHA256_BYTES], char out_id[STORE_ID_MAX])
+{
+    if (!hash)
+        return vg_err_set(VG_EINVAL, "key hash is required");
+    key_create_args a = {NULL, "admin", hash, STORE_ROLE_ADMIN, out_id};
+    return store_write(st, admin_key_set_op, &a);
+}

@@ -1,0 +1,1538 @@
+/* store: migrations, every CRUD and list path, pagination, tenant isolation, soft deletion,
+ * group commit, error paths (disk quota, locks, allocation failures) and kill -9 durability.
+ * Each test gets a fresh database in its own temporary directory. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store/store.h"
+#include "store/store_int.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* ---- fixture -------------------------------------------------------------------------------- */
+
+typedef struct fx {
+    char dir[64];
+    char path[96];
+    store *st;
+    vg_arena *a;
+    char t1[STORE_ID_MAX], t2[STORE_ID_MAX]; /* two tenants */
+} fx;
+
+static void rm_rf(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char p[512];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static void fx_config(fx *f, store_config *c)
+{
+    store_config_default(c);
+    c->path = f->path;
+    /* The tests are about behaviour, not power loss: NORMAL keeps them fast under ASan. The
+     * durability test opens its own store with FULL. */
+    c->synchronous = STORE_SYNC_NORMAL;
+}
+
+static int setup(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/vigil-test-store-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->path, sizeof f->path, "%s/vigil.db", f->dir);
+    store_config c;
+    fx_config(f, &c);
+    if (store_open(&c, &f->st) != 0) {
+        fprintf(stderr, "store_open: %s\n", vg_err_msg());
+        return -1;
+    }
+    f->a = vg_arena_new(0);
+    if (store_tenant_create(f->st, "Agency One", STORE_TENANT_AGENCY, f->t1) ||
+        store_tenant_create(f->st, "Creator Two", STORE_TENANT_CREATOR, f->t2))
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx *f = *state;
+    store_close(f->st);
+    vg_arena_free(f->a);
+    rm_rf(f->dir);
+    free(f);
+    return 0;
+}
+
+/* A bare directory for tests that open stores themselves. */
+static int setup_dir(void **state)
+{
+    fx *f = calloc(1, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/vigil-test-store-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->path, sizeof f->path, "%s/vigil.db", f->dir);
+    f->a = vg_arena_new(0);
+    *state = f;
+    return 0;
+}
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(seed * 131u + i * 7u + (i >> 3));
+}
+
+static void make_profile(fx *f, const char *tenant, const char *name, char id[STORE_ID_MAX])
+{
+    store_profile_fields pf = {.name = name,
+                               .legal_name = "Jane Q. Public",
+                               .email = "jane@example.com",
+                               .address = "1 Main St\nSpringfield"};
+    assert_int_equal(store_profile_create(f->st, tenant, &pf, id), 0);
+}
+
+/* A work reference with PDQ + dihedral; seed makes the sha256 distinct. */
+static void make_work(fx *f, const char *tenant, const char *profile, unsigned seed,
+                      char id[STORE_ID_MAX])
+{
+    uint8_t sha[32], pdq[32], dih[8][32];
+    fill(sha, 32, seed);
+    fill(pdq, 32, seed + 1);
+    fill(&dih[0][0], sizeof dih, seed + 2);
+    store_reference_new r = {.profile_id = profile,
+                             .kind = STORE_REF_WORK,
+                             .title = "Sunset",
+                             .original_url = "https://example.com/sunset.jpg",
+                             .copyright_holder = "Jane Q. Public",
+                             .sha256 = sha,
+                             .pdq = pdq,
+                             .pdq_quality = 90,
+                             .pdq_dihedral = (const uint8_t(*)[32])dih};
+    assert_int_equal(store_reference_create(f->st, tenant, &r, id), 0);
+}
+
+/* A scan of `tenant` with one pdq match on (profile, ref) and one exact match. */
+static void make_scan(fx *f, const char *tenant, const char *profile, const char *ref,
+                      unsigned seed, char scan_id[STORE_ID_MAX], char (*mids)[STORE_ID_MAX])
+{
+    uint8_t sha[32], pdq[32];
+    fill(sha, 32, seed);
+    fill(pdq, 32, seed + 5);
+    store_match_new m[2] = {
+        {profile, ref, STORE_MATCH_PDQ, 12.0, 0.9, 3, -1},
+        {profile, ref, STORE_MATCH_EXACT, 0.0, 1.0, -1, -1},
+    };
+    store_scan_new s = {.sha256 = sha,
+                        .source_url = "https://bad.example/x.jpg",
+                        .pdq = pdq,
+                        .pdq_quality = 80,
+                        .faces_json = "[]",
+                        .timings_json = "{\"total_us\":1}",
+                        .level = "balanced",
+                        .n_matches = ref ? 2 : 0,
+                        .matches = m};
+    assert_int_equal(store_scan_insert(f->st, tenant, &s, scan_id, mids), 0);
+}
+
+static sqlite3 *raw_open(const char *path)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    return db;
+}
+
+/* ---- migrations and open -------------------------------------------------------------------- */
+
+static void test_migrate_empty_and_reopen(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    store *st = NULL;
+    assert_int_equal(store_open(&c, &st), 0);
+    size_t n;
+    store_migrations(&n);
+    assert_int_equal(store_schema_version(st), (int)n);
+    assert_int_equal(store_ping(st), 0);
+    char t[STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(st, "x", STORE_TENANT_AGENCY, t), 0);
+    store_close(st);
+
+    assert_int_equal(store_open(&c, &st), 0); /* re-open: nothing to apply, data kept */
+    assert_int_equal(store_schema_version(st), (int)n);
+    store_tenant tt;
+    assert_int_equal(store_tenant_get(st, t, f->a, &tt), 0);
+    assert_string_equal(tt.name, "x");
+    store_close(st);
+
+    sqlite3 *db = raw_open(f->path);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), max(version) FROM schema_migrations",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), (int)n);
+    assert_int_equal(sqlite3_column_int(q, 1), (int)n);
+    sqlite3_finalize(q);
+    assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+}
+
+static void test_migrate_stepwise_keeps_data(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    store *st = NULL;
+    assert_int_equal(store_open_at(&c, 1, &st), 0);
+    assert_int_equal(store_schema_version(st), 1);
+    char t[STORE_ID_MAX], p[STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(st, "old", STORE_TENANT_CREATOR, t), 0);
+    store_profile_fields pf = {.name = "Old Profile"};
+    assert_int_equal(store_profile_create(st, t, &pf, p), 0);
+    store_close(st);
+
+    assert_int_equal(store_open(&c, &st), 0);
+    size_t n;
+    store_migrations(&n);
+    assert_int_equal(store_schema_version(st), (int)n);
+    store_profile pr;
+    assert_int_equal(store_profile_get(st, t, p, f->a, &pr), 0);
+    assert_string_equal(pr.f.name, "Old Profile");
+    char scan[STORE_ID_MAX];
+    uint8_t sha[32] = {1};
+    store_scan_new s = {.sha256 = sha};
+    assert_int_equal(store_scan_insert(st, t, &s, scan, NULL), 0); /* v2 tables exist now */
+    store_close(st);
+}
+
+static void test_refuse_newer_schema(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    store *st = NULL;
+    assert_int_equal(store_open(&c, &st), 0);
+    store_close(st);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=999", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    st = NULL;
+    assert_int_equal(store_open(&c, &st), VG_EUNSUPPORTED);
+    assert_null(st);
+    assert_non_null(strstr(vg_err_msg(), "newer"));
+}
+
+static void test_refuse_foreign_files(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    store *st = NULL;
+    /* An SQLite database that is not ours. */
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sqlite3_exec(db, "CREATE TABLE foo(x)", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_open(&c, &st), VG_ESTORE);
+    assert_non_null(strstr(vg_err_msg(), "not a Vigil database"));
+    /* Not a database at all. */
+    unlink(f->path);
+    FILE *fp = fopen(f->path, "w");
+    for (int i = 0; i < 200; i++)
+        fputs("this is not an sqlite database, just text. ", fp);
+    fclose(fp);
+    assert_int_equal(store_open(&c, &st), VG_ESTORE);
+    /* No path. */
+    c.path = NULL;
+    assert_int_equal(store_open(&c, &st), VG_EINVAL);
+    /* A directory that does not exist. */
+    c.path = "/nonexistent-dir/vigil.db";
+    assert_int_equal(store_open(&c, &st), VG_ESTORE);
+    assert_null(st);
+}
+
+static void test_open_alloc_failures(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    c.read_connections = 2;
+    /* Fail our own allocations one by one (SQLite's are its own): each failure must come back as
+     * an error with nothing leaked (ASan checks), and the file must stay openable. */
+    int saw_fail = 0;
+    for (long n = 1; n < 200; n++) {
+        store *st = NULL;
+        vg_alloc_fail_after(n);
+        int rc = store_open(&c, &st);
+        vg_alloc_fail_after(0);
+        if (rc == 0) {
+            store_close(st);
+            break;
+        }
+        saw_fail = 1;
+        assert_int_equal(rc, VG_ENOMEM);
+        assert_null(st);
+    }
+    assert_true(saw_fail);
+    store *st = NULL;
+    assert_int_equal(store_open(&c, &st), 0);
+    char t[STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(st, "t", STORE_TENANT_AGENCY, t), 0);
+    /* A list whose page buffer cannot be allocated fails cleanly. */
+    store_list_opts o = {0};
+    store_tenant *items;
+    store_page pg;
+    vg_alloc_fail_after(1);
+    int rc = store_tenant_list(st, &o, f->a, &items, &pg);
+    vg_alloc_fail_after(0);
+    assert_int_equal(rc, VG_ENOMEM);
+    assert_int_equal(store_tenant_list(st, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 1);
+    store_close(st);
+}
+
+/* ---- ids ------------------------------------------------------------------------------------ */
+
+static void test_ids_ordered_and_validated(void **state)
+{
+    fx *f = *state;
+    char prev[STORE_ID_MAX] = "";
+    for (int i = 0; i < 50; i++) {
+        char id[STORE_ID_MAX];
+        assert_int_equal(store_tenant_create(f->st, "t", STORE_TENANT_AGENCY, id), 0);
+        assert_int_equal(strlen(id), 30);
+        assert_true(store_id_valid(id, "tnt"));
+        assert_false(store_id_valid(id, "prf"));
+        assert_true(strcmp(prev, id) < 0);
+        strcpy(prev, id);
+    }
+    assert_false(store_id_valid("tnt_", "tnt"));
+    assert_false(store_id_valid("tnt_0000000000000000000000000i", "tnt"));  /* no i in base32 */
+    assert_false(store_id_valid("tnt_00000000000000000000000000x", "tnt")); /* too long */
+    assert_false(store_id_valid("tnt_80000000000000000000000000", "tnt"));  /* > 128 bits */
+    assert_false(store_id_valid(NULL, "tnt"));
+    /* Floors sort by time. */
+    char a[STORE_ID_MAX], b[STORE_ID_MAX];
+    store_id_floor("scn", 1000, a);
+    store_id_floor("scn", 1001, b);
+    assert_true(strcmp(a, b) < 0);
+    assert_true(store_id_valid(a, "scn"));
+    /* Malformed ids are "not found", never an error about the database. */
+    store_tenant t;
+    assert_int_equal(store_tenant_get(f->st, "nope", f->a, &t), VG_ENOTFOUND);
+    assert_int_equal(store_tenant_get(f->st, "tnt_zzzzzzzzzzzzzzzzzzzzzzzzzz", f->a, &t),
+                     VG_ENOTFOUND);
+    store_profile p;
+    assert_int_equal(store_profile_get(f->st, f->t1, "prf_' OR 1=1 --", f->a, &p), VG_ENOTFOUND);
+}
+
+/* ---- tenants and keys ----------------------------------------------------------------------- */
+
+static void test_tenants(void **state)
+{
+    fx *f = *state;
+    store_tenant t;
+    assert_int_equal(store_tenant_get(f->st, f->t2, f->a, &t), 0);
+    assert_string_equal(t.name, "Creator Two");
+    assert_int_equal(t.kind, STORE_TENANT_CREATOR);
+    assert_true(t.created_ms > 0);
+    char id[STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(f->st, "", STORE_TENANT_AGENCY, id), VG_EINVAL);
+    assert_int_equal(store_tenant_create(f->st, "x", (store_tenant_kind)7, id), VG_EINVAL);
+    char longname[STORE_NAME_MAX_BYTES + 1];
+    memset(longname, 'a', sizeof longname - 1);
+    longname[sizeof longname - 1] = 0;
+    assert_int_equal(store_tenant_create(f->st, longname, STORE_TENANT_AGENCY, id), VG_EINVAL);
+    assert_non_null(strstr(vg_err_msg(), "name"));
+    store_tenant_kind k;
+    assert_int_equal(store_tenant_kind_parse("creator", &k), 0);
+    assert_int_equal(k, STORE_TENANT_CREATOR);
+    assert_int_equal(store_tenant_kind_parse("bank", &k), VG_EINVAL);
+
+    store_list_opts o = {.limit = 1};
+    store_tenant *items;
+    store_page pg;
+    assert_int_equal(store_tenant_list(f->st, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 1);
+    assert_string_equal(items[0].id, f->t2); /* newest first */
+    assert_string_not_equal(pg.next_cursor, "");
+    o.cursor = pg.next_cursor;
+    char cur[STORE_ID_MAX];
+    strcpy(cur, pg.next_cursor);
+    o.cursor = cur;
+    assert_int_equal(store_tenant_list(f->st, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 1);
+    assert_string_equal(items[0].id, f->t1);
+    assert_string_equal(pg.next_cursor, "");
+    o.cursor = "garbage";
+    assert_int_equal(store_tenant_list(f->st, &o, f->a, &items, &pg), VG_EINVAL);
+}
+
+static void test_keys(void **state)
+{
+    fx *f = *state;
+    uint8_t h1[32], h2[32], h3[32];
+    fill(h1, 32, 1);
+    fill(h2, 32, 2);
+    fill(h3, 32, 3);
+    char k1[STORE_ID_MAX], k2[STORE_ID_MAX];
+    assert_int_equal(store_key_create(f->st, f->t1, "crawler", h1, k1), 0);
+    assert_int_equal(store_key_create(f->st, f->t2, "laptop", h2, k2), 0);
+    assert_int_equal(store_key_create(f->st, f->t1, "dup", h1, k2), VG_EEXIST);
+    assert_int_equal(store_key_create(f->st, "tnt_00000000000000000000000000", "x", h3, k2),
+                     VG_ENOTFOUND);
+
+    store_key k;
+    assert_int_equal(store_key_authenticate(f->st, h1, f->a, &k), 0);
+    assert_string_equal(k.id, k1);
+    assert_string_equal(k.tenant_id, f->t1);
+    assert_int_equal(k.role, STORE_ROLE_TENANT);
+    assert_string_equal(k.name, "crawler");
+    assert_true(k.last_used_ms > 0); /* first use recorded */
+    assert_int_equal(store_key_authenticate(f->st, h3, f->a, &k), VG_EPERM);
+
+    /* Another tenant cannot revoke it; its own tenant can; revoking twice is fine. */
+    assert_int_equal(store_key_revoke(f->st, f->t2, k1), VG_ENOTFOUND);
+    assert_int_equal(store_key_revoke(f->st, f->t1, k1), 0);
+    assert_int_equal(store_key_revoke(f->st, f->t1, k1), 0);
+    assert_int_equal(store_key_authenticate(f->st, h1, f->a, &k), VG_EPERM);
+
+    store_list_opts o = {0};
+    store_key *items;
+    store_page pg;
+    assert_int_equal(store_key_list(f->st, f->t1, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 1);
+    assert_true(items[0].revoked_ms > 0);
+    assert_int_equal(store_key_list(f->st, NULL, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 2);
+
+    /* Admin key: none, set, idempotent, replaced, restored. */
+    int exists = 1;
+    assert_int_equal(store_admin_key_exists(f->st, &exists), 0);
+    assert_false(exists);
+    char a1[STORE_ID_MAX], a1b[STORE_ID_MAX], a2[STORE_ID_MAX];
+    assert_int_equal(store_admin_key_set(f->st, h3, a1), 0);
+    assert_int_equal(store_admin_key_exists(f->st, &exists), 0);
+    assert_true(exists);
+    assert_int_equal(store_admin_key_set(f->st, h3, a1b), 0);
+    assert_string_equal(a1, a1b);
+    assert_int_equal(store_key_authenticate(f->st, h3, f->a, &k), 0);
+    assert_int_equal(k.role, STORE_ROLE_ADMIN);
+    assert_string_equal(k.tenant_id, "");
+    uint8_t h4[32];
+    fill(h4, 32, 4);
+    assert_int_equal(store_admin_key_set(f->st, h4, a2), 0);
+    assert_string_not_equal(a1, a2);
+    assert_int_equal(store_key_authenticate(f->st, h3, f->a, &k), VG_EPERM); /* replaced */
+    assert_int_equal(store_key_authenticate(f->st, h4, f->a, &k), 0);
+    assert_int_equal(store_admin_key_set(f->st, h3, a1b), 0); /* back to the first one */
+    assert_string_equal(a1, a1b);
+    assert_int_equal(store_key_authenticate(f->st, h4, f->a, &k), VG_EPERM);
+    assert_int_equal(store_key_authenticate(f->st, h3, f->a, &k), 0);
+    /* The admin key cannot be a tenant's key, nor be revoked as one. */
+    assert_int_equal(store_admin_key_set(f->st, h2, NULL), VG_EEXIST);
+    assert_int_equal(store_key_revoke(f->st, NULL, a1), VG_ENOTFOUND);
+    /* Admin keys are not listed with tenant keys. */
+    assert_int_equal(store_key_list(f->st, NULL, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 2);
+}
+
+/* ---- profiles ------------------------------------------------------------------------------- */
+
+static void test_profiles_crud(void **state)
+{
+    fx *f = *state;
+    char p[STORE_ID_MAX];
+    store_profile_fields pf = {.name = "Jane",
+                               .legal_name = "Jane Q. Public",
+                               .email = "j@x.org",
+                               .address = "1 Main St\nSpringfield",
+                               .phone = "+1 555 0100",
+                               .notes = "VIP"};
+    assert_int_equal(store_profile_create(f->st, f->t1, &pf, p), 0);
+    store_profile r;
+    assert_int_equal(store_profile_get(f->st, f->t1, p, f->a, &r), 0);
+    assert_string_equal(r.f.name, "Jane");
+    assert_string_equal(r.f.legal_name, "Jane Q. Public");
+    assert_string_equal(r.f.address, "1 Main St\nSpringfield");
+    assert_string_equal(r.f.phone, "+1 555 0100");
+    assert_string_equal(r.tenant_id, f->t1);
+    assert_int_equal(r.deleted_ms, 0);
+    int64_t created = r.created_ms;
+
+    /* Partial update: NULL keeps, "" clears. */
+    store_profile_fields up = {.email = "new@x.org", .notes = ""};
+    assert_int_equal(store_profile_update(f->st, f->t1, p, &up), 0);
+    assert_int_equal(store_profile_get(f->st, NULL, p, f->a, &r), 0); /* admin scope */
+    assert_string_equal(r.f.name, "Jane");
+    assert_string_equal(r.f.email, "new@x.org");
+    assert_null(r.f.notes);
+    assert_true(r.updated_ms >= created);
+    store_profile_fields bad = {.name = ""};
+    assert_int_equal(store_profile_update(f->st, f->t1, p, &bad), VG_EINVAL);
+
+    /* Validation. */
+    store_profile_fields noname = {.email = "x"};
+    assert_int_equal(store_profile_create(f->st, f->t1, &noname, p), VG_EINVAL);
+    assert_int_equal(store_profile_create(f->st, NULL, &pf, p), VG_EINVAL);
+    assert_int_equal(store_profile_create(f->st, "tnt_00000000000000000000000000", &pf, p),
+                     VG_ENOTFOUND);
+
+    /* Delete: gone from get/update/list, second delete is not found. */
+    assert_int_equal(store_profile_delete(f->st, f->t1, r.id, NULL, NULL, NULL), 0);
+    assert_int_equal(store_profile_get(f->st, f->t1, r.id, f->a, &r), VG_ENOTFOUND);
+    assert_int_equal(store_profile_update(f->st, f->t1, p, &up), VG_ENOTFOUND);
+    assert_int_equal(store_profile_delete(f->st, f->t1, p, NULL, NULL, NULL), VG_ENOTFOUND);
+    store_list_opts o = {0};
+    store_profile *items;
+    store_page pg;
+    assert_int_equal(store_profile_list(f->st, f->t1, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 0);
+}
+
+static void test_profiles_pagination(void **state)
+{
+    fx *f = *state;
+    enum { N = 23 };
+    char ids[N][STORE_ID_MAX];
+    for (int i = 0; i < N; i++) {
+        char name[16];
+        snprintf(name, sizeof name, "p%d", i);
+        make_profile(f, i % 3 ? f->t1 : f->t2, name, ids[i]);
+    }
+    /* Walk t1's profiles 4 at a time: newest first, each once. */
+    store_list_opts o = {.limit = 4};
+    char cursor[STORE_ID_MAX] = "";
+    int seen = 0, pages = 0;
+    int expect = N - 1;
+    for (;;) {
+        store_profile *items;
+        store_page pg;
+        o.cursor = cursor[0] ? cursor : NULL;
+        assert_int_equal(store_profile_list(f->st, f->t1, &o, f->a, &items, &pg), 0);
+        pages++;
+        for (size_t i = 0; i < pg.n; i++) {
+            while (expect >= 0 && expect % 3 == 0)
+                expect--;
+            assert_string_equal(items[i].id, ids[expect]);
+            assert_string_equal(items[i].tenant_id, f->t1);
+            expect--;
+            seen++;
+        }
+        if (!pg.next_cursor[0])
+            break;
+        strcpy(cursor, pg.next_cursor);
+    }
+    assert_int_equal(seen, 15); /* i % 3 != 0 for i in 0..22 */
+    assert_int_equal(pages, 4);
+    /* Admin sees all; the limit is capped. */
+    store_list_opts all = {.limit = 100000};
+    store_profile *items;
+    store_page pg;
+    assert_int_equal(store_profile_list(f->st, NULL, &all, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, N);
+    /* Since/until bounds. */
+    store_profile mid;
+    assert_int_equal(store_profile_get(f->st, NULL, ids[10], f->a, &mid), 0);
+    store_list_opts since = {.since_ms = mid.created_ms + 100000};
+    assert_int_equal(store_profile_list(f->st, NULL, &since, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 0);
+    store_list_opts until = {.until_ms = mid.created_ms - 100000};
+    assert_int_equal(store_profile_list(f->st, NULL, &until, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 0);
+    store_list_opts window = {.since_ms = mid.created_ms, .until_ms = mid.created_ms + 1};
+    assert_int_equal(store_profile_list(f->st, NULL, &window, f->a, &items, &pg), 0);
+    assert_true(pg.n >= 1);
+    for (size_t i = 0; i < pg.n; i++)
+        assert_int_equal(items[i].created_ms, mid.created_ms);
+}
+
+/* ---- references ----------------------------------------------------------------------------- */
+
+static void test_references(void **state)
+{
+    fx *f = *state;
+    char p[STORE_ID_MAX], w[STORE_ID_MAX], l[STORE_ID_MAX], x[STORE_ID_MAX];
+    make_profile(f, f->t1, "Jane", p);
+    make_work(f, f->t1, p, 10, w);
+
+    /* A likeness with two faces and stored image bytes. */
+    float desc[2 * STORE_FACE_DIM], boxes[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    for (int i = 0; i < 2 * STORE_FACE_DIM; i++)
+        desc[i] = (float)sin(i * 0.1);
+    uint8_t sha[32], img[1000];
+    fill(sha, 32, 77);
+    fill(img, sizeof img, 78);
+    store_reference_new ln = {.profile_id = p,
+                              .kind = STORE_REF_LIKENESS,
+                              .sha256 = sha,
+                              .n_faces = 2,
+                              .descriptors = desc,
+                              .boxes = boxes,
+                              .image = img,
+                              .image_len = sizeof img};
+    assert_int_equal(store_reference_create(f->st, NULL, &ln, l), 0); /* admin: profile's tenant */
+
+    store_reference r;
+    assert_int_equal(store_reference_get(f->st, f->t1, l, f->a, &r), 0);
+    assert_string_equal(r.tenant_id, f->t1);
+    assert_string_equal(r.profile_id, p);
+    assert_int_equal(r.kind, STORE_REF_LIKENESS);
+    assert_null(r.title);
+    assert_memory_equal(r.sha256, sha, 32);
+    assert_false(r.has_pdq);
+    assert_int_equal(r.n_faces, 2);
+    assert_memory_equal(r.descriptors, desc, sizeof desc);
+    assert_memory_equal(r.boxes, boxes, sizeof boxes);
+    assert_true(r.has_image);
+    assert_int_equal(r.image_len, sizeof img);
+    const uint8_t *bytes;
+    size_t len;
+    assert_int_equal(store_reference_image_get(f->st, f->t1, l, f->a, &bytes, &len), 0);
+    assert_int_equal(len, sizeof img);
+    assert_memory_equal(bytes, img, len);
+    assert_int_equal(store_reference_image_get(f->st, f->t1, w, f->a, &bytes, &len), VG_ENOTFOUND);
+
+    assert_int_equal(store_reference_get(f->st, f->t1, w, f->a, &r), 0);
+    assert_string_equal(r.title, "Sunset");
+    assert_string_equal(r.copyright_holder, "Jane Q. Public");
+    assert_true(r.has_pdq);
+    assert_int_equal(r.pdq_quality, 90);
+    assert_true(r.has_dihedral);
+    uint8_t dih[8][32];
+    fill(&dih[0][0], sizeof dih, 12);
+    assert_memory_equal(r.pdq_dihedral, dih, sizeof dih);
+    assert_int_equal(r.n_faces, 0);
+    assert_null(r.descriptors);
+
+    /* Rules: same image twice in one profile; work fields on a likeness; bad descriptors. */
+    ln.image = NULL;
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_EEXIST);
+    ln.title = "x";
+    fill(sha, 32, 79);
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_EINVAL);
+    ln.title = NULL;
+    float keep = desc[5];
+    desc[5] = NAN;
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_EINVAL);
+    desc[5] = keep;
+    ln.n_faces = STORE_MAX_FACES_PER_REF + 1;
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_EINVAL);
+    ln.n_faces = 1;
+    ln.sha256 = NULL;
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_EINVAL);
+    ln.sha256 = sha;
+    ln.profile_id = "prf_00000000000000000000000000";
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_ENOTFOUND);
+
+    /* List by profile; count. */
+    char p2[STORE_ID_MAX], w2[STORE_ID_MAX];
+    make_profile(f, f->t1, "Other", p2);
+    make_work(f, f->t1, p2, 20, w2);
+    store_list_opts o = {.profile_id = p};
+    store_reference *items;
+    store_page pg;
+    assert_int_equal(store_reference_list(f->st, f->t1, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 2);
+    assert_string_equal(items[0].id, l);
+    assert_int_equal(items[0].n_faces, 2);
+    assert_memory_equal(items[0].descriptors, desc, STORE_FACE_DIM * sizeof(float));
+    assert_string_equal(items[1].id, w);
+    size_t n = 0;
+    assert_int_equal(store_reference_count(f->st, f->t1, &n), 0);
+    assert_int_equal(n, 3);
+
+    /* Delete: out of get/list/count, descriptors and image erased, second delete not found. */
+    assert_int_equal(store_reference_delete(f->st, f->t1, l), 0);
+    assert_int_equal(store_reference_get(f->st, f->t1, l, f->a, &r), VG_ENOTFOUND);
+    assert_int_equal(store_reference_image_get(f->st, f->t1, l, f->a, &bytes, &len), VG_ENOTFOUND);
+    assert_int_equal(store_reference_delete(f->st, f->t1, l), VG_ENOTFOUND);
+    assert_int_equal(store_reference_list(f->st, f->t1, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 1);
+    assert_int_equal(store_reference_count(f->st, NULL, &n), 0);
+    assert_int_equal(n, 2);
+    sqlite3 *db = raw_open(f->path);
+    sqlite3_stmt *q;
+    assert_int_equal(sqlite3_prepare_v2(db,
+                                        "SELECT descriptors IS NULL, n_faces, deleted_ms IS NOT "
+                                        "NULL, (SELECT count(*) FROM ref_images) FROM refs "
+                                        "WHERE id = ?",
+                                        -1, &q, NULL),
+                     SQLITE_OK);
+    sqlite3_bind_text(q, 1, l, -1, SQLITE_STATIC);
+    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
+    assert_int_equal(sqlite3_column_int(q, 0), 1);
+    assert_int_equal(sqlite3_column_int(q, 1), 0);
+    assert_int_equal(sqlite3_column_int(q, 2), 1);
+    assert_int_equal(sqlite3_column_int(q, 3), 0);
+    sqlite3_finalize(q);
+    sqlite3_close(db);
+
+    /* The same image can be added again once the old reference is deleted. */
+    fill(sha, 32, 77);
+    ln.profile_id = p;
+    ln.n_faces = 2;
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), 0);
+}
+
+typedef struct walk {
+    int n;
+    char seen[16][STORE_ID_MAX];
+    size_t faces;
+    int stop_after;
+} walk;
+
+static int walk_cb(void *ctx, const store_reference *r)
+{
+    walk *w = ctx;
+    if (w->n < 16)
+        strcpy(w->seen[w->n], r->id);
+    w->n++;
+    w->faces += r->n_faces;
+    if (r->n_faces && r->descriptors[0] != 0.5f)
+        return VG_ECORRUPT;
+    return w->stop_after && w->n == w->stop_after ? 42 : 0;
+}
+
+static void test_reference_foreach(void **state)
+{
+    fx *f = *state;
+    char p1[STORE_ID_MAX], p2[STORE_ID_MAX], p3[STORE_ID_MAX], r[6][STORE_ID_MAX];
+    make_profile(f, f->t1, "a", p1);
+    make_profile(f, f->t1, "b", p2);
+    make_profile(f, f->t2, "c", p3);
+    make_work(f, f->t1, p1, 1, r[0]);
+    make_work(f, f->t1, p2, 2, r[1]);
+    make_work(f, f->t2, p3, 3, r[2]);
+    float d[STORE_FACE_DIM];
+    for (int i = 0; i < STORE_FACE_DIM; i++)
+        d[i] = 0.5f;
+    uint8_t sha[32];
+    fill(sha, 32, 4);
+    store_reference_new ln = {.profile_id = p1,
+                              .kind = STORE_REF_LIKENESS,
+                              .sha256 = sha,
+                              .n_faces = 1,
+                              .descriptors = d};
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, r[3]), 0);
+    make_work(f, f->t1, p1, 5, r[4]);
+    assert_int_equal(store_reference_delete(f->st, f->t1, r[4]), 0);
+
+    walk w = {0};
+    assert_int_equal(store_reference_foreach(f->st, NULL, walk_cb, &w), 0);
+    assert_int_equal(w.n, 4);
+    assert_int_equal(w.faces, 1);
+    assert_string_equal(w.seen[0], r[0]); /* id order */
+    assert_string_equal(w.seen[3], r[3]);
+
+    memset(&w, 0, sizeof w);
+    assert_int_equal(store_reference_foreach(f->st, f->t2, walk_cb, &w), 0);
+    assert_int_equal(w.n, 1);
+    assert_string_equal(w.seen[0], r[2]);
+
+    /* Deleting a profile takes its references out of the walk and reports them. */
+    char(*gone)[STORE_ID_MAX] = NULL;
+    size_t ngone = 0;
+    assert_int_equal(store_profile_delete(f->st, f->t1, p1, f->a, &gone, &ngone), 0);
+    assert_int_equal(ngone, 2);
+    assert_string_equal(gone[0], r[0]);
+    assert_string_equal(gone[1], r[3]);
+    memset(&w, 0, sizeof w);
+    assert_int_equal(store_reference_foreach(f->st, f->t1, walk_cb, &w), 0);
+    assert_int_equal(w.n, 1);
+    assert_string_equal(w.seen[0], r[1]);
+    assert_int_equal(store_reference_get(f->st, f->t1, r[0], f->a, &(store_reference){0}),
+                     VG_ENOTFOUND);
+
+    /* A callback stops the walk with its own value. */
+    memset(&w, 0, sizeof w);
+    w.stop_after = 1;
+    assert_int_equal(store_reference_foreach(f->st, NULL, walk_cb, &w), 42);
+    assert_int_equal(w.n, 1);
+}
+
+/* ---- scans and matches ---------------------------------------------------------------------- */
+
+static void test_scans_and_matches(void **state)
+{
+    fx *f = *state;
+    char p[STORE_ID_MAX], r[STORE_ID_MAX], s1[STORE_ID_MAX], s2[STORE_ID_MAX], s3[STORE_ID_MAX];
+    char m1[2][STORE_ID_MAX], m2[2][STORE_ID_MAX];
+    make_profile(f, f->t1, "Jane", p);
+    make_work(f, f->t1, p, 1, r);
+    make_scan(f, f->t1, p, r, 100, s1, m1);
+    make_scan(f, f->t1, p, r, 200, s2, m2);
+    make_scan(f, f->t1, NULL, NULL, 100, s3, NULL); /* same image as s1, no match */
+    assert_true(strcmp(s1, s2) < 0 && strcmp(m1[1], m2[0]) < 0 && strcmp(m1[0], m1[1]) < 0);
+
+    store_scan sc;
+    assert_int_equal(store_scan_get(f->st, f->t1, s1, f->a, &sc), 0);
+    uint8_t sha[32];
+    fill(sha, 32, 100);
+    assert_memory_equal(sc.sha256, sha, 32);
+    assert_string_equal(sc.source_url, "https://bad.example/x.jpg");
+    assert_true(sc.has_pdq);
+    assert_int_equal(sc.pdq_quality, 80);
+    assert_string_equal(sc.faces_json, "[]");
+    assert_string_equal(sc.timings_json, "{\"total_us\":1}");
+    assert_string_equal(sc.level, "balanced");
+    assert_int_equal(sc.n_matches, 2);
+    assert_string_equal(sc.matches[0].id, m1[0]);
+    assert_int_equal(sc.matches[0].kind, STORE_MATCH_PDQ);
+    assert_true(sc.matches[0].distance == 12.0);
+    assert_int_equal(sc.matches[0].dihedral, 3);
+    assert_int_equal(sc.matches[1].kind, STORE_MATCH_EXACT);
+    assert_int_equal(sc.matches[1].face_index, -1);
+    assert_int_equal(sc.matches[0].created_ms, sc.created_ms);
+    assert_string_equal(sc.matches[0].reference_id, r);
+    assert_string_equal(sc.matches[0].profile_id, p);
+
+    store_match m;
+    assert_int_equal(store_match_get(f->st, f->t1, m2[1], f->a, &m), 0);
+    assert_string_equal(m.scan_id, s2);
+    assert_string_equal(m.scan_source_url, "https://bad.example/x.jpg");
+    fill(sha, 32, 200);
+    assert_memory_equal(m.scan_sha256, sha, 32);
+
+    /* Scan list: all, by sha256, by time. */
+    store_list_opts o = {0};
+    store_scan *scans;
+    store_page pg;
+    assert_int_equal(store_scan_list(f->st, f->t1, &o, f->a, &scans, &pg), 0);
+    assert_int_equal(pg.n, 3);
+    assert_string_equal(scans[0].id, s3);
+    assert_null(scans[0].matches);
+    assert_int_equal(scans[1].n_matches, 2);
+    fill(sha, 32, 100);
+    o.sha256 = sha;
+    assert_int_equal(store_scan_list(f->st, f->t1, &o, f->a, &scans, &pg), 0);
+    assert_int_equal(pg.n, 2);
+    assert_string_equal(scans[0].id, s3);
+    assert_string_equal(scans[1].id, s1);
+    o.sha256 = NULL;
+    o.since_ms = sc.created_ms + 3600000;
+    assert_int_equal(store_scan_list(f->st, f->t1, &o, f->a, &scans, &pg), 0);
+    assert_int_equal(pg.n, 0);
+
+    /* Match list: filters. */
+    store_list_opts mo = {.profile_id = p};
+    store_match *ms;
+    assert_int_equal(store_match_list(f->st, f->t1, &mo, f->a, &ms, &pg), 0);
+    assert_int_equal(pg.n, 4);
+    assert_string_equal(ms[0].id, m2[1]);
+    mo.kinds = 1u << STORE_MATCH_PDQ;
+    assert_int_equal(store_match_list(f->st, f->t1, &mo, f->a, &ms, &pg), 0);
+    assert_int_equal(pg.n, 2);
+    for (size_t i = 0; i < pg.n; i++)
+        assert_int_equal(ms[i].kind, STORE_MATCH_PDQ);
+    mo.kinds = 1u << STORE_MATCH_FACE;
+    assert_int_equal(store_match_list(f->st, f->t1, &mo, f->a, &ms, &pg), 0);
+    assert_int_equal(pg.n, 0);
+    mo.kinds = 1u << 9;
+    assert_int_equal(store_match_list(f->st, f->t1, &mo, f->a, &ms, &pg), VG_EINVAL);
+    store_list_opts so = {.scan_id = s1, .limit = 1};
+    assert_int_equal(store_match_list(f->st, f->t1, &so, f->a, &ms, &pg), 0);
+    assert_int_equal(pg.n, 1);
+    assert_string_equal(ms[0].id, m1[1]);
+    assert_string_equal(pg.next_cursor, m1[1]);
+    so.cursor = m1[1];
+    assert_int_equal(store_match_list(f->st, f->t1, &so, f->a, &ms, &pg), 0);
+    assert_int_equal(pg.n, 1);
+    assert_string_equal(ms[0].id, m1[0]);
+    assert_string_equal(pg.next_cursor, "");
+
+    /* Validation, and a match on another profile's reference is refused with nothing stored. */
+    char p2[STORE_ID_MAX], scan[STORE_ID_MAX];
+    make_profile(f, f->t1, "Other", p2);
+    store_match_new bad = {p2, r, STORE_MATCH_PDQ, 3, 0.9, 0, -1};
+    store_scan_new s = {.sha256 = sha, .n_matches = 1, .matches = &bad};
+    assert_int_equal(store_scan_insert(f->st, f->t1, &s, scan, NULL), VG_ENOTFOUND);
+    bad.profile_id = p;
+    bad.confidence = 1.5;
+    assert_int_equal(store_scan_insert(f->st, f->t1, &s, scan, NULL), VG_EINVAL);
+    bad.confidence = 0.5;
+    bad.distance = NAN;
+    assert_int_equal(store_scan_insert(f->st, f->t1, &s, scan, NULL), VG_EINVAL);
+    bad.distance = 1;
+    bad.dihedral = 8;
+    assert_int_equal(store_scan_insert(f->st, f->t1, &s, scan, NULL), VG_EINVAL);
+    bad.dihedral = 0;
+    s.sha256 = NULL;
+    assert_int_equal(store_scan_insert(f->st, f->t1, &s, scan, NULL), VG_EINVAL);
+    assert_int_equal(store_scan_insert(f->st, NULL, &s, scan, NULL), VG_EINVAL);
+    o.since_ms = 0;
+    assert_int_equal(store_scan_list(f->st, NULL, &o, f->a, &scans, &pg), 0);
+    assert_int_equal(pg.n, 3);
+    store_stats stt;
+    store_stats_get(f->st, &stt);
+    assert_int_equal(stt.scans_inserted, 3);
+}
+
+static void test_evidence_is_immutable(void **state)
+{
+    fx *f = *state;
+    char p[STORE_ID_MAX], r[STORE_ID_MAX], s[STORE_ID_MAX];
+    make_profile(f, f->t1, "Jane", p);
+    make_work(f, f->t1, p, 1, r);
+    make_scan(f, f->t1, p, r, 1, s, NULL);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_not_equal(sqlite3_exec(db, "UPDATE scans SET source_url = 'x'", NULL, NULL, NULL),
+                         SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM matches", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM scans", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    store_scan sc;
+    assert_int_equal(store_scan_get(f->st, f->t1, s, f->a, &sc), 0);
+    assert_int_equal(sc.n_matches, 2);
+}
+
+/* ---- soft delete keeps evidence ------------------------------------------------------------- */
+
+static void test_soft_delete_keeps_evidence(void **state)
+{
+    fx *f = *state;
+    char p[STORE_ID_MAX], r[STORE_ID_MAX], s[STORE_ID_MAX], m[2][STORE_ID_MAX];
+    make_profile(f, f->t1, "Jane", p);
+    make_work(f, f->t1, p, 1, r);
+    make_scan(f, f->t1, p, r, 1, s, m);
+    assert_int_equal(store_reference_delete(f->st, f->t1, r), 0);
+    assert_int_equal(store_profile_delete(f->st, f->t1, p, NULL, NULL, NULL), 0);
+
+    store_scan sc;
+    assert_int_equal(store_scan_get(f->st, f->t1, s, f->a, &sc), 0);
+    assert_int_equal(sc.n_matches, 2);
+    store_match mt;
+    assert_int_equal(store_match_get(f->st, f->t1, m[0], f->a, &mt), 0);
+    store_list_opts o = {.profile_id = p};
+    store_match *ms;
+    store_page pg;
+    assert_int_equal(store_match_list(f->st, f->t1, &o, f->a, &ms, &pg), 0);
+    assert_int_equal(pg.n, 2);
+
+    /* A notice can still be drafted from it: the source resolves the deleted rows. */
+    store_notice_source src;
+    assert_int_equal(store_notice_source_get(f->st, f->t1, m[0], f->a, &src), 0);
+    assert_string_equal(src.reference.title, "Sunset");
+    assert_true(src.reference.deleted_ms > 0);
+    assert_string_equal(src.profile.f.legal_name, "Jane Q. Public");
+    assert_true(src.profile.deleted_ms > 0);
+    assert_string_equal(src.scan.id, s);
+    assert_int_equal(src.match.kind, STORE_MATCH_PDQ);
+
+    /* A scan may still record a match on a reference deleted since it was matched. */
+    char s2[STORE_ID_MAX];
+    make_scan(f, f->t1, p, r, 2, s2, NULL);
+}
+
+/* ---- notices (storage side; the rule table is tested in test_dmca) -------------------------- */
+
+static void notice_new(store_notice_new *n, const char *match_id)
+{
+    memset(n, 0, sizeof *n);
+    n->match_id = match_id;
+    n->infringing_url = "https://bad.example/x.jpg";
+    n->recipient.name = "Designated Agent";
+    n->recipient.email = "dmca@bad.example";
+    n->claimant.name = "Jane Q. Public";
+    n->claimant.email = "jane@example.com";
+    n->signature = "/s/ Jane Q. Public";
+    n->text = "NOTICE TEXT";
+    n->html = "<p>NOTICE</p>";
+}
+
+static void test_notices(void **state)
+{
+    fx *f = *state;
+    char p[STORE_ID_MAX], r[STORE_ID_MAX], s[STORE_ID_MAX], m[2][STORE_ID_MAX];
+    make_profile(f, f->t1, "Jane", p);
+    make_work(f, f->t1, p, 1, r);
+    make_scan(f, f->t1, p, r, 1, s, m);
+    store_notice_new nn;
+    notice_new(&nn, m[0]);
+    char n1[STORE_ID_MAX], n2[STORE_ID_MAX];
+    assert_int_equal(store_notice_create(f->st, f->t1, &nn, n1), 0);
+    nn.match_id = m[1];
+    assert_int_equal(store_notice_create(f->st, NULL, &nn, n2), 0); /* admin: match's tenant */
+
+    store_notice n;
+    assert_int_equal(store_notice_get(f->st, f->t1, n1, f->a, &n), 0);
+    assert_int_equal(n.status, STORE_NOTICE_DRAFT);
+    assert_string_equal(n.match_id, m[0]);
+    assert_string_equal(n.profile_id, p);
+    assert_string_equal(n.reference_id, r);
+    assert_string_equal(n.text, "NOTICE TEXT");
+    assert_string_equal(n.html, "<p>NOTICE</p>");
+    assert_string_equal(n.recipient.email, "dmca@bad.example");
+    assert_null(n.recipient.address);
+    assert_int_equal(n.n_events, 1);
+    assert_false(n.events[0].has_from);
+    assert_int_equal(n.events[0].to, STORE_NOTICE_DRAFT);
+
+    /* The store applies the given allowed-from set atomically. */
+    store_notice_status from;
+    assert_int_equal(store_notice_set_status(f->st, f->t1, n1, STORE_NOTICE_SENT,
+                                             1u << STORE_NOTICE_DRAFT, "emailed", &from),
+                     0);
+    assert_int_equal(from, STORE_NOTICE_DRAFT);
+    assert_int_equal(store_notice_set_status(f->st, f->t1, n1, STORE_NOTICE_SENT,
+                                             1u << STORE_NOTICE_DRAFT, NULL, NULL),
+                     VG_ECONFLICT);
+    assert_non_null(strstr(vg_err_msg(), "'sent'"));
+    assert_int_equal(
+        store_notice_set_status(f->st, f->t1, n1, (store_notice_status)17, ~0u, NULL, NULL),
+        VG_EINVAL);
+    assert_int_equal(store_notice_get(f->st, f->t1, n1, f->a, &n), 0);
+    assert_int_equal(n.status, STORE_NOTICE_SENT);
+    assert_int_equal(n.n_events, 2);
+    assert_true(n.events[1].has_from);
+    assert_int_equal(n.events[1].from, STORE_NOTICE_DRAFT);
+    assert_int_equal(n.events[1].to, STORE_NOTICE_SENT);
+    assert_string_equal(n.events[1].note, "emailed");
+
+    /* Lists: text not loaded; filter by status and profile. */
+    store_list_opts o = {.statuses = 1u << STORE_NOTICE_SENT};
+    store_notice *items;
+    store_page pg;
+    assert_int_equal(store_notice_list(f->st, f->t1, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 1);
+    assert_string_equal(items[0].id, n1);
+    assert_null(items[0].text);
+    o.statuses = 0;
+    o.profile_id = p;
+    assert_int_equal(store_notice_list(f->st, f->t1, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 2);
+    o.statuses = 1u << 12;
+    assert_int_equal(store_notice_list(f->st, f->t1, &o, f->a, &items, &pg), VG_EINVAL);
+
+    /* Frozen: the schema refuses edits of the drafted text and deletion of history. */
+    sqlite3 *db = raw_open(f->path);
+    assert_int_not_equal(sqlite3_exec(db, "UPDATE notices SET body_text = 'x'", NULL, NULL, NULL),
+                         SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM notice_events", NULL, NULL, NULL),
+                         SQLITE_OK);
+    assert_int_not_equal(sqlite3_exec(db, "UPDATE notice_events SET note = 'x'", NULL, NULL, NULL),
+                         SQLITE_OK);
+    sqlite3_close(db);
+
+    /* Validation. */
+    notice_new(&nn, m[0]);
+    nn.recipient.name = NULL;
+    assert_int_equal(store_notice_create(f->st, f->t1, &nn, n2), VG_EINVAL);
+    assert_non_null(strstr(vg_err_msg(), "recipient.name"));
+    notice_new(&nn, "mat_00000000000000000000000000");
+    assert_int_equal(store_notice_create(f->st, f->t1, &nn, n2), VG_ENOTFOUND);
+}
+
+/* ---- tenant isolation ----------------------------------------------------------------------- */
+
+static void test_tenant_isolation(void **state)
+{
+    fx *f = *state;
+    const char *A = f->t1, *B = f->t2;
+    char p[STORE_ID_MAX], r[STORE_ID_MAX], s[STORE_ID_MAX], m[2][STORE_ID_MAX], n[STORE_ID_MAX];
+    char k[STORE_ID_MAX], x[STORE_ID_MAX];
+    make_profile(f, A, "Jane", p);
+    make_work(f, A, p, 1, r);
+    make_scan(f, A, p, r, 1, s, m);
+    store_notice_new nn;
+    notice_new(&nn, m[0]);
+    assert_int_equal(store_notice_create(f->st, A, &nn, n), 0);
+    uint8_t h[32];
+    fill(h, 32, 9);
+    assert_int_equal(store_key_create(f->st, A, "k", h, k), 0);
+    vg_arena *a = f->a;
+
+    /* Reads by B: not found, never data. */
+    store_profile pr;
+    store_reference rf;
+    store_scan sc;
+    store_match mt;
+    store_notice nt;
+    store_notice_source src;
+    const uint8_t *bytes;
+    size_t len;
+    assert_int_equal(store_profile_get(f->st, B, p, a, &pr), VG_ENOTFOUND);
+    assert_int_equal(store_reference_get(f->st, B, r, a, &rf), VG_ENOTFOUND);
+    assert_int_equal(store_reference_image_get(f->st, B, r, a, &bytes, &len), VG_ENOTFOUND);
+    assert_int_equal(store_scan_get(f->st, B, s, a, &sc), VG_ENOTFOUND);
+    assert_int_equal(store_match_get(f->st, B, m[0], a, &mt), VG_ENOTFOUND);
+    assert_int_equal(store_notice_get(f->st, B, n, a, &nt), VG_ENOTFOUND);
+    assert_int_equal(store_notice_source_get(f->st, B, m[0], a, &src), VG_ENOTFOUND);
+
+    /* Writes by B on A's rows: not found, and nothing changed. */
+    store_profile_fields up = {.name = "pwned"};
+    assert_int_equal(store_profile_update(f->st, B, p, &up), VG_ENOTFOUND);
+    assert_int_equal(store_profile_delete(f->st, B, p, NULL, NULL, NULL), VG_ENOTFOUND);
+    assert_int_equal(store_reference_delete(f->st, B, r), VG_ENOTFOUND);
+    assert_int_equal(store_key_revoke(f->st, B, k), VG_ENOTFOUND);
+    assert_int_equal(store_notice_set_status(f->st, B, n, STORE_NOTICE_SENT, ~0u, NULL, NULL),
+                     VG_ENOTFOUND);
+    nn.match_id = m[0];
+    assert_int_equal(store_notice_create(f->st, B, &nn, x), VG_ENOTFOUND);
+    uint8_t sha[32] = {7};
+    store_reference_new rn = {.profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha};
+    assert_int_equal(store_reference_create(f->st, B, &rn, x), VG_ENOTFOUND);
+    store_match_new mn = {p, r, STORE_MATCH_EXACT, 0, 1, -1, -1};
+    store_scan_new sn = {.sha256 = sha, .n_matches = 1, .matches = &mn};
+    assert_int_equal(store_scan_insert(f->st, B, &sn, x, NULL), VG_ENOTFOUND);
+
+    assert_int_equal(store_profile_get(f->st, A, p, a, &pr), 0);
+    assert_string_equal(pr.f.name, "Jane");
+    assert_int_equal(store_reference_get(f->st, A, r, a, &rf), 0);
+    assert_int_equal(store_notice_get(f->st, A, n, a, &nt), 0);
+    assert_int_equal(nt.status, STORE_NOTICE_DRAFT);
+    store_key key;
+    assert_int_equal(store_key_authenticate(f->st, h, a, &key), 0);
+
+    /* Lists by B are empty, including with A's ids as filters or cursors. */
+    store_list_opts o = {0};
+    store_page pg;
+    void *items;
+    assert_int_equal(store_profile_list(f->st, B, &o, a, (store_profile **)&items, &pg), 0);
+    assert_int_equal(pg.n, 0);
+    assert_int_equal(store_reference_list(f->st, B, &o, a, (store_reference **)&items, &pg), 0);
+    assert_int_equal(pg.n, 0);
+    assert_int_equal(store_scan_list(f->st, B, &o, a, (store_scan **)&items, &pg), 0);
+    assert_int_equal(pg.n, 0);
+    assert_int_equal(store_match_list(f->st, B, &o, a, (store_match **)&items, &pg), 0);
+    assert_int_equal(pg.n, 0);
+    assert_int_equal(store_notice_list(f->st, B, &o, a, (store_notice **)&items, &pg), 0);
+    assert_int_equal(pg.n, 0);
+    assert_int_equal(store_key_list(f->st, B, &o, a, (store_key **)&items, &pg), 0);
+    assert_int_equal(pg.n, 0);
+    o.profile_id = p;
+    assert_int_equal(store_match_list(f->st, B, &o, a, (store_match **)&items, &pg), 0);
+    assert_int_equal(pg.n, 0);
+    assert_int_equal(store_reference_list(f->st, B, &o, a, (store_reference **)&items, &pg), 0);
+    assert_int_equal(pg.n, 0);
+    size_t cnt = 9;
+    assert_int_equal(store_reference_count(f->st, B, &cnt), 0);
+    assert_int_equal(cnt, 0);
+    walk w = {0};
+    assert_int_equal(store_reference_foreach(f->st, B, walk_cb, &w), 0);
+    assert_int_equal(w.n, 0);
+}
+
+/* ---- concurrency ---------------------------------------------------------------------------- */
+
+typedef struct writer_ctx {
+    fx *f;
+    const char *tenant, *profile, *ref;
+    int n, base;
+    int errors;
+    volatile int *stop;
+} writer_ctx;
+
+static void *writer_main(void *arg)
+{
+    writer_ctx *w = arg;
+    for (int i = 0; i < w->n && !(w->stop && *w->stop); i++) {
+        uint8_t sha[32];
+        fill(sha, 32, (unsigned)(w->base + i));
+        store_match_new m[2] = {{w->profile, w->ref, STORE_MATCH_PDQ, 10, 0.9, 0, -1},
+                                {w->profile, w->ref, STORE_MATCH_EXACT, 0, 1, -1, -1}};
+        store_scan_new s = {.sha256 = sha, .n_matches = 2, .matches = m, .level = "speed"};
+        char id[STORE_ID_MAX], mids[2][STORE_ID_MAX];
+        if (store_scan_insert(w->f->st, w->tenant, &s, id, mids) != 0)
+            w->errors++;
+    }
+    return NULL;
+}
+
+static void test_group_commit_concurrent_writers(void **state)
+{
+    fx *f = *state;
+    char p[STORE_ID_MAX], r[STORE_ID_MAX];
+    make_profile(f, f->t1, "Jane", p);
+    make_work(f, f->t1, p, 1, r);
+    enum { T = 8, PER = 40 };
+    pthread_t th[T];
+    writer_ctx w[T];
+    store_stats before;
+    store_stats_get(f->st, &before);
+    for (int i = 0; i < T; i++) {
+        w[i] = (writer_ctx){f, f->t1, p, r, PER, i * 1000, 0, NULL};
+        pthread_create(&th[i], NULL, writer_main, &w[i]);
+    }
+    for (int i = 0; i < T; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(w[i].errors, 0);
+    }
+    store_stats after;
+    store_stats_get(f->st, &after);
+    assert_int_equal(after.scans_inserted - before.scans_inserted, T * PER);
+    assert_int_equal(after.write_ops - before.write_ops, T * PER);
+    assert_true(after.commits - before.commits <= T * PER);
+    store_list_opts o = {.limit = 1000};
+    store_scan *items;
+    store_page pg;
+    assert_int_equal(store_scan_list(f->st, f->t1, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, T * PER);
+    for (size_t i = 1; i < pg.n; i++)
+        assert_true(strcmp(items[i - 1].id, items[i].id) > 0);
+    store_list_opts mo = {.limit = 1000};
+    store_match *ms;
+    assert_int_equal(store_match_list(f->st, f->t1, &mo, f->a, &ms, &pg), 0);
+    assert_int_equal(pg.n, 2 * T * PER);
+}
+
+/* Mixed group: one op of a group fails (bad reference), the others commit. */
+typedef struct mixed_ctx {
+    fx *f;
+    const char *profile, *ref;
+    int rc;
+} mixed_ctx;
+
+static void *mixed_main(void *arg)
+{
+    mixed_ctx *c = arg;
+    uint8_t sha[32] = {1};
+    store_match_new m = {c->profile, c->ref, STORE_MATCH_EXACT, 0, 1, -1, -1};
+    store_scan_new s = {.sha256 = sha, .n_matches = 1, .matches = &m};
+    char id[STORE_ID_MAX];
+    c->rc = 0;
+    for (int i = 0; i < 20 && !c->rc; i++)
+        c->rc = store_scan_insert(c->f->st, c->f->t1, &s, id, NULL);
+    return NULL;
+}
+
+static void test_group_commit_isolates_failures(void **state)
+{
+    fx *f = *state;
+    char p[STORE_ID_MAX], r[STORE_ID_MAX];
+    make_profile(f, f->t1, "Jane", p);
+    make_work(f, f->t1, p, 1, r);
+    enum { T = 6 };
+    pthread_t th[T];
+    mixed_ctx c[T];
+    for (int i = 0; i < T; i++) {
+        c[i] = (mixed_ctx){f, p, i % 2 ? r : "ref_00000000000000000000000000", 0};
+        pthread_create(&th[i], NULL, mixed_main, &c[i]);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < T; i++)
+        assert_int_equal(c[i].rc, i % 2 ? 0 : VG_ENOTFOUND);
+    store_list_opts o = {.limit = 1000};
+    store_scan *items;
+    store_page pg;
+    assert_int_equal(store_scan_list(f->st, f->t1, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 3 * 20); /* the failing callers stopped at their first try */
+    for (size_t i = 0; i < pg.n; i++)
+        assert_int_equal(items[i].n_matches, 1);
+    store_list_opts mo = {.limit = 1000};
+    store_match *ms;
+    assert_int_equal(store_match_list(f->st, f->t1, &mo, f->a, &ms, &pg), 0);
+    assert_int_equal(pg.n, 3 * 20);
+}
+
+static void test_cursor_stable_under_concurrent_inserts(void **state)
+{
+    fx *f = *state;
+    char p[STORE_ID_MAX], r[STORE_ID_MAX];
+    make_profile(f, f->t1, "Jane", p);
+    make_work(f, f->t1, p, 1, r);
+    enum { PRE = 120 };
+    writer_ctx pre = {f, f->t1, p, r, PRE, 0, 0, NULL};
+    writer_main(&pre);
+    assert_int_equal(pre.errors, 0);
+
+    volatile int stop = 0;
+    writer_ctx bg = {f, f->t1, p, r, 100000, 50000, 0, &stop};
+    pthread_t th;
+    pthread_create(&th, NULL, writer_main, &bg);
+
+    /* Page through while the writer inserts: every pre-existing scan exactly once, strictly
+     * decreasing ids, and nothing newer than the first page's first row after page one. */
+    store_list_opts o = {.limit = 7};
+    char cursor[STORE_ID_MAX] = "", first[STORE_ID_MAX] = "", last[STORE_ID_MAX] = "";
+    int total = 0;
+    for (;;) {
+        store_scan *items;
+        store_page pg;
+        o.cursor = cursor[0] ? cursor : NULL;
+        assert_int_equal(store_scan_list(f->st, f->t1, &o, f->a, &items, &pg), 0);
+        for (size_t i = 0; i < pg.n; i++) {
+            if (!first[0])
+                strcpy(first, items[i].id);
+            if (last[0])
+                assert_true(strcmp(items[i].id, last) < 0);
+            strcpy(last, items[i].id);
+            total++;
+        }
+        vg_arena_reset(f->a);
+        if (!pg.next_cursor[0])
+            break;
+        strcpy(cursor, pg.next_cursor);
+        usleep(500);
+    }
+    stop = 1;
+    pthread_join(th, NULL);
+    assert_int_equal(bg.errors, 0);
+    /* Everything at or below the first row seen: the PRE rows plus those the writer had
+     * committed before the first page. Count them now and compare. */
+    store_list_opts c = {.limit = 1000};
+    char after_first[STORE_ID_MAX];
+    snprintf(after_first, sizeof after_first, "%s", first);
+    int expect = 1; /* the first row itself */
+    c.cursor = after_first;
+    for (;;) {
+        store_scan *items;
+        store_page pg;
+        assert_int_equal(store_scan_list(f->st, f->t1, &c, f->a, &items, &pg), 0);
+        expect += (int)pg.n;
+        if (!pg.next_cursor[0])
+            break;
+        strcpy(after_first, pg.next_cursor);
+        c.cursor = after_first;
+    }
+    assert_int_equal(total, expect);
+    assert_true(total >= PRE);
+}
+
+/* ---- error paths ---------------------------------------------------------------------------- */
+
+static void test_disk_full(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    c.max_db_bytes = 1 << 20; /* 256 pages of 4 KiB */
+    store *st = NULL;
+    assert_int_equal(store_open(&c, &st), 0);
+    char t[STORE_ID_MAX], p[STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(st, "t", STORE_TENANT_AGENCY, t), 0);
+    store_profile_fields pf = {.name = "p"};
+    assert_int_equal(store_profile_create(st, t, &pf, p), 0);
+    static char big[100000];
+    memset(big, 'x', sizeof big - 1);
+    int rc = 0, ok = 0;
+    for (int i = 0; i < 100 && rc == 0; i++) {
+        uint8_t sha[32];
+        fill(sha, 32, (unsigned)i);
+        store_scan_new s = {.sha256 = sha, .faces_json = big};
+        char id[STORE_ID_MAX];
+        rc = store_scan_insert(st, t, &s, id, NULL);
+        ok += rc == 0;
+    }
+    assert_int_equal(rc, VG_ESTORE);
+    assert_true(ok >= 1);
+    store_stats stt;
+    store_stats_get(st, &stt);
+    assert_true(stt.errors >= 1);
+    assert_non_null(strstr(stt.last_error, "full"));
+    assert_true(stt.last_error_ms > 0);
+    /* The store goes on: reads work, committed data is intact, small writes still fit. */
+    store_list_opts o = {.limit = 1000};
+    store_scan *items;
+    store_page pg;
+    assert_int_equal(store_scan_list(st, t, &o, f->a, &items, &pg), 0);
+    assert_int_equal((int)pg.n, ok);
+    store_profile pr;
+    assert_int_equal(store_profile_get(st, t, p, f->a, &pr), 0);
+    assert_int_equal(store_ping(st), 0);
+    store_close(st);
+}
+
+static void test_locked_database_is_busy(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    c.busy_timeout_ms = 150;
+    store *st = NULL;
+    assert_int_equal(store_open(&c, &st), 0);
+    sqlite3 *db = raw_open(f->path);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    char t[STORE_ID_MAX];
+    uint64_t t0 = vg_now_ns();
+    assert_int_equal(store_tenant_create(st, "t", STORE_TENANT_AGENCY, t), VG_EBUSY);
+    uint64_t waited_ms = (vg_now_ns() - t0) / 1000000;
+    assert_true(waited_ms >= 100);
+    store_stats stt;
+    store_stats_get(st, &stt);
+    assert_true(stt.busy_retries >= 1);
+    assert_true(stt.errors >= 1);
+    assert_non_null(strstr(stt.last_error, "locked"));
+    /* Readers are not blocked by a writer in WAL mode. */
+    assert_int_equal(store_ping(st), 0);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(store_tenant_create(st, "t", STORE_TENANT_AGENCY, t), 0);
+    store_close(st);
+}
+
+/* ---- durability: kill -9 during a stream of writes ------------------------------------------ */
+
+typedef struct dur_ctx {
+    store *st;
+    const char *tenant;
+    int fd;
+    pthread_mutex_t *mu;
+    unsigned seed;
+} dur_ctx;
+
+static void *dur_writer(void *arg)
+{
+    dur_ctx *d = arg;
+    for (unsigned i = 0;; i++) {
+        uint8_t sha[32];
+        fill(sha, 32, d->seed + i);
+        store_scan_new s = {.sha256 = sha, .source_url = "https://x.example/a.jpg"};
+        char id[STORE_ID_MAX + 1];
+        if (store_scan_insert(d->st, d->tenant, &s, id, NULL) != 0)
+            _exit(3);
+        /* Reported only after the commit returned: this is the acknowledgement. */
+        size_t n = strlen(id);
+        id[n] = '\n';
+        pthread_mutex_lock(d->mu);
+        ssize_t wr = write(d->fd, id, n + 1);
+        pthread_mutex_unlock(d->mu);
+        if (wr != (ssize_t)(n + 1))
+            _exit(4);
+    }
+    return NULL;
+}
+
+static void test_durability_kill9(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    store_config_default(&c);
+    c.path = f->path;
+    c.synchronous = STORE_SYNC_FULL;
+    char tenant[STORE_ID_MAX];
+    {
+        store *st = NULL;
+        assert_int_equal(store_open(&c, &st), 0);
+        assert_int_equal(store_tenant_create(st, "t", STORE_TENANT_AGENCY, tenant), 0);
+        store_close(st);
+    }
+    int pfd[2];
+    assert_int_equal(pipe(pfd), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(pfd[0]);
+        store *st = NULL;
+        if (store_open(&c, &st) != 0)
+            _exit(2);
+        pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+        enum { T = 4 };
+        dur_ctx d[T];
+        pthread_t th[T];
+        for (int i = 0; i < T; i++) {
+            d[i] = (dur_ctx){st, tenant, pfd[1], &mu, (unsigned)i * 100000u};
+            pthread_create(&th[i], NULL, dur_writer, &d[i]);
+        }
+        for (;;)
+            pause();
+    }
+    close(pfd[1]);
+    /* Read acknowledgements until we have enough, then kill -9 mid-stream. */
+    enum { WANT = 300, MAXIDS = 100000 };
+    static char ids[MAXIDS][STORE_ID_MAX];
+    int n = 0;
+    char buf[4096], line[64];
+    size_t ll = 0;
+    int killed = 0;
+    for (;;) {
+        ssize_t r = read(pfd[0], buf, sizeof buf);
+        if (r <= 0)
+            break;
+        for (ssize_t i = 0; i < r; i++) {
+            if (buf[i] == '\n') {
+                line[ll] = 0;
+                if (n < MAXIDS && ll < STORE_ID_MAX)
+                    strcpy(ids[n++], line);
+                ll = 0;
+            } else if (ll < sizeof line - 1) {
+                line[ll++] = buf[i];
+            }
+        }
+        if (n >= WANT && !killed) {
+            kill(pid, SIGKILL);
+            killed = 1; /* keep draining what was acknowledged before the kill */
+        }
+    }
+    close(pfd[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGKILL);
+    assert_true(n >= WANT);
+
+    store *st = NULL;
+    assert_int_equal(store_open(&c, &st), 0);
+    for (int i = 0; i < n; i++) {
+        store_scan sc;
+        int rc = store_scan_get(st, tenant, ids[i], f->a, &sc);
+        if (rc != 0)
+            fail_msg("acknowledged scan %s (%d of %d) lost after kill -9", ids[i], i, n);
+        vg_arena_reset(f->a);
+    }
+    store_close(st);
+}
+
+int main(void)
+{
+    vg_log_set_level(VG_LOG_WARN);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_migrate_empty_and_reopen, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_stepwise_keeps_data, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_newer_schema, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_foreign_files, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_open_alloc_failures, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_ids_ordered_and_validated, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_profiles_crud, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_profiles_pagination, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_references, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reference_foreach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_scans_and_matches, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_evidence_is_immutable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_soft_delete_keeps_evidence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_notices, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tenant_isolation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_concurrent_writers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_commit_isolates_failures, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cursor_stable_under_concurrent_inserts, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_locked_database_is_busy, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_durability_kill9, setup_dir, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
