@@ -21,9 +21,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IMG_DEFAULT_MAX_INPUT_BYTES ((size_t)64 << 20)   /* 64 MiB */
-#define IMG_DEFAULT_MAX_PIXELS ((uint64_t)100000000)     /* 100 MP */
-#define IMG_DEFAULT_MAX_DIMENSION ((uint32_t)65500)      /* px, either side (JPEG's own max) */
+#define IMG_DEFAULT_MAX_INPUT_BYTES ((size_t)64 << 20) /* 64 MiB */
+#define IMG_DEFAULT_MAX_PIXELS ((uint64_t)100000000)   /* 100 MP */
+#define IMG_DEFAULT_MAX_DIMENSION ((uint32_t)65500)    /* px, either side (JPEG's own max) */
 
 typedef enum { IMG_FMT_UNKNOWN = 0, IMG_FMT_JPEG, IMG_FMT_PNG, IMG_FMT_WEBP } img_format;
 
@@ -31,9 +31,9 @@ typedef enum { IMG_RGB = 3, IMG_GRAY = 1 } img_pixfmt;
 
 /* Limits an operator may configure. Each check names its limit in the error detail. */
 typedef struct img_limits {
-    size_t max_input_bytes;  /* encoded bytes */
-    uint64_t max_pixels;     /* width*height as stored in the file, before any scaling */
-    uint32_t max_dimension;  /* width and height, each */
+    size_t max_input_bytes; /* encoded bytes */
+    uint64_t max_pixels;    /* width*height as stored in the file, before any scaling */
+    uint32_t max_dimension; /* width and height, each */
 } img_limits;
 
 /* Fills the defaults above. */
@@ -41,13 +41,17 @@ void img_limits_default(img_limits *l);
 
 typedef struct img_decode_opts {
     img_limits limits;
-    img_pixfmt pixfmt;       /* IMG_RGB (default) or IMG_GRAY (luma: 0.299R+0.587G+0.114B) */
+    img_pixfmt pixfmt; /* IMG_RGB (default) or IMG_GRAY (luma: 0.299R+0.587G+0.114B) */
     /* Smallest output wanted, in the oriented frame: JPEG is decoded at the smallest DCT scale
      * (1/8 .. 1) whose result is at least min_w x min_h. 0 x 0 means full resolution. Other
      * formats always decode at full resolution (callers resize). */
     uint32_t min_w, min_h;
-    int ignore_exif;         /* 1: do not apply EXIF orientation */
-    uint8_t background[3];   /* alpha is composited over this colour */
+    int ignore_exif;       /* 1: do not apply EXIF orientation */
+    uint8_t background[3]; /* alpha is composited over this colour */
+    /* JPEG only, default 0. 1 trades exactness for speed: libjpeg-turbo's fast integer IDCT
+     * (TJFLAG_FASTDCT) and plain chroma upsampling (TJFLAG_FASTUPSAMPLE). Leave it 0 wherever
+     * pixels must match a reference decoder (the pdq compat pipeline: libjpeg defaults). */
+    int fast_dct;
 } img_decode_opts;
 
 /* Defaults: limits as above, IMG_RGB, full size, EXIF applied, white background. */
@@ -56,21 +60,21 @@ void img_decode_opts_default(img_decode_opts *o);
 /* A decoded image. px is owned by the struct; release with img_image_free(). */
 typedef struct img_image {
     uint8_t *px;
-    uint32_t w, h;           /* output size (after scaling and orientation) */
-    int channels;            /* 3 (RGB) or 1 (gray) */
-    uint32_t src_w, src_h;   /* size stored in the file (before scaling and orientation) */
+    uint32_t w, h;         /* output size (after scaling and orientation) */
+    int channels;          /* 3 (RGB) or 1 (gray) */
+    uint32_t src_w, src_h; /* size stored in the file (before scaling and orientation) */
     img_format format;
-    int orientation;         /* EXIF orientation found (1..8; 1 if none) */
-    int scale_denom;         /* JPEG DCT scale used: output ~ src/scale_denom (1 = none) */
+    int orientation; /* EXIF orientation found (1..8; 1 if none) */
+    int scale_denom; /* JPEG DCT scale used: output ~ src/scale_denom (1 = none) */
 } img_image;
 
 /* Header facts, without decoding pixels. */
 typedef struct img_info {
     img_format format;
-    uint32_t w, h;           /* as stored */
-    int orientation;         /* EXIF orientation (1..8), 1 if none or not JPEG */
+    uint32_t w, h;   /* as stored */
+    int orientation; /* EXIF orientation (1..8), 1 if none or not JPEG */
     int has_alpha;
-    int frames;              /* 1, or more for animated WebP / APNG where known */
+    int frames; /* 1, or more for animated WebP / APNG where known */
 } img_info;
 
 /* Format from the leading bytes only (never from a name or a MIME type). */
@@ -102,7 +106,24 @@ void img_resize_nearest(const uint8_t *src, uint32_t sw, uint32_t sh, int channe
 void img_rgb_to_luma_f32(const uint8_t *rgb, size_t n, float *dst);
 
 /* Applies an EXIF orientation (1..8) to an image in place (may swap w and h; reallocates).
- * Returns VG_ENOMEM or VG_EINVAL (orientation out of range). */
+ * Returns VG_ENOMEM or VG_EINVAL (orientation out of range). On error *im is unchanged.
+ * Mapping, for the displayed image D (W x H) from the stored image S (w x h):
+ *   1 D(x,y)=S(x,y)        2 S(w-1-x,y)        3 S(w-1-x,h-1-y)      4 S(x,h-1-y)
+ *   5 S(y,x)               6 S(y,h-1-x)        7 S(w-1-y,h-1-x)      8 S(w-1-y,x)
+ * (6 = rotate 90 degrees clockwise to display, 8 = counter-clockwise; 5..8 swap W and H). */
 int img_apply_orientation(img_image *im, int orientation);
+
+/* Copies the rectangle (x, y, w, h) of src (borrowed) into *out (pixels returned owned; free
+ * with img_image_free). Other fields are copied from src. VG_EINVAL when the rectangle is empty
+ * or not inside src; VG_ENOMEM. On error *out is untouched. */
+int img_crop(const img_image *src, uint32_t x, uint32_t y, uint32_t w, uint32_t h, img_image *out);
+
+/* Bilinear resize of interleaved 8-bit pixels (1..4 channels) to floats, with TensorFlow's
+ * resize_bilinear sampling: scale = (float)src/dst per axis; source coordinate s = d*scale, or
+ * (d+0.5)*scale-0.5 with half_pixel_centers; taps floor(s) and ceil(s) clamped to [0, size-1];
+ * top = a + (b-a)*fx, bottom likewise, out = top + (bottom-top)*fy, all in float.
+ * dst holds dw*dh*channels floats. Borrowed buffers. VG_EINVAL, VG_ENOMEM (a dw-entry table). */
+int img_resize_bilinear_f32(const uint8_t *src, uint32_t sw, uint32_t sh, int channels, float *dst,
+                            uint32_t dw, uint32_t dh, int half_pixel_centers);
 
 #endif /* VG_IMG_H */

@@ -1,0 +1,48 @@
+/*
+ * img internals shared by the per-library wrappers (img_jpeg.c, img_png.c, img_webp.c) and the
+ * dispatcher (img.c). Not part of the public API.
+ *
+ * Contract of every img__<fmt>_probe / img__<fmt>_decode:
+ *   - buf/len are borrowed, already sniffed as that format and already checked against
+ *     limits->max_input_bytes;
+ *   - dimensions are checked with img__check_dims() before any pixel buffer is allocated;
+ *   - on success *out holds a complete image (px owned by *out, allocated with vg_malloc);
+ *     on error nothing is left allocated, *out is untouched and a vg_err_set() detail is set.
+ */
+#ifndef VG_IMG_INT_H
+#define VG_IMG_INT_H
+
+#include "img/img.h"
+
+/* Checks a header's stored size against the limits: zero sides (VG_EDIM), width*height over
+ * max_pixels (VG_EPIXELS), either side over max_dimension (VG_EDIM). The detail names the limit.
+ * fmt is the format name for the message (borrowed). */
+int img__check_dims(const char *fmt, uint32_t w, uint32_t h, const img_limits *limits);
+
+/* Bytes of an 8-bit interleaved image, overflow-checked (VG_ETOOBIG on overflow). */
+int img__image_bytes(uint32_t w, uint32_t h, int channels, size_t *out);
+
+/* Fixed-point BT.601 luma, the same weights and rounding as libjpeg's RGB->gray conversion:
+ * (19595 R + 38470 G + 7471 B + 32768) >> 16, weights summing to 65536. */
+static inline uint8_t img__luma8(uint32_t r, uint32_t g, uint32_t b)
+{
+    return (uint8_t)((19595u * r + 38470u * g + 7471u * b + 32768u) >> 16);
+}
+
+/* Writes the EXIF-oriented copy of src (sw x sh, channels 1..4) into dst, which must hold the
+ * same number of bytes; dst is (sh x sw) for orientations 5..8. Borrowed buffers, not aliased. */
+void img__orient_copy(const uint8_t *src, uint32_t sw, uint32_t sh, int channels, int orientation,
+                      uint8_t *dst);
+
+/* EXIF orientation (1..8) from a TIFF-structured EXIF block (the APP1 payload after
+ * "Exif\0\0"), borrowed. Malformed or absent data gives 1; never fails. */
+int img__exif_orientation(const uint8_t *tiff, size_t len);
+
+int img__jpeg_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out);
+int img__jpeg_decode(const uint8_t *buf, size_t len, const img_decode_opts *opts, img_image *out);
+int img__png_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out);
+int img__png_decode(const uint8_t *buf, size_t len, const img_decode_opts *opts, img_image *out);
+int img__webp_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out);
+int img__webp_decode(const uint8_t *buf, size_t len, const img_decode_opts *opts, img_image *out);
+
+#endif /* VG_IMG_INT_H */

@@ -1,0 +1,214 @@
+/*
+ * WebP through libwebp 1.2 (decode.h for still images, demux.h's WebPAnimDecoder for
+ * animations): the only file that includes libwebp headers.
+ *
+ * Still images are decoded with the advanced API (WebPDecode) into our own buffer, so the
+ * status code tells truncated from corrupt input. Animated files give their first frame as
+ * composited on the canvas by WebPAnimDecoder (after checking with the demuxer that the whole
+ * file is present). Alpha is composited over opts->background as in img_png.c:
+ * out = (a*c + (255-a)*bg + 127) / 255, gray = fixed-point luma of the composited RGB.
+ * Images with alpha are decoded as RGBA and composited in place (each pixel read before its
+ * narrower output is written), then the buffer is shrunk: one allocation, no second image.
+ */
+#include "img/img_int.h"
+
+#include "core/core.h"
+
+#include <string.h>
+#include <webp/decode.h>
+#include <webp/demux.h>
+
+static int img_webp_status(VP8StatusCode st, const char *what)
+{
+    int code;
+    switch (st) {
+    case VP8_STATUS_OK:
+        return VG_OK;
+    case VP8_STATUS_OUT_OF_MEMORY:
+        code = VG_ENOMEM;
+        break;
+    case VP8_STATUS_UNSUPPORTED_FEATURE:
+        code = VG_EFORMAT;
+        break;
+    case VP8_STATUS_SUSPENDED:
+    case VP8_STATUS_NOT_ENOUGH_DATA:
+        code = VG_ETRUNC;
+        break;
+    case VP8_STATUS_INVALID_PARAM:
+        code = VG_EINTERNAL;
+        break;
+    default:
+        code = VG_ECORRUPT;
+    }
+    static const char *const names[] = {
+        "ok",        "out of memory", "invalid parameter", "bitstream error", "unsupported feature",
+        "suspended", "user abort",    "not enough data"};
+    unsigned i = (unsigned)st;
+    return vg_err_set(code, "WebP %s: %s", what, i < VG_ARRAY_LEN(names) ? names[i] : "error");
+}
+
+/* Demuxes the whole file (borrowed): VG_ETRUNC when parts are missing, VG_ECORRUPT when the
+ * container is malformed. On success returns an owned demuxer (WebPDemuxDelete). */
+static int img_webp_demux(const uint8_t *buf, size_t len, WebPDemuxer **out)
+{
+    WebPData data = {buf, len};
+    WebPDemuxState state;
+    WebPDemuxer *d = WebPDemuxPartial(&data, &state);
+    if (d && state == WEBP_DEMUX_DONE) {
+        *out = d;
+        return VG_OK;
+    }
+    WebPDemuxDelete(d);
+    if (state == WEBP_DEMUX_PARSE_ERROR)
+        return vg_err_set(VG_ECORRUPT, "WebP container is malformed");
+    if (!d && state == WEBP_DEMUX_DONE)
+        return vg_err_set(VG_ENOMEM, "WebP demuxer allocation failed");
+    return vg_err_set(VG_ETRUNC, "WebP container is incomplete (%zu bytes)", len);
+}
+
+static int img_webp_features(const uint8_t *buf, size_t len, const img_limits *limits,
+                             WebPBitstreamFeatures *f)
+{
+    int rc = img_webp_status(WebPGetFeatures(buf, len, f), "header");
+    if (rc != VG_OK)
+        return rc;
+    if (f->width <= 0 || f->height <= 0)
+        return vg_err_set(VG_EDIM, "WebP header says %dx%d", f->width, f->height);
+    return img__check_dims("WebP", (uint32_t)f->width, (uint32_t)f->height, limits);
+}
+
+int img__webp_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out)
+{
+    WebPBitstreamFeatures f;
+    int rc = img_webp_features(buf, len, limits, &f);
+    if (rc != VG_OK)
+        return rc;
+    out->w = (uint32_t)f.width;
+    out->h = (uint32_t)f.height;
+    out->has_alpha = f.has_alpha != 0;
+    out->frames = 1;
+    if (f.has_animation) {
+        WebPDemuxer *d;
+        rc = img_webp_demux(buf, len, &d);
+        if (rc != VG_OK)
+            return rc;
+        uint32_t n = WebPDemuxGetI(d, WEBP_FF_FRAME_COUNT);
+        WebPDemuxDelete(d);
+        out->frames = n > 0 && n < (uint32_t)INT32_MAX ? (int)n : 1;
+    }
+    return VG_OK;
+}
+
+/* In place: n RGBA pixels -> n composited RGB (channels 3) or gray (1) pixels at the front. */
+static void img_webp_composite(uint8_t *p, size_t n, const uint8_t bg[3], int channels)
+{
+    const uint8_t *s = p;
+    for (size_t i = 0; i < n; i++, s += 4) {
+        uint32_t r = s[0], g = s[1], b = s[2], a = s[3], na = 255 - a;
+        r = (a * r + na * bg[0] + 127) / 255;
+        g = (a * g + na * bg[1] + 127) / 255;
+        b = (a * b + na * bg[2] + 127) / 255;
+        if (channels == 1) {
+            p[i] = img__luma8(r, g, b);
+        } else {
+            p[3 * i] = (uint8_t)r;
+            p[3 * i + 1] = (uint8_t)g;
+            p[3 * i + 2] = (uint8_t)b;
+        }
+    }
+}
+
+/* In place: n RGB pixels -> n gray pixels at the front. */
+static void img_webp_luma(uint8_t *p, size_t n)
+{
+    const uint8_t *s = p;
+    for (size_t i = 0; i < n; i++, s += 3)
+        p[i] = img__luma8(s[0], s[1], s[2]);
+}
+
+/* First frame of an animation, composited, into px (w*h*4 bytes). */
+static int img_webp_first_frame(const uint8_t *buf, size_t len, uint32_t w, uint32_t h, uint8_t *px)
+{
+    WebPDemuxer *d;
+    int rc = img_webp_demux(buf, len, &d);
+    if (rc != VG_OK)
+        return rc;
+    WebPDemuxDelete(d);
+    WebPAnimDecoderOptions ao;
+    if (!WebPAnimDecoderOptionsInit(&ao))
+        return vg_err_set(VG_EINTERNAL, "libwebp ABI mismatch (WebPAnimDecoderOptionsInit)");
+    ao.color_mode = MODE_RGBA;
+    ao.use_threads = 0;
+    WebPData data = {buf, len};
+    WebPAnimDecoder *dec = WebPAnimDecoderNew(&data, &ao);
+    if (!dec)
+        return vg_err_set(VG_ECORRUPT, "WebP animation could not be opened");
+    WebPAnimInfo ai;
+    uint8_t *frame = NULL;
+    int ts = 0;
+    if (!WebPAnimDecoderGetInfo(dec, &ai) || ai.canvas_width != w || ai.canvas_height != h) {
+        rc = vg_err_set(VG_ECORRUPT, "WebP animation canvas disagrees with its header");
+    } else if (!WebPAnimDecoderGetNext(dec, &frame, &ts) || !frame) {
+        rc = vg_err_set(VG_ECORRUPT, "WebP animation: first frame does not decode");
+    } else {
+        memcpy(px, frame, (size_t)w * h * 4);
+    }
+    WebPAnimDecoderDelete(dec);
+    return rc;
+}
+
+int img__webp_decode(const uint8_t *buf, size_t len, const img_decode_opts *opts, img_image *out)
+{
+    WebPBitstreamFeatures f;
+    int rc = img_webp_features(buf, len, &opts->limits, &f);
+    if (rc != VG_OK)
+        return rc;
+    uint32_t w = (uint32_t)f.width, h = (uint32_t)f.height;
+    int channels = opts->pixfmt == IMG_GRAY ? 1 : 3;
+    int rgba = f.has_alpha || f.has_animation;
+    int dec_ch = rgba ? 4 : 3;
+    size_t dec_bytes, out_bytes;
+    if ((rc = img__image_bytes(w, h, dec_ch, &dec_bytes)) != VG_OK ||
+        (rc = img__image_bytes(w, h, channels, &out_bytes)) != VG_OK)
+        return rc;
+    uint8_t *px = vg_malloc(dec_bytes);
+    if (!px)
+        return vg_err_set(VG_ENOMEM, "WebP buffer of %zu bytes", dec_bytes);
+    if (f.has_animation) {
+        rc = img_webp_first_frame(buf, len, w, h, px);
+    } else {
+        WebPDecoderConfig cfg;
+        if (!WebPInitDecoderConfig(&cfg)) {
+            vg_free(px);
+            return vg_err_set(VG_EINTERNAL, "libwebp ABI mismatch (WebPInitDecoderConfig)");
+        }
+        cfg.options.use_threads = 0;
+        cfg.output.colorspace = rgba ? MODE_RGBA : MODE_RGB;
+        cfg.output.is_external_memory = 1;
+        cfg.output.u.RGBA.rgba = px;
+        cfg.output.u.RGBA.stride = (int)(w * (uint32_t)dec_ch);
+        cfg.output.u.RGBA.size = dec_bytes;
+        rc = img_webp_status(WebPDecode(buf, len, &cfg), "decode");
+        WebPFreeDecBuffer(&cfg.output); /* no-op for external memory, kept for symmetry */
+    }
+    if (rc != VG_OK) {
+        vg_free(px);
+        return rc;
+    }
+    if (rgba)
+        img_webp_composite(px, (size_t)w * h, opts->background, channels);
+    else if (channels == 1)
+        img_webp_luma(px, (size_t)w * h);
+    if (out_bytes < dec_bytes) {
+        uint8_t *shrunk = vg_realloc(px, out_bytes);
+        if (shrunk) /* on failure the larger block still holds the image */
+            px = shrunk;
+    }
+    out->px = px;
+    out->w = out->src_w = w;
+    out->h = out->src_h = h;
+    out->channels = channels;
+    out->orientation = 1;
+    out->scale_denom = 1;
+    return VG_OK;
+}
