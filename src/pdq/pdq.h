@@ -1,0 +1,199 @@
+/*
+ * pdq: Meta's PDQ perceptual hash (facebook/ThreatExchange, pdq/), written from its published
+ * description, with the reference's exact float arithmetic so that hashes match the C++
+ * reference bit for bit when fed the same pixels.
+ *
+ * The algorithm, top to bottom:
+ *   1. luminance Y = 0.299 R + 0.587 G + 0.114 B, in float (grey sources use the grey value);
+ *   2. a two-pass Jarosz tent filter: a box filter along rows then along columns, twice, with
+ *      window ceil(side / 128) per axis, so each of the 64x64 output samples sees its whole cell;
+ *   3. decimation to 64x64 by taking the filtered sample at each cell centre;
+ *   4. quality: the sum of quantised gradients of the 64x64 image, /90, capped at 100;
+ *   5. 16x16 DCT: coefficients 1..16 of the 64-point DCT-II along each axis (B = D A D^T);
+ *   6. one bit per coefficient: 1 if it is above the median of the 256 coefficients.
+ * The eight dihedral hashes (rotations and flips of the image) come from the one DCT by sign
+ * flips and a transpose of the 16x16 coefficients, without touching the pixels again.
+ *
+ * Bit order: bit k (0..255) is coefficient (k / 16, k % 16) and lives in w[k / 64] at bit
+ * k % 64. The 64-hex text is the 256-bit number written most significant digit first, which is
+ * the reference's "16-bit words 15..0, each %04x" format.
+ *
+ * Two pipelines from encoded bytes (decoding goes through the img module):
+ *   - PDQ_MODE_COMPAT: what Meta's pdq-photo-hasher does: full decode, EXIF ignored, images
+ *     with a side over 512 px resized to 512x512 by nearest neighbour, then hashed;
+ *   - PDQ_MODE_FAST (default): a DCT-scaled JPEG decode straight to grey at about the size the
+ *     tent filter needs, EXIF applied; other formats are box-reduced to that size.
+ *
+ * Thread-safety: a pdq_ctx is scratch memory owned by one thread at a time; everything else is
+ * reentrant and uses no global state.
+ */
+#ifndef VG_PDQ_H
+#define VG_PDQ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "img/img.h"
+
+#define PDQ_HASH_BITS 256
+#define PDQ_HEX_CHARS 64
+#define PDQ_HEX_BYTES 65            /* 64 hex digits + NUL */
+#define PDQ_MIN_RELIABLE_QUALITY 50 /* below this a hash is flagged unreliable for matching */
+#define PDQ_MIN_SIDE_PX 5           /* smaller images hash to all zeros with quality 0 */
+#define PDQ_COMPAT_MAX_SIDE_PX 512  /* the reference's resize threshold and target */
+#define PDQ_FAST_MIN_SIDE_PX 256    /* default short side the fast pipeline decodes to */
+/* The float scratch of one hash is two planes of w*h floats; larger inputs are refused
+ * (the pipelines never get near it: compat hashes <= 512x512, fast < 2 x min side per axis). */
+#define PDQ_MAX_HASH_PIXELS ((uint64_t)1 << 25)
+
+/* A 256-bit PDQ hash. Plain value; compare with pdq_hash_equal / pdq_distance. */
+typedef struct pdq_hash {
+    uint64_t w[4];
+} pdq_hash;
+
+/* The eight dihedral transforms of an image, in the reference's output order. Each value names
+ * the transform applied to the image whose hash is given. */
+typedef enum {
+    PDQ_XF_ORIGINAL = 0,
+    PDQ_XF_ROTATE90, /* 90 degrees anticlockwise */
+    PDQ_XF_ROTATE180,
+    PDQ_XF_ROTATE270,
+    PDQ_XF_FLIPX,       /* mirrored top to bottom (about the horizontal axis) */
+    PDQ_XF_FLIPY,       /* mirrored left to right (about the vertical axis) */
+    PDQ_XF_FLIP_PLUS1,  /* transposed about the main diagonal */
+    PDQ_XF_FLIP_MINUS1, /* transposed about the anti-diagonal */
+    PDQ_NUM_XFORMS
+} pdq_xform;
+
+/* Result of one hash. */
+typedef struct pdq_result {
+    pdq_hash hash;    /* the image's hash (== dihedral[PDQ_XF_ORIGINAL] when computed) */
+    int quality;      /* 0..100 */
+    int unreliable;   /* 1 when quality < PDQ_MIN_RELIABLE_QUALITY */
+    int has_dihedral; /* 1 when dihedral[] was filled */
+    pdq_hash dihedral[PDQ_NUM_XFORMS];
+} pdq_result;
+
+/* Flags for the hashing calls. */
+enum {
+    PDQ_WANT_DIHEDRAL = 1u << 0, /* also fill result.dihedral[] */
+};
+
+/* ---- hashing context ---------------------------------------------------------------------- */
+
+/* Scratch memory (float planes, DCT matrix) reused across calls so a hash allocates nothing
+ * once the context has grown to the largest image seen. One thread at a time. */
+typedef struct pdq_ctx pdq_ctx;
+
+/* Returns owned (free with pdq_ctx_free); NULL on out of memory. The SIMD level is chosen from
+ * vg_cpu_features() (VIGIL_CPU_MASK=0 forces the portable path). */
+pdq_ctx *pdq_ctx_new(void);
+/* NULL is a no-op. */
+void pdq_ctx_free(pdq_ctx *ctx);
+/* Bytes of scratch the context holds now (for memory reports). */
+size_t pdq_ctx_scratch_bytes(const pdq_ctx *ctx);
+
+/* Implementation tiers of the float kernels (box filter, DCT). All produce identical bits. */
+typedef enum { PDQ_IMPL_PORTABLE = 0, PDQ_IMPL_AVX2 = 1 } pdq_impl;
+/* Forces a tier (tests, benchmarks). VG_EUNSUPPORTED if this CPU lacks it; ctx borrowed. */
+int pdq_ctx_set_impl(pdq_ctx *ctx, pdq_impl impl);
+pdq_impl pdq_ctx_impl(const pdq_ctx *ctx);
+
+/* ---- hashing pixels ----------------------------------------------------------------------- */
+
+/* Hash of 8-bit grey pixels (w x h, row stride in bytes >= w). Luma is the grey value.
+ * ctx and px borrowed. Errors: VG_EINVAL (NULL, stride < w), VG_EPIXELS (over
+ * PDQ_MAX_HASH_PIXELS), VG_ENOMEM. Images under PDQ_MIN_SIDE_PX on a side give hash 0,
+ * quality 0. */
+int pdq_hash_gray8(pdq_ctx *ctx, const uint8_t *px, uint32_t w, uint32_t h, size_t stride,
+                   unsigned flags, pdq_result *out);
+/* Hash of interleaved 8-bit RGB pixels (stride in bytes >= 3w), luma in float with the
+ * reference's coefficients. Same contract as pdq_hash_gray8. */
+int pdq_hash_rgb8(pdq_ctx *ctx, const uint8_t *px, uint32_t w, uint32_t h, size_t stride,
+                  unsigned flags, pdq_result *out);
+/* Hash of a float luma plane (w x h, tightly packed, borrowed and not modified). */
+int pdq_hash_luma(pdq_ctx *ctx, const float *luma, uint32_t w, uint32_t h, unsigned flags,
+                  pdq_result *out);
+
+/* ---- hashing encoded images --------------------------------------------------------------- */
+
+typedef enum { PDQ_MODE_FAST = 0, PDQ_MODE_COMPAT = 1 } pdq_mode;
+
+typedef struct pdq_image_opts {
+    pdq_mode mode;
+    unsigned flags;         /* PDQ_WANT_* */
+    img_limits limits;      /* decoder limits (bytes, pixels, dimensions) */
+    uint32_t fast_min_side; /* fast mode: short side to decode to (0 = PDQ_FAST_MIN_SIDE_PX) */
+} pdq_image_opts;
+
+/* Fast mode, no dihedral hashes, img's default limits. */
+void pdq_image_opts_default(pdq_image_opts *o);
+
+typedef struct pdq_image_result {
+    pdq_result r;
+    uint32_t width, height;      /* the image's size: oriented (fast) or as stored (compat) */
+    uint32_t hashed_w, hashed_h; /* size of the pixels that went into the tent filter */
+    img_format format;
+    uint64_t decode_ns; /* decoding (and any resize to the hashed size) */
+    uint64_t hash_ns;   /* hashing proper */
+} pdq_image_result;
+
+/* Decodes buf (borrowed, len bytes) with the img module and hashes it. opts may be NULL for
+ * defaults. Errors: every img_decode error (VG_EFORMAT, VG_ETRUNC, VG_ECORRUPT, VG_ETOOBIG,
+ * VG_EPIXELS, VG_EDIM, VG_ENOMEM) with its detail, VG_EINVAL. *out is written only on success. */
+int pdq_hash_image(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
+                   pdq_image_result *out);
+
+/* "fast" | "compat"; pdq_mode_parse returns VG_EINVAL for anything else. */
+const char *pdq_mode_name(pdq_mode m);
+int pdq_mode_parse(const char *s, pdq_mode *out);
+
+/* ---- hashes: text, bits, distance --------------------------------------------------------- */
+
+/* Writes 64 lower-case hex digits and a NUL into out (PDQ_HEX_BYTES). Returns out. */
+char *pdq_hash_to_hex(const pdq_hash *h, char out[PDQ_HEX_BYTES]);
+/* Parses exactly 64 hex digits (either case), nothing else. VG_EINVAL otherwise (out untouched). */
+int pdq_hash_from_hex(const char *hex, pdq_hash *out);
+
+static inline int pdq_hash_get_bit(const pdq_hash *h, unsigned k)
+{
+    return (int)((h->w[(k & 255u) >> 6] >> (k & 63u)) & 1u);
+}
+
+static inline int pdq_hash_equal(const pdq_hash *a, const pdq_hash *b)
+{
+    return a->w[0] == b->w[0] && a->w[1] == b->w[1] && a->w[2] == b->w[2] && a->w[3] == b->w[3];
+}
+
+/* Number of set bits, 0..256. */
+int pdq_hash_norm(const pdq_hash *h);
+
+/* The reference's total order on hashes (its operator<): 16-bit words compared from word 0
+ * (the last four hex digits) up. Returns <0, 0, >0. */
+int pdq_hash_compare(const pdq_hash *a, const pdq_hash *b);
+
+/* Hamming distance (0..256) with plain C popcounts: when inlined into a function compiled for
+ * POPCNT (target("popcnt") or the VPOPCNTDQ kernels) each popcount is one instruction. Use it
+ * inside your own SIMD-targeted loops; elsewhere prefer pdq_distance(). */
+static inline int pdq_distance_inline(const pdq_hash *a, const pdq_hash *b)
+{
+    return __builtin_popcountll(a->w[0] ^ b->w[0]) + __builtin_popcountll(a->w[1] ^ b->w[1]) +
+           __builtin_popcountll(a->w[2] ^ b->w[2]) + __builtin_popcountll(a->w[3] ^ b->w[3]);
+}
+
+/* Hamming distance 0..256, using the POPCNT instruction when the CPU has it. a, b borrowed. */
+int pdq_distance(const pdq_hash *a, const pdq_hash *b);
+
+/* out[i] = distance(q, hs[i]) for i < n, with the best popcount this CPU has (AVX-512
+ * VPOPCNTDQ, POPCNT, portable). q, hs borrowed; out holds n. */
+void pdq_distance_many(const pdq_hash *q, const pdq_hash *hs, size_t n, uint16_t *out);
+
+/* Popcount tiers of pdq_distance_many, for tests and benchmarks. */
+typedef enum { PDQ_POPCNT_PORTABLE = 0, PDQ_POPCNT_HW = 1, PDQ_POPCNT_AVX512 = 2 } pdq_popcnt_impl;
+/* 1 when this CPU (after VIGIL_CPU_MASK) can run impl. */
+int pdq_popcnt_available(pdq_popcnt_impl impl);
+/* pdq_distance_many with a forced tier; VG_EUNSUPPORTED when unavailable. */
+int pdq_distance_many_impl(pdq_popcnt_impl impl, const pdq_hash *q, const pdq_hash *hs, size_t n,
+                           uint16_t *out);
+
+#endif /* VG_PDQ_H */

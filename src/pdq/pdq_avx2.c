@@ -1,0 +1,206 @@
+/*
+ * AVX2 kernels of the PDQ hash: the box-filter passes, the two DCT products and the grey->float
+ * conversion. Chosen at run time (pdq_ctx picks them when vg_cpu_features() has AVX2).
+ *
+ * Bit-exactness with the portable kernels (and so with the C++ reference) comes from doing the
+ * same float operations per element in the same order: vectors only process several
+ * independent elements at once. No FMA (the target is "avx2" alone and the module is compiled
+ * with -ffp-contract=off), and divisions stay divisions.
+ *
+ * Row passes would be a serial running sum along each row; instead a strip of 16 rows is
+ * transposed (8x8 register transposes) into a column-major strip, filtered "vertically" with
+ * 16 rows advancing together, and transposed back.
+ */
+#include "pdq/pdq_int.h"
+
+#ifdef PDQ__HAVE_AVX2
+
+#include <immintrin.h>
+
+#define TGT __attribute__((target("avx2")))
+#define INLINE static inline __attribute__((always_inline))
+
+/* Vertical box filter of window win over nrows rows (row stride `stride` floats) for 8*nv
+ * adjacent columns starting at in/out: the reference's box1DFloat run on every column at once,
+ * one running sum per lane. */
+INLINE TGT void vbox_block(const float *in, float *out, int nrows, ptrdiff_t stride, int win,
+                           int nv)
+{
+    const int half = (win + 2) / 2;
+    const int lead = half - 1, grow_n = win - half + 1, full_n = nrows - win, shrink_n = half - 1;
+    __m256 s[4];
+    for (int v = 0; v < nv; v++)
+        s[v] = _mm256_setzero_ps();
+    const float *pr = in, *pl = in;
+    float *po = out;
+    int len = 0;
+    for (int i = 0; i < lead; i++, pr += stride, len++)
+        for (int v = 0; v < nv; v++)
+            s[v] = _mm256_add_ps(s[v], _mm256_loadu_ps(pr + 8 * v));
+    for (int i = 0; i < grow_n; i++, pr += stride, po += stride) {
+        len++;
+        const __m256 d = _mm256_set1_ps((float)len);
+        for (int v = 0; v < nv; v++) {
+            s[v] = _mm256_add_ps(s[v], _mm256_loadu_ps(pr + 8 * v));
+            _mm256_storeu_ps(po + 8 * v, _mm256_div_ps(s[v], d));
+        }
+    }
+    const __m256 dfull = _mm256_set1_ps((float)len);
+    for (int i = 0; i < full_n; i++, pr += stride, pl += stride, po += stride) {
+        for (int v = 0; v < nv; v++) {
+            s[v] = _mm256_add_ps(s[v], _mm256_loadu_ps(pr + 8 * v));
+            s[v] = _mm256_sub_ps(s[v], _mm256_loadu_ps(pl + 8 * v));
+            _mm256_storeu_ps(po + 8 * v, _mm256_div_ps(s[v], dfull));
+        }
+    }
+    for (int i = 0; i < shrink_n; i++, pl += stride, po += stride) {
+        len--;
+        const __m256 d = _mm256_set1_ps((float)len);
+        for (int v = 0; v < nv; v++) {
+            s[v] = _mm256_sub_ps(s[v], _mm256_loadu_ps(pl + 8 * v));
+            _mm256_storeu_ps(po + 8 * v, _mm256_div_ps(s[v], d));
+        }
+    }
+}
+
+TGT void pdq__cols_avx2(const float *in, float *out, int h, int w, int win)
+{
+    int x = 0;
+    for (; x + 32 <= w; x += 32)
+        vbox_block(in + x, out + x, h, w, win, 4);
+    for (; x + 8 <= w; x += 8)
+        vbox_block(in + x, out + x, h, w, win, 1);
+    for (; x < w; x++)
+        pdq__box_line(in + x, out + x, h, w, win);
+}
+
+/* In-register transpose of an 8x8 block: r[i] lane j becomes r[j] lane i. */
+INLINE TGT void transpose8(__m256 r[8])
+{
+    const __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    const __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    const __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    const __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    const __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2));
+    const __m256 u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0));
+    const __m256 u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+/* s[c*16 + k] = in[k*w + c] for the 16 rows starting at in. */
+INLINE TGT void strip_load(const float *in, int w, float *s)
+{
+    int c = 0;
+    for (; c + 8 <= w; c += 8) {
+        for (int half = 0; half < 2; half++) {
+            __m256 r[8];
+            for (int k = 0; k < 8; k++)
+                r[k] = _mm256_loadu_ps(in + (size_t)(8 * half + k) * (size_t)w + c);
+            transpose8(r);
+            for (int m = 0; m < 8; m++)
+                _mm256_storeu_ps(s + (size_t)(c + m) * PDQ__STRIP + 8 * half, r[m]);
+        }
+    }
+    for (; c < w; c++)
+        for (int k = 0; k < PDQ__STRIP; k++)
+            s[(size_t)c * PDQ__STRIP + k] = in[(size_t)k * (size_t)w + c];
+}
+
+/* out[k*w + c] = s[c*16 + k]: the inverse of strip_load. */
+INLINE TGT void strip_store(const float *s, int w, float *out)
+{
+    int c = 0;
+    for (; c + 8 <= w; c += 8) {
+        for (int half = 0; half < 2; half++) {
+            __m256 r[8];
+            for (int m = 0; m < 8; m++)
+                r[m] = _mm256_loadu_ps(s + (size_t)(c + m) * PDQ__STRIP + 8 * half);
+            transpose8(r);
+            for (int k = 0; k < 8; k++)
+                _mm256_storeu_ps(out + (size_t)(8 * half + k) * (size_t)w + c, r[k]);
+        }
+    }
+    for (; c < w; c++)
+        for (int k = 0; k < PDQ__STRIP; k++)
+            out[(size_t)k * (size_t)w + c] = s[(size_t)c * PDQ__STRIP + k];
+}
+
+/* strip holds 2 * 16 * w floats. */
+TGT void pdq__rows_avx2(const float *in, float *out, int h, int w, int win, float *strip)
+{
+    float *s = strip, *o = strip + (size_t)PDQ__STRIP * (size_t)w;
+    int y = 0;
+    for (; y + PDQ__STRIP <= h; y += PDQ__STRIP) {
+        strip_load(in + (size_t)y * (size_t)w, w, s);
+        vbox_block(s, o, w, PDQ__STRIP, win, PDQ__STRIP / 8);
+        strip_store(o, w, out + (size_t)y * (size_t)w);
+    }
+    for (; y < h; y++)
+        pdq__box_line(in + (size_t)y * (size_t)w, out + (size_t)y * (size_t)w, w, 1, win);
+}
+
+/* T = D A, then B = T D^T; each output element summed over k = 0..63 in order from 0. */
+TGT void pdq__dct_avx2(const float *dct, const float *dct_t, const float *a64, float *b16)
+{
+    float t[PDQ__DCT_N * PDQ__DS_N] __attribute__((aligned(32)));
+    for (int i = 0; i < PDQ__DCT_N; i++) {
+        __m256 acc[8];
+        for (int v = 0; v < 8; v++)
+            acc[v] = _mm256_setzero_ps();
+        for (int k = 0; k < PDQ__DS_N; k++) {
+            const __m256 d = _mm256_set1_ps(dct[i * PDQ__DS_N + k]);
+            const float *ak = a64 + k * PDQ__DS_N;
+            for (int v = 0; v < 8; v++)
+                acc[v] = _mm256_add_ps(acc[v], _mm256_mul_ps(d, _mm256_loadu_ps(ak + 8 * v)));
+        }
+        for (int v = 0; v < 8; v++)
+            _mm256_store_ps(t + i * PDQ__DS_N + 8 * v, acc[v]);
+    }
+    for (int i = 0; i < PDQ__DCT_N; i += 4) {
+        __m256 acc[4][2];
+        for (int r = 0; r < 4; r++)
+            acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+        for (int k = 0; k < PDQ__DS_N; k++) {
+            const __m256 d0 = _mm256_loadu_ps(dct_t + k * PDQ__DCT_N);
+            const __m256 d1 = _mm256_loadu_ps(dct_t + k * PDQ__DCT_N + 8);
+            for (int r = 0; r < 4; r++) {
+                const __m256 tv = _mm256_set1_ps(t[(i + r) * PDQ__DS_N + k]);
+                acc[r][0] = _mm256_add_ps(acc[r][0], _mm256_mul_ps(tv, d0));
+                acc[r][1] = _mm256_add_ps(acc[r][1], _mm256_mul_ps(tv, d1));
+            }
+        }
+        for (int r = 0; r < 4; r++) {
+            _mm256_storeu_ps(b16 + (i + r) * PDQ__DCT_N, acc[r][0]);
+            _mm256_storeu_ps(b16 + (i + r) * PDQ__DCT_N + 8, acc[r][1]);
+        }
+    }
+}
+
+TGT void pdq__gray_to_f32_avx2(const uint8_t *px, int w, int h, size_t stride, float *out)
+{
+    for (int y = 0; y < h; y++) {
+        const uint8_t *row = px + (size_t)y * stride;
+        float *o = out + (size_t)y * (size_t)w;
+        int x = 0;
+        for (; x + 8 <= w; x += 8) {
+            __m128i b = _mm_loadl_epi64((const __m128i *)(const void *)(row + x));
+            _mm256_storeu_ps(o + x, _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(b)));
+        }
+        for (; x < w; x++)
+            o[x] = (float)row[x];
+    }
+}
+
+#endif /* PDQ__HAVE_AVX2 */

@@ -1,0 +1,55 @@
+/*
+ * pdq internals shared by the hashing core (pdq_core.c), its SIMD kernels (pdq_avx2.c) and the
+ * image pipelines (pdq_image.c). Not part of the public API.
+ *
+ * Every float kernel here performs, for each output element, exactly the sequence of IEEE
+ * single-precision operations the C++ reference performs (same operands, same order, no fused
+ * multiply-add: the module is compiled with -ffp-contract=off). SIMD versions only change which
+ * elements are computed side by side, never the order of the additions within one element, so
+ * every tier produces identical bits.
+ */
+#ifndef VG_PDQ_INT_H
+#define VG_PDQ_INT_H
+
+#include "pdq/pdq.h"
+
+#define PDQ__DCT_N 16 /* coefficients kept per axis */
+#define PDQ__DS_N 64  /* side of the decimated image */
+#define PDQ__STRIP 16 /* rows per transposed strip in the AVX2 row pass */
+
+struct pdq_ctx {
+    float *planes;    /* two planes of plane_cap floats each, 64-byte aligned */
+    size_t plane_cap; /* floats per plane */
+    float *strip;     /* two transposed strips of strip_cap floats each (AVX2 row pass) */
+    size_t strip_cap;
+    uint8_t *bytes; /* byte scratch for the image pipelines (resized / reduced pixels) */
+    size_t bytes_cap;
+    pdq_impl impl;
+    /* D[i][k] = sqrt(2/64) cos(pi/128 (i+1)(2k+1)), rounded to float like the reference. */
+    float dct[PDQ__DCT_N * PDQ__DS_N];
+    float dct_t[PDQ__DS_N * PDQ__DCT_N]; /* its transpose, for the second product */
+};
+
+/* Box-filter window for a side of n pixels and a 64-sample output: ceil(n / 128). */
+static inline int pdq__window(int n)
+{
+    return (n + 2 * PDQ__DS_N - 1) / (2 * PDQ__DS_N);
+}
+
+/* One 1-D box filter of window win along n elements spaced by stride (in floats): the
+ * reference's running sum with shrunken windows at both ends. in and out do not alias. */
+void pdq__box_line(const float *in, float *out, int n, ptrdiff_t stride, int win);
+
+/* Makes sure the context holds `need` bytes of byte scratch (contents not kept). */
+int pdq__ctx_bytes(pdq_ctx *ctx, size_t need, uint8_t **out);
+
+#if defined(__x86_64__) || defined(__i386__)
+#define PDQ__HAVE_AVX2 1
+/* AVX2 kernels (pdq_avx2.c); same contracts and bits as the portable ones in pdq_core.c. */
+void pdq__rows_avx2(const float *in, float *out, int h, int w, int win, float *strip);
+void pdq__cols_avx2(const float *in, float *out, int h, int w, int win);
+void pdq__dct_avx2(const float *dct, const float *dct_t, const float *a64, float *b16);
+void pdq__gray_to_f32_avx2(const uint8_t *px, int w, int h, size_t stride, float *out);
+#endif
+
+#endif /* VG_PDQ_INT_H */
