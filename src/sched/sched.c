@@ -1,0 +1,687 @@
+/*
+ * sched: bounded per-kind queues, a dynamic batcher and an elastic pool of replica workers (the
+ * contract is in sched.h).
+ *
+ * One mutex guards everything shared: the rings, the counters, the pool bookkeeping and the
+ * adaptive state. Submitters hold it for a few dozen instructions (no allocation, no system call
+ * unless a worker must be woken); workers hold it only to pick a batch and to record its outcome,
+ * never while running a batch or calling a completion. The queues are rings allocated once at
+ * sched_new, so submit never allocates.
+ *
+ * Invariants (under mu):
+ *   - an accepted item is in exactly one place: its kind's ring, one worker's batch or expired
+ *     list, or the shutdown's cancel list; whoever removes it from the ring completes it, once;
+ *   - pending_total == sum of the rings' counts;
+ *   - live + starting + exiting counts every thread that may still touch the scheduler; the pool
+ *     never exceeds max_replicas and, until shutdown, never drops below min_replicas (a worker
+ *     decides to retire and leaves `live` in the same critical section).
+ *
+ * Wake-ups: workers sleep on work_cv, idle (untimed, or timed for the shrink delay) or waiting
+ * for a forming batch (timed for its close time). A submit signals only when a worker is idle
+ * and either the queue went from empty to non-empty (someone must start the delay timer) or the
+ * batch just reached its preferred size.
+ */
+#include "sched/sched.h"
+
+#include "core/core.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <time.h>
+
+#define SCHED_EWMA_ALPHA 0.25
+#define SCHED_ADAPT_MIN_SAMPLES 2 /* a bucket needs this many batches before it can win */
+#define SCHED_EXPLORE_EVERY 8     /* one batch in this many tries a neighbouring size */
+#define SCHED_CANCEL_CHUNK 64
+/* After a replica failed to start, growth pauses this long instead of retrying on every batch. */
+#define SCHED_GROW_BACKOFF_NS (1000ull * 1000ull * 1000ull)
+
+typedef struct sched_entry {
+    void *item;
+    sched_done_fn done;
+    void *arg;
+    uint64_t deadline_ns, enq_ns;
+} sched_entry;
+
+typedef struct sched_kind {
+    sched_kind_config cfg;
+    sched_entry *ring;
+    unsigned cap, head, count;
+    /* adaptive batching */
+    unsigned n_cand;
+    unsigned cand[SCHED_SIZE_BUCKETS]; /* 1, 2, 4, ..., max_batch */
+    double ewma[SCHED_SIZE_BUCKETS];   /* items/s */
+    uint64_t samples[SCHED_SIZE_BUCKETS];
+    unsigned pref;
+    unsigned explore_tick;
+    int explore_up;
+    /* statistics */
+    uint64_t submitted, rejected, completed, failed, expired, canceled;
+    uint64_t batches, batch_items, wait_sum, wait_max, run_sum;
+} sched_kind;
+
+typedef enum { SLOT_FREE = 0, SLOT_TAKEN, SLOT_EXITED } slot_state;
+
+/* One per possible worker, guarded by mu. TAKEN from reservation until the thread marks itself
+ * EXITED; the next user of the slot (or the shutdown) joins it. `spawned` says pthread_create has
+ * returned and `tid` is valid, so nobody joins a thread id that is still being written. */
+typedef struct sched_worker {
+    sched *s;
+    unsigned index;
+    pthread_t tid;
+    slot_state state;
+    int spawned;
+} sched_worker;
+
+struct sched {
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv;  /* workers: work may be ready, or shutting down */
+    pthread_cond_t state_cv; /* sched_new / shutdown: a worker started or exited */
+    sched_kind kinds[SCHED_MAX_KINDS];
+    size_t n_kinds;
+    unsigned batch_cap; /* largest max_batch: size of each worker's buffers */
+
+    sched_replica_new_fn replica_new;
+    sched_replica_free_fn replica_free;
+    void *replica_user;
+    unsigned min_replicas, max_replicas;
+    uint64_t idle_shrink_ns, default_deadline_ns;
+
+    sched_worker *workers; /* max_replicas slots */
+    unsigned live, starting, exiting, idle, busy, peak;
+    unsigned spawning; /* pthread_create calls in flight */
+    uint64_t started, stopped, replica_errors;
+    int first_error;        /* first replica_new failure during sched_new */
+    uint64_t grow_after_ns; /* no growth before this (back-off after a failed start) */
+    uint64_t pending_total;
+    int stopping, cancel, shut_done;
+};
+
+/* ---- configuration -------------------------------------------------------------------------- */
+
+void sched_kind_config_init(sched_kind_config *k)
+{
+    memset(k, 0, sizeof *k);
+    k->name = "default";
+    k->max_batch = SCHED_DEFAULT_MAX_BATCH;
+    k->max_delay_us = SCHED_DEFAULT_MAX_DELAY_US;
+    k->queue_capacity = SCHED_DEFAULT_QUEUE_CAPACITY;
+    k->adaptive = 1;
+}
+
+void sched_config_init(sched_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->min_replicas = 1;
+    int n = vg_cpu_count();
+    cfg->max_replicas = (unsigned)(n < 1 ? 1 : n > SCHED_MAX_REPLICAS ? SCHED_MAX_REPLICAS : n);
+    cfg->idle_shrink_ms = SCHED_DEFAULT_IDLE_SHRINK_MS;
+    cfg->default_deadline_ms = SCHED_DEFAULT_DEADLINE_MS;
+}
+
+static int validate(const sched_config *cfg)
+{
+    if (!cfg->kinds || cfg->n_kinds < 1 || cfg->n_kinds > SCHED_MAX_KINDS)
+        return vg_err_set(VG_EINVAL, "sched: 1..%d kinds needed, got %zu", SCHED_MAX_KINDS,
+                          cfg->n_kinds);
+    if (cfg->min_replicas < 1 || cfg->max_replicas < cfg->min_replicas ||
+        cfg->max_replicas > SCHED_MAX_REPLICAS)
+        return vg_err_set(VG_EINVAL, "sched: replicas must satisfy 1 <= min (%u) <= max (%u) <= %d",
+                          cfg->min_replicas, cfg->max_replicas, SCHED_MAX_REPLICAS);
+    if (cfg->default_deadline_ms < 1)
+        return vg_err_set(VG_EINVAL, "sched: default deadline must be >= 1 ms");
+    for (size_t i = 0; i < cfg->n_kinds; i++) {
+        const sched_kind_config *k = &cfg->kinds[i];
+        if (!k->run || !k->name)
+            return vg_err_set(VG_EINVAL, "sched: kind %zu needs a name and a batch function", i);
+        if (k->max_batch < 1 || k->max_batch > SCHED_MAX_BATCH)
+            return vg_err_set(VG_EINVAL, "sched: kind %s: max_batch %u not in 1..%d", k->name,
+                              k->max_batch, SCHED_MAX_BATCH);
+        if (k->queue_capacity < 1 || k->queue_capacity > SCHED_MAX_QUEUE_CAPACITY)
+            return vg_err_set(VG_EINVAL, "sched: kind %s: queue_capacity %u not in 1..%u", k->name,
+                              k->queue_capacity, SCHED_MAX_QUEUE_CAPACITY);
+    }
+    return VG_OK;
+}
+
+/* ---- adaptive batch size (caller holds mu) -------------------------------------------------- */
+
+static void kind_init_buckets(sched_kind *k)
+{
+    unsigned n = 0;
+    for (unsigned size = 1; size < k->cfg.max_batch && n < SCHED_SIZE_BUCKETS - 1; size *= 2)
+        k->cand[n++] = size;
+    k->cand[n++] = k->cfg.max_batch;
+    k->n_cand = n;
+    /* Start at the largest batch (classic dynamic batching); measurements move it from there. */
+    k->pref = k->cfg.max_batch;
+}
+
+static unsigned bucket_of(const sched_kind *k, unsigned n)
+{
+    unsigned b = 0;
+    while (b + 1 < k->n_cand && k->cand[b + 1] <= n)
+        b++;
+    return b;
+}
+
+static void adapt_record(sched_kind *k, unsigned n, uint64_t run_ns)
+{
+    unsigned b = bucket_of(k, n);
+    double ips = (double)n * 1e9 / (double)(run_ns ? run_ns : 1);
+    k->ewma[b] = k->samples[b] ? k->ewma[b] + SCHED_EWMA_ALPHA * (ips - k->ewma[b]) : ips;
+    k->samples[b]++;
+    if (!k->cfg.adaptive)
+        return;
+    int best = -1;
+    for (unsigned j = 0; j < k->n_cand; j++)
+        if (k->samples[j] >= SCHED_ADAPT_MIN_SAMPLES && (best < 0 || k->ewma[j] > k->ewma[best]))
+            best = (int)j;
+    if (best >= 0)
+        k->pref = k->cand[best];
+}
+
+/* How many items this batch may take: the preferred size, or now and then a neighbouring bucket
+ * so that sizes other than the current favourite keep being measured. */
+static unsigned batch_target(sched_kind *k)
+{
+    if (!k->cfg.adaptive || k->n_cand < 2)
+        return k->pref;
+    if (++k->explore_tick % SCHED_EXPLORE_EVERY != 0)
+        return k->pref;
+    unsigned b = bucket_of(k, k->pref);
+    k->explore_up = !k->explore_up;
+    if (k->explore_up && b + 1 < k->n_cand && k->count >= k->cand[b + 1])
+        return k->cand[b + 1];
+    if (!k->explore_up && b > 0)
+        return k->cand[b - 1];
+    return k->pref;
+}
+
+/* ---- picking a batch (caller holds mu) ------------------------------------------------------ */
+
+/* The ready kind whose oldest item waited longest, or -1; *wake_at gets the earliest moment a
+ * not-yet-ready kind becomes ready (0 if none is pending). */
+static int pick_kind(sched *s, uint64_t now, uint64_t *wake_at)
+{
+    int best = -1;
+    uint64_t best_enq = UINT64_MAX, wake = 0;
+    for (size_t i = 0; i < s->n_kinds; i++) {
+        sched_kind *k = &s->kinds[i];
+        if (k->count == 0)
+            continue;
+        const sched_entry *h = &k->ring[k->head];
+        uint64_t close_at = h->enq_ns + (uint64_t)k->cfg.max_delay_us * 1000u;
+        if (h->deadline_ns < close_at)
+            close_at = h->deadline_ns; /* an expired head is dropped without waiting */
+        int ready = s->stopping || k->count >= k->pref || now >= close_at;
+        if (ready) {
+            if (h->enq_ns < best_enq) {
+                best = (int)i;
+                best_enq = h->enq_ns;
+            }
+        } else if (wake == 0 || close_at < wake) {
+            wake = close_at;
+        }
+    }
+    *wake_at = wake;
+    return best;
+}
+
+static sched_entry ring_pop(sched_kind *k)
+{
+    sched_entry e = k->ring[k->head];
+    k->head = k->head + 1 == k->cap ? 0 : k->head + 1;
+    k->count--;
+    return e;
+}
+
+/* ---- workers -------------------------------------------------------------------------------- */
+
+static void *worker_main(void *arg);
+
+/* Claims a slot for a new worker (caller holds mu). Returns its index or -1; *join is set when
+ * the slot's previous thread has exited and must be joined before reuse. */
+static int reserve_slot(sched *s, int *join)
+{
+    for (unsigned i = 0; i < s->max_replicas; i++) {
+        sched_worker *w = &s->workers[i];
+        if (w->state == SLOT_FREE || (w->state == SLOT_EXITED && w->spawned)) {
+            *join = w->state == SLOT_EXITED;
+            w->state = SLOT_TAKEN;
+            w->spawned = 0;
+            s->starting++;
+            s->spawning++;
+            return (int)i;
+        }
+    }
+    return -1;
+}
+
+/* Starts the worker for a reserved slot (caller does not hold mu). */
+static void spawn(sched *s, int idx, int join)
+{
+    sched_worker *w = &s->workers[idx];
+    if (join)
+        pthread_join(w->tid, NULL);
+    pthread_t tid;
+    int rc = pthread_create(&tid, NULL, worker_main, w);
+    pthread_mutex_lock(&s->mu);
+    s->spawning--;
+    if (rc != 0) {
+        w->state = SLOT_FREE;
+        s->starting--;
+        s->replica_errors++;
+        s->grow_after_ns = vg_now_ns() + SCHED_GROW_BACKOFF_NS;
+        if (!s->first_error)
+            s->first_error = vg_err_set(VG_ENOMEM, "sched: cannot start a worker thread (%d)", rc);
+    } else {
+        w->tid = tid;
+        w->spawned = 1;
+    }
+    pthread_cond_broadcast(&s->state_cv);
+    pthread_mutex_unlock(&s->mu);
+    if (rc != 0)
+        VG_WARN("sched", "cannot start a worker thread: %s", strerror(rc));
+}
+
+static void abstime(uint64_t mono_ns, struct timespec *ts)
+{
+    ts->tv_sec = (time_t)(mono_ns / 1000000000u);
+    ts->tv_nsec = (long)(mono_ns % 1000000000u);
+}
+
+static void complete_all(sched_entry *e, size_t n, int status)
+{
+    for (size_t i = 0; i < n; i++)
+        e[i].done(e[i].arg, status);
+}
+
+typedef struct worker_buf {
+    sched_entry *batch, *expired;
+    void **items;
+    int *status;
+} worker_buf;
+
+static void worker_buf_free(worker_buf *b)
+{
+    vg_free(b->batch);
+    vg_free(b->expired);
+    vg_free(b->items);
+    vg_free(b->status);
+}
+
+static int worker_buf_alloc(worker_buf *b, unsigned cap)
+{
+    b->batch = vg_calloc(cap, sizeof *b->batch);
+    b->expired = vg_calloc(cap, sizeof *b->expired);
+    b->items = vg_calloc(cap, sizeof *b->items);
+    b->status = vg_calloc(cap, sizeof *b->status);
+    if (!b->batch || !b->expired || !b->items || !b->status) {
+        worker_buf_free(b);
+        return vg_err_set(VG_ENOMEM, "sched: worker buffers");
+    }
+    return VG_OK;
+}
+
+/* Runs one batch (no lock held) and completes its items. Returns the time spent in run. */
+static uint64_t run_batch(sched_kind *k, void *replica, worker_buf *b, size_t n, int *batch_rc)
+{
+    for (size_t i = 0; i < n; i++) {
+        b->items[i] = b->batch[i].item;
+        b->status[i] = 0;
+    }
+    uint64_t t0 = vg_now_ns();
+    int rc = k->cfg.run(replica, k->cfg.user, b->items, n, b->status);
+    uint64_t dt = vg_now_ns() - t0;
+    *batch_rc = rc;
+    for (size_t i = 0; i < n; i++) {
+        int st = rc != 0 ? rc : b->status[i];
+        b->status[i] = st; /* kept for the statistics */
+        b->batch[i].done(b->batch[i].arg, st);
+    }
+    return dt;
+}
+
+static void *worker_main(void *arg)
+{
+    sched_worker *w = arg;
+    sched *s = w->s;
+    worker_buf buf = {0};
+    void *replica = NULL;
+    int rc = worker_buf_alloc(&buf, s->batch_cap);
+    if (rc == VG_OK && s->replica_new) {
+        rc = s->replica_new(s->replica_user, w->index, &replica);
+        if (rc != VG_OK)
+            VG_WARN("sched", "replica %u could not be created: %s", w->index, vg_err_msg());
+    }
+
+    pthread_mutex_lock(&s->mu);
+    s->starting--;
+    if (rc != VG_OK) {
+        s->replica_errors++;
+        if (!s->first_error)
+            s->first_error = rc;
+        s->grow_after_ns = vg_now_ns() + SCHED_GROW_BACKOFF_NS;
+        w->state = SLOT_EXITED;
+        pthread_cond_broadcast(&s->state_cv);
+        pthread_mutex_unlock(&s->mu);
+        worker_buf_free(&buf);
+        return NULL;
+    }
+    s->live++;
+    s->started++;
+    if (s->live > s->peak)
+        s->peak = s->live;
+    pthread_cond_broadcast(&s->state_cv);
+    uint64_t idle_since = vg_now_ns();
+
+    for (;;) {
+        if (s->stopping && (s->cancel || s->pending_total == 0))
+            break;
+        uint64_t now = vg_now_ns(), wake = 0;
+        int ki = pick_kind(s, now, &wake);
+        if (ki >= 0) {
+            sched_kind *k = &s->kinds[ki];
+            unsigned target = batch_target(k);
+            size_t n = 0, nexp = 0;
+            while (k->count > 0 && n < target && nexp < s->batch_cap) {
+                sched_entry e = ring_pop(k);
+                if (e.deadline_ns <= now) {
+                    buf.expired[nexp++] = e;
+                } else {
+                    uint64_t waited = now - e.enq_ns;
+                    k->wait_sum += waited;
+                    if (waited > k->wait_max)
+                        k->wait_max = waited;
+                    buf.batch[n++] = e;
+                }
+            }
+            s->pending_total -= n + nexp;
+            k->expired += nexp;
+            /* Grow: work is still queued and nobody is free to take it. */
+            int grow = -1, join = 0;
+            if (!s->stopping && s->pending_total > 0 && s->idle == 0 &&
+                s->live + s->starting < s->max_replicas && now >= s->grow_after_ns)
+                grow = reserve_slot(s, &join);
+            s->busy++;
+            pthread_mutex_unlock(&s->mu);
+
+            if (grow >= 0)
+                spawn(s, grow, join);
+            complete_all(buf.expired, nexp, VG_ETIMEDOUT);
+            uint64_t run_ns = 0;
+            int batch_rc = 0;
+            if (n > 0)
+                run_ns = run_batch(k, replica, &buf, n, &batch_rc);
+
+            pthread_mutex_lock(&s->mu);
+            s->busy--;
+            if (n > 0) {
+                k->batches++;
+                k->batch_items += n;
+                k->run_sum += run_ns;
+                for (size_t i = 0; i < n; i++) {
+                    if (buf.status[i] == 0)
+                        k->completed++;
+                    else
+                        k->failed++;
+                }
+                if (batch_rc == 0)
+                    adapt_record(k, (unsigned)n, run_ns);
+            }
+            idle_since = vg_now_ns();
+            continue;
+        }
+
+        /* Nothing ready: wait for a forming batch to close, for new work, or to retire. */
+        struct timespec ts;
+        s->idle++;
+        if (wake) {
+            abstime(wake, &ts);
+            pthread_cond_timedwait(&s->work_cv, &s->mu, &ts);
+        } else if (!s->stopping && s->live > s->min_replicas) {
+            uint64_t retire_at = idle_since + s->idle_shrink_ns;
+            if (now >= retire_at) {
+                s->idle--;
+                break; /* shrink: idle long enough and more replicas than the minimum */
+            }
+            abstime(retire_at, &ts);
+            pthread_cond_timedwait(&s->work_cv, &s->mu, &ts);
+        } else {
+            pthread_cond_wait(&s->work_cv, &s->mu);
+        }
+        s->idle--;
+    }
+
+    /* Retire: leave `live` in the same critical section as the decision. */
+    s->live--;
+    s->exiting++;
+    pthread_mutex_unlock(&s->mu);
+    if (s->replica_free && replica)
+        s->replica_free(s->replica_user, replica);
+    worker_buf_free(&buf);
+    pthread_mutex_lock(&s->mu);
+    s->exiting--;
+    s->stopped++;
+    w->state = SLOT_EXITED;
+    pthread_cond_broadcast(&s->state_cv);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static int cond_init_monotonic(pthread_cond_t *cv)
+{
+    pthread_condattr_t a;
+    if (pthread_condattr_init(&a) != 0)
+        return -1;
+    int rc = pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cv, &a);
+    pthread_condattr_destroy(&a);
+    return rc;
+}
+
+int sched_new(const sched_config *cfg, sched **out)
+{
+    if (!cfg || !out)
+        return vg_err_set(VG_EINVAL, "sched_new: NULL argument");
+    int rc = validate(cfg);
+    if (rc != VG_OK)
+        return rc;
+    sched *s = vg_calloc(1, sizeof *s);
+    if (!s)
+        return vg_err_set(VG_ENOMEM, "sched");
+    pthread_mutex_init(&s->mu, NULL);
+    if (cond_init_monotonic(&s->work_cv) != 0 || cond_init_monotonic(&s->state_cv) != 0) {
+        vg_free(s);
+        return vg_err_set(VG_ENOMEM, "sched: condition variables");
+    }
+    s->n_kinds = cfg->n_kinds;
+    s->replica_new = cfg->replica_new;
+    s->replica_free = cfg->replica_free;
+    s->replica_user = cfg->replica_user;
+    s->min_replicas = cfg->min_replicas;
+    s->max_replicas = cfg->max_replicas;
+    s->idle_shrink_ns = (uint64_t)cfg->idle_shrink_ms * 1000000u;
+    s->default_deadline_ns = (uint64_t)cfg->default_deadline_ms * 1000000u;
+    for (size_t i = 0; i < cfg->n_kinds; i++) {
+        sched_kind *k = &s->kinds[i];
+        k->cfg = cfg->kinds[i];
+        k->cap = k->cfg.queue_capacity;
+        k->ring = vg_calloc(k->cap, sizeof *k->ring);
+        if (!k->ring)
+            rc = vg_err_set(VG_ENOMEM, "sched: queue of %u items", k->cap);
+        kind_init_buckets(k);
+        if (k->cfg.max_batch > s->batch_cap)
+            s->batch_cap = k->cfg.max_batch;
+    }
+    s->workers = vg_calloc(s->max_replicas, sizeof *s->workers);
+    if (!s->workers)
+        rc = vg_err_set(VG_ENOMEM, "sched: worker slots");
+    if (rc != VG_OK) {
+        s->shut_done = 1;
+        sched_free(s);
+        return rc;
+    }
+    for (unsigned i = 0; i < s->max_replicas; i++) {
+        s->workers[i].s = s;
+        s->workers[i].index = i;
+    }
+
+    for (unsigned i = 0; i < s->min_replicas; i++) {
+        int join;
+        pthread_mutex_lock(&s->mu);
+        int idx = reserve_slot(s, &join);
+        pthread_mutex_unlock(&s->mu);
+        spawn(s, idx, join);
+    }
+    pthread_mutex_lock(&s->mu);
+    while (s->starting > 0 || s->spawning > 0)
+        pthread_cond_wait(&s->state_cv, &s->mu);
+    rc = s->first_error;
+    pthread_mutex_unlock(&s->mu);
+    if (rc != VG_OK) {
+        sched_free(s);
+        return rc;
+    }
+    *out = s;
+    return VG_OK;
+}
+
+int sched_submit(sched *s, unsigned kind, void *item, uint64_t deadline_ns, sched_done_fn done,
+                 void *arg)
+{
+    if (!s || kind >= s->n_kinds || !done)
+        return vg_err_set(VG_EINVAL, "sched_submit: bad kind or NULL callback");
+    uint64_t now = vg_now_ns();
+    if (deadline_ns == 0)
+        deadline_ns = now + s->default_deadline_ns;
+    sched_kind *k = &s->kinds[kind];
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return VG_ECANCELED;
+    }
+    if (k->count == k->cap) {
+        k->rejected++;
+        pthread_mutex_unlock(&s->mu);
+        return VG_EBUSY; /* no detail: this is the overload path, keep it cheap */
+    }
+    unsigned at = k->head + k->count;
+    if (at >= k->cap)
+        at -= k->cap;
+    k->ring[at] = (sched_entry){item, done, arg, deadline_ns, now};
+    k->count++;
+    k->submitted++;
+    s->pending_total++;
+    int wake = s->idle > 0 && (k->count == 1 || k->count == k->pref);
+    pthread_mutex_unlock(&s->mu);
+    if (wake)
+        pthread_cond_signal(&s->work_cv);
+    return VG_OK;
+}
+
+void sched_shutdown(sched *s, int cancel_pending)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&s->mu);
+    if (s->shut_done) {
+        pthread_mutex_unlock(&s->mu);
+        return;
+    }
+    s->stopping = 1;
+    s->cancel = cancel_pending;
+    pthread_cond_broadcast(&s->work_cv);
+    sched_entry chunk[SCHED_CANCEL_CHUNK];
+    for (;;) {
+        /* Cancel mode now; drain mode only for what no worker is left to run. */
+        if (!cancel_pending) {
+            while (s->live > 0 || s->starting > 0 || s->exiting > 0 || s->spawning > 0)
+                pthread_cond_wait(&s->state_cv, &s->mu);
+        }
+        size_t n = 0;
+        for (size_t i = 0; i < s->n_kinds && n < SCHED_CANCEL_CHUNK; i++) {
+            sched_kind *k = &s->kinds[i];
+            while (k->count > 0 && n < SCHED_CANCEL_CHUNK) {
+                chunk[n++] = ring_pop(k);
+                k->canceled++;
+                s->pending_total--;
+            }
+        }
+        if (n == 0)
+            break;
+        pthread_mutex_unlock(&s->mu);
+        complete_all(chunk, n, VG_ECANCELED);
+        pthread_mutex_lock(&s->mu);
+    }
+    while (s->live > 0 || s->starting > 0 || s->exiting > 0 || s->spawning > 0)
+        pthread_cond_wait(&s->state_cv, &s->mu);
+    s->shut_done = 1;
+    pthread_mutex_unlock(&s->mu);
+    for (unsigned i = 0; i < s->max_replicas; i++) {
+        if (s->workers[i].state == SLOT_EXITED)
+            pthread_join(s->workers[i].tid, NULL);
+        s->workers[i].state = SLOT_FREE;
+    }
+}
+
+void sched_free(sched *s)
+{
+    if (!s)
+        return;
+    if (s->workers)
+        sched_shutdown(s, 1);
+    for (size_t i = 0; i < s->n_kinds; i++)
+        vg_free(s->kinds[i].ring);
+    vg_free(s->workers);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->work_cv);
+    pthread_cond_destroy(&s->state_cv);
+    vg_free(s);
+}
+
+void sched_stats_get(sched *s, sched_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&s->mu);
+    out->n_kinds = s->n_kinds;
+    for (size_t i = 0; i < s->n_kinds; i++) {
+        const sched_kind *k = &s->kinds[i];
+        sched_kind_stats *o = &out->kinds[i];
+        o->name = k->cfg.name;
+        o->submitted = k->submitted;
+        o->rejected = k->rejected;
+        o->completed = k->completed;
+        o->failed = k->failed;
+        o->expired = k->expired;
+        o->canceled = k->canceled;
+        o->batches = k->batches;
+        o->batch_items = k->batch_items;
+        o->queue_depth = k->count;
+        o->wait_ns_sum = k->wait_sum;
+        o->wait_ns_max = k->wait_max;
+        o->run_ns_sum = k->run_sum;
+        o->max_batch = k->cfg.max_batch;
+        o->preferred_batch = k->pref;
+        o->n_buckets = k->n_cand;
+        for (unsigned b = 0; b < k->n_cand; b++) {
+            o->bucket_size[b] = k->cand[b];
+            o->bucket_batches[b] = k->samples[b];
+            o->bucket_items_per_s[b] = k->ewma[b];
+        }
+    }
+    out->replicas = s->live;
+    out->replicas_busy = s->busy;
+    out->replicas_peak = s->peak;
+    out->min_replicas = s->min_replicas;
+    out->max_replicas = s->max_replicas;
+    out->replicas_started = s->started;
+    out->replicas_stopped = s->stopped;
+    out->replica_errors = s->replica_errors;
+    pthread_mutex_unlock(&s->mu);
+}
