@@ -1,0 +1,191 @@
+/*
+ * index: the in-memory match index. Tenant-scoped PDQ hashes and face descriptors of protected
+ * references, searched on every analysis.
+ *
+ *   - PDQ: 256-bit hashes searched by Hamming distance (<= threshold, 31 by default) against a
+ *     query and its dihedral variants. Flat scan with hardware popcount (AVX-512 VPOPCNTDQ, AVX2
+ *     nibble lookup, POPCNT, or plain C), chosen at run time; multi-index hashing (16 slots of
+ *     16 bits, probed at radius floor(threshold / 16)) for tenants large enough that it wins.
+ *   - Faces: 128-d float descriptors in 64-byte aligned rows, flat SIMD scan of squared L2
+ *     distances (strictly < threshold^2, 0.6 by default), top-k references.
+ *
+ * The caller (the server) builds the index from its store at start and mirrors every insert and
+ * delete into it. Ids are opaque strings of at most INDEX_ID_MAX - 1 bytes: a tenant id scopes
+ * everything, a reference id is unique within its tenant and belongs to one profile, and a
+ * reference may have several PDQ hashes and several face descriptors. Matches are reported once
+ * per reference, with the best distance over its entries and the query variants.
+ *
+ * Concurrency: every function is thread-safe. Each tenant is a shard with a writer-preferring
+ * rwlock: a query holds the read lock for its whole scan, so it never sees a torn entry, and a
+ * delete holds the write lock, so every query that starts after a delete returns misses the
+ * deleted entries. Writers of one tenant are serialized by a mutex; heavy rebuilds (array
+ * growth, multi-index tables, compaction) are prepared outside the rwlock and swapped in under
+ * it, so readers wait only for pointer swaps. Deletes leave tombstones; a tenant is compacted
+ * once its dead entries reach a quarter of its entries (amortised O(1) per deleted entry).
+ * docs/ARCHITECTURE.md gives the measurements behind this design.
+ */
+#ifndef VG_INDEX_H
+#define VG_INDEX_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define INDEX_ID_MAX 48 /* bytes for an id incl. NUL (same as ANALYZE_ID_MAX) */
+#define INDEX_PDQ_BYTES 32
+#define INDEX_PDQ_MAX_VARIANTS 8
+#define INDEX_PDQ_THRESHOLD_DEFAULT 31 /* inclusive: distance <= 31 matches */
+#define INDEX_PDQ_MAX_RESULTS_DEFAULT 1000
+#define INDEX_FACE_DIM 128
+#define INDEX_FACE_THRESHOLD_DEFAULT 0.6f /* strict: L2 distance < 0.6 matches */
+#define INDEX_FACE_TOP_K_DEFAULT 10
+#define INDEX_FACE_TOP_K_MAX 10000
+/* Entries per tenant (PDQ and face together) before adds fail with VG_ETOOBIG. */
+#define INDEX_MAX_ENTRIES_PER_TENANT_DEFAULT ((size_t)64 << 20)
+/* Smallest tenant (PDQ entries) searched with multi-index hashing in INDEX_SEARCH_AUTO mode:
+ * below it the flat scan is faster (bench/results/index.md measures the crossover). */
+#define INDEX_MIH_MIN_ENTRIES_DEFAULT ((size_t)65536)
+/* Entries appended since the last multi-index build that are scanned flat before a rebuild; the
+ * tail may also grow to 1/8 of the tenant, so bulk loads rebuild a geometric number of times. */
+#define INDEX_MIH_TAIL_MIN_DEFAULT ((size_t)4096)
+
+/* Scan kernels. AUTO picks the best the CPU has (vg_cpu_features(), so VIGIL_CPU_MASK applies);
+ * naming one the CPU lacks fails with VG_EUNSUPPORTED. Face scans have no POPCNT kernel and use
+ * the portable one when POPCNT is asked for. */
+typedef enum {
+    INDEX_KERNEL_AUTO = 0,
+    INDEX_KERNEL_PORTABLE, /* plain C */
+    INDEX_KERNEL_POPCNT,   /* scalar with the POPCNT instruction */
+    INDEX_KERNEL_AVX2,     /* AVX2 (+FMA for faces) */
+    INDEX_KERNEL_AVX512,   /* AVX-512F + VPOPCNTDQ (PDQ); AVX-512F (faces) */
+} index_kernel;
+
+/* "auto" | "portable" | "popcnt" | "avx2" | "avx512". */
+const char *index_kernel_name(index_kernel k);
+
+typedef enum {
+    INDEX_SEARCH_AUTO = 0, /* multi-index hashing for tenants with >= mih_min_entries */
+    INDEX_SEARCH_FLAT,     /* always scan every hash */
+    INDEX_SEARCH_MIH,      /* multi-index hashing whenever the threshold allows (<= 47) */
+} index_search;
+
+typedef struct index_config {
+    index_kernel pdq_kernel;       /* AUTO by default */
+    index_kernel face_kernel;      /* AUTO by default */
+    index_search pdq_search;       /* AUTO by default */
+    size_t mih_min_entries;        /* 0 = INDEX_MIH_MIN_ENTRIES_DEFAULT */
+    size_t mih_tail_min;           /* 0 = INDEX_MIH_TAIL_MIN_DEFAULT */
+    size_t max_entries_per_tenant; /* 0 = INDEX_MAX_ENTRIES_PER_TENANT_DEFAULT */
+} index_config;
+
+typedef struct index_db index_db;
+
+/* cfg is borrowed (NULL = all defaults). *out is owned; release with index_free.
+ * Errors: VG_EINVAL (bad config), VG_EUNSUPPORTED (kernel missing on this CPU), VG_ENOMEM. */
+int index_new(const index_config *cfg, index_db **out);
+void index_free(index_db *ix);
+
+/* The kernels actually in use (never AUTO). */
+index_kernel index_pdq_kernel(const index_db *ix);
+index_kernel index_face_kernel(const index_db *ix);
+
+/* ---- updates (all ids borrowed, copied) ----------------------------------------------------- */
+
+/* Adds one PDQ hash (quality 0..100) of a reference. The reference is created on its first
+ * entry; adding to an existing reference under another profile is VG_ECONFLICT.
+ * Errors: VG_EINVAL (empty or over-long id, quality out of range), VG_ECONFLICT,
+ * VG_ETOOBIG (tenant full), VG_ENOMEM. On error nothing is modified. */
+int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
+                  const uint8_t hash[INDEX_PDQ_BYTES], int quality);
+
+/* Adds one face descriptor of a reference (copied; every component must be finite). Same rules
+ * and errors as index_pdq_add. */
+int index_face_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
+                   const float descriptor[INDEX_FACE_DIM]);
+
+/* Remove every entry of a reference / of every reference of a profile / everything of a tenant.
+ * Visible to every query that starts after the call returns. VG_ENOTFOUND when absent. */
+int index_remove_reference(index_db *ix, const char *tenant, const char *reference);
+int index_remove_profile(index_db *ix, const char *tenant, const char *profile);
+int index_remove_tenant(index_db *ix, const char *tenant);
+
+/* ---- PDQ search ----------------------------------------------------------------------------- */
+
+typedef struct index_pdq_query {
+    /* borrowed; variants[0] is the hash as computed, [1..] its dihedral variants, in the order
+     * the caller wants reported back in index_pdq_match.dihedral */
+    const uint8_t (*variants)[INDEX_PDQ_BYTES];
+    size_t n_variants;      /* 1..INDEX_PDQ_MAX_VARIANTS */
+    int threshold;          /* inclusive max distance, 0..256 (0 = exact hashes only) */
+    const char *profile_id; /* borrowed; NULL = every profile of the tenant */
+    int min_quality;        /* skip entries with a lower quality; 0 = none skipped */
+    size_t max_results;     /* 0 = INDEX_PDQ_MAX_RESULTS_DEFAULT; the best are kept */
+} index_pdq_query;
+
+/* A query with the defaults (threshold 31); set variants/n_variants and what else you need. */
+index_pdq_query index_pdq_query_defaults(void);
+
+typedef struct index_pdq_match {
+    char profile_id[INDEX_ID_MAX];
+    char reference_id[INDEX_ID_MAX];
+    int distance; /* Hamming bits, best over the reference's hashes and the variants */
+    int dihedral; /* index into the query's variants of the best (lowest index on ties) */
+    int quality;  /* quality of the matching entry */
+} index_pdq_match;
+
+typedef struct index_pdq_result {
+    index_pdq_match *matches; /* owned; by ascending distance, then reference id */
+    size_t n;
+    int truncated; /* 1 when more than max_results references matched */
+} index_pdq_result;
+
+/* Every reference of the tenant within the threshold. An unknown tenant or profile gives zero
+ * matches. *out is overwritten (release with index_pdq_result_free). Errors: VG_EINVAL,
+ * VG_ENOMEM (then *out is empty). */
+int index_pdq_search(index_db *ix, const char *tenant, const index_pdq_query *q,
+                     index_pdq_result *out);
+void index_pdq_result_free(index_pdq_result *r);
+
+/* ---- face search ---------------------------------------------------------------------------- */
+
+typedef struct index_face_query {
+    const float *descriptor; /* borrowed, INDEX_FACE_DIM finite floats */
+    float threshold;         /* strict max L2 distance; <= 0 = INDEX_FACE_THRESHOLD_DEFAULT */
+    size_t top_k;            /* 0 = INDEX_FACE_TOP_K_DEFAULT; at most INDEX_FACE_TOP_K_MAX */
+    const char *profile_id;  /* borrowed; NULL = every profile of the tenant */
+} index_face_query;
+
+typedef struct index_face_match {
+    char profile_id[INDEX_ID_MAX];
+    char reference_id[INDEX_ID_MAX];
+    float distance; /* L2, best over the reference's descriptors */
+} index_face_match;
+
+typedef struct index_face_result {
+    index_face_match *matches; /* owned; by ascending distance, then reference id */
+    size_t n;
+} index_face_result;
+
+/* The top_k references whose best descriptor is strictly closer than the threshold. Same
+ * conventions as index_pdq_search. */
+int index_face_search(index_db *ix, const char *tenant, const index_face_query *q,
+                      index_face_result *out);
+void index_face_result_free(index_face_result *r);
+
+/* ---- accounting ----------------------------------------------------------------------------- */
+
+typedef struct index_stats {
+    size_t tenants;
+    size_t pdq_entries;  /* live */
+    size_t face_entries; /* live */
+    size_t references;   /* live */
+    size_t profiles;     /* live */
+    size_t dead_entries; /* tombstones awaiting compaction */
+    size_t mih_tenants;  /* tenants currently searched with multi-index hashing */
+    size_t bytes;        /* heap bytes held (capacities, tables, maps) */
+} index_stats;
+
+/* Whole index (tenant = NULL) or one tenant (VG_ENOTFOUND if unknown). A consistent view per
+ * tenant; tenants are visited one after the other. */
+int index_stats_get(index_db *ix, const char *tenant, index_stats *out);
+
+#endif /* VG_INDEX_H */

@@ -1,0 +1,127 @@
+/* index: string -> handle maps for tenants, profiles and references. See index_int.h for the
+ * layout. Not thread-safe: each map belongs to one shard and is changed under its write lock. */
+#include "index/index_int.h"
+
+#include "core/core.h"
+
+#include <string.h>
+
+#define MAP_MIN_CAP 16
+
+uint32_t ix_hash_str(const char *s)
+{
+    /* FNV-1a: ids are short and the table is bounded by live entries; no attacker gains
+     * anything from collisions beyond slowing their own tenant's writes. */
+    uint32_t h = 2166136261u;
+    for (; *s; s++) {
+        h ^= (uint8_t)*s;
+        h *= 16777619u;
+    }
+    return h;
+}
+
+static inline uint32_t slot_hash(uint64_t s)
+{
+    return (uint32_t)(s >> 32);
+}
+
+static inline uint32_t slot_handle(uint64_t s)
+{
+    return (uint32_t)s - 1;
+}
+
+static size_t map_find_slot(const ix_map *m, const char *key, uint32_t hash, ix_key_fn kf,
+                            const void *ctx)
+{
+    if (!m->cap)
+        return SIZE_MAX;
+    size_t mask = m->cap - 1;
+    for (size_t i = hash & mask;; i = (i + 1) & mask) {
+        uint64_t s = m->slots[i];
+        if (!s)
+            return SIZE_MAX;
+        if (slot_hash(s) == hash && strcmp(kf(ctx, slot_handle(s)), key) == 0)
+            return i;
+    }
+}
+
+uint32_t ix_map_find(const ix_map *m, const char *key, uint32_t hash, ix_key_fn kf, const void *ctx)
+{
+    size_t i = map_find_slot(m, key, hash, kf, ctx);
+    return i == SIZE_MAX ? IX_NONE : slot_handle(m->slots[i]);
+}
+
+static void map_place(uint64_t *slots, size_t cap, uint64_t s)
+{
+    size_t mask = cap - 1;
+    size_t i = slot_hash(s) & mask;
+    while (slots[i])
+        i = (i + 1) & mask;
+    slots[i] = s;
+}
+
+int ix_map_reserve(ix_map *m, size_t n_more)
+{
+    size_t need;
+    if (vg_add_size(m->n, n_more, &need) || vg_mul_size(need, 2, &need))
+        return vg_err_set(VG_ENOMEM, "index map too large");
+    if (need <= m->cap)
+        return VG_OK;
+    size_t cap = m->cap ? m->cap : MAP_MIN_CAP;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2 / sizeof(uint64_t))
+            return vg_err_set(VG_ENOMEM, "index map too large");
+        cap *= 2;
+    }
+    uint64_t *slots = vg_calloc(cap, sizeof *slots);
+    if (!slots)
+        return vg_err_set(VG_ENOMEM, "index map of %zu slots", cap);
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i])
+            map_place(slots, cap, m->slots[i]);
+    vg_free(m->slots);
+    m->slots = slots;
+    m->cap = cap;
+    return VG_OK;
+}
+
+void ix_map_insert(ix_map *m, uint32_t hash, uint32_t handle)
+{
+    map_place(m->slots, m->cap, ((uint64_t)hash << 32) | ((uint64_t)handle + 1));
+    m->n++;
+}
+
+uint32_t ix_map_remove(ix_map *m, const char *key, uint32_t hash, ix_key_fn kf, const void *ctx)
+{
+    size_t i = map_find_slot(m, key, hash, kf, ctx);
+    if (i == SIZE_MAX)
+        return IX_NONE;
+    uint32_t handle = slot_handle(m->slots[i]);
+    /* Backward-shift deletion: pull later members of the probe run into the hole whenever
+     * their home slot does not lie cyclically in (hole, j], so lookups never need tombstones. */
+    size_t mask = m->cap - 1;
+    size_t hole = i;
+    for (size_t j = (i + 1) & mask; m->slots[j]; j = (j + 1) & mask) {
+        size_t home = slot_hash(m->slots[j]) & mask;
+        int in_range = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!in_range) {
+            m->slots[hole] = m->slots[j];
+            hole = j;
+        }
+    }
+    m->slots[hole] = 0;
+    m->n--;
+    return handle;
+}
+
+void ix_map_free(ix_map *m)
+{
+    vg_free(m->slots);
+    m->slots = NULL;
+    m->cap = m->n = 0;
+}
+
+size_t ix_map_bytes(const ix_map *m)
+{
+    return m->cap * sizeof(uint64_t);
+}

@@ -1,0 +1,174 @@
+/* index: multi-index hashing for PDQ (Norouzi, Punjani, Fleet: "Fast Search in Hamming Space
+ * with Multi-Index Hashing", CVPR 2012).
+ *
+ * A 256-bit hash is cut into 16 substrings of 16 bits. If two hashes are within distance T, then
+ * by pigeonhole at least one substring pair differs in at most floor(T / 16) bits (16 substrings
+ * each differing in > floor(T/16) bits would add up to > T). So probing, in each of the 16
+ * tables, every bucket within radius r = floor(T / 16) of the query's substring finds every
+ * match: r = 1 (17 buckets per table) for the default T = 31. Candidates are verified with the
+ * full 256-bit distance.
+ *
+ * Each table is direct-addressed (65536 buckets, CSR layout), built by a counting sort; the
+ * tables are immutable, and index.c rebuilds them from scratch when enough new entries have
+ * piled up in the flat-scanned tail.
+ */
+#include "index/index_int.h"
+
+#include "core/core.h"
+
+#include <string.h>
+
+#define OFFSETS_PER_SLOT ((size_t)IX_MIH_BUCKETS + 1)
+
+static inline unsigned slot_key(uint64_t word, int s)
+{
+    return (unsigned)(word >> ((s % 4) * 16)) & 0xffffu;
+}
+
+int ix_mih_build(const uint64_t *blocks, size_t n, ix_mih **out)
+{
+    if (n >= UINT32_MAX)
+        return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries", n);
+    size_t ids_n, ids_bytes;
+    if (vg_mul_size(n, IX_MIH_SLOTS, &ids_n) || vg_mul_size(ids_n, sizeof(uint32_t), &ids_bytes))
+        return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries", n);
+    ix_mih *m = vg_calloc(1, sizeof *m);
+    uint32_t *cursor = vg_malloc(IX_MIH_BUCKETS * sizeof(uint32_t));
+    if (m) {
+        m->offsets = vg_malloc(IX_MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t));
+        m->ids = vg_malloc(ids_bytes);
+    }
+    if (!m || !cursor || !m->offsets || !m->ids) {
+        vg_free(cursor);
+        ix_mih_free(m);
+        return vg_err_set(VG_ENOMEM, "multi-index over %zu entries", n);
+    }
+    m->n = n;
+    for (int s = 0; s < IX_MIH_SLOTS; s++) {
+        uint32_t *off = m->offsets + (size_t)s * OFFSETS_PER_SLOT;
+        uint32_t *ids = m->ids + (size_t)s * n;
+        memset(off, 0, OFFSETS_PER_SLOT * sizeof(uint32_t));
+        for (size_t p = 0; p < n; p++)
+            off[slot_key(ix_word(blocks, p, s / 4), s) + 1]++;
+        for (size_t k = 0; k < IX_MIH_BUCKETS; k++)
+            off[k + 1] += off[k];
+        memcpy(cursor, off, IX_MIH_BUCKETS * sizeof(uint32_t));
+        for (size_t p = 0; p < n; p++)
+            ids[cursor[slot_key(ix_word(blocks, p, s / 4), s)]++] = (uint32_t)p;
+    }
+    vg_free(cursor);
+    *out = m;
+    return VG_OK;
+}
+
+void ix_mih_free(ix_mih *m)
+{
+    if (!m)
+        return;
+    vg_free(m->offsets);
+    vg_free(m->ids);
+    vg_free(m);
+}
+
+size_t ix_mih_bytes(const ix_mih *m)
+{
+    if (!m)
+        return 0;
+    return sizeof *m + IX_MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t) +
+           IX_MIH_SLOTS * m->n * sizeof(uint32_t);
+}
+
+typedef struct mih_probe {
+    const ix_mih *m;
+    const uint64_t *blocks;
+    const uint64_t *q; /* one variant, 4 words */
+    int variant;
+    int threshold;
+    int radius;
+    int slot;
+    ix_hits *out;
+} mih_probe;
+
+static inline __attribute__((always_inline)) int pop64(uint64_t x, int hw)
+{
+    if (hw)
+        return __builtin_popcountll(x);
+    x = x - ((x >> 1) & 0x5555555555555555ull);
+    x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+    return (int)((x * 0x0101010101010101ull) >> 56);
+}
+
+/* Verifies bucket `key` of the probe's slot. An entry is reported only from the first slot in
+ * which it lies within the radius, so each (entry, variant) pair comes out once. */
+static inline __attribute__((always_inline)) int probe_bucket(const mih_probe *pr, unsigned key,
+                                                              int hw)
+{
+    const uint32_t *off = pr->m->offsets + (size_t)pr->slot * OFFSETS_PER_SLOT;
+    const uint32_t *ids = pr->m->ids + (size_t)pr->slot * pr->m->n;
+    const uint64_t *q = pr->q;
+    for (uint32_t i = off[key], e = off[key + 1]; i < e; i++) {
+        uint32_t p = ids[i];
+        const uint64_t *b = pr->blocks + (p / IX_BLOCK) * IX_BLOCK_WORDS + p % IX_BLOCK;
+        uint64_t x[4] = {b[0] ^ q[0], b[8] ^ q[1], b[16] ^ q[2], b[24] ^ q[3]};
+        int d = pop64(x[0], hw) + pop64(x[1], hw) + pop64(x[2], hw) + pop64(x[3], hw);
+        if (d > pr->threshold)
+            continue;
+        int seen = 0;
+        for (int s = 0; s < pr->slot && !seen; s++)
+            seen = pop64(slot_key(x[s / 4], s), hw) <= pr->radius;
+        if (seen)
+            continue;
+        if (ix_hits_push(pr->out, p, d, pr->variant))
+            return VG_ENOMEM;
+    }
+    return VG_OK;
+}
+
+static inline __attribute__((always_inline)) int
+mih_search_body(const ix_mih *m, const uint64_t *blocks, const uint64_t (*q)[4], size_t nv,
+                int threshold, ix_hits *out, int hw)
+{
+    mih_probe pr = {.m = m, .blocks = blocks, .threshold = threshold, .out = out};
+    pr.radius = threshold / IX_MIH_SLOTS;
+    if (threshold < 0 || pr.radius > IX_MIH_MAX_RADIUS)
+        return vg_err_set(VG_EINVAL, "threshold %d too large for multi-index search", threshold);
+    for (size_t v = 0; v < nv; v++) {
+        pr.q = q[v];
+        pr.variant = (int)v;
+        for (int s = 0; s < IX_MIH_SLOTS; s++) {
+            pr.slot = s;
+            unsigned key = slot_key(q[v][s / 4], s);
+            int rc = probe_bucket(&pr, key, hw);
+            for (int b1 = 0; rc == VG_OK && pr.radius >= 1 && b1 < 16; b1++) {
+                rc = probe_bucket(&pr, key ^ (1u << b1), hw);
+                for (int b2 = b1 + 1; rc == VG_OK && pr.radius >= 2 && b2 < 16; b2++)
+                    rc = probe_bucket(&pr, key ^ (1u << b1) ^ (1u << b2), hw);
+            }
+            if (rc)
+                return vg_err_set(rc, "multi-index candidates");
+        }
+    }
+    return VG_OK;
+}
+
+static int mih_search_portable(const ix_mih *m, const uint64_t *blocks, const uint64_t (*q)[4],
+                               size_t nv, int threshold, ix_hits *out)
+{
+    return mih_search_body(m, blocks, q, nv, threshold, out, 0);
+}
+
+__attribute__((target("popcnt"))) static int mih_search_popcnt(const ix_mih *m,
+                                                               const uint64_t *blocks,
+                                                               const uint64_t (*q)[4], size_t nv,
+                                                               int threshold, ix_hits *out)
+{
+    return mih_search_body(m, blocks, q, nv, threshold, out, 1);
+}
+
+int ix_mih_search(const ix_mih *m, const uint64_t *blocks, const uint64_t (*q)[4], size_t nv,
+                  int threshold, int use_popcnt, ix_hits *out)
+{
+    return use_popcnt ? mih_search_popcnt(m, blocks, q, nv, threshold, out)
+                      : mih_search_portable(m, blocks, q, nv, threshold, out);
+}

@@ -1,0 +1,1060 @@
+/* index: every search path against brute force (random data with planted near-duplicates, edge
+ * distances, dihedral variants, tenants, profiles, deletes and compaction), the PDQ
+ * regression haystack/needles, face search, concurrency (no torn entries, deletes visible at
+ * once), allocation failures. Run twice by CTest: as is, and with VIGIL_CPU_MASK=0. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "index/index.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- helpers -------------------------------------------------------------------------------- */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static void rand_hash(uint64_t *s, uint8_t h[32])
+{
+    for (int i = 0; i < 32; i += 8) {
+        uint64_t x = rng_next(s);
+        memcpy(h + i, &x, 8);
+    }
+}
+
+/* Copies src with exactly k distinct bits flipped. */
+static void flip_bits(uint64_t *s, const uint8_t src[32], int k, uint8_t dst[32])
+{
+    memcpy(dst, src, 32);
+    uint8_t used[256] = {0};
+    for (int n = 0; n < k;) {
+        int b = (int)(rng_next(s) % 256);
+        if (used[b])
+            continue;
+        used[b] = 1;
+        dst[b / 8] ^= (uint8_t)(1u << (b % 8));
+        n++;
+    }
+}
+
+static int hamming(const uint8_t a[32], const uint8_t b[32])
+{
+    int d = 0;
+    for (int i = 0; i < 32; i += 8) {
+        uint64_t x, y;
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        d += __builtin_popcountll(x ^ y);
+    }
+    return d;
+}
+
+/* The model: what the index should hold. */
+typedef struct ment {
+    char tenant[32], profile[32], ref[32];
+    uint8_t hash[32];
+    int quality;
+    int alive;
+} ment;
+
+typedef struct model {
+    ment *e;
+    size_t n, cap;
+} model;
+
+static void model_add(model *m, const char *tenant, const char *profile, const char *ref,
+                      const uint8_t hash[32], int quality)
+{
+    if (m->n == m->cap) {
+        m->cap = m->cap ? m->cap * 2 : 1024;
+        m->e = realloc(m->e, m->cap * sizeof *m->e);
+        assert_non_null(m->e);
+    }
+    ment *x = &m->e[m->n++];
+    snprintf(x->tenant, sizeof x->tenant, "%s", tenant);
+    snprintf(x->profile, sizeof x->profile, "%s", profile);
+    snprintf(x->ref, sizeof x->ref, "%s", ref);
+    memcpy(x->hash, hash, 32);
+    x->quality = quality;
+    x->alive = 1;
+}
+
+static int match_cmp(const void *a, const void *b)
+{
+    const index_pdq_match *x = a, *y = b;
+    if (x->distance != y->distance)
+        return x->distance - y->distance;
+    return strcmp(x->reference_id, y->reference_id);
+}
+
+static int by_ref_then_best(const void *a, const void *b)
+{
+    const index_pdq_match *x = a, *y = b;
+    int c = strcmp(x->reference_id, y->reference_id);
+    if (c)
+        return c;
+    if (x->distance != y->distance)
+        return x->distance - y->distance;
+    return x->dihedral - y->dihedral;
+}
+
+/* Brute force: best (distance, variant) per live reference; sorted like the index. */
+static size_t brute_pdq(const model *m, const char *tenant, const uint8_t (*var)[32], size_t nv,
+                        int threshold, const char *profile, int min_quality, index_pdq_match *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        const ment *x = &m->e[i];
+        if (!x->alive || strcmp(x->tenant, tenant) || (profile && strcmp(x->profile, profile)) ||
+            x->quality < min_quality)
+            continue;
+        int best = 1000, bv = 0;
+        for (size_t v = 0; v < nv; v++) {
+            int d = hamming(x->hash, var[v]);
+            if (d < best) {
+                best = d;
+                bv = (int)v;
+            }
+        }
+        if (best > threshold)
+            continue;
+        memset(&out[n], 0, sizeof out[n]);
+        snprintf(out[n].reference_id, INDEX_ID_MAX, "%s", x->ref);
+        snprintf(out[n].profile_id, INDEX_ID_MAX, "%s", x->profile);
+        out[n].distance = best;
+        out[n].dihedral = bv;
+        out[n].quality = x->quality;
+        n++;
+    }
+    qsort(out, n, sizeof *out, by_ref_then_best);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (k == 0 || strcmp(out[k - 1].reference_id, out[i].reference_id))
+            out[k++] = out[i];
+    qsort(out, k, sizeof *out, match_cmp);
+    return k;
+}
+
+/* One query and its brute-force answer. */
+typedef struct pdq_case {
+    const char *tenant;
+    const uint8_t (*var)[32];
+    size_t nv;
+    int threshold;
+    const char *profile;
+    int min_quality;
+    index_pdq_match *want;
+    size_t n_want;
+} pdq_case;
+
+static void expect_pdq(const model *m, pdq_case *c)
+{
+    c->want = calloc(m->n + 1, sizeof *c->want);
+    assert_non_null(c->want);
+    c->n_want =
+        brute_pdq(m, c->tenant, c->var, c->nv, c->threshold, c->profile, c->min_quality, c->want);
+}
+
+/* Runs the case on the index and compares with its brute-force answer. */
+static void compare_pdq(index_db *ix, const pdq_case *c)
+{
+    index_pdq_query q = index_pdq_query_defaults();
+    q.variants = c->var;
+    q.n_variants = c->nv;
+    q.threshold = c->threshold;
+    q.profile_id = c->profile;
+    q.min_quality = c->min_quality;
+    q.max_results = c->n_want + 1;
+    index_pdq_result r;
+    assert_int_equal(index_pdq_search(ix, c->tenant, &q, &r), VG_OK);
+    if (r.n != c->n_want)
+        fprintf(stderr, "threshold %d nv %zu: index %zu matches, brute force %zu\n", c->threshold,
+                c->nv, r.n, c->n_want);
+    assert_int_equal(r.n, c->n_want);
+    assert_false(r.truncated);
+    for (size_t i = 0; i < c->n_want; i++) {
+        assert_string_equal(r.matches[i].reference_id, c->want[i].reference_id);
+        assert_string_equal(r.matches[i].profile_id, c->want[i].profile_id);
+        assert_int_equal(r.matches[i].distance, c->want[i].distance);
+        assert_int_equal(r.matches[i].dihedral, c->want[i].dihedral);
+        assert_int_equal(r.matches[i].quality, c->want[i].quality);
+    }
+    index_pdq_result_free(&r);
+}
+
+/* Brute force and compare in one go; returns the match count. */
+static size_t check_pdq(index_db *ix, const model *m, const char *tenant, const uint8_t (*var)[32],
+                        size_t nv, int threshold, const char *profile, int min_quality)
+{
+    pdq_case c = {tenant, var, nv, threshold, profile, min_quality, NULL, 0};
+    expect_pdq(m, &c);
+    compare_pdq(ix, &c);
+    free(c.want);
+    return c.n_want;
+}
+
+static void load_model(index_db *ix, const model *m)
+{
+    for (size_t i = 0; i < m->n; i++) {
+        const ment *x = &m->e[i];
+        assert_int_equal(index_pdq_add(ix, x->tenant, x->profile, x->ref, x->hash, x->quality),
+                         VG_OK);
+    }
+}
+
+static const index_kernel all_kernels[] = {INDEX_KERNEL_PORTABLE, INDEX_KERNEL_POPCNT,
+                                           INDEX_KERNEL_AVX2, INDEX_KERNEL_AVX512};
+
+/* A config per (kernel, search); returns 0 when the CPU lacks the kernel. Short multi-index
+ * tails (tail_min entries, or 1/8 of the tenant) so that small tests exercise the tables, the
+ * flat tail and rebuilds; each build costs 4 MiB of bucket offsets, hence not 1 everywhere. */
+static int open_ix_tail(index_kernel k, index_search s, size_t tail_min, index_db **ix)
+{
+    index_config c = {.pdq_kernel = k,
+                      .face_kernel = k,
+                      .pdq_search = s,
+                      .mih_tail_min = tail_min,
+                      .mih_min_entries = 1};
+    int rc = index_new(&c, ix);
+    if (rc == VG_EUNSUPPORTED)
+        return 0;
+    assert_int_equal(rc, VG_OK);
+    return 1;
+}
+
+static int open_ix(index_kernel k, index_search s, index_db **ix)
+{
+    return open_ix_tail(k, s, 1, ix);
+}
+
+/* ---- PDQ vs brute force --------------------------------------------------------------------- */
+
+/* A model of tenant "t" with n random hashes (refs r<i>, 5 profiles, 1-2 entries per
+ * reference) plus, for each query, planted copies at the edge distances. Queries: 8 random
+ * variants each. */
+static void make_random(model *m, uint64_t *seed, size_t n, uint8_t (*queries)[8][32], size_t nq)
+{
+    static const int edges[] = {0, 1, 15, 16, 17, 30, 31, 32, 33, 47, 48, 64};
+    for (size_t qi = 0; qi < nq; qi++)
+        for (int v = 0; v < 8; v++)
+            rand_hash(seed, queries[qi][v]);
+    for (size_t i = 0; i < n; i++) {
+        char ref[32], prof[32];
+        uint8_t h[32];
+        size_t r = i / 2 * 2 + (i % 3 == 0); /* some references get 2 entries */
+        snprintf(ref, sizeof ref, "r%zu", r);
+        snprintf(prof, sizeof prof, "p%d", (int)(r % 5));
+        if (i % 4 == 0 && nq) {
+            size_t qi = (i / 4) % nq;
+            int v = (int)((i / 4 / nq) % 8);
+            int k = edges[(i / 4) % VG_ARRAY_LEN(edges)];
+            flip_bits(seed, queries[qi][v], k, h);
+        } else {
+            rand_hash(seed, h);
+        }
+        model_add(m, "t", prof, ref, h, (int)(r % 101));
+    }
+}
+
+static void test_pdq_bruteforce_all_paths(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {0, 1, 7, 8, 9, 63, 65, 1000, 4099};
+    static const int thresholds[] = {0, 15, 16, 30, 31, 32, 47, 48, 120};
+    enum { NQ = 6, NT = VG_ARRAY_LEN(thresholds) };
+    for (size_t si = 0; si < VG_ARRAY_LEN(sizes); si++) {
+        uint64_t seed = 42 + sizes[si];
+        model m = {0};
+        uint8_t queries[NQ][8][32];
+        make_random(&m, &seed, sizes[si], queries, NQ);
+        /* Brute force once per data set; every kernel and search mode must agree with it. */
+        pdq_case cases[NQ * NT * 2 + 4];
+        size_t nc = 0, total = 0;
+        for (size_t qi = 0; qi < NQ; qi++)
+            for (size_t ti = 0; ti < NT; ti++)
+                for (size_t nv = 1; nv <= 8; nv += 7)
+                    cases[nc++] = (pdq_case){
+                        "t", (const uint8_t(*)[32])queries[qi], nv, thresholds[ti], NULL, 0, NULL,
+                        0};
+        cases[nc++] = (pdq_case){"t", (const uint8_t(*)[32])queries[0], 8, 31, "p1", 0, NULL, 0};
+        cases[nc++] = (pdq_case){"t", (const uint8_t(*)[32])queries[1], 8, 120, "p3", 50, NULL, 0};
+        cases[nc++] = (pdq_case){"t", (const uint8_t(*)[32])queries[1], 8, 120, "no", 0, NULL, 0};
+        cases[nc++] = (pdq_case){"x", (const uint8_t(*)[32])queries[1], 8, 120, NULL, 0, NULL, 0};
+        for (size_t i = 0; i < nc; i++) {
+            expect_pdq(&m, &cases[i]);
+            if (cases[i].threshold <= 64)
+                total += cases[i].n_want;
+        }
+        if (sizes[si] >= 1000)
+            assert_true(total > 100); /* the planted edges are there to be found */
+        for (size_t ki = 0; ki < VG_ARRAY_LEN(all_kernels); ki++) {
+            for (int s = INDEX_SEARCH_FLAT; s <= INDEX_SEARCH_MIH; s++) {
+                index_db *ix;
+                if (!open_ix_tail(all_kernels[ki], (index_search)s, sizes[si] < 100 ? 1 : 400, &ix))
+                    continue;
+                load_model(ix, &m);
+                for (size_t i = 0; i < nc; i++)
+                    compare_pdq(ix, &cases[i]);
+                index_free(ix);
+            }
+        }
+        for (size_t i = 0; i < nc; i++)
+            free(cases[i].want);
+        free(m.e);
+    }
+}
+
+/* Identical variants (symmetric images) report the lowest index; a planted copy of variant 5
+ * reports 5. */
+static void test_pdq_dihedral_reporting(void **state)
+{
+    (void)state;
+    index_db *ix;
+    assert_int_equal(index_new(NULL, &ix), VG_OK);
+    uint64_t seed = 7;
+    uint8_t var[8][32];
+    for (int v = 0; v < 8; v++)
+        rand_hash(&seed, var[v]);
+    memcpy(var[6], var[2], 32);
+    uint8_t h[32];
+    flip_bits(&seed, var[5], 3, h);
+    assert_int_equal(index_pdq_add(ix, "t", "p", "five", h, 90), VG_OK);
+    flip_bits(&seed, var[2], 4, h);
+    assert_int_equal(index_pdq_add(ix, "t", "p", "two", h, 90), VG_OK);
+    index_pdq_query q = index_pdq_query_defaults();
+    q.variants = (const uint8_t(*)[32])var;
+    q.n_variants = 8;
+    index_pdq_result r;
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.matches[0].reference_id, "five");
+    assert_int_equal(r.matches[0].distance, 3);
+    assert_int_equal(r.matches[0].dihedral, 5);
+    assert_string_equal(r.matches[1].reference_id, "two");
+    assert_int_equal(r.matches[1].distance, 4);
+    assert_int_equal(r.matches[1].dihedral, 2);
+    index_pdq_result_free(&r);
+    /* Without the variants nothing is near. */
+    q.n_variants = 1;
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
+    assert_int_equal(r.n, 0);
+    index_pdq_result_free(&r);
+    index_free(ix);
+}
+
+static void test_pdq_max_results(void **state)
+{
+    (void)state;
+    index_db *ix;
+    assert_int_equal(index_new(NULL, &ix), VG_OK);
+    uint64_t seed = 9;
+    uint8_t base[32], h[32];
+    rand_hash(&seed, base);
+    for (int i = 0; i < 50; i++) {
+        char ref[32];
+        snprintf(ref, sizeof ref, "r%02d", i);
+        flip_bits(&seed, base, i % 25, h);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref, h, 100), VG_OK);
+    }
+    index_pdq_query q = index_pdq_query_defaults();
+    q.variants = (const uint8_t(*)[32])base;
+    q.n_variants = 1;
+    q.max_results = 10;
+    index_pdq_result r;
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
+    assert_int_equal(r.n, 10);
+    assert_true(r.truncated);
+    for (size_t i = 0; i < r.n; i++)
+        assert_int_equal(r.matches[i].distance, (int)i / 2); /* r00/r25 at 0, r01/r26 at 1 ... */
+    assert_string_equal(r.matches[0].reference_id, "r00");
+    assert_string_equal(r.matches[1].reference_id, "r25");
+    index_pdq_result_free(&r);
+    index_free(ix);
+}
+
+/* ---- the PDQ regression haystack/needles ---------------------------------------------------- */
+
+static size_t load_hashes(const char *name, uint8_t (**out)[32])
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/index/%s", VG_TEST_DATA_DIR, name);
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(vg_read_file(path, 1 << 20, &buf, &len), VG_OK);
+    uint8_t(*h)[32] = calloc(len / 64 + 1, 32);
+    size_t n = 0;
+    for (char *line = strtok((char *)buf, "\r\n"); line; line = strtok(NULL, "\r\n")) {
+        if (strlen(line) < 64)
+            continue;
+        assert_int_equal(vg_hex_decode(line, h[n], 32), VG_OK);
+        n++;
+    }
+    vg_free(buf);
+    *out = h;
+    return n;
+}
+
+static void test_haystack_needles(void **state)
+{
+    (void)state;
+    uint8_t(*hay)[32], (*needles)[32];
+    size_t nh = load_hashes("haystack.txt", &hay);
+    size_t nn = load_hashes("needles.txt", &needles);
+    assert_int_equal(nh, 1350);
+    assert_int_equal(nn, 100);
+    static const int thresholds[] = {31, 0, 10, 20, 32, 47, 63};
+    enum { NT = VG_ARRAY_LEN(thresholds) };
+    model m = {0};
+    for (size_t i = 0; i < nh; i++) {
+        char ref[32];
+        snprintf(ref, sizeof ref, "h%04zu", i);
+        model_add(&m, "t", "p", ref, hay[i], 100);
+    }
+    pdq_case *cases = calloc(NT * nn, sizeof *cases);
+    size_t at31 = 0;
+    for (size_t ti = 0; ti < NT; ti++)
+        for (size_t i = 0; i < nn; i++) {
+            pdq_case *c = &cases[ti * nn + i];
+            *c = (pdq_case){"t", (const uint8_t(*)[32])needles[i], 1, thresholds[ti], NULL, 0, NULL,
+                            0};
+            expect_pdq(&m, c);
+            if (thresholds[ti] == 31)
+                at31 += c->n_want;
+        }
+    /* The regression set is built so that needles have neighbours in the haystack. */
+    assert_true(at31 >= nn);
+    for (size_t ki = 0; ki < VG_ARRAY_LEN(all_kernels); ki++) {
+        for (int s = INDEX_SEARCH_FLAT; s <= INDEX_SEARCH_MIH; s++) {
+            index_db *ix;
+            if (!open_ix_tail(all_kernels[ki], (index_search)s, 300, &ix))
+                continue;
+            load_model(ix, &m);
+            for (size_t i = 0; i < NT * nn; i++)
+                compare_pdq(ix, &cases[i]);
+            index_free(ix);
+        }
+    }
+    for (size_t i = 0; i < NT * nn; i++)
+        free(cases[i].want);
+    free(cases);
+    free(m.e);
+    free(hay);
+    free(needles);
+}
+
+/* ---- tenants, profiles, deletes, compaction ------------------------------------------------- */
+
+static void test_tenants_profiles_deletes(void **state)
+{
+    (void)state;
+    for (int s = INDEX_SEARCH_FLAT; s <= INDEX_SEARCH_MIH; s++) {
+        index_db *ix;
+        assert_true(open_ix(INDEX_KERNEL_AUTO, (index_search)s, &ix));
+        model m = {0};
+        uint64_t seed = 1234;
+        uint8_t q[8][32];
+        for (int v = 0; v < 8; v++)
+            rand_hash(&seed, q[v]);
+        /* Two tenants share reference ids; each reference has 3 hashes near the query. */
+        for (int t = 0; t < 2; t++)
+            for (int i = 0; i < 300; i++) {
+                char ref[32], prof[32], ten[32];
+                snprintf(ten, sizeof ten, "ten%d", t);
+                snprintf(ref, sizeof ref, "r%d", i / 3);
+                snprintf(prof, sizeof prof, "p%d", i / 30);
+                uint8_t h[32];
+                flip_bits(&seed, q[i % 8], (int)(rng_next(&seed) % 40), h);
+                assert_int_equal(index_pdq_add(ix, ten, prof, ref, h, 80), VG_OK);
+                model_add(&m, ten, prof, ref, h, 80);
+            }
+        index_stats st;
+        assert_int_equal(index_stats_get(ix, NULL, &st), VG_OK);
+        assert_int_equal(st.tenants, 2);
+        assert_int_equal(st.pdq_entries, 600);
+        assert_int_equal(st.references, 200);
+        assert_int_equal(st.profiles, 20);
+        assert_true(st.bytes > 600 * 32);
+        check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 31, NULL, 0);
+        check_pdq(ix, &m, "ten1", (const uint8_t(*)[32])q, 8, 31, "p3", 0);
+
+        /* Delete references one by one in ten0 (compaction runs along the way), checking. */
+        for (int i = 0; i < 100; i += 2) {
+            char ref[32];
+            snprintf(ref, sizeof ref, "r%d", i);
+            assert_int_equal(index_remove_reference(ix, "ten0", ref), VG_OK);
+            assert_int_equal(index_remove_reference(ix, "ten0", ref), VG_ENOTFOUND);
+            for (size_t k = 0; k < m.n; k++)
+                if (!strcmp(m.e[k].tenant, "ten0") && !strcmp(m.e[k].ref, ref))
+                    m.e[k].alive = 0;
+            if (i % 10 == 0)
+                check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 31, NULL, 0);
+        }
+        check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 40, NULL, 0);
+        check_pdq(ix, &m, "ten1", (const uint8_t(*)[32])q, 8, 40, NULL, 0);
+        assert_int_equal(index_stats_get(ix, "ten0", &st), VG_OK);
+        assert_int_equal(st.pdq_entries, 150);
+        assert_int_equal(st.references, 50);
+        assert_true(st.dead_entries * 4 < 150 + st.dead_entries); /* compacted along the way */
+
+        /* Remove a profile; its references vanish, the same ids in ten1 stay. */
+        assert_int_equal(index_remove_profile(ix, "ten0", "p5"), VG_OK);
+        assert_int_equal(index_remove_profile(ix, "ten0", "p5"), VG_ENOTFOUND);
+        for (size_t k = 0; k < m.n; k++)
+            if (!strcmp(m.e[k].tenant, "ten0") && !strcmp(m.e[k].profile, "p5"))
+                m.e[k].alive = 0;
+        check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 40, NULL, 0);
+        check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 40, "p5", 0);
+        check_pdq(ix, &m, "ten1", (const uint8_t(*)[32])q, 8, 40, "p5", 0);
+
+        /* A removed reference id can come back, under another profile. */
+        uint8_t h[32];
+        flip_bits(&seed, q[0], 2, h);
+        assert_int_equal(index_pdq_add(ix, "ten0", "pnew", "r0", h, 70), VG_OK);
+        model_add(&m, "ten0", "pnew", "r0", h, 70);
+        check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 31, NULL, 0);
+        check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 31, "pnew", 0);
+
+        /* Removing the tenant empties it and frees its memory. */
+        index_stats before, after;
+        assert_int_equal(index_stats_get(ix, NULL, &before), VG_OK);
+        assert_int_equal(index_remove_tenant(ix, "ten1"), VG_OK);
+        assert_int_equal(index_stats_get(ix, NULL, &after), VG_OK);
+        assert_true(after.bytes < before.bytes);
+        for (size_t k = 0; k < m.n; k++)
+            if (!strcmp(m.e[k].tenant, "ten1"))
+                m.e[k].alive = 0;
+        check_pdq(ix, &m, "ten1", (const uint8_t(*)[32])q, 8, 64, NULL, 0);
+        assert_int_equal(index_remove_tenant(ix, "nobody"), VG_ENOTFOUND);
+        assert_int_equal(index_stats_get(ix, "nobody", &st), VG_ENOTFOUND);
+        free(m.e);
+        index_free(ix);
+    }
+}
+
+static void test_mih_auto_switch(void **state)
+{
+    (void)state;
+    index_config c = {.mih_min_entries = 500, .mih_tail_min = 64};
+    index_db *ix;
+    assert_int_equal(index_new(&c, &ix), VG_OK);
+    model m = {0};
+    uint64_t seed = 77;
+    uint8_t q[8][32];
+    for (int v = 0; v < 8; v++)
+        rand_hash(&seed, q[v]);
+    index_stats st;
+    for (int i = 0; i < 2000; i++) {
+        char ref[32];
+        snprintf(ref, sizeof ref, "r%d", i);
+        uint8_t h[32];
+        flip_bits(&seed, q[i % 8], i % 64, h);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref, h, 100), VG_OK);
+        model_add(&m, "t", "p", ref, h, 100);
+        if (i == 400) {
+            assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
+            assert_int_equal(st.mih_tenants, 0);
+        }
+        if (i % 250 == 0)
+            check_pdq(ix, &m, "t", (const uint8_t(*)[32])q, 8, 31, NULL, 0);
+    }
+    assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
+    assert_int_equal(st.mih_tenants, 1);
+    size_t with_mih = st.bytes;
+    check_pdq(ix, &m, "t", (const uint8_t(*)[32])q, 8, 31, NULL, 0);
+    check_pdq(ix, &m, "t", (const uint8_t(*)[32])q, 8, 47, NULL, 0); /* flat in AUTO */
+    /* Shrink below the crossover: compaction drops the tables. */
+    for (int i = 0; i < 1700; i++) {
+        char ref[32];
+        snprintf(ref, sizeof ref, "r%d", i);
+        assert_int_equal(index_remove_reference(ix, "t", ref), VG_OK);
+        m.e[i].alive = 0;
+    }
+    assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
+    assert_int_equal(st.mih_tenants, 0);
+    assert_true(st.bytes < with_mih);
+    check_pdq(ix, &m, "t", (const uint8_t(*)[32])q, 8, 31, NULL, 0);
+    free(m.e);
+    index_free(ix);
+}
+
+static void test_errors(void **state)
+{
+    (void)state;
+    index_db *ix;
+    assert_int_equal(index_new(NULL, &ix), VG_OK);
+    uint8_t h[32] = {0};
+    char long_id[INDEX_ID_MAX + 1];
+    memset(long_id, 'x', INDEX_ID_MAX);
+    long_id[INDEX_ID_MAX] = '\0';
+    assert_int_equal(index_pdq_add(ix, "", "p", "r", h, 50), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", NULL, "r", h, 50), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", long_id, h, 50), VG_EINVAL);
+    long_id[INDEX_ID_MAX - 1] = '\0'; /* 47 bytes: fits */
+    assert_int_equal(index_pdq_add(ix, "t", "p", long_id, h, 50), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, 101), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, -1), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", "r", NULL, 50), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, 50), VG_OK);
+    vg_err_clear();
+    assert_int_equal(index_pdq_add(ix, "t", "other", "r", h, 50), VG_ECONFLICT);
+    assert_non_null(strstr(vg_err_msg(), "belongs to profile p"));
+    float d[INDEX_FACE_DIM] = {0};
+    assert_int_equal(index_face_add(ix, "t", "other", "r", d), VG_ECONFLICT);
+    d[5] = NAN;
+    assert_int_equal(index_face_add(ix, "t", "p", "r", d), VG_EINVAL);
+    d[5] = INFINITY;
+    assert_int_equal(index_face_add(ix, "t", "p", "r", d), VG_EINVAL);
+
+    index_pdq_query q = index_pdq_query_defaults();
+    index_pdq_result r;
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_EINVAL); /* no variants */
+    q.variants = (const uint8_t(*)[32])h;
+    q.n_variants = 9;
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_EINVAL);
+    q.n_variants = 1;
+    q.threshold = 257;
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_EINVAL);
+    q.threshold = -1;
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_EINVAL);
+    q.threshold = 0;
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
+    assert_int_equal(r.n, 2); /* "r" and the 47-byte id share the all-zero hash */
+    index_pdq_result_free(&r);
+
+    index_face_query fq = {0};
+    index_face_result fr;
+    assert_int_equal(index_face_search(ix, "t", &fq, &fr), VG_EINVAL);
+    d[5] = NAN;
+    fq.descriptor = d;
+    assert_int_equal(index_face_search(ix, "t", &fq, &fr), VG_EINVAL);
+    d[5] = 0;
+    fq.top_k = INDEX_FACE_TOP_K_MAX + 1;
+    assert_int_equal(index_face_search(ix, "t", &fq, &fr), VG_EINVAL);
+
+    /* Per-tenant entry limit. */
+    index_free(ix);
+    index_config c = {.max_entries_per_tenant = 3};
+    assert_int_equal(index_new(&c, &ix), VG_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, 50), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, 50), VG_ETOOBIG);
+    assert_int_equal(index_face_add(ix, "t", "p", "r", d), VG_ETOOBIG);
+    assert_int_equal(index_pdq_add(ix, "u", "p", "r", h, 50), VG_OK); /* per tenant */
+    index_free(ix);
+    index_free(NULL);
+    c = (index_config){.max_entries_per_tenant = (size_t)1 << 40};
+    assert_int_equal(index_new(&c, &ix), VG_EINVAL);
+}
+
+/* ---- faces ---------------------------------------------------------------------------------- */
+
+typedef struct fment {
+    char profile[32], ref[32];
+    float d[INDEX_FACE_DIM];
+    int alive;
+} fment;
+
+static void rand_unit(uint64_t *s, float *d)
+{
+    double n = 0;
+    for (int i = 0; i < INDEX_FACE_DIM; i++) {
+        d[i] = (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 - 0.5);
+        n += (double)d[i] * d[i];
+    }
+    for (int i = 0; i < INDEX_FACE_DIM; i++)
+        d[i] = (float)(d[i] / sqrt(n));
+}
+
+/* q + noise of L2 norm ~r */
+static void near_desc(uint64_t *s, const float *q, double r, float *out)
+{
+    float noise[INDEX_FACE_DIM];
+    rand_unit(s, noise);
+    for (int i = 0; i < INDEX_FACE_DIM; i++)
+        out[i] = q[i] + (float)r * noise[i];
+}
+
+typedef struct fwant {
+    const char *ref, *profile;
+    double d;
+} fwant;
+
+static int fwant_cmp(const void *a, const void *b)
+{
+    const fwant *x = a, *y = b;
+    if (x->d != y->d)
+        return x->d < y->d ? -1 : 1;
+    return strcmp(x->ref, y->ref);
+}
+
+static int fwant_by_ref(const void *a, const void *b)
+{
+    const fwant *x = a, *y = b;
+    int c = strcmp(x->ref, y->ref);
+    if (c)
+        return c;
+    return (x->d > y->d) - (x->d < y->d);
+}
+
+static void check_face(index_db *ix, const fment *e, size_t n, const float *q, float threshold,
+                       size_t top_k, const char *profile)
+{
+    fwant *w = calloc(n + 1, sizeof *w);
+    size_t nw = 0;
+    double t = threshold > 0 ? threshold : INDEX_FACE_THRESHOLD_DEFAULT;
+    for (size_t i = 0; i < n; i++) {
+        if (!e[i].alive || (profile && strcmp(e[i].profile, profile)))
+            continue;
+        double s = 0;
+        for (int j = 0; j < INDEX_FACE_DIM; j++)
+            s += ((double)e[i].d[j] - q[j]) * ((double)e[i].d[j] - q[j]);
+        double d = sqrt(s);
+        /* Summation order differs between kernels: keep test data off the boundary. */
+        assert_true(fabs(d - t) > 1e-4);
+        if (d >= t)
+            continue;
+        w[nw++] = (fwant){e[i].ref, e[i].profile, d};
+    }
+    qsort(w, nw, sizeof *w, fwant_by_ref);
+    size_t uniq = 0;
+    for (size_t i = 0; i < nw; i++)
+        if (uniq == 0 || strcmp(w[uniq - 1].ref, w[i].ref))
+            w[uniq++] = w[i];
+    nw = uniq;
+    qsort(w, nw, sizeof *w, fwant_cmp);
+    size_t k = top_k ? top_k : INDEX_FACE_TOP_K_DEFAULT;
+    size_t expect = VG_MIN(nw, k);
+    index_face_query fq = {
+        .descriptor = q, .threshold = threshold, .top_k = top_k, .profile_id = profile};
+    index_face_result r;
+    assert_int_equal(index_face_search(ix, "t", &fq, &r), VG_OK);
+    assert_int_equal(r.n, expect);
+    for (size_t i = 0; i < expect; i++) {
+        assert_float_equal(r.matches[i].distance, w[i].d, 1e-5);
+        /* Equal distances (several descriptors at one spot) may swap; the tests avoid them. */
+        assert_string_equal(r.matches[i].reference_id, w[i].ref);
+        assert_string_equal(r.matches[i].profile_id, w[i].profile);
+    }
+    index_face_result_free(&r);
+    free(w);
+}
+
+static void test_face_bruteforce(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {0, 1, 15, 16, 17, 1023, 1024, 1025, 3000};
+    for (size_t ki = 0; ki < VG_ARRAY_LEN(all_kernels); ki++) {
+        if (all_kernels[ki] == INDEX_KERNEL_POPCNT)
+            continue;
+        for (size_t si = 0; si < VG_ARRAY_LEN(sizes); si++) {
+            index_db *ix;
+            if (!open_ix(all_kernels[ki], INDEX_SEARCH_AUTO, &ix))
+                continue;
+            assert_int_equal(index_face_kernel(ix), all_kernels[ki]);
+            uint64_t seed = 99 + sizes[si];
+            size_t n = sizes[si];
+            fment *e = calloc(n + 1, sizeof *e);
+            _Alignas(64) float q[3][INDEX_FACE_DIM];
+            for (int k = 0; k < 3; k++)
+                rand_unit(&seed, q[k]);
+            for (size_t i = 0; i < n; i++) {
+                snprintf(e[i].ref, sizeof e[i].ref, "f%zu", i / 3); /* 3 descriptors per ref */
+                snprintf(e[i].profile, sizeof e[i].profile, "p%zu", i / 30);
+                if (i % 5 == 0)
+                    /* distinct radii (no ties), >= 1e-4 from the thresholds used */
+                    near_desc(&seed, q[i % 3], 0.02 + 0.0013 * (double)(i / 5), e[i].d);
+                else
+                    rand_unit(&seed, e[i].d);
+                e[i].alive = 1;
+                assert_int_equal(index_face_add(ix, "t", e[i].profile, e[i].ref, e[i].d), VG_OK);
+            }
+            for (int k = 0; k < 3; k++) {
+                check_face(ix, e, n, q[k], 0, 0, NULL);
+                check_face(ix, e, n, q[k], 0.45f, 3, NULL);
+                check_face(ix, e, n, q[k], 0.8f, 10000, NULL);
+                check_face(ix, e, n, q[k], 0.8f, 5, "p1");
+            }
+            /* Deletes. */
+            for (size_t i = 0; i < n; i += 7) {
+                if (!e[i].alive)
+                    continue;
+                assert_int_equal(index_remove_reference(ix, "t", e[i].ref), VG_OK);
+                for (size_t j = 0; j < n; j++)
+                    if (!strcmp(e[j].ref, e[i].ref))
+                        e[j].alive = 0;
+            }
+            for (int k = 0; k < 3; k++)
+                check_face(ix, e, n, q[k], 0.8f, 10000, NULL);
+            free(e);
+            index_free(ix);
+        }
+    }
+}
+
+/* Threshold is strict on every kernel: a descriptor at exactly 0.6 (one component) misses,
+ * 0.59 matches; the squared values are computed identically by all summation orders. */
+static void test_face_threshold_strict(void **state)
+{
+    (void)state;
+    for (size_t ki = 0; ki < VG_ARRAY_LEN(all_kernels); ki++) {
+        index_db *ix;
+        if (!open_ix(all_kernels[ki], INDEX_SEARCH_AUTO, &ix))
+            continue;
+        float a[INDEX_FACE_DIM] = {0}, b[INDEX_FACE_DIM] = {0}, q[INDEX_FACE_DIM] = {0};
+        a[17] = 0.6f;
+        b[100] = -0.59f;
+        assert_int_equal(index_face_add(ix, "t", "p", "at", a), VG_OK);
+        assert_int_equal(index_face_add(ix, "t", "p", "below", b), VG_OK);
+        index_face_query fq = {.descriptor = q};
+        index_face_result r;
+        assert_int_equal(index_face_search(ix, "t", &fq, &r), VG_OK);
+        assert_int_equal(r.n, 1);
+        assert_string_equal(r.matches[0].reference_id, "below");
+        assert_float_equal(r.matches[0].distance, 0.59, 1e-6);
+        index_face_result_free(&r);
+        fq.threshold = 0.61f;
+        assert_int_equal(index_face_search(ix, "t", &fq, &r), VG_OK);
+        assert_int_equal(r.n, 2);
+        index_face_result_free(&r);
+        /* A PDQ query on a face-only tenant and the reverse find nothing. */
+        uint8_t h[32] = {0};
+        index_pdq_query pq = index_pdq_query_defaults();
+        pq.variants = (const uint8_t(*)[32])h;
+        pq.n_variants = 1;
+        pq.threshold = 256;
+        index_pdq_result pr;
+        assert_int_equal(index_pdq_search(ix, "t", &pq, &pr), VG_OK);
+        assert_int_equal(pr.n, 0);
+        index_pdq_result_free(&pr);
+        index_free(ix);
+    }
+}
+
+/* ---- kernels and dispatch ------------------------------------------------------------------- */
+
+static void test_kernel_selection(void **state)
+{
+    (void)state;
+    index_db *ix;
+    assert_int_equal(index_new(NULL, &ix), VG_OK);
+    unsigned f = vg_cpu_features();
+    index_kernel want = (f & VG_CPU_AVX512F) && (f & VG_CPU_AVX512VPOPCNTDQ) ? INDEX_KERNEL_AVX512
+                        : (f & VG_CPU_AVX2)                                  ? INDEX_KERNEL_AVX2
+                        : (f & VG_CPU_POPCNT)                                ? INDEX_KERNEL_POPCNT
+                                              : INDEX_KERNEL_PORTABLE;
+    assert_int_equal(index_pdq_kernel(ix), want);
+    if (f == 0) {
+        assert_int_equal(index_pdq_kernel(ix), INDEX_KERNEL_PORTABLE);
+        assert_int_equal(index_face_kernel(ix), INDEX_KERNEL_PORTABLE);
+        index_config c = {.pdq_kernel = INDEX_KERNEL_AVX2};
+        index_db *x;
+        assert_int_equal(index_new(&c, &x), VG_EUNSUPPORTED);
+    }
+    assert_string_equal(index_kernel_name(INDEX_KERNEL_AVX512), "avx512");
+    assert_string_equal(index_kernel_name(INDEX_KERNEL_PORTABLE), "portable");
+    index_free(ix);
+    index_config bad = {.pdq_search = (index_search)7};
+    assert_int_equal(index_new(&bad, &ix), VG_EINVAL);
+}
+
+/* ---- concurrency ---------------------------------------------------------------------------- */
+
+enum { CONC_REFS = 3000, CONC_READERS = 3 };
+
+/* Every reference's hash is a function of its number, so a reader can check each match. */
+static void conc_hash(int i, uint8_t h[32])
+{
+    uint64_t s = 0x1234567ull + (uint64_t)i * 7919;
+    rand_hash(&s, h);
+}
+
+typedef struct conc {
+    index_db *ix;
+    atomic_int deleted_upto;   /* refs [0, deleted_upto) have been removed (calls returned) */
+    atomic_int delete_started; /* refs [0, delete_started) are removed or being removed */
+    atomic_int added_upto;
+    atomic_int stop;
+    atomic_long queries;
+    atomic_int failures;
+} conc;
+
+static void *conc_reader(void *arg)
+{
+    conc *c = arg;
+    uint64_t seed = (uint64_t)(uintptr_t)&seed;
+    while (!atomic_load(&c->stop)) {
+        int del = atomic_load(&c->deleted_upto);
+        int add = atomic_load(&c->added_upto);
+        /* Pick a deleted ref (must be absent) or a live one (must be present). */
+        int i = (int)(rng_next(&seed) % (uint64_t)(add > 0 ? add : 1));
+        uint8_t h[32];
+        conc_hash(i, h);
+        index_pdq_query q = index_pdq_query_defaults();
+        q.variants = (const uint8_t(*)[32])h;
+        q.n_variants = 1;
+        index_pdq_result r;
+        if (index_pdq_search(c->ix, "t", &q, &r)) {
+            atomic_fetch_add(&c->failures, 1);
+            continue;
+        }
+        int found = 0;
+        for (size_t k = 0; k < r.n; k++) {
+            int j = atoi(r.matches[k].reference_id + 1);
+            uint8_t hj[32];
+            conc_hash(j, hj);
+            if (r.matches[k].distance != hamming(h, hj)) /* a torn entry would differ */
+                atomic_fetch_add(&c->failures, 1);
+            if (j < del)
+                atomic_fetch_add(&c->failures, 1); /* deleted before the query started */
+            found |= j == i;
+        }
+        /* Added before the query started and not even being deleted when it ended. */
+        if (i < add && i >= atomic_load(&c->delete_started) && !found)
+            atomic_fetch_add(&c->failures, 1);
+        index_pdq_result_free(&r);
+        atomic_fetch_add(&c->queries, 1);
+    }
+    return NULL;
+}
+
+static void test_concurrent_readers_writer(void **state)
+{
+    (void)state;
+    for (int s = INDEX_SEARCH_FLAT; s <= INDEX_SEARCH_MIH; s++) {
+        conc c = {0};
+        index_config cfg = {.pdq_search = (index_search)s, .mih_tail_min = 256};
+        assert_int_equal(index_new(&cfg, &c.ix), VG_OK);
+        pthread_t th[CONC_READERS];
+        for (int i = 0; i < CONC_READERS; i++)
+            assert_int_equal(pthread_create(&th[i], NULL, conc_reader, &c), 0);
+        while (atomic_load(&c.queries) < CONC_READERS)
+            sched_yield();
+        for (int i = 0; i < CONC_REFS; i++) {
+            if (i % 64 == 0) { /* make sure readers run between the writes */
+                long seen = atomic_load(&c.queries);
+                while (atomic_load(&c.queries) < seen + CONC_READERS)
+                    sched_yield();
+            }
+            char ref[32];
+            uint8_t h[32];
+            snprintf(ref, sizeof ref, "r%d", i);
+            conc_hash(i, h);
+            assert_int_equal(index_pdq_add(c.ix, "t", "p", ref, h, 100), VG_OK);
+            atomic_store(&c.added_upto, i + 1);
+            if (i % 3 == 2) { /* delete the oldest live one: triggers compactions too */
+                int d = atomic_load(&c.deleted_upto);
+                snprintf(ref, sizeof ref, "r%d", d);
+                atomic_store(&c.delete_started, d + 1);
+                assert_int_equal(index_remove_reference(c.ix, "t", ref), VG_OK);
+                atomic_store(&c.deleted_upto, d + 1);
+            }
+        }
+        atomic_store(&c.stop, 1);
+        for (int i = 0; i < CONC_READERS; i++)
+            pthread_join(th[i], NULL);
+        assert_int_equal(atomic_load(&c.failures), 0);
+        assert_true(atomic_load(&c.queries) > 0);
+        index_free(c.ix);
+    }
+}
+
+/* ---- allocation failures -------------------------------------------------------------------- */
+
+static void test_alloc_failures(void **state)
+{
+    (void)state;
+    vg_log_level lvl = vg_log_get_level();
+    vg_log_set_level(VG_LOG_OFF); /* failed rebuilds/compactions log warnings by design */
+    for (long fail = 1;; fail++) {
+        index_db *ix;
+        index_config c = {.pdq_search = INDEX_SEARCH_MIH, .mih_tail_min = 50};
+        assert_int_equal(index_new(&c, &ix), VG_OK);
+        model m = {0};
+        uint64_t seed = 5;
+        uint8_t q[32];
+        rand_hash(&seed, q);
+        long allocs_before = vg_alloc_count();
+        vg_alloc_fail_after(fail);
+        int failed = 0;
+        for (int i = 0; i < 100; i++) {
+            char ref[32], prof[32];
+            snprintf(ref, sizeof ref, "r%d", i % 40);
+            snprintf(prof, sizeof prof, "p%d", i % 40 % 7);
+            uint8_t h[32];
+            flip_bits(&seed, q, i % 50, h);
+            int rc = index_pdq_add(ix, "t", prof, ref, h, 100);
+            assert_true(rc == VG_OK || rc == VG_ENOMEM);
+            if (rc == VG_OK)
+                model_add(&m, "t", prof, ref, h, 100);
+            failed |= rc != VG_OK;
+            if (i % 10 != 9)
+                continue;
+            snprintf(ref, sizeof ref, "r%d", (i * 7) % 40);
+            rc = index_remove_reference(ix, "t", ref);
+            assert_true(rc == VG_OK || rc == VG_ENOTFOUND);
+            for (size_t k = 0; k < m.n; k++)
+                if (!strcmp(m.e[k].ref, ref))
+                    m.e[k].alive = 0;
+            index_pdq_query pq = index_pdq_query_defaults();
+            pq.variants = (const uint8_t(*)[32])q;
+            pq.n_variants = 1;
+            index_pdq_result r;
+            rc = index_pdq_search(ix, "t", &pq, &r);
+            assert_true(rc == VG_OK || rc == VG_ENOMEM);
+            if (rc) {
+                assert_int_equal(r.n, 0);
+                assert_null(r.matches);
+            }
+            failed |= rc != VG_OK;
+            index_pdq_result_free(&r);
+        }
+        long used = vg_alloc_count() - allocs_before;
+        vg_alloc_fail_after(0);
+        /* Whatever failed, the index agrees with what was acknowledged. */
+        check_pdq(ix, &m, "t", (const uint8_t(*)[32]) & q, 1, 31, NULL, 0);
+        check_pdq(ix, &m, "t", (const uint8_t(*)[32]) & q, 1, 47, NULL, 0);
+        free(m.e);
+        index_free(ix);
+        if (!failed && fail > used)
+            break; /* every allocation of the sequence has been failed once */
+    }
+    vg_log_set_level(lvl);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernel_selection),
+        cmocka_unit_test(test_pdq_bruteforce_all_paths),
+        cmocka_unit_test(test_pdq_dihedral_reporting),
+        cmocka_unit_test(test_pdq_max_results),
+        cmocka_unit_test(test_haystack_needles),
+        cmocka_unit_test(test_tenants_profiles_deletes),
+        cmocka_unit_test(test_mih_auto_switch),
+        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_face_bruteforce),
+        cmocka_unit_test(test_face_threshold_strict),
+        cmocka_unit_test(test_concurrent_readers_writer),
+        cmocka_unit_test(test_alloc_failures),
+    };
+    /* INDEX_TEST_FILTER=<glob> runs a subset (handy when timing one test). */
+    if (getenv("INDEX_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("INDEX_TEST_FILTER"));
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
