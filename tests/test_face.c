@@ -89,16 +89,14 @@ static int teardown(void **state)
     return 0;
 }
 
-static nn_backend backend_under_test(void)
-{
-    return NN_BACKEND_REF;
-}
+/* The per-network tests run once per backend: state points at the backend. */
+static nn_backend g_ref = NN_BACKEND_REF, g_dnnl = NN_BACKEND_DNNL;
+#define backend_under_test() (*(nn_backend *)*state)
 
 /* ---- per-network oracle ---- */
 
 static void test_tiny_net_tensor(void **state)
 {
-    (void)state;
     face_engine *e;
     face_engine_opts eo = {.backend = backend_under_test()};
     assert_int_equal(face_engine_new(g_models, &eo, &e), 0);
@@ -115,7 +113,7 @@ static void test_tiny_net_tensor(void **state)
     double maxd = 0;
     for (int i = 0; i < 13 * 13 * 25; i++)
         maxd = fmax(maxd, fabs(got[i] - want[i]));
-    printf("tiny 416 raw output max |diff| vs face-api: %.3g\n", maxd);
+    printf("%s: tiny 416 raw output max |diff| vs face-api: %.3g\n", face_engine_impl(e), maxd);
     assert_true(maxd < 1e-3);
     /* decoding: one candidate, row 3 col 5 anchor 2, relative box as face-api */
     face_frame fr = {512, 512, 416};
@@ -134,7 +132,6 @@ static void test_tiny_net_tensor(void **state)
 
 static void test_landmark_net_tensor(void **state)
 {
-    (void)state;
     json_error_t err;
     json_t *dbg = json_load_file(DATA "/debug_astronaut_face0.json", 0, &err);
     assert_non_null(dbg);
@@ -152,7 +149,7 @@ static void test_landmark_net_tensor(void **state)
     double maxd = 0;
     for (int i = 0; i < 136; i++)
         maxd = fmax(maxd, fabs(got[i] - json_real_value(json_array_get(want, (size_t)i))));
-    printf("landmarks raw output max |diff| vs face-api: %.3g\n", maxd);
+    printf("%s: landmarks raw output max |diff| vs face-api: %.3g\n", face_engine_impl(e), maxd);
     assert_true(maxd < 1e-4);
     free(in);
     json_decref(dbg);
@@ -161,7 +158,6 @@ static void test_landmark_net_tensor(void **state)
 
 static void test_recognition_net_tensor(void **state)
 {
-    (void)state;
     json_error_t err;
     json_t *dbg = json_load_file(DATA "/debug_astronaut_face0.json", 0, &err);
     assert_non_null(dbg);
@@ -181,7 +177,7 @@ static void test_recognition_net_tensor(void **state)
     for (int i = 0; i < 128; i++)
         ref[i] = (float)json_real_value(json_array_get(want, (size_t)i));
     float d = face_distance(got, ref);
-    printf("recognition descriptor L2 vs face-api: %.3g\n", d);
+    printf("%s: recognition descriptor L2 vs face-api: %.3g\n", face_engine_impl(e), d);
     assert_true(d < 1e-3);
     free(in);
     json_decref(dbg);
@@ -284,13 +280,23 @@ static void test_oracle_reference(void **state)
     run_oracle(NN_BACKEND_REF, NN_PREC_F32, 0.01);
 }
 
+static void test_oracle_dnnl_f32(void **state)
+{
+    (void)state;
+    run_oracle(NN_BACKEND_DNNL, NN_PREC_F32, 0.01);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_tiny_net_tensor),
-        cmocka_unit_test(test_landmark_net_tensor),
-        cmocka_unit_test(test_recognition_net_tensor),
+        {"test_tiny_net_tensor/g_ref", test_tiny_net_tensor, NULL, NULL, &g_ref},
+        {"test_landmark_net_tensor/g_ref", test_landmark_net_tensor, NULL, NULL, &g_ref},
+        {"test_recognition_net_tensor/g_ref", test_recognition_net_tensor, NULL, NULL, &g_ref},
+        {"test_tiny_net_tensor/g_dnnl", test_tiny_net_tensor, NULL, NULL, &g_dnnl},
+        {"test_landmark_net_tensor/g_dnnl", test_landmark_net_tensor, NULL, NULL, &g_dnnl},
+        {"test_recognition_net_tensor/g_dnnl", test_recognition_net_tensor, NULL, NULL, &g_dnnl},
         cmocka_unit_test(test_oracle_reference),
+        cmocka_unit_test(test_oracle_dnnl_f32),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -496,6 +496,163 @@ static void test_precision_names(void **state)
     assert_int_equal(nn_precision_check(NN_PREC_F32), 0);
 }
 
+/* ---- oneDNN backend against the reference, op by op ---- */
+
+static float frand(uint32_t *st)
+{
+    *st = *st * 1664525u + 1013904223u;
+    return (float)((*st >> 8) & 0xffff) / 32768.0f - 1.0f;
+}
+
+static float *rand_buf(size_t n, uint32_t seed)
+{
+    float *b = malloc(n * sizeof(float));
+    for (size_t i = 0; i < n; i++)
+        b[i] = frand(&seed);
+    return b;
+}
+
+/* Runs graph g with both backends (batch 3, run with 2 and 3) and compares every output. */
+static void compare_backends(nn_graph *g, nn_precision prec, const nn_calib *calib, double tol)
+{
+    assert_int_equal(nn_graph_finish(g), 0);
+    nn_shape is = nn_graph_input_shape(g);
+    size_t in_n = nn_shape_count(is) * 3;
+    float *in = rand_buf(in_n, 77);
+    nn_plan *ref, *fast;
+    nn_plan_opts ro = {.backend = NN_BACKEND_REF, .precision = NN_PREC_F32, .batch = 3};
+    nn_plan_opts fo = {.backend = NN_BACKEND_DNNL, .precision = prec, .batch = 3, .calib = calib};
+    assert_int_equal(nn_plan_new(g, &ro, &ref), 0);
+    int rc = nn_plan_new(g, &fo, &fast);
+    if (rc)
+        fail_msg("%s: %s", nn_graph_name(g), vg_err_msg());
+    for (int n = 2; n <= 3; n++) {
+        float *ro_[NN_MAX_OUTPUTS], *fo_[NN_MAX_OUTPUTS];
+        int no = nn_graph_n_outputs(g);
+        for (int k = 0; k < no; k++) {
+            size_t c = nn_shape_count(nn_graph_output_shape(g, k)) * 3;
+            ro_[k] = calloc(c, sizeof(float));
+            fo_[k] = calloc(c, sizeof(float));
+        }
+        assert_int_equal(nn_plan_run(ref, in, n, ro_), 0);
+        assert_int_equal(nn_plan_run(fast, in, n, fo_), 0);
+        for (int k = 0; k < no; k++) {
+            size_t c = nn_shape_count(nn_graph_output_shape(g, k)) * n;
+            double maxd = 0, maxv = 0;
+            for (size_t i = 0; i < c; i++) {
+                maxd = fmax(maxd, fabs(ro_[k][i] - fo_[k][i]));
+                maxv = fmax(maxv, fabs(ro_[k][i]));
+            }
+            if (maxd > tol * fmax(1.0, maxv))
+                fail_msg("%s output %d batch %d: max |diff| %g (max |ref| %g) [%s]",
+                         nn_graph_name(g), k, n, maxd, maxv, nn_plan_impl(fast));
+            free(ro_[k]);
+            free(fo_[k]);
+        }
+    }
+    nn_plan_free(ref);
+    nn_plan_free(fast);
+    nn_graph_free(g);
+    free(in);
+}
+
+static void test_dnnl_ops(void **state)
+{
+    (void)state;
+    float *w = rand_buf(5 * 5 * 24 * 40, 1), *b = rand_buf(64, 2), *sc = rand_buf(64, 3),
+          *sh = rand_buf(64, 4);
+    const nn_act acts[4] = {
+        {NN_ACT_NONE, 0}, {NN_ACT_RELU, 0}, {NN_ACT_LEAKY, 0.1f}, {NN_ACT_CLIP, 0.5f}};
+    /* conv: kernels, strides, paddings, bias/scale folding, activations */
+    static const struct {
+        int k, s, cout;
+        nn_pad_mode pad;
+    } convs[] = {{3, 1, 16, NN_PAD_SAME},  {3, 2, 24, NN_PAD_SAME},  {7, 2, 32, NN_PAD_VALID},
+                 {1, 1, 40, NN_PAD_VALID}, {3, 2, 17, NN_PAD_VALID}, {2, 1, 8, NN_PAD_SAME}};
+    for (size_t t = 0; t < VG_ARRAY_LEN(convs); t++) {
+        nn_graph *g;
+        nn_graph_new("conv", &g);
+        int x = nn_graph_input(g, 13, 11, 5);
+        nn_conv c = {.kh = convs[t].k,
+                     .kw = convs[t].k,
+                     .cout = convs[t].cout,
+                     .stride = convs[t].s,
+                     .pad = {.mode = convs[t].pad},
+                     .weights = w,
+                     .bias = t % 2 ? b : NULL,
+                     .scale = t % 3 ? sc : NULL,
+                     .shift = t % 3 == 1 ? sh : NULL,
+                     .sum = -1,
+                     .act = acts[t % 4]};
+        nn_graph_output(g, nn_graph_conv(g, x, &c));
+        compare_backends(g, NN_PREC_F32, NULL, 1e-5);
+    }
+    /* depthwise with explicit padding, then pointwise with a residual sum and relu */
+    {
+        nn_graph *g;
+        nn_graph_new("dw+pw+sum", &g);
+        int x = nn_graph_input(g, 16, 16, 16);
+        nn_conv d = {.kh = 3,
+                     .kw = 3,
+                     .cout = 16,
+                     .stride = 1,
+                     .depthwise = 1,
+                     .pad = {.mode = NN_PAD_EXPLICIT, .t = 1, .l = 1, .b = 1, .r = 1},
+                     .weights = w,
+                     .sum = -1};
+        int y = nn_graph_conv(g, x, &d);
+        nn_conv pw = {.kh = 1,
+                      .kw = 1,
+                      .cout = 16,
+                      .stride = 1,
+                      .pad = {.mode = NN_PAD_VALID},
+                      .weights = w + 100,
+                      .bias = b,
+                      .sum = x,
+                      .act = acts[1]};
+        nn_graph_output(g, nn_graph_conv(g, y, &pw));
+        compare_backends(g, NN_PREC_F32, NULL, 1e-5);
+    }
+    /* pools (SAME with end padding, VALID avg), add, act, add_padded, mean, fc */
+    {
+        nn_graph *g;
+        nn_graph_new("pool+add+act", &g);
+        int x = nn_graph_input(g, 15, 15, 16);
+        int p1 = nn_graph_pool(g, x, NN_POOL_MAX, 2, 2, (nn_pad){.mode = NN_PAD_SAME});
+        int p2 = nn_graph_pool(g, x, NN_POOL_AVG, 2, 2, (nn_pad){.mode = NN_PAD_VALID});
+        int p3 = nn_graph_pool(g, p1, NN_POOL_MAX, 2, 1, (nn_pad){.mode = NN_PAD_SAME});
+        int a = nn_graph_add(g, p3, p1, acts[2]);
+        int r = nn_graph_act(g, a, acts[1]);
+        nn_graph_output(g, r);
+        nn_graph_output(g, p2);
+        compare_backends(g, NN_PREC_F32, NULL, 1e-5);
+    }
+    {
+        nn_graph *g;
+        nn_graph_new("add_padded+mean+fc", &g);
+        int x = nn_graph_input(g, 8, 8, 16);
+        nn_conv c = {.kh = 3,
+                     .kw = 3,
+                     .cout = 32,
+                     .stride = 2,
+                     .pad = {.mode = NN_PAD_VALID},
+                     .weights = w,
+                     .sum = -1};
+        int y = nn_graph_conv(g, x, &c);                                                /* 3x3x32 */
+        int p = nn_graph_pool(g, x, NN_POOL_AVG, 2, 2, (nn_pad){.mode = NN_PAD_VALID}); /* 4x4x16 */
+        int z = nn_graph_add_padded(g, p, y, acts[1]);                                  /* 4x4x32 */
+        int m = nn_graph_mean(g, z);
+        int f = nn_graph_fc(g, m, w, 24, b);
+        nn_graph_output(g, z);
+        nn_graph_output(g, f);
+        compare_backends(g, NN_PREC_F32, NULL, 1e-5);
+    }
+    free(w);
+    free(b);
+    free(sc);
+    free(sh);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -514,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_graph_sticky_error),
         cmocka_unit_test(test_calib_roundtrip),
         cmocka_unit_test(test_precision_names),
+        cmocka_unit_test(test_dnnl_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
