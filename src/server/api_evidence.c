@@ -1,0 +1,316 @@
+/* Tenant routes for analysis and the evidence it records: scans and matches. */
+#include "server/server_int.h"
+
+#include <string.h>
+
+#if VG_SERVER_HAVE_ANALYZE
+#include "analyze/analyze.h"
+#endif
+
+/* ---- scans and matches ----------------------------------------------------------------------- */
+
+static json_t *match_json(const store_match *m)
+{
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:o,s:o,s:o,s:o,s:o}", "id", m->id, "scan_id",
+                     m->scan_id, "profile_id", m->profile_id, "reference_id", m->reference_id,
+                     "kind", store_match_kind_name(m->kind), "distance", m->distance, "confidence",
+                     m->confidence, "dihedral",
+                     m->dihedral >= 0 ? json_integer(m->dihedral) : json_null(), "face_index",
+                     m->face_index >= 0 ? json_integer(m->face_index) : json_null(), "sha256",
+                     srv_hex(m->scan_sha256, 32), "source_url", srv_str(m->scan_source_url),
+                     "created_at", srv_time(m->created_ms));
+}
+
+/* Stored JSON text back as JSON (it was produced by this server); null if absent or broken. */
+static json_t *stored_json(const char *text)
+{
+    if (!text)
+        return json_null();
+    json_t *v = json_loads(text, 0, NULL);
+    return v ? v : json_null();
+}
+
+static json_t *scan_json(const store_scan *sc, int with_matches)
+{
+    json_t *o =
+        json_pack("{s:s,s:o,s:o,s:o,s:o,s:I}", "id", sc->id, "created_at", srv_time(sc->created_ms),
+                  "sha256", srv_hex(sc->sha256, 32), "source_url", srv_str(sc->source_url), "level",
+                  srv_str(sc->level), "n_matches", (json_int_t)sc->n_matches);
+    json_object_set_new(o, "pdq",
+                        sc->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_hex(sc->pdq, 32),
+                                                "quality", sc->pdq_quality)
+                                    : json_null());
+    if (with_matches) {
+        json_object_set_new(o, "faces", stored_json(sc->faces_json));
+        json_object_set_new(o, "timings", stored_json(sc->timings_json));
+        json_t *arr = json_array();
+        for (size_t i = 0; sc->matches && i < sc->n_matches; i++)
+            json_array_append_new(arr, match_json(&sc->matches[i]));
+        json_object_set_new(o, "matches", arr);
+    }
+    return o;
+}
+
+void api_scan_list(http_req *req, void *ud)
+{
+    server *s = ud;
+    store_list_opts o;
+    if (srv_list_opts(req, &o))
+        return;
+    uint8_t sha[32];
+    const char *h = http_req_query(req, "sha256");
+    if (h) {
+        if (strlen(h) != 64 || vg_hex_decode(h, sha, 32) != VG_OK) {
+            http_reply_error(req, 422, "invalid_field", "sha256 must be 64 hex digits");
+            return;
+        }
+        o.sha256 = sha;
+    }
+    store_scan *items;
+    store_page page;
+    int rc = store_scan_list(s->st, srv_tenant(req), &o, http_req_arena(req), &items, &page);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "cannot list scans");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < page.n; i++)
+        json_array_append_new(arr, scan_json(&items[i], 0));
+    srv_reply_page(req, arr, &page);
+}
+
+void api_scan_get(http_req *req, void *ud)
+{
+    server *s = ud;
+    store_scan sc;
+    int rc = store_scan_get(s->st, srv_tenant(req), http_req_param(req, "scan_id"),
+                            http_req_arena(req), &sc);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "no such scan");
+        return;
+    }
+    http_reply_json(req, 200, scan_json(&sc, 1));
+}
+
+void api_match_list(http_req *req, void *ud)
+{
+    server *s = ud;
+    store_list_opts o;
+    if (srv_list_opts(req, &o))
+        return;
+    o.profile_id = http_req_query(req, "profile_id");
+    o.scan_id = http_req_query(req, "scan_id");
+    const char *kind = http_req_query(req, "kind");
+    if (kind) {
+        store_match_kind k;
+        if (store_match_kind_parse(kind, &k) != VG_OK) {
+            http_reply_error(req, 422, "invalid_field", "kind must be exact, pdq or face");
+            return;
+        }
+        o.kinds = 1u << k;
+    }
+    store_match *items;
+    store_page page;
+    int rc = store_match_list(s->st, srv_tenant(req), &o, http_req_arena(req), &items, &page);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "cannot list matches");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < page.n; i++)
+        json_array_append_new(arr, match_json(&items[i]));
+    srv_reply_page(req, arr, &page);
+}
+
+void api_match_get(http_req *req, void *ud)
+{
+    server *s = ud;
+    store_match m;
+    int rc = store_match_get(s->st, srv_tenant(req), http_req_param(req, "match_id"),
+                             http_req_arena(req), &m);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "no such match");
+        return;
+    }
+    http_reply_json(req, 200, match_json(&m));
+}
+
+/* ---- analyze --------------------------------------------------------------------------------- */
+
+#if VG_SERVER_HAVE_ANALYZE
+
+static json_t *result_json(const analyze_result *r)
+{
+    const analyze_features *f = &r->features;
+    json_t *faces = json_array();
+    for (size_t i = 0; i < f->n_faces; i++) {
+        const analyze_face *fc = &f->faces[i];
+        json_array_append_new(faces, json_pack("{s:[f,f,f,f],s:f}", "box", fc->box[0], fc->box[1],
+                                               fc->box[2], fc->box[3], "score", fc->score));
+    }
+    json_t *matches = json_array();
+    for (size_t i = 0; i < r->n_matches; i++) {
+        const analyze_match *m = &r->matches[i];
+        json_array_append_new(
+            matches,
+            json_pack("{s:o,s:s,s:s,s:s,s:f,s:f,s:o,s:o}", "match_id",
+                      m->match_id[0] ? json_string(m->match_id) : json_null(), "profile_id",
+                      m->profile_id, "reference_id", m->reference_id, "kind",
+                      analyze_match_kind_name(m->kind), "distance", m->distance, "confidence",
+                      m->confidence, "dihedral",
+                      m->dihedral >= 0 ? json_integer(m->dihedral) : json_null(), "face_index",
+                      m->face_index >= 0 ? json_integer(m->face_index) : json_null()));
+    }
+    const analyze_timings *t = &r->timings;
+    json_t *timings = json_pack(
+        "{s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:s}", "cache_us", (json_int_t)t->cache_us,
+        "decode_us", (json_int_t)t->decode_us, "pdq_us", (json_int_t)t->pdq_us, "detect_us",
+        (json_int_t)t->detect_us, "landmarks_us", (json_int_t)t->landmarks_us, "descriptors_us",
+        (json_int_t)t->descriptors_us, "match_us", (json_int_t)t->match_us, "store_us",
+        (json_int_t)t->store_us, "total_us", (json_int_t)t->total_us, "cache",
+        t->cache_tier ? t->cache_tier : "off");
+    json_t *o = json_pack("{s:o,s:o,s:i,s:i,s:s,s:b,s:o,s:o,s:o}", "scan_id",
+                          r->scan_id[0] ? json_string(r->scan_id) : json_null(), "sha256",
+                          srv_hex(f->sha256, 32), "width", (int)f->width, "height", (int)f->height,
+                          "format", f->format, "faces_enabled", f->faces_enabled, "faces", faces,
+                          "matches", matches, "timings", timings);
+    json_object_set_new(
+        o, "pdq",
+        f->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_hex(f->pdq, 32), "quality", f->pdq_quality)
+                   : json_null());
+    return o;
+}
+
+/* Reads source_url, profile_id, level and store from the input's fields. Replies on error. */
+static int analyze_options(server *s, srv_input *in, analyze_request *ar)
+{
+    http_req *req = in->req;
+    memset(ar, 0, sizeof(*ar));
+    ar->tenant_id = srv_tenant(req);
+    ar->source_url = srv_input_field(in, "source_url");
+    ar->profile_id = srv_input_field(in, "profile_id");
+    ar->level = (analyze_level)s->cfg->default_level;
+    ar->store = 1;
+    const char *level = srv_input_field(in, "level");
+    if (level && analyze_level_parse(level, &ar->level) != VG_OK) {
+        http_reply_error(req, 422, "invalid_field",
+                         "level must be speed, balanced, accuracy or memory");
+        return -1;
+    }
+    const char *st = srv_input_field(in, "store");
+    if (st) {
+        if (strcmp(st, "true") == 0 || strcmp(st, "1") == 0) {
+            ar->store = 1;
+        } else if (strcmp(st, "false") == 0 || strcmp(st, "0") == 0) {
+            ar->store = 0;
+        } else {
+            http_reply_error(req, 422, "invalid_field", "store must be true or false");
+            return -1;
+        }
+    }
+    if (ar->source_url && strlen(ar->source_url) >= STORE_URL_MAX_BYTES) {
+        http_reply_error(req, 422, "invalid_field", "source_url is longer than %d bytes",
+                         STORE_URL_MAX_BYTES - 1);
+        return -1;
+    }
+    if (ar->profile_id) {
+        store_profile p;
+        int rc = store_profile_get(s->st, ar->tenant_id, ar->profile_id, http_req_arena(req), &p);
+        if (rc != VG_OK) {
+            srv_reply_err(req, rc, "no such profile");
+            return -1;
+        }
+    }
+    ar->deadline_ns = http_req_start_ns(req) + s->cfg->request_deadline_ms * 1000000ull;
+    return 0;
+}
+
+void api_analyze(http_req *req, void *ud)
+{
+    server *s = ud;
+    if (!s->an) {
+        srv_unavailable(req, "analyze");
+        return;
+    }
+    srv_input in;
+    if (srv_input_parse(req, 1, &in))
+        return;
+    analyze_request ar;
+    if (analyze_options(s, &in, &ar))
+        return;
+    ar.bytes = in.images[0].data;
+    ar.len = in.images[0].len;
+    analyze_result res;
+    vg_err_clear();
+    int rc = analyze_run(s->an, &ar, &res);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "analysis failed");
+        return;
+    }
+    json_t *o = result_json(&res);
+    int status = res.scan_id[0] ? 201 : 200;
+    analyze_result_free(&res);
+    http_reply_json(req, status, o);
+}
+
+void api_analyze_batch(http_req *req, void *ud)
+{
+    server *s = ud;
+    if (!s->an) {
+        srv_unavailable(req, "analyze");
+        return;
+    }
+    srv_input in;
+    if (!http_content_type_is(http_req_header(req, "Content-Type"), "multipart/form-data")) {
+        http_reply_error(req, 415, NULL, "a batch is multipart/form-data with 'image' parts");
+        return;
+    }
+    if (srv_input_parse(req, (size_t)s->cfg->max_batch_images, &in))
+        return;
+    analyze_request ar;
+    if (analyze_options(s, &in, &ar))
+        return;
+    json_t *results = json_array();
+    size_t ok = 0;
+    for (size_t i = 0; i < in.n_images; i++) {
+        ar.bytes = in.images[i].data;
+        ar.len = in.images[i].len;
+        analyze_result res;
+        vg_err_clear();
+        int rc = analyze_run(s->an, &ar, &res);
+        json_t *item;
+        if (rc == VG_OK) {
+            item = result_json(&res);
+            analyze_result_free(&res);
+            ok++;
+        } else {
+            int status = http_status_of(rc);
+            item = json_pack("{s:i,s:{s:s,s:s}}", "status", status, "error", "code",
+                             http_status_code(status), "message",
+                             status == 500 ? "internal error" : vg_err_msg());
+        }
+        json_object_set_new(item, "index", json_integer((json_int_t)i));
+        if (in.images[i].filename)
+            json_object_set_new(item, "filename", json_string(in.images[i].filename));
+        json_array_append_new(results, item);
+    }
+    http_reply_json(req, 200,
+                    json_pack("{s:I,s:I,s:o}", "count", (json_int_t)in.n_images, "ok",
+                              (json_int_t)ok, "results", results));
+}
+
+#else
+
+void api_analyze(http_req *req, void *ud)
+{
+    (void)ud;
+    srv_unavailable(req, "analyze");
+}
+
+void api_analyze_batch(http_req *req, void *ud)
+{
+    (void)ud;
+    srv_unavailable(req, "analyze");
+}
+
+#endif

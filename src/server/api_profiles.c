@@ -1,0 +1,347 @@
+/* Tenant routes for profiles and their references. A reference upload computes the image's
+ * features through the analysis pipeline, stores them, and mirrors them into the match index
+ * before answering, so the next analysis already matches against it; deletes leave the index
+ * before answering too. */
+#include "server/server_int.h"
+
+#include <string.h>
+
+#if VG_SERVER_HAVE_ANALYZE
+#include "analyze/analyze.h"
+#endif
+
+/* ---- profiles -------------------------------------------------------------------------------- */
+
+static json_t *profile_json(const store_profile *p)
+{
+    const store_profile_fields *f = &p->f;
+    return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id", p->id, "name", f->name,
+                     "legal_name", srv_str(f->legal_name), "email", srv_str(f->email), "address",
+                     srv_str(f->address), "phone", srv_str(f->phone), "notes", srv_str(f->notes),
+                     "created_at", srv_time(p->created_ms), "updated_at", srv_time(p->updated_ms));
+}
+
+/* Reads profile fields from a JSON body; `required_name` on create. */
+static int profile_fields(const json_t *b, int required_name, store_profile_fields *f)
+{
+    static const char *const allowed[] = {"name",  "legal_name", "email", "address",
+                                          "phone", "notes",      NULL};
+    memset(f, 0, sizeof(*f));
+    int rc = http_json_only(b, allowed);
+    if (rc == VG_OK)
+        rc = http_json_string(b, "name", required_name, STORE_NAME_MAX_BYTES - 1, &f->name);
+    if (rc == VG_OK)
+        rc = http_json_string(b, "legal_name", 0, STORE_NAME_MAX_BYTES - 1, &f->legal_name);
+    if (rc == VG_OK)
+        rc = http_json_string(b, "email", 0, STORE_NAME_MAX_BYTES - 1, &f->email);
+    if (rc == VG_OK)
+        rc = http_json_string(b, "address", 0, STORE_TEXT_MAX_BYTES - 1, &f->address);
+    if (rc == VG_OK)
+        rc = http_json_string(b, "phone", 0, STORE_NAME_MAX_BYTES - 1, &f->phone);
+    if (rc == VG_OK)
+        rc = http_json_string(b, "notes", 0, STORE_TEXT_MAX_BYTES - 1, &f->notes);
+    return rc;
+}
+
+static void reply_profile(http_req *req, server *s, const char *id, int status)
+{
+    store_profile p;
+    int rc = store_profile_get(s->st, srv_tenant(req), id, http_req_arena(req), &p);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "no such profile");
+        return;
+    }
+    http_reply_json(req, status, profile_json(&p));
+}
+
+void api_profile_create(http_req *req, void *ud)
+{
+    server *s = ud;
+    json_t *b;
+    if (srv_body_json(req, &b))
+        return;
+    store_profile_fields f;
+    char id[STORE_ID_MAX];
+    int rc = profile_fields(b, 1, &f);
+    if (rc == VG_OK)
+        rc = store_profile_create(s->st, srv_tenant(req), &f, id);
+    json_decref(b);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "cannot create the profile");
+        return;
+    }
+    reply_profile(req, s, id, 201);
+}
+
+void api_profile_list(http_req *req, void *ud)
+{
+    server *s = ud;
+    store_list_opts o;
+    if (srv_list_opts(req, &o))
+        return;
+    store_profile *items;
+    store_page page;
+    int rc = store_profile_list(s->st, srv_tenant(req), &o, http_req_arena(req), &items, &page);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "cannot list profiles");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < page.n; i++)
+        json_array_append_new(arr, profile_json(&items[i]));
+    srv_reply_page(req, arr, &page);
+}
+
+void api_profile_get(http_req *req, void *ud)
+{
+    reply_profile(req, ud, http_req_param(req, "profile_id"), 200);
+}
+
+void api_profile_update(http_req *req, void *ud)
+{
+    server *s = ud;
+    json_t *b;
+    if (srv_body_json(req, &b))
+        return;
+    store_profile_fields f;
+    const char *id = http_req_param(req, "profile_id");
+    int rc = profile_fields(b, 0, &f);
+    if (rc == VG_OK)
+        rc = store_profile_update(s->st, srv_tenant(req), id, &f);
+    json_decref(b);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "cannot update the profile");
+        return;
+    }
+    reply_profile(req, s, id, 200);
+}
+
+void api_profile_delete(http_req *req, void *ud)
+{
+    server *s = ud;
+    const char *id = http_req_param(req, "profile_id");
+    char(*refs)[STORE_ID_MAX] = NULL;
+    size_t n = 0;
+    int rc = store_profile_delete(s->st, srv_tenant(req), id, http_req_arena(req), &refs, &n);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "no such profile");
+        return;
+    }
+    /* Out of matching before the answer. A profile without indexed entries is not an error. */
+    rc = index_remove_profile(s->ix, srv_tenant(req), id);
+    if (rc != VG_OK && rc != VG_ENOTFOUND)
+        VG_ERROR("server", "index_remove_profile %s: %s", id, vg_err_msg());
+    http_reply_json(
+        req, 200,
+        json_pack("{s:s,s:b,s:I}", "id", id, "deleted", 1, "references_deleted", (json_int_t)n));
+}
+
+/* ---- references ------------------------------------------------------------------------------ */
+
+static json_t *reference_json(const store_reference *r)
+{
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:b,s:o}", "id", r->id, "profile_id",
+                  r->profile_id, "kind", store_ref_kind_name(r->kind), "title", srv_str(r->title),
+                  "description", srv_str(r->description), "original_url", srv_str(r->original_url),
+                  "copyright_holder", srv_str(r->copyright_holder), "sha256",
+                  srv_hex(r->sha256, 32), "faces", (json_int_t)r->n_faces, "image_stored",
+                  r->has_image, "created_at", srv_time(r->created_ms));
+    json_object_set_new(
+        o, "pdq",
+        r->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_hex(r->pdq, 32), "quality", r->pdq_quality)
+                   : json_null());
+    return o;
+}
+
+void api_reference_list(http_req *req, void *ud)
+{
+    server *s = ud;
+    store_list_opts o;
+    if (srv_list_opts(req, &o))
+        return;
+    const char *pid = http_req_param(req, "profile_id");
+    store_profile p; /* 404 for an unknown (or another tenant's) profile, not an empty list */
+    int rc = store_profile_get(s->st, srv_tenant(req), pid, http_req_arena(req), &p);
+    store_reference *items = NULL;
+    store_page page;
+    o.profile_id = pid;
+    if (rc == VG_OK)
+        rc = store_reference_list(s->st, srv_tenant(req), &o, http_req_arena(req), &items, &page);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "no such profile");
+        return;
+    }
+    json_t *arr = json_array();
+    for (size_t i = 0; i < page.n; i++)
+        json_array_append_new(arr, reference_json(&items[i]));
+    srv_reply_page(req, arr, &page);
+}
+
+void api_reference_get(http_req *req, void *ud)
+{
+    server *s = ud;
+    store_reference r;
+    int rc = store_reference_get(s->st, srv_tenant(req), http_req_param(req, "reference_id"),
+                                 http_req_arena(req), &r);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "no such reference");
+        return;
+    }
+    http_reply_json(req, 200, reference_json(&r));
+}
+
+void api_reference_image(http_req *req, void *ud)
+{
+    server *s = ud;
+    const uint8_t *bytes;
+    size_t len;
+    int rc = store_reference_image_get(s->st, srv_tenant(req), http_req_param(req, "reference_id"),
+                                       http_req_arena(req), &bytes, &len);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "no stored image for this reference");
+        return;
+    }
+    const char *ct = "application/octet-stream";
+    if (len >= 3 && bytes[0] == 0xff && bytes[1] == 0xd8)
+        ct = "image/jpeg";
+    else if (len >= 8 && memcmp(bytes, "\x89PNG", 4) == 0)
+        ct = "image/png";
+    else if (len >= 12 && memcmp(bytes, "RIFF", 4) == 0 && memcmp(bytes + 8, "WEBP", 4) == 0)
+        ct = "image/webp";
+    http_reply_data(req, 200, ct, bytes, len);
+}
+
+void api_reference_delete(http_req *req, void *ud)
+{
+    server *s = ud;
+    const char *id = http_req_param(req, "reference_id");
+    int rc = store_reference_delete(s->st, srv_tenant(req), id);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "no such reference");
+        return;
+    }
+    rc = index_remove_reference(s->ix, srv_tenant(req), id);
+    if (rc != VG_OK && rc != VG_ENOTFOUND)
+        VG_ERROR("server", "index_remove_reference %s: %s", id, vg_err_msg());
+    http_reply_json(req, 200, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
+}
+
+#if VG_SERVER_HAVE_ANALYZE
+
+void api_reference_create(http_req *req, void *ud)
+{
+    server *s = ud;
+    if (!s->an) {
+        srv_unavailable(req, "analyze");
+        return;
+    }
+    const char *pid = http_req_param(req, "profile_id");
+    srv_input in;
+    if (srv_input_parse(req, 1, &in))
+        return;
+    store_profile p;
+    int rc = store_profile_get(s->st, srv_tenant(req), pid, http_req_arena(req), &p);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "no such profile");
+        return;
+    }
+    store_reference_new nr;
+    memset(&nr, 0, sizeof(nr));
+    nr.profile_id = pid;
+    const char *kind = srv_input_field(&in, "kind");
+    if (!kind || store_ref_kind_parse(kind, &nr.kind) != VG_OK) {
+        http_reply_error(req, 422, "invalid_field", "field 'kind' must be 'work' or 'likeness'");
+        return;
+    }
+    nr.title = srv_input_field(&in, "title");
+    nr.description = srv_input_field(&in, "description");
+    nr.original_url = srv_input_field(&in, "original_url");
+    nr.copyright_holder = srv_input_field(&in, "copyright_holder");
+    if (nr.kind == STORE_REF_LIKENESS &&
+        (nr.title || nr.description || nr.original_url || nr.copyright_holder)) {
+        http_reply_error(req, 422, "invalid_field",
+                         "title, description, original_url and copyright_holder describe a "
+                         "work, not a likeness");
+        return;
+    }
+    analyze_request ar;
+    memset(&ar, 0, sizeof(ar));
+    ar.bytes = in.images[0].data;
+    ar.len = in.images[0].len;
+    ar.tenant_id = srv_tenant(req);
+    ar.level = (analyze_level)s->cfg->default_level;
+    ar.deadline_ns = vg_now_ns() + s->cfg->request_deadline_ms * 1000000ull;
+    analyze_features f;
+    analyze_timings t;
+    memset(&f, 0, sizeof(f));
+    vg_err_clear();
+    rc = analyze_features_compute(s->an, &ar, &f, &t);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "cannot analyse the image");
+        return;
+    }
+    if (nr.kind == STORE_REF_LIKENESS && f.n_faces == 0) {
+        analyze_features_free(&f);
+        http_reply_error(req, 422, "no_face",
+                         f.faces_enabled ? "no face was found in this likeness photo"
+                                         : "face detection is off on this server, so a "
+                                           "likeness photo cannot be checked");
+        return;
+    }
+    nr.sha256 = f.sha256;
+    if (f.has_pdq) {
+        nr.pdq = f.pdq;
+        nr.pdq_quality = f.pdq_quality;
+        nr.pdq_dihedral = (const uint8_t(*)[32])f.pdq_dihedral;
+    }
+    float *desc = NULL, *boxes = NULL;
+    size_t nf = VG_MIN(f.n_faces, (size_t)STORE_MAX_FACES_PER_REF);
+    if (nf) {
+        desc = vg_arena_alloc(http_req_arena(req), nf * STORE_FACE_DIM * sizeof(float));
+        boxes = vg_arena_alloc(http_req_arena(req), nf * 4 * sizeof(float));
+        if (!desc || !boxes) {
+            analyze_features_free(&f);
+            http_reply_error(req, 503, NULL, "out of memory");
+            return;
+        }
+        for (size_t i = 0; i < nf; i++) {
+            memcpy(desc + i * STORE_FACE_DIM, f.faces[i].descriptor,
+                   STORE_FACE_DIM * sizeof(float));
+            memcpy(boxes + i * 4, f.faces[i].box, 4 * sizeof(float));
+        }
+    }
+    nr.n_faces = nf;
+    nr.descriptors = desc;
+    nr.boxes = boxes;
+    if (s->cfg->store_images) {
+        nr.image = ar.bytes;
+        nr.image_len = ar.len;
+    }
+    char id[STORE_ID_MAX];
+    rc = store_reference_create(s->st, srv_tenant(req), &nr, id);
+    analyze_features_free(&f);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "cannot store the reference");
+        return;
+    }
+    store_reference r;
+    rc = store_reference_get(s->st, srv_tenant(req), id, http_req_arena(req), &r);
+    if (rc == VG_OK)
+        rc = srv_index_add_reference(s, &r);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "reference stored but not indexed");
+        return;
+    }
+    http_reply_json(req, 201, reference_json(&r));
+}
+
+#else
+
+void api_reference_create(http_req *req, void *ud)
+{
+    (void)ud;
+    srv_unavailable(req, "analyze");
+}
+
+#endif

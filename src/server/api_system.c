@@ -1,0 +1,60 @@
+/* System routes: health (readiness), liveness, the OpenAPI document. */
+#include "server/server_int.h"
+
+#include <string.h>
+#include <sys/statvfs.h>
+
+/* Below this much free space under the data directory, writes are about to fail: not ready. */
+#define SERVER_MIN_FREE_DISK_BYTES (64ull << 20)
+
+static void component(json_t *comps, const char *name, int ok, const char *detail, int *all_ok)
+{
+    json_t *c = json_pack("{s:s}", "status", ok ? "ok" : "fail");
+    if (detail)
+        json_object_set_new(c, "detail", json_string(detail));
+    json_object_set_new(comps, name, c);
+    if (!ok)
+        *all_ok = 0;
+}
+
+void api_health(http_req *req, void *ud)
+{
+    server *s = ud;
+    json_t *comps = json_object();
+    int ok = 1;
+    component(comps, "api", 1, NULL, &ok);
+    vg_err_clear();
+    int rc = store_ping(s->st);
+    component(comps, "database", rc == VG_OK, rc == VG_OK ? NULL : vg_err_msg(), &ok);
+    char detail[128];
+    snprintf(detail, sizeof(detail), "%llu references",
+             (unsigned long long)atomic_load(&s->index_refs));
+    component(comps, "index", s->ix != NULL, detail, &ok);
+    component(comps, "analysis", s->an != NULL,
+              s->an ? NULL : "the analysis pipeline is not built into this server", &ok);
+    struct statvfs vfs;
+    if (statvfs(s->cfg->data_dir, &vfs) == 0) {
+        unsigned long long free_b = (unsigned long long)vfs.f_bavail * vfs.f_frsize;
+        snprintf(detail, sizeof(detail), "%llu MiB free", free_b >> 20);
+        component(comps, "disk", free_b >= SERVER_MIN_FREE_DISK_BYTES, detail, &ok);
+    } else {
+        component(comps, "disk", 0, "cannot stat the data directory", &ok);
+    }
+    json_t *body = json_pack("{s:s,s:o,s:s}", "status", ok ? "ok" : "unavailable", "components",
+                             comps, "version", VG_VERSION);
+    http_reply_json(req, ok ? 200 : 503, body);
+}
+
+void api_live(http_req *req, void *ud)
+{
+    (void)ud;
+    http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+void api_openapi(http_req *req, void *ud)
+{
+    (void)ud;
+    size_t len;
+    const char *doc = http_openapi_json(&len);
+    http_reply_static(req, 200, "application/json", doc, len);
+}

@@ -1,0 +1,256 @@
+/* Server lifecycle: open (store, admin key, index, routes, HTTP), run (wait for a signal), and a
+ * graceful shutdown. */
+#include "server/server_int.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#if VG_SERVER_HAVE_ANALYZE
+#include "analyze/analyze.h"
+#endif
+
+/* Descriptors kept for the store, logs, the listener and model files, not for connections. */
+#define SERVER_RESERVED_FDS 64
+
+void server_block_signals(void)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    /* A client that hangs up mid-response must not kill the process. */
+    signal(SIGPIPE, SIG_IGN);
+}
+
+int server_raise_nofile(uint64_t *out_limit)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return vg_err_set(VG_EIO, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t want = rl.rlim_max;
+        rl.rlim_cur = want;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            VG_WARN("server", "cannot raise the open-files limit to %llu: %s",
+                    (unsigned long long)want, strerror(errno));
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    *out_limit = (uint64_t)rl.rlim_cur;
+    return VG_OK;
+}
+
+/* ---- key lookups for the HTTP key cache ------------------------------------------------------ */
+
+static int key_lookup(void *ud, const uint8_t hash[VG_SHA256_BYTES], http_principal *out)
+{
+    server *s = ud;
+    vg_arena *a = vg_arena_new(1024);
+    if (!a)
+        return VG_ENOMEM;
+    store_key k;
+    int rc = store_key_authenticate(s->st, hash, a, &k);
+    if (rc == VG_OK) {
+        memset(out, 0, sizeof(*out));
+        out->role = k.role == STORE_ROLE_ADMIN ? HTTP_ROLE_ADMIN : HTTP_ROLE_TENANT;
+        snprintf(out->tenant_id, sizeof(out->tenant_id), "%s", k.tenant_id);
+        snprintf(out->key_id, sizeof(out->key_id), "%s", k.id);
+    }
+    vg_arena_free(a);
+    return rc == VG_EPERM ? VG_ENOTFOUND : rc;
+}
+
+/* The admin key: configured (hash stored at every start; idempotent), or generated once. */
+static int bootstrap_admin(server *s)
+{
+    const char *configured = s->cfg->admin_key;
+    uint8_t h[VG_SHA256_BYTES];
+    if (configured && *configured) {
+        int rc = vg_sha256(configured, strlen(configured), h);
+        if (rc == VG_OK)
+            rc = store_admin_key_set(s->st, h, NULL);
+        if (rc != VG_OK)
+            return rc;
+        http_keycache_set_admin(s->kc, h);
+        return VG_OK;
+    }
+    int exists = 0;
+    int rc = store_admin_key_exists(s->st, &exists);
+    if (rc != VG_OK || exists)
+        return rc;
+    uint8_t raw[SERVER_KEY_RANDOM_BYTES];
+    char key[sizeof(SERVER_ADMIN_KEY_PREFIX) + 2 * SERVER_KEY_RANDOM_BYTES];
+    if ((rc = vg_random_bytes(raw, sizeof(raw))) != VG_OK)
+        return rc;
+    memcpy(key, SERVER_ADMIN_KEY_PREFIX, sizeof(SERVER_ADMIN_KEY_PREFIX) - 1);
+    vg_hex_encode(raw, sizeof(raw), key + sizeof(SERVER_ADMIN_KEY_PREFIX) - 1);
+    if ((rc = vg_sha256(key, strlen(key), h)) != VG_OK)
+        return rc;
+    if ((rc = store_admin_key_set(s->st, h, NULL)) != VG_OK)
+        return rc;
+    http_keycache_set_admin(s->kc, h);
+    /* stdout, once: the only place the key ever appears. Only its hash is stored. */
+    printf("vigil: generated admin key (shown once; keep it): %s\n", key);
+    fflush(stdout);
+    VG_INFO("server", "generated an admin key and stored its hash (printed once on stdout)");
+    return VG_OK;
+}
+
+/* ---- index ----------------------------------------------------------------------------------- */
+
+int srv_index_add_reference(server *s, const store_reference *r)
+{
+    int rc = VG_OK;
+    if (r->has_pdq)
+        rc = index_pdq_add(s->ix, r->tenant_id, r->profile_id, r->id, r->pdq, r->pdq_quality);
+    for (size_t i = 0; rc == VG_OK && i < r->n_faces; i++)
+        rc = index_face_add(s->ix, r->tenant_id, r->profile_id, r->id,
+                            r->descriptors + i * STORE_FACE_DIM);
+    if (rc == VG_OK)
+        atomic_fetch_add(&s->index_refs, 1);
+    return rc;
+}
+
+static int index_cb(void *ctx, const store_reference *r)
+{
+    return srv_index_add_reference(ctx, r);
+}
+
+/* ---- observation: access log at debug level (metrics join here when obs is built in) -------- */
+
+static void observe(void *ud, const char *method, const char *route, int status, uint64_t ns)
+{
+    (void)ud;
+    (void)method;
+    (void)route;
+    (void)status;
+    (void)ns;
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------- */
+
+int server_open(const conf_settings *cfg, server **out)
+{
+    server *s = vg_calloc(1, sizeof(*s));
+    if (!s)
+        return VG_ENOMEM;
+    s->cfg = cfg;
+    s->started_ms = vg_wall_ms();
+    int rc;
+    uint16_t port;
+    if ((rc = conf_parse_listen(cfg->listen, s->host, sizeof(s->host), &port)) != VG_OK)
+        goto fail;
+    server_raise_nofile(&s->nofile);
+    size_t conns = (size_t)cfg->max_connections;
+    if (s->nofile > SERVER_RESERVED_FDS && conns > s->nofile - SERVER_RESERVED_FDS) {
+        VG_WARN("server", "max_connections %zu exceeds the open-files limit; using %llu", conns,
+                (unsigned long long)(s->nofile - SERVER_RESERVED_FDS));
+        conns = (size_t)(s->nofile - SERVER_RESERVED_FDS);
+    }
+    VG_INFO("server", "open-files limit %llu: room for %zu concurrent connections",
+            (unsigned long long)s->nofile, conns);
+
+    /* store */
+    if ((rc = vg_mkdir_p(cfg->data_dir)) != VG_OK)
+        goto fail;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, SERVER_DB_FILE);
+    store_config sc;
+    store_config_default(&sc);
+    sc.path = path;
+    if ((rc = store_open(&sc, &s->st)) != VG_OK)
+        goto fail;
+
+    /* keys */
+    if ((rc = http_keycache_new(key_lookup, s, SERVER_KEYCACHE_ENTRIES, &s->kc)) != VG_OK)
+        goto fail;
+    if ((rc = bootstrap_admin(s)) != VG_OK)
+        goto fail;
+
+    /* index, from every live reference */
+    uint64_t t0 = vg_now_ns();
+    if ((rc = index_new(NULL, &s->ix)) != VG_OK)
+        goto fail;
+    if ((rc = store_reference_foreach(s->st, NULL, index_cb, s)) != VG_OK)
+        goto fail;
+    VG_INFO("server", "index: %llu references loaded in %.1f ms (pdq kernel %s, face kernel %s)",
+            (unsigned long long)atomic_load(&s->index_refs), (double)(vg_now_ns() - t0) / 1e6,
+            index_kernel_name(index_pdq_kernel(s->ix)),
+            index_kernel_name(index_face_kernel(s->ix)));
+
+    /* routes and HTTP */
+    if ((rc = http_router_new(&s->router)) != VG_OK)
+        goto fail;
+    if ((rc = server_add_routes(s, s->router)) != VG_OK)
+        goto fail;
+    http_config hc = {
+        .host = s->host,
+        .port = port,
+        .threads = (unsigned)cfg->http_threads,
+        .max_connections = (unsigned)conns,
+        .max_body_bytes = (size_t)cfg->max_body_bytes,
+        .header_timeout_ms = (unsigned)cfg->header_timeout_ms,
+        .body_timeout_ms = (unsigned)cfg->body_timeout_ms,
+        .retry_after_ms = (unsigned)cfg->retry_after_ms,
+        .auth = http_keycache_auth,
+        .auth_ud = s->kc,
+        .observe = observe,
+        .observe_ud = s,
+    };
+    if ((rc = http_server_open(&hc, s->router, &s->http)) != VG_OK)
+        goto fail;
+    s->port = http_server_port(s->http);
+    unsigned threads = hc.threads ? hc.threads : (unsigned)vg_cpu_count();
+    VG_INFO("server", "listening on http://%s:%u (%u threads, cpu: %s)", s->host, (unsigned)s->port,
+            threads, vg_cpu_describe());
+    /* The same line on stdout, for scripts and tests that start the server on port 0. */
+    printf("vigil: listening on http://%s:%u\n", s->host, (unsigned)s->port);
+    fflush(stdout);
+    *out = s;
+    return VG_OK;
+fail:
+    server_close(s);
+    return rc;
+}
+
+uint16_t server_port(const server *s)
+{
+    return s->port;
+}
+
+int server_run(server *s)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    int sig = 0;
+    while (sigwait(&set, &sig) != 0)
+        ;
+    VG_INFO("server", "%s: stopping (grace %llu ms, %zu requests in flight)",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)s->cfg->shutdown_grace_ms,
+            http_server_inflight(s->http));
+    http_server_quiesce(s->http);
+    int rc = http_server_drain(s->http, s->cfg->shutdown_grace_ms);
+    if (rc != VG_OK)
+        VG_WARN("server", "%s", vg_err_msg());
+    return rc;
+}
+
+void server_close(server *s)
+{
+    if (!s)
+        return;
+    http_server_close(s->http);
+    s->http = NULL;
+    http_router_free(s->router);
+    index_free(s->ix);
+    http_keycache_free(s->kc);
+    store_close(s->st); /* checkpoints the WAL */
+    VG_INFO("server", "stopped");
+    vg_free(s);
+}

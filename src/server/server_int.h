@@ -1,0 +1,126 @@
+/* server internals shared by the handler files. */
+#ifndef VG_SERVER_INT_H
+#define VG_SERVER_INT_H
+
+#include "server/server.h"
+#include "index/index.h"
+#include "store/store.h"
+
+#include <stdatomic.h>
+
+#define SERVER_DB_FILE "vigil.db"
+#define SERVER_KEY_PREFIX "vk_"       /* tenant API keys: vk_ + 64 hex digits */
+#define SERVER_ADMIN_KEY_PREFIX "va_" /* generated admin keys: va_ + 64 hex digits */
+#define SERVER_KEY_RANDOM_BYTES 32
+#define SERVER_KEYCACHE_ENTRIES 65536
+
+typedef struct analyze_ctx analyze_ctx;
+
+/* Shared read-only by the network threads after server_open; counters are atomics. */
+struct server {
+    const conf_settings *cfg;
+    store *st;
+    index_db *ix;
+    http_keycache *kc;
+    http_router *router;
+    http_server *http;
+    analyze_ctx *an; /* NULL when the analysis pipeline is not built in */
+    char host[256];
+    uint16_t port;
+    uint64_t nofile;
+    int64_t started_ms;
+    _Atomic uint64_t index_refs; /* references mirrored into the index */
+};
+
+/* ---- helpers (server_util.c) ---------------------------------------------------------------- */
+
+/* The calling tenant's id (tenant routes only). */
+const char *srv_tenant(http_req *req);
+/* RFC 3339 string for a wall-clock ms, or JSON null for 0. Returns a new reference. */
+json_t *srv_time(int64_t ms);
+/* JSON string or null. New reference. */
+json_t *srv_str(const char *s);
+/* Lower-case hex string of n bytes. New reference. */
+json_t *srv_hex(const uint8_t *bytes, size_t n);
+/* Parses limit, cursor and since/until from the query into *o (strings borrowed from the
+ * request). On a bad value replies 422 and returns nonzero. */
+int srv_list_opts(http_req *req, store_list_opts *o);
+/* {"items": items, "next_cursor": "..." | null}; takes ownership of items. */
+void srv_reply_page(http_req *req, json_t *items, const store_page *page);
+/* The body as a JSON object (Content-Type application/json). On failure replies 415/400/422 and
+ * returns nonzero. *out owned by the caller. */
+int srv_body_json(http_req *req, json_t **out);
+/* Replies for a failed store/index/analyze call. */
+void srv_reply_err(http_req *req, int rc, const char *what);
+/* Parses a time given as ms since the epoch or RFC 3339 UTC ("2026-11-26T23:40:01Z"). */
+int srv_parse_time(const char *s, int64_t *out_ms);
+/* An image request: a raw image body (fields in the query string) or multipart/form-data with
+ * one or more `image` parts and text fields. */
+typedef struct srv_image {
+    const uint8_t *data; /* borrowed from the request body */
+    size_t len;
+    const char *filename; /* or NULL */
+} srv_image;
+
+typedef struct srv_input {
+    http_req *req;
+    int multipart;
+    size_t n_images;
+    srv_image *images; /* request arena */
+    http_part *parts;  /* multipart only */
+    size_t n_parts;
+} srv_input;
+
+/* Parses the request's image input; at most max_images images (more is 422). On failure replies
+ * (400 malformed, 415 not an image, 422 missing image) and returns nonzero. */
+int srv_input_parse(http_req *req, size_t max_images, srv_input *in);
+/* A text field by name: a multipart part or a query parameter; NULL when absent or empty.
+ * Returned strings live in the request arena. */
+const char *srv_input_field(srv_input *in, const char *name);
+
+/* Handler for a route whose module is not built into this binary: 503 naming it. */
+void srv_unavailable(http_req *req, void *ud);
+
+/* ---- handlers ------------------------------------------------------------------------------- */
+
+void api_health(http_req *req, void *ud);
+void api_live(http_req *req, void *ud);
+void api_metrics(http_req *req, void *ud);
+void api_openapi(http_req *req, void *ud);
+
+void api_tenant_create(http_req *req, void *ud);
+void api_tenant_list(http_req *req, void *ud);
+void api_tenant_get(http_req *req, void *ud);
+void api_key_create(http_req *req, void *ud);
+void api_key_list(http_req *req, void *ud);
+void api_key_revoke(http_req *req, void *ud);
+
+void api_profile_create(http_req *req, void *ud);
+void api_profile_list(http_req *req, void *ud);
+void api_profile_get(http_req *req, void *ud);
+void api_profile_update(http_req *req, void *ud);
+void api_profile_delete(http_req *req, void *ud);
+
+void api_reference_create(http_req *req, void *ud);
+void api_reference_list(http_req *req, void *ud);
+void api_reference_get(http_req *req, void *ud);
+void api_reference_image(http_req *req, void *ud);
+void api_reference_delete(http_req *req, void *ud);
+
+void api_analyze(http_req *req, void *ud);
+void api_analyze_batch(http_req *req, void *ud);
+void api_scan_list(http_req *req, void *ud);
+void api_scan_get(http_req *req, void *ud);
+void api_match_list(http_req *req, void *ud);
+void api_match_get(http_req *req, void *ud);
+
+void api_notice_create(http_req *req, void *ud);
+void api_notice_list(http_req *req, void *ud);
+void api_notice_get(http_req *req, void *ud);
+void api_notice_status(http_req *req, void *ud);
+void api_notice_events(http_req *req, void *ud);
+
+/* Index mirroring (server.c): adds a stored reference's hashes and descriptors. */
+int srv_index_add_reference(server *s, const store_reference *r);
+
+#endif /* VG_SERVER_INT_H */

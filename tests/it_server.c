@@ -1,0 +1,878 @@
+/* Integration: the real `vigil serve` binary on a free loopback port with a temporary data
+ * directory, driven over HTTP with libcurl. Error statuses, auth and key revocation, tenant
+ * isolation, restart persistence, kill -9 durability of acknowledged writes, graceful shutdown,
+ * slow clients, and the full profile -> reference -> analyze -> match -> notice flow when the
+ * analysis pipeline is built in. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/core.h"
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define VIGIL VG_BINARY_DIR "/src/cli/vigil"
+/* ../shared beside the repository (as CI lays it out), else the workplace copy. */
+#define PDQ_REL "/data/pdq/data/bridge-mods"
+static const char *const shared_dirs[] = {VG_TEST_DATA_DIR "/../../../shared", "/work/shared"};
+
+/* ---- the server process ---------------------------------------------------------------------- */
+
+typedef struct proc {
+    pid_t pid;
+    uint16_t port;
+    char admin_key[128]; /* when this start printed one */
+    FILE *out;
+} proc;
+
+/* Starts vigil serve on a free port with extra flags; waits for the "listening" line. */
+static void start(proc *p, const char *data_dir, const char *const *extra)
+{
+    memset(p, 0, sizeof(*p));
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    const char *argv[32] = {VIGIL,    "serve",       "--listen", "127.0.0.1:0",      "--data-dir",
+                            data_dir, "--log-level", "warn",     "--shutdown-grace", "5s"};
+    size_t n = 10;
+    for (size_t i = 0; extra && extra[i] && n < 30; i++)
+        argv[n++] = extra[i];
+    argv[n] = NULL;
+    p->pid = fork();
+    assert_true(p->pid >= 0);
+    if (p->pid == 0) {
+        dup2(fds[1], 1);
+        close(fds[0]);
+        close(fds[1]);
+        execv(VIGIL, (char *const *)argv);
+        _exit(127);
+    }
+    close(fds[1]);
+    p->out = fdopen(fds[0], "r");
+    char line[512];
+    while (fgets(line, sizeof(line), p->out)) {
+        const char *k = strstr(line, "keep it): ");
+        if (k) {
+            snprintf(p->admin_key, sizeof(p->admin_key), "%s", k + 10);
+            p->admin_key[strcspn(p->admin_key, "\n")] = 0;
+        }
+        const char *l = strstr(line, "listening on http://127.0.0.1:");
+        if (l) {
+            p->port = (uint16_t)atoi(l + strlen("listening on http://127.0.0.1:"));
+            break;
+        }
+    }
+    if (p->port == 0)
+        fail_msg("vigil serve did not start (see stderr above)");
+}
+
+/* Sends sig and waits (up to 15 s) for the exit; returns the exit status or -signal. */
+static int stop(proc *p, int sig)
+{
+    kill(p->pid, sig);
+    int st = 0;
+    for (int i = 0; i < 1500; i++) {
+        pid_t r = waitpid(p->pid, &st, WNOHANG);
+        if (r == p->pid)
+            break;
+        struct timespec ts = {0, 10000000L};
+        nanosleep(&ts, NULL);
+        if (i == 1499) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &st, 0);
+            fail_msg("server did not exit after signal %d", sig);
+        }
+    }
+    fclose(p->out);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
+}
+
+static char *make_tmpdir(void)
+{
+    char *d = strdup("/tmp/vigil-it-XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void rm_rf(const char *d)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", d);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* ---- HTTP ------------------------------------------------------------------------------------ */
+
+typedef struct resp {
+    long status;
+    char *body;
+    size_t len;
+    char headers[4096];
+    json_t *json; /* parsed body when it is JSON */
+} resp;
+
+static size_t on_body(char *d, size_t sz, size_t n, void *ud)
+{
+    resp *r = ud;
+    size_t add = sz * n;
+    r->body = realloc(r->body, r->len + add + 1);
+    memcpy(r->body + r->len, d, add);
+    r->len += add;
+    r->body[r->len] = 0;
+    return add;
+}
+
+static size_t on_header(char *d, size_t sz, size_t n, void *ud)
+{
+    resp *r = ud;
+    size_t add = sz * n, have = strlen(r->headers);
+    if (have + add < sizeof(r->headers)) {
+        memcpy(r->headers + have, d, add);
+        r->headers[have + add] = 0;
+    }
+    return add;
+}
+
+static void resp_free(resp *r)
+{
+    free(r->body);
+    json_decref(r->json);
+    memset(r, 0, sizeof(*r));
+}
+
+/* One request; ctype NULL with a body means application/json. */
+static void http(const proc *p, const char *method, const char *path, const char *key,
+                 const char *ctype, const void *body, size_t len, resp *r)
+{
+    memset(r, 0, sizeof(*r));
+    CURL *c = curl_easy_init();
+    char url[1024];
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", p->port, path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+    struct curl_slist *h = NULL;
+    char line[256];
+    if (key) {
+        snprintf(line, sizeof(line), "Authorization: Bearer %s", key);
+        h = curl_slist_append(h, line);
+    }
+    if (body) {
+        snprintf(line, sizeof(line), "Content-Type: %s", ctype ? ctype : "application/json");
+        h = curl_slist_append(h, line);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+    }
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    CURLcode rc = curl_easy_perform(c);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    else
+        r->status = -(long)rc;
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    if (r->body)
+        r->json = json_loads(r->body, 0, NULL);
+}
+
+static void http_json(const proc *p, const char *method, const char *path, const char *key,
+                      const char *json, resp *r)
+{
+    http(p, method, path, key, NULL, json, json ? strlen(json) : 0, r);
+}
+
+static const char *jstr(const resp *r, const char *key)
+{
+    return json_string_value(json_object_get(r->json, key));
+}
+
+static void expect_status(const resp *r, long status)
+{
+    if (r->status != status)
+        fail_msg("status %ld, want %ld: %s", r->status, status, r->body ? r->body : "");
+}
+
+/* The one error body, with its code. */
+static void expect_error(const resp *r, long status, const char *code)
+{
+    expect_status(r, status);
+    json_t *e = json_object_get(r->json, "error");
+    if (!e)
+        fail_msg("no error body: %s", r->body ? r->body : "");
+    const char *c = json_string_value(json_object_get(e, "code"));
+    const char *m = json_string_value(json_object_get(e, "message"));
+    assert_non_null(c);
+    assert_non_null(m);
+    assert_true(*m);
+    if (code && strcmp(c, code) != 0)
+        fail_msg("error code %s, want %s (%s)", c, code, m);
+}
+
+/* Creates a tenant and a key for it; writes the key. */
+static void make_tenant(const proc *p, const char *admin, const char *name, char *tenant_id,
+                        char *key)
+{
+    char body[128];
+    snprintf(body, sizeof(body), "{\"name\":\"%s\",\"kind\":\"creator\"}", name);
+    resp r;
+    http_json(p, "POST", "/api/v1/tenants", admin, body, &r);
+    expect_status(&r, 201);
+    strcpy(tenant_id, jstr(&r, "id"));
+    resp_free(&r);
+    char path[128];
+    snprintf(path, sizeof(path), "/api/v1/tenants/%s/keys", tenant_id);
+    http_json(p, "POST", path, admin, "{\"name\":\"ci\"}", &r);
+    expect_status(&r, 201);
+    strcpy(key, jstr(&r, "key"));
+    assert_int_equal(strncmp(key, "vk_", 3), 0);
+    resp_free(&r);
+}
+
+static void make_profile(const proc *p, const char *key, const char *name, char *id)
+{
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"name\":\"%s\",\"legal_name\":\"%s Ltd\",\"email\":\"legal@example.com\","
+             "\"address\":\"1 Main St\\nSpringfield\"}",
+             name, name);
+    resp r;
+    http_json(p, "POST", "/api/v1/profiles", key, body, &r);
+    expect_status(&r, 201);
+    strcpy(id, jstr(&r, "id"));
+    resp_free(&r);
+}
+
+/* ---- tests ----------------------------------------------------------------------------------- */
+
+static void test_help_and_bad_settings(void **state)
+{
+    (void)state;
+    FILE *f = popen(VIGIL " serve --help", "r");
+    char buf[65536];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = 0;
+    assert_int_equal(pclose(f), 0);
+    assert_non_null(strstr(buf, "--listen"));
+    assert_non_null(strstr(buf, "VIGIL_LISTEN"));
+    assert_non_null(strstr(buf, "default: 127.0.0.1:8080"));
+    assert_non_null(strstr(buf, "VIGIL_DATA_DIR"));
+    assert_non_null(strstr(buf, "VIGIL_ADMIN_KEY"));
+    f = popen(VIGIL " serve --http-threads lots 2>&1", "r");
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = 0;
+    int st = pclose(f);
+    assert_int_equal(WEXITSTATUS(st), 2);
+    assert_non_null(strstr(buf, "http_threads"));
+    f = popen("VIGIL_MAX_BODY_BYTES=huge " VIGIL " serve 2>&1", "r");
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    buf[n] = 0;
+    st = pclose(f);
+    assert_int_equal(WEXITSTATUS(st), 2);
+    assert_non_null(strstr(buf, "max_body_bytes"));
+}
+
+static void test_error_statuses(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    proc p;
+    const char *extra[] = {"--max-body-bytes", "64KiB", NULL};
+    start(&p, dir, extra);
+    assert_true(strlen(p.admin_key) > 10);
+    const char *admin = p.admin_key;
+    char tid[64], key[128];
+    make_tenant(&p, admin, "Errors", tid, key);
+    resp r;
+
+    http_json(&p, "GET", "/api/v1/nothing-here", key, NULL, &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    http_json(&p, "PUT", "/api/v1/profiles", key, "{}", &r);
+    expect_error(&r, 405, "method_not_allowed");
+    assert_non_null(strstr(r.headers, "Allow: POST, GET"));
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/profiles", NULL, NULL, &r);
+    expect_error(&r, 401, "unauthorized");
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/profiles", "vk_not_a_real_key", NULL, &r);
+    expect_error(&r, 401, "unauthorized");
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/tenants", key, NULL, &r);
+    expect_error(&r, 403, "forbidden");
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/profiles", admin, NULL, &r);
+    expect_error(&r, 403, "forbidden");
+    resp_free(&r);
+    http_json(&p, "POST", "/api/v1/profiles", key, "{\"name\":", &r);
+    expect_error(&r, 400, "bad_request");
+    resp_free(&r);
+    http(&p, "POST", "/api/v1/profiles", key, "text/plain", "name=x", 6, &r);
+    expect_error(&r, 415, "unsupported_media_type");
+    resp_free(&r);
+    http_json(&p, "POST", "/api/v1/profiles", key, "{\"legal_name\":\"no name\"}", &r);
+    expect_error(&r, 422, "invalid_field");
+    assert_non_null(strstr(r.body, "name"));
+    resp_free(&r);
+    http_json(&p, "POST", "/api/v1/profiles", key, "{\"name\":\"x\",\"colour\":\"red\"}", &r);
+    expect_error(&r, 422, "invalid_field");
+    assert_non_null(strstr(r.body, "colour"));
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/profiles?limit=0", key, NULL, &r);
+    expect_error(&r, 422, "invalid_field");
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/matches?kind=fuzzy", key, NULL, &r);
+    expect_error(&r, 422, "invalid_field");
+    resp_free(&r);
+    /* 413 from Content-Length, before the body is read */
+    size_t big = 100 * 1024;
+    char *blob = calloc(1, big);
+    http(&p, "POST", "/api/v1/analyze", key, "image/jpeg", blob, big, &r);
+    expect_error(&r, 413, "payload_too_large");
+    resp_free(&r);
+    free(blob);
+    /* 415 for a body that is not an image */
+    http(&p, "POST", "/api/v1/analyze", key, "application/json", "{}", 2, &r);
+    if (r.status != 503) /* 503 only while the analysis pipeline is not built in */
+        expect_error(&r, 415, "unsupported_media_type");
+    resp_free(&r);
+    /* health: 200 or 503, always with the database component */
+    http_json(&p, "GET", "/api/v1/health", NULL, NULL, &r);
+    assert_true(r.status == 200 || r.status == 503);
+    assert_string_equal(
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(r.json, "components"), "database"), "status")),
+        "ok");
+    if (r.status == 503)
+        assert_non_null(strstr(r.headers, "Retry-After:"));
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/health/live", NULL, NULL, &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/openapi.json", NULL, NULL, &r);
+    expect_status(&r, 200);
+    assert_string_equal(jstr(&r, "openapi"), "3.0.3");
+    resp_free(&r);
+    /* unknown notice transition target and a malformed status body */
+    http_json(&p, "POST", "/api/v1/notices/ntc_x/status", key, "{\"status\":\"lost\"}", &r);
+    assert_true(r.status == 422 || r.status == 503);
+    resp_free(&r);
+    assert_int_equal(stop(&p, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_isolation_and_revocation(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    proc p;
+    start(&p, dir, NULL);
+    const char *admin = p.admin_key;
+    char ta[64], ka[128], tb[64], kb[128];
+    make_tenant(&p, admin, "Alpha", ta, ka);
+    make_tenant(&p, admin, "Beta", tb, kb);
+    char pa[64];
+    make_profile(&p, ka, "Alice", pa);
+    resp r;
+    char path[256];
+    /* B cannot read, change, list into or delete A's profile: 404, never 403 */
+    snprintf(path, sizeof(path), "/api/v1/profiles/%s", pa);
+    http_json(&p, "GET", path, kb, NULL, &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    http_json(&p, "PATCH", path, kb, "{\"notes\":\"mine now\"}", &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    http_json(&p, "DELETE", path, kb, NULL, &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/profiles/%s/references", pa);
+    http_json(&p, "GET", path, kb, NULL, &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    http(&p, "POST", path, kb, "image/jpeg", "\xff\xd8\xff", 3, &r);
+    assert_true(r.status == 404 || r.status == 503);
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/profiles", kb, NULL, &r);
+    expect_status(&r, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 0);
+    resp_free(&r);
+    /* A still sees it, unchanged */
+    snprintf(path, sizeof(path), "/api/v1/profiles/%s", pa);
+    http_json(&p, "GET", path, ka, NULL, &r);
+    expect_status(&r, 200);
+    assert_true(json_is_null(json_object_get(r.json, "notes")));
+    resp_free(&r);
+    http_json(&p, "PATCH", path, ka, "{\"notes\":\"updated\"}", &r);
+    expect_status(&r, 200);
+    assert_string_equal(jstr(&r, "notes"), "updated");
+    resp_free(&r);
+    /* ids of evidence types that B does not own answer 404 too */
+    const char *kinds[] = {"scans", "matches", "notices", "references"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof(path), "/api/v1/%s/%s", kinds[i], pa);
+        http_json(&p, "GET", path, kb, NULL, &r);
+        expect_error(&r, 404, "not_found");
+        resp_free(&r);
+    }
+    /* a tenant key cannot manage keys */
+    snprintf(path, sizeof(path), "/api/v1/tenants/%s/keys", ta);
+    http_json(&p, "POST", path, ka, "{}", &r);
+    expect_error(&r, 403, "forbidden");
+    resp_free(&r);
+    /* revocation takes effect with the response (the key cache forgets it) */
+    http_json(&p, "GET", path, admin, NULL, &r);
+    expect_status(&r, 200);
+    json_t *keys = json_object_get(r.json, "items");
+    assert_int_equal(json_array_size(keys), 1);
+    char kid[64];
+    strcpy(kid, json_string_value(json_object_get(json_array_get(keys, 0), "id")));
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/profiles", ka, NULL, &r); /* warm the cache */
+    expect_status(&r, 200);
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/tenants/%s/keys/%s", ta, kid);
+    http_json(&p, "DELETE", path, kb, NULL, &r);
+    expect_error(&r, 403, "forbidden");
+    resp_free(&r);
+    http_json(&p, "DELETE", path, admin, NULL, &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/profiles", ka, NULL, &r);
+    expect_error(&r, 401, "unauthorized");
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/profiles", kb, NULL, &r); /* B unaffected */
+    expect_status(&r, 200);
+    resp_free(&r);
+    assert_int_equal(stop(&p, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_pagination_and_restart(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    proc p;
+    start(&p, dir, NULL);
+    char admin[128];
+    strcpy(admin, p.admin_key);
+    char t[64], k[128];
+    make_tenant(&p, admin, "Pager", t, k);
+    char ids[7][64];
+    for (int i = 0; i < 7; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "P%d", i);
+        make_profile(&p, k, name, ids[i]);
+    }
+    /* pages of 3, newest first, every profile exactly once */
+    char cursor[64] = "";
+    int seen = 0, pages = 0;
+    do {
+        char path[256];
+        snprintf(path, sizeof(path), "/api/v1/profiles?limit=3%s%s", cursor[0] ? "&cursor=" : "",
+                 cursor);
+        resp r;
+        http_json(&p, "GET", path, k, NULL, &r);
+        expect_status(&r, 200);
+        json_t *items = json_object_get(r.json, "items");
+        for (size_t i = 0; i < json_array_size(items); i++) {
+            const char *id = json_string_value(json_object_get(json_array_get(items, i), "id"));
+            assert_string_equal(id, ids[6 - seen]);
+            seen++;
+        }
+        json_t *nc = json_object_get(r.json, "next_cursor");
+        snprintf(cursor, sizeof(cursor), "%s", json_is_string(nc) ? json_string_value(nc) : "");
+        resp_free(&r);
+        pages++;
+    } while (cursor[0] && pages < 10);
+    assert_int_equal(seen, 7);
+    assert_int_equal(pages, 3);
+    assert_int_equal(stop(&p, SIGTERM), 0);
+
+    /* restart: same data, the generated admin key still works and no new one is printed */
+    start(&p, dir, NULL);
+    assert_string_equal(p.admin_key, "");
+    resp r;
+    http_json(&p, "GET", "/api/v1/tenants", admin, NULL, &r);
+    expect_status(&r, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "items")), 1);
+    resp_free(&r);
+    for (int i = 0; i < 7; i++) {
+        char path[512];
+        snprintf(path, sizeof(path), "/api/v1/profiles/%s", ids[i]);
+        http_json(&p, "GET", path, k, NULL, &r);
+        expect_status(&r, 200);
+        resp_free(&r);
+    }
+    assert_int_equal(stop(&p, SIGTERM), 0);
+
+    /* a configured admin key replaces the generated one */
+    const char *extra[] = {"--admin-key", "configured-admin-key-123", NULL};
+    start(&p, dir, extra);
+    http_json(&p, "GET", "/api/v1/tenants", "configured-admin-key-123", NULL, &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    http_json(&p, "GET", "/api/v1/tenants", admin, NULL, &r);
+    expect_error(&r, 401, "unauthorized");
+    resp_free(&r);
+    assert_int_equal(stop(&p, SIGINT), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+typedef struct writer {
+    const proc *p;
+    const char *key;
+    char (*acked)[64];
+    _Atomic size_t n_acked;
+    size_t cap;
+    _Atomic int stop;
+} writer;
+
+static void *writer_run(void *arg)
+{
+    writer *w = arg;
+    for (size_t i = 0; !atomic_load(&w->stop) && atomic_load(&w->n_acked) < w->cap; i++) {
+        char body[96];
+        snprintf(body, sizeof(body), "{\"name\":\"durable-%zu\"}", i);
+        resp r;
+        http_json(w->p, "POST", "/api/v1/profiles", w->key, body, &r);
+        if (r.status == 201) { /* acknowledged: must survive */
+            size_t k = atomic_load(&w->n_acked);
+            strcpy(w->acked[k], jstr(&r, "id"));
+            atomic_store(&w->n_acked, k + 1);
+        }
+        resp_free(&r);
+        if (r.status < 0)
+            break; /* the server is gone */
+    }
+    return NULL;
+}
+
+static void test_kill9_durability(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    proc p;
+    start(&p, dir, NULL);
+    char admin[128];
+    strcpy(admin, p.admin_key);
+    char t[64], k[128];
+    make_tenant(&p, admin, "Durable", t, k);
+    writer w[2];
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        w[i].p = &p;
+        w[i].key = k;
+        w[i].cap = 5000;
+        w[i].acked = calloc(w[i].cap, 64);
+        atomic_store(&w[i].n_acked, 0);
+        atomic_store(&w[i].stop, 0);
+        pthread_create(&th[i], NULL, writer_run, &w[i]);
+    }
+    /* kill -9 in the middle of the stream */
+    while (atomic_load(&w[0].n_acked) + atomic_load(&w[1].n_acked) < 150) {
+        struct timespec ts = {0, 5000000L};
+        nanosleep(&ts, NULL);
+    }
+    assert_int_equal(stop(&p, SIGKILL), -SIGKILL);
+    for (int i = 0; i < 2; i++) {
+        atomic_store(&w[i].stop, 1);
+        pthread_join(th[i], NULL);
+    }
+    start(&p, dir, NULL);
+    size_t checked = 0;
+    for (int i = 0; i < 2; i++) {
+        for (size_t j = 0; j < atomic_load(&w[i].n_acked); j++) {
+            char path[128];
+            snprintf(path, sizeof(path), "/api/v1/profiles/%s", w[i].acked[j]);
+            resp r;
+            http_json(&p, "GET", path, k, NULL, &r);
+            if (r.status != 200)
+                fail_msg("acknowledged profile %s lost after kill -9 (status %ld)", w[i].acked[j],
+                         r.status);
+            resp_free(&r);
+            checked++;
+        }
+        free(w[i].acked);
+    }
+    assert_true(checked >= 150);
+    assert_int_equal(stop(&p, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+static int raw_connect(uint16_t port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* Reads until close or timeout; -1 on timeout. */
+static long read_all(int fd, char *buf, size_t cap, int timeout_ms)
+{
+    size_t n = 0;
+    uint64_t end = vg_now_ns() + (uint64_t)timeout_ms * 1000000ull;
+    while (vg_now_ns() < end) {
+        struct pollfd pf = {fd, POLLIN, 0};
+        if (poll(&pf, 1, (int)((end - vg_now_ns()) / 1000000ull) + 1) <= 0)
+            continue;
+        ssize_t k = recv(fd, buf + n, cap - 1 - n, 0);
+        if (k <= 0) {
+            buf[n] = 0;
+            return (long)n;
+        }
+        n += (size_t)k;
+        if (n + 1 >= cap)
+            break;
+    }
+    buf[n] = 0;
+    return -1;
+}
+
+static void test_slow_clients_and_graceful_shutdown(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    proc p;
+    const char *extra[] = {"--header-timeout", "1s", "--body-timeout", "2s", NULL};
+    start(&p, dir, extra);
+    char admin[128];
+    strcpy(admin, p.admin_key);
+    char t[64], k[128];
+    make_tenant(&p, admin, "Slow", t, k);
+    /* headers that never end: closed after ~1 s */
+    int fd = raw_connect(p.port);
+    const char *part = "GET /api/v1/profiles HTTP/1.1\r\nHost: x\r\n";
+    send(fd, part, strlen(part), 0);
+    uint64_t t0 = vg_now_ns();
+    char buf[4096];
+    assert_true(read_all(fd, buf, sizeof(buf), 8000) >= 0);
+    double secs = (double)(vg_now_ns() - t0) / 1e9;
+    assert_true(secs > 0.5 && secs < 6);
+    close(fd);
+
+    /* graceful shutdown: a request whose body is still arriving at SIGTERM completes */
+    fd = raw_connect(p.port);
+    const char *json = "{\"name\":\"in flight at shutdown\"}";
+    char hdr[512];
+    snprintf(hdr, sizeof(hdr),
+             "POST /api/v1/profiles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+             "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+             k, strlen(json));
+    send(fd, hdr, strlen(hdr), 0);
+    send(fd, json, 10, 0);
+    struct timespec ts = {0, 200000000L};
+    nanosleep(&ts, NULL);
+    kill(p.pid, SIGTERM);
+    nanosleep(&ts, NULL);
+    send(fd, json + 10, strlen(json) - 10, 0);
+    long n = read_all(fd, buf, sizeof(buf), 8000);
+    assert_true(n > 0);
+    if (!strstr(buf, "HTTP/1.1 201"))
+        fail_msg("in-flight request got: %s", buf);
+    close(fd);
+    /* new connections are refused once shutting down; then a clean exit */
+    assert_int_equal(stop(&p, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* The product flow, once the analysis pipeline is built in. */
+static void test_full_flow(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    proc p;
+    start(&p, dir, NULL);
+    char admin[128];
+    strcpy(admin, p.admin_key);
+    resp r;
+    http_json(&p, "GET", "/api/v1/health", NULL, NULL, &r);
+    json_t *an = json_object_get(json_object_get(r.json, "components"), "analysis");
+    int have = an && strcmp(json_string_value(json_object_get(an, "status")), "ok") == 0;
+    resp_free(&r);
+    if (!have) {
+        stop(&p, SIGTERM);
+        rm_rf(dir);
+        free(dir);
+        skip(); /* the analysis pipeline is not built into this server yet */
+    }
+    char ta[64], ka[128], tb[64], kb[128];
+    make_tenant(&p, admin, "Agency", ta, ka);
+    make_tenant(&p, admin, "Other", tb, kb);
+    char prof[64];
+    make_profile(&p, ka, "Bridge Photographer", prof);
+    uint8_t *orig = NULL, *copy = NULL;
+    size_t orig_len = 0, copy_len = 0;
+    for (size_t i = 0; i < VG_ARRAY_LEN(shared_dirs) && !orig; i++) {
+        char a[512], b[512];
+        snprintf(a, sizeof(a), "%s" PDQ_REL "/aaa-orig.jpg", shared_dirs[i]);
+        snprintf(b, sizeof(b), "%s" PDQ_REL "/sharpen-a-lot.jpg", shared_dirs[i]);
+        if (vg_read_file(a, 64 << 20, &orig, &orig_len) == VG_OK &&
+            vg_read_file(b, 64 << 20, &copy, &copy_len) != VG_OK) {
+            vg_free(orig);
+            orig = NULL;
+        }
+    }
+    if (!orig)
+        fail_msg("shared/data/pdq/data/bridge-mods not found beside the repository");
+    char path[256];
+    snprintf(path, sizeof(path), "/api/v1/profiles/%s/references?kind=work&title=Bridge", prof);
+    http(&p, "POST", path, ka, "image/jpeg", orig, orig_len, &r);
+    expect_status(&r, 201);
+    char ref[64];
+    strcpy(ref, jstr(&r, "id"));
+    resp_free(&r);
+    /* the same image twice in one profile */
+    http(&p, "POST", path, ka, "image/jpeg", orig, orig_len, &r);
+    expect_error(&r, 409, "conflict");
+    resp_free(&r);
+    /* not an image */
+    http(&p, "POST", "/api/v1/analyze", ka, "image/jpeg", "not a jpeg at all", 17, &r);
+    assert_true(r.status == 415 || r.status == 422);
+    resp_free(&r);
+    /* the modified copy matches (pdq), for A only */
+    http(&p, "POST", "/api/v1/analyze?source_url=https://pirate.example/x.jpg", ka, "image/jpeg",
+         copy, copy_len, &r);
+    expect_status(&r, 201);
+    json_t *m = json_array_get(json_object_get(r.json, "matches"), 0);
+    assert_non_null(m);
+    assert_string_equal(json_string_value(json_object_get(m, "reference_id")), ref);
+    char match_id[64], scan_id[64];
+    strcpy(match_id, json_string_value(json_object_get(m, "match_id")));
+    strcpy(scan_id, jstr(&r, "scan_id"));
+    resp_free(&r);
+    http(&p, "POST", "/api/v1/analyze", kb, "image/jpeg", copy, copy_len, &r);
+    expect_status(&r, 201);
+    assert_int_equal(json_array_size(json_object_get(r.json, "matches")), 0);
+    resp_free(&r);
+    /* evidence: A reads it, B gets 404 */
+    snprintf(path, sizeof(path), "/api/v1/matches/%s", match_id);
+    http_json(&p, "GET", path, ka, NULL, &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    http_json(&p, "GET", path, kb, NULL, &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/scans/%s", scan_id);
+    http_json(&p, "GET", path, kb, NULL, &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    /* notice, its renderings, and the workflow */
+    char body[512];
+    snprintf(body, sizeof(body),
+             "{\"match_id\":\"%s\",\"infringing_url\":\"https://pirate.example/x.jpg\","
+             "\"recipient\":{\"name\":\"Pirate Host Abuse\",\"email\":\"abuse@pirate.example\"}}",
+             match_id);
+    http_json(&p, "POST", "/api/v1/notices", kb, body, &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    http_json(&p, "POST", "/api/v1/notices", ka, body, &r);
+    expect_status(&r, 201);
+    char nid[64];
+    strcpy(nid, jstr(&r, "id"));
+    assert_string_equal(jstr(&r, "status"), "draft");
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/notices/%s?format=text", nid);
+    http_json(&p, "GET", path, ka, NULL, &r);
+    expect_status(&r, 200);
+    assert_non_null(strstr(r.headers, "text/plain"));
+    assert_non_null(strstr(r.body, "pirate.example"));
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/notices/%s?format=html", nid);
+    http_json(&p, "GET", path, ka, NULL, &r);
+    expect_status(&r, 200);
+    assert_non_null(strstr(r.headers, "text/html"));
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/notices/%s/status", nid);
+    http_json(&p, "POST", path, ka, "{\"status\":\"acknowledged\"}", &r);
+    expect_error(&r, 409, "conflict");
+    resp_free(&r);
+    http_json(&p, "POST", path, kb, "{\"status\":\"sent\"}", &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    const char *steps[] = {"sent", "acknowledged", "removed"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(body, sizeof(body), "{\"status\":\"%s\",\"note\":\"step %d\"}", steps[i], i);
+        http_json(&p, "POST", path, ka, body, &r);
+        expect_status(&r, 200);
+        assert_string_equal(jstr(&r, "status"), steps[i]);
+        resp_free(&r);
+    }
+    http_json(&p, "POST", path, ka, "{\"status\":\"sent\"}", &r);
+    expect_error(&r, 409, "conflict");
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/notices/%s/events", nid);
+    http_json(&p, "GET", path, ka, NULL, &r);
+    expect_status(&r, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "events")), 4);
+    resp_free(&r);
+    /* deleting the reference removes it from matching at once; evidence stays */
+    snprintf(path, sizeof(path), "/api/v1/references/%s", ref);
+    http_json(&p, "DELETE", path, kb, NULL, &r);
+    expect_error(&r, 404, "not_found");
+    resp_free(&r);
+    http_json(&p, "DELETE", path, ka, NULL, &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    http(&p, "POST", "/api/v1/analyze?store=false", ka, "image/jpeg", copy, copy_len, &r);
+    expect_status(&r, 200);
+    assert_int_equal(json_array_size(json_object_get(r.json, "matches")), 0);
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/matches/%s", match_id);
+    http_json(&p, "GET", path, ka, NULL, &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    vg_free(orig);
+    vg_free(copy);
+    assert_int_equal(stop(&p, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_ALL);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_and_bad_settings),
+        cmocka_unit_test(test_error_statuses),
+        cmocka_unit_test(test_isolation_and_revocation),
+        cmocka_unit_test(test_pagination_and_restart),
+        cmocka_unit_test(test_kill9_durability),
+        cmocka_unit_test(test_slow_clients_and_graceful_shutdown),
+        cmocka_unit_test(test_full_flow),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
