@@ -29,6 +29,7 @@
 #define STORE_MAX_READERS 64
 #define STORE_DEFAULT_BUSY_TIMEOUT_MS 5000
 #define STORE_DEFAULT_MAX_GROUP_OPS 256
+#define STORE_DEFAULT_CHECKPOINT_PAGES 1000 /* SQLite's own autocheckpoint default */
 
 struct store_wop {
     store_write_fn fn;
@@ -59,6 +60,7 @@ void store_stats_get(store *st, store_stats *out)
     out->commits = atomic_load(&st->ctr.commits);
     out->write_ops = atomic_load(&st->ctr.write_ops);
     out->scans_inserted = atomic_load(&st->ctr.scans_inserted);
+    out->checkpoints = atomic_load(&st->ctr.checkpoints);
     pthread_mutex_lock(&st->ctr.err_mu);
     memcpy(out->last_error, st->ctr.last_error, sizeof out->last_error);
     out->last_error_ms = st->ctr.last_error_ms;
@@ -327,6 +329,51 @@ int store_write(store *st, store_write_fn fn, void *arg)
     return op.rc;
 }
 
+/* ---- checkpointer -------------------------------------------------------------------------- */
+
+/* Why a thread: SQLite's automatic checkpoint runs inside the COMMIT that crosses the
+ * threshold, so one analyze request in every few hundred would wait for the whole copy-back
+ * and its fsyncs. Here the writer only notes the WAL size (this hook, on the leader's thread,
+ * right after a commit) and a thread with its own connection runs PASSIVE checkpoints, which
+ * in WAL mode block neither the writer nor the readers. */
+static void wal_hook_cb(void *ctx, int wal_pages)
+{
+    store *st = ctx;
+    /* ck_mark is only touched here, i.e. by the current leader. */
+    if ((unsigned)wal_pages < st->ck_mark)
+        st->ck_mark = 0; /* the WAL was reset after a complete checkpoint */
+    if ((unsigned)wal_pages - st->ck_mark < st->cfg.checkpoint_pages)
+        return;
+    st->ck_mark = (unsigned)wal_pages;
+    pthread_mutex_lock(&st->ck_mu);
+    st->ck_pending = 1;
+    pthread_cond_signal(&st->ck_cv);
+    pthread_mutex_unlock(&st->ck_mu);
+}
+
+static void *ckpt_main(void *arg)
+{
+    store *st = arg;
+    pthread_mutex_lock(&st->ck_mu);
+    for (;;) {
+        while (!st->ck_pending && !st->ck_stop)
+            pthread_cond_wait(&st->ck_cv, &st->ck_mu);
+        if (st->ck_stop)
+            break;
+        st->ck_pending = 0;
+        pthread_mutex_unlock(&st->ck_mu);
+        int wal = 0, done = 0;
+        int rc = sq_checkpoint_passive(st->ckpt_db, &wal, &done);
+        if (rc == 0)
+            atomic_fetch_add(&st->ctr.checkpoints, 1);
+        else if (rc != VG_EBUSY)
+            VG_WARN("store", "checkpoint failed: %s", vg_err_msg());
+        pthread_mutex_lock(&st->ck_mu);
+    }
+    pthread_mutex_unlock(&st->ck_mu);
+    return NULL;
+}
+
 /* ---- open / close --------------------------------------------------------------------------- */
 
 void store_config_default(store_config *cfg)
@@ -336,10 +383,19 @@ void store_config_default(store_config *cfg)
     cfg->synchronous = STORE_SYNC_FULL;
     cfg->busy_timeout_ms = STORE_DEFAULT_BUSY_TIMEOUT_MS;
     cfg->max_group_ops = STORE_DEFAULT_MAX_GROUP_OPS;
+    cfg->checkpoint_pages = STORE_DEFAULT_CHECKPOINT_PAGES;
 }
 
 static void store_destroy(store *st)
 {
+    if (st->ckpt_started) {
+        pthread_mutex_lock(&st->ck_mu);
+        st->ck_stop = 1;
+        pthread_cond_signal(&st->ck_cv);
+        pthread_mutex_unlock(&st->ck_mu);
+        pthread_join(st->ckpt_thread, NULL);
+    }
+    sq_close(st->ckpt_db);
     if (st->readers) {
         for (unsigned i = 0; i < st->n_readers; i++)
             sq_close(st->readers[i]);
@@ -351,6 +407,8 @@ static void store_destroy(store *st)
     pthread_cond_destroy(&st->rp_cv);
     pthread_mutex_destroy(&st->wq_mu);
     pthread_mutex_destroy(&st->ctr.err_mu);
+    pthread_mutex_destroy(&st->ck_mu);
+    pthread_cond_destroy(&st->ck_cv);
     vg_free(st);
 }
 
@@ -370,6 +428,10 @@ int store_open_at(const store_config *cfg, int target, store **out)
         st->cfg.busy_timeout_ms = STORE_DEFAULT_BUSY_TIMEOUT_MS;
     if (!st->cfg.max_group_ops)
         st->cfg.max_group_ops = STORE_DEFAULT_MAX_GROUP_OPS;
+    if (!st->cfg.checkpoint_pages)
+        st->cfg.checkpoint_pages = STORE_DEFAULT_CHECKPOINT_PAGES;
+    pthread_mutex_init(&st->ck_mu, NULL);
+    pthread_cond_init(&st->ck_cv, NULL);
     pthread_mutex_init(&st->rp_mu, NULL);
     pthread_cond_init(&st->rp_cv, NULL);
     pthread_mutex_init(&st->wq_mu, NULL);
@@ -400,6 +462,20 @@ int store_open_at(const store_config *cfg, int target, store **out)
             st->rp_free[st->n_free++] = i;
         }
     }
+    /* The checkpointer: a read-write connection that never writes rows. */
+    o.read_only = 0;
+    if (!err)
+        err = sq_open(&o, &st->ckpt_db);
+    if (!err)
+        err = sq_wal_autocheckpoint_off(st->writer);
+    if (!err) {
+        if (pthread_create(&st->ckpt_thread, NULL, ckpt_main, st) != 0)
+            err = vg_err_set(VG_ENOMEM, "store: cannot start the checkpointer thread");
+        else
+            st->ckpt_started = 1;
+    }
+    if (!err)
+        sq_wal_hook(st->writer, wal_hook_cb, st);
     if (err) {
         store_destroy(st);
         return err;

@@ -101,17 +101,21 @@ typedef struct store_config {
     unsigned max_group_ops;    /* most writes committed in one transaction; 0 = 256 */
     uint64_t max_db_bytes;     /* refuse to grow the database past this (disk quota);
                                 * 0 = unlimited. Writes past it fail with VG_ESTORE. */
+    unsigned checkpoint_pages; /* WAL pages (4 KiB) written since the last checkpoint that wake
+                                * the background checkpointer; 0 = 1000 */
 } store_config;
 
 /* Fills the defaults above with path = NULL. */
 void store_config_default(store_config *cfg);
 
 /* Opens (creating if needed) the database at cfg->path, applies pending schema migrations in
- * one transaction, and opens the connection pool. A database whose schema is newer than this
- * build is refused (VG_EUNSUPPORTED), as is a file that is not a Vigil SQLite database
- * (VG_ESTORE). *out is returned owned; release with store_close. */
+ * one transaction, opens the connection pool and starts the checkpointer thread (WAL pages are
+ * copied back into the database off the write path, so commits never pay for it). A database whose
+ * schema is newer than this build is refused (VG_EUNSUPPORTED), as is a file that is not a Vigil
+ * SQLite database (VG_ESTORE). *out is returned owned; release with store_close. */
 int store_open(const store_config *cfg, store **out);
-/* Closes every connection (checkpointing the WAL). All other calls must have returned.
+/* Stops the checkpointer and closes every connection (the last one checkpoints the WAL and
+ * removes it). All other calls must have returned.
  * store_close(NULL) is a no-op. */
 void store_close(store *st);
 
@@ -129,6 +133,7 @@ typedef struct store_stats {
     uint64_t commits;        /* write transactions committed */
     uint64_t write_ops;      /* write calls committed (> commits when group commit batched) */
     uint64_t scans_inserted; /* scans committed */
+    uint64_t checkpoints;    /* background WAL checkpoints run */
     char last_error[256];    /* detail of the last VG_ESTORE/VG_EBUSY failure, "" if none */
     int64_t last_error_ms;   /* wall clock of last_error; 0 if none */
 } store_stats;

@@ -25,7 +25,7 @@
 /* ---- counters shared by every connection of one store --------------------------------------- */
 
 typedef struct store_counters {
-    _Atomic uint64_t queries, errors, busy_retries, commits, write_ops, scans_inserted;
+    _Atomic uint64_t queries, errors, busy_retries, commits, write_ops, scans_inserted, checkpoints;
     pthread_mutex_t err_mu; /* guards last_error / last_error_ms */
     char last_error[256];
     int64_t last_error_ms;
@@ -80,6 +80,12 @@ const void *sq_col_blob(sq_stmt *s, int i, size_t *len);
 int sq_changes(sq_db *db);
 /* 1 while a transaction is open on db. */
 int sq_in_txn(sq_db *db);
+/* WAL management for the background checkpointer: turn off the committing connection's own
+ * checkpoints and get called after each commit with the number of frames in the WAL; run a
+ * PASSIVE checkpoint (never blocks writers or readers). */
+int sq_wal_autocheckpoint_off(sq_db *db);
+void sq_wal_hook(sq_db *db, void (*cb)(void *ctx, int wal_pages), void *ctx);
+int sq_checkpoint_passive(sq_db *db, int *wal_pages, int *done_pages);
 /* PRAGMA user_version read/write. */
 int sq_user_version(sq_db *db, int *out);
 int sq_set_user_version(sq_db *db, int v);
@@ -113,6 +119,16 @@ struct store {
     /* Id generator state (leader): last millisecond used and its 80-bit counter. */
     int64_t id_ms;
     uint8_t id_ctr[10];
+
+    /* Checkpointer: its own connection and thread (owned by that thread); the writer's WAL
+     * hook sets ck_pending under ck_mu. */
+    sq_db *ckpt_db;
+    pthread_t ckpt_thread;
+    int ckpt_started;
+    pthread_mutex_t ck_mu;
+    pthread_cond_t ck_cv;
+    int ck_pending, ck_stop;
+    unsigned ck_mark; /* WAL size at the last trigger (leader only, in the WAL hook) */
 };
 
 /* A write operation body: runs on the writer inside a transaction (and a savepoint when

@@ -26,12 +26,19 @@ struct sq_stmt {
     int in_use; /* between sq_prepare and sq_release; a second prepare of the same text is a bug */
 };
 
+/* The WAL hook's target (store.c's checkpoint trigger). */
+typedef struct wal_hook_ctx {
+    void (*cb)(void *ctx, int wal_pages);
+    void *ctx;
+} wal_hook_ctx;
+
 struct sq_db {
     sqlite3 *db;
     store_counters *ctr;
     uint32_t busy_timeout_ms;
     sq_stmt **slots; /* open addressing on hash, NULL = empty */
     size_t cap, n;
+    wal_hook_ctx wal_hook;
 };
 
 /* ---- errors --------------------------------------------------------------------------------- */
@@ -152,6 +159,10 @@ int sq_open(const sq_open_opts *o, sq_db **out)
         if (!err)
             err =
                 sq_exec(d, o->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+        /* When a checkpoint resets the WAL, truncate it back to this size, so a burst of writes
+         * does not leave a huge WAL file behind for good. */
+        if (!err)
+            err = sq_exec(d, "PRAGMA journal_size_limit=67108864");
     } else {
         /* Touch the schema so a foreign file fails at open for readers too. */
         err = sq_exec(d, "SELECT count(*) FROM sqlite_schema");
@@ -389,6 +400,40 @@ int sq_exec(sq_db *d, const char *sql)
     if (rc != SQLITE_OK)
         return map_err(d, rc);
     atomic_fetch_add(&d->ctr->queries, 1);
+    return 0;
+}
+
+int sq_wal_autocheckpoint_off(sq_db *d)
+{
+    return sq_exec(d, "PRAGMA wal_autocheckpoint=0");
+}
+
+static int wal_hook_tramp(void *arg, sqlite3 *db, const char *name, int pages)
+{
+    (void)db;
+    (void)name;
+    sq_db *d = arg;
+    d->wal_hook.cb(d->wal_hook.ctx, pages);
+    return SQLITE_OK;
+}
+
+void sq_wal_hook(sq_db *d, void (*cb)(void *ctx, int wal_pages), void *ctx)
+{
+    d->wal_hook.cb = cb;
+    d->wal_hook.ctx = ctx;
+    sqlite3_wal_hook(d->db, cb ? wal_hook_tramp : NULL, d);
+}
+
+int sq_checkpoint_passive(sq_db *d, int *wal_pages, int *done_pages)
+{
+    int rc =
+        sqlite3_wal_checkpoint_v2(d->db, NULL, SQLITE_CHECKPOINT_PASSIVE, wal_pages, done_pages);
+    /* Another connection holds the checkpoint lock (a closing connection checkpoints too):
+     * nothing is wrong, the next trigger tries again. Not an error for the stats. */
+    if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+        return vg_err_set(VG_EBUSY, "checkpoint lock held elsewhere");
+    if (rc != SQLITE_OK)
+        return map_err(d, rc);
     return 0;
 }
 
