@@ -1,6 +1,7 @@
 /* Tenant routes for analysis and the evidence it records: scans and matches. */
 #include "server/server_int.h"
 
+#include <stdatomic.h>
 #include <string.h>
 
 #if VG_SERVER_HAVE_ANALYZE
@@ -225,6 +226,47 @@ static int analyze_options(server *s, srv_input *in, analyze_request *ar)
     return 0;
 }
 
+/* One image of an analyze request, in flight on the analysis threads. Lives in the request
+ * arena: the handler allocates it before analyze_submit and touches neither it nor the arena
+ * afterwards, so the completion (on an analysis thread) owns both until it resumes the request. */
+typedef struct an_job {
+    struct an_batch *batch; /* NULL for a single /analyze */
+    http_req *req;
+    analyze_request ar;
+    analyze_result res;
+    int status;
+    const char *filename;
+} an_job;
+
+typedef struct an_batch {
+    http_req *req;
+    size_t n;
+    an_job *jobs;
+    _Atomic size_t pending; /* jobs not done + 1 for the submitting handler */
+} an_batch;
+
+/* Replies for a failed analysis from any thread: the per-thread error detail belongs to the
+ * analysis thread, so only the code's own words are used. */
+static void reply_status(http_req *req, int status)
+{
+    vg_err_clear();
+    srv_reply_err(req, status, vg_strerror(status));
+}
+
+static void single_done(void *arg, int status)
+{
+    an_job *j = arg;
+    if (status == VG_OK) {
+        json_t *o = result_json(&j->res);
+        int code = j->res.scan_id[0] ? 201 : 200;
+        analyze_result_free(&j->res);
+        http_reply_json(j->req, code, o);
+    } else {
+        reply_status(j->req, status);
+    }
+    http_req_resume(j->req);
+}
+
 void api_analyze(http_req *req, void *ud)
 {
     server *s = ud;
@@ -235,22 +277,59 @@ void api_analyze(http_req *req, void *ud)
     srv_input in;
     if (srv_input_parse(req, 1, &in))
         return;
-    analyze_request ar;
-    if (analyze_options(s, &in, &ar))
-        return;
-    ar.bytes = in.images[0].data;
-    ar.len = in.images[0].len;
-    analyze_result res;
-    vg_err_clear();
-    int rc = analyze_run(s->an, &ar, &res);
-    if (rc != VG_OK) {
-        srv_reply_err(req, rc, "analysis failed");
+    an_job *j = vg_arena_alloc(http_req_arena(req), sizeof(*j));
+    if (!j) {
+        http_reply_error(req, 503, NULL, "out of memory");
         return;
     }
-    json_t *o = result_json(&res);
-    int status = res.scan_id[0] ? 201 : 200;
-    analyze_result_free(&res);
-    http_reply_json(req, status, o);
+    memset(j, 0, sizeof(*j));
+    j->req = req;
+    if (analyze_options(s, &in, &j->ar))
+        return;
+    j->ar.bytes = in.images[0].data;
+    j->ar.len = in.images[0].len;
+    http_req_defer(req);
+    int rc = analyze_submit(s->an, &j->ar, 0, &j->res, single_done, j);
+    if (rc != VG_OK) { /* not queued: done will not run */
+        srv_reply_err(req, rc, rc == VG_EBUSY ? "the analysis queue is full" : "cannot analyse");
+        http_req_resume(req);
+    }
+}
+
+static void batch_finish(an_batch *b)
+{
+    json_t *results = json_array();
+    size_t ok = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        an_job *j = &b->jobs[i];
+        json_t *item;
+        if (j->status == VG_OK) {
+            item = result_json(&j->res);
+            analyze_result_free(&j->res);
+            ok++;
+        } else {
+            int st = http_status_of(j->status);
+            item =
+                json_pack("{s:i,s:{s:s,s:s}}", "status", st, "error", "code", http_status_code(st),
+                          "message", st == 500 ? "internal error" : vg_strerror(j->status));
+        }
+        json_object_set_new(item, "index", json_integer((json_int_t)i));
+        if (j->filename)
+            json_object_set_new(item, "filename", json_string(j->filename));
+        json_array_append_new(results, item);
+    }
+    http_reply_json(b->req, 200,
+                    json_pack("{s:I,s:I,s:o}", "count", (json_int_t)b->n, "ok", (json_int_t)ok,
+                              "results", results));
+    http_req_resume(b->req);
+}
+
+static void batch_done(void *arg, int status)
+{
+    an_job *j = arg;
+    j->status = status;
+    if (atomic_fetch_sub(&j->batch->pending, 1) == 1)
+        batch_finish(j->batch);
 }
 
 void api_analyze_batch(http_req *req, void *ud)
@@ -260,43 +339,45 @@ void api_analyze_batch(http_req *req, void *ud)
         srv_unavailable(req, "analyze");
         return;
     }
-    srv_input in;
     if (!http_content_type_is(http_req_header(req, "Content-Type"), "multipart/form-data")) {
         http_reply_error(req, 415, NULL, "a batch is multipart/form-data with 'image' parts");
         return;
     }
+    srv_input in;
     if (srv_input_parse(req, (size_t)s->cfg->max_batch_images, &in))
         return;
     analyze_request ar;
     if (analyze_options(s, &in, &ar))
         return;
-    json_t *results = json_array();
-    size_t ok = 0;
-    for (size_t i = 0; i < in.n_images; i++) {
-        ar.bytes = in.images[i].data;
-        ar.len = in.images[i].len;
-        analyze_result res;
-        vg_err_clear();
-        int rc = analyze_run(s->an, &ar, &res);
-        json_t *item;
-        if (rc == VG_OK) {
-            item = result_json(&res);
-            analyze_result_free(&res);
-            ok++;
-        } else {
-            int status = http_status_of(rc);
-            item = json_pack("{s:i,s:{s:s,s:s}}", "status", status, "error", "code",
-                             http_status_code(status), "message",
-                             status == 500 ? "internal error" : vg_err_msg());
-        }
-        json_object_set_new(item, "index", json_integer((json_int_t)i));
-        if (in.images[i].filename)
-            json_object_set_new(item, "filename", json_string(in.images[i].filename));
-        json_array_append_new(results, item);
+    vg_arena *a = http_req_arena(req);
+    an_batch *b = vg_arena_alloc(a, sizeof(*b));
+    an_job *jobs = b ? vg_arena_alloc(a, in.n_images * sizeof(*jobs)) : NULL;
+    if (!jobs) {
+        http_reply_error(req, 503, NULL, "out of memory");
+        return;
     }
-    http_reply_json(req, 200,
-                    json_pack("{s:I,s:I,s:o}", "count", (json_int_t)in.n_images, "ok",
-                              (json_int_t)ok, "results", results));
+    memset(jobs, 0, in.n_images * sizeof(*jobs));
+    b->req = req;
+    b->n = in.n_images;
+    b->jobs = jobs;
+    atomic_store(&b->pending, in.n_images + 1);
+    for (size_t i = 0; i < in.n_images; i++) {
+        jobs[i].batch = b;
+        jobs[i].req = req;
+        jobs[i].ar = ar;
+        jobs[i].ar.bytes = in.images[i].data;
+        jobs[i].ar.len = in.images[i].len;
+        jobs[i].filename = in.images[i].filename;
+    }
+    http_req_defer(req);
+    for (size_t i = 0; i < in.n_images; i++) {
+        int rc = analyze_submit(s->an, &jobs[i].ar, 0, &jobs[i].res, batch_done, &jobs[i]);
+        if (rc != VG_OK)
+            batch_done(&jobs[i], rc); /* not queued: count it as answered with its error */
+    }
+    /* the handler's own share: whoever drops the count to zero answers */
+    if (atomic_fetch_sub(&b->pending, 1) == 1)
+        batch_finish(b);
 }
 
 #else

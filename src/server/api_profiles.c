@@ -229,6 +229,88 @@ void api_reference_delete(http_req *req, void *ud)
 
 #if VG_SERVER_HAVE_ANALYZE
 
+/* A reference upload in flight: features are computed on the analysis threads; the completion
+ * stores the reference, indexes it and answers. Lives in the request arena, which the handler no
+ * longer touches once it has submitted (see api_evidence.c). */
+typedef struct ref_job {
+    server *s;
+    http_req *req;
+    char tenant[STORE_ID_MAX];
+    store_reference_new nr;
+    analyze_request ar;
+    analyze_result res;
+} ref_job;
+
+static void ref_store(ref_job *j)
+{
+    http_req *req = j->req;
+    server *s = j->s;
+    analyze_features *f = &j->res.features;
+    store_reference_new *nr = &j->nr;
+    if (nr->kind == STORE_REF_LIKENESS && f->n_faces == 0) {
+        http_reply_error(req, 422, "no_face",
+                         f->faces_enabled ? "no face was found in this likeness photo"
+                                          : "face detection is off on this server, so a "
+                                            "likeness photo cannot be checked");
+        return;
+    }
+    nr->sha256 = f->sha256;
+    if (f->has_pdq) {
+        nr->pdq = f->pdq;
+        nr->pdq_quality = f->pdq_quality;
+        nr->pdq_dihedral = (const uint8_t(*)[32])f->pdq_dihedral;
+    }
+    vg_arena *a = http_req_arena(req);
+    size_t nf = VG_MIN(f->n_faces, (size_t)STORE_MAX_FACES_PER_REF);
+    if (nf) {
+        float *desc = vg_arena_alloc(a, nf * STORE_FACE_DIM * sizeof(float));
+        float *boxes = vg_arena_alloc(a, nf * 4 * sizeof(float));
+        if (!desc || !boxes) {
+            http_reply_error(req, 503, NULL, "out of memory");
+            return;
+        }
+        for (size_t i = 0; i < nf; i++) {
+            memcpy(desc + i * STORE_FACE_DIM, f->faces[i].descriptor,
+                   STORE_FACE_DIM * sizeof(float));
+            memcpy(boxes + i * 4, f->faces[i].box, 4 * sizeof(float));
+        }
+        nr->descriptors = desc;
+        nr->boxes = boxes;
+    }
+    nr->n_faces = nf;
+    if (s->cfg->store_images) {
+        nr->image = j->ar.bytes;
+        nr->image_len = j->ar.len;
+    }
+    char id[STORE_ID_MAX];
+    vg_err_clear();
+    int rc = store_reference_create(s->st, j->tenant, nr, id);
+    store_reference r;
+    if (rc == VG_OK)
+        rc = store_reference_get(s->st, j->tenant, id, a, &r);
+    /* Indexed before the answer, so the next analysis already matches against it. */
+    if (rc == VG_OK)
+        rc = srv_index_add_reference(s, &r);
+    if (rc != VG_OK) {
+        srv_reply_err(req, rc, "cannot store the reference");
+        return;
+    }
+    http_reply_json(req, 201, reference_json(&r));
+}
+
+static void ref_done(void *arg, int status)
+{
+    ref_job *j = arg;
+    if (status == VG_OK) {
+        ref_store(j);
+        analyze_result_free(&j->res);
+    } else {
+        vg_err_clear();
+        srv_reply_err(j->req, status, vg_strerror(status));
+    }
+    http_req_resume(j->req);
+}
+
 void api_reference_create(http_req *req, void *ud)
 {
     server *s = ud;
@@ -246,94 +328,44 @@ void api_reference_create(http_req *req, void *ud)
         srv_reply_err(req, rc, "no such profile");
         return;
     }
-    store_reference_new nr;
-    memset(&nr, 0, sizeof(nr));
-    nr.profile_id = pid;
+    ref_job *j = vg_arena_alloc(http_req_arena(req), sizeof(*j));
+    if (!j) {
+        http_reply_error(req, 503, NULL, "out of memory");
+        return;
+    }
+    memset(j, 0, sizeof(*j));
+    j->s = s;
+    j->req = req;
+    snprintf(j->tenant, sizeof(j->tenant), "%s", srv_tenant(req));
+    store_reference_new *nr = &j->nr;
+    nr->profile_id = pid;
     const char *kind = srv_input_field(&in, "kind");
-    if (!kind || store_ref_kind_parse(kind, &nr.kind) != VG_OK) {
+    if (!kind || store_ref_kind_parse(kind, &nr->kind) != VG_OK) {
         http_reply_error(req, 422, "invalid_field", "field 'kind' must be 'work' or 'likeness'");
         return;
     }
-    nr.title = srv_input_field(&in, "title");
-    nr.description = srv_input_field(&in, "description");
-    nr.original_url = srv_input_field(&in, "original_url");
-    nr.copyright_holder = srv_input_field(&in, "copyright_holder");
-    if (nr.kind == STORE_REF_LIKENESS &&
-        (nr.title || nr.description || nr.original_url || nr.copyright_holder)) {
+    nr->title = srv_input_field(&in, "title");
+    nr->description = srv_input_field(&in, "description");
+    nr->original_url = srv_input_field(&in, "original_url");
+    nr->copyright_holder = srv_input_field(&in, "copyright_holder");
+    if (nr->kind == STORE_REF_LIKENESS &&
+        (nr->title || nr->description || nr->original_url || nr->copyright_holder)) {
         http_reply_error(req, 422, "invalid_field",
                          "title, description, original_url and copyright_holder describe a "
                          "work, not a likeness");
         return;
     }
-    analyze_request ar;
-    memset(&ar, 0, sizeof(ar));
-    ar.bytes = in.images[0].data;
-    ar.len = in.images[0].len;
-    ar.tenant_id = srv_tenant(req);
-    ar.level = (analyze_level)s->cfg->default_level;
-    ar.deadline_ns = vg_now_ns() + s->cfg->request_deadline_ms * 1000000ull;
-    analyze_features f;
-    analyze_timings t;
-    memset(&f, 0, sizeof(f));
-    vg_err_clear();
-    rc = analyze_features_compute(s->an, &ar, &f, &t);
+    j->ar.bytes = in.images[0].data;
+    j->ar.len = in.images[0].len;
+    j->ar.tenant_id = j->tenant;
+    j->ar.level = (analyze_level)s->cfg->default_level;
+    j->ar.deadline_ns = http_req_start_ns(req) + s->cfg->request_deadline_ms * 1000000ull;
+    http_req_defer(req);
+    rc = analyze_submit(s->an, &j->ar, 1, &j->res, ref_done, j);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot analyse the image");
-        return;
+        srv_reply_err(req, rc, rc == VG_EBUSY ? "the analysis queue is full" : "cannot analyse");
+        http_req_resume(req);
     }
-    if (nr.kind == STORE_REF_LIKENESS && f.n_faces == 0) {
-        analyze_features_free(&f);
-        http_reply_error(req, 422, "no_face",
-                         f.faces_enabled ? "no face was found in this likeness photo"
-                                         : "face detection is off on this server, so a "
-                                           "likeness photo cannot be checked");
-        return;
-    }
-    nr.sha256 = f.sha256;
-    if (f.has_pdq) {
-        nr.pdq = f.pdq;
-        nr.pdq_quality = f.pdq_quality;
-        nr.pdq_dihedral = (const uint8_t(*)[32])f.pdq_dihedral;
-    }
-    float *desc = NULL, *boxes = NULL;
-    size_t nf = VG_MIN(f.n_faces, (size_t)STORE_MAX_FACES_PER_REF);
-    if (nf) {
-        desc = vg_arena_alloc(http_req_arena(req), nf * STORE_FACE_DIM * sizeof(float));
-        boxes = vg_arena_alloc(http_req_arena(req), nf * 4 * sizeof(float));
-        if (!desc || !boxes) {
-            analyze_features_free(&f);
-            http_reply_error(req, 503, NULL, "out of memory");
-            return;
-        }
-        for (size_t i = 0; i < nf; i++) {
-            memcpy(desc + i * STORE_FACE_DIM, f.faces[i].descriptor,
-                   STORE_FACE_DIM * sizeof(float));
-            memcpy(boxes + i * 4, f.faces[i].box, 4 * sizeof(float));
-        }
-    }
-    nr.n_faces = nf;
-    nr.descriptors = desc;
-    nr.boxes = boxes;
-    if (s->cfg->store_images) {
-        nr.image = ar.bytes;
-        nr.image_len = ar.len;
-    }
-    char id[STORE_ID_MAX];
-    rc = store_reference_create(s->st, srv_tenant(req), &nr, id);
-    analyze_features_free(&f);
-    if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot store the reference");
-        return;
-    }
-    store_reference r;
-    rc = store_reference_get(s->st, srv_tenant(req), id, http_req_arena(req), &r);
-    if (rc == VG_OK)
-        rc = srv_index_add_reference(s, &r);
-    if (rc != VG_OK) {
-        srv_reply_err(req, rc, "reference stored but not indexed");
-        return;
-    }
-    http_reply_json(req, 201, reference_json(&r));
 }
 
 #else

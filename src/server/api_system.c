@@ -1,11 +1,35 @@
 /* System routes: health (readiness), liveness, the OpenAPI document. */
 #include "server/server_int.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
 
 /* Below this much free space under the data directory, writes are about to fail: not ready. */
 #define SERVER_MIN_FREE_DISK_BYTES (64ull << 20)
+
+/* Below this much available memory the next large upload may fail: not ready. */
+#define SERVER_MIN_FREE_MEMORY_BYTES (64ull << 20)
+
+/* MemAvailable from /proc/meminfo (Linux). */
+static int mem_available(uint64_t *out)
+{
+    FILE *f = fopen("/proc/meminfo", "r");
+    if (!f)
+        return -1;
+    char line[256];
+    int rc = -1;
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long long kb;
+        if (sscanf(line, "MemAvailable: %llu kB", &kb) == 1) {
+            *out = (uint64_t)kb * 1024;
+            rc = 0;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
 
 static void component(json_t *comps, const char *name, int ok, const char *detail, int *all_ok)
 {
@@ -32,6 +56,18 @@ void api_health(http_req *req, void *ud)
     component(comps, "index", s->ix != NULL, detail, &ok);
     component(comps, "analysis", s->an != NULL,
               s->an ? NULL : "the analysis pipeline is not built into this server", &ok);
+    if (s->cfg->faces)
+        component(comps, "models", s->models != NULL,
+                  s->models ? NULL : (s->models_error[0] ? s->models_error : "not loaded"), &ok);
+    else
+        component(comps, "models", 1, "face analysis is off (faces = false)", &ok);
+    if (s->an)
+        component(comps, "cache", s->cache != NULL, NULL, &ok);
+    uint64_t avail = 0;
+    if (mem_available(&avail) == 0) {
+        snprintf(detail, sizeof(detail), "%llu MiB available", (unsigned long long)(avail >> 20));
+        component(comps, "memory", avail >= SERVER_MIN_FREE_MEMORY_BYTES, detail, &ok);
+    }
     struct statvfs vfs;
     if (statvfs(s->cfg->data_dir, &vfs) == 0) {
         unsigned long long free_b = (unsigned long long)vfs.f_bavail * vfs.f_frsize;

@@ -11,6 +11,8 @@
 
 #if VG_SERVER_HAVE_ANALYZE
 #include "analyze/analyze.h"
+#include "cache/cache.h"
+#include "face/face.h"
 #endif
 
 /* Descriptors kept for the store, logs, the listener and model files, not for connections. */
@@ -131,6 +133,62 @@ static void observe(void *ud, const char *method, const char *route, int status,
     (void)ns;
 }
 
+/* ---- analysis pipeline ----------------------------------------------------------------------- */
+
+#if VG_SERVER_HAVE_ANALYZE
+/* Face models (when enabled), the feature cache and the analysis context. A face model that
+ * cannot be loaded is not fatal: the server runs without faces and health says why. */
+static int open_analysis(server *s)
+{
+    const conf_settings *c = s->cfg;
+    int rc;
+    if (c->faces) {
+        vg_err_clear();
+        rc = face_models_open(c->models_dir, NULL, &s->models);
+        if (rc != VG_OK) {
+            snprintf(s->models_error, sizeof(s->models_error), "%s", vg_err_msg());
+            VG_WARN("server", "face models unavailable (%s): analysing without faces",
+                    s->models_error);
+            s->models = NULL;
+        }
+    }
+    cache_config cc;
+    cache_config_init(&cc);
+    cc.l1_max_entries = (size_t)c->cache_l1_entries;
+    cc.l1_max_bytes = (size_t)c->cache_l1_bytes;
+    char l2[4096];
+    snprintf(l2, sizeof(l2), "%s/cache", c->data_dir);
+    cc.l2_dir = c->cache_l2_bytes ? l2 : NULL;
+    cc.l2_max_bytes = c->cache_l2_bytes;
+    cc.l3_url = c->redis_url;
+    cc.l3_ttl_s = (uint32_t)(c->cache_redis_ttl_ms / 1000);
+    cc.l3_connect_timeout_ms = (uint32_t)c->redis_timeout_ms;
+    cc.l3_command_timeout_ms = (uint32_t)c->redis_timeout_ms;
+    if ((rc = cache_open(&cc, &s->cache)) != VG_OK)
+        return rc;
+    analyze_config ac;
+    analyze_config_default(&ac);
+    ac.default_level = (analyze_level)c->default_level;
+    ac.pdq_threshold = (int)c->pdq_threshold;
+    ac.pdq_min_quality = (int)c->pdq_quality_min;
+    ac.face_threshold = (float)c->face_threshold;
+    ac.min_workers = (unsigned)c->replicas_min;
+    ac.max_workers = (unsigned)c->replicas_max;
+    ac.max_batch = (unsigned)c->batch_max_size;
+    ac.max_delay_us = (uint32_t)c->batch_max_delay_us;
+    ac.queue_capacity = (unsigned)c->queue_depth;
+    ac.deadline_ms = (uint32_t)c->request_deadline_ms;
+    ac.max_input_bytes = (size_t)c->max_body_bytes;
+    analyze_deps deps = {s->st, s->ix, s->cache, s->models};
+    if ((rc = analyze_ctx_new(&ac, &deps, &s->an)) != VG_OK)
+        return rc;
+    VG_INFO("server", "analysis: faces %s, cache l1 %lld entries, l2 %s, l3 %s, model %s",
+            s->models ? "on" : "off", (long long)c->cache_l1_entries, cc.l2_dir ? "on" : "off",
+            c->redis_url[0] ? "on" : "off", analyze_model_version(s->an));
+    return VG_OK;
+}
+#endif
+
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
 int server_open(const conf_settings *cfg, server **out)
@@ -181,6 +239,11 @@ int server_open(const conf_settings *cfg, server **out)
             (unsigned long long)atomic_load(&s->index_refs), (double)(vg_now_ns() - t0) / 1e6,
             index_kernel_name(index_pdq_kernel(s->ix)),
             index_kernel_name(index_face_kernel(s->ix)));
+
+#if VG_SERVER_HAVE_ANALYZE
+    if ((rc = open_analysis(s)) != VG_OK)
+        goto fail;
+#endif
 
     /* routes and HTTP */
     if ((rc = http_router_new(&s->router)) != VG_OK)
@@ -245,8 +308,17 @@ void server_close(server *s)
 {
     if (!s)
         return;
+#if VG_SERVER_HAVE_ANALYZE
+    /* Queued analyses finish and resume their requests before the HTTP server goes away. */
+    analyze_ctx_free(s->an);
+    s->an = NULL;
+#endif
     http_server_close(s->http);
     s->http = NULL;
+#if VG_SERVER_HAVE_ANALYZE
+    cache_close(s->cache);
+    face_models_free(s->models);
+#endif
     http_router_free(s->router);
     index_free(s->ix);
     http_keycache_free(s->kc);

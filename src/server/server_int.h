@@ -15,6 +15,8 @@
 #define SERVER_KEYCACHE_ENTRIES 65536
 
 typedef struct analyze_ctx analyze_ctx;
+struct cache;
+struct face_models;
 
 /* Shared read-only by the network threads after server_open; counters are atomics. */
 struct server {
@@ -25,6 +27,9 @@ struct server {
     http_router *router;
     http_server *http;
     analyze_ctx *an; /* NULL when the analysis pipeline is not built in */
+    struct cache *cache;
+    struct face_models *models; /* NULL: faces off or models missing (models_error says) */
+    char models_error[256];
     char host[256];
     uint16_t port;
     uint64_t nofile;
