@@ -7,6 +7,7 @@
 #include "core/core.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include <nmmintrin.h>
@@ -138,34 +139,55 @@ const char *cache_tier_name(cache_tier t)
     }
 }
 
+void *cache_zalloc_aligned(size_t n)
+{
+    void *p = vg_aligned_alloc(64, n);
+    if (p)
+        memset(p, 0, n);
+    return p;
+}
+
+unsigned cache_ctr_stripe_of_thread(void)
+{
+    /* Thread descriptors sit at least a stack apart; a multiplicative hash of the address bits
+     * above the page offset spreads them over the stripes. */
+    uint64_t id = (uint64_t)(uintptr_t)pthread_self() >> 12;
+    return (unsigned)((id * 0x9E3779B97F4A7C15ull) >> 61) & (CACHE_CTR_STRIPES - 1);
+}
+
 void cache_ctr_latency(cache_ctr *c, uint64_t ns)
 {
     unsigned b = ns ? 63u - (unsigned)__builtin_clzll(ns) : 0;
     if (b >= CACHE_LAT_BUCKETS)
         b = CACHE_LAT_BUCKETS - 1;
-    CACHE_CTR_INC(c, lat_count);
-    CACHE_CTR_ADD(c, lat_sum_ns, ns);
-    CACHE_CTR_INC(c, lat_buckets[b]);
+    cache_ctr_stripe *s = &c->s[cache_ctr_stripe_of_thread()];
+    atomic_fetch_add_explicit(&s->lat_count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->lat_sum_ns, ns, memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->lat_buckets[b], 1, memory_order_relaxed);
 }
 
-#define LOAD(field) atomic_load_explicit(&c->field, memory_order_relaxed)
 void cache_ctr_snapshot(const cache_ctr *c, cache_tier_stats *out)
 {
-    out->hits = LOAD(hits);
-    out->misses = LOAD(misses);
-    out->errors = LOAD(errors);
-    out->corrupt = LOAD(corrupt);
-    out->puts = LOAD(puts);
-    out->evictions = LOAD(evictions);
-    out->rejected = LOAD(rejected);
-    out->skipped = LOAD(skipped);
-    out->dropped = LOAD(dropped);
-    out->lat_count = LOAD(lat_count);
-    out->lat_sum_ns = LOAD(lat_sum_ns);
-    for (int i = 0; i < CACHE_LAT_BUCKETS; i++)
-        out->lat_buckets[i] = LOAD(lat_buckets[i]);
-}
+    memset(out, 0, sizeof *out);
+    for (int k = 0; k < CACHE_CTR_STRIPES; k++) {
+        const cache_ctr_stripe *s = &c->s[k];
+#define LOAD(field) atomic_load_explicit(&s->field, memory_order_relaxed)
+        out->hits += LOAD(hits);
+        out->misses += LOAD(misses);
+        out->errors += LOAD(errors);
+        out->corrupt += LOAD(corrupt);
+        out->puts += LOAD(puts);
+        out->evictions += LOAD(evictions);
+        out->rejected += LOAD(rejected);
+        out->skipped += LOAD(skipped);
+        out->dropped += LOAD(dropped);
+        out->lat_count += LOAD(lat_count);
+        out->lat_sum_ns += LOAD(lat_sum_ns);
+        for (int i = 0; i < CACHE_LAT_BUCKETS; i++)
+            out->lat_buckets[i] += LOAD(lat_buckets[i]);
 #undef LOAD
+    }
+}
 
 double cache_stats_latency_ns(const cache_tier_stats *t, double q)
 {

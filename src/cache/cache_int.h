@@ -14,19 +14,36 @@
 
 /* ---- counters ------------------------------------------------------------------------------- */
 
-/* One tier's counters. Relaxed atomics: they are statistics, not synchronisation. */
-typedef struct cache_ctr {
-    _Atomic uint64_t hits, misses, errors, corrupt, puts, evictions, rejected, skipped, dropped;
+/* One tier's counters, striped: each thread adds to the stripe its thread id hashes to, so two
+ * request threads rarely write the same cache line; a snapshot sums the stripes. Relaxed atomics:
+ * they are statistics, not synchronisation. */
+#define CACHE_CTR_STRIPES 8
+
+typedef struct cache_ctr_stripe {
+    _Alignas(64) _Atomic uint64_t hits;
+    _Atomic uint64_t misses, errors, corrupt, puts, evictions, rejected, skipped, dropped;
     _Atomic uint64_t lat_count, lat_sum_ns;
     _Atomic uint64_t lat_buckets[CACHE_LAT_BUCKETS];
+} cache_ctr_stripe;
+
+typedef struct cache_ctr {
+    cache_ctr_stripe s[CACHE_CTR_STRIPES];
 } cache_ctr;
 
+/* Structs holding a cache_ctr need 64-byte alignment: allocate them with this (zeroed; free
+ * with vg_free). NULL on out of memory. */
+void *cache_zalloc_aligned(size_t n);
+
+/* The calling thread's stripe (a hash of its pthread id: stable, no shared state). */
+unsigned cache_ctr_stripe_of_thread(void);
+
 #define CACHE_CTR_ADD(ctr, field, n)                                                               \
-    atomic_fetch_add_explicit(&(ctr)->field, (uint64_t)(n), memory_order_relaxed)
+    atomic_fetch_add_explicit(&(ctr)->s[cache_ctr_stripe_of_thread()].field, (uint64_t)(n),        \
+                              memory_order_relaxed)
 #define CACHE_CTR_INC(ctr, field) CACHE_CTR_ADD(ctr, field, 1)
 
 void cache_ctr_latency(cache_ctr *c, uint64_t ns);
-/* Copies every counter into out (entries and bytes are left untouched). */
+/* Sums the stripes into out (entries and bytes set to 0: the tier fills them). */
 void cache_ctr_snapshot(const cache_ctr *c, cache_tier_stats *out);
 
 /* A value of len uninitialised bytes with one reference (returns owned), *data its bytes, for a

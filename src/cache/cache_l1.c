@@ -79,7 +79,7 @@ int cache_l1_new(size_t max_entries, size_t max_bytes, unsigned shards, cache_l1
         n /= 2;
         bits--;
     }
-    cache_l1 *l1 = vg_calloc(1, sizeof *l1);
+    cache_l1 *l1 = cache_zalloc_aligned(sizeof *l1);
     if (!l1)
         return vg_err_set(VG_ENOMEM, "L1 cache");
     l1->shards = vg_aligned_alloc(64, n * sizeof(l1_shard));

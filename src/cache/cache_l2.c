@@ -276,7 +276,7 @@ int cache_l2_open(const char *dir, uint64_t max_bytes, cache_l2 **out)
     int rc = vg_mkdir_p(dir);
     if (rc != VG_OK)
         return rc;
-    cache_l2 *l2 = vg_calloc(1, sizeof *l2);
+    cache_l2 *l2 = cache_zalloc_aligned(sizeof *l2);
     if (!l2)
         return vg_err_set(VG_ENOMEM, "L2 cache");
     l2->dir = vg_strdup(dir);

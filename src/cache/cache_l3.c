@@ -550,7 +550,7 @@ int cache_l3_open(const cache_config *cfg, cache_l3 **out)
                           "L3 settings out of range (pool 1..%d, queue 1..%d, "
                           "timeouts, ttl, breaker >= 1)",
                           L3_MAX_POOL, L3_MAX_ASYNC_QUEUE);
-    cache_l3 *l3 = vg_calloc(1, sizeof *l3);
+    cache_l3 *l3 = cache_zalloc_aligned(sizeof *l3);
     if (!l3)
         return vg_err_set(VG_ENOMEM, "L3 cache");
     l3->url = url;
