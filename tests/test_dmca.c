@@ -286,7 +286,8 @@ static void test_likeness_notice_is_not_a_copyright_claim(void **state)
     contains(t, "face #1");
     contains(t, "0.412");
     contains(t, "https://bad.example/stolen.jpg");
-    contains(t, "good faith belief that the use of the likeness of Jane Q. Doe");
+    contains(t, "good faith belief that the use of the likeness of the person named in section 1");
+    contains(t, "Name: Jane Q. Doe");
     contains(t, "under penalty of perjury");
     contains(t, "/s/ Jane Q. Doe");
     contains(t, "jane@example.com");

@@ -3,13 +3,14 @@
  *
  * A notice is written once, through an emitter that produces the plain text and the HTML side
  * by side, so the two can never disagree on content. Trusted wording (ours) and untrusted
- * fields (everyone else's) go through different calls:
- *   - d_text(): our wording, still HTML-escaped (cheap, and keeps "§"-style text safe to edit);
- *   - d_user(): a field: control characters and Unicode bidirectional overrides are replaced
- *     (a field must not reorder or hide the text around it), HTML-escaped, and in plain text
- *     every line break inside it is followed by an indent, so no field can start a line of its
- *     own that reads like part of the notice;
- *   - d_url(): a field that becomes a link only when it is an http(s) URL.
+ * values (everyone else's) go through different calls:
+ *   - d_text() and paragraphs: our wording only (still HTML-escaped); plain-text paragraphs are
+ *     word-wrapped, which is safe because no untrusted value is ever part of a sentence;
+ *   - d_field(): a labelled value. Untrusted values get control characters and Unicode
+ *     bidirectional/zero-width controls replaced (a value must not reorder or hide the text
+ *     around it), HTML-escaped, and become links only when they are http(s) URLs; in plain
+ *     text they start at a fixed column and every line break inside them is followed by the
+ *     same indent, so no value can start a line that reads like the notice's own wording.
  * Both outputs are bounded by STORE_NOTICE_MAX_BYTES.
  */
 #include <stdio.h>
@@ -241,13 +242,6 @@ static void d_text(doc *d, const char *s)
     sb_html(&d->html, s, 0);
 }
 
-/* An untrusted value inline in a sentence (single line). */
-static void d_user(doc *d, const char *s)
-{
-    sb_plain(d_plain(d), s, NULL);
-    sb_html(&d->html, s, 0);
-}
-
 static int is_http_url(const char *s)
 {
     return s && (strncasecmp(s, "http://", 7) == 0 || strncasecmp(s, "https://", 8) == 0);
@@ -432,19 +426,18 @@ static void render(doc *d, const store_notice_source *src, const dmca_request *r
     d_para_begin(d);
     if (!likeness) {
         d_text(d, "This is a notification of claimed copyright infringement under the Digital "
-                  "Millennium Copyright Act, 17 U.S.C. 512(c)(3). The material identified below "
-                  "infringes the copyright in a work owned by ");
-        d_user(d, owner);
-        d_text(d, ". I ask that you expeditiously remove or disable access to it.");
+                  "Millennium Copyright Act, 17 U.S.C. 512(c)(3). The material identified in "
+                  "section 2 infringes the copyright in the work identified in section 1. I ask "
+                  "that you expeditiously remove or disable access to it.");
     } else {
         d_text(d, "This is NOT a notification of copyright infringement under 17 U.S.C. 512, and "
                   "it makes no copyright claim: a person's likeness is not a work of authorship. "
-                  "It is a request to remove material that uses the likeness of ");
-        d_user(d, person);
-        d_text(d, " without authorisation, under your service's policies on impersonation and "
-                  "non-consensual use of a person's image, and under that person's right of "
-                  "publicity. It sets out the same information a 512(c)(3) notification "
-                  "would, so that you can identify and act on it.");
+                  "It is a request to remove the material identified in section 2, which uses "
+                  "the likeness of the person named in section 1 without authorisation, under "
+                  "your service's policies on impersonation and non-consensual use of a "
+                  "person's image, and under that person's right of publicity. It sets out the "
+                  "same information a 512(c)(3) notification would, so that you can identify "
+                  "and act on it.");
     }
     d_para_end(d);
 
@@ -497,10 +490,9 @@ static void render(doc *d, const store_notice_source *src, const dmca_request *r
                   "above in the manner complained of is not authorized by the copyright owner, "
                   "its agent, or the law.");
     } else {
-        d_text(d, "I have a good faith belief that the use of the likeness of ");
-        d_user(d, person);
-        d_text(d, " in the material described above is not authorized by that person, their "
-                  "agent, or the law.");
+        d_text(d, "I have a good faith belief that the use of the likeness of the person named "
+                  "in section 1 in the material described above is not authorized by that "
+                  "person, their agent, or the law.");
     }
     d_para_end(d);
     d_para_begin(d);
