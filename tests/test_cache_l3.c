@@ -37,6 +37,7 @@ typedef struct redis_env {
     const char *ctl; /* VIGIL_TEST_REDIS_CTL, or NULL when we run our own */
     pid_t own_pid;   /* our redis-server, 0 if none */
     char prefix[64]; /* per-process key prefix: runs never see each other's keys */
+    int stopped;     /* we stopped it and have not started it again */
 } redis_env;
 
 static redis_env env;
@@ -115,6 +116,7 @@ static void own_stop(void)
 
 static void redis_stop(void)
 {
+    env.stopped = 1;
     if (env.ctl) {
         char cmd[512];
         snprintf(cmd, sizeof cmd, "%s stop", env.ctl);
@@ -126,6 +128,7 @@ static void redis_stop(void)
 
 static void redis_start(void)
 {
+    env.stopped = 0;
     if (env.ctl) {
         char cmd[512];
         snprintf(cmd, sizeof cmd, "%s start", env.ctl);
@@ -174,6 +177,16 @@ static int group_setup(void **state)
         return -1;
     }
     fprintf(stderr, "test_cache_l3: started redis-server on port %d\n", env.port);
+    return 0;
+}
+
+/* A failed assertion leaves the test early: never leave the shared Redis stopped for the tests
+ * that run after this one. */
+static int restart_if_stopped(void **state)
+{
+    (void)state;
+    if (env.stopped)
+        redis_start();
     return 0;
 }
 
@@ -572,7 +585,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_ttl_sync),
         cmocka_unit_test(test_corrupt_value_dropped),
         cmocka_unit_test(test_async_put_and_fill),
-        cmocka_unit_test(test_outage_and_recovery),
+        cmocka_unit_test_teardown(test_outage_and_recovery, restart_if_stopped),
     };
     vg_log_set_level(VG_LOG_WARN);
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
