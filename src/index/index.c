@@ -1,13 +1,13 @@
 /* index: tenants, shards, updates, searches and compaction. See index.h for the contract and
  * index_int.h for the storage layout.
  *
- * Invariants of a shard's tables (ix_tables):
+ * Invariants of a shard's tables (index__tables):
  *   - entries [0, pdq_n) and [0, face_n) are immutable once appended, except that compaction
  *     replaces the whole tables; an entry is live iff its reference is alive;
  *   - a reference is alive iff it is in ref_map; it has n_pdq + n_face >= 1 entries; its handle
  *     stays valid (dead) until the next compaction renumbers references and profiles;
  *   - a profile is alive iff it is in profile_map, iff it has at least one live reference, which
- *     are linked through ix_ref.prev/next from first_ref;
+ *     are linked through index__ref.prev/next from first_ref;
  *   - mih, when present, covers the PDQ entries [0, mih->n); [mih->n, pdq_n) is the flat tail.
  * Locking: readers hold the shard's rwlock shared; every change of the tables happens under it
  * exclusively, and the writer that makes it holds write_mutex, which lets it read the tables
@@ -29,22 +29,24 @@
 #define MAX_ENTRIES_LIMIT ((size_t)1 << 30) /* positions must fit uint32 with tombstones */
 #define MIH_AUTO_MAX_THRESHOLD 31           /* radius 1; radius 2 probes 8x more buckets */
 
-typedef struct ix_ref {
+typedef struct index__ref {
     char id[INDEX_ID_MAX];
     uint32_t profile;
-    uint32_t prev, next; /* siblings in the profile's list, IX_NONE at the ends */
+    uint32_t prev, next; /* siblings in the profile's list, INDEX__NONE at the ends */
     uint32_t n_pdq, n_face;
     uint8_t alive;
-} ix_ref;
+    uint8_t has_sha;    /* sha256 set by index_set_sha256 */
+    uint8_t sha256[32]; /* SHA-256 of the reference's image bytes: exact-copy detection */
+} index__ref;
 
-typedef struct ix_profile {
+typedef struct index__profile {
     char id[INDEX_ID_MAX];
     uint32_t first_ref;
     uint32_t n_refs; /* live */
     uint8_t alive;
-} ix_profile;
+} index__profile;
 
-typedef struct ix_tables {
+typedef struct index__tables {
     uint64_t *pdq_blocks; /* pdq_cap / 8 blocks, 64-byte aligned */
     uint32_t *pdq_ref;
     uint8_t *pdq_quality;
@@ -52,48 +54,48 @@ typedef struct ix_tables {
     float *face_rows; /* face_cap rows, 64-byte aligned */
     uint32_t *face_ref;
     size_t face_n, face_cap, dead_face;
-    ix_ref *refs;
+    index__ref *refs;
     size_t n_refs, refs_cap, live_refs;
-    ix_profile *profiles;
+    index__profile *profiles;
     size_t n_profiles, profiles_cap, live_profiles;
-    ix_map ref_map, profile_map;
-    ix_mih *mih;
-} ix_tables;
+    index__map ref_map, profile_map;
+    index__mih *mih;
+} index__tables;
 
 /* One tenant. Readers: queries and stats (lock shared). Writers: updates, holding write_mutex
  * throughout and lock exclusively while they change the tables. Freed only by index_free. */
-typedef struct ix_shard {
+typedef struct index__shard {
     char id[INDEX_ID_MAX];
     pthread_rwlock_t lock;
     pthread_mutex_t write_mutex;
-    ix_tables t;
-} ix_shard;
+    index__tables t;
+} index__shard;
 
 struct index_db {
     index_config cfg; /* resolved: no zero fields */
     index_kernel pdq_kernel, face_kernel;
-    ix_pdq_scan_fn pdq_scan;
-    ix_face_dist_fn face_dist;
+    index__pdq_scan_fn pdq_scan;
+    index__face_dist_fn face_dist;
     int mih_popcnt;
     pthread_rwlock_t tenants_lock; /* guards shards, n_shards, tenant_map */
-    ix_shard **shards;
+    index__shard **shards;
     size_t n_shards, shards_cap;
-    ix_map tenant_map;
+    index__map tenant_map;
 };
 
 /* ---- small helpers -------------------------------------------------------------------------- */
 
-int ix_hits_push(ix_hits *h, uint32_t pos, int distance, int variant)
+int index__hits_push(index__hits *h, uint32_t pos, int distance, int variant)
 {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 256;
-        ix_hit *v = vg_realloc(h->v, cap * sizeof *v);
+        index__hit *v = vg_realloc(h->v, cap * sizeof *v);
         if (!v)
             return VG_ENOMEM;
         h->v = v;
         h->cap = cap;
     }
-    h->v[h->n++] = (ix_hit){pos, (uint16_t)distance, (uint16_t)variant};
+    h->v[h->n++] = (index__hit){pos, (uint16_t)distance, (uint16_t)variant};
     return VG_OK;
 }
 
@@ -108,12 +110,12 @@ static int check_id(const char *what, const char *id)
 
 static const char *ref_key(const void *ctx, uint32_t h)
 {
-    return ((const ix_tables *)ctx)->refs[h].id;
+    return ((const index__tables *)ctx)->refs[h].id;
 }
 
 static const char *profile_key(const void *ctx, uint32_t h)
 {
-    return ((const ix_tables *)ctx)->profiles[h].id;
+    return ((const index__tables *)ctx)->profiles[h].id;
 }
 
 static const char *shard_key(const void *ctx, uint32_t h)
@@ -123,15 +125,15 @@ static const char *shard_key(const void *ctx, uint32_t h)
 
 static size_t round_up8(size_t n)
 {
-    return (n + IX_BLOCK - 1) / IX_BLOCK * IX_BLOCK;
+    return (n + INDEX__BLOCK - 1) / INDEX__BLOCK * INDEX__BLOCK;
 }
 
 static size_t pdq_block_bytes(size_t cap)
 {
-    return cap / IX_BLOCK * IX_BLOCK_WORDS * sizeof(uint64_t);
+    return cap / INDEX__BLOCK * INDEX__BLOCK_WORDS * sizeof(uint64_t);
 }
 
-static void tables_free(ix_tables *t)
+static void tables_free(index__tables *t)
 {
     vg_free(t->pdq_blocks);
     vg_free(t->pdq_ref);
@@ -140,26 +142,27 @@ static void tables_free(ix_tables *t)
     vg_free(t->face_ref);
     vg_free(t->refs);
     vg_free(t->profiles);
-    ix_map_free(&t->ref_map);
-    ix_map_free(&t->profile_map);
-    ix_mih_free(t->mih);
+    index__map_free(&t->ref_map);
+    index__map_free(&t->profile_map);
+    index__mih_free(t->mih);
     memset(t, 0, sizeof *t);
 }
 
-static size_t tables_bytes(const ix_tables *t)
+static size_t tables_bytes(const index__tables *t)
 {
     return pdq_block_bytes(t->pdq_cap) + t->pdq_cap * (sizeof(uint32_t) + 1) +
            t->face_cap * (INDEX_FACE_DIM * sizeof(float) + sizeof(uint32_t)) +
-           t->refs_cap * sizeof(ix_ref) + t->profiles_cap * sizeof(ix_profile) +
-           ix_map_bytes(&t->ref_map) + ix_map_bytes(&t->profile_map) + ix_mih_bytes(t->mih);
+           t->refs_cap * sizeof(index__ref) + t->profiles_cap * sizeof(index__profile) +
+           index__map_bytes(&t->ref_map) + index__map_bytes(&t->profile_map) +
+           index__mih_bytes(t->mih);
 }
 
-static void wrlock(ix_shard *sh)
+static void wrlock(index__shard *sh)
 {
     pthread_rwlock_wrlock(&sh->lock);
 }
 
-static void unlock(ix_shard *sh)
+static void unlock(index__shard *sh)
 {
     pthread_rwlock_unlock(&sh->lock);
 }
@@ -188,9 +191,9 @@ int index_new(const index_config *cfg, index_db **out)
     if (!ix)
         return vg_err_set(VG_ENOMEM, "index");
     ix->cfg = c;
-    int rc = ix_pdq_kernel_get(c.pdq_kernel, &ix->pdq_kernel, &ix->pdq_scan);
+    int rc = index__pdq_kernel_get(c.pdq_kernel, &ix->pdq_kernel, &ix->pdq_scan);
     if (!rc)
-        rc = ix_face_kernel_get(c.face_kernel, &ix->face_kernel, &ix->face_dist);
+        rc = index__face_kernel_get(c.face_kernel, &ix->face_kernel, &ix->face_dist);
     if (rc) {
         vg_free(ix);
         return rc;
@@ -206,14 +209,14 @@ void index_free(index_db *ix)
     if (!ix)
         return;
     for (size_t i = 0; i < ix->n_shards; i++) {
-        ix_shard *sh = ix->shards[i];
+        index__shard *sh = ix->shards[i];
         tables_free(&sh->t);
         pthread_rwlock_destroy(&sh->lock);
         pthread_mutex_destroy(&sh->write_mutex);
         vg_free(sh);
     }
     vg_free(ix->shards);
-    ix_map_free(&ix->tenant_map);
+    index__map_free(&ix->tenant_map);
     pthread_rwlock_destroy(&ix->tenants_lock);
     vg_free(ix);
 }
@@ -230,37 +233,37 @@ index_kernel index_face_kernel(const index_db *ix)
 
 /* ---- tenants -------------------------------------------------------------------------------- */
 
-static ix_shard *shard_find(index_db *ix, const char *tenant)
+static index__shard *shard_find(index_db *ix, const char *tenant)
 {
     pthread_rwlock_rdlock(&ix->tenants_lock);
-    uint32_t h = ix_map_find(&ix->tenant_map, tenant, ix_hash_str(tenant), shard_key, ix);
-    ix_shard *sh = h == IX_NONE ? NULL : ix->shards[h];
+    uint32_t h = index__map_find(&ix->tenant_map, tenant, index__hash_str(tenant), shard_key, ix);
+    index__shard *sh = h == INDEX__NONE ? NULL : ix->shards[h];
     pthread_rwlock_unlock(&ix->tenants_lock);
     return sh;
 }
 
-static int shard_get_or_create(index_db *ix, const char *tenant, ix_shard **out)
+static int shard_get_or_create(index_db *ix, const char *tenant, index__shard **out)
 {
-    ix_shard *sh = shard_find(ix, tenant);
+    index__shard *sh = shard_find(ix, tenant);
     if (sh) {
         *out = sh;
         return VG_OK;
     }
-    uint32_t hash = ix_hash_str(tenant);
+    uint32_t hash = index__hash_str(tenant);
     int rc = VG_OK;
     pthread_rwlock_wrlock(&ix->tenants_lock);
-    uint32_t h = ix_map_find(&ix->tenant_map, tenant, hash, shard_key, ix);
-    if (h != IX_NONE) {
+    uint32_t h = index__map_find(&ix->tenant_map, tenant, hash, shard_key, ix);
+    if (h != INDEX__NONE) {
         *out = ix->shards[h];
         goto done;
     }
-    if (ix->n_shards >= IX_NONE - 1) {
+    if (ix->n_shards >= INDEX__NONE - 1) {
         rc = vg_err_set(VG_ETOOBIG, "too many tenants");
         goto done;
     }
     if (ix->n_shards == ix->shards_cap) {
         size_t cap = ix->shards_cap ? ix->shards_cap * 2 : RECORD_MIN_CAP;
-        ix_shard **v = vg_realloc(ix->shards, cap * sizeof *v);
+        index__shard **v = vg_realloc(ix->shards, cap * sizeof *v);
         if (!v) {
             rc = vg_err_set(VG_ENOMEM, "tenant table");
             goto done;
@@ -268,7 +271,7 @@ static int shard_get_or_create(index_db *ix, const char *tenant, ix_shard **out)
         ix->shards = v;
         ix->shards_cap = cap;
     }
-    if ((rc = ix_map_reserve(&ix->tenant_map, 1)))
+    if ((rc = index__map_reserve(&ix->tenant_map, 1)))
         goto done;
     sh = vg_calloc(1, sizeof *sh);
     if (!sh) {
@@ -285,7 +288,7 @@ static int shard_get_or_create(index_db *ix, const char *tenant, ix_shard **out)
     pthread_rwlockattr_destroy(&attr);
     pthread_mutex_init(&sh->write_mutex, NULL);
     ix->shards[ix->n_shards] = sh;
-    ix_map_insert(&ix->tenant_map, hash, (uint32_t)ix->n_shards);
+    index__map_insert(&ix->tenant_map, hash, (uint32_t)ix->n_shards);
     ix->n_shards++;
     *out = sh;
 done:
@@ -309,9 +312,9 @@ static int next_cap(size_t cap, size_t need, size_t min, size_t *out)
 
 /* The arrays are replaced, not realloc'd, so that copying runs while queries keep reading the
  * old ones; only the pointer swap takes the write lock. */
-static int grow_pdq(ix_shard *sh, size_t need)
+static int grow_pdq(index__shard *sh, size_t need)
 {
-    ix_tables *t = &sh->t;
+    index__tables *t = &sh->t;
     if (need <= t->pdq_cap)
         return VG_OK;
     size_t cap = 0;
@@ -350,9 +353,9 @@ static int grow_pdq(ix_shard *sh, size_t need)
     return VG_OK;
 }
 
-static int grow_face(ix_shard *sh, size_t need)
+static int grow_face(index__shard *sh, size_t need)
 {
-    ix_tables *t = &sh->t;
+    index__tables *t = &sh->t;
     if (need <= t->face_cap)
         return VG_OK;
     size_t cap = 0, bytes = 0;
@@ -383,7 +386,7 @@ static int grow_face(ix_shard *sh, size_t need)
 }
 
 /* refs / profiles: one helper for both record arrays. */
-static int grow_records(ix_shard *sh, void **arr, size_t *cap_io, size_t used, size_t elem,
+static int grow_records(index__shard *sh, void **arr, size_t *cap_io, size_t used, size_t elem,
                         size_t need)
 {
     if (need <= *cap_io)
@@ -422,31 +425,31 @@ static int want_mih(const index_db *ix, size_t live_pdq)
 
 /* Rebuilds the multi-index when the flat tail has grown past max(mih_tail_min, pdq_n / 8).
  * Failure only means the tail stays longer, so it is logged, not returned. */
-static void maybe_rebuild_mih(index_db *ix, ix_shard *sh)
+static void maybe_rebuild_mih(index_db *ix, index__shard *sh)
 {
-    ix_tables *t = &sh->t;
+    index__tables *t = &sh->t;
     if (!want_mih(ix, t->pdq_n - t->dead_pdq))
         return;
     size_t covered = t->mih ? t->mih->n : 0;
     size_t tail = t->pdq_n - covered;
     if (tail <= VG_MAX(ix->cfg.mih_tail_min, t->pdq_n / 8))
         return;
-    ix_mih *m;
-    if (ix_mih_build(t->pdq_blocks, t->pdq_n, &m)) {
+    index__mih *m;
+    if (index__mih_build(t->pdq_blocks, t->pdq_n, &m)) {
         VG_WARN("index", "tenant %s: multi-index rebuild failed (%s); tail of %zu stays flat",
                 sh->id, vg_err_msg(), tail);
         return;
     }
-    ix_mih *old = t->mih;
+    index__mih *old = t->mih;
     wrlock(sh);
     t->mih = m;
     unlock(sh);
-    ix_mih_free(old);
+    index__mih_free(old);
 }
 
 /* Builds compacted copies of the tables in *nt: live entries in their order, references and
  * profiles renumbered, maps rebuilt, multi-index rebuilt if wanted. */
-static int tables_compact(const index_db *ix, const ix_tables *t, ix_tables *nt)
+static int tables_compact(const index_db *ix, const index__tables *t, index__tables *nt)
 {
     memset(nt, 0, sizeof *nt);
     int rc = VG_ENOMEM;
@@ -465,25 +468,25 @@ static int tables_compact(const index_db *ix, const ix_tables *t, ix_tables *nt)
     nt->pdq_quality = vg_malloc(nt->pdq_cap);
     nt->face_rows = vg_aligned_alloc(64, nt->face_cap * INDEX_FACE_DIM * sizeof(float));
     nt->face_ref = vg_malloc(nt->face_cap * sizeof(uint32_t));
-    nt->refs = vg_malloc(nt->refs_cap * sizeof(ix_ref));
-    nt->profiles = vg_malloc(nt->profiles_cap * sizeof(ix_profile));
+    nt->refs = vg_malloc(nt->refs_cap * sizeof(index__ref));
+    nt->profiles = vg_malloc(nt->profiles_cap * sizeof(index__profile));
     if (!nt->pdq_blocks || !nt->pdq_ref || !nt->pdq_quality || !nt->face_rows || !nt->face_ref ||
         !nt->refs || !nt->profiles)
         goto fail;
-    if (ix_map_reserve(&nt->ref_map, t->live_refs) ||
-        ix_map_reserve(&nt->profile_map, t->live_profiles))
+    if (index__map_reserve(&nt->ref_map, t->live_refs) ||
+        index__map_reserve(&nt->profile_map, t->live_profiles))
         goto fail;
     memset(nt->pdq_blocks, 0, pdq_block_bytes(nt->pdq_cap));
 
     for (size_t p = 0; p < t->n_profiles; p++) {
-        prof_new[p] = IX_NONE;
+        prof_new[p] = INDEX__NONE;
         if (!t->profiles[p].alive)
             continue;
         prof_new[p] = (uint32_t)nt->n_profiles;
         nt->profiles[nt->n_profiles++] = t->profiles[p];
     }
     for (size_t r = 0; r < t->n_refs; r++) {
-        ref_new[r] = IX_NONE;
+        ref_new[r] = INDEX__NONE;
         if (!t->refs[r].alive)
             continue;
         ref_new[r] = (uint32_t)nt->n_refs;
@@ -492,40 +495,40 @@ static int tables_compact(const index_db *ix, const ix_tables *t, ix_tables *nt)
         nt->n_refs++;
     }
     for (size_t r = 0; r < nt->n_refs; r++) {
-        ix_ref *x = &nt->refs[r];
-        x->prev = x->prev == IX_NONE ? IX_NONE : ref_new[x->prev];
-        x->next = x->next == IX_NONE ? IX_NONE : ref_new[x->next];
-        ix_map_insert(&nt->ref_map, ix_hash_str(x->id), (uint32_t)r);
+        index__ref *x = &nt->refs[r];
+        x->prev = x->prev == INDEX__NONE ? INDEX__NONE : ref_new[x->prev];
+        x->next = x->next == INDEX__NONE ? INDEX__NONE : ref_new[x->next];
+        index__map_insert(&nt->ref_map, index__hash_str(x->id), (uint32_t)r);
     }
     for (size_t p = 0; p < nt->n_profiles; p++) {
-        ix_profile *x = &nt->profiles[p];
+        index__profile *x = &nt->profiles[p];
         x->first_ref = ref_new[x->first_ref];
-        ix_map_insert(&nt->profile_map, ix_hash_str(x->id), (uint32_t)p);
+        index__map_insert(&nt->profile_map, index__hash_str(x->id), (uint32_t)p);
     }
     nt->live_refs = nt->n_refs;
     nt->live_profiles = nt->n_profiles;
 
     for (size_t p = 0; p < t->pdq_n; p++) {
         uint32_t r = ref_new[t->pdq_ref[p]];
-        if (r == IX_NONE)
+        if (r == INDEX__NONE)
             continue;
         size_t q = nt->pdq_n++;
         for (int w = 0; w < 4; w++)
-            nt->pdq_blocks[(q / IX_BLOCK) * IX_BLOCK_WORDS + (size_t)w * IX_BLOCK + q % IX_BLOCK] =
-                ix_word(t->pdq_blocks, p, w);
+            nt->pdq_blocks[(q / INDEX__BLOCK) * INDEX__BLOCK_WORDS + (size_t)w * INDEX__BLOCK +
+                           q % INDEX__BLOCK] = index__word(t->pdq_blocks, p, w);
         nt->pdq_ref[q] = r;
         nt->pdq_quality[q] = t->pdq_quality[p];
     }
     for (size_t p = 0; p < t->face_n; p++) {
         uint32_t r = ref_new[t->face_ref[p]];
-        if (r == IX_NONE)
+        if (r == INDEX__NONE)
             continue;
         size_t q = nt->face_n++;
         memcpy(nt->face_rows + q * INDEX_FACE_DIM, t->face_rows + p * INDEX_FACE_DIM,
                INDEX_FACE_DIM * sizeof(float));
         nt->face_ref[q] = r;
     }
-    if (want_mih(ix, nt->pdq_n) && ix_mih_build(nt->pdq_blocks, nt->pdq_n, &nt->mih))
+    if (want_mih(ix, nt->pdq_n) && index__mih_build(nt->pdq_blocks, nt->pdq_n, &nt->mih))
         goto fail;
     vg_free(ref_new);
     vg_free(prof_new);
@@ -540,19 +543,19 @@ fail:
 /* Compacts once tombstones reach a quarter of the entries: each compaction costs O(entries) and
  * follows at least entries/4 deletions, so deletes cost O(1) amortised. On failure the
  * tombstones simply stay (searches skip them), so the error is logged, not returned. */
-static void maybe_compact(index_db *ix, ix_shard *sh)
+static void maybe_compact(index_db *ix, index__shard *sh)
 {
-    ix_tables *t = &sh->t;
+    index__tables *t = &sh->t;
     size_t dead = t->dead_pdq + t->dead_face, total = t->pdq_n + t->face_n;
     if (!dead || dead * 4 < total)
         return;
-    ix_tables nt;
+    index__tables nt;
     if (tables_compact(ix, t, &nt)) {
         VG_WARN("index", "tenant %s: compaction failed (%s); %zu tombstones kept", sh->id,
                 vg_err_msg(), dead);
         return;
     }
-    ix_tables old = *t;
+    index__tables old = *t;
     wrlock(sh);
     *t = nt;
     unlock(sh);
@@ -562,74 +565,74 @@ static void maybe_compact(index_db *ix, ix_shard *sh)
 /* ---- adds ----------------------------------------------------------------------------------- */
 
 /* Finds or prepares the reference for an add: on success *ref_out is an existing live handle, or
- * IX_NONE with every array and map reserved so that add_commit cannot fail. */
-static int add_prepare(index_db *ix, ix_shard *sh, const char *profile, const char *reference,
+ * INDEX__NONE with every array and map reserved so that add_commit cannot fail. */
+static int add_prepare(index_db *ix, index__shard *sh, const char *profile, const char *reference,
                        uint32_t *ref_out)
 {
-    ix_tables *t = &sh->t;
+    index__tables *t = &sh->t;
     size_t live = (t->pdq_n - t->dead_pdq) + (t->face_n - t->dead_face);
     if (live >= ix->cfg.max_entries_per_tenant || t->pdq_n + t->face_n >= MAX_ENTRIES_LIMIT * 2)
         return vg_err_set(VG_ETOOBIG, "tenant %s holds %zu entries (max_entries_per_tenant)",
                           sh->id, live);
-    uint32_t r = ix_map_find(&t->ref_map, reference, ix_hash_str(reference), ref_key, t);
-    if (r != IX_NONE) {
+    uint32_t r = index__map_find(&t->ref_map, reference, index__hash_str(reference), ref_key, t);
+    if (r != INDEX__NONE) {
         if (strcmp(t->profiles[t->refs[r].profile].id, profile) != 0)
             return vg_err_set(VG_ECONFLICT, "reference %s belongs to profile %s, not %s", reference,
                               t->profiles[t->refs[r].profile].id, profile);
         *ref_out = r;
         return VG_OK;
     }
-    int rc =
-        grow_records(sh, (void **)&t->refs, &t->refs_cap, t->n_refs, sizeof(ix_ref), t->n_refs + 1);
+    int rc = grow_records(sh, (void **)&t->refs, &t->refs_cap, t->n_refs, sizeof(index__ref),
+                          t->n_refs + 1);
     if (!rc)
         rc = grow_records(sh, (void **)&t->profiles, &t->profiles_cap, t->n_profiles,
-                          sizeof(ix_profile), t->n_profiles + 1);
+                          sizeof(index__profile), t->n_profiles + 1);
     if (rc)
         return rc;
-    if (t->n_refs >= IX_NONE - 1 || t->n_profiles >= IX_NONE - 1)
+    if (t->n_refs >= INDEX__NONE - 1 || t->n_profiles >= INDEX__NONE - 1)
         return vg_err_set(VG_ETOOBIG, "too many references in tenant %s", sh->id);
     wrlock(sh);
-    rc = ix_map_reserve(&t->ref_map, 1);
+    rc = index__map_reserve(&t->ref_map, 1);
     if (!rc)
-        rc = ix_map_reserve(&t->profile_map, 1);
+        rc = index__map_reserve(&t->profile_map, 1);
     unlock(sh);
     if (rc)
         return rc;
-    *ref_out = IX_NONE;
+    *ref_out = INDEX__NONE;
     return VG_OK;
 }
 
-/* Under the write lock: creates the reference (and profile) when ref == IX_NONE. */
-static uint32_t add_commit_ref(ix_tables *t, const char *profile, const char *reference,
+/* Under the write lock: creates the reference (and profile) when ref == INDEX__NONE. */
+static uint32_t add_commit_ref(index__tables *t, const char *profile, const char *reference,
                                uint32_t ref)
 {
-    if (ref != IX_NONE)
+    if (ref != INDEX__NONE)
         return ref;
-    uint32_t phash = ix_hash_str(profile);
-    uint32_t p = ix_map_find(&t->profile_map, profile, phash, profile_key, t);
-    if (p == IX_NONE) {
+    uint32_t phash = index__hash_str(profile);
+    uint32_t p = index__map_find(&t->profile_map, profile, phash, profile_key, t);
+    if (p == INDEX__NONE) {
         p = (uint32_t)t->n_profiles++;
-        ix_profile *x = &t->profiles[p];
+        index__profile *x = &t->profiles[p];
         memset(x, 0, sizeof *x);
         strcpy(x->id, profile);
-        x->first_ref = IX_NONE;
+        x->first_ref = INDEX__NONE;
         x->alive = 1;
-        ix_map_insert(&t->profile_map, phash, p);
+        index__map_insert(&t->profile_map, phash, p);
         t->live_profiles++;
     }
     ref = (uint32_t)t->n_refs++;
-    ix_ref *x = &t->refs[ref];
+    index__ref *x = &t->refs[ref];
     memset(x, 0, sizeof *x);
     strcpy(x->id, reference);
     x->profile = p;
     x->alive = 1;
-    x->prev = IX_NONE;
+    x->prev = INDEX__NONE;
     x->next = t->profiles[p].first_ref;
-    if (x->next != IX_NONE)
+    if (x->next != INDEX__NONE)
         t->refs[x->next].prev = ref;
     t->profiles[p].first_ref = ref;
     t->profiles[p].n_refs++;
-    ix_map_insert(&t->ref_map, ix_hash_str(reference), ref);
+    index__map_insert(&t->ref_map, index__hash_str(reference), ref);
     t->live_refs++;
     return ref;
 }
@@ -654,24 +657,24 @@ int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const c
         return vg_err_set(VG_EINVAL, "no PDQ hash");
     if (quality < 0 || quality > 100)
         return vg_err_set(VG_EINVAL, "PDQ quality %d outside 0..100", quality);
-    ix_shard *sh;
+    index__shard *sh;
     if ((rc = shard_get_or_create(ix, tenant, &sh)))
         return rc;
     pthread_mutex_lock(&sh->write_mutex);
-    ix_tables *t = &sh->t;
+    index__tables *t = &sh->t;
     uint32_t ref;
     rc = add_prepare(ix, sh, profile, reference, &ref);
     if (!rc)
         rc = grow_pdq(sh, t->pdq_n + 1);
     if (!rc) {
         uint64_t w[4];
-        ix_pdq_words(hash, w);
+        index__pdq_words(hash, w);
         wrlock(sh);
         ref = add_commit_ref(t, profile, reference, ref);
         size_t p = t->pdq_n;
         for (int i = 0; i < 4; i++)
-            t->pdq_blocks[(p / IX_BLOCK) * IX_BLOCK_WORDS + (size_t)i * IX_BLOCK + p % IX_BLOCK] =
-                w[i];
+            t->pdq_blocks[(p / INDEX__BLOCK) * INDEX__BLOCK_WORDS + (size_t)i * INDEX__BLOCK +
+                          p % INDEX__BLOCK] = w[i];
         t->pdq_ref[p] = ref;
         t->pdq_quality[p] = (uint8_t)quality;
         t->pdq_n++;
@@ -694,11 +697,11 @@ int index_face_add(index_db *ix, const char *tenant, const char *profile, const 
     for (int i = 0; i < INDEX_FACE_DIM; i++)
         if (!isfinite(descriptor[i]))
             return vg_err_set(VG_EINVAL, "face descriptor component %d is not finite", i);
-    ix_shard *sh;
+    index__shard *sh;
     if ((rc = shard_get_or_create(ix, tenant, &sh)))
         return rc;
     pthread_mutex_lock(&sh->write_mutex);
-    ix_tables *t = &sh->t;
+    index__tables *t = &sh->t;
     uint32_t ref;
     rc = add_prepare(ix, sh, profile, reference, &ref);
     if (!rc)
@@ -716,27 +719,55 @@ int index_face_add(index_db *ix, const char *tenant, const char *profile, const 
     return rc;
 }
 
+int index_set_sha256(index_db *ix, const char *tenant, const char *reference,
+                     const uint8_t sha256[32])
+{
+    int rc = check_id("tenant", tenant);
+    if (!rc)
+        rc = check_id("reference", reference);
+    if (rc)
+        return rc;
+    if (!sha256)
+        return vg_err_set(VG_EINVAL, "no SHA-256");
+    index__shard *sh = shard_find(ix, tenant);
+    if (!sh)
+        return vg_err_set(VG_ENOTFOUND, "no reference %s in tenant %s", reference, tenant);
+    pthread_mutex_lock(&sh->write_mutex);
+    index__tables *t = &sh->t;
+    uint32_t r = index__map_find(&t->ref_map, reference, index__hash_str(reference), ref_key, t);
+    if (r == INDEX__NONE) {
+        rc = vg_err_set(VG_ENOTFOUND, "no reference %s in tenant %s", reference, tenant);
+    } else {
+        wrlock(sh);
+        memcpy(t->refs[r].sha256, sha256, 32);
+        t->refs[r].has_sha = 1;
+        unlock(sh);
+    }
+    pthread_mutex_unlock(&sh->write_mutex);
+    return rc;
+}
+
 /* ---- removals ------------------------------------------------------------------------------- */
 
 /* Under the write lock: kills a live reference and unlinks it from its profile, killing the
  * profile with its last reference. */
-static void kill_ref(ix_tables *t, uint32_t r)
+static void kill_ref(index__tables *t, uint32_t r)
 {
-    ix_ref *x = &t->refs[r];
-    ix_profile *p = &t->profiles[x->profile];
-    ix_map_remove(&t->ref_map, x->id, ix_hash_str(x->id), ref_key, t);
+    index__ref *x = &t->refs[r];
+    index__profile *p = &t->profiles[x->profile];
+    index__map_remove(&t->ref_map, x->id, index__hash_str(x->id), ref_key, t);
     x->alive = 0;
-    if (x->prev != IX_NONE)
+    if (x->prev != INDEX__NONE)
         t->refs[x->prev].next = x->next;
     else
         p->first_ref = x->next;
-    if (x->next != IX_NONE)
+    if (x->next != INDEX__NONE)
         t->refs[x->next].prev = x->prev;
     t->dead_pdq += x->n_pdq;
     t->dead_face += x->n_face;
     t->live_refs--;
     if (--p->n_refs == 0) {
-        ix_map_remove(&t->profile_map, p->id, ix_hash_str(p->id), profile_key, t);
+        index__map_remove(&t->profile_map, p->id, index__hash_str(p->id), profile_key, t);
         p->alive = 0;
         t->live_profiles--;
     }
@@ -749,13 +780,13 @@ int index_remove_reference(index_db *ix, const char *tenant, const char *referen
         rc = check_id("reference", reference);
     if (rc)
         return rc;
-    ix_shard *sh = shard_find(ix, tenant);
+    index__shard *sh = shard_find(ix, tenant);
     if (!sh)
         return vg_err_set(VG_ENOTFOUND, "tenant %s has no index entries", tenant);
     pthread_mutex_lock(&sh->write_mutex);
-    ix_tables *t = &sh->t;
-    uint32_t r = ix_map_find(&t->ref_map, reference, ix_hash_str(reference), ref_key, t);
-    if (r == IX_NONE) {
+    index__tables *t = &sh->t;
+    uint32_t r = index__map_find(&t->ref_map, reference, index__hash_str(reference), ref_key, t);
+    if (r == INDEX__NONE) {
         rc = vg_err_set(VG_ENOTFOUND, "reference %s not in the index", reference);
     } else {
         wrlock(sh);
@@ -774,13 +805,14 @@ int index_remove_profile(index_db *ix, const char *tenant, const char *profile)
         rc = check_id("profile", profile);
     if (rc)
         return rc;
-    ix_shard *sh = shard_find(ix, tenant);
+    index__shard *sh = shard_find(ix, tenant);
     if (!sh)
         return vg_err_set(VG_ENOTFOUND, "tenant %s has no index entries", tenant);
     pthread_mutex_lock(&sh->write_mutex);
-    ix_tables *t = &sh->t;
-    uint32_t p = ix_map_find(&t->profile_map, profile, ix_hash_str(profile), profile_key, t);
-    if (p == IX_NONE) {
+    index__tables *t = &sh->t;
+    uint32_t p =
+        index__map_find(&t->profile_map, profile, index__hash_str(profile), profile_key, t);
+    if (p == INDEX__NONE) {
         rc = vg_err_set(VG_ENOTFOUND, "profile %s not in the index", profile);
     } else {
         wrlock(sh);
@@ -798,11 +830,11 @@ int index_remove_tenant(index_db *ix, const char *tenant)
     int rc = check_id("tenant", tenant);
     if (rc)
         return rc;
-    ix_shard *sh = shard_find(ix, tenant);
+    index__shard *sh = shard_find(ix, tenant);
     if (!sh)
         return vg_err_set(VG_ENOTFOUND, "tenant %s has no index entries", tenant);
     pthread_mutex_lock(&sh->write_mutex);
-    ix_tables old = sh->t;
+    index__tables old = sh->t;
     wrlock(sh);
     memset(&sh->t, 0, sizeof sh->t);
     unlock(sh);
@@ -840,7 +872,7 @@ static int cand_by_distance(const void *a, const void *b, void *ctx)
     const cand *x = a, *y = b;
     if (x->distance != y->distance)
         return x->distance < y->distance ? -1 : 1;
-    const ix_tables *t = ctx;
+    const index__tables *t = ctx;
     return strcmp(t->refs[x->ref].id, t->refs[y->ref].id);
 }
 
@@ -861,7 +893,7 @@ static void pdq_best(const uint64_t *blocks, size_t p, const uint64_t (*q)[4], s
     for (size_t v = 0; v < nv; v++) {
         int d = 0;
         for (int w = 0; w < 4; w++)
-            d += __builtin_popcountll(ix_word(blocks, p, w) ^ q[v][w]);
+            d += __builtin_popcountll(index__word(blocks, p, w) ^ q[v][w]);
         if (d < best) {
             best = d;
             bv = (int)v;
@@ -872,11 +904,11 @@ static void pdq_best(const uint64_t *blocks, size_t p, const uint64_t (*q)[4], s
 }
 
 /* Flat scan of [begin, end): kernel hits, then the exact best variant of each. */
-static int pdq_flat(const index_db *ix, const ix_tables *t, size_t begin, size_t end,
-                    const uint64_t (*q)[4], size_t nv, int threshold, ix_hits *hits)
+static int pdq_flat(const index_db *ix, const index__tables *t, size_t begin, size_t end,
+                    const uint64_t (*q)[4], size_t nv, int threshold, index__hits *hits)
 {
     uint32_t buf[SCAN_CHUNK];
-    for (size_t c = begin / IX_BLOCK * IX_BLOCK; c < end; c += SCAN_CHUNK) {
+    for (size_t c = begin / INDEX__BLOCK * INDEX__BLOCK; c < end; c += SCAN_CHUNK) {
         size_t e = VG_MIN(end, c + SCAN_CHUNK);
         size_t n = ix->pdq_scan(t->pdq_blocks, c, e, q, nv, threshold, buf);
         for (size_t i = 0; i < n; i++) {
@@ -884,37 +916,38 @@ static int pdq_flat(const index_db *ix, const ix_tables *t, size_t begin, size_t
                 continue;
             int d, v;
             pdq_best(t->pdq_blocks, buf[i], q, nv, &d, &v);
-            if (ix_hits_push(hits, buf[i], d, v))
+            if (index__hits_push(hits, buf[i], d, v))
                 return vg_err_set(VG_ENOMEM, "PDQ candidates");
         }
     }
     return VG_OK;
 }
 
-static int use_mih(const index_db *ix, const ix_tables *t, int threshold)
+static int use_mih(const index_db *ix, const index__tables *t, int threshold)
 {
     if (!t->mih || ix->cfg.pdq_search == INDEX_SEARCH_FLAT)
         return 0;
-    int max = ix->cfg.pdq_search == INDEX_SEARCH_MIH ? IX_MIH_SLOTS * (IX_MIH_MAX_RADIUS + 1) - 1
-                                                     : MIH_AUTO_MAX_THRESHOLD;
+    int max = ix->cfg.pdq_search == INDEX_SEARCH_MIH
+                  ? INDEX__MIH_SLOTS * (INDEX__MIH_MAX_RADIUS + 1) - 1
+                  : MIH_AUTO_MAX_THRESHOLD;
     return threshold <= max;
 }
 
-static int pdq_search_locked(const index_db *ix, const ix_tables *t, const index_pdq_query *q,
+static int pdq_search_locked(const index_db *ix, const index__tables *t, const index_pdq_query *q,
                              const uint64_t (*qw)[4], index_pdq_result *out)
 {
-    uint32_t prof = IX_NONE;
+    uint32_t prof = INDEX__NONE;
     if (q->profile_id) {
-        prof =
-            ix_map_find(&t->profile_map, q->profile_id, ix_hash_str(q->profile_id), profile_key, t);
-        if (prof == IX_NONE)
+        prof = index__map_find(&t->profile_map, q->profile_id, index__hash_str(q->profile_id),
+                               profile_key, t);
+        if (prof == INDEX__NONE)
             return VG_OK;
     }
-    ix_hits hits = {0};
+    index__hits hits = {0};
     int rc;
     if (use_mih(ix, t, q->threshold)) {
-        rc = ix_mih_search(t->mih, t->pdq_blocks, qw, q->n_variants, q->threshold, ix->mih_popcnt,
-                           &hits);
+        rc = index__mih_search(t->mih, t->pdq_blocks, qw, q->n_variants, q->threshold,
+                               ix->mih_popcnt, &hits);
         if (!rc)
             rc = pdq_flat(ix, t, t->mih->n, t->pdq_n, qw, q->n_variants, q->threshold, &hits);
     } else {
@@ -929,8 +962,8 @@ static int pdq_search_locked(const index_db *ix, const ix_tables *t, const index
     }
     for (size_t i = 0; !rc && i < hits.n; i++) {
         uint32_t p = hits.v[i].pos;
-        const ix_ref *r = &t->refs[t->pdq_ref[p]];
-        if (!r->alive || (prof != IX_NONE && r->profile != prof) ||
+        const index__ref *r = &t->refs[t->pdq_ref[p]];
+        if (!r->alive || (prof != INDEX__NONE && r->profile != prof) ||
             t->pdq_quality[p] < q->min_quality)
             continue;
         c[nc++] = (cand){t->pdq_ref[p], hits.v[i].distance, (uint8_t)hits.v[i].variant,
@@ -949,12 +982,13 @@ static int pdq_search_locked(const index_db *ix, const ix_tables *t, const index
         } else {
             for (size_t i = 0; i < n; i++) {
                 index_pdq_match *m = &out->matches[i];
-                const ix_ref *r = &t->refs[c[i].ref];
+                const index__ref *r = &t->refs[c[i].ref];
                 memcpy(m->reference_id, r->id, INDEX_ID_MAX);
                 memcpy(m->profile_id, t->profiles[r->profile].id, INDEX_ID_MAX);
                 m->distance = c[i].distance;
                 m->dihedral = c[i].variant;
                 m->quality = c[i].quality;
+                m->exact = q->sha256 && r->has_sha && memcmp(r->sha256, q->sha256, 32) == 0;
             }
             out->n = n;
             out->truncated = nc > n;
@@ -979,8 +1013,8 @@ int index_pdq_search(index_db *ix, const char *tenant, const index_pdq_query *q,
         return rc;
     uint64_t qw[INDEX_PDQ_MAX_VARIANTS][4];
     for (size_t v = 0; v < q->n_variants; v++)
-        ix_pdq_words(q->variants[v], qw[v]);
-    ix_shard *sh = shard_find(ix, tenant);
+        index__pdq_words(q->variants[v], qw[v]);
+    index__shard *sh = shard_find(ix, tenant);
     if (!sh)
         return VG_OK;
     pthread_rwlock_rdlock(&sh->lock);
@@ -1019,18 +1053,18 @@ static int fcand_by_distance(const void *a, const void *b, void *ctx)
     const fcand *x = a, *y = b;
     if (x->d2 != y->d2)
         return x->d2 < y->d2 ? -1 : 1;
-    const ix_tables *t = ctx;
+    const index__tables *t = ctx;
     return strcmp(t->refs[x->ref].id, t->refs[y->ref].id);
 }
 
-static int face_search_locked(const index_db *ix, const ix_tables *t, const index_face_query *q,
+static int face_search_locked(const index_db *ix, const index__tables *t, const index_face_query *q,
                               const float *qv, float t2, size_t top_k, index_face_result *out)
 {
-    uint32_t prof = IX_NONE;
+    uint32_t prof = INDEX__NONE;
     if (q->profile_id) {
-        prof =
-            ix_map_find(&t->profile_map, q->profile_id, ix_hash_str(q->profile_id), profile_key, t);
-        if (prof == IX_NONE)
+        prof = index__map_find(&t->profile_map, q->profile_id, index__hash_str(q->profile_id),
+                               profile_key, t);
+        if (prof == INDEX__NONE)
             return VG_OK;
     }
     enum { CHUNK = 1024 };
@@ -1044,8 +1078,8 @@ static int face_search_locked(const index_db *ix, const ix_tables *t, const inde
             if (!(d2[i] < t2))
                 continue;
             uint32_t ref = t->face_ref[b + i];
-            const ix_ref *r = &t->refs[ref];
-            if (!r->alive || (prof != IX_NONE && r->profile != prof))
+            const index__ref *r = &t->refs[ref];
+            if (!r->alive || (prof != INDEX__NONE && r->profile != prof))
                 continue;
             if (nc == cap) {
                 size_t ncap = cap ? cap * 2 : 64;
@@ -1074,7 +1108,7 @@ static int face_search_locked(const index_db *ix, const ix_tables *t, const inde
             rc = vg_err_set(VG_ENOMEM, "face results");
         } else {
             for (size_t i = 0; i < n; i++) {
-                const ix_ref *r = &t->refs[c[i].ref];
+                const index__ref *r = &t->refs[c[i].ref];
                 memcpy(out->matches[i].reference_id, r->id, INDEX_ID_MAX);
                 memcpy(out->matches[i].profile_id, t->profiles[r->profile].id, INDEX_ID_MAX);
                 out->matches[i].distance = sqrtf(c[i].d2);
@@ -1109,7 +1143,7 @@ int index_face_search(index_db *ix, const char *tenant, const index_face_query *
             return vg_err_set(VG_EINVAL, "face descriptor component %d is not finite", i);
         qv[i] = q->descriptor[i];
     }
-    ix_shard *sh = shard_find(ix, tenant);
+    index__shard *sh = shard_find(ix, tenant);
     if (!sh)
         return VG_OK;
     pthread_rwlock_rdlock(&sh->lock);
@@ -1130,10 +1164,10 @@ void index_face_result_free(index_face_result *r)
 
 /* ---- stats ---------------------------------------------------------------------------------- */
 
-static void shard_stats(ix_shard *sh, index_stats *s)
+static void shard_stats(index__shard *sh, index_stats *s)
 {
     pthread_rwlock_rdlock(&sh->lock);
-    const ix_tables *t = &sh->t;
+    const index__tables *t = &sh->t;
     s->tenants++;
     s->pdq_entries += t->pdq_n - t->dead_pdq;
     s->face_entries += t->face_n - t->dead_face;
@@ -1149,13 +1183,14 @@ int index_stats_get(index_db *ix, const char *tenant, index_stats *out)
 {
     index_stats s = {0};
     if (tenant) {
-        ix_shard *sh = shard_find(ix, tenant);
+        index__shard *sh = shard_find(ix, tenant);
         if (!sh)
             return vg_err_set(VG_ENOTFOUND, "tenant %s has no index entries", tenant);
         shard_stats(sh, &s);
     } else {
         pthread_rwlock_rdlock(&ix->tenants_lock);
-        s.bytes = sizeof *ix + ix->shards_cap * sizeof(ix_shard *) + ix_map_bytes(&ix->tenant_map);
+        s.bytes = sizeof *ix + ix->shards_cap * sizeof(index__shard *) +
+                  index__map_bytes(&ix->tenant_map);
         for (size_t i = 0; i < ix->n_shards; i++)
             shard_stats(ix->shards[i], &s);
         pthread_rwlock_unlock(&ix->tenants_lock);

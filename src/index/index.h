@@ -102,6 +102,12 @@ int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const c
 int index_face_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
                    const float descriptor[INDEX_FACE_DIM]);
 
+/* Records the SHA-256 of a live reference's image bytes (created by an add first), so that PDQ
+ * searches that carry the query image's SHA-256 flag byte-identical copies (index_pdq_match.exact).
+ * Errors: VG_EINVAL, VG_ENOTFOUND (no such live reference). */
+int index_set_sha256(index_db *ix, const char *tenant, const char *reference,
+                     const uint8_t sha256[32]);
+
 /* Remove every entry of a reference / of every reference of a profile / everything of a tenant.
  * Visible to every query that starts after the call returns. VG_ENOTFOUND when absent. */
 int index_remove_reference(index_db *ix, const char *tenant, const char *reference);
@@ -119,6 +125,8 @@ typedef struct index_pdq_query {
     const char *profile_id; /* borrowed; NULL = every profile of the tenant */
     int min_quality;        /* skip entries with a lower quality; 0 = none skipped */
     size_t max_results;     /* 0 = INDEX_PDQ_MAX_RESULTS_DEFAULT; the best are kept */
+    const uint8_t *sha256;  /* borrowed, 32 bytes or NULL: the query image's SHA-256, compared
+                             * with each matching reference's (index_set_sha256) */
 } index_pdq_query;
 
 /* A query with the defaults (threshold 31); set variants/n_variants and what else you need. */
@@ -130,6 +138,7 @@ typedef struct index_pdq_match {
     int distance; /* Hamming bits, best over the reference's hashes and the variants */
     int dihedral; /* index into the query's variants of the best (lowest index on ties) */
     int quality;  /* quality of the matching entry */
+    int exact;    /* 1 when the query's sha256 equals the reference's: a byte-identical copy */
 } index_pdq_match;
 
 typedef struct index_pdq_result {

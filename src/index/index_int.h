@@ -17,97 +17,101 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define IX_NONE UINT32_MAX
-#define IX_BLOCK 8        /* entries per PDQ block */
-#define IX_BLOCK_WORDS 32 /* uint64 per block: 4 words x 8 lanes */
-#define IX_MIH_SLOTS 16   /* 16-bit substrings of a 256-bit hash */
-#define IX_MIH_BUCKETS 65536
-#define IX_MIH_MAX_RADIUS 2 /* thresholds up to 16 * 3 - 1 = 47 */
+#define INDEX__NONE UINT32_MAX
+#define INDEX__BLOCK 8        /* entries per PDQ block */
+#define INDEX__BLOCK_WORDS 32 /* uint64 per block: 4 words x 8 lanes */
+#define INDEX__MIH_SLOTS 16   /* 16-bit substrings of a 256-bit hash */
+#define INDEX__MIH_BUCKETS 65536
+#define INDEX__MIH_MAX_RADIUS 2 /* thresholds up to 16 * 3 - 1 = 47 */
 
-static inline uint64_t ix_word(const uint64_t *blocks, size_t pos, int w)
+static inline uint64_t index__word(const uint64_t *blocks, size_t pos, int w)
 {
-    return blocks[(pos / IX_BLOCK) * IX_BLOCK_WORDS + (size_t)w * IX_BLOCK + pos % IX_BLOCK];
+    return blocks[(pos / INDEX__BLOCK) * INDEX__BLOCK_WORDS + (size_t)w * INDEX__BLOCK +
+                  pos % INDEX__BLOCK];
 }
 
 /* Hash bytes -> 4 words (little-endian loads; any fixed mapping keeps Hamming distances). */
-void ix_pdq_words(const uint8_t hash[INDEX_PDQ_BYTES], uint64_t out[4]);
+void index__pdq_words(const uint8_t hash[INDEX_PDQ_BYTES], uint64_t out[4]);
 
 /* ---- kernels -------------------------------------------------------------------------------- */
 
 /* Writes to hits the positions p in [begin, end) whose distance to some variant q[0..nv) is
- * <= threshold, ascending; returns how many. begin is a multiple of IX_BLOCK; hits holds at least
- * end - begin entries. blocks, q and hits are borrowed. */
-typedef size_t (*ix_pdq_scan_fn)(const uint64_t *blocks, size_t begin, size_t end,
-                                 const uint64_t (*q)[4], size_t nv, int threshold, uint32_t *hits);
+ * <= threshold, ascending; returns how many. begin is a multiple of INDEX__BLOCK; hits holds at
+ * least end - begin entries. blocks, q and hits are borrowed. */
+typedef size_t (*index__pdq_scan_fn)(const uint64_t *blocks, size_t begin, size_t end,
+                                     const uint64_t (*q)[4], size_t nv, int threshold,
+                                     uint32_t *hits);
 
 /* out[i] = squared L2 distance between rows[i] and q, for i < n. All borrowed; rows and q
  * 64-byte aligned. */
-typedef void (*ix_face_dist_fn)(const float *rows, size_t n, const float *q, float *out);
+typedef void (*index__face_dist_fn)(const float *rows, size_t n, const float *q, float *out);
 
 /* Resolve a kernel request: *chosen is never AUTO. VG_EUNSUPPORTED when the CPU lacks it. */
-int ix_pdq_kernel_get(index_kernel want, index_kernel *chosen, ix_pdq_scan_fn *fn);
-int ix_face_kernel_get(index_kernel want, index_kernel *chosen, ix_face_dist_fn *fn);
+int index__pdq_kernel_get(index_kernel want, index_kernel *chosen, index__pdq_scan_fn *fn);
+int index__face_kernel_get(index_kernel want, index_kernel *chosen, index__face_dist_fn *fn);
 
 /* ---- candidate buffer ----------------------------------------------------------------------- */
 
-typedef struct ix_hit {
+typedef struct index__hit {
     uint32_t pos;
     uint16_t distance;
     uint16_t variant;
-} ix_hit;
+} index__hit;
 
 /* Growable, owned by one query. */
-typedef struct ix_hits {
-    ix_hit *v;
+typedef struct index__hits {
+    index__hit *v;
     size_t n, cap;
-} ix_hits;
+} index__hits;
 
-int ix_hits_push(ix_hits *h, uint32_t pos, int distance, int variant);
+int index__hits_push(index__hits *h, uint32_t pos, int distance, int variant);
 
 /* ---- multi-index hashing -------------------------------------------------------------------- */
 
 /* Immutable once built: for each of the 16 slots, the entries [0, n) bucketed by their 16-bit
  * substring in that slot (CSR: offsets[s * (65536 + 1) + key] .. next is the range of ids). */
-typedef struct ix_mih {
+typedef struct index__mih {
     size_t n;
-    uint32_t *offsets; /* IX_MIH_SLOTS * (IX_MIH_BUCKETS + 1) */
-    uint32_t *ids;     /* IX_MIH_SLOTS * n */
-} ix_mih;
+    uint32_t *offsets; /* INDEX__MIH_SLOTS * (INDEX__MIH_BUCKETS + 1) */
+    uint32_t *ids;     /* INDEX__MIH_SLOTS * n */
+} index__mih;
 
-/* Builds the tables over entries [0, n) (n < 2^32). *out owned (ix_mih_free). VG_ENOMEM. */
-int ix_mih_build(const uint64_t *blocks, size_t n, ix_mih **out);
-void ix_mih_free(ix_mih *m);
-size_t ix_mih_bytes(const ix_mih *m);
+/* Builds the tables over entries [0, n) (n < 2^32). *out owned (index__mih_free). VG_ENOMEM. */
+int index__mih_build(const uint64_t *blocks, size_t n, index__mih **out);
+void index__mih_free(index__mih *m);
+size_t index__mih_bytes(const index__mih *m);
 /* Appends to out every (entry, variant) pair with entry < m->n and distance <= threshold
- * (threshold <= 16 * (IX_MIH_MAX_RADIUS + 1) - 1). A pair may appear more than once.
+ * (threshold <= 16 * (INDEX__MIH_MAX_RADIUS + 1) - 1). A pair may appear more than once.
  * use_popcnt selects the POPCNT instruction for verification. VG_ENOMEM. */
-int ix_mih_search(const ix_mih *m, const uint64_t *blocks, const uint64_t (*q)[4], size_t nv,
-                  int threshold, int use_popcnt, ix_hits *out);
+int index__mih_search(const index__mih *m, const uint64_t *blocks, const uint64_t (*q)[4],
+                      size_t nv, int threshold, int use_popcnt, index__hits *out);
 
 /* ---- string -> handle maps ------------------------------------------------------------------ */
 
 /* Open addressing with linear probing and backward-shift deletion; a slot holds the key's hash
  * (high 32 bits) and handle + 1 (low 32 bits, 0 = empty). Keys live in the caller's records and
  * are read through key_fn, so the map never owns strings. Load factor <= 1/2. */
-typedef const char *(*ix_key_fn)(const void *ctx, uint32_t handle);
+typedef const char *(*index__key_fn)(const void *ctx, uint32_t handle);
 
-typedef struct ix_map {
+typedef struct index__map {
     uint64_t *slots;
     size_t cap; /* power of two, or 0 */
     size_t n;
-} ix_map;
+} index__map;
 
-uint32_t ix_hash_str(const char *s);
-/* Handle of key, or IX_NONE. */
-uint32_t ix_map_find(const ix_map *m, const char *key, uint32_t hash, ix_key_fn kf,
-                     const void *ctx);
-/* Makes room for n_more inserts, so that ix_map_insert cannot fail. VG_ENOMEM (map unchanged). */
-int ix_map_reserve(ix_map *m, size_t n_more);
+uint32_t index__hash_str(const char *s);
+/* Handle of key, or INDEX__NONE. */
+uint32_t index__map_find(const index__map *m, const char *key, uint32_t hash, index__key_fn kf,
+                         const void *ctx);
+/* Makes room for n_more inserts, so that index__map_insert cannot fail. VG_ENOMEM (map unchanged).
+ */
+int index__map_reserve(index__map *m, size_t n_more);
 /* Key must be absent and room reserved. */
-void ix_map_insert(ix_map *m, uint32_t hash, uint32_t handle);
-/* Removes key; returns its handle or IX_NONE. */
-uint32_t ix_map_remove(ix_map *m, const char *key, uint32_t hash, ix_key_fn kf, const void *ctx);
-void ix_map_free(ix_map *m);
-size_t ix_map_bytes(const ix_map *m);
+void index__map_insert(index__map *m, uint32_t hash, uint32_t handle);
+/* Removes key; returns its handle or INDEX__NONE. */
+uint32_t index__map_remove(index__map *m, const char *key, uint32_t hash, index__key_fn kf,
+                           const void *ctx);
+void index__map_free(index__map *m);
+size_t index__map_bytes(const index__map *m);
 
 #endif /* VG_INDEX_INT_H */

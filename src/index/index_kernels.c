@@ -36,7 +36,7 @@ pdq_scan_scalar(const uint64_t *blocks, size_t begin, size_t end, const uint64_t
 {
     size_t n = 0;
     for (size_t p = begin; p < end; p++) {
-        const uint64_t *b = blocks + (p / IX_BLOCK) * IX_BLOCK_WORDS + p % IX_BLOCK;
+        const uint64_t *b = blocks + (p / INDEX__BLOCK) * INDEX__BLOCK_WORDS + p % INDEX__BLOCK;
         uint64_t w0 = b[0], w1 = b[8], w2 = b[16], w3 = b[24];
         for (size_t v = 0; v < nv; v++) {
             int d;
@@ -87,9 +87,9 @@ __attribute__((target("avx2"))) static size_t pdq_scan_avx2(const uint64_t *bloc
             qv[v][w] = _mm256_set1_epi64x((long long)q[v][w]);
 
     size_t n = 0;
-    for (size_t b = begin / IX_BLOCK; b * IX_BLOCK < end; b++) {
+    for (size_t b = begin / INDEX__BLOCK; b * INDEX__BLOCK < end; b++) {
         for (int h = 0; h < 2; h++) {
-            const uint64_t *base = blocks + b * IX_BLOCK_WORDS + (size_t)h * 4;
+            const uint64_t *base = blocks + b * INDEX__BLOCK_WORDS + (size_t)h * 4;
             __m256i w0 = _mm256_load_si256((const __m256i *)(base + 0));
             __m256i w1 = _mm256_load_si256((const __m256i *)(base + 8));
             __m256i w2 = _mm256_load_si256((const __m256i *)(base + 16));
@@ -111,7 +111,7 @@ __attribute__((target("avx2"))) static size_t pdq_scan_avx2(const uint64_t *bloc
             __m256i gt = _mm256_cmpgt_epi64(dmin, thr);
             unsigned m = ~(unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(gt)) & 0xfu;
             while (m) {
-                size_t p = b * IX_BLOCK + (size_t)h * 4 + (size_t)__builtin_ctz(m);
+                size_t p = b * INDEX__BLOCK + (size_t)h * 4 + (size_t)__builtin_ctz(m);
                 m &= m - 1;
                 if (p >= begin && p < end)
                     hits[n++] = (uint32_t)p;
@@ -134,8 +134,8 @@ pdq_scan_avx512(const uint64_t *blocks, size_t begin, size_t end, const uint64_t
             qv[v][w] = _mm512_set1_epi64((long long)q[v][w]);
 
     size_t n = 0;
-    for (size_t b = begin / IX_BLOCK; b * IX_BLOCK < end; b++) {
-        const uint64_t *base = blocks + b * IX_BLOCK_WORDS;
+    for (size_t b = begin / INDEX__BLOCK; b * INDEX__BLOCK < end; b++) {
+        const uint64_t *base = blocks + b * INDEX__BLOCK_WORDS;
         __m512i w0 = _mm512_load_si512(base + 0);
         __m512i w1 = _mm512_load_si512(base + 8);
         __m512i w2 = _mm512_load_si512(base + 16);
@@ -149,11 +149,11 @@ pdq_scan_avx512(const uint64_t *blocks, size_t begin, size_t end, const uint64_t
             dmin = _mm512_min_epu64(dmin, _mm512_add_epi64(d01, d23));
         }
         unsigned m = _mm512_cmple_epu64_mask(dmin, thr);
-        size_t left = end - b * IX_BLOCK;
-        if (left < IX_BLOCK)
+        size_t left = end - b * INDEX__BLOCK;
+        if (left < INDEX__BLOCK)
             m &= (1u << left) - 1;
         while (m) {
-            hits[n++] = (uint32_t)(b * IX_BLOCK + (size_t)__builtin_ctz(m));
+            hits[n++] = (uint32_t)(b * INDEX__BLOCK + (size_t)__builtin_ctz(m));
             m &= m - 1;
         }
     }
@@ -240,7 +240,7 @@ static int pdq_kernel_supported(index_kernel k, unsigned f)
     }
 }
 
-int ix_pdq_kernel_get(index_kernel want, index_kernel *chosen, ix_pdq_scan_fn *fn)
+int index__pdq_kernel_get(index_kernel want, index_kernel *chosen, index__pdq_scan_fn *fn)
 {
     unsigned f = vg_cpu_features();
     index_kernel k = want;
@@ -256,7 +256,7 @@ int ix_pdq_kernel_get(index_kernel want, index_kernel *chosen, ix_pdq_scan_fn *f
     if (!pdq_kernel_supported(k, f))
         return vg_err_set(VG_EUNSUPPORTED, "PDQ kernel %s not available on this CPU (%s)",
                           index_kernel_name(k), vg_cpu_describe());
-    static const ix_pdq_scan_fn fns[] = {
+    static const index__pdq_scan_fn fns[] = {
         [INDEX_KERNEL_PORTABLE] = pdq_scan_portable,
         [INDEX_KERNEL_POPCNT] = pdq_scan_popcnt,
         [INDEX_KERNEL_AVX2] = pdq_scan_avx2,
@@ -267,7 +267,7 @@ int ix_pdq_kernel_get(index_kernel want, index_kernel *chosen, ix_pdq_scan_fn *f
     return VG_OK;
 }
 
-int ix_face_kernel_get(index_kernel want, index_kernel *chosen, ix_face_dist_fn *fn)
+int index__face_kernel_get(index_kernel want, index_kernel *chosen, index__face_dist_fn *fn)
 {
     unsigned f = vg_cpu_features();
     int avx512 = (f & VG_CPU_AVX512F) != 0;
@@ -305,7 +305,7 @@ const char *index_kernel_name(index_kernel k)
     return "unknown";
 }
 
-void ix_pdq_words(const uint8_t hash[INDEX_PDQ_BYTES], uint64_t out[4])
+void index__pdq_words(const uint8_t hash[INDEX_PDQ_BYTES], uint64_t out[4])
 {
     for (int w = 0; w < 4; w++) {
         uint64_t x = 0;

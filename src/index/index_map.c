@@ -8,7 +8,7 @@
 
 #define MAP_MIN_CAP 16
 
-uint32_t ix_hash_str(const char *s)
+uint32_t index__hash_str(const char *s)
 {
     /* FNV-1a: ids are short and the table is bounded by live entries; no attacker gains
      * anything from collisions beyond slowing their own tenant's writes. */
@@ -30,7 +30,7 @@ static inline uint32_t slot_handle(uint64_t s)
     return (uint32_t)s - 1;
 }
 
-static size_t map_find_slot(const ix_map *m, const char *key, uint32_t hash, ix_key_fn kf,
+static size_t map_find_slot(const index__map *m, const char *key, uint32_t hash, index__key_fn kf,
                             const void *ctx)
 {
     if (!m->cap)
@@ -45,10 +45,11 @@ static size_t map_find_slot(const ix_map *m, const char *key, uint32_t hash, ix_
     }
 }
 
-uint32_t ix_map_find(const ix_map *m, const char *key, uint32_t hash, ix_key_fn kf, const void *ctx)
+uint32_t index__map_find(const index__map *m, const char *key, uint32_t hash, index__key_fn kf,
+                         const void *ctx)
 {
     size_t i = map_find_slot(m, key, hash, kf, ctx);
-    return i == SIZE_MAX ? IX_NONE : slot_handle(m->slots[i]);
+    return i == SIZE_MAX ? INDEX__NONE : slot_handle(m->slots[i]);
 }
 
 static void map_place(uint64_t *slots, size_t cap, uint64_t s)
@@ -60,7 +61,7 @@ static void map_place(uint64_t *slots, size_t cap, uint64_t s)
     slots[i] = s;
 }
 
-int ix_map_reserve(ix_map *m, size_t n_more)
+int index__map_reserve(index__map *m, size_t n_more)
 {
     size_t need;
     if (vg_add_size(m->n, n_more, &need) || vg_mul_size(need, 2, &need))
@@ -85,17 +86,18 @@ int ix_map_reserve(ix_map *m, size_t n_more)
     return VG_OK;
 }
 
-void ix_map_insert(ix_map *m, uint32_t hash, uint32_t handle)
+void index__map_insert(index__map *m, uint32_t hash, uint32_t handle)
 {
     map_place(m->slots, m->cap, ((uint64_t)hash << 32) | ((uint64_t)handle + 1));
     m->n++;
 }
 
-uint32_t ix_map_remove(ix_map *m, const char *key, uint32_t hash, ix_key_fn kf, const void *ctx)
+uint32_t index__map_remove(index__map *m, const char *key, uint32_t hash, index__key_fn kf,
+                           const void *ctx)
 {
     size_t i = map_find_slot(m, key, hash, kf, ctx);
     if (i == SIZE_MAX)
-        return IX_NONE;
+        return INDEX__NONE;
     uint32_t handle = slot_handle(m->slots[i]);
     /* Backward-shift deletion: pull later members of the probe run into the hole whenever
      * their home slot does not lie cyclically in (hole, j], so lookups never need tombstones. */
@@ -114,14 +116,14 @@ uint32_t ix_map_remove(ix_map *m, const char *key, uint32_t hash, ix_key_fn kf, 
     return handle;
 }
 
-void ix_map_free(ix_map *m)
+void index__map_free(index__map *m)
 {
     vg_free(m->slots);
     m->slots = NULL;
     m->cap = m->n = 0;
 }
 
-size_t ix_map_bytes(const ix_map *m)
+size_t index__map_bytes(const index__map *m)
 {
     return m->cap * sizeof(uint64_t);
 }

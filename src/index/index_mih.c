@@ -18,50 +18,51 @@
 
 #include <string.h>
 
-#define OFFSETS_PER_SLOT ((size_t)IX_MIH_BUCKETS + 1)
+#define OFFSETS_PER_SLOT ((size_t)INDEX__MIH_BUCKETS + 1)
 
 static inline unsigned slot_key(uint64_t word, int s)
 {
     return (unsigned)(word >> ((s % 4) * 16)) & 0xffffu;
 }
 
-int ix_mih_build(const uint64_t *blocks, size_t n, ix_mih **out)
+int index__mih_build(const uint64_t *blocks, size_t n, index__mih **out)
 {
     if (n >= UINT32_MAX)
         return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries", n);
     size_t ids_n, ids_bytes;
-    if (vg_mul_size(n, IX_MIH_SLOTS, &ids_n) || vg_mul_size(ids_n, sizeof(uint32_t), &ids_bytes))
+    if (vg_mul_size(n, INDEX__MIH_SLOTS, &ids_n) ||
+        vg_mul_size(ids_n, sizeof(uint32_t), &ids_bytes))
         return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries", n);
-    ix_mih *m = vg_calloc(1, sizeof *m);
-    uint32_t *cursor = vg_malloc(IX_MIH_BUCKETS * sizeof(uint32_t));
+    index__mih *m = vg_calloc(1, sizeof *m);
+    uint32_t *cursor = vg_malloc(INDEX__MIH_BUCKETS * sizeof(uint32_t));
     if (m) {
-        m->offsets = vg_malloc(IX_MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t));
+        m->offsets = vg_malloc(INDEX__MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t));
         m->ids = vg_malloc(ids_bytes);
     }
     if (!m || !cursor || !m->offsets || !m->ids) {
         vg_free(cursor);
-        ix_mih_free(m);
+        index__mih_free(m);
         return vg_err_set(VG_ENOMEM, "multi-index over %zu entries", n);
     }
     m->n = n;
-    for (int s = 0; s < IX_MIH_SLOTS; s++) {
+    for (int s = 0; s < INDEX__MIH_SLOTS; s++) {
         uint32_t *off = m->offsets + (size_t)s * OFFSETS_PER_SLOT;
         uint32_t *ids = m->ids + (size_t)s * n;
         memset(off, 0, OFFSETS_PER_SLOT * sizeof(uint32_t));
         for (size_t p = 0; p < n; p++)
-            off[slot_key(ix_word(blocks, p, s / 4), s) + 1]++;
-        for (size_t k = 0; k < IX_MIH_BUCKETS; k++)
+            off[slot_key(index__word(blocks, p, s / 4), s) + 1]++;
+        for (size_t k = 0; k < INDEX__MIH_BUCKETS; k++)
             off[k + 1] += off[k];
-        memcpy(cursor, off, IX_MIH_BUCKETS * sizeof(uint32_t));
+        memcpy(cursor, off, INDEX__MIH_BUCKETS * sizeof(uint32_t));
         for (size_t p = 0; p < n; p++)
-            ids[cursor[slot_key(ix_word(blocks, p, s / 4), s)]++] = (uint32_t)p;
+            ids[cursor[slot_key(index__word(blocks, p, s / 4), s)]++] = (uint32_t)p;
     }
     vg_free(cursor);
     *out = m;
     return VG_OK;
 }
 
-void ix_mih_free(ix_mih *m)
+void index__mih_free(index__mih *m)
 {
     if (!m)
         return;
@@ -70,23 +71,23 @@ void ix_mih_free(ix_mih *m)
     vg_free(m);
 }
 
-size_t ix_mih_bytes(const ix_mih *m)
+size_t index__mih_bytes(const index__mih *m)
 {
     if (!m)
         return 0;
-    return sizeof *m + IX_MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t) +
-           IX_MIH_SLOTS * m->n * sizeof(uint32_t);
+    return sizeof *m + INDEX__MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t) +
+           INDEX__MIH_SLOTS * m->n * sizeof(uint32_t);
 }
 
 typedef struct mih_probe {
-    const ix_mih *m;
+    const index__mih *m;
     const uint64_t *blocks;
     const uint64_t *q; /* one variant, 4 words */
     int variant;
     int threshold;
     int radius;
     int slot;
-    ix_hits *out;
+    index__hits *out;
 } mih_probe;
 
 static inline __attribute__((always_inline)) int pop64(uint64_t x, int hw)
@@ -109,7 +110,7 @@ static inline __attribute__((always_inline)) int probe_bucket(const mih_probe *p
     const uint64_t *q = pr->q;
     for (uint32_t i = off[key], e = off[key + 1]; i < e; i++) {
         uint32_t p = ids[i];
-        const uint64_t *b = pr->blocks + (p / IX_BLOCK) * IX_BLOCK_WORDS + p % IX_BLOCK;
+        const uint64_t *b = pr->blocks + (p / INDEX__BLOCK) * INDEX__BLOCK_WORDS + p % INDEX__BLOCK;
         uint64_t x[4] = {b[0] ^ q[0], b[8] ^ q[1], b[16] ^ q[2], b[24] ^ q[3]};
         int d = pop64(x[0], hw) + pop64(x[1], hw) + pop64(x[2], hw) + pop64(x[3], hw);
         if (d > pr->threshold)
@@ -119,24 +120,24 @@ static inline __attribute__((always_inline)) int probe_bucket(const mih_probe *p
             seen = pop64(slot_key(x[s / 4], s), hw) <= pr->radius;
         if (seen)
             continue;
-        if (ix_hits_push(pr->out, p, d, pr->variant))
+        if (index__hits_push(pr->out, p, d, pr->variant))
             return VG_ENOMEM;
     }
     return VG_OK;
 }
 
 static inline __attribute__((always_inline)) int
-mih_search_body(const ix_mih *m, const uint64_t *blocks, const uint64_t (*q)[4], size_t nv,
-                int threshold, ix_hits *out, int hw)
+mih_search_body(const index__mih *m, const uint64_t *blocks, const uint64_t (*q)[4], size_t nv,
+                int threshold, index__hits *out, int hw)
 {
     mih_probe pr = {.m = m, .blocks = blocks, .threshold = threshold, .out = out};
-    pr.radius = threshold / IX_MIH_SLOTS;
-    if (threshold < 0 || pr.radius > IX_MIH_MAX_RADIUS)
+    pr.radius = threshold / INDEX__MIH_SLOTS;
+    if (threshold < 0 || pr.radius > INDEX__MIH_MAX_RADIUS)
         return vg_err_set(VG_EINVAL, "threshold %d too large for multi-index search", threshold);
     for (size_t v = 0; v < nv; v++) {
         pr.q = q[v];
         pr.variant = (int)v;
-        for (int s = 0; s < IX_MIH_SLOTS; s++) {
+        for (int s = 0; s < INDEX__MIH_SLOTS; s++) {
             pr.slot = s;
             unsigned key = slot_key(q[v][s / 4], s);
             int rc = probe_bucket(&pr, key, hw);
@@ -152,22 +153,22 @@ mih_search_body(const ix_mih *m, const uint64_t *blocks, const uint64_t (*q)[4],
     return VG_OK;
 }
 
-static int mih_search_portable(const ix_mih *m, const uint64_t *blocks, const uint64_t (*q)[4],
-                               size_t nv, int threshold, ix_hits *out)
+static int mih_search_portable(const index__mih *m, const uint64_t *blocks, const uint64_t (*q)[4],
+                               size_t nv, int threshold, index__hits *out)
 {
     return mih_search_body(m, blocks, q, nv, threshold, out, 0);
 }
 
-__attribute__((target("popcnt"))) static int mih_search_popcnt(const ix_mih *m,
+__attribute__((target("popcnt"))) static int mih_search_popcnt(const index__mih *m,
                                                                const uint64_t *blocks,
                                                                const uint64_t (*q)[4], size_t nv,
-                                                               int threshold, ix_hits *out)
+                                                               int threshold, index__hits *out)
 {
     return mih_search_body(m, blocks, q, nv, threshold, out, 1);
 }
 
-int ix_mih_search(const ix_mih *m, const uint64_t *blocks, const uint64_t (*q)[4], size_t nv,
-                  int threshold, int use_popcnt, ix_hits *out)
+int index__mih_search(const index__mih *m, const uint64_t *blocks, const uint64_t (*q)[4],
+                      size_t nv, int threshold, int use_popcnt, index__hits *out)
 {
     return use_popcnt ? mih_search_popcnt(m, blocks, q, nv, threshold, out)
                       : mih_search_portable(m, blocks, q, nv, threshold, out);
