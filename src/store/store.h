@@ -341,7 +341,8 @@ int store_reference_list(store *st, const char *tenant_id, const store_list_opts
  * with its features, in id order, all from one read snapshot: this is what the match index is
  * built from at start. *r and everything it points to are borrowed and valid only during the
  * call. cb returns 0 to go on; any other value stops the walk and is returned (so a callback may
- * return a VG_E* code). Writes by other threads are not blocked, and are not seen. */
+ * return a VG_E* code). Writes by other threads are not blocked, and are not seen. The walk
+ * holds one read connection throughout: cb must not call back into the store. */
 int store_reference_foreach(store *st, const char *tenant_id,
                             int (*cb)(void *ctx, const store_reference *r), void *ctx);
 /* Number of live references (of live profiles) of tenant_id (NULL: all), for sizing an index. */

@@ -24,7 +24,12 @@ struct sq_stmt {
     sq_db *db;
     uint64_t hash;
     int in_use; /* between sq_prepare and sq_release; a second prepare of the same text is a bug */
+    int transient; /* not cached (the cache is full): finalized by sq_release */
 };
+
+/* Most statements one connection caches. The store's fixed SQL needs about 60; list filters
+ * combine into more texts, rarely used ones beyond this bound are prepared per call. */
+#define SQ_CACHE_MAX_STMTS 256
 
 /* The WAL hook's target (store.c's checkpoint trigger). */
 typedef struct wal_hook_ctx {
@@ -262,7 +267,8 @@ int sq_prepare(sq_db *d, const char *sql, sq_stmt **out)
         }
         j = (j + 1) & (d->cap - 1);
     }
-    if ((d->n + 1) * 2 > d->cap) {
+    int cache = d->n < SQ_CACHE_MAX_STMTS;
+    if (cache && (d->n + 1) * 2 > d->cap) {
         int err = cache_grow(d);
         if (err)
             return err;
@@ -273,7 +279,8 @@ int sq_prepare(sq_db *d, const char *sql, sq_stmt **out)
     sq_stmt *e = vg_calloc(1, sizeof *e);
     if (!e)
         return vg_err_set(VG_ENOMEM, "store: statement");
-    int rc = sqlite3_prepare_v3(d->db, sql, -1, SQLITE_PREPARE_PERSISTENT, &e->st, NULL);
+    int rc =
+        sqlite3_prepare_v3(d->db, sql, -1, cache ? SQLITE_PREPARE_PERSISTENT : 0, &e->st, NULL);
     if (rc != SQLITE_OK) {
         int err = map_err(d, rc);
         sqlite3_finalize(e->st);
@@ -287,8 +294,12 @@ int sq_prepare(sq_db *d, const char *sql, sq_stmt **out)
     e->db = d;
     e->hash = h;
     e->in_use = 1;
-    d->slots[j] = e;
-    d->n++;
+    if (cache) {
+        d->slots[j] = e;
+        d->n++;
+    } else {
+        e->transient = 1;
+    }
     *out = e;
     return 0;
 }
@@ -297,6 +308,11 @@ void sq_release(sq_stmt *s)
 {
     if (!s)
         return;
+    if (s->transient) {
+        sqlite3_finalize(s->st);
+        vg_free(s);
+        return;
+    }
     sqlite3_reset(s->st);
     sqlite3_clear_bindings(s->st);
     s->in_use = 0;
