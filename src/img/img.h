@@ -41,10 +41,15 @@ void img_limits_default(img_limits *l);
 
 typedef struct img_decode_opts {
     img_limits limits;
-    img_pixfmt pixfmt; /* IMG_RGB (default) or IMG_GRAY (luma: 0.299R+0.587G+0.114B) */
+    /* IMG_RGB (default) or IMG_GRAY (luma: 0.299R+0.587G+0.114B). JPEG gray is the decoded Y
+     * plane (no chroma IDCT, upsampling or colour conversion: the fast path for hashing);
+     * other formats and CMYK JPEGs compute (19595R + 38470G + 7471B + 32768) >> 16 from the
+     * (composited) RGB. */
+    img_pixfmt pixfmt;
     /* Smallest output wanted, in the oriented frame: JPEG is decoded at the smallest DCT scale
-     * (1/8 .. 1) whose result is at least min_w x min_h. 0 x 0 means full resolution. Other
-     * formats always decode at full resolution (callers resize). */
+     * (1/8, 1/4, 1/2 or 1) whose result is at least min_w x min_h; a 0 side is unconstrained,
+     * 0 x 0 means full resolution; never upscaled. Other formats always decode at full
+     * resolution (callers resize). */
     uint32_t min_w, min_h;
     int ignore_exif;       /* 1: do not apply EXIF orientation */
     uint8_t background[3]; /* alpha is composited over this colour */
@@ -88,7 +93,16 @@ const char *img_format_name(img_format f);
 int img_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out);
 
 /* Decodes buf into *out (caller-provided struct; pixels returned owned). opts may be NULL for
- * defaults. Same errors as img_probe, plus VG_ENOMEM. On error *out is zeroed. */
+ * defaults. Same errors as img_probe, plus VG_ENOMEM. On error *out is zeroed.
+ * Truncation is always an error (VG_ETRUNC): a JPEG must reach its EOI marker, a PNG its IEND
+ * chunk, a WebP its RIFF size. libjpeg warnings are errors (VG_ECORRUPT) except harmless ones
+ * (stray bytes between markers, unknown JFIF version, ...); PNG CRCs and Adler-32 are checked.
+ * Alpha compositing, c = colour, a = alpha, bg = background:
+ *   8-bit samples:  out = (a*c + (255-a)*bg + 127) / 255
+ *   16-bit PNG:     out = round((a*c + (65535-a)*bg*257) / (65535*257))   (one rounding)
+ * CMYK/YCCK JPEG: Adobe (APP14) files store inverted CMYK, R = C*K/255 (rounded); files without
+ * an Adobe marker are read as plain CMYK, R = (255-C)(255-K)/255. Animated WebP gives its first
+ * frame as composited on the canvas; APNG its default image. */
 int img_decode(const uint8_t *buf, size_t len, const img_decode_opts *opts, img_image *out);
 
 /* Frees the pixels and zeroes the struct. NULL and an already-freed image are no-ops. */

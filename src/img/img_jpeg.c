@@ -245,12 +245,18 @@ static int img_jpeg_pick_denom(int w, int h, uint32_t need_w, uint32_t need_h)
 {
     if (need_w == 0 && need_h == 0)
         return 1;
-    for (int d = IMG_JPEG_MAX_DENOM; d > 1; d /= 2) {
+    int d = IMG_JPEG_MAX_DENOM;
+    for (; d > 1; d /= 2) {
         if (img_jpeg_scaled(w, d) >= need_w && img_jpeg_scaled(h, d) >= need_h &&
             img_jpeg_has_factor(d))
-            return d;
+            break;
     }
-    return 1;
+    /* Tiny images round several scales to the same size: take the finest of those (same
+     * output, better pixels), which is also the one TurboJPEG itself settles on. */
+    while (d > 1 && img_jpeg_scaled(w, d / 2) == img_jpeg_scaled(w, d) &&
+           img_jpeg_scaled(h, d / 2) == img_jpeg_scaled(h, d))
+        d /= 2;
+    return d;
 }
 
 /* CMYK (4 bytes per pixel, as stored) -> RGB or gray. Adobe writers store inverted values
