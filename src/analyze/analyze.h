@@ -24,7 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ANALYZE_ID_MAX 48        /* bytes for an id string incl. NUL (store ids fit) */
+#define ANALYZE_ID_MAX 48 /* bytes for an id string incl. NUL (store ids fit) */
 #define ANALYZE_DESCRIPTOR_DIM 128
 
 typedef enum {
@@ -39,8 +39,8 @@ const char *analyze_level_name(analyze_level l);
 int analyze_level_parse(const char *s, analyze_level *out);
 
 typedef struct analyze_face {
-    float box[4];          /* x, y, w, h in pixels of the (oriented) image */
-    float score;           /* detector confidence 0..1 */
+    float box[4]; /* x, y, w, h in pixels of the (oriented) image */
+    float score;  /* detector confidence 0..1 */
     float landmarks[68][2];
     float descriptor[ANALYZE_DESCRIPTOR_DIM];
 } analyze_face;
@@ -48,15 +48,15 @@ typedef struct analyze_face {
 /* What an image is, independent of who asks: the cacheable part. */
 typedef struct analyze_features {
     uint8_t sha256[32];
-    uint32_t width, height;   /* oriented size of the decoded image */
-    char format[8];           /* "jpeg" | "png" | "webp" */
+    uint32_t width, height; /* oriented size of the decoded image */
+    char format[8];         /* "jpeg" | "png" | "webp" */
     int has_pdq;
-    uint8_t pdq[32];          /* PDQ hash, pdq module byte order */
-    int pdq_quality;          /* 0..100; < 50 is unreliable and not used for matching */
+    uint8_t pdq[32]; /* PDQ hash, pdq module byte order */
+    int pdq_quality; /* 0..100; < 50 is unreliable and not used for matching */
     uint8_t pdq_dihedral[8][32];
-    int faces_enabled;        /* 0 when the server runs without face models */
+    int faces_enabled; /* 0 when the server runs without face models */
     size_t n_faces;
-    analyze_face *faces;      /* owned, n_faces entries */
+    analyze_face *faces; /* owned, n_faces entries */
 } analyze_features;
 
 typedef enum { ANALYZE_MATCH_EXACT = 0, ANALYZE_MATCH_PDQ, ANALYZE_MATCH_FACE } analyze_match_kind;
@@ -66,48 +66,128 @@ typedef struct analyze_match {
     char profile_id[ANALYZE_ID_MAX];
     char reference_id[ANALYZE_ID_MAX];
     analyze_match_kind kind;
-    double distance;          /* 0 for exact; Hamming bits for pdq; L2 for face */
-    double confidence;        /* 0..1 */
-    int dihedral;             /* pdq: which of the 8 variants matched (0 = as is); else -1 */
-    int face_index;           /* face: index into features.faces; else -1 */
+    double distance;               /* 0 for exact; Hamming bits for pdq; L2 for face */
+    double confidence;             /* 0..1 */
+    int dihedral;                  /* pdq: which of the 8 variants matched (0 = as is); else -1 */
+    int face_index;                /* face: index into features.faces; else -1 */
     char match_id[ANALYZE_ID_MAX]; /* set when the scan was stored */
 } analyze_match;
 
 typedef struct analyze_timings {
     uint64_t cache_us, decode_us, pdq_us, detect_us, landmarks_us, descriptors_us, match_us,
         store_us, total_us;
-    const char *cache_tier;   /* static: "l1" | "l2" | "l3" | "miss" | "off" */
+    const char *cache_tier; /* static: "l1" | "l2" | "l3" | "miss" | "off" */
 } analyze_timings;
 
 typedef struct analyze_request {
-    const uint8_t *bytes;     /* borrowed image bytes */
+    const uint8_t *bytes; /* borrowed image bytes */
     size_t len;
-    const char *tenant_id;    /* borrowed; matching scope (required for analyze_run) */
-    const char *profile_id;   /* borrowed; optional: match only this profile */
-    const char *source_url;   /* borrowed; optional, stored with the scan */
+    const char *tenant_id;  /* borrowed; matching scope (required for analyze_run) */
+    const char *profile_id; /* borrowed; optional: match only this profile */
+    const char *source_url; /* borrowed; optional, stored with the scan */
     analyze_level level;
-    int store;                /* 1: record the scan and its matches as evidence */
-    uint64_t deadline_ns;     /* vg_now_ns() deadline; 0 = none. Past it: VG_ETIMEDOUT */
+    int store;            /* 1: record the scan and its matches as evidence */
+    uint64_t deadline_ns; /* vg_now_ns() deadline; 0 = none. Past it: VG_ETIMEDOUT */
 } analyze_request;
 
 typedef struct analyze_result {
     analyze_features features;
     size_t n_matches;
-    analyze_match *matches;   /* owned, sorted: exact, then pdq by distance, then face */
+    analyze_match *matches; /* owned, sorted: exact, then pdq by distance, then face */
     analyze_timings timings;
     char scan_id[ANALYZE_ID_MAX]; /* "" unless stored */
 } analyze_result;
 
 typedef struct analyze_ctx analyze_ctx;
 
+/* ---- context -------------------------------------------------------------------------------- */
+
+#define ANALYZE_DEFAULT_PDQ_THRESHOLD 31    /* Hamming bits, inclusive */
+#define ANALYZE_DEFAULT_PDQ_MIN_QUALITY 50  /* below: unreliable, not matched */
+#define ANALYZE_DEFAULT_FACE_THRESHOLD 0.6f /* L2, strict */
+#define ANALYZE_DEFAULT_MAX_FACES 64        /* faces described per image */
+#define ANALYZE_DEFAULT_FINISHERS 4         /* threads for cache fill, matching, store writes */
+#define ANALYZE_DEFAULT_MAX_BATCH 8         /* images per inference batch */
+#define ANALYZE_DEFAULT_MAX_DELAY_US 200    /* how long a lone image may wait for a batch */
+#define ANALYZE_DEFAULT_QUEUE 256           /* images waiting for a worker before 503 */
+#define ANALYZE_DEFAULT_DEADLINE_MS 2000    /* per request; the reference product's timeout */
+
+typedef struct analyze_config {
+    analyze_level default_level;
+    int pdq_threshold;
+    int pdq_min_quality;
+    float face_threshold;
+    size_t max_faces;
+    unsigned min_workers, max_workers; /* inference replicas (0 = 1 .. CPUs) */
+    unsigned max_batch;                /* images per batch */
+    uint32_t max_delay_us;
+    unsigned queue_capacity;
+    uint32_t deadline_ms; /* used when a request has none */
+    unsigned finishers;
+    size_t max_input_bytes; /* img limits; 0 = img defaults */
+    uint64_t max_pixels;
+    uint32_t max_dimension;
+} analyze_config;
+
+/* Fills the defaults above (balanced level). */
+void analyze_config_default(analyze_config *cfg);
+
+/* Borrowed collaborators; each must outlive the context. Any may be NULL:
+ *   store NULL   -> requests with store=1 fail with VG_EUNSUPPORTED;
+ *   index NULL   -> no matching (features only);
+ *   cache NULL   -> every request computes its features;
+ *   models NULL  -> no face analysis (features.faces_enabled = 0). */
+struct store;
+struct index_db;
+struct cache;
+struct face_models;
+typedef struct analyze_deps {
+    struct store *store;
+    struct index_db *index;
+    struct cache *cache;
+    struct face_models *models;
+} analyze_deps;
+
+/* Starts the inference workers (each with its own face engine when models are given) and the
+ * finisher threads. cfg may be NULL for defaults. Returns owned (analyze_ctx_free). Errors:
+ * VG_EINVAL (bad config, with detail), VG_ENOMEM, a face engine error. */
+int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze_ctx **out);
+/* Stops accepting work, lets queued requests finish (their callbacks run), frees. NULL no-op. */
+void analyze_ctx_free(analyze_ctx *ctx);
+/* The model version string that goes into cache keys (pdq pipeline, face weights, calibration). */
+const char *analyze_model_version(const analyze_ctx *ctx);
+
+/* Completion of an asynchronous request, called exactly once from an analyze thread (never from
+ * inside analyze_submit) with 0 or a VG_E* code; the result struct given to analyze_submit is
+ * filled on success and zeroed on error. arg is the caller's. */
+typedef void (*analyze_done_fn)(void *arg, int status);
+
+/* Queues a request. req and everything it points to (bytes, strings) and out stay borrowed until
+ * done runs. features_only = 1 computes features without matching or storing (reference
+ * uploads). Returns 0 (done will be called), VG_EBUSY (overloaded: answer 503 + Retry-After;
+ * done is not called), VG_EINVAL, VG_EUNSUPPORTED (store=1 without a store). */
+int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_only,
+                   analyze_result *out, analyze_done_fn done, void *arg);
+
+/* Counters for metrics: requests by outcome, cache tiers, queue. */
+typedef struct analyze_stats {
+    uint64_t requests, ok, failed, rejected, expired;
+    uint64_t cache_hits[4]; /* by cache tier: miss, l1, l2, l3 */
+    uint64_t faces_described;
+    uint64_t batches, batch_images;
+    unsigned queue_depth, workers, workers_busy;
+} analyze_stats;
+void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out);
+
 /* Features only (reference uploads, `vigil analyze --features`): decode, hash, faces, through
  * the cache. Errors: img errors (VG_EFORMAT, VG_ETRUNC, VG_ECORRUPT, VG_ETOOBIG, VG_EPIXELS,
  * VG_EDIM), VG_ETIMEDOUT, VG_EBUSY (overloaded), VG_ENOMEM. */
-int analyze_features_compute(analyze_ctx *ctx, const analyze_request *req,
-                             analyze_features *out, analyze_timings *timings);
+int analyze_features_compute(analyze_ctx *ctx, const analyze_request *req, analyze_features *out,
+                             analyze_timings *timings);
 void analyze_features_free(analyze_features *f);
 
-/* The whole pipeline. On error *out is zeroed and nothing was stored. */
+/* The whole pipeline, blocking (analyze_submit + wait). On error *out is zeroed and nothing was
+ * stored. */
 int analyze_run(analyze_ctx *ctx, const analyze_request *req, analyze_result *out);
 void analyze_result_free(analyze_result *r);
 

@@ -1,0 +1,527 @@
+/*
+ * analyze: request lifecycle and threads.
+ *
+ *   caller thread (HTTP network thread, CLI):   sha256, cache lookup
+ *        | hit                              | miss
+ *        v                                  v
+ *   finisher queue  <---- done ----  sched "image" queue -> worker (replica: face engine + pdq)
+ *        |                                     decode, PDQ, faces, for a batch of images
+ *        v
+ *   finisher thread: cache fill, matching, store write (waits for the group commit), callback
+ *
+ * Why three kinds of threads: CPU-bound work (decode, networks) runs on exactly as many workers
+ * as there are replicas, so it never oversubscribes the cores; the store write waits for an
+ * fsync and must not hold a worker while it does, so it runs on finisher threads that mostly
+ * sleep; and the network threads only hash and look the cache up, so a cached answer never
+ * queues behind inference.
+ */
+#include "analyze/analyze_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- names ---------------------------------------------------------------------------------- */
+
+static const char *const level_names[] = {"speed", "balanced", "accuracy", "memory"};
+
+const char *analyze_level_name(analyze_level l)
+{
+    return (unsigned)l < VG_ARRAY_LEN(level_names) ? level_names[l] : "unknown";
+}
+
+int analyze_level_parse(const char *s, analyze_level *out)
+{
+    for (size_t i = 0; s && i < VG_ARRAY_LEN(level_names); i++) {
+        if (strcmp(s, level_names[i]) == 0) {
+            *out = (analyze_level)i;
+            return VG_OK;
+        }
+    }
+    return vg_err_set(VG_EINVAL, "unknown level '%s' (speed|balanced|accuracy|memory)", s ? s : "");
+}
+
+const char *analyze_match_kind_name(analyze_match_kind k)
+{
+    switch (k) {
+    case ANALYZE_MATCH_EXACT:
+        return "exact";
+    case ANALYZE_MATCH_PDQ:
+        return "pdq";
+    case ANALYZE_MATCH_FACE:
+        return "face";
+    }
+    return "unknown";
+}
+
+void analyze_config_default(analyze_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->default_level = ANALYZE_LEVEL_BALANCED;
+    cfg->pdq_threshold = ANALYZE_DEFAULT_PDQ_THRESHOLD;
+    cfg->pdq_min_quality = ANALYZE_DEFAULT_PDQ_MIN_QUALITY;
+    cfg->face_threshold = ANALYZE_DEFAULT_FACE_THRESHOLD;
+    cfg->max_faces = ANALYZE_DEFAULT_MAX_FACES;
+    cfg->max_batch = ANALYZE_DEFAULT_MAX_BATCH;
+    cfg->max_delay_us = ANALYZE_DEFAULT_MAX_DELAY_US;
+    cfg->queue_capacity = ANALYZE_DEFAULT_QUEUE;
+    cfg->deadline_ms = ANALYZE_DEFAULT_DEADLINE_MS;
+    cfg->finishers = ANALYZE_DEFAULT_FINISHERS;
+}
+
+const char *analyze_model_version(const analyze_ctx *ctx)
+{
+    return ctx->model_version;
+}
+
+/* ---- results -------------------------------------------------------------------------------- */
+
+void analyze_features_free(analyze_features *f)
+{
+    if (!f)
+        return;
+    vg_free(f->faces);
+    memset(f, 0, sizeof *f);
+}
+
+void analyze_result_free(analyze_result *r)
+{
+    if (!r)
+        return;
+    analyze_features_free(&r->features);
+    vg_free(r->matches);
+    memset(r, 0, sizeof *r);
+}
+
+/* ---- finishers ------------------------------------------------------------------------------ */
+
+static void finisher_push(analyze_ctx *ctx, analyze_job *job)
+{
+    pthread_mutex_lock(&ctx->fmu);
+    job->next = NULL;
+    if (ctx->ftail)
+        ctx->ftail->next = job;
+    else
+        ctx->fhead = job;
+    ctx->ftail = job;
+    pthread_cond_signal(&ctx->fcv);
+    pthread_mutex_unlock(&ctx->fmu);
+}
+
+static void cache_fill(analyze_ctx *ctx, analyze_job *job)
+{
+    if (!ctx->deps.cache || !job->have_key || job->cached)
+        return;
+    uint8_t *blob = NULL;
+    size_t len = 0;
+    if (analyze__features_encode(&job->out->features, &blob, &len) == VG_OK)
+        cache_put(ctx->deps.cache, &job->key, blob, len); /* a cache failure is not ours */
+    vg_free(blob);
+}
+
+/* Runs the last stages of one job and its callback, then frees the job. */
+static void finish(analyze_ctx *ctx, analyze_job *job)
+{
+    analyze_result *out = job->out;
+    int rc = job->status;
+    if (rc != VG_OK && job->errmsg[0])
+        vg_err_set(rc, "%s", job->errmsg);
+    if (rc == VG_OK)
+        cache_fill(ctx, job);
+    if (rc == VG_OK && !job->features_only) {
+        rc = analyze__match(ctx, job);
+        if (rc == VG_OK && job->req.store)
+            rc = analyze__store(ctx, job);
+    }
+    out->timings.total_us = (vg_now_ns() - job->t0_ns) / 1000;
+    if (rc == VG_OK) {
+        atomic_fetch_add(&ctx->n_ok, 1);
+        atomic_fetch_add(&ctx->n_faces, out->features.n_faces);
+    } else {
+        if (rc == VG_ETIMEDOUT)
+            atomic_fetch_add(&ctx->n_expired, 1);
+        atomic_fetch_add(&ctx->n_failed, 1);
+        /* Keep the error detail for the callback: it reads vg_err_msg() on this thread. */
+        analyze_result_free(out);
+    }
+    analyze_done_fn done = job->done;
+    void *arg = job->arg;
+    vg_free(job);
+    done(arg, rc);
+}
+
+static void *finisher_main(void *p)
+{
+    analyze_ctx *ctx = p;
+    pthread_mutex_lock(&ctx->fmu);
+    for (;;) {
+        while (!ctx->fhead && !ctx->fstop)
+            pthread_cond_wait(&ctx->fcv, &ctx->fmu);
+        analyze_job *job = ctx->fhead;
+        if (!job)
+            break; /* stopping and drained */
+        ctx->fhead = job->next;
+        if (!ctx->fhead)
+            ctx->ftail = NULL;
+        pthread_mutex_unlock(&ctx->fmu);
+        vg_err_clear();
+        finish(ctx, job);
+        pthread_mutex_lock(&ctx->fmu);
+    }
+    pthread_mutex_unlock(&ctx->fmu);
+    return NULL;
+}
+
+/* ---- inference workers (sched) -------------------------------------------------------------- */
+
+static int replica_new(void *user, unsigned index, void **out)
+{
+    analyze_ctx *ctx = user;
+    (void)index;
+    analyze_replica *rep = vg_calloc(1, sizeof *rep);
+    if (!rep)
+        return VG_ENOMEM;
+    rep->pdq = pdq_ctx_new();
+    if (!rep->pdq) {
+        vg_free(rep);
+        return VG_ENOMEM;
+    }
+    if (ctx->deps.models) {
+        /* One OpenMP thread per replica: parallelism comes from the replicas themselves, which
+         * keeps N replicas on N cores without oversubscription. */
+        face_engine_opts eo = {.backend = NN_BACKEND_DNNL, .threads = 1};
+        int rc = face_engine_new(ctx->deps.models, &eo, &rep->fe);
+        if (rc) {
+            pdq_ctx_free(rep->pdq);
+            vg_free(rep);
+            return rc;
+        }
+    }
+    *out = rep;
+    return VG_OK;
+}
+
+static void replica_free(void *user, void *p)
+{
+    (void)user;
+    analyze_replica *rep = p;
+    if (!rep)
+        return;
+    face_engine_free(rep->fe);
+    pdq_ctx_free(rep->pdq);
+    vg_free(rep);
+}
+
+static int run_batch(void *replica, void *kind_user, void *const *items, size_t n, int *status)
+{
+    analyze_ctx *ctx = kind_user;
+    for (size_t i = 0; i < n; i++) {
+        analyze_job *job = items[i];
+        vg_err_clear();
+        status[i] = analyze__compute(ctx, replica, job);
+        if (status[i])
+            snprintf(job->errmsg, sizeof job->errmsg, "%s", vg_err_msg());
+    }
+    return VG_OK;
+}
+
+static void sched_done(void *arg, int status)
+{
+    analyze_job *job = arg;
+    job->status = status;
+    if (status == VG_ETIMEDOUT)
+        snprintf(job->errmsg, sizeof job->errmsg,
+                 "request deadline passed before analysis started");
+    else if (status == VG_ECANCELED)
+        snprintf(job->errmsg, sizeof job->errmsg, "server shutting down");
+    finisher_push(job->ctx, job);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static void build_model_version(analyze_ctx *ctx)
+{
+    snprintf(ctx->model_version, sizeof ctx->model_version,
+             "vigil-features-%d;pdq-fast-%d;faces=%s", ANALYZE_FEATURES_VERSION,
+             PDQ_FAST_MIN_SIDE_PX, ctx->deps.models ? "face-api-1.7.15" : "off");
+}
+
+int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze_ctx **out)
+{
+    analyze_config c;
+    if (cfg)
+        c = *cfg;
+    else
+        analyze_config_default(&c);
+    if ((unsigned)c.default_level > ANALYZE_LEVEL_MEMORY)
+        return vg_err_set(VG_EINVAL, "analyze: bad default level");
+    if (c.pdq_threshold < 0 || c.pdq_threshold > 256)
+        return vg_err_set(VG_EINVAL, "analyze: pdq threshold %d not in 0..256", c.pdq_threshold);
+    if (!(c.face_threshold > 0.0f && c.face_threshold < 4.0f))
+        return vg_err_set(VG_EINVAL, "analyze: face threshold must be in (0, 4)");
+    if (c.max_batch == 0 || c.max_batch > SCHED_MAX_BATCH)
+        return vg_err_set(VG_EINVAL, "analyze: max_batch %u not in 1..%d", c.max_batch,
+                          SCHED_MAX_BATCH);
+    if (c.queue_capacity == 0 || c.queue_capacity > SCHED_MAX_QUEUE_CAPACITY)
+        return vg_err_set(VG_EINVAL, "analyze: queue capacity %u out of range", c.queue_capacity);
+    if (c.max_faces == 0 || c.max_faces > FACE_DEFAULT_MAX_FACES)
+        return vg_err_set(VG_EINVAL, "analyze: max_faces must be 1..%d", FACE_DEFAULT_MAX_FACES);
+    if (c.finishers == 0)
+        c.finishers = ANALYZE_DEFAULT_FINISHERS;
+    if (c.deadline_ms == 0)
+        c.deadline_ms = ANALYZE_DEFAULT_DEADLINE_MS;
+
+    analyze_ctx *ctx = vg_calloc(1, sizeof *ctx);
+    if (!ctx)
+        return VG_ENOMEM;
+    ctx->cfg = c;
+    if (deps)
+        ctx->deps = *deps;
+    img_limits_default(&ctx->limits);
+    if (c.max_input_bytes)
+        ctx->limits.max_input_bytes = c.max_input_bytes;
+    if (c.max_pixels)
+        ctx->limits.max_pixels = c.max_pixels;
+    if (c.max_dimension)
+        ctx->limits.max_dimension = c.max_dimension;
+    build_model_version(ctx);
+    pthread_mutex_init(&ctx->fmu, NULL);
+    pthread_cond_init(&ctx->fcv, NULL);
+
+    ctx->fthreads = vg_calloc(c.finishers, sizeof *ctx->fthreads);
+    if (!ctx->fthreads) {
+        analyze_ctx_free(ctx);
+        return VG_ENOMEM;
+    }
+    for (unsigned i = 0; i < c.finishers; i++) {
+        if (pthread_create(&ctx->fthreads[i], NULL, finisher_main, ctx) != 0) {
+            analyze_ctx_free(ctx);
+            return vg_err_set(VG_ENOMEM, "analyze: cannot start finisher thread");
+        }
+        ctx->nfthreads++;
+    }
+
+    sched_kind_config kind;
+    sched_kind_config_init(&kind);
+    kind.name = "image";
+    kind.run = run_batch;
+    kind.user = ctx;
+    kind.max_batch = c.max_batch;
+    kind.max_delay_us = c.max_delay_us;
+    kind.queue_capacity = c.queue_capacity;
+    sched_config sc;
+    sched_config_init(&sc);
+    sc.kinds = &kind;
+    sc.n_kinds = 1;
+    sc.replica_new = replica_new;
+    sc.replica_free = replica_free;
+    sc.replica_user = ctx;
+    if (c.min_workers)
+        sc.min_replicas = c.min_workers;
+    if (c.max_workers)
+        sc.max_replicas = c.max_workers;
+    if (sc.max_replicas < sc.min_replicas)
+        sc.max_replicas = sc.min_replicas;
+    sc.default_deadline_ms = c.deadline_ms;
+    int rc = sched_new(&sc, &ctx->sch);
+    if (rc) {
+        analyze_ctx_free(ctx);
+        return rc;
+    }
+    *out = ctx;
+    return VG_OK;
+}
+
+void analyze_ctx_free(analyze_ctx *ctx)
+{
+    if (!ctx)
+        return;
+    /* Workers first: their completions feed the finishers, which must still be running. */
+    if (ctx->sch)
+        sched_free(ctx->sch); /* cancels what is still queued: callbacks run with VG_ECANCELED */
+    pthread_mutex_lock(&ctx->fmu);
+    ctx->fstop = 1;
+    pthread_cond_broadcast(&ctx->fcv);
+    pthread_mutex_unlock(&ctx->fmu);
+    for (unsigned i = 0; i < ctx->nfthreads; i++)
+        pthread_join(ctx->fthreads[i], NULL);
+    vg_free(ctx->fthreads);
+    pthread_mutex_destroy(&ctx->fmu);
+    pthread_cond_destroy(&ctx->fcv);
+    vg_free(ctx);
+}
+
+/* ---- requests ------------------------------------------------------------------------------- */
+
+/* Looks the features up in the cache. 1 on a hit (out->features filled). */
+static int cache_lookup(analyze_ctx *ctx, analyze_job *job)
+{
+    analyze_result *out = job->out;
+    out->timings.cache_tier = "off";
+    if (!ctx->deps.cache)
+        return 0;
+    uint64_t t = vg_now_ns();
+    if (cache_key_make(out->features.sha256, ctx->model_version, (uint32_t)job->req.level,
+                       &job->key) != VG_OK)
+        return 0;
+    job->have_key = 1;
+    cache_val *v = NULL;
+    cache_tier tier = CACHE_TIER_MISS;
+    int hit = 0;
+    if (cache_get(ctx->deps.cache, &job->key, &v, &tier) == VG_OK) {
+        analyze_features f;
+        if (analyze__features_decode(cache_val_data(v), cache_val_len(v), &f) == VG_OK &&
+            memcmp(f.sha256, out->features.sha256, 32) == 0) {
+            out->features = f;
+            hit = 1;
+        } else {
+            /* Undecodable or from another image: drop it and compute afresh. */
+            cache_remove(ctx->deps.cache, &job->key);
+            tier = CACHE_TIER_MISS;
+        }
+        cache_val_unref(v);
+    }
+    out->timings.cache_tier = cache_tier_name(tier);
+    atomic_fetch_add(&ctx->n_cache[tier], 1);
+    out->timings.cache_us = (vg_now_ns() - t) / 1000;
+    return hit;
+}
+
+int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_only,
+                   analyze_result *out, analyze_done_fn done, void *arg)
+{
+    if (!ctx || !req || !out || !done || (!req->bytes && req->len))
+        return vg_err_set(VG_EINVAL, "analyze_submit: NULL argument");
+    if ((unsigned)req->level > ANALYZE_LEVEL_MEMORY)
+        return vg_err_set(VG_EINVAL, "analyze: bad level %d", (int)req->level);
+    if (!features_only && (!req->tenant_id || !*req->tenant_id))
+        return vg_err_set(VG_EINVAL, "analyze: a tenant scope is required for matching");
+    if (!features_only && req->store && !ctx->deps.store)
+        return vg_err_set(VG_EUNSUPPORTED, "analyze: no store to record the scan in");
+    if (req->len == 0)
+        return vg_err_set(VG_ETRUNC, "empty image");
+    if (req->len > ctx->limits.max_input_bytes)
+        return vg_err_set(VG_ETOOBIG, "image is %zu bytes, more than max_input_bytes %zu", req->len,
+                          ctx->limits.max_input_bytes);
+
+    analyze_job *job = vg_calloc(1, sizeof *job);
+    if (!job)
+        return VG_ENOMEM;
+    job->ctx = ctx;
+    job->req = *req;
+    job->features_only = features_only;
+    job->out = out;
+    job->done = done;
+    job->arg = arg;
+    job->t0_ns = vg_now_ns();
+    memset(out, 0, sizeof *out);
+    atomic_fetch_add(&ctx->n_requests, 1);
+
+    int rc = vg_sha256(req->bytes, req->len, out->features.sha256);
+    if (rc) {
+        vg_free(job);
+        return rc;
+    }
+    if (cache_lookup(ctx, job)) {
+        job->cached = 1;
+        finisher_push(ctx, job);
+        return VG_OK;
+    }
+    uint64_t deadline = req->deadline_ns;
+    if (deadline == 0)
+        deadline = job->t0_ns + (uint64_t)ctx->cfg.deadline_ms * 1000000ull;
+    rc = sched_submit(ctx->sch, 0, job, deadline, sched_done, job);
+    if (rc) {
+        if (rc == VG_EBUSY) {
+            atomic_fetch_add(&ctx->n_rejected, 1);
+            vg_err_set(VG_EBUSY, "analysis queue is full (%u images waiting)",
+                       ctx->cfg.queue_capacity);
+        }
+        memset(out, 0, sizeof *out);
+        vg_free(job);
+        return rc;
+    }
+    return VG_OK;
+}
+
+/* ---- blocking wrappers ---------------------------------------------------------------------- */
+
+typedef struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+    int status;
+    char msg[512];
+} waiter;
+
+static void waiter_done(void *arg, int status)
+{
+    waiter *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->status = status;
+    if (status)
+        snprintf(w->msg, sizeof w->msg, "%s", vg_err_msg());
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static int run_and_wait(analyze_ctx *ctx, const analyze_request *req, int features_only,
+                        analyze_result *out)
+{
+    waiter w = {.done = 0};
+    pthread_mutex_init(&w.mu, NULL);
+    pthread_cond_init(&w.cv, NULL);
+    int rc = analyze_submit(ctx, req, features_only, out, waiter_done, &w);
+    if (rc == VG_OK) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        rc = w.status;
+        if (rc)
+            vg_err_set(rc, "%s", w.msg); /* carry the detail over to the caller's thread */
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return rc;
+}
+
+int analyze_run(analyze_ctx *ctx, const analyze_request *req, analyze_result *out)
+{
+    return run_and_wait(ctx, req, 0, out);
+}
+
+int analyze_features_compute(analyze_ctx *ctx, const analyze_request *req, analyze_features *out,
+                             analyze_timings *timings)
+{
+    analyze_result r;
+    int rc = run_and_wait(ctx, req, 1, &r);
+    if (rc)
+        return rc;
+    *out = r.features;
+    if (timings)
+        *timings = r.timings;
+    vg_free(r.matches);
+    return VG_OK;
+}
+
+void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->requests = atomic_load(&ctx->n_requests);
+    out->ok = atomic_load(&ctx->n_ok);
+    out->failed = atomic_load(&ctx->n_failed);
+    out->rejected = atomic_load(&ctx->n_rejected);
+    out->expired = atomic_load(&ctx->n_expired);
+    out->faces_described = atomic_load(&ctx->n_faces);
+    for (int i = 0; i < 4; i++)
+        out->cache_hits[i] = atomic_load(&ctx->n_cache[i]);
+    sched_stats ss;
+    sched_stats_get(ctx->sch, &ss);
+    out->batches = ss.kinds[0].batches;
+    out->batch_images = ss.kinds[0].batch_items;
+    out->queue_depth = (unsigned)ss.kinds[0].queue_depth;
+    out->workers = ss.replicas;
+    out->workers_busy = ss.replicas_busy;
+}

@@ -1,0 +1,271 @@
+/*
+ * analyze: computing an image's features on an inference worker, and the cache blob.
+ *
+ * Decode policy. One decode serves PDQ and the face networks. Without face models the PDQ fast
+ * pipeline decodes straight to a small grey image. With them, JPEGs are decoded at the
+ * smallest power-of-two DCT scale whose long side is still at least twice the detector's
+ * input (832 px at the balanced level's 416): the detector sees the same pixels it would at
+ * full size (it downsamples to 416 anyway), faces keep about twice the resolution the detector
+ * needs, and an HD photo decodes at 1/4 of its pixels. The accuracy level decodes at full size.
+ * Boxes and landmarks are scaled back to the full image's coordinates.
+ */
+#include "analyze/analyze_int.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Long side to decode to, as a multiple of the detector's input size. */
+#define ANALYZE_DECODE_DETECTOR_MULT 2
+
+static void fill_pdq(analyze_features *f, const pdq_result *r)
+{
+    f->has_pdq = 1;
+    f->pdq_quality = r->quality;
+    memcpy(f->pdq, r->hash.w, 32);
+    for (int i = 0; i < 8; i++)
+        memcpy(f->pdq_dihedral[i], r->dihedral[i].w, 32);
+}
+
+static void copy_format(analyze_features *f, img_format fmt)
+{
+    snprintf(f->format, sizeof f->format, "%s", img_format_name(fmt));
+}
+
+/* PDQ only: the pdq module's fast pipeline straight from the bytes. */
+static int compute_pdq_only(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job)
+{
+    analyze_features *f = &job->out->features;
+    pdq_image_opts po;
+    pdq_image_opts_default(&po);
+    po.flags = PDQ_WANT_DIHEDRAL;
+    po.limits = ctx->limits;
+    pdq_image_result pr;
+    int rc = pdq_hash_image(rep->pdq, job->req.bytes, job->req.len, &po, &pr);
+    if (rc)
+        return rc;
+    f->width = pr.width;
+    f->height = pr.height;
+    copy_format(f, pr.format);
+    fill_pdq(f, &pr.r);
+    job->out->timings.decode_us = pr.decode_ns / 1000;
+    job->out->timings.pdq_us = pr.hash_ns / 1000;
+    return VG_OK;
+}
+
+static void level_face_opts(analyze_ctx *ctx, analyze_level level, face_opts *fo)
+{
+    face_opts_for_level((face_level)level, fo);
+    if (fo->detector == FACE_DET_SSD && !face_models_has_ssd(ctx->deps.models)) {
+        /* Accuracy without the SSD weights loaded: the tiny detector at its largest size. */
+        fo->detector = FACE_DET_TINY;
+        fo->input_size = 608;
+    }
+    fo->max_faces = ctx->cfg.max_faces;
+}
+
+int analyze__compute(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job)
+{
+    if (!ctx->deps.models)
+        return compute_pdq_only(ctx, rep, job);
+
+    analyze_features *f = &job->out->features;
+    analyze_timings *tm = &job->out->timings;
+    face_opts fo;
+    level_face_opts(ctx, job->req.level, &fo);
+
+    uint64_t t = vg_now_ns();
+    img_info info;
+    int rc = img_probe(job->req.bytes, job->req.len, &ctx->limits, &info);
+    if (rc)
+        return rc;
+    uint32_t ow = info.w, oh = info.h; /* oriented full size */
+    if (info.orientation >= 5) {
+        ow = info.h;
+        oh = info.w;
+    }
+    img_decode_opts o;
+    img_decode_opts_default(&o);
+    o.limits = ctx->limits;
+    if (job->req.level != ANALYZE_LEVEL_ACCURACY) {
+        uint32_t target = (uint32_t)fo.input_size * ANALYZE_DECODE_DETECTOR_MULT;
+        if (ow >= oh)
+            o.min_w = target;
+        else
+            o.min_h = target;
+    }
+    img_image im;
+    rc = img_decode(job->req.bytes, job->req.len, &o, &im);
+    if (rc)
+        return rc;
+    tm->decode_us = (vg_now_ns() - t) / 1000;
+    f->width = ow;
+    f->height = oh;
+    copy_format(f, im.format);
+
+    t = vg_now_ns();
+    pdq_result pr;
+    rc = pdq_hash_rgb8(rep->pdq, im.px, im.w, im.h, (size_t)im.w * 3, PDQ_WANT_DIHEDRAL, &pr);
+    if (rc) {
+        img_image_free(&im);
+        return rc;
+    }
+    fill_pdq(f, &pr);
+    tm->pdq_us = (vg_now_ns() - t) / 1000;
+
+    t = vg_now_ns();
+    face_image fi = {.rgb = im.px, .w = im.w, .h = im.h};
+    face_result fr;
+    rc = face_analyze(rep->fe, &fi, &fo, &fr);
+    tm->detect_us = (vg_now_ns() - t) / 1000;
+    if (rc) {
+        img_image_free(&im);
+        return rc;
+    }
+    f->faces_enabled = 1;
+    double sx = (double)ow / im.w, sy = (double)oh / im.h;
+    img_image_free(&im);
+    if (fr.n) {
+        f->faces = vg_calloc(fr.n, sizeof *f->faces);
+        if (!f->faces) {
+            face_result_free(&fr);
+            return VG_ENOMEM;
+        }
+    }
+    for (size_t i = 0; i < fr.n; i++) {
+        const face_face *src = &fr.faces[i];
+        if (!src->has_descriptor)
+            continue; /* a face whose aligned crop fell outside the image: not describable */
+        analyze_face *d = &f->faces[f->n_faces++];
+        d->box[0] = (float)(src->box.x * sx);
+        d->box[1] = (float)(src->box.y * sy);
+        d->box[2] = (float)(src->box.w * sx);
+        d->box[3] = (float)(src->box.h * sy);
+        d->score = src->score;
+        for (int k = 0; k < FACE_LANDMARKS; k++) {
+            d->landmarks[k][0] = (float)(src->landmarks[k][0] * sx);
+            d->landmarks[k][1] = (float)(src->landmarks[k][1] * sy);
+        }
+        memcpy(d->descriptor, src->descriptor, sizeof d->descriptor);
+    }
+    face_result_free(&fr);
+    return VG_OK;
+}
+
+/* ---- cache blob ----------------------------------------------------------------------------
+ *
+ *   "VGF1" | u32 version | sha256[32] | u32 w | u32 h | char format[8] | u8 has_pdq |
+ *   i32 quality | pdq[32] | dihedral[8][32] | u8 faces_enabled | u32 n_faces |
+ *   n_faces x (f32 box[4] | f32 score | f32 landmarks[136] | f32 descriptor[128])
+ *
+ * Native little-endian floats and integers: the blob is a cache entry, read back only by the
+ * same build on the same architecture (the version in the cache key changes with the layout).
+ */
+
+#define BLOB_MAGIC "VGF1"
+#define BLOB_HEAD_BYTES (4 + 4 + 32 + 4 + 4 + 8 + 1 + 4 + 32 + 256 + 1 + 4)
+#define BLOB_FACE_BYTES ((4 + 1 + 136 + 128) * 4)
+
+static uint8_t *put(uint8_t *p, const void *v, size_t n)
+{
+    memcpy(p, v, n);
+    return p + n;
+}
+
+int analyze__features_encode(const analyze_features *f, uint8_t **out, size_t *out_len)
+{
+    size_t len = BLOB_HEAD_BYTES + f->n_faces * BLOB_FACE_BYTES;
+    uint8_t *buf = vg_malloc(len);
+    if (!buf)
+        return VG_ENOMEM;
+    uint32_t version = ANALYZE_FEATURES_VERSION, n = (uint32_t)f->n_faces;
+    int32_t q = f->pdq_quality;
+    uint8_t has_pdq = (uint8_t)f->has_pdq, faces_enabled = (uint8_t)f->faces_enabled;
+    uint8_t *p = buf;
+    p = put(p, BLOB_MAGIC, 4);
+    p = put(p, &version, 4);
+    p = put(p, f->sha256, 32);
+    p = put(p, &f->width, 4);
+    p = put(p, &f->height, 4);
+    p = put(p, f->format, 8);
+    p = put(p, &has_pdq, 1);
+    p = put(p, &q, 4);
+    p = put(p, f->pdq, 32);
+    p = put(p, f->pdq_dihedral, 256);
+    p = put(p, &faces_enabled, 1);
+    p = put(p, &n, 4);
+    for (size_t i = 0; i < f->n_faces; i++) {
+        const analyze_face *fc = &f->faces[i];
+        p = put(p, fc->box, 16);
+        p = put(p, &fc->score, 4);
+        p = put(p, fc->landmarks, 136 * 4);
+        p = put(p, fc->descriptor, 128 * 4);
+    }
+    *out = buf;
+    *out_len = len;
+    return VG_OK;
+}
+
+static const uint8_t *get(const uint8_t *p, void *v, size_t n)
+{
+    memcpy(v, p, n);
+    return p + n;
+}
+
+static int all_finite(const float *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
+}
+
+int analyze__features_decode(const uint8_t *buf, size_t len, analyze_features *out)
+{
+    if (len < BLOB_HEAD_BYTES || memcmp(buf, BLOB_MAGIC, 4) != 0)
+        return vg_err_set(VG_ECORRUPT, "feature blob: bad header");
+    analyze_features f;
+    memset(&f, 0, sizeof f);
+    uint32_t version, n;
+    int32_t q;
+    uint8_t has_pdq, faces_enabled;
+    const uint8_t *p = buf + 4;
+    p = get(p, &version, 4);
+    p = get(p, f.sha256, 32);
+    p = get(p, &f.width, 4);
+    p = get(p, &f.height, 4);
+    p = get(p, f.format, 8);
+    p = get(p, &has_pdq, 1);
+    p = get(p, &q, 4);
+    p = get(p, f.pdq, 32);
+    p = get(p, f.pdq_dihedral, 256);
+    p = get(p, &faces_enabled, 1);
+    p = get(p, &n, 4);
+    if (version != ANALYZE_FEATURES_VERSION || has_pdq > 1 || faces_enabled > 1 || q < 0 ||
+        q > 100 || f.format[7] != '\0' || n > FACE_DEFAULT_MAX_FACES ||
+        len != BLOB_HEAD_BYTES + (size_t)n * BLOB_FACE_BYTES)
+        return vg_err_set(VG_ECORRUPT, "feature blob: bad fields");
+    f.has_pdq = has_pdq;
+    f.pdq_quality = q;
+    f.faces_enabled = faces_enabled;
+    if (n) {
+        f.faces = vg_calloc(n, sizeof *f.faces);
+        if (!f.faces)
+            return VG_ENOMEM;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        analyze_face *fc = &f.faces[i];
+        p = get(p, fc->box, 16);
+        p = get(p, &fc->score, 4);
+        p = get(p, fc->landmarks, 136 * 4);
+        p = get(p, fc->descriptor, 128 * 4);
+        if (!all_finite(fc->box, 4) || !all_finite(&fc->score, 1) ||
+            !all_finite(&fc->landmarks[0][0], 136) || !all_finite(fc->descriptor, 128)) {
+            vg_free(f.faces);
+            return vg_err_set(VG_ECORRUPT, "feature blob: non-finite values");
+        }
+    }
+    f.n_faces = n;
+    *out = f;
+    return VG_OK;
+}

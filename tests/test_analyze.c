@@ -1,0 +1,403 @@
+/* analyze: the whole pipeline against a real store, index, cache and face models: exact, PDQ
+ * and face matches, evidence, the feature cache, admission control, deadlines and bad input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "analyze/analyze_int.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BRIDGE VG_TEST_DATA_DIR "/pdq/bridge-mods/"
+#define FACES VG_TEST_DATA_DIR "/faces/images/"
+
+typedef struct fixture {
+    char dir[64];
+    store *st;
+    index_db *ix;
+    cache *c;
+    face_models *models;
+    analyze_ctx *an;
+    char tenant[STORE_ID_MAX];
+    char profile[STORE_ID_MAX];
+} fixture;
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+    uint8_t *buf = NULL;
+    assert_int_equal(vg_read_file(path, 64 << 20, &buf, len), VG_OK);
+    return buf;
+}
+
+static void open_fixture(fixture *fx, int with_models, const analyze_config *cfg)
+{
+    memset(fx, 0, sizeof *fx);
+    snprintf(fx->dir, sizeof fx->dir, "/tmp/vg_test_analyze_XXXXXX");
+    assert_non_null(mkdtemp(fx->dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/vigil.db", fx->dir);
+    store_config sc;
+    store_config_default(&sc);
+    sc.path = path;
+    sc.synchronous = STORE_SYNC_NORMAL;
+    assert_int_equal(store_open(&sc, &fx->st), VG_OK);
+    assert_int_equal(index_new(NULL, &fx->ix), VG_OK);
+    cache_config cc;
+    cache_config_init(&cc);
+    snprintf(path, sizeof path, "%s/cache", fx->dir);
+    cc.l2_dir = path;
+    assert_int_equal(cache_open(&cc, &fx->c), VG_OK);
+    if (with_models)
+        assert_int_equal(face_models_open(VG_MODELS_DIR, NULL, &fx->models), VG_OK);
+    analyze_deps deps = {.store = fx->st, .index = fx->ix, .cache = fx->c, .models = fx->models};
+    assert_int_equal(analyze_ctx_new(cfg, &deps, &fx->an), VG_OK);
+    assert_int_equal(store_tenant_create(fx->st, "Agency", STORE_TENANT_AGENCY, fx->tenant), 0);
+    store_profile_fields pf = {.name = "Creator"};
+    assert_int_equal(store_profile_create(fx->st, fx->tenant, &pf, fx->profile), VG_OK);
+}
+
+static void close_fixture(fixture *fx)
+{
+    analyze_ctx_free(fx->an);
+    face_models_free(fx->models);
+    cache_close(fx->c);
+    index_free(fx->ix);
+    store_close(fx->st);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", fx->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Registers an image as a reference: features through analyze, stored, mirrored into the index
+ * (what the server does on upload). */
+static void add_reference(fixture *fx, const char *file, store_ref_kind kind, char id[STORE_ID_MAX])
+{
+    size_t len;
+    uint8_t *bytes = slurp(file, &len);
+    analyze_request rq = {.bytes = bytes, .len = len, .level = ANALYZE_LEVEL_BALANCED};
+    analyze_features f;
+    assert_int_equal(analyze_features_compute(fx->an, &rq, &f, NULL), VG_OK);
+    float *desc = f.n_faces ? calloc(f.n_faces, 128 * sizeof(float)) : NULL;
+    for (size_t i = 0; i < f.n_faces; i++)
+        memcpy(desc + i * 128, f.faces[i].descriptor, 128 * sizeof(float));
+    store_reference_new r = {.profile_id = fx->profile,
+                             .kind = kind,
+                             .sha256 = f.sha256,
+                             .pdq = f.pdq,
+                             .pdq_quality = f.pdq_quality,
+                             .pdq_dihedral = (const uint8_t(*)[32])f.pdq_dihedral,
+                             .n_faces = f.n_faces,
+                             .descriptors = desc};
+    assert_int_equal(store_reference_create(fx->st, fx->tenant, &r, id), VG_OK);
+    assert_int_equal(index_pdq_add(fx->ix, fx->tenant, fx->profile, id, f.pdq, f.pdq_quality), 0);
+    assert_int_equal(index_set_sha256(fx->ix, fx->tenant, id, f.sha256), VG_OK);
+    for (size_t i = 0; i < f.n_faces; i++)
+        assert_int_equal(index_face_add(fx->ix, fx->tenant, fx->profile, id, desc + i * 128), 0);
+    free(desc);
+    analyze_features_free(&f);
+    free(bytes);
+}
+
+static int analyze_file(fixture *fx, const char *file, int do_store, analyze_result *out)
+{
+    size_t len;
+    uint8_t *bytes = slurp(file, &len);
+    analyze_request rq = {.bytes = bytes,
+                          .len = len,
+                          .tenant_id = fx->tenant,
+                          .source_url = "https://example.com/found.jpg",
+                          .level = ANALYZE_LEVEL_BALANCED,
+                          .store = do_store};
+    int rc = analyze_run(fx->an, &rq, out);
+    free(bytes);
+    return rc;
+}
+
+static const analyze_match *find_kind(const analyze_result *r, analyze_match_kind k)
+{
+    for (size_t i = 0; i < r->n_matches; i++)
+        if (r->matches[i].kind == k)
+            return &r->matches[i];
+    return NULL;
+}
+
+static void test_pdq_and_exact_matches_are_stored(void **state)
+{
+    (void)state;
+    fixture fx;
+    open_fixture(&fx, 0, NULL);
+    char ref[STORE_ID_MAX];
+    add_reference(&fx, BRIDGE "aaa-orig.jpg", STORE_REF_WORK, ref);
+
+    analyze_result r;
+    /* An edit of the work: a PDQ match, stored as evidence. */
+    assert_int_equal(analyze_file(&fx, BRIDGE "sharpen-a-lot.jpg", 1, &r), VG_OK);
+    assert_true(r.features.has_pdq);
+    assert_false(r.features.faces_enabled);
+    assert_int_equal(r.n_matches, 1);
+    assert_int_equal(r.matches[0].kind, ANALYZE_MATCH_PDQ);
+    assert_string_equal(r.matches[0].reference_id, ref);
+    assert_string_equal(r.matches[0].profile_id, fx.profile);
+    assert_true(r.matches[0].distance > 0 && r.matches[0].distance <= 31);
+    assert_true(r.matches[0].confidence >= 0.5 && r.matches[0].confidence < 1);
+    assert_int_equal(r.matches[0].dihedral, 0);
+    assert_true(r.scan_id[0] != '\0');
+    assert_true(r.matches[0].match_id[0] != '\0');
+    vg_arena *a = vg_arena_new(0);
+    store_scan scan;
+    assert_int_equal(store_scan_get(fx.st, fx.tenant, r.scan_id, a, &scan), VG_OK);
+    assert_int_equal(scan.n_matches, 1);
+    assert_string_equal(scan.matches[0].id, r.matches[0].match_id);
+    assert_string_equal(scan.source_url, "https://example.com/found.jpg");
+    assert_memory_equal(scan.sha256, r.features.sha256, 32);
+    vg_arena_free(a);
+    analyze_result_free(&r);
+
+    /* The work itself: an exact copy, reported once (not again as a PDQ match). */
+    assert_int_equal(analyze_file(&fx, BRIDGE "aaa-orig.jpg", 0, &r), VG_OK);
+    assert_int_equal(r.n_matches, 1);
+    assert_int_equal(r.matches[0].kind, ANALYZE_MATCH_EXACT);
+    assert_true(r.matches[0].confidence == 1.0);
+    assert_string_equal(r.scan_id, "");
+    analyze_result_free(&r);
+
+    /* A rotated copy matches through a dihedral variant. */
+    assert_int_equal(
+        analyze_file(&fx, VG_TEST_DATA_DIR "/pdq/reg-test-input/dih/bridge-2-rotate-90.jpg", 0, &r),
+        VG_OK);
+    const analyze_match *m = find_kind(&r, ANALYZE_MATCH_PDQ);
+    assert_non_null(m);
+    assert_true(m->dihedral > 0);
+    analyze_result_free(&r);
+
+    /* Another tenant sees nothing of this one's references. */
+    char other[STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(fx.st, "Other", STORE_TENANT_CREATOR, other), VG_OK);
+    size_t len;
+    uint8_t *bytes = slurp(BRIDGE "aaa-orig.jpg", &len);
+    analyze_request rq = {.bytes = bytes, .len = len, .tenant_id = other};
+    assert_int_equal(analyze_run(fx.an, &rq, &r), VG_OK);
+    assert_int_equal(r.n_matches, 0);
+    analyze_result_free(&r);
+    free(bytes);
+
+    /* A deleted reference stops matching at once. */
+    assert_int_equal(index_remove_reference(fx.ix, fx.tenant, ref), VG_OK);
+    assert_int_equal(analyze_file(&fx, BRIDGE "sharpen-a-lot.jpg", 0, &r), VG_OK);
+    assert_int_equal(r.n_matches, 0);
+    analyze_result_free(&r);
+    close_fixture(&fx);
+}
+
+static void test_cache_serves_second_request(void **state)
+{
+    (void)state;
+    fixture fx;
+    open_fixture(&fx, 0, NULL);
+    analyze_result a, b;
+    assert_int_equal(analyze_file(&fx, BRIDGE "blur-a-lot.jpg", 0, &a), VG_OK);
+    assert_string_equal(a.timings.cache_tier, "miss");
+    assert_int_equal(analyze_file(&fx, BRIDGE "blur-a-lot.jpg", 0, &b), VG_OK);
+    assert_string_equal(b.timings.cache_tier, "l1");
+    assert_memory_equal(a.features.pdq, b.features.pdq, 32);
+    assert_memory_equal(a.features.pdq_dihedral, b.features.pdq_dihedral, 256);
+    assert_int_equal(a.features.pdq_quality, b.features.pdq_quality);
+    assert_int_equal(a.features.width, b.features.width);
+    analyze_result_free(&a);
+    analyze_result_free(&b);
+    analyze_stats st;
+    analyze_stats_get(fx.an, &st);
+    assert_int_equal(st.cache_hits[CACHE_TIER_L1], 1);
+    assert_int_equal(st.cache_hits[CACHE_TIER_MISS], 1);
+    close_fixture(&fx);
+}
+
+static void test_feature_blob_roundtrip_and_corruption(void **state)
+{
+    (void)state;
+    analyze_features f;
+    memset(&f, 0, sizeof f);
+    for (int i = 0; i < 32; i++)
+        f.sha256[i] = (uint8_t)i;
+    f.width = 640;
+    f.height = 480;
+    snprintf(f.format, sizeof f.format, "jpeg");
+    f.has_pdq = 1;
+    f.pdq_quality = 87;
+    f.pdq[3] = 0xab;
+    f.faces_enabled = 1;
+    f.n_faces = 2;
+    f.faces = calloc(2, sizeof *f.faces);
+    f.faces[1].descriptor[127] = 0.25f;
+    f.faces[1].score = 0.9f;
+    uint8_t *blob;
+    size_t len;
+    assert_int_equal(analyze__features_encode(&f, &blob, &len), VG_OK);
+    analyze_features g;
+    assert_int_equal(analyze__features_decode(blob, len, &g), VG_OK);
+    assert_int_equal(g.n_faces, 2);
+    assert_true(g.faces[1].descriptor[127] == 0.25f);
+    assert_int_equal(g.pdq_quality, 87);
+    assert_string_equal(g.format, "jpeg");
+    analyze_features_free(&g);
+    /* Every truncation and a bad magic are refused. */
+    for (size_t n = 0; n < len; n += 97)
+        assert_int_equal(analyze__features_decode(blob, n, &g), VG_ECORRUPT);
+    blob[0] = 'X';
+    assert_int_equal(analyze__features_decode(blob, len, &g), VG_ECORRUPT);
+    vg_free(blob);
+    free(f.faces);
+}
+
+static void test_bad_input(void **state)
+{
+    (void)state;
+    fixture fx;
+    open_fixture(&fx, 0, NULL);
+    analyze_result r;
+    uint8_t junk[64] = "this is not an image at all, just some text.";
+    analyze_request rq = {.bytes = junk, .len = sizeof junk, .tenant_id = fx.tenant};
+    assert_int_equal(analyze_run(fx.an, &rq, &r), VG_EFORMAT);
+    assert_int_equal(r.n_matches, 0);
+    rq.len = 0;
+    assert_int_equal(analyze_run(fx.an, &rq, &r), VG_ETRUNC);
+    /* A truncated JPEG fails cleanly with a detail. */
+    size_t len;
+    uint8_t *bytes = slurp(BRIDGE "aaa-orig.jpg", &len);
+    rq.bytes = bytes;
+    rq.len = len / 3;
+    int rc = analyze_run(fx.an, &rq, &r);
+    assert_true(rc == VG_ETRUNC || rc == VG_ECORRUPT);
+    assert_true(strlen(vg_err_msg()) > 0);
+    /* Matching needs a tenant scope. */
+    rq.len = len;
+    rq.tenant_id = NULL;
+    assert_int_equal(analyze_run(fx.an, &rq, &r), VG_EINVAL);
+    /* A deadline already past: dropped, never computed. */
+    rq.tenant_id = fx.tenant;
+    rq.deadline_ns = vg_now_ns() - 1;
+    assert_int_equal(analyze_run(fx.an, &rq, &r), VG_ETIMEDOUT);
+    free(bytes);
+    close_fixture(&fx);
+}
+
+/* ---- admission control ---- */
+
+typedef struct counter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, ok, other;
+} counter;
+
+static void count_done(void *arg, int status)
+{
+    counter *c = arg;
+    pthread_mutex_lock(&c->mu);
+    c->done++;
+    if (status == 0)
+        c->ok++;
+    else
+        c->other++;
+    pthread_cond_signal(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+}
+
+static void test_admission_control(void **state)
+{
+    (void)state;
+    analyze_config cfg;
+    analyze_config_default(&cfg);
+    cfg.queue_capacity = 2;
+    cfg.min_workers = cfg.max_workers = 1;
+    fixture fx;
+    open_fixture(&fx, 0, &cfg);
+    size_t len;
+    uint8_t *bytes = slurp(BRIDGE "aaa-orig.jpg", &len);
+    enum { N = 40 };
+    /* Distinct bytes per request (a trailing byte after the JPEG's EOI) so the cache cannot
+     * answer: every request must go through the queue. */
+    uint8_t *copies[N];
+    analyze_request rq[N];
+    analyze_result res[N];
+    counter c = {.done = 0};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    int accepted = 0, busy = 0;
+    for (int i = 0; i < N; i++) {
+        copies[i] = malloc(len + 1);
+        memcpy(copies[i], bytes, len);
+        copies[i][len] = (uint8_t)i;
+        rq[i] = (analyze_request){.bytes = copies[i], .len = len + 1, .tenant_id = fx.tenant};
+        int rc = analyze_submit(fx.an, &rq[i], 0, &res[i], count_done, &c);
+        if (rc == VG_OK)
+            accepted++;
+        else if (rc == VG_EBUSY)
+            busy++;
+        else
+            fail_msg("unexpected submit status %d", rc);
+    }
+    assert_true(busy > 0);
+    assert_true(accepted >= 2);
+    pthread_mutex_lock(&c.mu);
+    while (c.done < accepted)
+        pthread_cond_wait(&c.cv, &c.mu);
+    pthread_mutex_unlock(&c.mu);
+    assert_int_equal(c.ok, accepted); /* every accepted request completed, exactly once */
+    analyze_stats st;
+    analyze_stats_get(fx.an, &st);
+    assert_int_equal(st.rejected, (uint64_t)busy);
+    for (int i = 0; i < N; i++)
+        free(copies[i]);
+    for (int i = 0; i < N; i++)
+        if (i < N && res[i].features.has_pdq)
+            analyze_result_free(&res[i]);
+    free(bytes);
+    close_fixture(&fx);
+}
+
+/* ---- faces ---- */
+
+static void test_face_match_same_person(void **state)
+{
+    (void)state;
+    fixture fx;
+    open_fixture(&fx, 1, NULL);
+    char ref[STORE_ID_MAX];
+    add_reference(&fx, FACES "vlad_tile1.png", STORE_REF_LIKENESS, ref);
+    analyze_result r;
+    assert_int_equal(analyze_file(&fx, FACES "vlad_tile2.png", 1, &r), VG_OK);
+    assert_true(r.features.faces_enabled);
+    assert_true(r.features.n_faces >= 1);
+    const analyze_match *m = find_kind(&r, ANALYZE_MATCH_FACE);
+    assert_non_null(m);
+    assert_string_equal(m->reference_id, ref);
+    assert_true(m->distance < 0.6);
+    assert_true(m->face_index >= 0 && (size_t)m->face_index < r.features.n_faces);
+    assert_true(m->match_id[0] != '\0');
+    analyze_result_free(&r);
+    /* A photo of other people does not match the likeness. */
+    assert_int_equal(analyze_file(&fx, FACES "astronaut.png", 0, &r), VG_OK);
+    assert_true(r.features.n_faces >= 1);
+    assert_null(find_kind(&r, ANALYZE_MATCH_FACE));
+    analyze_result_free(&r);
+    close_fixture(&fx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_feature_blob_roundtrip_and_corruption),
+        cmocka_unit_test(test_pdq_and_exact_matches_are_stored),
+        cmocka_unit_test(test_cache_serves_second_request),
+        cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_admission_control),
+        cmocka_unit_test(test_face_match_same_person),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
