@@ -976,6 +976,42 @@ static void test_concurrent_readers_writer(void **state)
 
 /* ---- allocation failures -------------------------------------------------------------------- */
 
+/* index_set_sha256: a PDQ hit whose reference has the query image's SHA-256 is flagged exact; a
+ * hit with the same hash but other bytes is not; an unknown reference is VG_ENOTFOUND. */
+static void test_exact_flag(void **state)
+{
+    (void)state;
+    index_db *ix;
+    assert_int_equal(index_new(NULL, &ix), VG_OK);
+    uint64_t seed = 99;
+    uint8_t h[32], sha_a[32], sha_b[32];
+    rand_hash(&seed, h);
+    rand_hash(&seed, sha_a);
+    rand_hash(&seed, sha_b);
+    assert_int_equal(index_pdq_add(ix, "t", "p", "ra", h, 100), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", "rb", h, 100), VG_OK);
+    assert_int_equal(index_set_sha256(ix, "t", "ra", sha_a), VG_OK);
+    assert_int_equal(index_set_sha256(ix, "t", "nope", sha_a), VG_ENOTFOUND);
+    assert_int_equal(index_set_sha256(ix, "unknown-tenant", "ra", sha_a), VG_ENOTFOUND);
+    index_pdq_query q = index_pdq_query_defaults();
+    q.variants = (const uint8_t(*)[32])h;
+    q.n_variants = 1;
+    q.threshold = 0;
+    q.sha256 = sha_a;
+    index_pdq_result r;
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
+    assert_int_equal(r.n, 2);
+    for (size_t i = 0; i < r.n; i++)
+        assert_int_equal(r.matches[i].exact, strcmp(r.matches[i].reference_id, "ra") == 0);
+    index_pdq_result_free(&r);
+    q.sha256 = sha_b; /* same hash, other bytes: near-duplicate, not a copy */
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
+    assert_int_equal(r.n, 2);
+    assert_false(r.matches[0].exact || r.matches[1].exact);
+    index_pdq_result_free(&r);
+    index_free(ix);
+}
+
 static void test_alloc_failures(void **state)
 {
     (void)state;
@@ -1051,6 +1087,7 @@ int main(void)
         cmocka_unit_test(test_face_bruteforce),
         cmocka_unit_test(test_face_threshold_strict),
         cmocka_unit_test(test_concurrent_readers_writer),
+        cmocka_unit_test(test_exact_flag),
         cmocka_unit_test(test_alloc_failures),
     };
     /* INDEX_TEST_FILTER=<glob> runs a subset (handy when timing one test). */
