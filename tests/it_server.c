@@ -466,6 +466,20 @@ static void test_isolation_and_revocation(void **state)
     http_json(&p, "GET", "/api/v1/profiles", kb, NULL, &r); /* B unaffected */
     expect_status(&r, 200);
     resp_free(&r);
+    /* metrics (when obs is built in) are labelled with the route template, not the raw path */
+    http_json(&p, "GET", "/metrics", NULL, NULL, &r);
+    if (r.status == 200) {
+        assert_non_null(strstr(r.headers, "text/plain"));
+        assert_non_null(strstr(
+            r.body, "vigil_http_requests_total{route=\"/api/v1/profiles/{profile_id}\","
+                    "status=\"404\"}"));
+        assert_null(strstr(r.body, pa)); /* no raw ids in labels */
+        assert_non_null(strstr(r.body, "vigil_http_request_duration_seconds_bucket{route="));
+        assert_non_null(strstr(r.body, "vigil_http_requests_in_flight"));
+    } else {
+        expect_error(&r, 503, "unavailable");
+    }
+    resp_free(&r);
     assert_int_equal(stop(&p, SIGTERM), 0);
     rm_rf(dir);
     free(dir);

@@ -1,10 +1,15 @@
 /* System routes: health (readiness), liveness, the OpenAPI document. */
 #include "server/server_int.h"
 
+#if VG_SERVER_HAVE_OBS
+#include "obs/obs.h"
+#endif
+
 #include <stdio.h>
 #include <string.h>
 #include <sys/statvfs.h>
 
+#if !VG_SERVER_HAVE_OBS
 /* Below this much free space under the data directory, writes are about to fail: not ready. */
 #define SERVER_MIN_FREE_DISK_BYTES (64ull << 20)
 
@@ -31,15 +36,50 @@ static int mem_available(uint64_t *out)
     return rc;
 }
 
+/* Same shape as the obs health report, so clients see one format either way. */
 static void component(json_t *comps, const char *name, int ok, const char *detail, int *all_ok)
 {
-    json_t *c = json_pack("{s:s}", "status", ok ? "ok" : "fail");
-    if (detail)
-        json_object_set_new(c, "detail", json_string(detail));
+    json_t *c =
+        json_pack("{s:s,s:s}", "status", ok ? "ok" : "failing", "message", detail ? detail : "ok");
     json_object_set_new(comps, name, c);
     if (!ok)
         *all_ok = 0;
 }
+
+#endif
+
+#if VG_SERVER_HAVE_OBS
+
+/* Readiness from the obs health registry: 200 unless a component is failing (degraded is still
+ * ready), 503 naming the failing components otherwise. */
+void api_health(http_req *req, void *ud)
+{
+    server *s = ud;
+    obs_health_status overall;
+    char *json = NULL;
+    size_t len = 0;
+    if (obs_health_run(s->health, &overall, &json, &len) != VG_OK) {
+        http_reply_error(req, 503, NULL, "cannot run the health checks");
+        return;
+    }
+    http_reply_data(req, overall == OBS_HEALTH_FAILING ? 503 : 200, "application/json", json, len);
+    vg_free(json);
+}
+
+void api_metrics(http_req *req, void *ud)
+{
+    server *s = ud;
+    char *text = NULL;
+    size_t len = 0;
+    if (obs_render_prometheus(s->reg, &text, &len) != VG_OK) {
+        http_reply_error(req, 503, NULL, "out of memory rendering metrics");
+        return;
+    }
+    http_reply_data(req, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+    vg_free(text);
+}
+
+#else
 
 void api_health(http_req *req, void *ud)
 {
@@ -76,10 +116,22 @@ void api_health(http_req *req, void *ud)
     } else {
         component(comps, "disk", 0, "cannot stat the data directory", &ok);
     }
-    json_t *body = json_pack("{s:s,s:o,s:s}", "status", ok ? "ok" : "unavailable", "components",
-                             comps, "version", VG_VERSION);
+    json_t *failing = json_array();
+    const char *name;
+    json_t *c;
+    json_object_foreach(comps, name, c)
+    {
+        if (strcmp(json_string_value(json_object_get(c, "status")), "ok") != 0)
+            json_array_append_new(failing, json_string(name));
+    }
+    char now[32];
+    json_t *body = json_pack("{s:s,s:s,s:o,s:o}", "status", ok ? "ok" : "failing", "checked_at",
+                             vg_format_time(vg_wall_ms(), now, sizeof(now)), "failing", failing,
+                             "components", comps);
     http_reply_json(req, ok ? 200 : 503, body);
 }
+
+#endif
 
 void api_live(http_req *req, void *ud)
 {

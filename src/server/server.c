@@ -8,7 +8,11 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
+#if VG_SERVER_HAVE_OBS
+#include "obs/obs.h"
+#endif
 #if VG_SERVER_HAVE_ANALYZE
 #include "analyze/analyze.h"
 #include "cache/cache.h"
@@ -122,16 +126,164 @@ static int index_cb(void *ctx, const store_reference *r)
     return srv_index_add_reference(ctx, r);
 }
 
-/* ---- observation: access log at debug level (metrics join here when obs is built in) -------- */
+/* ---- observation: request metrics (the access log line is the http module's) ---------------- */
 
 static void observe(void *ud, const char *method, const char *route, int status, uint64_t ns)
 {
+#if VG_SERVER_HAVE_OBS
+    server *s = ud;
+    char code[8];
+    snprintf(code, sizeof(code), "%d", status); /* 0: the client went away before an answer */
+    obs_inc(s->m_requests, OBS_LABELS(route, code));
+    obs_observe(s->m_duration, OBS_LABELS(route), (double)ns / 1e9);
+#else
     (void)ud;
-    (void)method;
     (void)route;
     (void)status;
     (void)ns;
+#endif
+    (void)method;
 }
+
+#if VG_SERVER_HAVE_OBS
+/* Values cheaper to read at scrape time than to maintain (runs on the rendering thread). */
+static void collect(void *ctx)
+{
+    server *s = ctx;
+    if (s->http)
+        obs_set(s->m_inflight, NULL, (double)http_server_inflight(s->http));
+    obs_set(s->m_index_refs, NULL, (double)atomic_load(&s->index_refs));
+    store_stats st;
+    store_stats_get(s->st, &st);
+    if (st.errors > s->store_errors_seen)
+        obs_add(s->m_store_errors, NULL, st.errors - s->store_errors_seen);
+    if (st.queries > s->store_queries_seen)
+        obs_add(s->m_store_queries, NULL, st.queries - s->store_queries_seen);
+    s->store_errors_seen = st.errors;
+    s->store_queries_seen = st.queries;
+    uint64_t hits, misses;
+    http_keycache_stats(s->kc, &hits, &misses);
+    if (hits > s->kc_hits_seen)
+        obs_add(s->m_keycache, OBS_LABELS("hit"), hits - s->kc_hits_seen);
+    if (misses > s->kc_misses_seen)
+        obs_add(s->m_keycache, OBS_LABELS("miss"), misses - s->kc_misses_seen);
+    s->kc_hits_seen = hits;
+    s->kc_misses_seen = misses;
+}
+
+static obs_health_status check_database(void *ctx, char *msg, size_t n)
+{
+    server *s = ctx;
+    vg_err_clear();
+    if (store_ping(s->st) != VG_OK) {
+        snprintf(msg, n, "%s", vg_err_msg());
+        return OBS_HEALTH_FAILING;
+    }
+    snprintf(msg, n, "schema v%d", store_schema_version(s->st));
+    return OBS_HEALTH_OK;
+}
+
+static obs_health_status check_index(void *ctx, char *msg, size_t n)
+{
+    server *s = ctx;
+    snprintf(msg, n, "%llu references", (unsigned long long)atomic_load(&s->index_refs));
+    return s->ix ? OBS_HEALTH_OK : OBS_HEALTH_FAILING;
+}
+
+static obs_health_status check_analysis(void *ctx, char *msg, size_t n)
+{
+    server *s = ctx;
+    if (!s->an) {
+        snprintf(msg, n, "the analysis pipeline is not built into this server");
+        return OBS_HEALTH_FAILING;
+    }
+    snprintf(msg, n, "ready");
+    return OBS_HEALTH_OK;
+}
+
+static obs_health_status check_models(void *ctx, char *msg, size_t n)
+{
+    server *s = ctx;
+    if (!s->cfg->faces) {
+        snprintf(msg, n, "face analysis is off (faces = false)");
+        return OBS_HEALTH_OK;
+    }
+    if (!s->models) {
+        snprintf(msg, n, "%s",
+                 s->models_error[0] ? s->models_error
+                                    : "not loaded (the analysis pipeline is not built in)");
+        return OBS_HEALTH_FAILING;
+    }
+    snprintf(msg, n, "loaded");
+    return OBS_HEALTH_OK;
+}
+
+static obs_health_status check_cache(void *ctx, char *msg, size_t n)
+{
+    server *s = ctx;
+    snprintf(msg, n, "%s", s->cache ? "open" : "not built in (every analysis computes)");
+    return s->cache ? OBS_HEALTH_OK : OBS_HEALTH_DEGRADED;
+}
+
+/* Free disk under the data directory below which writes are about to fail / get close. */
+#define SERVER_DISK_FAIL_BYTES (64ull << 20)
+#define SERVER_DISK_WARN_BYTES (512ull << 20)
+#define SERVER_HEALTH_CACHE_MS 1000
+
+static int open_obs(server *s)
+{
+    int rc = obs_registry_new(NULL, &s->reg);
+    if (rc == VG_OK)
+        rc = obs_counter_register(s->reg, "vigil_http_requests_total",
+                                  "HTTP requests by route template and status (0: no answer)",
+                                  "route,status", &s->m_requests);
+    if (rc == VG_OK)
+        rc = obs_histogram_register(s->reg, "vigil_http_request_duration_seconds",
+                                    "HTTP request duration from headers to completion", "route",
+                                    NULL, 0, &s->m_duration);
+    if (rc == VG_OK)
+        rc = obs_gauge_register(s->reg, "vigil_http_requests_in_flight",
+                                "HTTP requests between their headers and their completion", NULL,
+                                &s->m_inflight);
+    if (rc == VG_OK)
+        rc = obs_gauge_register(s->reg, "vigil_index_references",
+                                "references mirrored into the match index", NULL, &s->m_index_refs);
+    if (rc == VG_OK)
+        rc = obs_counter_register(s->reg, "vigil_store_errors_total",
+                                  "store calls that failed (database, busy, memory)", NULL,
+                                  &s->m_store_errors);
+    if (rc == VG_OK)
+        rc = obs_counter_register(s->reg, "vigil_store_queries_total",
+                                  "SQLite statements run to completion", NULL, &s->m_store_queries);
+    if (rc == VG_OK)
+        rc = obs_counter_register(s->reg, "vigil_auth_key_lookups_total",
+                                  "bearer-key lookups served from memory (hit) or the store",
+                                  "result", &s->m_keycache);
+    if (rc == VG_OK)
+        rc = obs_collector_add(s->reg, collect, s);
+    if (rc == VG_OK)
+        rc = obs_health_new(s->reg, SERVER_HEALTH_CACHE_MS, &s->health);
+    if (rc == VG_OK)
+        rc = obs_health_register(s->health, "database", check_database, s);
+    if (rc == VG_OK)
+        rc = obs_health_register(s->health, "index", check_index, s);
+    if (rc == VG_OK)
+        rc = obs_health_register(s->health, "analysis", check_analysis, s);
+    if (rc == VG_OK)
+        rc = obs_health_register(s->health, "models", check_models, s);
+    if (rc == VG_OK)
+        rc = obs_health_register(s->health, "cache", check_cache, s);
+    if (rc == VG_OK)
+        rc = obs_health_add_disk(s->health, "disk", s->cfg->data_dir, SERVER_DISK_FAIL_BYTES,
+                                 SERVER_DISK_WARN_BYTES);
+    if (rc == VG_OK) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        uint64_t phys = pages > 0 && page > 0 ? (uint64_t)pages * (uint64_t)page : 1ull << 34;
+        rc = obs_health_add_memory(s->health, "memory", phys, 0.8);
+    }
+    return rc;
+}
+#endif
 
 /* ---- analysis pipeline ----------------------------------------------------------------------- */
 
@@ -229,6 +381,11 @@ int server_open(const conf_settings *cfg, server **out)
     if ((rc = bootstrap_admin(s)) != VG_OK)
         goto fail;
 
+#if VG_SERVER_HAVE_OBS
+    if ((rc = open_obs(s)) != VG_OK)
+        goto fail;
+#endif
+
     /* index, from every live reference */
     uint64_t t0 = vg_now_ns();
     if ((rc = index_new(NULL, &s->ix)) != VG_OK)
@@ -323,6 +480,10 @@ void server_close(server *s)
     index_free(s->ix);
     http_keycache_free(s->kc);
     store_close(s->st); /* checkpoints the WAL */
+#if VG_SERVER_HAVE_OBS
+    obs_health_free(s->health);
+    obs_registry_free(s->reg);
+#endif
     VG_INFO("server", "stopped");
     vg_free(s);
 }

@@ -17,6 +17,9 @@
 typedef struct analyze_ctx analyze_ctx;
 struct cache;
 struct face_models;
+struct obs_registry;
+struct obs_health;
+struct obs_metric;
 
 /* Shared read-only by the network threads after server_open; counters are atomics. */
 struct server {
@@ -35,6 +38,13 @@ struct server {
     uint64_t nofile;
     int64_t started_ms;
     _Atomic uint64_t index_refs; /* references mirrored into the index */
+    /* metrics and health (obs); NULL when obs is not built in */
+    struct obs_registry *reg;
+    struct obs_health *health;
+    struct obs_metric *m_requests, *m_duration, *m_inflight, *m_index_refs, *m_store_errors,
+        *m_store_queries, *m_keycache;
+    uint64_t store_errors_seen, store_queries_seen; /* collector state (one render at a time) */
+    uint64_t kc_hits_seen, kc_misses_seen;
 };
 
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
