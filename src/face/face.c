@@ -76,6 +76,7 @@ void face_opts_for_level(face_level level, face_opts *o)
     o->score_threshold = 0.5f;
     o->max_faces = FACE_DEFAULT_MAX_FACES;
     o->descriptors = 1;
+    o->detector_precision = NN_PREC_F32;
     unsigned f = vg_cpu_features();
     nn_precision fast = (f & (VG_CPU_AVX512VNNI | VG_CPU_AVXVNNI)) ? NN_PREC_INT8
                         : (f & VG_CPU_AVX512BF16)                  ? NN_PREC_BF16
@@ -554,7 +555,7 @@ int face_analyze(face_engine *e, const face_image *img, const face_opts *opts, f
     if ((rc = grow(&e->in_buf, &e->in_cap, in_f)) || (rc = grow(&e->out_buf, &e->out_cap, out_f)))
         return rc;
     if ((rc = face_prepare_detector(img, det, size, e->in_buf, &fr)) ||
-        (rc = face_engine_run(e, dnet, size, opts->precision, e->in_buf, 1, e->out_buf)))
+        (rc = face_engine_run(e, dnet, size, opts->detector_precision, e->in_buf, 1, e->out_buf)))
         return rc;
     size_t cand = det == FACE_DET_SSD ? 5118 : (size_t)(size / 32) * (size / 32) * 5;
     face_detection *dets = vg_malloc(cand * sizeof *dets);
@@ -605,7 +606,7 @@ int face_analyze(face_engine *e, const face_image *img, const face_opts *opts, f
         }
         if (n == 0)
             continue;
-        if ((rc = face_engine_run(e, FACE_NET_LANDMARKS, 0, opts->precision, e->in_buf, n,
+        if ((rc = face_engine_run(e, FACE_NET_LANDMARKS, 0, opts->detector_precision, e->in_buf, n,
                                   e->out_buf)))
             goto fail;
         for (int k = 0; k < n; k++) {
@@ -648,5 +649,112 @@ int face_analyze(face_engine *e, const face_image *img, const face_opts *opts, f
 fail:
     vg_free(faces);
     vg_free(crops);
+    return rc;
+}
+
+/* ---- calibration ---------------------------------------------------------------------------- */
+
+/* Observes one network on one prepared input with the reference backend. */
+static int observe(face_models *m, face_net net, int size, const float *in, float *amax)
+{
+    const nn_graph *g = NULL;
+    nn_wcache *wc = NULL;
+    int rc = graph_for(m, net, size, &g, &wc);
+    if (rc)
+        return rc;
+    nn_plan *p;
+    nn_plan_opts po = {.backend = NN_BACKEND_REF, .precision = NN_PREC_F32, .batch = 1};
+    if ((rc = nn_plan_new(g, &po, &p)))
+        return rc;
+    float *outs[NN_MAX_OUTPUTS] = {0};
+    for (int k = 0; k < nn_graph_n_outputs(g) && !rc; k++)
+        if (!(outs[k] = vg_malloc(nn_shape_count(nn_graph_output_shape(g, k)) * sizeof(float))))
+            rc = vg_err_set(VG_ENOMEM, "out of memory");
+    if (!rc)
+        rc = nn_plan_run_observe(p, in, 1, outs, amax);
+    for (int k = 0; k < NN_MAX_OUTPUTS; k++)
+        vg_free(outs[k]);
+    nn_plan_free(p);
+    return rc;
+}
+
+int face_calibrate(face_models *m, const face_image *imgs, size_t n, const char *out_dir,
+                   const char *note)
+{
+    if (!m || (!imgs && n) || !out_dir)
+        return vg_err_set(VG_EINVAL, "face_calibrate: NULL argument");
+    float *amax[FACE_NET_COUNT] = {0};
+    int nt[FACE_NET_COUNT] = {0};
+    int rc = 0;
+    for (int i = 0; i < FACE_NET_COUNT && !rc; i++) {
+        const nn_graph *g = face_models_graph(m, (face_net)i, 416);
+        if (!g)
+            continue;
+        nt[i] = nn_graph_n_tensors(g);
+        if (!(amax[i] = vg_calloc((size_t)nt[i], sizeof(float))))
+            rc = vg_err_set(VG_ENOMEM, "out of memory");
+    }
+    face_engine *e = NULL;
+    float *buf = vg_malloc(face_net_input_floats(FACE_NET_SSD, 0) * sizeof(float));
+    if (!buf && !rc)
+        rc = vg_err_set(VG_ENOMEM, "out of memory");
+    if (!rc)
+        rc = face_engine_new(m, &(face_engine_opts){.backend = NN_BACKEND_DNNL}, &e);
+    size_t faces = 0;
+    for (size_t k = 0; k < n && !rc; k++) {
+        face_frame fr;
+        if ((rc = face_prepare_detector(&imgs[k], FACE_DET_TINY, 416, buf, &fr)) ||
+            (rc = observe(m, FACE_NET_TINY, 416, buf, amax[FACE_NET_TINY])))
+            break;
+        if (m->ssd && ((rc = face_prepare_detector(&imgs[k], FACE_DET_SSD, 0, buf, &fr)) ||
+                       (rc = observe(m, FACE_NET_SSD, 0, buf, amax[FACE_NET_SSD]))))
+            break;
+        face_opts o;
+        face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+        o.precision = NN_PREC_F32;
+        face_result r;
+        if ((rc = face_analyze(e, &imgs[k], &o, &r)))
+            break;
+        for (size_t f = 0; f < r.n && !rc; f++) {
+            face_crop crop;
+            if (face_prepare_landmarks(&imgs[k], &r.faces[f].box, buf, &crop) == 0)
+                rc = observe(m, FACE_NET_LANDMARKS, 0, buf, amax[FACE_NET_LANDMARKS]);
+            if (!rc && face_prepare_recognition(&imgs[k], (const float(*)[2])r.faces[f].landmarks,
+                                                buf, NULL) == 0)
+                rc = observe(m, FACE_NET_RECOG, 0, buf, amax[FACE_NET_RECOG]);
+            faces++;
+        }
+        face_result_free(&r);
+    }
+    if (!rc && faces == 0)
+        rc = vg_err_set(VG_ENOFACE, "calibration images hold no face");
+    if (!rc)
+        rc = vg_mkdir_p(out_dir);
+    for (int i = 0; i < FACE_NET_COUNT && !rc; i++) {
+        if (!amax[i])
+            continue;
+        char path[4200], head[1024];
+        snprintf(path, sizeof path, "%s/%s.txt", out_dir, k_calib_names[i]);
+        snprintf(head, sizeof head,
+                 "int8 calibration of face-api's %s network for Vigil (written by `vigil models "
+                 "calibrate`)\nmethod: max |activation| per tensor over the calibration inputs, "
+                 "reference backend, f32\ninputs: %zu images, %zu faces\n%s",
+                 face_net_name((face_net)i), n, faces, note ? note : "");
+        nn_calib c = {nt[i], amax[i]};
+        rc = nn_calib_save(path, &c, head);
+    }
+    /* the new ranges take effect for plans compiled from now on */
+    for (int i = 0; i < FACE_NET_COUNT && !rc; i++) {
+        if (!amax[i])
+            continue;
+        nn_calib_deinit(&m->calib[i]);
+        m->calib[i] = (nn_calib){nt[i], amax[i]};
+        m->has_calib[i] = 1;
+        amax[i] = NULL;
+    }
+    face_engine_free(e);
+    vg_free(buf);
+    for (int i = 0; i < FACE_NET_COUNT; i++)
+        vg_free(amax[i]);
     return rc;
 }

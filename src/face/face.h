@@ -72,10 +72,14 @@ const char *face_net_name(face_net n); /* "tiny" | "landmarks" | "recognition" |
 typedef struct face_opts {
     face_detector detector;
     int input_size;         /* tiny: 320 | 416 | 608 (any multiple of 32 in 32..1024) */
-    nn_precision precision; /* all networks of the pipeline */
-    float score_threshold;  /* detector confidence, face-api default 0.5 */
-    size_t max_faces;       /* most faces reported (highest scores first) */
-    int descriptors;        /* 0: stop after landmarks */
+    nn_precision precision; /* the recogniser's precision */
+    /* Detector and landmarks precision. f32 by default at every level: a landmark moved by a
+     * pixel moves the floored alignment crop, which costs more descriptor accuracy (L2 ~0.1)
+     * than int8 recognition itself (~0.03). */
+    nn_precision detector_precision;
+    float score_threshold; /* detector confidence, face-api default 0.5 */
+    size_t max_faces;      /* most faces reported (highest scores first) */
+    int descriptors;       /* 0: stop after landmarks */
 } face_opts;
 void face_opts_for_level(face_level level, face_opts *out);
 
@@ -194,6 +198,17 @@ int face_decode_detections(face_detector det, const float *out, const face_frame
 /* Decodes one landmark output (136 floats) into pixel positions. */
 void face_decode_landmarks(const float *out, const face_crop *crop,
                            float landmarks[FACE_LANDMARKS][2]);
+
+/* ---- int8 calibration ---------------------------------------------------------------------- */
+
+/* Recomputes the int8 activation ranges of every loaded network from real face images: each
+ * image goes through the f32 pipeline (tiny detector at 416; SSD too if loaded), and the
+ * reference backend records max |value| of every tensor for the detector inputs, the landmark
+ * crops and the aligned recognition crops. Writes <out_dir>/{tiny,landmarks,recognition,ssd}.txt
+ * with `note` (which images, method) in their header. imgs borrowed. Returns VG_ENOFACE if the
+ * images hold no face at all. */
+int face_calibrate(face_models *m, const face_image *imgs, size_t n, const char *out_dir,
+                   const char *note);
 
 /* Euclidean distance of two descriptors. */
 float face_distance(const float *a, const float *b);

@@ -579,20 +579,39 @@ static int plan_conv(nn_plan *p, int i, const int *last)
     CHECK(dnnl_primitive_attr_create(&attr), "attr");
     CHECK(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user), "scratchpad");
     if (prec == NN_PREC_INT8) {
-        /* conv(src_q, w_q) + bias_q, times 1/(s_src*ws[o]), is the real value */
+        /* conv(src_q, w_q) + bias_q, times s_dst/(s_src*ws[o]), is the value at dst's scale */
         oscale = vg_malloc((size_t)c->cout * sizeof(float));
         if (!oscale) {
             rc = vg_err_set(VG_ENOMEM, "out of memory");
             goto out;
         }
         for (int o = 0; o < c->cout; o++)
-            oscale[o] = 1.0f / (s_src * wsc[o]);
+            oscale[o] = s_dst / (s_src * wsc[o]);
         CHECK(dnnl_primitive_attr_set_output_scales(attr, c->cout, 2, oscale), "output scales");
     }
     CHECK(dnnl_post_ops_create(&po), "post-ops");
-    /* The summand is copied into dst at dst's scale first; as a real value it is dst/s_dst. */
-    if ((rc = conv_post_ops(p, po, op->in1 >= 0, 1.0f / s_dst, op->act, s_dst)))
+    /* The output scale lands the result directly at dst's scale; the summand is copied into
+     * dst at that scale first, and relu/leaky are scale-invariant (clip's bound is scaled). */
+    nn_act act = op->act;
+    if (act.kind == NN_ACT_CLIP)
+        act.param *= s_dst;
+    /* int8: the summand keeps its own scale and type in dst's buffer (a copy at dst's scale
+     * could saturate where the sum is smaller than the summand), and the sum post-op rescales
+     * it: dst = conv + (s_dst / s_sum) * summand. */
+    float sum_scale = 1.0f;
+    dnnl_data_type_t sum_dt = dnnl_data_type_undef;
+    if (op->in1 >= 0 && prec == NN_PREC_INT8 && dt_is_int8(ddt)) {
+        tensor *sm = &d->t[op->in1];
+        sum_dt = sm->nonneg ? dnnl_u8 : dnnl_s8;
+        sum_scale = s_dst / sm->qscale;
+    }
+    if (op->in1 >= 0 && sum_dt != dnnl_data_type_undef) {
+        CHECK(dnnl_post_ops_append_sum_v2(po, sum_scale, sum_dt), "sum post-op");
+        if ((rc = conv_post_ops(p, po, 0, 1.0f, act, 1.0f)))
+            goto out;
+    } else if ((rc = conv_post_ops(p, po, op->in1 >= 0, 1.0f, act, 1.0f))) {
         goto out;
+    }
     CHECK(dnnl_primitive_attr_set_post_ops(attr, po), "set post-ops");
     CHECK(dnnl_primitive_desc_create(&pd, &cd, attr, d->eng, NULL), "convolution");
     note_impl(d, pd);
@@ -612,7 +631,17 @@ static int plan_conv(nn_plan *p, int i, const int *last)
     if ((rc = define_tensor(p, i, q_dst, s_dst, last[i])))
         goto out;
     d->t[i].nonneg = nonneg;
-    if (op->in1 >= 0) {
+    if (op->in1 >= 0 && sum_dt != dnnl_data_type_undef) {
+        tensor *sm = &d->t[op->in1];
+        dnnl_memory_desc_t pre = *q_dst;
+        pre.data_type = sum_dt;
+        dnnl_memory_t view;
+        CHECK(dnnl_memory_create(&view, &pre, d->eng, DNNL_MEMORY_NONE), "memory");
+        if ((rc = wrap_mem(d, view, -2 - i)))
+            goto out;
+        if ((rc = reorder_into(p, sm->mem, &sm->md, sm->scale, &pre, sm->qscale, view, 0)))
+            goto out;
+    } else if (op->in1 >= 0) {
         tensor *sm = &d->t[op->in1];
         if ((rc = reorder_into(p, sm->mem, &sm->md, sm->scale, q_dst, s_dst, d->t[i].mem, 0)))
             goto out;
@@ -738,6 +767,34 @@ static int plan_op(nn_plan *p, int i, const int *last)
         /* binary add (a + b) or eltwise on x, in x's layout; the result type is x's */
         dnnl_memory_desc_t dst = x->md;
         int nonneg = act_nonneg(op->act) || (op->kind == NN_OP_ACT && x->nonneg);
+        if (op->kind == NN_OP_ACT && dt_is_int8(x->md.data_type)) {
+            /* oneDNN's int8 eltwise gave wrong results here (2.6); relu is exactly a
+             * saturating reorder to u8, anything else runs in f32 */
+            dst.data_type = op->act.kind == NN_ACT_RELU ? dnnl_u8 : dnnl_f32;
+            float sc = dst.data_type == dnnl_u8 ? x->scale : 1.0f;
+            if ((rc = define_tensor(p, i, &dst, sc, last[i])))
+                goto out;
+            d->t[i].nonneg = nonneg;
+            d->t[i].qscale = x->qscale;
+            if ((rc = reorder_into(p, x->mem, &x->md, x->scale, &dst, sc, d->t[i].mem, 0)))
+                goto out;
+            if (dst.data_type == dnnl_u8)
+                break;
+            x = &d->t[i]; /* eltwise in place on the f32 copy */
+            if ((rc = user_attr(&attr)))
+                goto out;
+            dnnl_eltwise_desc_t ed;
+            dnnl_alg_kind_t alg =
+                op->act.kind == NN_ACT_CLIP ? dnnl_eltwise_clip : dnnl_eltwise_relu;
+            CHECK(
+                dnnl_eltwise_forward_desc_init(&ed, dnnl_forward_inference, alg, &dst,
+                                               op->act.kind == NN_ACT_LEAKY ? op->act.param : 0.0f,
+                                               op->act.kind == NN_ACT_CLIP ? op->act.param : 0.0f),
+                "eltwise desc");
+            dnnl_exec_arg_t a[3] = {{DNNL_ARG_SRC, x->mem}, {DNNL_ARG_DST, x->mem}};
+            rc = simple_prim(p, i, &ed, attr, 2, a);
+            break;
+        }
         if ((rc = define_tensor(p, i, &dst, x->scale, last[i])))
             goto out;
         d->t[i].nonneg = nonneg;
