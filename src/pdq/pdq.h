@@ -21,8 +21,10 @@
  * Two pipelines from encoded bytes (decoding goes through the img module):
  *   - PDQ_MODE_COMPAT: what Meta's pdq-photo-hasher does: full decode, EXIF ignored, images
  *     with a side over 512 px resized to 512x512 by nearest neighbour, then hashed;
- *   - PDQ_MODE_FAST (default): a DCT-scaled JPEG decode straight to grey at about the size the
- *     tent filter needs, EXIF applied; other formats are box-reduced to that size.
+ *   - PDQ_MODE_FAST (default): a DCT-scaled JPEG decode straight to grey (1/8 scale for photos
+ *     of 1024 px and up on the short side), EXIF applied, sampled at the reference's own
+ *     512x512 grid so the tent filter sees the reference's geometry; within a few bits of the
+ *     reference (tests/test_pdq_images.c holds it to 10).
  *
  * Thread-safety: a pdq_ctx is scratch memory owned by one thread at a time; everything else is
  * reentrant and uses no global state.
@@ -41,9 +43,9 @@
 #define PDQ_MIN_RELIABLE_QUALITY 50 /* below this a hash is flagged unreliable for matching */
 #define PDQ_MIN_SIDE_PX 5           /* smaller images hash to all zeros with quality 0 */
 #define PDQ_COMPAT_MAX_SIDE_PX 512  /* the reference's resize threshold and target */
-#define PDQ_FAST_MIN_SIDE_PX 256    /* default short side the fast pipeline decodes to */
+#define PDQ_FAST_MIN_SIDE_PX 128    /* default short side the fast pipeline decodes to */
 /* The float scratch of one hash is two planes of w*h floats; larger inputs are refused
- * (the pipelines never get near it: compat hashes <= 512x512, fast < 2 x min side per axis). */
+ * (the pipelines never get near it: both hash at most 512x512). */
 #define PDQ_MAX_HASH_PIXELS ((uint64_t)1 << 25)
 
 /* A 256-bit PDQ hash. Plain value; compare with pdq_hash_equal / pdq_distance. */

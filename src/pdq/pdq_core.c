@@ -390,7 +390,8 @@ static void dihedral_dct(const float *a, pdq_xform xf, float *b)
 
 /* ---- the whole hash ------------------------------------------------------------------- */
 
-typedef enum { SRC_GRAY8, SRC_RGB8, SRC_F32 } src_kind;
+/* SRC_F32_TRUSTED: float luma produced by this module (pixel range by construction). */
+typedef enum { SRC_GRAY8, SRC_RGB8, SRC_F32, SRC_F32_TRUSTED } src_kind;
 
 static void zero_result(pdq_result *out, unsigned flags)
 {
@@ -406,7 +407,7 @@ static int hash_pixels(pdq_ctx *ctx, src_kind kind, const void *px, uint32_t w, 
     if (!ctx || !px || !out)
         return vg_err_set(VG_EINVAL, "pdq: NULL argument");
     size_t min_stride = kind == SRC_RGB8 ? (size_t)w * 3 : (size_t)w;
-    if (kind != SRC_F32 && stride < min_stride)
+    if ((kind == SRC_GRAY8 || kind == SRC_RGB8) && stride < min_stride)
         return vg_err_set(VG_EINVAL, "pdq: stride %zu < row bytes %zu", stride, min_stride);
     if ((uint64_t)w * h > PDQ_MAX_HASH_PIXELS)
         return vg_err_set(VG_EPIXELS, "pdq: %ux%u is over the %llu pixels one hash accepts", w, h,
@@ -519,4 +520,10 @@ int pdq_hash_luma(pdq_ctx *ctx, const float *luma, uint32_t w, uint32_t h, unsig
                   pdq_result *out)
 {
     return hash_pixels(ctx, SRC_F32, luma, w, h, 0, flags, out);
+}
+
+int pdq__hash_f32_trusted(pdq_ctx *ctx, const float *luma, uint32_t w, uint32_t h, unsigned flags,
+                          pdq_result *out)
+{
+    return hash_pixels(ctx, SRC_F32_TRUSTED, luma, w, h, 0, flags, out);
 }

@@ -40,6 +40,10 @@ static inline int pdq__window(int n)
  * reference's running sum with shrunken windows at both ends. in and out do not alias. */
 void pdq__box_line(const float *in, float *out, int n, ptrdiff_t stride, int win);
 
+/* pdq_hash_luma without the per-value range check, for luma this module computed itself. */
+int pdq__hash_f32_trusted(pdq_ctx *ctx, const float *luma, uint32_t w, uint32_t h, unsigned flags,
+                          pdq_result *out);
+
 /* Makes sure the context holds `need` bytes of byte scratch (contents not kept). */
 int pdq__ctx_bytes(pdq_ctx *ctx, size_t need, uint8_t **out);
 

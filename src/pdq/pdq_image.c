@@ -1,0 +1,255 @@
+/*
+ * PDQ from encoded image bytes: the two pipelines.
+ *
+ * compat reproduces Meta's pdq-photo-hasher, whose default build decodes through ImageMagick
+ * (`convert FILE pnm:-`, which is libjpeg with default settings for JPEG, EXIF ignored) and CImg:
+ *   - full-resolution decode to 8-bit RGB;
+ *   - ImageMagick writes a greyscale PNM (P5, or P4 when only black and white) whenever every
+ *     pixel has R == G == B, and CImg then hashes the grey value itself rather than
+ *     0.299 R + 0.587 G + 0.114 B, which differs from it by a float ulp for some levels; so an
+ *     all-grey image is hashed as grey here too;
+ *   - a side over 512 px: CImg's nearest-neighbour resize to 512x512 (img_resize_nearest).
+ *
+ * fast asks img for the luma plane alone at a DCT-scaled size whose short side is at least
+ * fast_min_side (libjpeg-turbo then skips the chroma and most of the IDCT work), with EXIF
+ * orientation applied, and samples it at the reference's own 512x512 nearest-neighbour grid
+ * (see axis_taps), so the tent filter and decimation see the reference's geometry.
+ */
+#include "pdq/pdq_int.h"
+
+#include "core/core.h"
+
+#include <string.h>
+
+void pdq_image_opts_default(pdq_image_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->mode = PDQ_MODE_FAST;
+    o->flags = 0;
+    img_limits_default(&o->limits);
+    o->fast_min_side = 0;
+}
+
+const char *pdq_mode_name(pdq_mode m)
+{
+    return m == PDQ_MODE_COMPAT ? "compat" : "fast";
+}
+
+int pdq_mode_parse(const char *s, pdq_mode *out)
+{
+    if (s && strcmp(s, "fast") == 0) {
+        *out = PDQ_MODE_FAST;
+        return VG_OK;
+    }
+    if (s && strcmp(s, "compat") == 0) {
+        *out = PDQ_MODE_COMPAT;
+        return VG_OK;
+    }
+    return vg_err_set(VG_EINVAL, "unknown PDQ mode '%s' (fast or compat)", s ? s : "(null)");
+}
+
+/* 1 when every pixel of an interleaved RGB image has R == G == B. */
+static int all_grey(const uint8_t *rgb, size_t npix)
+{
+    for (size_t i = 0; i < npix; i++, rgb += 3)
+        if (rgb[0] != rgb[1] || rgb[1] != rgb[2])
+            return 0;
+    return 1;
+}
+
+static int hash_compat(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
+                       pdq_image_result *res)
+{
+    const uint64_t t0 = vg_now_ns();
+    img_decode_opts d;
+    img_decode_opts_default(&d);
+    d.limits = opts->limits;
+    d.pixfmt = IMG_RGB;
+    d.ignore_exif = 1;
+    img_image im;
+    int rc = img_decode(buf, len, &d, &im);
+    if (rc != VG_OK)
+        return rc;
+
+    uint8_t *px = im.px;
+    uint32_t w = im.w, h = im.h;
+    const int grey = all_grey(im.px, (size_t)w * h);
+    if (w > PDQ_COMPAT_MAX_SIDE_PX || h > PDQ_COMPAT_MAX_SIDE_PX) {
+        const uint32_t side = PDQ_COMPAT_MAX_SIDE_PX;
+        uint8_t *dst;
+        rc = pdq__ctx_bytes(ctx, (size_t)side * side * 3, &dst);
+        if (rc != VG_OK)
+            goto done;
+        img_resize_nearest(im.px, w, h, 3, dst, side, side);
+        px = dst;
+        w = h = side;
+    }
+    if (grey) {
+        /* Keep one channel, compacting in place: px is either our decoded image or our
+         * scratch, and each read (3i) is at or ahead of its write (i). */
+        const size_t n = (size_t)w * h;
+        for (size_t i = 0; i < n; i++)
+            px[i] = px[3 * i];
+    }
+    const uint64_t t1 = vg_now_ns();
+    rc = grey ? pdq_hash_gray8(ctx, px, w, h, w, opts->flags, &res->r)
+              : pdq_hash_rgb8(ctx, px, w, h, (size_t)w * 3, opts->flags, &res->r);
+    if (rc != VG_OK)
+        goto done;
+    const uint64_t t2 = vg_now_ns();
+    res->width = im.src_w;
+    res->height = im.src_h;
+    res->hashed_w = w;
+    res->hashed_h = h;
+    res->format = im.format;
+    res->decode_ns = t1 - t0;
+    res->hash_ns = t2 - t1;
+done:
+    img_image_free(&im);
+    return rc;
+}
+
+/* The reference's sampling grid, rebuilt on a DCT-scaled decode. pdq-photo-hasher hashes the
+ * full-resolution image resized by nearest neighbour to tw x th (512x512 when a side is over
+ * 512, else the image's own size): grid pixel x is source pixel floor(x * W / tw), whose centre
+ * is at full-resolution coordinate floor(x * W / tw) + 0.5. A 1/k-scaled decode has pixel j
+ * centred at j*k + k/2, so that point is at scaled coordinate (floor(x W / tw) + 0.5) / k - 0.5,
+ * interpolated linearly between its two neighbours (k = 1 gives the reference's own pixel).
+ * Keeping the grid, and so the tent filter's window and the decimation positions, exactly the
+ * reference's is what keeps the fast hash close to it; the sample values differ only by the
+ * k x k averaging the scaled IDCT does. */
+static void axis_taps(uint32_t full, uint32_t scaled, uint32_t k, uint32_t grid, uint32_t *i0,
+                      float *frac)
+{
+    for (uint32_t x = 0; x < grid; x++) {
+        uint64_t src = (uint64_t)x * full / grid; /* floor, exact in integers */
+        double u = ((double)src + 0.5) / k - 0.5;
+        if (u < 0)
+            u = 0;
+        if (u > (double)(scaled - 1))
+            u = (double)(scaled - 1);
+        uint32_t j = (uint32_t)u;
+        if (j >= scaled - 1) {
+            j = scaled - 1;
+            frac[x] = 0.0f;
+        } else {
+            frac[x] = (float)(u - j);
+        }
+        i0[x] = j;
+    }
+}
+
+/* Samples gray (w x h, tightly packed) at the grid given by the taps into out (gw x gh floats).
+ * The second tap of the last pixel is clamped to the last pixel (its weight is then 0). */
+static void sample_grid(const uint8_t *gray, uint32_t w, uint32_t h, const uint32_t *xi,
+                        const float *xf, uint32_t gw, const uint32_t *yi, const float *yf,
+                        uint32_t gh, float *out)
+{
+    for (uint32_t y = 0; y < gh; y++) {
+        const uint8_t *r0 = gray + (size_t)yi[y] * w;
+        const uint8_t *r1 = yi[y] + 1 < h ? r0 + w : r0;
+        const float fy = yf[y];
+        float *o = out + (size_t)y * gw;
+        for (uint32_t x = 0; x < gw; x++) {
+            const uint32_t a = xi[x], b = a + 1 < w ? a + 1 : a;
+            const float fx = xf[x];
+            const float top = (float)r0[a] + ((float)r0[b] - (float)r0[a]) * fx;
+            const float bot = (float)r1[a] + ((float)r1[b] - (float)r1[a]) * fx;
+            o[x] = top + (bot - top) * fy;
+        }
+    }
+}
+
+static int hash_fast(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
+                     pdq_image_result *res)
+{
+    const uint64_t t0 = vg_now_ns();
+    const uint32_t min_side = opts->fast_min_side ? opts->fast_min_side : PDQ_FAST_MIN_SIDE_PX;
+    img_decode_opts d;
+    img_decode_opts_default(&d);
+    d.limits = opts->limits;
+    d.pixfmt = IMG_GRAY;
+    d.min_w = min_side;
+    d.min_h = min_side;
+    d.ignore_exif = 0;
+    img_image im;
+    int rc = img_decode(buf, len, &d, &im);
+    if (rc != VG_OK)
+        return rc;
+    const int swap = im.orientation >= 5 && im.orientation <= 8;
+    const uint32_t W = swap ? im.src_h : im.src_w, H = swap ? im.src_w : im.src_h;
+    const int big = W > PDQ_COMPAT_MAX_SIDE_PX || H > PDQ_COMPAT_MAX_SIDE_PX;
+    if (!big && im.scale_denom != 1) {
+        /* Small enough for the reference to hash as is: hash every pixel (a 511..512 px side
+         * can still have been halved for min_side). */
+        img_image_free(&im);
+        d.min_w = d.min_h = 0;
+        rc = img_decode(buf, len, &d, &im);
+        if (rc != VG_OK)
+            return rc;
+    }
+    const uint32_t gw = big ? PDQ_COMPAT_MAX_SIDE_PX : W, gh = big ? PDQ_COMPAT_MAX_SIDE_PX : H;
+    const uint32_t k = im.scale_denom > 0 ? (uint32_t)im.scale_denom : 1;
+    uint64_t t1;
+    if (im.w == gw && im.h == gh) {
+        t1 = vg_now_ns();
+        rc = pdq_hash_gray8(ctx, im.px, im.w, im.h, im.w, opts->flags, &res->r);
+    } else {
+        /* grid floats, then the per-axis taps */
+        const size_t grid_bytes = (size_t)gw * gh * sizeof(float);
+        const size_t tap_bytes = ((size_t)gw + gh) * (sizeof(uint32_t) + sizeof(float));
+        uint8_t *scratch;
+        rc = pdq__ctx_bytes(ctx, grid_bytes + tap_bytes, &scratch);
+        if (rc != VG_OK)
+            goto done;
+        float *grid = (float *)(void *)scratch;
+        uint32_t *xi = (uint32_t *)(void *)(scratch + grid_bytes), *yi = xi + gw;
+        float *xf = (float *)(void *)(yi + gh), *yf = xf + gw;
+        axis_taps(W, im.w, k, gw, xi, xf);
+        axis_taps(H, im.h, k, gh, yi, yf);
+        sample_grid(im.px, im.w, im.h, xi, xf, gw, yi, yf, gh, grid);
+        t1 = vg_now_ns();
+        rc = pdq__hash_f32_trusted(ctx, grid, gw, gh, opts->flags, &res->r);
+    }
+    if (rc != VG_OK)
+        goto done;
+    const uint64_t t2 = vg_now_ns();
+    res->width = W;
+    res->height = H;
+    res->hashed_w = gw;
+    res->hashed_h = gh;
+    res->format = im.format;
+    res->decode_ns = t1 - t0;
+    res->hash_ns = t2 - t1;
+done:
+    img_image_free(&im);
+    return rc;
+}
+
+int pdq_hash_image(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
+                   pdq_image_result *out)
+{
+    if (!ctx || !buf || !out)
+        return vg_err_set(VG_EINVAL, "pdq_hash_image: NULL argument");
+    pdq_image_opts defaults;
+    if (!opts) {
+        pdq_image_opts_default(&defaults);
+        opts = &defaults;
+    }
+    pdq_image_result res;
+    memset(&res, 0, sizeof res);
+    int rc;
+    switch (opts->mode) {
+    case PDQ_MODE_FAST:
+        rc = hash_fast(ctx, buf, len, opts, &res);
+        break;
+    case PDQ_MODE_COMPAT:
+        rc = hash_compat(ctx, buf, len, opts, &res);
+        break;
+    default:
+        return vg_err_set(VG_EINVAL, "pdq_hash_image: unknown mode %d", (int)opts->mode);
+    }
+    if (rc == VG_OK)
+        *out = res;
+    return rc;
+}
