@@ -30,8 +30,11 @@
 #include <string.h>
 #include <time.h>
 
-#define SCHED_EWMA_ALPHA 0.25
-#define SCHED_ADAPT_MIN_SAMPLES 2 /* a bucket needs this many batches before it can win */
+/* Throughput estimate per size bucket: the median of its last few batches. Preemption on a busy
+ * host only ever makes a batch look slower, in bursts; a median shrugs off a minority of such
+ * samples where an average is dragged down by each of them. */
+#define SCHED_ADAPT_WINDOW 5
+#define SCHED_ADAPT_MIN_SAMPLES 3 /* a bucket needs this many batches before it can win */
 #define SCHED_EXPLORE_EVERY 8     /* one batch in this many tries a neighbouring size */
 #define SCHED_CANCEL_CHUNK 64
 /* After a replica failed to start, growth pauses this long instead of retrying on every batch. */
@@ -50,8 +53,9 @@ typedef struct sched_kind {
     unsigned cap, head, count;
     /* adaptive batching */
     unsigned n_cand;
-    unsigned cand[SCHED_SIZE_BUCKETS]; /* 1, 2, 4, ..., max_batch */
-    double ewma[SCHED_SIZE_BUCKETS];   /* items/s */
+    unsigned cand[SCHED_SIZE_BUCKETS];                     /* 1, 2, 4, ..., max_batch */
+    double recent[SCHED_SIZE_BUCKETS][SCHED_ADAPT_WINDOW]; /* items/s of the last batches */
+    double est[SCHED_SIZE_BUCKETS];                        /* median of recent */
     uint64_t samples[SCHED_SIZE_BUCKETS];
     unsigned pref;
     unsigned explore_tick;
@@ -170,13 +174,23 @@ static void adapt_record(sched_kind *k, unsigned n, uint64_t run_ns)
 {
     unsigned b = bucket_of(k, n);
     double ips = (double)n * 1e9 / (double)(run_ns ? run_ns : 1);
-    k->ewma[b] = k->samples[b] ? k->ewma[b] + SCHED_EWMA_ALPHA * (ips - k->ewma[b]) : ips;
+    k->recent[b][k->samples[b] % SCHED_ADAPT_WINDOW] = ips;
     k->samples[b]++;
+    unsigned m = k->samples[b] < SCHED_ADAPT_WINDOW ? (unsigned)k->samples[b] : SCHED_ADAPT_WINDOW;
+    double v[SCHED_ADAPT_WINDOW];
+    memcpy(v, k->recent[b], m * sizeof *v);
+    for (unsigned i = 1; i < m; i++) /* insertion sort of at most 5 */
+        for (unsigned j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    k->est[b] = m % 2 ? v[m / 2] : (v[m / 2 - 1] + v[m / 2]) / 2;
     if (!k->cfg.adaptive)
         return;
     int best = -1;
     for (unsigned j = 0; j < k->n_cand; j++)
-        if (k->samples[j] >= SCHED_ADAPT_MIN_SAMPLES && (best < 0 || k->ewma[j] > k->ewma[best]))
+        if (k->samples[j] >= SCHED_ADAPT_MIN_SAMPLES && (best < 0 || k->est[j] > k->est[best]))
             best = (int)j;
     if (best >= 0)
         k->pref = k->cand[best];
@@ -672,7 +686,7 @@ void sched_stats_get(sched *s, sched_stats *out)
         for (unsigned b = 0; b < k->n_cand; b++) {
             o->bucket_size[b] = k->cand[b];
             o->bucket_batches[b] = k->samples[b];
-            o->bucket_items_per_s[b] = k->ewma[b];
+            o->bucket_items_per_s[b] = k->est[b];
         }
     }
     out->replicas = s->live;

@@ -14,9 +14,10 @@
  *   start it is completed with VG_ETIMEDOUT and never computed.
  * - Dynamic batching: a batch closes when it reaches the kind's preferred size or when its oldest
  *   item has waited max_delay_us, whichever is first, so a lone item waits at most the delay
- *   (given a free replica). The preferred size adapts: the scheduler keeps an EWMA of items/s for
- *   each batch size bucket (1, 2, 4, ..., max) and prefers the best one, trying a neighbouring
- *   bucket now and then so the choice follows the measurements (see sched_kind_stats).
+ *   (given a free replica). The preferred size adapts: the scheduler estimates items/s for each
+ *   batch size bucket (1, 2, 4, ..., max; the median of the bucket's last 5 batches, robust to a
+ *   preempted batch) and prefers the best one, trying a neighbouring bucket every 8th batch so the
+ *   choice follows the measurements (see sched_kind_stats).
  * - Replicas: a pool of worker threads, each owning one replica context made by the caller's
  *   replica_new on that thread (e.g. a face engine: shared read-only weights, private scratch)
  *   and released by replica_free on the same thread. The pool grows (up to max_replicas) when a
@@ -133,7 +134,7 @@ typedef struct sched_kind_stats {
     unsigned n_buckets;
     unsigned bucket_size[SCHED_SIZE_BUCKETS];
     uint64_t bucket_batches[SCHED_SIZE_BUCKETS];
-    double bucket_items_per_s[SCHED_SIZE_BUCKETS]; /* EWMA; 0 = no measurement yet */
+    double bucket_items_per_s[SCHED_SIZE_BUCKETS]; /* median of the last 5; 0 = none yet */
 } sched_kind_stats;
 
 typedef struct sched_stats {
