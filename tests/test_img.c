@@ -260,6 +260,8 @@ static void assert_luma_close(uint8_t got, double r, double g, double b)
     assert_true(fabs((double)got - y) <= 1.0);
 }
 
+static size_t find_scan_data(const uint8_t *j, size_t n);
+
 /* ---- sniffing and options ----------------------------------------------------------------- */
 
 static void test_sniff(void **state)
@@ -750,6 +752,52 @@ static void test_jpeg_cmyk_synthetic(void **state)
     img_image_free(&im);
     img_image_free(&g);
     free(j);
+}
+
+static void test_jpeg_restart_markers(void **state)
+{
+    (void)state;
+    /* RSTn markers inside the entropy data must not end the marker walk; truncation right
+     * after one is still truncation. */
+    uint8_t *px = pattern_rgb(64, 64);
+    size_t n;
+    setenv("TJ_RESTART", "1", 1); /* a restart interval of one MCU row */
+    uint8_t *j = jpeg_make(px, 64, 64, TJPF_RGB, TJSAMP_420, 90, 0, &n);
+    unsetenv("TJ_RESTART");
+    size_t rst = 0;
+    for (size_t i = find_scan_data(j, n); i + 1 < n; i++)
+        if (j[i] == 0xFF && j[i + 1] >= 0xD0 && j[i + 1] <= 0xD7) {
+            rst = i;
+            break;
+        }
+    assert_true(rst > 0);
+    img_image im;
+    assert_int_equal(img_decode(j, n, NULL, &im), VG_OK);
+    assert_true(mean_abs_diff(im.px, px, 64 * 64 * 3) < 12.0);
+    img_image_free(&im);
+    assert_int_equal(img_decode(j, rst + 2, NULL, &im), VG_ETRUNC);
+    free(j);
+    free(px);
+}
+
+static void test_jpeg_unsupported_process(void **state)
+{
+    (void)state;
+    size_t n;
+    uint8_t *j = jpeg_pattern(16, 16, TJSAMP_444, 90, &n);
+    img_image im;
+    for (size_t i = 2; i + 4 < n; i++)
+        if (j[i] == 0xFF && j[i + 1] == 0xC0) {
+            j[i + 4] = 12; /* sample precision 12: not in this libjpeg-turbo build */
+            assert_int_equal(img_decode(j, n, NULL, &im), VG_EFORMAT);
+            j[i + 4] = 8;
+            j[i + 1] = 0xC3; /* lossless process */
+            assert_int_equal(img_decode(j, n, NULL, &im), VG_EFORMAT);
+            assert_null(im.px);
+            free(j);
+            return;
+        }
+    fail_msg("no SOF0");
 }
 
 static void test_jpeg_benign_warning_accepted(void **state)
@@ -1867,6 +1915,8 @@ int main(void)
         cmocka_unit_test(test_jpeg_exif_rotn_photos),
         cmocka_unit_test(test_jpeg_modes),
         cmocka_unit_test(test_jpeg_cmyk_synthetic),
+        cmocka_unit_test(test_jpeg_restart_markers),
+        cmocka_unit_test(test_jpeg_unsupported_process),
         cmocka_unit_test(test_jpeg_benign_warning_accepted),
         cmocka_unit_test(test_jpeg_truncated),
         cmocka_unit_test(test_jpeg_corrupt),
