@@ -116,6 +116,9 @@ int srv_index_add_reference(server *s, const store_reference *r)
     for (size_t i = 0; rc == VG_OK && i < r->n_faces; i++)
         rc = index_face_add(s->ix, r->tenant_id, r->profile_id, r->id,
                             r->descriptors + i * STORE_FACE_DIM);
+    /* byte-identical copies are reported as exact matches */
+    if (rc == VG_OK && (r->has_pdq || r->n_faces))
+        rc = index_set_sha256(s->ix, r->tenant_id, r->id, r->sha256);
     if (rc == VG_OK)
         atomic_fetch_add(&s->index_refs, 1);
     return rc;
