@@ -128,7 +128,9 @@ int store_ping(store *st);
  * it). Monotonic since store_open, read without locks (each is an atomic). */
 typedef struct store_stats {
     uint64_t queries;        /* statements stepped to completion, reads and writes */
-    uint64_t errors;         /* calls that failed with VG_ESTORE, VG_EBUSY or VG_ENOMEM */
+    uint64_t errors;         /* database failures (VG_ESTORE, VG_EBUSY, VG_ENOMEM), counted
+                              * per failing statement; user errors (not found, invalid,
+                              * conflict) are not counted */
     uint64_t busy_retries;   /* times a connection waited for a lock (busy handler calls) */
     uint64_t commits;        /* write transactions committed */
     uint64_t write_ops;      /* write calls committed (> commits when group commit batched) */
