@@ -14,6 +14,7 @@
 #include "core/core.h"
 
 #include <ftw.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -158,26 +159,6 @@ static void print_row(const char *tier, size_t bytes, int threads, result r)
            r.misses || r.wrong_tier ? " (unexpected misses: benchmark setup problem)" : "");
 }
 
-/* Put latency of the whole facade (all configured tiers) over `n` puts. */
-static void put_latency(cache *c, size_t n, size_t bytes, size_t first_key, double *p50_us,
-                        double *p99_us)
-{
-    uint8_t *buf = calloc(1, bytes);
-    uint64_t *lat = malloc(sizeof(uint64_t) * n);
-    for (size_t i = 0; i < n; i++) {
-        cache_key k = key_n(first_key + i);
-        buf[0] = (uint8_t)i;
-        uint64_t t0 = vg_now_ns();
-        cache_put(c, &k, buf, bytes);
-        lat[i] = vg_now_ns() - t0;
-    }
-    qsort(lat, n, sizeof *lat, cmp_u64);
-    *p50_us = pct(lat, n, 0.5) / 1e3;
-    *p99_us = pct(lat, n, 0.99) / 1e3;
-    free(lat);
-    free(buf);
-}
-
 int main(int argc, char **argv)
 {
     bench_opts o = {.redis_url = getenv("VIGIL_TEST_REDIS_URL"), .ops = 200000, .keys = 1000};
@@ -301,39 +282,61 @@ int main(int argc, char **argv)
     }
 
     /* Put latency per tier, then the whole request path with the L3 write synchronous vs through
-     * the background writer. Every put is a new key (the normal case: a put follows a miss). */
-    printf("\n## Put latency (new keys)\n\n");
+     * the background writer. The five configurations are interleaved put by put, so they share
+     * whatever else the machine is doing. Every put is a new key (a put follows a miss); a
+     * warm-up round first brings L1 to its bound (evicting) and the allocator to steady state. */
+    printf("\n## Put latency (new keys, configurations interleaved)\n\n");
     printf("| tiers | L3 write | value bytes | P50 us | P99 us |\n|---|---|---|---|---|\n");
+    enum { NCONF = 5, NPUT = 2000 };
+    static const char *names[NCONF] = {"L1", "L2", "L3", "L1+L2+L3", "L1+L2+L3"};
     size_t next_key = 2u << 30;
     for (size_t si = 0; si < VG_ARRAY_LEN(sizes); si++) {
-        for (int conf = 0; conf < 5; conf++) {
-            static const char *names[] = {"L1", "L2", "L3", "L1+L2+L3", "L1+L2+L3"};
+        cache *cs[NCONF] = {0};
+        char dirs[NCONF][PATH_MAX];
+        for (int conf = 0; conf < NCONF; conf++) {
             int l1 = conf == 0 || conf >= 3, l2 = conf == 1 || conf >= 3, l3 = conf >= 2;
-            int async = conf == 4;
             if (l3 && !o.redis_url)
                 continue;
+            snprintf(dirs[conf], sizeof dirs[conf], "%s/put%d", o.dir, conf);
             cache_config cfg;
-            cache *c;
             cache_config_init(&cfg);
             cfg.l1_max_entries = l1 ? CACHE_DEFAULT_L1_MAX_ENTRIES : 0;
-            cfg.l2_dir = l2 ? o.dir : NULL;
+            cfg.l2_dir = l2 ? dirs[conf] : NULL;
             cfg.l3_url = l3 ? o.redis_url : NULL;
             cfg.l3_prefix = "vigil:bench:";
-            cfg.l3_async_put = async;
+            cfg.l3_async_put = conf == 4;
             cfg.l3_command_timeout_ms = cfg.l3_connect_timeout_ms = BENCH_L3_TIMEOUT_MS;
-            if (cache_open(&cfg, &c) != VG_OK)
-                continue;
-            /* Warm up to the steady state (L1 full and evicting, allocator memory reused), then
-             * time 2000 more puts. */
-            double p50, p99;
-            put_latency(c, 2000, sizes[si], next_key, &p50, &p99);
-            next_key += 2000;
-            put_latency(c, 2000, sizes[si], next_key, &p50, &p99);
-            next_key += 2000;
-            printf("| %s | %s | %zu | %.2f | %.2f |\n", names[conf],
-                   l3 ? (async ? "async" : "sync") : "-", sizes[si], p50, p99);
-            cache_close(c);
+            if (cache_open(&cfg, &cs[conf]) != VG_OK)
+                cs[conf] = NULL;
         }
+        uint8_t *buf = calloc(1, sizes[si]);
+        uint64_t *lat[NCONF];
+        for (int conf = 0; conf < NCONF; conf++)
+            lat[conf] = malloc(sizeof(uint64_t) * NPUT);
+        for (int round = 0; round < 2; round++) {
+            for (size_t i = 0; i < NPUT; i++) {
+                buf[0] = (uint8_t)i;
+                for (int conf = 0; conf < NCONF; conf++) {
+                    if (!cs[conf])
+                        continue;
+                    cache_key k = key_n(next_key++);
+                    uint64_t t0 = vg_now_ns();
+                    cache_put(cs[conf], &k, buf, sizes[si]);
+                    lat[conf][i] = vg_now_ns() - t0;
+                }
+            }
+        }
+        for (int conf = 0; conf < NCONF; conf++) {
+            if (cs[conf]) {
+                qsort(lat[conf], NPUT, sizeof(uint64_t), cmp_u64);
+                printf("| %s | %s | %zu | %.2f | %.2f |\n", names[conf],
+                       conf >= 2 ? (conf == 4 ? "async" : "sync") : "-", sizes[si],
+                       pct(lat[conf], NPUT, 0.5) / 1e3, pct(lat[conf], NPUT, 0.99) / 1e3);
+                cache_close(cs[conf]);
+            }
+            free(lat[conf]);
+        }
+        free(buf);
     }
     nftw(o.dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
