@@ -470,9 +470,9 @@ static void test_isolation_and_revocation(void **state)
     http_json(&p, "GET", "/metrics", NULL, NULL, &r);
     if (r.status == 200) {
         assert_non_null(strstr(r.headers, "text/plain"));
-        assert_non_null(strstr(
-            r.body, "vigil_http_requests_total{route=\"/api/v1/profiles/{profile_id}\","
-                    "status=\"404\"}"));
+        assert_non_null(strstr(r.body,
+                               "vigil_http_requests_total{route=\"/api/v1/profiles/{profile_id}\","
+                               "status=\"404\"}"));
         assert_null(strstr(r.body, pa)); /* no raw ids in labels */
         assert_non_null(strstr(r.body, "vigil_http_request_duration_seconds_bucket{route="));
         assert_non_null(strstr(r.body, "vigil_http_requests_in_flight"));
@@ -770,6 +770,70 @@ static void test_full_flow(void **state)
     http(&p, "POST", path, ka, "image/jpeg", orig, orig_len, &r);
     expect_error(&r, 409, "conflict");
     resp_free(&r);
+    /* a likeness photo without a face is refused, saying so */
+    snprintf(path, sizeof(path), "/api/v1/profiles/%s/references?kind=likeness", prof);
+    http(&p, "POST", path, ka, "image/jpeg", orig, orig_len, &r);
+    expect_error(&r, 422, "no_face");
+    assert_non_null(strstr(r.body, "face"));
+    resp_free(&r);
+    /* multipart upload with fields as parts: a second work */
+    char boundary[] = "vigil-it-boundary-7f3a";
+    size_t mp_cap = copy_len + 1024, mp_len = 0;
+    char *mp = malloc(mp_cap);
+    mp_len += (size_t)snprintf(mp + mp_len, mp_cap - mp_len,
+                               "--%s\r\nContent-Disposition: form-data; name=\"kind\"\r\n\r\n"
+                               "work\r\n--%s\r\nContent-Disposition: form-data; "
+                               "name=\"title\"\r\n\r\nBridge (sharpened)\r\n--%s\r\n"
+                               "Content-Disposition: form-data; name=\"image\"; "
+                               "filename=\"s.jpg\"\r\nContent-Type: image/jpeg\r\n\r\n",
+                               boundary, boundary, boundary);
+    memcpy(mp + mp_len, copy, copy_len);
+    mp_len += copy_len;
+    mp_len += (size_t)snprintf(mp + mp_len, mp_cap - mp_len, "\r\n--%s--\r\n", boundary);
+    char mpct[128];
+    snprintf(mpct, sizeof(mpct), "multipart/form-data; boundary=%s", boundary);
+    snprintf(path, sizeof(path), "/api/v1/profiles/%s/references", prof);
+    http(&p, "POST", path, ka, mpct, mp, mp_len, &r);
+    expect_status(&r, 201);
+    assert_string_equal(jstr(&r, "title"), "Bridge (sharpened)");
+    char ref2[64];
+    strcpy(ref2, jstr(&r, "id"));
+    resp_free(&r);
+    snprintf(path, sizeof(path), "/api/v1/references/%s", ref2);
+    http_json(&p, "DELETE", path, ka, NULL, &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    /* a batch of two images (multipart, repeated image parts) */
+    mp_len = 0;
+    mp = realloc(mp, orig_len + copy_len + 1024);
+    mp_cap = orig_len + copy_len + 1024;
+    const uint8_t *imgs[2] = {orig, copy};
+    size_t lens[2] = {orig_len, copy_len};
+    for (int i = 0; i < 2; i++) {
+        mp_len += (size_t)snprintf(mp + mp_len, mp_cap - mp_len,
+                                   "--%s\r\nContent-Disposition: form-data; name=\"image\"; "
+                                   "filename=\"%d.jpg\"\r\n\r\n",
+                                   boundary, i);
+        memcpy(mp + mp_len, imgs[i], lens[i]);
+        mp_len += lens[i];
+        mp_len += (size_t)snprintf(mp + mp_len, mp_cap - mp_len, "\r\n");
+    }
+    mp_len += (size_t)snprintf(mp + mp_len, mp_cap - mp_len,
+                               "--%s\r\nContent-Disposition: form-data; name=\"store\"\r\n\r\n"
+                               "false\r\n--%s--\r\n",
+                               boundary, boundary);
+    http(&p, "POST", "/api/v1/analyze/batch", ka, mpct, mp, mp_len, &r);
+    expect_status(&r, 200);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "count")), 2);
+    assert_int_equal(json_integer_value(json_object_get(r.json, "ok")), 2);
+    json_t *res0 = json_array_get(json_object_get(r.json, "results"), 0);
+    assert_string_equal(json_string_value(json_object_get(res0, "filename")), "0.jpg");
+    /* the original itself: an exact (byte-identical) match of the reference */
+    json_t *m0 = json_array_get(json_object_get(res0, "matches"), 0);
+    assert_non_null(m0);
+    assert_string_equal(json_string_value(json_object_get(m0, "reference_id")), ref);
+    resp_free(&r);
+    free(mp);
     /* not an image */
     http(&p, "POST", "/api/v1/analyze", ka, "image/jpeg", "not a jpeg at all", 17, &r);
     assert_true(r.status == 415 || r.status == 422);
