@@ -140,7 +140,8 @@ int analyze__match(analyze_ctx *ctx, analyze_job *job)
         rc = match_faces(ctx, job, &cap);
     if (rc)
         return rc;
-    qsort(job->out->matches, job->out->n_matches, sizeof *job->out->matches, match_order);
+    if (job->out->n_matches > 1) /* matches is NULL when there are none (qsort: UB) */
+        qsort(job->out->matches, job->out->n_matches, sizeof *job->out->matches, match_order);
     job->out->timings.match_us = (vg_now_ns() - t) / 1000;
     return VG_OK;
 }
