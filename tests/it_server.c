@@ -43,6 +43,36 @@ typedef struct proc {
     FILE *out;
 } proc;
 
+/* Servers started and not yet stopped: killed at exit, so a failed assertion (which longjmps
+ * out of its test) never leaves a server running. */
+#define IT_MAX_LIVE 8
+static pid_t live_pids[IT_MAX_LIVE];
+
+static void live_track(pid_t pid, int add)
+{
+    for (int i = 0; i < IT_MAX_LIVE; i++) {
+        if (add && live_pids[i] == 0) {
+            live_pids[i] = pid;
+            return;
+        }
+        if (!add && live_pids[i] == pid) {
+            live_pids[i] = 0;
+            return;
+        }
+    }
+}
+
+static void kill_leftovers(void)
+{
+    for (int i = 0; i < IT_MAX_LIVE; i++) {
+        if (live_pids[i] > 0) {
+            kill(live_pids[i], SIGKILL);
+            waitpid(live_pids[i], NULL, 0);
+            live_pids[i] = 0;
+        }
+    }
+}
+
 /* Starts vigil serve on a free port with extra flags; waits for the "listening" line. */
 static void start(proc *p, const char *data_dir, const char *const *extra)
 {
@@ -65,6 +95,7 @@ static void start(proc *p, const char *data_dir, const char *const *extra)
         _exit(127);
     }
     close(fds[1]);
+    live_track(p->pid, 1);
     p->out = fdopen(fds[0], "r");
     char line[512];
     while (fgets(line, sizeof(line), p->out)) {
@@ -101,6 +132,7 @@ static int stop(proc *p, int sig)
         }
     }
     fclose(p->out);
+    live_track(p->pid, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);
 }
 
@@ -950,7 +982,9 @@ int main(void)
         cmocka_unit_test(test_slow_clients_and_graceful_shutdown),
         cmocka_unit_test(test_full_flow),
     };
+    atexit(kill_leftovers);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    kill_leftovers();
     curl_global_cleanup();
     return rc;
 }
