@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -47,7 +48,7 @@ typedef struct index__profile {
 } index__profile;
 
 typedef struct index__tables {
-    uint64_t *pdq_blocks; /* pdq_cap / 8 blocks, 64-byte aligned */
+    uint64_t *pdq_rows; /* pdq_cap rows of 4 words, 64-byte aligned */
     uint32_t *pdq_ref;
     uint8_t *pdq_quality;
     size_t pdq_n, pdq_cap, dead_pdq;
@@ -84,6 +85,22 @@ struct index_db {
 };
 
 /* ---- small helpers -------------------------------------------------------------------------- */
+
+#define HUGE_PAGE_BYTES ((size_t)2 << 20)
+
+void *index__alloc_big(size_t bytes)
+{
+    if (bytes < 2 * HUGE_PAGE_BYTES)
+        return vg_aligned_alloc(64, bytes);
+    size_t rounded;
+    if (vg_add_size(bytes, HUGE_PAGE_BYTES - 1, &rounded))
+        return NULL;
+    rounded &= ~(HUGE_PAGE_BYTES - 1);
+    void *p = vg_aligned_alloc(HUGE_PAGE_BYTES, rounded);
+    if (p)
+        madvise(p, rounded, MADV_HUGEPAGE); /* advisory: failure only costs speed */
+    return p;
+}
 
 int index__hits_push(index__hits *h, uint32_t pos, int distance, int variant)
 {
@@ -123,19 +140,19 @@ static const char *shard_key(const void *ctx, uint32_t h)
     return ((const index_db *)ctx)->shards[h]->id;
 }
 
-static size_t round_up8(size_t n)
+static size_t round_up_group(size_t n)
 {
-    return (n + INDEX__BLOCK - 1) / INDEX__BLOCK * INDEX__BLOCK;
+    return (n + INDEX__GROUP - 1) / INDEX__GROUP * INDEX__GROUP;
 }
 
-static size_t pdq_block_bytes(size_t cap)
+static size_t pdq_row_bytes(size_t cap)
 {
-    return cap / INDEX__BLOCK * INDEX__BLOCK_WORDS * sizeof(uint64_t);
+    return cap * 4 * sizeof(uint64_t);
 }
 
 static void tables_free(index__tables *t)
 {
-    vg_free(t->pdq_blocks);
+    vg_free(t->pdq_rows);
     vg_free(t->pdq_ref);
     vg_free(t->pdq_quality);
     vg_free(t->face_rows);
@@ -150,7 +167,7 @@ static void tables_free(index__tables *t)
 
 static size_t tables_bytes(const index__tables *t)
 {
-    return pdq_block_bytes(t->pdq_cap) + t->pdq_cap * (sizeof(uint32_t) + 1) +
+    return pdq_row_bytes(t->pdq_cap) + t->pdq_cap * (sizeof(uint32_t) + 1) +
            t->face_cap * (INDEX_FACE_DIM * sizeof(float) + sizeof(uint32_t)) +
            t->refs_cap * sizeof(index__ref) + t->profiles_cap * sizeof(index__profile) +
            index__map_bytes(&t->ref_map) + index__map_bytes(&t->profile_map) +
@@ -321,33 +338,33 @@ static int grow_pdq(index__shard *sh, size_t need)
     int rc = next_cap(t->pdq_cap, need, PDQ_MIN_CAP, &cap);
     if (rc)
         return rc;
-    uint64_t *blocks = vg_aligned_alloc(64, pdq_block_bytes(cap));
+    uint64_t *rows = index__alloc_big(pdq_row_bytes(cap));
     uint32_t *ref = vg_malloc(cap * sizeof *ref);
     uint8_t *quality = vg_malloc(cap);
-    if (!blocks || !ref || !quality) {
-        vg_free(blocks);
+    if (!rows || !ref || !quality) {
+        vg_free(rows);
         vg_free(ref);
         vg_free(quality);
         return vg_err_set(VG_ENOMEM, "PDQ index of %zu entries", cap);
     }
-    size_t old_bytes = pdq_block_bytes(t->pdq_cap);
+    size_t old_bytes = pdq_row_bytes(t->pdq_cap);
     if (old_bytes)
-        memcpy(blocks, t->pdq_blocks, old_bytes);
-    memset((char *)blocks + old_bytes, 0, pdq_block_bytes(cap) - old_bytes);
+        memcpy(rows, t->pdq_rows, old_bytes);
+    memset((char *)rows + old_bytes, 0, pdq_row_bytes(cap) - old_bytes);
     if (t->pdq_n) {
         memcpy(ref, t->pdq_ref, t->pdq_n * sizeof *ref);
         memcpy(quality, t->pdq_quality, t->pdq_n);
     }
-    uint64_t *old_blocks = t->pdq_blocks;
+    uint64_t *old_rows = t->pdq_rows;
     uint32_t *old_ref = t->pdq_ref;
     uint8_t *old_quality = t->pdq_quality;
     wrlock(sh);
-    t->pdq_blocks = blocks;
+    t->pdq_rows = rows;
     t->pdq_ref = ref;
     t->pdq_quality = quality;
     t->pdq_cap = cap;
     unlock(sh);
-    vg_free(old_blocks);
+    vg_free(old_rows);
     vg_free(old_ref);
     vg_free(old_quality);
     return VG_OK;
@@ -362,7 +379,7 @@ static int grow_face(index__shard *sh, size_t need)
     int rc = next_cap(t->face_cap, need, FACE_MIN_CAP, &cap);
     if (rc || (rc = vg_mul_size(cap, INDEX_FACE_DIM * sizeof(float), &bytes)))
         return rc;
-    float *rows = vg_aligned_alloc(64, bytes);
+    float *rows = index__alloc_big(bytes);
     uint32_t *ref = vg_malloc(cap * sizeof *ref);
     if (!rows || !ref) {
         vg_free(rows);
@@ -435,7 +452,7 @@ static void maybe_rebuild_mih(index_db *ix, index__shard *sh)
     if (tail <= VG_MAX(ix->cfg.mih_tail_min, t->pdq_n / 8))
         return;
     index__mih *m;
-    if (index__mih_build(t->pdq_blocks, t->pdq_n, &m)) {
+    if (index__mih_build(t->pdq_rows, t->pdq_n, &m)) {
         VG_WARN("index", "tenant %s: multi-index rebuild failed (%s); tail of %zu stays flat",
                 sh->id, vg_err_msg(), tail);
         return;
@@ -459,24 +476,24 @@ static int tables_compact(const index_db *ix, const index__tables *t, index__tab
         goto fail;
 
     size_t live_pdq = t->pdq_n - t->dead_pdq, live_face = t->face_n - t->dead_face;
-    nt->pdq_cap = round_up8(VG_MAX(live_pdq + live_pdq / 4, (size_t)PDQ_MIN_CAP));
+    nt->pdq_cap = round_up_group(VG_MAX(live_pdq + live_pdq / 4, (size_t)PDQ_MIN_CAP));
     nt->face_cap = VG_MAX(live_face + live_face / 4, (size_t)FACE_MIN_CAP);
     nt->refs_cap = VG_MAX(t->live_refs + t->live_refs / 4, (size_t)RECORD_MIN_CAP);
     nt->profiles_cap = VG_MAX(t->live_profiles + t->live_profiles / 4, (size_t)RECORD_MIN_CAP);
-    nt->pdq_blocks = vg_aligned_alloc(64, pdq_block_bytes(nt->pdq_cap));
+    nt->pdq_rows = index__alloc_big(pdq_row_bytes(nt->pdq_cap));
     nt->pdq_ref = vg_malloc(nt->pdq_cap * sizeof(uint32_t));
     nt->pdq_quality = vg_malloc(nt->pdq_cap);
-    nt->face_rows = vg_aligned_alloc(64, nt->face_cap * INDEX_FACE_DIM * sizeof(float));
+    nt->face_rows = index__alloc_big(nt->face_cap * INDEX_FACE_DIM * sizeof(float));
     nt->face_ref = vg_malloc(nt->face_cap * sizeof(uint32_t));
     nt->refs = vg_malloc(nt->refs_cap * sizeof(index__ref));
     nt->profiles = vg_malloc(nt->profiles_cap * sizeof(index__profile));
-    if (!nt->pdq_blocks || !nt->pdq_ref || !nt->pdq_quality || !nt->face_rows || !nt->face_ref ||
+    if (!nt->pdq_rows || !nt->pdq_ref || !nt->pdq_quality || !nt->face_rows || !nt->face_ref ||
         !nt->refs || !nt->profiles)
         goto fail;
     if (index__map_reserve(&nt->ref_map, t->live_refs) ||
         index__map_reserve(&nt->profile_map, t->live_profiles))
         goto fail;
-    memset(nt->pdq_blocks, 0, pdq_block_bytes(nt->pdq_cap));
+    memset(nt->pdq_rows, 0, pdq_row_bytes(nt->pdq_cap));
 
     for (size_t p = 0; p < t->n_profiles; p++) {
         prof_new[p] = INDEX__NONE;
@@ -513,9 +530,7 @@ static int tables_compact(const index_db *ix, const index__tables *t, index__tab
         if (r == INDEX__NONE)
             continue;
         size_t q = nt->pdq_n++;
-        for (int w = 0; w < 4; w++)
-            nt->pdq_blocks[(q / INDEX__BLOCK) * INDEX__BLOCK_WORDS + (size_t)w * INDEX__BLOCK +
-                           q % INDEX__BLOCK] = index__word(t->pdq_blocks, p, w);
+        memcpy(nt->pdq_rows + q * 4, index__row(t->pdq_rows, p), 4 * sizeof(uint64_t));
         nt->pdq_ref[q] = r;
         nt->pdq_quality[q] = t->pdq_quality[p];
     }
@@ -528,7 +543,7 @@ static int tables_compact(const index_db *ix, const index__tables *t, index__tab
                INDEX_FACE_DIM * sizeof(float));
         nt->face_ref[q] = r;
     }
-    if (want_mih(ix, nt->pdq_n) && index__mih_build(nt->pdq_blocks, nt->pdq_n, &nt->mih))
+    if (want_mih(ix, nt->pdq_n) && index__mih_build(nt->pdq_rows, nt->pdq_n, &nt->mih))
         goto fail;
     vg_free(ref_new);
     vg_free(prof_new);
@@ -672,9 +687,7 @@ int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const c
         wrlock(sh);
         ref = add_commit_ref(t, profile, reference, ref);
         size_t p = t->pdq_n;
-        for (int i = 0; i < 4; i++)
-            t->pdq_blocks[(p / INDEX__BLOCK) * INDEX__BLOCK_WORDS + (size_t)i * INDEX__BLOCK +
-                          p % INDEX__BLOCK] = w[i];
+        memcpy(t->pdq_rows + p * 4, w, sizeof w);
         t->pdq_ref[p] = ref;
         t->pdq_quality[p] = (uint8_t)quality;
         t->pdq_n++;
@@ -886,14 +899,14 @@ static size_t cand_dedupe(cand *c, size_t n)
     return k;
 }
 
-static void pdq_best(const uint64_t *blocks, size_t p, const uint64_t (*q)[4], size_t nv, int *dist,
+static void pdq_best(const uint64_t *rows, size_t p, const uint64_t (*q)[4], size_t nv, int *dist,
                      int *variant)
 {
     int best = 1000, bv = 0;
     for (size_t v = 0; v < nv; v++) {
         int d = 0;
         for (int w = 0; w < 4; w++)
-            d += __builtin_popcountll(index__word(blocks, p, w) ^ q[v][w]);
+            d += __builtin_popcountll(index__row(rows, p)[w] ^ q[v][w]);
         if (d < best) {
             best = d;
             bv = (int)v;
@@ -908,14 +921,14 @@ static int pdq_flat(const index_db *ix, const index__tables *t, size_t begin, si
                     const uint64_t (*q)[4], size_t nv, int threshold, index__hits *hits)
 {
     uint32_t buf[SCAN_CHUNK];
-    for (size_t c = begin / INDEX__BLOCK * INDEX__BLOCK; c < end; c += SCAN_CHUNK) {
+    for (size_t c = begin / INDEX__GROUP * INDEX__GROUP; c < end; c += SCAN_CHUNK) {
         size_t e = VG_MIN(end, c + SCAN_CHUNK);
-        size_t n = ix->pdq_scan(t->pdq_blocks, c, e, q, nv, threshold, buf);
+        size_t n = ix->pdq_scan(t->pdq_rows, c, e, q, nv, threshold, buf);
         for (size_t i = 0; i < n; i++) {
             if (buf[i] < begin)
                 continue;
             int d, v;
-            pdq_best(t->pdq_blocks, buf[i], q, nv, &d, &v);
+            pdq_best(t->pdq_rows, buf[i], q, nv, &d, &v);
             if (index__hits_push(hits, buf[i], d, v))
                 return vg_err_set(VG_ENOMEM, "PDQ candidates");
         }
@@ -946,8 +959,8 @@ static int pdq_search_locked(const index_db *ix, const index__tables *t, const i
     index__hits hits = {0};
     int rc;
     if (use_mih(ix, t, q->threshold)) {
-        rc = index__mih_search(t->mih, t->pdq_blocks, qw, q->n_variants, q->threshold,
-                               ix->mih_popcnt, &hits);
+        rc = index__mih_search(t->mih, t->pdq_rows, qw, q->n_variants, q->threshold, ix->mih_popcnt,
+                               &hits);
         if (!rc)
             rc = pdq_flat(ix, t, t->mih->n, t->pdq_n, qw, q->n_variants, q->threshold, &hits);
     } else {

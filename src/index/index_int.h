@@ -1,10 +1,12 @@
 /*
  * index internals shared by index.c, the scan kernels, the multi-index tables and the id maps.
  *
- * PDQ hashes are stored in blocks of 8 entries, word-major ("AoSoA"): entry p's 64-bit word w is
- * blocks[(p / 8) * 32 + w * 8 + p % 8]. One AVX-512 register then holds word w of 8 entries, so
- * a block's distances to a query are 4 XORs, 4 VPOPCNTQs and 3 adds with no shuffles. Lanes past
- * the last entry of the last block are zero and masked out by the kernels.
+ * PDQ hashes are stored as rows of 4 64-bit words (32 bytes, 32-byte aligned), so that a
+ * multi-index candidate is verified with one cache line. The SIMD kernels load 8 (AVX-512) or 4
+ * (AVX2) rows and transpose them in registers to word-major order, after which a group's
+ * distances to a query are 4 XORs, 4 popcounts and 3 adds per variant with no shuffles; the
+ * transpose is paid once per group, not per variant. Capacities are multiples of
+ * INDEX__GROUP and rows past the last entry are zero (and masked out by the kernels).
  *
  * Face descriptors are rows of INDEX_FACE_DIM floats; the array is 64-byte aligned, so every row
  * (512 bytes) is too.
@@ -18,17 +20,21 @@
 #include <stdint.h>
 
 #define INDEX__NONE UINT32_MAX
-#define INDEX__BLOCK 8        /* entries per PDQ block */
-#define INDEX__BLOCK_WORDS 32 /* uint64 per block: 4 words x 8 lanes */
-#define INDEX__MIH_SLOTS 16   /* 16-bit substrings of a 256-bit hash */
+#define INDEX__GROUP 8      /* PDQ rows per kernel step; capacities are multiples of it */
+#define INDEX__MIH_SLOTS 16 /* 16-bit substrings of a 256-bit hash */
 #define INDEX__MIH_BUCKETS 65536
 #define INDEX__MIH_MAX_RADIUS 2 /* thresholds up to 16 * 3 - 1 = 47 */
 
-static inline uint64_t index__word(const uint64_t *blocks, size_t pos, int w)
+static inline const uint64_t *index__row(const uint64_t *rows, size_t pos)
 {
-    return blocks[(pos / INDEX__BLOCK) * INDEX__BLOCK_WORDS + (size_t)w * INDEX__BLOCK +
-                  pos % INDEX__BLOCK];
+    return rows + pos * 4;
 }
+
+/* Allocation for the big arrays (rows, multi-index tables): 64-byte aligned; from 4 MiB up,
+ * 2 MiB aligned and marked for transparent huge pages, which cuts page faults when the array
+ * is first filled and TLB misses when it is scanned or probed at random. Free with vg_free.
+ * NULL on out of memory. */
+void *index__alloc_big(size_t bytes);
 
 /* Hash bytes -> 4 words (little-endian loads; any fixed mapping keeps Hamming distances). */
 void index__pdq_words(const uint8_t hash[INDEX_PDQ_BYTES], uint64_t out[4]);
@@ -36,9 +42,9 @@ void index__pdq_words(const uint8_t hash[INDEX_PDQ_BYTES], uint64_t out[4]);
 /* ---- kernels -------------------------------------------------------------------------------- */
 
 /* Writes to hits the positions p in [begin, end) whose distance to some variant q[0..nv) is
- * <= threshold, ascending; returns how many. begin is a multiple of INDEX__BLOCK; hits holds at
- * least end - begin entries. blocks, q and hits are borrowed. */
-typedef size_t (*index__pdq_scan_fn)(const uint64_t *blocks, size_t begin, size_t end,
+ * <= threshold, ascending; returns how many. begin is a multiple of INDEX__GROUP; hits holds at
+ * least end - begin entries. rows, q and hits are borrowed. */
+typedef size_t (*index__pdq_scan_fn)(const uint64_t *rows, size_t begin, size_t end,
                                      const uint64_t (*q)[4], size_t nv, int threshold,
                                      uint32_t *hits);
 
@@ -77,14 +83,14 @@ typedef struct index__mih {
 } index__mih;
 
 /* Builds the tables over entries [0, n) (n < 2^32). *out owned (index__mih_free). VG_ENOMEM. */
-int index__mih_build(const uint64_t *blocks, size_t n, index__mih **out);
+int index__mih_build(const uint64_t *rows, size_t n, index__mih **out);
 void index__mih_free(index__mih *m);
 size_t index__mih_bytes(const index__mih *m);
 /* Appends to out every (entry, variant) pair with entry < m->n and distance <= threshold
  * (threshold <= 16 * (INDEX__MIH_MAX_RADIUS + 1) - 1). A pair may appear more than once.
  * use_popcnt selects the POPCNT instruction for verification. VG_ENOMEM. */
-int index__mih_search(const index__mih *m, const uint64_t *blocks, const uint64_t (*q)[4],
-                      size_t nv, int threshold, int use_popcnt, index__hits *out);
+int index__mih_search(const index__mih *m, const uint64_t *rows, const uint64_t (*q)[4], size_t nv,
+                      int threshold, int use_popcnt, index__hits *out);
 
 /* ---- string -> handle maps ------------------------------------------------------------------ */
 

@@ -1,13 +1,13 @@
 /* index: the flat-scan kernels and their run-time dispatch.
  *
- * PDQ (blocks of 8 entries, word-major; see index_int.h): per entry, the minimum over the query
- * variants of popcount(entry ^ variant) summed over 4 words, compared with the threshold.
+ * PDQ (rows of 4 words; see index_int.h): per entry, the minimum over the query variants of
+ * popcount(entry ^ variant) summed over 4 words, compared with the threshold.
  *   - portable: SWAR popcount in plain C (any x86-64 or other CPU);
  *   - popcnt:   the same loop with the POPCNT instruction;
- *   - avx2:     4 entries per 256-bit register, byte popcount by nibble lookup (VPSHUFB), byte
- *               counts of the 4 words summed (<= 32 per byte, no overflow) and reduced once per
- *               variant with VPSADBW;
- *   - avx512:   8 entries per 512-bit register with VPOPCNTQ.
+ *   - avx2:     4 rows transposed into 4 registers (one word of 4 entries each), byte popcount
+ *               by nibble lookup (VPSHUFB), byte counts of the 4 words summed (<= 32 per byte,
+ *               no overflow) and reduced once per variant with VPSADBW;
+ *   - avx512:   8 rows transposed into 4 registers, VPOPCNTQ.
  * Faces: squared L2 over 128 floats per row, with 8 (portable), 32 (AVX2+FMA) or 64 (AVX-512)
  * partial sums. Summation order differs between kernels, so distances agree to float rounding
  * (tests allow 1e-5), not bit for bit.
@@ -31,13 +31,13 @@ static inline int popcount_swar(uint64_t x)
 
 /* One body for both scalar kernels; hw selects the popcount after inlining. */
 static inline __attribute__((always_inline)) size_t
-pdq_scan_scalar(const uint64_t *blocks, size_t begin, size_t end, const uint64_t (*q)[4], size_t nv,
+pdq_scan_scalar(const uint64_t *rows, size_t begin, size_t end, const uint64_t (*q)[4], size_t nv,
                 int threshold, uint32_t *hits, int hw)
 {
     size_t n = 0;
     for (size_t p = begin; p < end; p++) {
-        const uint64_t *b = blocks + (p / INDEX__BLOCK) * INDEX__BLOCK_WORDS + p % INDEX__BLOCK;
-        uint64_t w0 = b[0], w1 = b[8], w2 = b[16], w3 = b[24];
+        const uint64_t *r = index__row(rows, p);
+        uint64_t w0 = r[0], w1 = r[1], w2 = r[2], w3 = r[3];
         for (size_t v = 0; v < nv; v++) {
             int d;
             if (hw)
@@ -55,23 +55,23 @@ pdq_scan_scalar(const uint64_t *blocks, size_t begin, size_t end, const uint64_t
     return n;
 }
 
-static size_t pdq_scan_portable(const uint64_t *blocks, size_t begin, size_t end,
+static size_t pdq_scan_portable(const uint64_t *rows, size_t begin, size_t end,
                                 const uint64_t (*q)[4], size_t nv, int threshold, uint32_t *hits)
 {
-    return pdq_scan_scalar(blocks, begin, end, q, nv, threshold, hits, 0);
+    return pdq_scan_scalar(rows, begin, end, q, nv, threshold, hits, 0);
 }
 
-__attribute__((target("popcnt"))) static size_t pdq_scan_popcnt(const uint64_t *blocks,
-                                                                size_t begin, size_t end,
-                                                                const uint64_t (*q)[4], size_t nv,
-                                                                int threshold, uint32_t *hits)
+__attribute__((target("popcnt"))) static size_t pdq_scan_popcnt(const uint64_t *rows, size_t begin,
+                                                                size_t end, const uint64_t (*q)[4],
+                                                                size_t nv, int threshold,
+                                                                uint32_t *hits)
 {
-    return pdq_scan_scalar(blocks, begin, end, q, nv, threshold, hits, 1);
+    return pdq_scan_scalar(rows, begin, end, q, nv, threshold, hits, 1);
 }
 
 /* ---- PDQ: AVX2 ------------------------------------------------------------------------------ */
 
-__attribute__((target("avx2"))) static size_t pdq_scan_avx2(const uint64_t *blocks, size_t begin,
+__attribute__((target("avx2"))) static size_t pdq_scan_avx2(const uint64_t *rows, size_t begin,
                                                             size_t end, const uint64_t (*q)[4],
                                                             size_t nv, int threshold,
                                                             uint32_t *hits)
@@ -87,35 +87,43 @@ __attribute__((target("avx2"))) static size_t pdq_scan_avx2(const uint64_t *bloc
             qv[v][w] = _mm256_set1_epi64x((long long)q[v][w]);
 
     size_t n = 0;
-    for (size_t b = begin / INDEX__BLOCK; b * INDEX__BLOCK < end; b++) {
-        for (int h = 0; h < 2; h++) {
-            const uint64_t *base = blocks + b * INDEX__BLOCK_WORDS + (size_t)h * 4;
-            __m256i w0 = _mm256_load_si256((const __m256i *)(base + 0));
-            __m256i w1 = _mm256_load_si256((const __m256i *)(base + 8));
-            __m256i w2 = _mm256_load_si256((const __m256i *)(base + 16));
-            __m256i w3 = _mm256_load_si256((const __m256i *)(base + 24));
-            __m256i dmin = _mm256_set1_epi64x(1000);
+    for (size_t g = begin; g < end; g += 4) {
+        /* 4 rows -> word-major: w[k] holds word k of rows g..g+3, in order. */
+        const __m256i *r = (const __m256i *)index__row(rows, g);
+        __m256i a = _mm256_load_si256(r), b = _mm256_load_si256(r + 1);
+        __m256i c = _mm256_load_si256(r + 2), d = _mm256_load_si256(r + 3);
+        __m256i lab = _mm256_unpacklo_epi64(a, b), hab = _mm256_unpackhi_epi64(a, b);
+        __m256i lcd = _mm256_unpacklo_epi64(c, d), hcd = _mm256_unpackhi_epi64(c, d);
+        __m256i w[4] = {
+            _mm256_permute2x128_si256(lab, lcd, 0x20), _mm256_permute2x128_si256(hab, hcd, 0x20),
+            _mm256_permute2x128_si256(lab, lcd, 0x31), _mm256_permute2x128_si256(hab, hcd, 0x31)};
+        /* Stage 1 (words 0-1, a lower bound; see the AVX-512 kernel), then all 4 words. */
+        __m256i dmin = zero;
+        for (int stage = 0; stage < 2; stage++) {
+            int words = stage ? 4 : 2;
+            dmin = _mm256_set1_epi64x(1000);
             for (size_t v = 0; v < nv; v++) {
-                __m256i x[4] = {_mm256_xor_si256(w0, qv[v][0]), _mm256_xor_si256(w1, qv[v][1]),
-                                _mm256_xor_si256(w2, qv[v][2]), _mm256_xor_si256(w3, qv[v][3])};
                 __m256i acc = zero;
-                for (int w = 0; w < 4; w++) {
-                    __m256i lo = _mm256_and_si256(x[w], low);
-                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x[w], 4), low);
+                for (int k = 0; k < words; k++) {
+                    __m256i x = _mm256_xor_si256(w[k], qv[v][k]);
+                    __m256i lo = _mm256_and_si256(x, low);
+                    __m256i hi = _mm256_and_si256(_mm256_srli_epi16(x, 4), low);
                     acc = _mm256_add_epi8(acc, _mm256_add_epi8(_mm256_shuffle_epi8(lut, lo),
                                                                _mm256_shuffle_epi8(lut, hi)));
                 }
-                /* Each qword lane now sums to its entry's distance (<= 256, upper half 0). */
+                /* Bytes hold <= 32 each; VPSADBW sums each row's 8 bytes (<= 256). */
                 dmin = _mm256_min_epu32(dmin, _mm256_sad_epu8(acc, zero));
             }
-            __m256i gt = _mm256_cmpgt_epi64(dmin, thr);
-            unsigned m = ~(unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(gt)) & 0xfu;
-            while (m) {
-                size_t p = b * INDEX__BLOCK + (size_t)h * 4 + (size_t)__builtin_ctz(m);
-                m &= m - 1;
-                if (p >= begin && p < end)
-                    hits[n++] = (uint32_t)p;
-            }
+            if (_mm256_movemask_pd(_mm256_castsi256_pd(_mm256_cmpgt_epi64(dmin, thr))) == 0xf)
+                break; /* every row is out already */
+        }
+        __m256i gt = _mm256_cmpgt_epi64(dmin, thr);
+        unsigned m = ~(unsigned)_mm256_movemask_pd(_mm256_castsi256_pd(gt)) & 0xfu;
+        if (end - g < 4)
+            m &= (1u << (end - g)) - 1;
+        while (m) {
+            hits[n++] = (uint32_t)(g + (size_t)__builtin_ctz(m));
+            m &= m - 1;
         }
     }
     return n;
@@ -124,22 +132,40 @@ __attribute__((target("avx2"))) static size_t pdq_scan_avx2(const uint64_t *bloc
 /* ---- PDQ: AVX-512 VPOPCNTDQ ----------------------------------------------------------------- */
 
 __attribute__((target("avx512f,avx512vpopcntdq"))) static size_t
-pdq_scan_avx512(const uint64_t *blocks, size_t begin, size_t end, const uint64_t (*q)[4], size_t nv,
+pdq_scan_avx512(const uint64_t *rows, size_t begin, size_t end, const uint64_t (*q)[4], size_t nv,
                 int threshold, uint32_t *hits)
 {
     const __m512i thr = _mm512_set1_epi64(threshold);
+    const __m512i even = _mm512_set_epi64(13, 12, 9, 8, 5, 4, 1, 0);
+    const __m512i odd = _mm512_set_epi64(15, 14, 11, 10, 7, 6, 3, 2);
     __m512i qv[INDEX_PDQ_MAX_VARIANTS][4];
     for (size_t v = 0; v < nv; v++)
         for (int w = 0; w < 4; w++)
             qv[v][w] = _mm512_set1_epi64((long long)q[v][w]);
 
     size_t n = 0;
-    for (size_t b = begin / INDEX__BLOCK; b * INDEX__BLOCK < end; b++) {
-        const uint64_t *base = blocks + b * INDEX__BLOCK_WORDS;
-        __m512i w0 = _mm512_load_si512(base + 0);
-        __m512i w1 = _mm512_load_si512(base + 8);
-        __m512i w2 = _mm512_load_si512(base + 16);
-        __m512i w3 = _mm512_load_si512(base + 24);
+    for (size_t g = begin; g < end; g += INDEX__GROUP) {
+        /* 8 rows (2 per register) -> word-major. After the unpacks and the two-source permutes
+         * lane k of every w[] holds row g + {0,2,1,3,4,6,5,7}[k]; the mask is put back in order
+         * below. */
+        const uint64_t *r = index__row(rows, g);
+        __m512i a = _mm512_load_si512(r), b = _mm512_load_si512(r + 8);
+        __m512i c = _mm512_load_si512(r + 16), d = _mm512_load_si512(r + 24);
+        __m512i lab = _mm512_unpacklo_epi64(a, b), hab = _mm512_unpackhi_epi64(a, b);
+        __m512i lcd = _mm512_unpacklo_epi64(c, d), hcd = _mm512_unpackhi_epi64(c, d);
+        __m512i w0 = _mm512_permutex2var_epi64(lab, even, lcd);
+        __m512i w1 = _mm512_permutex2var_epi64(hab, even, hcd);
+        /* Stage 1: distance over words 0-1 is a lower bound of the full one. For unrelated
+         * hashes it is ~64 > threshold, so most groups stop here at half the work. */
+        __m512i pmin = _mm512_set1_epi64(1000);
+        for (size_t v = 0; v < nv; v++)
+            pmin = _mm512_min_epu64(
+                pmin, _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(w0, qv[v][0])),
+                                       _mm512_popcnt_epi64(_mm512_xor_si512(w1, qv[v][1]))));
+        if (!_mm512_cmple_epu64_mask(pmin, thr))
+            continue;
+        __m512i w2 = _mm512_permutex2var_epi64(lab, odd, lcd);
+        __m512i w3 = _mm512_permutex2var_epi64(hab, odd, hcd);
         __m512i dmin = _mm512_set1_epi64(1000);
         for (size_t v = 0; v < nv; v++) {
             __m512i d01 = _mm512_add_epi64(_mm512_popcnt_epi64(_mm512_xor_si512(w0, qv[v][0])),
@@ -149,11 +175,11 @@ pdq_scan_avx512(const uint64_t *blocks, size_t begin, size_t end, const uint64_t
             dmin = _mm512_min_epu64(dmin, _mm512_add_epi64(d01, d23));
         }
         unsigned m = _mm512_cmple_epu64_mask(dmin, thr);
-        size_t left = end - b * INDEX__BLOCK;
-        if (left < INDEX__BLOCK)
-            m &= (1u << left) - 1;
+        m = (m & 0x99u) | ((m & 0x22u) << 1) | ((m & 0x44u) >> 1); /* lanes -> row order */
+        if (end - g < INDEX__GROUP)
+            m &= (1u << (end - g)) - 1;
         while (m) {
-            hits[n++] = (uint32_t)(b * INDEX__BLOCK + (size_t)__builtin_ctz(m));
+            hits[n++] = (uint32_t)(g + (size_t)__builtin_ctz(m));
             m &= m - 1;
         }
     }

@@ -19,13 +19,14 @@
 #include <string.h>
 
 #define OFFSETS_PER_SLOT ((size_t)INDEX__MIH_BUCKETS + 1)
+#define PREFETCH_AHEAD 4
 
 static inline unsigned slot_key(uint64_t word, int s)
 {
     return (unsigned)(word >> ((s % 4) * 16)) & 0xffffu;
 }
 
-int index__mih_build(const uint64_t *blocks, size_t n, index__mih **out)
+int index__mih_build(const uint64_t *rows, size_t n, index__mih **out)
 {
     if (n >= UINT32_MAX)
         return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries", n);
@@ -34,10 +35,11 @@ int index__mih_build(const uint64_t *blocks, size_t n, index__mih **out)
         vg_mul_size(ids_n, sizeof(uint32_t), &ids_bytes))
         return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries", n);
     index__mih *m = vg_calloc(1, sizeof *m);
-    uint32_t *cursor = vg_malloc(INDEX__MIH_BUCKETS * sizeof(uint32_t));
+    /* cursors for the 4 slots of one word */
+    uint32_t *cursor = vg_malloc(4 * (size_t)INDEX__MIH_BUCKETS * sizeof(uint32_t));
     if (m) {
-        m->offsets = vg_malloc(INDEX__MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t));
-        m->ids = vg_malloc(ids_bytes);
+        m->offsets = index__alloc_big(INDEX__MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t));
+        m->ids = index__alloc_big(ids_bytes);
     }
     if (!m || !cursor || !m->offsets || !m->ids) {
         vg_free(cursor);
@@ -45,17 +47,32 @@ int index__mih_build(const uint64_t *blocks, size_t n, index__mih **out)
         return vg_err_set(VG_ENOMEM, "multi-index over %zu entries", n);
     }
     m->n = n;
-    for (int s = 0; s < INDEX__MIH_SLOTS; s++) {
-        uint32_t *off = m->offsets + (size_t)s * OFFSETS_PER_SLOT;
-        uint32_t *ids = m->ids + (size_t)s * n;
-        memset(off, 0, OFFSETS_PER_SLOT * sizeof(uint32_t));
-        for (size_t p = 0; p < n; p++)
-            off[slot_key(index__word(blocks, p, s / 4), s) + 1]++;
-        for (size_t k = 0; k < INDEX__MIH_BUCKETS; k++)
-            off[k + 1] += off[k];
-        memcpy(cursor, off, INDEX__MIH_BUCKETS * sizeof(uint32_t));
-        for (size_t p = 0; p < n; p++)
-            ids[cursor[slot_key(index__word(blocks, p, s / 4), s)]++] = (uint32_t)p;
+    memset(m->offsets, 0, INDEX__MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t));
+    /* Counting sort, word by word: a word holds 4 slots, whose counters (4 x 256 KiB) fit in
+     * L2 while one pass counts them, and whose id arrays take one more pass to fill; the rows
+     * are read 8 times instead of 32. */
+    for (int w = 0; w < 4; w++) {
+        uint32_t *off = m->offsets + (size_t)w * 4 * OFFSETS_PER_SLOT;
+        for (size_t p = 0; p < n; p++) {
+            uint64_t word = rows[p * 4 + (size_t)w];
+            for (int j = 0; j < 4; j++)
+                off[(size_t)j * OFFSETS_PER_SLOT + ((word >> (16 * j)) & 0xffffu) + 1]++;
+        }
+        for (int j = 0; j < 4; j++) {
+            uint32_t *o = off + (size_t)j * OFFSETS_PER_SLOT;
+            for (size_t k = 0; k < INDEX__MIH_BUCKETS; k++)
+                o[k + 1] += o[k];
+            memcpy(cursor + (size_t)j * INDEX__MIH_BUCKETS, o,
+                   INDEX__MIH_BUCKETS * sizeof(uint32_t));
+        }
+        for (size_t p = 0; p < n; p++) {
+            uint64_t word = rows[p * 4 + (size_t)w];
+            for (int j = 0; j < 4; j++) {
+                uint32_t *ids = m->ids + (size_t)(w * 4 + j) * n;
+                ids[cursor[(size_t)j * INDEX__MIH_BUCKETS + ((word >> (16 * j)) & 0xffffu)]++] =
+                    (uint32_t)p;
+            }
+        }
     }
     vg_free(cursor);
     *out = m;
@@ -81,7 +98,7 @@ size_t index__mih_bytes(const index__mih *m)
 
 typedef struct mih_probe {
     const index__mih *m;
-    const uint64_t *blocks;
+    const uint64_t *rows;
     const uint64_t *q; /* one variant, 4 words */
     int variant;
     int threshold;
@@ -109,9 +126,12 @@ static inline __attribute__((always_inline)) int probe_bucket(const mih_probe *p
     const uint32_t *ids = pr->m->ids + (size_t)pr->slot * pr->m->n;
     const uint64_t *q = pr->q;
     for (uint32_t i = off[key], e = off[key + 1]; i < e; i++) {
+        /* Candidates are random rows: ask for a later one while verifying this one. */
+        if (i + PREFETCH_AHEAD < e)
+            __builtin_prefetch(index__row(pr->rows, ids[i + PREFETCH_AHEAD]));
         uint32_t p = ids[i];
-        const uint64_t *b = pr->blocks + (p / INDEX__BLOCK) * INDEX__BLOCK_WORDS + p % INDEX__BLOCK;
-        uint64_t x[4] = {b[0] ^ q[0], b[8] ^ q[1], b[16] ^ q[2], b[24] ^ q[3]};
+        const uint64_t *b = index__row(pr->rows, p);
+        uint64_t x[4] = {b[0] ^ q[0], b[1] ^ q[1], b[2] ^ q[2], b[3] ^ q[3]};
         int d = pop64(x[0], hw) + pop64(x[1], hw) + pop64(x[2], hw) + pop64(x[3], hw);
         if (d > pr->threshold)
             continue;
@@ -127,10 +147,10 @@ static inline __attribute__((always_inline)) int probe_bucket(const mih_probe *p
 }
 
 static inline __attribute__((always_inline)) int
-mih_search_body(const index__mih *m, const uint64_t *blocks, const uint64_t (*q)[4], size_t nv,
+mih_search_body(const index__mih *m, const uint64_t *rows, const uint64_t (*q)[4], size_t nv,
                 int threshold, index__hits *out, int hw)
 {
-    mih_probe pr = {.m = m, .blocks = blocks, .threshold = threshold, .out = out};
+    mih_probe pr = {.m = m, .rows = rows, .threshold = threshold, .out = out};
     pr.radius = threshold / INDEX__MIH_SLOTS;
     if (threshold < 0 || pr.radius > INDEX__MIH_MAX_RADIUS)
         return vg_err_set(VG_EINVAL, "threshold %d too large for multi-index search", threshold);
@@ -153,23 +173,23 @@ mih_search_body(const index__mih *m, const uint64_t *blocks, const uint64_t (*q)
     return VG_OK;
 }
 
-static int mih_search_portable(const index__mih *m, const uint64_t *blocks, const uint64_t (*q)[4],
+static int mih_search_portable(const index__mih *m, const uint64_t *rows, const uint64_t (*q)[4],
                                size_t nv, int threshold, index__hits *out)
 {
-    return mih_search_body(m, blocks, q, nv, threshold, out, 0);
+    return mih_search_body(m, rows, q, nv, threshold, out, 0);
 }
 
 __attribute__((target("popcnt"))) static int mih_search_popcnt(const index__mih *m,
-                                                               const uint64_t *blocks,
+                                                               const uint64_t *rows,
                                                                const uint64_t (*q)[4], size_t nv,
                                                                int threshold, index__hits *out)
 {
-    return mih_search_body(m, blocks, q, nv, threshold, out, 1);
+    return mih_search_body(m, rows, q, nv, threshold, out, 1);
 }
 
-int index__mih_search(const index__mih *m, const uint64_t *blocks, const uint64_t (*q)[4],
-                      size_t nv, int threshold, int use_popcnt, index__hits *out)
+int index__mih_search(const index__mih *m, const uint64_t *rows, const uint64_t (*q)[4], size_t nv,
+                      int threshold, int use_popcnt, index__hits *out)
 {
-    return use_popcnt ? mih_search_popcnt(m, blocks, q, nv, threshold, out)
-                      : mih_search_portable(m, blocks, q, nv, threshold, out);
+    return use_popcnt ? mih_search_popcnt(m, rows, q, nv, threshold, out)
+                      : mih_search_portable(m, rows, q, nv, threshold, out);
 }
