@@ -5,8 +5,9 @@
  *      and ns per item) and closed loop (each submitter waits for its item before the next, like
  *      a suspended HTTP request: round-trip P50/P99);
  *   2. batching efficiency: a synthetic batch function costing a + b*n (busy loop), closed loop
- *      with 1..32 concurrent submitters, dynamic batching (max 32, adaptive) against no batching
- *      (max 1), next to the ideal throughput for the batch sizes achieved.
+ *      with 1..32 concurrent submitters: no batching (max 1), fixed dynamic batching (max 32 or
+ *      the delay) and adaptive batching (max 32, preferred size from measurements), run side by
+ *      side, next to the ideal throughput for the batch sizes achieved.
  *
  *   bench_sched [--seconds S] [--a-us A] [--b-us B] [--replicas R]
  *
@@ -52,7 +53,7 @@ static double pct(const uint64_t *sorted, size_t n, double q)
     return n ? (double)sorted[(size_t)(q * (double)(n - 1) + 0.5)] : 0;
 }
 
-static sched *make_sched(cost *c, unsigned max_batch, unsigned replicas)
+static sched *make_sched_ex(cost *c, unsigned max_batch, unsigned replicas, int adaptive)
 {
     sched_kind_config k;
     sched_kind_config_init(&k);
@@ -60,6 +61,7 @@ static sched *make_sched(cost *c, unsigned max_batch, unsigned replicas)
     k.run = batch_fn;
     k.user = c;
     k.max_batch = max_batch;
+    k.adaptive = adaptive;
     k.queue_capacity = 4096;
     sched_config cfg;
     sched_config_init(&cfg);
@@ -74,6 +76,11 @@ static sched *make_sched(cost *c, unsigned max_batch, unsigned replicas)
         exit(1);
     }
     return s;
+}
+
+static sched *make_sched(cost *c, unsigned max_batch, unsigned replicas)
+{
+    return make_sched_ex(c, max_batch, replicas, 1);
 }
 
 /* ---- open loop ------------------------------------------------------------------------------ */
@@ -143,16 +150,23 @@ typedef struct closed_result {
     unsigned preferred, replicas_peak;
 } closed_result;
 
-static closed_result run_closed(cost *cst, unsigned max_batch, unsigned replicas, int submitters,
-                                double seconds)
+/* Latencies of one configuration, accumulated over its slices. */
+typedef struct closed_acc {
+    sched *s;
+    uint64_t *lat;
+    size_t n, cap;
+    double busy_s; /* wall time spent in its slices */
+} closed_acc;
+
+/* Runs `submitters` closed-loop submitters against acc->s for `seconds`, appending latencies. */
+static void closed_slice(closed_acc *acc, int submitters, double seconds)
 {
-    sched *s = make_sched(cst, max_batch, replicas);
     _Atomic int stop = 0;
     closer *c = calloc((size_t)submitters, sizeof *c);
     pthread_t *t = calloc((size_t)submitters, sizeof *t);
-    size_t cap = 400000;
+    size_t cap = 200000;
     for (int i = 0; i < submitters; i++) {
-        c[i].s = s;
+        c[i].s = acc->s;
         c[i].stop = &stop;
         c[i].cap = cap;
         c[i].lat = malloc(cap * sizeof(uint64_t));
@@ -164,39 +178,50 @@ static closed_result run_closed(cost *cst, unsigned max_batch, unsigned replicas
     struct timespec ts = {(time_t)seconds, (long)((seconds - (double)(time_t)seconds) * 1e9)};
     nanosleep(&ts, NULL);
     atomic_store(&stop, 1);
-    size_t total = 0;
-    for (int i = 0; i < submitters; i++) {
+    for (int i = 0; i < submitters; i++)
         pthread_join(t[i], NULL);
-        total += c[i].n;
-    }
-    double wall = (double)(vg_now_ns() - t0) / 1e9;
-    uint64_t *all = malloc((total ? total : 1) * sizeof(uint64_t));
-    size_t k = 0;
+    acc->busy_s += (double)(vg_now_ns() - t0) / 1e9;
     for (int i = 0; i < submitters; i++) {
-        memcpy(all + k, c[i].lat, c[i].n * sizeof(uint64_t));
-        k += c[i].n;
+        if (acc->n + c[i].n > acc->cap) {
+            acc->cap = (acc->n + c[i].n) * 2;
+            acc->lat = realloc(acc->lat, acc->cap * sizeof(uint64_t));
+        }
+        memcpy(acc->lat + acc->n, c[i].lat, c[i].n * sizeof(uint64_t));
+        acc->n += c[i].n;
+        free(c[i].lat);
+        sem_destroy(&c[i].sem);
     }
-    qsort(all, total, sizeof *all, cmp_u64);
+    free(c);
+    free(t);
+}
+
+static closed_result closed_finish(closed_acc *acc)
+{
+    qsort(acc->lat, acc->n, sizeof *acc->lat, cmp_u64);
     sched_stats st;
-    sched_stats_get(s, &st);
+    sched_stats_get(acc->s, &st);
     closed_result r = {
-        .items_per_s = (double)total / wall,
-        .p50_us = pct(all, total, 0.5) / 1e3,
-        .p99_us = pct(all, total, 0.99) / 1e3,
+        .items_per_s = (double)acc->n / acc->busy_s,
+        .p50_us = pct(acc->lat, acc->n, 0.5) / 1e3,
+        .p99_us = pct(acc->lat, acc->n, 0.99) / 1e3,
         .mean_batch =
             st.kinds[0].batches ? (double)st.kinds[0].batch_items / (double)st.kinds[0].batches : 0,
         .preferred = st.kinds[0].preferred_batch,
         .replicas_peak = st.replicas_peak,
     };
-    sched_free(s);
-    for (int i = 0; i < submitters; i++) {
-        free(c[i].lat);
-        sem_destroy(&c[i].sem);
-    }
-    free(all);
-    free(c);
-    free(t);
+    sched_free(acc->s);
+    free(acc->lat);
     return r;
+}
+
+/* Several configurations side by side: their slices alternate, so they share the machine's
+ * background load instead of each meeting a different moment of it. */
+#define BENCH_SLICES 10
+static void run_side_by_side(closed_acc *accs, int n, int submitters, double seconds)
+{
+    for (int slice = 0; slice < BENCH_SLICES; slice++)
+        for (int i = 0; i < n; i++)
+            closed_slice(&accs[i], submitters, seconds / BENCH_SLICES);
 }
 
 int main(int argc, char **argv)
@@ -267,7 +292,9 @@ int main(int argc, char **argv)
     printf("| submitters | items/s | P50 us | P99 us | mean batch | preferred batch |\n"
            "|---|---|---|---|---|---|\n");
     for (size_t ci = 0; ci < VG_ARRAY_LEN(conc); ci++) {
-        closed_result r = run_closed(&zero, 32, replicas, conc[ci], seconds);
+        closed_acc acc = {.s = make_sched(&zero, 32, replicas)};
+        run_side_by_side(&acc, 1, conc[ci], seconds);
+        closed_result r = closed_finish(&acc);
         printf("| %d | %.0f | %.1f | %.1f | %.1f | %u |\n", conc[ci], r.items_per_s, r.p50_us,
                r.p99_us, r.mean_batch, r.preferred);
     }
@@ -276,28 +303,35 @@ int main(int argc, char **argv)
     cost c = {(uint64_t)(a_us * 1e3), (uint64_t)(b_us * 1e3)};
     printf("\n## Batching efficiency, batch cost a + b*n (a = %.0f us, b = %.0f us, busy loop)\n\n",
            a_us, b_us);
-    printf("Closed loop, %.1f s per row, up to %u replicas. Ideal = min(%u replicas x n, "
-           "submitters) / "
-           "(a + b*n) for the mean batch n achieved; items/s at max batch 32 would be %.0f, "
-           "without batching "
-           "%.0f.\n\n",
-           seconds, replicas, replicas, replicas * 32.0 / ((a_us + 32 * b_us) / 1e6),
-           replicas * 1.0 / ((a_us + b_us) / 1e6));
-    printf("| submitters | no batching items/s | P50 ms | P99 ms | batching items/s | P50 ms | "
-           "P99 ms | mean batch | preferred | ideal items/s | efficiency | speed-up |\n"
-           "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    printf("Closed loop, %.1f s per row, the three configurations alternating in %d slices each; "
+           "up to %u replicas. Configurations: none (max batch 1), fixed (max 32, closes at 32 "
+           "or after 1 ms), adaptive (max 32, preferred size from measured items/s). Ideal = "
+           "min(%u x n, submitters) / (a + b*n) for the mean batch n achieved (the CPU share "
+           "this process got bounds every row: see the 'none' rows, whose ideal is %.0f "
+           "items/s).\n\n",
+           seconds, BENCH_SLICES, replicas, replicas, replicas * 1.0 / ((a_us + b_us) / 1e6));
+    printf("| submitters | batching | items/s | P50 ms | P99 ms | mean batch | preferred | "
+           "ideal items/s | of ideal | vs none |\n"
+           "|---|---|---|---|---|---|---|---|---|---|\n");
+    static const char *names[3] = {"none", "fixed", "adaptive"};
     for (size_t ci = 0; ci < VG_ARRAY_LEN(conc); ci++) {
-        closed_result nb = run_closed(&c, 1, replicas, conc[ci], seconds);
-        closed_result b = run_closed(&c, 32, replicas, conc[ci], seconds);
-        double n = b.mean_batch > 0 ? b.mean_batch : 1;
-        /* At most `submitters` items are in flight: min(replicas * n, submitters) per round. */
-        double inflight = replicas * n < conc[ci] ? replicas * n : conc[ci];
-        double ideal = inflight / ((a_us + b_us * n) / 1e6);
-        printf("| %d | %.0f | %.2f | %.2f | %.0f | %.2f | %.2f | %.1f | %u | %.0f | %.0f%% | "
-               "%.2fx |\n",
-               conc[ci], nb.items_per_s, nb.p50_us / 1e3, nb.p99_us / 1e3, b.items_per_s,
-               b.p50_us / 1e3, b.p99_us / 1e3, b.mean_batch, b.preferred, ideal,
-               100.0 * b.items_per_s / ideal, b.items_per_s / nb.items_per_s);
+        closed_acc acc[3] = {{.s = make_sched_ex(&c, 1, replicas, 0)},
+                             {.s = make_sched_ex(&c, 32, replicas, 0)},
+                             {.s = make_sched_ex(&c, 32, replicas, 1)}};
+        run_side_by_side(acc, 3, conc[ci], seconds);
+        closed_result r[3];
+        for (int i = 0; i < 3; i++)
+            r[i] = closed_finish(&acc[i]);
+        for (int i = 0; i < 3; i++) {
+            double n = r[i].mean_batch > 0 ? r[i].mean_batch : 1;
+            /* At most `submitters` items are in flight: min(replicas * n, submitters) per round. */
+            double inflight = replicas * n < conc[ci] ? replicas * n : conc[ci];
+            double ideal = inflight / ((a_us + b_us * n) / 1e6);
+            printf("| %d | %s | %.0f | %.2f | %.2f | %.1f | %u | %.0f | %.0f%% | %.2fx |\n",
+                   conc[ci], names[i], r[i].items_per_s, r[i].p50_us / 1e3, r[i].p99_us / 1e3,
+                   r[i].mean_batch, r[i].preferred, ideal, 100.0 * r[i].items_per_s / ideal,
+                   r[i].items_per_s / r[0].items_per_s);
+        }
     }
     return 0;
 }
