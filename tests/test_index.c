@@ -576,8 +576,18 @@ static void test_mih_auto_switch(void **state)
     assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
     assert_int_equal(st.mih_tenants, 1);
     size_t with_mih = st.bytes;
+    /* 2000 entries: tables for 1-2 variants (>= 500 x max(1, v^2/2)), flat for 8 or T > 31. */
+    index_stats a, b;
+    assert_int_equal(index_stats_get(ix, NULL, &a), VG_OK);
+    check_pdq(ix, &m, "t", (const uint8_t(*)[32])q, 1, 31, NULL, 0);
+    check_pdq(ix, &m, "t", (const uint8_t(*)[32])q, 2, 31, NULL, 0);
+    assert_int_equal(index_stats_get(ix, NULL, &b), VG_OK);
+    assert_int_equal(b.pdq_mih_searches - a.pdq_mih_searches, 2);
     check_pdq(ix, &m, "t", (const uint8_t(*)[32])q, 8, 31, NULL, 0);
-    check_pdq(ix, &m, "t", (const uint8_t(*)[32])q, 8, 47, NULL, 0); /* flat in AUTO */
+    check_pdq(ix, &m, "t", (const uint8_t(*)[32])q, 1, 47, NULL, 0);
+    assert_int_equal(index_stats_get(ix, NULL, &a), VG_OK);
+    assert_int_equal(a.pdq_mih_searches, b.pdq_mih_searches);
+    assert_int_equal(a.pdq_flat_searches - b.pdq_flat_searches, 2);
     /* Shrink below the crossover: compaction drops the tables. */
     for (int i = 0; i < 1700; i++) {
         char ref[32];

@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,6 +71,8 @@ typedef struct index__shard {
     pthread_rwlock_t lock;
     pthread_mutex_t write_mutex;
     index__tables t;
+    /* searches by path, for stats; relaxed atomics (readers share the shard) */
+    _Atomic uint64_t pdq_flat_searches, pdq_mih_searches, face_searches;
 } index__shard;
 
 struct index_db {
@@ -936,18 +939,25 @@ static int pdq_flat(const index_db *ix, const index__tables *t, size_t begin, si
     return VG_OK;
 }
 
-static int use_mih(const index_db *ix, const index__tables *t, int threshold)
+/* Multi-index probes cost grows with the variant count while the flat scan's barely does
+ * (it is memory-bound and shares each row load among the variants), so in AUTO mode a query
+ * with v variants uses the tables only from mih_min_entries * max(1, v^2 / 2) live entries:
+ * 32k for 1 variant, 262k for 4, 1M for 8 with the default, the crossovers measured in
+ * bench/results/index.md. */
+static int use_mih(const index_db *ix, const index__tables *t, int threshold, size_t nv)
 {
     if (!t->mih || ix->cfg.pdq_search == INDEX_SEARCH_FLAT)
         return 0;
-    int max = ix->cfg.pdq_search == INDEX_SEARCH_MIH
-                  ? INDEX__MIH_SLOTS * (INDEX__MIH_MAX_RADIUS + 1) - 1
-                  : MIH_AUTO_MAX_THRESHOLD;
-    return threshold <= max;
+    if (ix->cfg.pdq_search == INDEX_SEARCH_MIH)
+        return threshold <= INDEX__MIH_SLOTS * (INDEX__MIH_MAX_RADIUS + 1) - 1;
+    size_t need;
+    if (vg_mul_size(ix->cfg.mih_min_entries, VG_MAX((size_t)1, nv * nv / 2), &need))
+        return 0;
+    return threshold <= MIH_AUTO_MAX_THRESHOLD && t->pdq_n - t->dead_pdq >= need;
 }
 
 static int pdq_search_locked(const index_db *ix, const index__tables *t, const index_pdq_query *q,
-                             const uint64_t (*qw)[4], index_pdq_result *out)
+                             int *used_mih, const uint64_t (*qw)[4], index_pdq_result *out)
 {
     uint32_t prof = INDEX__NONE;
     if (q->profile_id) {
@@ -958,7 +968,8 @@ static int pdq_search_locked(const index_db *ix, const index__tables *t, const i
     }
     index__hits hits = {0};
     int rc;
-    if (use_mih(ix, t, q->threshold)) {
+    *used_mih = use_mih(ix, t, q->threshold, q->n_variants);
+    if (*used_mih) {
         rc = index__mih_search(t->mih, t->pdq_rows, qw, q->n_variants, q->threshold, ix->mih_popcnt,
                                &hits);
         if (!rc)
@@ -1031,8 +1042,11 @@ int index_pdq_search(index_db *ix, const char *tenant, const index_pdq_query *q,
     if (!sh)
         return VG_OK;
     pthread_rwlock_rdlock(&sh->lock);
-    rc = pdq_search_locked(ix, &sh->t, q, (const uint64_t(*)[4])qw, out);
+    int used_mih = 0;
+    rc = pdq_search_locked(ix, &sh->t, q, &used_mih, (const uint64_t(*)[4])qw, out);
     pthread_rwlock_unlock(&sh->lock);
+    atomic_fetch_add_explicit(used_mih ? &sh->pdq_mih_searches : &sh->pdq_flat_searches, 1,
+                              memory_order_relaxed);
     if (rc)
         index_pdq_result_free(out);
     return rc;
@@ -1161,6 +1175,7 @@ int index_face_search(index_db *ix, const char *tenant, const index_face_query *
         return VG_OK;
     pthread_rwlock_rdlock(&sh->lock);
     rc = face_search_locked(ix, &sh->t, q, qv, thr * thr, top_k, out);
+    atomic_fetch_add_explicit(&sh->face_searches, 1, memory_order_relaxed);
     pthread_rwlock_unlock(&sh->lock);
     if (rc)
         index_face_result_free(out);
@@ -1189,6 +1204,9 @@ static void shard_stats(index__shard *sh, index_stats *s)
     s->dead_entries += t->dead_pdq + t->dead_face;
     s->mih_tenants += t->mih != NULL;
     s->bytes += sizeof *sh + tables_bytes(t);
+    s->pdq_flat_searches += atomic_load_explicit(&sh->pdq_flat_searches, memory_order_relaxed);
+    s->pdq_mih_searches += atomic_load_explicit(&sh->pdq_mih_searches, memory_order_relaxed);
+    s->face_searches += atomic_load_explicit(&sh->face_searches, memory_order_relaxed);
     pthread_rwlock_unlock(&sh->lock);
 }
 

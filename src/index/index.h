@@ -41,9 +41,11 @@
 #define INDEX_FACE_TOP_K_MAX 10000
 /* Entries per tenant (PDQ and face together) before adds fail with VG_ETOOBIG. */
 #define INDEX_MAX_ENTRIES_PER_TENANT_DEFAULT ((size_t)64 << 20)
-/* Smallest tenant (PDQ entries) searched with multi-index hashing in INDEX_SEARCH_AUTO mode:
- * below it the flat scan is faster (bench/results/index.md measures the crossover). */
-#define INDEX_MIH_MIN_ENTRIES_DEFAULT ((size_t)65536)
+/* INDEX_SEARCH_AUTO builds multi-index tables for tenants with at least this many live PDQ
+ * entries, and a query with v variants uses them from mih_min_entries * max(1, v^2 / 2)
+ * entries on (32k for 1 variant, 262k for 4, 1M for 8): below that the flat scan is faster
+ * (bench/results/index.md measures the crossover). */
+#define INDEX_MIH_MIN_ENTRIES_DEFAULT ((size_t)32768)
 /* Entries appended since the last multi-index build that are scanned flat before a rebuild; the
  * tail may also grow to 1/8 of the tenant, so bulk loads rebuild a geometric number of times. */
 #define INDEX_MIH_TAIL_MIN_DEFAULT ((size_t)4096)
@@ -63,7 +65,7 @@ typedef enum {
 const char *index_kernel_name(index_kernel k);
 
 typedef enum {
-    INDEX_SEARCH_AUTO = 0, /* multi-index hashing for tenants with >= mih_min_entries */
+    INDEX_SEARCH_AUTO = 0, /* multi-index hashing where it wins (see mih_min_entries) */
     INDEX_SEARCH_FLAT,     /* always scan every hash */
     INDEX_SEARCH_MIH,      /* multi-index hashing whenever the threshold allows (<= 47) */
 } index_search;
@@ -191,6 +193,7 @@ typedef struct index_stats {
     size_t dead_entries; /* tombstones awaiting compaction */
     size_t mih_tenants;  /* tenants currently searched with multi-index hashing */
     size_t bytes;        /* heap bytes held (capacities, tables, maps) */
+    uint64_t pdq_flat_searches, pdq_mih_searches, face_searches; /* since index_new */
 } index_stats;
 
 /* Whole index (tenant = NULL) or one tenant (VG_ENOTFOUND if unknown). A consistent view per
