@@ -8,6 +8,7 @@
 
 #include "core/core.h"
 #include "nn/nn.h"
+#include "nn/nn_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -496,6 +497,96 @@ static void test_precision_names(void **state)
     assert_int_equal(nn_precision_check(NN_PREC_F32), 0);
 }
 
+/* ---- the oneDNN backend's own max pool kernel (nn_pool.c) ---- */
+
+static float frand(uint32_t *st);
+
+static float bf16_to_f32(uint16_t b)
+{
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Every element type, both tiers (portable and AVX-512BW where the CPU has it), odd channel
+ * counts around the 64-byte vector, windows clipped by SAME padding at the end, VALID and
+ * explicit padding at the start, overlapping windows, batch 2: the same values as
+ * nn_ref_maxpool (max is exact; only a tie of -0 and +0 may pick either). */
+static void test_maxpool_kernel(void **state)
+{
+    (void)state;
+    static const int chans[] = {1, 3, 16, 33, 64, 70};
+    static const struct {
+        int k, s, pt, pl, pb, pr;
+    } wins[] = {{2, 2, 0, 0, 1, 1},
+                {2, 1, 0, 0, 1, 1},
+                {3, 2, 0, 0, 0, 0},
+                {3, 2, 1, 1, 1, 1},
+                {2, 2, 0, 0, 0, 0}};
+    uint32_t seed = 5;
+    int tiers = nn_maxpool_avx512_ok() ? 2 : 1;
+    for (int el = NN_EL_F32; el <= NN_EL_U8; el++)
+        for (size_t ci = 0; ci < VG_ARRAY_LEN(chans); ci++)
+            for (size_t wi = 0; wi < VG_ARRAY_LEN(wins); wi++) {
+                nn_shape is = {2, 7, 9, chans[ci]};
+                int k = wins[wi].k, st = wins[wi].s;
+                nn_shape os = {2, nn_conv_out_size(is.h, k, st, wins[wi].pt, wins[wi].pb),
+                               nn_conv_out_size(is.w, k, st, wins[wi].pl, wins[wi].pr), is.c};
+                size_t ni = nn_shape_count(is), no = nn_shape_count(os);
+                size_t es = (size_t)nn_elem_size((nn_elem)el);
+                uint8_t *in = malloc(ni * es), *out = malloc(no * es);
+                uint8_t *tmp = malloc((size_t)is.w * is.c * es);
+                float *fin = malloc(ni * sizeof(float)), *want = malloc(no * sizeof(float));
+                for (size_t i = 0; i < ni; i++) {
+                    float r = frand(&seed);
+                    switch ((nn_elem)el) {
+                    case NN_EL_F32:
+                        memcpy(in + 4 * i, &r, 4);
+                        fin[i] = r;
+                        break;
+                    case NN_EL_BF16: { /* any sign, zeros of both signs included */
+                        uint16_t b = (uint16_t)(seed >> 9);
+                        if (i % 17 == 0)
+                            b = (uint16_t)(i % 2 ? 0x8000 : 0);
+                        b &= 0xFF7F; /* keep exponents finite */
+                        memcpy(in + 2 * i, &b, 2);
+                        fin[i] = bf16_to_f32(b);
+                        break;
+                    }
+                    case NN_EL_S8:
+                        ((int8_t *)in)[i] = (int8_t)(seed >> 17);
+                        fin[i] = ((int8_t *)in)[i];
+                        break;
+                    case NN_EL_U8:
+                        in[i] = (uint8_t)(seed >> 17);
+                        fin[i] = in[i];
+                        break;
+                    }
+                }
+                nn_ref_maxpool(fin, is, k, st, wins[wi].pt, wins[wi].pl, want, os);
+                for (int tier = 0; tier < tiers; tier++) {
+                    memset(out, 0x5a, no * es);
+                    nn_maxpool_nhwc((nn_elem)el, in, is, k, st, wins[wi].pt, wins[wi].pl, out, os,
+                                    tmp, tier);
+                    for (size_t i = 0; i < no; i++) {
+                        float got = el == NN_EL_F32    ? ((float *)out)[i]
+                                    : el == NN_EL_BF16 ? bf16_to_f32(((uint16_t *)out)[i])
+                                    : el == NN_EL_S8   ? (float)((int8_t *)out)[i]
+                                                       : (float)out[i];
+                        if (!(got == want[i]))
+                            fail_msg("type %d c %d window %zu tier %d: [%zu] %g != %g", el, is.c,
+                                     wi, tier, i, got, want[i]);
+                    }
+                }
+                free(in);
+                free(out);
+                free(tmp);
+                free(fin);
+                free(want);
+            }
+}
+
 /* ---- oneDNN backend against the reference, op by op ---- */
 
 static float frand(uint32_t *st)
@@ -671,6 +762,7 @@ int main(void)
         cmocka_unit_test(test_graph_sticky_error),
         cmocka_unit_test(test_calib_roundtrip),
         cmocka_unit_test(test_precision_names),
+        cmocka_unit_test(test_maxpool_kernel),
         cmocka_unit_test(test_dnnl_ops),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -86,6 +86,19 @@ int nn_dnnl_plan_run(nn_plan *p, const float *in, int n, float *const *outs);
 size_t nn_dnnl_plan_scratch_bytes(const nn_dnnl_plan *d);
 size_t nn_dnnl_plan_weight_bytes(const nn_dnnl_plan *d);
 
+/* ---- max pooling on NHWC buffers (nn_pool.c) ---- */
+typedef enum { NN_EL_F32 = 0, NN_EL_BF16, NN_EL_S8, NN_EL_U8 } nn_elem;
+int nn_elem_size(nn_elem t);
+/* 1 when the AVX-512BW tier may run (vg_cpu_features, so VIGIL_CPU_MASK can turn it off). */
+int nn_maxpool_avx512_ok(void);
+/* Max pool k x k, stride s, top/left padding pt/pl (padded positions ignored, as
+ * nn_ref_maxpool), of the dense NHWC tensor `in` (is, elements of type t) into `out` (os, the
+ * caller computed it with nn_conv_out_size). row_tmp: is.w * is.c elements of scratch. Buffers
+ * borrowed. Exact in every type; the AVX-512 tier (use_avx512, only if nn_maxpool_avx512_ok)
+ * gives the same values as the portable one. */
+void nn_maxpool_nhwc(nn_elem t, const void *in, nn_shape is, int k, int s, int pt, int pl,
+                     void *out, nn_shape os, void *row_tmp, int use_avx512);
+
 /* Quantisation scale of a tensor with max |value| amax: q = round(x * scale) fits the type. */
 float nn_int8_scale(float amax, int is_unsigned);
 
