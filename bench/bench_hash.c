@@ -2,7 +2,8 @@
  * bench_hash: PDQ decode + hash timings per size class, single thread, both pipelines, next to
  * libjpeg-turbo's own `tjbench FILE -scale 1/8` on the same file (the entropy-decoding floor).
  *
- *   bench_hash [--min-time S] [--min-side PX] [--tjbench PATH|none] [FILE...]
+ *   bench_hash [--min-time S] [--min-side PX] [--mode fast|compat|both] [--tjbench PATH|none]
+ *              [FILE...]
  *
  * Without files it runs bench/images/{S,M,L,HD}.jpg. For each file and mode it decodes and hashes
  * the in-memory bytes repeatedly (after a warm-up) for at least --min-time seconds (default 2)
@@ -122,6 +123,7 @@ int main(int argc, char **argv)
     double min_time_s = 2.0;
     uint32_t min_side = 0;
     const char *tjbench = "tjbench";
+    int first_mode = 0, last_mode = 1; /* 0 fast, 1 compat */
     const char *files[64];
     int nfiles = 0;
     for (int i = 1; i < argc; i++) {
@@ -129,11 +131,15 @@ int main(int argc, char **argv)
             min_time_s = atof(argv[++i]);
         else if (strcmp(argv[i], "--min-side") == 0 && i + 1 < argc)
             min_side = (uint32_t)atoi(argv[++i]);
-        else if (strcmp(argv[i], "--tjbench") == 0 && i + 1 < argc)
+        else if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc) {
+            const char *m = argv[++i];
+            first_mode = strcmp(m, "compat") == 0;
+            last_mode = strcmp(m, "fast") != 0;
+        } else if (strcmp(argv[i], "--tjbench") == 0 && i + 1 < argc)
             tjbench = argv[++i];
         else if (argv[i][0] == '-') {
             fprintf(stderr, "usage: bench_hash [--min-time S] [--min-side PX] "
-                            "[--tjbench PATH|none] [FILE...]\n");
+                            "[--mode fast|compat|both] [--tjbench PATH|none] [FILE...]\n");
             return 2;
         } else if (nfiles < 64)
             files[nfiles++] = argv[i];
@@ -166,7 +172,8 @@ int main(int argc, char **argv)
         timing t[2];
         char hex[2][PDQ_HEX_BYTES];
         int ok = 1;
-        for (int m = 0; m < 2; m++) {
+        memset(hex, 0, sizeof hex);
+        for (int m = first_mode; m <= last_mode; m++) {
             if (run_mode(ctx, buf, len, m ? PDQ_MODE_COMPAT : PDQ_MODE_FAST, min_side, min_time_s,
                          &t[m], hex[m]) != VG_OK) {
                 fprintf(stderr, "bench_hash: %s: %s\n", files[f], vg_err_msg());
@@ -179,7 +186,7 @@ int main(int argc, char **argv)
         if (!ok)
             continue;
         double tj = tjbench_ms(tjbench, files[f], min_time_s);
-        for (int m = 0; m < 2; m++) {
+        for (int m = first_mode; m <= last_mode; m++) {
             printf("| %s | %s | %ux%u | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |",
                    base_name(files[f]), m ? "compat" : "fast", t[m].hashed_w, t[m].hashed_h,
                    t[m].runs, t[m].decode_ms[0], t[m].decode_ms[1], t[m].hash_ms[0],
@@ -190,8 +197,8 @@ int main(int argc, char **argv)
                 printf(" n/a | n/a |\n");
         }
         pdq_hash hf, hc;
-        pdq_hash_from_hex(hex[0], &hf);
-        pdq_hash_from_hex(hex[1], &hc);
+        if (pdq_hash_from_hex(hex[0], &hf) != VG_OK || pdq_hash_from_hex(hex[1], &hc) != VG_OK)
+            continue; /* one mode only */
         fprintf(stderr, "%s: fast %s, compat %s, distance %d\n", base_name(files[f]), hex[0],
                 hex[1], pdq_distance(&hf, &hc));
     }

@@ -328,6 +328,30 @@ static void test_fast_min_side(void **state)
     assert_int_equal(r.hashed_w, 512);
 }
 
+/* The portable kernels give the same bits as the SIMD ones through both pipelines (grid
+ * sampling, filter, DCT), on a JPEG, a PNG and a WebP. */
+static void test_pipelines_same_on_every_tier(void **state)
+{
+    pdq_ctx *simd = *state, *portable = pdq_ctx_new();
+    assert_non_null(portable);
+    assert_int_equal(pdq_ctx_set_impl(portable, PDQ_IMPL_PORTABLE), VG_OK);
+    static const char *files[] = {"reg-test-input/dih/bridge-2-rotate-90.jpg",
+                                  "reg-test-input/pen-and-coaster.png",
+                                  "misc-images/modes/LAB.webp", "misc-images/small.jpg"};
+    for (size_t i = 0; i < VG_ARRAY_LEN(files); i++) {
+        for (int m = 0; m < 2; m++) {
+            pdq_image_result a, b;
+            const pdq_mode mode = m ? PDQ_MODE_COMPAT : PDQ_MODE_FAST;
+            assert_int_equal(hash_file(simd, files[i], mode, PDQ_WANT_DIHEDRAL, 0, &a), VG_OK);
+            assert_int_equal(hash_file(portable, files[i], mode, PDQ_WANT_DIHEDRAL, 0, &b), VG_OK);
+            assert_int_equal(a.r.quality, b.r.quality);
+            for (int x = 0; x < PDQ_NUM_XFORMS; x++)
+                assert_true(pdq_hash_equal(&a.r.dihedral[x], &b.r.dihedral[x]));
+        }
+    }
+    pdq_ctx_free(portable);
+}
+
 /* Decoder errors come through with their codes; the result is untouched. */
 static void test_errors(void **state)
 {
@@ -427,6 +451,7 @@ int main(void)
         cmocka_unit_test(test_bridge_mods_within_31_bits),
         cmocka_unit_test(test_quality_flag),
         cmocka_unit_test(test_fast_min_side),
+        cmocka_unit_test(test_pipelines_same_on_every_tier),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_mode_names),
         cmocka_unit_test(test_alloc_failures),

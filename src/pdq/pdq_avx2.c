@@ -21,10 +21,12 @@
 #define INLINE static inline __attribute__((always_inline))
 
 /* Vertical box filter of window win over nrows rows (row stride `stride` floats) for 8*nv
- * adjacent columns starting at in/out: the reference's box1DFloat run on every column at once,
- * one running sum per lane. */
+ * adjacent columns starting at in: the reference's box1DFloat run on every column at once, one
+ * running sum per lane. pick == NULL: output row o goes to out + o*stride. Otherwise only the
+ * rows listed in pick (npick, non-decreasing) are divided and stored, the p-th at
+ * out + p*out_stride. */
 INLINE TGT void vbox_block(const float *in, float *out, int nrows, ptrdiff_t stride, int win,
-                           int nv)
+                           int nv, const int *pick, int npick, ptrdiff_t out_stride)
 {
     const int half = (win + 2) / 2;
     const int lead = half - 1, grow_n = win - half + 1, full_n = nrows - win, shrink_n = half - 1;
@@ -32,44 +34,55 @@ INLINE TGT void vbox_block(const float *in, float *out, int nrows, ptrdiff_t str
     for (int v = 0; v < nv; v++)
         s[v] = _mm256_setzero_ps();
     const float *pr = in, *pl = in;
-    float *po = out;
-    int len = 0;
+    int len = 0, o = 0, p = 0;
+#define EMIT(d)                                                                                    \
+    do {                                                                                           \
+        if (!pick) {                                                                               \
+            for (int v = 0; v < nv; v++)                                                           \
+                _mm256_storeu_ps(out + (ptrdiff_t)o * stride + 8 * v, _mm256_div_ps(s[v], d));     \
+        } else {                                                                                   \
+            for (; p < npick && pick[p] == o; p++)                                                 \
+                for (int v = 0; v < nv; v++)                                                       \
+                    _mm256_storeu_ps(out + (ptrdiff_t)p * out_stride + 8 * v,                      \
+                                     _mm256_div_ps(s[v], d));                                      \
+        }                                                                                          \
+        o++;                                                                                       \
+    } while (0)
     for (int i = 0; i < lead; i++, pr += stride, len++)
         for (int v = 0; v < nv; v++)
             s[v] = _mm256_add_ps(s[v], _mm256_loadu_ps(pr + 8 * v));
-    for (int i = 0; i < grow_n; i++, pr += stride, po += stride) {
+    for (int i = 0; i < grow_n; i++, pr += stride) {
         len++;
         const __m256 d = _mm256_set1_ps((float)len);
-        for (int v = 0; v < nv; v++) {
+        for (int v = 0; v < nv; v++)
             s[v] = _mm256_add_ps(s[v], _mm256_loadu_ps(pr + 8 * v));
-            _mm256_storeu_ps(po + 8 * v, _mm256_div_ps(s[v], d));
-        }
+        EMIT(d);
     }
     const __m256 dfull = _mm256_set1_ps((float)len);
-    for (int i = 0; i < full_n; i++, pr += stride, pl += stride, po += stride) {
+    for (int i = 0; i < full_n; i++, pr += stride, pl += stride) {
         for (int v = 0; v < nv; v++) {
             s[v] = _mm256_add_ps(s[v], _mm256_loadu_ps(pr + 8 * v));
             s[v] = _mm256_sub_ps(s[v], _mm256_loadu_ps(pl + 8 * v));
-            _mm256_storeu_ps(po + 8 * v, _mm256_div_ps(s[v], dfull));
         }
+        EMIT(dfull);
     }
-    for (int i = 0; i < shrink_n; i++, pl += stride, po += stride) {
+    for (int i = 0; i < shrink_n; i++, pl += stride) {
         len--;
         const __m256 d = _mm256_set1_ps((float)len);
-        for (int v = 0; v < nv; v++) {
+        for (int v = 0; v < nv; v++)
             s[v] = _mm256_sub_ps(s[v], _mm256_loadu_ps(pl + 8 * v));
-            _mm256_storeu_ps(po + 8 * v, _mm256_div_ps(s[v], d));
-        }
+        EMIT(d);
     }
+#undef EMIT
 }
 
 TGT void pdq__cols_avx2(const float *in, float *out, int h, int w, int win)
 {
     int x = 0;
     for (; x + 32 <= w; x += 32)
-        vbox_block(in + x, out + x, h, w, win, 4);
+        vbox_block(in + x, out + x, h, w, win, 4, NULL, 0, 0);
     for (; x + 8 <= w; x += 8)
-        vbox_block(in + x, out + x, h, w, win, 1);
+        vbox_block(in + x, out + x, h, w, win, 1, NULL, 0, 0);
     for (; x < w; x++)
         pdq__box_line(in + x, out + x, h, w, win);
 }
@@ -144,11 +157,45 @@ TGT void pdq__rows_avx2(const float *in, float *out, int h, int w, int win, floa
     int y = 0;
     for (; y + PDQ__STRIP <= h; y += PDQ__STRIP) {
         strip_load(in + (size_t)y * (size_t)w, w, s);
-        vbox_block(s, o, w, PDQ__STRIP, win, PDQ__STRIP / 8);
+        vbox_block(s, o, w, PDQ__STRIP, win, PDQ__STRIP / 8, NULL, 0, 0);
         strip_store(o, w, out + (size_t)y * (size_t)w);
     }
     for (; y < h; y++)
         pdq__box_line(in + (size_t)y * (size_t)w, out + (size_t)y * (size_t)w, w, 1, win);
+}
+
+/* strip holds 16 * w + 16 * 64 floats. */
+TGT void pdq__rows_pick_avx2(const float *in, float *out, int h, int w, int win, const int *cols,
+                             float *strip)
+{
+    float *s = strip, *o = strip + (size_t)PDQ__STRIP * (size_t)w;
+    int y = 0;
+    for (; y + PDQ__STRIP <= h; y += PDQ__STRIP) {
+        strip_load(in + (size_t)y * (size_t)w, w, s);
+        vbox_block(s, o, w, PDQ__STRIP, win, PDQ__STRIP / 8, cols, PDQ__DS_N, PDQ__STRIP);
+        strip_store(o, PDQ__DS_N, out + (size_t)y * PDQ__DS_N);
+    }
+    for (; y < h; y++)
+        pdq__box_line_pick(in + (size_t)y * (size_t)w, w, 1, win, cols, PDQ__DS_N,
+                           out + (size_t)y * PDQ__DS_N, 1);
+}
+
+TGT void pdq__cols_pick_avx2(const float *in, float *a64, int h, int win, const int *rows)
+{
+    for (int x = 0; x < PDQ__DS_N; x += 32)
+        vbox_block(in + x, a64 + x, h, PDQ__DS_N, win, 4, rows, PDQ__DS_N, PDQ__DS_N);
+}
+
+TGT void pdq__lerp_rows_avx2(const float *top, const float *bot, float fy, float *out, int n)
+{
+    const __m256 f = _mm256_set1_ps(fy);
+    int x = 0;
+    for (; x + 8 <= n; x += 8) {
+        const __m256 t = _mm256_loadu_ps(top + x), b = _mm256_loadu_ps(bot + x);
+        _mm256_storeu_ps(out + x, _mm256_add_ps(t, _mm256_mul_ps(_mm256_sub_ps(b, t), f)));
+    }
+    for (; x < n; x++)
+        out[x] = top[x] + (bot[x] - top[x]) * fy;
 }
 
 /* T = D A, then B = T D^T; each output element summed over k = 0..63 in order from 0. */

@@ -73,7 +73,7 @@ size_t pdq_ctx_scratch_bytes(const pdq_ctx *ctx)
 {
     if (!ctx)
         return 0;
-    return 2 * ctx->plane_cap * sizeof(float) + 2 * ctx->strip_cap * sizeof(float) + ctx->bytes_cap;
+    return 2 * ctx->plane_cap * sizeof(float) + ctx->strip_cap * sizeof(float) + ctx->bytes_cap;
 }
 
 int pdq_ctx_set_impl(pdq_ctx *ctx, pdq_impl impl)
@@ -143,14 +143,12 @@ static int ensure_scratch(pdq_ctx *ctx, size_t npix, uint32_t w)
     if (rc != VG_OK)
         return rc;
     ctx->plane_cap = cap2 / 2;
+    /* A transposed input strip (16 x w) and an output strip (16 x w, or 16 x 64 picked). */
     void *s = ctx->strip;
-    size_t scap2 = ctx->strip_cap * 2;
-    rc = grow(&s, &scap2, (size_t)2 * PDQ__STRIP * w, sizeof(float));
+    const size_t out_w = w > PDQ__DS_N ? w : PDQ__DS_N;
+    rc = grow(&s, &ctx->strip_cap, (size_t)PDQ__STRIP * (w + out_w), sizeof(float));
     ctx->strip = s;
-    if (rc != VG_OK)
-        return rc;
-    ctx->strip_cap = scap2 / 2;
-    return VG_OK;
+    return rc;
 }
 
 /* ---- step 1: luma --------------------------------------------------------------------- */
@@ -181,36 +179,61 @@ static void rgb_to_f32(const uint8_t *px, int w, int h, size_t stride, float *ou
 
 /* The reference's box1DFloat. A window of win samples centred on the output (half = (win+2)/2
  * samples ahead), shrinking at both ends; the sum is a running float sum (add the entering
- * sample, subtract the leaving one) divided by the current window length. */
-void pdq__box_line(const float *in, float *out, int n, ptrdiff_t stride, int win)
+ * sample, subtract the leaving one) divided by the current window length.
+ * With pick == NULL every output o goes to out[o * stride]. Otherwise only outputs listed in
+ * pick (npick indices, non-decreasing) are divided and stored, the p-th to out[p * out_stride];
+ * the running sum still visits every sample, so each stored value has the same bits. */
+static void box_line_impl(const float *in, float *out, int n, ptrdiff_t stride, int win,
+                          const int *pick, int npick, ptrdiff_t out_stride)
 {
     const int half = (win + 2) / 2;
     const int lead = half - 1;         /* samples summed before the first output */
     const int grow_n = win - half + 1; /* outputs while the window is still growing */
     const int full_n = n - win;        /* outputs with the full window */
     const int shrink_n = half - 1;     /* outputs while the window shrinks at the end */
-    ptrdiff_t r = 0, l = 0, o = 0;
+    ptrdiff_t r = 0, l = 0;
     float sum = 0.0f;
-    int len = 0;
+    int len = 0, o = 0, p = 0;
+#define EMIT()                                                                                     \
+    do {                                                                                           \
+        if (!pick)                                                                                 \
+            out[(ptrdiff_t)o * stride] = sum / (float)len;                                         \
+        else                                                                                       \
+            for (; p < npick && pick[p] == o; p++)                                                 \
+                out[(ptrdiff_t)p * out_stride] = sum / (float)len;                                 \
+        o++;                                                                                       \
+    } while (0)
     for (int i = 0; i < lead; i++, r += stride) {
         sum += in[r];
         len++;
     }
-    for (int i = 0; i < grow_n; i++, r += stride, o += stride) {
+    for (int i = 0; i < grow_n; i++, r += stride) {
         sum += in[r];
         len++;
-        out[o] = sum / (float)len;
+        EMIT();
     }
-    for (int i = 0; i < full_n; i++, r += stride, l += stride, o += stride) {
+    for (int i = 0; i < full_n; i++, r += stride, l += stride) {
         sum += in[r];
         sum -= in[l];
-        out[o] = sum / (float)len;
+        EMIT();
     }
-    for (int i = 0; i < shrink_n; i++, l += stride, o += stride) {
+    for (int i = 0; i < shrink_n; i++, l += stride) {
         sum -= in[l];
         len--;
-        out[o] = sum / (float)len;
+        EMIT();
     }
+#undef EMIT
+}
+
+void pdq__box_line(const float *in, float *out, int n, ptrdiff_t stride, int win)
+{
+    box_line_impl(in, out, n, stride, win, NULL, 0, 0);
+}
+
+void pdq__box_line_pick(const float *in, int n, ptrdiff_t stride, int win, const int *pick,
+                        int npick, float *out, ptrdiff_t out_stride)
+{
+    box_line_impl(in, out, n, stride, win, pick, npick, out_stride);
 }
 
 static void rows_portable(const float *in, float *out, int h, int w, int win)
@@ -225,21 +248,29 @@ static void cols_portable(const float *in, float *out, int h, int w, int win)
         pdq__box_line(in + x, out + x, h, w, win);
 }
 
+/* The second row pass, kept only at the 64 columns the decimation reads: out is h x 64. */
+static void rows_pick_portable(const float *in, float *out, int h, int w, int win, const int *cols)
+{
+    for (int y = 0; y < h; y++)
+        pdq__box_line_pick(in + (size_t)y * (size_t)w, w, 1, win, cols, PDQ__DS_N,
+                           out + (size_t)y * PDQ__DS_N, 1);
+}
+
+/* The second column pass on those 64 columns, kept only at the 64 decimation rows: a64. */
+static void cols_pick_portable(const float *in, float *a64, int h, int win, const int *rows)
+{
+    for (int x = 0; x < PDQ__DS_N; x++)
+        pdq__box_line_pick(in + x, h, PDQ__DS_N, win, rows, PDQ__DS_N, a64 + x, PDQ__DS_N);
+}
+
 /* ---- step 3: decimation to 64x64 ------------------------------------------------------ */
 
 /* Reference decimateFloat: the sample at each cell centre, index (int)((i + 0.5) * n / 64)
- * computed in double. */
-static void decimate(const float *in, int h, int w, float *a64)
+ * computed in double. Only these samples of the last two passes are ever computed. */
+static void decimation_indices(int n, int *idx)
 {
-    int cols[PDQ__DS_N];
-    for (int j = 0; j < PDQ__DS_N; j++)
-        cols[j] = (int)(((j + 0.5) * w) / PDQ__DS_N);
-    for (int i = 0; i < PDQ__DS_N; i++) {
-        int y = (int)(((i + 0.5) * h) / PDQ__DS_N);
-        const float *row = in + (size_t)y * (size_t)w;
-        for (int j = 0; j < PDQ__DS_N; j++)
-            a64[i * PDQ__DS_N + j] = row[cols[j]];
-    }
+    for (int i = 0; i < PDQ__DS_N; i++)
+        idx[i] = (int)(((i + 0.5) * n) / PDQ__DS_N);
 }
 
 /* ---- step 4: quality ------------------------------------------------------------------ */
@@ -425,7 +456,8 @@ static int hash_pixels(pdq_ctx *ctx, src_kind kind, const void *px, uint32_t w, 
         return VG_OK;
     }
     const int W = (int)w, H = (int)h;
-    const size_t npix = (size_t)w * h;
+    /* The planes also hold the h x 64 result of the third pass, so at least 64 wide. */
+    const size_t npix = (size_t)(w > PDQ__DS_N ? w : PDQ__DS_N) * h;
     int rc = ensure_scratch(ctx, npix, w);
     if (rc != VG_OK)
         return rc;
@@ -458,23 +490,26 @@ static int hash_pixels(pdq_ctx *ctx, src_kind kind, const void *px, uint32_t w, 
     if (W == PDQ__DS_N && H == PDQ__DS_N && !(flags & PDQ_WANT_DIHEDRAL)) {
         memcpy(a64, luma, sizeof a64);
     } else {
+        /* rows, columns, rows, columns; the last two only where decimation samples. */
         const int win_rows = pdq__window(W), win_cols = pdq__window(H);
+        int pick_cols[PDQ__DS_N], pick_rows[PDQ__DS_N];
+        decimation_indices(W, pick_cols);
+        decimation_indices(H, pick_rows);
 #ifdef PDQ__HAVE_AVX2
         if (avx2) {
             float *strip = ctx->strip;
             pdq__rows_avx2(luma, p1, H, W, win_rows, strip);
             pdq__cols_avx2(p1, p0, H, W, win_cols);
-            pdq__rows_avx2(p0, p1, H, W, win_rows, strip);
-            pdq__cols_avx2(p1, p0, H, W, win_cols);
+            pdq__rows_pick_avx2(p0, p1, H, W, win_rows, pick_cols, strip);
+            pdq__cols_pick_avx2(p1, a64, H, win_cols, pick_rows);
         } else
 #endif
         {
             rows_portable(luma, p1, H, W, win_rows);
             cols_portable(p1, p0, H, W, win_cols);
-            rows_portable(p0, p1, H, W, win_rows);
-            cols_portable(p1, p0, H, W, win_cols);
+            rows_pick_portable(p0, p1, H, W, win_rows, pick_cols);
+            cols_pick_portable(p1, a64, H, win_cols, pick_rows);
         }
-        decimate(p0, H, W, a64);
     }
 
     pdq_result r;

@@ -119,7 +119,7 @@ done:
  * reference's is what keeps the fast hash close to it; the sample values differ only by the
  * k x k averaging the scaled IDCT does. */
 static void axis_taps(uint32_t full, uint32_t scaled, uint32_t k, uint32_t grid, uint32_t *i0,
-                      float *frac)
+                      uint32_t *i1, float *frac)
 {
     for (uint32_t x = 0; x < grid; x++) {
         uint64_t src = (uint64_t)x * full / grid; /* floor, exact in integers */
@@ -129,35 +129,63 @@ static void axis_taps(uint32_t full, uint32_t scaled, uint32_t k, uint32_t grid,
         if (u > (double)(scaled - 1))
             u = (double)(scaled - 1);
         uint32_t j = (uint32_t)u;
-        if (j >= scaled - 1) {
-            j = scaled - 1;
-            frac[x] = 0.0f;
-        } else {
-            frac[x] = (float)(u - j);
-        }
         i0[x] = j;
+        i1[x] = j + 1 < scaled ? j + 1 : j; /* the last pixel's right tap has weight 0 */
+        frac[x] = (float)(u - j);
     }
 }
 
-/* Samples gray (w x h, tightly packed) at the grid given by the taps into out (gw x gh floats).
- * The second tap of the last pixel is clamped to the last pixel (its weight is then 0). */
-static void sample_grid(const uint8_t *gray, uint32_t w, uint32_t h, const uint32_t *xi,
-                        const float *xf, uint32_t gw, const uint32_t *yi, const float *yf,
-                        uint32_t gh, float *out)
+/* One source row interpolated along x at the grid's columns. */
+static void lerp_row(const uint8_t *row, const uint32_t *x0, const uint32_t *x1, const float *fx,
+                     uint32_t gw, float *out)
 {
-    for (uint32_t y = 0; y < gh; y++) {
-        const uint8_t *r0 = gray + (size_t)yi[y] * w;
-        const uint8_t *r1 = yi[y] + 1 < h ? r0 + w : r0;
-        const float fy = yf[y];
-        float *o = out + (size_t)y * gw;
-        for (uint32_t x = 0; x < gw; x++) {
-            const uint32_t a = xi[x], b = a + 1 < w ? a + 1 : a;
-            const float fx = xf[x];
-            const float top = (float)r0[a] + ((float)r0[b] - (float)r0[a]) * fx;
-            const float bot = (float)r1[a] + ((float)r1[b] - (float)r1[a]) * fx;
-            o[x] = top + (bot - top) * fy;
-        }
+    for (uint32_t x = 0; x < gw; x++) {
+        const float a = (float)row[x0[x]], b = (float)row[x1[x]];
+        out[x] = a + (b - a) * fx[x];
     }
+}
+
+/* Samples gray (w x h, tightly packed) at the grid given by the taps into out (gw x gh floats):
+ * rows are interpolated along x once each (two row buffers, reused while the grid's rows walk
+ * down the image), then blended along y. */
+static void sample_grid(pdq_impl impl, const uint8_t *gray, uint32_t w, const uint32_t *x0,
+                        const uint32_t *x1, const float *fx, uint32_t gw, const uint32_t *y0,
+                        const uint32_t *y1, const float *fy, uint32_t gh, float *rowbuf, float *out)
+{
+    float *top = rowbuf, *bot = rowbuf + gw;
+    int64_t have_top = -1, have_bot = -1; /* source rows now in top / bot */
+    for (uint32_t y = 0; y < gh; y++) {
+        if (have_top != y0[y]) {
+            if (have_bot == y0[y]) { /* moved down one row: the old bottom is the new top */
+                float *t = top;
+                top = bot;
+                bot = t;
+                have_top = have_bot;
+                have_bot = -1;
+            } else {
+                lerp_row(gray + (size_t)y0[y] * w, x0, x1, fx, gw, top);
+                have_top = y0[y];
+            }
+        }
+        if (have_bot != y1[y]) {
+            if (y1[y] == y0[y]) {
+                memcpy(bot, top, gw * sizeof *bot);
+            } else {
+                lerp_row(gray + (size_t)y1[y] * w, x0, x1, fx, gw, bot);
+            }
+            have_bot = y1[y];
+        }
+        float *o = out + (size_t)y * gw;
+#ifdef PDQ__HAVE_AVX2
+        if (impl == PDQ_IMPL_AVX2) {
+            pdq__lerp_rows_avx2(top, bot, fy[y], o, (int)gw);
+            continue;
+        }
+#endif
+        for (uint32_t x = 0; x < gw; x++)
+            o[x] = top[x] + (bot[x] - top[x]) * fy[y];
+    }
+    (void)impl;
 }
 
 static int hash_fast(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
@@ -195,19 +223,20 @@ static int hash_fast(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_ima
         t1 = vg_now_ns();
         rc = pdq_hash_gray8(ctx, im.px, im.w, im.h, im.w, opts->flags, &res->r);
     } else {
-        /* grid floats, then the per-axis taps */
-        const size_t grid_bytes = (size_t)gw * gh * sizeof(float);
-        const size_t tap_bytes = ((size_t)gw + gh) * (sizeof(uint32_t) + sizeof(float));
+        /* grid floats, two interpolated rows, then the per-axis taps (all 4-byte items) */
+        const size_t grid_n = (size_t)gw * gh, row_n = 2 * (size_t)gw,
+                     taps_n = 3 * ((size_t)gw + gh);
         uint8_t *scratch;
-        rc = pdq__ctx_bytes(ctx, grid_bytes + tap_bytes, &scratch);
+        rc = pdq__ctx_bytes(ctx, (grid_n + row_n + taps_n) * 4, &scratch);
         if (rc != VG_OK)
             goto done;
-        float *grid = (float *)(void *)scratch;
-        uint32_t *xi = (uint32_t *)(void *)(scratch + grid_bytes), *yi = xi + gw;
-        float *xf = (float *)(void *)(yi + gh), *yf = xf + gw;
-        axis_taps(W, im.w, k, gw, xi, xf);
-        axis_taps(H, im.h, k, gh, yi, yf);
-        sample_grid(im.px, im.w, im.h, xi, xf, gw, yi, yf, gh, grid);
+        float *grid = (float *)(void *)scratch, *rowbuf = grid + grid_n;
+        uint32_t *x0 = (uint32_t *)(void *)(rowbuf + row_n), *x1 = x0 + gw, *y0 = x1 + gw,
+                 *y1 = y0 + gh;
+        float *fx = (float *)(void *)(y1 + gh), *fy = fx + gw;
+        axis_taps(W, im.w, k, gw, x0, x1, fx);
+        axis_taps(H, im.h, k, gh, y0, y1, fy);
+        sample_grid(pdq_ctx_impl(ctx), im.px, im.w, x0, x1, fx, gw, y0, y1, fy, gh, rowbuf, grid);
         t1 = vg_now_ns();
         rc = pdq__hash_f32_trusted(ctx, grid, gw, gh, opts->flags, &res->r);
     }

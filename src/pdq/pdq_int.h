@@ -20,9 +20,9 @@
 struct pdq_ctx {
     float *planes;    /* two planes of plane_cap floats each, 64-byte aligned */
     size_t plane_cap; /* floats per plane */
-    float *strip;     /* two transposed strips of strip_cap floats each (AVX2 row pass) */
-    size_t strip_cap;
-    uint8_t *bytes; /* byte scratch for the image pipelines (resized / reduced pixels) */
+    float *strip; /* transposed strips for the AVX2 row passes: 16 x w in, 16 x max(w, 64) out */
+    size_t strip_cap; /* floats */
+    uint8_t *bytes;   /* byte scratch for the image pipelines (resized / reduced pixels) */
     size_t bytes_cap;
     pdq_impl impl;
     /* D[i][k] = sqrt(2/64) cos(pi/128 (i+1)(2k+1)), rounded to float like the reference. */
@@ -39,6 +39,10 @@ static inline int pdq__window(int n)
 /* One 1-D box filter of window win along n elements spaced by stride (in floats): the
  * reference's running sum with shrunken windows at both ends. in and out do not alias. */
 void pdq__box_line(const float *in, float *out, int n, ptrdiff_t stride, int win);
+/* The same filter computing only the outputs listed in pick (npick indices, non-decreasing):
+ * the p-th goes to out[p * out_stride], with the bits pdq__box_line would give it. */
+void pdq__box_line_pick(const float *in, int n, ptrdiff_t stride, int win, const int *pick,
+                        int npick, float *out, ptrdiff_t out_stride);
 
 /* pdq_hash_luma without the per-value range check, for luma this module computed itself. */
 int pdq__hash_f32_trusted(pdq_ctx *ctx, const float *luma, uint32_t w, uint32_t h, unsigned flags,
@@ -52,6 +56,13 @@ int pdq__ctx_bytes(pdq_ctx *ctx, size_t need, uint8_t **out);
 /* AVX2 kernels (pdq_avx2.c); same contracts and bits as the portable ones in pdq_core.c. */
 void pdq__rows_avx2(const float *in, float *out, int h, int w, int win, float *strip);
 void pdq__cols_avx2(const float *in, float *out, int h, int w, int win);
+/* Third pass kept at the 64 decimation columns (out h x 64) and fourth pass on those, kept at
+ * the 64 decimation rows (a64). */
+void pdq__rows_pick_avx2(const float *in, float *out, int h, int w, int win, const int *cols,
+                         float *strip);
+void pdq__cols_pick_avx2(const float *in, float *a64, int h, int win, const int *rows);
+/* Grid sampling helper of the fast pipeline: out[x] = top[x] + (bot[x] - top[x]) * fy. */
+void pdq__lerp_rows_avx2(const float *top, const float *bot, float fy, float *out, int n);
 void pdq__dct_avx2(const float *dct, const float *dct_t, const float *a64, float *b16);
 void pdq__gray_to_f32_avx2(const uint8_t *px, int w, int h, size_t stride, float *out);
 #endif
