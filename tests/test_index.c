@@ -388,6 +388,62 @@ static void test_pdq_max_results(void **state)
     index_free(ix);
 }
 
+/* index_set_sha256 (exact-copy detection): flagged only for the reference with the same bytes,
+ * set once, kept through compaction, gone with the reference. */
+static void test_sha256_exact(void **state)
+{
+    (void)state;
+    index_db *ix;
+    assert_int_equal(index_new(NULL, &ix), VG_OK);
+    uint64_t seed = 31;
+    uint8_t h[32], near[32], sha_a[32], sha_b[32];
+    rand_hash(&seed, h);
+    flip_bits(&seed, h, 3, near);
+    memset(sha_a, 0xaa, sizeof sha_a);
+    memset(sha_b, 0xbb, sizeof sha_b);
+    assert_int_equal(index_pdq_add(ix, "t", "p", "copy", h, 90), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", "edit", near, 90), VG_OK);
+    assert_int_equal(index_set_sha256(ix, "t", "copy", sha_a), VG_OK);
+    assert_int_equal(index_set_sha256(ix, "t", "copy", sha_a), VG_OK); /* same value: fine */
+    assert_int_equal(index_set_sha256(ix, "t", "copy", sha_b), VG_ECONFLICT);
+    assert_int_equal(index_set_sha256(ix, "t", "nope", sha_a), VG_ENOTFOUND);
+    assert_int_equal(index_set_sha256(ix, "u", "copy", sha_a), VG_ENOTFOUND);
+    assert_int_equal(index_set_sha256(ix, "t", "copy", NULL), VG_EINVAL);
+    assert_int_equal(index_set_sha256(ix, "t", "edit", sha_b), VG_OK);
+
+    for (int round = 0; round < 2; round++) {
+        index_pdq_query q = index_pdq_query_defaults();
+        q.variants = (const uint8_t(*)[32])h;
+        q.n_variants = 1;
+        q.sha256 = sha_a;
+        index_pdq_result r;
+        assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
+        assert_int_equal(r.n, 2);
+        assert_string_equal(r.matches[0].reference_id, "copy");
+        assert_int_equal(r.matches[0].exact, 1);
+        assert_string_equal(r.matches[1].reference_id, "edit");
+        assert_int_equal(r.matches[1].exact, 0);
+        index_pdq_result_free(&r);
+        q.sha256 = NULL; /* no query hash: nothing is exact */
+        assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
+        assert_int_equal(r.n, 2);
+        assert_int_equal(r.matches[0].exact, 0);
+        index_pdq_result_free(&r);
+        /* Force a compaction (renumbers references) and check again. */
+        for (int i = 0; i < 10; i++) {
+            char ref[32];
+            snprintf(ref, sizeof ref, "x%d", i);
+            uint8_t x[32];
+            rand_hash(&seed, x);
+            assert_int_equal(index_pdq_add(ix, "t", "p", ref, x, 90), VG_OK);
+            assert_int_equal(index_remove_reference(ix, "t", ref), VG_OK);
+        }
+    }
+    assert_int_equal(index_remove_reference(ix, "t", "copy"), VG_OK);
+    assert_int_equal(index_set_sha256(ix, "t", "copy", sha_a), VG_ENOTFOUND);
+    index_free(ix);
+}
+
 /* ---- the PDQ regression haystack/needles ---------------------------------------------------- */
 
 static size_t load_hashes(const char *name, uint8_t (**out)[32])
@@ -1090,6 +1146,7 @@ int main(void)
         cmocka_unit_test(test_pdq_bruteforce_all_paths),
         cmocka_unit_test(test_pdq_dihedral_reporting),
         cmocka_unit_test(test_pdq_max_results),
+        cmocka_unit_test(test_sha256_exact),
         cmocka_unit_test(test_haystack_needles),
         cmocka_unit_test(test_tenants_profiles_deletes),
         cmocka_unit_test(test_mih_auto_switch),
