@@ -38,7 +38,8 @@ trap 'rm -rf "$tmp"' EXIT
   echo "\`$bench_bin --min-time ${MIN_TIME:-2}\`: each file is decoded and hashed from memory"
   echo "repeatedly; decode includes the resize/sampling to the hashed grid. tjbench is"
   echo "\`tjbench FILE -scale 1/8\` (libjpeg-turbo's own decoder to BGR at 1/8 scale, one frame),"
-  echo "run right after ours; ratio = our median total / tjbench's frame time."
+  echo "run right after ours; ratio = our median total / tjbench's frame time (both wall clock)."
+  echo "CPU = median CPU time of our thread per decode + hash, less sensitive to other load."
   echo
   "$bench_bin" --min-time "${MIN_TIME:-2}" 2>"$tmp/hashes.txt"
   echo
