@@ -760,6 +760,50 @@ static void test_facade_tiers_fill(void **state)
     free(dir);
 }
 
+/* L2 writes on the background writer: the put returns before the file exists; cache_flush (or
+ * close) waits for it. */
+static void test_facade_async_l2(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    cache_config cfg;
+    cache_config_init(&cfg);
+    assert_true(cfg.l2_async_put);
+    cfg.l2_dir = dir;
+    cache *c;
+    assert_int_equal(cache_open(&cfg, &c), VG_OK);
+    enum { N = 200 };
+    uint8_t buf[1000];
+    for (uint32_t i = 0; i < N; i++) {
+        fill_value(buf, sizeof buf, i);
+        cache_key k = key_n(900 + i);
+        assert_int_equal(cache_put(c, &k, buf, sizeof buf), VG_OK);
+    }
+    cache_flush(c);
+    cache_stats st;
+    cache_stats_get(c, &st);
+    assert_int_equal(st.async_pending, 0);
+    assert_int_equal(st.tier[CACHE_TIER_L2].puts + st.tier[CACHE_TIER_L2].dropped, N);
+    assert_int_equal(st.tier[CACHE_TIER_L2].dropped, 0); /* the queue (1024) was never full */
+    assert_int_equal(st.tier[CACHE_TIER_L2].entries, N);
+    cache_close(c);
+    /* Every entry reached the disk. */
+    cfg.l1_max_entries = 0;
+    assert_int_equal(cache_open(&cfg, &c), VG_OK);
+    for (uint32_t i = 0; i < N; i++) {
+        cache_key k = key_n(900 + i);
+        cache_val *v;
+        assert_int_equal(cache_get(c, &k, &v, NULL), VG_OK);
+        assert_true(val_is(v, i, sizeof buf));
+        cache_val_unref(v);
+    }
+    cache_close(c);
+    cfg.async_queue = 0;
+    assert_int_equal(cache_open(&cfg, &c), VG_EINVAL);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_latency_quantile(void **state)
 {
     (void)state;
@@ -787,6 +831,7 @@ static void test_alloc_failures(void **state)
     cache_config cfg;
     cache_config_init(&cfg);
     cfg.l2_dir = dir;
+    cfg.l2_async_put = 0; /* fault injection counts allocations: keep them on this thread */
     cfg.l1_max_entries = 50;
     cache_key k = key_n(800);
     uint8_t buf[256];
@@ -842,6 +887,7 @@ int main(void)
         cmocka_unit_test(test_l2_corruption_detected),
         cmocka_unit_test(test_l2_bad_directory),
         cmocka_unit_test(test_facade_tiers_fill),
+        cmocka_unit_test(test_facade_async_l2),
         cmocka_unit_test(test_latency_quantile),
         cmocka_unit_test(test_alloc_failures),
     };

@@ -330,6 +330,27 @@ static void test_hung_redis_times_out(void **state)
     cache_stats_get(c, &st);
     assert_int_equal(st.tier[CACHE_TIER_L3].skipped, 200);
     cache_close(c);
+
+    /* Async puts against the hung Redis: the writer is stuck in its timeouts, yet puts return at
+     * once; what does not fit the writer's queue is dropped and counted. */
+    cfg.l3_async_put = 1;
+    cfg.async_queue = 2;
+    cfg.l3_breaker_failures = 1000;
+    cfg.l3_command_timeout_ms = 200;
+    assert_int_equal(cache_open(&cfg, &c), VG_OK);
+    uint64_t put_worst = 0;
+    for (uint32_t i = 0; i < 10; i++) {
+        cache_key kk = key_n(50 + i);
+        uint64_t p0 = vg_now_ns();
+        assert_int_equal(cache_put(c, &kk, "v", 1), VG_OK);
+        uint64_t dt = vg_now_ns() - p0;
+        put_worst = dt > put_worst ? dt : put_worst;
+    }
+    assert_true(put_worst < 100 * 1000000ull); /* never the 200 ms command timeout */
+    cache_stats_get(c, &st);
+    assert_true(st.tier[CACHE_TIER_L3].dropped >= 5); /* 1 in the writer, 2 queued, rest dropped */
+    assert_true(st.async_pending >= 1);
+    cache_close(c); /* drains: the queued writes time out one by one */
     close(s);
 }
 

@@ -6,8 +6,8 @@
  *
  *   get:  L1 (memory, sharded LRU) -> L2 (disk, LRU by bytes) -> L3 (Redis, TTL)
  *         a hit fills the tiers above it;
- *   put:  L1 and L2 synchronously, L3 on a background writer (configurable) so a slow or dead
- *         Redis never sits on the request path.
+ *   put:  L1 synchronously; L2 and L3 on one background writer thread (each configurable), so
+ *         neither a busy disk nor a slow or dead Redis sits on the request path.
  *
  * A cache never fails a request: tier errors (disk full, corrupt entry, Redis down) are counted
  * in the stats and turn into misses. Corrupt or torn entries (L2 files, L3 values) carry a
@@ -79,7 +79,8 @@ void cache_val_unref(cache_val *v);
 #define CACHE_DEFAULT_L3_BREAKER_FAILURES 5
 #define CACHE_DEFAULT_L3_BREAKER_BACKOFF_MS 1000
 #define CACHE_DEFAULT_L3_BREAKER_BACKOFF_MAX_MS 30000
-#define CACHE_DEFAULT_L3_ASYNC_QUEUE 1024
+#define CACHE_DEFAULT_ASYNC_QUEUE 1024
+#define CACHE_MAX_ASYNC_QUEUE 65536
 #define CACHE_DEFAULT_L3_PREFIX "vigil:fc:1:"
 
 typedef struct cache_config {
@@ -90,6 +91,7 @@ typedef struct cache_config {
     /* L2: NULL disables it. Borrowed during cache_open only. Created (0700) if absent. */
     const char *l2_dir;
     uint64_t l2_max_bytes; /* sum of entry file sizes */
+    int l2_async_put;      /* 1: L2 writes go through the background writer */
     /* L3: NULL or "" disables it. redis://[[user]:password@]host[:port][/db]. Borrowed during
      * cache_open only. */
     const char *l3_url;
@@ -101,11 +103,14 @@ typedef struct cache_config {
     unsigned l3_breaker_failures;   /* consecutive failures that open the breaker */
     uint32_t l3_breaker_backoff_ms; /* first open period; doubles after each failed probe */
     uint32_t l3_breaker_backoff_max_ms;
-    int l3_async_put;        /* 1: puts go through a background writer thread */
-    unsigned l3_async_queue; /* pending async puts; beyond it puts are dropped, counted */
+    int l3_async_put; /* 1: L3 writes go through the background writer */
+    /* Background writer: puts waiting for it (the L2 and L3 writes of one value count once);
+     * beyond it a put's async writes are dropped and counted (a cache may forget). */
+    unsigned async_queue;
 } cache_config;
 
-/* Fills every field with the defaults above; L2 and L3 disabled (NULL dir / url). */
+/* Fills every field with the defaults above (async L2 and L3 writes); L2 and L3 disabled
+ * (NULL dir / url). */
 void cache_config_init(cache_config *cfg);
 
 /* ---- statistics ----------------------------------------------------------------------------- */
@@ -132,7 +137,7 @@ typedef struct cache_tier_stats {
     uint64_t evictions;             /* entries removed to respect the bounds */
     uint64_t rejected;              /* values larger than the tier can hold */
     uint64_t skipped;               /* L3: calls not made because the breaker was open */
-    uint64_t dropped;               /* L3: async puts dropped because the writer queue was full */
+    uint64_t dropped;               /* async writes dropped because the writer queue was full */
     uint64_t entries, bytes;        /* current contents (L3: unknown, 0) */
     uint64_t lat_count, lat_sum_ns; /* every lookup that reached this tier, hit or miss */
     uint64_t lat_buckets[CACHE_LAT_BUCKETS];
@@ -150,7 +155,7 @@ typedef struct cache_stats {
     cache_breaker_state l3_breaker;
     uint64_t l3_breaker_opens; /* times the breaker opened */
     uint64_t l3_reconnects;    /* successful (re)connections */
-    uint64_t l3_async_pending; /* puts waiting for the writer */
+    uint64_t async_pending;    /* puts waiting for the background writer */
     unsigned l1_shards;
 } cache_stats;
 
@@ -167,24 +172,28 @@ typedef struct cache cache;
  * Redis to be up: an unreachable Redis is a miss until it comes back. Errors: VG_EINVAL (bad
  * bounds, bad URL), VG_EIO (directory unusable), VG_ENOMEM. */
 int cache_open(const cache_config *cfg, cache **out);
-/* Stops the L3 writer after it drained its queue (each pending put bounded by the command
- * timeout or skipped by the breaker), frees everything. NULL is a no-op. No other call may run
+/* Stops the background writer after it drained its queue (each pending L3 write bounded by the
+ * timeouts or skipped by the breaker), frees everything. NULL is a no-op. No other call may run
  * concurrently. */
 void cache_close(cache *c);
+/* Blocks until the background writer has nothing pending (tests, benchmarks, orderly stops). */
+void cache_flush(cache *c);
 
 /* Looks key (borrowed) up, L1 then L2 then L3; a hit fills the tiers above it. Returns 0 and a
  * new reference in *out (release with cache_val_unref), with the tier that answered in *tier
  * (may be NULL); VG_ENOTFOUND on a miss (*tier = CACHE_TIER_MISS). Tier failures are misses. */
 int cache_get(cache *c, const cache_key *key, cache_val **out, cache_tier *tier);
 
-/* Stores a copy of data (borrowed) in every tier. Returns 0 even when a tier failed (counted in
- * its stats): a cache failure must not fail the request. Errors: VG_EINVAL, VG_ETOOBIG,
+/* Stores a copy of data (borrowed) in every tier: L1 before returning, L2 and L3 before returning
+ * or on the background writer, per the configuration. Returns 0 even when a tier failed (counted
+ * in its stats): a cache failure must not fail the request. Errors: VG_EINVAL, VG_ETOOBIG,
  * VG_ENOMEM (nothing stored). */
 int cache_put(cache *c, const cache_key *key, const void *data, size_t len);
 /* Same with a value the caller already holds (v borrowed; tiers take their own references). */
 int cache_put_val(cache *c, const cache_key *key, cache_val *v);
 
-/* Removes key from every tier (best effort, L3 synchronous). */
+/* Removes key from every tier (best effort, synchronous; a write of key still queued for the
+ * background writer may land afterwards). */
 void cache_remove(cache *c, const cache_key *key);
 
 /* Snapshot of the counters (each read atomically; the set is not one consistent instant). */

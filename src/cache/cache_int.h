@@ -158,15 +158,15 @@ int cache_l3_open(const cache_config *cfg, cache_l3 **out);
 void cache_l3_close(cache_l3 *l3);
 /* 0 and a new value (owned) in *out, or VG_ENOTFOUND (absent, error, skipped by the breaker). */
 int cache_l3_get(cache_l3 *l3, const cache_key *key, cache_val **out);
-/* Async (queued, v referenced) or sync per the configuration. Returns 0 when queued or stored,
- * VG_EUNAVAIL (breaker open or Redis failed), VG_EBUSY (queue full). */
+/* SET with the TTL, synchronously (v borrowed). 0, or VG_EUNAVAIL (breaker open, Redis failed or
+ * refused). */
 int cache_l3_put(cache_l3 *l3, const cache_key *key, cache_val *v);
+/* 0 while the breaker is open and its back-off has not passed (a call would be skipped). */
+int cache_l3_available(cache_l3 *l3);
 void cache_l3_remove(cache_l3 *l3, const cache_key *key);
-/* Blocks until the async writer has nothing pending (tests and benchmarks). */
-void cache_l3_flush(cache_l3 *l3);
 cache_breaker_state cache_l3_breaker(cache_l3 *l3);
 cache_ctr *cache_l3_ctr(cache_l3 *l3);
-/* Counters into *t; breaker state, opens, reconnects and pending puts into *s. */
+/* Counters into *t; breaker state, opens and reconnects into *s. */
 void cache_l3_stats(cache_l3 *l3, cache_tier_stats *t, cache_stats *s);
 
 #endif /* VG_CACHE_INT_H */

@@ -18,9 +18,8 @@
  * are not thread-safe). A caller takes the first free slot, or waits on one (each holder is
  * bounded by the timeouts). A failed context is freed; the next use reconnects.
  *
- * Puts: with l3_async_put, a put takes a reference to the value and queues it for one writer
- * thread, so a request never waits on Redis to store; when the queue is full the put is dropped
- * and counted (a cache may forget).
+ * Puts are synchronous here; the facade (cache.c) runs them on its background writer when
+ * l3_async_put is set, so a request never waits on Redis to store.
  *
  * SIGPIPE: hiredis writes with write(2); a write to a connection Redis has just closed would
  * raise SIGPIPE and kill a process that did not ignore it. Each command runs with SIGPIPE
@@ -44,7 +43,6 @@
 
 #define L3_MAX_PREFIX_BYTES 64
 #define L3_MAX_POOL 64
-#define L3_MAX_ASYNC_QUEUE 65536
 
 /* ---- URL ------------------------------------------------------------------------------------ */
 
@@ -147,13 +145,8 @@ typedef struct l3_conn {
     uint64_t gen;      /* breaker generation it was opened in */
 } l3_conn;
 
-typedef struct l3_job {
-    cache_key key;
-    cache_val *v; /* one reference owned by the queue */
-} l3_job;
-
-/* Shared by all threads. The queue fields are guarded by qmu and owned by the writer thread when
- * popped; breaker transitions other than the CLOSED fast path are guarded by bmu. */
+/* Shared by all threads. Breaker transitions other than the CLOSED fast path are guarded by
+ * bmu; each connection by its own mutex. */
 struct cache_l3 {
     cache_l3_url url;
     char prefix[L3_MAX_PREFIX_BYTES + 1];
@@ -172,16 +165,6 @@ struct cache_l3 {
     uint32_t cur_backoff_ms; /* under bmu */
     _Atomic uint64_t gen;
     _Atomic uint64_t opens, reconnects;
-
-    int async;
-    pthread_t writer;
-    int writer_started;
-    pthread_mutex_t qmu;
-    pthread_cond_t qcv;   /* writer waits for jobs */
-    pthread_cond_t qidle; /* flushers wait for an empty queue */
-    l3_job *q;
-    unsigned qcap, qhead, qcount;
-    int qbusy, qstop;
 
     cache_ctr ctr;
 };
@@ -460,67 +443,15 @@ static int l3_set(cache_l3 *l3, const cache_key *key, const cache_val *v)
     return VG_OK;
 }
 
-/* ---- async writer --------------------------------------------------------------------------- */
-
-static void *writer_main(void *arg)
-{
-    cache_l3 *l3 = arg;
-    pthread_mutex_lock(&l3->qmu);
-    for (;;) {
-        while (l3->qcount == 0 && !l3->qstop)
-            pthread_cond_wait(&l3->qcv, &l3->qmu);
-        if (l3->qcount == 0 && l3->qstop)
-            break;
-        l3_job job = l3->q[l3->qhead];
-        l3->qhead = (l3->qhead + 1) % l3->qcap;
-        l3->qcount--;
-        l3->qbusy = 1;
-        pthread_mutex_unlock(&l3->qmu);
-        l3_set(l3, &job.key, job.v);
-        cache_val_unref(job.v);
-        pthread_mutex_lock(&l3->qmu);
-        l3->qbusy = 0;
-        if (l3->qcount == 0)
-            pthread_cond_broadcast(&l3->qidle);
-    }
-    pthread_cond_broadcast(&l3->qidle);
-    pthread_mutex_unlock(&l3->qmu);
-    return NULL;
-}
-
 int cache_l3_put(cache_l3 *l3, const cache_key *key, cache_val *v)
 {
-    if (!l3->async)
-        return l3_set(l3, key, v);
-    /* Skip queueing while the breaker is open: the writer would only skip it later. */
-    if (atomic_load_explicit(&l3->state, memory_order_relaxed) != CACHE_BREAKER_CLOSED &&
-        vg_now_ns() < atomic_load_explicit(&l3->open_until_ns, memory_order_relaxed)) {
-        CACHE_CTR_INC(&l3->ctr, skipped);
-        return VG_EUNAVAIL;
-    }
-    pthread_mutex_lock(&l3->qmu);
-    if (l3->qcount == l3->qcap) {
-        pthread_mutex_unlock(&l3->qmu);
-        CACHE_CTR_INC(&l3->ctr, dropped);
-        return vg_err_set(VG_EBUSY, "L3 writer queue full (%u)", l3->qcap);
-    }
-    l3_job *j = &l3->q[(l3->qhead + l3->qcount) % l3->qcap];
-    j->key = *key;
-    j->v = cache_val_ref(v);
-    l3->qcount++;
-    pthread_cond_signal(&l3->qcv);
-    pthread_mutex_unlock(&l3->qmu);
-    return VG_OK;
+    return l3_set(l3, key, v);
 }
 
-void cache_l3_flush(cache_l3 *l3)
+int cache_l3_available(cache_l3 *l3)
 {
-    if (!l3->async)
-        return;
-    pthread_mutex_lock(&l3->qmu);
-    while (l3->qcount > 0 || l3->qbusy)
-        pthread_cond_wait(&l3->qidle, &l3->qmu);
-    pthread_mutex_unlock(&l3->qmu);
+    return atomic_load_explicit(&l3->state, memory_order_relaxed) == CACHE_BREAKER_CLOSED ||
+           vg_now_ns() >= atomic_load_explicit(&l3->open_until_ns, memory_order_relaxed);
 }
 
 void cache_l3_remove(cache_l3 *l3, const cache_key *key)
@@ -543,13 +474,10 @@ int cache_l3_open(const cache_config *cfg, cache_l3 **out)
     if (cfg->l3_pool_size < 1 || cfg->l3_pool_size > L3_MAX_POOL || cfg->l3_ttl_s < 1 ||
         cfg->l3_connect_timeout_ms < 1 || cfg->l3_command_timeout_ms < 1 ||
         cfg->l3_breaker_failures < 1 || cfg->l3_breaker_backoff_ms < 1 ||
-        cfg->l3_breaker_backoff_max_ms < cfg->l3_breaker_backoff_ms ||
-        (cfg->l3_async_put &&
-         (cfg->l3_async_queue < 1 || cfg->l3_async_queue > L3_MAX_ASYNC_QUEUE)))
+        cfg->l3_breaker_backoff_max_ms < cfg->l3_breaker_backoff_ms)
         return vg_err_set(VG_EINVAL,
-                          "L3 settings out of range (pool 1..%d, queue 1..%d, "
-                          "timeouts, ttl, breaker >= 1)",
-                          L3_MAX_POOL, L3_MAX_ASYNC_QUEUE);
+                          "L3 settings out of range (pool 1..%d, timeouts, ttl, breaker >= 1)",
+                          L3_MAX_POOL);
     cache_l3 *l3 = cache_zalloc_aligned(sizeof *l3);
     if (!l3)
         return vg_err_set(VG_ENOMEM, "L3 cache");
@@ -563,9 +491,6 @@ int cache_l3_open(const cache_config *cfg, cache_l3 **out)
     l3->backoff_ms = l3->cur_backoff_ms = cfg->l3_breaker_backoff_ms;
     l3->backoff_max_ms = cfg->l3_breaker_backoff_max_ms;
     pthread_mutex_init(&l3->bmu, NULL);
-    pthread_mutex_init(&l3->qmu, NULL);
-    pthread_cond_init(&l3->qcv, NULL);
-    pthread_cond_init(&l3->qidle, NULL);
     l3->conns = vg_calloc(cfg->l3_pool_size, sizeof *l3->conns);
     if (!l3->conns) {
         cache_l3_close(l3);
@@ -574,23 +499,9 @@ int cache_l3_open(const cache_config *cfg, cache_l3 **out)
     l3->nconns = cfg->l3_pool_size;
     for (unsigned i = 0; i < l3->nconns; i++)
         pthread_mutex_init(&l3->conns[i].mu, NULL);
-    if (cfg->l3_async_put) {
-        l3->q = vg_calloc(cfg->l3_async_queue, sizeof *l3->q);
-        if (!l3->q) {
-            cache_l3_close(l3);
-            return vg_err_set(VG_ENOMEM, "L3 writer queue");
-        }
-        l3->qcap = cfg->l3_async_queue;
-        l3->async = 1;
-        if (pthread_create(&l3->writer, NULL, writer_main, l3) != 0) {
-            cache_l3_close(l3);
-            return vg_err_set(VG_ENOMEM, "L3 writer thread");
-        }
-        l3->writer_started = 1;
-    }
-    VG_INFO("cache", "L3 redis %s:%d db %d (ttl %us, timeouts %u/%u ms, pool %u, %s puts)",
-            url.host, url.port, url.db, (unsigned)l3->ttl_s, (unsigned)l3->connect_ms,
-            (unsigned)l3->command_ms, l3->nconns, l3->async ? "async" : "sync");
+    VG_INFO("cache", "L3 redis %s:%d db %d (ttl %us, timeouts %u/%u ms, pool %u)", url.host,
+            url.port, url.db, (unsigned)l3->ttl_s, (unsigned)l3->connect_ms,
+            (unsigned)l3->command_ms, l3->nconns);
     *out = l3;
     return VG_OK;
 }
@@ -599,26 +510,12 @@ void cache_l3_close(cache_l3 *l3)
 {
     if (!l3)
         return;
-    if (l3->writer_started) {
-        pthread_mutex_lock(&l3->qmu);
-        l3->qstop = 1;
-        pthread_cond_signal(&l3->qcv);
-        pthread_mutex_unlock(&l3->qmu);
-        pthread_join(l3->writer, NULL);
-        l3->writer_started = 0;
-    }
-    for (unsigned i = 0; l3->q && i < l3->qcount; i++) /* only if the writer never ran */
-        cache_val_unref(l3->q[(l3->qhead + i) % l3->qcap].v);
-    vg_free(l3->q);
     for (unsigned i = 0; i < l3->nconns; i++) {
         conn_drop(&l3->conns[i]);
         pthread_mutex_destroy(&l3->conns[i].mu);
     }
     vg_free(l3->conns);
     pthread_mutex_destroy(&l3->bmu);
-    pthread_mutex_destroy(&l3->qmu);
-    pthread_cond_destroy(&l3->qcv);
-    pthread_cond_destroy(&l3->qidle);
     vg_free(l3);
 }
 
@@ -634,7 +531,4 @@ void cache_l3_stats(cache_l3 *l3, cache_tier_stats *t, cache_stats *s)
     s->l3_breaker = cache_l3_breaker(l3);
     s->l3_breaker_opens = atomic_load(&l3->opens);
     s->l3_reconnects = atomic_load(&l3->reconnects);
-    pthread_mutex_lock(&l3->qmu);
-    s->l3_async_pending = l3->qcount + (unsigned)l3->qbusy;
-    pthread_mutex_unlock(&l3->qmu);
 }
