@@ -197,14 +197,24 @@ static double iou(face_box a, double bx, double by, double bw, double bh)
 #define MAX_IDS 64
 typedef struct oracle_stats {
     int images, faces;
+    int unmatched, extra; /* oracle faces not found, faces found beyond the oracle's */
     double worst_iou, worst_l2;
     char ids[MAX_IDS][48];
     float desc[MAX_IDS][128];
     int n_ids;
 } oracle_stats;
 
-static void check_image(face_engine *e, const char *name, json_t *entry, nn_precision prec,
-                        double l2_tol, oracle_stats *st)
+/* What a run is held to. */
+typedef struct oracle_want {
+    nn_precision prec, det_prec;
+    double l2_tol;  /* descriptor L2 to face-api's */
+    double iou_min; /* box IoU with face-api's */
+    int exact;      /* 1: the same faces in the same order; 0: matched by best IoU, and
+                       a differing count is counted (unmatched/extra), not failed */
+} oracle_want;
+
+static void check_image(face_engine *e, const char *name, json_t *entry, const oracle_want *wt,
+                        oracle_stats *st)
 {
     uint32_t w = 0, h = 0;
     uint8_t *rgb = load_png(name, &w, &h);
@@ -214,30 +224,47 @@ static void check_image(face_engine *e, const char *name, json_t *entry, nn_prec
     face_opts_for_level(FACE_LEVEL_BALANCED, &o);
     o.detector = FACE_DET_TINY;
     o.input_size = 416;
-    o.precision = prec;
-    o.detector_precision = NN_PREC_F32;
+    o.precision = wt->prec;
+    o.detector_precision = wt->det_prec;
+    o.landmarks_precision = NN_PREC_F32;
     face_result r;
     assert_int_equal(face_analyze(e, &img, &o, &r), 0);
     json_t *faces = json_object_get(entry, "faces");
-    if (r.n != json_array_size(faces))
-        fail_msg("%s: %zu faces, face-api found %zu", name, r.n, json_array_size(faces));
-    for (size_t i = 0; i < r.n; i++) {
-        json_t *f = json_array_get(faces, i);
+    size_t nref = json_array_size(faces);
+    if (wt->exact && r.n != nref)
+        fail_msg("%s: %zu faces, face-api found %zu", name, r.n, nref);
+    if (r.n > nref)
+        st->extra += (int)(r.n - nref);
+    for (size_t j = 0; j < nref; j++) {
+        json_t *f = json_array_get(faces, j);
         json_t *box = json_object_get(json_object_get(f, "detection"), "box");
-        double io = iou(r.faces[i].box, json_real_value(json_object_get(box, "x")),
-                        json_real_value(json_object_get(box, "y")),
-                        json_real_value(json_object_get(box, "width")),
-                        json_real_value(json_object_get(box, "height")));
+        double bx = json_real_value(json_object_get(box, "x"));
+        double by = json_real_value(json_object_get(box, "y"));
+        double bw = json_real_value(json_object_get(box, "width"));
+        double bh = json_real_value(json_object_get(box, "height"));
+        size_t i = j;
+        double io = i < r.n ? iou(r.faces[i].box, bx, by, bw, bh) : 0;
+        if (!wt->exact) /* the best-overlapping face, whatever its rank */
+            for (size_t k = 0; k < r.n; k++)
+                if (iou(r.faces[k].box, bx, by, bw, bh) > io) {
+                    i = k;
+                    io = iou(r.faces[k].box, bx, by, bw, bh);
+                }
+        if (io < 0.5 && !wt->exact) {
+            printf("  %s face %zu: not found (best IoU %.3f)\n", name, j, io);
+            st->unmatched++;
+            continue;
+        }
         float ref[128];
         json_t *desc = json_object_get(f, "descriptor");
         for (int k = 0; k < 128; k++)
             ref[k] = (float)json_real_value(json_array_get(desc, (size_t)k));
         double l2 = face_distance(r.faces[i].descriptor, ref);
-        if (io < 0.95 || !(l2 < l2_tol) || !r.faces[i].has_descriptor)
-            fail_msg("%s face %zu: IoU %.4f, descriptor L2 %.4f (tolerance %.3f)", name, i, io, l2,
-                     l2_tol);
+        if (io < wt->iou_min || !(l2 < wt->l2_tol) || !r.faces[i].has_descriptor)
+            fail_msg("%s face %zu: IoU %.4f (min %.2f), descriptor L2 %.4f (tolerance %.3f)", name,
+                     j, io, wt->iou_min, l2, wt->l2_tol);
         if (st->n_ids < MAX_IDS) {
-            snprintf(st->ids[st->n_ids], sizeof st->ids[0], "%s#%zu", name, i);
+            snprintf(st->ids[st->n_ids], sizeof st->ids[0], "%s#%zu", name, j);
             memcpy(st->desc[st->n_ids++], r.faces[i].descriptor, sizeof st->desc[0]);
         }
         st->worst_iou = fmin(st->worst_iou, io);
@@ -306,28 +333,37 @@ static void check_verdicts(const oracle_stats *st, const char *what)
     json_decref(d);
 }
 
-static void run_oracle(nn_backend be, nn_precision prec, double tol)
+/* Runs the oracle photos through one engine and holds them to wt; returns the stats. */
+static void run_oracle_want(nn_backend be, const oracle_want *wt, oracle_stats *st)
 {
     face_engine *e;
     face_engine_opts eo = {.backend = be};
     assert_int_equal(face_engine_new(g_models, &eo, &e), 0);
-    static oracle_stats st;
-    memset(&st, 0, sizeof st);
-    st.worst_iou = 1.0;
+    memset(st, 0, sizeof *st);
+    st->worst_iou = 1.0;
     const char *name;
     json_t *entry;
     json_object_foreach(g_results, name, entry)
     {
-        if (in_subset(name) || (be == NN_BACKEND_DNNL && prec == NN_PREC_F32))
-            check_image(e, name, entry, prec, tol, &st);
+        if (in_subset(name) ||
+            (be == NN_BACKEND_DNNL && wt->prec == NN_PREC_F32 && wt->det_prec == NN_PREC_F32))
+            check_image(e, name, entry, wt, st);
     }
-    printf("%s %s: %d images, %d faces; worst box IoU %.4f, worst descriptor L2 %.5f; engine "
-           "memory %zu KiB\n",
-           be == NN_BACKEND_REF ? "reference" : "oneDNN", nn_precision_name(prec), st.images,
-           st.faces, st.worst_iou, st.worst_l2, face_engine_memory(e) >> 10);
-    assert_true(st.faces > 0);
-    check_verdicts(&st, nn_precision_name(prec));
+    printf("%s recogniser %s, detector %s: %d images, %d faces (%d not found, %d extra); worst "
+           "box IoU %.4f, worst descriptor L2 %.5f; engine memory %zu KiB\n",
+           be == NN_BACKEND_REF ? "reference" : "oneDNN", nn_precision_name(wt->prec),
+           nn_precision_name(wt->det_prec), st->images, st->faces, st->unmatched, st->extra,
+           st->worst_iou, st->worst_l2, face_engine_memory(e) >> 10);
+    assert_true(st->faces > 0);
+    check_verdicts(st, nn_precision_name(wt->prec));
     face_engine_free(e);
+}
+
+static void run_oracle(nn_backend be, nn_precision prec, double tol)
+{
+    static oracle_stats st;
+    oracle_want wt = {prec, NN_PREC_F32, tol, 0.95, 1};
+    run_oracle_want(be, &wt, &st);
 }
 
 static void test_oracle_reference(void **state)
@@ -362,6 +398,41 @@ static void test_oracle_dnnl_int8(void **state)
     run_oracle(NN_BACKEND_DNNL, NN_PREC_INT8, 0.08);
 }
 
+/* The speed level's detector precision (bf16 where the CPU has it) with the int8 recogniser:
+ * every box within IoU 0.95 of face-api's and the same faces. Descriptors move further than
+ * the recogniser's own int8 error (L2 up to ~0.12 instead of ~0.04): a box shifted by a
+ * fraction of a pixel can move the floored landmark crop by one, and the alignment with it;
+ * no listed pair may change its verdict beyond the near-threshold margin. */
+static void test_oracle_speed_level_detector(void **state)
+{
+    (void)state;
+    face_opts o;
+    face_opts_for_level(FACE_LEVEL_SPEED, &o);
+    if (o.detector_precision == NN_PREC_F32 || nn_precision_check(NN_PREC_INT8)) {
+        printf("SKIPPED: the speed level runs the detector in f32 on this CPU (covered above)\n");
+        skip();
+    }
+    static oracle_stats st;
+    oracle_want wt = {NN_PREC_INT8, o.detector_precision, 0.15, 0.95, 1};
+    run_oracle_want(NN_BACKEND_DNNL, &wt, &st);
+}
+
+/* The int8 tiny detector as calibrated: measured, not used by any level, because its boxes do
+ * not hold IoU 0.95 (worst ~0.84 on the oracle photos, and one extra face in sample4). What it
+ * must still do: find every face face-api finds, with IoU >= 0.75 (margin for other CPUs). */
+static void test_oracle_int8_detector(void **state)
+{
+    (void)state;
+    if (nn_precision_check(NN_PREC_INT8)) {
+        printf("SKIPPED int8 oracle: %s\n", vg_err_msg());
+        skip();
+    }
+    static oracle_stats st;
+    oracle_want wt = {NN_PREC_INT8, NN_PREC_INT8, 0.25, 0.75, 0};
+    run_oracle_want(NN_BACKEND_DNNL, &wt, &st);
+    assert_int_equal(st.unmatched, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +446,8 @@ int main(void)
         cmocka_unit_test(test_oracle_dnnl_f32),
         cmocka_unit_test(test_oracle_dnnl_bf16),
         cmocka_unit_test(test_oracle_dnnl_int8),
+        cmocka_unit_test(test_oracle_speed_level_detector),
+        cmocka_unit_test(test_oracle_int8_detector),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -23,7 +23,8 @@ static void usage(FILE *f)
                "  --level L          speed | balanced (default) | accuracy | memory\n"
                "  --detector D       tiny | ssd (overrides the level)\n"
                "  --input-size N     tiny detector input: 320 | 416 | 608 (multiple of 32)\n"
-               "  --precision P      f32 | bf16 | int8 (overrides the level)\n"
+               "  --precision P      recogniser: f32 | bf16 | int8 (overrides the level)\n"
+               "  --detector-precision P  detector: f32 | bf16 | int8 (overrides the level)\n"
                "  --threshold T      detector score threshold (default 0.5)\n"
                "  --no-descriptors   stop after landmarks\n"
                "  --json             one JSON object per image (boxes, landmarks, descriptors)\n"
@@ -76,7 +77,7 @@ static void print_json(const char *path, const img_image *im, const face_result 
 static int run(int argc, char **argv)
 {
     face_level level = FACE_LEVEL_BALANCED;
-    const char *det = NULL, *prec = NULL, *models = models_dir_default();
+    const char *det = NULL, *prec = NULL, *det_prec = NULL, *models = models_dir_default();
     int input_size = 0, json = 0, verbose = 0, threads = 0, no_desc = 0;
     float threshold = -1;
     int i = 1;
@@ -107,6 +108,8 @@ static int run(int argc, char **argv)
             det = v, i++;
         } else if (strcmp(a, "--precision") == 0) {
             prec = v, i++;
+        } else if (strcmp(a, "--detector-precision") == 0) {
+            det_prec = v, i++;
         } else if (strcmp(a, "--models") == 0) {
             models = v, i++;
         } else if (strcmp(a, "--input-size") == 0) {
@@ -158,6 +161,17 @@ static int run(int argc, char **argv)
         VG_WARN("faces", "%s; falling back to f32", vg_err_msg());
         o.precision = NN_PREC_F32;
     }
+    if (det_prec && nn_precision_parse(det_prec, &o.detector_precision)) {
+        fprintf(stderr, "vigil faces: %s\n", vg_err_msg());
+        return CLI_EXIT_USAGE;
+    }
+    if (o.detector_precision != NN_PREC_F32 && nn_precision_check(o.detector_precision)) {
+        if (det_prec) {
+            fprintf(stderr, "vigil faces: %s\n", vg_err_msg());
+            return CLI_EXIT_FAILED;
+        }
+        o.detector_precision = NN_PREC_F32;
+    }
     if (threshold >= 0)
         o.score_threshold = threshold;
     o.descriptors = !no_desc;
@@ -176,9 +190,10 @@ static int run(int argc, char **argv)
         return CLI_EXIT_FAILED;
     }
     if (verbose)
-        fprintf(stderr, "vigil faces: cpu %s; %s; detector %s %d, precision %s\n",
+        fprintf(stderr, "vigil faces: cpu %s; %s; detector %s %d %s, landmarks %s, recogniser %s\n",
                 vg_cpu_describe(), nn_dnnl_describe(), o.detector == FACE_DET_SSD ? "ssd" : "tiny",
                 o.detector == FACE_DET_SSD ? FACE_SSD_SIZE : o.input_size,
+                nn_precision_name(o.detector_precision), nn_precision_name(o.landmarks_precision),
                 nn_precision_name(o.precision));
     int failed = 0;
     for (; i < argc; i++) {

@@ -77,12 +77,20 @@ void face_opts_for_level(face_level level, face_opts *o)
     o->max_faces = FACE_DEFAULT_MAX_FACES;
     o->descriptors = 1;
     o->detector_precision = NN_PREC_F32;
+    o->landmarks_precision = NN_PREC_F32;
     unsigned f = vg_cpu_features();
     nn_precision fast = (f & (VG_CPU_AVX512VNNI | VG_CPU_AVXVNNI)) ? NN_PREC_INT8
                         : (f & VG_CPU_AVX512BF16)                  ? NN_PREC_BF16
                                                                    : NN_PREC_F32;
     switch (level) {
     case FACE_LEVEL_SPEED:
+        o->input_size = 320;
+        o->precision = fast;
+        /* bf16 keeps the boxes within IoU 0.99 of f32 at half the detector's time; int8 does
+         * not hold IoU 0.95 (test_face, docs/BENCHMARKS.md), so no level uses it */
+        if (f & VG_CPU_AVX512BF16)
+            o->detector_precision = NN_PREC_BF16;
+        break;
     case FACE_LEVEL_MEMORY:
         o->input_size = 320;
         o->precision = fast;
@@ -606,7 +614,7 @@ int face_analyze(face_engine *e, const face_image *img, const face_opts *opts, f
         }
         if (n == 0)
             continue;
-        if ((rc = face_engine_run(e, FACE_NET_LANDMARKS, 0, opts->detector_precision, e->in_buf, n,
+        if ((rc = face_engine_run(e, FACE_NET_LANDMARKS, 0, opts->landmarks_precision, e->in_buf, n,
                                   e->out_buf)))
             goto fail;
         for (int k = 0; k < n; k++) {

@@ -65,18 +65,24 @@ const char *face_level_name(face_level l); /* "speed" | "balanced" | "accuracy" 
 int face_level_parse(const char *s, face_level *out);
 const char *face_net_name(face_net n); /* "tiny" | "landmarks" | "recognition" | "ssd" */
 
-/* What to run for one image. face_opts_for_level fills a level's choices (../shared/DESIGN.md):
- *   speed:    tiny 320, int8     balanced: tiny 416, int8 (bf16 where int8 is unavailable)
- *   accuracy: ssd 512, f32       memory:   tiny 320, int8
- * Fields may be overridden one by one afterwards. */
+/* What to run for one image. face_opts_for_level fills a level's choices (../shared/DESIGN.md);
+ * the recogniser's precision is int8 where VNNI exists, else bf16 where AVX512_BF16 does, else
+ * f32 ("fast" below); landmarks always run in f32:
+ *   speed:    tiny 320, detector bf16 (f32 without AVX512_BF16), recogniser fast
+ *   balanced: tiny 416, detector f32, recogniser fast
+ *   accuracy: ssd 512, detector f32, recogniser f32
+ *   memory:   tiny 320, detector f32, recogniser fast
+ * The int8 detector is available but no level uses it: its boxes do not hold IoU 0.95 against
+ * face-api (docs/BENCHMARKS.md). Fields may be overridden one by one afterwards. */
 typedef struct face_opts {
     face_detector detector;
-    int input_size;         /* tiny: 320 | 416 | 608 (any multiple of 32 in 32..1024) */
-    nn_precision precision; /* the recogniser's precision */
-    /* Detector and landmarks precision. f32 by default at every level: a landmark moved by a
-     * pixel moves the floored alignment crop, which costs more descriptor accuracy (L2 ~0.1)
-     * than int8 recognition itself (~0.03). */
-    nn_precision detector_precision;
+    int input_size;                  /* tiny: 320 | 416 | 608 (any multiple of 32 in 32..1024) */
+    nn_precision precision;          /* the recogniser's precision */
+    nn_precision detector_precision; /* the detector's */
+    /* Landmarks precision. f32 at every level: a landmark moved by a pixel moves the floored
+     * alignment crop, which costs more descriptor accuracy (L2 ~0.1) than int8 recognition
+     * itself (~0.04), for 0.4 ms saved. */
+    nn_precision landmarks_precision;
     float score_threshold; /* detector confidence, face-api default 0.5 */
     size_t max_faces;      /* most faces reported (highest scores first) */
     int descriptors;       /* 0: stop after landmarks */
