@@ -9,8 +9,8 @@
  * the in-memory bytes repeatedly (after a warm-up) for at least --min-time seconds (default 2)
  * and at least 20 times, and prints one Markdown row: median and P95 of decode (including any
  * resize) and of hash separately, of their sum, and the median of this thread's CPU time per
- * decode + hash (what a busy shared machine distorts least). The tjbench run runs right after ours
- * on the same file; the ratio is our fast median total over tjbench's per-frame time.
+ * decode + hash (what a busy shared machine distorts least). tjbench runs right after ours on
+ * the same file; each mode's ratio is its median total over tjbench's per-frame time.
  */
 #include "core/core.h"
 #include "pdq/pdq.h"
