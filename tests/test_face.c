@@ -433,6 +433,84 @@ static void test_oracle_int8_detector(void **state)
     assert_int_equal(st.unmatched, 0);
 }
 
+/* SSD MobileNet v1 (the accuracy level) against face-api's ssdMobilenetv1 boxes for every
+ * photo (a subset under ASan): the same number of faces, each box within IoU `iou_min` of
+ * face-api's (matched by best overlap) and its score within `score_tol`. */
+static void run_ssd_oracle(nn_precision prec, double iou_min, double score_tol)
+{
+    face_engine *e;
+    face_engine_opts eo = {.backend = NN_BACKEND_DNNL};
+    assert_int_equal(face_engine_new(g_models, &eo, &e), 0);
+    face_opts o;
+    face_opts_for_level(FACE_LEVEL_ACCURACY, &o);
+    assert_int_equal(o.detector, FACE_DET_SSD);
+    o.detector_precision = prec;
+    o.descriptors = 0;
+    const char *name;
+    json_t *entry;
+    int images = 0, boxes = 0;
+    double worst_iou = 1, worst_score = 0;
+    json_object_foreach(g_results, name, entry)
+    {
+        if (!in_subset(name))
+            continue;
+        uint32_t w = 0, h = 0;
+        uint8_t *rgb = load_png(name, &w, &h);
+        assert_non_null(rgb);
+        face_image img = {rgb, w, h};
+        face_result r;
+        assert_int_equal(face_analyze(e, &img, &o, &r), 0);
+        json_t *ref = json_object_get(entry, "ssdMobilenetv1");
+        if (r.n != json_array_size(ref))
+            fail_msg("ssd %s %s: %zu faces, face-api found %zu", nn_precision_name(prec), name, r.n,
+                     json_array_size(ref));
+        for (size_t j = 0; j < r.n; j++) {
+            json_t *b = json_object_get(json_array_get(ref, j), "box");
+            double bx = json_number_value(json_object_get(b, "x"));
+            double by = json_number_value(json_object_get(b, "y"));
+            double bw = json_number_value(json_object_get(b, "width"));
+            double bh = json_number_value(json_object_get(b, "height"));
+            double sc = json_number_value(json_object_get(json_array_get(ref, j), "score"));
+            size_t best = 0;
+            for (size_t k = 1; k < r.n; k++)
+                if (iou(r.faces[k].box, bx, by, bw, bh) > iou(r.faces[best].box, bx, by, bw, bh))
+                    best = k;
+            double io = iou(r.faces[best].box, bx, by, bw, bh);
+            double ds = fabs(r.faces[best].score - sc);
+            if (io < iou_min || ds > score_tol)
+                fail_msg("ssd %s %s box %zu: IoU %.4f (min %.2f), score %.4f vs %.4f", name,
+                         nn_precision_name(prec), j, io, iou_min, r.faces[best].score, sc);
+            worst_iou = fmin(worst_iou, io);
+            worst_score = fmax(worst_score, ds);
+            boxes++;
+        }
+        images++;
+        face_result_free(&r);
+        free(rgb);
+    }
+    printf("ssd %s: %d images, %d boxes; worst IoU %.4f, worst score difference %.4f\n",
+           nn_precision_name(prec), images, boxes, worst_iou, worst_score);
+    assert_true(boxes > 0);
+    face_engine_free(e);
+}
+
+static void test_ssd_oracle_f32(void **state)
+{
+    (void)state;
+    /* face-api rounds its scores to 4 decimals in results.json */
+    run_ssd_oracle(NN_PREC_F32, 0.99, 1e-3);
+}
+
+static void test_ssd_oracle_bf16(void **state)
+{
+    (void)state;
+    if (nn_precision_check(NN_PREC_BF16)) {
+        printf("SKIPPED bf16 ssd: %s\n", vg_err_msg());
+        skip();
+    }
+    run_ssd_oracle(NN_PREC_BF16, 0.95, 0.03);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +526,8 @@ int main(void)
         cmocka_unit_test(test_oracle_dnnl_int8),
         cmocka_unit_test(test_oracle_speed_level_detector),
         cmocka_unit_test(test_oracle_int8_detector),
+        cmocka_unit_test(test_ssd_oracle_f32),
+        cmocka_unit_test(test_ssd_oracle_bf16),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
