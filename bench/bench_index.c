@@ -280,8 +280,8 @@ static void section_cross(void)
     printf("## PDQ: flat (best kernel) vs multi-index by tenant size\n\n");
     printf("Same data recipe, 200 queries x 5 passes, threshold 31; p50 CPU microseconds per "
            "query, flat and multi-index run back to back on each query. INDEX_SEARCH_AUTO uses "
-           "the multi-index for a query with v variants when the tenant has at least v x "
-           "INDEX_MIH_MIN_ENTRIES_DEFAULT (%zu) entries.\n\n",
+           "the multi-index for a query with v variants when the tenant has at least "
+           "max(1, v^2/2) x INDEX_MIH_MIN_ENTRIES_DEFAULT (%zu) entries.\n\n",
            (size_t)INDEX_MIH_MIN_ENTRIES_DEFAULT);
     print_load();
     printf("| entries | flat, 1 variant | multi-index, 1 | flat, 4 | multi-index, 4 | flat, 8 | "
@@ -619,7 +619,7 @@ static void section_conc(void)
     }
     printf("\nCopy-on-write comparison: copying the %zu-entry tenant's hash arrays (%.1f MiB) "
            "takes %.2f ms (median of 20), paid by every write under that design, against the "
-           "write latencies above under the writer-preferring rwlock.\n\n",
+           "write latencies above with pinned views.\n\n",
            n, (double)bytes / 1048576.0, pct_ms(ct, 20, 0.5));
     free(a);
     free(b);
@@ -709,14 +709,16 @@ static void section_obs(void)
            "threads, pinned to different CPUs, both update the same series at once.\n\n",
            quick ? "2M" : "20M");
     print_load();
-    printf("| operation | threads | one atomic (shards=1) | per-CPU shards | ratio |\n"
+    printf("| operation | threads | one atomic (shards=1) | per-CPU shards (shards=max(2, CPUs)) | "
+           "ratio |\n"
            "|---|---|---|---|---|\n");
     static const char *names[] = {"obs_inc with 2 label values (lookup + add)",
                                   "obs_series_inc (cached series)",
                                   "obs_series_observe (histogram, 14 buckets)"};
     for (int mode = 0; mode < 3; mode++)
         for (int threads = 1; threads <= 2; threads++) {
-            double one = obs_run(1, mode, threads), sh = obs_run(0, mode, threads);
+            double one = obs_run(1, mode, threads),
+                   sh = obs_run((unsigned)VG_MAX(2, vg_cpu_count()), mode, threads);
             printf("| %s | %d | %.1f | %.1f | %.2f |\n", names[mode], threads, one, sh, one / sh);
             fflush(stdout);
         }

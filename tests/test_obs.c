@@ -444,9 +444,10 @@ static void run_concurrency(unsigned shards)
 static void test_concurrent_exact_totals(void **state)
 {
     (void)state;
-    run_concurrency(0); /* per-CPU shards */
-    run_concurrency(1); /* one atomic */
-    run_concurrency(64);
+    run_concurrency(0);  /* auto */
+    run_concurrency(1);  /* one atomic */
+    run_concurrency(2);  /* per-CPU shards, even on a 2-CPU host */
+    run_concurrency(64); /* more shards than CPUs */
 }
 
 /* ---- collectors and process ----------------------------------------------------------------- */

@@ -13,10 +13,11 @@
  *
  * Hot path: a metric's label children ("series") are created on first use and cached in a
  * fixed-size lock-free table, so obs_inc is a hash, a probe with atomic loads and one relaxed
- * atomic add. Counter and histogram values are sharded per CPU (the shard picked with
- * sched_getcpu), so threads on different cores never write the same cache line;
- * bench/results/index.md measures this against a single atomic. Hot callers can also resolve a
- * series once (obs_series_get) and skip the lookup.
+ * atomic add. On hosts with more than 2 CPUs counter and histogram values are sharded per CPU
+ * (the shard picked with sched_getcpu), so threads on different cores never write the same
+ * cache line; on the 2-CPU target one shared atomic measured as fast or faster
+ * (bench/results/index.md). Hot callers can also resolve a series once (obs_series_get) and
+ * skip the lookup.
  *
  * Cardinality: each metric holds at most max_series label combinations; values for any further
  * combination go to one series whose label values are all "__overflow__", and
@@ -58,8 +59,9 @@ extern const size_t obs_latency_buckets_len;
 
 typedef struct obs_config {
     size_t max_series;      /* per metric; 0 = OBS_MAX_SERIES_DEFAULT */
-    unsigned shards;        /* value shards per counter/histogram series: 0 = one per CPU
-                             * (rounded up to a power of two, at most 64); 1 = one atomic */
+    unsigned shards;        /* value shards per counter/histogram series, rounded up to a power
+                             * of two, at most 64: 0 = auto (1 on <= 2 CPUs, else one per CPU);
+                             * 1 = one atomic */
     int no_process_metrics; /* 1: do not render process_* metrics (golden tests) */
 } obs_config;
 
