@@ -31,8 +31,29 @@
 
 #define VIGIL VG_BINARY_DIR "/src/cli/vigil"
 /* ../shared beside the repository (as CI lays it out), else the workplace copy. */
-#define PDQ_REL "/data/pdq/data/bridge-mods"
-static const char *const shared_dirs[] = {VG_TEST_DATA_DIR "/../../../shared", "/work/shared"};
+/* The bridge photo and its edits, copied into the repository with their licence (CI has only the
+ * clone). */
+#define PDQ_REL "/pdq/bridge-mods"
+static const char *const shared_dirs[] = {VG_TEST_DATA_DIR};
+/* pdq-photo-hasher's hash of aaa-orig.jpg (tests/data/pdq/cpp_reference_hashes.csv). */
+#define BRIDGE_REFERENCE_PDQ "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22"
+
+/* Hamming distance between two 64-hex-digit strings; 256 when either is malformed. */
+static int hex_bit_distance(const char *a, const char *b)
+{
+    if (strlen(a) != 64 || strlen(b) != 64)
+        return 256;
+    int d = 0;
+    for (int i = 0; i < 64; i++) {
+        char x[2] = {a[i], 0}, y[2] = {b[i], 0};
+        char *ea, *eb;
+        long va = strtol(x, &ea, 16), vb = strtol(y, &eb, 16);
+        if (*ea || *eb)
+            return 256;
+        d += __builtin_popcount((unsigned)(va ^ vb));
+    }
+    return d;
+}
 
 /* ---- the server process ---------------------------------------------------------------------- */
 
@@ -790,13 +811,18 @@ static void test_full_flow(void **state)
         }
     }
     if (!orig)
-        fail_msg("shared/data/pdq/data/bridge-mods not found beside the repository");
+        fail_msg("tests/data/pdq/bridge-mods not found");
     char path[256];
     snprintf(path, sizeof(path), "/api/v1/profiles/%s/references?kind=work&title=Bridge", prof);
     http(&p, "POST", path, ka, "image/jpeg", orig, orig_len, &r);
     expect_status(&r, 201);
     char ref[64];
     strcpy(ref, jstr(&r, "id"));
+    /* The API prints PDQ hashes the way Meta's tools do: within the fast pipeline's tolerance of
+     * the C++ reference's hash of this photo (a byte-order slip would be ~128 bits off). */
+    const char *hex = json_string_value(json_object_get(json_object_get(r.json, "pdq"), "hash"));
+    assert_non_null(hex);
+    assert_true(hex_bit_distance(hex, BRIDGE_REFERENCE_PDQ) <= 10);
     resp_free(&r);
     /* the same image twice in one profile */
     http(&p, "POST", path, ka, "image/jpeg", orig, orig_len, &r);

@@ -38,7 +38,7 @@ static json_t *scan_json(const store_scan *sc, int with_matches)
                   "sha256", srv_hex(sc->sha256, 32), "source_url", srv_str(sc->source_url), "level",
                   srv_str(sc->level), "n_matches", (json_int_t)sc->n_matches);
     json_object_set_new(o, "pdq",
-                        sc->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_hex(sc->pdq, 32),
+                        sc->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_pdq_hex(sc->pdq),
                                                 "quality", sc->pdq_quality)
                                     : json_null());
     if (with_matches) {
@@ -177,7 +177,7 @@ static json_t *result_json(const analyze_result *r)
                           "matches", matches, "timings", timings);
     json_object_set_new(
         o, "pdq",
-        f->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_hex(f->pdq, 32), "quality", f->pdq_quality)
+        f->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_pdq_hex(f->pdq), "quality", f->pdq_quality)
                    : json_null());
     return o;
 }

@@ -149,7 +149,7 @@ static json_t *reference_json(const store_reference *r)
                   r->has_image, "created_at", srv_time(r->created_ms));
     json_object_set_new(
         o, "pdq",
-        r->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_hex(r->pdq, 32), "quality", r->pdq_quality)
+        r->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_pdq_hex(r->pdq), "quality", r->pdq_quality)
                    : json_null());
     return o;
 }

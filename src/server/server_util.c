@@ -1,6 +1,7 @@
 /* Small helpers every handler file uses: JSON value builders, list options from the query
  * string, the page envelope, JSON bodies, error mapping. */
 #include "server/server_int.h"
+#include "pdq/pdq.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -33,6 +34,14 @@ json_t *srv_hex(const uint8_t *bytes, size_t n)
         return json_null();
     vg_hex_encode(bytes, n, buf);
     return json_string(buf);
+}
+
+json_t *srv_pdq_hex(const uint8_t bytes[32])
+{
+    pdq_hash h;
+    char hex[PDQ_HEX_BYTES];
+    memcpy(h.w, bytes, sizeof h.w);
+    return json_string(pdq_hash_to_hex(&h, hex));
 }
 
 static int all_digits(const char *s)
