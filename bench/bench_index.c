@@ -201,7 +201,7 @@ static void section_pdq(void)
     printf("## PDQ: %zu hashes, one thread\n\n", n);
     printf("Random 256-bit hashes; 100 of the 200 queries are near-duplicates of stored hashes "
            "(12 of them as dihedral variant 3) with 4 more planted copies each at distance "
-           "4..40. Threshold 31. Latency per query (ms), 3 passes over the queries.\n\n");
+           "4..40. Threshold 31. CPU time per query (ms), 3 passes over the queries.\n\n");
     print_load();
     printf("| search | kernel | variants | p50 ms | p95 ms | matches | index MiB |\n");
     printf("|---|---|---|---|---|---|---|\n");
@@ -364,7 +364,8 @@ static void section_face(void)
     }
     printf("## Faces: %zu descriptors, one thread\n\n", n);
     printf("Random unit 128-d descriptors, 3 per reference; half of the 200 queries have 3 "
-           "planted descriptors at L2 0.1/0.2/0.3. Threshold 0.6, top-10. 3 passes.\n\n");
+           "planted descriptors at L2 0.1/0.2/0.3. Threshold 0.6, top-10. CPU time per query, 3 "
+           "passes.\n\n");
     print_load();
     printf("| kernel | p50 ms | p95 ms | matches | index MiB |\n|---|---|---|---|---|\n");
     static const index_kernel kernels[] = {INDEX_KERNEL_AVX512, INDEX_KERNEL_AVX2,
