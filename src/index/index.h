@@ -15,14 +15,19 @@
  * reference may have several PDQ hashes and several face descriptors. Matches are reported once
  * per reference, with the best distance over its entries and the query variants.
  *
- * Concurrency: every function is thread-safe. Each tenant is a shard with a writer-preferring
- * rwlock: a query holds the read lock for its whole scan, so it never sees a torn entry, and a
- * delete holds the write lock, so every query that starts after a delete returns misses the
- * deleted entries. Writers of one tenant are serialized by a mutex; heavy rebuilds (array
- * growth, multi-index tables, compaction) are prepared outside the rwlock and swapped in under
- * it, so readers wait only for pointer swaps. Deletes leave tombstones; a tenant is compacted
- * once its dead entries reach a quarter of its entries (amortised O(1) per deleted entry).
- * docs/ARCHITECTURE.md gives the measurements behind this design.
+ * Concurrency: every function is thread-safe. Each tenant is a shard. A query pins the shard's
+ * current view (its arrays and published entry counts) under a read lock held for microseconds,
+ * then scans without a lock; it never sees a torn entry because entries are written past the
+ * published counts and published under the write lock. A delete clears the reference's alive
+ * flag under the write lock, so every query that starts after it returns misses the deleted
+ * entries. Writers of one tenant are serialized by a mutex and never wait for scans in progress;
+ * array growth, multi-index rebuilds and compaction swap in a new view, and the arrays it
+ * replaced are freed when the last query pinning them ends. Deletes leave tombstones; a tenant
+ * is compacted once its dead entries reach a quarter of its entries (amortised O(1) per deleted
+ * entry). docs/ARCHITECTURE.md and docs/BENCHMARKS.md give the measurements behind this design.
+ *
+ * Query cost is independent of other tenants' sizes; a tenant with no entries (or unknown)
+ * answers with zero matches, not an error.
  */
 #ifndef VG_INDEX_H
 #define VG_INDEX_H
@@ -47,7 +52,8 @@
  * (bench/results/index.md measures the crossover). */
 #define INDEX_MIH_MIN_ENTRIES_DEFAULT ((size_t)32768)
 /* Entries appended since the last multi-index build that are scanned flat before a rebuild; the
- * tail may also grow to 1/8 of the tenant, so bulk loads rebuild a geometric number of times. */
+ * tail may also grow to 1/8 of the tenant, so a bulk load rebuilds O(log n) times and O(n)
+ * work in total. */
 #define INDEX_MIH_TAIL_MIN_DEFAULT ((size_t)4096)
 
 /* Scan kernels. AUTO picks the best the CPU has (vg_cpu_features(), so VIGIL_CPU_MASK applies);
@@ -106,7 +112,9 @@ int index_face_add(index_db *ix, const char *tenant, const char *profile, const 
 
 /* Records the SHA-256 of a live reference's image bytes (created by an add first), so that PDQ
  * searches that carry the query image's SHA-256 flag byte-identical copies (index_pdq_match.exact).
- * Errors: VG_EINVAL, VG_ENOTFOUND (no such live reference). */
+ * Set once: queries read it without a lock, so setting another value later is VG_ECONFLICT
+ * (the same value again is fine). Errors: VG_EINVAL, VG_ENOTFOUND (no such live reference),
+ * VG_ECONFLICT. */
 int index_set_sha256(index_db *ix, const char *tenant, const char *reference,
                      const uint8_t sha256[32]);
 
@@ -192,7 +200,8 @@ typedef struct index_stats {
     size_t profiles;     /* live */
     size_t dead_entries; /* tombstones awaiting compaction */
     size_t mih_tenants;  /* tenants currently searched with multi-index hashing */
-    size_t bytes;        /* heap bytes held (capacities, tables, maps) */
+    size_t bytes;        /* heap bytes held (capacities, tables, maps, arrays retired but still
+                          * pinned by queries) */
     uint64_t pdq_flat_searches, pdq_mih_searches, face_searches; /* since index_new */
 } index_stats;
 
