@@ -145,15 +145,19 @@ typedef const uint8_t *(*bench_load_next_fn)(void *arg, uint64_t seq, bench_buf 
                                              size_t *len);
 
 typedef struct bench_load_opts {
-    uint16_t port;           /* on 127.0.0.1 */
-    unsigned connections;    /* kept open, one request in flight each (closed loop) */
-    unsigned threads;        /* 1 or 2 epoll threads; connections split between them */
-    uint64_t duration_ms;    /* measurement window after the warm-up (0: until max_requests) */
-    uint64_t warmup_ms;      /* responses in this window are not measured */
-    uint64_t max_requests;   /* stop sending after this many (0: duration only) */
-    uint64_t think_ms;       /* pause between a response and the connection's next request */
-    uint32_t timeout_ms;     /* a request unanswered this long is an error (connection closed) */
-    unsigned connect_burst;  /* most connects in progress per thread (0: 256) */
+    uint16_t port;          /* on 127.0.0.1 */
+    unsigned connections;   /* kept open, one request in flight each (closed loop) */
+    unsigned threads;       /* 1 or 2 epoll threads; connections split between them */
+    uint64_t duration_ms;   /* measurement window after the warm-up (0: until max_requests) */
+    uint64_t warmup_ms;     /* responses in this window are not measured */
+    uint64_t max_requests;  /* stop sending after this many (0: duration only) */
+    uint64_t think_ms;      /* pause between a response and the connection's next request */
+    uint32_t timeout_ms;    /* a request unanswered this long is an error (connection closed) */
+    unsigned connect_burst; /* most connects in progress per thread (0: 256) */
+    /* 1: no request is sent until every connection of a thread is established (or the warm-up
+     * is over), so a large count is reached before the server gets busy answering; the warm-up
+     * must then be long enough to open them all. */
+    int connect_first;
     bench_load_next_fn next; /* required */
     void *arg;               /* for next and progress; borrowed */
     /* Optional: called every progress_every completed responses (counting warm-up), from one of

@@ -39,7 +39,7 @@ typedef struct bench_targets {
     unsigned best_uncached_conns;
     double l1_speedup_p50; /* in process, miss P50 / L1 hit P50 */
     double l1_speedup_http_p50;
-    double conns_12k_connected, conns_12k_errors, conns_12k_rps;
+    double conns_12k_connected, conns_12k_errors, conns_12k_rps, conns_12k_p95_ms;
     double rss_growth_pct;
     uint64_t rss_from_req, rss_to_req;
 } bench_targets;

@@ -66,7 +66,9 @@ typedef struct load_thread {
     conn *conns;       /* owned, n */
     int ep;
     unsigned connecting;
-    unsigned next_open; /* connections not opened yet start here */
+    unsigned next_open;   /* connections not opened yet start here */
+    unsigned established; /* connections open right now */
+    int go;               /* requests may be sent (connect_first: all connections are open) */
     uint64_t inflight;
     uint64_t last_done_ns;
     bench_load_result r; /* counters + latency samples (owned) */
@@ -95,8 +97,10 @@ static void conn_close(load_thread *t, conn *c, int reset)
     c->fd = -1;
     if (c->state == C_CONNECTING)
         t->connecting--;
-    else if (c->state != C_CLOSED && c->state != C_RETRY)
+    else if (c->state != C_CLOSED && c->state != C_RETRY) {
         atomic_fetch_sub(&t->sh->connected, 1);
+        t->established--;
+    }
     if (c->state == C_SENDING || c->state == C_RECEIVING)
         t->inflight--;
     c->state = C_CLOSED;
@@ -305,12 +309,15 @@ static void on_writable(load_thread *t, conn *c, unsigned idx)
             return;
         }
         t->connecting--;
+        t->established++;
         c->state = C_IDLE;
         uint64_t n = atomic_fetch_add(&t->sh->connected, 1) + 1;
         uint64_t peak = atomic_load(&t->sh->connected_peak);
         while (n > peak && !atomic_compare_exchange_weak(&t->sh->connected_peak, &peak, n))
             ;
         set_events(t, c, idx, 0);
+        if (!t->go)
+            return; /* connect_first: scan() starts it once every connection is open */
         if (t->sh->o->think_ms) {
             /* spread the first requests over one think period */
             c->state = C_THINKING;
@@ -350,6 +357,8 @@ static void scan(load_thread *t, uint64_t now)
     const bench_load_opts *o = t->sh->o;
     int stop = stopping(t, now);
     uint64_t tmo = (uint64_t)o->timeout_ms * 1000000ull;
+    if (!t->go && (t->established == t->n || now >= t->sh->start_ns))
+        t->go = 1;
     for (unsigned i = 0; i < t->next_open; i++) {
         conn *c = &t->conns[i];
         switch (c->state) {
@@ -377,7 +386,7 @@ static void scan(load_thread *t, uint64_t now)
             }
             break;
         case C_IDLE:
-            if (!stop && c->fd >= 0)
+            if (!stop && t->go && c->fd >= 0)
                 start_request(t, c, i, now);
             break;
         default:
@@ -512,6 +521,7 @@ int bench_load_run(const bench_load_opts *o, bench_load_result *out)
     for (unsigned i = 0; i < nt; i++) {
         load_thread *t = &th[i];
         t->sh = &sh;
+        t->go = !o->connect_first;
         t->first = o->connections * i / nt;
         t->n = o->connections * (i + 1) / nt - t->first;
         t->ep = epoll_create1(EPOLL_CLOEXEC);
