@@ -960,40 +960,74 @@ typedef struct conc {
     atomic_int failures;
 } conc;
 
+/* Every reference's descriptor is a function of its number too (a unit vector). */
+static void conc_desc(int i, float d[INDEX_FACE_DIM])
+{
+    uint64_t s = 0x7654321ull + (uint64_t)i * 104729;
+    rand_unit(&s, d);
+}
+
+static double l2(const float *a, const float *b)
+{
+    double s = 0;
+    for (int k = 0; k < INDEX_FACE_DIM; k++)
+        s += ((double)a[k] - b[k]) * ((double)a[k] - b[k]);
+    return sqrt(s);
+}
+
 static void *conc_reader(void *arg)
 {
     conc *c = arg;
     uint64_t seed = (uint64_t)(uintptr_t)&seed;
-    while (!atomic_load(&c->stop)) {
+    for (long n = 0; !atomic_load(&c->stop); n++) {
         int del = atomic_load(&c->deleted_upto);
         int add = atomic_load(&c->added_upto);
         /* Pick a deleted ref (must be absent) or a live one (must be present). */
         int i = (int)(rng_next(&seed) % (uint64_t)(add > 0 ? add : 1));
-        uint8_t h[32];
-        conc_hash(i, h);
-        index_pdq_query q = index_pdq_query_defaults();
-        q.variants = (const uint8_t(*)[32])h;
-        q.n_variants = 1;
-        index_pdq_result r;
-        if (index_pdq_search(c->ix, "t", &q, &r)) {
-            atomic_fetch_add(&c->failures, 1);
-            continue;
-        }
-        int found = 0;
-        for (size_t k = 0; k < r.n; k++) {
-            int j = atoi(r.matches[k].reference_id + 1);
-            uint8_t hj[32];
-            conc_hash(j, hj);
-            if (r.matches[k].distance != hamming(h, hj)) /* a torn entry would differ */
+        int found = 0, bad = 0;
+        if (n % 2 == 0) {
+            uint8_t h[32];
+            conc_hash(i, h);
+            index_pdq_query q = index_pdq_query_defaults();
+            q.variants = (const uint8_t(*)[32])h;
+            q.n_variants = 1;
+            index_pdq_result r;
+            if (index_pdq_search(c->ix, "t", &q, &r)) {
                 atomic_fetch_add(&c->failures, 1);
-            if (j < del)
-                atomic_fetch_add(&c->failures, 1); /* deleted before the query started */
-            found |= j == i;
+                continue;
+            }
+            for (size_t k = 0; k < r.n; k++) {
+                int j = atoi(r.matches[k].reference_id + 1);
+                uint8_t hj[32];
+                conc_hash(j, hj);
+                bad += r.matches[k].distance != hamming(h, hj); /* a torn entry would differ */
+                bad += j < del; /* deleted before the query started */
+                found |= j == i;
+            }
+            index_pdq_result_free(&r);
+        } else {
+            float d[INDEX_FACE_DIM];
+            conc_desc(i, d);
+            index_face_query q = {.descriptor = d, .top_k = 3};
+            index_face_result r;
+            if (index_face_search(c->ix, "t", &q, &r)) {
+                atomic_fetch_add(&c->failures, 1);
+                continue;
+            }
+            for (size_t k = 0; k < r.n; k++) {
+                int j = atoi(r.matches[k].reference_id + 1);
+                float dj[INDEX_FACE_DIM];
+                conc_desc(j, dj);
+                bad += fabs(r.matches[k].distance - l2(d, dj)) > 1e-4;
+                bad += j < del;
+                found |= j == i;
+            }
+            index_face_result_free(&r);
         }
         /* Added before the query started and not even being deleted when it ended. */
-        if (i < add && i >= atomic_load(&c->delete_started) && !found)
-            atomic_fetch_add(&c->failures, 1);
-        index_pdq_result_free(&r);
+        bad += i < add && i >= atomic_load(&c->delete_started) && !found;
+        if (bad)
+            atomic_fetch_add(&c->failures, bad);
         atomic_fetch_add(&c->queries, 1);
     }
     return NULL;
@@ -1021,7 +1055,10 @@ static void test_concurrent_readers_writer(void **state)
             uint8_t h[32];
             snprintf(ref, sizeof ref, "r%d", i);
             conc_hash(i, h);
+            float desc[INDEX_FACE_DIM];
+            conc_desc(i, desc);
             assert_int_equal(index_pdq_add(c.ix, "t", "p", ref, h, 100), VG_OK);
+            assert_int_equal(index_face_add(c.ix, "t", "p", ref, desc), VG_OK);
             atomic_store(&c.added_upto, i + 1);
             if (i % 3 == 2) { /* delete the oldest live one: triggers compactions too */
                 int d = atomic_load(&c.deleted_upto);

@@ -531,7 +531,7 @@ static int grow_pdq(index__shard *sh, size_t need)
     size_t used = pdq_row_bytes(sh->pdq_n);
     if (used)
         memcpy(rows, v->pdq_rows, used);
-    memset((char *)rows + used, 0, pdq_row_bytes(cap) - used); /* padding rows read as zero */
+    /* Rows past pdq_n stay uninitialised: kernels only see whole groups of published rows. */
     if (sh->pdq_n) {
         memcpy(ref, v->pdq_ref, sh->pdq_n * sizeof *ref);
         memcpy(quality, v->pdq_quality, sh->pdq_n);
@@ -699,7 +699,6 @@ static int compact_build(const index_db *ix, const index__shard *sh, compacted *
     if (index__map_reserve(&out->ref_map, sh->live_refs) ||
         index__map_reserve(&out->profile_map, sh->live_profiles))
         goto fail;
-    memset(nv->pdq_rows, 0, pdq_row_bytes(nv->pdq_cap));
 
     size_t np = 0, nr = 0;
     for (size_t p = 0; p < sh->n_profiles; p++) {

@@ -90,6 +90,7 @@ typedef struct index_db index_db;
 /* cfg is borrowed (NULL = all defaults). *out is owned; release with index_free.
  * Errors: VG_EINVAL (bad config), VG_EUNSUPPORTED (kernel missing on this CPU), VG_ENOMEM. */
 int index_new(const index_config *cfg, index_db **out);
+/* No other call on ix may be running or start. NULL is a no-op. */
 void index_free(index_db *ix);
 
 /* The kernels actually in use (never AUTO). */

@@ -6,7 +6,8 @@
  * (AVX2) rows and transpose them in registers to word-major order, after which a group's
  * distances to a query are 4 XORs, 4 popcounts and 3 adds per variant with no shuffles; the
  * transpose is paid once per group, not per variant. Capacities are multiples of
- * INDEX__GROUP and rows past the last entry are zero (and masked out by the kernels).
+ * INDEX__GROUP; the SIMD kernels are only given whole groups of published rows (a partial last
+ * group goes to a scalar kernel), so rows past the last entry are never read.
  *
  * Face descriptors are rows of INDEX_FACE_DIM floats; the array is 64-byte aligned, so every row
  * (512 bytes) is too.
