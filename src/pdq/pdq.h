@@ -44,8 +44,8 @@
 #define PDQ_MIN_SIDE_PX 5           /* smaller images hash to all zeros with quality 0 */
 #define PDQ_COMPAT_MAX_SIDE_PX 512  /* the reference's resize threshold and target */
 #define PDQ_FAST_MIN_SIDE_PX 128    /* default short side the fast pipeline decodes to */
-/* The float scratch of one hash is two planes of w*h floats; larger inputs are refused
- * (the pipelines never get near it: both hash at most 512x512). */
+/* The float scratch of one hash is two planes of max(w, 64) * h floats; larger inputs are
+ * refused (the pipelines never get near it: both hash at most 512x512). */
 #define PDQ_MAX_HASH_PIXELS ((uint64_t)1 << 25)
 
 /* A 256-bit PDQ hash. Plain value; compare with pdq_hash_equal / pdq_distance. */
@@ -123,9 +123,11 @@ typedef enum { PDQ_MODE_FAST = 0, PDQ_MODE_COMPAT = 1 } pdq_mode;
 
 typedef struct pdq_image_opts {
     pdq_mode mode;
-    unsigned flags;         /* PDQ_WANT_* */
-    img_limits limits;      /* decoder limits (bytes, pixels, dimensions) */
-    uint32_t fast_min_side; /* fast mode: short side to decode to (0 = PDQ_FAST_MIN_SIDE_PX) */
+    unsigned flags;    /* PDQ_WANT_* */
+    img_limits limits; /* decoder limits (bytes, pixels, dimensions) */
+    /* fast mode: a JPEG is DCT-scaled down while both sides stay >= this (0 = the default,
+     * PDQ_FAST_MIN_SIDE_PX); the hashed grid is the reference's whatever the value */
+    uint32_t fast_min_side;
 } pdq_image_opts;
 
 /* Fast mode, no dihedral hashes, img's default limits. */
@@ -140,9 +142,10 @@ typedef struct pdq_image_result {
     uint64_t hash_ns;   /* hashing proper */
 } pdq_image_result;
 
-/* Decodes buf (borrowed, len bytes) with the img module and hashes it. opts may be NULL for
- * defaults. Errors: every img_decode error (VG_EFORMAT, VG_ETRUNC, VG_ECORRUPT, VG_ETOOBIG,
- * VG_EPIXELS, VG_EDIM, VG_ENOMEM) with its detail, VG_EINVAL. *out is written only on success. */
+/* Decodes buf (borrowed, len bytes) with the img module and hashes it; ctx and opts borrowed,
+ * opts NULL for the defaults. Errors: every img_decode error (VG_EFORMAT, VG_ETRUNC,
+ * VG_ECORRUPT, VG_ETOOBIG, VG_EPIXELS, VG_EDIM, VG_ENOMEM) with its detail, VG_EINVAL.
+ * *out is written only on success. */
 int pdq_hash_image(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
                    pdq_image_result *out);
 
