@@ -273,12 +273,34 @@ int bench__ctx(suite *s, struct cache *c, unsigned max_batch, struct analyze_ctx
 }
 
 /* analyze_run of one image n times (after warm runs); wall time per call. */
-static int inproc_latency(analyze_ctx *ctx, const bench_img *im, analyze_level level, unsigned warm,
-                          unsigned n, bench_summary *out, const char **tier)
+/* Median time per stage (analyze_timings), microseconds: where a cold analysis spends it. */
+typedef struct stage_medians {
+    double decode_us, pdq_us, faces_us, other_us;
+} stage_medians;
+
+static double median_of(double *v, unsigned n)
+{
+    for (unsigned i = 1; i < n; i++) /* insertion sort: n is small */
+        for (unsigned j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            double t = v[j];
+            v[j] = v[j - 1];
+            v[j - 1] = t;
+        }
+    return n ? (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) : NAN;
+}
+
+static int inproc_latency_stages(analyze_ctx *ctx, const bench_img *im, analyze_level level,
+                                 unsigned warm, unsigned n, bench_summary *out, const char **tier,
+                                 stage_medians *stages)
 {
     bench_samples *sm;
     if (bench_samples_new(n, &sm))
         return VG_ENOMEM;
+    double *st = stages ? vg_calloc((size_t)n * 4, sizeof(double)) : NULL;
+    if (stages && !st) {
+        bench_samples_free(sm);
+        return VG_ENOMEM;
+    }
     int rc = VG_OK;
     for (unsigned i = 0; i < warm + n && rc == VG_OK; i++) {
         analyze_request rq = {
@@ -291,13 +313,36 @@ static int inproc_latency(analyze_ctx *ctx, const bench_img *im, analyze_level l
             break;
         if (tier)
             *tier = res.timings.cache_tier;
+        if (st && i >= warm) {
+            const analyze_timings *tm = &res.timings;
+            double faces = (double)(tm->detect_us + tm->landmarks_us + tm->descriptors_us);
+            unsigned k = i - warm;
+            st[k] = (double)tm->decode_us;
+            st[n + k] = (double)tm->pdq_us;
+            st[2 * n + k] = faces;
+            st[3 * n + k] =
+                (double)dt / 1000.0 - (double)tm->decode_us - (double)tm->pdq_us - faces;
+        }
         analyze_result_free(&res);
         if (i >= warm)
             rc = bench_samples_add(sm, dt);
     }
     bench_samples_summarize(sm, out);
+    if (st && rc == VG_OK) {
+        stages->decode_us = median_of(st, n);
+        stages->pdq_us = median_of(st + n, n);
+        stages->faces_us = median_of(st + 2 * n, n);
+        stages->other_us = median_of(st + 3 * n, n);
+    }
+    vg_free(st);
     bench_samples_free(sm);
     return rc;
+}
+
+static int inproc_latency(analyze_ctx *ctx, const bench_img *im, analyze_level level, unsigned warm,
+                          unsigned n, bench_summary *out, const char **tier)
+{
+    return inproc_latency_stages(ctx, im, level, warm, n, out, tier, NULL);
 }
 
 /* ---- section 1: single-image latency -------------------------------------------------------- */
@@ -339,14 +384,18 @@ int bench__sec_latency(suite *s)
                        "P99 | in-process cached P50 / P95 | HTTP cached P50 / P95 / P99 | HTTP "
                        "errors |\n|---|---|---|---|---|---|---|\n");
     double p95_bal_http[BENCH_N_CLASSES], p95_bal_in[BENCH_N_CLASSES];
+    stage_medians stages[BENCH_N_LEVELS][BENCH_N_CLASSES];
     for (int lv = 0; lv < BENCH_N_LEVELS; lv++) {
         for (int k = 0; k < BENCH_N_CLASSES; k++) {
             const bench_img *im = &s->img[k];
             bench__progress(s, "latency: %s %s", analyze_level_name((analyze_level)lv), im->name);
             bench_summary ic = {0}, ih = {0}, hc = {0}, hh = {0};
             const char *tier = "?";
-            if ((rc = inproc_latency(cold, im, (analyze_level)lv, warm, n_cold, &ic, NULL)))
+            stage_medians sg = {NAN, NAN, NAN, NAN};
+            if ((rc = inproc_latency_stages(cold, im, (analyze_level)lv, warm, n_cold, &ic, NULL,
+                                            &sg)))
                 goto out;
+            stages[lv][k] = sg;
             if ((rc = inproc_latency(hot, im, (analyze_level)lv, 1, n_hot, &ih, &tier)))
                 goto out;
             uint64_t err_c = 0, err_h = 0;
@@ -402,6 +451,26 @@ int bench__sec_latency(suite *s)
             json_array_append_new(rows, row);
         }
     }
+    /* where the cold in-process time goes */
+    bench_buf_puts(md,
+                   "\nWhere a cold in-process analysis spends its time (medians, ms; "
+                   "`analyze_timings`: decode, PDQ with its 8 dihedral hashes, faces = "
+                   "detector + landmarks + descriptors, other = queue, hand-offs, result):\n\n"
+                   "| level | class | decode | PDQ | faces | other |\n|---|---|---|---|---|---|\n");
+    for (int lv = 0; lv < BENCH_N_LEVELS; lv++)
+        for (int k = 0; k < BENCH_N_CLASSES; k++) {
+            stage_medians *g = &stages[lv][k];
+            bench_buf_printf(md, "| %s | %s | %.2f | %.2f | %.2f | %.2f |\n",
+                             analyze_level_name((analyze_level)lv), class_names[k],
+                             g->decode_us / 1000, g->pdq_us / 1000, g->faces_us / 1000,
+                             g->other_us / 1000);
+            json_t *row = json_array_get(rows, (size_t)(lv * BENCH_N_CLASSES + k));
+            if (row)
+                json_object_set_new(row, "inproc_cold_stage_medians_ms",
+                                    json_pack("{s:f,s:f,s:f,s:f}", "decode", g->decode_us / 1000,
+                                              "pdq", g->pdq_us / 1000, "faces", g->faces_us / 1000,
+                                              "other", g->other_us / 1000));
+        }
     /* what recording the evidence costs: the same cold request with store=true */
     if (http_ok) {
         bench_req rq;
