@@ -476,7 +476,12 @@ static int hash_pixels(pdq_ctx *ctx, src_kind kind, const void *px, uint32_t w, 
         luma = p0;
         break;
     case SRC_RGB8:
-        rgb_to_f32(px, W, H, stride, p0);
+#ifdef PDQ__HAVE_AVX2
+        if (avx2)
+            pdq__rgb_to_f32_avx2(px, W, H, stride, p0);
+        else
+#endif
+            rgb_to_f32(px, W, H, stride, p0);
         luma = p0;
         break;
     default:

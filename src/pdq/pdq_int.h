@@ -64,6 +64,7 @@ void pdq__cols_pick_avx2(const float *in, float *a64, int h, int win, const int 
 /* Grid sampling helper of the fast pipeline: out[x] = top[x] + (bot[x] - top[x]) * fy. */
 void pdq__lerp_rows_avx2(const float *top, const float *bot, float fy, float *out, int n);
 void pdq__dct_avx2(const float *dct, const float *dct_t, const float *a64, float *b16);
+void pdq__rgb_to_f32_avx2(const uint8_t *px, int w, int h, size_t stride, float *out);
 void pdq__gray_to_f32_avx2(const uint8_t *px, int w, int h, size_t stride, float *out);
 #endif
 
