@@ -119,7 +119,7 @@ static void test_tiny_net_tensor(void **state)
     face_frame fr = {512, 512, 416};
     face_detection d[64];
     size_t n;
-    assert_int_equal(face_decode_detections(FACE_DET_TINY, got, &fr, 0.5f, d, 64, &n), 0);
+    assert_int_equal(face_decode_detections(NULL, FACE_DET_TINY, got, &fr, 0.5f, d, 64, &n), 0);
     assert_int_equal(n, 1);
     assert_true(fabs(d[0].box.x / 512 - 0.31885242553258053) < 1e-4);
     assert_true(fabs(d[0].box.y / 512 - 0.14777417078902452) < 1e-4);

@@ -515,13 +515,17 @@ int face_prepare_detector(const face_image *img, face_detector det, int input_si
     return 0;
 }
 
-int face_decode_detections(face_detector det, const float *out, const face_frame *frame,
-                           float score_threshold, face_detection *dets, size_t max, size_t *n_out)
+int face_decode_detections(const face_models *m, face_detector det, const float *out,
+                           const face_frame *frame, float score_threshold, face_detection *dets,
+                           size_t max, size_t *n_out)
 {
     if (!out || !frame || !dets || !n_out)
         return vg_err_set(VG_EINVAL, "face_decode_detections: NULL argument");
-    if (det == FACE_DET_SSD)
-        return vg_err_set(VG_EINVAL, "SSD decoding needs the models' anchors (face_analyze)");
+    if (det == FACE_DET_SSD) {
+        if (!m || !m->ssd)
+            return vg_err_set(VG_EINVAL, "SSD decoding needs models opened with the SSD");
+        return face_ssd_decode(out, m->ssd_anchors, frame, score_threshold, dets, max, n_out);
+    }
     return face_tiny_decode(out, frame, score_threshold, dets, max, n_out);
 }
 

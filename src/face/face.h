@@ -198,9 +198,11 @@ typedef struct face_detection {
 } face_detection;
 
 /* Decodes one detector output (tiny or SSD) into at most max detections after NMS, sorted by
- * descending score; *n_out receives the count. */
-int face_decode_detections(face_detector det, const float *out, const face_frame *frame,
-                           float score_threshold, face_detection *dets, size_t max, size_t *n_out);
+ * descending score; *n_out receives the count. m (borrowed) holds the SSD's anchor boxes: it
+ * may be NULL for the tiny detector only (VG_EINVAL otherwise). */
+int face_decode_detections(const face_models *m, face_detector det, const float *out,
+                           const face_frame *frame, float score_threshold, face_detection *dets,
+                           size_t max, size_t *n_out);
 /* Decodes one landmark output (136 floats) into pixel positions. */
 void face_decode_landmarks(const float *out, const face_crop *crop,
                            float landmarks[FACE_LANDMARKS][2]);

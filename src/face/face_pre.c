@@ -12,14 +12,34 @@
 #include <math.h>
 #include <string.h>
 
-/* Value of channel c at (sy, sx) of the padded square: the crop shifted by (py, px). */
-static inline float px_at(const face_image *img, int x0, int y0, int cw, int ch, int py, int px,
-                          int sy, int sx, int c)
+/* Largest output side (the tiny detector's input is at most 1024). */
+#define PRE_MAX_SIDE 1024
+
+/* For output coordinate o of `size` along one axis of a padded square of `side` samples, the
+ * two source taps (offsets into the crop along that axis, or -1 where the tap falls in the
+ * zero padding) and the lerp weight, computed exactly as the per-pixel formula would. */
+static void taps(int size, int side, int pad, int len, int *a, int *b, float *w)
 {
-    int yy = sy - py, xx = sx - px;
-    if (yy < 0 || xx < 0 || yy >= ch || xx >= cw)
-        return 0.0f;
-    return (float)img->rgb[((size_t)(y0 + yy) * img->w + (size_t)(x0 + xx)) * 3 + c];
+    const float scale = (float)side / (float)size;
+    for (int o = 0; o < size; o++) {
+        int lo, hi;
+        float wt = 0.0f;
+        if (side == size) {
+            lo = hi = o;
+        } else {
+            float in = (float)o * scale;
+            lo = (int)floorf(in);
+            hi = (int)ceilf(in);
+            if (hi > side - 1)
+                hi = side - 1;
+            wt = in - (float)lo;
+        }
+        lo -= pad;
+        hi -= pad;
+        a[o] = lo >= 0 && lo < len ? lo : -1;
+        b[o] = hi >= 0 && hi < len ? hi : -1;
+        w[o] = wt;
+    }
 }
 
 void face_to_square_tensor(const face_image *img, int x, int y, int cw, int ch, int size,
@@ -31,39 +51,38 @@ void face_to_square_tensor(const face_image *img, int x, int y, int cw, int ch, 
     int append = center ? (diff + 1) / 2 : diff;
     int prepend = diff - append;
     int py = ch < cw ? prepend : 0, pxo = cw < ch ? prepend : 0;
-    if (side == size) {
-        for (int oy = 0; oy < size; oy++)
-            for (int ox = 0; ox < size; ox++)
-                for (int c = 0; c < 3; c++) {
-                    float v = px_at(img, x, y, cw, ch, py, pxo, oy, ox, c);
-                    dst[((size_t)oy * size + ox) * 3 + c] = (v - mean[c]) / div + offset;
-                }
-        return;
-    }
-    const float scale = (float)side / (float)size;
+    if (size > PRE_MAX_SIDE)
+        size = PRE_MAX_SIDE; /* callers check their sizes; this only guards the tables */
+    /* Column and row taps once, not per pixel: the values are the same floats the per-pixel
+     * formula gives, so the result is unchanged bit for bit. */
+    int xa[PRE_MAX_SIDE], xb[PRE_MAX_SIDE], ya[PRE_MAX_SIDE], yb[PRE_MAX_SIDE];
+    float lxs[PRE_MAX_SIDE], lys[PRE_MAX_SIDE];
+    taps(size, side, pxo, cw, xa, xb, lxs);
+    taps(size, side, py, ch, ya, yb, lys);
+    const size_t stride = (size_t)img->w * 3;
+    const uint8_t *base = img->rgb + (size_t)y * stride + (size_t)x * 3;
     for (int oy = 0; oy < size; oy++) {
-        float in_y = (float)oy * scale;
-        int top = (int)floorf(in_y);
-        int bottom = (int)ceilf(in_y);
-        if (bottom > side - 1)
-            bottom = side - 1;
-        float ly = in_y - (float)top;
+        const uint8_t *rt = ya[oy] >= 0 ? base + (size_t)ya[oy] * stride : NULL;
+        const uint8_t *rb = yb[oy] >= 0 ? base + (size_t)yb[oy] * stride : NULL;
+        float ly = lys[oy];
+        float *o = dst + (size_t)oy * size * 3;
         for (int ox = 0; ox < size; ox++) {
-            float in_x = (float)ox * scale;
-            int left = (int)floorf(in_x);
-            int right = (int)ceilf(in_x);
-            if (right > side - 1)
-                right = side - 1;
-            float lx = in_x - (float)left;
+            int l = xa[ox], r = xb[ox];
+            float lx = lxs[ox];
             for (int c = 0; c < 3; c++) {
-                float tl = px_at(img, x, y, cw, ch, py, pxo, top, left, c);
-                float tr = px_at(img, x, y, cw, ch, py, pxo, top, right, c);
-                float bl = px_at(img, x, y, cw, ch, py, pxo, bottom, left, c);
-                float br = px_at(img, x, y, cw, ch, py, pxo, bottom, right, c);
-                float t = tl + (tr - tl) * lx;
-                float b = bl + (br - bl) * lx;
-                float v = t + (b - t) * ly;
-                dst[((size_t)oy * size + ox) * 3 + c] = (v - mean[c]) / div + offset;
+                float tl = rt && l >= 0 ? (float)rt[l * 3 + c] : 0.0f;
+                float tr = rt && r >= 0 ? (float)rt[r * 3 + c] : 0.0f;
+                float bl = rb && l >= 0 ? (float)rb[l * 3 + c] : 0.0f;
+                float br = rb && r >= 0 ? (float)rb[r * 3 + c] : 0.0f;
+                float v;
+                if (side == size) {
+                    v = tl; /* no resize: the padded square itself */
+                } else {
+                    float t = tl + (tr - tl) * lx;
+                    float b = bl + (br - bl) * lx;
+                    v = t + (b - t) * ly;
+                }
+                o[ox * 3 + c] = (v - mean[c]) / div + offset;
             }
         }
     }

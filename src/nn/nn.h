@@ -294,13 +294,14 @@ const char *nn_dnnl_describe(void);
 /* The machine's practical convolution peak for precision p on the calling thread's OpenMP
  * threads: a large oneDNN convolution (batch 1, 256 -> 256 channels, 3x3, 56x56, 1.85 GMAC;
  * u8 x s8 for int8) run repeatedly for about `seconds`. *gops receives the median GFLOP/s
- * (2 ops per multiply-accumulate) and impl (impl_len bytes, may be NULL) oneDNN's
+ * (2 ops per multiply-accumulate), *gops_best (may be NULL) that of the fastest run, and impl
+ * (impl_len bytes, may be NULL) oneDNN's
  * implementation name, so a network's throughput can be shown next to what the hardware does.
  * cpu_time = 1 times each run by the calling thread's CPU time instead of the wall clock (for
  * one thread on a shared machine: preemption does not count). For benchmarks; slow.
  * Errors: VG_EUNSUPPORTED (precision), VG_ENOMEM, VG_EINTERNAL. */
-int nn_peak_conv(nn_precision p, double seconds, int cpu_time, double *gops, char *impl,
-                 size_t impl_len);
+int nn_peak_conv(nn_precision p, double seconds, int cpu_time, double *gops, double *gops_best,
+                 char *impl, size_t impl_len);
 /* Turns oneDNN's own verbose trace (one line per primitive creation/execution) on or off. */
 void nn_set_dnnl_verbose(int level);
 
