@@ -440,6 +440,54 @@ static void test_alloc_failures(void **state)
     vg_free(buf);
 }
 
+/* pdq_hash_decoded on an RGB decode at another DCT scale (what analyze does: one decode shared
+ * with the face detector) stays within a few bits of the fast pipeline (at most 4 measured) and
+ * within 10 of the reference (at most 6 measured), for every listed image of quality >= 80. */
+static void test_hash_decoded_rgb(void **state)
+{
+    (void)state;
+    ref_row rows[MAX_ROWS];
+    int n = read_listing("cpp_reference_hashes.csv", rows, MAX_ROWS);
+    pdq_ctx *ctx = pdq_ctx_new();
+    assert_non_null(ctx);
+    int checked = 0;
+    for (int i = 0; i < n; i++) {
+        if (rows[i].quality < 80 || strstr(rows[i].path, "exif-rotn"))
+            continue; /* the reference ignores EXIF; fast mode applies it */
+        char path[512];
+        snprintf(path, sizeof path, "%s%s", DATA, rows[i].path);
+        uint8_t *buf;
+        size_t len;
+        assert_int_equal(vg_read_file(path, 64 << 20, &buf, &len), VG_OK);
+        img_decode_opts o;
+        img_decode_opts_default(&o);
+        o.min_w = o.min_h = 832; /* analyze's target for a 416 detector: 1/2 for 1600 px */
+        img_image im;
+        if (img_decode(buf, len, &o, &im) != VG_OK) {
+            vg_free(buf);
+            continue; /* formats img does not decode are covered elsewhere */
+        }
+        pdq_image_result a, b;
+        assert_int_equal(pdq_hash_decoded(ctx, &im, PDQ_WANT_DIHEDRAL, &a), VG_OK);
+        pdq_image_opts po;
+        pdq_image_opts_default(&po);
+        assert_int_equal(pdq_hash_image(ctx, buf, len, &po, &b), VG_OK);
+        assert_int_equal(a.width, b.width);
+        assert_int_equal(a.height, b.height);
+        assert_true(pdq_distance(&a.r.hash, &b.r.hash) <= 6);
+        assert_true(pdq_distance(&a.r.hash, &rows[i].h[0]) <= 10);
+        assert_true(a.r.has_dihedral);
+        img_image_free(&im);
+        vg_free(buf);
+        checked++;
+    }
+    assert_true(checked >= 30);
+    img_image im = {0};
+    pdq_image_result r;
+    assert_int_equal(pdq_hash_decoded(ctx, &im, 0, &r), VG_EINVAL);
+    pdq_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -452,6 +500,7 @@ int main(void)
         cmocka_unit_test(test_quality_flag),
         cmocka_unit_test(test_fast_min_side),
         cmocka_unit_test(test_pipelines_same_on_every_tier),
+        cmocka_unit_test(test_hash_decoded_rgb),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_mode_names),
         cmocka_unit_test(test_alloc_failures),

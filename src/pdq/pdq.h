@@ -149,6 +149,14 @@ typedef struct pdq_image_result {
 int pdq_hash_image(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
                    pdq_image_result *out);
 
+/* The fast pipeline's hashing step on an image the caller already decoded (gray or RGB, e.g.
+ * one decode shared with the face detector): luma, then the reference's 512x512 sampling grid for
+ * images with a side over 512 px (the DCT scale in im->scale_denom and the EXIF orientation in
+ * im->orientation are taken into account), then the hash. A JPEG decoded to RGB gives within a
+ * bit or two of the gray decode's hash (Y recomputed from RGB). im borrowed. Errors: VG_EINVAL,
+ * VG_ENOMEM. res->decode_ns holds only the luma/resampling time. */
+int pdq_hash_decoded(pdq_ctx *ctx, const img_image *im, unsigned flags, pdq_image_result *res);
+
 /* "fast" | "compat"; pdq_mode_parse returns VG_EINVAL for anything else. */
 const char *pdq_mode_name(pdq_mode m);
 int pdq_mode_parse(const char *s, pdq_mode *out);

@@ -188,6 +188,71 @@ static void sample_grid(pdq_impl impl, const uint8_t *gray, uint32_t w, const ui
     (void)impl;
 }
 
+/* Converts interleaved RGB to 8-bit luma (BT.601, the JPEG Y the fast pipeline otherwise decodes
+ * straight to), rounding to nearest. */
+static void rgb_to_gray8(const uint8_t *rgb, size_t npix, uint8_t *gray)
+{
+    for (size_t i = 0; i < npix; i++) {
+        const uint8_t *p = rgb + 3 * i;
+        gray[i] = (uint8_t)((19595u * p[0] + 38470u * p[1] + 7471u * p[2] + 32768u) >> 16);
+    }
+}
+
+int pdq_hash_decoded(pdq_ctx *ctx, const img_image *im, unsigned flags, pdq_image_result *res)
+{
+    if (!ctx || !im || !im->px || !res || (im->channels != 1 && im->channels != 3) || !im->w ||
+        !im->h)
+        return vg_err_set(VG_EINVAL, "pdq_hash_decoded: bad image");
+    const uint64_t t0 = vg_now_ns();
+    const int swap = im->orientation >= 5 && im->orientation <= 8;
+    const uint32_t W = swap ? im->src_h : im->src_w, H = swap ? im->src_w : im->src_h;
+    const int big = W > PDQ_COMPAT_MAX_SIDE_PX || H > PDQ_COMPAT_MAX_SIDE_PX;
+    const uint32_t gw = big ? PDQ_COMPAT_MAX_SIDE_PX : W, gh = big ? PDQ_COMPAT_MAX_SIDE_PX : H;
+    const uint32_t k = im->scale_denom > 0 ? (uint32_t)im->scale_denom : 1;
+    const size_t npix = (size_t)im->w * im->h;
+    const int direct = im->w == gw && im->h == gh;
+    const uint8_t *gray = im->px;
+    uint8_t *scratch = NULL;
+    /* byte scratch: the luma plane of an RGB image, then (resampling) the grid floats, two
+     * interpolated rows and the per-axis taps (all 4-byte items) */
+    size_t luma_bytes = im->channels == 3 ? (npix + 63) / 64 * 64 : 0;
+    size_t grid_n = (size_t)gw * gh, row_n = 2 * (size_t)gw, taps_n = 3 * ((size_t)gw + gh);
+    int rc =
+        pdq__ctx_bytes(ctx, luma_bytes + (direct ? 0 : (grid_n + row_n + taps_n) * 4), &scratch);
+    if (rc != VG_OK)
+        return rc;
+    if (im->channels == 3) {
+        rgb_to_gray8(im->px, npix, scratch);
+        gray = scratch;
+    }
+    uint64_t t1;
+    if (direct) {
+        t1 = vg_now_ns();
+        rc = pdq_hash_gray8(ctx, gray, im->w, im->h, im->w, flags, &res->r);
+    } else {
+        float *grid = (float *)(void *)(scratch + luma_bytes), *rowbuf = grid + grid_n;
+        uint32_t *x0 = (uint32_t *)(void *)(rowbuf + row_n), *x1 = x0 + gw, *y0 = x1 + gw,
+                 *y1 = y0 + gh;
+        float *fx = (float *)(void *)(y1 + gh), *fy = fx + gw;
+        axis_taps(W, im->w, k, gw, x0, x1, fx);
+        axis_taps(H, im->h, k, gh, y0, y1, fy);
+        sample_grid(pdq_ctx_impl(ctx), gray, im->w, x0, x1, fx, gw, y0, y1, fy, gh, rowbuf, grid);
+        t1 = vg_now_ns();
+        rc = pdq__hash_f32_trusted(ctx, grid, gw, gh, flags, &res->r);
+    }
+    if (rc != VG_OK)
+        return rc;
+    const uint64_t t2 = vg_now_ns();
+    res->width = W;
+    res->height = H;
+    res->hashed_w = gw;
+    res->hashed_h = gh;
+    res->format = im->format;
+    res->decode_ns = t1 - t0; /* the caller adds its own decode time */
+    res->hash_ns = t2 - t1;
+    return VG_OK;
+}
+
 static int hash_fast(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
                      pdq_image_result *res)
 {
@@ -211,43 +276,10 @@ static int hash_fast(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_ima
     rc = img_decode(buf, len, &d, &im);
     if (rc != VG_OK)
         return rc;
-    const int swap = im.orientation >= 5 && im.orientation <= 8;
-    const uint32_t W = swap ? im.src_h : im.src_w, H = swap ? im.src_w : im.src_h;
-    const uint32_t gw = big ? PDQ_COMPAT_MAX_SIDE_PX : W, gh = big ? PDQ_COMPAT_MAX_SIDE_PX : H;
-    const uint32_t k = im.scale_denom > 0 ? (uint32_t)im.scale_denom : 1;
-    uint64_t t1;
-    if (im.w == gw && im.h == gh) {
-        t1 = vg_now_ns();
-        rc = pdq_hash_gray8(ctx, im.px, im.w, im.h, im.w, opts->flags, &res->r);
-    } else {
-        /* grid floats, two interpolated rows, then the per-axis taps (all 4-byte items) */
-        const size_t grid_n = (size_t)gw * gh, row_n = 2 * (size_t)gw,
-                     taps_n = 3 * ((size_t)gw + gh);
-        uint8_t *scratch;
-        rc = pdq__ctx_bytes(ctx, (grid_n + row_n + taps_n) * 4, &scratch);
-        if (rc != VG_OK)
-            goto done;
-        float *grid = (float *)(void *)scratch, *rowbuf = grid + grid_n;
-        uint32_t *x0 = (uint32_t *)(void *)(rowbuf + row_n), *x1 = x0 + gw, *y0 = x1 + gw,
-                 *y1 = y0 + gh;
-        float *fx = (float *)(void *)(y1 + gh), *fy = fx + gw;
-        axis_taps(W, im.w, k, gw, x0, x1, fx);
-        axis_taps(H, im.h, k, gh, y0, y1, fy);
-        sample_grid(pdq_ctx_impl(ctx), im.px, im.w, x0, x1, fx, gw, y0, y1, fy, gh, rowbuf, grid);
-        t1 = vg_now_ns();
-        rc = pdq__hash_f32_trusted(ctx, grid, gw, gh, opts->flags, &res->r);
-    }
-    if (rc != VG_OK)
-        goto done;
-    const uint64_t t2 = vg_now_ns();
-    res->width = W;
-    res->height = H;
-    res->hashed_w = gw;
-    res->hashed_h = gh;
-    res->format = im.format;
-    res->decode_ns = t1 - t0;
-    res->hash_ns = t2 - t1;
-done:
+    const uint64_t decoded = vg_now_ns();
+    rc = pdq_hash_decoded(ctx, &im, opts->flags, res);
+    if (rc == VG_OK)
+        res->decode_ns += decoded - t0;
     img_image_free(&im);
     return rc;
 }
