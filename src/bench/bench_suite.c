@@ -16,6 +16,7 @@
 #include "face/face.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -258,10 +259,38 @@ struct face_models *bench__models(suite *s)
     return s->models;
 }
 
+/* CPUs this process may run on (taskset, cgroup cpusets), which can be fewer than the online
+ * CPUs that vg_cpu_count() reports. */
+static unsigned usable_cpus(void)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (sched_getaffinity(0, sizeof set, &set) != 0)
+        return (unsigned)vg_cpu_count();
+    int n = CPU_COUNT(&set);
+    return n > 0 ? (unsigned)n : 1;
+}
+
+/* When the bench is confined to fewer CPUs than the machine has (taskset -c 0,1 on a big host, to
+ * measure "2 cores"), the servers it starts are sized to them too: replicas and HTTP threads
+ * default to one per online CPU otherwise. Explicit VIGIL_* settings win. */
+static void size_children_to_affinity(void)
+{
+    unsigned n = usable_cpus();
+    if ((int)n >= vg_cpu_count())
+        return;
+    char v[16];
+    snprintf(v, sizeof v, "%u", n);
+    setenv("VIGIL_REPLICAS_MAX", v, 0);
+    setenv("VIGIL_HTTP_THREADS", v, 0);
+}
+
 int bench__ctx(suite *s, struct cache *c, unsigned max_batch, struct analyze_ctx **out)
 {
     analyze_config ac;
     analyze_config_default(&ac);
+    if ((int)usable_cpus() < vg_cpu_count())
+        ac.max_workers = usable_cpus();
     if (max_batch)
         ac.max_batch = max_batch;
     analyze_deps deps = {NULL, NULL, c, bench__models(s)};
@@ -891,13 +920,14 @@ int bench_suite_run(const bench_suite_opts *o)
         return rc;
     }
     snprintf(s->log_path, sizeof s->log_path, "%s/server.log", o->out_dir);
+    size_children_to_affinity();
     char when[32], cpu[256], commit[64];
     vg_format_time(vg_wall_ms(), when, sizeof when);
     cpu_model(cpu, sizeof cpu);
     git_commit(commit, sizeof commit);
     s->root =
         json_pack("{s:s,s:s,s:s,s:i,s:s,s:b,s:s,s:s}", "date", when, "commit", commit, "cpu", cpu,
-                  "cpus", vg_cpu_count(), "cpu_features", vg_cpu_describe(), "quick", o->quick,
+                  "cpus", (int)usable_cpus(), "cpu_features", vg_cpu_describe(), "quick", o->quick,
                   "command", o->command ? o->command : "vigil bench", "vigil_version", VG_VERSION);
     s->sections = json_object();
     json_object_set_new(s->root, "sections", s->sections);
@@ -906,9 +936,9 @@ int bench_suite_run(const bench_suite_opts *o)
     bench_buf_init(&body);
     bench_buf *md = &s->md;
     bench_buf_printf(md,
-                     "# vigil bench%s\n\n- date: %s\n- commit: %s\n- machine: %s, %d CPUs "
-                     "(%s)\n- command: `%s`\n- load average at start: ",
-                     o->quick ? " --quick" : "", when, commit, cpu, vg_cpu_count(),
+                     "# vigil bench%s\n\n- date: %s\n- commit: %s\n- machine: %s, %u of %d CPUs "
+                     "usable (%s)\n- command: `%s`\n- load average at start: ",
+                     o->quick ? " --quick" : "", when, commit, cpu, usable_cpus(), vg_cpu_count(),
                      vg_cpu_describe(), o->command ? o->command : "vigil bench");
     char lbuf[64];
     loadavg(lbuf, sizeof lbuf);
