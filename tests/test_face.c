@@ -511,6 +511,200 @@ static void test_ssd_oracle_bf16(void **state)
     run_ssd_oracle(NN_PREC_BF16, 0.95, 0.03);
 }
 
+/* ---- odd images ---- */
+
+static face_result analyze_dnnl(const face_image *img, const face_opts *o)
+{
+    face_engine *e;
+    face_engine_opts eo = {.backend = NN_BACKEND_DNNL};
+    assert_int_equal(face_engine_new(g_models, &eo, &e), 0);
+    face_result r;
+    int rc = face_analyze(e, img, o, &r);
+    if (rc)
+        fail_msg("face_analyze: %s", vg_err_msg());
+    face_engine_free(e);
+    return r;
+}
+
+/* Every reported face is inside the image where it counts: a box that overlaps it, landmarks
+ * and the recognition crop within it (crops are clipped, never read outside). */
+static void check_faces_sane(const face_result *r, uint32_t w, uint32_t h)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        const face_face *f = &r->faces[i];
+        assert_true(f->score > 0.5f && f->score <= 1.0f);
+        assert_true(f->box.w > 0 && f->box.h > 0);
+        assert_true(f->box.x < (float)w && f->box.y < (float)h);
+        assert_true(f->box.x + f->box.w > 0 && f->box.y + f->box.h > 0);
+        if (i)
+            assert_true(r->faces[i - 1].score >= f->score);
+        if (f->has_descriptor) {
+            assert_true(f->recognition_crop.x >= 0 && f->recognition_crop.y >= 0);
+            assert_true(f->recognition_crop.x + f->recognition_crop.w <= (float)w);
+            assert_true(f->recognition_crop.y + f->recognition_crop.h <= (float)h);
+        }
+    }
+}
+
+/* No face: flat grey, noise; tiny and extreme shapes: 1x1, 10000x50, 50x10000, 3x2000. */
+static void test_odd_sizes_no_face(void **state)
+{
+    (void)state;
+    static const uint32_t dims[][2] = {{1, 1}, {10000, 50}, {50, 10000}, {3, 2000}, {640, 480}};
+    face_opts o;
+    face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+    for (size_t k = 0; k < VG_ARRAY_LEN(dims); k++) {
+        size_t n = (size_t)dims[k][0] * dims[k][1] * 3;
+        uint8_t *px = malloc(n);
+        uint32_t seed = 7;
+        for (size_t i = 0; i < n; i++) /* noise in the last, flat grey elsewhere */
+            px[i] = k == VG_ARRAY_LEN(dims) - 1
+                        ? (uint8_t)((seed = seed * 1664525u + 1013904223u) >> 24)
+                        : 128;
+        face_image img = {px, dims[k][0], dims[k][1]};
+        face_result r = analyze_dnnl(&img, &o);
+        if (r.n != 0)
+            fail_msg("%ux%u: %zu faces in a picture without any", dims[k][0], dims[k][1], r.n);
+        face_result_free(&r);
+        free(px);
+    }
+    /* and the argument checks */
+    face_engine *e;
+    assert_int_equal(face_engine_new(g_models, NULL, &e), 0);
+    face_image empty = {NULL, 0, 0};
+    face_result r;
+    assert_int_equal(face_analyze(e, &empty, &o, &r), VG_EINVAL);
+    assert_int_equal(r.n, 0);
+    face_engine_free(e);
+}
+
+/* Many faces: a 4x4 mosaic of the nine photos of one person (1024x1024, 16 faces) at input
+ * 1024 (each tile at its own scale): one face per tile, every descriptor the same person as
+ * the first (face-api's nine are all within 0.45 of each other), and max_faces keeps the best
+ * ones only. (A 6x6 mosaic at the same input shrinks the faces to 2/3 and finds 34 of 36.) */
+static void test_mosaic_many_faces(void **state)
+{
+    (void)state;
+    enum { T = 256, G = 4 };
+    uint8_t *tile[9];
+    for (int k = 0; k < 9; k++) {
+        char name[32];
+        uint32_t w, h;
+        snprintf(name, sizeof name, "vlad_tile%d.png", k + 1);
+        tile[k] = load_png(name, &w, &h);
+        assert_non_null(tile[k]);
+        assert_true(w == T && h == T);
+    }
+    uint32_t W = T * G;
+    uint8_t *px = malloc((size_t)W * W * 3);
+    for (int ty = 0; ty < G; ty++)
+        for (int tx = 0; tx < G; tx++)
+            for (int y = 0; y < T; y++)
+                memcpy(px + (((size_t)ty * T + y) * W + (size_t)tx * T) * 3,
+                       tile[(ty * G + tx) % 9] + (size_t)y * T * 3, (size_t)T * 3);
+    face_image img = {px, W, W};
+    face_opts o;
+    face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+    o.input_size = 1024;
+    o.precision = NN_PREC_F32;
+    face_result r = analyze_dnnl(&img, &o);
+    check_faces_sane(&r, W, W);
+    int seen[G * G] = {0};
+    for (size_t i = 0; i < r.n; i++) {
+        int cx = (int)((r.faces[i].box.x + r.faces[i].box.w / 2) / T);
+        int cy = (int)((r.faces[i].box.y + r.faces[i].box.h / 2) / T);
+        assert_true(cx >= 0 && cx < G && cy >= 0 && cy < G);
+        seen[cy * G + cx]++;
+        assert_true(r.faces[i].has_descriptor);
+        assert_true(face_distance(r.faces[i].descriptor, r.faces[0].descriptor) < 0.6f);
+    }
+    int tiles = 0;
+    for (int k = 0; k < G * G; k++) {
+        assert_true(seen[k] <= 1);
+        tiles += seen[k];
+    }
+    printf("mosaic %ux%u at 1024: %zu faces in %d of %d tiles\n", W, W, r.n, tiles, G * G);
+    assert_int_equal(r.n, G * G);
+    face_result_free(&r);
+    o.max_faces = 5;
+    face_result r5 = analyze_dnnl(&img, &o);
+    assert_int_equal(r5.n, 5);
+    check_faces_sane(&r5, W, W);
+    face_result_free(&r5);
+    free(px);
+    for (int k = 0; k < 9; k++)
+        free(tile[k]);
+}
+
+/* Hundreds of faces, bounded: a tiny-detector output at input 1024 where every one of the
+ * 5120 anchors fires decodes into at most max detections, none overlapping another by more
+ * than the NMS IoU (0.4), highest score first. */
+static void test_decode_every_anchor_fires(void **state)
+{
+    (void)state;
+    enum { S = 1024, G = S / 32 };
+    float *out = malloc((size_t)G * G * 25 * sizeof(float));
+    uint32_t seed = 3;
+    for (size_t i = 0; i < (size_t)G * G * 25; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        out[i] = i % 5 == 4 ? 4.0f + (float)(seed >> 24) / 64.0f /* score > 0.98 */
+                            : (float)((int)(seed >> 24) - 128) / 256.0f;
+    }
+    face_frame fr = {4000, 3000, S};
+    size_t max = FACE_DEFAULT_MAX_FACES, n = 0;
+    face_detection *d = malloc((size_t)G * G * 5 * sizeof *d);
+    assert_int_equal(face_decode_detections(NULL, FACE_DET_TINY, out, &fr, 0.5f, d, G * G * 5, &n),
+                     0);
+    printf("every anchor fires at %d: %zu detections after NMS\n", S, n);
+    assert_true(n > 100 && n <= (size_t)G * G * 5);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            assert_true(d[i - 1].score >= d[i].score);
+        for (size_t j = 0; j < i; j++) {
+            face_box a = d[i].box, b = d[j].box;
+            assert_true(iou(a, b.x, b.y, b.w, b.h) <= 0.4 + 1e-6);
+        }
+    }
+    /* the caller's bound holds */
+    assert_int_equal(face_decode_detections(NULL, FACE_DET_TINY, out, &fr, 0.5f, d, max, &n), 0);
+    assert_true(n <= max);
+    free(d);
+    free(out);
+}
+
+/* Faces cut by the border: the astronaut's face with the image cropped through it on each
+ * side. Whatever is found stays inside the image (boxes overlap it, crops are clipped); a
+ * face cut in half may or may not be found, never crash or read outside. */
+static void test_faces_at_border(void **state)
+{
+    (void)state;
+    uint32_t w, h;
+    uint8_t *rgb = load_png("astronaut.png", &w, &h);
+    assert_non_null(rgb);
+    /* face-api's box: x 181..264, y 73..175 (results.json) */
+    static const struct {
+        uint32_t x, y, w, h;
+    } cuts[] = {{222, 0, 290, 512}, {0, 0, 222, 512},   {0, 124, 512, 388},
+                {0, 0, 512, 124},   {200, 100, 40, 40}, {0, 0, 512, 512}};
+    face_opts o;
+    face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+    size_t found = 0;
+    for (size_t k = 0; k < VG_ARRAY_LEN(cuts); k++) {
+        uint8_t *px = malloc((size_t)cuts[k].w * cuts[k].h * 3);
+        for (uint32_t y = 0; y < cuts[k].h; y++)
+            memcpy(px + (size_t)y * cuts[k].w * 3,
+                   rgb + ((size_t)(cuts[k].y + y) * w + cuts[k].x) * 3, (size_t)cuts[k].w * 3);
+        face_image img = {px, cuts[k].w, cuts[k].h};
+        face_result r = analyze_dnnl(&img, &o);
+        check_faces_sane(&r, cuts[k].w, cuts[k].h);
+        found += r.n;
+        face_result_free(&r);
+        free(px);
+    }
+    assert_true(found >= 1); /* the uncut image at least */
+    free(rgb);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -528,6 +722,10 @@ int main(void)
         cmocka_unit_test(test_oracle_int8_detector),
         cmocka_unit_test(test_ssd_oracle_f32),
         cmocka_unit_test(test_ssd_oracle_bf16),
+        cmocka_unit_test(test_odd_sizes_no_face),
+        cmocka_unit_test(test_mosaic_many_faces),
+        cmocka_unit_test(test_decode_every_anchor_fires),
+        cmocka_unit_test(test_faces_at_border),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -53,8 +53,14 @@ static void print_json(const char *path, const img_image *im, const face_result 
                        int with_desc)
 {
     printf("{\"file\":\"");
-    for (const char *c = path; *c; c++)
-        printf(*c == '"' || *c == '\\' ? "\\%c" : "%c", *c);
+    for (const unsigned char *c = (const unsigned char *)path; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            printf("\\%c", *c);
+        else if (*c < 0x20) /* a control character in a file name: JSON wants it escaped */
+            printf("\\u%04x", *c);
+        else
+            putchar(*c);
+    }
     printf("\",\"width\":%u,\"height\":%u,\"ms\":%.3f,\"faces\":[", im->w, im->h, ms);
     for (size_t i = 0; i < r->n; i++) {
         const face_face *f = &r->faces[i];
