@@ -167,8 +167,9 @@ typedef struct bench_load_opts {
 } bench_load_opts;
 
 typedef struct bench_load_result {
-    uint64_t completed; /* responses in the measurement window */
-    uint64_t ok;        /* 2xx among them */
+    uint64_t completed;     /* responses in the measurement window */
+    uint64_t completed_all; /* responses in the whole run, warm-up included */
+    uint64_t ok;            /* 2xx among them */
     uint64_t status_4xx, status_5xx, status_503;
     uint64_t conn_errors; /* failed connects, resets, closes mid-response */
     uint64_t timeouts;
@@ -192,6 +193,8 @@ uint64_t bench_load_errors(const bench_load_result *r);
 /* A free TCP port on 127.0.0.1 (bound and released; a race with other programs is possible and
  * shows up as a start failure). */
 int bench_free_port(uint16_t *out);
+/* CPU time (user + system) a process has used so far, in seconds (/proc/<pid>/stat). */
+int bench_proc_cpu_s(pid_t pid, double *out);
 /* Resident set size and its peak (VmRSS, VmHWM) of a process, in KiB. */
 int bench_proc_rss_kb(pid_t pid, uint64_t *rss_kb, uint64_t *hwm_kb);
 /* rm -rf path (borrowed). */

@@ -37,7 +37,8 @@ typedef struct bench_targets {
     double p95_cached_http_ms[BENCH_N_CLASSES];
     double best_uncached_rps; /* highest clean uncached mixed throughput */
     unsigned best_uncached_conns;
-    double l1_speedup_p50; /* in process, miss P50 / L1 hit P50 */
+    double best_uncached_cpu_ms; /* server CPU per image at that point */
+    double l1_speedup_p50;       /* in process, miss P50 / L1 hit P50 */
     double l1_speedup_http_p50;
     double conns_12k_connected, conns_12k_errors, conns_12k_rps, conns_12k_p95_ms;
     double rss_growth_pct;

@@ -585,6 +585,7 @@ int bench_load_run(const bench_load_opts *o, bench_load_result *out)
         return rc;
     }
     r.connected_peak = atomic_load(&sh.connected_peak);
+    r.completed_all = atomic_load(&sh.completed);
     uint64_t end = o->duration_ms ? sh.end_ns : last;
     if (end > stop_ns)
         end = stop_ns;

@@ -42,6 +42,26 @@ int bench_free_port(uint16_t *out)
     return VG_OK;
 }
 
+int bench_proc_cpu_s(pid_t pid, double *out)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return vg_err_set(VG_EIO, "%s: %s", path, strerror(errno));
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    /* the command name (field 2) may hold spaces: fields are counted after its ')' */
+    char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+        return vg_err_set(VG_ECORRUPT, "%s: unexpected format", path);
+    long hz = sysconf(_SC_CLK_TCK);
+    *out = (double)(ut + st) / (double)(hz > 0 ? hz : 100);
+    return VG_OK;
+}
+
 int bench_proc_rss_kb(pid_t pid, uint64_t *rss_kb, uint64_t *hwm_kb)
 {
     char path[64];

@@ -200,6 +200,7 @@ typedef struct sweep_row {
     bench_load_result r;
     bench_summary lat;
     uint64_t rss_kb, hwm_kb;
+    double cpu_ms_per_req; /* server CPU time over the whole run / responses (warm-up too) */
 } sweep_row;
 
 static int sweep_point(suite *s, bench_server *srv, const bench_req *reqs, size_t n, unsigned conns,
@@ -224,9 +225,14 @@ static int sweep_point(suite *s, bench_server *srv, const bench_req *reqs, size_
     memset(row, 0, sizeof *row);
     row->conns = conns;
     row->think_ms = think_ms;
+    double cpu0 = NAN, cpu1 = NAN;
+    bench_proc_cpu_s(bench_server_pid(srv), &cpu0);
     int rc = bench_load_run(&lo, &row->r);
     if (rc)
         return rc;
+    bench_proc_cpu_s(bench_server_pid(srv), &cpu1);
+    row->cpu_ms_per_req =
+        row->r.completed_all ? (cpu1 - cpu0) * 1000.0 / (double)row->r.completed_all : NAN;
     bench_samples_summarize(row->r.latency_ns, &row->lat);
     bench_proc_rss_kb(bench_server_pid(srv), &row->rss_kb, &row->hwm_kb);
     return VG_OK;
@@ -238,20 +244,21 @@ static void sweep_table(suite *s, const char *title, sweep_row *rows, size_t n, 
     bench_buf *md = &s->md;
     bench_buf_printf(md,
                      "\n%s\n\n| connections | think | held (peak) | requests/s | P50 ms | P95 "
-                     "ms | P99 ms | 4xx | 5xx (503) | conn errors | timeouts | server RSS MB |\n"
-                     "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+                     "ms | P99 ms | 4xx | 5xx (503) | conn errors | timeouts | server RSS MB | "
+                     "server CPU ms per request |\n"
+                     "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
                      title);
     for (size_t i = 0; i < n; i++) {
         sweep_row *w = &rows[i];
-        bench_buf_printf(md,
-                         "| %u | %.1f s | %llu | %.0f | %.2f | %.2f | %.2f | %llu | %llu (%llu) | "
-                         "%llu | %llu | %.0f |\n",
-                         w->conns, (double)w->think_ms / 1000.0,
-                         (unsigned long long)w->r.connected_peak, w->r.ok_per_s,
-                         bench__ms(w->lat.p50), bench__ms(w->lat.p95), bench__ms(w->lat.p99),
-                         (unsigned long long)w->r.status_4xx, (unsigned long long)w->r.status_5xx,
-                         (unsigned long long)w->r.status_503, (unsigned long long)w->r.conn_errors,
-                         (unsigned long long)w->r.timeouts, (double)w->rss_kb / 1024.0);
+        bench_buf_printf(
+            md,
+            "| %u | %.1f s | %llu | %.0f | %.2f | %.2f | %.2f | %llu | %llu (%llu) | "
+            "%llu | %llu | %.0f | %.2f |\n",
+            w->conns, (double)w->think_ms / 1000.0, (unsigned long long)w->r.connected_peak,
+            w->r.ok_per_s, bench__ms(w->lat.p50), bench__ms(w->lat.p95), bench__ms(w->lat.p99),
+            (unsigned long long)w->r.status_4xx, (unsigned long long)w->r.status_5xx,
+            (unsigned long long)w->r.status_503, (unsigned long long)w->r.conn_errors,
+            (unsigned long long)w->r.timeouts, (double)w->rss_kb / 1024.0, w->cpu_ms_per_req);
         json_t *o = json_pack(
             "{s:s,s:I,s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "kind", kind, "connections",
             (json_int_t)w->conns, "connected_peak", (json_int_t)w->r.connected_peak, "ok_per_s",
@@ -261,6 +268,7 @@ static void sweep_table(suite *s, const char *title, sweep_row *rows, size_t n, 
             "reconnects", (json_int_t)w->r.reconnects, "server_rss_kb", (json_int_t)w->rss_kb);
         json_object_set_new(o, "latency_ms", bench__summary_json(&w->lat, 1e-6));
         json_object_set_new(o, "think_ms", json_integer((json_int_t)w->think_ms));
+        json_object_set_new(o, "server_cpu_ms_per_request", json_real(w->cpu_ms_per_req));
         json_array_append_new(arr, o);
     }
 }
@@ -317,6 +325,7 @@ int bench__sec_sweep(suite *s)
             (!isfinite(s->t.best_uncached_rps) || ru[i].r.ok_per_s > s->t.best_uncached_rps)) {
             s->t.best_uncached_rps = ru[i].r.ok_per_s;
             s->t.best_uncached_conns = unc[i];
+            s->t.best_uncached_cpu_ms = ru[i].cpu_ms_per_req;
         }
         if (rc == VG_OK)
             du++;
@@ -691,9 +700,10 @@ int bench__sec_levels(suite *s)
     json_t *rows = json_array();
     json_object_set_new(s->sections, "levels", rows);
     bench_buf_puts(md, "| level | detector / recogniser | M P50 ms | M P95 ms | mixed images/s | "
-                       "errors | RSS MB | peak RSS MB | faces paired / reference (found) | box "
+                       "server CPU ms per image | errors | RSS MB | peak RSS MB | faces paired / "
+                       "reference (found) | box "
                        "IoU mean (min) | descriptor L2 mean / max | verdict agreement |\n"
-                       "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+                       "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     analyze_ctx *ctx = NULL;
     int rc = bench__ctx(s, NULL, 0, &ctx);
     for (int lv = 0; lv < BENCH_N_LEVELS && rc == VG_OK; lv++) {
@@ -714,6 +724,7 @@ int bench__sec_levels(suite *s)
         bench_summary lat = {0};
         uint64_t lat_err = 0, rss = 0, hwm = 0;
         bench_load_result r = {0};
+        double cpu_ms = NAN;
         int http_ok = bench__server(s, args, &srv) == VG_OK;
         if (http_ok) {
             bench_req one, mix[BENCH_N_CLASSES];
@@ -735,7 +746,12 @@ int bench__sec_levels(suite *s)
                                       .timeout_ms = BENCH_HTTP_TIMEOUT_MS,
                                       .next = bench__rr_next,
                                       .arg = &rr};
+                double c0 = NAN, c1 = NAN;
+                bench_proc_cpu_s(bench_server_pid(srv), &c0);
                 rc = bench_load_run(&lo, &r);
+                bench_proc_cpu_s(bench_server_pid(srv), &c1);
+                if (rc == VG_OK && r.completed_all)
+                    cpu_ms = (c1 - c0) * 1000.0 / (double)r.completed_all;
             }
             bench_proc_rss_kb(bench_server_pid(srv), &rss, &hwm);
             bench__req_deinit(&one);
@@ -754,11 +770,11 @@ int bench__sec_levels(suite *s)
         double agree = acc.pairs ? 100.0 * acc.agree / acc.pairs : NAN;
         bench_buf_printf(
             md,
-            "| %s | %s | %s | %s | %s | %s | %s | %s | %u / %u (%u) | %s (%s) | %s / %s | "
+            "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %u / %u (%u) | %s (%s) | %s / %s | "
             "%s%% of %u |\n",
             lname, what, bench__fmt(c[0], 40, http_ok ? bench__ms(lat.p50) : NAN, 2),
             bench__fmt(c[1], 40, http_ok ? bench__ms(lat.p95) : NAN, 2),
-            bench__fmt(c[2], 40, http_ok ? r.ok_per_s : NAN, 1),
+            bench__fmt(c[2], 40, http_ok ? r.ok_per_s : NAN, 1), bench__fmt(c[11], 40, cpu_ms, 2),
             bench__fmt(c[3], 40, http_ok ? (double)(bench_load_errors(&r) + lat_err) : NAN, 0),
             bench__fmt(c[4], 40, http_ok ? (double)rss / 1024.0 : NAN, 0),
             bench__fmt(c[5], 40, http_ok ? (double)hwm / 1024.0 : NAN, 0), acc.matched,
@@ -777,6 +793,7 @@ int bench__sec_levels(suite *s)
                       acc.matched ? acc.l2_max : NAN, "verdict_pairs", (json_int_t)acc.pairs,
                       "verdict_agree", (json_int_t)acc.agree);
         json_object_set_new(o, "faces_found", json_integer(acc.our_faces));
+        json_object_set_new(o, "server_cpu_ms_per_image", json_real(cpu_ms));
         if (http_ok)
             json_object_set_new(o, "m_latency_ms", bench__summary_json(&lat, 1e-6));
         json_array_append_new(rows, o);

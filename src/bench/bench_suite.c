@@ -17,6 +17,7 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -305,7 +306,17 @@ int bench__ctx(suite *s, struct cache *c, unsigned max_batch, struct analyze_ctx
 /* Median time per stage (analyze_timings), microseconds: where a cold analysis spends it. */
 typedef struct stage_medians {
     double decode_us, pdq_us, faces_us, other_us;
+    double cpu_ms; /* this process's CPU time (every thread) per analysis, mean */
 } stage_medians;
+
+static double process_cpu_s(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return NAN;
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
 
 static double median_of(double *v, unsigned n)
 {
@@ -326,6 +337,7 @@ static int inproc_latency_stages(analyze_ctx *ctx, const bench_img *im, analyze_
     if (bench_samples_new(n, &sm))
         return VG_ENOMEM;
     double *st = stages ? vg_calloc((size_t)n * 4, sizeof(double)) : NULL;
+    double cpu0 = process_cpu_s();
     if (stages && !st) {
         bench_samples_free(sm);
         return VG_ENOMEM;
@@ -355,9 +367,12 @@ static int inproc_latency_stages(analyze_ctx *ctx, const bench_img *im, analyze_
         analyze_result_free(&res);
         if (i >= warm)
             rc = bench_samples_add(sm, dt);
+        if (i + 1 == warm)
+            cpu0 = process_cpu_s(); /* the CPU count starts with the measured calls */
     }
     bench_samples_summarize(sm, out);
     if (st && rc == VG_OK) {
+        stages->cpu_ms = (process_cpu_s() - cpu0) * 1000.0 / n;
         stages->decode_us = median_of(st, n);
         stages->pdq_us = median_of(st + n, n);
         stages->faces_us = median_of(st + 2 * n, n);
@@ -420,7 +435,7 @@ int bench__sec_latency(suite *s)
             bench__progress(s, "latency: %s %s", analyze_level_name((analyze_level)lv), im->name);
             bench_summary ic = {0}, ih = {0}, hc = {0}, hh = {0};
             const char *tier = "?";
-            stage_medians sg = {NAN, NAN, NAN, NAN};
+            stage_medians sg = {NAN, NAN, NAN, NAN, NAN};
             if ((rc = inproc_latency_stages(cold, im, (analyze_level)lv, warm, n_cold, &ic, NULL,
                                             &sg)))
                 goto out;
@@ -484,21 +499,25 @@ int bench__sec_latency(suite *s)
     bench_buf_puts(md,
                    "\nWhere a cold in-process analysis spends its time (medians, ms; "
                    "`analyze_timings`: decode, PDQ with its 8 dihedral hashes, faces = "
-                   "detector + landmarks + descriptors, other = queue, hand-offs, result):\n\n"
-                   "| level | class | decode | PDQ | faces | other |\n|---|---|---|---|---|---|\n");
+                   "detector + landmarks + descriptors, other = queue, hand-offs, result; CPU = "
+                   "this process's CPU time per analysis over the measured calls, every "
+                   "thread: the cost, whatever else the machine runs):\n\n"
+                   "| level | class | decode | PDQ | faces | other | CPU |\n"
+                   "|---|---|---|---|---|---|---|\n");
     for (int lv = 0; lv < BENCH_N_LEVELS; lv++)
         for (int k = 0; k < BENCH_N_CLASSES; k++) {
             stage_medians *g = &stages[lv][k];
-            bench_buf_printf(md, "| %s | %s | %.2f | %.2f | %.2f | %.2f |\n",
+            bench_buf_printf(md, "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
                              analyze_level_name((analyze_level)lv), class_names[k],
                              g->decode_us / 1000, g->pdq_us / 1000, g->faces_us / 1000,
-                             g->other_us / 1000);
+                             g->other_us / 1000, g->cpu_ms);
             json_t *row = json_array_get(rows, (size_t)(lv * BENCH_N_CLASSES + k));
             if (row)
                 json_object_set_new(row, "inproc_cold_stage_medians_ms",
-                                    json_pack("{s:f,s:f,s:f,s:f}", "decode", g->decode_us / 1000,
-                                              "pdq", g->pdq_us / 1000, "faces", g->faces_us / 1000,
-                                              "other", g->other_us / 1000));
+                                    json_pack("{s:f,s:f,s:f,s:f,s:f}", "decode",
+                                              g->decode_us / 1000, "pdq", g->pdq_us / 1000, "faces",
+                                              g->faces_us / 1000, "other", g->other_us / 1000,
+                                              "cpu", g->cpu_ms));
         }
     /* what recording the evidence costs: the same cold request with store=true */
     if (http_ok) {
@@ -804,9 +823,12 @@ static void targets_table(suite *s)
     }
     bench_buf_printf(md,
                      "| >= 250 mixed-size images/s over HTTP, no errors | %s images/s (%u "
-                     "connections, uncached) | %s |\n",
+                     "connections, uncached; server CPU %s ms per image, so at most %s "
+                     "images/s on %u idle CPUs) | %s |\n",
                      bench__fmt(b[0], 48, t->best_uncached_rps, 0), t->best_uncached_conns,
-                     verdict(t->best_uncached_rps, 250, 1));
+                     bench__fmt(b[1], 48, t->best_uncached_cpu_ms, 2),
+                     bench__fmt(b[2], 48, 1000.0 * usable_cpus() / t->best_uncached_cpu_ms, 0),
+                     usable_cpus(), verdict(t->best_uncached_rps, 250, 1));
     double worst_cached = NAN;
     for (int k = 0; k < BENCH_N_CLASSES; k++)
         if (isfinite(t->p95_cached_http_ms[k]) &&
@@ -908,6 +930,7 @@ int bench_suite_run(const bench_suite_opts *o)
     for (int k = 0; k < BENCH_N_CLASSES; k++)
         t->p95_inproc_ms[k] = t->p95_http_ms[k] = t->p95_cached_http_ms[k] = NAN;
     t->best_uncached_rps = t->l1_speedup_p50 = t->l1_speedup_http_p50 = NAN;
+    t->best_uncached_cpu_ms = NAN;
     t->conns_12k_connected = t->conns_12k_errors = t->conns_12k_rps = t->rss_growth_pct = NAN;
     t->conns_12k_p95_ms = NAN;
 

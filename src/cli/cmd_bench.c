@@ -114,7 +114,7 @@ static int bench_main(int argc, char **argv)
     }
     self[n] = 0;
     o.vigil = self;
-    char cmd[1024] = "vigil";
+    char cmd[1024] = "vigil bench";
     for (int i = 1; i < argc; i++) {
         size_t l = strlen(cmd);
         snprintf(cmd + l, sizeof cmd - l, " %s", argv[i]);
