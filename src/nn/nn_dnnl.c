@@ -154,6 +154,7 @@ struct nn_dnnl_plan {
     int own_wc;
     size_t weight_bytes; /* bytes this plan added to the cache */
     int n_custom_pool;
+    int n_inplace_sums; /* residual sums accumulated in the summand's own buffer */
     int n_impl;
     struct {
         char name[64];
@@ -375,6 +376,24 @@ static int define_tensor(nn_plan *p, int id, const dnnl_memory_desc_t *md, float
     t->slot = slot_take(d, dnnl_memory_desc_get_size(md), last_use);
     if (t->slot < 0)
         return vg_err_set(VG_ENOMEM, "out of memory");
+    if (dnnl_memory_create(&t->mem, md, d->eng, DNNL_MEMORY_NONE) != dnnl_success)
+        return vg_err_set(VG_EINTERNAL, "oneDNN memory_create failed");
+    return 0;
+}
+
+/* Like define_tensor, but tensor id takes over a slot (the buffer of a tensor whose last use
+ * is op id), `sl`, which then lives until last_use. */
+static int define_tensor_in_slot(nn_plan *p, int id, const dnnl_memory_desc_t *md, float scale,
+                                 int last_use, int sl)
+{
+    nn_dnnl_plan *d = p->dnnl;
+    tensor *t = &d->t[id];
+    t->md = *md;
+    t->scale = scale;
+    t->slot = sl;
+    if (d->slots[sl].bytes < dnnl_memory_desc_get_size(md))
+        d->slots[sl].bytes = dnnl_memory_desc_get_size(md);
+    d->slots[sl].free_after = last_use;
     if (dnnl_memory_create(&t->mem, md, d->eng, DNNL_MEMORY_NONE) != dnnl_success)
         return vg_err_set(VG_EINTERNAL, "oneDNN memory_create failed");
     return 0;
@@ -647,10 +666,29 @@ static int plan_conv(nn_plan *p, int i, const int *last)
     dnnl_memory_t msrc, mw, mb;
     if ((rc = ensure(p, op->in0, q_src, i, &msrc)))
         goto out;
-    if ((rc = define_tensor(p, i, q_dst, s_dst, last[i])))
+    /* The residual summand is what dst must hold before the sum post-op. When this conv is its
+     * last use and it is stored exactly as dst (layout, and type or int8 scale), dst takes its
+     * buffer over: no copy (one per residual block otherwise). Never the network input (the
+     * caller's buffer) nor the conv's own source. */
+    int inplace = 0;
+    if (op->in1 > 0 && op->in1 != op->in0 && last[op->in1] == i) {
+        tensor *sm = &d->t[op->in1];
+        dnnl_memory_desc_t want = *q_dst;
+        if (sum_dt != dnnl_data_type_undef)
+            want.data_type = sum_dt;
+        inplace = dnnl_memory_desc_equal(&sm->md, &want) &&
+                  (sum_dt != dnnl_data_type_undef ? sm->scale == sm->qscale : sm->scale == s_dst);
+    }
+    if (inplace)
+        rc = define_tensor_in_slot(p, i, q_dst, s_dst, last[i], d->t[op->in1].slot);
+    else
+        rc = define_tensor(p, i, q_dst, s_dst, last[i]);
+    if (rc)
         goto out;
     d->t[i].nonneg = nonneg;
-    if (op->in1 >= 0 && sum_dt != dnnl_data_type_undef) {
+    if (inplace) {
+        d->n_inplace_sums++;
+    } else if (op->in1 >= 0 && sum_dt != dnnl_data_type_undef) {
         tensor *sm = &d->t[op->in1];
         dnnl_memory_desc_t pre = *q_dst;
         pre.data_type = sum_dt;
