@@ -130,6 +130,31 @@ static void test_tiny_net_tensor(void **state)
     face_engine_free(e);
 }
 
+/* Pre-processing: the detector input prepared from astronaut.png (pad to a square, TF legacy
+ * bilinear resize to 416) equals face-api's own resized input, to float rounding. */
+static void test_detector_input_matches(void **state)
+{
+    (void)state;
+    uint32_t w, h;
+    uint8_t *rgb = load_png("astronaut.png", &w, &h);
+    float *want = load_f32("tiny_input_416x416x3.f32", 416 * 416 * 3);
+    float *got = malloc(416 * 416 * 3 * sizeof(float));
+    assert_non_null(rgb);
+    assert_non_null(want);
+    face_image img = {rgb, w, h};
+    face_frame fr;
+    assert_int_equal(face_prepare_detector(&img, FACE_DET_TINY, 416, got, &fr), 0);
+    static const float mean[3] = {117.001f, 114.697f, 97.404f};
+    double maxd = 0;
+    for (int i = 0; i < 416 * 416 * 3; i++)
+        maxd = fmax(maxd, fabs(got[i] - (want[i] - mean[i % 3]) / 255.0f));
+    printf("detector input max |diff| vs face-api: %.3g\n", maxd);
+    assert_true(maxd < 1e-6);
+    free(rgb);
+    free(want);
+    free(got);
+}
+
 static void test_landmark_net_tensor(void **state)
 {
     json_error_t err;
@@ -708,6 +733,7 @@ static void test_faces_at_border(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_detector_input_matches),
         {"test_tiny_net_tensor/g_ref", test_tiny_net_tensor, NULL, NULL, &g_ref},
         {"test_landmark_net_tensor/g_ref", test_landmark_net_tensor, NULL, NULL, &g_ref},
         {"test_recognition_net_tensor/g_ref", test_recognition_net_tensor, NULL, NULL, &g_ref},

@@ -42,6 +42,27 @@ static void taps(int size, int side, int pad, int len, int *a, int *b, float *w)
     }
 }
 
+/* One source row (NULL: a padding row of zeros) resampled along x into h[size * 3]:
+ * tl + (tr - tl) * lx per channel, as TF computes the top and bottom lerps; copy = 1 takes the
+ * left tap only (no resize). */
+static void hresample(const uint8_t *row, const int *xa, const int *xb, const float *lxs, int size,
+                      int copy, float *h)
+{
+    if (!row) {
+        memset(h, 0, (size_t)size * 3 * sizeof *h);
+        return;
+    }
+    for (int ox = 0; ox < size; ox++) {
+        int l = xa[ox], r = xb[ox];
+        float lx = lxs[ox];
+        for (int c = 0; c < 3; c++) {
+            float tl = l >= 0 ? (float)row[l * 3 + c] : 0.0f;
+            float tr = r >= 0 ? (float)row[r * 3 + c] : 0.0f;
+            h[ox * 3 + c] = copy ? tl : tl + (tr - tl) * lx;
+        }
+    }
+}
+
 void face_to_square_tensor(const face_image *img, int x, int y, int cw, int ch, int size,
                            int center, const float mean[3], float div, float offset, float *dst)
 {
@@ -61,28 +82,47 @@ void face_to_square_tensor(const face_image *img, int x, int y, int cw, int ch, 
     taps(size, side, py, ch, ya, yb, lys);
     const size_t stride = (size_t)img->w * 3;
     const uint8_t *base = img->rgb + (size_t)y * stride + (size_t)x * 3;
+    /* Each output row is the vertical lerp of two horizontally resampled source rows; a source
+     * row's resampling is kept while the next output row uses it again (upscaled crops). */
+    float hbuf[2][PRE_MAX_SIDE * 3];
+    float *ht = hbuf[0], *hb = hbuf[1];
+    int ht_row = -2, hb_row = -2; /* source row held in ht / hb (-1: padding, -2: none) */
+    const int n3 = size * 3;
     for (int oy = 0; oy < size; oy++) {
-        const uint8_t *rt = ya[oy] >= 0 ? base + (size_t)ya[oy] * stride : NULL;
-        const uint8_t *rb = yb[oy] >= 0 ? base + (size_t)yb[oy] * stride : NULL;
+        int want_t = ya[oy], want_b = side == size ? ya[oy] : yb[oy];
+        if (want_t != ht_row && want_t == hb_row) { /* the previous bottom row is the new top */
+            float *tmp = ht;
+            ht = hb;
+            hb = tmp;
+            ht_row = hb_row;
+            hb_row = -2;
+        }
+        if (want_t != ht_row) {
+            hresample(want_t >= 0 ? base + (size_t)want_t * stride : NULL, xa, xb, lxs, size,
+                      side == size, ht);
+            ht_row = want_t;
+        }
+        if (want_b != hb_row && want_b != ht_row) {
+            hresample(want_b >= 0 ? base + (size_t)want_b * stride : NULL, xa, xb, lxs, size,
+                      side == size, hb);
+            hb_row = want_b;
+        }
+        const float *bot = want_b == ht_row ? ht : hb;
         float ly = lys[oy];
-        float *o = dst + (size_t)oy * size * 3;
-        for (int ox = 0; ox < size; ox++) {
-            int l = xa[ox], r = xb[ox];
-            float lx = lxs[ox];
-            for (int c = 0; c < 3; c++) {
-                float tl = rt && l >= 0 ? (float)rt[l * 3 + c] : 0.0f;
-                float tr = rt && r >= 0 ? (float)rt[r * 3 + c] : 0.0f;
-                float bl = rb && l >= 0 ? (float)rb[l * 3 + c] : 0.0f;
-                float br = rb && r >= 0 ? (float)rb[r * 3 + c] : 0.0f;
-                float v;
-                if (side == size) {
-                    v = tl; /* no resize: the padded square itself */
-                } else {
-                    float t = tl + (tr - tl) * lx;
-                    float b = bl + (br - bl) * lx;
-                    v = t + (b - t) * ly;
-                }
-                o[ox * 3 + c] = (v - mean[c]) / div + offset;
+        float *o = dst + (size_t)oy * n3;
+        const float m0 = mean[0], m1 = mean[1], m2 = mean[2];
+        if (side == size) { /* no resize: the padded square itself */
+            for (int k = 0; k < n3; k += 3) {
+                o[k] = (ht[k] - m0) / div + offset;
+                o[k + 1] = (ht[k + 1] - m1) / div + offset;
+                o[k + 2] = (ht[k + 2] - m2) / div + offset;
+            }
+        } else {
+            for (int k = 0; k < n3; k += 3) {
+                float t0 = ht[k], t1 = ht[k + 1], t2 = ht[k + 2];
+                o[k] = (t0 + (bot[k] - t0) * ly - m0) / div + offset;
+                o[k + 1] = (t1 + (bot[k + 1] - t1) * ly - m1) / div + offset;
+                o[k + 2] = (t2 + (bot[k + 2] - t2) * ly - m2) / div + offset;
             }
         }
     }
