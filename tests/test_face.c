@@ -73,6 +73,9 @@ static float *load_f32(const char *name, size_t count)
 static int setup(void **state)
 {
     (void)state;
+    /* One OpenMP thread: ctest runs tests side by side, and libgomp's spinning threads of two
+     * processes on the same cores slow both down many times over. */
+    nn_set_threads(1);
     face_models_opts mo = {.load_ssd = 1};
     if (face_models_open(VG_MODELS_DIR, &mo, &g_models))
         return -1;

@@ -39,8 +39,9 @@ static run_result run_vigil(const fixture *fx, const char *args)
     char out_path[256], err_path[256], cmd[4096];
     snprintf(out_path, sizeof out_path, "%s/out", fx->dir);
     snprintf(err_path, sizeof err_path, "%s/err", fx->dir);
-    snprintf(cmd, sizeof cmd, "VIGIL_MODELS_DIR='%s' '%s' %s >'%s' 2>'%s'", MODELS, VIGIL, args,
-             out_path, err_path);
+    /* one OpenMP thread: ctest runs tests side by side (see test_face.c) */
+    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 VIGIL_MODELS_DIR='%s' '%s' %s >'%s' 2>'%s'",
+             MODELS, VIGIL, args, out_path, err_path);
     int st = system(cmd);
     assert_true(st != -1 && WIFEXITED(st));
     run_result r;

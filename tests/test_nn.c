@@ -746,6 +746,7 @@ static void test_dnnl_ops(void **state)
 
 int main(void)
 {
+    nn_set_threads(1); /* see test_face.c: tests run side by side */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_same_pad),
         cmocka_unit_test(test_conv2d_hand),
