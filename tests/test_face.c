@@ -733,6 +733,53 @@ static void test_faces_at_border(void **state)
     free(rgb);
 }
 
+/* face_analyze_batch over several images (crops of all of them share network calls) gives the
+ * same faces as one face_analyze per image, within the batch-size rounding of oneDNN kernels. */
+static void test_batch_equals_single(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"sample1.png", "astronaut.png", "vlad_tile1.png",
+                                        "vlad_tile2.png"};
+    enum { N = 4 };
+    face_image imgs[N];
+    uint8_t *px[N];
+    for (int i = 0; i < N; i++) {
+        px[i] = load_png(names[i], &imgs[i].w, &imgs[i].h);
+        assert_non_null(px[i]);
+        imgs[i].rgb = px[i];
+    }
+    face_opts o;
+    face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+    o.precision = o.detector_precision = o.landmarks_precision = NN_PREC_F32;
+    face_engine *e;
+    face_engine_opts eo = {.backend = NN_BACKEND_DNNL, .threads = 1};
+    assert_int_equal(face_engine_new(g_models, &eo, &e), 0);
+    face_result batch[N];
+    face_stage_ns ns;
+    assert_int_equal(face_analyze_batch(e, imgs, N, &o, batch, &ns), 0);
+    assert_true(ns.detect > 0 && ns.describe > 0);
+    size_t total = 0;
+    for (int i = 0; i < N; i++) {
+        face_result one;
+        assert_int_equal(face_analyze(e, &imgs[i], &o, &one), 0);
+        assert_int_equal(batch[i].n, one.n);
+        for (size_t f = 0; f < one.n; f++) {
+            assert_true(fabsf(batch[i].faces[f].box.x - one.faces[f].box.x) < 0.5f);
+            assert_true(batch[i].faces[f].has_descriptor == one.faces[f].has_descriptor);
+            assert_true(face_distance(batch[i].faces[f].descriptor, one.faces[f].descriptor) <
+                        1e-3f);
+        }
+        total += one.n;
+        face_result_free(&one);
+        face_result_free(&batch[i]);
+    }
+    assert_true(total >= 5); /* sample1 has 3 faces, the others 1 each */
+    assert_int_equal(face_analyze_batch(e, imgs, 0, &o, NULL, NULL), 0);
+    face_engine_free(e);
+    for (int i = 0; i < N; i++)
+        free(px[i]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -755,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_mosaic_many_faces),
         cmocka_unit_test(test_decode_every_anchor_fires),
         cmocka_unit_test(test_faces_at_border),
+        cmocka_unit_test(test_batch_equals_single),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

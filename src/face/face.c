@@ -548,120 +548,189 @@ static int grow(float **buf, size_t *cap, size_t need)
  * pixel count is bounded by the img module's limits anyway. */
 #define FACE_MAX_IMAGE_SIDE 65535u
 
-int face_analyze(face_engine *e, const face_image *img, const face_opts *opts, face_result *out)
+/* One face of a batch on its way through landmarks and recognition. */
+typedef struct batch_face {
+    uint32_t img;   /* index into the batch's images */
+    uint32_t slot;  /* index into that image's faces */
+    face_crop crop; /* landmark crop */
+    int alive;      /* 0 once its box or aligned crop fell outside the image */
+} batch_face;
+
+static void free_results(face_result *out, size_t n)
 {
-    if (!e || !img || !opts || !out)
-        return vg_err_set(VG_EINVAL, "face_analyze: NULL argument");
-    memset(out, 0, sizeof *out);
-    if (!img->rgb || img->w == 0 || img->h == 0 || img->w > FACE_MAX_IMAGE_SIDE ||
-        img->h > FACE_MAX_IMAGE_SIDE)
-        return vg_err_set(VG_EINVAL, "image %ux%u is empty or too large", img->w, img->h);
+    for (size_t i = 0; i < n; i++)
+        face_result_free(&out[i]);
+}
+
+/* Detection for images [i0, i0+k): one network call, then decoding per image into out[]. */
+static int detect_chunk(face_engine *e, const face_image *imgs, size_t i0, int k,
+                        const face_opts *opts, face_detector det, int size, face_net dnet,
+                        face_detection *dets, size_t cand, face_result *out)
+{
+    size_t in_f = face_net_input_floats(dnet, size), out_f = face_net_output_floats(dnet, size);
+    face_frame fr[FACE_MAX_BATCH];
+    int rc;
+    for (int j = 0; j < k; j++)
+        if ((rc = face_prepare_detector(&imgs[i0 + (size_t)j], det, size,
+                                        e->in_buf + (size_t)j * in_f, &fr[j])))
+            return rc;
+    if ((rc = face_engine_run(e, dnet, size, opts->detector_precision, e->in_buf, k, e->out_buf)))
+        return rc;
+    for (int j = 0; j < k; j++) {
+        const float *o = e->out_buf + (size_t)j * out_f;
+        size_t nd = 0;
+        rc = det == FACE_DET_SSD
+                 ? face_ssd_decode(o, e->m->ssd_anchors, &fr[j], opts->score_threshold, dets, cand,
+                                   &nd)
+                 : face_tiny_decode(o, &fr[j], opts->score_threshold, dets, cand, &nd);
+        if (rc)
+            return rc;
+        nd = VG_MIN(nd, opts->max_faces);
+        face_result *r = &out[i0 + (size_t)j];
+        if (nd && !(r->faces = vg_calloc(nd, sizeof *r->faces)))
+            return vg_err_set(VG_ENOMEM, "out of memory");
+        for (size_t d = 0; d < nd; d++) {
+            r->faces[d].box = dets[d].box;
+            r->faces[d].score = dets[d].score;
+        }
+        r->n = nd;
+    }
+    return 0;
+}
+
+/* Landmarks or recognition for every live face of the batch, FACE_MAX_BATCH crops per call. */
+static int faces_pass(face_engine *e, const face_image *imgs, face_net net, nn_precision prec,
+                      batch_face *bf, size_t nbf, face_result *out)
+{
+    const size_t in_f = face_net_input_floats(net, 0), out_f = face_net_output_floats(net, 0);
+    for (size_t i = 0; i < nbf;) {
+        int n = 0;
+        size_t idx[FACE_MAX_BATCH];
+        for (; i < nbf && n < FACE_MAX_BATCH; i++) {
+            batch_face *b = &bf[i];
+            if (!b->alive)
+                continue;
+            face_face *f = &out[b->img].faces[b->slot];
+            float *dst = e->in_buf + (size_t)n * in_f;
+            int prc = net == FACE_NET_LANDMARKS
+                          ? face_prepare_landmarks(&imgs[b->img], &f->box, dst, &b->crop)
+                          : face_prepare_recognition(&imgs[b->img], (const float(*)[2])f->landmarks,
+                                                     dst, &f->recognition_crop);
+            if (prc == 0)
+                idx[n++] = i;
+            else if (net == FACE_NET_LANDMARKS)
+                b->alive = 0; /* a box entirely outside the image: dropped */
+        }
+        if (n == 0)
+            continue;
+        int rc = face_engine_run(e, net, 0, prec, e->in_buf, n, e->out_buf);
+        if (rc)
+            return rc;
+        for (int k = 0; k < n; k++) {
+            batch_face *b = &bf[idx[k]];
+            face_face *f = &out[b->img].faces[b->slot];
+            const float *o = e->out_buf + (size_t)k * out_f;
+            if (net == FACE_NET_LANDMARKS) {
+                face_decode_landmarks(o, &b->crop, f->landmarks);
+            } else {
+                memcpy(f->descriptor, o, sizeof f->descriptor);
+                f->has_descriptor = 1;
+            }
+        }
+    }
+    return 0;
+}
+
+int face_analyze_batch(face_engine *e, const face_image *imgs, size_t n, const face_opts *opts,
+                       face_result *out, face_stage_ns *ns)
+{
+    if (!e || (!imgs && n) || !opts || (!out && n))
+        return vg_err_set(VG_EINVAL, "face_analyze_batch: NULL argument");
+    if (n)
+        memset(out, 0, n * sizeof *out);
+    if (ns)
+        memset(ns, 0, sizeof *ns);
+    for (size_t i = 0; i < n; i++)
+        if (!imgs[i].rgb || imgs[i].w == 0 || imgs[i].h == 0 || imgs[i].w > FACE_MAX_IMAGE_SIDE ||
+            imgs[i].h > FACE_MAX_IMAGE_SIDE)
+            return vg_err_set(VG_EINVAL, "image %ux%u is empty or too large", imgs[i].w, imgs[i].h);
     face_detector det = opts->detector;
     if (det == FACE_DET_SSD && !e->m->ssd)
         return vg_err_set(VG_EINVAL, "the SSD detector was not loaded");
-    int size = det == FACE_DET_SSD ? FACE_SSD_SIZE : opts->input_size;
-    face_net dnet = det == FACE_DET_SSD ? FACE_NET_SSD : FACE_NET_TINY;
+    if (n == 0)
+        return 0;
+    const int size = det == FACE_DET_SSD ? FACE_SSD_SIZE : opts->input_size;
+    const face_net dnet = det == FACE_DET_SSD ? FACE_NET_SSD : FACE_NET_TINY;
+    const int chunk = (int)VG_MIN(n, (size_t)FACE_MAX_BATCH);
+    const size_t lm_in = face_net_input_floats(FACE_NET_LANDMARKS, 0);
+    const size_t rc_in = face_net_input_floats(FACE_NET_RECOG, 0);
+    const size_t in_need = VG_MAX(face_net_input_floats(dnet, size) * (size_t)chunk,
+                                  VG_MAX(lm_in, rc_in) * FACE_MAX_BATCH);
+    const size_t out_need =
+        VG_MAX(face_net_output_floats(dnet, size) * (size_t)chunk, (size_t)136 * FACE_MAX_BATCH);
     int rc;
-    face_frame fr;
-    size_t in_f = face_net_input_floats(dnet, size), out_f = face_net_output_floats(dnet, size);
-    if ((rc = grow(&e->in_buf, &e->in_cap, in_f)) || (rc = grow(&e->out_buf, &e->out_cap, out_f)))
-        return rc;
-    if ((rc = face_prepare_detector(img, det, size, e->in_buf, &fr)) ||
-        (rc = face_engine_run(e, dnet, size, opts->detector_precision, e->in_buf, 1, e->out_buf)))
+    if ((rc = grow(&e->in_buf, &e->in_cap, in_need)) ||
+        (rc = grow(&e->out_buf, &e->out_cap, out_need)))
         return rc;
     size_t cand = det == FACE_DET_SSD ? 5118 : (size_t)(size / 32) * (size / 32) * 5;
     face_detection *dets = vg_malloc(cand * sizeof *dets);
     if (!dets)
         return vg_err_set(VG_ENOMEM, "out of memory");
-    size_t nd = 0;
-    if (det == FACE_DET_SSD)
-        rc = face_ssd_decode(e->out_buf, e->m->ssd_anchors, &fr, opts->score_threshold, dets, cand,
-                             &nd);
-    else
-        rc = face_tiny_decode(e->out_buf, &fr, opts->score_threshold, dets, cand, &nd);
-    if (rc) {
-        vg_free(dets);
-        return rc;
-    }
-    if (nd > opts->max_faces)
-        nd = opts->max_faces;
-    face_face *faces = nd ? vg_calloc(nd, sizeof *faces) : NULL;
-    face_crop *crops = nd ? vg_calloc(nd, sizeof *crops) : NULL;
-    if (nd && (!faces || !crops)) {
-        vg_free(dets);
-        vg_free(faces);
-        vg_free(crops);
-        return vg_err_set(VG_ENOMEM, "out of memory");
-    }
-    size_t nf = 0;
-    for (size_t i = 0; i < nd; i++) {
-        faces[nf].box = dets[i].box;
-        faces[nf].score = dets[i].score;
-        nf++;
+    uint64_t t0 = vg_now_ns();
+    for (size_t i = 0; i < n && !rc; i += (size_t)chunk) {
+        int k = (int)VG_MIN((size_t)chunk, n - i);
+        rc = detect_chunk(e, imgs, i, k, opts, det, size, dnet, dets, cand, out);
     }
     vg_free(dets);
-    /* Landmarks, FACE_MAX_BATCH crops per call. Boxes entirely outside the image are dropped. */
-    const size_t lm_in = face_net_input_floats(FACE_NET_LANDMARKS, 0);
-    const size_t rc_in = face_net_input_floats(FACE_NET_RECOG, 0);
-    size_t per = VG_MAX(lm_in, rc_in);
-    if ((rc = grow(&e->in_buf, &e->in_cap, per * FACE_MAX_BATCH)) ||
-        (rc = grow(&e->out_buf, &e->out_cap, (size_t)136 * FACE_MAX_BATCH)))
-        goto fail;
-    size_t kept = 0;
-    for (size_t i = 0; i < nf;) {
-        int n = 0;
-        size_t idx[FACE_MAX_BATCH];
-        for (; i < nf && n < FACE_MAX_BATCH; i++) {
-            if (face_prepare_landmarks(img, &faces[i].box, e->in_buf + (size_t)n * lm_in,
-                                       &crops[i]) == 0)
-                idx[n++] = i;
-        }
-        if (n == 0)
-            continue;
-        if ((rc = face_engine_run(e, FACE_NET_LANDMARKS, 0, opts->landmarks_precision, e->in_buf, n,
-                                  e->out_buf)))
-            goto fail;
-        for (int k = 0; k < n; k++) {
-            face_face *f = &faces[idx[k]];
-            face_decode_landmarks(e->out_buf + (size_t)k * 136, &crops[idx[k]], f->landmarks);
-            faces[kept] = *f; /* kept <= idx[k]: compaction in place */
-            kept++;
-        }
-    }
-    nf = kept;
-    if (opts->descriptors) {
-        for (size_t i = 0; i < nf;) {
-            int n = 0;
-            size_t idx[FACE_MAX_BATCH];
-            for (; i < nf && n < FACE_MAX_BATCH; i++)
-                if (face_prepare_recognition(img, (const float(*)[2])faces[i].landmarks,
-                                             e->in_buf + (size_t)n * rc_in,
-                                             &faces[i].recognition_crop) == 0)
-                    idx[n++] = i;
-            if (n == 0)
-                continue;
-            if ((rc = face_engine_run(e, FACE_NET_RECOG, 0, opts->precision, e->in_buf, n,
-                                      e->out_buf)))
-                goto fail;
-            for (int k = 0; k < n; k++) {
-                memcpy(faces[idx[k]].descriptor, e->out_buf + (size_t)k * FACE_DESCRIPTOR_DIM,
-                       sizeof faces[0].descriptor);
-                faces[idx[k]].has_descriptor = 1;
+    uint64_t t1 = vg_now_ns();
+    /* Every face of every image, in image order, for the crop networks. */
+    size_t nbf = 0;
+    for (size_t i = 0; i < n; i++)
+        nbf += out[i].n;
+    batch_face *bf = NULL;
+    if (!rc && nbf && !(bf = vg_calloc(nbf, sizeof *bf)))
+        rc = vg_err_set(VG_ENOMEM, "out of memory");
+    for (size_t i = 0, k = 0; !rc && i < n; i++)
+        for (size_t j = 0; j < out[i].n; j++, k++)
+            bf[k] = (batch_face){.img = (uint32_t)i, .slot = (uint32_t)j, .alive = 1};
+    if (!rc)
+        rc = faces_pass(e, imgs, FACE_NET_LANDMARKS, opts->landmarks_precision, bf, nbf, out);
+    uint64_t t2 = vg_now_ns();
+    if (!rc && opts->descriptors)
+        rc = faces_pass(e, imgs, FACE_NET_RECOG, opts->precision, bf, nbf, out);
+    uint64_t t3 = vg_now_ns();
+    if (!rc) {
+        /* Drop the faces whose box fell outside the image, keeping order (compaction in place). */
+        for (size_t i = 0, k = 0; i < n; i++) {
+            size_t kept = 0;
+            for (size_t j = 0; j < out[i].n; j++, k++)
+                if (bf[k].alive)
+                    out[i].faces[kept++] = out[i].faces[j];
+            out[i].n = kept;
+            if (kept == 0) {
+                vg_free(out[i].faces);
+                out[i].faces = NULL;
             }
         }
     }
-    vg_free(crops);
-    if (nf == 0) {
-        vg_free(faces);
-        faces = NULL;
+    vg_free(bf);
+    if (rc) {
+        free_results(out, n);
+        return rc;
     }
-    out->faces = faces;
-    out->n = nf;
+    if (ns) {
+        ns->detect = t1 - t0;
+        ns->landmarks = t2 - t1;
+        ns->describe = t3 - t2;
+    }
     return 0;
-fail:
-    vg_free(faces);
-    vg_free(crops);
-    return rc;
+}
+
+int face_analyze(face_engine *e, const face_image *img, const face_opts *opts, face_result *out)
+{
+    if (!e || !img || !opts || !out)
+        return vg_err_set(VG_EINVAL, "face_analyze: NULL argument");
+    return face_analyze_batch(e, img, 1, opts, out, NULL);
 }
 
 /* ---- calibration ---------------------------------------------------------------------------- */

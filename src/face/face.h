@@ -154,6 +154,19 @@ const char *face_engine_impl(const face_engine *e);
  * Errors: VG_EINVAL, VG_EUNSUPPORTED (precision), VG_ENOMEM, VG_EINTERNAL. */
 int face_analyze(face_engine *e, const face_image *img, const face_opts *opts, face_result *out);
 
+/* Time spent in each stage of a face_analyze_batch call. */
+typedef struct face_stage_ns {
+    uint64_t detect, landmarks, describe;
+} face_stage_ns;
+
+/* The pipeline for n images at once, with one set of options: the detector runs on up to
+ * FACE_MAX_BATCH images per call, then landmarks and recognition on up to FACE_MAX_BATCH crops
+ * per call drawn from every image of the batch, so concurrent requests share network calls.
+ * out[0..n) are caller-provided (faces owned, face_result_free each); results are identical to n
+ * face_analyze calls. ns may be NULL. On error every out[i] is empty. */
+int face_analyze_batch(face_engine *e, const face_image *imgs, size_t n, const face_opts *opts,
+                       face_result *out, face_stage_ns *ns);
+
 /* ---- pieces for a batcher ------------------------------------------------------------------- */
 
 /* Floats of one prepared input / of one item's outputs (all outputs concatenated). */
