@@ -389,6 +389,64 @@ static void test_face_match_same_person(void **state)
     close_fixture(&fx);
 }
 
+/* Images submitted together are analysed in shared batches (one worker, several images queued):
+ * every result equals the one the same image gets alone. */
+static void test_concurrent_batches_equal_single(void **state)
+{
+    (void)state;
+    analyze_config cfg;
+    analyze_config_default(&cfg);
+    cfg.min_workers = cfg.max_workers = 1;
+    cfg.max_batch = 8;
+    cfg.max_delay_us = 20000;
+    fixture fx;
+    open_fixture(&fx, 1, &cfg);
+    static const char *const names[] = {FACES "vlad_tile1.png", FACES "vlad_tile2.png",
+                                        FACES "astronaut.png", FACES "vlad_tile3.png"};
+    enum { N = 4 };
+    uint8_t *bytes[N];
+    size_t lens[N];
+    analyze_request rq[N];
+    analyze_result res[N];
+    counter c = {.done = 0};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    for (int i = 0; i < N; i++) {
+        bytes[i] = slurp(names[i], &lens[i]);
+        rq[i] = (analyze_request){.bytes = bytes[i], .len = lens[i], .tenant_id = fx.tenant};
+        assert_int_equal(analyze_submit(fx.an, &rq[i], 1, &res[i], count_done, &c), VG_OK);
+    }
+    pthread_mutex_lock(&c.mu);
+    while (c.done < N)
+        pthread_cond_wait(&c.cv, &c.mu);
+    pthread_mutex_unlock(&c.mu);
+    assert_int_equal(c.ok, N);
+    analyze_stats st;
+    analyze_stats_get(fx.an, &st);
+    print_message("%llu images in %llu batches\n", (unsigned long long)st.batch_images,
+                  (unsigned long long)st.batches);
+    for (int i = 0; i < N; i++) {
+        /* Alone, through the features-only path (the cache is bypassed: other bytes). */
+        uint8_t *alone = malloc(lens[i] + 1);
+        memcpy(alone, bytes[i], lens[i]);
+        alone[lens[i]] = 0; /* a trailing byte after IEND changes the SHA-256, not the pixels */
+        analyze_request one = {.bytes = alone, .len = lens[i] + 1};
+        analyze_features f;
+        assert_int_equal(analyze_features_compute(fx.an, &one, &f, NULL), VG_OK);
+        assert_int_equal(f.n_faces, res[i].features.n_faces);
+        assert_true(f.n_faces >= 1);
+        for (size_t k = 0; k < f.n_faces; k++)
+            assert_true(face_distance(f.faces[k].descriptor, res[i].features.faces[k].descriptor) <
+                        1e-3f);
+        assert_memory_equal(f.pdq, res[i].features.pdq, 32);
+        analyze_features_free(&f);
+        analyze_result_free(&res[i]);
+        free(alone);
+        free(bytes[i]);
+    }
+    close_fixture(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +456,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_admission_control),
         cmocka_unit_test(test_face_match_same_person),
+        cmocka_unit_test(test_concurrent_batches_equal_single),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -212,16 +212,58 @@ static void replica_free(void *user, void *p)
     vg_free(rep);
 }
 
+/* One batch of images on one replica: decode and hash each, then the faces of all of them per
+ * level in shared network calls (dynamic batching across concurrent requests). */
 static int run_batch(void *replica, void *kind_user, void *const *items, size_t n, int *status)
 {
     analyze_ctx *ctx = kind_user;
+    analyze_replica *rep = replica;
+    img_image *ims = vg_calloc(n, sizeof *ims);
+    analyze_job **group = vg_calloc(n, sizeof *group);
+    img_image *gims = vg_calloc(n, sizeof *gims);
+    int *gstatus = vg_calloc(n, sizeof *gstatus);
+    if (!ims || !group || !gims || !gstatus) {
+        vg_free(ims);
+        vg_free(group);
+        vg_free(gims);
+        vg_free(gstatus);
+        return VG_ENOMEM;
+    }
     for (size_t i = 0; i < n; i++) {
         analyze_job *job = items[i];
         vg_err_clear();
-        status[i] = analyze__compute(ctx, replica, job);
+        status[i] = analyze__prepare(ctx, rep, job, &ims[i]);
         if (status[i])
             snprintf(job->errmsg, sizeof job->errmsg, "%s", vg_err_msg());
     }
+    for (int level = 0; ctx->deps.models && level <= ANALYZE_LEVEL_MEMORY; level++) {
+        size_t g = 0;
+        for (size_t i = 0; i < n; i++) {
+            analyze_job *job = items[i];
+            if (status[i] == VG_OK && (int)job->req.level == level) {
+                group[g] = job;
+                gims[g++] = ims[i];
+            }
+        }
+        if (!g)
+            continue;
+        vg_err_clear();
+        analyze__faces(ctx, rep, (analyze_level)level, group, gims, g, gstatus);
+        for (size_t i = 0, k = 0; i < n; i++) {
+            analyze_job *job = items[i];
+            if (status[i] != VG_OK || (int)job->req.level != level)
+                continue;
+            status[i] = gstatus[k++];
+            if (status[i])
+                snprintf(job->errmsg, sizeof job->errmsg, "%s", vg_err_msg());
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        img_image_free(&ims[i]);
+    vg_free(ims);
+    vg_free(group);
+    vg_free(gims);
+    vg_free(gstatus);
     return VG_OK;
 }
 

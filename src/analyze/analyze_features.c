@@ -64,8 +64,9 @@ static void level_face_opts(analyze_ctx *ctx, analyze_level level, face_opts *fo
     fo->max_faces = ctx->cfg.max_faces;
 }
 
-int analyze__compute(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job)
+int analyze__prepare(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job, img_image *im)
 {
+    memset(im, 0, sizeof *im);
     if (!ctx->deps.models)
         return compute_pdq_only(ctx, rep, job);
 
@@ -94,47 +95,36 @@ int analyze__compute(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job)
         else
             o.min_h = target;
     }
-    img_image im;
-    rc = img_decode(job->req.bytes, job->req.len, &o, &im);
+    rc = img_decode(job->req.bytes, job->req.len, &o, im);
     if (rc)
         return rc;
     tm->decode_us = (vg_now_ns() - t) / 1000;
     f->width = ow;
     f->height = oh;
-    copy_format(f, im.format);
+    copy_format(f, im->format);
 
     /* The same hashing step as `vigil hash` (fast), on the decode shared with the detector. */
     t = vg_now_ns();
     pdq_image_result pr;
-    rc = pdq_hash_decoded(rep->pdq, &im, PDQ_WANT_DIHEDRAL, &pr);
+    rc = pdq_hash_decoded(rep->pdq, im, PDQ_WANT_DIHEDRAL, &pr);
     if (rc) {
-        img_image_free(&im);
+        img_image_free(im);
         return rc;
     }
     fill_pdq(f, &pr.r);
     tm->pdq_us = (vg_now_ns() - t) / 1000;
+    return VG_OK;
+}
 
-    t = vg_now_ns();
-    face_image fi = {.rgb = im.px, .w = im.w, .h = im.h};
-    face_result fr;
-    rc = face_analyze(rep->fe, &fi, &fo, &fr);
-    tm->detect_us = (vg_now_ns() - t) / 1000;
-    if (rc) {
-        img_image_free(&im);
-        return rc;
-    }
+/* Copies one image's faces into its features, scaled back to the full image's coordinates. */
+static int take_faces(analyze_features *f, const img_image *im, const face_result *fr)
+{
     f->faces_enabled = 1;
-    double sx = (double)ow / im.w, sy = (double)oh / im.h;
-    img_image_free(&im);
-    if (fr.n) {
-        f->faces = vg_calloc(fr.n, sizeof *f->faces);
-        if (!f->faces) {
-            face_result_free(&fr);
-            return VG_ENOMEM;
-        }
-    }
-    for (size_t i = 0; i < fr.n; i++) {
-        const face_face *src = &fr.faces[i];
+    if (fr->n && !(f->faces = vg_calloc(fr->n, sizeof *f->faces)))
+        return VG_ENOMEM;
+    double sx = (double)f->width / im->w, sy = (double)f->height / im->h;
+    for (size_t i = 0; i < fr->n; i++) {
+        const face_face *src = &fr->faces[i];
         if (!src->has_descriptor)
             continue; /* a face whose aligned crop fell outside the image: not describable */
         analyze_face *d = &f->faces[f->n_faces++];
@@ -149,8 +139,38 @@ int analyze__compute(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job)
         }
         memcpy(d->descriptor, src->descriptor, sizeof d->descriptor);
     }
-    face_result_free(&fr);
     return VG_OK;
+}
+
+int analyze__faces(analyze_ctx *ctx, analyze_replica *rep, analyze_level level,
+                   analyze_job *const *jobs, const img_image *ims, size_t n, int *status)
+{
+    face_opts fo;
+    level_face_opts(ctx, level, &fo);
+    face_image *fi = vg_calloc(n, sizeof *fi);
+    face_result *fr = vg_calloc(n, sizeof *fr);
+    int rc = (!fi || !fr) ? VG_ENOMEM : VG_OK;
+    for (size_t i = 0; !rc && i < n; i++)
+        fi[i] = (face_image){.rgb = ims[i].px, .w = ims[i].w, .h = ims[i].h};
+    face_stage_ns ns;
+    if (!rc)
+        rc = face_analyze_batch(rep->fe, fi, n, &fo, fr, &ns);
+    for (size_t i = 0; i < n; i++) {
+        analyze_job *job = jobs[i];
+        if (rc) {
+            status[i] = rc;
+            continue;
+        }
+        /* Stage times are the batch's: every image of it waited for all of them. */
+        job->out->timings.detect_us = ns.detect / 1000;
+        job->out->timings.landmarks_us = ns.landmarks / 1000;
+        job->out->timings.descriptors_us = ns.describe / 1000;
+        status[i] = take_faces(&job->out->features, &ims[i], &fr[i]);
+        face_result_free(&fr[i]);
+    }
+    vg_free(fi);
+    vg_free(fr);
+    return rc;
 }
 
 /* ---- cache blob ----------------------------------------------------------------------------

@@ -65,9 +65,14 @@ struct analyze_ctx {
 
 /* analyze_features.c */
 
-/* Computes one job's features on a worker: decode, PDQ, faces. Fills job->out->features and the
- * decode/pdq/face timings. */
-int analyze__compute(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job);
+/* Decodes one job's image and hashes it (PDQ + dihedral) on a worker, filling its features and
+ * decode/pdq timings. With face models, the decoded RGB image is left in *im (owned by the
+ * caller, img_image_free) for analyze__faces; without, *im stays empty. */
+int analyze__prepare(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job, img_image *im);
+/* Faces of n prepared jobs of one level, in one face_analyze_batch call (detector inputs and
+ * face crops of all the images share network calls). status[i] receives each job's result. */
+int analyze__faces(analyze_ctx *ctx, analyze_replica *rep, analyze_level level,
+                   analyze_job *const *jobs, const img_image *ims, size_t n, int *status);
 /* Cache blob <-> features. Encode returns owned bytes (vg_free). Decode validates every length
  * (the blob is treated as untrusted even though the cache checksums it). */
 int analyze__features_encode(const analyze_features *f, uint8_t **out, size_t *out_len);
