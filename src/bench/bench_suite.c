@@ -206,9 +206,22 @@ const uint8_t *bench__rr_next(void *arg, uint64_t seq, bench_buf *scratch, size_
     return bench__req_get(&a->reqs[seq % a->n], a->run, seq, scratch, len);
 }
 
+#define BENCH_MAX_SERVER_ARGS 16
+
 int bench__server(suite *s, const char *const *args, bench_server **out)
 {
-    bench_server_opts so = {.vigil = s->o->vigil, .args = args, .log_path = s->log_path};
+    /* The servers use the same face models as the in-process measurements: a vigil built in
+     * another tree would otherwise look for its own models directory and, not finding it,
+     * analyse without faces (PDQ only), which makes every HTTP number meaningless. */
+    const char *all[BENCH_MAX_SERVER_ARGS + 3] = {"--models-dir", s->o->models_dir};
+    size_t n = 2;
+    for (size_t i = 0; args && args[i]; i++) {
+        if (n >= BENCH_MAX_SERVER_ARGS + 2)
+            return vg_err_set(VG_EINVAL, "too many server arguments");
+        all[n++] = args[i];
+    }
+    all[n] = NULL;
+    bench_server_opts so = {.vigil = s->o->vigil, .args = all, .log_path = s->log_path};
     vg_err_clear();
     int rc = bench_server_start(&so, out);
     if (rc)
