@@ -148,16 +148,16 @@ int bench__sec_batch(suite *s)
          * mixed over the run as a larger one */
         bench_req rq[BENCH_N_CLASSES];
         int made = 0;
-        for (int k = 0; k < BENCH_N_CLASSES; k++) {
-            rc = bench__req_batch(&rq[k], s, (unsigned)k, batch_sizes[b],
+        for (int c = 0; c < BENCH_N_CLASSES; c++) {
+            rc = bench__req_batch(&rq[c], s, (unsigned)c, batch_sizes[b],
                                   bench_server_tenant_key(srv), 1);
             if (rc)
                 break;
             made++;
         }
         if (rc) {
-            for (int k = 0; k < made; k++)
-                bench__req_deinit(&rq[k]);
+            for (int c = 0; c < made; c++)
+                bench__req_deinit(&rq[c]);
             break;
         }
         bench_rr rr = {rq, BENCH_N_CLASSES, bench__new_run(s)};
@@ -171,8 +171,8 @@ int bench__sec_batch(suite *s)
                               .arg = &rr};
         bench_load_result r;
         rc = bench_load_run(&lo, &r);
-        for (int k = 0; k < BENCH_N_CLASSES; k++)
-            bench__req_deinit(&rq[k]);
+        for (int c = 0; c < BENCH_N_CLASSES; c++)
+            bench__req_deinit(&rq[c]);
         if (rc)
             break;
         y_http[b] = r.ok_per_s * batch_sizes[b];
