@@ -3,6 +3,7 @@
 #   make test      set up, build twice (gcc release; clang ASan+UBSan+fuzzers), run every test
 #   make bench     set up, build, run the benchmark suite (results in docs/BENCHMARKS.md)
 #   make fuzz      long fuzzing runs (FUZZ_SECONDS per target, default 300)
+#   make loadtest  a short locust load test against a local server (pass/fail against the SLA)
 #   make format    clang-format every C file in place
 .PHONY: all setup build run test bench fuzz format format-check loadtest clean
 
@@ -34,6 +35,11 @@ fuzz:
 	@scripts/setup.sh test
 	@scripts/build.sh asan build-asan
 	@FUZZ_SECONDS=$${FUZZ_SECONDS:-300} scripts/fuzz.sh build-asan
+
+loadtest:
+	@scripts/setup.sh bench
+	@scripts/build.sh release $(BUILD)
+	@scripts/loadtest.sh $(VIGIL)
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -12,6 +12,7 @@ case "$kind" in
           -DCMAKE_C_COMPILER=clang >/dev/null ;;
   *) echo "build.sh: unknown kind '$kind'" >&2; exit 2 ;;
 esac
-cmake --build "$dir" -j "$jobs" 2>&1 | grep -v -E '^\[ *[0-9]+%\] (Building|Linking|Built)|^Consolidate|^Scanning' || true
+cmake --build "$dir" -j "$jobs" -- --no-print-directory 2>&1 |
+  grep -v -E '^\[ *[0-9]+%\] (Building|Linking|Built)|^Consolidate|^Scanning|^g?make\[[0-9]+\]: (Entering|Leaving)' || true
 # grep swallowed cmake's status; ask again so a failed build fails this script.
 cmake --build "$dir" -j "$jobs" >/dev/null

@@ -418,6 +418,7 @@ static void test_load_counts(void **state)
                          .threads = 2,
                          .max_requests = 400,
                          .timeout_ms = 10000,
+                         .connect_first = 1,
                          .next = get_next,
                          .arg = (void *)req};
     bench_load_result r;
@@ -426,7 +427,9 @@ static void test_load_counts(void **state)
     assert_int_equal(r.ok, 400);
     assert_int_equal(bench_load_errors(&r), 0);
     assert_int_equal(bench_samples_count(r.latency_ns), 400);
-    assert_int_equal(r.connected_peak, 4);
+    /* Each thread opens its 2 connections before sending; on a loaded machine one thread may
+     * finish the 400 requests before the other has connected, so the peak is 2..4. */
+    assert_true(r.connected_peak >= 2 && r.connected_peak <= 4);
     bench_load_result_free(&r);
 
     /* the server closes after every 3rd answer: reconnects, no errors */

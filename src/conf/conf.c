@@ -49,7 +49,7 @@ static const conf_def rows[] = {
     {"redis_timeout", CONF_DURATION, "50ms", "Redis connect and command timeout", NULL, 1, 60000, 0, F(redis_timeout_ms)},
     {"queue_depth", CONF_INT, "256", "analysis work queue length; full is 503 + Retry-After at once", NULL, 1, 1000000, 0, F(queue_depth)},
     {"request_deadline", CONF_DURATION, "2000ms", "analysis work past this age is dropped and answered 503", NULL, 1, 600000, 0, F(request_deadline_ms)},
-    {"batch_max_size", CONF_INT, "32", "dynamic batching: largest batch of face crops", NULL, 1, 1024, 0, F(batch_max_size)},
+    {"batch_max_size", CONF_INT, "32", "dynamic batching: most images per inference batch (the face crops of all of them share network calls)", NULL, 1, 1024, 0, F(batch_max_size)},
     {"batch_max_delay_us", CONF_INT, "2000", "dynamic batching: longest a request waits for a batch to fill (microseconds)", NULL, 0, 1000000, 0, F(batch_max_delay_us)},
     {"replicas_min", CONF_INT, "1", "model replicas kept at least", NULL, 1, 1024, 0, F(replicas_min)},
     {"replicas_max", CONF_INT, "0", "model replicas at most (0: one per CPU)", NULL, 0, 1024, 0, F(replicas_max)},

@@ -548,6 +548,14 @@ static int grow(float **buf, size_t *cap, size_t need)
  * pixel count is bounded by the img module's limits anyway. */
 #define FACE_MAX_IMAGE_SIDE 65535u
 
+/* Network calls of face_analyze_batch. The detector runs one image per call: its activations are
+ * ~11 MB per image at 416 (conv0 alone is 414x414x16 floats), a plan is kept per batch size, and
+ * batching detector inputs gave no CPU gain per image on 2 cores (docs/BENCHMARKS.md), while it
+ * tripled the server's resident memory. Face crops (112 and 150 px) are batched across the
+ * images, up to 16 per call: ~0.7 MB of activations each. */
+#define FACE_DETECT_BATCH 1
+#define FACE_CROP_BATCH 16
+
 /* One face of a batch on its way through landmarks and recognition. */
 typedef struct batch_face {
     uint32_t img;   /* index into the batch's images */
@@ -568,7 +576,7 @@ static int detect_chunk(face_engine *e, const face_image *imgs, size_t i0, int k
                         face_detection *dets, size_t cand, face_result *out)
 {
     size_t in_f = face_net_input_floats(dnet, size), out_f = face_net_output_floats(dnet, size);
-    face_frame fr[FACE_MAX_BATCH];
+    face_frame fr[FACE_DETECT_BATCH];
     int rc;
     for (int j = 0; j < k; j++)
         if ((rc = face_prepare_detector(&imgs[i0 + (size_t)j], det, size,
@@ -598,15 +606,15 @@ static int detect_chunk(face_engine *e, const face_image *imgs, size_t i0, int k
     return 0;
 }
 
-/* Landmarks or recognition for every live face of the batch, FACE_MAX_BATCH crops per call. */
+/* Landmarks or recognition for every live face of the batch, FACE_CROP_BATCH crops per call. */
 static int faces_pass(face_engine *e, const face_image *imgs, face_net net, nn_precision prec,
                       batch_face *bf, size_t nbf, face_result *out)
 {
     const size_t in_f = face_net_input_floats(net, 0), out_f = face_net_output_floats(net, 0);
     for (size_t i = 0; i < nbf;) {
         int n = 0;
-        size_t idx[FACE_MAX_BATCH];
-        for (; i < nbf && n < FACE_MAX_BATCH; i++) {
+        size_t idx[FACE_CROP_BATCH];
+        for (; i < nbf && n < FACE_CROP_BATCH; i++) {
             batch_face *b = &bf[i];
             if (!b->alive)
                 continue;
@@ -661,13 +669,13 @@ int face_analyze_batch(face_engine *e, const face_image *imgs, size_t n, const f
         return 0;
     const int size = det == FACE_DET_SSD ? FACE_SSD_SIZE : opts->input_size;
     const face_net dnet = det == FACE_DET_SSD ? FACE_NET_SSD : FACE_NET_TINY;
-    const int chunk = (int)VG_MIN(n, (size_t)FACE_MAX_BATCH);
+    const int chunk = (int)VG_MIN(n, (size_t)FACE_DETECT_BATCH);
     const size_t lm_in = face_net_input_floats(FACE_NET_LANDMARKS, 0);
     const size_t rc_in = face_net_input_floats(FACE_NET_RECOG, 0);
     const size_t in_need = VG_MAX(face_net_input_floats(dnet, size) * (size_t)chunk,
-                                  VG_MAX(lm_in, rc_in) * FACE_MAX_BATCH);
+                                  VG_MAX(lm_in, rc_in) * FACE_CROP_BATCH);
     const size_t out_need =
-        VG_MAX(face_net_output_floats(dnet, size) * (size_t)chunk, (size_t)136 * FACE_MAX_BATCH);
+        VG_MAX(face_net_output_floats(dnet, size) * (size_t)chunk, (size_t)136 * FACE_CROP_BATCH);
     int rc;
     if ((rc = grow(&e->in_buf, &e->in_cap, in_need)) ||
         (rc = grow(&e->out_buf, &e->out_cap, out_need)))

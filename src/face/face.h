@@ -159,9 +159,10 @@ typedef struct face_stage_ns {
     uint64_t detect, landmarks, describe;
 } face_stage_ns;
 
-/* The pipeline for n images at once, with one set of options: the detector runs on up to
- * FACE_MAX_BATCH images per call, then landmarks and recognition on up to FACE_MAX_BATCH crops
- * per call drawn from every image of the batch, so concurrent requests share network calls.
+/* The pipeline for n images at once, with one set of options: the detector runs image by image
+ * (its activations are large and batching them gained nothing), then landmarks and recognition
+ * on up to 16 crops per call drawn from every image of the batch, so concurrent requests share
+ * those network calls.
  * out[0..n) are caller-provided (faces owned, face_result_free each); results are identical to n
  * face_analyze calls. ns may be NULL. On error every out[i] is empty. */
 int face_analyze_batch(face_engine *e, const face_image *imgs, size_t n, const face_opts *opts,
