@@ -160,6 +160,24 @@ static void test_time_format(void **state)
     assert_true(b >= a);
 }
 
+static void test_utf8(void **state)
+{
+    (void)state;
+    assert_true(vg_utf8_valid("plain", 5));
+    assert_true(vg_utf8_valid("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80", 14));
+    assert_false(vg_utf8_valid("\xc5", 1));             /* truncated */
+    assert_false(vg_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(vg_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(vg_utf8_valid("\xf4\x90\x80\x80", 4)); /* > U+10FFFF */
+    assert_false(vg_utf8_valid("\x8b", 1));             /* lone continuation */
+    char out[32];
+    const char bad[] = "b\\\xc5\x8b\x8d/e"; /* the fuzzer's input: U+014B then a stray byte */
+    assert_string_equal(vg_utf8_sanitize(bad, strlen(bad), out, sizeof out), "b\\\xc5\x8b?/e");
+    assert_true(vg_utf8_valid(out, strlen(out)));
+    /* truncation keeps whole characters */
+    assert_string_equal(vg_utf8_sanitize("ab\xc3\xa9", 4, out, 4), "ab");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +190,7 @@ int main(void)
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_cpu),
         cmocka_unit_test(test_time_format),
+        cmocka_unit_test(test_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

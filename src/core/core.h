@@ -183,6 +183,15 @@ int vg_write_file_atomic(const char *path, const void *data, size_t len);
 /* mkdir -p with mode 0700 for components it creates. */
 int vg_mkdir_p(const char *path);
 
+/* ---- text ----------------------------------------------------------------------------------- */
+
+/* 1 when s[0..len) is well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF), else 0. */
+int vg_utf8_valid(const char *s, size_t len);
+/* Copies s[0..len) into out (outlen bytes, NUL-terminated, truncated on a character boundary)
+ * replacing every byte that is not part of a well-formed UTF-8 sequence with '?', so untrusted
+ * bytes can go into JSON. Returns out. */
+char *vg_utf8_sanitize(const char *s, size_t len, char *out, size_t outlen);
+
 /* ---- misc ----------------------------------------------------------------------------------- */
 
 #define VG_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -70,8 +70,13 @@ int http_status_of(int vg_code)
 
 json_t *http_error_body(const char *code, const char *message)
 {
-    return json_pack("{s:{s:s,s:s}}", "error", "code", code ? code : "error", "message",
-                     message ? message : "");
+    /* A detail may quote the client's bytes (a JSON parse error near an invalid byte): JSON
+     * strings must be UTF-8, so anything else is replaced before it goes in. */
+    char clean[1024];
+    message = message ? message : "";
+    if (!vg_utf8_valid(message, strlen(message)))
+        message = vg_utf8_sanitize(message, strlen(message), clean, sizeof clean);
+    return json_pack("{s:{s:s,s:s}}", "error", "code", code ? code : "error", "message", message);
 }
 
 static int depth_ok(const json_t *v, int depth)

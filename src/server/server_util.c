@@ -24,7 +24,19 @@ json_t *srv_time(int64_t ms)
 
 json_t *srv_str(const char *s)
 {
-    return s ? json_string(s) : json_null();
+    if (!s)
+        return json_null();
+    json_t *j = json_string(s);
+    if (j)
+        return j;
+    /* Not UTF-8 (a value stored before input was checked): show it with '?' for bad bytes. */
+    size_t n = strlen(s);
+    char *clean = vg_malloc(n + 1);
+    if (!clean)
+        return json_null();
+    j = json_string(vg_utf8_sanitize(s, n, clean, n + 1));
+    vg_free(clean);
+    return j ? j : json_null();
 }
 
 json_t *srv_hex(const uint8_t *bytes, size_t n)
@@ -259,10 +271,15 @@ const char *srv_input_field(srv_input *in, const char *name)
         char *s = vg_arena_alloc(http_req_arena(in->req), p->len + 1);
         if (!s)
             return NULL;
-        memcpy(s, p->data, p->len);
-        s[p->len] = 0;
-        return s;
+        /* Text fields are stored and echoed in JSON: keep them UTF-8 ('?' for bad bytes). */
+        return vg_utf8_sanitize((const char *)p->data, p->len, s, p->len + 1);
     }
     const char *v = http_req_query(in->req, name);
-    return v && *v ? v : NULL;
+    if (!v || !*v)
+        return NULL;
+    if (vg_utf8_valid(v, strlen(v)))
+        return v;
+    size_t n = strlen(v);
+    char *s = vg_arena_alloc(http_req_arena(in->req), n + 1);
+    return s ? vg_utf8_sanitize(v, n, s, n + 1) : NULL;
 }
