@@ -191,7 +191,10 @@ static int replica_new(void *user, unsigned index, void **out)
          * keeps N replicas on N cores without oversubscription. */
         face_engine_opts eo = {.backend = NN_BACKEND_DNNL, .threads = 1};
         int rc = face_engine_new(ctx->deps.models, &eo, &rep->fe);
+        if (!rc)
+            rc = analyze__warm(ctx, rep);
         if (rc) {
+            face_engine_free(rep->fe);
             pdq_ctx_free(rep->pdq);
             vg_free(rep);
             return rc;

@@ -64,6 +64,35 @@ static void level_face_opts(analyze_ctx *ctx, analyze_level level, face_opts *fo
     fo->max_faces = ctx->cfg.max_faces;
 }
 
+int analyze__warm(analyze_ctx *ctx, analyze_replica *rep)
+{
+    if (!rep->fe)
+        return VG_OK;
+    face_opts fo;
+    level_face_opts(ctx, ctx->cfg.default_level, &fo);
+    const face_net det = fo.detector == FACE_DET_SSD ? FACE_NET_SSD : FACE_NET_TINY;
+    const int size = fo.detector == FACE_DET_SSD ? FACE_SSD_SIZE : fo.input_size;
+    const struct {
+        face_net net;
+        int size;
+        nn_precision prec;
+    } runs[] = {{det, size, fo.detector_precision},
+                {FACE_NET_LANDMARKS, 0, fo.landmarks_precision},
+                {FACE_NET_RECOG, 0, fo.precision}};
+    size_t in_n = 0, out_n = 0;
+    for (size_t i = 0; i < VG_ARRAY_LEN(runs); i++) {
+        in_n = VG_MAX(in_n, face_net_input_floats(runs[i].net, runs[i].size));
+        out_n = VG_MAX(out_n, face_net_output_floats(runs[i].net, runs[i].size));
+    }
+    float *in = vg_calloc(in_n, sizeof *in), *out = vg_malloc(out_n * sizeof *out);
+    int rc = (!in || !out) ? VG_ENOMEM : VG_OK;
+    for (size_t i = 0; !rc && i < VG_ARRAY_LEN(runs); i++)
+        rc = face_engine_run(rep->fe, runs[i].net, runs[i].size, runs[i].prec, in, 1, out);
+    vg_free(in);
+    vg_free(out);
+    return rc;
+}
+
 int analyze__prepare(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job, img_image *im)
 {
     memset(im, 0, sizeof *im);

@@ -65,6 +65,9 @@ struct analyze_ctx {
 
 /* analyze_features.c */
 
+/* Compiles the default level's network plans (batch 1) on a new replica, so the first request
+ * does not pay oneDNN's primitive creation (hundreds of ms). */
+int analyze__warm(analyze_ctx *ctx, analyze_replica *rep);
 /* Decodes one job's image and hashes it (PDQ + dihedral) on a worker, filling its features and
  * decode/pdq timings. With face models, the decoded RGB image is left in *im (owned by the
  * caller, img_image_free) for analyze__faces; without, *im stays empty. */

@@ -299,7 +299,9 @@ static int open_analysis(server *s)
     int rc;
     if (c->faces) {
         vg_err_clear();
-        rc = face_models_open(c->models_dir, NULL, &s->models);
+        /* SSD too: the accuracy level detects with it (evidence for notices). */
+        face_models_opts mo = {.load_ssd = 1};
+        rc = face_models_open(c->models_dir, &mo, &s->models);
         if (rc != VG_OK) {
             snprintf(s->models_error, sizeof(s->models_error), "%s", vg_err_msg());
             VG_WARN("server", "face models unavailable (%s): analysing without faces",
