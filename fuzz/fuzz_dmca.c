@@ -38,8 +38,10 @@ static void check_html(const char *h)
                 __builtin_trap();
         }
     }
-    for (const char *p = strstr(h, "href=\""); p; p = strstr(p + 1, "href=\"")) {
-        if (strncasecmp(p + 6, "http://", 7) != 0 && strncasecmp(p + 6, "https://", 8) != 0)
+    /* Our links are exactly `<a href="...`; a URL may itself contain the text `href=` (then
+     * followed by our closing quote), which is not an attribute. */
+    for (const char *p = strstr(h, "<a href=\""); p; p = strstr(p + 1, "<a href=\"")) {
+        if (strncasecmp(p + 9, "http://", 7) != 0 && strncasecmp(p + 9, "https://", 8) != 0)
             __builtin_trap();
     }
 }
