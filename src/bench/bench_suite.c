@@ -264,7 +264,9 @@ struct face_models *bench__models(suite *s)
     if (!s->models_tried) {
         s->models_tried = 1;
         vg_err_clear();
-        if (face_models_open(s->o->models_dir, NULL, &s->models) != VG_OK) {
+        /* the SSD detector too, as `vigil serve` loads it: the accuracy level runs it */
+        face_models_opts mo = {.load_ssd = 1};
+        if (face_models_open(s->o->models_dir, &mo, &s->models) != VG_OK) {
             snprintf(s->models_err, sizeof s->models_err, "face models in %s: %s", s->o->models_dir,
                      vg_err_msg());
             s->models = NULL;
