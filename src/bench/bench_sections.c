@@ -590,7 +590,7 @@ static double l2(const float *a, const float *b)
     return sqrt(s);
 }
 
-#define ACC_MAX_PAIRS 256 /* matched faces kept for the same/different verdicts */
+#define ACC_MAX_PAIRS 256  /* matched faces kept for the same/different verdicts */
 #define ACC_MAX_LM_ERR 0.1 /* mean landmark distance / reference box width, to pair two faces */
 
 /* The reference box of this level's detector that overlaps ours most: face-api's tiny boxes
@@ -683,10 +683,9 @@ static int level_accuracy(suite *s, analyze_ctx *ctx, analyze_level level, int s
                 double e = 0;
                 for (size_t k = 0; k < 68; k++) {
                     json_t *pt = json_array_get(lms, k);
-                    e += hypot(f.faces[j].landmarks[k][0] -
-                                   json_number_value(json_array_get(pt, 0)),
-                               f.faces[j].landmarks[k][1] -
-                                   json_number_value(json_array_get(pt, 1)));
+                    e += hypot(
+                        f.faces[j].landmarks[k][0] - json_number_value(json_array_get(pt, 0)),
+                        f.faces[j].landmarks[k][1] - json_number_value(json_array_get(pt, 1)));
                 }
                 e /= 68 * bw;
                 if (e < best) {
@@ -823,8 +822,7 @@ int bench__sec_levels(suite *s)
         }
         accuracy acc;
         if ((rc = level_accuracy(s, ctx, (analyze_level)lv,
-                                 fo.detector == FACE_DET_SSD && face_models_has_ssd(models),
-                                 &acc)))
+                                 fo.detector == FACE_DET_SSD && face_models_has_ssd(models), &acc)))
             break;
         char c[13][40];
         double lm_mean = acc.matched ? acc.lm_sum / acc.matched : NAN;

@@ -3,12 +3,24 @@
  * exercise every allocation failure path of a function (SQLite's technique). */
 #include "core/core.h"
 
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 static _Atomic long alloc_count;
 static _Atomic long alloc_fail_at; /* 0 = never */
+
+void vg_malloc_tune(void)
+{
+    const char *t = getenv("GLIBC_TUNABLES");
+    if (t && strstr(t, "glibc.malloc."))
+        return;
+    /* Setting either disables glibc's dynamic mmap threshold, which only grows after a large
+     * block was freed and so still faults each size class in at least once per thread. */
+    mallopt(M_MMAP_THRESHOLD, (int)VG_MALLOC_MMAP_MAX);
+    mallopt(M_TRIM_THRESHOLD, (int)VG_MALLOC_TRIM_MAX);
+}
 
 void vg_alloc_fail_after(long n)
 {

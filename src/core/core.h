@@ -96,6 +96,16 @@ void *vg_calloc(size_t count, size_t size);
 void *vg_realloc(void *p, size_t n);
 void vg_free(void *p);
 char *vg_strdup(const char *s);
+/* Process-wide malloc settings for a long-running analysis process, called once by main()
+ * before any thread starts. Image and tensor buffers of a few MB are allocated and freed on
+ * every request; glibc's defaults return them to the kernel (mmap/munmap, heap trimming) so
+ * that each request page-faults them in again, which costs more than the decode on virtual
+ * machines with expensive faults. Keeps buffers below VG_MALLOC_MMAP_MAX in the heaps and lets
+ * heaps keep up to VG_MALLOC_TRIM_MAX free. No-op when GLIBC_TUNABLES sets malloc options
+ * (the operator's choice wins). */
+#define VG_MALLOC_MMAP_MAX (32u << 20)
+#define VG_MALLOC_TRIM_MAX (64u << 20)
+void vg_malloc_tune(void);
 /* Aligned allocation (alignment a power of two >= sizeof(void*)); free with vg_free. */
 void *vg_aligned_alloc(size_t alignment, size_t n);
 
