@@ -165,39 +165,21 @@ static int read_match(sq_stmt *s, store_copy *c, void *item)
 int store_scan_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
                     store_scan *out)
 {
-    sq_stmt *s = NULL;
-    int err = store_query(db,
+    return store_read_one(db, c, read_scan, out, "scan",
                           "SELECT " SCAN_COLS " FROM scans t WHERE t.id = ?1 AND "
                           "(?2 IS NULL OR t.tenant_id = ?2)",
-                          &s, "tt", id, tenant_id);
-    if (err)
-        return err;
-    err = sq_step(s);
-    if (err == SQ_ROW)
-        err = read_scan(s, c, out);
-    else if (err == SQ_DONE)
-        err = vg_err_set(VG_ENOTFOUND, "scan not found");
-    sq_release(s);
-    return err;
+                          "tt", id, tenant_id);
 }
+
+/* A match by id in scope: store_match_read (notice sources) and store_match_get. */
+#define MATCH_BY_ID_SQL                                                                            \
+    "SELECT " MATCH_COLS " FROM matches t JOIN scans s ON s.id = t.scan_id "                       \
+    "WHERE t.id = ?1 AND (?2 IS NULL OR t.tenant_id = ?2)"
 
 int store_match_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
                      store_match *out)
 {
-    sq_stmt *s = NULL;
-    int err = store_query(db,
-                          "SELECT " MATCH_COLS " FROM matches t JOIN scans s ON s.id = t.scan_id "
-                          "WHERE t.id = ?1 AND (?2 IS NULL OR t.tenant_id = ?2)",
-                          &s, "tt", id, tenant_id);
-    if (err)
-        return err;
-    err = sq_step(s);
-    if (err == SQ_ROW)
-        err = read_match(s, c, out);
-    else if (err == SQ_DONE)
-        err = vg_err_set(VG_ENOTFOUND, "match not found");
-    sq_release(s);
-    return err;
+    return store_read_one(db, c, read_match, out, "match", MATCH_BY_ID_SQL, "tt", id, tenant_id);
 }
 
 int store_scan_get(store *st, const char *tenant_id, const char *id, vg_arena *a, store_scan *out)
@@ -252,35 +234,20 @@ int store_scan_list(store *st, const char *tenant_id, const store_list_opts *opt
                     store_scan **items, store_page *page)
 {
     qb q;
-    unsigned limit;
     qb_init(&q, "SELECT " SCAN_COLS " FROM scans t WHERE 1");
     if (opts && opts->sha256)
         qb_blob(&q, " AND t.sha256 = ?", opts->sha256, 32);
-    int err = qb_list_tail(&q, "scn", tenant_id, opts, &limit);
-    if (err)
-        return err;
-    sq_db *db = store_reader_acquire(st);
-    sq_stmt *s = NULL;
-    err = qb_prepare(&q, db, &s);
-    if (!err)
-        err = store_collect(s, a, sizeof(store_scan), offsetof(store_scan, id), limit, read_scan,
-                            (void **)items, page);
-    store_reader_release(st, db);
-    return err;
+    return store_list(st, &q, "scn", tenant_id, opts, a, sizeof(store_scan),
+                      offsetof(store_scan, id), read_scan, (void **)items, page);
 }
 
 int store_match_get(store *st, const char *tenant_id, const char *id, vg_arena *a, store_match *out)
 {
     if (!store_id_valid(id, "mat"))
         return vg_err_set(VG_ENOTFOUND, "match not found");
-    sq_db *db = store_reader_acquire(st);
-    store_copy c = {a, 0};
     store_match m;
-    memset(&m, 0, sizeof m);
-    int err = store_match_read(db, tenant_id, id, &c, &m);
-    if (!err && c.oom)
-        err = vg_err_set(VG_ENOMEM, "store: match");
-    store_reader_release(st, db);
+    int err = store_get_one(st, a, read_match, &m, sizeof m, "match", MATCH_BY_ID_SQL, "tt", id,
+                            tenant_id);
     if (!err)
         *out = m;
     return err;
@@ -290,7 +257,6 @@ int store_match_list(store *st, const char *tenant_id, const store_list_opts *op
                      store_match **items, store_page *page)
 {
     qb q;
-    unsigned limit;
     qb_init(&q, "SELECT " MATCH_COLS " FROM matches t JOIN scans s ON s.id = t.scan_id WHERE 1");
     if (opts && opts->profile_id)
         qb_text(&q, " AND t.profile_id = ?", opts->profile_id);
@@ -307,15 +273,6 @@ int store_match_list(store *st, const char *tenant_id, const store_list_opts *op
         }
         qb_sql(&q, ")");
     }
-    int err = qb_list_tail(&q, "mat", tenant_id, opts, &limit);
-    if (err)
-        return err;
-    sq_db *db = store_reader_acquire(st);
-    sq_stmt *s = NULL;
-    err = qb_prepare(&q, db, &s);
-    if (!err)
-        err = store_collect(s, a, sizeof(store_match), offsetof(store_match, id), limit, read_match,
-                            (void **)items, page);
-    store_reader_release(st, db);
-    return err;
+    return store_list(st, &q, "mat", tenant_id, opts, a, sizeof(store_match),
+                      offsetof(store_match, id), read_match, (void **)items, page);
 }

@@ -234,6 +234,34 @@ int store_run(sq_db *db, const char *sql, const char *types, ...);
 /* Prepares sql on db and binds as store_bind; *out must be released with sq_release. */
 int store_query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ...);
 
+/* Reads the current row of s into *row (a store_tenant, store_profile ...), copying strings and
+ * blobs through c. The readers of the list queries serve the read-one helpers too, so a row
+ * looks the same whether it came from a list or from a get. */
+typedef int (*store_row_fn)(sq_stmt *s, store_copy *c, void *row);
+
+/* The "row by id, or VG_ENOTFOUND" read every family does: prepares sql on db, binds as
+ * store_bind, steps once and hands the row to read_row(s, c, row), else VG_ENOTFOUND
+ * "<what> not found"; always releases the statement. db, c, row, what, sql: borrowed. Does not
+ * look at c->oom: callers that read several rows into one arena check it once at the end, with
+ * their own detail. */
+int store_read_one(sq_db *db, store_copy *c, store_row_fn read_row, void *row, const char *what,
+                   const char *sql, const char *types, ...);
+/* store_read_one on a pooled reader into the arena a, for the public *_get calls: zeroes the
+ * row_size bytes at row first, and turns an arena failure into VG_ENOMEM "store: <what>". row is
+ * the caller's scratch (borrowed), left partly written on error, so that the caller copies it to
+ * its out-parameter only on success and the public contract "out untouched on error" holds. */
+int store_get_one(store *st, vg_arena *a, store_row_fn read_row, void *row, size_t row_size,
+                  const char *what, const char *sql, const char *types, ...);
+/* A store_row_fn for queries whose column 0 is an id: copies it into row, a
+ * char[STORE_ID_MAX] (the owner lookups of a parent row inside a write). */
+int store_read_id(sq_stmt *s, store_copy *c, void *row);
+/* The tail every list call shares: qb_list_tail, then prepares q on a pooled reader and
+ * collects the page as store_collect (item_size, id_off, read_row, items, page likewise). q,
+ * prefix, tenant_id, opts: borrowed; a: the caller's arena for the items. */
+int store_list(store *st, qb *q, const char *prefix, const char *tenant_id,
+               const store_list_opts *opts, vg_arena *a, size_t item_size, size_t id_off,
+               store_row_fn read_row, void **items, store_page *page);
+
 /* Rows by id in scope (tenant_id NULL = any), soft-deleted or not, for notice sources:
  * store_profiles.c. The reference comes without face blobs (n_faces still set). */
 int store_profile_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,

@@ -128,22 +128,11 @@ static int notice_create_op(store *st, sq_db *w, void *arg)
 {
     notice_create_args *a = arg;
     const store_notice_new *n = a->n;
-    sq_stmt *s = NULL;
     char tenant[STORE_ID_MAX] = "";
-    int err = store_query(w,
-                          "SELECT tenant_id FROM matches WHERE id = ?1 AND "
-                          "(?2 IS NULL OR tenant_id = ?2)",
-                          &s, "tt", n->match_id, a->tenant_id);
-    if (err)
-        return err;
-    err = sq_step(s);
-    if (err == SQ_ROW) {
-        sc_id(s, 0, tenant);
-        err = 0;
-    } else if (err == SQ_DONE) {
-        err = vg_err_set(VG_ENOTFOUND, "match not found");
-    }
-    sq_release(s);
+    int err = store_read_one(w, NULL, store_read_id, tenant, "match",
+                             "SELECT tenant_id FROM matches WHERE id = ?1 AND "
+                             "(?2 IS NULL OR tenant_id = ?2)",
+                             "tt", n->match_id, a->tenant_id);
     if (err)
         return err;
 
@@ -254,19 +243,10 @@ int store_notice_get(store *st, const char *tenant_id, const char *id, vg_arena 
     /* One read transaction: the status and the history agree. */
     int err = sq_exec(db, "BEGIN");
     if (!err) {
-        sq_stmt *s = NULL;
-        err = store_query(db,
-                          "SELECT " NOTICE_COLS NOTICE_FROM " WHERE t.id = ?1 AND "
-                          "(?2 IS NULL OR t.tenant_id = ?2)",
-                          &s, "tt", id, tenant_id);
-        if (!err) {
-            err = sq_step(s);
-            if (err == SQ_ROW)
-                err = read_notice(s, &c, &n);
-            else if (err == SQ_DONE)
-                err = vg_err_set(VG_ENOTFOUND, "notice not found");
-            sq_release(s);
-        }
+        err = store_read_one(db, &c, read_notice, &n, "notice",
+                             "SELECT " NOTICE_COLS NOTICE_FROM " WHERE t.id = ?1 AND "
+                             "(?2 IS NULL OR t.tenant_id = ?2)",
+                             "tt", id, tenant_id);
         if (!err)
             err = read_events(db, id, &c, &n);
         if (!err && c.oom)
@@ -283,7 +263,6 @@ int store_notice_list(store *st, const char *tenant_id, const store_list_opts *o
                       store_notice **items, store_page *page)
 {
     qb q;
-    unsigned limit;
     qb_init(&q, "SELECT " NOTICE_COLS_LITE NOTICE_FROM " WHERE 1");
     if (opts && opts->profile_id)
         qb_text(&q, " AND m.profile_id = ?", opts->profile_id);
@@ -298,20 +277,19 @@ int store_notice_list(store *st, const char *tenant_id, const store_list_opts *o
         }
         qb_sql(&q, ")");
     }
-    int err = qb_list_tail(&q, "ntc", tenant_id, opts, &limit);
-    if (err)
-        return err;
-    sq_db *db = store_reader_acquire(st);
-    sq_stmt *s = NULL;
-    err = qb_prepare(&q, db, &s);
-    if (!err)
-        err = store_collect(s, a, sizeof(store_notice), offsetof(store_notice, id), limit,
-                            read_notice, (void **)items, page);
-    store_reader_release(st, db);
-    return err;
+    return store_list(st, &q, "ntc", tenant_id, opts, a, sizeof(store_notice),
+                      offsetof(store_notice, id), read_notice, (void **)items, page);
 }
 
 /* ---- status --------------------------------------------------------------------------------- */
+
+/* A store_row_fn for "SELECT status": row is a store_notice_status. */
+static int read_status(sq_stmt *s, store_copy *c, void *row)
+{
+    (void)c;
+    *(store_notice_status *)row = parse_status(sq_col_text(s, 0));
+    return 0;
+}
 
 typedef struct notice_status_args {
     const char *tenant_id, *id, *note;
@@ -324,22 +302,11 @@ static int notice_status_op(store *st, sq_db *w, void *arg)
 {
     notice_status_args *a = arg;
     (void)st;
-    sq_stmt *s = NULL;
-    int err = store_query(w,
-                          "SELECT status FROM notices WHERE id = ?1 AND "
-                          "(?2 IS NULL OR tenant_id = ?2)",
-                          &s, "tt", a->id, a->tenant_id);
-    if (err)
-        return err;
     store_notice_status cur = STORE_NOTICE_DRAFT;
-    err = sq_step(s);
-    if (err == SQ_ROW) {
-        cur = parse_status(sq_col_text(s, 0));
-        err = 0;
-    } else if (err == SQ_DONE) {
-        err = vg_err_set(VG_ENOTFOUND, "notice not found");
-    }
-    sq_release(s);
+    int err = store_read_one(w, NULL, read_status, &cur, "notice",
+                             "SELECT status FROM notices WHERE id = ?1 AND "
+                             "(?2 IS NULL OR tenant_id = ?2)",
+                             "tt", a->id, a->tenant_id);
     if (err)
         return err;
     if (!(a->allowed_from & (1u << cur)))

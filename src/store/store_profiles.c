@@ -169,28 +169,13 @@ int store_profile_get(store *st, const char *tenant_id, const char *id, vg_arena
 {
     if (!store_id_valid(id, "prf"))
         return vg_err_set(VG_ENOTFOUND, "profile not found");
-    sq_db *db = store_reader_acquire(st);
-    sq_stmt *s = NULL;
-    int err = store_query(db,
-                          "SELECT " PROFILE_COLS " FROM profiles t WHERE t.id = ?1 AND "
-                          "t.deleted_ms IS NULL AND (?2 IS NULL OR t.tenant_id = ?2)",
-                          &s, "tt", id, tenant_id);
-    if (!err) {
-        err = sq_step(s);
-        if (err == SQ_ROW) {
-            store_copy c = {a, 0};
-            store_profile p;
-            memset(&p, 0, sizeof p);
-            read_profile(s, &c, &p);
-            err = c.oom ? vg_err_set(VG_ENOMEM, "store: profile") : 0;
-            if (!err)
-                *out = p;
-        } else if (err == SQ_DONE) {
-            err = vg_err_set(VG_ENOTFOUND, "profile not found");
-        }
-    }
-    sq_release(s);
-    store_reader_release(st, db);
+    store_profile p;
+    int err = store_get_one(st, a, read_profile, &p, sizeof p, "profile",
+                            "SELECT " PROFILE_COLS " FROM profiles t WHERE t.id = ?1 AND "
+                            "t.deleted_ms IS NULL AND (?2 IS NULL OR t.tenant_id = ?2)",
+                            "tt", id, tenant_id);
+    if (!err)
+        *out = p;
     return err;
 }
 
@@ -320,38 +305,18 @@ int store_profile_list(store *st, const char *tenant_id, const store_list_opts *
                        store_profile **items, store_page *page)
 {
     qb q;
-    unsigned limit;
     qb_init(&q, "SELECT " PROFILE_COLS " FROM profiles t WHERE t.deleted_ms IS NULL");
-    int err = qb_list_tail(&q, "prf", tenant_id, opts, &limit);
-    if (err)
-        return err;
-    sq_db *db = store_reader_acquire(st);
-    sq_stmt *s = NULL;
-    err = qb_prepare(&q, db, &s);
-    if (!err)
-        err = store_collect(s, a, sizeof(store_profile), offsetof(store_profile, id), limit,
-                            read_profile, (void **)items, page);
-    store_reader_release(st, db);
-    return err;
+    return store_list(st, &q, "prf", tenant_id, opts, a, sizeof(store_profile),
+                      offsetof(store_profile, id), read_profile, (void **)items, page);
 }
 
 int store_profile_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
                            store_profile *out)
 {
-    sq_stmt *s = NULL;
-    int err = store_query(db,
+    return store_read_one(db, c, read_profile, out, "profile",
                           "SELECT " PROFILE_COLS " FROM profiles t WHERE t.id = ?1 AND "
                           "(?2 IS NULL OR t.tenant_id = ?2)",
-                          &s, "tt", id, tenant_id);
-    if (err)
-        return err;
-    err = sq_step(s);
-    if (err == SQ_ROW)
-        err = read_profile(s, c, out);
-    else if (err == SQ_DONE)
-        err = vg_err_set(VG_ENOTFOUND, "profile not found");
-    sq_release(s);
-    return err;
+                          "tt", id, tenant_id);
 }
 
 /* ---- references ----------------------------------------------------------------------------- */
@@ -442,22 +407,11 @@ static int ref_create_op(store *st, sq_db *w, void *arg)
 {
     ref_create_args *a = arg;
     const store_reference_new *r = a->r;
-    sq_stmt *s = NULL;
     char tenant[STORE_ID_MAX] = "";
-    int err = store_query(w,
-                          "SELECT tenant_id FROM profiles WHERE id = ?1 AND deleted_ms IS NULL "
-                          "AND (?2 IS NULL OR tenant_id = ?2)",
-                          &s, "tt", r->profile_id, a->tenant_id);
-    if (err)
-        return err;
-    err = sq_step(s);
-    if (err == SQ_ROW) {
-        sc_id(s, 0, tenant);
-        err = 0;
-    } else if (err == SQ_DONE) {
-        err = vg_err_set(VG_ENOTFOUND, "profile not found");
-    }
-    sq_release(s);
+    int err = store_read_one(w, NULL, store_read_id, tenant, "profile",
+                             "SELECT tenant_id FROM profiles WHERE id = ?1 AND deleted_ms IS NULL "
+                             "AND (?2 IS NULL OR tenant_id = ?2)",
+                             "tt", r->profile_id, a->tenant_id);
     if (err)
         return err;
 
@@ -517,48 +471,23 @@ int store_reference_get(store *st, const char *tenant_id, const char *id, vg_are
 {
     if (!store_id_valid(id, "ref"))
         return vg_err_set(VG_ENOTFOUND, "reference not found");
-    sq_db *db = store_reader_acquire(st);
-    sq_stmt *s = NULL;
-    int err = store_query(db,
-                          "SELECT " REF_COLS " FROM refs t WHERE t.id = ?1 AND "
-                          "t.deleted_ms IS NULL AND (?2 IS NULL OR t.tenant_id = ?2)",
-                          &s, "tt", id, tenant_id);
-    if (!err) {
-        err = sq_step(s);
-        if (err == SQ_ROW) {
-            store_copy c = {a, 0};
-            store_reference r;
-            memset(&r, 0, sizeof r);
-            read_ref(s, &c, &r);
-            err = c.oom ? vg_err_set(VG_ENOMEM, "store: reference") : 0;
-            if (!err)
-                *out = r;
-        } else if (err == SQ_DONE) {
-            err = vg_err_set(VG_ENOTFOUND, "reference not found");
-        }
-    }
-    sq_release(s);
-    store_reader_release(st, db);
+    store_reference r;
+    int err = store_get_one(st, a, read_ref, &r, sizeof r, "reference",
+                            "SELECT " REF_COLS " FROM refs t WHERE t.id = ?1 AND "
+                            "t.deleted_ms IS NULL AND (?2 IS NULL OR t.tenant_id = ?2)",
+                            "tt", id, tenant_id);
+    if (!err)
+        *out = r;
     return err;
 }
 
 int store_reference_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
                              store_reference *out)
 {
-    sq_stmt *s = NULL;
-    int err = store_query(db,
+    return store_read_one(db, c, read_ref_lite, out, "reference",
                           "SELECT " REF_COLS_LITE " FROM refs t WHERE t.id = ?1 AND "
                           "(?2 IS NULL OR t.tenant_id = ?2)",
-                          &s, "tt", id, tenant_id);
-    if (err)
-        return err;
-    err = sq_step(s);
-    if (err == SQ_ROW)
-        err = read_ref_lite(s, c, out);
-    else if (err == SQ_DONE)
-        err = vg_err_set(VG_ENOTFOUND, "reference not found");
-    sq_release(s);
-    return err;
+                          "tt", id, tenant_id);
 }
 
 int store_reference_image_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
@@ -627,21 +556,11 @@ int store_reference_list(store *st, const char *tenant_id, const store_list_opts
                          store_reference **items, store_page *page)
 {
     qb q;
-    unsigned limit;
     qb_init(&q, "SELECT " REF_COLS " FROM refs t WHERE t.deleted_ms IS NULL");
     if (opts && opts->profile_id)
         qb_text(&q, " AND t.profile_id = ?", opts->profile_id);
-    int err = qb_list_tail(&q, "ref", tenant_id, opts, &limit);
-    if (err)
-        return err;
-    sq_db *db = store_reader_acquire(st);
-    sq_stmt *s = NULL;
-    err = qb_prepare(&q, db, &s);
-    if (!err)
-        err = store_collect(s, a, sizeof(store_reference), offsetof(store_reference, id), limit,
-                            read_ref, (void **)items, page);
-    store_reader_release(st, db);
-    return err;
+    return store_list(st, &q, "ref", tenant_id, opts, a, sizeof(store_reference),
+                      offsetof(store_reference, id), read_ref, (void **)items, page);
 }
 
 int store_reference_foreach(store *st, const char *tenant_id,

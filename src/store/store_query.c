@@ -223,39 +223,106 @@ int store_bind(sq_stmt *s, const char *types, ...)
     return err;
 }
 
-int store_run(sq_db *db, const char *sql, const char *types, ...)
+/* The one place that prepares and binds, so store_run, store_query and the read-one helpers
+ * below cannot drift apart in how they release a statement whose bind failed. */
+static int vquery(sq_db *db, const char *sql, sq_stmt **out, const char *types, va_list *ap)
 {
     sq_stmt *s = NULL;
     int err = sq_prepare(db, sql, &s);
     if (err)
         return err;
-    va_list ap;
-    va_start(ap, types);
-    err = vbind(s, types, &ap);
-    va_end(ap);
-    if (err) {
-        sq_release(s);
-        return err;
-    }
-    return sq_run(s);
-}
-
-int store_query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ...)
-{
-    sq_stmt *s = NULL;
-    int err = sq_prepare(db, sql, &s);
-    if (err)
-        return err;
-    va_list ap;
-    va_start(ap, types);
-    err = vbind(s, types, &ap);
-    va_end(ap);
+    err = vbind(s, types, ap);
     if (err) {
         sq_release(s);
         return err;
     }
     *out = s;
     return 0;
+}
+
+int store_run(sq_db *db, const char *sql, const char *types, ...)
+{
+    sq_stmt *s = NULL;
+    va_list ap;
+    va_start(ap, types);
+    int err = vquery(db, sql, &s, types, &ap);
+    va_end(ap);
+    return err ? err : sq_run(s);
+}
+
+int store_query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int err = vquery(db, sql, out, types, &ap);
+    va_end(ap);
+    return err;
+}
+
+static int vread_one(sq_db *db, store_copy *c, store_row_fn read_row, void *row, const char *what,
+                     const char *sql, const char *types, va_list *ap)
+{
+    sq_stmt *s = NULL;
+    int err = vquery(db, sql, &s, types, ap);
+    if (err)
+        return err;
+    err = sq_step(s);
+    if (err == SQ_ROW)
+        err = read_row(s, c, row);
+    else if (err == SQ_DONE)
+        err = vg_err_set(VG_ENOTFOUND, "%s not found", what);
+    sq_release(s);
+    return err;
+}
+
+int store_read_one(sq_db *db, store_copy *c, store_row_fn read_row, void *row, const char *what,
+                   const char *sql, const char *types, ...)
+{
+    va_list ap;
+    va_start(ap, types);
+    int err = vread_one(db, c, read_row, row, what, sql, types, &ap);
+    va_end(ap);
+    return err;
+}
+
+int store_get_one(store *st, vg_arena *a, store_row_fn read_row, void *row, size_t row_size,
+                  const char *what, const char *sql, const char *types, ...)
+{
+    memset(row, 0, row_size);
+    store_copy c = {a, 0};
+    sq_db *db = store_reader_acquire(st);
+    va_list ap;
+    va_start(ap, types);
+    int err = vread_one(db, &c, read_row, row, what, sql, types, &ap);
+    va_end(ap);
+    store_reader_release(st, db);
+    if (!err && c.oom)
+        err = vg_err_set(VG_ENOMEM, "store: %s", what);
+    return err;
+}
+
+int store_read_id(sq_stmt *s, store_copy *c, void *row)
+{
+    (void)c;
+    sc_id(s, 0, row);
+    return 0;
+}
+
+int store_list(store *st, qb *q, const char *prefix, const char *tenant_id,
+               const store_list_opts *opts, vg_arena *a, size_t item_size, size_t id_off,
+               store_row_fn read_row, void **items, store_page *page)
+{
+    unsigned limit;
+    int err = qb_list_tail(q, prefix, tenant_id, opts, &limit);
+    if (err)
+        return err;
+    sq_db *db = store_reader_acquire(st);
+    sq_stmt *s = NULL;
+    err = qb_prepare(q, db, &s);
+    if (!err)
+        err = store_collect(s, a, item_size, id_off, limit, read_row, items, page);
+    store_reader_release(st, db);
+    return err;
 }
 
 /* ---- row copies ----------------------------------------------------------------------------- */

@@ -26,17 +26,8 @@ static int tenant_create_op(store *st, sq_db *w, void *arg)
     char id[STORE_ID_MAX];
     int64_t ms;
     store_id_new(st, "tnt", id, &ms);
-    sq_stmt *s = NULL;
-    int err =
-        sq_prepare(w, "INSERT INTO tenants(id, name, kind, created_ms) VALUES(?, ?, ?, ?)", &s);
-    if (err)
-        return err;
-    if (!(err = sq_bind_text(s, 1, id)) && !(err = sq_bind_text(s, 2, a->name)) &&
-        !(err = sq_bind_text(s, 3, store_tenant_kind_name(a->kind))) &&
-        !(err = sq_bind_int64(s, 4, ms)))
-        err = sq_run(s);
-    else
-        sq_release(s);
+    int err = store_run(w, "INSERT INTO tenants(id, name, kind, created_ms) VALUES(?, ?, ?, ?)",
+                        "ttti", id, a->name, store_tenant_kind_name(a->kind), ms);
     if (!err)
         memcpy(a->out_id, id, STORE_ID_MAX);
     return err;
@@ -69,25 +60,11 @@ int store_tenant_get(store *st, const char *id, vg_arena *a, store_tenant *out)
 {
     if (!store_id_valid(id, "tnt"))
         return vg_err_set(VG_ENOTFOUND, "tenant not found");
-    sq_db *db = store_reader_acquire(st);
-    sq_stmt *s = NULL;
-    int err = sq_prepare(db, "SELECT " TENANT_COLS " FROM tenants t WHERE t.id = ?", &s);
-    if (!err && !(err = sq_bind_text(s, 1, id))) {
-        err = sq_step(s);
-        if (err == SQ_ROW) {
-            store_copy c = {a, 0};
-            store_tenant t;
-            memset(&t, 0, sizeof t);
-            read_tenant(s, &c, &t);
-            err = c.oom ? vg_err_set(VG_ENOMEM, "store: tenant") : 0;
-            if (!err)
-                *out = t;
-        } else if (err == SQ_DONE) {
-            err = vg_err_set(VG_ENOTFOUND, "tenant not found");
-        }
-    }
-    sq_release(s);
-    store_reader_release(st, db);
+    store_tenant t;
+    int err = store_get_one(st, a, read_tenant, &t, sizeof t, "tenant",
+                            "SELECT " TENANT_COLS " FROM tenants t WHERE t.id = ?", "t", id);
+    if (!err)
+        *out = t;
     return err;
 }
 
@@ -95,19 +72,9 @@ int store_tenant_list(store *st, const store_list_opts *opts, vg_arena *a, store
                       store_page *page)
 {
     qb q;
-    unsigned limit;
     qb_init(&q, "SELECT " TENANT_COLS " FROM tenants t WHERE 1");
-    int err = qb_list_tail(&q, "tnt", NULL, opts, &limit);
-    if (err)
-        return err;
-    sq_db *db = store_reader_acquire(st);
-    sq_stmt *s = NULL;
-    err = qb_prepare(&q, db, &s);
-    if (!err)
-        err = store_collect(s, a, sizeof(store_tenant), offsetof(store_tenant, id), limit,
-                            read_tenant, (void **)items, page);
-    store_reader_release(st, db);
-    return err;
+    return store_list(st, &q, "tnt", NULL, opts, a, sizeof(store_tenant),
+                      offsetof(store_tenant, id), read_tenant, (void **)items, page);
 }
 
 /* ---- keys ----------------------------------------------------------------------------------- */
@@ -138,20 +105,11 @@ static int insert_key(store *st, sq_db *w, const key_create_args *a)
     char id[STORE_ID_MAX];
     int64_t ms;
     store_id_new(st, "key", id, &ms);
-    sq_stmt *s = NULL;
-    int err = sq_prepare(w,
-                         "INSERT INTO api_keys(id, tenant_id, role, name, key_hash, created_ms) "
-                         "VALUES(?, ?, ?, ?, ?, ?)",
-                         &s);
-    if (err)
-        return err;
-    if (!(err = sq_bind_text(s, 1, id)) && !(err = sq_bind_text(s, 2, a->tenant_id)) &&
-        !(err = sq_bind_text(s, 3, store_role_name(a->role))) &&
-        !(err = sq_bind_text(s, 4, a->name)) &&
-        !(err = sq_bind_blob(s, 5, a->hash, VG_SHA256_BYTES)) && !(err = sq_bind_int64(s, 6, ms)))
-        err = sq_run(s);
-    else
-        sq_release(s);
+    int err = store_run(w,
+                        "INSERT INTO api_keys(id, tenant_id, role, name, key_hash, created_ms) "
+                        "VALUES(?, ?, ?, ?, ?, ?)",
+                        "ttttbi", id, a->tenant_id, store_role_name(a->role), a->name,
+                        (const void *)a->hash, (size_t)VG_SHA256_BYTES, ms);
     if (err == VG_EEXIST)
         err = vg_err_set(VG_EEXIST, "a key with this hash already exists");
     if (!err && a->out_id)
@@ -163,18 +121,9 @@ static int key_create_op(store *st, sq_db *w, void *arg)
 {
     key_create_args *a = arg;
     /* The foreign key would refuse an unknown tenant too; asking first gives a clear detail. */
-    sq_stmt *s = NULL;
-    int err = sq_prepare(w, "SELECT 1 FROM tenants WHERE id = ?", &s);
-    if (err)
-        return err;
-    if (!(err = sq_bind_text(s, 1, a->tenant_id))) {
-        err = sq_step(s);
-        if (err == SQ_DONE)
-            err = vg_err_set(VG_ENOTFOUND, "tenant not found");
-        else if (err == SQ_ROW)
-            err = 0;
-    }
-    sq_release(s);
+    char found[STORE_ID_MAX];
+    int err = store_read_one(w, NULL, store_read_id, found, "tenant",
+                             "SELECT id FROM tenants WHERE id = ?", "t", a->tenant_id);
     return err ? err : insert_key(st, w, a);
 }
 
@@ -200,21 +149,20 @@ static int key_revoke_op(store *st, sq_db *w, void *arg)
 {
     key_revoke_args *a = arg;
     sq_stmt *s = NULL;
-    int err = sq_prepare(w, "SELECT tenant_id, role, revoked_ms FROM api_keys WHERE id = ?", &s);
+    int err = store_query(w, "SELECT tenant_id, role, revoked_ms FROM api_keys WHERE id = ?", &s,
+                          "t", a->key_id);
     if (err)
         return err;
     int found = 0, revoked = 0;
-    if (!(err = sq_bind_text(s, 1, a->key_id))) {
-        err = sq_step(s);
-        if (err == SQ_ROW) {
-            const char *tenant = sq_col_text(s, 0);
-            const char *role = sq_col_text(s, 1);
-            found = role && strcmp(role, "tenant") == 0 && store_scope_ok(a->tenant_id, tenant);
-            revoked = !sq_col_is_null(s, 2);
-            err = 0;
-        } else if (err == SQ_DONE) {
-            err = 0;
-        }
+    err = sq_step(s);
+    if (err == SQ_ROW) {
+        const char *tenant = sq_col_text(s, 0);
+        const char *role = sq_col_text(s, 1);
+        found = role && strcmp(role, "tenant") == 0 && store_scope_ok(a->tenant_id, tenant);
+        revoked = !sq_col_is_null(s, 2);
+        err = 0;
+    } else if (err == SQ_DONE) {
+        err = 0;
     }
     sq_release(s);
     if (err)
@@ -223,13 +171,8 @@ static int key_revoke_op(store *st, sq_db *w, void *arg)
         return vg_err_set(VG_ENOTFOUND, "key not found");
     if (revoked)
         return 0;
-    err = sq_prepare(w, "UPDATE api_keys SET revoked_ms = ? WHERE id = ?", &s);
-    if (err)
-        return err;
-    if (!(err = sq_bind_int64(s, 1, vg_wall_ms())) && !(err = sq_bind_text(s, 2, a->key_id)))
-        return sq_run(s);
-    sq_release(s);
-    return err;
+    return store_run(w, "UPDATE api_keys SET revoked_ms = ? WHERE id = ?", "it", vg_wall_ms(),
+                     a->key_id);
 }
 
 int store_key_revoke(store *st, const char *tenant_id, const char *key_id)
@@ -244,19 +187,9 @@ int store_key_list(store *st, const char *tenant_id, const store_list_opts *opts
                    store_key **items, store_page *page)
 {
     qb q;
-    unsigned limit;
     qb_init(&q, "SELECT " KEY_COLS " FROM api_keys t WHERE t.role = 'tenant'");
-    int err = qb_list_tail(&q, "key", tenant_id, opts, &limit);
-    if (err)
-        return err;
-    sq_db *db = store_reader_acquire(st);
-    sq_stmt *s = NULL;
-    err = qb_prepare(&q, db, &s);
-    if (!err)
-        err = store_collect(s, a, sizeof(store_key), offsetof(store_key, id), limit, read_key,
-                            (void **)items, page);
-    store_reader_release(st, db);
-    return err;
+    return store_list(st, &q, "key", tenant_id, opts, a, sizeof(store_key), offsetof(store_key, id),
+                      read_key, (void **)items, page);
 }
 
 typedef struct key_touch_args {
@@ -267,17 +200,10 @@ typedef struct key_touch_args {
 static int key_touch_op(store *st, sq_db *w, void *arg)
 {
     key_touch_args *a = arg;
-    sq_stmt *s = NULL;
-    int err = sq_prepare(w,
-                         "UPDATE api_keys SET last_used_ms = ?1 WHERE id = ?2 AND "
-                         "(last_used_ms IS NULL OR last_used_ms < ?1)",
-                         &s);
-    if (err)
-        return err;
-    if (!(err = sq_bind_int64(s, 1, a->now)) && !(err = sq_bind_text(s, 2, a->id)))
-        return sq_run(s);
-    sq_release(s);
-    return err;
+    return store_run(w,
+                     "UPDATE api_keys SET last_used_ms = ?1 WHERE id = ?2 AND "
+                     "(last_used_ms IS NULL OR last_used_ms < ?1)",
+                     "it", a->now, a->id);
 }
 
 int store_key_authenticate(store *st, const uint8_t hash[VG_SHA256_BYTES], vg_arena *a,
@@ -289,11 +215,11 @@ int store_key_authenticate(store *st, const uint8_t hash[VG_SHA256_BYTES], vg_ar
     sq_stmt *s = NULL;
     store_key k;
     memset(&k, 0, sizeof k);
-    int err = sq_prepare(db,
-                         "SELECT " KEY_COLS ", t.key_hash FROM api_keys t "
-                         "WHERE t.key_hash = ? AND t.revoked_ms IS NULL",
-                         &s);
-    if (!err && !(err = sq_bind_blob(s, 1, hash, VG_SHA256_BYTES))) {
+    int err = store_query(db,
+                          "SELECT " KEY_COLS ", t.key_hash FROM api_keys t "
+                          "WHERE t.key_hash = ? AND t.revoked_ms IS NULL",
+                          &s, "b", (const void *)hash, (size_t)VG_SHA256_BYTES);
+    if (!err) {
         err = sq_step(s);
         if (err == SQ_ROW) {
             uint8_t stored[VG_SHA256_BYTES];
@@ -350,22 +276,21 @@ static int admin_key_set_op(store *st, sq_db *w, void *arg)
     key_create_args *a = arg;
     int64_t now = vg_wall_ms();
     sq_stmt *s = NULL;
-    int err = sq_prepare(w, "SELECT id, role, revoked_ms FROM api_keys WHERE key_hash = ?", &s);
+    int err = store_query(w, "SELECT id, role, revoked_ms FROM api_keys WHERE key_hash = ?", &s,
+                          "b", (const void *)a->hash, (size_t)VG_SHA256_BYTES);
     if (err)
         return err;
     char existing[STORE_ID_MAX] = "";
     int is_admin = 0, revoked = 0;
-    if (!(err = sq_bind_blob(s, 1, a->hash, VG_SHA256_BYTES))) {
-        err = sq_step(s);
-        if (err == SQ_ROW) {
-            sc_id(s, 0, existing);
-            const char *role = sq_col_text(s, 1);
-            is_admin = role && strcmp(role, "admin") == 0;
-            revoked = !sq_col_is_null(s, 2);
-            err = 0;
-        } else if (err == SQ_DONE) {
-            err = 0;
-        }
+    err = sq_step(s);
+    if (err == SQ_ROW) {
+        sc_id(s, 0, existing);
+        const char *role = sq_col_text(s, 1);
+        is_admin = role && strcmp(role, "admin") == 0;
+        revoked = !sq_col_is_null(s, 2);
+        err = 0;
+    } else if (err == SQ_DONE) {
+        err = 0;
     }
     sq_release(s);
     if (err)
@@ -374,28 +299,16 @@ static int admin_key_set_op(store *st, sq_db *w, void *arg)
         return vg_err_set(VG_EEXIST, "the admin key must differ from every tenant key");
 
     /* Revoke every other live admin key. */
-    err = sq_prepare(w,
-                     "UPDATE api_keys SET revoked_ms = ? WHERE role = 'admin' AND "
-                     "revoked_ms IS NULL AND id != ?",
-                     &s);
-    if (err)
-        return err;
-    if (!(err = sq_bind_int64(s, 1, now)) && !(err = sq_bind_text(s, 2, existing)))
-        err = sq_run(s);
-    else
-        sq_release(s);
+    err = store_run(w,
+                    "UPDATE api_keys SET revoked_ms = ? WHERE role = 'admin' AND "
+                    "revoked_ms IS NULL AND id != ?",
+                    "it", now, existing);
     if (err)
         return err;
 
     if (existing[0]) {
         if (revoked) { /* an operator went back to an earlier admin key */
-            err = sq_prepare(w, "UPDATE api_keys SET revoked_ms = NULL WHERE id = ?", &s);
-            if (err)
-                return err;
-            if (!(err = sq_bind_text(s, 1, existing)))
-                err = sq_run(s);
-            else
-                sq_release(s);
+            err = store_run(w, "UPDATE api_keys SET revoked_ms = NULL WHERE id = ?", "t", existing);
             if (err)
                 return err;
         }
