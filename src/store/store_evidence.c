@@ -253,6 +253,12 @@ int store_match_get(store *st, const char *tenant_id, const char *id, vg_arena *
     return err;
 }
 
+/* store_match_kind_name for qb_in_mask, which walks values as unsigned. */
+static const char *kind_name(unsigned k)
+{
+    return store_match_kind_name((store_match_kind)k);
+}
+
 int store_match_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
                      store_match **items, store_page *page)
 {
@@ -262,16 +268,11 @@ int store_match_list(store *st, const char *tenant_id, const store_list_opts *op
         qb_text(&q, " AND t.profile_id = ?", opts->profile_id);
     if (opts && opts->scan_id)
         qb_text(&q, " AND t.scan_id = ?", opts->scan_id);
-    if (opts && opts->kinds) {
-        if (opts->kinds >> (STORE_MATCH_FACE + 1))
-            return vg_err_set(VG_EINVAL, "unknown match kind in filter");
-        qb_sql(&q, " AND t.kind IN (");
-        int n = 0;
-        for (int k = STORE_MATCH_EXACT; k <= STORE_MATCH_FACE; k++) {
-            if (opts->kinds & (1u << k))
-                qb_text(&q, n++ ? ", ?" : "?", store_match_kind_name((store_match_kind)k));
-        }
-        qb_sql(&q, ")");
+    if (opts) {
+        int err =
+            qb_in_mask(&q, "t.kind", opts->kinds, STORE_MATCH_FACE + 1, kind_name, "match kind");
+        if (err)
+            return err;
     }
     return store_list(st, &q, "mat", tenant_id, opts, a, sizeof(store_match),
                       offsetof(store_match, id), read_match, (void **)items, page);

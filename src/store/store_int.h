@@ -197,6 +197,12 @@ void qb_int(qb *q, const char *frag, int64_t v);
 /* Prepares q on db and binds its values. */
 int qb_prepare(qb *q, sq_db *db, sq_stmt **out);
 
+/* Appends " AND <col> IN (?, ...)" with the name_of(v) of every value v set in mask, for the
+ * enum filters of the lists; nothing when mask is 0 (all values). VG_EINVAL "unknown <what> in
+ * filter" when mask has a bit at or above n_values. col, what: borrowed string literals. */
+int qb_in_mask(qb *q, const char *col, unsigned mask, unsigned n_values,
+               const char *(*name_of)(unsigned v), const char *what);
+
 /* Appends the tenant scope, cursor, time bounds, ORDER BY id DESC and LIMIT limit+1 for a list
  * over the table aliased `t` (always), whose ids have `prefix`; the caller appends its own
  * filters before. VG_EINVAL for a bad cursor. *limit_out gets the effective page size. */
@@ -273,6 +279,9 @@ int store_match_read(sq_db *db, const char *tenant_id, const char *id, store_cop
                      store_match *out);
 int store_scan_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
                     store_scan *out);
+
+/* "" is stored as NULL: an optional field is either set or absent. Returns s or NULL. */
+const char *store_opt(const char *s);
 
 /* Scope check: 1 if tenant_id is NULL (admin) or equals row_tenant. */
 int store_scope_ok(const char *tenant_id, const char *row_tenant);

@@ -113,11 +113,6 @@ static int check_party(const char *what, const store_party *p)
     return store_check_str(field, p->phone, STORE_NAME_MAX_BYTES, 0);
 }
 
-static const char *opt(const char *s)
-{
-    return s && *s ? s : NULL;
-}
-
 typedef struct notice_create_args {
     const char *tenant_id;
     const store_notice_new *n;
@@ -146,10 +141,10 @@ static int notice_create_op(store *st, sq_db *w, void *arg)
                     "body_text, body_html, created_ms, updated_ms) "
                     "VALUES(?, ?, ?, 'draft', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     "tttttttttttttttii", id, tenant, n->match_id, n->infringing_url,
-                    n->recipient.name, opt(n->recipient.email), opt(n->recipient.address),
-                    opt(n->recipient.phone), n->claimant.name, opt(n->claimant.email),
-                    opt(n->claimant.address), opt(n->claimant.phone), n->signature, n->text,
-                    n->html, ms, ms);
+                    n->recipient.name, store_opt(n->recipient.email),
+                    store_opt(n->recipient.address), store_opt(n->recipient.phone),
+                    n->claimant.name, store_opt(n->claimant.email), store_opt(n->claimant.address),
+                    store_opt(n->claimant.phone), n->signature, n->text, n->html, ms, ms);
     if (!err)
         err = store_run(w,
                         "INSERT INTO notice_events(notice_id, from_status, to_status, note, at_ms) "
@@ -259,6 +254,12 @@ int store_notice_get(store *st, const char *tenant_id, const char *id, vg_arena 
     return err;
 }
 
+/* store_notice_status_name for qb_in_mask, which walks values as unsigned. */
+static const char *status_name(unsigned k)
+{
+    return store_notice_status_name((store_notice_status)k);
+}
+
 int store_notice_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
                       store_notice **items, store_page *page)
 {
@@ -266,16 +267,11 @@ int store_notice_list(store *st, const char *tenant_id, const store_list_opts *o
     qb_init(&q, "SELECT " NOTICE_COLS_LITE NOTICE_FROM " WHERE 1");
     if (opts && opts->profile_id)
         qb_text(&q, " AND m.profile_id = ?", opts->profile_id);
-    if (opts && opts->statuses) {
-        if (opts->statuses >> STORE_NOTICE_STATUS_COUNT)
-            return vg_err_set(VG_EINVAL, "unknown notice status in filter");
-        qb_sql(&q, " AND t.status IN (");
-        int n = 0;
-        for (int k = 0; k < STORE_NOTICE_STATUS_COUNT; k++) {
-            if (opts->statuses & (1u << k))
-                qb_text(&q, n++ ? ", ?" : "?", store_notice_status_name((store_notice_status)k));
-        }
-        qb_sql(&q, ")");
+    if (opts) {
+        int err = qb_in_mask(&q, "t.status", opts->statuses, STORE_NOTICE_STATUS_COUNT, status_name,
+                             "notice status");
+        if (err)
+            return err;
     }
     return store_list(st, &q, "ntc", tenant_id, opts, a, sizeof(store_notice),
                       offsetof(store_notice, id), read_notice, (void **)items, page);
@@ -321,7 +317,7 @@ static int notice_status_op(store *st, sq_db *w, void *arg)
                         "INSERT INTO notice_events(notice_id, from_status, to_status, note, at_ms) "
                         "VALUES(?, ?, ?, ?, ?)",
                         "tttti", a->id, store_notice_status_name(cur),
-                        store_notice_status_name(a->to), opt(a->note), now);
+                        store_notice_status_name(a->to), store_opt(a->note), now);
     if (!err)
         a->from = cur;
     return err;

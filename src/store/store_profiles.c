@@ -119,12 +119,6 @@ static int check_profile_fields(const store_profile_fields *f, int creating)
     return 0;
 }
 
-/* "" is stored as NULL: an optional field is either set or absent. */
-static const char *opt(const char *s)
-{
-    return s && *s ? s : NULL;
-}
-
 typedef struct profile_create_args {
     const char *tenant_id;
     const store_profile_fields *f;
@@ -141,8 +135,9 @@ static int profile_create_op(store *st, sq_db *w, void *arg)
         store_run(w,
                   "INSERT INTO profiles(id, tenant_id, name, legal_name, email, address, "
                   "phone, notes, created_ms, updated_ms) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  "ttttttttii", id, a->tenant_id, a->f->name, opt(a->f->legal_name),
-                  opt(a->f->email), opt(a->f->address), opt(a->f->phone), opt(a->f->notes), ms, ms);
+                  "ttttttttii", id, a->tenant_id, a->f->name, store_opt(a->f->legal_name),
+                  store_opt(a->f->email), store_opt(a->f->address), store_opt(a->f->phone),
+                  store_opt(a->f->notes), ms, ms);
     if (err == VG_ENOTFOUND)
         return vg_err_set(VG_ENOTFOUND, "tenant not found");
     if (!err)
@@ -437,8 +432,8 @@ static int ref_create_op(store *st, sq_db *w, void *arg)
                     "n_faces, descriptors, boxes, created_ms) "
                     "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     "ttttttttbbibibbi", id, tenant, r->profile_id, store_ref_kind_name(r->kind),
-                    opt(r->title), opt(r->description), opt(r->original_url),
-                    opt(r->copyright_holder), (const void *)r->sha256, (size_t)32,
+                    store_opt(r->title), store_opt(r->description), store_opt(r->original_url),
+                    store_opt(r->copyright_holder), (const void *)r->sha256, (size_t)32,
                     (const void *)r->pdq, (size_t)32, (int64_t)(r->pdq ? r->pdq_quality : 0),
                     (const void *)(r->pdq ? r->pdq_dihedral : NULL), (size_t)256,
                     (int64_t)r->n_faces, desc, nd * 4, boxes, r->n_faces * 16, ms);

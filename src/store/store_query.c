@@ -97,6 +97,25 @@ int qb_prepare(qb *q, sq_db *db, sq_stmt **out)
     return 0;
 }
 
+int qb_in_mask(qb *q, const char *col, unsigned mask, unsigned n_values,
+               const char *(*name_of)(unsigned v), const char *what)
+{
+    if (!mask)
+        return 0;
+    if (n_values < 32 && mask >> n_values)
+        return vg_err_set(VG_EINVAL, "unknown %s in filter", what);
+    qb_sql(q, " AND ");
+    qb_sql(q, col);
+    qb_sql(q, " IN (");
+    int n = 0;
+    for (unsigned v = 0; v < n_values; v++) {
+        if (mask & (1u << v))
+            qb_text(q, n++ ? ", ?" : "?", name_of(v));
+    }
+    qb_sql(q, ")");
+    return 0;
+}
+
 int qb_list_tail(qb *q, const char *prefix, const char *tenant_id, const store_list_opts *o,
                  unsigned *limit_out)
 {
@@ -389,6 +408,11 @@ int store_check_str(const char *field, const char *s, size_t max_bytes, int requ
     if (n >= max_bytes)
         return vg_err_set(VG_EINVAL, "%s is longer than %zu bytes", field, max_bytes - 1);
     return 0;
+}
+
+const char *store_opt(const char *s)
+{
+    return s && *s ? s : NULL;
 }
 
 int store_scope_ok(const char *tenant_id, const char *row_tenant)
