@@ -225,19 +225,20 @@ int sc_fixed(sq_stmt *s, int col, void *out, size_t n);
 int store_check_str(const char *field, const char *s, size_t max_bytes, int required);
 /* Runs the page-collection loop shared by every list: steps s, growing an arena array of
  * item_size via read_row(row), stopping after `limit` items and setting next_cursor from the
- * last item's id (at offset id_off inside the item) when one more row exists. */
+ * last item's id (at offset id_off inside the item) when one more row exists. Takes ownership
+ * of s: it is released on every path. */
 int store_collect(sq_stmt *s, vg_arena *a, size_t item_size, size_t id_off, unsigned limit,
                   int (*read_row)(sq_stmt *s, store_copy *c, void *item), void **items,
                   store_page *page);
 
-/* Binds parameters 1..strlen(types) from the variadic list, one per type letter:
+/* Parameter binding ("binds as store_run" below): parameters 1..strlen(types) come from the
+ * variadic list, one per type letter:
  *   't' const char * (NULL binds NULL)   'b' const void *, size_t (NULL binds NULL)
  *   'i' int64_t                           'd' double
- * Pass exactly these C types (cast int64_t literals). */
-int store_bind(sq_stmt *s, const char *types, ...);
-/* Prepares sql on db, binds as store_bind, steps it to completion and releases it. */
+ * Pass exactly these C types (cast int64_t literals).
+ * Prepares sql on db, binds, steps it to completion and releases it. */
 int store_run(sq_db *db, const char *sql, const char *types, ...);
-/* Prepares sql on db and binds as store_bind; *out must be released with sq_release. */
+/* Prepares sql on db and binds as store_run; *out must be released with sq_release. */
 int store_query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ...);
 
 /* Reads the current row of s into *row (a store_tenant, store_profile ...), copying strings and
@@ -246,7 +247,7 @@ int store_query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ..
 typedef int (*store_row_fn)(sq_stmt *s, store_copy *c, void *row);
 
 /* The "row by id, or VG_ENOTFOUND" read every family does: prepares sql on db, binds as
- * store_bind, steps once and hands the row to read_row(s, c, row), else VG_ENOTFOUND
+ * store_run, steps once and hands the row to read_row(s, c, row), else VG_ENOTFOUND
  * "<what> not found"; always releases the statement. db, c, row, what, sql: borrowed. Does not
  * look at c->oom: callers that read several rows into one arena check it once at the end, with
  * their own detail. */

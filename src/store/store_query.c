@@ -151,8 +151,10 @@ int store_collect(sq_stmt *s, vg_arena *a, size_t item_size, size_t id_off, unsi
      * reserving it for every call would waste the arena), then copied to the arena once. */
     size_t cap = limit < 64 ? limit : 64;
     uint8_t *buf = vg_malloc((cap ? cap : 1) * item_size);
-    if (!buf)
+    if (!buf) {
+        sq_release(s); /* the statement is ours to release on every path */
         return vg_err_set(VG_ENOMEM, "store: list");
+    }
     size_t n = 0;
     int more = 0, err = 0;
     for (;;) {
@@ -230,15 +232,6 @@ static int vbind(sq_stmt *s, const char *types, va_list *ap)
             break;
         }
     }
-    return err;
-}
-
-int store_bind(sq_stmt *s, const char *types, ...)
-{
-    va_list ap;
-    va_start(ap, types);
-    int err = vbind(s, types, &ap);
-    va_end(ap);
     return err;
 }
 
