@@ -16,6 +16,7 @@
  * otherwise, so a fast wrong kernel cannot produce a number.
  */
 #include "core/core.h"
+#include "../tests/support/vgt_random.h"
 #include "index/index.h"
 #include "obs/obs.h"
 
@@ -29,36 +30,6 @@
 #include <time.h>
 
 static int quick;
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void rand_hash(uint64_t *s, uint8_t h[32])
-{
-    for (int i = 0; i < 32; i += 8) {
-        uint64_t x = rng_next(s);
-        memcpy(h + i, &x, 8);
-    }
-}
-
-static void flip_bits(uint64_t *s, const uint8_t src[32], int k, uint8_t dst[32])
-{
-    memcpy(dst, src, 32);
-    uint8_t used[256] = {0};
-    for (int n = 0; n < k;) {
-        int b = (int)(rng_next(s) % 256);
-        if (used[b])
-            continue;
-        used[b] = 1;
-        dst[b / 8] ^= (uint8_t)(1u << (b % 8));
-        n++;
-    }
-}
 
 /* CPU time of the calling thread: the machines these run on are shared, and wall time would
  * measure the other tenants' load as much as ours. Wall time is used only where waiting is the
@@ -115,17 +86,18 @@ static void pdq_set_make(pdq_set *s, size_t n, size_t nq, uint64_t seed)
     s->hash = malloc((n ? n : 1) * 32);
     s->query = malloc(nq * sizeof *s->query);
     for (size_t i = 0; i < n; i++)
-        rand_hash(&seed, s->hash[i]);
+        vgt_rand_hash(&seed, s->hash[i]);
     for (size_t q = 0; q < nq; q++) {
         for (int v = 0; v < 8; v++)
-            rand_hash(&seed, s->query[q][v]);
+            vgt_rand_hash(&seed, s->query[q][v]);
         if (q % 2 || n < 5 * nq)
             continue;
         size_t base = (q * 7919) % (n - 5);
         int v = q % 8 == 0 ? 3 : 0;
-        flip_bits(&seed, s->hash[base], (int)(rng_next(&seed) % 20), s->query[q][v]);
+        vgt_flip_bits(&seed, s->hash[base], (int)(vgt_rng_next(&seed) % 20), s->query[q][v]);
         for (int k = 1; k <= 4; k++)
-            flip_bits(&seed, s->query[q][v], 4 + (int)(rng_next(&seed) % 37), s->hash[base + k]);
+            vgt_flip_bits(&seed, s->query[q][v], 4 + (int)(vgt_rng_next(&seed) % 37),
+                          s->hash[base + k]);
     }
 }
 
@@ -333,7 +305,7 @@ static void rand_unit(uint64_t *s, float *d)
 {
     double n = 0;
     for (int i = 0; i < INDEX_FACE_DIM; i++) {
-        d[i] = (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 - 0.5);
+        d[i] = (float)((double)(vgt_rng_next(s) >> 11) / 9007199254740992.0 - 0.5);
         n += (double)d[i] * d[i];
     }
     for (int i = 0; i < INDEX_FACE_DIM; i++)
@@ -442,7 +414,7 @@ static void section_rates(void)
     for (size_t i = 0; i < n; i++)
         order[i] = i;
     for (size_t i = n - 1; i > 0; i--) {
-        size_t j = rng_next(&seed) % (i + 1);
+        size_t j = vgt_rng_next(&seed) % (i + 1);
         size_t x = order[i];
         order[i] = order[j];
         order[j] = x;
@@ -559,7 +531,7 @@ static double conc_run(conc *c, int readers, int writes, int ms, uint64_t *wt, s
         }
         char ref[32];
         uint8_t h[32];
-        rand_hash(&seed, h);
+        vgt_rand_hash(&seed, h);
         snprintf(ref, sizeof ref, "w_%zu", k / 2); /* even k adds it, the next k deletes it */
         uint64_t a = vg_now_ns();
         int rc = k % 2 ? index_remove_reference(c->ix, "tenant", ref)

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "core/core.h"
+#include "support/vgt_cli.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -24,38 +25,16 @@
 #define MODELS VG_MODELS_DIR
 
 typedef struct {
-    int status;
-    char *out, *err; /* owned, NUL-terminated */
-} run_result;
-
-typedef struct {
     char dir[64];
     char junk[128], one[128], wide[128], tall[128], flat[128];
 } fixture;
 
-/* Runs `vigil <args>` (shell text) and collects the exit status, stdout and stderr. */
-static run_result run_vigil(const fixture *fx, const char *args)
+/* Runs `vigil <args>` (args is shell text). */
+static vgt_run_result run_vigil(const fixture *fx, const char *args)
 {
-    char out_path[256], err_path[256], cmd[4096];
-    snprintf(out_path, sizeof out_path, "%s/out", fx->dir);
-    snprintf(err_path, sizeof err_path, "%s/err", fx->dir);
     /* one OpenMP thread: ctest runs tests side by side (see test_face.c) */
-    snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=1 VIGIL_MODELS_DIR='%s' '%s' %s >'%s' 2>'%s'",
-             MODELS, VIGIL, args, out_path, err_path);
-    int st = system(cmd);
-    assert_true(st != -1 && WIFEXITED(st));
-    run_result r;
-    r.status = WEXITSTATUS(st);
-    size_t len;
-    assert_int_equal(vg_read_file(out_path, 1 << 22, (uint8_t **)&r.out, &len), VG_OK);
-    assert_int_equal(vg_read_file(err_path, 1 << 22, (uint8_t **)&r.err, &len), VG_OK);
-    return r;
-}
-
-static void run_free(run_result *r)
-{
-    vg_free(r->out);
-    vg_free(r->err);
+    return vgt_run(fx->dir, "OMP_NUM_THREADS=1 VIGIL_MODELS_DIR='" MODELS "'", VIGIL, args,
+                   1 << 22);
 }
 
 /* An RGB PNG of one colour (w x h), for the odd sizes. */
@@ -127,7 +106,7 @@ static double iou(json_t *box, double x, double y, double w, double h)
 static void test_faces_json_matches_oracle(void **state)
 {
     fixture *fx = *state;
-    run_result r =
+    vgt_run_result r =
         run_vigil(fx, "faces --json --precision f32 --detector-precision f32 "
                       "--input-size 416 '" IMAGES "sample1.png' '" IMAGES "astronaut.png'");
     assert_int_equal(r.status, 0);
@@ -171,7 +150,7 @@ static void test_faces_json_matches_oracle(void **state)
     }
     assert_int_equal(*line, 0); /* nothing else on stdout */
     json_decref(oracle);
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 /* Odd images: a 1x1 pixel, a 10000x50 strip, a 50x10000 one and a flat grey picture decode
@@ -182,7 +161,7 @@ static void test_faces_odd_sizes(void **state)
     char args[1024];
     snprintf(args, sizeof args, "faces --json '%s' '%s' '%s' '%s'", fx->one, fx->wide, fx->tall,
              fx->flat);
-    run_result r = run_vigil(fx, args);
+    vgt_run_result r = run_vigil(fx, args);
     if (r.status != 0)
         fail_msg("status %d: %s", r.status, r.err);
     const uint32_t dims[4][2] = {{1, 1}, {10000, 50}, {50, 10000}, {640, 480}};
@@ -199,11 +178,11 @@ static void test_faces_odd_sizes(void **state)
         json_decref(o);
         line = nl + 1;
     }
-    run_free(&r);
+    vgt_run_free(&r);
     r = run_vigil(fx, "faces '" IMAGES "vlad_tile1.png'");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "vlad_tile1.png: 1 face ("));
-    run_free(&r);
+    vgt_run_free(&r);
     /* a file name with a quote, a backslash and a tab still gives valid JSON naming it */
     char odd[256], cmd[1024];
     snprintf(odd, sizeof odd, "%s/a\"b\\c\td.png", fx->dir);
@@ -218,7 +197,7 @@ static void test_faces_odd_sizes(void **state)
         fail_msg("not JSON: %s: %s", err.text, r.out);
     assert_string_equal(json_string_value(json_object_get(o, "file")), odd);
     json_decref(o);
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 /* A bad file among good ones: the good ones are still reported, the bad one is named on stderr,
@@ -229,13 +208,13 @@ static void test_faces_bad_files(void **state)
     char args[1024];
     snprintf(args, sizeof args, "faces --json '%s' '" IMAGES "vlad_tile2.png' '%s/missing.png'",
              fx->junk, fx->dir);
-    run_result r = run_vigil(fx, args);
+    vgt_run_result r = run_vigil(fx, args);
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "junk.jpg"));
     assert_non_null(strstr(r.err, "missing.png"));
     assert_non_null(strstr(r.out, "vlad_tile2.png"));
     assert_null(strstr(r.out, "junk.jpg"));
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 /* Usage errors exit 2 with one line on stderr and nothing on stdout. */
@@ -254,16 +233,16 @@ static void test_faces_usage(void **state)
         "compare --threshold -1 '" IMAGES "astronaut.png' '" IMAGES "astronaut.png'",
     };
     for (size_t i = 0; i < VG_ARRAY_LEN(bad); i++) {
-        run_result r = run_vigil(fx, bad[i]);
+        vgt_run_result r = run_vigil(fx, bad[i]);
         if (r.status != 2 || r.out[0] || !r.err[0])
             fail_msg("`vigil %s`: status %d, stdout '%s', stderr '%s'", bad[i], r.status, r.out,
                      r.err);
-        run_free(&r);
+        vgt_run_free(&r);
     }
-    run_result r = run_vigil(fx, "faces --help");
+    vgt_run_result r = run_vigil(fx, "faces --help");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "--detector-precision"));
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 /* compare: two photos of the same person (face-api: 0.1687) exit 0, two people (0.6469) exit
@@ -272,7 +251,7 @@ static void test_faces_usage(void **state)
 static void test_compare_verdicts(void **state)
 {
     fixture *fx = *state;
-    run_result r =
+    vgt_run_result r =
         run_vigil(fx, "compare --json '" IMAGES "vlad_tile1.png' '" IMAGES "vlad_tile2.png'");
     assert_int_equal(r.status, 0);
     json_error_t err;
@@ -283,7 +262,7 @@ static void test_compare_verdicts(void **state)
     if (fabs(d - 0.1687) > 0.08)
         fail_msg("distance %.4f, face-api 0.1687", d);
     json_decref(o);
-    run_free(&r);
+    vgt_run_free(&r);
 
     r = run_vigil(fx,
                   "compare --precision f32 '" IMAGES "vlad_tile1.png' '" IMAGES "astronaut.png'");
@@ -292,13 +271,13 @@ static void test_compare_verdicts(void **state)
     double d2 = 0;
     assert_int_equal(sscanf(r.out, "distance %lf", &d2), 1);
     assert_true(fabs(d2 - 0.6469) < 0.01);
-    run_free(&r);
+    vgt_run_free(&r);
 
     /* a threshold above the distance turns the verdict */
     r = run_vigil(fx, "compare --threshold 0.9 --precision f32 '" IMAGES "vlad_tile1.png' '" IMAGES
                       "astronaut.png'");
     assert_int_equal(r.status, 0);
-    run_free(&r);
+    vgt_run_free(&r);
 
     char args[512];
     snprintf(args, sizeof args, "compare '" IMAGES "vlad_tile1.png' '%s'", fx->flat);
@@ -306,7 +285,7 @@ static void test_compare_verdicts(void **state)
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "flat.png"));
     assert_non_null(strstr(r.err, "no face"));
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 /* models verify passes on the real directory; a copy with one byte of one weight file altered
@@ -314,11 +293,11 @@ static void test_compare_verdicts(void **state)
 static void test_models_damaged(void **state)
 {
     fixture *fx = *state;
-    run_result r = run_vigil(fx, "models verify --models '" MODELS "'");
+    vgt_run_result r = run_vigil(fx, "models verify --models '" MODELS "'");
     if (r.status != 0)
         fail_msg("models verify: %d %s %s", r.status, r.out, r.err);
     assert_non_null(strstr(r.out, "face_recognition_model.bin"));
-    run_free(&r);
+    vgt_run_free(&r);
     char cmd[1024];
     snprintf(cmd, sizeof cmd,
              "mkdir -p '%s/m' && cp '" MODELS "'/*.json '" MODELS "'/*.bin '" MODELS
@@ -330,13 +309,13 @@ static void test_models_damaged(void **state)
     r = run_vigil(fx, cmd);
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.out, "face_landmark_68_model.bin"));
-    run_free(&r);
+    vgt_run_free(&r);
     snprintf(cmd, sizeof cmd, "faces --models '%s/m' '" IMAGES "astronaut.png'", fx->dir);
     r = run_vigil(fx, cmd);
     assert_int_equal(r.status, 1);
     assert_non_null(strstr(r.err, "face_landmark_68_model"));
     assert_int_equal(r.out[0], 0);
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 int main(void)

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "core/core.h"
+#include "support/vgt_random.h"
 #include "index/index.h"
 
 #include <math.h>
@@ -21,37 +22,6 @@
 #include <string.h>
 
 /* ---- helpers -------------------------------------------------------------------------------- */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static void rand_hash(uint64_t *s, uint8_t h[32])
-{
-    for (int i = 0; i < 32; i += 8) {
-        uint64_t x = rng_next(s);
-        memcpy(h + i, &x, 8);
-    }
-}
-
-/* Copies src with exactly k distinct bits flipped. */
-static void flip_bits(uint64_t *s, const uint8_t src[32], int k, uint8_t dst[32])
-{
-    memcpy(dst, src, 32);
-    uint8_t used[256] = {0};
-    for (int n = 0; n < k;) {
-        int b = (int)(rng_next(s) % 256);
-        if (used[b])
-            continue;
-        used[b] = 1;
-        dst[b / 8] ^= (uint8_t)(1u << (b % 8));
-        n++;
-    }
-}
 
 static int hamming(const uint8_t a[32], const uint8_t b[32])
 {
@@ -253,7 +223,7 @@ static void make_random(model *m, uint64_t *seed, size_t n, uint8_t (*queries)[8
     static const int edges[] = {0, 1, 15, 16, 17, 30, 31, 32, 33, 47, 48, 64};
     for (size_t qi = 0; qi < nq; qi++)
         for (int v = 0; v < 8; v++)
-            rand_hash(seed, queries[qi][v]);
+            vgt_rand_hash(seed, queries[qi][v]);
     for (size_t i = 0; i < n; i++) {
         char ref[32], prof[32];
         uint8_t h[32];
@@ -264,9 +234,9 @@ static void make_random(model *m, uint64_t *seed, size_t n, uint8_t (*queries)[8
             size_t qi = (i / 4) % nq;
             int v = (int)((i / 4 / nq) % 8);
             int k = edges[(i / 4) % VG_ARRAY_LEN(edges)];
-            flip_bits(seed, queries[qi][v], k, h);
+            vgt_flip_bits(seed, queries[qi][v], k, h);
         } else {
-            rand_hash(seed, h);
+            vgt_rand_hash(seed, h);
         }
         model_add(m, "t", prof, ref, h, (int)(r % 101));
     }
@@ -330,12 +300,12 @@ static void test_pdq_dihedral_reporting(void **state)
     uint64_t seed = 7;
     uint8_t var[8][32];
     for (int v = 0; v < 8; v++)
-        rand_hash(&seed, var[v]);
+        vgt_rand_hash(&seed, var[v]);
     memcpy(var[6], var[2], 32);
     uint8_t h[32];
-    flip_bits(&seed, var[5], 3, h);
+    vgt_flip_bits(&seed, var[5], 3, h);
     assert_int_equal(index_pdq_add(ix, "t", "p", "five", h, 90), VG_OK);
-    flip_bits(&seed, var[2], 4, h);
+    vgt_flip_bits(&seed, var[2], 4, h);
     assert_int_equal(index_pdq_add(ix, "t", "p", "two", h, 90), VG_OK);
     index_pdq_query q = index_pdq_query_defaults();
     q.variants = (const uint8_t(*)[32])var;
@@ -365,11 +335,11 @@ static void test_pdq_max_results(void **state)
     assert_int_equal(index_new(NULL, &ix), VG_OK);
     uint64_t seed = 9;
     uint8_t base[32], h[32];
-    rand_hash(&seed, base);
+    vgt_rand_hash(&seed, base);
     for (int i = 0; i < 50; i++) {
         char ref[32];
         snprintf(ref, sizeof ref, "r%02d", i);
-        flip_bits(&seed, base, i % 25, h);
+        vgt_flip_bits(&seed, base, i % 25, h);
         assert_int_equal(index_pdq_add(ix, "t", "p", ref, h, 100), VG_OK);
     }
     index_pdq_query q = index_pdq_query_defaults();
@@ -397,8 +367,8 @@ static void test_sha256_exact(void **state)
     assert_int_equal(index_new(NULL, &ix), VG_OK);
     uint64_t seed = 31;
     uint8_t h[32], near[32], sha_a[32], sha_b[32];
-    rand_hash(&seed, h);
-    flip_bits(&seed, h, 3, near);
+    vgt_rand_hash(&seed, h);
+    vgt_flip_bits(&seed, h, 3, near);
     memset(sha_a, 0xaa, sizeof sha_a);
     memset(sha_b, 0xbb, sizeof sha_b);
     assert_int_equal(index_pdq_add(ix, "t", "p", "copy", h, 90), VG_OK);
@@ -434,7 +404,7 @@ static void test_sha256_exact(void **state)
             char ref[32];
             snprintf(ref, sizeof ref, "x%d", i);
             uint8_t x[32];
-            rand_hash(&seed, x);
+            vgt_rand_hash(&seed, x);
             assert_int_equal(index_pdq_add(ix, "t", "p", ref, x, 90), VG_OK);
             assert_int_equal(index_remove_reference(ix, "t", ref), VG_OK);
         }
@@ -526,7 +496,7 @@ static void test_tenants_profiles_deletes(void **state)
         uint64_t seed = 1234;
         uint8_t q[8][32];
         for (int v = 0; v < 8; v++)
-            rand_hash(&seed, q[v]);
+            vgt_rand_hash(&seed, q[v]);
         /* Two tenants share reference ids; each reference has 3 hashes near the query. */
         for (int t = 0; t < 2; t++)
             for (int i = 0; i < 300; i++) {
@@ -535,7 +505,7 @@ static void test_tenants_profiles_deletes(void **state)
                 snprintf(ref, sizeof ref, "r%d", i / 3);
                 snprintf(prof, sizeof prof, "p%d", i / 30);
                 uint8_t h[32];
-                flip_bits(&seed, q[i % 8], (int)(rng_next(&seed) % 40), h);
+                vgt_flip_bits(&seed, q[i % 8], (int)(vgt_rng_next(&seed) % 40), h);
                 assert_int_equal(index_pdq_add(ix, ten, prof, ref, h, 80), VG_OK);
                 model_add(&m, ten, prof, ref, h, 80);
             }
@@ -580,7 +550,7 @@ static void test_tenants_profiles_deletes(void **state)
 
         /* A removed reference id can come back, under another profile. */
         uint8_t h[32];
-        flip_bits(&seed, q[0], 2, h);
+        vgt_flip_bits(&seed, q[0], 2, h);
         assert_int_equal(index_pdq_add(ix, "ten0", "pnew", "r0", h, 70), VG_OK);
         model_add(&m, "ten0", "pnew", "r0", h, 70);
         check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 31, NULL, 0);
@@ -613,13 +583,13 @@ static void test_mih_auto_switch(void **state)
     uint64_t seed = 77;
     uint8_t q[8][32];
     for (int v = 0; v < 8; v++)
-        rand_hash(&seed, q[v]);
+        vgt_rand_hash(&seed, q[v]);
     index_stats st;
     for (int i = 0; i < 2000; i++) {
         char ref[32];
         snprintf(ref, sizeof ref, "r%d", i);
         uint8_t h[32];
-        flip_bits(&seed, q[i % 8], i % 64, h);
+        vgt_flip_bits(&seed, q[i % 8], i % 64, h);
         assert_int_equal(index_pdq_add(ix, "t", "p", ref, h, 100), VG_OK);
         model_add(&m, "t", "p", ref, h, 100);
         if (i == 400) {
@@ -740,7 +710,7 @@ static void rand_unit(uint64_t *s, float *d)
 {
     double n = 0;
     for (int i = 0; i < INDEX_FACE_DIM; i++) {
-        d[i] = (float)((double)(rng_next(s) >> 11) / 9007199254740992.0 - 0.5);
+        d[i] = (float)((double)(vgt_rng_next(s) >> 11) / 9007199254740992.0 - 0.5);
         n += (double)d[i] * d[i];
     }
     for (int i = 0; i < INDEX_FACE_DIM; i++)
@@ -947,7 +917,7 @@ enum { CONC_REFS = 3000, CONC_READERS = 3 };
 static void conc_hash(int i, uint8_t h[32])
 {
     uint64_t s = 0x1234567ull + (uint64_t)i * 7919;
-    rand_hash(&s, h);
+    vgt_rand_hash(&s, h);
 }
 
 typedef struct conc {
@@ -983,7 +953,7 @@ static void *conc_reader(void *arg)
         int del = atomic_load(&c->deleted_upto);
         int add = atomic_load(&c->added_upto);
         /* Pick a deleted ref (must be absent) or a live one (must be present). */
-        int i = (int)(rng_next(&seed) % (uint64_t)(add > 0 ? add : 1));
+        int i = (int)(vgt_rng_next(&seed) % (uint64_t)(add > 0 ? add : 1));
         int found = 0, bad = 0;
         if (n % 2 == 0) {
             uint8_t h[32];
@@ -1088,9 +1058,9 @@ static void test_exact_flag(void **state)
     assert_int_equal(index_new(NULL, &ix), VG_OK);
     uint64_t seed = 99;
     uint8_t h[32], sha_a[32], sha_b[32];
-    rand_hash(&seed, h);
-    rand_hash(&seed, sha_a);
-    rand_hash(&seed, sha_b);
+    vgt_rand_hash(&seed, h);
+    vgt_rand_hash(&seed, sha_a);
+    vgt_rand_hash(&seed, sha_b);
     assert_int_equal(index_pdq_add(ix, "t", "p", "ra", h, 100), VG_OK);
     assert_int_equal(index_pdq_add(ix, "t", "p", "rb", h, 100), VG_OK);
     assert_int_equal(index_set_sha256(ix, "t", "ra", sha_a), VG_OK);
@@ -1127,7 +1097,7 @@ static void test_alloc_failures(void **state)
         model m = {0};
         uint64_t seed = 5;
         uint8_t q[32];
-        rand_hash(&seed, q);
+        vgt_rand_hash(&seed, q);
         long allocs_before = vg_alloc_count();
         vg_alloc_fail_after(fail);
         int failed = 0;
@@ -1136,7 +1106,7 @@ static void test_alloc_failures(void **state)
             snprintf(ref, sizeof ref, "r%d", i % 40);
             snprintf(prof, sizeof prof, "p%d", i % 40 % 7);
             uint8_t h[32];
-            flip_bits(&seed, q, i % 50, h);
+            vgt_flip_bits(&seed, q, i % 50, h);
             int rc = index_pdq_add(ix, "t", prof, ref, h, 100);
             assert_true(rc == VG_OK || rc == VG_ENOMEM);
             if (rc == VG_OK)

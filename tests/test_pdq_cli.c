@@ -7,6 +7,7 @@
 #include <cmocka.h>
 
 #include "core/core.h"
+#include "support/vgt_cli.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,36 +21,14 @@
 #define BRIDGE_HASH "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22"
 
 typedef struct {
-    int status;
-    char *out, *err; /* owned, NUL-terminated */
-} run_result;
-
-typedef struct {
     char dir[64];
     char junk[128], empty[128];
 } fixture;
 
-/* Runs `vigil <args>` (args is shell text) and collects exit status, stdout, stderr. */
-static run_result run_vigil(const fixture *fx, const char *args)
+/* Runs `vigil <args>` (args is shell text). */
+static vgt_run_result run_vigil(const fixture *fx, const char *args)
 {
-    char out_path[256], err_path[256], cmd[4096];
-    snprintf(out_path, sizeof out_path, "%s/out", fx->dir);
-    snprintf(err_path, sizeof err_path, "%s/err", fx->dir);
-    snprintf(cmd, sizeof cmd, "'%s' %s >'%s' 2>'%s'", VIGIL, args, out_path, err_path);
-    int st = system(cmd);
-    assert_true(st != -1 && WIFEXITED(st));
-    run_result r;
-    r.status = WEXITSTATUS(st);
-    size_t len;
-    assert_int_equal(vg_read_file(out_path, 1 << 20, (uint8_t **)&r.out, &len), VG_OK);
-    assert_int_equal(vg_read_file(err_path, 1 << 20, (uint8_t **)&r.err, &len), VG_OK);
-    return r;
-}
-
-static void run_free(run_result *r)
-{
-    vg_free(r->out);
-    vg_free(r->err);
+    return vgt_run(fx->dir, "", VIGIL, args, 1 << 20);
 }
 
 static int count_lines(const char *s)
@@ -89,15 +68,15 @@ static int teardown(void **state)
 
 static void test_help(void **state)
 {
-    run_result r = run_vigil(*state, "hash --help");
+    vgt_run_result r = run_vigil(*state, "hash --help");
     assert_int_equal(r.status, 0);
     assert_non_null(strstr(r.out, "usage: vigil hash"));
     assert_non_null(strstr(r.out, "--mode"));
     assert_string_equal(r.err, "");
-    run_free(&r);
+    vgt_run_free(&r);
     r = run_vigil(*state, "--help");
     assert_non_null(strstr(r.out, "hash"));
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 static void test_usage_errors(void **state)
@@ -109,32 +88,32 @@ static void test_usage_errors(void **state)
                                   "hash --mode slow " BRIDGE,
                                   "hash - - < " BRIDGE};
     for (size_t i = 0; i < VG_ARRAY_LEN(cases); i++) {
-        run_result r = run_vigil(*state, cases[i]);
+        vgt_run_result r = run_vigil(*state, cases[i]);
         assert_int_equal(r.status, 2);
         assert_string_equal(r.out, "");
         assert_int_equal(count_lines(r.err), 1);
         assert_true(strncmp(r.err, "vigil hash: ", 12) == 0);
-        run_free(&r);
+        vgt_run_free(&r);
     }
 }
 
 /* compat prints exactly what pdq-photo-hasher prints. */
 static void test_compat_line(void **state)
 {
-    run_result r = run_vigil(*state, "hash --mode compat " BRIDGE);
+    vgt_run_result r = run_vigil(*state, "hash --mode compat " BRIDGE);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, BRIDGE_HASH ",100," BRIDGE "\n");
     assert_string_equal(r.err, "");
-    run_free(&r);
+    vgt_run_free(&r);
     r = run_vigil(*state, "hash --mode=compat " BRIDGE);
     assert_string_equal(r.out, BRIDGE_HASH ",100," BRIDGE "\n");
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 /* --dihedral: pdq-photo-hasher --pdqdih-across's line (8 hashes, quality, name). */
 static void test_dihedral_line(void **state)
 {
-    run_result r = run_vigil(*state, "hash --dihedral --mode compat " BRIDGE);
+    vgt_run_result r = run_vigil(*state, "hash --dihedral --mode compat " BRIDGE);
     assert_int_equal(r.status, 0);
     uint8_t *ref;
     size_t len;
@@ -147,22 +126,22 @@ static void test_dihedral_line(void **state)
     assert_int_equal(strncmp(r.out, (char *)ref, keep), 0);
     assert_string_equal(r.out + keep, BRIDGE "\n");
     vg_free(ref);
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 static void test_stdin(void **state)
 {
-    run_result r = run_vigil(*state, "hash --mode compat - < " BRIDGE);
+    vgt_run_result r = run_vigil(*state, "hash --mode compat - < " BRIDGE);
     assert_int_equal(r.status, 0);
     assert_string_equal(r.out, BRIDGE_HASH ",100,-\n");
-    run_free(&r);
+    vgt_run_free(&r);
     /* fast (the default) from stdin: same bytes as from the file */
-    run_result a = run_vigil(*state, "hash - < " BRIDGE);
-    run_result b = run_vigil(*state, "hash " BRIDGE);
+    vgt_run_result a = run_vigil(*state, "hash - < " BRIDGE);
+    vgt_run_result b = run_vigil(*state, "hash " BRIDGE);
     assert_int_equal(a.status, 0);
     assert_int_equal(strncmp(a.out, b.out, 64), 0);
-    run_free(&a);
-    run_free(&b);
+    vgt_run_free(&a);
+    vgt_run_free(&b);
 }
 
 /* A bad file gives one error line; the others are still hashed; exit status 1. */
@@ -172,7 +151,7 @@ static void test_bad_files_go_on(void **state)
     char args[1024];
     snprintf(args, sizeof args, "hash --mode compat %s %s/missing.jpg %s %s " BRIDGE, BRIDGE,
              fx->dir, fx->junk, fx->empty);
-    run_result r = run_vigil(fx, args);
+    vgt_run_result r = run_vigil(fx, args);
     assert_int_equal(r.status, 1);
     assert_int_equal(count_lines(r.out), 2);
     assert_int_equal(count_lines(r.err), 3);
@@ -186,13 +165,13 @@ static void test_bad_files_go_on(void **state)
     /* the missing file's line names it once, not twice */
     snprintf(want, sizeof want, "%s/missing.jpg: %s/missing.jpg", fx->dir, fx->dir);
     assert_null(strstr(r.err, want));
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 /* JSON lines: every field, the unreliable flag, the dihedral list. */
 static void test_json(void **state)
 {
-    run_result r =
+    vgt_run_result r =
         run_vigil(*state, "hash --json --mode compat " BRIDGE " " DATA "misc-images/small.jpg");
     assert_int_equal(r.status, 0);
     assert_int_equal(count_lines(r.out), 2);
@@ -204,17 +183,17 @@ static void test_json(void **state)
     assert_non_null(strstr(r.out, "\"mode\":\"compat\"}"));
     assert_non_null(
         strstr(second, "\"quality\":0,\"unreliable\":true,\"width\":224,\"height\":399"));
-    run_free(&r);
+    vgt_run_free(&r);
     r = run_vigil(*state, "hash --json --dihedral " BRIDGE);
     assert_non_null(strstr(r.out, "\"mode\":\"fast\",\"dihedral\":[\""));
     assert_non_null(strstr(r.out, "\"]}\n"));
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 /* fast (default) is within 10 bits of the reference on the bridge photo. */
 static void test_fast_default_close(void **state)
 {
-    run_result r = run_vigil(*state, "hash " BRIDGE);
+    vgt_run_result r = run_vigil(*state, "hash " BRIDGE);
     assert_int_equal(r.status, 0);
     assert_true(strlen(r.out) > 64 && r.out[64] == ',');
     r.out[64] = '\0';
@@ -224,7 +203,7 @@ static void test_fast_default_close(void **state)
         d += __builtin_popcount((unsigned)(strtol(a, NULL, 16) ^ strtol(b, NULL, 16)));
     }
     assert_true(d <= 10);
-    run_free(&r);
+    vgt_run_free(&r);
 }
 
 int main(void)
