@@ -495,6 +495,7 @@ static int live_setup(void **state)
         .max_body_bytes = TEST_MAX_BODY,
         .header_timeout_ms = 1000,
         .body_timeout_ms = 2000,
+        .body_deadline_ms = 3000,
         .retry_after_ms = 3000,
         .auth = http_keycache_auth,
         .auth_ud = L->kc,
@@ -820,6 +821,25 @@ static void test_live_slow_clients(void **state)
     secs = (double)(vg_now_ns() - t0) / 1e9;
     assert_true(n >= 0);
     assert_true(secs >= 1.5 && secs < 7.0);
+    close(fd);
+
+    /* a body trickled a byte every 400 ms never stalls for the 2 s idle timeout, but is cut
+     * at the 3 s whole-body deadline: closed without an answer, long before its 100 bytes */
+    fd = raw_connect(L->port);
+    hdr = "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n";
+    send(fd, hdr, strlen(hdr), 0);
+    t0 = vg_now_ns();
+    int closed = 0;
+    for (int i = 0; i < 40 && !closed; i++) {
+        if (send(fd, "z", 1, MSG_NOSIGNAL) != 1)
+            break;
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 400) > 0)
+            closed = recv(fd, buf, sizeof(buf) - 1, 0) <= 0;
+    }
+    secs = (double)(vg_now_ns() - t0) / 1e9;
+    assert_true(closed);
+    assert_true(secs >= 2.5 && secs < 10.0);
     close(fd);
 
     /* the server still answers afterwards */

@@ -33,6 +33,7 @@ static const conf_def rows[] = {
     {"max_batch_images", CONF_INT, "32", "most images in one /analyze/batch request", NULL, 1, 1024, 0, F(max_batch_images)},
     {"header_timeout", CONF_DURATION, "10s", "close a connection idle this long while waiting for a request (keep-alive idle too)", NULL, 100, 86400000, 0, F(header_timeout_ms)},
     {"body_timeout", CONF_DURATION, "30s", "close a connection whose body stalls this long", NULL, 100, 86400000, 0, F(body_timeout_ms)},
+    {"body_deadline", CONF_DURATION, "120s", "close a connection whose whole body takes longer than this (clients trickling bytes)", NULL, 100, 86400000, 0, F(body_deadline_ms)},
     {"shutdown_grace", CONF_DURATION, "10s", "on SIGTERM/SIGINT, how long in-flight requests may take to finish", NULL, 0, 3600000, 0, F(shutdown_grace_ms)},
     {"retry_after", CONF_DURATION, "1s", "Retry-After sent with 429/503 when overloaded", NULL, 0, 3600000, 0, F(retry_after_ms)},
     {"store_images", CONF_BOOL, "false", "keep the bytes of uploaded reference images (otherwise only hashes and features)", NULL, 0, 0, 0, F(store_images)},

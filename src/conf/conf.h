@@ -60,6 +60,7 @@ typedef struct conf_settings {
     int64_t max_batch_images;
     uint64_t header_timeout_ms;
     uint64_t body_timeout_ms;
+    uint64_t body_deadline_ms;
     uint64_t shutdown_grace_ms;
     uint64_t retry_after_ms; /* Retry-After sent with 429/503 */
     /* analysis and evidence */

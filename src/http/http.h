@@ -142,8 +142,11 @@ typedef struct http_config {
     size_t max_body_bytes;
     unsigned header_timeout_ms; /* idle while waiting for a request (rounded up to seconds) */
     unsigned body_timeout_ms;   /* idle while a body is arriving */
-    unsigned retry_after_ms;    /* Retry-After on 429/503 that set none */
-    http_auth_fn auth;          /* required for non-public routes; NULL makes them 503 */
+    /* the whole body, from the end of the headers: a client trickling a byte now and then
+     * never trips the idle timeout, so it gets this bound too (0 = none) */
+    unsigned body_deadline_ms;
+    unsigned retry_after_ms; /* Retry-After on 429/503 that set none */
+    http_auth_fn auth;       /* required for non-public routes; NULL makes them 503 */
     void *auth_ud;
     http_observe_fn observe; /* optional */
     void *observe_ud;

@@ -56,6 +56,7 @@ struct http_server {
     const http_router *router;
     uint16_t port;
     unsigned header_timeout_s, body_timeout_s;
+    uint64_t body_deadline_ns; /* 0 = none */
     char retry_after[24];
     _Atomic size_t inflight;
     _Atomic size_t deferred;
@@ -640,6 +641,13 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     }
     switch (req->state) {
     case REQ_RECEIVING:
+        if (*upload_data_size && s->body_deadline_ns &&
+            vg_now_ns() - req->start_ns > s->body_deadline_ns) {
+            /* Dropped, not answered: a client this slow would take as long to read a reply. */
+            VG_INFO("http", "%s %s: body still arriving after %llu ms, connection closed",
+                    req->method, req->path, (unsigned long long)(s->body_deadline_ns / 1000000u));
+            return MHD_NO;
+        }
         if (*upload_data_size) {
             int rc = req_append(req, upload_data, *upload_data_size);
             *upload_data_size = 0;
@@ -760,6 +768,7 @@ int http_server_open(const http_config *cfg, const http_router *router, http_ser
         s->cfg.c.max_body_bytes = HTTP_NOBODY_MAX_BYTES;
     s->header_timeout_s = ms_to_s(cfg->header_timeout_ms);
     s->body_timeout_s = ms_to_s(cfg->body_timeout_ms);
+    s->body_deadline_ns = (uint64_t)cfg->body_deadline_ms * 1000000u;
     if (s->body_timeout_s == 0)
         s->body_timeout_s = s->header_timeout_s;
     unsigned ra = ms_to_s(cfg->retry_after_ms);

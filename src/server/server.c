@@ -420,6 +420,7 @@ int server_open(const conf_settings *cfg, server **out)
         .max_body_bytes = (size_t)cfg->max_body_bytes,
         .header_timeout_ms = (unsigned)cfg->header_timeout_ms,
         .body_timeout_ms = (unsigned)cfg->body_timeout_ms,
+        .body_deadline_ms = (unsigned)cfg->body_deadline_ms,
         .retry_after_ms = (unsigned)cfg->retry_after_ms,
         .auth = http_keycache_auth,
         .auth_ud = s->kc,
