@@ -1196,6 +1196,107 @@ static size_t png_find(const uint8_t *png, size_t n, const char *type)
     return 0;
 }
 
+/* Checks one container carrying EXIF orientation o: probe and decode report it, decode
+ * displays it (corners, swapped size for 5..8), ignore_exif keeps the stored pixels. */
+static void check_oriented(const uint8_t *b, size_t n, int o, int w, int h)
+{
+    img_info info;
+    assert_int_equal(img_probe(b, n, NULL, &info), VG_OK);
+    assert_int_equal(info.orientation, o);
+    assert_int_equal(info.w, w);
+    img_image im;
+    assert_int_equal(img_decode(b, n, NULL, &im), VG_OK);
+    assert_int_equal(im.orientation, o);
+    assert_int_equal(im.w, o >= 5 ? h : w);
+    assert_int_equal(im.h, o >= 5 ? w : h);
+    assert_int_equal(im.src_w, w);
+    assert_corner(&im, 0, 0, CORNERS[o][0]);
+    assert_corner(&im, im.w - 1, 0, CORNERS[o][1]);
+    assert_corner(&im, 0, im.h - 1, CORNERS[o][2]);
+    assert_corner(&im, im.w - 1, im.h - 1, CORNERS[o][3]);
+    img_image_free(&im);
+    img_image raw;
+    assert_int_equal(decode_with(b, n, IMG_RGB, 1, &raw), VG_OK);
+    assert_int_equal(raw.w, w);
+    assert_corner(&raw, 0, 0, CORNERS[1][0]);
+    assert_corner(&raw, raw.w - 1, raw.h - 1, CORNERS[1][3]);
+    img_image_free(&raw);
+    assert_int_equal(decode_with(b, n, IMG_GRAY, 0, &im), VG_OK);
+    assert_int_equal(im.w, o >= 5 ? h : w);
+    img_image_free(&im);
+}
+
+static void put32le(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* PNG's eXIf chunk and WebP's EXIF chunk orient the image as JPEG's APP1 does. */
+static void test_png_webp_exif_orientation(void **state)
+{
+    (void)state;
+    const int w = 48, h = 32;
+    uint8_t *px = pattern_quad(w, h);
+    size_t pn, wn;
+    uint8_t *png = png_rgb8(w, h, px, &pn);
+    uint8_t *vp8 = webp_lossy(px, w, h, 100, &wn); /* RIFF size WEBP VP8 ... */
+    assert_memory_equal(vp8 + 12, "VP8 ", 4);
+    size_t after_ihdr = png_find(png, pn, "IHDR") + 12 + 13;
+    for (int big = 0; big <= 1; big++) {
+        for (int o = 1; o <= 8; o++) {
+            uint8_t seg[64];
+            size_t sl = exif_segment(seg, o, big);
+            const uint8_t *tiff = seg + 10; /* after FF E1 len "Exif\0\0" */
+            size_t tl = sl - 10;
+
+            /* PNG: IHDR, eXIf, the rest */
+            uint8_t *p = malloc(pn + 12 + tl);
+            memcpy(p, png, after_ihdr);
+            size_t k = after_ihdr + png_chunk(p + after_ihdr, "eXIf", tiff, (uint32_t)tl);
+            memcpy(p + k, png + after_ihdr, pn - after_ihdr);
+            check_oriented(p, k + pn - after_ihdr, o, w, h);
+            free(p);
+
+            /* WebP: the extended format, VP8X (EXIF flag), the VP8 chunk, EXIF; with and
+             * without the "Exif\0\0" prefix some writers keep */
+            for (int prefix = 0; prefix <= 1; prefix++) {
+                size_t el = tl + (prefix ? 6 : 0), epad = el & 1, vl = wn - 12;
+                size_t n = 12 + 18 + vl + 8 + el + epad;
+                uint8_t *b = calloc(1, n);
+                memcpy(b, "RIFF", 4);
+                put32le(b + 4, (uint32_t)(n - 8));
+                memcpy(b + 8, "WEBPVP8X", 8);
+                put32le(b + 16, 10);
+                b[20] = 0x08;                       /* EXIF present */
+                put32le(b + 24, (uint32_t)(w - 1)); /* 3 bytes each; the 4th is overwritten */
+                put32le(b + 27, (uint32_t)(h - 1));
+                memcpy(b + 30, vp8 + 12, vl);
+                uint8_t *e = b + 30 + vl;
+                memcpy(e, "EXIF", 4);
+                put32le(e + 4, (uint32_t)el);
+                if (prefix)
+                    memcpy(e + 8, "Exif\0\0", 6);
+                memcpy(e + 8 + (prefix ? 6 : 0), tiff, tl);
+                check_oriented(b, n, o, w, h);
+                free(b);
+            }
+        }
+    }
+    /* a malformed eXIf (cut TIFF) is no orientation, not an error */
+    uint8_t seg[64];
+    size_t sl = exif_segment(seg, 6, 0);
+    uint8_t *p = malloc(pn + 12 + sl);
+    memcpy(p, png, after_ihdr);
+    size_t k = after_ihdr + png_chunk(p + after_ihdr, "eXIf", seg + 10, 12);
+    memcpy(p + k, png + after_ihdr, pn - after_ihdr);
+    check_oriented(p, k + pn - after_ihdr, 1, w, h);
+    free(p);
+    free(vp8);
+    free(png);
+    free(px);
+}
+
 static void test_png_apng_default_image(void **state)
 {
     (void)state;
@@ -1910,6 +2011,7 @@ int main(void)
         cmocka_unit_test(test_jpeg_scaling),
         cmocka_unit_test(test_jpeg_fast_dct),
         cmocka_unit_test(test_jpeg_exif_all_orientations),
+        cmocka_unit_test(test_png_webp_exif_orientation),
         cmocka_unit_test(test_jpeg_scaling_in_oriented_frame),
         cmocka_unit_test(test_exif_parser_malformed),
         cmocka_unit_test(test_jpeg_exif_rotn_photos),

@@ -161,9 +161,11 @@ int img_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info
         break;
     case IMG_FMT_PNG:
         rc = img__png_probe(buf, len, limits, &info);
+        info.orientation = img__png_orientation(buf, len);
         break;
     case IMG_FMT_WEBP:
         rc = img__webp_probe(buf, len, limits, &info);
+        info.orientation = img__webp_orientation(buf, len);
         break;
     default:
         rc = vg_err_set(VG_EINTERNAL, "img_probe: unhandled format %d", (int)fmt);
@@ -201,15 +203,26 @@ int img_decode(const uint8_t *buf, size_t len, const img_decode_opts *opts, img_
         break;
     case IMG_FMT_PNG:
         rc = img__png_decode(buf, len, opts, &im);
+        if (rc == VG_OK)
+            im.orientation = img__png_orientation(buf, len);
         break;
     case IMG_FMT_WEBP:
         rc = img__webp_decode(buf, len, opts, &im);
+        if (rc == VG_OK)
+            im.orientation = img__webp_orientation(buf, len);
         break;
     default:
         rc = vg_err_set(VG_EINTERNAL, "img_decode: unhandled format %d", (int)fmt);
     }
     if (rc != VG_OK)
         return rc;
+    /* JPEG orients while it decodes (in its scaled frame); PNG and WebP are never scaled, so
+     * their orientation is applied to the whole image here. */
+    if (fmt != IMG_FMT_JPEG && im.orientation != 1 && !opts->ignore_exif &&
+        (rc = img_apply_orientation(&im, im.orientation)) != VG_OK) {
+        img_image_free(&im);
+        return rc;
+    }
     *out = im;
     return VG_OK;
 }

@@ -77,7 +77,7 @@ typedef struct img_image {
 typedef struct img_info {
     img_format format;
     uint32_t w, h;   /* as stored */
-    int orientation; /* EXIF orientation (1..8), 1 if none or not JPEG */
+    int orientation; /* EXIF orientation (1..8; JPEG APP1, PNG eXIf, WebP EXIF), 1 if none */
     int has_alpha;
     int frames; /* 1, or more for animated WebP / APNG where known */
 } img_info;

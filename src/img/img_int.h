@@ -37,6 +37,11 @@ void img__orient_copy(const uint8_t *src, uint32_t sw, uint32_t sh, int channels
 /* EXIF orientation (1..8) from a TIFF-structured EXIF block (the APP1 payload after
  * "Exif\0\0"), borrowed. Malformed or absent data gives 1; never fails. */
 int img__exif_orientation(const uint8_t *tiff, size_t len);
+/* EXIF orientation of a PNG (its eXIf chunk) or a WebP (its EXIF chunk, with or without the
+ * "Exif\0\0" prefix some writers keep), by a bounded walk over the container's chunks; 1 when
+ * absent or malformed (the decoder judges the file itself). buf borrowed. */
+int img__png_orientation(const uint8_t *buf, size_t len);
+int img__webp_orientation(const uint8_t *buf, size_t len);
 
 int img__jpeg_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out);
 int img__jpeg_decode(const uint8_t *buf, size_t len, const img_decode_opts *opts, img_image *out);

@@ -114,6 +114,21 @@ static int img_png_frames(const uint8_t *buf, size_t len)
     return 1;
 }
 
+int img__png_orientation(const uint8_t *buf, size_t len)
+{
+    size_t pos = 8;
+    while (len >= 12 && len - pos >= 12) {
+        uint32_t clen = img_be32(buf + pos);
+        const uint8_t *type = buf + pos + 4;
+        if (memcmp(type, "IEND", 4) == 0 || clen > len - pos - 12)
+            break;
+        if (memcmp(type, "eXIf", 4) == 0) /* the TIFF structure itself, no "Exif" prefix */
+            return img__exif_orientation(buf + pos + 8, clen);
+        pos += 12 + (size_t)clen;
+    }
+    return 1;
+}
+
 /* Our own limits check on IHDR's size (bytes 16..23: IHDR is always the first chunk), before
  * spng's own checks, so that the error names which of our limits was hit. A short or odd file
  * is left to spng, which reports it. */

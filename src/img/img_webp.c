@@ -66,6 +66,36 @@ static int img_webp_demux(const uint8_t *buf, size_t len, WebPDemuxer **out)
     return vg_err_set(VG_ETRUNC, "WebP container is incomplete (%zu bytes)", len);
 }
 
+static uint32_t img_webp_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int img__webp_orientation(const uint8_t *buf, size_t len)
+{
+    /* Only the extended format (VP8X) carries metadata, and its flags say whether EXIF is
+     * there: RIFF size WEBP, then the VP8X chunk whose first payload byte holds the flags. */
+    if (len < 30 || memcmp(buf, "RIFF", 4) != 0 || memcmp(buf + 8, "WEBPVP8X", 8) != 0 ||
+        !(buf[20] & 0x08))
+        return 1;
+    size_t pos = 12;
+    while (len - pos >= 8) {
+        uint32_t clen = img_webp_le32(buf + pos + 4);
+        if (clen > len - pos - 8)
+            break;
+        if (memcmp(buf + pos, "EXIF", 4) == 0) {
+            const uint8_t *p = buf + pos + 8;
+            if (clen >= 6 && memcmp(p, "Exif\0\0", 6) == 0)
+                return img__exif_orientation(p + 6, clen - 6);
+            return img__exif_orientation(p, clen);
+        }
+        pos += 8 + (size_t)clen + (clen & 1); /* chunks are padded to even sizes */
+        if (pos > len)
+            break;
+    }
+    return 1;
+}
+
 static int img_webp_features(const uint8_t *buf, size_t len, const img_limits *limits,
                              WebPBitstreamFeatures *f)
 {
