@@ -152,7 +152,8 @@ int pdq_hash_image(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image
 /* The fast pipeline's hashing step on an image the caller already decoded (gray or RGB, e.g.
  * one decode shared with the face detector): luma, then the reference's 512x512 sampling grid for
  * images with a side over 512 px (the DCT scale in im->scale_denom and the EXIF orientation in
- * im->orientation are taken into account), then the hash. A JPEG decoded to RGB gives within a
+ * im->orientation are taken into account, so im must be decoded with its orientation applied,
+ * ignore_exif = 0), then the hash. A JPEG decoded to RGB gives within a
  * bit or two of the gray decode's hash (Y recomputed from RGB). im borrowed. Errors: VG_EINVAL,
  * VG_ENOMEM. res->decode_ns holds only the luma/resampling time. */
 int pdq_hash_decoded(pdq_ctx *ctx, const img_image *im, unsigned flags, pdq_image_result *res);
