@@ -339,7 +339,9 @@ static int worker_buf_alloc(worker_buf *b, unsigned cap)
     return VG_OK;
 }
 
-/* Runs one batch (no lock held) and completes its items. Returns the time spent in run. */
+/* Runs one batch (no lock held); b->status gets each item's result (the batch's own error when run
+ * failed as a whole). The caller completes the items after counting them. Returns the time spent
+ * in run. */
 static uint64_t run_batch(sched_kind *k, void *replica, worker_buf *b, size_t n, int *batch_rc)
 {
     for (size_t i = 0; i < n; i++) {
@@ -350,11 +352,8 @@ static uint64_t run_batch(sched_kind *k, void *replica, worker_buf *b, size_t n,
     int rc = k->cfg.run(replica, k->cfg.user, b->items, n, b->status);
     uint64_t dt = vg_now_ns() - t0;
     *batch_rc = rc;
-    for (size_t i = 0; i < n; i++) {
-        int st = rc != 0 ? rc : b->status[i];
-        b->status[i] = st; /* kept for the statistics */
-        b->batch[i].done(b->batch[i].arg, st);
-    }
+    for (size_t i = 0; i < n; i++)
+        b->status[i] = rc != 0 ? rc : b->status[i];
     return dt;
 }
 
@@ -444,6 +443,12 @@ static void *worker_main(void *arg)
                 }
                 if (batch_rc == 0)
                     adapt_record(k, (unsigned)n, run_ns);
+                /* Completions after the accounting, so that whoever sees its item done also
+                 * sees it counted in sched_stats_get. */
+                pthread_mutex_unlock(&s->mu);
+                for (size_t i = 0; i < n; i++)
+                    buf.batch[i].done(buf.batch[i].arg, buf.status[i]);
+                pthread_mutex_lock(&s->mu);
             }
             idle_since = vg_now_ns();
             continue;

@@ -147,6 +147,8 @@ typedef struct sched_stats {
     uint64_t replicas_started, replicas_stopped, replica_errors;
 } sched_stats;
 
+/* A consistent snapshot. An item is counted (completed, failed) before its done callback runs,
+ * so a caller that has seen its callbacks also sees them in the counts. */
 void sched_stats_get(sched *s, sched_stats *out);
 
 #endif /* VG_SCHED_H */
