@@ -64,8 +64,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (obs_registry_new(&cfg, &r))
         abort();
     obs_metric *c, *g;
-    if (obs_counter_register(r, "fz_total", help, "a,b", &c) ||
-        obs_gauge_register(r, "fz_gauge", "g", NULL, &g))
+    int rc = obs_counter_register(r, "fz_total", help, "a,b", &c);
+    if (strlen(help) >= OBS_HELP_MAX_BYTES) {
+        /* over the documented bound: refused, and the registry stays usable */
+        if (rc != VG_EINVAL || obs_gauge_register(r, "fz_gauge", "g", NULL, &g))
+            abort();
+        obs_registry_free(r);
+        return 0;
+    }
+    if (rc || obs_gauge_register(r, "fz_gauge", "g", NULL, &g))
         abort();
     obs_inc(c, OBS_LABELS(a, b));
     obs_set(g, NULL, gv);
