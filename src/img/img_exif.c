@@ -16,17 +16,6 @@
 #define IMG_TIFF_HEADER_BYTES 8
 #define IMG_TIFF_ENTRY_BYTES 12
 
-static uint32_t img_rd16(const uint8_t *p, int big)
-{
-    return big ? ((uint32_t)p[0] << 8 | p[1]) : ((uint32_t)p[1] << 8 | p[0]);
-}
-
-static uint32_t img_rd32(const uint8_t *p, int big)
-{
-    return big ? ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3])
-               : ((uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0]);
-}
-
 int img__exif_orientation(const uint8_t *tiff, size_t len)
 {
     if (!tiff || len < IMG_TIFF_HEADER_BYTES)
@@ -38,28 +27,28 @@ int img__exif_orientation(const uint8_t *tiff, size_t len)
         big = 1;
     else
         return 1;
-    if (img_rd16(tiff + 2, big) != 42)
+    if (img__rd16(tiff + 2, big) != 42)
         return 1;
-    size_t ifd = img_rd32(tiff + 4, big);
+    size_t ifd = img__rd32(tiff + 4, big);
     if (ifd < IMG_TIFF_HEADER_BYTES || ifd > len - 2)
         return 1;
-    size_t count = img_rd16(tiff + ifd, big);
+    size_t count = img__rd16(tiff + ifd, big);
     size_t pos = ifd + 2;
     for (size_t i = 0; i < count; i++) {
         if (len < IMG_TIFF_ENTRY_BYTES || pos > len - IMG_TIFF_ENTRY_BYTES)
             return 1; /* entry table runs past the segment */
         const uint8_t *e = tiff + pos;
-        if (img_rd16(e, big) == IMG_EXIF_TAG_ORIENTATION) {
-            uint32_t type = img_rd16(e + 2, big);
-            uint32_t n = img_rd32(e + 4, big);
+        if (img__rd16(e, big) == IMG_EXIF_TAG_ORIENTATION) {
+            uint32_t type = img__rd16(e + 2, big);
+            uint32_t n = img__rd32(e + 4, big);
             uint32_t v;
             if (n < 1)
                 return 1;
             /* A value of at most 4 bytes sits in the entry itself, left-justified. */
             if (type == IMG_TIFF_TYPE_SHORT)
-                v = img_rd16(e + 8, big);
+                v = img__rd16(e + 8, big);
             else if (type == IMG_TIFF_TYPE_LONG)
-                v = img_rd32(e + 8, big);
+                v = img__rd32(e + 8, big);
             else
                 return 1;
             return (v >= 1 && v <= 8) ? (int)v : 1;

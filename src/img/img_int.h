@@ -34,6 +34,19 @@ static inline uint8_t img__luma8(uint32_t r, uint32_t g, uint32_t b)
 void img__orient_copy(const uint8_t *src, uint32_t sw, uint32_t sh, int channels, int orientation,
                       uint8_t *dst);
 
+/* Unsigned 16/32-bit reads in either byte order (big = 1: big-endian), for the container and
+ * EXIF walks: PNG chunks are big-endian, RIFF (WebP) little-endian, TIFF either. */
+static inline uint32_t img__rd16(const uint8_t *p, int big)
+{
+    return big ? ((uint32_t)p[0] << 8 | p[1]) : ((uint32_t)p[1] << 8 | p[0]);
+}
+
+static inline uint32_t img__rd32(const uint8_t *p, int big)
+{
+    return big ? ((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3])
+               : ((uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0]);
+}
+
 /* EXIF orientation (1..8) from a TIFF-structured EXIF block (the APP1 payload after
  * "Exif\0\0"), borrowed. Malformed or absent data gives 1; never fails. */
 int img__exif_orientation(const uint8_t *tiff, size_t len);

@@ -88,25 +88,20 @@ static int img_png_open(const uint8_t *buf, size_t len, const img_limits *limits
     return VG_OK;
 }
 
-static uint32_t img_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Frame count from an APNG acTL chunk before the first IDAT; 1 when absent. Bounded walk over
  * the chunk headers; stops at anything malformed (spng judges the file itself). */
 static int img_png_frames(const uint8_t *buf, size_t len)
 {
     size_t pos = 8;
     while (len - pos >= 12) {
-        uint32_t clen = img_be32(buf + pos);
+        uint32_t clen = img__rd32(buf + pos, 1);
         const uint8_t *type = buf + pos + 4;
         if (memcmp(type, "IDAT", 4) == 0 || memcmp(type, "IEND", 4) == 0)
             break;
         if (clen > len - pos - 12)
             break;
         if (memcmp(type, "acTL", 4) == 0 && clen >= 8) {
-            uint32_t n = img_be32(buf + pos + 8);
+            uint32_t n = img__rd32(buf + pos + 8, 1);
             return n == 0 ? 1 : (n > INT_MAX ? INT_MAX : (int)n);
         }
         pos += 12 + (size_t)clen;
@@ -118,7 +113,7 @@ int img__png_orientation(const uint8_t *buf, size_t len)
 {
     size_t pos = 8;
     while (len >= 12 && len - pos >= 12) {
-        uint32_t clen = img_be32(buf + pos);
+        uint32_t clen = img__rd32(buf + pos, 1);
         const uint8_t *type = buf + pos + 4;
         if (memcmp(type, "IEND", 4) == 0 || clen > len - pos - 12)
             break;
@@ -136,7 +131,7 @@ static int img_png_precheck(const uint8_t *buf, size_t len, const img_limits *li
 {
     if (len < 24 || memcmp(buf + 12, "IHDR", 4) != 0)
         return VG_OK;
-    return img__check_dims("PNG", img_be32(buf + 16), img_be32(buf + 20), limits);
+    return img__check_dims("PNG", img__rd32(buf + 16, 1), img__rd32(buf + 20, 1), limits);
 }
 
 /* 1 if a complete IEND chunk (with its CRC) follows a chain of complete chunks. */
@@ -144,7 +139,7 @@ static int img_png_has_iend(const uint8_t *buf, size_t len)
 {
     size_t pos = 8;
     while (len - pos >= 12) {
-        uint32_t clen = img_be32(buf + pos);
+        uint32_t clen = img__rd32(buf + pos, 1);
         if (clen > len - pos - 12)
             return 0;
         if (memcmp(buf + pos + 4, "IEND", 4) == 0)

@@ -66,11 +66,6 @@ static int img_webp_demux(const uint8_t *buf, size_t len, WebPDemuxer **out)
     return vg_err_set(VG_ETRUNC, "WebP container is incomplete (%zu bytes)", len);
 }
 
-static uint32_t img_webp_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 int img__webp_orientation(const uint8_t *buf, size_t len)
 {
     /* Only the extended format (VP8X) carries metadata, and its flags say whether EXIF is
@@ -80,7 +75,7 @@ int img__webp_orientation(const uint8_t *buf, size_t len)
         return 1;
     size_t pos = 12;
     while (len - pos >= 8) {
-        uint32_t clen = img_webp_le32(buf + pos + 4);
+        uint32_t clen = img__rd32(buf + pos + 4, 0);
         if (clen > len - pos - 8)
             break;
         if (memcmp(buf + pos, "EXIF", 4) == 0) {
