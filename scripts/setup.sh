@@ -40,9 +40,17 @@ if [ -n "$missing" ]; then
   sudo=""
   if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
   export DEBIAN_FRONTEND=noninteractive
-  $sudo apt-get update -q
+  log=$(mktemp /tmp/vigil-setup.XXXXXX)
+  # apt's progress goes to a log, shown only when a step fails.
   # shellcheck disable=SC2086
-  $sudo apt-get install -y -q --no-install-recommends $missing
+  if ! { $sudo apt-get update -q && $sudo apt-get install -y -q --no-install-recommends $missing; } \
+      >"$log" 2>&1; then
+    tail -40 "$log" >&2
+    echo "setup: apt-get failed (full log: $log)" >&2
+    exit 1
+  fi
+  rm -f "$log"
+  echo "setup: installed$missing"
 fi
 
 "$here/scripts/fetch-models.sh"
