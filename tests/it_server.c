@@ -24,7 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ftw.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -602,9 +604,9 @@ static void test_pagination_and_restart(void **state)
     assert_int_equal(stop(&p, SIGTERM), 0);
 
     /* a configured admin key replaces the generated one */
-    const char *extra[] = {"--admin-key", "configured-admin-key-123", NULL};
+    const char *extra[] = {"--admin-key", "configured-admin-key-0123456789abcdef", NULL};
     start(&p, dir, extra);
-    http_json(&p, "GET", "/api/v1/tenants", "configured-admin-key-123", NULL, &r);
+    http_json(&p, "GET", "/api/v1/tenants", "configured-admin-key-0123456789abcdef", NULL, &r);
     expect_status(&r, 200);
     resp_free(&r);
     http_json(&p, "GET", "/api/v1/tenants", admin, NULL, &r);
@@ -1088,6 +1090,300 @@ static void test_overload(void **state)
     free(dir);
 }
 
+/* ---- privacy, erasure and storage (issue 9) -------------------------------------------------- */
+
+/* Every regular file under dir, read whole, checked for needle: the number of files holding it. */
+static const uint8_t *scan_needle;
+static size_t scan_needle_len, scan_hits;
+static int scan_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    if (flag != FTW_F || !S_ISREG(st->st_mode))
+        return 0;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (vg_read_file(path, 64 << 20, &buf, &len) == VG_OK && len >= scan_needle_len &&
+        memmem(buf, len, scan_needle, scan_needle_len))
+        scan_hits++;
+    vg_free(buf);
+    return 0;
+}
+
+static size_t files_holding(const char *dir, const uint8_t *needle, size_t len)
+{
+    scan_needle = needle;
+    scan_needle_len = len;
+    scan_hits = 0;
+    nftw(dir, scan_cb, 16, FTW_PHYS);
+    return scan_hits;
+}
+
+/* The L2 entry (header + features blob) whose blob is the features of the image with sha256:
+ * the blob starts "VGF1", u32 version, sha256[32]. Copies the entry into *out (malloc). */
+static const uint8_t *entry_sha;
+static uint8_t *entry_found;
+static size_t entry_found_len;
+static int entry_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)ftw;
+    if (flag != FTW_F || !S_ISREG(st->st_mode) || !strstr(path, ".vce"))
+        return 0;
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    if (vg_read_file(path, 64 << 20, &buf, &len) == VG_OK && len > 56 + 40 &&
+        memcmp(buf + 56, "VGF1", 4) == 0 && memcmp(buf + 56 + 8, entry_sha, 32) == 0) {
+        entry_found = malloc(len);
+        memcpy(entry_found, buf, len);
+        entry_found_len = len;
+        vg_free(buf);
+        return 1;
+    }
+    vg_free(buf);
+    return 0;
+}
+
+static int find_entry(const char *cache_dir, const uint8_t sha[32])
+{
+    entry_sha = sha;
+    free(entry_found);
+    entry_found = NULL;
+    entry_found_len = 0;
+    for (int i = 0; i < 1000 && !entry_found; i++) { /* the write is asynchronous */
+        nftw(cache_dir, entry_cb, 16, FTW_PHYS);
+        if (!entry_found) {
+            struct timespec ts = {0, 10000000L};
+            nanosleep(&ts, NULL);
+        }
+    }
+    return entry_found != NULL;
+}
+
+/* A value of `name` in the Prometheus text (labels included in name), -1 when absent. */
+static double metric(const char *text, const char *name)
+{
+    char pat[256];
+    snprintf(pat, sizeof(pat), "\n%s ", name);
+    const char *at = strstr(text, pat);
+    return at ? atof(at + strlen(pat)) : -1;
+}
+
+/* vigil_index_references (read at scrape time; health answers are cached for a while); -1
+ * without metrics. */
+static long index_refs(const proc *p)
+{
+    resp r;
+    http_json(p, "GET", "/metrics", NULL, NULL, &r);
+    long n = r.status == 200 ? (long)metric(r.body, "vigil_index_references") : -1;
+    resp_free(&r);
+    return n;
+}
+
+static void test_files_admin_key_and_patch(void **state)
+{
+    (void)state;
+    /* A configured admin key shorter than 32 characters: one line, non-zero exit. */
+    char *dir = make_tmpdir();
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd),
+             VIGIL " serve --listen 127.0.0.1:0 --data-dir '%s' --log-level error "
+                   "--admin-key short-admin-key 2>&1",
+             dir);
+    FILE *f = popen(cmd, "r");
+    char out[4096];
+    size_t n = fread(out, 1, sizeof(out) - 1, f);
+    out[n] = 0;
+    int st = pclose(f);
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+    assert_non_null(strstr(out, "admin_key"));
+    assert_non_null(strstr(out, "32"));
+    assert_ptr_equal(strchr(out, '\n'), out + n - 1); /* exactly one line */
+    setenv("VIGIL_ADMIN_KEY", "0123456789", 1);       /* the environment is held to it too */
+    snprintf(cmd, sizeof(cmd),
+             VIGIL " serve --listen 127.0.0.1:0 --data-dir '%s' --log-level error 2>&1", dir);
+    f = popen(cmd, "r");
+    n = fread(out, 1, sizeof(out) - 1, f);
+    st = pclose(f);
+    unsetenv("VIGIL_ADMIN_KEY");
+    assert_true(WIFEXITED(st) && WEXITSTATUS(st) != 0);
+
+    /* A pre-existing world-readable data directory and database are taken back to the owner;
+     * what SQLite creates beside the database (-wal, -shm) is the owner's alone too. */
+    assert_int_equal(chmod(dir, 0755), 0);
+    char db[512];
+    snprintf(db, sizeof(db), "%s/vigil.db", dir);
+    int fd = open(db, O_CREAT | O_WRONLY, 0644); /* an empty file is an empty database */
+    assert_true(fd >= 0);
+    close(fd);
+    assert_int_equal(chmod(db, 0644), 0);
+    proc p;
+    start(&p, dir, NULL);
+    char t[64], k[128], prof[64];
+    make_tenant(&p, p.admin_key, "Modes", t, k);
+    make_profile(&p, k, "Private Person", prof);
+    static const char *const files[] = {"", "/vigil.db", "/vigil.db-wal", "/vigil.db-shm",
+                                        "/cache"};
+    for (size_t i = 0; i < VG_ARRAY_LEN(files); i++) {
+        char path[600];
+        snprintf(path, sizeof(path), "%s%s", dir, files[i]);
+        struct stat sb;
+        if (stat(path, &sb) != 0) {
+            if (i == 4)
+                continue; /* no on-disk cache in a server without the analysis pipeline */
+            fail_msg("%s: %s", path, strerror(errno));
+        }
+        unsigned want = S_ISDIR(sb.st_mode) ? 0700 : 0600;
+        if ((sb.st_mode & 0777) != want)
+            fail_msg("%s has mode %o, want %o", path, (unsigned)(sb.st_mode & 0777), want);
+    }
+
+    /* PATCH with "" erases an optional personal field; the name cannot be emptied. */
+    resp r;
+    char path[256];
+    snprintf(path, sizeof(path), "/api/v1/profiles/%s", prof);
+    http_json(&p, "PATCH", path, k, "{\"email\":\"\",\"address\":\"\",\"notes\":\"kept\"}", &r);
+    expect_status(&r, 200);
+    assert_true(json_is_null(json_object_get(r.json, "email")));
+    assert_true(json_is_null(json_object_get(r.json, "address")));
+    assert_string_equal(jstr(&r, "legal_name"), "Private Person Ltd"); /* absent: unchanged */
+    assert_string_equal(jstr(&r, "notes"), "kept");
+    resp_free(&r);
+    http_json(&p, "GET", path, k, NULL, &r);
+    expect_status(&r, 200);
+    assert_true(json_is_null(json_object_get(r.json, "email")));
+    resp_free(&r);
+    http_json(&p, "PATCH", path, k, "{\"name\":\"\"}", &r);
+    expect_error(&r, 422, "invalid_field");
+    resp_free(&r);
+    http_json(&p, "POST", "/api/v1/profiles", k, "{\"name\":\"X\",\"email\":\"\"}", &r);
+    expect_error(&r, 422, "invalid_field"); /* create has nothing to clear */
+    resp_free(&r);
+    assert_int_equal(stop(&p, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
+static uint8_t *read_test_image(const char *rel, size_t *len)
+{
+    uint8_t *b = NULL;
+    for (size_t i = 0; i < VG_ARRAY_LEN(shared_dirs) && !b; i++) {
+        char a[512];
+        snprintf(a, sizeof(a), "%s%s", shared_dirs[i], rel);
+        if (vg_read_file(a, 64 << 20, &b, len) != VG_OK)
+            b = NULL;
+    }
+    if (!b)
+        fail_msg("test image %s not found", rel);
+    return b;
+}
+
+static void test_cache_privacy_and_erasure(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    proc p;
+    start(&p, dir, NULL);
+    char admin[128];
+    strcpy(admin, p.admin_key);
+    resp r;
+    http_json(&p, "GET", "/api/v1/health", NULL, NULL, &r);
+    json_t *comps = json_object_get(r.json, "components");
+    json_t *an = json_object_get(comps, "analysis");
+    int have = an && strcmp(json_string_value(json_object_get(an, "status")), "ok") == 0;
+    json_t *mo = json_object_get(comps, "models");
+    int faces = mo && strcmp(json_string_value(json_object_get(mo, "status")), "ok") == 0;
+    resp_free(&r);
+    if (!have) {
+        stop(&p, SIGTERM);
+        rm_rf(dir);
+        free(dir);
+        skip(); /* the analysis pipeline is not built into this server */
+    }
+    char ta[64], ka[128], tb[64], kb[128];
+    make_tenant(&p, admin, "Alpha", ta, ka);
+    make_tenant(&p, admin, "Beta", tb, kb);
+    size_t len;
+    uint8_t *img = read_test_image(PDQ_REL "/blur-a-lot.jpg", &len);
+
+    /* A analyses the bytes; B then sends the same bytes: a miss for B (its own scope), and no
+     * answer names the tier that served it. */
+    const char *order[] = {ka, kb, ka};
+    for (int i = 0; i < 3; i++) {
+        http(&p, "POST", "/api/v1/analyze?store=false", order[i], "image/jpeg", img, len, &r);
+        expect_status(&r, 200);
+        json_t *tm = json_object_get(r.json, "timings");
+        assert_non_null(tm);
+        assert_null(json_object_get(tm, "cache"));
+        assert_null(json_object_get(tm, "cache_tier"));
+        assert_null(strstr(r.body, "\"l1\""));
+        resp_free(&r);
+    }
+    http_json(&p, "GET", "/metrics", NULL, NULL, &r);
+    if (r.status == 200) {
+        /* A, B: misses; A again: L1. The operator still sees the tiers. */
+        assert_true(metric(r.body, "vigil_cache_lookups_total{tier=\"miss\"}") == 2);
+        assert_true(metric(r.body, "vigil_cache_lookups_total{tier=\"l1\"}") == 1);
+        assert_true(metric(r.body, "vigil_cache_l2_nospace_total") == 0);
+    }
+    resp_free(&r);
+    vg_free(img);
+
+    /* Erasure: the reference's features (face descriptors for a likeness) leave the cache's
+     * files when the reference is deleted, and the index count goes down. */
+    char prof[64], path[256], ref[64];
+    make_profile(&p, ka, "Likeness Owner", prof);
+    img = faces ? read_test_image("/faces/images/sample1.png", &len)
+                : read_test_image(PDQ_REL "/aaa-orig.jpg", &len);
+    snprintf(path, sizeof(path), "/api/v1/profiles/%s/references?kind=%s", prof,
+             faces ? "likeness" : "work");
+    long refs0 = index_refs(&p);
+    print_message("erasure checked with a %s reference\n", faces ? "likeness" : "work");
+    http(&p, "POST", path, ka, faces ? "image/png" : "image/jpeg", img, len, &r);
+    expect_status(&r, 201);
+    strcpy(ref, jstr(&r, "id"));
+    if (faces)
+        assert_true(json_integer_value(json_object_get(r.json, "faces")) >= 1);
+    uint8_t sha[32];
+    assert_int_equal(vg_hex_decode(jstr(&r, "sha256"), sha, 32), VG_OK);
+    resp_free(&r);
+    if (refs0 >= 0)
+        assert_int_equal(index_refs(&p), refs0 + 1);
+    char cache_dir[600];
+    snprintf(cache_dir, sizeof(cache_dir), "%s/cache", dir);
+    assert_true(find_entry(cache_dir, sha));
+    /* The last 512 bytes: the last face's descriptor (128 floats) for a likeness. */
+    uint8_t needle[512];
+    assert_true(entry_found_len > sizeof(needle) + 56);
+    memcpy(needle, entry_found + entry_found_len - sizeof(needle), sizeof(needle));
+    assert_int_equal(files_holding(cache_dir, needle, sizeof(needle)), 1);
+    snprintf(path, sizeof(path), "/api/v1/references/%s", ref);
+    http_json(&p, "DELETE", path, ka, NULL, &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    assert_int_equal(files_holding(cache_dir, needle, sizeof(needle)), 0);
+    assert_int_equal(index_refs(&p), refs0);
+
+    /* The same through a profile delete (a second upload of the same bytes recomputes them). */
+    snprintf(path, sizeof(path), "/api/v1/profiles/%s/references?kind=%s", prof,
+             faces ? "likeness" : "work");
+    http(&p, "POST", path, ka, faces ? "image/png" : "image/jpeg", img, len, &r);
+    expect_status(&r, 201);
+    resp_free(&r);
+    assert_true(find_entry(cache_dir, sha));
+    assert_int_equal(files_holding(cache_dir, needle, sizeof(needle)), 1);
+    snprintf(path, sizeof(path), "/api/v1/profiles/%s", prof);
+    http_json(&p, "DELETE", path, ka, NULL, &r);
+    expect_status(&r, 200);
+    resp_free(&r);
+    assert_int_equal(files_holding(cache_dir, needle, sizeof(needle)), 0);
+    assert_int_equal(index_refs(&p), refs0);
+    free(entry_found);
+    entry_found = NULL;
+    vg_free(img);
+    assert_int_equal(stop(&p, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -1101,6 +1397,8 @@ int main(void)
         cmocka_unit_test(test_slow_clients_and_graceful_shutdown),
         cmocka_unit_test(test_full_flow),
         cmocka_unit_test(test_overload),
+        cmocka_unit_test(test_files_admin_key_and_patch),
+        cmocka_unit_test(test_cache_privacy_and_erasure),
     };
     atexit(kill_leftovers);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);

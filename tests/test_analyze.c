@@ -195,6 +195,39 @@ static void test_pdq_and_exact_matches_are_stored(void **state)
     close_fixture(&fx);
 }
 
+/* One tenant's analysis never hits another tenant's cache entry (a hit would tell it someone
+ * else sent these exact bytes); with cache_global the entry is shared. Purging erases it. */
+static void test_cache_scoped_by_tenant(void **state)
+{
+    (void)state;
+    for (int global = 0; global < 2; global++) {
+        analyze_config cfg;
+        analyze_config_default(&cfg);
+        cfg.cache_global = global;
+        fixture fx;
+        open_fixture(&fx, 0, &cfg);
+        char other[STORE_ID_MAX];
+        assert_int_equal(store_tenant_create(fx.st, "Other", STORE_TENANT_AGENCY, other), 0);
+        analyze_result a, b, c;
+        assert_int_equal(analyze_file(&fx, BRIDGE "blur-a-little.jpg", 0, &a), VG_OK);
+        assert_string_equal(a.timings.cache_tier, "miss");
+        char mine[STORE_ID_MAX];
+        snprintf(mine, sizeof mine, "%s", fx.tenant);
+        snprintf(fx.tenant, sizeof fx.tenant, "%s", other);
+        assert_int_equal(analyze_file(&fx, BRIDGE "blur-a-little.jpg", 0, &b), VG_OK);
+        assert_string_equal(b.timings.cache_tier, global ? "l1" : "miss");
+        /* Erasure for the first tenant: its entry is gone from every tier. */
+        snprintf(fx.tenant, sizeof fx.tenant, "%s", mine);
+        analyze_cache_purge(fx.an, fx.tenant, a.features.sha256);
+        assert_int_equal(analyze_file(&fx, BRIDGE "blur-a-little.jpg", 0, &c), VG_OK);
+        assert_string_equal(c.timings.cache_tier, "miss");
+        analyze_result_free(&a);
+        analyze_result_free(&b);
+        analyze_result_free(&c);
+        close_fixture(&fx);
+    }
+}
+
 static void test_cache_serves_second_request(void **state)
 {
     (void)state;
@@ -453,6 +486,7 @@ int main(void)
         cmocka_unit_test(test_feature_blob_roundtrip_and_corruption),
         cmocka_unit_test(test_pdq_and_exact_matches_are_stored),
         cmocka_unit_test(test_cache_serves_second_request),
+        cmocka_unit_test(test_cache_scoped_by_tenant),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_admission_control),
         cmocka_unit_test(test_face_match_same_person),

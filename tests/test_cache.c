@@ -692,6 +692,194 @@ static void test_l2_bad_directory(void **state)
 
 /* ---- facade --------------------------------------------------------------------------------- */
 
+/* ---- tenant scope and erasure (issue 9) ----------------------------------------------------- */
+
+static void test_key_scoped(void **state)
+{
+    (void)state;
+    uint8_t sha[32] = {7};
+    cache_key g, g2, g3, a, a2, b;
+    assert_int_equal(cache_key_make(sha, "v1", 1, &g), VG_OK);
+    assert_int_equal(cache_key_make_scoped(sha, NULL, "v1", 1, &g2), VG_OK);
+    assert_int_equal(cache_key_make_scoped(sha, "", "v1", 1, &g3), VG_OK);
+    assert_memory_equal(g.bytes, g2.bytes, CACHE_KEY_BYTES); /* no scope = the global key */
+    assert_memory_equal(g.bytes, g3.bytes, CACHE_KEY_BYTES);
+    assert_int_equal(cache_key_make_scoped(sha, "ten_a", "v1", 1, &a), VG_OK);
+    assert_int_equal(cache_key_make_scoped(sha, "ten_a", "v1", 1, &a2), VG_OK);
+    assert_int_equal(cache_key_make_scoped(sha, "ten_b", "v1", 1, &b), VG_OK);
+    assert_memory_equal(a.bytes, a2.bytes, CACHE_KEY_BYTES);
+    assert_memory_not_equal(a.bytes, b.bytes, CACHE_KEY_BYTES); /* tenants never share a key */
+    assert_memory_not_equal(a.bytes, g.bytes, CACHE_KEY_BYTES);
+    /* The scope is length-prefixed: "ab" + version "c" is not "a" + version "bc". */
+    cache_key x, y;
+    assert_int_equal(cache_key_make_scoped(sha, "ab", "c", 1, &x), VG_OK);
+    assert_int_equal(cache_key_make_scoped(sha, "a", "bc", 1, &y), VG_OK);
+    assert_memory_not_equal(x.bytes, y.bytes, CACHE_KEY_BYTES);
+    char longs[CACHE_MAX_SCOPE_BYTES + 2];
+    memset(longs, 's', sizeof longs - 1);
+    longs[sizeof longs - 1] = 0;
+    assert_int_equal(cache_key_make_scoped(sha, longs, "v1", 1, &x), VG_EINVAL);
+}
+
+/* Reads a whole open file from offset 0. */
+static size_t pread_all(int fd, uint8_t *buf, size_t cap)
+{
+    ssize_t n = pread(fd, buf, cap, 0);
+    assert_true(n >= 0);
+    return (size_t)n;
+}
+
+static void test_l2_remove_scrubs_bytes(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    cache_l2 *l2;
+    assert_int_equal(cache_l2_open(dir, 1 << 20, &l2), VG_OK);
+    cache_key k = key_n(4242);
+    cache_val *v = val_n(4242, 2048);
+    assert_int_equal(cache_l2_put(l2, &k, v), VG_OK);
+    char path[PATH_MAX];
+    assert_int_equal(cache_l2_entry_path(l2, &k, path, sizeof path), VG_OK);
+    /* An open descriptor keeps the inode: after the removal it shows what the freed blocks held. */
+    int fd = open(path, O_RDONLY);
+    assert_true(fd >= 0);
+    uint8_t buf[4096];
+    size_t n = pread_all(fd, buf, sizeof buf);
+    assert_int_equal(n, entry_bytes(2048));
+    assert_memory_equal(buf + CACHE_ENTRY_HEADER_BYTES, cache_val_data(v), 2048);
+    cache_l2_remove(l2, &k);
+    assert_false(file_exists(path));
+    n = pread_all(fd, buf, sizeof buf);
+    assert_int_equal(n, entry_bytes(2048));
+    for (size_t i = 0; i < n; i++)
+        if (buf[i] != 0)
+            fail_msg("byte %zu of the removed entry is still %u, not 0", i, buf[i]);
+    close(fd);
+    cache_val *got;
+    assert_int_equal(cache_l2_get(l2, &k, &got), VG_ENOTFOUND);
+    cache_tier_stats st;
+    cache_l2_stats(l2, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.bytes, 0);
+    cache_val_unref(v);
+    cache_l2_close(l2);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* cache_remove is final even while the value's background write is still queued: the write is
+ * cancelled (or waited for and then undone), never landing after the removal. */
+static void test_remove_beats_queued_write(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    cache_config cfg;
+    cache_config_init(&cfg);
+    cfg.l2_dir = dir;
+    cache *c;
+    assert_int_equal(cache_open(&cfg, &c), VG_OK);
+    enum { N = 300 };
+    uint8_t buf[4000];
+    for (uint32_t i = 0; i < N; i++) {
+        fill_value(buf, sizeof buf, i);
+        cache_key k = key_n(5000 + i);
+        assert_int_equal(cache_put(c, &k, buf, sizeof buf), VG_OK);
+        cache_remove(c, &k); /* usually while its L2 write waits in the queue */
+    }
+    cache_flush(c);
+    cache_stats st;
+    cache_stats_get(c, &st);
+    assert_int_equal(st.tier[CACHE_TIER_L1].entries, 0);
+    assert_int_equal(st.tier[CACHE_TIER_L2].entries, 0);
+    for (uint32_t i = 0; i < N; i++) {
+        cache_key k = key_n(5000 + i);
+        cache_val *v;
+        assert_int_equal(cache_get(c, &k, &v, NULL), VG_ENOTFOUND);
+    }
+    cache_close(c);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A fake file system: `total` bytes of which the cache's entries (block-rounded) and `other`
+ * (the database) are used. */
+typedef struct fake_fs {
+    uint64_t total, other;
+    cache_l2 *l2;
+} fake_fs;
+
+static int fake_free(void *arg, const char *dir, uint64_t *free_bytes)
+{
+    (void)dir;
+    fake_fs *fs = arg;
+    cache_tier_stats st;
+    cache_l2_stats(fs->l2, &st);
+    uint64_t used = fs->other + st.entries * 4096; /* entries below one block each */
+    *free_bytes = used >= fs->total ? 0 : fs->total - used;
+    return VG_OK;
+}
+
+static void test_l2_keeps_free_space_reserve(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    cache_l2 *l2;
+    assert_int_equal(cache_l2_open(dir, 1 << 20, &l2), VG_OK);
+    /* A 3 MiB volume, 1 MiB reserve, the database at 1 MiB. */
+    fake_fs fs = {3u << 20, 1u << 20, l2};
+    cache_l2_set_free_fn(l2, fake_free, &fs);
+    cache_l2_set_min_free(l2, 1u << 20);
+    enum { N = 400 }; /* far more than the 256 blocks between the database and the reserve */
+    for (uint32_t i = 0; i < N; i++) {
+        cache_key k = key_n(7000 + i);
+        cache_val *v = val_n(i, 1000);
+        assert_int_equal(cache_l2_put(l2, &k, v), VG_OK); /* room made by evicting the oldest */
+        cache_val_unref(v);
+        uint64_t avail;
+        fake_free(&fs, dir, &avail);
+        assert_true(avail >= (1u << 20));
+    }
+    cache_tier_stats st;
+    cache_l2_stats(l2, &st);
+    assert_int_equal(st.entries, 256);
+    assert_true(st.evictions >= N - 256);
+    assert_int_equal(st.nospace, 0);
+    cache_val *got;
+    cache_key newest = key_n(7000 + N - 1), oldest = key_n(7000);
+    assert_int_equal(cache_l2_get(l2, &newest, &got), VG_OK);
+    cache_val_unref(got);
+    assert_int_equal(cache_l2_get(l2, &oldest, &got), VG_ENOTFOUND);
+
+    /* The database grows past the reserve: the cache empties itself and stops writing. */
+    fs.other = 3u << 20;
+    cache_key k = key_n(9999);
+    cache_val *v = val_n(9999, 1000);
+    assert_int_equal(cache_l2_put(l2, &k, v), VG_EUNAVAIL);
+    cache_val_unref(v);
+    cache_l2_stats(l2, &st);
+    assert_int_equal(st.entries, 0);
+    assert_int_equal(st.nospace, 1);
+    assert_int_equal(cache_l2_get(l2, &k, &got), VG_ENOTFOUND);
+    cache_l2_close(l2);
+
+    /* At open (through the facade) a volume already under the reserve is given back at once. */
+    cache_config cfg;
+    cache_config_init(&cfg);
+    cfg.l2_dir = dir;
+    cfg.l2_min_free_bytes = UINT64_MAX / 2; /* more than any real volume has free */
+    cfg.l2_async_put = 0;
+    cache *c;
+    assert_int_equal(cache_open(&cfg, &c), VG_OK);
+    assert_int_equal(cache_put(c, &k, "x", 1), VG_OK); /* a cache failure is not the caller's */
+    cache_stats cs;
+    cache_stats_get(c, &cs);
+    assert_int_equal(cs.tier[CACHE_TIER_L2].entries, 0);
+    assert_int_equal(cs.tier[CACHE_TIER_L2].nospace, 1);
+    cache_close(c);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_facade_tiers_fill(void **state)
 {
     (void)state;
@@ -890,6 +1078,10 @@ int main(void)
         cmocka_unit_test(test_facade_async_l2),
         cmocka_unit_test(test_latency_quantile),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_key_scoped),
+        cmocka_unit_test(test_l2_remove_scrubs_bytes),
+        cmocka_unit_test(test_remove_beats_queued_write),
+        cmocka_unit_test(test_l2_keeps_free_space_reserve),
     };
     vg_log_set_level(VG_LOG_WARN);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -597,6 +597,54 @@ static void test_outage_and_recovery(void **state)
     cache_close(c);
 }
 
+/* Erasure: cache_remove takes a value out of every tier, Redis included, also when its
+ * background writes were still queued (they must not land after the removal). */
+static void test_remove_erases_every_tier(void **state)
+{
+    (void)state;
+    NEED_REDIS();
+    char dir[] = "/tmp/vigil-test-l3-erase.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    cache_config cfg;
+    l3_config(&cfg);
+    cfg.l1_max_entries = 100;
+    cfg.l2_dir = dir;
+    cache *c;
+    assert_int_equal(cache_open(&cfg, &c), VG_OK);
+    uint8_t buf[3000];
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (uint8_t)(i * 13 + 5);
+    for (uint32_t n = 0; n < 20; n++) {
+        cache_key k = key_n(700 + n);
+        assert_int_equal(cache_put(c, &k, buf, sizeof buf), VG_OK);
+        if (n % 2)
+            cache_flush(c); /* odd keys: every tier has it; even keys: writes still queued */
+        cache_remove(c, &k);
+    }
+    cache_flush(c);
+    cache_stats st;
+    cache_stats_get(c, &st);
+    assert_int_equal(st.tier[CACHE_TIER_L1].entries, 0);
+    assert_int_equal(st.tier[CACHE_TIER_L2].entries, 0);
+    for (uint32_t n = 0; n < 20; n++) {
+        cache_key k = key_n(700 + n);
+        char fk[160];
+        full_key(&k, fk, sizeof fk);
+        redisReply *r = raw("EXISTS %s", fk);
+        assert_non_null(r);
+        assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+        if (r->integer != 0)
+            fail_msg("key %u is still in Redis after cache_remove", (unsigned)n);
+        freeReplyObject(r);
+        cache_val *v;
+        assert_int_equal(cache_get(c, &k, &v, NULL), VG_ENOTFOUND);
+    }
+    cache_close(c);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -606,6 +654,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_ttl_sync),
         cmocka_unit_test(test_corrupt_value_dropped),
         cmocka_unit_test(test_async_put_and_fill),
+        cmocka_unit_test(test_remove_erases_every_tier),
         cmocka_unit_test_teardown(test_outage_and_recovery, restart_if_stopped),
     };
     vg_log_set_level(VG_LOG_WARN);

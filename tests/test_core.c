@@ -178,6 +178,44 @@ static void test_utf8(void **state)
     assert_string_equal(vg_utf8_sanitize("ab\xc3\xa9", 4, out, 4), "ab");
 }
 
+/* Log injection: an attacker's newline in a logged path must not start a line of its own. */
+static void test_log_escapes_untrusted_text(void **state)
+{
+    (void)state;
+    char out[64];
+    assert_int_equal(vg_log_escape("a\nb\r\t\"\\\x01\x7f", 9, out, sizeof out), 20);
+    assert_string_equal(out, "a\\nb\\r\\t\\\"\\\\\\x01\\x7f");
+    /* An escape that does not fit is left out whole, never cut in half. */
+    assert_int_equal(vg_log_escape("ab\n", 3, out, 4), 2);
+    assert_string_equal(out, "ab");
+    assert_int_equal(vg_log_escape("plain UTF-8 \xc3\xa9", 14, out, sizeof out), 14);
+    assert_string_equal(out, "plain UTF-8 \xc3\xa9");
+
+    /* Through vg_log itself: stderr into a file, one line out for one call. */
+    char path[] = "/tmp/vigil-test-log.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    vg_log_level lvl = vg_log_get_level();
+    vg_log_set_level(VG_LOG_DEBUG);
+    const char *path_from_client = "/x\n2026-12-07T00:00:00.000Z ERROR [server] forged \"line\"";
+    VG_DEBUG("http", "GET %s 404", path_from_client);
+    vg_log_set_level(lvl);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char buf[1024];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    unlink(path);
+    assert_true(n > 0);
+    buf[n] = 0;
+    assert_non_null(strstr(buf, "GET /x\\n2026-12-07T00:00:00.000Z ERROR [server] forged "
+                                "\\\"line\\\" 404\n"));
+    assert_ptr_equal(strchr(buf, '\n'), buf + n - 1); /* exactly one line */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -191,6 +229,7 @@ int main(void)
         cmocka_unit_test(test_cpu),
         cmocka_unit_test(test_time_format),
         cmocka_unit_test(test_utf8),
+        cmocka_unit_test(test_log_escapes_untrusted_text),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

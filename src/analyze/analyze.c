@@ -406,8 +406,10 @@ static int cache_lookup(analyze_ctx *ctx, analyze_job *job)
     if (!ctx->deps.cache)
         return 0;
     uint64_t t = vg_now_ns();
-    if (cache_key_make(out->features.sha256, ctx->model_version, (uint32_t)job->req.level,
-                       &job->key) != VG_OK)
+    /* Scoped by tenant unless configured global: see analyze_config.cache_global. */
+    const char *scope = ctx->cfg.cache_global ? NULL : job->req.tenant_id;
+    if (cache_key_make_scoped(out->features.sha256, scope, ctx->model_version,
+                              (uint32_t)job->req.level, &job->key) != VG_OK)
         return 0;
     job->have_key = 1;
     cache_val *v = NULL;
@@ -430,6 +432,24 @@ static int cache_lookup(analyze_ctx *ctx, analyze_job *job)
     atomic_fetch_add(&ctx->n_cache[tier], 1);
     out->timings.cache_us = (vg_now_ns() - t) / 1000;
     return hit;
+}
+
+void analyze_cache_purge(analyze_ctx *ctx, const char *tenant_id, const uint8_t sha256[32])
+{
+    if (!ctx || !ctx->deps.cache || !sha256)
+        return;
+    /* Every key this image can have been cached under with the current model: each level, in
+     * the tenant's scope and in the global one (entries made while cache_global was on). */
+    const char *scopes[2] = {NULL, tenant_id};
+    for (int sc = 0; sc < 2; sc++) {
+        if (sc == 1 && (!tenant_id || !*tenant_id))
+            break;
+        for (uint32_t level = 0; level <= (uint32_t)ANALYZE_LEVEL_MEMORY; level++) {
+            cache_key k;
+            if (cache_key_make_scoped(sha256, scopes[sc], ctx->model_version, level, &k) == VG_OK)
+                cache_remove(ctx->deps.cache, &k);
+        }
+    }
 }
 
 int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_only,

@@ -124,6 +124,10 @@ typedef struct analyze_config {
     unsigned queue_capacity;
     uint32_t deadline_ms; /* used when a request has none */
     unsigned finishers;
+    /* 0 (default): feature-cache keys include the request's tenant, so one tenant's uploads are
+     * never answered from (and never reveal themselves through) another tenant's entries.
+     * 1: one scope for everyone (single-tenant deployments: a hit is shared, nothing leaks). */
+    int cache_global;
     size_t max_input_bytes; /* img limits; 0 = img defaults */
     uint64_t max_pixels;
     uint32_t max_dimension;
@@ -168,6 +172,14 @@ typedef void (*analyze_done_fn)(void *arg, int status);
  * done is not called), VG_EINVAL, VG_EUNSUPPORTED (store=1 without a store). */
 int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_only,
                    analyze_result *out, analyze_done_fn done, void *arg);
+
+/* Erasure: removes from every cache tier the features of the image whose SHA-256 is given
+ * (borrowed), as analysed for tenant_id (borrowed; NULL = only the global scope) at every level,
+ * in both the tenant's scope and the global one, under the current model version. Called when a
+ * reference or profile is deleted so its face descriptors do not outlive it in the cache. Waits
+ * for a queued background write of those keys. Best effort (a tier that is down keeps its copy
+ * until the TTL); a no-op without a cache. */
+void analyze_cache_purge(analyze_ctx *ctx, const char *tenant_id, const uint8_t sha256[32]);
 
 /* Counters for metrics: requests by outcome, cache tiers, queue. */
 typedef struct analyze_stats {

@@ -196,13 +196,14 @@ static char *faces_json(const analyze_features *f, sbuf *b)
     return b->oom ? NULL : b->p;
 }
 
+/* Evidence is read back by the tenant: no cache tier in it (see api_evidence.c). */
 static char *timings_json(const analyze_timings *t, sbuf *b)
 {
     sb_printf(b,
-              "{\"cache_tier\":\"%s\",\"cache_us\":%llu,\"decode_us\":%llu,\"pdq_us\":%llu,"
+              "{\"cache_us\":%llu,\"decode_us\":%llu,\"pdq_us\":%llu,"
               "\"faces_us\":%llu,\"match_us\":%llu}",
-              t->cache_tier ? t->cache_tier : "off", (unsigned long long)t->cache_us,
-              (unsigned long long)t->decode_us, (unsigned long long)t->pdq_us,
+              (unsigned long long)t->cache_us, (unsigned long long)t->decode_us,
+              (unsigned long long)t->pdq_us,
               (unsigned long long)(t->detect_us + t->landmarks_us + t->descriptors_us),
               (unsigned long long)t->match_us);
     return b->oom ? NULL : b->p;

@@ -41,7 +41,8 @@ struct cache {
     cache_job *q;
     unsigned qcap, qhead, qcount;
     int qbusy, qstop;
-    cache_ctr all; /* whole cache_get: hits (any tier), misses, latency */
+    cache_key qcur; /* key of the job the writer is performing (valid while qbusy) */
+    cache_ctr all;  /* whole cache_get: hits (any tier), misses, latency */
 };
 
 void cache_config_init(cache_config *cfg)
@@ -52,6 +53,7 @@ void cache_config_init(cache_config *cfg)
     cfg->l1_shards = CACHE_DEFAULT_L1_SHARDS;
     cfg->l2_dir = NULL;
     cfg->l2_max_bytes = CACHE_DEFAULT_L2_MAX_BYTES;
+    cfg->l2_min_free_bytes = 0; /* `vigil serve` sets its own (cache_l2_min_free) */
     cfg->l3_url = NULL;
     cfg->l3_prefix = NULL;
     cfg->l3_ttl_s = CACHE_DEFAULT_L3_TTL_S;
@@ -87,6 +89,7 @@ static void *writer_main(void *arg)
         c->qhead = c->qhead + 1 == c->qcap ? 0 : c->qhead + 1;
         c->qcount--;
         c->qbusy = 1;
+        c->qcur = job.key;
         pthread_mutex_unlock(&c->qmu);
         if (job.tiers & JOB_L2)
             cache_l2_put(c->l2, &job.key, job.v);
@@ -95,8 +98,8 @@ static void *writer_main(void *arg)
         cache_val_unref(job.v);
         pthread_mutex_lock(&c->qmu);
         c->qbusy = 0;
-        if (c->qcount == 0)
-            pthread_cond_broadcast(&c->qidle);
+        /* Every job, not only the last: cache_remove waits for the one job of its key. */
+        pthread_cond_broadcast(&c->qidle);
     }
     c->qbusy = 0;
     pthread_cond_broadcast(&c->qidle);
@@ -159,6 +162,8 @@ int cache_open(const cache_config *cfg, cache **out)
         rc = cache_l1_new(cfg->l1_max_entries, cfg->l1_max_bytes, cfg->l1_shards, &c->l1);
     if (rc == VG_OK && cfg->l2_dir && *cfg->l2_dir)
         rc = cache_l2_open(cfg->l2_dir, cfg->l2_max_bytes, &c->l2);
+    if (rc == VG_OK && c->l2)
+        cache_l2_set_min_free(c->l2, cfg->l2_min_free_bytes);
     if (rc == VG_OK && cfg->l3_url && *cfg->l3_url)
         rc = cache_l3_open(cfg, &c->l3);
     c->l2_async = c->l2 && cfg->l2_async_put;
@@ -298,10 +303,26 @@ int cache_put(cache *c, const cache_key *key, const void *data, size_t len)
     return rc;
 }
 
+/* Cancels the queued background writes of key and waits for the one in progress, so that the
+ * removal below is not undone by a write that lands after it (erasure must be final). */
+static void cancel_queued(cache *c, const cache_key *key)
+{
+    if (!c->writer_started)
+        return;
+    pthread_mutex_lock(&c->qmu);
+    for (unsigned i = 0, at = c->qhead; i < c->qcount; i++, at = at + 1 == c->qcap ? 0 : at + 1)
+        if (memcmp(c->q[at].key.bytes, key->bytes, CACHE_KEY_BYTES) == 0)
+            c->q[at].tiers = 0; /* the writer skips it and drops its reference */
+    while (c->qbusy && memcmp(c->qcur.bytes, key->bytes, CACHE_KEY_BYTES) == 0)
+        pthread_cond_wait(&c->qidle, &c->qmu);
+    pthread_mutex_unlock(&c->qmu);
+}
+
 void cache_remove(cache *c, const cache_key *key)
 {
     if (!c || !key)
         return;
+    cancel_queued(c, key);
     if (c->l1)
         cache_l1_remove(c->l1, key);
     if (c->l2)

@@ -46,6 +46,17 @@ typedef struct cache_key {
  * image_sha256 and model_version are borrowed. VG_EINVAL on NULL or an over-long version. */
 int cache_key_make(const uint8_t image_sha256[32], const char *model_version, uint32_t level,
                    cache_key *out);
+/* Longest scope string accepted in a key (tenant ids are far shorter). */
+#define CACHE_MAX_SCOPE_BYTES 256
+/* The same key inside a scope (a tenant id): scope NULL or "" gives cache_key_make's key, any
+ * other scope hashes a separate preimage,
+ *   SHA-256("vigil.cache.key.scoped.v1" NUL || u32le(len(scope)) || scope || image_sha256[32] ||
+ *           u32le(len(model_version)) || model_version || u32le(level))
+ * so one tenant's entries are never found under another tenant's keys: a hit would tell the
+ * asker that someone else uploaded exactly these bytes. Borrowed inputs; VG_EINVAL on NULL or an
+ * over-long scope or version. */
+int cache_key_make_scoped(const uint8_t image_sha256[32], const char *scope,
+                          const char *model_version, uint32_t level, cache_key *out);
 /* 64 lower-case hex digits + NUL into out (65 bytes). */
 void cache_key_hex(const cache_key *key, char out[65]);
 
@@ -91,7 +102,11 @@ typedef struct cache_config {
     /* L2: NULL disables it. Borrowed during cache_open only. Created (0700) if absent. */
     const char *l2_dir;
     uint64_t l2_max_bytes; /* sum of entry file sizes */
-    int l2_async_put;      /* 1: L2 writes go through the background writer */
+    /* Free bytes L2 leaves on its file system for everything else (the database first): when a
+     * write would go below it, L2 evicts its oldest entries to make room and, if that is not
+     * enough, skips the write (counted as nospace). 0 = no reserve. */
+    uint64_t l2_min_free_bytes;
+    int l2_async_put; /* 1: L2 writes go through the background writer */
     /* L3: NULL or "" disables it. redis://[[user]:password@]host[:port][/db]. Borrowed during
      * cache_open only. */
     const char *l3_url;
@@ -138,6 +153,7 @@ typedef struct cache_tier_stats {
     uint64_t rejected;              /* values larger than the tier can hold */
     uint64_t skipped;               /* L3: calls not made because the breaker was open */
     uint64_t dropped;               /* async writes dropped because the writer queue was full */
+    uint64_t nospace;               /* L2: writes skipped to keep the free-space reserve */
     uint64_t entries, bytes;        /* current contents (L3: unknown, 0) */
     uint64_t lat_count, lat_sum_ns; /* every lookup that reached this tier, hit or miss */
     uint64_t lat_buckets[CACHE_LAT_BUCKETS];
@@ -192,8 +208,10 @@ int cache_put(cache *c, const cache_key *key, const void *data, size_t len);
 /* Same with a value the caller already holds (v borrowed; tiers take their own references). */
 int cache_put_val(cache *c, const cache_key *key, cache_val *v);
 
-/* Removes key from every tier (best effort, synchronous; a write of key still queued for the
- * background writer may land afterwards). */
+/* Removes key from every tier (best effort, synchronous): queued background writes of key are
+ * cancelled and one in progress is waited for, L1 drops the entry, L2 overwrites the entry's
+ * bytes on disk before unlinking the file, L3 deletes the Redis key (unless Redis is down or the
+ * breaker is open: then the copy there lives until its TTL). Erasure of deleted data uses this. */
 void cache_remove(cache *c, const cache_key *key);
 
 /* Snapshot of the counters (each read atomically; the set is not one consistent instant). */

@@ -15,6 +15,8 @@
 /* ---- keys ----------------------------------------------------------------------------------- */
 
 static const char CACHE_KEY_DOMAIN[] = "vigil.cache.key.v1"; /* hashed with its NUL */
+/* A different domain for scoped keys: no scoped preimage can equal an unscoped one. */
+static const char CACHE_KEY_SCOPED_DOMAIN[] = "vigil.cache.key.scoped.v1";
 
 static void put_u32le(uint8_t *p, uint32_t v)
 {
@@ -32,17 +34,37 @@ static uint32_t get_u32le(const uint8_t *p)
 int cache_key_make(const uint8_t image_sha256[32], const char *model_version, uint32_t level,
                    cache_key *out)
 {
+    return cache_key_make_scoped(image_sha256, NULL, model_version, level, out);
+}
+
+int cache_key_make_scoped(const uint8_t image_sha256[32], const char *scope,
+                          const char *model_version, uint32_t level, cache_key *out)
+{
     if (!image_sha256 || !model_version || !out)
         return vg_err_set(VG_EINVAL, "cache_key_make: NULL argument");
     size_t vlen = strlen(model_version);
     if (vlen > CACHE_MAX_MODEL_VERSION_BYTES)
         return vg_err_set(VG_EINVAL, "model version is %zu bytes, max %d", vlen,
                           CACHE_MAX_MODEL_VERSION_BYTES);
+    size_t slen = scope ? strlen(scope) : 0;
+    if (slen > CACHE_MAX_SCOPE_BYTES)
+        return vg_err_set(VG_EINVAL, "cache scope is %zu bytes, max %d", slen,
+                          CACHE_MAX_SCOPE_BYTES);
     /* Bounded above, so a stack buffer holds the whole preimage. */
-    uint8_t buf[sizeof CACHE_KEY_DOMAIN + 32 + 4 + CACHE_MAX_MODEL_VERSION_BYTES + 4];
+    uint8_t buf[sizeof CACHE_KEY_SCOPED_DOMAIN + 4 + CACHE_MAX_SCOPE_BYTES + 32 + 4 +
+                CACHE_MAX_MODEL_VERSION_BYTES + 4];
     size_t n = 0;
-    memcpy(buf, CACHE_KEY_DOMAIN, sizeof CACHE_KEY_DOMAIN);
-    n += sizeof CACHE_KEY_DOMAIN;
+    if (slen == 0) {
+        memcpy(buf, CACHE_KEY_DOMAIN, sizeof CACHE_KEY_DOMAIN);
+        n += sizeof CACHE_KEY_DOMAIN;
+    } else {
+        memcpy(buf, CACHE_KEY_SCOPED_DOMAIN, sizeof CACHE_KEY_SCOPED_DOMAIN);
+        n += sizeof CACHE_KEY_SCOPED_DOMAIN;
+        put_u32le(buf + n, (uint32_t)slen);
+        n += 4;
+        memcpy(buf + n, scope, slen);
+        n += slen;
+    }
     memcpy(buf + n, image_sha256, 32);
     n += 32;
     put_u32le(buf + n, (uint32_t)vlen);
@@ -181,6 +203,7 @@ void cache_ctr_snapshot(const cache_ctr *c, cache_tier_stats *out)
         out->rejected += LOAD(rejected);
         out->skipped += LOAD(skipped);
         out->dropped += LOAD(dropped);
+        out->nospace += LOAD(nospace);
         out->lat_count += LOAD(lat_count);
         out->lat_sum_ns += LOAD(lat_sum_ns);
         for (int i = 0; i < CACHE_LAT_BUCKETS; i++)

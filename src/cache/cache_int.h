@@ -21,7 +21,7 @@
 
 typedef struct cache_ctr_stripe {
     _Alignas(64) _Atomic uint64_t hits;
-    _Atomic uint64_t misses, errors, corrupt, puts, evictions, rejected, skipped, dropped;
+    _Atomic uint64_t misses, errors, corrupt, puts, evictions, rejected, skipped, dropped, nospace;
     _Atomic uint64_t lat_count, lat_sum_ns;
     _Atomic uint64_t lat_buckets[CACHE_LAT_BUCKETS];
 } cache_ctr_stripe;
@@ -132,7 +132,16 @@ int cache_l2_get(cache_l2 *l2, const cache_key *key, cache_val **out);
 /* Writes temp + rename (no fsync: see cache_l2.c), then evicts LRU entries over max_bytes.
  * v borrowed. VG_ETOOBIG (entry larger than max_bytes, rejected), VG_EIO. */
 int cache_l2_put(cache_l2 *l2, const cache_key *key, const cache_val *v);
+/* Erases key's entry: overwrites the file's bytes with zeros and syncs them before unlinking
+ * it, so the value (face descriptors of deleted data) does not stay in freed disk blocks, then
+ * forgets it. */
 void cache_l2_remove(cache_l2 *l2, const cache_key *key);
+/* The free-space reserve (see cache_config.l2_min_free_bytes); 0 = none. Set before use. */
+void cache_l2_set_min_free(cache_l2 *l2, uint64_t min_free_bytes);
+/* How L2 learns the free bytes of its file system: statvfs(dir) by default. Tests inject a
+ * function to play a filling disk (arg is theirs); NULL restores statvfs. Set before use. */
+typedef int (*cache_l2_free_fn)(void *arg, const char *dir, uint64_t *free_bytes);
+void cache_l2_set_free_fn(cache_l2 *l2, cache_l2_free_fn fn, void *arg);
 /* Path of key's entry file into buf (tests corrupt files through it). VG_EINVAL if too small. */
 int cache_l2_entry_path(const cache_l2 *l2, const cache_key *key, char *buf, size_t buflen);
 cache_ctr *cache_l2_ctr(cache_l2 *l2);

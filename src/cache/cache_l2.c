@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -58,8 +59,14 @@ struct cache_l2 {
     size_t entries;
     uint64_t bytes, max_bytes;
     _Atomic uint64_t tmp_seq;
+    uint64_t min_free;        /* free-space reserve in bytes (0 = none); set before use */
+    cache_l2_free_fn free_fn; /* statvfs unless a test injected one; set before use */
+    void *free_arg;
     cache_ctr ctr;
 };
+
+/* Disk usage of a file of n bytes as the free-space figure sees it: whole blocks. */
+#define L2_BLOCK_BYTES 4096u
 
 static uint64_t key_hash(const cache_key *k)
 {
@@ -165,6 +172,78 @@ static void evict_locked(cache_l2 *l2, const l2_ent *keep)
         vg_free(tail);
         CACHE_CTR_INC(&l2->ctr, evictions);
     }
+}
+
+/* ---- free-space reserve ---------------------------------------------------------------------- */
+
+static int statvfs_free(void *arg, const char *dir, uint64_t *free_bytes)
+{
+    (void)arg;
+    struct statvfs sv;
+    if (statvfs(dir, &sv) != 0)
+        return vg_err_set(VG_EIO, "cache: statvfs %s: %s", dir, strerror(errno));
+    /* f_bavail: what an unprivileged writer (SQLite, us) may still use. */
+    *free_bytes = (uint64_t)sv.f_bavail * (uint64_t)sv.f_frsize;
+    return VG_OK;
+}
+
+static uint64_t blocks_of(uint64_t bytes)
+{
+    return (bytes + L2_BLOCK_BYTES - 1) / L2_BLOCK_BYTES * L2_BLOCK_BYTES;
+}
+
+/* Makes room for `incoming` more bytes while leaving min_free free on the file system: the
+ * database shares the volume, and a cache that fills it turns every database write into an
+ * error. Evicts the least recently used entries first; VG_EUNAVAIL (counted as nospace) when
+ * even an empty cache would leave less than the reserve: the caller skips the write. Takes mu
+ * itself; the free-space probe runs outside it. */
+static int reserve_room(cache_l2 *l2, uint64_t incoming)
+{
+    if (l2->min_free == 0)
+        return VG_OK;
+    uint64_t avail;
+    if (l2->free_fn(l2->free_arg, l2->dir, &avail) != VG_OK) {
+        CACHE_CTR_INC(&l2->ctr, errors);
+        return VG_OK; /* cannot tell: behave as without a reserve */
+    }
+    uint64_t need = l2->min_free + blocks_of(incoming);
+    if (avail >= need)
+        return VG_OK;
+    uint64_t deficit = need - avail, freed = 0;
+    char path[PATH_MAX];
+    pthread_mutex_lock(&l2->mu);
+    while (freed < deficit && l2->lru.prev != &l2->lru) {
+        l2_ent *tail = l2->lru.prev;
+        index_detach(l2, tail);
+        if (entry_path(l2->dir, &tail->key, path, sizeof path) == VG_OK && unlink(path) != 0 &&
+            errno != ENOENT)
+            CACHE_CTR_INC(&l2->ctr, errors);
+        freed += blocks_of(tail->bytes);
+        vg_free(tail);
+        CACHE_CTR_INC(&l2->ctr, evictions);
+    }
+    pthread_mutex_unlock(&l2->mu);
+    if (freed >= deficit)
+        return VG_OK;
+    if (incoming > 0) /* a write is skipped (not the check at set-up) */
+        CACHE_CTR_INC(&l2->ctr, nospace);
+    return vg_err_set(VG_EUNAVAIL, "cache: %llu bytes free on %s, reserve %llu: not writing",
+                      (unsigned long long)avail, l2->dir, (unsigned long long)l2->min_free);
+}
+
+void cache_l2_set_free_fn(cache_l2 *l2, cache_l2_free_fn fn, void *arg)
+{
+    l2->free_fn = fn ? fn : statvfs_free;
+    l2->free_arg = fn ? arg : NULL;
+}
+
+void cache_l2_set_min_free(cache_l2 *l2, uint64_t min_free_bytes)
+{
+    l2->min_free = min_free_bytes;
+    /* The volume may already be below the reserve (the database grew while we were down). */
+    vg_err_clear();
+    if (reserve_room(l2, 0) != VG_OK)
+        VG_WARN("cache", "%s", vg_err_msg());
 }
 
 /* ---- open: rebuild the index from the directory --------------------------------------------- */
@@ -283,6 +362,7 @@ int cache_l2_open(const char *dir, uint64_t max_bytes, cache_l2 **out)
     l2->table = vg_calloc(L2_INITIAL_BUCKETS, sizeof *l2->table);
     l2->mask = L2_INITIAL_BUCKETS - 1;
     l2->max_bytes = max_bytes;
+    l2->free_fn = statvfs_free;
     l2->lru.prev = l2->lru.next = &l2->lru;
     pthread_mutex_init(&l2->mu, NULL);
     if (!l2->dir || !l2->table) {
@@ -506,6 +586,8 @@ int cache_l2_put(cache_l2 *l2, const cache_key *key, const cache_val *v)
         return vg_err_set(VG_ETOOBIG, "entry of %llu bytes exceeds L2 max_bytes %llu",
                           (unsigned long long)total, (unsigned long long)l2->max_bytes);
     }
+    if (reserve_room(l2, total) != VG_OK)
+        return VG_EUNAVAIL;
     uint8_t hdr[CACHE_ENTRY_HEADER_BYTES];
     cache_entry_header_encode(key, cache_val_data(v), vlen, hdr);
 
@@ -570,11 +652,48 @@ int cache_l2_put(cache_l2 *l2, const cache_key *key, const cache_val *v)
     return VG_OK;
 }
 
+/* Overwrites the whole file at path with zeros and syncs it, so its blocks no longer hold the
+ * value when they are freed. Without the sync the dirty pages would be dropped by the unlink
+ * that follows and the old bytes would stay on the disk. Caller holds mu (no rename can swap
+ * the file meanwhile). */
+static void scrub_file(cache_l2 *l2, const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) {
+        if (errno != ENOENT)
+            CACHE_CTR_INC(&l2->ctr, errors);
+        return;
+    }
+    struct stat st;
+    static const uint8_t zeros[L2_BLOCK_BYTES];
+    int ok = fstat(fd, &st) == 0;
+    for (off_t off = 0; ok && off < st.st_size;) {
+        size_t n = (size_t)VG_MIN((off_t)sizeof zeros, st.st_size - off);
+        ssize_t w = pwrite(fd, zeros, n, off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        ok = w > 0;
+        off += w > 0 ? w : 0;
+    }
+    if (!ok || fdatasync(fd) != 0)
+        CACHE_CTR_INC(&l2->ctr, errors);
+    close(fd);
+}
+
 void cache_l2_remove(cache_l2 *l2, const cache_key *key)
 {
     char path[PATH_MAX];
-    if (entry_path(l2->dir, key, path, sizeof path) == VG_OK)
-        drop_entry(l2, key, path, 1);
+    if (entry_path(l2->dir, key, path, sizeof path) != VG_OK)
+        return;
+    pthread_mutex_lock(&l2->mu);
+    l2_ent *e = *find_slot(l2, key);
+    if (e)
+        index_detach(l2, e);
+    scrub_file(l2, path);
+    if (unlink(path) != 0 && errno != ENOENT)
+        CACHE_CTR_INC(&l2->ctr, errors);
+    pthread_mutex_unlock(&l2->mu);
+    vg_free(e);
 }
 
 cache_ctr *cache_l2_ctr(cache_l2 *l2)

@@ -16,6 +16,7 @@
 
 static const char *const log_choices[] = {"debug", "info", "warn", "error", "off", NULL};
 static const char *const level_choices[] = {"speed", "balanced", "accuracy", "memory", NULL};
+static const char *const cache_scope_choices[] = {"tenant", "global", NULL};
 
 #define F(field) offsetof(conf_settings, field)
 #define BIG 9.007199254740992e15 /* 2^53: exact in a double */
@@ -46,6 +47,8 @@ static const conf_def rows[] = {
     {"cache_l1_entries", CONF_INT, "1000", "in-memory feature cache: most entries", NULL, 0, 100000000, 0, F(cache_l1_entries)},
     {"cache_l1_bytes", CONF_SIZE, "256MiB", "in-memory feature cache: most bytes", NULL, 0, BIG, 0, F(cache_l1_bytes)},
     {"cache_l2_bytes", CONF_SIZE, "1GiB", "on-disk feature cache: most bytes (0: off)", NULL, 0, BIG, 0, F(cache_l2_bytes)},
+    {"cache_scope", CONF_ENUM, "tenant", "feature cache sharing: tenant (each tenant hits only its own entries) or global (one scope for all: only for single-tenant deployments, since a hit tells a tenant that someone sent the same bytes)", cache_scope_choices, 0, 0, 0, F(cache_scope)},
+    {"cache_l2_min_free", CONF_SIZE, "512MiB", "on-disk feature cache: free space it leaves on the data volume for the database (below it the cache evicts and stops writing)", NULL, 0, BIG, 0, F(cache_l2_min_free)},
     {"cache_redis_ttl", CONF_DURATION, "1h", "Redis entries expire after this long", NULL, 1000, 2592000000.0, 0, F(cache_redis_ttl_ms)},
     {"redis_timeout", CONF_DURATION, "50ms", "Redis connect and command timeout", NULL, 1, 60000, 0, F(redis_timeout_ms)},
     {"queue_depth", CONF_INT, "256", "analysis work queue length; full is 503 + Retry-After at once", NULL, 1, 1000000, 0, F(queue_depth)},

@@ -47,6 +47,9 @@ typedef enum {
     CONF_LOG_OFF
 } conf_log;
 
+/* cache_scope values. */
+typedef enum { CONF_CACHE_SCOPE_TENANT = 0, CONF_CACHE_SCOPE_GLOBAL } conf_cache_scope;
+
 typedef struct conf_settings {
     /* serving */
     char *listen; /* "host:port"; port 0 = any free port (tests) */
@@ -75,6 +78,8 @@ typedef struct conf_settings {
     int64_t cache_l1_entries;
     uint64_t cache_l1_bytes;
     uint64_t cache_l2_bytes;
+    int cache_scope;            /* conf_cache_scope */
+    uint64_t cache_l2_min_free; /* bytes left free on the L2 volume */
     uint64_t cache_redis_ttl_ms;
     uint64_t redis_timeout_ms;
     /* scheduling */

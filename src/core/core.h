@@ -75,13 +75,20 @@ void vg_err_clear(void);
 typedef enum { VG_LOG_DEBUG = 0, VG_LOG_INFO, VG_LOG_WARN, VG_LOG_ERROR, VG_LOG_OFF } vg_log_level;
 
 /* One line per call to stderr: "2026-11-26T23:40:01.123Z INFO  [img] message". Thread-safe
- * (one write(2) per line). The level threshold is process-wide and set once at start-up. */
+ * (one write(2) per line). The level threshold is process-wide and set once at start-up.
+ * The formatted message is escaped (vg_log_escape): log lines carry request paths, parameters
+ * and error details an attacker chose, and a raw newline in one would forge a line. */
 void vg_log(vg_log_level level, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void vg_log_set_level(vg_log_level level);
 vg_log_level vg_log_get_level(void);
 /* "debug" | "info" | "warn" | "error" | "off"; returns VG_EINVAL for anything else. */
 int vg_log_parse_level(const char *name, vg_log_level *out);
+/* Copies the n bytes of src into dst (cap bytes, NUL-terminated; cap >= 1) with control bytes
+ * (0x00-0x1f, 0x7f) written as \n, \r, \t or \xNN and backslash and double quote escaped,
+ * so the result is one line that cannot pass for another. Stops before an escape that would not
+ * fit. Returns the length written (without the NUL). */
+size_t vg_log_escape(const char *src, size_t n, char *dst, size_t cap);
 
 #define VG_DEBUG(mod, ...) vg_log(VG_LOG_DEBUG, mod, __VA_ARGS__)
 #define VG_INFO(mod, ...) vg_log(VG_LOG_INFO, mod, __VA_ARGS__)

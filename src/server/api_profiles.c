@@ -21,25 +21,41 @@ static json_t *profile_json(const store_profile *p)
                      "created_at", srv_time(p->created_ms), "updated_at", srv_time(p->updated_ms));
 }
 
-/* Reads profile fields from a JSON body; `required_name` on create. */
-static int profile_fields(const json_t *b, int required_name, store_profile_fields *f)
+/* An optional field: on update (`clearable`) "" is kept as "" (the store clears the field, as
+ * docs/API.md promises: personal data must be erasable without deleting the profile); otherwise
+ * the usual string rules (non-empty, bounded, no NUL). */
+static int optional_field(const json_t *b, const char *key, int clearable, size_t max_len,
+                          const char **out)
+{
+    const json_t *v = json_object_get(b, key);
+    if (clearable && json_is_string(v) && json_string_length(v) == 0) {
+        *out = "";
+        return VG_OK;
+    }
+    return http_json_string(b, key, 0, max_len, out);
+}
+
+/* Reads profile fields from a JSON body; `create`: name required, no field may be "";
+ * otherwise (PATCH) "" clears an optional field and name cannot be cleared. */
+static int profile_fields(const json_t *b, int create, store_profile_fields *f)
 {
     static const char *const allowed[] = {"name",  "legal_name", "email", "address",
                                           "phone", "notes",      NULL};
+    int clr = !create;
     memset(f, 0, sizeof(*f));
     int rc = http_json_only(b, allowed);
     if (rc == VG_OK)
-        rc = http_json_string(b, "name", required_name, STORE_NAME_MAX_BYTES - 1, &f->name);
+        rc = http_json_string(b, "name", create, STORE_NAME_MAX_BYTES - 1, &f->name);
     if (rc == VG_OK)
-        rc = http_json_string(b, "legal_name", 0, STORE_NAME_MAX_BYTES - 1, &f->legal_name);
+        rc = optional_field(b, "legal_name", clr, STORE_NAME_MAX_BYTES - 1, &f->legal_name);
     if (rc == VG_OK)
-        rc = http_json_string(b, "email", 0, STORE_NAME_MAX_BYTES - 1, &f->email);
+        rc = optional_field(b, "email", clr, STORE_NAME_MAX_BYTES - 1, &f->email);
     if (rc == VG_OK)
-        rc = http_json_string(b, "address", 0, STORE_TEXT_MAX_BYTES - 1, &f->address);
+        rc = optional_field(b, "address", clr, STORE_TEXT_MAX_BYTES - 1, &f->address);
     if (rc == VG_OK)
-        rc = http_json_string(b, "phone", 0, STORE_NAME_MAX_BYTES - 1, &f->phone);
+        rc = optional_field(b, "phone", clr, STORE_NAME_MAX_BYTES - 1, &f->phone);
     if (rc == VG_OK)
-        rc = http_json_string(b, "notes", 0, STORE_TEXT_MAX_BYTES - 1, &f->notes);
+        rc = optional_field(b, "notes", clr, STORE_TEXT_MAX_BYTES - 1, &f->notes);
     return rc;
 }
 
@@ -116,14 +132,67 @@ void api_profile_update(http_req *req, void *ud)
     reply_profile(req, s, id, 200);
 }
 
+/* The image SHA-256s of a profile's live references (*out owned, vg_free), read page by page
+ * with a scratch arena so a large profile does not pile its descriptors into the request's. */
+static int profile_ref_hashes(server *s, const char *tenant, const char *pid, uint8_t (**out)[32],
+                              size_t *n_out)
+{
+    uint8_t(*h)[32] = NULL;
+    size_t n = 0, cap = 0;
+    vg_arena *a = vg_arena_new(0);
+    if (!a)
+        return VG_ENOMEM;
+    store_list_opts o = {.limit = STORE_LIST_MAX_LIMIT, .profile_id = pid};
+    char cursor[STORE_ID_MAX] = "";
+    int rc;
+    for (;;) {
+        store_reference *items = NULL;
+        store_page page;
+        o.cursor = cursor[0] ? cursor : NULL;
+        if ((rc = store_reference_list(s->st, tenant, &o, a, &items, &page)) != VG_OK)
+            break;
+        if (n + page.n > cap) {
+            size_t ncap = VG_MAX(cap * 2, n + page.n);
+            uint8_t(*nh)[32] = vg_realloc(h, ncap * sizeof *h);
+            if (!nh) {
+                rc = VG_ENOMEM;
+                break;
+            }
+            h = nh;
+            cap = ncap;
+        }
+        for (size_t i = 0; i < page.n; i++)
+            memcpy(h[n++], items[i].sha256, 32);
+        if (!page.next_cursor[0])
+            break;
+        snprintf(cursor, sizeof cursor, "%s", page.next_cursor);
+        vg_arena_reset(a);
+    }
+    vg_arena_free(a);
+    if (rc != VG_OK) {
+        vg_free(h);
+        return rc;
+    }
+    *out = h;
+    *n_out = n;
+    return VG_OK;
+}
+
 void api_profile_delete(http_req *req, void *ud)
 {
     server *s = ud;
     const char *id = http_req_param(req, "profile_id");
     char(*refs)[STORE_ID_MAX] = NULL;
     size_t n = 0;
-    int rc = store_profile_delete(s->st, srv_tenant(req), id, http_req_arena(req), &refs, &n);
+    /* The references' hashes first: after the delete the store no longer hands them out, and
+     * the cache keys of their features (face descriptors) are made from them. */
+    uint8_t(*hashes)[32] = NULL;
+    size_t nh = 0;
+    int rc = profile_ref_hashes(s, srv_tenant(req), id, &hashes, &nh);
+    if (rc == VG_OK)
+        rc = store_profile_delete(s->st, srv_tenant(req), id, http_req_arena(req), &refs, &n);
     if (rc != VG_OK) {
+        vg_free(hashes);
         srv_reply_err(req, rc, "no such profile");
         return;
     }
@@ -131,6 +200,9 @@ void api_profile_delete(http_req *req, void *ud)
     rc = index_remove_profile(s->ix, srv_tenant(req), id);
     if (rc != VG_OK && rc != VG_ENOTFOUND)
         VG_ERROR("server", "index_remove_profile %s: %s", id, vg_err_msg());
+    for (size_t i = 0; i < nh; i++)
+        srv_cache_purge(s, srv_tenant(req), hashes[i]);
+    vg_free(hashes);
     http_reply_json(
         req, 200,
         json_pack("{s:s,s:b,s:I}", "id", id, "deleted", 1, "references_deleted", (json_int_t)n));
@@ -216,7 +288,10 @@ void api_reference_delete(http_req *req, void *ud)
 {
     server *s = ud;
     const char *id = http_req_param(req, "reference_id");
-    int rc = store_reference_delete(s->st, srv_tenant(req), id);
+    store_reference r; /* its hash names the cache entries that hold its features */
+    int rc = store_reference_get(s->st, srv_tenant(req), id, http_req_arena(req), &r);
+    if (rc == VG_OK)
+        rc = store_reference_delete(s->st, srv_tenant(req), id);
     if (rc != VG_OK) {
         srv_reply_err(req, rc, "no such reference");
         return;
@@ -224,6 +299,8 @@ void api_reference_delete(http_req *req, void *ud)
     rc = index_remove_reference(s->ix, srv_tenant(req), id);
     if (rc != VG_OK && rc != VG_ENOTFOUND)
         VG_ERROR("server", "index_remove_reference %s: %s", id, vg_err_msg());
+    /* Erasure: the descriptors must not outlive the reference in any cache tier. */
+    srv_cache_purge(s, srv_tenant(req), r.sha256);
     http_reply_json(req, 200, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
 }
 

@@ -92,7 +92,7 @@ void api_health(http_req *req, void *ud)
     component(comps, "database", rc == VG_OK, rc == VG_OK ? NULL : vg_err_msg(), &ok);
     char detail[128];
     snprintf(detail, sizeof(detail), "%llu references",
-             (unsigned long long)atomic_load(&s->index_refs));
+             (unsigned long long)srv_index_references(s));
     component(comps, "index", s->ix != NULL, detail, &ok);
     component(comps, "analysis", s->an != NULL,
               s->an ? NULL : "the analysis pipeline is not built into this server", &ok);

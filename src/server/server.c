@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #if VG_SERVER_HAVE_OBS
@@ -119,9 +120,26 @@ int srv_index_add_reference(server *s, const store_reference *r)
     /* byte-identical copies are reported as exact matches */
     if (rc == VG_OK && (r->has_pdq || r->n_faces))
         rc = index_set_sha256(s->ix, r->tenant_id, r->id, r->sha256);
-    if (rc == VG_OK)
-        atomic_fetch_add(&s->index_refs, 1);
     return rc;
+}
+
+uint64_t srv_index_references(server *s)
+{
+    index_stats st;
+    if (!s->ix || index_stats_get(s->ix, NULL, &st) != VG_OK)
+        return 0;
+    return st.references;
+}
+
+void srv_cache_purge(server *s, const char *tenant, const uint8_t sha256[32])
+{
+#if VG_SERVER_HAVE_ANALYZE
+    analyze_cache_purge(s->an, tenant, sha256);
+#else
+    (void)s;
+    (void)tenant;
+    (void)sha256;
+#endif
 }
 
 static int index_cb(void *ctx, const store_reference *r)
@@ -155,7 +173,7 @@ static void collect(void *ctx)
     server *s = ctx;
     if (s->http)
         obs_set(s->m_inflight, NULL, (double)http_server_inflight(s->http));
-    obs_set(s->m_index_refs, NULL, (double)atomic_load(&s->index_refs));
+    obs_set(s->m_index_refs, NULL, (double)srv_index_references(s));
     store_stats st;
     store_stats_get(s->st, &st);
     if (st.errors > s->store_errors_seen)
@@ -172,6 +190,28 @@ static void collect(void *ctx)
         obs_add(s->m_keycache, OBS_LABELS("miss"), misses - s->kc_misses_seen);
     s->kc_hits_seen = hits;
     s->kc_misses_seen = misses;
+#if VG_SERVER_HAVE_ANALYZE
+    /* The cache tier that answered is reported here, to the operator, never to tenants. */
+    if (s->an) {
+        static const char *const tiers[4] = {"miss", "l1", "l2", "l3"};
+        analyze_stats as;
+        analyze_stats_get(s->an, &as);
+        for (int i = 0; i < 4; i++) {
+            if (as.cache_hits[i] > s->cache_lookups_seen[i])
+                obs_add(s->m_cache_lookups, OBS_LABELS(tiers[i]),
+                        as.cache_hits[i] - s->cache_lookups_seen[i]);
+            s->cache_lookups_seen[i] = as.cache_hits[i];
+        }
+    }
+    if (s->cache) {
+        cache_stats cs;
+        cache_stats_get(s->cache, &cs);
+        uint64_t nospace = cs.tier[CACHE_TIER_L2].nospace;
+        if (nospace > s->cache_nospace_seen)
+            obs_add(s->m_cache_nospace, NULL, nospace - s->cache_nospace_seen);
+        s->cache_nospace_seen = nospace;
+    }
+#endif
 }
 
 static obs_health_status check_database(void *ctx, char *msg, size_t n)
@@ -189,7 +229,7 @@ static obs_health_status check_database(void *ctx, char *msg, size_t n)
 static obs_health_status check_index(void *ctx, char *msg, size_t n)
 {
     server *s = ctx;
-    snprintf(msg, n, "%llu references", (unsigned long long)atomic_load(&s->index_refs));
+    snprintf(msg, n, "%llu references", (unsigned long long)srv_index_references(s));
     return s->ix ? OBS_HEALTH_OK : OBS_HEALTH_FAILING;
 }
 
@@ -263,6 +303,14 @@ static int open_obs(server *s)
                                   "bearer-key lookups served from memory (hit) or the store",
                                   "result", &s->m_keycache);
     if (rc == VG_OK)
+        rc = obs_counter_register(s->reg, "vigil_cache_lookups_total",
+                                  "feature-cache lookups by the tier that answered (miss: none)",
+                                  "tier", &s->m_cache_lookups);
+    if (rc == VG_OK)
+        rc = obs_counter_register(s->reg, "vigil_cache_l2_nospace_total",
+                                  "on-disk cache writes skipped to keep cache_l2_min_free free",
+                                  NULL, &s->m_cache_nospace);
+    if (rc == VG_OK)
         rc = obs_collector_add(s->reg, collect, s);
     if (rc == VG_OK)
         rc = obs_health_new(s->reg, SERVER_HEALTH_CACHE_MS, &s->health);
@@ -317,6 +365,7 @@ static int open_analysis(server *s)
     snprintf(l2, sizeof(l2), "%s/cache", c->data_dir);
     cc.l2_dir = c->cache_l2_bytes ? l2 : NULL;
     cc.l2_max_bytes = c->cache_l2_bytes;
+    cc.l2_min_free_bytes = c->cache_l2_min_free;
     cc.l3_url = c->redis_url;
     cc.l3_ttl_s = (uint32_t)(c->cache_redis_ttl_ms / 1000);
     cc.l3_connect_timeout_ms = (uint32_t)c->redis_timeout_ms;
@@ -336,6 +385,7 @@ static int open_analysis(server *s)
     ac.queue_capacity = (unsigned)c->queue_depth;
     ac.deadline_ms = (uint32_t)c->request_deadline_ms;
     ac.max_input_bytes = (size_t)c->max_body_bytes;
+    ac.cache_global = c->cache_scope == CONF_CACHE_SCOPE_GLOBAL;
     analyze_deps deps = {s->st, s->ix, s->cache, s->models};
     if ((rc = analyze_ctx_new(&ac, &deps, &s->an)) != VG_OK)
         return rc;
@@ -348,8 +398,33 @@ static int open_analysis(server *s)
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
+/* A data directory made by an earlier version or by hand may be group- or world-readable, and
+ * so may the database files in it: take them back to the owner. Failures are logged, not fatal
+ * (a read-only mount, a directory owned by another user the operator chose on purpose). */
+static void tighten_data_dir(const char *dir)
+{
+    static const char *const files[] = {SERVER_DB_FILE, SERVER_DB_FILE "-wal",
+                                        SERVER_DB_FILE "-shm", "cache"};
+    if (chmod(dir, SERVER_DATA_DIR_MODE) != 0)
+        VG_WARN("server", "chmod %s: %s", dir, strerror(errno));
+    char path[4096];
+    for (size_t i = 0; i < VG_ARRAY_LEN(files); i++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[i]);
+        struct stat st;
+        if (lstat(path, &st) != 0 || S_ISLNK(st.st_mode))
+            continue;
+        mode_t want = S_ISDIR(st.st_mode) ? SERVER_DATA_DIR_MODE : SERVER_DATA_FILE_MODE;
+        if ((st.st_mode & 07777) != want && chmod(path, want) != 0)
+            VG_WARN("server", "chmod %s: %s", path, strerror(errno));
+    }
+}
+
 int server_open(const conf_settings *cfg, server **out)
 {
+    /* A short admin key can be guessed; refuse it before anything is created. */
+    if (cfg->admin_key && *cfg->admin_key && strlen(cfg->admin_key) < SERVER_ADMIN_KEY_MIN_CHARS)
+        return vg_err_set(VG_EINVAL, "admin_key is %zu characters; at least %d are required",
+                          strlen(cfg->admin_key), SERVER_ADMIN_KEY_MIN_CHARS);
     server *s = vg_calloc(1, sizeof(*s));
     if (!s)
         return VG_ENOMEM;
@@ -370,9 +445,13 @@ int server_open(const conf_settings *cfg, server **out)
             (unsigned long long)s->nofile, conns);
 
     /* store */
+    /* Everything the server creates is the owner's alone: SQLite creates vigil.db and its -wal
+     * and -shm files under the umask, the cache its directories and files. */
+    umask(077);
     if ((rc = vg_mkdir_p(cfg->data_dir)) != VG_OK)
         goto fail;
     char path[4096];
+    tighten_data_dir(cfg->data_dir);
     snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, SERVER_DB_FILE);
     store_config sc;
     store_config_default(&sc);
@@ -398,7 +477,7 @@ int server_open(const conf_settings *cfg, server **out)
     if ((rc = store_reference_foreach(s->st, NULL, index_cb, s)) != VG_OK)
         goto fail;
     VG_INFO("server", "index: %llu references loaded in %.1f ms (pdq kernel %s, face kernel %s)",
-            (unsigned long long)atomic_load(&s->index_refs), (double)(vg_now_ns() - t0) / 1e6,
+            (unsigned long long)srv_index_references(s), (double)(vg_now_ns() - t0) / 1e6,
             index_kernel_name(index_pdq_kernel(s->ix)),
             index_kernel_name(index_face_kernel(s->ix)));
 

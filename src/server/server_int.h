@@ -13,6 +13,12 @@
 #define SERVER_ADMIN_KEY_PREFIX "va_" /* generated admin keys: va_ + 64 hex digits */
 #define SERVER_KEY_RANDOM_BYTES 32
 #define SERVER_KEYCACHE_ENTRIES 65536
+/* Shortest admin key accepted from the admin_key setting: 32 characters is 192 bits or more
+ * of a random key; generated keys are 67. */
+#define SERVER_ADMIN_KEY_MIN_CHARS 32
+/* The data directory holds key hashes, personal data and face descriptors: owner only. */
+#define SERVER_DATA_DIR_MODE 0700
+#define SERVER_DATA_FILE_MODE 0600
 
 typedef struct analyze_ctx analyze_ctx;
 struct cache;
@@ -37,17 +43,23 @@ struct server {
     uint16_t port;
     uint64_t nofile;
     int64_t started_ms;
-    _Atomic uint64_t index_refs; /* references mirrored into the index */
     /* metrics and health (obs); NULL when obs is not built in */
     struct obs_registry *reg;
     struct obs_health *health;
     struct obs_metric *m_requests, *m_duration, *m_inflight, *m_index_refs, *m_store_errors,
-        *m_store_queries, *m_keycache;
+        *m_store_queries, *m_keycache, *m_cache_lookups, *m_cache_nospace;
     uint64_t store_errors_seen, store_queries_seen; /* collector state (one render at a time) */
     uint64_t kc_hits_seen, kc_misses_seen;
+    uint64_t cache_lookups_seen[4], cache_nospace_seen;
 };
 
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
+
+/* Live references in the match index (the index's own count, so deletes lower it). */
+uint64_t srv_index_references(server *s);
+/* Erasure of a deleted reference's features from the feature cache (every tier); no-op without
+ * the analysis pipeline. sha256 borrowed. */
+void srv_cache_purge(server *s, const char *tenant, const uint8_t sha256[32]);
 
 /* The calling tenant's id (tenant routes only). */
 const char *srv_tenant(http_req *req);
