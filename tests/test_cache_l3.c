@@ -221,6 +221,11 @@ static void l3_config(cache_config *cfg)
     cfg->l3_breaker_failures = 3;
     cfg->l3_breaker_backoff_ms = 200;
     cfg->l3_breaker_backoff_max_ms = 400;
+    /* Generous timeouts: tests of what L3 stores must not see a miss because a loaded CI
+     * machine let a reply take longer than the production 20 ms (seen: test_corrupt_value_dropped
+     * counted 1 corrupt value of 2 under load average 6). Tests of the timeouts set their own. */
+    cfg->l3_connect_timeout_ms = 2000;
+    cfg->l3_command_timeout_ms = 2000;
 }
 
 /* Raw hiredis access for checks from the outside. */
@@ -530,6 +535,8 @@ static void test_outage_and_recovery(void **state)
     cache_config cfg;
     l3_config(&cfg);
     cfg.l1_max_entries = 100;
+    cfg.l3_connect_timeout_ms = CACHE_DEFAULT_L3_CONNECT_TIMEOUT_MS; /* the bounds checked below */
+    cfg.l3_command_timeout_ms = CACHE_DEFAULT_L3_COMMAND_TIMEOUT_MS;
     cache *c;
     assert_int_equal(cache_open(&cfg, &c), VG_OK);
     cache_key k = key_n(20), k2 = key_n(21);
