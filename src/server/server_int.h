@@ -14,6 +14,8 @@
 #define SERVER_KEY_RANDOM_BYTES 32
 #define SERVER_KEYCACHE_ENTRIES 65536
 
+#define SERVER_ANALYSIS_OUTCOMES 6 /* ok, failed, expired, canceled, queue_full, tenant_quota */
+
 typedef struct analyze_ctx analyze_ctx;
 struct cache;
 struct face_models;
@@ -45,6 +47,9 @@ struct server {
         *m_store_queries, *m_keycache;
     uint64_t store_errors_seen, store_queries_seen; /* collector state (one render at a time) */
     uint64_t kc_hits_seen, kc_misses_seen;
+    /* analysis outcomes (admission, deadlines, shutdown) for vigil_analysis_requests_total */
+    struct obs_metric *m_analysis, *m_analysis_queue;
+    uint64_t analysis_seen[SERVER_ANALYSIS_OUTCOMES];
 };
 
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
