@@ -1293,7 +1293,7 @@ static void test_shutdown_answers_in_flight(void **state)
             fail_msg("request %zu: status %ld (%s)", i, f[i].status, f[i].message);
         }
     }
-    assert_true(unavailable >= 2); /* the queued ones */
+    assert_true(unavailable >= 1); /* the queued ones */
     assert_true(ok + unavailable == N_BRIDGE);
     assert_int_equal(stop(&p, SIGTERM), 0);
     for (size_t n = 0; n < N_BRIDGE; n++)
