@@ -347,6 +347,7 @@ static void test_admission_control(void **state)
     analyze_config cfg;
     analyze_config_default(&cfg);
     cfg.queue_capacity = 2;
+    cfg.tenant_quota = 1000; /* the queue's limit, not the tenant's (test_tenant_quota) */
     cfg.min_workers = cfg.max_workers = 1;
     fixture fx;
     open_fixture(&fx, 0, &cfg);
@@ -390,6 +391,70 @@ static void test_admission_control(void **state)
     for (int i = 0; i < N; i++)
         if (i < N && res[i].features.has_pdq)
             analyze_result_free(&res[i]);
+    free(bytes);
+    close_fixture(&fx);
+}
+
+/* The tenant quota: past tenant_quota images queued or running, the same tenant is refused
+ * with VG_EQUOTA and a detail naming the limit, while another tenant is still admitted. */
+static void test_tenant_quota(void **state)
+{
+    (void)state;
+    analyze_config cfg;
+    analyze_config_default(&cfg);
+    cfg.queue_capacity = 64;
+    cfg.tenant_quota = 2;
+    cfg.min_workers = cfg.max_workers = 1;
+    fixture fx;
+    open_fixture(&fx, 0, &cfg);
+    size_t len;
+    uint8_t *bytes = slurp(BRIDGE "aaa-orig.jpg", &len);
+    enum { N = 12 };
+    uint8_t *copies[N + 1];
+    analyze_request rq[N + 1];
+    analyze_result res[N + 1];
+    counter c = {.done = 0};
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    int accepted = 0, quota = 0;
+    for (int i = 0; i <= N; i++) {
+        copies[i] = malloc(len + 1);
+        memcpy(copies[i], bytes, len);
+        copies[i][len] = (uint8_t)i; /* distinct bytes: no cache hit */
+        rq[i] = (analyze_request){.bytes = copies[i], .len = len + 1, .tenant_id = fx.tenant};
+    }
+    for (int i = 0; i < N; i++) {
+        vg_err_clear();
+        int rc = analyze_submit(fx.an, &rq[i], 0, &res[i], count_done, &c);
+        if (rc == VG_OK) {
+            accepted++;
+        } else if (rc == VG_EQUOTA) {
+            assert_non_null(strstr(vg_err_msg(), "2 images queued or in analysis"));
+            quota++;
+        } else {
+            fail_msg("unexpected submit status %d", rc);
+        }
+    }
+    /* Another tenant still gets in while the first is at its limit. */
+    rq[N].tenant_id = "another-tenant";
+    int other = analyze_submit(fx.an, &rq[N], 1, &res[N], count_done, &c);
+    assert_true(other == VG_OK);
+    accepted++;
+    assert_true(quota > 0);
+    pthread_mutex_lock(&c.mu);
+    while (c.done < accepted)
+        pthread_cond_wait(&c.cv, &c.mu);
+    pthread_mutex_unlock(&c.mu);
+    assert_int_equal(c.ok, accepted);
+    analyze_stats st;
+    analyze_stats_get(fx.an, &st);
+    assert_int_equal(st.quota_rejected, (uint64_t)quota);
+    assert_int_equal(st.rejected, 0);
+    for (int i = 0; i <= N; i++) {
+        free(copies[i]);
+        if (res[i].features.has_pdq)
+            analyze_result_free(&res[i]);
+    }
     free(bytes);
     close_fixture(&fx);
 }
@@ -489,6 +554,7 @@ int main(void)
         cmocka_unit_test(test_cache_scoped_by_tenant),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_admission_control),
+        cmocka_unit_test(test_tenant_quota),
         cmocka_unit_test(test_face_match_same_person),
         cmocka_unit_test(test_concurrent_batches_equal_single),
     };

@@ -1,6 +1,7 @@
 /* sched: no item lost or completed twice under concurrent submitters, batches closing by size and
- * by delay, deadline drops, admission control, replica scaling up and down, shutdown (drain and
- * cancel), error propagation, replica failures and the adaptive batch size.
+ * by delay, deadline drops (by a worker and by the reaper while every worker is busy), fairness
+ * between tenants, tenant quotas, admission control, replica scaling up and down, shutdown (drain
+ * and cancel), error propagation, replica failures and the adaptive batch size.
  *
  * Timing checks are one-sided or generous: lower bounds come from the scheduler's own timers
  * (never early), upper bounds allow seconds of slack for a loaded machine and ASan. */
@@ -41,14 +42,18 @@ typedef struct item {
     _Atomic int dones; /* times its completion ran */
     _Atomic int status;
     _Atomic uint64_t done_ns;
-    int fail_with; /* the batch function fails this item with it (0: succeed) */
+    _Atomic int order; /* its place among all completions (done_seq) */
+    int fail_with;     /* the batch function fails this item with it (0: succeed) */
 } item;
+
+static _Atomic int done_seq;
 
 static void item_done(void *arg, int status)
 {
     item *it = arg;
     atomic_store(&it->status, status);
     atomic_store(&it->done_ns, vg_now_ns());
+    atomic_store(&it->order, atomic_fetch_add(&done_seq, 1));
     atomic_fetch_add(&it->dones, 1);
 }
 
@@ -226,6 +231,7 @@ typedef struct submitter {
     item *items;
     size_t n;
     uint64_t busy_retries;
+    const char *tenant;
 } submitter;
 
 static void *submitter_main(void *arg)
@@ -233,8 +239,8 @@ static void *submitter_main(void *arg)
     submitter *sub = arg;
     for (size_t i = 0; i < sub->n; i++) {
         int rc;
-        while ((rc = sched_submit(sub->s, 0, &sub->items[i], 0, item_done, &sub->items[i])) ==
-               VG_EBUSY) {
+        while ((rc = sched_submit_for(sub->s, 0, sub->tenant, &sub->items[i], 0, item_done,
+                                      &sub->items[i])) == VG_EBUSY) {
             sub->busy_retries++;
             sched_yield();
         }
@@ -263,8 +269,9 @@ static void test_no_loss_no_duplicate(void **state)
     item *items = calloc(THREADS * PER, sizeof *items);
     pthread_t t[THREADS];
     submitter sub[THREADS];
+    static const char *const tenants[] = {NULL, "tenant-a", "tenant-b", "tenant-c"};
     for (int i = 0; i < THREADS; i++) {
-        sub[i] = (submitter){s, items + (size_t)i * PER, PER, 0};
+        sub[i] = (submitter){s, items + (size_t)i * PER, PER, 0, tenants[i % 4]};
         assert_int_equal(pthread_create(&t[i], NULL, submitter_main, &sub[i]), 0);
     }
     uint64_t retries = 0;
@@ -286,6 +293,7 @@ static void test_no_loss_no_duplicate(void **state)
     assert_int_equal(st.kinds[0].batch_items, THREADS * PER);
     assert_int_equal(st.kinds[0].rejected, retries);
     assert_int_equal(st.kinds[0].queue_depth, 0);
+    assert_int_equal(st.kinds[0].tenants, 0);         /* every tenant record was released */
     assert_true(st.kinds[0].batches < THREADS * PER); /* some batching happened */
     assert_int_equal(r.created, r.freed);
     assert_int_equal(r.wrong_thread, 0);
@@ -415,6 +423,239 @@ static void test_deadline_drop(void **state)
     assert_int_equal(st.kinds[0].expired, 1);
     assert_int_equal(st.kinds[0].completed, 2);
     sched_free(s);
+    work_deinit(&w);
+}
+
+/* A queued item is answered at its deadline even while the only worker is stuck in a long batch
+ * (the review's 11.9 s answers to a 2 s deadline): the reaper, not the next dequeue, expires it. */
+static void test_deadline_while_workers_busy(void **state)
+{
+    (void)state;
+    work w;
+    work_init(&w);
+    replicas r = {0};
+    sched_config cfg;
+    sched_kind_config k;
+    base_config(&cfg, &k, &w, &r);
+    k.max_delay_us = 0;
+    k.max_batch = 1;
+    cfg.max_replicas = 1;
+    sched *s;
+    assert_int_equal(sched_new(&cfg, &s), VG_OK);
+    item a = {0}, b = {0}, c = {0};
+    gate_set(&w, 1);
+    assert_int_equal(sched_submit(s, 0, &a, 0, item_done, &a), VG_OK);
+    gate_wait_blocked(&w); /* a is running and stays so until the gate opens */
+    assert_int_equal(sched_submit(s, 0, &b, vg_now_ns() + 20u * 1000000u, item_done, &b), VG_OK);
+    assert_int_equal(sched_submit(s, 0, &c, vg_now_ns() + 60000u * 1000000u, item_done, &c), VG_OK);
+    wait_done(&b, 1, 20000); /* the gate is still closed */
+    assert_int_equal(atomic_load(&b.dones), 1);
+    assert_int_equal(atomic_load(&b.status), VG_ETIMEDOUT);
+    assert_int_equal(atomic_load(&b.runs), 0);
+    assert_int_equal(atomic_load(&a.dones), 0); /* the worker is still busy */
+    assert_int_equal(atomic_load(&c.dones), 0); /* not expired: its deadline is far */
+    sched_stats st;
+    sched_stats_get(s, &st);
+    assert_int_equal(st.kinds[0].expired, 1);
+    assert_int_equal(st.kinds[0].reaped, 1);
+    assert_int_equal(st.kinds[0].queue_depth, 1);
+    gate_set(&w, 0);
+    wait_done(&c, 1, 10000);
+    assert_int_equal(atomic_load(&a.status), 0);
+    assert_int_equal(atomic_load(&c.status), 0);
+    assert_int_equal(atomic_load(&b.dones), 1); /* once, not again by the worker */
+    sched_free(s);
+    work_deinit(&w);
+}
+
+/* Reaper and workers competing for the same items: each completes exactly once, computed (0) or
+ * expired (never computed), and the counters add up. */
+static void test_reaper_races_workers(void **state)
+{
+    (void)state;
+    enum { THREADS = 4, PER = 3000 };
+    work w;
+    work_init(&w);
+    w.per_item_ns = 20000;
+    replicas r = {0};
+    sched_config cfg;
+    sched_kind_config k;
+    base_config(&cfg, &k, &w, &r);
+    k.queue_capacity = 256;
+    k.max_delay_us = 100;
+    cfg.max_replicas = 2;
+    sched *s;
+    assert_int_equal(sched_new(&cfg, &s), VG_OK);
+    item *items = calloc(THREADS * PER, sizeof *items);
+    static const char *const tenants[] = {"x", "y", "z", NULL};
+    uint64_t accepted = 0, refused = 0;
+    for (size_t i = 0; i < THREADS * PER; i++) {
+        uint64_t deadline = vg_now_ns() + (uint64_t)(i % 7) * 500000u; /* 0..3 ms */
+        int rc = sched_submit_for(s, 0, tenants[i % 4], &items[i], deadline, item_done, &items[i]);
+        if (rc == VG_OK) {
+            accepted++;
+        } else if (rc == VG_EBUSY) {
+            refused++;
+            atomic_store(&items[i].dones, -1); /* never queued */
+        } else {
+            fail_msg("submit: %d", rc);
+        }
+        if (i % 64 == 0)
+            sched_yield();
+    }
+    for (size_t i = 0; i < THREADS * PER; i++)
+        while (atomic_load(&items[i].dones) == 0)
+            sleep_ms(1);
+    sched_stats st;
+    sched_stats_get(s, &st);
+    sched_free(s);
+    uint64_t ran = 0, expired = 0;
+    for (size_t i = 0; i < THREADS * PER; i++) {
+        if (atomic_load(&items[i].dones) < 0)
+            continue;
+        assert_int_equal(atomic_load(&items[i].dones), 1);
+        if (atomic_load(&items[i].status) == 0) {
+            assert_int_equal(atomic_load(&items[i].runs), 1);
+            ran++;
+        } else {
+            assert_int_equal(atomic_load(&items[i].status), VG_ETIMEDOUT);
+            assert_int_equal(atomic_load(&items[i].runs), 0);
+            expired++;
+        }
+    }
+    assert_int_equal(ran + expired, accepted);
+    assert_int_equal(st.kinds[0].submitted, accepted);
+    assert_int_equal(st.kinds[0].rejected, refused);
+    assert_int_equal(st.kinds[0].completed, ran);
+    assert_int_equal(st.kinds[0].expired, expired);
+    assert_int_equal(st.kinds[0].tenants, 0);
+    free(items);
+    work_deinit(&w);
+}
+
+/* Tenant B's one item is served right after the batch running now, not after tenant A's backlog
+ * of 100 (the review: another tenant got no answer in 20 s while one tenant kept the queue). */
+static void test_fair_between_tenants(void **state)
+{
+    (void)state;
+    enum { BACKLOG = 100 };
+    work w;
+    work_init(&w);
+    replicas r = {0};
+    sched_config cfg;
+    sched_kind_config k;
+    base_config(&cfg, &k, &w, &r);
+    k.max_batch = 1;
+    k.max_delay_us = 0;
+    k.adaptive = 0;
+    cfg.max_replicas = 1;
+    cfg.default_deadline_ms = 600000;
+    sched *s;
+    assert_int_equal(sched_new(&cfg, &s), VG_OK);
+    item a[BACKLOG + 1] = {{0}}, b = {0};
+    gate_set(&w, 1);
+    assert_int_equal(sched_submit_for(s, 0, "A", &a[0], 0, item_done, &a[0]), VG_OK);
+    gate_wait_blocked(&w);
+    for (int i = 1; i <= BACKLOG; i++)
+        assert_int_equal(sched_submit_for(s, 0, "A", &a[i], 0, item_done, &a[i]), VG_OK);
+    assert_int_equal(sched_submit_for(s, 0, "B", &b, 0, item_done, &b), VG_OK);
+    sched_stats st;
+    sched_stats_get(s, &st);
+    assert_int_equal(st.kinds[0].tenants, 2);
+    gate_set(&w, 0);
+    wait_done(a, BACKLOG + 1, 30000);
+    wait_done(&b, 1, 30000);
+    assert_int_equal(atomic_load(&b.status), 0);
+    /* Round-robin: a[0] (running), then a[1] (A's turn came first), then B. */
+    int first = atomic_load(&a[0].order);
+    assert_int_equal(atomic_load(&b.order) - first, 2);
+    for (int i = 1; i < BACKLOG; i++) /* A's own items stay in submission order */
+        assert_true(atomic_load(&a[i].order) < atomic_load(&a[i + 1].order));
+    sched_free(s);
+    work_deinit(&w);
+}
+
+/* A batch takes items round-robin across tenants too: with A's backlog queued, B's three items
+ * all ride in the next batch of eight. */
+static void test_fair_batch_composition(void **state)
+{
+    (void)state;
+    work w;
+    work_init(&w);
+    replicas r = {0};
+    sched_config cfg;
+    sched_kind_config k;
+    base_config(&cfg, &k, &w, &r);
+    k.max_batch = 8;
+    k.max_delay_us = 0;
+    k.adaptive = 0;
+    cfg.max_replicas = 1;
+    cfg.default_deadline_ms = 600000;
+    sched *s;
+    assert_int_equal(sched_new(&cfg, &s), VG_OK);
+    item a[41] = {{0}}, b[3] = {{0}};
+    gate_set(&w, 1);
+    assert_int_equal(sched_submit_for(s, 0, "A", &a[0], 0, item_done, &a[0]), VG_OK);
+    gate_wait_blocked(&w);
+    for (int i = 1; i < 41; i++)
+        assert_int_equal(sched_submit_for(s, 0, "A", &a[i], 0, item_done, &a[i]), VG_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(sched_submit_for(s, 0, "B", &b[i], 0, item_done, &b[i]), VG_OK);
+    gate_set(&w, 0);
+    wait_done(a, 41, 30000);
+    wait_done(b, 3, 30000);
+    sched_stats st;
+    sched_stats_get(s, &st);
+    assert_int_equal(st.kinds[0].batches, 1 + 6); /* a[0], then 43 items in batches of 8 */
+    /* The second batch completes items 1..8 after a[0]: B's three are among them. */
+    int first = atomic_load(&a[0].order);
+    for (int i = 0; i < 3; i++)
+        assert_true(atomic_load(&b[i].order) - first <= 8);
+    sched_free(s);
+    work_deinit(&w);
+}
+
+/* A tenant with tenant_quota items queued or running is refused with VG_EQUOTA at once (done not
+ * called), while another tenant is still admitted; the quota frees as its items complete. */
+static void test_tenant_quota(void **state)
+{
+    (void)state;
+    work w;
+    work_init(&w);
+    replicas r = {0};
+    sched_config cfg;
+    sched_kind_config k;
+    base_config(&cfg, &k, &w, &r);
+    k.max_batch = 1;
+    k.max_delay_us = 0;
+    k.tenant_quota = 3;
+    cfg.max_replicas = 1;
+    cfg.default_deadline_ms = 600000;
+    sched *s;
+    assert_int_equal(sched_new(&cfg, &s), VG_OK);
+    item a[5] = {{0}}, b = {0};
+    gate_set(&w, 1);
+    assert_int_equal(sched_submit_for(s, 0, "A", &a[0], 0, item_done, &a[0]), VG_OK);
+    gate_wait_blocked(&w); /* running counts against the quota too */
+    assert_int_equal(sched_submit_for(s, 0, "A", &a[1], 0, item_done, &a[1]), VG_OK);
+    assert_int_equal(sched_submit_for(s, 0, "A", &a[2], 0, item_done, &a[2]), VG_OK);
+    assert_int_equal(sched_submit_for(s, 0, "A", &a[3], 0, item_done, &a[3]), VG_EQUOTA);
+    assert_int_equal(sched_submit_for(s, 0, "B", &b, 0, item_done, &b), VG_OK);
+    sched_stats st;
+    sched_stats_get(s, &st);
+    assert_int_equal(st.kinds[0].quota_rejected, 1);
+    assert_int_equal(st.kinds[0].rejected, 0);
+    assert_int_equal(st.kinds[0].submitted, 4);
+    gate_set(&w, 0);
+    wait_done(a, 3, 10000);
+    wait_done(&b, 1, 10000);
+    assert_int_equal(atomic_load(&b.status), 0);
+    /* Its items done, A is admitted again. */
+    assert_int_equal(sched_submit_for(s, 0, "A", &a[4], 0, item_done, &a[4]), VG_OK);
+    wait_done(&a[4], 1, 10000);
+    assert_int_equal(atomic_load(&a[4].status), 0);
+    sched_free(s);
+    assert_int_equal(atomic_load(&a[3].dones), 0);
     work_deinit(&w);
 }
 
@@ -756,12 +997,23 @@ static void test_adaptive_batch_size(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_config_validation),    cmocka_unit_test(test_no_loss_no_duplicate),
-        cmocka_unit_test(test_batch_closes_by_size), cmocka_unit_test(test_batch_closes_by_delay),
-        cmocka_unit_test(test_deadline_drop),        cmocka_unit_test(test_admission_control),
-        cmocka_unit_test(test_replica_scaling),      cmocka_unit_test(test_replica_new_failure),
-        cmocka_unit_test(test_batch_errors),         cmocka_unit_test(test_shutdown_cancel),
-        cmocka_unit_test(test_shutdown_drain),       cmocka_unit_test(test_adaptive_batch_size),
+        cmocka_unit_test(test_config_validation),
+        cmocka_unit_test(test_no_loss_no_duplicate),
+        cmocka_unit_test(test_batch_closes_by_size),
+        cmocka_unit_test(test_batch_closes_by_delay),
+        cmocka_unit_test(test_deadline_drop),
+        cmocka_unit_test(test_deadline_while_workers_busy),
+        cmocka_unit_test(test_reaper_races_workers),
+        cmocka_unit_test(test_fair_between_tenants),
+        cmocka_unit_test(test_fair_batch_composition),
+        cmocka_unit_test(test_tenant_quota),
+        cmocka_unit_test(test_admission_control),
+        cmocka_unit_test(test_replica_scaling),
+        cmocka_unit_test(test_replica_new_failure),
+        cmocka_unit_test(test_batch_errors),
+        cmocka_unit_test(test_shutdown_cancel),
+        cmocka_unit_test(test_shutdown_drain),
+        cmocka_unit_test(test_adaptive_batch_size),
     };
     vg_log_set_level(VG_LOG_ERROR);
     return cmocka_run_group_tests(tests, NULL, NULL);

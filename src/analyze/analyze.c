@@ -140,6 +140,8 @@ static void finish(analyze_ctx *ctx, analyze_job *job)
     } else {
         if (rc == VG_ETIMEDOUT)
             atomic_fetch_add(&ctx->n_expired, 1);
+        else if (rc == VG_ECANCELED)
+            atomic_fetch_add(&ctx->n_canceled, 1);
         atomic_fetch_add(&ctx->n_failed, 1);
         /* Keep the error detail for the callback: it reads vg_err_msg() on this thread. */
         analyze_result_free(out);
@@ -276,7 +278,9 @@ static void sched_done(void *arg, int status)
     job->status = status;
     if (status == VG_ETIMEDOUT)
         snprintf(job->errmsg, sizeof job->errmsg,
-                 "request deadline passed before analysis started");
+                 "request deadline passed after %llu ms in the analysis queue, before analysis "
+                 "started",
+                 (unsigned long long)((vg_now_ns() - job->t0_ns) / 1000000u));
     else if (status == VG_ECANCELED)
         snprintf(job->errmsg, sizeof job->errmsg, "server shutting down");
     finisher_push(job->ctx, job);
@@ -315,6 +319,11 @@ int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze
         c.finishers = ANALYZE_DEFAULT_FINISHERS;
     if (c.deadline_ms == 0)
         c.deadline_ms = ANALYZE_DEFAULT_DEADLINE_MS;
+    if (c.tenant_quota == 0) {
+        c.tenant_quota = c.queue_capacity / ANALYZE_DEFAULT_TENANT_QUOTA_DIVISOR;
+        if (c.tenant_quota == 0)
+            c.tenant_quota = 1;
+    }
 
     analyze_ctx *ctx = vg_calloc(1, sizeof *ctx);
     if (!ctx)
@@ -354,6 +363,7 @@ int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze
     kind.max_batch = c.max_batch;
     kind.max_delay_us = c.max_delay_us;
     kind.queue_capacity = c.queue_capacity;
+    kind.tenant_quota = c.tenant_quota;
     sched_config sc;
     sched_config_init(&sc);
     sc.kinds = &kind;
@@ -377,13 +387,21 @@ int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze
     return VG_OK;
 }
 
+void analyze_shutdown(analyze_ctx *ctx)
+{
+    /* Workers first: their completions feed the finishers, which must still be running. */
+    if (ctx && ctx->sch)
+        sched_shutdown(ctx->sch, 1); /* queued: callbacks with VG_ECANCELED; running: finish */
+}
+
 void analyze_ctx_free(analyze_ctx *ctx)
 {
     if (!ctx)
         return;
-    /* Workers first: their completions feed the finishers, which must still be running. */
-    if (ctx->sch)
-        sched_free(ctx->sch); /* cancels what is still queued: callbacks run with VG_ECANCELED */
+    if (ctx->sch) {
+        analyze_shutdown(ctx);
+        sched_free(ctx->sch);
+    }
     pthread_mutex_lock(&ctx->fmu);
     ctx->fstop = 1;
     pthread_cond_broadcast(&ctx->fcv);
@@ -495,12 +513,20 @@ int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_on
     uint64_t deadline = req->deadline_ns;
     if (deadline == 0)
         deadline = job->t0_ns + (uint64_t)ctx->cfg.deadline_ms * 1000000ull;
-    rc = sched_submit(ctx->sch, 0, job, deadline, sched_done, job);
+    rc = sched_submit_for(ctx->sch, 0, req->tenant_id, job, deadline, sched_done, job);
     if (rc) {
         if (rc == VG_EBUSY) {
             atomic_fetch_add(&ctx->n_rejected, 1);
             vg_err_set(VG_EBUSY, "analysis queue is full (%u images waiting)",
                        ctx->cfg.queue_capacity);
+        } else if (rc == VG_EQUOTA) {
+            atomic_fetch_add(&ctx->n_quota, 1);
+            vg_err_set(VG_EQUOTA,
+                       "this tenant already has %u images queued or in analysis (the most one "
+                       "tenant may have); retry later",
+                       ctx->cfg.tenant_quota);
+        } else if (rc == VG_ECANCELED) {
+            vg_err_set(VG_ECANCELED, "server shutting down");
         }
         memset(out, 0, sizeof *out);
         vg_free(job);
@@ -578,7 +604,9 @@ void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out)
     out->ok = atomic_load(&ctx->n_ok);
     out->failed = atomic_load(&ctx->n_failed);
     out->rejected = atomic_load(&ctx->n_rejected);
+    out->quota_rejected = atomic_load(&ctx->n_quota);
     out->expired = atomic_load(&ctx->n_expired);
+    out->canceled = atomic_load(&ctx->n_canceled);
     out->faces_described = atomic_load(&ctx->n_faces);
     for (int i = 0; i < 4; i++)
         out->cache_hits[i] = atomic_load(&ctx->n_cache[i]);

@@ -111,6 +111,9 @@ typedef struct analyze_ctx analyze_ctx;
 #define ANALYZE_DEFAULT_MAX_DELAY_US 200    /* how long a lone image may wait for a batch */
 #define ANALYZE_DEFAULT_QUEUE 256           /* images waiting for a worker before 503 */
 #define ANALYZE_DEFAULT_DEADLINE_MS 2000    /* per request; the reference product's timeout */
+/* tenant_quota 0: a tenant may have this share of queue_capacity queued or running (at least 1),
+ * so one tenant never takes the whole queue and at least two always fit. */
+#define ANALYZE_DEFAULT_TENANT_QUOTA_DIVISOR 2
 
 typedef struct analyze_config {
     analyze_level default_level;
@@ -122,7 +125,8 @@ typedef struct analyze_config {
     unsigned max_batch;                /* images per batch */
     uint32_t max_delay_us;
     unsigned queue_capacity;
-    uint32_t deadline_ms; /* used when a request has none */
+    unsigned tenant_quota; /* images one tenant may have queued or running (0: capacity / 2) */
+    uint32_t deadline_ms;  /* used when a request has none */
     unsigned finishers;
     /* 0 (default): feature-cache keys include the request's tenant, so one tenant's uploads are
      * never answered from (and never reveal themselves through) another tenant's entries.
@@ -156,20 +160,31 @@ typedef struct analyze_deps {
  * finisher threads. cfg may be NULL for defaults. Returns owned (analyze_ctx_free). Errors:
  * VG_EINVAL (bad config, with detail), VG_ENOMEM, a face engine error. */
 int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze_ctx **out);
-/* Stops accepting work, lets queued requests finish (their callbacks run), frees. NULL no-op. */
+/* Stops accepting work (analyze_submit answers VG_ECANCELED), completes every queued request
+ * with VG_ECANCELED ("server shutting down") at once and waits for the batches already running;
+ * the callbacks of all of them run (on the finisher threads, which keep going until
+ * analyze_ctx_free). For a bounded shutdown: call when the grace period is over. Idempotent. */
+void analyze_shutdown(analyze_ctx *ctx);
+/* analyze_shutdown, then waits for every callback and frees. NULL no-op. */
 void analyze_ctx_free(analyze_ctx *ctx);
 /* The model version string that goes into cache keys (pdq pipeline, face weights, calibration). */
 const char *analyze_model_version(const analyze_ctx *ctx);
 
 /* Completion of an asynchronous request, called exactly once from an analyze thread (never from
  * inside analyze_submit) with 0 or a VG_E* code; the result struct given to analyze_submit is
- * filled on success and zeroed on error. arg is the caller's. */
+ * filled on success and zeroed on error. On error vg_err_msg() on the calling thread names the
+ * reason (the deadline passed while queued, "server shutting down", the decoder's detail, ...)
+ * for the reply. arg is the caller's. */
 typedef void (*analyze_done_fn)(void *arg, int status);
 
 /* Queues a request. req and everything it points to (bytes, strings) and out stay borrowed until
  * done runs. features_only = 1 computes features without matching or storing (reference
- * uploads). Returns 0 (done will be called), VG_EBUSY (overloaded: answer 503 + Retry-After;
- * done is not called), VG_EINVAL, VG_EUNSUPPORTED (store=1 without a store). */
+ * uploads). Requests that need inference are queued fairly per req->tenant_id (NULL: one
+ * anonymous tenant) and count against its tenant_quota; cache hits do not queue. Returns 0 (done
+ * will be called), VG_EQUOTA (the tenant has tenant_quota images in: answer 429 + Retry-After),
+ * VG_EBUSY (overloaded: answer 503 + Retry-After), VG_ECANCELED (shutting down: 503), VG_EINVAL,
+ * VG_EUNSUPPORTED (store=1 without a store); on error done is not called and vg_err_msg() says
+ * why. */
 int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_only,
                    analyze_result *out, analyze_done_fn done, void *arg);
 
@@ -181,9 +196,11 @@ int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_on
  * until the TTL); a no-op without a cache. */
 void analyze_cache_purge(analyze_ctx *ctx, const char *tenant_id, const uint8_t sha256[32]);
 
-/* Counters for metrics: requests by outcome, cache tiers, queue. */
+/* Counters for metrics: requests by outcome, cache tiers, queue. failed includes expired
+ * (deadline passed while queued) and canceled (shutdown); rejected (queue full) and
+ * quota_rejected (tenant over its quota) were never accepted. */
 typedef struct analyze_stats {
-    uint64_t requests, ok, failed, rejected, expired;
+    uint64_t requests, ok, failed, rejected, quota_rejected, expired, canceled;
     uint64_t cache_hits[4]; /* by cache tier: miss, l1, l2, l3 */
     uint64_t faces_described;
     uint64_t batches, batch_images;

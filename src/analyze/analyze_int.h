@@ -59,7 +59,8 @@ struct analyze_ctx {
     pthread_t *fthreads;
     unsigned nfthreads;
 
-    _Atomic uint64_t n_requests, n_ok, n_failed, n_rejected, n_expired, n_faces;
+    _Atomic uint64_t n_requests, n_ok, n_failed, n_rejected, n_quota, n_expired, n_canceled,
+        n_faces;
     _Atomic uint64_t n_cache[4];
 };
 

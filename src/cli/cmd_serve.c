@@ -1,6 +1,7 @@
 /* `vigil serve`: loads the settings (file < env < flags), then runs the server until SIGTERM or
- * SIGINT. Exit status: 0 after a clean shutdown, 1 when start-up failed or requests were still
- * in flight at the end of the grace period, 2 for a usage error. */
+ * SIGINT. Exit status: 0 after a clean shutdown (analyses still queued when the grace period ends
+ * are answered 503 first, see server_run), 1 when start-up failed or a request was still
+ * unanswered after the grace period, 2 for a usage error. */
 #include "cli/cli.h"
 #include "conf/conf.h"
 #include "core/core.h"

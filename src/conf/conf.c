@@ -57,6 +57,7 @@ static const conf_def rows[] = {
     {"batch_max_delay_us", CONF_INT, "2000", "dynamic batching: longest a request waits for a batch to fill (microseconds)", NULL, 0, 1000000, 0, F(batch_max_delay_us)},
     {"replicas_min", CONF_INT, "1", "model replicas kept at least", NULL, 1, 1024, 0, F(replicas_min)},
     {"replicas_max", CONF_INT, "0", "model replicas at most (0: one per CPU)", NULL, 0, 1024, 0, F(replicas_max)},
+    {"tenant_max_analyses", CONF_INT, "0", "images one tenant may have queued or in analysis; more is 429 + Retry-After at once (0: half of queue_depth)", NULL, 0, 1000000, 0, F(tenant_max_analyses)},
 };
 /* clang-format on */
 

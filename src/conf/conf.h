@@ -89,6 +89,8 @@ typedef struct conf_settings {
     int64_t batch_max_delay_us;
     int64_t replicas_min;
     int64_t replicas_max;
+    /* per-tenant fairness (sched) */
+    int64_t tenant_max_analyses; /* images one tenant may have queued or running; 0 = auto */
     /* where each value came from, by table index (for the start-up log and tests) */
     unsigned char source[64];
 } conf_settings;

@@ -48,7 +48,8 @@
     X(VG_ESTORE, -19, "storage error")                                                             \
     X(VG_EUNAVAIL, -20, "service unavailable")                                                     \
     X(VG_ECANCELED, -21, "canceled")                                                               \
-    X(VG_EINTERNAL, -22, "internal error")
+    X(VG_EINTERNAL, -22, "internal error")                                                         \
+    X(VG_EQUOTA, -23, "quota exceeded, slow down")
 
 enum {
 #define VG_ERR_ENUM(name, value, text) name = value,

@@ -59,9 +59,12 @@ int http_status_of(int vg_code)
         return 413;
     case VG_EPERM:
         return 403;
+    case VG_EQUOTA:
+        return 429;
     case VG_EBUSY:
     case VG_ETIMEDOUT:
     case VG_EUNAVAIL:
+    case VG_ECANCELED: /* work dropped at shutdown: the client should retry elsewhere or later */
         return 503;
     default:
         return 500;

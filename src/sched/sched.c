@@ -1,17 +1,27 @@
 /*
- * sched: bounded per-kind queues, a dynamic batcher and an elastic pool of replica workers (the
- * contract is in sched.h).
+ * sched: bounded per-kind queues with per-tenant sub-queues, a dynamic batcher, a deadline reaper
+ * and an elastic pool of replica workers (the contract is in sched.h).
  *
- * One mutex guards everything shared: the rings, the counters, the pool bookkeeping and the
+ * One mutex guards everything shared: the queues, the counters, the pool bookkeeping and the
  * adaptive state. Submitters hold it for a few dozen instructions (no allocation, no system call
- * unless a worker must be woken); workers hold it only to pick a batch and to record its outcome,
- * never while running a batch or calling a completion. The queues are rings allocated once at
- * sched_new, so submit never allocates.
+ * unless a worker or the reaper must be woken); workers hold it only to pick a batch and to record
+ * its outcome, never while running a batch or calling a completion. Everything a queue needs is
+ * allocated once at sched_new, so submit never allocates.
+ *
+ * A kind's queue: a pool of queue_capacity entries (free list), each queued entry linked twice:
+ * into the kind's arrival list (oldest first: the batch close timer and the reaper's scan) and
+ * into its tenant's FIFO. Tenants with queued items take turns in the `active` round-robin list.
+ * A tenant record lives while it has items queued or running (running counts against the quota),
+ * found through an open-addressing hash of its 64-bit key; there are queue_capacity +
+ * max_replicas * max_batch records, as many as can ever be live, so a lookup never fails.
  *
  * Invariants (under mu):
- *   - an accepted item is in exactly one place: its kind's ring, one worker's batch or expired
- *     list, or the shutdown's cancel list; whoever removes it from the ring completes it, once;
- *   - pending_total == sum of the rings' counts;
+ *   - an accepted item is in exactly one place: its kind's queue, one worker's batch or expired
+ *     list, the reaper's chunk, or the shutdown's cancel list; whoever unlinks it from the queue
+ *     completes it, once (the reaper and a worker race only for the mutex, never for an item);
+ *   - pending_total == sum of the kinds' counts; a tenant's queued == length of its FIFO;
+ *   - a tenant is in the active list iff it has items queued; its record is freed as soon as it
+ *     has nothing queued and nothing running;
  *   - live + starting + exiting counts every thread that may still touch the scheduler; the pool
  *     never exceeds max_replicas and, until shutdown, never drops below min_replicas (a worker
  *     decides to retire and leaves `live` in the same critical section).
@@ -19,7 +29,8 @@
  * Wake-ups: workers sleep on work_cv, idle (untimed, or timed for the shrink delay) or waiting
  * for a forming batch (timed for its close time). A submit signals only when a worker is idle
  * and either the queue went from empty to non-empty (someone must start the delay timer) or the
- * batch just reached its preferred size.
+ * batch just reached its preferred size. The reaper sleeps on reap_cv until the earliest queued
+ * deadline (reap_at); a submit with an earlier deadline moves reap_at and signals it.
  */
 #include "sched/sched.h"
 
@@ -37,20 +48,40 @@
 #define SCHED_ADAPT_MIN_SAMPLES 3 /* a bucket needs this many batches before it can win */
 #define SCHED_EXPLORE_EVERY 8     /* one batch in this many tries a neighbouring size */
 #define SCHED_CANCEL_CHUNK 64
+#define SCHED_REAP_CHUNK 64 /* expired items completed per unlock of the reaper */
 /* After a replica failed to start, growth pauses this long instead of retrying on every batch. */
 #define SCHED_GROW_BACKOFF_NS (1000ull * 1000ull * 1000ull)
+#define SCHED_NIL UINT32_MAX /* end of a list of entry or tenant indices */
 
 typedef struct sched_entry {
     void *item;
     sched_done_fn done;
     void *arg;
     uint64_t deadline_ns, enq_ns;
+    uint32_t tenant;       /* index of its tenant record */
+    uint32_t tprev, tnext; /* its tenant's FIFO */
+    uint32_t gprev, gnext; /* the kind's arrival order; gnext also links the free list */
 } sched_entry;
+
+/* One tenant of one kind, alive while it has items queued or running. */
+typedef struct sched_tenant {
+    uint64_t key;                /* hash of the tenant string */
+    uint32_t head, tail, queued; /* its FIFO of queued entries */
+    uint32_t running;            /* its items in workers' batches now */
+    uint32_t next, prev;         /* the active list (next also links the free list) */
+} sched_tenant;
 
 typedef struct sched_kind {
     sched_kind_config cfg;
-    sched_entry *ring;
-    unsigned cap, head, count;
+    /* queue */
+    sched_entry *pool;
+    unsigned cap, count;
+    uint32_t free_entry, ghead, gtail;
+    sched_tenant *tenants;
+    uint32_t n_tenants_max, free_tenant, live_tenants;
+    uint32_t *tindex; /* open addressing: tenant index + 1, 0 = empty */
+    uint32_t tmask;
+    uint32_t active_head, active_tail; /* round-robin order of tenants with queued items */
     /* adaptive batching */
     unsigned n_cand;
     unsigned cand[SCHED_SIZE_BUCKETS];                     /* 1, 2, 4, ..., max_batch */
@@ -61,7 +92,7 @@ typedef struct sched_kind {
     unsigned explore_tick;
     int explore_up;
     /* statistics */
-    uint64_t submitted, rejected, completed, failed, expired, canceled;
+    uint64_t submitted, rejected, quota_rejected, completed, failed, expired, reaped, canceled;
     uint64_t batches, batch_items, wait_sum, wait_max, run_sum;
 } sched_kind;
 
@@ -82,6 +113,7 @@ struct sched {
     pthread_mutex_t mu;
     pthread_cond_t work_cv;  /* workers: work may be ready, or shutting down */
     pthread_cond_t state_cv; /* sched_new / shutdown: a worker started or exited */
+    pthread_cond_t reap_cv;  /* reaper: an earlier deadline arrived, or stop */
     sched_kind kinds[SCHED_MAX_KINDS];
     size_t n_kinds;
     unsigned batch_cap; /* largest max_batch: size of each worker's buffers */
@@ -100,6 +132,10 @@ struct sched {
     uint64_t grow_after_ns; /* no growth before this (back-off after a failed start) */
     uint64_t pending_total;
     int stopping, cancel, shut_done;
+    /* the deadline reaper */
+    pthread_t reaper;
+    int reaper_started, reaper_stop;
+    uint64_t reap_at; /* when the reaper wakes next; UINT64_MAX: when signalled */
 };
 
 /* ---- configuration -------------------------------------------------------------------------- */
@@ -112,6 +148,7 @@ void sched_kind_config_init(sched_kind_config *k)
     k->max_delay_us = SCHED_DEFAULT_MAX_DELAY_US;
     k->queue_capacity = SCHED_DEFAULT_QUEUE_CAPACITY;
     k->adaptive = 1;
+    k->tenant_quota = SCHED_DEFAULT_TENANT_QUOTA;
 }
 
 void sched_config_init(sched_config *cfg)
@@ -213,6 +250,206 @@ static unsigned batch_target(sched_kind *k)
     return k->pref;
 }
 
+/* ---- queues: entries, tenants, round-robin (caller holds mu) -------------------------------- */
+
+/* FNV-1a: tenant strings are server-made ids, so a plain hash suffices; two tenants whose 64-bit
+ * hashes collide would only share a sub-queue and a quota. */
+static uint64_t tenant_key(const char *tenant)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (const unsigned char *p = (const unsigned char *)(tenant ? tenant : ""); *p; p++)
+        h = (h ^ *p) * 1099511628211ull;
+    return h;
+}
+
+static uint32_t tenant_home(const sched_kind *k, uint64_t key)
+{
+    key ^= key >> 33; /* FNV's low bits are weak; fold the high ones in */
+    key *= 0xff51afd7ed558ccdull;
+    key ^= key >> 33;
+    return (uint32_t)key & k->tmask;
+}
+
+/* The slot of key in tindex, or the empty slot where it would go. */
+static uint32_t tenant_slot(const sched_kind *k, uint64_t key)
+{
+    uint32_t i = tenant_home(k, key);
+    while (k->tindex[i] && k->tenants[k->tindex[i] - 1].key != key)
+        i = (i + 1) & k->tmask;
+    return i;
+}
+
+static uint32_t tenant_find(const sched_kind *k, uint64_t key)
+{
+    uint32_t v = k->tindex[tenant_slot(k, key)];
+    return v ? v - 1 : SCHED_NIL;
+}
+
+/* Finds or creates the record for key; SCHED_NIL only if the table is full (never, by size). */
+static uint32_t tenant_get(sched_kind *k, uint64_t key)
+{
+    uint32_t i = tenant_slot(k, key);
+    if (k->tindex[i])
+        return k->tindex[i] - 1;
+    uint32_t t = k->free_tenant;
+    if (t == SCHED_NIL)
+        return SCHED_NIL;
+    k->free_tenant = k->tenants[t].next;
+    k->tenants[t] = (sched_tenant){key, SCHED_NIL, SCHED_NIL, 0, 0, SCHED_NIL, SCHED_NIL};
+    k->tindex[i] = t + 1;
+    k->live_tenants++;
+    return t;
+}
+
+/* Frees a tenant's record once nothing refers to it (linear probing with backward-shift
+ * deletion, so lookups never meet a tombstone). */
+static void tenant_put(sched_kind *k, uint32_t t)
+{
+    sched_tenant *tn = &k->tenants[t];
+    if (tn->queued || tn->running)
+        return;
+    uint32_t i = tenant_slot(k, tn->key);
+    for (uint32_t j = i;;) {
+        j = (j + 1) & k->tmask;
+        if (!k->tindex[j])
+            break;
+        uint32_t h = tenant_home(k, k->tenants[k->tindex[j] - 1].key);
+        /* j's entry may move to the hole at i unless its home lies cyclically in (i, j]. */
+        int stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+        if (!stays) {
+            k->tindex[i] = k->tindex[j];
+            i = j;
+        }
+    }
+    k->tindex[i] = 0;
+    tn->next = k->free_tenant;
+    k->free_tenant = t;
+    k->live_tenants--;
+}
+
+static void active_push(sched_kind *k, uint32_t t)
+{
+    k->tenants[t].next = SCHED_NIL;
+    k->tenants[t].prev = k->active_tail;
+    if (k->active_tail == SCHED_NIL)
+        k->active_head = t;
+    else
+        k->tenants[k->active_tail].next = t;
+    k->active_tail = t;
+}
+
+static void active_remove(sched_kind *k, uint32_t t)
+{
+    sched_tenant *tn = &k->tenants[t];
+    if (tn->prev == SCHED_NIL)
+        k->active_head = tn->next;
+    else
+        k->tenants[tn->prev].next = tn->next;
+    if (tn->next == SCHED_NIL)
+        k->active_tail = tn->prev;
+    else
+        k->tenants[tn->next].prev = tn->prev;
+}
+
+/* Appends an entry for tenant t (which the caller checked has room). */
+static void queue_push(sched_kind *k, uint32_t t, const sched_entry *in)
+{
+    uint32_t e = k->free_entry;
+    k->free_entry = k->pool[e].gnext;
+    sched_entry *en = &k->pool[e];
+    *en = *in;
+    en->tenant = t;
+    en->gnext = SCHED_NIL;
+    en->gprev = k->gtail;
+    if (k->gtail == SCHED_NIL)
+        k->ghead = e;
+    else
+        k->pool[k->gtail].gnext = e;
+    k->gtail = e;
+    sched_tenant *tn = &k->tenants[t];
+    en->tnext = SCHED_NIL;
+    en->tprev = tn->tail;
+    if (tn->tail == SCHED_NIL)
+        tn->head = e;
+    else
+        k->pool[tn->tail].tnext = e;
+    tn->tail = e;
+    if (tn->queued++ == 0)
+        active_push(k, t);
+    k->count++;
+}
+
+/* Takes entry e out of both lists and returns its slot to the pool. The tenant record stays
+ * (the caller decides whether it now runs, or tenant_puts it). */
+static sched_entry queue_unlink(sched_kind *k, uint32_t e)
+{
+    sched_entry out = k->pool[e];
+    if (out.gprev == SCHED_NIL)
+        k->ghead = out.gnext;
+    else
+        k->pool[out.gprev].gnext = out.gnext;
+    if (out.gnext == SCHED_NIL)
+        k->gtail = out.gprev;
+    else
+        k->pool[out.gnext].gprev = out.gprev;
+    sched_tenant *tn = &k->tenants[out.tenant];
+    if (out.tprev == SCHED_NIL)
+        tn->head = out.tnext;
+    else
+        k->pool[out.tprev].tnext = out.tnext;
+    if (out.tnext == SCHED_NIL)
+        tn->tail = out.tprev;
+    else
+        k->pool[out.tnext].tprev = out.tprev;
+    if (--tn->queued == 0)
+        active_remove(k, out.tenant);
+    k->count--;
+    k->pool[e].gnext = k->free_entry;
+    k->free_entry = e;
+    return out;
+}
+
+/* The next entry in fair order: the oldest of the tenant whose turn it is, which then goes to
+ * the back of the line if it has more. Requires k->count > 0. */
+static sched_entry queue_take_fair(sched_kind *k)
+{
+    uint32_t t = k->active_head;
+    sched_entry e = queue_unlink(k, k->tenants[t].head);
+    if (k->tenants[t].queued > 0) {
+        active_remove(k, t);
+        active_push(k, t);
+    }
+    return e;
+}
+
+/* Moves up to max queued entries whose deadline is <= now into out, counted as expired; *next
+ * gets the earliest deadline still queued (UINT64_MAX when none). */
+static size_t queue_reap(sched *s, uint64_t now, sched_entry *out, size_t max, uint64_t *next)
+{
+    size_t n = 0;
+    uint64_t earliest = UINT64_MAX;
+    for (size_t i = 0; i < s->n_kinds; i++) {
+        sched_kind *k = &s->kinds[i];
+        for (uint32_t e = k->ghead; e != SCHED_NIL;) {
+            uint32_t after = k->pool[e].gnext;
+            uint64_t d = k->pool[e].deadline_ns;
+            if (d <= now && n < max) {
+                out[n] = queue_unlink(k, e);
+                tenant_put(k, out[n].tenant);
+                n++;
+                k->expired++;
+                k->reaped++;
+                s->pending_total--;
+            } else if (d < earliest) {
+                earliest = d;
+            }
+            e = after;
+        }
+    }
+    *next = earliest;
+    return n;
+}
+
 /* ---- picking a batch (caller holds mu) ------------------------------------------------------ */
 
 /* The ready kind whose oldest item waited longest, or -1; *wake_at gets the earliest moment a
@@ -225,7 +462,7 @@ static int pick_kind(sched *s, uint64_t now, uint64_t *wake_at)
         sched_kind *k = &s->kinds[i];
         if (k->count == 0)
             continue;
-        const sched_entry *h = &k->ring[k->head];
+        const sched_entry *h = &k->pool[k->ghead];
         uint64_t close_at = h->enq_ns + (uint64_t)k->cfg.max_delay_us * 1000u;
         if (h->deadline_ns < close_at)
             close_at = h->deadline_ns; /* an expired head is dropped without waiting */
@@ -241,14 +478,6 @@ static int pick_kind(sched *s, uint64_t now, uint64_t *wake_at)
     }
     *wake_at = wake;
     return best;
-}
-
-static sched_entry ring_pop(sched_kind *k)
-{
-    sched_entry e = k->ring[k->head];
-    k->head = k->head + 1 == k->cap ? 0 : k->head + 1;
-    k->count--;
-    return e;
 }
 
 /* ---- workers -------------------------------------------------------------------------------- */
@@ -400,14 +629,16 @@ static void *worker_main(void *arg)
             unsigned target = batch_target(k);
             size_t n = 0, nexp = 0;
             while (k->count > 0 && n < target && nexp < s->batch_cap) {
-                sched_entry e = ring_pop(k);
+                sched_entry e = queue_take_fair(k);
                 if (e.deadline_ns <= now) {
                     buf.expired[nexp++] = e;
+                    tenant_put(k, e.tenant);
                 } else {
                     uint64_t waited = now - e.enq_ns;
                     k->wait_sum += waited;
                     if (waited > k->wait_max)
                         k->wait_max = waited;
+                    k->tenants[e.tenant].running++;
                     buf.batch[n++] = e;
                 }
             }
@@ -440,6 +671,8 @@ static void *worker_main(void *arg)
                         k->completed++;
                     else
                         k->failed++;
+                    k->tenants[buf.batch[i].tenant].running--;
+                    tenant_put(k, buf.batch[i].tenant);
                 }
                 if (batch_rc == 0)
                     adapt_record(k, (unsigned)n, run_ns);
@@ -490,7 +723,74 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
+/* ---- the deadline reaper -------------------------------------------------------------------- */
+
+/* Completes queued items whose deadline passed, so that a request is answered at its deadline
+ * even when every worker is stuck in a long batch (a worker would only notice when it next
+ * forms a batch). Runs until sched_shutdown has seen the workers exit. */
+static void *reaper_main(void *arg)
+{
+    sched *s = arg;
+    sched_entry chunk[SCHED_REAP_CHUNK];
+    pthread_mutex_lock(&s->mu);
+    while (!s->reaper_stop) {
+        uint64_t now = vg_now_ns(), next;
+        size_t n = queue_reap(s, now, chunk, SCHED_REAP_CHUNK, &next);
+        if (n > 0) {
+            /* Counted before the completions (sched_stats_get's promise); scan again after. */
+            s->reap_at = 0;
+            pthread_mutex_unlock(&s->mu);
+            complete_all(chunk, n, VG_ETIMEDOUT);
+            pthread_mutex_lock(&s->mu);
+            continue;
+        }
+        if (next == UINT64_MAX) {
+            s->reap_at = UINT64_MAX;
+            pthread_cond_wait(&s->reap_cv, &s->mu);
+        } else {
+            uint64_t earliest = now + (uint64_t)SCHED_REAP_COALESCE_MS * 1000000u;
+            s->reap_at = next > earliest ? next : earliest;
+            struct timespec ts;
+            abstime(s->reap_at, &ts);
+            pthread_cond_timedwait(&s->reap_cv, &s->mu, &ts);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
 /* ---- lifecycle ------------------------------------------------------------------------------ */
+
+static uint32_t pow2_at_least(uint64_t n)
+{
+    uint32_t p = 1;
+    while (p < n)
+        p <<= 1;
+    return p;
+}
+
+/* The kind's entry pool, tenant records and tenant index, all free. */
+static int kind_alloc(sched_kind *k, unsigned max_replicas)
+{
+    k->cap = k->cfg.queue_capacity;
+    /* Every live tenant has an item queued or in a worker's batch. */
+    k->n_tenants_max = k->cap + max_replicas * k->cfg.max_batch;
+    k->tmask = pow2_at_least(2ull * k->n_tenants_max) - 1;
+    k->pool = vg_calloc(k->cap, sizeof *k->pool);
+    k->tenants = vg_calloc(k->n_tenants_max, sizeof *k->tenants);
+    k->tindex = vg_calloc((size_t)k->tmask + 1, sizeof *k->tindex);
+    if (!k->pool || !k->tenants || !k->tindex)
+        return vg_err_set(VG_ENOMEM, "sched: queue of %u items", k->cap);
+    for (uint32_t i = 0; i < k->cap; i++)
+        k->pool[i].gnext = i + 1 < k->cap ? i + 1 : SCHED_NIL;
+    for (uint32_t i = 0; i < k->n_tenants_max; i++)
+        k->tenants[i].next = i + 1 < k->n_tenants_max ? i + 1 : SCHED_NIL;
+    k->free_entry = 0;
+    k->free_tenant = 0;
+    k->ghead = k->gtail = SCHED_NIL;
+    k->active_head = k->active_tail = SCHED_NIL;
+    return VG_OK;
+}
 
 static int cond_init_monotonic(pthread_cond_t *cv)
 {
@@ -515,10 +815,12 @@ int sched_new(const sched_config *cfg, sched **out)
     if (!s)
         return vg_err_set(VG_ENOMEM, "sched");
     pthread_mutex_init(&s->mu, NULL);
-    if (cond_init_monotonic(&s->work_cv) != 0 || cond_init_monotonic(&s->state_cv) != 0) {
+    if (cond_init_monotonic(&s->work_cv) != 0 || cond_init_monotonic(&s->state_cv) != 0 ||
+        cond_init_monotonic(&s->reap_cv) != 0) {
         vg_free(s);
         return vg_err_set(VG_ENOMEM, "sched: condition variables");
     }
+    s->reap_at = UINT64_MAX;
     s->n_kinds = cfg->n_kinds;
     s->replica_new = cfg->replica_new;
     s->replica_free = cfg->replica_free;
@@ -530,10 +832,8 @@ int sched_new(const sched_config *cfg, sched **out)
     for (size_t i = 0; i < cfg->n_kinds; i++) {
         sched_kind *k = &s->kinds[i];
         k->cfg = cfg->kinds[i];
-        k->cap = k->cfg.queue_capacity;
-        k->ring = vg_calloc(k->cap, sizeof *k->ring);
-        if (!k->ring)
-            rc = vg_err_set(VG_ENOMEM, "sched: queue of %u items", k->cap);
+        if (rc == VG_OK)
+            rc = kind_alloc(k, s->max_replicas);
         kind_init_buckets(k);
         if (k->cfg.max_batch > s->batch_cap)
             s->batch_cap = k->cfg.max_batch;
@@ -550,6 +850,13 @@ int sched_new(const sched_config *cfg, sched **out)
         s->workers[i].s = s;
         s->workers[i].index = i;
     }
+    int prc = pthread_create(&s->reaper, NULL, reaper_main, s);
+    if (prc != 0) {
+        s->shut_done = 1;
+        sched_free(s);
+        return vg_err_set(VG_ENOMEM, "sched: cannot start the deadline reaper (%d)", prc);
+    }
+    s->reaper_started = 1;
 
     for (unsigned i = 0; i < s->min_replicas; i++) {
         int join;
@@ -571,37 +878,56 @@ int sched_new(const sched_config *cfg, sched **out)
     return VG_OK;
 }
 
-int sched_submit(sched *s, unsigned kind, void *item, uint64_t deadline_ns, sched_done_fn done,
-                 void *arg)
+int sched_submit_for(sched *s, unsigned kind, const char *tenant, void *item, uint64_t deadline_ns,
+                     sched_done_fn done, void *arg)
 {
     if (!s || kind >= s->n_kinds || !done)
         return vg_err_set(VG_EINVAL, "sched_submit: bad kind or NULL callback");
     uint64_t now = vg_now_ns();
     if (deadline_ns == 0)
         deadline_ns = now + s->default_deadline_ns;
+    uint64_t key = tenant_key(tenant);
     sched_kind *k = &s->kinds[kind];
     pthread_mutex_lock(&s->mu);
     if (s->stopping) {
         pthread_mutex_unlock(&s->mu);
         return VG_ECANCELED;
     }
-    if (k->count == k->cap) {
+    /* The tenant's own cap first: a tenant over it is told so (429) even when the queue is full
+     * too, since waiting for the queue would not help it. No detail: overload path, kept cheap. */
+    uint32_t t = tenant_find(k, key);
+    if (t != SCHED_NIL && k->cfg.tenant_quota &&
+        k->tenants[t].queued + k->tenants[t].running >= k->cfg.tenant_quota) {
+        k->quota_rejected++;
+        pthread_mutex_unlock(&s->mu);
+        return VG_EQUOTA;
+    }
+    if (k->count == k->cap || (t == SCHED_NIL && (t = tenant_get(k, key)) == SCHED_NIL)) {
         k->rejected++;
         pthread_mutex_unlock(&s->mu);
-        return VG_EBUSY; /* no detail: this is the overload path, keep it cheap */
+        return VG_EBUSY;
     }
-    unsigned at = k->head + k->count;
-    if (at >= k->cap)
-        at -= k->cap;
-    k->ring[at] = (sched_entry){item, done, arg, deadline_ns, now};
-    k->count++;
+    sched_entry e = {
+        .item = item, .done = done, .arg = arg, .deadline_ns = deadline_ns, .enq_ns = now};
+    queue_push(k, t, &e);
     k->submitted++;
     s->pending_total++;
     int wake = s->idle > 0 && (k->count == 1 || k->count == k->pref);
+    int reap = deadline_ns < s->reap_at;
+    if (reap)
+        s->reap_at = deadline_ns;
     pthread_mutex_unlock(&s->mu);
     if (wake)
         pthread_cond_signal(&s->work_cv);
+    if (reap)
+        pthread_cond_signal(&s->reap_cv);
     return VG_OK;
+}
+
+int sched_submit(sched *s, unsigned kind, void *item, uint64_t deadline_ns, sched_done_fn done,
+                 void *arg)
+{
+    return sched_submit_for(s, kind, NULL, item, deadline_ns, done, arg);
 }
 
 void sched_shutdown(sched *s, int cancel_pending)
@@ -627,7 +953,8 @@ void sched_shutdown(sched *s, int cancel_pending)
         for (size_t i = 0; i < s->n_kinds && n < SCHED_CANCEL_CHUNK; i++) {
             sched_kind *k = &s->kinds[i];
             while (k->count > 0 && n < SCHED_CANCEL_CHUNK) {
-                chunk[n++] = ring_pop(k);
+                chunk[n] = queue_unlink(k, k->ghead);
+                tenant_put(k, chunk[n++].tenant);
                 k->canceled++;
                 s->pending_total--;
             }
@@ -640,8 +967,14 @@ void sched_shutdown(sched *s, int cancel_pending)
     }
     while (s->live > 0 || s->starting > 0 || s->exiting > 0 || s->spawning > 0)
         pthread_cond_wait(&s->state_cv, &s->mu);
+    /* The reaper last: it kept deadlines during a drain. Whatever it holds it completes first. */
+    s->reaper_stop = 1;
+    pthread_cond_signal(&s->reap_cv);
     s->shut_done = 1;
     pthread_mutex_unlock(&s->mu);
+    if (s->reaper_started)
+        pthread_join(s->reaper, NULL);
+    s->reaper_started = 0;
     for (unsigned i = 0; i < s->max_replicas; i++) {
         if (s->workers[i].state == SLOT_EXITED)
             pthread_join(s->workers[i].tid, NULL);
@@ -655,12 +988,16 @@ void sched_free(sched *s)
         return;
     if (s->workers)
         sched_shutdown(s, 1);
-    for (size_t i = 0; i < s->n_kinds; i++)
-        vg_free(s->kinds[i].ring);
+    for (size_t i = 0; i < s->n_kinds; i++) {
+        vg_free(s->kinds[i].pool);
+        vg_free(s->kinds[i].tenants);
+        vg_free(s->kinds[i].tindex);
+    }
     vg_free(s->workers);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->work_cv);
     pthread_cond_destroy(&s->state_cv);
+    pthread_cond_destroy(&s->reap_cv);
     vg_free(s);
 }
 
@@ -675,6 +1012,9 @@ void sched_stats_get(sched *s, sched_stats *out)
         o->name = k->cfg.name;
         o->submitted = k->submitted;
         o->rejected = k->rejected;
+        o->quota_rejected = k->quota_rejected;
+        o->reaped = k->reaped;
+        o->tenants = k->live_tenants;
         o->completed = k->completed;
         o->failed = k->failed;
         o->expired = k->expired;

@@ -10,8 +10,17 @@
  *   batch is ready, the one whose oldest item has waited longest.
  * - Admission control: submit never blocks; a full queue answers VG_EBUSY immediately (the server
  *   turns it into 503 + Retry-After) and counts it.
- * - Deadlines: every item has one (default 2,000 ms); an item already past it when a worker would
- *   start it is completed with VG_ETIMEDOUT and never computed.
+ * - Tenants: each item belongs to a tenant (an opaque string given to sched_submit_for). Within
+ *   a kind every tenant has its own FIFO sub-queue, and a batch takes items round-robin across
+ *   the tenants that have some queued, one item per turn: a tenant with a backlog of 100 items
+ *   delays another tenant's item by at most one turn per batch, never by the backlog. A kind may
+ *   cap what one tenant has queued or running (tenant_quota): past it submit answers VG_EQUOTA
+ *   at once (the server turns it into 429 + Retry-After), so one tenant cannot take the whole
+ *   queue either.
+ * - Deadlines: every item has one (default 2,000 ms). A reaper thread completes queued items with
+ *   VG_ETIMEDOUT when their deadline passes (within SCHED_REAP_COALESCE_MS), even while every
+ *   worker is busy with a long batch; an item a worker finds past its deadline is dropped the same
+ *   way. Either way it is never computed. A batch already running is not interrupted.
  * - Dynamic batching: a batch closes when it reaches the kind's preferred size or when its oldest
  *   item has waited max_delay_us, whichever is first, so a lone item waits at most the delay
  *   (given a free replica). The preferred size adapts: the scheduler estimates items/s for each
@@ -29,7 +38,7 @@
  * passes a pointer to it as the item, and the kind's batch function copies the n inputs into the
  * replica's batch tensor, runs the network once and scatters the outputs back into the items.
  *
- * Thread-safety: sched_submit and sched_stats_get may be called from any thread at any time
+ * Thread-safety: sched_submit(_for) and sched_stats_get may be called from any thread at any time
  * before sched_free; sched_shutdown and sched_free from one thread, once.
  */
 #ifndef VG_SCHED_H
@@ -49,17 +58,23 @@
 #define SCHED_DEFAULT_QUEUE_CAPACITY 1024
 #define SCHED_DEFAULT_DEADLINE_MS 2000 /* the reference product's inference timeout */
 #define SCHED_DEFAULT_IDLE_SHRINK_MS 5000
+#define SCHED_DEFAULT_TENANT_QUOTA 0 /* items one tenant may have queued or running; 0 = no cap */
+/* The reaper wakes at most once per this many ms: an expired item is answered at most this late,
+ * and a burst of deadlines costs one scan of the queue, not one per item. */
+#define SCHED_REAP_COALESCE_MS 1
 
 /* Completion: called exactly once per accepted item (sched_submit returned 0), from a worker
- * thread (or from the thread calling sched_shutdown, for cancelled items), with 0, the batch
- * function's error, VG_ETIMEDOUT (deadline passed before it started) or VG_ECANCELED (shutdown).
- * arg is the caller's. Keep it short: it runs on an inference thread. */
+ * thread, the reaper thread (expired while queued) or the thread calling sched_shutdown
+ * (cancelled items), with 0, the batch function's error, VG_ETIMEDOUT (deadline passed before it
+ * started) or VG_ECANCELED (shutdown). arg is the caller's. Keep it short: it runs on an
+ * inference thread or holds up other expiries. */
 typedef void (*sched_done_fn)(void *arg, int status);
 
 /* Runs one batch on a replica (borrowed; only this worker uses it): items[0..n) are the pointers
- * given to sched_submit, in submission order, 1 <= n <= max_batch. status[0..n) starts at 0; set
- * an entry to a negative VG_E* code to fail one item. A non-zero return fails the whole batch
- * with that code. kind_user is sched_kind_config.user. */
+ * given to sched_submit, taken round-robin across tenants (each tenant's in submission order),
+ * 1 <= n <= max_batch. status[0..n) starts at 0; set an entry to a negative VG_E* code to fail
+ * one item. A non-zero return fails the whole batch with that code. kind_user is
+ * sched_kind_config.user. */
 typedef int (*sched_batch_fn)(void *replica, void *kind_user, void *const *items, size_t n,
                               int *status);
 
@@ -78,6 +93,8 @@ typedef struct sched_kind_config {
     uint32_t max_delay_us;   /* how long the oldest item may wait for a batch to fill */
     unsigned queue_capacity; /* 1..SCHED_MAX_QUEUE_CAPACITY; beyond it: VG_EBUSY */
     int adaptive;            /* 1: adapt the preferred size; 0: always close at max_batch */
+    unsigned tenant_quota;   /* items one tenant may have queued + running; beyond: VG_EQUOTA;
+                                0 = no cap */
 } sched_kind_config;
 
 typedef struct sched_config {
@@ -92,7 +109,7 @@ typedef struct sched_config {
     uint32_t default_deadline_ms; /* used when sched_submit gets deadline 0 */
 } sched_config;
 
-/* Defaults: max_batch 32, delay 1000 us, queue 1024, adaptive. */
+/* Defaults: max_batch 32, delay 1000 us, queue 1024, adaptive, no tenant quota. */
 void sched_kind_config_init(sched_kind_config *k);
 /* Defaults: min 1 replica, max one per CPU, shrink after 5 s idle, deadline 2000 ms; no kinds. */
 void sched_config_init(sched_config *cfg);
@@ -103,29 +120,39 @@ typedef struct sched sched;
  * (with a detail), VG_ENOMEM, or the first replica_new error (nothing left running). */
 int sched_new(const sched_config *cfg, sched **out);
 
-/* Queues item (borrowed until done runs) for kind. deadline_ns is absolute on vg_now_ns()'s
- * clock, 0 for now + default_deadline_ms. Never blocks. Returns 0 (done will be called exactly
- * once), VG_EBUSY (queue full; done is not called), VG_ECANCELED (shutting down), VG_EINVAL. */
+/* Queues item (borrowed until done runs) for kind on behalf of tenant (borrowed during the call;
+ * NULL and "" are the same anonymous tenant; tenants are told apart by a 64-bit hash of the
+ * string). deadline_ns is absolute on vg_now_ns()'s clock, 0 for now + default_deadline_ms.
+ * Never blocks, never allocates. Returns 0 (done will be called exactly once), VG_EQUOTA (the
+ * tenant already has tenant_quota items queued or running), VG_EBUSY (queue full), VG_ECANCELED
+ * (shutting down), VG_EINVAL; on any error done is not called. */
+int sched_submit_for(sched *s, unsigned kind, const char *tenant, void *item, uint64_t deadline_ns,
+                     sched_done_fn done, void *arg);
+/* sched_submit_for with the anonymous tenant. */
 int sched_submit(sched *s, unsigned kind, void *item, uint64_t deadline_ns, sched_done_fn done,
                  void *arg);
 
 /* Stops accepting work. cancel_pending = 0: workers finish everything queued (deadlines still
  * apply); 1: queued items complete with VG_ECANCELED at once (batches already running finish).
- * Returns when every worker has exited and released its replica. Idempotent. */
+ * Returns when every worker and the reaper have exited (so every accepted item's done has run)
+ * and every replica is released. Idempotent. */
 void sched_shutdown(sched *s, int cancel_pending);
 /* sched_shutdown(s, 1) if not done yet, then frees. NULL is a no-op. */
 void sched_free(sched *s);
 
 typedef struct sched_kind_stats {
     const char *name;
-    uint64_t submitted; /* accepted */
-    uint64_t rejected;  /* VG_EBUSY: queue full (admission control) */
-    uint64_t completed; /* done with 0 */
-    uint64_t failed;    /* done with the batch function's error */
-    uint64_t expired;   /* done with VG_ETIMEDOUT, never computed */
-    uint64_t canceled;  /* done with VG_ECANCELED at shutdown */
+    uint64_t submitted;      /* accepted */
+    uint64_t rejected;       /* VG_EBUSY: queue full (admission control) */
+    uint64_t quota_rejected; /* VG_EQUOTA: the tenant had tenant_quota items in */
+    uint64_t completed;      /* done with 0 */
+    uint64_t failed;         /* done with the batch function's error */
+    uint64_t expired;        /* done with VG_ETIMEDOUT, never computed */
+    uint64_t reaped;         /* of expired: by the reaper, while still queued */
+    uint64_t canceled;       /* done with VG_ECANCELED at shutdown */
     uint64_t batches, batch_items;
     uint64_t queue_depth;              /* now */
+    uint64_t tenants;                  /* now: tenants with items queued or running */
     uint64_t wait_ns_sum, wait_ns_max; /* submit -> batch start, computed items */
     uint64_t run_ns_sum;               /* time inside the batch function */
     unsigned max_batch;

@@ -237,6 +237,7 @@ typedef struct an_job {
     analyze_result res;
     int status;
     const char *filename;
+    char detail[256]; /* why it failed, copied on the completing thread */
 } an_job;
 
 typedef struct an_batch {
@@ -246,11 +247,10 @@ typedef struct an_batch {
     _Atomic size_t pending; /* jobs not done + 1 for the submitting handler */
 } an_batch;
 
-/* Replies for a failed analysis from any thread: the per-thread error detail belongs to the
- * analysis thread, so only the code's own words are used. */
+/* Replies for a failed analysis from its completion: analyze leaves the reason in vg_err_msg()
+ * on the completing thread (deadline, shutdown, decoder detail), and the reply names it. */
 static void reply_status(http_req *req, int status)
 {
-    vg_err_clear();
     srv_reply_err(req, status, vg_strerror(status));
 }
 
@@ -310,9 +310,11 @@ static void batch_finish(an_batch *b)
             ok++;
         } else {
             int st = http_status_of(j->status);
-            item =
-                json_pack("{s:i,s:{s:s,s:s}}", "status", st, "error", "code", http_status_code(st),
-                          "message", st == 500 ? "internal error" : vg_strerror(j->status));
+            item = json_pack("{s:i,s:{s:s,s:s}}", "status", st, "error", "code",
+                             http_status_code(st), "message",
+                             st == 500      ? "internal error"
+                             : j->detail[0] ? j->detail
+                                            : vg_strerror(j->status));
         }
         json_object_set_new(item, "index", json_integer((json_int_t)i));
         if (j->filename)
@@ -329,6 +331,8 @@ static void batch_done(void *arg, int status)
 {
     an_job *j = arg;
     j->status = status;
+    if (status != VG_OK) /* the completing thread's detail (analyze_done_fn) */
+        snprintf(j->detail, sizeof(j->detail), "%s", vg_err_msg());
     if (atomic_fetch_sub(&j->batch->pending, 1) == 1)
         batch_finish(j->batch);
 }

@@ -381,8 +381,7 @@ static void ref_done(void *arg, int status)
     if (status == VG_OK) {
         ref_store(j);
         analyze_result_free(&j->res);
-    } else {
-        vg_err_clear();
+    } else { /* vg_err_msg() holds analyze's reason for this request (analyze_done_fn) */
         srv_reply_err(j->req, status, vg_strerror(status));
     }
     http_req_resume(j->req);

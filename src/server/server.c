@@ -22,6 +22,12 @@
 
 /* Descriptors kept for the store, logs, the listener and model files, not for connections. */
 #define SERVER_RESERVED_FDS 64
+/* Shutdown: the last part of the grace period (at most half of it) is kept for answering the
+ * analyses still queued with 503, so that they are answered within the grace period; replies
+ * made after the grace (a batch that was running) still get SERVER_SHUTDOWN_FLUSH_MIN_MS to go
+ * out before requests count as unanswered. */
+#define SERVER_SHUTDOWN_ANSWER_MS 500
+#define SERVER_SHUTDOWN_FLUSH_MIN_MS 1000
 
 void server_block_signals(void)
 {
@@ -211,6 +217,24 @@ static void collect(void *ctx)
             obs_add(s->m_cache_nospace, NULL, nospace - s->cache_nospace_seen);
         s->cache_nospace_seen = nospace;
     }
+    if (s->an) {
+        static const char *const outcome[SERVER_ANALYSIS_OUTCOMES] = {
+            "ok", "failed", "expired", "canceled", "queue_full", "tenant_quota"};
+        analyze_stats as;
+        analyze_stats_get(s->an, &as);
+        /* failed counts expired and canceled too; read apart from them, it may lag a moment */
+        uint64_t other =
+            as.failed > as.expired + as.canceled ? as.failed - as.expired - as.canceled : 0;
+        uint64_t now[SERVER_ANALYSIS_OUTCOMES] = {as.ok,       other,       as.expired,
+                                                  as.canceled, as.rejected, as.quota_rejected};
+        for (int i = 0; i < SERVER_ANALYSIS_OUTCOMES; i++) {
+            if (now[i] > s->analysis_seen[i]) {
+                obs_add(s->m_analysis, OBS_LABELS(outcome[i]), now[i] - s->analysis_seen[i]);
+                s->analysis_seen[i] = now[i];
+            }
+        }
+        obs_set(s->m_analysis_queue, NULL, (double)as.queue_depth);
+    }
 #endif
 }
 
@@ -302,6 +326,19 @@ static int open_obs(server *s)
         rc = obs_counter_register(s->reg, "vigil_auth_key_lookups_total",
                                   "bearer-key lookups served from memory (hit) or the store",
                                   "result", &s->m_keycache);
+#if VG_SERVER_HAVE_ANALYZE
+    if (rc == VG_OK)
+        rc = obs_counter_register(
+            s->reg, "vigil_analysis_requests_total",
+            "images through the analysis pipeline by outcome: ok, failed, expired (deadline "
+            "passed while queued: 503), canceled (shutdown: 503), queue_full (503), tenant_quota "
+            "(429)",
+            "outcome", &s->m_analysis);
+    if (rc == VG_OK)
+        rc = obs_gauge_register(s->reg, "vigil_analysis_queue_depth",
+                                "images waiting for an inference worker", NULL,
+                                &s->m_analysis_queue);
+#endif
     if (rc == VG_OK)
         rc = obs_counter_register(s->reg, "vigil_cache_lookups_total",
                                   "feature-cache lookups by the tier that answered (miss: none)",
@@ -383,6 +420,7 @@ static int open_analysis(server *s)
     ac.max_batch = (unsigned)c->batch_max_size;
     ac.max_delay_us = (uint32_t)c->batch_max_delay_us;
     ac.queue_capacity = (unsigned)c->queue_depth;
+    ac.tenant_quota = (unsigned)c->tenant_max_analyses;
     ac.deadline_ms = (uint32_t)c->request_deadline_ms;
     ac.max_input_bytes = (size_t)c->max_body_bytes;
     ac.cache_global = c->cache_scope == CONF_CACHE_SCOPE_GLOBAL;
@@ -540,7 +578,26 @@ int server_run(server *s)
             sig == SIGTERM ? "SIGTERM" : "SIGINT", (unsigned long long)s->cfg->shutdown_grace_ms,
             http_server_inflight(s->http));
     http_server_quiesce(s->http);
-    int rc = http_server_drain(s->http, s->cfg->shutdown_grace_ms);
+    uint64_t grace = s->cfg->shutdown_grace_ms;
+    uint64_t reserve =
+        grace / 2 < SERVER_SHUTDOWN_ANSWER_MS ? grace / 2 : SERVER_SHUTDOWN_ANSWER_MS;
+    uint64_t end = vg_now_ns() + grace * 1000000ull;
+    int rc = http_server_drain(s->http, grace - reserve);
+#if VG_SERVER_HAVE_ANALYZE
+    if (rc != VG_OK && s->an) {
+        /* Grace (nearly) over: whatever still waits for analysis is answered 503 + Retry-After
+         * now instead of holding the exit; batches already running finish and answer. */
+        VG_INFO("server", "%zu requests in flight after %llu ms: cancelling queued analyses",
+                http_server_inflight(s->http), (unsigned long long)(grace - reserve));
+        analyze_shutdown(s->an);
+        uint64_t now = vg_now_ns(), left_ms = now < end ? (end - now) / 1000000u : 0;
+        rc = http_server_drain(s->http, left_ms > SERVER_SHUTDOWN_FLUSH_MIN_MS
+                                            ? left_ms
+                                            : SERVER_SHUTDOWN_FLUSH_MIN_MS);
+    }
+#else
+    (void)end;
+#endif
     if (rc != VG_OK)
         VG_WARN("server", "%s", vg_err_msg());
     return rc;

@@ -24,9 +24,11 @@ typedef struct server server;
  * so the network threads inherit the mask. Prints a generated admin key to stdout once, on the
  * first start without a configured one. Returns owned (server_close). */
 int server_open(const conf_settings *cfg, server **out);
-/* Blocks until SIGTERM or SIGINT, then shuts down gracefully (quiesce, drain within
- * shutdown_grace, close the store). Returns VG_OK, or VG_ETIMEDOUT when requests were still in
- * flight at the end of the grace period. */
+/* Blocks until SIGTERM or SIGINT, then shuts down gracefully: quiesce, drain within
+ * shutdown_grace; analyses still queued near its end are answered 503 + Retry-After and the
+ * batches running finish. Returns VG_OK once every request is answered, or VG_ETIMEDOUT when one
+ * is still in flight after the grace period (plus SERVER_SHUTDOWN_FLUSH_MIN_MS for replies made
+ * after it). */
 int server_run(server *s);
 /* Frees everything (after server_run, or instead of it). NULL is a no-op. */
 void server_close(server *s);

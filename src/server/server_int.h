@@ -20,6 +20,8 @@
 #define SERVER_DATA_DIR_MODE 0700
 #define SERVER_DATA_FILE_MODE 0600
 
+#define SERVER_ANALYSIS_OUTCOMES 6 /* ok, failed, expired, canceled, queue_full, tenant_quota */
+
 typedef struct analyze_ctx analyze_ctx;
 struct cache;
 struct face_models;
@@ -51,6 +53,9 @@ struct server {
     uint64_t store_errors_seen, store_queries_seen; /* collector state (one render at a time) */
     uint64_t kc_hits_seen, kc_misses_seen;
     uint64_t cache_lookups_seen[4], cache_nospace_seen;
+    /* analysis outcomes (admission, deadlines, shutdown) for vigil_analysis_requests_total */
+    struct obs_metric *m_analysis, *m_analysis_queue;
+    uint64_t analysis_seen[SERVER_ANALYSIS_OUTCOMES];
 };
 
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
