@@ -19,6 +19,14 @@
  * fmt is the format name for the message (borrowed). */
 int img__check_dims(const char *fmt, uint32_t w, uint32_t h, const img_limits *limits);
 
+/* Sets a vg_err detail and the thread's img_last_limit() to k; returns code. */
+int img__limit_fail(img_limit_kind k, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Checks a decode's work units (see img_limits) against max_decode_work (VG_EPIXELS naming it).
+ * fmt is the format name for the message (borrowed). */
+int img__check_work(const char *fmt, uint64_t work, const img_limits *limits);
+
 /* Bytes of an 8-bit interleaved image, overflow-checked (VG_ETOOBIG on overflow). */
 int img__image_bytes(uint32_t w, uint32_t h, int channels, size_t *out);
 
