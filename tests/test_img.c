@@ -295,6 +295,7 @@ static void test_defaults(void **state)
     assert_int_equal(o.limits.max_jpeg_scans, IMG_DEFAULT_MAX_JPEG_SCANS);
     assert_true(o.limits.max_lossless_pixels == IMG_DEFAULT_MAX_LOSSLESS_PIXELS);
     assert_true(o.limits.max_decode_work == IMG_DEFAULT_MAX_DECODE_WORK);
+    assert_int_equal(o.limits.max_decode_ratio, IMG_DEFAULT_MAX_DECODE_RATIO);
     /* A phone's HD photo and a 50 MP frame are within the pixel limit. */
     assert_true((uint64_t)4000 * 3000 <= IMG_DEFAULT_MAX_PIXELS);
     assert_true((uint64_t)8160 * 6144 <= IMG_DEFAULT_MAX_PIXELS);
@@ -1534,6 +1535,7 @@ static void limits_unbounded(img_limits *l)
     l->max_jpeg_scans = UINT32_MAX;
     l->max_lossless_pixels = UINT64_MAX;
     l->max_decode_work = UINT64_MAX;
+    l->max_decode_ratio = 0;
 }
 
 static void test_bomb_jpeg_scans(void **state)
@@ -1607,6 +1609,7 @@ static void test_bomb_limits_admit_photos(void **state)
         img_image im;
         assert_int_equal(img_probe(b, n, NULL, &info), VG_OK);
         assert_true(info.work > 0 && info.work <= IMG_DEFAULT_MAX_DECODE_WORK);
+        assert_true(info.mem > 0 && info.mem <= IMG_DECODE_FREE_BYTES);
         if (img_decode(b, n, NULL, &im) != VG_OK)
             fail_msg("%s: %s", files[i], vg_err_msg());
         img_image_free(&im);
@@ -1617,11 +1620,22 @@ static void test_bomb_limits_admit_photos(void **state)
     uint8_t *j = jpeg_make(px, 64, 48, TJPF_RGB, TJSAMP_444, 90, TJFLAG_PROGRESSIVE, &n);
     jpeg_set_sof_dims(j, n, 8192, 8192);
     img_info info;
-    assert_int_equal(img_probe(j, n, NULL, &info), VG_OK);
+    /* A real 64 Mpx photo is megabytes; this header is 64x48's few KB, so the ratio rule is off
+     * here (it is what would refuse such a file). */
+    img_limits l;
+    img_limits_default(&l);
+    l.max_decode_ratio = 0;
+    assert_int_equal(img_probe(j, n, &l, &info), VG_OK);
     /* 14 component passes over 64 Mi samples (DC first and refine over 3 components, 8 AC
      * scans over one), one IDCT pass over the 3 components, 3 outputs per pixel. */
     assert_true(info.work == 20ull * 8192 * 8192);
     assert_true(info.work <= IMG_DEFAULT_MAX_DECODE_WORK);
+    /* RGB output and 2-byte coefficients of 3 components: 576 MiB, a ratio of 1024 from 576 KB
+     * of JPEG (a 64 Mpx photo is 10 MB or more). */
+    assert_true(info.mem == 9ull * 8192 * 8192);
+    assert_true(info.mem / IMG_DEFAULT_MAX_DECODE_RATIO < 600000);
+    assert_int_equal(img_probe(j, n, NULL, &info), VG_EPIXELS);
+    assert_int_equal(img_last_limit(), IMG_LIMIT_DECODE_RATIO);
     free(j);
     free(px);
 }
@@ -1640,14 +1654,25 @@ static void test_bomb_png(void **state)
     assert_int_equal(img_probe(b, n, &l, &info), VG_OK);
     /* Inflated rows (1 + 1250 bytes each), RGBA8 expansion, RGB output. */
     assert_true(info.work == 10000ull * 1251 + 100000000ull * 4 + 100000000ull * 3);
+    assert_true(info.mem == 100000000ull * 3);
     img_decode_opts o;
     img_decode_opts_default(&o);
     o.limits.max_pixels = UINT64_MAX;
-    o.limits.max_decode_work = info.work - 1;
     img_image im;
+    /* Pixels allowed: 300 MB of RGB from 12 KB is over the decode ratio. */
+    assert_int_equal(img_decode(b, n, &o, &im), VG_EPIXELS);
+    assert_int_equal(img_last_limit(), IMG_LIMIT_DECODE_RATIO);
+    assert_non_null(strstr(vg_err_msg(), "PNG decode needs 300000000 bytes of memory for 12227 "
+                                         "encoded bytes, more than max_decode_ratio 1024"));
+    o.limits.max_decode_work = info.work - 1;
     assert_int_equal(img_decode(b, n, &o, &im), VG_EPIXELS);
     assert_int_equal(img_last_limit(), IMG_LIMIT_DECODE_WORK);
     free(b);
+    /* 8 KB saying 8192x8192, within max_pixels: 192 MiB of RGB, refused by the ratio. */
+    assert_bomb_refused(DATA("bomb-ratio.png"), VG_EPIXELS, IMG_LIMIT_DECODE_RATIO,
+                        "PNG decode needs 201326592 bytes of memory for 8229 encoded bytes");
+    /* The ratio rule spares what IMG_DECODE_FREE_BYTES covers: a 12 MP phone frame, rotated. */
+    assert_true(4000ull * 3000 * 3 * 2 <= IMG_DECODE_FREE_BYTES);
     /* A zTXt chunk inflating to 17 MB: hostile content (422), not a large upload (413). */
     assert_bomb_refused(DATA("bomb-ztxt.png"), VG_ECORRUPT, IMG_LIMIT_PNG_CHUNKS,
                         "ancillary chunks exceed the chunk limits");
@@ -1667,11 +1692,14 @@ static void test_bomb_webp_lossless(void **state)
     img_info info;
     assert_int_equal(img_probe(b, n, &l, &info), VG_OK);
     assert_true(info.work == 11ull * 8192 * 8192); /* ARGB, RGBA, RGB */
+    assert_true(info.mem == 7ull * 8192 * 8192);   /* our RGB, libwebp's ARGB */
     img_decode_opts o;
     img_decode_opts_default(&o);
     o.limits.max_lossless_pixels = UINT64_MAX;
-    o.limits.max_decode_work = info.work - 1;
     img_image im;
+    assert_int_equal(img_decode(b, n, &o, &im), VG_EPIXELS);
+    assert_int_equal(img_last_limit(), IMG_LIMIT_DECODE_RATIO);
+    o.limits.max_decode_work = info.work - 1;
     assert_int_equal(img_decode(b, n, &o, &im), VG_EPIXELS);
     assert_int_equal(img_last_limit(), IMG_LIMIT_DECODE_WORK);
     free(b);

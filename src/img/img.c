@@ -30,6 +30,7 @@ void img_limits_default(img_limits *l)
     l->max_jpeg_scans = IMG_DEFAULT_MAX_JPEG_SCANS;
     l->max_lossless_pixels = IMG_DEFAULT_MAX_LOSSLESS_PIXELS;
     l->max_decode_work = IMG_DEFAULT_MAX_DECODE_WORK;
+    l->max_decode_ratio = IMG_DEFAULT_MAX_DECODE_RATIO;
 }
 
 img_limit_kind img_last_limit(void)
@@ -40,8 +41,8 @@ img_limit_kind img_last_limit(void)
 const char *img_limit_name(img_limit_kind k)
 {
     static const char *const names[IMG_LIMIT_COUNT] = {
-        "input_bytes",     "pixels",      "dimension", "jpeg_scans",
-        "lossless_pixels", "decode_work", "png_chunks"};
+        "input_bytes",     "pixels",      "dimension",  "jpeg_scans",
+        "lossless_pixels", "decode_work", "png_chunks", "decode_ratio"};
     return k >= 0 && k < IMG_LIMIT_COUNT ? names[k] : "none";
 }
 
@@ -56,13 +57,21 @@ int img__limit_fail(img_limit_kind k, int code, const char *fmt, ...)
     return vg_err_set(code, "%s", msg);
 }
 
-int img__check_work(const char *fmt, uint64_t work, const img_limits *limits)
+int img__check_cost(const char *fmt, img_cost cost, size_t len, const img_limits *limits)
 {
-    if (work > limits->max_decode_work)
+    if (cost.work > limits->max_decode_work)
         return img__limit_fail(IMG_LIMIT_DECODE_WORK, VG_EPIXELS,
                                "%s decode needs %" PRIu64
                                " work units (samples x passes), more than max_decode_work %" PRIu64,
-                               fmt, work, limits->max_decode_work);
+                               fmt, cost.work, limits->max_decode_work);
+    /* mem > len * ratio, in the division form that cannot overflow. */
+    uint64_t ratio = limits->max_decode_ratio;
+    if (ratio && cost.mem > IMG_DECODE_FREE_BYTES && (cost.mem - 1) / ratio >= (uint64_t)len)
+        return img__limit_fail(IMG_LIMIT_DECODE_RATIO, VG_EPIXELS,
+                               "%s decode needs %" PRIu64 " bytes of memory for %zu encoded bytes, "
+                               "more than max_decode_ratio %" PRIu64
+                               " bytes per encoded byte (beyond the first %" PRIu64 " bytes)",
+                               fmt, cost.mem, len, ratio, IMG_DECODE_FREE_BYTES);
     return VG_OK;
 }
 

@@ -38,6 +38,13 @@
  * 64 Mpx 4:4:4 progressive JPEG with libjpeg's 10-scan script (about 1.2e9) and any PNG or WebP
  * within the pixel limits; a 499-scan 8192 x 8192 JPEG needs 3.4e10. */
 #define IMG_DEFAULT_MAX_DECODE_WORK ((uint64_t)2000000000)
+/* Decode memory per encoded byte (see img_limits.max_decode_ratio). A photo needs 10 to 100
+ * bytes of pixels per byte of JPEG; a 12 KB PNG asking for 192 MiB of RGB needs 16000. */
+#define IMG_DEFAULT_MAX_DECODE_RATIO ((uint32_t)1024)
+/* Decode memory any image may use whatever its size: a 4000 x 3000 phone photo is 36 MiB of RGB
+ * (72 MiB with the copy an EXIF rotation makes), so no ordinary image meets the ratio rule,
+ * however well it compresses; the most a tiny file can ask is this. */
+#define IMG_DECODE_FREE_BYTES ((uint64_t)128 << 20)
 
 typedef enum { IMG_FMT_UNKNOWN = 0, IMG_FMT_JPEG, IMG_FMT_PNG, IMG_FMT_WEBP } img_format;
 
@@ -58,7 +65,13 @@ typedef enum { IMG_RGB = 3, IMG_GRAY = 1 } img_pixfmt;
  *         conversion, plus the output samples.
  * Nothing later in the stream can add work: every JPEG scan is counted before decoding, PNG
  * IDAT data beyond the image is not decoded and ancillary chunks are bounded by their own limit,
- * and WebP has no per-image repetition. */
+ * and WebP has no per-image repetition.
+ *
+ * Decode memory is estimated from the headers the same way (a full-size RGB decode: output,
+ * a progressive JPEG's 2-byte coefficients, a CMYK or RGBA intermediate, libwebp's lossless
+ * ARGB or animation canvases, the copy an EXIF rotation makes). Beyond IMG_DECODE_FREE_BYTES
+ * it may not exceed max_decode_ratio bytes per encoded byte: a tiny file promising hundreds of
+ * MiB of pixels (a 12 KB 1-bit PNG of 8192 x 8192) is a decompression bomb, not a photo. */
 typedef struct img_limits {
     size_t max_input_bytes;       /* encoded bytes */
     uint64_t max_pixels;          /* width*height as stored in the file, before any scaling */
@@ -66,6 +79,8 @@ typedef struct img_limits {
     uint32_t max_jpeg_scans;      /* SOS segments in a JPEG */
     uint64_t max_lossless_pixels; /* width*height of a lossless WebP */
     uint64_t max_decode_work;     /* work units (samples x passes) of one decode */
+    uint32_t max_decode_ratio;    /* decode bytes per encoded byte beyond IMG_DECODE_FREE_BYTES;
+                                     0 = no ratio rule */
 } img_limits;
 
 /* Fills the defaults above. */
@@ -81,6 +96,7 @@ typedef enum {
     IMG_LIMIT_LOSSLESS_PIXELS, /* max_lossless_pixels */
     IMG_LIMIT_DECODE_WORK,     /* max_decode_work */
     IMG_LIMIT_PNG_CHUNKS,      /* the ancillary chunk limits (zTXt/iCCP bombs) */
+    IMG_LIMIT_DECODE_RATIO,    /* max_decode_ratio */
     IMG_LIMIT_COUNT
 } img_limit_kind;
 
@@ -88,7 +104,7 @@ typedef enum {
  * it succeeded or failed for another reason (thread-local, like vg_err_msg()). */
 img_limit_kind img_last_limit(void);
 /* "input_bytes", "pixels", "dimension", "jpeg_scans", "lossless_pixels", "decode_work",
- * "png_chunks"; "none" otherwise. Static. */
+ * "png_chunks", "decode_ratio"; "none" otherwise. Static. */
 const char *img_limit_name(img_limit_kind k);
 
 typedef struct img_decode_opts {
@@ -134,6 +150,7 @@ typedef struct img_info {
     int frames;    /* 1, or more for animated WebP / APNG where known */
     uint64_t work; /* decode work units (see img_limits) of a full-size RGB decode: a property
                       of the file, the same bound for scaled and gray decodes */
+    uint64_t mem;  /* decode memory estimate in bytes, likewise */
 } img_info;
 
 /* Format from the leading bytes only (never from a name or a MIME type). */
@@ -144,7 +161,8 @@ const char *img_format_name(img_format f);
 /* Reads the header. Checks every limit of img_limits. Borrowed buf.
  * Errors: VG_EFORMAT (unknown magic), VG_ETRUNC, VG_ECORRUPT (also: more scans than
  * max_jpeg_scans, PNG ancillary chunks over their limits: hostile rather than large),
- * VG_ETOOBIG (bytes), VG_EPIXELS (max_pixels, max_lossless_pixels, max_decode_work), VG_EDIM
+ * VG_ETOOBIG (bytes), VG_EPIXELS (max_pixels, max_lossless_pixels, max_decode_work,
+ * max_decode_ratio), VG_EDIM
  * (zero or over max_dimension). Details via vg_err_msg(), the limit via img_last_limit(). */
 int img_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out);
 

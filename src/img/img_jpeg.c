@@ -48,6 +48,7 @@ typedef struct img_jpeg_markers {
     int adobe;             /* 1 if an Adobe APP14 segment was seen: CMYK is stored inverted */
     uint32_t sof_w, sof_h; /* from the first start-of-frame segment; 0 if none */
     uint32_t scans;        /* SOS segments before EOI */
+    int progressive;       /* the first frame is progressive (SOF2, 6, 10, 14) */
     int ncomp;             /* components of the first frame (up to IMG_JPEG_MAX_COMPONENTS) */
     uint8_t comp_id[IMG_JPEG_MAX_COMPONENTS];
     uint64_t comp_samples[IMG_JPEG_MAX_COMPONENTS]; /* block-padded samples of each component */
@@ -155,6 +156,7 @@ static int img_jpeg_walk(const uint8_t *buf, size_t len, img_jpeg_markers *mk)
                 return vg_err_set(VG_EDIM, "JPEG header says %ux%u: zero dimension", w, h);
             mk->sof_w = w;
             mk->sof_h = h;
+            mk->progressive = (m & 3) == 2; /* C2, C6, CA, CE */
             img_jpeg_frame(pl, plen, w, h, mk);
         } else if (m == IMG_JPEG_MARKER_SOS) {
             mk->scans++;
@@ -186,14 +188,20 @@ static int img_jpeg_walk(const uint8_t *buf, size_t len, img_jpeg_markers *mk)
                       len);
 }
 
-/* Work units of a full-size RGB decode (see img_limits): every scan's samples, then the IDCT
- * and upsampling of every component's samples and the colour conversion of w*h*3 outputs. */
-static uint64_t img_jpeg_work(const img_jpeg_markers *mk)
+/* Cost of a full-size RGB decode (see img_limits). Work: every scan's samples, then the IDCT
+ * and upsampling of every component's samples and the colour conversion of w*h*3 outputs.
+ * Memory: the output, a progressive frame's whole coefficient buffer (2 bytes a sample; a
+ * sequential one streams), a CMYK intermediate, the copy an EXIF rotation makes. */
+static img_cost img_jpeg_cost(const img_jpeg_markers *mk)
 {
-    uint64_t idct = 0;
+    uint64_t samples = 0, px = (uint64_t)mk->sof_w * mk->sof_h;
     for (int c = 0; c < mk->ncomp; c++)
-        idct += mk->comp_samples[c];
-    return mk->scan_samples + idct + (uint64_t)mk->sof_w * mk->sof_h * 3;
+        samples += mk->comp_samples[c];
+    img_cost k;
+    k.work = mk->scan_samples + samples + px * 3;
+    k.mem = px * 3 * (mk->orientation != 1 ? 2 : 1) + (mk->ncomp == 4 ? px * 4 : 0) +
+            (mk->progressive ? samples * 2 : 0);
+    return k;
 }
 
 /* The walk and the checks of every limit it allows, before libjpeg sees the bytes. */
@@ -210,7 +218,7 @@ static int img_jpeg_precheck(const uint8_t *buf, size_t len, const img_limits *l
         return img__limit_fail(IMG_LIMIT_JPEG_SCANS, VG_ECORRUPT,
                                "JPEG has %u scans, more than max_jpeg_scans %u", mk->scans,
                                limits->max_jpeg_scans);
-    return img__check_work("JPEG", img_jpeg_work(mk), limits);
+    return img__check_cost("JPEG", img_jpeg_cost(mk), len, limits);
 }
 
 /* Warnings libjpeg recovers from without losing pixels: stray bytes before a marker, version
@@ -299,7 +307,9 @@ int img__jpeg_probe(const uint8_t *buf, size_t len, const img_limits *limits, im
     out->orientation = mk.orientation;
     out->has_alpha = 0;
     out->frames = 1;
-    out->work = img_jpeg_work(&mk);
+    img_cost k = img_jpeg_cost(&mk);
+    out->work = k.work;
+    out->mem = k.mem;
     return VG_OK;
 }
 

@@ -128,28 +128,36 @@ int img__png_orientation(const uint8_t *buf, size_t len)
     return 1;
 }
 
-/* Work units of a full-size RGB decode (see img_limits): the inflated bytes, the expansion to
- * 8-bit (or 16-bit) RGBA, the output. An unknown colour type counts as 4 channels (spng
- * refuses it anyway). */
-static uint64_t img_png_work(uint32_t w, uint32_t h, unsigned depth, unsigned ctype)
+/* Cost of a full-size RGB decode (see img_limits) of IHDR's w x h, bit depth, colour type and
+ * interlace method. Work: the inflated bytes, the expansion to 8-bit (or 16-bit) RGBA, the
+ * output; an unknown colour type counts as 4 channels (spng refuses it anyway). Memory: the
+ * output, an interlaced image's whole RGBA buffer (passes revisit rows), the copy an EXIF
+ * rotation makes (oriented 1: none). */
+static img_cost img_png_cost(uint32_t w, uint32_t h, unsigned depth, unsigned ctype,
+                             unsigned interlace, int oriented)
 {
     static const unsigned channels[7] = {1, 4, 3, 1, 2, 4, 4};
     uint64_t bits = (uint64_t)w * (ctype < 7 ? channels[ctype] : 4) * VG_MAX(depth, 1u);
-    uint64_t px = (uint64_t)w * h;
-    return (uint64_t)h * (1 + (bits + 7) / 8) + px * (depth == 16 ? 8 : 4) + px * 3;
+    uint64_t px = (uint64_t)w * h, rgba = px * (depth == 16 ? 8 : 4);
+    img_cost k;
+    k.work = (uint64_t)h * (1 + (bits + 7) / 8) + rgba + px * 3;
+    k.mem = px * 3 * (oriented != 1 ? 2 : 1) + (interlace ? rgba : 0);
+    return k;
 }
 
-/* Our own limits check on IHDR (bytes 16..25: IHDR is always the first chunk), before spng's
+/* Our own limits check on IHDR (bytes 16..28: IHDR is always the first chunk), before spng's
  * own checks, so that the error names which of our limits was hit. A short or odd file is left
  * to spng, which reports it. */
 static int img_png_precheck(const uint8_t *buf, size_t len, const img_limits *limits)
 {
-    if (len < 26 || memcmp(buf + 12, "IHDR", 4) != 0)
+    if (len < 29 || memcmp(buf + 12, "IHDR", 4) != 0)
         return VG_OK;
     uint32_t w = img__rd32(buf + 16, 1), h = img__rd32(buf + 20, 1);
     int rc = img__check_dims("PNG", w, h, limits);
     if (rc == VG_OK)
-        rc = img__check_work("PNG", img_png_work(w, h, buf[24], buf[25]), limits);
+        rc = img__check_cost(
+            "PNG", img_png_cost(w, h, buf[24], buf[25], buf[28], img__png_orientation(buf, len)),
+            len, limits);
     return rc;
 }
 
@@ -207,7 +215,10 @@ int img__png_probe(const uint8_t *buf, size_t len, const img_limits *limits, img
     out->h = ihdr.height;
     out->has_alpha = (ihdr.color_type & 4) || has_trns;
     out->frames = img_png_frames(buf, len);
-    out->work = img_png_work(ihdr.width, ihdr.height, ihdr.bit_depth, ihdr.color_type);
+    img_cost k = img_png_cost(ihdr.width, ihdr.height, ihdr.bit_depth, ihdr.color_type,
+                              ihdr.interlace_method, img__png_orientation(buf, len));
+    out->work = k.work;
+    out->mem = k.mem;
     return VG_OK;
 }
 

@@ -100,14 +100,20 @@ int img__webp_orientation(const uint8_t *buf, size_t len)
 /* WebPBitstreamFeatures.format: 1 lossy, 2 lossless, 0 mixed/undefined (animations). */
 #define IMG_WEBP_FORMAT_LOSSLESS 2
 
-/* Work units of a full-size RGB decode (see img_limits): the YUV 4:2:0 (lossy) or ARGB
+/* Cost of a full-size RGB decode (see img_limits). Work: the YUV 4:2:0 (lossy) or ARGB
  * (lossless, and animations, whose frames may be either) planes, the RGBA conversion, the
- * output. */
-static uint64_t img_webp_work(const WebPBitstreamFeatures *f)
+ * output. Memory: our RGB(A) buffer, libwebp's lossless ARGB image, an animation decoder's two
+ * canvases, the copy an EXIF rotation makes (oriented 1: none). */
+static img_cost img_webp_cost(const WebPBitstreamFeatures *f, int oriented)
 {
     uint64_t px = (uint64_t)(uint32_t)f->width * (uint32_t)f->height;
-    uint64_t planes = f->format == 1 && !f->has_animation ? px + px / 2 : px * 4;
-    return planes + px * 4 + px * 3;
+    int lossy = f->format == 1 && !f->has_animation;
+    img_cost k;
+    k.work = (lossy ? px + px / 2 : px * 4) + px * 4 + px * 3;
+    k.mem = px * (f->has_alpha || f->has_animation ? 4 : 3) +
+            (f->format == IMG_WEBP_FORMAT_LOSSLESS ? px * 4 : 0) + (f->has_animation ? px * 8 : 0) +
+            (oriented != 1 ? px * 3 : 0);
+    return k;
 }
 
 static int img_webp_features(const uint8_t *buf, size_t len, const img_limits *limits,
@@ -130,7 +136,7 @@ static int img_webp_features(const uint8_t *buf, size_t len, const img_limits *l
                                f->has_animation ? "animated" : "lossless", w, h,
                                (unsigned long long)((uint64_t)w * h),
                                (unsigned long long)limits->max_lossless_pixels);
-    return img__check_work("WebP", img_webp_work(f), limits);
+    return img__check_cost("WebP", img_webp_cost(f, img__webp_orientation(buf, len)), len, limits);
 }
 
 int img__webp_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out)
@@ -143,7 +149,9 @@ int img__webp_probe(const uint8_t *buf, size_t len, const img_limits *limits, im
     out->h = (uint32_t)f.height;
     out->has_alpha = f.has_alpha != 0;
     out->frames = 1;
-    out->work = img_webp_work(&f);
+    img_cost k = img_webp_cost(&f, img__webp_orientation(buf, len));
+    out->work = k.work;
+    out->mem = k.mem;
     if (f.has_animation) {
         WebPDemuxer *d;
         rc = img_webp_demux(buf, len, &d);

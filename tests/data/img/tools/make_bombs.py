@@ -81,6 +81,7 @@ def main():
     open("bomb-scans.jpg", "wb").write(jpeg_scans(p256, 499))
     open("bomb-work.jpg", "wb").write(jpeg_scans(p8192, 40))
     open("bomb-1bit.png", "wb").write(png(10000, 10000, 1, 0))
+    open("bomb-ratio.png", "wb").write(png(8192, 8192, 1, 0))
     ztxt = chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"\0" * 17000000, 9))
     open("bomb-ztxt.png", "wb").write(png(4, 4, 8, 2, ztxt))
     gray = os.path.join(tmp, "g8192.png")
