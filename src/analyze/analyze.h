@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "img/img.h"
+
 #define ANALYZE_ID_MAX 48 /* bytes for an id string incl. NUL (store ids fit) */
 #define ANALYZE_DESCRIPTOR_DIM 128
 
@@ -124,9 +126,13 @@ typedef struct analyze_config {
     unsigned queue_capacity;
     uint32_t deadline_ms; /* used when a request has none */
     unsigned finishers;
-    size_t max_input_bytes; /* img limits; 0 = img defaults */
+    size_t max_input_bytes; /* img limits (img_limits); 0 = img defaults */
     uint64_t max_pixels;
     uint32_t max_dimension;
+    uint32_t max_jpeg_scans;
+    uint64_t max_lossless_pixels;
+    uint64_t max_decode_work; /* work units, see img.h */
+    uint32_t max_decode_ratio;
 } analyze_config;
 
 /* Fills the defaults above (balanced level). */
@@ -159,7 +165,8 @@ const char *analyze_model_version(const analyze_ctx *ctx);
 
 /* Completion of an asynchronous request, called exactly once from an analyze thread (never from
  * inside analyze_submit) with 0 or a VG_E* code; the result struct given to analyze_submit is
- * filled on success and zeroed on error. arg is the caller's. */
+ * filled on success and zeroed on error. On error, vg_err_msg() on the calling thread is this
+ * request's own detail (e.g. the img limit that refused the image). arg is the caller's. */
 typedef void (*analyze_done_fn)(void *arg, int status);
 
 /* Queues a request. req and everything it points to (bytes, strings) and out stay borrowed until
@@ -176,6 +183,7 @@ typedef struct analyze_stats {
     uint64_t faces_described;
     uint64_t batches, batch_images;
     unsigned queue_depth, workers, workers_busy;
+    uint64_t img_limit_hits[IMG_LIMIT_COUNT]; /* images refused by each img limit */
 } analyze_stats;
 void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out);
 

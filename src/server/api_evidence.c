@@ -245,11 +245,10 @@ typedef struct an_batch {
     _Atomic size_t pending; /* jobs not done + 1 for the submitting handler */
 } an_batch;
 
-/* Replies for a failed analysis from any thread: the per-thread error detail belongs to the
- * analysis thread, so only the code's own words are used. */
-static void reply_status(http_req *req, int status)
+/* Replies for a failed single analysis from its done callback, which runs on the analyze thread
+ * that set this job's own detail (analyze_done_fn): the answer names the limit or the damage. */
+static void reply_detail(http_req *req, int status)
 {
-    vg_err_clear();
     srv_reply_err(req, status, vg_strerror(status));
 }
 
@@ -262,7 +261,7 @@ static void single_done(void *arg, int status)
         analyze_result_free(&j->res);
         http_reply_json(j->req, code, o);
     } else {
-        reply_status(j->req, status);
+        reply_detail(j->req, status);
     }
     http_req_resume(j->req);
 }
