@@ -353,7 +353,7 @@ static void test_error_statuses(void **state)
     (void)state;
     char *dir = make_tmpdir();
     proc p;
-    const char *extra[] = {"--max-body-bytes", "64KiB", NULL};
+    const char *extra[] = {"--max-body-bytes", "64KiB", "--max-jpeg-scans", "400", NULL};
     start(&p, dir, extra);
     assert_true(strlen(p.admin_key) > 10);
     const char *admin = p.admin_key;
@@ -416,6 +416,42 @@ static void test_error_statuses(void **state)
     http(&p, "POST", "/api/v1/analyze", key, "application/json", "{}", 2, &r);
     if (r.status != 503) /* 503 only while the analysis pipeline is not built in */
         expect_error(&r, 415, "unsupported_media_type");
+    resp_free(&r);
+    /* Decompression bombs within the byte limit: 422 undecodable_image naming the limit (the
+     * scan limit as set by the flag above), never 413, and counted by limit in the metrics. */
+    static const struct {
+        const char *file, *ctype, *detail;
+    } bombs[] = {
+        {"/img/bomb-scans.jpg", "image/jpeg", "499 scans, more than max_jpeg_scans 400"},
+        {"/img/bomb-ztxt.png", "image/png", "ancillary chunks exceed the chunk limits"},
+        {"/img/bomb-1bit.png", "image/png", "more than max_pixels 67108864"},
+        {"/img/bomb-lossless.webp", "image/webp", "more than max_lossless_pixels 16777216"},
+        {"/img/bomb-ratio.png", "image/png", "more than max_decode_ratio 1024"},
+    };
+    int analyzed = 0;
+    for (size_t i = 0; i < sizeof(bombs) / sizeof(bombs[0]); i++) {
+        uint8_t *b = NULL;
+        size_t blen = 0;
+        char path[1024];
+        snprintf(path, sizeof(path), "%s%s", VG_TEST_DATA_DIR, bombs[i].file);
+        assert_int_equal(vg_read_file(path, 1 << 20, &b, &blen), VG_OK);
+        http(&p, "POST", "/api/v1/analyze", key, bombs[i].ctype, b, blen, &r);
+        if (r.status != 503) { /* 503 only while the analysis pipeline is not built in */
+            expect_error(&r, 422, "undecodable_image");
+            if (!strstr(r.body, bombs[i].detail))
+                fail_msg("%s: %s lacks '%s'", bombs[i].file, r.body, bombs[i].detail);
+            analyzed = 1;
+        }
+        resp_free(&r);
+        vg_free(b);
+    }
+    http_json(&p, "GET", "/metrics", NULL, NULL, &r);
+    if (r.status == 200 && analyzed) {
+        assert_non_null(strstr(r.body, "vigil_img_limit_hits_total{limit=\"jpeg_scans\"} 1"));
+        assert_non_null(strstr(r.body, "vigil_img_limit_hits_total{limit=\"png_chunks\"} 1"));
+        assert_non_null(strstr(r.body, "vigil_img_limit_hits_total{limit=\"pixels\"} 1"));
+        assert_non_null(strstr(r.body, "vigil_img_limit_hits_total{limit=\"lossless_pixels\"} 1"));
+    }
     resp_free(&r);
     /* health: 200 or 503, always with the database component */
     http_json(&p, "GET", "/api/v1/health", NULL, NULL, &r);

@@ -7,6 +7,7 @@
 
 #include "conf/conf.h"
 #include "core/core.h"
+#include "img/img.h" /* the decode limits' defaults (macros only) */
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,23 @@ static void test_defaults(void **state)
     assert_int_equal(c.source[0], CONF_SRC_DEFAULT);
     conf_deinit(&c);
     conf_deinit(&c); /* idempotent */
+}
+
+/* The image decoding limits of `vigil serve` default to img's own defaults. */
+static void test_image_limit_defaults(void **state)
+{
+    (void)state;
+    conf_settings c;
+    assert_int_equal(conf_init(&c), VG_OK);
+    assert_true((uint64_t)c.max_image_pixels == IMG_DEFAULT_MAX_PIXELS);
+    assert_true((uint32_t)c.max_jpeg_scans == IMG_DEFAULT_MAX_JPEG_SCANS);
+    assert_true((uint64_t)c.max_lossless_pixels == IMG_DEFAULT_MAX_LOSSLESS_PIXELS);
+    assert_true((uint64_t)c.max_decode_work == IMG_DEFAULT_MAX_DECODE_WORK);
+    assert_true((uint32_t)c.max_decode_ratio == IMG_DEFAULT_MAX_DECODE_RATIO);
+    assert_int_equal(conf_set(&c, "max-jpeg-scans", "0", CONF_SRC_FLAG, NULL), VG_EINVAL);
+    assert_int_equal(conf_set(&c, "max-decode-work", "5000", CONF_SRC_FLAG, NULL), VG_OK);
+    assert_int_equal(c.max_decode_work, 5000);
+    conf_deinit(&c);
 }
 
 static void test_every_row_has_default_and_help(void **state)
@@ -230,6 +248,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_image_limit_defaults),
         cmocka_unit_test(test_every_row_has_default_and_help),
         cmocka_unit_test(test_file_text),
         cmocka_unit_test(test_file_errors_name_the_key),

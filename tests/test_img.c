@@ -292,6 +292,13 @@ static void test_defaults(void **state)
     assert_int_equal(o.limits.max_input_bytes, IMG_DEFAULT_MAX_INPUT_BYTES);
     assert_true(o.limits.max_pixels == IMG_DEFAULT_MAX_PIXELS);
     assert_int_equal(o.limits.max_dimension, IMG_DEFAULT_MAX_DIMENSION);
+    assert_int_equal(o.limits.max_jpeg_scans, IMG_DEFAULT_MAX_JPEG_SCANS);
+    assert_true(o.limits.max_lossless_pixels == IMG_DEFAULT_MAX_LOSSLESS_PIXELS);
+    assert_true(o.limits.max_decode_work == IMG_DEFAULT_MAX_DECODE_WORK);
+    assert_int_equal(o.limits.max_decode_ratio, IMG_DEFAULT_MAX_DECODE_RATIO);
+    /* A phone's HD photo and a 50 MP frame are within the pixel limit. */
+    assert_true((uint64_t)4000 * 3000 <= IMG_DEFAULT_MAX_PIXELS);
+    assert_true((uint64_t)8160 * 6144 <= IMG_DEFAULT_MAX_PIXELS);
     assert_int_equal(o.pixfmt, IMG_RGB);
     assert_int_equal(o.min_w, 0);
     assert_int_equal(o.min_h, 0);
@@ -911,7 +918,8 @@ static void test_jpeg_huge_and_zero_header(void **state)
     vg_err_clear();
     assert_int_equal(img_decode(j, n, NULL, &im), VG_EPIXELS);
     assert_non_null(strstr(vg_err_msg(), "65535x65535 = 4294836225 pixels"));
-    assert_non_null(strstr(vg_err_msg(), "max_pixels 100000000"));
+    assert_non_null(strstr(vg_err_msg(), "max_pixels 67108864"));
+    assert_int_equal(img_last_limit(), IMG_LIMIT_PIXELS);
     assert_int_equal(vg_alloc_count(), before); /* refused before any pixel allocation */
     assert_int_equal(img_probe(j, n, NULL, &info), VG_EPIXELS);
     /* With a pixel budget that allows it, the dimension limit names itself. */
@@ -1495,6 +1503,215 @@ static void test_png_huge_chunk_and_header(void **state)
     free(png);
 }
 
+/* ---- decompression bombs (issue 9) -------------------------------------------------------- */
+
+/* A bomb fixture under default options: refused by decode and probe with `code`, the detail
+ * naming the limit, img_last_limit() saying which, and no pixel buffer allocated (refused from
+ * the headers, before the library decoded anything). */
+static void assert_bomb_refused(const char *path, int code, img_limit_kind kind, const char *detail)
+{
+    size_t n;
+    uint8_t *b = read_data(path, &n);
+    img_image im;
+    img_info info;
+    long before = vg_alloc_count();
+    vg_err_clear();
+    assert_int_equal(img_decode(b, n, NULL, &im), code);
+    if (!strstr(vg_err_msg(), detail))
+        fail_msg("%s: detail '%s' lacks '%s'", path, vg_err_msg(), detail);
+    assert_int_equal(img_last_limit(), kind);
+    assert_null(im.px);
+    assert_int_equal(vg_alloc_count(), before);
+    assert_int_equal(img_probe(b, n, NULL, &info), code);
+    assert_int_equal(img_last_limit(), kind);
+    free(b);
+}
+
+/* Limits all raised, for reading a bomb's work units with img_probe. */
+static void limits_unbounded(img_limits *l)
+{
+    img_limits_default(l);
+    l->max_pixels = UINT64_MAX;
+    l->max_jpeg_scans = UINT32_MAX;
+    l->max_lossless_pixels = UINT64_MAX;
+    l->max_decode_work = UINT64_MAX;
+    l->max_decode_ratio = 0;
+}
+
+static void test_bomb_jpeg_scans(void **state)
+{
+    (void)state;
+    /* 499 scans of a 256x256 frame: libjpeg-turbo's own cap (500) let it through. */
+    assert_bomb_refused(DATA("bomb-scans.jpg"), VG_ECORRUPT, IMG_LIMIT_JPEG_SCANS,
+                        "JPEG has 499 scans, more than max_jpeg_scans 64");
+    size_t n;
+    uint8_t *b = read_data(DATA("bomb-scans.jpg"), &n);
+    img_limits l;
+    limits_unbounded(&l);
+    img_info info;
+    assert_int_equal(img_probe(b, n, &l, &info), VG_OK);
+    /* 499 scans x 65536 samples, one IDCT pass over them, 256*256*3 outputs. */
+    assert_true(info.work == 499ull * 65536 + 65536 + 196608);
+    /* The scan limit is what refused it: raised, the (small) image decodes. */
+    img_decode_opts o;
+    img_decode_opts_default(&o);
+    o.limits.max_jpeg_scans = 499;
+    img_image im;
+    assert_int_equal(img_decode(b, n, &o, &im), VG_OK);
+    assert_int_equal(im.w, 256);
+    assert_int_equal(img_last_limit(), IMG_LIMIT_NONE);
+    img_image_free(&im);
+    /* And the work budget refuses it on its own when set below its cost. */
+    o.limits.max_decode_work = info.work - 1;
+    assert_int_equal(img_decode(b, n, &o, &im), VG_EPIXELS);
+    assert_int_equal(img_last_limit(), IMG_LIMIT_DECODE_WORK);
+    assert_non_null(strstr(vg_err_msg(), "more than max_decode_work"));
+    free(b);
+}
+
+static void test_bomb_jpeg_work(void **state)
+{
+    (void)state;
+    /* 8192x8192 (within max_pixels) and 40 scans (within max_jpeg_scans), 136 KB: each scan
+     * passes over 67 M coefficients. */
+    assert_bomb_refused(DATA("bomb-work.jpg"), VG_EPIXELS, IMG_LIMIT_DECODE_WORK,
+                        "JPEG decode needs 2952790016 work units (samples x passes), more than "
+                        "max_decode_work 2000000000");
+    size_t n;
+    uint8_t *b = read_data(DATA("bomb-work.jpg"), &n);
+    img_limits l;
+    limits_unbounded(&l);
+    img_info info;
+    assert_int_equal(img_probe(b, n, &l, &info), VG_OK);
+    assert_true(info.work == 40ull * 8192 * 8192 + 8192ull * 8192 + 3ull * 8192 * 8192);
+    assert_true(info.work > IMG_DEFAULT_MAX_DECODE_WORK);
+    free(b);
+}
+
+/* Normal photos stay within every default limit: the fixtures, the bench images, and a
+ * 64 Mpx 4:4:4 progressive header (libjpeg's 10-scan script, the costliest common layout). */
+static void test_bomb_limits_admit_photos(void **state)
+{
+    (void)state;
+    static const char *const files[] = {DATA("mode-original.jpg"),
+                                        DATA("mode-CMYK.jpg"),
+                                        DATA("exif-rotn-6-small.jpg"),
+                                        DATA("mode-1.png"),
+                                        DATA("mode-RGBA.png"),
+                                        DATA("mode-F.webp"),
+                                        DATA("anim.webp"),
+                                        VG_TEST_DATA_DIR "/../../bench/images/HD.jpg",
+                                        VG_TEST_DATA_DIR "/../../bench/images/L.jpg"};
+    for (size_t i = 0; i < VG_ARRAY_LEN(files); i++) {
+        size_t n;
+        uint8_t *b = read_data(files[i], &n);
+        img_info info;
+        img_image im;
+        assert_int_equal(img_probe(b, n, NULL, &info), VG_OK);
+        assert_true(info.work > 0 && info.work <= IMG_DEFAULT_MAX_DECODE_WORK);
+        assert_true(info.mem > 0 && info.mem <= IMG_DECODE_FREE_BYTES);
+        if (img_decode(b, n, NULL, &im) != VG_OK)
+            fail_msg("%s: %s", files[i], vg_err_msg());
+        img_image_free(&im);
+        free(b);
+    }
+    uint8_t *px = pattern_rgb(64, 48);
+    size_t n;
+    uint8_t *j = jpeg_make(px, 64, 48, TJPF_RGB, TJSAMP_444, 90, TJFLAG_PROGRESSIVE, &n);
+    jpeg_set_sof_dims(j, n, 8192, 8192);
+    img_info info;
+    /* A real 64 Mpx photo is megabytes; this header is 64x48's few KB, so the ratio rule is off
+     * here (it is what would refuse such a file). */
+    img_limits l;
+    img_limits_default(&l);
+    l.max_decode_ratio = 0;
+    assert_int_equal(img_probe(j, n, &l, &info), VG_OK);
+    /* 14 component passes over 64 Mi samples (DC first and refine over 3 components, 8 AC
+     * scans over one), one IDCT pass over the 3 components, 3 outputs per pixel. */
+    assert_true(info.work == 20ull * 8192 * 8192);
+    assert_true(info.work <= IMG_DEFAULT_MAX_DECODE_WORK);
+    /* RGB output and 2-byte coefficients of 3 components: 576 MiB, a ratio of 1024 from 576 KB
+     * of JPEG (a 64 Mpx photo is 10 MB or more). */
+    assert_true(info.mem == 9ull * 8192 * 8192);
+    assert_true(info.mem / IMG_DEFAULT_MAX_DECODE_RATIO < 600000);
+    assert_int_equal(img_probe(j, n, NULL, &info), VG_EPIXELS);
+    assert_int_equal(img_last_limit(), IMG_LIMIT_DECODE_RATIO);
+    free(j);
+    free(px);
+}
+
+static void test_bomb_png(void **state)
+{
+    (void)state;
+    /* 12 KB of 1-bit zeros saying 10000x10000: 300 MB of RGB. */
+    assert_bomb_refused(DATA("bomb-1bit.png"), VG_EPIXELS, IMG_LIMIT_PIXELS,
+                        "10000x10000 = 100000000 pixels, more than max_pixels 67108864");
+    size_t n;
+    uint8_t *b = read_data(DATA("bomb-1bit.png"), &n);
+    img_limits l;
+    limits_unbounded(&l);
+    img_info info;
+    assert_int_equal(img_probe(b, n, &l, &info), VG_OK);
+    /* Inflated rows (1 + 1250 bytes each), RGBA8 expansion, RGB output. */
+    assert_true(info.work == 10000ull * 1251 + 100000000ull * 4 + 100000000ull * 3);
+    assert_true(info.mem == 100000000ull * 3);
+    img_decode_opts o;
+    img_decode_opts_default(&o);
+    o.limits.max_pixels = UINT64_MAX;
+    img_image im;
+    /* Pixels allowed: 300 MB of RGB from 12 KB is over the decode ratio. */
+    assert_int_equal(img_decode(b, n, &o, &im), VG_EPIXELS);
+    assert_int_equal(img_last_limit(), IMG_LIMIT_DECODE_RATIO);
+    assert_non_null(strstr(vg_err_msg(), "PNG decode needs 300000000 bytes of memory for 12227 "
+                                         "encoded bytes, more than max_decode_ratio 1024"));
+    o.limits.max_decode_work = info.work - 1;
+    assert_int_equal(img_decode(b, n, &o, &im), VG_EPIXELS);
+    assert_int_equal(img_last_limit(), IMG_LIMIT_DECODE_WORK);
+    free(b);
+    /* 8 KB saying 8192x8192, within max_pixels: 192 MiB of RGB, refused by the ratio. */
+    assert_bomb_refused(DATA("bomb-ratio.png"), VG_EPIXELS, IMG_LIMIT_DECODE_RATIO,
+                        "PNG decode needs 201326592 bytes of memory for 8229 encoded bytes");
+    /* The ratio rule spares what IMG_DECODE_FREE_BYTES covers: a 12 MP phone frame, rotated. */
+    assert_true(4000ull * 3000 * 3 * 2 <= IMG_DECODE_FREE_BYTES);
+    /* A zTXt chunk inflating to 17 MB: hostile content (422), not a large upload (413). */
+    assert_bomb_refused(DATA("bomb-ztxt.png"), VG_ECORRUPT, IMG_LIMIT_PNG_CHUNKS,
+                        "ancillary chunks exceed the chunk limits");
+}
+
+static void test_bomb_webp_lossless(void **state)
+{
+    (void)state;
+    /* 38 bytes saying 8192x8192 lossless: 256 MiB of ARGB inside libwebp plus our output. */
+    assert_bomb_refused(DATA("bomb-lossless.webp"), VG_EPIXELS, IMG_LIMIT_LOSSLESS_PIXELS,
+                        "lossless WebP is 8192x8192 = 67108864 pixels, more than "
+                        "max_lossless_pixels 16777216");
+    size_t n;
+    uint8_t *b = read_data(DATA("bomb-lossless.webp"), &n);
+    img_limits l;
+    limits_unbounded(&l);
+    img_info info;
+    assert_int_equal(img_probe(b, n, &l, &info), VG_OK);
+    assert_true(info.work == 11ull * 8192 * 8192); /* ARGB, RGBA, RGB */
+    assert_true(info.mem == 7ull * 8192 * 8192);   /* our RGB, libwebp's ARGB */
+    img_decode_opts o;
+    img_decode_opts_default(&o);
+    o.limits.max_lossless_pixels = UINT64_MAX;
+    img_image im;
+    assert_int_equal(img_decode(b, n, &o, &im), VG_EPIXELS);
+    assert_int_equal(img_last_limit(), IMG_LIMIT_DECODE_RATIO);
+    o.limits.max_decode_work = info.work - 1;
+    assert_int_equal(img_decode(b, n, &o, &im), VG_EPIXELS);
+    assert_int_equal(img_last_limit(), IMG_LIMIT_DECODE_WORK);
+    free(b);
+    /* A lossy WebP is not held to the lossless limit. */
+    b = read_data(DATA("mode-F.webp"), &n);
+    img_decode_opts_default(&o);
+    o.limits.max_lossless_pixels = 1;
+    assert_int_equal(img_decode(b, n, &o, &im), VG_OK);
+    img_image_free(&im);
+    free(b);
+}
+
 /* ---- WebP ------------------------------------------------------------------------------- */
 
 static void test_webp_lossy_and_lossless(void **state)
@@ -2032,6 +2249,11 @@ int main(void)
         cmocka_unit_test(test_png_modes),
         cmocka_unit_test(test_png_truncated_and_corrupt),
         cmocka_unit_test(test_png_huge_chunk_and_header),
+        cmocka_unit_test(test_bomb_jpeg_scans),
+        cmocka_unit_test(test_bomb_jpeg_work),
+        cmocka_unit_test(test_bomb_limits_admit_photos),
+        cmocka_unit_test(test_bomb_png),
+        cmocka_unit_test(test_bomb_webp_lossless),
         cmocka_unit_test(test_webp_lossy_and_lossless),
         cmocka_unit_test(test_webp_photo_and_animation),
         cmocka_unit_test(test_webp_truncated_corrupt_huge),

@@ -124,8 +124,10 @@ static void finish(analyze_ctx *ctx, analyze_job *job)
 {
     analyze_result *out = job->out;
     int rc = job->status;
-    if (rc != VG_OK && job->errmsg[0])
-        vg_err_set(rc, "%s", job->errmsg);
+    /* Always this job's own detail (never a previous job's left on this thread): the callback
+     * may answer it to the job's client. */
+    if (rc != VG_OK)
+        vg_err_set(rc, "%s", job->errmsg[0] ? job->errmsg : vg_strerror(rc));
     if (rc == VG_OK)
         cache_fill(ctx, job);
     if (rc == VG_OK && !job->features_only) {
@@ -238,8 +240,12 @@ static int run_batch(void *replica, void *kind_user, void *const *items, size_t 
         analyze_job *job = items[i];
         vg_err_clear();
         status[i] = analyze__prepare(ctx, rep, job, &ims[i]);
-        if (status[i])
+        if (status[i]) {
             snprintf(job->errmsg, sizeof job->errmsg, "%s", vg_err_msg());
+            img_limit_kind k = img_last_limit(); /* this thread's last img call */
+            if (k > IMG_LIMIT_NONE && k < IMG_LIMIT_COUNT)
+                atomic_fetch_add(&ctx->n_img_limit[k], 1);
+        }
     }
     for (int level = 0; ctx->deps.models && level <= ANALYZE_LEVEL_MEMORY; level++) {
         size_t g = 0;
@@ -338,6 +344,14 @@ int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze
         ctx->limits.max_pixels = c.max_pixels;
     if (c.max_dimension)
         ctx->limits.max_dimension = c.max_dimension;
+    if (c.max_jpeg_scans)
+        ctx->limits.max_jpeg_scans = c.max_jpeg_scans;
+    if (c.max_lossless_pixels)
+        ctx->limits.max_lossless_pixels = c.max_lossless_pixels;
+    if (c.max_decode_work)
+        ctx->limits.max_decode_work = c.max_decode_work;
+    if (c.max_decode_ratio)
+        ctx->limits.max_decode_ratio = c.max_decode_ratio;
     build_model_version(ctx);
     pthread_mutex_init(&ctx->fmu, NULL);
     pthread_cond_init(&ctx->fcv, NULL);
@@ -483,9 +497,11 @@ int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_on
         return vg_err_set(VG_EUNSUPPORTED, "analyze: no store to record the scan in");
     if (req->len == 0)
         return vg_err_set(VG_ETRUNC, "empty image");
-    if (req->len > ctx->limits.max_input_bytes)
+    if (req->len > ctx->limits.max_input_bytes) {
+        atomic_fetch_add(&ctx->n_img_limit[IMG_LIMIT_INPUT_BYTES], 1);
         return vg_err_set(VG_ETOOBIG, "image is %zu bytes, more than max_input_bytes %zu", req->len,
                           ctx->limits.max_input_bytes);
+    }
 
     analyze_job *job = vg_calloc(1, sizeof *job);
     if (!job)
@@ -610,6 +626,8 @@ void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out)
     out->faces_described = atomic_load(&ctx->n_faces);
     for (int i = 0; i < 4; i++)
         out->cache_hits[i] = atomic_load(&ctx->n_cache[i]);
+    for (int i = 0; i < IMG_LIMIT_COUNT; i++)
+        out->img_limit_hits[i] = atomic_load(&ctx->n_img_limit[i]);
     sched_stats ss;
     sched_stats_get(ctx->sch, &ss);
     out->batches = ss.kinds[0].batches;

@@ -24,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "img/img.h"
+
 #define ANALYZE_ID_MAX 48 /* bytes for an id string incl. NUL (store ids fit) */
 #define ANALYZE_DESCRIPTOR_DIM 128
 
@@ -132,9 +134,13 @@ typedef struct analyze_config {
      * never answered from (and never reveal themselves through) another tenant's entries.
      * 1: one scope for everyone (single-tenant deployments: a hit is shared, nothing leaks). */
     int cache_global;
-    size_t max_input_bytes; /* img limits; 0 = img defaults */
+    size_t max_input_bytes; /* img limits (img_limits); 0 = img defaults */
     uint64_t max_pixels;
     uint32_t max_dimension;
+    uint32_t max_jpeg_scans;
+    uint64_t max_lossless_pixels;
+    uint64_t max_decode_work; /* work units, see img.h */
+    uint32_t max_decode_ratio;
 } analyze_config;
 
 /* Fills the defaults above (balanced level). */
@@ -205,6 +211,7 @@ typedef struct analyze_stats {
     uint64_t faces_described;
     uint64_t batches, batch_images;
     unsigned queue_depth, workers, workers_busy;
+    uint64_t img_limit_hits[IMG_LIMIT_COUNT]; /* images refused by each img limit */
 } analyze_stats;
 void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out);
 

@@ -62,6 +62,7 @@ struct analyze_ctx {
     _Atomic uint64_t n_requests, n_ok, n_failed, n_rejected, n_quota, n_expired, n_canceled,
         n_faces;
     _Atomic uint64_t n_cache[4];
+    _Atomic uint64_t n_img_limit[IMG_LIMIT_COUNT]; /* by img_limit_kind */
 };
 
 /* analyze_features.c */

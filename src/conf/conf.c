@@ -43,6 +43,12 @@ static const conf_def rows[] = {
     {"pdq_quality_min", CONF_INT, "50", "PDQ hashes below this quality are not used for matching", NULL, 0, 100, 0, F(pdq_quality_min)},
     {"face_threshold", CONF_FLOAT, "0.6", "face match: largest descriptor L2 distance", NULL, 0, 4, 0, F(face_threshold)},
     {"faces", CONF_BOOL, "true", "load the face models and detect faces", NULL, 0, 0, 0, F(faces)},
+    /* image decoding limits: each is checked from the image's headers before decoding; over it is 422 */
+    {"max_image_pixels", CONF_INT, "67108864", "largest image, width x height as stored (64 Mpx: 8192x8192)", NULL, 1, 4294836225.0, 0, F(max_image_pixels)},
+    {"max_jpeg_scans", CONF_INT, "64", "most scans in one JPEG (progressive files pass over the whole image once per scan)", NULL, 1, 100000, 0, F(max_jpeg_scans)},
+    {"max_lossless_pixels", CONF_INT, "16777216", "largest lossless or animated WebP, width x height (libwebp holds it as 4-byte ARGB)", NULL, 1, 4294836225.0, 0, F(max_lossless_pixels)},
+    {"max_decode_work", CONF_INT, "2000000000", "decode budget per image in work units (samples x decoder passes, from the headers)", NULL, 1, BIG, 0, F(max_decode_work)},
+    {"max_decode_ratio", CONF_INT, "1024", "decode memory per encoded byte beyond the first 128 MiB (a tiny file promising a huge image is a bomb)", NULL, 1, 4294967295.0, 0, F(max_decode_ratio)},
     {"redis_url", CONF_STRING, "", "L3 cache (redis://host:port/db); empty: no Redis", NULL, 0, 0, 0, F(redis_url)},
     {"cache_l1_entries", CONF_INT, "1000", "in-memory feature cache: most entries", NULL, 0, 100000000, 0, F(cache_l1_entries)},
     {"cache_l1_bytes", CONF_SIZE, "256MiB", "in-memory feature cache: most bytes", NULL, 0, BIG, 0, F(cache_l1_bytes)},

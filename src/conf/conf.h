@@ -73,6 +73,12 @@ typedef struct conf_settings {
     int64_t pdq_quality_min;
     double face_threshold;
     int faces; /* load face models and detect faces */
+    /* image decoding limits (img_limits; checked from the headers before decoding) */
+    int64_t max_image_pixels;
+    int64_t max_jpeg_scans;
+    int64_t max_lossless_pixels;
+    int64_t max_decode_work;  /* work units: samples x decoder passes */
+    int64_t max_decode_ratio; /* decode bytes per encoded byte beyond 128 MiB */
     /* cache */
     char *redis_url;
     int64_t cache_l1_entries;

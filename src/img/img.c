@@ -9,6 +9,8 @@
 #include "core/core.h"
 
 #include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 static const uint8_t IMG_JPEG_MAGIC[3] = {0xFF, 0xD8, 0xFF};
@@ -16,11 +18,61 @@ static const uint8_t IMG_PNG_MAGIC[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1A, 
 /* WebP: "RIFF" <u32 size> "WEBP". */
 #define IMG_WEBP_MAGIC_BYTES 12
 
+/* The limit that refused this thread's last probe or decode (img_last_limit), beside the
+ * thread's vg_err detail it belongs to. Thread-local: img functions stay reentrant. */
+static _Thread_local img_limit_kind img_last_limit_hit = IMG_LIMIT_NONE;
+
 void img_limits_default(img_limits *l)
 {
     l->max_input_bytes = IMG_DEFAULT_MAX_INPUT_BYTES;
     l->max_pixels = IMG_DEFAULT_MAX_PIXELS;
     l->max_dimension = IMG_DEFAULT_MAX_DIMENSION;
+    l->max_jpeg_scans = IMG_DEFAULT_MAX_JPEG_SCANS;
+    l->max_lossless_pixels = IMG_DEFAULT_MAX_LOSSLESS_PIXELS;
+    l->max_decode_work = IMG_DEFAULT_MAX_DECODE_WORK;
+    l->max_decode_ratio = IMG_DEFAULT_MAX_DECODE_RATIO;
+}
+
+img_limit_kind img_last_limit(void)
+{
+    return img_last_limit_hit;
+}
+
+const char *img_limit_name(img_limit_kind k)
+{
+    static const char *const names[IMG_LIMIT_COUNT] = {
+        "input_bytes",     "pixels",      "dimension",  "jpeg_scans",
+        "lossless_pixels", "decode_work", "png_chunks", "decode_ratio"};
+    return k >= 0 && k < IMG_LIMIT_COUNT ? names[k] : "none";
+}
+
+int img__limit_fail(img_limit_kind k, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    img_last_limit_hit = k;
+    return vg_err_set(code, "%s", msg);
+}
+
+int img__check_cost(const char *fmt, img_cost cost, size_t len, const img_limits *limits)
+{
+    if (cost.work > limits->max_decode_work)
+        return img__limit_fail(IMG_LIMIT_DECODE_WORK, VG_EPIXELS,
+                               "%s decode needs %" PRIu64
+                               " work units (samples x passes), more than max_decode_work %" PRIu64,
+                               fmt, cost.work, limits->max_decode_work);
+    /* mem > len * ratio, in the division form that cannot overflow. */
+    uint64_t ratio = limits->max_decode_ratio;
+    if (ratio && cost.mem > IMG_DECODE_FREE_BYTES && (cost.mem - 1) / ratio >= (uint64_t)len)
+        return img__limit_fail(IMG_LIMIT_DECODE_RATIO, VG_EPIXELS,
+                               "%s decode needs %" PRIu64 " bytes of memory for %zu encoded bytes, "
+                               "more than max_decode_ratio %" PRIu64
+                               " bytes per encoded byte (beyond the first %" PRIu64 " bytes)",
+                               fmt, cost.mem, len, ratio, IMG_DECODE_FREE_BYTES);
+    return VG_OK;
 }
 
 void img_decode_opts_default(img_decode_opts *o)
@@ -91,8 +143,9 @@ static int img_front(const uint8_t *buf, size_t len, const img_limits *limits, i
     if (len == 0)
         return vg_err_set(VG_ETRUNC, "empty input (0 bytes)");
     if (len > limits->max_input_bytes)
-        return vg_err_set(VG_ETOOBIG, "input is %zu bytes, more than max_input_bytes %zu", len,
-                          limits->max_input_bytes);
+        return img__limit_fail(IMG_LIMIT_INPUT_BYTES, VG_ETOOBIG,
+                               "input is %zu bytes, more than max_input_bytes %zu", len,
+                               limits->max_input_bytes);
     *fmt = img_sniff(buf, len);
     if (*fmt == IMG_FMT_UNKNOWN) {
         if (img_is_magic_prefix(buf, len))
@@ -113,16 +166,16 @@ int img__check_dims(const char *fmt, uint32_t w, uint32_t h, const img_limits *l
                           h);
     uint64_t px = (uint64_t)w * h;
     if (px > limits->max_pixels)
-        return vg_err_set(VG_EPIXELS,
-                          "image is %" PRIu32 "x%" PRIu32 " = %" PRIu64
-                          " pixels, more than max_pixels %" PRIu64,
-                          w, h, px, limits->max_pixels);
+        return img__limit_fail(IMG_LIMIT_PIXELS, VG_EPIXELS,
+                               "image is %" PRIu32 "x%" PRIu32 " = %" PRIu64
+                               " pixels, more than max_pixels %" PRIu64,
+                               w, h, px, limits->max_pixels);
     if (w > limits->max_dimension || h > limits->max_dimension)
-        return vg_err_set(VG_EDIM,
-                          "image is %" PRIu32 "x%" PRIu32 ", %s %" PRIu32
-                          " is more than max_dimension %" PRIu32,
-                          w, h, w > limits->max_dimension ? "width" : "height",
-                          w > limits->max_dimension ? w : h, limits->max_dimension);
+        return img__limit_fail(IMG_LIMIT_DIMENSION, VG_EDIM,
+                               "image is %" PRIu32 "x%" PRIu32 ", %s %" PRIu32
+                               " is more than max_dimension %" PRIu32,
+                               w, h, w > limits->max_dimension ? "width" : "height",
+                               w > limits->max_dimension ? w : h, limits->max_dimension);
     return VG_OK;
 }
 
@@ -139,6 +192,7 @@ int img__image_bytes(uint32_t w, uint32_t h, int channels, size_t *out)
 int img_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out)
 {
     img_limits defaults;
+    img_last_limit_hit = IMG_LIMIT_NONE;
     if (!out)
         return vg_err_set(VG_EINVAL, "img_probe: out is NULL");
     memset(out, 0, sizeof(*out));
@@ -178,6 +232,7 @@ int img_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info
 int img_decode(const uint8_t *buf, size_t len, const img_decode_opts *opts, img_image *out)
 {
     img_decode_opts defaults;
+    img_last_limit_hit = IMG_LIMIT_NONE;
     if (!out)
         return vg_err_set(VG_EINVAL, "img_decode: out is NULL");
     memset(out, 0, sizeof(*out));

@@ -19,6 +19,20 @@
  * fmt is the format name for the message (borrowed). */
 int img__check_dims(const char *fmt, uint32_t w, uint32_t h, const img_limits *limits);
 
+/* Sets a vg_err detail and the thread's img_last_limit() to k; returns code. */
+int img__limit_fail(img_limit_kind k, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A decode's cost as estimated from the headers (see img_limits). */
+typedef struct img_cost {
+    uint64_t work; /* work units */
+    uint64_t mem;  /* bytes */
+} img_cost;
+
+/* Checks a decode's cost against max_decode_work and, for an input of len bytes,
+ * max_decode_ratio (VG_EPIXELS naming the limit). fmt is the format name (borrowed). */
+int img__check_cost(const char *fmt, img_cost cost, size_t len, const img_limits *limits);
+
 /* Bytes of an 8-bit interleaved image, overflow-checked (VG_ETOOBIG on overflow). */
 int img__image_bytes(uint32_t w, uint32_t h, int channels, size_t *out);
 

@@ -14,7 +14,12 @@
  *   - libjpeg warnings are errors, except a short list of harmless ones (stray bytes between
  *     markers, an unknown JFIF version, ...), so damaged entropy data is never passed on as good;
  *   - CMYK/YCCK: decoded as CMYK and converted here (Adobe files store inverted CMYK);
- *   - TJFLAG_LIMITSCANS bounds the number of progressive scans (a CPU-exhaustion vector).
+ *   - decode cost bounded before the library runs: the walk counts every scan (SOS) and the
+ *     samples each one codes, from the frame's sampling factors; more scans than
+ *     max_jpeg_scans or more work units than max_decode_work (see img.h) is refused. A
+ *     progressive decode passes over the whole coefficient buffer once per scan, so a small file
+ *     of many scans over a large frame (499 scans, 8192 x 8192, 192 KB) would otherwise cost
+ *     seconds. TJFLAG_LIMITSCANS (libjpeg-turbo's own 500-scan cap) stays as a second line.
  * Default IDCT and fancy upsampling are kept unless opts->fast_dct, so full-size decodes match
  * any libjpeg-based reference decoder bit for bit.
  */
@@ -32,13 +37,59 @@
 #define IMG_JPEG_MARKER_APP14 0xEE
 #define IMG_JPEG_MARKER_TEM 0x01
 #define IMG_JPEG_MAX_DENOM 8
+/* Components a frame may declare that we track for the work count (libjpeg's MAX_COMPONENTS;
+ * it refuses more itself). */
+#define IMG_JPEG_MAX_COMPONENTS 10
+#define IMG_JPEG_BLOCK_SAMPLES 64 /* one 8x8 DCT block */
 
 /* What the marker walk learned. */
 typedef struct img_jpeg_markers {
     int orientation;       /* 1..8 from the first EXIF APP1, 1 if none */
     int adobe;             /* 1 if an Adobe APP14 segment was seen: CMYK is stored inverted */
     uint32_t sof_w, sof_h; /* from the first start-of-frame segment; 0 if none */
+    uint32_t scans;        /* SOS segments before EOI */
+    int progressive;       /* the first frame is progressive (SOF2, 6, 10, 14) */
+    int ncomp;             /* components of the first frame (up to IMG_JPEG_MAX_COMPONENTS) */
+    uint8_t comp_id[IMG_JPEG_MAX_COMPONENTS];
+    uint64_t comp_samples[IMG_JPEG_MAX_COMPONENTS]; /* block-padded samples of each component */
+    uint64_t scan_samples; /* sum over scans of the samples of the components each codes */
 } img_jpeg_markers;
+
+/* Per-component sample counts of a frame (SOF payload pl of plen bytes, size w x h checked
+ * non-zero), as libjpeg lays them out: ceil(w * H / Hmax) x ceil(h * V / Vmax), padded to whole
+ * 8x8 blocks. A malformed frame leaves ncomp 0 (libjpeg reports it). */
+static void img_jpeg_frame(const uint8_t *pl, size_t plen, unsigned w, unsigned h,
+                           img_jpeg_markers *mk)
+{
+    unsigned n = plen >= 6 ? pl[5] : 0, hmax = 1, vmax = 1;
+    if (n == 0 || n > IMG_JPEG_MAX_COMPONENTS || plen < 6 + 3 * (size_t)n)
+        return;
+    for (unsigned i = 0; i < n; i++) {
+        unsigned hv = pl[6 + 3 * i + 1];
+        hmax = VG_MAX(hmax, hv >> 4);
+        vmax = VG_MAX(vmax, hv & 15u);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        unsigned hv = pl[6 + 3 * i + 1], hi = VG_MAX(hv >> 4, 1u), vi = VG_MAX(hv & 15u, 1u);
+        uint64_t cw = ((uint64_t)w * hi + hmax - 1) / hmax,
+                 ch = ((uint64_t)h * vi + vmax - 1) / vmax;
+        mk->comp_id[i] = pl[6 + 3 * i];
+        mk->comp_samples[i] = ((cw + 7) / 8) * ((ch + 7) / 8) * IMG_JPEG_BLOCK_SAMPLES;
+    }
+    mk->ncomp = (int)n;
+}
+
+/* Adds the samples of the components a scan (SOS payload) codes to mk->scan_samples. */
+static void img_jpeg_scan(const uint8_t *pl, size_t plen, img_jpeg_markers *mk)
+{
+    unsigned ns = plen >= 1 ? pl[0] : 0;
+    for (unsigned i = 0; i < ns && 1 + 2 * (size_t)i < plen; i++)
+        for (int c = 0; c < mk->ncomp; c++)
+            if (mk->comp_id[c] == pl[1 + 2 * i]) {
+                mk->scan_samples += mk->comp_samples[c];
+                break;
+            }
+}
 
 static int img_is_rst(uint8_t m)
 {
@@ -58,9 +109,8 @@ static int img_jpeg_walk(const uint8_t *buf, size_t len, img_jpeg_markers *mk)
 {
     int seen_exif = 0, seen_sos = 0;
     size_t pos = 2; /* after SOI, which the sniffer checked */
+    memset(mk, 0, sizeof(*mk));
     mk->orientation = 1;
-    mk->adobe = 0;
-    mk->sof_w = mk->sof_h = 0;
     for (;;) {
         if (pos >= len)
             break;
@@ -106,6 +156,11 @@ static int img_jpeg_walk(const uint8_t *buf, size_t len, img_jpeg_markers *mk)
                 return vg_err_set(VG_EDIM, "JPEG header says %ux%u: zero dimension", w, h);
             mk->sof_w = w;
             mk->sof_h = h;
+            mk->progressive = (m & 3) == 2; /* C2, C6, CA, CE */
+            img_jpeg_frame(pl, plen, w, h, mk);
+        } else if (m == IMG_JPEG_MARKER_SOS) {
+            mk->scans++;
+            img_jpeg_scan(pl, plen, mk);
         }
         pos += seglen;
         if (m != IMG_JPEG_MARKER_SOS)
@@ -131,6 +186,39 @@ static int img_jpeg_walk(const uint8_t *buf, size_t len, img_jpeg_markers *mk)
     }
     return vg_err_set(VG_ETRUNC, "JPEG data ends after %zu bytes without an end-of-image marker",
                       len);
+}
+
+/* Cost of a full-size RGB decode (see img_limits). Work: every scan's samples, then the IDCT
+ * and upsampling of every component's samples and the colour conversion of w*h*3 outputs.
+ * Memory: the output, a progressive frame's whole coefficient buffer (2 bytes a sample; a
+ * sequential one streams), a CMYK intermediate, the copy an EXIF rotation makes. */
+static img_cost img_jpeg_cost(const img_jpeg_markers *mk)
+{
+    uint64_t samples = 0, px = (uint64_t)mk->sof_w * mk->sof_h;
+    for (int c = 0; c < mk->ncomp; c++)
+        samples += mk->comp_samples[c];
+    img_cost k;
+    k.work = mk->scan_samples + samples + px * 3;
+    k.mem = px * 3 * (mk->orientation != 1 ? 2 : 1) + (mk->ncomp == 4 ? px * 4 : 0) +
+            (mk->progressive ? samples * 2 : 0);
+    return k;
+}
+
+/* The walk and the checks of every limit it allows, before libjpeg sees the bytes. */
+static int img_jpeg_precheck(const uint8_t *buf, size_t len, const img_limits *limits,
+                             img_jpeg_markers *mk)
+{
+    int rc = img_jpeg_walk(buf, len, mk);
+    if (rc != VG_OK || !mk->sof_w)
+        return rc; /* no frame: libjpeg's header read reports it */
+    rc = img__check_dims("JPEG", mk->sof_w, mk->sof_h, limits);
+    if (rc != VG_OK)
+        return rc;
+    if (mk->scans > limits->max_jpeg_scans)
+        return img__limit_fail(IMG_LIMIT_JPEG_SCANS, VG_ECORRUPT,
+                               "JPEG has %u scans, more than max_jpeg_scans %u", mk->scans,
+                               limits->max_jpeg_scans);
+    return img__check_cost("JPEG", img_jpeg_cost(mk), len, limits);
 }
 
 /* Warnings libjpeg recovers from without losing pixels: stray bytes before a marker, version
@@ -200,9 +288,7 @@ static int img_jpeg_header(tjhandle tj, const uint8_t *buf, size_t len, int *w, 
 int img__jpeg_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out)
 {
     img_jpeg_markers mk;
-    int rc = img_jpeg_walk(buf, len, &mk);
-    if (rc == VG_OK && mk.sof_w)
-        rc = img__check_dims("JPEG", mk.sof_w, mk.sof_h, limits);
+    int rc = img_jpeg_precheck(buf, len, limits, &mk);
     if (rc != VG_OK)
         return rc;
     tjhandle tj = tjInitDecompress();
@@ -221,6 +307,9 @@ int img__jpeg_probe(const uint8_t *buf, size_t len, const img_limits *limits, im
     out->orientation = mk.orientation;
     out->has_alpha = 0;
     out->frames = 1;
+    img_cost k = img_jpeg_cost(&mk);
+    out->work = k.work;
+    out->mem = k.mem;
     return VG_OK;
 }
 
@@ -296,9 +385,7 @@ static int img_jpeg_run(tjhandle tj, const uint8_t *buf, size_t len, uint8_t *ds
 int img__jpeg_decode(const uint8_t *buf, size_t len, const img_decode_opts *opts, img_image *out)
 {
     img_jpeg_markers mk;
-    int rc = img_jpeg_walk(buf, len, &mk);
-    if (rc == VG_OK && mk.sof_w)
-        rc = img__check_dims("JPEG", mk.sof_w, mk.sof_h, &opts->limits);
+    int rc = img_jpeg_precheck(buf, len, &opts->limits, &mk);
     if (rc != VG_OK)
         return rc;
     tjhandle tj = tjInitDecompress();

@@ -3,8 +3,10 @@
  *
  * Safety: spng's image limits are set to our max_dimension and its chunk limits bound what it
  * may inflate or cache for ancillary chunks (zTXt/iCCP bombs, text floods), all before the
- * header is read. CRC and Adler-32 checks stay on: a corrupt file is an error, never an image.
- * The stream must reach IEND: a file cut after its last IDAT is reported as truncated.
+ * header is read; a file over the chunk limits is hostile content (VG_ECORRUPT, HTTP 422), not
+ * a large upload. The decode work (img.h) is computed from IHDR and checked before spng runs. CRC
+ * and Adler-32 checks stay on: a corrupt file is an error, never an image. The stream must reach
+ * IEND: a file cut after its last IDAT is reported as truncated.
  *
  * Output: 8-bit RGB or gray. Palette, gray, 16-bit and tRNS are expanded by spng; alpha is then
  * composited here over opts->background with a defined rounding:
@@ -52,10 +54,12 @@ static int img_png_error(int e, const char *what, const img_limits *limits)
         code = VG_EDIM;
         break;
     case SPNG_ECHUNK_LIMITS:
-        return vg_err_set(VG_ETOOBIG,
-                          "PNG %s: ancillary chunks exceed the chunk limits (%zu bytes per "
-                          "chunk, %zu in all)",
-                          what, IMG_PNG_MAX_CHUNK_BYTES, IMG_PNG_CHUNK_CACHE_BYTES);
+        /* A compressed chunk (zTXt, iCCP, ...) that inflates past the bound is a decompression
+         * bomb: refused as hostile content, not as a too-large upload. */
+        return img__limit_fail(IMG_LIMIT_PNG_CHUNKS, VG_ECORRUPT,
+                               "PNG %s: ancillary chunks exceed the chunk limits (%zu bytes per "
+                               "chunk, %zu in all, inflated)",
+                               what, IMG_PNG_MAX_CHUNK_BYTES, IMG_PNG_CHUNK_CACHE_BYTES);
     case SPNG_ESIGNATURE:
         code = VG_EFORMAT;
         break;
@@ -124,14 +128,37 @@ int img__png_orientation(const uint8_t *buf, size_t len)
     return 1;
 }
 
-/* Our own limits check on IHDR's size (bytes 16..23: IHDR is always the first chunk), before
- * spng's own checks, so that the error names which of our limits was hit. A short or odd file
- * is left to spng, which reports it. */
+/* Cost of a full-size RGB decode (see img_limits) of IHDR's w x h, bit depth, colour type and
+ * interlace method. Work: the inflated bytes, the expansion to 8-bit (or 16-bit) RGBA, the
+ * output; an unknown colour type counts as 4 channels (spng refuses it anyway). Memory: the
+ * output, an interlaced image's whole RGBA buffer (passes revisit rows), the copy an EXIF
+ * rotation makes (oriented 1: none). */
+static img_cost img_png_cost(uint32_t w, uint32_t h, unsigned depth, unsigned ctype,
+                             unsigned interlace, int oriented)
+{
+    static const unsigned channels[7] = {1, 4, 3, 1, 2, 4, 4};
+    uint64_t bits = (uint64_t)w * (ctype < 7 ? channels[ctype] : 4) * VG_MAX(depth, 1u);
+    uint64_t px = (uint64_t)w * h, rgba = px * (depth == 16 ? 8 : 4);
+    img_cost k;
+    k.work = (uint64_t)h * (1 + (bits + 7) / 8) + rgba + px * 3;
+    k.mem = px * 3 * (oriented != 1 ? 2 : 1) + (interlace ? rgba : 0);
+    return k;
+}
+
+/* Our own limits check on IHDR (bytes 16..28: IHDR is always the first chunk), before spng's
+ * own checks, so that the error names which of our limits was hit. A short or odd file is left
+ * to spng, which reports it. */
 static int img_png_precheck(const uint8_t *buf, size_t len, const img_limits *limits)
 {
-    if (len < 24 || memcmp(buf + 12, "IHDR", 4) != 0)
+    if (len < 29 || memcmp(buf + 12, "IHDR", 4) != 0)
         return VG_OK;
-    return img__check_dims("PNG", img__rd32(buf + 16, 1), img__rd32(buf + 20, 1), limits);
+    uint32_t w = img__rd32(buf + 16, 1), h = img__rd32(buf + 20, 1);
+    int rc = img__check_dims("PNG", w, h, limits);
+    if (rc == VG_OK)
+        rc = img__check_cost(
+            "PNG", img_png_cost(w, h, buf[24], buf[25], buf[28], img__png_orientation(buf, len)),
+            len, limits);
+    return rc;
 }
 
 /* 1 if a complete IEND chunk (with its CRC) follows a chain of complete chunks. */
@@ -188,6 +215,10 @@ int img__png_probe(const uint8_t *buf, size_t len, const img_limits *limits, img
     out->h = ihdr.height;
     out->has_alpha = (ihdr.color_type & 4) || has_trns;
     out->frames = img_png_frames(buf, len);
+    img_cost k = img_png_cost(ihdr.width, ihdr.height, ihdr.bit_depth, ihdr.color_type,
+                              ihdr.interlace_method, img__png_orientation(buf, len));
+    out->work = k.work;
+    out->mem = k.mem;
     return VG_OK;
 }
 

@@ -9,6 +9,12 @@
  * out = (a*c + (255-a)*bg + 127) / 255, gray = fixed-point luma of the composited RGB.
  * Images with alpha are decoded as RGBA and composited in place (each pixel read before its
  * narrower output is written), then the buffer is shrunk: one allocation, no second image.
+ *
+ * Cost: lossless (VP8L) entropy codes may spend zero bits per pixel, so a 38-byte file can
+ * describe 10000 x 10000, and libwebp holds the whole image as 4-byte ARGB besides our output.
+ * Lossless images and animations (whose frames may be lossless, and whose decoder keeps two
+ * 4-byte canvases) are held to max_lossless_pixels, and every image's work units (img.h) are
+ * checked, from the header, before libwebp decodes anything.
  */
 #include "img/img_int.h"
 
@@ -91,6 +97,25 @@ int img__webp_orientation(const uint8_t *buf, size_t len)
     return 1;
 }
 
+/* WebPBitstreamFeatures.format: 1 lossy, 2 lossless, 0 mixed/undefined (animations). */
+#define IMG_WEBP_FORMAT_LOSSLESS 2
+
+/* Cost of a full-size RGB decode (see img_limits). Work: the YUV 4:2:0 (lossy) or ARGB
+ * (lossless, and animations, whose frames may be either) planes, the RGBA conversion, the
+ * output. Memory: our RGB(A) buffer, libwebp's lossless ARGB image, an animation decoder's two
+ * canvases, the copy an EXIF rotation makes (oriented 1: none). */
+static img_cost img_webp_cost(const WebPBitstreamFeatures *f, int oriented)
+{
+    uint64_t px = (uint64_t)(uint32_t)f->width * (uint32_t)f->height;
+    int lossy = f->format == 1 && !f->has_animation;
+    img_cost k;
+    k.work = (lossy ? px + px / 2 : px * 4) + px * 4 + px * 3;
+    k.mem = px * (f->has_alpha || f->has_animation ? 4 : 3) +
+            (f->format == IMG_WEBP_FORMAT_LOSSLESS ? px * 4 : 0) + (f->has_animation ? px * 8 : 0) +
+            (oriented != 1 ? px * 3 : 0);
+    return k;
+}
+
 static int img_webp_features(const uint8_t *buf, size_t len, const img_limits *limits,
                              WebPBitstreamFeatures *f)
 {
@@ -99,7 +124,19 @@ static int img_webp_features(const uint8_t *buf, size_t len, const img_limits *l
         return rc;
     if (f->width <= 0 || f->height <= 0)
         return vg_err_set(VG_EDIM, "WebP header says %dx%d", f->width, f->height);
-    return img__check_dims("WebP", (uint32_t)f->width, (uint32_t)f->height, limits);
+    uint32_t w = (uint32_t)f->width, h = (uint32_t)f->height;
+    rc = img__check_dims("WebP", w, h, limits);
+    if (rc != VG_OK)
+        return rc;
+    if ((f->format == IMG_WEBP_FORMAT_LOSSLESS || f->has_animation) &&
+        (uint64_t)w * h > limits->max_lossless_pixels)
+        return img__limit_fail(IMG_LIMIT_LOSSLESS_PIXELS, VG_EPIXELS,
+                               "%s WebP is %ux%u = %llu pixels, more than "
+                               "max_lossless_pixels %llu",
+                               f->has_animation ? "animated" : "lossless", w, h,
+                               (unsigned long long)((uint64_t)w * h),
+                               (unsigned long long)limits->max_lossless_pixels);
+    return img__check_cost("WebP", img_webp_cost(f, img__webp_orientation(buf, len)), len, limits);
 }
 
 int img__webp_probe(const uint8_t *buf, size_t len, const img_limits *limits, img_info *out)
@@ -112,6 +149,9 @@ int img__webp_probe(const uint8_t *buf, size_t len, const img_limits *limits, im
     out->h = (uint32_t)f.height;
     out->has_alpha = f.has_alpha != 0;
     out->frames = 1;
+    img_cost k = img_webp_cost(&f, img__webp_orientation(buf, len));
+    out->work = k.work;
+    out->mem = k.mem;
     if (f.has_animation) {
         WebPDemuxer *d;
         rc = img_webp_demux(buf, len, &d);

@@ -247,9 +247,10 @@ typedef struct an_batch {
     _Atomic size_t pending; /* jobs not done + 1 for the submitting handler */
 } an_batch;
 
-/* Replies for a failed analysis from its completion: analyze leaves the reason in vg_err_msg()
- * on the completing thread (deadline, shutdown, decoder detail), and the reply names it. */
-static void reply_status(http_req *req, int status)
+/* Replies for a failed analysis from its done callback, which runs on the analyze thread that set
+ * this job's own detail (analyze_done_fn): the answer names the deadline, the shutdown, the img
+ * limit or the damage. */
+static void reply_detail(http_req *req, int status)
 {
     srv_reply_err(req, status, vg_strerror(status));
 }
@@ -263,7 +264,7 @@ static void single_done(void *arg, int status)
         analyze_result_free(&j->res);
         http_reply_json(j->req, code, o);
     } else {
-        reply_status(j->req, status);
+        reply_detail(j->req, status);
     }
     http_req_resume(j->req);
 }

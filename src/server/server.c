@@ -235,6 +235,16 @@ static void collect(void *ctx)
         }
         obs_set(s->m_analysis_queue, NULL, (double)as.queue_depth);
     }
+    if (s->an) {
+        analyze_stats as;
+        analyze_stats_get(s->an, &as);
+        for (int k = 0; k < IMG_LIMIT_COUNT; k++) {
+            if (as.img_limit_hits[k] > s->img_limits_seen[k])
+                obs_add(s->m_img_limits, OBS_LABELS(img_limit_name((img_limit_kind)k)),
+                        as.img_limit_hits[k] - s->img_limits_seen[k]);
+            s->img_limits_seen[k] = as.img_limit_hits[k];
+        }
+    }
 #endif
 }
 
@@ -348,6 +358,10 @@ static int open_obs(server *s)
                                   "on-disk cache writes skipped to keep cache_l2_min_free free",
                                   NULL, &s->m_cache_nospace);
     if (rc == VG_OK)
+        rc = obs_counter_register(s->reg, "vigil_img_limit_hits_total",
+                                  "images refused by a decode limit, before decoding", "limit",
+                                  &s->m_img_limits);
+    if (rc == VG_OK)
         rc = obs_collector_add(s->reg, collect, s);
     if (rc == VG_OK)
         rc = obs_health_new(s->reg, SERVER_HEALTH_CACHE_MS, &s->health);
@@ -424,6 +438,11 @@ static int open_analysis(server *s)
     ac.deadline_ms = (uint32_t)c->request_deadline_ms;
     ac.max_input_bytes = (size_t)c->max_body_bytes;
     ac.cache_global = c->cache_scope == CONF_CACHE_SCOPE_GLOBAL;
+    ac.max_pixels = (uint64_t)c->max_image_pixels;
+    ac.max_jpeg_scans = (uint32_t)c->max_jpeg_scans;
+    ac.max_lossless_pixels = (uint64_t)c->max_lossless_pixels;
+    ac.max_decode_work = (uint64_t)c->max_decode_work;
+    ac.max_decode_ratio = (uint32_t)c->max_decode_ratio;
     analyze_deps deps = {s->st, s->ix, s->cache, s->models};
     if ((rc = analyze_ctx_new(&ac, &deps, &s->an)) != VG_OK)
         return rc;

@@ -3,6 +3,7 @@
 #define VG_SERVER_INT_H
 
 #include "server/server.h"
+#include "img/img.h"
 #include "index/index.h"
 #include "store/store.h"
 
@@ -49,13 +50,14 @@ struct server {
     struct obs_registry *reg;
     struct obs_health *health;
     struct obs_metric *m_requests, *m_duration, *m_inflight, *m_index_refs, *m_store_errors,
-        *m_store_queries, *m_keycache, *m_cache_lookups, *m_cache_nospace;
+        *m_store_queries, *m_keycache, *m_cache_lookups, *m_cache_nospace, *m_img_limits;
     uint64_t store_errors_seen, store_queries_seen; /* collector state (one render at a time) */
     uint64_t kc_hits_seen, kc_misses_seen;
     uint64_t cache_lookups_seen[4], cache_nospace_seen;
     /* analysis outcomes (admission, deadlines, shutdown) for vigil_analysis_requests_total */
     struct obs_metric *m_analysis, *m_analysis_queue;
     uint64_t analysis_seen[SERVER_ANALYSIS_OUTCOMES];
+    uint64_t img_limits_seen[IMG_LIMIT_COUNT]; /* by img_limit_kind */
 };
 
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
