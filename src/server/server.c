@@ -172,6 +172,16 @@ static void collect(void *ctx)
         obs_add(s->m_keycache, OBS_LABELS("miss"), misses - s->kc_misses_seen);
     s->kc_hits_seen = hits;
     s->kc_misses_seen = misses;
+    if (s->http) {
+        uint64_t refused[HTTP_REFUSE__COUNT];
+        http_server_refusals(s->http, refused);
+        for (size_t i = 0; i < HTTP_REFUSE__COUNT; i++) {
+            if (refused[i] > s->http_refused_seen[i])
+                obs_add(s->m_http_refused, OBS_LABELS(http_refusal_name((http_refusal)i)),
+                        refused[i] - s->http_refused_seen[i]);
+            s->http_refused_seen[i] = refused[i];
+        }
+    }
 }
 
 static obs_health_status check_database(void *ctx, char *msg, size_t n)
@@ -262,6 +272,11 @@ static int open_obs(server *s)
         rc = obs_counter_register(s->reg, "vigil_auth_key_lookups_total",
                                   "bearer-key lookups served from memory (hit) or the store",
                                   "result", &s->m_keycache);
+    if (rc == VG_OK)
+        rc =
+            obs_counter_register(s->reg, "vigil_http_refused_total",
+                                 "requests refused or connections cut by the HTTP layer, by reason",
+                                 "reason", &s->m_http_refused);
     if (rc == VG_OK)
         rc = obs_collector_add(s->reg, collect, s);
     if (rc == VG_OK)
@@ -422,6 +437,11 @@ int server_open(const conf_settings *cfg, server **out)
         .body_timeout_ms = (unsigned)cfg->body_timeout_ms,
         .body_deadline_ms = (unsigned)cfg->body_deadline_ms,
         .retry_after_ms = (unsigned)cfg->retry_after_ms,
+        .max_connections_per_ip = (unsigned)cfg->max_connections_per_ip,
+        .head_deadline_ms = (unsigned)cfg->head_deadline_ms,
+        .max_json_body_bytes = (size_t)cfg->max_json_body_bytes,
+        .max_inflight_body_bytes = (size_t)cfg->max_inflight_body_bytes,
+        .max_query_params = (unsigned)cfg->max_query_params,
         .auth = http_keycache_auth,
         .auth_ud = s->kc,
         .observe = observe,
