@@ -16,8 +16,12 @@
  * http_req_resume(), and the network thread sends it. The network threads never block on it.
  *
  * Request flow, in order (each step may answer at once, before the body is read):
- *   route (404 / 405 + Allow)  ->  auth (401 / 403)  ->  Content-Length > limit (413)
+ *   request line: too many query parameters (400, written to the socket)
+ *   -> framing and Host (400 + close)  ->  route (404 / 405 + Allow)  ->  auth (401 / 403)
+ *   -> Content-Length > limit (413)  ->  body budget (503 + close)
  *   -> body accumulated (chunked bodies checked while streaming: 413)  ->  handler.
+ * The request head as a whole has a deadline (head_deadline_ms) and one client address a
+ * connection limit (max_connections_per_ip). docs/API.md lists what libmicrohttpd answers itself.
  */
 #ifndef VG_HTTP_H
 #define VG_HTTP_H
