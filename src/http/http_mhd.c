@@ -18,8 +18,9 @@
  * the first access call, and shut down (shutdown(2) on their socket, which makes MHD close them
  * on its own thread) past head_deadline. Bodies being received reserve their bytes from one
  * server-wide budget (503 past it). Where libmicrohttpd would not let us queue a reply at all
- * (too many query parameters, a chunked body far past its limit), the JSON error is written to
- * the socket directly and its write side shut down (raw_reply).
+ * (too many query parameters, a chunked body far past its limit, a Content-Length MHD refuses
+ * itself), the JSON error is written to the socket directly and its write side shut down
+ * (raw_reply).
  *
  * Async: a handler may defer. After it returns, the network thread suspends the connection
  * under the request's mutex, unless the reply was already resumed from another thread in the
@@ -324,6 +325,14 @@ static enum MHD_Result send_reply(http_req *req)
     req->sent_status = req->status;
     return ret;
 }
+
+/* The connection whose request line this network thread parsed last, and whether the MHD error
+ * being logged on it was answered already. libmicrohttpd's logger has no connection argument, and
+ * it is the only callback between the end of the headers and MHD's own refusal of a bad
+ * Content-Length (see mhd_bad_length); a thread-local is the only link, since each connection
+ * is served by one network thread. Cleared when that connection closes. */
+static _Thread_local struct MHD_Connection *tl_conn;
+static _Thread_local int tl_answered;
 
 /* ---- refusals ------------------------------------------------------------------------------- */
 
@@ -1039,6 +1048,8 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         }
         return;
     }
+    if (tl_conn == conn)
+        tl_conn = NULL;
     http_conn *hc = *socket_context;
     if (hc) {
         wd_disarm(s, hc); /* before MHD closes the socket the watchdog may shut down */
@@ -1057,6 +1068,8 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     http_server *s = cls;
     http_conn *hc = conn_of(conn);
+    tl_conn = conn;
+    tl_answered = 0;
     if (!hc || !uri)
         return NULL;
     hc->url_nul = strstr(uri, "%00") != NULL;
@@ -1076,13 +1089,51 @@ static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
     return NULL;
 }
 
+/* libmicrohttpd 0.9.75 answers a Content-Length it cannot parse itself, before any access call,
+ * and sends its status line and headers twice (parse_connection_headers queues the error, then
+ * the state machine builds the header block again; fixed in 1.0.0). It logs the refusal first,
+ * on the connection's thread: if the connection whose request line this thread parsed last has
+ * such a Content-Length, our JSON answer goes out on the socket before MHD's, whose send then
+ * fails on the shut write side. A thread that has since parsed another connection's request
+ * line finds that one's headers unparsed (no Content-Length) and leaves MHD's answer alone. */
+static void mhd_bad_length(http_server *s)
+{
+    struct MHD_Connection *conn = tl_conn;
+    if (!conn)
+        return;
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    http_conn *hc = conn_of(conn);
+    if (!cl || !hc)
+        return;
+    size_t i = 0;
+    while (cl[i] >= '0' && cl[i] <= '9')
+        i++;
+    int too_large = 0;
+    if (i > 0 && !cl[i]) {
+        errno = 0;
+        (void)strtoull(cl, NULL, 10);
+        if (errno != ERANGE)
+            return; /* a valid length: not the request MHD is refusing */
+        too_large = 1;
+    }
+    refuse(s, too_large ? HTTP_REFUSE_BODY_LIMIT : HTTP_REFUSE_FRAMING);
+    raw_reply(hc->fd, too_large ? 413 : 400, NULL,
+              too_large ? "Content-Length does not fit 64 bits" : "bad Content-Length");
+    hc->refused = 1;
+    tl_answered = 1;
+    tl_conn = NULL;
+}
+
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
     http_server *s = cls;
     char buf[512];
     vsnprintf(buf, sizeof(buf), fmt, ap);
     /* MHD's own refusals have no hook but this line (see docs/API.md for which they are) */
-    if (strstr(buf, "Error processing request"))
+    if (strstr(buf, "Content-Length' header"))
+        mhd_bad_length(s);
+    else if (strstr(buf, "Error processing request") && !tl_answered)
         refuse(s, HTTP_REFUSE_LIBMHD);
     else if (strstr(buf, "reached connection limit"))
         refuse(s, HTTP_REFUSE_CONN_LIMIT);
