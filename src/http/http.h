@@ -168,8 +168,8 @@ typedef struct http_config {
     void *observe_ud;
 } http_config;
 
-#define HTTP_JSON_BODY_DEFAULT_BYTES (1u << 20) /* JSON bodies, when the config names none */
-#define HTTP_QUERY_PARAMS_DEFAULT 64            /* query parameters, when the config names none */
+#define HTTP_JSON_BODY_DEFAULT_BYTES (256u * 1024) /* JSON bodies, when the config names none */
+#define HTTP_QUERY_PARAMS_DEFAULT 64 /* query parameters, when the config names none */
 
 /* Requests the server refused (or connections it cut) by kind, for metrics. */
 typedef enum {
