@@ -149,10 +149,26 @@ static void observe(void *ud, const char *method, const char *route, int status,
 }
 
 #if VG_SERVER_HAVE_OBS
+/* The HTTP layer's refusal counts, as deltas since the last render (rendering thread). */
+static void collect_http_refusals(server *s)
+{
+    if (!s->http)
+        return;
+    uint64_t refused[HTTP_REFUSE__COUNT];
+    http_server_refusals(s->http, refused);
+    for (size_t i = 0; i < HTTP_REFUSE__COUNT; i++) {
+        if (refused[i] > s->http_refused_seen[i])
+            obs_add(s->m_http_refused, OBS_LABELS(http_refusal_name((http_refusal)i)),
+                    refused[i] - s->http_refused_seen[i]);
+        s->http_refused_seen[i] = refused[i];
+    }
+}
+
 /* Values cheaper to read at scrape time than to maintain (runs on the rendering thread). */
 static void collect(void *ctx)
 {
     server *s = ctx;
+    collect_http_refusals(s);
     if (s->http)
         obs_set(s->m_inflight, NULL, (double)http_server_inflight(s->http));
     obs_set(s->m_index_refs, NULL, (double)atomic_load(&s->index_refs));
@@ -172,16 +188,6 @@ static void collect(void *ctx)
         obs_add(s->m_keycache, OBS_LABELS("miss"), misses - s->kc_misses_seen);
     s->kc_hits_seen = hits;
     s->kc_misses_seen = misses;
-    if (s->http) {
-        uint64_t refused[HTTP_REFUSE__COUNT];
-        http_server_refusals(s->http, refused);
-        for (size_t i = 0; i < HTTP_REFUSE__COUNT; i++) {
-            if (refused[i] > s->http_refused_seen[i])
-                obs_add(s->m_http_refused, OBS_LABELS(http_refusal_name((http_refusal)i)),
-                        refused[i] - s->http_refused_seen[i]);
-            s->http_refused_seen[i] = refused[i];
-        }
-    }
 }
 
 static obs_health_status check_database(void *ctx, char *msg, size_t n)
@@ -259,6 +265,11 @@ static int open_obs(server *s)
                                 "HTTP requests between their headers and their completion", NULL,
                                 &s->m_inflight);
     if (rc == VG_OK)
+        rc =
+            obs_counter_register(s->reg, "vigil_http_refused_total",
+                                 "requests refused or connections cut by the HTTP layer, by reason",
+                                 "reason", &s->m_http_refused);
+    if (rc == VG_OK)
         rc = obs_gauge_register(s->reg, "vigil_index_references",
                                 "references mirrored into the match index", NULL, &s->m_index_refs);
     if (rc == VG_OK)
@@ -272,11 +283,6 @@ static int open_obs(server *s)
         rc = obs_counter_register(s->reg, "vigil_auth_key_lookups_total",
                                   "bearer-key lookups served from memory (hit) or the store",
                                   "result", &s->m_keycache);
-    if (rc == VG_OK)
-        rc =
-            obs_counter_register(s->reg, "vigil_http_refused_total",
-                                 "requests refused or connections cut by the HTTP layer, by reason",
-                                 "reason", &s->m_http_refused);
     if (rc == VG_OK)
         rc = obs_collector_add(s->reg, collect, s);
     if (rc == VG_OK)

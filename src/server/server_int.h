@@ -41,12 +41,12 @@ struct server {
     /* metrics and health (obs); NULL when obs is not built in */
     struct obs_registry *reg;
     struct obs_health *health;
+    struct obs_metric *m_http_refused;              /* vigil_http_refused_total{reason} */
+    uint64_t http_refused_seen[HTTP_REFUSE__COUNT]; /* collector state */
     struct obs_metric *m_requests, *m_duration, *m_inflight, *m_index_refs, *m_store_errors,
         *m_store_queries, *m_keycache;
     uint64_t store_errors_seen, store_queries_seen; /* collector state (one render at a time) */
     uint64_t kc_hits_seen, kc_misses_seen;
-    struct obs_metric *m_http_refused;              /* vigil_http_refused_total{reason} */
-    uint64_t http_refused_seen[HTTP_REFUSE__COUNT]; /* collector state */
 };
 
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
