@@ -353,7 +353,13 @@ static void test_error_statuses(void **state)
     (void)state;
     char *dir = make_tmpdir();
     proc p;
-    const char *extra[] = {"--max-body-bytes", "64KiB", "--max-jpeg-scans", "400", NULL};
+    const char *extra[] = {"--max-body-bytes",
+                           "64KiB",
+                           "--max-jpeg-scans",
+                           "400",
+                           "--max-json-body-bytes",
+                           "4KiB",
+                           NULL};
     start(&p, dir, extra);
     assert_true(strlen(p.admin_key) > 10);
     const char *admin = p.admin_key;
@@ -412,6 +418,27 @@ static void test_error_statuses(void **state)
     expect_error(&r, 413, "payload_too_large");
     resp_free(&r);
     free(blob);
+    /* JSON routes have their own, smaller limit (--max-json-body-bytes) */
+    char *json = malloc(8192);
+    memset(json, ' ', 8191);
+    json[0] = '{';
+    json[8190] = '}';
+    json[8191] = 0;
+    http_json(&p, "POST", "/api/v1/profiles", key, json, &r);
+    expect_error(&r, 413, "payload_too_large");
+    resp_free(&r);
+    free(json);
+    /* %00 would have cut the id short */
+    http_json(&p, "GET", "/api/v1/profiles/prf_x%00y", key, NULL, &r);
+    expect_error(&r, 400, "bad_request");
+    resp_free(&r);
+    /* counted, with the 413 above */
+    http_json(&p, "GET", "/metrics", NULL, NULL, &r);
+    if (r.status == 200) {
+        assert_non_null(strstr(r.body, "vigil_http_refused_total{reason=\"body_limit\"} 2"));
+        assert_non_null(strstr(r.body, "vigil_http_refused_total{reason=\"nul\"} 1"));
+    }
+    resp_free(&r);
     /* 415 for a body that is not an image */
     http(&p, "POST", "/api/v1/analyze", key, "application/json", "{}", 2, &r);
     if (r.status != 503) /* 503 only while the analysis pipeline is not built in */

@@ -459,6 +459,10 @@ static void observe(void *ud, const char *method, const char *route, int status,
 }
 
 #define TEST_MAX_BODY (256u * 1024)
+#define TEST_JSON_BODY 4096u
+#define TEST_BODY_BUDGET (300u * 1024)
+#define TEST_QUERY_PARAMS 64u
+#define TEST_PER_IP 16u
 
 typedef struct live {
     http_router *router;
@@ -482,6 +486,9 @@ static int live_setup(void **state)
     http_router_add(r, "DELETE", "/echo/{a}/x/{b}", HTTP_AUTH_ADMIN, 0, h_echo, NULL);
     http_router_add(r, "POST", "/body", HTTP_AUTH_PUBLIC, HTTP_ROUTE_BODY, h_body, NULL);
     http_router_add(r, "POST", "/small", HTTP_AUTH_PUBLIC, 0, h_body, NULL);
+    http_router_add(r, "POST", "/tenant-small", HTTP_AUTH_TENANT, 0, h_body, NULL);
+    http_router_add(r, "POST", "/json", HTTP_AUTH_PUBLIC, HTTP_ROUTE_BODY | HTTP_ROUTE_JSON, h_body,
+                    NULL);
     http_router_add(r, "GET", "/admin", HTTP_AUTH_ADMIN, 0, h_whoami, NULL);
     http_router_add(r, "GET", "/tenant", HTTP_AUTH_TENANT, 0, h_whoami, NULL);
     http_router_add(r, "GET", "/any", HTTP_AUTH_ANY, 0, h_whoami, NULL);
@@ -499,6 +506,10 @@ static int live_setup(void **state)
         .body_timeout_ms = 2000,
         .body_deadline_ms = 3000,
         .retry_after_ms = 3000,
+        .max_connections_per_ip = TEST_PER_IP,
+        .head_deadline_ms = 2500,
+        .max_json_body_bytes = TEST_JSON_BODY,
+        .max_query_params = TEST_QUERY_PARAMS,
         .auth = http_keycache_auth,
         .auth_ud = L->kc,
         .observe = observe,
@@ -740,10 +751,26 @@ static void test_live_bodies(void **state)
     expect_error(&r, 413, "payload_too_large");
     free(r.body);
 
-    /* routes without a body flag take at most 64 KiB */
+    /* routes without a body flag take at most 64 KiB, and public ones (no key shown) 1 KiB */
     char *mid = calloc(1, 70000);
-    request(L->port, "POST", "/small", NULL, mid, 70000, 0, &r);
+    request(L->port, "POST", "/tenant-small", "tenant-key", mid, 70000, 0, &r);
     expect_error(&r, 413, "payload_too_large");
+    free(r.body);
+    request(L->port, "POST", "/tenant-small", "tenant-key", mid, 60000, 0, &r);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    request(L->port, "POST", "/small", NULL, mid, 2000, 0, &r);
+    expect_error(&r, 413, "payload_too_large");
+    free(r.body);
+    request(L->port, "POST", "/small", NULL, mid, 1000, 0, &r);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    /* JSON routes have their own, small limit */
+    request(L->port, "POST", "/json", NULL, mid, TEST_JSON_BODY + 1, 0, &r);
+    expect_error(&r, 413, "payload_too_large");
+    free(r.body);
+    request(L->port, "POST", "/json", NULL, mid, TEST_JSON_BODY, 0, &r);
+    assert_int_equal(r.status, 200);
     free(r.body);
     free(mid);
 }
@@ -851,6 +878,338 @@ static void test_live_slow_clients(void **state)
     free(r.body);
 }
 
+/* ---- hardening: framing, head, limits (raw bytes; every refusal is one JSON reply, then the
+ *      close) -----------------------------------------------------------------------------------
+ */
+
+static uint64_t refusals(live *L, http_refusal r)
+{
+    uint64_t v[HTTP_REFUSE__COUNT];
+    http_server_refusals(L->srv, v);
+    return v[r];
+}
+
+/* Sends raw bytes on a new connection and reads until the server closes it. Fails the test when
+ * it neither answers nor closes within 5 s (a hang). Returns the bytes read into buf. */
+static size_t raw_exchange(uint16_t port, const char *req, size_t len, char *buf, size_t cap)
+{
+    int fd = raw_connect(port);
+    assert_int_equal(send(fd, req, len, MSG_NOSIGNAL), (ssize_t)len);
+    long n = raw_read_all(fd, buf, cap, 5000);
+    close(fd);
+    if (n < 0)
+        fail_msg("no answer and no close within 5 s for: %.80s", req);
+    return (size_t)n;
+}
+
+static int count_str(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
+        n++;
+    return n;
+}
+
+/* buf holds exactly one response: status, our JSON error body with this code, Connection: close
+ * (and the caller saw the server close the connection). */
+static void expect_raw_error(const char *buf, int status, const char *code)
+{
+    char want[32];
+    snprintf(want, sizeof(want), "HTTP/1.1 %d ", status);
+    if (strncmp(buf, want, strlen(want)) != 0)
+        fail_msg("want %s, got: %.300s", want, buf);
+    if (count_str(buf, "\nHTTP/1.") != 0)
+        fail_msg("more than one status line: %.600s", buf);
+    assert_non_null(strstr(buf, "Content-Type: application/json"));
+    assert_non_null(strstr(buf, "Connection: close"));
+    const char *body = strstr(buf, "\r\n\r\n");
+    assert_non_null(body);
+    json_t *j = json_loads(body + 4, 0, NULL);
+    if (!j)
+        fail_msg("body is not JSON: %.300s", body + 4);
+    const char *c = json_string_value(json_object_get(json_object_get(j, "error"), "code"));
+    const char *m = json_string_value(json_object_get(json_object_get(j, "error"), "message"));
+    assert_non_null(c);
+    assert_non_null(m);
+    assert_string_equal(c, code);
+    json_decref(j);
+}
+
+static void raw_expect(live *L, const char *req, int status, const char *code)
+{
+    char buf[8192];
+    raw_exchange(L->port, req, strlen(req), buf, sizeof(buf));
+    expect_raw_error(buf, status, code);
+}
+
+static void test_live_framing(void **state)
+{
+    live *L = *state;
+    uint64_t framing = refusals(L, HTTP_REFUSE_FRAMING);
+    /* two Content-Lengths: the server used the first and ran the rest of the body as a second
+     * request (201 then 200); now one 400, and nothing after it */
+    char buf[8192];
+    const char *dup = "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+                      "Content-Length: 41\r\n\r\nhelloGET /echo/a/x/b HTTP/1.1\r\nHost: x\r\n\r\n";
+    raw_exchange(L->port, dup, strlen(dup), buf, sizeof(buf));
+    expect_raw_error(buf, 400, "bad_request");
+    assert_null(strstr(buf, "\"route\""));
+    /* Content-Length with Transfer-Encoding kept the connection open */
+    raw_expect(L,
+               "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+               400, "bad_request");
+    /* codings other than chunked alone hung until the idle timeout */
+    raw_expect(L,
+               "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n"
+               "5\r\nhello\r\n0\r\n\r\n",
+               400, "bad_request");
+    raw_expect(L,
+               "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: xchunked\r\n\r\n"
+               "5\r\nhello\r\n0\r\n\r\n",
+               400, "bad_request");
+    raw_expect(L,
+               "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+               "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+               400, "bad_request");
+    assert_int_equal(refusals(L, HTTP_REFUSE_FRAMING), framing + 5);
+    /* still a plain chunked body is fine */
+    const char *ok = "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n"
+                     "Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n";
+    raw_exchange(L->port, ok, strlen(ok), buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 200 "));
+    assert_non_null(strstr(buf, "\"len\":5"));
+
+    /* A malformed Content-Length is refused by libmicrohttpd 0.9.75 before any access call,
+     * which sent its status line and headers twice, then an HTML page: now one JSON 400 (and
+     * 413 for a length past 64 bits) */
+    raw_expect(L, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 12abc\r\n\r\n", 400,
+               "bad_request");
+    raw_expect(L, "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", 400,
+               "bad_request");
+    raw_expect(L,
+               "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+               413, "payload_too_large");
+    assert_int_equal(refusals(L, HTTP_REFUSE_FRAMING), framing + 7);
+}
+
+static void test_live_host_nul_auth(void **state)
+{
+    live *L = *state;
+    char buf[8192];
+    uint64_t host = refusals(L, HTTP_REFUSE_HOST), nul = refusals(L, HTTP_REFUSE_NUL);
+    raw_expect(L, "GET /echo/a/x/b HTTP/1.1\r\n\r\n", 400, "bad_request");
+    raw_expect(L, "GET /echo/a/x/b HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "bad_request");
+    assert_int_equal(refusals(L, HTTP_REFUSE_HOST), host + 2);
+    const char *v10 = "GET /echo/a/x/b HTTP/1.0\r\n\r\n"; /* HTTP/1.0 needs no Host */
+    raw_exchange(L->port, v10, strlen(v10), buf, sizeof(buf));
+    assert_non_null(strstr(buf, " 200 "));
+
+    /* %00 cut a path id (or a query value) short and the rest was ignored */
+    raw_expect(L, "GET /echo/a%00zz/x/b HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request");
+    raw_expect(L, "GET /echo/a/x/b?q=v%00zz HTTP/1.1\r\nHost: x\r\n\r\n", 400, "bad_request");
+    assert_int_equal(refusals(L, HTTP_REFUSE_NUL), nul + 2);
+
+    /* optional whitespace after the key is not part of it (RFC 9110 5.5) */
+    const char *ows = "GET /tenant HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tenant-key \t\r\n"
+                      "Connection: close\r\n\r\n";
+    raw_exchange(L->port, ows, strlen(ows), buf, sizeof(buf));
+    if (!strstr(buf, "HTTP/1.1 200 "))
+        fail_msg("trailing OWS after the key: %.300s", buf);
+    /* a control byte inside is not a key */
+    raw_expect(L,
+               "GET /tenant HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tenant\x01key\r\n"
+               "Connection: close\r\n\r\n",
+               401, "unauthorized");
+}
+
+static void test_live_query_params(void **state)
+{
+    live *L = *state;
+    char buf[8192];
+    char req[4096];
+    uint64_t before = refusals(L, HTTP_REFUSE_QUERY_PARAMS);
+    /* 250 parameters (1.8 KB, no key needed) got no answer and a close after 10 s */
+    size_t n = (size_t)snprintf(req, sizeof(req), "GET /echo/a/x/b?");
+    for (int i = 0; i < 250; i++)
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "%sp%d=1", i ? "&" : "", i);
+    snprintf(req + n, sizeof(req) - n, " HTTP/1.1\r\nHost: x\r\n\r\n");
+    raw_expect(L, req, 400, "bad_request");
+    assert_int_equal(refusals(L, HTTP_REFUSE_QUERY_PARAMS), before + 1);
+    /* exactly the limit is fine */
+    n = (size_t)snprintf(req, sizeof(req), "GET /echo/a/x/b?q=ok");
+    for (unsigned i = 1; i < TEST_QUERY_PARAMS; i++)
+        n += (size_t)snprintf(req + n, sizeof(req) - n, "&p%u=1", i);
+    snprintf(req + n, sizeof(req) - n, " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    raw_exchange(L->port, req, strlen(req), buf, sizeof(buf));
+    assert_non_null(strstr(buf, "HTTP/1.1 200 "));
+    assert_non_null(strstr(buf, "\"q\":\"ok\""));
+}
+
+static void test_live_head_deadline(void **state)
+{
+    live *L = *state;
+    uint64_t before = refusals(L, HTTP_REFUSE_HEAD_DEADLINE);
+    /* a header line every 400 ms never trips the 1 s idle timeout; the 2.5 s deadline on the
+     * whole head cuts the connection long before this client's 40 lines are done */
+    int fd = raw_connect(L->port);
+    const char *line = "GET /echo/a/x/b HTTP/1.1\r\n";
+    send(fd, line, strlen(line), MSG_NOSIGNAL);
+    char buf[256];
+    int closed = 0, sent = 0;
+    for (; sent < 40 && !closed; sent++) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, 400) > 0) {
+            closed = recv(fd, buf, sizeof(buf), 0) <= 0;
+            break;
+        }
+        if (send(fd, "X-Slow: 1\r\n", 11, MSG_NOSIGNAL) != 11)
+            closed = 1;
+    }
+    close(fd);
+    assert_true(closed);
+    assert_true(sent < 30);
+    assert_true(refusals(L, HTTP_REFUSE_HEAD_DEADLINE) > before);
+    /* the server still answers */
+    resp r;
+    request(L->port, "GET", "/echo/a/x/b", NULL, NULL, 0, 0, &r);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+}
+
+static void wait_inflight(http_server *s, size_t want)
+{
+    for (int i = 0; i < 400 && http_server_inflight(s) != want; i++)
+        usleep(10000);
+    assert_int_equal(http_server_inflight(s), want);
+}
+
+static void test_live_body_budget(void **state)
+{
+    live *L = *state;
+    /* its own server, so that no other test's body shares the small budget */
+    http_config cfg = {.host = "127.0.0.1",
+                       .threads = 2,
+                       .max_connections = 64,
+                       .max_body_bytes = TEST_MAX_BODY,
+                       .header_timeout_ms = 5000,
+                       .retry_after_ms = 3000,
+                       .max_inflight_body_bytes = TEST_BODY_BUDGET};
+    http_server *s;
+    assert_int_equal(http_server_open(&cfg, L->router, &s), VG_OK);
+    uint16_t port = http_server_port(s);
+    /* one body of 200,000 bytes under way holds that much of the 300 KiB budget ... */
+    int a = raw_connect(port);
+    const char *ha = "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\nabc";
+    send(a, ha, strlen(ha), MSG_NOSIGNAL);
+    wait_inflight(s, 1);
+    /* ... so a second one is 503 + Retry-After, before any of its bytes are read */
+    char buf[8192];
+    const char *hb = "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 200000\r\n\r\n";
+    raw_exchange(port, hb, strlen(hb), buf, sizeof(buf));
+    expect_raw_error(buf, 503, "unavailable");
+    assert_non_null(strstr(buf, "Retry-After: 3"));
+    uint64_t v[HTTP_REFUSE__COUNT];
+    http_server_refusals(s, v);
+    assert_int_equal(v[HTTP_REFUSE_BODY_BUDGET], 1);
+    /* a chunked body runs into it while it grows: 503 at its end */
+    const char *hc = "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    int c = raw_connect(port);
+    send(c, hc, strlen(hc), MSG_NOSIGNAL);
+    char chunk[8 + 65536 + 2];
+    int k = snprintf(chunk, sizeof(chunk), "%x\r\n", 65536);
+    memset(chunk + k, 'z', 65536);
+    memcpy(chunk + k + 65536, "\r\n", 2);
+    for (int i = 0; i < 3; i++)
+        send(c, chunk, (size_t)k + 65536 + 2, MSG_NOSIGNAL);
+    send(c, "0\r\n\r\n", 5, MSG_NOSIGNAL);
+    long n = raw_read_all(c, buf, sizeof(buf), 5000);
+    close(c);
+    assert_true(n > 0);
+    expect_raw_error(buf, 503, "unavailable");
+    close(a);
+    wait_inflight(s, 0);
+    /* and once the first is gone, the budget is back */
+    uint8_t *big = calloc(1, 200000);
+    resp r;
+    request(port, "POST", "/body", NULL, big, 200000, 0, &r);
+    assert_int_equal(r.status, 200);
+    free(r.body);
+    free(big);
+    http_server_quiesce(s);
+    assert_int_equal(http_server_drain(s, 5000), VG_OK);
+    http_server_close(s);
+}
+
+static void test_live_chunked_far_over_limit(void **state)
+{
+    live *L = *state;
+    /* a chunked body past twice the limit was reset with no answer: now the 413 */
+    int fd = raw_connect(L->port);
+    const char *h = "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    send(fd, h, strlen(h), MSG_NOSIGNAL);
+    size_t chunk = 65536;
+    char *c = malloc(chunk + 16);
+    int k = snprintf(c, 16, "%zx\r\n", chunk);
+    memset(c + k, 'z', chunk);
+    memcpy(c + k + chunk, "\r\n", 2);
+    size_t total = 0;
+    while (total <= 2 * TEST_MAX_BODY + chunk) {
+        assert_int_equal(send(fd, c, (size_t)k + chunk + 2, MSG_NOSIGNAL),
+                         (ssize_t)((size_t)k + chunk + 2));
+        total += chunk;
+    }
+    free(c);
+    char buf[8192];
+    long n = raw_read_all(fd, buf, sizeof(buf), 5000);
+    close(fd);
+    if (n <= 0)
+        fail_msg("no 413 (read %ld)", n);
+    expect_raw_error(buf, 413, "payload_too_large");
+}
+
+static void test_live_per_ip_limit(void **state)
+{
+    live *L = *state;
+    /* its own server: a long idle timeout keeps the first connections open meanwhile */
+    http_config cfg = {.host = "127.0.0.1",
+                       .threads = 1,
+                       .max_connections = 64,
+                       .header_timeout_ms = 30000,
+                       .max_connections_per_ip = 4};
+    http_server *s;
+    assert_int_equal(http_server_open(&cfg, L->router, &s), VG_OK);
+    uint16_t port = http_server_port(s);
+    int fds[4];
+    char buf[4096];
+    const char *get = "GET /echo/a/x/b HTTP/1.1\r\nHost: x\r\n\r\n";
+    for (int i = 0; i < 4; i++) { /* each accepted and answered, kept alive */
+        fds[i] = raw_connect(port);
+        send(fds[i], get, strlen(get), MSG_NOSIGNAL);
+        struct pollfd p = {fds[i], POLLIN, 0};
+        assert_int_equal(poll(&p, 1, 5000), 1);
+        ssize_t k = recv(fds[i], buf, sizeof(buf) - 1, 0);
+        assert_true(k > 0);
+        buf[k] = 0;
+        assert_non_null(strstr(buf, "HTTP/1.1 200 "));
+    }
+    uint64_t v[HTTP_REFUSE__COUNT];
+    http_server_refusals(s, v);
+    uint64_t before = v[HTTP_REFUSE_CONN_LIMIT];
+    int extra = raw_connect(port); /* the fifth from this address is closed at once */
+    send(extra, get, strlen(get), MSG_NOSIGNAL);
+    long n = raw_read_all(extra, buf, sizeof(buf), 5000);
+    close(extra);
+    assert_int_equal(n, 0);
+    http_server_refusals(s, v);
+    assert_int_equal(v[HTTP_REFUSE_CONN_LIMIT], before + 1);
+    for (int i = 0; i < 4; i++)
+        close(fds[i]);
+    http_server_quiesce(s);
+    assert_int_equal(http_server_drain(s, 5000), VG_OK);
+    http_server_close(s);
+}
+
 typedef struct async_client {
     uint16_t port;
     int ok;
@@ -926,6 +1285,13 @@ int main(void)
         cmocka_unit_test(test_live_content_length_checked_first),
         cmocka_unit_test(test_live_async),
         cmocka_unit_test(test_live_slow_clients),
+        cmocka_unit_test(test_live_framing),
+        cmocka_unit_test(test_live_host_nul_auth),
+        cmocka_unit_test(test_live_query_params),
+        cmocka_unit_test(test_live_head_deadline),
+        cmocka_unit_test(test_live_body_budget),
+        cmocka_unit_test(test_live_chunked_far_over_limit),
+        cmocka_unit_test(test_live_per_ip_limit),
         cmocka_unit_test(test_server_bind_error),
     };
     int rc = cmocka_run_group_tests_name("http_unit", unit, NULL, NULL);

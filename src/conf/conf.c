@@ -37,6 +37,12 @@ static const conf_def rows[] = {
     {"body_deadline", CONF_DURATION, "120s", "close a connection whose whole body takes longer than this (clients trickling bytes)", NULL, 100, 86400000, 0, F(body_deadline_ms)},
     {"shutdown_grace", CONF_DURATION, "10s", "on SIGTERM/SIGINT, how long in-flight requests may take to finish", NULL, 0, 3600000, 0, F(shutdown_grace_ms)},
     {"retry_after", CONF_DURATION, "1s", "Retry-After sent with 429/503 when overloaded", NULL, 0, 3600000, 0, F(retry_after_ms)},
+    /* HTTP hardening */
+    {"max_connections_per_ip", CONF_INT, "256", "concurrent connections from one client address (0: no limit)", NULL, 0, 1000000, 0, F(max_connections_per_ip)},
+    {"head_deadline", CONF_DURATION, "10s", "close a connection whose request line and headers take longer than this in all (clients trickling header lines; 0: none)", NULL, 0, 86400000, 0, F(head_deadline_ms)},
+    {"max_json_body_bytes", CONF_SIZE, "256KiB", "largest JSON request body (tenants, keys, profiles, notices); larger is 413", NULL, 1024, 4294967296.0, 0, F(max_json_body_bytes)},
+    {"max_inflight_body_bytes", CONF_SIZE, "512MiB", "request bodies being received, all together; past it 503 + Retry-After (0: no bound)", NULL, 0, BIG, 0, F(max_inflight_body_bytes)},
+    {"max_query_params", CONF_INT, "64", "most query parameters in one URL; more is 400", NULL, 1, 1024, 0, F(max_query_params)},
     {"store_images", CONF_BOOL, "false", "keep the bytes of uploaded reference images (otherwise only hashes and features)", NULL, 0, 0, 0, F(store_images)},
     {"default_level", CONF_ENUM, "balanced", "analysis level when a request names none", level_choices, 0, 0, 0, F(default_level)},
     {"pdq_threshold", CONF_INT, "31", "PDQ match: largest Hamming distance (bits of 256)", NULL, 0, 256, 0, F(pdq_threshold)},

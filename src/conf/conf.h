@@ -66,6 +66,12 @@ typedef struct conf_settings {
     uint64_t body_deadline_ms;
     uint64_t shutdown_grace_ms;
     uint64_t retry_after_ms; /* Retry-After sent with 429/503 */
+    /* HTTP hardening (slow and greedy clients, request framing) */
+    int64_t max_connections_per_ip; /* 0 = no per-address limit */
+    uint64_t head_deadline_ms;      /* whole request head; 0 = none */
+    uint64_t max_json_body_bytes;
+    uint64_t max_inflight_body_bytes; /* all bodies being received; 0 = no bound */
+    int64_t max_query_params;
     /* analysis and evidence */
     int store_images;
     int default_level; /* analyze_level order: speed, balanced, accuracy, memory */

@@ -16,8 +16,12 @@
  * http_req_resume(), and the network thread sends it. The network threads never block on it.
  *
  * Request flow, in order (each step may answer at once, before the body is read):
- *   route (404 / 405 + Allow)  ->  auth (401 / 403)  ->  Content-Length > limit (413)
+ *   request line: too many query parameters (400, written to the socket)
+ *   -> framing and Host (400 + close)  ->  route (404 / 405 + Allow)  ->  auth (401 / 403)
+ *   -> Content-Length > limit (413)  ->  body budget (503 + close)
  *   -> body accumulated (chunked bodies checked while streaming: 413)  ->  handler.
+ * The request head as a whole has a deadline (head_deadline_ms) and one client address a
+ * connection limit (max_connections_per_ip). docs/API.md lists what libmicrohttpd answers itself.
  */
 #ifndef VG_HTTP_H
 #define VG_HTTP_H
@@ -93,6 +97,9 @@ typedef void (*http_handler_fn)(http_req *req, void *ud);
 /* Flags of a route. */
 enum {
     HTTP_ROUTE_BODY = 1u << 0, /* reads a request body (others refuse one above 64 KiB) */
+    /* with HTTP_ROUTE_BODY: the body is a JSON document, held to http_config.max_json_body_bytes
+     * (small, so parsing it on the network thread stays cheap) instead of max_body_bytes */
+    HTTP_ROUTE_JSON = 1u << 1,
 };
 
 /* Returns owned (free with http_router_free). Not thread-safe while routes are added; read-only
@@ -146,11 +153,42 @@ typedef struct http_config {
      * never trips the idle timeout, so it gets this bound too (0 = none) */
     unsigned body_deadline_ms;
     unsigned retry_after_ms; /* Retry-After on 429/503 that set none */
-    http_auth_fn auth;       /* required for non-public routes; NULL makes them 503 */
+    /* hardening against slow and greedy clients (0 = the default noted) */
+    unsigned max_connections_per_ip; /* 0 = no per-address limit */
+    /* the whole request head (request line and headers) from the connection's start or the end
+     * of its previous request: a client sending a header line now and then never trips the
+     * idle timeout, so the head gets a deadline too (0 = none) */
+    unsigned head_deadline_ms;
+    size_t max_json_body_bytes;     /* HTTP_ROUTE_JSON routes; 0 = HTTP_JSON_BODY_DEFAULT_BYTES */
+    size_t max_inflight_body_bytes; /* all bodies being received together; 0 = no bound */
+    unsigned max_query_params;      /* 0 = HTTP_QUERY_PARAMS_DEFAULT */
+    http_auth_fn auth;              /* required for non-public routes; NULL makes them 503 */
     void *auth_ud;
     http_observe_fn observe; /* optional */
     void *observe_ud;
 } http_config;
+
+#define HTTP_JSON_BODY_DEFAULT_BYTES (256u * 1024) /* JSON bodies, when the config names none */
+#define HTTP_QUERY_PARAMS_DEFAULT 64 /* query parameters, when the config names none */
+
+/* Requests the server refused (or connections it cut) by kind, for metrics. */
+typedef enum {
+    HTTP_REFUSE_FRAMING = 0,   /* ambiguous body framing: duplicate Content-Length, CL + TE,
+                                * a Transfer-Encoding other than "chunked" (400, closed) */
+    HTTP_REFUSE_HOST,          /* HTTP/1.1 without exactly one Host (400) */
+    HTTP_REFUSE_NUL,           /* %00 in the path or query (400) */
+    HTTP_REFUSE_QUERY_PARAMS,  /* more query parameters than max_query_params (400) */
+    HTTP_REFUSE_HEAD_DEADLINE, /* request head not complete within head_deadline_ms (cut) */
+    HTTP_REFUSE_BODY_BUDGET,   /* max_inflight_body_bytes reached (503) */
+    HTTP_REFUSE_BODY_LIMIT,    /* body over the route's limit (413) */
+    HTTP_REFUSE_LIBMHD,        /* answered by libmicrohttpd itself (malformed request line,
+                                * header or Content-Length, head too large) */
+    HTTP_REFUSE_CONN_LIMIT,    /* connection refused: max_connections or the per-address limit */
+    HTTP_REFUSE__COUNT
+} http_refusal;
+
+/* "framing", "host", ... (static), for metric labels. */
+const char *http_refusal_name(http_refusal r);
 
 /* Starts listening and serving. cfg is copied; router and the callbacks' ud are borrowed and must
  * outlive the server. Returns owned (close with http_server_close). VG_EIO when the address
@@ -162,6 +200,8 @@ uint16_t http_server_port(const http_server *s);
 void http_server_quiesce(http_server *s);
 /* Requests between their first byte and their completion (gauge). Thread-safe. */
 size_t http_server_inflight(const http_server *s);
+/* Refusals so far, by http_refusal (out has HTTP_REFUSE__COUNT slots). Thread-safe. */
+void http_server_refusals(const http_server *s, uint64_t *out);
 /* Waits until no request is in flight or grace_ms passes: VG_OK or VG_ETIMEDOUT. */
 int http_server_drain(http_server *s, uint64_t grace_ms);
 /* Stops the server and frees it. Every deferred request must have been resumed (the party that

@@ -10,6 +10,18 @@
  * body buffer and the response. The body buffer grows geometrically up to the route's limit and
  * is never sized from Content-Length alone (a header is cheap to send, memory is not).
  *
+ * Hardening (each refusal counted by kind, see http_refusal): the first access call checks the
+ * request's framing (one Content-Length or one "Transfer-Encoding: chunked", never both, one Host
+ * on HTTP/1.1) before routing, so no body byte of an ambiguous request is ever read, and answers
+ * 400 with "Connection: close". A watchdog thread bounds the request head (request line and
+ * headers) as a whole: connections are armed when they open and after each request, disarmed at
+ * the first access call, and shut down (shutdown(2) on their socket, which makes MHD close them
+ * on its own thread) past head_deadline. Bodies being received reserve their bytes from one
+ * server-wide budget (503 past it). Where libmicrohttpd would not let us queue a reply at all
+ * (too many query parameters, a chunked body far past its limit, a Content-Length MHD refuses
+ * itself), the JSON error is written to the socket directly and its write side shut down
+ * (raw_reply).
+ *
  * Async: a handler may defer. After it returns, the network thread suspends the connection
  * under the request's mutex, unless the reply was already resumed from another thread in the
  * meantime, in which case it is sent at once. http_req_resume flags the request under the same
@@ -33,7 +45,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define HTTP_NOBODY_MAX_BYTES (64u * 1024)   /* routes without HTTP_ROUTE_BODY */
+#define HTTP_NOBODY_MAX_BYTES (64u * 1024) /* routes without HTTP_ROUTE_BODY */
+/* public routes without HTTP_ROUTE_BODY: nobody has shown a key, so a connection may not park
+ * more than this in our memory */
+#define HTTP_PUBLIC_BODY_MAX_BYTES 1024u
+#define HTTP_WATCHDOG_TICK_MS 100     /* how often the head watchdog looks (its resolution) */
+#define HTTP_RAW_REPLY_MAX_BYTES 1024 /* a reply written straight to the socket */
 #define HTTP_BODY_INITIAL_BYTES (64u * 1024) /* first body buffer, grown from there */
 #define HTTP_BODY_PREALLOC_MAX (1u << 20)    /* most we trust Content-Length up front */
 #define HTTP_CONN_ARENA_BYTES (8u * 1024)    /* per-connection arena block */
@@ -62,11 +79,31 @@ struct http_server {
     _Atomic size_t deferred;
     _Atomic int quiescing;
     int listen_closed;
+    size_t json_limit;  /* HTTP_ROUTE_JSON bodies */
+    size_t body_budget; /* all bodies together; 0 = none */
+    _Atomic size_t body_reserved;
+    unsigned max_query_params;
+    uint64_t head_deadline_ns; /* 0 = no watchdog */
+    _Atomic uint64_t refused[HTTP_REFUSE__COUNT];
+    /* head watchdog: armed connections, under wd_mu */
+    pthread_mutex_t wd_mu;
+    pthread_cond_t wd_cv;
+    struct http_conn *wd_head;
+    pthread_t wd_thread;
+    int wd_running, wd_stop;
 };
 
-/* Per TCP connection; owned by the connection's network thread. */
+/* Per TCP connection; owned by the connection's network thread, except the wd_* fields and
+ * head_expired, which belong to srv->wd_mu. */
 typedef struct http_conn {
     vg_arena *arena;
+    int fd;
+    struct http_conn *wd_prev, *wd_next;
+    int wd_linked;
+    uint64_t head_start_ns;
+    int head_expired; /* the watchdog shut the socket down */
+    int url_nul;      /* the current request's URL has %00 (set at its request line) */
+    int refused;      /* answered with raw_reply: drop the connection at the next call */
 } http_conn;
 
 typedef enum {
@@ -95,6 +132,11 @@ struct http_req {
     uint8_t *body;
     size_t body_len, body_cap;
     int overflow;
+    int budget_fail;  /* the body budget ran out while a chunked body arrived */
+    int raw_answered; /* a 413 went out with raw_reply; the rest is discarded */
+    int close;        /* reply with "Connection: close" */
+    size_t declared;  /* Content-Length, 0 when none */
+    size_t reserved;  /* bytes held in srv->body_reserved */
     size_t discarded;
     int body_timeout_set;
     /* async */
@@ -275,13 +317,173 @@ static enum MHD_Result send_reply(http_req *req)
         MHD_add_response_header(r, req->hdr_name[i], req->hdr_value[i]);
     if ((req->status == 429 || req->status == 503) && !has_header(req, "Retry-After"))
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, req->srv->retry_after);
-    if (atomic_load(&req->srv->quiescing))
+    if (req->close || atomic_load(&req->srv->quiescing))
         MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
     enum MHD_Result ret = MHD_queue_response(req->conn, (unsigned)req->status, r);
     MHD_destroy_response(r);
     req->state = REQ_QUEUED;
     req->sent_status = req->status;
     return ret;
+}
+
+/* The connection whose request line this network thread parsed last, and whether the MHD error
+ * being logged on it was answered already. libmicrohttpd's logger has no connection argument, and
+ * it is the only callback between the end of the headers and MHD's own refusal of a bad
+ * Content-Length (see mhd_bad_length); a thread-local is the only link, since each connection
+ * is served by one network thread. Cleared when that connection closes. */
+static _Thread_local struct MHD_Connection *tl_conn;
+static _Thread_local int tl_answered;
+
+/* ---- refusals ------------------------------------------------------------------------------- */
+
+static const char *const refusal_names[HTTP_REFUSE__COUNT] = {
+    "framing",     "host",       "nul",    "query_params",     "head_deadline",
+    "body_budget", "body_limit", "libmhd", "connection_limit",
+};
+
+const char *http_refusal_name(http_refusal r)
+{
+    return (unsigned)r < HTTP_REFUSE__COUNT ? refusal_names[r] : "unknown";
+}
+
+void http_server_refusals(const http_server *s, uint64_t *out)
+{
+    for (size_t i = 0; i < HTTP_REFUSE__COUNT; i++)
+        out[i] = atomic_load(&s->refused[i]);
+}
+
+static void refuse(http_server *s, http_refusal r)
+{
+    atomic_fetch_add(&s->refused[r], 1);
+}
+
+/* Writes a whole JSON error reply straight to the socket and shuts its write side, for the cases
+ * where libmicrohttpd has no place for a reply of ours (it is parsing the request line, or the
+ * body is still arriving). Only on the connection's own thread, and only while MHD is not
+ * sending anything on it (it sends nothing before a request is complete). The socket is
+ * non-blocking and the reply small, so it fits the send buffer of any sane socket; if it does
+ * not, the client gets a cut reply, then the close. */
+static void raw_reply(int fd, int status, const char *code, const char *msg)
+{
+    if (fd < 0)
+        return;
+    char body[HTTP_RAW_REPLY_MAX_BYTES / 2];
+    json_t *j = http_error_body(code ? code : http_status_code(status), msg);
+    char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    snprintf(body, sizeof(body), "%s", text ? text : "{}");
+    if (text)
+        jansson_free(text);
+    const char *reason = MHD_get_reason_phrase_for((unsigned)status);
+    char buf[HTTP_RAW_REPLY_MAX_BYTES];
+    int n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                     status, reason && *reason ? reason : "Error", strlen(body), body);
+    if (n > 0 && (size_t)n < sizeof(buf))
+        (void)!send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    shutdown(fd, SHUT_WR);
+}
+
+/* ---- head watchdog ------------------------------------------------------------------------- */
+
+static void wd_unlink(http_server *s, http_conn *hc)
+{
+    if (!hc->wd_linked)
+        return;
+    if (hc->wd_prev)
+        hc->wd_prev->wd_next = hc->wd_next;
+    else
+        s->wd_head = hc->wd_next;
+    if (hc->wd_next)
+        hc->wd_next->wd_prev = hc->wd_prev;
+    hc->wd_prev = hc->wd_next = NULL;
+    hc->wd_linked = 0;
+}
+
+/* A request head is due on hc from now on. Network thread of hc. */
+static void wd_arm(http_server *s, http_conn *hc)
+{
+    if (!s->head_deadline_ns || !hc)
+        return;
+    pthread_mutex_lock(&s->wd_mu);
+    hc->head_start_ns = vg_now_ns();
+    if (!hc->wd_linked && !hc->head_expired) {
+        hc->wd_next = s->wd_head;
+        hc->wd_prev = NULL;
+        if (s->wd_head)
+            s->wd_head->wd_prev = hc;
+        s->wd_head = hc;
+        hc->wd_linked = 1;
+    }
+    pthread_mutex_unlock(&s->wd_mu);
+}
+
+/* The head arrived (or the connection closes). Returns whether the watchdog already cut it. */
+static int wd_disarm(http_server *s, http_conn *hc)
+{
+    if (!s->head_deadline_ns || !hc)
+        return 0;
+    pthread_mutex_lock(&s->wd_mu);
+    wd_unlink(s, hc);
+    int expired = hc->head_expired;
+    pthread_mutex_unlock(&s->wd_mu);
+    return expired;
+}
+
+static void *wd_main(void *arg)
+{
+    http_server *s = arg;
+    pthread_mutex_lock(&s->wd_mu);
+    while (!s->wd_stop) {
+        uint64_t now = vg_now_ns();
+        for (http_conn *hc = s->wd_head, *next; hc; hc = next) {
+            next = hc->wd_next;
+            if (now - hc->head_start_ns <= s->head_deadline_ns)
+                continue;
+            /* The connection cannot be freed meanwhile: its CLOSED notification disarms it
+             * under this mutex before MHD closes the socket. */
+            shutdown(hc->fd, SHUT_RDWR);
+            hc->head_expired = 1;
+            wd_unlink(s, hc);
+            refuse(s, HTTP_REFUSE_HEAD_DEADLINE);
+        }
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)HTTP_WATCHDOG_TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&s->wd_cv, &s->wd_mu, &ts);
+    }
+    pthread_mutex_unlock(&s->wd_mu);
+    return NULL;
+}
+
+/* ---- body budget ----------------------------------------------------------------------------- */
+
+/* Raises the request's share of the server-wide body budget to `total` bytes. 0 or VG_EBUSY. */
+static int budget_reserve(http_req *req, size_t total)
+{
+    http_server *s = req->srv;
+    if (!s->body_budget || total <= req->reserved)
+        return VG_OK;
+    size_t add = total - req->reserved;
+    size_t prev = atomic_fetch_add(&s->body_reserved, add);
+    if (prev + add > s->body_budget || prev + add < prev) {
+        atomic_fetch_sub(&s->body_reserved, add);
+        return VG_EBUSY;
+    }
+    req->reserved = total;
+    return VG_OK;
+}
+
+static void budget_release(http_req *req)
+{
+    if (req->reserved)
+        atomic_fetch_sub(&req->srv->body_reserved, req->reserved);
+    req->reserved = 0;
 }
 
 /* ---- request accessors ---------------------------------------------------------------------- */
@@ -386,12 +588,17 @@ static char *arena_strndup(vg_arena *a, const char *s, size_t n)
     return p;
 }
 
-static http_req *req_begin(http_server *s, struct MHD_Connection *conn, const char *url,
-                           const char *method)
+static http_conn *conn_of(struct MHD_Connection *conn)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-    http_conn *hc = ci ? (http_conn *)ci->socket_context : NULL;
+    return ci ? (http_conn *)ci->socket_context : NULL;
+}
+
+static http_req *req_begin(http_server *s, struct MHD_Connection *conn, const char *url,
+                           const char *method)
+{
+    http_conn *hc = conn_of(conn);
     vg_arena *arena;
     int own = 0;
     if (hc) {
@@ -435,6 +642,7 @@ static void req_end(http_req *req)
     reply_reset(req);
     vg_free(req->body);
     req->body = NULL;
+    budget_release(req);
     pthread_mutex_destroy(&req->mu);
     vg_arena *a = req->arena;
     int own = req->own_arena;
@@ -465,10 +673,20 @@ static int check_auth(http_req *req)
         return 1;
     }
     const char *token = h + 7;
-    while (*token == ' ')
+    while (*token == ' ' || *token == '\t')
         token++;
     size_t tl = strlen(token);
-    if (tl == 0 || tl > HTTP_TOKEN_MAX_BYTES) {
+    while (tl && (token[tl - 1] == ' ' || token[tl - 1] == '\t')) /* OWS, RFC 9110 5.5 */
+        tl--;
+    /* token68 (RFC 9110 11.2): a key is never anything else, so a control byte or a space
+     * inside is refused rather than looked up */
+    int bad = 0;
+    for (size_t i = 0; i < tl && !bad; i++) {
+        unsigned char c = (unsigned char)token[i];
+        bad = !((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/' || c == '=');
+    }
+    if (tl == 0 || tl > HTTP_TOKEN_MAX_BYTES || bad) {
         http_reply_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
         http_reply_error(req, 401, NULL, "invalid API key");
         return 1;
@@ -477,8 +695,13 @@ static int check_auth(http_req *req)
         http_reply_error(req, 503, NULL, "authentication is not available");
         return 1;
     }
+    char *tok = arena_strndup(req->arena, token, tl);
+    if (!tok) {
+        http_reply_error(req, 503, NULL, "out of memory");
+        return 1;
+    }
     vg_err_clear();
-    int rc = s->cfg.c.auth(s->cfg.c.auth_ud, token, &req->principal);
+    int rc = s->cfg.c.auth(s->cfg.c.auth_ud, tok, &req->principal);
     if (rc == VG_ENOTFOUND) {
         memset(&req->principal, 0, sizeof(req->principal));
         http_reply_header(req, "WWW-Authenticate", "Bearer error=\"invalid_token\"");
@@ -503,10 +726,79 @@ static int check_auth(http_req *req)
     return 0;
 }
 
+typedef struct head_counts {
+    unsigned host, cl, te;
+    const char *cl_value, *te_value;
+} head_counts;
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    const char *value)
+{
+    (void)kind;
+    head_counts *h = cls;
+    if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0) {
+        h->host++;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+        h->cl++;
+        h->cl_value = value;
+    } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+        h->te++;
+        h->te_value = value;
+    }
+    return MHD_YES;
+}
+
+static int refuse_reply(http_req *req, http_refusal r, const char *msg)
+{
+    refuse(req->srv, r);
+    req->close = 1;
+    http_reply_error(req, 400, NULL, "%s", msg);
+    return 1;
+}
+
+/* The request's framing and Host, before anything else (RFC 9112 6.1-6.3, 3.2): a request whose
+ * body length two parties could read differently is refused, never guessed at, and the
+ * connection closed, since what follows it on the wire cannot be trusted to be a request.
+ * Returns 1 when a reply is ready. */
+static int check_head(http_req *req, const char *version, const http_conn *hc)
+{
+    if (hc && hc->url_nul)
+        return refuse_reply(req, HTTP_REFUSE_NUL, "NUL byte (%00) in the URL");
+    head_counts h = {0};
+    MHD_get_connection_values(req->conn, MHD_HEADER_KIND, count_header, &h);
+    if (h.cl > 1)
+        return refuse_reply(req, HTTP_REFUSE_FRAMING, "more than one Content-Length header");
+    if (h.te > 1)
+        return refuse_reply(req, HTTP_REFUSE_FRAMING, "more than one Transfer-Encoding header");
+    if (h.cl && h.te)
+        return refuse_reply(req, HTTP_REFUSE_FRAMING, "both Content-Length and Transfer-Encoding");
+    /* exactly what libmicrohttpd 0.9.75 takes for chunked (it compares the whole value, no
+     * whitespace trimmed); anything else it would read as a body of unknown length */
+    if (h.te && strcasecmp(h.te_value, "chunked") != 0)
+        return refuse_reply(req, HTTP_REFUSE_FRAMING,
+                            "Transfer-Encoding other than 'chunked' is not supported");
+    if (h.cl) {
+        const char *v = h.cl_value;
+        size_t i = 0;
+        while (v[i] >= '0' && v[i] <= '9')
+            i++;
+        if (i == 0 || v[i])
+            return refuse_reply(req, HTTP_REFUSE_FRAMING, "bad Content-Length");
+    }
+    /* HTTP/1.1 and the later 1.x MHD serves as 1.1 need Host (RFC 9112 3.2) */
+    int v11 = version && strncmp(version, "HTTP/1.", 7) == 0 &&
+              strcmp(version, MHD_HTTP_VERSION_1_0) != 0;
+    if (h.host > 1 || (h.host == 0 && v11))
+        return refuse_reply(req, HTTP_REFUSE_HOST, "an HTTP/1.1 request needs one Host header");
+    return 0;
+}
+
 /* Route, auth and size checks on the first call; returns 1 when a reply is ready. */
-static int req_precheck(http_req *req)
+static int req_precheck(http_req *req, const char *version, const http_conn *hc)
 {
     if (req->has_reply)
+        return 1;
+    if (check_head(req, version, hc))
         return 1;
     http_server *s = req->srv;
     http_match m;
@@ -534,8 +826,13 @@ static int req_precheck(http_req *req)
     req->n_params = m.n_params;
     if (check_auth(req))
         return 1;
-    req->limit = (http_route_flags(m.route) & HTTP_ROUTE_BODY) ? s->cfg.c.max_body_bytes
-                                                               : HTTP_NOBODY_MAX_BYTES;
+    unsigned fl = http_route_flags(m.route);
+    if (fl & HTTP_ROUTE_BODY)
+        req->limit = (fl & HTTP_ROUTE_JSON) ? VG_MIN(s->json_limit, s->cfg.c.max_body_bytes)
+                                            : s->cfg.c.max_body_bytes;
+    else
+        req->limit = http_route_auth(m.route) == HTTP_AUTH_PUBLIC ? HTTP_PUBLIC_BODY_MAX_BYTES
+                                                                  : HTTP_NOBODY_MAX_BYTES;
     const char *cl =
         MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     const char *te =
@@ -549,8 +846,17 @@ static int req_precheck(http_req *req)
             return 1;
         }
         if (n > req->limit) {
+            refuse(s, HTTP_REFUSE_BODY_LIMIT);
             http_reply_error(req, 413, NULL, "body of %llu bytes is over the limit of %zu bytes", n,
                              req->limit);
+            return 1;
+        }
+        req->declared = (size_t)n;
+        if (budget_reserve(req, (size_t)n) != VG_OK) {
+            refuse(s, HTTP_REFUSE_BODY_BUDGET);
+            req->close = 1;
+            http_reply_error(req, 503, NULL,
+                             "the server is receiving as many request bodies as it can hold");
             return 1;
         }
         if (n > 0) {
@@ -574,27 +880,52 @@ static int req_precheck(http_req *req)
 }
 
 /* Appends a body chunk. Returns -1 to drop the connection (a chunked body far past its limit). */
+static void body_drop(http_req *req, size_t n)
+{
+    req->discarded = n;
+    vg_free(req->body);
+    req->body = NULL;
+    req->body_len = req->body_cap = 0;
+    budget_release(req);
+}
+
 static int req_append(http_req *req, const char *data, size_t n)
 {
-    if (req->overflow) {
-        /* Keep reading (and dropping) so the client sees a 413 rather than a reset, but only up
-         * to another limit's worth. */
+    if (req->overflow || req->budget_fail) {
+        /* Keep reading (and dropping) so the client sees the answer rather than a reset. Past
+         * another limit's worth the 413 goes out at once on the socket (MHD takes no reply while
+         * a body arrives); past two more, the connection is dropped. */
         req->discarded += n;
-        return req->discarded > req->limit ? -1 : 0;
+        if (req->overflow && !req->raw_answered && req->discarded > req->limit) {
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+            char msg[96];
+            snprintf(msg, sizeof(msg), "body is over the limit of %zu bytes", req->limit);
+            raw_reply(ci ? ci->connect_fd : -1, 413, NULL, msg);
+            req->raw_answered = 1;
+            req->sent_status = 413;
+        }
+        return req->discarded / 3 > req->limit ? -1 : 0;
     }
     size_t need;
     if (vg_add_size(req->body_len, n, &need) != VG_OK || need > req->limit) {
+        refuse(req->srv, HTTP_REFUSE_BODY_LIMIT);
         req->overflow = 1;
-        req->discarded = n;
-        vg_free(req->body);
-        req->body = NULL;
-        req->body_len = req->body_cap = 0;
+        body_drop(req, n);
         return 0;
     }
     if (need > req->body_cap) {
         size_t cap = req->body_cap ? req->body_cap : HTTP_BODY_INITIAL_BYTES;
         while (cap < need)
             cap = cap > req->limit / 2 ? req->limit : cap * 2;
+        if (req->declared && cap > req->declared) /* MHD never passes more than declared */
+            cap = VG_MAX(req->declared, need);
+        if (budget_reserve(req, cap) != VG_OK) {
+            refuse(req->srv, HTTP_REFUSE_BODY_BUDGET);
+            req->budget_fail = 1;
+            body_drop(req, n);
+            return 0;
+        }
         uint8_t *nb = vg_realloc(req->body, cap + 1);
         if (!nb)
             return -1;
@@ -631,11 +962,14 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
     http_server *s = cls;
     http_req *req = *con_cls;
     if (!req) {
+        http_conn *hc = conn_of(conn);
+        if (wd_disarm(s, hc) || (hc && hc->refused))
+            return MHD_NO; /* already cut or answered on the socket */
         req = req_begin(s, conn, url, method);
         if (!req)
             return MHD_NO;
         *con_cls = req;
-        if (req_precheck(req))
+        if (req_precheck(req, version, hc))
             return send_reply(req);
         return MHD_YES;
     }
@@ -653,8 +987,16 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             *upload_data_size = 0;
             return rc == 0 ? MHD_YES : MHD_NO;
         }
+        if (req->raw_answered)
+            return MHD_NO; /* the 413 went out on the socket already */
         if (req->overflow) {
             http_reply_error(req, 413, NULL, "body is over the limit of %zu bytes", req->limit);
+            return send_reply(req);
+        }
+        if (req->budget_fail) {
+            req->close = 1;
+            http_reply_error(req, 503, NULL,
+                             "the server is receiving as many request bodies as it can hold");
             return send_reply(req);
         }
         return run_handler(req);
@@ -672,11 +1014,14 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 {
     http_server *s = cls;
     http_req *req = *con_cls;
+    /* the next request's head is due from now (keep-alive) */
+    if (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        wd_arm(s, conn_of(conn));
     if (!req)
         return;
     *con_cls = NULL;
     uint64_t ns = vg_now_ns() - req->start_ns;
-    int status = req->state == REQ_QUEUED ? req->sent_status : 0;
+    int status = req->state == REQ_QUEUED || req->raw_answered ? req->sent_status : 0;
     if (s->cfg.c.observe)
         s->cfg.c.observe(s->cfg.c.observe_ud, req->method, req->route_name, status, ns);
     if (vg_log_get_level() <= VG_LOG_DEBUG)
@@ -690,22 +1035,108 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe)
 {
+    http_server *s = cls;
     if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
-        *socket_context = vg_calloc(1, sizeof(http_conn)); /* NULL: requests use own arenas */
+        http_conn *hc = vg_calloc(1, sizeof(http_conn)); /* NULL: requests use own arenas */
+        *socket_context = hc;
+        if (hc) {
+            const union MHD_ConnectionInfo *ci =
+                MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+            hc->fd = ci ? ci->connect_fd : -1;
+            if (hc->fd >= 0)
+                wd_arm(s, hc);
+        }
         return;
     }
+    if (tl_conn == conn)
+        tl_conn = NULL;
     http_conn *hc = *socket_context;
     if (hc) {
+        wd_disarm(s, hc); /* before MHD closes the socket the watchdog may shut down */
         vg_arena_free(hc->arena);
         vg_free(hc);
         *socket_context = NULL;
     }
 }
 
+/* At the request line, before MHD parses the query or reads a header: the only hook there is.
+ * Refuses what MHD 0.9.75 cannot be trusted with: more query parameters than the limit (each
+ * costs MHD pool memory, and running out there left the request unanswered until the idle
+ * timeout) are answered on the socket; %00 (a NUL that would silently cut a path id or value
+ * short) is flagged and answered at the first access call. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    http_server *s = cls;
+    http_conn *hc = conn_of(conn);
+    tl_conn = conn;
+    tl_answered = 0;
+    if (!hc || !uri)
+        return NULL;
+    hc->url_nul = strstr(uri, "%00") != NULL;
+    const char *q = strchr(uri, '?');
+    if (q && q[1]) {
+        unsigned n = 1;
+        for (const char *p = q + 1; *p; p++)
+            n += *p == '&';
+        if (n > s->max_query_params) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "more than %u query parameters", s->max_query_params);
+            refuse(s, HTTP_REFUSE_QUERY_PARAMS);
+            raw_reply(hc->fd, 400, NULL, msg);
+            hc->refused = 1;
+        }
+    }
+    return NULL;
+}
+
+/* libmicrohttpd 0.9.75 answers a Content-Length it cannot parse itself, before any access call,
+ * and sends its status line and headers twice (parse_connection_headers queues the error, then
+ * the state machine builds the header block again; fixed in 1.0.0). It logs the refusal first,
+ * on the connection's thread: if the connection whose request line this thread parsed last has
+ * such a Content-Length, our JSON answer goes out on the socket before MHD's, whose send then
+ * fails on the shut write side. A thread that has since parsed another connection's request
+ * line finds that one's headers unparsed (no Content-Length) and leaves MHD's answer alone. */
+static void mhd_bad_length(http_server *s)
+{
+    struct MHD_Connection *conn = tl_conn;
+    if (!conn)
+        return;
+    const char *cl =
+        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    http_conn *hc = conn_of(conn);
+    if (!cl || !hc)
+        return;
+    size_t i = 0;
+    while (cl[i] >= '0' && cl[i] <= '9')
+        i++;
+    int too_large = 0;
+    if (i > 0 && !cl[i]) {
+        errno = 0;
+        (void)strtoull(cl, NULL, 10);
+        if (errno != ERANGE)
+            return; /* a valid length: not the request MHD is refusing */
+        too_large = 1;
+    }
+    refuse(s, too_large ? HTTP_REFUSE_BODY_LIMIT : HTTP_REFUSE_FRAMING);
+    raw_reply(hc->fd, too_large ? 413 : 400, NULL,
+              too_large ? "Content-Length does not fit 64 bits" : "bad Content-Length");
+    hc->refused = 1;
+    tl_answered = 1;
+    tl_conn = NULL;
+}
+
 __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const char *fmt, va_list ap)
 {
+    http_server *s = cls;
     char buf[512];
     vsnprintf(buf, sizeof(buf), fmt, ap);
+    /* MHD's own refusals have no hook but this line (see docs/API.md for which they are) */
+    if (strstr(buf, "Content-Length' header"))
+        mhd_bad_length(s);
+    else if (strstr(buf, "Error processing request") && !tl_answered)
+        refuse(s, HTTP_REFUSE_LIBMHD);
+    else if (strstr(buf, "reached connection limit"))
+        refuse(s, HTTP_REFUSE_CONN_LIMIT);
     size_t n = strlen(buf);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = 0;
@@ -753,6 +1184,21 @@ static int resolve(const char *host, uint16_t port, struct sockaddr_storage *ss,
     return VG_OK;
 }
 
+/* Stops the watchdog and frees s (its daemon stopped or never started). */
+static void server_free(http_server *s)
+{
+    if (s->wd_running) {
+        pthread_mutex_lock(&s->wd_mu);
+        s->wd_stop = 1;
+        pthread_cond_signal(&s->wd_cv);
+        pthread_mutex_unlock(&s->wd_mu);
+        pthread_join(s->wd_thread, NULL);
+    }
+    pthread_mutex_destroy(&s->wd_mu);
+    pthread_cond_destroy(&s->wd_cv);
+    vg_free(s);
+}
+
 int http_server_open(const http_config *cfg, const http_router *router, http_server **out)
 {
     if (!cfg || !router || !cfg->host)
@@ -771,6 +1217,11 @@ int http_server_open(const http_config *cfg, const http_router *router, http_ser
     s->body_deadline_ns = (uint64_t)cfg->body_deadline_ms * 1000000u;
     if (s->body_timeout_s == 0)
         s->body_timeout_s = s->header_timeout_s;
+    s->json_limit =
+        cfg->max_json_body_bytes ? cfg->max_json_body_bytes : HTTP_JSON_BODY_DEFAULT_BYTES;
+    s->body_budget = cfg->max_inflight_body_bytes;
+    s->max_query_params = cfg->max_query_params ? cfg->max_query_params : HTTP_QUERY_PARAMS_DEFAULT;
+    s->head_deadline_ns = (uint64_t)cfg->head_deadline_ms * 1000000u;
     unsigned ra = ms_to_s(cfg->retry_after_ms);
     snprintf(s->retry_after, sizeof(s->retry_after), "%u", ra ? ra : 1);
     unsigned threads = cfg->threads ? cfg->threads : (unsigned)vg_cpu_count();
@@ -785,7 +1236,7 @@ int http_server_open(const http_config *cfg, const http_router *router, http_ser
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
     if (v6)
         flags |= MHD_USE_IPv6;
-    struct MHD_OptionItem opts[12];
+    struct MHD_OptionItem opts[16];
     size_t n = 0;
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
     if (threads > 1)
@@ -796,15 +1247,27 @@ int http_server_open(const http_config *cfg, const http_router *router, http_ser
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, HTTP_LISTEN_BACKLOG, NULL};
     opts[n++] =
         (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT, HTTP_CONN_MEMORY_BYTES, NULL};
+    if (cfg->max_connections_per_ip)
+        opts[n++] = (struct MHD_OptionItem){MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+                                            cfg->max_connections_per_ip, NULL};
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    pthread_mutex_init(&s->wd_mu, NULL);
+    pthread_cond_init(&s->wd_cv, NULL);
+    if (s->head_deadline_ns) {
+        if (pthread_create(&s->wd_thread, NULL, wd_main, s) != 0) {
+            server_free(s);
+            return vg_err_set(VG_ENOMEM, "cannot start the request-head watchdog thread");
+        }
+        s->wd_running = 1;
+    }
     errno = 0;
     s->d = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_access, s, MHD_OPTION_EXTERNAL_LOGGER,
                             on_mhd_log, s, MHD_OPTION_ARRAY, opts, MHD_OPTION_NOTIFY_COMPLETED,
                             on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
-                            MHD_OPTION_END);
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, s, MHD_OPTION_END);
     if (!s->d) {
         int e = errno;
-        vg_free(s);
+        server_free(s);
         return vg_err_set(VG_EIO, "cannot listen on %s:%u: %s", cfg->host, (unsigned)cfg->port,
                           e ? strerror(e) : "libmicrohttpd refused the settings");
     }
@@ -865,5 +1328,5 @@ void http_server_close(http_server *s)
         return;
     }
     MHD_stop_daemon(s->d);
-    vg_free(s);
+    server_free(s);
 }

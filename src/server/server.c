@@ -173,10 +173,26 @@ static void observe(void *ud, const char *method, const char *route, int status,
 }
 
 #if VG_SERVER_HAVE_OBS
+/* The HTTP layer's refusal counts, as deltas since the last render (rendering thread). */
+static void collect_http_refusals(server *s)
+{
+    if (!s->http)
+        return;
+    uint64_t refused[HTTP_REFUSE__COUNT];
+    http_server_refusals(s->http, refused);
+    for (size_t i = 0; i < HTTP_REFUSE__COUNT; i++) {
+        if (refused[i] > s->http_refused_seen[i])
+            obs_add(s->m_http_refused, OBS_LABELS(http_refusal_name((http_refusal)i)),
+                    refused[i] - s->http_refused_seen[i]);
+        s->http_refused_seen[i] = refused[i];
+    }
+}
+
 /* Values cheaper to read at scrape time than to maintain (runs on the rendering thread). */
 static void collect(void *ctx)
 {
     server *s = ctx;
+    collect_http_refusals(s);
     if (s->http)
         obs_set(s->m_inflight, NULL, (double)http_server_inflight(s->http));
     obs_set(s->m_index_refs, NULL, (double)srv_index_references(s));
@@ -322,6 +338,11 @@ static int open_obs(server *s)
         rc = obs_gauge_register(s->reg, "vigil_http_requests_in_flight",
                                 "HTTP requests between their headers and their completion", NULL,
                                 &s->m_inflight);
+    if (rc == VG_OK)
+        rc =
+            obs_counter_register(s->reg, "vigil_http_refused_total",
+                                 "requests refused or connections cut by the HTTP layer, by reason",
+                                 "reason", &s->m_http_refused);
     if (rc == VG_OK)
         rc = obs_gauge_register(s->reg, "vigil_index_references",
                                 "references mirrored into the match index", NULL, &s->m_index_refs);
@@ -558,6 +579,11 @@ int server_open(const conf_settings *cfg, server **out)
         .body_timeout_ms = (unsigned)cfg->body_timeout_ms,
         .body_deadline_ms = (unsigned)cfg->body_deadline_ms,
         .retry_after_ms = (unsigned)cfg->retry_after_ms,
+        .max_connections_per_ip = (unsigned)cfg->max_connections_per_ip,
+        .head_deadline_ms = (unsigned)cfg->head_deadline_ms,
+        .max_json_body_bytes = (size_t)cfg->max_json_body_bytes,
+        .max_inflight_body_bytes = (size_t)cfg->max_inflight_body_bytes,
+        .max_query_params = (unsigned)cfg->max_query_params,
         .auth = http_keycache_auth,
         .auth_ud = s->kc,
         .observe = observe,

@@ -49,6 +49,8 @@ struct server {
     /* metrics and health (obs); NULL when obs is not built in */
     struct obs_registry *reg;
     struct obs_health *health;
+    struct obs_metric *m_http_refused;              /* vigil_http_refused_total{reason} */
+    uint64_t http_refused_seen[HTTP_REFUSE__COUNT]; /* collector state */
     struct obs_metric *m_requests, *m_duration, *m_inflight, *m_index_refs, *m_store_errors,
         *m_store_queries, *m_keycache, *m_cache_lookups, *m_cache_nospace, *m_img_limits;
     uint64_t store_errors_seen, store_queries_seen; /* collector state (one render at a time) */

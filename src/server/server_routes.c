@@ -11,6 +11,7 @@ typedef struct route_def {
 } route_def;
 
 #define B HTTP_ROUTE_BODY
+#define J (HTTP_ROUTE_BODY | HTTP_ROUTE_JSON) /* a JSON body: --max-json-body-bytes */
 #define PUB HTTP_AUTH_PUBLIC
 #define ADM HTTP_AUTH_ADMIN
 #define TEN HTTP_AUTH_TENANT
@@ -33,17 +34,17 @@ static const route_def routes[] = {
     {"GET",    "/api/v1/openapi.json",                         PUB, 0, api_openapi},
     {"GET",    "/metrics",                                     PUB, 0, METRICS_HANDLER},
 
-    {"POST",   "/api/v1/tenants",                              ADM, B, api_tenant_create},
+    {"POST",   "/api/v1/tenants",                              ADM, J, api_tenant_create},
     {"GET",    "/api/v1/tenants",                              ADM, 0, api_tenant_list},
     {"GET",    "/api/v1/tenants/{tenant_id}",                  ADM, 0, api_tenant_get},
-    {"POST",   "/api/v1/tenants/{tenant_id}/keys",             ADM, B, api_key_create},
+    {"POST",   "/api/v1/tenants/{tenant_id}/keys",             ADM, J, api_key_create},
     {"GET",    "/api/v1/tenants/{tenant_id}/keys",             ADM, 0, api_key_list},
     {"DELETE", "/api/v1/tenants/{tenant_id}/keys/{key_id}",    ADM, 0, api_key_revoke},
 
-    {"POST",   "/api/v1/profiles",                             TEN, B, api_profile_create},
+    {"POST",   "/api/v1/profiles",                             TEN, J, api_profile_create},
     {"GET",    "/api/v1/profiles",                             TEN, 0, api_profile_list},
     {"GET",    "/api/v1/profiles/{profile_id}",                TEN, 0, api_profile_get},
-    {"PATCH",  "/api/v1/profiles/{profile_id}",                TEN, B, api_profile_update},
+    {"PATCH",  "/api/v1/profiles/{profile_id}",                TEN, J, api_profile_update},
     {"DELETE", "/api/v1/profiles/{profile_id}",                TEN, 0, api_profile_delete},
     {"POST",   "/api/v1/profiles/{profile_id}/references",     TEN, B, api_reference_create},
     {"GET",    "/api/v1/profiles/{profile_id}/references",     TEN, 0, api_reference_list},
@@ -58,10 +59,10 @@ static const route_def routes[] = {
     {"GET",    "/api/v1/matches",                              TEN, 0, api_match_list},
     {"GET",    "/api/v1/matches/{match_id}",                   TEN, 0, api_match_get},
 
-    {"POST",   "/api/v1/notices",                              TEN, B, api_notice_create},
+    {"POST",   "/api/v1/notices",                              TEN, J, api_notice_create},
     {"GET",    "/api/v1/notices",                              TEN, 0, api_notice_list},
     {"GET",    "/api/v1/notices/{notice_id}",                  TEN, 0, api_notice_get},
-    {"POST",   "/api/v1/notices/{notice_id}/status",           TEN, B, api_notice_status},
+    {"POST",   "/api/v1/notices/{notice_id}/status",           TEN, J, api_notice_status},
     {"GET",    "/api/v1/notices/{notice_id}/events",           TEN, 0, api_notice_events},
 };
 /* clang-format on */
