@@ -795,6 +795,53 @@ static long read_all(int fd, char *buf, size_t cap, int timeout_ms)
     return -1;
 }
 
+/* The review's slowloris on a small server: 120 connections from one address that send a header
+ * line every so often, against --max-connections 100. Left at its default, the per-address limit
+ * is a quarter of the connection limit, so another address is still served at once. */
+static void test_slowloris_small_server(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    proc p;
+    const char *extra[] = {"--max-connections", "100", NULL};
+    start(&p, dir, extra);
+    enum { N_SLOW = 120 };
+    int fds[N_SLOW];
+    size_t kept = 0;
+    for (int i = 0; i < N_SLOW; i++) {
+        fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in from = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(0x7f000002)};
+        assert_int_equal(bind(fds[i], (struct sockaddr *)&from, sizeof(from)), 0);
+        struct sockaddr_in to = {.sin_family = AF_INET,
+                                 .sin_port = htons(p.port),
+                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        assert_int_equal(connect(fds[i], (struct sockaddr *)&to, sizeof(to)), 0);
+        const char *line = "GET /api/v1/health HTTP/1.1\r\nHost: x\r\n";
+        send(fds[i], line, strlen(line), MSG_NOSIGNAL);
+    }
+    struct timespec ts = {0, 300000000L};
+    nanosleep(&ts, NULL);
+    for (int i = 0; i < N_SLOW; i++) { /* one more header line each; count those still open */
+        const char *more = "X-Slow: 1\r\n";
+        if (send(fds[i], more, strlen(more), MSG_NOSIGNAL) > 0) {
+            struct pollfd pf = {fds[i], POLLIN, 0};
+            char c;
+            if (poll(&pf, 1, 0) == 0 || recv(fds[i], &c, 1, MSG_DONTWAIT) > 0)
+                kept++;
+        }
+    }
+    assert_true(kept <= 25); /* a quarter of 100 */
+    resp r;                  /* from 127.0.0.1: served at once, however many 127.0.0.2 holds */
+    http_json(&p, "GET", "/api/v1/health/live", NULL, NULL, &r);
+    assert_int_equal(r.status, 200);
+    resp_free(&r);
+    for (int i = 0; i < N_SLOW; i++)
+        close(fds[i]);
+    assert_int_equal(stop(&p, SIGTERM), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_slow_clients_and_graceful_shutdown(void **state)
 {
     (void)state;
@@ -1672,6 +1719,7 @@ int main(void)
         cmocka_unit_test(test_pagination_and_restart),
         cmocka_unit_test(test_kill9_durability),
         cmocka_unit_test(test_slow_clients_and_graceful_shutdown),
+        cmocka_unit_test(test_slowloris_small_server),
         cmocka_unit_test(test_full_flow),
         cmocka_unit_test(test_overload),
         cmocka_unit_test(test_files_admin_key_and_patch),

@@ -1210,6 +1210,43 @@ static void test_live_per_ip_limit(void **state)
     http_server_close(s);
 }
 
+/* Shutdown: a request whose head arrives on a kept-alive connection after quiesce is answered
+ * 503 + Retry-After + close and never reaches its handler (what handlers use is torn down once
+ * the requests in flight are answered). */
+static void test_live_request_after_quiesce(void **state)
+{
+    live *L = *state;
+    http_config cfg = {.host = "127.0.0.1",
+                       .threads = 1,
+                       .max_connections = 8,
+                       .header_timeout_ms = 30000,
+                       .retry_after_ms = 2000};
+    http_server *s;
+    assert_int_equal(http_server_open(&cfg, L->router, &s), VG_OK);
+    int fd = raw_connect(http_server_port(s));
+    char buf[4096];
+    const char *get = "GET /echo/a/x/b HTTP/1.1\r\nHost: x\r\n\r\n";
+    send(fd, get, strlen(get), MSG_NOSIGNAL);
+    struct pollfd p = {fd, POLLIN, 0};
+    assert_int_equal(poll(&p, 1, 5000), 1);
+    ssize_t k = recv(fd, buf, sizeof(buf) - 1, 0);
+    assert_true(k > 0);
+    buf[k] = 0;
+    assert_non_null(strstr(buf, "HTTP/1.1 200 "));
+    http_server_quiesce(s);
+    send(fd, get, strlen(get), MSG_NOSIGNAL); /* same connection, after shutdown began */
+    long n = raw_read_all(fd, buf, sizeof(buf), 5000);
+    close(fd);
+    assert_true(n > 0); /* answered, and the connection closed (raw_read_all saw EOF) */
+    expect_raw_error(buf, 503, "unavailable");
+    assert_non_null(strstr(buf, "server shutting down"));
+    assert_non_null(strstr(buf, "Retry-After: 2"));
+    assert_non_null(strstr(buf, "Connection: close"));
+    assert_null(strstr(buf, "HTTP/1.1 200")); /* the echo handler never ran */
+    assert_int_equal(http_server_drain(s, 5000), VG_OK);
+    http_server_close(s);
+}
+
 typedef struct async_client {
     uint16_t port;
     int ok;
@@ -1292,6 +1329,7 @@ int main(void)
         cmocka_unit_test(test_live_body_budget),
         cmocka_unit_test(test_live_chunked_far_over_limit),
         cmocka_unit_test(test_live_per_ip_limit),
+        cmocka_unit_test(test_live_request_after_quiesce),
         cmocka_unit_test(test_server_bind_error),
     };
     int rc = cmocka_run_group_tests_name("http_unit", unit, NULL, NULL);

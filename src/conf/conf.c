@@ -38,7 +38,7 @@ static const conf_def rows[] = {
     {"shutdown_grace", CONF_DURATION, "10s", "on SIGTERM/SIGINT, how long in-flight requests may take to finish", NULL, 0, 3600000, 0, F(shutdown_grace_ms)},
     {"retry_after", CONF_DURATION, "1s", "Retry-After sent with 429/503 when overloaded", NULL, 0, 3600000, 0, F(retry_after_ms)},
     /* HTTP hardening */
-    {"max_connections_per_ip", CONF_INT, "256", "concurrent connections from one client address (0: no limit)", NULL, 0, 1000000, 0, F(max_connections_per_ip)},
+    {"max_connections_per_ip", CONF_INT, "256", "concurrent connections from one client address (0: no limit; by default also at most a quarter of max_connections)", NULL, 0, 1000000, 0, F(max_connections_per_ip)},
     {"head_deadline", CONF_DURATION, "10s", "close a connection whose request line and headers take longer than this in all (clients trickling header lines; 0: none)", NULL, 0, 86400000, 0, F(head_deadline_ms)},
     {"max_json_body_bytes", CONF_SIZE, "256KiB", "largest JSON request body (tenants, keys, profiles, notices); larger is 413", NULL, 1024, 4294967296.0, 0, F(max_json_body_bytes)},
     {"max_inflight_body_bytes", CONF_SIZE, "512MiB", "request bodies being received, all together; past it 503 + Retry-After (0: no bound)", NULL, 0, BIG, 0, F(max_inflight_body_bytes)},
@@ -97,6 +97,12 @@ static int find_row(const char *name)
         if (strcmp(rows[i].name, key) == 0)
             return (int)i;
     return -1;
+}
+
+conf_source conf_source_of(const conf_settings *c, const char *name)
+{
+    int i = find_row(name);
+    return i < 0 ? CONF_SRC_DEFAULT : (conf_source)c->source[i];
 }
 
 static const char *source_name(conf_source s)

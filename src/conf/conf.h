@@ -150,6 +150,8 @@ int conf_load_all(conf_settings *c, int argc, char *const *argv, char *const *en
 
 /* Writes the help text: one block per setting with flag, env var, default and help. */
 void conf_print_help(FILE *out);
+/* Where the value of setting `name` came from (CONF_SRC_DEFAULT for an unknown name). */
+conf_source conf_source_of(const conf_settings *c, const char *name);
 /* Logs every setting with its value and source (secrets masked), at info level. */
 void conf_log_settings(const conf_settings *c);
 

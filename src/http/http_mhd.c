@@ -135,6 +135,7 @@ struct http_req {
     int budget_fail;  /* the body budget ran out while a chunked body arrived */
     int raw_answered; /* a 413 went out with raw_reply; the rest is discarded */
     int close;        /* reply with "Connection: close" */
+    int late;         /* its head completed after shutdown began: answered 503, never run */
     size_t declared;  /* Content-Length, 0 when none */
     size_t reserved;  /* bytes held in srv->body_reserved */
     size_t discarded;
@@ -623,6 +624,7 @@ static http_req *req_begin(http_server *s, struct MHD_Connection *conn, const ch
     req->arena = arena;
     req->own_arena = own;
     req->start_ns = vg_now_ns();
+    req->late = atomic_load(&s->quiescing);
     req->method = vg_arena_strdup(arena, method);
     req->path = vg_arena_strdup(arena, url);
     req->route_name = "unmatched";
@@ -942,6 +944,14 @@ static enum MHD_Result run_handler(http_req *req)
 {
     if (req->body)
         req->body[req->body_len] = 0;
+    if (req->late) {
+        /* A request whose head arrived on a kept-alive connection after shutdown began is not
+         * started: what the handlers use (analysis, store) is torn down once the requests in
+         * flight at SIGTERM are answered, and the client can retry elsewhere at once. */
+        req->close = 1;
+        http_reply_error(req, 503, NULL, "server shutting down");
+        return send_reply(req);
+    }
     http_route_call(req->route, req);
     pthread_mutex_lock(&req->mu);
     if (req->deferred && !req->resumed) {

@@ -569,6 +569,13 @@ int server_open(const conf_settings *cfg, server **out)
         goto fail;
     if ((rc = server_add_routes(s, s->router)) != VG_OK)
         goto fail;
+    /* Left at its default, the per-address limit is also held to a quarter of the connection
+     * limit, so that one address cannot take every slot of a small server. Set explicitly (0
+     * behind a load balancer, whose connections all come from one address), it is as given. */
+    size_t per_ip = (size_t)cfg->max_connections_per_ip;
+    if (conf_source_of(cfg, "max_connections_per_ip") == CONF_SRC_DEFAULT &&
+        per_ip > (conns / 4 ? conns / 4 : 1))
+        per_ip = conns / 4 ? conns / 4 : 1;
     http_config hc = {
         .host = s->host,
         .port = port,
@@ -579,7 +586,7 @@ int server_open(const conf_settings *cfg, server **out)
         .body_timeout_ms = (unsigned)cfg->body_timeout_ms,
         .body_deadline_ms = (unsigned)cfg->body_deadline_ms,
         .retry_after_ms = (unsigned)cfg->retry_after_ms,
-        .max_connections_per_ip = (unsigned)cfg->max_connections_per_ip,
+        .max_connections_per_ip = (unsigned)per_ip,
         .head_deadline_ms = (unsigned)cfg->head_deadline_ms,
         .max_json_body_bytes = (size_t)cfg->max_json_body_bytes,
         .max_inflight_body_bytes = (size_t)cfg->max_inflight_body_bytes,
