@@ -373,8 +373,11 @@ static void h_body(http_req *req, void *ud)
     uint64_t sum = 0;
     for (size_t i = 0; i < len; i++)
         sum += b[i];
+    char thread[32] = "";
+    pthread_getname_np(pthread_self(), thread, sizeof(thread));
     http_reply_json(req, 200,
-                    json_pack("{s:I,s:I}", "len", (json_int_t)len, "sum", (json_int_t)sum));
+                    json_pack("{s:I,s:I,s:s}", "len", (json_int_t)len, "sum", (json_int_t)sum,
+                              "thread", thread));
 }
 
 static void h_whoami(http_req *req, void *ud)
@@ -1247,6 +1250,41 @@ static void test_live_request_after_quiesce(void **state)
     http_server_close(s);
 }
 
+/* JSON bodies over 8 KiB are handled on the JSON workers, not the network threads (a client
+ * posting large JSON cannot hold the threads every connection needs); small ones stay inline. */
+static void test_live_large_json_off_network_threads(void **state)
+{
+    live *L = *state;
+    http_config cfg = {.host = "127.0.0.1",
+                       .threads = 1,
+                       .max_connections = 8,
+                       .max_body_bytes = 1 << 20,
+                       .max_json_body_bytes = 64 * 1024};
+    http_server *s;
+    assert_int_equal(http_server_open(&cfg, L->router, &s), VG_OK);
+    size_t big = 20 * 1024;
+    char *doc = malloc(big + 1);
+    memset(doc, ' ', big);
+    memcpy(doc, "[1]", 3);
+    doc[big] = 0;
+    for (int round = 0; round < 3; round++) {
+        resp r;
+        request(http_server_port(s), "POST", "/json", NULL, doc, big, 0, &r);
+        assert_int_equal(r.status, 200);
+        assert_non_null(strstr(r.body, "\"thread\":\"" HTTP_JSON_WORKER_NAME "\""));
+        assert_non_null(strstr(r.body, "\"len\":20480"));
+        free(r.body);
+        request(http_server_port(s), "POST", "/json", NULL, "[1]", 3, 0, &r);
+        assert_int_equal(r.status, 200);
+        assert_null(strstr(r.body, HTTP_JSON_WORKER_NAME));
+        free(r.body);
+    }
+    free(doc);
+    http_server_quiesce(s);
+    assert_int_equal(http_server_drain(s, 5000), VG_OK);
+    http_server_close(s);
+}
+
 typedef struct async_client {
     uint16_t port;
     int ok;
@@ -1330,6 +1368,7 @@ int main(void)
         cmocka_unit_test(test_live_chunked_far_over_limit),
         cmocka_unit_test(test_live_per_ip_limit),
         cmocka_unit_test(test_live_request_after_quiesce),
+        cmocka_unit_test(test_live_large_json_off_network_threads),
         cmocka_unit_test(test_server_bind_error),
     };
     int rc = cmocka_run_group_tests_name("http_unit", unit, NULL, NULL);

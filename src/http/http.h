@@ -94,11 +94,15 @@ void http_keycache_stats(http_keycache *kc, uint64_t *hits, uint64_t *misses);
  * that does neither is answered 500 and logged. ud is the pointer given to http_router_add. */
 typedef void (*http_handler_fn)(http_req *req, void *ud);
 
+/* Name of the threads that run handlers of large JSON bodies (HTTP_ROUTE_JSON). */
+#define HTTP_JSON_WORKER_NAME "vigil-json"
+
 /* Flags of a route. */
 enum {
     HTTP_ROUTE_BODY = 1u << 0, /* reads a request body (others refuse one above 64 KiB) */
     /* with HTTP_ROUTE_BODY: the body is a JSON document, held to http_config.max_json_body_bytes
-     * (small, so parsing it on the network thread stays cheap) instead of max_body_bytes */
+     * instead of max_body_bytes. A body over 8 KiB runs its handler on a JSON worker thread, not
+     * the network thread, so such handlers must reply synchronously (never http_req_defer). */
     HTTP_ROUTE_JSON = 1u << 1,
 };
 

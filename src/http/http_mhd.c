@@ -61,6 +61,11 @@
  * 16 KiB still holds any sane header block and halves that. */
 #define HTTP_CONN_MEMORY_BYTES (16u * 1024)
 #define HTTP_DRAIN_POLL_MS 5
+/* JSON bodies up to this size are parsed on the network thread (microseconds); larger ones go to
+ * the JSON workers, so a client posting bodies at --max-json-body-bytes (~20 ms of parsing each
+ * at 256 KiB) cannot hold the network threads that every other connection needs. */
+#define HTTP_INLINE_JSON_MAX_BYTES (8u * 1024)
+#define HTTP_JSON_WORKERS 2
 
 typedef struct http_server_cfg {
     http_config c;
@@ -91,6 +96,13 @@ struct http_server {
     struct http_conn *wd_head;
     pthread_t wd_thread;
     int wd_running, wd_stop;
+    /* JSON workers: requests with large JSON bodies, handed over by run_handler, under jw_mu */
+    pthread_mutex_t jw_mu;
+    pthread_cond_t jw_cv;
+    struct http_req *jw_head, *jw_tail;
+    pthread_t jw_thread[HTTP_JSON_WORKERS];
+    unsigned jw_running;
+    int jw_stop;
 };
 
 /* Per TCP connection; owned by the connection's network thread, except the wd_* fields and
@@ -132,12 +144,13 @@ struct http_req {
     uint8_t *body;
     size_t body_len, body_cap;
     int overflow;
-    int budget_fail;  /* the body budget ran out while a chunked body arrived */
-    int raw_answered; /* a 413 went out with raw_reply; the rest is discarded */
-    int close;        /* reply with "Connection: close" */
-    int late;         /* its head completed after shutdown began: answered 503, never run */
-    size_t declared;  /* Content-Length, 0 when none */
-    size_t reserved;  /* bytes held in srv->body_reserved */
+    int budget_fail;          /* the body budget ran out while a chunked body arrived */
+    int raw_answered;         /* a 413 went out with raw_reply; the rest is discarded */
+    int close;                /* reply with "Connection: close" */
+    int late;                 /* its head completed after shutdown began: answered 503, never run */
+    struct http_req *jw_next; /* JSON worker queue link (srv->jw_mu) */
+    size_t declared;          /* Content-Length, 0 when none */
+    size_t reserved;          /* bytes held in srv->body_reserved */
     size_t discarded;
     int body_timeout_set;
     /* async */
@@ -940,6 +953,51 @@ static int req_append(http_req *req, const char *data, size_t n)
     return 0;
 }
 
+/* A JSON worker: runs the handler of each queued request (JSON routes reply synchronously; see
+ * HTTP_ROUTE_JSON in http.h), then resumes it so its network thread sends the reply. */
+static void *jw_main(void *arg)
+{
+    http_server *s = arg;
+    pthread_setname_np(pthread_self(), HTTP_JSON_WORKER_NAME); /* for top -H, gdb, tests */
+    pthread_mutex_lock(&s->jw_mu);
+    for (;;) {
+        while (!s->jw_head && !s->jw_stop)
+            pthread_cond_wait(&s->jw_cv, &s->jw_mu);
+        if (!s->jw_head)
+            break; /* stopping, and nothing left */
+        http_req *req = s->jw_head;
+        s->jw_head = req->jw_next;
+        if (!s->jw_head)
+            s->jw_tail = NULL;
+        pthread_mutex_unlock(&s->jw_mu);
+        http_route_call(req->route, req);
+        http_req_resume(req);
+        pthread_mutex_lock(&s->jw_mu);
+    }
+    pthread_mutex_unlock(&s->jw_mu);
+    return NULL;
+}
+
+/* Hands req to the JSON workers; 0 when queued (the request is deferred), -1 when there are none.
+ */
+static int jw_submit(http_req *req)
+{
+    http_server *s = req->srv;
+    if (!s->jw_running)
+        return -1;
+    http_req_defer(req);
+    req->jw_next = NULL;
+    pthread_mutex_lock(&s->jw_mu);
+    if (s->jw_tail)
+        s->jw_tail->jw_next = req;
+    else
+        s->jw_head = req;
+    s->jw_tail = req;
+    pthread_cond_signal(&s->jw_cv);
+    pthread_mutex_unlock(&s->jw_mu);
+    return 0;
+}
+
 static enum MHD_Result run_handler(http_req *req)
 {
     if (req->body)
@@ -952,7 +1010,9 @@ static enum MHD_Result run_handler(http_req *req)
         http_reply_error(req, 503, NULL, "server shutting down");
         return send_reply(req);
     }
-    http_route_call(req->route, req);
+    if (!((http_route_flags(req->route) & HTTP_ROUTE_JSON) &&
+          req->body_len > HTTP_INLINE_JSON_MAX_BYTES && jw_submit(req) == 0))
+        http_route_call(req->route, req);
     pthread_mutex_lock(&req->mu);
     if (req->deferred && !req->resumed) {
         req->state = REQ_DEFERRED;
@@ -1206,6 +1266,14 @@ static void server_free(http_server *s)
     }
     pthread_mutex_destroy(&s->wd_mu);
     pthread_cond_destroy(&s->wd_cv);
+    pthread_mutex_lock(&s->jw_mu);
+    s->jw_stop = 1;
+    pthread_cond_broadcast(&s->jw_cv);
+    pthread_mutex_unlock(&s->jw_mu);
+    for (unsigned i = 0; i < s->jw_running; i++)
+        pthread_join(s->jw_thread[i], NULL);
+    pthread_mutex_destroy(&s->jw_mu);
+    pthread_cond_destroy(&s->jw_cv);
     vg_free(s);
 }
 
@@ -1263,6 +1331,15 @@ int http_server_open(const http_config *cfg, const http_router *router, http_ser
     opts[n++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
     pthread_mutex_init(&s->wd_mu, NULL);
     pthread_cond_init(&s->wd_cv, NULL);
+    pthread_mutex_init(&s->jw_mu, NULL);
+    pthread_cond_init(&s->jw_cv, NULL);
+    for (unsigned i = 0; i < HTTP_JSON_WORKERS; i++) {
+        if (pthread_create(&s->jw_thread[i], NULL, jw_main, s) != 0) {
+            server_free(s);
+            return vg_err_set(VG_ENOMEM, "cannot start the JSON worker threads");
+        }
+        s->jw_running++;
+    }
     if (s->head_deadline_ns) {
         if (pthread_create(&s->wd_thread, NULL, wd_main, s) != 0) {
             server_free(s);
