@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Disk full and read-only data directory under a write load (docs/RELIABILITY.md, `make diskfull`).
 #   scripts/diskfull.sh path/to/vigil        (root: it mounts a tmpfs)
-# The data directory lives on an 8 MiB tmpfs. Phase 1 writes profiles (8 KiB of notes each) until
+# The data directory lives on an 8 MiB tmpfs. Phase 1 writes profiles (6 KB of notes each) until
 # the disk is full, then keeps writing for a while; phase 2 gives space back (remount at 256 MiB)
 # and waits for a write to succeed; phase 3 remounts the filesystem read-only during writes, then
 # read-write again. It records the statuses and error bodies, what /api/v1/health says in each

@@ -1066,6 +1066,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "rel_httpfuzz: could not start the server or create the fixture: %s\n",
                 vg_err_msg());
         rel_server_stop(&g_srv, SIGKILL, 1000);
+        printf("rel_httpfuzz: server log in %s\n", g_srv.log_path);
         return 1;
     }
     atomic_store(&g_port, g_srv.port);

@@ -663,7 +663,10 @@ int main(int argc, char **argv)
         printf("rel_kill9: stopped at --max-seconds %llu\n", (unsigned long long)max_s);
     vg_free(ref);
     vg_free(scan);
-    if (!failed && !timed_out && !dir_arg)
+    /* a failed run keeps its data for a look, except the self-test's, which fails on purpose */
+    if ((drop_wal || (!failed && !timed_out)) && !dir_arg)
         bench_rmtree(dir);
+    else if (!dir_arg)
+        printf("rel_kill9: data and server log kept in %s\n", dir);
     return failed || timed_out ? 1 : 0;
 }
