@@ -13,6 +13,9 @@
 set -euo pipefail
 vigil=$(realpath "${1:?path to vigil}")
 [ "$(id -u)" = 0 ] || { echo "diskfull: needs root (mount -t tmpfs)" >&2; exit 2; }
+# integrity_check through rel_kill9 (built beside vigil), so the sqlite3 shell is not needed
+checker=$(dirname "$vigil")/../../tests/reliability/rel_kill9
+[ -x "$checker" ] || { echo "diskfull: $checker not built" >&2; exit 2; }
 RECOVER_S=${RECOVER_S:-30}
 FILL_MAX=${FILL_MAX:-3000}      # most writes while filling
 OVERFLOW=${OVERFLOW:-200}       # writes once full
@@ -162,7 +165,7 @@ else
   fail=1
 fi
 pid=
-ic=$(sqlite3 "$mnt/data/vigil.db" 'PRAGMA integrity_check' 2>&1 | head -5)
+ic=$("$checker" --check-db "$mnt/data" 2>&1 | head -5 || true)
 note "integrity_check: $ic"
 [ "$ic" = ok ] || fail=1
 for f in "$work"/server*.log; do

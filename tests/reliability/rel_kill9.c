@@ -8,6 +8,7 @@
  *
  *   rel_kill9 --vigil PATH [--cycles N] [--seed S] [--workers W] [--kill-ms MIN,MAX]
  *             [--full-every K] [--max-seconds T] [--dir DIR] [--self-test-drop-wal 1]
+ *   rel_kill9 --check-db DATA_DIR      (PRAGMA integrity_check of DATA_DIR/vigil.db; exit 0 if ok)
  *
  * A request that got no answer (the kill came first) or a 5xx may or may not have been applied:
  * its object is marked uncertain and the restart adopts whatever the server then says, as long as
@@ -476,7 +477,14 @@ int main(int argc, char **argv)
             dir_arg = v;
         else if (!strcmp(a, "--self-test-drop-wal"))
             drop_wal = atoi(v);
-        else
+        else if (!strcmp(a, "--check-db")) {
+            /* integrity_check of a data dir's database alone (scripts/diskfull.sh uses it, so the
+             * sqlite3 shell need not be installed) */
+            char msg[256];
+            int ok = integrity_check(v, msg, sizeof msg);
+            printf("%s\n", msg);
+            return ok ? 0 : 1;
+        } else
             usage();
     }
     if (!vigil || nw < 1 || nw > K9_MAX_WORKERS || kill_max < kill_min || !full_every)
