@@ -40,7 +40,7 @@
 #include <unistd.h>
 
 #define HF_MAX_THREADS 128
-#define HF_RING 16          /* recent inputs kept per thread, saved when the server dies */
+#define HF_RING 4 /* recent inputs kept per thread (x 128 threads), saved when the server dies */
 #define HF_MAX_SAVED 64     /* 500s and malformed answers saved, at most */
 #define HF_MAX_RESTARTS 5   /* after a crash the run goes on with a new server, this often */
 #define HF_CHECK_EVERY 2000 /* requests between liveness / sanitizer-log checks */
