@@ -4,8 +4,16 @@
 #   make bench     set up, build, run the benchmark suite (results in docs/BENCHMARKS.md)
 #   make fuzz      long fuzzing runs (FUZZ_SECONDS per target, default 300)
 #   make loadtest  a short locust load test against a local server (pass/fail against the SLA)
+#   make soak      kill -9 soak: 1,000 kills of `vigil serve` under a mixed write load, every
+#                  acknowledged write checked after each restart (SOAK_CYCLES; CI runs 20)
+#   make fuzz-http the whole HTTP server (ASan+UBSan) fuzzed through its socket, 10^6 requests
+#                  (FUZZ_HTTP_REQUESTS; CI runs 20,000); inputs that fail in fuzz/crashes/http/
+#   make soak-api  10^6 mixed API requests: RSS growth and descriptor count (SOAK_API_REQUESTS)
+#   make overload  3x capacity for 60 s: only 503/429 + Retry-After, recovery time
+#   make diskfull  the data dir on an 8 MiB tmpfs (needs root): clean errors, recovery
 #   make format    clang-format every C file in place
-.PHONY: all setup build run test bench fuzz format format-check loadtest clean
+.PHONY: all setup build run test bench fuzz format format-check loadtest clean soak fuzz-http \
+	soak-api overload diskfull
 
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -40,6 +48,14 @@ loadtest:
 	@scripts/setup.sh bench
 	@scripts/build.sh release $(BUILD)
 	@scripts/loadtest.sh $(VIGIL)
+
+soak:
+	@scripts/setup.sh test
+	@scripts/reliability.sh kill9
+
+fuzz-http soak-api overload diskfull:
+	@scripts/setup.sh test
+	@scripts/reliability.sh $@
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

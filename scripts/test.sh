@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test run behind `make test` (and so CI):
 #   1. format check;
-#   2. release tree (gcc, -Werror): build, then every CTest test;
+#   2. release tree (gcc, -Werror): build, then every CTest test (label reliability: 20 kill -9
+#      cycles of the server, and in the sanitizer tree also 20,000 fuzzed HTTP requests);
 #   3. sanitizer tree (clang, ASan+UBSan, -Werror): build, then every CTest test again;
 #   4. each libFuzzer target for FUZZ_SECONDS (default 20) from its seed corpus.
 # A throwaway redis-server on a free loopback port serves the Redis-tier tests
