@@ -285,6 +285,7 @@ static void test_json_helpers(void **state)
     assert_int_equal(http_status_of(VG_EBUSY), 503);
     assert_int_equal(http_status_of(VG_ECANCELED), 503); /* dropped at shutdown: retry */
     assert_int_equal(http_status_of(VG_EQUOTA), 429);
+    assert_int_equal(http_status_of(VG_ENOSPC), 503); /* data disk full: retry later */
     assert_int_equal(http_status_of(VG_ESTORE), 500);
     assert_string_equal(http_status_code(405), "method_not_allowed");
     assert_string_equal(http_status_code(413), "payload_too_large");

@@ -49,7 +49,8 @@
     X(VG_EUNAVAIL, -20, "service unavailable")                                                     \
     X(VG_ECANCELED, -21, "canceled")                                                               \
     X(VG_EINTERNAL, -22, "internal error")                                                         \
-    X(VG_EQUOTA, -23, "quota exceeded, slow down")
+    X(VG_EQUOTA, -23, "quota exceeded, slow down")                                                 \
+    X(VG_ENOSPC, -24, "no space left on the data disk")
 
 enum {
 #define VG_ERR_ENUM(name, value, text) name = value,

@@ -268,7 +268,7 @@ void http_req_resume(http_req *req);
 const char *http_status_code(int status);
 /* HTTP status for a VG_E* code: EINVAL 422, ENOTFOUND 404, EEXIST/ECONFLICT 409, EFORMAT 415,
  * ETRUNC/ECORRUPT/EPIXELS/EDIM/ENOFACE 422, ETOOBIG 413, EPERM 403, EQUOTA 429,
- * EBUSY/ETIMEDOUT/EUNAVAIL/ECANCELED 503, everything else 500. */
+ * EBUSY/ETIMEDOUT/EUNAVAIL/ECANCELED/ENOSPC 503, everything else 500. */
 int http_status_of(int vg_code);
 /* {"error":{"code":code,"message":message}}; returns owned (json_decref); NULL on OOM. */
 json_t *http_error_body(const char *code, const char *message);

@@ -65,6 +65,7 @@ int http_status_of(int vg_code)
     case VG_ETIMEDOUT:
     case VG_EUNAVAIL:
     case VG_ECANCELED: /* work dropped at shutdown: the client should retry elsewhere or later */
+    case VG_ENOSPC:    /* the data disk is full: clears when space returns; retry later */
         return 503;
     default:
         return 500;

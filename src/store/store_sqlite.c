@@ -69,6 +69,15 @@ static int map_err(sq_db *d, int rc)
         store_counters_error(d->ctr, buf);
         return vg_err_set(VG_EBUSY, "%s", buf);
     }
+    case SQLITE_FULL: {
+        /* The disk (or its quota) is full: a condition of the machine, not a bug, and one that
+         * clears by itself when space returns; callers answer 503 + Retry-After, not 500. */
+        atomic_fetch_add(&d->ctr->errors, 1);
+        char buf[256];
+        snprintf(buf, sizeof buf, "the database disk is full (%s)", msg);
+        store_counters_error(d->ctr, buf);
+        return vg_err_set(VG_ENOSPC, "%s", buf);
+    }
     case SQLITE_NOMEM:
         atomic_fetch_add(&d->ctr->errors, 1);
         store_counters_error(d->ctr, "sqlite: out of memory");
