@@ -1685,11 +1685,15 @@ static void test_shutdown_answers_in_flight(void **state)
     if (depth < 2)
         fail_msg("the analysis queue never held 2 images (last %.0f)", depth);
     kill(p.pid, SIGTERM);
-    int ok = 0, unavailable = 0;
+    int ok = 0, unavailable = 0, refused = 0;
     for (size_t i = 0; i < N_BRIDGE; i++) {
         pthread_join(th[i], NULL);
         if (f[i].status == 200) {
             ok++;
+        } else if (f[i].status == -(long)CURLE_COULDNT_CONNECT) {
+            /* not yet connected at SIGTERM (a slow sanitizer build): the closed listening socket
+             * refused it, so nothing was accepted and nothing is owed */
+            refused++;
         } else if (f[i].status == 503) {
             assert_true(f[i].retry_after);
             assert_string_equal(f[i].code, "unavailable");
@@ -1700,7 +1704,7 @@ static void test_shutdown_answers_in_flight(void **state)
         }
     }
     assert_true(unavailable >= 1); /* the queued ones */
-    assert_true(ok + unavailable == N_BRIDGE);
+    assert_true(ok + unavailable + refused == N_BRIDGE);
     assert_int_equal(stop(&p, SIGTERM), 0);
     for (size_t n = 0; n < N_BRIDGE; n++)
         vg_free(imgs[n]);
