@@ -530,6 +530,12 @@ int server_open(const conf_settings *cfg, server **out)
         goto fail;
     char path[4096];
     tighten_data_dir(cfg->data_dir);
+    /* SQLite would only say "unable to open database file"; the operator needs the reason. */
+    if (access(cfg->data_dir, W_OK | X_OK) != 0) {
+        rc = vg_err_set(VG_EIO, "data directory %s is not writable: %s", cfg->data_dir,
+                        strerror(errno));
+        goto fail;
+    }
     snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, SERVER_DB_FILE);
     store_config sc;
     store_config_default(&sc);

@@ -87,7 +87,14 @@ static int map_err(sq_db *d, int rc)
     }
     atomic_fetch_add(&d->ctr->errors, 1);
     char buf[256];
-    snprintf(buf, sizeof buf, "sqlite error %d: %s", ext, msg);
+    /* The operating system's reason says what an operator must fix ("Read-only file system",
+     * "Permission denied") where SQLite's text ("unable to open database file") does not. */
+    int sys = sqlite3_system_errno(d->db);
+    if (sys && ((rc & 0xff) == SQLITE_CANTOPEN || (rc & 0xff) == SQLITE_IOERR ||
+                (rc & 0xff) == SQLITE_READONLY))
+        snprintf(buf, sizeof buf, "sqlite error %d: %s (%s)", ext, msg, strerror(sys));
+    else
+        snprintf(buf, sizeof buf, "sqlite error %d: %s", ext, msg);
     store_counters_error(d->ctr, buf);
     return vg_err_set(VG_ESTORE, "%s", buf);
 }
