@@ -11,9 +11,11 @@
 #   make soak-api  10^6 mixed API requests: RSS growth and descriptor count (SOAK_API_REQUESTS)
 #   make overload  3x capacity for 60 s: only 503/429 + Retry-After, recovery time
 #   make diskfull  the data dir on an 8 MiB tmpfs (needs root): clean errors, recovery
+#   make fairness  one tenant floods (bombs, then more HD photos than fit): another tenant's
+#                  analyses still succeed within the deadline (FAIRNESS_SECONDS, default 20)
 #   make format    clang-format every C file in place
 .PHONY: all setup build run test bench fuzz format format-check loadtest clean soak fuzz-http \
-	soak-api overload diskfull
+	soak-api overload diskfull fairness
 
 BUILD ?= build
 JOBS ?= $(shell nproc)
@@ -53,7 +55,7 @@ soak:
 	@scripts/setup.sh test
 	@scripts/reliability.sh kill9
 
-fuzz-http soak-api overload diskfull:
+fuzz-http soak-api overload diskfull fairness:
 	@scripts/setup.sh test
 	@scripts/reliability.sh $@
 

@@ -10,7 +10,7 @@
 #   REL_SEED=1                seed of every generator (a run is reproducible from it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-what=${1:?kill9|fuzz-http|soak-api|overload|diskfull}
+what=${1:?kill9|fuzz-http|soak-api|overload|diskfull|fairness}
 seed=${REL_SEED:-1}
 jobs=${JOBS:-$(nproc)}
 nice_run() { nice -n 10 "$@"; }
@@ -39,5 +39,9 @@ case "$what" in
   diskfull)
     JOBS=$jobs scripts/build.sh release build
     scripts/diskfull.sh build/src/cli/vigil ;;
+  fairness)
+    JOBS=$jobs scripts/build.sh release build
+    nice_run python3 tests/reliability/rel_fairness.py --vigil build/src/cli/vigil \
+      --seconds "${FAIRNESS_SECONDS:-20}" ;;
   *) echo "reliability.sh: unknown run '$what'" >&2; exit 2 ;;
 esac
