@@ -202,6 +202,7 @@ static void collect(void *ctx)
         obs_add(s->m_store_errors, NULL, st.errors - s->store_errors_seen);
     if (st.queries > s->store_queries_seen)
         obs_add(s->m_store_queries, NULL, st.queries - s->store_queries_seen);
+    obs_set(s->m_store_memory, NULL, (double)st.sqlite_memory_bytes);
     s->store_errors_seen = st.errors;
     s->store_queries_seen = st.queries;
     uint64_t hits, misses;
@@ -350,6 +351,11 @@ static int open_obs(server *s)
         rc = obs_counter_register(s->reg, "vigil_store_errors_total",
                                   "store calls that failed (database, busy, memory)", NULL,
                                   &s->m_store_errors);
+    if (rc == VG_OK)
+        rc = obs_gauge_register(s->reg, "vigil_store_sqlite_memory_bytes",
+                                "SQLite's heap: page caches (bounded per connection), schemas and "
+                                "prepared statements",
+                                NULL, &s->m_store_memory);
     if (rc == VG_OK)
         rc = obs_counter_register(s->reg, "vigil_store_queries_total",
                                   "SQLite statements run to completion", NULL, &s->m_store_queries);

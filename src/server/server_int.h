@@ -51,8 +51,9 @@ struct server {
     struct obs_health *health;
     struct obs_metric *m_http_refused;              /* vigil_http_refused_total{reason} */
     uint64_t http_refused_seen[HTTP_REFUSE__COUNT]; /* collector state */
-    struct obs_metric *m_requests, *m_duration, *m_inflight, *m_index_refs, *m_store_errors,
-        *m_store_queries, *m_keycache, *m_cache_lookups, *m_cache_nospace, *m_img_limits;
+    struct obs_metric *m_requests, *m_duration, *m_inflight, *m_index_refs, *m_store_memory,
+        *m_store_errors, *m_store_queries, *m_keycache, *m_cache_lookups, *m_cache_nospace,
+        *m_img_limits;
     uint64_t store_errors_seen, store_queries_seen; /* collector state (one render at a time) */
     uint64_t kc_hits_seen, kc_misses_seen;
     uint64_t cache_lookups_seen[4], cache_nospace_seen;

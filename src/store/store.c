@@ -61,6 +61,7 @@ void store_stats_get(store *st, store_stats *out)
     out->write_ops = atomic_load(&st->ctr.write_ops);
     out->scans_inserted = atomic_load(&st->ctr.scans_inserted);
     out->checkpoints = atomic_load(&st->ctr.checkpoints);
+    out->sqlite_memory_bytes = sq_memory_used();
     pthread_mutex_lock(&st->ctr.err_mu);
     memcpy(out->last_error, st->ctr.last_error, sizeof out->last_error);
     out->last_error_ms = st->ctr.last_error_ms;

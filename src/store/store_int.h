@@ -51,6 +51,8 @@ typedef struct sq_open_opts {
 /* Opens one connection with WAL, foreign keys on, our busy handler and the sync level. */
 int sq_open(const sq_open_opts *o, sq_db **out);
 void sq_close(sq_db *db);
+/* Bytes SQLite holds in this process (page caches, schemas, statements), all connections. */
+uint64_t sq_memory_used(void);
 /* Runs a script of statements without results (DDL, BEGIN/COMMIT). */
 int sq_exec(sq_db *db, const char *sql);
 /* A cached prepared statement for `sql` (keyed by its text). Release with sq_release before

@@ -124,6 +124,12 @@ static int busy_cb(void *arg, int count)
 
 /* ---- open / close --------------------------------------------------------------------------- */
 
+uint64_t sq_memory_used(void)
+{
+    sqlite3_int64 n = sqlite3_memory_used();
+    return n > 0 ? (uint64_t)n : 0;
+}
+
 int sq_open(const sq_open_opts *o, sq_db **out)
 {
     sq_db *d = vg_calloc(1, sizeof *d);
