@@ -48,10 +48,20 @@ struct sq_db {
 
 /* ---- errors --------------------------------------------------------------------------------- */
 
+/* A database failure (not the caller's fault): counted, kept as the store's last error, and
+ * returned as code with the text. */
+static int counted_err(sq_db *d, int code, const char *text)
+{
+    atomic_fetch_add(&d->ctr->errors, 1);
+    store_counters_error(d->ctr, text);
+    return vg_err_set(code, "%s", text);
+}
+
 static int map_err(sq_db *d, int rc)
 {
     int ext = sqlite3_extended_errcode(d->db);
     const char *msg = sqlite3_errmsg(d->db);
+    char buf[256];
     switch (rc & 0xff) {
     case SQLITE_CONSTRAINT:
         if (ext == SQLITE_CONSTRAINT_UNIQUE || ext == SQLITE_CONSTRAINT_PRIMARYKEY)
@@ -62,31 +72,19 @@ static int map_err(sq_db *d, int rc)
             return vg_err_set(VG_EINVAL, "invalid value (%s)", msg);
         break;
     case SQLITE_BUSY:
-    case SQLITE_LOCKED: {
-        atomic_fetch_add(&d->ctr->errors, 1);
-        char buf[256];
+    case SQLITE_LOCKED:
         snprintf(buf, sizeof buf, "database is locked (%s)", msg);
-        store_counters_error(d->ctr, buf);
-        return vg_err_set(VG_EBUSY, "%s", buf);
-    }
-    case SQLITE_FULL: {
+        return counted_err(d, VG_EBUSY, buf);
+    case SQLITE_FULL:
         /* The disk (or its quota) is full: a condition of the machine, not a bug, and one that
          * clears by itself when space returns; callers answer 503 + Retry-After, not 500. */
-        atomic_fetch_add(&d->ctr->errors, 1);
-        char buf[256];
         snprintf(buf, sizeof buf, "the database disk is full (%s)", msg);
-        store_counters_error(d->ctr, buf);
-        return vg_err_set(VG_ENOSPC, "%s", buf);
-    }
+        return counted_err(d, VG_ENOSPC, buf);
     case SQLITE_NOMEM:
-        atomic_fetch_add(&d->ctr->errors, 1);
-        store_counters_error(d->ctr, "sqlite: out of memory");
-        return vg_err_set(VG_ENOMEM, "sqlite: out of memory");
+        return counted_err(d, VG_ENOMEM, "sqlite: out of memory");
     default:
         break;
     }
-    atomic_fetch_add(&d->ctr->errors, 1);
-    char buf[256];
     /* The operating system's reason says what an operator must fix ("Read-only file system",
      * "Permission denied") where SQLite's text ("unable to open database file") does not. */
     int sys = sqlite3_system_errno(d->db);
@@ -95,8 +93,7 @@ static int map_err(sq_db *d, int rc)
         snprintf(buf, sizeof buf, "sqlite error %d: %s (%s)", ext, msg, strerror(sys));
     else
         snprintf(buf, sizeof buf, "sqlite error %d: %s", ext, msg);
-    store_counters_error(d->ctr, buf);
-    return vg_err_set(VG_ESTORE, "%s", buf);
+    return counted_err(d, VG_ESTORE, buf);
 }
 
 /* ---- busy handler --------------------------------------------------------------------------- */
