@@ -1,7 +1,8 @@
 /* index: every search path against brute force (random data with planted near-duplicates, edge
  * distances, dihedral variants, tenants, profiles, deletes and compaction), the PDQ
  * regression haystack/needles, face search, concurrency (no torn entries, deletes visible at
- * once), allocation failures. Run twice by CTest: as is, and with VIGIL_CPU_MASK=0. */
+ * once), allocation failures, the shared top-k helper. Run twice by CTest: as is, and with
+ * VIGIL_CPU_MASK=0. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,6 +12,7 @@
 #include "core/core.h"
 #include "support/vgt_random.h"
 #include "index/index.h"
+#include "index/index_int.h" /* index__topk */
 
 #include <math.h>
 #include <pthread.h>
@@ -1146,6 +1148,141 @@ static void test_alloc_failures(void **state)
     vg_log_set_level(lvl);
 }
 
+/* ---- the top-k helper (index__topk) --------------------------------------------------------- */
+
+/* Reference names in an order unlike their handles, so that a name order bug shows. */
+static const char *const topk_names[] = {"delta", "alpha", "echo",    "charlie",
+                                         "bravo", "golf",  "foxtrot", "hotel"};
+
+static const char *topk_name(const void *ctx, uint32_t h)
+{
+    return ((const char *const *)ctx)[h];
+}
+
+/* The expected answer, the slow way: best per reference by a scan, then a selection sort. */
+static size_t topk_model(const index__cand *c, size_t n, size_t k, index__cand *out, size_t *n_refs)
+{
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t j = 0;
+        while (j < m && out[j].ref != c[i].ref)
+            j++;
+        if (j == m)
+            out[m++] = c[i];
+        else if (c[i].dist < out[j].dist || (c[i].dist == out[j].dist && c[i].tie < out[j].tie))
+            out[j] = c[i];
+    }
+    *n_refs = m;
+    for (size_t i = 0; i < m; i++)
+        for (size_t j = i + 1; j < m; j++) {
+            int c2 = out[j].dist != out[i].dist
+                         ? (out[j].dist < out[i].dist ? -1 : 1)
+                         : strcmp(topk_names[out[j].ref], topk_names[out[i].ref]);
+            if (c2 < 0) {
+                index__cand t = out[i];
+                out[i] = out[j];
+                out[j] = t;
+            }
+        }
+    return VG_MIN(k, m);
+}
+
+static void test_topk_best_per_reference_in_order(void **state)
+{
+    (void)state;
+    /* ref 0 "delta": 5 (tie 2), 3 (tie 4), 3 (tie 1: kept); ref 1 "alpha": 7; ref 2 "echo": 3;
+     * ref 3 "charlie": 9, 1 */
+    index__cand c[] = {{0, 5, 2, 50}, {1, 7, 0, 10}, {0, 3, 4, 40}, {2, 3, 0, 20},
+                       {3, 9, 0, 30}, {0, 3, 1, 41}, {3, 1, 5, 31}};
+    size_t n_refs = 0;
+    size_t n = index__topk(c, VG_ARRAY_LEN(c), 10, topk_name, topk_names, &n_refs);
+    assert_int_equal(n, 4);
+    assert_int_equal(n_refs, 4);
+    /* charlie 1; delta 3 and echo 3 by name; alpha 7 */
+    assert_int_equal(c[0].ref, 3);
+    assert_true(c[0].dist == 1.0f);
+    assert_int_equal(c[0].tie, 5);
+    assert_int_equal(c[0].aux, 31);
+    assert_int_equal(c[1].ref, 0);
+    assert_true(c[1].dist == 3.0f);
+    assert_int_equal(c[1].tie, 1);
+    assert_int_equal(c[1].aux, 41);
+    assert_int_equal(c[2].ref, 2);
+    assert_int_equal(c[3].ref, 1);
+}
+
+static void test_topk_ties_cut_by_name(void **state)
+{
+    (void)state;
+    /* Eight references at one distance: k = 3 keeps alpha, bravo, charlie whatever the input
+     * order. */
+    uint64_t seed = 5;
+    for (int round = 0; round < 50; round++) {
+        index__cand c[8];
+        for (uint32_t i = 0; i < 8; i++)
+            c[i] = (index__cand){i, 2.5f, 0, 0};
+        for (size_t i = 7; i > 0; i--) {
+            size_t j = vgt_rng_next(&seed) % (i + 1);
+            index__cand t = c[i];
+            c[i] = c[j];
+            c[j] = t;
+        }
+        size_t n_refs = 0;
+        assert_int_equal(index__topk(c, 8, 3, topk_name, topk_names, &n_refs), 3);
+        assert_int_equal(n_refs, 8);
+        assert_string_equal(topk_names[c[0].ref], "alpha");
+        assert_string_equal(topk_names[c[1].ref], "bravo");
+        assert_string_equal(topk_names[c[2].ref], "charlie");
+    }
+}
+
+static void test_topk_k_edges(void **state)
+{
+    (void)state;
+    index__cand c[] = {{4, 2, 0, 0}, {4, 1, 0, 0}, {6, 1, 0, 0}};
+    size_t n_refs = 99;
+    /* k = 0 keeps nothing but still counts the references */
+    assert_int_equal(index__topk(c, 3, 0, topk_name, topk_names, &n_refs), 0);
+    assert_int_equal(n_refs, 2);
+    /* no candidates (and no array) */
+    assert_int_equal(index__topk(NULL, 0, 5, topk_name, topk_names, &n_refs), 0);
+    assert_int_equal(n_refs, 0);
+    /* k larger than the references: all of them, in order; n_refs may be NULL */
+    index__cand d[] = {{4, 2, 0, 0}, {4, 1, 0, 0}, {6, 1, 0, 0}};
+    assert_int_equal(index__topk(d, 3, 1000, topk_name, topk_names, NULL), 2);
+    assert_int_equal(d[0].ref, 4); /* "bravo" < "foxtrot" at distance 1 */
+    assert_int_equal(d[1].ref, 6);
+    /* k equal to the references */
+    index__cand e[] = {{5, 3, 0, 0}, {6, 3, 0, 0}};
+    assert_int_equal(index__topk(e, 2, 2, topk_name, topk_names, &n_refs), 2);
+    assert_int_equal(e[0].ref, 6); /* "foxtrot" < "golf" */
+    assert_int_equal(e[1].ref, 5);
+}
+
+static void test_topk_random_against_model(void **state)
+{
+    (void)state;
+    uint64_t seed = 9;
+    for (int round = 0; round < 2000; round++) {
+        index__cand c[40], want[40];
+        size_t n = vgt_rng_next(&seed) % 41, k = vgt_rng_next(&seed) % 10;
+        for (size_t i = 0; i < n; i++)
+            c[i] =
+                (index__cand){(uint32_t)(vgt_rng_next(&seed) % 8), (float)(vgt_rng_next(&seed) % 6),
+                              (uint16_t)(vgt_rng_next(&seed) % 3), (uint16_t)i};
+        size_t want_refs, got_refs;
+        size_t nw = topk_model(c, n, k, want, &want_refs);
+        size_t ng = index__topk(c, n, k, topk_name, topk_names, &got_refs);
+        assert_int_equal(ng, nw);
+        assert_int_equal(got_refs, want_refs);
+        for (size_t i = 0; i < ng; i++) {
+            assert_int_equal(c[i].ref, want[i].ref);
+            assert_true(c[i].dist == want[i].dist);
+            assert_int_equal(c[i].tie, want[i].tie);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1163,6 +1300,10 @@ int main(void)
         cmocka_unit_test(test_concurrent_readers_writer),
         cmocka_unit_test(test_exact_flag),
         cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_topk_best_per_reference_in_order),
+        cmocka_unit_test(test_topk_ties_cut_by_name),
+        cmocka_unit_test(test_topk_k_edges),
+        cmocka_unit_test(test_topk_random_against_model),
     };
     /* INDEX_TEST_FILTER=<glob> runs a subset (handy when timing one test). */
     if (getenv("INDEX_TEST_FILTER"))

@@ -1,5 +1,18 @@
 /*
- * index internals shared by index.c, the scan kernels, the multi-index tables and the id maps.
+ * index internals shared by the files of the module:
+ *
+ *   index.c          lifecycle, tenants (the tenant map), reference and profile records, the
+ *                    add protocol shared by both kinds, stats;
+ *   index_view.c     pinned views: publish, retire, reclaim, pins, array growth;
+ *   index_pdq.c      PDQ adds, flat and multi-index search, multi-index rebuilds;
+ *   index_face.c     face descriptor adds and search;
+ *   index_compact.c  removals (tombstones) and compaction;
+ *   index_topk.c     best candidate per reference, then the k best: shared by both searches;
+ *   index_kernels.c  the scan kernels; index_mih.c the multi-index tables; index_map.c the
+ *                    string -> handle maps.
+ *
+ * Names: public ones carry index_, the ones shared between these files index__, file-local ones
+ * are static and unprefixed.
  *
  * PDQ hashes are stored as rows of 4 64-bit words (32 bytes, 32-byte aligned), so that a
  * multi-index candidate is verified with one cache line. The SIMD kernels load 8 (AVX-512) or 4
@@ -11,12 +24,39 @@
  *
  * Face descriptors are rows of INDEX_FACE_DIM floats; the array is 64-byte aligned, so every row
  * (512 bytes) is too.
+ *
+ * Concurrency design: pinned views.
+ *   A shard's arrays (PDQ rows, face rows, entry -> reference maps, reference and profile
+ *   records, multi-index tables) are described by a view. A query takes the shard's read lock
+ *   only long enough to pin the current view (a reference count) and copy its published entry
+ *   counts, then scans without any lock and unpins. Writers (one at a time per shard, under
+ *   write_mutex) append rows and records past the published counts, where no query looks, and
+ *   publish them by raising the counts under the write lock; deletes clear a reference's atomic
+ *   alive flag under the write lock. So the write lock is held for nanoseconds and waits only
+ *   for pins in progress, never for a scan: a write is not delayed by long queries, and queries
+ *   are not delayed by writes (bench/results/index.md compares this with holding the read lock
+ *   for the whole scan). A delete is visible to every query that starts after it returns,
+ *   because that query's read lock acquisition is ordered after the delete's write lock release.
+ *   Growth, multi-index rebuilds and compaction build new arrays on the side and swap in a new
+ *   view; the old view is retired, and its replaced arrays are freed once no query pins it or
+ *   any older view (retired views are reclaimed oldest first).
+ *
+ * Invariants:
+ *   - rows and records below the published counts never change while a view is current, except
+ *     the atomic alive flag and the once-only SHA-256 of a reference;
+ *   - a reference is alive iff it is in ref_map; it has n_pdq + n_face >= 1 entries; its handle
+ *     stays valid (dead) until the next compaction renumbers references and profiles;
+ *   - a profile is alive iff it is in profile_map, iff it has at least one live reference, which
+ *     are linked through index__ref.prev/next from first_ref;
+ *   - mih, when present, covers the PDQ entries [0, mih->n); [mih->n, pdq_n) is the flat tail.
  */
 #ifndef VG_INDEX_INT_H
 #define VG_INDEX_INT_H
 
 #include "index/index.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,7 +64,11 @@
 #define INDEX__GROUP 8      /* PDQ rows per kernel step; capacities are multiples of it */
 #define INDEX__MIH_SLOTS 16 /* 16-bit substrings of a 256-bit hash */
 #define INDEX__MIH_BUCKETS 65536
-#define INDEX__MIH_MAX_RADIUS 2 /* thresholds up to 16 * 3 - 1 = 47 */
+#define INDEX__MIH_MAX_RADIUS 2  /* thresholds up to 16 * 3 - 1 = 47 */
+#define INDEX__PDQ_MIN_CAP 64    /* entries; a multiple of INDEX__GROUP */
+#define INDEX__FACE_MIN_CAP 16   /* entries */
+#define INDEX__RECORD_MIN_CAP 16 /* references, profiles or tenants */
+#define INDEX__VIEW_ARRAYS 7     /* arrays a view owns, besides the multi-index */
 
 static inline const uint64_t *index__row(const uint64_t *rows, size_t pos)
 {
@@ -57,7 +101,7 @@ typedef void (*index__face_dist_fn)(const float *rows, size_t n, const float *q,
 int index__pdq_kernel_get(index_kernel want, index_kernel *chosen, index__pdq_scan_fn *fn);
 int index__face_kernel_get(index_kernel want, index_kernel *chosen, index__face_dist_fn *fn);
 
-/* ---- candidate buffer ----------------------------------------------------------------------- */
+/* ---- kernel hits ---------------------------------------------------------------------------- */
 
 typedef struct index__hit {
     uint32_t pos;
@@ -71,7 +115,7 @@ typedef struct index__hits {
     size_t n, cap;
 } index__hits;
 
-int index__hits_push(index__hits *h, uint32_t pos, int distance, int variant);
+int index__hits_push(index__hits *h, uint32_t pos, int distance, int variant); /* VG_ENOMEM */
 
 /* ---- multi-index hashing -------------------------------------------------------------------- */
 
@@ -120,5 +164,205 @@ uint32_t index__map_remove(index__map *m, const char *key, uint32_t hash, index_
                            const void *ctx);
 void index__map_free(index__map *m);
 size_t index__map_bytes(const index__map *m);
+
+/* ---- best candidate per reference, top k ---------------------------------------------------- */
+
+/* One matching entry of reference `ref`: dist orders matches (PDQ: Hamming bits; faces: squared
+ * L2), tie orders one reference's candidates at equal dist (PDQ: the query variant, lowest
+ * first), aux rides along (PDQ: the entry's quality). */
+typedef struct index__cand {
+    uint32_t ref;
+    float dist;
+    uint16_t tie;
+    uint16_t aux;
+} index__cand;
+
+/* Growable, owned by one query; free v with vg_free. */
+typedef struct index__cands {
+    index__cand *v;
+    size_t n, cap;
+} index__cands;
+
+int index__cands_push(index__cands *c, index__cand x); /* VG_ENOMEM (c unchanged) */
+
+/* Reduces c[0..n) to the best candidate of each reference (lowest dist, then lowest tie), and
+ * moves the k best of those, by ascending dist, then reference id (name(ctx, ref)), then handle,
+ * to c[0..k'), in that order; returns k' = min(k, references). *n_refs (may be NULL) gets the
+ * number of distinct references. c is reordered in place; n and k may be 0. name and ctx are
+ * borrowed. No allocation. */
+size_t index__topk(index__cand *c, size_t n, size_t k, index__key_fn name, const void *ctx,
+                   size_t *n_refs);
+
+/* ---- shards, views and records -------------------------------------------------------------- */
+
+typedef struct index__ref {
+    char id[INDEX_ID_MAX];   /* immutable */
+    uint32_t profile;        /* immutable */
+    uint32_t prev, next;     /* writer only: siblings in the profile's list, INDEX__NONE at ends */
+    uint32_t n_pdq, n_face;  /* writer only */
+    _Atomic uint8_t alive;   /* cleared under the write lock; scans read it without */
+    _Atomic uint8_t has_sha; /* 0 -> 1 once, under the write lock, after sha256 is written */
+    uint8_t sha256[32];      /* SHA-256 of the reference's image bytes: exact-copy detection */
+} index__ref;
+
+typedef struct index__profile {
+    char id[INDEX_ID_MAX]; /* immutable */
+    uint32_t first_ref;    /* writer only */
+    uint32_t n_refs;       /* writer only: live references */
+    uint8_t alive;         /* writer only */
+} index__profile;
+
+/* What a query pins. The arrays are owned by the shard's current view; a retired view owns the
+ * arrays its successor replaced (garbage) and frees them when reclaimed. */
+typedef struct index__view {
+    _Atomic long pins;    /* +1 while current, +1 per query using it */
+    size_t pdq_n, face_n; /* published counts; changed under the write lock */
+    uint64_t *pdq_rows;   /* pdq_cap rows, 64-byte aligned */
+    uint32_t *pdq_ref;
+    uint8_t *pdq_quality;
+    float *face_rows; /* face_cap rows, 64-byte aligned */
+    uint32_t *face_ref;
+    index__ref *refs;
+    index__profile *profiles;
+    size_t pdq_cap, face_cap, refs_cap, profiles_cap;
+    index__mih *mih;
+    void *garbage[INDEX__VIEW_ARRAYS];
+    size_t n_garbage, garbage_bytes;
+    index__mih *garbage_mih;
+    struct index__view *next_retired;
+} index__view;
+
+/* One tenant. Queries: pin under `lock` (shared). Writers: hold write_mutex throughout, which
+ * guards every field below `cur` and lets them read the current view's arrays freely; they
+ * take `lock` exclusively only to publish (counts, flags, profile_map, cur). Freed only by
+ * index_free. */
+typedef struct index__shard {
+    char id[INDEX_ID_MAX];
+    pthread_rwlock_t lock;
+    pthread_mutex_t write_mutex;
+    index__view *cur;       /* replaced under lock */
+    index__map profile_map; /* queries look up under lock (shared); changed under lock */
+    index__map ref_map;     /* writer only */
+    size_t pdq_n, dead_pdq; /* pdq_n: rows written (== cur->pdq_n between calls) */
+    size_t face_n, dead_face;
+    size_t n_refs, live_refs; /* records written */
+    size_t n_profiles, live_profiles;
+    index__view *retired_head, *retired_tail; /* oldest first */
+    size_t retired_bytes;
+    /* searches by path, for stats; relaxed atomics (queries share the shard) */
+    _Atomic uint64_t pdq_flat_searches, pdq_mih_searches, face_searches;
+} index__shard;
+
+struct index_db {
+    index_config cfg; /* resolved: no zero fields */
+    index_kernel pdq_kernel, face_kernel;
+    index__pdq_scan_fn pdq_scan;
+    index__pdq_scan_fn pdq_scan_scalar; /* for partial groups at the published end */
+    index__face_dist_fn face_dist;
+    int mih_popcnt;
+    pthread_rwlock_t tenants_lock; /* guards shards, n_shards, tenant_map */
+    index__shard **shards;
+    size_t n_shards, shards_cap;
+    index__map tenant_map;
+};
+
+static inline size_t index__pdq_row_bytes(size_t cap)
+{
+    return cap * 4 * sizeof(uint64_t);
+}
+
+static inline size_t index__face_row_bytes(size_t cap)
+{
+    return cap * INDEX_FACE_DIM * sizeof(float);
+}
+
+static inline int index__ref_alive(const index__ref *r)
+{
+    return atomic_load_explicit(&r->alive, memory_order_relaxed);
+}
+
+static inline void index__wrlock(index__shard *sh)
+{
+    pthread_rwlock_wrlock(&sh->lock);
+}
+
+static inline void index__unlock(index__shard *sh)
+{
+    pthread_rwlock_unlock(&sh->lock);
+}
+
+/* ---- index.c: ids, tenants, records, the add protocol ---------------------------------------- */
+
+/* VG_EINVAL (with a message naming `what`) unless id is a non-empty string < INDEX_ID_MAX. */
+int index__check_id(const char *what, const char *id);
+int index__check_add_ids(const char *tenant, const char *profile, const char *reference);
+/* Map keys, read from the records of the view (ctx) the map belongs with. */
+const char *index__ref_key(const void *ctx, uint32_t handle);
+const char *index__profile_key(const void *ctx, uint32_t handle);
+/* The tenant's shard, or NULL. Shards live until index_free. */
+index__shard *index__shard_find(index_db *ix, const char *tenant);
+
+/* An add between index__add_begin and the caller's unlock of sh->write_mutex. */
+typedef struct index__add {
+    index__shard *sh;
+    uint32_t ref; /* the reference handle; its record is written, maybe not yet published */
+    int created, new_profile;
+    uint32_t phash; /* the profile id's hash, when new_profile */
+} index__add;
+
+typedef enum { INDEX__KIND_PDQ, INDEX__KIND_FACE } index__kind;
+
+/* Ids checked by the caller. Takes the shard's write_mutex (creating the shard), checks the
+ * tenant's limit and the reference's profile, makes room for one entry of `kind` and writes a
+ * new reference (and profile) record past the published ones. On success the mutex is held and
+ * the caller writes its row at sh->pdq_n or sh->face_n, raises that count and the reference's
+ * n_pdq or n_face, then calls index__add_publish. On error nothing is modified and the mutex is
+ * not held. */
+int index__add_begin(index_db *ix, const char *tenant, const char *profile, const char *reference,
+                     index__kind kind, index__add *a);
+/* Publishes the row and records under the write lock and links a new reference. The caller
+ * still holds write_mutex and unlocks it. Cannot fail. */
+void index__add_publish(index__add *a);
+
+/* ---- index_view.c: pinned views (writer functions: write_mutex held) ------------------------ */
+
+/* Bytes of a view and every array it owns. */
+size_t index__view_bytes(const index__view *v);
+/* Frees a view with every array it owns (a current or never published view). NULL is a no-op. */
+void index__view_free_all(index__view *v);
+/* Frees a shard's current and retired views (index_free: nothing pins them). */
+void index__views_free(index__shard *sh);
+/* A new view over the same arrays, pinned once (current). NULL on out of memory. */
+index__view *index__view_clone(const index__view *v);
+/* Frees retired views from the oldest while nothing pins them. */
+void index__reclaim(index__shard *sh);
+/* Makes nv current (with new_profiles, if not NULL, as profile_map) and retires the old view,
+ * which takes the listed garbage (at most INDEX__VIEW_ARRAYS arrays, and garbage_mih). */
+void index__view_publish(index__shard *sh, index__view *nv, void **garbage, size_t n_garbage,
+                         size_t garbage_bytes, index__mih *garbage_mih, index__map *new_profiles);
+/* Room for `need` entries / one more reference and profile record: the arrays are replaced,
+ * not realloc'd (queries may be scanning the old ones, which go to the retired view).
+ * VG_ETOOBIG, VG_ENOMEM (nothing changed). */
+int index__grow_pdq(index__shard *sh, size_t need);
+int index__grow_face(index__shard *sh, size_t need);
+int index__grow_records(index__shard *sh);
+
+/* A query's hold on a shard. */
+typedef struct index__pin {
+    index__shard *sh;
+    index__view *v;
+    size_t pdq_n, face_n;
+    uint32_t profile; /* the filter's handle, INDEX__NONE for none */
+    int unknown_profile;
+} index__pin;
+
+/* profile_id borrowed (NULL = no filter). Thread-safe; never blocks on a scan. */
+void index__pin_take(index__shard *sh, const char *profile_id, index__pin *p);
+void index__pin_release(index__pin *p);
+
+/* ---- index_pdq.c ---------------------------------------------------------------------------- */
+
+/* Whether a tenant with live_pdq live PDQ entries should have multi-index tables. */
+int index__want_mih(const index_db *ix, size_t live_pdq);
 
 #endif /* VG_INDEX_INT_H */

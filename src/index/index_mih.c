@@ -9,7 +9,7 @@
  * full 256-bit distance.
  *
  * Each table is direct-addressed (65536 buckets, CSR layout), built by a counting sort; the
- * tables are immutable, and index.c rebuilds them from scratch when enough new entries have
+ * tables are immutable, and index_pdq.c rebuilds them from scratch when enough new entries have
  * piled up in the flat-scanned tail.
  */
 #include "index/index_int.h"
