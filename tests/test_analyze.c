@@ -1,5 +1,6 @@
-/* analyze: the whole pipeline against a real store, index, cache and face models: exact, PDQ
- * and face matches, evidence, the feature cache, admission control, deadlines and bad input. */
+/* analyze: the whole pipeline against a real index, cache and face models: exact, PDQ and face
+ * matches, the feature cache, admission control, deadlines and bad input. References are
+ * registered and evidence recorded through the catalog and a real store, as the server does. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,6 +8,8 @@
 #include <cmocka.h>
 
 #include "analyze/analyze_int.h"
+#include "catalog/catalog.h"
+#include "store/store.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -21,6 +24,7 @@ typedef struct fixture {
     char dir[64];
     store *st;
     index_db *ix;
+    catalog *cat;
     cache *c;
     face_models *models;
     analyze_ctx *an;
@@ -48,6 +52,7 @@ static void open_fixture(fixture *fx, int with_models, const analyze_config *cfg
     sc.synchronous = STORE_SYNC_NORMAL;
     assert_int_equal(store_open(&sc, &fx->st), VG_OK);
     assert_int_equal(index_new(NULL, &fx->ix), VG_OK);
+    assert_int_equal(catalog_open(fx->st, fx->ix, &fx->cat), VG_OK);
     cache_config cc;
     cache_config_init(&cc);
     snprintf(path, sizeof path, "%s/cache", fx->dir);
@@ -55,7 +60,7 @@ static void open_fixture(fixture *fx, int with_models, const analyze_config *cfg
     assert_int_equal(cache_open(&cc, &fx->c), VG_OK);
     if (with_models)
         assert_int_equal(face_models_open(VG_MODELS_DIR, NULL, &fx->models), VG_OK);
-    analyze_deps deps = {.store = fx->st, .index = fx->ix, .cache = fx->c, .models = fx->models};
+    analyze_deps deps = {.index = fx->ix, .cache = fx->c, .models = fx->models};
     assert_int_equal(analyze_ctx_new(cfg, &deps, &fx->an), VG_OK);
     assert_int_equal(store_tenant_create(fx->st, "Agency", STORE_TENANT_AGENCY, fx->tenant), 0);
     store_profile_fields pf = {.name = "Creator"};
@@ -67,6 +72,7 @@ static void close_fixture(fixture *fx)
     analyze_ctx_free(fx->an);
     face_models_free(fx->models);
     cache_close(fx->c);
+    catalog_close(fx->cat);
     index_free(fx->ix);
     store_close(fx->st);
     char cmd[128];
@@ -74,8 +80,8 @@ static void close_fixture(fixture *fx)
     assert_int_equal(system(cmd), 0);
 }
 
-/* Registers an image as a reference: features through analyze, stored, mirrored into the index
- * (what the server does on upload). */
+/* Registers an image as a reference: features through analyze, stored and indexed through the
+ * catalog (what the server does on upload). */
 static void add_reference(fixture *fx, const char *file, store_ref_kind kind, char id[STORE_ID_MAX])
 {
     size_t len;
@@ -83,23 +89,12 @@ static void add_reference(fixture *fx, const char *file, store_ref_kind kind, ch
     analyze_request rq = {.bytes = bytes, .len = len, .level = ANALYZE_LEVEL_BALANCED};
     analyze_features f;
     assert_int_equal(analyze_features_compute(fx->an, &rq, &f, NULL), VG_OK);
-    float *desc = f.n_faces ? calloc(f.n_faces, 128 * sizeof(float)) : NULL;
-    for (size_t i = 0; i < f.n_faces; i++)
-        memcpy(desc + i * 128, f.faces[i].descriptor, 128 * sizeof(float));
-    store_reference_new r = {.profile_id = fx->profile,
-                             .kind = kind,
-                             .sha256 = f.sha256,
-                             .pdq = f.pdq,
-                             .pdq_quality = f.pdq_quality,
-                             .pdq_dihedral = (const uint8_t(*)[32])f.pdq_dihedral,
-                             .n_faces = f.n_faces,
-                             .descriptors = desc};
-    assert_int_equal(store_reference_create(fx->st, fx->tenant, &r, id), VG_OK);
-    assert_int_equal(index_pdq_add(fx->ix, fx->tenant, fx->profile, id, f.pdq, f.pdq_quality), 0);
-    assert_int_equal(index_set_sha256(fx->ix, fx->tenant, id, f.sha256), VG_OK);
-    for (size_t i = 0; i < f.n_faces; i++)
-        assert_int_equal(index_face_add(fx->ix, fx->tenant, fx->profile, id, desc + i * 128), 0);
-    free(desc);
+    catalog_reference_new r = {.profile_id = fx->profile, .kind = kind, .features = &f};
+    vg_arena *a = vg_arena_new(0);
+    store_reference sr;
+    assert_int_equal(catalog_reference_add(fx->cat, fx->tenant, &r, a, &sr), VG_OK);
+    snprintf(id, STORE_ID_MAX, "%s", sr.id);
+    vg_arena_free(a);
     analyze_features_free(&f);
     free(bytes);
 }
@@ -108,13 +103,12 @@ static int analyze_file(fixture *fx, const char *file, int do_store, analyze_res
 {
     size_t len;
     uint8_t *bytes = slurp(file, &len);
-    analyze_request rq = {.bytes = bytes,
-                          .len = len,
-                          .tenant_id = fx->tenant,
-                          .source_url = "https://example.com/found.jpg",
-                          .level = ANALYZE_LEVEL_BALANCED,
-                          .store = do_store};
+    analyze_request rq = {
+        .bytes = bytes, .len = len, .tenant_id = fx->tenant, .level = ANALYZE_LEVEL_BALANCED};
     int rc = analyze_run(fx->an, &rq, out);
+    if (rc == VG_OK && do_store) /* the evidence, recorded the way the server does */
+        rc = catalog_scan_record(fx->cat, fx->tenant, "https://example.com/found.jpg", rq.level,
+                                 out);
     free(bytes);
     return rc;
 }
@@ -328,8 +322,9 @@ typedef struct counter {
     int done, ok, other;
 } counter;
 
-static void count_done(void *arg, int status)
+static void count_done(void *arg, int status, const char *detail)
 {
+    (void)detail;
     counter *c = arg;
     pthread_mutex_lock(&c->mu);
     c->done++;
@@ -459,6 +454,57 @@ static void test_tenant_quota(void **state)
     close_fixture(&fx);
 }
 
+/* A request that fails on an analysis thread hands its reason to the done callback as an
+ * argument: the img limit it hit, with the configured value, not a generic message. */
+typedef struct detail_wait {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, status;
+    char detail[256];
+} detail_wait;
+
+static void detail_done(void *arg, int status, const char *detail)
+{
+    detail_wait *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->status = status;
+    snprintf(w->detail, sizeof w->detail, "%s", detail ? detail : "(null)");
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void test_done_detail_names_the_limit(void **state)
+{
+    (void)state;
+    analyze_config cfg;
+    analyze_config_default(&cfg);
+    cfg.max_pixels = 1000;
+    fixture fx;
+    open_fixture(&fx, 0, &cfg);
+    size_t len;
+    uint8_t *bytes = slurp(BRIDGE "aaa-orig.jpg", &len);
+    for (int features_only = 0; features_only < 2; features_only++) {
+        detail_wait w = {.done = 0};
+        pthread_mutex_init(&w.mu, NULL);
+        pthread_cond_init(&w.cv, NULL);
+        analyze_request rq = {.bytes = bytes, .len = len, .tenant_id = fx.tenant};
+        analyze_result r;
+        vg_err_set(VG_EIO, "a stale detail on the submitting thread");
+        assert_int_equal(analyze_submit(fx.an, &rq, features_only, &r, detail_done, &w), VG_OK);
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        assert_int_equal(w.status, VG_EPIXELS);
+        assert_non_null(strstr(w.detail, "max_pixels 1000"));
+        pthread_mutex_destroy(&w.mu);
+        pthread_cond_destroy(&w.cv);
+    }
+    free(bytes);
+    close_fixture(&fx);
+}
+
 /* ---- faces ---- */
 
 static void test_face_match_same_person(void **state)
@@ -555,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_admission_control),
         cmocka_unit_test(test_tenant_quota),
+        cmocka_unit_test(test_done_detail_names_the_limit),
         cmocka_unit_test(test_face_match_same_person),
         cmocka_unit_test(test_concurrent_batches_equal_single),
     };

@@ -7,13 +7,14 @@
  *   finisher queue  <---- done ----  sched "image" queue -> worker (replica: face engine + pdq)
  *        |                                     decode, PDQ, faces, for a batch of images
  *        v
- *   finisher thread: cache fill, matching, store write (waits for the group commit), callback
+ *   finisher thread: cache fill, matching, callback (the server's records the evidence through
+ *                    the catalog there, waiting for the group commit)
  *
  * Why three kinds of threads: CPU-bound work (decode, networks) runs on exactly as many workers
- * as there are replicas, so it never oversubscribes the cores; the store write waits for an
- * fsync and must not hold a worker while it does, so it runs on finisher threads that mostly
- * sleep; and the network threads only hash and look the cache up, so a cached answer never
- * queues behind inference.
+ * as there are replicas, so it never oversubscribes the cores; the evidence write in the
+ * callback waits for an fsync and must not hold a worker while it does, so callbacks run on
+ * finisher threads that mostly sleep; and the network threads only hash and look the cache up, so a
+ * cached answer never queues behind inference.
  */
 #include "analyze/analyze_int.h"
 
@@ -124,18 +125,18 @@ static void finish(analyze_ctx *ctx, analyze_job *job)
 {
     analyze_result *out = job->out;
     int rc = job->status;
-    /* Always this job's own detail (never a previous job's left on this thread): the callback
-     * may answer it to the job's client. */
-    if (rc != VG_OK)
-        vg_err_set(rc, "%s", job->errmsg[0] ? job->errmsg : vg_strerror(rc));
     if (rc == VG_OK)
         cache_fill(ctx, job);
     if (rc == VG_OK && !job->features_only) {
+        vg_err_clear();
         rc = analyze__match(ctx, job);
-        if (rc == VG_OK && job->req.store)
-            rc = analyze__store(ctx, job);
+        if (rc != VG_OK)
+            snprintf(job->errmsg, sizeof job->errmsg, "%s", vg_err_msg());
     }
     out->timings.total_us = (vg_now_ns() - job->t0_ns) / 1000;
+    /* Always this job's own detail (never a previous job's left on this thread): the callback
+     * may answer it to the job's client. */
+    char detail[sizeof job->errmsg];
     if (rc == VG_OK) {
         atomic_fetch_add(&ctx->n_ok, 1);
         atomic_fetch_add(&ctx->n_faces, out->features.n_faces);
@@ -145,13 +146,13 @@ static void finish(analyze_ctx *ctx, analyze_job *job)
         else if (rc == VG_ECANCELED)
             atomic_fetch_add(&ctx->n_canceled, 1);
         atomic_fetch_add(&ctx->n_failed, 1);
-        /* Keep the error detail for the callback: it reads vg_err_msg() on this thread. */
+        snprintf(detail, sizeof detail, "%s", job->errmsg[0] ? job->errmsg : vg_strerror(rc));
         analyze_result_free(out);
     }
     analyze_done_fn done = job->done;
     void *arg = job->arg;
     vg_free(job);
-    done(arg, rc);
+    done(arg, rc, rc == VG_OK ? NULL : detail);
 }
 
 static void *finisher_main(void *p)
@@ -493,8 +494,6 @@ int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_on
         return vg_err_set(VG_EINVAL, "analyze: bad level %d", (int)req->level);
     if (!features_only && (!req->tenant_id || !*req->tenant_id))
         return vg_err_set(VG_EINVAL, "analyze: a tenant scope is required for matching");
-    if (!features_only && req->store && !ctx->deps.store)
-        return vg_err_set(VG_EUNSUPPORTED, "analyze: no store to record the scan in");
     if (req->len == 0)
         return vg_err_set(VG_ETRUNC, "empty image");
     if (req->len > ctx->limits.max_input_bytes) {
@@ -561,13 +560,13 @@ typedef struct waiter {
     char msg[512];
 } waiter;
 
-static void waiter_done(void *arg, int status)
+static void waiter_done(void *arg, int status, const char *detail)
 {
     waiter *w = arg;
     pthread_mutex_lock(&w->mu);
     w->status = status;
     if (status)
-        snprintf(w->msg, sizeof w->msg, "%s", vg_err_msg());
+        snprintf(w->msg, sizeof w->msg, "%s", detail);
     w->done = 1;
     pthread_cond_signal(&w->cv);
     pthread_mutex_unlock(&w->mu);

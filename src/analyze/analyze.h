@@ -6,14 +6,18 @@
  *                                  \--miss--> img decode -> pdq (+ dihedral)
  *                                                       -> faces (detect, landmarks, descriptors)
  *                                             -> cache fill
- *   features -> index (tenant-scoped PDQ + face search) -> matches -> store (scan + matches)
+ *   features -> index (tenant-scoped PDQ + face search) -> matches
+ *
+ * bytes -> features -> matches, and nothing more: analyze never writes anything durable. What a
+ * tenant registers and what was found are recorded by the catalog module (catalog_scan_record
+ * fills analyze_result.scan_id and each match_id), so the store and the index meet in one place.
  *
  * Features are cached, never matches: matching always runs against the current index, so a
  * cached result can never hide a newly protected work. Nothing here knows about HTTP; tenants
- * appear only as the opaque scope string that the index and the store filter on.
+ * appear only as the opaque scope string that the index and the cache filter on.
  *
- * Ownership: an analyze_ctx is created once by the server, borrows the store, index, cache and
- * face models it is given (they outlive it), and is thread-safe: any thread may call
+ * Ownership: an analyze_ctx is created once by the server, borrows the index, cache and face
+ * models it is given (they outlive it), and is thread-safe: any thread may call
  * analyze_run / analyze_features concurrently. Results are caller-allocated structs whose
  * internal arrays are owned by the struct; release with analyze_result_free /
  * analyze_features_free.
@@ -72,12 +76,12 @@ typedef struct analyze_match {
     double confidence;             /* 0..1 */
     int dihedral;                  /* pdq: which of the 8 variants matched (0 = as is); else -1 */
     int face_index;                /* face: index into features.faces; else -1 */
-    char match_id[ANALYZE_ID_MAX]; /* set when the scan was stored */
+    char match_id[ANALYZE_ID_MAX]; /* "" from analyze; set by catalog_scan_record */
 } analyze_match;
 
 typedef struct analyze_timings {
     uint64_t cache_us, decode_us, pdq_us, detect_us, landmarks_us, descriptors_us, match_us,
-        store_us, total_us;
+        store_us, total_us; /* store_us: catalog_scan_record's, which adds it to total_us */
     const char *cache_tier; /* static: "l1" | "l2" | "l3" | "miss" | "off" */
 } analyze_timings;
 
@@ -86,9 +90,7 @@ typedef struct analyze_request {
     size_t len;
     const char *tenant_id;  /* borrowed; matching scope (required for analyze_run) */
     const char *profile_id; /* borrowed; optional: match only this profile */
-    const char *source_url; /* borrowed; optional, stored with the scan */
     analyze_level level;
-    int store;            /* 1: record the scan and its matches as evidence */
     uint64_t deadline_ns; /* vg_now_ns() deadline; 0 = none. Past it: VG_ETIMEDOUT */
 } analyze_request;
 
@@ -97,7 +99,7 @@ typedef struct analyze_result {
     size_t n_matches;
     analyze_match *matches; /* owned, sorted: exact, then pdq by distance, then face */
     analyze_timings timings;
-    char scan_id[ANALYZE_ID_MAX]; /* "" unless stored */
+    char scan_id[ANALYZE_ID_MAX]; /* "" from analyze; set by catalog_scan_record */
 } analyze_result;
 
 typedef struct analyze_ctx analyze_ctx;
@@ -108,7 +110,7 @@ typedef struct analyze_ctx analyze_ctx;
 #define ANALYZE_DEFAULT_PDQ_MIN_QUALITY 50  /* below: unreliable, not matched */
 #define ANALYZE_DEFAULT_FACE_THRESHOLD 0.6f /* L2, strict */
 #define ANALYZE_DEFAULT_MAX_FACES 64        /* faces described per image */
-#define ANALYZE_DEFAULT_FINISHERS 4         /* threads for cache fill, matching, store writes */
+#define ANALYZE_DEFAULT_FINISHERS 4         /* threads for cache fill, matching, callbacks */
 #define ANALYZE_DEFAULT_MAX_BATCH 8         /* images per inference batch */
 #define ANALYZE_DEFAULT_MAX_DELAY_US 200    /* how long a lone image may wait for a batch */
 #define ANALYZE_DEFAULT_QUEUE 256           /* images waiting for a worker before 503 */
@@ -147,16 +149,13 @@ typedef struct analyze_config {
 void analyze_config_default(analyze_config *cfg);
 
 /* Borrowed collaborators; each must outlive the context. Any may be NULL:
- *   store NULL   -> requests with store=1 fail with VG_EUNSUPPORTED;
  *   index NULL   -> no matching (features only);
  *   cache NULL   -> every request computes its features;
  *   models NULL  -> no face analysis (features.faces_enabled = 0). */
-struct store;
 struct index_db;
 struct cache;
 struct face_models;
 typedef struct analyze_deps {
-    struct store *store;
     struct index_db *index;
     struct cache *cache;
     struct face_models *models;
@@ -178,19 +177,20 @@ const char *analyze_model_version(const analyze_ctx *ctx);
 
 /* Completion of an asynchronous request, called exactly once from an analyze thread (never from
  * inside analyze_submit) with 0 or a VG_E* code; the result struct given to analyze_submit is
- * filled on success and zeroed on error. On error vg_err_msg() on the calling thread names the
- * reason (the deadline passed while queued, "server shutting down", the decoder's detail, ...)
- * for the reply. arg is the caller's. */
-typedef void (*analyze_done_fn)(void *arg, int status);
+ * filled on success and zeroed on error. detail is NULL on success; on error it names the
+ * reason for the reply (the deadline passed while queued, "server shutting down", the img limit
+ * hit with its value, the decoder's damage report, ...): borrowed, valid during the call only.
+ * It is passed explicitly, not left in vg_err_msg(), so nothing the callback or the thread did
+ * before can replace it. arg is the caller's. */
+typedef void (*analyze_done_fn)(void *arg, int status, const char *detail);
 
 /* Queues a request. req and everything it points to (bytes, strings) and out stay borrowed until
- * done runs. features_only = 1 computes features without matching or storing (reference
- * uploads). Requests that need inference are queued fairly per req->tenant_id (NULL: one
- * anonymous tenant) and count against its tenant_quota; cache hits do not queue. Returns 0 (done
- * will be called), VG_EQUOTA (the tenant has tenant_quota images in: answer 429 + Retry-After),
- * VG_EBUSY (overloaded: answer 503 + Retry-After), VG_ECANCELED (shutting down: 503), VG_EINVAL,
- * VG_EUNSUPPORTED (store=1 without a store); on error done is not called and vg_err_msg() says
- * why. */
+ * done runs. features_only = 1 computes features without matching (reference uploads). Requests
+ * that need inference are queued fairly per req->tenant_id (NULL: one anonymous tenant) and count
+ * against its tenant_quota; cache hits do not queue. Returns 0 (done will be called), VG_EQUOTA
+ * (the tenant has tenant_quota images in: answer 429 + Retry-After), VG_EBUSY (overloaded: answer
+ * 503 + Retry-After), VG_ECANCELED (shutting down: 503), VG_EINVAL; on error done is not called and
+ * vg_err_msg() says why (on the calling thread: it returned). */
 int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_only,
                    analyze_result *out, analyze_done_fn done, void *arg);
 
@@ -222,8 +222,8 @@ int analyze_features_compute(analyze_ctx *ctx, const analyze_request *req, analy
                              analyze_timings *timings);
 void analyze_features_free(analyze_features *f);
 
-/* The whole pipeline, blocking (analyze_submit + wait). On error *out is zeroed and nothing was
- * stored. */
+/* The whole pipeline, blocking (analyze_submit + wait). On error *out is zeroed and vg_err_msg()
+ * on the calling thread holds the done callback's detail. */
 int analyze_run(analyze_ctx *ctx, const analyze_request *req, analyze_result *out);
 void analyze_result_free(analyze_result *r);
 

@@ -11,7 +11,6 @@
 #include "index/index.h"
 #include "pdq/pdq.h"
 #include "sched/sched.h"
-#include "store/store.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
@@ -51,7 +50,8 @@ struct analyze_ctx {
     sched *sch;
     char model_version[128];
 
-    /* finisher pool: jobs whose features are known wait here for cache fill, matching, store */
+    /* finisher pool: jobs whose features are known wait here for cache fill, matching and their
+     * callback (which may record the evidence: catalog_scan_record waits for a commit) */
     pthread_mutex_t fmu;
     pthread_cond_t fcv;
     analyze_job *fhead, *ftail;
@@ -87,7 +87,5 @@ int analyze__features_decode(const uint8_t *buf, size_t len, analyze_features *o
 
 /* Matches the features against the index (exact, PDQ, faces) into out->matches. */
 int analyze__match(analyze_ctx *ctx, analyze_job *job);
-/* Records the scan and its matches; fills out->scan_id and each match_id. */
-int analyze__store(analyze_ctx *ctx, analyze_job *job);
 
 #endif /* VG_ANALYZE_INT_H */

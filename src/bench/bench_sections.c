@@ -26,8 +26,9 @@ typedef struct burst_wait {
     unsigned left, failed;
 } burst_wait;
 
-static void burst_done(void *arg, int status)
+static void burst_done(void *arg, int status, const char *detail)
 {
+    (void)detail;
     burst_wait *w = arg;
     pthread_mutex_lock(&w->mu);
     if (status)

@@ -309,7 +309,7 @@ int bench__ctx(suite *s, struct cache *c, unsigned max_batch, struct analyze_ctx
         ac.max_workers = usable_cpus();
     if (max_batch)
         ac.max_batch = max_batch;
-    analyze_deps deps = {NULL, NULL, c, bench__models(s)};
+    analyze_deps deps = {NULL, c, bench__models(s)};
     vg_err_clear();
     int rc = analyze_ctx_new(&ac, &deps, out);
     if (rc)
@@ -360,7 +360,7 @@ static int inproc_latency_stages(analyze_ctx *ctx, const bench_img *im, analyze_
     int rc = VG_OK;
     for (unsigned i = 0; i < warm + n && rc == VG_OK; i++) {
         analyze_request rq = {
-            .bytes = im->bytes, .len = im->len, .tenant_id = "bench", .level = level, .store = 0};
+            .bytes = im->bytes, .len = im->len, .tenant_id = "bench", .level = level};
         analyze_result res;
         uint64_t t0 = vg_now_ns();
         rc = analyze_run(ctx, &rq, &res);

@@ -22,15 +22,6 @@ static json_t *match_json(const store_match *m)
                      "created_at", srv_time(m->created_ms));
 }
 
-/* Stored JSON text back as JSON (it was produced by this server); null if absent or broken. */
-static json_t *stored_json(const char *text)
-{
-    if (!text)
-        return json_null();
-    json_t *v = json_loads(text, 0, NULL);
-    return v ? v : json_null();
-}
-
 static json_t *scan_json(const store_scan *sc, int with_matches)
 {
     json_t *o =
@@ -42,8 +33,8 @@ static json_t *scan_json(const store_scan *sc, int with_matches)
                                                 "quality", sc->pdq_quality)
                                     : json_null());
     if (with_matches) {
-        json_object_set_new(o, "faces", stored_json(sc->faces_json));
-        json_object_set_new(o, "timings", stored_json(sc->timings_json));
+        json_object_set_new(o, "faces", catalog_stored_json(sc->faces_json));
+        json_object_set_new(o, "timings", catalog_stored_json(sc->timings_json));
         json_t *arr = json_array();
         for (size_t i = 0; sc->matches && i < sc->n_matches; i++)
             json_array_append_new(arr, match_json(&sc->matches[i]));
@@ -183,16 +174,23 @@ static json_t *result_json(const analyze_result *r)
     return o;
 }
 
+/* What to do with an analysis once it is done: record it as evidence (store=true, the default)
+ * with its source_url. */
+typedef struct an_record {
+    int store;
+    const char *source_url; /* request arena */
+} an_record;
+
 /* Reads source_url, profile_id, level and store from the input's fields. Replies on error. */
-static int analyze_options(server *s, srv_input *in, analyze_request *ar)
+static int analyze_options(server *s, srv_input *in, analyze_request *ar, an_record *rec)
 {
     http_req *req = in->req;
     memset(ar, 0, sizeof(*ar));
     ar->tenant_id = srv_tenant(req);
-    ar->source_url = srv_input_field(in, "source_url");
+    rec->source_url = srv_input_field(in, "source_url");
     ar->profile_id = srv_input_field(in, "profile_id");
     ar->level = (analyze_level)s->cfg->default_level;
-    ar->store = 1;
+    rec->store = 1;
     const char *level = srv_input_field(in, "level");
     if (level && analyze_level_parse(level, &ar->level) != VG_OK) {
         http_reply_error(req, 422, "invalid_field",
@@ -202,15 +200,15 @@ static int analyze_options(server *s, srv_input *in, analyze_request *ar)
     const char *st = srv_input_field(in, "store");
     if (st) {
         if (strcmp(st, "true") == 0 || strcmp(st, "1") == 0) {
-            ar->store = 1;
+            rec->store = 1;
         } else if (strcmp(st, "false") == 0 || strcmp(st, "0") == 0) {
-            ar->store = 0;
+            rec->store = 0;
         } else {
             http_reply_error(req, 422, "invalid_field", "store must be true or false");
             return -1;
         }
     }
-    if (ar->source_url && strlen(ar->source_url) >= STORE_URL_MAX_BYTES) {
+    if (rec->source_url && strlen(rec->source_url) >= STORE_URL_MAX_BYTES) {
         http_reply_error(req, 422, "invalid_field", "source_url is longer than %d bytes",
                          STORE_URL_MAX_BYTES - 1);
         return -1;
@@ -232,8 +230,10 @@ static int analyze_options(server *s, srv_input *in, analyze_request *ar)
  * afterwards, so the completion (on an analysis thread) owns both until it resumes the request. */
 typedef struct an_job {
     struct an_batch *batch; /* NULL for a single /analyze */
+    server *s;
     http_req *req;
     analyze_request ar;
+    an_record rec;
     analyze_result res;
     int status;
     const char *filename;
@@ -247,24 +247,38 @@ typedef struct an_batch {
     _Atomic size_t pending; /* jobs not done + 1 for the submitting handler */
 } an_batch;
 
-/* Replies for a failed analysis from its done callback, which runs on the analyze thread that set
- * this job's own detail (analyze_done_fn): the answer names the deadline, the shutdown, the img
- * limit or the damage. */
-static void reply_detail(http_req *req, int status)
+/* parse -> analyze -> catalog -> reply: the catalog step, on the analysis thread that completed
+ * the job (the evidence write waits for its commit there, not on a network thread). 0, or the
+ * failure with its detail in j->detail. */
+static int an_record_scan(an_job *j, int status, const char *detail)
 {
-    srv_reply_err(req, status, vg_strerror(status));
+    if (status == VG_OK && j->rec.store) {
+        vg_err_clear();
+        status = catalog_scan_record(j->s->cat, j->ar.tenant_id, j->rec.source_url, j->ar.level,
+                                     &j->res);
+        if (status != VG_OK) {
+            detail = vg_err_msg();
+            analyze_result_free(&j->res);
+        }
+    }
+    j->status = status;
+    if (status != VG_OK)
+        snprintf(j->detail, sizeof(j->detail), "%s", detail ? detail : vg_strerror(status));
+    return status;
 }
 
-static void single_done(void *arg, int status)
+/* The answer names the deadline, the shutdown, the img limit, the damage or the store's
+ * failure: the detail the failing step gave, not a generic message. */
+static void single_done(void *arg, int status, const char *detail)
 {
     an_job *j = arg;
-    if (status == VG_OK) {
+    if (an_record_scan(j, status, detail) == VG_OK) {
         json_t *o = result_json(&j->res);
         int code = j->res.scan_id[0] ? 201 : 200;
         analyze_result_free(&j->res);
         http_reply_json(j->req, code, o);
     } else {
-        reply_detail(j->req, status);
+        srv_reply_detail(j->req, j->status, j->detail);
     }
     http_req_resume(j->req);
 }
@@ -285,8 +299,9 @@ void api_analyze(http_req *req, void *ud)
         return;
     }
     memset(j, 0, sizeof(*j));
+    j->s = s;
     j->req = req;
-    if (analyze_options(s, &in, &j->ar))
+    if (analyze_options(s, &in, &j->ar, &j->rec))
         return;
     j->ar.bytes = in.images[0].data;
     j->ar.len = in.images[0].len;
@@ -328,12 +343,10 @@ static void batch_finish(an_batch *b)
     http_req_resume(b->req);
 }
 
-static void batch_done(void *arg, int status)
+static void batch_done(void *arg, int status, const char *detail)
 {
     an_job *j = arg;
-    j->status = status;
-    if (status != VG_OK) /* the completing thread's detail (analyze_done_fn) */
-        snprintf(j->detail, sizeof(j->detail), "%s", vg_err_msg());
+    an_record_scan(j, status, detail);
     if (atomic_fetch_sub(&j->batch->pending, 1) == 1)
         batch_finish(j->batch);
 }
@@ -353,7 +366,8 @@ void api_analyze_batch(http_req *req, void *ud)
     if (srv_input_parse(req, (size_t)s->cfg->max_batch_images, &in))
         return;
     analyze_request ar;
-    if (analyze_options(s, &in, &ar))
+    an_record rec;
+    if (analyze_options(s, &in, &ar, &rec))
         return;
     vg_arena *a = http_req_arena(req);
     an_batch *b = vg_arena_alloc(a, sizeof(*b));
@@ -369,8 +383,10 @@ void api_analyze_batch(http_req *req, void *ud)
     atomic_store(&b->pending, in.n_images + 1);
     for (size_t i = 0; i < in.n_images; i++) {
         jobs[i].batch = b;
+        jobs[i].s = s;
         jobs[i].req = req;
         jobs[i].ar = ar;
+        jobs[i].rec = rec;
         jobs[i].ar.bytes = in.images[i].data;
         jobs[i].ar.len = in.images[i].len;
         jobs[i].filename = in.images[i].filename;
@@ -378,8 +394,8 @@ void api_analyze_batch(http_req *req, void *ud)
     http_req_defer(req);
     for (size_t i = 0; i < in.n_images; i++) {
         int rc = analyze_submit(s->an, &jobs[i].ar, 0, &jobs[i].res, batch_done, &jobs[i]);
-        if (rc != VG_OK)
-            batch_done(&jobs[i], rc); /* not queued: count it as answered with its error */
+        if (rc != VG_OK) /* not queued: count it as answered with its error */
+            batch_done(&jobs[i], rc, vg_err_msg());
     }
     /* the handler's own share: whoever drops the count to zero answers */
     if (atomic_fetch_sub(&b->pending, 1) == 1)

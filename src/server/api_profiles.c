@@ -1,7 +1,7 @@
 /* Tenant routes for profiles and their references. A reference upload computes the image's
- * features through the analysis pipeline, stores them, and mirrors them into the match index
- * before answering, so the next analysis already matches against it; deletes leave the index
- * before answering too. */
+ * features through the analysis pipeline and registers them through the catalog (stored and
+ * indexed) before answering, so the next analysis already matches against it; deletes go
+ * through the catalog too and leave the index and the feature cache before answering. */
 #include "server/server_int.h"
 
 #include <string.h>
@@ -132,77 +132,17 @@ void api_profile_update(http_req *req, void *ud)
     reply_profile(req, s, id, 200);
 }
 
-/* The image SHA-256s of a profile's live references (*out owned, vg_free), read page by page
- * with a scratch arena so a large profile does not pile its descriptors into the request's. */
-static int profile_ref_hashes(server *s, const char *tenant, const char *pid, uint8_t (**out)[32],
-                              size_t *n_out)
-{
-    uint8_t(*h)[32] = NULL;
-    size_t n = 0, cap = 0;
-    vg_arena *a = vg_arena_new(0);
-    if (!a)
-        return VG_ENOMEM;
-    store_list_opts o = {.limit = STORE_LIST_MAX_LIMIT, .profile_id = pid};
-    char cursor[STORE_ID_MAX] = "";
-    int rc;
-    for (;;) {
-        store_reference *items = NULL;
-        store_page page;
-        o.cursor = cursor[0] ? cursor : NULL;
-        if ((rc = store_reference_list(s->st, tenant, &o, a, &items, &page)) != VG_OK)
-            break;
-        if (n + page.n > cap) {
-            size_t ncap = VG_MAX(cap * 2, n + page.n);
-            uint8_t(*nh)[32] = vg_realloc(h, ncap * sizeof *h);
-            if (!nh) {
-                rc = VG_ENOMEM;
-                break;
-            }
-            h = nh;
-            cap = ncap;
-        }
-        for (size_t i = 0; i < page.n; i++)
-            memcpy(h[n++], items[i].sha256, 32);
-        if (!page.next_cursor[0])
-            break;
-        snprintf(cursor, sizeof cursor, "%s", page.next_cursor);
-        vg_arena_reset(a);
-    }
-    vg_arena_free(a);
-    if (rc != VG_OK) {
-        vg_free(h);
-        return rc;
-    }
-    *out = h;
-    *n_out = n;
-    return VG_OK;
-}
-
 void api_profile_delete(http_req *req, void *ud)
 {
     server *s = ud;
     const char *id = http_req_param(req, "profile_id");
-    char(*refs)[STORE_ID_MAX] = NULL;
     size_t n = 0;
-    /* The references' hashes first: after the delete the store no longer hands them out, and
-     * the cache keys of their features (face descriptors) are made from them. */
-    uint8_t(*hashes)[32] = NULL;
-    size_t nh = 0;
-    int rc = profile_ref_hashes(s, srv_tenant(req), id, &hashes, &nh);
-    if (rc == VG_OK)
-        rc = store_profile_delete(s->st, srv_tenant(req), id, http_req_arena(req), &refs, &n);
+    /* Out of the store, out of matching and out of the feature cache before the answer. */
+    int rc = catalog_profile_remove(s->cat, srv_tenant(req), id, &n);
     if (rc != VG_OK) {
-        vg_free(hashes);
         srv_reply_err(req, rc, "no such profile");
         return;
     }
-    /* Out of matching before the answer. A profile without indexed entries is not an error. */
-    rc = index_remove_profile(s->ix, srv_tenant(req), id);
-    if (rc != VG_OK && rc != VG_ENOTFOUND)
-        VG_ERROR("server", "index_remove_profile %s: %s", id, vg_err_msg());
-    for (size_t i = 0; i < nh; i++)
-        srv_cache_purge(s, srv_tenant(req), hashes[i]);
-    vg_free(hashes);
     http_reply_json(
         req, 200,
         json_pack("{s:s,s:b,s:I}", "id", id, "deleted", 1, "references_deleted", (json_int_t)n));
@@ -288,32 +228,25 @@ void api_reference_delete(http_req *req, void *ud)
 {
     server *s = ud;
     const char *id = http_req_param(req, "reference_id");
-    store_reference r; /* its hash names the cache entries that hold its features */
-    int rc = store_reference_get(s->st, srv_tenant(req), id, http_req_arena(req), &r);
-    if (rc == VG_OK)
-        rc = store_reference_delete(s->st, srv_tenant(req), id);
+    /* Out of the store, out of matching and out of the feature cache before the answer. */
+    int rc = catalog_reference_remove(s->cat, srv_tenant(req), id);
     if (rc != VG_OK) {
         srv_reply_err(req, rc, "no such reference");
         return;
     }
-    rc = index_remove_reference(s->ix, srv_tenant(req), id);
-    if (rc != VG_OK && rc != VG_ENOTFOUND)
-        VG_ERROR("server", "index_remove_reference %s: %s", id, vg_err_msg());
-    /* Erasure: the descriptors must not outlive the reference in any cache tier. */
-    srv_cache_purge(s, srv_tenant(req), r.sha256);
     http_reply_json(req, 200, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
 }
 
 #if VG_SERVER_HAVE_ANALYZE
 
 /* A reference upload in flight: features are computed on the analysis threads; the completion
- * stores the reference, indexes it and answers. Lives in the request arena, which the handler no
- * longer touches once it has submitted (see api_evidence.c). */
+ * registers it through the catalog (stored and indexed) and answers. Lives in the request arena,
+ * which the handler no longer touches once it has submitted (see api_evidence.c). */
 typedef struct ref_job {
     server *s;
     http_req *req;
     char tenant[STORE_ID_MAX];
-    store_reference_new nr;
+    catalog_reference_new nr;
     analyze_request ar;
     analyze_result res;
 } ref_job;
@@ -322,52 +255,15 @@ static void ref_store(ref_job *j)
 {
     http_req *req = j->req;
     server *s = j->s;
-    analyze_features *f = &j->res.features;
-    store_reference_new *nr = &j->nr;
-    if (nr->kind == STORE_REF_LIKENESS && f->n_faces == 0) {
-        http_reply_error(req, 422, "no_face",
-                         f->faces_enabled ? "no face was found in this likeness photo"
-                                          : "face detection is off on this server, so a "
-                                            "likeness photo cannot be checked");
-        return;
-    }
-    nr->sha256 = f->sha256;
-    if (f->has_pdq) {
-        nr->pdq = f->pdq;
-        nr->pdq_quality = f->pdq_quality;
-        nr->pdq_dihedral = (const uint8_t(*)[32])f->pdq_dihedral;
-    }
-    vg_arena *a = http_req_arena(req);
-    size_t nf = VG_MIN(f->n_faces, (size_t)STORE_MAX_FACES_PER_REF);
-    if (nf) {
-        float *desc = vg_arena_alloc(a, nf * STORE_FACE_DIM * sizeof(float));
-        float *boxes = vg_arena_alloc(a, nf * 4 * sizeof(float));
-        if (!desc || !boxes) {
-            http_reply_error(req, 503, NULL, "out of memory");
-            return;
-        }
-        for (size_t i = 0; i < nf; i++) {
-            memcpy(desc + i * STORE_FACE_DIM, f->faces[i].descriptor,
-                   STORE_FACE_DIM * sizeof(float));
-            memcpy(boxes + i * 4, f->faces[i].box, 4 * sizeof(float));
-        }
-        nr->descriptors = desc;
-        nr->boxes = boxes;
-    }
-    nr->n_faces = nf;
+    j->nr.features = &j->res.features;
     if (s->cfg->store_images) {
-        nr->image = j->ar.bytes;
-        nr->image_len = j->ar.len;
+        j->nr.image = j->ar.bytes;
+        j->nr.image_len = j->ar.len;
     }
-    char id[STORE_ID_MAX];
-    vg_err_clear();
-    int rc = store_reference_create(s->st, j->tenant, nr, id);
     store_reference r;
-    if (rc == VG_OK)
-        rc = store_reference_get(s->st, j->tenant, id, a, &r);
+    vg_err_clear();
     /* Indexed before the answer, so the next analysis already matches against it. */
-    if (rc == VG_OK)
-        rc = srv_index_add_reference(s, &r);
+    int rc = catalog_reference_add(s->cat, j->tenant, &j->nr, http_req_arena(req), &r);
     if (rc != VG_OK) {
         srv_reply_err(req, rc, "cannot store the reference");
         return;
@@ -375,14 +271,14 @@ static void ref_store(ref_job *j)
     http_reply_json(req, 201, reference_json(&r));
 }
 
-static void ref_done(void *arg, int status)
+static void ref_done(void *arg, int status, const char *detail)
 {
     ref_job *j = arg;
     if (status == VG_OK) {
         ref_store(j);
         analyze_result_free(&j->res);
-    } else { /* vg_err_msg() holds analyze's reason for this request (analyze_done_fn) */
-        srv_reply_err(j->req, status, vg_strerror(status));
+    } else {
+        srv_reply_detail(j->req, status, detail);
     }
     http_req_resume(j->req);
 }
@@ -413,7 +309,7 @@ void api_reference_create(http_req *req, void *ud)
     j->s = s;
     j->req = req;
     snprintf(j->tenant, sizeof(j->tenant), "%s", srv_tenant(req));
-    store_reference_new *nr = &j->nr;
+    catalog_reference_new *nr = &j->nr;
     nr->profile_id = pid;
     const char *kind = srv_input_field(&in, "kind");
     if (!kind || store_ref_kind_parse(kind, &nr->kind) != VG_OK) {

@@ -115,20 +115,6 @@ static int bootstrap_admin(server *s)
 
 /* ---- index ----------------------------------------------------------------------------------- */
 
-int srv_index_add_reference(server *s, const store_reference *r)
-{
-    int rc = VG_OK;
-    if (r->has_pdq)
-        rc = index_pdq_add(s->ix, r->tenant_id, r->profile_id, r->id, r->pdq, r->pdq_quality);
-    for (size_t i = 0; rc == VG_OK && i < r->n_faces; i++)
-        rc = index_face_add(s->ix, r->tenant_id, r->profile_id, r->id,
-                            r->descriptors + i * STORE_FACE_DIM);
-    /* byte-identical copies are reported as exact matches */
-    if (rc == VG_OK && (r->has_pdq || r->n_faces))
-        rc = index_set_sha256(s->ix, r->tenant_id, r->id, r->sha256);
-    return rc;
-}
-
 uint64_t srv_index_references(server *s)
 {
     index_stats st;
@@ -137,21 +123,14 @@ uint64_t srv_index_references(server *s)
     return st.references;
 }
 
-void srv_cache_purge(server *s, const char *tenant, const uint8_t sha256[32])
-{
 #if VG_SERVER_HAVE_ANALYZE
-    analyze_cache_purge(s->an, tenant, sha256);
-#else
-    (void)s;
-    (void)tenant;
-    (void)sha256;
-#endif
-}
-
-static int index_cb(void *ctx, const store_reference *r)
+/* The catalog's erase hook: a deleted reference's features leave every feature-cache tier. */
+static void cache_purge(void *arg, const char *tenant, const uint8_t sha256[32])
 {
-    return srv_index_add_reference(ctx, r);
+    server *s = arg;
+    analyze_cache_purge(s->an, tenant, sha256);
 }
+#endif
 
 /* ---- observation: request metrics (the access log line is the http module's) ---------------- */
 
@@ -470,9 +449,10 @@ static int open_analysis(server *s)
     ac.max_lossless_pixels = (uint64_t)c->max_lossless_pixels;
     ac.max_decode_work = (uint64_t)c->max_decode_work;
     ac.max_decode_ratio = (uint32_t)c->max_decode_ratio;
-    analyze_deps deps = {s->st, s->ix, s->cache, s->models};
+    analyze_deps deps = {s->ix, s->cache, s->models};
     if ((rc = analyze_ctx_new(&ac, &deps, &s->an)) != VG_OK)
         return rc;
+    catalog_set_erase_hook(s->cat, cache_purge, s);
     VG_INFO("server", "analysis: faces %s, cache l1 %lld entries, l2 %s, l3 %s, model %s",
             s->models ? "on" : "off", (long long)c->cache_l1_entries, cc.l2_dir ? "on" : "off",
             c->redis_url[0] ? "on" : "off", analyze_model_version(s->an));
@@ -560,11 +540,11 @@ int server_open(const conf_settings *cfg, server **out)
         goto fail;
 #endif
 
-    /* index, from every live reference */
+    /* index, from every live reference: the catalog builds it and keeps it in step */
     uint64_t t0 = vg_now_ns();
     if ((rc = index_new(NULL, &s->ix)) != VG_OK)
         goto fail;
-    if ((rc = store_reference_foreach(s->st, NULL, index_cb, s)) != VG_OK)
+    if ((rc = catalog_open(s->st, s->ix, &s->cat)) != VG_OK)
         goto fail;
     VG_INFO("server", "index: %llu references loaded in %.1f ms (pdq kernel %s, face kernel %s)",
             (unsigned long long)srv_index_references(s), (double)(vg_now_ns() - t0) / 1e6,
@@ -683,6 +663,7 @@ void server_close(server *s)
     face_models_free(s->models);
 #endif
     http_router_free(s->router);
+    catalog_close(s->cat);
     index_free(s->ix);
     http_keycache_free(s->kc);
     store_close(s->st); /* checkpoints the WAL */

@@ -3,6 +3,7 @@
 #define VG_SERVER_INT_H
 
 #include "server/server.h"
+#include "catalog/catalog.h"
 #include "img/img.h"
 #include "index/index.h"
 #include "store/store.h"
@@ -35,6 +36,7 @@ struct server {
     const conf_settings *cfg;
     store *st;
     index_db *ix;
+    catalog *cat; /* every write of references and scans, and the index they feed */
     http_keycache *kc;
     http_router *router;
     http_server *http;
@@ -67,9 +69,6 @@ struct server {
 
 /* Live references in the match index (the index's own count, so deletes lower it). */
 uint64_t srv_index_references(server *s);
-/* Erasure of a deleted reference's features from the feature cache (every tier); no-op without
- * the analysis pipeline. sha256 borrowed. */
-void srv_cache_purge(server *s, const char *tenant, const uint8_t sha256[32]);
 
 /* The calling tenant's id (tenant routes only). */
 const char *srv_tenant(http_req *req);
@@ -90,8 +89,10 @@ void srv_reply_page(http_req *req, json_t *items, const store_page *page);
 /* The body as a JSON object (Content-Type application/json). On failure replies 415/400/422 and
  * returns nonzero. *out owned by the caller. */
 int srv_body_json(http_req *req, json_t **out);
-/* Replies for a failed store/index/analyze call. */
+/* Replies for a failed store/index/analyze call (the detail is vg_err_msg() of this thread). */
 void srv_reply_err(http_req *req, int rc, const char *what);
+/* Replies for a failed asynchronous analysis with the detail its done callback was given. */
+void srv_reply_detail(http_req *req, int rc, const char *detail);
 /* Parses a time given as ms since the epoch or RFC 3339 UTC ("2026-11-26T23:40:01Z"). */
 int srv_parse_time(const char *s, int64_t *out_ms);
 /* An image request: a raw image body (fields in the query string) or multipart/form-data with
@@ -159,8 +160,5 @@ void api_notice_list(http_req *req, void *ud);
 void api_notice_get(http_req *req, void *ud);
 void api_notice_status(http_req *req, void *ud);
 void api_notice_events(http_req *req, void *ud);
-
-/* Index mirroring (server.c): adds a stored reference's hashes and descriptors. */
-int srv_index_add_reference(server *s, const store_reference *r);
 
 #endif /* VG_SERVER_INT_H */

@@ -176,6 +176,13 @@ void srv_reply_err(http_req *req, int rc, const char *what)
     http_reply_vg(req, rc, what);
 }
 
+void srv_reply_detail(http_req *req, int rc, const char *detail)
+{
+    /* Through vg_err_set so the one mapping (status, code, internal errors hidden) applies. */
+    vg_err_set(rc, "%s", detail && *detail ? detail : vg_strerror(rc));
+    srv_reply_err(req, rc, vg_strerror(rc));
+}
+
 void srv_unavailable(http_req *req, void *ud)
 {
     http_reply_error(req, 503, NULL, "the %s module is not built into this server",

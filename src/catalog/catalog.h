@@ -1,0 +1,116 @@
+/*
+ * catalog: what a tenant has registered (profiles and their references) and what was found
+ * (scans and their matches), over the store (durable) and the match index (in memory).
+ *
+ * This module is the one place where store writes and index updates meet. Everything that
+ * changes what the index must hold goes through it, so the two cannot drift apart:
+ *
+ *   catalog_open           store -> index: every live reference, at start
+ *   catalog_reference_add  store create, then index add; an index failure rolls the store back
+ *   catalog_reference_remove, catalog_profile_remove
+ *                          store delete, then index remove, then the erase hook (feature cache)
+ *   catalog_scan_record    store only (evidence never enters the index), with the one encoder of
+ *                          the JSON stored with a scan (catalog_faces_json, catalog_timings_json)
+ *
+ * Contract: a failed store write leaves the index untouched; a failed index update leaves the
+ * store as it was (a reference whose index insert failed is deleted again before the error is
+ * returned). Writes of one tenant that change the index are ordered against each other here
+ * (a profile delete never interleaves with a reference add of the same tenant), so the index is
+ * what the store says after every call returns.
+ *
+ * Later (not built yet): the store moves behind an interface with a PostgreSQL backend, and each
+ * node keeps its index in sync from a change log in the database. The log will be written by
+ * these same calls and applied here (index update + erase hook) on every other node, which is
+ * why nothing else may write references or update the index.
+ *
+ * Ownership: catalog_open borrows the store and the index (they outlive the catalog). A catalog
+ * is shared by all threads; every call is thread-safe. Ids and strings are borrowed. tenant_id
+ * is required everywhere (VG_EINVAL without): the index is scoped by tenant, so the catalog has
+ * no admin scope.
+ */
+#ifndef VG_CATALOG_H
+#define VG_CATALOG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "analyze/analyze.h"
+#include "core/core.h"
+#include "store/store.h"
+
+struct index_db;
+typedef struct catalog catalog;
+
+/* Builds the index (which should be empty) from every live reference of every tenant in the
+ * store, in one read snapshot, then returns the catalog (owned: catalog_close). Errors: the
+ * store's, the index's (VG_ENOMEM, VG_ETOOBIG: a tenant past the index's entry limit), VG_ENOMEM.
+ * On error the index may hold part of the references: free it. */
+int catalog_open(store *st, struct index_db *ix, catalog **out);
+/* No other call may be running. NULL is a no-op. */
+void catalog_close(catalog *c);
+
+/* Called after a reference left the store and the index, with the SHA-256 of its image (each
+ * reference of a deleted profile gets its own call): the server erases the features cached under
+ * it, so face descriptors do not outlive the reference in any cache tier. Runs on the deleting
+ * thread. Set once, before the catalog is shared between threads; fn NULL clears it. */
+typedef void (*catalog_erase_fn)(void *arg, const char *tenant_id, const uint8_t sha256[32]);
+void catalog_set_erase_hook(catalog *c, catalog_erase_fn fn, void *arg);
+
+/* ---- references ---------------------------------------------------------------------------- */
+
+/* A reference to register: the tenant's description and the features analyze computed. All
+ * pointers borrowed. */
+typedef struct catalog_reference_new {
+    const char *profile_id; /* a live profile of the tenant */
+    store_ref_kind kind;
+    /* Work metadata (see store_reference_new: NULL for a likeness). */
+    const char *title, *description, *original_url, *copyright_holder;
+    const analyze_features *features; /* required */
+    const uint8_t *image;             /* the image bytes to keep, or NULL (not kept) */
+    size_t image_len;
+} catalog_reference_new;
+
+/* Registers a reference: stored (faces beyond STORE_MAX_FACES_PER_REF are not kept), then its
+ * PDQ hash, face descriptors and SHA-256 indexed, so the next analysis matches against it.
+ * *out (may be NULL) gets the stored record, strings in arena a (required with out).
+ * Errors: VG_ENOFACE (a likeness whose photo shows no face, or faces are off: nothing written),
+ * the store's (VG_ENOTFOUND no such live profile, VG_EEXIST same image twice in the profile,
+ * VG_EINVAL, VG_EBUSY, VG_ENOSPC, VG_ESTORE ...: the index is untouched), the index's
+ * (VG_ENOMEM, VG_ETOOBIG ...: the stored reference is deleted again; if even that fails the
+ * reference is indexed at the next start, and the log says so). The detail names the cause. */
+int catalog_reference_add(catalog *c, const char *tenant_id, const catalog_reference_new *r,
+                          vg_arena *a, store_reference *out);
+/* Deletes one live reference (store soft delete: descriptors and image erased), removes it from
+ * the index and calls the erase hook. Errors are the store's (VG_ENOTFOUND for an unknown id or
+ * another tenant's); then nothing was changed. */
+int catalog_reference_remove(catalog *c, const char *tenant_id, const char *reference_id);
+/* Deletes a live profile and all its references, removes them from the index and calls the
+ * erase hook for each reference. *n_refs (may be NULL) gets how many references were deleted.
+ * Errors are the store's; then nothing was changed. */
+int catalog_profile_remove(catalog *c, const char *tenant_id, const char *profile_id,
+                           size_t *n_refs);
+
+/* ---- evidence ------------------------------------------------------------------------------- */
+
+/* Records an analysis and its matches as one scan (one transaction, grouped with concurrent
+ * writers; returns after the commit). source_url borrowed, optional (< STORE_URL_MAX_BYTES).
+ * On success fills res->scan_id and each res->matches[i].match_id, sets res->timings.store_us
+ * and adds it to total_us. On error res is unchanged and nothing was stored. Errors: the
+ * store's (VG_ENOSPC, VG_EBUSY, VG_ESTORE, VG_EINVAL ...), VG_ENOMEM. */
+int catalog_scan_record(catalog *c, const char *tenant_id, const char *source_url,
+                        analyze_level level, analyze_result *res);
+
+/* The JSON stored with a scan, written here and nowhere else. Faces: [{"box":[x,y,w,h],
+ * "score":s}, ...] with boxes rounded to 0.1 px and scores to 1e-4. Timings: {"cache_us",
+ * "decode_us", "pdq_us", "faces_us", "match_us"} (no cache tier: evidence is read back by the
+ * tenant, and the tier would tell it whether anyone sent the same bytes before). Each returns
+ * owned text (vg_free) or NULL on out of memory. */
+char *catalog_faces_json(const analyze_features *f);
+char *catalog_timings_json(const analyze_timings *t);
+/* Stored scan JSON (store_scan.faces_json, timings_json) back as JSON for an answer: a new
+ * reference, JSON null when absent or unreadable (a row written by hand or damaged). */
+json_t *catalog_stored_json(const char *text);
+
+#endif /* VG_CATALOG_H */

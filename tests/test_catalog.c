@@ -1,0 +1,540 @@
+/* catalog: the store and the index kept in step. The index is built from the store at open;
+ * reference and profile writes change both or neither (store failures through a locked
+ * database, index failures through the index's entry limit and the allocator's fault
+ * injection); scans round-trip through the one JSON encoder. Real store, real index. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "catalog/catalog.h"
+#include "index/index.h"
+
+#include <math.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct fx {
+    char dir[64];
+    char path[128];
+    store *st;
+    index_db *ix;
+    catalog *cat;
+    vg_arena *a;
+    char tenant[STORE_ID_MAX];
+    char profile[STORE_ID_MAX];
+    int erased;             /* erase hook calls */
+    uint8_t last_erased[32]; /* the last SHA-256 the hook was given */
+} fx;
+
+static void on_erase(void *arg, const char *tenant, const uint8_t sha256[32])
+{
+    fx *f = arg;
+    assert_string_equal(tenant, f->tenant);
+    memcpy(f->last_erased, sha256, 32);
+    f->erased++;
+}
+
+static void store_up(fx *f, uint32_t busy_timeout_ms)
+{
+    store_config sc;
+    store_config_default(&sc);
+    sc.path = f->path;
+    sc.synchronous = STORE_SYNC_NORMAL;
+    sc.busy_timeout_ms = busy_timeout_ms;
+    assert_int_equal(store_open(&sc, &f->st), VG_OK);
+}
+
+/* A store with one tenant and profile; no index or catalog yet (open_catalog). */
+static void fx_open(fx *f, uint32_t busy_timeout_ms)
+{
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/vg_test_catalog_XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->path, sizeof f->path, "%s/vigil.db", f->dir);
+    store_up(f, busy_timeout_ms);
+    f->a = vg_arena_new(0);
+    assert_int_equal(store_tenant_create(f->st, "Agency", STORE_TENANT_AGENCY, f->tenant), VG_OK);
+    store_profile_fields pf = {.name = "Creator"};
+    assert_int_equal(store_profile_create(f->st, f->tenant, &pf, f->profile), VG_OK);
+}
+
+static void open_catalog(fx *f, const index_config *icfg)
+{
+    assert_int_equal(index_new(icfg, &f->ix), VG_OK);
+    assert_int_equal(catalog_open(f->st, f->ix, &f->cat), VG_OK);
+    catalog_set_erase_hook(f->cat, on_erase, f);
+}
+
+static void fx_close(fx *f)
+{
+    catalog_close(f->cat);
+    index_free(f->ix);
+    store_close(f->st);
+    vg_arena_free(f->a);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* Deterministic features: seed picks the image hash and the PDQ hash; faces descriptors. */
+static void make_features(analyze_features *ft, unsigned seed, size_t n_faces)
+{
+    memset(ft, 0, sizeof *ft);
+    uint32_t x = seed * 2654435761u + 1;
+    for (int i = 0; i < 32; i++) {
+        x = x * 1103515245u + 12345u;
+        ft->sha256[i] = (uint8_t)(x >> 16);
+        x = x * 1103515245u + 12345u;
+        ft->pdq[i] = (uint8_t)(x >> 16);
+    }
+    ft->has_pdq = 1;
+    ft->pdq_quality = 90;
+    for (int d = 0; d < 8; d++)
+        memcpy(ft->pdq_dihedral[d], ft->pdq, 32);
+    snprintf(ft->format, sizeof ft->format, "jpeg");
+    ft->width = 640;
+    ft->height = 480;
+    ft->faces_enabled = 1;
+    ft->n_faces = n_faces;
+    ft->faces = n_faces ? calloc(n_faces, sizeof *ft->faces) : NULL;
+    for (size_t k = 0; k < n_faces; k++) {
+        ft->faces[k].box[0] = 12.34f + (float)k;
+        ft->faces[k].box[1] = 56.78f;
+        ft->faces[k].box[2] = 100.0f;
+        ft->faces[k].box[3] = 120.05f;
+        ft->faces[k].score = 0.987654f;
+        for (int d = 0; d < ANALYZE_DESCRIPTOR_DIM; d++)
+            ft->faces[k].descriptor[d] = (float)((seed + k + (size_t)d) % 7) / 70.0f;
+    }
+}
+
+static void free_features(analyze_features *ft)
+{
+    free(ft->faces);
+    ft->faces = NULL;
+}
+
+/* How many references of the tenant the index and the store hold. */
+static size_t index_refs(fx *f)
+{
+    index_stats st;
+    int rc = index_stats_get(f->ix, f->tenant, &st);
+    if (rc == VG_ENOTFOUND)
+        return 0;
+    assert_int_equal(rc, VG_OK);
+    return st.references;
+}
+
+static size_t store_refs(fx *f)
+{
+    size_t n = 0;
+    assert_int_equal(store_reference_count(f->st, f->tenant, &n), VG_OK);
+    return n;
+}
+
+/* Whether a PDQ search for the hash finds reference id. */
+static int index_finds(fx *f, const analyze_features *ft, const char *id)
+{
+    index_pdq_query q = index_pdq_query_defaults();
+    q.variants = (const uint8_t(*)[INDEX_PDQ_BYTES])ft->pdq_dihedral;
+    q.n_variants = 1;
+    q.threshold = 0;
+    index_pdq_result r;
+    assert_int_equal(index_pdq_search(f->ix, f->tenant, &q, &r), VG_OK);
+    int found = 0;
+    for (size_t i = 0; i < r.n; i++)
+        found |= strcmp(r.matches[i].reference_id, id) == 0;
+    index_pdq_result_free(&r);
+    return found;
+}
+
+/* How many references a PDQ search for the hash finds at distance 0. */
+static size_t index_hits(fx *f, const analyze_features *ft)
+{
+    index_pdq_query q = index_pdq_query_defaults();
+    q.variants = (const uint8_t(*)[INDEX_PDQ_BYTES])ft->pdq_dihedral;
+    q.n_variants = 1;
+    q.threshold = 0;
+    index_pdq_result r;
+    assert_int_equal(index_pdq_search(f->ix, f->tenant, &q, &r), VG_OK);
+    size_t n = r.n;
+    index_pdq_result_free(&r);
+    return n;
+}
+
+static int add_ref(fx *f, const analyze_features *ft, char id[STORE_ID_MAX])
+{
+    catalog_reference_new r = {.profile_id = f->profile, .kind = STORE_REF_WORK, .features = ft};
+    store_reference sr;
+    int rc = catalog_reference_add(f->cat, f->tenant, &r, f->a, &sr);
+    if (rc == VG_OK && id)
+        snprintf(id, STORE_ID_MAX, "%s", sr.id);
+    return rc;
+}
+
+/* ---- open ----------------------------------------------------------------------------------- */
+
+static void test_index_built_at_open(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    /* Three references written before the catalog exists (an earlier run), one since deleted. */
+    analyze_features ft[3];
+    char ids[3][STORE_ID_MAX];
+    for (unsigned i = 0; i < 3; i++) {
+        make_features(&ft[i], i + 1, i);
+        store_reference_new nr = {.profile_id = f.profile,
+                                  .kind = STORE_REF_WORK,
+                                  .sha256 = ft[i].sha256,
+                                  .pdq = ft[i].pdq,
+                                  .pdq_quality = ft[i].pdq_quality,
+                                  .n_faces = ft[i].n_faces};
+        float desc[2 * STORE_FACE_DIM];
+        for (size_t k = 0; k < ft[i].n_faces; k++)
+            memcpy(desc + k * STORE_FACE_DIM, ft[i].faces[k].descriptor, sizeof ft[i].faces[k].descriptor);
+        nr.descriptors = ft[i].n_faces ? desc : NULL;
+        assert_int_equal(store_reference_create(f.st, f.tenant, &nr, ids[i]), VG_OK);
+    }
+    assert_int_equal(store_reference_delete(f.st, f.tenant, ids[0]), VG_OK);
+    open_catalog(&f, NULL);
+    index_stats st;
+    assert_int_equal(index_stats_get(f.ix, f.tenant, &st), VG_OK);
+    assert_int_equal(st.references, 2);
+    assert_int_equal(st.pdq_entries, 2);
+    assert_int_equal(st.face_entries, 1 + 2);
+    assert_false(index_finds(&f, &ft[0], ids[0]));
+    assert_true(index_finds(&f, &ft[1], ids[1]));
+    assert_true(index_finds(&f, &ft[2], ids[2]));
+    for (int i = 0; i < 3; i++)
+        free_features(&ft[i]);
+    fx_close(&f);
+}
+
+/* ---- references ----------------------------------------------------------------------------- */
+
+static void test_reference_add_remove_keeps_both(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    open_catalog(&f, NULL);
+    analyze_features a, b, c;
+    make_features(&a, 10, 1);
+    make_features(&b, 11, 0);
+    make_features(&c, 12, 2);
+    char ida[STORE_ID_MAX], idb[STORE_ID_MAX], idc[STORE_ID_MAX];
+    assert_int_equal(add_ref(&f, &a, ida), VG_OK);
+    assert_int_equal(add_ref(&f, &b, idb), VG_OK);
+    assert_int_equal(add_ref(&f, &c, idc), VG_OK);
+    assert_int_equal(store_refs(&f), 3);
+    assert_int_equal(index_refs(&f), 3);
+    assert_true(index_finds(&f, &a, ida));
+    /* The same image twice in a profile: the store refuses, the index is unchanged. */
+    assert_int_equal(add_ref(&f, &a, NULL), VG_EEXIST);
+    assert_int_equal(index_refs(&f), 3);
+
+    /* Remove one: out of the store, out of the index, its hash handed to the erase hook. */
+    assert_int_equal(catalog_reference_remove(f.cat, f.tenant, ida), VG_OK);
+    store_reference sr;
+    assert_int_equal(store_reference_get(f.st, f.tenant, ida, f.a, &sr), VG_ENOTFOUND);
+    assert_false(index_finds(&f, &a, ida));
+    assert_int_equal(index_refs(&f), 2);
+    assert_int_equal(f.erased, 1);
+    assert_memory_equal(f.last_erased, a.sha256, 32);
+    /* Unknown, or another tenant's: nothing changes, nothing is erased. */
+    assert_int_equal(catalog_reference_remove(f.cat, f.tenant, ida), VG_ENOTFOUND);
+    char other[STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(f.st, "Other", STORE_TENANT_AGENCY, other), VG_OK);
+    assert_int_equal(catalog_reference_remove(f.cat, other, idb), VG_ENOTFOUND);
+    assert_int_equal(index_refs(&f), 2);
+    assert_int_equal(f.erased, 1);
+
+    /* A likeness without a face is refused before anything is written. */
+    catalog_reference_new lk = {.profile_id = f.profile, .kind = STORE_REF_LIKENESS, .features = &b};
+    make_features(&b, 13, 0);
+    assert_int_equal(catalog_reference_add(f.cat, f.tenant, &lk, NULL, NULL), VG_ENOFACE);
+    assert_non_null(strstr(vg_err_msg(), "no face"));
+    assert_int_equal(store_refs(&f), 2);
+
+    /* The profile with the rest: both gone from both, each hash erased. */
+    size_t n = 0;
+    assert_int_equal(catalog_profile_remove(f.cat, f.tenant, f.profile, &n), VG_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(store_refs(&f), 0);
+    assert_int_equal(index_refs(&f), 0);
+    assert_int_equal(f.erased, 3);
+    assert_int_equal(catalog_profile_remove(f.cat, f.tenant, f.profile, &n), VG_ENOTFOUND);
+    free_features(&a);
+    free_features(&b);
+    free_features(&c);
+    fx_close(&f);
+}
+
+/* A store write that fails (the database locked by another process past busy_timeout_ms)
+ * leaves the index as it was, for adds and deletes alike, and erases nothing. */
+static void test_failed_store_write_leaves_index(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 100);
+    open_catalog(&f, NULL);
+    analyze_features a, b;
+    make_features(&a, 20, 1);
+    make_features(&b, 21, 1);
+    char ida[STORE_ID_MAX];
+    assert_int_equal(add_ref(&f, &a, ida), VG_OK);
+
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(f.path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    assert_int_equal(add_ref(&f, &b, NULL), VG_EBUSY);
+    assert_int_equal(index_hits(&f, &b), 0);
+    assert_int_equal(index_refs(&f), 1);
+    assert_int_equal(catalog_reference_remove(f.cat, f.tenant, ida), VG_EBUSY);
+    assert_true(index_finds(&f, &a, ida));
+    size_t n = 99;
+    assert_int_equal(catalog_profile_remove(f.cat, f.tenant, f.profile, &n), VG_EBUSY);
+    assert_int_equal(n, 99);
+    assert_true(index_finds(&f, &a, ida));
+    assert_int_equal(index_refs(&f), 1);
+    assert_int_equal(f.erased, 0);
+    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+
+    /* And once the lock is gone the same calls go through. */
+    assert_int_equal(store_refs(&f), 1);
+    assert_int_equal(add_ref(&f, &b, NULL), VG_OK);
+    assert_int_equal(index_refs(&f), 2);
+    free_features(&a);
+    free_features(&b);
+    fx_close(&f);
+}
+
+/* An index insert that fails after the store committed (here: the tenant's entry limit, hit by
+ * the reference's second entry, its face, after its PDQ hash went in) is undone in both: the
+ * reference leaves the store again and nothing of it stays in the index. */
+static void test_failed_index_insert_rolls_store_back(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    index_config ic = {.max_entries_per_tenant = 1};
+    open_catalog(&f, &ic);
+    analyze_features a;
+    make_features(&a, 30, 1);
+    assert_int_equal(add_ref(&f, &a, NULL), VG_ETOOBIG);
+    assert_non_null(strstr(vg_err_msg(), "max_entries_per_tenant"));
+    assert_int_equal(store_refs(&f), 0);
+    assert_int_equal(index_refs(&f), 0);
+    assert_int_equal(index_hits(&f, &a), 0);
+    assert_int_equal(f.erased, 0);
+    /* The same image can be registered once there is room (the rollback left no duplicate). */
+    free_features(&a);
+    make_features(&a, 30, 0);
+    assert_int_equal(add_ref(&f, &a, NULL), VG_OK);
+    assert_int_equal(store_refs(&f), 1);
+    assert_int_equal(index_refs(&f), 1);
+    free_features(&a);
+    fx_close(&f);
+}
+
+/* Every allocation of a reference add failing in turn (core's fault injection; SQLite's own
+ * allocations are not hooked): each failure leaves store and index without the reference, those
+ * that came after the store's commit (index inserts into a new tenant's shard, the read-back)
+ * by rolling it back, and the walk ends with an add that succeeds in both. */
+static void test_allocation_failures_leave_both_consistent(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    open_catalog(&f, NULL);
+    /* Warm: the store statements of an add and a delete are prepared and cached once. */
+    analyze_features w, a;
+    make_features(&w, 40, 2);
+    char idw[STORE_ID_MAX];
+    assert_int_equal(add_ref(&f, &w, idw), VG_OK);
+    assert_int_equal(catalog_reference_remove(f.cat, f.tenant, idw), VG_OK);
+    /* A tenant the index has never seen: its first insert allocates the shard. */
+    assert_int_equal(store_tenant_create(f.st, "Fresh", STORE_TENANT_AGENCY, f.tenant), VG_OK);
+    store_profile_fields pf = {.name = "Fresh creator"};
+    assert_int_equal(store_profile_create(f.st, f.tenant, &pf, f.profile), VG_OK);
+    make_features(&a, 41, 2);
+    int failures = 0, rollbacks = 0, ok = 0;
+    for (long n = 1; n < 10000 && !ok; n++) {
+        vg_arena_reset(f.a);
+        store_stats s0, s1;
+        store_stats_get(f.st, &s0);
+        vg_alloc_fail_after(n);
+        int rc = add_ref(&f, &a, NULL);
+        vg_alloc_fail_after(0);
+        if (rc == VG_OK) {
+            ok = 1;
+            break;
+        }
+        failures++;
+        store_stats_get(f.st, &s1);
+        rollbacks += s1.write_ops - s0.write_ops == 2; /* created, then deleted again */
+        assert_int_equal(store_refs(&f), 0);
+        assert_int_equal(index_refs(&f), 0);
+        assert_int_equal(index_hits(&f, &a), 0);
+    }
+    assert_true(ok);
+    assert_true(rollbacks > 0);
+    print_message("%d allocation failure points (%d after the commit, rolled back), each left "
+                  "store and index clean\n",
+                  failures, rollbacks);
+    assert_int_equal(store_refs(&f), 1);
+    assert_int_equal(index_refs(&f), 1);
+    assert_int_equal(index_hits(&f, &a), 1);
+    free_features(&w);
+    free_features(&a);
+    fx_close(&f);
+}
+
+/* ---- evidence ------------------------------------------------------------------------------- */
+
+/* A scan is recorded with its matches, and what it stored reads back through the one encoder:
+ * the stored text is the encoder's, the values are the analysis' (rounded as documented). */
+static void test_scan_record_roundtrip(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    open_catalog(&f, NULL);
+    analyze_features ref;
+    make_features(&ref, 50, 0);
+    char rid[STORE_ID_MAX];
+    assert_int_equal(add_ref(&f, &ref, rid), VG_OK);
+
+    analyze_result res;
+    memset(&res, 0, sizeof res);
+    make_features(&res.features, 51, 2);
+    res.n_matches = 1;
+    res.matches = calloc(1, sizeof *res.matches);
+    snprintf(res.matches[0].profile_id, ANALYZE_ID_MAX, "%s", f.profile);
+    snprintf(res.matches[0].reference_id, ANALYZE_ID_MAX, "%s", rid);
+    res.matches[0].kind = ANALYZE_MATCH_PDQ;
+    res.matches[0].distance = 12;
+    res.matches[0].confidence = 0.8125;
+    res.matches[0].dihedral = 3;
+    res.matches[0].face_index = -1;
+    res.timings = (analyze_timings){.cache_us = 1,
+                                    .decode_us = 2,
+                                    .pdq_us = 3,
+                                    .detect_us = 4,
+                                    .landmarks_us = 5,
+                                    .descriptors_us = 6,
+                                    .match_us = 7,
+                                    .total_us = 100};
+    assert_int_equal(
+        catalog_scan_record(f.cat, f.tenant, "https://x.example/a.jpg", ANALYZE_LEVEL_SPEED, &res),
+        VG_OK);
+    assert_true(res.scan_id[0] != '\0');
+    assert_true(res.matches[0].match_id[0] != '\0');
+    assert_int_equal(res.timings.total_us, 100 + res.timings.store_us);
+
+    store_scan sc;
+    assert_int_equal(store_scan_get(f.st, f.tenant, res.scan_id, f.a, &sc), VG_OK);
+    assert_string_equal(sc.source_url, "https://x.example/a.jpg");
+    assert_string_equal(sc.level, "speed");
+    assert_memory_equal(sc.sha256, res.features.sha256, 32);
+    assert_memory_equal(sc.pdq, res.features.pdq, 32);
+    assert_int_equal(sc.n_matches, 1);
+    assert_string_equal(sc.matches[0].id, res.matches[0].match_id);
+    assert_int_equal(sc.matches[0].kind, STORE_MATCH_PDQ);
+    assert_int_equal(sc.matches[0].dihedral, 3);
+    assert_true(sc.matches[0].confidence == 0.8125);
+
+    /* The stored text is exactly what the encoder writes... */
+    char *faces = catalog_faces_json(&res.features), *timings = catalog_timings_json(&res.timings);
+    assert_string_equal(sc.faces_json, faces);
+    assert_string_equal(sc.timings_json, timings);
+    assert_string_equal(faces, "[{\"box\":[12.3,56.8,100.0,120.1],\"score\":0.9877},"
+                               "{\"box\":[13.3,56.8,100.0,120.1],\"score\":0.9877}]");
+    /* ...and reads back as the analysis' values. */
+    json_t *fj = catalog_stored_json(sc.faces_json), *tj = catalog_stored_json(sc.timings_json);
+    assert_int_equal(json_array_size(fj), 2);
+    json_t *box = json_object_get(json_array_get(fj, 1), "box");
+    assert_true(fabs(json_real_value(json_array_get(box, 0)) - 13.3) < 1e-9);
+    assert_true(fabs(json_real_value(json_object_get(json_array_get(fj, 0), "score")) - 0.9877) <
+                1e-9);
+    assert_int_equal(json_integer_value(json_object_get(tj, "faces_us")), 4 + 5 + 6);
+    assert_int_equal(json_integer_value(json_object_get(tj, "match_us")), 7);
+    assert_null(json_object_get(tj, "cache_tier"));
+    json_decref(fj);
+    json_decref(tj);
+    vg_free(faces);
+    vg_free(timings);
+
+    /* A row written by the earlier printf encoder still reads; damage reads as null. */
+    fj = catalog_stored_json("[{\"box\":[1.0,2.0,3.0,4.0],\"score\":0.5000}]");
+    assert_int_equal(json_array_size(fj), 1);
+    json_decref(fj);
+    fj = catalog_stored_json("[{\"box\":[1.0,");
+    assert_true(json_is_null(fj));
+    json_decref(fj);
+    assert_true(json_is_null(catalog_stored_json(NULL)));
+
+    /* A match naming a reference of no one's: the store refuses, res keeps no ids. */
+    analyze_result bad = res;
+    analyze_match m = res.matches[0];
+    m.match_id[0] = '\0';
+    snprintf(m.reference_id, ANALYZE_ID_MAX, "ref_" "00000000000000000000000000");
+    bad.matches = &m;
+    bad.scan_id[0] = '\0';
+    assert_int_not_equal(catalog_scan_record(f.cat, f.tenant, NULL, ANALYZE_LEVEL_BALANCED, &bad),
+                         VG_OK);
+    assert_string_equal(bad.scan_id, "");
+    assert_string_equal(m.match_id, "");
+    free(res.matches);
+    free_features(&res.features);
+    free_features(&ref);
+    fx_close(&f);
+}
+
+/* A face score that is not a number (a broken model) used to be printed as `nan` into the
+ * stored JSON, which then read back as null for the whole faces array; the encoder now writes
+ * null for that one value and keeps the rest. */
+static void test_faces_json_non_finite(void **state)
+{
+    (void)state;
+    analyze_features ft;
+    make_features(&ft, 60, 2);
+    ft.faces[0].score = NAN;
+    ft.faces[1].box[2] = INFINITY;
+    char *text = catalog_faces_json(&ft);
+    assert_non_null(text);
+    json_t *j = catalog_stored_json(text);
+    assert_int_equal(json_array_size(j), 2);
+    assert_true(json_is_null(json_object_get(json_array_get(j, 0), "score")));
+    assert_true(json_is_real(json_array_get(json_object_get(json_array_get(j, 0), "box"), 0)));
+    assert_true(json_is_null(json_array_get(json_object_get(json_array_get(j, 1), "box"), 2)));
+    json_decref(j);
+    vg_free(text);
+    /* No faces: an empty array, not null. */
+    ft.n_faces = 0;
+    text = catalog_faces_json(&ft);
+    assert_string_equal(text, "[]");
+    vg_free(text);
+    free_features(&ft);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_index_built_at_open),
+        cmocka_unit_test(test_reference_add_remove_keeps_both),
+        cmocka_unit_test(test_failed_store_write_leaves_index),
+        cmocka_unit_test(test_failed_index_insert_rolls_store_back),
+        cmocka_unit_test(test_allocation_failures_leave_both_consistent),
+        cmocka_unit_test(test_scan_record_roundtrip),
+        cmocka_unit_test(test_faces_json_non_finite),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
