@@ -27,7 +27,7 @@ typedef struct fx {
     vg_arena *a;
     char tenant[STORE_ID_MAX];
     char profile[STORE_ID_MAX];
-    int erased;             /* erase hook calls */
+    int erased;              /* erase hook calls */
     uint8_t last_erased[32]; /* the last SHA-256 the hook was given */
 } fx;
 
@@ -197,7 +197,8 @@ static void test_index_built_at_open(void **state)
                                   .n_faces = ft[i].n_faces};
         float desc[2 * STORE_FACE_DIM];
         for (size_t k = 0; k < ft[i].n_faces; k++)
-            memcpy(desc + k * STORE_FACE_DIM, ft[i].faces[k].descriptor, sizeof ft[i].faces[k].descriptor);
+            memcpy(desc + k * STORE_FACE_DIM, ft[i].faces[k].descriptor,
+                   sizeof ft[i].faces[k].descriptor);
         nr.descriptors = ft[i].n_faces ? desc : NULL;
         assert_int_equal(store_reference_create(f.st, f.tenant, &nr, ids[i]), VG_OK);
     }
@@ -256,7 +257,8 @@ static void test_reference_add_remove_keeps_both(void **state)
     assert_int_equal(f.erased, 1);
 
     /* A likeness without a face is refused before anything is written. */
-    catalog_reference_new lk = {.profile_id = f.profile, .kind = STORE_REF_LIKENESS, .features = &b};
+    catalog_reference_new lk = {
+        .profile_id = f.profile, .kind = STORE_REF_LIKENESS, .features = &b};
     make_features(&b, 13, 0);
     assert_int_equal(catalog_reference_add(f.cat, f.tenant, &lk, NULL, NULL), VG_ENOFACE);
     assert_non_null(strstr(vg_err_msg(), "no face"));
@@ -485,7 +487,9 @@ static void test_scan_record_roundtrip(void **state)
     analyze_result bad = res;
     analyze_match m = res.matches[0];
     m.match_id[0] = '\0';
-    snprintf(m.reference_id, ANALYZE_ID_MAX, "ref_" "00000000000000000000000000");
+    snprintf(m.reference_id, ANALYZE_ID_MAX,
+             "ref_"
+             "00000000000000000000000000");
     bad.matches = &m;
     bad.scan_id[0] = '\0';
     assert_int_not_equal(catalog_scan_record(f.cat, f.tenant, NULL, ANALYZE_LEVEL_BALANCED, &bad),

@@ -31,8 +31,8 @@
 #define CATALOG__JSON_REAL_DIGITS 10
 
 struct catalog {
-    store *st;           /* borrowed */
-    index_db *ix;        /* borrowed */
+    store *st;              /* borrowed */
+    index_db *ix;           /* borrowed */
     catalog_erase_fn erase; /* set before sharing; read-only afterwards */
     void *erase_arg;
     pthread_rwlock_t stripes[CATALOG__LOCK_STRIPES];
@@ -380,11 +380,11 @@ char *catalog_faces_json(const analyze_features *f)
 
 char *catalog_timings_json(const analyze_timings *t)
 {
-    return catalog__dump(json_pack(
-        "{s:I,s:I,s:I,s:I,s:I}", "cache_us", (json_int_t)t->cache_us, "decode_us",
-        (json_int_t)t->decode_us, "pdq_us", (json_int_t)t->pdq_us, "faces_us",
-        (json_int_t)(t->detect_us + t->landmarks_us + t->descriptors_us), "match_us",
-        (json_int_t)t->match_us));
+    return catalog__dump(json_pack("{s:I,s:I,s:I,s:I,s:I}", "cache_us", (json_int_t)t->cache_us,
+                                   "decode_us", (json_int_t)t->decode_us, "pdq_us",
+                                   (json_int_t)t->pdq_us, "faces_us",
+                                   (json_int_t)(t->detect_us + t->landmarks_us + t->descriptors_us),
+                                   "match_us", (json_int_t)t->match_us));
 }
 
 json_t *catalog_stored_json(const char *text)
