@@ -456,11 +456,12 @@ static void *wd_main(void *arg)
             if (now - hc->head_start_ns <= s->head_deadline_ns)
                 continue;
             /* The connection cannot be freed meanwhile: its CLOSED notification disarms it
-             * under this mutex before MHD closes the socket. */
-            shutdown(hc->fd, SHUT_RDWR);
+             * under this mutex before MHD closes the socket. Counted before the cut, so that
+             * whoever sees the connection close also sees the count. */
+            refuse(s, HTTP_REFUSE_HEAD_DEADLINE);
             hc->head_expired = 1;
             wd_unlink(s, hc);
-            refuse(s, HTTP_REFUSE_HEAD_DEADLINE);
+            shutdown(hc->fd, SHUT_RDWR);
         }
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
