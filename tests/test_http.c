@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1247,6 +1248,11 @@ static void test_live_request_after_quiesce(void **state)
     assert_non_null(strstr(buf, "Retry-After: 2"));
     assert_non_null(strstr(buf, "Connection: close"));
     assert_null(strstr(buf, "HTTP/1.1 200")); /* the echo handler never ran */
+    /* a new connection is closed at once, unanswered */
+    fd = raw_connect(http_server_port(s));
+    send(fd, get, strlen(get), MSG_NOSIGNAL);
+    assert_int_equal(raw_read_all(fd, buf, sizeof(buf), 5000), 0);
+    close(fd);
     assert_int_equal(http_server_drain(s, 5000), VG_OK);
     http_server_close(s);
 }
@@ -1284,6 +1290,51 @@ static void test_live_large_json_off_network_threads(void **state)
     http_server_quiesce(s);
     assert_int_equal(http_server_drain(s, 5000), VG_OK);
     http_server_close(s);
+}
+
+/* Shutdown while connections arrive, many times over: libmicrohttpd 0.9.75's own quiesce raced
+ * its epoll worker threads and aborted the process now and then (MHD_PANIC "Failed to remove
+ * listen FD from epoll set"); ours must never. */
+typedef struct quiesce_client {
+    uint16_t port;
+    _Atomic int stop;
+} quiesce_client;
+
+static void *quiesce_client_run(void *arg)
+{
+    quiesce_client *q = arg;
+    while (!atomic_load(&q->stop)) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons(q->port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+            send(fd, "GET /echo/a/x/b HTTP/1.1\r\nHost: x\r\n\r\n", 37, MSG_NOSIGNAL);
+        close(fd);
+    }
+    return NULL;
+}
+
+static void test_live_quiesce_under_connections(void **state)
+{
+    live *L = *state;
+    for (int round = 0; round < 150; round++) {
+        http_config cfg = {.host = "127.0.0.1", .threads = 2, .max_connections = 64};
+        http_server *s;
+        assert_int_equal(http_server_open(&cfg, L->router, &s), VG_OK);
+        quiesce_client q = {.port = http_server_port(s)};
+        pthread_t t[2];
+        for (int i = 0; i < 2; i++)
+            pthread_create(&t[i], NULL, quiesce_client_run, &q);
+        struct timespec ts = {0, 2000000L};
+        nanosleep(&ts, NULL);
+        http_server_quiesce(s);
+        atomic_store(&q.stop, 1);
+        for (int i = 0; i < 2; i++)
+            pthread_join(t[i], NULL);
+        assert_int_equal(http_server_drain(s, 5000), VG_OK);
+        http_server_close(s);
+    }
 }
 
 typedef struct async_client {
@@ -1369,6 +1420,7 @@ int main(void)
         cmocka_unit_test(test_live_chunked_far_over_limit),
         cmocka_unit_test(test_live_per_ip_limit),
         cmocka_unit_test(test_live_request_after_quiesce),
+        cmocka_unit_test(test_live_quiesce_under_connections),
         cmocka_unit_test(test_live_large_json_off_network_threads),
         cmocka_unit_test(test_server_bind_error),
     };

@@ -200,7 +200,9 @@ const char *http_refusal_name(http_refusal r);
 int http_server_open(const http_config *cfg, const http_router *router, http_server **out);
 /* The bound port (useful with port 0). */
 uint16_t http_server_port(const http_server *s);
-/* Stops accepting new connections; existing ones finish their current request and close. */
+/* Stops accepting new connections (each is closed as soon as it is accepted; the listening
+ * socket stays open until http_server_close); existing ones finish their current request and
+ * close, and a request whose head arrives after this is answered 503. */
 void http_server_quiesce(http_server *s);
 /* Requests between their first byte and their completion (gauge). Thread-safe. */
 size_t http_server_inflight(const http_server *s);
