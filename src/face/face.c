@@ -46,30 +46,13 @@ struct face_models {
     int has_calib[FACE_NET_COUNT];
 };
 
-const char *face_level_name(face_level l)
-{
-    static const char *n[] = {"speed", "balanced", "accuracy", "memory"};
-    return (unsigned)l < 4 ? n[l] : "?";
-}
-
-int face_level_parse(const char *s, face_level *out)
-{
-    for (int i = 0; i < 4; i++)
-        if (s && strcmp(s, face_level_name((face_level)i)) == 0) {
-            *out = (face_level)i;
-            return 0;
-        }
-    return vg_err_set(VG_EINVAL, "level '%s' is not speed, balanced, accuracy or memory",
-                      s ? s : "");
-}
-
 const char *face_net_name(face_net n)
 {
     static const char *names[] = {"tiny", "landmarks", "recognition", "ssd"};
     return (unsigned)n < FACE_NET_COUNT ? names[n] : "?";
 }
 
-void face_opts_for_level(face_level level, face_opts *o)
+void face_opts_for_level(vg_level level, face_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->detector = FACE_DET_TINY;
@@ -83,7 +66,7 @@ void face_opts_for_level(face_level level, face_opts *o)
                         : (f & VG_CPU_AVX512BF16)                  ? NN_PREC_BF16
                                                                    : NN_PREC_F32;
     switch (level) {
-    case FACE_LEVEL_SPEED:
+    case VG_LEVEL_SPEED:
         o->input_size = 320;
         o->precision = fast;
         /* bf16 keeps the boxes within IoU 0.99 of f32 at half the detector's time; int8 does
@@ -91,16 +74,16 @@ void face_opts_for_level(face_level level, face_opts *o)
         if (f & VG_CPU_AVX512BF16)
             o->detector_precision = NN_PREC_BF16;
         break;
-    case FACE_LEVEL_MEMORY:
+    case VG_LEVEL_MEMORY:
         o->input_size = 320;
         o->precision = fast;
         break;
-    case FACE_LEVEL_ACCURACY:
+    case VG_LEVEL_ACCURACY:
         o->detector = FACE_DET_SSD;
         o->input_size = FACE_SSD_SIZE;
         o->precision = NN_PREC_F32;
         break;
-    case FACE_LEVEL_BALANCED:
+    case VG_LEVEL_BALANCED:
     default:
         o->input_size = 416;
         o->precision = fast;
@@ -120,7 +103,7 @@ void face_result_free(face_result *r)
 float face_distance(const float *a, const float *b)
 {
     double s = 0;
-    for (int i = 0; i < FACE_DESCRIPTOR_DIM; i++) {
+    for (int i = 0; i < VG_DESCRIPTOR_DIM; i++) {
         double d = (double)a[i] - b[i];
         s += d * d;
     }
@@ -454,7 +437,7 @@ size_t face_net_output_floats(face_net net, int input_size)
     case FACE_NET_LANDMARKS:
         return 136;
     case FACE_NET_RECOG:
-        return FACE_DESCRIPTOR_DIM;
+        return VG_DESCRIPTOR_DIM;
     case FACE_NET_SSD:
         return 5118 * 7;
     default:
@@ -799,7 +782,7 @@ int face_calibrate(face_models *m, const face_image *imgs, size_t n, const char 
                        (rc = observe(m, FACE_NET_SSD, 0, buf, amax[FACE_NET_SSD]))))
             break;
         face_opts o;
-        face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+        face_opts_for_level(VG_LEVEL_BALANCED, &o);
         o.precision = NN_PREC_F32;
         face_result r;
         if ((rc = face_analyze(e, &imgs[k], &o, &r)))

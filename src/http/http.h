@@ -34,7 +34,6 @@
 
 #include "core/core.h"
 
-#define HTTP_ID_MAX 48       /* bytes for an id incl. NUL (tenant / key ids) */
 #define HTTP_MAX_PARAMS 4    /* path parameters in one route */
 #define HTTP_MAX_SEGMENTS 12 /* path segments in a route pattern */
 #define HTTP_MAX_HEADERS 8   /* extra response headers */
@@ -55,8 +54,8 @@ typedef enum { HTTP_AUTH_PUBLIC = 0, HTTP_AUTH_TENANT, HTTP_AUTH_ADMIN, HTTP_AUT
 
 typedef struct http_principal {
     http_role role;
-    char tenant_id[HTTP_ID_MAX]; /* "" for admin */
-    char key_id[HTTP_ID_MAX];    /* "admin" for the admin key */
+    char tenant_id[VG_ID_MAX]; /* "" for admin */
+    char key_id[VG_ID_MAX];    /* "admin" for the admin key */
 } http_principal;
 
 /* Looks a bearer token up: 0 and *out filled, VG_ENOTFOUND for an unknown or revoked key, other

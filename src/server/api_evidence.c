@@ -14,7 +14,7 @@ static json_t *match_json(const store_match *m)
 {
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:o,s:o,s:o,s:o,s:o}", "id", m->id, "scan_id",
                      m->scan_id, "profile_id", m->profile_id, "reference_id", m->reference_id,
-                     "kind", store_match_kind_name(m->kind), "distance", m->distance, "confidence",
+                     "kind", vg_match_kind_name(m->kind), "distance", m->distance, "confidence",
                      m->confidence, "dihedral",
                      m->dihedral >= 0 ? json_integer(m->dihedral) : json_null(), "face_index",
                      m->face_index >= 0 ? json_integer(m->face_index) : json_null(), "sha256",
@@ -94,8 +94,8 @@ void api_match_list(http_req *req, void *ud)
     o.scan_id = http_req_query(req, "scan_id");
     const char *kind = http_req_query(req, "kind");
     if (kind) {
-        store_match_kind k;
-        if (store_match_kind_parse(kind, &k) != VG_OK) {
+        vg_match_kind k;
+        if (vg_match_kind_parse(kind, &k) != VG_OK) {
             http_reply_error(req, 422, "invalid_field", "kind must be exact, pdq or face");
             return;
         }
@@ -148,7 +148,7 @@ static json_t *result_json(const analyze_result *r)
             json_pack("{s:o,s:s,s:s,s:s,s:f,s:f,s:o,s:o}", "match_id",
                       m->match_id[0] ? json_string(m->match_id) : json_null(), "profile_id",
                       m->profile_id, "reference_id", m->reference_id, "kind",
-                      analyze_match_kind_name(m->kind), "distance", m->distance, "confidence",
+                      vg_match_kind_name(m->kind), "distance", m->distance, "confidence",
                       m->confidence, "dihedral",
                       m->dihedral >= 0 ? json_integer(m->dihedral) : json_null(), "face_index",
                       m->face_index >= 0 ? json_integer(m->face_index) : json_null()));
@@ -189,10 +189,10 @@ static int analyze_options(server *s, srv_input *in, analyze_request *ar, an_rec
     ar->tenant_id = srv_tenant(req);
     rec->source_url = srv_input_field(in, "source_url");
     ar->profile_id = srv_input_field(in, "profile_id");
-    ar->level = (analyze_level)s->cfg->default_level;
+    ar->level = (vg_level)s->cfg->default_level;
     rec->store = 1;
     const char *level = srv_input_field(in, "level");
-    if (level && analyze_level_parse(level, &ar->level) != VG_OK) {
+    if (level && vg_level_parse(level, &ar->level) != VG_OK) {
         http_reply_error(req, 422, "invalid_field",
                          "level must be speed, balanced, accuracy or memory");
         return -1;

@@ -330,7 +330,7 @@ void api_reference_create(http_req *req, void *ud)
     j->ar.bytes = in.images[0].data;
     j->ar.len = in.images[0].len;
     j->ar.tenant_id = j->tenant;
-    j->ar.level = (analyze_level)s->cfg->default_level;
+    j->ar.level = (vg_level)s->cfg->default_level;
     j->ar.deadline_ns = http_req_start_ns(req) + s->cfg->request_deadline_ms * 1000000ull;
     http_req_defer(req);
     rc = analyze_submit(s->an, &j->ar, 1, &j->res, ref_done, j);

@@ -431,7 +431,7 @@ static int open_analysis(server *s)
         return rc;
     analyze_config ac;
     analyze_config_default(&ac);
-    ac.default_level = (analyze_level)c->default_level;
+    ac.default_level = (vg_level)c->default_level;
     ac.pdq_threshold = (int)c->pdq_threshold;
     ac.pdq_min_quality = (int)c->pdq_quality_min;
     ac.face_threshold = (float)c->face_threshold;

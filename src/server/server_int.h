@@ -80,7 +80,7 @@ json_t *srv_str(const char *s);
 json_t *srv_hex(const uint8_t *bytes, size_t n);
 /* A PDQ hash as stored (the pdq_hash words' bytes) in the 64-hex form `vigil hash` and Meta's
  * tools print. New reference. */
-json_t *srv_pdq_hex(const uint8_t bytes[32]);
+json_t *srv_pdq_hex(const uint8_t bytes[VG_PDQ_BYTES]);
 /* Parses limit, cursor and since/until from the query into *o (strings borrowed from the
  * request). On a bad value replies 422 and returns nonzero. */
 int srv_list_opts(http_req *req, store_list_opts *o);

@@ -48,7 +48,7 @@ json_t *srv_hex(const uint8_t *bytes, size_t n)
     return json_string(buf);
 }
 
-json_t *srv_pdq_hex(const uint8_t bytes[32])
+json_t *srv_pdq_hex(const uint8_t bytes[VG_PDQ_BYTES])
 {
     pdq_hash h;
     char hex[PDQ_HEX_BYTES];

@@ -44,7 +44,7 @@ static int check_scan(const char *tenant_id, const store_scan_new *s)
         const store_match_new *m = &s->matches[i];
         if (!store_id_valid(m->reference_id, "ref") || !store_id_valid(m->profile_id, "prf"))
             return vg_err_set(VG_ENOTFOUND, "match %zu: reference not found", i);
-        if ((unsigned)m->kind > STORE_MATCH_FACE)
+        if ((unsigned)m->kind > VG_MATCH_FACE)
             return vg_err_set(VG_EINVAL, "match %zu: bad kind", i);
         if (!isfinite(m->distance) || m->distance < 0)
             return vg_err_set(VG_EINVAL, "match %zu: distance must be finite and >= 0", i);
@@ -91,7 +91,7 @@ static int scan_insert_op(store *st, sq_db *w, void *arg)
                         "kind, distance, confidence, dihedral, face_index, created_ms) "
                         "SELECT ?1, ?2, ?3, r.profile_id, r.id, ?4, ?5, ?6, ?7, ?8, ?9 "
                         "FROM refs r WHERE r.id = ?10 AND r.tenant_id = ?3 AND r.profile_id = ?11",
-                        "ttttddiiitt", mid, id, a->tenant_id, store_match_kind_name(m->kind),
+                        "ttttddiiitt", mid, id, a->tenant_id, vg_match_kind_name(m->kind),
                         m->distance, m->confidence, (int64_t)m->dihedral, (int64_t)m->face_index,
                         ms, m->reference_id, m->profile_id);
         if (!err && sq_changes(w) == 0)
@@ -147,11 +147,11 @@ static int read_match(sq_stmt *s, store_copy *c, void *item)
     sc_id(s, 3, m->profile_id);
     sc_id(s, 4, m->reference_id);
     const char *k = sq_col_text(s, 5);
-    m->kind = STORE_MATCH_EXACT;
+    m->kind = VG_MATCH_EXACT;
     if (k && strcmp(k, "pdq") == 0)
-        m->kind = STORE_MATCH_PDQ;
+        m->kind = VG_MATCH_PDQ;
     else if (k && strcmp(k, "face") == 0)
-        m->kind = STORE_MATCH_FACE;
+        m->kind = VG_MATCH_FACE;
     m->distance = sq_col_double(s, 6);
     m->confidence = sq_col_double(s, 7);
     m->dihedral = (int)sq_col_int64(s, 8);
@@ -253,10 +253,10 @@ int store_match_get(store *st, const char *tenant_id, const char *id, vg_arena *
     return err;
 }
 
-/* store_match_kind_name for qb_in_mask, which walks values as unsigned. */
+/* vg_match_kind_name for qb_in_mask, which walks values as unsigned. */
 static const char *kind_name(unsigned k)
 {
-    return store_match_kind_name((store_match_kind)k);
+    return vg_match_kind_name((vg_match_kind)k);
 }
 
 int store_match_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
@@ -269,8 +269,7 @@ int store_match_list(store *st, const char *tenant_id, const store_list_opts *op
     if (opts && opts->scan_id)
         qb_text(&q, " AND t.scan_id = ?", opts->scan_id);
     if (opts) {
-        int err =
-            qb_in_mask(&q, "t.kind", opts->kinds, STORE_MATCH_FACE + 1, kind_name, "match kind");
+        int err = qb_in_mask(&q, "t.kind", opts->kinds, VG_MATCH_FACE + 1, kind_name, "match kind");
         if (err)
             return err;
     }

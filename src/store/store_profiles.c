@@ -334,7 +334,7 @@ static int read_ref(sq_stmt *s, store_copy *c, void *item)
     r->has_dihedral = sc_fixed(s, 11, r->pdq_dihedral, sizeof r->pdq_dihedral);
     int64_t nf = sq_col_int64(s, 12);
     r->n_faces = nf > 0 && nf <= STORE_MAX_FACES_PER_REF ? (size_t)nf : 0;
-    r->descriptors = sc_floats(c, s, 13, r->n_faces * STORE_FACE_DIM);
+    r->descriptors = sc_floats(c, s, 13, r->n_faces * VG_DESCRIPTOR_DIM);
     r->boxes = r->descriptors ? sc_floats(c, s, 14, r->n_faces * 4) : NULL;
     if (!r->descriptors && !sq_col_is_null(s, 13)) {
         VG_WARN("store", "reference %s: descriptor blob does not match n_faces; ignored", r->id);
@@ -381,10 +381,10 @@ static int check_reference(const store_reference_new *r)
                           STORE_MAX_FACES_PER_REF);
     if (r->n_faces && !r->descriptors)
         return vg_err_set(VG_EINVAL, "n_faces without descriptors");
-    for (size_t i = 0; i < r->n_faces * STORE_FACE_DIM; i++) {
+    for (size_t i = 0; i < r->n_faces * VG_DESCRIPTOR_DIM; i++) {
         if (!isfinite(r->descriptors[i]))
             return vg_err_set(VG_EINVAL, "face %zu has a non-finite descriptor value",
-                              i / STORE_FACE_DIM);
+                              i / VG_DESCRIPTOR_DIM);
     }
     if (r->image && r->image_len > STORE_IMAGE_MAX_BYTES)
         return vg_err_set(VG_EINVAL, "image is %zu bytes, at most %u are stored", r->image_len,
@@ -415,7 +415,7 @@ static int ref_create_op(store *st, sq_db *w, void *arg)
     store_id_new(st, "ref", id, &ms);
     void *tmp_d = NULL, *tmp_b = NULL;
     const void *desc = NULL, *boxes = NULL;
-    size_t nd = r->n_faces * STORE_FACE_DIM;
+    size_t nd = r->n_faces * VG_DESCRIPTOR_DIM;
     if (r->n_faces) {
         desc = floats_le(r->descriptors, nd, &tmp_d);
         if (r->boxes)

@@ -429,7 +429,6 @@ static int parse_name(const char *s, const char *const *names, int n, const char
 static const char *const TENANT_KINDS[] = {"agency", "creator"};
 static const char *const ROLES[] = {"tenant", "admin"};
 static const char *const REF_KINDS[] = {"work", "likeness"};
-static const char *const MATCH_KINDS[] = {"exact", "pdq", "face"};
 static const char *const NOTICE_STATUSES[] = {"draft",   "sent",     "acknowledged",
                                               "removed", "rejected", "countered"};
 
@@ -465,20 +464,6 @@ int store_ref_kind_parse(const char *s, store_ref_kind *out)
     int err = parse_name(s, REF_KINDS, (int)VG_ARRAY_LEN(REF_KINDS), "reference kind", &v);
     if (!err)
         *out = (store_ref_kind)v;
-    return err;
-}
-
-const char *store_match_kind_name(store_match_kind k)
-{
-    return NAME_OF(MATCH_KINDS, k);
-}
-
-int store_match_kind_parse(const char *s, store_match_kind *out)
-{
-    int v;
-    int err = parse_name(s, MATCH_KINDS, (int)VG_ARRAY_LEN(MATCH_KINDS), "match kind", &v);
-    if (!err)
-        *out = (store_match_kind)v;
     return err;
 }
 
