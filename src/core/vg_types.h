@@ -38,7 +38,12 @@ const char *vg_level_name(vg_level l);
 int vg_level_parse(const char *s, vg_level *out);
 
 /* How an image matched a reference. The store keeps the name, the API masks kinds by value. */
-typedef enum { VG_MATCH_EXACT = 0, VG_MATCH_PDQ = 1, VG_MATCH_FACE = 2, VG_MATCH_COUNT } vg_match_kind;
+typedef enum {
+    VG_MATCH_EXACT = 0,
+    VG_MATCH_PDQ = 1,
+    VG_MATCH_FACE = 2,
+    VG_MATCH_COUNT
+} vg_match_kind;
 
 /* "exact" | "pdq" | "face"; "unknown" for anything else. Static text. */
 const char *vg_match_kind_name(vg_match_kind k);

@@ -4,9 +4,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#if VG_SERVER_HAVE_ANALYZE
 #include "analyze/analyze.h"
-#endif
 
 /* ---- scans and matches ----------------------------------------------------------------------- */
 
@@ -128,8 +126,6 @@ void api_match_get(http_req *req, void *ud)
 }
 
 /* ---- analyze --------------------------------------------------------------------------------- */
-
-#if VG_SERVER_HAVE_ANALYZE
 
 static json_t *result_json(const analyze_result *r)
 {
@@ -401,19 +397,3 @@ void api_analyze_batch(http_req *req, void *ud)
     if (atomic_fetch_sub(&b->pending, 1) == 1)
         batch_finish(b);
 }
-
-#else
-
-void api_analyze(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "analyze");
-}
-
-void api_analyze_batch(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "analyze");
-}
-
-#endif

@@ -5,9 +5,7 @@
 
 #include <string.h>
 
-#if VG_SERVER_HAVE_DMCA
 #include "dmca/dmca.h"
-#endif
 
 static json_t *party_json(const store_party *p)
 {
@@ -125,8 +123,6 @@ void api_notice_events(http_req *req, void *ud)
                               store_notice_status_name(n.status), "events", arr));
 }
 
-#if VG_SERVER_HAVE_DMCA
-
 static int party_from(const json_t *b, const char *key, store_party *p)
 {
     memset(p, 0, sizeof(*p));
@@ -227,19 +223,3 @@ void api_notice_status(http_req *req, void *ud)
         return;
     http_reply_json(req, 200, notice_json(&n));
 }
-
-#else
-
-void api_notice_create(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "dmca");
-}
-
-void api_notice_status(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "dmca");
-}
-
-#endif

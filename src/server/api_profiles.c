@@ -6,9 +6,7 @@
 
 #include <string.h>
 
-#if VG_SERVER_HAVE_ANALYZE
 #include "analyze/analyze.h"
-#endif
 
 /* ---- profiles -------------------------------------------------------------------------------- */
 
@@ -237,8 +235,6 @@ void api_reference_delete(http_req *req, void *ud)
     http_reply_json(req, 200, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
 }
 
-#if VG_SERVER_HAVE_ANALYZE
-
 /* A reference upload in flight: features are computed on the analysis threads; the completion
  * registers it through the catalog (stored and indexed) and answers. Lives in the request arena,
  * which the handler no longer touches once it has submitted (see api_evidence.c). */
@@ -339,13 +335,3 @@ void api_reference_create(http_req *req, void *ud)
         http_req_resume(req);
     }
 }
-
-#else
-
-void api_reference_create(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "analyze");
-}
-
-#endif

@@ -16,23 +16,12 @@ typedef struct route_def {
 #define ADM HTTP_AUTH_ADMIN
 #define TEN HTTP_AUTH_TENANT
 
-#if VG_SERVER_HAVE_OBS
-#define METRICS_HANDLER api_metrics
-#else
-static void metrics_unavailable(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "obs");
-}
-#define METRICS_HANDLER metrics_unavailable
-#endif
-
 /* clang-format off */
 static const route_def routes[] = {
     {"GET",    "/api/v1/health",                               PUB, 0, api_health},
     {"GET",    "/api/v1/health/live",                          PUB, 0, api_live},
     {"GET",    "/api/v1/openapi.json",                         PUB, 0, api_openapi},
-    {"GET",    "/metrics",                                     PUB, 0, METRICS_HANDLER},
+    {"GET",    "/metrics",                                     PUB, 0, api_metrics},
 
     {"POST",   "/api/v1/tenants",                              ADM, J, api_tenant_create},
     {"GET",    "/api/v1/tenants",                              ADM, 0, api_tenant_list},
