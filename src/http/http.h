@@ -317,9 +317,4 @@ int http_multipart_parse(const uint8_t *body, size_t len, const char *content_ty
 /* First part with this name, or NULL. */
 const http_part *http_multipart_find(const http_part *parts, size_t n, const char *name);
 
-/* ---- OpenAPI ------------------------------------------------------------------------------ */
-
-/* The OpenAPI 3 document of the whole API (src/http/openapi.json compiled in). Static. */
-const char *http_openapi_json(size_t *len);
-
 #endif /* VG_HTTP_H */

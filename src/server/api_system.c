@@ -42,6 +42,6 @@ void api_openapi(http_req *req, void *ud)
 {
     (void)ud;
     size_t len;
-    const char *doc = http_openapi_json(&len);
+    const char *doc = server_openapi_json(&len);
     http_reply_static(req, 200, "application/json", doc, len);
 }

@@ -1,5 +1,6 @@
 /* The route table: every API route, its auth, and its handler. The OpenAPI document
- * (src/http/openapi.json) describes exactly these routes; tests/test_server.c checks both ways. */
+ * (openapi.json beside this file) describes exactly these routes; tests/test_server.c checks
+ * both ways. */
 #include "server/server_int.h"
 
 typedef struct route_def {
