@@ -5,7 +5,7 @@
  * "Mixed" means the four size classes S, M, L, HD in turn. "Uncached" means every image carries
  * bytes never sent before (a unique JPEG comment), so the server computes its features.
  */
-#include "bench/bench_int.h"
+#include "bench/lib/bench_int.h"
 
 #include "analyze/analyze.h"
 #include "cache/cache.h"

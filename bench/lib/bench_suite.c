@@ -8,7 +8,7 @@
  * every request carries image bytes nobody sent before (a unique JPEG comment segment), so no
  * tier can answer. Cached means the same bytes again after one warm-up request.
  */
-#include "bench/bench_int.h"
+#include "bench/lib/bench_int.h"
 
 #include "analyze/analyze.h"
 #include "cache/cache.h"
