@@ -126,15 +126,15 @@ int face_models_open(const char *models_dir, const face_models_opts *opts, face_
         if (i != FACE_NET_SSD || load_ssd)
             rc = nn_weights_open(models_dir, k_model_files[i], &m->w[i]);
     if (!rc)
-        rc = face_landmarks_build(m->w[FACE_NET_LANDMARKS], &m->landmarks);
+        rc = face__landmarks_build(m->w[FACE_NET_LANDMARKS], &m->landmarks);
     if (!rc)
-        rc = face_recog_build(m->w[FACE_NET_RECOG], &m->recog);
+        rc = face__recog_build(m->w[FACE_NET_RECOG], &m->recog);
     if (!rc && load_ssd) {
         m->ssd_bn = vg_malloc(FACE_SSD_BN_FLOATS * sizeof(float));
         if (!m->ssd_bn)
             rc = vg_err_set(VG_ENOMEM, "out of memory");
         if (!rc)
-            rc = face_ssd_build(m->w[FACE_NET_SSD], m->ssd_bn, &m->ssd);
+            rc = face__ssd_build(m->w[FACE_NET_SSD], m->ssd_bn, &m->ssd);
         if (!rc)
             rc = nn_weights_get_f32(m->w[FACE_NET_SSD], "Output/extra_dim", 3, (int[]){1, 5118, 4},
                                     &m->ssd_anchors);
@@ -223,7 +223,7 @@ static int tiny_slot(face_models *m, int size, nn_graph **g, nn_wcache **wc)
     }
     nn_graph *ng;
     nn_wcache *nwc;
-    if ((rc = face_tiny_build(m->w[FACE_NET_TINY], size, &ng)))
+    if ((rc = face__tiny_build(m->w[FACE_NET_TINY], size, &ng)))
         goto done;
     if ((rc = nn_wcache_new(&nwc))) {
         nn_graph_free(ng);
@@ -488,11 +488,11 @@ int face_prepare_detector(const face_image *img, face_detector det, int input_si
         return vg_err_set(VG_EINVAL, "detector input size %d is not a multiple of 32 in 32..1024",
                           input_size);
     if (det == FACE_DET_SSD)
-        face_to_square_tensor(img, 0, 0, (int)img->w, (int)img->h, input_size, 0, k_zero, 127.5f,
-                              -1.0f, dst);
+        face__to_square_tensor(img, 0, 0, (int)img->w, (int)img->h, input_size, 0, k_zero, 127.5f,
+                               -1.0f, dst);
     else
-        face_to_square_tensor(img, 0, 0, (int)img->w, (int)img->h, input_size, 0, k_mean_tiny,
-                              255.0f, 0.0f, dst);
+        face__to_square_tensor(img, 0, 0, (int)img->w, (int)img->h, input_size, 0, k_mean_tiny,
+                               255.0f, 0.0f, dst);
     if (frame)
         *frame = (face_frame){img->w, img->h, input_size};
     return 0;
@@ -507,9 +507,9 @@ int face_decode_detections(const face_models *m, face_detector det, const float 
     if (det == FACE_DET_SSD) {
         if (!m || !m->ssd)
             return vg_err_set(VG_EINVAL, "SSD decoding needs models opened with the SSD");
-        return face_ssd_decode(out, m->ssd_anchors, frame, score_threshold, dets, max, n_out);
+        return face__ssd_decode(out, m->ssd_anchors, frame, score_threshold, dets, max, n_out);
     }
-    return face_tiny_decode(out, frame, score_threshold, dets, max, n_out);
+    return face__tiny_decode(out, frame, score_threshold, dets, max, n_out);
 }
 
 /* ---- the whole pipeline --------------------------------------------------------------------- */
@@ -571,9 +571,9 @@ static int detect_chunk(face_engine *e, const face_image *imgs, size_t i0, int k
         const float *o = e->out_buf + (size_t)j * out_f;
         size_t nd = 0;
         rc = det == FACE_DET_SSD
-                 ? face_ssd_decode(o, e->m->ssd_anchors, &fr[j], opts->score_threshold, dets, cand,
-                                   &nd)
-                 : face_tiny_decode(o, &fr[j], opts->score_threshold, dets, cand, &nd);
+                 ? face__ssd_decode(o, e->m->ssd_anchors, &fr[j], opts->score_threshold, dets, cand,
+                                    &nd)
+                 : face__tiny_decode(o, &fr[j], opts->score_threshold, dets, cand, &nd);
         if (rc)
             return rc;
         nd = VG_MIN(nd, opts->max_faces);
