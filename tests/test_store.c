@@ -180,7 +180,7 @@ static void test_migrate_empty_and_reopen(void **state)
     store *st = NULL;
     assert_int_equal(store_open(&c, &st), 0);
     size_t n;
-    store_migrations(&n);
+    store__migrations(&n);
     assert_int_equal(store_schema_version(st), (int)n);
     assert_int_equal(store_ping(st), 0);
     char t[STORE_ID_MAX];
@@ -216,7 +216,7 @@ static void test_migrate_stepwise_keeps_data(void **state)
     store_config c;
     fx_config(f, &c);
     store *st = NULL;
-    assert_int_equal(store_open_at(&c, 1, &st), 0);
+    assert_int_equal(store__open_at(&c, 1, &st), 0);
     assert_int_equal(store_schema_version(st), 1);
     char t[STORE_ID_MAX], p[STORE_ID_MAX];
     assert_int_equal(store_tenant_create(st, "old", STORE_TENANT_CREATOR, t), 0);
@@ -226,7 +226,7 @@ static void test_migrate_stepwise_keeps_data(void **state)
 
     assert_int_equal(store_open(&c, &st), 0);
     size_t n;
-    store_migrations(&n);
+    store__migrations(&n);
     assert_int_equal(store_schema_version(st), (int)n);
     store_profile pr;
     assert_int_equal(store_profile_get(st, t, p, f->a, &pr), 0);
@@ -333,22 +333,22 @@ static void test_ids_ordered_and_validated(void **state)
         char id[STORE_ID_MAX];
         assert_int_equal(store_tenant_create(f->st, "t", STORE_TENANT_AGENCY, id), 0);
         assert_int_equal(strlen(id), 30);
-        assert_true(store_id_valid(id, "tnt"));
-        assert_false(store_id_valid(id, "prf"));
+        assert_true(store__id_valid(id, "tnt"));
+        assert_false(store__id_valid(id, "prf"));
         assert_true(strcmp(prev, id) < 0);
         strcpy(prev, id);
     }
-    assert_false(store_id_valid("tnt_", "tnt"));
-    assert_false(store_id_valid("tnt_0000000000000000000000000i", "tnt"));  /* no i in base32 */
-    assert_false(store_id_valid("tnt_00000000000000000000000000x", "tnt")); /* too long */
-    assert_false(store_id_valid("tnt_80000000000000000000000000", "tnt"));  /* > 128 bits */
-    assert_false(store_id_valid(NULL, "tnt"));
+    assert_false(store__id_valid("tnt_", "tnt"));
+    assert_false(store__id_valid("tnt_0000000000000000000000000i", "tnt"));  /* no i in base32 */
+    assert_false(store__id_valid("tnt_00000000000000000000000000x", "tnt")); /* too long */
+    assert_false(store__id_valid("tnt_80000000000000000000000000", "tnt"));  /* > 128 bits */
+    assert_false(store__id_valid(NULL, "tnt"));
     /* Floors sort by time. */
     char a[STORE_ID_MAX], b[STORE_ID_MAX];
-    store_id_floor("scn", 1000, a);
-    store_id_floor("scn", 1001, b);
+    store__id_floor("scn", 1000, a);
+    store__id_floor("scn", 1001, b);
     assert_true(strcmp(a, b) < 0);
-    assert_true(store_id_valid(a, "scn"));
+    assert_true(store__id_valid(a, "scn"));
     /* Malformed ids are "not found", never an error about the database. */
     store_tenant t;
     assert_int_equal(store_tenant_get(f->st, "nope", f->a, &t), VG_ENOTFOUND);
