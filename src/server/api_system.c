@@ -5,7 +5,7 @@
 
 /* Readiness from the obs health registry: 200 unless a component is failing (degraded is still
  * ready), 503 naming the failing components otherwise. */
-void api_health(http_req *req, void *ud)
+void server__api_health(http_req *req, void *ud)
 {
     server *s = ud;
     obs_health_status overall;
@@ -19,7 +19,7 @@ void api_health(http_req *req, void *ud)
     vg_free(json);
 }
 
-void api_metrics(http_req *req, void *ud)
+void server__api_metrics(http_req *req, void *ud)
 {
     server *s = ud;
     char *text = NULL;
@@ -32,13 +32,13 @@ void api_metrics(http_req *req, void *ud)
     vg_free(text);
 }
 
-void api_live(http_req *req, void *ud)
+void server__api_live(http_req *req, void *ud)
 {
     (void)ud;
     http_reply_json(req, 200, json_pack("{s:s}", "status", "ok"));
 }
 
-void api_openapi(http_req *req, void *ud)
+void server__api_openapi(http_req *req, void *ud)
 {
     (void)ud;
     size_t len;

@@ -111,7 +111,7 @@ static int bootstrap_admin(server *s)
 
 /* ---- index ----------------------------------------------------------------------------------- */
 
-uint64_t srv_index_references(server *s)
+uint64_t server__index_references(server *s)
 {
     index_stats st;
     if (!s->ix || index_stats_get(s->ix, NULL, &st) != VG_OK)
@@ -160,7 +160,7 @@ static void collect(void *ctx)
     collect_http_refusals(s);
     if (s->http)
         obs_set(s->m_inflight, NULL, (double)http_server_inflight(s->http));
-    obs_set(s->m_index_refs, NULL, (double)srv_index_references(s));
+    obs_set(s->m_index_refs, NULL, (double)server__index_references(s));
     store_stats st;
     store_stats_get(s->st, &st);
     if (st.errors > s->store_errors_seen)
@@ -243,7 +243,7 @@ static obs_health_status check_database(void *ctx, char *msg, size_t n)
 static obs_health_status check_index(void *ctx, char *msg, size_t n)
 {
     server *s = ctx;
-    snprintf(msg, n, "%llu references", (unsigned long long)srv_index_references(s));
+    snprintf(msg, n, "%llu references", (unsigned long long)server__index_references(s));
     return s->ix ? OBS_HEALTH_OK : OBS_HEALTH_FAILING;
 }
 
@@ -524,7 +524,7 @@ int server_open(const conf_settings *cfg, server **out)
     if ((rc = catalog_open(s->st, s->ix, &s->cat)) != VG_OK)
         goto fail;
     VG_INFO("server", "index: %llu references loaded in %.1f ms (pdq kernel %s, face kernel %s)",
-            (unsigned long long)srv_index_references(s), (double)(vg_now_ns() - t0) / 1e6,
+            (unsigned long long)server__index_references(s), (double)(vg_now_ns() - t0) / 1e6,
             index_kernel_name(index_pdq_kernel(s->ix)),
             index_kernel_name(index_face_kernel(s->ix)));
 
