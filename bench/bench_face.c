@@ -149,7 +149,7 @@ typedef struct batch_job {
 static void *batch_worker(void *arg)
 {
     batch_job *j = arg;
-    float *out = malloc((size_t)j->n * FACE_DESCRIPTOR_DIM * sizeof(float));
+    float *out = malloc((size_t)j->n * VG_DESCRIPTOR_DIM * sizeof(float));
     /* the warm-up compiles the plan (hundreds of ms at batch 32) outside the timed window */
     j->rc =
         out ? face_engine_run(j->e, FACE_NET_RECOG, 0, NN_PREC_INT8, j->in, j->n, out) : VG_ENOMEM;
@@ -364,7 +364,7 @@ int main(int argc, char **argv)
         return 1;
     }
     face_opts fo;
-    face_opts_for_level(FACE_LEVEL_BALANCED, &fo);
+    face_opts_for_level(VG_LEVEL_BALANCED, &fo);
     fo.precision = NN_PREC_F32;
     face_result fr = {0};
     int ref = -1;
@@ -531,8 +531,8 @@ int main(int argc, char **argv)
                "|---|---|---|---|---|---|---|\n",
                nph);
         /* the three levels, then balanced with f32 everywhere: face-api's arithmetic */
-        static const face_level levels[] = {FACE_LEVEL_SPEED, FACE_LEVEL_BALANCED,
-                                            FACE_LEVEL_ACCURACY, FACE_LEVEL_BALANCED};
+        static const vg_level levels[] = {VG_LEVEL_SPEED, VG_LEVEL_BALANCED, VG_LEVEL_ACCURACY,
+                                          VG_LEVEL_BALANCED};
         for (size_t l = 0; l < VG_ARRAY_LEN(levels); l++) {
             face_opts o;
             face_opts_for_level(levels[l], &o);
@@ -571,7 +571,7 @@ int main(int argc, char **argv)
             snprintf(det, sizeof det, "%s %d", o.detector == FACE_DET_SSD ? "ssd" : "tiny",
                      o.input_size);
             char lname[32];
-            snprintf(lname, sizeof lname, "%s%s", face_level_name(levels[l]),
+            snprintf(lname, sizeof lname, "%s%s", vg_level_name(levels[l]),
                      all_f32 ? ", all f32" : "");
             if (rc) {
                 printf("| %s | %s | failed: %s |\n", lname, det, vg_err_msg());
@@ -582,7 +582,7 @@ int main(int argc, char **argv)
                        faces, sum / nph, sum_cpu / nph, worst);
                 if (summary)
                     fprintf(summary, "vigil\tpipeline-%s%s\t-\t%.3f\t%.3f\t-\n",
-                            face_level_name(levels[l]), all_f32 ? "-f32" : "", sum / nph,
+                            vg_level_name(levels[l]), all_f32 ? "-f32" : "", sum / nph,
                             sum_cpu / nph);
             }
             fflush(stdout);

@@ -304,11 +304,11 @@ static void section_cross(void)
 static void rand_unit(uint64_t *s, float *d)
 {
     double n = 0;
-    for (int i = 0; i < INDEX_FACE_DIM; i++) {
+    for (int i = 0; i < VG_DESCRIPTOR_DIM; i++) {
         d[i] = (float)((double)(vgt_rng_next(s) >> 11) / 9007199254740992.0 - 0.5);
         n += (double)d[i] * d[i];
     }
-    for (int i = 0; i < INDEX_FACE_DIM; i++)
+    for (int i = 0; i < VG_DESCRIPTOR_DIM; i++)
         d[i] = (float)(d[i] / sqrt(n));
 }
 
@@ -316,21 +316,21 @@ static void section_face(void)
 {
     size_t n = quick ? 10000 : 100000, nq = 200;
     uint64_t seed = 3;
-    float *desc = malloc(n * INDEX_FACE_DIM * sizeof(float));
-    float *qs = malloc(nq * INDEX_FACE_DIM * sizeof(float));
+    float *desc = malloc(n * VG_DESCRIPTOR_DIM * sizeof(float));
+    float *qs = malloc(nq * VG_DESCRIPTOR_DIM * sizeof(float));
     for (size_t i = 0; i < n; i++)
-        rand_unit(&seed, desc + i * INDEX_FACE_DIM);
+        rand_unit(&seed, desc + i * VG_DESCRIPTOR_DIM);
     for (size_t q = 0; q < nq; q++) {
-        float *qv = qs + q * INDEX_FACE_DIM;
+        float *qv = qs + q * VG_DESCRIPTOR_DIM;
         rand_unit(&seed, qv);
         if (q % 2)
             continue;
         /* Plant 3 descriptors of one reference near the query (like 3 photos of a person). */
         for (int k = 0; k < 3; k++) {
-            float noise[INDEX_FACE_DIM];
+            float noise[VG_DESCRIPTOR_DIM];
             rand_unit(&seed, noise);
-            float *d = desc + ((q * 131 + (size_t)k) % n) * INDEX_FACE_DIM;
-            for (int j = 0; j < INDEX_FACE_DIM; j++)
+            float *d = desc + ((q * 131 + (size_t)k) % n) * VG_DESCRIPTOR_DIM;
+            for (int j = 0; j < VG_DESCRIPTOR_DIM; j++)
                 d[j] = qv[j] + 0.1f * (float)(k + 1) * noise[j];
         }
     }
@@ -354,13 +354,13 @@ static void section_face(void)
         for (size_t i = 0; i < n; i++) {
             char ref[32];
             snprintf(ref, sizeof ref, "ref_%zu", i / 3);
-            if ((rc = index_face_add(ix, "tenant", "profile", ref, desc + i * INDEX_FACE_DIM)))
+            if ((rc = index_face_add(ix, "tenant", "profile", ref, desc + i * VG_DESCRIPTOR_DIM)))
                 die("index_face_add", rc);
         }
         size_t total = nq * 3, matches = 0;
         uint64_t *t = malloc(total * sizeof *t);
         for (size_t i = 0; i < total; i++) {
-            index_face_query fq = {.descriptor = qs + (i % nq) * INDEX_FACE_DIM};
+            index_face_query fq = {.descriptor = qs + (i % nq) * VG_DESCRIPTOR_DIM};
             index_face_result r;
             uint64_t t0 = cpu_ns();
             rc = index_face_search(ix, "tenant", &fq, &r);
@@ -461,7 +461,7 @@ static void section_rates(void)
     index_db *fx;
     if (index_new(NULL, &fx))
         die("index_new", VG_EINTERNAL);
-    float d[INDEX_FACE_DIM];
+    float d[VG_DESCRIPTOR_DIM];
     uint64_t *tf = malloc(nf * sizeof *tf);
     t_all = cpu_ns();
     for (size_t i = 0; i < nf; i++) {

@@ -85,7 +85,7 @@ static void fill(store_notice_source *src, dmca_request *req, const uint8_t *fla
     strcpy(src->match.id, "mat_01jdq0000000000000000000");
     strcpy(src->reference.id, "ref_01jdq0000000000000000000");
     src->reference.kind = flags[0] & 1 ? STORE_REF_LIKENESS : STORE_REF_WORK;
-    src->match.kind = (store_match_kind)(flags[1] % 3);
+    src->match.kind = (vg_match_kind)(flags[1] % 3);
     src->match.dihedral = flags[2] % 9 - 1;
     src->match.face_index = flags[2] % 5 - 1;
     src->match.distance = flags[3];

@@ -86,7 +86,7 @@ static void add_reference(fixture *fx, const char *file, store_ref_kind kind, ch
 {
     size_t len;
     uint8_t *bytes = slurp(file, &len);
-    analyze_request rq = {.bytes = bytes, .len = len, .level = ANALYZE_LEVEL_BALANCED};
+    analyze_request rq = {.bytes = bytes, .len = len, .level = VG_LEVEL_BALANCED};
     analyze_features f;
     assert_int_equal(analyze_features_compute(fx->an, &rq, &f, NULL), VG_OK);
     catalog_reference_new r = {.profile_id = fx->profile, .kind = kind, .features = &f};
@@ -104,7 +104,7 @@ static int analyze_file(fixture *fx, const char *file, int do_store, analyze_res
     size_t len;
     uint8_t *bytes = slurp(file, &len);
     analyze_request rq = {
-        .bytes = bytes, .len = len, .tenant_id = fx->tenant, .level = ANALYZE_LEVEL_BALANCED};
+        .bytes = bytes, .len = len, .tenant_id = fx->tenant, .level = VG_LEVEL_BALANCED};
     int rc = analyze_run(fx->an, &rq, out);
     if (rc == VG_OK && do_store) /* the evidence, recorded the way the server does */
         rc = catalog_scan_record(fx->cat, fx->tenant, "https://example.com/found.jpg", rq.level,
@@ -113,7 +113,7 @@ static int analyze_file(fixture *fx, const char *file, int do_store, analyze_res
     return rc;
 }
 
-static const analyze_match *find_kind(const analyze_result *r, analyze_match_kind k)
+static const analyze_match *find_kind(const analyze_result *r, vg_match_kind k)
 {
     for (size_t i = 0; i < r->n_matches; i++)
         if (r->matches[i].kind == k)
@@ -135,7 +135,7 @@ static void test_pdq_and_exact_matches_are_stored(void **state)
     assert_true(r.features.has_pdq);
     assert_false(r.features.faces_enabled);
     assert_int_equal(r.n_matches, 1);
-    assert_int_equal(r.matches[0].kind, ANALYZE_MATCH_PDQ);
+    assert_int_equal(r.matches[0].kind, VG_MATCH_PDQ);
     assert_string_equal(r.matches[0].reference_id, ref);
     assert_string_equal(r.matches[0].profile_id, fx.profile);
     assert_true(r.matches[0].distance > 0 && r.matches[0].distance <= 31);
@@ -156,7 +156,7 @@ static void test_pdq_and_exact_matches_are_stored(void **state)
     /* The work itself: an exact copy, reported once (not again as a PDQ match). */
     assert_int_equal(analyze_file(&fx, BRIDGE "aaa-orig.jpg", 0, &r), VG_OK);
     assert_int_equal(r.n_matches, 1);
-    assert_int_equal(r.matches[0].kind, ANALYZE_MATCH_EXACT);
+    assert_int_equal(r.matches[0].kind, VG_MATCH_EXACT);
     assert_true(r.matches[0].confidence == 1.0);
     assert_string_equal(r.scan_id, "");
     analyze_result_free(&r);
@@ -165,7 +165,7 @@ static void test_pdq_and_exact_matches_are_stored(void **state)
     assert_int_equal(
         analyze_file(&fx, VG_TEST_DATA_DIR "/pdq/reg-test-input/dih/bridge-2-rotate-90.jpg", 0, &r),
         VG_OK);
-    const analyze_match *m = find_kind(&r, ANALYZE_MATCH_PDQ);
+    const analyze_match *m = find_kind(&r, VG_MATCH_PDQ);
     assert_non_null(m);
     assert_true(m->dihedral > 0);
     analyze_result_free(&r);
@@ -518,7 +518,7 @@ static void test_face_match_same_person(void **state)
     assert_int_equal(analyze_file(&fx, FACES "vlad_tile2.png", 1, &r), VG_OK);
     assert_true(r.features.faces_enabled);
     assert_true(r.features.n_faces >= 1);
-    const analyze_match *m = find_kind(&r, ANALYZE_MATCH_FACE);
+    const analyze_match *m = find_kind(&r, VG_MATCH_FACE);
     assert_non_null(m);
     assert_string_equal(m->reference_id, ref);
     assert_true(m->distance < 0.6);
@@ -528,7 +528,7 @@ static void test_face_match_same_person(void **state)
     /* A photo of other people does not match the likeness. */
     assert_int_equal(analyze_file(&fx, FACES "astronaut.png", 0, &r), VG_OK);
     assert_true(r.features.n_faces >= 1);
-    assert_null(find_kind(&r, ANALYZE_MATCH_FACE));
+    assert_null(find_kind(&r, VG_MATCH_FACE));
     analyze_result_free(&r);
     close_fixture(&fx);
 }

@@ -114,21 +114,21 @@ static void test_crc32c(void **state)
 {
     (void)state;
     /* The standard check value of CRC-32C. */
-    assert_int_equal(cache_crc32c(0, "123456789", 9), 0xe3069283u);
-    assert_int_equal(cache_crc32c_portable(0, "123456789", 9), 0xe3069283u);
-    assert_int_equal(cache_crc32c(0, "", 0), 0);
+    assert_int_equal(cache__crc32c(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(cache__crc32c_portable(0, "123456789", 9), 0xe3069283u);
+    assert_int_equal(cache__crc32c(0, "", 0), 0);
     uint8_t buf[1100];
     fill_value(buf, sizeof buf, 7);
     for (size_t off = 0; off < 9; off++) {
         for (size_t len = 0; len + off <= sizeof buf; len += 37) {
             uint32_t want = crc_bitwise(buf + off, len);
-            assert_int_equal(cache_crc32c(0, buf + off, len), want);
-            assert_int_equal(cache_crc32c_portable(0, buf + off, len), want);
+            assert_int_equal(cache__crc32c(0, buf + off, len), want);
+            assert_int_equal(cache__crc32c_portable(0, buf + off, len), want);
         }
     }
     /* Incremental == one shot. */
-    uint32_t a = cache_crc32c(0, buf, 500);
-    assert_int_equal(cache_crc32c(a, buf + 500, 600), cache_crc32c(0, buf, 1100));
+    uint32_t a = cache__crc32c(0, buf, 500);
+    assert_int_equal(cache__crc32c(a, buf + 500, 600), cache__crc32c(0, buf, 1100));
 }
 
 /* ---- keys and values ------------------------------------------------------------------------ */
@@ -185,7 +185,7 @@ static void test_val_refcount(void **state)
 static uint8_t *make_entry(const cache_key *k, const uint8_t *val, size_t len)
 {
     uint8_t *e = malloc(CACHE_ENTRY_HEADER_BYTES + len);
-    cache_entry_header_encode(k, val, len, e);
+    cache__entry_header_encode(k, val, len, e);
     if (len)
         memcpy(e + CACHE_ENTRY_HEADER_BYTES, val, len);
     return e;
@@ -202,39 +202,39 @@ static void test_entry_roundtrip_and_damage(void **state)
     const uint8_t *v;
     size_t vlen;
     cache_key got;
-    assert_int_equal(cache_entry_parse(e, n, &k, &got, &v, &vlen), VG_OK);
+    assert_int_equal(cache__entry_parse(e, n, &k, &got, &v, &vlen), VG_OK);
     assert_int_equal(vlen, sizeof val);
     assert_memory_equal(v, val, sizeof val);
     assert_memory_equal(got.bytes, k.bytes, 32);
-    assert_int_equal(cache_entry_parse(e, n, NULL, NULL, &v, &vlen), VG_OK);
+    assert_int_equal(cache__entry_parse(e, n, NULL, NULL, &v, &vlen), VG_OK);
     /* Served under the wrong key: refused. */
-    assert_int_equal(cache_entry_parse(e, n, &other, NULL, &v, &vlen), VG_ECORRUPT);
+    assert_int_equal(cache__entry_parse(e, n, &other, NULL, &v, &vlen), VG_ECORRUPT);
     /* Every truncation is refused. */
     for (size_t len = 0; len < n; len++)
-        assert_int_not_equal(cache_entry_parse(e, len, &k, NULL, &v, &vlen), VG_OK);
+        assert_int_not_equal(cache__entry_parse(e, len, &k, NULL, &v, &vlen), VG_OK);
     /* Trailing garbage is refused too (length mismatch). */
     uint8_t *longer = malloc(n + 1);
     memcpy(longer, e, n);
     longer[n] = 0;
-    assert_int_equal(cache_entry_parse(longer, n + 1, &k, NULL, &v, &vlen), VG_ETRUNC);
+    assert_int_equal(cache__entry_parse(longer, n + 1, &k, NULL, &v, &vlen), VG_ETRUNC);
     free(longer);
     /* Every single-bit flip anywhere is refused. */
     for (size_t i = 0; i < n; i++) {
         for (int bit = 0; bit < 8; bit += 3) {
             e[i] ^= (uint8_t)(1u << bit);
-            assert_int_not_equal(cache_entry_parse(e, n, &k, NULL, &v, &vlen), VG_OK);
+            assert_int_not_equal(cache__entry_parse(e, n, &k, NULL, &v, &vlen), VG_OK);
             e[i] ^= (uint8_t)(1u << bit);
         }
     }
     /* A header announcing an impossible length is refused before anything trusts it. */
     cache_entry_header h;
-    assert_int_equal(cache_entry_header_parse(e, 10, &h), VG_ETRUNC);
+    assert_int_equal(cache__entry_header_parse(e, 10, &h), VG_ETRUNC);
     memcpy(e, "XXXX", 4);
-    assert_int_equal(cache_entry_header_parse(e, n, &h), VG_EFORMAT);
+    assert_int_equal(cache__entry_header_parse(e, n, &h), VG_EFORMAT);
     free(e);
     /* Empty value round trip. */
     e = make_entry(&k, NULL, 0);
-    assert_int_equal(cache_entry_parse(e, CACHE_ENTRY_HEADER_BYTES, &k, NULL, &v, &vlen), VG_OK);
+    assert_int_equal(cache__entry_parse(e, CACHE_ENTRY_HEADER_BYTES, &k, NULL, &v, &vlen), VG_OK);
     assert_int_equal(vlen, 0);
     free(e);
 }
@@ -245,130 +245,130 @@ static void test_l1_lru_order(void **state)
 {
     (void)state;
     cache_l1 *l1;
-    assert_int_equal(cache_l1_new(3, 1 << 20, 1, &l1), VG_OK);
-    assert_int_equal(cache_l1_shard_count(l1), 1);
+    assert_int_equal(cache__l1_new(3, 1 << 20, 1, &l1), VG_OK);
+    assert_int_equal(cache__l1_shard_count(l1), 1);
     cache_key k[6];
     for (uint32_t i = 0; i < 6; i++)
         k[i] = key_n(i);
     for (uint32_t i = 0; i < 3; i++) {
         cache_val *v = val_n(i, 10);
-        assert_int_equal(cache_l1_put(l1, &k[i], v), VG_OK);
+        assert_int_equal(cache__l1_put(l1, &k[i], v), VG_OK);
         cache_val_unref(v);
     }
     /* Touch 0: order (recent first) 0, 2, 1. Insert 3: 1 goes. */
     cache_val *got;
-    assert_int_equal(cache_l1_get(l1, &k[0], &got), VG_OK);
+    assert_int_equal(cache__l1_get(l1, &k[0], &got), VG_OK);
     assert_true(val_is(got, 0, 10));
     cache_val_unref(got);
     cache_val *v = val_n(3, 10);
-    assert_int_equal(cache_l1_put(l1, &k[3], v), VG_OK);
+    assert_int_equal(cache__l1_put(l1, &k[3], v), VG_OK);
     cache_val_unref(v);
-    assert_true(cache_l1_contains(l1, &k[0]));
-    assert_false(cache_l1_contains(l1, &k[1]));
-    assert_true(cache_l1_contains(l1, &k[2]));
-    assert_true(cache_l1_contains(l1, &k[3]));
+    assert_true(cache__l1_contains(l1, &k[0]));
+    assert_false(cache__l1_contains(l1, &k[1]));
+    assert_true(cache__l1_contains(l1, &k[2]));
+    assert_true(cache__l1_contains(l1, &k[3]));
     /* Order now 3, 0, 2: replacing 2 refreshes it, so 0 goes next. */
     v = val_n(22, 10);
-    assert_int_equal(cache_l1_put(l1, &k[2], v), VG_OK);
+    assert_int_equal(cache__l1_put(l1, &k[2], v), VG_OK);
     cache_val_unref(v);
     v = val_n(4, 10);
-    assert_int_equal(cache_l1_put(l1, &k[4], v), VG_OK);
+    assert_int_equal(cache__l1_put(l1, &k[4], v), VG_OK);
     cache_val_unref(v);
-    assert_false(cache_l1_contains(l1, &k[0]));
-    assert_int_equal(cache_l1_get(l1, &k[2], &got), VG_OK);
+    assert_false(cache__l1_contains(l1, &k[0]));
+    assert_int_equal(cache__l1_get(l1, &k[2], &got), VG_OK);
     assert_true(val_is(got, 22, 10)); /* the replacement, not the old value */
     cache_val_unref(got);
-    assert_int_equal(cache_l1_get(l1, &k[1], &got), VG_ENOTFOUND);
+    assert_int_equal(cache__l1_get(l1, &k[1], &got), VG_ENOTFOUND);
 
     cache_tier_stats st;
-    cache_l1_stats(l1, &st);
+    cache__l1_stats(l1, &st);
     assert_int_equal(st.entries, 3);
     assert_int_equal(st.evictions, 2);
     assert_int_equal(st.hits, 2);
     assert_int_equal(st.misses, 1);
-    assert_int_equal(st.bytes, 3 * cache_l1_charge(10));
-    cache_l1_free(l1);
+    assert_int_equal(st.bytes, 3 * cache__l1_charge(10));
+    cache__l1_free(l1);
 }
 
 static void test_l1_byte_bound(void **state)
 {
     (void)state;
-    size_t c100 = cache_l1_charge(100);
+    size_t c100 = cache__l1_charge(100);
     cache_l1 *l1;
     /* Room for three 100-byte values but not four; entries bound out of the way. */
-    assert_int_equal(cache_l1_new(1000, 3 * c100 + c100 / 2, 8, &l1), VG_OK);
-    assert_int_equal(cache_l1_shard_count(l1), 1); /* small byte bound: one shard */
+    assert_int_equal(cache__l1_new(1000, 3 * c100 + c100 / 2, 8, &l1), VG_OK);
+    assert_int_equal(cache__l1_shard_count(l1), 1); /* small byte bound: one shard */
     cache_key k[8];
     for (uint32_t i = 0; i < 8; i++)
         k[i] = key_n(100 + i);
     for (uint32_t i = 0; i < 4; i++) {
         cache_val *v = val_n(i, 100);
-        assert_int_equal(cache_l1_put(l1, &k[i], v), VG_OK);
+        assert_int_equal(cache__l1_put(l1, &k[i], v), VG_OK);
         cache_val_unref(v);
     }
     cache_tier_stats st;
-    cache_l1_stats(l1, &st);
+    cache__l1_stats(l1, &st);
     assert_int_equal(st.entries, 3);
     assert_true(st.bytes <= 3 * c100 + c100 / 2);
-    assert_false(cache_l1_contains(l1, &k[0]));
+    assert_false(cache__l1_contains(l1, &k[0]));
     /* A value worth two small ones pushes out the two oldest. */
     cache_val *big = val_n(9, 100 + c100);
-    assert_int_equal(cache_l1_put(l1, &k[4], big), VG_OK);
+    assert_int_equal(cache__l1_put(l1, &k[4], big), VG_OK);
     cache_val_unref(big);
-    assert_false(cache_l1_contains(l1, &k[1]));
-    assert_false(cache_l1_contains(l1, &k[2]));
-    assert_true(cache_l1_contains(l1, &k[3]));
-    assert_true(cache_l1_contains(l1, &k[4]));
+    assert_false(cache__l1_contains(l1, &k[1]));
+    assert_false(cache__l1_contains(l1, &k[2]));
+    assert_true(cache__l1_contains(l1, &k[3]));
+    assert_true(cache__l1_contains(l1, &k[4]));
     /* Larger than the whole tier: refused, nothing evicted. */
     cache_val *huge = val_n(10, 4 * c100);
-    assert_int_equal(cache_l1_put(l1, &k[5], huge), VG_ETOOBIG);
+    assert_int_equal(cache__l1_put(l1, &k[5], huge), VG_ETOOBIG);
     cache_val_unref(huge);
-    assert_true(cache_l1_contains(l1, &k[3]));
-    cache_l1_stats(l1, &st);
+    assert_true(cache__l1_contains(l1, &k[3]));
+    cache__l1_stats(l1, &st);
     assert_int_equal(st.rejected, 1);
     assert_true(st.bytes <= 3 * c100 + c100 / 2);
-    cache_l1_free(l1);
+    cache__l1_free(l1);
 }
 
 static void test_l1_value_outlives_eviction(void **state)
 {
     (void)state;
     cache_l1 *l1;
-    assert_int_equal(cache_l1_new(1, 1 << 20, 1, &l1), VG_OK);
+    assert_int_equal(cache__l1_new(1, 1 << 20, 1, &l1), VG_OK);
     cache_key a = key_n(1), b = key_n(2);
     cache_val *v = val_n(1, 5000);
-    assert_int_equal(cache_l1_put(l1, &a, v), VG_OK);
+    assert_int_equal(cache__l1_put(l1, &a, v), VG_OK);
     cache_val_unref(v);
     cache_val *held;
-    assert_int_equal(cache_l1_get(l1, &a, &held), VG_OK);
+    assert_int_equal(cache__l1_get(l1, &a, &held), VG_OK);
     v = val_n(2, 10);
-    assert_int_equal(cache_l1_put(l1, &b, v), VG_OK); /* evicts a */
+    assert_int_equal(cache__l1_put(l1, &b, v), VG_OK); /* evicts a */
     cache_val_unref(v);
-    assert_false(cache_l1_contains(l1, &a));
+    assert_false(cache__l1_contains(l1, &a));
     assert_true(val_is(held, 1, 5000)); /* ASan would flag a use after free here */
     cache_val_unref(held);
-    cache_l1_remove(l1, &b);
-    assert_false(cache_l1_contains(l1, &b));
-    cache_l1_remove(l1, &b);
-    cache_l1_free(l1);
+    cache__l1_remove(l1, &b);
+    assert_false(cache__l1_contains(l1, &b));
+    cache__l1_remove(l1, &b);
+    cache__l1_free(l1);
 }
 
 static void test_l1_shard_sizing(void **state)
 {
     (void)state;
     cache_l1 *l1;
-    assert_int_equal(cache_l1_new(CACHE_DEFAULT_L1_MAX_ENTRIES, CACHE_DEFAULT_L1_MAX_BYTES,
-                                  CACHE_DEFAULT_L1_SHARDS, &l1),
+    assert_int_equal(cache__l1_new(CACHE_DEFAULT_L1_MAX_ENTRIES, CACHE_DEFAULT_L1_MAX_BYTES,
+                                   CACHE_DEFAULT_L1_SHARDS, &l1),
                      VG_OK);
-    assert_int_equal(cache_l1_shard_count(l1), 16);
-    cache_l1_free(l1);
-    assert_int_equal(cache_l1_new(20, CACHE_DEFAULT_L1_MAX_BYTES, 16, &l1), VG_OK);
-    assert_int_equal(cache_l1_shard_count(l1), 2); /* >= 8 entries per shard */
-    cache_l1_free(l1);
-    assert_int_equal(cache_l1_new(1000, 1 << 20, 13, &l1), VG_OK);
-    assert_int_equal(cache_l1_shard_count(l1), 1);
-    cache_l1_free(l1);
-    assert_int_equal(cache_l1_new(0, 100, 1, &l1), VG_EINVAL);
+    assert_int_equal(cache__l1_shard_count(l1), 16);
+    cache__l1_free(l1);
+    assert_int_equal(cache__l1_new(20, CACHE_DEFAULT_L1_MAX_BYTES, 16, &l1), VG_OK);
+    assert_int_equal(cache__l1_shard_count(l1), 2); /* >= 8 entries per shard */
+    cache__l1_free(l1);
+    assert_int_equal(cache__l1_new(1000, 1 << 20, 13, &l1), VG_OK);
+    assert_int_equal(cache__l1_shard_count(l1), 1);
+    cache__l1_free(l1);
+    assert_int_equal(cache__l1_new(0, 100, 1, &l1), VG_EINVAL);
 }
 
 typedef struct l1_worker {
@@ -391,19 +391,19 @@ static void *l1_worker_main(void *arg)
         size_t len = 50 + n % 700;
         if ((x >> 4) % 3 == 0) {
             cache_val *v = val_n(n, len);
-            cache_l1_put(w->l1, &l1_thread_keys[n], v);
+            cache__l1_put(w->l1, &l1_thread_keys[n], v);
             cache_val_unref(v);
         } else {
             cache_val *v;
             w->gets++;
-            if (cache_l1_get(w->l1, &l1_thread_keys[n], &v) == VG_OK) {
+            if (cache__l1_get(w->l1, &l1_thread_keys[n], &v) == VG_OK) {
                 if (!val_is(v, n, len))
                     w->bad++;
                 cache_val_unref(v);
             }
         }
         if ((x >> 20) % 97 == 0)
-            cache_l1_remove(w->l1, &l1_thread_keys[n]);
+            cache__l1_remove(w->l1, &l1_thread_keys[n]);
     }
     return NULL;
 }
@@ -415,8 +415,8 @@ static void test_l1_threads(void **state)
         l1_thread_keys[i] = key_n(10000 + i);
     size_t max_entries = 1000, max_bytes = 512 * 1024 * 16;
     cache_l1 *l1;
-    assert_int_equal(cache_l1_new(max_entries, max_bytes, 16, &l1), VG_OK);
-    assert_true(cache_l1_shard_count(l1) > 1);
+    assert_int_equal(cache__l1_new(max_entries, max_bytes, 16, &l1), VG_OK);
+    assert_true(cache__l1_shard_count(l1) > 1);
     enum { NT = 4 };
     pthread_t t[NT];
     l1_worker w[NT];
@@ -431,13 +431,13 @@ static void test_l1_threads(void **state)
         gets += w[i].gets;
     }
     cache_tier_stats st;
-    cache_l1_stats(l1, &st);
+    cache__l1_stats(l1, &st);
     assert_true(st.entries <= max_entries);
     assert_true(st.bytes <= max_bytes);
     assert_true(st.entries > max_entries / 2); /* the workload is larger than the cache */
     assert_int_equal(st.hits + st.misses, gets);
     assert_true(st.hits > 0 && st.evictions > 0);
-    cache_l1_free(l1);
+    cache__l1_free(l1);
 }
 
 /* ---- L2 ------------------------------------------------------------------------------------- */
@@ -452,29 +452,29 @@ static void test_l2_put_get_restart(void **state)
     (void)state;
     char *dir = make_tmpdir();
     cache_l2 *l2;
-    assert_int_equal(cache_l2_open(dir, 1 << 20, &l2), VG_OK);
+    assert_int_equal(cache__l2_open(dir, 1 << 20, &l2), VG_OK);
     cache_key k[4];
     for (uint32_t i = 0; i < 4; i++) {
         k[i] = key_n(200 + i);
         cache_val *v = val_n(i, 1000 + i);
-        assert_int_equal(cache_l2_put(l2, &k[i], v), VG_OK);
+        assert_int_equal(cache__l2_put(l2, &k[i], v), VG_OK);
         cache_val_unref(v);
     }
     cache_val *got;
-    assert_int_equal(cache_l2_get(l2, &k[2], &got), VG_OK);
+    assert_int_equal(cache__l2_get(l2, &k[2], &got), VG_OK);
     assert_true(val_is(got, 2, 1002));
     cache_val_unref(got);
-    assert_int_equal(cache_l2_get(l2, &(cache_key){{0}}, &got), VG_ENOTFOUND);
+    assert_int_equal(cache__l2_get(l2, &(cache_key){{0}}, &got), VG_ENOTFOUND);
     /* Replace keeps one entry and the accounting right. */
     cache_val *v = val_n(33, 10);
-    assert_int_equal(cache_l2_put(l2, &k[3], v), VG_OK);
+    assert_int_equal(cache__l2_put(l2, &k[3], v), VG_OK);
     cache_val_unref(v);
     cache_tier_stats st;
-    cache_l2_stats(l2, &st);
+    cache__l2_stats(l2, &st);
     assert_int_equal(st.entries, 4);
     assert_int_equal(st.bytes,
                      entry_bytes(1000) + entry_bytes(1001) + entry_bytes(1002) + entry_bytes(10));
-    cache_l2_close(l2);
+    cache__l2_close(l2);
 
     /* A crash leaves temp files behind: the next open removes them. */
     char tmpf[PATH_MAX];
@@ -483,19 +483,19 @@ static void test_l2_put_get_restart(void **state)
     fputs("half", f);
     fclose(f);
 
-    assert_int_equal(cache_l2_open(dir, 1 << 20, &l2), VG_OK);
+    assert_int_equal(cache__l2_open(dir, 1 << 20, &l2), VG_OK);
     assert_false(file_exists(tmpf));
-    cache_l2_stats(l2, &st);
+    cache__l2_stats(l2, &st);
     assert_int_equal(st.entries, 4);
     for (uint32_t i = 0; i < 3; i++) {
-        assert_int_equal(cache_l2_get(l2, &k[i], &got), VG_OK);
+        assert_int_equal(cache__l2_get(l2, &k[i], &got), VG_OK);
         assert_true(val_is(got, i, 1000 + i));
         cache_val_unref(got);
     }
-    assert_int_equal(cache_l2_get(l2, &k[3], &got), VG_OK);
+    assert_int_equal(cache__l2_get(l2, &k[3], &got), VG_OK);
     assert_true(val_is(got, 33, 10));
     cache_val_unref(got);
-    cache_l2_close(l2);
+    cache__l2_close(l2);
     rm_rf(dir);
     free(dir);
 }
@@ -505,35 +505,35 @@ static void test_l2_lru_survives_restart(void **state)
     (void)state;
     char *dir = make_tmpdir();
     cache_l2 *l2;
-    assert_int_equal(cache_l2_open(dir, 1 << 20, &l2), VG_OK);
+    assert_int_equal(cache__l2_open(dir, 1 << 20, &l2), VG_OK);
     cache_key k[3];
     /* File times have the kernel tick's granularity: space the writes out. */
     for (uint32_t i = 0; i < 3; i++) {
         k[i] = key_n(300 + i);
         cache_val *v = val_n(i, 1000);
-        assert_int_equal(cache_l2_put(l2, &k[i], v), VG_OK);
+        assert_int_equal(cache__l2_put(l2, &k[i], v), VG_OK);
         cache_val_unref(v);
         sleep_ms(30);
     }
     cache_val *got;
-    assert_int_equal(cache_l2_get(l2, &k[0], &got), VG_OK); /* 0 is now the most recent */
+    assert_int_equal(cache__l2_get(l2, &k[0], &got), VG_OK); /* 0 is now the most recent */
     cache_val_unref(got);
-    cache_l2_close(l2);
+    cache__l2_close(l2);
     /* Reopen with room for two: the least recently used (1) goes. */
-    assert_int_equal(cache_l2_open(dir, 2 * entry_bytes(1000) + 10, &l2), VG_OK);
+    assert_int_equal(cache__l2_open(dir, 2 * entry_bytes(1000) + 10, &l2), VG_OK);
     cache_tier_stats st;
-    cache_l2_stats(l2, &st);
+    cache__l2_stats(l2, &st);
     assert_int_equal(st.entries, 2);
     assert_int_equal(st.evictions, 1);
-    assert_int_equal(cache_l2_get(l2, &k[1], &got), VG_ENOTFOUND);
-    assert_int_equal(cache_l2_get(l2, &k[0], &got), VG_OK);
+    assert_int_equal(cache__l2_get(l2, &k[1], &got), VG_ENOTFOUND);
+    assert_int_equal(cache__l2_get(l2, &k[0], &got), VG_OK);
     cache_val_unref(got);
-    assert_int_equal(cache_l2_get(l2, &k[2], &got), VG_OK);
+    assert_int_equal(cache__l2_get(l2, &k[2], &got), VG_OK);
     cache_val_unref(got);
     char path[PATH_MAX];
-    assert_int_equal(cache_l2_entry_path(l2, &k[1], path, sizeof path), VG_OK);
+    assert_int_equal(cache__l2_entry_path(l2, &k[1], path, sizeof path), VG_OK);
     assert_false(file_exists(path));
-    cache_l2_close(l2);
+    cache__l2_close(l2);
     rm_rf(dir);
     free(dir);
 }
@@ -544,31 +544,31 @@ static void test_l2_size_bound(void **state)
     char *dir = make_tmpdir();
     cache_l2 *l2;
     uint64_t max = 5 * entry_bytes(2000) + 100;
-    assert_int_equal(cache_l2_open(dir, max, &l2), VG_OK);
+    assert_int_equal(cache__l2_open(dir, max, &l2), VG_OK);
     cache_key k[10];
     for (uint32_t i = 0; i < 10; i++) {
         k[i] = key_n(400 + i);
         cache_val *v = val_n(i, 2000);
-        assert_int_equal(cache_l2_put(l2, &k[i], v), VG_OK);
+        assert_int_equal(cache__l2_put(l2, &k[i], v), VG_OK);
         cache_val_unref(v);
         cache_tier_stats st;
-        cache_l2_stats(l2, &st);
+        cache__l2_stats(l2, &st);
         assert_true(st.bytes <= max);
     }
     cache_tier_stats st;
-    cache_l2_stats(l2, &st);
+    cache__l2_stats(l2, &st);
     assert_int_equal(st.entries, 5);
     assert_int_equal(st.evictions, 5);
     for (uint32_t i = 0; i < 10; i++) {
         char path[PATH_MAX];
-        assert_int_equal(cache_l2_entry_path(l2, &k[i], path, sizeof path), VG_OK);
+        assert_int_equal(cache__l2_entry_path(l2, &k[i], path, sizeof path), VG_OK);
         assert_int_equal(file_exists(path), i >= 5);
     }
     /* One entry larger than the whole tier is refused. */
     cache_val *v = val_n(99, (size_t)max);
-    assert_int_equal(cache_l2_put(l2, &k[0], v), VG_ETOOBIG);
+    assert_int_equal(cache__l2_put(l2, &k[0], v), VG_ETOOBIG);
     cache_val_unref(v);
-    cache_l2_close(l2);
+    cache__l2_close(l2);
     rm_rf(dir);
     free(dir);
 }
@@ -608,47 +608,47 @@ static void test_l2_corruption_detected(void **state)
     (void)state;
     char *dir = make_tmpdir();
     cache_l2 *l2;
-    assert_int_equal(cache_l2_open(dir, 1 << 22, &l2), VG_OK);
+    assert_int_equal(cache__l2_open(dir, 1 << 22, &l2), VG_OK);
     const enum damage kinds[] = {TRUNCATE, FLIP_VALUE, FLIP_HEADER, GARBAGE, EMPTY, OTHER_KEY};
     cache_key spare = key_n(599);
     char spare_path[PATH_MAX];
-    assert_int_equal(cache_l2_entry_path(l2, &spare, spare_path, sizeof spare_path), VG_OK);
+    assert_int_equal(cache__l2_entry_path(l2, &spare, spare_path, sizeof spare_path), VG_OK);
     for (size_t i = 0; i < VG_ARRAY_LEN(kinds); i++) {
         cache_key k = key_n(500 + (uint32_t)i);
         cache_val *v = val_n((uint32_t)i, 3000);
-        assert_int_equal(cache_l2_put(l2, &k, v), VG_OK);
+        assert_int_equal(cache__l2_put(l2, &k, v), VG_OK);
         cache_val_unref(v);
         if (kinds[i] == OTHER_KEY) {
             v = val_n(77, 3000);
-            assert_int_equal(cache_l2_put(l2, &spare, v), VG_OK);
+            assert_int_equal(cache__l2_put(l2, &spare, v), VG_OK);
             cache_val_unref(v);
         }
         char path[PATH_MAX];
-        assert_int_equal(cache_l2_entry_path(l2, &k, path, sizeof path), VG_OK);
+        assert_int_equal(cache__l2_entry_path(l2, &k, path, sizeof path), VG_OK);
         damage_file(path, kinds[i], spare_path);
 
         cache_tier_stats before, after;
-        cache_l2_stats(l2, &before);
+        cache__l2_stats(l2, &before);
         cache_val *got = NULL;
-        assert_int_equal(cache_l2_get(l2, &k, &got), VG_ENOTFOUND);
+        assert_int_equal(cache__l2_get(l2, &k, &got), VG_ENOTFOUND);
         assert_null(got);
-        cache_l2_stats(l2, &after);
+        cache__l2_stats(l2, &after);
         assert_int_equal(after.corrupt, before.corrupt + 1);
         assert_false(file_exists(path));
         assert_int_equal(after.entries, before.entries - 1);
         /* Gone for good: the next lookup is a plain miss. */
-        assert_int_equal(cache_l2_get(l2, &k, &got), VG_ENOTFOUND);
-        cache_l2_stats(l2, &before);
+        assert_int_equal(cache__l2_get(l2, &k, &got), VG_ENOTFOUND);
+        cache__l2_stats(l2, &before);
         assert_int_equal(before.corrupt, after.corrupt);
         /* The key can be stored again. */
         v = val_n(5, 10);
-        assert_int_equal(cache_l2_put(l2, &k, v), VG_OK);
+        assert_int_equal(cache__l2_put(l2, &k, v), VG_OK);
         cache_val_unref(v);
-        assert_int_equal(cache_l2_get(l2, &k, &got), VG_OK);
+        assert_int_equal(cache__l2_get(l2, &k, &got), VG_OK);
         assert_true(val_is(got, 5, 10));
         cache_val_unref(got);
     }
-    cache_l2_close(l2);
+    cache__l2_close(l2);
 
     /* At open: a torn (too short) entry is deleted, foreign files are left alone. */
     char torn[PATH_MAX], foreign[PATH_MAX];
@@ -663,13 +663,13 @@ static void test_l2_corruption_detected(void **state)
     f = fopen(foreign, "w");
     fputs("not an entry", f);
     fclose(f);
-    assert_int_equal(cache_l2_open(dir, 1 << 22, &l2), VG_OK);
+    assert_int_equal(cache__l2_open(dir, 1 << 22, &l2), VG_OK);
     assert_false(file_exists(torn));
     assert_true(file_exists(foreign));
     cache_tier_stats st;
-    cache_l2_stats(l2, &st);
+    cache__l2_stats(l2, &st);
     assert_int_equal(st.corrupt, 1);
-    cache_l2_close(l2);
+    cache__l2_close(l2);
     rm_rf(dir);
     free(dir);
 }
@@ -678,14 +678,14 @@ static void test_l2_bad_directory(void **state)
 {
     (void)state;
     cache_l2 *l2;
-    assert_int_equal(cache_l2_open("", 100, &l2), VG_EINVAL);
+    assert_int_equal(cache__l2_open("", 100, &l2), VG_EINVAL);
     /* A regular file where the directory should be. */
     char *dir = make_tmpdir();
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/file", dir);
     FILE *f = fopen(path, "w");
     fclose(f);
-    assert_int_not_equal(cache_l2_open(path, 100, &l2), VG_OK);
+    assert_int_not_equal(cache__l2_open(path, 100, &l2), VG_OK);
     rm_rf(dir);
     free(dir);
 }
@@ -734,12 +734,12 @@ static void test_l2_remove_scrubs_bytes(void **state)
     (void)state;
     char *dir = make_tmpdir();
     cache_l2 *l2;
-    assert_int_equal(cache_l2_open(dir, 1 << 20, &l2), VG_OK);
+    assert_int_equal(cache__l2_open(dir, 1 << 20, &l2), VG_OK);
     cache_key k = key_n(4242);
     cache_val *v = val_n(4242, 2048);
-    assert_int_equal(cache_l2_put(l2, &k, v), VG_OK);
+    assert_int_equal(cache__l2_put(l2, &k, v), VG_OK);
     char path[PATH_MAX];
-    assert_int_equal(cache_l2_entry_path(l2, &k, path, sizeof path), VG_OK);
+    assert_int_equal(cache__l2_entry_path(l2, &k, path, sizeof path), VG_OK);
     /* An open descriptor keeps the inode: after the removal it shows what the freed blocks held. */
     int fd = open(path, O_RDONLY);
     assert_true(fd >= 0);
@@ -747,7 +747,7 @@ static void test_l2_remove_scrubs_bytes(void **state)
     size_t n = pread_all(fd, buf, sizeof buf);
     assert_int_equal(n, entry_bytes(2048));
     assert_memory_equal(buf + CACHE_ENTRY_HEADER_BYTES, cache_val_data(v), 2048);
-    cache_l2_remove(l2, &k);
+    cache__l2_remove(l2, &k);
     assert_false(file_exists(path));
     n = pread_all(fd, buf, sizeof buf);
     assert_int_equal(n, entry_bytes(2048));
@@ -756,13 +756,13 @@ static void test_l2_remove_scrubs_bytes(void **state)
             fail_msg("byte %zu of the removed entry is still %u, not 0", i, buf[i]);
     close(fd);
     cache_val *got;
-    assert_int_equal(cache_l2_get(l2, &k, &got), VG_ENOTFOUND);
+    assert_int_equal(cache__l2_get(l2, &k, &got), VG_ENOTFOUND);
     cache_tier_stats st;
-    cache_l2_stats(l2, &st);
+    cache__l2_stats(l2, &st);
     assert_int_equal(st.entries, 0);
     assert_int_equal(st.bytes, 0);
     cache_val_unref(v);
-    cache_l2_close(l2);
+    cache__l2_close(l2);
     rm_rf(dir);
     free(dir);
 }
@@ -813,7 +813,7 @@ static int fake_free(void *arg, const char *dir, uint64_t *free_bytes)
     (void)dir;
     fake_fs *fs = arg;
     cache_tier_stats st;
-    cache_l2_stats(fs->l2, &st);
+    cache__l2_stats(fs->l2, &st);
     uint64_t used = fs->other + st.entries * 4096; /* entries below one block each */
     *free_bytes = used >= fs->total ? 0 : fs->total - used;
     return VG_OK;
@@ -824,43 +824,43 @@ static void test_l2_keeps_free_space_reserve(void **state)
     (void)state;
     char *dir = make_tmpdir();
     cache_l2 *l2;
-    assert_int_equal(cache_l2_open(dir, 1 << 20, &l2), VG_OK);
+    assert_int_equal(cache__l2_open(dir, 1 << 20, &l2), VG_OK);
     /* A 3 MiB volume, 1 MiB reserve, the database at 1 MiB. */
     fake_fs fs = {3u << 20, 1u << 20, l2};
-    cache_l2_set_free_fn(l2, fake_free, &fs);
-    cache_l2_set_min_free(l2, 1u << 20);
+    cache__l2_set_free_fn(l2, fake_free, &fs);
+    cache__l2_set_min_free(l2, 1u << 20);
     enum { N = 400 }; /* far more than the 256 blocks between the database and the reserve */
     for (uint32_t i = 0; i < N; i++) {
         cache_key k = key_n(7000 + i);
         cache_val *v = val_n(i, 1000);
-        assert_int_equal(cache_l2_put(l2, &k, v), VG_OK); /* room made by evicting the oldest */
+        assert_int_equal(cache__l2_put(l2, &k, v), VG_OK); /* room made by evicting the oldest */
         cache_val_unref(v);
         uint64_t avail;
         fake_free(&fs, dir, &avail);
         assert_true(avail >= (1u << 20));
     }
     cache_tier_stats st;
-    cache_l2_stats(l2, &st);
+    cache__l2_stats(l2, &st);
     assert_int_equal(st.entries, 256);
     assert_true(st.evictions >= N - 256);
     assert_int_equal(st.nospace, 0);
     cache_val *got;
     cache_key newest = key_n(7000 + N - 1), oldest = key_n(7000);
-    assert_int_equal(cache_l2_get(l2, &newest, &got), VG_OK);
+    assert_int_equal(cache__l2_get(l2, &newest, &got), VG_OK);
     cache_val_unref(got);
-    assert_int_equal(cache_l2_get(l2, &oldest, &got), VG_ENOTFOUND);
+    assert_int_equal(cache__l2_get(l2, &oldest, &got), VG_ENOTFOUND);
 
     /* The database grows past the reserve: the cache empties itself and stops writing. */
     fs.other = 3u << 20;
     cache_key k = key_n(9999);
     cache_val *v = val_n(9999, 1000);
-    assert_int_equal(cache_l2_put(l2, &k, v), VG_EUNAVAIL);
+    assert_int_equal(cache__l2_put(l2, &k, v), VG_EUNAVAIL);
     cache_val_unref(v);
-    cache_l2_stats(l2, &st);
+    cache__l2_stats(l2, &st);
     assert_int_equal(st.entries, 0);
     assert_int_equal(st.nospace, 1);
-    assert_int_equal(cache_l2_get(l2, &k, &got), VG_ENOTFOUND);
-    cache_l2_close(l2);
+    assert_int_equal(cache__l2_get(l2, &k, &got), VG_ENOTFOUND);
+    cache__l2_close(l2);
 
     /* At open (through the facade) a volume already under the reserve is given back at once. */
     cache_config cfg;
@@ -998,10 +998,10 @@ static void test_latency_quantile(void **state)
     cache_ctr ctr;
     memset(&ctr, 0, sizeof ctr);
     for (int i = 0; i < 99; i++)
-        cache_ctr_latency(&ctr, 1000); /* bucket 9: [512, 1024) */
-    cache_ctr_latency(&ctr, 1u << 20);
+        cache__ctr_latency(&ctr, 1000); /* bucket 9: [512, 1024) */
+    cache__ctr_latency(&ctr, 1u << 20);
     cache_tier_stats st;
-    cache_ctr_snapshot(&ctr, &st);
+    cache__ctr_snapshot(&ctr, &st);
     assert_int_equal(st.lat_count, 100);
     double p50 = cache_stats_latency_ns(&st, 0.5), p100 = cache_stats_latency_ns(&st, 1.0);
     assert_true(p50 >= 512 && p50 < 1024);

@@ -150,7 +150,7 @@ static int group_setup(void **state)
     const char *url = getenv("VIGIL_TEST_REDIS_URL");
     if (url && *url) {
         cache_l3_url u;
-        if (cache_l3_parse_url(url, &u) != VG_OK)
+        if (cache__l3_parse_url(url, &u) != VG_OK)
             return -1;
         snprintf(env.url, sizeof env.url, "%s", url);
         snprintf(env.host, sizeof env.host, "%s", u.host);
@@ -253,32 +253,32 @@ static void test_parse_url(void **state)
 {
     (void)state;
     cache_l3_url u;
-    assert_int_equal(cache_l3_parse_url("redis://127.0.0.1:6380/2", &u), VG_OK);
+    assert_int_equal(cache__l3_parse_url("redis://127.0.0.1:6380/2", &u), VG_OK);
     assert_string_equal(u.host, "127.0.0.1");
     assert_int_equal(u.port, 6380);
     assert_int_equal(u.db, 2);
     assert_string_equal(u.password, "");
-    assert_int_equal(cache_l3_parse_url("redis://cachehost", &u), VG_OK);
+    assert_int_equal(cache__l3_parse_url("redis://cachehost", &u), VG_OK);
     assert_string_equal(u.host, "cachehost");
     assert_int_equal(u.port, 6379);
     assert_int_equal(u.db, 0);
-    assert_int_equal(cache_l3_parse_url("redis://:s3cr@t@h:1/", &u), VG_OK);
+    assert_int_equal(cache__l3_parse_url("redis://:s3cr@t@h:1/", &u), VG_OK);
     assert_string_equal(u.password, "s3cr@t");
     assert_string_equal(u.user, "");
     assert_string_equal(u.host, "h");
-    assert_int_equal(cache_l3_parse_url("redis://alice:pw@h", &u), VG_OK);
+    assert_int_equal(cache__l3_parse_url("redis://alice:pw@h", &u), VG_OK);
     assert_string_equal(u.user, "alice");
     assert_string_equal(u.password, "pw");
-    assert_int_equal(cache_l3_parse_url("redis://pw@h", &u), VG_OK);
+    assert_int_equal(cache__l3_parse_url("redis://pw@h", &u), VG_OK);
     assert_string_equal(u.password, "pw");
-    assert_int_equal(cache_l3_parse_url("redis://[::1]:7000", &u), VG_OK);
+    assert_int_equal(cache__l3_parse_url("redis://[::1]:7000", &u), VG_OK);
     assert_string_equal(u.host, "::1");
     assert_int_equal(u.port, 7000);
     const char *bad[] = {"rediss://h",      "http://h",      "redis://",    "redis://h:0",
                          "redis://h:99999", "redis://h:12x", "redis://h/x", "redis://[::1",
                          "redis://[::1]x",  "redis://:pw@",  NULL,          "redis://h:"};
     for (size_t i = 0; i < VG_ARRAY_LEN(bad); i++)
-        assert_int_equal(cache_l3_parse_url(bad[i], &u), VG_EINVAL);
+        assert_int_equal(cache__l3_parse_url(bad[i], &u), VG_EINVAL);
 }
 
 /* A hung Redis: the kernel completes the handshake into the backlog, nobody ever answers. Every

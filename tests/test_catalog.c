@@ -108,7 +108,7 @@ static void make_features(analyze_features *ft, unsigned seed, size_t n_faces)
         ft->faces[k].box[2] = 100.0f;
         ft->faces[k].box[3] = 120.05f;
         ft->faces[k].score = 0.987654f;
-        for (int d = 0; d < ANALYZE_DESCRIPTOR_DIM; d++)
+        for (int d = 0; d < VG_DESCRIPTOR_DIM; d++)
             ft->faces[k].descriptor[d] = (float)((seed + k + (size_t)d) % 7) / 70.0f;
     }
 }
@@ -141,7 +141,7 @@ static size_t store_refs(fx *f)
 static int index_finds(fx *f, const analyze_features *ft, const char *id)
 {
     index_pdq_query q = index_pdq_query_defaults();
-    q.variants = (const uint8_t(*)[INDEX_PDQ_BYTES])ft->pdq_dihedral;
+    q.variants = (const uint8_t(*)[VG_PDQ_BYTES])ft->pdq_dihedral;
     q.n_variants = 1;
     q.threshold = 0;
     index_pdq_result r;
@@ -157,7 +157,7 @@ static int index_finds(fx *f, const analyze_features *ft, const char *id)
 static size_t index_hits(fx *f, const analyze_features *ft)
 {
     index_pdq_query q = index_pdq_query_defaults();
-    q.variants = (const uint8_t(*)[INDEX_PDQ_BYTES])ft->pdq_dihedral;
+    q.variants = (const uint8_t(*)[VG_PDQ_BYTES])ft->pdq_dihedral;
     q.n_variants = 1;
     q.threshold = 0;
     index_pdq_result r;
@@ -195,9 +195,9 @@ static void test_index_built_at_open(void **state)
                                   .pdq = ft[i].pdq,
                                   .pdq_quality = ft[i].pdq_quality,
                                   .n_faces = ft[i].n_faces};
-        float desc[2 * STORE_FACE_DIM];
+        float desc[2 * VG_DESCRIPTOR_DIM];
         for (size_t k = 0; k < ft[i].n_faces; k++)
-            memcpy(desc + k * STORE_FACE_DIM, ft[i].faces[k].descriptor,
+            memcpy(desc + k * VG_DESCRIPTOR_DIM, ft[i].faces[k].descriptor,
                    sizeof ft[i].faces[k].descriptor);
         nr.descriptors = ft[i].n_faces ? desc : NULL;
         assert_int_equal(store_reference_create(f.st, f.tenant, &nr, ids[i]), VG_OK);
@@ -419,9 +419,9 @@ static void test_scan_record_roundtrip(void **state)
     make_features(&res.features, 51, 2);
     res.n_matches = 1;
     res.matches = calloc(1, sizeof *res.matches);
-    snprintf(res.matches[0].profile_id, ANALYZE_ID_MAX, "%s", f.profile);
-    snprintf(res.matches[0].reference_id, ANALYZE_ID_MAX, "%s", rid);
-    res.matches[0].kind = ANALYZE_MATCH_PDQ;
+    snprintf(res.matches[0].profile_id, VG_ID_MAX, "%s", f.profile);
+    snprintf(res.matches[0].reference_id, VG_ID_MAX, "%s", rid);
+    res.matches[0].kind = VG_MATCH_PDQ;
     res.matches[0].distance = 12;
     res.matches[0].confidence = 0.8125;
     res.matches[0].dihedral = 3;
@@ -435,7 +435,7 @@ static void test_scan_record_roundtrip(void **state)
                                     .match_us = 7,
                                     .total_us = 100};
     assert_int_equal(
-        catalog_scan_record(f.cat, f.tenant, "https://x.example/a.jpg", ANALYZE_LEVEL_SPEED, &res),
+        catalog_scan_record(f.cat, f.tenant, "https://x.example/a.jpg", VG_LEVEL_SPEED, &res),
         VG_OK);
     assert_true(res.scan_id[0] != '\0');
     assert_true(res.matches[0].match_id[0] != '\0');
@@ -449,7 +449,7 @@ static void test_scan_record_roundtrip(void **state)
     assert_memory_equal(sc.pdq, res.features.pdq, 32);
     assert_int_equal(sc.n_matches, 1);
     assert_string_equal(sc.matches[0].id, res.matches[0].match_id);
-    assert_int_equal(sc.matches[0].kind, STORE_MATCH_PDQ);
+    assert_int_equal(sc.matches[0].kind, VG_MATCH_PDQ);
     assert_int_equal(sc.matches[0].dihedral, 3);
     assert_true(sc.matches[0].confidence == 0.8125);
 
@@ -487,12 +487,12 @@ static void test_scan_record_roundtrip(void **state)
     analyze_result bad = res;
     analyze_match m = res.matches[0];
     m.match_id[0] = '\0';
-    snprintf(m.reference_id, ANALYZE_ID_MAX,
+    snprintf(m.reference_id, VG_ID_MAX,
              "ref_"
              "00000000000000000000000000");
     bad.matches = &m;
     bad.scan_id[0] = '\0';
-    assert_int_not_equal(catalog_scan_record(f.cat, f.tenant, NULL, ANALYZE_LEVEL_BALANCED, &bad),
+    assert_int_not_equal(catalog_scan_record(f.cat, f.tenant, NULL, VG_LEVEL_BALANCED, &bad),
                          VG_OK);
     assert_string_equal(bad.scan_id, "");
     assert_string_equal(m.match_id, "");

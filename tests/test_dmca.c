@@ -85,7 +85,7 @@ static int setup(void **state)
     memset(sha_l, 0x22, 32);
     memset(pdq, 0x33, 32);
     memset(sha_s, 0xab, 32);
-    float desc[STORE_FACE_DIM] = {0.25f};
+    float desc[VG_DESCRIPTOR_DIM] = {0.25f};
     store_reference_new w = {.kind = STORE_REF_WORK,
                              .title = "Sunset over the bay",
                              .description = "Photograph, 2024",
@@ -103,9 +103,9 @@ static int setup(void **state)
     if (store_reference_create(f->st, f->tenant, &w, f->work) ||
         store_reference_create(f->st, f->tenant, &l, f->like))
         return -1;
-    store_match_new m[3] = {{f->profile, f->work, STORE_MATCH_PDQ, 14, 0.82, 1, -1},
-                            {f->profile, f->work, STORE_MATCH_EXACT, 0, 1, -1, -1},
-                            {f->profile, f->like, STORE_MATCH_FACE, 0.412, 0.7, -1, 0}};
+    store_match_new m[3] = {{f->profile, f->work, VG_MATCH_PDQ, 14, 0.82, 1, -1},
+                            {f->profile, f->work, VG_MATCH_EXACT, 0, 1, -1, -1},
+                            {f->profile, f->like, VG_MATCH_FACE, 0.412, 0.7, -1, 0}};
     store_scan_new s = {.sha256 = sha_s,
                         .source_url = "https://crawler.example/page",
                         .pdq = pdq,

@@ -249,7 +249,7 @@ static void check_image(face_engine *e, const char *name, json_t *entry, const o
     assert_non_null(rgb);
     face_image img = {rgb, w, h};
     face_opts o;
-    face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+    face_opts_for_level(VG_LEVEL_BALANCED, &o);
     o.detector = FACE_DET_TINY;
     o.input_size = 416;
     o.precision = wt->prec;
@@ -435,7 +435,7 @@ static void test_oracle_speed_level_detector(void **state)
 {
     (void)state;
     face_opts o;
-    face_opts_for_level(FACE_LEVEL_SPEED, &o);
+    face_opts_for_level(VG_LEVEL_SPEED, &o);
     if (o.detector_precision == NN_PREC_F32 || nn_precision_check(NN_PREC_INT8)) {
         printf("SKIPPED: the speed level runs the detector in f32 on this CPU (covered above)\n");
         skip();
@@ -470,7 +470,7 @@ static void run_ssd_oracle(nn_precision prec, double iou_min, double score_tol)
     face_engine_opts eo = {.backend = NN_BACKEND_DNNL};
     assert_int_equal(face_engine_new(g_models, &eo, &e), 0);
     face_opts o;
-    face_opts_for_level(FACE_LEVEL_ACCURACY, &o);
+    face_opts_for_level(VG_LEVEL_ACCURACY, &o);
     assert_int_equal(o.detector, FACE_DET_SSD);
     o.detector_precision = prec;
     o.descriptors = 0;
@@ -580,7 +580,7 @@ static void test_odd_sizes_no_face(void **state)
     (void)state;
     static const uint32_t dims[][2] = {{1, 1}, {10000, 50}, {50, 10000}, {3, 2000}, {640, 480}};
     face_opts o;
-    face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+    face_opts_for_level(VG_LEVEL_BALANCED, &o);
     for (size_t k = 0; k < VG_ARRAY_LEN(dims); k++) {
         size_t n = (size_t)dims[k][0] * dims[k][1] * 3;
         uint8_t *px = malloc(n);
@@ -632,7 +632,7 @@ static void test_mosaic_many_faces(void **state)
                        tile[(ty * G + tx) % 9] + (size_t)y * T * 3, (size_t)T * 3);
     face_image img = {px, W, W};
     face_opts o;
-    face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+    face_opts_for_level(VG_LEVEL_BALANCED, &o);
     o.input_size = 1024;
     o.precision = NN_PREC_F32;
     face_result r = analyze_dnnl(&img, &o);
@@ -715,7 +715,7 @@ static void test_faces_at_border(void **state)
     } cuts[] = {{222, 0, 290, 512}, {0, 0, 222, 512},   {0, 124, 512, 388},
                 {0, 0, 512, 124},   {200, 100, 40, 40}, {0, 0, 512, 512}};
     face_opts o;
-    face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+    face_opts_for_level(VG_LEVEL_BALANCED, &o);
     size_t found = 0;
     for (size_t k = 0; k < VG_ARRAY_LEN(cuts); k++) {
         uint8_t *px = malloc((size_t)cuts[k].w * cuts[k].h * 3);
@@ -749,7 +749,7 @@ static void test_batch_equals_single(void **state)
         imgs[i].rgb = px[i];
     }
     face_opts o;
-    face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+    face_opts_for_level(VG_LEVEL_BALANCED, &o);
     o.precision = o.detector_precision = o.landmarks_precision = NN_PREC_F32;
     face_engine *e;
     face_engine_opts eo = {.backend = NN_BACKEND_DNNL, .threads = 1};

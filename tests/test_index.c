@@ -107,8 +107,8 @@ static size_t brute_pdq(const model *m, const char *tenant, const uint8_t (*var)
         if (best > threshold)
             continue;
         memset(&out[n], 0, sizeof out[n]);
-        snprintf(out[n].reference_id, INDEX_ID_MAX, "%s", x->ref);
-        snprintf(out[n].profile_id, INDEX_ID_MAX, "%s", x->profile);
+        snprintf(out[n].reference_id, VG_ID_MAX, "%s", x->ref);
+        snprintf(out[n].profile_id, VG_ID_MAX, "%s", x->profile);
         out[n].distance = best;
         out[n].dihedral = bv;
         out[n].quality = x->quality;
@@ -637,13 +637,13 @@ static void test_errors(void **state)
     index_db *ix;
     assert_int_equal(index_new(NULL, &ix), VG_OK);
     uint8_t h[32] = {0};
-    char long_id[INDEX_ID_MAX + 1];
-    memset(long_id, 'x', INDEX_ID_MAX);
-    long_id[INDEX_ID_MAX] = '\0';
+    char long_id[VG_ID_MAX + 1];
+    memset(long_id, 'x', VG_ID_MAX);
+    long_id[VG_ID_MAX] = '\0';
     assert_int_equal(index_pdq_add(ix, "", "p", "r", h, 50), VG_EINVAL);
     assert_int_equal(index_pdq_add(ix, "t", NULL, "r", h, 50), VG_EINVAL);
     assert_int_equal(index_pdq_add(ix, "t", "p", long_id, h, 50), VG_EINVAL);
-    long_id[INDEX_ID_MAX - 1] = '\0'; /* 47 bytes: fits */
+    long_id[VG_ID_MAX - 1] = '\0'; /* 47 bytes: fits */
     assert_int_equal(index_pdq_add(ix, "t", "p", long_id, h, 50), VG_OK);
     assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, 101), VG_EINVAL);
     assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, -1), VG_EINVAL);
@@ -652,7 +652,7 @@ static void test_errors(void **state)
     vg_err_clear();
     assert_int_equal(index_pdq_add(ix, "t", "other", "r", h, 50), VG_ECONFLICT);
     assert_non_null(strstr(vg_err_msg(), "belongs to profile p"));
-    float d[INDEX_FACE_DIM] = {0};
+    float d[VG_DESCRIPTOR_DIM] = {0};
     assert_int_equal(index_face_add(ix, "t", "other", "r", d), VG_ECONFLICT);
     d[5] = NAN;
     assert_int_equal(index_face_add(ix, "t", "p", "r", d), VG_EINVAL);
@@ -704,27 +704,27 @@ static void test_errors(void **state)
 
 typedef struct fment {
     char profile[32], ref[32];
-    float d[INDEX_FACE_DIM];
+    float d[VG_DESCRIPTOR_DIM];
     int alive;
 } fment;
 
 static void rand_unit(uint64_t *s, float *d)
 {
     double n = 0;
-    for (int i = 0; i < INDEX_FACE_DIM; i++) {
+    for (int i = 0; i < VG_DESCRIPTOR_DIM; i++) {
         d[i] = (float)((double)(vgt_rng_next(s) >> 11) / 9007199254740992.0 - 0.5);
         n += (double)d[i] * d[i];
     }
-    for (int i = 0; i < INDEX_FACE_DIM; i++)
+    for (int i = 0; i < VG_DESCRIPTOR_DIM; i++)
         d[i] = (float)(d[i] / sqrt(n));
 }
 
 /* q + noise of L2 norm ~r */
 static void near_desc(uint64_t *s, const float *q, double r, float *out)
 {
-    float noise[INDEX_FACE_DIM];
+    float noise[VG_DESCRIPTOR_DIM];
     rand_unit(s, noise);
-    for (int i = 0; i < INDEX_FACE_DIM; i++)
+    for (int i = 0; i < VG_DESCRIPTOR_DIM; i++)
         out[i] = q[i] + (float)r * noise[i];
 }
 
@@ -760,7 +760,7 @@ static void check_face(index_db *ix, const fment *e, size_t n, const float *q, f
         if (!e[i].alive || (profile && strcmp(e[i].profile, profile)))
             continue;
         double s = 0;
-        for (int j = 0; j < INDEX_FACE_DIM; j++)
+        for (int j = 0; j < VG_DESCRIPTOR_DIM; j++)
             s += ((double)e[i].d[j] - q[j]) * ((double)e[i].d[j] - q[j]);
         double d = sqrt(s);
         /* Summation order differs between kernels: keep test data off the boundary. */
@@ -808,7 +808,7 @@ static void test_face_bruteforce(void **state)
             uint64_t seed = 99 + sizes[si];
             size_t n = sizes[si];
             fment *e = calloc(n + 1, sizeof *e);
-            _Alignas(64) float q[3][INDEX_FACE_DIM];
+            _Alignas(64) float q[3][VG_DESCRIPTOR_DIM];
             for (int k = 0; k < 3; k++)
                 rand_unit(&seed, q[k]);
             for (size_t i = 0; i < n; i++) {
@@ -854,7 +854,7 @@ static void test_face_threshold_strict(void **state)
         index_db *ix;
         if (!open_ix(all_kernels[ki], INDEX_SEARCH_AUTO, &ix))
             continue;
-        float a[INDEX_FACE_DIM] = {0}, b[INDEX_FACE_DIM] = {0}, q[INDEX_FACE_DIM] = {0};
+        float a[VG_DESCRIPTOR_DIM] = {0}, b[VG_DESCRIPTOR_DIM] = {0}, q[VG_DESCRIPTOR_DIM] = {0};
         a[17] = 0.6f;
         b[100] = -0.59f;
         assert_int_equal(index_face_add(ix, "t", "p", "at", a), VG_OK);
@@ -933,7 +933,7 @@ typedef struct conc {
 } conc;
 
 /* Every reference's descriptor is a function of its number too (a unit vector). */
-static void conc_desc(int i, float d[INDEX_FACE_DIM])
+static void conc_desc(int i, float d[VG_DESCRIPTOR_DIM])
 {
     uint64_t s = 0x7654321ull + (uint64_t)i * 104729;
     rand_unit(&s, d);
@@ -942,7 +942,7 @@ static void conc_desc(int i, float d[INDEX_FACE_DIM])
 static double l2(const float *a, const float *b)
 {
     double s = 0;
-    for (int k = 0; k < INDEX_FACE_DIM; k++)
+    for (int k = 0; k < VG_DESCRIPTOR_DIM; k++)
         s += ((double)a[k] - b[k]) * ((double)a[k] - b[k]);
     return sqrt(s);
 }
@@ -978,7 +978,7 @@ static void *conc_reader(void *arg)
             }
             index_pdq_result_free(&r);
         } else {
-            float d[INDEX_FACE_DIM];
+            float d[VG_DESCRIPTOR_DIM];
             conc_desc(i, d);
             index_face_query q = {.descriptor = d, .top_k = 3};
             index_face_result r;
@@ -988,7 +988,7 @@ static void *conc_reader(void *arg)
             }
             for (size_t k = 0; k < r.n; k++) {
                 int j = atoi(r.matches[k].reference_id + 1);
-                float dj[INDEX_FACE_DIM];
+                float dj[VG_DESCRIPTOR_DIM];
                 conc_desc(j, dj);
                 bad += fabs(r.matches[k].distance - l2(d, dj)) > 1e-4;
                 bad += j < del;
@@ -1027,7 +1027,7 @@ static void test_concurrent_readers_writer(void **state)
             uint8_t h[32];
             snprintf(ref, sizeof ref, "r%d", i);
             conc_hash(i, h);
-            float desc[INDEX_FACE_DIM];
+            float desc[VG_DESCRIPTOR_DIM];
             conc_desc(i, desc);
             assert_int_equal(index_pdq_add(c.ix, "t", "p", ref, h, 100), VG_OK);
             assert_int_equal(index_face_add(c.ix, "t", "p", ref, desc), VG_OK);

@@ -525,7 +525,7 @@ static void test_maxpool_kernel(void **state)
                 {3, 2, 1, 1, 1, 1},
                 {2, 2, 0, 0, 0, 0}};
     uint32_t seed = 5;
-    int tiers = nn_maxpool_avx512_ok() ? 2 : 1;
+    int tiers = nn__maxpool_avx512_ok() ? 2 : 1;
     for (int el = NN_EL_F32; el <= NN_EL_U8; el++)
         for (size_t ci = 0; ci < VG_ARRAY_LEN(chans); ci++)
             for (size_t wi = 0; wi < VG_ARRAY_LEN(wins); wi++) {
@@ -534,7 +534,7 @@ static void test_maxpool_kernel(void **state)
                 nn_shape os = {2, nn_conv_out_size(is.h, k, st, wins[wi].pt, wins[wi].pb),
                                nn_conv_out_size(is.w, k, st, wins[wi].pl, wins[wi].pr), is.c};
                 size_t ni = nn_shape_count(is), no = nn_shape_count(os);
-                size_t es = (size_t)nn_elem_size((nn_elem)el);
+                size_t es = (size_t)nn__elem_size((nn_elem)el);
                 uint8_t *in = malloc(ni * es), *out = malloc(no * es);
                 uint8_t *tmp = malloc((size_t)is.w * is.c * es);
                 float *fin = malloc(ni * sizeof(float)), *want = malloc(no * sizeof(float));
@@ -567,8 +567,8 @@ static void test_maxpool_kernel(void **state)
                 nn_ref_maxpool(fin, is, k, st, wins[wi].pt, wins[wi].pl, want, os);
                 for (int tier = 0; tier < tiers; tier++) {
                     memset(out, 0x5a, no * es);
-                    nn_maxpool_nhwc((nn_elem)el, in, is, k, st, wins[wi].pt, wins[wi].pl, out, os,
-                                    tmp, tier);
+                    nn__maxpool_nhwc((nn_elem)el, in, is, k, st, wins[wi].pt, wins[wi].pl, out, os,
+                                     tmp, tier);
                     for (size_t i = 0; i < no; i++) {
                         float got = el == NN_EL_F32    ? ((float *)out)[i]
                                     : el == NN_EL_BF16 ? bf16_to_f32(((uint16_t *)out)[i])

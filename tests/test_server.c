@@ -24,7 +24,7 @@ static void test_openapi_matches_routes(void **state)
 {
     (void)state;
     size_t len;
-    const char *doc = http_openapi_json(&len);
+    const char *doc = server_openapi_json(&len);
     json_error_t e;
     json_t *api = json_loadb(doc, len, 0, &e);
     if (!api)

@@ -148,8 +148,8 @@ static void make_scan(fx *f, const char *tenant, const char *profile, const char
     fill(sha, 32, seed);
     fill(pdq, 32, seed + 5);
     store_match_new m[2] = {
-        {profile, ref, STORE_MATCH_PDQ, 12.0, 0.9, 3, -1},
-        {profile, ref, STORE_MATCH_EXACT, 0.0, 1.0, -1, -1},
+        {profile, ref, VG_MATCH_PDQ, 12.0, 0.9, 3, -1},
+        {profile, ref, VG_MATCH_EXACT, 0.0, 1.0, -1, -1},
     };
     store_scan_new s = {.sha256 = sha,
                         .source_url = "https://bad.example/x.jpg",
@@ -180,7 +180,7 @@ static void test_migrate_empty_and_reopen(void **state)
     store *st = NULL;
     assert_int_equal(store_open(&c, &st), 0);
     size_t n;
-    store_migrations(&n);
+    store__migrations(&n);
     assert_int_equal(store_schema_version(st), (int)n);
     assert_int_equal(store_ping(st), 0);
     char t[STORE_ID_MAX];
@@ -216,7 +216,7 @@ static void test_migrate_stepwise_keeps_data(void **state)
     store_config c;
     fx_config(f, &c);
     store *st = NULL;
-    assert_int_equal(store_open_at(&c, 1, &st), 0);
+    assert_int_equal(store__open_at(&c, 1, &st), 0);
     assert_int_equal(store_schema_version(st), 1);
     char t[STORE_ID_MAX], p[STORE_ID_MAX];
     assert_int_equal(store_tenant_create(st, "old", STORE_TENANT_CREATOR, t), 0);
@@ -226,7 +226,7 @@ static void test_migrate_stepwise_keeps_data(void **state)
 
     assert_int_equal(store_open(&c, &st), 0);
     size_t n;
-    store_migrations(&n);
+    store__migrations(&n);
     assert_int_equal(store_schema_version(st), (int)n);
     store_profile pr;
     assert_int_equal(store_profile_get(st, t, p, f->a, &pr), 0);
@@ -333,22 +333,22 @@ static void test_ids_ordered_and_validated(void **state)
         char id[STORE_ID_MAX];
         assert_int_equal(store_tenant_create(f->st, "t", STORE_TENANT_AGENCY, id), 0);
         assert_int_equal(strlen(id), 30);
-        assert_true(store_id_valid(id, "tnt"));
-        assert_false(store_id_valid(id, "prf"));
+        assert_true(store__id_valid(id, "tnt"));
+        assert_false(store__id_valid(id, "prf"));
         assert_true(strcmp(prev, id) < 0);
         strcpy(prev, id);
     }
-    assert_false(store_id_valid("tnt_", "tnt"));
-    assert_false(store_id_valid("tnt_0000000000000000000000000i", "tnt"));  /* no i in base32 */
-    assert_false(store_id_valid("tnt_00000000000000000000000000x", "tnt")); /* too long */
-    assert_false(store_id_valid("tnt_80000000000000000000000000", "tnt"));  /* > 128 bits */
-    assert_false(store_id_valid(NULL, "tnt"));
+    assert_false(store__id_valid("tnt_", "tnt"));
+    assert_false(store__id_valid("tnt_0000000000000000000000000i", "tnt"));  /* no i in base32 */
+    assert_false(store__id_valid("tnt_00000000000000000000000000x", "tnt")); /* too long */
+    assert_false(store__id_valid("tnt_80000000000000000000000000", "tnt"));  /* > 128 bits */
+    assert_false(store__id_valid(NULL, "tnt"));
     /* Floors sort by time. */
     char a[STORE_ID_MAX], b[STORE_ID_MAX];
-    store_id_floor("scn", 1000, a);
-    store_id_floor("scn", 1001, b);
+    store__id_floor("scn", 1000, a);
+    store__id_floor("scn", 1001, b);
     assert_true(strcmp(a, b) < 0);
-    assert_true(store_id_valid(a, "scn"));
+    assert_true(store__id_valid(a, "scn"));
     /* Malformed ids are "not found", never an error about the database. */
     store_tenant t;
     assert_int_equal(store_tenant_get(f->st, "nope", f->a, &t), VG_ENOTFOUND);
@@ -589,8 +589,8 @@ static void test_references(void **state)
     make_work(f, f->t1, p, 10, w);
 
     /* A likeness with two faces and stored image bytes. */
-    float desc[2 * STORE_FACE_DIM], boxes[8] = {1, 2, 3, 4, 5, 6, 7, 8};
-    for (int i = 0; i < 2 * STORE_FACE_DIM; i++)
+    float desc[2 * VG_DESCRIPTOR_DIM], boxes[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    for (int i = 0; i < 2 * VG_DESCRIPTOR_DIM; i++)
         desc[i] = (float)sin(i * 0.1);
     uint8_t sha[32], img[1000];
     fill(sha, 32, 77);
@@ -668,7 +668,7 @@ static void test_references(void **state)
     assert_int_equal(pg.n, 2);
     assert_string_equal(items[0].id, l);
     assert_int_equal(items[0].n_faces, 2);
-    assert_memory_equal(items[0].descriptors, desc, STORE_FACE_DIM * sizeof(float));
+    assert_memory_equal(items[0].descriptors, desc, VG_DESCRIPTOR_DIM * sizeof(float));
     assert_string_equal(items[1].id, w);
     size_t n = 0;
     assert_int_equal(store_reference_count(f->st, f->t1, &n), 0);
@@ -736,8 +736,8 @@ static void test_reference_foreach(void **state)
     make_work(f, f->t1, p1, 1, r[0]);
     make_work(f, f->t1, p2, 2, r[1]);
     make_work(f, f->t2, p3, 3, r[2]);
-    float d[STORE_FACE_DIM];
-    for (int i = 0; i < STORE_FACE_DIM; i++)
+    float d[VG_DESCRIPTOR_DIM];
+    for (int i = 0; i < VG_DESCRIPTOR_DIM; i++)
         d[i] = 0.5f;
     uint8_t sha[32];
     fill(sha, 32, 4);
@@ -810,10 +810,10 @@ static void test_scans_and_matches(void **state)
     assert_string_equal(sc.level, "balanced");
     assert_int_equal(sc.n_matches, 2);
     assert_string_equal(sc.matches[0].id, m1[0]);
-    assert_int_equal(sc.matches[0].kind, STORE_MATCH_PDQ);
+    assert_int_equal(sc.matches[0].kind, VG_MATCH_PDQ);
     assert_true(sc.matches[0].distance == 12.0);
     assert_int_equal(sc.matches[0].dihedral, 3);
-    assert_int_equal(sc.matches[1].kind, STORE_MATCH_EXACT);
+    assert_int_equal(sc.matches[1].kind, VG_MATCH_EXACT);
     assert_int_equal(sc.matches[1].face_index, -1);
     assert_int_equal(sc.matches[0].created_ms, sc.created_ms);
     assert_string_equal(sc.matches[0].reference_id, r);
@@ -852,12 +852,12 @@ static void test_scans_and_matches(void **state)
     assert_int_equal(store_match_list(f->st, f->t1, &mo, f->a, &ms, &pg), 0);
     assert_int_equal(pg.n, 4);
     assert_string_equal(ms[0].id, m2[1]);
-    mo.kinds = 1u << STORE_MATCH_PDQ;
+    mo.kinds = 1u << VG_MATCH_PDQ;
     assert_int_equal(store_match_list(f->st, f->t1, &mo, f->a, &ms, &pg), 0);
     assert_int_equal(pg.n, 2);
     for (size_t i = 0; i < pg.n; i++)
-        assert_int_equal(ms[i].kind, STORE_MATCH_PDQ);
-    mo.kinds = 1u << STORE_MATCH_FACE;
+        assert_int_equal(ms[i].kind, VG_MATCH_PDQ);
+    mo.kinds = 1u << VG_MATCH_FACE;
     assert_int_equal(store_match_list(f->st, f->t1, &mo, f->a, &ms, &pg), 0);
     assert_int_equal(pg.n, 0);
     mo.kinds = 1u << 9;
@@ -876,7 +876,7 @@ static void test_scans_and_matches(void **state)
     /* Validation, and a match on another profile's reference is refused with nothing stored. */
     char p2[STORE_ID_MAX], scan[STORE_ID_MAX];
     make_profile(f, f->t1, "Other", p2);
-    store_match_new bad = {p2, r, STORE_MATCH_PDQ, 3, 0.9, 0, -1};
+    store_match_new bad = {p2, r, VG_MATCH_PDQ, 3, 0.9, 0, -1};
     store_scan_new s = {.sha256 = sha, .n_matches = 1, .matches = &bad};
     assert_int_equal(store_scan_insert(f->st, f->t1, &s, scan, NULL), VG_ENOTFOUND);
     bad.profile_id = p;
@@ -949,7 +949,7 @@ static void test_soft_delete_keeps_evidence(void **state)
     assert_string_equal(src.profile.f.legal_name, "Jane Q. Public");
     assert_true(src.profile.deleted_ms > 0);
     assert_string_equal(src.scan.id, s);
-    assert_int_equal(src.match.kind, STORE_MATCH_PDQ);
+    assert_int_equal(src.match.kind, VG_MATCH_PDQ);
 
     /* A scan may still record a match on a reference deleted since it was matched. */
     char s2[STORE_ID_MAX];
@@ -1104,7 +1104,7 @@ static void test_tenant_isolation(void **state)
     uint8_t sha[32] = {7};
     store_reference_new rn = {.profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha};
     assert_int_equal(store_reference_create(f->st, B, &rn, x), VG_ENOTFOUND);
-    store_match_new mn = {p, r, STORE_MATCH_EXACT, 0, 1, -1, -1};
+    store_match_new mn = {p, r, VG_MATCH_EXACT, 0, 1, -1, -1};
     store_scan_new sn = {.sha256 = sha, .n_matches = 1, .matches = &mn};
     assert_int_equal(store_scan_insert(f->st, B, &sn, x, NULL), VG_ENOTFOUND);
 
@@ -1161,8 +1161,8 @@ static void *writer_main(void *arg)
     for (int i = 0; i < w->n && !(w->stop && *w->stop); i++) {
         uint8_t sha[32];
         fill(sha, 32, (unsigned)(w->base + i));
-        store_match_new m[2] = {{w->profile, w->ref, STORE_MATCH_PDQ, 10, 0.9, 0, -1},
-                                {w->profile, w->ref, STORE_MATCH_EXACT, 0, 1, -1, -1}};
+        store_match_new m[2] = {{w->profile, w->ref, VG_MATCH_PDQ, 10, 0.9, 0, -1},
+                                {w->profile, w->ref, VG_MATCH_EXACT, 0, 1, -1, -1}};
         store_scan_new s = {.sha256 = sha, .n_matches = 2, .matches = m, .level = "speed"};
         char id[STORE_ID_MAX], mids[2][STORE_ID_MAX];
         if (store_scan_insert(w->f->st, w->tenant, &s, id, mids) != 0)
@@ -1220,7 +1220,7 @@ static void *mixed_main(void *arg)
 {
     mixed_ctx *c = arg;
     uint8_t sha[32] = {1};
-    store_match_new m = {c->profile, c->ref, STORE_MATCH_EXACT, 0, 1, -1, -1};
+    store_match_new m = {c->profile, c->ref, VG_MATCH_EXACT, 0, 1, -1, -1};
     store_scan_new s = {.sha256 = sha, .n_matches = 1, .matches = &m};
     char id[STORE_ID_MAX];
     c->rc = 0;

@@ -22,43 +22,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* ---- names ---------------------------------------------------------------------------------- */
-
-static const char *const level_names[] = {"speed", "balanced", "accuracy", "memory"};
-
-const char *analyze_level_name(analyze_level l)
-{
-    return (unsigned)l < VG_ARRAY_LEN(level_names) ? level_names[l] : "unknown";
-}
-
-int analyze_level_parse(const char *s, analyze_level *out)
-{
-    for (size_t i = 0; s && i < VG_ARRAY_LEN(level_names); i++) {
-        if (strcmp(s, level_names[i]) == 0) {
-            *out = (analyze_level)i;
-            return VG_OK;
-        }
-    }
-    return vg_err_set(VG_EINVAL, "unknown level '%s' (speed|balanced|accuracy|memory)", s ? s : "");
-}
-
-const char *analyze_match_kind_name(analyze_match_kind k)
-{
-    switch (k) {
-    case ANALYZE_MATCH_EXACT:
-        return "exact";
-    case ANALYZE_MATCH_PDQ:
-        return "pdq";
-    case ANALYZE_MATCH_FACE:
-        return "face";
-    }
-    return "unknown";
-}
-
 void analyze_config_default(analyze_config *cfg)
 {
     memset(cfg, 0, sizeof *cfg);
-    cfg->default_level = ANALYZE_LEVEL_BALANCED;
+    cfg->default_level = VG_LEVEL_BALANCED;
     cfg->pdq_threshold = ANALYZE_DEFAULT_PDQ_THRESHOLD;
     cfg->pdq_min_quality = ANALYZE_DEFAULT_PDQ_MIN_QUALITY;
     cfg->face_threshold = ANALYZE_DEFAULT_FACE_THRESHOLD;
@@ -248,7 +215,7 @@ static int run_batch(void *replica, void *kind_user, void *const *items, size_t 
                 atomic_fetch_add(&ctx->n_img_limit[k], 1);
         }
     }
-    for (int level = 0; ctx->deps.models && level <= ANALYZE_LEVEL_MEMORY; level++) {
+    for (int level = 0; ctx->deps.models && level <= VG_LEVEL_MEMORY; level++) {
         size_t g = 0;
         for (size_t i = 0; i < n; i++) {
             analyze_job *job = items[i];
@@ -260,7 +227,7 @@ static int run_batch(void *replica, void *kind_user, void *const *items, size_t 
         if (!g)
             continue;
         vg_err_clear();
-        analyze__faces(ctx, rep, (analyze_level)level, group, gims, g, gstatus);
+        analyze__faces(ctx, rep, (vg_level)level, group, gims, g, gstatus);
         for (size_t i = 0, k = 0; i < n; i++) {
             analyze_job *job = items[i];
             if (status[i] != VG_OK || (int)job->req.level != level)
@@ -309,7 +276,7 @@ int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze
         c = *cfg;
     else
         analyze_config_default(&c);
-    if ((unsigned)c.default_level > ANALYZE_LEVEL_MEMORY)
+    if ((unsigned)c.default_level > VG_LEVEL_MEMORY)
         return vg_err_set(VG_EINVAL, "analyze: bad default level");
     if (c.pdq_threshold < 0 || c.pdq_threshold > 256)
         return vg_err_set(VG_EINVAL, "analyze: pdq threshold %d not in 0..256", c.pdq_threshold);
@@ -477,7 +444,7 @@ void analyze_cache_purge(analyze_ctx *ctx, const char *tenant_id, const uint8_t 
     for (int sc = 0; sc < 2; sc++) {
         if (sc == 1 && (!tenant_id || !*tenant_id))
             break;
-        for (uint32_t level = 0; level <= (uint32_t)ANALYZE_LEVEL_MEMORY; level++) {
+        for (uint32_t level = 0; level <= (uint32_t)VG_LEVEL_MEMORY; level++) {
             cache_key k;
             if (cache_key_make_scoped(sha256, scopes[sc], ctx->model_version, level, &k) == VG_OK)
                 cache_remove(ctx->deps.cache, &k);
@@ -490,7 +457,7 @@ int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_on
 {
     if (!ctx || !req || !out || !done || (!req->bytes && req->len))
         return vg_err_set(VG_EINVAL, "analyze_submit: NULL argument");
-    if ((unsigned)req->level > ANALYZE_LEVEL_MEMORY)
+    if ((unsigned)req->level > VG_LEVEL_MEMORY)
         return vg_err_set(VG_EINVAL, "analyze: bad level %d", (int)req->level);
     if (!features_only && (!req->tenant_id || !*req->tenant_id))
         return vg_err_set(VG_EINVAL, "analyze: a tenant scope is required for matching");

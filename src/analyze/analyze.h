@@ -28,27 +28,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/vg_types.h"
 #include "img/img.h"
-
-#define ANALYZE_ID_MAX 48 /* bytes for an id string incl. NUL (store ids fit) */
-#define ANALYZE_DESCRIPTOR_DIM 128
-
-typedef enum {
-    ANALYZE_LEVEL_SPEED = 0,
-    ANALYZE_LEVEL_BALANCED, /* default */
-    ANALYZE_LEVEL_ACCURACY,
-    ANALYZE_LEVEL_MEMORY,
-} analyze_level;
-
-/* "speed" | "balanced" | "accuracy" | "memory" <-> enum; parse returns VG_EINVAL. */
-const char *analyze_level_name(analyze_level l);
-int analyze_level_parse(const char *s, analyze_level *out);
 
 typedef struct analyze_face {
     float box[4]; /* x, y, w, h in pixels of the (oriented) image */
     float score;  /* detector confidence 0..1 */
     float landmarks[68][2];
-    float descriptor[ANALYZE_DESCRIPTOR_DIM];
+    float descriptor[VG_DESCRIPTOR_DIM];
 } analyze_face;
 
 /* What an image is, independent of who asks: the cacheable part. */
@@ -57,26 +44,23 @@ typedef struct analyze_features {
     uint32_t width, height; /* oriented size of the decoded image */
     char format[8];         /* "jpeg" | "png" | "webp" */
     int has_pdq;
-    uint8_t pdq[32]; /* PDQ hash, pdq module byte order */
+    vg_pdq_hash pdq; /* PDQ hash, pdq module byte order */
     int pdq_quality; /* 0..100; < 50 is unreliable and not used for matching */
-    uint8_t pdq_dihedral[8][32];
+    vg_pdq_hash pdq_dihedral[8];
     int faces_enabled; /* 0 when the server runs without face models */
     size_t n_faces;
     analyze_face *faces; /* owned, n_faces entries */
 } analyze_features;
 
-typedef enum { ANALYZE_MATCH_EXACT = 0, ANALYZE_MATCH_PDQ, ANALYZE_MATCH_FACE } analyze_match_kind;
-const char *analyze_match_kind_name(analyze_match_kind k); /* "exact" | "pdq" | "face" */
-
 typedef struct analyze_match {
-    char profile_id[ANALYZE_ID_MAX];
-    char reference_id[ANALYZE_ID_MAX];
-    analyze_match_kind kind;
-    double distance;               /* 0 for exact; Hamming bits for pdq; L2 for face */
-    double confidence;             /* 0..1 */
-    int dihedral;                  /* pdq: which of the 8 variants matched (0 = as is); else -1 */
-    int face_index;                /* face: index into features.faces; else -1 */
-    char match_id[ANALYZE_ID_MAX]; /* "" from analyze; set by catalog_scan_record */
+    char profile_id[VG_ID_MAX];
+    char reference_id[VG_ID_MAX];
+    vg_match_kind kind;
+    double distance;          /* 0 for exact; Hamming bits for pdq; L2 for face */
+    double confidence;        /* 0..1 */
+    int dihedral;             /* pdq: which of the 8 variants matched (0 = as is); else -1 */
+    int face_index;           /* face: index into features.faces; else -1 */
+    char match_id[VG_ID_MAX]; /* "" from analyze; set by catalog_scan_record */
 } analyze_match;
 
 typedef struct analyze_timings {
@@ -90,7 +74,7 @@ typedef struct analyze_request {
     size_t len;
     const char *tenant_id;  /* borrowed; matching scope (required for analyze_run) */
     const char *profile_id; /* borrowed; optional: match only this profile */
-    analyze_level level;
+    vg_level level;
     uint64_t deadline_ns; /* vg_now_ns() deadline; 0 = none. Past it: VG_ETIMEDOUT */
 } analyze_request;
 
@@ -99,7 +83,7 @@ typedef struct analyze_result {
     size_t n_matches;
     analyze_match *matches; /* owned, sorted: exact, then pdq by distance, then face */
     analyze_timings timings;
-    char scan_id[ANALYZE_ID_MAX]; /* "" from analyze; set by catalog_scan_record */
+    char scan_id[VG_ID_MAX]; /* "" from analyze; set by catalog_scan_record */
 } analyze_result;
 
 typedef struct analyze_ctx analyze_ctx;
@@ -120,7 +104,7 @@ typedef struct analyze_ctx analyze_ctx;
 #define ANALYZE_DEFAULT_TENANT_QUOTA_DIVISOR 2
 
 typedef struct analyze_config {
-    analyze_level default_level;
+    vg_level default_level;
     int pdq_threshold;
     int pdq_min_quality;
     float face_threshold;

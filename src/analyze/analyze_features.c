@@ -53,9 +53,9 @@ static int compute_pdq_only(analyze_ctx *ctx, analyze_replica *rep, analyze_job 
     return VG_OK;
 }
 
-static void level_face_opts(analyze_ctx *ctx, analyze_level level, face_opts *fo)
+static void level_face_opts(analyze_ctx *ctx, vg_level level, face_opts *fo)
 {
-    face_opts_for_level((face_level)level, fo);
+    face_opts_for_level(level, fo);
     if (fo->detector == FACE_DET_SSD && !face_models_has_ssd(ctx->deps.models)) {
         /* Accuracy without the SSD weights loaded: the tiny detector at its largest size. */
         fo->detector = FACE_DET_TINY;
@@ -117,7 +117,7 @@ int analyze__prepare(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job, i
     img_decode_opts o;
     img_decode_opts_default(&o);
     o.limits = ctx->limits;
-    if (job->req.level != ANALYZE_LEVEL_ACCURACY) {
+    if (job->req.level != VG_LEVEL_ACCURACY) {
         uint32_t target = (uint32_t)fo.input_size * ANALYZE_DECODE_DETECTOR_MULT;
         if (ow >= oh)
             o.min_w = target;
@@ -171,8 +171,8 @@ static int take_faces(analyze_features *f, const img_image *im, const face_resul
     return VG_OK;
 }
 
-int analyze__faces(analyze_ctx *ctx, analyze_replica *rep, analyze_level level,
-                   analyze_job *const *jobs, const img_image *ims, size_t n, int *status)
+int analyze__faces(analyze_ctx *ctx, analyze_replica *rep, vg_level level, analyze_job *const *jobs,
+                   const img_image *ims, size_t n, int *status)
 {
     face_opts fo;
     level_face_opts(ctx, level, &fo);

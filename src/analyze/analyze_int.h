@@ -76,8 +76,8 @@ int analyze__warm(analyze_ctx *ctx, analyze_replica *rep);
 int analyze__prepare(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job, img_image *im);
 /* Faces of n prepared jobs of one level, in one face_analyze_batch call (detector inputs and
  * face crops of all the images share network calls). status[i] receives each job's result. */
-int analyze__faces(analyze_ctx *ctx, analyze_replica *rep, analyze_level level,
-                   analyze_job *const *jobs, const img_image *ims, size_t n, int *status);
+int analyze__faces(analyze_ctx *ctx, analyze_replica *rep, vg_level level, analyze_job *const *jobs,
+                   const img_image *ims, size_t n, int *status);
 /* Cache blob <-> features. Encode returns owned bytes (vg_free). Decode validates every length
  * (the blob is treated as untrusted even though the cache checksums it). */
 int analyze__features_encode(const analyze_features *f, uint8_t **out, size_t *out_len);

@@ -50,7 +50,7 @@ static int match_pdq(analyze_ctx *ctx, analyze_job *job, size_t *cap)
         return VG_OK;
     int reliable = f->pdq_quality >= ctx->cfg.pdq_min_quality;
     index_pdq_query q = index_pdq_query_defaults();
-    q.variants = (const uint8_t(*)[INDEX_PDQ_BYTES])f->pdq_dihedral;
+    q.variants = (const uint8_t(*)[VG_PDQ_BYTES])f->pdq_dihedral;
     q.n_variants = 8;
     q.threshold = reliable ? ctx->cfg.pdq_threshold : 0;
     q.profile_id = job->req.profile_id;
@@ -72,11 +72,11 @@ static int match_pdq(analyze_ctx *ctx, analyze_job *job, size_t *cap)
         snprintf(m->profile_id, sizeof m->profile_id, "%s", im->profile_id);
         snprintf(m->reference_id, sizeof m->reference_id, "%s", im->reference_id);
         if (im->exact) {
-            m->kind = ANALYZE_MATCH_EXACT;
+            m->kind = VG_MATCH_EXACT;
             m->distance = 0;
             m->confidence = 1;
         } else {
-            m->kind = ANALYZE_MATCH_PDQ;
+            m->kind = VG_MATCH_PDQ;
             m->distance = im->distance;
             m->confidence = clamp01(1.0 - im->distance / 64.0);
             m->dihedral = im->dihedral;
@@ -107,7 +107,7 @@ static int match_faces(analyze_ctx *ctx, analyze_job *job, size_t *cap)
             }
             snprintf(m->profile_id, sizeof m->profile_id, "%s", r.matches[k].profile_id);
             snprintf(m->reference_id, sizeof m->reference_id, "%s", r.matches[k].reference_id);
-            m->kind = ANALYZE_MATCH_FACE;
+            m->kind = VG_MATCH_FACE;
             m->distance = r.matches[k].distance;
             m->confidence = clamp01(1.0 - r.matches[k].distance / 1.2);
             m->face_index = (int)i;

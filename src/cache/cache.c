@@ -92,9 +92,9 @@ static void *writer_main(void *arg)
         c->qcur = job.key;
         pthread_mutex_unlock(&c->qmu);
         if (job.tiers & JOB_L2)
-            cache_l2_put(c->l2, &job.key, job.v);
+            cache__l2_put(c->l2, &job.key, job.v);
         if (job.tiers & JOB_L3)
-            cache_l3_put(c->l3, &job.key, job.v);
+            cache__l3_put(c->l3, &job.key, job.v);
         cache_val_unref(job.v);
         pthread_mutex_lock(&c->qmu);
         c->qbusy = 0;
@@ -111,8 +111,8 @@ static void *writer_main(void *arg)
 static void enqueue(cache *c, const cache_key *key, cache_val *v, unsigned tiers)
 {
     /* While the breaker is open an L3 write would only be skipped later: skip it now. */
-    if ((tiers & JOB_L3) && !cache_l3_available(c->l3)) {
-        CACHE_CTR_INC(cache_l3_ctr(c->l3), skipped);
+    if ((tiers & JOB_L3) && !cache__l3_available(c->l3)) {
+        CACHE_CTR_INC(cache__l3_ctr(c->l3), skipped);
         tiers &= ~JOB_L3;
     }
     if (!tiers)
@@ -121,9 +121,9 @@ static void enqueue(cache *c, const cache_key *key, cache_val *v, unsigned tiers
     if (c->qcount == c->qcap) {
         pthread_mutex_unlock(&c->qmu);
         if (tiers & JOB_L2)
-            CACHE_CTR_INC(cache_l2_ctr(c->l2), dropped);
+            CACHE_CTR_INC(cache__l2_ctr(c->l2), dropped);
         if (tiers & JOB_L3)
-            CACHE_CTR_INC(cache_l3_ctr(c->l3), dropped);
+            CACHE_CTR_INC(cache__l3_ctr(c->l3), dropped);
         return;
     }
     unsigned at = c->qhead + c->qcount;
@@ -151,7 +151,7 @@ int cache_open(const cache_config *cfg, cache **out)
 {
     if (!cfg || !out)
         return vg_err_set(VG_EINVAL, "cache_open: NULL argument");
-    cache *c = cache_zalloc_aligned(sizeof *c);
+    cache *c = cache__zalloc_aligned(sizeof *c);
     if (!c)
         return vg_err_set(VG_ENOMEM, "cache");
     pthread_mutex_init(&c->qmu, NULL);
@@ -159,13 +159,13 @@ int cache_open(const cache_config *cfg, cache **out)
     pthread_cond_init(&c->qidle, NULL);
     int rc = VG_OK;
     if (cfg->l1_max_entries > 0)
-        rc = cache_l1_new(cfg->l1_max_entries, cfg->l1_max_bytes, cfg->l1_shards, &c->l1);
+        rc = cache__l1_new(cfg->l1_max_entries, cfg->l1_max_bytes, cfg->l1_shards, &c->l1);
     if (rc == VG_OK && cfg->l2_dir && *cfg->l2_dir)
-        rc = cache_l2_open(cfg->l2_dir, cfg->l2_max_bytes, &c->l2);
+        rc = cache__l2_open(cfg->l2_dir, cfg->l2_max_bytes, &c->l2);
     if (rc == VG_OK && c->l2)
-        cache_l2_set_min_free(c->l2, cfg->l2_min_free_bytes);
+        cache__l2_set_min_free(c->l2, cfg->l2_min_free_bytes);
     if (rc == VG_OK && cfg->l3_url && *cfg->l3_url)
-        rc = cache_l3_open(cfg, &c->l3);
+        rc = cache__l3_open(cfg, &c->l3);
     c->l2_async = c->l2 && cfg->l2_async_put;
     c->l3_async = c->l3 && cfg->l3_async_put;
     if (rc == VG_OK && (c->l2_async || c->l3_async)) {
@@ -205,9 +205,9 @@ void cache_close(cache *c)
     pthread_mutex_destroy(&c->qmu);
     pthread_cond_destroy(&c->qcv);
     pthread_cond_destroy(&c->qidle);
-    cache_l3_close(c->l3);
-    cache_l2_close(c->l2);
-    cache_l1_free(c->l1);
+    cache__l3_close(c->l3);
+    cache__l2_close(c->l2);
+    cache__l1_free(c->l1);
     vg_free(c);
 }
 
@@ -224,40 +224,40 @@ int cache_get(cache *c, const cache_key *key, cache_val **out, cache_tier *tier)
     cache_tier hit = CACHE_TIER_MISS;
 
     if (c->l1) {
-        int rc = cache_l1_get(c->l1, key, &v);
+        int rc = cache__l1_get(c->l1, key, &v);
         t1 = vg_now_ns();
-        cache_ctr_latency(cache_l1_ctr(c->l1), t1 - t);
+        cache__ctr_latency(cache__l1_ctr(c->l1), t1 - t);
         t = t1;
         if (rc == VG_OK)
             hit = CACHE_TIER_L1;
     }
     if (hit == CACHE_TIER_MISS && c->l2) {
-        int rc = cache_l2_get(c->l2, key, &v);
+        int rc = cache__l2_get(c->l2, key, &v);
         t1 = vg_now_ns();
-        cache_ctr_latency(cache_l2_ctr(c->l2), t1 - t);
+        cache__ctr_latency(cache__l2_ctr(c->l2), t1 - t);
         t = t1;
         if (rc == VG_OK) {
             hit = CACHE_TIER_L2;
             if (c->l1)
-                cache_l1_put(c->l1, key, v);
+                cache__l1_put(c->l1, key, v);
         }
     }
     if (hit == CACHE_TIER_MISS && c->l3) {
-        int rc = cache_l3_get(c->l3, key, &v);
+        int rc = cache__l3_get(c->l3, key, &v);
         t1 = vg_now_ns();
-        cache_ctr_latency(cache_l3_ctr(c->l3), t1 - t);
+        cache__ctr_latency(cache__l3_ctr(c->l3), t1 - t);
         t = t1;
         if (rc == VG_OK) {
             hit = CACHE_TIER_L3;
             if (c->l1)
-                cache_l1_put(c->l1, key, v);
+                cache__l1_put(c->l1, key, v);
             if (c->l2_async)
                 enqueue(c, key, v, JOB_L2);
             else if (c->l2)
-                cache_l2_put(c->l2, key, v);
+                cache__l2_put(c->l2, key, v);
         }
     }
-    cache_ctr_latency(&c->all, t - t0);
+    cache__ctr_latency(&c->all, t - t0);
     if (tier)
         *tier = hit;
     if (hit == CACHE_TIER_MISS) {
@@ -275,15 +275,15 @@ int cache_put_val(cache *c, const cache_key *key, cache_val *v)
         return vg_err_set(VG_EINVAL, "cache_put: NULL argument");
     unsigned later = 0;
     if (c->l1)
-        cache_l1_put(c->l1, key, v);
+        cache__l1_put(c->l1, key, v);
     if (c->l2_async)
         later |= JOB_L2;
     else if (c->l2)
-        cache_l2_put(c->l2, key, v);
+        cache__l2_put(c->l2, key, v);
     if (c->l3_async)
         later |= JOB_L3;
     else if (c->l3)
-        cache_l3_put(c->l3, key, v);
+        cache__l3_put(c->l3, key, v);
     if (later)
         enqueue(c, key, v, later);
     CACHE_CTR_INC(&c->all, puts);
@@ -324,29 +324,29 @@ void cache_remove(cache *c, const cache_key *key)
         return;
     cancel_queued(c, key);
     if (c->l1)
-        cache_l1_remove(c->l1, key);
+        cache__l1_remove(c->l1, key);
     if (c->l2)
-        cache_l2_remove(c->l2, key);
+        cache__l2_remove(c->l2, key);
     if (c->l3)
-        cache_l3_remove(c->l3, key);
+        cache__l3_remove(c->l3, key);
 }
 
 void cache_stats_get(cache *c, cache_stats *out)
 {
     memset(out, 0, sizeof *out);
-    cache_ctr_snapshot(&c->all, &out->tier[CACHE_TIER_MISS]);
+    cache__ctr_snapshot(&c->all, &out->tier[CACHE_TIER_MISS]);
     out->tier_enabled[CACHE_TIER_MISS] = 1;
     if (c->l1) {
-        cache_l1_stats(c->l1, &out->tier[CACHE_TIER_L1]);
+        cache__l1_stats(c->l1, &out->tier[CACHE_TIER_L1]);
         out->tier_enabled[CACHE_TIER_L1] = 1;
-        out->l1_shards = cache_l1_shard_count(c->l1);
+        out->l1_shards = cache__l1_shard_count(c->l1);
     }
     if (c->l2) {
-        cache_l2_stats(c->l2, &out->tier[CACHE_TIER_L2]);
+        cache__l2_stats(c->l2, &out->tier[CACHE_TIER_L2]);
         out->tier_enabled[CACHE_TIER_L2] = 1;
     }
     if (c->l3) {
-        cache_l3_stats(c->l3, &out->tier[CACHE_TIER_L3], out);
+        cache__l3_stats(c->l3, &out->tier[CACHE_TIER_L3], out);
         out->tier_enabled[CACHE_TIER_L3] = 1;
     }
     if (c->writer_started) {

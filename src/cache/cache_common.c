@@ -107,7 +107,7 @@ int cache_val_new(const void *data, size_t len, cache_val **out)
     return VG_OK;
 }
 
-int cache_val_alloc_uninit(size_t len, cache_val **out, uint8_t **data)
+int cache__val_alloc_uninit(size_t len, cache_val **out, uint8_t **data)
 {
     if (len > CACHE_MAX_VALUE_BYTES)
         return VG_ETOOBIG;
@@ -161,7 +161,7 @@ const char *cache_tier_name(cache_tier t)
     }
 }
 
-void *cache_zalloc_aligned(size_t n)
+void *cache__zalloc_aligned(size_t n)
 {
     void *p = vg_aligned_alloc(64, n);
     if (p)
@@ -169,7 +169,7 @@ void *cache_zalloc_aligned(size_t n)
     return p;
 }
 
-unsigned cache_ctr_stripe_of_thread(void)
+unsigned cache__ctr_stripe_of_thread(void)
 {
     /* Thread descriptors sit at least a stack apart; a multiplicative hash of the address bits
      * above the page offset spreads them over the stripes. */
@@ -177,18 +177,18 @@ unsigned cache_ctr_stripe_of_thread(void)
     return (unsigned)((id * 0x9E3779B97F4A7C15ull) >> 61) & (CACHE_CTR_STRIPES - 1);
 }
 
-void cache_ctr_latency(cache_ctr *c, uint64_t ns)
+void cache__ctr_latency(cache_ctr *c, uint64_t ns)
 {
     unsigned b = ns ? 63u - (unsigned)__builtin_clzll(ns) : 0;
     if (b >= CACHE_LAT_BUCKETS)
         b = CACHE_LAT_BUCKETS - 1;
-    cache_ctr_stripe *s = &c->s[cache_ctr_stripe_of_thread()];
+    cache_ctr_stripe *s = &c->s[cache__ctr_stripe_of_thread()];
     atomic_fetch_add_explicit(&s->lat_count, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->lat_sum_ns, ns, memory_order_relaxed);
     atomic_fetch_add_explicit(&s->lat_buckets[b], 1, memory_order_relaxed);
 }
 
-void cache_ctr_snapshot(const cache_ctr *c, cache_tier_stats *out)
+void cache__ctr_snapshot(const cache_ctr *c, cache_tier_stats *out)
 {
     memset(out, 0, sizeof *out);
     for (int k = 0; k < CACHE_CTR_STRIPES; k++) {
@@ -280,7 +280,7 @@ static const uint32_t crc32c_table[256] = {
     0xbe2da0a5u, 0x4c4623a6u, 0x5f16d052u, 0xad7d5351u,
 };
 
-uint32_t cache_crc32c_portable(uint32_t crc, const void *data, size_t len)
+uint32_t cache__crc32c_portable(uint32_t crc, const void *data, size_t len)
 {
     const uint8_t *p = data;
     crc = ~crc;
@@ -310,17 +310,17 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_sse42(uint32_t crc, con
     return ~(uint32_t)c;
 }
 
-uint32_t cache_crc32c(uint32_t crc, const void *data, size_t len)
+uint32_t cache__crc32c(uint32_t crc, const void *data, size_t len)
 {
     if (vg_cpu_features() & VG_CPU_SSE42)
         return crc32c_sse42(crc, data, len);
-    return cache_crc32c_portable(crc, data, len);
+    return cache__crc32c_portable(crc, data, len);
 }
 
 /* ---- entry format --------------------------------------------------------------------------- */
 
-void cache_entry_header_encode(const cache_key *key, const void *value, size_t len,
-                               uint8_t out[CACHE_ENTRY_HEADER_BYTES])
+void cache__entry_header_encode(const cache_key *key, const void *value, size_t len,
+                                uint8_t out[CACHE_ENTRY_HEADER_BYTES])
 {
     memcpy(out, CACHE_ENTRY_MAGIC, 4);
     out[4] = CACHE_ENTRY_VERSION;
@@ -330,18 +330,18 @@ void cache_entry_header_encode(const cache_key *key, const void *value, size_t l
     put_u32le(out + 8, 0);
     memcpy(out + 12, key->bytes, CACHE_KEY_BYTES);
     put_u32le(out + 44, (uint32_t)len);
-    put_u32le(out + 48, cache_crc32c(0, value, len));
-    put_u32le(out + 52, cache_crc32c(0, out, 52));
+    put_u32le(out + 48, cache__crc32c(0, value, len));
+    put_u32le(out + 52, cache__crc32c(0, out, 52));
 }
 
-int cache_entry_header_parse(const uint8_t *hdr, size_t len, cache_entry_header *out)
+int cache__entry_header_parse(const uint8_t *hdr, size_t len, cache_entry_header *out)
 {
     if (len < CACHE_ENTRY_HEADER_BYTES)
         return vg_err_set(VG_ETRUNC, "cache entry: %zu bytes, header needs %d", len,
                           CACHE_ENTRY_HEADER_BYTES);
     if (memcmp(hdr, CACHE_ENTRY_MAGIC, 4) != 0)
         return vg_err_set(VG_EFORMAT, "cache entry: bad magic");
-    if (cache_crc32c(0, hdr, 52) != get_u32le(hdr + 52))
+    if (cache__crc32c(0, hdr, 52) != get_u32le(hdr + 52))
         return vg_err_set(VG_ECHECKSUM, "cache entry: header checksum mismatch");
     unsigned version = (unsigned)hdr[4] | (unsigned)hdr[5] << 8;
     unsigned hbytes = (unsigned)hdr[6] | (unsigned)hdr[7] << 8;
@@ -359,29 +359,29 @@ int cache_entry_header_parse(const uint8_t *hdr, size_t len, cache_entry_header 
     return VG_OK;
 }
 
-int cache_entry_check(const cache_entry_header *h, const cache_key *expect_key,
-                      const uint8_t *value, size_t len)
+int cache__entry_check(const cache_entry_header *h, const cache_key *expect_key,
+                       const uint8_t *value, size_t len)
 {
     if (len != h->value_len)
         return vg_err_set(VG_ETRUNC, "cache entry: value is %zu bytes, header says %u", len,
                           (unsigned)h->value_len);
     if (expect_key && memcmp(expect_key->bytes, h->key.bytes, CACHE_KEY_BYTES) != 0)
         return vg_err_set(VG_ECORRUPT, "cache entry: stored under another key");
-    if (cache_crc32c(0, value, len) != h->value_crc)
+    if (cache__crc32c(0, value, len) != h->value_crc)
         return vg_err_set(VG_ECHECKSUM, "cache entry: value checksum mismatch");
     return VG_OK;
 }
 
-int cache_entry_parse(const uint8_t *buf, size_t len, const cache_key *expect_key,
-                      cache_key *key_out, const uint8_t **value, size_t *value_len)
+int cache__entry_parse(const uint8_t *buf, size_t len, const cache_key *expect_key,
+                       cache_key *key_out, const uint8_t **value, size_t *value_len)
 {
     cache_entry_header h;
-    int rc = cache_entry_header_parse(buf, len, &h);
+    int rc = cache__entry_header_parse(buf, len, &h);
     if (rc != VG_OK)
         return rc;
     const uint8_t *v = buf + CACHE_ENTRY_HEADER_BYTES;
     size_t vlen = len - CACHE_ENTRY_HEADER_BYTES;
-    rc = cache_entry_check(&h, expect_key, v, vlen);
+    rc = cache__entry_check(&h, expect_key, v, vlen);
     if (rc != VG_OK)
         return rc;
     if (key_out)

@@ -47,7 +47,7 @@ struct cache_l1 {
     cache_ctr ctr;
 };
 
-size_t cache_l1_charge(size_t len)
+size_t cache__l1_charge(size_t len)
 {
     return len + sizeof(l1_node) + 32; /* + value header */
 }
@@ -64,7 +64,7 @@ static l1_shard *shard_of(cache_l1 *l1, uint64_t h)
     return l1->shard_bits ? &l1->shards[h >> (64 - l1->shard_bits)] : &l1->shards[0];
 }
 
-int cache_l1_new(size_t max_entries, size_t max_bytes, unsigned shards, cache_l1 **out)
+int cache__l1_new(size_t max_entries, size_t max_bytes, unsigned shards, cache_l1 **out)
 {
     if (!out || max_entries == 0 || max_bytes == 0)
         return vg_err_set(VG_EINVAL, "L1 bounds must be >= 1 (entries %zu, bytes %zu)", max_entries,
@@ -79,7 +79,7 @@ int cache_l1_new(size_t max_entries, size_t max_bytes, unsigned shards, cache_l1
         n /= 2;
         bits--;
     }
-    cache_l1 *l1 = cache_zalloc_aligned(sizeof *l1);
+    cache_l1 *l1 = cache__zalloc_aligned(sizeof *l1);
     if (!l1)
         return vg_err_set(VG_ENOMEM, "L1 cache");
     l1->shards = vg_aligned_alloc(64, n * sizeof(l1_shard));
@@ -104,7 +104,7 @@ int cache_l1_new(size_t max_entries, size_t max_bytes, unsigned shards, cache_l1
         pthread_mutex_init(&s->mu, NULL);
         if (!s->table) {
             l1->nshards = i + 1;
-            cache_l1_free(l1);
+            cache__l1_free(l1);
             return vg_err_set(VG_ENOMEM, "L1 table of %zu buckets", buckets);
         }
     }
@@ -112,7 +112,7 @@ int cache_l1_new(size_t max_entries, size_t max_bytes, unsigned shards, cache_l1
     return VG_OK;
 }
 
-void cache_l1_free(cache_l1 *l1)
+void cache__l1_free(cache_l1 *l1)
 {
     if (!l1)
         return;
@@ -154,7 +154,7 @@ static void lru_push_front(l1_shard *s, l1_node *n)
     s->lru.next = n;
 }
 
-int cache_l1_get(cache_l1 *l1, const cache_key *key, cache_val **out)
+int cache__l1_get(cache_l1 *l1, const cache_key *key, cache_val **out)
 {
     uint64_t h = key_hash(key);
     l1_shard *s = shard_of(l1, h);
@@ -178,7 +178,7 @@ int cache_l1_get(cache_l1 *l1, const cache_key *key, cache_val **out)
     return VG_OK;
 }
 
-int cache_l1_contains(cache_l1 *l1, const cache_key *key)
+int cache__l1_contains(cache_l1 *l1, const cache_key *key)
 {
     uint64_t h = key_hash(key);
     l1_shard *s = shard_of(l1, h);
@@ -208,11 +208,11 @@ static void release_victims(l1_node *victims)
     }
 }
 
-int cache_l1_put(cache_l1 *l1, const cache_key *key, cache_val *v)
+int cache__l1_put(cache_l1 *l1, const cache_key *key, cache_val *v)
 {
     uint64_t h = key_hash(key);
     l1_shard *s = shard_of(l1, h);
-    size_t charge = cache_l1_charge(cache_val_len(v));
+    size_t charge = cache__l1_charge(cache_val_len(v));
     if (charge > s->max_bytes) {
         CACHE_CTR_INC(&l1->ctr, rejected);
         return vg_err_set(VG_ETOOBIG, "value of %zu bytes exceeds the L1 shard bound %zu",
@@ -268,7 +268,7 @@ int cache_l1_put(cache_l1 *l1, const cache_key *key, cache_val *v)
     return VG_OK;
 }
 
-void cache_l1_remove(cache_l1 *l1, const cache_key *key)
+void cache__l1_remove(cache_l1 *l1, const cache_key *key)
 {
     uint64_t h = key_hash(key);
     l1_shard *s = shard_of(l1, h);
@@ -283,18 +283,18 @@ void cache_l1_remove(cache_l1 *l1, const cache_key *key)
     }
 }
 
-unsigned cache_l1_shard_count(const cache_l1 *l1)
+unsigned cache__l1_shard_count(const cache_l1 *l1)
 {
     return l1->nshards;
 }
-cache_ctr *cache_l1_ctr(cache_l1 *l1)
+cache_ctr *cache__l1_ctr(cache_l1 *l1)
 {
     return &l1->ctr;
 }
 
-void cache_l1_stats(cache_l1 *l1, cache_tier_stats *out)
+void cache__l1_stats(cache_l1 *l1, cache_tier_stats *out)
 {
-    cache_ctr_snapshot(&l1->ctr, out);
+    cache__ctr_snapshot(&l1->ctr, out);
     out->entries = out->bytes = 0;
     for (unsigned i = 0; i < l1->nshards; i++) {
         l1_shard *s = &l1->shards[i];

@@ -85,7 +85,7 @@ static int entry_path(const char *dir, const cache_key *key, char *buf, size_t b
     return VG_OK;
 }
 
-int cache_l2_entry_path(const cache_l2 *l2, const cache_key *key, char *buf, size_t buflen)
+int cache__l2_entry_path(const cache_l2 *l2, const cache_key *key, char *buf, size_t buflen)
 {
     return entry_path(l2->dir, key, buf, buflen);
 }
@@ -231,13 +231,13 @@ static int reserve_room(cache_l2 *l2, uint64_t incoming)
                       (unsigned long long)avail, l2->dir, (unsigned long long)l2->min_free);
 }
 
-void cache_l2_set_free_fn(cache_l2 *l2, cache_l2_free_fn fn, void *arg)
+void cache__l2_set_free_fn(cache_l2 *l2, cache_l2_free_fn fn, void *arg)
 {
     l2->free_fn = fn ? fn : statvfs_free;
     l2->free_arg = fn ? arg : NULL;
 }
 
-void cache_l2_set_min_free(cache_l2 *l2, uint64_t min_free_bytes)
+void cache__l2_set_min_free(cache_l2 *l2, uint64_t min_free_bytes)
 {
     l2->min_free = min_free_bytes;
     /* The volume may already be below the reserve (the database grew while we were down). */
@@ -345,7 +345,7 @@ static int scan_subdir(cache_l2 *l2, const char *sub, unsigned byte, l2_found_ve
     return rc;
 }
 
-int cache_l2_open(const char *dir, uint64_t max_bytes, cache_l2 **out)
+int cache__l2_open(const char *dir, uint64_t max_bytes, cache_l2 **out)
 {
     if (!dir || !*dir || !out || max_bytes == 0)
         return vg_err_set(VG_EINVAL, "L2 needs a directory and max_bytes >= 1");
@@ -355,7 +355,7 @@ int cache_l2_open(const char *dir, uint64_t max_bytes, cache_l2 **out)
     int rc = vg_mkdir_p(dir);
     if (rc != VG_OK)
         return rc;
-    cache_l2 *l2 = cache_zalloc_aligned(sizeof *l2);
+    cache_l2 *l2 = cache__zalloc_aligned(sizeof *l2);
     if (!l2)
         return vg_err_set(VG_ENOMEM, "L2 cache");
     l2->dir = vg_strdup(dir);
@@ -366,13 +366,13 @@ int cache_l2_open(const char *dir, uint64_t max_bytes, cache_l2 **out)
     l2->lru.prev = l2->lru.next = &l2->lru;
     pthread_mutex_init(&l2->mu, NULL);
     if (!l2->dir || !l2->table) {
-        cache_l2_close(l2);
+        cache__l2_close(l2);
         return vg_err_set(VG_ENOMEM, "L2 cache");
     }
 
     snprintf(path, sizeof path, "%s/tmp", dir);
     if ((rc = ensure_dir(path)) != VG_OK) {
-        cache_l2_close(l2);
+        cache__l2_close(l2);
         return rc;
     }
     clean_tmp(path);
@@ -386,7 +386,7 @@ int cache_l2_open(const char *dir, uint64_t max_bytes, cache_l2 **out)
     }
     if (rc != VG_OK) {
         vg_free(fv.v);
-        cache_l2_close(l2);
+        cache__l2_close(l2);
         return rc;
     }
     /* Oldest first, each pushed to the front: the newest ends up most recent. */
@@ -396,7 +396,7 @@ int cache_l2_open(const char *dir, uint64_t max_bytes, cache_l2 **out)
         l2_ent *e = vg_malloc(sizeof *e);
         if (!e) {
             vg_free(fv.v);
-            cache_l2_close(l2);
+            cache__l2_close(l2);
             return vg_err_set(VG_ENOMEM, "L2 index");
         }
         e->key = fv.v[i].key;
@@ -411,7 +411,7 @@ int cache_l2_open(const char *dir, uint64_t max_bytes, cache_l2 **out)
     return VG_OK;
 }
 
-void cache_l2_close(cache_l2 *l2)
+void cache__l2_close(cache_l2 *l2)
 {
     if (!l2)
         return;
@@ -470,7 +470,7 @@ static int read_full(int fd, struct iovec *iov, int iovcnt, size_t want)
     return got == want ? 0 : 1; /* 1: short (file shrank under us) */
 }
 
-int cache_l2_get(cache_l2 *l2, const cache_key *key, cache_val **out)
+int cache__l2_get(cache_l2 *l2, const cache_key *key, cache_val **out)
 {
     pthread_mutex_lock(&l2->mu);
     l2_ent *e = *find_slot(l2, key);
@@ -516,7 +516,7 @@ int cache_l2_get(cache_l2 *l2, const cache_key *key, cache_val **out)
         size_t vlen = (size_t)(size - CACHE_ENTRY_HEADER_BYTES);
         uint8_t hdr[CACHE_ENTRY_HEADER_BYTES];
         uint8_t *data;
-        if (cache_val_alloc_uninit(vlen, &v, &data) != VG_OK) {
+        if (cache__val_alloc_uninit(vlen, &v, &data) != VG_OK) {
             close(fd);
             CACHE_CTR_INC(&l2->ctr, errors);
             return VG_ENOTFOUND;
@@ -532,8 +532,8 @@ int cache_l2_get(cache_l2 *l2, const cache_key *key, cache_val **out)
         cache_entry_header h;
         if (r != 0)
             vg_err_set(VG_ETRUNC, "file shrank while read");
-        if (r != 0 || cache_entry_header_parse(hdr, sizeof hdr, &h) != VG_OK ||
-            cache_entry_check(&h, key, data, vlen) != VG_OK)
+        if (r != 0 || cache__entry_header_parse(hdr, sizeof hdr, &h) != VG_OK ||
+            cache__entry_check(&h, key, data, vlen) != VG_OK)
             corrupt = 1;
     }
     if (corrupt) {
@@ -577,7 +577,7 @@ static int write_full(int fd, struct iovec *iov, int iovcnt)
     return 0;
 }
 
-int cache_l2_put(cache_l2 *l2, const cache_key *key, const cache_val *v)
+int cache__l2_put(cache_l2 *l2, const cache_key *key, const cache_val *v)
 {
     size_t vlen = cache_val_len(v);
     uint64_t total = (uint64_t)CACHE_ENTRY_HEADER_BYTES + vlen;
@@ -589,7 +589,7 @@ int cache_l2_put(cache_l2 *l2, const cache_key *key, const cache_val *v)
     if (reserve_room(l2, total) != VG_OK)
         return VG_EUNAVAIL;
     uint8_t hdr[CACHE_ENTRY_HEADER_BYTES];
-    cache_entry_header_encode(key, cache_val_data(v), vlen, hdr);
+    cache__entry_header_encode(key, cache_val_data(v), vlen, hdr);
 
     char hex[65], tmp[PATH_MAX], path[PATH_MAX];
     cache_key_hex(key, hex);
@@ -680,7 +680,7 @@ static void scrub_file(cache_l2 *l2, const char *path)
     close(fd);
 }
 
-void cache_l2_remove(cache_l2 *l2, const cache_key *key)
+void cache__l2_remove(cache_l2 *l2, const cache_key *key)
 {
     char path[PATH_MAX];
     if (entry_path(l2->dir, key, path, sizeof path) != VG_OK)
@@ -696,14 +696,14 @@ void cache_l2_remove(cache_l2 *l2, const cache_key *key)
     vg_free(e);
 }
 
-cache_ctr *cache_l2_ctr(cache_l2 *l2)
+cache_ctr *cache__l2_ctr(cache_l2 *l2)
 {
     return &l2->ctr;
 }
 
-void cache_l2_stats(cache_l2 *l2, cache_tier_stats *out)
+void cache__l2_stats(cache_l2 *l2, cache_tier_stats *out)
 {
-    cache_ctr_snapshot(&l2->ctr, out);
+    cache__ctr_snapshot(&l2->ctr, out);
     pthread_mutex_lock(&l2->mu);
     out->entries = l2->entries;
     out->bytes = l2->bytes;

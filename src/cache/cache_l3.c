@@ -71,7 +71,7 @@ static int parse_uint(const char *s, size_t len, unsigned long max, unsigned lon
     return VG_OK;
 }
 
-int cache_l3_parse_url(const char *url, cache_l3_url *out)
+int cache__l3_parse_url(const char *url, cache_l3_url *out)
 {
     static const char scheme[] = "redis://";
     if (!url || strncmp(url, scheme, sizeof scheme - 1) != 0)
@@ -229,7 +229,7 @@ static void breaker_failure(cache_l3 *l3)
     pthread_mutex_unlock(&l3->bmu);
 }
 
-cache_breaker_state cache_l3_breaker(cache_l3 *l3)
+cache_breaker_state cache__l3_breaker(cache_l3 *l3)
 {
     return (cache_breaker_state)atomic_load(&l3->state);
 }
@@ -374,7 +374,7 @@ static void l3_del(cache_l3 *l3, const cache_key *key)
         freeReplyObject(r);
 }
 
-int cache_l3_get(cache_l3 *l3, const cache_key *key, cache_val **out)
+int cache__l3_get(cache_l3 *l3, const cache_key *key, cache_val **out)
 {
     char k[L3_MAX_PREFIX_BYTES + 65];
     const char *argv[2] = {"GET", k};
@@ -389,7 +389,7 @@ int cache_l3_get(cache_l3 *l3, const cache_key *key, cache_val **out)
     if (r->type == REDIS_REPLY_STRING) {
         const uint8_t *v;
         size_t vlen;
-        if (cache_entry_parse((const uint8_t *)r->str, r->len, key, NULL, &v, &vlen) == VG_OK) {
+        if (cache__entry_parse((const uint8_t *)r->str, r->len, key, NULL, &v, &vlen) == VG_OK) {
             rc = cache_val_new(v, vlen, out);
             if (rc != VG_OK) {
                 CACHE_CTR_INC(&l3->ctr, errors);
@@ -422,7 +422,7 @@ static int l3_set(cache_l3 *l3, const cache_key *key, const cache_val *v)
         CACHE_CTR_INC(&l3->ctr, errors);
         return vg_err_set(VG_ENOMEM, "L3 entry of %zu bytes", vlen);
     }
-    cache_entry_header_encode(key, cache_val_data(v), vlen, entry);
+    cache__entry_header_encode(key, cache_val_data(v), vlen, entry);
     memcpy(entry + CACHE_ENTRY_HEADER_BYTES, cache_val_data(v), vlen);
     char k[L3_MAX_PREFIX_BYTES + 65], ttl[16];
     int tn = snprintf(ttl, sizeof ttl, "%u", (unsigned)l3->ttl_s);
@@ -443,28 +443,28 @@ static int l3_set(cache_l3 *l3, const cache_key *key, const cache_val *v)
     return VG_OK;
 }
 
-int cache_l3_put(cache_l3 *l3, const cache_key *key, cache_val *v)
+int cache__l3_put(cache_l3 *l3, const cache_key *key, cache_val *v)
 {
     return l3_set(l3, key, v);
 }
 
-int cache_l3_available(cache_l3 *l3)
+int cache__l3_available(cache_l3 *l3)
 {
     return atomic_load_explicit(&l3->state, memory_order_relaxed) == CACHE_BREAKER_CLOSED ||
            vg_now_ns() >= atomic_load_explicit(&l3->open_until_ns, memory_order_relaxed);
 }
 
-void cache_l3_remove(cache_l3 *l3, const cache_key *key)
+void cache__l3_remove(cache_l3 *l3, const cache_key *key)
 {
     l3_del(l3, key);
 }
 
 /* ---- open / close --------------------------------------------------------------------------- */
 
-int cache_l3_open(const cache_config *cfg, cache_l3 **out)
+int cache__l3_open(const cache_config *cfg, cache_l3 **out)
 {
     cache_l3_url url;
-    int rc = cache_l3_parse_url(cfg->l3_url, &url);
+    int rc = cache__l3_parse_url(cfg->l3_url, &url);
     if (rc != VG_OK)
         return rc;
     const char *prefix = cfg->l3_prefix ? cfg->l3_prefix : CACHE_DEFAULT_L3_PREFIX;
@@ -478,7 +478,7 @@ int cache_l3_open(const cache_config *cfg, cache_l3 **out)
         return vg_err_set(VG_EINVAL,
                           "L3 settings out of range (pool 1..%d, timeouts, ttl, breaker >= 1)",
                           L3_MAX_POOL);
-    cache_l3 *l3 = cache_zalloc_aligned(sizeof *l3);
+    cache_l3 *l3 = cache__zalloc_aligned(sizeof *l3);
     if (!l3)
         return vg_err_set(VG_ENOMEM, "L3 cache");
     l3->url = url;
@@ -493,7 +493,7 @@ int cache_l3_open(const cache_config *cfg, cache_l3 **out)
     pthread_mutex_init(&l3->bmu, NULL);
     l3->conns = vg_calloc(cfg->l3_pool_size, sizeof *l3->conns);
     if (!l3->conns) {
-        cache_l3_close(l3);
+        cache__l3_close(l3);
         return vg_err_set(VG_ENOMEM, "L3 pool");
     }
     l3->nconns = cfg->l3_pool_size;
@@ -506,7 +506,7 @@ int cache_l3_open(const cache_config *cfg, cache_l3 **out)
     return VG_OK;
 }
 
-void cache_l3_close(cache_l3 *l3)
+void cache__l3_close(cache_l3 *l3)
 {
     if (!l3)
         return;
@@ -519,16 +519,16 @@ void cache_l3_close(cache_l3 *l3)
     vg_free(l3);
 }
 
-cache_ctr *cache_l3_ctr(cache_l3 *l3)
+cache_ctr *cache__l3_ctr(cache_l3 *l3)
 {
     return &l3->ctr;
 }
 
-void cache_l3_stats(cache_l3 *l3, cache_tier_stats *t, cache_stats *s)
+void cache__l3_stats(cache_l3 *l3, cache_tier_stats *t, cache_stats *s)
 {
-    cache_ctr_snapshot(&l3->ctr, t);
+    cache__ctr_snapshot(&l3->ctr, t);
     t->entries = t->bytes = 0;
-    s->l3_breaker = cache_l3_breaker(l3);
+    s->l3_breaker = cache__l3_breaker(l3);
     s->l3_breaker_opens = atomic_load(&l3->opens);
     s->l3_reconnects = atomic_load(&l3->reconnects);
 }

@@ -58,7 +58,7 @@ static int catalog__index_add(index_db *ix, const store_reference *r)
         rc = index_pdq_add(ix, r->tenant_id, r->profile_id, r->id, r->pdq, r->pdq_quality);
     for (size_t i = 0; rc == VG_OK && i < r->n_faces; i++)
         rc = index_face_add(ix, r->tenant_id, r->profile_id, r->id,
-                            r->descriptors + i * STORE_FACE_DIM);
+                            r->descriptors + i * VG_DESCRIPTOR_DIM);
     /* byte-identical copies are reported as exact matches */
     if (rc == VG_OK && (r->has_pdq || r->n_faces))
         rc = index_set_sha256(ix, r->tenant_id, r->id, r->sha256);
@@ -143,17 +143,17 @@ static int catalog__reference_new(const catalog_reference_new *r, vg_arena *a,
     if (f->has_pdq) {
         nr->pdq = f->pdq;
         nr->pdq_quality = f->pdq_quality;
-        nr->pdq_dihedral = (const uint8_t(*)[32])f->pdq_dihedral;
+        nr->pdq_dihedral = (const vg_pdq_hash *)f->pdq_dihedral;
     }
     size_t nf = VG_MIN(f->n_faces, (size_t)STORE_MAX_FACES_PER_REF);
     if (nf) {
-        float *desc = vg_arena_alloc(a, nf * STORE_FACE_DIM * sizeof(float));
+        float *desc = vg_arena_alloc(a, nf * VG_DESCRIPTOR_DIM * sizeof(float));
         float *boxes = vg_arena_alloc(a, nf * 4 * sizeof(float));
         if (!desc || !boxes)
             return vg_err_set(VG_ENOMEM, "out of memory");
         for (size_t i = 0; i < nf; i++) {
-            memcpy(desc + i * STORE_FACE_DIM, f->faces[i].descriptor,
-                   STORE_FACE_DIM * sizeof(float));
+            memcpy(desc + i * VG_DESCRIPTOR_DIM, f->faces[i].descriptor,
+                   VG_DESCRIPTOR_DIM * sizeof(float));
             memcpy(boxes + i * 4, f->faces[i].box, 4 * sizeof(float));
         }
         nr->descriptors = desc;
@@ -252,9 +252,9 @@ int catalog_reference_remove(catalog *c, const char *tenant_id, const char *refe
 /* The image SHA-256s of a profile's live references (*out owned, vg_free), read page by page
  * with a scratch arena so a large profile does not pile its descriptors up in memory. */
 static int catalog__profile_ref_hashes(catalog *c, const char *tenant, const char *pid,
-                                       uint8_t (**out)[32], size_t *n_out)
+                                       vg_pdq_hash **out, size_t *n_out)
 {
-    uint8_t(*h)[32] = NULL;
+    vg_pdq_hash *h = NULL;
     size_t n = 0, cap = 0;
     vg_arena *a = vg_arena_new(0);
     if (!a)
@@ -270,7 +270,7 @@ static int catalog__profile_ref_hashes(catalog *c, const char *tenant, const cha
             break;
         if (n + page.n > cap) {
             size_t ncap = VG_MAX(cap * 2, n + page.n);
-            uint8_t(*nh)[32] = vg_realloc(h, ncap * sizeof *h);
+            vg_pdq_hash *nh = vg_realloc(h, ncap * sizeof *h);
             if (!nh) {
                 rc = vg_err_set(VG_ENOMEM, "out of memory");
                 break;
@@ -307,7 +307,7 @@ int catalog_profile_remove(catalog *c, const char *tenant_id, const char *profil
     pthread_rwlock_wrlock(lock);
     /* The references' hashes first: after the delete the store no longer hands them out, and
      * the cache keys of their features (face descriptors) are made from them. */
-    uint8_t(*hashes)[32] = NULL;
+    vg_pdq_hash *hashes = NULL;
     size_t nh = 0, n = 0;
     char(*refs)[STORE_ID_MAX] = NULL;
     int rc = catalog__profile_ref_hashes(c, tenant_id, profile_id, &hashes, &nh);
@@ -395,15 +395,8 @@ json_t *catalog_stored_json(const char *text)
     return v ? v : json_null();
 }
 
-static store_match_kind catalog__match_kind(analyze_match_kind k)
-{
-    return k == ANALYZE_MATCH_EXACT ? STORE_MATCH_EXACT
-           : k == ANALYZE_MATCH_PDQ ? STORE_MATCH_PDQ
-                                    : STORE_MATCH_FACE;
-}
-
-int catalog_scan_record(catalog *c, const char *tenant_id, const char *source_url,
-                        analyze_level level, analyze_result *res)
+int catalog_scan_record(catalog *c, const char *tenant_id, const char *source_url, vg_level level,
+                        analyze_result *res)
 {
     if (!c || !res)
         return vg_err_set(VG_EINVAL, "catalog_scan_record: NULL argument");
@@ -422,7 +415,7 @@ int catalog_scan_record(catalog *c, const char *tenant_id, const char *source_ur
         const analyze_match *m = &res->matches[i];
         ms[i].profile_id = m->profile_id;
         ms[i].reference_id = m->reference_id;
-        ms[i].kind = catalog__match_kind(m->kind);
+        ms[i].kind = m->kind;
         ms[i].distance = m->distance;
         ms[i].confidence = m->confidence;
         ms[i].dihedral = m->dihedral;
@@ -435,7 +428,7 @@ int catalog_scan_record(catalog *c, const char *tenant_id, const char *source_ur
         .pdq_quality = res->features.pdq_quality,
         .faces_json = faces,
         .timings_json = timings,
-        .level = analyze_level_name(level),
+        .level = vg_level_name(level),
         .n_matches = n,
         .matches = ms,
     };

@@ -99,8 +99,8 @@ int catalog_profile_remove(catalog *c, const char *tenant_id, const char *profil
  * On success fills res->scan_id and each res->matches[i].match_id, sets res->timings.store_us
  * and adds it to total_us. On error res is unchanged and nothing was stored. Errors: the
  * store's (VG_ENOSPC, VG_EBUSY, VG_ESTORE, VG_EINVAL ...), VG_ENOMEM. */
-int catalog_scan_record(catalog *c, const char *tenant_id, const char *source_url,
-                        analyze_level level, analyze_result *res);
+int catalog_scan_record(catalog *c, const char *tenant_id, const char *source_url, vg_level level,
+                        analyze_result *res);
 
 /* The JSON stored with a scan, written here and nowhere else. Faces: [{"box":[x,y,w,h],
  * "score":s}, ...] with boxes rounded to 0.1 px and scores to 1e-4. Timings: {"cache_us",

@@ -1,8 +1,8 @@
-/* `vigil bench`: the benchmark suite of issue 5 (src/bench). Writes bench.json, bench.md and SVG
+/* `vigil bench`: the benchmark suite of issue 5 (bench/lib). Writes bench.json, bench.md and SVG
  * charts under --out (default bench/results/suite-<date>/ in the source tree). Exit status 0 when
  * the reports were written (missed targets are findings, not failures), 1 otherwise, 2 for a
  * usage error. */
-#include "bench/bench.h"
+#include "bench/lib/bench.h"
 #include "cli/cli.h"
 #include "core/core.h"
 

@@ -57,7 +57,7 @@ static int describe(face_engine *e, const char *path, const face_opts *o, float 
 static int run(int argc, char **argv)
 {
     double threshold = FACE_SAME_PERSON_DISTANCE;
-    face_level level = FACE_LEVEL_BALANCED;
+    vg_level level = VG_LEVEL_BALANCED;
     const char *prec = NULL, *models = getenv("VIGIL_MODELS_DIR");
     int json = 0, i = 1;
     if (!models || !*models)
@@ -79,7 +79,7 @@ static int run(int argc, char **argv)
         } else if (strcmp(a, "--models") == 0) {
             models = v, i++;
         } else if (strcmp(a, "--level") == 0) {
-            if (face_level_parse(v, &level)) {
+            if (vg_level_parse(v, &level)) {
                 fprintf(stderr, "vigil compare: %s\n", vg_err_msg());
                 return CLI_EXIT_USAGE;
             }
@@ -110,7 +110,7 @@ static int run(int argc, char **argv)
         return CLI_EXIT_FAILED;
     }
     face_engine *e = NULL;
-    float da[FACE_DESCRIPTOR_DIM], db[FACE_DESCRIPTOR_DIM];
+    float da[VG_DESCRIPTOR_DIM], db[VG_DESCRIPTOR_DIM];
     int rc = face_engine_new(m, NULL, &e);
     const char *bad = argv[i];
     if (!rc && !(rc = describe(e, argv[i], &o, da)))

@@ -71,7 +71,7 @@ static void print_json(const char *path, const img_image *im, const face_result 
         printf("]");
         if (with_desc && f->has_descriptor) {
             printf(",\"descriptor\":[");
-            for (int k = 0; k < FACE_DESCRIPTOR_DIM; k++)
+            for (int k = 0; k < VG_DESCRIPTOR_DIM; k++)
                 printf("%s%.7g", k ? "," : "", f->descriptor[k]);
             printf("]");
         }
@@ -82,7 +82,7 @@ static void print_json(const char *path, const img_image *im, const face_result 
 
 static int run(int argc, char **argv)
 {
-    face_level level = FACE_LEVEL_BALANCED;
+    vg_level level = VG_LEVEL_BALANCED;
     const char *det = NULL, *prec = NULL, *det_prec = NULL, *models = models_dir_default();
     int input_size = 0, json = 0, verbose = 0, threads = 0, no_desc = 0;
     float threshold = -1;
@@ -105,7 +105,7 @@ static int run(int argc, char **argv)
             fprintf(stderr, "vigil faces: %s needs a value (see --help)\n", a);
             return CLI_EXIT_USAGE;
         } else if (strcmp(a, "--level") == 0) {
-            if (face_level_parse(v, &level)) {
+            if (vg_level_parse(v, &level)) {
                 fprintf(stderr, "vigil faces: %s\n", vg_err_msg());
                 return CLI_EXIT_USAGE;
             }

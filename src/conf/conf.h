@@ -74,7 +74,7 @@ typedef struct conf_settings {
     int64_t max_query_params;
     /* analysis and evidence */
     int store_images;
-    int default_level; /* analyze_level order: speed, balanced, accuracy, memory */
+    int default_level; /* vg_level order: speed, balanced, accuracy, memory */
     int64_t pdq_threshold;
     int64_t pdq_quality_min;
     double face_threshold;

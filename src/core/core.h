@@ -224,4 +224,6 @@ int vg_parse_size(const char *s, uint64_t *out);
 /* Parses a duration: "250ms", "2s", "1m", "1h", or a bare number of milliseconds. */
 int vg_parse_duration_ms(const char *s, uint64_t *out);
 
+#include "core/vg_types.h"
+
 #endif /* VG_CORE_H */

@@ -351,11 +351,11 @@ static const char *const DIHEDRAL_NAMES[8] = {
 static void describe_match(const store_match *m, char *buf, size_t n)
 {
     switch (m->kind) {
-    case STORE_MATCH_EXACT:
+    case VG_MATCH_EXACT:
         snprintf(buf, n,
                  "exact copy: the file is byte-for-byte identical to the original (same SHA-256)");
         break;
-    case STORE_MATCH_PDQ:
+    case VG_MATCH_PDQ:
         snprintf(buf, n,
                  "visual match by perceptual hash (PDQ): Hamming distance %.0f of 256 bits "
                  "(0 means visually identical), image %s; confidence %.2f",
@@ -363,7 +363,7 @@ static void describe_match(const store_match *m, char *buf, size_t n)
                  m->dihedral >= 0 && m->dihedral < 8 ? DIHEDRAL_NAMES[m->dihedral] : "as is",
                  m->confidence);
         break;
-    case STORE_MATCH_FACE:
+    case VG_MATCH_FACE:
     default:
         snprintf(buf, n,
                  "face match: face #%d in the image has a face-descriptor distance of %.3f to "

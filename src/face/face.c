@@ -46,30 +46,13 @@ struct face_models {
     int has_calib[FACE_NET_COUNT];
 };
 
-const char *face_level_name(face_level l)
-{
-    static const char *n[] = {"speed", "balanced", "accuracy", "memory"};
-    return (unsigned)l < 4 ? n[l] : "?";
-}
-
-int face_level_parse(const char *s, face_level *out)
-{
-    for (int i = 0; i < 4; i++)
-        if (s && strcmp(s, face_level_name((face_level)i)) == 0) {
-            *out = (face_level)i;
-            return 0;
-        }
-    return vg_err_set(VG_EINVAL, "level '%s' is not speed, balanced, accuracy or memory",
-                      s ? s : "");
-}
-
 const char *face_net_name(face_net n)
 {
     static const char *names[] = {"tiny", "landmarks", "recognition", "ssd"};
     return (unsigned)n < FACE_NET_COUNT ? names[n] : "?";
 }
 
-void face_opts_for_level(face_level level, face_opts *o)
+void face_opts_for_level(vg_level level, face_opts *o)
 {
     memset(o, 0, sizeof *o);
     o->detector = FACE_DET_TINY;
@@ -83,7 +66,7 @@ void face_opts_for_level(face_level level, face_opts *o)
                         : (f & VG_CPU_AVX512BF16)                  ? NN_PREC_BF16
                                                                    : NN_PREC_F32;
     switch (level) {
-    case FACE_LEVEL_SPEED:
+    case VG_LEVEL_SPEED:
         o->input_size = 320;
         o->precision = fast;
         /* bf16 keeps the boxes within IoU 0.99 of f32 at half the detector's time; int8 does
@@ -91,16 +74,16 @@ void face_opts_for_level(face_level level, face_opts *o)
         if (f & VG_CPU_AVX512BF16)
             o->detector_precision = NN_PREC_BF16;
         break;
-    case FACE_LEVEL_MEMORY:
+    case VG_LEVEL_MEMORY:
         o->input_size = 320;
         o->precision = fast;
         break;
-    case FACE_LEVEL_ACCURACY:
+    case VG_LEVEL_ACCURACY:
         o->detector = FACE_DET_SSD;
         o->input_size = FACE_SSD_SIZE;
         o->precision = NN_PREC_F32;
         break;
-    case FACE_LEVEL_BALANCED:
+    case VG_LEVEL_BALANCED:
     default:
         o->input_size = 416;
         o->precision = fast;
@@ -120,7 +103,7 @@ void face_result_free(face_result *r)
 float face_distance(const float *a, const float *b)
 {
     double s = 0;
-    for (int i = 0; i < FACE_DESCRIPTOR_DIM; i++) {
+    for (int i = 0; i < VG_DESCRIPTOR_DIM; i++) {
         double d = (double)a[i] - b[i];
         s += d * d;
     }
@@ -143,15 +126,15 @@ int face_models_open(const char *models_dir, const face_models_opts *opts, face_
         if (i != FACE_NET_SSD || load_ssd)
             rc = nn_weights_open(models_dir, k_model_files[i], &m->w[i]);
     if (!rc)
-        rc = face_landmarks_build(m->w[FACE_NET_LANDMARKS], &m->landmarks);
+        rc = face__landmarks_build(m->w[FACE_NET_LANDMARKS], &m->landmarks);
     if (!rc)
-        rc = face_recog_build(m->w[FACE_NET_RECOG], &m->recog);
+        rc = face__recog_build(m->w[FACE_NET_RECOG], &m->recog);
     if (!rc && load_ssd) {
         m->ssd_bn = vg_malloc(FACE_SSD_BN_FLOATS * sizeof(float));
         if (!m->ssd_bn)
             rc = vg_err_set(VG_ENOMEM, "out of memory");
         if (!rc)
-            rc = face_ssd_build(m->w[FACE_NET_SSD], m->ssd_bn, &m->ssd);
+            rc = face__ssd_build(m->w[FACE_NET_SSD], m->ssd_bn, &m->ssd);
         if (!rc)
             rc = nn_weights_get_f32(m->w[FACE_NET_SSD], "Output/extra_dim", 3, (int[]){1, 5118, 4},
                                     &m->ssd_anchors);
@@ -240,7 +223,7 @@ static int tiny_slot(face_models *m, int size, nn_graph **g, nn_wcache **wc)
     }
     nn_graph *ng;
     nn_wcache *nwc;
-    if ((rc = face_tiny_build(m->w[FACE_NET_TINY], size, &ng)))
+    if ((rc = face__tiny_build(m->w[FACE_NET_TINY], size, &ng)))
         goto done;
     if ((rc = nn_wcache_new(&nwc))) {
         nn_graph_free(ng);
@@ -454,7 +437,7 @@ size_t face_net_output_floats(face_net net, int input_size)
     case FACE_NET_LANDMARKS:
         return 136;
     case FACE_NET_RECOG:
-        return FACE_DESCRIPTOR_DIM;
+        return VG_DESCRIPTOR_DIM;
     case FACE_NET_SSD:
         return 5118 * 7;
     default:
@@ -505,11 +488,11 @@ int face_prepare_detector(const face_image *img, face_detector det, int input_si
         return vg_err_set(VG_EINVAL, "detector input size %d is not a multiple of 32 in 32..1024",
                           input_size);
     if (det == FACE_DET_SSD)
-        face_to_square_tensor(img, 0, 0, (int)img->w, (int)img->h, input_size, 0, k_zero, 127.5f,
-                              -1.0f, dst);
+        face__to_square_tensor(img, 0, 0, (int)img->w, (int)img->h, input_size, 0, k_zero, 127.5f,
+                               -1.0f, dst);
     else
-        face_to_square_tensor(img, 0, 0, (int)img->w, (int)img->h, input_size, 0, k_mean_tiny,
-                              255.0f, 0.0f, dst);
+        face__to_square_tensor(img, 0, 0, (int)img->w, (int)img->h, input_size, 0, k_mean_tiny,
+                               255.0f, 0.0f, dst);
     if (frame)
         *frame = (face_frame){img->w, img->h, input_size};
     return 0;
@@ -524,9 +507,9 @@ int face_decode_detections(const face_models *m, face_detector det, const float 
     if (det == FACE_DET_SSD) {
         if (!m || !m->ssd)
             return vg_err_set(VG_EINVAL, "SSD decoding needs models opened with the SSD");
-        return face_ssd_decode(out, m->ssd_anchors, frame, score_threshold, dets, max, n_out);
+        return face__ssd_decode(out, m->ssd_anchors, frame, score_threshold, dets, max, n_out);
     }
-    return face_tiny_decode(out, frame, score_threshold, dets, max, n_out);
+    return face__tiny_decode(out, frame, score_threshold, dets, max, n_out);
 }
 
 /* ---- the whole pipeline --------------------------------------------------------------------- */
@@ -588,9 +571,9 @@ static int detect_chunk(face_engine *e, const face_image *imgs, size_t i0, int k
         const float *o = e->out_buf + (size_t)j * out_f;
         size_t nd = 0;
         rc = det == FACE_DET_SSD
-                 ? face_ssd_decode(o, e->m->ssd_anchors, &fr[j], opts->score_threshold, dets, cand,
-                                   &nd)
-                 : face_tiny_decode(o, &fr[j], opts->score_threshold, dets, cand, &nd);
+                 ? face__ssd_decode(o, e->m->ssd_anchors, &fr[j], opts->score_threshold, dets, cand,
+                                    &nd)
+                 : face__tiny_decode(o, &fr[j], opts->score_threshold, dets, cand, &nd);
         if (rc)
             return rc;
         nd = VG_MIN(nd, opts->max_faces);
@@ -799,7 +782,7 @@ int face_calibrate(face_models *m, const face_image *imgs, size_t n, const char 
                        (rc = observe(m, FACE_NET_SSD, 0, buf, amax[FACE_NET_SSD]))))
             break;
         face_opts o;
-        face_opts_for_level(FACE_LEVEL_BALANCED, &o);
+        face_opts_for_level(VG_LEVEL_BALANCED, &o);
         o.precision = NN_PREC_F32;
         face_result r;
         if ((rc = face_analyze(e, &imgs[k], &o, &r)))

@@ -27,9 +27,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/vg_types.h"
 #include "nn/nn.h"
 
-#define FACE_DESCRIPTOR_DIM 128
 #define FACE_LANDMARKS 68
 #define FACE_MAX_BATCH NN_MAX_BATCH
 #define FACE_DEFAULT_MAX_FACES 256    /* faces reported per image (hundreds fit) */
@@ -44,13 +44,6 @@ typedef struct face_image {
     uint32_t w, h;
 } face_image;
 
-typedef enum {
-    FACE_LEVEL_SPEED = 0,
-    FACE_LEVEL_BALANCED, /* default */
-    FACE_LEVEL_ACCURACY,
-    FACE_LEVEL_MEMORY,
-} face_level;
-
 typedef enum { FACE_DET_TINY = 0, FACE_DET_SSD } face_detector;
 
 typedef enum {
@@ -61,8 +54,6 @@ typedef enum {
     FACE_NET_COUNT
 } face_net;
 
-const char *face_level_name(face_level l); /* "speed" | "balanced" | "accuracy" | "memory" */
-int face_level_parse(const char *s, face_level *out);
 const char *face_net_name(face_net n); /* "tiny" | "landmarks" | "recognition" | "ssd" */
 
 /* What to run for one image. face_opts_for_level fills a level's choices (../shared/DESIGN.md);
@@ -87,7 +78,7 @@ typedef struct face_opts {
     size_t max_faces;      /* most faces reported (highest scores first) */
     int descriptors;       /* 0: stop after landmarks */
 } face_opts;
-void face_opts_for_level(face_level level, face_opts *out);
+void face_opts_for_level(vg_level level, face_opts *out);
 
 typedef struct face_box {
     float x, y, w, h;
@@ -98,7 +89,7 @@ typedef struct face_face {
     float score;
     float landmarks[FACE_LANDMARKS][2];
     face_box recognition_crop; /* the aligned square fed to recognition (integers) */
-    float descriptor[FACE_DESCRIPTOR_DIM];
+    float descriptor[VG_DESCRIPTOR_DIM];
     int has_descriptor;
 } face_face;
 

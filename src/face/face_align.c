@@ -44,8 +44,8 @@ int face_prepare_landmarks(const face_image *img, const face_box *box, float *ds
         return vg_err_set(VG_ENOFACE, "face box lies outside the image");
     c.box_x = box->x;
     c.box_y = box->y;
-    face_to_square_tensor(img, c.x, c.y, c.w, c.h, FACE_LANDMARK_SIZE, 1, k_mean_face, 255.0f, 0.0f,
-                          dst);
+    face__to_square_tensor(img, c.x, c.y, c.w, c.h, FACE_LANDMARK_SIZE, 1, k_mean_face, 255.0f,
+                           0.0f, dst);
     *crop = c;
     return 0;
 }
@@ -71,7 +71,7 @@ int face_prepare_recognition(const face_image *img, const float lm[FACE_LANDMARK
     int cx, cy, cw, ch;
     if (!(size > 0) || clip_floor(x, y, size, size, img->w, img->h, &cx, &cy, &cw, &ch))
         return vg_err_set(VG_ENOFACE, "aligned face crop lies outside the image");
-    face_to_square_tensor(img, cx, cy, cw, ch, FACE_RECOG_SIZE, 1, k_mean_face, 255.0f, 0.0f, dst);
+    face__to_square_tensor(img, cx, cy, cw, ch, FACE_RECOG_SIZE, 1, k_mean_face, 255.0f, 0.0f, dst);
     if (out_crop)
         *out_crop = (face_box){(float)cx, (float)cy, (float)cw, (float)ch};
     return 0;

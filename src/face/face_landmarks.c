@@ -89,7 +89,7 @@ static int dense_block(nn_graph *g, const nn_weights *w, int x, int idx, int cin
     return sep(g, w, nn_graph_act(g, s123, relu), blk, 3, cout, cout, 1, s123, relu);
 }
 
-int face_landmarks_build(const nn_weights *w, nn_graph **out)
+int face__landmarks_build(const nn_weights *w, nn_graph **out)
 {
     const float *fw, *fb;
     int rc;

@@ -63,8 +63,8 @@ static void hresample(const uint8_t *row, const int *xa, const int *xb, const fl
     }
 }
 
-void face_to_square_tensor(const face_image *img, int x, int y, int cw, int ch, int size,
-                           int center, const float mean[3], float div, float offset, float *dst)
+void face__to_square_tensor(const face_image *img, int x, int y, int cw, int ch, int size,
+                            int center, const float mean[3], float div, float offset, float *dst)
 {
     int side = cw > ch ? cw : ch;
     int diff = side - (cw > ch ? ch : cw);
@@ -145,7 +145,7 @@ static int by_score_desc(const void *pa, const void *pb)
 
 #include <stdlib.h>
 
-size_t face_nms(face_detection *dets, size_t n, float iou_max, size_t max)
+size_t face__nms(face_detection *dets, size_t n, float iou_max, size_t max)
 {
     qsort(dets, n, sizeof *dets, by_score_desc);
     size_t kept = 0;

@@ -87,7 +87,7 @@ static int residual_down(nn_graph *g, const nn_weights *w, int x, const char *la
     return nn_graph_add_padded(g, p, y, (nn_act){NN_ACT_RELU, 0});
 }
 
-int face_recog_build(const nn_weights *w, nn_graph **out)
+int face__recog_build(const nn_weights *w, nn_graph **out)
 {
     const float *fc;
     nn_conv c0;

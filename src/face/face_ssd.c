@@ -113,7 +113,7 @@ static int predictor(nn_graph *g, const nn_weights *w, int x, int idx, int cin, 
     return 0;
 }
 
-int face_ssd_build(const nn_weights *w, float *bn, nn_graph **out)
+int face__ssd_build(const nn_weights *w, float *bn, nn_graph **out)
 {
     nn_graph *g;
     int rc = nn_graph_new("ssd", &g);
@@ -162,8 +162,8 @@ static double sigmoid(double v)
     return 1.0 / (1.0 + exp(-v));
 }
 
-int face_ssd_decode(const float *out, const float *anchors, const face_frame *fr,
-                    float score_threshold, face_detection *dets, size_t max, size_t *n_out)
+int face__ssd_decode(const float *out, const float *anchors, const face_frame *fr,
+                     float score_threshold, face_detection *dets, size_t max, size_t *n_out)
 {
     static const int grid[6] = {32, 16, 8, 4, 2, 1}, per[6] = {3, 6, 6, 6, 6, 6};
     size_t n = 0, a = 0;
@@ -191,7 +191,7 @@ int face_ssd_decode(const float *out, const float *anchors, const face_frame *fr
                 dets[n++] = d;
         }
     }
-    size_t kept = face_nms(dets, n, SSD_NMS_IOU, max < SSD_MAX_RESULTS ? max : SSD_MAX_RESULTS);
+    size_t kept = face__nms(dets, n, SSD_NMS_IOU, max < SSD_MAX_RESULTS ? max : SSD_MAX_RESULTS);
     double sc = (double)FACE_SSD_SIZE / (double)(fr->img_w > fr->img_h ? fr->img_w : fr->img_h);
     double rw = floor(fr->img_w * sc + 0.5), rh = floor(fr->img_h * sc + 0.5);
     double pad_x = FACE_SSD_SIZE / (rw < 1 ? 1 : rw), pad_y = FACE_SSD_SIZE / (rh < 1 ? 1 : rh);

@@ -59,7 +59,7 @@ static int separable(nn_graph *g, const nn_weights *w, int x, int i, int cin, in
     return nn_graph_conv(g, x, &p);
 }
 
-int face_tiny_build(const nn_weights *w, int s, nn_graph **out)
+int face__tiny_build(const nn_weights *w, int s, nn_graph **out)
 {
     if (s < 32 || s > 1024 || s % 32)
         return vg_err_set(VG_EINVAL,
@@ -125,8 +125,8 @@ static double sigmoid(double v)
     return 1.0 / (1.0 + exp(-v));
 }
 
-int face_tiny_decode(const float *out, const face_frame *fr, float score_threshold,
-                     face_detection *dets, size_t max, size_t *n_out)
+int face__tiny_decode(const float *out, const face_frame *fr, float score_threshold,
+                      face_detection *dets, size_t max, size_t *n_out)
 {
     int s = fr->input_size, g = s / 32;
     /* getReshapedInputDimensions: the image's size once its longer side is s (Math.round). */
@@ -167,6 +167,6 @@ int face_tiny_decode(const float *out, const face_frame *fr, float score_thresho
                         dets[lo] = d;
                 }
             }
-    *n_out = face_nms(dets, n, TINY_NMS_IOU, max);
+    *n_out = face__nms(dets, n, TINY_NMS_IOU, max);
     return 0;
 }

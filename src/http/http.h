@@ -34,7 +34,6 @@
 
 #include "core/core.h"
 
-#define HTTP_ID_MAX 48       /* bytes for an id incl. NUL (tenant / key ids) */
 #define HTTP_MAX_PARAMS 4    /* path parameters in one route */
 #define HTTP_MAX_SEGMENTS 12 /* path segments in a route pattern */
 #define HTTP_MAX_HEADERS 8   /* extra response headers */
@@ -55,8 +54,8 @@ typedef enum { HTTP_AUTH_PUBLIC = 0, HTTP_AUTH_TENANT, HTTP_AUTH_ADMIN, HTTP_AUT
 
 typedef struct http_principal {
     http_role role;
-    char tenant_id[HTTP_ID_MAX]; /* "" for admin */
-    char key_id[HTTP_ID_MAX];    /* "admin" for the admin key */
+    char tenant_id[VG_ID_MAX]; /* "" for admin */
+    char key_id[VG_ID_MAX];    /* "admin" for the admin key */
 } http_principal;
 
 /* Looks a bearer token up: 0 and *out filled, VG_ENOTFOUND for an unknown or revoked key, other
@@ -317,10 +316,5 @@ int http_multipart_parse(const uint8_t *body, size_t len, const char *content_ty
                          size_t max_parts, http_part **parts, size_t *n_parts);
 /* First part with this name, or NULL. */
 const http_part *http_multipart_find(const http_part *parts, size_t n, const char *name);
-
-/* ---- OpenAPI ------------------------------------------------------------------------------ */
-
-/* The OpenAPI 3 document of the whole API (src/http/openapi.json compiled in). Static. */
-const char *http_openapi_json(size_t *len);
 
 #endif /* VG_HTTP_H */

@@ -5,6 +5,6 @@
 #include "http/http.h"
 
 /* Runs a route's handler. */
-void http_route_call(const http_route *rt, http_req *req);
+void http__route_call(const http_route *rt, http_req *req);
 
 #endif

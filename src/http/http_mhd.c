@@ -970,7 +970,7 @@ static void *jw_main(void *arg)
         if (!s->jw_head)
             s->jw_tail = NULL;
         pthread_mutex_unlock(&s->jw_mu);
-        http_route_call(req->route, req);
+        http__route_call(req->route, req);
         http_req_resume(req);
         pthread_mutex_lock(&s->jw_mu);
     }
@@ -1012,7 +1012,7 @@ static enum MHD_Result run_handler(http_req *req)
     }
     if (!((http_route_flags(req->route) & HTTP_ROUTE_JSON) &&
           req->body_len > HTTP_INLINE_JSON_MAX_BYTES && jw_submit(req) == 0))
-        http_route_call(req->route, req);
+        http__route_call(req->route, req);
     pthread_mutex_lock(&req->mu);
     if (req->deferred && !req->resumed) {
         req->state = REQ_DEFERRED;

@@ -241,7 +241,7 @@ unsigned http_route_flags(const http_route *rt)
     return rt->flags;
 }
 
-void http_route_call(const http_route *rt, http_req *req)
+void http__route_call(const http_route *rt, http_req *req)
 {
     rt->fn(req, rt->ud);
 }

@@ -35,8 +35,8 @@ int index__check_id(const char *what, const char *id)
 {
     if (!id || !*id)
         return vg_err_set(VG_EINVAL, "%s id is empty", what);
-    if (strnlen(id, INDEX_ID_MAX) >= INDEX_ID_MAX)
-        return vg_err_set(VG_EINVAL, "%s id longer than %d bytes", what, INDEX_ID_MAX - 1);
+    if (strnlen(id, VG_ID_MAX) >= VG_ID_MAX)
+        return vg_err_set(VG_EINVAL, "%s id longer than %d bytes", what, VG_ID_MAX - 1);
     return VG_OK;
 }
 

@@ -10,7 +10,7 @@
  *     distances (strictly < threshold^2, 0.6 by default), top-k references.
  *
  * The caller (the server) builds the index from its store at start and mirrors every insert and
- * delete into it. Ids are opaque strings of at most INDEX_ID_MAX - 1 bytes: a tenant id scopes
+ * delete into it. Ids are opaque strings of at most VG_ID_MAX - 1 bytes: a tenant id scopes
  * everything, a reference id is unique within its tenant and belongs to one profile, and a
  * reference may have several PDQ hashes and several face descriptors. Matches are reported once
  * per reference, with the best distance over its entries and the query variants.
@@ -35,12 +35,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define INDEX_ID_MAX 48 /* bytes for an id incl. NUL (same as ANALYZE_ID_MAX) */
-#define INDEX_PDQ_BYTES 32
+#include "core/vg_types.h"
+
 #define INDEX_PDQ_MAX_VARIANTS 8
 #define INDEX_PDQ_THRESHOLD_DEFAULT 31 /* inclusive: distance <= 31 matches */
 #define INDEX_PDQ_MAX_RESULTS_DEFAULT 1000
-#define INDEX_FACE_DIM 128
 #define INDEX_FACE_THRESHOLD_DEFAULT 0.6f /* strict: L2 distance < 0.6 matches */
 #define INDEX_FACE_TOP_K_DEFAULT 10
 #define INDEX_FACE_TOP_K_MAX 10000
@@ -104,12 +103,12 @@ index_kernel index_face_kernel(const index_db *ix);
  * Errors: VG_EINVAL (empty or over-long id, quality out of range), VG_ECONFLICT,
  * VG_ETOOBIG (tenant full), VG_ENOMEM. On error nothing is modified. */
 int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
-                  const uint8_t hash[INDEX_PDQ_BYTES], int quality);
+                  const uint8_t hash[VG_PDQ_BYTES], int quality);
 
 /* Adds one face descriptor of a reference (copied; every component must be finite). Same rules
  * and errors as index_pdq_add. */
 int index_face_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
-                   const float descriptor[INDEX_FACE_DIM]);
+                   const float descriptor[VG_DESCRIPTOR_DIM]);
 
 /* Records the SHA-256 of a live reference's image bytes (created by an add first), so that PDQ
  * searches that carry the query image's SHA-256 flag byte-identical copies (index_pdq_match.exact).
@@ -130,7 +129,7 @@ int index_remove_tenant(index_db *ix, const char *tenant);
 typedef struct index_pdq_query {
     /* borrowed; variants[0] is the hash as computed, [1..] its dihedral variants, in the order
      * the caller wants reported back in index_pdq_match.dihedral */
-    const uint8_t (*variants)[INDEX_PDQ_BYTES];
+    const uint8_t (*variants)[VG_PDQ_BYTES];
     size_t n_variants;      /* 1..INDEX_PDQ_MAX_VARIANTS */
     int threshold;          /* inclusive max distance, 0..256 (0 = exact hashes only) */
     const char *profile_id; /* borrowed; NULL = every profile of the tenant */
@@ -144,8 +143,8 @@ typedef struct index_pdq_query {
 index_pdq_query index_pdq_query_defaults(void);
 
 typedef struct index_pdq_match {
-    char profile_id[INDEX_ID_MAX];
-    char reference_id[INDEX_ID_MAX];
+    char profile_id[VG_ID_MAX];
+    char reference_id[VG_ID_MAX];
     int distance; /* Hamming bits, best over the reference's hashes and the variants */
     int dihedral; /* index into the query's variants of the best (lowest index on ties) */
     int quality;  /* quality of the matching entry */
@@ -168,15 +167,15 @@ void index_pdq_result_free(index_pdq_result *r);
 /* ---- face search ---------------------------------------------------------------------------- */
 
 typedef struct index_face_query {
-    const float *descriptor; /* borrowed, INDEX_FACE_DIM finite floats */
+    const float *descriptor; /* borrowed, VG_DESCRIPTOR_DIM finite floats */
     float threshold;         /* strict max L2 distance; <= 0 = INDEX_FACE_THRESHOLD_DEFAULT */
     size_t top_k;            /* 0 = INDEX_FACE_TOP_K_DEFAULT; at most INDEX_FACE_TOP_K_MAX */
     const char *profile_id;  /* borrowed; NULL = every profile of the tenant */
 } index_face_query;
 
 typedef struct index_face_match {
-    char profile_id[INDEX_ID_MAX];
-    char reference_id[INDEX_ID_MAX];
+    char profile_id[VG_ID_MAX];
+    char reference_id[VG_ID_MAX];
     float distance; /* L2, best over the reference's descriptors */
 } index_face_match;
 

@@ -100,8 +100,8 @@ static int compact_build(const index_db *ix, const index__shard *sh, compacted *
         if (r == INDEX__NONE)
             continue;
         size_t q = nv->face_n++;
-        memcpy(nv->face_rows + q * INDEX_FACE_DIM, v->face_rows + p * INDEX_FACE_DIM,
-               INDEX_FACE_DIM * sizeof(float));
+        memcpy(nv->face_rows + q * VG_DESCRIPTOR_DIM, v->face_rows + p * VG_DESCRIPTOR_DIM,
+               VG_DESCRIPTOR_DIM * sizeof(float));
         nv->face_ref[q] = r;
     }
     if (index__want_mih(ix, nv->pdq_n) && index__mih_build(nv->pdq_rows, nv->pdq_n, &nv->mih))

@@ -12,14 +12,14 @@
 /* ---- adds ----------------------------------------------------------------------------------- */
 
 int index_face_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
-                   const float descriptor[INDEX_FACE_DIM])
+                   const float descriptor[VG_DESCRIPTOR_DIM])
 {
     int rc = index__check_add_ids(tenant, profile, reference);
     if (rc)
         return rc;
     if (!descriptor)
         return vg_err_set(VG_EINVAL, "no face descriptor");
-    for (int i = 0; i < INDEX_FACE_DIM; i++)
+    for (int i = 0; i < VG_DESCRIPTOR_DIM; i++)
         if (!isfinite(descriptor[i]))
             return vg_err_set(VG_EINVAL, "face descriptor component %d is not finite", i);
     index__add a;
@@ -27,7 +27,8 @@ int index_face_add(index_db *ix, const char *tenant, const char *profile, const 
         return rc;
     index__shard *sh = a.sh;
     index__view *v = sh->cur;
-    memcpy(v->face_rows + sh->face_n * INDEX_FACE_DIM, descriptor, INDEX_FACE_DIM * sizeof(float));
+    memcpy(v->face_rows + sh->face_n * VG_DESCRIPTOR_DIM, descriptor,
+           VG_DESCRIPTOR_DIM * sizeof(float));
     v->face_ref[sh->face_n] = a.ref;
     sh->face_n++;
     v->refs[a.ref].n_face++;
@@ -49,7 +50,7 @@ static int face_search_pinned(const index_db *ix, const index__pin *pn, const fl
     index__cands c = {0};
     for (size_t b = 0; b < pn->face_n; b += CHUNK) {
         size_t n = VG_MIN((size_t)CHUNK, pn->face_n - b);
-        ix->face_dist(v->face_rows + b * INDEX_FACE_DIM, n, qv, d2);
+        ix->face_dist(v->face_rows + b * VG_DESCRIPTOR_DIM, n, qv, d2);
         for (size_t i = 0; i < n; i++) {
             if (!(d2[i] < t2))
                 continue;
@@ -72,8 +73,8 @@ static int face_search_pinned(const index_db *ix, const index__pin *pn, const fl
         } else {
             for (size_t i = 0; i < n; i++) {
                 const index__ref *r = &v->refs[c.v[i].ref];
-                memcpy(out->matches[i].reference_id, r->id, INDEX_ID_MAX);
-                memcpy(out->matches[i].profile_id, v->profiles[r->profile].id, INDEX_ID_MAX);
+                memcpy(out->matches[i].reference_id, r->id, VG_ID_MAX);
+                memcpy(out->matches[i].profile_id, v->profiles[r->profile].id, VG_ID_MAX);
                 out->matches[i].distance = sqrtf(c.v[i].dist);
             }
             out->n = n;
@@ -100,8 +101,8 @@ int index_face_search(index_db *ix, const char *tenant, const index_face_query *
     size_t top_k = q->top_k ? q->top_k : INDEX_FACE_TOP_K_DEFAULT;
     if (top_k > INDEX_FACE_TOP_K_MAX)
         return vg_err_set(VG_EINVAL, "top_k %zu > %d", top_k, INDEX_FACE_TOP_K_MAX);
-    _Alignas(64) float qv[INDEX_FACE_DIM];
-    for (int i = 0; i < INDEX_FACE_DIM; i++) {
+    _Alignas(64) float qv[VG_DESCRIPTOR_DIM];
+    for (int i = 0; i < VG_DESCRIPTOR_DIM; i++) {
         if (!isfinite(q->descriptor[i]))
             return vg_err_set(VG_EINVAL, "face descriptor component %d is not finite", i);
         qv[i] = q->descriptor[i];

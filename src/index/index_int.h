@@ -22,7 +22,7 @@
  * INDEX__GROUP; the SIMD kernels are only given whole groups of published rows (a partial last
  * group goes to a scalar kernel), so rows past the last entry are never read.
  *
- * Face descriptors are rows of INDEX_FACE_DIM floats; the array is 64-byte aligned, so every row
+ * Face descriptors are rows of VG_DESCRIPTOR_DIM floats; the array is 64-byte aligned, so every row
  * (512 bytes) is too.
  *
  * Concurrency design: pinned views.
@@ -82,7 +82,7 @@ static inline const uint64_t *index__row(const uint64_t *rows, size_t pos)
 void *index__alloc_big(size_t bytes);
 
 /* Hash bytes -> 4 words (little-endian loads; any fixed mapping keeps Hamming distances). */
-void index__pdq_words(const uint8_t hash[INDEX_PDQ_BYTES], uint64_t out[4]);
+void index__pdq_words(const uint8_t hash[VG_PDQ_BYTES], uint64_t out[4]);
 
 /* ---- kernels -------------------------------------------------------------------------------- */
 
@@ -196,7 +196,7 @@ size_t index__topk(index__cand *c, size_t n, size_t k, index__key_fn name, const
 /* ---- shards, views and records -------------------------------------------------------------- */
 
 typedef struct index__ref {
-    char id[INDEX_ID_MAX];   /* immutable */
+    char id[VG_ID_MAX];      /* immutable */
     uint32_t profile;        /* immutable */
     uint32_t prev, next;     /* writer only: siblings in the profile's list, INDEX__NONE at ends */
     uint32_t n_pdq, n_face;  /* writer only */
@@ -206,10 +206,10 @@ typedef struct index__ref {
 } index__ref;
 
 typedef struct index__profile {
-    char id[INDEX_ID_MAX]; /* immutable */
-    uint32_t first_ref;    /* writer only */
-    uint32_t n_refs;       /* writer only: live references */
-    uint8_t alive;         /* writer only */
+    char id[VG_ID_MAX]; /* immutable */
+    uint32_t first_ref; /* writer only */
+    uint32_t n_refs;    /* writer only: live references */
+    uint8_t alive;      /* writer only */
 } index__profile;
 
 /* What a query pins. The arrays are owned by the shard's current view; a retired view owns the
@@ -237,7 +237,7 @@ typedef struct index__view {
  * take `lock` exclusively only to publish (counts, flags, profile_map, cur). Freed only by
  * index_free. */
 typedef struct index__shard {
-    char id[INDEX_ID_MAX];
+    char id[VG_ID_MAX];
     pthread_rwlock_t lock;
     pthread_mutex_t write_mutex;
     index__view *cur;       /* replaced under lock */
@@ -273,7 +273,7 @@ static inline size_t index__pdq_row_bytes(size_t cap)
 
 static inline size_t index__face_row_bytes(size_t cap)
 {
-    return cap * INDEX_FACE_DIM * sizeof(float);
+    return cap * VG_DESCRIPTOR_DIM * sizeof(float);
 }
 
 static inline int index__ref_alive(const index__ref *r)
@@ -293,7 +293,7 @@ static inline void index__unlock(index__shard *sh)
 
 /* ---- index.c: ids, tenants, records, the add protocol ---------------------------------------- */
 
-/* VG_EINVAL (with a message naming `what`) unless id is a non-empty string < INDEX_ID_MAX. */
+/* VG_EINVAL (with a message naming `what`) unless id is a non-empty string < VG_ID_MAX. */
 int index__check_id(const char *what, const char *id);
 int index__check_add_ids(const char *tenant, const char *profile, const char *reference);
 /* Map keys, read from the records of the view (ctx) the map belongs with. */

@@ -191,9 +191,9 @@ pdq_scan_avx512(const uint64_t *rows, size_t begin, size_t end, const uint64_t (
 static void face_dist_portable(const float *rows, size_t n, const float *q, float *out)
 {
     for (size_t i = 0; i < n; i++) {
-        const float *r = rows + i * INDEX_FACE_DIM;
+        const float *r = rows + i * VG_DESCRIPTOR_DIM;
         float acc[8] = {0};
-        for (size_t j = 0; j < INDEX_FACE_DIM; j += 8)
+        for (size_t j = 0; j < VG_DESCRIPTOR_DIM; j += 8)
             for (size_t k = 0; k < 8; k++) {
                 float d = r[j + k] - q[j + k];
                 acc[k] += d * d;
@@ -206,9 +206,9 @@ __attribute__((target("avx2,fma"))) static void face_dist_avx2(const float *rows
                                                                const float *q, float *out)
 {
     for (size_t i = 0; i < n; i++) {
-        const float *r = rows + i * INDEX_FACE_DIM;
+        const float *r = rows + i * VG_DESCRIPTOR_DIM;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (size_t j = 0; j < INDEX_FACE_DIM; j += 32) {
+        for (size_t j = 0; j < VG_DESCRIPTOR_DIM; j += 32) {
             __m256 d0 = _mm256_sub_ps(_mm256_load_ps(r + j), _mm256_load_ps(q + j));
             __m256 d1 = _mm256_sub_ps(_mm256_load_ps(r + j + 8), _mm256_load_ps(q + j + 8));
             __m256 d2 = _mm256_sub_ps(_mm256_load_ps(r + j + 16), _mm256_load_ps(q + j + 16));
@@ -233,7 +233,7 @@ __attribute__((target("avx512f"))) static void face_dist_avx512(const float *row
     for (int j = 0; j < 8; j++)
         qv[j] = _mm512_load_ps(q + 16 * j);
     for (size_t i = 0; i < n; i++) {
-        const float *r = rows + i * INDEX_FACE_DIM;
+        const float *r = rows + i * VG_DESCRIPTOR_DIM;
         __m512 a[4];
         for (int j = 0; j < 4; j++) {
             __m512 d = _mm512_sub_ps(_mm512_load_ps(r + 16 * j), qv[j]);
@@ -331,7 +331,7 @@ const char *index_kernel_name(index_kernel k)
     return "unknown";
 }
 
-void index__pdq_words(const uint8_t hash[INDEX_PDQ_BYTES], uint64_t out[4])
+void index__pdq_words(const uint8_t hash[VG_PDQ_BYTES], uint64_t out[4])
 {
     for (int w = 0; w < 4; w++) {
         uint64_t x = 0;

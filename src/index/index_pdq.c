@@ -66,7 +66,7 @@ static void maybe_rebuild_mih(index_db *ix, index__shard *sh)
 /* ---- adds ----------------------------------------------------------------------------------- */
 
 int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
-                  const uint8_t hash[INDEX_PDQ_BYTES], int quality)
+                  const uint8_t hash[VG_PDQ_BYTES], int quality)
 {
     int rc = index__check_add_ids(tenant, profile, reference);
     if (rc)
@@ -207,8 +207,8 @@ static int pdq_search_pinned(const index_db *ix, const index__pin *pn, const ind
             for (size_t i = 0; i < n; i++) {
                 index_pdq_match *m = &out->matches[i];
                 const index__ref *r = &v->refs[c[i].ref];
-                memcpy(m->reference_id, r->id, INDEX_ID_MAX);
-                memcpy(m->profile_id, v->profiles[r->profile].id, INDEX_ID_MAX);
+                memcpy(m->reference_id, r->id, VG_ID_MAX);
+                memcpy(m->profile_id, v->profiles[r->profile].id, VG_ID_MAX);
                 m->distance = (int)c[i].dist;
                 m->dihedral = c[i].tie;
                 m->quality = c[i].aux;

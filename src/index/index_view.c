@@ -215,7 +215,7 @@ int index__grow_face(index__shard *sh, size_t need)
         return VG_OK;
     size_t cap = 0, bytes = 0;
     int rc = next_cap(v->face_cap, need, INDEX__FACE_MIN_CAP, &cap);
-    if (rc || (rc = vg_mul_size(cap, INDEX_FACE_DIM * sizeof(float), &bytes)))
+    if (rc || (rc = vg_mul_size(cap, VG_DESCRIPTOR_DIM * sizeof(float), &bytes)))
         return rc;
     index__view *nv = index__view_clone(v);
     float *rows = index__alloc_big(bytes);

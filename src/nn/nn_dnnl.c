@@ -304,7 +304,7 @@ static float quant_scale(const nn_plan *p, int id, int nonneg)
 {
     if (p->opts.precision != NN_PREC_INT8)
         return 1.0f;
-    return nn_int8_scale(p->opts.calib->amax[id], nonneg);
+    return nn__int8_scale(p->opts.calib->amax[id], nonneg);
 }
 
 static int dt_is_int8(dnnl_data_type_t dt)
@@ -759,7 +759,7 @@ out:
     return rc;
 }
 
-/* Max pool of a dense nhwc tensor by nn_maxpool_nhwc, into a dense nhwc tensor of the same
+/* Max pool of a dense nhwc tensor by nn__maxpool_nhwc, into a dense nhwc tensor of the same
  * type and scale. */
 static int plan_custom_pool(nn_plan *p, int i, const int *last)
 {
@@ -804,7 +804,7 @@ static int plan_custom_pool(nn_plan *p, int i, const int *last)
     ps->s = op->stride;
     ps->pt = op->pt;
     ps->pl = op->pl;
-    size_t row = (size_t)ps->is.w * ps->is.c * (size_t)nn_elem_size(el);
+    size_t row = (size_t)ps->is.w * ps->is.c * (size_t)nn__elem_size(el);
     d->pool_tmp_bytes = VG_MAX(d->pool_tmp_bytes, row);
     if ((rc = push_step(d, NULL, 0, NULL))) {
         vg_free(ps);
@@ -1125,7 +1125,7 @@ static int bind(nn_plan *p)
         d->pool_tmp = vg_aligned_alloc(64, d->pool_tmp_bytes);
         if (!d->pool_tmp)
             return vg_err_set(VG_ENOMEM, "out of memory for pooling");
-        d->pool_avx512 = nn_maxpool_avx512_ok();
+        d->pool_avx512 = nn__maxpool_avx512_ok();
     }
     if (d->scratch_bytes) {
         d->scratch = vg_aligned_alloc(64, d->scratch_bytes);
@@ -1139,7 +1139,7 @@ static int bind(nn_plan *p)
     return 0;
 }
 
-int nn_dnnl_plan_new(nn_plan *p)
+int nn__dnnl_plan_new(nn_plan *p)
 {
     const nn_graph *g = p->g;
     int B = p->opts.batch, rc = 0;
@@ -1160,7 +1160,7 @@ int nn_dnnl_plan_new(nn_plan *p)
     }
     d->nt = g->n;
     d->t = vg_calloc((size_t)g->n, sizeof *d->t);
-    last = nn_graph_last_use(g);
+    last = nn__graph_last_use(g);
     if (!d->t || !last) {
         vg_free(last);
         return vg_err_set(VG_ENOMEM, "out of memory");
@@ -1245,7 +1245,7 @@ int nn_dnnl_plan_new(nn_plan *p)
     return 0;
 }
 
-void nn_dnnl_plan_free(nn_dnnl_plan *d)
+void nn__dnnl_plan_free(nn_dnnl_plan *d)
 {
     if (!d)
         return;
@@ -1283,7 +1283,7 @@ void nn_dnnl_plan_free(nn_dnnl_plan *d)
     vg_free(d);
 }
 
-int nn_dnnl_plan_run(nn_plan *p, const float *in, int n, float *const *outs)
+int nn__dnnl_plan_run(nn_plan *p, const float *in, int n, float *const *outs)
 {
     nn_dnnl_plan *d = p->dnnl;
     const nn_graph *g = p->g;
@@ -1307,8 +1307,8 @@ int nn_dnnl_plan_run(nn_plan *p, const float *in, int n, float *const *outs)
             if (dnnl_memory_get_data_handle(ps->src, &ps_in) != dnnl_success ||
                 dnnl_memory_get_data_handle(ps->dst, &ps_out) != dnnl_success)
                 return vg_err_set(VG_EINTERNAL, "%s: oneDNN get_data_handle failed", g->name);
-            nn_maxpool_nhwc(ps->el, ps_in, ps->is, ps->k, ps->s, ps->pt, ps->pl, ps_out, ps->os,
-                            d->pool_tmp, d->pool_avx512);
+            nn__maxpool_nhwc(ps->el, ps_in, ps->is, ps->k, ps->s, ps->pt, ps->pl, ps_out, ps->os,
+                             d->pool_tmp, d->pool_avx512);
             continue;
         }
         if (dnnl_primitive_execute(s->prim, d->stream, s->nargs, s->args) != dnnl_success)
@@ -1322,7 +1322,7 @@ int nn_dnnl_plan_run(nn_plan *p, const float *in, int n, float *const *outs)
     return 0;
 }
 
-size_t nn_dnnl_plan_scratch_bytes(const nn_dnnl_plan *d)
+size_t nn__dnnl_plan_scratch_bytes(const nn_dnnl_plan *d)
 {
     if (!d)
         return 0;
@@ -1332,7 +1332,7 @@ size_t nn_dnnl_plan_scratch_bytes(const nn_dnnl_plan *d)
     return b;
 }
 
-size_t nn_dnnl_plan_weight_bytes(const nn_dnnl_plan *d)
+size_t nn__dnnl_plan_weight_bytes(const nn_dnnl_plan *d)
 {
     return (d && d->own_wc) ? d->weight_bytes : 0;
 }

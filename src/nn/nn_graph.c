@@ -292,7 +292,7 @@ uint64_t nn_graph_macs(const nn_graph *g)
     return g->macs;
 }
 
-int *nn_graph_last_use(const nn_graph *g)
+int *nn__graph_last_use(const nn_graph *g)
 {
     int *last = vg_malloc((size_t)g->n * sizeof *last);
     if (!last)

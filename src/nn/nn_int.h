@@ -19,11 +19,11 @@ typedef struct nn_sums {
     int n;
     nn_sum_entry e[NN_MAX_SUMS];
 } nn_sums;
-int nn_sums_load(const char *models_dir, nn_sums *out);
-const uint8_t *nn_sums_find(const nn_sums *s, const char *name);
+int nn__sums_load(const char *models_dir, nn_sums *out);
+const uint8_t *nn__sums_find(const nn_sums *s, const char *name);
 /* Reads models_dir/name, refusing it unless listed in sums with the same sha256. Returns owned. */
-int nn_read_verified(const char *models_dir, const nn_sums *sums, const char *name, uint8_t **out,
-                     size_t *out_len);
+int nn__read_verified(const char *models_dir, const nn_sums *sums, const char *name, uint8_t **out,
+                      size_t *out_len);
 
 /* ---- graph ---- */
 typedef enum {
@@ -64,7 +64,7 @@ struct nn_graph {
 };
 
 /* Last use (op index) of every tensor; outputs live to the end. Returns owned int[n]. */
-int *nn_graph_last_use(const nn_graph *g);
+int *nn__graph_last_use(const nn_graph *g);
 
 /* ---- plans ---- */
 typedef struct nn_dnnl_plan nn_dnnl_plan;
@@ -80,26 +80,26 @@ struct nn_plan {
     char impl[512];
 };
 
-int nn_dnnl_plan_new(nn_plan *p);
-void nn_dnnl_plan_free(nn_dnnl_plan *d);
-int nn_dnnl_plan_run(nn_plan *p, const float *in, int n, float *const *outs);
-size_t nn_dnnl_plan_scratch_bytes(const nn_dnnl_plan *d);
-size_t nn_dnnl_plan_weight_bytes(const nn_dnnl_plan *d);
+int nn__dnnl_plan_new(nn_plan *p);
+void nn__dnnl_plan_free(nn_dnnl_plan *d);
+int nn__dnnl_plan_run(nn_plan *p, const float *in, int n, float *const *outs);
+size_t nn__dnnl_plan_scratch_bytes(const nn_dnnl_plan *d);
+size_t nn__dnnl_plan_weight_bytes(const nn_dnnl_plan *d);
 
 /* ---- max pooling on NHWC buffers (nn_pool.c) ---- */
 typedef enum { NN_EL_F32 = 0, NN_EL_BF16, NN_EL_S8, NN_EL_U8 } nn_elem;
-int nn_elem_size(nn_elem t);
+int nn__elem_size(nn_elem t);
 /* 1 when the AVX-512BW tier may run (vg_cpu_features, so VIGIL_CPU_MASK can turn it off). */
-int nn_maxpool_avx512_ok(void);
+int nn__maxpool_avx512_ok(void);
 /* Max pool k x k, stride s, top/left padding pt/pl (padded positions ignored, as
  * nn_ref_maxpool), of the dense NHWC tensor `in` (is, elements of type t) into `out` (os, the
  * caller computed it with nn_conv_out_size). row_tmp: is.w * is.c elements of scratch. Buffers
- * borrowed. Exact in every type; the AVX-512 tier (use_avx512, only if nn_maxpool_avx512_ok)
+ * borrowed. Exact in every type; the AVX-512 tier (use_avx512, only if nn__maxpool_avx512_ok)
  * gives the same values as the portable one. */
-void nn_maxpool_nhwc(nn_elem t, const void *in, nn_shape is, int k, int s, int pt, int pl,
-                     void *out, nn_shape os, void *row_tmp, int use_avx512);
+void nn__maxpool_nhwc(nn_elem t, const void *in, nn_shape is, int k, int s, int pt, int pl,
+                      void *out, nn_shape os, void *row_tmp, int use_avx512);
 
 /* Quantisation scale of a tensor with max |value| amax: q = round(x * scale) fits the type. */
-float nn_int8_scale(float amax, int is_unsigned);
+float nn__int8_scale(float amax, int is_unsigned);
 
 #endif /* VG_NN_INT_H */

@@ -57,7 +57,7 @@ int nn_precision_check(nn_precision p)
     return 0;
 }
 
-float nn_int8_scale(float amax, int is_unsigned)
+float nn__int8_scale(float amax, int is_unsigned)
 {
     if (!(amax > 1e-20f))
         amax = 1e-20f;
@@ -210,7 +210,7 @@ int nn_plan_new(const nn_graph *g, const nn_plan_opts *opts, nn_plan **out)
         return vg_err_set(VG_ENOMEM, "plan: out of memory");
     p->g = g;
     p->opts = *opts;
-    int rc = opts->backend == NN_BACKEND_REF ? ref_new(p) : nn_dnnl_plan_new(p);
+    int rc = opts->backend == NN_BACKEND_REF ? ref_new(p) : nn__dnnl_plan_new(p);
     if (rc) {
         nn_plan_free(p);
         return rc;
@@ -224,7 +224,7 @@ void nn_plan_free(nn_plan *p)
     if (!p)
         return;
     ref_free(p);
-    nn_dnnl_plan_free(p->dnnl);
+    nn__dnnl_plan_free(p->dnnl);
     vg_free(p);
 }
 
@@ -234,7 +234,7 @@ int nn_plan_run(nn_plan *p, const float *in, int n, float *const *outs)
         return vg_err_set(VG_EINVAL, "nn_plan_run: batch %d outside 1..%d", n,
                           p ? p->opts.batch : 0);
     if (p->opts.backend == NN_BACKEND_DNNL)
-        return nn_dnnl_plan_run(p, in, n, outs);
+        return nn__dnnl_plan_run(p, in, n, outs);
     ref_run(p, in, n, NULL);
     for (int k = 0; k < p->g->n_out; k++) {
         int id = p->g->outputs[k];
@@ -263,12 +263,12 @@ size_t nn_plan_scratch_bytes(const nn_plan *p)
 {
     if (!p)
         return 0;
-    return p->dnnl ? nn_dnnl_plan_scratch_bytes(p->dnnl) : p->ref_bytes;
+    return p->dnnl ? nn__dnnl_plan_scratch_bytes(p->dnnl) : p->ref_bytes;
 }
 
 size_t nn_plan_weight_bytes(const nn_plan *p)
 {
-    return (p && p->dnnl) ? nn_dnnl_plan_weight_bytes(p->dnnl) : 0;
+    return (p && p->dnnl) ? nn__dnnl_plan_weight_bytes(p->dnnl) : 0;
 }
 
 const char *nn_plan_impl(const nn_plan *p)

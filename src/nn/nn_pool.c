@@ -28,7 +28,7 @@
 #define NN_POOL_X86 1
 #endif
 
-int nn_elem_size(nn_elem t)
+int nn__elem_size(nn_elem t)
 {
     return t == NN_EL_F32 ? 4 : t == NN_EL_BF16 ? 2 : 1;
 }
@@ -176,7 +176,7 @@ static void hpool_c(nn_elem t, uint8_t *out, const uint8_t *row, int w, int ow, 
     }
 }
 
-int nn_maxpool_avx512_ok(void)
+int nn__maxpool_avx512_ok(void)
 {
 #ifdef NN_POOL_X86
     unsigned f = vg_cpu_features();
@@ -186,10 +186,10 @@ int nn_maxpool_avx512_ok(void)
 #endif
 }
 
-void nn_maxpool_nhwc(nn_elem t, const void *in, nn_shape is, int k, int s, int pt, int pl,
-                     void *out, nn_shape os, void *row_tmp, int use_avx512)
+void nn__maxpool_nhwc(nn_elem t, const void *in, nn_shape is, int k, int s, int pt, int pl,
+                      void *out, nn_shape os, void *row_tmp, int use_avx512)
 {
-    size_t es = (size_t)nn_elem_size(t), c = (size_t)is.c, pb = c * es;
+    size_t es = (size_t)nn__elem_size(t), c = (size_t)is.c, pb = c * es;
     size_t row_bytes = (size_t)is.w * pb;
     const uint8_t *src = in;
     uint8_t *dst = out, *tmp = row_tmp;

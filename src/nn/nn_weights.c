@@ -327,7 +327,7 @@ size_t nn_weights_bytes(const nn_weights *w)
 
 #define NN_MAX_SUMS_BYTES ((size_t)64 << 10)
 
-int nn_sums_load(const char *models_dir, nn_sums *out)
+int nn__sums_load(const char *models_dir, nn_sums *out)
 {
     char path[4096];
     if ((size_t)snprintf(path, sizeof path, "%s/SHA256SUMS", models_dir) >= sizeof path)
@@ -367,7 +367,7 @@ int nn_sums_load(const char *models_dir, nn_sums *out)
     return 0;
 }
 
-const uint8_t *nn_sums_find(const nn_sums *s, const char *name)
+const uint8_t *nn__sums_find(const nn_sums *s, const char *name)
 {
     for (int i = 0; i < s->n; i++)
         if (strcmp(s->e[i].name, name) == 0)
@@ -375,12 +375,12 @@ const uint8_t *nn_sums_find(const nn_sums *s, const char *name)
     return NULL;
 }
 
-int nn_read_verified(const char *models_dir, const nn_sums *sums, const char *name, uint8_t **out,
-                     size_t *out_len)
+int nn__read_verified(const char *models_dir, const nn_sums *sums, const char *name, uint8_t **out,
+                      size_t *out_len)
 {
     if (strchr(name, '/') || strcmp(name, "..") == 0 || name[0] == '\0')
         return vg_err_set(VG_EFORMAT, "model file name '%s' is not a plain file name", name);
-    const uint8_t *want = nn_sums_find(sums, name);
+    const uint8_t *want = nn__sums_find(sums, name);
     if (!want)
         return vg_err_set(VG_ENOTFOUND, "%s/%s: not listed in SHA256SUMS, refusing it", models_dir,
                           name);
@@ -421,7 +421,7 @@ int nn_weights_open(const char *models_dir, const char *name, nn_weights **out)
     nn_sums *sums = vg_malloc(sizeof *sums);
     if (!sums)
         return vg_err_set(VG_ENOMEM, "out of memory");
-    int rc = nn_sums_load(models_dir, sums);
+    int rc = nn__sums_load(models_dir, sums);
     uint8_t *man = NULL, *bin = NULL;
     size_t man_len = 0, bin_len = 0;
     json_t *root = NULL;
@@ -432,7 +432,7 @@ int nn_weights_open(const char *models_dir, const char *name, nn_weights **out)
         rc = vg_err_set(VG_EINVAL, "model name too long");
         goto done;
     }
-    if ((rc = nn_read_verified(models_dir, sums, mname, &man, &man_len)) != 0)
+    if ((rc = nn__read_verified(models_dir, sums, mname, &man, &man_len)) != 0)
         goto done;
     /* The manifest is verified, so it is trusted to name the shards; the names are still checked
      * to be plain file names listed in SHA256SUMS. */
@@ -452,7 +452,7 @@ int nn_weights_open(const char *models_dir, const char *name, nn_weights **out)
             }
             uint8_t *shard;
             size_t slen;
-            if ((rc = nn_read_verified(models_dir, sums, json_string_value(pj), &shard, &slen)))
+            if ((rc = nn__read_verified(models_dir, sums, json_string_value(pj), &shard, &slen)))
                 goto done;
             size_t nl;
             uint8_t *nb = NULL;
@@ -485,7 +485,7 @@ int nn_models_verify(const char *models_dir,
     nn_sums *sums = vg_malloc(sizeof *sums);
     if (!sums)
         return vg_err_set(VG_ENOMEM, "out of memory");
-    int rc = nn_sums_load(models_dir, sums);
+    int rc = nn__sums_load(models_dir, sums);
     if (rc) {
         vg_free(sums);
         return rc;
@@ -494,7 +494,7 @@ int nn_models_verify(const char *models_dir,
     for (int i = 0; i < sums->n; i++) {
         uint8_t *buf;
         size_t len;
-        int st = nn_read_verified(models_dir, sums, sums->e[i].name, &buf, &len);
+        int st = nn__read_verified(models_dir, sums, sums->e[i].name, &buf, &len);
         if (st == 0)
             vg_free(buf);
         if (report)

@@ -7,22 +7,22 @@
 static json_t *tenant_json(const store_tenant *t)
 {
     return json_pack("{s:s,s:s,s:s,s:o}", "id", t->id, "name", t->name, "kind",
-                     store_tenant_kind_name(t->kind), "created_at", srv_time(t->created_ms));
+                     store_tenant_kind_name(t->kind), "created_at", server__time(t->created_ms));
 }
 
 static json_t *key_json(const store_key *k)
 {
     return json_pack("{s:s,s:s,s:s,s:s?,s:o,s:o,s:o}", "id", k->id, "tenant_id", k->tenant_id,
                      "role", store_role_name(k->role), "name", k->name, "created_at",
-                     srv_time(k->created_ms), "revoked_at", srv_time(k->revoked_ms), "last_used_at",
-                     srv_time(k->last_used_ms));
+                     server__time(k->created_ms), "revoked_at", server__time(k->revoked_ms),
+                     "last_used_at", server__time(k->last_used_ms));
 }
 
-void api_tenant_create(http_req *req, void *ud)
+void server__api_tenant_create(http_req *req, void *ud)
 {
     server *s = ud;
     json_t *b;
-    if (srv_body_json(req, &b))
+    if (server__body_json(req, &b))
         return;
     static const char *const allowed[] = {"name", "kind", NULL};
     const char *name = NULL, *kind = "agency";
@@ -39,51 +39,51 @@ void api_tenant_create(http_req *req, void *ud)
         rc = store_tenant_create(s->st, name, k, id);
     if (rc != VG_OK) {
         json_decref(b);
-        srv_reply_err(req, rc, "cannot create the tenant");
+        server__reply_err(req, rc, "cannot create the tenant");
         return;
     }
     json_decref(b);
     store_tenant t;
     rc = store_tenant_get(s->st, id, http_req_arena(req), &t);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "tenant created but not readable");
+        server__reply_err(req, rc, "tenant created but not readable");
         return;
     }
     http_reply_json(req, 201, tenant_json(&t));
 }
 
-void api_tenant_list(http_req *req, void *ud)
+void server__api_tenant_list(http_req *req, void *ud)
 {
     server *s = ud;
     store_list_opts o;
-    if (srv_list_opts(req, &o))
+    if (server__list_opts(req, &o))
         return;
     store_tenant *items;
     store_page page;
     int rc = store_tenant_list(s->st, &o, http_req_arena(req), &items, &page);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot list tenants");
+        server__reply_err(req, rc, "cannot list tenants");
         return;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < page.n; i++)
         json_array_append_new(arr, tenant_json(&items[i]));
-    srv_reply_page(req, arr, &page);
+    server__reply_page(req, arr, &page);
 }
 
-void api_tenant_get(http_req *req, void *ud)
+void server__api_tenant_get(http_req *req, void *ud)
 {
     server *s = ud;
     store_tenant t;
     int rc = store_tenant_get(s->st, http_req_param(req, "tenant_id"), http_req_arena(req), &t);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no such tenant");
+        server__reply_err(req, rc, "no such tenant");
         return;
     }
     http_reply_json(req, 200, tenant_json(&t));
 }
 
-void api_key_create(http_req *req, void *ud)
+void server__api_key_create(http_req *req, void *ud)
 {
     server *s = ud;
     const char *tenant = http_req_param(req, "tenant_id");
@@ -92,7 +92,7 @@ void api_key_create(http_req *req, void *ud)
     size_t len;
     http_req_body(req, &len);
     if (len > 0) { /* the body is optional: {"name": "..."} */
-        if (srv_body_json(req, &b))
+        if (server__body_json(req, &b))
             return;
         static const char *const allowed[] = {"name", NULL};
         int rc = http_json_only(b, allowed);
@@ -100,7 +100,7 @@ void api_key_create(http_req *req, void *ud)
             rc = http_json_string(b, "name", 0, STORE_NAME_MAX_BYTES - 1, &name);
         if (rc != VG_OK) {
             json_decref(b);
-            srv_reply_err(req, rc, "bad key fields");
+            server__reply_err(req, rc, "bad key fields");
             return;
         }
     }
@@ -117,7 +117,7 @@ void api_key_create(http_req *req, void *ud)
         rc = store_key_create(s->st, tenant, name, h, id);
     if (rc != VG_OK) {
         json_decref(b);
-        srv_reply_err(req, rc, "cannot create the key");
+        server__reply_err(req, rc, "cannot create the key");
         return;
     }
     json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s}", "id", id, "tenant_id", tenant, "role", "tenant",
@@ -126,12 +126,12 @@ void api_key_create(http_req *req, void *ud)
     http_reply_json(req, 201, o);
 }
 
-void api_key_list(http_req *req, void *ud)
+void server__api_key_list(http_req *req, void *ud)
 {
     server *s = ud;
     const char *tenant = http_req_param(req, "tenant_id");
     store_list_opts o;
-    if (srv_list_opts(req, &o))
+    if (server__list_opts(req, &o))
         return;
     store_tenant t;
     int rc = store_tenant_get(s->st, tenant, http_req_arena(req), &t);
@@ -140,23 +140,23 @@ void api_key_list(http_req *req, void *ud)
     if (rc == VG_OK)
         rc = store_key_list(s->st, tenant, &o, http_req_arena(req), &items, &page);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot list keys");
+        server__reply_err(req, rc, "cannot list keys");
         return;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < page.n; i++)
         json_array_append_new(arr, key_json(&items[i]));
-    srv_reply_page(req, arr, &page);
+    server__reply_page(req, arr, &page);
 }
 
-void api_key_revoke(http_req *req, void *ud)
+void server__api_key_revoke(http_req *req, void *ud)
 {
     server *s = ud;
     const char *tenant = http_req_param(req, "tenant_id");
     const char *key_id = http_req_param(req, "key_id");
     int rc = store_key_revoke(s->st, tenant, key_id);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no such key");
+        server__reply_err(req, rc, "no such key");
         return;
     }
     /* The cache holds hashes, not key ids: forget the tenant's entries so the revoked key

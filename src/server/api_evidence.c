@@ -4,9 +4,7 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#if VG_SERVER_HAVE_ANALYZE
 #include "analyze/analyze.h"
-#endif
 
 /* ---- scans and matches ----------------------------------------------------------------------- */
 
@@ -14,22 +12,22 @@ static json_t *match_json(const store_match *m)
 {
     return json_pack("{s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:o,s:o,s:o,s:o,s:o}", "id", m->id, "scan_id",
                      m->scan_id, "profile_id", m->profile_id, "reference_id", m->reference_id,
-                     "kind", store_match_kind_name(m->kind), "distance", m->distance, "confidence",
+                     "kind", vg_match_kind_name(m->kind), "distance", m->distance, "confidence",
                      m->confidence, "dihedral",
                      m->dihedral >= 0 ? json_integer(m->dihedral) : json_null(), "face_index",
                      m->face_index >= 0 ? json_integer(m->face_index) : json_null(), "sha256",
-                     srv_hex(m->scan_sha256, 32), "source_url", srv_str(m->scan_source_url),
-                     "created_at", srv_time(m->created_ms));
+                     server__hex(m->scan_sha256, 32), "source_url", server__str(m->scan_source_url),
+                     "created_at", server__time(m->created_ms));
 }
 
 static json_t *scan_json(const store_scan *sc, int with_matches)
 {
-    json_t *o =
-        json_pack("{s:s,s:o,s:o,s:o,s:o,s:I}", "id", sc->id, "created_at", srv_time(sc->created_ms),
-                  "sha256", srv_hex(sc->sha256, 32), "source_url", srv_str(sc->source_url), "level",
-                  srv_str(sc->level), "n_matches", (json_int_t)sc->n_matches);
+    json_t *o = json_pack("{s:s,s:o,s:o,s:o,s:o,s:I}", "id", sc->id, "created_at",
+                          server__time(sc->created_ms), "sha256", server__hex(sc->sha256, 32),
+                          "source_url", server__str(sc->source_url), "level",
+                          server__str(sc->level), "n_matches", (json_int_t)sc->n_matches);
     json_object_set_new(o, "pdq",
-                        sc->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_pdq_hex(sc->pdq),
+                        sc->has_pdq ? json_pack("{s:o,s:i}", "hash", server__pdq_hex(sc->pdq),
                                                 "quality", sc->pdq_quality)
                                     : json_null());
     if (with_matches) {
@@ -43,11 +41,11 @@ static json_t *scan_json(const store_scan *sc, int with_matches)
     return o;
 }
 
-void api_scan_list(http_req *req, void *ud)
+void server__api_scan_list(http_req *req, void *ud)
 {
     server *s = ud;
     store_list_opts o;
-    if (srv_list_opts(req, &o))
+    if (server__list_opts(req, &o))
         return;
     uint8_t sha[32];
     const char *h = http_req_query(req, "sha256");
@@ -60,42 +58,42 @@ void api_scan_list(http_req *req, void *ud)
     }
     store_scan *items;
     store_page page;
-    int rc = store_scan_list(s->st, srv_tenant(req), &o, http_req_arena(req), &items, &page);
+    int rc = store_scan_list(s->st, server__tenant(req), &o, http_req_arena(req), &items, &page);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot list scans");
+        server__reply_err(req, rc, "cannot list scans");
         return;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < page.n; i++)
         json_array_append_new(arr, scan_json(&items[i], 0));
-    srv_reply_page(req, arr, &page);
+    server__reply_page(req, arr, &page);
 }
 
-void api_scan_get(http_req *req, void *ud)
+void server__api_scan_get(http_req *req, void *ud)
 {
     server *s = ud;
     store_scan sc;
-    int rc = store_scan_get(s->st, srv_tenant(req), http_req_param(req, "scan_id"),
+    int rc = store_scan_get(s->st, server__tenant(req), http_req_param(req, "scan_id"),
                             http_req_arena(req), &sc);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no such scan");
+        server__reply_err(req, rc, "no such scan");
         return;
     }
     http_reply_json(req, 200, scan_json(&sc, 1));
 }
 
-void api_match_list(http_req *req, void *ud)
+void server__api_match_list(http_req *req, void *ud)
 {
     server *s = ud;
     store_list_opts o;
-    if (srv_list_opts(req, &o))
+    if (server__list_opts(req, &o))
         return;
     o.profile_id = http_req_query(req, "profile_id");
     o.scan_id = http_req_query(req, "scan_id");
     const char *kind = http_req_query(req, "kind");
     if (kind) {
-        store_match_kind k;
-        if (store_match_kind_parse(kind, &k) != VG_OK) {
+        vg_match_kind k;
+        if (vg_match_kind_parse(kind, &k) != VG_OK) {
             http_reply_error(req, 422, "invalid_field", "kind must be exact, pdq or face");
             return;
         }
@@ -103,33 +101,31 @@ void api_match_list(http_req *req, void *ud)
     }
     store_match *items;
     store_page page;
-    int rc = store_match_list(s->st, srv_tenant(req), &o, http_req_arena(req), &items, &page);
+    int rc = store_match_list(s->st, server__tenant(req), &o, http_req_arena(req), &items, &page);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot list matches");
+        server__reply_err(req, rc, "cannot list matches");
         return;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < page.n; i++)
         json_array_append_new(arr, match_json(&items[i]));
-    srv_reply_page(req, arr, &page);
+    server__reply_page(req, arr, &page);
 }
 
-void api_match_get(http_req *req, void *ud)
+void server__api_match_get(http_req *req, void *ud)
 {
     server *s = ud;
     store_match m;
-    int rc = store_match_get(s->st, srv_tenant(req), http_req_param(req, "match_id"),
+    int rc = store_match_get(s->st, server__tenant(req), http_req_param(req, "match_id"),
                              http_req_arena(req), &m);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no such match");
+        server__reply_err(req, rc, "no such match");
         return;
     }
     http_reply_json(req, 200, match_json(&m));
 }
 
 /* ---- analyze --------------------------------------------------------------------------------- */
-
-#if VG_SERVER_HAVE_ANALYZE
 
 static json_t *result_json(const analyze_result *r)
 {
@@ -148,7 +144,7 @@ static json_t *result_json(const analyze_result *r)
             json_pack("{s:o,s:s,s:s,s:s,s:f,s:f,s:o,s:o}", "match_id",
                       m->match_id[0] ? json_string(m->match_id) : json_null(), "profile_id",
                       m->profile_id, "reference_id", m->reference_id, "kind",
-                      analyze_match_kind_name(m->kind), "distance", m->distance, "confidence",
+                      vg_match_kind_name(m->kind), "distance", m->distance, "confidence",
                       m->confidence, "dihedral",
                       m->dihedral >= 0 ? json_integer(m->dihedral) : json_null(), "face_index",
                       m->face_index >= 0 ? json_integer(m->face_index) : json_null()));
@@ -164,13 +160,13 @@ static json_t *result_json(const analyze_result *r)
         (json_int_t)t->store_us, "total_us", (json_int_t)t->total_us);
     json_t *o = json_pack("{s:o,s:o,s:i,s:i,s:s,s:b,s:o,s:o,s:o}", "scan_id",
                           r->scan_id[0] ? json_string(r->scan_id) : json_null(), "sha256",
-                          srv_hex(f->sha256, 32), "width", (int)f->width, "height", (int)f->height,
-                          "format", f->format, "faces_enabled", f->faces_enabled, "faces", faces,
-                          "matches", matches, "timings", timings);
-    json_object_set_new(
-        o, "pdq",
-        f->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_pdq_hex(f->pdq), "quality", f->pdq_quality)
-                   : json_null());
+                          server__hex(f->sha256, 32), "width", (int)f->width, "height",
+                          (int)f->height, "format", f->format, "faces_enabled", f->faces_enabled,
+                          "faces", faces, "matches", matches, "timings", timings);
+    json_object_set_new(o, "pdq",
+                        f->has_pdq ? json_pack("{s:o,s:i}", "hash", server__pdq_hex(f->pdq),
+                                               "quality", f->pdq_quality)
+                                   : json_null());
     return o;
 }
 
@@ -186,18 +182,18 @@ static int analyze_options(server *s, srv_input *in, analyze_request *ar, an_rec
 {
     http_req *req = in->req;
     memset(ar, 0, sizeof(*ar));
-    ar->tenant_id = srv_tenant(req);
-    rec->source_url = srv_input_field(in, "source_url");
-    ar->profile_id = srv_input_field(in, "profile_id");
-    ar->level = (analyze_level)s->cfg->default_level;
+    ar->tenant_id = server__tenant(req);
+    rec->source_url = server__input_field(in, "source_url");
+    ar->profile_id = server__input_field(in, "profile_id");
+    ar->level = (vg_level)s->cfg->default_level;
     rec->store = 1;
-    const char *level = srv_input_field(in, "level");
-    if (level && analyze_level_parse(level, &ar->level) != VG_OK) {
+    const char *level = server__input_field(in, "level");
+    if (level && vg_level_parse(level, &ar->level) != VG_OK) {
         http_reply_error(req, 422, "invalid_field",
                          "level must be speed, balanced, accuracy or memory");
         return -1;
     }
-    const char *st = srv_input_field(in, "store");
+    const char *st = server__input_field(in, "store");
     if (st) {
         if (strcmp(st, "true") == 0 || strcmp(st, "1") == 0) {
             rec->store = 1;
@@ -217,7 +213,7 @@ static int analyze_options(server *s, srv_input *in, analyze_request *ar, an_rec
         store_profile p;
         int rc = store_profile_get(s->st, ar->tenant_id, ar->profile_id, http_req_arena(req), &p);
         if (rc != VG_OK) {
-            srv_reply_err(req, rc, "no such profile");
+            server__reply_err(req, rc, "no such profile");
             return -1;
         }
     }
@@ -278,20 +274,20 @@ static void single_done(void *arg, int status, const char *detail)
         analyze_result_free(&j->res);
         http_reply_json(j->req, code, o);
     } else {
-        srv_reply_detail(j->req, j->status, j->detail);
+        server__reply_detail(j->req, j->status, j->detail);
     }
     http_req_resume(j->req);
 }
 
-void api_analyze(http_req *req, void *ud)
+void server__api_analyze(http_req *req, void *ud)
 {
     server *s = ud;
     if (!s->an) {
-        srv_unavailable(req, "analyze");
+        server__unavailable(req, "analyze");
         return;
     }
     srv_input in;
-    if (srv_input_parse(req, 1, &in))
+    if (server__input_parse(req, 1, &in))
         return;
     an_job *j = vg_arena_alloc(http_req_arena(req), sizeof(*j));
     if (!j) {
@@ -308,7 +304,8 @@ void api_analyze(http_req *req, void *ud)
     http_req_defer(req);
     int rc = analyze_submit(s->an, &j->ar, 0, &j->res, single_done, j);
     if (rc != VG_OK) { /* not queued: done will not run */
-        srv_reply_err(req, rc, rc == VG_EBUSY ? "the analysis queue is full" : "cannot analyse");
+        server__reply_err(req, rc,
+                          rc == VG_EBUSY ? "the analysis queue is full" : "cannot analyse");
         http_req_resume(req);
     }
 }
@@ -351,11 +348,11 @@ static void batch_done(void *arg, int status, const char *detail)
         batch_finish(j->batch);
 }
 
-void api_analyze_batch(http_req *req, void *ud)
+void server__api_analyze_batch(http_req *req, void *ud)
 {
     server *s = ud;
     if (!s->an) {
-        srv_unavailable(req, "analyze");
+        server__unavailable(req, "analyze");
         return;
     }
     if (!http_content_type_is(http_req_header(req, "Content-Type"), "multipart/form-data")) {
@@ -363,7 +360,7 @@ void api_analyze_batch(http_req *req, void *ud)
         return;
     }
     srv_input in;
-    if (srv_input_parse(req, (size_t)s->cfg->max_batch_images, &in))
+    if (server__input_parse(req, (size_t)s->cfg->max_batch_images, &in))
         return;
     analyze_request ar;
     an_record rec;
@@ -401,19 +398,3 @@ void api_analyze_batch(http_req *req, void *ud)
     if (atomic_fetch_sub(&b->pending, 1) == 1)
         batch_finish(b);
 }
-
-#else
-
-void api_analyze(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "analyze");
-}
-
-void api_analyze_batch(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "analyze");
-}
-
-#endif

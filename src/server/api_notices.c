@@ -5,33 +5,32 @@
 
 #include <string.h>
 
-#if VG_SERVER_HAVE_DMCA
 #include "dmca/dmca.h"
-#endif
 
 static json_t *party_json(const store_party *p)
 {
-    return json_pack("{s:o,s:o,s:o,s:o}", "name", srv_str(p->name), "email", srv_str(p->email),
-                     "address", srv_str(p->address), "phone", srv_str(p->phone));
+    return json_pack("{s:o,s:o,s:o,s:o}", "name", server__str(p->name), "email",
+                     server__str(p->email), "address", server__str(p->address), "phone",
+                     server__str(p->phone));
 }
 
 static json_t *event_json(const store_notice_event *e)
 {
     return json_pack("{s:o,s:s,s:o,s:o}", "from",
                      e->has_from ? json_string(store_notice_status_name(e->from)) : json_null(),
-                     "to", store_notice_status_name(e->to), "note", srv_str(e->note), "at",
-                     srv_time(e->at_ms));
+                     "to", store_notice_status_name(e->to), "note", server__str(e->note), "at",
+                     server__time(e->at_ms));
 }
 
 static json_t *notice_json(const store_notice *n)
 {
-    json_t *o =
-        json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o}", "id", n->id, "match_id",
-                  n->match_id, "profile_id", n->profile_id, "reference_id", n->reference_id,
-                  "status", store_notice_status_name(n->status), "infringing_url",
-                  srv_str(n->infringing_url), "recipient", party_json(&n->recipient), "claimant",
-                  party_json(&n->claimant), "signature", srv_str(n->signature), "created_at",
-                  srv_time(n->created_ms), "updated_at", srv_time(n->updated_ms));
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o}", "id", n->id, "match_id",
+                          n->match_id, "profile_id", n->profile_id, "reference_id", n->reference_id,
+                          "status", store_notice_status_name(n->status), "infringing_url",
+                          server__str(n->infringing_url), "recipient", party_json(&n->recipient),
+                          "claimant", party_json(&n->claimant), "signature",
+                          server__str(n->signature), "created_at", server__time(n->created_ms),
+                          "updated_at", server__time(n->updated_ms));
     if (n->events) {
         json_t *ev = json_array();
         for (size_t i = 0; i < n->n_events; i++)
@@ -41,11 +40,11 @@ static json_t *notice_json(const store_notice *n)
     return o;
 }
 
-void api_notice_list(http_req *req, void *ud)
+void server__api_notice_list(http_req *req, void *ud)
 {
     server *s = ud;
     store_list_opts o;
-    if (srv_list_opts(req, &o))
+    if (server__list_opts(req, &o))
         return;
     o.profile_id = http_req_query(req, "profile_id");
     const char *st = http_req_query(req, "status");
@@ -61,29 +60,29 @@ void api_notice_list(http_req *req, void *ud)
     }
     store_notice *items;
     store_page page;
-    int rc = store_notice_list(s->st, srv_tenant(req), &o, http_req_arena(req), &items, &page);
+    int rc = store_notice_list(s->st, server__tenant(req), &o, http_req_arena(req), &items, &page);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot list notices");
+        server__reply_err(req, rc, "cannot list notices");
         return;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < page.n; i++)
         json_array_append_new(arr, notice_json(&items[i]));
-    srv_reply_page(req, arr, &page);
+    server__reply_page(req, arr, &page);
 }
 
 static int load_notice(http_req *req, server *s, store_notice *n)
 {
-    int rc = store_notice_get(s->st, srv_tenant(req), http_req_param(req, "notice_id"),
+    int rc = store_notice_get(s->st, server__tenant(req), http_req_param(req, "notice_id"),
                               http_req_arena(req), n);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no such notice");
+        server__reply_err(req, rc, "no such notice");
         return -1;
     }
     return 0;
 }
 
-void api_notice_get(http_req *req, void *ud)
+void server__api_notice_get(http_req *req, void *ud)
 {
     server *s = ud;
     const char *format = http_req_query(req, "format");
@@ -105,13 +104,13 @@ void api_notice_get(http_req *req, void *ud)
         http_reply_data(req, 200, "text/html; charset=utf-8", n.html, n.html ? strlen(n.html) : 0);
     } else {
         json_t *o = notice_json(&n);
-        json_object_set_new(o, "text", srv_str(n.text));
-        json_object_set_new(o, "html", srv_str(n.html));
+        json_object_set_new(o, "text", server__str(n.text));
+        json_object_set_new(o, "html", server__str(n.html));
         http_reply_json(req, 200, o);
     }
 }
 
-void api_notice_events(http_req *req, void *ud)
+void server__api_notice_events(http_req *req, void *ud)
 {
     server *s = ud;
     store_notice n;
@@ -124,8 +123,6 @@ void api_notice_events(http_req *req, void *ud)
                     json_pack("{s:s,s:s,s:o}", "id", n.id, "status",
                               store_notice_status_name(n.status), "events", arr));
 }
-
-#if VG_SERVER_HAVE_DMCA
 
 static int party_from(const json_t *b, const char *key, store_party *p)
 {
@@ -148,11 +145,11 @@ static int party_from(const json_t *b, const char *key, store_party *p)
     return VG_OK;
 }
 
-void api_notice_create(http_req *req, void *ud)
+void server__api_notice_create(http_req *req, void *ud)
 {
     server *s = ud;
     json_t *b;
-    if (srv_body_json(req, &b))
+    if (server__body_json(req, &b))
         return;
     static const char *const allowed[] = {"match_id", "infringing_url", "recipient", "signer_name",
                                           NULL};
@@ -170,37 +167,37 @@ void api_notice_create(http_req *req, void *ud)
         rc = http_json_string(b, "signer_name", 0, STORE_NAME_MAX_BYTES - 1, &dr.signer_name);
     if (rc != VG_OK) {
         json_decref(b);
-        srv_reply_err(req, rc, "bad notice fields");
+        server__reply_err(req, rc, "bad notice fields");
         return;
     }
     vg_arena *a = http_req_arena(req);
     store_notice_source src;
     store_notice_new nn;
     char id[STORE_ID_MAX];
-    rc = store_notice_source_get(s->st, srv_tenant(req), match_id, a, &src);
+    rc = store_notice_source_get(s->st, server__tenant(req), match_id, a, &src);
     if (rc == VG_OK)
         rc = dmca_draft(&src, &dr, a, &nn);
     if (rc == VG_OK)
-        rc = store_notice_create(s->st, srv_tenant(req), &nn, id);
+        rc = store_notice_create(s->st, server__tenant(req), &nn, id);
     json_decref(b);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot draft the notice");
+        server__reply_err(req, rc, "cannot draft the notice");
         return;
     }
     store_notice n;
-    rc = store_notice_get(s->st, srv_tenant(req), id, a, &n);
+    rc = store_notice_get(s->st, server__tenant(req), id, a, &n);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "notice stored but not readable");
+        server__reply_err(req, rc, "notice stored but not readable");
         return;
     }
     http_reply_json(req, 201, notice_json(&n));
 }
 
-void api_notice_status(http_req *req, void *ud)
+void server__api_notice_status(http_req *req, void *ud)
 {
     server *s = ud;
     json_t *b;
-    if (srv_body_json(req, &b))
+    if (server__body_json(req, &b))
         return;
     static const char *const allowed[] = {"status", "note", NULL};
     const char *to_s = NULL, *note = NULL;
@@ -215,11 +212,11 @@ void api_notice_status(http_req *req, void *ud)
         rc = http_json_string(b, "note", 0, STORE_TEXT_MAX_BYTES - 1, &note);
     const char *id = http_req_param(req, "notice_id");
     if (rc == VG_OK)
-        rc = store_notice_set_status(s->st, srv_tenant(req), id, to, dmca_allowed_from(to), note,
-                                     NULL);
+        rc = store_notice_set_status(s->st, server__tenant(req), id, to, dmca_allowed_from(to),
+                                     note, NULL);
     json_decref(b);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot change the status");
+        server__reply_err(req, rc, "cannot change the status");
         return;
     }
     store_notice n;
@@ -227,19 +224,3 @@ void api_notice_status(http_req *req, void *ud)
         return;
     http_reply_json(req, 200, notice_json(&n));
 }
-
-#else
-
-void api_notice_create(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "dmca");
-}
-
-void api_notice_status(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "dmca");
-}
-
-#endif

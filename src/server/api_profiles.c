@@ -6,9 +6,7 @@
 
 #include <string.h>
 
-#if VG_SERVER_HAVE_ANALYZE
 #include "analyze/analyze.h"
-#endif
 
 /* ---- profiles -------------------------------------------------------------------------------- */
 
@@ -16,9 +14,10 @@ static json_t *profile_json(const store_profile *p)
 {
     const store_profile_fields *f = &p->f;
     return json_pack("{s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "id", p->id, "name", f->name,
-                     "legal_name", srv_str(f->legal_name), "email", srv_str(f->email), "address",
-                     srv_str(f->address), "phone", srv_str(f->phone), "notes", srv_str(f->notes),
-                     "created_at", srv_time(p->created_ms), "updated_at", srv_time(p->updated_ms));
+                     "legal_name", server__str(f->legal_name), "email", server__str(f->email),
+                     "address", server__str(f->address), "phone", server__str(f->phone), "notes",
+                     server__str(f->notes), "created_at", server__time(p->created_ms), "updated_at",
+                     server__time(p->updated_ms));
 }
 
 /* An optional field: on update (`clearable`) "" is kept as "" (the store clears the field, as
@@ -62,85 +61,85 @@ static int profile_fields(const json_t *b, int create, store_profile_fields *f)
 static void reply_profile(http_req *req, server *s, const char *id, int status)
 {
     store_profile p;
-    int rc = store_profile_get(s->st, srv_tenant(req), id, http_req_arena(req), &p);
+    int rc = store_profile_get(s->st, server__tenant(req), id, http_req_arena(req), &p);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no such profile");
+        server__reply_err(req, rc, "no such profile");
         return;
     }
     http_reply_json(req, status, profile_json(&p));
 }
 
-void api_profile_create(http_req *req, void *ud)
+void server__api_profile_create(http_req *req, void *ud)
 {
     server *s = ud;
     json_t *b;
-    if (srv_body_json(req, &b))
+    if (server__body_json(req, &b))
         return;
     store_profile_fields f;
     char id[STORE_ID_MAX];
     int rc = profile_fields(b, 1, &f);
     if (rc == VG_OK)
-        rc = store_profile_create(s->st, srv_tenant(req), &f, id);
+        rc = store_profile_create(s->st, server__tenant(req), &f, id);
     json_decref(b);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot create the profile");
+        server__reply_err(req, rc, "cannot create the profile");
         return;
     }
     reply_profile(req, s, id, 201);
 }
 
-void api_profile_list(http_req *req, void *ud)
+void server__api_profile_list(http_req *req, void *ud)
 {
     server *s = ud;
     store_list_opts o;
-    if (srv_list_opts(req, &o))
+    if (server__list_opts(req, &o))
         return;
     store_profile *items;
     store_page page;
-    int rc = store_profile_list(s->st, srv_tenant(req), &o, http_req_arena(req), &items, &page);
+    int rc = store_profile_list(s->st, server__tenant(req), &o, http_req_arena(req), &items, &page);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot list profiles");
+        server__reply_err(req, rc, "cannot list profiles");
         return;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < page.n; i++)
         json_array_append_new(arr, profile_json(&items[i]));
-    srv_reply_page(req, arr, &page);
+    server__reply_page(req, arr, &page);
 }
 
-void api_profile_get(http_req *req, void *ud)
+void server__api_profile_get(http_req *req, void *ud)
 {
     reply_profile(req, ud, http_req_param(req, "profile_id"), 200);
 }
 
-void api_profile_update(http_req *req, void *ud)
+void server__api_profile_update(http_req *req, void *ud)
 {
     server *s = ud;
     json_t *b;
-    if (srv_body_json(req, &b))
+    if (server__body_json(req, &b))
         return;
     store_profile_fields f;
     const char *id = http_req_param(req, "profile_id");
     int rc = profile_fields(b, 0, &f);
     if (rc == VG_OK)
-        rc = store_profile_update(s->st, srv_tenant(req), id, &f);
+        rc = store_profile_update(s->st, server__tenant(req), id, &f);
     json_decref(b);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot update the profile");
+        server__reply_err(req, rc, "cannot update the profile");
         return;
     }
     reply_profile(req, s, id, 200);
 }
 
-void api_profile_delete(http_req *req, void *ud)
+void server__api_profile_delete(http_req *req, void *ud)
 {
     server *s = ud;
     const char *id = http_req_param(req, "profile_id");
     size_t n = 0;
     /* Out of the store, out of matching and out of the feature cache before the answer. */
-    int rc = catalog_profile_remove(s->cat, srv_tenant(req), id, &n);
+    int rc = catalog_profile_remove(s->cat, server__tenant(req), id, &n);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no such profile");
+        server__reply_err(req, rc, "no such profile");
         return;
     }
     http_reply_json(
@@ -152,66 +151,68 @@ void api_profile_delete(http_req *req, void *ud)
 
 static json_t *reference_json(const store_reference *r)
 {
-    json_t *o =
-        json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:b,s:o}", "id", r->id, "profile_id",
-                  r->profile_id, "kind", store_ref_kind_name(r->kind), "title", srv_str(r->title),
-                  "description", srv_str(r->description), "original_url", srv_str(r->original_url),
-                  "copyright_holder", srv_str(r->copyright_holder), "sha256",
-                  srv_hex(r->sha256, 32), "faces", (json_int_t)r->n_faces, "image_stored",
-                  r->has_image, "created_at", srv_time(r->created_ms));
-    json_object_set_new(
-        o, "pdq",
-        r->has_pdq ? json_pack("{s:o,s:i}", "hash", srv_pdq_hex(r->pdq), "quality", r->pdq_quality)
-                   : json_null());
+    json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:b,s:o}", "id", r->id,
+                          "profile_id", r->profile_id, "kind", store_ref_kind_name(r->kind),
+                          "title", server__str(r->title), "description",
+                          server__str(r->description), "original_url", server__str(r->original_url),
+                          "copyright_holder", server__str(r->copyright_holder), "sha256",
+                          server__hex(r->sha256, 32), "faces", (json_int_t)r->n_faces,
+                          "image_stored", r->has_image, "created_at", server__time(r->created_ms));
+    json_object_set_new(o, "pdq",
+                        r->has_pdq ? json_pack("{s:o,s:i}", "hash", server__pdq_hex(r->pdq),
+                                               "quality", r->pdq_quality)
+                                   : json_null());
     return o;
 }
 
-void api_reference_list(http_req *req, void *ud)
+void server__api_reference_list(http_req *req, void *ud)
 {
     server *s = ud;
     store_list_opts o;
-    if (srv_list_opts(req, &o))
+    if (server__list_opts(req, &o))
         return;
     const char *pid = http_req_param(req, "profile_id");
     store_profile p; /* 404 for an unknown (or another tenant's) profile, not an empty list */
-    int rc = store_profile_get(s->st, srv_tenant(req), pid, http_req_arena(req), &p);
+    int rc = store_profile_get(s->st, server__tenant(req), pid, http_req_arena(req), &p);
     store_reference *items = NULL;
     store_page page;
     o.profile_id = pid;
     if (rc == VG_OK)
-        rc = store_reference_list(s->st, srv_tenant(req), &o, http_req_arena(req), &items, &page);
+        rc = store_reference_list(s->st, server__tenant(req), &o, http_req_arena(req), &items,
+                                  &page);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no such profile");
+        server__reply_err(req, rc, "no such profile");
         return;
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < page.n; i++)
         json_array_append_new(arr, reference_json(&items[i]));
-    srv_reply_page(req, arr, &page);
+    server__reply_page(req, arr, &page);
 }
 
-void api_reference_get(http_req *req, void *ud)
+void server__api_reference_get(http_req *req, void *ud)
 {
     server *s = ud;
     store_reference r;
-    int rc = store_reference_get(s->st, srv_tenant(req), http_req_param(req, "reference_id"),
+    int rc = store_reference_get(s->st, server__tenant(req), http_req_param(req, "reference_id"),
                                  http_req_arena(req), &r);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no such reference");
+        server__reply_err(req, rc, "no such reference");
         return;
     }
     http_reply_json(req, 200, reference_json(&r));
 }
 
-void api_reference_image(http_req *req, void *ud)
+void server__api_reference_image(http_req *req, void *ud)
 {
     server *s = ud;
     const uint8_t *bytes;
     size_t len;
-    int rc = store_reference_image_get(s->st, srv_tenant(req), http_req_param(req, "reference_id"),
-                                       http_req_arena(req), &bytes, &len);
+    int rc =
+        store_reference_image_get(s->st, server__tenant(req), http_req_param(req, "reference_id"),
+                                  http_req_arena(req), &bytes, &len);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no stored image for this reference");
+        server__reply_err(req, rc, "no stored image for this reference");
         return;
     }
     const char *ct = "application/octet-stream";
@@ -224,20 +225,18 @@ void api_reference_image(http_req *req, void *ud)
     http_reply_data(req, 200, ct, bytes, len);
 }
 
-void api_reference_delete(http_req *req, void *ud)
+void server__api_reference_delete(http_req *req, void *ud)
 {
     server *s = ud;
     const char *id = http_req_param(req, "reference_id");
     /* Out of the store, out of matching and out of the feature cache before the answer. */
-    int rc = catalog_reference_remove(s->cat, srv_tenant(req), id);
+    int rc = catalog_reference_remove(s->cat, server__tenant(req), id);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no such reference");
+        server__reply_err(req, rc, "no such reference");
         return;
     }
     http_reply_json(req, 200, json_pack("{s:s,s:b}", "id", id, "deleted", 1));
 }
-
-#if VG_SERVER_HAVE_ANALYZE
 
 /* A reference upload in flight: features are computed on the analysis threads; the completion
  * registers it through the catalog (stored and indexed) and answers. Lives in the request arena,
@@ -265,7 +264,7 @@ static void ref_store(ref_job *j)
     /* Indexed before the answer, so the next analysis already matches against it. */
     int rc = catalog_reference_add(s->cat, j->tenant, &j->nr, http_req_arena(req), &r);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "cannot store the reference");
+        server__reply_err(req, rc, "cannot store the reference");
         return;
     }
     http_reply_json(req, 201, reference_json(&r));
@@ -278,26 +277,26 @@ static void ref_done(void *arg, int status, const char *detail)
         ref_store(j);
         analyze_result_free(&j->res);
     } else {
-        srv_reply_detail(j->req, status, detail);
+        server__reply_detail(j->req, status, detail);
     }
     http_req_resume(j->req);
 }
 
-void api_reference_create(http_req *req, void *ud)
+void server__api_reference_create(http_req *req, void *ud)
 {
     server *s = ud;
     if (!s->an) {
-        srv_unavailable(req, "analyze");
+        server__unavailable(req, "analyze");
         return;
     }
     const char *pid = http_req_param(req, "profile_id");
     srv_input in;
-    if (srv_input_parse(req, 1, &in))
+    if (server__input_parse(req, 1, &in))
         return;
     store_profile p;
-    int rc = store_profile_get(s->st, srv_tenant(req), pid, http_req_arena(req), &p);
+    int rc = store_profile_get(s->st, server__tenant(req), pid, http_req_arena(req), &p);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, "no such profile");
+        server__reply_err(req, rc, "no such profile");
         return;
     }
     ref_job *j = vg_arena_alloc(http_req_arena(req), sizeof(*j));
@@ -308,18 +307,18 @@ void api_reference_create(http_req *req, void *ud)
     memset(j, 0, sizeof(*j));
     j->s = s;
     j->req = req;
-    snprintf(j->tenant, sizeof(j->tenant), "%s", srv_tenant(req));
+    snprintf(j->tenant, sizeof(j->tenant), "%s", server__tenant(req));
     catalog_reference_new *nr = &j->nr;
     nr->profile_id = pid;
-    const char *kind = srv_input_field(&in, "kind");
+    const char *kind = server__input_field(&in, "kind");
     if (!kind || store_ref_kind_parse(kind, &nr->kind) != VG_OK) {
         http_reply_error(req, 422, "invalid_field", "field 'kind' must be 'work' or 'likeness'");
         return;
     }
-    nr->title = srv_input_field(&in, "title");
-    nr->description = srv_input_field(&in, "description");
-    nr->original_url = srv_input_field(&in, "original_url");
-    nr->copyright_holder = srv_input_field(&in, "copyright_holder");
+    nr->title = server__input_field(&in, "title");
+    nr->description = server__input_field(&in, "description");
+    nr->original_url = server__input_field(&in, "original_url");
+    nr->copyright_holder = server__input_field(&in, "copyright_holder");
     if (nr->kind == STORE_REF_LIKENESS &&
         (nr->title || nr->description || nr->original_url || nr->copyright_holder)) {
         http_reply_error(req, 422, "invalid_field",
@@ -330,22 +329,13 @@ void api_reference_create(http_req *req, void *ud)
     j->ar.bytes = in.images[0].data;
     j->ar.len = in.images[0].len;
     j->ar.tenant_id = j->tenant;
-    j->ar.level = (analyze_level)s->cfg->default_level;
+    j->ar.level = (vg_level)s->cfg->default_level;
     j->ar.deadline_ns = http_req_start_ns(req) + s->cfg->request_deadline_ms * 1000000ull;
     http_req_defer(req);
     rc = analyze_submit(s->an, &j->ar, 1, &j->res, ref_done, j);
     if (rc != VG_OK) {
-        srv_reply_err(req, rc, rc == VG_EBUSY ? "the analysis queue is full" : "cannot analyse");
+        server__reply_err(req, rc,
+                          rc == VG_EBUSY ? "the analysis queue is full" : "cannot analyse");
         http_req_resume(req);
     }
 }
-
-#else
-
-void api_reference_create(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "analyze");
-}
-
-#endif

@@ -11,14 +11,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#if VG_SERVER_HAVE_OBS
 #include "obs/obs.h"
-#endif
-#if VG_SERVER_HAVE_ANALYZE
 #include "analyze/analyze.h"
 #include "cache/cache.h"
 #include "face/face.h"
-#endif
 
 /* Descriptors kept for the store, logs, the listener and model files, not for connections. */
 #define SERVER_RESERVED_FDS 64
@@ -115,7 +111,7 @@ static int bootstrap_admin(server *s)
 
 /* ---- index ----------------------------------------------------------------------------------- */
 
-uint64_t srv_index_references(server *s)
+uint64_t server__index_references(server *s)
 {
     index_stats st;
     if (!s->ix || index_stats_get(s->ix, NULL, &st) != VG_OK)
@@ -123,35 +119,25 @@ uint64_t srv_index_references(server *s)
     return st.references;
 }
 
-#if VG_SERVER_HAVE_ANALYZE
 /* The catalog's erase hook: a deleted reference's features leave every feature-cache tier. */
 static void cache_purge(void *arg, const char *tenant, const uint8_t sha256[32])
 {
     server *s = arg;
     analyze_cache_purge(s->an, tenant, sha256);
 }
-#endif
 
 /* ---- observation: request metrics (the access log line is the http module's) ---------------- */
 
 static void observe(void *ud, const char *method, const char *route, int status, uint64_t ns)
 {
-#if VG_SERVER_HAVE_OBS
     server *s = ud;
     char code[8];
     snprintf(code, sizeof(code), "%d", status); /* 0: the client went away before an answer */
     obs_inc(s->m_requests, OBS_LABELS(route, code));
     obs_observe(s->m_duration, OBS_LABELS(route), (double)ns / 1e9);
-#else
-    (void)ud;
-    (void)route;
-    (void)status;
-    (void)ns;
-#endif
     (void)method;
 }
 
-#if VG_SERVER_HAVE_OBS
 /* The HTTP layer's refusal counts, as deltas since the last render (rendering thread). */
 static void collect_http_refusals(server *s)
 {
@@ -174,7 +160,7 @@ static void collect(void *ctx)
     collect_http_refusals(s);
     if (s->http)
         obs_set(s->m_inflight, NULL, (double)http_server_inflight(s->http));
-    obs_set(s->m_index_refs, NULL, (double)srv_index_references(s));
+    obs_set(s->m_index_refs, NULL, (double)server__index_references(s));
     store_stats st;
     store_stats_get(s->st, &st);
     if (st.errors > s->store_errors_seen)
@@ -192,7 +178,6 @@ static void collect(void *ctx)
         obs_add(s->m_keycache, OBS_LABELS("miss"), misses - s->kc_misses_seen);
     s->kc_hits_seen = hits;
     s->kc_misses_seen = misses;
-#if VG_SERVER_HAVE_ANALYZE
     /* The cache tier that answered is reported here, to the operator, never to tenants. */
     if (s->an) {
         static const char *const tiers[4] = {"miss", "l1", "l2", "l3"};
@@ -241,7 +226,6 @@ static void collect(void *ctx)
             s->img_limits_seen[k] = as.img_limit_hits[k];
         }
     }
-#endif
 }
 
 static obs_health_status check_database(void *ctx, char *msg, size_t n)
@@ -259,7 +243,7 @@ static obs_health_status check_database(void *ctx, char *msg, size_t n)
 static obs_health_status check_index(void *ctx, char *msg, size_t n)
 {
     server *s = ctx;
-    snprintf(msg, n, "%llu references", (unsigned long long)srv_index_references(s));
+    snprintf(msg, n, "%llu references", (unsigned long long)server__index_references(s));
     return s->ix ? OBS_HEALTH_OK : OBS_HEALTH_FAILING;
 }
 
@@ -342,7 +326,6 @@ static int open_obs(server *s)
         rc = obs_counter_register(s->reg, "vigil_auth_key_lookups_total",
                                   "bearer-key lookups served from memory (hit) or the store",
                                   "result", &s->m_keycache);
-#if VG_SERVER_HAVE_ANALYZE
     if (rc == VG_OK)
         rc = obs_counter_register(
             s->reg, "vigil_analysis_requests_total",
@@ -354,7 +337,6 @@ static int open_obs(server *s)
         rc = obs_gauge_register(s->reg, "vigil_analysis_queue_depth",
                                 "images waiting for an inference worker", NULL,
                                 &s->m_analysis_queue);
-#endif
     if (rc == VG_OK)
         rc = obs_counter_register(s->reg, "vigil_cache_lookups_total",
                                   "feature-cache lookups by the tier that answered (miss: none)",
@@ -391,11 +373,9 @@ static int open_obs(server *s)
     }
     return rc;
 }
-#endif
 
 /* ---- analysis pipeline ----------------------------------------------------------------------- */
 
-#if VG_SERVER_HAVE_ANALYZE
 /* Face models (when enabled), the feature cache and the analysis context. A face model that
  * cannot be loaded is not fatal: the server runs without faces and health says why. */
 static int open_analysis(server *s)
@@ -431,7 +411,7 @@ static int open_analysis(server *s)
         return rc;
     analyze_config ac;
     analyze_config_default(&ac);
-    ac.default_level = (analyze_level)c->default_level;
+    ac.default_level = (vg_level)c->default_level;
     ac.pdq_threshold = (int)c->pdq_threshold;
     ac.pdq_min_quality = (int)c->pdq_quality_min;
     ac.face_threshold = (float)c->face_threshold;
@@ -458,7 +438,6 @@ static int open_analysis(server *s)
             c->redis_url[0] ? "on" : "off", analyze_model_version(s->an));
     return VG_OK;
 }
-#endif
 
 /* ---- lifecycle ------------------------------------------------------------------------------- */
 
@@ -535,10 +514,8 @@ int server_open(const conf_settings *cfg, server **out)
     if ((rc = bootstrap_admin(s)) != VG_OK)
         goto fail;
 
-#if VG_SERVER_HAVE_OBS
     if ((rc = open_obs(s)) != VG_OK)
         goto fail;
-#endif
 
     /* index, from every live reference: the catalog builds it and keeps it in step */
     uint64_t t0 = vg_now_ns();
@@ -547,14 +524,12 @@ int server_open(const conf_settings *cfg, server **out)
     if ((rc = catalog_open(s->st, s->ix, &s->cat)) != VG_OK)
         goto fail;
     VG_INFO("server", "index: %llu references loaded in %.1f ms (pdq kernel %s, face kernel %s)",
-            (unsigned long long)srv_index_references(s), (double)(vg_now_ns() - t0) / 1e6,
+            (unsigned long long)server__index_references(s), (double)(vg_now_ns() - t0) / 1e6,
             index_kernel_name(index_pdq_kernel(s->ix)),
             index_kernel_name(index_face_kernel(s->ix)));
 
-#if VG_SERVER_HAVE_ANALYZE
     if ((rc = open_analysis(s)) != VG_OK)
         goto fail;
-#endif
 
     /* routes and HTTP */
     if ((rc = http_router_new(&s->router)) != VG_OK)
@@ -627,7 +602,6 @@ int server_run(server *s)
         grace / 2 < SERVER_SHUTDOWN_ANSWER_MS ? grace / 2 : SERVER_SHUTDOWN_ANSWER_MS;
     uint64_t end = vg_now_ns() + grace * 1000000ull;
     int rc = http_server_drain(s->http, grace - reserve);
-#if VG_SERVER_HAVE_ANALYZE
     if (rc != VG_OK && s->an) {
         /* Grace (nearly) over: whatever still waits for analysis is answered 503 + Retry-After
          * now instead of holding the exit; batches already running finish and answer. */
@@ -639,9 +613,6 @@ int server_run(server *s)
                                             ? left_ms
                                             : SERVER_SHUTDOWN_FLUSH_MIN_MS);
     }
-#else
-    (void)end;
-#endif
     if (rc != VG_OK)
         VG_WARN("server", "%s", vg_err_msg());
     return rc;
@@ -651,26 +622,20 @@ void server_close(server *s)
 {
     if (!s)
         return;
-#if VG_SERVER_HAVE_ANALYZE
     /* Queued analyses finish and resume their requests before the HTTP server goes away. */
     analyze_ctx_free(s->an);
     s->an = NULL;
-#endif
     http_server_close(s->http);
     s->http = NULL;
-#if VG_SERVER_HAVE_ANALYZE
     cache_close(s->cache);
     face_models_free(s->models);
-#endif
     http_router_free(s->router);
     catalog_close(s->cat);
     index_free(s->ix);
     http_keycache_free(s->kc);
     store_close(s->st); /* checkpoints the WAL */
-#if VG_SERVER_HAVE_OBS
     obs_health_free(s->health);
     obs_registry_free(s->reg);
-#endif
     VG_INFO("server", "stopped");
     vg_free(s);
 }

@@ -41,6 +41,9 @@ void server_block_signals(void);
  * the OpenAPI test lists routes without opening anything). */
 int server_add_routes(server *s, http_router *r);
 
+/* The OpenAPI 3 document of those routes (src/server/openapi.json compiled in). Static. */
+const char *server_openapi_json(size_t *len);
+
 /* Raises RLIMIT_NOFILE's soft limit to the hard limit; *out_limit gets the new soft limit. */
 int server_raise_nofile(uint64_t *out_limit);
 

@@ -68,33 +68,33 @@ struct server {
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
 
 /* Live references in the match index (the index's own count, so deletes lower it). */
-uint64_t srv_index_references(server *s);
+uint64_t server__index_references(server *s);
 
 /* The calling tenant's id (tenant routes only). */
-const char *srv_tenant(http_req *req);
+const char *server__tenant(http_req *req);
 /* RFC 3339 string for a wall-clock ms, or JSON null for 0. Returns a new reference. */
-json_t *srv_time(int64_t ms);
+json_t *server__time(int64_t ms);
 /* JSON string or null. New reference. */
-json_t *srv_str(const char *s);
+json_t *server__str(const char *s);
 /* Lower-case hex string of n bytes. New reference. */
-json_t *srv_hex(const uint8_t *bytes, size_t n);
+json_t *server__hex(const uint8_t *bytes, size_t n);
 /* A PDQ hash as stored (the pdq_hash words' bytes) in the 64-hex form `vigil hash` and Meta's
  * tools print. New reference. */
-json_t *srv_pdq_hex(const uint8_t bytes[32]);
+json_t *server__pdq_hex(const uint8_t bytes[VG_PDQ_BYTES]);
 /* Parses limit, cursor and since/until from the query into *o (strings borrowed from the
  * request). On a bad value replies 422 and returns nonzero. */
-int srv_list_opts(http_req *req, store_list_opts *o);
+int server__list_opts(http_req *req, store_list_opts *o);
 /* {"items": items, "next_cursor": "..." | null}; takes ownership of items. */
-void srv_reply_page(http_req *req, json_t *items, const store_page *page);
+void server__reply_page(http_req *req, json_t *items, const store_page *page);
 /* The body as a JSON object (Content-Type application/json). On failure replies 415/400/422 and
  * returns nonzero. *out owned by the caller. */
-int srv_body_json(http_req *req, json_t **out);
+int server__body_json(http_req *req, json_t **out);
 /* Replies for a failed store/index/analyze call (the detail is vg_err_msg() of this thread). */
-void srv_reply_err(http_req *req, int rc, const char *what);
+void server__reply_err(http_req *req, int rc, const char *what);
 /* Replies for a failed asynchronous analysis with the detail its done callback was given. */
-void srv_reply_detail(http_req *req, int rc, const char *detail);
+void server__reply_detail(http_req *req, int rc, const char *detail);
 /* Parses a time given as ms since the epoch or RFC 3339 UTC ("2026-11-26T23:40:01Z"). */
-int srv_parse_time(const char *s, int64_t *out_ms);
+int server__parse_time(const char *s, int64_t *out_ms);
 /* An image request: a raw image body (fields in the query string) or multipart/form-data with
  * one or more `image` parts and text fields. */
 typedef struct srv_image {
@@ -114,51 +114,51 @@ typedef struct srv_input {
 
 /* Parses the request's image input; at most max_images images (more is 422). On failure replies
  * (400 malformed, 415 not an image, 422 missing image) and returns nonzero. */
-int srv_input_parse(http_req *req, size_t max_images, srv_input *in);
+int server__input_parse(http_req *req, size_t max_images, srv_input *in);
 /* A text field by name: a multipart part or a query parameter; NULL when absent or empty.
  * Returned strings live in the request arena. */
-const char *srv_input_field(srv_input *in, const char *name);
+const char *server__input_field(srv_input *in, const char *name);
 
 /* Handler for a route whose module is not built into this binary: 503 naming it. */
-void srv_unavailable(http_req *req, void *ud);
+void server__unavailable(http_req *req, void *ud);
 
 /* ---- handlers ------------------------------------------------------------------------------- */
 
-void api_health(http_req *req, void *ud);
-void api_live(http_req *req, void *ud);
-void api_metrics(http_req *req, void *ud);
-void api_openapi(http_req *req, void *ud);
+void server__api_health(http_req *req, void *ud);
+void server__api_live(http_req *req, void *ud);
+void server__api_metrics(http_req *req, void *ud);
+void server__api_openapi(http_req *req, void *ud);
 
-void api_tenant_create(http_req *req, void *ud);
-void api_tenant_list(http_req *req, void *ud);
-void api_tenant_get(http_req *req, void *ud);
-void api_key_create(http_req *req, void *ud);
-void api_key_list(http_req *req, void *ud);
-void api_key_revoke(http_req *req, void *ud);
+void server__api_tenant_create(http_req *req, void *ud);
+void server__api_tenant_list(http_req *req, void *ud);
+void server__api_tenant_get(http_req *req, void *ud);
+void server__api_key_create(http_req *req, void *ud);
+void server__api_key_list(http_req *req, void *ud);
+void server__api_key_revoke(http_req *req, void *ud);
 
-void api_profile_create(http_req *req, void *ud);
-void api_profile_list(http_req *req, void *ud);
-void api_profile_get(http_req *req, void *ud);
-void api_profile_update(http_req *req, void *ud);
-void api_profile_delete(http_req *req, void *ud);
+void server__api_profile_create(http_req *req, void *ud);
+void server__api_profile_list(http_req *req, void *ud);
+void server__api_profile_get(http_req *req, void *ud);
+void server__api_profile_update(http_req *req, void *ud);
+void server__api_profile_delete(http_req *req, void *ud);
 
-void api_reference_create(http_req *req, void *ud);
-void api_reference_list(http_req *req, void *ud);
-void api_reference_get(http_req *req, void *ud);
-void api_reference_image(http_req *req, void *ud);
-void api_reference_delete(http_req *req, void *ud);
+void server__api_reference_create(http_req *req, void *ud);
+void server__api_reference_list(http_req *req, void *ud);
+void server__api_reference_get(http_req *req, void *ud);
+void server__api_reference_image(http_req *req, void *ud);
+void server__api_reference_delete(http_req *req, void *ud);
 
-void api_analyze(http_req *req, void *ud);
-void api_analyze_batch(http_req *req, void *ud);
-void api_scan_list(http_req *req, void *ud);
-void api_scan_get(http_req *req, void *ud);
-void api_match_list(http_req *req, void *ud);
-void api_match_get(http_req *req, void *ud);
+void server__api_analyze(http_req *req, void *ud);
+void server__api_analyze_batch(http_req *req, void *ud);
+void server__api_scan_list(http_req *req, void *ud);
+void server__api_scan_get(http_req *req, void *ud);
+void server__api_match_list(http_req *req, void *ud);
+void server__api_match_get(http_req *req, void *ud);
 
-void api_notice_create(http_req *req, void *ud);
-void api_notice_list(http_req *req, void *ud);
-void api_notice_get(http_req *req, void *ud);
-void api_notice_status(http_req *req, void *ud);
-void api_notice_events(http_req *req, void *ud);
+void server__api_notice_create(http_req *req, void *ud);
+void server__api_notice_list(http_req *req, void *ud);
+void server__api_notice_get(http_req *req, void *ud);
+void server__api_notice_status(http_req *req, void *ud);
+void server__api_notice_events(http_req *req, void *ud);
 
 #endif /* VG_SERVER_INT_H */

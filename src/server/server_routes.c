@@ -1,5 +1,6 @@
 /* The route table: every API route, its auth, and its handler. The OpenAPI document
- * (src/http/openapi.json) describes exactly these routes; tests/test_server.c checks both ways. */
+ * (openapi.json beside this file) describes exactly these routes; tests/test_server.c checks
+ * both ways. */
 #include "server/server_int.h"
 
 typedef struct route_def {
@@ -16,54 +17,43 @@ typedef struct route_def {
 #define ADM HTTP_AUTH_ADMIN
 #define TEN HTTP_AUTH_TENANT
 
-#if VG_SERVER_HAVE_OBS
-#define METRICS_HANDLER api_metrics
-#else
-static void metrics_unavailable(http_req *req, void *ud)
-{
-    (void)ud;
-    srv_unavailable(req, "obs");
-}
-#define METRICS_HANDLER metrics_unavailable
-#endif
-
 /* clang-format off */
 static const route_def routes[] = {
-    {"GET",    "/api/v1/health",                               PUB, 0, api_health},
-    {"GET",    "/api/v1/health/live",                          PUB, 0, api_live},
-    {"GET",    "/api/v1/openapi.json",                         PUB, 0, api_openapi},
-    {"GET",    "/metrics",                                     PUB, 0, METRICS_HANDLER},
+    {"GET",    "/api/v1/health",                               PUB, 0, server__api_health},
+    {"GET",    "/api/v1/health/live",                          PUB, 0, server__api_live},
+    {"GET",    "/api/v1/openapi.json",                         PUB, 0, server__api_openapi},
+    {"GET",    "/metrics",                                     PUB, 0, server__api_metrics},
 
-    {"POST",   "/api/v1/tenants",                              ADM, J, api_tenant_create},
-    {"GET",    "/api/v1/tenants",                              ADM, 0, api_tenant_list},
-    {"GET",    "/api/v1/tenants/{tenant_id}",                  ADM, 0, api_tenant_get},
-    {"POST",   "/api/v1/tenants/{tenant_id}/keys",             ADM, J, api_key_create},
-    {"GET",    "/api/v1/tenants/{tenant_id}/keys",             ADM, 0, api_key_list},
-    {"DELETE", "/api/v1/tenants/{tenant_id}/keys/{key_id}",    ADM, 0, api_key_revoke},
+    {"POST",   "/api/v1/tenants",                              ADM, J, server__api_tenant_create},
+    {"GET",    "/api/v1/tenants",                              ADM, 0, server__api_tenant_list},
+    {"GET",    "/api/v1/tenants/{tenant_id}",                  ADM, 0, server__api_tenant_get},
+    {"POST",   "/api/v1/tenants/{tenant_id}/keys",             ADM, J, server__api_key_create},
+    {"GET",    "/api/v1/tenants/{tenant_id}/keys",             ADM, 0, server__api_key_list},
+    {"DELETE", "/api/v1/tenants/{tenant_id}/keys/{key_id}",    ADM, 0, server__api_key_revoke},
 
-    {"POST",   "/api/v1/profiles",                             TEN, J, api_profile_create},
-    {"GET",    "/api/v1/profiles",                             TEN, 0, api_profile_list},
-    {"GET",    "/api/v1/profiles/{profile_id}",                TEN, 0, api_profile_get},
-    {"PATCH",  "/api/v1/profiles/{profile_id}",                TEN, J, api_profile_update},
-    {"DELETE", "/api/v1/profiles/{profile_id}",                TEN, 0, api_profile_delete},
-    {"POST",   "/api/v1/profiles/{profile_id}/references",     TEN, B, api_reference_create},
-    {"GET",    "/api/v1/profiles/{profile_id}/references",     TEN, 0, api_reference_list},
-    {"GET",    "/api/v1/references/{reference_id}",            TEN, 0, api_reference_get},
-    {"GET",    "/api/v1/references/{reference_id}/image",      TEN, 0, api_reference_image},
-    {"DELETE", "/api/v1/references/{reference_id}",            TEN, 0, api_reference_delete},
+    {"POST",   "/api/v1/profiles",                             TEN, J, server__api_profile_create},
+    {"GET",    "/api/v1/profiles",                             TEN, 0, server__api_profile_list},
+    {"GET",    "/api/v1/profiles/{profile_id}",                TEN, 0, server__api_profile_get},
+    {"PATCH",  "/api/v1/profiles/{profile_id}",                TEN, J, server__api_profile_update},
+    {"DELETE", "/api/v1/profiles/{profile_id}",                TEN, 0, server__api_profile_delete},
+    {"POST",   "/api/v1/profiles/{profile_id}/references",     TEN, B, server__api_reference_create},
+    {"GET",    "/api/v1/profiles/{profile_id}/references",     TEN, 0, server__api_reference_list},
+    {"GET",    "/api/v1/references/{reference_id}",            TEN, 0, server__api_reference_get},
+    {"GET",    "/api/v1/references/{reference_id}/image",      TEN, 0, server__api_reference_image},
+    {"DELETE", "/api/v1/references/{reference_id}",            TEN, 0, server__api_reference_delete},
 
-    {"POST",   "/api/v1/analyze",                              TEN, B, api_analyze},
-    {"POST",   "/api/v1/analyze/batch",                        TEN, B, api_analyze_batch},
-    {"GET",    "/api/v1/scans",                                TEN, 0, api_scan_list},
-    {"GET",    "/api/v1/scans/{scan_id}",                      TEN, 0, api_scan_get},
-    {"GET",    "/api/v1/matches",                              TEN, 0, api_match_list},
-    {"GET",    "/api/v1/matches/{match_id}",                   TEN, 0, api_match_get},
+    {"POST",   "/api/v1/analyze",                              TEN, B, server__api_analyze},
+    {"POST",   "/api/v1/analyze/batch",                        TEN, B, server__api_analyze_batch},
+    {"GET",    "/api/v1/scans",                                TEN, 0, server__api_scan_list},
+    {"GET",    "/api/v1/scans/{scan_id}",                      TEN, 0, server__api_scan_get},
+    {"GET",    "/api/v1/matches",                              TEN, 0, server__api_match_list},
+    {"GET",    "/api/v1/matches/{match_id}",                   TEN, 0, server__api_match_get},
 
-    {"POST",   "/api/v1/notices",                              TEN, J, api_notice_create},
-    {"GET",    "/api/v1/notices",                              TEN, 0, api_notice_list},
-    {"GET",    "/api/v1/notices/{notice_id}",                  TEN, 0, api_notice_get},
-    {"POST",   "/api/v1/notices/{notice_id}/status",           TEN, J, api_notice_status},
-    {"GET",    "/api/v1/notices/{notice_id}/events",           TEN, 0, api_notice_events},
+    {"POST",   "/api/v1/notices",                              TEN, J, server__api_notice_create},
+    {"GET",    "/api/v1/notices",                              TEN, 0, server__api_notice_list},
+    {"GET",    "/api/v1/notices/{notice_id}",                  TEN, 0, server__api_notice_get},
+    {"POST",   "/api/v1/notices/{notice_id}/status",           TEN, J, server__api_notice_status},
+    {"GET",    "/api/v1/notices/{notice_id}/events",           TEN, 0, server__api_notice_events},
 };
 /* clang-format on */
 

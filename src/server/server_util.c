@@ -9,12 +9,12 @@
 #include <strings.h>
 #include <time.h>
 
-const char *srv_tenant(http_req *req)
+const char *server__tenant(http_req *req)
 {
     return http_req_principal(req)->tenant_id;
 }
 
-json_t *srv_time(int64_t ms)
+json_t *server__time(int64_t ms)
 {
     if (ms <= 0)
         return json_null();
@@ -22,7 +22,7 @@ json_t *srv_time(int64_t ms)
     return json_string(vg_format_time(ms, buf, sizeof(buf)));
 }
 
-json_t *srv_str(const char *s)
+json_t *server__str(const char *s)
 {
     if (!s)
         return json_null();
@@ -39,7 +39,7 @@ json_t *srv_str(const char *s)
     return j ? j : json_null();
 }
 
-json_t *srv_hex(const uint8_t *bytes, size_t n)
+json_t *server__hex(const uint8_t *bytes, size_t n)
 {
     char buf[2 * 64 + 1];
     if (n > 64)
@@ -48,7 +48,7 @@ json_t *srv_hex(const uint8_t *bytes, size_t n)
     return json_string(buf);
 }
 
-json_t *srv_pdq_hex(const uint8_t bytes[32])
+json_t *server__pdq_hex(const uint8_t bytes[VG_PDQ_BYTES])
 {
     pdq_hash h;
     char hex[PDQ_HEX_BYTES];
@@ -66,7 +66,7 @@ static int all_digits(const char *s)
     return 1;
 }
 
-int srv_parse_time(const char *s, int64_t *out_ms)
+int server__parse_time(const char *s, int64_t *out_ms)
 {
     if (all_digits(s)) {
         if (strlen(s) > 15)
@@ -109,7 +109,7 @@ int srv_parse_time(const char *s, int64_t *out_ms)
     return VG_OK;
 }
 
-int srv_list_opts(http_req *req, store_list_opts *o)
+int server__list_opts(http_req *req, store_list_opts *o)
 {
     memset(o, 0, sizeof(*o));
     const char *v = http_req_query(req, "limit");
@@ -135,7 +135,7 @@ int srv_list_opts(http_req *req, store_list_opts *o)
     int64_t *dst[2] = {&o->since_ms, &o->until_ms};
     for (int i = 0; i < 2; i++) {
         v = http_req_query(req, names[i]);
-        if (v && srv_parse_time(v, dst[i]) != VG_OK) {
+        if (v && server__parse_time(v, dst[i]) != VG_OK) {
             http_reply_error(req, 422, "invalid_field", "%s: %s", names[i], vg_err_msg());
             return -1;
         }
@@ -143,7 +143,7 @@ int srv_list_opts(http_req *req, store_list_opts *o)
     return 0;
 }
 
-void srv_reply_page(http_req *req, json_t *items, const store_page *page)
+void server__reply_page(http_req *req, json_t *items, const store_page *page)
 {
     json_t *o = json_object();
     json_object_set_new(o, "items", items);
@@ -152,7 +152,7 @@ void srv_reply_page(http_req *req, json_t *items, const store_page *page)
     http_reply_json(req, 200, o);
 }
 
-int srv_body_json(http_req *req, json_t **out)
+int server__body_json(http_req *req, json_t **out)
 {
     const char *ct = http_req_header(req, "Content-Type");
     if (!http_content_type_is(ct, "application/json")) {
@@ -169,21 +169,21 @@ int srv_body_json(http_req *req, json_t **out)
     return 0;
 }
 
-void srv_reply_err(http_req *req, int rc, const char *what)
+void server__reply_err(http_req *req, int rc, const char *what)
 {
     if (rc == VG_EPERM) /* the store's "no such key" is an auth failure */
         rc = VG_ENOTFOUND;
     http_reply_vg(req, rc, what);
 }
 
-void srv_reply_detail(http_req *req, int rc, const char *detail)
+void server__reply_detail(http_req *req, int rc, const char *detail)
 {
     /* Through vg_err_set so the one mapping (status, code, internal errors hidden) applies. */
     vg_err_set(rc, "%s", detail && *detail ? detail : vg_strerror(rc));
-    srv_reply_err(req, rc, vg_strerror(rc));
+    server__reply_err(req, rc, vg_strerror(rc));
 }
 
-void srv_unavailable(http_req *req, void *ud)
+void server__unavailable(http_req *req, void *ud)
 {
     http_reply_error(req, 503, NULL, "the %s module is not built into this server",
                      ud ? (const char *)ud : "required");
@@ -201,7 +201,7 @@ static int image_content_type(const char *ct)
            http_content_type_is(ct, "application/octet-stream");
 }
 
-int srv_input_parse(http_req *req, size_t max_images, srv_input *in)
+int server__input_parse(http_req *req, size_t max_images, srv_input *in)
 {
     memset(in, 0, sizeof(*in));
     in->req = req;
@@ -269,7 +269,7 @@ int srv_input_parse(http_req *req, size_t max_images, srv_input *in)
     return 0;
 }
 
-const char *srv_input_field(srv_input *in, const char *name)
+const char *server__input_field(srv_input *in, const char *name)
 {
     if (in->multipart) {
         const http_part *p = http_multipart_find(in->parts, in->n_parts, name);

@@ -43,7 +43,7 @@ struct store_wop {
 
 /* ---- counters ------------------------------------------------------------------------------- */
 
-void store_counters_error(store_counters *c, const char *msg)
+void store__counters_error(store_counters *c, const char *msg)
 {
     pthread_mutex_lock(&c->err_mu);
     snprintf(c->last_error, sizeof c->last_error, "%s", msg);
@@ -61,7 +61,7 @@ void store_stats_get(store *st, store_stats *out)
     out->write_ops = atomic_load(&st->ctr.write_ops);
     out->scans_inserted = atomic_load(&st->ctr.scans_inserted);
     out->checkpoints = atomic_load(&st->ctr.checkpoints);
-    out->sqlite_memory_bytes = sq_memory_used();
+    out->sqlite_memory_bytes = store__sq_memory_used();
     pthread_mutex_lock(&st->ctr.err_mu);
     memcpy(out->last_error, st->ctr.last_error, sizeof out->last_error);
     out->last_error_ms = st->ctr.last_error_ms;
@@ -102,7 +102,7 @@ static void format_id(const char *prefix, int64_t ms, const uint8_t ctr[10], cha
     out[pl + 27] = '\0';
 }
 
-void store_id_new(store *st, const char *prefix, char out[STORE_ID_MAX], int64_t *out_ms)
+void store__id_new(store *st, const char *prefix, char out[STORE_ID_MAX], int64_t *out_ms)
 {
     int64_t now = vg_wall_ms();
     if (now > st->id_ms) {
@@ -121,14 +121,14 @@ void store_id_new(store *st, const char *prefix, char out[STORE_ID_MAX], int64_t
         *out_ms = st->id_ms;
 }
 
-void store_id_next(store *st, const char *prefix, char out[STORE_ID_MAX])
+void store__id_next(store *st, const char *prefix, char out[STORE_ID_MAX])
 {
     for (int i = 9; i >= 0 && ++st->id_ctr[i] == 0; i--)
         ;
     format_id(prefix, st->id_ms, st->id_ctr, out);
 }
 
-int store_id_valid(const char *id, const char *prefix)
+int store__id_valid(const char *id, const char *prefix)
 {
     if (!id || !prefix)
         return 0;
@@ -143,7 +143,7 @@ int store_id_valid(const char *id, const char *prefix)
     return body[26] == '\0' && body[0] <= '7';
 }
 
-void store_id_floor(const char *prefix, int64_t ms, char out[STORE_ID_MAX])
+void store__id_floor(const char *prefix, int64_t ms, char out[STORE_ID_MAX])
 {
     static const uint8_t zero[10] = {0};
     if (ms < 0)
@@ -155,7 +155,7 @@ void store_id_floor(const char *prefix, int64_t ms, char out[STORE_ID_MAX])
 
 /* ---- read pool ------------------------------------------------------------------------------ */
 
-sq_db *store_reader_acquire(store *st)
+sq_db *store__reader_acquire(store *st)
 {
     pthread_mutex_lock(&st->rp_mu);
     while (st->n_free == 0)
@@ -165,7 +165,7 @@ sq_db *store_reader_acquire(store *st)
     return db;
 }
 
-void store_reader_release(store *st, sq_db *db)
+void store__reader_release(store *st, sq_db *db)
 {
     pthread_mutex_lock(&st->rp_mu);
     for (unsigned i = 0; i < st->n_readers; i++) {
@@ -189,7 +189,7 @@ static void capture_err(store_wop *op)
 static void run_group(store *st, store_wop **ops, size_t n)
 {
     sq_db *w = st->writer;
-    int err = sq_exec(w, "BEGIN IMMEDIATE");
+    int err = store__sq_exec(w, "BEGIN IMMEDIATE");
     if (err) {
         for (size_t i = 0; i < n; i++) {
             ops[i]->rc = err;
@@ -206,20 +206,20 @@ static void run_group(store *st, store_wop **ops, size_t n)
         }
     } else {
         for (size_t i = 0; i < n && !lost; i++) {
-            err = sq_exec(w, "SAVEPOINT op");
+            err = store__sq_exec(w, "SAVEPOINT op");
             if (!err) {
                 err = ops[i]->fn(st, w, ops[i]->arg);
                 if (err) {
                     capture_err(ops[i]);
                     /* Undo this op only; ROLLBACK TO keeps the savepoint, RELEASE pops it. */
-                    if (sq_in_txn(w) && sq_exec(w, "ROLLBACK TO op") == 0)
-                        sq_exec(w, "RELEASE op");
+                    if (store__sq_in_txn(w) && store__sq_exec(w, "ROLLBACK TO op") == 0)
+                        store__sq_exec(w, "RELEASE op");
                 }
             } else {
                 capture_err(ops[i]);
             }
             ops[i]->rc = err;
-            if (!sq_in_txn(w)) {
+            if (!store__sq_in_txn(w)) {
                 /* SQLite rolled the whole transaction back (disk full, I/O error): every op of
                  * the group, done or not, is lost and must be told so. */
                 for (size_t j = 0; j < n; j++) {
@@ -233,22 +233,22 @@ static void run_group(store *st, store_wop **ops, size_t n)
                 break;
             }
             if (!err)
-                sq_exec(w, "RELEASE op");
+                store__sq_exec(w, "RELEASE op");
         }
     }
     if (n == 1 && lost) {
-        if (sq_in_txn(w))
-            sq_exec(w, "ROLLBACK");
+        if (store__sq_in_txn(w))
+            store__sq_exec(w, "ROLLBACK");
         return;
     }
     if (lost)
         return;
-    err = sq_exec(w, "COMMIT");
+    err = store__sq_exec(w, "COMMIT");
     if (err) {
         char msg[256];
         snprintf(msg, sizeof msg, "commit failed: %s", vg_err_msg());
-        if (sq_in_txn(w))
-            sq_exec(w, "ROLLBACK");
+        if (store__sq_in_txn(w))
+            store__sq_exec(w, "ROLLBACK");
         for (size_t i = 0; i < n; i++) {
             if (ops[i]->rc == 0) {
                 ops[i]->rc = err;
@@ -264,7 +264,7 @@ static void run_group(store *st, store_wop **ops, size_t n)
     atomic_fetch_add(&st->ctr.write_ops, ok);
 }
 
-int store_write(store *st, store_write_fn fn, void *arg)
+int store__write(store *st, store_write_fn fn, void *arg)
 {
     store_wop op;
     memset(&op, 0, sizeof op);
@@ -364,7 +364,7 @@ static void *ckpt_main(void *arg)
         st->ck_pending = 0;
         pthread_mutex_unlock(&st->ck_mu);
         int wal = 0, done = 0;
-        int rc = sq_checkpoint_passive(st->ckpt_db, &wal, &done);
+        int rc = store__sq_checkpoint_passive(st->ckpt_db, &wal, &done);
         if (rc == 0)
             atomic_fetch_add(&st->ctr.checkpoints, 1);
         else if (rc != VG_EBUSY)
@@ -396,12 +396,12 @@ static void store_destroy(store *st)
         pthread_mutex_unlock(&st->ck_mu);
         pthread_join(st->ckpt_thread, NULL);
     }
-    sq_close(st->ckpt_db);
+    store__sq_close(st->ckpt_db);
     if (st->readers) {
         for (unsigned i = 0; i < st->n_readers; i++)
-            sq_close(st->readers[i]);
+            store__sq_close(st->readers[i]);
     }
-    sq_close(st->writer); /* last: it checkpoints the WAL */
+    store__sq_close(st->writer); /* last: it checkpoints the WAL */
     vg_free(st->readers);
     vg_free(st->rp_free);
     pthread_mutex_destroy(&st->rp_mu);
@@ -413,7 +413,7 @@ static void store_destroy(store *st)
     vg_free(st);
 }
 
-int store_open_at(const store_config *cfg, int target, store **out)
+int store__open_at(const store_config *cfg, int target, store **out)
 {
     if (!cfg || !cfg->path || !*cfg->path)
         return vg_err_set(VG_EINVAL, "store: no database path");
@@ -446,9 +446,9 @@ int store_open_at(const store_config *cfg, int target, store **out)
         .max_db_bytes = cfg->max_db_bytes,
         .ctr = &st->ctr,
     };
-    int err = sq_open(&o, &st->writer);
+    int err = store__sq_open(&o, &st->writer);
     if (!err)
-        err = store_migrate(st->writer, target, &st->schema_version);
+        err = store__migrate(st->writer, target, &st->schema_version);
     if (!err) {
         st->readers = vg_calloc(st->cfg.read_connections, sizeof *st->readers);
         st->rp_free = vg_calloc(st->cfg.read_connections, sizeof *st->rp_free);
@@ -457,7 +457,7 @@ int store_open_at(const store_config *cfg, int target, store **out)
     }
     o.read_only = 1;
     for (unsigned i = 0; !err && i < st->cfg.read_connections; i++) {
-        err = sq_open(&o, &st->readers[i]);
+        err = store__sq_open(&o, &st->readers[i]);
         if (!err) {
             st->n_readers++;
             st->rp_free[st->n_free++] = i;
@@ -466,9 +466,9 @@ int store_open_at(const store_config *cfg, int target, store **out)
     /* The checkpointer: a read-write connection that never writes rows. */
     o.read_only = 0;
     if (!err)
-        err = sq_open(&o, &st->ckpt_db);
+        err = store__sq_open(&o, &st->ckpt_db);
     if (!err)
-        err = sq_wal_autocheckpoint_off(st->writer);
+        err = store__sq_wal_autocheckpoint_off(st->writer);
     if (!err) {
         if (pthread_create(&st->ckpt_thread, NULL, ckpt_main, st) != 0)
             err = vg_err_set(VG_ENOMEM, "store: cannot start the checkpointer thread");
@@ -476,13 +476,13 @@ int store_open_at(const store_config *cfg, int target, store **out)
             st->ckpt_started = 1;
     }
     if (!err)
-        sq_wal_hook(st->writer, wal_hook_cb, st);
+        store__sq_wal_hook(st->writer, wal_hook_cb, st);
     if (err) {
         store_destroy(st);
         return err;
     }
     VG_INFO("store", "opened %s (sqlite %s, schema %d, %u readers, synchronous=%s)", cfg->path,
-            sq_library_version(), st->schema_version, st->n_readers,
+            store__sq_library_version(), st->schema_version, st->n_readers,
             st->cfg.synchronous == STORE_SYNC_NORMAL ? "normal" : "full");
     *out = st;
     return 0;
@@ -491,8 +491,8 @@ int store_open_at(const store_config *cfg, int target, store **out)
 int store_open(const store_config *cfg, store **out)
 {
     size_t n;
-    store_migrations(&n);
-    return store_open_at(cfg, (int)n, out);
+    store__migrations(&n);
+    return store__open_at(cfg, (int)n, out);
 }
 
 void store_close(store *st)
@@ -509,14 +509,14 @@ int store_schema_version(const store *st)
 
 int store_ping(store *st)
 {
-    sq_db *db = store_reader_acquire(st);
+    sq_db *db = store__reader_acquire(st);
     sq_stmt *s = NULL;
-    int err = sq_prepare(db, "SELECT count(*) FROM tenants", &s);
+    int err = store__sq_prepare(db, "SELECT count(*) FROM tenants", &s);
     if (!err) {
-        err = sq_step(s);
+        err = store__sq_step(s);
         err = err == SQ_ROW ? 0 : (err ? err : vg_err_set(VG_ESTORE, "ping returned no row"));
-        sq_release(s);
+        store__sq_release(s);
     }
-    store_reader_release(st, db);
+    store__reader_release(st, db);
     return err;
 }

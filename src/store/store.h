@@ -74,7 +74,6 @@
 #define STORE_MAX_MATCHES_PER_SCAN 4096
 #define STORE_LIST_DEFAULT_LIMIT 50
 #define STORE_LIST_MAX_LIMIT 1000
-#define STORE_FACE_DIM 128
 /* store_key_authenticate records last_used at most this often per key, so authenticating a
  * request is a read, not a write, on the hot path. */
 #define STORE_KEY_TOUCH_INTERVAL_MS 60000
@@ -157,7 +156,7 @@ typedef struct store_list_opts {
     const uint8_t *sha256;  /* borrowed, 32 bytes or NULL: scans of exactly this image */
     const char *profile_id; /* borrowed or NULL: matches / references / notices of a profile */
     const char *scan_id;    /* borrowed or NULL: matches of one scan */
-    unsigned kinds;         /* matches: bit set of (1u << store_match_kind); 0 = all kinds */
+    unsigned kinds;         /* matches: bit set of (1u << vg_match_kind); 0 = all kinds */
     unsigned statuses;      /* notices: bit set of (1u << store_notice_status); 0 = all */
 } store_list_opts;
 
@@ -288,16 +287,16 @@ typedef struct store_reference_new {
     /* Work metadata (kind == STORE_REF_WORK; must be NULL for a likeness): title (name limit),
      * description (text limit), original_url (URL limit), copyright_holder (name limit). */
     const char *title, *description, *original_url, *copyright_holder;
-    const uint8_t *sha256;             /* required, 32 bytes: SHA-256 of the image bytes */
-    const uint8_t *pdq;                /* 32 bytes, or NULL when no PDQ hash was computed */
-    int pdq_quality;                   /* 0..100 (ignored without pdq) */
-    const uint8_t (*pdq_dihedral)[32]; /* 8 hashes (index 0 = as is), or NULL */
-    size_t n_faces;                    /* 0..STORE_MAX_FACES_PER_REF */
-    const float *descriptors;          /* n_faces * STORE_FACE_DIM floats, contiguous */
-    const float *boxes;                /* n_faces * 4 floats (x, y, w, h), or NULL */
-    const uint8_t *image;              /* the image bytes to keep (only when configured to),
-                                        * or NULL */
-    size_t image_len;                  /* <= STORE_IMAGE_MAX_BYTES */
+    const uint8_t *sha256;           /* required, 32 bytes: SHA-256 of the image bytes */
+    const uint8_t *pdq;              /* 32 bytes, or NULL when no PDQ hash was computed */
+    int pdq_quality;                 /* 0..100 (ignored without pdq) */
+    const vg_pdq_hash *pdq_dihedral; /* 8 hashes (index 0 = as is), or NULL */
+    size_t n_faces;                  /* 0..STORE_MAX_FACES_PER_REF */
+    const float *descriptors;        /* n_faces * VG_DESCRIPTOR_DIM floats, contiguous */
+    const float *boxes;              /* n_faces * 4 floats (x, y, w, h), or NULL */
+    const uint8_t *image;            /* the image bytes to keep (only when configured to),
+                                      * or NULL */
+    size_t image_len;                /* <= STORE_IMAGE_MAX_BYTES */
 } store_reference_new;
 
 typedef struct store_reference {
@@ -308,12 +307,12 @@ typedef struct store_reference {
     const char *title, *description, *original_url, *copyright_holder; /* NULL when absent */
     uint8_t sha256[32];
     int has_pdq;
-    uint8_t pdq[32];
+    vg_pdq_hash pdq;
     int pdq_quality;
     int has_dihedral;
-    uint8_t pdq_dihedral[8][32];
+    vg_pdq_hash pdq_dihedral[8];
     size_t n_faces;
-    const float *descriptors; /* n_faces * STORE_FACE_DIM, or NULL when n_faces == 0 */
+    const float *descriptors; /* n_faces * VG_DESCRIPTOR_DIM, or NULL when n_faces == 0 */
     const float *boxes;       /* n_faces * 4, or NULL when none were stored */
     int has_image;            /* image bytes stored (fetch with store_reference_image_get) */
     size_t image_len;
@@ -354,16 +353,12 @@ int store_reference_count(store *st, const char *tenant_id, size_t *out_n);
 
 /* ---- scans and matches (the evidence) ------------------------------------------------------- */
 
-typedef enum { STORE_MATCH_EXACT = 0, STORE_MATCH_PDQ = 1, STORE_MATCH_FACE = 2 } store_match_kind;
-const char *store_match_kind_name(store_match_kind k); /* "exact" | "pdq" | "face" */
-int store_match_kind_parse(const char *s, store_match_kind *out);
-
 /* All pointers borrowed. */
 typedef struct store_match_new {
     const char *profile_id;   /* the matched reference's profile (checked against it) */
     const char *reference_id; /* a reference of the scan's tenant; may be soft-deleted already
                                * (it was live when matched: the evidence is still recorded) */
-    store_match_kind kind;
+    vg_match_kind kind;
     double distance;   /* 0 exact; Hamming bits for pdq; L2 for face (finite, >= 0) */
     double confidence; /* 0..1 */
     int dihedral;      /* pdq: 0..7 variant that matched; otherwise -1 */
@@ -388,7 +383,7 @@ typedef struct store_match {
     char tenant_id[STORE_ID_MAX];
     char profile_id[STORE_ID_MAX];
     char reference_id[STORE_ID_MAX];
-    store_match_kind kind;
+    vg_match_kind kind;
     double distance, confidence;
     int dihedral;                /* -1 when not pdq */
     int face_index;              /* -1 when not face */
@@ -404,7 +399,7 @@ typedef struct store_scan {
     uint8_t sha256[32];
     const char *source_url;
     int has_pdq;
-    uint8_t pdq[32];
+    vg_pdq_hash pdq;
     int pdq_quality;
     const char *faces_json, *timings_json, *level; /* NULL when absent */
     size_t n_matches;

@@ -23,15 +23,15 @@ static int check_scan(const char *tenant_id, const store_scan_new *s)
 {
     if (!tenant_id)
         return vg_err_set(VG_EINVAL, "a scan needs a tenant");
-    if (!store_id_valid(tenant_id, "tnt"))
+    if (!store__id_valid(tenant_id, "tnt"))
         return vg_err_set(VG_ENOTFOUND, "tenant not found");
     if (!s || !s->sha256)
         return vg_err_set(VG_EINVAL, "sha256 is required");
     int err;
-    if ((err = store_check_str("source_url", s->source_url, STORE_URL_MAX_BYTES, 0)) ||
-        (err = store_check_str("faces_json", s->faces_json, STORE_JSON_MAX_BYTES, 0)) ||
-        (err = store_check_str("timings_json", s->timings_json, STORE_JSON_MAX_BYTES, 0)) ||
-        (err = store_check_str("level", s->level, STORE_NAME_MAX_BYTES, 0)))
+    if ((err = store__check_str("source_url", s->source_url, STORE_URL_MAX_BYTES, 0)) ||
+        (err = store__check_str("faces_json", s->faces_json, STORE_JSON_MAX_BYTES, 0)) ||
+        (err = store__check_str("timings_json", s->timings_json, STORE_JSON_MAX_BYTES, 0)) ||
+        (err = store__check_str("level", s->level, STORE_NAME_MAX_BYTES, 0)))
         return err;
     if (s->pdq && (s->pdq_quality < 0 || s->pdq_quality > 100))
         return vg_err_set(VG_EINVAL, "pdq_quality must be 0..100");
@@ -42,9 +42,9 @@ static int check_scan(const char *tenant_id, const store_scan_new *s)
         return vg_err_set(VG_EINVAL, "n_matches without matches");
     for (size_t i = 0; i < s->n_matches; i++) {
         const store_match_new *m = &s->matches[i];
-        if (!store_id_valid(m->reference_id, "ref") || !store_id_valid(m->profile_id, "prf"))
+        if (!store__id_valid(m->reference_id, "ref") || !store__id_valid(m->profile_id, "prf"))
             return vg_err_set(VG_ENOTFOUND, "match %zu: reference not found", i);
-        if ((unsigned)m->kind > STORE_MATCH_FACE)
+        if ((unsigned)m->kind > VG_MATCH_FACE)
             return vg_err_set(VG_EINVAL, "match %zu: bad kind", i);
         if (!isfinite(m->distance) || m->distance < 0)
             return vg_err_set(VG_EINVAL, "match %zu: distance must be finite and >= 0", i);
@@ -71,30 +71,30 @@ static int scan_insert_op(store *st, sq_db *w, void *arg)
     const store_scan_new *s = a->s;
     char id[STORE_ID_MAX];
     int64_t ms;
-    store_id_new(st, "scn", id, &ms);
-    int err = store_run(w,
-                        "INSERT INTO scans(id, tenant_id, created_ms, sha256, source_url, pdq, "
-                        "pdq_quality, faces_json, timings_json, level, n_matches) "
-                        "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        "ttibtbittti", id, a->tenant_id, ms, (const void *)s->sha256, (size_t)32,
-                        s->source_url, (const void *)s->pdq, (size_t)32,
-                        (int64_t)(s->pdq ? s->pdq_quality : 0), s->faces_json, s->timings_json,
-                        s->level, (int64_t)s->n_matches);
+    store__id_new(st, "scn", id, &ms);
+    int err = store__run(w,
+                         "INSERT INTO scans(id, tenant_id, created_ms, sha256, source_url, pdq, "
+                         "pdq_quality, faces_json, timings_json, level, n_matches) "
+                         "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         "ttibtbittti", id, a->tenant_id, ms, (const void *)s->sha256, (size_t)32,
+                         s->source_url, (const void *)s->pdq, (size_t)32,
+                         (int64_t)(s->pdq ? s->pdq_quality : 0), s->faces_json, s->timings_json,
+                         s->level, (int64_t)s->n_matches);
     if (err == VG_ENOTFOUND)
         return vg_err_set(VG_ENOTFOUND, "tenant not found");
     for (size_t i = 0; !err && i < s->n_matches; i++) {
         const store_match_new *m = &s->matches[i];
         char mid[STORE_ID_MAX];
-        store_id_next(st, "mat", mid);
-        err = store_run(w,
-                        "INSERT INTO matches(id, scan_id, tenant_id, profile_id, reference_id, "
-                        "kind, distance, confidence, dihedral, face_index, created_ms) "
-                        "SELECT ?1, ?2, ?3, r.profile_id, r.id, ?4, ?5, ?6, ?7, ?8, ?9 "
-                        "FROM refs r WHERE r.id = ?10 AND r.tenant_id = ?3 AND r.profile_id = ?11",
-                        "ttttddiiitt", mid, id, a->tenant_id, store_match_kind_name(m->kind),
-                        m->distance, m->confidence, (int64_t)m->dihedral, (int64_t)m->face_index,
-                        ms, m->reference_id, m->profile_id);
-        if (!err && sq_changes(w) == 0)
+        store__id_next(st, "mat", mid);
+        err = store__run(w,
+                         "INSERT INTO matches(id, scan_id, tenant_id, profile_id, reference_id, "
+                         "kind, distance, confidence, dihedral, face_index, created_ms) "
+                         "SELECT ?1, ?2, ?3, r.profile_id, r.id, ?4, ?5, ?6, ?7, ?8, ?9 "
+                         "FROM refs r WHERE r.id = ?10 AND r.tenant_id = ?3 AND r.profile_id = ?11",
+                         "ttttddiiitt", mid, id, a->tenant_id, vg_match_kind_name(m->kind),
+                         m->distance, m->confidence, (int64_t)m->dihedral, (int64_t)m->face_index,
+                         ms, m->reference_id, m->profile_id);
+        if (!err && store__sq_changes(w) == 0)
             err = vg_err_set(VG_ENOTFOUND, "match %zu: reference %s not found in profile %s", i,
                              m->reference_id, m->profile_id);
         if (!err && a->match_ids)
@@ -112,7 +112,7 @@ int store_scan_insert(store *st, const char *tenant_id, const store_scan_new *s,
     if (err)
         return err;
     scan_insert_args a = {tenant_id, s, scan_id_out, match_ids_out};
-    err = store_write(st, scan_insert_op, &a);
+    err = store__write(st, scan_insert_op, &a);
     if (!err)
         atomic_fetch_add(&st->ctr.scans_inserted, 1);
     return err;
@@ -123,17 +123,17 @@ int store_scan_insert(store *st, const char *tenant_id, const store_scan_new *s,
 static int read_scan(sq_stmt *s, store_copy *c, void *item)
 {
     store_scan *r = item;
-    sc_id(s, 0, r->id);
-    sc_id(s, 1, r->tenant_id);
-    r->created_ms = sq_col_int64(s, 2);
-    sc_fixed(s, 3, r->sha256, 32);
-    r->source_url = sc_text(c, s, 4);
-    r->has_pdq = sc_fixed(s, 5, r->pdq, 32);
-    r->pdq_quality = r->has_pdq ? (int)sq_col_int64(s, 6) : 0;
-    r->faces_json = sc_text(c, s, 7);
-    r->timings_json = sc_text(c, s, 8);
-    r->level = sc_text(c, s, 9);
-    r->n_matches = (size_t)sq_col_int64(s, 10);
+    store__sc_id(s, 0, r->id);
+    store__sc_id(s, 1, r->tenant_id);
+    r->created_ms = store__sq_col_int64(s, 2);
+    store__sc_fixed(s, 3, r->sha256, 32);
+    r->source_url = store__sc_text(c, s, 4);
+    r->has_pdq = store__sc_fixed(s, 5, r->pdq, 32);
+    r->pdq_quality = r->has_pdq ? (int)store__sq_col_int64(s, 6) : 0;
+    r->faces_json = store__sc_text(c, s, 7);
+    r->timings_json = store__sc_text(c, s, 8);
+    r->level = store__sc_text(c, s, 9);
+    r->n_matches = (size_t)store__sq_col_int64(s, 10);
     r->matches = NULL;
     return 0;
 }
@@ -141,58 +141,58 @@ static int read_scan(sq_stmt *s, store_copy *c, void *item)
 static int read_match(sq_stmt *s, store_copy *c, void *item)
 {
     store_match *m = item;
-    sc_id(s, 0, m->id);
-    sc_id(s, 1, m->scan_id);
-    sc_id(s, 2, m->tenant_id);
-    sc_id(s, 3, m->profile_id);
-    sc_id(s, 4, m->reference_id);
-    const char *k = sq_col_text(s, 5);
-    m->kind = STORE_MATCH_EXACT;
+    store__sc_id(s, 0, m->id);
+    store__sc_id(s, 1, m->scan_id);
+    store__sc_id(s, 2, m->tenant_id);
+    store__sc_id(s, 3, m->profile_id);
+    store__sc_id(s, 4, m->reference_id);
+    const char *k = store__sq_col_text(s, 5);
+    m->kind = VG_MATCH_EXACT;
     if (k && strcmp(k, "pdq") == 0)
-        m->kind = STORE_MATCH_PDQ;
+        m->kind = VG_MATCH_PDQ;
     else if (k && strcmp(k, "face") == 0)
-        m->kind = STORE_MATCH_FACE;
-    m->distance = sq_col_double(s, 6);
-    m->confidence = sq_col_double(s, 7);
-    m->dihedral = (int)sq_col_int64(s, 8);
-    m->face_index = (int)sq_col_int64(s, 9);
-    m->created_ms = sq_col_int64(s, 10);
-    sc_fixed(s, 11, m->scan_sha256, 32);
-    m->scan_source_url = sc_text(c, s, 12);
+        m->kind = VG_MATCH_FACE;
+    m->distance = store__sq_col_double(s, 6);
+    m->confidence = store__sq_col_double(s, 7);
+    m->dihedral = (int)store__sq_col_int64(s, 8);
+    m->face_index = (int)store__sq_col_int64(s, 9);
+    m->created_ms = store__sq_col_int64(s, 10);
+    store__sc_fixed(s, 11, m->scan_sha256, 32);
+    m->scan_source_url = store__sc_text(c, s, 12);
     return 0;
 }
 
-int store_scan_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
-                    store_scan *out)
+int store__scan_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                     store_scan *out)
 {
-    return store_read_one(db, c, read_scan, out, "scan",
-                          "SELECT " SCAN_COLS " FROM scans t WHERE t.id = ?1 AND "
-                          "(?2 IS NULL OR t.tenant_id = ?2)",
-                          "tt", id, tenant_id);
+    return store__read_one(db, c, read_scan, out, "scan",
+                           "SELECT " SCAN_COLS " FROM scans t WHERE t.id = ?1 AND "
+                           "(?2 IS NULL OR t.tenant_id = ?2)",
+                           "tt", id, tenant_id);
 }
 
-/* A match by id in scope: store_match_read (notice sources) and store_match_get. */
+/* A match by id in scope: store__match_read (notice sources) and store_match_get. */
 #define MATCH_BY_ID_SQL                                                                            \
     "SELECT " MATCH_COLS " FROM matches t JOIN scans s ON s.id = t.scan_id "                       \
     "WHERE t.id = ?1 AND (?2 IS NULL OR t.tenant_id = ?2)"
 
-int store_match_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
-                     store_match *out)
+int store__match_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                      store_match *out)
 {
-    return store_read_one(db, c, read_match, out, "match", MATCH_BY_ID_SQL, "tt", id, tenant_id);
+    return store__read_one(db, c, read_match, out, "match", MATCH_BY_ID_SQL, "tt", id, tenant_id);
 }
 
 int store_scan_get(store *st, const char *tenant_id, const char *id, vg_arena *a, store_scan *out)
 {
-    if (!store_id_valid(id, "scn"))
+    if (!store__id_valid(id, "scn"))
         return vg_err_set(VG_ENOTFOUND, "scan not found");
-    sq_db *db = store_reader_acquire(st);
+    sq_db *db = store__reader_acquire(st);
     store_copy c = {a, 0};
     store_scan sc;
     memset(&sc, 0, sizeof sc);
     /* A scan and its matches commit together, so a second statement (a newer snapshot) sees all
      * the matches of a scan the first one saw. */
-    int err = store_scan_read(db, tenant_id, id, &c, &sc);
+    int err = store__scan_read(db, tenant_id, id, &c, &sc);
     if (!err && sc.n_matches) {
         if (sc.n_matches > STORE_MAX_MATCHES_PER_SCAN)
             err = vg_err_set(VG_ESTORE, "scan %s: n_matches %zu out of range", id, sc.n_matches);
@@ -203,13 +203,13 @@ int store_scan_get(store *st, const char *tenant_id, const char *id, vg_arena *a
         }
         sq_stmt *s = NULL;
         if (!err)
-            err = store_query(db,
-                              "SELECT " MATCH_COLS " FROM matches t JOIN scans s ON "
-                              "s.id = t.scan_id WHERE t.scan_id = ? ORDER BY t.id",
-                              &s, "t", id);
+            err = store__query(db,
+                               "SELECT " MATCH_COLS " FROM matches t JOIN scans s ON "
+                               "s.id = t.scan_id WHERE t.scan_id = ? ORDER BY t.id",
+                               &s, "t", id);
         size_t n = 0;
         while (!err) {
-            int rc = sq_step(s);
+            int rc = store__sq_step(s);
             if (rc <= 0) {
                 err = rc;
                 break;
@@ -219,12 +219,12 @@ int store_scan_get(store *st, const char *tenant_id, const char *id, vg_arena *a
             memset(&sc.matches[n], 0, sizeof sc.matches[n]);
             read_match(s, &c, &sc.matches[n++]);
         }
-        sq_release(s);
+        store__sq_release(s);
         sc.n_matches = n;
     }
     if (!err && c.oom)
         err = vg_err_set(VG_ENOMEM, "store: scan");
-    store_reader_release(st, db);
+    store__reader_release(st, db);
     if (!err)
         *out = sc;
     return err;
@@ -234,46 +234,47 @@ int store_scan_list(store *st, const char *tenant_id, const store_list_opts *opt
                     store_scan **items, store_page *page)
 {
     qb q;
-    qb_init(&q, "SELECT " SCAN_COLS " FROM scans t WHERE 1");
+    store__qb_init(&q, "SELECT " SCAN_COLS " FROM scans t WHERE 1");
     if (opts && opts->sha256)
-        qb_blob(&q, " AND t.sha256 = ?", opts->sha256, 32);
-    return store_list(st, &q, "scn", tenant_id, opts, a, sizeof(store_scan),
-                      offsetof(store_scan, id), read_scan, (void **)items, page);
+        store__qb_blob(&q, " AND t.sha256 = ?", opts->sha256, 32);
+    return store__list(st, &q, "scn", tenant_id, opts, a, sizeof(store_scan),
+                       offsetof(store_scan, id), read_scan, (void **)items, page);
 }
 
 int store_match_get(store *st, const char *tenant_id, const char *id, vg_arena *a, store_match *out)
 {
-    if (!store_id_valid(id, "mat"))
+    if (!store__id_valid(id, "mat"))
         return vg_err_set(VG_ENOTFOUND, "match not found");
     store_match m;
-    int err = store_get_one(st, a, read_match, &m, sizeof m, "match", MATCH_BY_ID_SQL, "tt", id,
-                            tenant_id);
+    int err = store__get_one(st, a, read_match, &m, sizeof m, "match", MATCH_BY_ID_SQL, "tt", id,
+                             tenant_id);
     if (!err)
         *out = m;
     return err;
 }
 
-/* store_match_kind_name for qb_in_mask, which walks values as unsigned. */
+/* vg_match_kind_name for store__qb_in_mask, which walks values as unsigned. */
 static const char *kind_name(unsigned k)
 {
-    return store_match_kind_name((store_match_kind)k);
+    return vg_match_kind_name((vg_match_kind)k);
 }
 
 int store_match_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
                      store_match **items, store_page *page)
 {
     qb q;
-    qb_init(&q, "SELECT " MATCH_COLS " FROM matches t JOIN scans s ON s.id = t.scan_id WHERE 1");
+    store__qb_init(&q,
+                   "SELECT " MATCH_COLS " FROM matches t JOIN scans s ON s.id = t.scan_id WHERE 1");
     if (opts && opts->profile_id)
-        qb_text(&q, " AND t.profile_id = ?", opts->profile_id);
+        store__qb_text(&q, " AND t.profile_id = ?", opts->profile_id);
     if (opts && opts->scan_id)
-        qb_text(&q, " AND t.scan_id = ?", opts->scan_id);
+        store__qb_text(&q, " AND t.scan_id = ?", opts->scan_id);
     if (opts) {
-        int err =
-            qb_in_mask(&q, "t.kind", opts->kinds, STORE_MATCH_FACE + 1, kind_name, "match kind");
+        int err = store__qb_in_mask(&q, "t.kind", opts->kinds, VG_MATCH_FACE + 1, kind_name,
+                                    "match kind");
         if (err)
             return err;
     }
-    return store_list(st, &q, "mat", tenant_id, opts, a, sizeof(store_match),
-                      offsetof(store_match, id), read_match, (void **)items, page);
+    return store__list(st, &q, "mat", tenant_id, opts, a, sizeof(store_match),
+                       offsetof(store_match, id), read_match, (void **)items, page);
 }

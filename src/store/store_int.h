@@ -49,52 +49,53 @@ typedef struct sq_open_opts {
 } sq_open_opts;
 
 /* Opens one connection with WAL, foreign keys on, our busy handler and the sync level. */
-int sq_open(const sq_open_opts *o, sq_db **out);
-void sq_close(sq_db *db);
+int store__sq_open(const sq_open_opts *o, sq_db **out);
+void store__sq_close(sq_db *db);
 /* Bytes SQLite holds in this process (page caches, schemas, statements), all connections. */
-uint64_t sq_memory_used(void);
+uint64_t store__sq_memory_used(void);
 /* Runs a script of statements without results (DDL, BEGIN/COMMIT). */
-int sq_exec(sq_db *db, const char *sql);
-/* A cached prepared statement for `sql` (keyed by its text). Release with sq_release before
+int store__sq_exec(sq_db *db, const char *sql);
+/* A cached prepared statement for `sql` (keyed by its text). Release with store__sq_release before
  * preparing the same text again on this connection. */
-int sq_prepare(sq_db *db, const char *sql, sq_stmt **out);
-/* Resets the statement and clears its bindings. sq_release(NULL) is a no-op. */
-void sq_release(sq_stmt *s);
+int store__sq_prepare(sq_db *db, const char *sql, sq_stmt **out);
+/* Resets the statement and clears its bindings. store__sq_release(NULL) is a no-op. */
+void store__sq_release(sq_stmt *s);
 /* Binds (1-based). Pointers are borrowed until the statement is stepped to completion or
  * released. A NULL text/blob binds SQL NULL. */
-int sq_bind_text(sq_stmt *s, int i, const char *v);
-int sq_bind_blob(sq_stmt *s, int i, const void *v, size_t n);
-int sq_bind_int64(sq_stmt *s, int i, int64_t v);
-int sq_bind_double(sq_stmt *s, int i, double v);
-int sq_bind_null(sq_stmt *s, int i);
+int store__sq_bind_text(sq_stmt *s, int i, const char *v);
+int store__sq_bind_blob(sq_stmt *s, int i, const void *v, size_t n);
+int store__sq_bind_int64(sq_stmt *s, int i, int64_t v);
+int store__sq_bind_double(sq_stmt *s, int i, double v);
+int store__sq_bind_null(sq_stmt *s, int i);
 /* SQ_ROW, SQ_DONE, or a negative VG_E*: constraint violations map to VG_EEXIST (unique),
  * VG_ENOTFOUND (foreign key), VG_EINVAL (check / not null); locks to VG_EBUSY; the rest to
  * VG_ESTORE (counted as errors, detail recorded as last_error). */
-int sq_step(sq_stmt *s);
+int store__sq_step(sq_stmt *s);
 /* Steps a statement that returns no rows, then releases it. */
-int sq_run(sq_stmt *s);
-int sq_col_is_null(sq_stmt *s, int i);
-int64_t sq_col_int64(sq_stmt *s, int i);
-double sq_col_double(sq_stmt *s, int i);
-const char *sq_col_text(sq_stmt *s, int i); /* NULL for SQL NULL; valid until the next step */
-const void *sq_col_blob(sq_stmt *s, int i, size_t *len);
+int store__sq_run(sq_stmt *s);
+int store__sq_col_is_null(sq_stmt *s, int i);
+int64_t store__sq_col_int64(sq_stmt *s, int i);
+double store__sq_col_double(sq_stmt *s, int i);
+const char *store__sq_col_text(sq_stmt *s,
+                               int i); /* NULL for SQL NULL; valid until the next step */
+const void *store__sq_col_blob(sq_stmt *s, int i, size_t *len);
 /* Rows changed by the last INSERT/UPDATE/DELETE on this connection. */
-int sq_changes(sq_db *db);
+int store__sq_changes(sq_db *db);
 /* 1 while a transaction is open on db. */
-int sq_in_txn(sq_db *db);
+int store__sq_in_txn(sq_db *db);
 /* WAL management for the background checkpointer: turn off the committing connection's own
  * checkpoints and get called after each commit with the number of frames in the WAL; run a
  * PASSIVE checkpoint (never blocks writers or readers). */
-int sq_wal_autocheckpoint_off(sq_db *db);
-void sq_wal_hook(sq_db *db, void (*cb)(void *ctx, int wal_pages), void *ctx);
-int sq_checkpoint_passive(sq_db *db, int *wal_pages, int *done_pages);
+int store__sq_wal_autocheckpoint_off(sq_db *db);
+void store__sq_wal_hook(sq_db *db, void (*cb)(void *ctx, int wal_pages), void *ctx);
+int store__sq_checkpoint_passive(sq_db *db, int *wal_pages, int *done_pages);
 /* PRAGMA user_version read/write. */
-int sq_user_version(sq_db *db, int *out);
-int sq_set_user_version(sq_db *db, int v);
+int store__sq_user_version(sq_db *db, int *out);
+int store__sq_set_user_version(sq_db *db, int v);
 /* Number of user tables in the schema (to recognise a foreign database). */
-int sq_table_count(sq_db *db, int *out);
+int store__sq_table_count(sq_db *db, int *out);
 /* Library version string, for logs. */
-const char *sq_library_version(void);
+const char *store__sq_library_version(void);
 
 /* ---- store.c: the store object -------------------------------------------------------------- */
 
@@ -137,27 +138,27 @@ struct store {
  * grouped). Returns 0 or a VG_E* with a detail; on error everything it did is rolled back. */
 typedef int (*store_write_fn)(store *st, sq_db *w, void *arg);
 /* Queues fn and returns when it has committed (or failed). Thread-safe. */
-int store_write(store *st, store_write_fn fn, void *arg);
+int store__write(store *st, store_write_fn fn, void *arg);
 
 /* store_open at schema version `target` instead of the latest (tests migrate step by step). */
-int store_open_at(const store_config *cfg, int target, store **out);
+int store__open_at(const store_config *cfg, int target, store **out);
 
 /* Takes a read connection from the pool (waits if all are busy) / gives it back. */
-sq_db *store_reader_acquire(store *st);
-void store_reader_release(store *st, sq_db *db);
+sq_db *store__reader_acquire(store *st);
+void store__reader_release(store *st, sq_db *db);
 
 /* New id "<prefix>_<26>" (leader only, i.e. inside a store_write_fn) and its millisecond. */
-void store_id_new(store *st, const char *prefix, char out[STORE_ID_MAX], int64_t *out_ms);
-/* The next id in the same millisecond as the last store_id_new (rows created together, such as
+void store__id_new(store *st, const char *prefix, char out[STORE_ID_MAX], int64_t *out_ms);
+/* The next id in the same millisecond as the last store__id_new (rows created together, such as
  * a scan's matches, share their creation time and still get increasing ids). Leader only. */
-void store_id_next(store *st, const char *prefix, char out[STORE_ID_MAX]);
+void store__id_next(store *st, const char *prefix, char out[STORE_ID_MAX]);
 /* 1 when id is a well-formed id with this prefix ("prf"). */
-int store_id_valid(const char *id, const char *prefix);
+int store__id_valid(const char *id, const char *prefix);
 /* The smallest id of `prefix` at millisecond ms (for since/until bounds). */
-void store_id_floor(const char *prefix, int64_t ms, char out[STORE_ID_MAX]);
+void store__id_floor(const char *prefix, int64_t ms, char out[STORE_ID_MAX]);
 
 /* Records a failure detail as last_error (called by the wrapper). */
-void store_counters_error(store_counters *c, const char *msg);
+void store__counters_error(store_counters *c, const char *msg);
 
 /* ---- store_schema.c ------------------------------------------------------------------------- */
 
@@ -167,10 +168,10 @@ typedef struct store_migration {
     const char *sql;
 } store_migration;
 /* The migrations in order; version i+1 at index i. */
-const store_migration *store_migrations(size_t *n);
+const store_migration *store__migrations(size_t *n);
 /* Brings db from its user_version up to `target` in one IMMEDIATE transaction (tests use a
  * target below the latest). VG_EUNSUPPORTED if the database is newer than target. */
-int store_migrate(sq_db *db, int target, int *out_version);
+int store__migrate(sq_db *db, int target, int *out_version);
 
 /* ---- store_query.c: list-query builder and row helpers -------------------------------------- */
 
@@ -187,61 +188,61 @@ typedef struct qb {
         size_t len;
         int64_t i;
     } b[QB_MAX_BINDS];
-    char bound[2][STORE_ID_MAX]; /* since/until id floors bound by qb_list_tail */
+    char bound[2][STORE_ID_MAX]; /* since/until id floors bound by store__qb_list_tail */
 } qb;
 
-void qb_init(qb *q, const char *sql);
-void qb_sql(qb *q, const char *frag);
+void store__qb_init(qb *q, const char *sql);
+void store__qb_sql(qb *q, const char *frag);
 /* Appends frag (containing exactly one '?') and its value. */
-void qb_text(qb *q, const char *frag, const char *v);
-void qb_blob(qb *q, const char *frag, const void *v, size_t n);
-void qb_int(qb *q, const char *frag, int64_t v);
+void store__qb_text(qb *q, const char *frag, const char *v);
+void store__qb_blob(qb *q, const char *frag, const void *v, size_t n);
+void store__qb_int(qb *q, const char *frag, int64_t v);
 /* Prepares q on db and binds its values. */
-int qb_prepare(qb *q, sq_db *db, sq_stmt **out);
+int store__qb_prepare(qb *q, sq_db *db, sq_stmt **out);
 
 /* Appends " AND <col> IN (?, ...)" with the name_of(v) of every value v set in mask, for the
  * enum filters of the lists; nothing when mask is 0 (all values). VG_EINVAL "unknown <what> in
  * filter" when mask has a bit at or above n_values. col, what: borrowed string literals. */
-int qb_in_mask(qb *q, const char *col, unsigned mask, unsigned n_values,
-               const char *(*name_of)(unsigned v), const char *what);
+int store__qb_in_mask(qb *q, const char *col, unsigned mask, unsigned n_values,
+                      const char *(*name_of)(unsigned v), const char *what);
 
 /* Appends the tenant scope, cursor, time bounds, ORDER BY id DESC and LIMIT limit+1 for a list
  * over the table aliased `t` (always), whose ids have `prefix`; the caller appends its own
  * filters before. VG_EINVAL for a bad cursor. *limit_out gets the effective page size. */
-int qb_list_tail(qb *q, const char *prefix, const char *tenant_id, const store_list_opts *o,
-                 unsigned *limit_out);
+int store__qb_list_tail(qb *q, const char *prefix, const char *tenant_id, const store_list_opts *o,
+                        unsigned *limit_out);
 
 /* Arena copy helpers with a sticky out-of-memory flag: copies NULL as NULL. */
 typedef struct store_copy {
     vg_arena *a;
     int oom;
 } store_copy;
-const char *sc_text(store_copy *c, sq_stmt *s, int col);
-void sc_id(sq_stmt *s, int col, char out[STORE_ID_MAX]);
-void *sc_blob(store_copy *c, sq_stmt *s, int col, size_t *len);
+const char *store__sc_text(store_copy *c, sq_stmt *s, int col);
+void store__sc_id(sq_stmt *s, int col, char out[STORE_ID_MAX]);
+void *store__sc_blob(store_copy *c, sq_stmt *s, int col, size_t *len);
 /* Copies a blob column of exactly n bytes into out; 0 if it is NULL or another size. */
-int sc_fixed(sq_stmt *s, int col, void *out, size_t n);
+int store__sc_fixed(sq_stmt *s, int col, void *out, size_t n);
 
 /* Input validation: VG_EINVAL naming `field` when s is required and NULL/empty, or when its
  * length is >= max_bytes. */
-int store_check_str(const char *field, const char *s, size_t max_bytes, int required);
+int store__check_str(const char *field, const char *s, size_t max_bytes, int required);
 /* Runs the page-collection loop shared by every list: steps s, growing an arena array of
  * item_size via read_row(row), stopping after `limit` items and setting next_cursor from the
  * last item's id (at offset id_off inside the item) when one more row exists. Takes ownership
  * of s: it is released on every path. */
-int store_collect(sq_stmt *s, vg_arena *a, size_t item_size, size_t id_off, unsigned limit,
-                  int (*read_row)(sq_stmt *s, store_copy *c, void *item), void **items,
-                  store_page *page);
+int store__collect(sq_stmt *s, vg_arena *a, size_t item_size, size_t id_off, unsigned limit,
+                   int (*read_row)(sq_stmt *s, store_copy *c, void *item), void **items,
+                   store_page *page);
 
-/* Parameter binding ("binds as store_run" below): parameters 1..strlen(types) come from the
+/* Parameter binding ("binds as store__run" below): parameters 1..strlen(types) come from the
  * variadic list, one per type letter:
  *   't' const char * (NULL binds NULL)   'b' const void *, size_t (NULL binds NULL)
  *   'i' int64_t                           'd' double
  * Pass exactly these C types (cast int64_t literals).
  * Prepares sql on db, binds, steps it to completion and releases it. */
-int store_run(sq_db *db, const char *sql, const char *types, ...);
-/* Prepares sql on db and binds as store_run; *out must be released with sq_release. */
-int store_query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ...);
+int store__run(sq_db *db, const char *sql, const char *types, ...);
+/* Prepares sql on db and binds as store__run; *out must be released with store__sq_release. */
+int store__query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ...);
 
 /* Reads the current row of s into *row (a store_tenant, store_profile ...), copying strings and
  * blobs through c. The readers of the list queries serve the read-one helpers too, so a row
@@ -249,44 +250,44 @@ int store_query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ..
 typedef int (*store_row_fn)(sq_stmt *s, store_copy *c, void *row);
 
 /* The "row by id, or VG_ENOTFOUND" read every family does: prepares sql on db, binds as
- * store_run, steps once and hands the row to read_row(s, c, row), else VG_ENOTFOUND
+ * store__run, steps once and hands the row to read_row(s, c, row), else VG_ENOTFOUND
  * "<what> not found"; always releases the statement. db, c, row, what, sql: borrowed. Does not
  * look at c->oom: callers that read several rows into one arena check it once at the end, with
  * their own detail. */
-int store_read_one(sq_db *db, store_copy *c, store_row_fn read_row, void *row, const char *what,
-                   const char *sql, const char *types, ...);
-/* store_read_one on a pooled reader into the arena a, for the public *_get calls: zeroes the
+int store__read_one(sq_db *db, store_copy *c, store_row_fn read_row, void *row, const char *what,
+                    const char *sql, const char *types, ...);
+/* store__read_one on a pooled reader into the arena a, for the public *_get calls: zeroes the
  * row_size bytes at row first, and turns an arena failure into VG_ENOMEM "store: <what>". row is
  * the caller's scratch (borrowed), left partly written on error, so that the caller copies it to
  * its out-parameter only on success and the public contract "out untouched on error" holds. */
-int store_get_one(store *st, vg_arena *a, store_row_fn read_row, void *row, size_t row_size,
-                  const char *what, const char *sql, const char *types, ...);
+int store__get_one(store *st, vg_arena *a, store_row_fn read_row, void *row, size_t row_size,
+                   const char *what, const char *sql, const char *types, ...);
 /* A store_row_fn for queries whose column 0 is an id: copies it into row, a
  * char[STORE_ID_MAX] (the owner lookups of a parent row inside a write). */
-int store_read_id(sq_stmt *s, store_copy *c, void *row);
-/* The tail every list call shares: qb_list_tail, then prepares q on a pooled reader and
- * collects the page as store_collect (item_size, id_off, read_row, items, page likewise). q,
+int store__read_id(sq_stmt *s, store_copy *c, void *row);
+/* The tail every list call shares: store__qb_list_tail, then prepares q on a pooled reader and
+ * collects the page as store__collect (item_size, id_off, read_row, items, page likewise). q,
  * prefix, tenant_id, opts: borrowed; a: the caller's arena for the items. */
-int store_list(store *st, qb *q, const char *prefix, const char *tenant_id,
-               const store_list_opts *opts, vg_arena *a, size_t item_size, size_t id_off,
-               store_row_fn read_row, void **items, store_page *page);
+int store__list(store *st, qb *q, const char *prefix, const char *tenant_id,
+                const store_list_opts *opts, vg_arena *a, size_t item_size, size_t id_off,
+                store_row_fn read_row, void **items, store_page *page);
 
 /* Rows by id in scope (tenant_id NULL = any), soft-deleted or not, for notice sources:
  * store_profiles.c. The reference comes without face blobs (n_faces still set). */
-int store_profile_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
-                           store_profile *out);
-int store_reference_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
-                             store_reference *out);
+int store__profile_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                            store_profile *out);
+int store__reference_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                              store_reference *out);
 /* store_evidence.c: a match / a scan (without its matches) by id in scope. */
-int store_match_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
-                     store_match *out);
-int store_scan_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
-                    store_scan *out);
+int store__match_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                      store_match *out);
+int store__scan_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                     store_scan *out);
 
 /* "" is stored as NULL: an optional field is either set or absent. Returns s or NULL. */
-const char *store_opt(const char *s);
+const char *store__opt(const char *s);
 
 /* Scope check: 1 if tenant_id is NULL (admin) or equals row_tenant. */
-int store_scope_ok(const char *tenant_id, const char *row_tenant);
+int store__scope_ok(const char *tenant_id, const char *row_tenant);
 
 #endif /* VG_STORE_INT_H */

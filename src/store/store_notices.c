@@ -37,26 +37,26 @@ static store_notice_status parse_status(const char *s)
 static int read_notice(sq_stmt *s, store_copy *c, void *item)
 {
     store_notice *n = item;
-    sc_id(s, 0, n->id);
-    sc_id(s, 1, n->tenant_id);
-    sc_id(s, 2, n->match_id);
-    sc_id(s, 3, n->profile_id);
-    sc_id(s, 4, n->reference_id);
-    n->status = parse_status(sq_col_text(s, 5));
-    n->infringing_url = sc_text(c, s, 6);
-    n->recipient.name = sc_text(c, s, 7);
-    n->recipient.email = sc_text(c, s, 8);
-    n->recipient.address = sc_text(c, s, 9);
-    n->recipient.phone = sc_text(c, s, 10);
-    n->claimant.name = sc_text(c, s, 11);
-    n->claimant.email = sc_text(c, s, 12);
-    n->claimant.address = sc_text(c, s, 13);
-    n->claimant.phone = sc_text(c, s, 14);
-    n->signature = sc_text(c, s, 15);
-    n->text = sc_text(c, s, 16);
-    n->html = sc_text(c, s, 17);
-    n->created_ms = sq_col_int64(s, 18);
-    n->updated_ms = sq_col_int64(s, 19);
+    store__sc_id(s, 0, n->id);
+    store__sc_id(s, 1, n->tenant_id);
+    store__sc_id(s, 2, n->match_id);
+    store__sc_id(s, 3, n->profile_id);
+    store__sc_id(s, 4, n->reference_id);
+    n->status = parse_status(store__sq_col_text(s, 5));
+    n->infringing_url = store__sc_text(c, s, 6);
+    n->recipient.name = store__sc_text(c, s, 7);
+    n->recipient.email = store__sc_text(c, s, 8);
+    n->recipient.address = store__sc_text(c, s, 9);
+    n->recipient.phone = store__sc_text(c, s, 10);
+    n->claimant.name = store__sc_text(c, s, 11);
+    n->claimant.email = store__sc_text(c, s, 12);
+    n->claimant.address = store__sc_text(c, s, 13);
+    n->claimant.phone = store__sc_text(c, s, 14);
+    n->signature = store__sc_text(c, s, 15);
+    n->text = store__sc_text(c, s, 16);
+    n->html = store__sc_text(c, s, 17);
+    n->created_ms = store__sq_col_int64(s, 18);
+    n->updated_ms = store__sq_col_int64(s, 19);
     n->n_events = 0;
     n->events = NULL;
     return 0;
@@ -67,28 +67,28 @@ static int read_notice(sq_stmt *s, store_copy *c, void *item)
 int store_notice_source_get(store *st, const char *tenant_id, const char *match_id, vg_arena *a,
                             store_notice_source *out)
 {
-    if (!store_id_valid(match_id, "mat"))
+    if (!store__id_valid(match_id, "mat"))
         return vg_err_set(VG_ENOTFOUND, "match not found");
-    sq_db *db = store_reader_acquire(st);
+    sq_db *db = store__reader_acquire(st);
     store_copy c = {a, 0};
     store_notice_source src;
     memset(&src, 0, sizeof src);
     /* Scope is checked on the match; what it points to belongs to the same tenant by
      * construction (scan_insert checks it), and may have been soft-deleted since. */
-    int err = sq_exec(db, "BEGIN");
+    int err = store__sq_exec(db, "BEGIN");
     if (!err) {
-        err = store_match_read(db, tenant_id, match_id, &c, &src.match);
+        err = store__match_read(db, tenant_id, match_id, &c, &src.match);
         if (!err)
-            err = store_scan_read(db, NULL, src.match.scan_id, &c, &src.scan);
+            err = store__scan_read(db, NULL, src.match.scan_id, &c, &src.scan);
         if (!err)
-            err = store_reference_read_any(db, NULL, src.match.reference_id, &c, &src.reference);
+            err = store__reference_read_any(db, NULL, src.match.reference_id, &c, &src.reference);
         if (!err)
-            err = store_profile_read_any(db, NULL, src.match.profile_id, &c, &src.profile);
+            err = store__profile_read_any(db, NULL, src.match.profile_id, &c, &src.profile);
         if (!err && c.oom)
             err = vg_err_set(VG_ENOMEM, "store: notice source");
-        sq_exec(db, err ? "ROLLBACK" : "COMMIT");
+        store__sq_exec(db, err ? "ROLLBACK" : "COMMIT");
     }
-    store_reader_release(st, db);
+    store__reader_release(st, db);
     if (!err)
         *out = src;
     return err;
@@ -101,16 +101,16 @@ static int check_party(const char *what, const store_party *p)
     char field[48];
     int err;
     snprintf(field, sizeof field, "%s.name", what);
-    if ((err = store_check_str(field, p->name, STORE_NAME_MAX_BYTES, 1)))
+    if ((err = store__check_str(field, p->name, STORE_NAME_MAX_BYTES, 1)))
         return err;
     snprintf(field, sizeof field, "%s.email", what);
-    if ((err = store_check_str(field, p->email, STORE_NAME_MAX_BYTES, 0)))
+    if ((err = store__check_str(field, p->email, STORE_NAME_MAX_BYTES, 0)))
         return err;
     snprintf(field, sizeof field, "%s.address", what);
-    if ((err = store_check_str(field, p->address, STORE_TEXT_MAX_BYTES, 0)))
+    if ((err = store__check_str(field, p->address, STORE_TEXT_MAX_BYTES, 0)))
         return err;
     snprintf(field, sizeof field, "%s.phone", what);
-    return store_check_str(field, p->phone, STORE_NAME_MAX_BYTES, 0);
+    return store__check_str(field, p->phone, STORE_NAME_MAX_BYTES, 0);
 }
 
 typedef struct notice_create_args {
@@ -124,32 +124,34 @@ static int notice_create_op(store *st, sq_db *w, void *arg)
     notice_create_args *a = arg;
     const store_notice_new *n = a->n;
     char tenant[STORE_ID_MAX] = "";
-    int err = store_read_one(w, NULL, store_read_id, tenant, "match",
-                             "SELECT tenant_id FROM matches WHERE id = ?1 AND "
-                             "(?2 IS NULL OR tenant_id = ?2)",
-                             "tt", n->match_id, a->tenant_id);
+    int err = store__read_one(w, NULL, store__read_id, tenant, "match",
+                              "SELECT tenant_id FROM matches WHERE id = ?1 AND "
+                              "(?2 IS NULL OR tenant_id = ?2)",
+                              "tt", n->match_id, a->tenant_id);
     if (err)
         return err;
 
     char id[STORE_ID_MAX];
     int64_t ms;
-    store_id_new(st, "ntc", id, &ms);
-    err = store_run(w,
-                    "INSERT INTO notices(id, tenant_id, match_id, status, infringing_url, "
-                    "recipient_name, recipient_email, recipient_address, recipient_phone, "
-                    "claimant_name, claimant_email, claimant_address, claimant_phone, signature, "
-                    "body_text, body_html, created_ms, updated_ms) "
-                    "VALUES(?, ?, ?, 'draft', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    "tttttttttttttttii", id, tenant, n->match_id, n->infringing_url,
-                    n->recipient.name, store_opt(n->recipient.email),
-                    store_opt(n->recipient.address), store_opt(n->recipient.phone),
-                    n->claimant.name, store_opt(n->claimant.email), store_opt(n->claimant.address),
-                    store_opt(n->claimant.phone), n->signature, n->text, n->html, ms, ms);
+    store__id_new(st, "ntc", id, &ms);
+    err =
+        store__run(w,
+                   "INSERT INTO notices(id, tenant_id, match_id, status, infringing_url, "
+                   "recipient_name, recipient_email, recipient_address, recipient_phone, "
+                   "claimant_name, claimant_email, claimant_address, claimant_phone, signature, "
+                   "body_text, body_html, created_ms, updated_ms) "
+                   "VALUES(?, ?, ?, 'draft', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "tttttttttttttttii", id, tenant, n->match_id, n->infringing_url,
+                   n->recipient.name, store__opt(n->recipient.email),
+                   store__opt(n->recipient.address), store__opt(n->recipient.phone),
+                   n->claimant.name, store__opt(n->claimant.email), store__opt(n->claimant.address),
+                   store__opt(n->claimant.phone), n->signature, n->text, n->html, ms, ms);
     if (!err)
-        err = store_run(w,
-                        "INSERT INTO notice_events(notice_id, from_status, to_status, note, at_ms) "
-                        "VALUES(?, NULL, 'draft', 'drafted', ?)",
-                        "ti", id, ms);
+        err =
+            store__run(w,
+                       "INSERT INTO notice_events(notice_id, from_status, to_status, note, at_ms) "
+                       "VALUES(?, NULL, 'draft', 'drafted', ?)",
+                       "ti", id, ms);
     if (!err)
         memcpy(a->out_id, id, STORE_ID_MAX);
     return err;
@@ -160,18 +162,18 @@ int store_notice_create(store *st, const char *tenant_id, const store_notice_new
 {
     if (!n)
         return vg_err_set(VG_EINVAL, "notice is required");
-    if (!store_id_valid(n->match_id, "mat"))
+    if (!store__id_valid(n->match_id, "mat"))
         return vg_err_set(VG_ENOTFOUND, "match not found");
     int err;
-    if ((err = store_check_str("infringing_url", n->infringing_url, STORE_URL_MAX_BYTES, 1)) ||
+    if ((err = store__check_str("infringing_url", n->infringing_url, STORE_URL_MAX_BYTES, 1)) ||
         (err = check_party("recipient", &n->recipient)) ||
         (err = check_party("claimant", &n->claimant)) ||
-        (err = store_check_str("signature", n->signature, STORE_NAME_MAX_BYTES, 1)) ||
-        (err = store_check_str("text", n->text, STORE_NOTICE_MAX_BYTES, 1)) ||
-        (err = store_check_str("html", n->html, STORE_NOTICE_MAX_BYTES, 1)))
+        (err = store__check_str("signature", n->signature, STORE_NAME_MAX_BYTES, 1)) ||
+        (err = store__check_str("text", n->text, STORE_NOTICE_MAX_BYTES, 1)) ||
+        (err = store__check_str("html", n->html, STORE_NOTICE_MAX_BYTES, 1)))
         return err;
     notice_create_args a = {tenant_id, n, out_id};
-    return store_write(st, notice_create_op, &a);
+    return store__write(st, notice_create_op, &a);
 }
 
 /* ---- reads ---------------------------------------------------------------------------------- */
@@ -180,16 +182,16 @@ static int read_events(sq_db *db, const char *id, store_copy *c, store_notice *n
 {
     sq_stmt *s = NULL;
     int err =
-        store_query(db, "SELECT count(*) FROM notice_events WHERE notice_id = ?", &s, "t", id);
+        store__query(db, "SELECT count(*) FROM notice_events WHERE notice_id = ?", &s, "t", id);
     if (err)
         return err;
     size_t count = 0;
-    err = sq_step(s);
+    err = store__sq_step(s);
     if (err == SQ_ROW) {
-        count = (size_t)sq_col_int64(s, 0);
+        count = (size_t)store__sq_col_int64(s, 0);
         err = 0;
     }
-    sq_release(s);
+    store__sq_release(s);
     if (err || !count)
         return err;
     size_t bytes;
@@ -198,15 +200,15 @@ static int read_events(sq_db *db, const char *id, store_copy *c, store_notice *n
     n->events = vg_arena_alloc(c->a, bytes);
     if (!n->events)
         return vg_err_set(VG_ENOMEM, "store: notice events");
-    err = store_query(db,
-                      "SELECT from_status, to_status, note, at_ms FROM notice_events "
-                      "WHERE notice_id = ? ORDER BY id",
-                      &s, "t", id);
+    err = store__query(db,
+                       "SELECT from_status, to_status, note, at_ms FROM notice_events "
+                       "WHERE notice_id = ? ORDER BY id",
+                       &s, "t", id);
     if (err)
         return err;
     size_t i = 0;
     for (;;) {
-        int rc = sq_step(s);
+        int rc = store__sq_step(s);
         if (rc <= 0) {
             err = rc;
             break;
@@ -215,13 +217,13 @@ static int read_events(sq_db *db, const char *id, store_copy *c, store_notice *n
             break;
         store_notice_event *e = &n->events[i++];
         memset(e, 0, sizeof *e);
-        e->has_from = !sq_col_is_null(s, 0);
-        e->from = parse_status(sq_col_text(s, 0));
-        e->to = parse_status(sq_col_text(s, 1));
-        e->note = sc_text(c, s, 2);
-        e->at_ms = sq_col_int64(s, 3);
+        e->has_from = !store__sq_col_is_null(s, 0);
+        e->from = parse_status(store__sq_col_text(s, 0));
+        e->to = parse_status(store__sq_col_text(s, 1));
+        e->note = store__sc_text(c, s, 2);
+        e->at_ms = store__sq_col_int64(s, 3);
     }
-    sq_release(s);
+    store__sq_release(s);
     n->n_events = i;
     return err;
 }
@@ -229,32 +231,32 @@ static int read_events(sq_db *db, const char *id, store_copy *c, store_notice *n
 int store_notice_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
                      store_notice *out)
 {
-    if (!store_id_valid(id, "ntc"))
+    if (!store__id_valid(id, "ntc"))
         return vg_err_set(VG_ENOTFOUND, "notice not found");
-    sq_db *db = store_reader_acquire(st);
+    sq_db *db = store__reader_acquire(st);
     store_copy c = {a, 0};
     store_notice n;
     memset(&n, 0, sizeof n);
     /* One read transaction: the status and the history agree. */
-    int err = sq_exec(db, "BEGIN");
+    int err = store__sq_exec(db, "BEGIN");
     if (!err) {
-        err = store_read_one(db, &c, read_notice, &n, "notice",
-                             "SELECT " NOTICE_COLS NOTICE_FROM " WHERE t.id = ?1 AND "
-                             "(?2 IS NULL OR t.tenant_id = ?2)",
-                             "tt", id, tenant_id);
+        err = store__read_one(db, &c, read_notice, &n, "notice",
+                              "SELECT " NOTICE_COLS NOTICE_FROM " WHERE t.id = ?1 AND "
+                              "(?2 IS NULL OR t.tenant_id = ?2)",
+                              "tt", id, tenant_id);
         if (!err)
             err = read_events(db, id, &c, &n);
         if (!err && c.oom)
             err = vg_err_set(VG_ENOMEM, "store: notice");
-        sq_exec(db, err ? "ROLLBACK" : "COMMIT");
+        store__sq_exec(db, err ? "ROLLBACK" : "COMMIT");
     }
-    store_reader_release(st, db);
+    store__reader_release(st, db);
     if (!err)
         *out = n;
     return err;
 }
 
-/* store_notice_status_name for qb_in_mask, which walks values as unsigned. */
+/* store_notice_status_name for store__qb_in_mask, which walks values as unsigned. */
 static const char *status_name(unsigned k)
 {
     return store_notice_status_name((store_notice_status)k);
@@ -264,17 +266,17 @@ int store_notice_list(store *st, const char *tenant_id, const store_list_opts *o
                       store_notice **items, store_page *page)
 {
     qb q;
-    qb_init(&q, "SELECT " NOTICE_COLS_LITE NOTICE_FROM " WHERE 1");
+    store__qb_init(&q, "SELECT " NOTICE_COLS_LITE NOTICE_FROM " WHERE 1");
     if (opts && opts->profile_id)
-        qb_text(&q, " AND m.profile_id = ?", opts->profile_id);
+        store__qb_text(&q, " AND m.profile_id = ?", opts->profile_id);
     if (opts) {
-        int err = qb_in_mask(&q, "t.status", opts->statuses, STORE_NOTICE_STATUS_COUNT, status_name,
-                             "notice status");
+        int err = store__qb_in_mask(&q, "t.status", opts->statuses, STORE_NOTICE_STATUS_COUNT,
+                                    status_name, "notice status");
         if (err)
             return err;
     }
-    return store_list(st, &q, "ntc", tenant_id, opts, a, sizeof(store_notice),
-                      offsetof(store_notice, id), read_notice, (void **)items, page);
+    return store__list(st, &q, "ntc", tenant_id, opts, a, sizeof(store_notice),
+                       offsetof(store_notice, id), read_notice, (void **)items, page);
 }
 
 /* ---- status --------------------------------------------------------------------------------- */
@@ -283,7 +285,7 @@ int store_notice_list(store *st, const char *tenant_id, const store_list_opts *o
 static int read_status(sq_stmt *s, store_copy *c, void *row)
 {
     (void)c;
-    *(store_notice_status *)row = parse_status(sq_col_text(s, 0));
+    *(store_notice_status *)row = parse_status(store__sq_col_text(s, 0));
     return 0;
 }
 
@@ -299,25 +301,26 @@ static int notice_status_op(store *st, sq_db *w, void *arg)
     notice_status_args *a = arg;
     (void)st;
     store_notice_status cur = STORE_NOTICE_DRAFT;
-    int err = store_read_one(w, NULL, read_status, &cur, "notice",
-                             "SELECT status FROM notices WHERE id = ?1 AND "
-                             "(?2 IS NULL OR tenant_id = ?2)",
-                             "tt", a->id, a->tenant_id);
+    int err = store__read_one(w, NULL, read_status, &cur, "notice",
+                              "SELECT status FROM notices WHERE id = ?1 AND "
+                              "(?2 IS NULL OR tenant_id = ?2)",
+                              "tt", a->id, a->tenant_id);
     if (err)
         return err;
     if (!(a->allowed_from & (1u << cur)))
         return vg_err_set(VG_ECONFLICT, "notice is '%s'; it cannot move to '%s'",
                           store_notice_status_name(cur), store_notice_status_name(a->to));
     int64_t now = vg_wall_ms();
-    err = store_run(
+    err = store__run(
         w, "UPDATE notices SET status = ?1, updated_ms = max(updated_ms, ?2) WHERE id = ?3", "tit",
         store_notice_status_name(a->to), now, a->id);
     if (!err)
-        err = store_run(w,
-                        "INSERT INTO notice_events(notice_id, from_status, to_status, note, at_ms) "
-                        "VALUES(?, ?, ?, ?, ?)",
-                        "tttti", a->id, store_notice_status_name(cur),
-                        store_notice_status_name(a->to), store_opt(a->note), now);
+        err =
+            store__run(w,
+                       "INSERT INTO notice_events(notice_id, from_status, to_status, note, at_ms) "
+                       "VALUES(?, ?, ?, ?, ?)",
+                       "tttti", a->id, store_notice_status_name(cur),
+                       store_notice_status_name(a->to), store__opt(a->note), now);
     if (!err)
         a->from = cur;
     return err;
@@ -327,15 +330,15 @@ int store_notice_set_status(store *st, const char *tenant_id, const char *id,
                             store_notice_status to, unsigned allowed_from, const char *note,
                             store_notice_status *out_from)
 {
-    if (!store_id_valid(id, "ntc"))
+    if (!store__id_valid(id, "ntc"))
         return vg_err_set(VG_ENOTFOUND, "notice not found");
     if ((unsigned)to >= STORE_NOTICE_STATUS_COUNT)
         return vg_err_set(VG_EINVAL, "unknown notice status");
-    int err = store_check_str("note", note, STORE_TEXT_MAX_BYTES, 0);
+    int err = store__check_str("note", note, STORE_TEXT_MAX_BYTES, 0);
     if (err)
         return err;
     notice_status_args a = {tenant_id, id, note, to, allowed_from, STORE_NOTICE_DRAFT};
-    err = store_write(st, notice_status_op, &a);
+    err = store__write(st, notice_status_op, &a);
     if (!err && out_from)
         *out_from = a.from;
     return err;

@@ -62,7 +62,7 @@ static const void *floats_le(const float *src, size_t n, void **tmp)
 static const float *sc_floats(store_copy *c, sq_stmt *s, int col, size_t n)
 {
     size_t len;
-    const uint8_t *p = sq_col_blob(s, col, &len);
+    const uint8_t *p = store__sq_col_blob(s, col, &len);
     if (!p || n == 0 || len != n * 4)
         return NULL;
     float *d = vg_arena_alloc(c->a, len);
@@ -87,17 +87,17 @@ static const float *sc_floats(store_copy *c, sq_stmt *s, int col, size_t n)
 static int read_profile(sq_stmt *s, store_copy *c, void *item)
 {
     store_profile *p = item;
-    sc_id(s, 0, p->id);
-    sc_id(s, 1, p->tenant_id);
-    p->f.name = sc_text(c, s, 2);
-    p->f.legal_name = sc_text(c, s, 3);
-    p->f.email = sc_text(c, s, 4);
-    p->f.address = sc_text(c, s, 5);
-    p->f.phone = sc_text(c, s, 6);
-    p->f.notes = sc_text(c, s, 7);
-    p->created_ms = sq_col_int64(s, 8);
-    p->updated_ms = sq_col_int64(s, 9);
-    p->deleted_ms = sq_col_int64(s, 10);
+    store__sc_id(s, 0, p->id);
+    store__sc_id(s, 1, p->tenant_id);
+    p->f.name = store__sc_text(c, s, 2);
+    p->f.legal_name = store__sc_text(c, s, 3);
+    p->f.email = store__sc_text(c, s, 4);
+    p->f.address = store__sc_text(c, s, 5);
+    p->f.phone = store__sc_text(c, s, 6);
+    p->f.notes = store__sc_text(c, s, 7);
+    p->created_ms = store__sq_col_int64(s, 8);
+    p->updated_ms = store__sq_col_int64(s, 9);
+    p->deleted_ms = store__sq_col_int64(s, 10);
     return 0;
 }
 
@@ -109,12 +109,12 @@ static int check_profile_fields(const store_profile_fields *f, int creating)
     int err;
     if (!creating && f->name && !*f->name)
         return vg_err_set(VG_EINVAL, "name must not be empty");
-    if ((err = store_check_str("name", f->name, STORE_NAME_MAX_BYTES, creating)) ||
-        (err = store_check_str("legal_name", f->legal_name, STORE_NAME_MAX_BYTES, 0)) ||
-        (err = store_check_str("email", f->email, STORE_NAME_MAX_BYTES, 0)) ||
-        (err = store_check_str("address", f->address, STORE_TEXT_MAX_BYTES, 0)) ||
-        (err = store_check_str("phone", f->phone, STORE_NAME_MAX_BYTES, 0)) ||
-        (err = store_check_str("notes", f->notes, STORE_TEXT_MAX_BYTES, 0)))
+    if ((err = store__check_str("name", f->name, STORE_NAME_MAX_BYTES, creating)) ||
+        (err = store__check_str("legal_name", f->legal_name, STORE_NAME_MAX_BYTES, 0)) ||
+        (err = store__check_str("email", f->email, STORE_NAME_MAX_BYTES, 0)) ||
+        (err = store__check_str("address", f->address, STORE_TEXT_MAX_BYTES, 0)) ||
+        (err = store__check_str("phone", f->phone, STORE_NAME_MAX_BYTES, 0)) ||
+        (err = store__check_str("notes", f->notes, STORE_TEXT_MAX_BYTES, 0)))
         return err;
     return 0;
 }
@@ -130,14 +130,14 @@ static int profile_create_op(store *st, sq_db *w, void *arg)
     profile_create_args *a = arg;
     char id[STORE_ID_MAX];
     int64_t ms;
-    store_id_new(st, "prf", id, &ms);
+    store__id_new(st, "prf", id, &ms);
     int err =
-        store_run(w,
-                  "INSERT INTO profiles(id, tenant_id, name, legal_name, email, address, "
-                  "phone, notes, created_ms, updated_ms) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                  "ttttttttii", id, a->tenant_id, a->f->name, store_opt(a->f->legal_name),
-                  store_opt(a->f->email), store_opt(a->f->address), store_opt(a->f->phone),
-                  store_opt(a->f->notes), ms, ms);
+        store__run(w,
+                   "INSERT INTO profiles(id, tenant_id, name, legal_name, email, address, "
+                   "phone, notes, created_ms, updated_ms) VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "ttttttttii", id, a->tenant_id, a->f->name, store__opt(a->f->legal_name),
+                   store__opt(a->f->email), store__opt(a->f->address), store__opt(a->f->phone),
+                   store__opt(a->f->notes), ms, ms);
     if (err == VG_ENOTFOUND)
         return vg_err_set(VG_ENOTFOUND, "tenant not found");
     if (!err)
@@ -150,25 +150,25 @@ int store_profile_create(store *st, const char *tenant_id, const store_profile_f
 {
     if (!tenant_id)
         return vg_err_set(VG_EINVAL, "a profile needs a tenant");
-    if (!store_id_valid(tenant_id, "tnt"))
+    if (!store__id_valid(tenant_id, "tnt"))
         return vg_err_set(VG_ENOTFOUND, "tenant not found");
     int err = check_profile_fields(f, 1);
     if (err)
         return err;
     profile_create_args a = {tenant_id, f, out_id};
-    return store_write(st, profile_create_op, &a);
+    return store__write(st, profile_create_op, &a);
 }
 
 int store_profile_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
                       store_profile *out)
 {
-    if (!store_id_valid(id, "prf"))
+    if (!store__id_valid(id, "prf"))
         return vg_err_set(VG_ENOTFOUND, "profile not found");
     store_profile p;
-    int err = store_get_one(st, a, read_profile, &p, sizeof p, "profile",
-                            "SELECT " PROFILE_COLS " FROM profiles t WHERE t.id = ?1 AND "
-                            "t.deleted_ms IS NULL AND (?2 IS NULL OR t.tenant_id = ?2)",
-                            "tt", id, tenant_id);
+    int err = store__get_one(st, a, read_profile, &p, sizeof p, "profile",
+                             "SELECT " PROFILE_COLS " FROM profiles t WHERE t.id = ?1 AND "
+                             "t.deleted_ms IS NULL AND (?2 IS NULL OR t.tenant_id = ?2)",
+                             "tt", id, tenant_id);
     if (!err)
         *out = p;
     return err;
@@ -185,18 +185,18 @@ static int profile_update_op(store *st, sq_db *w, void *arg)
     (void)st;
     /* NULL keeps a field, "" clears it (NULLIF), anything else replaces it. */
     int err =
-        store_run(w,
-                  "UPDATE profiles SET name = coalesce(?1, name), "
-                  "legal_name = CASE WHEN ?2 IS NULL THEN legal_name ELSE NULLIF(?2, '') END, "
-                  "email = CASE WHEN ?3 IS NULL THEN email ELSE NULLIF(?3, '') END, "
-                  "address = CASE WHEN ?4 IS NULL THEN address ELSE NULLIF(?4, '') END, "
-                  "phone = CASE WHEN ?5 IS NULL THEN phone ELSE NULLIF(?5, '') END, "
-                  "notes = CASE WHEN ?6 IS NULL THEN notes ELSE NULLIF(?6, '') END, "
-                  "updated_ms = max(updated_ms, ?7) "
-                  "WHERE id = ?8 AND deleted_ms IS NULL AND (?9 IS NULL OR tenant_id = ?9)",
-                  "ttttttitt", a->f->name, a->f->legal_name, a->f->email, a->f->address,
-                  a->f->phone, a->f->notes, vg_wall_ms(), a->id, a->tenant_id);
-    if (!err && sq_changes(w) == 0)
+        store__run(w,
+                   "UPDATE profiles SET name = coalesce(?1, name), "
+                   "legal_name = CASE WHEN ?2 IS NULL THEN legal_name ELSE NULLIF(?2, '') END, "
+                   "email = CASE WHEN ?3 IS NULL THEN email ELSE NULLIF(?3, '') END, "
+                   "address = CASE WHEN ?4 IS NULL THEN address ELSE NULLIF(?4, '') END, "
+                   "phone = CASE WHEN ?5 IS NULL THEN phone ELSE NULLIF(?5, '') END, "
+                   "notes = CASE WHEN ?6 IS NULL THEN notes ELSE NULLIF(?6, '') END, "
+                   "updated_ms = max(updated_ms, ?7) "
+                   "WHERE id = ?8 AND deleted_ms IS NULL AND (?9 IS NULL OR tenant_id = ?9)",
+                   "ttttttitt", a->f->name, a->f->legal_name, a->f->email, a->f->address,
+                   a->f->phone, a->f->notes, vg_wall_ms(), a->id, a->tenant_id);
+    if (!err && store__sq_changes(w) == 0)
         err = vg_err_set(VG_ENOTFOUND, "profile not found");
     return err;
 }
@@ -204,18 +204,18 @@ static int profile_update_op(store *st, sq_db *w, void *arg)
 int store_profile_update(store *st, const char *tenant_id, const char *id,
                          const store_profile_fields *f)
 {
-    if (!store_id_valid(id, "prf"))
+    if (!store__id_valid(id, "prf"))
         return vg_err_set(VG_ENOTFOUND, "profile not found");
     int err = check_profile_fields(f, 0);
     if (err)
         return err;
     profile_update_args a = {tenant_id, id, f};
-    return store_write(st, profile_update_op, &a);
+    return store__write(st, profile_update_op, &a);
 }
 
 typedef struct profile_delete_args {
     const char *tenant_id, *id;
-    vg_arena *a; /* the caller's; it is blocked in store_write while the leader fills it */
+    vg_arena *a; /* the caller's; it is blocked in store__write while the leader fills it */
     char (*ref_ids)[STORE_ID_MAX];
     size_t n_refs;
 } profile_delete_args;
@@ -225,11 +225,11 @@ static int profile_delete_op(store *st, sq_db *w, void *arg)
     profile_delete_args *a = arg;
     (void)st;
     int64_t now = vg_wall_ms();
-    int err = store_run(w,
-                        "UPDATE profiles SET deleted_ms = ?1, updated_ms = max(updated_ms, ?1) "
-                        "WHERE id = ?2 AND deleted_ms IS NULL AND (?3 IS NULL OR tenant_id = ?3)",
-                        "itt", now, a->id, a->tenant_id);
-    if (!err && sq_changes(w) == 0)
+    int err = store__run(w,
+                         "UPDATE profiles SET deleted_ms = ?1, updated_ms = max(updated_ms, ?1) "
+                         "WHERE id = ?2 AND deleted_ms IS NULL AND (?3 IS NULL OR tenant_id = ?3)",
+                         "itt", now, a->id, a->tenant_id);
+    if (!err && store__sq_changes(w) == 0)
         err = vg_err_set(VG_ENOTFOUND, "profile not found");
     if (err)
         return err;
@@ -237,16 +237,16 @@ static int profile_delete_op(store *st, sq_db *w, void *arg)
     if (a->a) {
         sq_stmt *s = NULL;
         err =
-            store_query(w, "SELECT count(*) FROM refs WHERE profile_id = ? AND deleted_ms IS NULL",
-                        &s, "t", a->id);
+            store__query(w, "SELECT count(*) FROM refs WHERE profile_id = ? AND deleted_ms IS NULL",
+                         &s, "t", a->id);
         size_t n = 0;
         if (!err) {
-            err = sq_step(s);
+            err = store__sq_step(s);
             if (err == SQ_ROW) {
-                n = (size_t)sq_col_int64(s, 0);
+                n = (size_t)store__sq_col_int64(s, 0);
                 err = 0;
             }
-            sq_release(s);
+            store__sq_release(s);
         }
         if (!err && n) {
             a->ref_ids = vg_arena_alloc(a->a, n * STORE_ID_MAX);
@@ -254,41 +254,41 @@ static int profile_delete_op(store *st, sq_db *w, void *arg)
                 err = vg_err_set(VG_ENOMEM, "store: profile delete");
         }
         if (!err)
-            err = store_query(
+            err = store__query(
                 w, "SELECT id FROM refs WHERE profile_id = ? AND deleted_ms IS NULL ORDER BY id",
                 &s, "t", a->id);
         if (!err) {
             a->n_refs = 0;
-            while ((err = sq_step(s)) == SQ_ROW && a->n_refs < n)
-                sc_id(s, 0, a->ref_ids[a->n_refs++]);
+            while ((err = store__sq_step(s)) == SQ_ROW && a->n_refs < n)
+                store__sc_id(s, 0, a->ref_ids[a->n_refs++]);
             if (err > 0)
                 err = 0;
-            sq_release(s);
+            store__sq_release(s);
         }
         if (err)
             return err;
     }
-    err = store_run(w,
-                    "DELETE FROM ref_images WHERE ref_id IN "
-                    "(SELECT id FROM refs WHERE profile_id = ? AND deleted_ms IS NULL)",
-                    "t", a->id);
+    err = store__run(w,
+                     "DELETE FROM ref_images WHERE ref_id IN "
+                     "(SELECT id FROM refs WHERE profile_id = ? AND deleted_ms IS NULL)",
+                     "t", a->id);
     if (!err)
-        err = store_run(w,
-                        "UPDATE refs SET deleted_ms = ?1, descriptors = NULL, boxes = NULL, "
-                        "n_faces = 0 WHERE profile_id = ?2 AND deleted_ms IS NULL",
-                        "it", now, a->id);
+        err = store__run(w,
+                         "UPDATE refs SET deleted_ms = ?1, descriptors = NULL, boxes = NULL, "
+                         "n_faces = 0 WHERE profile_id = ?2 AND deleted_ms IS NULL",
+                         "it", now, a->id);
     return err;
 }
 
 int store_profile_delete(store *st, const char *tenant_id, const char *id, vg_arena *a,
                          char (**out_ref_ids)[STORE_ID_MAX], size_t *out_n)
 {
-    if (!store_id_valid(id, "prf"))
+    if (!store__id_valid(id, "prf"))
         return vg_err_set(VG_ENOTFOUND, "profile not found");
     if (out_ref_ids && (!a || !out_n))
         return vg_err_set(VG_EINVAL, "out_ref_ids needs an arena and out_n");
     profile_delete_args args = {tenant_id, id, out_ref_ids ? a : NULL, NULL, 0};
-    int err = store_write(st, profile_delete_op, &args);
+    int err = store__write(st, profile_delete_op, &args);
     if (!err && out_ref_ids) {
         *out_ref_ids = args.ref_ids;
         *out_n = args.n_refs;
@@ -300,18 +300,18 @@ int store_profile_list(store *st, const char *tenant_id, const store_list_opts *
                        store_profile **items, store_page *page)
 {
     qb q;
-    qb_init(&q, "SELECT " PROFILE_COLS " FROM profiles t WHERE t.deleted_ms IS NULL");
-    return store_list(st, &q, "prf", tenant_id, opts, a, sizeof(store_profile),
-                      offsetof(store_profile, id), read_profile, (void **)items, page);
+    store__qb_init(&q, "SELECT " PROFILE_COLS " FROM profiles t WHERE t.deleted_ms IS NULL");
+    return store__list(st, &q, "prf", tenant_id, opts, a, sizeof(store_profile),
+                       offsetof(store_profile, id), read_profile, (void **)items, page);
 }
 
-int store_profile_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
-                           store_profile *out)
+int store__profile_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                            store_profile *out)
 {
-    return store_read_one(db, c, read_profile, out, "profile",
-                          "SELECT " PROFILE_COLS " FROM profiles t WHERE t.id = ?1 AND "
-                          "(?2 IS NULL OR t.tenant_id = ?2)",
-                          "tt", id, tenant_id);
+    return store__read_one(db, c, read_profile, out, "profile",
+                           "SELECT " PROFILE_COLS " FROM profiles t WHERE t.id = ?1 AND "
+                           "(?2 IS NULL OR t.tenant_id = ?2)",
+                           "tt", id, tenant_id);
 }
 
 /* ---- references ----------------------------------------------------------------------------- */
@@ -319,31 +319,31 @@ int store_profile_read_any(sq_db *db, const char *tenant_id, const char *id, sto
 static int read_ref(sq_stmt *s, store_copy *c, void *item)
 {
     store_reference *r = item;
-    sc_id(s, 0, r->id);
-    sc_id(s, 1, r->tenant_id);
-    sc_id(s, 2, r->profile_id);
-    const char *k = sq_col_text(s, 3);
+    store__sc_id(s, 0, r->id);
+    store__sc_id(s, 1, r->tenant_id);
+    store__sc_id(s, 2, r->profile_id);
+    const char *k = store__sq_col_text(s, 3);
     r->kind = k && strcmp(k, "likeness") == 0 ? STORE_REF_LIKENESS : STORE_REF_WORK;
-    r->title = sc_text(c, s, 4);
-    r->description = sc_text(c, s, 5);
-    r->original_url = sc_text(c, s, 6);
-    r->copyright_holder = sc_text(c, s, 7);
-    sc_fixed(s, 8, r->sha256, 32);
-    r->has_pdq = sc_fixed(s, 9, r->pdq, 32);
-    r->pdq_quality = r->has_pdq ? (int)sq_col_int64(s, 10) : 0;
-    r->has_dihedral = sc_fixed(s, 11, r->pdq_dihedral, sizeof r->pdq_dihedral);
-    int64_t nf = sq_col_int64(s, 12);
+    r->title = store__sc_text(c, s, 4);
+    r->description = store__sc_text(c, s, 5);
+    r->original_url = store__sc_text(c, s, 6);
+    r->copyright_holder = store__sc_text(c, s, 7);
+    store__sc_fixed(s, 8, r->sha256, 32);
+    r->has_pdq = store__sc_fixed(s, 9, r->pdq, 32);
+    r->pdq_quality = r->has_pdq ? (int)store__sq_col_int64(s, 10) : 0;
+    r->has_dihedral = store__sc_fixed(s, 11, r->pdq_dihedral, sizeof r->pdq_dihedral);
+    int64_t nf = store__sq_col_int64(s, 12);
     r->n_faces = nf > 0 && nf <= STORE_MAX_FACES_PER_REF ? (size_t)nf : 0;
-    r->descriptors = sc_floats(c, s, 13, r->n_faces * STORE_FACE_DIM);
+    r->descriptors = sc_floats(c, s, 13, r->n_faces * VG_DESCRIPTOR_DIM);
     r->boxes = r->descriptors ? sc_floats(c, s, 14, r->n_faces * 4) : NULL;
-    if (!r->descriptors && !sq_col_is_null(s, 13)) {
+    if (!r->descriptors && !store__sq_col_is_null(s, 13)) {
         VG_WARN("store", "reference %s: descriptor blob does not match n_faces; ignored", r->id);
         r->n_faces = 0;
     }
-    r->has_image = !sq_col_is_null(s, 15);
-    r->image_len = r->has_image ? (size_t)sq_col_int64(s, 15) : 0;
-    r->created_ms = sq_col_int64(s, 16);
-    r->deleted_ms = sq_col_int64(s, 17);
+    r->has_image = !store__sq_col_is_null(s, 15);
+    r->image_len = r->has_image ? (size_t)store__sq_col_int64(s, 15) : 0;
+    r->created_ms = store__sq_col_int64(s, 16);
+    r->deleted_ms = store__sq_col_int64(s, 17);
     return 0;
 }
 
@@ -352,7 +352,7 @@ static int read_ref_lite(sq_stmt *s, store_copy *c, void *item)
 {
     int err = read_ref(s, c, item);
     store_reference *r = item;
-    r->n_faces = (size_t)sq_col_int64(s, 12);
+    r->n_faces = (size_t)store__sq_col_int64(s, 12);
     return err;
 }
 
@@ -369,10 +369,10 @@ static int check_reference(const store_reference_new *r)
         return vg_err_set(VG_EINVAL, "title, description, original_url and copyright_holder "
                                      "belong to a work, not a likeness");
     int err;
-    if ((err = store_check_str("title", r->title, STORE_NAME_MAX_BYTES, 0)) ||
-        (err = store_check_str("description", r->description, STORE_TEXT_MAX_BYTES, 0)) ||
-        (err = store_check_str("original_url", r->original_url, STORE_URL_MAX_BYTES, 0)) ||
-        (err = store_check_str("copyright_holder", r->copyright_holder, STORE_NAME_MAX_BYTES, 0)))
+    if ((err = store__check_str("title", r->title, STORE_NAME_MAX_BYTES, 0)) ||
+        (err = store__check_str("description", r->description, STORE_TEXT_MAX_BYTES, 0)) ||
+        (err = store__check_str("original_url", r->original_url, STORE_URL_MAX_BYTES, 0)) ||
+        (err = store__check_str("copyright_holder", r->copyright_holder, STORE_NAME_MAX_BYTES, 0)))
         return err;
     if (r->pdq && (r->pdq_quality < 0 || r->pdq_quality > 100))
         return vg_err_set(VG_EINVAL, "pdq_quality must be 0..100");
@@ -381,10 +381,10 @@ static int check_reference(const store_reference_new *r)
                           STORE_MAX_FACES_PER_REF);
     if (r->n_faces && !r->descriptors)
         return vg_err_set(VG_EINVAL, "n_faces without descriptors");
-    for (size_t i = 0; i < r->n_faces * STORE_FACE_DIM; i++) {
+    for (size_t i = 0; i < r->n_faces * VG_DESCRIPTOR_DIM; i++) {
         if (!isfinite(r->descriptors[i]))
             return vg_err_set(VG_EINVAL, "face %zu has a non-finite descriptor value",
-                              i / STORE_FACE_DIM);
+                              i / VG_DESCRIPTOR_DIM);
     }
     if (r->image && r->image_len > STORE_IMAGE_MAX_BYTES)
         return vg_err_set(VG_EINVAL, "image is %zu bytes, at most %u are stored", r->image_len,
@@ -403,19 +403,19 @@ static int ref_create_op(store *st, sq_db *w, void *arg)
     ref_create_args *a = arg;
     const store_reference_new *r = a->r;
     char tenant[STORE_ID_MAX] = "";
-    int err = store_read_one(w, NULL, store_read_id, tenant, "profile",
-                             "SELECT tenant_id FROM profiles WHERE id = ?1 AND deleted_ms IS NULL "
-                             "AND (?2 IS NULL OR tenant_id = ?2)",
-                             "tt", r->profile_id, a->tenant_id);
+    int err = store__read_one(w, NULL, store__read_id, tenant, "profile",
+                              "SELECT tenant_id FROM profiles WHERE id = ?1 AND deleted_ms IS NULL "
+                              "AND (?2 IS NULL OR tenant_id = ?2)",
+                              "tt", r->profile_id, a->tenant_id);
     if (err)
         return err;
 
     char id[STORE_ID_MAX];
     int64_t ms;
-    store_id_new(st, "ref", id, &ms);
+    store__id_new(st, "ref", id, &ms);
     void *tmp_d = NULL, *tmp_b = NULL;
     const void *desc = NULL, *boxes = NULL;
-    size_t nd = r->n_faces * STORE_FACE_DIM;
+    size_t nd = r->n_faces * VG_DESCRIPTOR_DIM;
     if (r->n_faces) {
         desc = floats_le(r->descriptors, nd, &tmp_d);
         if (r->boxes)
@@ -426,24 +426,24 @@ static int ref_create_op(store *st, sq_db *w, void *arg)
             return vg_err_set(VG_ENOMEM, "store: descriptors");
         }
     }
-    err = store_run(w,
-                    "INSERT INTO refs(id, tenant_id, profile_id, kind, title, description, "
-                    "original_url, copyright_holder, sha256, pdq, pdq_quality, pdq_dihedral, "
-                    "n_faces, descriptors, boxes, created_ms) "
-                    "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    "ttttttttbbibibbi", id, tenant, r->profile_id, store_ref_kind_name(r->kind),
-                    store_opt(r->title), store_opt(r->description), store_opt(r->original_url),
-                    store_opt(r->copyright_holder), (const void *)r->sha256, (size_t)32,
-                    (const void *)r->pdq, (size_t)32, (int64_t)(r->pdq ? r->pdq_quality : 0),
-                    (const void *)(r->pdq ? r->pdq_dihedral : NULL), (size_t)256,
-                    (int64_t)r->n_faces, desc, nd * 4, boxes, r->n_faces * 16, ms);
+    err = store__run(w,
+                     "INSERT INTO refs(id, tenant_id, profile_id, kind, title, description, "
+                     "original_url, copyright_holder, sha256, pdq, pdq_quality, pdq_dihedral, "
+                     "n_faces, descriptors, boxes, created_ms) "
+                     "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     "ttttttttbbibibbi", id, tenant, r->profile_id, store_ref_kind_name(r->kind),
+                     store__opt(r->title), store__opt(r->description), store__opt(r->original_url),
+                     store__opt(r->copyright_holder), (const void *)r->sha256, (size_t)32,
+                     (const void *)r->pdq, (size_t)32, (int64_t)(r->pdq ? r->pdq_quality : 0),
+                     (const void *)(r->pdq ? r->pdq_dihedral : NULL), (size_t)256,
+                     (int64_t)r->n_faces, desc, nd * 4, boxes, r->n_faces * 16, ms);
     vg_free(tmp_d);
     vg_free(tmp_b);
     if (err == VG_EEXIST)
         return vg_err_set(VG_EEXIST, "this profile already has a reference with this image");
     if (!err && r->image)
-        err = store_run(w, "INSERT INTO ref_images(ref_id, bytes) VALUES(?, ?)", "tb", id,
-                        (const void *)r->image, r->image_len);
+        err = store__run(w, "INSERT INTO ref_images(ref_id, bytes) VALUES(?, ?)", "tb", id,
+                         (const void *)r->image, r->image_len);
     if (!err)
         memcpy(a->out_id, id, STORE_ID_MAX);
     return err;
@@ -455,54 +455,54 @@ int store_reference_create(store *st, const char *tenant_id, const store_referen
     int err = check_reference(r);
     if (err)
         return err;
-    if (!store_id_valid(r->profile_id, "prf"))
+    if (!store__id_valid(r->profile_id, "prf"))
         return vg_err_set(VG_ENOTFOUND, "profile not found");
     ref_create_args a = {tenant_id, r, out_id};
-    return store_write(st, ref_create_op, &a);
+    return store__write(st, ref_create_op, &a);
 }
 
 int store_reference_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
                         store_reference *out)
 {
-    if (!store_id_valid(id, "ref"))
+    if (!store__id_valid(id, "ref"))
         return vg_err_set(VG_ENOTFOUND, "reference not found");
     store_reference r;
-    int err = store_get_one(st, a, read_ref, &r, sizeof r, "reference",
-                            "SELECT " REF_COLS " FROM refs t WHERE t.id = ?1 AND "
-                            "t.deleted_ms IS NULL AND (?2 IS NULL OR t.tenant_id = ?2)",
-                            "tt", id, tenant_id);
+    int err = store__get_one(st, a, read_ref, &r, sizeof r, "reference",
+                             "SELECT " REF_COLS " FROM refs t WHERE t.id = ?1 AND "
+                             "t.deleted_ms IS NULL AND (?2 IS NULL OR t.tenant_id = ?2)",
+                             "tt", id, tenant_id);
     if (!err)
         *out = r;
     return err;
 }
 
-int store_reference_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
-                             store_reference *out)
+int store__reference_read_any(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
+                              store_reference *out)
 {
-    return store_read_one(db, c, read_ref_lite, out, "reference",
-                          "SELECT " REF_COLS_LITE " FROM refs t WHERE t.id = ?1 AND "
-                          "(?2 IS NULL OR t.tenant_id = ?2)",
-                          "tt", id, tenant_id);
+    return store__read_one(db, c, read_ref_lite, out, "reference",
+                           "SELECT " REF_COLS_LITE " FROM refs t WHERE t.id = ?1 AND "
+                           "(?2 IS NULL OR t.tenant_id = ?2)",
+                           "tt", id, tenant_id);
 }
 
 int store_reference_image_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
                               const uint8_t **out_bytes, size_t *out_len)
 {
-    if (!store_id_valid(id, "ref"))
+    if (!store__id_valid(id, "ref"))
         return vg_err_set(VG_ENOTFOUND, "reference not found");
-    sq_db *db = store_reader_acquire(st);
+    sq_db *db = store__reader_acquire(st);
     sq_stmt *s = NULL;
-    int err = store_query(db,
-                          "SELECT i.bytes FROM refs t JOIN ref_images i ON i.ref_id = t.id "
-                          "WHERE t.id = ?1 AND t.deleted_ms IS NULL AND "
-                          "(?2 IS NULL OR t.tenant_id = ?2)",
-                          &s, "tt", id, tenant_id);
+    int err = store__query(db,
+                           "SELECT i.bytes FROM refs t JOIN ref_images i ON i.ref_id = t.id "
+                           "WHERE t.id = ?1 AND t.deleted_ms IS NULL AND "
+                           "(?2 IS NULL OR t.tenant_id = ?2)",
+                           &s, "tt", id, tenant_id);
     if (!err) {
-        err = sq_step(s);
+        err = store__sq_step(s);
         if (err == SQ_ROW) {
             store_copy c = {a, 0};
             size_t n = 0;
-            const uint8_t *p = sc_blob(&c, s, 0, &n);
+            const uint8_t *p = store__sc_blob(&c, s, 0, &n);
             if (c.oom) {
                 err = vg_err_set(VG_ENOMEM, "store: image");
             } else {
@@ -514,8 +514,8 @@ int store_reference_image_get(store *st, const char *tenant_id, const char *id, 
             err = vg_err_set(VG_ENOTFOUND, "no stored image for this reference");
         }
     }
-    sq_release(s);
-    store_reader_release(st, db);
+    store__sq_release(s);
+    store__reader_release(st, db);
     return err;
 }
 
@@ -527,35 +527,35 @@ static int ref_delete_op(store *st, sq_db *w, void *arg)
 {
     ref_delete_args *a = arg;
     (void)st;
-    int err = store_run(w,
-                        "UPDATE refs SET deleted_ms = ?1, descriptors = NULL, boxes = NULL, "
-                        "n_faces = 0 WHERE id = ?2 AND deleted_ms IS NULL AND "
-                        "(?3 IS NULL OR tenant_id = ?3)",
-                        "itt", vg_wall_ms(), a->id, a->tenant_id);
-    if (!err && sq_changes(w) == 0)
+    int err = store__run(w,
+                         "UPDATE refs SET deleted_ms = ?1, descriptors = NULL, boxes = NULL, "
+                         "n_faces = 0 WHERE id = ?2 AND deleted_ms IS NULL AND "
+                         "(?3 IS NULL OR tenant_id = ?3)",
+                         "itt", vg_wall_ms(), a->id, a->tenant_id);
+    if (!err && store__sq_changes(w) == 0)
         err = vg_err_set(VG_ENOTFOUND, "reference not found");
     if (!err)
-        err = store_run(w, "DELETE FROM ref_images WHERE ref_id = ?", "t", a->id);
+        err = store__run(w, "DELETE FROM ref_images WHERE ref_id = ?", "t", a->id);
     return err;
 }
 
 int store_reference_delete(store *st, const char *tenant_id, const char *id)
 {
-    if (!store_id_valid(id, "ref"))
+    if (!store__id_valid(id, "ref"))
         return vg_err_set(VG_ENOTFOUND, "reference not found");
     ref_delete_args a = {tenant_id, id};
-    return store_write(st, ref_delete_op, &a);
+    return store__write(st, ref_delete_op, &a);
 }
 
 int store_reference_list(store *st, const char *tenant_id, const store_list_opts *opts, vg_arena *a,
                          store_reference **items, store_page *page)
 {
     qb q;
-    qb_init(&q, "SELECT " REF_COLS " FROM refs t WHERE t.deleted_ms IS NULL");
+    store__qb_init(&q, "SELECT " REF_COLS " FROM refs t WHERE t.deleted_ms IS NULL");
     if (opts && opts->profile_id)
-        qb_text(&q, " AND t.profile_id = ?", opts->profile_id);
-    return store_list(st, &q, "ref", tenant_id, opts, a, sizeof(store_reference),
-                      offsetof(store_reference, id), read_ref, (void **)items, page);
+        store__qb_text(&q, " AND t.profile_id = ?", opts->profile_id);
+    return store__list(st, &q, "ref", tenant_id, opts, a, sizeof(store_reference),
+                       offsetof(store_reference, id), read_ref, (void **)items, page);
 }
 
 int store_reference_foreach(store *st, const char *tenant_id,
@@ -564,16 +564,16 @@ int store_reference_foreach(store *st, const char *tenant_id,
     vg_arena *a = vg_arena_new(0);
     if (!a)
         return vg_err_set(VG_ENOMEM, "store: reference walk");
-    sq_db *db = store_reader_acquire(st);
+    sq_db *db = store__reader_acquire(st);
     sq_stmt *s = NULL;
     /* One statement is one read transaction: the walk sees one snapshot. */
-    int err = store_query(db,
-                          "SELECT " REF_COLS " FROM refs t JOIN profiles p ON p.id = t.profile_id "
-                          "WHERE t.deleted_ms IS NULL AND p.deleted_ms IS NULL AND "
-                          "(?1 IS NULL OR t.tenant_id = ?1) ORDER BY t.id",
-                          &s, "t", tenant_id);
+    int err = store__query(db,
+                           "SELECT " REF_COLS " FROM refs t JOIN profiles p ON p.id = t.profile_id "
+                           "WHERE t.deleted_ms IS NULL AND p.deleted_ms IS NULL AND "
+                           "(?1 IS NULL OR t.tenant_id = ?1) ORDER BY t.id",
+                           &s, "t", tenant_id);
     while (!err) {
-        int rc = sq_step(s);
+        int rc = store__sq_step(s);
         if (rc <= 0) {
             err = rc;
             break;
@@ -589,31 +589,31 @@ int store_reference_foreach(store *st, const char *tenant_id,
         }
         err = cb(ctx, &r);
     }
-    sq_release(s);
-    store_reader_release(st, db);
+    store__sq_release(s);
+    store__reader_release(st, db);
     vg_arena_free(a);
     return err;
 }
 
 int store_reference_count(store *st, const char *tenant_id, size_t *out_n)
 {
-    sq_db *db = store_reader_acquire(st);
+    sq_db *db = store__reader_acquire(st);
     sq_stmt *s = NULL;
-    int err = store_query(db,
-                          "SELECT count(*) FROM refs t JOIN profiles p ON p.id = t.profile_id "
-                          "WHERE t.deleted_ms IS NULL AND p.deleted_ms IS NULL AND "
-                          "(?1 IS NULL OR t.tenant_id = ?1)",
-                          &s, "t", tenant_id);
+    int err = store__query(db,
+                           "SELECT count(*) FROM refs t JOIN profiles p ON p.id = t.profile_id "
+                           "WHERE t.deleted_ms IS NULL AND p.deleted_ms IS NULL AND "
+                           "(?1 IS NULL OR t.tenant_id = ?1)",
+                           &s, "t", tenant_id);
     if (!err) {
-        err = sq_step(s);
+        err = store__sq_step(s);
         if (err == SQ_ROW) {
-            *out_n = (size_t)sq_col_int64(s, 0);
+            *out_n = (size_t)store__sq_col_int64(s, 0);
             err = 0;
         } else if (err == SQ_DONE) {
             err = vg_err_set(VG_ESTORE, "count returned no row");
         }
     }
-    sq_release(s);
-    store_reader_release(st, db);
+    store__sq_release(s);
+    store__reader_release(st, db);
     return err;
 }

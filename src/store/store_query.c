@@ -1,5 +1,5 @@
 /*
- * store_query: the list-query builder, row-copy helpers, input checks and enum names shared by
+ * store__query: the list-query builder, row-copy helpers, input checks and enum names shared by
  * the resource files. Every list query has the same shape:
  *   SELECT <cols> FROM <table> t [JOIN ...] WHERE 1 <filters>
  *     [AND t.tenant_id = ?] [AND t.id < cursor] [AND t.id >= floor(since)] [AND t.id <
@@ -14,16 +14,16 @@
 
 /* ---- builder -------------------------------------------------------------------------------- */
 
-void qb_init(qb *q, const char *sql)
+void store__qb_init(qb *q, const char *sql)
 {
     q->len = 0;
     q->n = 0;
     q->overflow = 0;
     q->sql[0] = '\0';
-    qb_sql(q, sql);
+    store__qb_sql(q, sql);
 }
 
-void qb_sql(qb *q, const char *frag)
+void store__qb_sql(qb *q, const char *frag)
 {
     size_t fl = strlen(frag);
     if (q->len + fl + 1 > sizeof q->sql) {
@@ -44,17 +44,17 @@ static int qb_slot(qb *q, int type)
     return q->n++;
 }
 
-void qb_text(qb *q, const char *frag, const char *v)
+void store__qb_text(qb *q, const char *frag, const char *v)
 {
-    qb_sql(q, frag);
+    store__qb_sql(q, frag);
     int i = qb_slot(q, 't');
     if (i >= 0)
         q->b[i].p = v;
 }
 
-void qb_blob(qb *q, const char *frag, const void *v, size_t n)
+void store__qb_blob(qb *q, const char *frag, const void *v, size_t n)
 {
-    qb_sql(q, frag);
+    store__qb_sql(q, frag);
     int i = qb_slot(q, 'b');
     if (i >= 0) {
         q->b[i].p = v;
@@ -62,89 +62,89 @@ void qb_blob(qb *q, const char *frag, const void *v, size_t n)
     }
 }
 
-void qb_int(qb *q, const char *frag, int64_t v)
+void store__qb_int(qb *q, const char *frag, int64_t v)
 {
-    qb_sql(q, frag);
+    store__qb_sql(q, frag);
     int i = qb_slot(q, 'i');
     if (i >= 0)
         q->b[i].i = v;
 }
 
-int qb_prepare(qb *q, sq_db *db, sq_stmt **out)
+int store__qb_prepare(qb *q, sq_db *db, sq_stmt **out)
 {
     if (q->overflow)
         return vg_err_set(VG_EINTERNAL, "store: query builder overflow");
     sq_stmt *s = NULL;
-    int err = sq_prepare(db, q->sql, &s);
+    int err = store__sq_prepare(db, q->sql, &s);
     for (int i = 0; !err && i < q->n; i++) {
         switch (q->b[i].type) {
         case 't':
-            err = sq_bind_text(s, i + 1, q->b[i].p);
+            err = store__sq_bind_text(s, i + 1, q->b[i].p);
             break;
         case 'b':
-            err = sq_bind_blob(s, i + 1, q->b[i].p, q->b[i].len);
+            err = store__sq_bind_blob(s, i + 1, q->b[i].p, q->b[i].len);
             break;
         default:
-            err = sq_bind_int64(s, i + 1, q->b[i].i);
+            err = store__sq_bind_int64(s, i + 1, q->b[i].i);
             break;
         }
     }
     if (err) {
-        sq_release(s);
+        store__sq_release(s);
         return err;
     }
     *out = s;
     return 0;
 }
 
-int qb_in_mask(qb *q, const char *col, unsigned mask, unsigned n_values,
-               const char *(*name_of)(unsigned v), const char *what)
+int store__qb_in_mask(qb *q, const char *col, unsigned mask, unsigned n_values,
+                      const char *(*name_of)(unsigned v), const char *what)
 {
     if (!mask)
         return 0;
     if (n_values < 32 && mask >> n_values)
         return vg_err_set(VG_EINVAL, "unknown %s in filter", what);
-    qb_sql(q, " AND ");
-    qb_sql(q, col);
-    qb_sql(q, " IN (");
+    store__qb_sql(q, " AND ");
+    store__qb_sql(q, col);
+    store__qb_sql(q, " IN (");
     int n = 0;
     for (unsigned v = 0; v < n_values; v++) {
         if (mask & (1u << v))
-            qb_text(q, n++ ? ", ?" : "?", name_of(v));
+            store__qb_text(q, n++ ? ", ?" : "?", name_of(v));
     }
-    qb_sql(q, ")");
+    store__qb_sql(q, ")");
     return 0;
 }
 
-int qb_list_tail(qb *q, const char *prefix, const char *tenant_id, const store_list_opts *o,
-                 unsigned *limit_out)
+int store__qb_list_tail(qb *q, const char *prefix, const char *tenant_id, const store_list_opts *o,
+                        unsigned *limit_out)
 {
     unsigned limit = o && o->limit ? o->limit : STORE_LIST_DEFAULT_LIMIT;
     if (limit > STORE_LIST_MAX_LIMIT)
         limit = STORE_LIST_MAX_LIMIT;
     if (tenant_id)
-        qb_text(q, " AND t.tenant_id = ?", tenant_id);
+        store__qb_text(q, " AND t.tenant_id = ?", tenant_id);
     if (o && o->cursor && *o->cursor) {
-        if (!store_id_valid(o->cursor, prefix))
+        if (!store__id_valid(o->cursor, prefix))
             return vg_err_set(VG_EINVAL, "cursor is not a valid cursor for this list");
-        qb_text(q, " AND t.id < ?", o->cursor);
+        store__qb_text(q, " AND t.id < ?", o->cursor);
     }
     if (o && o->since_ms > 0) {
-        store_id_floor(prefix, o->since_ms, q->bound[0]);
-        qb_text(q, " AND t.id >= ?", q->bound[0]);
+        store__id_floor(prefix, o->since_ms, q->bound[0]);
+        store__qb_text(q, " AND t.id >= ?", q->bound[0]);
     }
     if (o && o->until_ms > 0) {
-        store_id_floor(prefix, o->until_ms, q->bound[1]);
-        qb_text(q, " AND t.id < ?", q->bound[1]);
+        store__id_floor(prefix, o->until_ms, q->bound[1]);
+        store__qb_text(q, " AND t.id < ?", q->bound[1]);
     }
-    qb_int(q, " ORDER BY t.id DESC LIMIT ?", (int64_t)limit + 1);
+    store__qb_int(q, " ORDER BY t.id DESC LIMIT ?", (int64_t)limit + 1);
     *limit_out = limit;
     return 0;
 }
 
-int store_collect(sq_stmt *s, vg_arena *a, size_t item_size, size_t id_off, unsigned limit,
-                  int (*read_row)(sq_stmt *s, store_copy *c, void *item), void **items,
-                  store_page *page)
+int store__collect(sq_stmt *s, vg_arena *a, size_t item_size, size_t id_off, unsigned limit,
+                   int (*read_row)(sq_stmt *s, store_copy *c, void *item), void **items,
+                   store_page *page)
 {
     store_copy c = {a, 0};
     /* Rows are collected in a heap buffer grown geometrically (a page of 1,000 rows is rare,
@@ -152,13 +152,13 @@ int store_collect(sq_stmt *s, vg_arena *a, size_t item_size, size_t id_off, unsi
     size_t cap = limit < 64 ? limit : 64;
     uint8_t *buf = vg_malloc((cap ? cap : 1) * item_size);
     if (!buf) {
-        sq_release(s); /* the statement is ours to release on every path */
+        store__sq_release(s); /* the statement is ours to release on every path */
         return vg_err_set(VG_ENOMEM, "store: list");
     }
     size_t n = 0;
     int more = 0, err = 0;
     for (;;) {
-        int rc = sq_step(s);
+        int rc = store__sq_step(s);
         if (rc < 0) {
             err = rc;
             break;
@@ -187,7 +187,7 @@ int store_collect(sq_stmt *s, vg_arena *a, size_t item_size, size_t id_off, unsi
             break;
         n++;
     }
-    sq_release(s);
+    store__sq_release(s);
     void *out = NULL;
     if (!err && n) {
         out = vg_arena_alloc(a, n * item_size);
@@ -213,19 +213,19 @@ static int vbind(sq_stmt *s, const char *types, va_list *ap)
     for (int i = 0; !err && types[i]; i++) {
         switch (types[i]) {
         case 't':
-            err = sq_bind_text(s, i + 1, va_arg(*ap, const char *));
+            err = store__sq_bind_text(s, i + 1, va_arg(*ap, const char *));
             break;
         case 'b': {
             const void *p = va_arg(*ap, const void *);
             size_t n = va_arg(*ap, size_t);
-            err = sq_bind_blob(s, i + 1, p, n);
+            err = store__sq_bind_blob(s, i + 1, p, n);
             break;
         }
         case 'i':
-            err = sq_bind_int64(s, i + 1, va_arg(*ap, int64_t));
+            err = store__sq_bind_int64(s, i + 1, va_arg(*ap, int64_t));
             break;
         case 'd':
-            err = sq_bind_double(s, i + 1, va_arg(*ap, double));
+            err = store__sq_bind_double(s, i + 1, va_arg(*ap, double));
             break;
         default:
             err = vg_err_set(VG_EINTERNAL, "store: bad bind type '%c'", types[i]);
@@ -235,34 +235,34 @@ static int vbind(sq_stmt *s, const char *types, va_list *ap)
     return err;
 }
 
-/* The one place that prepares and binds, so store_run, store_query and the read-one helpers
+/* The one place that prepares and binds, so store__run, store__query and the read-one helpers
  * below cannot drift apart in how they release a statement whose bind failed. */
 static int vquery(sq_db *db, const char *sql, sq_stmt **out, const char *types, va_list *ap)
 {
     sq_stmt *s = NULL;
-    int err = sq_prepare(db, sql, &s);
+    int err = store__sq_prepare(db, sql, &s);
     if (err)
         return err;
     err = vbind(s, types, ap);
     if (err) {
-        sq_release(s);
+        store__sq_release(s);
         return err;
     }
     *out = s;
     return 0;
 }
 
-int store_run(sq_db *db, const char *sql, const char *types, ...)
+int store__run(sq_db *db, const char *sql, const char *types, ...)
 {
     sq_stmt *s = NULL;
     va_list ap;
     va_start(ap, types);
     int err = vquery(db, sql, &s, types, &ap);
     va_end(ap);
-    return err ? err : sq_run(s);
+    return err ? err : store__sq_run(s);
 }
 
-int store_query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ...)
+int store__query(sq_db *db, const char *sql, sq_stmt **out, const char *types, ...)
 {
     va_list ap;
     va_start(ap, types);
@@ -278,17 +278,17 @@ static int vread_one(sq_db *db, store_copy *c, store_row_fn read_row, void *row,
     int err = vquery(db, sql, &s, types, ap);
     if (err)
         return err;
-    err = sq_step(s);
+    err = store__sq_step(s);
     if (err == SQ_ROW)
         err = read_row(s, c, row);
     else if (err == SQ_DONE)
         err = vg_err_set(VG_ENOTFOUND, "%s not found", what);
-    sq_release(s);
+    store__sq_release(s);
     return err;
 }
 
-int store_read_one(sq_db *db, store_copy *c, store_row_fn read_row, void *row, const char *what,
-                   const char *sql, const char *types, ...)
+int store__read_one(sq_db *db, store_copy *c, store_row_fn read_row, void *row, const char *what,
+                    const char *sql, const char *types, ...)
 {
     va_list ap;
     va_start(ap, types);
@@ -297,51 +297,51 @@ int store_read_one(sq_db *db, store_copy *c, store_row_fn read_row, void *row, c
     return err;
 }
 
-int store_get_one(store *st, vg_arena *a, store_row_fn read_row, void *row, size_t row_size,
-                  const char *what, const char *sql, const char *types, ...)
+int store__get_one(store *st, vg_arena *a, store_row_fn read_row, void *row, size_t row_size,
+                   const char *what, const char *sql, const char *types, ...)
 {
     memset(row, 0, row_size);
     store_copy c = {a, 0};
-    sq_db *db = store_reader_acquire(st);
+    sq_db *db = store__reader_acquire(st);
     va_list ap;
     va_start(ap, types);
     int err = vread_one(db, &c, read_row, row, what, sql, types, &ap);
     va_end(ap);
-    store_reader_release(st, db);
+    store__reader_release(st, db);
     if (!err && c.oom)
         err = vg_err_set(VG_ENOMEM, "store: %s", what);
     return err;
 }
 
-int store_read_id(sq_stmt *s, store_copy *c, void *row)
+int store__read_id(sq_stmt *s, store_copy *c, void *row)
 {
     (void)c;
-    sc_id(s, 0, row);
+    store__sc_id(s, 0, row);
     return 0;
 }
 
-int store_list(store *st, qb *q, const char *prefix, const char *tenant_id,
-               const store_list_opts *opts, vg_arena *a, size_t item_size, size_t id_off,
-               store_row_fn read_row, void **items, store_page *page)
+int store__list(store *st, qb *q, const char *prefix, const char *tenant_id,
+                const store_list_opts *opts, vg_arena *a, size_t item_size, size_t id_off,
+                store_row_fn read_row, void **items, store_page *page)
 {
     unsigned limit;
-    int err = qb_list_tail(q, prefix, tenant_id, opts, &limit);
+    int err = store__qb_list_tail(q, prefix, tenant_id, opts, &limit);
     if (err)
         return err;
-    sq_db *db = store_reader_acquire(st);
+    sq_db *db = store__reader_acquire(st);
     sq_stmt *s = NULL;
-    err = qb_prepare(q, db, &s);
+    err = store__qb_prepare(q, db, &s);
     if (!err)
-        err = store_collect(s, a, item_size, id_off, limit, read_row, items, page);
-    store_reader_release(st, db);
+        err = store__collect(s, a, item_size, id_off, limit, read_row, items, page);
+    store__reader_release(st, db);
     return err;
 }
 
 /* ---- row copies ----------------------------------------------------------------------------- */
 
-const char *sc_text(store_copy *c, sq_stmt *s, int col)
+const char *store__sc_text(store_copy *c, sq_stmt *s, int col)
 {
-    const char *t = sq_col_text(s, col);
+    const char *t = store__sq_col_text(s, col);
     if (!t)
         return NULL;
     char *d = vg_arena_strdup(c->a, t);
@@ -350,9 +350,9 @@ const char *sc_text(store_copy *c, sq_stmt *s, int col)
     return d;
 }
 
-void sc_id(sq_stmt *s, int col, char out[STORE_ID_MAX])
+void store__sc_id(sq_stmt *s, int col, char out[STORE_ID_MAX])
 {
-    const char *t = sq_col_text(s, col);
+    const char *t = store__sq_col_text(s, col);
     size_t n = t ? strlen(t) : 0;
     if (n >= STORE_ID_MAX)
         n = STORE_ID_MAX - 1;
@@ -361,10 +361,10 @@ void sc_id(sq_stmt *s, int col, char out[STORE_ID_MAX])
     out[n] = '\0';
 }
 
-void *sc_blob(store_copy *c, sq_stmt *s, int col, size_t *len)
+void *store__sc_blob(store_copy *c, sq_stmt *s, int col, size_t *len)
 {
     size_t n;
-    const void *p = sq_col_blob(s, col, &n);
+    const void *p = store__sq_col_blob(s, col, &n);
     *len = 0;
     if (!p || !n)
         return NULL;
@@ -378,10 +378,10 @@ void *sc_blob(store_copy *c, sq_stmt *s, int col, size_t *len)
     return d;
 }
 
-int sc_fixed(sq_stmt *s, int col, void *out, size_t n)
+int store__sc_fixed(sq_stmt *s, int col, void *out, size_t n)
 {
     size_t len;
-    const void *p = sq_col_blob(s, col, &len);
+    const void *p = store__sq_col_blob(s, col, &len);
     if (!p || len != n)
         return 0;
     memcpy(out, p, n);
@@ -390,7 +390,7 @@ int sc_fixed(sq_stmt *s, int col, void *out, size_t n)
 
 /* ---- checks --------------------------------------------------------------------------------- */
 
-int store_check_str(const char *field, const char *s, size_t max_bytes, int required)
+int store__check_str(const char *field, const char *s, size_t max_bytes, int required)
 {
     if (!s || !*s) {
         if (required)
@@ -403,12 +403,12 @@ int store_check_str(const char *field, const char *s, size_t max_bytes, int requ
     return 0;
 }
 
-const char *store_opt(const char *s)
+const char *store__opt(const char *s)
 {
     return s && *s ? s : NULL;
 }
 
-int store_scope_ok(const char *tenant_id, const char *row_tenant)
+int store__scope_ok(const char *tenant_id, const char *row_tenant)
 {
     return !tenant_id || (row_tenant && strcmp(tenant_id, row_tenant) == 0);
 }
@@ -429,7 +429,6 @@ static int parse_name(const char *s, const char *const *names, int n, const char
 static const char *const TENANT_KINDS[] = {"agency", "creator"};
 static const char *const ROLES[] = {"tenant", "admin"};
 static const char *const REF_KINDS[] = {"work", "likeness"};
-static const char *const MATCH_KINDS[] = {"exact", "pdq", "face"};
 static const char *const NOTICE_STATUSES[] = {"draft",   "sent",     "acknowledged",
                                               "removed", "rejected", "countered"};
 
@@ -465,20 +464,6 @@ int store_ref_kind_parse(const char *s, store_ref_kind *out)
     int err = parse_name(s, REF_KINDS, (int)VG_ARRAY_LEN(REF_KINDS), "reference kind", &v);
     if (!err)
         *out = (store_ref_kind)v;
-    return err;
-}
-
-const char *store_match_kind_name(store_match_kind k)
-{
-    return NAME_OF(MATCH_KINDS, k);
-}
-
-int store_match_kind_parse(const char *s, store_match_kind *out)
-{
-    int v;
-    int err = parse_name(s, MATCH_KINDS, (int)VG_ARRAY_LEN(MATCH_KINDS), "match kind", &v);
-    if (!err)
-        *out = (store_match_kind)v;
     return err;
 }
 

@@ -149,7 +149,7 @@ static const store_migration MIGRATIONS[] = {
      "  BEGIN SELECT RAISE(ABORT, 'notice history is append-only'); END;\n"},
 };
 
-const store_migration *store_migrations(size_t *n)
+const store_migration *store__migrations(size_t *n)
 {
     *n = VG_ARRAY_LEN(MIGRATIONS);
     return MIGRATIONS;
@@ -158,37 +158,37 @@ const store_migration *store_migrations(size_t *n)
 static int record_step(sq_db *db, const store_migration *m)
 {
     sq_stmt *s = NULL;
-    int err = sq_prepare(
+    int err = store__sq_prepare(
         db, "INSERT INTO schema_migrations(version, description, applied_ms) VALUES(?, ?, ?)", &s);
     if (err)
         return err;
-    err = sq_bind_int64(s, 1, m->version);
+    err = store__sq_bind_int64(s, 1, m->version);
     if (!err)
-        err = sq_bind_text(s, 2, m->description);
+        err = store__sq_bind_text(s, 2, m->description);
     if (!err)
-        err = sq_bind_int64(s, 3, vg_wall_ms());
+        err = store__sq_bind_int64(s, 3, vg_wall_ms());
     if (err) {
-        sq_release(s);
+        store__sq_release(s);
         return err;
     }
-    return sq_run(s);
+    return store__sq_run(s);
 }
 
-int store_migrate(sq_db *db, int target, int *out_version)
+int store__migrate(sq_db *db, int target, int *out_version)
 {
     size_t n;
-    const store_migration *m = store_migrations(&n);
+    const store_migration *m = store__migrations(&n);
     if (target < 0 || (size_t)target > n)
         return vg_err_set(VG_EINVAL, "store: migration target %d out of range", target);
     /* IMMEDIATE: two processes opening the same new file cannot both migrate it. */
-    int err = sq_exec(db, "BEGIN IMMEDIATE");
+    int err = store__sq_exec(db, "BEGIN IMMEDIATE");
     if (err)
         return err;
     int version = 0;
-    err = sq_user_version(db, &version);
+    err = store__sq_user_version(db, &version);
     if (!err && version == 0) {
         int tables = 0;
-        err = sq_table_count(db, &tables);
+        err = store__sq_table_count(db, &tables);
         if (!err && tables > 0)
             err = vg_err_set(VG_ESTORE,
                              "database has %d tables but no Vigil schema version: not a Vigil "
@@ -203,7 +203,7 @@ int store_migrate(sq_db *db, int target, int *out_version)
     int from = version;
     for (; !err && version < target; version++) {
         const store_migration *step = &m[version];
-        err = sq_exec(db, step->sql);
+        err = store__sq_exec(db, step->sql);
         if (!err)
             err = record_step(db, step);
         if (err)
@@ -211,14 +211,14 @@ int store_migrate(sq_db *db, int target, int *out_version)
                      vg_err_msg());
     }
     if (!err)
-        err = sq_set_user_version(db, version);
+        err = store__sq_set_user_version(db, version);
     if (!err)
-        err = sq_exec(db, "COMMIT");
+        err = store__sq_exec(db, "COMMIT");
     if (err) {
-        if (sq_in_txn(db)) {
+        if (store__sq_in_txn(db)) {
             char keep[256];
             snprintf(keep, sizeof keep, "%s", vg_err_msg());
-            sq_exec(db, "ROLLBACK");
+            store__sq_exec(db, "ROLLBACK");
             vg_err_set(err, "%s", keep);
         }
         return err;

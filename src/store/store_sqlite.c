@@ -23,8 +23,9 @@ struct sq_stmt {
     sqlite3_stmt *st;
     sq_db *db;
     uint64_t hash;
-    int in_use; /* between sq_prepare and sq_release; a second prepare of the same text is a bug */
-    int transient; /* not cached (the cache is full): finalized by sq_release */
+    int in_use;    /* between store__sq_prepare and store__sq_release; a second prepare of the same
+                      text is a bug */
+    int transient; /* not cached (the cache is full): finalized by store__sq_release */
 };
 
 /* Most statements one connection caches. The store's fixed SQL needs about 60; list filters
@@ -53,7 +54,7 @@ struct sq_db {
 static int counted_err(sq_db *d, int code, const char *text)
 {
     atomic_fetch_add(&d->ctr->errors, 1);
-    store_counters_error(d->ctr, text);
+    store__counters_error(d->ctr, text);
     return vg_err_set(code, "%s", text);
 }
 
@@ -121,13 +122,13 @@ static int busy_cb(void *arg, int count)
 
 /* ---- open / close --------------------------------------------------------------------------- */
 
-uint64_t sq_memory_used(void)
+uint64_t store__sq_memory_used(void)
 {
     sqlite3_int64 n = sqlite3_memory_used();
     return n > 0 ? (uint64_t)n : 0;
 }
 
-int sq_open(const sq_open_opts *o, sq_db **out)
+int store__sq_open(const sq_open_opts *o, sq_db **out)
 {
     sq_db *d = vg_calloc(1, sizeof *d);
     if (!d)
@@ -151,7 +152,7 @@ int sq_open(const sq_open_opts *o, sq_db **out)
             err = vg_err_set(VG_ESTORE, "cannot open database %s: %s", o->path,
                              sqlite3_errmsg(d->db));
             atomic_fetch_add(&d->ctr->errors, 1);
-            store_counters_error(d->ctr, vg_err_msg());
+            store__counters_error(d->ctr, vg_err_msg());
         }
         sqlite3_close(d->db);
         vg_free(d->slots);
@@ -166,11 +167,11 @@ int sq_open(const sq_open_opts *o, sq_db **out)
     int err = 0;
     if (!o->read_only) {
         sq_stmt *s = NULL;
-        err = sq_prepare(d, "PRAGMA journal_mode=WAL", &s);
+        err = store__sq_prepare(d, "PRAGMA journal_mode=WAL", &s);
         if (!err) {
-            err = sq_step(s);
+            err = store__sq_step(s);
             if (err == SQ_ROW) {
-                const char *mode = sq_col_text(s, 0);
+                const char *mode = store__sq_col_text(s, 0);
                 err = mode && strcmp(mode, "wal") == 0
                           ? 0
                           : vg_err_set(VG_ESTORE, "cannot switch %s to WAL mode (got %s)", o->path,
@@ -178,47 +179,47 @@ int sq_open(const sq_open_opts *o, sq_db **out)
             } else if (err == SQ_DONE) {
                 err = vg_err_set(VG_ESTORE, "PRAGMA journal_mode returned no row");
             }
-            sq_release(s);
+            store__sq_release(s);
         }
         if (!err)
-            err =
-                sq_exec(d, o->sync_full ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
+            err = store__sq_exec(d, o->sync_full ? "PRAGMA synchronous=FULL"
+                                                 : "PRAGMA synchronous=NORMAL");
         /* When a checkpoint resets the WAL, truncate it back to this size, so a burst of writes
          * does not leave a huge WAL file behind for good. */
         if (!err)
-            err = sq_exec(d, "PRAGMA journal_size_limit=67108864");
+            err = store__sq_exec(d, "PRAGMA journal_size_limit=67108864");
     } else {
         /* Touch the schema so a foreign file fails at open for readers too. */
-        err = sq_exec(d, "SELECT count(*) FROM sqlite_schema");
+        err = store__sq_exec(d, "SELECT count(*) FROM sqlite_schema");
     }
     if (!err)
-        err = sq_exec(d, "PRAGMA foreign_keys=ON");
+        err = store__sq_exec(d, "PRAGMA foreign_keys=ON");
     if (!err && o->max_db_bytes) {
         sq_stmt *s = NULL;
-        err = sq_prepare(d, "PRAGMA page_size", &s);
+        err = store__sq_prepare(d, "PRAGMA page_size", &s);
         int64_t page = 4096;
         if (!err) {
-            if (sq_step(s) == SQ_ROW)
-                page = sq_col_int64(s, 0);
-            sq_release(s);
+            if (store__sq_step(s) == SQ_ROW)
+                page = store__sq_col_int64(s, 0);
+            store__sq_release(s);
         }
         if (!err) {
             uint64_t pages = o->max_db_bytes / (uint64_t)(page > 0 ? page : 4096);
             char sql[64];
             snprintf(sql, sizeof sql, "PRAGMA max_page_count=%llu",
                      (unsigned long long)(pages ? pages : 1));
-            err = sq_exec(d, sql);
+            err = store__sq_exec(d, sql);
         }
     }
     if (err) {
-        sq_close(d);
+        store__sq_close(d);
         return err;
     }
     *out = d;
     return 0;
 }
 
-void sq_close(sq_db *d)
+void store__sq_close(sq_db *d)
 {
     if (!d)
         return;
@@ -235,7 +236,7 @@ void sq_close(sq_db *d)
     vg_free(d);
 }
 
-const char *sq_library_version(void)
+const char *store__sq_library_version(void)
 {
     return sqlite3_libversion();
 }
@@ -271,7 +272,7 @@ static int cache_grow(sq_db *d)
     return 0;
 }
 
-int sq_prepare(sq_db *d, const char *sql, sq_stmt **out)
+int store__sq_prepare(sq_db *d, const char *sql, sq_stmt **out)
 {
     uint64_t h = text_hash(sql);
     size_t j = (size_t)h & (d->cap - 1);
@@ -323,7 +324,7 @@ int sq_prepare(sq_db *d, const char *sql, sq_stmt **out)
     return 0;
 }
 
-void sq_release(sq_stmt *s)
+void store__sq_release(sq_stmt *s)
 {
     if (!s)
         return;
@@ -342,36 +343,36 @@ static int bind_rc(sq_stmt *s, int rc)
     return rc == SQLITE_OK ? 0 : map_err(s->db, rc);
 }
 
-int sq_bind_text(sq_stmt *s, int i, const char *v)
+int store__sq_bind_text(sq_stmt *s, int i, const char *v)
 {
     if (!v)
         return bind_rc(s, sqlite3_bind_null(s->st, i));
     return bind_rc(s, sqlite3_bind_text(s->st, i, v, -1, SQLITE_STATIC));
 }
 
-int sq_bind_blob(sq_stmt *s, int i, const void *v, size_t n)
+int store__sq_bind_blob(sq_stmt *s, int i, const void *v, size_t n)
 {
     if (!v)
         return bind_rc(s, sqlite3_bind_null(s->st, i));
     return bind_rc(s, sqlite3_bind_blob64(s->st, i, v, (sqlite3_uint64)n, SQLITE_STATIC));
 }
 
-int sq_bind_int64(sq_stmt *s, int i, int64_t v)
+int store__sq_bind_int64(sq_stmt *s, int i, int64_t v)
 {
     return bind_rc(s, sqlite3_bind_int64(s->st, i, (sqlite3_int64)v));
 }
 
-int sq_bind_double(sq_stmt *s, int i, double v)
+int store__sq_bind_double(sq_stmt *s, int i, double v)
 {
     return bind_rc(s, sqlite3_bind_double(s->st, i, v));
 }
 
-int sq_bind_null(sq_stmt *s, int i)
+int store__sq_bind_null(sq_stmt *s, int i)
 {
     return bind_rc(s, sqlite3_bind_null(s->st, i));
 }
 
-int sq_step(sq_stmt *s)
+int store__sq_step(sq_stmt *s)
 {
     int rc = sqlite3_step(s->st);
     if (rc == SQLITE_ROW)
@@ -383,53 +384,53 @@ int sq_step(sq_stmt *s)
     return map_err(s->db, rc);
 }
 
-int sq_run(sq_stmt *s)
+int store__sq_run(sq_stmt *s)
 {
-    int rc = sq_step(s);
+    int rc = store__sq_step(s);
     while (rc == SQ_ROW)
-        rc = sq_step(s);
-    sq_release(s);
+        rc = store__sq_step(s);
+    store__sq_release(s);
     return rc;
 }
 
-int sq_col_is_null(sq_stmt *s, int i)
+int store__sq_col_is_null(sq_stmt *s, int i)
 {
     return sqlite3_column_type(s->st, i) == SQLITE_NULL;
 }
 
-int64_t sq_col_int64(sq_stmt *s, int i)
+int64_t store__sq_col_int64(sq_stmt *s, int i)
 {
     return (int64_t)sqlite3_column_int64(s->st, i);
 }
 
-double sq_col_double(sq_stmt *s, int i)
+double store__sq_col_double(sq_stmt *s, int i)
 {
     return sqlite3_column_double(s->st, i);
 }
 
-const char *sq_col_text(sq_stmt *s, int i)
+const char *store__sq_col_text(sq_stmt *s, int i)
 {
     return (const char *)sqlite3_column_text(s->st, i);
 }
 
-const void *sq_col_blob(sq_stmt *s, int i, size_t *len)
+const void *store__sq_col_blob(sq_stmt *s, int i, size_t *len)
 {
     const void *p = sqlite3_column_blob(s->st, i);
     *len = p ? (size_t)sqlite3_column_bytes(s->st, i) : 0;
     return p;
 }
 
-int sq_changes(sq_db *d)
+int store__sq_changes(sq_db *d)
 {
     return sqlite3_changes(d->db);
 }
 
-int sq_in_txn(sq_db *d)
+int store__sq_in_txn(sq_db *d)
 {
     return !sqlite3_get_autocommit(d->db);
 }
 
-int sq_exec(sq_db *d, const char *sql)
+int store__sq_exec(sq_db *d, const char *sql)
 {
     int rc = sqlite3_exec(d->db, sql, NULL, NULL, NULL);
     if (rc != SQLITE_OK)
@@ -438,9 +439,9 @@ int sq_exec(sq_db *d, const char *sql)
     return 0;
 }
 
-int sq_wal_autocheckpoint_off(sq_db *d)
+int store__sq_wal_autocheckpoint_off(sq_db *d)
 {
-    return sq_exec(d, "PRAGMA wal_autocheckpoint=0");
+    return store__sq_exec(d, "PRAGMA wal_autocheckpoint=0");
 }
 
 static int wal_hook_tramp(void *arg, sqlite3 *db, const char *name, int pages)
@@ -452,14 +453,14 @@ static int wal_hook_tramp(void *arg, sqlite3 *db, const char *name, int pages)
     return SQLITE_OK;
 }
 
-void sq_wal_hook(sq_db *d, void (*cb)(void *ctx, int wal_pages), void *ctx)
+void store__sq_wal_hook(sq_db *d, void (*cb)(void *ctx, int wal_pages), void *ctx)
 {
     d->wal_hook.cb = cb;
     d->wal_hook.ctx = ctx;
     sqlite3_wal_hook(d->db, cb ? wal_hook_tramp : NULL, d);
 }
 
-int sq_checkpoint_passive(sq_db *d, int *wal_pages, int *done_pages)
+int store__sq_checkpoint_passive(sq_db *d, int *wal_pages, int *done_pages)
 {
     int rc =
         sqlite3_wal_checkpoint_v2(d->db, NULL, SQLITE_CHECKPOINT_PASSIVE, wal_pages, done_pages);
@@ -475,33 +476,33 @@ int sq_checkpoint_passive(sq_db *d, int *wal_pages, int *done_pages)
 static int pragma_int(sq_db *d, const char *sql, int *out)
 {
     sq_stmt *s = NULL;
-    int err = sq_prepare(d, sql, &s);
+    int err = store__sq_prepare(d, sql, &s);
     if (err)
         return err;
-    err = sq_step(s);
+    err = store__sq_step(s);
     if (err == SQ_ROW) {
-        *out = (int)sq_col_int64(s, 0);
+        *out = (int)store__sq_col_int64(s, 0);
         err = 0;
     } else if (err == SQ_DONE) {
         err = vg_err_set(VG_ESTORE, "%s returned no row", sql);
     }
-    sq_release(s);
+    store__sq_release(s);
     return err;
 }
 
-int sq_user_version(sq_db *d, int *out)
+int store__sq_user_version(sq_db *d, int *out)
 {
     return pragma_int(d, "PRAGMA user_version", out);
 }
 
-int sq_set_user_version(sq_db *d, int v)
+int store__sq_set_user_version(sq_db *d, int v)
 {
     char sql[48];
     snprintf(sql, sizeof sql, "PRAGMA user_version=%d", v);
-    return sq_exec(d, sql);
+    return store__sq_exec(d, sql);
 }
 
-int sq_table_count(sq_db *d, int *out)
+int store__sq_table_count(sq_db *d, int *out)
 {
     return pragma_int(d, "SELECT count(*) FROM sqlite_schema WHERE type='table'", out);
 }

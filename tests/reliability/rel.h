@@ -13,7 +13,7 @@
 #ifndef VG_REL_H
 #define VG_REL_H
 
-#include "bench/bench.h"
+#include "bench/lib/bench.h"
 
 #include <jansson.h>
 #include <stddef.h>

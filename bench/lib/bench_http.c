@@ -1,7 +1,7 @@
 /* bench: an HTTP/1.1 response parser (just enough of RFC 9112 for a load generator: status,
  * Content-Length, chunked bodies, Connection: close), request building, and a blocking one-shot
  * client for setting up the server under test. */
-#include "bench/bench.h"
+#include "bench/lib/bench.h"
 #include "core/core.h"
 
 #include <arpa/inet.h>

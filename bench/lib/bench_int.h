@@ -4,7 +4,7 @@
 #ifndef VG_BENCH_INT_H
 #define VG_BENCH_INT_H
 
-#include "bench/bench.h"
+#include "bench/lib/bench.h"
 
 #include <jansson.h>
 #include <stdatomic.h>

@@ -1,7 +1,7 @@
 /* bench: child processes (the server under test, a throwaway redis-server), free ports, RSS,
  * temporary directories. Children get their own temporary directory and a loopback port; they
  * are stopped with SIGTERM (SIGKILL after a grace period) and their directory is removed. */
-#include "bench/bench.h"
+#include "bench/lib/bench.h"
 #include "core/core.h"
 
 #include <arpa/inet.h>

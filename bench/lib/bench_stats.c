@@ -1,5 +1,5 @@
 /* bench: text buffer, samples, percentiles and histograms. */
-#include "bench/bench.h"
+#include "bench/lib/bench.h"
 #include "core/core.h"
 
 #include <math.h>

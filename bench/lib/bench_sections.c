@@ -5,7 +5,7 @@
  * "Mixed" means the four size classes S, M, L, HD in turn. "Uncached" means every image carries
  * bytes never sent before (a unique JPEG comment), so the server computes its features.
  */
-#include "bench/bench_int.h"
+#include "bench/lib/bench_int.h"
 
 #include "analyze/analyze.h"
 #include "cache/cache.h"
@@ -55,10 +55,8 @@ static int inproc_burst(suite *s, analyze_ctx *ctx, unsigned k, double *secs, un
     int rc = VG_OK;
     for (unsigned i = 0; i < k; i++) {
         const bench_img *im = &s->img[i % BENCH_N_CLASSES];
-        rq[i] = (analyze_request){.bytes = im->bytes,
-                                  .len = im->len,
-                                  .tenant_id = "bench",
-                                  .level = ANALYZE_LEVEL_BALANCED};
+        rq[i] = (analyze_request){
+            .bytes = im->bytes, .len = im->len, .tenant_id = "bench", .level = VG_LEVEL_BALANCED};
         int r = analyze_submit(ctx, &rq[i], 0, &res[i], burst_done, &w);
         if (r) {
             pthread_mutex_lock(&w.mu);
@@ -584,7 +582,7 @@ static double box_iou(const float a[4], double bx, double by, double bw, double 
 static double l2(const float *a, const float *b)
 {
     double s = 0;
-    for (int i = 0; i < ANALYZE_DESCRIPTOR_DIM; i++) {
+    for (int i = 0; i < VG_DESCRIPTOR_DIM; i++) {
         double d = (double)a[i] - b[i];
         s += d * d;
     }
@@ -627,7 +625,7 @@ static double ref_box_iou(json_t *entry, json_t *tiny_face, int ssd, const float
  * paired faces the box IoU (against the reference boxes of the level's own detector) and the
  * descriptor L2 distance to the reference are averaged, and every pair of paired faces gets a
  * same/different verdict (L2 < 0.6) from both sides. */
-static int level_accuracy(suite *s, analyze_ctx *ctx, analyze_level level, int ssd, accuracy *acc)
+static int level_accuracy(suite *s, analyze_ctx *ctx, vg_level level, int ssd, accuracy *acc)
 {
     memset(acc, 0, sizeof *acc);
     acc->iou_min = INFINITY;
@@ -637,8 +635,8 @@ static int level_accuracy(suite *s, analyze_ctx *ctx, analyze_level level, int s
     json_t *ref = json_load_file(path, 0, &je);
     if (!ref)
         return vg_err_set(VG_EIO, "%s: %s", path, je.text);
-    float(*ours)[ANALYZE_DESCRIPTOR_DIM] = vg_calloc(ACC_MAX_PAIRS, sizeof *ours);
-    float(*theirs)[ANALYZE_DESCRIPTOR_DIM] = vg_calloc(ACC_MAX_PAIRS, sizeof *theirs);
+    float(*ours)[VG_DESCRIPTOR_DIM] = vg_calloc(ACC_MAX_PAIRS, sizeof *ours);
+    float(*theirs)[VG_DESCRIPTOR_DIM] = vg_calloc(ACC_MAX_PAIRS, sizeof *theirs);
     int rc = ours && theirs ? VG_OK : VG_ENOMEM;
     unsigned np = 0;
     const char *name;
@@ -673,7 +671,7 @@ static int level_accuracy(suite *s, analyze_ctx *ctx, analyze_level level, int s
             json_t *desc = json_object_get(rf, "descriptor");
             json_t *lms = json_object_get(rf, "landmarks68");
             double bw = json_number_value(json_object_get(box, "width"));
-            if (json_array_size(lms) != 68 || json_array_size(desc) != ANALYZE_DESCRIPTOR_DIM ||
+            if (json_array_size(lms) != 68 || json_array_size(desc) != VG_DESCRIPTOR_DIM ||
                 !(bw > 0))
                 continue;
             double best = INFINITY;
@@ -697,8 +695,8 @@ static int level_accuracy(suite *s, analyze_ctx *ctx, analyze_level level, int s
             if (bi == SIZE_MAX || best >= ACC_MAX_LM_ERR)
                 continue;
             used[bi] = 1;
-            float rd[ANALYZE_DESCRIPTOR_DIM];
-            for (int d = 0; d < ANALYZE_DESCRIPTOR_DIM; d++)
+            float rd[VG_DESCRIPTOR_DIM];
+            for (int d = 0; d < VG_DESCRIPTOR_DIM; d++)
                 rd[d] = (float)json_number_value(json_array_get(desc, (size_t)d));
             double dist = l2(f.faces[bi].descriptor, rd);
             double iou = ref_box_iou(entry, rf, ssd, f.faces[bi].box);
@@ -767,10 +765,10 @@ int bench__sec_levels(suite *s)
     analyze_ctx *ctx = NULL;
     int rc = bench__ctx(s, NULL, 0, &ctx);
     for (int lv = 0; lv < BENCH_N_LEVELS && rc == VG_OK; lv++) {
-        const char *lname = analyze_level_name((analyze_level)lv);
+        const char *lname = vg_level_name((vg_level)lv);
         bench__progress(s, "levels: %s", lname);
         face_opts fo;
-        face_opts_for_level((face_level)lv, &fo);
+        face_opts_for_level((vg_level)lv, &fo);
         char what[128];
         if (fo.detector == FACE_DET_SSD && !face_models_has_ssd(models))
             snprintf(what, sizeof what, "tiny 608 %s (no SSD weights) / %s",
@@ -822,7 +820,7 @@ int bench__sec_levels(suite *s)
                 break;
         }
         accuracy acc;
-        if ((rc = level_accuracy(s, ctx, (analyze_level)lv,
+        if ((rc = level_accuracy(s, ctx, (vg_level)lv,
                                  fo.detector == FACE_DET_SSD && face_models_has_ssd(models), &acc)))
             break;
         char c[13][40];

@@ -8,7 +8,7 @@
  * every request carries image bytes nobody sent before (a unique JPEG comment segment), so no
  * tier can answer. Cached means the same bytes again after one warm-up request.
  */
-#include "bench/bench_int.h"
+#include "bench/lib/bench_int.h"
 
 #include "analyze/analyze.h"
 #include "cache/cache.h"
@@ -344,7 +344,7 @@ static double median_of(double *v, unsigned n)
     return n ? (n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2) : NAN;
 }
 
-static int inproc_latency_stages(analyze_ctx *ctx, const bench_img *im, analyze_level level,
+static int inproc_latency_stages(analyze_ctx *ctx, const bench_img *im, vg_level level,
                                  unsigned warm, unsigned n, bench_summary *out, const char **tier,
                                  stage_medians *stages)
 {
@@ -398,7 +398,7 @@ static int inproc_latency_stages(analyze_ctx *ctx, const bench_img *im, analyze_
     return rc;
 }
 
-static int inproc_latency(analyze_ctx *ctx, const bench_img *im, analyze_level level, unsigned warm,
+static int inproc_latency(analyze_ctx *ctx, const bench_img *im, vg_level level, unsigned warm,
                           unsigned n, bench_summary *out, const char **tier)
 {
     return inproc_latency_stages(ctx, im, level, warm, n, out, tier, NULL);
@@ -447,20 +447,19 @@ int bench__sec_latency(suite *s)
     for (int lv = 0; lv < BENCH_N_LEVELS; lv++) {
         for (int k = 0; k < BENCH_N_CLASSES; k++) {
             const bench_img *im = &s->img[k];
-            bench__progress(s, "latency: %s %s", analyze_level_name((analyze_level)lv), im->name);
+            bench__progress(s, "latency: %s %s", vg_level_name((vg_level)lv), im->name);
             bench_summary ic = {0}, ih = {0}, hc = {0}, hh = {0};
             const char *tier = "?";
             stage_medians sg = {NAN, NAN, NAN, NAN, NAN};
-            if ((rc = inproc_latency_stages(cold, im, (analyze_level)lv, warm, n_cold, &ic, NULL,
-                                            &sg)))
+            if ((rc = inproc_latency_stages(cold, im, (vg_level)lv, warm, n_cold, &ic, NULL, &sg)))
                 goto out;
             stages[lv][k] = sg;
-            if ((rc = inproc_latency(hot, im, (analyze_level)lv, 1, n_hot, &ih, &tier)))
+            if ((rc = inproc_latency(hot, im, (vg_level)lv, 1, n_hot, &ih, &tier)))
                 goto out;
             uint64_t err_c = 0, err_h = 0;
             if (http_ok) {
                 char q[64];
-                snprintf(q, sizeof q, "store=false&level=%s", analyze_level_name(lv));
+                snprintf(q, sizeof q, "store=false&level=%s", vg_level_name(lv));
                 bench_req rq_c, rq_h;
                 rc = bench__req_analyze(&rq_c, im, bench_server_tenant_key(srv), q, 1);
                 if (rc == VG_OK)
@@ -476,15 +475,15 @@ int bench__sec_latency(suite *s)
                 if (rc)
                     goto out;
             }
-            if (lv == ANALYZE_LEVEL_BALANCED) {
+            if (lv == VG_LEVEL_BALANCED) {
                 p95_bal_in[k] = bench__ms(ic.p95);
                 p95_bal_http[k] = http_ok ? bench__ms(hc.p95) : NAN;
                 s->t.p95_inproc_ms[k] = p95_bal_in[k];
                 s->t.p95_http_ms[k] = p95_bal_http[k];
                 s->t.p95_cached_http_ms[k] = http_ok ? bench__ms(hh.p95) : NAN;
             }
-            bench_buf_printf(md, "| %s | %s | %.2f / %.2f / %.2f | ", analyze_level_name(lv),
-                             im->name, bench__ms(ic.p50), bench__ms(ic.p95), bench__ms(ic.p99));
+            bench_buf_printf(md, "| %s | %s | %.2f / %.2f / %.2f | ", vg_level_name(lv), im->name,
+                             bench__ms(ic.p50), bench__ms(ic.p95), bench__ms(ic.p99));
             if (http_ok)
                 bench_buf_printf(md, "%.2f / %.2f / %.2f | ", bench__ms(hc.p50), bench__ms(hc.p95),
                                  bench__ms(hc.p99));
@@ -498,10 +497,10 @@ int bench__sec_latency(suite *s)
                                  (unsigned long long)(err_c + err_h));
             else
                 bench_buf_puts(md, "n/a | n/a |\n");
-            json_t *row = json_pack(
-                "{s:s,s:s,s:o,s:o,s:s}", "level", analyze_level_name(lv), "class", im->name,
-                "inproc_cold_ms", bench__summary_json(&ic, 1e-6), "inproc_cached_ms",
-                bench__summary_json(&ih, 1e-6), "inproc_cached_tier", tier ? tier : "?");
+            json_t *row =
+                json_pack("{s:s,s:s,s:o,s:o,s:s}", "level", vg_level_name(lv), "class", im->name,
+                          "inproc_cold_ms", bench__summary_json(&ic, 1e-6), "inproc_cached_ms",
+                          bench__summary_json(&ih, 1e-6), "inproc_cached_tier", tier ? tier : "?");
             if (http_ok) {
                 json_object_set_new(row, "http_cold_ms", bench__summary_json(&hc, 1e-6));
                 json_object_set_new(row, "http_cached_ms", bench__summary_json(&hh, 1e-6));
@@ -523,9 +522,8 @@ int bench__sec_latency(suite *s)
         for (int k = 0; k < BENCH_N_CLASSES; k++) {
             stage_medians *g = &stages[lv][k];
             bench_buf_printf(md, "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
-                             analyze_level_name((analyze_level)lv), class_names[k],
-                             g->decode_us / 1000, g->pdq_us / 1000, g->faces_us / 1000,
-                             g->other_us / 1000, g->cpu_ms);
+                             vg_level_name((vg_level)lv), class_names[k], g->decode_us / 1000,
+                             g->pdq_us / 1000, g->faces_us / 1000, g->other_us / 1000, g->cpu_ms);
             json_t *row = json_array_get(rows, (size_t)(lv * BENCH_N_CLASSES + k));
             if (row)
                 json_object_set_new(row, "inproc_cold_stage_medians_ms",
@@ -657,8 +655,8 @@ int bench__sec_cache(suite *s)
             break;
         analyze_ctx *ctx = NULL;
         if ((rc = bench__ctx(s, c, 0, &ctx)) == VG_OK) {
-            rc = inproc_latency(ctx, &s->img[1], ANALYZE_LEVEL_BALANCED, t ? 1 : 3,
-                                t ? n_hit : n_miss, &in[t], &seen[t]);
+            rc = inproc_latency(ctx, &s->img[1], VG_LEVEL_BALANCED, t ? 1 : 3, t ? n_hit : n_miss,
+                                &in[t], &seen[t]);
             have_in[t] = rc == VG_OK;
         }
         analyze_ctx_free(ctx);

@@ -10,7 +10,7 @@
  * Connections are closed with SO_LINGER 0 at the end of a run so that thousands of them leave no
  * TIME_WAIT entries to exhaust the loopback port range in the next run.
  */
-#include "bench/bench.h"
+#include "bench/lib/bench.h"
 #include "core/core.h"
 
 #include <arpa/inet.h>

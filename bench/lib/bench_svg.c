@@ -1,7 +1,7 @@
 /* bench: small, dependency-free SVG charts for the Markdown report (lines with markers, bars).
  * Every text goes through XML escaping; numbers are printed with %g so the document is plain
  * ASCII and well-formed whatever the data. */
-#include "bench/bench.h"
+#include "bench/lib/bench.h"
 #include "core/core.h"
 
 #include <math.h>
