@@ -24,6 +24,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,6 +267,15 @@ static uint64_t sqlite_kib(rel_conn *c)
     return at ? (uint64_t)strtoull(at + sizeof(name) - 1, NULL, 10) / 1024 : 0;
 }
 
+/* sqlite_kib, asked again when a loaded server let the scrape time out (0 = still unknown). */
+static uint64_t sqlite_kib_retry(rel_conn *c)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 3 && !v; i++)
+        v = sqlite_kib(c);
+    return v;
+}
+
 static int run_soak(unsigned nthreads, uint64_t total, uint64_t max_s)
 {
     atomic_store(&g_total, total);
@@ -299,7 +309,7 @@ static int run_soak(unsigned nthreads, uint64_t total, uint64_t max_s)
             if (rel_proc_rss_fds(g_srv.pid, &rss[ns], &fds[ns]) != VG_OK)
                 break; /* the server is gone */
             at[ns] = n < total ? n : total;
-            sqlm[ns] = sqlite_kib(&mc);
+            sqlm[ns] = sqlite_kib_retry(&mc);
             printf("rel_soak: %6u %9llu %11llu %11llu %4u %9.1f\n", ns, (unsigned long long)at[ns],
                    (unsigned long long)rss[ns], (unsigned long long)sqlm[ns], fds[ns],
                    (double)(vg_now_ns() - t0) / 1e9);
@@ -311,13 +321,15 @@ static int run_soak(unsigned nthreads, uint64_t total, uint64_t max_s)
     }
     for (unsigned i = 0; i < nthreads; i++)
         pthread_join(th[i], NULL);
-    /* once more at rest: every client connection closed, a second for the server to see it */
+    /* once more at rest: every client connection closed (the sampler's too: it would be counted
+     * among the server's descriptors), a second for the server to see it */
+    rel_conn_reset(&mc, g_srv.port);
     sleep_ns(1000000000ull);
     uint64_t rss_rest = 0;
     unsigned fd_rest = 0;
     if (rel_proc_rss_fds(g_srv.pid, &rss_rest, &fd_rest) == VG_OK && ns < SK_SAMPLES + 2) {
         rss[ns] = rss_rest;
-        sqlm[ns] = sqlite_kib(&mc);
+        sqlm[ns] = sqlite_kib_retry(&mc);
         fds[ns] = fd_rest;
         at[ns] = total;
         ns++;
@@ -348,7 +360,9 @@ static int run_soak(unsigned nthreads, uint64_t total, uint64_t max_s)
      * database grows: what is left is Vigil's own memory. Reported beside, not instead. */
     double own_w = (double)rss_w - (double)sqlm[w],
            own_end = (double)rss_end - (double)sqlm[ns - 1];
-    double growth_own = own_w > 0 ? 100.0 * (own_end - own_w) / own_w : 0;
+    double growth_own = own_w > 0 && sqlm[w] && sqlm[ns - 1]
+                            ? 100.0 * (own_end - own_w) / own_w
+                            : NAN; /* a scrape failed: unknown, not zero */
     rel_conn_deinit(&mc);
     double growth_max = rss_w ? 100.0 * ((double)rss_max - (double)rss_w) / (double)rss_w : 0;
     /* descriptors: at rest the same as before the load; under load at most one per client */
