@@ -365,9 +365,10 @@ static int run_soak(unsigned nthreads, uint64_t total, uint64_t max_s)
                             : NAN; /* a scrape failed: unknown, not zero */
     rel_conn_deinit(&mc);
     double growth_max = rss_w ? 100.0 * ((double)rss_max - (double)rss_w) / (double)rss_w : 0;
-    /* descriptors: at rest the same as before the load; under load at most one per client */
+    /* descriptors: at rest the same as before the load; under load at most one per client and
+     * one for the sampler */
     int fail = ops < total || c5 || ce || growth >= SK_RSS_GROWTH_PCT || fd_rest > fd0 ||
-               fd_max > fd0 + nthreads;
+               fd_max > fd0 + nthreads + 1; /* + the sampler's connection */
     printf("rel_soak: %s: %llu/%llu operations (%llu HTTP requests) in %.1f s (%.0f requests/s), "
            "%u threads: %llu 2xx, %llu 4xx, %llu 5xx, %llu connection errors; VmRSS after warm-up "
            "(%llu operations) %llu KiB, at the end %llu KiB (%+.2f%%), peak after warm-up %llu "
