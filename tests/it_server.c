@@ -32,7 +32,6 @@
 #include <unistd.h>
 
 #define VIGIL VG_BINARY_DIR "/src/cli/vigil"
-/* ../shared beside the repository (as CI lays it out), else the workplace copy. */
 /* The bridge photo and its edits, copied into the repository with their licence (CI has only the
  * clone). */
 #define PDQ_REL "/pdq/bridge-mods"

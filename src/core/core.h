@@ -3,7 +3,7 @@
  * hooks (fault injection in tests), clocks, SHA-256, CPU feature detection, bump arenas and a
  * few file helpers. Nothing here knows about images, networks, HTTP or tenants.
  *
- * Conventions used by every module (see ../shared/STYLE.md):
+ * Conventions used by every module (the house style):
  *   - fallible functions return int: 0 (VG_OK) or a negative VG_E* code; results go through
  *     out-parameters, and on error the out-parameters are left untouched unless a function says
  *     otherwise;

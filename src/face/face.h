@@ -1,7 +1,7 @@
 /*
  * face: find every face in an image and turn each into the 128-d descriptor that tells one
  * person from another, with face-api 1.7.15's networks and weights (see
- * ../shared/data/faces/FACE_API_ARCHITECTURE.md), on the nn engine.
+ * tests/data/faces/FACE_API_ARCHITECTURE.md), on the nn engine.
  *
  *   image -> detector (tiny YOLOv2 at 320/416/608, or SSD MobileNet v1 at 512) -> boxes
  *         -> 68-point landmarks (112x112 crop of each box)
@@ -56,7 +56,7 @@ typedef enum {
 
 const char *face_net_name(face_net n); /* "tiny" | "landmarks" | "recognition" | "ssd" */
 
-/* What to run for one image. face_opts_for_level fills a level's choices (../shared/DESIGN.md);
+/* What to run for one image. face_opts_for_level fills a level's choices (docs/BENCHMARKS.md);
  * the recogniser's precision is int8 where VNNI exists, else bf16 where AVX512_BF16 does, else
  * f32 ("fast" below); landmarks always run in f32:
  *   speed:    tiny 320, detector bf16 (f32 without AVX512_BF16), recogniser fast
