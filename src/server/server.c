@@ -138,6 +138,17 @@ static void observe(void *ud, const char *method, const char *route, int status,
     (void)method;
 }
 
+/* Adds to a counter what a monotonic count gained since the last render; *seen remembers it. A
+ * count read apart from its parts (analysis "failed" less expired and canceled) may lag for a
+ * moment: it is never taken back. */
+static void add_delta(obs_metric *m, const char *const *labels, uint64_t now, uint64_t *seen)
+{
+    if (now > *seen) {
+        obs_add(m, labels, now - *seen);
+        *seen = now;
+    }
+}
+
 /* The HTTP layer's refusal counts, as deltas since the last render (rendering thread). */
 static void collect_http_refusals(server *s)
 {
@@ -145,12 +156,9 @@ static void collect_http_refusals(server *s)
         return;
     uint64_t refused[HTTP_REFUSE__COUNT];
     http_server_refusals(s->http, refused);
-    for (size_t i = 0; i < HTTP_REFUSE__COUNT; i++) {
-        if (refused[i] > s->http_refused_seen[i])
-            obs_add(s->m_http_refused, OBS_LABELS(http_refusal_name((http_refusal)i)),
-                    refused[i] - s->http_refused_seen[i]);
-        s->http_refused_seen[i] = refused[i];
-    }
+    for (size_t i = 0; i < HTTP_REFUSE__COUNT; i++)
+        add_delta(s->m_http_refused, OBS_LABELS(http_refusal_name((http_refusal)i)), refused[i],
+                  &s->http_refused_seen[i]);
 }
 
 /* Values cheaper to read at scrape time than to maintain (runs on the rendering thread). */
@@ -163,68 +171,39 @@ static void collect(void *ctx)
     obs_set(s->m_index_refs, NULL, (double)server__index_references(s));
     store_stats st;
     store_stats_get(s->st, &st);
-    if (st.errors > s->store_errors_seen)
-        obs_add(s->m_store_errors, NULL, st.errors - s->store_errors_seen);
-    if (st.queries > s->store_queries_seen)
-        obs_add(s->m_store_queries, NULL, st.queries - s->store_queries_seen);
+    add_delta(s->m_store_errors, NULL, st.errors, &s->store_errors_seen);
+    add_delta(s->m_store_queries, NULL, st.queries, &s->store_queries_seen);
     obs_set(s->m_store_memory, NULL, (double)st.sqlite_memory_bytes);
-    s->store_errors_seen = st.errors;
-    s->store_queries_seen = st.queries;
     uint64_t hits, misses;
     http_keycache_stats(s->kc, &hits, &misses);
-    if (hits > s->kc_hits_seen)
-        obs_add(s->m_keycache, OBS_LABELS("hit"), hits - s->kc_hits_seen);
-    if (misses > s->kc_misses_seen)
-        obs_add(s->m_keycache, OBS_LABELS("miss"), misses - s->kc_misses_seen);
-    s->kc_hits_seen = hits;
-    s->kc_misses_seen = misses;
-    /* The cache tier that answered is reported here, to the operator, never to tenants. */
-    if (s->an) {
-        static const char *const tiers[4] = {"miss", "l1", "l2", "l3"};
-        analyze_stats as;
-        analyze_stats_get(s->an, &as);
-        for (int i = 0; i < 4; i++) {
-            if (as.cache_hits[i] > s->cache_lookups_seen[i])
-                obs_add(s->m_cache_lookups, OBS_LABELS(tiers[i]),
-                        as.cache_hits[i] - s->cache_lookups_seen[i]);
-            s->cache_lookups_seen[i] = as.cache_hits[i];
-        }
-    }
+    add_delta(s->m_keycache, OBS_LABELS("hit"), hits, &s->kc_hits_seen);
+    add_delta(s->m_keycache, OBS_LABELS("miss"), misses, &s->kc_misses_seen);
     if (s->cache) {
         cache_stats cs;
         cache_stats_get(s->cache, &cs);
-        uint64_t nospace = cs.tier[CACHE_TIER_L2].nospace;
-        if (nospace > s->cache_nospace_seen)
-            obs_add(s->m_cache_nospace, NULL, nospace - s->cache_nospace_seen);
-        s->cache_nospace_seen = nospace;
+        add_delta(s->m_cache_nospace, NULL, cs.tier[CACHE_TIER_L2].nospace, &s->cache_nospace_seen);
     }
     if (s->an) {
-        static const char *const outcome[SERVER_ANALYSIS_OUTCOMES] = {
-            "ok", "failed", "expired", "canceled", "queue_full", "tenant_quota"};
         analyze_stats as;
         analyze_stats_get(s->an, &as);
-        /* failed counts expired and canceled too; read apart from them, it may lag a moment */
+        /* The cache tier that answered is reported here, to the operator, never to tenants. */
+        static const char *const tiers[4] = {"miss", "l1", "l2", "l3"};
+        for (int i = 0; i < 4; i++)
+            add_delta(s->m_cache_lookups, OBS_LABELS(tiers[i]), as.cache_hits[i],
+                      &s->cache_lookups_seen[i]);
+        static const char *const outcome[SERVER_ANALYSIS_OUTCOMES] = {
+            "ok", "failed", "expired", "canceled", "queue_full", "tenant_quota"};
+        /* failed counts expired and canceled too */
         uint64_t other =
             as.failed > as.expired + as.canceled ? as.failed - as.expired - as.canceled : 0;
         uint64_t now[SERVER_ANALYSIS_OUTCOMES] = {as.ok,       other,       as.expired,
                                                   as.canceled, as.rejected, as.quota_rejected};
-        for (int i = 0; i < SERVER_ANALYSIS_OUTCOMES; i++) {
-            if (now[i] > s->analysis_seen[i]) {
-                obs_add(s->m_analysis, OBS_LABELS(outcome[i]), now[i] - s->analysis_seen[i]);
-                s->analysis_seen[i] = now[i];
-            }
-        }
+        for (int i = 0; i < SERVER_ANALYSIS_OUTCOMES; i++)
+            add_delta(s->m_analysis, OBS_LABELS(outcome[i]), now[i], &s->analysis_seen[i]);
         obs_set(s->m_analysis_queue, NULL, (double)as.queue_depth);
-    }
-    if (s->an) {
-        analyze_stats as;
-        analyze_stats_get(s->an, &as);
-        for (int k = 0; k < IMG_LIMIT_COUNT; k++) {
-            if (as.img_limit_hits[k] > s->img_limits_seen[k])
-                obs_add(s->m_img_limits, OBS_LABELS(img_limit_name((img_limit_kind)k)),
-                        as.img_limit_hits[k] - s->img_limits_seen[k]);
-            s->img_limits_seen[k] = as.img_limit_hits[k];
-        }
+        for (int k = 0; k < IMG_LIMIT_COUNT; k++)
+            add_delta(s->m_img_limits, OBS_LABELS(img_limit_name((img_limit_kind)k)),
+                      as.img_limit_hits[k], &s->img_limits_seen[k]);
     }
 }
 
@@ -539,10 +518,9 @@ int server_open(const conf_settings *cfg, server **out)
     /* Left at its default, the per-address limit is also held to a quarter of the connection
      * limit, so that one address cannot take every slot of a small server. Set explicitly (0
      * behind a load balancer, whose connections all come from one address), it is as given. */
-    size_t per_ip = (size_t)cfg->max_connections_per_ip;
-    if (conf_source_of(cfg, "max_connections_per_ip") == CONF_SRC_DEFAULT &&
-        per_ip > (conns / 4 ? conns / 4 : 1))
-        per_ip = conns / 4 ? conns / 4 : 1;
+    size_t per_ip = (size_t)cfg->max_connections_per_ip, quarter = conns / 4 ? conns / 4 : 1;
+    if (conf_source_of(cfg, "max_connections_per_ip") == CONF_SRC_DEFAULT && per_ip > quarter)
+        per_ip = quarter;
     http_config hc = {
         .host = s->host,
         .port = port,
