@@ -20,12 +20,12 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
-import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+import vgt_server  # noqa: E402
 
 SECTION = "## Five minutes with curl"
 URL_LINE = "U=http://127.0.0.1:8080"
@@ -63,33 +63,6 @@ def section_blocks(readme):
     blocks = re.findall(r"```sh\n(.*?)```", sec, re.S)
     prose = re.sub(r"```sh\n.*?```", "", sec, flags=re.S)
     return blocks, prose
-
-
-def start_server(vigil, data):
-    p = subprocess.Popen([vigil, "serve", "--listen", "127.0.0.1:0", "--data-dir", data],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    key = url = None
-    box = {}
-
-    def reader():
-        for line in p.stdout:
-            m = re.search(r"generated admin key \(shown once; keep it\): (\S+)", line)
-            if m:
-                box["key"] = m.group(1)
-            m = re.search(r"listening on (http://\S+)", line)
-            if m:
-                box["url"] = m.group(1)
-    threading.Thread(target=reader, daemon=True).start()
-    deadline = time.time() + 60
-    while time.time() < deadline and ("url" not in box or "key" not in box):
-        if p.poll() is not None:
-            raise SystemExit("readme_walkthrough: vigil serve exited with %d" % p.returncode)
-        time.sleep(0.05)
-    key, url = box.get("key"), box.get("url")
-    if not key or not url:
-        p.kill()
-        raise SystemExit("readme_walkthrough: no admin key or listen line from vigil serve")
-    return p, key, url
 
 
 def exchanges(logdir):
@@ -160,7 +133,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="vigil-readme.")
     logdir = os.path.join(tmp, "log")
     os.mkdir(logdir)
-    proc, key, url = start_server(a.vigil, os.path.join(tmp, "data"))
+    proc, url, key = vgt_server.start(a.vigil, os.path.join(tmp, "data"), who="readme_walkthrough")
     errors = []
     try:
         lines = []
@@ -191,11 +164,7 @@ def main():
                     i + 1, url_of(x), x["code"], want or "2xx", x["body"][:200]))
         errors += check_claims(xs, prose)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if not vgt_server.stop(proc):
             errors.append("vigil serve did not stop within 30 s of SIGTERM")
         shutil.rmtree(tmp, ignore_errors=True)
     for e in errors:

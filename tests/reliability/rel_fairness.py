@@ -17,40 +17,16 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(REPO, "tests", "support"))
+import vgt_server  # noqa: E402
 BOMBS = ["bomb-scans.jpg", "bomb-1bit.png", "bomb-lossless.webp", "bomb-work.jpg"]
-
-
-def start(vigil, data):
-    p = subprocess.Popen([vigil, "serve", "--listen", "127.0.0.1:0", "--data-dir", data,
-                          "--log-level", "error"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    box = {}
-
-    def reader():
-        for line in p.stdout:
-            m = re.search(r"generated admin key \(shown once; keep it\): (\S+)", line)
-            if m:
-                box["key"] = m.group(1)
-            m = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if m:
-                box["port"] = int(m.group(1))
-    threading.Thread(target=reader, daemon=True).start()
-    t_end = time.time() + 60
-    while time.time() < t_end and ("port" not in box or "key" not in box):
-        if p.poll() is not None:
-            raise SystemExit("rel_fairness: vigil serve exited")
-        time.sleep(0.05)
-    return p, box["port"], box["key"]
 
 
 def call(conn, method, path, key, body=None, ctype="application/json"):
@@ -136,7 +112,9 @@ def main():
     ap.add_argument("--flood-connections", type=int, default=8)
     a = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="vigil-fairness.")
-    proc, port, admin = start(a.vigil, os.path.join(tmp, "data"))
+    proc, url, admin = vgt_server.start(a.vigil, os.path.join(tmp, "data"),
+                                        ("--log-level", "error"), who="rel_fairness")
+    port = int(url.rsplit(":", 1)[1])
     ok = True
     try:
         key_a, key_b = tenant(port, admin, "Flooder"), tenant(port, admin, "Bystander")
@@ -164,11 +142,7 @@ def main():
             if b_err or not lat or max(lat) > 2000 or set(a_st) - a_allowed:
                 ok = False
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        vgt_server.stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
     print("rel_fairness: %s" % ("PASS" if ok else "FAIL"))
     return 0 if ok else 1

@@ -1,0 +1,47 @@
+"""Starting and stopping a throwaway `vigil serve` from Python test and reliability scripts.
+
+start() runs it on a free loopback port with a fresh data directory and returns the process, its
+base URL and the admin key it prints once at first start; stop() sends SIGTERM and returns whether
+it exited in time (it is killed otherwise).
+"""
+import re
+import signal
+import subprocess
+import threading
+import time
+
+
+def start(vigil, data_dir, extra=(), who="vgt_server", timeout_s=60):
+    p = subprocess.Popen([vigil, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir,
+                          *extra],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    box = {}
+
+    def reader():
+        for line in p.stdout:
+            m = re.search(r"generated admin key \(shown once; keep it\): (\S+)", line)
+            if m:
+                box["key"] = m.group(1)
+            m = re.search(r"listening on (http://\S+)", line)
+            if m:
+                box["url"] = m.group(1)
+    threading.Thread(target=reader, daemon=True).start()
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and ("url" not in box or "key" not in box):
+        if p.poll() is not None:
+            raise SystemExit("%s: vigil serve exited with %d" % (who, p.returncode))
+        time.sleep(0.05)
+    if "url" not in box or "key" not in box:
+        p.kill()
+        raise SystemExit("%s: no admin key or listen line from vigil serve" % who)
+    return p, box["url"], box["key"]
+
+
+def stop(p, timeout_s=30):
+    p.send_signal(signal.SIGTERM)
+    try:
+        p.wait(timeout=timeout_s)
+        return True
+    except subprocess.TimeoutExpired:
+        p.kill()
+        return False
