@@ -159,6 +159,9 @@ char *vg_format_time(int64_t wall_ms, char *buf, size_t buflen);
 #define VG_SHA256_HEX_BYTES 65 /* 64 hex digits + NUL */
 
 int vg_sha256(const void *data, size_t len, uint8_t out[VG_SHA256_BYTES]);
+/* HMAC-SHA256 of data under key (both borrowed). VG_EINTERNAL if libcrypto fails. */
+int vg_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                   uint8_t out[VG_SHA256_BYTES]);
 /* Lower-case hex of any byte string; out must hold 2*len+1 bytes. */
 void vg_hex_encode(const uint8_t *bytes, size_t len, char *out);
 /* Parses exactly 2*len hex digits (either case). VG_EINVAL on bad length or digit. */
