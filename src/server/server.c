@@ -509,6 +509,8 @@ int server_open(const conf_settings *cfg, server **out)
 
     if ((rc = open_analysis(s)) != VG_OK)
         goto fail;
+    if ((rc = server__alerts_open(s, 1)) != VG_OK)
+        goto fail;
 
     /* routes and HTTP */
     if ((rc = http_router_new(&s->router)) != VG_OK)
@@ -605,6 +607,7 @@ void server_close(server *s)
     s->an = NULL;
     http_server_close(s->http);
     s->http = NULL;
+    server__alerts_close(s);
     cache_close(s->cache);
     face_models_free(s->models);
     http_router_free(s->router);

@@ -30,6 +30,8 @@ struct face_models;
 struct obs_registry;
 struct obs_health;
 struct obs_metric;
+struct ops_alert;
+struct ops_webhook;
 
 /* Shared read-only by the network threads after server_open; counters are atomics. */
 struct server {
@@ -63,6 +65,10 @@ struct server {
     struct obs_metric *m_analysis, *m_analysis_queue;
     uint64_t analysis_seen[SERVER_ANALYSIS_OUTCOMES];
     uint64_t img_limits_seen[IMG_LIMIT_COUNT]; /* by img_limit_kind */
+    /* alerts (ops_alert, ops_webhook): the engine is evaluated on the ops tick */
+    struct ops_alert *alerts;
+    struct ops_webhook *webhook;
+    _Atomic uint64_t fault_analyses; /* analyses seen by fault_analysis_error_rate */
 };
 
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
@@ -160,5 +166,14 @@ void server__api_notice_list(http_req *req, void *ud);
 void server__api_notice_get(http_req *req, void *ud);
 void server__api_notice_status(http_req *req, void *ud);
 void server__api_notice_events(http_req *req, void *ud);
+
+void server__api_alerts(http_req *req, void *ud);
+void server__api_alert_ack(http_req *req, void *ud);
+void server__api_silence_list(http_req *req, void *ud);
+void server__api_silence_create(http_req *req, void *ud);
+void server__api_silence_delete(http_req *req, void *ud);
+/* Alert engine and webhook from the alert_* settings (server_alerts in api_alerts.c). */
+int server__alerts_open(server *s, double time_scale);
+void server__alerts_close(server *s);
 
 #endif /* VG_SERVER_INT_H */
