@@ -1070,6 +1070,7 @@ void sched_stats_get(sched *s, sched_stats *out)
         o->wait_ns_max = k->wait_max;
         o->run_ns_sum = k->run_sum;
         o->max_batch = k->cfg.max_batch;
+        o->max_delay_us = k->cfg.max_delay_us;
         o->preferred_batch = k->pref;
         o->n_buckets = k->n_cand;
         for (unsigned b = 0; b < k->n_cand; b++) {

@@ -155,8 +155,9 @@ typedef struct sched_kind_stats {
     uint64_t tenants;                  /* now: tenants with items queued or running */
     uint64_t wait_ns_sum, wait_ns_max; /* submit -> batch start, computed items */
     uint64_t run_ns_sum;               /* time inside the batch function */
-    unsigned max_batch;
-    unsigned preferred_batch; /* current choice of the adaptive batcher */
+    unsigned max_batch;                /* now (sched_kind_tune may have changed it) */
+    uint32_t max_delay_us;             /* now */
+    unsigned preferred_batch;          /* current choice of the adaptive batcher */
     /* Per size bucket b (batches of size in [bucket_size[b], bucket_size[b+1])): */
     unsigned n_buckets;
     unsigned bucket_size[SCHED_SIZE_BUCKETS];
