@@ -305,8 +305,8 @@ static void act_retune(ops_heal *h, const ops_kpis *k, int64_t now_ms)
 {
     ops_heal_action a = OPS_HEAL_RETUNE;
     char trig[HEAL_TEXT], before[HEAL_TEXT], after[HEAL_TEXT], msg[HEAL_TEXT];
-    snprintf(trig, sizeof trig, "analysis P95 %.0f ms (threshold %.0f ms)", k->p95_ms[OPS_CLASS_ANALYSIS],
-             h->cfg.p95_ms);
+    snprintf(trig, sizeof trig, "analysis P95 %.0f ms (threshold %.0f ms)",
+             k->p95_ms[OPS_CLASS_ANALYSIS], h->cfg.p95_ms);
     if (!may_run(h, a, now_ms, trig))
         return;
     unsigned mb = 0;
@@ -343,8 +343,7 @@ static void act_retune(ops_heal *h, const ops_kpis *k, int64_t now_ms)
         return;
     }
     snprintf(msg, sizeof msg, "%s; warmed L1 with %zu L2 entries",
-             nmb == mb && nmd == md ? "batching already at its floor" : "retuned batching",
-             loaded);
+             nmb == mb && nmd == md ? "batching already at its floor" : "retuned batching", loaded);
     record(h, now_ms, a, OUT_OK, trig, before, after, msg);
 }
 
@@ -456,7 +455,8 @@ void ops_heal_tick(void *ctx, const ops_kpis *w1m, const ops_kpis *w5m, const op
 
     /* NAN (no data) is neither over nor clear: the state stays as it is. */
     double mp = k->memory_percent, rss = k->rss_bytes, lim = (double)c->rss_limit_bytes;
-    int mem_over = (!isnan(mp) && mp >= c->memory_percent) || (lim > 0 && !isnan(rss) && rss >= lim);
+    int mem_over =
+        (!isnan(mp) && mp >= c->memory_percent) || (lim > 0 && !isnan(rss) && rss >= lim);
     int mem_clear = (isnan(mp) || mp < c->memory_clear_percent) &&
                     (lim == 0 || isnan(rss) || rss < HEAL_RSS_CLEAR_FACTOR * lim);
     if (isnan(mp) && (lim == 0 || isnan(rss)))

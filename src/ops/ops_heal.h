@@ -62,8 +62,8 @@ typedef struct ops_heal_hooks {
     void *ctx;
     int (*l1_get)(void *ctx, uint64_t *max_entries, uint64_t *max_bytes);
     int (*l1_set)(void *ctx, uint64_t max_entries, uint64_t max_bytes);
-    uint64_t (*l1_clear)(void *ctx);      /* returns entries dropped */
-    void (*memory_release)(void *ctx);    /* malloc_trim(0) */
+    uint64_t (*l1_clear)(void *ctx);   /* returns entries dropped */
+    void (*memory_release)(void *ctx); /* malloc_trim(0) */
     int (*batching_get)(void *ctx, unsigned *max_batch, uint32_t *max_delay_us);
     int (*batching_set)(void *ctx, unsigned max_batch, uint32_t max_delay_us);
     int (*warm_l1)(void *ctx, size_t n, size_t *loaded);
@@ -88,9 +88,9 @@ typedef struct ops_heal_config {
     uint64_t l1_min_entries; /* L1 is not shrunk below this */
     /* slow responses: analysis P95 >= p95_ms; clears below p95_clear_ms */
     double p95_ms, p95_clear_ms;
-    unsigned min_batch;     /* retune floor for max batch */
-    uint32_t min_delay_us;  /* retune floor for max batch delay */
-    unsigned warm_entries;  /* L2 entries loaded into L1 by a retune */
+    unsigned min_batch;    /* retune floor for max batch */
+    uint32_t min_delay_us; /* retune floor for max batch delay */
+    unsigned warm_entries; /* L2 entries loaded into L1 by a retune */
     /* analysis errors: analysis_error_rate >= error_rate (0..1); clears below error_clear_rate */
     double error_rate, error_clear_rate;
     unsigned replace_streak; /* a replica that failed this many batches in a row is replaced */
@@ -99,8 +99,8 @@ typedef struct ops_heal_config {
     uint64_t l1_budget_bytes; /* raise_l1 never sets L1's byte bound above this */
     /* every condition must hold for_s (ops seconds) before its action runs */
     double for_s;
-    double cooldown_s;     /* per action, ops seconds */
-    unsigned max_per_hour; /* per action, per ops hour, 1..OPS_HEAL_MAX_PER_HOUR */
+    double cooldown_s;            /* per action, ops seconds */
+    unsigned max_per_hour;        /* per action, per ops hour, 1..OPS_HEAL_MAX_PER_HOUR */
     struct obs_registry *metrics; /* borrowed; NULL: no metric */
 } ops_heal_config;
 
