@@ -80,8 +80,7 @@ int server__heal_open(server *s)
     hc.mode = c->self_heal == 0 ? OPS_HEAL_OFF : c->self_heal == 1 ? OPS_HEAL_DRY_RUN : OPS_HEAL_ON;
     hc.time_scale = c->self_heal_time_scale;
     hc.memory_percent = c->self_heal_memory_percent;
-    if (hc.memory_clear_percent > hc.memory_percent - 5)
-        hc.memory_clear_percent = hc.memory_percent > 5 ? hc.memory_percent - 5 : 0;
+    hc.memory_clear_percent = hc.memory_percent > 10 ? hc.memory_percent - 10 : 0;
     hc.rss_limit_bytes = c->self_heal_memory_limit;
     hc.p95_ms = c->self_heal_p95_ms;
     hc.p95_clear_ms = 0.8 * hc.p95_ms;
