@@ -3,7 +3,8 @@
 
 A small HTTP receiver (http.server, on a free loopback port) stands in for Alertmanager. The server
 runs with --ops-time-scale 60 (an ops minute is one real second), --fault-analysis-error-rate 0.2
-(a fifth of the analyses that succeed are answered 500) and the receiver as --alert-webhook with a
+(a fifth of the computed images fail; the feature cache is off so that every analysis is computed)
+and the receiver as --alert-webhook with a
 secret. The test posts analyses until the receiver gets `analysis_error_rate_high` firing, stops the
 traffic (no requests: the error-rate rules have nothing to judge, so the alert resolves) and waits
 for the resolved notification. It checks the Alertmanager v4 body, the X-Vigil-Signature HMAC of
@@ -91,6 +92,7 @@ def main():
     data = tempfile.mkdtemp(prefix="vigil-alerts-e2e-")
     p, base, admin = vgt_server.start(args.vigil, data, [
         "--faces", "false", "--ops-time-scale", "60", "--fault-analysis-error-rate", "0.2",
+        "--cache-l1-entries", "0", "--cache-l2-bytes", "0",
         "--alert-webhook", hook, "--alert-webhook-secret", SECRET, "--alert-anomaly", "false",
         "--alert-external-url", base], who="ops_alerts_e2e")
     failures = []

@@ -125,8 +125,21 @@ typedef struct conf_settings {
     char *alert_external_url;
     uint64_t alert_group_wait_ms, alert_repeat_interval_ms, alert_webhook_timeout_ms;
     int64_t alert_webhook_retries, alert_webhook_queue;
-    /* test-only fault injection, shared by the alert and self-healing tests */
-    double fault_analysis_error_rate; /* fraction of successful analyses answered 500 instead */
+    /* self-healing (ops_heal) */
+    int self_heal; /* ops_heal_mode order: off, dry-run, on */
+    double self_heal_memory_percent;
+    uint64_t self_heal_memory_limit; /* RSS bytes; 0 = none */
+    double self_heal_p95_ms;
+    double self_heal_error_rate;
+    double self_heal_hit_rate;
+    uint64_t self_heal_l1_budget;
+    uint64_t self_heal_for_ms;
+    uint64_t self_heal_cooldown_ms;
+    int64_t self_heal_max_per_hour;
+    double self_heal_time_scale;
+    /* test-only fault injection */
+    double fault_analysis_error_rate;
+    int64_t fault_stage_delay_ms;
     /* where each value came from, by table index (for the start-up log and tests) */
     unsigned char source[192];
 } conf_settings;

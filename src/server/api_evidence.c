@@ -1,8 +1,6 @@
 /* Tenant routes for analysis and the evidence it records: scans and matches. */
 #include "server/server_int.h"
 
-#include <math.h>
-
 #include <stdatomic.h>
 #include <string.h>
 
@@ -250,18 +248,6 @@ typedef struct an_batch {
  * failure with its detail in j->detail. */
 static int an_record_scan(an_job *j, int status, const char *detail)
 {
-    /* Test-only fault injection (fault_analysis_error_rate): exactly that fraction of the
-     * analyses that succeeded fail as an internal error, spread evenly (the k-th fails when
-     * floor(k * rate) steps), so alert and self-healing tests get a known error rate. */
-    double fault = j->s->cfg->fault_analysis_error_rate;
-    if (status == VG_OK && fault > 0) {
-        uint64_t k = atomic_fetch_add(&j->s->fault_analyses, 1);
-        if (floor((double)(k + 1) * fault) > floor((double)k * fault)) {
-            analyze_result_free(&j->res);
-            status = VG_EINTERNAL;
-            detail = "injected fault (fault_analysis_error_rate)";
-        }
-    }
     if (status == VG_OK && j->rec.store) {
         vg_err_clear();
         status = catalog_scan_record(j->s->cat, j->ar.tenant_id, j->rec.source_url, j->ar.level,

@@ -68,7 +68,7 @@ struct server {
     /* alerts (ops_alert, ops_webhook): the engine is evaluated on the ops tick */
     struct ops_alert *alerts;
     struct ops_webhook *webhook;
-    _Atomic uint64_t fault_analyses; /* analyses seen by fault_analysis_error_rate */
+    struct ops_heal *heal; /* self-healing engine (api_heal.c); NULL without analysis */
 };
 
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
@@ -131,6 +131,9 @@ void server__unavailable(http_req *req, void *ud);
 /* ---- handlers ------------------------------------------------------------------------------- */
 
 void server__api_health(http_req *req, void *ud);
+/* api_heal.c: creates s->heal from the self_heal_* settings (after the analysis context). */
+int server__heal_open(server *s);
+void server__api_ops_actions(http_req *req, void *ud);
 void server__api_live(http_req *req, void *ud);
 void server__api_metrics(http_req *req, void *ud);
 void server__api_openapi(http_req *req, void *ud);
