@@ -602,3 +602,8 @@ void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out)
     out->workers = ss.replicas;
     out->workers_busy = ss.replicas_busy;
 }
+
+void analyze_sched_stats_get(analyze_ctx *ctx, struct sched_stats *out)
+{
+    sched_stats_get(ctx->sch, out);
+}
