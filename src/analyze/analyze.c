@@ -696,3 +696,8 @@ void analyze_replicas(analyze_ctx *ctx, analyze_replica_info *out)
     out->replaced = ss.replicas_replaced;
     out->batch_failures = ss.batch_failures;
 }
+
+void analyze_sched_stats_get(analyze_ctx *ctx, struct sched_stats *out)
+{
+    sched_stats_get(ctx->sch, out);
+}

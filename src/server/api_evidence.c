@@ -257,6 +257,8 @@ static int an_record_scan(an_job *j, int status, const char *detail)
             analyze_result_free(&j->res);
         }
     }
+    if (status == VG_OK)
+        server__metrics_analysis(j->s, j->ar.level, &j->res, 1, j->res.scan_id[0] != 0);
     j->status = status;
     if (status != VG_OK)
         snprintf(j->detail, sizeof(j->detail), "%s", detail ? detail : vg_strerror(status));

@@ -274,6 +274,7 @@ static void ref_done(void *arg, int status, const char *detail)
 {
     ref_job *j = arg;
     if (status == VG_OK) {
+        server__metrics_analysis(j->s, j->ar.level, &j->res, 0, 0);
         ref_store(j);
         analyze_result_free(&j->res);
     } else {

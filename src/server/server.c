@@ -332,6 +332,8 @@ static int open_obs(server *s)
     if (rc == VG_OK)
         rc = obs_collector_add(s->reg, collect, s);
     if (rc == VG_OK)
+        rc = server__metrics_open(s);
+    if (rc == VG_OK)
         rc = obs_health_new(s->reg, SERVER_HEALTH_CACHE_MS, &s->health);
     if (rc == VG_OK)
         rc = obs_health_register(s->health, "database", check_database, s);
@@ -624,6 +626,7 @@ void server_close(server *s)
     store_close(s->st); /* checkpoints the WAL */
     obs_health_free(s->health);
     obs_registry_free(s->reg);
+    server__metrics_free(s);
     VG_INFO("server", "stopped");
     vg_free(s);
 }

@@ -63,8 +63,22 @@ struct server {
     struct obs_metric *m_analysis, *m_analysis_queue;
     uint64_t analysis_seen[SERVER_ANALYSIS_OUTCOMES];
     uint64_t img_limits_seen[IMG_LIMIT_COUNT]; /* by img_limit_kind */
-    struct ops_heal *heal; /* self-healing engine (api_heal.c); NULL without analysis */
+    struct ops_heal *heal;          /* self-healing engine (api_heal.c); NULL without analysis */
+    struct server_metrics *metrics; /* every module's counters in /metrics (server_metrics.c) */
 };
+
+/* ---- module metrics (server_metrics.c) ------------------------------------------------------ */
+
+typedef struct server_metrics server_metrics;
+struct analyze_result;
+/* Registers the cache, scheduler, replica, stage, model, index and store families and their
+ * collector in s->reg (a no-op without a registry). VG_ENOMEM, or a registration error. */
+int server__metrics_open(server *s);
+void server__metrics_free(server *s); /* after obs_registry_free */
+/* Observes the analysis stage times of a completed analysis (any analysis thread): matched = the
+ * match stage ran (not a features-only reference upload), stored = a scan was recorded. */
+void server__metrics_analysis(server *s, vg_level level, const struct analyze_result *r,
+                              int matched, int stored);
 
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
 
