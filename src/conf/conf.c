@@ -70,6 +70,13 @@ static const conf_def rows[] = {
     {"replicas_min", CONF_INT, "1", "model replicas kept at least", NULL, 1, 1024, 0, F(replicas_min)},
     {"replicas_max", CONF_INT, "0", "model replicas at most (0: one per CPU)", NULL, 0, 1024, 0, F(replicas_max)},
     {"tenant_max_analyses", CONF_INT, "0", "images one tenant may have queued or in analysis; more is 429 + Retry-After at once (0: half of queue_depth)", NULL, 0, 1000000, 0, F(tenant_max_analyses)},
+    /* operations: KPI windows and SLA */
+    {"ops_time_scale", CONF_FLOAT, "1", "ops time runs this many times faster than real time: every ops duration (KPI windows, SLA minute, rule durations, cooldowns) is divided by it (tests use 60: an ops minute is one second)", NULL, 1, 3600, 0, F(ops_time_scale)},
+    {"ops_slo_availability", CONF_FLOAT, "0.999", "availability objective: share of time up times share of non-5xx answers", NULL, 0.5, 0.999999, 0, F(ops_slo_availability)},
+    {"ops_slo_analysis_p95_ms", CONF_INT, "2000", "analysis latency objective: P95 of analysis answers below this (ms)", NULL, 1, 600000, 0, F(ops_slo_analysis_p95_ms)},
+    {"ops_slo_api_p95_ms", CONF_INT, "500", "API latency objective: P95 of other API answers below this (ms)", NULL, 1, 600000, 0, F(ops_slo_api_p95_ms)},
+    {"ops_slo_error_rate", CONF_FLOAT, "0.01", "error-rate objective: (5xx answers + failed images) / (answers + images) below this", NULL, 0.000001, 0.5, 0, F(ops_slo_error_rate)},
+    {"ops_memory_limit", CONF_SIZE, "0", "memory the memory_percent KPI is measured against (0: the cgroup v2 limit, else the machine's memory)", NULL, 0, BIG, 0, F(ops_memory_limit)},
 };
 /* clang-format on */
 

@@ -103,8 +103,15 @@ typedef struct conf_settings {
     int64_t replicas_max;
     /* per-tenant fairness (sched) */
     int64_t tenant_max_analyses; /* images one tenant may have queued or running; 0 = auto */
+    /* operations: KPI windows and SLA (ops-core) */
+    double ops_time_scale;           /* every ops duration is divided by it (tests: 60) */
+    double ops_slo_availability;     /* target, e.g. 0.999 */
+    int64_t ops_slo_analysis_p95_ms; /* analysis P95 objective */
+    int64_t ops_slo_api_p95_ms;      /* API P95 objective */
+    double ops_slo_error_rate;       /* largest error rate, e.g. 0.01 */
+    uint64_t ops_memory_limit;       /* memory_percent against it; 0 = cgroup, else MemTotal */
     /* where each value came from, by table index (for the start-up log and tests) */
-    unsigned char source[64];
+    unsigned char source[128];
 } conf_settings;
 
 /* One row of the settings table (read-only, static). */
