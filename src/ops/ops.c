@@ -26,7 +26,6 @@
 #include <unistd.h>
 
 #define OPS_LIVE_SLOTS 4
-#define OPS_LAT_THRESHOLDS ((OPS_LAT_MIN_LOG2_NS + 25) * OPS_LAT_PER_OCTAVE)
 
 /* Hot-path counters of one tick. */
 typedef struct ops__live {
@@ -108,32 +107,26 @@ struct ops {
 
 /* ---- histogram ------------------------------------------------------------------------------ */
 
-/* thr[g] = ceil(2^(g/8)) ns: a duration d is in global log bucket g when thr[g] <= d < thr[g+1].
- * Filled once (pthread_once); read-only afterwards. */
-static uint64_t thr[OPS_LAT_THRESHOLDS + 1];
-static pthread_once_t thr_once = PTHREAD_ONCE_INIT;
-
-static void thr_init(void)
-{
-    for (unsigned g = 0; g <= OPS_LAT_THRESHOLDS; g++)
-        thr[g] = (uint64_t)ceil(exp2((double)g / OPS_LAT_PER_OCTAVE));
-}
+/* ceil(2^(63 + j/8)): a duration normalised to its top bit at bit 63 is in sub-bucket j of its
+ * octave when it is at least oct_thr[j] (exact: no rounding but that of the constants' last bit).
+ */
+static const uint64_t oct_thr[OPS_LAT_PER_OCTAVE] = {
+    0x8000000000000000ull, 0x8b95c1e3ea8bd6e7ull, 0x9837f0518db8a970ull, 0xa5fed6a9b15138ebull,
+    0xb504f333f9de6485ull, 0xc5672a115506dadeull, 0xd744fccad69d6af5ull, 0xeac0c6e7dd24392full};
 
 unsigned ops_lat_bucket(uint64_t ns)
 {
-    const unsigned lo = OPS_LAT_MIN_LOG2_NS * OPS_LAT_PER_OCTAVE;
     if (ns < (1ull << OPS_LAT_MIN_LOG2_NS))
         return 0;
     unsigned e = 63u - (unsigned)__builtin_clzll(ns); /* 2^e <= ns < 2^(e+1) */
-    unsigned g = e * OPS_LAT_PER_OCTAVE;
-    if (g >= lo + OPS_LAT_BUCKETS)
+    if (e >= OPS_LAT_MIN_LOG2_NS + OPS_LAT_BUCKETS / OPS_LAT_PER_OCTAVE)
         return OPS_LAT_BUCKETS - 1;
-    /* binary search of the 7 thresholds inside the octave */
-    for (unsigned step = 4; step; step >>= 1)
-        if (ns >= thr[g + step])
-            g += step;
-    g -= lo;
-    return g < OPS_LAT_BUCKETS ? g : OPS_LAT_BUCKETS - 1;
+    uint64_t x = ns << (63 - e);
+    unsigned j = 0;
+    for (unsigned step = 4; step; step >>= 1) /* binary search of the 8 sub-buckets */
+        if (x >= oct_thr[j + step])
+            j += step;
+    return (e - OPS_LAT_MIN_LOG2_NS) * OPS_LAT_PER_OCTAVE + j;
 }
 
 double ops_lat_quantile_ms(const uint64_t *counts, double q)
@@ -337,7 +330,6 @@ int ops_new(const ops_config *cfg, ops **out)
         !(c.slo_error_rate > 0 && c.slo_error_rate <= 0.5))
         return vg_err_set(VG_EINVAL, "ops: availability target must be in (0.5, 1), error rate "
                                      "objective in (0, 0.5]");
-    pthread_once(&thr_once, thr_init);
     ops *o = vg_calloc(1, sizeof *o);
     if (!o)
         return VG_ENOMEM;
@@ -368,8 +360,8 @@ int ops_new(const ops_config *cfg, ops **out)
     int rc = VG_OK;
     if (!o->fine || !o->coarse || (c.data_dir && !o->data_dir))
         rc = VG_ENOMEM;
-    if (rc == VG_OK && (pthread_mutex_init(&o->mu, NULL) != 0 ||
-                        pthread_mutex_init(&o->run_mu, NULL) != 0)) {
+    if (rc == VG_OK &&
+        (pthread_mutex_init(&o->mu, NULL) != 0 || pthread_mutex_init(&o->run_mu, NULL) != 0)) {
         rc = VG_ENOMEM;
     }
     if (rc == VG_OK) {
@@ -403,9 +395,6 @@ int ops_new(const ops_config *cfg, ops **out)
     for (int w = 0; w < 3; w++)
         o->rmin[w] = o->rmax[w] = NAN;
     o->min.t_ms = -1;
-    uint64_t now = vg_now_ns();
-    for (int i = 0; i < OPS_LIVE_SLOTS; i++)
-        o->meta[i].start_ns = now;
     o->last_cpu_ns = process_cpu_ns();
     *out = o;
     return VG_OK;
@@ -448,8 +437,7 @@ void ops_record_request(ops *o, ops_class cls, int http_status, uint64_t duratio
         return;
     ops__live *s = &o->live[atomic_load_explicit(&o->cur, memory_order_acquire)];
     atomic_fetch_add_explicit(&s->answers[cls], 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&s->hist[cls][ops_lat_bucket(duration_ns)], 1,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&s->hist[cls][ops_lat_bucket(duration_ns)], 1, memory_order_relaxed);
     if (http_status >= 500)
         atomic_fetch_add_explicit(&s->e5xx[cls], 1, memory_order_relaxed);
     if (duration_ns > o->threshold_ns[cls])
@@ -479,10 +467,10 @@ void ops_record_analysis(ops *o, int ok, unsigned images, const uint64_t *stage_
 
 #define OPS_SUM_FIELDS(X)                                                                          \
     X(answers, OPS_CLASSES)                                                                        \
-    X(e5xx, OPS_CLASSES) X(over, OPS_CLASSES) X(stage_ns, OPS_STAGES)                              \
-        X(cache_hits, OPS_CACHE_TIERS) X(cache_misses, OPS_CACHE_TIERS)                            \
-            X(cache_lat_count, OPS_CACHE_TIERS) X(cache_lat_sum_ns, OPS_CACHE_TIERS)               \
-                X(batch_dist, OPS_BATCH_BUCKETS)
+    X(e5xx, OPS_CLASSES)                                                                           \
+    X(over, OPS_CLASSES) X(stage_ns, OPS_STAGES) X(cache_hits, OPS_CACHE_TIERS)                    \
+        X(cache_misses, OPS_CACHE_TIERS) X(cache_lat_count, OPS_CACHE_TIERS)                       \
+            X(cache_lat_sum_ns, OPS_CACHE_TIERS) X(batch_dist, OPS_BATCH_BUCKETS)
 
 /* dst += src (sign 1) or dst -= src (sign -1) for every summed field; the span's latest values
  * follow src when adding (src is newer). */
@@ -571,7 +559,8 @@ static void harvest(ops *o, unsigned idx, ops__agg *a)
     ops__live *l = &o->live[idx];
     ops__meta *m = &o->meta[idx];
     memset(a, 0, sizeof *a);
-    a->real_ns = m->end_ns > m->start_ns ? m->end_ns - m->start_ns : 0;
+    /* the slot before the first tick has no known start: one tick */
+    a->real_ns = !m->start_ns ? o->tick_ns : m->end_ns > m->start_ns ? m->end_ns - m->start_ns : 0;
     a->ticks = 1;
     a->end_ms = m->end_ms;
     for (int c = 0; c < OPS_CLASSES; c++) {
@@ -651,7 +640,8 @@ static void kpis_from(const ops *o, const ops__agg *a, uint64_t queue_max, doubl
         k->cpu_percent = 100.0 * (double)a->cpu_ns / (double)a->real_ns / o->ncpu;
     if (a->end_ms) {
         k->rss_bytes = (double)a->rss_bytes;
-        k->memory_percent = o->mem_limit ? 100.0 * (double)a->rss_bytes / (double)o->mem_limit : NAN;
+        k->memory_percent =
+            o->mem_limit ? 100.0 * (double)a->rss_bytes / (double)o->mem_limit : NAN;
         k->disk_free_bytes = o->data_dir ? (double)a->disk_free_bytes : NAN;
     }
 }
@@ -968,9 +958,9 @@ static json_t *kpis_json(const ops_kpis *k, double rmin, double rmax)
         "s:{s:{s:o,s:o,s:o,s:o},s:{s:o,s:o,s:o}},s:{s:o,s:o},s:o,s:o}",
         "window_s", ops__num(k->window_s), "covered_s", ops__num(k->covered_s), "request_rate",
         ops__num(k->request_rate), "analysis_rate", ops__num(k->analysis_rate), "images_per_s",
-        ops__num(k->images_per_s), "latency_ms", "analysis", pct_json(k, OPS_CLASS_ANALYSIS),
-        "api", pct_json(k, OPS_CLASS_API), "error_rate", ops__num(k->error_rate),
-        "analysis_error_rate", ops__num(k->analysis_error_rate), "cache", "hit_rate", "overall",
+        ops__num(k->images_per_s), "latency_ms", "analysis", pct_json(k, OPS_CLASS_ANALYSIS), "api",
+        pct_json(k, OPS_CLASS_API), "error_rate", ops__num(k->error_rate), "analysis_error_rate",
+        ops__num(k->analysis_error_rate), "cache", "hit_rate", "overall",
         ops__num(k->cache_hit_rate[0]), "l1", ops__num(k->cache_hit_rate[1]), "l2",
         ops__num(k->cache_hit_rate[2]), "l3", ops__num(k->cache_hit_rate[3]), "hit_latency_ms",
         "l1", ops__num(k->cache_hit_latency_ms[1]), "l2", ops__num(k->cache_hit_latency_ms[2]),
@@ -981,8 +971,8 @@ static json_t *kpis_json(const ops_kpis *k, double rmin, double rmax)
         return NULL;
     json_object_set_new(j, "replicas",
                         json_pack("{s:o,s:o,s:o,s:o,s:o}", "current", ops__num(live), "min",
-                                  ops__num(rmin), "max", ops__num(rmax),
-                                  "busy", ops__num(live * k->replica_utilisation), "utilisation",
+                                  ops__num(rmin), "max", ops__num(rmax), "busy",
+                                  ops__num(live * k->replica_utilisation), "utilisation",
                                   ops__num(k->replica_utilisation)));
     json_object_set_new(j, "stage_ms", stages);
     json_object_set_new(j, "cpu_percent", ops__num(k->cpu_percent));
@@ -1026,11 +1016,11 @@ int ops_performance_json(ops *o, int64_t now_ms, json_t **out)
     }
     double slot_s = OPS_COARSE_TICKS * o->tick_ops_s;
     pthread_mutex_unlock(&o->mu);
-    json_t *series = json_pack(
-        "{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "slot_s", ops__num(slot_s), "t", t,
-        "request_rate", rate, "analysis_p95_ms", ap95, "api_p95_ms", pp95, "error_rate", err,
-        "cache_hit_rate", hit, "images_per_s", ips, "queue_depth", qd, "replicas", rep,
-        "cpu_percent", cpu, "rss_bytes", rss);
+    json_t *series =
+        json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "slot_s", ops__num(slot_s),
+                  "t", t, "request_rate", rate, "analysis_p95_ms", ap95, "api_p95_ms", pp95,
+                  "error_rate", err, "cache_hit_rate", hit, "images_per_s", ips, "queue_depth", qd,
+                  "replicas", rep, "cpu_percent", cpu, "rss_bytes", rss);
     json_t *j = json_pack("{s:o,s:o,s:o,s:o,s:o,s:s}", "generated_at", ops__time(now_ms),
                           "time_scale", ops__num(o->scale), "uptime_s",
                           ops__num((double)(now_ms - o->started_ms) / 1000.0), "windows", windows,

@@ -40,14 +40,14 @@
 
 #define OPS_TIME_SCALE_MIN 1.0
 #define OPS_TIME_SCALE_MAX 3600.0
-#define OPS_TICK_MIN_MS 10      /* shortest real tick, whatever the time scale */
-#define OPS_FINE_SLOTS 300      /* one tick each: 5 min of ops time */
-#define OPS_COARSE_TICKS 10     /* ticks per coarse slot: 10 ops seconds */
-#define OPS_COARSE_SLOTS 360    /* 1 h of ops time */
-#define OPS_MAX_TICK_FNS 16     /* ops_tick_add callbacks */
-#define OPS_LAT_BUCKETS 192     /* 24 octaves x 8 */
-#define OPS_LAT_MIN_LOG2_NS 13  /* first bucket starts at 2^13 ns = 8.2 us */
-#define OPS_LAT_PER_OCTAVE 8    /* bucket ratio 2^(1/8) */
+#define OPS_TICK_MIN_MS 10              /* shortest real tick, whatever the time scale */
+#define OPS_FINE_SLOTS 300              /* one tick each: 5 min of ops time */
+#define OPS_COARSE_TICKS 10             /* ticks per coarse slot: 10 ops seconds */
+#define OPS_COARSE_SLOTS 360            /* 1 h of ops time */
+#define OPS_MAX_TICK_FNS 16             /* ops_tick_add callbacks */
+#define OPS_LAT_BUCKETS 192             /* 24 octaves x 8 */
+#define OPS_LAT_MIN_LOG2_NS 13          /* first bucket starts at 2^13 ns = 8.2 us */
+#define OPS_LAT_PER_OCTAVE 8            /* bucket ratio 2^(1/8) */
 #define OPS_PERCENTILE_REL_ERROR 0.0443 /* 2^(1/16) - 1 */
 
 /* SLO defaults (the platform's): availability 99.9%, analysis P95 < 2 s, API P95 < 500 ms,
@@ -86,13 +86,13 @@ typedef struct ops_sample {
 typedef void (*ops_sample_fn)(void *ctx, ops_sample *out);
 
 typedef struct ops_config {
-    double time_scale;         /* 1..3600; 0 = 1 */
-    const char *data_dir;      /* borrowed: <data_dir>/ops.db; NULL = no SLA persistence */
-    double slo_availability;   /* 0 = default; (0.5, 1) */
+    double time_scale;       /* 1..3600; 0 = 1 */
+    const char *data_dir;    /* borrowed: <data_dir>/ops.db; NULL = no SLA persistence */
+    double slo_availability; /* 0 = default; (0.5, 1) */
     uint32_t slo_analysis_p95_ms, slo_api_p95_ms; /* 0 = default */
-    double slo_error_rate;     /* 0 = default; (0, 0.5] */
+    double slo_error_rate;                        /* 0 = default; (0, 0.5] */
     uint64_t memory_limit_bytes; /* for memory_percent; 0 = cgroup v2 memory.max, else MemTotal */
-    ops_sample_fn sample;      /* NULL: cache/batch/queue/replica KPIs stay NAN */
+    ops_sample_fn sample;        /* NULL: cache/batch/queue/replica KPIs stay NAN */
     void *sample_ctx;
     struct obs_registry *metrics; /* borrowed, may be NULL: vigil_ops_* metrics */
 } ops_config;
@@ -146,8 +146,7 @@ typedef enum {
 /* Analysed images: ok (0: failed on the server's side: 5xx, deadline, shutdown, decoder crash),
  * how many images, the stage times of one image (NULL when unknown; counted only for images
  * computed, i.e. tier miss or off, and ok). NULL o is a no-op. */
-void ops_record_analysis(ops *o, int ok, unsigned images, const uint64_t *stage_ns,
-                         ops_tier tier);
+void ops_record_analysis(ops *o, int ok, unsigned images, const uint64_t *stage_ns, ops_tier tier);
 
 /* ---- readers -------------------------------------------------------------------------------- */
 

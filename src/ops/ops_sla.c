@@ -195,8 +195,9 @@ static int open_db(ops_sla *s, int64_t now)
     if (sqlite3_prepare_v2(s->db,
                            "INSERT OR REPLACE INTO minutes VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                            -1, &s->ins, NULL) != SQLITE_OK ||
-        sqlite3_prepare_v2(s->db, "INSERT OR REPLACE INTO meta(key, value) VALUES "
-                                  "('heartbeat_ms', ?)",
+        sqlite3_prepare_v2(s->db,
+                           "INSERT OR REPLACE INTO meta(key, value) VALUES "
+                           "('heartbeat_ms', ?)",
                            -1, &s->hb, NULL) != SQLITE_OK)
         return db_err(s, "prepare");
     if ((rc = load(s, now)) != VG_OK)
@@ -354,9 +355,9 @@ int ops_sla_append(ops_sla *s, const ops_sla_minute *m)
         sqlite3_bind_int64(st, 1, m->t_ms);
         sqlite3_bind_int64(st, 2, m->minute_ms);
         sqlite3_bind_int64(st, 3, m->up_ms);
-        const uint64_t v[] = {m->answers,       m->answers_5xx, m->analyses,
-                              m->analyses_failed, m->analysis_n, m->analysis_over,
-                              m->api_n,         m->api_over,    m->errors};
+        const uint64_t v[] = {m->answers,         m->answers_5xx, m->analyses,
+                              m->analyses_failed, m->analysis_n,  m->analysis_over,
+                              m->api_n,           m->api_over,    m->errors};
         for (int i = 0; i < 9; i++)
             sqlite3_bind_int64(st, 4 + i, (sqlite3_int64)v[i]);
         bind_real(st, 13, m->analysis_p95_ms);
@@ -601,8 +602,8 @@ static void violations(const ops_sla *s, int64_t from, int64_t now, const ops_sl
                   m.api_n && (double)m.api_over / (double)m.api_n > lat_bound, g, mm, pp95, 1);
         uint64_t events = m.answers + m.analyses;
         double er = events ? (double)m.errors / (double)events : 0;
-        viol_step(&lists[OPS_SLO_ERROR_RATE],
-                  events && er > 1 - s->cfg.target[OPS_SLO_ERROR_RATE], g, mm, er, 1);
+        viol_step(&lists[OPS_SLO_ERROR_RATE], events && er > 1 - s->cfg.target[OPS_SLO_ERROR_RATE],
+                  g, mm, er, 1);
     }
 }
 
@@ -665,14 +666,14 @@ int ops_sla_render(ops_sla *s, int64_t now_ms, const ops_sla_minute *current, js
     for (size_t i = 0; i < s->n_runs; i++)
         if (s->runs[i].prev_hb_ms > 0 && s->runs[i].start_ms >= from30)
             restarts++;
-    json_t *uptime = json_pack(
-        "{s:o,s:o,s:o,s:i}", "started_at", ops__time(s->started_ms), "uptime_s",
-        ops__num((double)(now_ms - s->started_ms) / 1000.0), "downtime_s_30d",
-        ops__num((double)ops_sla_downtime_ms(s, from30, now_ms) / 1000.0), "restarts_30d",
-        restarts);
-    json_t *j = json_pack("{s:o,s:o,s:o,s:o,s:o}", "generated_at", ops__time(now_ms), "time_scale",
-                          ops__num(scale), "objectives", objs, "windows", windows, "uptime",
-                          uptime);
+    json_t *uptime =
+        json_pack("{s:o,s:o,s:o,s:i}", "started_at", ops__time(s->started_ms), "uptime_s",
+                  ops__num((double)(now_ms - s->started_ms) / 1000.0), "downtime_s_30d",
+                  ops__num((double)ops_sla_downtime_ms(s, from30, now_ms) / 1000.0), "restarts_30d",
+                  restarts);
+    json_t *j =
+        json_pack("{s:o,s:o,s:o,s:o,s:o}", "generated_at", ops__time(now_ms), "time_scale",
+                  ops__num(scale), "objectives", objs, "windows", windows, "uptime", uptime);
     if (!j)
         return VG_ENOMEM;
     *out = j;

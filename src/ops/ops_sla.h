@@ -37,7 +37,7 @@
 #include "ops/ops.h"
 
 #define OPS_SLA_FILE "ops.db"
-#define OPS_SLA_RETENTION_DAYS 30 /* ops days of minutes kept (and pruned beyond, +1 day) */
+#define OPS_SLA_RETENTION_DAYS 30  /* ops days of minutes kept (and pruned beyond, +1 day) */
 #define OPS_SLA_MAX_VIOLATIONS 100 /* per objective and window, newest kept */
 #define OPS_SLA_FILE_MODE 0600
 
@@ -49,18 +49,18 @@ typedef struct ops_sla_minute {
     uint64_t analyses, analyses_failed; /* images */
     uint64_t analysis_n, analysis_over; /* analysis-class answers, over the threshold */
     uint64_t api_n, api_over;
-    uint64_t errors; /* answers_5xx + analyses_failed */
+    uint64_t errors;                    /* answers_5xx + analyses_failed */
     double analysis_p95_ms, api_p95_ms; /* NAN without answers */
 } ops_sla_minute;
 
 typedef struct ops_sla ops_sla;
 
 typedef struct ops_sla_config {
-    const char *dir;     /* borrowed; NULL: in memory only (nothing persisted) */
-    double time_scale;   /* as ops */
+    const char *dir;   /* borrowed; NULL: in memory only (nothing persisted) */
+    double time_scale; /* as ops */
     double target[OPS_SLOS];
     double threshold_ms[OPS_SLOS];
-    int64_t now_ms;      /* wall clock of the open (the start of this run) */
+    int64_t now_ms; /* wall clock of the open (the start of this run) */
 } ops_sla_config;
 
 /* Opens (creating) the database, loads the retained minutes, records this start and the
@@ -85,14 +85,12 @@ void ops_sla_counts(const ops_sla *s, uint64_t *rows_written, uint64_t *write_er
  * accumulated; may be NULL). Availability always adds the downtime in the window. VG_ENOTFOUND
  * without events. */
 int ops_sla_bad_ratio(ops_sla *s, ops_slo slo, int64_t window_real_ms, int64_t now_ms,
-                      const ops_sla_minute *current, const ops_sla_minute *events,
-                      double *ratio);
+                      const ops_sla_minute *current, const ops_sla_minute *events, double *ratio);
 
 /* Downtime in ms between from_ms and to_ms (gaps between a heartbeat and the next start). */
 int64_t ops_sla_downtime_ms(const ops_sla *s, int64_t from_ms, int64_t to_ms);
 
 /* The JSON of GET /api/v1/metrics/sla. current as above. *out owned (json_decref). */
-int ops_sla_render(ops_sla *s, int64_t now_ms, const ops_sla_minute *current,
-                   struct json_t **out);
+int ops_sla_render(ops_sla *s, int64_t now_ms, const ops_sla_minute *current, struct json_t **out);
 
 #endif /* VG_OPS_SLA_H */
