@@ -465,13 +465,13 @@ void ops_record_analysis(ops *o, int ok, unsigned images, const uint64_t *stage_
 
 /* ---- aggregation ---------------------------------------------------------------------------- */
 
+/* clang-format off */
 #define OPS_SUM_FIELDS(X)                                                                          \
-    X(answers, OPS_CLASSES)                                                                        \
-    X(e5xx, OPS_CLASSES)                                                                           \
-    X(over, OPS_CLASSES)                                                                           \
-    X(stage_ns, OPS_STAGES) X(cache_hits, OPS_CACHE_TIERS) X(cache_misses, OPS_CACHE_TIERS)        \
-        X(cache_lat_count, OPS_CACHE_TIERS) X(cache_lat_sum_ns, OPS_CACHE_TIERS)                   \
-            X(batch_dist, OPS_BATCH_BUCKETS)
+    X(answers, OPS_CLASSES) X(e5xx, OPS_CLASSES) X(over, OPS_CLASSES) X(stage_ns, OPS_STAGES)      \
+    X(cache_hits, OPS_CACHE_TIERS) X(cache_misses, OPS_CACHE_TIERS)                                \
+    X(cache_lat_count, OPS_CACHE_TIERS) X(cache_lat_sum_ns, OPS_CACHE_TIERS)                       \
+    X(batch_dist, OPS_BATCH_BUCKETS)
+/* clang-format on */
 
 /* dst += src (sign 1) or dst -= src (sign -1) for every summed field; the span's latest values
  * follow src when adding (src is newer). */
