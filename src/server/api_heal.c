@@ -78,7 +78,7 @@ int server__heal_open(server *s)
     ops_heal_config hc;
     ops_heal_config_init(&hc);
     hc.mode = c->self_heal == 0 ? OPS_HEAL_OFF : c->self_heal == 1 ? OPS_HEAL_DRY_RUN : OPS_HEAL_ON;
-    hc.time_scale = c->self_heal_time_scale;
+    hc.time_scale = c->ops_time_scale;
     hc.memory_percent = c->self_heal_memory_percent;
     hc.memory_clear_percent = hc.memory_percent > 10 ? hc.memory_percent - 10 : 0;
     hc.rss_limit_bytes = c->self_heal_memory_limit;

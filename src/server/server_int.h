@@ -30,6 +30,7 @@ struct face_models;
 struct obs_registry;
 struct obs_health;
 struct obs_metric;
+struct ops;
 
 /* Shared read-only by the network threads after server_open; counters are atomics. */
 struct server {
@@ -65,6 +66,7 @@ struct server {
     uint64_t img_limits_seen[IMG_LIMIT_COUNT]; /* by img_limit_kind */
     struct ops_heal *heal;          /* self-healing engine (api_heal.c); NULL without analysis */
     struct server_metrics *metrics; /* every module's counters in /metrics (server_metrics.c) */
+    struct ops *ops; /* KPI windows and SLA (src/ops); records every answer and analysis */
 };
 
 /* ---- module metrics (server_metrics.c) ------------------------------------------------------ */
@@ -134,6 +136,12 @@ int server__input_parse(http_req *req, size_t max_images, srv_input *in);
  * Returned strings live in the request arena. */
 const char *server__input_field(srv_input *in, const char *name);
 
+/* One analysed image for the ops KPIs and SLA: status as given to the done callback (a 5xx-class
+ * code is a failure of the server's, a client error such as a bad image is not), the timings of
+ * a success (NULL otherwise). */
+struct analyze_timings;
+void server__ops_analysis(server *s, int status, const struct analyze_timings *t);
+
 /* Handler for a route whose module is not built into this binary: 503 naming it. */
 void server__unavailable(http_req *req, void *ud);
 
@@ -146,6 +154,8 @@ void server__api_ops_actions(http_req *req, void *ud);
 void server__api_live(http_req *req, void *ud);
 void server__api_metrics(http_req *req, void *ud);
 void server__api_openapi(http_req *req, void *ud);
+void server__api_metrics_performance(http_req *req, void *ud);
+void server__api_metrics_sla(http_req *req, void *ud);
 
 void server__api_tenant_create(http_req *req, void *ud);
 void server__api_tenant_list(http_req *req, void *ud);
