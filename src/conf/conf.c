@@ -117,10 +117,16 @@ static const conf_def rows[] = {
     {"self_heal_for", CONF_DURATION, "60s", "self-healing: a condition must hold this long before its action runs (ops time)", NULL, 0, 86400000, 0, F(self_heal_for_ms)},
     {"self_heal_cooldown", CONF_DURATION, "5m", "self-healing: least time between two runs of one action (ops time)", NULL, 0, 86400000, 0, F(self_heal_cooldown_ms)},
     {"self_heal_max_per_hour", CONF_INT, "6", "self-healing: most runs of one action per hour (ops time)", NULL, 1, 60, 0, F(self_heal_max_per_hour)},
-    {"self_heal_time_scale", CONF_FLOAT, "1", "self-healing: its durations are divided by this (tests; ops_time_scale takes over once the ops core is in)", NULL, 1, 3600, 0, F(self_heal_time_scale)},
     /* test-only fault injection (never in production) */
     {"fault_analysis_error_rate", CONF_FLOAT, "0", "TEST ONLY: share of computed images failed on purpose (0..1)", NULL, 0, 1, 0, F(fault_analysis_error_rate)},
     {"fault_stage_delay_ms", CONF_INT, "0", "TEST ONLY: sleep this long before each computed image's decode (ms)", NULL, 0, 60000, 0, F(fault_stage_delay_ms)},
+    /* operations: KPI windows and SLA */
+    {"ops_time_scale", CONF_FLOAT, "1", "ops time runs this many times faster than real time: every ops duration (KPI windows, SLA minute, rule durations, cooldowns) is divided by it (tests use 60: an ops minute is one second)", NULL, 1, 3600, 0, F(ops_time_scale)},
+    {"ops_slo_availability", CONF_FLOAT, "0.999", "availability objective: share of time up times share of non-5xx answers", NULL, 0.5, 0.999999, 0, F(ops_slo_availability)},
+    {"ops_slo_analysis_p95_ms", CONF_INT, "2000", "analysis latency objective: P95 of analysis answers below this (ms)", NULL, 1, 600000, 0, F(ops_slo_analysis_p95_ms)},
+    {"ops_slo_api_p95_ms", CONF_INT, "500", "API latency objective: P95 of other API answers below this (ms)", NULL, 1, 600000, 0, F(ops_slo_api_p95_ms)},
+    {"ops_slo_error_rate", CONF_FLOAT, "0.01", "error-rate objective: (5xx answers + failed images) / (answers + images) below this", NULL, 0.000001, 0.5, 0, F(ops_slo_error_rate)},
+    {"ops_memory_limit", CONF_SIZE, "0", "memory the memory_percent KPI is measured against (0: the cgroup v2 limit, else the machine's memory)", NULL, 0, BIG, 0, F(ops_memory_limit)},
 };
 /* clang-format on */
 

@@ -136,10 +136,16 @@ typedef struct conf_settings {
     uint64_t self_heal_for_ms;
     uint64_t self_heal_cooldown_ms;
     int64_t self_heal_max_per_hour;
-    double self_heal_time_scale;
     /* test-only fault injection */
     double fault_analysis_error_rate;
     int64_t fault_stage_delay_ms;
+    /* operations: KPI windows and SLA (ops-core) */
+    double ops_time_scale;           /* every ops duration is divided by it (tests: 60) */
+    double ops_slo_availability;     /* target, e.g. 0.999 */
+    int64_t ops_slo_analysis_p95_ms; /* analysis P95 objective */
+    int64_t ops_slo_api_p95_ms;      /* API P95 objective */
+    double ops_slo_error_rate;       /* largest error rate, e.g. 0.01 */
+    uint64_t ops_memory_limit;       /* memory_percent against it; 0 = cgroup, else MemTotal */
     /* where each value came from, by table index (for the start-up log and tests) */
     unsigned char source[192];
 } conf_settings;

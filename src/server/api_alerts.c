@@ -4,6 +4,7 @@
 
 #include <string.h>
 
+#include "ops/ops.h"
 #include "ops/ops_alert.h"
 #include "ops/ops_webhook.h"
 
@@ -140,9 +141,16 @@ void server__api_silence_delete(http_req *req, void *ud)
 
 /* ---- life cycle ------------------------------------------------------------------------------ */
 
-int server__alerts_open(server *s, double time_scale)
+/* SLIs of the burn-rate rules: the ops object's (ctx), on the ops thread. */
+static int alerts_sli(void *ctx, int slo, double window_s, int64_t now_ms, double *ratio)
+{
+    return ops_sli_bad_ratio(ctx, (ops_slo)slo, window_s, now_ms, ratio);
+}
+
+int server__alerts_open(server *s)
 {
     const conf_settings *c = s->cfg;
+    double time_scale = s->ops ? ops_time_scale(s->ops) : 1;
     ops_webhook_config wc;
     ops_webhook_config_default(&wc);
     wc.url_all = c->alert_webhook;
@@ -187,9 +195,19 @@ int server__alerts_open(server *s, double time_scale)
     ac.max_events = (size_t)c->alert_max_events;
     ac.max_recent = (size_t)c->alert_max_recent;
     ac.max_silences = (size_t)c->alert_max_silences;
+    if (s->ops) {
+        _Static_assert(OPS_ALERT_SLOS == OPS_SLOS, "the burn-rate rules cover every ops_slo");
+        for (int i = 0; i < OPS_ALERT_SLOS; i++)
+            ac.slo_target[i] = ops_slo_target(s->ops, (ops_slo)i);
+        ac.sli = alerts_sli;
+        ac.sli_ctx = s->ops;
+    }
     ac.notify = ops_webhook_notify;
     ac.notify_ctx = s->webhook;
-    return ops_alert_new(&ac, s->reg, &s->alerts);
+    rc = ops_alert_new(&ac, s->reg, &s->alerts);
+    if (rc == VG_OK && s->ops)
+        rc = ops_tick_add(s->ops, ops_alert_evaluate, s->alerts);
+    return rc;
 }
 
 void server__alerts_close(server *s)
