@@ -631,6 +631,68 @@ static void test_mih_auto_switch(void **state)
     index_free(ix);
 }
 
+/* A bulk load (index_bulk_begin .. _end, the catalog's build at start) builds no tables while it
+ * runs, searches stay exact meanwhile, and index_bulk_end leaves the same answers as adds one by
+ * one, from tables covering every entry of each tenant. */
+static void test_bulk_load_equals_incremental(void **state)
+{
+    (void)state;
+    enum { N = 3000, NQ = 6 };
+    uint64_t seed = 2024;
+    model m = {0};
+    uint8_t queries[NQ][8][32];
+    make_random(&m, &seed, N, queries, NQ);
+    for (int i = 0; i < 40; i++) { /* a second tenant: each gets its own tables */
+        char ref[32];
+        uint8_t h[32];
+        snprintf(ref, sizeof ref, "s%d", i);
+        vgt_flip_bits(&seed, queries[i % NQ][0], i % 40, h);
+        model_add(&m, "small", "p", ref, h, 50);
+    }
+    index_config c = {.pdq_search = INDEX_SEARCH_MIH, .mih_min_entries = 500, .mih_tail_min = 64};
+    index_db *bulk, *inc;
+    assert_int_equal(index_new(&c, &bulk), VG_OK);
+    assert_int_equal(index_new(&c, &inc), VG_OK);
+    load_model(inc, &m);
+    index_bulk_begin(bulk);
+    load_model(bulk, &m);
+    index_stats st;
+    assert_int_equal(index_stats_get(bulk, NULL, &st), VG_OK);
+    assert_int_equal(st.mih_tenants, 0); /* deferred */
+    assert_int_equal(st.pdq_entries, N + 40);
+    for (size_t qi = 0; qi < NQ; qi++)
+        check_pdq(bulk, &m, "t", (const uint8_t(*)[32])queries[qi], 8, 31, NULL, 0);
+    assert_int_equal(index_bulk_end(bulk), VG_OK);
+    assert_int_equal(index_stats_get(bulk, NULL, &st), VG_OK);
+    assert_int_equal(st.mih_tenants, 2);
+    index_stats a, b;
+    assert_int_equal(index_stats_get(bulk, NULL, &a), VG_OK);
+    for (size_t qi = 0; qi < NQ; qi++) {
+        for (size_t nv = 1; nv <= 8; nv += 7) {
+            check_pdq(bulk, &m, "t", (const uint8_t(*)[32])queries[qi], nv, 31, NULL, 0);
+            check_pdq(inc, &m, "t", (const uint8_t(*)[32])queries[qi], nv, 31, NULL, 0);
+            check_pdq(bulk, &m, "small", (const uint8_t(*)[32])queries[qi], nv, 31, NULL, 0);
+        }
+    }
+    assert_int_equal(index_stats_get(bulk, NULL, &b), VG_OK);
+    assert_int_equal(b.pdq_mih_searches - a.pdq_mih_searches, NQ * 2 * 2);
+    /* Adds after the load rebuild as before. */
+    for (int i = 0; i < 1000; i++) {
+        char ref[32];
+        uint8_t h[32];
+        snprintf(ref, sizeof ref, "late%d", i);
+        vgt_rand_hash(&seed, h);
+        model_add(&m, "t", "p0", ref, h, 10);
+        assert_int_equal(index_pdq_add(bulk, "t", "p0", ref, h, 10), VG_OK);
+    }
+    check_pdq(bulk, &m, "t", (const uint8_t(*)[32])queries[0], 8, 31, NULL, 0);
+    /* Nothing to build: a second end is a no-op. */
+    assert_int_equal(index_bulk_end(bulk), VG_OK);
+    free(m.e);
+    index_free(bulk);
+    index_free(inc);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -1294,6 +1356,7 @@ int main(void)
         cmocka_unit_test(test_haystack_needles),
         cmocka_unit_test(test_tenants_profiles_deletes),
         cmocka_unit_test(test_mih_auto_switch),
+        cmocka_unit_test(test_bulk_load_equals_incremental),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_face_bruteforce),
         cmocka_unit_test(test_face_threshold_strict),

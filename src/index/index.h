@@ -124,6 +124,18 @@ int index_remove_reference(index_db *ix, const char *tenant, const char *referen
 int index_remove_profile(index_db *ix, const char *tenant, const char *profile);
 int index_remove_tenant(index_db *ix, const char *tenant);
 
+/* ---- bulk load ------------------------------------------------------------------------------ */
+
+/* Between index_bulk_begin and index_bulk_end (the catalog's build from the store at start),
+ * adds build no multi-index tables: the entries they append are scanned flat until
+ * index_bulk_end builds each tenant's tables once, over all of its entries. Searches stay
+ * correct (only slower) meanwhile. Without it, a tenant growing by adds rebuilds its tables
+ * whenever the flat tail passes 1/8 of it, ~9 builds of the final size in all (a 10M-hash load
+ * spent most of its time there). index_bulk_end errors: VG_ENOMEM (that tenant's entries stay
+ * in the flat tail; the index is still correct). Not nested; other calls may run meanwhile. */
+void index_bulk_begin(index_db *ix);
+int index_bulk_end(index_db *ix);
+
 /* ---- PDQ search ----------------------------------------------------------------------------- */
 
 typedef struct index_pdq_query {

@@ -260,6 +260,7 @@ struct index_db {
     index__pdq_scan_fn pdq_scan_scalar; /* for partial groups at the published end */
     index__face_dist_fn face_dist;
     int mih_popcnt;
+    _Atomic int bulk; /* index_bulk_begin .. index_bulk_end: adds defer multi-index builds */
     pthread_rwlock_t tenants_lock; /* guards shards, n_shards, tenant_map */
     index__shard **shards;
     size_t n_shards, shards_cap;
