@@ -693,6 +693,75 @@ static void test_bulk_load_equals_incremental(void **state)
     index_free(inc);
 }
 
+static int hit_cmp(const void *a, const void *b)
+{
+    const index__hit *x = a, *y = b;
+    if (x->pos != y->pos)
+        return x->pos < y->pos ? -1 : 1;
+    return (x->variant > y->variant) - (x->variant < y->variant);
+}
+
+/* Multi-index ids packed in 3 bytes (tenants up to 2^24 entries) and plain 4-byte ids find the
+ * same (entry, variant) pairs, and exactly those within the threshold (brute force). */
+static void test_mih_id_widths(void **state)
+{
+    (void)state;
+    enum { N = 5003, NQ = 8 };
+    uint64_t seed = 31337;
+    uint64_t *rows = index__alloc_big(index__pdq_row_bytes(N));
+    assert_non_null(rows);
+    uint8_t q[NQ][8][32];
+    for (size_t i = 0; i < NQ; i++)
+        for (int v = 0; v < 8; v++)
+            vgt_rand_hash(&seed, q[i][v]);
+    for (size_t p = 0; p < N; p++) {
+        uint8_t h[32];
+        if (p % 3 == 0)
+            vgt_flip_bits(&seed, q[p % NQ][p % 8], (int)(p % 48), h);
+        else
+            vgt_rand_hash(&seed, h);
+        index__pdq_words(h, rows + p * 4);
+    }
+    index__mih *m3, *m4;
+    assert_int_equal(index__mih_build_width(rows, N, 3, &m3), VG_OK);
+    assert_int_equal(index__mih_build_width(rows, N, 4, &m4), VG_OK);
+    assert_true(index__mih_bytes(m3) < index__mih_bytes(m4));
+    size_t total = 0;
+    for (size_t i = 0; i < NQ; i++) {
+        uint64_t qw[8][4];
+        for (int v = 0; v < 8; v++)
+            index__pdq_words(q[i][v], qw[v]);
+        index__hits h3 = {0}, h4 = {0};
+        assert_int_equal(index__mih_search(m3, rows, (const uint64_t(*)[4])qw, 8, 31, 0, &h3),
+                         VG_OK);
+        assert_int_equal(index__mih_search(m4, rows, (const uint64_t(*)[4])qw, 8, 31, 1, &h4),
+                         VG_OK);
+        size_t want = 0;
+        for (size_t p = 0; p < N; p++)
+            for (int v = 0; v < 8; v++) {
+                int d = 0;
+                for (int w = 0; w < 4; w++)
+                    d += __builtin_popcountll(rows[p * 4 + (size_t)w] ^ qw[v][w]);
+                want += d <= 31;
+            }
+        assert_int_equal(h3.n, want);
+        assert_int_equal(h4.n, want);
+        if (want) {
+            qsort(h3.v, h3.n, sizeof *h3.v, hit_cmp);
+            qsort(h4.v, h4.n, sizeof *h4.v, hit_cmp);
+            assert_memory_equal(h3.v, h4.v, want * sizeof *h3.v);
+        }
+        total += want;
+        vg_free(h3.v);
+        vg_free(h4.v);
+    }
+    assert_true(total > 100);
+    assert_int_equal(index__mih_build_width(rows, N, 5, &m3 /* untouched */), VG_ETOOBIG);
+    index__mih_free(m3);
+    index__mih_free(m4);
+    vg_free(rows);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -1357,6 +1426,7 @@ int main(void)
         cmocka_unit_test(test_tenants_profiles_deletes),
         cmocka_unit_test(test_mih_auto_switch),
         cmocka_unit_test(test_bulk_load_equals_incremental),
+        cmocka_unit_test(test_mih_id_widths),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_face_bruteforce),
         cmocka_unit_test(test_face_threshold_strict),

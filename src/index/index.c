@@ -11,6 +11,9 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #define MAX_ENTRIES_LIMIT ((size_t)1 << 30) /* positions must fit uint32 with tombstones */
 #define HUGE_PAGE_BYTES ((size_t)2 << 20)
@@ -116,6 +119,12 @@ void index_free(index_db *ix)
     index__map_free(&ix->tenant_map);
     pthread_rwlock_destroy(&ix->tenants_lock);
     vg_free(ix);
+#if defined(__GLIBC__)
+    /* The arrays below glibc's mmap threshold (it rises to 32 MiB as the index frees the
+     * arrays it outgrew) go back to malloc's free lists, not to the system; hand those pages
+     * back, so that a reload does not keep the old index's memory resident beside the new. */
+    malloc_trim(0);
+#endif
 }
 
 index_kernel index_pdq_kernel(const index_db *ix)

@@ -28,11 +28,17 @@ static inline unsigned slot_key(uint64_t word, int s)
 
 int index__mih_build(const uint64_t *rows, size_t n, index__mih **out)
 {
-    if (n >= UINT32_MAX)
-        return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries", n);
+    return index__mih_build_width(rows, n, n <= INDEX__MIH_PACKED_MAX ? 3 : 4, out);
+}
+
+int index__mih_build_width(const uint64_t *rows, size_t n, unsigned id_bytes, index__mih **out)
+{
+    if (n >= UINT32_MAX || (id_bytes == 3 && n > INDEX__MIH_PACKED_MAX) ||
+        (id_bytes != 3 && id_bytes != 4))
+        return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries in %u-byte ids", n, id_bytes);
     size_t ids_n, ids_bytes;
-    if (vg_mul_size(n, INDEX__MIH_SLOTS, &ids_n) ||
-        vg_mul_size(ids_n, sizeof(uint32_t), &ids_bytes))
+    if (vg_mul_size(n, INDEX__MIH_SLOTS, &ids_n) || vg_mul_size(ids_n, id_bytes, &ids_bytes) ||
+        vg_add_size(ids_bytes, INDEX__MIH_ID_PAD, &ids_bytes))
         return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries", n);
     index__mih *m = vg_calloc(1, sizeof *m);
     /* cursors for the 4 slots of one word */
@@ -47,6 +53,8 @@ int index__mih_build(const uint64_t *rows, size_t n, index__mih **out)
         return vg_err_set(VG_ENOMEM, "multi-index over %zu entries", n);
     }
     m->n = n;
+    m->id_bytes = id_bytes;
+    memset(m->ids + ids_bytes - INDEX__MIH_ID_PAD, 0, INDEX__MIH_ID_PAD);
     memset(m->offsets, 0, INDEX__MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t));
     /* Counting sort, word by word: a word holds 4 slots, whose counters (4 x 256 KiB) fit in
      * L2 while one pass counts them, and whose id arrays take one more pass to fill; the rows
@@ -68,9 +76,13 @@ int index__mih_build(const uint64_t *rows, size_t n, index__mih **out)
         for (size_t p = 0; p < n; p++) {
             uint64_t word = rows[p * 4 + (size_t)w];
             for (int j = 0; j < 4; j++) {
-                uint32_t *ids = m->ids + (size_t)(w * 4 + j) * n;
-                ids[cursor[(size_t)j * INDEX__MIH_BUCKETS + ((word >> (16 * j)) & 0xffffu)]++] =
-                    (uint32_t)p;
+                uint8_t *ids = m->ids + (size_t)(w * 4 + j) * n * id_bytes;
+                uint32_t at =
+                    cursor[(size_t)j * INDEX__MIH_BUCKETS + ((word >> (16 * j)) & 0xffffu)]++;
+                uint32_t id = (uint32_t)p; /* little-endian bytes: the low 3 when packed */
+                uint8_t le[4] = {(uint8_t)id, (uint8_t)(id >> 8), (uint8_t)(id >> 16),
+                                 (uint8_t)(id >> 24)};
+                memcpy(ids + (size_t)at * id_bytes, le, id_bytes);
             }
         }
     }
@@ -93,7 +105,7 @@ size_t index__mih_bytes(const index__mih *m)
     if (!m)
         return 0;
     return sizeof *m + INDEX__MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t) +
-           INDEX__MIH_SLOTS * m->n * sizeof(uint32_t);
+           INDEX__MIH_SLOTS * m->n * m->id_bytes + INDEX__MIH_ID_PAD;
 }
 
 typedef struct mih_probe {
@@ -123,13 +135,14 @@ static inline __attribute__((always_inline)) int probe_bucket(const mih_probe *p
                                                               int hw)
 {
     const uint32_t *off = pr->m->offsets + (size_t)pr->slot * OFFSETS_PER_SLOT;
-    const uint32_t *ids = pr->m->ids + (size_t)pr->slot * pr->m->n;
+    unsigned ib = pr->m->id_bytes;
+    const uint8_t *ids = pr->m->ids + (size_t)pr->slot * pr->m->n * ib;
     const uint64_t *q = pr->q;
     for (uint32_t i = off[key], e = off[key + 1]; i < e; i++) {
         /* Candidates are random rows: ask for a later one while verifying this one. */
         if (i + PREFETCH_AHEAD < e)
-            __builtin_prefetch(index__row(pr->rows, ids[i + PREFETCH_AHEAD]));
-        uint32_t p = ids[i];
+            __builtin_prefetch(index__row(pr->rows, index__mih_id(ids, i + PREFETCH_AHEAD, ib)));
+        uint32_t p = index__mih_id(ids, i, ib);
         const uint64_t *b = index__row(pr->rows, p);
         uint64_t x[4] = {b[0] ^ q[0], b[1] ^ q[1], b[2] ^ q[2], b[3] ^ q[3]};
         int d = pop64(x[0], hw) + pop64(x[1], hw) + pop64(x[2], hw) + pop64(x[3], hw);
