@@ -91,7 +91,7 @@ int catalog_open(store *st, index_db *ix, catalog **out)
     pthread_rwlockattr_destroy(&attr);
     /* One multi-index build per tenant at the end instead of one per 1/8 of growth. */
     index_bulk_begin(ix);
-    int rc = store_reference_foreach(st, NULL, catalog__build_cb, c);
+    int rc = store_reference_foreach_index(st, NULL, catalog__build_cb, c);
     int brc = index_bulk_end(ix);
     if (rc == VG_OK && brc != VG_OK)
         VG_WARN("catalog", "index: %s (searches of that tenant scan flat until its next rebuild)",
