@@ -1218,6 +1218,45 @@ static void test_exact_flag(void **state)
     index_free(ix);
 }
 
+/* index_pdq_add_sha256 is index_pdq_add + index_set_sha256: the copy is flagged exact, a second
+ * hash of the reference may repeat its SHA-256, another SHA-256 is VG_ECONFLICT and adds nothing.
+ */
+static void test_pdq_add_sha256(void **state)
+{
+    (void)state;
+    index_db *ix;
+    assert_int_equal(index_new(NULL, &ix), VG_OK);
+    uint64_t seed = 1234;
+    uint8_t h[32], h2[32], sha_a[32], sha_b[32];
+    vgt_rand_hash(&seed, h);
+    vgt_rand_hash(&seed, h2);
+    vgt_rand_hash(&seed, sha_a);
+    vgt_rand_hash(&seed, sha_b);
+    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "ra", h, 90, sha_a), VG_OK);
+    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "rb", h, 90, NULL), VG_OK);
+    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "ra", h2, 80, sha_a), VG_OK);
+    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "ra", h2, 80, sha_b), VG_ECONFLICT);
+    assert_int_equal(index_pdq_add_sha256(ix, "t", "q", "ra", h2, 80, sha_a), VG_ECONFLICT);
+    index_stats st;
+    assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
+    assert_int_equal(st.pdq_entries, 3);
+    assert_int_equal(st.references, 2);
+    assert_int_equal(index_set_sha256(ix, "t", "ra", sha_b), VG_ECONFLICT); /* set once */
+    assert_int_equal(index_set_sha256(ix, "t", "rb", sha_b), VG_OK);
+    index_pdq_query q = index_pdq_query_defaults();
+    q.variants = (const uint8_t(*)[32])h;
+    q.n_variants = 1;
+    q.threshold = 0;
+    q.sha256 = sha_a;
+    index_pdq_result r;
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
+    assert_int_equal(r.n, 2);
+    for (size_t i = 0; i < r.n; i++)
+        assert_int_equal(r.matches[i].exact, strcmp(r.matches[i].reference_id, "ra") == 0);
+    index_pdq_result_free(&r);
+    index_free(ix);
+}
+
 static void test_alloc_failures(void **state)
 {
     (void)state;
@@ -1432,6 +1471,7 @@ int main(void)
         cmocka_unit_test(test_face_threshold_strict),
         cmocka_unit_test(test_concurrent_readers_writer),
         cmocka_unit_test(test_exact_flag),
+        cmocka_unit_test(test_pdq_add_sha256),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_topk_best_per_reference_in_order),
         cmocka_unit_test(test_topk_ties_cut_by_name),

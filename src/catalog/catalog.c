@@ -54,13 +54,15 @@ static pthread_rwlock_t *catalog__stripe(catalog *c, const char *tenant_id)
 static int catalog__index_add(index_db *ix, const store_reference *r)
 {
     int rc = VG_OK;
+    /* byte-identical copies are reported as exact matches: the SHA-256 goes with the PDQ add
+     * (one lookup of the reference), or after the faces of a reference without a PDQ hash */
     if (r->has_pdq)
-        rc = index_pdq_add(ix, r->tenant_id, r->profile_id, r->id, r->pdq, r->pdq_quality);
+        rc = index_pdq_add_sha256(ix, r->tenant_id, r->profile_id, r->id, r->pdq, r->pdq_quality,
+                                  r->sha256);
     for (size_t i = 0; rc == VG_OK && i < r->n_faces; i++)
         rc = index_face_add(ix, r->tenant_id, r->profile_id, r->id,
                             r->descriptors + i * VG_DESCRIPTOR_DIM);
-    /* byte-identical copies are reported as exact matches */
-    if (rc == VG_OK && (r->has_pdq || r->n_faces))
+    if (rc == VG_OK && !r->has_pdq && r->n_faces)
         rc = index_set_sha256(ix, r->tenant_id, r->id, r->sha256);
     return rc;
 }

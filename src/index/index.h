@@ -105,6 +105,14 @@ index_kernel index_face_kernel(const index_db *ix);
 int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
                   const uint8_t hash[VG_PDQ_BYTES], int quality);
 
+/* index_pdq_add and index_set_sha256 (sha256: 32 bytes, borrowed, or NULL for none) in one call
+ * and one lookup of the reference: what the catalog's build at start calls for each stored
+ * reference. Errors as both; a reference that already has another SHA-256 is VG_ECONFLICT, and
+ * then nothing is modified. */
+int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
+                         const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
+                         const uint8_t *sha256);
+
 /* Adds one face descriptor of a reference (copied; every component must be finite). Same rules
  * and errors as index_pdq_add. */
 int index_face_add(index_db *ix, const char *tenant, const char *profile, const char *reference,

@@ -332,6 +332,7 @@ typedef struct index__add {
     uint32_t ref; /* the reference handle; its record is written, maybe not yet published */
     int created, new_profile;
     uint32_t phash; /* the profile id's hash, when new_profile */
+    uint32_t rhash; /* the reference id's hash */
 } index__add;
 
 typedef enum { INDEX__KIND_PDQ, INDEX__KIND_FACE } index__kind;

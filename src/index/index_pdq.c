@@ -101,6 +101,13 @@ int index_bulk_end(index_db *ix)
 int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
                   const uint8_t hash[VG_PDQ_BYTES], int quality)
 {
+    return index_pdq_add_sha256(ix, tenant, profile, reference, hash, quality, NULL);
+}
+
+int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
+                         const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
+                         const uint8_t *sha256)
+{
     int rc = index__check_add_ids(tenant, profile, reference);
     if (rc)
         return rc;
@@ -113,13 +120,24 @@ int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const c
         return rc;
     index__shard *sh = a.sh;
     index__view *v = sh->cur;
+    index__ref *r = &v->refs[a.ref];
+    if (sha256 && !a.created && atomic_load_explicit(&r->has_sha, memory_order_relaxed) &&
+        memcmp(r->sha256, sha256, 32) != 0) {
+        pthread_mutex_unlock(&sh->write_mutex);
+        return vg_err_set(VG_ECONFLICT, "reference %s already has another SHA-256", reference);
+    }
+    if (sha256 && !atomic_load_explicit(&r->has_sha, memory_order_relaxed)) {
+        /* Queries read the flag (acquire), then the bytes: written first, as index_set_sha256. */
+        memcpy(r->sha256, sha256, 32);
+        atomic_store_explicit(&r->has_sha, 1, memory_order_release);
+    }
     uint64_t w[4];
     index__pdq_words(hash, w);
     memcpy(v->pdq_rows + sh->pdq_n * 4, w, sizeof w);
     v->pdq_ref[sh->pdq_n] = a.ref;
     v->pdq_quality[sh->pdq_n] = (uint8_t)quality;
     sh->pdq_n++;
-    v->refs[a.ref].n_pdq++;
+    r->n_pdq++;
     index__add_publish(&a);
     maybe_rebuild_mih(ix, sh, 0);
     pthread_mutex_unlock(&sh->write_mutex);
