@@ -78,9 +78,12 @@ int index__map_reserve(index__map *m, size_t n_more)
             return vg_err_set(VG_ENOMEM, "index map too large");
         cap *= 2;
     }
-    uint64_t *slots = vg_calloc(cap, sizeof *slots);
+    /* Probes land at random: a big map on huge pages spares each lookup a TLB miss (a reference
+     * map at 10M references is 128 MiB). */
+    uint64_t *slots = index__alloc_big(cap * sizeof *slots);
     if (!slots)
         return vg_err_set(VG_ENOMEM, "index map of %zu slots", cap);
+    memset(slots, 0, cap * sizeof *slots);
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i])
             map_place(slots, cap, m->slots[i]);

@@ -633,7 +633,19 @@ int store_reference_foreach(store *st, const char *tenant_id,
 int store_reference_foreach_index(store *st, const char *tenant_id,
                                   int (*cb)(void *ctx, const store_reference *r), void *ctx)
 {
-    return ref_walk(st, tenant_id, REF_WALK_SQL(REF_INDEX_COLS), read_ref_index, cb, ctx);
+    /* No ORDER BY and no join. All tenants: one scan of the table in storage order, the live
+     * profiles looked up in a list SQLite builds once, instead of a seek from the id index to
+     * every row and to its profile (10M references in the sqlite3 shell: 2.8 instead of 5.0 s
+     * of CPU; walking refs_live_sha256 instead took 3.4, and seeks rows at random, which a
+     * bounded page cache pays for). One tenant: its index, as before. */
+    return ref_walk(st, tenant_id,
+                    tenant_id ? "SELECT " REF_INDEX_COLS " FROM refs t WHERE t.deleted_ms IS NULL "
+                                "AND t.tenant_id = ?1 AND t.profile_id IN "
+                                "(SELECT id FROM profiles WHERE deleted_ms IS NULL)"
+                              : "SELECT " REF_INDEX_COLS " FROM refs t NOT INDEXED WHERE "
+                                "t.deleted_ms IS NULL AND ?1 IS NULL AND t.profile_id IN "
+                                "(SELECT id FROM profiles WHERE deleted_ms IS NULL)",
+                    read_ref_index, cb, ctx);
 }
 
 int store_reference_count(store *st, const char *tenant_id, size_t *out_n)
