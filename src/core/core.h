@@ -184,6 +184,9 @@ void vg_lat_read(const vg_lat_hist *h, vg_lat_snapshot *out);
 #define VG_SHA256_HEX_BYTES 65 /* 64 hex digits + NUL */
 
 int vg_sha256(const void *data, size_t len, uint8_t out[VG_SHA256_BYTES]);
+/* HMAC-SHA256 of data under key (both borrowed). VG_EINTERNAL if libcrypto fails. */
+int vg_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                   uint8_t out[VG_SHA256_BYTES]);
 /* Lower-case hex of any byte string; out must hold 2*len+1 bytes. */
 void vg_hex_encode(const uint8_t *bytes, size_t len, char *out);
 /* Parses exactly 2*len hex digits (either case). VG_EINVAL on bad length or digit. */

@@ -607,6 +607,9 @@ int server_open(const conf_settings *cfg, server **out)
     /* Engines that act on the KPI windows run on the ops thread, once per tick. */
     if (s->heal && (rc = ops_tick_add(s->ops, ops_heal_tick, s->heal)) != VG_OK)
         goto fail;
+    /* The alert engine (and its webhook thread) evaluates on the same tick. */
+    if ((rc = server__alerts_open(s)) != VG_OK)
+        goto fail;
 
     /* routes and HTTP */
     if ((rc = http_router_new(&s->router)) != VG_OK)
@@ -712,6 +715,7 @@ void server_close(server *s)
     /* last SLA minute and the clean-stop heartbeat, after the last answer was recorded */
     ops_free(s->ops);
     s->ops = NULL;
+    server__alerts_close(s); /* the tick is stopped: nothing evaluates any more */
     cache_close(s->cache);
     face_models_free(s->models);
     http_router_free(s->router);

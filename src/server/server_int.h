@@ -30,6 +30,8 @@ struct face_models;
 struct obs_registry;
 struct obs_health;
 struct obs_metric;
+struct ops_alert;
+struct ops_webhook;
 struct ops;
 
 /* Shared read-only by the network threads after server_open; counters are atomics. */
@@ -64,6 +66,9 @@ struct server {
     struct obs_metric *m_analysis, *m_analysis_queue;
     uint64_t analysis_seen[SERVER_ANALYSIS_OUTCOMES];
     uint64_t img_limits_seen[IMG_LIMIT_COUNT]; /* by img_limit_kind */
+    /* alerts (ops_alert, ops_webhook): the engine is evaluated on the ops tick */
+    struct ops_alert *alerts;
+    struct ops_webhook *webhook;
     struct ops_heal *heal;          /* self-healing engine (api_heal.c); NULL without analysis */
     struct server_metrics *metrics; /* every module's counters in /metrics (server_metrics.c) */
     struct ops *ops; /* KPI windows and SLA (src/ops); records every answer and analysis */
@@ -188,5 +193,15 @@ void server__api_notice_list(http_req *req, void *ud);
 void server__api_notice_get(http_req *req, void *ud);
 void server__api_notice_status(http_req *req, void *ud);
 void server__api_notice_events(http_req *req, void *ud);
+
+void server__api_alerts(http_req *req, void *ud);
+void server__api_alert_ack(http_req *req, void *ud);
+void server__api_silence_list(http_req *req, void *ud);
+void server__api_silence_create(http_req *req, void *ud);
+void server__api_silence_delete(http_req *req, void *ud);
+/* Alert engine and webhook from the alert_* settings, on the ops tick (after open_ops, before
+ * ops_start); closed after the tick stopped. In api_alerts.c. */
+int server__alerts_open(server *s);
+void server__alerts_close(server *s);
 
 #endif /* VG_SERVER_INT_H */

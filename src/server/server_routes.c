@@ -57,6 +57,12 @@ static const route_def routes[] = {
     {"GET",    "/api/v1/notices/{notice_id}",                  TEN, 0, server__api_notice_get},
     {"POST",   "/api/v1/notices/{notice_id}/status",           TEN, J, server__api_notice_status},
     {"GET",    "/api/v1/notices/{notice_id}/events",           TEN, 0, server__api_notice_events},
+
+    {"GET",    "/api/v1/alerts",                               ADM, 0, server__api_alerts},
+    {"POST",   "/api/v1/alerts/{alert_id}/ack",                ADM, 0, server__api_alert_ack},
+    {"GET",    "/api/v1/alerts/silences",                      ADM, 0, server__api_silence_list},
+    {"POST",   "/api/v1/alerts/silences",                      ADM, J, server__api_silence_create},
+    {"DELETE", "/api/v1/alerts/silences/{silence_id}",         ADM, 0, server__api_silence_delete},
 };
 /* clang-format on */
 
