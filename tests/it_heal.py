@@ -8,9 +8,9 @@ knob it moves (read back from /metrics, /api/v1/metrics/performance or the next 
 `before`), and that it does not flap: each action runs at most as often as its cooldown and
 hourly limit allow, then is recorded as rate_limited or skipped.
 
-  cold cache   300 images cycled through a 200-entry L1 (L2 off): LRU thrash, hit rate 0 ->
-               one raise_l1, L1 holds all 300, the hit rate climbs and the condition clears (no
-               second raise); then unique images: raised again up to --self-heal-l1-budget,
+  cold cache   150 images cycled through a 100-entry L1 (L2 off): LRU thrash, hit rate 0 ->
+               one raise_l1, L1 holds all 150, the hit rate climbs and the condition clears (no
+               second raise after the cooldown); then unique images: raised again up to --self-heal-l1-budget,
                then `skipped` at the budget
   dry-run      the same cold cache and injected failures with --self-heal dry-run: raise_l1
                and add_replica recorded with dry_run true, nothing changes
@@ -174,11 +174,11 @@ def cycle(n, base):
             yield base + i
 
 
-def spaced(acts, outcome_ok, what):
+def spaced(acts, outcome_ok, what, cooldown_s=COOLDOWN_REAL_S):
     """Consecutive runs of one action are at least a cooldown apart (ops ms in `at`)."""
     ts = [iso_ms(a["at"]) for a in acts if outcome_ok(a)]
     for a, b in zip(ts, ts[1:]):
-        check(b - a >= COOLDOWN_REAL_S * 1000 - 50,
+        check(b - a >= cooldown_s * 1000 - 50,
               "%s ran %d ms after the previous run, inside the cooldown" % (what, b - a))
 
 
@@ -234,51 +234,60 @@ def check_events(s, n_actions, case):
 # ---- the cases -----------------------------------------------------------------------------
 
 def case_cold(vigil, tmp, image):
+    # A longer cooldown here: the hit rate recovers only after one full pass over the working
+    # set (150 analyses), which must fit in it even on a slow (ASan) build.
+    cooldown_s = 5.0
     s = Server(vigil, os.path.join(tmp, "cold"),
-               ["--cache-l2-bytes", "0", "--cache-l1-entries", "200", "--cache-l1-bytes",
+               ["--cache-l2-bytes", "0", "--cache-l1-entries", "100", "--cache-l1-bytes",
                 "256KiB", "--self-heal-l1-budget", "1MiB", "--self-heal-hit-rate", "0.4",
-                "--self-heal-max-per-hour", "3"])
+                "--self-heal-max-per-hour", "3", "--self-heal-cooldown", "5m"])
     try:
         key = s.tenant_key()
         wait_for(lambda: s.w1m()["rss_bytes"], 5)
         idle_rss = s.w1m()["rss_bytes"]
-        # Phase 1: a working set of 300 cycled through 200 entries: LRU keeps none of them.
-        tags = cycle(300, 0)
+        # Phase 1: a working set of 150 cycled through 100 entries: LRU keeps none of them.
+        tags = cycle(150, 0)
         s.drive(key, image, 12, tags, until=lambda: s.actions("raise_l1"))
         raises = s.actions("raise_l1")
         if not check(len(raises) == 1, "cold: %d raise_l1 after the thrash, not 1" % len(raises)):
             return idle_rss
         r = raises[0]
         check(not r["dry_run"] and "raised L1" in r["message"], "cold: raise_l1 %s" % r)
-        check(entries(r["before"]) == 200 and entries(r["after"]) == 400,
-              "cold: raise_l1 %s -> %s, not 200 -> 400 entries" % (r["before"], r["after"]))
+        check(entries(r["before"]) == 100 and entries(r["after"]) == 200,
+              "cold: raise_l1 %s -> %s, not 100 -> 200 entries" % (r["before"], r["after"]))
         # The effect: the whole working set now fits, the hit rate recovers, and the condition
-        # clears so nothing more runs while the cooldown passes twice.
-        s.drive(key, image, 2 * COOLDOWN_REAL_S + 1.5, tags)
+        # clears, so nothing more runs once the cooldown has passed.
+        raised = time.time()
+
+        def recovered():
+            h = s.w1m()["cache"]["hit_rate"]["overall"]
+            return h is not None and h >= 0.5
+        s.drive(key, image, 15, tags, until=recovered)
+        s.drive(key, image, raised + cooldown_s + 1.5 - time.time(), tags)
         w = s.w1m()
         hit = w["cache"]["hit_rate"]["overall"]
         l1 = s.metric("vigil_cache_entries", 'tier="l1"')
         print("cold: %s -> %s; L1 entries %s, 1m hit rate %s" % (r["before"], r["after"], l1, hit))
-        check(l1 is not None and l1 >= 300, "cold: L1 holds %s entries after the raise, not the "
-              "working set of 300" % l1)
+        check(l1 is not None and l1 >= 150, "cold: L1 holds %s entries after the raise, not the "
+              "working set of 150" % l1)
         check(hit is not None and hit >= 0.5, "cold: 1m hit rate %s after the raise" % hit)
         check(len(s.actions("raise_l1")) == 1, "cold: raise_l1 ran again after the hit rate "
               "recovered (flapping): %s" % s.actions("raise_l1"))
         # Phase 2: unique images: the hit rate falls to 0 again; raised to the budget, then
         # skipped there (never past it).
         tags = counter(10000)
-        s.drive(key, image, 20, tags, until=lambda: any(
+        s.drive(key, image, 3 * cooldown_s + 5, tags, until=lambda: any(
             a["message"].startswith("L1 already at its memory budget")
             for a in s.actions("raise_l1")))
         acts = s.actions("raise_l1")
         ok = [a for a in acts if a["message"].startswith("raised L1")]
         skipped = [a for a in acts if "budget" in a["message"] and a not in ok]
-        check(len(ok) == 2, "cold: %d raises in all, not 2 (200 -> 400 -> 800 entries)" % len(ok))
+        check(len(ok) == 2, "cold: %d raises in all, not 2 (100 -> 200 -> 400 entries)" % len(ok))
         check(len(skipped) >= 1, "cold: no `skipped` record at the 1 MiB budget: %s" % acts)
         for a in ok:
             mib = float(re.search(r"/ ([\d.]+) MiB", a["after"]).group(1))
             check(mib <= 1.0, "cold: raise_l1 past the 1 MiB budget: %s" % a["after"])
-        spaced(acts, lambda a: True, "raise_l1")
+        spaced(acts, lambda a: True, "raise_l1", cooldown_s)
         n = s.metric("vigil_self_heal_actions_total", 'action="raise_l1",outcome="ok"')
         check(n == 2, "cold: vigil_self_heal_actions_total{raise_l1,ok} = %s, not 2" % n)
         n = s.metric("vigil_self_heal_actions_total", 'action="raise_l1",outcome="skipped"')
