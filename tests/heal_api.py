@@ -3,7 +3,7 @@
 the --self-heal mode, and the self_heal settings refused when out of range.
 
 The end-to-end drive of each trigger (memory limit, injected failures, slow stage, cold cache)
-needs the ops tick of the ops core; it is added when that is wired (docs/OPERATIONS.md)."""
+is tests/it_heal.py."""
 import argparse
 import json
 import os

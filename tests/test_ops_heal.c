@@ -16,6 +16,7 @@
 
 typedef struct fake {
     uint64_t l1_entries, l1_bytes, cleared;
+    uint64_t used_entries, used_bytes; /* what L1 holds (UINT64_MAX: as much as its bounds) */
     int released;
     unsigned max_batch;
     uint32_t delay_us;
@@ -29,6 +30,13 @@ static int f_l1_get(void *c, uint64_t *e, uint64_t *b)
     fake *f = c;
     *e = f->l1_entries;
     *b = f->l1_bytes;
+    return VG_OK;
+}
+static int f_l1_usage(void *c, uint64_t *e, uint64_t *b)
+{
+    fake *f = c;
+    *e = f->used_entries;
+    *b = f->used_bytes;
     return VG_OK;
 }
 static int f_l1_set(void *c, uint64_t e, uint64_t b)
@@ -108,6 +116,7 @@ static void fake_init(fake *f)
     memset(f, 0, sizeof *f);
     f->l1_entries = 1000;
     f->l1_bytes = 64u << 20;
+    f->used_entries = f->used_bytes = UINT64_MAX;
     f->max_batch = 32;
     f->delay_us = 2000;
     f->replicas = 1;
@@ -119,6 +128,7 @@ static ops_heal *make(fake *f, ops_heal_config *cfg)
     ops_heal_hooks hk = {.ctx = f,
                          .l1_get = f_l1_get,
                          .l1_set = f_l1_set,
+                         .l1_usage = f_l1_usage,
                          .l1_clear = f_l1_clear,
                          .memory_release = f_release,
                          .batching_get = f_batch_get,
@@ -205,10 +215,35 @@ static void test_memory_trigger_for_and_cooldown(void **state)
     ops_heal_free(h);
 }
 
-/* Regression: the action counter's label values were passed without the NULL terminator
- * obs expects, so obs read past them (ASan: stack-buffer-overflow on the ops thread) and the
- * update was dropped as misuse. */
-static void test_action_metric(void **state)
+/* Regression: memory_trim halved L1's bounds, so with bounds far above what L1 held (100000
+ * entries / 256 MiB allowed, 760 entries held: seen in it_heal.py) it evicted nothing. It
+ * halves what L1 holds now. */
+static void test_memory_trim_halves_what_is_held(void **state)
+{
+    (void)state;
+    fake f;
+    fake_init(&f);
+    f.l1_entries = 100000;
+    f.l1_bytes = 256u << 20;
+    f.used_entries = 1000;
+    f.used_bytes = 4u << 20;
+    ops_heal_config cfg;
+    ops_heal_config_init(&cfg);
+    cfg.for_s = 0;
+    ops_heal *h = make(&f, &cfg);
+    ops_kpis k = healthy();
+    k.memory_percent = 88;
+    tick(h, &k, T0);
+    assert_int_equal(ops_heal_count(h, OPS_HEAL_MEMORY_TRIM, "ok"), 1);
+    assert_int_equal(f.l1_entries, 500);
+    assert_int_equal(f.l1_bytes, 2u << 20);
+    assert_int_equal(f.cleared, 0);
+    ops_heal_free(h);
+}
+
+/* Regression: the label values passed to obs_inc were not NULL-terminated, so
+ * vigil_self_heal_actions_total never had a sample (and obs read past the array). */
+static void test_metric_counts_outcomes(void **state)
 {
     (void)state;
     obs_registry *reg = NULL;
@@ -217,19 +252,19 @@ static void test_action_metric(void **state)
     fake_init(&f);
     ops_heal_config cfg;
     ops_heal_config_init(&cfg);
-    cfg.metrics = reg;
     cfg.for_s = 0;
+    cfg.metrics = reg;
+    cfg.mode = OPS_HEAL_DRY_RUN;
     ops_heal *h = make(&f, &cfg);
     ops_kpis k = healthy();
     k.memory_percent = 88;
     tick(h, &k, T0);
-    assert_int_equal(ops_heal_count(h, OPS_HEAL_MEMORY_TRIM, "ok"), 1);
-    obs_metric *m = NULL;
-    assert_int_equal(obs_counter_register(reg, "vigil_self_heal_actions_total",
-                                          "self-healing actions by action and outcome",
-                                          "action,outcome", &m),
-                     VG_OK);
-    assert_true(obs_value(m, OBS_LABELS("memory_trim", "ok"), NULL) == 1.0);
+    char *text = NULL;
+    size_t len = 0;
+    assert_int_equal(obs_render_prometheus(reg, &text, &len), VG_OK);
+    assert_non_null(strstr(text, "vigil_self_heal_actions_total{action=\"memory_trim\","
+                                 "outcome=\"dry_run\"} 1"));
+    vg_free(text);
     ops_heal_free(h);
     obs_registry_free(reg);
 }
@@ -506,7 +541,8 @@ int main(void)
     vg_log_set_level(VG_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory_trigger_for_and_cooldown),
-        cmocka_unit_test(test_action_metric),
+        cmocka_unit_test(test_memory_trim_halves_what_is_held),
+        cmocka_unit_test(test_metric_counts_outcomes),
         cmocka_unit_test(test_per_hour_limit),
         cmocka_unit_test(test_dry_run_and_off),
         cmocka_unit_test(test_hysteresis_no_flapping),

@@ -200,7 +200,9 @@ static void record(ops_heal *h, int64_t now_ms, ops_heal_action a, int outcome, 
     snprintf(r->after, sizeof r->after, "%s", after);
     snprintf(r->message, sizeof r->message, "%s", message);
     h->counts[a][outcome]++;
-    obs_inc(h->metric, OBS_LABELS(action_names[a], outcomes[outcome]));
+    if (h->metric) {
+        obs_inc(h->metric, OBS_LABELS(action_names[a], outcomes[outcome]));
+    }
     vg_log(outcome == OUT_FAILED ? VG_LOG_WARN : VG_LOG_INFO, "ops",
            "self-heal %s%s (%s): %s -> %s: %s", action_names[a], r->dry_run ? " [dry-run]" : "",
            trigger, before, after, message);
@@ -260,13 +262,28 @@ static void act_memory(ops_heal *h, const ops_kpis *k, int64_t now_ms)
         return;
     }
     fmt_l1(before, sizeof before, e, b);
+    /* Halve what L1 holds, not its bounds: bounds far above the contents (the usual case: 256
+     * MiB allowed, a few MiB held) would halve without evicting anything. */
+    uint64_t ue = e, ub = b;
+    if (h->hooks.l1_usage && h->hooks.l1_usage(h->hooks.ctx, &ue, &ub) == VG_OK) {
+        ue = ue < e ? ue : e;
+        ub = ub < b ? ub : b;
+    } else {
+        ue = e;
+        ub = b;
+    }
     int far = (!isnan(k->memory_percent) &&
                k->memory_percent >= h->cfg.memory_percent + HEAL_MEMORY_FAR_POINTS) ||
               (h->cfg.rss_limit_bytes &&
                k->rss_bytes >= HEAL_RSS_FAR_FACTOR * (double)h->cfg.rss_limit_bytes) ||
-              e <= h->cfg.l1_min_entries;
-    uint64_t ne = far ? e : e / 2 > h->cfg.l1_min_entries ? e / 2 : h->cfg.l1_min_entries;
-    uint64_t nb = far ? b : b / 2;
+              ue <= h->cfg.l1_min_entries;
+    uint64_t ne = far ? e : ue / 2 > h->cfg.l1_min_entries ? ue / 2 : h->cfg.l1_min_entries;
+    /* the bytes of ne average entries, at least half of those held */
+    uint64_t nb = far ? b : ue ? (uint64_t)((double)ub * (double)ne / (double)ue) : ub / 2;
+    if (!far && nb < ub / 2)
+        nb = ub / 2;
+    if (!far && nb > b)
+        nb = b;
     if (far)
         snprintf(after, sizeof after, "L1 cleared (bounds kept), heap trimmed");
     else

@@ -62,6 +62,8 @@ typedef struct ops_heal_hooks {
     void *ctx;
     int (*l1_get)(void *ctx, uint64_t *max_entries, uint64_t *max_bytes);
     int (*l1_set)(void *ctx, uint64_t max_entries, uint64_t max_bytes);
+    /* what L1 holds now (memory_trim halves that, not the bounds); NULL: the bounds are used */
+    int (*l1_usage)(void *ctx, uint64_t *entries, uint64_t *bytes);
     uint64_t (*l1_clear)(void *ctx);   /* returns entries dropped */
     void (*memory_release)(void *ctx); /* malloc_trim(0) */
     int (*batching_get)(void *ctx, unsigned *max_batch, uint32_t *max_delay_us);

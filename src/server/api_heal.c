@@ -4,6 +4,7 @@
 #include "server/server_int.h"
 
 #include "analyze/analyze.h"
+#include "cache/cache.h"
 #include "obs/obs.h"
 #include "ops/ops_alert.h"
 #include "ops/ops_heal.h"
@@ -24,6 +25,18 @@ static int h_l1_set(void *ctx, uint64_t entries, uint64_t bytes)
 {
     server *s = ctx;
     return analyze_cache_l1_set_capacity(s->an, (size_t)entries, (size_t)bytes);
+}
+
+static int h_l1_usage(void *ctx, uint64_t *entries, uint64_t *bytes)
+{
+    server *s = ctx;
+    if (!s->cache)
+        return VG_EUNSUPPORTED;
+    cache_stats cs;
+    cache_stats_get(s->cache, &cs);
+    *entries = cs.tier[CACHE_TIER_L1].entries;
+    *bytes = cs.tier[CACHE_TIER_L1].bytes;
+    return VG_OK;
 }
 
 static uint64_t h_l1_clear(void *ctx)
@@ -107,6 +120,7 @@ int server__heal_open(server *s)
     ops_heal_hooks hk = {.ctx = s,
                          .l1_get = h_l1_get,
                          .l1_set = h_l1_set,
+                         .l1_usage = h_l1_usage,
                          .l1_clear = h_l1_clear,
                          .memory_release = h_release,
                          .batching_get = h_batch_get,
