@@ -128,6 +128,7 @@ void server__api_health(http_req *req, void *ud);
 void server__api_live(http_req *req, void *ud);
 void server__api_metrics(http_req *req, void *ud);
 void server__api_openapi(http_req *req, void *ud);
+void server__api_dashboard(http_req *req, void *ud);
 
 void server__api_tenant_create(http_req *req, void *ud);
 void server__api_tenant_list(http_req *req, void *ud);
