@@ -59,6 +59,8 @@ PANELS = {"health": "/api/v1/health", "kpis": "/api/v1/metrics/performance",
           "actions": "/api/v1/ops/actions"}
 
 failures = []
+# A silence whose comment and matcher are markup: the alerts panel must show them as text.
+HOSTILE = '<img src=x id="vg-xss-img"><b id="vg-xss">x</b>'
 
 
 def check(cond, msg):
@@ -96,12 +98,14 @@ class Panels(html.parser.HTMLParser):
 
     def __init__(self):
         super().__init__()
-        self.panels, self.body, self.stack, self.acks = {}, {}, [], 0
+        self.panels, self.body, self.stack, self.acks, self.injected = {}, {}, [], 0, 0
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         if tag == "body":
             self.body = a
+        if a.get("id", "").startswith("vg-xss"):
+            self.injected += 1
         if tag == "button" and "data-ack" in a:
             self.acks += 1
         if tag == "section" and "data-panel" in a:
@@ -294,9 +298,23 @@ def main():
         check(all(doc.panels[n]["attrs"].get("data-state") == "loading" for n in PANELS),
               "wrong key: a panel was loaded")
 
+        silence = {"matchers": {"alertname": HOSTILE}, "comment": HOSTILE,
+                   "ends_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))}
+        st, _, _ = call(base + "/api/v1/alerts/silences", "POST", admin,
+                        json.dumps(silence).encode(), "application/json")
+        silenced = st == 201
+        if args.require_all:
+            check(silenced, "POST /api/v1/alerts/silences answers %d" % st)
+
         url = base + "/dashboard#key=%s&refresh=%d" % (admin, REFRESH_S)
         dom = chromium_run(chromium, url, tmp, ["--dump-dom"])
         check(admin not in dom, "the admin key appears in the page's DOM")
+        doc = Panels()
+        doc.feed(dom)
+        check(doc.injected == 0, "server strings became %d elements in the page" % doc.injected)
+        if silenced:
+            text = doc.panels.get("alerts", {"text": ""})["text"]
+            check(HOSTILE in text, "the silence comment is not shown as text in the alerts panel")
         check_panels(dom, base, admin, args.require_all)
         if args.screenshot:
             shot = os.path.abspath(args.screenshot)
