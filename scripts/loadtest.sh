@@ -41,7 +41,7 @@ key=$(curl -fsS -H "Authorization: Bearer $admin" -H 'Content-Type: application/
 echo "loadtest: vigil on $base (data in $tmp), tenant $tenant;" \
   "${VIGIL_LOAD_USERS:-50} users, ramp ${VIGIL_LOAD_RAMP_S:-20} s, ${VIGIL_LOAD_DURATION_S:-60} s"
 rc=0
-VIGIL_TENANT_KEY="$key" VIGIL_LOAD_IMAGES="$here/bench/images" \
+VIGIL_TENANT_KEY="$key" VIGIL_ADMIN_KEY="$admin" VIGIL_LOAD_IMAGES="$here/bench/images" \
   "$locust_bin" -f "$here/load/locustfile.py" --headless --host "$base" --only-summary \
   --loglevel WARNING --csv "$tmp/locust" || rc=$?
 echo "loadtest: server peak RSS $(grep VmHWM /proc/$pid/status | awk '{print $2/1024 " MB"}')"

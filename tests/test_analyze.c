@@ -591,6 +591,67 @@ static void test_concurrent_batches_equal_single(void **state)
     close_fixture(&fx);
 }
 
+/* Test-only fault injection: with fault_error_rate 0.5 every second computed image fails with
+ * the injected detail, counted per replica as failed batches (max_batch 1); cache hits never
+ * fail. The self-healing knobs pass through to the cache and the scheduler. */
+static void test_fault_injection_and_knobs(void **state)
+{
+    (void)state;
+    analyze_config cfg;
+    analyze_config_default(&cfg);
+    cfg.fault_error_rate = 1.5;
+    fixture fx;
+    memset(&fx, 0, sizeof fx);
+    analyze_deps none = {0};
+    assert_int_equal(analyze_ctx_new(&cfg, &none, &fx.an), VG_EINVAL);
+    cfg.fault_error_rate = 0.5;
+    cfg.max_batch = 1;
+    cfg.min_workers = 1;
+    cfg.max_workers = 2;
+    open_fixture(&fx, 0, &cfg);
+    static const char *const files[] = {BRIDGE "blur-a-lot.jpg", BRIDGE "sharpen-a-lot.jpg",
+                                        BRIDGE "high-contrast.jpg", BRIDGE "blur-a-little.jpg"};
+    int failed = 0;
+    for (int i = 0; i < 4; i++) {
+        analyze_result r;
+        int rc = analyze_file(&fx, files[i], 0, &r);
+        if (rc != VG_OK) {
+            assert_int_equal(rc, VG_EINTERNAL);
+            assert_non_null(strstr(vg_err_msg(), "injected analysis fault"));
+            failed++;
+        } else {
+            analyze_result_free(&r);
+        }
+    }
+    assert_int_equal(failed, 2);
+    analyze_replica_info ri;
+    analyze_replicas(fx.an, &ri);
+    assert_int_equal(ri.batch_failures, 2);
+    assert_int_equal(ri.max, 2);
+
+    unsigned mb;
+    uint32_t md;
+    assert_int_equal(analyze_batching_tune(fx.an, 2, 100), VG_EINVAL); /* above max_batch 1 */
+    assert_int_equal(analyze_batching_tune(fx.an, 1, 100), VG_OK);
+    analyze_batching(fx.an, &mb, &md);
+    assert_int_equal(mb, 1);
+    assert_int_equal(md, 100);
+    size_t me, mbytes;
+    analyze_cache_l1_capacity(fx.an, &me, &mbytes);
+    assert_int_equal(me, CACHE_DEFAULT_L1_MAX_ENTRIES);
+    assert_int_equal(analyze_cache_l1_set_capacity(fx.an, 500, mbytes), VG_OK);
+    analyze_cache_l1_capacity(fx.an, &me, NULL);
+    assert_int_equal(me, 500);
+    assert_int_equal(analyze_cache_l1_clear(fx.an), 2); /* the two that succeeded */
+    size_t loaded;
+    cache_flush(fx.c);
+    assert_int_equal(analyze_cache_warm(fx.an, 10, &loaded), VG_OK);
+    assert_int_equal(loaded, 2);
+    assert_int_equal(analyze_add_replica(fx.an), VG_OK);
+    assert_int_equal(analyze_add_replica(fx.an), VG_ECONFLICT);
+    close_fixture(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -604,6 +665,7 @@ int main(void)
         cmocka_unit_test(test_done_detail_names_the_limit),
         cmocka_unit_test(test_face_match_same_person),
         cmocka_unit_test(test_concurrent_batches_equal_single),
+        cmocka_unit_test(test_fault_injection_and_knobs),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1057,6 +1057,126 @@ static void test_alloc_failures(void **state)
     free(dir);
 }
 
+/* ---- run-time knobs (self-healing) ---------------------------------------------------------- */
+
+/* Shrinking L1 evicts at once down to the new bounds (least recent first), raising lets it
+ * hold more again, and clear empties it; every removal counts as an eviction. */
+static void test_l1_set_capacity(void **state)
+{
+    (void)state;
+    cache_config cfg;
+    cache_config_init(&cfg);
+    cfg.l1_max_entries = 64;
+    cfg.l1_shards = 1;
+    cache *c;
+    assert_int_equal(cache_open(&cfg, &c), VG_OK);
+    size_t me, mb;
+    cache_l1_capacity(c, &me, &mb);
+    assert_int_equal(me, 64);
+    assert_int_equal(mb, CACHE_DEFAULT_L1_MAX_BYTES);
+    uint8_t buf[100];
+    for (int i = 0; i < 64; i++) {
+        cache_key k = key_n(i);
+        fill_value(buf, sizeof buf, i);
+        assert_int_equal(cache_put(c, &k, buf, sizeof buf), VG_OK);
+    }
+    cache_stats st;
+    cache_stats_get(c, &st);
+    assert_int_equal(st.tier[CACHE_TIER_L1].entries, 64);
+
+    assert_int_equal(cache_l1_set_capacity(c, 16, mb), VG_OK);
+    cache_stats_get(c, &st);
+    assert_int_equal(st.tier[CACHE_TIER_L1].entries, 16);
+    assert_int_equal(st.tier[CACHE_TIER_L1].evictions, 48);
+    cache_val *v;
+    cache_key newest = key_n(63), oldest = key_n(0);
+    assert_int_equal(cache_get(c, &newest, &v, NULL), VG_OK);
+    cache_val_unref(v);
+    assert_int_equal(cache_get(c, &oldest, &v, NULL), VG_ENOTFOUND);
+
+    /* The byte bound shrinks too. */
+    size_t one = cache__l1_charge(sizeof buf);
+    assert_int_equal(cache_l1_set_capacity(c, 16, 4 * one), VG_OK);
+    cache_stats_get(c, &st);
+    assert_int_equal(st.tier[CACHE_TIER_L1].entries, 4);
+
+    /* Raised: holds 200 again. */
+    assert_int_equal(cache_l1_set_capacity(c, 200, mb), VG_OK);
+    for (int i = 100; i < 300; i++) {
+        cache_key k = key_n(i);
+        fill_value(buf, sizeof buf, i);
+        assert_int_equal(cache_put(c, &k, buf, sizeof buf), VG_OK);
+    }
+    cache_stats_get(c, &st);
+    assert_int_equal(st.tier[CACHE_TIER_L1].entries, 200);
+    cache_l1_capacity(c, &me, NULL);
+    assert_int_equal(me, 200);
+
+    assert_int_equal(cache_l1_clear(c), 200);
+    cache_stats_get(c, &st);
+    assert_int_equal(st.tier[CACHE_TIER_L1].entries, 0);
+    assert_int_equal(st.tier[CACHE_TIER_L1].bytes, 0);
+    assert_int_equal(cache_l1_set_capacity(c, 0, mb), VG_EINVAL);
+    cache_close(c);
+
+    /* Without L1 the knobs say so. */
+    cfg.l1_max_entries = 0;
+    assert_int_equal(cache_open(&cfg, &c), VG_OK);
+    assert_int_equal(cache_l1_set_capacity(c, 10, mb), VG_EUNSUPPORTED);
+    cache_l1_capacity(c, &me, &mb);
+    assert_int_equal(me, 0);
+    assert_int_equal(cache_l1_clear(c), 0);
+    cache_close(c);
+}
+
+/* Warming loads L2's most recently used entries into an empty L1: after it, those keys hit L1
+ * and an older one still comes from L2. */
+static void test_warm_l1_from_l2(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    cache_config cfg;
+    cache_config_init(&cfg);
+    cfg.l2_dir = dir;
+    cfg.l2_async_put = 0;
+    cache *c;
+    assert_int_equal(cache_open(&cfg, &c), VG_OK);
+    uint8_t buf[300];
+    for (int i = 0; i < 20; i++) {
+        cache_key k = key_n(1000 + i);
+        fill_value(buf, sizeof buf, 1000 + i);
+        assert_int_equal(cache_put(c, &k, buf, sizeof buf), VG_OK);
+    }
+    assert_int_equal(cache_l1_clear(c), 20);
+    size_t loaded = 99;
+    assert_int_equal(cache_warm_l1_from_l2(c, 5, &loaded), VG_OK);
+    assert_int_equal(loaded, 5);
+    cache_val *v;
+    cache_tier tier;
+    for (int i = 15; i < 20; i++) {
+        cache_key k = key_n(1000 + i);
+        assert_int_equal(cache_get(c, &k, &v, &tier), VG_OK);
+        assert_int_equal(tier, CACHE_TIER_L1);
+        assert_true(val_is(v, 1000 + i, sizeof buf));
+        cache_val_unref(v);
+    }
+    cache_key old = key_n(1000);
+    assert_int_equal(cache_get(c, &old, &v, &tier), VG_OK);
+    assert_int_equal(tier, CACHE_TIER_L2);
+    cache_val_unref(v);
+    /* Entries already in L1 are not loaded again. */
+    assert_int_equal(cache_warm_l1_from_l2(c, 5, &loaded), VG_OK);
+    assert_int_equal(loaded, 0);
+    cache_close(c);
+
+    cfg.l2_dir = NULL;
+    assert_int_equal(cache_open(&cfg, &c), VG_OK);
+    assert_int_equal(cache_warm_l1_from_l2(c, 5, &loaded), VG_EUNSUPPORTED);
+    cache_close(c);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1082,6 +1202,8 @@ int main(void)
         cmocka_unit_test(test_l2_remove_scrubs_bytes),
         cmocka_unit_test(test_remove_beats_queued_write),
         cmocka_unit_test(test_l2_keeps_free_space_reserve),
+        cmocka_unit_test(test_l1_set_capacity),
+        cmocka_unit_test(test_warm_l1_from_l2),
     };
     vg_log_set_level(VG_LOG_WARN);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -994,6 +994,162 @@ static void test_adaptive_batch_size(void **state)
     free(items);
 }
 
+/* ---- run-time knobs (self-healing) ---------------------------------------------------------- */
+
+/* sched_kind_tune at run time: a smaller max_batch caps the batches that follow (no batch over
+ * it), a bigger one than the creation's is refused, and the delay is what closes a lone item's
+ * batch. */
+static void test_kind_tune(void **state)
+{
+    (void)state;
+    work w;
+    work_init(&w);
+    replicas r = {0};
+    sched_config cfg;
+    sched_kind_config k;
+    base_config(&cfg, &k, &w, &r);
+    k.max_batch = 16;
+    k.adaptive = 0;
+    k.max_delay_us = 200000;
+    cfg.max_replicas = 1;
+    cfg.default_deadline_ms = 60000;
+    sched *s;
+    assert_int_equal(sched_new(&cfg, &s), VG_OK);
+    assert_int_equal(sched_kind_tune(s, 0, 17, 1000), VG_EINVAL);
+    assert_int_equal(sched_kind_tune(s, 0, 0, 1000), VG_EINVAL);
+    assert_int_equal(sched_kind_tune(s, 1, 4, 1000), VG_EINVAL);
+    assert_int_equal(sched_kind_tune(s, 0, 4, SCHED_MAX_DELAY_US + 1), VG_EINVAL);
+    assert_int_equal(sched_kind_tune(s, 0, 4, 1000), VG_OK);
+    sched_stats st;
+    sched_stats_get(s, &st);
+    assert_int_equal(st.kinds[0].max_batch, 4);
+    assert_int_equal(st.kinds[0].preferred_batch, 4);
+
+    /* 16 items queued behind a closed gate come out in batches of at most 4. */
+    gate_set(&w, 1);
+    item blocker = {0};
+    assert_int_equal(sched_submit(s, 0, &blocker, 0, item_done, &blocker), VG_OK);
+    gate_wait_blocked(&w);
+    item it[16] = {0};
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(sched_submit(s, 0, &it[i], 0, item_done, &it[i]), VG_OK);
+    gate_set(&w, 0);
+    wait_done(it, 16, 30000);
+    sched_stats_get(s, &st);
+    assert_int_equal(st.kinds[0].completed, 17);
+    assert_true(st.kinds[0].batches >= 1 + 4);
+    for (unsigned b = 0; b < st.kinds[0].n_buckets; b++)
+        assert_true(st.kinds[0].bucket_size[b] <= 4);
+    sched_free(s);
+    work_deinit(&w);
+}
+
+/* sched_add_replica starts one more replica at once and keeps it past idle_shrink_ms; at
+ * max_replicas it is refused; sched_set_min_replicas lowers the floor again. */
+static void test_add_replica(void **state)
+{
+    (void)state;
+    work w;
+    work_init(&w);
+    replicas r = {0};
+    sched_config cfg;
+    sched_kind_config k;
+    base_config(&cfg, &k, &w, &r);
+    cfg.min_replicas = 1;
+    cfg.max_replicas = 2;
+    cfg.idle_shrink_ms = 50;
+    sched *s;
+    assert_int_equal(sched_new(&cfg, &s), VG_OK);
+    assert_int_equal(sched_add_replica(s), VG_OK);
+    sched_stats st;
+    for (int i = 0; i < 500; i++) {
+        sched_stats_get(s, &st);
+        if (st.replicas == 2)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(st.replicas, 2);
+    assert_int_equal(st.min_replicas, 2);
+    assert_int_equal(sched_add_replica(s), VG_ECONFLICT);
+    sleep_ms(200); /* well past idle_shrink_ms: the floor keeps both */
+    sched_stats_get(s, &st);
+    assert_int_equal(st.replicas, 2);
+    assert_int_equal(sched_set_min_replicas(s, 3), VG_EINVAL);
+    assert_int_equal(sched_set_min_replicas(s, 0), VG_EINVAL);
+    assert_int_equal(sched_set_min_replicas(s, 1), VG_OK);
+    for (int i = 0; i < 500; i++) {
+        sched_stats_get(s, &st);
+        if (st.replicas == 1)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(st.replicas, 1);
+    sched_free(s);
+    assert_int_equal(r.created, r.freed);
+    assert_int_equal(r.wrong_thread, 0);
+    work_deinit(&w);
+}
+
+/* A replica whose batches keep failing is found by its streak and replaced by a fresh one made
+ * on the same worker thread; a replica that succeeds in between is not a candidate. */
+static void test_replace_failing_replica(void **state)
+{
+    (void)state;
+    work w;
+    work_init(&w);
+    replicas r = {0};
+    sched_config cfg;
+    sched_kind_config k;
+    base_config(&cfg, &k, &w, &r);
+    k.max_batch = 1;
+    cfg.min_replicas = 1;
+    cfg.max_replicas = 1;
+    sched *s;
+    assert_int_equal(sched_new(&cfg, &s), VG_OK);
+    assert_int_equal(sched_replace_failing_replica(s, 1, NULL), VG_ENOTFOUND);
+
+    item bad[3] = {0};
+    for (int i = 0; i < 3; i++) {
+        bad[i].fail_with = VG_EINTERNAL;
+        assert_int_equal(sched_submit(s, 0, &bad[i], 0, item_done, &bad[i]), VG_OK);
+        wait_done(&bad[i], 1, 10000);
+    }
+    sched_stats st;
+    sched_stats_get(s, &st);
+    assert_int_equal(st.batch_failures, 3);
+    assert_int_equal(st.worst_fail_streak, 3);
+    assert_int_equal(sched_replace_failing_replica(s, 4, NULL), VG_ENOTFOUND);
+    unsigned idx = 99;
+    assert_int_equal(sched_replace_failing_replica(s, 3, &idx), VG_OK);
+    assert_int_equal(idx, 0);
+    for (int i = 0; i < 500; i++) {
+        sched_stats_get(s, &st);
+        if (st.replicas_replaced == 1)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(st.replicas_replaced, 1);
+    assert_int_equal(st.worst_fail_streak, 0);
+    assert_int_equal(atomic_load(&r.created), 2);
+    assert_int_equal(atomic_load(&r.freed), 1);
+
+    /* A success resets the streak. */
+    item mix[3] = {0};
+    mix[0].fail_with = VG_EINTERNAL;
+    mix[2].fail_with = VG_EINTERNAL;
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(sched_submit(s, 0, &mix[i], 0, item_done, &mix[i]), VG_OK);
+        wait_done(&mix[i], 1, 10000);
+    }
+    sched_stats_get(s, &st);
+    assert_int_equal(st.worst_fail_streak, 1);
+    assert_int_equal(sched_replace_failing_replica(s, 2, NULL), VG_ENOTFOUND);
+    sched_free(s);
+    assert_int_equal(r.created, r.freed);
+    assert_int_equal(r.wrong_thread, 0);
+    work_deinit(&w);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1014,6 +1170,9 @@ int main(void)
         cmocka_unit_test(test_shutdown_cancel),
         cmocka_unit_test(test_shutdown_drain),
         cmocka_unit_test(test_adaptive_batch_size),
+        cmocka_unit_test(test_kind_tune),
+        cmocka_unit_test(test_add_replica),
+        cmocka_unit_test(test_replace_failing_replica),
     };
     vg_log_set_level(VG_LOG_ERROR);
     return cmocka_run_group_tests(tests, NULL, NULL);

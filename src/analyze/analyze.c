@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 void analyze_config_default(analyze_config *cfg)
 {
@@ -187,6 +188,17 @@ static void replica_free(void *user, void *p)
     vg_free(rep);
 }
 
+/* Test-only fault injection: fails the k-th computed image when floor(k * rate) steps up, so
+ * exactly the configured share fails, evenly spread. */
+static int fault_hit(analyze_ctx *ctx)
+{
+    double rate = ctx->cfg.fault_error_rate;
+    if (!(rate > 0))
+        return 0;
+    uint64_t k = atomic_fetch_add(&ctx->fault_seq, 1);
+    return (uint64_t)((double)(k + 1) * rate) > (uint64_t)((double)k * rate);
+}
+
 /* One batch of images on one replica: decode and hash each, then the faces of all of them per
  * level in shared network calls (dynamic batching across concurrent requests). */
 static int run_batch(void *replica, void *kind_user, void *const *items, size_t n, int *status)
@@ -207,7 +219,19 @@ static int run_batch(void *replica, void *kind_user, void *const *items, size_t 
     for (size_t i = 0; i < n; i++) {
         analyze_job *job = items[i];
         vg_err_clear();
+        if (ctx->cfg.fault_stage_delay_ms) {
+            uint32_t ms = ctx->cfg.fault_stage_delay_ms;
+            struct timespec ts = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
         status[i] = analyze__prepare(ctx, rep, job, &ims[i]);
+        if (status[i] == VG_OK && fault_hit(ctx)) {
+            img_image_free(&ims[i]);
+            status[i] = vg_err_set(VG_EINTERNAL,
+                                   "injected analysis fault (fault_analysis_error_rate "
+                                   "%.3g, test only)",
+                                   ctx->cfg.fault_error_rate);
+        }
         if (status[i]) {
             snprintf(job->errmsg, sizeof job->errmsg, "%s", vg_err_msg());
             img_limit_kind k = img_last_limit(); /* this thread's last img call */
@@ -287,6 +311,8 @@ int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze
                           SCHED_MAX_BATCH);
     if (c.queue_capacity == 0 || c.queue_capacity > SCHED_MAX_QUEUE_CAPACITY)
         return vg_err_set(VG_EINVAL, "analyze: queue capacity %u out of range", c.queue_capacity);
+    if (!(c.fault_error_rate >= 0.0 && c.fault_error_rate <= 1.0))
+        return vg_err_set(VG_EINVAL, "analyze: fault_error_rate must be in 0..1");
     if (c.max_faces == 0 || c.max_faces > FACE_DEFAULT_MAX_FACES)
         return vg_err_set(VG_EINVAL, "analyze: max_faces must be 1..%d", FACE_DEFAULT_MAX_FACES);
     if (c.finishers == 0)
@@ -601,4 +627,72 @@ void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out)
     out->queue_depth = (unsigned)ss.kinds[0].queue_depth;
     out->workers = ss.replicas;
     out->workers_busy = ss.replicas_busy;
+}
+
+/* ---- run-time knobs ------------------------------------------------------------------------- */
+
+int analyze_cache_l1_set_capacity(analyze_ctx *ctx, size_t max_entries, size_t max_bytes)
+{
+    if (!ctx->deps.cache)
+        return vg_err_set(VG_EUNSUPPORTED, "analysis runs without a feature cache");
+    return cache_l1_set_capacity(ctx->deps.cache, max_entries, max_bytes);
+}
+
+void analyze_cache_l1_capacity(analyze_ctx *ctx, size_t *max_entries, size_t *max_bytes)
+{
+    cache_l1_capacity(ctx->deps.cache, max_entries, max_bytes);
+}
+
+uint64_t analyze_cache_l1_clear(analyze_ctx *ctx)
+{
+    return cache_l1_clear(ctx->deps.cache);
+}
+
+int analyze_cache_warm(analyze_ctx *ctx, size_t n, size_t *loaded)
+{
+    if (!ctx->deps.cache) {
+        if (loaded)
+            *loaded = 0;
+        return vg_err_set(VG_EUNSUPPORTED, "analysis runs without a feature cache");
+    }
+    return cache_warm_l1_from_l2(ctx->deps.cache, n, loaded);
+}
+
+int analyze_batching_tune(analyze_ctx *ctx, unsigned max_batch, uint32_t max_delay_us)
+{
+    return sched_kind_tune(ctx->sch, 0, max_batch, max_delay_us);
+}
+
+void analyze_batching(analyze_ctx *ctx, unsigned *max_batch, uint32_t *max_delay_us)
+{
+    sched_stats ss;
+    sched_stats_get(ctx->sch, &ss);
+    if (max_batch)
+        *max_batch = ss.kinds[0].max_batch;
+    if (max_delay_us)
+        *max_delay_us = ss.kinds[0].max_delay_us;
+}
+
+int analyze_add_replica(analyze_ctx *ctx)
+{
+    return sched_add_replica(ctx->sch);
+}
+
+int analyze_replace_failing_replica(analyze_ctx *ctx, unsigned min_streak, unsigned *index)
+{
+    return sched_replace_failing_replica(ctx->sch, min_streak, index);
+}
+
+void analyze_replicas(analyze_ctx *ctx, analyze_replica_info *out)
+{
+    sched_stats ss;
+    sched_stats_get(ctx->sch, &ss);
+    memset(out, 0, sizeof *out);
+    out->current = ss.replicas;
+    out->min = ss.min_replicas;
+    out->max = ss.max_replicas;
+    out->busy = ss.replicas_busy;
+    out->worst_fail_streak = ss.worst_fail_streak;
+    out->replaced = ss.replicas_replaced;
+    out->batch_failures = ss.batch_failures;
 }

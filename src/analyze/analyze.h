@@ -127,6 +127,13 @@ typedef struct analyze_config {
     uint64_t max_lossless_pixels;
     uint64_t max_decode_work; /* work units, see img.h */
     uint32_t max_decode_ratio;
+    /* Test-only fault injection (the end-to-end tests of alerts and self-healing drive real
+     * failures and slow stages with them; never set in production): fault_error_rate is the
+     * share of computed images (0..1) failed with VG_EINTERNAL after decoding, spread evenly
+     * (deterministic, not random); fault_stage_delay_ms sleeps that long before each computed
+     * image's decode. 0 = off. */
+    double fault_error_rate;
+    uint32_t fault_stage_delay_ms;
 } analyze_config;
 
 /* Fills the defaults above (balanced level). */
@@ -210,5 +217,31 @@ void analyze_features_free(analyze_features *f);
  * on the calling thread holds the done callback's detail. */
 int analyze_run(analyze_ctx *ctx, const analyze_request *req, analyze_result *out);
 void analyze_result_free(analyze_result *r);
+
+/* ---- run-time knobs (self-healing) ---------------------------------------------------------
+ * Pass-throughs to the cache and the scheduler the context owns, so the server can act on them
+ * without reaching inside. All thread-safe. */
+
+/* L1 of the feature cache: new bounds (shrinking evicts at once), current bounds, clear.
+ * VG_EUNSUPPORTED without a cache or without L1. */
+int analyze_cache_l1_set_capacity(analyze_ctx *ctx, size_t max_entries, size_t max_bytes);
+void analyze_cache_l1_capacity(analyze_ctx *ctx, size_t *max_entries, size_t *max_bytes);
+uint64_t analyze_cache_l1_clear(analyze_ctx *ctx);
+/* Loads L2's n most recently used entries into L1 (cache_warm_l1_from_l2). */
+int analyze_cache_warm(analyze_ctx *ctx, size_t n, size_t *loaded);
+/* Batching of the inference queue: max images per batch (1..the configured max_batch) and max
+ * delay; and the current values. VG_EINVAL. */
+int analyze_batching_tune(analyze_ctx *ctx, unsigned max_batch, uint32_t max_delay_us);
+void analyze_batching(analyze_ctx *ctx, unsigned *max_batch, uint32_t *max_delay_us);
+/* One more inference replica, kept (sched_add_replica): VG_ECONFLICT at max_workers. */
+int analyze_add_replica(analyze_ctx *ctx);
+/* Fresh replica for the one whose batches failed min_streak times in a row (VG_ENOTFOUND). */
+int analyze_replace_failing_replica(analyze_ctx *ctx, unsigned min_streak, unsigned *index);
+typedef struct analyze_replica_info {
+    unsigned current, min, max, busy;
+    unsigned worst_fail_streak; /* consecutive failed batches of the worst live replica */
+    uint64_t replaced, batch_failures;
+} analyze_replica_info;
+void analyze_replicas(analyze_ctx *ctx, analyze_replica_info *out);
 
 #endif /* VG_ANALYZE_H */

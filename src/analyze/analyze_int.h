@@ -63,6 +63,7 @@ struct analyze_ctx {
         n_faces;
     _Atomic uint64_t n_cache[4];
     _Atomic uint64_t n_img_limit[IMG_LIMIT_COUNT]; /* by img_limit_kind */
+    _Atomic uint64_t fault_seq;                    /* computed images seen by the fault injection */
 };
 
 /* analyze_features.c */

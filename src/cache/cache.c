@@ -355,3 +355,64 @@ void cache_stats_get(cache *c, cache_stats *out)
         pthread_mutex_unlock(&c->qmu);
     }
 }
+
+/* ---- run-time knobs ------------------------------------------------------------------------- */
+
+int cache_l1_set_capacity(cache *c, size_t max_entries, size_t max_bytes)
+{
+    if (!c)
+        return vg_err_set(VG_EINVAL, "cache is NULL");
+    if (!c->l1)
+        return vg_err_set(VG_EUNSUPPORTED, "the cache has no L1 tier");
+    return cache__l1_set_capacity(c->l1, max_entries, max_bytes, NULL);
+}
+
+void cache_l1_capacity(cache *c, size_t *max_entries, size_t *max_bytes)
+{
+    if (c && c->l1) {
+        cache__l1_capacity(c->l1, max_entries, max_bytes);
+        return;
+    }
+    if (max_entries)
+        *max_entries = 0;
+    if (max_bytes)
+        *max_bytes = 0;
+}
+
+uint64_t cache_l1_clear(cache *c)
+{
+    return c && c->l1 ? cache__l1_clear(c->l1) : 0;
+}
+
+int cache_warm_l1_from_l2(cache *c, size_t n, size_t *loaded)
+{
+    if (loaded)
+        *loaded = 0;
+    if (!c)
+        return vg_err_set(VG_EINVAL, "cache is NULL");
+    if (!c->l1 || !c->l2)
+        return vg_err_set(VG_EUNSUPPORTED, "warming needs both L1 and L2");
+    if (n > CACHE_MAX_WARM_ENTRIES)
+        n = CACHE_MAX_WARM_ENTRIES;
+    if (n == 0)
+        return VG_OK;
+    cache_key *keys = vg_malloc(n * sizeof *keys);
+    if (!keys)
+        return vg_err_set(VG_ENOMEM, "warm key buffer of %zu keys", n);
+    size_t got = cache__l2_recent(c->l2, keys, n), done = 0;
+    /* Least recent first, so the most recent L2 entry ends up the most recent in L1. */
+    for (size_t i = got; i-- > 0;) {
+        if (cache__l1_contains(c->l1, &keys[i]))
+            continue;
+        cache_val *v = NULL;
+        if (cache__l2_get(c->l2, &keys[i], &v) != VG_OK)
+            continue;
+        if (cache__l1_put(c->l1, &keys[i], v) == VG_OK)
+            done++;
+        cache_val_unref(v);
+    }
+    vg_free(keys);
+    if (loaded)
+        *loaded = done;
+    return VG_OK;
+}

@@ -214,6 +214,24 @@ int cache_put_val(cache *c, const cache_key *key, cache_val *v);
  * breaker is open: then the copy there lives until its TTL). Erasure of deleted data uses this. */
 void cache_remove(cache *c, const cache_key *key);
 
+/* ---- run-time knobs (self-healing) --------------------------------------------------------- */
+
+/* Most entries one cache_warm_l1_from_l2 call loads (bounds its key buffer and its disk reads). */
+#define CACHE_MAX_WARM_ENTRIES 4096
+
+/* New L1 bounds while serving. Shrinking evicts the least recently used entries at once (counted
+ * as L1 evictions); raising takes effect for the next puts. Bounds below the shard count are
+ * raised to it. VG_EINVAL (0 or NULL), VG_EUNSUPPORTED (the cache has no L1). Thread-safe. */
+int cache_l1_set_capacity(cache *c, size_t max_entries, size_t max_bytes);
+/* Current L1 bounds (0, 0 without L1). */
+void cache_l1_capacity(cache *c, size_t *max_entries, size_t *max_bytes);
+/* Drops every L1 entry (counted as evictions); returns how many. The lower tiers keep theirs. */
+uint64_t cache_l1_clear(cache *c);
+/* Loads L2's n most recently used entries (at most CACHE_MAX_WARM_ENTRIES) into L1, most recent
+ * last so they are the freshest in L1; entries already in L1 are skipped. Reads count as L2 hits.
+ * *loaded (may be NULL) gets how many were loaded. VG_EUNSUPPORTED without L1 or L2, VG_ENOMEM. */
+int cache_warm_l1_from_l2(cache *c, size_t n, size_t *loaded);
+
 /* Snapshot of the counters (each read atomically; the set is not one consistent instant). */
 void cache_stats_get(cache *c, cache_stats *out);
 

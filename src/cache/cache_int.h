@@ -116,6 +116,14 @@ void cache__l1_remove(cache_l1 *l1, const cache_key *key);
 /* Bytes an entry holding a value of len bytes counts against max_bytes. */
 size_t cache__l1_charge(size_t len);
 unsigned cache__l1_shard_count(const cache_l1 *l1);
+/* New bounds at run time (self-healing). Shrinking evicts least recently used entries at once
+ * (counted as evictions, *evicted if not NULL); raising grows the hash tables. Bounds below the
+ * shard count are raised to it (every shard keeps room for one entry). VG_EINVAL on 0. */
+int cache__l1_set_capacity(cache_l1 *l1, size_t max_entries, size_t max_bytes, uint64_t *evicted);
+/* Drops every entry (counted as evictions); returns how many. */
+uint64_t cache__l1_clear(cache_l1 *l1);
+/* Current bounds (sums of the shards'). */
+void cache__l1_capacity(cache_l1 *l1, size_t *max_entries, size_t *max_bytes);
 cache_ctr *cache__l1_ctr(cache_l1 *l1);
 void cache__l1_stats(cache_l1 *l1, cache_tier_stats *out);
 
@@ -144,6 +152,9 @@ typedef int (*cache_l2_free_fn)(void *arg, const char *dir, uint64_t *free_bytes
 void cache__l2_set_free_fn(cache_l2 *l2, cache_l2_free_fn fn, void *arg);
 /* Path of key's entry file into buf (tests corrupt files through it). VG_EINVAL if too small. */
 int cache__l2_entry_path(const cache_l2 *l2, const cache_key *key, char *buf, size_t buflen);
+/* Up to max keys of the most recently used entries, most recent first, into keys; returns how
+ * many. */
+size_t cache__l2_recent(cache_l2 *l2, cache_key *keys, size_t max);
 cache_ctr *cache__l2_ctr(cache_l2 *l2);
 void cache__l2_stats(cache_l2 *l2, cache_tier_stats *out);
 

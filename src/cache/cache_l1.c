@@ -304,3 +304,114 @@ void cache__l1_stats(cache_l1 *l1, cache_tier_stats *out)
         pthread_mutex_unlock(&s->mu);
     }
 }
+
+/* ---- run-time capacity ---------------------------------------------------------------------- */
+
+/* Evicts from the shard's tail until both bounds hold (caller holds mu); victims chained on
+ * *victims for release after the unlock. */
+static uint64_t shard_trim(l1_shard *s, l1_node **victims)
+{
+    uint64_t evicted = 0;
+    while ((s->entries > s->max_entries || s->bytes > s->max_bytes) && s->lru.prev != &s->lru) {
+        l1_node *tail = s->lru.prev;
+        shard_detach(s, tail);
+        tail->hnext = *victims;
+        *victims = tail;
+        evicted++;
+    }
+    return evicted;
+}
+
+/* Rehashes into a table of `buckets` (caller holds mu); a failed allocation keeps the old table
+ * (longer chains, still correct). */
+static void shard_rehash(l1_shard *s, size_t buckets)
+{
+    l1_node **t = vg_calloc(buckets, sizeof *t);
+    if (!t)
+        return;
+    for (size_t i = 0; i <= s->mask; i++) {
+        l1_node *n = s->table[i];
+        while (n) {
+            l1_node *next = n->hnext;
+            size_t b = key_hash(&n->key) & (buckets - 1);
+            n->hnext = t[b];
+            t[b] = n;
+            n = next;
+        }
+    }
+    vg_free(s->table);
+    s->table = t;
+    s->mask = buckets - 1;
+}
+
+int cache__l1_set_capacity(cache_l1 *l1, size_t max_entries, size_t max_bytes, uint64_t *evicted)
+{
+    if (max_entries == 0 || max_bytes == 0)
+        return vg_err_set(VG_EINVAL, "L1 bounds must be >= 1 (entries %zu, bytes %zu)", max_entries,
+                          max_bytes);
+    unsigned n = l1->nshards;
+    /* The shard count is fixed at creation: every shard keeps room for one entry. */
+    if (max_entries < n)
+        max_entries = n;
+    if (max_bytes < n)
+        max_bytes = n;
+    uint64_t total = 0;
+    for (unsigned i = 0; i < n; i++) {
+        l1_shard *s = &l1->shards[i];
+        l1_node *victims = NULL;
+        pthread_mutex_lock(&s->mu);
+        s->max_entries = max_entries / n + (i < max_entries % n);
+        s->max_bytes = max_bytes / n + (i < max_bytes % n);
+        size_t buckets = s->mask + 1;
+        while (buckets < s->max_entries && buckets < ((size_t)1 << 30))
+            buckets *= 2;
+        if (buckets > s->mask + 1)
+            shard_rehash(s, buckets);
+        total += shard_trim(s, &victims);
+        pthread_mutex_unlock(&s->mu);
+        release_victims(victims);
+    }
+    if (total)
+        CACHE_CTR_ADD(&l1->ctr, evictions, total);
+    if (evicted)
+        *evicted = total;
+    return VG_OK;
+}
+
+uint64_t cache__l1_clear(cache_l1 *l1)
+{
+    uint64_t total = 0;
+    for (unsigned i = 0; i < l1->nshards; i++) {
+        l1_shard *s = &l1->shards[i];
+        l1_node *victims = NULL;
+        pthread_mutex_lock(&s->mu);
+        while (s->lru.prev != &s->lru) {
+            l1_node *tail = s->lru.prev;
+            shard_detach(s, tail);
+            tail->hnext = victims;
+            victims = tail;
+            total++;
+        }
+        pthread_mutex_unlock(&s->mu);
+        release_victims(victims);
+    }
+    if (total)
+        CACHE_CTR_ADD(&l1->ctr, evictions, total);
+    return total;
+}
+
+void cache__l1_capacity(cache_l1 *l1, size_t *max_entries, size_t *max_bytes)
+{
+    size_t e = 0, b = 0;
+    for (unsigned i = 0; i < l1->nshards; i++) {
+        l1_shard *s = &l1->shards[i];
+        pthread_mutex_lock(&s->mu);
+        e += s->max_entries;
+        b += s->max_bytes;
+        pthread_mutex_unlock(&s->mu);
+    }
+    if (max_entries)
+        *max_entries = e;
+    if (max_bytes)
+        *max_bytes = b;
+}

@@ -709,3 +709,13 @@ void cache__l2_stats(cache_l2 *l2, cache_tier_stats *out)
     out->bytes = l2->bytes;
     pthread_mutex_unlock(&l2->mu);
 }
+
+size_t cache__l2_recent(cache_l2 *l2, cache_key *keys, size_t max)
+{
+    size_t n = 0;
+    pthread_mutex_lock(&l2->mu);
+    for (l2_ent *e = l2->lru.next; e != &l2->lru && n < max; e = e->next)
+        keys[n++] = e->key;
+    pthread_mutex_unlock(&l2->mu);
+    return n;
+}

@@ -17,6 +17,7 @@
 static const char *const log_choices[] = {"debug", "info", "warn", "error", "off", NULL};
 static const char *const level_choices[] = {"speed", "balanced", "accuracy", "memory", NULL};
 static const char *const cache_scope_choices[] = {"tenant", "global", NULL};
+static const char *const self_heal_choices[] = {"off", "dry-run", "on", NULL};
 
 #define F(field) offsetof(conf_settings, field)
 #define BIG 9.007199254740992e15 /* 2^53: exact in a double */
@@ -70,6 +71,21 @@ static const conf_def rows[] = {
     {"replicas_min", CONF_INT, "1", "model replicas kept at least", NULL, 1, 1024, 0, F(replicas_min)},
     {"replicas_max", CONF_INT, "0", "model replicas at most (0: one per CPU)", NULL, 0, 1024, 0, F(replicas_max)},
     {"tenant_max_analyses", CONF_INT, "0", "images one tenant may have queued or in analysis; more is 429 + Retry-After at once (0: half of queue_depth)", NULL, 0, 1000000, 0, F(tenant_max_analyses)},
+    /* self-healing (docs/OPERATIONS.md "Self-healing"); durations are ops time */
+    {"self_heal", CONF_ENUM, "on", "self-healing actions: off, dry-run (log and record, do not act) or on", self_heal_choices, 0, 0, 0, F(self_heal)},
+    {"self_heal_memory_percent", CONF_FLOAT, "85", "self-healing: shrink L1 and trim the heap when memory use (RSS / memory limit) reaches this percent", NULL, 1, 100, 0, F(self_heal_memory_percent)},
+    {"self_heal_memory_limit", CONF_SIZE, "0", "self-healing: also shrink when RSS reaches this many bytes (0: no RSS limit)", NULL, 0, BIG, 0, F(self_heal_memory_limit)},
+    {"self_heal_p95_ms", CONF_FLOAT, "1500", "self-healing: retune batching and warm L1 when the analysis P95 reaches this (ms)", NULL, 1, 600000, 0, F(self_heal_p95_ms)},
+    {"self_heal_error_rate", CONF_FLOAT, "0.05", "self-healing: add or replace a replica when the analysis error rate reaches this (0..1)", NULL, 0.001, 1, 0, F(self_heal_error_rate)},
+    {"self_heal_hit_rate", CONF_FLOAT, "0.4", "self-healing: raise L1 when the cache hit rate falls under this (0..1)", NULL, 0, 1, 0, F(self_heal_hit_rate)},
+    {"self_heal_l1_budget", CONF_SIZE, "512MiB", "self-healing: L1 is never raised above this many bytes", NULL, 1048576, BIG, 0, F(self_heal_l1_budget)},
+    {"self_heal_for", CONF_DURATION, "60s", "self-healing: a condition must hold this long before its action runs (ops time)", NULL, 0, 86400000, 0, F(self_heal_for_ms)},
+    {"self_heal_cooldown", CONF_DURATION, "5m", "self-healing: least time between two runs of one action (ops time)", NULL, 0, 86400000, 0, F(self_heal_cooldown_ms)},
+    {"self_heal_max_per_hour", CONF_INT, "6", "self-healing: most runs of one action per hour (ops time)", NULL, 1, 60, 0, F(self_heal_max_per_hour)},
+    {"self_heal_time_scale", CONF_FLOAT, "1", "self-healing: its durations are divided by this (tests; ops_time_scale takes over once the ops core is in)", NULL, 1, 3600, 0, F(self_heal_time_scale)},
+    /* test-only fault injection (never in production) */
+    {"fault_analysis_error_rate", CONF_FLOAT, "0", "TEST ONLY: share of computed images failed on purpose (0..1)", NULL, 0, 1, 0, F(fault_analysis_error_rate)},
+    {"fault_stage_delay_ms", CONF_INT, "0", "TEST ONLY: sleep this long before each computed image's decode (ms)", NULL, 0, 60000, 0, F(fault_stage_delay_ms)},
 };
 /* clang-format on */
 

@@ -103,8 +103,23 @@ typedef struct conf_settings {
     int64_t replicas_max;
     /* per-tenant fairness (sched) */
     int64_t tenant_max_analyses; /* images one tenant may have queued or running; 0 = auto */
+    /* self-healing (ops_heal) */
+    int self_heal; /* ops_heal_mode order: off, dry-run, on */
+    double self_heal_memory_percent;
+    uint64_t self_heal_memory_limit; /* RSS bytes; 0 = none */
+    double self_heal_p95_ms;
+    double self_heal_error_rate;
+    double self_heal_hit_rate;
+    uint64_t self_heal_l1_budget;
+    uint64_t self_heal_for_ms;
+    uint64_t self_heal_cooldown_ms;
+    int64_t self_heal_max_per_hour;
+    double self_heal_time_scale;
+    /* test-only fault injection */
+    double fault_analysis_error_rate;
+    int64_t fault_stage_delay_ms;
     /* where each value came from, by table index (for the start-up log and tests) */
-    unsigned char source[64];
+    unsigned char source[128];
 } conf_settings;
 
 /* One row of the settings table (read-only, static). */

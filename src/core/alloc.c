@@ -22,6 +22,11 @@ void vg_malloc_tune(void)
     mallopt(M_TRIM_THRESHOLD, (int)VG_MALLOC_TRIM_MAX);
 }
 
+int vg_malloc_trim(void)
+{
+    return malloc_trim(0);
+}
+
 void vg_alloc_fail_after(long n)
 {
     atomic_store(&alloc_fail_at, n > 0 ? atomic_load(&alloc_count) + n : 0);

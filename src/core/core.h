@@ -115,6 +115,9 @@ char *vg_strdup(const char *s);
 #define VG_MALLOC_MMAP_MAX (32u << 20)
 #define VG_MALLOC_TRIM_MAX (64u << 20)
 void vg_malloc_tune(void);
+/* Returns freed heap memory to the system (glibc malloc_trim(0)): after a cache shrank, the freed
+ * entries otherwise stay in the heaps and RSS does not go down. 1 if memory was released. */
+int vg_malloc_trim(void);
 /* Aligned allocation (alignment a power of two >= sizeof(void*)); free with vg_free. */
 void *vg_aligned_alloc(size_t alignment, size_t n);
 

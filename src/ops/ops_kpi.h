@@ -53,15 +53,15 @@ typedef struct ops_kpis {
     double error_rate;          /* 5xx answers / answers, all classes (0..1) */
     double analysis_error_rate; /* failed analyses (5xx, deadline, decode crash) / analyses */
 
-    double cache_hit_rate[OPS_CACHE_TIERS];     /* [0] overall: hits in any tier / lookups */
+    double cache_hit_rate[OPS_CACHE_TIERS];       /* [0] overall: hits in any tier / lookups */
     double cache_hit_latency_ms[OPS_CACHE_TIERS]; /* mean latency of a hit in that tier */
 
     double batch_size_mean;
     double batch_size_dist[OPS_BATCH_BUCKETS]; /* share of batches per bucket (sums to 1) */
     double queue_depth;                        /* mean of the per-second samples */
     double queue_depth_max;
-    double replicas;            /* mean */
-    double replica_utilisation; /* busy / live replicas, 0..1 */
+    double replicas;             /* mean */
+    double replica_utilisation;  /* busy / live replicas, 0..1 */
     double stage_ms[OPS_STAGES]; /* mean per computed image */
 
     double cpu_percent;     /* process CPU over the window / online CPUs, 0..100 */

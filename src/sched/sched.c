@@ -72,7 +72,8 @@ typedef struct sched_tenant {
 } sched_tenant;
 
 typedef struct sched_kind {
-    sched_kind_config cfg;
+    sched_kind_config cfg;  /* max_batch and max_delay_us may change (sched_kind_tune) */
+    unsigned max_batch_cap; /* max_batch at sched_new: the buffers and tenant records hold it */
     /* queue */
     sched_entry *pool;
     unsigned cap, count;
@@ -107,6 +108,11 @@ typedef struct sched_worker {
     pthread_t tid;
     slot_state state;
     int spawned;
+    /* Batch outcomes of the replica in this slot (reset when a fresh replica takes it): a batch
+     * fails when the batch function fails or every item in it does. */
+    unsigned fail_streak;    /* consecutive failed batches */
+    uint64_t batch_failures; /* failed batches since the replica started */
+    int replace;             /* sched_replace_failing_replica asked for a fresh replica */
 } sched_worker;
 
 struct sched {
@@ -128,8 +134,9 @@ struct sched {
     unsigned live, starting, exiting, idle, busy, peak;
     unsigned spawning; /* pthread_create calls in flight */
     uint64_t started, stopped, replica_errors;
-    int first_error;        /* first replica_new failure during sched_new */
-    uint64_t grow_after_ns; /* no growth before this (back-off after a failed start) */
+    uint64_t replaced, batch_failures; /* replicas replaced; failed batches (all replicas) */
+    int first_error;                   /* first replica_new failure during sched_new */
+    uint64_t grow_after_ns;            /* no growth before this (back-off after a failed start) */
     uint64_t pending_total;
     int stopping, cancel, shut_done;
     /* the deadline reaper */
@@ -622,6 +629,32 @@ static void *worker_main(void *arg)
     for (;;) {
         if (s->stopping && (s->cancel || s->pending_total == 0))
             break;
+        if (w->replace && !s->stopping) {
+            /* A fresh replica on this same thread (replica_new/free must run on one thread):
+             * whatever state made the old one fail goes with it. */
+            w->replace = 0;
+            s->busy++;
+            pthread_mutex_unlock(&s->mu);
+            if (s->replica_free && replica)
+                s->replica_free(s->replica_user, replica);
+            replica = NULL;
+            rc = s->replica_new ? s->replica_new(s->replica_user, w->index, &replica) : VG_OK;
+            if (rc != VG_OK)
+                VG_WARN("sched", "replacement replica %u could not be created: %s", w->index,
+                        vg_err_msg());
+            pthread_mutex_lock(&s->mu);
+            s->busy--;
+            w->fail_streak = 0;
+            w->batch_failures = 0;
+            if (rc != VG_OK) {
+                s->replica_errors++;
+                s->grow_after_ns = vg_now_ns() + SCHED_GROW_BACKOFF_NS;
+                break; /* retire; the pool grows again on demand */
+            }
+            s->replaced++;
+            idle_since = vg_now_ns();
+            continue;
+        }
         uint64_t now = vg_now_ns(), wake = 0;
         int ki = pick_kind(s, now, &wake);
         if (ki >= 0) {
@@ -666,16 +699,26 @@ static void *worker_main(void *arg)
                 k->batches++;
                 k->batch_items += n;
                 k->run_sum += run_ns;
+                size_t nfail = 0;
                 for (size_t i = 0; i < n; i++) {
-                    if (buf.status[i] == 0)
+                    if (buf.status[i] == 0) {
                         k->completed++;
-                    else
+                    } else {
                         k->failed++;
+                        nfail++;
+                    }
                     k->tenants[buf.batch[i].tenant].running--;
                     tenant_put(k, buf.batch[i].tenant);
                 }
                 if (batch_rc == 0)
                     adapt_record(k, (unsigned)n, run_ns);
+                if (nfail == n) {
+                    w->fail_streak++;
+                    w->batch_failures++;
+                    s->batch_failures++;
+                } else {
+                    w->fail_streak = 0;
+                }
                 /* Completions after the accounting, so that whoever sees its item done also
                  * sees it counted in sched_stats_get. */
                 pthread_mutex_unlock(&s->mu);
@@ -834,6 +877,7 @@ int sched_new(const sched_config *cfg, sched **out)
         k->cfg = cfg->kinds[i];
         if (rc == VG_OK)
             rc = kind_alloc(k, s->max_replicas);
+        k->max_batch_cap = k->cfg.max_batch;
         kind_init_buckets(k);
         if (k->cfg.max_batch > s->batch_cap)
             s->batch_cap = k->cfg.max_batch;
@@ -1026,6 +1070,7 @@ void sched_stats_get(sched *s, sched_stats *out)
         o->wait_ns_max = k->wait_max;
         o->run_ns_sum = k->run_sum;
         o->max_batch = k->cfg.max_batch;
+        o->max_delay_us = k->cfg.max_delay_us;
         o->preferred_batch = k->pref;
         o->n_buckets = k->n_cand;
         for (unsigned b = 0; b < k->n_cand; b++) {
@@ -1042,5 +1087,124 @@ void sched_stats_get(sched *s, sched_stats *out)
     out->replicas_started = s->started;
     out->replicas_stopped = s->stopped;
     out->replica_errors = s->replica_errors;
+    out->replicas_replaced = s->replaced;
+    out->batch_failures = s->batch_failures;
+    for (unsigned i = 0; i < s->max_replicas; i++)
+        if (s->workers[i].state == SLOT_TAKEN && s->workers[i].fail_streak > out->worst_fail_streak)
+            out->worst_fail_streak = s->workers[i].fail_streak;
     pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- run-time knobs ------------------------------------------------------------------------- */
+
+int sched_kind_tune(sched *s, unsigned kind, unsigned max_batch, uint32_t max_delay_us)
+{
+    if (!s || kind >= s->n_kinds)
+        return vg_err_set(VG_EINVAL, "sched_kind_tune: bad kind");
+    sched_kind *k = &s->kinds[kind];
+    if (max_batch < 1 || max_batch > k->max_batch_cap)
+        return vg_err_set(VG_EINVAL, "sched: kind %s: max_batch %u not in 1..%u", k->cfg.name,
+                          max_batch, k->max_batch_cap);
+    if (max_delay_us > SCHED_MAX_DELAY_US)
+        return vg_err_set(VG_EINVAL, "sched: kind %s: max_delay_us %u above %u", k->cfg.name,
+                          max_delay_us, (unsigned)SCHED_MAX_DELAY_US);
+    pthread_mutex_lock(&s->mu);
+    k->cfg.max_delay_us = max_delay_us;
+    if (k->cfg.max_batch != max_batch) {
+        /* New size buckets: the old measurements belong to another set of candidates. */
+        k->cfg.max_batch = max_batch;
+        memset(k->recent, 0, sizeof k->recent);
+        memset(k->est, 0, sizeof k->est);
+        memset(k->samples, 0, sizeof k->samples);
+        k->explore_tick = 0;
+        kind_init_buckets(k);
+    }
+    pthread_mutex_unlock(&s->mu);
+    /* A forming batch may be ready under the new limits: let the workers look again. */
+    pthread_cond_broadcast(&s->work_cv);
+    return VG_OK;
+}
+
+/* Starts workers until live + starting reaches min_replicas (caller holds mu; drops it around
+ * each spawn). */
+static void fill_to_min(sched *s)
+{
+    while (!s->stopping && s->live + s->starting < s->min_replicas) {
+        int join;
+        int idx = reserve_slot(s, &join);
+        if (idx < 0)
+            break;
+        pthread_mutex_unlock(&s->mu);
+        spawn(s, idx, join);
+        pthread_mutex_lock(&s->mu);
+    }
+}
+
+int sched_set_min_replicas(sched *s, unsigned n)
+{
+    if (!s)
+        return vg_err_set(VG_EINVAL, "sched_set_min_replicas: NULL");
+    pthread_mutex_lock(&s->mu);
+    if (n < 1 || n > s->max_replicas) {
+        unsigned max = s->max_replicas;
+        pthread_mutex_unlock(&s->mu);
+        return vg_err_set(VG_EINVAL, "sched: min replicas %u not in 1..%u", n, max);
+    }
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return VG_ECANCELED;
+    }
+    s->min_replicas = n;
+    fill_to_min(s);
+    pthread_mutex_unlock(&s->mu);
+    /* Idle workers sleeping untimed (they were at the floor) start their retire timer. */
+    pthread_cond_broadcast(&s->work_cv);
+    return VG_OK;
+}
+
+int sched_add_replica(sched *s)
+{
+    if (!s)
+        return vg_err_set(VG_EINVAL, "sched_add_replica: NULL");
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        return VG_ECANCELED;
+    }
+    unsigned have = s->live + s->starting;
+    if (have >= s->max_replicas) {
+        unsigned max = s->max_replicas;
+        pthread_mutex_unlock(&s->mu);
+        return vg_err_set(VG_ECONFLICT, "sched: already at the most replicas (%u)", max);
+    }
+    if (s->min_replicas < have + 1)
+        s->min_replicas = have + 1;
+    fill_to_min(s);
+    pthread_mutex_unlock(&s->mu);
+    return VG_OK;
+}
+
+int sched_replace_failing_replica(sched *s, unsigned min_streak, unsigned *index)
+{
+    if (!s)
+        return vg_err_set(VG_EINVAL, "sched_replace_failing_replica: NULL");
+    if (min_streak < 1)
+        min_streak = 1;
+    pthread_mutex_lock(&s->mu);
+    int worst = -1;
+    for (unsigned i = 0; i < s->max_replicas; i++) {
+        sched_worker *w = &s->workers[i];
+        if (w->state == SLOT_TAKEN && !w->replace && w->fail_streak >= min_streak &&
+            (worst < 0 || w->fail_streak > s->workers[worst].fail_streak))
+            worst = (int)i;
+    }
+    if (worst >= 0 && !s->stopping)
+        s->workers[worst].replace = 1;
+    pthread_mutex_unlock(&s->mu);
+    if (worst < 0 || s->stopping)
+        return VG_ENOTFOUND;
+    pthread_cond_broadcast(&s->work_cv);
+    if (index)
+        *index = (unsigned)worst;
+    return VG_OK;
 }

@@ -155,8 +155,9 @@ typedef struct sched_kind_stats {
     uint64_t tenants;                  /* now: tenants with items queued or running */
     uint64_t wait_ns_sum, wait_ns_max; /* submit -> batch start, computed items */
     uint64_t run_ns_sum;               /* time inside the batch function */
-    unsigned max_batch;
-    unsigned preferred_batch; /* current choice of the adaptive batcher */
+    unsigned max_batch;                /* now (sched_kind_tune may have changed it) */
+    uint32_t max_delay_us;             /* now */
+    unsigned preferred_batch;          /* current choice of the adaptive batcher */
     /* Per size bucket b (batches of size in [bucket_size[b], bucket_size[b+1])): */
     unsigned n_buckets;
     unsigned bucket_size[SCHED_SIZE_BUCKETS];
@@ -172,10 +173,35 @@ typedef struct sched_stats {
     unsigned replicas_peak;
     unsigned min_replicas, max_replicas;
     uint64_t replicas_started, replicas_stopped, replica_errors;
+    uint64_t replicas_replaced; /* fresh replicas made by sched_replace_failing_replica */
+    uint64_t batch_failures;    /* batches that failed as a whole (or every item in them) */
+    unsigned worst_fail_streak; /* longest run of consecutive failed batches of a live replica */
 } sched_stats;
 
 /* A consistent snapshot. An item is counted (completed, failed) before its done callback runs,
  * so a caller that has seen its callbacks also sees them in the counts. */
 void sched_stats_get(sched *s, sched_stats *out);
+
+/* ---- run-time knobs (self-healing) --------------------------------------------------------- */
+
+/* Longest max_delay_us sched_kind_tune accepts. */
+#define SCHED_MAX_DELAY_US 1000000u
+
+/* New batching limits for a kind while serving: max_batch in 1..the max_batch it was created with
+ * (the workers' buffers hold that many), max_delay_us <= SCHED_MAX_DELAY_US. The adaptive batcher
+ * starts measuring again over the new sizes. VG_EINVAL. Any thread. */
+int sched_kind_tune(sched *s, unsigned kind, unsigned max_batch, uint32_t max_delay_us);
+/* Raises or lowers the replica floor (1..max_replicas); raising starts workers at once (without
+ * waiting for their replicas), lowering lets idle ones retire after idle_shrink_ms. VG_EINVAL,
+ * VG_ECANCELED (shutting down). */
+int sched_set_min_replicas(sched *s, unsigned n);
+/* Starts one more replica now and keeps it (the floor becomes the current count + 1).
+ * VG_ECONFLICT when max_replicas are already running or starting; VG_ECANCELED. */
+int sched_add_replica(sched *s);
+/* Replaces the replica whose batches kept failing: the live replica with the longest run of
+ * consecutive failed batches, if that run is >= min_streak, gets a fresh replica (replica_free,
+ * then replica_new on its own worker thread, after its current batch). *index (may be NULL) gets
+ * its worker index. VG_ENOTFOUND when no replica has failed min_streak batches in a row. */
+int sched_replace_failing_replica(sched *s, unsigned min_streak, unsigned *index);
 
 #endif /* VG_SCHED_H */

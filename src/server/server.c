@@ -1,6 +1,7 @@
 /* Server lifecycle: open (store, admin key, index, routes, HTTP), run (wait for a signal), and a
  * graceful shutdown. */
 #include "server/server_int.h"
+#include "ops/ops_heal.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -408,10 +409,17 @@ static int open_analysis(server *s)
     ac.max_lossless_pixels = (uint64_t)c->max_lossless_pixels;
     ac.max_decode_work = (uint64_t)c->max_decode_work;
     ac.max_decode_ratio = (uint32_t)c->max_decode_ratio;
+    ac.fault_error_rate = c->fault_analysis_error_rate;
+    ac.fault_stage_delay_ms = (uint32_t)c->fault_stage_delay_ms;
+    if (ac.fault_error_rate > 0 || ac.fault_stage_delay_ms)
+        VG_WARN("server", "TEST-ONLY fault injection on: analysis error rate %g, stage delay %u ms",
+                ac.fault_error_rate, ac.fault_stage_delay_ms);
     analyze_deps deps = {s->ix, s->cache, s->models};
     if ((rc = analyze_ctx_new(&ac, &deps, &s->an)) != VG_OK)
         return rc;
     catalog_set_erase_hook(s->cat, cache_purge, s);
+    if ((rc = server__heal_open(s)) != VG_OK)
+        return rc;
     VG_INFO("server", "analysis: faces %s, cache l1 %lld entries, l2 %s, l3 %s, model %s",
             s->models ? "on" : "off", (long long)c->cache_l1_entries, cc.l2_dir ? "on" : "off",
             c->redis_url[0] ? "on" : "off", analyze_model_version(s->an));
@@ -600,6 +608,8 @@ void server_close(server *s)
 {
     if (!s)
         return;
+    ops_heal_free(s->heal); /* before the analysis its hooks act on */
+    s->heal = NULL;
     /* Queued analyses finish and resume their requests before the HTTP server goes away. */
     analyze_ctx_free(s->an);
     s->an = NULL;

@@ -63,6 +63,7 @@ struct server {
     struct obs_metric *m_analysis, *m_analysis_queue;
     uint64_t analysis_seen[SERVER_ANALYSIS_OUTCOMES];
     uint64_t img_limits_seen[IMG_LIMIT_COUNT]; /* by img_limit_kind */
+    struct ops_heal *heal; /* self-healing engine (api_heal.c); NULL without analysis */
 };
 
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
@@ -125,6 +126,9 @@ void server__unavailable(http_req *req, void *ud);
 /* ---- handlers ------------------------------------------------------------------------------- */
 
 void server__api_health(http_req *req, void *ud);
+/* api_heal.c: creates s->heal from the self_heal_* settings (after the analysis context). */
+int server__heal_open(server *s);
+void server__api_ops_actions(http_req *req, void *ud);
 void server__api_live(http_req *req, void *ud);
 void server__api_metrics(http_req *req, void *ud);
 void server__api_openapi(http_req *req, void *ud);

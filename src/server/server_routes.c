@@ -24,6 +24,7 @@ static const route_def routes[] = {
     {"GET",    "/api/v1/openapi.json",                         PUB, 0, server__api_openapi},
     {"GET",    "/metrics",                                     PUB, 0, server__api_metrics},
     {"GET",    "/dashboard",                                   PUB, 0, server__api_dashboard},
+    {"GET",    "/api/v1/ops/actions",                          ADM, 0, server__api_ops_actions},
 
     {"POST",   "/api/v1/tenants",                              ADM, J, server__api_tenant_create},
     {"GET",    "/api/v1/tenants",                              ADM, 0, server__api_tenant_list},
