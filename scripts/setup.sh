@@ -8,12 +8,13 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 
 # Every package a build or test step calls, named here: a fresh Debian 12 (debootstrap minbase plus
 # make) has none of them, and .ci/run proves that list in such a root. python3 and curl serve the
-# README walkthrough and the test scripts; git and clang-format the format check; chromium (with a
-# font for its screenshots) opens the dashboard in tests/dashboard_chromium.py.
+# README walkthrough and the test scripts; git and clang-format the format check.
 build_pkgs="build-essential cmake clang pkg-config libturbojpeg0-dev libspng-dev libwebp-dev
   libdnnl-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libhiredis-dev libssl-dev
   libcurl4-openssl-dev libcmocka-dev libclang-rt-14-dev nodejs npm curl ca-certificates python3"
-test_pkgs="redis-server git clang-format chromium fonts-dejavu-core"
+# prometheus: its promtool checks /metrics and the rules in deploy/prometheus; chromium (with a
+# font for its screenshots) opens the dashboard in tests/dashboard_chromium.py.
+test_pkgs="redis-server git clang-format prometheus chromium fonts-dejavu-core"
 bench_pkgs="redis-server wrk hyperfine libjpeg-turbo-progs imagemagick python3-locust"
 
 want="$build_pkgs"

@@ -216,6 +216,30 @@ static void test_log_escapes_untrusted_text(void **state)
     assert_ptr_equal(strchr(buf, '\n'), buf + n - 1); /* exactly one line */
 }
 
+/* The module latency histogram: [2^i, 2^(i+1)) ns buckets, 0 in the first, the rest in the last;
+ * reads add into the snapshot so several histograms merge. */
+static void test_lat_hist(void **state)
+{
+    (void)state;
+    static vg_lat_hist h; /* zero-initialised, as the contract asks */
+    const uint64_t ns[] = {0, 1, 2, 3, 4, 1023, 1024, 1ull << 39, UINT64_MAX / 2};
+    for (size_t i = 0; i < VG_ARRAY_LEN(ns); i++)
+        vg_lat_record(&h, ns[i]);
+    vg_lat_record(NULL, 5); /* no-op */
+    vg_lat_snapshot s = {0};
+    vg_lat_read(&h, &s);
+    assert_int_equal(s.count, 9);
+    assert_int_equal(s.buckets[0], 2);  /* 0, 1 */
+    assert_int_equal(s.buckets[1], 2);  /* 2, 3 */
+    assert_int_equal(s.buckets[2], 1);  /* 4 */
+    assert_int_equal(s.buckets[9], 1);  /* 1023 */
+    assert_int_equal(s.buckets[10], 1); /* 1024 */
+    assert_int_equal(s.buckets[VG_LAT_BUCKETS - 1], 2);
+    assert_int_equal(s.sum_ns, 0 + 1 + 2 + 3 + 4 + 1023 + 1024 + (1ull << 39) + UINT64_MAX / 2);
+    vg_lat_read(&h, &s);
+    assert_int_equal(s.count, 18);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -230,6 +254,7 @@ int main(void)
         cmocka_unit_test(test_time_format),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_log_escapes_untrusted_text),
+        cmocka_unit_test(test_lat_hist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -196,6 +196,34 @@ static void test_histogram_bucket_edges(void **state)
     obs_registry_free(r);
 }
 
+/* A histogram a module keeps (set at scrape time) renders the counts given, replaces the previous
+ * set (it is not added to it), wins over every shard, and a wrong bucket count is misuse. */
+static void test_histogram_set(void **state)
+{
+    (void)state;
+    obs_registry *r = new_reg(0, 4);
+    obs_metric *h;
+    static const double b[] = {0.001, 0.01};
+    assert_int_equal(obs_histogram_register(r, "kept", "k", "tier", b, 2, &h), VG_OK);
+    obs_observe(h, OBS_LABELS("l1"), 0.5); /* overwritten by the set below */
+    const uint64_t c1[] = {1, 2, 3};
+    obs_histogram_set(h, OBS_LABELS("l1"), c1, 3, 0.25);
+    const uint64_t c2[] = {4, 5, 6};
+    obs_histogram_set(h, OBS_LABELS("l1"), c2, 3, 1.5);
+    obs_histogram_set(h, OBS_LABELS("l1"), c2, 2, 9); /* wrong n: dropped */
+    char *text = render(r);
+    const char *want = "# HELP kept k\n# TYPE kept histogram\n"
+                       "kept_bucket{tier=\"l1\",le=\"0.001\"} 4\n"
+                       "kept_bucket{tier=\"l1\",le=\"0.01\"} 9\n"
+                       "kept_bucket{tier=\"l1\",le=\"+Inf\"} 15\n"
+                       "kept_sum{tier=\"l1\"} 1.5\n"
+                       "kept_count{tier=\"l1\"} 15\n";
+    assert_memory_equal(text, want, strlen(want));
+    assert_non_null(strstr(text, "\nvigil_obs_misuse_total 1\n"));
+    vg_free(text);
+    obs_registry_free(r);
+}
+
 static void test_json_snapshot(void **state)
 {
     (void)state;
@@ -668,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_prometheus_golden),
         cmocka_unit_test(test_escaping_and_numbers),
         cmocka_unit_test(test_histogram_bucket_edges),
+        cmocka_unit_test(test_histogram_set),
         cmocka_unit_test(test_json_snapshot),
         cmocka_unit_test(test_registration_rules),
         cmocka_unit_test(test_misuse_counted),

@@ -605,6 +605,11 @@ int analyze_features_compute(analyze_ctx *ctx, const analyze_request *req, analy
     return VG_OK;
 }
 
+void analyze_sched_stats_get(analyze_ctx *ctx, sched_stats *out)
+{
+    sched_stats_get(ctx->sch, out);
+}
+
 void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out)
 {
     memset(out, 0, sizeof *out);

@@ -205,6 +205,10 @@ typedef struct analyze_stats {
     uint64_t img_limit_hits[IMG_LIMIT_COUNT]; /* images refused by each img limit */
 } analyze_stats;
 void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out);
+/* The inference scheduler's own snapshot (one kind, "image": queue, admission, deadlines, batch
+ * size and wait histograms, replicas), for metrics. out is a struct sched_stats (sched/sched.h). */
+struct sched_stats;
+void analyze_sched_stats_get(analyze_ctx *ctx, struct sched_stats *out);
 
 /* Features only (reference uploads, `vigil analyze --features`): decode, hash, faces, through
  * the cache. Errors: img errors (VG_EFORMAT, VG_ETRUNC, VG_ECORRUPT, VG_ETOOBIG, VG_EPIXELS,

@@ -103,6 +103,28 @@ typedef struct conf_settings {
     int64_t replicas_max;
     /* per-tenant fairness (sched) */
     int64_t tenant_max_analyses; /* images one tenant may have queued or running; 0 = auto */
+    /* alerts (ops_alert, ops_webhook): durations are ops time (divided by ops_time_scale) */
+    double alert_cpu_warning, alert_cpu_critical;       /* percent */
+    double alert_memory_warning, alert_memory_critical; /* percent */
+    uint64_t alert_latency_warning_ms, alert_latency_critical_ms;
+    double alert_error_rate_warning, alert_error_rate_critical; /* percent */
+    double alert_cache_hit_warning, alert_cache_hit_critical;   /* percent, fire below */
+    int64_t alert_min_requests, alert_min_lookups;
+    uint64_t alert_for_ms;
+    int alert_anomaly;
+    double alert_anomaly_sigma;
+    uint64_t alert_anomaly_warmup_ms;
+    int64_t alert_anomaly_min_samples;
+    int alert_burn_rate;
+    uint64_t alert_escalate_after_ms; /* 0 = never */
+    int64_t alert_max_events, alert_max_recent, alert_max_silences;
+    char *alert_webhook; /* every severity */
+    char *alert_webhook_info, *alert_webhook_warning, *alert_webhook_critical,
+        *alert_webhook_emergency;
+    char *alert_webhook_secret;
+    char *alert_external_url;
+    uint64_t alert_group_wait_ms, alert_repeat_interval_ms, alert_webhook_timeout_ms;
+    int64_t alert_webhook_retries, alert_webhook_queue;
     /* self-healing (ops_heal) */
     int self_heal; /* ops_heal_mode order: off, dry-run, on */
     double self_heal_memory_percent;
@@ -114,12 +136,18 @@ typedef struct conf_settings {
     uint64_t self_heal_for_ms;
     uint64_t self_heal_cooldown_ms;
     int64_t self_heal_max_per_hour;
-    double self_heal_time_scale;
     /* test-only fault injection */
     double fault_analysis_error_rate;
     int64_t fault_stage_delay_ms;
+    /* operations: KPI windows and SLA (ops-core) */
+    double ops_time_scale;           /* every ops duration is divided by it (tests: 60) */
+    double ops_slo_availability;     /* target, e.g. 0.999 */
+    int64_t ops_slo_analysis_p95_ms; /* analysis P95 objective */
+    int64_t ops_slo_api_p95_ms;      /* API P95 objective */
+    double ops_slo_error_rate;       /* largest error rate, e.g. 0.01 */
+    uint64_t ops_memory_limit;       /* memory_percent against it; 0 = cgroup, else MemTotal */
     /* where each value came from, by table index (for the start-up log and tests) */
-    unsigned char source[128];
+    unsigned char source[192];
 } conf_settings;
 
 /* One row of the settings table (read-only, static). */

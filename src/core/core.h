@@ -18,6 +18,7 @@
 #define VG_CORE_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -156,12 +157,36 @@ int64_t vg_wall_ms(void);
  * buf must hold at least 25 bytes. Returns buf. */
 char *vg_format_time(int64_t wall_ms, char *buf, size_t buflen);
 
+/* A latency histogram kept by a module that must not depend on obs (store, index, sched, face):
+ * bucket i counts durations in [2^i, 2^(i+1)) ns (bucket 0 also 0 ns, the last bucket everything
+ * longer), the layout cache_tier_stats uses. Recording is two relaxed atomic adds, lock-free;
+ * the server turns a snapshot into a Prometheus histogram with power-of-two bounds in seconds
+ * (exact, no interpolation). Zero-initialise (static storage or calloc) before use. */
+#define VG_LAT_BUCKETS 40
+typedef struct vg_lat_hist {
+    _Atomic uint64_t buckets[VG_LAT_BUCKETS];
+    _Atomic uint64_t sum_ns;
+} vg_lat_hist;
+/* A plain copy of one, for stats structs. count is the sum of the buckets. */
+typedef struct vg_lat_snapshot {
+    uint64_t count, sum_ns;
+    uint64_t buckets[VG_LAT_BUCKETS];
+} vg_lat_snapshot;
+/* Records one duration. Thread-safe. h NULL is a no-op. */
+void vg_lat_record(vg_lat_hist *h, uint64_t ns);
+/* Adds h's current values into *out (so snapshots of several histograms can be merged; zero *out
+ * first for a plain copy). Each value read atomically, the set not at one instant. */
+void vg_lat_read(const vg_lat_hist *h, vg_lat_snapshot *out);
+
 /* ---- SHA-256 (OpenSSL EVP) ------------------------------------------------------------------ */
 
 #define VG_SHA256_BYTES 32
 #define VG_SHA256_HEX_BYTES 65 /* 64 hex digits + NUL */
 
 int vg_sha256(const void *data, size_t len, uint8_t out[VG_SHA256_BYTES]);
+/* HMAC-SHA256 of data under key (both borrowed). VG_EINTERNAL if libcrypto fails. */
+int vg_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                   uint8_t out[VG_SHA256_BYTES]);
 /* Lower-case hex of any byte string; out must hold 2*len+1 bytes. */
 void vg_hex_encode(const uint8_t *bytes, size_t len, char *out);
 /* Parses exactly 2*len hex digits (either case). VG_EINVAL on bad length or digit. */

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sys/random.h>
 
 int vg_sha256(const void *data, size_t len, uint8_t out[VG_SHA256_BYTES])
@@ -12,6 +13,21 @@ int vg_sha256(const void *data, size_t len, uint8_t out[VG_SHA256_BYTES])
     /* EVP_Digest is the one-shot form: no context to leak on the error path. */
     if (!EVP_Digest(data, len, out, &outlen, EVP_sha256(), NULL) || outlen != VG_SHA256_BYTES)
         return vg_err_set(VG_EINTERNAL, "EVP_Digest(sha256) failed");
+    return VG_OK;
+}
+
+int vg_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
+                   uint8_t out[VG_SHA256_BYTES])
+{
+    unsigned int outlen = 0;
+    /* HMAC() is OpenSSL's one-shot form (not deprecated in 3.x, unlike HMAC_CTX). A zero-length
+     * key is valid HMAC; OpenSSL wants a non-NULL pointer for it. */
+    static const uint8_t empty = 0;
+    if (key_len > INT32_MAX)
+        return vg_err_set(VG_EINVAL, "HMAC key too long");
+    if (!HMAC(EVP_sha256(), key_len ? key : &empty, (int)key_len, data, len, out, &outlen) ||
+        outlen != VG_SHA256_BYTES)
+        return vg_err_set(VG_EINTERNAL, "HMAC(sha256) failed");
     return VG_OK;
 }
 

@@ -44,6 +44,9 @@ struct face_models {
     nn_wcache *wc[FACE_NET_COUNT]; /* landmarks, recog, ssd (tiny: per size above) */
     nn_calib calib[FACE_NET_COUNT];
     int has_calib[FACE_NET_COUNT];
+    /* Inference accounting shared by every engine (atomics: engines run on many threads). */
+    vg_lat_hist run_latency[FACE_NET_COUNT][FACE_PRECISIONS];
+    _Atomic uint64_t run_items[FACE_NET_COUNT][FACE_PRECISIONS];
 };
 
 const char *face_net_name(face_net n)
@@ -194,6 +197,18 @@ void face_models_free(face_models *m)
 int face_models_has_ssd(const face_models *m)
 {
     return m && m->ssd;
+}
+
+void face_models_inference_stats(const face_models *m, face_inference_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!m)
+        return;
+    for (int n = 0; n < FACE_NET_COUNT; n++)
+        for (int p = 0; p < FACE_PRECISIONS; p++) {
+            vg_lat_read(&m->run_latency[n][p], &out->latency[n][p]);
+            out->items[n][p] = atomic_load_explicit(&m->run_items[n][p], memory_order_relaxed);
+        }
 }
 
 size_t face_models_bytes(const face_models *m)
@@ -456,6 +471,7 @@ int face_engine_run(face_engine *e, face_net net, int input_size, nn_precision p
         return rc;
     if (e->o.threads > 0)
         nn_set_threads(e->o.threads);
+    uint64_t t0 = vg_now_ns();
     if ((rc = nn_plan_run(s->plan, in, n, s->outs)))
         return rc;
     e->last_impl = nn_plan_impl(s->plan);
@@ -468,6 +484,10 @@ int face_engine_run(face_engine *e, face_net net, int input_size, nn_precision p
             memcpy(o, s->outs[k] + (size_t)i * s->out_count[k], s->out_count[k] * sizeof(float));
             o += s->out_count[k];
         }
+    }
+    if ((unsigned)prec < FACE_PRECISIONS && (unsigned)net < FACE_NET_COUNT) {
+        vg_lat_record(&e->m->run_latency[net][prec], vg_now_ns() - t0);
+        atomic_fetch_add_explicit(&e->m->run_items[net][prec], (uint64_t)n, memory_order_relaxed);
     }
     return 0;
 }

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/core.h"
 #include "core/vg_types.h"
 #include "nn/nn.h"
 
@@ -121,6 +122,17 @@ int face_models_has_ssd(const face_models *m);
 const nn_graph *face_models_graph(face_models *m, face_net net, int input_size);
 /* Int8 calibration of a network, or NULL if none was found. Borrowed. */
 const nn_calib *face_models_calib(const face_models *m, face_net net);
+
+/* Network calls made through face_engine_run by every engine of these models, per network and
+ * precision (nn_precision: f32, bf16, int8), for metrics: calls, the inputs they carried, and each
+ * call's wall time (plan run and output copy; plan compilation on first use excluded). */
+#define FACE_PRECISIONS 3
+typedef struct face_inference_stats {
+    uint64_t items[FACE_NET_COUNT][FACE_PRECISIONS];
+    vg_lat_snapshot latency[FACE_NET_COUNT][FACE_PRECISIONS]; /* .count = calls */
+} face_inference_stats;
+/* m borrowed; *out written. Thread-safe (atomic reads, not one instant). */
+void face_models_inference_stats(const face_models *m, face_inference_stats *out);
 
 /* ---- engine (one replica) ------------------------------------------------------------------- */
 

@@ -392,6 +392,8 @@ static void shard_stats(index__shard *sh, index_stats *s)
 int index_stats_get(index_db *ix, const char *tenant, index_stats *out)
 {
     index_stats s = {0};
+    vg_lat_read(&ix->pdq_search_latency, &s.pdq_search_latency);
+    vg_lat_read(&ix->face_search_latency, &s.face_search_latency);
     if (tenant) {
         index__shard *sh = index__shard_find(ix, tenant);
         if (!sh)

@@ -35,6 +35,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/core.h"
 #include "core/vg_types.h"
 
 #define INDEX_PDQ_MAX_VARIANTS 8
@@ -203,6 +204,9 @@ typedef struct index_stats {
     size_t bytes;        /* heap bytes held (capacities, tables, maps, arrays retired but still
                           * pinned by queries) */
     uint64_t pdq_flat_searches, pdq_mih_searches, face_searches; /* since index_new */
+    /* Search latency of the whole index (also when stats are asked for one tenant): from taking
+     * the tenant's view to releasing it; searches of a tenant without entries are not timed. */
+    vg_lat_snapshot pdq_search_latency, face_search_latency;
 } index_stats;
 
 /* Whole index (tenant = NULL) or one tenant (VG_ENOTFOUND if unknown). A consistent view per

@@ -110,10 +110,12 @@ int index_face_search(index_db *ix, const char *tenant, const index_face_query *
     index__shard *sh = index__shard_find(ix, tenant);
     if (!sh)
         return VG_OK;
+    uint64_t t0 = vg_now_ns();
     index__pin pn;
     index__pin_take(sh, q->profile_id, &pn);
     rc = face_search_pinned(ix, &pn, qv, thr * thr, top_k, out);
     index__pin_release(&pn);
+    vg_lat_record(&ix->face_search_latency, vg_now_ns() - t0);
     atomic_fetch_add_explicit(&sh->face_searches, 1, memory_order_relaxed);
     if (rc)
         index_face_result_free(out);

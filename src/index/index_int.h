@@ -264,6 +264,8 @@ struct index_db {
     index__shard **shards;
     size_t n_shards, shards_cap;
     index__map tenant_map;
+    /* Search latency over every tenant (pin to release: the scan itself), for the metrics. */
+    vg_lat_hist pdq_search_latency, face_search_latency;
 };
 
 static inline size_t index__pdq_row_bytes(size_t cap)

@@ -242,11 +242,13 @@ int index_pdq_search(index_db *ix, const char *tenant, const index_pdq_query *q,
     index__shard *sh = index__shard_find(ix, tenant);
     if (!sh)
         return VG_OK;
+    uint64_t t0 = vg_now_ns();
     index__pin pn;
     index__pin_take(sh, q->profile_id, &pn);
     int used_mih = 0;
     rc = pdq_search_pinned(ix, &pn, q, (const uint64_t(*)[4])qw, &used_mih, out);
     index__pin_release(&pn);
+    vg_lat_record(&ix->pdq_search_latency, vg_now_ns() - t0);
     atomic_fetch_add_explicit(used_mih ? &sh->pdq_mih_searches : &sh->pdq_flat_searches, 1,
                               memory_order_relaxed);
     if (rc)

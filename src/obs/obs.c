@@ -619,6 +619,30 @@ void obs_series_observe(obs_series *s, double v)
     atomic_add_double(&c[m->n_bounds + 1], v);
 }
 
+void obs_series_histogram_set(obs_series *s, const uint64_t *counts, size_t n, double sum)
+{
+    if (!s)
+        return;
+    const obs_metric *m = s->m;
+    if (m->type != OBS_HISTOGRAM || !counts || n != m->n_bounds + 1 || isnan(sum)) {
+        misuse(m->reg);
+        return;
+    }
+    /* Everything in shard 0, the other shards zero: readers sum the shards. */
+    for (unsigned k = 0; k < m->reg->shards; k++) {
+        _Atomic uint64_t *c = s->cells + (size_t)k * m->stride_cells;
+        for (size_t b = 0; b < n; b++)
+            atomic_store_explicit(&c[b], k ? 0 : counts[b], memory_order_relaxed);
+        atomic_store_explicit(&c[n], double_bits(k ? 0.0 : sum), memory_order_relaxed);
+    }
+}
+
+void obs_histogram_set(obs_metric *m, const char *const *values, const uint64_t *counts, size_t n,
+                       double sum)
+{
+    obs_series_histogram_set(obs_series_get(m, values), counts, n, sum);
+}
+
 void obs_inc(obs_metric *m, const char *const *values)
 {
     obs_series_add(obs_series_get(m, values), 1);

@@ -117,6 +117,14 @@ void obs_series_set(obs_series *s, double v);
 void obs_series_gauge_add(obs_series *s, double v);
 void obs_series_observe(obs_series *s, double v);
 
+/* A histogram another module keeps (a store, index or cache latency histogram read at scrape
+ * time): replaces the series' values with counts[0..n) per bucket (not cumulative; n must be
+ * the metric's bound count + 1, the last for +Inf) and sum. Meant for a collector; a series fed
+ * this way must not also be observed. Misuse (wrong type or n) is counted and dropped. */
+void obs_series_histogram_set(obs_series *s, const uint64_t *counts, size_t n, double sum);
+void obs_histogram_set(obs_metric *m, const char *const *values, const uint64_t *counts, size_t n,
+                       double sum);
+
 /* Current values, for tests and in-process readers (SLA views): a counter's total, a gauge's
  * value, a histogram's count (and sum through *sum when not NULL). Missing series read 0.
  * Does not create the series. */

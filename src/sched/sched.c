@@ -95,7 +95,16 @@ typedef struct sched_kind {
     /* statistics */
     uint64_t submitted, rejected, quota_rejected, completed, failed, expired, reaped, canceled;
     uint64_t batches, batch_items, wait_sum, wait_max, run_sum;
+    uint64_t size_hist[SCHED_SIZE_BUCKETS]; /* batches of size [2^b, 2^(b+1)) */
+    uint64_t wait_hist[VG_LAT_BUCKETS];     /* submit -> batch start: [2^i, 2^(i+1)) ns */
 } sched_kind;
+
+/* Index of the power-of-two bucket holding v >= 1 (0 -> 0), capped at n - 1. */
+static unsigned sched__log2_bucket(uint64_t v, unsigned n)
+{
+    unsigned b = v ? 63u - (unsigned)__builtin_clzll(v) : 0;
+    return b < n ? b : n - 1;
+}
 
 typedef enum { SLOT_FREE = 0, SLOT_TAKEN, SLOT_EXITED } slot_state;
 
@@ -669,6 +678,7 @@ static void *worker_main(void *arg)
                 } else {
                     uint64_t waited = now - e.enq_ns;
                     k->wait_sum += waited;
+                    k->wait_hist[sched__log2_bucket(waited, VG_LAT_BUCKETS)]++;
                     if (waited > k->wait_max)
                         k->wait_max = waited;
                     k->tenants[e.tenant].running++;
@@ -698,6 +708,7 @@ static void *worker_main(void *arg)
             if (n > 0) {
                 k->batches++;
                 k->batch_items += n;
+                k->size_hist[sched__log2_bucket(n, SCHED_SIZE_BUCKETS)]++;
                 k->run_sum += run_ns;
                 size_t nfail = 0;
                 for (size_t i = 0; i < n; i++) {
@@ -1068,6 +1079,14 @@ void sched_stats_get(sched *s, sched_stats *out)
         o->queue_depth = k->count;
         o->wait_ns_sum = k->wait_sum;
         o->wait_ns_max = k->wait_max;
+        o->wait.count = o->wait.sum_ns = 0;
+        for (unsigned b = 0; b < VG_LAT_BUCKETS; b++) {
+            o->wait.buckets[b] = k->wait_hist[b];
+            o->wait.count += k->wait_hist[b];
+        }
+        o->wait.sum_ns = k->wait_sum;
+        for (unsigned b = 0; b < SCHED_SIZE_BUCKETS; b++)
+            o->size_batches[b] = k->size_hist[b];
         o->run_ns_sum = k->run_sum;
         o->max_batch = k->cfg.max_batch;
         o->max_delay_us = k->cfg.max_delay_us;

@@ -47,6 +47,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/core.h"
+
 #define SCHED_MAX_KINDS 8
 #define SCHED_MAX_BATCH 256
 #define SCHED_MAX_REPLICAS 256
@@ -163,6 +165,11 @@ typedef struct sched_kind_stats {
     unsigned bucket_size[SCHED_SIZE_BUCKETS];
     uint64_t bucket_batches[SCHED_SIZE_BUCKETS];
     double bucket_items_per_s[SCHED_SIZE_BUCKETS]; /* median of the last 5; 0 = none yet */
+    /* For metrics, fixed whatever max_batch is: batches of size [2^b, 2^(b+1)) (b = 0 is size 1;
+     * their sum is `batches`), and each computed item's wait from submit to batch start (sum =
+     * wait_ns_sum). */
+    uint64_t size_batches[SCHED_SIZE_BUCKETS];
+    vg_lat_snapshot wait;
 } sched_kind_stats;
 
 typedef struct sched_stats {

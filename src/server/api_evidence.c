@@ -257,7 +257,10 @@ static int an_record_scan(an_job *j, int status, const char *detail)
             analyze_result_free(&j->res);
         }
     }
+    if (status == VG_OK)
+        server__metrics_analysis(j->s, j->ar.level, &j->res, 1, j->res.scan_id[0] != 0);
     j->status = status;
+    server__ops_analysis(j->s, status, status == VG_OK ? &j->res.timings : NULL);
     if (status != VG_OK)
         snprintf(j->detail, sizeof(j->detail), "%s", detail ? detail : vg_strerror(status));
     return status;
@@ -304,6 +307,7 @@ void server__api_analyze(http_req *req, void *ud)
     http_req_defer(req);
     int rc = analyze_submit(s->an, &j->ar, 0, &j->res, single_done, j);
     if (rc != VG_OK) { /* not queued: done will not run */
+        server__ops_analysis(s, rc, NULL);
         server__reply_err(req, rc,
                           rc == VG_EBUSY ? "the analysis queue is full" : "cannot analyse");
         http_req_resume(req);

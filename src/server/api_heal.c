@@ -5,6 +5,7 @@
 
 #include "analyze/analyze.h"
 #include "obs/obs.h"
+#include "ops/ops_alert.h"
 #include "ops/ops_heal.h"
 
 static int h_l1_get(void *ctx, uint64_t *entries, uint64_t *bytes)
@@ -72,13 +73,23 @@ static int h_replace(void *ctx, unsigned min_streak, unsigned *index)
     return analyze_replace_failing_replica(((server *)ctx)->an, min_streak, index);
 }
 
+/* Self-healing actions in the alert history (GET /api/v1/alerts "events", kind self_heal). On the
+ * ops thread; s->alerts is set before the tick starts (NULL: nothing is logged). */
+static void h_event(void *ctx, int64_t at_ms, const char *action, const char *message, int dry_run)
+{
+    server *s = ctx;
+    char msg[OPS_ALERT_MESSAGE_BYTES];
+    snprintf(msg, sizeof(msg), "%s%s: %s", action, dry_run ? " (dry run)" : "", message);
+    ops_alert_event(s->alerts, "self_heal", NULL, OPS_SEV_INFO, msg, at_ms);
+}
+
 int server__heal_open(server *s)
 {
     const conf_settings *c = s->cfg;
     ops_heal_config hc;
     ops_heal_config_init(&hc);
     hc.mode = c->self_heal == 0 ? OPS_HEAL_OFF : c->self_heal == 1 ? OPS_HEAL_DRY_RUN : OPS_HEAL_ON;
-    hc.time_scale = c->self_heal_time_scale;
+    hc.time_scale = c->ops_time_scale;
     hc.memory_percent = c->self_heal_memory_percent;
     hc.memory_clear_percent = hc.memory_percent > 10 ? hc.memory_percent - 10 : 0;
     hc.rss_limit_bytes = c->self_heal_memory_limit;
@@ -104,8 +115,7 @@ int server__heal_open(server *s)
                          .replicas_get = h_rep_get,
                          .add_replica = h_add,
                          .replace_replica = h_replace,
-                         /* the alert history (ops_alert_event) is wired when alerts lands */
-                         .event = NULL};
+                         .event = h_event};
     return ops_heal_new(&hc, &hk, &s->heal);
 }
 

@@ -273,7 +273,9 @@ static void ref_store(ref_job *j)
 static void ref_done(void *arg, int status, const char *detail)
 {
     ref_job *j = arg;
+    server__ops_analysis(j->s, status, status == VG_OK ? &j->res.timings : NULL);
     if (status == VG_OK) {
+        server__metrics_analysis(j->s, j->ar.level, &j->res, 0, 0);
         ref_store(j);
         analyze_result_free(&j->res);
     } else {
@@ -334,6 +336,7 @@ void server__api_reference_create(http_req *req, void *ud)
     http_req_defer(req);
     rc = analyze_submit(s->an, &j->ar, 1, &j->res, ref_done, j);
     if (rc != VG_OK) {
+        server__ops_analysis(s, rc, NULL);
         server__reply_err(req, rc,
                           rc == VG_EBUSY ? "the analysis queue is full" : "cannot analyse");
         http_req_resume(req);

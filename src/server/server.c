@@ -16,6 +16,8 @@
 #include "analyze/analyze.h"
 #include "cache/cache.h"
 #include "face/face.h"
+#include "ops/ops.h"
+#include "sched/sched.h"
 
 /* Descriptors kept for the store, logs, the listener and model files, not for connections. */
 #define SERVER_RESERVED_FDS 64
@@ -129,9 +131,27 @@ static void cache_purge(void *arg, const char *tenant, const uint8_t sha256[32])
 
 /* ---- observation: request metrics (the access log line is the http module's) ---------------- */
 
+/* The ops route class of a route template: analysis (images in), monitoring and static (not in
+ * the latency objectives: probes and scrapes would dilute them), or the rest of the API. */
+static ops_class route_class(const char *method, const char *route)
+{
+    static const char api[] = "/api/v1/";
+    if (strncmp(route, api, sizeof api - 1) != 0)
+        return OPS_CLASS_OTHER; /* /metrics, /dashboard, unmatched */
+    const char *r = route + sizeof api - 1;
+    if (method[0] == 'P' && method[1] == 'O' &&
+        (strncmp(r, "analyze", 7) == 0 || strcmp(r, "profiles/{profile_id}/references") == 0))
+        return OPS_CLASS_ANALYSIS;
+    if (strncmp(r, "health", 6) == 0 || strncmp(r, "openapi", 7) == 0 ||
+        strncmp(r, "metrics", 7) == 0)
+        return OPS_CLASS_OTHER;
+    return OPS_CLASS_API;
+}
+
 static void observe(void *ud, const char *method, const char *route, int status, uint64_t ns)
 {
     server *s = ud;
+    ops_record_request(s->ops, route_class(method, route), status, ns);
     char code[8];
     snprintf(code, sizeof(code), "%d", status); /* 0: the client went away before an answer */
     obs_inc(s->m_requests, OBS_LABELS(route, code));
@@ -332,6 +352,8 @@ static int open_obs(server *s)
     if (rc == VG_OK)
         rc = obs_collector_add(s->reg, collect, s);
     if (rc == VG_OK)
+        rc = server__metrics_open(s);
+    if (rc == VG_OK)
         rc = obs_health_new(s->reg, SERVER_HEALTH_CACHE_MS, &s->health);
     if (rc == VG_OK)
         rc = obs_health_register(s->health, "database", check_database, s);
@@ -352,6 +374,69 @@ static int open_obs(server *s)
         rc = obs_health_add_memory(s->health, "memory", phys, 0.8);
     }
     return rc;
+}
+
+/* ---- operations (src/ops) ------------------------------------------------------------------- */
+
+/* Batch sizes into the ops buckets 1, 2-3, 4-7, ...: a sched bucket by its smallest size. */
+static unsigned ops_batch_bucket(unsigned size)
+{
+    unsigned b = 0;
+    while (size > 1 && b + 1 < OPS_BATCH_BUCKETS) {
+        size >>= 1;
+        b++;
+    }
+    return b;
+}
+
+/* The ops sampler (tick thread): what ops cannot see itself, as cumulative counters. */
+static void ops_sample_fill(void *ctx, ops_sample *o)
+{
+    server *s = ctx;
+    if (s->cache) {
+        cache_stats cs;
+        cache_stats_get(s->cache, &cs);
+        for (int t = 0; t < OPS_CACHE_TIERS && t < CACHE_TIERS; t++) {
+            if (t && !cs.tier_enabled[t])
+                continue;
+            o->cache_hits[t] = cs.tier[t].hits;
+            o->cache_misses[t] = cs.tier[t].misses;
+            o->cache_lat_count[t] = cs.tier[t].lat_count;
+            o->cache_lat_sum_ns[t] = cs.tier[t].lat_sum_ns;
+        }
+    }
+    if (s->an) {
+        sched_stats ss;
+        analyze_sched_stats_get(s->an, &ss);
+        const sched_kind_stats *k = &ss.kinds[0];
+        o->batches = k->batches;
+        o->batch_images = k->batch_items;
+        for (unsigned b = 0; b < k->n_buckets && b < SCHED_SIZE_BUCKETS; b++)
+            o->batch_dist[ops_batch_bucket(k->bucket_size[b])] += k->bucket_batches[b];
+        o->queue_depth = k->queue_depth;
+        o->replicas = ss.replicas;
+        o->replicas_min = ss.min_replicas;
+        o->replicas_max = ss.max_replicas;
+        o->replicas_busy = ss.replicas_busy;
+    }
+}
+
+static int open_ops(server *s)
+{
+    const conf_settings *c = s->cfg;
+    ops_config oc = {
+        .time_scale = c->ops_time_scale,
+        .data_dir = c->data_dir,
+        .slo_availability = c->ops_slo_availability,
+        .slo_analysis_p95_ms = (uint32_t)c->ops_slo_analysis_p95_ms,
+        .slo_api_p95_ms = (uint32_t)c->ops_slo_api_p95_ms,
+        .slo_error_rate = c->ops_slo_error_rate,
+        .memory_limit_bytes = c->ops_memory_limit,
+        .sample = ops_sample_fill,
+        .sample_ctx = s,
+        .metrics = s->reg,
+    };
+    return ops_new(&oc, &s->ops);
 }
 
 /* ---- analysis pipeline ----------------------------------------------------------------------- */
@@ -517,6 +602,14 @@ int server_open(const conf_settings *cfg, server **out)
 
     if ((rc = open_analysis(s)) != VG_OK)
         goto fail;
+    if ((rc = open_ops(s)) != VG_OK)
+        goto fail;
+    /* Engines that act on the KPI windows run on the ops thread, once per tick. */
+    if (s->heal && (rc = ops_tick_add(s->ops, ops_heal_tick, s->heal)) != VG_OK)
+        goto fail;
+    /* The alert engine (and its webhook thread) evaluates on the same tick. */
+    if ((rc = server__alerts_open(s)) != VG_OK)
+        goto fail;
 
     /* routes and HTTP */
     if ((rc = http_router_new(&s->router)) != VG_OK)
@@ -552,6 +645,8 @@ int server_open(const conf_settings *cfg, server **out)
     if ((rc = http_server_open(&hc, s->router, &s->http)) != VG_OK)
         goto fail;
     s->port = http_server_port(s->http);
+    if ((rc = ops_start(s->ops)) != VG_OK)
+        goto fail;
     unsigned threads = hc.threads ? hc.threads : (unsigned)vg_cpu_count();
     VG_INFO("server", "listening on http://%s:%u (%u threads, cpu: %s)", s->host, (unsigned)s->port,
             threads, vg_cpu_describe());
@@ -608,6 +703,8 @@ void server_close(server *s)
 {
     if (!s)
         return;
+    /* The ops sampler reads the analysis context: no tick past this point. */
+    ops_stop(s->ops);
     ops_heal_free(s->heal); /* before the analysis its hooks act on */
     s->heal = NULL;
     /* Queued analyses finish and resume their requests before the HTTP server goes away. */
@@ -615,6 +712,10 @@ void server_close(server *s)
     s->an = NULL;
     http_server_close(s->http);
     s->http = NULL;
+    /* last SLA minute and the clean-stop heartbeat, after the last answer was recorded */
+    ops_free(s->ops);
+    s->ops = NULL;
+    server__alerts_close(s); /* the tick is stopped: nothing evaluates any more */
     cache_close(s->cache);
     face_models_free(s->models);
     http_router_free(s->router);
@@ -624,6 +725,7 @@ void server_close(server *s)
     store_close(s->st); /* checkpoints the WAL */
     obs_health_free(s->health);
     obs_registry_free(s->reg);
+    server__metrics_free(s);
     VG_INFO("server", "stopped");
     vg_free(s);
 }

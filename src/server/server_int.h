@@ -30,6 +30,9 @@ struct face_models;
 struct obs_registry;
 struct obs_health;
 struct obs_metric;
+struct ops_alert;
+struct ops_webhook;
+struct ops;
 
 /* Shared read-only by the network threads after server_open; counters are atomics. */
 struct server {
@@ -63,8 +66,26 @@ struct server {
     struct obs_metric *m_analysis, *m_analysis_queue;
     uint64_t analysis_seen[SERVER_ANALYSIS_OUTCOMES];
     uint64_t img_limits_seen[IMG_LIMIT_COUNT]; /* by img_limit_kind */
-    struct ops_heal *heal; /* self-healing engine (api_heal.c); NULL without analysis */
+    /* alerts (ops_alert, ops_webhook): the engine is evaluated on the ops tick */
+    struct ops_alert *alerts;
+    struct ops_webhook *webhook;
+    struct ops_heal *heal;          /* self-healing engine (api_heal.c); NULL without analysis */
+    struct server_metrics *metrics; /* every module's counters in /metrics (server_metrics.c) */
+    struct ops *ops; /* KPI windows and SLA (src/ops); records every answer and analysis */
 };
+
+/* ---- module metrics (server_metrics.c) ------------------------------------------------------ */
+
+typedef struct server_metrics server_metrics;
+struct analyze_result;
+/* Registers the cache, scheduler, replica, stage, model, index and store families and their
+ * collector in s->reg (a no-op without a registry). VG_ENOMEM, or a registration error. */
+int server__metrics_open(server *s);
+void server__metrics_free(server *s); /* after obs_registry_free */
+/* Observes the analysis stage times of a completed analysis (any analysis thread): matched = the
+ * match stage ran (not a features-only reference upload), stored = a scan was recorded. */
+void server__metrics_analysis(server *s, vg_level level, const struct analyze_result *r,
+                              int matched, int stored);
 
 /* ---- helpers (server_util.c) ---------------------------------------------------------------- */
 
@@ -120,6 +141,12 @@ int server__input_parse(http_req *req, size_t max_images, srv_input *in);
  * Returned strings live in the request arena. */
 const char *server__input_field(srv_input *in, const char *name);
 
+/* One analysed image for the ops KPIs and SLA: status as given to the done callback (a 5xx-class
+ * code is a failure of the server's, a client error such as a bad image is not), the timings of
+ * a success (NULL otherwise). */
+struct analyze_timings;
+void server__ops_analysis(server *s, int status, const struct analyze_timings *t);
+
 /* Handler for a route whose module is not built into this binary: 503 naming it. */
 void server__unavailable(http_req *req, void *ud);
 
@@ -132,6 +159,8 @@ void server__api_ops_actions(http_req *req, void *ud);
 void server__api_live(http_req *req, void *ud);
 void server__api_metrics(http_req *req, void *ud);
 void server__api_openapi(http_req *req, void *ud);
+void server__api_metrics_performance(http_req *req, void *ud);
+void server__api_metrics_sla(http_req *req, void *ud);
 void server__api_dashboard(http_req *req, void *ud);
 
 void server__api_tenant_create(http_req *req, void *ud);
@@ -165,5 +194,15 @@ void server__api_notice_list(http_req *req, void *ud);
 void server__api_notice_get(http_req *req, void *ud);
 void server__api_notice_status(http_req *req, void *ud);
 void server__api_notice_events(http_req *req, void *ud);
+
+void server__api_alerts(http_req *req, void *ud);
+void server__api_alert_ack(http_req *req, void *ud);
+void server__api_silence_list(http_req *req, void *ud);
+void server__api_silence_create(http_req *req, void *ud);
+void server__api_silence_delete(http_req *req, void *ud);
+/* Alert engine and webhook from the alert_* settings, on the ops tick (after open_ops, before
+ * ops_start); closed after the tick stopped. In api_alerts.c. */
+int server__alerts_open(server *s);
+void server__alerts_close(server *s);
 
 #endif /* VG_SERVER_INT_H */

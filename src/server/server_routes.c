@@ -25,6 +25,8 @@ static const route_def routes[] = {
     {"GET",    "/metrics",                                     PUB, 0, server__api_metrics},
     {"GET",    "/dashboard",                                   PUB, 0, server__api_dashboard},
     {"GET",    "/api/v1/ops/actions",                          ADM, 0, server__api_ops_actions},
+    {"GET",    "/api/v1/metrics/performance",                  ADM, 0, server__api_metrics_performance},
+    {"GET",    "/api/v1/metrics/sla",                          ADM, 0, server__api_metrics_sla},
 
     {"POST",   "/api/v1/tenants",                              ADM, J, server__api_tenant_create},
     {"GET",    "/api/v1/tenants",                              ADM, 0, server__api_tenant_list},
@@ -56,6 +58,12 @@ static const route_def routes[] = {
     {"GET",    "/api/v1/notices/{notice_id}",                  TEN, 0, server__api_notice_get},
     {"POST",   "/api/v1/notices/{notice_id}/status",           TEN, J, server__api_notice_status},
     {"GET",    "/api/v1/notices/{notice_id}/events",           TEN, 0, server__api_notice_events},
+
+    {"GET",    "/api/v1/alerts",                               ADM, 0, server__api_alerts},
+    {"POST",   "/api/v1/alerts/{alert_id}/ack",                ADM, 0, server__api_alert_ack},
+    {"GET",    "/api/v1/alerts/silences",                      ADM, 0, server__api_silence_list},
+    {"POST",   "/api/v1/alerts/silences",                      ADM, J, server__api_silence_create},
+    {"DELETE", "/api/v1/alerts/silences/{silence_id}",         ADM, 0, server__api_silence_delete},
 };
 /* clang-format on */
 

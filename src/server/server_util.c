@@ -2,6 +2,8 @@
  * string, the page envelope, JSON bodies, error mapping. */
 #include "server/server_int.h"
 #include "pdq/pdq.h"
+#include "analyze/analyze.h"
+#include "ops/ops.h"
 
 #include <ctype.h>
 #include <stdlib.h>
@@ -289,4 +291,34 @@ const char *server__input_field(srv_input *in, const char *name)
     size_t n = strlen(v);
     char *s = vg_arena_alloc(http_req_arena(in->req), n + 1);
     return s ? vg_utf8_sanitize(v, n, s, n + 1) : NULL;
+}
+
+void server__ops_analysis(server *s, int status, const analyze_timings *t)
+{
+    if (!s->ops)
+        return;
+    if (status != VG_OK || !t) {
+        ops_record_analysis(s->ops, http_status_of(status) < 500, 1, NULL, OPS_TIER_OFF);
+        return;
+    }
+    const uint64_t stage_ns[OPS_STAGES] = {
+        [OPS_STAGE_DECODE] = t->decode_us * 1000,
+        [OPS_STAGE_PDQ] = t->pdq_us * 1000,
+        [OPS_STAGE_DETECT] = t->detect_us * 1000,
+        [OPS_STAGE_LANDMARKS] = t->landmarks_us * 1000,
+        [OPS_STAGE_DESCRIPTORS] = t->descriptors_us * 1000,
+        [OPS_STAGE_MATCH] = t->match_us * 1000,
+        [OPS_STAGE_STORE] = t->store_us * 1000,
+    };
+    ops_tier tier = OPS_TIER_OFF;
+    const char *n = t->cache_tier ? t->cache_tier : "off";
+    if (strcmp(n, "miss") == 0)
+        tier = OPS_TIER_MISS;
+    else if (strcmp(n, "l1") == 0)
+        tier = OPS_TIER_L1;
+    else if (strcmp(n, "l2") == 0)
+        tier = OPS_TIER_L2;
+    else if (strcmp(n, "l3") == 0)
+        tier = OPS_TIER_L3;
+    ops_record_analysis(s->ops, 1, 1, stage_ns, tier);
 }

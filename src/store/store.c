@@ -55,6 +55,8 @@ void store_stats_get(store *st, store_stats *out)
 {
     memset(out, 0, sizeof *out);
     out->queries = atomic_load(&st->ctr.queries);
+    memset(&out->query_latency, 0, sizeof(out->query_latency));
+    vg_lat_read(&st->ctr.query_latency, &out->query_latency);
     out->errors = atomic_load(&st->ctr.errors);
     out->busy_retries = atomic_load(&st->ctr.busy_retries);
     out->commits = atomic_load(&st->ctr.commits);

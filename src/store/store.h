@@ -126,19 +126,20 @@ int store_ping(store *st);
 /* Counters for the metrics endpoint (the obs module reads them; the store does not depend on
  * it). Monotonic since store_open, read without locks (each is an atomic). */
 typedef struct store_stats {
-    uint64_t queries;             /* statements stepped to completion, reads and writes */
-    uint64_t errors;              /* database failures (VG_ESTORE, VG_EBUSY, VG_ENOMEM), counted
-                                   * per failing statement; user errors (not found, invalid,
-                                   * conflict) are not counted */
-    uint64_t busy_retries;        /* times a connection waited for a lock (busy handler calls) */
-    uint64_t commits;             /* write transactions committed */
-    uint64_t write_ops;           /* write calls committed (> commits when group commit batched) */
-    uint64_t scans_inserted;      /* scans committed */
-    uint64_t checkpoints;         /* background WAL checkpoints run */
-    uint64_t sqlite_memory_bytes; /* SQLite's heap in this process: page caches (bounded per
-                                   * connection), schemas, prepared statements */
-    char last_error[256];         /* detail of the last VG_ESTORE/VG_EBUSY failure, "" if none */
-    int64_t last_error_ms;        /* wall clock of last_error; 0 if none */
+    uint64_t queries;              /* statements stepped to completion, reads and writes */
+    uint64_t errors;               /* database failures (VG_ESTORE, VG_EBUSY, VG_ENOMEM), counted
+                                    * per failing statement; user errors (not found, invalid,
+                                    * conflict) are not counted */
+    uint64_t busy_retries;         /* times a connection waited for a lock (busy handler calls) */
+    uint64_t commits;              /* write transactions committed */
+    uint64_t write_ops;            /* write calls committed (> commits when group commit batched) */
+    uint64_t scans_inserted;       /* scans committed */
+    uint64_t checkpoints;          /* background WAL checkpoints run */
+    uint64_t sqlite_memory_bytes;  /* SQLite's heap in this process: page caches (bounded per
+                                    * connection), schemas, prepared statements */
+    vg_lat_snapshot query_latency; /* per statement: first step to done, error or release */
+    char last_error[256];          /* detail of the last VG_ESTORE/VG_EBUSY failure, "" if none */
+    int64_t last_error_ms;         /* wall clock of last_error; 0 if none */
 } store_stats;
 /* st borrowed; *out written (a copy). */
 void store_stats_get(store *st, store_stats *out);

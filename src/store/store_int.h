@@ -26,7 +26,8 @@
 
 typedef struct store_counters {
     _Atomic uint64_t queries, errors, busy_retries, commits, write_ops, scans_inserted, checkpoints;
-    pthread_mutex_t err_mu; /* guards last_error / last_error_ms */
+    vg_lat_hist query_latency; /* first step to completion (or release) of each statement */
+    pthread_mutex_t err_mu;    /* guards last_error / last_error_ms */
     char last_error[256];
     int64_t last_error_ms;
 } store_counters;

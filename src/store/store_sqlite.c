@@ -23,10 +23,13 @@ struct sq_stmt {
     sqlite3_stmt *st;
     sq_db *db;
     uint64_t hash;
-    int in_use;    /* between store__sq_prepare and store__sq_release; a second prepare of the same
-                      text is a bug */
-    int transient; /* not cached (the cache is full): finalized by store__sq_release */
+    int in_use;     /* between store__sq_prepare and store__sq_release; a second prepare of the same
+                       text is a bug */
+    int transient;  /* not cached (the cache is full): finalized by store__sq_release */
+    uint64_t t0_ns; /* first step of the current execution; 0 = not started (query latency) */
 };
+
+static void stmt_latency_end(sq_stmt *s);
 
 /* Most statements one connection caches. The store's fixed SQL needs about 60; list filters
  * combine into more texts, rarely used ones beyond this bound are prepared per call. */
@@ -328,6 +331,7 @@ void store__sq_release(sq_stmt *s)
 {
     if (!s)
         return;
+    stmt_latency_end(s);
     if (s->transient) {
         sqlite3_finalize(s->st);
         vg_free(s);
@@ -372,11 +376,24 @@ int store__sq_bind_null(sq_stmt *s, int i)
     return bind_rc(s, sqlite3_bind_null(s->st, i));
 }
 
+/* A statement's latency runs from its first step to SQLITE_DONE, an error, or its release (a
+ * read that stops after the rows it wanted): what the caller waited for, busy waits included. */
+static void stmt_latency_end(sq_stmt *s)
+{
+    if (s->t0_ns) {
+        vg_lat_record(&s->db->ctr->query_latency, vg_now_ns() - s->t0_ns);
+        s->t0_ns = 0;
+    }
+}
+
 int store__sq_step(sq_stmt *s)
 {
+    if (!s->t0_ns)
+        s->t0_ns = vg_now_ns();
     int rc = sqlite3_step(s->st);
     if (rc == SQLITE_ROW)
         return SQ_ROW;
+    stmt_latency_end(s);
     if (rc == SQLITE_DONE) {
         atomic_fetch_add(&s->db->ctr->queries, 1);
         return SQ_DONE;
@@ -432,7 +449,9 @@ int store__sq_in_txn(sq_db *d)
 
 int store__sq_exec(sq_db *d, const char *sql)
 {
+    uint64_t t0 = vg_now_ns();
     int rc = sqlite3_exec(d->db, sql, NULL, NULL, NULL);
+    vg_lat_record(&d->ctr->query_latency, vg_now_ns() - t0);
     if (rc != SQLITE_OK)
         return map_err(d, rc);
     atomic_fetch_add(&d->ctr->queries, 1);
