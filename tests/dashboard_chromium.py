@@ -14,8 +14,10 @@ and listing scans. Then:
   panel must end in the state its endpoint warrants: "ok" with counts matching what the endpoint
   answers when it answers 200, "error" saying "endpoint unavailable (HTTP 404)" when the route is
   not there. With --require-all (how CTest runs it) every endpoint must answer and every panel
-  show data: health components, >= 15 KPI values and chart points, 4 SLA objectives, alerts,
-  self-healing actions, cache tiers, replicas;
+  show data: health components, >= 15 KPI values and chart points, 4 SLA objectives, a firing
+  alert with its Ack button and a self-healing action (real ones: the server runs with 1 ms
+  latency thresholds the load crosses), cache tiers, replicas;
+- a silence whose comment is markup shows as text in the alerts panel, and no element from it;
 - a wrong key in the fragment brings up the key form with the 401, and no panel data;
 - --screenshot PATH also writes a 1280x900 PNG of the loaded page (docs/img/dashboard.png).
 
@@ -48,6 +50,16 @@ SKIP = 77
 # Virtual time Chromium gives the page before dumping: the page refreshes every REFRESH_S, so this
 # is several rounds (fetches pause virtual time, so a slow server does not eat the budget).
 REFRESH_S = 2
+# Ops time runs this much faster than real time (vigil serve --ops-time-scale): the 1-min KPI
+# window is 6 real seconds and a chart point (a ten-tick slot) one, so a few seconds of load fill
+# the charts.
+OPS_TIME_SCALE = 10
+# Real alert and self-healing thresholds the load crosses, so those panels show a firing alert
+# with its Ack button and an action taken: an analysis P95 above 1 ms (every computed image takes
+# longer: decode, PDQ, face detection) fires `response_time_high` and triggers `retune`.
+SERVE_ARGS = ["--ops-time-scale", str(OPS_TIME_SCALE), "--alert-latency-warning", "1ms",
+              "--alert-latency-critical", "1h", "--self-heal-p95-ms", "1"]
+READY_WAIT_S = 60  # for the alert and the action to appear (a wait, not an assertion on speed)
 VIRTUAL_TIME_MS = 9000
 CHROMIUM_TIMEOUT_S = 120
 SAMPLES = ["bridge-small.jpg", "person-a2.png", "bridge.jpg", "astronaut.png", "group.png",
@@ -150,9 +162,12 @@ def load(base, key, stop, counts):
     for n in SAMPLES:
         with open(os.path.join(REPO, "samples", n), "rb") as f:
             images.append((f.read(), "image/png" if n.endswith(".png") else "image/jpeg"))
+    fresh = images[0][0]  # bridge-small.jpg: bytes after its EOI marker change the SHA-256 only
     i = 0
     while not stop.is_set():
         data, ctype = images[i % len(images)]
+        if i % 2:  # every other one is computed (a cache miss), the rest come from the cache
+            data, ctype = fresh + b"vigil-dashboard-%d" % i, "image/jpeg"
         st, _, _ = call(base + "/api/v1/analyze?source_url=https://example.com/%d.jpg" % i, "POST",
                         key, data, ctype)
         counts[st] = counts.get(st, 0) + 1
@@ -240,9 +255,14 @@ def check_panels(dom, base, key, require_all):
         elif panel == "alerts":
             check(count >= 0 and int(a.get("data-events", -1)) >= 0, "alerts panel counts")
             check(doc.acks <= count, "%d ack buttons for %d firing alerts" % (doc.acks, count))
+            if require_all:
+                check(count >= 1 and doc.acks >= 1, "no firing alert with an Ack button (%d, %d)"
+                      % (count, doc.acks))
         elif panel == "actions":
             check(a.get("data-mode") == js.get("mode"), "actions mode %s, endpoint %s" % (
                 a.get("data-mode"), js.get("mode")))
+            if require_all:
+                check(count >= 1, "no self-healing action shown")
 
 
 def main():
@@ -272,7 +292,8 @@ def main():
     p = None
     stop = threading.Event()
     try:
-        p, base, admin = vgt_server.start(args.vigil, os.path.join(tmp, "data"), args.serve_arg,
+        serve = [*SERVE_ARGS, *args.serve_arg]
+        p, base, admin = vgt_server.start(args.vigil, os.path.join(tmp, "data"), serve,
                                           who="dashboard_chromium")
         check_headers(base)
 
@@ -287,6 +308,16 @@ def main():
         loader = threading.Thread(target=load, args=(base, tkey, stop, counts), daemon=True)
         loader.start()
         time.sleep(args.load_s)
+        deadline = time.time() + READY_WAIT_S
+        while time.time() < deadline:
+            _, _, a = call(base + "/api/v1/alerts", key=admin)
+            _, _, h = call(base + "/api/v1/ops/actions", key=admin)
+            try:
+                if json.loads(a).get("firing") and json.loads(h).get("actions"):
+                    break
+            except ValueError:
+                break  # a route missing: the panel checks below say what that means
+            time.sleep(0.5)
 
         # A wrong key: the form comes up with the 401 and no panel shows data.
         dom = chromium_run(chromium, base + "/dashboard#key=va_wrong", tmp, ["--dump-dom"])
@@ -298,6 +329,14 @@ def main():
         check(all(doc.panels[n]["attrs"].get("data-state") == "loading" for n in PANELS),
               "wrong key: a panel was loaded")
 
+        url = base + "/dashboard#key=%s&refresh=%d" % (admin, REFRESH_S)
+        # The screenshot before the hostile silence below, so the docs show ordinary data.
+        if args.screenshot:
+            shot = os.path.abspath(args.screenshot)
+            chromium_run(chromium, url, tmp, ["--window-size=1280,900", "--screenshot=" + shot])
+            check(os.path.getsize(shot) > 10000, "screenshot %s is empty" % shot)
+            print("dashboard_chromium: screenshot %s (%d bytes)" % (shot, os.path.getsize(shot)))
+
         silence = {"matchers": {"alertname": HOSTILE}, "comment": HOSTILE,
                    "ends_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600))}
         st, _, _ = call(base + "/api/v1/alerts/silences", "POST", admin,
@@ -306,7 +345,6 @@ def main():
         if args.require_all:
             check(silenced, "POST /api/v1/alerts/silences answers %d" % st)
 
-        url = base + "/dashboard#key=%s&refresh=%d" % (admin, REFRESH_S)
         dom = chromium_run(chromium, url, tmp, ["--dump-dom"])
         check(admin not in dom, "the admin key appears in the page's DOM")
         doc = Panels()
@@ -316,11 +354,6 @@ def main():
             text = doc.panels.get("alerts", {"text": ""})["text"]
             check(HOSTILE in text, "the silence comment is not shown as text in the alerts panel")
         check_panels(dom, base, admin, args.require_all)
-        if args.screenshot:
-            shot = os.path.abspath(args.screenshot)
-            chromium_run(chromium, url, tmp, ["--window-size=1280,900", "--screenshot=" + shot])
-            check(os.path.getsize(shot) > 10000, "screenshot %s is empty" % shot)
-            print("dashboard_chromium: screenshot %s (%d bytes)" % (shot, os.path.getsize(shot)))
         stop.set()
         loader.join(timeout=30)
         print("dashboard_chromium: load answers by status: %s" % json.dumps(counts, sort_keys=True))
