@@ -631,6 +631,137 @@ static void test_mih_auto_switch(void **state)
     index_free(ix);
 }
 
+/* A bulk load (index_bulk_begin .. _end, the catalog's build at start) builds no tables while it
+ * runs, searches stay exact meanwhile, and index_bulk_end leaves the same answers as adds one by
+ * one, from tables covering every entry of each tenant. */
+static void test_bulk_load_equals_incremental(void **state)
+{
+    (void)state;
+    enum { N = 3000, NQ = 6 };
+    uint64_t seed = 2024;
+    model m = {0};
+    uint8_t queries[NQ][8][32];
+    make_random(&m, &seed, N, queries, NQ);
+    for (int i = 0; i < 40; i++) { /* a second tenant: each gets its own tables */
+        char ref[32];
+        uint8_t h[32];
+        snprintf(ref, sizeof ref, "s%d", i);
+        vgt_flip_bits(&seed, queries[i % NQ][0], i % 40, h);
+        model_add(&m, "small", "p", ref, h, 50);
+    }
+    index_config c = {.pdq_search = INDEX_SEARCH_MIH, .mih_min_entries = 500, .mih_tail_min = 64};
+    index_db *bulk, *inc;
+    assert_int_equal(index_new(&c, &bulk), VG_OK);
+    assert_int_equal(index_new(&c, &inc), VG_OK);
+    load_model(inc, &m);
+    index_bulk_begin(bulk);
+    load_model(bulk, &m);
+    index_stats st;
+    assert_int_equal(index_stats_get(bulk, NULL, &st), VG_OK);
+    assert_int_equal(st.mih_tenants, 0); /* deferred */
+    assert_int_equal(st.pdq_entries, N + 40);
+    for (size_t qi = 0; qi < NQ; qi++)
+        check_pdq(bulk, &m, "t", (const uint8_t(*)[32])queries[qi], 8, 31, NULL, 0);
+    assert_int_equal(index_bulk_end(bulk), VG_OK);
+    assert_int_equal(index_stats_get(bulk, NULL, &st), VG_OK);
+    assert_int_equal(st.mih_tenants, 2);
+    index_stats a, b;
+    assert_int_equal(index_stats_get(bulk, NULL, &a), VG_OK);
+    for (size_t qi = 0; qi < NQ; qi++) {
+        for (size_t nv = 1; nv <= 8; nv += 7) {
+            check_pdq(bulk, &m, "t", (const uint8_t(*)[32])queries[qi], nv, 31, NULL, 0);
+            check_pdq(inc, &m, "t", (const uint8_t(*)[32])queries[qi], nv, 31, NULL, 0);
+            check_pdq(bulk, &m, "small", (const uint8_t(*)[32])queries[qi], nv, 31, NULL, 0);
+        }
+    }
+    assert_int_equal(index_stats_get(bulk, NULL, &b), VG_OK);
+    assert_int_equal(b.pdq_mih_searches - a.pdq_mih_searches, NQ * 2 * 2);
+    /* Adds after the load rebuild as before. */
+    for (int i = 0; i < 1000; i++) {
+        char ref[32];
+        uint8_t h[32];
+        snprintf(ref, sizeof ref, "late%d", i);
+        vgt_rand_hash(&seed, h);
+        model_add(&m, "t", "p0", ref, h, 10);
+        assert_int_equal(index_pdq_add(bulk, "t", "p0", ref, h, 10), VG_OK);
+    }
+    check_pdq(bulk, &m, "t", (const uint8_t(*)[32])queries[0], 8, 31, NULL, 0);
+    /* Nothing to build: a second end is a no-op. */
+    assert_int_equal(index_bulk_end(bulk), VG_OK);
+    free(m.e);
+    index_free(bulk);
+    index_free(inc);
+}
+
+static int hit_cmp(const void *a, const void *b)
+{
+    const index__hit *x = a, *y = b;
+    if (x->pos != y->pos)
+        return x->pos < y->pos ? -1 : 1;
+    return (x->variant > y->variant) - (x->variant < y->variant);
+}
+
+/* Multi-index ids packed in 3 bytes (tenants up to 2^24 entries) and plain 4-byte ids find the
+ * same (entry, variant) pairs, and exactly those within the threshold (brute force). */
+static void test_mih_id_widths(void **state)
+{
+    (void)state;
+    enum { N = 5003, NQ = 8 };
+    uint64_t seed = 31337;
+    uint64_t *rows = index__alloc_big(index__pdq_row_bytes(N));
+    assert_non_null(rows);
+    uint8_t q[NQ][8][32];
+    for (size_t i = 0; i < NQ; i++)
+        for (int v = 0; v < 8; v++)
+            vgt_rand_hash(&seed, q[i][v]);
+    for (size_t p = 0; p < N; p++) {
+        uint8_t h[32];
+        if (p % 3 == 0)
+            vgt_flip_bits(&seed, q[p % NQ][p % 8], (int)(p % 48), h);
+        else
+            vgt_rand_hash(&seed, h);
+        index__pdq_words(h, rows + p * 4);
+    }
+    index__mih *m3, *m4;
+    assert_int_equal(index__mih_build_width(rows, N, 3, &m3), VG_OK);
+    assert_int_equal(index__mih_build_width(rows, N, 4, &m4), VG_OK);
+    assert_true(index__mih_bytes(m3) < index__mih_bytes(m4));
+    size_t total = 0;
+    for (size_t i = 0; i < NQ; i++) {
+        uint64_t qw[8][4];
+        for (int v = 0; v < 8; v++)
+            index__pdq_words(q[i][v], qw[v]);
+        index__hits h3 = {0}, h4 = {0};
+        assert_int_equal(index__mih_search(m3, rows, (const uint64_t(*)[4])qw, 8, 31, 0, &h3),
+                         VG_OK);
+        assert_int_equal(index__mih_search(m4, rows, (const uint64_t(*)[4])qw, 8, 31, 1, &h4),
+                         VG_OK);
+        size_t want = 0;
+        for (size_t p = 0; p < N; p++)
+            for (int v = 0; v < 8; v++) {
+                int d = 0;
+                for (int w = 0; w < 4; w++)
+                    d += __builtin_popcountll(rows[p * 4 + (size_t)w] ^ qw[v][w]);
+                want += d <= 31;
+            }
+        assert_int_equal(h3.n, want);
+        assert_int_equal(h4.n, want);
+        if (want) {
+            qsort(h3.v, h3.n, sizeof *h3.v, hit_cmp);
+            qsort(h4.v, h4.n, sizeof *h4.v, hit_cmp);
+            assert_memory_equal(h3.v, h4.v, want * sizeof *h3.v);
+        }
+        total += want;
+        vg_free(h3.v);
+        vg_free(h4.v);
+    }
+    assert_true(total > 100);
+    assert_int_equal(index__mih_build_width(rows, N, 5, &m3 /* untouched */), VG_ETOOBIG);
+    index__mih_free(m3);
+    index__mih_free(m4);
+    vg_free(rows);
+}
+
 static void test_errors(void **state)
 {
     (void)state;
@@ -1087,6 +1218,45 @@ static void test_exact_flag(void **state)
     index_free(ix);
 }
 
+/* index_pdq_add_sha256 is index_pdq_add + index_set_sha256: the copy is flagged exact, a second
+ * hash of the reference may repeat its SHA-256, another SHA-256 is VG_ECONFLICT and adds nothing.
+ */
+static void test_pdq_add_sha256(void **state)
+{
+    (void)state;
+    index_db *ix;
+    assert_int_equal(index_new(NULL, &ix), VG_OK);
+    uint64_t seed = 1234;
+    uint8_t h[32], h2[32], sha_a[32], sha_b[32];
+    vgt_rand_hash(&seed, h);
+    vgt_rand_hash(&seed, h2);
+    vgt_rand_hash(&seed, sha_a);
+    vgt_rand_hash(&seed, sha_b);
+    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "ra", h, 90, sha_a), VG_OK);
+    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "rb", h, 90, NULL), VG_OK);
+    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "ra", h2, 80, sha_a), VG_OK);
+    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "ra", h2, 80, sha_b), VG_ECONFLICT);
+    assert_int_equal(index_pdq_add_sha256(ix, "t", "q", "ra", h2, 80, sha_a), VG_ECONFLICT);
+    index_stats st;
+    assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
+    assert_int_equal(st.pdq_entries, 3);
+    assert_int_equal(st.references, 2);
+    assert_int_equal(index_set_sha256(ix, "t", "ra", sha_b), VG_ECONFLICT); /* set once */
+    assert_int_equal(index_set_sha256(ix, "t", "rb", sha_b), VG_OK);
+    index_pdq_query q = index_pdq_query_defaults();
+    q.variants = (const uint8_t(*)[32])h;
+    q.n_variants = 1;
+    q.threshold = 0;
+    q.sha256 = sha_a;
+    index_pdq_result r;
+    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
+    assert_int_equal(r.n, 2);
+    for (size_t i = 0; i < r.n; i++)
+        assert_int_equal(r.matches[i].exact, strcmp(r.matches[i].reference_id, "ra") == 0);
+    index_pdq_result_free(&r);
+    index_free(ix);
+}
+
 static void test_alloc_failures(void **state)
 {
     (void)state;
@@ -1294,11 +1464,14 @@ int main(void)
         cmocka_unit_test(test_haystack_needles),
         cmocka_unit_test(test_tenants_profiles_deletes),
         cmocka_unit_test(test_mih_auto_switch),
+        cmocka_unit_test(test_bulk_load_equals_incremental),
+        cmocka_unit_test(test_mih_id_widths),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_face_bruteforce),
         cmocka_unit_test(test_face_threshold_strict),
         cmocka_unit_test(test_concurrent_readers_writer),
         cmocka_unit_test(test_exact_flag),
+        cmocka_unit_test(test_pdq_add_sha256),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_topk_best_per_reference_in_order),
         cmocka_unit_test(test_topk_ties_cut_by_name),

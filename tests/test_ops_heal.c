@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "core/core.h"
+#include "obs/obs.h"
 #include "ops/ops_heal.h"
 
 #include <math.h>
@@ -202,6 +203,35 @@ static void test_memory_trigger_for_and_cooldown(void **state)
     tick(h, &k, T0);
     assert_int_equal(f.l1_entries, 500);
     ops_heal_free(h);
+}
+
+/* Regression: the action counter's label values were passed without the NULL terminator
+ * obs expects, so obs read past them (ASan: stack-buffer-overflow on the ops thread) and the
+ * update was dropped as misuse. */
+static void test_action_metric(void **state)
+{
+    (void)state;
+    obs_registry *reg = NULL;
+    assert_int_equal(obs_registry_new(NULL, &reg), VG_OK);
+    fake f;
+    fake_init(&f);
+    ops_heal_config cfg;
+    ops_heal_config_init(&cfg);
+    cfg.metrics = reg;
+    cfg.for_s = 0;
+    ops_heal *h = make(&f, &cfg);
+    ops_kpis k = healthy();
+    k.memory_percent = 88;
+    tick(h, &k, T0);
+    assert_int_equal(ops_heal_count(h, OPS_HEAL_MEMORY_TRIM, "ok"), 1);
+    obs_metric *m = NULL;
+    assert_int_equal(obs_counter_register(reg, "vigil_self_heal_actions_total",
+                                          "self-healing actions by action and outcome",
+                                          "action,outcome", &m),
+                     VG_OK);
+    assert_true(obs_value(m, OBS_LABELS("memory_trim", "ok"), NULL) == 1.0);
+    ops_heal_free(h);
+    obs_registry_free(reg);
 }
 
 static void test_per_hour_limit(void **state)
@@ -476,6 +506,7 @@ int main(void)
     vg_log_set_level(VG_LOG_ERROR);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_memory_trigger_for_and_cooldown),
+        cmocka_unit_test(test_action_metric),
         cmocka_unit_test(test_per_hour_limit),
         cmocka_unit_test(test_dry_run_and_off),
         cmocka_unit_test(test_hysteresis_no_flapping),

@@ -710,6 +710,7 @@ static void test_references(void **state)
 typedef struct walk {
     int n;
     char seen[16][STORE_ID_MAX];
+    store_reference got[16]; /* the fixed-size fields the index is built from */
     size_t faces;
     int stop_after;
 } walk;
@@ -717,8 +718,10 @@ typedef struct walk {
 static int walk_cb(void *ctx, const store_reference *r)
 {
     walk *w = ctx;
-    if (w->n < 16)
+    if (w->n < 16) {
         strcpy(w->seen[w->n], r->id);
+        w->got[w->n] = *r;
+    }
     w->n++;
     w->faces += r->n_faces;
     if (r->n_faces && r->descriptors[0] != 0.5f)
@@ -726,9 +729,30 @@ static int walk_cb(void *ctx, const store_reference *r)
     return w->stop_after && w->n == w->stop_after ? 42 : 0;
 }
 
-static void test_reference_foreach(void **state)
+typedef int (*walk_fn_t)(store *, const char *, int (*)(void *, const store_reference *), void *);
+
+/* Runs a walk; with sort, orders what it saw by id (id order for time-ordered ids). */
+static int do_walk(fx *f, walk_fn_t fn, const char *tenant, walk *w, int sort)
 {
-    fx *f = *state;
+    int rc = fn(f->st, tenant, walk_cb, w);
+    int n = w->n < 16 ? w->n : 16;
+    for (int a = 1; sort && a < n; a++)
+        for (int b = a; b > 0 && strcmp(w->seen[b - 1], w->seen[b]) > 0; b--) {
+            char t[STORE_ID_MAX];
+            store_reference x = w->got[b];
+            strcpy(t, w->seen[b]);
+            strcpy(w->seen[b], w->seen[b - 1]);
+            strcpy(w->seen[b - 1], t);
+            w->got[b] = w->got[b - 1];
+            w->got[b - 1] = x;
+        }
+    return rc;
+}
+
+/* walk_fn is store_reference_foreach (id order) or store_reference_foreach_index (any order, so
+ * sorted here): the same references, and the fields the index needs as stored. */
+static void check_reference_walk(fx *f, walk_fn_t walk_fn, int sort)
+{
     char p1[STORE_ID_MAX], p2[STORE_ID_MAX], p3[STORE_ID_MAX], r[6][STORE_ID_MAX];
     make_profile(f, f->t1, "a", p1);
     make_profile(f, f->t1, "b", p2);
@@ -751,14 +775,26 @@ static void test_reference_foreach(void **state)
     assert_int_equal(store_reference_delete(f->st, f->t1, r[4]), 0);
 
     walk w = {0};
-    assert_int_equal(store_reference_foreach(f->st, NULL, walk_cb, &w), 0);
+    assert_int_equal(do_walk(f, walk_fn, NULL, &w, sort), 0);
     assert_int_equal(w.n, 4);
     assert_int_equal(w.faces, 1);
     assert_string_equal(w.seen[0], r[0]); /* id order */
     assert_string_equal(w.seen[3], r[3]);
+    for (int i = 0; i < 4; i++) { /* what the index needs, as stored */
+        store_reference x;
+        assert_int_equal(store_reference_get(f->st, NULL, w.seen[i], f->a, &x), 0);
+        assert_string_equal(w.got[i].tenant_id, x.tenant_id);
+        assert_string_equal(w.got[i].profile_id, x.profile_id);
+        assert_int_equal(w.got[i].kind, x.kind);
+        assert_memory_equal(w.got[i].sha256, x.sha256, 32);
+        assert_int_equal(w.got[i].has_pdq, x.has_pdq);
+        assert_memory_equal(w.got[i].pdq, x.pdq, 32);
+        assert_int_equal(w.got[i].pdq_quality, x.pdq_quality);
+        assert_int_equal(w.got[i].n_faces, x.n_faces);
+    }
 
     memset(&w, 0, sizeof w);
-    assert_int_equal(store_reference_foreach(f->st, f->t2, walk_cb, &w), 0);
+    assert_int_equal(do_walk(f, walk_fn, f->t2, &w, sort), 0);
     assert_int_equal(w.n, 1);
     assert_string_equal(w.seen[0], r[2]);
 
@@ -770,7 +806,7 @@ static void test_reference_foreach(void **state)
     assert_string_equal(gone[0], r[0]);
     assert_string_equal(gone[1], r[3]);
     memset(&w, 0, sizeof w);
-    assert_int_equal(store_reference_foreach(f->st, f->t1, walk_cb, &w), 0);
+    assert_int_equal(do_walk(f, walk_fn, f->t1, &w, sort), 0);
     assert_int_equal(w.n, 1);
     assert_string_equal(w.seen[0], r[1]);
     assert_int_equal(store_reference_get(f->st, f->t1, r[0], f->a, &(store_reference){0}),
@@ -779,8 +815,18 @@ static void test_reference_foreach(void **state)
     /* A callback stops the walk with its own value. */
     memset(&w, 0, sizeof w);
     w.stop_after = 1;
-    assert_int_equal(store_reference_foreach(f->st, NULL, walk_cb, &w), 42);
+    assert_int_equal(do_walk(f, walk_fn, NULL, &w, sort), 42);
     assert_int_equal(w.n, 1);
+}
+
+static void test_reference_foreach(void **state)
+{
+    check_reference_walk(*state, store_reference_foreach, 0);
+}
+
+static void test_reference_foreach_index(void **state)
+{
+    check_reference_walk(*state, store_reference_foreach_index, 1);
 }
 
 /* ---- scans and matches ---------------------------------------------------------------------- */
@@ -1699,6 +1745,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_profiles_pagination, setup, teardown),
         cmocka_unit_test_setup_teardown(test_references, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reference_foreach, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reference_foreach_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_scans_and_matches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evidence_is_immutable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_soft_delete_keeps_evidence, setup, teardown),

@@ -11,6 +11,9 @@
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #define MAX_ENTRIES_LIMIT ((size_t)1 << 30) /* positions must fit uint32 with tombstones */
 #define HUGE_PAGE_BYTES ((size_t)2 << 20)
@@ -116,6 +119,12 @@ void index_free(index_db *ix)
     index__map_free(&ix->tenant_map);
     pthread_rwlock_destroy(&ix->tenants_lock);
     vg_free(ix);
+#if defined(__GLIBC__)
+    /* The arrays below glibc's mmap threshold (it rises to 32 MiB as the index frees the
+     * arrays it outgrew) go back to malloc's free lists, not to the system; hand those pages
+     * back, so that a reload does not keep the old index's memory resident beside the new. */
+    malloc_trim(0);
+#endif
 }
 
 index_kernel index_pdq_kernel(const index_db *ix)
@@ -202,15 +211,14 @@ done:
 /* Finds or prepares the reference for an add: on success *ref_out is an existing live handle, or
  * INDEX__NONE with records and maps reserved so that the commit cannot fail. */
 static int add_prepare(index_db *ix, index__shard *sh, const char *profile, const char *reference,
-                       uint32_t *ref_out)
+                       uint32_t rhash, uint32_t *ref_out)
 {
     size_t live = (sh->pdq_n - sh->dead_pdq) + (sh->face_n - sh->dead_face);
     if (live >= ix->cfg.max_entries_per_tenant || sh->pdq_n + sh->face_n >= MAX_ENTRIES_LIMIT * 2)
         return vg_err_set(VG_ETOOBIG, "tenant %s holds %zu entries (max_entries_per_tenant)",
                           sh->id, live);
     index__view *v = sh->cur;
-    uint32_t r =
-        index__map_find(&sh->ref_map, reference, index__hash_str(reference), index__ref_key, v);
+    uint32_t r = index__map_find(&sh->ref_map, reference, rhash, index__ref_key, v);
     if (r != INDEX__NONE) {
         const char *owner = v->profiles[v->refs[r].profile].id;
         if (strcmp(owner, profile) != 0)
@@ -265,7 +273,7 @@ static uint32_t add_write_ref(index__shard *sh, const char *profile, const char 
 }
 
 /* After publishing: the writer-only bookkeeping of a new reference. */
-static void add_link_ref(index__shard *sh, uint32_t ref, int new_profile)
+static void add_link_ref(index__shard *sh, uint32_t ref, uint32_t rhash, int new_profile)
 {
     index__view *v = sh->cur;
     index__ref *x = &v->refs[ref];
@@ -279,7 +287,7 @@ static void add_link_ref(index__shard *sh, uint32_t ref, int new_profile)
         v->refs[x->next].prev = ref;
     p->first_ref = ref;
     p->n_refs++;
-    index__map_insert(&sh->ref_map, index__hash_str(x->id), ref);
+    index__map_insert(&sh->ref_map, rhash, ref);
     sh->n_refs++;
     sh->live_refs++;
 }
@@ -305,7 +313,8 @@ int index__add_begin(index_db *ix, const char *tenant, const char *profile, cons
     pthread_mutex_lock(&sh->write_mutex);
     index__reclaim(sh);
     uint32_t ref = INDEX__NONE;
-    rc = add_prepare(ix, sh, profile, reference, &ref);
+    a->rhash = index__hash_str(reference);
+    rc = add_prepare(ix, sh, profile, reference, a->rhash, &ref);
     if (!rc)
         rc = kind == INDEX__KIND_PDQ ? index__grow_pdq(sh, sh->pdq_n + 1)
                                      : index__grow_face(sh, sh->face_n + 1);
@@ -332,7 +341,7 @@ void index__add_publish(index__add *a)
     v->face_n = sh->face_n;
     index__unlock(sh);
     if (a->created)
-        add_link_ref(sh, a->ref, a->new_profile);
+        add_link_ref(sh, a->ref, a->rhash, a->new_profile);
 }
 
 int index_set_sha256(index_db *ix, const char *tenant, const char *reference,

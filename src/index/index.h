@@ -106,6 +106,14 @@ index_kernel index_face_kernel(const index_db *ix);
 int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
                   const uint8_t hash[VG_PDQ_BYTES], int quality);
 
+/* index_pdq_add and index_set_sha256 (sha256: 32 bytes, borrowed, or NULL for none) in one call
+ * and one lookup of the reference: what the catalog's build at start calls for each stored
+ * reference. Errors as both; a reference that already has another SHA-256 is VG_ECONFLICT, and
+ * then nothing is modified. */
+int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
+                         const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
+                         const uint8_t *sha256);
+
 /* Adds one face descriptor of a reference (copied; every component must be finite). Same rules
  * and errors as index_pdq_add. */
 int index_face_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
@@ -124,6 +132,18 @@ int index_set_sha256(index_db *ix, const char *tenant, const char *reference,
 int index_remove_reference(index_db *ix, const char *tenant, const char *reference);
 int index_remove_profile(index_db *ix, const char *tenant, const char *profile);
 int index_remove_tenant(index_db *ix, const char *tenant);
+
+/* ---- bulk load ------------------------------------------------------------------------------ */
+
+/* Between index_bulk_begin and index_bulk_end (the catalog's build from the store at start),
+ * adds build no multi-index tables: the entries they append are scanned flat until
+ * index_bulk_end builds each tenant's tables once, over all of its entries. Searches stay
+ * correct (only slower) meanwhile. Without it, a tenant growing by adds rebuilds its tables
+ * whenever the flat tail passes 1/8 of it, ~9 builds of the final size in all (a 10M-hash load
+ * spent most of its time there). index_bulk_end errors: VG_ENOMEM (that tenant's entries stay
+ * in the flat tail; the index is still correct). Not nested; other calls may run meanwhile. */
+void index_bulk_begin(index_db *ix);
+int index_bulk_end(index_db *ix);
 
 /* ---- PDQ search ----------------------------------------------------------------------------- */
 

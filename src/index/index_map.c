@@ -63,9 +63,13 @@ static void map_place(uint64_t *slots, size_t cap, uint64_t s)
 
 int index__map_reserve(index__map *m, size_t n_more)
 {
+    /* At most 3/4 full: a 10M-reference tenant's map is 128 MiB instead of 256 at <= 1/2, and
+     * linear probing still averages ~2.5 probes per hit at 3/4 (~1.5 at the typical 3/8..3/4
+     * that doubling leaves). */
     size_t need;
-    if (vg_add_size(m->n, n_more, &need) || vg_mul_size(need, 2, &need))
+    if (vg_add_size(m->n, n_more, &need) || vg_mul_size(need, 4, &need))
         return vg_err_set(VG_ENOMEM, "index map too large");
+    need = (need + 2) / 3;
     if (need <= m->cap)
         return VG_OK;
     size_t cap = m->cap ? m->cap : MAP_MIN_CAP;
@@ -74,9 +78,12 @@ int index__map_reserve(index__map *m, size_t n_more)
             return vg_err_set(VG_ENOMEM, "index map too large");
         cap *= 2;
     }
-    uint64_t *slots = vg_calloc(cap, sizeof *slots);
+    /* Probes land at random: a big map on huge pages spares each lookup a TLB miss (a reference
+     * map at 10M references is 128 MiB). */
+    uint64_t *slots = index__alloc_big(cap * sizeof *slots);
     if (!slots)
         return vg_err_set(VG_ENOMEM, "index map of %zu slots", cap);
+    memset(slots, 0, cap * sizeof *slots);
     for (size_t i = 0; i < m->cap; i++)
         if (m->slots[i])
             map_place(slots, cap, m->slots[i]);

@@ -40,33 +40,73 @@ int index__want_mih(const index_db *ix, size_t live_pdq)
     }
 }
 
-/* Rebuilds the multi-index when the flat tail has grown past max(mih_tail_min, pdq_n / 8).
- * Failure only means the tail stays longer, so it is logged, not returned. */
-static void maybe_rebuild_mih(index_db *ix, index__shard *sh)
+/* Rebuilds the multi-index when the flat tail has grown past max(mih_tail_min, pdq_n / 8), or
+ * (force) when there is any tail at all. Not during a bulk load. Failure only means the tail
+ * stays longer, so it is logged; the error code is returned for index_bulk_end. */
+static int maybe_rebuild_mih(index_db *ix, index__shard *sh, int force)
 {
     index__view *v = sh->cur;
     if (!index__want_mih(ix, sh->pdq_n - sh->dead_pdq))
-        return;
+        return VG_OK;
     size_t covered = v->mih ? v->mih->n : 0;
     size_t tail = sh->pdq_n - covered;
-    if (tail <= VG_MAX(ix->cfg.mih_tail_min, sh->pdq_n / 8))
-        return;
+    if (force ? tail == 0
+              : atomic_load_explicit(&ix->bulk, memory_order_relaxed) ||
+                    tail <= VG_MAX(ix->cfg.mih_tail_min, sh->pdq_n / 8))
+        return VG_OK;
     index__mih *m = NULL;
     index__view *nv = index__view_clone(v);
-    if (!nv || index__mih_build(v->pdq_rows, sh->pdq_n, &m)) {
+    int rc =
+        nv ? index__mih_build(v->pdq_rows, sh->pdq_n, &m) : vg_err_set(VG_ENOMEM, "index view");
+    if (rc) {
         vg_free(nv);
         VG_WARN("index", "tenant %s: multi-index rebuild failed (%s); tail of %zu stays flat",
                 sh->id, vg_err_msg(), tail);
-        return;
+        return rc;
     }
     nv->mih = m;
     index__view_publish(sh, nv, NULL, 0, index__mih_bytes(v->mih), v->mih, NULL);
+    return VG_OK;
+}
+
+void index_bulk_begin(index_db *ix)
+{
+    atomic_store(&ix->bulk, 1);
+}
+
+int index_bulk_end(index_db *ix)
+{
+    atomic_store(&ix->bulk, 0);
+    int rc = VG_OK;
+    pthread_rwlock_rdlock(&ix->tenants_lock);
+    size_t n = ix->n_shards;
+    pthread_rwlock_unlock(&ix->tenants_lock);
+    /* Shards are never freed before index_free and only appended: the first n stay valid. */
+    for (size_t i = 0; i < n; i++) {
+        pthread_rwlock_rdlock(&ix->tenants_lock);
+        index__shard *sh = ix->shards[i];
+        pthread_rwlock_unlock(&ix->tenants_lock);
+        pthread_mutex_lock(&sh->write_mutex);
+        index__reclaim(sh);
+        int r = maybe_rebuild_mih(ix, sh, 1);
+        pthread_mutex_unlock(&sh->write_mutex);
+        if (r && !rc)
+            rc = r;
+    }
+    return rc;
 }
 
 /* ---- adds ----------------------------------------------------------------------------------- */
 
 int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
                   const uint8_t hash[VG_PDQ_BYTES], int quality)
+{
+    return index_pdq_add_sha256(ix, tenant, profile, reference, hash, quality, NULL);
+}
+
+int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
+                         const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
+                         const uint8_t *sha256)
 {
     int rc = index__check_add_ids(tenant, profile, reference);
     if (rc)
@@ -80,15 +120,26 @@ int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const c
         return rc;
     index__shard *sh = a.sh;
     index__view *v = sh->cur;
+    index__ref *r = &v->refs[a.ref];
+    if (sha256 && !a.created && atomic_load_explicit(&r->has_sha, memory_order_relaxed) &&
+        memcmp(r->sha256, sha256, 32) != 0) {
+        pthread_mutex_unlock(&sh->write_mutex);
+        return vg_err_set(VG_ECONFLICT, "reference %s already has another SHA-256", reference);
+    }
+    if (sha256 && !atomic_load_explicit(&r->has_sha, memory_order_relaxed)) {
+        /* Queries read the flag (acquire), then the bytes: written first, as index_set_sha256. */
+        memcpy(r->sha256, sha256, 32);
+        atomic_store_explicit(&r->has_sha, 1, memory_order_release);
+    }
     uint64_t w[4];
     index__pdq_words(hash, w);
     memcpy(v->pdq_rows + sh->pdq_n * 4, w, sizeof w);
     v->pdq_ref[sh->pdq_n] = a.ref;
     v->pdq_quality[sh->pdq_n] = (uint8_t)quality;
     sh->pdq_n++;
-    v->refs[a.ref].n_pdq++;
+    r->n_pdq++;
     index__add_publish(&a);
-    maybe_rebuild_mih(ix, sh);
+    maybe_rebuild_mih(ix, sh, 0);
     pthread_mutex_unlock(&sh->write_mutex);
     return VG_OK;
 }

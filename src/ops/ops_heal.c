@@ -200,10 +200,7 @@ static void record(ops_heal *h, int64_t now_ms, ops_heal_action a, int outcome, 
     snprintf(r->after, sizeof r->after, "%s", after);
     snprintf(r->message, sizeof r->message, "%s", message);
     h->counts[a][outcome]++;
-    if (h->metric) {
-        const char *labels[2] = {action_names[a], outcomes[outcome]};
-        obs_inc(h->metric, labels);
-    }
+    obs_inc(h->metric, OBS_LABELS(action_names[a], outcomes[outcome]));
     vg_log(outcome == OUT_FAILED ? VG_LOG_WARN : VG_LOG_INFO, "ops",
            "self-heal %s%s (%s): %s -> %s: %s", action_names[a], r->dry_run ? " [dry-run]" : "",
            trigger, before, after, message);

@@ -349,6 +349,13 @@ int store_reference_list(store *st, const char *tenant_id, const store_list_opts
  * holds one read connection throughout: cb must not call back into the store. */
 int store_reference_foreach(store *st, const char *tenant_id,
                             int (*cb)(void *ctx, const store_reference *r), void *ctx);
+/* The same walk (the same references, one snapshot) with only what the match index is built
+ * from: id, tenant_id, profile_id, kind, sha256, the PDQ hash and quality, n_faces and
+ * descriptors; the texts are NULL, boxes and the dihedral hashes absent, has_image 0. In no
+ * particular order. Reads ~3x fewer columns, no image-length subquery and no id-order seek per
+ * row (catalog_open at 10M references). */
+int store_reference_foreach_index(store *st, const char *tenant_id,
+                                  int (*cb)(void *ctx, const store_reference *r), void *ctx);
 /* Number of live references (of live profiles) of tenant_id (NULL: all), for sizing an index. */
 int store_reference_count(store *st, const char *tenant_id, size_t *out_n);
 

@@ -558,20 +558,49 @@ int store_reference_list(store *st, const char *tenant_id, const store_list_opts
                        offsetof(store_reference, id), read_ref, (void **)items, page);
 }
 
-int store_reference_foreach(store *st, const char *tenant_id,
-                            int (*cb)(void *ctx, const store_reference *r), void *ctx)
+/* The index's columns only: no texts, boxes or image-length subquery per row. */
+#define REF_INDEX_COLS                                                                             \
+    "t.id, t.tenant_id, t.profile_id, t.kind, t.sha256, t.pdq, t.pdq_quality, t.n_faces, "         \
+    "t.descriptors"
+
+static int read_ref_index(sq_stmt *s, store_copy *c, void *item)
+{
+    store_reference *r = item;
+    store__sc_id(s, 0, r->id);
+    store__sc_id(s, 1, r->tenant_id);
+    store__sc_id(s, 2, r->profile_id);
+    const char *k = store__sq_col_text(s, 3);
+    r->kind = k && strcmp(k, "likeness") == 0 ? STORE_REF_LIKENESS : STORE_REF_WORK;
+    store__sc_fixed(s, 4, r->sha256, 32);
+    r->has_pdq = store__sc_fixed(s, 5, r->pdq, 32);
+    r->pdq_quality = r->has_pdq ? (int)store__sq_col_int64(s, 6) : 0;
+    int64_t nf = store__sq_col_int64(s, 7);
+    r->n_faces = nf > 0 && nf <= STORE_MAX_FACES_PER_REF ? (size_t)nf : 0;
+    r->descriptors = r->n_faces ? sc_floats(c, s, 8, r->n_faces * VG_DESCRIPTOR_DIM) : NULL;
+    if (!r->descriptors && r->n_faces) {
+        VG_WARN("store", "reference %s: descriptor blob does not match n_faces; ignored", r->id);
+        r->n_faces = 0;
+    }
+    return 0;
+}
+
+#define REF_WALK_SQL(cols)                                                                         \
+    "SELECT " cols " FROM refs t JOIN profiles p ON p.id = t.profile_id "                          \
+    "WHERE t.deleted_ms IS NULL AND p.deleted_ms IS NULL AND (?1 IS NULL OR t.tenant_id = ?1) "    \
+    "ORDER BY t.id"
+
+/* One statement is one read transaction: the walk sees one snapshot. The arena is reset per row
+ * (only face descriptors use it), so the walk's memory does not grow with the store. */
+static int ref_walk(store *st, const char *tenant_id, const char *sql,
+                    int (*read)(sq_stmt *s, store_copy *c, void *item),
+                    int (*cb)(void *ctx, const store_reference *r), void *ctx)
 {
     vg_arena *a = vg_arena_new(0);
     if (!a)
         return vg_err_set(VG_ENOMEM, "store: reference walk");
     sq_db *db = store__reader_acquire(st);
     sq_stmt *s = NULL;
-    /* One statement is one read transaction: the walk sees one snapshot. */
-    int err = store__query(db,
-                           "SELECT " REF_COLS " FROM refs t JOIN profiles p ON p.id = t.profile_id "
-                           "WHERE t.deleted_ms IS NULL AND p.deleted_ms IS NULL AND "
-                           "(?1 IS NULL OR t.tenant_id = ?1) ORDER BY t.id",
-                           &s, "t", tenant_id);
+    int err = store__query(db, sql, &s, "t", tenant_id);
     while (!err) {
         int rc = store__sq_step(s);
         if (rc <= 0) {
@@ -582,7 +611,7 @@ int store_reference_foreach(store *st, const char *tenant_id,
         store_copy c = {a, 0};
         store_reference r;
         memset(&r, 0, sizeof r);
-        read_ref(s, &c, &r);
+        read(s, &c, &r);
         if (c.oom) {
             err = vg_err_set(VG_ENOMEM, "store: reference walk");
             break;
@@ -593,6 +622,30 @@ int store_reference_foreach(store *st, const char *tenant_id,
     store__reader_release(st, db);
     vg_arena_free(a);
     return err;
+}
+
+int store_reference_foreach(store *st, const char *tenant_id,
+                            int (*cb)(void *ctx, const store_reference *r), void *ctx)
+{
+    return ref_walk(st, tenant_id, REF_WALK_SQL(REF_COLS), read_ref, cb, ctx);
+}
+
+int store_reference_foreach_index(store *st, const char *tenant_id,
+                                  int (*cb)(void *ctx, const store_reference *r), void *ctx)
+{
+    /* No ORDER BY and no join. All tenants: one scan of the table in storage order, the live
+     * profiles looked up in a list SQLite builds once, instead of a seek from the id index to
+     * every row and to its profile (10M references in the sqlite3 shell: 2.8 instead of 5.0 s
+     * of CPU; walking refs_live_sha256 instead took 3.4, and seeks rows at random, which a
+     * bounded page cache pays for). One tenant: its index, as before. */
+    return ref_walk(st, tenant_id,
+                    tenant_id ? "SELECT " REF_INDEX_COLS " FROM refs t WHERE t.deleted_ms IS NULL "
+                                "AND t.tenant_id = ?1 AND t.profile_id IN "
+                                "(SELECT id FROM profiles WHERE deleted_ms IS NULL)"
+                              : "SELECT " REF_INDEX_COLS " FROM refs t NOT INDEXED WHERE "
+                                "t.deleted_ms IS NULL AND ?1 IS NULL AND t.profile_id IN "
+                                "(SELECT id FROM profiles WHERE deleted_ms IS NULL)",
+                    read_ref_index, cb, ctx);
 }
 
 int store_reference_count(store *st, const char *tenant_id, size_t *out_n)
