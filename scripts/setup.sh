@@ -12,8 +12,9 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 build_pkgs="build-essential cmake clang pkg-config libturbojpeg0-dev libspng-dev libwebp-dev
   libdnnl-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libhiredis-dev libssl-dev
   libcurl4-openssl-dev libcmocka-dev libclang-rt-14-dev nodejs npm curl ca-certificates python3"
-# prometheus: its promtool checks /metrics and the rules in deploy/prometheus.
-test_pkgs="redis-server git clang-format prometheus"
+# prometheus: its promtool checks /metrics and the rules in deploy/prometheus; chromium (with a
+# font for its screenshots) opens the dashboard in tests/dashboard_chromium.py.
+test_pkgs="redis-server git clang-format prometheus chromium fonts-dejavu-core"
 bench_pkgs="redis-server wrk hyperfine libjpeg-turbo-progs imagemagick python3-locust"
 
 want="$build_pkgs"

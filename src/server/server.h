@@ -43,6 +43,11 @@ int server_add_routes(server *s, http_router *r);
 
 /* The OpenAPI 3 document of those routes (src/server/openapi.json compiled in). Static. */
 const char *server_openapi_json(size_t *len);
+/* The operations page (src/server/dashboard.html compiled in) and the base64 SHA-256 of its one
+ * inline <script> and <style>, for the page's Content-Security-Policy. Static. */
+const char *server_dashboard_html(size_t *len);
+const char *server_dashboard_html_script_sha256(void);
+const char *server_dashboard_html_style_sha256(void);
 
 /* Raises RLIMIT_NOFILE's soft limit to the hard limit; *out_limit gets the new soft limit. */
 int server_raise_nofile(uint64_t *out_limit);

@@ -161,6 +161,7 @@ void server__api_metrics(http_req *req, void *ud);
 void server__api_openapi(http_req *req, void *ud);
 void server__api_metrics_performance(http_req *req, void *ud);
 void server__api_metrics_sla(http_req *req, void *ud);
+void server__api_dashboard(http_req *req, void *ud);
 
 void server__api_tenant_create(http_req *req, void *ud);
 void server__api_tenant_list(http_req *req, void *ud);

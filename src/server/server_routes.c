@@ -23,6 +23,7 @@ static const route_def routes[] = {
     {"GET",    "/api/v1/health/live",                          PUB, 0, server__api_live},
     {"GET",    "/api/v1/openapi.json",                         PUB, 0, server__api_openapi},
     {"GET",    "/metrics",                                     PUB, 0, server__api_metrics},
+    {"GET",    "/dashboard",                                   PUB, 0, server__api_dashboard},
     {"GET",    "/api/v1/ops/actions",                          ADM, 0, server__api_ops_actions},
     {"GET",    "/api/v1/metrics/performance",                  ADM, 0, server__api_metrics_performance},
     {"GET",    "/api/v1/metrics/sla",                          ADM, 0, server__api_metrics_sla},
