@@ -113,7 +113,8 @@ static int load(const char *path, uint32_t side, rgb *out)
     return 0;
 }
 
-/* ---- edits ------------------------------------------------------------------------------------ */
+/* ---- edits ------------------------------------------------------------------------------------
+ */
 
 static uint8_t *px(rgb *r, uint32_t x, uint32_t y)
 {
@@ -279,16 +280,17 @@ static rgb ed_rotate(const rgb *s, double deg)
     double cx = (s->w - 1) / 2.0, cy = (s->h - 1) / 2.0;
     for (uint32_t y = 0; y < d.h; y++)
         for (uint32_t x = 0; x < d.w; x++) {
-            double sx = ca * (x - cx) + sa * (y - cy) + cx, sy = -sa * (x - cx) + ca * (y - cy) + cy;
+            double sx = ca * (x - cx) + sa * (y - cy) + cx,
+                   sy = -sa * (x - cx) + ca * (y - cy) + cy;
             if (sx < 0 || sy < 0 || sx > s->w - 1 || sy > s->h - 1)
                 continue; /* black corner */
             uint32_t x0 = (uint32_t)sx, y0 = (uint32_t)sy;
             uint32_t x1 = VG_MIN(x0 + 1, s->w - 1), y1 = VG_MIN(y0 + 1, s->h - 1);
             double fx = sx - x0, fy = sy - y0;
             for (int c = 0; c < 3; c++) {
-                double v = (1 - fy) * ((1 - fx) * px((rgb *)s, x0, y0)[c] +
-                                       fx * px((rgb *)s, x1, y0)[c]) +
-                           fy * ((1 - fx) * px((rgb *)s, x0, y1)[c] + fx * px((rgb *)s, x1, y1)[c]);
+                double v =
+                    (1 - fy) * ((1 - fx) * px((rgb *)s, x0, y0)[c] + fx * px((rgb *)s, x1, y0)[c]) +
+                    fy * ((1 - fx) * px((rgb *)s, x0, y1)[c] + fx * px((rgb *)s, x1, y1)[c]);
                 px(&d, x, y)[c] = (uint8_t)(v + 0.5);
             }
         }
@@ -326,13 +328,32 @@ typedef struct {
 } edit_desc;
 
 static const edit_desc EDITS[] = {
-    {"reencode q70", 70},   {"reencode q40", 40},    {"resize 50%", 85},     {"resize 25%", 85},
-    {"mirror", 85},         {"mirror small", 85},    {"rotate 90", 85},      {"rotate 90 small", 85},
-    {"greyscale", 85},      {"greyscale q50", 50},   {"brightness +25", 85}, {"brightness +50", 85},
-    {"blur r2", 85},        {"blur r5", 85},         {"border 4% white", 85}, {"border 12% black", 85},
-    {"screenshot 85%", 85}, {"screenshot 55%", 85},  {"caption 15%", 85},    {"caption 30%", 85},
-    {"crop 10%", 85},       {"crop 20%", 85},        {"rotate 3deg", 85},    {"rotate 6deg", 85},
-    {"logo", 85},           {"text overlay", 85},
+    {"reencode q70", 70},
+    {"reencode q40", 40},
+    {"resize 50%", 85},
+    {"resize 25%", 85},
+    {"mirror", 85},
+    {"mirror small", 85},
+    {"rotate 90", 85},
+    {"rotate 90 small", 85},
+    {"greyscale", 85},
+    {"greyscale q50", 50},
+    {"brightness +25", 85},
+    {"brightness +50", 85},
+    {"blur r2", 85},
+    {"blur r5", 85},
+    {"border 4% white", 85},
+    {"border 12% black", 85},
+    {"screenshot 85%", 85},
+    {"screenshot 55%", 85},
+    {"caption 15%", 85},
+    {"caption 30%", 85},
+    {"crop 10%", 85},
+    {"crop 20%", 85},
+    {"rotate 3deg", 85},
+    {"rotate 6deg", 85},
+    {"logo", 85},
+    {"text overlay", 85},
 };
 #define N_EDITS (sizeof EDITS / sizeof EDITS[0])
 
@@ -396,7 +417,8 @@ static rgb make_edit(size_t e, const rgb *s)
     }
 }
 
-/* ---- hashing and matching --------------------------------------------------------------------- */
+/* ---- hashing and matching ---------------------------------------------------------------------
+ */
 
 typedef struct {
     int quality;
@@ -641,7 +663,8 @@ int main(int argc, char **argv)
     }
     const char *rt = getenv("BC_REGION_THRESHOLD"); /* experiments: stricter centre crops */
     if (rt)
-        g_region_threshold[PDQ_REGION_CENTRE90] = g_region_threshold[PDQ_REGION_CENTRE80] = atoi(rt);
+        g_region_threshold[PDQ_REGION_CENTRE90] = g_region_threshold[PDQ_REGION_CENTRE80] =
+            atoi(rt);
 
     char **files;
     size_t n = list_dir(photos, &files);
@@ -731,12 +754,13 @@ int main(int argc, char **argv)
                 uint8_t *rb = jpeg(&img[i], 90, &rl);
                 hash_bytes(ctx, rb, rl, g_ref_what, &rh);
                 tjFree(rb);
-                printf("photo %zu %ux%u found=%d ref trim %u %u %u %u (n=%zu) query %ux%u trim %u %u "
-                       "%u %u (n=%zu) d(qtrim,rwhole)=%d\n",
-                       i, img[i].w, img[i].h, found, rh.copies.trim[0], rh.copies.trim[1],
-                       rh.copies.trim[2], rh.copies.trim[3], rh.copies.n, d.w, d.h, h.copies.trim[0],
-                       h.copies.trim[1], h.copies.trim[2], h.copies.trim[3], h.copies.n,
-                       h.copies.n ? pdq_distance(&h.copies.h[0].dihedral[0], &rh.whole[0]) : -1);
+                printf(
+                    "photo %zu %ux%u found=%d ref trim %u %u %u %u (n=%zu) query %ux%u trim %u %u "
+                    "%u %u (n=%zu) d(qtrim,rwhole)=%d\n",
+                    i, img[i].w, img[i].h, found, rh.copies.trim[0], rh.copies.trim[1],
+                    rh.copies.trim[2], rh.copies.trim[3], rh.copies.n, d.w, d.h, h.copies.trim[0],
+                    h.copies.trim[1], h.copies.trim[2], h.copies.trim[3], h.copies.n,
+                    h.copies.n ? pdq_distance(&h.copies.h[0].dihedral[0], &rh.whole[0]) : -1);
             }
             q_us += now_us() - t1;
             hash_us += t1 - t0;
@@ -752,9 +776,10 @@ int main(int argc, char **argv)
         }
 
     size_t pairs = nq * (refs - 1), falses = 0, found = 0;
-    printf("bench_copy: mech=%s, %zu photos + %zu distractors (%zu low-quality references), "
-           "%zu index entries, %zu queries (edits of the others), %zu unrelated pairs, threshold %d\n",
-           mech, n, dok, low_quality_refs, entries, nq, pairs, BC_THRESHOLD);
+    printf(
+        "bench_copy: mech=%s, %zu photos + %zu distractors (%zu low-quality references), "
+        "%zu index entries, %zu queries (edits of the others), %zu unrelated pairs, threshold %d\n",
+        mech, n, dok, low_quality_refs, entries, nq, pairs, BC_THRESHOLD);
     printf("| edit | recall | false matches | found by (whole/trimmed/flip/centre90/centre80) |\n");
     printf("|---|---|---|---|\n");
     int fail = 0;

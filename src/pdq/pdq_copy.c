@@ -96,8 +96,7 @@ static uint32_t edge_bar(const uint8_t *first, ptrdiff_t line_step, size_t n, si
     return end;
 }
 
-int pdq_copy_find_bars(const uint8_t *gray, uint32_t w, uint32_t h, size_t stride,
-                       uint32_t trim[4])
+int pdq_copy_find_bars(const uint8_t *gray, uint32_t w, uint32_t h, size_t stride, uint32_t trim[4])
 {
     memset(trim, 0, 4 * sizeof *trim);
     if (!gray || w < PDQ_MIN_SIDE_PX * 4 || h < PDQ_MIN_SIDE_PX * 4)
@@ -146,8 +145,8 @@ static int add_region(pdq_ctx *ctx, const uint8_t *gray, size_t stride, uint32_t
     if (out->n >= PDQ_COPY_MAX_HASHES || cw < PDQ_MIN_SIDE_PX || ch < PDQ_MIN_SIDE_PX)
         return VG_OK;
     pdq_result r;
-    int rc = pdq_hash_gray8(ctx, gray + (size_t)y * stride + x, cw, ch, stride, PDQ_WANT_DIHEDRAL,
-                            &r);
+    int rc =
+        pdq_hash_gray8(ctx, gray + (size_t)y * stride + x, cw, ch, stride, PDQ_WANT_DIHEDRAL, &r);
     if (rc != VG_OK)
         return rc;
     pdq_copy_hash *c = &out->h[out->n++];
