@@ -210,4 +210,68 @@ int pdq_popcnt_available(pdq_popcnt_impl impl);
 int pdq_distance_many_impl(pdq_popcnt_impl impl, const pdq_hash *q, const pdq_hash *hs, size_t n,
                            uint16_t *out);
 
+/* ---- copy detection beyond the whole image (docs/MATCHING.md) ------------------------------
+ *
+ * Hashes of parts and true mirrors of an image, besides its whole-image hash, so that a copy
+ * with a frame, a letterbox, a caption bar or a crop, or a mirrored small image, still meets
+ * its original. Each extra hash carries its region; the whole-image hash stays what the
+ * pipelines above compute (compat stays bit-exact, these are never used there). */
+
+typedef enum {
+    PDQ_REGION_WHOLE = 0,    /* the image as is (the pipelines' hash) */
+    PDQ_REGION_TRIMMED = 1,  /* uniform bars, frames and caption bars trimmed off */
+    PDQ_REGION_FLIP = 2,     /* the mirrored pixels (left to right), hashed anew */
+    PDQ_REGION_CENTRE90 = 3, /* central 90% of each side */
+    PDQ_REGION_CENTRE80 = 4, /* central 80% of each side */
+    PDQ_REGION_COUNT
+} pdq_region;
+
+/* "whole" | "trimmed" | "flip" | "centre90" | "centre80". */
+const char *pdq_region_name(pdq_region r);
+
+/* What pdq_copy_hashes computes. */
+enum {
+    PDQ_COPY_TRIM = 1u << 0,    /* the trimmed content region, when bars are found */
+    PDQ_COPY_FLIP = 1u << 1,    /* the mirrored pixels, when the image is small */
+    PDQ_COPY_REGIONS = 1u << 2, /* the centre crops (references) */
+};
+#define PDQ_COPY_MAX_HASHES 4
+/* A bar is trimmed when it is at least this share of its side (per mille): thinner ones are the
+ * ringing of a JPEG edge or a photo's own dark rim, and PDQ does not notice them anyway. */
+#define PDQ_COPY_MIN_TRIM_PERMILLE 20
+/* What is left after trimming must be at least this share of each side (per mille), else the
+ * image is taken as flat and nothing is trimmed on that axis. */
+#define PDQ_COPY_MIN_CONTENT_PERMILLE 300
+/* Mirrored pixels are hashed when the image's long side is at most this (px): above it the
+ * derived dihedral hashes are within a few bits of the true ones. */
+#define PDQ_COPY_FLIP_MAX_SIDE_PX 384
+
+typedef struct pdq_copy_hash {
+    pdq_region region;
+    int quality;
+    pdq_hash dihedral[PDQ_NUM_XFORMS]; /* [0] is the region's hash */
+} pdq_copy_hash;
+
+typedef struct pdq_copy_set {
+    size_t n;
+    pdq_copy_hash h[PDQ_COPY_MAX_HASHES];
+    uint32_t trim[4]; /* bars found, in px of the given image: left, top, right, bottom */
+} pdq_copy_set;
+
+/* Finds uniform or near-uniform bars (JPEG noise allowed) and caption strips (a bar with text
+ * on it) on each side of 8-bit grey pixels (w x h, stride bytes per row; borrowed). Writes the
+ * bar widths (left, top, right, bottom) into trim; returns 1 when any bar was found. */
+int pdq_copy_find_bars(const uint8_t *gray, uint32_t w, uint32_t h, size_t stride,
+                       uint32_t trim[4]);
+
+/* The extra hashes (what: PDQ_COPY_* flags) of a decoded image (gray or RGB, upright, any
+ * size; borrowed), each with its 8 dihedral hashes. ctx borrowed. *out is overwritten; regions
+ * that do not apply (no bars, not small) are left out. Errors: VG_EINVAL, VG_ENOMEM. */
+int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_set *out);
+
+/* pdq_hash_image (fast mode only) plus pdq_copy_hashes(what) on the same decode: what the
+ * analysis pipeline computes for copy detection. copies borrowed, overwritten. Errors as both. */
+int pdq_hash_image_copies(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
+                          unsigned what, pdq_image_result *out, pdq_copy_set *copies);
+
 #endif /* VG_PDQ_H */

@@ -254,7 +254,7 @@ int pdq_hash_decoded(pdq_ctx *ctx, const img_image *im, unsigned flags, pdq_imag
 }
 
 static int hash_fast(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
-                     pdq_image_result *res)
+                     pdq_image_result *res, unsigned copy_what, pdq_copy_set *copies)
 {
     const uint64_t t0 = vg_now_ns();
     const uint32_t min_side = opts->fast_min_side ? opts->fast_min_side : PDQ_FAST_MIN_SIDE_PX;
@@ -280,6 +280,11 @@ static int hash_fast(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_ima
     rc = pdq_hash_decoded(ctx, &im, opts->flags, res);
     if (rc == VG_OK)
         res->decode_ns += decoded - t0;
+    if (rc == VG_OK && copies) {
+        const uint64_t t1 = vg_now_ns();
+        rc = pdq_copy_hashes(ctx, &im, copy_what, copies);
+        res->hash_ns += vg_now_ns() - t1;
+    }
     img_image_free(&im);
     return rc;
 }
@@ -299,7 +304,7 @@ int pdq_hash_image(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image
     int rc;
     switch (opts->mode) {
     case PDQ_MODE_FAST:
-        rc = hash_fast(ctx, buf, len, opts, &res);
+        rc = hash_fast(ctx, buf, len, opts, &res, 0, NULL);
         break;
     case PDQ_MODE_COMPAT:
         rc = hash_compat(ctx, buf, len, opts, &res);
@@ -307,6 +312,26 @@ int pdq_hash_image(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image
     default:
         return vg_err_set(VG_EINVAL, "pdq_hash_image: unknown mode %d", (int)opts->mode);
     }
+    if (rc == VG_OK)
+        *out = res;
+    return rc;
+}
+
+int pdq_hash_image_copies(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
+                          unsigned what, pdq_image_result *out, pdq_copy_set *copies)
+{
+    if (!ctx || !buf || !out || !copies)
+        return vg_err_set(VG_EINVAL, "pdq_hash_image_copies: NULL argument");
+    pdq_image_opts defaults;
+    if (!opts) {
+        pdq_image_opts_default(&defaults);
+        opts = &defaults;
+    }
+    if (opts->mode != PDQ_MODE_FAST)
+        return vg_err_set(VG_EINVAL, "pdq_hash_image_copies: fast mode only");
+    pdq_image_result res;
+    memset(&res, 0, sizeof res);
+    int rc = hash_fast(ctx, buf, len, opts, &res, what, copies);
     if (rc == VG_OK)
         *out = res;
     return rc;

@@ -1,0 +1,828 @@
+/*
+ * bench_copy: copy-detection evaluation (issue 14, docs/MATCHING.md).
+ *
+ * Every photo of --photos becomes a protected reference (its prepared pixels, JPEG quality 90,
+ * hashed as the server hashes an upload); every image of --distractors is one more, unrelated,
+ * reference. Each photo is then edited as a pirate would (26 edits: 13 kinds x 2 strengths, made
+ * here in C so the set needs no image tool), each edit encoded as JPEG and searched like an
+ * analysis request. Per edit: recall (the photo found within the threshold) and false matches
+ * (any other reference found), over queries x (references - 1) unrelated pairs.
+ *
+ *   bench_copy --photos DIR [--distractors DIR] [--mech whole|all] [--max-side PX]
+ *              [--floors FILE] [--write-floors FILE] [--export DIR --export-n N] [--scale N]
+ *
+ * --mech whole is the server before issue 14 (whole-image hash, 8 derived dihedral variants);
+ * all adds trimming, true flips and the reference centre crops. --floors fails (exit 1) when any
+ * edit's recall is below its floor (the ctest); --scale N times searches in an index of N
+ * random references carrying the same number of hashes per reference as the run's.
+ */
+#include "core/core.h"
+#include "img/img.h"
+#include "index/index.h"
+#include "pdq/pdq.h"
+
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <turbojpeg.h>
+
+#define BC_MAX_FILES 4096
+#define BC_THRESHOLD 31   /* the server's default (ANALYZE_DEFAULT_PDQ_THRESHOLD) */
+#define BC_MIN_QUALITY 50 /* the server's default quality gate */
+#define BC_SMALL_SIDE 150 /* the "small image" of the issue */
+
+typedef struct {
+    uint8_t *px;
+    uint32_t w, h;
+} rgb;
+
+static void rgb_free(rgb *r)
+{
+    free(r->px);
+    r->px = NULL;
+}
+
+static rgb rgb_new(uint32_t w, uint32_t h)
+{
+    rgb r = {calloc((size_t)w * h * 3, 1), w, h};
+    if (!r.px) {
+        fprintf(stderr, "out of memory\n");
+        exit(2);
+    }
+    return r;
+}
+
+static rgb resize(const rgb *s, uint32_t w, uint32_t h)
+{
+    rgb d = rgb_new(w, h);
+    float *f = malloc((size_t)w * h * 3 * sizeof *f);
+    img_resize_bilinear_f32(s->px, s->w, s->h, 3, f, w, h, 1);
+    for (size_t i = 0; i < (size_t)w * h * 3; i++)
+        d.px[i] = (uint8_t)VG_MIN(255.f, VG_MAX(0.f, f[i] + 0.5f));
+    free(f);
+    return d;
+}
+
+/* Long side to at most side px (never up). */
+static rgb fit(const rgb *s, uint32_t side)
+{
+    uint32_t m = VG_MAX(s->w, s->h);
+    if (m <= side)
+        return resize(s, s->w, s->h);
+    return resize(s, VG_MAX(1u, (uint32_t)((uint64_t)s->w * side / m)),
+                  VG_MAX(1u, (uint32_t)((uint64_t)s->h * side / m)));
+}
+
+static uint8_t *jpeg(const rgb *r, int q, unsigned long *len)
+{
+    tjhandle tj = tjInitCompress();
+    unsigned char *out = NULL;
+    *len = 0;
+    if (tjCompress2(tj, r->px, (int)r->w, 0, (int)r->h, TJPF_RGB, &out, len, TJSAMP_420, q, 0)) {
+        fprintf(stderr, "tjCompress2: %s\n", tjGetErrorStr2(tj));
+        exit(2);
+    }
+    tjDestroy(tj);
+    return out;
+}
+
+static int load(const char *path, uint32_t side, rgb *out)
+{
+    size_t len;
+    uint8_t *buf;
+    if (vg_read_file(path, 1u << 30, &buf, &len) != VG_OK)
+        return -1;
+    img_decode_opts o;
+    img_decode_opts_default(&o);
+    o.limits.max_pixels = (uint64_t)1 << 28;
+    o.limits.max_dimension = 1u << 15;
+    o.limits.max_decode_work = UINT64_MAX / 4;
+    o.limits.max_input_bytes = (size_t)1 << 30;
+    o.background[0] = o.background[1] = o.background[2] = 255;
+    o.min_w = o.min_h = side;
+    img_image im;
+    int rc = img_decode(buf, len, &o, &im);
+    vg_free(buf);
+    if (rc)
+        return rc;
+    rgb s = {im.px, im.w, im.h};
+    *out = fit(&s, side);
+    img_image_free(&im);
+    return 0;
+}
+
+/* ---- edits ------------------------------------------------------------------------------------
+ */
+
+static uint8_t *px(rgb *r, uint32_t x, uint32_t y)
+{
+    return r->px + ((size_t)y * r->w + x) * 3;
+}
+
+static rgb ed_mirror(const rgb *s)
+{
+    rgb d = rgb_new(s->w, s->h);
+    for (uint32_t y = 0; y < s->h; y++)
+        for (uint32_t x = 0; x < s->w; x++)
+            memcpy(px(&d, x, y), px((rgb *)s, s->w - 1 - x, y), 3);
+    return d;
+}
+
+static rgb ed_rot90(const rgb *s)
+{
+    rgb d = rgb_new(s->h, s->w);
+    for (uint32_t y = 0; y < d.h; y++)
+        for (uint32_t x = 0; x < d.w; x++)
+            memcpy(px(&d, x, y), px((rgb *)s, s->w - 1 - y, x), 3);
+    return d;
+}
+
+static rgb ed_grey(const rgb *s)
+{
+    rgb d = rgb_new(s->w, s->h);
+    for (size_t i = 0; i < (size_t)s->w * s->h; i++) {
+        const uint8_t *p = s->px + 3 * i;
+        uint8_t g = (uint8_t)((77 * p[0] + 150 * p[1] + 29 * p[2] + 128) >> 8);
+        memset(d.px + 3 * i, g, 3);
+    }
+    return d;
+}
+
+static rgb ed_bright(const rgb *s, int add)
+{
+    rgb d = rgb_new(s->w, s->h);
+    for (size_t i = 0; i < (size_t)s->w * s->h * 3; i++)
+        d.px[i] = (uint8_t)VG_MIN(255, VG_MAX(0, s->px[i] + add));
+    return d;
+}
+
+static rgb ed_blur(const rgb *s, int r)
+{
+    rgb a = rgb_new(s->w, s->h), b = rgb_new(s->w, s->h);
+    memcpy(a.px, s->px, (size_t)s->w * s->h * 3);
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint32_t y = 0; y < s->h; y++)
+            for (uint32_t x = 0; x < s->w; x++)
+                for (int c = 0; c < 3; c++) {
+                    int sum = 0, n = 0;
+                    for (int k = -r; k <= r; k++) {
+                        int xx = (int)x + k;
+                        if (xx >= 0 && xx < (int)s->w) {
+                            sum += px(&a, (uint32_t)xx, y)[c];
+                            n++;
+                        }
+                    }
+                    px(&b, x, y)[c] = (uint8_t)((sum + n / 2) / n);
+                }
+        for (uint32_t y = 0; y < s->h; y++)
+            for (uint32_t x = 0; x < s->w; x++)
+                for (int c = 0; c < 3; c++) {
+                    int sum = 0, n = 0;
+                    for (int k = -r; k <= r; k++) {
+                        int yy = (int)y + k;
+                        if (yy >= 0 && yy < (int)s->h) {
+                            sum += px(&b, x, (uint32_t)yy)[c];
+                            n++;
+                        }
+                    }
+                    px(&a, x, y)[c] = (uint8_t)((sum + n / 2) / n);
+                }
+    }
+    rgb_free(&b);
+    return a;
+}
+
+static void blit(rgb *d, const rgb *s, uint32_t x0, uint32_t y0)
+{
+    for (uint32_t y = 0; y < s->h && y0 + y < d->h; y++)
+        memcpy(px(d, x0, y0 + y), px((rgb *)s, 0, y), (size_t)VG_MIN(s->w, d->w - x0) * 3);
+}
+
+static void fill(rgb *d, uint32_t x0, uint32_t y0, uint32_t w, uint32_t h, const uint8_t c[3])
+{
+    for (uint32_t y = y0; y < y0 + h && y < d->h; y++)
+        for (uint32_t x = x0; x < x0 + w && x < d->w; x++)
+            memcpy(px(d, x, y), c, 3);
+}
+
+static rgb ed_border(const rgb *s, int permille, const uint8_t c[3])
+{
+    uint32_t b = VG_MAX(s->w, s->h) * (uint32_t)permille / 1000;
+    rgb d = rgb_new(s->w + 2 * b, s->h + 2 * b);
+    fill(&d, 0, 0, d.w, d.h, c);
+    blit(&d, s, b, b);
+    return d;
+}
+
+/* The photo scaled to pct % of a 1280x720 dark canvas's height (or width), centred: a
+ * screenshot of it in a viewer, with a title bar. */
+static rgb ed_letterbox(const rgb *s, int pct)
+{
+    rgb d = rgb_new(1280, 720);
+    const uint8_t bg[3] = {18, 18, 20}, bar[3] = {60, 62, 66};
+    fill(&d, 0, 0, d.w, d.h, bg);
+    fill(&d, 0, 0, d.w, 28, bar);
+    double k = VG_MIN(720.0 * pct / 100 / s->h, 1280.0 * pct / 100 / s->w);
+    rgb sc = resize(s, (uint32_t)(s->w * k), (uint32_t)(s->h * k));
+    blit(&d, &sc, (d.w - sc.w) / 2, 28 + (d.h - 28 - sc.h) / 2);
+    rgb_free(&sc);
+    return d;
+}
+
+/* Deterministic "letters": blocks of ink on a line of text. */
+static void text_line(rgb *d, uint32_t x0, uint32_t y0, uint32_t width, uint32_t lh,
+                      const uint8_t ink[3], unsigned seed)
+{
+    uint32_t x = x0, cw = VG_MAX(2u, lh * 6 / 10);
+    while (x + cw < x0 + width) {
+        seed = seed * 1103515245u + 12345u;
+        if ((seed >> 16) % 6 == 0) { /* a space */
+            x += cw;
+            continue;
+        }
+        uint32_t hh = lh * (5 + (seed >> 8) % 5) / 10;
+        fill(d, x, y0 + lh - hh, cw - VG_MAX(1u, cw / 4), hh / 5 + 1, ink);
+        fill(d, x, y0 + lh - hh, VG_MAX(1u, cw / 4), hh, ink);
+        fill(d, x + cw / 2, y0 + lh - hh, VG_MAX(1u, cw / 4), hh, ink);
+        x += cw;
+    }
+}
+
+static rgb ed_caption(const rgb *s, int pct)
+{
+    uint32_t bh = s->h * (uint32_t)pct / 100;
+    rgb d = rgb_new(s->w, s->h + bh);
+    const uint8_t white[3] = {255, 255, 255}, ink[3] = {10, 10, 10};
+    fill(&d, 0, 0, d.w, d.h, white);
+    blit(&d, s, 0, 0);
+    uint32_t lh = VG_MAX(6u, bh / 4);
+    text_line(&d, d.w / 20, s->h + bh / 8, d.w * 9 / 10, lh, ink, 7);
+    if (bh >= 3 * lh)
+        text_line(&d, d.w / 20, s->h + bh / 8 + lh * 3 / 2, d.w * 6 / 10, lh, ink, 11);
+    return d;
+}
+
+static rgb ed_crop(const rgb *s, int pct)
+{
+    uint32_t cx = s->w * (uint32_t)pct / 200, cy = s->h * (uint32_t)pct / 200;
+    rgb d = rgb_new(s->w - 2 * cx, s->h - 2 * cy);
+    for (uint32_t y = 0; y < d.h; y++)
+        memcpy(px(&d, 0, y), px((rgb *)s, cx, cy + y), (size_t)d.w * 3);
+    return d;
+}
+
+static rgb ed_rotate(const rgb *s, double deg)
+{
+    rgb d = rgb_new(s->w, s->h);
+    double a = deg * M_PI / 180, ca = cos(a), sa = sin(a);
+    double cx = (s->w - 1) / 2.0, cy = (s->h - 1) / 2.0;
+    for (uint32_t y = 0; y < d.h; y++)
+        for (uint32_t x = 0; x < d.w; x++) {
+            double sx = ca * (x - cx) + sa * (y - cy) + cx,
+                   sy = -sa * (x - cx) + ca * (y - cy) + cy;
+            if (sx < 0 || sy < 0 || sx > s->w - 1 || sy > s->h - 1)
+                continue; /* black corner */
+            uint32_t x0 = (uint32_t)sx, y0 = (uint32_t)sy;
+            uint32_t x1 = VG_MIN(x0 + 1, s->w - 1), y1 = VG_MIN(y0 + 1, s->h - 1);
+            double fx = sx - x0, fy = sy - y0;
+            for (int c = 0; c < 3; c++) {
+                double v =
+                    (1 - fy) * ((1 - fx) * px((rgb *)s, x0, y0)[c] + fx * px((rgb *)s, x1, y0)[c]) +
+                    fy * ((1 - fx) * px((rgb *)s, x0, y1)[c] + fx * px((rgb *)s, x1, y1)[c]);
+                px(&d, x, y)[c] = (uint8_t)(v + 0.5);
+            }
+        }
+    return d;
+}
+
+/* strength 1: an opaque logo in the bottom right corner; 2: a half-transparent text watermark
+ * across the middle. */
+static rgb ed_overlay(const rgb *s, int strength)
+{
+    rgb d = rgb_new(s->w, s->h);
+    memcpy(d.px, s->px, (size_t)s->w * s->h * 3);
+    if (strength == 1) {
+        uint32_t lw = s->w / 6, lh = lw / 2;
+        const uint8_t red[3] = {200, 30, 40}, white[3] = {255, 255, 255};
+        fill(&d, s->w - lw - s->w / 30, s->h - lh - s->h / 30, lw, lh, red);
+        text_line(&d, s->w - lw - s->w / 30 + lw / 10, s->h - lh - s->h / 30 + lh / 4, lw * 8 / 10,
+                  lh / 2, white, 3);
+    } else {
+        rgb t = rgb_new(s->w, s->h);
+        const uint8_t ink[3] = {255, 255, 255};
+        uint32_t lh = s->h / 10;
+        text_line(&t, s->w / 10, s->h / 2 - lh, s->w * 8 / 10, lh, ink, 5);
+        for (size_t i = 0; i < (size_t)s->w * s->h * 3; i++)
+            if (t.px[i])
+                d.px[i] = (uint8_t)((d.px[i] + 255) / 2);
+        rgb_free(&t);
+    }
+    return d;
+}
+
+typedef struct {
+    const char *name;
+    int quality; /* JPEG quality of the copy */
+} edit_desc;
+
+static const edit_desc EDITS[] = {
+    {"reencode q70", 70},
+    {"reencode q40", 40},
+    {"resize 50%", 85},
+    {"resize 25%", 85},
+    {"mirror", 85},
+    {"mirror small", 85},
+    {"rotate 90", 85},
+    {"rotate 90 small", 85},
+    {"greyscale", 85},
+    {"greyscale q50", 50},
+    {"brightness +25", 85},
+    {"brightness +50", 85},
+    {"blur r2", 85},
+    {"blur r5", 85},
+    {"border 4% white", 85},
+    {"border 12% black", 85},
+    {"screenshot 85%", 85},
+    {"screenshot 55%", 85},
+    {"caption 15%", 85},
+    {"caption 30%", 85},
+    {"crop 10%", 85},
+    {"crop 20%", 85},
+    {"rotate 3deg", 85},
+    {"rotate 6deg", 85},
+    {"logo", 85},
+    {"text overlay", 85},
+};
+#define N_EDITS (sizeof EDITS / sizeof EDITS[0])
+
+static rgb make_edit(size_t e, const rgb *s)
+{
+    const uint8_t white[3] = {255, 255, 255}, black[3] = {0, 0, 0};
+    switch (e) {
+    case 0:
+    case 1:
+        return resize(s, s->w, s->h);
+    case 2:
+        return resize(s, s->w / 2, s->h / 2);
+    case 3:
+        return resize(s, s->w / 4, s->h / 4);
+    case 4:
+        return ed_mirror(s);
+    case 6:
+        return ed_rot90(s);
+    case 5:
+    case 7: {
+        rgb sm = fit(s, BC_SMALL_SIDE);
+        rgb d = e == 5 ? ed_mirror(&sm) : ed_rot90(&sm);
+        rgb_free(&sm);
+        return d;
+    }
+    case 8:
+    case 9:
+        return ed_grey(s);
+    case 10:
+        return ed_bright(s, 25);
+    case 11:
+        return ed_bright(s, 50);
+    case 12:
+        return ed_blur(s, 2);
+    case 13:
+        return ed_blur(s, 5);
+    case 14:
+        return ed_border(s, 40, white);
+    case 15:
+        return ed_border(s, 120, black);
+    case 16:
+        return ed_letterbox(s, 85);
+    case 17:
+        return ed_letterbox(s, 55);
+    case 18:
+        return ed_caption(s, 15);
+    case 19:
+        return ed_caption(s, 30);
+    case 20:
+        return ed_crop(s, 10);
+    case 21:
+        return ed_crop(s, 20);
+    case 22:
+        return ed_rotate(s, 3);
+    case 23:
+        return ed_rotate(s, 6);
+    case 24:
+        return ed_overlay(s, 1);
+    default:
+        return ed_overlay(s, 2);
+    }
+}
+
+/* ---- hashing and matching ---------------------------------------------------------------------
+ */
+
+typedef struct {
+    int quality;
+    pdq_hash whole[8];
+    pdq_copy_set copies;
+} hashes;
+
+static unsigned g_query_what, g_ref_what;
+static int g_region_threshold[PDQ_REGION_COUNT];
+
+static int hash_bytes(pdq_ctx *ctx, const uint8_t *buf, size_t len, unsigned what, hashes *h)
+{
+    pdq_image_opts po;
+    pdq_image_opts_default(&po);
+    po.flags = PDQ_WANT_DIHEDRAL;
+    po.limits.max_pixels = (uint64_t)1 << 28;
+    pdq_image_result pr;
+    int rc = pdq_hash_image_copies(ctx, buf, len, &po, what, &pr, &h->copies);
+    if (rc)
+        return rc;
+    h->quality = pr.r.quality;
+    memcpy(h->whole, pr.r.dihedral, sizeof h->whole);
+    return 0;
+}
+
+/* Reference ids: "<kind><index>.<region>", kind 'p' (photo) or 'd' (distractor). */
+static int add_ref(index_db *ix, char kind, size_t i, const hashes *h, size_t *entries)
+{
+    char id[64];
+    snprintf(id, sizeof id, "%c%zu.%d", kind, i, PDQ_REGION_WHOLE);
+    int rc = index_pdq_add(ix, "t", "p", id, (const uint8_t *)h->whole[0].w, h->quality);
+    (*entries)++;
+    for (size_t k = 0; !rc && k < h->copies.n; k++) {
+        snprintf(id, sizeof id, "%c%zu.%d", kind, i, (int)h->copies.h[k].region);
+        rc = index_pdq_add(ix, "t", "p", id, (const uint8_t *)h->copies.h[k].dihedral[0].w,
+                           h->copies.h[k].quality);
+        (*entries)++;
+    }
+    return rc;
+}
+
+typedef struct {
+    size_t queries, found, false_matches, unreliable;
+    size_t by_mech[PDQ_REGION_COUNT];
+} kind_stats;
+
+/* Searches every hash set of the query; *found: the photo `want` was found (mechanism in *mech),
+ * returns the number of other images matched. */
+static size_t query(index_db *ix, const hashes *q, long want, int *found, int *mech)
+{
+    *found = 0;
+    *mech = -1;
+    if (q->quality < BC_MIN_QUALITY)
+        return 0;
+    int best = 999;
+    size_t falses = 0;
+    char seen[BC_MAX_FILES * 2] = {0};
+    for (size_t s = 0; s <= q->copies.n; s++) {
+        const pdq_hash *v = s == 0 ? q->whole : q->copies.h[s - 1].dihedral;
+        int qreg = s == 0 ? PDQ_REGION_WHOLE : (int)q->copies.h[s - 1].region;
+        if (s > 0 && q->copies.h[s - 1].quality < BC_MIN_QUALITY)
+            continue;
+        index_pdq_query iq = index_pdq_query_defaults();
+        iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)v;
+        iq.n_variants = 8;
+        iq.threshold = BC_THRESHOLD;
+        iq.min_quality = BC_MIN_QUALITY;
+        index_pdq_result r;
+        if (index_pdq_search(ix, "t", &iq, &r))
+            exit(2);
+        for (size_t i = 0; i < r.n; i++) {
+            char kind = r.matches[i].reference_id[0];
+            char *dot;
+            long idx = strtol(r.matches[i].reference_id + 1, &dot, 10);
+            int rreg = atoi(dot + 1);
+            int thr = VG_MIN(g_region_threshold[rreg], g_region_threshold[qreg]);
+            if (r.matches[i].distance > thr)
+                continue;
+            if (kind == 'p' && idx == want) {
+                *found = 1;
+                if (r.matches[i].distance < best) {
+                    best = r.matches[i].distance;
+                    *mech = rreg != PDQ_REGION_WHOLE ? rreg : qreg;
+                }
+            } else {
+                size_t key = (size_t)idx * 2 + (kind == 'd');
+                if (key < sizeof seen && !seen[key]) {
+                    seen[key] = 1;
+                    falses++;
+                }
+            }
+        }
+        index_pdq_result_free(&r);
+    }
+    return falses;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static size_t list_dir(const char *dir, char ***out)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    char **v = calloc(BC_MAX_FILES, sizeof *v);
+    size_t n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < BC_MAX_FILES) {
+        const char *x = strrchr(e->d_name, '.');
+        if (!x || (strcasecmp(x, ".jpg") && strcasecmp(x, ".jpeg") && strcasecmp(x, ".png") &&
+                   strcasecmp(x, ".webp")))
+            continue;
+        size_t l = strlen(dir) + strlen(e->d_name) + 2;
+        v[n] = malloc(l);
+        snprintf(v[n++], l, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    qsort(v, n, sizeof *v, cmp_str);
+    *out = v;
+    return n;
+}
+
+static double now_us(void)
+{
+    return (double)vg_now_ns() / 1000.0;
+}
+
+/* Search time in an index of n random references with per_ref hashes each (one whole + extras),
+ * for sets hash sets per query: what a production-size tenant pays. */
+static void scale_run(size_t n, double per_ref, size_t sets)
+{
+    index_db *ix;
+    if (index_new(NULL, &ix))
+        exit(2);
+    uint64_t s = 0x9e3779b97f4a7c15ull;
+    size_t entries = 0;
+    index_bulk_begin(ix);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = (size_t)per_ref + ((double)(i % 100) < (per_ref - (size_t)per_ref) * 100);
+        char id[32];
+        snprintf(id, sizeof id, "r%zu", i);
+        for (size_t j = 0; j < k; j++) {
+            uint8_t h[32];
+            for (int b = 0; b < 32; b++) {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                h[b] = (uint8_t)s;
+            }
+            index_pdq_add(ix, "t", "p", id, h, 80);
+            entries++;
+        }
+    }
+    index_bulk_end(ix);
+    index_stats st;
+    index_stats_get(ix, NULL, &st);
+    const int reps = 200;
+    double t0 = now_us();
+    for (int r = 0; r < reps; r++) {
+        for (size_t q = 0; q < sets; q++) {
+            uint64_t v[8][4];
+            for (int a = 0; a < 8; a++)
+                for (int b = 0; b < 4; b++) {
+                    s ^= s << 13;
+                    s ^= s >> 7;
+                    s ^= s << 17;
+                    v[a][b] = s;
+                }
+            index_pdq_query iq = index_pdq_query_defaults();
+            iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)v;
+            iq.n_variants = 8;
+            index_pdq_result res;
+            index_pdq_search(ix, "t", &iq, &res);
+            index_pdq_result_free(&res);
+        }
+    }
+    double per = (now_us() - t0) / reps;
+    printf("scale: %zu references, %zu hashes, %.1f MiB index, %zu search(es) of 8 variants per "
+           "query: %.0f us per query\n",
+           n, entries, st.bytes / 1048576.0, sets, per);
+    index_free(ix);
+}
+
+int main(int argc, char **argv)
+{
+    const char *photos = NULL, *distractors = NULL, *mech = "all", *floors = NULL,
+               *write_floors = NULL, *export_dir = NULL;
+    uint32_t side = 640;
+    size_t export_n = 40, scale = 0;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!v) {
+            fprintf(stderr, "bench_copy: %s needs a value\n", a);
+            return 2;
+        }
+        i++;
+        if (!strcmp(a, "--photos"))
+            photos = v;
+        else if (!strcmp(a, "--distractors"))
+            distractors = v;
+        else if (!strcmp(a, "--mech"))
+            mech = v;
+        else if (!strcmp(a, "--max-side"))
+            side = (uint32_t)atoi(v);
+        else if (!strcmp(a, "--floors"))
+            floors = v;
+        else if (!strcmp(a, "--write-floors"))
+            write_floors = v;
+        else if (!strcmp(a, "--export"))
+            export_dir = v;
+        else if (!strcmp(a, "--export-n"))
+            export_n = (size_t)atoi(v);
+        else if (!strcmp(a, "--scale"))
+            scale = (size_t)atol(v);
+        else {
+            fprintf(stderr, "bench_copy: unknown option %s\n", a);
+            return 2;
+        }
+    }
+    if (!photos) {
+        fprintf(stderr, "usage: bench_copy --photos DIR [--distractors DIR] [--mech whole|all] "
+                        "[--max-side PX] [--floors FILE] [--write-floors FILE] [--export DIR "
+                        "--export-n N] [--scale N]\n");
+        return 2;
+    }
+    for (int r = 0; r < PDQ_REGION_COUNT; r++)
+        g_region_threshold[r] = BC_THRESHOLD;
+    if (!strcmp(mech, "all")) {
+        g_query_what = PDQ_COPY_TRIM | PDQ_COPY_FLIP;
+        g_ref_what = PDQ_COPY_TRIM | PDQ_COPY_REGIONS;
+    } else if (!strcmp(mech, "trim")) {
+        g_query_what = g_ref_what = PDQ_COPY_TRIM;
+    } else if (!strcmp(mech, "trimflip")) {
+        g_query_what = PDQ_COPY_TRIM | PDQ_COPY_FLIP;
+        g_ref_what = PDQ_COPY_TRIM;
+    } else if (strcmp(mech, "whole")) {
+        fprintf(stderr, "bench_copy: --mech whole|trim|trimflip|all\n");
+        return 2;
+    }
+    const char *rt = getenv("BC_REGION_THRESHOLD"); /* experiments: stricter centre crops */
+    if (rt)
+        g_region_threshold[PDQ_REGION_CENTRE90] = g_region_threshold[PDQ_REGION_CENTRE80] =
+            atoi(rt);
+
+    char **files;
+    size_t n = list_dir(photos, &files);
+    if (n == 0) {
+        fprintf(stderr, "bench_copy: no images in %s\n", photos);
+        return 2;
+    }
+    rgb *img = calloc(n, sizeof *img);
+    size_t ok = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (load(files[i], side, &img[ok]) == 0)
+            ok++;
+        else
+            fprintf(stderr, "bench_copy: skipped %s: %s\n", files[i], vg_err_msg());
+    }
+    n = ok;
+    if (export_dir) {
+        for (size_t i = 0; i < n && i < export_n; i++) {
+            char p[4096];
+            snprintf(p, sizeof p, "%s/%03zu.jpg", export_dir, i);
+            unsigned long len;
+            uint8_t *b = jpeg(&img[i], 88, &len);
+            FILE *f = fopen(p, "wb");
+            if (!f || fwrite(b, 1, len, f) != len)
+                return 2;
+            fclose(f);
+            tjFree(b);
+        }
+        printf("exported %zu photos to %s\n", VG_MIN(n, export_n), export_dir);
+        return 0;
+    }
+
+    pdq_ctx *ctx = pdq_ctx_new();
+    index_db *ix;
+    if (!ctx || index_new(NULL, &ix))
+        return 2;
+    size_t entries = 0, refs = 0, low_quality_refs = 0;
+    /* A reference under the quality gate is never matched (flat renderings, gradients): PDQ
+     * cannot protect it, so its edits are left out of the recall (and counted in the header). */
+    char *gated = calloc(n, 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned long len;
+        uint8_t *b = jpeg(&img[i], 90, &len);
+        hashes h;
+        if (hash_bytes(ctx, b, len, g_ref_what, &h) || add_ref(ix, 'p', i, &h, &entries))
+            return 2;
+        low_quality_refs += h.quality < BC_MIN_QUALITY;
+        gated[i] = h.quality < BC_MIN_QUALITY;
+        tjFree(b);
+        refs++;
+    }
+    char **dfiles = NULL;
+    size_t nd = distractors ? list_dir(distractors, &dfiles) : 0, dok = 0;
+    for (size_t i = 0; i < nd; i++) {
+        rgb d;
+        if (load(dfiles[i], side, &d))
+            continue;
+        unsigned long len;
+        uint8_t *b = jpeg(&d, 90, &len);
+        hashes h;
+        if (!hash_bytes(ctx, b, len, g_ref_what, &h) && !add_ref(ix, 'd', dok, &h, &entries))
+            dok++;
+        tjFree(b);
+        rgb_free(&d);
+    }
+    refs += dok;
+
+    kind_stats ks[N_EDITS];
+    memset(ks, 0, sizeof ks);
+    double q_us = 0, hash_us = 0;
+    size_t nq = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t e = 0; e < N_EDITS && !gated[i]; e++) {
+            rgb d = make_edit(e, &img[i]);
+            unsigned long len;
+            uint8_t *b = jpeg(&d, EDITS[e].quality, &len);
+            double t0 = now_us();
+            hashes h;
+            if (hash_bytes(ctx, b, len, g_query_what, &h))
+                return 2;
+            double t1 = now_us();
+            int found, mech_i;
+            size_t falses = query(ix, &h, (long)i, &found, &mech_i);
+            if (getenv("BC_DEBUG") && e == (size_t)atoi(getenv("BC_DEBUG"))) {
+                hashes rh;
+                unsigned long rl;
+                uint8_t *rb = jpeg(&img[i], 90, &rl);
+                hash_bytes(ctx, rb, rl, g_ref_what, &rh);
+                tjFree(rb);
+                printf(
+                    "photo %zu %ux%u found=%d ref trim %u %u %u %u (n=%zu) query %ux%u trim %u %u "
+                    "%u %u (n=%zu) d(qtrim,rwhole)=%d\n",
+                    i, img[i].w, img[i].h, found, rh.copies.trim[0], rh.copies.trim[1],
+                    rh.copies.trim[2], rh.copies.trim[3], rh.copies.n, d.w, d.h, h.copies.trim[0],
+                    h.copies.trim[1], h.copies.trim[2], h.copies.trim[3], h.copies.n,
+                    h.copies.n ? pdq_distance(&h.copies.h[0].dihedral[0], &rh.whole[0]) : -1);
+            }
+            q_us += now_us() - t1;
+            hash_us += t1 - t0;
+            nq++;
+            ks[e].queries++;
+            ks[e].found += found;
+            ks[e].false_matches += falses;
+            ks[e].unreliable += h.quality < BC_MIN_QUALITY;
+            if (found)
+                ks[e].by_mech[mech_i]++;
+            tjFree(b);
+            rgb_free(&d);
+        }
+
+    size_t pairs = nq * (refs - 1), falses = 0, found = 0;
+    printf(
+        "bench_copy: mech=%s, %zu photos + %zu distractors (%zu low-quality references), "
+        "%zu index entries, %zu queries (edits of the others), %zu unrelated pairs, threshold %d\n",
+        mech, n, dok, low_quality_refs, entries, nq, pairs, BC_THRESHOLD);
+    printf("| edit | recall | false matches | found by (whole/trimmed/flip/centre90/centre80) |\n");
+    printf("|---|---|---|---|\n");
+    int fail = 0;
+    FILE *ff = floors ? fopen(floors, "r") : NULL;
+    FILE *wf = write_floors ? fopen(write_floors, "w") : NULL;
+    for (size_t e = 0; e < N_EDITS; e++) {
+        double rec = 100.0 * ks[e].found / ks[e].queries;
+        falses += ks[e].false_matches;
+        found += ks[e].found;
+        printf("| %s | %.1f%% | %zu | %zu/%zu/%zu/%zu/%zu |\n", EDITS[e].name, rec,
+               ks[e].false_matches, ks[e].by_mech[0], ks[e].by_mech[1], ks[e].by_mech[2],
+               ks[e].by_mech[3], ks[e].by_mech[4]);
+        if (wf)
+            fprintf(wf, "%s\t%.1f\n", EDITS[e].name, rec);
+        if (ff) {
+            char line[256];
+            rewind(ff);
+            while (fgets(line, sizeof line, ff)) {
+                char *tab = strchr(line, '\t');
+                if (!tab)
+                    continue;
+                *tab = 0;
+                if (!strcmp(line, EDITS[e].name) && rec + 1e-9 < atof(tab + 1)) {
+                    printf("FAIL: %s recall %.1f%% below its floor %.1f%%\n", line, rec,
+                           atof(tab + 1));
+                    fail = 1;
+                }
+            }
+        }
+    }
+    printf("overall recall %.1f%%, false matches %zu in %zu pairs (%.2e per pair); per query: "
+           "hashing %.0f us, search %.0f us\n",
+           100.0 * found / nq, falses, pairs, (double)falses / (double)pairs, hash_us / nq,
+           q_us / nq);
+    if (ff)
+        fclose(ff);
+    if (wf)
+        fclose(wf);
+    if (scale)
+        scale_run(scale, (double)entries / refs, 1 + (g_query_what ? 2 : 0));
+    index_free(ix);
+    pdq_ctx_free(ctx);
+    for (size_t i = 0; i < n; i++)
+        rgb_free(&img[i]);
+    return fail;
+}

@@ -1,0 +1,203 @@
+/*
+ * pdq: hashes of parts and true mirrors of an image, for copy detection beyond the whole image
+ * (docs/MATCHING.md has the evaluation behind every choice here).
+ *
+ * A whole-image PDQ hash survives re-encoding, resizing, colour and blur edits, but not a change
+ * of what the frame holds: a border, a letterbox, a caption bar or a crop moves every DCT
+ * coefficient. So, beside the whole image:
+ *   - trimmed: bars on any side are found and the content region is hashed on its own. A bar is
+ *     a run of lines (rows or columns from an edge inwards) most of whose pixels are within a
+ *     tolerance of the line's median, so JPEG noise and caption text on a plain bar do not end
+ *     it; run on both the query and the reference, so either side may be the framed one;
+ *   - flip: the mirrored pixels of a small image, hashed anew: the dihedral hashes derived from
+ *     one DCT assume the downsampling commutes with a mirror, which holds on the 512 px grid but
+ *     not for small images hashed at their own size (a mirrored 150x150 image lands 32-44 bits
+ *     from its derived flip);
+ *   - centre crops (references): a copy cropped by 10% or 20% meets the matching region.
+ * Nothing here is used by the compat pipeline, whose hash stays bit-exact with the reference.
+ */
+#include "pdq/pdq_int.h"
+
+#include "core/core.h"
+
+#include <string.h>
+
+/* Luma levels a bar pixel may differ from the bar's colour (the median of its edge line): JPEG
+ * noise on a flat bar stays within about 8 at quality 50, while sky or a gradient drifts past it
+ * within a few lines, so a photo's own smooth edge is seldom taken for a bar. */
+#define PDQ__BAR_TOLERANCE 10
+/* Share of the edge line's pixels (percent) that must have the bar's colour: a bar is flat. */
+#define PDQ__BAR_EDGE_SHARE 95
+/* Share of a line's pixels (percent) with the bar's colour for the line to continue the bar:
+ * caption text covers up to about a third of a caption line. */
+#define PDQ__BAR_LINE_SHARE 60
+/* Share of the lines from the edge to a bar's inner end (percent) that must be bar lines: the
+ * rows through a caption's letters may fail the line test one by one. */
+#define PDQ__BAR_RUN_SHARE 60
+/* Rounds of the search: each finds one more bar inside the last one's rectangle (a title bar,
+ * then the screenshot's background; a frame, then a caption bar). */
+#define PDQ__BAR_ROUNDS 3
+
+static const char *const region_names[PDQ_REGION_COUNT] = {"whole", "trimmed", "flip", "centre90",
+                                                           "centre80"};
+
+const char *pdq_region_name(pdq_region r)
+{
+    return (unsigned)r < PDQ_REGION_COUNT ? region_names[r] : "unknown";
+}
+
+/* Median of the n pixels p[0], p[step], ... */
+static int line_median(const uint8_t *p, size_t n, size_t step)
+{
+    uint32_t hist[256] = {0};
+    for (size_t i = 0; i < n; i++)
+        hist[p[i * step]]++;
+    size_t acc = 0;
+    int med = 0;
+    for (; med < 255; med++) {
+        acc += hist[med];
+        if (acc > n / 2)
+            break;
+    }
+    return med;
+}
+
+/* Percent of the n pixels p[0], p[step], ... within the tolerance of colour. */
+static unsigned line_share(const uint8_t *p, size_t n, size_t step, int colour)
+{
+    size_t near = 0;
+    for (size_t i = 0; i < n; i++) {
+        int d = (int)p[i * step] - colour;
+        near += d <= PDQ__BAR_TOLERANCE && d >= -PDQ__BAR_TOLERANCE;
+    }
+    return (unsigned)(near * 100 / n);
+}
+
+/* Width of the bar at one edge: lines first + k * line_step (k = 0..max_lines-1), each n pixels
+ * apart by px_step. The edge line must be flat; the bar ends at its last bar line such that at
+ * least PDQ__BAR_RUN_SHARE % of the lines up to it are bar lines. */
+static uint32_t edge_bar(const uint8_t *first, ptrdiff_t line_step, size_t n, size_t px_step,
+                         uint32_t max_lines)
+{
+    const int colour = line_median(first, n, px_step);
+    if (line_share(first, n, px_step, colour) < PDQ__BAR_EDGE_SHARE)
+        return 0;
+    uint32_t end = 0, bars = 0;
+    for (uint32_t k = 0; k < max_lines; k++) {
+        if (line_share(first + (ptrdiff_t)k * line_step, n, px_step, colour) >=
+            PDQ__BAR_LINE_SHARE) {
+            bars++;
+            if (bars * 100 >= (k + 1) * PDQ__BAR_RUN_SHARE)
+                end = k + 1;
+        }
+        if (bars * 100 < (k + 1) * PDQ__BAR_RUN_SHARE / 2)
+            break; /* far below the share: no later line can bring it back */
+    }
+    return end;
+}
+
+int pdq_copy_find_bars(const uint8_t *gray, uint32_t w, uint32_t h, size_t stride, uint32_t trim[4])
+{
+    memset(trim, 0, 4 * sizeof *trim);
+    if (!gray || w < PDQ_MIN_SIDE_PX * 4 || h < PDQ_MIN_SIDE_PX * 4)
+        return 0;
+    uint32_t x0 = 0, y0 = 0, x1 = w, y1 = h;
+    for (int round = 0; round < PDQ__BAR_ROUNDS; round++) {
+        uint32_t cw = x1 - x0, ch = y1 - y0;
+        uint32_t max_x = cw * (1000 - PDQ_COPY_MIN_CONTENT_PERMILLE) / 2000;
+        uint32_t max_y = ch * (1000 - PDQ_COPY_MIN_CONTENT_PERMILLE) / 2000;
+        const uint8_t *tl = gray + (size_t)y0 * stride + x0;
+        const uint8_t *bl = gray + (size_t)(y1 - 1) * stride + x0;
+        const uint8_t *tr = gray + (size_t)y0 * stride + (x1 - 1);
+        /* twice max: one side may take all the room the other leaves */
+        uint32_t t = edge_bar(tl, (ptrdiff_t)stride, cw, 1, 2 * max_y);
+        uint32_t b = edge_bar(bl, -(ptrdiff_t)stride, cw, 1, 2 * max_y);
+        uint32_t l = edge_bar(tl, 1, ch, stride, 2 * max_x);
+        uint32_t r = edge_bar(tr, -1, ch, stride, 2 * max_x);
+        const uint32_t min_x = VG_MAX(2u, cw * PDQ_COPY_MIN_TRIM_PERMILLE / 1000);
+        const uint32_t min_y = VG_MAX(2u, ch * PDQ_COPY_MIN_TRIM_PERMILLE / 1000);
+        t = t >= min_y ? t : 0;
+        b = b >= min_y ? b : 0;
+        l = l >= min_x ? l : 0;
+        r = r >= min_x ? r : 0;
+        if ((uint64_t)t + b > 2 * (uint64_t)max_y)
+            t = b = 0; /* (nearly) flat top to bottom: nothing to tell content from bar */
+        if ((uint64_t)l + r > 2 * (uint64_t)max_x)
+            l = r = 0;
+        if (!t && !b && !l && !r)
+            break;
+        x0 += l;
+        x1 -= r;
+        y0 += t;
+        y1 -= b;
+    }
+    trim[0] = x0;
+    trim[1] = y0;
+    trim[2] = w - x1;
+    trim[3] = h - y1;
+    return x0 || y0 || x1 != w || y1 != h;
+}
+
+/* Hashes the rectangle (x, y, cw, ch) of gray (stride bytes per row) into the next slot. */
+static int add_region(pdq_ctx *ctx, const uint8_t *gray, size_t stride, uint32_t x, uint32_t y,
+                      uint32_t cw, uint32_t ch, pdq_region region, pdq_copy_set *out)
+{
+    if (out->n >= PDQ_COPY_MAX_HASHES || cw < PDQ_MIN_SIDE_PX || ch < PDQ_MIN_SIDE_PX)
+        return VG_OK;
+    pdq_result r;
+    int rc =
+        pdq_hash_gray8(ctx, gray + (size_t)y * stride + x, cw, ch, stride, PDQ_WANT_DIHEDRAL, &r);
+    if (rc != VG_OK)
+        return rc;
+    pdq_copy_hash *c = &out->h[out->n++];
+    c->region = region;
+    c->quality = r.quality;
+    memcpy(c->dihedral, r.dihedral, sizeof c->dihedral);
+    return VG_OK;
+}
+
+int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_set *out)
+{
+    if (!ctx || !im || !im->px || !out || (im->channels != 1 && im->channels != 3) || !im->w ||
+        !im->h)
+        return vg_err_set(VG_EINVAL, "pdq_copy_hashes: bad image");
+    memset(out, 0, sizeof *out);
+    const uint32_t w = im->w, h = im->h;
+    const size_t npix = (size_t)w * h;
+    const int small = VG_MAX(im->src_w, im->src_h) <= PDQ_COPY_FLIP_MAX_SIDE_PX;
+    uint8_t *own = NULL; /* grey plane of an RGB image, then room for the mirror */
+    size_t own_n = (im->channels == 3 ? npix : 0) + ((what & PDQ_COPY_FLIP) && small ? npix : 0);
+    if (own_n && !(own = vg_malloc(own_n)))
+        return vg_err_set(VG_ENOMEM, "pdq_copy_hashes: out of memory");
+    const uint8_t *gray = im->px;
+    if (im->channels == 3) {
+        for (size_t i = 0; i < npix; i++) {
+            const uint8_t *p = im->px + 3 * i;
+            own[i] = (uint8_t)((19595u * p[0] + 38470u * p[1] + 7471u * p[2] + 32768u) >> 16);
+        }
+        gray = own;
+    }
+    int rc = VG_OK;
+    if (what & PDQ_COPY_TRIM) {
+        uint32_t *t = out->trim;
+        if (pdq_copy_find_bars(gray, w, h, w, t))
+            rc = add_region(ctx, gray, w, t[0], t[1], w - t[0] - t[2], h - t[1] - t[3],
+                            PDQ_REGION_TRIMMED, out);
+    }
+    if (rc == VG_OK && (what & PDQ_COPY_FLIP) && small) {
+        uint8_t *m = own + (im->channels == 3 ? npix : 0);
+        for (uint32_t y = 0; y < h; y++)
+            for (uint32_t x = 0; x < w; x++)
+                m[(size_t)y * w + x] = gray[(size_t)y * w + (w - 1 - x)];
+        rc = add_region(ctx, m, w, 0, 0, w, h, PDQ_REGION_FLIP, out);
+    }
+    if (rc == VG_OK && (what & PDQ_COPY_REGIONS)) {
+        rc = add_region(ctx, gray, w, w / 20, h / 20, w - 2 * (w / 20), h - 2 * (h / 20),
+                        PDQ_REGION_CENTRE90, out);
+        if (rc == VG_OK)
+            rc = add_region(ctx, gray, w, w / 10, h / 10, w - 2 * (w / 10), h - 2 * (h / 10),
+                            PDQ_REGION_CENTRE80, out);
+    }
+    vg_free(own);
+    return rc;
+}
