@@ -64,6 +64,7 @@ static void video__set_rlimit(int res, uint64_t v, uint64_t hard_extra)
     (void)setrlimit(res, &rl);
 }
 
+#ifndef VG_SANITIZE
 /* Bytes of address space the calling process maps now (/proc/self/statm, first field). */
 static uint64_t video__mapped_bytes(void)
 {
@@ -78,6 +79,7 @@ static uint64_t video__mapped_bytes(void)
     b[k] = 0;
     return strtoull(b, NULL, 10) * (uint64_t)sysconf(_SC_PAGESIZE);
 }
+#endif
 
 /* The child: limits, decode, write the result, _exit. Never returns. */
 static void video__child_main(int wfd, const uint8_t *buf, size_t len, const video_hash_opts *o)
