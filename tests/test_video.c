@@ -142,10 +142,12 @@ static void test_match_matrix(void **state)
             assert_int_equal(video__compare_brute(&ours[i], &ours[j], &mo, &b), VG_OK);
             assert_int_equal(video__compare_brute(&ref[i], &ref[j], &mo, &c), VG_OK);
             /* the index finds exactly what comparing every pair finds */
-            assert_int_equal(a.query_matched, b.query_matched);
-            assert_int_equal(a.compared_matched, b.compared_matched);
-            assert_int_equal(a.query_frames, b.query_frames);
-            assert_int_equal(a.compared_frames, b.compared_frames);
+            if (a.query_matched != b.query_matched || a.compared_matched != b.compared_matched ||
+                a.query_frames != b.query_frames || a.compared_frames != b.compared_frames)
+                fail_msg("%s vs %s: index %u/%u of %u/%u, all pairs %u/%u of %u/%u", names[i],
+                         names[j], a.query_matched, a.compared_matched, a.query_frames,
+                         a.compared_frames, b.query_matched, b.compared_matched, b.query_frames,
+                         b.compared_frames);
             if (a.match != c.match)
                 fail_msg("%s vs %s: ours %.1f/%.1f match %d, reference %.1f/%.1f match %d",
                          names[i], names[j], a.query_match_pct, a.compared_match_pct, a.match,

@@ -310,6 +310,8 @@ static int video__gather(const video_index *ix, video__scratch *sc, int t, uint3
     const uint32_t *o = ix->offs + (size_t)t * (VIDEO__BUCKETS + 1);
     const uint32_t *p = ix->post + (size_t)t * ix->built_n;
     uint32_t lo = o[key], hi = o[key + 1];
+    if (lo == hi)
+        return VG_OK;
     if (sc->ncand + (hi - lo) > sc->cap) {
         size_t nc = sc->cap ? sc->cap : 4096;
         while (nc < sc->ncand + (hi - lo))
@@ -524,7 +526,7 @@ int video_index_search(const video_index *ix, const video_hash *q, const video_m
     uint32_t gen = 0;
     for (size_t i = 0; i < nq && rc == VG_OK && ix->n; i++)
         rc = video__lookup(ix, &sc, &qf[i].h, (uint32_t)i, o->distance, &ps);
-    if (rc == VG_OK)
+    if (rc == VG_OK && ps.n)
         qsort(ps.p, ps.n, sizeof *ps.p, video__pair_cmp);
     /* One group of pairs per video. */
     size_t mcap = 0;
@@ -561,10 +563,10 @@ int video_index_search(const video_index *ix, const video_hash *q, const video_m
         }
         i = j;
     }
-    if (rc == VG_OK)
-        qsort(out->matches, out->n, sizeof *out->matches, video__match_cmp);
-    else
+    if (rc != VG_OK)
         video_result_free(out);
+    else if (out->n)
+        qsort(out->matches, out->n, sizeof *out->matches, video__match_cmp);
     vg_free(ps.p);
     vg_free(sc.cand);
     vg_free(stamp);
