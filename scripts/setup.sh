@@ -11,11 +11,13 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # README walkthrough and the test scripts; git and clang-format the format check.
 build_pkgs="build-essential cmake clang pkg-config libturbojpeg0-dev libspng-dev libwebp-dev
   libdnnl-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libhiredis-dev libssl-dev
-  libcurl4-openssl-dev libcmocka-dev libclang-rt-14-dev nodejs npm curl ca-certificates python3"
+  libcurl4-openssl-dev libcmocka-dev libclang-rt-14-dev libavformat-dev libavcodec-dev
+  libswscale-dev libavutil-dev nodejs npm curl ca-certificates python3"
 # prometheus: its promtool checks /metrics and the rules in deploy/prometheus; chromium (with a
 # font for its screenshots) opens the dashboard in tests/dashboard_chromium.py.
 test_pkgs="redis-server git clang-format prometheus chromium fonts-dejavu-core"
-bench_pkgs="redis-server wrk hyperfine libjpeg-turbo-progs imagemagick python3-locust"
+# ffmpeg: bench/video.sh makes its 1080p H.264 input from a sample video.
+bench_pkgs="redis-server wrk hyperfine libjpeg-turbo-progs imagemagick python3-locust ffmpeg"
 
 want="$build_pkgs"
 case "$purpose" in

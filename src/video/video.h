@@ -1,0 +1,245 @@
+/*
+ * video: untrusted video bytes -> vPDQ hashes, and vPDQ matching through an index.
+ *
+ * vPDQ (Meta, facebook/ThreatExchange vpdq/) hashes a video as the PDQ hashes of frames sampled
+ * from it, each with its frame number, timestamp and quality. Two videos match when enough of
+ * their unique frames have a counterpart within a PDQ distance (see video_match_opts).
+ *
+ * Decoding (libavformat/libavcodec/libswscale, reached only from video_av.c):
+ *   - the container is sniffed from magic bytes (MP4/MOV, Matroska/WebM) and opened with that
+ *     one demuxer; no other demuxer ever probes the bytes, and no protocol is reachable (the
+ *     bytes are read through our own in-memory I/O);
+ *   - the codec must be on an allow-list (H.264, HEVC, VP8, VP9, AV1);
+ *   - resolution, pixels, duration and frame count are checked from the headers before the
+ *     first packet is decoded, and again while decoding (a stream may lie in its header);
+ *   - by default it all runs in a forked child with an address-space limit (RLIMIT_AS), a CPU
+ *     time limit (RLIMIT_CPU), no file writes (RLIMIT_FSIZE 0), every inherited descriptor but
+ *     the result pipe closed, and a wall deadline after which the parent kills it. A crash,
+ *     hang or memory blow-up of the decoder costs the child only; the caller gets an error.
+ *
+ * Sampling: frames are kept by timestamp at `rate` per second (the first frame at or after each
+ * k/rate). Decoded frames that are not kept are dropped without colour conversion; non-reference
+ * frames before the next sample time are not even decoded (AVDISCARD_NONREF, which changes no
+ * other frame). keyframes_only decodes key frames alone. every_frame hashes every frame the way
+ * the reference's vpdq-hash-video does (full-size RGB24 through swscale's area filter, PDQ of the
+ * whole frame), for comparisons with its output; sampled frames go to swscale once, straight to
+ * 8-bit luma at most VIDEO_HASH_SIDE_PX on a side (the size PDQ's 64x64 decimation needs).
+ *
+ * Errors, each with a detail naming the limit (vg_err_msg) and the limit in video_last_limit():
+ *   VG_EFORMAT   container or codec not on the allow-list, no video stream
+ *   VG_ETOOBIG   input bytes, duration, frame count, decoder memory (child address space)
+ *   VG_EDIM      a side of zero or over max_dimension
+ *   VG_EPIXELS   width x height over max_pixels
+ *   VG_ETIMEDOUT the child's CPU time or wall deadline
+ *   VG_ECORRUPT  undecodable data, or the decoder child crashed (the signal in the detail)
+ *   VG_ETRUNC    the container ends early
+ *   VG_ENOMEM, VG_EINTERNAL (fork/pipe failures), VG_EINVAL
+ * The server maps VG_ETOOBIG to 413 and the others to 422.
+ *
+ * Thread-safety: hashing calls are reentrant (each call has its own decoder, and its own child);
+ * a video_index is built by one thread, then searched by any number at once.
+ */
+#ifndef VG_VIDEO_H
+#define VG_VIDEO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pdq/pdq.h"
+
+/* ---- limits --------------------------------------------------------------------------------- */
+
+#define VIDEO_DEFAULT_MAX_INPUT_BYTES ((size_t)1 << 30)           /* 1 GiB of encoded video */
+#define VIDEO_DEFAULT_MAX_DURATION_MS ((uint64_t)4 * 3600 * 1000) /* 4 h */
+#define VIDEO_DEFAULT_MAX_DIMENSION ((uint32_t)8192)       /* px, either side (8K UHD is 7680) */
+#define VIDEO_DEFAULT_MAX_PIXELS ((uint64_t)8192 * 4320)   /* per frame: 8K UHD */
+#define VIDEO_DEFAULT_MAX_FRAMES ((uint64_t)4 * 3600 * 60) /* 4 h at 60 frames/s */
+/* Address space the decoder child may map beyond what it inherits: an 8K frame is 50 MiB of YUV
+ * 4:2:0, and H.264/HEVC keep up to 16 reference frames plus the libraries (~150 MiB mapped before
+ * the first frame). */
+#define VIDEO_DEFAULT_CHILD_MEM_BYTES ((uint64_t)2 << 30) /* 2 GiB */
+#define VIDEO_DEFAULT_CHILD_CPU_S ((uint32_t)600)         /* CPU seconds of one decode */
+#define VIDEO_DEFAULT_WALL_MS ((uint32_t)900 * 1000)      /* wall time of one decode */
+
+/* Largest side of the luma image a sampled frame is scaled to before PDQ (PDQ decimates to
+ * 64x64 with a tent window of side/128: 512 px keeps the reference's window of 4). */
+#define VIDEO_HASH_SIDE_PX 512u
+#define VIDEO_DEFAULT_RATE 1.0         /* sampled frames per second */
+#define VIDEO_MAX_RATE 240.0           /* frames per second */
+#define VIDEO_DEFAULT_PRUNE_DISTANCE 0 /* bits: 0 prunes exact repeats (no effect on matching) */
+
+typedef struct video_limits {
+    size_t max_input_bytes;
+    uint64_t max_duration_ms;
+    uint32_t max_dimension;
+    uint64_t max_pixels;
+    uint64_t max_frames;      /* frames in the stream (all of them, not only sampled ones) */
+    uint64_t child_mem_bytes; /* RLIMIT_AS of the decoder child; 0 = unlimited */
+    uint32_t child_cpu_s;     /* RLIMIT_CPU of the decoder child; 0 = unlimited */
+    uint32_t wall_ms;         /* the child is killed after this; 0 = unlimited */
+} video_limits;
+
+void video_limits_default(video_limits *l);
+
+typedef enum {
+    VIDEO_LIMIT_NONE = -1,
+    VIDEO_LIMIT_INPUT_BYTES = 0,
+    VIDEO_LIMIT_DURATION,
+    VIDEO_LIMIT_DIMENSION,
+    VIDEO_LIMIT_PIXELS,
+    VIDEO_LIMIT_FRAMES,
+    VIDEO_LIMIT_CHILD_MEMORY,
+    VIDEO_LIMIT_CHILD_CPU,
+    VIDEO_LIMIT_WALL,
+    VIDEO_LIMIT_CONTAINER, /* not on the allow-list */
+    VIDEO_LIMIT_CODEC,     /* not on the allow-list */
+    VIDEO_LIMIT_COUNT
+} video_limit_kind;
+
+/* The limit that refused the calling thread's last hash, VIDEO_LIMIT_NONE otherwise. */
+video_limit_kind video_last_limit(void);
+/* "input_bytes", "duration", "dimension", "pixels", "frames", "child_memory", "child_cpu",
+ * "wall", "container", "codec"; "none" otherwise. Static. */
+const char *video_limit_name(video_limit_kind k);
+
+/* ---- hashing -------------------------------------------------------------------------------- */
+
+typedef struct video_hash_opts {
+    double rate;        /* sampled frames per second, (0, VIDEO_MAX_RATE]; default 1 */
+    int every_frame;    /* 1: every frame, the reference's way (rate, min_quality, prune unused) */
+    int keyframes_only; /* 1: key frames only (rate still applies among them) */
+    int min_quality; /* sampled frames below this are dropped; default PDQ_MIN_RELIABLE_QUALITY */
+    int prune_distance;    /* a sampled frame within this many bits of the last kept one is dropped;
+                              -1 keeps every frame; default VIDEO_DEFAULT_PRUNE_DISTANCE */
+    int in_process;        /* 1: decode in the calling process (fuzzing, tests); default 0 */
+    int test_child_signal; /* tests only: the child raises this signal before decoding (0) */
+    video_limits limits;
+} video_hash_opts;
+
+void video_hash_opts_default(video_hash_opts *o);
+
+/* One kept frame. */
+typedef struct video_frame {
+    uint32_t frame; /* 0-based frame number in display order */
+    int quality;    /* PDQ quality 0..100 */
+    double ts;      /* seconds from the stream's start */
+    pdq_hash hash;
+} video_frame;
+
+/* How frames were chosen: recorded with every hash, since results depend on it. */
+typedef struct video_sampling {
+    double rate; /* 0 when every_frame */
+    int every_frame;
+    int keyframes_only;
+    int min_quality;
+    int prune_distance;
+} video_sampling;
+
+/* A video's vPDQ hash. frames owned; release with video_hash_free. */
+typedef struct video_hash {
+    video_frame *frames;
+    size_t n;
+    video_sampling sampling;
+    uint32_t width, height;  /* from the stream header (0 when parsed from text) */
+    double duration_s;       /* last frame's timestamp (decoded), or the header's */
+    uint64_t frames_decoded; /* frames that came out of the decoder */
+    char container[16];      /* "mp4" | "matroska" | "" */
+    char codec[16];          /* "h264", "hevc", "vp8", "vp9", "av1" | "" */
+} video_hash;
+
+/* Frees the frames and zeroes *h. NULL is a no-op. */
+void video_hash_free(video_hash *h);
+
+/* Hashes the video in buf (borrowed, len bytes). opts borrowed, NULL = defaults. *out is
+ * written only on success (release with video_hash_free). Errors: see the top of this file. */
+int video_hash_buffer(const uint8_t *buf, size_t len, const video_hash_opts *opts, video_hash *out);
+/* The same for a file (read whole, up to limits.max_input_bytes). VG_ENOTFOUND, VG_EIO too. */
+int video_hash_file(const char *path, const video_hash_opts *opts, video_hash *out);
+
+/* ---- text form: the reference's `frame,quality,hash,timestamp` lines ------------------------ */
+
+/* Writes one line per frame ("%u,%d,<64 hex>,%.3f\n"). h, f borrowed. VG_EIO on write error. */
+int video_hash_write(const video_hash *h, void *file /* FILE * */);
+/* Parses such lines (blank lines and lines starting with '#' skipped). text borrowed.
+ * VG_EINVAL with the line number in the detail; *out written only on success. */
+int video_hash_parse(const char *text, size_t len, video_hash *out);
+
+/* ---- matching ------------------------------------------------------------------------------- */
+
+#define VIDEO_DEFAULT_MATCH_DISTANCE 31       /* bits: a frame matches within this */
+#define VIDEO_DEFAULT_COMPARED_MATCH_PCT 80.0 /* of the compared (protected) video's frames */
+#define VIDEO_DEFAULT_QUERY_MATCH_PCT 0.0     /* of the query's frames */
+#define VIDEO_DEFAULT_SEGMENT_GAP_MS 3000u    /* a matched run breaks at a larger jump */
+#define VIDEO_MAX_SEGMENTS 64                 /* per matched video, the longest kept */
+
+typedef struct video_match_opts {
+    int distance;        /* 0..256, default 31 */
+    int min_quality;     /* frames below it are not compared; default 50 */
+    double compared_pct; /* default 80 */
+    double query_pct;    /* default 0 */
+    uint32_t segment_gap_ms;
+    int only_matches; /* 1: report only videos that match (default); 0: every video with a
+                         matched frame, with its percentages */
+} video_match_opts;
+
+void video_match_opts_default(video_match_opts *o);
+
+/* A run of matched frames: the query's [q_start, q_end] shows the compared video's
+ * [c_start, c_end] (seconds). */
+typedef struct video_segment {
+    double q_start, q_end, c_start, c_end;
+    uint32_t frames; /* query frames in the run */
+} video_segment;
+
+typedef struct video_match {
+    size_t video;              /* index of the compared video (video_index_add's return) */
+    const char *id;            /* borrowed from the index: the id given to video_index_add */
+    double query_match_pct;    /* query's unique frames with a counterpart, 0..100 */
+    double compared_match_pct; /* compared video's unique frames with a counterpart, 0..100 */
+    int match;                 /* both percentages at or over their thresholds */
+    uint32_t query_frames, query_matched, compared_frames, compared_matched;
+    video_segment *segments; /* owned by the result; by query start */
+    size_t n_segments;
+} video_match;
+
+typedef struct video_result {
+    video_match *matches; /* owned; by descending compared_match_pct, then video */
+    size_t n;
+    uint32_t query_frames; /* unique query frames compared (quality-filtered) */
+} video_result;
+
+void video_result_free(video_result *r);
+
+/* An index of the unique, quality-filtered frames of many videos, tagged by (video, frame):
+ * multi-index hashing over the 16 16-bit words of each hash (a pair within 16(r+1)-1 bits
+ * agrees within r bits on at least one word), so a query looks at a few buckets per frame,
+ * never at every pair. Distances over 47 bits fall back to a scan of every frame. */
+typedef struct video_index video_index;
+
+/* min_quality: frames below it are not indexed (the match rule's quality filter). Returns owned
+ * (video_index_free), NULL on out of memory. */
+video_index *video_index_new(int min_quality);
+void video_index_free(video_index *ix);
+/* Adds a video (id and h borrowed, copied); *video_out (may be NULL) receives its number.
+ * Visible to searches after the next video_index_build. VG_EINVAL, VG_ENOMEM, VG_ETOOBIG
+ * (over 2^31 frames). Not concurrent with anything else on ix. */
+int video_index_add(video_index *ix, const char *id, const video_hash *h, size_t *video_out);
+/* (Re)builds the word tables over everything added. VG_ENOMEM. Not concurrent. */
+int video_index_build(video_index *ix);
+size_t video_index_videos(const video_index *ix);
+size_t video_index_frames(const video_index *ix);
+size_t video_index_bytes(const video_index *ix);
+
+/* Matches a query video against every indexed video by the vPDQ rule. ix, q, o borrowed (o NULL
+ * = defaults). *out overwritten (video_result_free). VG_EINVAL, VG_ENOMEM. Reentrant. */
+int video_index_search(const video_index *ix, const video_hash *q, const video_match_opts *o,
+                       video_result *out);
+
+/* Compares two videos (query, compared): an index of one video searched with the other. The
+ * result is filled whatever the verdict (only_matches ignored). */
+int video_compare(const video_hash *q, const video_hash *c, const video_match_opts *o,
+                  video_match *out);
+/* Frees what video_compare wrote into m. */
+void video_match_free(video_match *m);
+
+#endif /* VG_VIDEO_H */

@@ -1,0 +1,648 @@
+/*
+ * video_match: the vPDQ comparison rule, answered through an index of frame hashes.
+ *
+ * The rule (vpdq/README.md of facebook/ThreatExchange): drop frames below the quality filter,
+ * keep each side's unique hashes; a query frame is matched when some compared frame is within
+ * distance D, and the other way round; the video matches when the compared video's matched
+ * share reaches P_c and the query's P_q. The reference compares every pair of frames; here the
+ * compared videos' frames sit in one multi-index-hashing table set (16 tables, one per 16-bit
+ * word of the hash), so a query frame visits the few buckets within r = floor(D / 16) bits of
+ * its 16 words: two hashes within D bits differ in at most r bits in some word (pigeonhole), so
+ * nothing within D is missed, and each candidate is verified with its full distance.
+ *
+ * Invariants: entries of one video are contiguous (video_index_add appends them at once);
+ * tables cover entries [0, built_n); later ones are scanned flat until the next build.
+ */
+#include "video/video_int.h"
+
+#include "core/core.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define VIDEO__WORDS 16
+#define VIDEO__BUCKETS 65536u
+#define VIDEO__MIH_MAX_DISTANCE 47 /* r = 2: 137 buckets per word; beyond, a flat scan wins */
+#define VIDEO__MAX_ENTRIES ((size_t)1 << 31)
+
+struct video_index {
+    int min_quality;
+    pdq_hash *hash; /* entry -> hash */
+    uint32_t *vid;  /* entry -> video */
+    double *ts;     /* entry -> timestamp (s) */
+    size_t n, cap;
+    char **ids;        /* video -> id (owned) */
+    uint32_t *v_start; /* video -> first entry */
+    uint32_t *v_count; /* video -> unique frames */
+    size_t nv, vcap;
+    uint32_t *offs; /* [VIDEO__WORDS][VIDEO__BUCKETS + 1] bucket starts in post */
+    uint32_t *post; /* [VIDEO__WORDS][built_n] entries, bucket by bucket */
+    size_t built_n;
+};
+
+static inline uint32_t video__word(const pdq_hash *h, int t)
+{
+    return (uint32_t)(h->w[t >> 2] >> (16 * (t & 3))) & 0xffffu;
+}
+
+/* A frame kept for matching: its hash, time and position in the input. */
+typedef struct video__uf {
+    pdq_hash h;
+    double ts;
+    size_t idx;
+} video__uf;
+
+static int video__uf_cmp_hash(const void *a, const void *b)
+{
+    const video__uf *x = a, *y = b;
+    for (int i = 0; i < 4; i++)
+        if (x->h.w[i] != y->h.w[i])
+            return x->h.w[i] < y->h.w[i] ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static int video__uf_cmp_idx(const void *a, const void *b)
+{
+    const video__uf *x = a, *y = b;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* The quality-filtered unique frames of h, in their order in h (the first of equal hashes).
+ * *out owned (vg_free), may be NULL when *n_out is 0. */
+static int video__unique(const video_hash *h, int min_quality, video__uf **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    if (h->n == 0)
+        return VG_OK;
+    video__uf *u = vg_malloc(h->n * sizeof *u);
+    if (!u)
+        return vg_err_set(VG_ENOMEM, "no memory for %zu frames", h->n);
+    size_t k = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (h->frames[i].quality >= min_quality)
+            u[k++] = (video__uf){h->frames[i].hash, h->frames[i].ts, i};
+    qsort(u, k, sizeof *u, video__uf_cmp_hash);
+    size_t m = 0;
+    for (size_t i = 0; i < k; i++)
+        if (m == 0 || !pdq_hash_equal(&u[m - 1].h, &u[i].h))
+            u[m++] = u[i];
+    qsort(u, m, sizeof *u, video__uf_cmp_idx);
+    *out = u;
+    *n_out = m;
+    return VG_OK;
+}
+
+video_index *video_index_new(int min_quality)
+{
+    video_index *ix = vg_calloc(1, sizeof *ix);
+    if (ix)
+        ix->min_quality = min_quality;
+    return ix;
+}
+
+void video_index_free(video_index *ix)
+{
+    if (!ix)
+        return;
+    for (size_t i = 0; i < ix->nv; i++)
+        vg_free(ix->ids[i]);
+    vg_free(ix->ids);
+    vg_free(ix->v_start);
+    vg_free(ix->v_count);
+    vg_free(ix->hash);
+    vg_free(ix->vid);
+    vg_free(ix->ts);
+    vg_free(ix->offs);
+    vg_free(ix->post);
+    vg_free(ix);
+}
+
+/* Reallocates *p to n elements; 1 on success (then *p is the new block), 0 on failure. */
+static int video__resize(void **p, size_t elem, size_t n)
+{
+    size_t bytes;
+    if (vg_mul_size(elem, n, &bytes) != VG_OK)
+        return 0;
+    void *np = vg_realloc(*p, bytes);
+    if (!np)
+        return 0;
+    *p = np;
+    return 1;
+}
+
+/* Grows *p (capacity *cap elements) to hold need; VG_ENOMEM. */
+static int video__grow(void **p, size_t elem, size_t need, size_t *cap)
+{
+    if (need <= *cap)
+        return VG_OK;
+    size_t ncap = *cap ? *cap : 16;
+    while (ncap < need)
+        ncap *= 2;
+    if (!video__resize(p, elem, ncap))
+        return VG_ENOMEM;
+    *cap = ncap;
+    return VG_OK;
+}
+
+int video_index_add(video_index *ix, const char *id, const video_hash *h, size_t *video_out)
+{
+    if (!ix || !id || !h)
+        return vg_err_set(VG_EINVAL, "video_index_add: NULL argument");
+    video__uf *u;
+    size_t m;
+    int rc = video__unique(h, ix->min_quality, &u, &m);
+    if (rc != VG_OK)
+        return rc;
+    if (ix->n + m > VIDEO__MAX_ENTRIES) {
+        vg_free(u);
+        return vg_err_set(VG_ETOOBIG, "video index is full (%zu frames)", ix->n);
+    }
+    char *idc = vg_strdup(id);
+    int ok = idc != NULL;
+    if (ok && ix->n + m > ix->cap) {
+        size_t c = ix->cap ? ix->cap : 64;
+        while (c < ix->n + m)
+            c *= 2;
+        /* each realloc that succeeds is kept: a later failure leaves larger arrays, no loss */
+        ok = video__resize((void **)&ix->hash, sizeof *ix->hash, c) &&
+             video__resize((void **)&ix->vid, sizeof *ix->vid, c) &&
+             video__resize((void **)&ix->ts, sizeof *ix->ts, c);
+        if (ok)
+            ix->cap = c;
+    }
+    if (ok && ix->nv + 1 > ix->vcap) {
+        size_t c = ix->vcap ? ix->vcap * 2 : 16;
+        ok = video__resize((void **)&ix->ids, sizeof *ix->ids, c) &&
+             video__resize((void **)&ix->v_start, sizeof *ix->v_start, c) &&
+             video__resize((void **)&ix->v_count, sizeof *ix->v_count, c);
+        if (ok)
+            ix->vcap = c;
+    }
+    if (!ok) {
+        vg_free(idc);
+        vg_free(u);
+        return vg_err_set(VG_ENOMEM, "no memory to index %zu frames", m);
+    }
+    size_t v = ix->nv++;
+    ix->ids[v] = idc;
+    ix->v_start[v] = (uint32_t)ix->n;
+    ix->v_count[v] = (uint32_t)m;
+    for (size_t i = 0; i < m; i++) {
+        ix->hash[ix->n] = u[i].h;
+        ix->vid[ix->n] = (uint32_t)v;
+        ix->ts[ix->n] = u[i].ts;
+        ix->n++;
+    }
+    vg_free(u);
+    if (video_out)
+        *video_out = v;
+    return VG_OK;
+}
+
+int video_index_build(video_index *ix)
+{
+    size_t n = ix->n, offs_n = (size_t)VIDEO__WORDS * (VIDEO__BUCKETS + 1);
+    uint32_t *offs = vg_calloc(offs_n, sizeof *offs);
+    uint32_t *post = n ? vg_malloc((size_t)VIDEO__WORDS * n * sizeof *post) : NULL;
+    if (!offs || (n && !post)) {
+        vg_free(offs);
+        vg_free(post);
+        return vg_err_set(VG_ENOMEM, "no memory for the tables of %zu frames", n);
+    }
+    for (int t = 0; t < VIDEO__WORDS; t++) {
+        uint32_t *o = offs + (size_t)t * (VIDEO__BUCKETS + 1);
+        uint32_t *p = post + (size_t)t * n;
+        for (size_t e = 0; e < n; e++)
+            o[video__word(&ix->hash[e], t) + 1]++;
+        for (uint32_t b = 0; b < VIDEO__BUCKETS; b++)
+            o[b + 1] += o[b];
+        /* fill, using o[b] as the cursor, then shift back */
+        for (size_t e = 0; e < n; e++)
+            p[o[video__word(&ix->hash[e], t)]++] = (uint32_t)e;
+        for (uint32_t b = VIDEO__BUCKETS; b > 0; b--)
+            o[b] = o[b - 1];
+        o[0] = 0;
+    }
+    vg_free(ix->offs);
+    vg_free(ix->post);
+    ix->offs = offs;
+    ix->post = post;
+    ix->built_n = n;
+    return VG_OK;
+}
+
+size_t video_index_videos(const video_index *ix)
+{
+    return ix->nv;
+}
+
+size_t video_index_frames(const video_index *ix)
+{
+    return ix->n;
+}
+
+size_t video_index_bytes(const video_index *ix)
+{
+    size_t b = sizeof *ix + ix->cap * (sizeof(pdq_hash) + sizeof(uint32_t) + sizeof(double)) +
+               ix->vcap * (sizeof(char *) + 2 * sizeof(uint32_t));
+    if (ix->offs)
+        b += (size_t)VIDEO__WORDS * (VIDEO__BUCKETS + 1) * sizeof(uint32_t) +
+             (size_t)VIDEO__WORDS * ix->built_n * sizeof(uint32_t);
+    return b;
+}
+
+void video_match_opts_default(video_match_opts *o)
+{
+    o->distance = VIDEO_DEFAULT_MATCH_DISTANCE;
+    o->min_quality = PDQ_MIN_RELIABLE_QUALITY;
+    o->compared_pct = VIDEO_DEFAULT_COMPARED_MATCH_PCT;
+    o->query_pct = VIDEO_DEFAULT_QUERY_MATCH_PCT;
+    o->segment_gap_ms = VIDEO_DEFAULT_SEGMENT_GAP_MS;
+    o->only_matches = 1;
+}
+
+/* One verified (query frame, entry) pair. */
+typedef struct video__pair {
+    uint32_t video, q, e;
+    int d;
+} video__pair;
+
+typedef struct video__pairs {
+    video__pair *p;
+    size_t n, cap;
+} video__pairs;
+
+static int video__pairs_push(video__pairs *ps, uint32_t video, uint32_t q, uint32_t e, int d)
+{
+    if (ps->n == ps->cap) {
+        size_t nc = ps->cap ? ps->cap * 2 : 1024;
+        video__pair *np = vg_realloc(ps->p, nc * sizeof *np);
+        if (!np)
+            return VG_ENOMEM;
+        ps->p = np;
+        ps->cap = nc;
+    }
+    ps->p[ps->n++] = (video__pair){video, q, e, d};
+    return VG_OK;
+}
+
+static int video__pair_cmp(const void *a, const void *b)
+{
+    const video__pair *x = a, *y = b;
+    if (x->video != y->video)
+        return x->video < y->video ? -1 : 1;
+    if (x->q != y->q)
+        return x->q < y->q ? -1 : 1;
+    if (x->d != y->d)
+        return x->d < y->d ? -1 : 1;
+    return x->e < y->e ? -1 : x->e > y->e;
+}
+
+/* Per-search scratch: cand holds one query frame's candidates until they are verified. */
+typedef struct video__scratch {
+    uint32_t *cand;
+    size_t ncand, cap;
+} video__scratch;
+
+static int video__gather(const video_index *ix, video__scratch *sc, int t, uint32_t key)
+{
+    const uint32_t *o = ix->offs + (size_t)t * (VIDEO__BUCKETS + 1);
+    const uint32_t *p = ix->post + (size_t)t * ix->built_n;
+    uint32_t lo = o[key], hi = o[key + 1];
+    if (lo == hi)
+        return VG_OK;
+    if (sc->ncand + (hi - lo) > sc->cap) {
+        size_t nc = sc->cap ? sc->cap : 4096;
+        while (nc < sc->ncand + (hi - lo))
+            nc *= 2;
+        uint32_t *np = vg_realloc(sc->cand, nc * sizeof *np);
+        if (!np)
+            return VG_ENOMEM;
+        sc->cand = np;
+        sc->cap = nc;
+    }
+    /* No de-duplication here: an entry reached through two words is verified twice (rare
+     * except for true matches) and gives a duplicate pair, which the counting ignores; a
+     * per-entry stamp would cost one more cache miss for every candidate. */
+    memcpy(sc->cand + sc->ncand, p + lo, (size_t)(hi - lo) * sizeof *p);
+    sc->ncand += hi - lo;
+    return VG_OK;
+}
+
+/* Verifies candidates with their full distance. The hashes are 32-byte rows scattered over the
+ * whole index, so each is a cache miss: prefetching a few rows ahead keeps several in flight
+ * (3x faster at 600k frames than one miss at a time). */
+#define VIDEO__PREFETCH_AHEAD 8
+
+#define VIDEO__VERIFY_BODY                                                                         \
+    for (size_t i = 0; i < n; i++) {                                                               \
+        if (i + VIDEO__PREFETCH_AHEAD < n)                                                         \
+            __builtin_prefetch(&ix->hash[cand[i + VIDEO__PREFETCH_AHEAD]]);                        \
+        uint32_t e = cand[i];                                                                      \
+        int d = pdq_distance_inline(qh, &ix->hash[e]);                                             \
+        if (d <= D && video__pairs_push(ps, ix->vid[e], q, e, d) != VG_OK)                         \
+            return VG_ENOMEM;                                                                      \
+    }                                                                                              \
+    return VG_OK;
+
+__attribute__((target("popcnt"))) static int video__verify_popcnt(const video_index *ix,
+                                                                  const uint32_t *cand, size_t n,
+                                                                  const pdq_hash *qh, uint32_t q,
+                                                                  int D, video__pairs *ps)
+{
+    VIDEO__VERIFY_BODY
+}
+
+static int video__verify_portable(const video_index *ix, const uint32_t *cand, size_t n,
+                                  const pdq_hash *qh, uint32_t q, int D, video__pairs *ps)
+{
+    VIDEO__VERIFY_BODY
+}
+
+static int video__verify(const video_index *ix, const uint32_t *cand, size_t n, const pdq_hash *qh,
+                         uint32_t q, int D, video__pairs *ps)
+{
+    return (vg_cpu_features() & VG_CPU_POPCNT) ? video__verify_popcnt(ix, cand, n, qh, q, D, ps)
+                                               : video__verify_portable(ix, cand, n, qh, q, D, ps);
+}
+
+/* All entries within D of query frame q, into ps. */
+static int video__lookup(const video_index *ix, video__scratch *sc, const pdq_hash *qh, uint32_t q,
+                         int D, video__pairs *ps)
+{
+    size_t flat_from = 0;
+    sc->ncand = 0;
+    if (ix->offs && D <= VIDEO__MIH_MAX_DISTANCE) {
+        int r = D / VIDEO__WORDS;
+        for (int t = 0; t < VIDEO__WORDS; t++) {
+            uint32_t k = video__word(qh, t);
+            if (video__gather(ix, sc, t, k) != VG_OK)
+                return VG_ENOMEM;
+            for (int b1 = 0; r >= 1 && b1 < 16; b1++) {
+                if (video__gather(ix, sc, t, k ^ (1u << b1)) != VG_OK)
+                    return VG_ENOMEM;
+                for (int b2 = b1 + 1; r >= 2 && b2 < 16; b2++)
+                    if (video__gather(ix, sc, t, k ^ (1u << b1) ^ (1u << b2)) != VG_OK)
+                        return VG_ENOMEM;
+            }
+        }
+        flat_from = ix->built_n;
+    }
+    if (video__verify(ix, sc->cand, sc->ncand, qh, q, D, ps) != VG_OK)
+        return VG_ENOMEM;
+    for (size_t e = flat_from; e < ix->n; e++) {
+        int d = pdq_distance(qh, &ix->hash[e]);
+        if (d <= D && video__pairs_push(ps, ix->vid[e], q, (uint32_t)e, d) != VG_OK)
+            return VG_ENOMEM;
+    }
+    return VG_OK;
+}
+
+static int video__seg_cmp_frames(const void *a, const void *b)
+{
+    const video_segment *x = a, *y = b;
+    if (x->frames != y->frames)
+        return x->frames > y->frames ? -1 : 1;
+    return x->q_start < y->q_start ? -1 : x->q_start > y->q_start;
+}
+
+static int video__seg_cmp_start(const void *a, const void *b)
+{
+    const video_segment *x = a, *y = b;
+    return x->q_start < y->q_start ? -1 : x->q_start > y->q_start;
+}
+
+/* Segments of one video from its pairs p[0..n) (sorted by q, then distance): each query frame's
+ * best entry, in query order; a run breaks where either side jumps by more than the gap or the
+ * compared side goes backwards. */
+static int video__segments(const video_index *ix, const video__uf *qf, const video__pair *p,
+                           size_t n, double gap, video_match *m)
+{
+    video_segment *segs = NULL;
+    size_t ns = 0, cap = 0;
+    double pq = 0, pc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && p[i].q == p[i - 1].q)
+            continue; /* the first of a query frame's pairs is its best */
+        double qt = qf[p[i].q].ts, ct = ix->ts[p[i].e];
+        int brk = ns == 0 || qt - pq > gap || ct < pc - gap || ct - pc > (qt - pq) + gap;
+        if (brk) {
+            if (ns == cap) {
+                size_t nc = cap ? cap * 2 : 8;
+                video_segment *nsg = vg_realloc(segs, nc * sizeof *nsg);
+                if (!nsg) {
+                    vg_free(segs);
+                    return VG_ENOMEM;
+                }
+                segs = nsg;
+                cap = nc;
+            }
+            segs[ns++] = (video_segment){qt, qt, ct, ct, 0};
+        }
+        video_segment *s = &segs[ns - 1];
+        s->q_end = qt;
+        if (ct < s->c_start)
+            s->c_start = ct;
+        if (ct > s->c_end)
+            s->c_end = ct;
+        s->frames++;
+        pq = qt;
+        pc = ct;
+    }
+    if (ns > VIDEO_MAX_SEGMENTS) {
+        qsort(segs, ns, sizeof *segs, video__seg_cmp_frames);
+        ns = VIDEO_MAX_SEGMENTS;
+    }
+    qsort(segs, ns, sizeof *segs, video__seg_cmp_start);
+    m->segments = segs;
+    m->n_segments = ns;
+    return VG_OK;
+}
+
+static int video__match_cmp(const void *a, const void *b)
+{
+    const video_match *x = a, *y = b;
+    if (x->compared_match_pct != y->compared_match_pct)
+        return x->compared_match_pct > y->compared_match_pct ? -1 : 1;
+    return x->video < y->video ? -1 : x->video > y->video;
+}
+
+void video_match_free(video_match *m)
+{
+    if (!m)
+        return;
+    vg_free(m->segments);
+    m->segments = NULL;
+    m->n_segments = 0;
+}
+
+void video_result_free(video_result *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        video_match_free(&r->matches[i]);
+    vg_free(r->matches);
+    memset(r, 0, sizeof *r);
+}
+
+static int video__check_match_opts(const video_match_opts *o)
+{
+    if (o->distance < 0 || o->distance > PDQ_HASH_BITS)
+        return vg_err_set(VG_EINVAL, "match distance %d is outside 0..256", o->distance);
+    if (!(o->compared_pct >= 0 && o->compared_pct <= 100) ||
+        !(o->query_pct >= 0 && o->query_pct <= 100))
+        return vg_err_set(VG_EINVAL, "match percentages must be within 0..100");
+    return VG_OK;
+}
+
+int video_index_search(const video_index *ix, const video_hash *q, const video_match_opts *o,
+                       video_result *out)
+{
+    video_match_opts def;
+    if (!o) {
+        video_match_opts_default(&def);
+        o = &def;
+    }
+    if (!ix || !q || !out)
+        return vg_err_set(VG_EINVAL, "video_index_search: NULL argument");
+    int rc = video__check_match_opts(o);
+    if (rc != VG_OK)
+        return rc;
+    memset(out, 0, sizeof *out);
+    video__uf *qf = NULL;
+    size_t nq = 0;
+    if ((rc = video__unique(q, o->min_quality, &qf, &nq)) != VG_OK)
+        return rc;
+    out->query_frames = (uint32_t)nq;
+    uint32_t *stamp = ix->n ? vg_calloc(ix->n, sizeof *stamp) : NULL;
+    video__scratch sc = {NULL, 0, 0};
+    video__pairs ps = {0};
+    if (ix->n && !stamp) {
+        vg_free(qf);
+        return vg_err_set(VG_ENOMEM, "no memory for a search over %zu frames", ix->n);
+    }
+    uint32_t gen = 0;
+    for (size_t i = 0; i < nq && rc == VG_OK && ix->n; i++)
+        rc = video__lookup(ix, &sc, &qf[i].h, (uint32_t)i, o->distance, &ps);
+    if (rc == VG_OK && ps.n)
+        qsort(ps.p, ps.n, sizeof *ps.p, video__pair_cmp);
+    /* One group of pairs per video. */
+    size_t mcap = 0;
+    for (size_t i = 0; i < ps.n && rc == VG_OK;) {
+        size_t j = i;
+        uint32_t v = ps.p[i].video, qm = 0, cm = 0;
+        ++gen;
+        for (; j < ps.n && ps.p[j].video == v; j++) {
+            if (j == i || ps.p[j].q != ps.p[j - 1].q)
+                qm++;
+            if (stamp[ps.p[j].e] != gen) {
+                stamp[ps.p[j].e] = gen;
+                cm++;
+            }
+        }
+        video_match m = {0};
+        m.video = v;
+        m.id = ix->ids[v];
+        m.query_frames = (uint32_t)nq;
+        m.query_matched = qm;
+        m.compared_frames = ix->v_count[v];
+        m.compared_matched = cm;
+        m.query_match_pct = nq ? 100.0 * qm / (double)nq : 0.0;
+        m.compared_match_pct = m.compared_frames ? 100.0 * cm / (double)m.compared_frames : 0.0;
+        m.match = m.compared_match_pct >= o->compared_pct && m.query_match_pct >= o->query_pct;
+        if (m.match || !o->only_matches) {
+            if (video__grow((void **)&out->matches, sizeof *out->matches, out->n + 1, &mcap) !=
+                    VG_OK ||
+                video__segments(ix, qf, ps.p + i, j - i, o->segment_gap_ms / 1000.0, &m) != VG_OK) {
+                rc = vg_err_set(VG_ENOMEM, "no memory for the matches");
+                break;
+            }
+            out->matches[out->n++] = m;
+        }
+        i = j;
+    }
+    if (rc != VG_OK)
+        video_result_free(out);
+    else if (out->n)
+        qsort(out->matches, out->n, sizeof *out->matches, video__match_cmp);
+    vg_free(ps.p);
+    vg_free(sc.cand);
+    vg_free(stamp);
+    vg_free(qf);
+    return rc;
+}
+
+int video_compare(const video_hash *q, const video_hash *c, const video_match_opts *o,
+                  video_match *out)
+{
+    video_match_opts mo;
+    if (o)
+        mo = *o;
+    else
+        video_match_opts_default(&mo);
+    mo.only_matches = 0;
+    video_index *ix = video_index_new(mo.min_quality);
+    if (!ix)
+        return vg_err_set(VG_ENOMEM, "no memory for an index");
+    int rc = video_index_add(ix, "compared", c, NULL);
+    if (rc == VG_OK)
+        rc = video_index_build(ix);
+    video_result r = {0};
+    if (rc == VG_OK)
+        rc = video_index_search(ix, q, &mo, &r);
+    if (rc == VG_OK) {
+        memset(out, 0, sizeof *out);
+        if (r.n) {
+            *out = r.matches[0];
+            r.matches[0].segments = NULL;
+            r.matches[0].n_segments = 0;
+        } else {
+            out->query_frames = r.query_frames;
+            out->compared_frames = ix->v_count[0];
+            out->match = 0 >= mo.compared_pct && 0 >= mo.query_pct && out->compared_frames;
+        }
+        out->id = NULL; /* the index is gone */
+    }
+    video_result_free(&r);
+    video_index_free(ix);
+    return rc;
+}
+
+int video__compare_brute(const video_hash *q, const video_hash *c, const video_match_opts *o,
+                         video_match *out)
+{
+    video__uf *a = NULL, *b = NULL;
+    size_t na = 0, nb = 0;
+    int rc = video__unique(q, o->min_quality, &a, &na);
+    if (rc == VG_OK)
+        rc = video__unique(c, o->min_quality, &b, &nb);
+    if (rc == VG_OK) {
+        memset(out, 0, sizeof *out);
+        uint32_t qm = 0, cm = 0;
+        for (size_t i = 0; i < na; i++)
+            for (size_t j = 0; j < nb; j++)
+                if (pdq_distance(&a[i].h, &b[j].h) <= o->distance) {
+                    qm++;
+                    break;
+                }
+        for (size_t j = 0; j < nb; j++)
+            for (size_t i = 0; i < na; i++)
+                if (pdq_distance(&a[i].h, &b[j].h) <= o->distance) {
+                    cm++;
+                    break;
+                }
+        out->query_frames = (uint32_t)na;
+        out->compared_frames = (uint32_t)nb;
+        out->query_matched = qm;
+        out->compared_matched = cm;
+        out->query_match_pct = na ? 100.0 * qm / (double)na : 0.0;
+        out->compared_match_pct = nb ? 100.0 * cm / (double)nb : 0.0;
+        out->match =
+            out->compared_match_pct >= o->compared_pct && out->query_match_pct >= o->query_pct;
+    }
+    vg_free(a);
+    vg_free(b);
+    return rc;
+}

@@ -1,0 +1,460 @@
+/* video: vPDQ hashing against the reference's per-frame hashes, the 14x14 match matrix, the
+ * index against the brute-force rule, limits refused from the headers, and hostile input ending
+ * as an error with the parent unharmed (the decoder runs in a child). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "video/video.h"
+#include "video/video_int.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DATA VG_TEST_DATA_DIR "/vpdq/"
+#define NV 14
+
+static const char *const names[NV] = {"chair-19-sd-bar",
+                                      "chair-20-sd-bar",
+                                      "chair-22-sd-grey-bar",
+                                      "chair-22-sd-sepia-bar",
+                                      "chair-22-with-large-logo-bar",
+                                      "chair-22-with-small-logo-bar",
+                                      "chair-orig-22-sd-bar",
+                                      "doorknob-hd-no-bar",
+                                      "pattern-hd-no-bar",
+                                      "pattern-longer-no-bar",
+                                      "pattern-sd-grey-bar",
+                                      "pattern-sd-with-large-logo-bar",
+                                      "pattern-sd-with-small-logo-bar",
+                                      "test-padded-dimensions"};
+
+/* 0 chair, 1 pattern, 2 doorknob, 3 padded: the README's families. */
+static int family(int i)
+{
+    if (strncmp(names[i], "chair", 5) == 0)
+        return 0;
+    if (strncmp(names[i], "pattern", 7) == 0)
+        return 1;
+    return strncmp(names[i], "doorknob", 8) == 0 ? 2 : 3;
+}
+
+/* Every-frame hashes of the 14 videos (ours) and the reference's listings, made once. */
+static video_hash ours[NV], ref[NV];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    video_hash_opts o;
+    video_hash_opts_default(&o);
+    o.every_frame = 1;
+    for (int i = 0; i < NV; i++) {
+        char path[512];
+        snprintf(path, sizeof path, DATA "videos/%s.mp4", names[i]);
+        if (video_hash_file(path, &o, &ours[i]) != VG_OK) {
+            fprintf(stderr, "%s: %s\n", path, vg_err_msg());
+            return -1;
+        }
+        snprintf(path, sizeof path, DATA "hashes/%s.txt", names[i]);
+        uint8_t *buf;
+        size_t len;
+        if (vg_read_file(path, 1 << 22, &buf, &len) != VG_OK ||
+            video_hash_parse((const char *)buf, len, &ref[i]) != VG_OK)
+            return -1;
+        vg_free(buf);
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < NV; i++) {
+        video_hash_free(&ours[i]);
+        video_hash_free(&ref[i]);
+    }
+    return 0;
+}
+
+static int cmp_int(const void *a, const void *b)
+{
+    return *(const int *)a - *(const int *)b;
+}
+
+/* Every frame, hashed the reference's way (same FFmpeg H.264 decoder, swscale's area filter to
+ * RGB24, PDQ of the full frame), against vpdq-hash-video's own listing. What differs is
+ * swscale's YUV->RGB rounding between builds (its SIMD paths) and nothing else, so most frames
+ * are identical or a few bits off. Frames with quality < 50 (near-black fades) are excluded:
+ * their hashes are the median-thresholding of noise, which the match rule ignores too. */
+static void test_every_frame_vs_reference(void **state)
+{
+    (void)state;
+    int *d = malloc(20000 * sizeof *d), n = 0, qdiff_max = 0;
+    for (int i = 0; i < NV; i++) {
+        assert_int_equal(ours[i].n, ref[i].n);
+        for (size_t k = 0; k < ref[i].n; k++) {
+            assert_int_equal(ours[i].frames[k].frame, ref[i].frames[k].frame);
+            assert_true(ours[i].frames[k].ts - ref[i].frames[k].ts < 0.0011 &&
+                        ref[i].frames[k].ts - ours[i].frames[k].ts < 0.0011);
+            if (ref[i].frames[k].quality < PDQ_MIN_RELIABLE_QUALITY)
+                continue;
+            d[n++] = pdq_distance(&ours[i].frames[k].hash, &ref[i].frames[k].hash);
+            int qd = abs(ours[i].frames[k].quality - ref[i].frames[k].quality);
+            qdiff_max = qd > qdiff_max ? qd : qdiff_max;
+        }
+    }
+    qsort(d, (size_t)n, sizeof *d, cmp_int);
+    int zero = 0;
+    while (zero < n && d[zero] == 0)
+        zero++;
+    int med = d[n / 2], p95 = d[n * 95 / 100], p99 = d[n * 99 / 100], max = d[n - 1];
+    printf("every-frame vs reference, %d frames of quality >= 50: %.1f%% identical, median %d, "
+           "p95 %d, p99 %d, max %d bits; quality differs by at most %d\n",
+           n, 100.0 * zero / n, med, p95, p99, max, qdiff_max);
+    /* Bounds: the measured distribution (median 0, p95 4, max 22) with room for another
+     * swscale build; far below the match distance of 31. */
+    assert_true(n > 5000);
+    assert_true(med <= 2);
+    assert_true(p95 <= 6);
+    assert_true(max <= 30);
+    assert_true(qdiff_max <= 10);
+    free(d);
+}
+
+/* The 14x14 matrix: our verdict for every (query, compared) pair equals the reference hashes'
+ * verdict under the same rule, and no pair across families matches (tests/data/vpdq/README.md
+ * says why some listed edits do not reach 80% with the reference's hashes either). */
+static void test_match_matrix(void **state)
+{
+    (void)state;
+    video_match_opts mo;
+    video_match_opts_default(&mo);
+    int matches = 0;
+    for (int i = 0; i < NV; i++) {
+        for (int j = 0; j < NV; j++) {
+            video_match a, b, c;
+            assert_int_equal(video_compare(&ours[i], &ours[j], &mo, &a), VG_OK);
+            assert_int_equal(video__compare_brute(&ours[i], &ours[j], &mo, &b), VG_OK);
+            assert_int_equal(video__compare_brute(&ref[i], &ref[j], &mo, &c), VG_OK);
+            /* the index finds exactly what comparing every pair finds */
+            if (a.query_matched != b.query_matched || a.compared_matched != b.compared_matched ||
+                a.query_frames != b.query_frames || a.compared_frames != b.compared_frames)
+                fail_msg("%s vs %s: index %u/%u of %u/%u, all pairs %u/%u of %u/%u", names[i],
+                         names[j], a.query_matched, a.compared_matched, a.query_frames,
+                         a.compared_frames, b.query_matched, b.compared_matched, b.query_frames,
+                         b.compared_frames);
+            if (a.match != c.match)
+                fail_msg("%s vs %s: ours %.1f/%.1f match %d, reference %.1f/%.1f match %d",
+                         names[i], names[j], a.query_match_pct, a.compared_match_pct, a.match,
+                         c.query_match_pct, c.compared_match_pct, c.match);
+            if (family(i) != family(j))
+                assert_false(a.match);
+            if (i == j)
+                assert_true(a.match && a.compared_match_pct == 100.0);
+            matches += a.match;
+            video_match_free(&a);
+        }
+    }
+    printf("14x14 matrix: %d matching pairs, every verdict equal to the reference hashes'\n",
+           matches);
+}
+
+/* One index of all 14 searched with each: the same matches as the pairwise comparisons. */
+static void test_index_search_all(void **state)
+{
+    (void)state;
+    video_index *ix = video_index_new(PDQ_MIN_RELIABLE_QUALITY);
+    assert_non_null(ix);
+    for (int i = 0; i < NV; i++) {
+        size_t v;
+        assert_int_equal(video_index_add(ix, names[i], &ours[i], &v), VG_OK);
+        assert_int_equal(v, (size_t)i);
+    }
+    assert_int_equal(video_index_build(ix), VG_OK);
+    video_match_opts mo;
+    video_match_opts_default(&mo);
+    for (int i = 0; i < NV; i++) {
+        video_result r;
+        assert_int_equal(video_index_search(ix, &ours[i], &mo, &r), VG_OK);
+        int found[NV] = {0};
+        for (size_t k = 0; k < r.n; k++) {
+            assert_true(r.matches[k].match);
+            assert_string_equal(r.matches[k].id, names[r.matches[k].video]);
+            found[r.matches[k].video] = 1;
+            if (k)
+                assert_true(r.matches[k - 1].compared_match_pct >= r.matches[k].compared_match_pct);
+        }
+        for (int j = 0; j < NV; j++) {
+            video_match b;
+            assert_int_equal(video__compare_brute(&ours[i], &ours[j], &mo, &b), VG_OK);
+            assert_int_equal(found[j], b.match);
+        }
+        video_result_free(&r);
+    }
+    video_index_free(ix);
+}
+
+/* A clip cut from the middle of a video is named as a segment of it, at the right times. */
+static void test_segments(void **state)
+{
+    (void)state;
+    const video_hash *orig = &ours[6]; /* chair-orig-22-sd-bar */
+    video_hash clip = {0};
+    size_t cap = 0;
+    for (size_t k = 0; k < orig->n; k++)
+        if (orig->frames[k].ts >= 5.0 && orig->frames[k].ts <= 15.0) {
+            video_frame f = orig->frames[k];
+            f.ts -= 5.0;
+            assert_int_equal(video__push(&clip, &cap, &f), VG_OK);
+        }
+    video_match m;
+    assert_int_equal(video_compare(&clip, orig, NULL, &m), VG_OK);
+    assert_true(m.query_match_pct == 100.0);
+    assert_true(m.compared_match_pct > 30 && m.compared_match_pct < 60);
+    assert_false(m.match); /* the clip shows under half of the protected video */
+    assert_int_equal(m.n_segments, 1);
+    assert_true(m.segments[0].q_start < 0.1 && m.segments[0].q_end > 9.9);
+    assert_true(m.segments[0].c_start > 4.9 && m.segments[0].c_start < 5.1);
+    assert_true(m.segments[0].c_end > 14.9 && m.segments[0].c_end < 15.1);
+    video_match_free(&m);
+    /* the other way round, the clip is fully shown: a match */
+    assert_int_equal(video_compare(orig, &clip, NULL, &m), VG_OK);
+    assert_true(m.match && m.compared_match_pct == 100.0);
+    video_match_free(&m);
+    video_hash_free(&clip);
+}
+
+/* Default sampling: one frame a second by timestamp, each within a few bits of the reference's
+ * hash of the same frame (luma scaled to 512 px instead of full-size RGB). */
+static void test_sampled_1fps(void **state)
+{
+    (void)state;
+    video_hash h, k;
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", NULL, &h), VG_OK);
+    assert_true(h.sampling.rate == 1.0 && !h.sampling.every_frame);
+    assert_true(h.n >= 20 && h.n <= 23);
+    int maxd = 0;
+    for (size_t i = 0; i < h.n; i++) {
+        assert_true(h.frames[i].quality >= PDQ_MIN_RELIABLE_QUALITY);
+        if (i)
+            assert_true(h.frames[i].ts - h.frames[i - 1].ts > 0.99);
+        assert_int_equal(h.frames[i].frame % 30, 0);
+        const video_frame *r = &ref[6].frames[h.frames[i].frame];
+        assert_int_equal(r->frame, h.frames[i].frame);
+        int d = pdq_distance(&h.frames[i].hash, &r->hash);
+        maxd = d > maxd ? d : maxd;
+    }
+    printf("1 frame/s: %zu frames, at most %d bits from the reference's hash of the frame\n", h.n,
+           maxd);
+    assert_true(maxd <= 24);
+    /* keyframes only: a subset of the frames above (this file has a key frame every 10 s) */
+    video_hash_opts o;
+    video_hash_opts_default(&o);
+    o.keyframes_only = 1;
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &k), VG_OK);
+    assert_true(k.n >= 1 && k.n < h.n);
+    assert_int_equal(k.frames[0].frame, 0);
+    video_hash_free(&k);
+    video_hash_free(&h);
+}
+
+static int expect_fail(const char *file, const video_hash_opts *o, int code, video_limit_kind limit,
+                       const char *detail_word)
+{
+    video_hash h;
+    char path[512];
+    snprintf(path, sizeof path, DATA "%s", file);
+    int rc = video_hash_file(path, o, &h);
+    if (rc != code || video_last_limit() != limit || !strstr(vg_err_msg(), detail_word)) {
+        fail_msg("%s: rc %s (want %s), limit %s (want %s), detail '%s' (want '%s')", file,
+                 vg_errname(rc), vg_errname(code), video_limit_name(video_last_limit()),
+                 video_limit_name(limit), vg_err_msg(), detail_word);
+    }
+    return rc;
+}
+
+/* Each limit refuses from the headers, with its own code and a detail naming it. */
+static void test_limits_from_headers(void **state)
+{
+    (void)state;
+    video_hash_opts o;
+    video_hash_opts_default(&o);
+    video_hash h;
+    /* the allowed fixtures hash */
+    assert_int_equal(video_hash_file(DATA "fixtures/small-h264.mp4", &o, &h), VG_OK);
+    assert_string_equal(h.codec, "h264");
+    video_hash_free(&h);
+    assert_int_equal(video_hash_file(DATA "fixtures/small-vp8.webm", &o, &h), VG_OK);
+    assert_string_equal(h.codec, "vp8");
+    assert_string_equal(h.container, "matroska");
+    video_hash_free(&h);
+
+    expect_fail("fixtures/mpeg4-in-mp4.mp4", &o, VG_EFORMAT, VIDEO_LIMIT_CODEC, "allow-list");
+    expect_fail("fixtures/h264-in-avi.avi", &o, VG_EFORMAT, VIDEO_LIMIT_CONTAINER, "allow-list");
+    video_hash_opts l = o;
+    l.limits.max_duration_ms = 3600 * 1000;
+    expect_fail("fixtures/long-2h.mp4", &l, VG_ETOOBIG, VIDEO_LIMIT_DURATION, "max_duration");
+    l = o;
+    l.limits.max_dimension = 2048;
+    expect_fail("fixtures/wide-4000px.mp4", &l, VG_EDIM, VIDEO_LIMIT_DIMENSION, "max_dimension");
+    l = o;
+    l.limits.max_pixels = 1000;
+    expect_fail("fixtures/small-h264.mp4", &l, VG_EPIXELS, VIDEO_LIMIT_PIXELS, "max_pixels");
+    l = o;
+    l.limits.max_frames = 10;
+    expect_fail("fixtures/small-h264.mp4", &l, VG_ETOOBIG, VIDEO_LIMIT_FRAMES, "max_frames");
+    l = o;
+    l.limits.max_input_bytes = 1000;
+    expect_fail("fixtures/small-h264.mp4", &l, VG_ETOOBIG, VIDEO_LIMIT_INPUT_BYTES, "1000");
+    /* the 2-hour file is fine under the default 4-hour limit */
+    assert_int_equal(video_hash_file(DATA "fixtures/long-2h.mp4", &o, &h), VG_OK);
+    video_hash_free(&h);
+}
+
+/* Garbage, truncated and mutated files end as errors, in the child and in process alike. */
+static void test_hostile_bytes(void **state)
+{
+    (void)state;
+    uint8_t *buf;
+    size_t len;
+    assert_int_equal(vg_read_file(DATA "videos/doorknob-hd-no-bar.mp4", 1 << 22, &buf, &len),
+                     VG_OK);
+    video_hash_opts o;
+    video_hash_opts_default(&o);
+    video_hash h;
+    /* not a video at all */
+    const char junk[] = "this is not a video, whatever its name says";
+    assert_int_equal(video_hash_buffer((const uint8_t *)junk, sizeof junk, &o, &h), VG_EFORMAT);
+    /* an MP4 magic followed by noise */
+    uint8_t noise[4096];
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof noise; i++)
+        noise[i] = (uint8_t)((x = x * 1103515245u + 12345u) >> 16);
+    memcpy(noise,
+           "\0\0\0\x18"
+           "ftypisom",
+           12);
+    assert_int_not_equal(video_hash_buffer(noise, sizeof noise, &o, &h), VG_OK);
+    /* cut in half: the sample table promises frames the bytes do not hold */
+    int rc = video_hash_buffer(buf, len / 2, &o, &h);
+    assert_true(rc == VG_ETRUNC || rc == VG_ECORRUPT);
+    /* flipped bytes in the coded frames, in the child and in process: an error or a hash,
+     * never a dead parent */
+    for (int round = 0; round < 8; round++) {
+        uint8_t *m = malloc(len);
+        memcpy(m, buf, len);
+        for (int k = 0; k < 200; k++) {
+            x = x * 1103515245u + 12345u;
+            m[len / 4 + (x >> 8) % (len / 2)] ^= (uint8_t)(x >> 3);
+        }
+        o.in_process = round & 1;
+        rc = video_hash_buffer(m, len, &o, &h);
+        if (rc == VG_OK)
+            video_hash_free(&h);
+        free(m);
+    }
+    o.in_process = 0;
+    assert_int_equal(video_hash_buffer(buf, len, &o, &h), VG_OK); /* still working */
+    assert_true(h.n > 0);
+    video_hash_free(&h);
+    vg_free(buf);
+}
+
+/* A child that crashes, hangs past the wall deadline or spends its CPU budget is a clean error,
+ * and the parent goes on hashing. */
+static void test_child_failures(void **state)
+{
+    (void)state;
+    video_hash_opts o;
+    video_hash_opts_default(&o);
+    video_hash h;
+    o.test_child_signal = SIGSEGV;
+    assert_int_equal(video_hash_file(DATA "fixtures/small-h264.mp4", &o, &h), VG_ECORRUPT);
+    assert_non_null(strstr(vg_err_msg(), "crashed"));
+    o.test_child_signal = SIGSTOP; /* a hang: the wall deadline kills it */
+    o.limits.wall_ms = 300;
+    assert_int_equal(video_hash_file(DATA "fixtures/small-h264.mp4", &o, &h), VG_ETIMEDOUT);
+    assert_int_equal(video_last_limit(), VIDEO_LIMIT_WALL);
+    video_hash_opts_default(&o);
+    o.every_frame = 1;
+    o.limits.child_cpu_s = 1; /* every frame of a 22 s SD video takes more than a CPU second */
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &h), VG_ETIMEDOUT);
+    assert_int_equal(video_last_limit(), VIDEO_LIMIT_CHILD_CPU);
+#ifndef VG_SANITIZE
+    video_hash_opts_default(&o);
+    o.limits.child_mem_bytes = (uint64_t)1 << 20; /* below what the process maps already */
+    o.every_frame = 1;
+    int rc = video_hash_file(DATA "videos/test-padded-dimensions.mp4", &o, &h);
+    printf("decoding under a 1 MiB address space: %s (%s)\n", vg_errname(rc), vg_err_msg());
+    assert_int_not_equal(rc, VG_OK);
+#endif
+    video_hash_opts_default(&o);
+    assert_int_equal(video_hash_file(DATA "fixtures/small-h264.mp4", &o, &h), VG_OK);
+    video_hash_free(&h);
+}
+
+/* The text form round-trips; a bad line is named. */
+static void test_text(void **state)
+{
+    (void)state;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_int_equal(video_hash_write(&ours[7], f), VG_OK);
+    fclose(f);
+    video_hash back;
+    assert_int_equal(video_hash_parse(text, len, &back), VG_OK);
+    assert_int_equal(back.n, ours[7].n);
+    for (size_t i = 0; i < back.n; i++) {
+        assert_true(pdq_hash_equal(&back.frames[i].hash, &ours[7].frames[i].hash));
+        assert_int_equal(back.frames[i].quality, ours[7].frames[i].quality);
+        assert_int_equal(back.frames[i].frame, ours[7].frames[i].frame);
+    }
+    video_hash_free(&back);
+    free(text);
+    const char bad[] =
+        "0,100,34ada6b96d18d2491a79f80f07f2c9936fe6083dfb6983d8a4a36db40034df54,0.0\n"
+        "1,100,not-a-hash,0.033\n";
+    assert_int_equal(video_hash_parse(bad, sizeof bad - 1, &back), VG_EINVAL);
+    assert_non_null(strstr(vg_err_msg(), "line 2"));
+}
+
+/* Distances over the multi-index radius fall back to a scan and still agree with brute force. */
+static void test_index_wide_distance(void **state)
+{
+    (void)state;
+    video_match_opts mo;
+    video_match_opts_default(&mo);
+    int dists[] = {0, 15, 16, 47, 48, 70};
+    for (size_t k = 0; k < VG_ARRAY_LEN(dists); k++) {
+        mo.distance = dists[k];
+        video_match a, b;
+        assert_int_equal(video_compare(&ours[0], &ours[6], &mo, &a), VG_OK);
+        assert_int_equal(video__compare_brute(&ours[0], &ours[6], &mo, &b), VG_OK);
+        assert_int_equal(a.query_matched, b.query_matched);
+        assert_int_equal(a.compared_matched, b.compared_matched);
+        video_match_free(&a);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_frame_vs_reference),
+        cmocka_unit_test(test_match_matrix),
+        cmocka_unit_test(test_index_search_all),
+        cmocka_unit_test(test_segments),
+        cmocka_unit_test(test_sampled_1fps),
+        cmocka_unit_test(test_limits_from_headers),
+        cmocka_unit_test(test_hostile_bytes),
+        cmocka_unit_test(test_child_failures),
+        cmocka_unit_test(test_text),
+        cmocka_unit_test(test_index_wide_distance),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
