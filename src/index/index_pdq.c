@@ -108,6 +108,13 @@ int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
                          const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
                          const uint8_t *sha256)
 {
+    return index_pdq_add_tagged(ix, tenant, profile, reference, hash, quality, 0, sha256);
+}
+
+int index_pdq_add_tagged(index_db *ix, const char *tenant, const char *profile,
+                         const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
+                         int tag, const uint8_t *sha256)
+{
     int rc = index__check_add_ids(tenant, profile, reference);
     if (rc)
         return rc;
@@ -115,6 +122,8 @@ int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
         return vg_err_set(VG_EINVAL, "no PDQ hash");
     if (quality < 0 || quality > 100)
         return vg_err_set(VG_EINVAL, "PDQ quality %d outside 0..100", quality);
+    if (tag < 0 || tag > INDEX_PDQ_MAX_TAG)
+        return vg_err_set(VG_EINVAL, "PDQ tag %d outside 0..%d", tag, INDEX_PDQ_MAX_TAG);
     index__add a;
     if ((rc = index__add_begin(ix, tenant, profile, reference, INDEX__KIND_PDQ, &a)))
         return rc;
@@ -136,6 +145,7 @@ int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
     memcpy(v->pdq_rows + sh->pdq_n * 4, w, sizeof w);
     v->pdq_ref[sh->pdq_n] = a.ref;
     v->pdq_quality[sh->pdq_n] = (uint8_t)quality;
+    v->pdq_tag[sh->pdq_n] = (uint8_t)tag;
     sh->pdq_n++;
     r->n_pdq++;
     index__add_publish(&a);
@@ -245,7 +255,7 @@ static int pdq_search_pinned(const index_db *ix, const index__pin *pn, const ind
             v->pdq_quality[p] < q->min_quality)
             continue;
         c[nc++] = (index__cand){v->pdq_ref[p], (float)hits.v[i].distance, hits.v[i].variant,
-                                v->pdq_quality[p]};
+                                (uint16_t)(v->pdq_quality[p] | v->pdq_tag[p] << 8)};
     }
     vg_free(hits.v);
     if (!rc && nc) {
@@ -262,7 +272,8 @@ static int pdq_search_pinned(const index_db *ix, const index__pin *pn, const ind
                 memcpy(m->profile_id, v->profiles[r->profile].id, VG_ID_MAX);
                 m->distance = (int)c[i].dist;
                 m->dihedral = c[i].tie;
-                m->quality = c[i].aux;
+                m->quality = c[i].aux & 0xff;
+                m->tag = c[i].aux >> 8;
                 m->exact = q->sha256 && atomic_load_explicit(&r->has_sha, memory_order_acquire) &&
                            memcmp(r->sha256, q->sha256, 32) == 0;
             }
