@@ -52,8 +52,8 @@
 /* Entries per tenant (PDQ and face together) before adds fail with VG_ETOOBIG. */
 #define INDEX_MAX_ENTRIES_PER_TENANT_DEFAULT ((size_t)64 << 20)
 /* INDEX_SEARCH_AUTO builds multi-index tables for tenants with at least this many live PDQ
- * entries, and a query with v variants uses them from mih_min_entries * max(1, v^2 / 2)
- * entries on (32k for 1 variant, 262k for 4, 1M for 8): below that the flat scan is faster
+ * entries, and a query with v variants uses them from mih_min_entries * max(1, min(v, 8)^2 / 2)
+ * entries on (32k for 1 variant, 262k for 4, 1M for 8 and more): below that the flat scan is faster
  * (bench/results/index.md measures the crossover). */
 #define INDEX_MIH_MIN_ENTRIES_DEFAULT ((size_t)32768)
 /* Entries appended since the last multi-index build that are scanned flat before a rebuild; the

@@ -207,17 +207,21 @@ static int pdq_flat(const index_db *ix, const index__view *v, size_t begin, size
 
 /* Multi-index probe cost grows with the variant count while the flat scan's barely does (it is
  * memory-bound and shares each row load among the variants), so in AUTO mode a query with v
- * variants uses the tables only from mih_min_entries * max(1, v^2 / 2) live entries: 32k for
- * 1 variant, 262k for 4, 1M for 8 with the default, the crossovers measured in
- * bench/results/index.md. */
+ * variants uses the tables only from mih_min_entries * max(1, min(v, 8)^2 / 2) live entries: 32k
+ * for 1 variant, 262k for 4, 1M for 8 and more with the default, the crossovers measured in
+ * bench/results/index.md (up to 8) and by bench_copy --scale (17). */
 static int use_mih(const index_db *ix, const index__view *v, size_t live, int threshold, size_t nv)
 {
     if (!v->mih || ix->cfg.pdq_search == INDEX_SEARCH_FLAT)
         return 0;
     if (ix->cfg.pdq_search == INDEX_SEARCH_MIH)
         return threshold <= INDEX__MIH_SLOTS * (INDEX__MIH_MAX_RADIUS + 1) - 1;
-    size_t need;
-    if (vg_mul_size(ix->cfg.mih_min_entries, VG_MAX((size_t)1, nv * nv / 2), &need))
+    /* Past 8 variants (several hash sets in one query) the flat scan stops sharing each row's
+     * load among the variants for free: it turns compute-bound and grows with nv like the
+     * probes do, so the crossover stays at 8 variants' (bench_copy --scale: 1.05M entries, 17
+     * variants: 4.3 ms flat, 2.0 ms multi-index; 3.18M: 10.6 ms, 4.3 ms). */
+    size_t nvc = VG_MIN(nv, (size_t)8), need;
+    if (vg_mul_size(ix->cfg.mih_min_entries, VG_MAX((size_t)1, nvc * nvc / 2), &need))
         return 0;
     return threshold <= MIH_AUTO_MAX_THRESHOLD && live >= need;
 }
