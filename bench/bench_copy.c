@@ -9,7 +9,8 @@
  * (any other reference found), over queries x (references - 1) unrelated pairs.
  *
  *   bench_copy --photos DIR [--distractors DIR] [--mech whole|all] [--max-side PX]
- *              [--floors FILE] [--write-floors FILE] [--export DIR --export-n N] [--scale N]
+ *              [--floors FILE] [--write-floors FILE] [--export DIR --export-n N [--export-edits
+ * K,K..]] [--scale N]
  *
  * --mech whole is the server before issue 14 (whole-image hash, 8 derived dihedral variants);
  * all adds trimming, true flips and the reference centre crops. --floors fails (exit 1) when any
@@ -620,7 +621,7 @@ static void scale_run(size_t n, double per_ref, size_t sets)
 int main(int argc, char **argv)
 {
     const char *photos = NULL, *distractors = NULL, *mech = "all", *floors = NULL,
-               *write_floors = NULL, *export_dir = NULL;
+               *write_floors = NULL, *export_dir = NULL, *export_edits = NULL;
     uint32_t side = 640;
     size_t export_n = 40, scale = 0;
     for (int i = 1; i < argc; i++) {
@@ -644,6 +645,8 @@ int main(int argc, char **argv)
             write_floors = v;
         else if (!strcmp(a, "--export"))
             export_dir = v;
+        else if (!strcmp(a, "--export-edits"))
+            export_edits = v;
         else if (!strcmp(a, "--export-n"))
             export_n = (size_t)atoi(v);
         else if (!strcmp(a, "--scale"))
@@ -704,6 +707,22 @@ int main(int argc, char **argv)
                 return 2;
             fclose(f);
             tjFree(b);
+            /* --export-edits 14,16: those edits of the photo too, as the evaluation makes them
+             * (the end-to-end test's copies in tests/data/copy/it were made so) */
+            for (const char *e = export_edits; e && *e;) {
+                size_t k = (size_t)strtoul(e, (char **)&e, 10);
+                e += *e == ',';
+                if (k >= N_EDITS)
+                    return 2;
+                rgb d = make_edit(k, &img[i]);
+                b = jpeg(&d, EDITS[k].quality, &len);
+                snprintf(p, sizeof p, "%s/%03zu-e%02zu.jpg", export_dir, i, k);
+                if (!(f = fopen(p, "wb")) || fwrite(b, 1, len, f) != len)
+                    return 2;
+                fclose(f);
+                tjFree(b);
+                rgb_free(&d);
+            }
         }
         printf("exported %zu photos to %s\n", VG_MIN(n, export_n), export_dir);
         return 0;

@@ -41,8 +41,8 @@ typedef struct analyze_face {
 /* Extra PDQ hash sets of an image besides the whole one, for copy detection (docs/MATCHING.md):
  * the content with bars, frames and caption strips trimmed off, the mirrored pixels of a small
  * image, and the central 90% and 80%. Every image gets them (the same features serve a
- * reference upload and a query); a query searches its trimmed and mirrored sets, a reference
- * indexes all of them. */
+ * reference upload and a query); a query searches its trimmed and mirrored sets, a work
+ * reference indexes its trimmed content and centre crops (catalog). */
 #define ANALYZE_MAX_COPY_HASHES 4
 typedef struct analyze_copy_hash {
     int region;              /* pdq_region: PDQ_REGION_TRIMMED, _FLIP, _CENTRE90 or _CENTRE80 */

@@ -16,6 +16,7 @@
 #include "catalog/catalog.h"
 
 #include "index/index.h"
+#include "pdq/pdq.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -157,9 +158,14 @@ static int catalog__reference_new(const catalog_reference_new *r, vg_arena *a,
         nr->pdq = f->pdq;
         nr->pdq_quality = f->pdq_quality;
         nr->pdq_dihedral = (const vg_pdq_hash *)f->pdq_dihedral;
-        /* A work's copies may be framed, cropped or mirrored: its parts are kept and indexed.
+        /* A work's copies may be framed or cropped: its trimmed content and centre crops are
+         * kept and indexed. Not its mirror: a mirrored copy is met by the query's own mirror
+         * (small images) or its derived variants (large ones), while a reference's mirror
+         * mostly meets the derived mirror variants of unmirrored copies, labelling them flips.
          * A likeness is matched by its faces; its parts would only add index entries. */
         for (size_t i = 0; r->kind == STORE_REF_WORK && i < f->n_copies; i++) {
+            if (f->copies[i].region == PDQ_REGION_FLIP)
+                continue;
             if (nr->n_pdq_regions == STORE_MAX_PDQ_REGIONS)
                 break;
             store_pdq_region *g = &regions[nr->n_pdq_regions++];
