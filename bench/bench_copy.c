@@ -855,5 +855,13 @@ int main(int argc, char **argv)
     pdq_ctx_free(ctx);
     for (size_t i = 0; i < n; i++)
         rgb_free(&img[i]);
+    free(img);
+    free(gated);
+    for (size_t i = 0; i < BC_MAX_FILES && files[i]; i++)
+        free(files[i]);
+    free(files);
+    for (size_t i = 0; dfiles && i < BC_MAX_FILES && dfiles[i]; i++)
+        free(dfiles[i]);
+    free(dfiles);
     return fail;
 }
