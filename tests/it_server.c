@@ -1137,6 +1137,115 @@ static void *burst_run(void *arg)
 /* Admission control: with a queue of one, a burst is answered 503 + Retry-After at once for
  * what does not fit, never queued without bound; what fits succeeds. (The tenant quota is lifted:
  * this is about the queue, test_tenant_quota about the quota.) */
+/* Collapses every run of whitespace to one space in place (a notice's text is wrapped). */
+static void squash_ws(char *s)
+{
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        int ws = *r == ' ' || *r == '\n' || *r == '\t' || *r == '\r';
+        if (!ws || (w > s && w[-1] != ' '))
+            *w++ = ws ? ' ' : *r;
+    }
+    *w = 0;
+}
+
+/* Copy detection end to end (issue 14): a work reference, then copies as a pirate makes them: a
+ * bordered copy, a letterboxed screenshot, a 10% centre crop and a mirrored 150x150 copy (made
+ * from tests/data/copy/004.jpg by bench_copy --export-edits 15,16,20,5). Each is found, the
+ * answer and the recorded match say by which mechanism, and the notice explains it. */
+static void test_copy_detection_mechanisms(void **state)
+{
+    (void)state;
+    char *dir = make_tmpdir();
+    proc p;
+    start(&p, dir, NULL);
+    resp r;
+    http_json(&p, "GET", "/api/v1/health", NULL, NULL, &r);
+    json_t *an = json_object_get(json_object_get(r.json, "components"), "analysis");
+    int have = an && strcmp(json_string_value(json_object_get(an, "status")), "ok") == 0;
+    resp_free(&r);
+    if (!have) {
+        stop(&p, SIGTERM);
+        rm_rf(dir);
+        free(dir);
+        skip();
+    }
+    char t[64], k[128], prof[64], ref[64], path[256];
+    make_tenant(&p, p.admin_key, "Copies", t, k);
+    make_profile(&p, k, "Truchet Artist", prof);
+    uint8_t *img = NULL;
+    size_t len = 0;
+    assert_int_equal(vg_read_file(VG_TEST_DATA_DIR "/copy/004.jpg", 1 << 20, &img, &len), VG_OK);
+    snprintf(path, sizeof(path), "/api/v1/profiles/%s/references?kind=work&title=Truchet", prof);
+    http(&p, "POST", path, k, "image/jpeg", img, len, &r);
+    expect_status(&r, 201);
+    strcpy(ref, jstr(&r, "id"));
+    resp_free(&r);
+    vg_free(img);
+    static const struct {
+        const char *file, *mechanism, *region, *words;
+    } cases[] = {
+        {"border.jpg", "trimmed", NULL, "The infringing image is a framed copy"},
+        {"screenshot.jpg", "trimmed", NULL, "The infringing image is a framed copy"},
+        {"crop10.jpg", "region", "centre90",
+         "The infringing image is a cropped copy: it matches the central 90% of the protected "
+         "work"},
+        {"mirror150.jpg", "flip", NULL,
+         "The infringing image is a mirrored copy: its left-right mirror image matches"},
+    };
+    for (size_t i = 0; i < VG_ARRAY_LEN(cases); i++) {
+        char file[512];
+        snprintf(file, sizeof(file), VG_TEST_DATA_DIR "/copy/it/%s", cases[i].file);
+        assert_int_equal(vg_read_file(file, 1 << 20, &img, &len), VG_OK);
+        http(&p, "POST", "/api/v1/analyze", k, "image/jpeg", img, len, &r);
+        vg_free(img);
+        expect_status(&r, 201);
+        json_t *ms = json_object_get(r.json, "matches");
+        if (json_array_size(ms) != 1)
+            fail_msg("%s: %zu matches: %s", cases[i].file, json_array_size(ms), r.body);
+        json_t *m = json_array_get(ms, 0);
+        assert_string_equal(json_string_value(json_object_get(m, "reference_id")), ref);
+        assert_string_equal(json_string_value(json_object_get(m, "kind")), "pdq");
+        assert_true(json_number_value(json_object_get(m, "distance")) <= 31);
+        assert_string_equal(json_string_value(json_object_get(m, "mechanism")), cases[i].mechanism);
+        json_t *reg = json_object_get(m, "region");
+        if (cases[i].region)
+            assert_string_equal(json_string_value(reg), cases[i].region);
+        else
+            assert_null(reg);
+        char match_id[64];
+        strcpy(match_id, json_string_value(json_object_get(m, "match_id")));
+        resp_free(&r);
+        /* recorded with the evidence */
+        snprintf(path, sizeof(path), "/api/v1/matches/%s", match_id);
+        http_json(&p, "GET", path, k, NULL, &r);
+        expect_status(&r, 200);
+        assert_string_equal(jstr(&r, "mechanism"), cases[i].mechanism);
+        resp_free(&r);
+        /* and told in the notice */
+        char body[512];
+        snprintf(body, sizeof(body),
+                 "{\"match_id\":\"%s\",\"infringing_url\":\"https://pirate.example/%zu.jpg\","
+                 "\"recipient\":{\"name\":\"Pirate Host Abuse\"}}",
+                 match_id, i);
+        http_json(&p, "POST", "/api/v1/notices", k, body, &r);
+        expect_status(&r, 201);
+        char nid[64];
+        strcpy(nid, jstr(&r, "id"));
+        resp_free(&r);
+        snprintf(path, sizeof(path), "/api/v1/notices/%s?format=text", nid);
+        http_json(&p, "GET", path, k, NULL, &r);
+        expect_status(&r, 200);
+        squash_ws(r.body);
+        if (!strstr(r.body, cases[i].words))
+            fail_msg("%s: notice lacks \"%s\": %s", cases[i].file, cases[i].words, r.body);
+        resp_free(&r);
+    }
+    stop(&p, SIGTERM);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_overload(void **state)
 {
     (void)state;
@@ -1724,6 +1833,7 @@ int main(void)
         cmocka_unit_test(test_slow_clients_and_graceful_shutdown),
         cmocka_unit_test(test_slowloris_small_server),
         cmocka_unit_test(test_full_flow),
+        cmocka_unit_test(test_copy_detection_mechanisms),
         cmocka_unit_test(test_overload),
         cmocka_unit_test(test_files_admin_key_and_patch),
         cmocka_unit_test(test_cache_privacy_and_erasure),

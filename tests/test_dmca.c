@@ -103,9 +103,9 @@ static int setup(void **state)
     if (store_reference_create(f->st, f->tenant, &w, f->work) ||
         store_reference_create(f->st, f->tenant, &l, f->like))
         return -1;
-    store_match_new m[3] = {{f->profile, f->work, VG_MATCH_PDQ, 14, 0.82, 1, -1},
-                            {f->profile, f->work, VG_MATCH_EXACT, 0, 1, -1, -1},
-                            {f->profile, f->like, VG_MATCH_FACE, 0.412, 0.7, -1, 0}};
+    store_match_new m[3] = {{f->profile, f->work, VG_MATCH_PDQ, 14, 0.82, 1, -1, NULL, NULL},
+                            {f->profile, f->work, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL},
+                            {f->profile, f->like, VG_MATCH_FACE, 0.412, 0.7, -1, 0, NULL, NULL}};
     store_scan_new s = {.sha256 = sha_s,
                         .source_url = "https://crawler.example/page",
                         .pdq = pdq,
@@ -252,6 +252,45 @@ static void test_work_notice_has_every_element(void **state)
     assert_string_equal(got.text, n.text);
     assert_string_equal(got.html, n.html);
     assert_string_equal(got.signature, "/s/ Jane Q. Doe");
+}
+
+/* A PDQ match found beyond the whole image says how, in plain words; the first notice (a match
+ * without a mechanism, as recorded before there were any) says none of it. */
+static void test_mechanism_in_words(void **state)
+{
+    fx *f = *state;
+    static const struct {
+        const char *mechanism, *region, *words;
+    } cases[] = {
+        {"trimmed", NULL, "framed copy: it matches the protected work once the borders"},
+        {"flip", NULL, "mirrored copy: its left-right mirror image matches the protected work"},
+        {"region", "centre80", "cropped copy: it matches the central 80% of the protected work"},
+        {"region", "centre90", "cropped copy: it matches the central 90% of the protected work"},
+    };
+    store_match_new m[4];
+    for (size_t i = 0; i < 4; i++)
+        m[i] = (store_match_new){f->profile,         f->work,        VG_MATCH_PDQ, 20, 0.7, 0, -1,
+                                 cases[i].mechanism, cases[i].region};
+    uint8_t sha[32] = {7};
+    store_scan_new s = {.sha256 = sha, .n_matches = 4, .matches = m};
+    char scan[STORE_ID_MAX], ids[4][STORE_ID_MAX];
+    assert_int_equal(store_scan_insert(f->st, f->tenant, &s, scan, ids), 0);
+    dmca_request req = request();
+    for (size_t i = 0; i < 4; i++) {
+        store_notice_source src;
+        assert_int_equal(store_notice_source_get(f->st, f->tenant, ids[i], f->a, &src), 0);
+        assert_string_equal(src.match.mechanism, cases[i].mechanism);
+        store_notice_new n;
+        assert_int_equal(dmca_draft(&src, &req, f->a, &n), 0);
+        contains(flat(f->a, n.text), cases[i].words);
+        contains(n.html, cases[i].words);
+    }
+    store_notice_source src;
+    assert_int_equal(store_notice_source_get(f->st, f->tenant, f->m_pdq, f->a, &src), 0);
+    assert_string_equal(src.match.mechanism, "");
+    store_notice_new n;
+    assert_int_equal(dmca_draft(&src, &req, f->a, &n), 0);
+    lacks(flat(f->a, n.text), "The infringing image is a");
 }
 
 static void test_exact_and_agent_signer(void **state)
@@ -506,6 +545,7 @@ int main(void)
         cmocka_unit_test(test_transition_table),
         cmocka_unit_test_setup_teardown(test_work_notice_has_every_element, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exact_and_agent_signer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_mechanism_in_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_likeness_notice_is_not_a_copyright_claim, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_deleted_reference_still_renders, setup, teardown),

@@ -256,7 +256,7 @@ static void test_pdq_bruteforce_all_paths(void **state)
         uint8_t queries[NQ][8][32];
         make_random(&m, &seed, sizes[si], queries, NQ);
         /* Brute force once per data set; every kernel and search mode must agree with it. */
-        pdq_case cases[NQ * NT * 2 + 4];
+        pdq_case cases[NQ * NT * 2 + 6];
         size_t nc = 0, total = 0;
         for (size_t qi = 0; qi < NQ; qi++)
             for (size_t ti = 0; ti < NT; ti++)
@@ -268,6 +268,10 @@ static void test_pdq_bruteforce_all_paths(void **state)
         cases[nc++] = (pdq_case){"t", (const uint8_t(*)[32])queries[1], 8, 120, "p3", 50, NULL, 0};
         cases[nc++] = (pdq_case){"t", (const uint8_t(*)[32])queries[1], 8, 120, "no", 0, NULL, 0};
         cases[nc++] = (pdq_case){"x", (const uint8_t(*)[32])queries[1], 8, 120, NULL, 0, NULL, 0};
+        /* several hash sets in one query (analyze: whole + trimmed + mirror): the variants of
+         * consecutive queries, 17 and 24 in all */
+        cases[nc++] = (pdq_case){"t", (const uint8_t(*)[32])queries[0], 24, 31, NULL, 0, NULL, 0};
+        cases[nc++] = (pdq_case){"t", (const uint8_t(*)[32])queries[3], 17, 47, NULL, 0, NULL, 0};
         for (size_t i = 0; i < nc; i++) {
             expect_pdq(&m, &cases[i]);
             if (cases[i].threshold <= 64)
@@ -794,7 +798,7 @@ static void test_errors(void **state)
     index_pdq_result r;
     assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_EINVAL); /* no variants */
     q.variants = (const uint8_t(*)[32])h;
-    q.n_variants = 9;
+    q.n_variants = INDEX_PDQ_MAX_VARIANTS + 1;
     assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_EINVAL);
     q.n_variants = 1;
     q.threshold = 257;
@@ -1218,6 +1222,98 @@ static void test_exact_flag(void **state)
     index_free(ix);
 }
 
+/* Copy detection's merge rule: a reference with entries under several tags (whole image, its
+ * trimmed content, a centre crop) and a query with several hash sets give one match per
+ * reference, at the best distance over every entry and variant, reporting that entry's tag and
+ * that variant; at equal distance and variant the lowest tag wins. Tags survive compaction. */
+static void test_pdq_tags_merge(void **state)
+{
+    (void)state;
+    index_db *ix;
+    assert_int_equal(index_new(NULL, &ix), VG_OK);
+    uint64_t seed = 1414;
+    uint8_t whole[32], trimmed[32], crop[32], other[32], sym[32], q[3][32];
+    vgt_rand_hash(&seed, whole);
+    vgt_rand_hash(&seed, trimmed);
+    vgt_rand_hash(&seed, crop);
+    vgt_rand_hash(&seed, other);
+    vgt_rand_hash(&seed, sym);
+    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", whole, 90, 0, NULL), VG_OK);
+    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", trimmed, 80, 1, NULL), VG_OK);
+    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", crop, 70, 4, NULL), VG_OK);
+    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "b", other, 90, 0, NULL), VG_OK);
+    /* "c": the same hash as its whole image and as a part */
+    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "c", sym, 60, 3, NULL), VG_OK);
+    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "c", sym, 90, 0, NULL), VG_OK);
+    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "x", sym, 90, 256, NULL), VG_EINVAL);
+    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "x", sym, 90, -1, NULL), VG_EINVAL);
+
+    /* set 1 (variant 0): near the whole image (12 bits); set 2 (variants 1, 2): unrelated, then
+     * near the trimmed content (5 bits): the trimmed entry wins, reported once */
+    vgt_flip_bits(&seed, whole, 12, q[0]);
+    vgt_rand_hash(&seed, q[1]);
+    vgt_flip_bits(&seed, trimmed, 5, q[2]);
+    for (int round = 0; round < 2; round++) {
+        index_pdq_query iq = index_pdq_query_defaults();
+        iq.variants = (const uint8_t(*)[32])q;
+        iq.n_variants = 3;
+        index_pdq_result r;
+        assert_int_equal(index_pdq_search(ix, "t", &iq, &r), VG_OK);
+        assert_int_equal(r.n, 1);
+        assert_string_equal(r.matches[0].reference_id, "a");
+        assert_int_equal(r.matches[0].distance, 5);
+        assert_int_equal(r.matches[0].dihedral, 2);
+        assert_int_equal(r.matches[0].tag, 1);
+        assert_int_equal(r.matches[0].quality, 80);
+        index_pdq_result_free(&r);
+
+        iq.variants = (const uint8_t(*)[32])sym;
+        iq.n_variants = 1;
+        assert_int_equal(index_pdq_search(ix, "t", &iq, &r), VG_OK);
+        assert_int_equal(r.n, 1);
+        assert_string_equal(r.matches[0].reference_id, "c");
+        assert_int_equal(r.matches[0].distance, 0);
+        assert_int_equal(r.matches[0].tag, 0);
+        assert_int_equal(r.matches[0].quality, 90);
+        index_pdq_result_free(&r);
+
+        iq.variants = (const uint8_t(*)[32])crop;
+        assert_int_equal(index_pdq_search(ix, "t", &iq, &r), VG_OK);
+        assert_int_equal(r.n, 1);
+        assert_int_equal(r.matches[0].tag, 4);
+        index_pdq_result_free(&r);
+
+        /* removing a reference removes all of its entries; the rest keep their tags through
+         * the compaction that many removals trigger */
+        if (round == 0) {
+            char id[16];
+            for (int i = 0; i < 40; i++) {
+                uint8_t h[32];
+                vgt_rand_hash(&seed, h);
+                snprintf(id, sizeof id, "d%d", i);
+                assert_int_equal(index_pdq_add_tagged(ix, "t", "p", id, h, 90, 2, NULL), VG_OK);
+            }
+            for (int i = 0; i < 40; i++) {
+                snprintf(id, sizeof id, "d%d", i);
+                assert_int_equal(index_remove_reference(ix, "t", id), VG_OK);
+            }
+            assert_int_equal(index_remove_reference(ix, "t", "b"), VG_OK);
+            index_stats st;
+            assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
+            assert_int_equal(st.pdq_entries, 5);
+            assert_int_equal(st.references, 2);
+        }
+    }
+    assert_int_equal(index_remove_reference(ix, "t", "a"), VG_OK);
+    index_pdq_query iq = index_pdq_query_defaults();
+    iq.variants = (const uint8_t(*)[32])crop;
+    iq.n_variants = 1;
+    index_pdq_result r;
+    assert_int_equal(index_pdq_search(ix, "t", &iq, &r), VG_OK);
+    assert_int_equal(r.n, 0);
+    index_free(ix);
+}
+
 /* index_pdq_add_sha256 is index_pdq_add + index_set_sha256: the copy is flagged exact, a second
  * hash of the reference may repeat its SHA-256, another SHA-256 is VG_ECONFLICT and adds nothing.
  */
@@ -1471,6 +1567,7 @@ int main(void)
         cmocka_unit_test(test_face_threshold_strict),
         cmocka_unit_test(test_concurrent_readers_writer),
         cmocka_unit_test(test_exact_flag),
+        cmocka_unit_test(test_pdq_tags_merge),
         cmocka_unit_test(test_pdq_add_sha256),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_topk_best_per_reference_in_order),

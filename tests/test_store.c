@@ -148,8 +148,8 @@ static void make_scan(fx *f, const char *tenant, const char *profile, const char
     fill(sha, 32, seed);
     fill(pdq, 32, seed + 5);
     store_match_new m[2] = {
-        {profile, ref, VG_MATCH_PDQ, 12.0, 0.9, 3, -1},
-        {profile, ref, VG_MATCH_EXACT, 0.0, 1.0, -1, -1},
+        {profile, ref, VG_MATCH_PDQ, 12.0, 0.9, 3, -1, NULL, NULL},
+        {profile, ref, VG_MATCH_EXACT, 0.0, 1.0, -1, -1, NULL, NULL},
     };
     store_scan_new s = {.sha256 = sha,
                         .source_url = "https://bad.example/x.jpg",
@@ -208,6 +208,112 @@ static void test_migrate_empty_and_reopen(void **state)
     assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
     sqlite3_finalize(q);
     sqlite3_close(db);
+}
+
+static int keep_first_ref(void *ctx, const store_reference *r)
+{
+    store_reference *out = ctx;
+    if (out->id[0] == '\0' || strcmp(r->id, out->id) == 0)
+        *out = *r; /* borrowed pointers are not used after the walk */
+    return 0;
+}
+
+/* Schema 4 (copy detection): a reference and a match stored before it load with no PDQ regions
+ * and no mechanism; new ones keep theirs, in the full read and in the index walk. */
+static void test_migrate_v4_pdq_regions_and_mechanism(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    store *st = NULL;
+    assert_int_equal(store__open_at(&c, 3, &st), 0);
+    char t[STORE_ID_MAX], p[STORE_ID_MAX], old_ref[STORE_ID_MAX], scan[STORE_ID_MAX];
+    char old_match[1][STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(st, "old", STORE_TENANT_CREATOR, t), 0);
+    store_profile_fields pf = {.name = "Old Profile"};
+    assert_int_equal(store_profile_create(st, t, &pf, p), 0);
+    store_close(st);
+    /* rows as a version-3 build wrote them (its INSERTs, without the new columns) */
+    snprintf(old_ref, sizeof old_ref, "ref_00000000000000000000000001");
+    snprintf(scan, sizeof scan, "scn_00000000000000000000000001");
+    snprintf(old_match[0], sizeof old_match[0], "mat_00000000000000000000000001");
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO refs(id, tenant_id, profile_id, kind, sha256, pdq, pdq_quality, "
+             "created_ms) VALUES('%s', '%s', '%s', 'work', zeroblob(32), zeroblob(32), 90, 1);"
+             "INSERT INTO scans(id, tenant_id, created_ms, sha256, n_matches) "
+             "VALUES('%s', '%s', 1, zeroblob(32), 1);"
+             "INSERT INTO matches(id, scan_id, tenant_id, profile_id, reference_id, kind, "
+             "distance, confidence, dihedral, face_index, created_ms) "
+             "VALUES('%s', '%s', '%s', '%s', '%s', 'pdq', 12, 0.8, 0, -1, 1);",
+             old_ref, t, p, scan, t, old_match[0], scan, t, p, old_ref);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    uint8_t sha[32] = {1}, pdq[32] = {2};
+    store_reference_new nr = {
+        .profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha, .pdq = pdq, .pdq_quality = 90};
+    store_scan_new sc = {.sha256 = sha};
+
+    assert_int_equal(store_open(&c, &st), 0);
+    assert_true(store_schema_version(st) >= 4);
+    store_reference r;
+    assert_int_equal(store_reference_get(st, t, old_ref, f->a, &r), 0);
+    assert_true(r.has_pdq);
+    assert_int_equal(r.n_pdq_regions, 0);
+    store_match sm;
+    assert_int_equal(store_match_get(st, t, old_match[0], f->a, &sm), 0);
+    assert_string_equal(sm.mechanism, "");
+    assert_string_equal(sm.region, "");
+
+    store_pdq_region g[2] = {{.region = 1, .quality = 80}, {.region = 4, .quality = 70}};
+    memset(g[0].hash, 0x11, 32);
+    memset(g[1].hash, 0x44, 32);
+    uint8_t sha2[32] = {3};
+    nr.sha256 = sha2;
+    nr.n_pdq_regions = 2;
+    nr.pdq_regions = g;
+    char new_ref[STORE_ID_MAX];
+    assert_int_equal(store_reference_create(st, t, &nr, new_ref), 0);
+    assert_int_equal(store_reference_get(st, t, new_ref, f->a, &r), 0);
+    assert_int_equal(r.n_pdq_regions, 2);
+    assert_int_equal(r.pdq_regions[0].region, 1);
+    assert_int_equal(r.pdq_regions[0].quality, 80);
+    assert_memory_equal(r.pdq_regions[0].hash, g[0].hash, 32);
+    assert_int_equal(r.pdq_regions[1].region, 4);
+    assert_memory_equal(r.pdq_regions[1].hash, g[1].hash, 32);
+    store_reference w;
+    memset(&w, 0, sizeof w);
+    snprintf(w.id, sizeof w.id, "%s", new_ref);
+    assert_int_equal(store_reference_foreach_index(st, t, keep_first_ref, &w), 0);
+    assert_string_equal(w.id, new_ref);
+    assert_int_equal(w.n_pdq_regions, 2);
+    assert_int_equal(w.pdq_regions[1].quality, 70);
+    memset(&w, 0, sizeof w);
+    snprintf(w.id, sizeof w.id, "%s", old_ref);
+    assert_int_equal(store_reference_foreach_index(st, t, keep_first_ref, &w), 0);
+    assert_int_equal(w.n_pdq_regions, 0);
+
+    /* bad regions are refused, nothing stored */
+    uint8_t sha3[32] = {4};
+    nr.sha256 = sha3;
+    g[0].region = 0;
+    assert_int_equal(store_reference_create(st, t, &nr, new_ref), VG_EINVAL);
+    g[0].region = 1;
+    nr.n_pdq_regions = STORE_MAX_PDQ_REGIONS + 1;
+    assert_int_equal(store_reference_create(st, t, &nr, new_ref), VG_EINVAL);
+
+    store_match_new m2 = {p, old_ref, VG_MATCH_PDQ, 9, 0.85, 0, -1, "region", "centre80"};
+    sc.matches = &m2;
+    sc.n_matches = 1;
+    assert_int_equal(store_scan_insert(st, t, &sc, scan, old_match), 0);
+    assert_int_equal(store_match_get(st, t, old_match[0], f->a, &sm), 0);
+    assert_string_equal(sm.mechanism, "region");
+    assert_string_equal(sm.region, "centre80");
+    m2.mechanism = "sideways"; /* the schema keeps the set closed */
+    assert_int_not_equal(store_scan_insert(st, t, &sc, scan, old_match), 0);
+    store_close(st);
 }
 
 static void test_migrate_stepwise_keeps_data(void **state)
@@ -922,7 +1028,7 @@ static void test_scans_and_matches(void **state)
     /* Validation, and a match on another profile's reference is refused with nothing stored. */
     char p2[STORE_ID_MAX], scan[STORE_ID_MAX];
     make_profile(f, f->t1, "Other", p2);
-    store_match_new bad = {p2, r, VG_MATCH_PDQ, 3, 0.9, 0, -1};
+    store_match_new bad = {p2, r, VG_MATCH_PDQ, 3, 0.9, 0, -1, NULL, NULL};
     store_scan_new s = {.sha256 = sha, .n_matches = 1, .matches = &bad};
     assert_int_equal(store_scan_insert(f->st, f->t1, &s, scan, NULL), VG_ENOTFOUND);
     bad.profile_id = p;
@@ -1150,7 +1256,7 @@ static void test_tenant_isolation(void **state)
     uint8_t sha[32] = {7};
     store_reference_new rn = {.profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha};
     assert_int_equal(store_reference_create(f->st, B, &rn, x), VG_ENOTFOUND);
-    store_match_new mn = {p, r, VG_MATCH_EXACT, 0, 1, -1, -1};
+    store_match_new mn = {p, r, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL};
     store_scan_new sn = {.sha256 = sha, .n_matches = 1, .matches = &mn};
     assert_int_equal(store_scan_insert(f->st, B, &sn, x, NULL), VG_ENOTFOUND);
 
@@ -1207,8 +1313,8 @@ static void *writer_main(void *arg)
     for (int i = 0; i < w->n && !(w->stop && *w->stop); i++) {
         uint8_t sha[32];
         fill(sha, 32, (unsigned)(w->base + i));
-        store_match_new m[2] = {{w->profile, w->ref, VG_MATCH_PDQ, 10, 0.9, 0, -1},
-                                {w->profile, w->ref, VG_MATCH_EXACT, 0, 1, -1, -1}};
+        store_match_new m[2] = {{w->profile, w->ref, VG_MATCH_PDQ, 10, 0.9, 0, -1, NULL, NULL},
+                                {w->profile, w->ref, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL}};
         store_scan_new s = {.sha256 = sha, .n_matches = 2, .matches = m, .level = "speed"};
         char id[STORE_ID_MAX], mids[2][STORE_ID_MAX];
         if (store_scan_insert(w->f->st, w->tenant, &s, id, mids) != 0)
@@ -1266,7 +1372,7 @@ static void *mixed_main(void *arg)
 {
     mixed_ctx *c = arg;
     uint8_t sha[32] = {1};
-    store_match_new m = {c->profile, c->ref, VG_MATCH_EXACT, 0, 1, -1, -1};
+    store_match_new m = {c->profile, c->ref, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL};
     store_scan_new s = {.sha256 = sha, .n_matches = 1, .matches = &m};
     char id[STORE_ID_MAX];
     c->rc = 0;
@@ -1735,6 +1841,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_migrate_empty_and_reopen, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_stepwise_keeps_data, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v4_pdq_regions_and_mechanism, setup_dir,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_refuse_newer_schema, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_foreign_files, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_open_alloc_failures, setup_dir, teardown),

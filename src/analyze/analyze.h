@@ -38,6 +38,18 @@ typedef struct analyze_face {
     float descriptor[VG_DESCRIPTOR_DIM];
 } analyze_face;
 
+/* Extra PDQ hash sets of an image besides the whole one, for copy detection (docs/MATCHING.md):
+ * the content with bars, frames and caption strips trimmed off, the mirrored pixels of a small
+ * image, and the central 90% and 80%. Every image gets them (the same features serve a
+ * reference upload and a query); a query searches its trimmed and mirrored sets, a work
+ * reference indexes its trimmed content and centre crops (catalog). */
+#define ANALYZE_MAX_COPY_HASHES 4
+typedef struct analyze_copy_hash {
+    int region;              /* pdq_region: PDQ_REGION_TRIMMED, _FLIP, _CENTRE90 or _CENTRE80 */
+    int quality;             /* 0..100, as pdq_quality */
+    vg_pdq_hash dihedral[8]; /* [0] is the part's hash */
+} analyze_copy_hash;
+
 /* What an image is, independent of who asks: the cacheable part. */
 typedef struct analyze_features {
     uint8_t sha256[32];
@@ -47,6 +59,8 @@ typedef struct analyze_features {
     vg_pdq_hash pdq; /* PDQ hash, pdq module byte order */
     int pdq_quality; /* 0..100; < 50 is unreliable and not used for matching */
     vg_pdq_hash pdq_dihedral[8];
+    size_t n_copies; /* 0..ANALYZE_MAX_COPY_HASHES (0 without PDQ) */
+    analyze_copy_hash copies[ANALYZE_MAX_COPY_HASHES];
     int faces_enabled; /* 0 when the server runs without face models */
     size_t n_faces;
     analyze_face *faces; /* owned, n_faces entries */
@@ -56,12 +70,23 @@ typedef struct analyze_match {
     char profile_id[VG_ID_MAX];
     char reference_id[VG_ID_MAX];
     vg_match_kind kind;
-    double distance;          /* 0 for exact; Hamming bits for pdq; L2 for face */
-    double confidence;        /* 0..1 */
-    int dihedral;             /* pdq: which of the 8 variants matched (0 = as is); else -1 */
+    double distance;   /* 0 for exact; Hamming bits for pdq; L2 for face */
+    double confidence; /* 0..1 */
+    int dihedral;      /* pdq: which of the 8 variants matched (0 = as is); else -1 */
+    /* pdq: the pdq_region of the query's hash set and of the reference's entry that gave the
+     * best distance (whole, trimmed, flip, centre90, centre80); else -1 */
+    int query_region, ref_region;
     int face_index;           /* face: index into features.faces; else -1 */
     char match_id[VG_ID_MAX]; /* "" from analyze; set by catalog_scan_record */
 } analyze_match;
+
+/* How a PDQ match was found, in words that go into answers, evidence and notices: "whole" (the
+ * whole images), "trimmed" (bars, frames or a caption strip trimmed off either image), "flip"
+ * (the mirrored pixels of a small image) or "region" (the copy is a crop: it met a part of the
+ * reference, whose name, e.g. "centre80", goes to *region). A crop wins over a flip, a flip over
+ * trimming. NULL (and *region NULL) when m is not a PDQ match. region may be NULL. Static
+ * strings. */
+const char *analyze_match_mechanism(const analyze_match *m, const char **region);
 
 typedef struct analyze_timings {
     uint64_t cache_us, decode_us, pdq_us, detect_us, landmarks_us, descriptors_us, match_us,

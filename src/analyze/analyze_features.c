@@ -27,6 +27,19 @@ static void fill_pdq(analyze_features *f, const pdq_result *r)
         memcpy(f->pdq_dihedral[i], r->dihedral[i].w, 32);
 }
 
+_Static_assert(ANALYZE_MAX_COPY_HASHES == PDQ_COPY_MAX_HASHES, "one copy hash per pdq slot");
+
+static void fill_copies(analyze_features *f, const pdq_copy_set *cs)
+{
+    f->n_copies = cs->n;
+    for (size_t i = 0; i < cs->n; i++) {
+        f->copies[i].region = (int)cs->h[i].region;
+        f->copies[i].quality = cs->h[i].quality;
+        for (int k = 0; k < 8; k++)
+            memcpy(f->copies[i].dihedral[k], cs->h[i].dihedral[k].w, 32);
+    }
+}
+
 static void copy_format(analyze_features *f, img_format fmt)
 {
     snprintf(f->format, sizeof f->format, "%s", img_format_name(fmt));
@@ -41,13 +54,16 @@ static int compute_pdq_only(analyze_ctx *ctx, analyze_replica *rep, analyze_job 
     po.flags = PDQ_WANT_DIHEDRAL;
     po.limits = ctx->limits;
     pdq_image_result pr;
-    int rc = pdq_hash_image(rep->pdq, job->req.bytes, job->req.len, &po, &pr);
+    pdq_copy_set cs;
+    int rc = pdq_hash_image_copies(rep->pdq, job->req.bytes, job->req.len, &po, ANALYZE_COPY_WHAT,
+                                   &pr, &cs);
     if (rc)
         return rc;
     f->width = pr.width;
     f->height = pr.height;
     copy_format(f, pr.format);
     fill_pdq(f, &pr.r);
+    fill_copies(f, &cs);
     job->out->timings.decode_us = pr.decode_ns / 1000;
     job->out->timings.pdq_us = pr.hash_ns / 1000;
     return VG_OK;
@@ -136,11 +152,15 @@ int analyze__prepare(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job, i
     t = vg_now_ns();
     pdq_image_result pr;
     rc = pdq_hash_decoded(rep->pdq, im, PDQ_WANT_DIHEDRAL, &pr);
+    pdq_copy_set cs;
+    if (!rc)
+        rc = pdq_copy_hashes(rep->pdq, im, ANALYZE_COPY_WHAT, &cs);
     if (rc) {
         img_image_free(im);
         return rc;
     }
     fill_pdq(f, &pr.r);
+    fill_copies(f, &cs);
     tm->pdq_us = (vg_now_ns() - t) / 1000;
     return VG_OK;
 }
@@ -205,7 +225,9 @@ int analyze__faces(analyze_ctx *ctx, analyze_replica *rep, vg_level level, analy
 /* ---- cache blob ----------------------------------------------------------------------------
  *
  *   "VGF1" | u32 version | sha256[32] | u32 w | u32 h | char format[8] | u8 has_pdq |
- *   i32 quality | pdq[32] | dihedral[8][32] | u8 faces_enabled | u32 n_faces |
+ *   i32 quality | pdq[32] | dihedral[8][32] |
+ *   u8 n_copies | n_copies x (u8 region | i32 quality | dihedral[8][32]) |   (version 2)
+ *   u8 faces_enabled | u32 n_faces |
  *   n_faces x (f32 box[4] | f32 score | f32 landmarks[136] | f32 descriptor[128])
  *
  * Native little-endian floats and integers: the blob is a cache entry, read back only by the
@@ -213,7 +235,8 @@ int analyze__faces(analyze_ctx *ctx, analyze_replica *rep, vg_level level, analy
  */
 
 #define BLOB_MAGIC "VGF1"
-#define BLOB_HEAD_BYTES (4 + 4 + 32 + 4 + 4 + 8 + 1 + 4 + 32 + 256 + 1 + 4)
+#define BLOB_HEAD_BYTES (4 + 4 + 32 + 4 + 4 + 8 + 1 + 4 + 32 + 256 + 1 + 1 + 4)
+#define BLOB_COPY_BYTES (1 + 4 + 256)
 #define BLOB_FACE_BYTES ((4 + 1 + 136 + 128) * 4)
 
 static uint8_t *put(uint8_t *p, const void *v, size_t n)
@@ -224,7 +247,7 @@ static uint8_t *put(uint8_t *p, const void *v, size_t n)
 
 int analyze__features_encode(const analyze_features *f, uint8_t **out, size_t *out_len)
 {
-    size_t len = BLOB_HEAD_BYTES + f->n_faces * BLOB_FACE_BYTES;
+    size_t len = BLOB_HEAD_BYTES + f->n_copies * BLOB_COPY_BYTES + f->n_faces * BLOB_FACE_BYTES;
     uint8_t *buf = vg_malloc(len);
     if (!buf)
         return VG_ENOMEM;
@@ -242,6 +265,15 @@ int analyze__features_encode(const analyze_features *f, uint8_t **out, size_t *o
     p = put(p, &q, 4);
     p = put(p, f->pdq, 32);
     p = put(p, f->pdq_dihedral, 256);
+    uint8_t n_copies = (uint8_t)f->n_copies;
+    p = put(p, &n_copies, 1);
+    for (size_t i = 0; i < f->n_copies; i++) {
+        uint8_t region = (uint8_t)f->copies[i].region;
+        int32_t cq = f->copies[i].quality;
+        p = put(p, &region, 1);
+        p = put(p, &cq, 4);
+        p = put(p, f->copies[i].dihedral, 256);
+    }
     p = put(p, &faces_enabled, 1);
     p = put(p, &n, 4);
     for (size_t i = 0; i < f->n_faces; i++) {
@@ -278,7 +310,7 @@ int analyze__features_decode(const uint8_t *buf, size_t len, analyze_features *o
     memset(&f, 0, sizeof f);
     uint32_t version, n;
     int32_t q;
-    uint8_t has_pdq, faces_enabled;
+    uint8_t has_pdq, faces_enabled, n_copies;
     const uint8_t *p = buf + 4;
     p = get(p, &version, 4);
     p = get(p, f.sha256, 32);
@@ -289,11 +321,27 @@ int analyze__features_decode(const uint8_t *buf, size_t len, analyze_features *o
     p = get(p, &q, 4);
     p = get(p, f.pdq, 32);
     p = get(p, f.pdq_dihedral, 256);
+    p = get(p, &n_copies, 1);
+    if (version != ANALYZE_FEATURES_VERSION || n_copies > ANALYZE_MAX_COPY_HASHES ||
+        len < BLOB_HEAD_BYTES + (size_t)n_copies * BLOB_COPY_BYTES)
+        return vg_err_set(VG_ECORRUPT, "feature blob: bad fields");
+    for (size_t i = 0; i < n_copies; i++) {
+        uint8_t region;
+        int32_t cq;
+        p = get(p, &region, 1);
+        p = get(p, &cq, 4);
+        p = get(p, f.copies[i].dihedral, 256);
+        if (region == PDQ_REGION_WHOLE || region >= PDQ_REGION_COUNT || cq < 0 || cq > 100)
+            return vg_err_set(VG_ECORRUPT, "feature blob: bad copy hash");
+        f.copies[i].region = region;
+        f.copies[i].quality = cq;
+    }
+    f.n_copies = n_copies;
     p = get(p, &faces_enabled, 1);
     p = get(p, &n, 4);
-    if (version != ANALYZE_FEATURES_VERSION || has_pdq > 1 || faces_enabled > 1 || q < 0 ||
-        q > 100 || f.format[7] != '\0' || n > FACE_DEFAULT_MAX_FACES ||
-        len != BLOB_HEAD_BYTES + (size_t)n * BLOB_FACE_BYTES)
+    if (has_pdq > 1 || faces_enabled > 1 || q < 0 || q > 100 || f.format[7] != '\0' ||
+        n > FACE_DEFAULT_MAX_FACES ||
+        len != BLOB_HEAD_BYTES + (size_t)n_copies * BLOB_COPY_BYTES + (size_t)n * BLOB_FACE_BYTES)
         return vg_err_set(VG_ECORRUPT, "feature blob: bad fields");
     f.has_pdq = has_pdq;
     f.pdq_quality = q;

@@ -35,55 +35,162 @@ static analyze_match *push(analyze_result *out, size_t *cap)
     memset(m, 0, sizeof *m);
     m->dihedral = -1;
     m->face_index = -1;
+    m->query_region = m->ref_region = -1;
     return m;
 }
 
-/* PDQ matches, and exact copies: identical bytes hash identically, so every exact copy is a PDQ
- * hit at distance 0 that the index flags by comparing SHA-256s. A hash under the quality gate is
- * reported but not matched (a flat image is near every other flat image); it is still searched at
- * distance 0 so that an exact copy of a flat work is found. */
-static int match_pdq(analyze_ctx *ctx, analyze_job *job, size_t *cap)
+const char *analyze_match_mechanism(const analyze_match *m, const char **region)
+{
+    if (region)
+        *region = NULL;
+    if (!m || m->kind != VG_MATCH_PDQ)
+        return NULL;
+    if (m->ref_region == PDQ_REGION_CENTRE90 || m->ref_region == PDQ_REGION_CENTRE80) {
+        if (region)
+            *region = pdq_region_name((pdq_region)m->ref_region);
+        return "region";
+    }
+    if (m->query_region == PDQ_REGION_FLIP || m->ref_region == PDQ_REGION_FLIP)
+        return "flip";
+    if (m->query_region == PDQ_REGION_TRIMMED || m->ref_region == PDQ_REGION_TRIMMED)
+        return "trimmed";
+    return "whole";
+}
+
+/* Variants of one query: every hash set's variants back to back, and for each, the set's region
+ * and its index within the set. */
+typedef struct pdq_variants {
+    vg_pdq_hash h[INDEX_PDQ_MAX_VARIANTS];
+    int region[INDEX_PDQ_MAX_VARIANTS];
+    int dihedral[INDEX_PDQ_MAX_VARIANTS];
+    size_t n;
+} pdq_variants;
+
+static void add_set(pdq_variants *v, const vg_pdq_hash *h, size_t n, int region)
+{
+    for (size_t i = 0; i < n && v->n < INDEX_PDQ_MAX_VARIANTS; i++, v->n++) {
+        memcpy(v->h[v->n], h[i], sizeof v->h[v->n]);
+        v->region[v->n] = region;
+        v->dihedral[v->n] = (int)i;
+    }
+}
+
+/* The query's copy-detection sets: the trimmed content with its 8 variants (a framed copy may
+ * be rotated or mirrored too), and the true mirror of a small image as is (it stands in for the
+ * derived mirror variants, which are off on small images; its own variants would duplicate the
+ * whole set's). Centre crops of a query are not searched: a query is the copy, not the original,
+ * and the reference's crops cover the query that is a crop. Only sets over the quality gate. */
+static void add_copy_sets(pdq_variants *v, const analyze_features *f, int min_quality)
+{
+    for (size_t i = 0; i < f->n_copies; i++) {
+        const analyze_copy_hash *c = &f->copies[i];
+        if (c->quality < min_quality)
+            continue;
+        if (c->region == PDQ_REGION_TRIMMED)
+            add_set(v, c->dihedral, 8, c->region);
+        else if (c->region == PDQ_REGION_FLIP)
+            add_set(v, c->dihedral, 1, c->region);
+    }
+}
+
+/* Keeps one match per reference, the best: m replaces an earlier match of its reference at a
+ * larger distance (exact beats everything); returns 1 when m is to be appended. */
+static int merge_into(analyze_result *out, size_t first, const analyze_match *m)
+{
+    for (size_t i = first; i < out->n_matches; i++) {
+        analyze_match *o = &out->matches[i];
+        if (strcmp(o->reference_id, m->reference_id) != 0)
+            continue;
+        int better = m->kind == VG_MATCH_EXACT
+                         ? o->kind != VG_MATCH_EXACT
+                         : o->kind != VG_MATCH_EXACT && m->distance < o->distance;
+        if (better)
+            *o = *m;
+        return 0;
+    }
+    return 1;
+}
+
+/* One pass of the index over the variants v; matches merged into out from index first on. */
+static int search_pdq(analyze_ctx *ctx, analyze_job *job, const pdq_variants *v, int threshold,
+                      int min_quality, const uint8_t *sha256, int exact_only, size_t first,
+                      size_t *cap)
 {
     analyze_result *out = job->out;
-    const analyze_features *f = &out->features;
-    if (!f->has_pdq)
-        return VG_OK;
-    int reliable = f->pdq_quality >= ctx->cfg.pdq_min_quality;
     index_pdq_query q = index_pdq_query_defaults();
-    q.variants = (const uint8_t(*)[VG_PDQ_BYTES])f->pdq_dihedral;
-    q.n_variants = 8;
-    q.threshold = reliable ? ctx->cfg.pdq_threshold : 0;
+    q.variants = (const uint8_t(*)[VG_PDQ_BYTES])v->h;
+    q.n_variants = v->n;
+    q.threshold = threshold;
     q.profile_id = job->req.profile_id;
-    q.min_quality = reliable ? ctx->cfg.pdq_min_quality : 0;
-    q.sha256 = f->sha256;
+    q.min_quality = min_quality;
+    q.sha256 = sha256;
     index_pdq_result r;
     int rc = index_pdq_search(ctx->deps.index, job->req.tenant_id, &q, &r);
     if (rc)
         return rc;
     for (size_t i = 0; i < r.n; i++) {
         const index_pdq_match *im = &r.matches[i];
-        if (!im->exact && !reliable)
+        if (!im->exact && exact_only)
             continue;
-        analyze_match *m = push(out, cap);
-        if (!m) {
+        analyze_match m;
+        memset(&m, 0, sizeof m);
+        m.face_index = -1;
+        m.dihedral = m.query_region = m.ref_region = -1;
+        snprintf(m.profile_id, sizeof m.profile_id, "%s", im->profile_id);
+        snprintf(m.reference_id, sizeof m.reference_id, "%s", im->reference_id);
+        if (im->exact) {
+            m.kind = VG_MATCH_EXACT;
+            m.distance = 0;
+            m.confidence = 1;
+        } else {
+            m.kind = VG_MATCH_PDQ;
+            m.distance = im->distance;
+            m.confidence = clamp01(1.0 - im->distance / 64.0);
+            m.dihedral = v->dihedral[im->dihedral];
+            m.query_region = v->region[im->dihedral];
+            m.ref_region = im->tag;
+        }
+        if (!merge_into(out, first, &m))
+            continue;
+        analyze_match *slot = push(out, cap);
+        if (!slot) {
             index_pdq_result_free(&r);
             return VG_ENOMEM;
         }
-        snprintf(m->profile_id, sizeof m->profile_id, "%s", im->profile_id);
-        snprintf(m->reference_id, sizeof m->reference_id, "%s", im->reference_id);
-        if (im->exact) {
-            m->kind = VG_MATCH_EXACT;
-            m->distance = 0;
-            m->confidence = 1;
-        } else {
-            m->kind = VG_MATCH_PDQ;
-            m->distance = im->distance;
-            m->confidence = clamp01(1.0 - im->distance / 64.0);
-            m->dihedral = im->dihedral;
-        }
+        *slot = m;
     }
     index_pdq_result_free(&r);
     return VG_OK;
+}
+
+/* PDQ matches, and exact copies: identical bytes hash identically, so every exact copy is a PDQ
+ * hit at distance 0 that the index flags by comparing SHA-256s. The whole image's variants and
+ * the copy-detection sets (trimmed, mirrored) go to the index as one query, so it is one pass over
+ * the tenant's entries (the reference's parts included: each entry carries its region as its tag)
+ * and one best match per reference. A whole hash under the quality gate is reported but not
+ * matched (a flat image is near every other flat image); it is still searched at distance 0 so
+ * that an exact copy of a flat work is found, and then the copy sets over the gate (a photo on a
+ * large flat canvas) get a pass of their own, merged per reference. */
+static int match_pdq(analyze_ctx *ctx, analyze_job *job, size_t *cap)
+{
+    const analyze_features *f = &job->out->features;
+    if (!f->has_pdq)
+        return VG_OK;
+    const int gate = ctx->cfg.pdq_min_quality, thr = ctx->cfg.pdq_threshold;
+    const int reliable = f->pdq_quality >= gate;
+    const size_t first = job->out->n_matches;
+    pdq_variants v = {.n = 0};
+    add_set(&v, (const vg_pdq_hash *)f->pdq_dihedral, 8, PDQ_REGION_WHOLE);
+    if (reliable) {
+        add_copy_sets(&v, f, gate);
+        return search_pdq(ctx, job, &v, thr, gate, f->sha256, 0, first, cap);
+    }
+    int rc = search_pdq(ctx, job, &v, 0, 0, f->sha256, 1, first, cap);
+    pdq_variants c = {.n = 0};
+    add_copy_sets(&c, f, gate);
+    if (!rc && c.n)
+        rc = search_pdq(ctx, job, &c, thr, gate, NULL, 0, first, cap);
+    return rc;
 }
 
 static int match_faces(analyze_ctx *ctx, analyze_job *job, size_t *cap)

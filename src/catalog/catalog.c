@@ -16,6 +16,7 @@
 #include "catalog/catalog.h"
 
 #include "index/index.h"
+#include "pdq/pdq.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -59,6 +60,11 @@ static int catalog__index_add(index_db *ix, const store_reference *r)
     if (r->has_pdq)
         rc = index_pdq_add_sha256(ix, r->tenant_id, r->profile_id, r->id, r->pdq, r->pdq_quality,
                                   r->sha256);
+    /* the parts and the mirror (copy detection), each tagged with its region, so that a match
+     * on one of them says so; a reference stored without them matches on its whole hash */
+    for (size_t i = 0; rc == VG_OK && r->has_pdq && i < r->n_pdq_regions; i++)
+        rc = index_pdq_add_tagged(ix, r->tenant_id, r->profile_id, r->id, r->pdq_regions[i].hash,
+                                  r->pdq_regions[i].quality, r->pdq_regions[i].region, NULL);
     for (size_t i = 0; rc == VG_OK && i < r->n_faces; i++)
         rc = index_face_add(ix, r->tenant_id, r->profile_id, r->id,
                             r->descriptors + i * VG_DESCRIPTOR_DIM);
@@ -132,7 +138,7 @@ static void catalog__erase(catalog *c, const char *tenant_id, const uint8_t sha2
 /* The store's view of a new reference: its description and the features to keep. Descriptor and
  * box arrays come from arena a. */
 static int catalog__reference_new(const catalog_reference_new *r, vg_arena *a,
-                                  store_reference_new *nr)
+                                  store_reference_new *nr, store_pdq_region *regions)
 {
     const analyze_features *f = r->features;
     memset(nr, 0, sizeof *nr);
@@ -152,6 +158,22 @@ static int catalog__reference_new(const catalog_reference_new *r, vg_arena *a,
         nr->pdq = f->pdq;
         nr->pdq_quality = f->pdq_quality;
         nr->pdq_dihedral = (const vg_pdq_hash *)f->pdq_dihedral;
+        /* A work's copies may be framed or cropped: its trimmed content and centre crops are
+         * kept and indexed. Not its mirror: a mirrored copy is met by the query's own mirror
+         * (small images) or its derived variants (large ones), while a reference's mirror
+         * mostly meets the derived mirror variants of unmirrored copies, labelling them flips.
+         * A likeness is matched by its faces; its parts would only add index entries. */
+        for (size_t i = 0; r->kind == STORE_REF_WORK && i < f->n_copies; i++) {
+            if (f->copies[i].region == PDQ_REGION_FLIP)
+                continue;
+            if (nr->n_pdq_regions == STORE_MAX_PDQ_REGIONS)
+                break;
+            store_pdq_region *g = &regions[nr->n_pdq_regions++];
+            g->region = f->copies[i].region;
+            g->quality = f->copies[i].quality;
+            memcpy(g->hash, f->copies[i].dihedral[0], sizeof g->hash);
+        }
+        nr->pdq_regions = regions;
     }
     size_t nf = VG_MIN(f->n_faces, (size_t)STORE_MAX_FACES_PER_REF);
     if (nf) {
@@ -201,9 +223,10 @@ int catalog_reference_add(catalog *c, const char *tenant_id, const catalog_refer
     if (!a && !(a = own = vg_arena_new(0)))
         return vg_err_set(VG_ENOMEM, "out of memory");
     store_reference_new nr;
+    store_pdq_region regions[STORE_MAX_PDQ_REGIONS];
     store_reference sr;
     char id[STORE_ID_MAX];
-    int rc = catalog__reference_new(r, a, &nr);
+    int rc = catalog__reference_new(r, a, &nr, regions);
     if (rc != VG_OK)
         goto done;
     pthread_rwlock_t *lock = catalog__stripe(c, tenant_id);
@@ -428,6 +451,7 @@ int catalog_scan_record(catalog *c, const char *tenant_id, const char *source_ur
         ms[i].confidence = m->confidence;
         ms[i].dihedral = m->dihedral;
         ms[i].face_index = m->face_index;
+        ms[i].mechanism = analyze_match_mechanism(m, &ms[i].region);
     }
     store_scan_new s = {
         .sha256 = res->features.sha256,

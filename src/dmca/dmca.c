@@ -348,6 +348,28 @@ static const char *const DIHEDRAL_NAMES[8] = {
     "mirrored about the anti-diagonal",
 };
 
+/* How a PDQ match was found (store_match.mechanism), in plain words; "" for the whole image
+ * and for evidence recorded before mechanisms were. */
+static const char *describe_mechanism(const store_match *m)
+{
+    if (!strcmp(m->mechanism, "trimmed"))
+        return ". The infringing image is a framed copy: it matches the protected work once the "
+               "borders, letterbox bars or caption strip around the picture are left out";
+    if (!strcmp(m->mechanism, "flip"))
+        return ". The infringing image is a mirrored copy: its left-right mirror image matches "
+               "the protected work";
+    if (!strcmp(m->mechanism, "region") && !strcmp(m->region, "centre90"))
+        return ". The infringing image is a cropped copy: it matches the central 90% of the "
+               "protected work";
+    if (!strcmp(m->mechanism, "region") && !strcmp(m->region, "centre80"))
+        return ". The infringing image is a cropped copy: it matches the central 80% of the "
+               "protected work";
+    if (!strcmp(m->mechanism, "region"))
+        return ". The infringing image is a cropped copy: it matches a part of the protected "
+               "work";
+    return "";
+}
+
 static void describe_match(const store_match *m, char *buf, size_t n)
 {
     switch (m->kind) {
@@ -358,10 +380,10 @@ static void describe_match(const store_match *m, char *buf, size_t n)
     case VG_MATCH_PDQ:
         snprintf(buf, n,
                  "visual match by perceptual hash (PDQ): Hamming distance %.0f of 256 bits "
-                 "(0 means visually identical), image %s; confidence %.2f",
+                 "(0 means visually identical), image %s; confidence %.2f%s",
                  m->distance,
                  m->dihedral >= 0 && m->dihedral < 8 ? DIHEDRAL_NAMES[m->dihedral] : "as is",
-                 m->confidence);
+                 m->confidence, describe_mechanism(m));
         break;
     case VG_MATCH_FACE:
     default:
@@ -394,7 +416,7 @@ static void render(doc *d, const store_notice_source *src, const dmca_request *r
         prof->f.legal_name && *prof->f.legal_name ? prof->f.legal_name : prof->f.name;
     const char *owner =
         ref->copyright_holder && *ref->copyright_holder ? ref->copyright_holder : claimant->name;
-    char date[64], when[32], hex[VG_SHA256_HEX_BYTES], refhex[VG_SHA256_HEX_BYTES], how[512];
+    char date[64], when[32], hex[VG_SHA256_HEX_BYTES], refhex[VG_SHA256_HEX_BYTES], how[768];
     format_date(now_ms, date, sizeof date);
     vg_format_time(src->scan.created_ms, when, sizeof when);
     vg_hex_encode(src->scan.sha256, 32, hex);

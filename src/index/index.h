@@ -38,7 +38,12 @@
 #include "core/core.h"
 #include "core/vg_types.h"
 
-#define INDEX_PDQ_MAX_VARIANTS 8
+/* Hashes one query may carry: several hash sets of an image (whole, trimmed, mirrored: see
+ * analyze) with their dihedral variants, searched in one pass (one pin, one scan or multi-index
+ * probe, one best-per-reference reduction) instead of one search per set. */
+#define INDEX_PDQ_MAX_VARIANTS 32
+/* Largest tag of a PDQ entry (index_pdq_add_tagged): it is stored in one byte. */
+#define INDEX_PDQ_MAX_TAG 255
 #define INDEX_PDQ_THRESHOLD_DEFAULT 31 /* inclusive: distance <= 31 matches */
 #define INDEX_PDQ_MAX_RESULTS_DEFAULT 1000
 #define INDEX_FACE_THRESHOLD_DEFAULT 0.6f /* strict: L2 distance < 0.6 matches */
@@ -47,8 +52,8 @@
 /* Entries per tenant (PDQ and face together) before adds fail with VG_ETOOBIG. */
 #define INDEX_MAX_ENTRIES_PER_TENANT_DEFAULT ((size_t)64 << 20)
 /* INDEX_SEARCH_AUTO builds multi-index tables for tenants with at least this many live PDQ
- * entries, and a query with v variants uses them from mih_min_entries * max(1, v^2 / 2)
- * entries on (32k for 1 variant, 262k for 4, 1M for 8): below that the flat scan is faster
+ * entries, and a query with v variants uses them from mih_min_entries * max(1, min(v, 8)^2 / 2)
+ * entries on (32k for 1 variant, 262k for 4, 1M for 8 and more): below that the flat scan is faster
  * (bench/results/index.md measures the crossover). */
 #define INDEX_MIH_MIN_ENTRIES_DEFAULT ((size_t)32768)
 /* Entries appended since the last multi-index build that are scanned flat before a rebuild; the
@@ -114,6 +119,15 @@ int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
                          const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
                          const uint8_t *sha256);
 
+/* index_pdq_add_sha256 with a tag (0..INDEX_PDQ_MAX_TAG) stored with the entry and reported
+ * back in index_pdq_match.tag when that entry is a reference's best: the caller's name for
+ * which part of the reference image the hash is of (analyze uses pdq_region; untagged adds are
+ * tag 0). A reference may have any number of entries under any tags. Errors as
+ * index_pdq_add_sha256, VG_EINVAL for a tag out of range. */
+int index_pdq_add_tagged(index_db *ix, const char *tenant, const char *profile,
+                         const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
+                         int tag, const uint8_t *sha256);
+
 /* Adds one face descriptor of a reference (copied; every component must be finite). Same rules
  * and errors as index_pdq_add. */
 int index_face_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
@@ -167,8 +181,10 @@ typedef struct index_pdq_match {
     char profile_id[VG_ID_MAX];
     char reference_id[VG_ID_MAX];
     int distance; /* Hamming bits, best over the reference's hashes and the variants */
-    int dihedral; /* index into the query's variants of the best (lowest index on ties) */
+    int dihedral; /* index into the query's variants of the best (lowest index on ties; among
+                   * a reference's entries at the same distance and variant, the lowest tag) */
     int quality;  /* quality of the matching entry */
+    int tag;      /* tag of the matching entry (index_pdq_add_tagged; 0 otherwise) */
     int exact;    /* 1 when the query's sha256 equals the reference's: a byte-identical copy */
 } index_pdq_match;
 

@@ -44,12 +44,13 @@ static int compact_build(const index_db *ix, const index__shard *sh, compacted *
     nv->pdq_rows = index__alloc_big(index__pdq_row_bytes(nv->pdq_cap));
     nv->pdq_ref = vg_malloc(nv->pdq_cap * sizeof(uint32_t));
     nv->pdq_quality = vg_malloc(nv->pdq_cap);
+    nv->pdq_tag = vg_malloc(nv->pdq_cap);
     nv->face_rows = index__alloc_big(index__face_row_bytes(nv->face_cap));
     nv->face_ref = vg_malloc(nv->face_cap * sizeof(uint32_t));
     nv->refs = vg_malloc(nv->refs_cap * sizeof(index__ref));
     nv->profiles = vg_malloc(nv->profiles_cap * sizeof(index__profile));
-    if (!nv->pdq_rows || !nv->pdq_ref || !nv->pdq_quality || !nv->face_rows || !nv->face_ref ||
-        !nv->refs || !nv->profiles)
+    if (!nv->pdq_rows || !nv->pdq_ref || !nv->pdq_quality || !nv->pdq_tag || !nv->face_rows ||
+        !nv->face_ref || !nv->refs || !nv->profiles)
         goto fail;
     if (index__map_reserve(&out->ref_map, sh->live_refs) ||
         index__map_reserve(&out->profile_map, sh->live_profiles))
@@ -94,6 +95,7 @@ static int compact_build(const index_db *ix, const index__shard *sh, compacted *
         memcpy(nv->pdq_rows + q * 4, index__row(v->pdq_rows, p), 4 * sizeof(uint64_t));
         nv->pdq_ref[q] = r;
         nv->pdq_quality[q] = v->pdq_quality[p];
+        nv->pdq_tag[q] = v->pdq_tag[p];
     }
     for (size_t p = 0; p < sh->face_n; p++) {
         uint32_t r = ref_new[v->face_ref[p]];
@@ -123,9 +125,9 @@ fail:
 static void install(index__shard *sh, compacted *c)
 {
     index__view *old = sh->cur;
-    void *garbage[INDEX__VIEW_ARRAYS] = {old->pdq_rows,  old->pdq_ref,  old->pdq_quality,
-                                         old->face_rows, old->face_ref, old->refs,
-                                         old->profiles};
+    void *garbage[INDEX__VIEW_ARRAYS] = {old->pdq_rows, old->pdq_ref,   old->pdq_quality,
+                                         old->pdq_tag,  old->face_rows, old->face_ref,
+                                         old->refs,     old->profiles};
     atomic_store(&c->v->pins, 1);
     index__view_publish(sh, c->v, garbage, INDEX__VIEW_ARRAYS, index__view_bytes(old) - sizeof *old,
                         old->mih, &c->profile_map);

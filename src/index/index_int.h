@@ -69,7 +69,7 @@
 #define INDEX__PDQ_MIN_CAP 64    /* entries; a multiple of INDEX__GROUP */
 #define INDEX__FACE_MIN_CAP 16   /* entries */
 #define INDEX__RECORD_MIN_CAP 16 /* references, profiles or tenants */
-#define INDEX__VIEW_ARRAYS 7     /* arrays a view owns, besides the multi-index */
+#define INDEX__VIEW_ARRAYS 8     /* arrays a view owns, besides the multi-index */
 
 static inline const uint64_t *index__row(const uint64_t *rows, size_t pos)
 {
@@ -192,7 +192,7 @@ size_t index__map_bytes(const index__map *m);
 
 /* One matching entry of reference `ref`: dist orders matches (PDQ: Hamming bits; faces: squared
  * L2), tie orders one reference's candidates at equal dist (PDQ: the query variant, lowest
- * first), aux rides along (PDQ: the entry's quality). */
+ * first), aux rides along (PDQ: the entry's quality | its tag << 8). */
 typedef struct index__cand {
     uint32_t ref;
     float dist;
@@ -243,6 +243,7 @@ typedef struct index__view {
     uint64_t *pdq_rows;   /* pdq_cap rows, 64-byte aligned */
     uint32_t *pdq_ref;
     uint8_t *pdq_quality;
+    uint8_t *pdq_tag; /* index_pdq_add_tagged's tag of each entry */
     float *face_rows; /* face_cap rows, 64-byte aligned */
     uint32_t *face_ref;
     index__ref *refs;

@@ -108,6 +108,13 @@ int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
                          const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
                          const uint8_t *sha256)
 {
+    return index_pdq_add_tagged(ix, tenant, profile, reference, hash, quality, 0, sha256);
+}
+
+int index_pdq_add_tagged(index_db *ix, const char *tenant, const char *profile,
+                         const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
+                         int tag, const uint8_t *sha256)
+{
     int rc = index__check_add_ids(tenant, profile, reference);
     if (rc)
         return rc;
@@ -115,6 +122,8 @@ int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
         return vg_err_set(VG_EINVAL, "no PDQ hash");
     if (quality < 0 || quality > 100)
         return vg_err_set(VG_EINVAL, "PDQ quality %d outside 0..100", quality);
+    if (tag < 0 || tag > INDEX_PDQ_MAX_TAG)
+        return vg_err_set(VG_EINVAL, "PDQ tag %d outside 0..%d", tag, INDEX_PDQ_MAX_TAG);
     index__add a;
     if ((rc = index__add_begin(ix, tenant, profile, reference, INDEX__KIND_PDQ, &a)))
         return rc;
@@ -136,6 +145,7 @@ int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
     memcpy(v->pdq_rows + sh->pdq_n * 4, w, sizeof w);
     v->pdq_ref[sh->pdq_n] = a.ref;
     v->pdq_quality[sh->pdq_n] = (uint8_t)quality;
+    v->pdq_tag[sh->pdq_n] = (uint8_t)tag;
     sh->pdq_n++;
     r->n_pdq++;
     index__add_publish(&a);
@@ -197,17 +207,21 @@ static int pdq_flat(const index_db *ix, const index__view *v, size_t begin, size
 
 /* Multi-index probe cost grows with the variant count while the flat scan's barely does (it is
  * memory-bound and shares each row load among the variants), so in AUTO mode a query with v
- * variants uses the tables only from mih_min_entries * max(1, v^2 / 2) live entries: 32k for
- * 1 variant, 262k for 4, 1M for 8 with the default, the crossovers measured in
- * bench/results/index.md. */
+ * variants uses the tables only from mih_min_entries * max(1, min(v, 8)^2 / 2) live entries: 32k
+ * for 1 variant, 262k for 4, 1M for 8 and more with the default, the crossovers measured in
+ * bench/results/index.md (up to 8) and by bench_copy --scale (17). */
 static int use_mih(const index_db *ix, const index__view *v, size_t live, int threshold, size_t nv)
 {
     if (!v->mih || ix->cfg.pdq_search == INDEX_SEARCH_FLAT)
         return 0;
     if (ix->cfg.pdq_search == INDEX_SEARCH_MIH)
         return threshold <= INDEX__MIH_SLOTS * (INDEX__MIH_MAX_RADIUS + 1) - 1;
-    size_t need;
-    if (vg_mul_size(ix->cfg.mih_min_entries, VG_MAX((size_t)1, nv * nv / 2), &need))
+    /* Past 8 variants (several hash sets in one query) the flat scan stops sharing each row's
+     * load among the variants for free: it turns compute-bound and grows with nv like the
+     * probes do, so the crossover stays at 8 variants' (bench_copy --scale: 1.05M entries, 17
+     * variants: 4.3 ms flat, 2.0 ms multi-index; 3.18M: 10.6 ms, 4.3 ms). */
+    size_t nvc = VG_MIN(nv, (size_t)8), need;
+    if (vg_mul_size(ix->cfg.mih_min_entries, VG_MAX((size_t)1, nvc * nvc / 2), &need))
         return 0;
     return threshold <= MIH_AUTO_MAX_THRESHOLD && live >= need;
 }
@@ -245,7 +259,7 @@ static int pdq_search_pinned(const index_db *ix, const index__pin *pn, const ind
             v->pdq_quality[p] < q->min_quality)
             continue;
         c[nc++] = (index__cand){v->pdq_ref[p], (float)hits.v[i].distance, hits.v[i].variant,
-                                v->pdq_quality[p]};
+                                (uint16_t)(v->pdq_quality[p] | v->pdq_tag[p] << 8)};
     }
     vg_free(hits.v);
     if (!rc && nc) {
@@ -262,7 +276,8 @@ static int pdq_search_pinned(const index_db *ix, const index__pin *pn, const ind
                 memcpy(m->profile_id, v->profiles[r->profile].id, VG_ID_MAX);
                 m->distance = (int)c[i].dist;
                 m->dihedral = c[i].tie;
-                m->quality = c[i].aux;
+                m->quality = c[i].aux & 0xff;
+                m->tag = c[i].aux >> 8;
                 m->exact = q->sha256 && atomic_load_explicit(&r->has_sha, memory_order_acquire) &&
                            memcmp(r->sha256, q->sha256, 32) == 0;
             }

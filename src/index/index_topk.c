@@ -40,7 +40,11 @@ static int by_ref(const void *pa, const void *pb)
         return a->ref < b->ref ? -1 : 1;
     if (a->dist != b->dist)
         return a->dist < b->dist ? -1 : 1;
-    return (a->tie > b->tie) - (a->tie < b->tie);
+    if (a->tie != b->tie)
+        return a->tie < b->tie ? -1 : 1;
+    /* PDQ: the lowest entry tag (the whole image before its parts), so the choice among a
+     * reference's equally good entries never depends on qsort's order */
+    return (a->aux > b->aux) - (a->aux < b->aux);
 }
 
 typedef struct order {

@@ -12,7 +12,7 @@
 
 size_t index__view_bytes(const index__view *v)
 {
-    return sizeof *v + index__pdq_row_bytes(v->pdq_cap) + v->pdq_cap * (sizeof(uint32_t) + 1) +
+    return sizeof *v + index__pdq_row_bytes(v->pdq_cap) + v->pdq_cap * (sizeof(uint32_t) + 2) +
            index__face_row_bytes(v->face_cap) + v->face_cap * sizeof(uint32_t) +
            v->refs_cap * sizeof(index__ref) + v->profiles_cap * sizeof(index__profile) +
            index__mih_bytes(v->mih);
@@ -26,6 +26,7 @@ void index__view_free_all(index__view *v)
     vg_free(v->pdq_rows);
     vg_free(v->pdq_ref);
     vg_free(v->pdq_quality);
+    vg_free(v->pdq_tag);
     vg_free(v->face_rows);
     vg_free(v->face_ref);
     vg_free(v->refs);
@@ -66,6 +67,7 @@ index__view *index__view_clone(const index__view *v)
     n->pdq_rows = v->pdq_rows;
     n->pdq_ref = v->pdq_ref;
     n->pdq_quality = v->pdq_quality;
+    n->pdq_tag = v->pdq_tag;
     n->face_rows = v->face_rows;
     n->face_ref = v->face_ref;
     n->refs = v->refs;
@@ -183,11 +185,13 @@ int index__grow_pdq(index__shard *sh, size_t need)
     uint64_t *rows = index__alloc_big(index__pdq_row_bytes(cap));
     uint32_t *ref = vg_malloc(cap * sizeof *ref);
     uint8_t *quality = vg_malloc(cap);
-    if (!nv || !rows || !ref || !quality) {
+    uint8_t *tag = vg_malloc(cap);
+    if (!nv || !rows || !ref || !quality || !tag) {
         vg_free(nv);
         vg_free(rows);
         vg_free(ref);
         vg_free(quality);
+        vg_free(tag);
         return vg_err_set(VG_ENOMEM, "PDQ index of %zu entries", cap);
     }
     size_t used = index__pdq_row_bytes(sh->pdq_n);
@@ -197,14 +201,16 @@ int index__grow_pdq(index__shard *sh, size_t need)
     if (sh->pdq_n) {
         memcpy(ref, v->pdq_ref, sh->pdq_n * sizeof *ref);
         memcpy(quality, v->pdq_quality, sh->pdq_n);
+        memcpy(tag, v->pdq_tag, sh->pdq_n);
     }
     nv->pdq_rows = rows;
     nv->pdq_ref = ref;
     nv->pdq_quality = quality;
+    nv->pdq_tag = tag;
     nv->pdq_cap = cap;
-    void *garbage[] = {v->pdq_rows, v->pdq_ref, v->pdq_quality};
-    index__view_publish(sh, nv, garbage, 3,
-                        v->pdq_cap * (4 * sizeof(uint64_t) + sizeof(uint32_t) + 1), NULL, NULL);
+    void *garbage[] = {v->pdq_rows, v->pdq_ref, v->pdq_quality, v->pdq_tag};
+    index__view_publish(sh, nv, garbage, 4,
+                        v->pdq_cap * (4 * sizeof(uint64_t) + sizeof(uint32_t) + 2), NULL, NULL);
     return VG_OK;
 }
 

@@ -8,16 +8,29 @@
 
 /* ---- scans and matches ----------------------------------------------------------------------- */
 
+/* PDQ matches say how they were found (analyze_match_mechanism): "mechanism" and, for a crop,
+ * "region". Older evidence and other kinds have neither field. */
+static json_t *with_mechanism(json_t *o, const char *mechanism, const char *region)
+{
+    if (o && mechanism && *mechanism) {
+        json_object_set_new(o, "mechanism", json_string(mechanism));
+        if (region && *region)
+            json_object_set_new(o, "region", json_string(region));
+    }
+    return o;
+}
+
 static json_t *match_json(const store_match *m)
 {
-    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:o,s:o,s:o,s:o,s:o}", "id", m->id, "scan_id",
-                     m->scan_id, "profile_id", m->profile_id, "reference_id", m->reference_id,
-                     "kind", vg_match_kind_name(m->kind), "distance", m->distance, "confidence",
-                     m->confidence, "dihedral",
-                     m->dihedral >= 0 ? json_integer(m->dihedral) : json_null(), "face_index",
-                     m->face_index >= 0 ? json_integer(m->face_index) : json_null(), "sha256",
-                     server__hex(m->scan_sha256, 32), "source_url", server__str(m->scan_source_url),
-                     "created_at", server__time(m->created_ms));
+    json_t *o =
+        json_pack("{s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:o,s:o,s:o,s:o,s:o}", "id", m->id, "scan_id",
+                  m->scan_id, "profile_id", m->profile_id, "reference_id", m->reference_id, "kind",
+                  vg_match_kind_name(m->kind), "distance", m->distance, "confidence", m->confidence,
+                  "dihedral", m->dihedral >= 0 ? json_integer(m->dihedral) : json_null(),
+                  "face_index", m->face_index >= 0 ? json_integer(m->face_index) : json_null(),
+                  "sha256", server__hex(m->scan_sha256, 32), "source_url",
+                  server__str(m->scan_source_url), "created_at", server__time(m->created_ms));
+    return with_mechanism(o, m->mechanism, m->region);
 }
 
 static json_t *scan_json(const store_scan *sc, int with_matches)
@@ -139,15 +152,18 @@ static json_t *result_json(const analyze_result *r)
     json_t *matches = json_array();
     for (size_t i = 0; i < r->n_matches; i++) {
         const analyze_match *m = &r->matches[i];
+        const char *region = NULL, *mech = analyze_match_mechanism(m, &region);
         json_array_append_new(
             matches,
-            json_pack("{s:o,s:s,s:s,s:s,s:f,s:f,s:o,s:o}", "match_id",
-                      m->match_id[0] ? json_string(m->match_id) : json_null(), "profile_id",
-                      m->profile_id, "reference_id", m->reference_id, "kind",
-                      vg_match_kind_name(m->kind), "distance", m->distance, "confidence",
-                      m->confidence, "dihedral",
-                      m->dihedral >= 0 ? json_integer(m->dihedral) : json_null(), "face_index",
-                      m->face_index >= 0 ? json_integer(m->face_index) : json_null()));
+            with_mechanism(
+                json_pack("{s:o,s:s,s:s,s:s,s:f,s:f,s:o,s:o}", "match_id",
+                          m->match_id[0] ? json_string(m->match_id) : json_null(), "profile_id",
+                          m->profile_id, "reference_id", m->reference_id, "kind",
+                          vg_match_kind_name(m->kind), "distance", m->distance, "confidence",
+                          m->confidence, "dihedral",
+                          m->dihedral >= 0 ? json_integer(m->dihedral) : json_null(), "face_index",
+                          m->face_index >= 0 ? json_integer(m->face_index) : json_null()),
+                mech, region));
     }
     const analyze_timings *t = &r->timings;
     /* No cache tier here: which tier answered is an operator's figure (metrics, logs). Told to

@@ -281,6 +281,18 @@ typedef enum { STORE_REF_WORK = 0, STORE_REF_LIKENESS = 1 } store_ref_kind;
 const char *store_ref_kind_name(store_ref_kind k); /* "work" | "likeness" */
 int store_ref_kind_parse(const char *s, store_ref_kind *out);
 
+/* Extra PDQ hashes of a reference besides the whole image's (parts of it and its mirror, for
+ * copy detection: docs/MATCHING.md): at most this many per reference. */
+#define STORE_MAX_PDQ_REGIONS 4
+/* Bytes of one stored region: u8 region, u8 quality, the 32-byte hash. */
+#define STORE_PDQ_REGION_BYTES 34
+
+typedef struct store_pdq_region {
+    int region;       /* 1..255: analyze's name for the part (pdq_region); 0 is the whole image */
+    int quality;      /* 0..100 */
+    vg_pdq_hash hash; /* the part's hash as is (its dihedral variants are not stored) */
+} store_pdq_region;
+
 /* A new reference and its features (from analyze_features_compute). All pointers borrowed. */
 typedef struct store_reference_new {
     const char *profile_id; /* required, a live profile of the tenant */
@@ -288,16 +300,18 @@ typedef struct store_reference_new {
     /* Work metadata (kind == STORE_REF_WORK; must be NULL for a likeness): title (name limit),
      * description (text limit), original_url (URL limit), copyright_holder (name limit). */
     const char *title, *description, *original_url, *copyright_holder;
-    const uint8_t *sha256;           /* required, 32 bytes: SHA-256 of the image bytes */
-    const uint8_t *pdq;              /* 32 bytes, or NULL when no PDQ hash was computed */
-    int pdq_quality;                 /* 0..100 (ignored without pdq) */
-    const vg_pdq_hash *pdq_dihedral; /* 8 hashes (index 0 = as is), or NULL */
-    size_t n_faces;                  /* 0..STORE_MAX_FACES_PER_REF */
-    const float *descriptors;        /* n_faces * VG_DESCRIPTOR_DIM floats, contiguous */
-    const float *boxes;              /* n_faces * 4 floats (x, y, w, h), or NULL */
-    const uint8_t *image;            /* the image bytes to keep (only when configured to),
-                                      * or NULL */
-    size_t image_len;                /* <= STORE_IMAGE_MAX_BYTES */
+    const uint8_t *sha256;               /* required, 32 bytes: SHA-256 of the image bytes */
+    const uint8_t *pdq;                  /* 32 bytes, or NULL when no PDQ hash was computed */
+    int pdq_quality;                     /* 0..100 (ignored without pdq) */
+    const vg_pdq_hash *pdq_dihedral;     /* 8 hashes (index 0 = as is), or NULL */
+    size_t n_pdq_regions;                /* 0..STORE_MAX_PDQ_REGIONS (ignored without pdq) */
+    const store_pdq_region *pdq_regions; /* n_pdq_regions entries */
+    size_t n_faces;                      /* 0..STORE_MAX_FACES_PER_REF */
+    const float *descriptors;            /* n_faces * VG_DESCRIPTOR_DIM floats, contiguous */
+    const float *boxes;                  /* n_faces * 4 floats (x, y, w, h), or NULL */
+    const uint8_t *image;                /* the image bytes to keep (only when configured to),
+                                          * or NULL */
+    size_t image_len;                    /* <= STORE_IMAGE_MAX_BYTES */
 } store_reference_new;
 
 typedef struct store_reference {
@@ -312,6 +326,9 @@ typedef struct store_reference {
     int pdq_quality;
     int has_dihedral;
     vg_pdq_hash pdq_dihedral[8];
+    /* Rows stored before schema version 4 (or whose blob is damaged) have none. */
+    size_t n_pdq_regions;
+    store_pdq_region pdq_regions[STORE_MAX_PDQ_REGIONS];
     size_t n_faces;
     const float *descriptors; /* n_faces * VG_DESCRIPTOR_DIM, or NULL when n_faces == 0 */
     const float *boxes;       /* n_faces * 4, or NULL when none were stored */
@@ -350,16 +367,19 @@ int store_reference_list(store *st, const char *tenant_id, const store_list_opts
 int store_reference_foreach(store *st, const char *tenant_id,
                             int (*cb)(void *ctx, const store_reference *r), void *ctx);
 /* The same walk (the same references, one snapshot) with only what the match index is built
- * from: id, tenant_id, profile_id, kind, sha256, the PDQ hash and quality, n_faces and
- * descriptors; the texts are NULL, boxes and the dihedral hashes absent, has_image 0. In no
- * particular order. Reads ~3x fewer columns, no image-length subquery and no id-order seek per
- * row (catalog_open at 10M references). */
+ * from: id, tenant_id, profile_id, kind, sha256, the PDQ hash and quality, the PDQ regions,
+ * n_faces and descriptors; the texts are NULL, boxes and the dihedral hashes absent, has_image 0.
+ * In no particular order. Reads ~3x fewer columns, no image-length subquery and no id-order seek
+ * per row (catalog_open at 10M references). */
 int store_reference_foreach_index(store *st, const char *tenant_id,
                                   int (*cb)(void *ctx, const store_reference *r), void *ctx);
 /* Number of live references (of live profiles) of tenant_id (NULL: all), for sizing an index. */
 int store_reference_count(store *st, const char *tenant_id, size_t *out_n);
 
 /* ---- scans and matches (the evidence) ------------------------------------------------------- */
+
+/* Bytes of a match's mechanism and region names, with the NUL. */
+#define STORE_MECH_MAX 16
 
 /* All pointers borrowed. */
 typedef struct store_match_new {
@@ -371,6 +391,10 @@ typedef struct store_match_new {
     double confidence; /* 0..1 */
     int dihedral;      /* pdq: 0..7 variant that matched; otherwise -1 */
     int face_index;    /* face: index into the scan's faces; otherwise -1 */
+    /* pdq: how the match was found ("whole", "trimmed", "flip", "region") and, for "region",
+     * which part of the reference ("centre90", ...); NULL when not told (< STORE_MECH_MAX
+     * bytes each) */
+    const char *mechanism, *region;
 } store_match_new;
 
 typedef struct store_scan_new {
@@ -393,11 +417,13 @@ typedef struct store_match {
     char reference_id[STORE_ID_MAX];
     vg_match_kind kind;
     double distance, confidence;
-    int dihedral;                /* -1 when not pdq */
-    int face_index;              /* -1 when not face */
-    int64_t created_ms;          /* == the scan's created_ms */
-    uint8_t scan_sha256[32];     /* copied from the scan for convenience */
-    const char *scan_source_url; /* ditto; NULL when the scan had none */
+    int dihedral;                   /* -1 when not pdq */
+    int face_index;                 /* -1 when not face */
+    char mechanism[STORE_MECH_MAX]; /* "" when not recorded (not pdq, or before schema 4) */
+    char region[STORE_MECH_MAX];    /* "" unless mechanism is "region" */
+    int64_t created_ms;             /* == the scan's created_ms */
+    uint8_t scan_sha256[32];        /* copied from the scan for convenience */
+    const char *scan_source_url;    /* ditto; NULL when the scan had none */
 } store_match;
 
 typedef struct store_scan {

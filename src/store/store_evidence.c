@@ -6,6 +6,7 @@
  * bug upstream can never attach evidence to another tenant's data.
  */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "store/store_int.h"
@@ -15,7 +16,8 @@
     "t.faces_json, t.timings_json, t.level, t.n_matches"
 #define MATCH_COLS                                                                                 \
     "t.id, t.scan_id, t.tenant_id, t.profile_id, t.reference_id, t.kind, t.distance, "             \
-    "t.confidence, t.dihedral, t.face_index, t.created_ms, s.sha256, s.source_url"
+    "t.confidence, t.dihedral, t.face_index, t.created_ms, s.sha256, s.source_url, t.mechanism, "  \
+    "t.region"
 
 /* ---- insert --------------------------------------------------------------------------------- */
 
@@ -54,6 +56,9 @@ static int check_scan(const char *tenant_id, const store_scan_new *s)
             return vg_err_set(VG_EINVAL, "match %zu: dihedral must be -1..7", i);
         if (m->face_index < -1)
             return vg_err_set(VG_EINVAL, "match %zu: face_index must be >= -1", i);
+        if ((m->mechanism && strlen(m->mechanism) >= STORE_MECH_MAX) ||
+            (m->region && strlen(m->region) >= STORE_MECH_MAX))
+            return vg_err_set(VG_EINVAL, "match %zu: mechanism or region name too long", i);
     }
     return 0;
 }
@@ -88,12 +93,13 @@ static int scan_insert_op(store *st, sq_db *w, void *arg)
         store__id_next(st, "mat", mid);
         err = store__run(w,
                          "INSERT INTO matches(id, scan_id, tenant_id, profile_id, reference_id, "
-                         "kind, distance, confidence, dihedral, face_index, created_ms) "
-                         "SELECT ?1, ?2, ?3, r.profile_id, r.id, ?4, ?5, ?6, ?7, ?8, ?9 "
+                         "kind, distance, confidence, dihedral, face_index, created_ms, "
+                         "mechanism, region) "
+                         "SELECT ?1, ?2, ?3, r.profile_id, r.id, ?4, ?5, ?6, ?7, ?8, ?9, ?12, ?13 "
                          "FROM refs r WHERE r.id = ?10 AND r.tenant_id = ?3 AND r.profile_id = ?11",
-                         "ttttddiiitt", mid, id, a->tenant_id, vg_match_kind_name(m->kind),
+                         "ttttddiiitttt", mid, id, a->tenant_id, vg_match_kind_name(m->kind),
                          m->distance, m->confidence, (int64_t)m->dihedral, (int64_t)m->face_index,
-                         ms, m->reference_id, m->profile_id);
+                         ms, m->reference_id, m->profile_id, m->mechanism, m->region);
         if (!err && store__sq_changes(w) == 0)
             err = vg_err_set(VG_ENOTFOUND, "match %zu: reference %s not found in profile %s", i,
                              m->reference_id, m->profile_id);
@@ -159,6 +165,9 @@ static int read_match(sq_stmt *s, store_copy *c, void *item)
     m->created_ms = store__sq_col_int64(s, 10);
     store__sc_fixed(s, 11, m->scan_sha256, 32);
     m->scan_source_url = store__sc_text(c, s, 12);
+    const char *mech = store__sq_col_text(s, 13), *region = store__sq_col_text(s, 14);
+    snprintf(m->mechanism, sizeof m->mechanism, "%s", mech ? mech : "");
+    snprintf(m->region, sizeof m->region, "%s", region ? region : "");
     return 0;
 }
 

@@ -24,7 +24,7 @@
     "t.copyright_holder, t.sha256, t.pdq, t.pdq_quality, t.pdq_dihedral, t.n_faces, "
 #define REF_COLS_TAIL                                                                              \
     ", (SELECT length(i.bytes) FROM ref_images i WHERE i.ref_id = t.id), t.created_ms, "           \
-    "t.deleted_ms"
+    "t.deleted_ms, t.pdq_regions"
 #define REF_COLS REF_COLS_HEAD "t.descriptors, t.boxes" REF_COLS_TAIL
 #define REF_COLS_LITE REF_COLS_HEAD "NULL, NULL" REF_COLS_TAIL
 
@@ -316,6 +316,29 @@ int store__profile_read_any(sq_db *db, const char *tenant_id, const char *id, st
 
 /* ---- references ----------------------------------------------------------------------------- */
 
+/* The pdq_regions blob of column col into r (none when NULL, damaged or without a PDQ hash). */
+static void read_pdq_regions(sq_stmt *s, int col, store_reference *r)
+{
+    r->n_pdq_regions = 0;
+    size_t len = 0;
+    const uint8_t *b = store__sq_col_blob(s, col, &len);
+    if (!b || !r->has_pdq)
+        return;
+    if (len % STORE_PDQ_REGION_BYTES || len / STORE_PDQ_REGION_BYTES > STORE_MAX_PDQ_REGIONS) {
+        VG_WARN("store", "reference %s: PDQ region blob of %zu bytes; ignored", r->id, len);
+        return;
+    }
+    for (size_t i = 0; i < len / STORE_PDQ_REGION_BYTES; i++) {
+        const uint8_t *e = b + i * STORE_PDQ_REGION_BYTES;
+        if (e[0] == 0 || e[1] > 100)
+            continue; /* a whole-image or out-of-range entry is not a region: skipped */
+        store_pdq_region *g = &r->pdq_regions[r->n_pdq_regions++];
+        g->region = e[0];
+        g->quality = e[1];
+        memcpy(g->hash, e + 2, 32);
+    }
+}
+
 static int read_ref(sq_stmt *s, store_copy *c, void *item)
 {
     store_reference *r = item;
@@ -344,6 +367,7 @@ static int read_ref(sq_stmt *s, store_copy *c, void *item)
     r->image_len = r->has_image ? (size_t)store__sq_col_int64(s, 15) : 0;
     r->created_ms = store__sq_col_int64(s, 16);
     r->deleted_ms = store__sq_col_int64(s, 17);
+    read_pdq_regions(s, 18, r);
     return 0;
 }
 
@@ -376,6 +400,16 @@ static int check_reference(const store_reference_new *r)
         return err;
     if (r->pdq && (r->pdq_quality < 0 || r->pdq_quality > 100))
         return vg_err_set(VG_EINVAL, "pdq_quality must be 0..100");
+    if (r->pdq && r->n_pdq_regions) {
+        if (r->n_pdq_regions > STORE_MAX_PDQ_REGIONS || !r->pdq_regions)
+            return vg_err_set(VG_EINVAL, "%zu PDQ regions, at most %d per reference",
+                              r->n_pdq_regions, STORE_MAX_PDQ_REGIONS);
+        for (size_t i = 0; i < r->n_pdq_regions; i++) {
+            const store_pdq_region *g = &r->pdq_regions[i];
+            if (g->region < 1 || g->region > 255 || g->quality < 0 || g->quality > 100)
+                return vg_err_set(VG_EINVAL, "PDQ region %zu: region 1..255, quality 0..100", i);
+        }
+    }
     if (r->n_faces > STORE_MAX_FACES_PER_REF)
         return vg_err_set(VG_EINVAL, "%zu faces, at most %d per reference", r->n_faces,
                           STORE_MAX_FACES_PER_REF);
@@ -426,17 +460,27 @@ static int ref_create_op(store *st, sq_db *w, void *arg)
             return vg_err_set(VG_ENOMEM, "store: descriptors");
         }
     }
-    err = store__run(w,
-                     "INSERT INTO refs(id, tenant_id, profile_id, kind, title, description, "
-                     "original_url, copyright_holder, sha256, pdq, pdq_quality, pdq_dihedral, "
-                     "n_faces, descriptors, boxes, created_ms) "
-                     "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                     "ttttttttbbibibbi", id, tenant, r->profile_id, store_ref_kind_name(r->kind),
-                     store__opt(r->title), store__opt(r->description), store__opt(r->original_url),
-                     store__opt(r->copyright_holder), (const void *)r->sha256, (size_t)32,
-                     (const void *)r->pdq, (size_t)32, (int64_t)(r->pdq ? r->pdq_quality : 0),
-                     (const void *)(r->pdq ? r->pdq_dihedral : NULL), (size_t)256,
-                     (int64_t)r->n_faces, desc, nd * 4, boxes, r->n_faces * 16, ms);
+    uint8_t regions[STORE_MAX_PDQ_REGIONS * STORE_PDQ_REGION_BYTES];
+    size_t n_regions = r->pdq ? r->n_pdq_regions : 0;
+    for (size_t i = 0; i < n_regions; i++) {
+        uint8_t *e = regions + i * STORE_PDQ_REGION_BYTES;
+        e[0] = (uint8_t)r->pdq_regions[i].region;
+        e[1] = (uint8_t)r->pdq_regions[i].quality;
+        memcpy(e + 2, r->pdq_regions[i].hash, 32);
+    }
+    err =
+        store__run(w,
+                   "INSERT INTO refs(id, tenant_id, profile_id, kind, title, description, "
+                   "original_url, copyright_holder, sha256, pdq, pdq_quality, pdq_dihedral, "
+                   "n_faces, descriptors, boxes, created_ms, pdq_regions) "
+                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   "ttttttttbbibibbib", id, tenant, r->profile_id, store_ref_kind_name(r->kind),
+                   store__opt(r->title), store__opt(r->description), store__opt(r->original_url),
+                   store__opt(r->copyright_holder), (const void *)r->sha256, (size_t)32,
+                   (const void *)r->pdq, (size_t)32, (int64_t)(r->pdq ? r->pdq_quality : 0),
+                   (const void *)(r->pdq ? r->pdq_dihedral : NULL), (size_t)256,
+                   (int64_t)r->n_faces, desc, nd * 4, boxes, r->n_faces * 16, ms,
+                   (const void *)(n_regions ? regions : NULL), n_regions * STORE_PDQ_REGION_BYTES);
     vg_free(tmp_d);
     vg_free(tmp_b);
     if (err == VG_EEXIST)
@@ -561,7 +605,7 @@ int store_reference_list(store *st, const char *tenant_id, const store_list_opts
 /* The index's columns only: no texts, boxes or image-length subquery per row. */
 #define REF_INDEX_COLS                                                                             \
     "t.id, t.tenant_id, t.profile_id, t.kind, t.sha256, t.pdq, t.pdq_quality, t.n_faces, "         \
-    "t.descriptors"
+    "t.descriptors, t.pdq_regions"
 
 static int read_ref_index(sq_stmt *s, store_copy *c, void *item)
 {
@@ -581,6 +625,7 @@ static int read_ref_index(sq_stmt *s, store_copy *c, void *item)
         VG_WARN("store", "reference %s: descriptor blob does not match n_faces; ignored", r->id);
         r->n_faces = 0;
     }
+    read_pdq_regions(s, 9, r);
     return 0;
 }
 

@@ -147,6 +147,17 @@ static const store_migration MIGRATIONS[] = {
      "  BEGIN SELECT RAISE(ABORT, 'notice history is append-only'); END;\n"
      "CREATE TRIGGER notice_events_no_delete BEFORE DELETE ON notice_events\n"
      "  BEGIN SELECT RAISE(ABORT, 'notice history is append-only'); END;\n"},
+
+    /* Copy detection (docs/MATCHING.md): the extra hashes of a reference (trimmed content,
+     * mirror, centre crops), n x (u8 region, u8 quality, 32-byte hash); and how each PDQ match
+     * was found. Older rows keep NULL: a reference without regions matches on its whole hash
+     * only, an older match has no mechanism. */
+    {4, "reference PDQ regions, match mechanism",
+     "ALTER TABLE refs ADD COLUMN pdq_regions BLOB\n"
+     "  CHECK (pdq_regions IS NULL OR length(pdq_regions) % 34 = 0);\n"
+     "ALTER TABLE matches ADD COLUMN mechanism TEXT\n"
+     "  CHECK (mechanism IS NULL OR mechanism IN ('whole', 'trimmed', 'flip', 'region'));\n"
+     "ALTER TABLE matches ADD COLUMN region TEXT;\n"},
 };
 
 const store_migration *store__migrations(size_t *n)
