@@ -235,12 +235,13 @@ def check_events(s, n_actions, case):
 
 def case_cold(vigil, tmp, image):
     # A longer cooldown here: the hit rate recovers only after one full pass over the working
-    # set (150 analyses), which must fit in it even on a slow (ASan) build.
-    cooldown_s = 5.0
+    # set (150 analyses), which must fit in it even on a slow (ASan) build on a loaded machine
+    # (5 s was too short there: the condition, still active, rightly ran the action again).
+    cooldown_s = 10.0
     s = Server(vigil, os.path.join(tmp, "cold"),
                ["--cache-l2-bytes", "0", "--cache-l1-entries", "100", "--cache-l1-bytes",
                 "256KiB", "--self-heal-l1-budget", "1MiB", "--self-heal-hit-rate", "0.4",
-                "--self-heal-max-per-hour", "3", "--self-heal-cooldown", "5m"])
+                "--self-heal-max-per-hour", "3", "--self-heal-cooldown", "10m"])
     try:
         key = s.tenant_key()
         wait_for(lambda: s.w1m()["rss_bytes"], 5)
@@ -456,8 +457,18 @@ def case_memory(vigil, tmp, image, idle_rss):
                   "memory: the first trim %s -> %s" % (ok[0]["before"], ok[0]["after"]))
         check(1 <= len(ok) <= 2, "memory: %d memory_trim runs, not 1..2 (the hourly limit): %s" %
               (len(ok), acts))
-        check(seen["drop"] is not None, "memory: L1 entries never dropped after a memory_trim "
-              "(max %s): %s" % (seen["max"], acts))
+        # The effect on L1: seen in /metrics when the trim came after L1 had filled, else in the
+        # action's own count (on a slow build RSS can cross the limit, and the hourly limit be
+        # spent, while L1 still holds a few dozen entries, too few for the scrape to tell).
+        def evicted(a):
+            m = re.search(r"cleared L1 \((\d+) entries\)", a["message"])
+            if m:
+                return int(m.group(1)) > 0
+            b, f = entries(a["before"]), entries(a["after"])
+            return b is not None and f is not None and f < b
+        check(seen["drop"] is not None or any(evicted(a) for a in ok),
+              "memory: L1 entries never dropped after a memory_trim (max %s): %s" %
+              (seen["max"], acts))
         spaced(acts, lambda a: True, "memory_trim")
         check(not s.actions("raise_l1"), "memory: raise_l1 while memory is high")
         check_events(s, len(acts), "memory")
