@@ -298,6 +298,35 @@ static rgb ed_rotate(const rgb *s, double deg)
     return d;
 }
 
+/* The largest axis-aligned rectangle of s's aspect ratio inside s rotated by deg about its
+ * centre, cropped out of the rotated image (what a "straighten" tool keeps). */
+static rgb ed_rotate_inscribed(const rgb *s, double deg)
+{
+    rgb r = ed_rotate(s, deg);
+    double a = fabs(deg) * M_PI / 180, ca = cos(a), sa = sin(a);
+    double k = VG_MIN(s->w / (s->w * ca + s->h * sa), s->h / (s->w * sa + s->h * ca));
+    uint32_t cw = (uint32_t)(s->w * k), ch = (uint32_t)(s->h * k);
+    cw -= cw > 2 ? 2 : 0; /* bilinear rim at the corners */
+    ch -= ch > 2 ? 2 : 0;
+    rgb d = rgb_new(cw, ch);
+    uint32_t x0 = (s->w - cw) / 2, y0 = (s->h - ch) / 2;
+    for (uint32_t y = 0; y < ch; y++)
+        memcpy(px(&d, 0, y), px(&r, x0, y0 + y), (size_t)cw * 3);
+    rgb_free(&r);
+    return d;
+}
+
+/* Rotation experiments (docs/MATCHING.md, small rotations): BC_ROT_EDIT="A,B" replaces the
+ * angles of the two rotate edits (degrees), BC_ROT_EDIT_CROP=1 crops them to the inscribed
+ * rectangle; BC_ROT_REF="3,6" indexes every reference also rotated by +/- each angle,
+ * BC_ROT_MODE=inscribed|canvas (cropped to the inscribed rectangle, or on its own canvas with
+ * black corners). */
+static double g_rot_edit[2] = {3, 6};
+static int g_rot_edit_crop;
+static double g_rot_ref[8];
+static size_t g_n_rot_ref;
+static int g_rot_ref_canvas;
+
 /* strength 1: an opaque logo in the bottom right corner; 2: a half-transparent text watermark
  * across the middle. */
 static rgb ed_overlay(const rgb *s, int strength)
@@ -408,9 +437,9 @@ static rgb make_edit(size_t e, const rgb *s)
     case 21:
         return ed_crop(s, 20);
     case 22:
-        return ed_rotate(s, 3);
     case 23:
-        return ed_rotate(s, 6);
+        return g_rot_edit_crop ? ed_rotate_inscribed(s, g_rot_edit[e - 22])
+                               : ed_rotate(s, g_rot_edit[e - 22]);
     case 24:
         return ed_overlay(s, 1);
     default:
@@ -428,7 +457,10 @@ typedef struct {
 } hashes;
 
 static unsigned g_query_what, g_ref_what;
-static int g_region_threshold[PDQ_REGION_COUNT];
+/* the bench's own region number for rotated references (not a pdq_region of the server) */
+#define BC_REGION_ROT PDQ_REGION_COUNT
+#define BC_REGIONS (PDQ_REGION_COUNT + 1)
+static int g_region_threshold[BC_REGIONS];
 
 static int hash_bytes(pdq_ctx *ctx, const uint8_t *buf, size_t len, unsigned what, hashes *h)
 {
@@ -461,9 +493,36 @@ static int add_ref(index_db *ix, char kind, size_t i, const hashes *h, size_t *e
     return rc;
 }
 
+/* The rotated copies of a reference (BC_ROT_REF), one entry each, whole hash only. */
+static int add_rot_refs(pdq_ctx *ctx, index_db *ix, char kind, size_t i, const rgb *im, int quality,
+                        size_t *entries)
+{
+    /* a flat reference under the gate must stay unmatchable: its rotation on a black canvas is
+     * all corners, of good "quality", and alike for every flat image */
+    for (size_t a = 0; a < 2 * g_n_rot_ref; a++) {
+        double deg = a % 2 ? -g_rot_ref[a / 2] : g_rot_ref[a / 2];
+        rgb r = g_rot_ref_canvas ? ed_rotate(im, deg) : ed_rotate_inscribed(im, deg);
+        unsigned long len;
+        uint8_t *b = jpeg(&r, 90, &len);
+        hashes h;
+        int rc = hash_bytes(ctx, b, len, 0, &h);
+        tjFree(b);
+        rgb_free(&r);
+        if (rc)
+            return rc;
+        char id[64];
+        snprintf(id, sizeof id, "%c%zu.%d", kind, i, BC_REGION_ROT);
+        if ((rc = index_pdq_add(ix, "t", "p", id, (const uint8_t *)h.whole[0].w,
+                                VG_MIN(quality, h.quality))))
+            return rc;
+        (*entries)++;
+    }
+    return 0;
+}
+
 typedef struct {
     size_t queries, found, false_matches, unreliable;
-    size_t by_mech[PDQ_REGION_COUNT];
+    size_t by_mech[BC_REGIONS];
 } kind_stats;
 
 /* Searches every hash set of the query; *found: the photo `want` was found (mechanism in *mech),
@@ -662,7 +721,7 @@ int main(int argc, char **argv)
                         "--export-n N] [--scale N]\n");
         return 2;
     }
-    for (int r = 0; r < PDQ_REGION_COUNT; r++)
+    for (int r = 0; r < BC_REGIONS; r++)
         g_region_threshold[r] = BC_THRESHOLD;
     if (!strcmp(mech, "all")) {
         g_query_what = PDQ_COPY_TRIM | PDQ_COPY_FLIP;
@@ -676,6 +735,25 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench_copy: --mech whole|trim|trimflip|all\n");
         return 2;
     }
+    for (const char *e = getenv("BC_ROT_EDIT"); e && *e;) { /* rotation experiments */
+        static size_t k;
+        char *end;
+        double v = strtod(e, &end);
+        if (end == e || k >= 2)
+            break;
+        g_rot_edit[k++] = v;
+        e = end + (*end == ',');
+    }
+    g_rot_edit_crop = getenv("BC_ROT_EDIT_CROP") && atoi(getenv("BC_ROT_EDIT_CROP"));
+    for (const char *e = getenv("BC_ROT_REF"); e && *e;) {
+        char *end;
+        double v = strtod(e, &end);
+        if (end == e || g_n_rot_ref >= VG_ARRAY_LEN(g_rot_ref))
+            break;
+        g_rot_ref[g_n_rot_ref++] = v;
+        e = end + (*end == ',');
+    }
+    g_rot_ref_canvas = getenv("BC_ROT_MODE") && !strcmp(getenv("BC_ROT_MODE"), "canvas");
     const char *rt = getenv("BC_REGION_THRESHOLD"); /* experiments: stricter centre crops */
     if (rt)
         g_region_threshold[PDQ_REGION_CENTRE90] = g_region_threshold[PDQ_REGION_CENTRE80] =
@@ -740,7 +818,8 @@ int main(int argc, char **argv)
         unsigned long len;
         uint8_t *b = jpeg(&img[i], 90, &len);
         hashes h;
-        if (hash_bytes(ctx, b, len, g_ref_what, &h) || add_ref(ix, 'p', i, &h, &entries))
+        if (hash_bytes(ctx, b, len, g_ref_what, &h) || add_ref(ix, 'p', i, &h, &entries) ||
+            add_rot_refs(ctx, ix, 'p', i, &img[i], h.quality, &entries))
             return 2;
         low_quality_refs += h.quality < BC_MIN_QUALITY;
         gated[i] = h.quality < BC_MIN_QUALITY;
@@ -756,7 +835,8 @@ int main(int argc, char **argv)
         unsigned long len;
         uint8_t *b = jpeg(&d, 90, &len);
         hashes h;
-        if (!hash_bytes(ctx, b, len, g_ref_what, &h) && !add_ref(ix, 'd', dok, &h, &entries))
+        if (!hash_bytes(ctx, b, len, g_ref_what, &h) && !add_ref(ix, 'd', dok, &h, &entries) &&
+            !add_rot_refs(ctx, ix, 'd', dok, &d, h.quality, &entries))
             dok++;
         tjFree(b);
         rgb_free(&d);
@@ -811,7 +891,8 @@ int main(int argc, char **argv)
         "bench_copy: mech=%s, %zu photos + %zu distractors (%zu low-quality references), "
         "%zu index entries, %zu queries (edits of the others), %zu unrelated pairs, threshold %d\n",
         mech, n, dok, low_quality_refs, entries, nq, pairs, BC_THRESHOLD);
-    printf("| edit | recall | false matches | found by (whole/trimmed/flip/centre90/centre80) |\n");
+    printf("| edit | recall | false matches | found by (whole/trimmed/flip/centre90/centre80/rot) "
+           "|\n");
     printf("|---|---|---|---|\n");
     int fail = 0;
     FILE *ff = floors ? fopen(floors, "r") : NULL;
@@ -820,9 +901,9 @@ int main(int argc, char **argv)
         double rec = 100.0 * ks[e].found / ks[e].queries;
         falses += ks[e].false_matches;
         found += ks[e].found;
-        printf("| %s | %.1f%% | %zu | %zu/%zu/%zu/%zu/%zu |\n", EDITS[e].name, rec,
+        printf("| %s | %.1f%% | %zu | %zu/%zu/%zu/%zu/%zu/%zu |\n", EDITS[e].name, rec,
                ks[e].false_matches, ks[e].by_mech[0], ks[e].by_mech[1], ks[e].by_mech[2],
-               ks[e].by_mech[3], ks[e].by_mech[4]);
+               ks[e].by_mech[3], ks[e].by_mech[4], ks[e].by_mech[BC_REGION_ROT]);
         if (wf)
             fprintf(wf, "%s\t%.1f\n", EDITS[e].name, rec);
         if (ff) {
@@ -849,8 +930,11 @@ int main(int argc, char **argv)
         fclose(ff);
     if (wf)
         fclose(wf);
-    if (scale)
-        scale_run(scale, (double)entries / refs, 1 + (g_query_what ? 2 : 0));
+    if (scale) /* BC_SCALE_PER_REF: hashes per reference of the index, in place of the run's */
+        scale_run(scale,
+                  getenv("BC_SCALE_PER_REF") ? atof(getenv("BC_SCALE_PER_REF"))
+                                             : (double)entries / refs,
+                  1 + (g_query_what ? 2 : 0));
     index_free(ix);
     pdq_ctx_free(ctx);
     for (size_t i = 0; i < n; i++)

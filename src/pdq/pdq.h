@@ -270,7 +270,9 @@ int pdq_copy_find_bars(const uint8_t *gray, uint32_t w, uint32_t h, size_t strid
 int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_set *out);
 
 /* pdq_hash_image (fast mode only) plus pdq_copy_hashes(what) on the same decode: what the
- * analysis pipeline computes for copy detection. copies borrowed, overwritten. Errors as both. */
+ * analysis pipeline computes for copy detection. A large image whose trimmed content came out
+ * under fast_min_side on its short side is decoded once more, larger, for the content's hash
+ * (letterboxed screenshots; counted in decode_ns). copies borrowed, overwritten. Errors as both. */
 int pdq_hash_image_copies(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
                           unsigned what, pdq_image_result *out, pdq_copy_set *copies);
 

@@ -253,6 +253,59 @@ int pdq_hash_decoded(pdq_ctx *ctx, const img_image *im, unsigned flags, pdq_imag
     return VG_OK;
 }
 
+/* The decode is sized for the whole image (short side at least min_side), so the content of a
+ * letterboxed screenshot, half the canvas or less, was hashed from under 100 px: the DCT
+ * scaling's blur and a 1 px error in the bars (4 px of the original) cost it up to 30 bits
+ * (docs/MATCHING.md). When the trimmed content's short side is under min_side, the image is
+ * decoded again at the scale that gives the content that side (or in full) and the content
+ * hashed from it, so it gets the resolution a whole image gets. Only framed large images with
+ * small content pay the second decode. */
+static int rehash_small_content(pdq_ctx *ctx, const uint8_t *buf, size_t len,
+                                const img_decode_opts *d0, uint32_t min_side, const img_image *im,
+                                pdq_copy_set *copies, pdq_image_result *res)
+{
+    size_t k = 0;
+    while (k < copies->n && copies->h[k].region != PDQ_REGION_TRIMMED)
+        k++;
+    if (k == copies->n)
+        return VG_OK;
+    const uint32_t *t = copies->trim;
+    const uint32_t cw = im->w - t[0] - t[2], ch = im->h - t[1] - t[3];
+    const uint32_t content = VG_MIN(cw, ch);
+    if (content >= min_side || !content)
+        return VG_OK;
+    const uint64_t t0 = vg_now_ns();
+    img_decode_opts d = *d0;
+    /* the same scale on both axes: the short side of the image grows as the content's does */
+    const uint64_t want = ((uint64_t)VG_MIN(im->w, im->h) * min_side + content - 1) / content;
+    d.min_w = d.min_h = (uint32_t)VG_MIN(want, (uint64_t)UINT32_MAX);
+    img_image big;
+    int rc = img_decode(buf, len, &d, &big);
+    if (rc != VG_OK)
+        return rc;
+    res->decode_ns += vg_now_ns() - t0;
+    const uint64_t t1 = vg_now_ns();
+    /* The first decode's bars, scaled: finding them again at this size is no better (the
+     * larger decode shows more of the content's own dark edges, which then join the bar). */
+    uint32_t b[4];
+    for (int i = 0; i < 4; i++) {
+        const uint32_t from = i % 2 ? im->h : im->w, to = i % 2 ? big.h : big.w;
+        b[i] = (uint32_t)(((uint64_t)t[i] * to + from / 2) / from);
+    }
+    if (b[0] + b[2] + PDQ_MIN_SIDE_PX < big.w && b[1] + b[3] + PDQ_MIN_SIDE_PX < big.h) {
+        pdq_result r;
+        rc = pdq_hash_gray8(ctx, big.px + (size_t)b[1] * big.w + b[0], big.w - b[0] - b[2],
+                            big.h - b[1] - b[3], big.w, PDQ_WANT_DIHEDRAL, &r);
+        if (rc == VG_OK) {
+            copies->h[k].quality = r.quality;
+            memcpy(copies->h[k].dihedral, r.dihedral, sizeof copies->h[k].dihedral);
+        }
+    }
+    img_image_free(&big);
+    res->hash_ns += vg_now_ns() - t1;
+    return rc;
+}
+
 static int hash_fast(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
                      pdq_image_result *res, unsigned copy_what, pdq_copy_set *copies)
 {
@@ -284,6 +337,8 @@ static int hash_fast(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_ima
         const uint64_t t1 = vg_now_ns();
         rc = pdq_copy_hashes(ctx, &im, copy_what, copies);
         res->hash_ns += vg_now_ns() - t1;
+        if (rc == VG_OK && big)
+            rc = rehash_small_content(ctx, buf, len, &d, min_side, &im, copies, res);
     }
     img_image_free(&im);
     return rc;
