@@ -103,9 +103,10 @@ static int setup(void **state)
     if (store_reference_create(f->st, f->tenant, &w, f->work) ||
         store_reference_create(f->st, f->tenant, &l, f->like))
         return -1;
-    store_match_new m[3] = {{f->profile, f->work, VG_MATCH_PDQ, 14, 0.82, 1, -1, NULL, NULL},
-                            {f->profile, f->work, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL},
-                            {f->profile, f->like, VG_MATCH_FACE, 0.412, 0.7, -1, 0, NULL, NULL}};
+    store_match_new m[3] = {
+        {f->profile, f->work, VG_MATCH_PDQ, 14, 0.82, 1, -1, NULL, NULL, NULL},
+        {f->profile, f->work, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL, NULL},
+        {f->profile, f->like, VG_MATCH_FACE, 0.412, 0.7, -1, 0, NULL, NULL, NULL}};
     store_scan_new s = {.sha256 = sha_s,
                         .source_url = "https://crawler.example/page",
                         .pdq = pdq,
@@ -269,8 +270,8 @@ static void test_mechanism_in_words(void **state)
     };
     store_match_new m[4];
     for (size_t i = 0; i < 4; i++)
-        m[i] = (store_match_new){f->profile,         f->work,        VG_MATCH_PDQ, 20, 0.7, 0, -1,
-                                 cases[i].mechanism, cases[i].region};
+        m[i] = (store_match_new){f->profile,         f->work,         VG_MATCH_PDQ, 20, 0.7, 0, -1,
+                                 cases[i].mechanism, cases[i].region, NULL};
     uint8_t sha[32] = {7};
     store_scan_new s = {.sha256 = sha, .n_matches = 4, .matches = m};
     char scan[STORE_ID_MAX], ids[4][STORE_ID_MAX];
