@@ -34,8 +34,8 @@ static void *insert_main(void *arg)
     worker *w = arg;
     uint8_t sha[32], pdq[32];
     memset(pdq, 0x5a, sizeof pdq);
-    store_match_new m[2] = {{w->profile, w->ref, VG_MATCH_PDQ, 9, 0.93, 0, -1, NULL, NULL},
-                            {w->profile, w->ref, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL}};
+    store_match_new m[2] = {{w->profile, w->ref, VG_MATCH_PDQ, 9, 0.93, 0, -1, NULL, NULL, NULL},
+                            {w->profile, w->ref, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL, NULL}};
     store_scan_new s = {.sha256 = sha,
                         .source_url = "https://cdn.example.com/images/2026/11/abcdef.jpg",
                         .pdq = pdq,
@@ -171,8 +171,9 @@ static void run_reads(const char *path, double seconds)
     static char ids[N][STORE_ID_MAX];
     for (int i = 0; i < N; i++) {
         uint8_t sha[32] = {(uint8_t)i, (uint8_t)(i >> 8)};
-        store_match_new m[2] = {{fx.profile, fx.ref, VG_MATCH_PDQ, 9, 0.93, 0, -1, NULL, NULL},
-                                {fx.profile, fx.ref, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL}};
+        store_match_new m[2] = {
+            {fx.profile, fx.ref, VG_MATCH_PDQ, 9, 0.93, 0, -1, NULL, NULL, NULL},
+            {fx.profile, fx.ref, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL, NULL}};
         store_scan_new s = {.sha256 = sha, .n_matches = 2, .matches = m};
         if (store_scan_insert(fx.st, fx.tenant, &s, ids[i], NULL))
             exit(1);

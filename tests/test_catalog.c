@@ -529,6 +529,114 @@ static void test_faces_json_non_finite(void **state)
     free_features(&ft);
 }
 
+/* A synthetic video: n frames one second apart with random hashes from seed (quality 90). */
+static void make_video(video_hash *h, unsigned seed, size_t n)
+{
+    memset(h, 0, sizeof *h);
+    h->frames = calloc(n, sizeof *h->frames);
+    assert_non_null(h->frames);
+    uint64_t x = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        h->frames[i].frame = (uint32_t)(i * 30);
+        h->frames[i].ts = (double)i;
+        h->frames[i].quality = 90;
+        for (int w = 0; w < 4; w++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            h->frames[i].hash.w[w] = x;
+        }
+    }
+    h->n = n;
+    h->duration_s = (double)(n - 1);
+}
+
+/* Video works: registered through the catalog they match by the vPDQ rule with their segments
+ * (a query that is a later clip of the work maps to the work's time range), are recorded with
+ * their details, survive a reopen (built from the store), and leave matching on removal. */
+static void test_video_reference_index(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    open_catalog(&f, NULL);
+    video_hash work, other, clip;
+    make_video(&work, 1, 20);
+    make_video(&other, 2, 20);
+    /* the query: frames 5..19 of the work, at 0..14 s */
+    memset(&clip, 0, sizeof clip);
+    clip.frames = calloc(15, sizeof *clip.frames);
+    for (size_t i = 0; i < 15; i++) {
+        clip.frames[i] = work.frames[i + 5];
+        clip.frames[i].ts = (double)i;
+    }
+    clip.n = 15;
+    analyze_features ft;
+    memset(&ft, 0, sizeof ft);
+    ft.sha256[0] = 1;
+    catalog_reference_new nr = {
+        .profile_id = f.profile, .kind = STORE_REF_WORK, .features = &ft, .video = &work};
+    store_reference r;
+    assert_int_equal(catalog_reference_add(f.cat, f.tenant, &nr, f.a, &r), VG_OK);
+    assert_true(r.is_video);
+    assert_int_equal(r.video_n_frames, 20);
+    ft.sha256[0] = 2;
+    nr.video = &other;
+    store_reference r2;
+    assert_int_equal(catalog_reference_add(f.cat, f.tenant, &nr, f.a, &r2), VG_OK);
+    /* a likeness cannot be a video */
+    ft.sha256[0] = 3;
+    nr.kind = STORE_REF_LIKENESS;
+    assert_int_not_equal(catalog_reference_add(f.cat, f.tenant, &nr, f.a, NULL), VG_OK);
+
+    video_match_opts mo;
+    video_match_opts_default(&mo);
+    mo.compared_pct = 50; /* the clip shows 15 of the work's 20 frames */
+    for (int round = 0; round < 2; round++) {
+        catalog_video_result res;
+        assert_int_equal(catalog_video_search(f.cat, f.tenant, NULL, &clip, &mo, &res), VG_OK);
+        assert_int_equal(res.n, 1);
+        assert_string_equal(res.matches[0].reference_id, r.id);
+        assert_true(res.matches[0].query_match_pct == 100.0);
+        assert_true(res.matches[0].compared_match_pct == 75.0);
+        assert_int_equal(res.matches[0].n_segments, 1);
+        assert_true(res.matches[0].segments[0].q_start == 0.0);
+        assert_true(res.matches[0].segments[0].c_start == 5.0);
+        assert_true(res.matches[0].segments[0].c_end == 19.0);
+        /* another tenant sees nothing */
+        catalog_video_result none;
+        assert_int_equal(
+            catalog_video_search(f.cat, "tnt_00000000000000000000000000", NULL, &clip, &mo, &none),
+            VG_OK);
+        assert_int_equal(none.n, 0);
+        if (round == 0) {
+            uint8_t sha[32] = {9};
+            assert_int_equal(catalog_video_scan_record(f.cat, f.tenant, NULL, VG_LEVEL_BALANCED,
+                                                       sha, NULL, &res),
+                             VG_OK);
+            store_match m;
+            assert_int_equal(store_match_get(f.st, f.tenant, res.matches[0].match_id, f.a, &m),
+                             VG_OK);
+            assert_non_null(strstr(m.video_json, "\"reference_start\":5"));
+        }
+        catalog_video_result_free(&res);
+        /* reopen: the index comes back from the store */
+        catalog_close(f.cat);
+        index_free(f.ix);
+        open_catalog(&f, NULL);
+    }
+    assert_int_equal(catalog_reference_remove(f.cat, f.tenant, r.id), VG_OK);
+    catalog_video_result res;
+    assert_int_equal(catalog_video_search(f.cat, f.tenant, NULL, &clip, &mo, &res), VG_OK);
+    assert_int_equal(res.n, 0);
+    size_t videos, frames;
+    catalog_video_stats(f.cat, f.tenant, &videos, &frames);
+    assert_int_equal(videos, 1);
+    catalog_video_result_free(&res);
+    free(work.frames);
+    free(other.frames);
+    free(clip.frames);
+    fx_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +647,7 @@ int main(void)
         cmocka_unit_test(test_allocation_failures_leave_both_consistent),
         cmocka_unit_test(test_scan_record_roundtrip),
         cmocka_unit_test(test_faces_json_non_finite),
+        cmocka_unit_test(test_video_reference_index),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,9 +103,10 @@ static int setup(void **state)
     if (store_reference_create(f->st, f->tenant, &w, f->work) ||
         store_reference_create(f->st, f->tenant, &l, f->like))
         return -1;
-    store_match_new m[3] = {{f->profile, f->work, VG_MATCH_PDQ, 14, 0.82, 1, -1, NULL, NULL},
-                            {f->profile, f->work, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL},
-                            {f->profile, f->like, VG_MATCH_FACE, 0.412, 0.7, -1, 0, NULL, NULL}};
+    store_match_new m[3] = {
+        {f->profile, f->work, VG_MATCH_PDQ, 14, 0.82, 1, -1, NULL, NULL, NULL},
+        {f->profile, f->work, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL, NULL},
+        {f->profile, f->like, VG_MATCH_FACE, 0.412, 0.7, -1, 0, NULL, NULL, NULL}};
     store_scan_new s = {.sha256 = sha_s,
                         .source_url = "https://crawler.example/page",
                         .pdq = pdq,
@@ -269,8 +270,8 @@ static void test_mechanism_in_words(void **state)
     };
     store_match_new m[4];
     for (size_t i = 0; i < 4; i++)
-        m[i] = (store_match_new){f->profile,         f->work,        VG_MATCH_PDQ, 20, 0.7, 0, -1,
-                                 cases[i].mechanism, cases[i].region};
+        m[i] = (store_match_new){f->profile,         f->work,         VG_MATCH_PDQ, 20, 0.7, 0, -1,
+                                 cases[i].mechanism, cases[i].region, NULL};
     uint8_t sha[32] = {7};
     store_scan_new s = {.sha256 = sha, .n_matches = 4, .matches = m};
     char scan[STORE_ID_MAX], ids[4][STORE_ID_MAX];
@@ -291,6 +292,40 @@ static void test_mechanism_in_words(void **state)
     store_notice_new n;
     assert_int_equal(dmca_draft(&src, &req, f->a, &n), 0);
     lacks(flat(f->a, n.text), "The infringing image is a");
+}
+
+/* A video match (its details stored with it) is described with both percentages and each
+ * matched time range, in minutes and seconds; damaged details fall back to the PDQ wording. */
+static void test_video_match_in_words(void **state)
+{
+    fx *f = *state;
+    store_match_new m[2] = {
+        {f->profile, f->work, VG_MATCH_PDQ, 10, 0.9, -1, -1, NULL, NULL,
+         "{\"media\":\"video\",\"query_match_percent\":95.2,\"compared_match_percent\":90,"
+         "\"segments\":[{\"query_start\":0,\"query_end\":20,\"reference_start\":2,"
+         "\"reference_end\":22,\"frames\":21},{\"query_start\":65,\"query_end\":3700.4,"
+         "\"reference_start\":30,\"reference_end\":40,\"frames\":3}]}"},
+        {f->profile, f->work, VG_MATCH_PDQ, 10, 0.9, -1, -1, NULL, NULL, "{not json"},
+    };
+    uint8_t sha[32] = {8};
+    store_scan_new s = {.sha256 = sha, .n_matches = 2, .matches = m};
+    char scan[STORE_ID_MAX], ids[2][STORE_ID_MAX];
+    assert_int_equal(store_scan_insert(f->st, f->tenant, &s, scan, ids), 0);
+    dmca_request req = request();
+    store_notice_source src;
+    assert_int_equal(store_notice_source_get(f->st, f->tenant, ids[0], f->a, &src), 0);
+    store_notice_new n;
+    assert_int_equal(dmca_draft(&src, &req, f->a, &n), 0);
+    const char *t = flat(f->a, n.text);
+    contains(t, "90% of the protected video's frames and 95% of the infringing video's frames");
+    contains(t, "0:00 to 0:20 of the infringing video shows 0:02 to 0:22 of the protected video");
+    contains(t, "1:05 to 1:01:40 of the infringing video shows 0:30 to 0:40");
+    contains(n.html, "of the infringing video shows 0:02 to 0:22");
+    assert_int_equal(store_notice_source_get(f->st, f->tenant, ids[1], f->a, &src), 0);
+    assert_int_equal(dmca_draft(&src, &req, f->a, &n), 0);
+    t = flat(f->a, n.text);
+    lacks(t, "vPDQ");
+    contains(t, "perceptual hash (PDQ)");
 }
 
 static void test_exact_and_agent_signer(void **state)
@@ -544,6 +579,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_transition_table),
         cmocka_unit_test_setup_teardown(test_work_notice_has_every_element, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_video_match_in_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_exact_and_agent_signer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_mechanism_in_words, setup, teardown),
         cmocka_unit_test_setup_teardown(test_likeness_notice_is_not_a_copyright_claim, setup,

@@ -148,8 +148,8 @@ static void make_scan(fx *f, const char *tenant, const char *profile, const char
     fill(sha, 32, seed);
     fill(pdq, 32, seed + 5);
     store_match_new m[2] = {
-        {profile, ref, VG_MATCH_PDQ, 12.0, 0.9, 3, -1, NULL, NULL},
-        {profile, ref, VG_MATCH_EXACT, 0.0, 1.0, -1, -1, NULL, NULL},
+        {profile, ref, VG_MATCH_PDQ, 12.0, 0.9, 3, -1, NULL, NULL, NULL},
+        {profile, ref, VG_MATCH_EXACT, 0.0, 1.0, -1, -1, NULL, NULL, NULL},
     };
     store_scan_new s = {.sha256 = sha,
                         .source_url = "https://bad.example/x.jpg",
@@ -304,7 +304,7 @@ static void test_migrate_v4_pdq_regions_and_mechanism(void **state)
     nr.n_pdq_regions = STORE_MAX_PDQ_REGIONS + 1;
     assert_int_equal(store_reference_create(st, t, &nr, new_ref), VG_EINVAL);
 
-    store_match_new m2 = {p, old_ref, VG_MATCH_PDQ, 9, 0.85, 0, -1, "region", "centre80"};
+    store_match_new m2 = {p, old_ref, VG_MATCH_PDQ, 9, 0.85, 0, -1, "region", "centre80", NULL};
     sc.matches = &m2;
     sc.n_matches = 1;
     assert_int_equal(store_scan_insert(st, t, &sc, scan, old_match), 0);
@@ -313,6 +313,167 @@ static void test_migrate_v4_pdq_regions_and_mechanism(void **state)
     assert_string_equal(sm.region, "centre80");
     m2.mechanism = "sideways"; /* the schema keeps the set closed */
     assert_int_not_equal(store_scan_insert(st, t, &sc, scan, old_match), 0);
+    store_close(st);
+}
+
+static int count_videos(void *ctx, const char *tenant, const char *profile, const char *ref,
+                        const uint8_t *frames, size_t len)
+{
+    (void)tenant, (void)profile, (void)ref;
+    size_t *n = ctx;
+    assert_int_equal(len, 3);
+    assert_memory_equal(frames, "abc", 3);
+    (*n)++;
+    return 0;
+}
+
+/* Schema 5 (video): a version-4 database with a reference and a match opens; they read back as
+ * an image reference and an image match; a video reference and a video match written afterwards
+ * keep their frames and details, and the video walk sees only the live video references. */
+static void test_migrate_v5_video(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    store *st = NULL;
+    assert_int_equal(store__open_at(&c, 4, &st), 0);
+    char t[STORE_ID_MAX], p[STORE_ID_MAX], old_ref[STORE_ID_MAX], scan[STORE_ID_MAX];
+    char mids[1][STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(st, "old", STORE_TENANT_CREATOR, t), 0);
+    store_profile_fields pf = {.name = "Old Profile"};
+    assert_int_equal(store_profile_create(st, t, &pf, p), 0);
+    uint8_t sha[32] = {1}, pdq[32] = {2};
+    store_reference_new nr = {
+        .profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha, .pdq = pdq, .pdq_quality = 90};
+    assert_int_equal(store_reference_create(st, t, &nr, old_ref), 0);
+    store_close(st);
+    /* a match as a version-4 build wrote it (without the video column) */
+    snprintf(scan, sizeof scan, "scn_00000000000000000000000001");
+    snprintf(mids[0], sizeof mids[0], "mat_00000000000000000000000001");
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO scans(id, tenant_id, created_ms, sha256, n_matches) "
+             "VALUES('%s', '%s', 1, zeroblob(32), 1);"
+             "INSERT INTO matches(id, scan_id, tenant_id, profile_id, reference_id, kind, "
+             "distance, confidence, dihedral, face_index, created_ms, mechanism) "
+             "VALUES('%s', '%s', '%s', '%s', '%s', 'pdq', 12, 0.8, 0, -1, 1, 'whole');",
+             scan, t, mids[0], scan, t, p, old_ref);
+    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(db);
+    store_match_new m = {p, old_ref, VG_MATCH_PDQ, 9, 0.85, 0, -1, NULL, NULL, NULL};
+    store_scan_new sc = {.sha256 = sha, .n_matches = 1, .matches = &m};
+
+    assert_int_equal(store_open(&c, &st), 0);
+    assert_int_equal(store_schema_version(st), 5);
+    store_reference r;
+    assert_int_equal(store_reference_get(st, t, old_ref, f->a, &r), 0);
+    assert_false(r.is_video);
+    store_match sm;
+    assert_int_equal(store_match_get(st, t, mids[0], f->a, &sm), 0);
+    assert_null(sm.video_json);
+
+    uint8_t sha2[32] = {3};
+    store_reference_new vr = {.profile_id = p,
+                              .kind = STORE_REF_WORK,
+                              .sha256 = sha2,
+                              .video_frames = (const uint8_t *)"abc",
+                              .video_frames_len = 3,
+                              .video_n_frames = 1,
+                              .video_duration_s = 22.5};
+    char vref[STORE_ID_MAX];
+    assert_int_equal(store_reference_create(st, t, &vr, vref), 0);
+    assert_int_equal(store_reference_get(st, t, vref, f->a, &r), 0);
+    assert_true(r.is_video);
+    assert_int_equal(r.video_n_frames, 1);
+    assert_true(r.video_duration_s == 22.5);
+    size_t n = 0;
+    assert_int_equal(store_reference_video_foreach(st, t, count_videos, &n), 0);
+    assert_int_equal(n, 1);
+    m.reference_id = vref;
+    m.video_json = "{\"segments\":[]}";
+    assert_int_equal(store_scan_insert(st, t, &sc, scan, mids), 0);
+    assert_int_equal(store_match_get(st, t, mids[0], f->a, &sm), 0);
+    assert_string_equal(sm.video_json, "{\"segments\":[]}");
+    /* a deleted video reference leaves the walk */
+    assert_int_equal(store_reference_delete(st, t, vref), 0);
+    n = 0;
+    assert_int_equal(store_reference_video_foreach(st, t, count_videos, &n), 0);
+    assert_int_equal(n, 0);
+    store_close(st);
+}
+
+/* Video jobs: created queued, started once (a second start is a conflict), progress, finish;
+ * tenant-scoped reads; a job left running by a dead server is re-queued at the next start and,
+ * once it has used its attempts, failed with the reason instead of running again. */
+static void test_video_jobs(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    store *st = NULL;
+    assert_int_equal(store_open(&c, &st), 0);
+    char t[STORE_ID_MAX], t2[STORE_ID_MAX], j1[STORE_ID_MAX], j2[STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(st, "a", STORE_TENANT_CREATOR, t), 0);
+    assert_int_equal(store_tenant_create(st, "b", STORE_TENANT_CREATOR, t2), 0);
+    assert_int_equal(store_job_create(st, t, "{}", "jobs/x.video", 10, j1), 0);
+    assert_int_equal(store_job_create(st, t, "{}", "jobs/y.video", 20, j2), 0);
+    assert_int_equal(store_job_create(st, t, NULL, "f", 1, j2), VG_EINVAL);
+    store_job j;
+    assert_int_equal(store_job_get(st, t, j1, f->a, &j), 0);
+    assert_int_equal(j.state, STORE_JOB_QUEUED);
+    assert_string_equal(j.file, "jobs/x.video");
+    assert_int_equal(j.bytes, 10);
+    assert_int_equal(store_job_get(st, t2, j1, f->a, &j), VG_ENOTFOUND);
+    assert_int_equal(store_job_get(st, t, "job_nope", f->a, &j), VG_ENOTFOUND);
+    char(*ids)[STORE_ID_MAX];
+    size_t n;
+    assert_int_equal(store_job_queued(st, 10, f->a, &ids, &n), 0);
+    assert_int_equal(n, 2);
+    assert_string_equal(ids[0], j1);
+
+    int started = 0;
+    assert_int_equal(store_job_start(st, j1, 3, &started), 0);
+    assert_true(started);
+    assert_int_equal(store_job_start(st, j1, 3, &started), VG_ECONFLICT);
+    assert_int_equal(store_job_progress(st, j1, 0.5), 0);
+    assert_int_equal(store_job_progress(st, j1, 1.5), VG_EINVAL);
+    assert_int_equal(store_job_finish(st, j1, STORE_JOB_DONE, "{\"ok\":1}", NULL, 0), 0);
+    assert_int_equal(store_job_get(st, t, j1, f->a, &j), 0);
+    assert_int_equal(j.state, STORE_JOB_DONE);
+    assert_int_equal(j.attempts, 1);
+    assert_true(j.progress == 1.0);
+    assert_string_equal(j.result, "{\"ok\":1}");
+    assert_int_equal(store_job_finish(st, j1, STORE_JOB_FAILED, NULL, "x", 500), VG_ECONFLICT);
+
+    /* j2 dies running twice (max 2 attempts): re-queued once, then failed with the reason */
+    size_t rq = 9, fl = 9;
+    assert_int_equal(store_job_start(st, j2, 2, &started), 0);
+    store_close(st);
+    assert_int_equal(store_open(&c, &st), 0);
+    assert_int_equal(store_job_recover(st, 2, &rq, &fl), 0);
+    assert_int_equal(rq, 1);
+    assert_int_equal(fl, 0);
+    assert_int_equal(store_job_get(st, t, j2, f->a, &j), 0);
+    assert_int_equal(j.state, STORE_JOB_QUEUED);
+    assert_int_equal(store_job_start(st, j2, 2, &started), 0);
+    assert_true(started);
+    assert_int_equal(store_job_recover(st, 2, &rq, &fl), 0);
+    assert_int_equal(rq, 0);
+    assert_int_equal(fl, 1);
+    assert_int_equal(store_job_get(st, t, j2, f->a, &j), 0);
+    assert_int_equal(j.state, STORE_JOB_FAILED);
+    assert_int_equal(j.attempts, 2);
+    assert_int_equal(j.error_status, 500);
+    assert_non_null(strstr(j.error, "stopped 2 times"));
+    /* a queued job over its attempts fails at start instead of running */
+    char j3[STORE_ID_MAX];
+    assert_int_equal(store_job_create(st, t, "{}", "z", 1, j3), 0);
+    assert_int_equal(store_job_start(st, j3, 0, &started), 0);
+    assert_false(started);
+    assert_int_equal(store_job_get(st, t, j3, f->a, &j), 0);
+    assert_int_equal(j.state, STORE_JOB_FAILED);
     store_close(st);
 }
 
@@ -1028,7 +1189,7 @@ static void test_scans_and_matches(void **state)
     /* Validation, and a match on another profile's reference is refused with nothing stored. */
     char p2[STORE_ID_MAX], scan[STORE_ID_MAX];
     make_profile(f, f->t1, "Other", p2);
-    store_match_new bad = {p2, r, VG_MATCH_PDQ, 3, 0.9, 0, -1, NULL, NULL};
+    store_match_new bad = {p2, r, VG_MATCH_PDQ, 3, 0.9, 0, -1, NULL, NULL, NULL};
     store_scan_new s = {.sha256 = sha, .n_matches = 1, .matches = &bad};
     assert_int_equal(store_scan_insert(f->st, f->t1, &s, scan, NULL), VG_ENOTFOUND);
     bad.profile_id = p;
@@ -1256,7 +1417,7 @@ static void test_tenant_isolation(void **state)
     uint8_t sha[32] = {7};
     store_reference_new rn = {.profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha};
     assert_int_equal(store_reference_create(f->st, B, &rn, x), VG_ENOTFOUND);
-    store_match_new mn = {p, r, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL};
+    store_match_new mn = {p, r, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL, NULL};
     store_scan_new sn = {.sha256 = sha, .n_matches = 1, .matches = &mn};
     assert_int_equal(store_scan_insert(f->st, B, &sn, x, NULL), VG_ENOTFOUND);
 
@@ -1313,8 +1474,9 @@ static void *writer_main(void *arg)
     for (int i = 0; i < w->n && !(w->stop && *w->stop); i++) {
         uint8_t sha[32];
         fill(sha, 32, (unsigned)(w->base + i));
-        store_match_new m[2] = {{w->profile, w->ref, VG_MATCH_PDQ, 10, 0.9, 0, -1, NULL, NULL},
-                                {w->profile, w->ref, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL}};
+        store_match_new m[2] = {
+            {w->profile, w->ref, VG_MATCH_PDQ, 10, 0.9, 0, -1, NULL, NULL, NULL},
+            {w->profile, w->ref, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL, NULL}};
         store_scan_new s = {.sha256 = sha, .n_matches = 2, .matches = m, .level = "speed"};
         char id[STORE_ID_MAX], mids[2][STORE_ID_MAX];
         if (store_scan_insert(w->f->st, w->tenant, &s, id, mids) != 0)
@@ -1372,7 +1534,7 @@ static void *mixed_main(void *arg)
 {
     mixed_ctx *c = arg;
     uint8_t sha[32] = {1};
-    store_match_new m = {c->profile, c->ref, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL};
+    store_match_new m = {c->profile, c->ref, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL, NULL};
     store_scan_new s = {.sha256 = sha, .n_matches = 1, .matches = &m};
     char id[STORE_ID_MAX];
     c->rc = 0;
@@ -1841,6 +2003,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_migrate_empty_and_reopen, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_stepwise_keeps_data, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v5_video, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_video_jobs, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v4_pdq_regions_and_mechanism, setup_dir,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refuse_newer_schema, setup_dir, teardown),

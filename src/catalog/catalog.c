@@ -13,7 +13,7 @@
  * reference's store create and its index insert (which would leave a reference of a deleted
  * profile in the index until the next start). Scans never touch the index and take no lock.
  */
-#include "catalog/catalog.h"
+#include "catalog/catalog_int.h"
 
 #include "index/index.h"
 #include "pdq/pdq.h"
@@ -37,7 +37,18 @@ struct catalog {
     catalog_erase_fn erase; /* set before sharing; read-only afterwards */
     void *erase_arg;
     pthread_rwlock_t stripes[CATALOG__LOCK_STRIPES];
+    catalog__videos *videos; /* every tenant's video index (catalog_video.c) */
 };
+
+catalog__videos *catalog__videos_of(catalog *c)
+{
+    return c->videos;
+}
+
+store *catalog__store_of(catalog *c)
+{
+    return c->st;
+}
 
 /* ---- locks ---------------------------------------------------------------------------------- */
 
@@ -104,6 +115,8 @@ int catalog_open(store *st, index_db *ix, catalog **out)
     if (rc == VG_OK && brc != VG_OK)
         VG_WARN("catalog", "index: %s (searches of that tenant scan flat until its next rebuild)",
                 vg_err_msg());
+    if (rc == VG_OK)
+        rc = catalog__videos_open(st, &c->videos);
     if (rc != VG_OK) {
         catalog_close(c);
         return rc;
@@ -118,6 +131,7 @@ void catalog_close(catalog *c)
         return;
     for (size_t i = 0; i < CATALOG__LOCK_STRIPES; i++)
         pthread_rwlock_destroy(&c->stripes[i]);
+    catalog__videos_close(c->videos);
     vg_free(c);
 }
 
@@ -192,6 +206,19 @@ static int catalog__reference_new(const catalog_reference_new *r, vg_arena *a,
     nr->n_faces = nf;
     nr->image = r->image;
     nr->image_len = r->image ? r->image_len : 0;
+    if (r->video) {
+        if (r->kind != STORE_REF_WORK)
+            return vg_err_set(VG_EINVAL, "a video can only be a work");
+        uint8_t *frames;
+        size_t len;
+        int rc = catalog__video_encode(r->video, a, &frames, &len);
+        if (rc != VG_OK)
+            return rc;
+        nr->video_frames = frames;
+        nr->video_frames_len = len;
+        nr->video_n_frames = r->video->n;
+        nr->video_duration_s = r->video->duration_s >= 0 ? r->video->duration_s : 0;
+    }
     return VG_OK;
 }
 
@@ -241,8 +268,12 @@ int catalog_reference_add(catalog *c, const char *tenant_id, const catalog_refer
             snprintf(gone.id, sizeof gone.id, "%s", id);
             snprintf(gone.tenant_id, sizeof gone.tenant_id, "%s", tenant_id);
             rc = catalog__rollback(c, tenant_id, &gone, rc);
-        } else if ((rc = catalog__index_add(c->ix, &sr)) != VG_OK) {
+        } else if ((rc = catalog__index_add(c->ix, &sr)) != VG_OK ||
+                   (r->video && (rc = catalog__videos_add(c->videos, tenant_id, sr.profile_id,
+                                                          sr.id, r->video)) != VG_OK)) {
             rc = catalog__rollback(c, tenant_id, &sr, rc);
+            if (r->video) /* what was added of it: the store no longer lists it */
+                catalog__videos_rebuild(c->videos, c->st, tenant_id);
         }
     }
     pthread_rwlock_unlock(lock);
@@ -271,6 +302,11 @@ int catalog_reference_remove(catalog *c, const char *tenant_id, const char *refe
         int irc = index_remove_reference(c->ix, r.tenant_id, reference_id);
         if (irc != VG_OK && irc != VG_ENOTFOUND)
             VG_ERROR("catalog", "index_remove_reference %s: %s", reference_id, vg_err_msg());
+        if (r.is_video && catalog__videos_rebuild(c->videos, c->st, tenant_id) != VG_OK)
+            VG_ERROR("catalog",
+                     "video index of %s: %s (its videos match nothing until the next "
+                     "start)",
+                     tenant_id, vg_err_msg());
     }
     pthread_rwlock_unlock(lock);
     /* Erasure: the descriptors must not outlive the reference in any cache tier. */
@@ -350,6 +386,11 @@ int catalog_profile_remove(catalog *c, const char *tenant_id, const char *profil
         int irc = index_remove_profile(c->ix, tenant_id, profile_id);
         if (irc != VG_OK && irc != VG_ENOTFOUND)
             VG_ERROR("catalog", "index_remove_profile %s: %s", profile_id, vg_err_msg());
+        if (catalog__videos_rebuild(c->videos, c->st, tenant_id) != VG_OK)
+            VG_ERROR("catalog",
+                     "video index of %s: %s (its videos match nothing until the next "
+                     "start)",
+                     tenant_id, vg_err_msg());
     }
     pthread_rwlock_unlock(lock);
     if (rc == VG_OK) {

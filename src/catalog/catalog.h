@@ -39,6 +39,7 @@
 #include "analyze/analyze.h"
 #include "core/core.h"
 #include "store/store.h"
+#include "video/video.h"
 
 struct index_db;
 typedef struct catalog catalog;
@@ -70,6 +71,9 @@ typedef struct catalog_reference_new {
     const analyze_features *features; /* required */
     const uint8_t *image;             /* the image bytes to keep, or NULL (not kept) */
     size_t image_len;
+    /* A video work: its vPDQ hash (features then carries only the SHA-256 of the video bytes).
+     * Stored with the reference and added to the tenant's video index. NULL for an image. */
+    const video_hash *video;
 } catalog_reference_new;
 
 /* Registers a reference: stored (faces beyond STORE_MAX_FACES_PER_REF are not kept), then its
@@ -91,6 +95,53 @@ int catalog_reference_remove(catalog *c, const char *tenant_id, const char *refe
  * Errors are the store's; then nothing was changed. */
 int catalog_profile_remove(catalog *c, const char *tenant_id, const char *profile_id,
                            size_t *n_refs);
+
+/* ---- video ---------------------------------------------------------------------------------- */
+
+/* Each tenant's video works are held in a video_index (src/video: frames tagged by video, found
+ * through multi-index hashing, never all pairs), built from the store at catalog_open and kept
+ * in step by catalog_reference_add / _remove / catalog_profile_remove (a removal rebuilds that
+ * tenant's video index from the store). Searches of one tenant run concurrently with each
+ * other; an add or a rebuild of that tenant waits for them. */
+
+/* One protected video a query matched (ids copied; segments owned by the result). */
+typedef struct catalog_video_match {
+    char profile_id[STORE_ID_MAX];
+    char reference_id[STORE_ID_MAX];
+    char match_id[STORE_ID_MAX]; /* after catalog_video_scan_record; "" otherwise */
+    double query_match_pct, compared_match_pct;
+    uint32_t query_frames, query_matched, compared_frames, compared_matched;
+    video_segment *segments; /* query start-end vs reference start-end, seconds */
+    size_t n_segments;
+} catalog_video_match;
+
+typedef struct catalog_video_result {
+    catalog_video_match *matches; /* by descending compared_match_pct */
+    size_t n;
+    uint32_t query_frames;
+    char scan_id[STORE_ID_MAX]; /* after catalog_video_scan_record */
+} catalog_video_result;
+
+/* Frees what a search wrote and zeroes *r. NULL is a no-op. */
+void catalog_video_result_free(catalog_video_result *r);
+
+/* Matches a query video against the tenant's protected videos by the vPDQ rule (o NULL =
+ * defaults); profile_id (may be NULL) keeps only that profile's. *out overwritten (free it).
+ * VG_EINVAL, VG_ENOMEM. Thread-safe. */
+int catalog_video_search(catalog *c, const char *tenant_id, const char *profile_id,
+                         const video_hash *q, const video_match_opts *o, catalog_video_result *out);
+/* Records a video analysis as one scan (sha256 of the video bytes; timings_json optional) with
+ * one PDQ match per matched video whose details (percentages, segments) are its video JSON.
+ * Fills res->scan_id and each match_id. Errors: the store's, VG_ENOMEM. */
+int catalog_video_scan_record(catalog *c, const char *tenant_id, const char *source_url,
+                              vg_level level, const uint8_t sha256[32], const char *timings_json,
+                              catalog_video_result *res);
+/* A video match's details as stored with it and answered by the API: {"media":"video",
+ * "query_match_percent", "compared_match_percent", the four frame counts, "segments":
+ * [{"query_start","query_end","reference_start","reference_end","frames"}]}. New reference. */
+json_t *catalog_video_match_json(const catalog_video_match *m);
+/* Videos and frames indexed for a tenant (0, 0 when it has none). */
+void catalog_video_stats(catalog *c, const char *tenant_id, size_t *videos, size_t *frames);
 
 /* ---- evidence ------------------------------------------------------------------------------- */
 

@@ -117,6 +117,17 @@ static const conf_def rows[] = {
     {"self_heal_for", CONF_DURATION, "60s", "self-healing: a condition must hold this long before its action runs (ops time)", NULL, 0, 86400000, 0, F(self_heal_for_ms)},
     {"self_heal_cooldown", CONF_DURATION, "5m", "self-healing: least time between two runs of one action (ops time)", NULL, 0, 86400000, 0, F(self_heal_cooldown_ms)},
     {"self_heal_max_per_hour", CONF_INT, "6", "self-healing: most runs of one action per hour (ops time)", NULL, 1, 60, 0, F(self_heal_max_per_hour)},
+    /* video (docs/VIDEO.md, "API"): analyses, jobs, limits */
+    {"video_sync_max_s", CONF_FLOAT, "10", "a video analysis answers directly up to this duration (s); a longer one is a job (202, GET /api/v1/jobs/{id})", NULL, 0, 86400, 0, F(video_sync_max_s)},
+    {"video_workers", CONF_INT, "1", "threads that hash videos (analyses, references and jobs; each decode runs in its own child process)", NULL, 1, 64, 0, F(video_workers)},
+    {"video_max_queued_jobs", CONF_INT, "1000", "video jobs waiting to run; past it a long video is refused with 503", NULL, 1, 1000000, 0, F(video_max_queued_jobs)},
+    {"video_job_max_attempts", CONF_INT, "3", "times a job is started before it is failed (a server that dies during a job re-queues it at the next start)", NULL, 1, 100, 0, F(video_job_max_attempts)},
+    {"video_max_duration_s", CONF_FLOAT, "14400", "longest video accepted (s); longer is 422 naming the limit 'duration'", NULL, 1, 86400, 0, F(video_max_duration_s)},
+    {"video_max_dimension", CONF_INT, "8192", "largest video width or height (px); larger is 422 naming 'dimension'", NULL, 16, 65536, 0, F(video_max_dimension)},
+    {"video_child_mem_bytes", CONF_SIZE, "2GiB", "address space the decoder child may map beyond what it inherits; past it 413 naming 'child_memory'", NULL, 64.0 * 1048576, BIG, 0, F(video_child_mem_bytes)},
+    {"video_wall_ms", CONF_DURATION, "15m", "wall time of one video decode; past it the child is killed and the answer is 422 naming 'wall'", NULL, 1000, 86400000, 0, F(video_wall_ms)},
+    {"video_callback_timeout_ms", CONF_DURATION, "5s", "time allowed for one job completion callback POST (callback_url); one retry", NULL, 100, 60000, 0, F(video_callback_timeout_ms)},
+    {"fault_video_job_delay_ms", CONF_INT, "0", "TEST ONLY: a video job sleeps this long after it starts running (ms)", NULL, 0, 600000, 0, F(fault_video_job_delay_ms)},
     /* test-only fault injection (never in production) */
     {"fault_analysis_error_rate", CONF_FLOAT, "0", "TEST ONLY: share of computed images failed on purpose (0..1)", NULL, 0, 1, 0, F(fault_analysis_error_rate)},
     {"fault_stage_delay_ms", CONF_INT, "0", "TEST ONLY: sleep this long before each computed image's decode (ms)", NULL, 0, 60000, 0, F(fault_stage_delay_ms)},

@@ -146,6 +146,17 @@ typedef struct conf_settings {
     int64_t ops_slo_api_p95_ms;      /* API P95 objective */
     double ops_slo_error_rate;       /* largest error rate, e.g. 0.01 */
     uint64_t ops_memory_limit;       /* memory_percent against it; 0 = cgroup, else MemTotal */
+    /* video (docs/VIDEO.md, "API") */
+    double video_sync_max_s;
+    int64_t video_workers;
+    int64_t video_max_queued_jobs;
+    int64_t video_job_max_attempts;
+    double video_max_duration_s;
+    int64_t video_max_dimension;
+    uint64_t video_child_mem_bytes;
+    uint64_t video_wall_ms;
+    uint64_t video_callback_timeout_ms;
+    int64_t fault_video_job_delay_ms;
     /* where each value came from, by table index (for the start-up log and tests) */
     unsigned char source[192];
 } conf_settings;

@@ -13,10 +13,13 @@
  *     same indent, so no value can start a line that reads like the notice's own wording.
  * Both outputs are bounded by STORE_NOTICE_MAX_BYTES.
  */
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include <jansson.h>
 
 #include "dmca/dmca.h"
 
@@ -370,8 +373,61 @@ static const char *describe_mechanism(const store_match *m)
     return "";
 }
 
+/* "m:ss" (or "h:mm:ss") of a time in seconds, rounded to the second: frames are sampled once a
+ * second, so finer would claim a precision the evidence does not have. */
+static void clock_time(double s, char *buf, size_t n)
+{
+    long t = s > 0 && s < 1e9 ? lround(s) : 0;
+    if (t >= 3600)
+        snprintf(buf, n, "%ld:%02ld:%02ld", t / 3600, t / 60 % 60, t % 60);
+    else
+        snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
+}
+
+/* A video match (store_match.video_json, the catalog's encoding): both percentages and each
+ * matched time range in plain words. 0 when the details are unreadable (then the match is
+ * described as a PDQ match). */
+static int describe_video(const store_match *m, char *buf, size_t n)
+{
+    json_t *v = json_loads(m->video_json, 0, NULL);
+    json_t *segs = json_object_get(v, "segments");
+    if (!json_is_object(v) || !json_is_array(segs)) {
+        json_decref(v);
+        return 0;
+    }
+    int len = snprintf(buf, n,
+                       "video match by vPDQ (perceptual hashes of frames sampled once a second; "
+                       "a frame matches within 31 of 256 bits): %.0f%% of the protected video's "
+                       "frames and %.0f%% of the infringing video's frames have a match. Matching "
+                       "time ranges:",
+                       json_number_value(json_object_get(v, "compared_match_percent")),
+                       json_number_value(json_object_get(v, "query_match_percent")));
+    size_t i;
+    json_t *g;
+    json_array_foreach(segs, i, g)
+    {
+        char qs[32], qe[32], cs[32], ce[32];
+        clock_time(json_number_value(json_object_get(g, "query_start")), qs, sizeof qs);
+        clock_time(json_number_value(json_object_get(g, "query_end")), qe, sizeof qe);
+        clock_time(json_number_value(json_object_get(g, "reference_start")), cs, sizeof cs);
+        clock_time(json_number_value(json_object_get(g, "reference_end")), ce, sizeof ce);
+        if (len < 0 || (size_t)len >= n)
+            break;
+        len += snprintf(buf + len, n - (size_t)len,
+                        "%s %s to %s of the infringing video shows %s to %s of the protected "
+                        "video",
+                        i ? ";" : "", qs, qe, cs, ce);
+    }
+    if (len >= 0 && (size_t)len < n)
+        snprintf(buf + len, n - (size_t)len, "%s", json_array_size(segs) ? "." : " none.");
+    json_decref(v);
+    return 1;
+}
+
 static void describe_match(const store_match *m, char *buf, size_t n)
 {
+    if (m->video_json && describe_video(m, buf, n))
+        return;
     switch (m->kind) {
     case VG_MATCH_EXACT:
         snprintf(buf, n,
@@ -416,7 +472,7 @@ static void render(doc *d, const store_notice_source *src, const dmca_request *r
         prof->f.legal_name && *prof->f.legal_name ? prof->f.legal_name : prof->f.name;
     const char *owner =
         ref->copyright_holder && *ref->copyright_holder ? ref->copyright_holder : claimant->name;
-    char date[64], when[32], hex[VG_SHA256_HEX_BYTES], refhex[VG_SHA256_HEX_BYTES], how[768];
+    char date[64], when[32], hex[VG_SHA256_HEX_BYTES], refhex[VG_SHA256_HEX_BYTES], how[4096];
     format_date(now_ms, date, sizeof date);
     vg_format_time(src->scan.created_ms, when, sizeof when);
     vg_hex_encode(src->scan.sha256, 32, hex);
@@ -466,7 +522,11 @@ static void render(doc *d, const store_notice_source *src, const dmca_request *r
     if (!likeness) {
         d_section(d, "1. The copyrighted work (512(c)(3)(A)(ii))");
         d_fields_begin(d);
-        d_field(d, "Title", ref->title ? ref->title : "(untitled image)", F_LINE);
+        d_field(d, "Title",
+                ref->title      ? ref->title
+                : ref->is_video ? "(untitled video)"
+                                : "(untitled image)",
+                F_LINE);
         d_field(d, "Description", ref->description, F_LINES);
         d_field(d, "Original location", ref->original_url, F_URL);
         d_field(d, "Copyright owner", owner, F_LINE);

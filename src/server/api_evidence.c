@@ -20,6 +20,17 @@ static json_t *with_mechanism(json_t *o, const char *mechanism, const char *regi
     return o;
 }
 
+/* A video match (schema 5) adds its details: "media":"video", both percentages, frame counts
+ * and the segments (query start-end vs reference start-end, seconds). */
+static json_t *with_video(json_t *o, const char *video_json)
+{
+    json_t *v = video_json ? json_loads(video_json, 0, NULL) : NULL;
+    if (o && json_is_object(v))
+        json_object_update(o, v);
+    json_decref(v);
+    return o;
+}
+
 static json_t *match_json(const store_match *m)
 {
     json_t *o =
@@ -30,7 +41,7 @@ static json_t *match_json(const store_match *m)
                   "face_index", m->face_index >= 0 ? json_integer(m->face_index) : json_null(),
                   "sha256", server__hex(m->scan_sha256, 32), "source_url",
                   server__str(m->scan_source_url), "created_at", server__time(m->created_ms));
-    return with_mechanism(o, m->mechanism, m->region);
+    return with_video(with_mechanism(o, m->mechanism, m->region), m->video_json);
 }
 
 static json_t *scan_json(const store_scan *sc, int with_matches)
@@ -259,6 +270,17 @@ typedef struct an_batch {
     _Atomic size_t pending; /* jobs not done + 1 for the submitting handler */
 } an_batch;
 
+int server__analyze_fields(server *s, srv_input *in, analyze_request *ar, const char **source_url,
+                           int *store_out)
+{
+    an_record rec;
+    if (analyze_options(s, in, ar, &rec))
+        return -1;
+    *source_url = rec.source_url;
+    *store_out = rec.store;
+    return 0;
+}
+
 /* parse -> analyze -> catalog -> reply: the catalog step, on the analysis thread that completed
  * the job (the evidence write waits for its commit there, not on a network thread). 0, or the
  * failure with its detail in j->detail. */
@@ -305,6 +327,8 @@ void server__api_analyze(http_req *req, void *ud)
         server__unavailable(req, "analyze");
         return;
     }
+    if (server__video_analyze(s, req) != 0) /* a video: answered, now or by a video worker */
+        return;
     srv_input in;
     if (server__input_parse(req, 1, &in))
         return;

@@ -149,7 +149,7 @@ void server__api_profile_delete(http_req *req, void *ud)
 
 /* ---- references ------------------------------------------------------------------------------ */
 
-static json_t *reference_json(const store_reference *r)
+json_t *server__reference_json(const store_reference *r)
 {
     json_t *o = json_pack("{s:s,s:s,s:s,s:o,s:o,s:o,s:o,s:o,s:I,s:b,s:o}", "id", r->id,
                           "profile_id", r->profile_id, "kind", store_ref_kind_name(r->kind),
@@ -162,6 +162,12 @@ static json_t *reference_json(const store_reference *r)
                         r->has_pdq ? json_pack("{s:o,s:i}", "hash", server__pdq_hex(r->pdq),
                                                "quality", r->pdq_quality)
                                    : json_null());
+    if (r->is_video) /* a video work (schema 5): new fields only */
+        json_object_set_new(o, "media", json_string("video"));
+    if (r->is_video)
+        json_object_set_new(o, "video",
+                            json_pack("{s:I,s:f}", "frames", (json_int_t)r->video_n_frames,
+                                      "duration_s", r->video_duration_s));
     return o;
 }
 
@@ -186,7 +192,7 @@ void server__api_reference_list(http_req *req, void *ud)
     }
     json_t *arr = json_array();
     for (size_t i = 0; i < page.n; i++)
-        json_array_append_new(arr, reference_json(&items[i]));
+        json_array_append_new(arr, server__reference_json(&items[i]));
     server__reply_page(req, arr, &page);
 }
 
@@ -200,7 +206,7 @@ void server__api_reference_get(http_req *req, void *ud)
         server__reply_err(req, rc, "no such reference");
         return;
     }
-    http_reply_json(req, 200, reference_json(&r));
+    http_reply_json(req, 200, server__reference_json(&r));
 }
 
 void server__api_reference_image(http_req *req, void *ud)
@@ -267,7 +273,7 @@ static void ref_store(ref_job *j)
         server__reply_err(req, rc, "cannot store the reference");
         return;
     }
-    http_reply_json(req, 201, reference_json(&r));
+    http_reply_json(req, 201, server__reference_json(&r));
 }
 
 static void ref_done(void *arg, int status, const char *detail)
@@ -292,6 +298,8 @@ void server__api_reference_create(http_req *req, void *ud)
         return;
     }
     const char *pid = http_req_param(req, "profile_id");
+    if (server__video_reference(s, req, pid) != 0) /* a video work */
+        return;
     srv_input in;
     if (server__input_parse(req, 1, &in))
         return;

@@ -602,6 +602,8 @@ int server_open(const conf_settings *cfg, server **out)
 
     if ((rc = open_analysis(s)) != VG_OK)
         goto fail;
+    if ((rc = server__video_open(s)) != VG_OK)
+        goto fail;
     if ((rc = open_ops(s)) != VG_OK)
         goto fail;
     /* Engines that act on the KPI windows run on the ops thread, once per tick. */
@@ -710,6 +712,7 @@ void server_close(server *s)
     /* Queued analyses finish and resume their requests before the HTTP server goes away. */
     analyze_ctx_free(s->an);
     s->an = NULL;
+    server__video_close(s); /* its waiting requests answered before the HTTP server goes */
     http_server_close(s->http);
     s->http = NULL;
     /* last SLA minute and the clean-stop heartbeat, after the last answer was recorded */

@@ -33,6 +33,7 @@ struct obs_metric;
 struct ops_alert;
 struct ops_webhook;
 struct ops;
+typedef struct server_video server_video;
 
 /* Shared read-only by the network threads after server_open; counters are atomics. */
 struct server {
@@ -71,7 +72,8 @@ struct server {
     struct ops_webhook *webhook;
     struct ops_heal *heal;          /* self-healing engine (api_heal.c); NULL without analysis */
     struct server_metrics *metrics; /* every module's counters in /metrics (server_metrics.c) */
-    struct ops *ops; /* KPI windows and SLA (src/ops); records every answer and analysis */
+    struct ops *ops;     /* KPI windows and SLA (src/ops); records every answer and analysis */
+    server_video *video; /* video workers and jobs (server_video.c) */
 };
 
 /* ---- module metrics (server_metrics.c) ------------------------------------------------------ */
@@ -147,6 +149,29 @@ const char *server__input_field(srv_input *in, const char *name);
 struct analyze_timings;
 void server__ops_analysis(server *s, int status, const struct analyze_timings *t);
 
+/* ---- video (server_video.c) ------------------------------------------------------------------ */
+
+/* The video workers, after the catalog and metrics: re-queues the jobs a dead server left
+ * running and starts video_workers threads. Closed (threads joined, waiting clients answered
+ * 503) before the HTTP server. */
+int server__video_open(server *s);
+void server__video_close(server *s);
+/* When the request carries a video (Content-Type video/..., or a container's magic bytes in an
+ * octet-stream body or a multipart `video`/`image` part): fills *in for its text fields and
+ * data and len with the video, returns 1. 0 when it is not a video (nothing replied); -1 when it
+ * replied an error. */
+int server__video_input(http_req *req, srv_input *in, const uint8_t **data, size_t *len);
+/* The reference upload and analyze handlers' video path: 1 when the request was a video (it is
+ * answered, now or by a video worker), 0 when it is not a video, -1 when it replied an error. */
+int server__video_reference(server *s, http_req *req, const char *profile_id);
+int server__video_analyze(server *s, http_req *req);
+/* The analyze options of an input (source_url, profile_id, level, store), as /analyze reads
+ * them; replies and returns nonzero on a bad one (api_evidence.c). */
+int server__analyze_fields(server *s, srv_input *in, struct analyze_request *ar,
+                           const char **source_url, int *store_out);
+/* A stored reference as the API answers it (api_profiles.c). New reference. */
+json_t *server__reference_json(const store_reference *r);
+
 /* Handler for a route whose module is not built into this binary: 503 naming it. */
 void server__unavailable(http_req *req, void *ud);
 
@@ -188,6 +213,7 @@ void server__api_scan_list(http_req *req, void *ud);
 void server__api_scan_get(http_req *req, void *ud);
 void server__api_match_list(http_req *req, void *ud);
 void server__api_match_get(http_req *req, void *ud);
+void server__api_job_get(http_req *req, void *ud);
 
 void server__api_notice_create(http_req *req, void *ud);
 void server__api_notice_list(http_req *req, void *ud);

@@ -52,6 +52,7 @@ static const route_def routes[] = {
     {"GET",    "/api/v1/scans/{scan_id}",                      TEN, 0, server__api_scan_get},
     {"GET",    "/api/v1/matches",                              TEN, 0, server__api_match_list},
     {"GET",    "/api/v1/matches/{match_id}",                   TEN, 0, server__api_match_get},
+    {"GET",    "/api/v1/jobs/{job_id}",                        TEN, 0, server__api_job_get},
 
     {"POST",   "/api/v1/notices",                              TEN, J, server__api_notice_create},
     {"GET",    "/api/v1/notices",                              TEN, 0, server__api_notice_list},

@@ -72,6 +72,8 @@
 #define STORE_IMAGE_MAX_BYTES (64u << 20) /* stored reference image bytes */
 #define STORE_MAX_FACES_PER_REF 256
 #define STORE_MAX_MATCHES_PER_SCAN 4096
+#define STORE_VIDEO_MAX_BYTES (64u << 20) /* a video reference's frame-hash blob */
+#define STORE_JOB_PARAMS_MAX_BYTES 16384  /* a video job's parameters (JSON) */
 #define STORE_LIST_DEFAULT_LIMIT 50
 #define STORE_LIST_MAX_LIMIT 1000
 /* store_key_authenticate records last_used at most this often per key, so authenticating a
@@ -312,6 +314,12 @@ typedef struct store_reference_new {
     const uint8_t *image;                /* the image bytes to keep (only when configured to),
                                           * or NULL */
     size_t image_len;                    /* <= STORE_IMAGE_MAX_BYTES */
+    /* A video work: its frame hashes as the catalog encodes them (opaque here), stored in the
+     * same transaction; NULL for an image. */
+    const uint8_t *video_frames;
+    size_t video_frames_len; /* <= STORE_VIDEO_MAX_BYTES */
+    size_t video_n_frames;
+    double video_duration_s; /* finite, >= 0 */
 } store_reference_new;
 
 typedef struct store_reference {
@@ -336,6 +344,11 @@ typedef struct store_reference {
     size_t image_len;
     int64_t created_ms;
     int64_t deleted_ms; /* 0 = live */
+    /* A video work (schema 5): the number of frame hashes kept and the video's duration; the
+     * hashes themselves only through store_reference_video_foreach. */
+    int is_video;
+    size_t video_n_frames;
+    double video_duration_s;
 } store_reference;
 
 /* Creates a reference under a live profile (tenant_id NULL: the profile's tenant). VG_EINVAL for
@@ -373,6 +386,12 @@ int store_reference_foreach(store *st, const char *tenant_id,
  * per row (catalog_open at 10M references). */
 int store_reference_foreach_index(store *st, const char *tenant_id,
                                   int (*cb)(void *ctx, const store_reference *r), void *ctx);
+/* Calls cb for every live video reference (of a live profile) of tenant_id (NULL: all), in id
+ * order, from one read snapshot, with its frame blob as stored (borrowed, valid during the call
+ * only). Same rules as store_reference_foreach (cb must not call back into the store). */
+typedef int (*store_video_fn)(void *ctx, const char *tenant_id, const char *profile_id,
+                              const char *reference_id, const uint8_t *frames, size_t len);
+int store_reference_video_foreach(store *st, const char *tenant_id, store_video_fn cb, void *ctx);
 /* Number of live references (of live profiles) of tenant_id (NULL: all), for sizing an index. */
 int store_reference_count(store *st, const char *tenant_id, size_t *out_n);
 
@@ -395,6 +414,9 @@ typedef struct store_match_new {
      * which part of the reference ("centre90", ...); NULL when not told (< STORE_MECH_MAX
      * bytes each) */
     const char *mechanism, *region;
+    /* a video match: its percentages and time segments as JSON (catalog's encoding, stored
+     * verbatim, < STORE_JSON_MAX_BYTES); NULL for an image match */
+    const char *video_json;
 } store_match_new;
 
 typedef struct store_scan_new {
@@ -424,6 +446,7 @@ typedef struct store_match {
     int64_t created_ms;             /* == the scan's created_ms */
     uint8_t scan_sha256[32];        /* copied from the scan for convenience */
     const char *scan_source_url;    /* ditto; NULL when the scan had none */
+    const char *video_json;         /* a video match's details (schema 5); NULL otherwise */
 } store_match;
 
 typedef struct store_scan {
@@ -548,5 +571,57 @@ int store_notice_list(store *st, const char *tenant_id, const store_list_opts *o
 int store_notice_set_status(store *st, const char *tenant_id, const char *id,
                             store_notice_status to, unsigned allowed_from, const char *note,
                             store_notice_status *out_from);
+
+/* ---- video jobs ----------------------------------------------------------------------------- */
+
+/* A long video analysis runs as a job: the row is written before the client gets its 202, runs
+ * on the server's video workers, and survives a restart (store_job_recover). The uploaded bytes
+ * sit in a file the server names (`file`); the store only records the name. */
+typedef enum {
+    STORE_JOB_QUEUED = 0,
+    STORE_JOB_RUNNING = 1,
+    STORE_JOB_DONE = 2,
+    STORE_JOB_FAILED = 3,
+} store_job_state;
+/* "queued" | "running" | "done" | "failed". */
+const char *store_job_state_name(store_job_state s);
+
+typedef struct store_job {
+    char id[STORE_ID_MAX]; /* "job_..." */
+    char tenant_id[STORE_ID_MAX];
+    store_job_state state;
+    int attempts;       /* times a worker started it */
+    double progress;    /* 0..1 */
+    const char *params; /* JSON text given at create */
+    const char *file;   /* where the bytes are (server's name) */
+    uint64_t bytes;
+    const char *result; /* JSON text when done; NULL otherwise */
+    const char *error;  /* why it failed; NULL otherwise */
+    int error_status;   /* HTTP status of the failure (413, 422, 500 ...); 0 otherwise */
+    int64_t created_ms, updated_ms;
+} store_job;
+
+/* A queued job of tenant_id (required). params (JSON, < STORE_JOB_PARAMS_MAX_BYTES) and file
+ * (< STORE_URL_MAX_BYTES) borrowed. */
+int store_job_create(store *st, const char *tenant_id, const char *params, const char *file,
+                     uint64_t bytes, char out_id[STORE_ID_MAX]);
+/* tenant_id scopes as usual (NULL = admin: the workers). */
+int store_job_get(store *st, const char *tenant_id, const char *id, vg_arena *a, store_job *out);
+/* A worker takes a queued job: state running, attempts + 1. When attempts already reached
+ * max_attempts the job is failed instead (error names the count, status 500) and *out_started
+ * is 0. VG_ECONFLICT when the job is not queued (another worker has it, or it is finished). */
+int store_job_start(store *st, const char *id, int max_attempts, int *out_started);
+/* Progress of a running job (0..1). */
+int store_job_progress(store *st, const char *id, double progress);
+/* A running job ends: done with result (JSON) or failed with error and error_status. */
+int store_job_finish(store *st, const char *id, store_job_state state, const char *result,
+                     const char *error, int error_status);
+/* At start, before any worker runs: every job left running by a server that died goes back to
+ * queued, or fails ("interrupted N times") when it has used max_attempts. Counts in the outs
+ * (may be NULL). */
+int store_job_recover(store *st, int max_attempts, size_t *out_requeued, size_t *out_failed);
+/* The ids of queued jobs, oldest first, at most max: *out_ids an arena array (a). */
+int store_job_queued(store *st, size_t max, vg_arena *a, char (**out_ids)[STORE_ID_MAX],
+                     size_t *out_n);
 
 #endif /* VG_STORE_H */

@@ -17,7 +17,7 @@
 #define MATCH_COLS                                                                                 \
     "t.id, t.scan_id, t.tenant_id, t.profile_id, t.reference_id, t.kind, t.distance, "             \
     "t.confidence, t.dihedral, t.face_index, t.created_ms, s.sha256, s.source_url, t.mechanism, "  \
-    "t.region"
+    "t.region, t.video"
 
 /* ---- insert --------------------------------------------------------------------------------- */
 
@@ -59,6 +59,9 @@ static int check_scan(const char *tenant_id, const store_scan_new *s)
         if ((m->mechanism && strlen(m->mechanism) >= STORE_MECH_MAX) ||
             (m->region && strlen(m->region) >= STORE_MECH_MAX))
             return vg_err_set(VG_EINVAL, "match %zu: mechanism or region name too long", i);
+        int err2 = store__check_str("video", m->video_json, STORE_JSON_MAX_BYTES, 0);
+        if (err2)
+            return err2;
     }
     return 0;
 }
@@ -91,15 +94,17 @@ static int scan_insert_op(store *st, sq_db *w, void *arg)
         const store_match_new *m = &s->matches[i];
         char mid[STORE_ID_MAX];
         store__id_next(st, "mat", mid);
-        err = store__run(w,
-                         "INSERT INTO matches(id, scan_id, tenant_id, profile_id, reference_id, "
-                         "kind, distance, confidence, dihedral, face_index, created_ms, "
-                         "mechanism, region) "
-                         "SELECT ?1, ?2, ?3, r.profile_id, r.id, ?4, ?5, ?6, ?7, ?8, ?9, ?12, ?13 "
-                         "FROM refs r WHERE r.id = ?10 AND r.tenant_id = ?3 AND r.profile_id = ?11",
-                         "ttttddiiitttt", mid, id, a->tenant_id, vg_match_kind_name(m->kind),
-                         m->distance, m->confidence, (int64_t)m->dihedral, (int64_t)m->face_index,
-                         ms, m->reference_id, m->profile_id, m->mechanism, m->region);
+        err =
+            store__run(w,
+                       "INSERT INTO matches(id, scan_id, tenant_id, profile_id, reference_id, "
+                       "kind, distance, confidence, dihedral, face_index, created_ms, "
+                       "mechanism, region, video) "
+                       "SELECT ?1, ?2, ?3, r.profile_id, r.id, ?4, ?5, ?6, ?7, ?8, ?9, ?12, ?13, "
+                       "?14 FROM refs r WHERE r.id = ?10 AND r.tenant_id = ?3 AND "
+                       "r.profile_id = ?11",
+                       "ttttddiiittttt", mid, id, a->tenant_id, vg_match_kind_name(m->kind),
+                       m->distance, m->confidence, (int64_t)m->dihedral, (int64_t)m->face_index, ms,
+                       m->reference_id, m->profile_id, m->mechanism, m->region, m->video_json);
         if (!err && store__sq_changes(w) == 0)
             err = vg_err_set(VG_ENOTFOUND, "match %zu: reference %s not found in profile %s", i,
                              m->reference_id, m->profile_id);
@@ -168,6 +173,7 @@ static int read_match(sq_stmt *s, store_copy *c, void *item)
     const char *mech = store__sq_col_text(s, 13), *region = store__sq_col_text(s, 14);
     snprintf(m->mechanism, sizeof m->mechanism, "%s", mech ? mech : "");
     snprintf(m->region, sizeof m->region, "%s", region ? region : "");
+    m->video_json = store__sc_text(c, s, 15);
     return 0;
 }
 

@@ -24,7 +24,9 @@
     "t.copyright_holder, t.sha256, t.pdq, t.pdq_quality, t.pdq_dihedral, t.n_faces, "
 #define REF_COLS_TAIL                                                                              \
     ", (SELECT length(i.bytes) FROM ref_images i WHERE i.ref_id = t.id), t.created_ms, "           \
-    "t.deleted_ms, t.pdq_regions"
+    "t.deleted_ms, t.pdq_regions, "                                                                \
+    "(SELECT v.n_frames FROM ref_videos v WHERE v.ref_id = t.id), "                                \
+    "(SELECT v.duration_s FROM ref_videos v WHERE v.ref_id = t.id)"
 #define REF_COLS REF_COLS_HEAD "t.descriptors, t.boxes" REF_COLS_TAIL
 #define REF_COLS_LITE REF_COLS_HEAD "NULL, NULL" REF_COLS_TAIL
 
@@ -368,6 +370,9 @@ static int read_ref(sq_stmt *s, store_copy *c, void *item)
     r->created_ms = store__sq_col_int64(s, 16);
     r->deleted_ms = store__sq_col_int64(s, 17);
     read_pdq_regions(s, 18, r);
+    r->is_video = !store__sq_col_is_null(s, 19);
+    r->video_n_frames = r->is_video ? (size_t)store__sq_col_int64(s, 19) : 0;
+    r->video_duration_s = r->is_video ? store__sq_col_double(s, 20) : 0;
     return 0;
 }
 
@@ -420,6 +425,10 @@ static int check_reference(const store_reference_new *r)
             return vg_err_set(VG_EINVAL, "face %zu has a non-finite descriptor value",
                               i / VG_DESCRIPTOR_DIM);
     }
+    if (r->video_frames && (r->video_frames_len > STORE_VIDEO_MAX_BYTES ||
+                            !isfinite(r->video_duration_s) || r->video_duration_s < 0))
+        return vg_err_set(VG_EINVAL, "video frames: %zu bytes (at most %u), duration %g s",
+                          r->video_frames_len, STORE_VIDEO_MAX_BYTES, r->video_duration_s);
     if (r->image && r->image_len > STORE_IMAGE_MAX_BYTES)
         return vg_err_set(VG_EINVAL, "image is %zu bytes, at most %u are stored", r->image_len,
                           STORE_IMAGE_MAX_BYTES);
@@ -488,6 +497,12 @@ static int ref_create_op(store *st, sq_db *w, void *arg)
     if (!err && r->image)
         err = store__run(w, "INSERT INTO ref_images(ref_id, bytes) VALUES(?, ?)", "tb", id,
                          (const void *)r->image, r->image_len);
+    if (!err && r->video_frames)
+        err = store__run(w,
+                         "INSERT INTO ref_videos(ref_id, n_frames, duration_s, frames) "
+                         "VALUES(?, ?, ?, ?)",
+                         "tidb", id, (int64_t)r->video_n_frames, r->video_duration_s,
+                         (const void *)r->video_frames, r->video_frames_len);
     if (!err)
         memcpy(a->out_id, id, STORE_ID_MAX);
     return err;
@@ -691,6 +706,36 @@ int store_reference_foreach_index(store *st, const char *tenant_id,
                                 "t.deleted_ms IS NULL AND ?1 IS NULL AND t.profile_id IN "
                                 "(SELECT id FROM profiles WHERE deleted_ms IS NULL)",
                     read_ref_index, cb, ctx);
+}
+
+int store_reference_video_foreach(store *st, const char *tenant_id, store_video_fn cb, void *ctx)
+{
+    sq_db *db = store__reader_acquire(st);
+    sq_stmt *s = NULL;
+    int err = store__query(db,
+                           "SELECT t.tenant_id, t.profile_id, t.id, v.frames FROM refs t "
+                           "JOIN ref_videos v ON v.ref_id = t.id "
+                           "JOIN profiles p ON p.id = t.profile_id "
+                           "WHERE t.deleted_ms IS NULL AND p.deleted_ms IS NULL "
+                           "AND (?1 IS NULL OR t.tenant_id = ?1) ORDER BY t.id",
+                           &s, "t", tenant_id);
+    while (!err) {
+        int rc = store__sq_step(s);
+        if (rc <= 0) {
+            err = rc;
+            break;
+        }
+        char tenant[STORE_ID_MAX], prof[STORE_ID_MAX], ref[STORE_ID_MAX];
+        store__sc_id(s, 0, tenant);
+        store__sc_id(s, 1, prof);
+        store__sc_id(s, 2, ref);
+        size_t len = 0;
+        const uint8_t *frames = store__sq_col_blob(s, 3, &len);
+        err = cb(ctx, tenant, prof, ref, frames, len);
+    }
+    store__sq_release(s);
+    store__reader_release(st, db);
+    return err;
 }
 
 int store_reference_count(store *st, const char *tenant_id, size_t *out_n)

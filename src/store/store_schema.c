@@ -158,6 +158,34 @@ static const store_migration MIGRATIONS[] = {
      "ALTER TABLE matches ADD COLUMN mechanism TEXT\n"
      "  CHECK (mechanism IS NULL OR mechanism IN ('whole', 'trimmed', 'flip', 'region'));\n"
      "ALTER TABLE matches ADD COLUMN region TEXT;\n"},
+
+    /* Video (docs/VIDEO.md, "API"): a work may be a video, kept as the vPDQ frame hashes the
+     * catalog's video index is built from (an opaque blob of fixed-size frame records, apart
+     * from refs so the image index walk never pages through it); a video match keeps its
+     * percentages and time segments as JSON beside the match row (NULL for images); long
+     * analyses run as jobs that survive a restart. */
+    {5, "reference video frames, video match details, video jobs",
+     "CREATE TABLE ref_videos(\n"
+     "  ref_id TEXT PRIMARY KEY REFERENCES refs(id),\n"
+     "  n_frames INTEGER NOT NULL,\n"
+     "  duration_s REAL NOT NULL,\n"
+     "  frames BLOB NOT NULL);\n"
+     "ALTER TABLE matches ADD COLUMN video TEXT;\n"
+     "CREATE TABLE video_jobs(\n"
+     "  id TEXT PRIMARY KEY,\n"
+     "  tenant_id TEXT NOT NULL REFERENCES tenants(id),\n"
+     "  state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done', 'failed')),\n"
+     "  attempts INTEGER NOT NULL DEFAULT 0,\n"
+     "  progress REAL NOT NULL DEFAULT 0,\n"
+     "  params TEXT NOT NULL,\n"
+     "  file TEXT NOT NULL,\n"
+     "  bytes INTEGER NOT NULL,\n"
+     "  result TEXT, error TEXT, error_status INTEGER,\n"
+     "  created_ms INTEGER NOT NULL,\n"
+     "  updated_ms INTEGER NOT NULL);\n"
+     "CREATE INDEX video_jobs_tenant ON video_jobs(tenant_id, id);\n"
+     "CREATE INDEX video_jobs_open ON video_jobs(state, id)\n"
+     "  WHERE state IN ('queued', 'running');\n"},
 };
 
 const store_migration *store__migrations(size_t *n)

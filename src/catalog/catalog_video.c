@@ -1,0 +1,425 @@
+/*
+ * catalog_video: the tenants' video indexes (see catalog.h, "video") and video evidence.
+ *
+ * A tenant's protected videos live in one video_index (src/video), numbered in the order they
+ * were added; two arrays beside it give each number its reference and profile. The index has no
+ * removal: a reference or profile delete rebuilds the tenant's index from the store (the truth,
+ * as for the image index), which costs a walk of that tenant's video frames. Adds append and
+ * rebuild the word tables (video_index_build), which is linear in the tenant's frames.
+ *
+ * Locks: `mu` guards the list of tenants (entries are never freed before close); each tenant's
+ * rwlock is taken shared by searches and exclusively by adds and rebuilds, since a video_index
+ * is "built by one thread, then searched by any number at once".
+ *
+ * Stored frames: CATALOG__VIDEO_FRAME_BYTES per kept frame, little-endian: u32 frame number,
+ * u32 timestamp in ms, u8 quality, the PDQ hash's 4 u64 words.
+ */
+#include "catalog/catalog_int.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define CATALOG__VIDEO_FRAME_BYTES 41
+/* Stored JSON reals: percentages and seconds to 3 decimals print exactly with 10 digits. */
+#define CATALOG__VIDEO_JSON_DIGITS 10
+
+typedef struct catalog__vix {
+    char tenant[STORE_ID_MAX];
+    pthread_rwlock_t lock;
+    video_index *ix; /* NULL until the tenant's first video */
+    char (*refs)[STORE_ID_MAX];
+    char (*profiles)[STORE_ID_MAX];
+    size_t n, cap; /* by video number */
+} catalog__vix;
+
+struct catalog__videos {
+    pthread_mutex_t mu;
+    catalog__vix **t;
+    size_t n, cap;
+};
+
+/* ---- frame encoding ------------------------------------------------------------------------- */
+
+static void put_u32(uint8_t *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+int catalog__video_encode(const video_hash *h, vg_arena *a, uint8_t **out, size_t *len)
+{
+    if (h->n > STORE_VIDEO_MAX_BYTES / CATALOG__VIDEO_FRAME_BYTES)
+        return vg_err_set(VG_ETOOBIG, "video: %zu frame hashes, at most %u are stored", h->n,
+                          STORE_VIDEO_MAX_BYTES / CATALOG__VIDEO_FRAME_BYTES);
+    size_t n = h->n * CATALOG__VIDEO_FRAME_BYTES;
+    uint8_t *b = vg_arena_alloc(a, n ? n : 1);
+    if (!b)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    for (size_t i = 0; i < h->n; i++) {
+        const video_frame *f = &h->frames[i];
+        uint8_t *e = b + i * CATALOG__VIDEO_FRAME_BYTES;
+        double ms = f->ts * 1000.0;
+        put_u32(e, f->frame);
+        put_u32(e + 4, ms > 0 && ms < 4e9 ? (uint32_t)llround(ms) : 0);
+        e[8] = (uint8_t)(f->quality < 0 ? 0 : f->quality > 100 ? 100 : f->quality);
+        for (int w = 0; w < 4; w++)
+            for (int k = 0; k < 8; k++)
+                e[9 + w * 8 + k] = (uint8_t)(f->hash.w[w] >> (8 * k));
+    }
+    *out = b;
+    *len = n;
+    return VG_OK;
+}
+
+/* The stored frames back into a video_hash (frames owned: video_hash_free). */
+static int catalog__video_decode(const uint8_t *b, size_t len, video_hash *out)
+{
+    memset(out, 0, sizeof *out);
+    if (len % CATALOG__VIDEO_FRAME_BYTES)
+        return vg_err_set(VG_ECORRUPT, "stored video frames: %zu bytes", len);
+    size_t n = len / CATALOG__VIDEO_FRAME_BYTES;
+    out->frames = n ? vg_calloc(n, sizeof *out->frames) : NULL;
+    if (n && !out->frames)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *e = b + i * CATALOG__VIDEO_FRAME_BYTES;
+        video_frame *f = &out->frames[i];
+        f->frame = get_u32(e);
+        f->ts = get_u32(e + 4) / 1000.0;
+        f->quality = e[8];
+        for (int w = 0; w < 4; w++) {
+            uint64_t v = 0;
+            for (int k = 0; k < 8; k++)
+                v |= (uint64_t)e[9 + w * 8 + k] << (8 * k);
+            f->hash.w[w] = v;
+        }
+    }
+    out->n = n;
+    out->duration_s = n ? out->frames[n - 1].ts : 0;
+    return VG_OK;
+}
+
+/* ---- tenants -------------------------------------------------------------------------------- */
+
+static catalog__vix *vix_get(catalog__videos *v, const char *tenant, int create)
+{
+    pthread_mutex_lock(&v->mu);
+    catalog__vix *x = NULL;
+    for (size_t i = 0; i < v->n && !x; i++)
+        if (strcmp(v->t[i]->tenant, tenant) == 0)
+            x = v->t[i];
+    if (!x && create) {
+        if (v->n == v->cap) {
+            size_t cap = v->cap ? v->cap * 2 : 8;
+            catalog__vix **t = vg_realloc(v->t, cap * sizeof *t);
+            if (!t)
+                goto out;
+            v->t = t;
+            v->cap = cap;
+        }
+        if (!(x = vg_calloc(1, sizeof *x)))
+            goto out;
+        snprintf(x->tenant, sizeof x->tenant, "%s", tenant);
+        pthread_rwlock_init(&x->lock, NULL);
+        v->t[v->n++] = x;
+    }
+out:
+    pthread_mutex_unlock(&v->mu);
+    return x;
+}
+
+static void vix_clear(catalog__vix *x)
+{
+    video_index_free(x->ix);
+    vg_free(x->refs);
+    vg_free(x->profiles);
+    x->ix = NULL;
+    x->refs = x->profiles = NULL;
+    x->n = x->cap = 0;
+}
+
+/* Appends a video (caller holds x->lock exclusively); the word tables are rebuilt by the caller. */
+static int vix_append(catalog__vix *x, const char *profile, const char *ref, const video_hash *h)
+{
+    if (!x->ix) {
+        video_match_opts mo;
+        video_match_opts_default(&mo);
+        if (!(x->ix = video_index_new(mo.min_quality)))
+            return vg_err_set(VG_ENOMEM, "out of memory");
+    }
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 16;
+        char(*r)[STORE_ID_MAX] = vg_realloc(x->refs, cap * sizeof *r);
+        if (r)
+            x->refs = r;
+        char(*p)[STORE_ID_MAX] = r ? vg_realloc(x->profiles, cap * sizeof *p) : NULL;
+        if (!p)
+            return vg_err_set(VG_ENOMEM, "out of memory");
+        x->profiles = p;
+        x->cap = cap;
+    }
+    size_t num = 0;
+    int rc = video_index_add(x->ix, ref, h, &num);
+    if (rc != VG_OK)
+        return rc;
+    if (num != x->n) /* numbers are dense from 0: the arrays are indexed by them */
+        return vg_err_set(VG_EINTERNAL, "video index numbering");
+    snprintf(x->refs[x->n], STORE_ID_MAX, "%s", ref);
+    snprintf(x->profiles[x->n], STORE_ID_MAX, "%s", profile);
+    x->n++;
+    return VG_OK;
+}
+
+typedef struct load_ctx {
+    catalog__videos *v;
+    catalog__vix *only; /* a rebuild: this tenant's entry, whose lock the caller holds */
+} load_ctx;
+
+static int load_cb(void *ctx, const char *tenant, const char *profile, const char *ref,
+                   const uint8_t *frames, size_t len)
+{
+    load_ctx *l = ctx;
+    video_hash h;
+    if (catalog__video_decode(frames, len, &h) != VG_OK) {
+        VG_WARN("catalog", "reference %s: %s; not matched", ref, vg_err_msg());
+        return 0;
+    }
+    catalog__vix *x = l->only ? l->only : vix_get(l->v, tenant, 1);
+    int rc = x ? vix_append(x, profile, ref, &h) : vg_err_set(VG_ENOMEM, "out of memory");
+    video_hash_free(&h);
+    return rc;
+}
+
+int catalog__videos_open(store *st, catalog__videos **out)
+{
+    catalog__videos *v = vg_calloc(1, sizeof *v);
+    if (!v)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    pthread_mutex_init(&v->mu, NULL);
+    load_ctx l = {v, NULL};
+    int rc = store_reference_video_foreach(st, NULL, load_cb, &l);
+    for (size_t i = 0; rc == VG_OK && i < v->n; i++)
+        if (v->t[i]->ix)
+            rc = video_index_build(v->t[i]->ix);
+    if (rc != VG_OK) {
+        catalog__videos_close(v);
+        return rc;
+    }
+    *out = v;
+    return VG_OK;
+}
+
+void catalog__videos_close(catalog__videos *v)
+{
+    if (!v)
+        return;
+    for (size_t i = 0; i < v->n; i++) {
+        vix_clear(v->t[i]);
+        pthread_rwlock_destroy(&v->t[i]->lock);
+        vg_free(v->t[i]);
+    }
+    vg_free(v->t);
+    pthread_mutex_destroy(&v->mu);
+    vg_free(v);
+}
+
+int catalog__videos_add(catalog__videos *v, const char *tenant_id, const char *profile_id,
+                        const char *reference_id, const video_hash *h)
+{
+    catalog__vix *x = vix_get(v, tenant_id, 1);
+    if (!x)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    pthread_rwlock_wrlock(&x->lock);
+    int rc = vix_append(x, profile_id, reference_id, h);
+    if (rc == VG_OK)
+        rc = video_index_build(x->ix);
+    pthread_rwlock_unlock(&x->lock);
+    return rc;
+}
+
+int catalog__videos_rebuild(catalog__videos *v, store *st, const char *tenant_id)
+{
+    catalog__vix *x = vix_get(v, tenant_id, 0);
+    if (!x)
+        return VG_OK; /* the tenant never had a video */
+    pthread_rwlock_wrlock(&x->lock);
+    vix_clear(x);
+    load_ctx l = {v, x};
+    int rc = store_reference_video_foreach(st, tenant_id, load_cb, &l);
+    if (rc == VG_OK && x->ix)
+        rc = video_index_build(x->ix);
+    if (rc != VG_OK) /* matching nothing beats matching deleted works */
+        vix_clear(x);
+    pthread_rwlock_unlock(&x->lock);
+    return rc;
+}
+
+/* ---- search --------------------------------------------------------------------------------- */
+
+void catalog_video_result_free(catalog_video_result *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        vg_free(r->matches[i].segments);
+    vg_free(r->matches);
+    memset(r, 0, sizeof *r);
+}
+
+int catalog_video_search(catalog *c, const char *tenant_id, const char *profile_id,
+                         const video_hash *q, const video_match_opts *o, catalog_video_result *out)
+{
+    if (!c || !tenant_id || !q || !out)
+        return vg_err_set(VG_EINVAL, "catalog_video_search: NULL argument");
+    memset(out, 0, sizeof *out);
+    catalog__vix *x = vix_get(catalog__videos_of(c), tenant_id, 0);
+    if (!x)
+        return VG_OK;
+    pthread_rwlock_rdlock(&x->lock);
+    int rc = VG_OK;
+    video_result vr = {0};
+    if (x->ix && x->n)
+        rc = video_index_search(x->ix, q, o, &vr);
+    out->query_frames = vr.query_frames;
+    if (rc == VG_OK && vr.n && !(out->matches = vg_calloc(vr.n, sizeof *out->matches)))
+        rc = vg_err_set(VG_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == VG_OK && i < vr.n; i++) {
+        const video_match *m = &vr.matches[i];
+        if (m->video >= x->n || (profile_id && strcmp(x->profiles[m->video], profile_id) != 0))
+            continue;
+        catalog_video_match *d = &out->matches[out->n];
+        memcpy(d->profile_id, x->profiles[m->video], STORE_ID_MAX);
+        memcpy(d->reference_id, x->refs[m->video], STORE_ID_MAX);
+        d->query_match_pct = m->query_match_pct;
+        d->compared_match_pct = m->compared_match_pct;
+        d->query_frames = m->query_frames;
+        d->query_matched = m->query_matched;
+        d->compared_frames = m->compared_frames;
+        d->compared_matched = m->compared_matched;
+        if (m->n_segments) {
+            if (!(d->segments = vg_malloc(m->n_segments * sizeof *d->segments))) {
+                rc = vg_err_set(VG_ENOMEM, "out of memory");
+                break;
+            }
+            memcpy(d->segments, m->segments, m->n_segments * sizeof *d->segments);
+            d->n_segments = m->n_segments;
+        }
+        out->n++;
+    }
+    pthread_rwlock_unlock(&x->lock);
+    video_result_free(&vr);
+    if (rc != VG_OK)
+        catalog_video_result_free(out);
+    return rc;
+}
+
+void catalog_video_stats(catalog *c, const char *tenant_id, size_t *videos, size_t *frames)
+{
+    *videos = *frames = 0;
+    catalog__vix *x = vix_get(catalog__videos_of(c), tenant_id, 0);
+    if (!x)
+        return;
+    pthread_rwlock_rdlock(&x->lock);
+    if (x->ix) {
+        *videos = video_index_videos(x->ix);
+        *frames = video_index_frames(x->ix);
+    }
+    pthread_rwlock_unlock(&x->lock);
+}
+
+/* ---- evidence ------------------------------------------------------------------------------- */
+
+static json_t *catalog__r3(double v)
+{
+    return isfinite(v) ? json_real(round(v * 1000.0) / 1000.0) : json_null();
+}
+
+json_t *catalog_video_match_json(const catalog_video_match *m)
+{
+    json_t *segs = json_array();
+    for (size_t i = 0; segs && i < m->n_segments; i++) {
+        const video_segment *g = &m->segments[i];
+        json_array_append_new(segs,
+                              json_pack("{s:o,s:o,s:o,s:o,s:I}", "query_start",
+                                        catalog__r3(g->q_start), "query_end", catalog__r3(g->q_end),
+                                        "reference_start", catalog__r3(g->c_start), "reference_end",
+                                        catalog__r3(g->c_end), "frames", (json_int_t)g->frames));
+    }
+    return json_pack("{s:s,s:o,s:o,s:I,s:I,s:I,s:I,s:o}", "media", "video", "query_match_percent",
+                     catalog__r3(m->query_match_pct), "compared_match_percent",
+                     catalog__r3(m->compared_match_pct), "query_frames",
+                     (json_int_t)m->query_frames, "query_matched", (json_int_t)m->query_matched,
+                     "compared_frames", (json_int_t)m->compared_frames, "compared_matched",
+                     (json_int_t)m->compared_matched, "segments", segs ? segs : json_array());
+}
+
+int catalog_video_scan_record(catalog *c, const char *tenant_id, const char *source_url,
+                              vg_level level, const uint8_t sha256[32], const char *timings_json,
+                              catalog_video_result *res)
+{
+    if (!c || !res || !sha256)
+        return vg_err_set(VG_EINVAL, "catalog_video_scan_record: NULL argument");
+    size_t n = res->n;
+    store_match_new *ms = n ? vg_calloc(n, sizeof *ms) : NULL;
+    char **texts = n ? vg_calloc(n, sizeof *texts) : NULL;
+    char(*ids)[STORE_ID_MAX] = n ? vg_calloc(n, sizeof *ids) : NULL;
+    int rc = VG_OK;
+    if (n && (!ms || !texts || !ids)) {
+        rc = vg_err_set(VG_ENOMEM, "out of memory");
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const catalog_video_match *m = &res->matches[i];
+        json_t *j = catalog_video_match_json(m);
+        char *t = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(CATALOG__VIDEO_JSON_DIGITS))
+                    : NULL;
+        json_decref(j);
+        texts[i] = t ? vg_strdup(t) : NULL;
+        free(t);
+        if (!texts[i]) {
+            rc = vg_err_set(VG_ENOMEM, "out of memory");
+            goto done;
+        }
+        ms[i].profile_id = m->profile_id;
+        ms[i].reference_id = m->reference_id;
+        ms[i].kind = VG_MATCH_PDQ;
+        /* A video match has no one Hamming distance: distance is the share of the protected
+         * video's frames left unmatched (percent), confidence the matched share. */
+        ms[i].distance = fmax(0.0, 100.0 - m->compared_match_pct);
+        ms[i].confidence = fmin(1.0, fmax(0.0, m->compared_match_pct / 100.0));
+        ms[i].dihedral = -1;
+        ms[i].face_index = -1;
+        ms[i].video_json = texts[i];
+    }
+    store_scan_new s = {
+        .sha256 = sha256,
+        .source_url = source_url,
+        .faces_json = "[]",
+        .timings_json = timings_json,
+        .level = vg_level_name(level),
+        .n_matches = n,
+        .matches = ms,
+    };
+    char scan_id[STORE_ID_MAX];
+    rc = store_scan_insert(catalog__store_of(c), tenant_id, &s, scan_id, ids);
+    if (rc != VG_OK)
+        goto done;
+    snprintf(res->scan_id, sizeof res->scan_id, "%s", scan_id);
+    for (size_t i = 0; i < n; i++)
+        snprintf(res->matches[i].match_id, sizeof res->matches[i].match_id, "%s", ids[i]);
+done:
+    for (size_t i = 0; texts && i < n; i++)
+        vg_free(texts[i]);
+    vg_free(texts);
+    vg_free(ms);
+    vg_free(ids);
+    return rc;
+}

@@ -1,0 +1,773 @@
+/*
+ * Video over the API (docs/VIDEO.md, "API"): reference uploads of video works, analyses of found
+ * videos (a short one answered directly, a long one as a job), GET /api/v1/jobs/{id}, and the
+ * job workers.
+ *
+ * Flow: the handler recognises a video (Content-Type video/x, or the container's magic bytes in
+ * application/octet-stream or in an `image`/`video` multipart part), copies its fields into a
+ * task in the request arena, defers the request and queues the task. A video worker hashes it
+ * through the video module (its own forked, resource-limited child per decode), then:
+ *   - a reference: registers it through the catalog (stored with its frame hashes, added to the
+ *     tenant's video index) and answers 201;
+ *   - an analysis: hashed with the duration limit lowered to video_sync_max_s; when that limit
+ *     refuses it (from the header, before decoding), the bytes go to a 0600 file under
+ *     <data_dir>/jobs, a job row is committed, and the answer is 202 with Location; otherwise
+ *     the tenant's video index is searched (vPDQ rule), the scan recorded, and the answer given.
+ * Jobs run on the same workers (answers waiting on a worker go first) and survive a restart: the
+ * row is written before the 202, store_job_recover re-queues at start what a dead server left
+ * running (failing it after video_job_max_attempts starts), and the bytes are deleted once the
+ * job ends. A finished job may POST its JSON to the request's callback_url (one retry).
+ *
+ * Threads: `server_video` is created by server_open before the HTTP server starts and freed by
+ * server_close after the last analysis answered; the queue is guarded by `mu`; each task is
+ * owned by the worker that took it.
+ */
+#include "server/server_int.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "analyze/analyze.h"
+#include "obs/obs.h"
+#include "video/video.h"
+
+#define SERVER_VIDEO_JOBS_DIR "jobs"
+#define SERVER_VIDEO_CALLBACK_ATTEMPTS 2 /* one retry, no storm */
+#define SERVER_VIDEO_CALLBACK_RETRY_MS 1000
+
+typedef enum { VT_REFERENCE = 0, VT_ANALYZE, VT_JOB } vt_kind;
+
+/* One unit of work for a video worker. Sync tasks (REFERENCE, ANALYZE) live in the request
+ * arena; JOB tasks are vg_malloc'ed and freed by the worker. */
+typedef struct vtask {
+    struct vtask *next;
+    vt_kind kind;
+    http_req *req; /* sync only */
+    char tenant[STORE_ID_MAX];
+    const uint8_t *bytes; /* sync: the request body */
+    size_t len;
+    /* analysis options (sync analyses; jobs read them from the job's params) */
+    const char *source_url, *profile_id, *callback_url;
+    int store;
+    vg_level level;
+    catalog_reference_new nr; /* references */
+    char job_id[STORE_ID_MAX];
+} vtask;
+
+struct server_video {
+    server *s;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    vtask *sync_head, *sync_tail, *job_head, *job_tail;
+    size_t jobs_queued;
+    int stop;
+    pthread_t *threads;
+    size_t n_threads;
+    char jobs_dir[4096];
+    obs_metric *m_limits, *m_jobs;
+    int curl_init; /* curl_global_init succeeded: paired with curl_global_cleanup */
+};
+
+/* ---- recognising a video -------------------------------------------------------------------- */
+
+/* Containers by magic bytes: ISO BMFF (a top-level box type at offset 4), EBML (Matroska/WebM)
+ * and RIFF AVI (not allowed, but refused by the video module naming the container rather than
+ * by the image decoder as "not an image"). */
+static int sniff_video(const uint8_t *b, size_t n)
+{
+    static const char *const boxes[] = {"ftyp", "moov", "mdat", "free", "skip", "wide"};
+    if (n >= 12)
+        for (size_t i = 0; i < VG_ARRAY_LEN(boxes); i++)
+            if (memcmp(b + 4, boxes[i], 4) == 0)
+                return 1;
+    if (n >= 4 && b[0] == 0x1a && b[1] == 0x45 && b[2] == 0xdf && b[3] == 0xa3)
+        return 1;
+    return n >= 12 && memcmp(b, "RIFF", 4) == 0 && memcmp(b + 8, "AVI ", 4) == 0;
+}
+
+static int video_content_type(const char *ct)
+{
+    while (ct && *ct == ' ')
+        ct++;
+    return ct && strncasecmp(ct, "video/", 6) == 0;
+}
+
+int server__video_input(http_req *req, srv_input *in, const uint8_t **data, size_t *len)
+{
+    memset(in, 0, sizeof *in);
+    in->req = req;
+    const char *ct = http_req_header(req, "Content-Type");
+    size_t blen;
+    const uint8_t *body = http_req_body(req, &blen);
+    if (!http_content_type_is(ct, "multipart/form-data")) {
+        if (blen == 0 ||
+            !(video_content_type(ct) ||
+              (http_content_type_is(ct, "application/octet-stream") && sniff_video(body, blen))))
+            return 0;
+        *data = body;
+        *len = blen;
+        return 1;
+    }
+    http_part *parts;
+    size_t n_parts;
+    /* the image path parses again when this is not a video: a second pass over a body
+     * already in memory, cheaper than threading the parse through */
+    if (http_multipart_parse(body, blen, ct, http_req_arena(req), 64, &parts, &n_parts) != VG_OK)
+        return 0;
+    const http_part *v = NULL;
+    size_t media = 0;
+    for (size_t i = 0; i < n_parts; i++) {
+        const http_part *p = &parts[i];
+        int is_video = strcmp(p->name, "video") == 0;
+        if (!is_video && strcmp(p->name, "image") != 0)
+            continue;
+        media++;
+        if (!v && p->len &&
+            (is_video || video_content_type(p->content_type) || sniff_video(p->data, p->len)))
+            v = p;
+    }
+    if (!v)
+        return 0;
+    if (media > 1) {
+        http_reply_error(req, 422, "invalid_field", "one video per request");
+        return -1;
+    }
+    in->multipart = 1;
+    in->parts = parts;
+    in->n_parts = n_parts;
+    *data = v->data;
+    *len = v->len;
+    return 1;
+}
+
+/* ---- errors --------------------------------------------------------------------------------- */
+
+/* The answer for a failed hash: 413 for bytes and memory, 422 for the other limits and for
+ * undecodable input, naming the limit; the rest as the usual mapping. */
+static int video_error(server_video *v, int rc, char *msg, size_t n, const char **code)
+{
+    video_limit_kind k = video_last_limit();
+    const char *detail = vg_err_msg();
+    *code = NULL;
+    if (k != VIDEO_LIMIT_NONE) {
+        if (v->m_limits)
+            obs_inc(v->m_limits, OBS_LABELS(video_limit_name(k)));
+        *code = "video_limit";
+        snprintf(msg, n, "video refused by the limit '%s': %s", video_limit_name(k),
+                 detail && *detail ? detail : vg_strerror(rc));
+        return k == VIDEO_LIMIT_INPUT_BYTES || k == VIDEO_LIMIT_CHILD_MEMORY ? 413 : 422;
+    }
+    snprintf(msg, n, "%s", detail && *detail ? detail : vg_strerror(rc));
+    switch (rc) {
+    case VG_EFORMAT:
+    case VG_ECORRUPT:
+    case VG_ETRUNC:
+    case VG_EDIM:
+    case VG_EPIXELS:
+    case VG_ETIMEDOUT:
+    case VG_EINVAL:
+        *code = "invalid_video";
+        return 422;
+    case VG_ETOOBIG:
+        return 413;
+    default:
+        return http_status_of(rc);
+    }
+}
+
+/* ---- hashing and matching ------------------------------------------------------------------- */
+
+static void hash_opts(const server *s, video_hash_opts *o, double max_duration_s)
+{
+    video_hash_opts_default(o);
+    const conf_settings *c = s->cfg;
+    o->limits.max_input_bytes = (size_t)c->max_body_bytes;
+    o->limits.max_duration_ms = (uint64_t)llround(max_duration_s * 1000.0);
+    o->limits.max_dimension = (uint32_t)c->video_max_dimension;
+    o->limits.child_mem_bytes = c->video_child_mem_bytes;
+    o->limits.wall_ms = (uint32_t)c->video_wall_ms;
+}
+
+static json_t *video_answer(const video_hash *h, const uint8_t sha[32],
+                            const catalog_video_result *r, uint64_t hash_us, uint64_t match_us,
+                            uint64_t store_us)
+{
+    json_t *matches = json_array();
+    for (size_t i = 0; i < r->n; i++) {
+        const catalog_video_match *m = &r->matches[i];
+        json_t *o = catalog_video_match_json(m);
+        json_object_set_new(o, "match_id", m->match_id[0] ? json_string(m->match_id) : json_null());
+        json_object_set_new(o, "profile_id", json_string(m->profile_id));
+        json_object_set_new(o, "reference_id", json_string(m->reference_id));
+        json_object_set_new(o, "kind", json_string("pdq"));
+        json_array_append_new(matches, o);
+    }
+    json_t *o = json_pack("{s:o,s:s,s:o,s:i,s:i,s:f,s:s,s:s,s:I,s:I,s:o}", "scan_id",
+                          r->scan_id[0] ? json_string(r->scan_id) : json_null(), "media", "video",
+                          "sha256", server__hex(sha, 32), "width", (int)h->width, "height",
+                          (int)h->height, "duration_s", round(h->duration_s * 1000.0) / 1000.0,
+                          "container", h->container, "codec", h->codec, "frames", (json_int_t)h->n,
+                          "query_frames", (json_int_t)r->query_frames, "matches", matches);
+    json_object_set_new(o, "timings",
+                        json_pack("{s:I,s:I,s:I,s:I}", "hash_us", (json_int_t)hash_us, "match_us",
+                                  (json_int_t)match_us, "store_us", (json_int_t)store_us,
+                                  "total_us", (json_int_t)(hash_us + match_us + store_us)));
+    return o;
+}
+
+/* Matches a hashed video and records it; *out the answer (new reference). Errors with detail. */
+static int analyse_hashed(server *s, const char *tenant, const char *profile_id,
+                          const char *source_url, int record, vg_level level, const uint8_t *bytes,
+                          size_t len, const video_hash *h, uint64_t hash_us, json_t **out)
+{
+    uint8_t sha[32];
+    vg_sha256(bytes, len, sha);
+    catalog_video_result r;
+    uint64_t t0 = vg_now_ns();
+    int rc = catalog_video_search(s->cat, tenant, profile_id, h, NULL, &r);
+    if (rc != VG_OK)
+        return rc;
+    uint64_t t1 = vg_now_ns();
+    if (record) {
+        char timings[128];
+        snprintf(timings, sizeof timings, "{\"hash_us\":%llu,\"match_us\":%llu}",
+                 (unsigned long long)hash_us, (unsigned long long)((t1 - t0) / 1000));
+        rc = catalog_video_scan_record(s->cat, tenant, source_url, level, sha, timings, &r);
+    }
+    uint64_t t2 = vg_now_ns();
+    if (rc == VG_OK)
+        *out = video_answer(h, sha, &r, hash_us, (t1 - t0) / 1000, (t2 - t1) / 1000);
+    catalog_video_result_free(&r);
+    return rc;
+}
+
+/* ---- jobs ----------------------------------------------------------------------------------- */
+
+static json_t *job_json(const store_job *j)
+{
+    json_t *o =
+        json_pack("{s:s,s:s,s:f,s:i,s:o,s:o}", "id", j->id, "state", store_job_state_name(j->state),
+                  "progress", j->progress, "attempts", j->attempts, "created_at",
+                  server__time(j->created_ms), "updated_at", server__time(j->updated_ms));
+    json_object_set_new(o, "result", catalog_stored_json(j->result));
+    json_object_set_new(o, "error",
+                        j->state == STORE_JOB_FAILED
+                            ? json_pack("{s:i,s:s,s:s}", "status", j->error_status, "code",
+                                        http_status_code(j->error_status), "message",
+                                        !j->error ? "failed"
+                                        : j->error_status >= 500 && !strstr(j->error, "stopped")
+                                            ? "internal error"
+                                            : j->error)
+                            : json_null());
+    return o;
+}
+
+static size_t discard(char *p, size_t size, size_t n, void *ud)
+{
+    (void)p, (void)ud;
+    return size * n;
+}
+
+/* POSTs the finished job's JSON to its callback_url: SERVER_VIDEO_CALLBACK_ATTEMPTS tries at
+ * most, the second only after a network error or a 5xx. Runs on the worker. */
+static void job_callback(server_video *v, const char *job_id, const char *url)
+{
+    vg_arena *a = vg_arena_new(0);
+    store_job j;
+    if (!a || store_job_get(v->s->st, NULL, job_id, a, &j) != VG_OK) {
+        vg_arena_free(a);
+        return;
+    }
+    json_t *o = job_json(&j);
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    CURL *c = body ? curl_easy_init() : NULL;
+    for (int i = 0; c && i < SERVER_VIDEO_CALLBACK_ATTEMPTS; i++) {
+        if (i)
+            usleep(SERVER_VIDEO_CALLBACK_RETRY_MS * 1000);
+        struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+        curl_easy_reset(c);
+        curl_easy_setopt(c, CURLOPT_URL, url);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)v->s->cfg->video_callback_timeout_ms);
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+        CURLcode cr = curl_easy_perform(c);
+        long code = 0;
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
+        curl_slist_free_all(h);
+        if (cr == CURLE_OK && code < 500) {
+            if (code >= 300)
+                VG_WARN("video", "job %s: callback answered %ld", job_id, code);
+            break;
+        }
+        VG_WARN("video", "job %s: callback failed (%s, status %ld)", job_id,
+                cr == CURLE_OK ? "server error" : curl_easy_strerror(cr), code);
+    }
+    if (c)
+        curl_easy_cleanup(c);
+    free(body);
+    vg_arena_free(a);
+}
+
+static void enqueue(server_video *v, vtask *t)
+{
+    pthread_mutex_lock(&v->mu);
+    t->next = NULL;
+    vtask **head = t->kind == VT_JOB ? &v->job_head : &v->sync_head;
+    vtask **tail = t->kind == VT_JOB ? &v->job_tail : &v->sync_tail;
+    if (*tail)
+        (*tail)->next = t;
+    else
+        *head = t;
+    *tail = t;
+    if (t->kind == VT_JOB)
+        v->jobs_queued++;
+    pthread_cond_signal(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+}
+
+static int enqueue_job(server_video *v, const char *id)
+{
+    vtask *t = vg_calloc(1, sizeof *t);
+    if (!t)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    t->kind = VT_JOB;
+    snprintf(t->job_id, sizeof t->job_id, "%s", id);
+    enqueue(v, t);
+    return VG_OK;
+}
+
+/* A sync analysis too long to answer directly becomes a job: bytes to a 0600 file, the row
+ * committed, then queued. Replies 202 (or the failure). */
+static void make_job(server_video *v, vtask *t)
+{
+    server *s = v->s;
+    http_req *req = t->req;
+    pthread_mutex_lock(&v->mu);
+    int full = v->jobs_queued >= (size_t)s->cfg->video_max_queued_jobs;
+    pthread_mutex_unlock(&v->mu);
+    if (full) {
+        if (v->m_jobs)
+            obs_inc(v->m_jobs, OBS_LABELS("refused"));
+        http_reply_error(req, 503, NULL, "%lld video jobs are queued (video_max_queued_jobs)",
+                         (long long)s->cfg->video_max_queued_jobs);
+        return;
+    }
+    uint8_t rnd[16];
+    char hex[33], rel[64], path[4200];
+    vg_random_bytes(rnd, sizeof rnd);
+    vg_hex_encode(rnd, sizeof rnd, hex);
+    snprintf(rel, sizeof rel, "%s/%s.video", SERVER_VIDEO_JOBS_DIR, hex);
+    snprintf(path, sizeof path, "%s/%s", s->cfg->data_dir, rel);
+    json_t *p = json_pack("{s:o,s:o,s:b,s:s,s:o}", "source_url", server__str(t->source_url),
+                          "profile_id", server__str(t->profile_id), "store", t->store, "level",
+                          vg_level_name(t->level), "callback_url", server__str(t->callback_url));
+    char *params = p ? json_dumps(p, JSON_COMPACT) : NULL;
+    json_decref(p);
+    char id[STORE_ID_MAX];
+    int rc = params ? vg_write_file_atomic(path, t->bytes, t->len) : VG_ENOMEM;
+    if (rc == VG_OK) {
+        rc = store_job_create(s->st, t->tenant, params, rel, t->len, id);
+        if (rc != VG_OK)
+            unlink(path);
+    }
+    free(params);
+    if (rc == VG_OK)
+        rc = enqueue_job(v, id); /* on failure the row stays queued: the next start runs it */
+    if (rc != VG_OK) {
+        server__reply_err(req, rc, "cannot queue the video job");
+        return;
+    }
+    if (v->m_jobs)
+        obs_inc(v->m_jobs, OBS_LABELS("queued"));
+    char loc[96];
+    snprintf(loc, sizeof loc, "/api/v1/jobs/%s", id);
+    http_reply_header(req, "Location", loc);
+    store_job j;
+    if (store_job_get(s->st, NULL, id, http_req_arena(req), &j) == VG_OK)
+        http_reply_json(req, 202, job_json(&j));
+    else
+        http_reply_json(req, 202, json_pack("{s:s,s:s}", "id", id, "state", "queued"));
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v && *v ? v : NULL;
+}
+
+static void run_job(server_video *v, const char *id)
+{
+    server *s = v->s;
+    const conf_settings *c = s->cfg;
+    int started = 0;
+    if (store_job_start(s->st, id, (int)c->video_job_max_attempts, &started) != VG_OK) {
+        VG_WARN("video", "job %s: %s", id, vg_err_msg());
+        return;
+    }
+    vg_arena *a = vg_arena_new(0);
+    store_job j;
+    if (!a || store_job_get(s->st, NULL, id, a, &j) != VG_OK) {
+        VG_ERROR("video", "job %s: %s", id, vg_err_msg());
+        vg_arena_free(a);
+        return;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s", c->data_dir, j.file);
+    json_t *p = json_loads(j.params, 0, NULL);
+    const char *cb = p ? jstr(p, "callback_url") : NULL;
+    if (!started) { /* failed for its attempts */
+        if (v->m_jobs)
+            obs_inc(v->m_jobs, OBS_LABELS("failed"));
+        unlink(path);
+        if (cb)
+            job_callback(v, id, cb);
+        json_decref(p);
+        vg_arena_free(a);
+        return;
+    }
+    if (c->fault_video_job_delay_ms > 0)
+        usleep((useconds_t)c->fault_video_job_delay_ms * 1000);
+    uint8_t *bytes = NULL;
+    size_t len = 0;
+    video_hash h = {0};
+    json_t *answer = NULL;
+    char msg[512];
+    const char *code = NULL;
+    int status = 500;
+    vg_err_clear();
+    int rc = p ? VG_OK : vg_err_set(VG_ECORRUPT, "job parameters are unreadable");
+    if (rc == VG_OK && (rc = vg_read_file(path, (size_t)c->max_body_bytes, &bytes, &len)) != VG_OK)
+        rc = vg_err_set(rc, "the uploaded video of this job is gone (%s)", vg_err_msg());
+    if (rc == VG_OK) {
+        video_hash_opts o;
+        hash_opts(s, &o, c->video_max_duration_s);
+        uint64_t t0 = vg_now_ns();
+        rc = video_hash_buffer(bytes, len, &o, &h);
+        if (rc != VG_OK) {
+            status = video_error(v, rc, msg, sizeof msg, &code);
+        } else {
+            store_job_progress(s->st, id, 0.6);
+            vg_level level = (vg_level)c->default_level;
+            const char *lv = jstr(p, "level");
+            if (lv)
+                vg_level_parse(lv, &level);
+            vg_err_clear();
+            rc = analyse_hashed(s, j.tenant_id, jstr(p, "profile_id"), jstr(p, "source_url"),
+                                json_is_true(json_object_get(p, "store")), level, bytes, len, &h,
+                                (vg_now_ns() - t0) / 1000, &answer);
+        }
+    }
+    if (rc != VG_OK && !code) {
+        status = http_status_of(rc);
+        snprintf(msg, sizeof msg, "%s", vg_err_msg()[0] ? vg_err_msg() : vg_strerror(rc));
+    }
+    char *result = answer ? json_dumps(answer, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
+    int frc = rc == VG_OK && result ? store_job_finish(s->st, id, STORE_JOB_DONE, result, NULL, 0)
+                                    : store_job_finish(s->st, id, STORE_JOB_FAILED, NULL,
+                                                       rc == VG_OK ? "out of memory" : msg,
+                                                       rc == VG_OK ? 500 : status);
+    if (frc != VG_OK)
+        VG_ERROR("video", "job %s: cannot record its end: %s", id, vg_err_msg());
+    else if (v->m_jobs)
+        obs_inc(v->m_jobs, OBS_LABELS(rc == VG_OK && result ? "done" : "failed"));
+    unlink(path);
+    free(result);
+    json_decref(answer);
+    video_hash_free(&h);
+    vg_free(bytes);
+    if (cb && frc == VG_OK)
+        job_callback(v, id, cb);
+    json_decref(p);
+    vg_arena_free(a);
+}
+
+/* ---- sync tasks ----------------------------------------------------------------------------- */
+
+static void run_sync(server_video *v, vtask *t)
+{
+    server *s = v->s;
+    http_req *req = t->req;
+    const conf_settings *c = s->cfg;
+    double max_s = c->video_max_duration_s;
+    int limited = t->kind == VT_ANALYZE && c->video_sync_max_s < max_s;
+    video_hash_opts o;
+    hash_opts(s, &o, limited ? c->video_sync_max_s : max_s);
+    video_hash h;
+    vg_err_clear();
+    uint64_t t0 = vg_now_ns();
+    int rc = video_hash_buffer(t->bytes, t->len, &o, &h);
+    uint64_t hash_us = (vg_now_ns() - t0) / 1000;
+    if (rc != VG_OK) {
+        if (limited && video_last_limit() == VIDEO_LIMIT_DURATION) {
+            make_job(v, t);
+        } else {
+            char msg[512];
+            const char *code;
+            int st = video_error(v, rc, msg, sizeof msg, &code);
+            http_reply_error(req, st, code, "%s", msg);
+        }
+        http_req_resume(req);
+        return;
+    }
+    if (t->kind == VT_REFERENCE) {
+        analyze_features f;
+        memset(&f, 0, sizeof f);
+        vg_sha256(t->bytes, t->len, f.sha256);
+        t->nr.features = &f;
+        t->nr.video = &h;
+        store_reference r;
+        vg_err_clear();
+        rc = catalog_reference_add(s->cat, t->tenant, &t->nr, http_req_arena(req), &r);
+        if (rc != VG_OK)
+            server__reply_err(req, rc, "cannot store the reference");
+        else
+            http_reply_json(req, 201, server__reference_json(&r));
+    } else {
+        json_t *answer = NULL;
+        vg_err_clear();
+        rc = analyse_hashed(s, t->tenant, t->profile_id, t->source_url, t->store, t->level,
+                            t->bytes, t->len, &h, hash_us, &answer);
+        if (rc != VG_OK)
+            server__reply_err(req, rc, "cannot analyse the video");
+        else
+            http_reply_json(req, t->store ? 201 : 200, answer);
+    }
+    video_hash_free(&h);
+    http_req_resume(req);
+}
+
+static void *worker(void *arg)
+{
+    server_video *v = arg;
+    pthread_mutex_lock(&v->mu);
+    for (;;) {
+        while (!v->stop && !v->sync_head && !v->job_head)
+            pthread_cond_wait(&v->cv, &v->mu);
+        if (v->stop)
+            break;
+        vtask *t;
+        if (v->sync_head) { /* a client is waiting on these */
+            t = v->sync_head;
+            if (!(v->sync_head = t->next))
+                v->sync_tail = NULL;
+        } else {
+            t = v->job_head;
+            if (!(v->job_head = t->next))
+                v->job_tail = NULL;
+            v->jobs_queued--;
+        }
+        pthread_mutex_unlock(&v->mu);
+        if (t->kind == VT_JOB) {
+            run_job(v, t->job_id);
+            vg_free(t);
+        } else {
+            run_sync(v, t);
+        }
+        pthread_mutex_lock(&v->mu);
+    }
+    pthread_mutex_unlock(&v->mu);
+    return NULL;
+}
+
+/* ---- handlers ------------------------------------------------------------------------------- */
+
+static void submit(server *s, vtask *t)
+{
+    http_req_defer(t->req);
+    enqueue(s->video, t);
+}
+
+static vtask *task_new(http_req *req, vt_kind kind, const uint8_t *bytes, size_t len)
+{
+    vtask *t = vg_arena_alloc(http_req_arena(req), sizeof *t);
+    if (!t) {
+        http_reply_error(req, 503, NULL, "out of memory");
+        return NULL;
+    }
+    memset(t, 0, sizeof *t);
+    t->kind = kind;
+    t->req = req;
+    t->bytes = bytes;
+    t->len = len;
+    snprintf(t->tenant, sizeof t->tenant, "%s", server__tenant(req));
+    return t;
+}
+
+int server__video_reference(server *s, http_req *req, const char *profile_id)
+{
+    srv_input in;
+    const uint8_t *bytes;
+    size_t len;
+    int r = server__video_input(req, &in, &bytes, &len);
+    if (r <= 0)
+        return r;
+    store_profile p;
+    int rc = store_profile_get(s->st, server__tenant(req), profile_id, http_req_arena(req), &p);
+    if (rc != VG_OK) {
+        server__reply_err(req, rc, "no such profile");
+        return -1;
+    }
+    const char *kind = server__input_field(&in, "kind");
+    if (!kind || strcmp(kind, "work") != 0) {
+        http_reply_error(req, 422, "invalid_field",
+                         "a video reference must be of kind 'work' (a likeness is a photo)");
+        return -1;
+    }
+    vtask *t = task_new(req, VT_REFERENCE, bytes, len);
+    if (!t)
+        return -1;
+    t->nr.profile_id = profile_id;
+    t->nr.kind = STORE_REF_WORK;
+    t->nr.title = server__input_field(&in, "title");
+    t->nr.description = server__input_field(&in, "description");
+    t->nr.original_url = server__input_field(&in, "original_url");
+    t->nr.copyright_holder = server__input_field(&in, "copyright_holder");
+    submit(s, t);
+    return 1;
+}
+
+int server__video_analyze(server *s, http_req *req)
+{
+    srv_input in;
+    const uint8_t *bytes;
+    size_t len;
+    int r = server__video_input(req, &in, &bytes, &len);
+    if (r <= 0)
+        return r;
+    analyze_request ar;
+    vtask *t = task_new(req, VT_ANALYZE, bytes, len);
+    if (!t)
+        return -1;
+    /* the image analysis's own option parsing: the same fields, errors and checks */
+    if (server__analyze_fields(s, &in, &ar, &t->source_url, &t->store))
+        return -1;
+    t->profile_id = ar.profile_id;
+    t->level = ar.level;
+    t->callback_url = server__input_field(&in, "callback_url");
+    if (t->callback_url && ((strncmp(t->callback_url, "http://", 7) != 0 &&
+                             strncmp(t->callback_url, "https://", 8) != 0) ||
+                            strlen(t->callback_url) >= STORE_URL_MAX_BYTES)) {
+        http_reply_error(req, 422, "invalid_field",
+                         "callback_url must be an http:// or https:// URL of under %d bytes",
+                         STORE_URL_MAX_BYTES);
+        return -1;
+    }
+    submit(s, t);
+    return 1;
+}
+
+void server__api_job_get(http_req *req, void *ud)
+{
+    server *s = ud;
+    store_job j;
+    int rc = store_job_get(s->st, server__tenant(req), http_req_param(req, "job_id"),
+                           http_req_arena(req), &j);
+    if (rc != VG_OK) {
+        server__reply_err(req, rc, "no such job");
+        return;
+    }
+    http_reply_json(req, 200, job_json(&j));
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+int server__video_open(server *s)
+{
+    server_video *v = vg_calloc(1, sizeof *v);
+    if (!v)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    v->s = s;
+    pthread_mutex_init(&v->mu, NULL);
+    pthread_cond_init(&v->cv, NULL);
+    s->video = v;
+    /* before any worker: libcurl's global state is not set up thread-safely on demand */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
+        return vg_err_set(VG_EINTERNAL, "libcurl cannot be initialised");
+    v->curl_init = 1;
+    int rc = VG_OK;
+    if (s->reg) {
+        rc = obs_counter_register(s->reg, "vigil_video_limit_hits_total",
+                                  "videos refused by a limit (duration, dimension, container, ...)",
+                                  "limit", &v->m_limits);
+        if (rc == VG_OK)
+            rc = obs_counter_register(s->reg, "vigil_video_jobs_total",
+                                      "video jobs by outcome (queued, done, failed, refused)",
+                                      "outcome", &v->m_jobs);
+        if (rc != VG_OK)
+            return rc;
+    }
+    snprintf(v->jobs_dir, sizeof v->jobs_dir, "%s/%s", s->cfg->data_dir, SERVER_VIDEO_JOBS_DIR);
+    if ((rc = vg_mkdir_p(v->jobs_dir)) != VG_OK)
+        return rc;
+    /* Jobs a dead server left running go back to the queue (or fail after their attempts),
+     * then every queued job is queued here, oldest first. */
+    size_t requeued = 0, failed = 0, n = 0;
+    if ((rc = store_job_recover(s->st, (int)s->cfg->video_job_max_attempts, &requeued, &failed)) !=
+        VG_OK)
+        return rc;
+    vg_arena *a = vg_arena_new(0);
+    char(*ids)[STORE_ID_MAX] = NULL;
+    if (!a)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    rc = store_job_queued(s->st, (size_t)s->cfg->video_max_queued_jobs, a, &ids, &n);
+    for (size_t i = 0; rc == VG_OK && i < n; i++)
+        rc = enqueue_job(v, ids[i]);
+    vg_arena_free(a);
+    if (rc != VG_OK)
+        return rc;
+    if (requeued || failed || n)
+        VG_INFO("video",
+                "jobs: %zu interrupted re-queued, %zu failed after their attempts, %zu "
+                "queued",
+                requeued, failed, n);
+    v->threads = vg_calloc((size_t)s->cfg->video_workers, sizeof *v->threads);
+    if (!v->threads)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    for (size_t i = 0; i < (size_t)s->cfg->video_workers; i++) {
+        if (pthread_create(&v->threads[i], NULL, worker, v) != 0)
+            return vg_err_set(VG_EINTERNAL, "cannot start a video worker: %s", strerror(errno));
+        v->n_threads++;
+    }
+    return VG_OK;
+}
+
+void server__video_close(server *s)
+{
+    server_video *v = s->video;
+    if (!v)
+        return;
+    pthread_mutex_lock(&v->mu);
+    v->stop = 1;
+    pthread_cond_broadcast(&v->cv);
+    pthread_mutex_unlock(&v->mu);
+    for (size_t i = 0; i < v->n_threads; i++)
+        pthread_join(v->threads[i], NULL);
+    /* Waiting clients get 503; queued jobs stay queued in the store for the next start. */
+    for (vtask *t = v->sync_head, *next; t; t = next) {
+        next = t->next;
+        http_reply_error(t->req, 503, NULL, "the server is stopping");
+        http_req_resume(t->req);
+    }
+    for (vtask *t = v->job_head, *next; t; t = next) {
+        next = t->next;
+        vg_free(t);
+    }
+    vg_free(v->threads);
+    if (v->curl_init)
+        curl_global_cleanup();
+    pthread_cond_destroy(&v->cv);
+    pthread_mutex_destroy(&v->mu);
+    vg_free(v);
+    s->video = NULL;
+}

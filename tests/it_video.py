@@ -1,0 +1,253 @@
+"""End to end: video over the API of a real `vigil serve` (docs/VIDEO.md, "API").
+
+Uploads a protected video (a reference of kind work), analyses an edit of it (a direct answer
+with a match, both percentages and segments), an unrelated video (no match) and a disallowed
+container (422 naming it); then, with a small --video-sync-max-s, analyses a longer video as a
+job (202 + Location, polled to done, its completion callback received, its match in
+GET /api/v1/matches with the video fields); then holds a job in `running`
+(--fault-video-job-delay-ms), kill -9s the server, restarts it on the same data directory and
+polls the job to its end: done after a second attempt, never stuck. No timing assertions.
+
+Usage: it_video.py --vigil PATH --repo DIR   (exit 0 pass, 1 fail, one line per failure)
+"""
+import argparse
+import http.server
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+import vgt_server  # noqa: E402
+
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+        print("FAIL: " + what)
+    return cond
+
+
+def call(url, key, method="GET", body=None, ctype=None):
+    req = urllib.request.Request(url, data=body, method=method)
+    if key:
+        req.add_header("Authorization", "Bearer " + key)
+    if ctype:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, timeout=120) as r:
+            return r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def jcall(url, key, method="GET", body=None, ctype=None):
+    st, h, b = call(url, key, method, body, ctype)
+    try:
+        return st, h, json.loads(b) if b else None
+    except ValueError:
+        return st, h, None
+
+
+def restart(vigil, data_dir, extra, timeout_s=60):
+    """vgt_server.start waits for the first-start key line; a restart only prints the URL."""
+    p = subprocess.Popen([vigil, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir,
+                          *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    box = {}
+
+    def reader():
+        for line in p.stdout:
+            m = re.search(r"listening on (http://\S+)", line)
+            if m:
+                box["url"] = m.group(1)
+    threading.Thread(target=reader, daemon=True).start()
+    deadline = time.time() + timeout_s
+    while time.time() < deadline and "url" not in box:
+        if p.poll() is not None:
+            raise SystemExit("it_video: vigil serve exited with %d on restart" % p.returncode)
+        time.sleep(0.05)
+    if "url" not in box:
+        p.kill()
+        raise SystemExit("it_video: no listen line on restart")
+    return p, box["url"]
+
+
+def poll_job(url, key, job_id, want=("done", "failed"), timeout_s=120):
+    deadline = time.time() + timeout_s
+    j = None
+    while time.time() < deadline:
+        st, _, j = jcall(url + "/api/v1/jobs/" + job_id, key)
+        if st != 200:
+            return st, j
+        if j["state"] in want:
+            return st, j
+        time.sleep(0.1)
+    return 0, j
+
+
+class Hook(http.server.BaseHTTPRequestHandler):
+    got = []
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        Hook.got.append(json.loads(self.rfile.read(n)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *a):
+        pass
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--vigil", required=True)
+    ap.add_argument("--repo", default=os.path.join(os.path.dirname(__file__), ".."))
+    a = ap.parse_args()
+    vd = os.path.join(a.repo, "tests", "data", "vpdq")
+
+    def read(*p):
+        with open(os.path.join(vd, *p), "rb") as f:
+            return f.read()
+    orig = read("videos", "chair-orig-22-sd-bar.mp4")
+    edit = read("videos", "chair-20-sd-bar.mp4")
+    edit2 = read("videos", "chair-22-sd-grey-bar.mp4")
+    other = read("videos", "doorknob-hd-no-bar.mp4")
+    avi = read("fixtures", "h264-in-avi.avi")
+
+    tmp = tempfile.mkdtemp(prefix="it_video.")
+    data = os.path.join(tmp, "data")
+    base = ("--faces", "false")
+    proc = None
+    hook = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=hook.serve_forever, daemon=True).start()
+    hook_url = "http://127.0.0.1:%d/done" % hook.server_address[1]
+    try:
+        # 1. direct answers: every chair video is under 60 s
+        proc, url, admin = vgt_server.start(a.vigil, data, base + ("--video-sync-max-s", "60"),
+                                            who="it_video")
+        st, _, t = jcall(url + "/api/v1/tenants", admin, "POST",
+                         json.dumps({"name": "Studio", "kind": "creator"}).encode(),
+                         "application/json")
+        check(st == 201, "tenant create answered %d" % st)
+        st, _, k = jcall(url + "/api/v1/tenants/%s/keys" % t["id"], admin, "POST",
+                         json.dumps({"name": "k"}).encode(), "application/json")
+        key = k["key"]
+        st, _, p = jcall(url + "/api/v1/profiles", key, "POST",
+                         json.dumps({"name": "Chair Films", "email": "legal@chair.example"})
+                         .encode(), "application/json")
+        pid = p["id"]
+        st, _, ref = jcall(url + "/api/v1/profiles/%s/references?kind=work&title=Chair" % pid, key,
+                           "POST", orig, "video/mp4")
+        check(st == 201, "video reference upload answered %d %s" % (st, ref))
+        check(ref and ref.get("media") == "video" and ref["video"]["frames"] > 0,
+              "reference has no video fields: %s" % ref)
+        rid = ref["id"] if ref else ""
+
+        st, _, r = jcall(url + "/api/v1/analyze?source_url=https://tube.example/v/1", key, "POST",
+                         edit, "application/octet-stream")
+        check(st == 201, "edit analysis answered %d %s" % (st, r))
+        ms = (r or {}).get("matches", [])
+        check(len(ms) == 1 and ms[0]["reference_id"] == rid, "edit did not match: %s" % ms)
+        if ms:
+            m = ms[0]
+            check(m.get("compared_match_percent", 0) >= 80 and "query_match_percent" in m,
+                  "percentages: %s" % m)
+            segs = m.get("segments", [])
+            check(len(segs) >= 1 and segs[0]["query_end"] > segs[0]["query_start"] and
+                  segs[0]["reference_end"] > segs[0]["reference_start"], "segments: %s" % segs)
+
+        st, _, r = jcall(url + "/api/v1/analyze", key, "POST", other, "video/mp4")
+        check(st == 201 and r["matches"] == [], "unrelated video: %d %s" % (st, r))
+
+        st, _, r = jcall(url + "/api/v1/analyze", key, "POST", avi, "video/x-msvideo")
+        check(st == 422 and "container" in r["error"]["message"],
+              "AVI answered %d %s" % (st, r))
+        st, _, r = jcall(url + "/api/v1/analyze", key, "POST", avi, "application/octet-stream")
+        check(st == 422 and "container" in r["error"]["message"],
+              "sniffed AVI answered %d %s" % (st, r))
+        vgt_server.stop(proc)
+
+        # 2. a job: chair videos are longer than 5 s
+        proc, url = restart(a.vigil, data, base + ("--video-sync-max-s", "5"))
+        st, h, j = jcall(url + "/api/v1/analyze?callback_url=" + hook_url, key, "POST", edit2,
+                         "video/mp4")
+        check(st == 202, "long analysis answered %d %s" % (st, j))
+        check(st == 202 and j and j.get("state") in ("queued", "running", "done"),
+              "long analysis answered %d %s" % (st, j))
+        loc = h.get("Location", "")
+        check(j and loc == "/api/v1/jobs/" + j["id"], "Location: %r" % loc)
+        st, j = poll_job(url, key, j["id"])
+        check(st == 200 and j["state"] == "done", "job ended %d %s" % (st, j))
+        res = (j or {}).get("result") or {}
+        check(res.get("matches") and res["matches"][0]["reference_id"] == rid and
+              res["matches"][0]["segments"], "job result: %s" % res)
+        deadline = time.time() + 20
+        while time.time() < deadline and not Hook.got:
+            time.sleep(0.1)
+        check(Hook.got and Hook.got[0]["id"] == j["id"] and Hook.got[0]["state"] == "done",
+              "callback: %s" % Hook.got)
+        # another tenant cannot read it
+        st, _, t2 = jcall(url + "/api/v1/tenants", admin, "POST",
+                          json.dumps({"name": "Other", "kind": "agency"}).encode(),
+                          "application/json")
+        st, _, k2 = jcall(url + "/api/v1/tenants/%s/keys" % t2["id"], admin, "POST",
+                          json.dumps({"name": "k"}).encode(), "application/json")
+        st, _, _ = jcall(url + "/api/v1/jobs/" + j["id"], k2["key"])
+        check(st == 404, "another tenant's job answered %d" % st)
+        # evidence: the matches list shows the video fields
+        st, _, ml = jcall(url + "/api/v1/matches", key)
+        vm = [m for m in ml["items"] if m.get("media") == "video"]
+        check(len(vm) >= 2 and all(m["segments"] and "compared_match_percent" in m for m in vm),
+              "matches list: %s" % ml["items"])
+        # a DMCA notice describes it with its time ranges
+        if vm:
+            st, _, n = jcall(url + "/api/v1/notices", key, "POST", json.dumps(
+                {"match_id": vm[0]["id"], "infringing_url": "https://tube.example/v/1",
+                 "recipient": {"name": "Tube Inc."}}).encode(), "application/json")
+            check(st == 201, "notice create answered %d %s" % (st, n))
+            st, _, n = jcall(url + "/api/v1/notices/" + (n or {}).get("id", "x"), key)
+            text = " ".join(((n or {}).get("text") or "").split())
+            check(st == 200 and "video match by vPDQ" in text and
+                  "of the infringing video shows 0:" in text, "notice text: %d %s" % (st, text))
+        vgt_server.stop(proc)
+
+        # 3. kill -9 while a job runs, restart: it ends done, on a second attempt
+        proc, url = restart(a.vigil, data, base + ("--video-sync-max-s", "5",
+                                                   "--fault-video-job-delay-ms", "60000"))
+        st, _, j = jcall(url + "/api/v1/analyze", key, "POST", edit2, "video/mp4")
+        check(st == 202, "job before the kill answered %d" % st)
+        st, j = poll_job(url, key, j["id"], want=("running",), timeout_s=30)
+        check(j and j["state"] == "running", "job never ran: %s" % j)
+        proc.kill()
+        proc.wait()
+        proc, url = restart(a.vigil, data, base + ("--video-sync-max-s", "5"))
+        st, j = poll_job(url, key, j["id"])
+        check(st == 200 and j["state"] == "done" and j["attempts"] == 2,
+              "job after kill -9 and restart: %d %s" % (st, j))
+        vgt_server.stop(proc)
+        proc = None
+        jobs_dir = os.path.join(data, "jobs")
+        check(os.listdir(jobs_dir) == [], "job files left: %s" % os.listdir(jobs_dir))
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+        hook.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    if failures:
+        print("it_video: %d failure(s)" % len(failures))
+        return 1
+    print("it_video: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
