@@ -183,9 +183,11 @@ static void test_index_search_all(void **state)
         assert_int_equal(video_index_search(ix, &ours[i], &mo, &r), VG_OK);
         int found[NV] = {0};
         for (size_t k = 0; k < r.n; k++) {
-            assert_true(r.matches[k].match);
+            /* reported by either rule; a clip match never crosses families either */
+            assert_true(r.matches[k].match || r.matches[k].clip_match);
+            assert_true(family(i) == family((int)r.matches[k].video));
             assert_string_equal(r.matches[k].id, names[r.matches[k].video]);
-            found[r.matches[k].video] = 1;
+            found[r.matches[k].video] = r.matches[k].match;
             if (k)
                 assert_true(r.matches[k - 1].compared_match_pct >= r.matches[k].compared_match_pct);
         }
@@ -221,7 +223,38 @@ static void test_segments(void **state)
     assert_true(m.segments[0].q_start < 0.1 && m.segments[0].q_end > 9.9);
     assert_true(m.segments[0].c_start > 4.9 && m.segments[0].c_start < 5.1);
     assert_true(m.segments[0].c_end > 14.9 && m.segments[0].c_end < 15.1);
+    /* the clip rule: all of the query inside one segment of the compared video */
+    assert_true(m.clip_match && m.clip_match_pct == 100.0);
+    assert_true(m.clip.c_start > 4.9 && m.clip.c_start < 5.1 && m.clip.c_end > 14.9);
     video_match_free(&m);
+    /* too short to be a clip: 4 frames (clip_min_frames 5) */
+    size_t full = clip.n;
+    clip.n = 4;
+    assert_int_equal(video_compare(&clip, orig, NULL, &m), VG_OK);
+    assert_true(m.query_match_pct == 100.0 && !m.match && !m.clip_match);
+    video_match_free(&m);
+    /* a clip spliced from two far-apart parts is not one segment: 50% in the best one */
+    clip.n = full;
+    video_hash spliced = {0};
+    cap = 0;
+    for (size_t k = 0; k < orig->n; k++)
+        if ((orig->frames[k].ts >= 1.0 && orig->frames[k].ts < 6.0) ||
+            (orig->frames[k].ts >= 15.0 && orig->frames[k].ts < 20.0)) {
+            video_frame f = orig->frames[k];
+            f.ts = f.ts < 10 ? f.ts - 1.0 : f.ts - 10.0; /* back to back: 0-5 s, 5-10 s */
+            assert_int_equal(video__push(&spliced, &cap, &f), VG_OK);
+        }
+    video_match_opts mo;
+    video_match_opts_default(&mo);
+    assert_int_equal(video_compare(&spliced, orig, &mo, &m), VG_OK);
+    assert_true(m.query_match_pct == 100.0 && m.n_segments == 2);
+    assert_true(m.clip_match_pct > 40 && m.clip_match_pct < 60 && !m.clip_match);
+    video_match_free(&m);
+    mo.clip_pct = 40; /* settable */
+    assert_int_equal(video_compare(&spliced, orig, &mo, &m), VG_OK);
+    assert_true(m.clip_match);
+    video_match_free(&m);
+    video_hash_free(&spliced);
     /* the other way round, the clip is fully shown: a match */
     assert_int_equal(video_compare(orig, &clip, NULL, &m), VG_OK);
     assert_true(m.match && m.compared_match_pct == 100.0);
