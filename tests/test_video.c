@@ -296,6 +296,99 @@ static void test_sampled_1fps(void **state)
     video_hash_free(&h);
 }
 
+/* The planning pass (decode only what the kept frames need) keeps exactly the frames, and
+ * gives exactly the hashes, of the sequential decode: every sample video and both codec
+ * fixtures, at several rates. */
+static void test_plan_exact(void **state)
+{
+    (void)state;
+    static const double rates[] = {1.0, 2.5, 0.3};
+    char path[512];
+    uint64_t dec_plan = 0, dec_seq = 0;
+    int drift[4096], nd = 0;
+    for (int i = 0; i < NV + 2; i++) {
+        if (i < NV)
+            snprintf(path, sizeof path, DATA "videos/%s.mp4", names[i]);
+        else
+            snprintf(path, sizeof path, DATA "fixtures/%s",
+                     i == NV ? "small-h264.mp4" : "small-vp8.webm");
+        for (size_t r = 0; r < sizeof rates / sizeof *rates; r++) {
+            video_hash_opts o;
+            video_hash_opts_default(&o);
+            o.rate = rates[r];
+            o.prune_distance = -1;
+            o.min_quality = 0;
+            o.fast = 0;
+            video_hash a, b, f;
+            assert_int_equal(video_hash_file(path, &o, &a), VG_OK);
+            /* loop-filter skipping (opt-in): the same frames, hashes moved by its drift */
+            o.fast = VIDEO_FAST_SKIP_LOOP;
+            assert_int_equal(video_hash_file(path, &o, &f), VG_OK);
+            assert_int_equal(f.n, a.n);
+            for (size_t k = 0; k < f.n; k++) {
+                assert_int_equal(f.frames[k].frame, a.frames[k].frame);
+                if (a.frames[k].quality >= PDQ_MIN_RELIABLE_QUALITY && nd < 4096)
+                    drift[nd++] = pdq_distance(&f.frames[k].hash, &a.frames[k].hash);
+            }
+            video_hash_free(&f);
+            o.fast = 0;
+            o.test_no_plan = 1;
+            assert_int_equal(video_hash_file(path, &o, &b), VG_OK);
+            if (a.n != b.n)
+                fail_msg("%s at %g/s: %zu frames planned, %zu sequential", path, rates[r], a.n,
+                         b.n);
+            for (size_t k = 0; k < a.n; k++) {
+                assert_int_equal(a.frames[k].frame, b.frames[k].frame);
+                assert_true(a.frames[k].ts == b.frames[k].ts);
+                assert_true(pdq_hash_equal(&a.frames[k].hash, &b.frames[k].hash));
+            }
+            assert_true(a.frames_decoded <= b.frames_decoded);
+            dec_plan += a.frames_decoded;
+            dec_seq += b.frames_decoded;
+            video_hash_free(&a);
+            video_hash_free(&b);
+        }
+    }
+    printf("plan: identical frames and hashes; %llu frames decoded against %llu sequentially\n",
+           (unsigned long long)dec_plan, (unsigned long long)dec_seq);
+    qsort(drift, (size_t)nd, sizeof *drift, cmp_int);
+    int zero = 0;
+    while (zero < nd && drift[zero] == 0)
+        zero++;
+    printf("skip loop filter vs exact, %d frames of quality >= 50: %.1f%% identical, median %d, "
+           "p95 %d, max %d bits\n",
+           nd, 100.0 * zero / nd, drift[nd / 2], drift[nd * 95 / 100], drift[nd - 1]);
+    assert_true(nd > 100);
+    /* measured: median 2, p95 6, max 22; the bound keeps every frame within the match
+     * distance, the drift that made it an option, not the default */
+    assert_true(drift[nd / 2] <= 4 && drift[nd * 95 / 100] <= 10 && drift[nd - 1] <= 31);
+}
+
+/* Nearest key frame: a sample time with a key frame within the tolerance keeps that key frame;
+ * the others keep the exact frame. */
+static void test_keyframe_tolerance(void **state)
+{
+    (void)state;
+    video_hash_opts o;
+    video_hash_opts_default(&o);
+    o.prune_distance = -1;
+    video_hash a, b;
+    const char *path = DATA "fixtures/small-h264.mp4"; /* 2 s at 10/s, key frames by x264 */
+    o.rate = 2.0;
+    assert_int_equal(video_hash_file(path, &o, &b), VG_OK);
+    o.keyframe_tolerance_s = 0.2;
+    assert_int_equal(video_hash_file(path, &o, &a), VG_OK);
+    assert_int_equal(a.n, b.n);
+    assert_true(a.frames_decoded <= b.frames_decoded);
+    for (size_t k = 0; k < a.n; k++)
+        assert_true(a.frames[k].ts - b.frames[k].ts < 0.2 + 1e-6 &&
+                    b.frames[k].ts - a.frames[k].ts < 0.2 + 1e-6);
+    video_hash_free(&a);
+    video_hash_free(&b);
+    o.keyframe_tolerance_s = -1;
+    assert_int_equal(video_hash_file(path, &o, &a), VG_EINVAL);
+}
+
 static int expect_fail(const char *file, const video_hash_opts *o, int code, video_limit_kind limit,
                        const char *detail_word)
 {
@@ -482,6 +575,8 @@ int main(void)
         cmocka_unit_test(test_match_matrix),
         cmocka_unit_test(test_index_search_all),
         cmocka_unit_test(test_segments),
+        cmocka_unit_test(test_plan_exact),
+        cmocka_unit_test(test_keyframe_tolerance),
         cmocka_unit_test(test_sampled_1fps),
         cmocka_unit_test(test_limits_from_headers),
         cmocka_unit_test(test_hostile_bytes),

@@ -104,15 +104,31 @@ const char *video_limit_name(video_limit_kind k);
 
 /* ---- hashing -------------------------------------------------------------------------------- */
 
+/* Decoder shortcuts for sampled mode (ignored with every_frame), trading exactness of the kept
+ * frames' pixels for speed; docs/BENCHMARKS.md "Video" has the measured drift and gain.
+ *   SKIP_LOOP  frames decoded only because later ones reference them skip the deblocking loop
+ *              filter (H.264, HEVC); the kept frames predict from those un-deblocked pixels,
+ *              so their hashes drift (sample videos: median 2, p95 6, max 22 bits; 1080p
+ *              H.264: median 4, max 10) for 15-20% less CPU. Off by default.
+ * Measured and left out: AV_CODEC_FLAG2_FAST (no gain on H.264), lowres (no allow-listed
+ * decoder supports it: H.264, HEVC, VP8, VP9, AV1 all have max_lowres 0). */
+#define VIDEO_FAST_SKIP_LOOP 1
+
 typedef struct video_hash_opts {
     double rate;        /* sampled frames per second, (0, VIDEO_MAX_RATE]; default 1 */
     int every_frame;    /* 1: every frame, the reference's way (rate, min_quality, prune unused) */
     int keyframes_only; /* 1: key frames only (rate still applies among them) */
     int min_quality; /* sampled frames below this are dropped; default PDQ_MIN_RELIABLE_QUALITY */
-    int prune_distance;    /* a sampled frame within this many bits of the last kept one is dropped;
-                              -1 keeps every frame; default VIDEO_DEFAULT_PRUNE_DISTANCE */
-    int in_process;        /* 1: decode in the calling process (fuzzing, tests); default 0 */
-    int test_child_signal; /* tests only: the child raises this signal before decoding (0) */
+    int prune_distance; /* a sampled frame within this many bits of the last kept one is dropped;
+                           -1 keeps every frame; default VIDEO_DEFAULT_PRUNE_DISTANCE */
+    int fast;           /* VIDEO_FAST_* bits: decoder shortcuts; default 0 (exact) */
+    double keyframe_tolerance_s; /* sampled mode: a sample time with a key frame within this many
+                                    seconds keeps that key frame instead (no other frame of its
+                                    group decoded); 0 (default) keeps the exact frame; capped
+                                    under half a sampling period */
+    int in_process;              /* 1: decode in the calling process (fuzzing, tests); default 0 */
+    int test_child_signal;       /* tests only: the child raises this signal before decoding (0) */
+    int test_no_plan;            /* tests only: decode sequentially, without the planning pass */
     video_limits limits;
 } video_hash_opts;
 
