@@ -153,10 +153,27 @@ typedef struct video__state {
      * a demux-only pass over the packets' timestamps before any decoding. */
     video__pkt *plan;
     size_t plan_n;
-    int planned;   /* 0: no plan (a packet without pts, keyframes_only, every_frame) */
-    int64_t *want; /* the kept frames' pts, ascending */
+    int planned;         /* 0: no plan (a packet without pts, keyframes_only, every_frame) */
+    int64_t *want;       /* the kept frames' pts, ascending, unique */
+    uint8_t *want_used;  /* want[i]'s frame came out already */
+    double last_kept_ts; /* the last kept frame's timestamp (s) */
     size_t n_want;
 } video__state;
+
+/* Frees the container and decoder side of s (video__open allocates them again). */
+static void video__av_close(video__state *s)
+{
+    av_frame_free(&s->frame);
+    av_packet_free(&s->pkt);
+    avcodec_free_context(&s->dec);
+    avformat_close_input(&s->fmt);
+    if (s->io) {
+        av_freep(&s->io->buffer);
+        avio_context_free(&s->io);
+    }
+    pdq_ctx_free(s->pdq);
+    s->pdq = NULL;
+}
 
 static void video__state_close(video__state *s)
 {
@@ -172,6 +189,7 @@ static void video__state_close(video__state *s)
     vg_free(s->px);
     vg_free(s->plan);
     vg_free(s->want);
+    vg_free(s->want_used);
     pdq_ctx_free(s->pdq);
     video_hash_free(&s->h);
 }
@@ -257,9 +275,14 @@ static int video__cmp_i64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int video__wanted(const video__state *s, int64_t pts)
+/* 1 when a frame with this pts is to be kept: the first one out with it (each pts once). */
+static int video__wanted(video__state *s, int64_t pts)
 {
-    return bsearch(&pts, s->want, s->n_want, sizeof *s->want, video__cmp_i64) != NULL;
+    int64_t *w = bsearch(&pts, s->want, s->n_want, sizeof *s->want, video__cmp_i64);
+    if (!w || s->want_used[w - s->want])
+        return 0;
+    s->want_used[w - s->want] = 1;
+    return 1;
 }
 
 /* Display order of the plan: (pts, index) pairs sorted by pts. */
@@ -297,7 +320,19 @@ static void video__need(video__pkt *p, const size_t *gop, size_t t)
  * mode's frame). A group's packets after its last kept frame, in decode order, are never sent
  * to the decoder: nothing shown later depends on them. Without a plan (a packet without a
  * timestamp, a failed seek) decoding falls back to the sequential rule in video__run. */
-static int video__plan(video__state *s)
+static int video__open(video__state *s, const uint8_t *buf, size_t len);
+
+/* No plan after all: the decode pass starts again from the first packet, in a freshly opened
+ * container (a demuxer that cannot seek back, or packets without timestamps). */
+static int video__unplanned(video__state *s, const uint8_t *buf, size_t len)
+{
+    s->planned = 0;
+    s->plan_n = 0;
+    video__av_close(s);
+    return video__open(s, buf, len);
+}
+
+static int video__plan(video__state *s, const uint8_t *buf, size_t len)
 {
     const video_hash_opts *o = s->o;
     size_t cap = 0;
@@ -315,7 +350,7 @@ static int video__plan(video__state *s)
                                "video has over %llu frames (max_frames)",
                                (unsigned long long)o->limits.max_frames);
         if (pts == AV_NOPTS_VALUE)
-            return VG_OK; /* no plan */
+            return video__unplanned(s, buf, len);
         if (first_dts == AV_NOPTS_VALUE)
             first_dts = dts != AV_NOPTS_VALUE ? dts : pts;
         if (s->plan_n == cap) {
@@ -330,14 +365,16 @@ static int video__plan(video__state *s)
     }
     if (e != AVERROR_EOF)
         return video__av_fail(e, "reading the container");
-    if (s->plan_n == 0 || av_seek_frame(s->fmt, s->stream, first_dts, AVSEEK_FLAG_BACKWARD) < 0)
-        return VG_OK; /* no plan: an empty stream is the decode pass's to report */
+    if (s->plan_n == 0 || o->test_no_plan == 2 ||
+        av_seek_frame(s->fmt, s->stream, first_dts, AVSEEK_FLAG_BACKWARD) < 0)
+        return video__unplanned(s, buf, len); /* an empty stream is the decode pass's to report */
     size_t n = s->plan_n;
     video__ord *ord = vg_malloc(n * sizeof *ord);
     size_t *gop = vg_malloc(n * sizeof *gop);
     video__ord *keys = vg_malloc(n * sizeof *keys);
     s->want = vg_malloc(n * sizeof *s->want);
-    if (!ord || !gop || !keys || !s->want) {
+    s->want_used = vg_calloc(n, 1);
+    if (!ord || !gop || !keys || !s->want || !s->want_used) {
         vg_free(ord);
         vg_free(gop);
         vg_free(keys);
@@ -387,18 +424,25 @@ static int video__plan(video__state *s)
             oi++;
         if (oi == n)
             break;
-        size_t i = ord[oi].i;
         double ts = (double)(ord[oi].pts - start) * tb;
-        if (!s->plan[i].target) {
-            s->plan[i].target = 1;
-            video__need(s->plan, gop, i);
-        }
+        /* every packet with this pts: one of them may be a frame that is never shown (a VP8
+         * alt-ref), and the first frame out with it is the one kept (video__wanted) */
+        for (size_t j = oi; j < n && ord[j].pts == ord[oi].pts; j++)
+            if (!s->plan[ord[j].i].target) {
+                s->plan[ord[j].i].target = 1;
+                video__need(s->plan, gop, ord[j].i);
+            }
         k = floor(ts * o->rate + 1e-9) + 1.0;
     }
     for (size_t i = 0; i < n; i++)
         if (s->plan[i].target)
             s->want[s->n_want++] = s->plan[i].pts;
     qsort(s->want, s->n_want, sizeof *s->want, video__cmp_i64);
+    size_t u = 0; /* one entry per pts */
+    for (size_t i = 0; i < s->n_want; i++)
+        if (u == 0 || s->want[u - 1] != s->want[i])
+            s->want[u++] = s->want[i];
+    s->n_want = u;
     vg_free(ord);
     vg_free(gop);
     vg_free(keys);
@@ -434,8 +478,11 @@ static int video__on_frame(video__state *s, const AVFrame *f)
     if (ts > s->h.duration_s)
         s->h.duration_s = ts;
     if (s->planned) {
-        if (pts == AV_NOPTS_VALUE || !video__wanted(s, pts))
+        /* Kept frames stay in time order even when a hostile stream's decoder output is not
+         * (the sequential rule gets that from its growing sample time). */
+        if (pts == AV_NOPTS_VALUE || ts < s->last_kept_ts || !video__wanted(s, pts))
             return VG_OK;
+        s->last_kept_ts = ts;
     } else if (!o->every_frame) {
         if (ts + 1e-9 < s->next_sample_s)
             return VG_OK;
@@ -672,8 +719,8 @@ int video__decode(const uint8_t *buf, size_t len, const video_hash_opts *o, vide
                                     .min_quality = o->every_frame ? 0 : o->min_quality,
                                     .prune_distance = o->every_frame ? -1 : o->prune_distance};
     int rc = video__open(&s, buf, len);
-    if (rc == VG_OK && !o->every_frame && !o->keyframes_only && !o->test_no_plan)
-        rc = video__plan(&s);
+    if (rc == VG_OK && !o->every_frame && !o->keyframes_only && o->test_no_plan != 1)
+        rc = video__plan(&s, buf, len);
     if (rc == VG_OK)
         rc = video__run(&s);
     if (rc == VG_OK) {
