@@ -128,7 +128,9 @@ typedef struct video_hash_opts {
                                     under half a sampling period */
     int in_process;              /* 1: decode in the calling process (fuzzing, tests); default 0 */
     int test_child_signal;       /* tests only: the child raises this signal before decoding (0) */
-    int test_no_plan;            /* tests only: decode sequentially, without the planning pass */
+    int test_child_spin;         /* tests only: 1 the child spins on the CPU before decoding */
+    int test_no_plan; /* tests only: 1 decode sequentially, without the planning pass; 2 plan,
+                         then act as if seeking back failed (reopen, decode sequentially) */
     video_limits limits;
 } video_hash_opts;
 
