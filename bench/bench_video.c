@@ -51,16 +51,65 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Hash distance of each kept frame of h to ref's (exact decode) frame for the same sample time
+ * (the same position when both kept as many frames, else the same frame number): median and
+ * max; -1 when none. */
+static void drift(const video_hash *ref, const video_hash *h, int *med, int *max, size_t *n_out)
+{
+    int d[4096];
+    size_t n = 0;
+    if (h->n == ref->n) {
+        for (size_t i = 0; i < h->n && n < 4096; i++)
+            d[n++] = pdq_distance(&ref->frames[i].hash, &h->frames[i].hash);
+    }
+    for (size_t i = 0; i < h->n && h->n != ref->n; i++)
+        for (size_t j = 0; j < ref->n && n < 4096; j++)
+            if (ref->frames[j].frame == h->frames[i].frame) {
+                d[n++] = pdq_distance(&ref->frames[j].hash, &h->frames[i].hash);
+                break;
+            }
+    *n_out = n;
+    *med = *max = -1;
+    if (!n)
+        return;
+    for (size_t i = 1; i < n; i++) /* insertion sort: a few hundred values */
+        for (size_t k = i; k > 0 && d[k] < d[k - 1]; k--) {
+            int t = d[k];
+            d[k] = d[k - 1];
+            d[k - 1] = t;
+        }
+    *med = d[n / 2];
+    *max = d[n - 1];
+}
+
 static int bench_hash(const char *path, int runs)
 {
+    static const struct {
+        const char *name;
+        int fast, keyframes, no_plan;
+        double key_tol;
+    } modes[] = {
+        {"sequential: non-reference frames before the sample skipped", 0, 0, 1, 0},
+        {"planned, exact (default): + group tails after the last sample skipped", 0, 0, 0, 0},
+        {"planned + skip loop filter on unsampled frames", VIDEO_FAST_SKIP_LOOP, 0, 0, 0},
+        {"planned + key frame within 0.49 s of the sample time", 0, 0, 0, 0.49},
+        {"planned + key frame within 0.49 s + skip loop filter", VIDEO_FAST_SKIP_LOOP, 0, 0, 0.49},
+        {"key frames only", 0, 1, 0, 0},
+    };
     printf("## Hashing one video at 1 frame/s (decoder in the sandboxed child)\n\n");
-    printf("File: `%s`. Median of %d runs; CPU is the child's (one thread).\n\n", path, runs);
+    printf("File: `%s`. Median of %d runs; CPU is the child's (one thread). Drift: Hamming "
+           "distance of each kept frame's hash to the exact decode's hash of the same frame.\n\n",
+           path, runs);
     printf("| mode | frames kept | frames decoded | duration (s) | child CPU (s) | wall (s) | "
-           "x real time (CPU) |\n|---|---|---|---|---|---|---|\n");
-    for (int mode = 0; mode < 2; mode++) {
+           "x real time (CPU) | drift median / max (bits) |\n|---|---|---|---|---|---|---|---|\n");
+    video_hash exact = {0};
+    for (size_t mode = 0; mode < sizeof modes / sizeof *modes; mode++) {
         video_hash_opts o;
         video_hash_opts_default(&o);
-        o.keyframes_only = mode;
+        o.keyframes_only = modes[mode].keyframes;
+        o.fast = modes[mode].fast;
+        o.test_no_plan = modes[mode].no_plan;
+        o.keyframe_tolerance_s = modes[mode].key_tol;
         double cpu[16], wall[16];
         video_hash h = {0};
         for (int r = 0; r < runs && r < 16; r++) {
@@ -77,12 +126,21 @@ static int bench_hash(const char *path, int runs)
         qsort(cpu, (size_t)n, sizeof *cpu, cmp_double);
         qsort(wall, (size_t)n, sizeof *wall, cmp_double);
         double c = cpu[n / 2], w = wall[n / 2];
-        printf("| %s | %zu | %llu | %.1f | %.2f | %.2f | %.0fx |\n",
-               mode ? "key frames only" : "sampled (default)", h.n,
-               (unsigned long long)h.frames_decoded, h.duration_s, c, w,
-               c > 0 ? h.duration_s / c : 0);
+        int dmed, dmax;
+        size_t dn;
+        if (mode == 0) {
+            exact = h;
+            memset(&h, 0, sizeof h);
+        }
+        drift(&exact, mode == 0 ? &exact : &h, &dmed, &dmax, &dn);
+        printf("| %s | %zu | %llu | %.1f | %.2f | %.2f | %.0fx | %d / %d (%zu frames) |\n",
+               modes[mode].name, mode == 0 ? exact.n : h.n,
+               (unsigned long long)(mode == 0 ? exact.frames_decoded : h.frames_decoded),
+               mode == 0 ? exact.duration_s : h.duration_s, c, w,
+               c > 0 ? (mode == 0 ? exact.duration_s : h.duration_s) / c : 0, dmed, dmax, dn);
         video_hash_free(&h);
     }
+    video_hash_free(&exact);
     printf("\n");
     return 0;
 }

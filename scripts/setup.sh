@@ -14,9 +14,9 @@ build_pkgs="build-essential cmake clang pkg-config libturbojpeg0-dev libspng-dev
   libcurl4-openssl-dev libcmocka-dev libclang-rt-14-dev libavformat-dev libavcodec-dev
   libswscale-dev libavutil-dev nodejs npm curl ca-certificates python3"
 # prometheus: its promtool checks /metrics and the rules in deploy/prometheus; chromium (with a
-# font for its screenshots) opens the dashboard in tests/dashboard_chromium.py.
-test_pkgs="redis-server git clang-format prometheus chromium fonts-dejavu-core"
-# ffmpeg: bench/video.sh makes its 1080p H.264 input from a sample video.
+# font for its screenshots) opens the dashboard in tests/dashboard_chromium.py; ffmpeg makes the
+# edited videos of tests/video_robustness.py (and bench/video.sh's 1080p input).
+test_pkgs="redis-server git clang-format prometheus chromium fonts-dejavu-core ffmpeg"
 bench_pkgs="redis-server wrk hyperfine libjpeg-turbo-progs imagemagick python3-locust ffmpeg"
 
 want="$build_pkgs"

@@ -23,12 +23,16 @@ static void usage(FILE *f)
             "  --quality Q       frames below quality Q are not compared (default %d)\n"
             "  --compared-pct P  match needs P%% of the compared video's frames (default %g)\n"
             "  --query-pct P     ... and P%% of the query's (default %g)\n"
+            "  --clip-pct P      clip rule: P%% of the query's frames inside one contiguous\n"
+            "                    segment of the compared video, at least %u frames\n"
+            "                    (default %g; over 100 turns it off)\n"
             "  --rate R          sampling rate for video arguments (default %g frames/s)\n"
             "  --every-frame     hash video arguments frame by frame\n"
             "  --json            one JSON object: query_match_percent,\n"
             "                    compared_match_percent, match, frame counts, segments\n\n"
-            "exit status: 0 match, 3 no match, 1 error, 2 usage\n",
-            m.distance, m.min_quality, m.compared_pct, m.query_pct, VIDEO_DEFAULT_RATE);
+            "exit status: 0 match (either rule), 3 no match, 1 error, 2 usage\n",
+            m.distance, m.min_quality, m.compared_pct, m.query_pct, m.clip_min_frames, m.clip_pct,
+            VIDEO_DEFAULT_RATE);
 }
 
 /* A video's hash from a vhash listing or, failing that, from the video itself. */
@@ -80,10 +84,11 @@ static int run(int argc, char **argv)
             ho.every_frame = 1;
         } else if (strcmp(a, "--distance") == 0 || strcmp(a, "--quality") == 0 ||
                    strcmp(a, "--compared-pct") == 0 || strcmp(a, "--query-pct") == 0 ||
-                   strcmp(a, "--rate") == 0) {
-            double hi = strcmp(a, "--distance") == 0 ? 256
-                        : strcmp(a, "--rate") == 0   ? VIDEO_MAX_RATE
-                                                     : 100;
+                   strcmp(a, "--clip-pct") == 0 || strcmp(a, "--rate") == 0) {
+            double hi = strcmp(a, "--distance") == 0   ? 256
+                        : strcmp(a, "--rate") == 0     ? VIDEO_MAX_RATE
+                        : strcmp(a, "--clip-pct") == 0 ? 101
+                                                       : 100;
             double lo = strcmp(a, "--rate") == 0 ? 1e-6 : 0;
             if (i + 1 >= argc || parse_num(argv[i + 1], lo, hi, &v) != 0) {
                 fprintf(stderr, "vigil vcompare: %s needs a number in [%g, %g]\n", a, lo, hi);
@@ -97,6 +102,8 @@ static int run(int argc, char **argv)
                 mo.compared_pct = v;
             else if (strcmp(a, "--query-pct") == 0)
                 mo.query_pct = v;
+            else if (strcmp(a, "--clip-pct") == 0)
+                mo.clip_pct = v;
             else
                 ho.rate = v;
             i++;
@@ -135,9 +142,13 @@ static int run(int argc, char **argv)
     if (json) {
         printf("{\"query_match_percent\":%.2f,\"compared_match_percent\":%.2f,\"match\":%s,"
                "\"query_frames\":%u,\"query_matched\":%u,\"compared_frames\":%u,"
-               "\"compared_matched\":%u,\"segments\":[",
+               "\"compared_matched\":%u,\"clip_match_percent\":%.2f,\"clip_match\":%s,"
+               "\"clip\":{\"query_start\":%.3f,\"query_end\":%.3f,\"compared_start\":%.3f,"
+               "\"compared_end\":%.3f,\"frames\":%u},\"segments\":[",
                m.query_match_pct, m.compared_match_pct, m.match ? "true" : "false", m.query_frames,
-               m.query_matched, m.compared_frames, m.compared_matched);
+               m.query_matched, m.compared_frames, m.compared_matched, m.clip_match_pct,
+               m.clip_match ? "true" : "false", m.clip.q_start, m.clip.q_end, m.clip.c_start,
+               m.clip.c_end, m.clip.frames);
         for (size_t i = 0; i < m.n_segments; i++) {
             const video_segment *s = &m.segments[i];
             printf("%s{\"query_start\":%.3f,\"query_end\":%.3f,\"compared_start\":%.3f,"
@@ -151,13 +162,15 @@ static int run(int argc, char **argv)
         printf("%.2f Percentage Compared Video match (%u of %u unique frames)\n",
                m.compared_match_pct, m.compared_matched, m.compared_frames);
         printf("match: %s\n", m.match ? "yes" : "no");
+        printf("clip: %s (%.2f%% of the query in compared %.3f-%.3f s)\n",
+               m.clip_match ? "yes" : "no", m.clip_match_pct, m.clip.c_start, m.clip.c_end);
         for (size_t i = 0; i < m.n_segments; i++) {
             const video_segment *s = &m.segments[i];
             printf("segment: query %.3f-%.3f s = compared %.3f-%.3f s (%u frames)\n", s->q_start,
                    s->q_end, s->c_start, s->c_end, s->frames);
         }
     }
-    int match = m.match;
+    int match = m.match || m.clip_match;
     video_match_free(&m);
     if (fflush(stdout) != 0)
         return CLI_EXIT_FAILED;

@@ -11,7 +11,8 @@
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: vigil vhash [--every-frame] [--rate R] [--keyframes] [--prune D] FILE...\n\n"
+            "usage: vigil vhash [--every-frame] [--rate R] [--keyframes] [--prune D]\n"
+            "                   [--skip-loop-filter] [--keyframe-tolerance S] FILE...\n\n"
             "vPDQ hash of each video (MP4/MOV or Matroska/WebM; H.264, HEVC, VP8, VP9, AV1):\n"
             "one line frame,quality,hash,timestamp per kept frame, like Meta's\n"
             "vpdq-hash-video. With several files, a '# FILE' line precedes each listing.\n"
@@ -21,7 +22,11 @@ static void usage(FILE *f)
             "                  no quality filter, no pruning\n"
             "  --keyframes     decode key frames only (fast; the rate applies among them)\n"
             "  --prune D       drop a frame within D bits of the last kept one (default %d;\n"
-            "                  -1 keeps all); frames with quality below %d are dropped\n\n"
+            "                  -1 keeps all); frames with quality below %d are dropped\n"
+            "  --skip-loop-filter  frames decoded only as references skip the deblocking\n"
+            "                  filter: ~20%% less CPU on H.264, kept hashes move a few bits\n"
+            "  --keyframe-tolerance S  a sample time with a key frame within S seconds\n"
+            "                  keeps that key frame (its group is not decoded further)\n\n"
             "exit status: 0 all hashed, 1 some file failed (one line each on stderr),\n"
             "2 usage error\n",
             VIDEO_DEFAULT_RATE, VIDEO_DEFAULT_PRUNE_DISTANCE, PDQ_MIN_RELIABLE_QUALITY);
@@ -52,6 +57,15 @@ static int run(int argc, char **argv)
             o.every_frame = 1;
         } else if (strcmp(a, "--keyframes") == 0) {
             o.keyframes_only = 1;
+        } else if (strcmp(a, "--skip-loop-filter") == 0) {
+            o.fast |= VIDEO_FAST_SKIP_LOOP;
+        } else if (strcmp(a, "--keyframe-tolerance") == 0) {
+            if (i + 1 >= argc || parse_num(argv[i + 1], 0, 3600, &v) != 0) {
+                fprintf(stderr, "vigil vhash: %s needs seconds in [0, 3600]\n", a);
+                return CLI_EXIT_USAGE;
+            }
+            o.keyframe_tolerance_s = v;
+            i++;
         } else if (strcmp(a, "--rate") == 0 || strcmp(a, "--prune") == 0) {
             int is_rate = a[2] == 'r';
             if (i + 1 >= argc || parse_num(argv[i + 1], is_rate ? 1e-6 : -1,

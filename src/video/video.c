@@ -32,6 +32,9 @@ void video_hash_opts_default(video_hash_opts *o)
     o->rate = VIDEO_DEFAULT_RATE;
     o->min_quality = PDQ_MIN_RELIABLE_QUALITY;
     o->prune_distance = VIDEO_DEFAULT_PRUNE_DISTANCE;
+    /* o->fast stays 0 (exact): VIDEO_FAST_SKIP_LOOP passes the 14x14 matrix and
+     * tests/video_robustness.py, but moves some kept frames' hashes by up to 22 bits (median 2):
+     * too much of the 31-bit budget for a default (docs/BENCHMARKS.md "Video"). */
     video_limits_default(&o->limits);
 }
 
@@ -91,6 +94,9 @@ static int video__check_opts(const video_hash_opts *o)
     if (!o->every_frame && !(o->rate > 0 && o->rate <= VIDEO_MAX_RATE))
         return vg_err_set(VG_EINVAL, "rate %g is outside (0, %g] frames per second", o->rate,
                           VIDEO_MAX_RATE);
+    if (!(o->keyframe_tolerance_s >= 0 && o->keyframe_tolerance_s <= 3600))
+        return vg_err_set(VG_EINVAL, "key frame tolerance %g s is outside [0, 3600]",
+                          o->keyframe_tolerance_s);
     if (o->prune_distance < -1 || o->prune_distance > PDQ_HASH_BITS)
         return vg_err_set(VG_EINVAL, "prune distance %d is outside -1..256", o->prune_distance);
     return VG_OK;

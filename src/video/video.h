@@ -104,15 +104,33 @@ const char *video_limit_name(video_limit_kind k);
 
 /* ---- hashing -------------------------------------------------------------------------------- */
 
+/* Decoder shortcuts for sampled mode (ignored with every_frame), trading exactness of the kept
+ * frames' pixels for speed; docs/BENCHMARKS.md "Video" has the measured drift and gain.
+ *   SKIP_LOOP  frames decoded only because later ones reference them skip the deblocking loop
+ *              filter (H.264, HEVC); the kept frames predict from those un-deblocked pixels,
+ *              so their hashes drift (sample videos: median 2, p95 6, max 22 bits; 1080p
+ *              H.264: median 4, max 10) for 15-20% less CPU. Off by default.
+ * Measured and left out: AV_CODEC_FLAG2_FAST (no gain on H.264), lowres (no allow-listed
+ * decoder supports it: H.264, HEVC, VP8, VP9, AV1 all have max_lowres 0). */
+#define VIDEO_FAST_SKIP_LOOP 1
+
 typedef struct video_hash_opts {
     double rate;        /* sampled frames per second, (0, VIDEO_MAX_RATE]; default 1 */
     int every_frame;    /* 1: every frame, the reference's way (rate, min_quality, prune unused) */
     int keyframes_only; /* 1: key frames only (rate still applies among them) */
     int min_quality; /* sampled frames below this are dropped; default PDQ_MIN_RELIABLE_QUALITY */
-    int prune_distance;    /* a sampled frame within this many bits of the last kept one is dropped;
-                              -1 keeps every frame; default VIDEO_DEFAULT_PRUNE_DISTANCE */
-    int in_process;        /* 1: decode in the calling process (fuzzing, tests); default 0 */
-    int test_child_signal; /* tests only: the child raises this signal before decoding (0) */
+    int prune_distance; /* a sampled frame within this many bits of the last kept one is dropped;
+                           -1 keeps every frame; default VIDEO_DEFAULT_PRUNE_DISTANCE */
+    int fast;           /* VIDEO_FAST_* bits: decoder shortcuts; default 0 (exact) */
+    double keyframe_tolerance_s; /* sampled mode: a sample time with a key frame within this many
+                                    seconds keeps that key frame instead (no other frame of its
+                                    group decoded); 0 (default) keeps the exact frame; capped
+                                    under half a sampling period */
+    int in_process;              /* 1: decode in the calling process (fuzzing, tests); default 0 */
+    int test_child_signal;       /* tests only: the child raises this signal before decoding (0) */
+    int test_child_spin;         /* tests only: 1 the child spins on the CPU before decoding */
+    int test_no_plan; /* tests only: 1 decode sequentially, without the planning pass; 2 plan,
+                         then act as if seeking back failed (reopen, decode sequentially) */
     video_limits limits;
 } video_hash_opts;
 
@@ -171,6 +189,14 @@ int video_hash_parse(const char *text, size_t len, video_hash *out);
 #define VIDEO_DEFAULT_QUERY_MATCH_PCT 0.0     /* of the query's frames */
 #define VIDEO_DEFAULT_SEGMENT_GAP_MS 3000u    /* a matched run breaks at a larger jump */
 #define VIDEO_MAX_SEGMENTS 64                 /* per matched video, the longest kept */
+/* The clip rule (issue 12, "clips inside longer videos"): a query that is a clip of a longer
+ * protected video shows only a part of it, so the reference rule (a share of the compared
+ * video's frames) cannot match it. A clip matches when this share of the query's unique frames
+ * falls in one contiguous segment of the compared video, and the query has at least
+ * VIDEO_DEFAULT_CLIP_MIN_FRAMES unique frames there (a one-frame query would otherwise be a
+ * "clip" of anything that shows that frame). */
+#define VIDEO_DEFAULT_CLIP_MATCH_PCT 80.0 /* of the query's unique frames, in one segment */
+#define VIDEO_DEFAULT_CLIP_MIN_FRAMES 5u  /* query frames in that segment (5 s at 1 frame/s) */
 
 typedef struct video_match_opts {
     int distance;        /* 0..256, default 31 */
@@ -178,8 +204,11 @@ typedef struct video_match_opts {
     double compared_pct; /* default 80 */
     double query_pct;    /* default 0 */
     uint32_t segment_gap_ms;
-    int only_matches; /* 1: report only videos that match (default); 0: every video with a
-                         matched frame, with its percentages */
+    double clip_pct;          /* clip rule: share of the query in one segment; default 80;
+                                 over 100 turns the clip rule off */
+    uint32_t clip_min_frames; /* clip rule: query frames in that segment; default 5 */
+    int only_matches;         /* 1: report only videos that match by either rule (default); 0: every
+                                 video with a matched frame, with its percentages */
 } video_match_opts;
 
 void video_match_opts_default(video_match_opts *o);
@@ -196,7 +225,10 @@ typedef struct video_match {
     const char *id;            /* borrowed from the index: the id given to video_index_add */
     double query_match_pct;    /* query's unique frames with a counterpart, 0..100 */
     double compared_match_pct; /* compared video's unique frames with a counterpart, 0..100 */
-    int match;                 /* both percentages at or over their thresholds */
+    int match;                 /* reference rule: both percentages at or over their thresholds */
+    double clip_match_pct;     /* query's unique frames in the best segment (clip), 0..100 */
+    int clip_match;            /* clip rule: clip_match_pct >= clip_pct, >= clip_min_frames */
+    video_segment clip;        /* the best segment (most query frames); zero when none */
     uint32_t query_frames, query_matched, compared_frames, compared_matched;
     video_segment *segments; /* owned by the result; by query start */
     size_t n_segments;

@@ -15,6 +15,8 @@
 #include <libswscale/swscale.h>
 
 #include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define VIDEO__IO_BUF_BYTES 32768
@@ -117,6 +119,14 @@ static int video__check_dims(const video_limits *l, int w, int h)
 }
 
 /* Everything one decode holds, released by video__state_close. */
+/* One packet of the video stream, from the planning pass (decode order). */
+typedef struct video__pkt {
+    int64_t pts;
+    uint8_t key;    /* a key (sync) packet: decoding may start here */
+    uint8_t need;   /* sent to the decoder */
+    uint8_t target; /* its frame is kept */
+} video__pkt;
+
 typedef struct video__state {
     video__mem mem;
     AVIOContext *io;
@@ -139,7 +149,31 @@ typedef struct video__state {
     size_t cap;
     int have_last;
     pdq_hash last;
+    /* The plan (sampled mode): which packets are decoded and which frames are kept, made from
+     * a demux-only pass over the packets' timestamps before any decoding. */
+    video__pkt *plan;
+    size_t plan_n;
+    int planned;         /* 0: no plan (a packet without pts, keyframes_only, every_frame) */
+    int64_t *want;       /* the kept frames' pts, ascending, unique */
+    uint8_t *want_used;  /* want[i]'s frame came out already */
+    double last_kept_ts; /* the last kept frame's timestamp (s) */
+    size_t n_want;
 } video__state;
+
+/* Frees the container and decoder side of s (video__open allocates them again). */
+static void video__av_close(video__state *s)
+{
+    av_frame_free(&s->frame);
+    av_packet_free(&s->pkt);
+    avcodec_free_context(&s->dec);
+    avformat_close_input(&s->fmt);
+    if (s->io) {
+        av_freep(&s->io->buffer);
+        avio_context_free(&s->io);
+    }
+    pdq_ctx_free(s->pdq);
+    s->pdq = NULL;
+}
 
 static void video__state_close(video__state *s)
 {
@@ -153,6 +187,9 @@ static void video__state_close(video__state *s)
         avio_context_free(&s->io);
     }
     vg_free(s->px);
+    vg_free(s->plan);
+    vg_free(s->want);
+    vg_free(s->want_used);
     pdq_ctx_free(s->pdq);
     video_hash_free(&s->h);
 }
@@ -230,6 +267,189 @@ static int video__hash_frame(video__state *s, const AVFrame *f, uint32_t number,
     return video__push(&s->h, &s->cap, &vf);
 }
 
+static int video__av_fail(int averr, const char *what);
+
+static int video__cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* 1 when a frame with this pts is to be kept: the first one out with it (each pts once). */
+static int video__wanted(video__state *s, int64_t pts)
+{
+    int64_t *w = bsearch(&pts, s->want, s->n_want, sizeof *s->want, video__cmp_i64);
+    if (!w || s->want_used[w - s->want])
+        return 0;
+    s->want_used[w - s->want] = 1;
+    return 1;
+}
+
+/* Display order of the plan: (pts, index) pairs sorted by pts. */
+typedef struct video__ord {
+    int64_t pts;
+    size_t i;
+} video__ord;
+
+static int video__ord_cmp(const void *a, const void *b)
+{
+    const video__ord *x = a, *y = b;
+    if (x->pts != y->pts)
+        return x->pts < y->pts ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Marks the packets a kept frame at decode index t needs: everything from its group's key
+ * packet up to it (non-reference ones are skipped by the decoder anyway), and the previous
+ * group too when it is a leading picture (shown before its key frame: open-GOP B-frames,
+ * HEVC RASL) that may reference it. gop[i] is packet i's group start. */
+static void video__need(video__pkt *p, const size_t *gop, size_t t)
+{
+    size_t g = gop[t];
+    for (size_t j = t + 1; j-- > g && !p[j].need;)
+        p[j].need = 1;
+    if (g > 0 && p[t].pts < p[g].pts)
+        for (size_t j = g; j-- > gop[g - 1] && !p[j].need;)
+            p[j].need = 1;
+}
+
+/* The planning pass: reads every packet's timestamp and key flag (no decoding), chooses the
+ * frames to keep and the packets to decode, then seeks back to the start. Kept frames: for each
+ * sample time k/rate, the key frame nearest it when one is within keyframe_tolerance_s (no
+ * other frame of its group is then needed), else the first frame at or after it (the exact
+ * mode's frame). A group's packets after its last kept frame, in decode order, are never sent
+ * to the decoder: nothing shown later depends on them. Without a plan (a packet without a
+ * timestamp, a failed seek) decoding falls back to the sequential rule in video__run. */
+static int video__open(video__state *s, const uint8_t *buf, size_t len);
+
+/* No plan after all: the decode pass starts again from the first packet, in a freshly opened
+ * container (a demuxer that cannot seek back, or packets without timestamps). */
+static int video__unplanned(video__state *s, const uint8_t *buf, size_t len)
+{
+    s->planned = 0;
+    s->plan_n = 0;
+    video__av_close(s);
+    return video__open(s, buf, len);
+}
+
+static int video__plan(video__state *s, const uint8_t *buf, size_t len)
+{
+    const video_hash_opts *o = s->o;
+    size_t cap = 0;
+    int e;
+    int64_t first_dts = AV_NOPTS_VALUE;
+    while ((e = av_read_frame(s->fmt, s->pkt)) >= 0) {
+        int mine = s->pkt->stream_index == s->stream;
+        int64_t pts = s->pkt->pts, dts = s->pkt->dts;
+        int key = (s->pkt->flags & AV_PKT_FLAG_KEY) != 0;
+        av_packet_unref(s->pkt);
+        if (!mine)
+            continue;
+        if (s->plan_n >= o->limits.max_frames)
+            return video__fail(VG_ETOOBIG, VIDEO_LIMIT_FRAMES,
+                               "video has over %llu frames (max_frames)",
+                               (unsigned long long)o->limits.max_frames);
+        if (pts == AV_NOPTS_VALUE)
+            return video__unplanned(s, buf, len);
+        if (first_dts == AV_NOPTS_VALUE)
+            first_dts = dts != AV_NOPTS_VALUE ? dts : pts;
+        if (s->plan_n == cap) {
+            size_t nc = cap ? cap * 2 : 1024;
+            video__pkt *np = vg_realloc(s->plan, nc * sizeof *np);
+            if (!np)
+                return vg_err_set(VG_ENOMEM, "no memory to plan %zu packets", nc);
+            s->plan = np;
+            cap = nc;
+        }
+        s->plan[s->plan_n++] = (video__pkt){pts, (uint8_t)key, 0, 0};
+    }
+    if (e != AVERROR_EOF)
+        return video__av_fail(e, "reading the container");
+    if (s->plan_n == 0 || o->test_no_plan == 2 ||
+        av_seek_frame(s->fmt, s->stream, first_dts, AVSEEK_FLAG_BACKWARD) < 0)
+        return video__unplanned(s, buf, len); /* an empty stream is the decode pass's to report */
+    size_t n = s->plan_n;
+    video__ord *ord = vg_malloc(n * sizeof *ord);
+    size_t *gop = vg_malloc(n * sizeof *gop);
+    video__ord *keys = vg_malloc(n * sizeof *keys);
+    s->want = vg_malloc(n * sizeof *s->want);
+    s->want_used = vg_calloc(n, 1);
+    if (!ord || !gop || !keys || !s->want || !s->want_used) {
+        vg_free(ord);
+        vg_free(gop);
+        vg_free(keys);
+        return vg_err_set(VG_ENOMEM, "no memory to plan %zu packets", n);
+    }
+    size_t nk = 0;
+    for (size_t i = 0; i < n; i++) {
+        ord[i] = (video__ord){s->plan[i].pts, i};
+        gop[i] = s->plan[i].key || i == 0 ? i : gop[i - 1];
+        if (s->plan[i].key)
+            keys[nk++] = ord[i];
+    }
+    qsort(ord, n, sizeof *ord, video__ord_cmp);
+    qsort(keys, nk, sizeof *keys, video__ord_cmp);
+    int64_t start = ord[0].pts;
+    double tb = av_q2d(s->tb), period = 1.0 / o->rate;
+    /* the frames after the last kept one are not decoded: the duration comes from here */
+    s->h.duration_s = (double)(ord[n - 1].pts - start) * tb;
+    /* Under half a period, so one key frame never serves two sample times. */
+    double tol = o->keyframe_tolerance_s;
+    if (tol > 0.49 * period)
+        tol = 0.49 * period;
+    size_t oi = 0, ki = 0;
+    double last_ts = (double)(ord[n - 1].pts - start) * tb;
+    for (double k = 0; k * period <= last_ts + 1e-9;) {
+        double t = k * period;
+        if (tol > 0) {
+            while (ki + 1 < nk && (double)(keys[ki + 1].pts - start) * tb <= t)
+                ki++;
+            size_t best = SIZE_MAX;
+            double bd = tol + 1e-9;
+            for (size_t c = ki; c < nk && c <= ki + 1; c++) {
+                double d = fabs((double)(keys[c].pts - start) * tb - t);
+                if (d <= bd && !s->plan[keys[c].i].target) {
+                    bd = d;
+                    best = keys[c].i;
+                }
+            }
+            if (best != SIZE_MAX) {
+                s->plan[best].target = 1;
+                video__need(s->plan, gop, best);
+                k += 1;
+                continue;
+            }
+        }
+        while (oi < n && (double)(ord[oi].pts - start) * tb + 1e-9 < t)
+            oi++;
+        if (oi == n)
+            break;
+        double ts = (double)(ord[oi].pts - start) * tb;
+        /* every packet with this pts: one of them may be a frame that is never shown (a VP8
+         * alt-ref), and the first frame out with it is the one kept (video__wanted) */
+        for (size_t j = oi; j < n && ord[j].pts == ord[oi].pts; j++)
+            if (!s->plan[ord[j].i].target) {
+                s->plan[ord[j].i].target = 1;
+                video__need(s->plan, gop, ord[j].i);
+            }
+        k = floor(ts * o->rate + 1e-9) + 1.0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (s->plan[i].target)
+            s->want[s->n_want++] = s->plan[i].pts;
+    qsort(s->want, s->n_want, sizeof *s->want, video__cmp_i64);
+    size_t u = 0; /* one entry per pts */
+    for (size_t i = 0; i < s->n_want; i++)
+        if (u == 0 || s->want[u - 1] != s->want[i])
+            s->want[u++] = s->want[i];
+    s->n_want = u;
+    vg_free(ord);
+    vg_free(gop);
+    vg_free(keys);
+    s->planned = 1;
+    return VG_OK;
+}
+
 /* One frame out of the decoder: number it, sample it, maybe hash it. */
 static int video__on_frame(video__state *s, const AVFrame *f)
 {
@@ -257,7 +477,13 @@ static int video__on_frame(video__state *s, const AVFrame *f)
     s->out_frames++;
     if (ts > s->h.duration_s)
         s->h.duration_s = ts;
-    if (!o->every_frame) {
+    if (s->planned) {
+        /* Kept frames stay in time order even when a hostile stream's decoder output is not
+         * (the sequential rule gets that from its growing sample time). */
+        if (pts == AV_NOPTS_VALUE || ts < s->last_kept_ts || !video__wanted(s, pts))
+            return VG_OK;
+        s->last_kept_ts = ts;
+    } else if (!o->every_frame) {
         if (ts + 1e-9 < s->next_sample_s)
             return VG_OK;
         s->next_sample_s = (floor(ts * o->rate + 1e-9) + 1.0) / o->rate;
@@ -426,7 +652,27 @@ static int video__run(video__state *s)
             av_packet_unref(s->pkt);
             continue;
         }
-        if (!o->every_frame) {
+        if (s->planned) {
+            /* The plan's packets come back in the same order after the seek; a stream that
+             * does not is decoded without it from here on. */
+            size_t i = (size_t)(s->packets - 1);
+            if (i < s->plan_n && s->plan[i].pts == s->pkt->pts) {
+                const video__pkt *pp = &s->plan[i];
+                if (!pp->need) {
+                    av_packet_unref(s->pkt);
+                    continue;
+                }
+                /* A frame that is not kept is decoded only as a reference: a non-reference
+                 * one is dropped by the decoder, the others may skip the loop filter. */
+                s->dec->skip_frame = pp->target ? AVDISCARD_DEFAULT : AVDISCARD_NONREF;
+                if (o->fast & VIDEO_FAST_SKIP_LOOP)
+                    s->dec->skip_loop_filter = pp->target ? AVDISCARD_DEFAULT : AVDISCARD_ALL;
+            } else {
+                s->planned = 0;
+                s->dec->skip_frame = AVDISCARD_DEFAULT;
+                s->dec->skip_loop_filter = AVDISCARD_DEFAULT;
+            }
+        } else if (!o->every_frame) {
             /* A non-reference frame shown before the next sample time is never kept and no
              * other frame needs it: the decoder may skip it. The sample time only grows, so
              * this never skips a frame that would be kept. */
@@ -435,6 +681,8 @@ static int video__run(video__state *s)
             if (p != AV_NOPTS_VALUE && s->start_pts != AV_NOPTS_VALUE)
                 early = (double)(p - s->start_pts) * av_q2d(s->tb) + 1e-9 < s->next_sample_s;
             s->dec->skip_frame = early ? AVDISCARD_NONREF : AVDISCARD_DEFAULT;
+            if (o->fast & VIDEO_FAST_SKIP_LOOP)
+                s->dec->skip_loop_filter = early ? AVDISCARD_ALL : AVDISCARD_DEFAULT;
         }
         e = avcodec_send_packet(s->dec, s->pkt);
         av_packet_unref(s->pkt);
@@ -451,6 +699,7 @@ static int video__run(video__state *s)
         return vg_err_set(VG_ETRUNC, "video ends after %llu of its %lld frames",
                           (unsigned long long)s->packets, (long long)promised);
     s->dec->skip_frame = o->keyframes_only ? AVDISCARD_NONKEY : AVDISCARD_DEFAULT;
+    s->dec->skip_loop_filter = AVDISCARD_DEFAULT;
     if ((e = avcodec_send_packet(s->dec, NULL)) < 0 && e != AVERROR_EOF)
         return video__av_fail(e, "flushing the decoder");
     return video__drain(s);
@@ -470,6 +719,8 @@ int video__decode(const uint8_t *buf, size_t len, const video_hash_opts *o, vide
                                     .min_quality = o->every_frame ? 0 : o->min_quality,
                                     .prune_distance = o->every_frame ? -1 : o->prune_distance};
     int rc = video__open(&s, buf, len);
+    if (rc == VG_OK && !o->every_frame && !o->keyframes_only && o->test_no_plan != 1)
+        rc = video__plan(&s, buf, len);
     if (rc == VG_OK)
         rc = video__run(&s);
     if (rc == VG_OK) {

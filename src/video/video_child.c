@@ -111,6 +111,9 @@ static void video__child_main(int wfd, const uint8_t *buf, size_t len, const vid
     signal(SIGPIPE, SIG_IGN);
     if (o->test_child_signal)
         raise(o->test_child_signal);
+    /* tests only: a decoder stuck in a loop, for RLIMIT_CPU to end */
+    for (volatile unsigned long spin = 0; o->test_child_spin; spin++)
+        ;
 
     video__msg m;
     memset(&m, 0, sizeof m);

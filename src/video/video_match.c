@@ -259,6 +259,8 @@ void video_match_opts_default(video_match_opts *o)
     o->compared_pct = VIDEO_DEFAULT_COMPARED_MATCH_PCT;
     o->query_pct = VIDEO_DEFAULT_QUERY_MATCH_PCT;
     o->segment_gap_ms = VIDEO_DEFAULT_SEGMENT_GAP_MS;
+    o->clip_pct = VIDEO_DEFAULT_CLIP_MATCH_PCT;
+    o->clip_min_frames = VIDEO_DEFAULT_CLIP_MIN_FRAMES;
     o->only_matches = 1;
 }
 
@@ -450,6 +452,11 @@ static int video__segments(const video_index *ix, const video__uf *qf, const vid
         pq = qt;
         pc = ct;
     }
+    /* The clip rule's segment: the one with the most query frames (the first on a tie). */
+    for (size_t i = 0; i < ns; i++)
+        if (i == 0 || segs[i].frames > m->clip.frames)
+            m->clip = segs[i];
+    m->clip_match_pct = m->query_frames ? 100.0 * m->clip.frames / (double)m->query_frames : 0.0;
     if (ns > VIDEO_MAX_SEGMENTS) {
         qsort(segs, ns, sizeof *segs, video__seg_cmp_frames);
         ns = VIDEO_MAX_SEGMENTS;
@@ -492,7 +499,7 @@ static int video__check_match_opts(const video_match_opts *o)
     if (o->distance < 0 || o->distance > PDQ_HASH_BITS)
         return vg_err_set(VG_EINVAL, "match distance %d is outside 0..256", o->distance);
     if (!(o->compared_pct >= 0 && o->compared_pct <= 100) ||
-        !(o->query_pct >= 0 && o->query_pct <= 100))
+        !(o->query_pct >= 0 && o->query_pct <= 100) || !(o->clip_pct >= 0))
         return vg_err_set(VG_EINVAL, "match percentages must be within 0..100");
     return VG_OK;
 }
@@ -552,14 +559,24 @@ int video_index_search(const video_index *ix, const video_hash *q, const video_m
         m.query_match_pct = nq ? 100.0 * qm / (double)nq : 0.0;
         m.compared_match_pct = m.compared_frames ? 100.0 * cm / (double)m.compared_frames : 0.0;
         m.match = m.compared_match_pct >= o->compared_pct && m.query_match_pct >= o->query_pct;
-        if (m.match || !o->only_matches) {
-            if (video__grow((void **)&out->matches, sizeof *out->matches, out->n + 1, &mcap) !=
-                    VG_OK ||
-                video__segments(ix, qf, ps.p + i, j - i, o->segment_gap_ms / 1000.0, &m) != VG_OK) {
+        /* The clip's frames are matched query frames: below clip_pct of them, no clip. */
+        int may_clip = m.query_match_pct >= o->clip_pct && qm >= o->clip_min_frames;
+        if (m.match || may_clip || !o->only_matches) {
+            if (video__segments(ix, qf, ps.p + i, j - i, o->segment_gap_ms / 1000.0, &m) != VG_OK) {
                 rc = vg_err_set(VG_ENOMEM, "no memory for the matches");
                 break;
             }
-            out->matches[out->n++] = m;
+            m.clip_match = m.clip_match_pct >= o->clip_pct && m.clip.frames >= o->clip_min_frames;
+            if (!m.match && !m.clip_match && o->only_matches) {
+                video_match_free(&m);
+            } else if (video__grow((void **)&out->matches, sizeof *out->matches, out->n + 1,
+                                   &mcap) != VG_OK) {
+                video_match_free(&m);
+                rc = vg_err_set(VG_ENOMEM, "no memory for the matches");
+                break;
+            } else {
+                out->matches[out->n++] = m;
+            }
         }
         i = j;
     }
