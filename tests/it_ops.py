@@ -14,10 +14,8 @@ Usage: it_ops.py --vigil PATH --repo DIR   (exit 0 pass, 1 fail, one line per fa
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -54,30 +52,6 @@ def call(url, key, method="GET", body=None, ctype=None):
 def get_json(url, key):
     st, body = call(url, key)
     return st, json.loads(body) if body else None
-
-
-def restart(vigil, data_dir, key, timeout_s=60):
-    """vgt_server.start waits for the first-start key line; a restart only prints the URL."""
-    p = subprocess.Popen([vigil, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-                          "--ops-time-scale", SCALE, "--faces", "false"],
-                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    box = {}
-
-    def reader():
-        for line in p.stdout:
-            m = re.search(r"listening on (http://\S+)", line)
-            if m:
-                box["url"] = m.group(1)
-    threading.Thread(target=reader, daemon=True).start()
-    deadline = time.time() + timeout_s
-    while time.time() < deadline and "url" not in box:
-        if p.poll() is not None:
-            raise SystemExit("it_ops: vigil serve exited with %d on restart" % p.returncode)
-        time.sleep(0.05)
-    if "url" not in box:
-        p.kill()
-        raise SystemExit("it_ops: no listen line on restart")
-    return p, box["url"]
 
 
 def load(url, key, image, seconds):
@@ -174,7 +148,8 @@ def main():
         proc.wait()
         proc = None
         time.sleep(3.0)  # three ops minutes down
-        proc, url = restart(a.vigil, data, admin)
+        proc, url = vgt_server.restart(
+            a.vigil, data, ("--ops-time-scale", SCALE, "--faces", "false"), who="it_ops")
         time.sleep(0.3)
         st, sla = get_json(url + "/api/v1/metrics/sla", admin)
         check(st == 200, "sla after restart answered %d" % st)

@@ -14,9 +14,7 @@ import argparse
 import http.server
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -56,29 +54,6 @@ def jcall(url, key, method="GET", body=None, ctype=None):
         return st, h, json.loads(b) if b else None
     except ValueError:
         return st, h, None
-
-
-def restart(vigil, data_dir, extra, timeout_s=60):
-    """vgt_server.start waits for the first-start key line; a restart only prints the URL."""
-    p = subprocess.Popen([vigil, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir,
-                          *extra], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    box = {}
-
-    def reader():
-        for line in p.stdout:
-            m = re.search(r"listening on (http://\S+)", line)
-            if m:
-                box["url"] = m.group(1)
-    threading.Thread(target=reader, daemon=True).start()
-    deadline = time.time() + timeout_s
-    while time.time() < deadline and "url" not in box:
-        if p.poll() is not None:
-            raise SystemExit("it_video: vigil serve exited with %d on restart" % p.returncode)
-        time.sleep(0.05)
-    if "url" not in box:
-        p.kill()
-        raise SystemExit("it_video: no listen line on restart")
-    return p, box["url"]
 
 
 def poll_job(url, key, job_id, want=("done", "failed"), timeout_s=120):
@@ -177,7 +152,7 @@ def main():
         vgt_server.stop(proc)
 
         # 2. a job: chair videos are longer than 5 s
-        proc, url = restart(a.vigil, data, base + ("--video-sync-max-s", "5"))
+        proc, url = vgt_server.restart(a.vigil, data, base + ("--video-sync-max-s", "5"))
         st, h, j = jcall(url + "/api/v1/analyze?callback_url=" + hook_url, key, "POST", edit2,
                          "video/mp4")
         check(st == 202, "long analysis answered %d %s" % (st, j))
@@ -221,7 +196,7 @@ def main():
         vgt_server.stop(proc)
 
         # 3. kill -9 while a job runs, restart: it ends done, on a second attempt
-        proc, url = restart(a.vigil, data, base + ("--video-sync-max-s", "5",
+        proc, url = vgt_server.restart(a.vigil, data, base + ("--video-sync-max-s", "5",
                                                    "--fault-video-job-delay-ms", "60000"))
         st, _, j = jcall(url + "/api/v1/analyze", key, "POST", edit2, "video/mp4")
         check(st == 202, "job before the kill answered %d" % st)
@@ -229,7 +204,7 @@ def main():
         check(j and j["state"] == "running", "job never ran: %s" % j)
         proc.kill()
         proc.wait()
-        proc, url = restart(a.vigil, data, base + ("--video-sync-max-s", "5"))
+        proc, url = vgt_server.restart(a.vigil, data, base + ("--video-sync-max-s", "5"))
         st, j = poll_job(url, key, j["id"])
         check(st == 200 and j["state"] == "done" and j["attempts"] == 2,
               "job after kill -9 and restart: %d %s" % (st, j))

@@ -1,8 +1,9 @@
 """Starting and stopping a throwaway `vigil serve` from Python test and reliability scripts.
 
 start() runs it on a free loopback port with a fresh data directory and returns the process, its
-base URL and the admin key it prints once at first start; stop() sends SIGTERM and returns whether
-it exited in time (it is killed otherwise).
+base URL and the admin key it prints once at first start; restart() starts it again on an existing
+data directory (no key is printed then) and returns the process and its URL; stop() sends SIGTERM
+and returns whether it exited in time (it is killed otherwise).
 """
 import re
 import signal
@@ -11,7 +12,7 @@ import threading
 import time
 
 
-def start(vigil, data_dir, extra=(), who="vgt_server", timeout_s=60):
+def _serve(vigil, data_dir, extra, who, timeout_s, want_key):
     p = subprocess.Popen([vigil, "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir,
                           *extra],
                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
@@ -26,15 +27,28 @@ def start(vigil, data_dir, extra=(), who="vgt_server", timeout_s=60):
             if m:
                 box["url"] = m.group(1)
     threading.Thread(target=reader, daemon=True).start()
+
+    def ready():
+        return "url" in box and (not want_key or "key" in box)
     deadline = time.time() + timeout_s
-    while time.time() < deadline and ("url" not in box or "key" not in box):
+    while time.time() < deadline and not ready():
         if p.poll() is not None:
             raise SystemExit("%s: vigil serve exited with %d" % (who, p.returncode))
         time.sleep(0.05)
-    if "url" not in box or "key" not in box:
+    if not ready():
         p.kill()
-        raise SystemExit("%s: no admin key or listen line from vigil serve" % who)
-    return p, box["url"], box["key"]
+        raise SystemExit("%s: no %slisten line from vigil serve" %
+                         (who, "admin key or " if want_key else ""))
+    return p, box["url"], box.get("key")
+
+
+def start(vigil, data_dir, extra=(), who="vgt_server", timeout_s=60):
+    return _serve(vigil, data_dir, extra, who, timeout_s, want_key=True)
+
+
+def restart(vigil, data_dir, extra=(), who="vgt_server", timeout_s=60):
+    p, url, _ = _serve(vigil, data_dir, extra, who, timeout_s, want_key=False)
+    return p, url
 
 
 def stop(p, timeout_s=30):
