@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every libFuzzer target in a sanitizer build for FUZZ_SECONDS each, starting from its seed
 # corpus fuzz/corpus/<target>/ (copied to a scratch dir so runs never modify the repository).
-# A crash fails the script and leaves the reproducer in fuzz/crashes/.
+# A crash fails the script, leaves the reproducer in fuzz/crashes/ and prints it (base64) when small.
 set -euo pipefail
 dir=${1:?build dir}
 secs=${FUZZ_SECONDS:-20}
@@ -17,6 +17,13 @@ for bin in $(find "$dir" -type f -name 'fuzz_*' -perm -u+x | sort); do
   if ! "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=0 \
        -artifact_prefix="fuzz/crashes/$name-" "$work" >"$work.log" 2>&1; then
     tail -50 "$work.log"
+    # CI runs in a throwaway clone: print small reproducers so the log alone can replay them
+    # (base64 -d > file; build-asan/.../fuzz_x file).
+    for f in fuzz/crashes/"$name"-*; do
+      [ -f "$f" ] && [ "$(stat -c %s "$f")" -le 65536 ] || continue
+      echo "fuzz: reproducer $f (base64):"
+      base64 -w 120 "$f"
+    done
     echo "fuzz: $name FAILED (reproducer in fuzz/crashes/)" >&2
     rm -rf "$work" "$work.log"
     exit 1
