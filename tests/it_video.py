@@ -15,6 +15,7 @@ import http.server
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -67,6 +68,19 @@ def poll_job(url, key, job_id, want=("done", "failed"), timeout_s=120):
             return st, j
         time.sleep(0.1)
     return 0, j
+
+
+def read_any(*p):
+    with open(os.path.join(*p), "rb") as f:
+        return f.read()
+
+
+def ffmpeg_frame(tmp, video, at_s):
+    """One frame of video at at_s seconds, as PNG bytes (a thumbnail, a screenshot)."""
+    out = os.path.join(tmp, "frame-%s-%d.png" % (os.path.basename(video), at_s))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-ss", str(at_s), "-i", video, "-frames:v",
+                    "1", out], check=True)
+    return read_any(out)
 
 
 class Hook(http.server.BaseHTTPRequestHandler):
@@ -142,6 +156,35 @@ def main():
 
         st, _, r = jcall(url + "/api/v1/analyze", key, "POST", other, "video/mp4")
         check(st == 201 and r["matches"] == [], "unrelated video: %d %s" % (st, r))
+
+        # cross-media, photo -> video: a frame grab at 10 s (a thumbnail) is found in the video
+        frame = ffmpeg_frame(tmp, os.path.join(vd, "videos", "chair-orig-22-sd-bar.mp4"), 10)
+        st, _, r = jcall(url + "/api/v1/analyze", key, "POST", frame, "image/png")
+        vf = [m for m in (r or {}).get("matches", []) if m.get("mechanism") == "video_frame"]
+        check(st == 201 and len(vf) == 1 and vf[0]["reference_id"] == rid and
+              vf[0]["kind"] == "pdq", "frame grab: %d %s" % (st, r))
+        if vf:
+            ts = [f["timestamp"] for f in vf[0]["video_frames"]]
+            check(vf[0]["video_frames_matched"] >= 1 and abs(ts[0] - 10) <= 1.5,
+                  "frame grab timestamps: %s" % vf[0])
+            st, _, n = jcall(url + "/api/v1/notices", key, "POST", json.dumps(
+                {"match_id": vf[0]["match_id"], "infringing_url": "https://img.example/t.png",
+                 "recipient": {"name": "Img Inc."}}).encode(), "application/json")
+            st, _, n = jcall(url + "/api/v1/notices/" + (n or {}).get("id", "x"), key)
+            text = " ".join(((n or {}).get("text") or "").split())
+            check(st == 200 and "is a frame of the protected video" in text and
+                  "protected video at 0:1" in text, "frame grab notice: %d %s" % (st, text))
+            st, _, mm = jcall(url + "/api/v1/matches/" + vf[0]["match_id"], key)
+            check(st == 200 and mm.get("mechanism") == "video_frame" and
+                  mm.get("video_frames"), "frame grab evidence: %d %s" % (st, mm))
+        # an unrelated photo, and a frame of an unrelated video, match no video
+        for name, img in (("astronaut", read_any(a.repo, "tests", "data", "faces", "images",
+                                                 "astronaut.png")),
+                          ("doorknob frame", ffmpeg_frame(tmp, os.path.join(
+                              vd, "videos", "doorknob-hd-no-bar.mp4"), 3))):
+            st, _, r = jcall(url + "/api/v1/analyze", key, "POST", img, "image/png")
+            check(st == 201 and not [m for m in r["matches"] if m["reference_id"] == rid],
+                  "%s matched the video: %d %s" % (name, st, r))
 
         st, _, r = jcall(url + "/api/v1/analyze", key, "POST", avi, "video/x-msvideo")
         check(st == 422 and "container" in r["error"]["message"],

@@ -11,6 +11,7 @@
 #include "video/video.h"
 #include "video/video_int.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -605,6 +606,65 @@ static void test_index_wide_distance(void **state)
     }
 }
 
+/* Cross-media, photo -> video: a frame's hash (a thumbnail of the video) finds that frame in
+ * the index with its timestamp; a frame of another family finds nothing within 31 bits in the
+ * chair videos, with any of its queries (the false matches the photo path could make). */
+static void test_frame_search(void **state)
+{
+    (void)state;
+    video_index *ix = video_index_new(PDQ_MIN_RELIABLE_QUALITY);
+    assert_non_null(ix);
+    for (int i = 0; i < NV; i++)
+        assert_int_equal(video_index_add(ix, names[i], &ours[i], NULL), VG_OK);
+    assert_int_equal(video_index_build(ix), VG_OK);
+    const int orig = 6; /* chair-orig-22-sd-bar */
+    const video_frame *f = NULL;
+    for (size_t k = 0; k < ours[orig].n && !f; k++)
+        if (ours[orig].frames[k].ts >= 10.0 && ours[orig].frames[k].quality >= 50)
+            f = &ours[orig].frames[k];
+    assert_non_null(f);
+    pdq_hash q[2] = {{{0}}, f->hash}; /* a query set whose first hash matches nothing */
+    video_frame_hit *h;
+    size_t n;
+    assert_int_equal(video_index_frame_search(ix, q, 2, VIDEO_DEFAULT_MATCH_DISTANCE, &h, &n),
+                     VG_OK);
+    int found = 0;
+    for (size_t k = 0; k < n; k++) {
+        assert_int_equal(family((int)h[k].video), 0);
+        assert_true(h[k].distance <= VIDEO_DEFAULT_MATCH_DISTANCE);
+        if (k && h[k].video == h[k - 1].video)
+            assert_true(h[k].distance >= h[k - 1].distance);
+        if (h[k].video == (size_t)orig && h[k].distance == 0) {
+            assert_int_equal(h[k].query, 1);
+            assert_true(fabs(h[k].ts - f->ts) < 1e-6 || h[k].ts < f->ts); /* first repeat */
+            found = 1;
+        }
+    }
+    assert_true(found);
+    vg_free(h);
+    /* Every reliable frame of the pattern and doorknob videos against the index: no hit in a
+     * chair video (all-pairs minimum across families: docs/VIDEO.md). */
+    size_t queries = 0;
+    for (int i = 0; i < NV; i++) {
+        if (family(i) == 0 || family(i) == 3)
+            continue;
+        for (size_t k = 0; k < ours[i].n; k++) {
+            if (ours[i].frames[k].quality < 50)
+                continue;
+            assert_int_equal(video_index_frame_search(ix, &ours[i].frames[k].hash, 1,
+                                                      VIDEO_DEFAULT_MATCH_DISTANCE, &h, &n),
+                             VG_OK);
+            for (size_t j = 0; j < n; j++)
+                assert_int_not_equal(family((int)h[j].video), 0);
+            vg_free(h);
+            queries++;
+        }
+    }
+    assert_true(queries > 100);
+    assert_int_equal(video_index_frame_search(ix, q, 1, 257, &h, &n), VG_EINVAL);
+    video_index_free(ix);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -621,6 +681,7 @@ int main(void)
         cmocka_unit_test(test_child_failures),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_index_wide_distance),
+        cmocka_unit_test(test_frame_search),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -143,6 +143,20 @@ json_t *catalog_video_match_json(const catalog_video_match *m);
 /* Videos and frames indexed for a tenant (0, 0 when it has none). */
 void catalog_video_stats(catalog *c, const char *tenant_id, size_t *videos, size_t *frames);
 
+/* Cross-media, photo -> video: appends to res->matches one PDQ match per protected video of the
+ * tenant (profile_id, may be NULL: only that profile's) with a frame within threshold bits of
+ * the analysed image's hash or one of its dihedral variants: a thumbnail or screenshot of the
+ * video. Each says how many frames matched and the nearest ones' timestamps (analyze_match
+ * video_*; mechanism "video_frame"). An image under min_quality is not searched. Call after
+ * analyze, before catalog_scan_record (which stores the timestamps with the match). res
+ * borrowed; on error it holds what was appended so far. VG_EINVAL, VG_ENOMEM. Thread-safe. */
+int catalog_video_frame_match(catalog *c, const char *tenant_id, const char *profile_id,
+                              int threshold, int min_quality, analyze_result *res);
+/* A photo-in-video match's details, as stored with it (store_match.video_json; its mechanism
+ * column says "whole") and answered: {"mechanism":"video_frame", "reference_media":"video",
+ * "video_frames_matched", "video_frames": [{"timestamp" (s), "distance"}]}. New reference. */
+json_t *catalog_video_frame_json(const analyze_match *m);
+
 /* ---- evidence ------------------------------------------------------------------------------- */
 
 /* Records an analysis and its matches as one scan (one transaction, grouped with concurrent

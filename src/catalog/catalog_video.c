@@ -335,6 +335,101 @@ void catalog_video_stats(catalog *c, const char *tenant_id, size_t *videos, size
     pthread_rwlock_unlock(&x->lock);
 }
 
+static json_t *catalog__r3(double v);
+
+/* ---- cross-media: a photo that is a frame of a protected video ------------------------------ */
+
+/* A new match slot at the end of res->matches (*m), or *m NULL when the reference already has
+ * a match there (a caller that runs this twice). VG_ENOMEM. */
+static int frame_match_slot(analyze_result *res, const char *reference_id, analyze_match **m)
+{
+    *m = NULL;
+    for (size_t i = 0; i < res->n_matches; i++)
+        if (strcmp(res->matches[i].reference_id, reference_id) == 0)
+            return VG_OK;
+    analyze_match *nm = vg_realloc(res->matches, (res->n_matches + 1) * sizeof *nm);
+    if (!nm)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    res->matches = nm;
+    *m = &nm[res->n_matches++];
+    memset(*m, 0, sizeof **m);
+    (*m)->face_index = (*m)->query_region = (*m)->ref_region = -1;
+    return VG_OK;
+}
+
+int catalog_video_frame_match(catalog *c, const char *tenant_id, const char *profile_id,
+                              int threshold, int min_quality, analyze_result *res)
+{
+    if (!c || !tenant_id || !res)
+        return vg_err_set(VG_EINVAL, "catalog_video_frame_match: NULL argument");
+    const analyze_features *f = &res->features;
+    if (!f->has_pdq || f->pdq_quality < min_quality)
+        return VG_OK; /* a flat image is near every flat frame */
+    catalog__vix *x = vix_get(catalog__videos_of(c), tenant_id, 0);
+    if (!x)
+        return VG_OK;
+    /* The image as is and its 7 dihedral variants, as the image path searches them (a rotated
+     * or mirrored frame grab). */
+    pdq_hash q[8];
+    for (int i = 0; i < 8; i++)
+        memcpy(q[i].w, f->pdq_dihedral[i], sizeof q[i].w);
+    video_frame_hit *h = NULL;
+    size_t n = 0;
+    pthread_rwlock_rdlock(&x->lock);
+    int rc = x->ix && x->n ? video_index_frame_search(x->ix, q, 8, threshold, &h, &n) : VG_OK;
+    /* Hits come by video, nearest first: one match per video. */
+    for (size_t i = 0; rc == VG_OK && i < n;) {
+        size_t j = i;
+        while (j < n && h[j].video == h[i].video)
+            j++;
+        size_t v = h[i].video;
+        if (v < x->n && !(profile_id && strcmp(x->profiles[v], profile_id) != 0)) {
+            analyze_match *m;
+            rc = frame_match_slot(res, x->refs[v], &m);
+            if (m) {
+                snprintf(m->profile_id, sizeof m->profile_id, "%s", x->profiles[v]);
+                snprintf(m->reference_id, sizeof m->reference_id, "%s", x->refs[v]);
+                m->kind = VG_MATCH_PDQ;
+                m->distance = h[i].distance;
+                m->confidence = fmin(1.0, fmax(0.0, 1.0 - h[i].distance / 64.0));
+                m->dihedral = (int)h[i].query;
+                m->video_frames = (uint32_t)(j - i);
+                for (size_t k = i; k < j && m->n_video_ts < ANALYZE_MAX_VIDEO_TIMES; k++) {
+                    m->video_ts[m->n_video_ts] = h[k].ts;
+                    m->video_ts_distance[m->n_video_ts++] = h[k].distance;
+                }
+            }
+        }
+        i = j;
+    }
+    pthread_rwlock_unlock(&x->lock);
+    vg_free(h);
+    return rc;
+}
+
+json_t *catalog_video_frame_json(const analyze_match *m)
+{
+    json_t *ts = json_array();
+    for (uint32_t i = 0; ts && i < m->n_video_ts; i++)
+        json_array_append_new(ts, json_pack("{s:o,s:i}", "timestamp", catalog__r3(m->video_ts[i]),
+                                            "distance", m->video_ts_distance[i]));
+    return ts ? json_pack("{s:s,s:s,s:I,s:o}", "mechanism", "video_frame", "reference_media",
+                          "video", "video_frames_matched", (json_int_t)m->video_frames,
+                          "video_frames", ts)
+              : NULL;
+}
+
+char *catalog__frame_match_text(const analyze_match *m)
+{
+    json_t *o = catalog_video_frame_json(m);
+    char *t =
+        o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(CATALOG__VIDEO_JSON_DIGITS)) : NULL;
+    json_decref(o);
+    char *r = t ? vg_strdup(t) : NULL;
+    free(t);
+    return r;
+}
+
 /* ---- evidence ------------------------------------------------------------------------------- */
 
 static json_t *catalog__r3(double v)

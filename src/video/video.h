@@ -267,6 +267,23 @@ size_t video_index_bytes(const video_index *ix);
 int video_index_search(const video_index *ix, const video_hash *q, const video_match_opts *o,
                        video_result *out);
 
+/* One indexed frame near a still image's hash (cross-media: a photo that is a frame of a
+ * protected video, a thumbnail). */
+typedef struct video_frame_hit {
+    size_t video;   /* the video's number (video_index_add's) */
+    uint32_t entry; /* the frame's entry in the index (one per unique frame) */
+    double ts;      /* the frame's timestamp in that video, seconds */
+    int distance;   /* bits, the smallest over the query hashes */
+    uint32_t query; /* which query hash gave it */
+} video_frame_hit;
+
+/* Every indexed frame within distance bits of any of the nq hashes q (one still image: its
+ * hash and variants), each frame once, sorted by video, then distance, then timestamp. Same
+ * multi-index lookup as video_index_search. ix, q borrowed; *out owned (vg_free), NULL with
+ * *n_out 0 when nothing is near. VG_EINVAL, VG_ENOMEM. Reentrant. */
+int video_index_frame_search(const video_index *ix, const pdq_hash *q, size_t nq, int distance,
+                             video_frame_hit **out, size_t *n_out);
+
 /* Compares two videos (query, compared): an index of one video searched with the other. The
  * result is filled whatever the verdict (only_matches ignored). */
 int video_compare(const video_hash *q, const video_hash *c, const video_match_opts *o,
