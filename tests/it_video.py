@@ -83,6 +83,15 @@ def ffmpeg_frame(tmp, video, at_s):
     return read_any(out)
 
 
+def ffmpeg_still(tmp, image, seconds):
+    """A video that shows image for seconds (H.264 in MP4), as bytes."""
+    out = os.path.join(tmp, "still-%s.mp4" % os.path.basename(image))
+    subprocess.run(["ffmpeg", "-v", "error", "-y", "-loop", "1", "-i", image, "-t", str(seconds),
+                    "-r", "25", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-c:v", "libx264",
+                    "-pix_fmt", "yuv420p", out], check=True)
+    return read_any(out)
+
+
 class Hook(http.server.BaseHTTPRequestHandler):
     got = []
 
@@ -140,6 +149,13 @@ def main():
         check(ref and ref.get("media") == "video" and ref["video"]["frames"] > 0,
               "reference has no video fields: %s" % ref)
         rid = ref["id"] if ref else ""
+        # a protected photo, for video -> photo below
+        photo_path = os.path.join(a.repo, "tests", "data", "pdq", "reg-test-input",
+                                  "pen-and-coaster.png")
+        st, _, pref = jcall(url + "/api/v1/profiles/%s/references?kind=work&title=Pen" % pid,
+                            key, "POST", read_any(photo_path), "image/png")
+        check(st == 201, "photo reference upload answered %d %s" % (st, pref))
+        prid = pref["id"] if pref else ""
 
         st, _, r = jcall(url + "/api/v1/analyze?source_url=https://tube.example/v/1", key, "POST",
                          edit, "application/octet-stream")
@@ -156,6 +172,25 @@ def main():
 
         st, _, r = jcall(url + "/api/v1/analyze", key, "POST", other, "video/mp4")
         check(st == 201 and r["matches"] == [], "unrelated video: %d %s" % (st, r))
+
+        # cross-media, video -> photo: a 3 s video of the protected photo shows it from 0 to ~3 s
+        still = ffmpeg_still(tmp, photo_path, 3)
+        st, _, r = jcall(url + "/api/v1/analyze", key, "POST", still, "video/mp4")
+        pm = [m for m in (r or {}).get("matches", []) if m["reference_id"] == prid]
+        check(st == 201 and len(pm) == 1 and pm[0].get("reference_media") == "image" and
+              pm[0]["kind"] == "pdq", "photo in a video: %d %s" % (st, r))
+        if pm:
+            segs = pm[0]["segments"]
+            check(len(segs) == 1 and segs[0]["query_start"] <= 0.1 and
+                  2 <= segs[0]["query_end"] <= 3.1 and pm[0]["distance"] <= 31,
+                  "photo in a video, time range: %s" % pm[0])
+            st, _, n = jcall(url + "/api/v1/notices", key, "POST", json.dumps(
+                {"match_id": pm[0]["match_id"], "infringing_url": "https://tube.example/v/9",
+                 "recipient": {"name": "Tube Inc."}}).encode(), "application/json")
+            st, _, n = jcall(url + "/api/v1/notices/" + (n or {}).get("id", "x"), key)
+            text = " ".join(((n or {}).get("text") or "").split())
+            check(st == 200 and "protected image is shown in the infringing video" in text and
+                  "from 0:00 to 0:0" in text, "photo in a video notice: %d %s" % (st, text))
 
         # cross-media, photo -> video: a frame grab at 10 s (a thumbnail) is found in the video
         frame = ffmpeg_frame(tmp, os.path.join(vd, "videos", "chair-orig-22-sd-bar.mp4"), 10)
@@ -223,7 +258,8 @@ def main():
         check(st == 404, "another tenant's job answered %d" % st)
         # evidence: the matches list shows the video fields
         st, _, ml = jcall(url + "/api/v1/matches", key)
-        vm = [m for m in ml["items"] if m.get("media") == "video"]
+        vm = [m for m in ml["items"] if m.get("media") == "video" and
+              m.get("reference_media") != "image"]
         check(len(vm) >= 2 and all(m["segments"] and "compared_match_percent" in m for m in vm),
               "matches list: %s" % ml["items"])
         # a DMCA notice describes it with its time ranges

@@ -50,6 +50,11 @@ store *catalog__store_of(catalog *c)
     return c->st;
 }
 
+index_db *catalog__index_of(catalog *c)
+{
+    return c->ix;
+}
+
 /* ---- locks ---------------------------------------------------------------------------------- */
 
 static pthread_rwlock_t *catalog__stripe(catalog *c, const char *tenant_id)

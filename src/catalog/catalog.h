@@ -113,6 +113,12 @@ typedef struct catalog_video_match {
     uint32_t query_frames, query_matched, compared_frames, compared_matched;
     video_segment *segments; /* query start-end vs reference start-end, seconds */
     size_t n_segments;
+    /* Cross-media, video -> photo (catalog_video_photo_search): the reference is an image the
+     * query video shows. Then distance is the best frame's Hamming distance, the segments are
+     * time ranges of the query alone (c_start, c_end 0), query_matched counts its frames near
+     * the image, and the compared_* fields are 0. */
+    int ref_image;
+    int distance;
 } catalog_video_match;
 
 typedef struct catalog_video_result {
@@ -130,6 +136,17 @@ void catalog_video_result_free(catalog_video_result *r);
  * VG_EINVAL, VG_ENOMEM. Thread-safe. */
 int catalog_video_search(catalog *c, const char *tenant_id, const char *profile_id,
                          const video_hash *q, const video_match_opts *o, catalog_video_result *out);
+/* Cross-media, video -> photo: each of the query's sampled frames of quality >= min_quality is
+ * looked up in the tenant's image index (as an image analysis would be, threshold bits, every
+ * hash a work reference is indexed with), and every image reference found is appended to *out
+ * (after what is there: call after catalog_video_search) as one match (ref_image) whose
+ * segments are the query's time ranges showing it: a frame covers its time up to the next kept
+ * frame (exact repeats are pruned when hashing, so a still shown for 3 s is one frame), and
+ * ranges closer than gap_ms merge (at most VIDEO_MAX_SEGMENTS, the earliest). profile_id may be
+ * NULL. On error *out keeps what it had. VG_EINVAL, VG_ENOMEM. Thread-safe. */
+int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *profile_id,
+                               const video_hash *q, int threshold, int min_quality, uint32_t gap_ms,
+                               catalog_video_result *out);
 /* Records a video analysis as one scan (sha256 of the video bytes; timings_json optional) with
  * one PDQ match per matched video whose details (percentages, segments) are its video JSON.
  * Fills res->scan_id and each match_id. Errors: the store's, VG_ENOMEM. */
@@ -138,7 +155,10 @@ int catalog_video_scan_record(catalog *c, const char *tenant_id, const char *sou
                               catalog_video_result *res);
 /* A video match's details as stored with it and answered by the API: {"media":"video",
  * "query_match_percent", "compared_match_percent", the four frame counts, "segments":
- * [{"query_start","query_end","reference_start","reference_end","frames"}]}. New reference. */
+ * [{"query_start","query_end","reference_start","reference_end","frames"}]}; a photo in the
+ * video (ref_image): {"media":"video", "reference_media":"image", "query_match_percent",
+ * "query_frames", "query_matched", "segments": [{"query_start","query_end","frames"}]}. New
+ * reference. */
 json_t *catalog_video_match_json(const catalog_video_match *m);
 /* Videos and frames indexed for a tenant (0, 0 when it has none). */
 void catalog_video_stats(catalog *c, const char *tenant_id, size_t *videos, size_t *frames);

@@ -15,6 +15,7 @@
  * u32 timestamp in ms, u8 quality, the PDQ hash's 4 u64 words.
  */
 #include "catalog/catalog_int.h"
+#include "index/index.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -321,6 +322,142 @@ int catalog_video_search(catalog *c, const char *tenant_id, const char *profile_
     return rc;
 }
 
+/* ---- cross-media: a protected photo shown in a found video -------------------------------- */
+
+/* One (query frame, image reference) pair within the threshold. */
+typedef struct photo_hit {
+    char profile_id[VG_ID_MAX]; /* the index's ids (no longer than the store's) */
+    char reference_id[VG_ID_MAX];
+    uint32_t frame; /* index in the query's frames */
+    int distance;
+} photo_hit;
+
+static int photo_hit_cmp(const void *a, const void *b)
+{
+    const photo_hit *x = a, *y = b;
+    int c = strcmp(x->reference_id, y->reference_id);
+    if (c)
+        return c;
+    return x->frame < y->frame ? -1 : x->frame > y->frame;
+}
+
+/* The end of the time frame i of q stands for: up to one sampling period before the next kept
+ * frame (repeats in between were pruned as identical), or the video's end for the last. */
+static double frame_end(const video_hash *q, size_t i)
+{
+    double ts = q->frames[i].ts;
+    double period = q->sampling.rate > 0 ? 1.0 / q->sampling.rate : 0;
+    double end = i + 1 < q->n ? q->frames[i + 1].ts - period : q->duration_s;
+    return end > ts ? end : ts;
+}
+
+/* Appends one match for the pairs h[0..n) of one reference (sorted by frame). */
+static int photo_match_add(const video_hash *q, uint32_t usable, const photo_hit *h, size_t n,
+                           uint32_t gap_ms, catalog_video_result *out, size_t *cap)
+{
+    if (out->n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 8;
+        catalog_video_match *nm = vg_realloc(out->matches, nc * sizeof *nm);
+        if (!nm)
+            return vg_err_set(VG_ENOMEM, "out of memory");
+        out->matches = nm;
+        *cap = nc;
+    }
+    catalog_video_match *m = &out->matches[out->n];
+    memset(m, 0, sizeof *m);
+    memcpy(m->profile_id, h[0].profile_id, STORE_ID_MAX - 1);
+    memcpy(m->reference_id, h[0].reference_id, STORE_ID_MAX - 1);
+    m->ref_image = 1;
+    m->distance = h[0].distance;
+    m->query_frames = usable;
+    m->query_matched = (uint32_t)n;
+    m->query_match_pct = usable ? 100.0 * (double)n / usable : 0;
+    if (!(m->segments =
+              vg_malloc((n < VIDEO_MAX_SEGMENTS ? n : VIDEO_MAX_SEGMENTS) * sizeof *m->segments)))
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    const double gap = gap_ms / 1000.0;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].distance < m->distance)
+            m->distance = h[i].distance;
+        double ts = q->frames[h[i].frame].ts, end = frame_end(q, h[i].frame);
+        video_segment *g = m->n_segments ? &m->segments[m->n_segments - 1] : NULL;
+        if (g && ts - g->q_end <= gap) {
+            g->q_end = end > g->q_end ? end : g->q_end;
+            g->frames++;
+        } else if (m->n_segments < VIDEO_MAX_SEGMENTS) {
+            m->segments[m->n_segments++] = (video_segment){ts, end, 0, 0, 1};
+        }
+    }
+    out->n++;
+    return VG_OK;
+}
+
+int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *profile_id,
+                               const video_hash *q, int threshold, int min_quality, uint32_t gap_ms,
+                               catalog_video_result *out)
+{
+    if (!c || !tenant_id || !q || !out)
+        return vg_err_set(VG_EINVAL, "catalog_video_photo_search: NULL argument");
+    index_db *ix = catalog__index_of(c);
+    if (!ix)
+        return VG_OK;
+    photo_hit *h = NULL;
+    size_t n = 0, hcap = 0;
+    uint32_t usable = 0;
+    int rc = VG_OK;
+    for (size_t i = 0; rc == VG_OK && i < q->n; i++) {
+        if (q->frames[i].quality < min_quality)
+            continue; /* a flat frame (a fade) is near every flat image */
+        usable++;
+        uint8_t v[1][VG_PDQ_BYTES];
+        memcpy(v[0], q->frames[i].hash.w, VG_PDQ_BYTES);
+        index_pdq_query iq = index_pdq_query_defaults();
+        iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])v;
+        iq.n_variants = 1;
+        iq.threshold = threshold;
+        iq.profile_id = profile_id;
+        iq.min_quality = min_quality;
+        index_pdq_result r;
+        if ((rc = index_pdq_search(ix, tenant_id, &iq, &r)) != VG_OK)
+            break;
+        for (size_t k = 0; k < r.n; k++) {
+            if (n == hcap) {
+                size_t nc = hcap ? hcap * 2 : 64;
+                photo_hit *nh = vg_realloc(h, nc * sizeof *nh);
+                if (!nh) {
+                    rc = vg_err_set(VG_ENOMEM, "out of memory");
+                    break;
+                }
+                h = nh;
+                hcap = nc;
+            }
+            photo_hit *e = &h[n++];
+            snprintf(e->profile_id, sizeof e->profile_id, "%s", r.matches[k].profile_id);
+            snprintf(e->reference_id, sizeof e->reference_id, "%s", r.matches[k].reference_id);
+            e->frame = (uint32_t)i;
+            e->distance = r.matches[k].distance;
+        }
+        index_pdq_result_free(&r);
+    }
+    if (rc == VG_OK && n > 1)
+        qsort(h, n, sizeof *h, photo_hit_cmp);
+    size_t first = out->n, cap = out->n;
+    for (size_t i = 0; rc == VG_OK && i < n;) {
+        size_t j = i;
+        while (j < n && strcmp(h[j].reference_id, h[i].reference_id) == 0)
+            j++;
+        rc = photo_match_add(q, usable, h + i, j - i, gap_ms, out, &cap);
+        i = j;
+    }
+    if (rc != VG_OK) { /* back to what the caller had */
+        for (size_t i = first; i < out->n; i++)
+            vg_free(out->matches[i].segments);
+        out->n = first;
+    }
+    vg_free(h);
+    return rc;
+}
+
 void catalog_video_stats(catalog *c, const char *tenant_id, size_t *videos, size_t *frames)
 {
     *videos = *frames = 0;
@@ -437,8 +574,25 @@ static json_t *catalog__r3(double v)
     return isfinite(v) ? json_real(round(v * 1000.0) / 1000.0) : json_null();
 }
 
+static json_t *photo_match_json(const catalog_video_match *m)
+{
+    json_t *segs = json_array();
+    for (size_t i = 0; segs && i < m->n_segments; i++) {
+        const video_segment *g = &m->segments[i];
+        json_array_append_new(
+            segs, json_pack("{s:o,s:o,s:I}", "query_start", catalog__r3(g->q_start), "query_end",
+                            catalog__r3(g->q_end), "frames", (json_int_t)g->frames));
+    }
+    return json_pack("{s:s,s:s,s:o,s:I,s:I,s:o}", "media", "video", "reference_media", "image",
+                     "query_match_percent", catalog__r3(m->query_match_pct), "query_frames",
+                     (json_int_t)m->query_frames, "query_matched", (json_int_t)m->query_matched,
+                     "segments", segs ? segs : json_array());
+}
+
 json_t *catalog_video_match_json(const catalog_video_match *m)
 {
+    if (m->ref_image)
+        return photo_match_json(m);
     json_t *segs = json_array();
     for (size_t i = 0; segs && i < m->n_segments; i++) {
         const video_segment *g = &m->segments[i];
@@ -490,6 +644,10 @@ int catalog_video_scan_record(catalog *c, const char *tenant_id, const char *sou
          * video's frames left unmatched (percent), confidence the matched share. */
         ms[i].distance = fmax(0.0, 100.0 - m->compared_match_pct);
         ms[i].confidence = fmin(1.0, fmax(0.0, m->compared_match_pct / 100.0));
+        if (m->ref_image) { /* a photo in the video: its best frame's distance, as for images */
+            ms[i].distance = m->distance;
+            ms[i].confidence = fmin(1.0, fmax(0.0, 1.0 - m->distance / 64.0));
+        }
         ms[i].dihedral = -1;
         ms[i].face_index = -1;
         ms[i].video_json = texts[i];

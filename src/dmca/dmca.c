@@ -395,6 +395,30 @@ static int describe_video(const store_match *m, char *buf, size_t n)
         json_decref(v);
         return 0;
     }
+    const char *rm = json_string_value(json_object_get(v, "reference_media"));
+    if (rm && !strcmp(rm, "image")) { /* a protected photo shown in the infringing video */
+        int len = snprintf(buf, n,
+                           "the protected image is shown in the infringing video (perceptual "
+                           "hashes (PDQ) of frames sampled once a second; the nearest is %.0f of "
+                           "256 bits from the image). It is shown from",
+                           m->distance);
+        size_t i;
+        json_t *g;
+        json_array_foreach(segs, i, g)
+        {
+            char qs[32], qe[32];
+            clock_time(json_number_value(json_object_get(g, "query_start")), qs, sizeof qs);
+            clock_time(json_number_value(json_object_get(g, "query_end")), qe, sizeof qe);
+            if (len < 0 || (size_t)len >= n)
+                break;
+            len +=
+                snprintf(buf + len, n - (size_t)len, "%s %s to %s", i ? "; and from" : "", qs, qe);
+        }
+        if (len >= 0 && (size_t)len < n)
+            snprintf(buf + len, n - (size_t)len, "%s", json_array_size(segs) ? "." : " nowhere.");
+        json_decref(v);
+        return 1;
+    }
     int len = snprintf(buf, n,
                        "video match by vPDQ (perceptual hashes of frames sampled once a second; "
                        "a frame matches within 31 of 256 bits): %.0f%% of the protected video's "

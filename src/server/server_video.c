@@ -207,6 +207,8 @@ static json_t *video_answer(const video_hash *h, const uint8_t sha[32],
         json_object_set_new(o, "profile_id", json_string(m->profile_id));
         json_object_set_new(o, "reference_id", json_string(m->reference_id));
         json_object_set_new(o, "kind", json_string("pdq"));
+        if (m->ref_image) /* a photo in the video: its nearest frame, as an image match says */
+            json_object_set_new(o, "distance", json_integer(m->distance));
         json_array_append_new(matches, o);
     }
     json_t *o = json_pack("{s:o,s:s,s:o,s:i,s:i,s:f,s:s,s:s,s:I,s:I,s:o}", "scan_id",
@@ -234,6 +236,13 @@ static int analyse_hashed(server *s, const char *tenant, const char *profile_id,
     int rc = catalog_video_search(s->cat, tenant, profile_id, h, NULL, &r);
     if (rc != VG_OK)
         return rc;
+    /* Cross-media: protected photos the video shows, by the image path's PDQ settings. */
+    rc = catalog_video_photo_search(s->cat, tenant, profile_id, h, (int)s->cfg->pdq_threshold,
+                                    (int)s->cfg->pdq_quality_min, VIDEO_DEFAULT_SEGMENT_GAP_MS, &r);
+    if (rc != VG_OK) {
+        catalog_video_result_free(&r);
+        return rc;
+    }
     uint64_t t1 = vg_now_ns();
     if (record) {
         char timings[128];
