@@ -665,6 +665,48 @@ static void test_frame_search(void **state)
     video_index_free(ix);
 }
 
+/* Faces in video: frames kept as pixels at face_rate, among the sampled ones, the same from the
+ * child as in process, at most face_side_px on a side; face_max_frames caps them and says so;
+ * bad options are refused. */
+static void test_face_frames(void **state)
+{
+    (void)state;
+    video_hash_opts o;
+    video_hash_opts_default(&o);
+    o.face_rate = 0.5;
+    o.face_side_px = 200;
+    video_hash a, b;
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &a), VG_OK);
+    o.in_process = 1;
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &b), VG_OK);
+    /* 22 s: samples at 0, 2, ..., 22 */
+    assert_int_equal(a.n_images, 12);
+    assert_int_equal(b.n_images, a.n_images);
+    assert_int_equal(a.images_capped, 0);
+    for (size_t i = 0; i < a.n_images; i++) {
+        const video_image *x = &a.images[i], *y = &b.images[i];
+        assert_true(fabs(x->ts - 2.0 * (double)i) < 0.1);
+        assert_true(x->w <= 200 && x->h <= 200 && (x->w == 200 || x->h == 200));
+        assert_int_equal(x->w, y->w);
+        assert_int_equal(x->h, y->h);
+        assert_true(x->ts == y->ts);
+        assert_memory_equal(x->rgb, y->rgb, (size_t)x->w * x->h * 3);
+    }
+    video_hash_free(&b);
+    o.face_max_frames = 3;
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &b), VG_OK);
+    assert_int_equal(b.n_images, 3);
+    assert_int_equal(b.images_capped, 1);
+    assert_int_equal(b.n, a.n); /* hashing is unchanged */
+    video_hash_free(&b);
+    o.face_rate = 2; /* over rate */
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &b), VG_EINVAL);
+    o.face_rate = 0.5;
+    o.face_side_px = VIDEO_MAX_FACE_SIDE_PX + 1;
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &b), VG_EINVAL);
+    video_hash_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -682,6 +724,7 @@ int main(void)
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_index_wide_distance),
         cmocka_unit_test(test_frame_search),
+        cmocka_unit_test(test_face_frames),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
