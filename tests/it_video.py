@@ -85,7 +85,7 @@ def ffmpeg_frame(tmp, video, at_s):
 
 def ffmpeg_still(tmp, image, seconds):
     """A video that shows image for seconds (H.264 in MP4), as bytes."""
-    out = os.path.join(tmp, "still-%s.mp4" % os.path.basename(image))
+    out = os.path.join(tmp, "still-%s-%d.mp4" % (os.path.basename(image), seconds))
     subprocess.run(["ffmpeg", "-v", "error", "-y", "-loop", "1", "-i", image, "-t", str(seconds),
                     "-r", "25", "-vf", "scale=trunc(iw/2)*2:trunc(ih/2)*2", "-c:v", "libx264",
                     "-pix_fmt", "yuv420p", out], check=True)
@@ -291,6 +291,50 @@ def main():
         proc = None
         jobs_dir = os.path.join(data, "jobs")
         check(os.listdir(jobs_dir) == [], "job files left: %s" % os.listdir(jobs_dir))
+
+        # 4. faces in video (face models on): a likeness reference's person is found in a video
+        # of another photo of them, with the time range; a video of someone else is not
+        faces_dir = os.path.join(a.repo, "tests", "data", "faces", "images")
+        proc, url, admin = vgt_server.start(a.vigil, os.path.join(tmp, "faces"),
+                                            ("--video-sync-max-s", "60"), who="it_video")
+        st, _, t = jcall(url + "/api/v1/tenants", admin, "POST",
+                         json.dumps({"name": "Agency", "kind": "agency"}).encode(),
+                         "application/json")
+        st, _, k = jcall(url + "/api/v1/tenants/%s/keys" % t["id"], admin, "POST",
+                         json.dumps({"name": "k"}).encode(), "application/json")
+        key = k["key"]
+        st, _, p = jcall(url + "/api/v1/profiles", key, "POST",
+                         json.dumps({"name": "Vlad", "email": "vlad@example.com"}).encode(),
+                         "application/json")
+        st, _, lref = jcall(url + "/api/v1/profiles/%s/references?kind=likeness" % p["id"], key,
+                            "POST", read_any(faces_dir, "vlad_tile1.png"), "image/png")
+        check(st == 201, "likeness upload answered %d %s" % (st, lref))
+        lrid = (lref or {}).get("id", "")
+        st, _, r = jcall(url + "/api/v1/analyze", key, "POST",
+                         ffmpeg_still(tmp, os.path.join(faces_dir, "vlad_tile2.png"), 5),
+                         "video/mp4")
+        fm = [m for m in (r or {}).get("matches", []) if m["kind"] == "face"]
+        check(st == 201 and len(fm) == 1 and fm[0]["reference_id"] == lrid,
+              "person in a video: %d %s" % (st, r))
+        if fm:
+            segs = fm[0]["segments"]
+            # 0.5 frames/s over 5 s: frames at 0, 2, 4, one person, one range
+            check(fm[0]["query_frames"] == 3 and fm[0]["query_matched"] == 3 and
+                  len(segs) == 1 and segs[0]["query_start"] == 0 and
+                  abs(segs[0]["query_end"] - 4) < 0.1 and segs[0]["frames"] == 3 and
+                  fm[0]["distance"] < 0.6, "person in a video, range: %s" % fm[0])
+            st, _, n = jcall(url + "/api/v1/notices", key, "POST", json.dumps(
+                {"match_id": fm[0]["match_id"], "infringing_url": "https://tube.example/v/7",
+                 "recipient": {"name": "Tube Inc."}}).encode(), "application/json")
+            st, _, n = jcall(url + "/api/v1/notices/" + (n or {}).get("id", "x"), key)
+            text = " ".join(((n or {}).get("text") or "").split())
+            check(st == 200 and "appears in the infringing video" in text and
+                  "shown from 0:00 to 0:04" in text, "person in a video notice: %d %s" % (st, text))
+        st, _, r = jcall(url + "/api/v1/analyze", key, "POST",
+                         ffmpeg_still(tmp, os.path.join(faces_dir, "messi5.png"), 3), "video/mp4")
+        check(st == 201 and r["matches"] == [], "someone else in a video: %d %s" % (st, r))
+        vgt_server.stop(proc)
+        proc = None
     finally:
         if proc and proc.poll() is None:
             proc.kill()

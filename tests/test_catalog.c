@@ -753,6 +753,60 @@ static void test_cross_media(void **state)
     fx_close(&f);
 }
 
+/* Faces in video: faces found on a video's frames that are the likeness reference's person are
+ * one match tracked over time: frames closer than the gap form a range, two faces of the person
+ * on one frame count once, someone else's face is not matched; recorded as a face match. */
+static void test_video_faces(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    open_catalog(&f, NULL);
+    analyze_features person;
+    make_features(&person, 11, 1);
+    catalog_reference_new nr = {
+        .profile_id = f.profile, .kind = STORE_REF_LIKENESS, .features = &person};
+    store_reference r;
+    assert_int_equal(catalog_reference_add(f.cat, f.tenant, &nr, f.a, &r), VG_OK);
+    float other[VG_DESCRIPTOR_DIM];
+    for (int d = 0; d < VG_DESCRIPTOR_DIM; d++)
+        other[d] = person.faces[0].descriptor[d] + (d % 2 ? 0.2f : -0.2f);
+    const float *me = person.faces[0].descriptor;
+    const catalog_video_face faces[] = {{0, me}, {2, me}, {2, me}, {4, me}, {6, other}, {20, me}};
+    catalog_video_result res;
+    memset(&res, 0, sizeof res);
+    assert_int_equal(
+        catalog_video_face_search(f.cat, f.tenant, NULL, faces, 6, 11, 0.6f, 5000, &res), VG_OK);
+    assert_int_equal(res.n, 1);
+    const catalog_video_match *m = &res.matches[0];
+    assert_string_equal(m->reference_id, r.id);
+    assert_true(m->face && m->ref_image);
+    assert_true(m->distance < 1e-6);
+    assert_int_equal(m->query_frames, 11);
+    assert_int_equal(m->query_matched, 4);
+    assert_int_equal(m->n_segments, 2);
+    assert_true(m->segments[0].q_start == 0 && m->segments[0].q_end == 4);
+    assert_int_equal(m->segments[0].frames, 3);
+    assert_true(m->segments[1].q_start == 20 && m->segments[1].q_end == 20);
+    uint8_t sha[32] = {6};
+    assert_int_equal(
+        catalog_video_scan_record(f.cat, f.tenant, NULL, VG_LEVEL_BALANCED, sha, NULL, &res),
+        VG_OK);
+    store_match sm;
+    assert_int_equal(store_match_get(f.st, f.tenant, res.matches[0].match_id, f.a, &sm), VG_OK);
+    assert_int_equal(sm.kind, VG_MATCH_FACE);
+    assert_non_null(strstr(sm.video_json, "\"query_end\":4"));
+    catalog_video_result_free(&res);
+    /* only someone else: nothing */
+    const catalog_video_face stranger[] = {{1, other}};
+    assert_int_equal(
+        catalog_video_face_search(f.cat, f.tenant, NULL, stranger, 1, 1, 0.6f, 5000, &res), VG_OK);
+    assert_int_equal(res.n, 0);
+    catalog_video_result_free(&res);
+    free_features(&person);
+    fx_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -765,6 +819,7 @@ int main(void)
         cmocka_unit_test(test_faces_json_non_finite),
         cmocka_unit_test(test_video_reference_index),
         cmocka_unit_test(test_cross_media),
+        cmocka_unit_test(test_video_faces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

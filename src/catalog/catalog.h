@@ -118,7 +118,11 @@ typedef struct catalog_video_match {
      * time ranges of the query alone (c_start, c_end 0), query_matched counts its frames near
      * the image, and the compared_* fields are 0. */
     int ref_image;
-    int distance;
+    double distance;
+    /* Faces in video (catalog_video_face_search): with ref_image, the reference is a likeness
+     * photo whose person the video shows; distance is then the nearest face descriptor's L2,
+     * query_frames the frames searched for faces and query_matched those showing the person. */
+    int face;
 } catalog_video_match;
 
 typedef struct catalog_video_result {
@@ -147,6 +151,22 @@ int catalog_video_search(catalog *c, const char *tenant_id, const char *profile_
 int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *profile_id,
                                const video_hash *q, int threshold, int min_quality, uint32_t gap_ms,
                                catalog_video_result *out);
+/* One face found on a frame of a query video (faces in video). descriptor borrowed. */
+typedef struct catalog_video_face {
+    double ts;               /* the frame's time, seconds */
+    const float *descriptor; /* VG_DESCRIPTOR_DIM floats */
+} catalog_video_face;
+
+/* Faces in video: each face's descriptor is searched among the tenant's face references (as an
+ * analysed image's faces are: L2 below threshold, profile_id may be NULL), and every reference
+ * found is appended to *out as one match (ref_image, face) tracked over the video: its frames
+ * grouped into time ranges of the query (first to last frame showing the person; frames closer
+ * than gap_ms form one range; at most VIDEO_MAX_SEGMENTS, the earliest). faces in time order;
+ * n_frames: the frames searched (query_frames). On error *out keeps what it had. VG_EINVAL,
+ * VG_ENOMEM. Thread-safe. */
+int catalog_video_face_search(catalog *c, const char *tenant_id, const char *profile_id,
+                              const catalog_video_face *faces, size_t n, uint32_t n_frames,
+                              float threshold, uint32_t gap_ms, catalog_video_result *out);
 /* Records a video analysis as one scan (sha256 of the video bytes; timings_json optional) with
  * one PDQ match per matched video whose details (percentages, segments) are its video JSON.
  * Fills res->scan_id and each match_id. Errors: the store's, VG_ENOMEM. */
@@ -156,9 +176,9 @@ int catalog_video_scan_record(catalog *c, const char *tenant_id, const char *sou
 /* A video match's details as stored with it and answered by the API: {"media":"video",
  * "query_match_percent", "compared_match_percent", the four frame counts, "segments":
  * [{"query_start","query_end","reference_start","reference_end","frames"}]}; a photo in the
- * video (ref_image): {"media":"video", "reference_media":"image", "query_match_percent",
- * "query_frames", "query_matched", "segments": [{"query_start","query_end","frames"}]}. New
- * reference. */
+ * video (ref_image), or its person (face): {"media":"video", "reference_media":"image",
+ * "query_match_percent", "query_frames", "query_matched", "segments": [{"query_start",
+ * "query_end","frames"}]}. New reference. */
 json_t *catalog_video_match_json(const catalog_video_match *m);
 /* Videos and frames indexed for a tenant (0, 0 when it has none). */
 void catalog_video_stats(catalog *c, const char *tenant_id, size_t *videos, size_t *frames);

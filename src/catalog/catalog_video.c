@@ -328,9 +328,46 @@ int catalog_video_search(catalog *c, const char *tenant_id, const char *profile_
 typedef struct photo_hit {
     char profile_id[VG_ID_MAX]; /* the index's ids (no longer than the store's) */
     char reference_id[VG_ID_MAX];
-    uint32_t frame; /* index in the query's frames */
-    int distance;
+    uint32_t frame; /* index in the query's frames (faces: in the faces given) */
+    double distance;
+    double ts; /* faces: the frame's time */
 } photo_hit;
+
+static int photo_hit_push(photo_hit **h, size_t *n, size_t *cap, const char *profile_id,
+                          const char *reference_id, uint32_t frame, double distance, double ts)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        photo_hit *nh = vg_realloc(*h, nc * sizeof *nh);
+        if (!nh)
+            return vg_err_set(VG_ENOMEM, "out of memory");
+        *h = nh;
+        *cap = nc;
+    }
+    photo_hit *e = &(*h)[(*n)++];
+    snprintf(e->profile_id, sizeof e->profile_id, "%s", profile_id);
+    snprintf(e->reference_id, sizeof e->reference_id, "%s", reference_id);
+    e->frame = frame;
+    e->distance = distance;
+    e->ts = ts;
+    return VG_OK;
+}
+
+/* A new match slot at the end of out (*m zeroed). VG_ENOMEM. */
+static int video_match_slot(catalog_video_result *out, size_t *cap, catalog_video_match **m)
+{
+    if (out->n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 8;
+        catalog_video_match *nm = vg_realloc(out->matches, nc * sizeof *nm);
+        if (!nm)
+            return vg_err_set(VG_ENOMEM, "out of memory");
+        out->matches = nm;
+        *cap = nc;
+    }
+    *m = &out->matches[out->n];
+    memset(*m, 0, sizeof **m);
+    return VG_OK;
+}
 
 static int photo_hit_cmp(const void *a, const void *b)
 {
@@ -355,16 +392,10 @@ static double frame_end(const video_hash *q, size_t i)
 static int photo_match_add(const video_hash *q, uint32_t usable, const photo_hit *h, size_t n,
                            uint32_t gap_ms, catalog_video_result *out, size_t *cap)
 {
-    if (out->n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 8;
-        catalog_video_match *nm = vg_realloc(out->matches, nc * sizeof *nm);
-        if (!nm)
-            return vg_err_set(VG_ENOMEM, "out of memory");
-        out->matches = nm;
-        *cap = nc;
-    }
-    catalog_video_match *m = &out->matches[out->n];
-    memset(m, 0, sizeof *m);
+    catalog_video_match *m;
+    int rc = video_match_slot(out, cap, &m);
+    if (rc != VG_OK)
+        return rc;
     memcpy(m->profile_id, h[0].profile_id, STORE_ID_MAX - 1);
     memcpy(m->reference_id, h[0].reference_id, STORE_ID_MAX - 1);
     m->ref_image = 1;
@@ -420,23 +451,9 @@ int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *pr
         index_pdq_result r;
         if ((rc = index_pdq_search(ix, tenant_id, &iq, &r)) != VG_OK)
             break;
-        for (size_t k = 0; k < r.n; k++) {
-            if (n == hcap) {
-                size_t nc = hcap ? hcap * 2 : 64;
-                photo_hit *nh = vg_realloc(h, nc * sizeof *nh);
-                if (!nh) {
-                    rc = vg_err_set(VG_ENOMEM, "out of memory");
-                    break;
-                }
-                h = nh;
-                hcap = nc;
-            }
-            photo_hit *e = &h[n++];
-            snprintf(e->profile_id, sizeof e->profile_id, "%s", r.matches[k].profile_id);
-            snprintf(e->reference_id, sizeof e->reference_id, "%s", r.matches[k].reference_id);
-            e->frame = (uint32_t)i;
-            e->distance = r.matches[k].distance;
-        }
+        for (size_t k = 0; rc == VG_OK && k < r.n; k++)
+            rc = photo_hit_push(&h, &n, &hcap, r.matches[k].profile_id, r.matches[k].reference_id,
+                                (uint32_t)i, r.matches[k].distance, q->frames[i].ts);
         index_pdq_result_free(&r);
     }
     if (rc == VG_OK && n > 1)
@@ -450,6 +467,98 @@ int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *pr
         i = j;
     }
     if (rc != VG_OK) { /* back to what the caller had */
+        for (size_t i = first; i < out->n; i++)
+            vg_free(out->matches[i].segments);
+        out->n = first;
+    }
+    vg_free(h);
+    return rc;
+}
+
+/* ---- faces in video -------------------------------------------------------------------------- */
+
+/* One match for the hits h[0..n) of one likeness reference (sorted by time): the person tracked
+ * over the frames, ranges broken where frames are more than gap apart. */
+static int face_match_add(const photo_hit *h, size_t n, uint32_t n_frames, uint32_t gap_ms,
+                          catalog_video_result *out, size_t *cap)
+{
+    catalog_video_match *m;
+    int rc = video_match_slot(out, cap, &m);
+    if (rc != VG_OK)
+        return rc;
+    memcpy(m->profile_id, h[0].profile_id, STORE_ID_MAX - 1);
+    memcpy(m->reference_id, h[0].reference_id, STORE_ID_MAX - 1);
+    m->ref_image = m->face = 1;
+    m->distance = h[0].distance;
+    m->query_frames = n_frames;
+    if (!(m->segments =
+              vg_malloc((n < VIDEO_MAX_SEGMENTS ? n : VIDEO_MAX_SEGMENTS) * sizeof *m->segments)))
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    const double gap = gap_ms / 1000.0;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].distance < m->distance)
+            m->distance = h[i].distance;
+        if (i && h[i].ts == h[i - 1].ts)
+            continue; /* two faces of one frame: the person is counted once */
+        m->query_matched++;
+        video_segment *g = m->n_segments ? &m->segments[m->n_segments - 1] : NULL;
+        if (g && h[i].ts - g->q_end <= gap) {
+            g->q_end = h[i].ts;
+            g->frames++;
+        } else if (m->n_segments < VIDEO_MAX_SEGMENTS) {
+            m->segments[m->n_segments++] = (video_segment){h[i].ts, h[i].ts, 0, 0, 1};
+        }
+    }
+    m->query_match_pct = n_frames ? 100.0 * m->query_matched / n_frames : 0;
+    out->n++;
+    return VG_OK;
+}
+
+static int face_hit_cmp(const void *a, const void *b)
+{
+    const photo_hit *x = a, *y = b;
+    int c = strcmp(x->reference_id, y->reference_id);
+    if (c)
+        return c;
+    return x->ts < y->ts ? -1 : x->ts > y->ts;
+}
+
+int catalog_video_face_search(catalog *c, const char *tenant_id, const char *profile_id,
+                              const catalog_video_face *faces, size_t n, uint32_t n_frames,
+                              float threshold, uint32_t gap_ms, catalog_video_result *out)
+{
+    if (!c || !tenant_id || (n && !faces) || !out)
+        return vg_err_set(VG_EINVAL, "catalog_video_face_search: NULL argument");
+    index_db *ix = catalog__index_of(c);
+    if (!ix || !n)
+        return VG_OK;
+    photo_hit *h = NULL;
+    size_t nh = 0, hcap = 0;
+    int rc = VG_OK;
+    for (size_t i = 0; rc == VG_OK && i < n; i++) {
+        index_face_query q = {.descriptor = faces[i].descriptor,
+                              .threshold = threshold,
+                              .top_k = INDEX_FACE_TOP_K_DEFAULT,
+                              .profile_id = profile_id};
+        index_face_result r;
+        if ((rc = index_face_search(ix, tenant_id, &q, &r)) != VG_OK)
+            break;
+        for (size_t k = 0; rc == VG_OK && k < r.n; k++)
+            rc = photo_hit_push(&h, &nh, &hcap, r.matches[k].profile_id, r.matches[k].reference_id,
+                                (uint32_t)i, r.matches[k].distance, faces[i].ts);
+        index_face_result_free(&r);
+    }
+    if (rc == VG_OK && nh > 1)
+        qsort(h, nh, sizeof *h, face_hit_cmp);
+    size_t first = out->n, cap = out->n;
+    for (size_t i = 0; rc == VG_OK && i < nh;) {
+        size_t j = i;
+        while (j < nh && strcmp(h[j].reference_id, h[i].reference_id) == 0)
+            j++;
+        rc = face_match_add(h + i, j - i, n_frames, gap_ms, out, &cap);
+        i = j;
+    }
+    if (rc != VG_OK) {
         for (size_t i = first; i < out->n; i++)
             vg_free(out->matches[i].segments);
         out->n = first;
@@ -647,6 +756,10 @@ int catalog_video_scan_record(catalog *c, const char *tenant_id, const char *sou
         if (m->ref_image) { /* a photo in the video: its best frame's distance, as for images */
             ms[i].distance = m->distance;
             ms[i].confidence = fmin(1.0, fmax(0.0, 1.0 - m->distance / 64.0));
+        }
+        if (m->face) { /* its person: the nearest face's L2, as for an image's face */
+            ms[i].kind = VG_MATCH_FACE;
+            ms[i].confidence = fmin(1.0, fmax(0.0, 1.0 - m->distance / 1.2));
         }
         ms[i].dihedral = -1;
         ms[i].face_index = -1;

@@ -396,12 +396,19 @@ static int describe_video(const store_match *m, char *buf, size_t n)
         return 0;
     }
     const char *rm = json_string_value(json_object_get(v, "reference_media"));
-    if (rm && !strcmp(rm, "image")) { /* a protected photo shown in the infringing video */
-        int len = snprintf(buf, n,
-                           "the protected image is shown in the infringing video (perceptual "
-                           "hashes (PDQ) of frames sampled once a second; the nearest is %.0f of "
-                           "256 bits from the image). It is shown from",
-                           m->distance);
+    if (rm && !strcmp(rm, "image")) { /* a protected photo, or person, in the infringing video */
+        int len = m->kind == VG_MATCH_FACE
+                      ? snprintf(buf, n,
+                                 "face match in video: the person in the reference photo appears "
+                                 "in the infringing video (face descriptors of sampled frames; "
+                                 "the nearest is at distance %.3f, below about 0.6 indicates the "
+                                 "same person; confidence %.2f). The person is shown from",
+                                 m->distance, m->confidence)
+                      : snprintf(buf, n,
+                                 "the protected image is shown in the infringing video "
+                                 "(perceptual hashes (PDQ) of frames sampled once a second; the "
+                                 "nearest is %.0f of 256 bits from the image). It is shown from",
+                                 m->distance);
         size_t i;
         json_t *g;
         json_array_foreach(segs, i, g)

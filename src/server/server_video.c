@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "analyze/analyze.h"
+#include "face/face.h"
 #include "obs/obs.h"
 #include "video/video.h"
 
@@ -195,6 +196,15 @@ static void hash_opts(const server *s, video_hash_opts *o, double max_duration_s
     o->limits.wall_ms = (uint32_t)c->video_wall_ms;
 }
 
+/* Analyses (not references) also keep frames for faces in video, when the server has faces. */
+static void hash_opts_faces(const server *s, video_hash_opts *o)
+{
+    if (!s->models || !(s->cfg->video_face_rate > 0))
+        return;
+    o->face_rate = s->cfg->video_face_rate < o->rate ? s->cfg->video_face_rate : o->rate;
+    o->face_max_frames = (uint32_t)s->cfg->video_face_max_frames;
+}
+
 static json_t *video_answer(const video_hash *h, const uint8_t sha[32],
                             const catalog_video_result *r, uint64_t hash_us, uint64_t match_us,
                             uint64_t store_us)
@@ -206,9 +216,9 @@ static json_t *video_answer(const video_hash *h, const uint8_t sha[32],
         json_object_set_new(o, "match_id", m->match_id[0] ? json_string(m->match_id) : json_null());
         json_object_set_new(o, "profile_id", json_string(m->profile_id));
         json_object_set_new(o, "reference_id", json_string(m->reference_id));
-        json_object_set_new(o, "kind", json_string("pdq"));
-        if (m->ref_image) /* a photo in the video: its nearest frame, as an image match says */
-            json_object_set_new(o, "distance", json_integer(m->distance));
+        json_object_set_new(o, "kind", json_string(m->face ? "face" : "pdq"));
+        if (m->ref_image) /* a photo or person in the video: the nearest frame's distance */
+            json_object_set_new(o, "distance", json_real(round(m->distance * 1e4) / 1e4));
         json_array_append_new(matches, o);
     }
     json_t *o = json_pack("{s:o,s:s,s:o,s:i,s:i,s:f,s:s,s:s,s:I,s:I,s:o}", "scan_id",
@@ -224,8 +234,55 @@ static json_t *video_answer(const video_hash *h, const uint8_t sha[32],
     return o;
 }
 
+/* Faces in video: the faces of the frames the video module kept as pixels (face_rate), found
+ * at the request's level by this worker's face engine (*fe, made on first use), then tracked
+ * against the tenant's likeness references by the catalog. Nothing without face models. */
+static int video_faces(server *s, face_engine **fe, const char *tenant, const char *profile_id,
+                       vg_level level, const video_hash *h, catalog_video_result *r)
+{
+    if (!s->models || !h->n_images)
+        return VG_OK;
+    if (h->images_capped && s->video->m_limits)
+        obs_inc(s->video->m_limits, OBS_LABELS("face_frames"));
+    int rc = VG_OK;
+    if (!*fe && (rc = face_engine_new(s->models, NULL, fe)) != VG_OK)
+        return rc;
+    face_opts fo;
+    face_opts_for_level(level, &fo);
+    if (fo.detector == FACE_DET_SSD && !face_models_has_ssd(s->models))
+        face_opts_for_level(VG_LEVEL_BALANCED, &fo);
+    fo.max_faces = ANALYZE_DEFAULT_MAX_FACES; /* per frame, as per image */
+    face_result *fr = vg_calloc(h->n_images, sizeof *fr);
+    if (!fr)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    size_t n_faces = 0;
+    for (size_t i = 0; rc == VG_OK && i < h->n_images; i++) {
+        const video_image *im = &h->images[i];
+        face_image fi = {.rgb = im->rgb, .w = im->w, .h = im->h};
+        rc = face_analyze(*fe, &fi, &fo, &fr[i]);
+        n_faces += fr[i].n;
+    }
+    catalog_video_face *faces = rc == VG_OK && n_faces ? vg_calloc(n_faces, sizeof *faces) : NULL;
+    if (rc == VG_OK && n_faces && !faces)
+        rc = vg_err_set(VG_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; rc == VG_OK && i < h->n_images; i++)
+        for (size_t j = 0; j < fr[i].n; j++)
+            if (fr[i].faces[j].has_descriptor)
+                faces[k++] = (catalog_video_face){h->images[i].ts, fr[i].faces[j].descriptor};
+    if (rc == VG_OK)
+        rc = catalog_video_face_search(s->cat, tenant, profile_id, faces, k, (uint32_t)h->n_images,
+                                       (float)s->cfg->face_threshold,
+                                       (uint32_t)llround(s->cfg->video_face_gap_s * 1000.0), r);
+    vg_free(faces);
+    for (size_t i = 0; i < h->n_images; i++)
+        face_result_free(&fr[i]);
+    vg_free(fr);
+    return rc;
+}
+
 /* Matches a hashed video and records it; *out the answer (new reference). Errors with detail. */
-static int analyse_hashed(server *s, const char *tenant, const char *profile_id,
+static int analyse_hashed(server *s, face_engine **fe, const char *tenant, const char *profile_id,
                           const char *source_url, int record, vg_level level, const uint8_t *bytes,
                           size_t len, const video_hash *h, uint64_t hash_us, json_t **out)
 {
@@ -239,6 +296,8 @@ static int analyse_hashed(server *s, const char *tenant, const char *profile_id,
     /* Cross-media: protected photos the video shows, by the image path's PDQ settings. */
     rc = catalog_video_photo_search(s->cat, tenant, profile_id, h, (int)s->cfg->pdq_threshold,
                                     (int)s->cfg->pdq_quality_min, VIDEO_DEFAULT_SEGMENT_GAP_MS, &r);
+    if (rc == VG_OK)
+        rc = video_faces(s, fe, tenant, profile_id, level, h, &r);
     if (rc != VG_OK) {
         catalog_video_result_free(&r);
         return rc;
@@ -415,7 +474,7 @@ static const char *jstr(json_t *o, const char *k)
     return v && *v ? v : NULL;
 }
 
-static void run_job(server_video *v, const char *id)
+static void run_job(server_video *v, face_engine **fe, const char *id)
 {
     server *s = v->s;
     const conf_settings *c = s->cfg;
@@ -461,6 +520,7 @@ static void run_job(server_video *v, const char *id)
     if (rc == VG_OK) {
         video_hash_opts o;
         hash_opts(s, &o, c->video_max_duration_s);
+        hash_opts_faces(s, &o);
         uint64_t t0 = vg_now_ns();
         rc = video_hash_buffer(bytes, len, &o, &h);
         if (rc != VG_OK) {
@@ -472,7 +532,7 @@ static void run_job(server_video *v, const char *id)
             if (lv)
                 vg_level_parse(lv, &level);
             vg_err_clear();
-            rc = analyse_hashed(s, j.tenant_id, jstr(p, "profile_id"), jstr(p, "source_url"),
+            rc = analyse_hashed(s, fe, j.tenant_id, jstr(p, "profile_id"), jstr(p, "source_url"),
                                 json_is_true(json_object_get(p, "store")), level, bytes, len, &h,
                                 (vg_now_ns() - t0) / 1000, &answer);
         }
@@ -503,7 +563,7 @@ static void run_job(server_video *v, const char *id)
 
 /* ---- sync tasks ----------------------------------------------------------------------------- */
 
-static void run_sync(server_video *v, vtask *t)
+static void run_sync(server_video *v, face_engine **fe, vtask *t)
 {
     server *s = v->s;
     http_req *req = t->req;
@@ -512,6 +572,8 @@ static void run_sync(server_video *v, vtask *t)
     int limited = t->kind == VT_ANALYZE && c->video_sync_max_s < max_s;
     video_hash_opts o;
     hash_opts(s, &o, limited ? c->video_sync_max_s : max_s);
+    if (t->kind == VT_ANALYZE)
+        hash_opts_faces(s, &o);
     video_hash h;
     vg_err_clear();
     uint64_t t0 = vg_now_ns();
@@ -545,7 +607,7 @@ static void run_sync(server_video *v, vtask *t)
     } else {
         json_t *answer = NULL;
         vg_err_clear();
-        rc = analyse_hashed(s, t->tenant, t->profile_id, t->source_url, t->store, t->level,
+        rc = analyse_hashed(s, fe, t->tenant, t->profile_id, t->source_url, t->store, t->level,
                             t->bytes, t->len, &h, hash_us, &answer);
         if (rc != VG_OK)
             server__reply_err(req, rc, "cannot analyse the video");
@@ -559,6 +621,7 @@ static void run_sync(server_video *v, vtask *t)
 static void *worker(void *arg)
 {
     server_video *v = arg;
+    face_engine *fe = NULL; /* this worker's, for faces in video: made on first use */
     pthread_mutex_lock(&v->mu);
     for (;;) {
         while (!v->stop && !v->sync_head && !v->job_head)
@@ -578,14 +641,15 @@ static void *worker(void *arg)
         }
         pthread_mutex_unlock(&v->mu);
         if (t->kind == VT_JOB) {
-            run_job(v, t->job_id);
+            run_job(v, &fe, t->job_id);
             vg_free(t);
         } else {
-            run_sync(v, t);
+            run_sync(v, &fe, t);
         }
         pthread_mutex_lock(&v->mu);
     }
     pthread_mutex_unlock(&v->mu);
+    face_engine_free(fe);
     return NULL;
 }
 
