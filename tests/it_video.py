@@ -14,6 +14,7 @@ import argparse
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -227,9 +228,25 @@ def main():
         st, _, r = jcall(url + "/api/v1/analyze", key, "POST", avi, "application/octet-stream")
         check(st == 422 and "container" in r["error"]["message"],
               "sniffed AVI answered %d %s" % (st, r))
+
+        # callback URLs: a non-public address is refused naming the rule (SSRF), a public one
+        # is taken
+        for cb in ("http://127.0.0.1:9/x", "http://localhost:9/x", "http://169.254.169.254/",
+                   "http://10.1.2.3/cb", "http://192.168.0.1/", "https://[::1]:8443/",
+                   "http://[::ffff:127.0.0.1]/", "http://[fe80::1]/", "http://0.0.0.0/"):
+            st, _, r = jcall(url + "/api/v1/analyze?callback_url=" + cb, key, "POST", edit,
+                             "video/mp4")
+            check(st == 422 and "public address" in r["error"]["message"] and
+                  "video_callback_allow_private" in r["error"]["message"],
+                  "callback_url %s answered %d %s" % (cb, st, r))
+        st, _, r = jcall(url + "/api/v1/analyze?store=false&callback_url=http://93.184.216.34/cb",
+                         key, "POST", edit, "video/mp4")
+        check(st == 200, "a public callback_url answered %d %s" % (st, r))
         vgt_server.stop(proc)
 
-        # 2. a job: chair videos are longer than 5 s
+        # 2. a job: chair videos are longer than 5 s; the loopback receiver needs the setting
+        # that allows non-public callback addresses
+        base = base + ("--video-callback-allow-private", "true")
         proc, url = vgt_server.restart(a.vigil, data, base + ("--video-sync-max-s", "5"))
         st, h, j = jcall(url + "/api/v1/analyze?callback_url=" + hook_url, key, "POST", edit2,
                          "video/mp4")
@@ -274,19 +291,35 @@ def main():
                   "of the infringing video shows 0:" in text, "notice text: %d %s" % (st, text))
         vgt_server.stop(proc)
 
-        # 3. kill -9 while a job runs, restart: it ends done, on a second attempt
+        # 3. kill -9 while a job runs, restart: it ends done, on a second attempt. Its loopback
+        # callback, taken while non-public callbacks were allowed, is refused when it connects
+        # after a restart without the setting (the check at connect time, as for DNS rebinding)
         proc, url = vgt_server.restart(a.vigil, data, base + ("--video-sync-max-s", "5",
                                                    "--fault-video-job-delay-ms", "60000"))
-        st, _, j = jcall(url + "/api/v1/analyze", key, "POST", edit2, "video/mp4")
+        st, _, j = jcall(url + "/api/v1/analyze?callback_url=" + hook_url, key, "POST", edit2,
+                         "video/mp4")
         check(st == 202, "job before the kill answered %d" % st)
         st, j = poll_job(url, key, j["id"], want=("running",), timeout_s=30)
         check(j and j["state"] == "running", "job never ran: %s" % j)
         proc.kill()
         proc.wait()
-        proc, url = vgt_server.restart(a.vigil, data, base + ("--video-sync-max-s", "5"))
+        got = len(Hook.got)
+        proc, url = vgt_server.restart(a.vigil, data, ("--faces", "false",
+                                                       "--video-sync-max-s", "5"))
         st, j = poll_job(url, key, j["id"])
         check(st == 200 and j["state"] == "done" and j["attempts"] == 2,
               "job after kill -9 and restart: %d %s" % (st, j))
+        # (each of the two tries is refused: the count is 1 or 2)
+        refused = re.compile(rb'vigil_video_limit_hits_total\{limit="callback_address"\} [12]\b')
+        deadline = time.time() + 30
+        metrics = b""
+        while time.time() < deadline and not refused.search(metrics):
+            metrics = call(url + "/metrics", None)[2]
+            time.sleep(0.1)
+        check(refused.search(metrics) and len(Hook.got) == got,
+              "callback to loopback after the restart: %d calls, metrics %s" %
+              (len(Hook.got) - got, [ln for ln in metrics.decode().splitlines()
+                                     if "limit_hits" in ln]))
         vgt_server.stop(proc)
         proc = None
         jobs_dir = os.path.join(data, "jobs")

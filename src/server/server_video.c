@@ -24,8 +24,12 @@
  */
 #include "server/server_int.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -337,6 +341,126 @@ static json_t *job_json(const store_job *j)
     return o;
 }
 
+/* ---- callback addresses ---------------------------------------------------------------------
+ * A callback_url is a request the server makes on a tenant's behalf: pointed at 127.0.0.1, the
+ * cloud metadata address or an internal host, it would reach what the tenant cannot (SSRF). So
+ * unless video_callback_allow_private is set, a URL whose host resolves to any non-public
+ * address is refused with 422 when the job is submitted, and every connection the callback
+ * makes is checked again (CURLOPT_OPENSOCKETFUNCTION), so a name that resolves differently
+ * later (DNS rebinding) is refused too. */
+
+/* Loopback, "this network", RFC 1918, carrier-grade NAT, link-local (metadata services), IETF
+ * protocol assignments, benchmarking, multicast, reserved and broadcast. a in host order. */
+static int ipv4_internal(uint32_t a)
+{
+    static const struct {
+        uint32_t net, mask;
+    } nets[] = {
+        {0x00000000u, 0xff000000u}, /* 0.0.0.0/8 */
+        {0x0a000000u, 0xff000000u}, /* 10/8 */
+        {0x64400000u, 0xffc00000u}, /* 100.64/10 */
+        {0x7f000000u, 0xff000000u}, /* 127/8 */
+        {0xa9fe0000u, 0xffff0000u}, /* 169.254/16 */
+        {0xac100000u, 0xfff00000u}, /* 172.16/12 */
+        {0xc0000000u, 0xffffff00u}, /* 192.0.0/24 */
+        {0xc0a80000u, 0xffff0000u}, /* 192.168/16 */
+        {0xc6120000u, 0xfffe0000u}, /* 198.18/15 */
+        {0xe0000000u, 0xe0000000u}, /* 224/3: multicast, reserved, broadcast */
+    };
+    for (size_t i = 0; i < VG_ARRAY_LEN(nets); i++)
+        if ((a & nets[i].mask) == nets[i].net)
+            return 1;
+    return 0;
+}
+
+/* Whether a callback may not reach sa: the IPv4 ranges above, and for IPv6 the unspecified and
+ * loopback addresses, IPv4-mapped/-compatible and NAT64 forms of internal IPv4, link-local
+ * (fe80::/10), unique local (fc00::/7), site-local (fec0::/10) and multicast. Any other family
+ * is internal (a callback is http or https over IP). */
+static int addr_internal(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ipv4_internal(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
+    if (sa->sa_family != AF_INET6)
+        return 1;
+    const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    static const uint8_t zero[12] = {0}, mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff},
+                         nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+    uint32_t v4 = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
+    if (memcmp(b, zero, 12) == 0) /* ::, ::1 and the deprecated IPv4-compatible form */
+        return v4 <= 1 || ipv4_internal(v4);
+    if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0)
+        return ipv4_internal(v4);
+    return (b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||
+           (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) || b[0] == 0xff;
+}
+
+/* Checks a callback_url's host: 0 when every address it resolves to is public, else -1 with the
+ * reason in msg. Resolves on the calling thread (a network thread: the lookup is bounded by the
+ * resolver's own timeout). */
+static int callback_url_check(const char *url, char *msg, size_t n)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
+        snprintf(msg, n, "callback_url is not a URL with a host");
+        curl_free(host);
+        curl_url_cleanup(u);
+        return -1;
+    }
+    /* An IPv6 literal comes back in brackets. */
+    char name[256];
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
+        snprintf(name, sizeof name, "%.*s", (int)(hl - 2), host + 1);
+    else
+        snprintf(name, sizeof name, "%s", host);
+    curl_free(host);
+    curl_url_cleanup(u);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int gr = getaddrinfo(name, NULL, &hints, &res);
+    if (gr != 0 || !res) {
+        snprintf(msg, n, "callback_url host '%s' does not resolve (%s)", name, gai_strerror(gr));
+        return -1;
+    }
+    int rc = 0;
+    for (const struct addrinfo *ai = res; ai && !rc; ai = ai->ai_next) {
+        if (!addr_internal(ai->ai_addr))
+            continue;
+        char a[INET6_ADDRSTRLEN] = "?";
+        const void *p = ai->ai_family == AF_INET
+                            ? (const void *)&((const struct sockaddr_in *)ai->ai_addr)->sin_addr
+                            : (const void *)&((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        inet_ntop(ai->ai_family, p, a, sizeof a);
+        snprintf(msg, n,
+                 "callback_url must reach a public address: '%s' is %s, a loopback, private, "
+                 "link-local or reserved address (rule: video_callback_allow_private is off)",
+                 name, a);
+        rc = -1;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+/* The callback's connections: a non-public address is refused here too (the name may resolve
+ * differently now than when the job was submitted). */
+static curl_socket_t callback_open_socket(void *ud, curlsocktype purpose,
+                                          struct curl_sockaddr *addr)
+{
+    server_video *v = ud;
+    (void)purpose;
+    if (!v->s->cfg->video_callback_allow_private && addr_internal(&addr->addr)) {
+        if (v->m_limits)
+            obs_inc(v->m_limits, OBS_LABELS("callback_address"));
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype, addr->protocol);
+}
+
 static size_t discard(char *p, size_t size, size_t n, void *ud)
 {
     (void)p, (void)ud;
@@ -369,6 +493,8 @@ static void job_callback(server_video *v, const char *job_id, const char *url)
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, callback_open_socket);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, v);
         CURLcode cr = curl_easy_perform(c);
         long code = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
@@ -734,6 +860,14 @@ int server__video_analyze(server *s, http_req *req)
         http_reply_error(req, 422, "invalid_field",
                          "callback_url must be an http:// or https:// URL of under %d bytes",
                          STORE_URL_MAX_BYTES);
+        return -1;
+    }
+    char why[512];
+    if (t->callback_url && !s->cfg->video_callback_allow_private &&
+        callback_url_check(t->callback_url, why, sizeof why) != 0) {
+        if (s->video->m_limits)
+            obs_inc(s->video->m_limits, OBS_LABELS("callback_address"));
+        http_reply_error(req, 422, "invalid_field", "%s", why);
         return -1;
     }
     submit(s, t);
