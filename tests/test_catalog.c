@@ -637,6 +637,176 @@ static void test_video_reference_index(void **state)
     fx_close(&f);
 }
 
+/* Cross-media (issue 12). Photo -> video: an image whose 4th dihedral variant is frame 12 of a
+ * video work matches that work with the frame's time, and is recorded with it; a flat image
+ * (low quality) and an unrelated one do not. Video -> photo: the frames of a query video that
+ * show a protected photo are grouped into the query's time ranges, a frame covering the time up
+ * to the next kept frame (pruned repeats), ranges more than the gap apart kept apart. */
+static void test_cross_media(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    open_catalog(&f, NULL);
+    video_hash work;
+    make_video(&work, 1, 20);
+    analyze_features vf;
+    memset(&vf, 0, sizeof vf);
+    vf.sha256[0] = 1;
+    catalog_reference_new nr = {
+        .profile_id = f.profile, .kind = STORE_REF_WORK, .features = &vf, .video = &work};
+    store_reference vr;
+    assert_int_equal(catalog_reference_add(f.cat, f.tenant, &nr, f.a, &vr), VG_OK);
+    analyze_features photo, unrelated;
+    make_features(&photo, 7, 0);
+    make_features(&unrelated, 8, 0);
+    char photo_id[STORE_ID_MAX];
+    assert_int_equal(add_ref(&f, &photo, photo_id), VG_OK);
+
+    /* photo -> video */
+    analyze_result res;
+    memset(&res, 0, sizeof res);
+    make_features(&res.features, 9, 0);
+    memcpy(res.features.pdq_dihedral[3], work.frames[12].hash.w, 32);
+    res.features.pdq_dihedral[3][0] ^= 0x7; /* 3 bits off */
+    assert_int_equal(catalog_video_frame_match(f.cat, f.tenant, NULL, 31, 50, &res), VG_OK);
+    assert_int_equal(res.n_matches, 1);
+    const analyze_match *m = &res.matches[0];
+    assert_string_equal(m->reference_id, vr.id);
+    assert_int_equal(m->kind, VG_MATCH_PDQ);
+    assert_true(m->distance == 3.0);
+    assert_int_equal(m->dihedral, 3);
+    assert_int_equal(m->video_frames, 1);
+    assert_int_equal(m->n_video_ts, 1);
+    assert_true(m->video_ts[0] == 12.0);
+    assert_string_equal(analyze_match_mechanism(m, NULL), "video_frame");
+    assert_int_equal(catalog_scan_record(f.cat, f.tenant, NULL, VG_LEVEL_BALANCED, &res), VG_OK);
+    store_match sm;
+    assert_int_equal(store_match_get(f.st, f.tenant, res.matches[0].match_id, f.a, &sm), VG_OK);
+    assert_string_equal(sm.mechanism, "whole");
+    assert_non_null(sm.video_json);
+    assert_non_null(strstr(sm.video_json, "\"timestamp\":12"));
+    assert_non_null(strstr(sm.video_json, "\"mechanism\":\"video_frame\""));
+    /* a second call adds nothing */
+    assert_int_equal(catalog_video_frame_match(f.cat, f.tenant, NULL, 31, 50, &res), VG_OK);
+    assert_int_equal(res.n_matches, 1);
+    analyze_result_free(&res);
+    make_features(&res.features, 9, 0);
+    memcpy(res.features.pdq_dihedral[0], work.frames[12].hash.w, 32);
+    res.features.pdq_quality = 10; /* flat: not searched */
+    assert_int_equal(catalog_video_frame_match(f.cat, f.tenant, NULL, 31, 50, &res), VG_OK);
+    assert_int_equal(res.n_matches, 0);
+    analyze_result_free(&res);
+    res.features = unrelated;
+    res.features.faces = NULL;
+    assert_int_equal(catalog_video_frame_match(f.cat, f.tenant, NULL, 31, 50, &res), VG_OK);
+    assert_int_equal(res.n_matches, 0);
+    analyze_result_free(&res);
+
+    /* video -> photo: kept frames at 0, 3..9 s (1/s; 1 and 2 were repeats of 0), the photo at
+     * 0, 7 and 8 (8 is 5 bits off) */
+    const double ts[] = {0, 3, 4, 5, 6, 7, 8, 9};
+    video_hash q;
+    make_video(&q, 3, 8);
+    q.sampling.rate = 1;
+    q.duration_s = 9;
+    for (size_t i = 0; i < 8; i++)
+        q.frames[i].ts = ts[i];
+    const size_t shows[] = {0, 5, 6};
+    for (size_t i = 0; i < 3; i++)
+        memcpy(q.frames[shows[i]].hash.w, photo.pdq, 32);
+    q.frames[6].hash.w[1] ^= 0x1f;
+    catalog_video_result vres;
+    assert_int_equal(catalog_video_search(f.cat, f.tenant, NULL, &q, NULL, &vres), VG_OK);
+    assert_int_equal(vres.n, 0);
+    assert_int_equal(catalog_video_photo_search(f.cat, f.tenant, NULL, &q, 31, 50, 3000, &vres),
+                     VG_OK);
+    assert_int_equal(vres.n, 1);
+    const catalog_video_match *pm = &vres.matches[0];
+    assert_string_equal(pm->reference_id, photo_id);
+    assert_true(pm->ref_image);
+    assert_int_equal(pm->distance, 0);
+    assert_int_equal(pm->query_frames, 8);
+    assert_int_equal(pm->query_matched, 3);
+    assert_int_equal(pm->n_segments, 2);
+    assert_true(pm->segments[0].q_start == 0 && pm->segments[0].q_end == 2);
+    assert_int_equal(pm->segments[0].frames, 1);
+    assert_true(pm->segments[1].q_start == 7 && pm->segments[1].q_end == 8);
+    assert_int_equal(pm->segments[1].frames, 2);
+    uint8_t sha[32] = {5};
+    assert_int_equal(
+        catalog_video_scan_record(f.cat, f.tenant, NULL, VG_LEVEL_BALANCED, sha, NULL, &vres),
+        VG_OK);
+    assert_int_equal(store_match_get(f.st, f.tenant, vres.matches[0].match_id, f.a, &sm), VG_OK);
+    assert_true(sm.distance == 0);
+    assert_non_null(strstr(sm.video_json, "\"reference_media\":\"image\""));
+    assert_non_null(strstr(sm.video_json, "\"query_end\":8"));
+    catalog_video_result_free(&vres);
+    /* only another profile's references: nothing */
+    assert_int_equal(catalog_video_photo_search(f.cat, f.tenant, "prf_00000000000000000000000000",
+                                                &q, 31, 50, 3000, &vres),
+                     VG_OK);
+    assert_int_equal(vres.n, 0);
+    catalog_video_result_free(&vres);
+    free(q.frames);
+    free(work.frames);
+    fx_close(&f);
+}
+
+/* Faces in video: faces found on a video's frames that are the likeness reference's person are
+ * one match tracked over time: frames closer than the gap form a range, two faces of the person
+ * on one frame count once, someone else's face is not matched; recorded as a face match. */
+static void test_video_faces(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    open_catalog(&f, NULL);
+    analyze_features person;
+    make_features(&person, 11, 1);
+    catalog_reference_new nr = {
+        .profile_id = f.profile, .kind = STORE_REF_LIKENESS, .features = &person};
+    store_reference r;
+    assert_int_equal(catalog_reference_add(f.cat, f.tenant, &nr, f.a, &r), VG_OK);
+    float other[VG_DESCRIPTOR_DIM];
+    for (int d = 0; d < VG_DESCRIPTOR_DIM; d++)
+        other[d] = person.faces[0].descriptor[d] + (d % 2 ? 0.2f : -0.2f);
+    const float *me = person.faces[0].descriptor;
+    const catalog_video_face faces[] = {{0, me}, {2, me}, {2, me}, {4, me}, {6, other}, {20, me}};
+    catalog_video_result res;
+    memset(&res, 0, sizeof res);
+    assert_int_equal(
+        catalog_video_face_search(f.cat, f.tenant, NULL, faces, 6, 11, 0.6f, 5000, &res), VG_OK);
+    assert_int_equal(res.n, 1);
+    const catalog_video_match *m = &res.matches[0];
+    assert_string_equal(m->reference_id, r.id);
+    assert_true(m->face && m->ref_image);
+    assert_true(m->distance < 1e-6);
+    assert_int_equal(m->query_frames, 11);
+    assert_int_equal(m->query_matched, 4);
+    assert_int_equal(m->n_segments, 2);
+    assert_true(m->segments[0].q_start == 0 && m->segments[0].q_end == 4);
+    assert_int_equal(m->segments[0].frames, 3);
+    assert_true(m->segments[1].q_start == 20 && m->segments[1].q_end == 20);
+    uint8_t sha[32] = {6};
+    assert_int_equal(
+        catalog_video_scan_record(f.cat, f.tenant, NULL, VG_LEVEL_BALANCED, sha, NULL, &res),
+        VG_OK);
+    store_match sm;
+    assert_int_equal(store_match_get(f.st, f.tenant, res.matches[0].match_id, f.a, &sm), VG_OK);
+    assert_int_equal(sm.kind, VG_MATCH_FACE);
+    assert_non_null(strstr(sm.video_json, "\"query_end\":4"));
+    catalog_video_result_free(&res);
+    /* only someone else: nothing */
+    const catalog_video_face stranger[] = {{1, other}};
+    assert_int_equal(
+        catalog_video_face_search(f.cat, f.tenant, NULL, stranger, 1, 1, 0.6f, 5000, &res), VG_OK);
+    assert_int_equal(res.n, 0);
+    catalog_video_result_free(&res);
+    free_features(&person);
+    fx_close(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -648,6 +818,8 @@ int main(void)
         cmocka_unit_test(test_scan_record_roundtrip),
         cmocka_unit_test(test_faces_json_non_finite),
         cmocka_unit_test(test_video_reference_index),
+        cmocka_unit_test(test_cross_media),
+        cmocka_unit_test(test_video_faces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,6 +11,7 @@
 #include "video/video.h"
 #include "video/video_int.h"
 
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -605,6 +606,107 @@ static void test_index_wide_distance(void **state)
     }
 }
 
+/* Cross-media, photo -> video: a frame's hash (a thumbnail of the video) finds that frame in
+ * the index with its timestamp; a frame of another family finds nothing within 31 bits in the
+ * chair videos, with any of its queries (the false matches the photo path could make). */
+static void test_frame_search(void **state)
+{
+    (void)state;
+    video_index *ix = video_index_new(PDQ_MIN_RELIABLE_QUALITY);
+    assert_non_null(ix);
+    for (int i = 0; i < NV; i++)
+        assert_int_equal(video_index_add(ix, names[i], &ours[i], NULL), VG_OK);
+    assert_int_equal(video_index_build(ix), VG_OK);
+    const int orig = 6; /* chair-orig-22-sd-bar */
+    const video_frame *f = NULL;
+    for (size_t k = 0; k < ours[orig].n && !f; k++)
+        if (ours[orig].frames[k].ts >= 10.0 && ours[orig].frames[k].quality >= 50)
+            f = &ours[orig].frames[k];
+    assert_non_null(f);
+    pdq_hash q[2] = {{{0}}, f->hash}; /* a query set whose first hash matches nothing */
+    video_frame_hit *h;
+    size_t n;
+    assert_int_equal(video_index_frame_search(ix, q, 2, VIDEO_DEFAULT_MATCH_DISTANCE, &h, &n),
+                     VG_OK);
+    int found = 0;
+    for (size_t k = 0; k < n; k++) {
+        assert_int_equal(family((int)h[k].video), 0);
+        assert_true(h[k].distance <= VIDEO_DEFAULT_MATCH_DISTANCE);
+        if (k && h[k].video == h[k - 1].video)
+            assert_true(h[k].distance >= h[k - 1].distance);
+        if (h[k].video == (size_t)orig && h[k].distance == 0) {
+            assert_int_equal(h[k].query, 1);
+            assert_true(fabs(h[k].ts - f->ts) < 1e-6 || h[k].ts < f->ts); /* first repeat */
+            found = 1;
+        }
+    }
+    assert_true(found);
+    vg_free(h);
+    /* Every reliable frame of the pattern and doorknob videos against the index: no hit in a
+     * chair video (all-pairs minimum across families: docs/VIDEO.md). */
+    size_t queries = 0;
+    for (int i = 0; i < NV; i++) {
+        if (family(i) == 0 || family(i) == 3)
+            continue;
+        for (size_t k = 0; k < ours[i].n; k++) {
+            if (ours[i].frames[k].quality < 50)
+                continue;
+            assert_int_equal(video_index_frame_search(ix, &ours[i].frames[k].hash, 1,
+                                                      VIDEO_DEFAULT_MATCH_DISTANCE, &h, &n),
+                             VG_OK);
+            for (size_t j = 0; j < n; j++)
+                assert_int_not_equal(family((int)h[j].video), 0);
+            vg_free(h);
+            queries++;
+        }
+    }
+    assert_true(queries > 100);
+    assert_int_equal(video_index_frame_search(ix, q, 1, 257, &h, &n), VG_EINVAL);
+    video_index_free(ix);
+}
+
+/* Faces in video: frames kept as pixels at face_rate, among the sampled ones, the same from the
+ * child as in process, at most face_side_px on a side; face_max_frames caps them and says so;
+ * bad options are refused. */
+static void test_face_frames(void **state)
+{
+    (void)state;
+    video_hash_opts o;
+    video_hash_opts_default(&o);
+    o.face_rate = 0.5;
+    o.face_side_px = 200;
+    video_hash a, b;
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &a), VG_OK);
+    o.in_process = 1;
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &b), VG_OK);
+    /* 22 s: samples at 0, 2, ..., 22 */
+    assert_int_equal(a.n_images, 12);
+    assert_int_equal(b.n_images, a.n_images);
+    assert_int_equal(a.images_capped, 0);
+    for (size_t i = 0; i < a.n_images; i++) {
+        const video_image *x = &a.images[i], *y = &b.images[i];
+        assert_true(fabs(x->ts - 2.0 * (double)i) < 0.1);
+        assert_true(x->w <= 200 && x->h <= 200 && (x->w == 200 || x->h == 200));
+        assert_int_equal(x->w, y->w);
+        assert_int_equal(x->h, y->h);
+        assert_true(x->ts == y->ts);
+        assert_memory_equal(x->rgb, y->rgb, (size_t)x->w * x->h * 3);
+    }
+    video_hash_free(&b);
+    o.face_max_frames = 3;
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &b), VG_OK);
+    assert_int_equal(b.n_images, 3);
+    assert_int_equal(b.images_capped, 1);
+    assert_int_equal(b.n, a.n); /* hashing is unchanged */
+    video_hash_free(&b);
+    o.face_rate = 2; /* over rate */
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &b), VG_EINVAL);
+    o.face_rate = 0.5;
+    o.face_side_px = VIDEO_MAX_FACE_SIDE_PX + 1;
+    assert_int_equal(video_hash_file(DATA "videos/chair-orig-22-sd-bar.mp4", &o, &b), VG_EINVAL);
+    video_hash_free(&a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -621,6 +723,8 @@ int main(void)
         cmocka_unit_test(test_child_failures),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_index_wide_distance),
+        cmocka_unit_test(test_frame_search),
+        cmocka_unit_test(test_face_frames),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -66,6 +66,9 @@ typedef struct analyze_features {
     analyze_face *faces; /* owned, n_faces entries */
 } analyze_features;
 
+/* Timestamps a photo-in-video match reports (the frames nearest the photo, of a video that
+ * shows it for a while: one per second at 1 frame/s). */
+#define ANALYZE_MAX_VIDEO_TIMES 8
 typedef struct analyze_match {
     char profile_id[VG_ID_MAX];
     char reference_id[VG_ID_MAX];
@@ -78,9 +81,18 @@ typedef struct analyze_match {
     int query_region, ref_region;
     int face_index;           /* face: index into features.faces; else -1 */
     char match_id[VG_ID_MAX]; /* "" from analyze; set by catalog_scan_record */
+    /* pdq, cross-media (catalog_video_frame_match): the image is a frame of a protected video
+     * (a thumbnail, a screenshot). video_frames counts that video's frames within the
+     * threshold; the closest ones' timestamps (seconds) and distances, nearest first. 0 for
+     * every other match. */
+    uint32_t video_frames;
+    uint32_t n_video_ts;
+    double video_ts[ANALYZE_MAX_VIDEO_TIMES];
+    int video_ts_distance[ANALYZE_MAX_VIDEO_TIMES];
 } analyze_match;
 
-/* How a PDQ match was found, in words that go into answers, evidence and notices: "whole" (the
+/* How a PDQ match was found, in words that go into answers, evidence and notices: "video_frame"
+ * (the image is a frame of a protected video: video_frames > 0), "whole" (the
  * whole images), "trimmed" (bars, frames or a caption strip trimmed off either image), "flip"
  * (the mirrored pixels of a small image) or "region" (the copy is a crop: it met a part of the
  * reference, whose name, e.g. "centre80", goes to *region). A crop wins over a flip, a flip over

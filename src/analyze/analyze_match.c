@@ -45,6 +45,8 @@ const char *analyze_match_mechanism(const analyze_match *m, const char **region)
         *region = NULL;
     if (!m || m->kind != VG_MATCH_PDQ)
         return NULL;
+    if (m->video_frames)
+        return "video_frame";
     if (m->ref_region == PDQ_REGION_CENTRE90 || m->ref_region == PDQ_REGION_CENTRE80) {
         if (region)
             *region = pdq_region_name((pdq_region)m->ref_region);

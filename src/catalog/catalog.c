@@ -50,6 +50,11 @@ store *catalog__store_of(catalog *c)
     return c->st;
 }
 
+index_db *catalog__index_of(catalog *c)
+{
+    return c->ix;
+}
+
 /* ---- locks ---------------------------------------------------------------------------------- */
 
 static pthread_rwlock_t *catalog__stripe(catalog *c, const char *tenant_id)
@@ -493,6 +498,16 @@ int catalog_scan_record(catalog *c, const char *tenant_id, const char *source_ur
         ms[i].dihedral = m->dihedral;
         ms[i].face_index = m->face_index;
         ms[i].mechanism = analyze_match_mechanism(m, &ms[i].region);
+        /* A photo that is a frame of a protected video keeps its timestamps and its mechanism
+         * in its video details (catalog_video.c); the mechanism column says "whole" (the
+         * whole image met a whole frame), which every schema-4 store accepts. */
+        if (m->video_frames) {
+            ms[i].mechanism = "whole";
+            if (!(ms[i].video_json = catalog__frame_match_text(m))) {
+                rc = vg_err_set(VG_ENOMEM, "out of memory");
+                goto done;
+            }
+        }
     }
     store_scan_new s = {
         .sha256 = res->features.sha256,
@@ -515,6 +530,8 @@ int catalog_scan_record(catalog *c, const char *tenant_id, const char *source_ur
     res->timings.store_us = (vg_now_ns() - t) / 1000;
     res->timings.total_us += res->timings.store_us;
 done:
+    for (size_t i = 0; ms && i < n; i++)
+        vg_free((char *)ms[i].video_json);
     vg_free(ms);
     vg_free(ids);
     vg_free(faces);

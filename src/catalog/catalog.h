@@ -113,6 +113,16 @@ typedef struct catalog_video_match {
     uint32_t query_frames, query_matched, compared_frames, compared_matched;
     video_segment *segments; /* query start-end vs reference start-end, seconds */
     size_t n_segments;
+    /* Cross-media, video -> photo (catalog_video_photo_search): the reference is an image the
+     * query video shows. Then distance is the best frame's Hamming distance, the segments are
+     * time ranges of the query alone (c_start, c_end 0), query_matched counts its frames near
+     * the image, and the compared_* fields are 0. */
+    int ref_image;
+    double distance;
+    /* Faces in video (catalog_video_face_search): with ref_image, the reference is a likeness
+     * photo whose person the video shows; distance is then the nearest face descriptor's L2,
+     * query_frames the frames searched for faces and query_matched those showing the person. */
+    int face;
 } catalog_video_match;
 
 typedef struct catalog_video_result {
@@ -130,6 +140,33 @@ void catalog_video_result_free(catalog_video_result *r);
  * VG_EINVAL, VG_ENOMEM. Thread-safe. */
 int catalog_video_search(catalog *c, const char *tenant_id, const char *profile_id,
                          const video_hash *q, const video_match_opts *o, catalog_video_result *out);
+/* Cross-media, video -> photo: each of the query's sampled frames of quality >= min_quality is
+ * looked up in the tenant's image index (as an image analysis would be, threshold bits, every
+ * hash a work reference is indexed with), and every image reference found is appended to *out
+ * (after what is there: call after catalog_video_search) as one match (ref_image) whose
+ * segments are the query's time ranges showing it: a frame covers its time up to the next kept
+ * frame (exact repeats are pruned when hashing, so a still shown for 3 s is one frame), and
+ * ranges closer than gap_ms merge (at most VIDEO_MAX_SEGMENTS, the earliest). profile_id may be
+ * NULL. On error *out keeps what it had. VG_EINVAL, VG_ENOMEM. Thread-safe. */
+int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *profile_id,
+                               const video_hash *q, int threshold, int min_quality, uint32_t gap_ms,
+                               catalog_video_result *out);
+/* One face found on a frame of a query video (faces in video). descriptor borrowed. */
+typedef struct catalog_video_face {
+    double ts;               /* the frame's time, seconds */
+    const float *descriptor; /* VG_DESCRIPTOR_DIM floats */
+} catalog_video_face;
+
+/* Faces in video: each face's descriptor is searched among the tenant's face references (as an
+ * analysed image's faces are: L2 below threshold, profile_id may be NULL), and every reference
+ * found is appended to *out as one match (ref_image, face) tracked over the video: its frames
+ * grouped into time ranges of the query (first to last frame showing the person; frames closer
+ * than gap_ms form one range; at most VIDEO_MAX_SEGMENTS, the earliest). faces in time order;
+ * n_frames: the frames searched (query_frames). On error *out keeps what it had. VG_EINVAL,
+ * VG_ENOMEM. Thread-safe. */
+int catalog_video_face_search(catalog *c, const char *tenant_id, const char *profile_id,
+                              const catalog_video_face *faces, size_t n, uint32_t n_frames,
+                              float threshold, uint32_t gap_ms, catalog_video_result *out);
 /* Records a video analysis as one scan (sha256 of the video bytes; timings_json optional) with
  * one PDQ match per matched video whose details (percentages, segments) are its video JSON.
  * Fills res->scan_id and each match_id. Errors: the store's, VG_ENOMEM. */
@@ -138,10 +175,27 @@ int catalog_video_scan_record(catalog *c, const char *tenant_id, const char *sou
                               catalog_video_result *res);
 /* A video match's details as stored with it and answered by the API: {"media":"video",
  * "query_match_percent", "compared_match_percent", the four frame counts, "segments":
- * [{"query_start","query_end","reference_start","reference_end","frames"}]}. New reference. */
+ * [{"query_start","query_end","reference_start","reference_end","frames"}]}; a photo in the
+ * video (ref_image), or its person (face): {"media":"video", "reference_media":"image",
+ * "query_match_percent", "query_frames", "query_matched", "segments": [{"query_start",
+ * "query_end","frames"}]}. New reference. */
 json_t *catalog_video_match_json(const catalog_video_match *m);
 /* Videos and frames indexed for a tenant (0, 0 when it has none). */
 void catalog_video_stats(catalog *c, const char *tenant_id, size_t *videos, size_t *frames);
+
+/* Cross-media, photo -> video: appends to res->matches one PDQ match per protected video of the
+ * tenant (profile_id, may be NULL: only that profile's) with a frame within threshold bits of
+ * the analysed image's hash or one of its dihedral variants: a thumbnail or screenshot of the
+ * video. Each says how many frames matched and the nearest ones' timestamps (analyze_match
+ * video_*; mechanism "video_frame"). An image under min_quality is not searched. Call after
+ * analyze, before catalog_scan_record (which stores the timestamps with the match). res
+ * borrowed; on error it holds what was appended so far. VG_EINVAL, VG_ENOMEM. Thread-safe. */
+int catalog_video_frame_match(catalog *c, const char *tenant_id, const char *profile_id,
+                              int threshold, int min_quality, analyze_result *res);
+/* A photo-in-video match's details, as stored with it (store_match.video_json; its mechanism
+ * column says "whole") and answered: {"mechanism":"video_frame", "reference_media":"video",
+ * "video_frames_matched", "video_frames": [{"timestamp" (s), "distance"}]}. New reference. */
+json_t *catalog_video_frame_json(const analyze_match *m);
 
 /* ---- evidence ------------------------------------------------------------------------------- */
 

@@ -18,7 +18,10 @@ int catalog__videos_rebuild(catalog__videos *v, store *st, const char *tenant_id
 /* The stored form of a video's frames (CATALOG__VIDEO_FRAME_BYTES each), from arena a. */
 int catalog__video_encode(const video_hash *h, vg_arena *a, uint8_t **out, size_t *len);
 
+/* catalog_video_frame_json as text: owned (vg_free), NULL on out of memory. */
+char *catalog__frame_match_text(const analyze_match *m);
 catalog__videos *catalog__videos_of(catalog *c);
 store *catalog__store_of(catalog *c);
+struct index_db *catalog__index_of(catalog *c);
 
 #endif /* VG_CATALOG_INT_H */

@@ -15,6 +15,7 @@
  * u32 timestamp in ms, u8 quality, the PDQ hash's 4 u64 words.
  */
 #include "catalog/catalog_int.h"
+#include "index/index.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -321,6 +322,251 @@ int catalog_video_search(catalog *c, const char *tenant_id, const char *profile_
     return rc;
 }
 
+/* ---- cross-media: a protected photo shown in a found video -------------------------------- */
+
+/* One (query frame, image reference) pair within the threshold. */
+typedef struct photo_hit {
+    char profile_id[VG_ID_MAX]; /* the index's ids (no longer than the store's) */
+    char reference_id[VG_ID_MAX];
+    uint32_t frame; /* index in the query's frames (faces: in the faces given) */
+    double distance;
+    double ts; /* faces: the frame's time */
+} photo_hit;
+
+static int photo_hit_push(photo_hit **h, size_t *n, size_t *cap, const char *profile_id,
+                          const char *reference_id, uint32_t frame, double distance, double ts)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 64;
+        photo_hit *nh = vg_realloc(*h, nc * sizeof *nh);
+        if (!nh)
+            return vg_err_set(VG_ENOMEM, "out of memory");
+        *h = nh;
+        *cap = nc;
+    }
+    photo_hit *e = &(*h)[(*n)++];
+    snprintf(e->profile_id, sizeof e->profile_id, "%s", profile_id);
+    snprintf(e->reference_id, sizeof e->reference_id, "%s", reference_id);
+    e->frame = frame;
+    e->distance = distance;
+    e->ts = ts;
+    return VG_OK;
+}
+
+/* A new match slot at the end of out (*m zeroed). VG_ENOMEM. */
+static int video_match_slot(catalog_video_result *out, size_t *cap, catalog_video_match **m)
+{
+    if (out->n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 8;
+        catalog_video_match *nm = vg_realloc(out->matches, nc * sizeof *nm);
+        if (!nm)
+            return vg_err_set(VG_ENOMEM, "out of memory");
+        out->matches = nm;
+        *cap = nc;
+    }
+    *m = &out->matches[out->n];
+    memset(*m, 0, sizeof **m);
+    return VG_OK;
+}
+
+static int photo_hit_cmp(const void *a, const void *b)
+{
+    const photo_hit *x = a, *y = b;
+    int c = strcmp(x->reference_id, y->reference_id);
+    if (c)
+        return c;
+    return x->frame < y->frame ? -1 : x->frame > y->frame;
+}
+
+/* The end of the time frame i of q stands for: up to one sampling period before the next kept
+ * frame (repeats in between were pruned as identical), or the video's end for the last. */
+static double frame_end(const video_hash *q, size_t i)
+{
+    double ts = q->frames[i].ts;
+    double period = q->sampling.rate > 0 ? 1.0 / q->sampling.rate : 0;
+    double end = i + 1 < q->n ? q->frames[i + 1].ts - period : q->duration_s;
+    return end > ts ? end : ts;
+}
+
+/* Appends one match for the pairs h[0..n) of one reference (sorted by frame). */
+static int photo_match_add(const video_hash *q, uint32_t usable, const photo_hit *h, size_t n,
+                           uint32_t gap_ms, catalog_video_result *out, size_t *cap)
+{
+    catalog_video_match *m;
+    int rc = video_match_slot(out, cap, &m);
+    if (rc != VG_OK)
+        return rc;
+    memcpy(m->profile_id, h[0].profile_id, STORE_ID_MAX - 1);
+    memcpy(m->reference_id, h[0].reference_id, STORE_ID_MAX - 1);
+    m->ref_image = 1;
+    m->distance = h[0].distance;
+    m->query_frames = usable;
+    m->query_matched = (uint32_t)n;
+    m->query_match_pct = usable ? 100.0 * (double)n / usable : 0;
+    if (!(m->segments =
+              vg_malloc((n < VIDEO_MAX_SEGMENTS ? n : VIDEO_MAX_SEGMENTS) * sizeof *m->segments)))
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    const double gap = gap_ms / 1000.0;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].distance < m->distance)
+            m->distance = h[i].distance;
+        double ts = q->frames[h[i].frame].ts, end = frame_end(q, h[i].frame);
+        video_segment *g = m->n_segments ? &m->segments[m->n_segments - 1] : NULL;
+        if (g && ts - g->q_end <= gap) {
+            g->q_end = end > g->q_end ? end : g->q_end;
+            g->frames++;
+        } else if (m->n_segments < VIDEO_MAX_SEGMENTS) {
+            m->segments[m->n_segments++] = (video_segment){ts, end, 0, 0, 1};
+        }
+    }
+    out->n++;
+    return VG_OK;
+}
+
+int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *profile_id,
+                               const video_hash *q, int threshold, int min_quality, uint32_t gap_ms,
+                               catalog_video_result *out)
+{
+    if (!c || !tenant_id || !q || !out)
+        return vg_err_set(VG_EINVAL, "catalog_video_photo_search: NULL argument");
+    index_db *ix = catalog__index_of(c);
+    if (!ix)
+        return VG_OK;
+    photo_hit *h = NULL;
+    size_t n = 0, hcap = 0;
+    uint32_t usable = 0;
+    int rc = VG_OK;
+    for (size_t i = 0; rc == VG_OK && i < q->n; i++) {
+        if (q->frames[i].quality < min_quality)
+            continue; /* a flat frame (a fade) is near every flat image */
+        usable++;
+        uint8_t v[1][VG_PDQ_BYTES];
+        memcpy(v[0], q->frames[i].hash.w, VG_PDQ_BYTES);
+        index_pdq_query iq = index_pdq_query_defaults();
+        iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])v;
+        iq.n_variants = 1;
+        iq.threshold = threshold;
+        iq.profile_id = profile_id;
+        iq.min_quality = min_quality;
+        index_pdq_result r;
+        if ((rc = index_pdq_search(ix, tenant_id, &iq, &r)) != VG_OK)
+            break;
+        for (size_t k = 0; rc == VG_OK && k < r.n; k++)
+            rc = photo_hit_push(&h, &n, &hcap, r.matches[k].profile_id, r.matches[k].reference_id,
+                                (uint32_t)i, r.matches[k].distance, q->frames[i].ts);
+        index_pdq_result_free(&r);
+    }
+    if (rc == VG_OK && n > 1)
+        qsort(h, n, sizeof *h, photo_hit_cmp);
+    size_t first = out->n, cap = out->n;
+    for (size_t i = 0; rc == VG_OK && i < n;) {
+        size_t j = i;
+        while (j < n && strcmp(h[j].reference_id, h[i].reference_id) == 0)
+            j++;
+        rc = photo_match_add(q, usable, h + i, j - i, gap_ms, out, &cap);
+        i = j;
+    }
+    if (rc != VG_OK) { /* back to what the caller had */
+        for (size_t i = first; i < out->n; i++)
+            vg_free(out->matches[i].segments);
+        out->n = first;
+    }
+    vg_free(h);
+    return rc;
+}
+
+/* ---- faces in video -------------------------------------------------------------------------- */
+
+/* One match for the hits h[0..n) of one likeness reference (sorted by time): the person tracked
+ * over the frames, ranges broken where frames are more than gap apart. */
+static int face_match_add(const photo_hit *h, size_t n, uint32_t n_frames, uint32_t gap_ms,
+                          catalog_video_result *out, size_t *cap)
+{
+    catalog_video_match *m;
+    int rc = video_match_slot(out, cap, &m);
+    if (rc != VG_OK)
+        return rc;
+    memcpy(m->profile_id, h[0].profile_id, STORE_ID_MAX - 1);
+    memcpy(m->reference_id, h[0].reference_id, STORE_ID_MAX - 1);
+    m->ref_image = m->face = 1;
+    m->distance = h[0].distance;
+    m->query_frames = n_frames;
+    if (!(m->segments =
+              vg_malloc((n < VIDEO_MAX_SEGMENTS ? n : VIDEO_MAX_SEGMENTS) * sizeof *m->segments)))
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    const double gap = gap_ms / 1000.0;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i].distance < m->distance)
+            m->distance = h[i].distance;
+        if (i && h[i].ts == h[i - 1].ts)
+            continue; /* two faces of one frame: the person is counted once */
+        m->query_matched++;
+        video_segment *g = m->n_segments ? &m->segments[m->n_segments - 1] : NULL;
+        if (g && h[i].ts - g->q_end <= gap) {
+            g->q_end = h[i].ts;
+            g->frames++;
+        } else if (m->n_segments < VIDEO_MAX_SEGMENTS) {
+            m->segments[m->n_segments++] = (video_segment){h[i].ts, h[i].ts, 0, 0, 1};
+        }
+    }
+    m->query_match_pct = n_frames ? 100.0 * m->query_matched / n_frames : 0;
+    out->n++;
+    return VG_OK;
+}
+
+static int face_hit_cmp(const void *a, const void *b)
+{
+    const photo_hit *x = a, *y = b;
+    int c = strcmp(x->reference_id, y->reference_id);
+    if (c)
+        return c;
+    return x->ts < y->ts ? -1 : x->ts > y->ts;
+}
+
+int catalog_video_face_search(catalog *c, const char *tenant_id, const char *profile_id,
+                              const catalog_video_face *faces, size_t n, uint32_t n_frames,
+                              float threshold, uint32_t gap_ms, catalog_video_result *out)
+{
+    if (!c || !tenant_id || (n && !faces) || !out)
+        return vg_err_set(VG_EINVAL, "catalog_video_face_search: NULL argument");
+    index_db *ix = catalog__index_of(c);
+    if (!ix || !n)
+        return VG_OK;
+    photo_hit *h = NULL;
+    size_t nh = 0, hcap = 0;
+    int rc = VG_OK;
+    for (size_t i = 0; rc == VG_OK && i < n; i++) {
+        index_face_query q = {.descriptor = faces[i].descriptor,
+                              .threshold = threshold,
+                              .top_k = INDEX_FACE_TOP_K_DEFAULT,
+                              .profile_id = profile_id};
+        index_face_result r;
+        if ((rc = index_face_search(ix, tenant_id, &q, &r)) != VG_OK)
+            break;
+        for (size_t k = 0; rc == VG_OK && k < r.n; k++)
+            rc = photo_hit_push(&h, &nh, &hcap, r.matches[k].profile_id, r.matches[k].reference_id,
+                                (uint32_t)i, r.matches[k].distance, faces[i].ts);
+        index_face_result_free(&r);
+    }
+    if (rc == VG_OK && nh > 1)
+        qsort(h, nh, sizeof *h, face_hit_cmp);
+    size_t first = out->n, cap = out->n;
+    for (size_t i = 0; rc == VG_OK && i < nh;) {
+        size_t j = i;
+        while (j < nh && strcmp(h[j].reference_id, h[i].reference_id) == 0)
+            j++;
+        rc = face_match_add(h + i, j - i, n_frames, gap_ms, out, &cap);
+        i = j;
+    }
+    if (rc != VG_OK) {
+        for (size_t i = first; i < out->n; i++)
+            vg_free(out->matches[i].segments);
+        out->n = first;
+    }
+    vg_free(h);
+    return rc;
+}
+
 void catalog_video_stats(catalog *c, const char *tenant_id, size_t *videos, size_t *frames)
 {
     *videos = *frames = 0;
@@ -335,6 +581,101 @@ void catalog_video_stats(catalog *c, const char *tenant_id, size_t *videos, size
     pthread_rwlock_unlock(&x->lock);
 }
 
+static json_t *catalog__r3(double v);
+
+/* ---- cross-media: a photo that is a frame of a protected video ------------------------------ */
+
+/* A new match slot at the end of res->matches (*m), or *m NULL when the reference already has
+ * a match there (a caller that runs this twice). VG_ENOMEM. */
+static int frame_match_slot(analyze_result *res, const char *reference_id, analyze_match **m)
+{
+    *m = NULL;
+    for (size_t i = 0; i < res->n_matches; i++)
+        if (strcmp(res->matches[i].reference_id, reference_id) == 0)
+            return VG_OK;
+    analyze_match *nm = vg_realloc(res->matches, (res->n_matches + 1) * sizeof *nm);
+    if (!nm)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    res->matches = nm;
+    *m = &nm[res->n_matches++];
+    memset(*m, 0, sizeof **m);
+    (*m)->face_index = (*m)->query_region = (*m)->ref_region = -1;
+    return VG_OK;
+}
+
+int catalog_video_frame_match(catalog *c, const char *tenant_id, const char *profile_id,
+                              int threshold, int min_quality, analyze_result *res)
+{
+    if (!c || !tenant_id || !res)
+        return vg_err_set(VG_EINVAL, "catalog_video_frame_match: NULL argument");
+    const analyze_features *f = &res->features;
+    if (!f->has_pdq || f->pdq_quality < min_quality)
+        return VG_OK; /* a flat image is near every flat frame */
+    catalog__vix *x = vix_get(catalog__videos_of(c), tenant_id, 0);
+    if (!x)
+        return VG_OK;
+    /* The image as is and its 7 dihedral variants, as the image path searches them (a rotated
+     * or mirrored frame grab). */
+    pdq_hash q[8];
+    for (int i = 0; i < 8; i++)
+        memcpy(q[i].w, f->pdq_dihedral[i], sizeof q[i].w);
+    video_frame_hit *h = NULL;
+    size_t n = 0;
+    pthread_rwlock_rdlock(&x->lock);
+    int rc = x->ix && x->n ? video_index_frame_search(x->ix, q, 8, threshold, &h, &n) : VG_OK;
+    /* Hits come by video, nearest first: one match per video. */
+    for (size_t i = 0; rc == VG_OK && i < n;) {
+        size_t j = i;
+        while (j < n && h[j].video == h[i].video)
+            j++;
+        size_t v = h[i].video;
+        if (v < x->n && !(profile_id && strcmp(x->profiles[v], profile_id) != 0)) {
+            analyze_match *m;
+            rc = frame_match_slot(res, x->refs[v], &m);
+            if (m) {
+                snprintf(m->profile_id, sizeof m->profile_id, "%s", x->profiles[v]);
+                snprintf(m->reference_id, sizeof m->reference_id, "%s", x->refs[v]);
+                m->kind = VG_MATCH_PDQ;
+                m->distance = h[i].distance;
+                m->confidence = fmin(1.0, fmax(0.0, 1.0 - h[i].distance / 64.0));
+                m->dihedral = (int)h[i].query;
+                m->video_frames = (uint32_t)(j - i);
+                for (size_t k = i; k < j && m->n_video_ts < ANALYZE_MAX_VIDEO_TIMES; k++) {
+                    m->video_ts[m->n_video_ts] = h[k].ts;
+                    m->video_ts_distance[m->n_video_ts++] = h[k].distance;
+                }
+            }
+        }
+        i = j;
+    }
+    pthread_rwlock_unlock(&x->lock);
+    vg_free(h);
+    return rc;
+}
+
+json_t *catalog_video_frame_json(const analyze_match *m)
+{
+    json_t *ts = json_array();
+    for (uint32_t i = 0; ts && i < m->n_video_ts; i++)
+        json_array_append_new(ts, json_pack("{s:o,s:i}", "timestamp", catalog__r3(m->video_ts[i]),
+                                            "distance", m->video_ts_distance[i]));
+    return ts ? json_pack("{s:s,s:s,s:I,s:o}", "mechanism", "video_frame", "reference_media",
+                          "video", "video_frames_matched", (json_int_t)m->video_frames,
+                          "video_frames", ts)
+              : NULL;
+}
+
+char *catalog__frame_match_text(const analyze_match *m)
+{
+    json_t *o = catalog_video_frame_json(m);
+    char *t =
+        o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(CATALOG__VIDEO_JSON_DIGITS)) : NULL;
+    json_decref(o);
+    char *r = t ? vg_strdup(t) : NULL;
+    free(t);
+    return r;
+}
+
 /* ---- evidence ------------------------------------------------------------------------------- */
 
 static json_t *catalog__r3(double v)
@@ -342,8 +683,25 @@ static json_t *catalog__r3(double v)
     return isfinite(v) ? json_real(round(v * 1000.0) / 1000.0) : json_null();
 }
 
+static json_t *photo_match_json(const catalog_video_match *m)
+{
+    json_t *segs = json_array();
+    for (size_t i = 0; segs && i < m->n_segments; i++) {
+        const video_segment *g = &m->segments[i];
+        json_array_append_new(
+            segs, json_pack("{s:o,s:o,s:I}", "query_start", catalog__r3(g->q_start), "query_end",
+                            catalog__r3(g->q_end), "frames", (json_int_t)g->frames));
+    }
+    return json_pack("{s:s,s:s,s:o,s:I,s:I,s:o}", "media", "video", "reference_media", "image",
+                     "query_match_percent", catalog__r3(m->query_match_pct), "query_frames",
+                     (json_int_t)m->query_frames, "query_matched", (json_int_t)m->query_matched,
+                     "segments", segs ? segs : json_array());
+}
+
 json_t *catalog_video_match_json(const catalog_video_match *m)
 {
+    if (m->ref_image)
+        return photo_match_json(m);
     json_t *segs = json_array();
     for (size_t i = 0; segs && i < m->n_segments; i++) {
         const video_segment *g = &m->segments[i];
@@ -395,6 +753,14 @@ int catalog_video_scan_record(catalog *c, const char *tenant_id, const char *sou
          * video's frames left unmatched (percent), confidence the matched share. */
         ms[i].distance = fmax(0.0, 100.0 - m->compared_match_pct);
         ms[i].confidence = fmin(1.0, fmax(0.0, m->compared_match_pct / 100.0));
+        if (m->ref_image) { /* a photo in the video: its best frame's distance, as for images */
+            ms[i].distance = m->distance;
+            ms[i].confidence = fmin(1.0, fmax(0.0, 1.0 - m->distance / 64.0));
+        }
+        if (m->face) { /* its person: the nearest face's L2, as for an image's face */
+            ms[i].kind = VG_MATCH_FACE;
+            ms[i].confidence = fmin(1.0, fmax(0.0, 1.0 - m->distance / 1.2));
+        }
         ms[i].dihedral = -1;
         ms[i].face_index = -1;
         ms[i].video_json = texts[i];

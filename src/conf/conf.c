@@ -126,7 +126,12 @@ static const conf_def rows[] = {
     {"video_max_dimension", CONF_INT, "8192", "largest video width or height (px); larger is 422 naming 'dimension'", NULL, 16, 65536, 0, F(video_max_dimension)},
     {"video_child_mem_bytes", CONF_SIZE, "2GiB", "address space the decoder child may map beyond what it inherits; past it 413 naming 'child_memory'", NULL, 64.0 * 1048576, BIG, 0, F(video_child_mem_bytes)},
     {"video_wall_ms", CONF_DURATION, "15m", "wall time of one video decode; past it the child is killed and the answer is 422 naming 'wall'", NULL, 1000, 86400000, 0, F(video_wall_ms)},
+    {"video_callback_allow_private", CONF_BOOL, "false", "let job callback URLs reach loopback, private, link-local and other non-public addresses (otherwise 422, and refused again when the callback connects)", NULL, 0, 0, 0, F(video_callback_allow_private)},
     {"video_callback_timeout_ms", CONF_DURATION, "5s", "time allowed for one job completion callback POST (callback_url); one retry", NULL, 100, 60000, 0, F(video_callback_timeout_ms)},
+    /* faces in video (docs/VIDEO.md "Faces in video") */
+    {"video_face_rate", CONF_FLOAT, "0.5", "frames per second of an analysed video searched for the tenant's likeness references (0: no faces in video; at most 1, the hashing rate)", NULL, 0, 1, 0, F(video_face_rate)},
+    {"video_face_gap_s", CONF_FLOAT, "5", "frames of one matched person closer than this (s) form one time range", NULL, 0, 3600, 0, F(video_face_gap_s)},
+    {"video_face_max_frames", CONF_INT, "240", "frames of one video searched for faces (each up to 416 px square in memory); later frames are not, counted in vigil_video_limit_hits_total{limit=\"face_frames\"}", NULL, 1, 100000, 0, F(video_face_max_frames)},
     {"fault_video_job_delay_ms", CONF_INT, "0", "TEST ONLY: a video job sleeps this long after it starts running (ms)", NULL, 0, 600000, 0, F(fault_video_job_delay_ms)},
     /* test-only fault injection (never in production) */
     {"fault_analysis_error_rate", CONF_FLOAT, "0", "TEST ONLY: share of computed images failed on purpose (0..1)", NULL, 0, 1, 0, F(fault_analysis_error_rate)},

@@ -156,6 +156,10 @@ typedef struct conf_settings {
     uint64_t video_child_mem_bytes;
     uint64_t video_wall_ms;
     uint64_t video_callback_timeout_ms;
+    int video_callback_allow_private; /* callbacks may reach non-public addresses */
+    double video_face_rate;           /* faces in video */
+    double video_face_gap_s;
+    int64_t video_face_max_frames;
     int64_t fault_video_job_delay_ms;
     /* where each value came from, by table index (for the start-up log and tests) */
     unsigned char source[192];

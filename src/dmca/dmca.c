@@ -395,6 +395,37 @@ static int describe_video(const store_match *m, char *buf, size_t n)
         json_decref(v);
         return 0;
     }
+    const char *rm = json_string_value(json_object_get(v, "reference_media"));
+    if (rm && !strcmp(rm, "image")) { /* a protected photo, or person, in the infringing video */
+        int len = m->kind == VG_MATCH_FACE
+                      ? snprintf(buf, n,
+                                 "face match in video: the person in the reference photo appears "
+                                 "in the infringing video (face descriptors of sampled frames; "
+                                 "the nearest is at distance %.3f, below about 0.6 indicates the "
+                                 "same person; confidence %.2f). The person is shown from",
+                                 m->distance, m->confidence)
+                      : snprintf(buf, n,
+                                 "the protected image is shown in the infringing video "
+                                 "(perceptual hashes (PDQ) of frames sampled once a second; the "
+                                 "nearest is %.0f of 256 bits from the image). It is shown from",
+                                 m->distance);
+        size_t i;
+        json_t *g;
+        json_array_foreach(segs, i, g)
+        {
+            char qs[32], qe[32];
+            clock_time(json_number_value(json_object_get(g, "query_start")), qs, sizeof qs);
+            clock_time(json_number_value(json_object_get(g, "query_end")), qe, sizeof qe);
+            if (len < 0 || (size_t)len >= n)
+                break;
+            len +=
+                snprintf(buf + len, n - (size_t)len, "%s %s to %s", i ? "; and from" : "", qs, qe);
+        }
+        if (len >= 0 && (size_t)len < n)
+            snprintf(buf + len, n - (size_t)len, "%s", json_array_size(segs) ? "." : " nowhere.");
+        json_decref(v);
+        return 1;
+    }
     int len = snprintf(buf, n,
                        "video match by vPDQ (perceptual hashes of frames sampled once a second; "
                        "a frame matches within 31 of 256 bits): %.0f%% of the protected video's "
@@ -424,8 +455,44 @@ static int describe_video(const store_match *m, char *buf, size_t n)
     return 1;
 }
 
+/* A photo that is a frame of the protected video (its video details carry "video_frames",
+ * catalog_video_frame_json): the distance and the times in the video of the nearest matching
+ * frames. 0 for any other match, or when the details are unreadable. */
+static int describe_video_frame(const store_match *m, char *buf, size_t n)
+{
+    json_t *v = json_loads(m->video_json, 0, NULL);
+    json_t *fr = json_object_get(v, "video_frames");
+    if (!json_is_array(fr) || !json_array_size(fr)) {
+        json_decref(v);
+        return 0;
+    }
+    int len = snprintf(buf, n,
+                       "visual match by perceptual hash (PDQ): the infringing image is a frame of "
+                       "the protected video (Hamming distance %.0f of 256 bits, image %s; "
+                       "confidence %.2f). It shows the protected video at",
+                       m->distance,
+                       m->dihedral >= 0 && m->dihedral < 8 ? DIHEDRAL_NAMES[m->dihedral] : "as is",
+                       m->confidence);
+    size_t i;
+    json_t *f;
+    json_array_foreach(fr, i, f)
+    {
+        char t[32];
+        clock_time(json_number_value(json_object_get(f, "timestamp")), t, sizeof t);
+        if (len < 0 || (size_t)len >= n)
+            break;
+        len += snprintf(buf + len, n - (size_t)len, "%s %s", i ? "," : "", t);
+    }
+    if (len >= 0 && (size_t)len < n)
+        snprintf(buf + len, n - (size_t)len, ".");
+    json_decref(v);
+    return 1;
+}
+
 static void describe_match(const store_match *m, char *buf, size_t n)
 {
+    if (m->video_json && describe_video_frame(m, buf, n))
+        return;
     if (m->video_json && describe_video(m, buf, n))
         return;
     switch (m->kind) {

@@ -175,6 +175,12 @@ static json_t *result_json(const analyze_result *r)
                           m->dihedral >= 0 ? json_integer(m->dihedral) : json_null(), "face_index",
                           m->face_index >= 0 ? json_integer(m->face_index) : json_null()),
                 mech, region));
+        if (m->video_frames) { /* the stored form, so answer and evidence read alike */
+            json_t *v = catalog_video_frame_json(m);
+            if (v)
+                json_object_update(json_array_get(matches, json_array_size(matches) - 1), v);
+            json_decref(v);
+        }
     }
     const analyze_timings *t = &r->timings;
     /* No cache tier here: which tier answered is an operator's figure (metrics, logs). Told to
@@ -286,6 +292,17 @@ int server__analyze_fields(server *s, srv_input *in, analyze_request *ar, const 
  * failure with its detail in j->detail. */
 static int an_record_scan(an_job *j, int status, const char *detail)
 {
+    /* Cross-media: the image may be a frame of a protected video (a thumbnail). */
+    if (status == VG_OK) {
+        vg_err_clear();
+        status = catalog_video_frame_match(j->s->cat, j->ar.tenant_id, j->ar.profile_id,
+                                           (int)j->s->cfg->pdq_threshold,
+                                           (int)j->s->cfg->pdq_quality_min, &j->res);
+        if (status != VG_OK) {
+            detail = vg_err_msg();
+            analyze_result_free(&j->res);
+        }
+    }
     if (status == VG_OK && j->rec.store) {
         vg_err_clear();
         status = catalog_scan_record(j->s->cat, j->ar.tenant_id, j->rec.source_url, j->ar.level,

@@ -24,8 +24,12 @@
  */
 #include "server/server_int.h"
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -35,6 +39,7 @@
 #include <unistd.h>
 
 #include "analyze/analyze.h"
+#include "face/face.h"
 #include "obs/obs.h"
 #include "video/video.h"
 
@@ -195,6 +200,15 @@ static void hash_opts(const server *s, video_hash_opts *o, double max_duration_s
     o->limits.wall_ms = (uint32_t)c->video_wall_ms;
 }
 
+/* Analyses (not references) also keep frames for faces in video, when the server has faces. */
+static void hash_opts_faces(const server *s, video_hash_opts *o)
+{
+    if (!s->models || !(s->cfg->video_face_rate > 0))
+        return;
+    o->face_rate = s->cfg->video_face_rate < o->rate ? s->cfg->video_face_rate : o->rate;
+    o->face_max_frames = (uint32_t)s->cfg->video_face_max_frames;
+}
+
 static json_t *video_answer(const video_hash *h, const uint8_t sha[32],
                             const catalog_video_result *r, uint64_t hash_us, uint64_t match_us,
                             uint64_t store_us)
@@ -206,7 +220,9 @@ static json_t *video_answer(const video_hash *h, const uint8_t sha[32],
         json_object_set_new(o, "match_id", m->match_id[0] ? json_string(m->match_id) : json_null());
         json_object_set_new(o, "profile_id", json_string(m->profile_id));
         json_object_set_new(o, "reference_id", json_string(m->reference_id));
-        json_object_set_new(o, "kind", json_string("pdq"));
+        json_object_set_new(o, "kind", json_string(m->face ? "face" : "pdq"));
+        if (m->ref_image) /* a photo or person in the video: the nearest frame's distance */
+            json_object_set_new(o, "distance", json_real(round(m->distance * 1e4) / 1e4));
         json_array_append_new(matches, o);
     }
     json_t *o = json_pack("{s:o,s:s,s:o,s:i,s:i,s:f,s:s,s:s,s:I,s:I,s:o}", "scan_id",
@@ -222,8 +238,55 @@ static json_t *video_answer(const video_hash *h, const uint8_t sha[32],
     return o;
 }
 
+/* Faces in video: the faces of the frames the video module kept as pixels (face_rate), found
+ * at the request's level by this worker's face engine (*fe, made on first use), then tracked
+ * against the tenant's likeness references by the catalog. Nothing without face models. */
+static int video_faces(server *s, face_engine **fe, const char *tenant, const char *profile_id,
+                       vg_level level, const video_hash *h, catalog_video_result *r)
+{
+    if (!s->models || !h->n_images)
+        return VG_OK;
+    if (h->images_capped && s->video->m_limits)
+        obs_inc(s->video->m_limits, OBS_LABELS("face_frames"));
+    int rc = VG_OK;
+    if (!*fe && (rc = face_engine_new(s->models, NULL, fe)) != VG_OK)
+        return rc;
+    face_opts fo;
+    face_opts_for_level(level, &fo);
+    if (fo.detector == FACE_DET_SSD && !face_models_has_ssd(s->models))
+        face_opts_for_level(VG_LEVEL_BALANCED, &fo);
+    fo.max_faces = ANALYZE_DEFAULT_MAX_FACES; /* per frame, as per image */
+    face_result *fr = vg_calloc(h->n_images, sizeof *fr);
+    if (!fr)
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    size_t n_faces = 0;
+    for (size_t i = 0; rc == VG_OK && i < h->n_images; i++) {
+        const video_image *im = &h->images[i];
+        face_image fi = {.rgb = im->rgb, .w = im->w, .h = im->h};
+        rc = face_analyze(*fe, &fi, &fo, &fr[i]);
+        n_faces += fr[i].n;
+    }
+    catalog_video_face *faces = rc == VG_OK && n_faces ? vg_calloc(n_faces, sizeof *faces) : NULL;
+    if (rc == VG_OK && n_faces && !faces)
+        rc = vg_err_set(VG_ENOMEM, "out of memory");
+    size_t k = 0;
+    for (size_t i = 0; rc == VG_OK && i < h->n_images; i++)
+        for (size_t j = 0; j < fr[i].n; j++)
+            if (fr[i].faces[j].has_descriptor)
+                faces[k++] = (catalog_video_face){h->images[i].ts, fr[i].faces[j].descriptor};
+    if (rc == VG_OK)
+        rc = catalog_video_face_search(s->cat, tenant, profile_id, faces, k, (uint32_t)h->n_images,
+                                       (float)s->cfg->face_threshold,
+                                       (uint32_t)llround(s->cfg->video_face_gap_s * 1000.0), r);
+    vg_free(faces);
+    for (size_t i = 0; i < h->n_images; i++)
+        face_result_free(&fr[i]);
+    vg_free(fr);
+    return rc;
+}
+
 /* Matches a hashed video and records it; *out the answer (new reference). Errors with detail. */
-static int analyse_hashed(server *s, const char *tenant, const char *profile_id,
+static int analyse_hashed(server *s, face_engine **fe, const char *tenant, const char *profile_id,
                           const char *source_url, int record, vg_level level, const uint8_t *bytes,
                           size_t len, const video_hash *h, uint64_t hash_us, json_t **out)
 {
@@ -234,6 +297,15 @@ static int analyse_hashed(server *s, const char *tenant, const char *profile_id,
     int rc = catalog_video_search(s->cat, tenant, profile_id, h, NULL, &r);
     if (rc != VG_OK)
         return rc;
+    /* Cross-media: protected photos the video shows, by the image path's PDQ settings. */
+    rc = catalog_video_photo_search(s->cat, tenant, profile_id, h, (int)s->cfg->pdq_threshold,
+                                    (int)s->cfg->pdq_quality_min, VIDEO_DEFAULT_SEGMENT_GAP_MS, &r);
+    if (rc == VG_OK)
+        rc = video_faces(s, fe, tenant, profile_id, level, h, &r);
+    if (rc != VG_OK) {
+        catalog_video_result_free(&r);
+        return rc;
+    }
     uint64_t t1 = vg_now_ns();
     if (record) {
         char timings[128];
@@ -269,6 +341,126 @@ static json_t *job_json(const store_job *j)
     return o;
 }
 
+/* ---- callback addresses ---------------------------------------------------------------------
+ * A callback_url is a request the server makes on a tenant's behalf: pointed at 127.0.0.1, the
+ * cloud metadata address or an internal host, it would reach what the tenant cannot (SSRF). So
+ * unless video_callback_allow_private is set, a URL whose host resolves to any non-public
+ * address is refused with 422 when the job is submitted, and every connection the callback
+ * makes is checked again (CURLOPT_OPENSOCKETFUNCTION), so a name that resolves differently
+ * later (DNS rebinding) is refused too. */
+
+/* Loopback, "this network", RFC 1918, carrier-grade NAT, link-local (metadata services), IETF
+ * protocol assignments, benchmarking, multicast, reserved and broadcast. a in host order. */
+static int ipv4_internal(uint32_t a)
+{
+    static const struct {
+        uint32_t net, mask;
+    } nets[] = {
+        {0x00000000u, 0xff000000u}, /* 0.0.0.0/8 */
+        {0x0a000000u, 0xff000000u}, /* 10/8 */
+        {0x64400000u, 0xffc00000u}, /* 100.64/10 */
+        {0x7f000000u, 0xff000000u}, /* 127/8 */
+        {0xa9fe0000u, 0xffff0000u}, /* 169.254/16 */
+        {0xac100000u, 0xfff00000u}, /* 172.16/12 */
+        {0xc0000000u, 0xffffff00u}, /* 192.0.0/24 */
+        {0xc0a80000u, 0xffff0000u}, /* 192.168/16 */
+        {0xc6120000u, 0xfffe0000u}, /* 198.18/15 */
+        {0xe0000000u, 0xe0000000u}, /* 224/3: multicast, reserved, broadcast */
+    };
+    for (size_t i = 0; i < VG_ARRAY_LEN(nets); i++)
+        if ((a & nets[i].mask) == nets[i].net)
+            return 1;
+    return 0;
+}
+
+/* Whether a callback may not reach sa: the IPv4 ranges above, and for IPv6 the unspecified and
+ * loopback addresses, IPv4-mapped/-compatible and NAT64 forms of internal IPv4, link-local
+ * (fe80::/10), unique local (fc00::/7), site-local (fec0::/10) and multicast. Any other family
+ * is internal (a callback is http or https over IP). */
+static int addr_internal(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return ipv4_internal(ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr));
+    if (sa->sa_family != AF_INET6)
+        return 1;
+    const uint8_t *b = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+    static const uint8_t zero[12] = {0}, mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff},
+                         nat64[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
+    uint32_t v4 = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 | (uint32_t)b[14] << 8 | b[15];
+    if (memcmp(b, zero, 12) == 0) /* ::, ::1 and the deprecated IPv4-compatible form */
+        return v4 <= 1 || ipv4_internal(v4);
+    if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0)
+        return ipv4_internal(v4);
+    return (b[0] & 0xfe) == 0xfc || (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||
+           (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) || b[0] == 0xff;
+}
+
+/* Checks a callback_url's host: 0 when every address it resolves to is public, else -1 with the
+ * reason in msg. Resolves on the calling thread (a network thread: the lookup is bounded by the
+ * resolver's own timeout). */
+static int callback_url_check(const char *url, char *msg, size_t n)
+{
+    CURLU *u = curl_url();
+    char *host = NULL;
+    if (!u || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
+        snprintf(msg, n, "callback_url is not a URL with a host");
+        curl_free(host);
+        curl_url_cleanup(u);
+        return -1;
+    }
+    /* An IPv6 literal comes back in brackets. */
+    char name[256];
+    size_t hl = strlen(host);
+    if (hl >= 2 && host[0] == '[' && host[hl - 1] == ']')
+        snprintf(name, sizeof name, "%.*s", (int)(hl - 2), host + 1);
+    else
+        snprintf(name, sizeof name, "%s", host);
+    curl_free(host);
+    curl_url_cleanup(u);
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    int gr = getaddrinfo(name, NULL, &hints, &res);
+    if (gr != 0 || !res) {
+        snprintf(msg, n, "callback_url host '%s' does not resolve (%s)", name, gai_strerror(gr));
+        return -1;
+    }
+    int rc = 0;
+    for (const struct addrinfo *ai = res; ai && !rc; ai = ai->ai_next) {
+        if (!addr_internal(ai->ai_addr))
+            continue;
+        char a[INET6_ADDRSTRLEN] = "?";
+        const void *p = ai->ai_family == AF_INET
+                            ? (const void *)&((const struct sockaddr_in *)ai->ai_addr)->sin_addr
+                            : (const void *)&((const struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+        inet_ntop(ai->ai_family, p, a, sizeof a);
+        snprintf(msg, n,
+                 "callback_url must reach a public address: '%s' is %s, a loopback, private, "
+                 "link-local or reserved address (rule: video_callback_allow_private is off)",
+                 name, a);
+        rc = -1;
+    }
+    freeaddrinfo(res);
+    return rc;
+}
+
+/* The callback's connections: a non-public address is refused here too (the name may resolve
+ * differently now than when the job was submitted). */
+static curl_socket_t callback_open_socket(void *ud, curlsocktype purpose,
+                                          struct curl_sockaddr *addr)
+{
+    server_video *v = ud;
+    (void)purpose;
+    if (!v->s->cfg->video_callback_allow_private && addr_internal(&addr->addr)) {
+        if (v->m_limits)
+            obs_inc(v->m_limits, OBS_LABELS("callback_address"));
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype, addr->protocol);
+}
+
 static size_t discard(char *p, size_t size, size_t n, void *ud)
 {
     (void)p, (void)ud;
@@ -301,6 +493,8 @@ static void job_callback(server_video *v, const char *job_id, const char *url)
         curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, callback_open_socket);
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, v);
         CURLcode cr = curl_easy_perform(c);
         long code = 0;
         curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code);
@@ -406,7 +600,7 @@ static const char *jstr(json_t *o, const char *k)
     return v && *v ? v : NULL;
 }
 
-static void run_job(server_video *v, const char *id)
+static void run_job(server_video *v, face_engine **fe, const char *id)
 {
     server *s = v->s;
     const conf_settings *c = s->cfg;
@@ -452,6 +646,7 @@ static void run_job(server_video *v, const char *id)
     if (rc == VG_OK) {
         video_hash_opts o;
         hash_opts(s, &o, c->video_max_duration_s);
+        hash_opts_faces(s, &o);
         uint64_t t0 = vg_now_ns();
         rc = video_hash_buffer(bytes, len, &o, &h);
         if (rc != VG_OK) {
@@ -463,7 +658,7 @@ static void run_job(server_video *v, const char *id)
             if (lv)
                 vg_level_parse(lv, &level);
             vg_err_clear();
-            rc = analyse_hashed(s, j.tenant_id, jstr(p, "profile_id"), jstr(p, "source_url"),
+            rc = analyse_hashed(s, fe, j.tenant_id, jstr(p, "profile_id"), jstr(p, "source_url"),
                                 json_is_true(json_object_get(p, "store")), level, bytes, len, &h,
                                 (vg_now_ns() - t0) / 1000, &answer);
         }
@@ -494,7 +689,7 @@ static void run_job(server_video *v, const char *id)
 
 /* ---- sync tasks ----------------------------------------------------------------------------- */
 
-static void run_sync(server_video *v, vtask *t)
+static void run_sync(server_video *v, face_engine **fe, vtask *t)
 {
     server *s = v->s;
     http_req *req = t->req;
@@ -503,6 +698,8 @@ static void run_sync(server_video *v, vtask *t)
     int limited = t->kind == VT_ANALYZE && c->video_sync_max_s < max_s;
     video_hash_opts o;
     hash_opts(s, &o, limited ? c->video_sync_max_s : max_s);
+    if (t->kind == VT_ANALYZE)
+        hash_opts_faces(s, &o);
     video_hash h;
     vg_err_clear();
     uint64_t t0 = vg_now_ns();
@@ -536,7 +733,7 @@ static void run_sync(server_video *v, vtask *t)
     } else {
         json_t *answer = NULL;
         vg_err_clear();
-        rc = analyse_hashed(s, t->tenant, t->profile_id, t->source_url, t->store, t->level,
+        rc = analyse_hashed(s, fe, t->tenant, t->profile_id, t->source_url, t->store, t->level,
                             t->bytes, t->len, &h, hash_us, &answer);
         if (rc != VG_OK)
             server__reply_err(req, rc, "cannot analyse the video");
@@ -550,6 +747,7 @@ static void run_sync(server_video *v, vtask *t)
 static void *worker(void *arg)
 {
     server_video *v = arg;
+    face_engine *fe = NULL; /* this worker's, for faces in video: made on first use */
     pthread_mutex_lock(&v->mu);
     for (;;) {
         while (!v->stop && !v->sync_head && !v->job_head)
@@ -569,14 +767,15 @@ static void *worker(void *arg)
         }
         pthread_mutex_unlock(&v->mu);
         if (t->kind == VT_JOB) {
-            run_job(v, t->job_id);
+            run_job(v, &fe, t->job_id);
             vg_free(t);
         } else {
-            run_sync(v, t);
+            run_sync(v, &fe, t);
         }
         pthread_mutex_lock(&v->mu);
     }
     pthread_mutex_unlock(&v->mu);
+    face_engine_free(fe);
     return NULL;
 }
 
@@ -661,6 +860,14 @@ int server__video_analyze(server *s, http_req *req)
         http_reply_error(req, 422, "invalid_field",
                          "callback_url must be an http:// or https:// URL of under %d bytes",
                          STORE_URL_MAX_BYTES);
+        return -1;
+    }
+    char why[512];
+    if (t->callback_url && !s->cfg->video_callback_allow_private &&
+        callback_url_check(t->callback_url, why, sizeof why) != 0) {
+        if (s->video->m_limits)
+            obs_inc(s->video->m_limits, OBS_LABELS("callback_address"));
+        http_reply_error(req, 422, "invalid_field", "%s", why);
         return -1;
     }
     submit(s, t);

@@ -32,6 +32,8 @@ void video_hash_opts_default(video_hash_opts *o)
     o->rate = VIDEO_DEFAULT_RATE;
     o->min_quality = PDQ_MIN_RELIABLE_QUALITY;
     o->prune_distance = VIDEO_DEFAULT_PRUNE_DISTANCE;
+    o->face_side_px = VIDEO_DEFAULT_FACE_SIDE_PX;
+    o->face_max_frames = VIDEO_DEFAULT_FACE_MAX_FRAMES;
     /* o->fast stays 0 (exact): VIDEO_FAST_SKIP_LOOP passes the 14x14 matrix and
      * tests/video_robustness.py, but moves some kept frames' hashes by up to 22 bits (median 2):
      * too much of the 31-bit budget for a default (docs/BENCHMARKS.md "Video"). */
@@ -86,6 +88,9 @@ void video_hash_free(video_hash *h)
     if (!h)
         return;
     vg_free(h->frames);
+    for (size_t i = 0; h->images && i < h->n_images; i++)
+        vg_free(h->images[i].rgb);
+    vg_free(h->images);
     memset(h, 0, sizeof *h);
 }
 
@@ -99,6 +104,12 @@ static int video__check_opts(const video_hash_opts *o)
                           o->keyframe_tolerance_s);
     if (o->prune_distance < -1 || o->prune_distance > PDQ_HASH_BITS)
         return vg_err_set(VG_EINVAL, "prune distance %d is outside -1..256", o->prune_distance);
+    if (o->face_rate != 0 && (o->every_frame || !(o->face_rate > 0 && o->face_rate <= o->rate) ||
+                              o->face_side_px < 16 || o->face_side_px > VIDEO_MAX_FACE_SIDE_PX))
+        return vg_err_set(VG_EINVAL,
+                          "face rate %g must be in (0, rate %g] in sampled mode, with a side in "
+                          "16..%u px (%u)",
+                          o->face_rate, o->rate, VIDEO_MAX_FACE_SIDE_PX, o->face_side_px);
     return VG_OK;
 }
 

@@ -67,6 +67,13 @@
 #define VIDEO_DEFAULT_RATE 1.0         /* sampled frames per second */
 #define VIDEO_MAX_RATE 240.0           /* frames per second */
 #define VIDEO_DEFAULT_PRUNE_DISTANCE 0 /* bits: 0 prunes exact repeats (no effect on matching) */
+/* Faces in video (video_hash_opts.face_*): the largest side of a frame kept for the face
+ * detector (the balanced level's tiny detector runs at 416 px, so more buys nothing there), and
+ * how many are kept per video: each is at most 416x416x3 bytes (~510 KiB), so 240 bound one
+ * result at ~120 MiB (8 minutes at 0.5 frames/s). */
+#define VIDEO_DEFAULT_FACE_SIDE_PX 416u
+#define VIDEO_DEFAULT_FACE_MAX_FRAMES 240u
+#define VIDEO_MAX_FACE_SIDE_PX 1024u /* px: face_side_px above it is refused */
 
 typedef struct video_limits {
     size_t max_input_bytes;
@@ -131,6 +138,14 @@ typedef struct video_hash_opts {
     int test_child_spin;         /* tests only: 1 the child spins on the CPU before decoding */
     int test_no_plan; /* tests only: 1 decode sequentially, without the planning pass; 2 plan,
                          then act as if seeking back failed (reopen, decode sequentially) */
+    /* Faces in video: sampled mode keeps an RGB copy of the first sampled frame at or after
+     * each k/face_rate seconds (face_rate <= rate: they are among the frames sampled for
+     * hashing, before the quality filter and pruning), at most face_side_px on a side, for a
+     * face detector. 0 (default) keeps none. At most face_max_frames are kept: past it,
+     * video_hash.images_capped is set and later frames are not kept. */
+    double face_rate;         /* frames per second; 0 off */
+    uint32_t face_side_px;    /* default VIDEO_DEFAULT_FACE_SIDE_PX */
+    uint32_t face_max_frames; /* default VIDEO_DEFAULT_FACE_MAX_FRAMES */
     video_limits limits;
 } video_hash_opts;
 
@@ -153,6 +168,14 @@ typedef struct video_sampling {
     int prune_distance;
 } video_sampling;
 
+/* A sampled frame kept as pixels (faces in video). */
+typedef struct video_image {
+    double ts;      /* seconds from the stream's start */
+    uint32_t frame; /* frame number, as video_frame's */
+    uint32_t w, h;  /* at most face_side_px on a side */
+    uint8_t *rgb;   /* w*h*3 bytes, rows of w*3; owned by the video_hash */
+} video_image;
+
 /* A video's vPDQ hash. frames owned; release with video_hash_free. */
 typedef struct video_hash {
     video_frame *frames;
@@ -163,6 +186,9 @@ typedef struct video_hash {
     uint64_t frames_decoded; /* frames that came out of the decoder */
     char container[16];      /* "mp4" | "matroska" | "" */
     char codec[16];          /* "h264", "hevc", "vp8", "vp9", "av1" | "" */
+    video_image *images;     /* face_rate > 0: frames kept as pixels, in time order; owned */
+    size_t n_images;
+    int images_capped; /* 1: face_max_frames was reached; later frames were not kept */
 } video_hash;
 
 /* Frees the frames and zeroes *h. NULL is a no-op. */
@@ -266,6 +292,23 @@ size_t video_index_bytes(const video_index *ix);
  * = defaults). *out overwritten (video_result_free). VG_EINVAL, VG_ENOMEM. Reentrant. */
 int video_index_search(const video_index *ix, const video_hash *q, const video_match_opts *o,
                        video_result *out);
+
+/* One indexed frame near a still image's hash (cross-media: a photo that is a frame of a
+ * protected video, a thumbnail). */
+typedef struct video_frame_hit {
+    size_t video;   /* the video's number (video_index_add's) */
+    uint32_t entry; /* the frame's entry in the index (one per unique frame) */
+    double ts;      /* the frame's timestamp in that video, seconds */
+    int distance;   /* bits, the smallest over the query hashes */
+    uint32_t query; /* which query hash gave it */
+} video_frame_hit;
+
+/* Every indexed frame within distance bits of any of the nq hashes q (one still image: its
+ * hash and variants), each frame once, sorted by video, then distance, then timestamp. Same
+ * multi-index lookup as video_index_search. ix, q borrowed; *out owned (vg_free), NULL with
+ * *n_out 0 when nothing is near. VG_EINVAL, VG_ENOMEM. Reentrant. */
+int video_index_frame_search(const video_index *ix, const pdq_hash *q, size_t nq, int distance,
+                             video_frame_hit **out, size_t *n_out);
 
 /* Compares two videos (query, compared): an index of one video searched with the other. The
  * result is filled whatever the verdict (only_matches ignored). */

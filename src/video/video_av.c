@@ -135,6 +135,9 @@ typedef struct video__state {
     AVPacket *pkt;
     AVFrame *frame;
     struct SwsContext *sws;
+    struct SwsContext *sws_face; /* faces in video: to RGB24 at most face_side_px */
+    double next_face_s;          /* the next frame kept as pixels is the first at or after */
+    size_t images_cap;
     uint8_t *px; /* converted pixels (RGB24 full size, or luma at most 512 on a side) */
     size_t px_cap;
     pdq_ctx *pdq;
@@ -178,6 +181,7 @@ static void video__av_close(video__state *s)
 static void video__state_close(video__state *s)
 {
     sws_freeContext(s->sws);
+    sws_freeContext(s->sws_face);
     av_frame_free(&s->frame);
     av_packet_free(&s->pkt);
     avcodec_free_context(&s->dec);
@@ -206,12 +210,57 @@ static int video__px_reserve(video__state *s, size_t n)
     return VG_OK;
 }
 
+/* Faces in video: keeps a sampled frame as RGB24 at most face_side_px on a side when it is the
+ * first at or after the next face sample time (before the quality filter and pruning: a face
+ * may be on a frame PDQ finds flat, or on a repeat). */
+static int video__keep_image(video__state *s, const AVFrame *f, uint32_t number, double ts)
+{
+    const video_hash_opts *o = s->o;
+    if (!(o->face_rate > 0) || ts + 1e-9 < s->next_face_s)
+        return VG_OK;
+    s->next_face_s = (floor(ts * o->face_rate + 1e-9) + 1.0) / o->face_rate;
+    if (s->h.n_images >= o->face_max_frames) {
+        s->h.images_capped = 1;
+        return VG_OK;
+    }
+    int w = f->width, h = f->height, tw = w, th = h, side = w > h ? w : h;
+    if (side > (int)o->face_side_px) {
+        tw = (int)lround((double)w * o->face_side_px / side);
+        th = (int)lround((double)h * o->face_side_px / side);
+        tw = tw < 1 ? 1 : tw;
+        th = th < 1 ? 1 : th;
+    }
+    s->sws_face = sws_getCachedContext(s->sws_face, w, h, f->format, tw, th, AV_PIX_FMT_RGB24,
+                                       SWS_AREA, NULL, NULL, NULL);
+    if (!s->sws_face)
+        return vg_err_set(VG_ECORRUPT, "no conversion from pixel format %d", f->format);
+    if (s->h.n_images == s->images_cap) {
+        size_t nc = s->images_cap ? s->images_cap * 2 : 16;
+        video_image *ni = vg_realloc(s->h.images, nc * sizeof *ni);
+        if (!ni)
+            return vg_err_set(VG_ENOMEM, "no memory for %zu face frames", nc);
+        s->h.images = ni;
+        s->images_cap = nc;
+    }
+    uint8_t *rgb = vg_malloc((size_t)tw * (size_t)th * 3);
+    if (!rgb)
+        return vg_err_set(VG_ENOMEM, "no memory for a %dx%d face frame", tw, th);
+    uint8_t *dst[4] = {rgb, NULL, NULL, NULL};
+    int dst_stride[4] = {tw * 3, 0, 0, 0};
+    sws_scale(s->sws_face, (const uint8_t *const *)f->data, f->linesize, 0, h, dst, dst_stride);
+    s->h.images[s->h.n_images++] =
+        (video_image){.ts = ts, .frame = number, .w = (uint32_t)tw, .h = (uint32_t)th, .rgb = rgb};
+    return VG_OK;
+}
+
 /* Converts and hashes one decoded frame that sampling kept. */
 static int video__hash_frame(video__state *s, const AVFrame *f, uint32_t number, double ts)
 {
     const video_hash_opts *o = s->o;
     int w = f->width, h = f->height, rc;
     if ((rc = video__check_dims(&o->limits, w, h)) != VG_OK)
+        return rc;
+    if (!o->every_frame && (rc = video__keep_image(s, f, number, ts)) != VG_OK)
         return rc;
     pdq_result r;
     if (o->every_frame) {

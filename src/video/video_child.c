@@ -10,7 +10,8 @@
  * around the fork, so the child may allocate even when other threads of the parent were inside
  * malloc. The child never touches any other module's locks (no logging) and leaves with _exit.
  *
- * Protocol on the pipe (same binary at both ends): one video__msg, then msg.n video_frame.
+ * Protocol on the pipe (same binary at both ends): one video__msg, then msg.n video_frame, then
+ * msg.meta.n_images times a video_image header followed by its w*h*3 pixels (faces in video).
  */
 #include "video/video_int.h"
 
@@ -128,10 +129,61 @@ static void video__child_main(int wfd, const uint8_t *buf, size_t len, const vid
     m.n = h.n;
     m.meta = h;
     m.meta.frames = NULL;
+    m.meta.images = NULL;
     if (video__write_all(wfd, &m, sizeof m) != 0 ||
         (h.n && video__write_all(wfd, h.frames, h.n * sizeof *h.frames) != 0))
         _exit(121);
+    for (size_t i = 0; i < h.n_images; i++) {
+        const video_image *im = &h.images[i];
+        if (video__write_all(wfd, im, sizeof *im) != 0 ||
+            video__write_all(wfd, im->rgb, (size_t)im->w * im->h * 3) != 0)
+            _exit(121);
+    }
     _exit(0);
+}
+
+/* Whether the bytes after the message and frames are exactly meta.n_images face frames, each
+ * within the options' side. */
+static int video__images_ok(const video_hash_opts *o, const video__msg *m, const uint8_t *data,
+                            size_t len)
+{
+    size_t off = sizeof *m;
+    if (m->n > (len - off) / sizeof(video_frame))
+        return 0;
+    off += (size_t)m->n * sizeof(video_frame);
+    if (m->meta.n_images > (o->face_rate > 0 ? o->face_max_frames : 0))
+        return 0;
+    for (size_t i = 0; i < m->meta.n_images; i++) {
+        video_image im;
+        if (len - off < sizeof im)
+            return 0;
+        memcpy(&im, data + off, sizeof im);
+        off += sizeof im;
+        if (!im.w || !im.h || im.w > o->face_side_px || im.h > o->face_side_px ||
+            (size_t)im.w * im.h * 3 > len - off)
+            return 0;
+        off += (size_t)im.w * im.h * 3;
+    }
+    return off == len;
+}
+
+/* Copies the n face frames at p (checked by video__images_ok) into h. VG_ENOMEM. */
+static int video__images_read(video_hash *h, size_t n, const uint8_t *p)
+{
+    if (!(h->images = vg_calloc(n, sizeof *h->images)))
+        return vg_err_set(VG_ENOMEM, "no memory for %zu face frames", n);
+    for (size_t i = 0; i < n; i++) {
+        video_image im;
+        memcpy(&im, p, sizeof im);
+        p += sizeof im;
+        size_t bytes = (size_t)im.w * im.h * 3;
+        if (!(im.rgb = vg_malloc(bytes)))
+            return vg_err_set(VG_ENOMEM, "no memory for a face frame");
+        memcpy(im.rgb, p, bytes);
+        p += bytes;
+        h->images[h->n_images++] = im;
+    }
+    return VG_OK;
 }
 
 static uint64_t video__now_ms(void)
@@ -168,6 +220,15 @@ int video__decode_child(const uint8_t *buf, size_t len, const video_hash_opts *o
         max_bytes += frames_bytes;
     else
         max_bytes = SIZE_MAX;
+    if (o->face_rate > 0) { /* and the face frames, each at most face_side_px square */
+        size_t img_bytes = sizeof(video_image) + (size_t)o->face_side_px * o->face_side_px * 3;
+        size_t all;
+        if (vg_mul_size(img_bytes, o->face_max_frames, &all) == VG_OK && max_bytes < SIZE_MAX &&
+            all < SIZE_MAX - max_bytes)
+            max_bytes += all;
+        else
+            max_bytes = SIZE_MAX;
+    }
     uint8_t *data = NULL;
     size_t len_read = 0, cap = 0;
     int rc = VG_OK, killed_wall = 0, too_much = 0;
@@ -246,7 +307,9 @@ int video__decode_child(const uint8_t *buf, size_t len, const video_hash_opts *o
             video__msg m;
             memcpy(&m, data, sizeof m);
             m.detail[sizeof m.detail - 1] = 0;
-            if (m.magic != VIDEO__MSG_MAGIC || len_read != sizeof m + m.n * sizeof(video_frame)) {
+            if (m.magic != VIDEO__MSG_MAGIC ||
+                (m.rc != VG_OK && len_read != sizeof m + m.n * sizeof(video_frame)) ||
+                (m.rc == VG_OK && !video__images_ok(o, &m, data, len_read))) {
                 rc = vg_err_set(VG_ECORRUPT, "decoder child sent a malformed result");
             } else if (m.rc != VG_OK) {
                 video_limit_kind lk = m.limit >= 0 && m.limit < VIDEO_LIMIT_COUNT
@@ -272,6 +335,13 @@ int video__decode_child(const uint8_t *buf, size_t len, const video_hash_opts *o
                         h.n = (size_t)m.n;
                     }
                 }
+                h.images = NULL;
+                size_t n_images = h.n_images;
+                h.n_images = 0;
+                if (rc == VG_OK && n_images &&
+                    (rc = video__images_read(&h, n_images,
+                                             data + sizeof m + m.n * sizeof(video_frame))) != VG_OK)
+                    video_hash_free(&h);
                 if (rc == VG_OK)
                     *out = h;
             }

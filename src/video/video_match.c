@@ -591,6 +591,72 @@ int video_index_search(const video_index *ix, const video_hash *q, const video_m
     return rc;
 }
 
+static int video__pair_cmp_entry(const void *a, const void *b)
+{
+    const video__pair *x = a, *y = b;
+    if (x->e != y->e)
+        return x->e < y->e ? -1 : 1;
+    if (x->d != y->d)
+        return x->d < y->d ? -1 : 1;
+    return x->q < y->q ? -1 : x->q > y->q;
+}
+
+static int video__hit_cmp(const void *a, const void *b)
+{
+    const video_frame_hit *x = a, *y = b;
+    if (x->video != y->video)
+        return x->video < y->video ? -1 : 1;
+    if (x->distance != y->distance)
+        return x->distance < y->distance ? -1 : 1;
+    return x->ts < y->ts ? -1 : x->ts > y->ts;
+}
+
+int video_index_frame_search(const video_index *ix, const pdq_hash *q, size_t nq, int distance,
+                             video_frame_hit **out, size_t *n_out)
+{
+    if (!ix || (nq && !q) || !out || !n_out)
+        return vg_err_set(VG_EINVAL, "video_index_frame_search: NULL argument");
+    if (distance < 0 || distance > 256)
+        return vg_err_set(VG_EINVAL, "distance %d is outside 0..256", distance);
+    *out = NULL;
+    *n_out = 0;
+    video__scratch sc = {NULL, 0, 0};
+    video__pairs ps = {0};
+    int rc = VG_OK;
+    for (size_t i = 0; i < nq && rc == VG_OK && ix->n; i++)
+        if (video__lookup(ix, &sc, &q[i], (uint32_t)i, distance, &ps) != VG_OK)
+            rc = vg_err_set(VG_ENOMEM, "no memory for a frame search");
+    vg_free(sc.cand);
+    video_frame_hit *h = NULL;
+    size_t n = 0;
+    if (rc == VG_OK && ps.n && !(h = vg_malloc(ps.n * sizeof *h)))
+        rc = vg_err_set(VG_ENOMEM, "no memory for %zu frame hits", ps.n);
+    if (rc == VG_OK && ps.n) {
+        /* An entry reached through several words or several query hashes appears once, with
+         * its smallest distance. */
+        qsort(ps.p, ps.n, sizeof *ps.p, video__pair_cmp_entry);
+        for (size_t i = 0; i < ps.n; i++) {
+            const video__pair *p = &ps.p[i];
+            if (i && p->e == ps.p[i - 1].e)
+                continue;
+            h[n++] = (video_frame_hit){.video = p->video,
+                                       .entry = p->e,
+                                       .ts = ix->ts[p->e],
+                                       .distance = p->d,
+                                       .query = p->q};
+        }
+        qsort(h, n, sizeof *h, video__hit_cmp);
+    }
+    vg_free(ps.p);
+    if (rc != VG_OK) {
+        vg_free(h);
+        return rc;
+    }
+    *out = h;
+    *n_out = n;
+    return VG_OK;
+}
+
 int video_compare(const video_hash *q, const video_hash *c, const video_match_opts *o,
                   video_match *out)
 {
