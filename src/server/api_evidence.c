@@ -344,6 +344,11 @@ void server__api_analyze(http_req *req, void *ud)
         return;
     j->ar.bytes = in.images[0].data;
     j->ar.len = in.images[0].len;
+    /* A cached answer that records nothing is matched and answered on this network thread:
+     * single_done then replies and resumes before the handler returns, so the reply goes out
+     * at once (no finisher wake-up, no suspend/resume round trip). With store=true the evidence
+     * write waits for its commit, which must not hold a network thread. */
+    j->ar.inline_hit = !j->rec.store;
     http_req_defer(req);
     int rc = analyze_submit(s->an, &j->ar, 0, &j->res, single_done, j);
     if (rc != VG_OK) { /* not queued: done will not run */
