@@ -154,7 +154,8 @@ static int run_variant(face_models *m, nn_precision det, nn_precision rec, varia
             v->mean_iou += io;
             paired++;
             if (v->n_ids < MAX_IDS) {
-                snprintf(v->ids[v->n_ids], sizeof v->ids[0], "%.40s#%d", g_ph[k].name, (int)(j % 1000));
+                snprintf(v->ids[v->n_ids], sizeof v->ids[0], "%.40s#%d", g_ph[k].name,
+                         (int)(j % 1000));
                 memcpy(v->desc[v->n_ids++], r.faces[best].descriptor, sizeof v->desc[0]);
             }
             v->faces++;
@@ -181,8 +182,8 @@ static int run_variant(face_models *m, nn_precision det, nn_precision rec, varia
             if ((want < 0.6) != (got < 0.6)) {
                 v->flips_api++;
                 if (g_verbose)
-                    printf("  %s: %s / %s: face-api %.4f, here %.4f\n",
-                           nn_precision_name(det), v->ids[ia], v->ids[ib], want, got);
+                    printf("  %s: %s / %s: face-api %.4f, here %.4f\n", nn_precision_name(det),
+                           v->ids[ia], v->ids[ib], want, got);
             }
             if (f32 && ia < f32->n_ids && ib < f32->n_ids &&
                 strcmp(f32->ids[ia], v->ids[ia]) == 0 && strcmp(f32->ids[ib], v->ids[ib]) == 0)
@@ -299,8 +300,9 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
             out_dir = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--search] [--prec P] [--keep-f32 ID,..] [--runs N] "
-                            "[--min-iou X] [--out DIR] [--verbose]\n",
+            fprintf(stderr,
+                    "usage: %s [--search] [--prec P] [--keep-f32 ID,..] [--runs N] "
+                    "[--min-iou X] [--out DIR] [--verbose]\n",
                     argv[0]);
             return 2;
         }
@@ -352,8 +354,9 @@ int main(int argc, char **argv)
     printf("%d photos, recogniser %s, landmarks f32, tiny %d; IoU = worst over each photo's "
            "faces\n\n",
            g_n, nn_precision_name(rec), SIZE);
-    printf("| detector | faces paired / missing / extra | worst IoU | mean IoU | worst descriptor "
-           "L2 | verdicts != face-api | verdicts != f32 detector |\n|---|---|---|---|---|---|---|\n");
+    printf(
+        "| detector | faces paired / missing / extra | worst IoU | mean IoU | worst descriptor "
+        "L2 | verdicts != face-api | verdicts != f32 detector |\n|---|---|---|---|---|---|---|\n");
     static variant_result vf32, vbf16, vint8, vmix, one;
     run_variant(base, NN_PREC_F32, rec, &vf32, NULL);
     print_row("f32", &vf32);
@@ -429,9 +432,10 @@ int main(int argc, char **argv)
                 order[j - 1] = s;
             }
         memset(keep, 1, (size_t)nt);
-        printf("\ngreedy, least harmful first:\n\n| made %s | kept | worst IoU | faces "
-               "missing/extra | verdicts != face-api | != f32 detector |\n|---|---|---|---|---|---|\n",
-               nn_precision_name(sp));
+        printf(
+            "\ngreedy, least harmful first:\n\n| made %s | kept | worst IoU | faces "
+            "missing/extra | verdicts != face-api | != f32 detector |\n|---|---|---|---|---|---|\n",
+            nn_precision_name(sp));
         for (int i = 0; i < N_CONVS; i++) {
             int id = k_convs[order[i]];
             keep[id] = 0;
