@@ -8,7 +8,8 @@
 # each run lasts, which favours neither side much; the ratio B / A is the figure.
 #
 # Usage: bench/ops_callgrind.sh A_VIGIL B_VIGIL [N1 N2]
-# Environment: IMG (bench/images/M.jpg), STORE (false), EXTRA (flags for both servers).
+# Environment: IMG (bench/images/M.jpg), STORE (false), EXTRA (flags for both servers), KEEP (a
+# folder: each run's callgrind.out is copied there as A-N.out / B-N.out for callgrind_annotate).
 set -euo pipefail
 shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -68,12 +69,14 @@ EOF
   [ $? = 0 ] || { kill -TERM "$pid"; echo "ops_callgrind: client failed" >&2; exit 1; }
   kill -TERM "$pid"
   wait "$pid" || true
+  [ -z "${KEEP:-}" ] || cp "$dir/cg.out" "$KEEP/$3-$n.out"
   awk '/^(summary|totals):/ {print $2; exit}' "$dir/cg.out"
 }
 
 echo "ops_callgrind: A=$a_bin B=$b_bin, cached $(basename "$img"), store=$store, N=$n1/$n2"
-a1=$(run "$a_bin" "$n1"); a2=$(run "$a_bin" "$n2")
-b1=$(run "$b_bin" "$n1"); b2=$(run "$b_bin" "$n2")
+[ -z "${KEEP:-}" ] || mkdir -p "$KEEP"
+a1=$(run "$a_bin" "$n1" A); a2=$(run "$a_bin" "$n2" A)
+b1=$(run "$b_bin" "$n1" B); b2=$(run "$b_bin" "$n2" B)
 python3 - "$a1" "$a2" "$b1" "$b2" "$n1" "$n2" <<'EOF'
 import sys
 a1, a2, b1, b2, n1, n2 = (int(x) for x in sys.argv[1:])

@@ -245,6 +245,78 @@ static void test_cache_serves_second_request(void **state)
     close_fixture(&fx);
 }
 
+/* inline_hit: a cache hit is matched and completed on the calling thread, inside
+ * analyze_submit, with the same matches and features as through the finishers; a miss still
+ * completes on an analysis thread. */
+typedef struct inline_probe {
+    pthread_t caller;
+    int done, status, on_caller;
+} inline_probe;
+
+static void inline_done(void *arg, int status, const char *detail)
+{
+    (void)detail;
+    inline_probe *p = arg;
+    p->on_caller = pthread_equal(pthread_self(), p->caller);
+    p->status = status;
+    __atomic_store_n(&p->done, 1, __ATOMIC_RELEASE);
+}
+
+static void test_inline_hit_completes_on_caller(void **state)
+{
+    (void)state;
+    fixture fx;
+    open_fixture(&fx, 0, NULL);
+    char ref[STORE_ID_MAX];
+    add_reference(&fx, BRIDGE "aaa-orig.jpg", STORE_REF_WORK, ref);
+    size_t len;
+    uint8_t *bytes = slurp(BRIDGE "blur-a-little.jpg", &len);
+    analyze_request rq = {.bytes = bytes,
+                          .len = len,
+                          .tenant_id = fx.tenant,
+                          .level = VG_LEVEL_BALANCED,
+                          .inline_hit = 1};
+    /* the miss: queued, completed elsewhere */
+    analyze_result miss, hit, queued;
+    inline_probe p = {.caller = pthread_self()};
+    assert_int_equal(analyze_submit(fx.an, &rq, 0, &miss, inline_done, &p), VG_OK);
+    while (!__atomic_load_n(&p.done, __ATOMIC_ACQUIRE))
+        usleep(1000);
+    assert_int_equal(p.status, VG_OK);
+    assert_false(p.on_caller);
+    assert_string_equal(miss.timings.cache_tier, "miss");
+    /* the hit: done has run, on this thread, when analyze_submit returns */
+    p = (inline_probe){.caller = pthread_self()};
+    assert_int_equal(analyze_submit(fx.an, &rq, 0, &hit, inline_done, &p), VG_OK);
+    assert_true(p.done);
+    assert_true(p.on_caller);
+    assert_int_equal(p.status, VG_OK);
+    assert_string_equal(hit.timings.cache_tier, "l1");
+    /* and the same answer as a hit through the finishers */
+    rq.inline_hit = 0;
+    assert_int_equal(analyze_run(fx.an, &rq, &queued), VG_OK);
+    assert_string_equal(queued.timings.cache_tier, "l1");
+    assert_true(hit.n_matches > 0);
+    assert_int_equal(hit.n_matches, queued.n_matches);
+    assert_int_equal(hit.n_matches, miss.n_matches);
+    for (size_t i = 0; i < hit.n_matches; i++) {
+        assert_string_equal(hit.matches[i].reference_id, queued.matches[i].reference_id);
+        assert_int_equal(hit.matches[i].kind, queued.matches[i].kind);
+        assert_true(hit.matches[i].distance == queued.matches[i].distance);
+    }
+    assert_memory_equal(hit.features.sha256, miss.features.sha256, 32);
+    assert_memory_equal(hit.features.pdq, miss.features.pdq, 32);
+    analyze_result_free(&miss);
+    analyze_result_free(&hit);
+    analyze_result_free(&queued);
+    analyze_stats st;
+    analyze_stats_get(fx.an, &st);
+    assert_int_equal(st.cache_hits[CACHE_TIER_L1], 2);
+    assert_int_equal(st.ok, 4); /* the reference, the miss and the two hits */
+    free(bytes);
+    close_fixture(&fx);
+}
+
 static void test_feature_blob_roundtrip_and_corruption(void **state)
 {
     (void)state;
@@ -659,6 +731,7 @@ int main(void)
         cmocka_unit_test(test_pdq_and_exact_matches_are_stored),
         cmocka_unit_test(test_cache_serves_second_request),
         cmocka_unit_test(test_cache_scoped_by_tenant),
+        cmocka_unit_test(test_inline_hit_completes_on_caller),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_admission_control),
         cmocka_unit_test(test_tenant_quota),

@@ -7,6 +7,7 @@
 
 #include "core/core.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -89,6 +90,36 @@ static void test_sha256_and_hex(void **state)
     assert_int_equal(vg_hex_decode("abcdef", back, 2), VG_EINVAL); /* too long */
     assert_true(vg_ct_equal("abcd", "abcd", 4));
     assert_false(vg_ct_equal("abcd", "abce", 4));
+}
+
+/* vg_sha256 from several threads at once (the fetched implementation is shared): FIPS 180-2's
+ * one-million-'a' vector, many blocks long, on each. */
+static void *sha_million_a(void *arg)
+{
+    static const char want[] = "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0";
+    size_t n = 1000000;
+    char *a = malloc(n);
+    memset(a, 'a', n);
+    uint8_t d[VG_SHA256_BYTES];
+    char hex[VG_SHA256_HEX_BYTES];
+    int ok = vg_sha256(a, n, d) == VG_OK;
+    vg_hex_encode(d, sizeof d, hex);
+    *(int *)arg = ok && strcmp(hex, want) == 0;
+    free(a);
+    return NULL;
+}
+
+static void test_sha256_threads(void **state)
+{
+    (void)state;
+    pthread_t t[4];
+    int ok[4] = {0};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, sha_million_a, &ok[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        assert_true(ok[i]);
+    }
 }
 
 static void test_parse_size_and_duration(void **state)
@@ -248,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_size_overflow),
         cmocka_unit_test(test_arena),
         cmocka_unit_test(test_sha256_and_hex),
+        cmocka_unit_test(test_sha256_threads),
         cmocka_unit_test(test_parse_size_and_duration),
         cmocka_unit_test(test_files),
         cmocka_unit_test(test_cpu),

@@ -474,12 +474,20 @@ static void test_calib_roundtrip(void **state)
     char path[256];
     snprintf(path, sizeof path, "%s/test_nn_calib_%d.txt", VG_BINARY_DIR, (int)getpid());
     float v[3] = {1.5f, 0.25f, 100};
-    nn_calib c = {3, v};
+    unsigned char keep[3] = {1, 0, 1};
+    nn_calib c = {3, v, keep};
     assert_int_equal(nn_calib_save(path, &c, "test\nsecond line"), 0);
     nn_calib r;
     assert_int_equal(nn_calib_load(path, 3, &r), 0);
     CLOSE(r.amax[0], 1.5, 0);
     CLOSE(r.amax[2], 100, 0);
+    assert_non_null(r.f32_ops); /* the mixed-precision choice survives the round trip */
+    assert_memory_equal(r.f32_ops, keep, 3);
+    nn_calib_deinit(&r);
+    c.f32_ops = NULL; /* none kept: none read back */
+    assert_int_equal(nn_calib_save(path, &c, NULL), 0);
+    assert_int_equal(nn_calib_load(path, 3, &r), 0);
+    assert_null(r.f32_ops);
     nn_calib_deinit(&r);
     assert_int_equal(nn_calib_load(path, 4, &r), VG_EFORMAT); /* stale for another graph */
     unlink(path);
@@ -744,6 +752,94 @@ static void test_dnnl_ops(void **state)
     free(sh);
 }
 
+/* Mixed precision (nn_calib.f32_ops): a tiny-detector-like chain (conv, max pool, depthwise,
+ * pointwise, output conv) in an int8 or bf16 plan with every op kept in f32 is the f32 result;
+ * with the first and last convs kept, the reduced-precision ops in between run and the answer
+ * stays within their error. */
+static nn_graph *mixed_graph(const float *w, const float *b)
+{
+    nn_graph *g;
+    nn_graph_new("mixed", &g);
+    nn_act leaky = {NN_ACT_LEAKY, 0.1f};
+    int x = nn_graph_input(g, 18, 18, 3);
+    nn_conv c0 = {.kh = 3,
+                  .kw = 3,
+                  .cout = 16,
+                  .stride = 1,
+                  .pad = {.mode = NN_PAD_VALID},
+                  .weights = w,
+                  .bias = b,
+                  .sum = -1,
+                  .act = leaky};
+    x = nn_graph_conv(g, x, &c0);                                              /* 1: 16x16x16 */
+    x = nn_graph_pool(g, x, NN_POOL_MAX, 2, 2, (nn_pad){.mode = NN_PAD_SAME}); /* 2: 8x8 */
+    nn_conv dw = {.kh = 3,
+                  .kw = 3,
+                  .cout = 16,
+                  .stride = 1,
+                  .depthwise = 1,
+                  .pad = {.mode = NN_PAD_EXPLICIT, .t = 1, .l = 1, .b = 1, .r = 1},
+                  .weights = w + 500,
+                  .sum = -1};
+    x = nn_graph_conv(g, x, &dw); /* 3 */
+    nn_conv pw = {.kh = 1,
+                  .kw = 1,
+                  .cout = 32,
+                  .stride = 1,
+                  .pad = {.mode = NN_PAD_VALID},
+                  .weights = w + 700,
+                  .bias = b,
+                  .sum = -1,
+                  .act = leaky};
+    x = nn_graph_conv(g, x, &pw); /* 4 */
+    nn_conv c8 = {.kh = 1,
+                  .kw = 1,
+                  .cout = 10,
+                  .stride = 1,
+                  .pad = {.mode = NN_PAD_VALID},
+                  .weights = w + 1300,
+                  .bias = b,
+                  .sum = -1};
+    nn_graph_output(g, nn_graph_conv(g, x, &c8)); /* 5 */
+    return g;
+}
+
+static void test_dnnl_mixed_precision(void **state)
+{
+    (void)state;
+    float *w = rand_buf(2000, 11), *b = rand_buf(64, 12);
+    /* ranges from the reference backend over the test input, as `vigil models calibrate` does */
+    nn_graph *g = mixed_graph(w, b);
+    assert_int_equal(nn_graph_finish(g), 0);
+    int nt = nn_graph_n_tensors(g);
+    assert_int_equal(nt, 6);
+    float amax[6] = {0}, *in = rand_buf(18 * 18 * 3 * 3, 77);
+    float *out = calloc(10 * 8 * 8 * 3, sizeof(float));
+    nn_plan *ref;
+    nn_plan_opts ro = {.backend = NN_BACKEND_REF, .precision = NN_PREC_F32, .batch = 3};
+    assert_int_equal(nn_plan_new(g, &ro, &ref), 0);
+    assert_int_equal(nn_plan_run_observe(ref, in, 3, &out, amax), 0);
+    nn_plan_free(ref);
+    nn_graph_free(g);
+    free(in);
+    free(out);
+    unsigned char all[6] = {1, 1, 1, 1, 1, 1}, ends[6] = {0, 1, 0, 0, 0, 1};
+    nn_calib c = {6, amax, all};
+    if (nn_precision_check(NN_PREC_INT8) == 0) {
+        compare_backends(mixed_graph(w, b), NN_PREC_INT8, &c, 1e-5); /* every op f32: exact */
+        c.f32_ops = ends;
+        compare_backends(mixed_graph(w, b), NN_PREC_INT8, &c, 0.1);
+        c.f32_ops = all;
+    }
+    if (nn_precision_check(NN_PREC_BF16) == 0) {
+        compare_backends(mixed_graph(w, b), NN_PREC_BF16, &c, 1e-5);
+        c.f32_ops = ends;
+        compare_backends(mixed_graph(w, b), NN_PREC_BF16, &c, 0.05);
+    }
+    free(w);
+    free(b);
+}
+
 int main(void)
 {
     nn_set_threads(1); /* see test_face.c: tests run side by side */
@@ -765,6 +861,7 @@ int main(void)
         cmocka_unit_test(test_precision_names),
         cmocka_unit_test(test_maxpool_kernel),
         cmocka_unit_test(test_dnnl_ops),
+        cmocka_unit_test(test_dnnl_mixed_precision),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

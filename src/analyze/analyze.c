@@ -14,7 +14,8 @@
  * as there are replicas, so it never oversubscribes the cores; the evidence write in the
  * callback waits for an fsync and must not hold a worker while it does, so callbacks run on
  * finisher threads that mostly sleep; and the network threads only hash and look the cache up, so a
- * cached answer never queues behind inference.
+ * cached answer never queues behind inference. A hit whose caller records nothing (inline_hit)
+ * skips the finisher too: matching and the callback run on the caller's thread.
  */
 #include "analyze/analyze_int.h"
 
@@ -515,7 +516,10 @@ int analyze_submit(analyze_ctx *ctx, const analyze_request *req, int features_on
     }
     if (cache_lookup(ctx, job)) {
         job->cached = 1;
-        finisher_push(ctx, job);
+        if (req->inline_hit)
+            finish(ctx, job); /* frees job; done has run */
+        else
+            finisher_push(ctx, job);
         return VG_OK;
     }
     uint64_t deadline = req->deadline_ns;

@@ -113,6 +113,11 @@ typedef struct analyze_request {
     const char *profile_id; /* borrowed; optional: match only this profile */
     vg_level level;
     uint64_t deadline_ns; /* vg_now_ns() deadline; 0 = none. Past it: VG_ETIMEDOUT */
+    /* 1: on a cache hit, matching and done run on the calling thread, inside analyze_submit
+     * (which returns 0 after done returned). A hit then costs no hand-off to a finisher and
+     * back (two thread wake-ups, most of a hit's time over HTTP besides the hash). Only for a
+     * done that neither blocks nor waits (no evidence write): it delays the calling thread. */
+    int inline_hit;
 } analyze_request;
 
 typedef struct analyze_result {
@@ -204,7 +209,8 @@ void analyze_ctx_free(analyze_ctx *ctx);
 const char *analyze_model_version(const analyze_ctx *ctx);
 
 /* Completion of an asynchronous request, called exactly once from an analyze thread (never from
- * inside analyze_submit) with 0 or a VG_E* code; the result struct given to analyze_submit is
+ * inside analyze_submit, except for a cache hit of a request with inline_hit) with 0 or a VG_E*
+ * code; the result struct given to analyze_submit is
  * filled on success and zeroed on error. detail is NULL on success; on error it names the
  * reason for the reply (the deadline passed while queued, "server shutting down", the img limit
  * hit with its value, the decoder's damage report, ...): borrowed, valid during the call only.

@@ -403,8 +403,9 @@ static int get_plan(face_engine *e, face_net net, int size, int n, nn_precision 
     if (rc)
         return rc;
     nn_plan_opts po = {.backend = e->o.backend, .precision = prec, .batch = b, .wcache = wc};
-    if (prec == NN_PREC_INT8) {
+    if (prec != NN_PREC_F32) /* int8 scales; the ops kept in f32 (int8 and bf16) */
         po.calib = face_models_calib(e->m, net);
+    if (prec == NN_PREC_INT8) {
         if (!po.calib)
             return vg_err_set(VG_EUNSUPPORTED,
                               "no int8 calibration for the %s network (run `vigil models "
@@ -832,15 +833,19 @@ int face_calibrate(face_models *m, const face_image *imgs, size_t n, const char 
                  "calibrate`)\nmethod: max |activation| per tensor over the calibration inputs, "
                  "reference backend, f32\ninputs: %zu images, %zu faces\n%s",
                  face_net_name((face_net)i), n, faces, note ? note : "");
-        nn_calib c = {nt[i], amax[i]};
+        /* the ops kept in f32 (mixed precision) were chosen by measured error, not by the
+         * ranges: they carry over */
+        nn_calib c = {nt[i], amax[i], m->has_calib[i] ? m->calib[i].f32_ops : NULL};
         rc = nn_calib_save(path, &c, head);
     }
     /* the new ranges take effect for plans compiled from now on */
     for (int i = 0; i < FACE_NET_COUNT && !rc; i++) {
         if (!amax[i])
             continue;
+        unsigned char *keep = m->has_calib[i] ? m->calib[i].f32_ops : NULL;
+        m->calib[i].f32_ops = NULL;
         nn_calib_deinit(&m->calib[i]);
-        m->calib[i] = (nn_calib){nt[i], amax[i]};
+        m->calib[i] = (nn_calib){nt[i], amax[i], keep};
         m->has_calib[i] = 1;
         amax[i] = NULL;
     }

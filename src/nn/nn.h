@@ -237,11 +237,15 @@ int nn_precision_check(nn_precision p);
 typedef struct nn_calib {
     int n;       /* number of tensors (nn_graph_n_tensors) */
     float *amax; /* [n] */
+    /* [n] or NULL: 1 where the op producing tensor id runs in f32 inside an int8 or bf16 plan
+     * (its input converted, its output stored f32): mixed precision, the layers whose reduced
+     * precision moved the network's answers kept exact. */
+    unsigned char *f32_ops;
 } nn_calib;
 
 /* Reads/writes a calibration file (text: "# comments", then "tensors N", then "t<id> <amax>"
- * lines). Load returns VG_ENOTFOUND if the file is missing, VG_EFORMAT if it does not match
- * n_tensors. */
+ * lines, then optional "f32 t<id>" lines naming the ops kept in f32). Load returns VG_ENOTFOUND
+ * if the file is missing, VG_EFORMAT if it does not match n_tensors. */
 int nn_calib_load(const char *path, int n_tensors, nn_calib *out);
 int nn_calib_save(const char *path, const nn_calib *c, const char *header_comment);
 void nn_calib_deinit(nn_calib *c);
@@ -257,7 +261,7 @@ typedef struct nn_plan_opts {
     nn_backend backend;
     nn_precision precision;
     int batch;             /* 1..NN_MAX_BATCH */
-    const nn_calib *calib; /* borrowed; required for NN_PREC_INT8 */
+    const nn_calib *calib; /* borrowed; required for NN_PREC_INT8; bf16 uses its f32_ops */
     nn_wcache *wcache;     /* borrowed; optional (NULL: the plan keeps its own weights) */
 } nn_plan_opts;
 

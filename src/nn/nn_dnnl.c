@@ -300,6 +300,16 @@ static int wrap_mem(nn_dnnl_plan *d, dnnl_memory_t m, int code)
     return 0;
 }
 
+/* The precision op id runs in: the plan's, except an op the calibration keeps in f32 inside an
+ * int8 or bf16 plan (mixed precision: its input converted by a reorder, its output stored f32). */
+static nn_precision op_prec(const nn_plan *p, int id)
+{
+    const nn_calib *c = p->opts.calib;
+    if (p->opts.precision != NN_PREC_F32 && c && c->f32_ops && id < c->n && c->f32_ops[id])
+        return NN_PREC_F32;
+    return p->opts.precision;
+}
+
 static float quant_scale(const nn_plan *p, int id, int nonneg)
 {
     if (p->opts.precision != NN_PREC_INT8)
@@ -410,7 +420,7 @@ static int cached_weights(nn_plan *p, int op, int which, const dnnl_memory_desc_
 {
     nn_dnnl_plan *d = p->dnnl;
     nn_wcache *c = d->wc;
-    int key = which + 2 * (int)p->opts.precision;
+    int key = which + 2 * (int)op_prec(p, op);
     int rc = 0;
     pthread_mutex_lock(&c->mu);
     for (int i = 0; i < c->n; i++)
@@ -507,7 +517,7 @@ static dnnl_data_type_t act_dt(const nn_plan *p, int id, int nonneg)
 {
     if (is_output(p->g, id))
         return dnnl_f32;
-    switch (p->opts.precision) {
+    switch (op_prec(p, id)) {
     case NN_PREC_BF16:
         return dnnl_bf16;
     case NN_PREC_INT8:
@@ -533,7 +543,7 @@ static int plan_conv(nn_plan *p, int i, const int *last)
     tensor *src = &d->t[op->in0];
     int nonneg = act_nonneg(op->act);
     dnnl_data_type_t ddt = act_dt(p, i, nonneg);
-    nn_precision prec = p->opts.precision;
+    nn_precision prec = op_prec(p, i);
     dnnl_data_type_t sdt = prec == NN_PREC_BF16   ? dnnl_bf16
                            : prec == NN_PREC_INT8 ? (src->nonneg ? dnnl_u8 : dnnl_s8)
                                                   : dnnl_f32;

@@ -290,6 +290,7 @@ int nn_calib_load(const char *path, int n_tensors, nn_calib *out)
                           path, vg_strerror(rc));
     float *amax = vg_calloc((size_t)(n_tensors > 0 ? n_tensors : 1), sizeof *amax);
     char *seen = vg_calloc((size_t)(n_tensors > 0 ? n_tensors : 1), 1);
+    unsigned char *f32_ops = NULL;
     if (!amax || !seen) {
         vg_free(buf);
         vg_free(amax);
@@ -307,6 +308,19 @@ int nn_calib_load(const char *path, int n_tensors, nn_calib *out)
         float v;
         if (sscanf(line, "tensors %d", &declared) == 1)
             continue;
+        if (strncmp(line, "f32 ", 4) == 0) {
+            char end = 0;
+            if (sscanf(line, "f32 t%d%c", &id, &end) != 1 || id < 0 || id >= n_tensors) {
+                rc = vg_err_set(VG_EFORMAT, "%s: bad line '%.40s'", path, line);
+                break;
+            }
+            if (!f32_ops && !(f32_ops = vg_calloc((size_t)n_tensors, 1))) {
+                rc = vg_err_set(VG_ENOMEM, "out of memory");
+                break;
+            }
+            f32_ops[id] = 1;
+            continue;
+        }
         if (sscanf(line, "t%d %f", &id, &v) != 2 || id < 0 || id >= n_tensors || seen[id] ||
             !(v >= 0.0f) || !isfinite(v)) {
             rc = vg_err_set(VG_EFORMAT, "%s: bad line '%.40s'", path, line);
@@ -323,16 +337,18 @@ int nn_calib_load(const char *path, int n_tensors, nn_calib *out)
                         path, declared, n_tensors);
     if (rc) {
         vg_free(amax);
+        vg_free(f32_ops);
         return rc;
     }
     out->n = n_tensors;
     out->amax = amax;
+    out->f32_ops = f32_ops;
     return 0;
 }
 
 int nn_calib_save(const char *path, const nn_calib *c, const char *header_comment)
 {
-    size_t cap = 256 + (header_comment ? strlen(header_comment) * 2 : 0) + (size_t)c->n * 32;
+    size_t cap = 256 + (header_comment ? strlen(header_comment) * 2 : 0) + (size_t)c->n * 48;
     char *buf = vg_malloc(cap);
     if (!buf)
         return vg_err_set(VG_ENOMEM, "out of memory");
@@ -349,6 +365,9 @@ int nn_calib_save(const char *path, const nn_calib *c, const char *header_commen
     len += (size_t)snprintf(buf + len, cap - len, "tensors %d\n", c->n);
     for (int i = 0; i < c->n; i++)
         len += (size_t)snprintf(buf + len, cap - len, "t%d %.9g\n", i, (double)c->amax[i]);
+    for (int i = 0; c->f32_ops && i < c->n; i++)
+        if (c->f32_ops[i])
+            len += (size_t)snprintf(buf + len, cap - len, "f32 t%d\n", i);
     int rc = vg_write_file_atomic(path, buf, len);
     vg_free(buf);
     if (rc)
@@ -361,7 +380,9 @@ void nn_calib_deinit(nn_calib *c)
     if (!c)
         return;
     vg_free(c->amax);
+    vg_free(c->f32_ops);
     c->amax = NULL;
+    c->f32_ops = NULL;
     c->n = 0;
 }
 

@@ -1,6 +1,7 @@
 /* Tenant routes for analysis and the evidence it records: scans and matches. */
 #include "server/server_int.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 
@@ -151,7 +152,7 @@ void server__api_match_get(http_req *req, void *ud)
 
 /* ---- analyze --------------------------------------------------------------------------------- */
 
-static json_t *result_json(const analyze_result *r)
+json_t *server__result_json(const analyze_result *r)
 {
     const analyze_features *f = &r->features;
     json_t *faces = json_array();
@@ -201,6 +202,230 @@ static json_t *result_json(const analyze_result *r)
                                                "quality", f->pdq_quality)
                                    : json_null());
     return o;
+}
+
+/* The same answer written straight to text: what json_dumps(server__result_json(r),
+ * JSON_COMPACT) gives, byte for byte (jansson 2.14 keeps insertion order, writes integers with
+ * %lld and reals as %.17g with ".0" added when there is no '.' or 'e' and the exponent's '+'
+ * and leading zeros dropped), without building, dumping and freeing a tree of ~60 nodes: that
+ * was half of a cached answer's instructions besides the SHA-256. Where the tree would come
+ * out otherwise (a string needing escapes, a non-finite real, which jansson refuses), it
+ * returns VG_EUNSUPPORTED and the caller uses the tree. */
+typedef struct jtext {
+    char *p;
+    size_t n, cap;
+    int bad; /* out of memory, or a value this writer leaves to jansson */
+} jtext;
+
+static void jt_put(jtext *b, const char *s, size_t n)
+{
+    if (b->bad)
+        return;
+    if (b->n + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        while (cap < b->n + n + 1)
+            cap *= 2;
+        char *np = vg_realloc(b->p, cap);
+        if (!np) {
+            b->bad = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->n, s, n);
+    b->n += n;
+    b->p[b->n] = 0;
+}
+
+static void jt_lit(jtext *b, const char *s)
+{
+    jt_put(b, s, strlen(s));
+}
+
+/* A string jansson writes unescaped (printable ASCII but '"' and '\'), else bad. */
+static void jt_str(jtext *b, const char *s)
+{
+    for (const char *c = s; *c; c++)
+        if ((unsigned char)*c < 0x20 || (unsigned char)*c >= 0x7f || *c == '"' || *c == '\\')
+            b->bad = 1;
+    jt_put(b, "\"", 1);
+    jt_lit(b, s);
+    jt_put(b, "\"", 1);
+}
+
+static void jt_int(jtext *b, long long v)
+{
+    char t[32];
+    jt_put(b, t, (size_t)snprintf(t, sizeof t, "%lld", v));
+}
+
+static void jt_real(jtext *b, double v)
+{
+    char t[64];
+    if (!isfinite(v)) {
+        b->bad = 1;
+        return;
+    }
+    int n = snprintf(t, sizeof t, "%.17g", v);
+    if (n <= 0 || n >= (int)sizeof t - 3) {
+        b->bad = 1;
+        return;
+    }
+    char *e = strchr(t, 'e');
+    if (!strchr(t, '.') && !e) {
+        memcpy(t + n, ".0", 3);
+        n += 2;
+    } else if (e) { /* "1e+20" -> "1e20", "1e-05" -> "1e-5" */
+        char *start = e + 1, *end = start + 1;
+        if (*start == '-')
+            start++;
+        while (*end == '0')
+            end++;
+        if (end != start) {
+            memmove(start, end, strlen(end) + 1);
+            n = (int)strlen(t);
+        }
+    }
+    jt_put(b, t, (size_t)n);
+}
+
+static void jt_key(jtext *b, const char *k, int first)
+{
+    if (!first)
+        jt_put(b, ",", 1);
+    jt_str(b, k);
+    jt_put(b, ":", 1);
+}
+
+int server__result_text(const analyze_result *r, char **out, size_t *len)
+{
+    const analyze_features *f = &r->features;
+    char hex[2 * 32 + 1];
+    jtext b = {0};
+    jt_put(&b, "{", 1);
+    jt_key(&b, "scan_id", 1);
+    if (r->scan_id[0])
+        jt_str(&b, r->scan_id);
+    else
+        jt_lit(&b, "null");
+    vg_hex_encode(f->sha256, 32, hex);
+    jt_key(&b, "sha256", 0);
+    jt_str(&b, hex);
+    jt_key(&b, "width", 0);
+    jt_int(&b, (int)f->width);
+    jt_key(&b, "height", 0);
+    jt_int(&b, (int)f->height);
+    jt_key(&b, "format", 0);
+    jt_str(&b, f->format);
+    jt_key(&b, "faces_enabled", 0);
+    jt_lit(&b, f->faces_enabled ? "true" : "false");
+    jt_key(&b, "faces", 0);
+    jt_put(&b, "[", 1);
+    for (size_t i = 0; i < f->n_faces; i++) {
+        const analyze_face *fc = &f->faces[i];
+        jt_lit(&b, i ? ",{\"box\":[" : "{\"box\":[");
+        for (int k = 0; k < 4; k++) {
+            if (k)
+                jt_put(&b, ",", 1);
+            jt_real(&b, fc->box[k]);
+        }
+        jt_lit(&b, "],\"score\":");
+        jt_real(&b, fc->score);
+        jt_put(&b, "}", 1);
+    }
+    jt_lit(&b, "],\"matches\":[");
+    for (size_t i = 0; i < r->n_matches; i++) {
+        const analyze_match *m = &r->matches[i];
+        const char *region = NULL, *mech = analyze_match_mechanism(m, &region);
+        jt_lit(&b, i ? ",{" : "{");
+        jt_key(&b, "match_id", 1);
+        if (m->match_id[0])
+            jt_str(&b, m->match_id);
+        else
+            jt_lit(&b, "null");
+        jt_key(&b, "profile_id", 0);
+        jt_str(&b, m->profile_id);
+        jt_key(&b, "reference_id", 0);
+        jt_str(&b, m->reference_id);
+        jt_key(&b, "kind", 0);
+        jt_str(&b, vg_match_kind_name(m->kind));
+        jt_key(&b, "distance", 0);
+        jt_real(&b, m->distance);
+        jt_key(&b, "confidence", 0);
+        jt_real(&b, m->confidence);
+        jt_key(&b, "dihedral", 0);
+        if (m->dihedral >= 0)
+            jt_int(&b, m->dihedral);
+        else
+            jt_lit(&b, "null");
+        jt_key(&b, "face_index", 0);
+        if (m->face_index >= 0)
+            jt_int(&b, m->face_index);
+        else
+            jt_lit(&b, "null");
+        if (mech && *mech) {
+            jt_key(&b, "mechanism", 0);
+            jt_str(&b, mech);
+            if (region && *region) {
+                jt_key(&b, "region", 0);
+                jt_str(&b, region);
+            }
+        }
+        jt_put(&b, "}", 1);
+    }
+    const analyze_timings *t = &r->timings;
+    const struct {
+        const char *k;
+        uint64_t v;
+    } tv[] = {{"cache_us", t->cache_us},
+              {"decode_us", t->decode_us},
+              {"pdq_us", t->pdq_us},
+              {"detect_us", t->detect_us},
+              {"landmarks_us", t->landmarks_us},
+              {"descriptors_us", t->descriptors_us},
+              {"match_us", t->match_us},
+              {"store_us", t->store_us},
+              {"total_us", t->total_us}};
+    jt_lit(&b, "],\"timings\":{");
+    for (size_t i = 0; i < VG_ARRAY_LEN(tv); i++) {
+        jt_key(&b, tv[i].k, i == 0);
+        jt_int(&b, (long long)(json_int_t)tv[i].v);
+    }
+    jt_lit(&b, "},\"pdq\":");
+    if (f->has_pdq) {
+        pdq_hash h;
+        char ph[PDQ_HEX_BYTES];
+        memcpy(h.w, f->pdq, sizeof h.w);
+        jt_lit(&b, "{\"hash\":");
+        jt_str(&b, pdq_hash_to_hex(&h, ph));
+        jt_lit(&b, ",\"quality\":");
+        jt_int(&b, f->pdq_quality);
+        jt_put(&b, "}", 1);
+    } else {
+        jt_lit(&b, "null");
+    }
+    jt_put(&b, "}", 1);
+    if (b.bad) {
+        vg_free(b.p);
+        return VG_EUNSUPPORTED;
+    }
+    *out = b.p;
+    *len = b.n;
+    return VG_OK;
+}
+
+/* The analysis answer: the text writer, or the tree where it declines. */
+static void reply_result(http_req *req, int code, const analyze_result *r)
+{
+    char *text;
+    size_t len;
+    if (server__result_text(r, &text, &len) == VG_OK) {
+        http_reply_data(req, code, "application/json", text, len);
+        vg_free(text);
+    } else {
+        http_reply_json(req, code, server__result_json(r));
+    }
 }
 
 /* What to do with an analysis once it is done: record it as evidence (store=true, the default)
@@ -327,10 +552,8 @@ static void single_done(void *arg, int status, const char *detail)
 {
     an_job *j = arg;
     if (an_record_scan(j, status, detail) == VG_OK) {
-        json_t *o = result_json(&j->res);
-        int code = j->res.scan_id[0] ? 201 : 200;
+        reply_result(j->req, j->res.scan_id[0] ? 201 : 200, &j->res);
         analyze_result_free(&j->res);
-        http_reply_json(j->req, code, o);
     } else {
         server__reply_detail(j->req, j->status, j->detail);
     }
@@ -361,6 +584,11 @@ void server__api_analyze(http_req *req, void *ud)
         return;
     j->ar.bytes = in.images[0].data;
     j->ar.len = in.images[0].len;
+    /* A cached answer that records nothing is matched and answered on this network thread:
+     * single_done then replies and resumes before the handler returns, so the reply goes out
+     * at once (no finisher wake-up, no suspend/resume round trip). With store=true the evidence
+     * write waits for its commit, which must not hold a network thread. */
+    j->ar.inline_hit = !j->rec.store;
     http_req_defer(req);
     int rc = analyze_submit(s->an, &j->ar, 0, &j->res, single_done, j);
     if (rc != VG_OK) { /* not queued: done will not run */
@@ -379,7 +607,7 @@ static void batch_finish(an_batch *b)
         an_job *j = &b->jobs[i];
         json_t *item;
         if (j->status == VG_OK) {
-            item = result_json(&j->res);
+            item = server__result_json(&j->res);
             analyze_result_free(&j->res);
             ok++;
         } else {

@@ -105,6 +105,11 @@ json_t *server__hex(const uint8_t *bytes, size_t n);
 /* A PDQ hash as stored (the pdq_hash words' bytes) in the 64-hex form `vigil hash` and Meta's
  * tools print. New reference. */
 json_t *server__pdq_hex(const uint8_t bytes[VG_PDQ_BYTES]);
+/* An analysis answer as a tree (returns owned), and as compact text (*out owned, vg_free): the
+ * same bytes json_dumps(tree, JSON_COMPACT) gives; VG_EUNSUPPORTED where only the tree can say
+ * it (a string to escape, a non-finite real), VG_ENOMEM. */
+json_t *server__result_json(const analyze_result *r);
+int server__result_text(const analyze_result *r, char **out, size_t *len);
 /* Parses limit, cursor and since/until from the query into *o (strings borrowed from the
  * request). On a bad value replies 422 and returns nonzero. */
 int server__list_opts(http_req *req, store_list_opts *o);
