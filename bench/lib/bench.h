@@ -218,11 +218,19 @@ enum {
 };
 #define BENCH_OL_MAX_CONNECTIONS 65536
 
-/* Builds request i of class cls: a complete HTTP/1.1 keep-alive request, into scratch (the
- * connection's buffer, reset before each call) or pointing at immutable memory; valid until its
- * answer arrives. NULL fails the request (io). */
-typedef const uint8_t *(*bench_ol_build_fn)(void *arg, int cls, uint64_t i, bench_buf *scratch,
-                                            size_t *len);
+/* One request: data (len bytes, a complete HTTP/1.1 keep-alive request, borrowed, immutable
+ * until its answer arrives) sent with patch_len bytes of patch in place of its own at patch_off
+ * (what makes an image's bytes new without a per-connection copy of the body; 0: none). */
+#define BENCH_OL_PATCH_BYTES 32
+typedef struct bench_ol_req {
+    const uint8_t *data;
+    size_t len, patch_off, patch_len;
+    uint8_t patch[BENCH_OL_PATCH_BYTES];
+} bench_ol_req;
+
+/* Fills *out (zeroed) with request i of class cls; called from the generator's thread. A
+ * non-zero return fails the request (io). */
+typedef int (*bench_ol_build_fn)(void *arg, int cls, uint64_t i, bench_ol_req *out);
 
 typedef struct bench_ol_opts {
     uint16_t port;        /* on 127.0.0.1 */

@@ -279,20 +279,28 @@ static int build_requests(ol_cli *c)
     return VG_OK;
 }
 
-static const uint8_t *build(void *arg, int cls, uint64_t i, bench_buf *scratch, size_t *len)
+static int build(void *arg, int cls, uint64_t i, bench_ol_req *out)
 {
     ol_cli *c = arg;
-    switch (cls) {
-    case BENCH_OL_API: {
-        const bench_buf *b = &c->api[i % OL_N_API];
-        *len = b->len;
-        return (const uint8_t *)b->data;
+    const bench_buf *b;
+    if (cls == BENCH_OL_API)
+        b = &c->api[i % OL_N_API];
+    else if (cls == BENCH_OL_CACHED)
+        b = &c->cached[i % c->n_img].buf;
+    else {
+        const bench_req *r = &c->fresh[i % c->n_img];
+        b = &r->buf;
+        /* the tag bench__req_get writes: image 0 | run | sequence */
+        char hex[BENCH_UNIQUE_TAG_BYTES + 1];
+        snprintf(hex, sizeof hex, "%02x%04llx%010llx", 0, (unsigned long long)(c->run & 0xFFFF),
+                 (unsigned long long)(i & 0xFFFFFFFFFFull));
+        memcpy(out->patch, hex, BENCH_UNIQUE_TAG_BYTES);
+        out->patch_off = r->patch_off[0];
+        out->patch_len = BENCH_UNIQUE_TAG_BYTES;
     }
-    case BENCH_OL_CACHED:
-        return bench__req_get(&c->cached[i % c->n_img], 0, i, scratch, len);
-    default:
-        return bench__req_get(&c->fresh[i % c->n_img], c->run, i, scratch, len);
-    }
+    out->data = (const uint8_t *)b->data;
+    out->len = b->len;
+    return VG_OK;
 }
 
 static double ms(uint64_t ns)

@@ -28,6 +28,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,15 +119,15 @@ enum { C_DOWN = 0, C_CONNECTING, C_IDLE, C_BUSY };
 typedef struct ol_conn {
     int fd;
     int state;
-    int want_out;        /* EPOLLOUT registered */
-    uint64_t due_k;      /* requests handed to this connection so far */
-    uint64_t next_k;     /* the next of them to send (or to fail) */
-    uint64_t cur_i;      /* global index of the request in flight (C_BUSY) */
-    int cur_cls;         /* its class */
-    const uint8_t *req;  /* its bytes (borrowed from the callback) */
-    size_t req_len, off; /* bytes sent so far */
-    uint64_t retry_ns;   /* C_DOWN: reopen at this time */
-    bench_buf scratch;
+    int want_out;      /* EPOLLOUT registered */
+    uint64_t due_k;    /* requests handed to this connection so far */
+    uint64_t next_k;   /* the next of them to send (or to fail) */
+    uint64_t cur_i;    /* global index of the request in flight (C_BUSY) */
+    int cur_cls;       /* its class */
+    bench_ol_req req;  /* its bytes (borrowed from the build callback) and patch */
+    size_t off;        /* bytes of it sent so far */
+    uint64_t open_ns;  /* C_CONNECTING: since when */
+    uint64_t retry_ns; /* C_DOWN: reopen at this time */
     bench_http_parser parser;
 } ol_conn;
 
@@ -286,7 +287,41 @@ static int open_conn(ol_run *u, ol_conn *c, unsigned idx)
     c->fd = fd;
     c->want_out = 1;
     c->state = C_CONNECTING;
+    c->open_ns = mono_ns();
     u->r->connects++;
+    return 0;
+}
+
+/* Writes what the socket takes of c's request: the template with the patch bytes in place of
+ * its own at patch_off (three pieces, no copy of a large body per connection). Returns 0, or -1
+ * when the connection failed. */
+static int send_some(ol_conn *c)
+{
+    const bench_ol_req *q = &c->req;
+    while (c->off < q->len) {
+        const size_t po = q->patch_len ? q->patch_off : q->len;
+        const size_t pe = po + q->patch_len;
+        struct iovec iov[3];
+        int n = 0;
+        if (c->off < po)
+            iov[n++] = (struct iovec){(void *)(q->data + c->off), po - c->off};
+        if (c->off < pe) {
+            const size_t from = c->off > po ? c->off - po : 0;
+            iov[n++] = (struct iovec){(void *)(q->patch + from), q->patch_len - from};
+        }
+        const size_t rest = c->off > pe ? c->off : pe;
+        if (rest < q->len)
+            iov[n++] = (struct iovec){(void *)(q->data + rest), q->len - rest};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (w > 0) {
+            c->off += (size_t)w;
+            continue;
+        }
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return 0;
+        return -1;
+    }
     return 0;
 }
 
@@ -304,15 +339,13 @@ static void pump(ol_run *u, ol_conn *c, unsigned idx, uint64_t now)
             finish(u, cls, BENCH_OL_ERR_TIMEOUT, 0, 0);
             continue;
         }
-        bench_buf_reset(&c->scratch);
-        size_t len = 0;
-        const uint8_t *req = u->o->build(u->o->arg, cls, i, &c->scratch, &len);
-        if (!req) {
+        memset(&c->req, 0, sizeof c->req);
+        if (u->o->build(u->o->arg, cls, i, &c->req) != VG_OK || !c->req.data ||
+            c->req.patch_len > BENCH_OL_PATCH_BYTES ||
+            (c->req.patch_len && c->req.patch_off + c->req.patch_len > c->req.len)) {
             finish(u, cls, BENCH_OL_ERR_IO, 0, 0);
             continue;
         }
-        c->req = req;
-        c->req_len = len;
         c->off = 0;
         c->cur_i = i;
         c->cur_cls = cls;
@@ -324,19 +357,11 @@ static void pump(ol_run *u, ol_conn *c, unsigned idx, uint64_t now)
             u->r->max_send_lag_ns = late;
         if (c->next_k < c->due_k && c->due_k - c->next_k > u->r->max_queue)
             u->r->max_queue = c->due_k - c->next_k;
-        /* write as much as the socket takes; the rest on EPOLLOUT */
-        while (c->off < c->req_len) {
-            ssize_t w = send(c->fd, c->req + c->off, c->req_len - c->off, MSG_NOSIGNAL);
-            if (w > 0) {
-                c->off += (size_t)w;
-                continue;
-            }
-            if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-                break;
+        if (send_some(c) != 0) {
             conn_down(u, c, idx, BENCH_OL_ERR_IO, 0, now);
             return;
         }
-        set_out(u, c, idx, c->off < c->req_len);
+        set_out(u, c, idx, c->off < c->req.len);
     }
 }
 
@@ -358,15 +383,12 @@ static void on_event(ol_run *u, unsigned idx, uint32_t events, char *rbuf, uint6
         pump(u, c, idx, now);
         return;
     }
-    if (c->state == C_BUSY && (events & EPOLLOUT) && c->off < c->req_len) {
-        ssize_t w = send(c->fd, c->req + c->off, c->req_len - c->off, MSG_NOSIGNAL);
-        if (w > 0)
-            c->off += (size_t)w;
-        else if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+    if (c->state == C_BUSY && (events & EPOLLOUT) && c->off < c->req.len) {
+        if (send_some(c) != 0) {
             conn_down(u, c, idx, BENCH_OL_ERR_IO, 0, now);
             return;
         }
-        set_out(u, c, idx, c->off < c->req_len);
+        set_out(u, c, idx, c->off < c->req.len);
     }
     if (!(events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
         return;
@@ -413,6 +435,8 @@ static void scan(ol_run *u, uint64_t now)
             conn_down(u, c, idx, BENCH_OL_ERR_TIMEOUT, 0, now);
             u->r->reconnects++;
         }
+        if (c->state == C_CONNECTING && now > c->open_ns + timeout_ns)
+            conn_down(u, c, idx, BENCH_OL_ERR_CONNECT, 1, now); /* never accepted */
         if (c->state == C_DOWN && now >= c->retry_ns &&
             (c->next_k < c->due_k || u->dispatched < u->total)) {
             if (open_conn(u, c, idx) != 0) {
@@ -503,7 +527,6 @@ int bench_ol_run(const bench_ol_opts *o, bench_ol_result *out)
     epoll_ctl(u.ep, EPOLL_CTL_ADD, u.tfd, &tev);
     for (unsigned i = 0; i < o->connections; i++) {
         u.c[i].fd = -1;
-        bench_buf_init(&u.c[i].scratch);
     }
 
     /* Open every connection before t0 (those that fail are retried during the run, and their
@@ -590,7 +613,6 @@ out:
     if (u.c) {
         for (unsigned i = 0; i < o->connections; i++) {
             close_conn(&u, &u.c[i]);
-            bench_buf_deinit(&u.c[i].scratch);
         }
     }
     vg_free(u.c);
