@@ -45,10 +45,11 @@
 #define PDQ_MIN_RELIABLE_QUALITY 50 /* below this a hash is flagged unreliable for matching */
 #define PDQ_MIN_SIDE_PX 5           /* smaller images hash to all zeros with quality 0 */
 #define PDQ_COMPAT_MAX_SIDE_PX 512  /* the reference's resize threshold and target */
-/* Default short side the fast pipeline DCT-scales a JPEG down to; 0: no scaling, every pixel
- * the reference's grid picks is decoded exactly (a 1/8-scale decode drifted 12-40 bits on
- * large q80-q100 photos, issue 13). */
-#define PDQ_FAST_MIN_SIDE_PX 0
+/* Default short side pdq_hash_image_copies (the analysis pipeline) DCT-scales a large JPEG down
+ * to. pdq_hash_image's fast mode does not scale by default: every pixel the reference's grid
+ * picks is decoded exactly (a 1/8-scale decode drifted 12-40 bits on large q80-q100 photos,
+ * issue 13); the copy hashes on a full-resolution decode cost 2-4x and find other bars. */
+#define PDQ_FAST_MIN_SIDE_PX 128
 /* The float scratch of one hash is two planes of max(w, 64) * h floats; larger inputs are
  * refused (the pipelines never get near it: both hash at most 512x512). */
 #define PDQ_MAX_HASH_PIXELS ((uint64_t)1 << 25)
@@ -130,10 +131,10 @@ typedef struct pdq_image_opts {
     pdq_mode mode;
     unsigned flags;    /* PDQ_WANT_* */
     img_limits limits; /* decoder limits (bytes, pixels, dimensions) */
-    /* fast mode: a JPEG is DCT-scaled down while both sides stay >= this (0 = the default,
-     * PDQ_FAST_MIN_SIDE_PX: full resolution); about half the decode work at 1/8 on a q90
-     * photo, at the price of drift on fine detail; the hashed grid is the reference's
-     * whatever the value */
+    /* fast mode: a JPEG is DCT-scaled down while both sides stay >= this (0 = the default:
+     * full resolution for pdq_hash_image, PDQ_FAST_MIN_SIDE_PX for pdq_hash_image_copies);
+     * about half the decode work at 1/8 on a q90 photo, at the price of drift on fine
+     * detail; the hashed grid is the reference's whatever the value */
     uint32_t fast_min_side;
 } pdq_image_opts;
 
@@ -276,7 +277,8 @@ int pdq_copy_find_bars(const uint8_t *gray, uint32_t w, uint32_t h, size_t strid
  * that do not apply (no bars, not small) are left out. Errors: VG_EINVAL, VG_ENOMEM. */
 int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_set *out);
 
-/* pdq_hash_image (fast mode only) plus pdq_copy_hashes(what) on the same decode: what the
+/* pdq_hash_image (fast mode only, but a large JPEG DCT-scaled to PDQ_FAST_MIN_SIDE_PX unless
+ * fast_min_side says otherwise) plus pdq_copy_hashes(what) on the same decode: what the
  * analysis pipeline computes for copy detection. A large image whose trimmed content came out
  * under fast_min_side on its short side is decoded once more, larger, for the content's hash
  * (letterboxed screenshots; counted in decode_ns). copies borrowed, overwritten. Errors as both. */
