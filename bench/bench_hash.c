@@ -170,9 +170,9 @@ int main(int argc, char **argv)
     pdq_ctx *ctx = pdq_ctx_new();
     if (!ctx)
         return 1;
-    printf("cpu features: %s; pdq kernels: %s; fast min side: %u px\n\n", vg_cpu_describe(),
-           pdq_ctx_impl(ctx) == PDQ_IMPL_AVX2 ? "avx2" : "portable",
-           min_side ? min_side : PDQ_FAST_MIN_SIDE_PX);
+    printf("cpu features: %s; pdq kernels: %s; fast min side: %u px%s\n\n", vg_cpu_describe(),
+           pdq_ctx_impl(ctx) == PDQ_IMPL_AVX2 ? "avx2" : "portable", min_side,
+           min_side ? "" : " (full resolution)");
     printf("| file | mode | hashed | runs | decode median | decode P95 | hash median | hash P95 "
            "| total median | total P95 | CPU median | tjbench 1/8 | ratio |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");

@@ -542,10 +542,64 @@ static void test_smoke_quick_cache(void **state)
     bench_rmtree(dir);
 }
 
+/* The open-loop histogram: exact below 128 ns, within 0.8% above, the maximum exact. */
+static void test_hist_precision(void **state)
+{
+    (void)state;
+    bench_hist *h = malloc(sizeof *h);
+    assert_non_null(h);
+    bench_hist_init(h);
+    assert_int_equal(bench_hist_percentile(h, 0.5), 0);
+    for (uint64_t v = 1; v <= 100000; v++)
+        bench_hist_add(h, v * 1000); /* 1 us .. 100 ms, uniform */
+    assert_int_equal(h->n, 100000);
+    assert_int_equal(h->max, 100000000);
+    assert_int_equal(bench_hist_percentile(h, 1.0), 100000000);
+    const double qs[] = {0.5, 0.95, 0.99, 0.999};
+    for (size_t i = 0; i < sizeof qs / sizeof qs[0]; i++) {
+        const double want = qs[i] * 100000 * 1000, got = (double)bench_hist_percentile(h, qs[i]);
+        assert_true(fabs(got - want) / want <= 0.008);
+    }
+    bench_hist_init(h);
+    for (uint64_t v = 0; v < 128; v++)
+        bench_hist_add(h, v);
+    assert_int_equal(bench_hist_percentile(h, 0.5), 63); /* 64th smallest of 0..127 */
+    bench_hist_add(h, UINT64_MAX);                       /* clamps into the last bucket */
+    assert_int_equal(bench_hist_percentile(h, 1.0), UINT64_MAX);
+    bench_hist *g = malloc(sizeof *g);
+    assert_non_null(g);
+    bench_hist_init(g);
+    bench_hist_merge(g, h);
+    assert_int_equal(g->n, 129);
+    assert_int_equal(bench_hist_percentile(g, 0.5), 64);
+    free(g);
+    free(h);
+}
+
+/* The mix: classes follow the weights, zero weights never come up, the same index always gets
+ * the same class. */
+static void test_ol_class_mix(void **state)
+{
+    (void)state;
+    const unsigned w[BENCH_OL_CLASSES] = {90, 0, 10};
+    unsigned n[BENCH_OL_CLASSES] = {0};
+    for (uint64_t i = 0; i < 100000; i++)
+        n[bench_ol_class_of(w, i)]++;
+    assert_int_equal(n[BENCH_OL_CACHED], 0);
+    assert_true(n[BENCH_OL_API] > 89000 && n[BENCH_OL_API] < 91000);
+    assert_int_equal(bench_ol_class_of(w, 12345), bench_ol_class_of(w, 12345));
+    const unsigned zero[BENCH_OL_CLASSES] = {0};
+    assert_int_equal(bench_ol_class_of(zero, 7), BENCH_OL_API);
+    bench_ol_opts o = {0};
+    bench_ol_result r;
+    assert_int_equal(bench_ol_run(&o, &r), VG_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_percentiles),    cmocka_unit_test(test_summary_sorts),
+        cmocka_unit_test(test_hist_precision), cmocka_unit_test(test_ol_class_mix),
         cmocka_unit_test(test_histogram),      cmocka_unit_test(test_buf),
         cmocka_unit_test(test_svg_lines),      cmocka_unit_test(test_svg_bars),
         cmocka_unit_test(test_http_parser),    cmocka_unit_test(test_load_counts),

@@ -86,6 +86,8 @@ static void test_usage_errors(void **state)
                                   "hash --frobnicate " BRIDGE,
                                   "hash --mode " BRIDGE,
                                   "hash --mode slow " BRIDGE,
+                                  "hash --min-side big " BRIDGE,
+                                  "hash --min-side -1 " BRIDGE,
                                   "hash - - < " BRIDGE};
     for (size_t i = 0; i < VG_ARRAY_LEN(cases); i++) {
         vgt_run_result r = run_vigil(*state, cases[i]);
@@ -190,20 +192,24 @@ static void test_json(void **state)
     vgt_run_free(&r);
 }
 
-/* fast (default) is within 10 bits of the reference on the bridge photo. */
+/* fast (default, and DCT-scaled with --min-side) is within 10 bits of the reference on the
+ * bridge photo. */
 static void test_fast_default_close(void **state)
 {
-    vgt_run_result r = run_vigil(*state, "hash " BRIDGE);
-    assert_int_equal(r.status, 0);
-    assert_true(strlen(r.out) > 64 && r.out[64] == ',');
-    r.out[64] = '\0';
-    int d = 0;
-    for (int i = 0; i < 64; i++) {
-        char a[2] = {r.out[i], 0}, b[2] = {BRIDGE_HASH[i], 0};
-        d += __builtin_popcount((unsigned)(strtol(a, NULL, 16) ^ strtol(b, NULL, 16)));
+    static const char *const cmds[] = {"hash " BRIDGE, "hash --min-side 128 " BRIDGE};
+    for (size_t k = 0; k < VG_ARRAY_LEN(cmds); k++) {
+        vgt_run_result r = run_vigil(*state, cmds[k]);
+        assert_int_equal(r.status, 0);
+        assert_true(strlen(r.out) > 64 && r.out[64] == ',');
+        r.out[64] = '\0';
+        int d = 0;
+        for (int i = 0; i < 64; i++) {
+            char a[2] = {r.out[i], 0}, b[2] = {BRIDGE_HASH[i], 0};
+            d += __builtin_popcount((unsigned)(strtol(a, NULL, 16) ^ strtol(b, NULL, 16)));
+        }
+        assert_true(d <= 10);
+        vgt_run_free(&r);
     }
-    assert_true(d <= 10);
-    vgt_run_free(&r);
 }
 
 int main(void)

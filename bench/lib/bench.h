@@ -188,6 +188,93 @@ void bench_load_result_free(bench_load_result *r);
 /* Errors of any kind in a result (non-2xx, connection errors, timeouts). */
 uint64_t bench_load_errors(const bench_load_result *r);
 
+/* ---- open-loop load (bench_openloop.c) ------------------------------------------------------ */
+
+/* Latency histogram in HdrHistogram's layout: exact below 2^SUB_BITS ns, then 2^SUB_BITS
+ * buckets per power of two (0.8% relative precision) up to 2^41 ns (37 minutes; larger values
+ * land in the last bucket). Plain value (36 KiB): caller-allocated, bench_hist_init. */
+#define BENCH_HIST_SUB_BITS 7
+#define BENCH_HIST_BUCKETS ((41 - BENCH_HIST_SUB_BITS + 1) * (1 << BENCH_HIST_SUB_BITS))
+typedef struct bench_hist {
+    uint64_t n, sum, max;
+    uint64_t counts[BENCH_HIST_BUCKETS];
+} bench_hist;
+void bench_hist_init(bench_hist *h);
+void bench_hist_add(bench_hist *h, uint64_t v);
+void bench_hist_merge(bench_hist *dst, const bench_hist *src);
+/* The value at quantile q (0..1): the middle of the bucket holding the ceil(q n)-th smallest
+ * value, capped at the maximum; q >= 1 gives the exact maximum; 0 when empty. */
+uint64_t bench_hist_percentile(const bench_hist *h, double q);
+
+/* Request classes of the open-loop mix. */
+enum { BENCH_OL_API = 0, BENCH_OL_CACHED = 1, BENCH_OL_NEW = 2, BENCH_OL_CLASSES = 3 };
+/* How a due request ended (exactly one per request). */
+enum {
+    BENCH_OL_OK = 0,      /* 2xx */
+    BENCH_OL_ERR_CONNECT, /* its connection could not be opened */
+    BENCH_OL_ERR_TIMEOUT, /* no answer within timeout_ms of its due time (sent or not) */
+    BENCH_OL_ERR_IO,      /* reset or closed mid-response, malformed response */
+    BENCH_OL_ERR_STATUS,  /* a non-2xx answer */
+};
+#define BENCH_OL_MAX_CONNECTIONS 65536
+
+/* One request: data (len bytes, a complete HTTP/1.1 keep-alive request, borrowed, immutable
+ * until its answer arrives) sent with patch_len bytes of patch in place of its own at patch_off
+ * (what makes an image's bytes new without a per-connection copy of the body; 0: none). */
+#define BENCH_OL_PATCH_BYTES 32
+typedef struct bench_ol_req {
+    const uint8_t *data;
+    size_t len, patch_off, patch_len;
+    uint8_t patch[BENCH_OL_PATCH_BYTES];
+} bench_ol_req;
+
+/* Fills *out (zeroed) with request i of class cls; called from the generator's thread. A
+ * non-zero return fails the request (io). */
+typedef int (*bench_ol_build_fn)(void *arg, int cls, uint64_t i, bench_ol_req *out);
+
+typedef struct bench_ol_opts {
+    uint16_t port;        /* on 127.0.0.1 */
+    unsigned connections; /* keep-alive connections; request i goes to connection i mod N */
+    double rate;          /* requests per second offered: request i is due at t0 + i / rate */
+    uint64_t duration_ms; /* requests due in this window (rate * duration of them) */
+    uint32_t timeout_ms;  /* from the due time; also bounds the drain after the window */
+    unsigned weights[BENCH_OL_CLASSES]; /* the mix; request i's class: bench_ol_class_of */
+    bench_ol_build_fn build;            /* required */
+    void *arg;                          /* for build; borrowed */
+} bench_ol_opts;
+
+typedef struct bench_ol_counts {
+    uint64_t due; /* == ok + err_* after a run */
+    uint64_t ok, err_connect, err_timeout, err_io, err_status;
+} bench_ol_counts;
+
+typedef struct bench_ol_result {
+    double offered_rate, duration_s, elapsed_s; /* elapsed: the window plus the drain */
+    double ok_rate;                             /* ok / duration_s */
+    uint64_t sent;                              /* requests written to a socket */
+    uint64_t connects, connect_failures, reconnects;
+    uint64_t max_queue;       /* most requests waiting on one connection behind one in flight */
+    uint64_t max_send_lag_ns; /* latest send after its due time */
+    bench_ol_counts total, cls[BENCH_OL_CLASSES];
+    uint64_t status[600];                      /* non-2xx answers by code */
+    bench_hist lat, cls_lat[BENCH_OL_CLASSES]; /* ok answers, from the due time */
+} bench_ol_result;
+
+/* The class (BENCH_OL_*) of request i under the mix weights: a fixed hash of i, so runs are
+ * repeatable. All-zero weights give BENCH_OL_API. */
+int bench_ol_class_of(const unsigned weights[BENCH_OL_CLASSES], uint64_t i);
+/* Opens the connections, then offers the rate for the duration and waits for the answers (up to
+ * timeout_ms past the window). *out is overwritten (it is large: 150 KiB; allocate it). Raises
+ * RLIMIT_NOFILE to its hard limit. VG_EINVAL (bad options, too many connections for the
+ * open-files limit), VG_ENOMEM. Connection failures are results, not errors. */
+int bench_ol_run(const bench_ol_opts *o, bench_ol_result *out);
+/* err_connect + err_timeout + err_io + err_status. */
+uint64_t bench_ol_errors(const bench_ol_counts *k);
+
+/* `vigil bench openloop` (bench_ol_main.c): argv[0] is "openloop"; source_dir (borrowed) holds
+ * bench/images. Returns the exit status: 0 ran (missed targets are findings), 1 failed, 2 usage. */
+int bench_openloop_main(int argc, char **argv, const char *source_dir);
+
 /* ---- child processes ------------------------------------------------------------------------ */
 
 /* A free TCP port on 127.0.0.1 (bound and released; a race with other programs is possible and

@@ -20,6 +20,7 @@ static void usage(FILE *f)
 {
     fprintf(
         f, "usage: vigil bench [--quick] [--out DIR] [--only SECTIONS] [--images DIR]\n"
+           "       vigil bench openloop --help   (open-loop load against a running server)\n"
            "                   [--faces DIR] [--models DIR] [--iterations N] [--quiet]\n"
            "  --quick          reduced counts and durations (a few minutes)\n"
            "  --out DIR        where bench.json, bench.md and the SVG charts go\n"
@@ -54,6 +55,8 @@ static int bench_main(int argc, char **argv)
     o.images_dir = images;
     o.faces_dir = faces;
     o.models_dir = VG_DEFAULT_MODELS_DIR;
+    if (argc > 1 && !strcmp(argv[1], "openloop")) /* issue 13: open-loop load */
+        return bench_openloop_main(argc - 1, argv + 1, src);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;

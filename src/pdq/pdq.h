@@ -21,10 +21,12 @@
  * Two pipelines from encoded bytes (decoding goes through the img module):
  *   - PDQ_MODE_COMPAT: what Meta's pdq-photo-hasher does: full decode, EXIF ignored, images
  *     with a side over 512 px resized to 512x512 by nearest neighbour, then hashed;
- *   - PDQ_MODE_FAST (default): a DCT-scaled JPEG decode straight to grey (1/8 scale for photos
- *     of 1024 px and up on the short side), EXIF applied, sampled at the reference's own
- *     512x512 grid so the tent filter sees the reference's geometry; within a few bits of the
- *     reference (tests/test_pdq_images.c holds it to 10).
+ *   - PDQ_MODE_FAST (default): the JPEG's Y plane alone (no chroma, no colour conversion, no
+ *     RGB), EXIF applied, sampled at the reference's own 512x512 grid so the tent filter sees
+ *     the reference's pixels; within 8 bits of the reference on every image tried, large
+ *     photos included (tests/test_pdq_images.c holds it to 10). A DCT-scaled decode
+ *     (fast_min_side) is cheaper but averages away the fine detail the reference's
+ *     nearest-neighbour grid aliases, up to 70 bits off on fine textures (docs/BENCHMARKS.md).
  *
  * Thread-safety: a pdq_ctx is scratch memory owned by one thread at a time; everything else is
  * reentrant and uses no global state.
@@ -43,7 +45,11 @@
 #define PDQ_MIN_RELIABLE_QUALITY 50 /* below this a hash is flagged unreliable for matching */
 #define PDQ_MIN_SIDE_PX 5           /* smaller images hash to all zeros with quality 0 */
 #define PDQ_COMPAT_MAX_SIDE_PX 512  /* the reference's resize threshold and target */
-#define PDQ_FAST_MIN_SIDE_PX 128    /* default short side the fast pipeline decodes to */
+/* Default short side pdq_hash_image_copies (the analysis pipeline) DCT-scales a large JPEG down
+ * to. pdq_hash_image's fast mode does not scale by default: every pixel the reference's grid
+ * picks is decoded exactly (a 1/8-scale decode drifted 12-40 bits on large q80-q100 photos,
+ * issue 13); the copy hashes on a full-resolution decode cost 2-4x and find other bars. */
+#define PDQ_FAST_MIN_SIDE_PX 128
 /* The float scratch of one hash is two planes of max(w, 64) * h floats; larger inputs are
  * refused (the pipelines never get near it: both hash at most 512x512). */
 #define PDQ_MAX_HASH_PIXELS ((uint64_t)1 << 25)
@@ -125,8 +131,10 @@ typedef struct pdq_image_opts {
     pdq_mode mode;
     unsigned flags;    /* PDQ_WANT_* */
     img_limits limits; /* decoder limits (bytes, pixels, dimensions) */
-    /* fast mode: a JPEG is DCT-scaled down while both sides stay >= this (0 = the default,
-     * PDQ_FAST_MIN_SIDE_PX); the hashed grid is the reference's whatever the value */
+    /* fast mode: a JPEG is DCT-scaled down while both sides stay >= this (0 = the default:
+     * full resolution for pdq_hash_image, PDQ_FAST_MIN_SIDE_PX for pdq_hash_image_copies);
+     * about half the decode work at 1/8 on a q90 photo, at the price of drift on fine
+     * detail; the hashed grid is the reference's whatever the value */
     uint32_t fast_min_side;
 } pdq_image_opts;
 
@@ -269,7 +277,8 @@ int pdq_copy_find_bars(const uint8_t *gray, uint32_t w, uint32_t h, size_t strid
  * that do not apply (no bars, not small) are left out. Errors: VG_EINVAL, VG_ENOMEM. */
 int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_set *out);
 
-/* pdq_hash_image (fast mode only) plus pdq_copy_hashes(what) on the same decode: what the
+/* pdq_hash_image (fast mode only, but a large JPEG DCT-scaled to PDQ_FAST_MIN_SIDE_PX unless
+ * fast_min_side says otherwise) plus pdq_copy_hashes(what) on the same decode: what the
  * analysis pipeline computes for copy detection. A large image whose trimmed content came out
  * under fast_min_side on its short side is decoded once more, larger, for the content's hash
  * (letterboxed screenshots; counted in decode_ns). copies borrowed, overwritten. Errors as both. */

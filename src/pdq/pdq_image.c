@@ -10,10 +10,19 @@
  *     all-grey image is hashed as grey here too;
  *   - a side over 512 px: CImg's nearest-neighbour resize to 512x512 (img_resize_nearest).
  *
- * fast asks img for the luma plane alone at a DCT-scaled size whose short side is at least
- * fast_min_side (libjpeg-turbo then skips the chroma and most of the IDCT work), with EXIF
- * orientation applied, and samples it at the reference's own 512x512 nearest-neighbour grid
- * (see axis_taps), so the tent filter and decimation see the reference's geometry.
+ * fast asks img for the luma plane alone (libjpeg-turbo then skips the chroma IDCT, upsampling
+ * and colour conversion), with EXIF orientation applied, and samples it at the reference's own
+ * 512x512 nearest-neighbour grid (see axis_taps), so the tent filter and decimation see the
+ * reference's geometry. By default the plane is full resolution, so the grid picks exactly the
+ * reference's pixels: that grid aliases fine detail (stripes, ripples, stars, wood grain, the
+ * texture of a q100 photo), and a DCT-scaled decode, being an area average, cannot reproduce
+ * the aliasing; at 1/8 scale a 1920x1280 photo's pixel (8 px) is coarser than the grid's pitch
+ * (2.5-3.75 px) and large photos drifted 12-40 bits (issue 13; 1/2 scale still 36). Y instead
+ * of the reference's float luma of RGB costs at most 8 bits. fast_min_side > 0 brings the DCT
+ * scaling back for callers that prefer half the decode work to that accuracy, and
+ * pdq_hash_image_copies keeps it by default (PDQ_FAST_MIN_SIDE_PX): its copy hashes (bars,
+ * flips, crops) on a full-resolution plane cost 2-4x (Storm 1920x1280: 21.7M -> 78.9M
+ * instructions) and find other bars, a change for the copy-detection work to weigh.
  */
 #include "pdq/pdq_int.h"
 
@@ -310,9 +319,11 @@ static int hash_fast(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_ima
                      pdq_image_result *res, unsigned copy_what, pdq_copy_set *copies)
 {
     const uint64_t t0 = vg_now_ns();
-    const uint32_t min_side = opts->fast_min_side ? opts->fast_min_side : PDQ_FAST_MIN_SIDE_PX;
+    const uint32_t min_side =
+        opts->fast_min_side ? opts->fast_min_side : (copies ? PDQ_FAST_MIN_SIDE_PX : 0);
     /* The header first: an image the reference hashes at its own size (no side over 512) is
-     * decoded in full, every pixel hashed; a larger one is DCT-scaled. (A probe costs a few
+     * decoded in full, every pixel hashed; a larger one is DCT-scaled when min_side asks for
+     * it (by default it is not: see the top of this file). (A probe costs a few
      * microseconds, about 1% of decoding even a 256x256 JPEG.) */
     img_info info;
     int rc = img_probe(buf, len, &opts->limits, &info);
@@ -337,7 +348,7 @@ static int hash_fast(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_ima
         const uint64_t t1 = vg_now_ns();
         rc = pdq_copy_hashes(ctx, &im, copy_what, copies);
         res->hash_ns += vg_now_ns() - t1;
-        if (rc == VG_OK && big)
+        if (rc == VG_OK && big && min_side)
             rc = rehash_small_content(ctx, buf, len, &d, min_side, &im, copies, res);
     }
     img_image_free(&im);
