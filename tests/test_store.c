@@ -366,7 +366,7 @@ static void test_migrate_v5_video(void **state)
     store_scan_new sc = {.sha256 = sha, .n_matches = 1, .matches = &m};
 
     assert_int_equal(store_open(&c, &st), 0);
-    assert_int_equal(store_schema_version(st), 5);
+    assert_true(store_schema_version(st) >= 5);
     store_reference r;
     assert_int_equal(store_reference_get(st, t, old_ref, f->a, &r), 0);
     assert_false(r.is_video);
