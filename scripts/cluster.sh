@@ -96,7 +96,9 @@ start_node() { # index
   p=$(free_port)
   log="$dir/node$i.log"
   mkdir -p "$dir/node$i"
+  # every connection comes from nginx's address: no per-address limit
   "$vigil" serve --listen "127.0.0.1:$p" --data-dir "$dir/node$i" --database "$database" \
+    --max-connections-per-ip 0 \
     "${redis_args[@]}" "${admin_args[@]}" "${extra[@]}" >"$log.out" 2>"$log" &
   pids+=($!)
   for _ in $(seq 1200); do
