@@ -288,6 +288,13 @@ def main():
         step_sigkill(a.repo, st, nodes, key)
     finally:
         stop_cluster(p)
+        # A sanitizer build reports at exit into the node's log (the killed node has none).
+        for name in sorted(os.listdir(st["DIR"])):
+            if name.startswith("node") and name.endswith(".log"):
+                text = open(os.path.join(st["DIR"], name), errors="replace").read()
+                for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                               "runtime error:"):
+                    check(marker not in text, "%s reports '%s'" % (name, marker))
         if failures:
             print("it_cluster: logs kept in %s and %s" % (st["DIR"], log), file=sys.stderr)
         else:
