@@ -279,6 +279,14 @@ def main():
         return 77
     vigil = os.path.abspath(a.vigil)
     tmp = tempfile.mkdtemp(prefix="vigil-it-cluster.")
+    # A lag limit an idle node would cross between two polls is refused at start, by name.
+    r = subprocess.run([vigil, "serve", "--listen", "127.0.0.1:0", "--data-dir",
+                        os.path.join(tmp, "bad"), "--log-level", "error",
+                        "--index-sync-interval", "1s", "--index-max-lag", "1500ms"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+    check(r.returncode != 0 and "index_max_lag" in r.stdout,
+          "index_max_lag under two sync intervals was not refused: %d %s" % (
+              r.returncode, r.stdout[-300:]))
     p, st, log = start_cluster(vigil, a.repo, tmp)
     nodes = st["NODE_URLS"].split()
     try:

@@ -750,6 +750,49 @@ static void test_sync_applies_other_nodes_writes(void **state)
     fx_close(&fa);
 }
 
+/* A poll that cannot read the log (here: the table renamed away under it) is an error that
+ * leaves the node where it was: counted, the time since its last good poll keeps growing (what
+ * health turns not-ready on), and the next poll after the log is back applies what it missed. */
+static void test_sync_error_keeps_position(void **state)
+{
+    (void)state;
+    fx fa, fb;
+    fx_open(&fa, 0);
+    open_catalog(&fa, NULL);
+    node_open(&fb, &fa);
+    analyze_features x;
+    make_features(&x, 50, 0);
+    char idx[STORE_ID_MAX];
+    assert_int_equal(add_ref(&fa, &x, idx), VG_OK);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(fa.path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "ALTER TABLE changes RENAME TO changes_away", 0, 0, 0),
+                     SQLITE_OK);
+    catalog_sync_stats before, after;
+    catalog_sync_stats_get(fb.cat, &before);
+    usleep(20000);
+    size_t n = 9;
+    assert_int_not_equal(catalog_sync_poll(fb.cat, &n), VG_OK);
+    assert_int_equal(n, 0);
+    catalog_sync_stats_get(fb.cat, &after);
+    assert_int_equal(after.errors, 1);
+    assert_int_equal(after.applied_seq, before.applied_seq);
+    assert_true(after.since_poll_ms >= 20); /* not reset by the failed poll */
+    assert_false(index_finds(&fb, &x, idx));
+    assert_int_equal(sqlite3_exec(db, "ALTER TABLE changes_away RENAME TO changes", 0, 0, 0),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(catalog_sync_poll(fb.cat, &n), VG_OK);
+    assert_int_equal(n, 1);
+    assert_true(index_finds(&fb, &x, idx));
+    catalog_sync_stats_get(fb.cat, &after);
+    assert_int_equal(after.errors, 1);
+    assert_int_equal(after.applied_seq, after.head_seq);
+    free_features(&x);
+    node_close(&fb);
+    fx_close(&fa);
+}
+
 /* A node opened after others wrote builds its index from the tables and starts from the log's
  * head; a reference added and removed before a poll is never indexed; the sync thread applies
  * without being asked. */
@@ -806,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_video_reference_index),
         cmocka_unit_test(test_sync_applies_other_nodes_writes),
         cmocka_unit_test(test_sync_late_node_and_thread),
+        cmocka_unit_test(test_sync_error_keeps_position),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

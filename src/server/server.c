@@ -572,6 +572,14 @@ int server_open(const conf_settings *cfg, server **out)
     if (cfg->admin_key && *cfg->admin_key && strlen(cfg->admin_key) < SERVER_ADMIN_KEY_MIN_CHARS)
         return vg_err_set(VG_EINVAL, "admin_key is %zu characters; at least %d are required",
                           strlen(cfg->admin_key), SERVER_ADMIN_KEY_MIN_CHARS);
+    /* An idle node reads the log once per interval: a lag limit under two intervals would turn
+     * it not-ready between two polls with nothing to apply. */
+    if (cfg->index_max_lag_ms < 2 * cfg->index_sync_interval_ms)
+        return vg_err_set(VG_EINVAL,
+                          "index_max_lag (%llu ms) must be at least twice index_sync_interval "
+                          "(%llu ms)",
+                          (unsigned long long)cfg->index_max_lag_ms,
+                          (unsigned long long)cfg->index_sync_interval_ms);
     server *s = vg_calloc(1, sizeof(*s));
     if (!s)
         return VG_ENOMEM;
