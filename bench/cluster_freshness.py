@@ -17,6 +17,7 @@ Usage: bench/cluster_freshness.py [--vigil PATH] [--n 100] [--interval 100ms] [-
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def start(vigil, nodes, extra):
     for line in open(state):
         k, _, v = line.strip().partition("=")
         st[k] = v.strip('"')
-    return p, st
+    return p, st, tmp
 
 
 def pct(xs, q):
@@ -82,7 +83,7 @@ def matches(b, key, pid, ref, copy):
 def run(vigil, n, nodes, catch_up, interval):
     extra = ["--index-sync-interval", interval,
              "--index-sync-before-analysis", "true" if catch_up else "false"]
-    p, st = start(vigil, nodes, extra)
+    p, st, tmp = start(vigil, nodes, extra)
     try:
         urls = st["NODE_URLS"].split()
         a, b = urls[0], urls[1]
@@ -114,6 +115,7 @@ def run(vigil, n, nodes, catch_up, interval):
     finally:
         p.send_signal(signal.SIGTERM)
         p.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main():
