@@ -1,5 +1,7 @@
 # Entry points. Everything real lives in scripts/ and CMake; this file only names the steps.
 #   make run       set up (packages, weights), build, start the server on ./data
+#   make cluster   a shared database (a SQLite file), Redis, three vigil nodes and nginx on loopback
+#                  ports (scripts/cluster.sh; CLUSTER_ARGS="--database ..."); Ctrl-C stops all
 #   make test      set up, build twice (gcc release; clang ASan+UBSan+fuzzers), run every test
 #   make bench     set up, build, run the benchmark suite (results in docs/BENCHMARKS.md)
 #   make fuzz      long fuzzing runs (FUZZ_SECONDS per target, default 300)
@@ -14,7 +16,7 @@
 #   make fairness  one tenant floods (bombs, then more HD photos than fit): another tenant's
 #                  analyses still succeed within the deadline (FAIRNESS_SECONDS, default 20)
 #   make format    clang-format every C file in place
-.PHONY: all setup build run test bench fuzz format format-check loadtest clean soak fuzz-http \
+.PHONY: all setup build run cluster test bench fuzz format format-check loadtest clean soak fuzz-http \
 	soak-api overload diskfull fairness
 
 BUILD ?= build
@@ -31,6 +33,11 @@ build: setup
 
 run: build
 	@scripts/run.sh $(VIGIL)
+
+cluster:
+	@scripts/setup.sh cluster
+	@scripts/build.sh release $(BUILD)
+	@scripts/cluster.sh --vigil $(VIGIL) $(CLUSTER_ARGS)
 
 test:
 	@scripts/setup.sh test

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages Vigil needs (only the missing ones) and fetches the face models.
-# Usage: scripts/setup.sh [run|test|bench]   (the package set grows with the purpose)
+# Usage: scripts/setup.sh [run|cluster|test|bench]   (the package set grows with the purpose)
 # Idempotent and quiet when everything is already there, so every make target can call it.
 set -euo pipefail
 purpose=${1:-run}
@@ -15,16 +15,18 @@ build_pkgs="build-essential cmake clang pkg-config libturbojpeg0-dev libspng-dev
   libswscale-dev libavutil-dev nodejs npm curl ca-certificates python3"
 # prometheus: its promtool checks /metrics and the rules in deploy/prometheus; chromium (with a
 # font for its screenshots) opens the dashboard in tests/dashboard_chromium.py; ffmpeg makes the
-# edited videos of tests/video_robustness.py (and bench/video.sh's 1080p input).
-test_pkgs="redis-server git clang-format prometheus chromium fonts-dejavu-core ffmpeg"
+# edited videos of tests/video_robustness.py (and bench/video.sh's 1080p input). nginx-light is
+# the load balancer of `make cluster` and tests/it_cluster.py.
+test_pkgs="redis-server git clang-format prometheus chromium fonts-dejavu-core ffmpeg nginx-light"
 bench_pkgs="redis-server wrk hyperfine libjpeg-turbo-progs imagemagick python3-locust ffmpeg"
 
 want="$build_pkgs"
 case "$purpose" in
   run) ;;
+  cluster) want="$want redis-server nginx-light" ;;
   test) want="$want $test_pkgs" ;;
   bench) want="$want $test_pkgs $bench_pkgs" ;;
-  *) echo "setup.sh: unknown purpose '$purpose' (run|test|bench)" >&2; exit 2 ;;
+  *) echo "setup.sh: unknown purpose '$purpose' (run|cluster|test|bench)" >&2; exit 2 ;;
 esac
 
 missing=""

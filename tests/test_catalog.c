@@ -807,6 +807,205 @@ static void test_video_faces(void **state)
     fx_close(&f);
 }
 
+/* ---- several nodes: the change-log sync ------------------------------------------------------ */
+
+/* A second node on the same database file: its own store connections, index and catalog. */
+static void node_open(fx *b, const fx *a)
+{
+    memset(b, 0, sizeof *b);
+    memcpy(b->dir, a->dir, sizeof b->dir);
+    memcpy(b->path, a->path, sizeof b->path);
+    memcpy(b->tenant, a->tenant, sizeof b->tenant);
+    memcpy(b->profile, a->profile, sizeof b->profile);
+    store_up(b, 0);
+    b->a = vg_arena_new(0);
+    open_catalog(b, NULL);
+}
+
+static void node_close(fx *b)
+{
+    catalog_close(b->cat);
+    index_free(b->ix);
+    store_close(b->st);
+    vg_arena_free(b->a);
+}
+
+typedef struct key_seen {
+    int n;
+    char tenant[STORE_ID_MAX], key[STORE_ID_MAX];
+} key_seen;
+
+static void on_key(void *arg, const char *tenant, const char *key_id)
+{
+    key_seen *k = arg;
+    k->n++;
+    snprintf(k->tenant, sizeof k->tenant, "%s", tenant);
+    snprintf(k->key, sizeof k->key, "%s", key_id);
+}
+
+/* A reference added through node A matches on node B once B applied the log; a removal and a
+ * profile delete through A leave B's index and erase on B; a key revoked through A reaches B's
+ * key hook. A's own rows are skipped on A (its index already holds them). */
+static void test_sync_applies_other_nodes_writes(void **state)
+{
+    (void)state;
+    fx fa, fb;
+    fx_open(&fa, 0);
+    open_catalog(&fa, NULL);
+    node_open(&fb, &fa);
+    key_seen ka = {0}, kb = {0};
+    catalog_set_key_hook(fa.cat, on_key, &ka);
+    catalog_set_key_hook(fb.cat, on_key, &kb);
+
+    analyze_features x, y;
+    make_features(&x, 30, 1);
+    make_features(&y, 31, 0);
+    char idx[STORE_ID_MAX], idy[STORE_ID_MAX];
+    assert_int_equal(add_ref(&fa, &x, idx), VG_OK);
+    assert_int_equal(add_ref(&fa, &y, idy), VG_OK);
+    assert_false(index_finds(&fb, &x, idx)); /* not applied yet */
+    size_t n = 0;
+    assert_int_equal(catalog_sync_poll(fb.cat, &n), VG_OK);
+    assert_int_equal(n, 2);
+    assert_true(index_finds(&fb, &x, idx));
+    assert_true(index_finds(&fb, &y, idy));
+    assert_int_equal(index_refs(&fb), 2);
+    /* Applied again (A's own rows on A): nothing changes, nothing is counted twice. */
+    assert_int_equal(catalog_sync_poll(fa.cat, &n), VG_OK);
+    assert_int_equal(n, 2);
+    catalog_sync_stats sa;
+    catalog_sync_stats_get(fa.cat, &sa);
+    assert_int_equal(sa.skipped, 2);
+    assert_int_equal(sa.applied_seq, sa.head_seq);
+    assert_int_equal(index_refs(&fa), 2);
+    assert_int_equal(index_hits(&fa, &x), 1);
+    assert_int_equal(catalog_sync_poll(fb.cat, &n), VG_OK);
+    assert_int_equal(n, 0);
+
+    /* Removal through A: B stops matching and erases the image's cached features. */
+    assert_int_equal(catalog_reference_remove(fa.cat, fa.tenant, idx), VG_OK);
+    assert_true(index_finds(&fb, &x, idx));
+    assert_int_equal(catalog_sync_poll(fb.cat, &n), VG_OK);
+    assert_false(index_finds(&fb, &x, idx));
+    assert_int_equal(fb.erased, 1);
+    assert_memory_equal(fb.last_erased, x.sha256, 32);
+
+    /* Profile delete through A: B drops the rest and erases each reference's hash. */
+    assert_int_equal(catalog_profile_remove(fa.cat, fa.tenant, fa.profile, &n), VG_OK);
+    assert_int_equal(catalog_sync_poll(fb.cat, &n), VG_OK);
+    assert_int_equal(index_refs(&fb), 0);
+    assert_int_equal(fb.erased, 2);
+    assert_memory_equal(fb.last_erased, y.sha256, 32);
+
+    /* Key revoke (any node's store): every node's key hook hears of it. */
+    char key[STORE_ID_MAX];
+    uint8_t h[VG_SHA256_BYTES] = {1, 2, 3};
+    assert_int_equal(store_key_create(fa.st, fa.tenant, "k", h, key), VG_OK);
+    assert_int_equal(store_key_revoke(fa.st, fa.tenant, key), VG_OK);
+    assert_int_equal(catalog_sync_poll(fb.cat, &n), VG_OK);
+    assert_int_equal(kb.n, 1);
+    assert_string_equal(kb.tenant, fa.tenant);
+    assert_string_equal(kb.key, key);
+    assert_int_equal(catalog_sync_poll(fa.cat, &n), VG_OK);
+    assert_int_equal(ka.n, 1);
+    catalog_sync_stats sb;
+    catalog_sync_stats_get(fb.cat, &sb);
+    assert_int_equal(sb.applied_seq, sb.head_seq);
+    assert_int_equal(sb.lag_ms, 0);
+    assert_int_equal(sb.errors, 0);
+
+    free_features(&x);
+    free_features(&y);
+    node_close(&fb);
+    fx_close(&fa);
+}
+
+/* A poll that cannot read the log (here: the table renamed away under it) is an error that
+ * leaves the node where it was: counted, the time since its last good poll keeps growing (what
+ * health turns not-ready on), and the next poll after the log is back applies what it missed. */
+static void test_sync_error_keeps_position(void **state)
+{
+    (void)state;
+    fx fa, fb;
+    fx_open(&fa, 0);
+    open_catalog(&fa, NULL);
+    node_open(&fb, &fa);
+    analyze_features x;
+    make_features(&x, 50, 0);
+    char idx[STORE_ID_MAX];
+    assert_int_equal(add_ref(&fa, &x, idx), VG_OK);
+    sqlite3 *db;
+    assert_int_equal(sqlite3_open(fa.path, &db), SQLITE_OK);
+    assert_int_equal(sqlite3_exec(db, "ALTER TABLE changes RENAME TO changes_away", 0, 0, 0),
+                     SQLITE_OK);
+    catalog_sync_stats before, after;
+    catalog_sync_stats_get(fb.cat, &before);
+    usleep(20000);
+    size_t n = 9;
+    assert_int_not_equal(catalog_sync_poll(fb.cat, &n), VG_OK);
+    assert_int_equal(n, 0);
+    catalog_sync_stats_get(fb.cat, &after);
+    assert_int_equal(after.errors, 1);
+    assert_int_equal(after.applied_seq, before.applied_seq);
+    assert_true(after.since_poll_ms >= 20); /* not reset by the failed poll */
+    assert_false(index_finds(&fb, &x, idx));
+    assert_int_equal(sqlite3_exec(db, "ALTER TABLE changes_away RENAME TO changes", 0, 0, 0),
+                     SQLITE_OK);
+    sqlite3_close(db);
+    assert_int_equal(catalog_sync_poll(fb.cat, &n), VG_OK);
+    assert_int_equal(n, 1);
+    assert_true(index_finds(&fb, &x, idx));
+    catalog_sync_stats_get(fb.cat, &after);
+    assert_int_equal(after.errors, 1);
+    assert_int_equal(after.applied_seq, after.head_seq);
+    free_features(&x);
+    node_close(&fb);
+    fx_close(&fa);
+}
+
+/* A node opened after others wrote builds its index from the tables and starts from the log's
+ * head; a reference added and removed before a poll is never indexed; the sync thread applies
+ * without being asked. */
+static void test_sync_late_node_and_thread(void **state)
+{
+    (void)state;
+    fx fa, fb;
+    fx_open(&fa, 0);
+    open_catalog(&fa, NULL);
+    analyze_features x, y, z;
+    make_features(&x, 40, 0);
+    make_features(&y, 41, 0);
+    make_features(&z, 42, 0);
+    char idx[STORE_ID_MAX], idy[STORE_ID_MAX], idz[STORE_ID_MAX];
+    assert_int_equal(add_ref(&fa, &x, idx), VG_OK);
+    node_open(&fb, &fa); /* built with x */
+    assert_true(index_finds(&fb, &x, idx));
+    size_t n = 0;
+    assert_int_equal(catalog_sync_poll(fb.cat, &n), VG_OK);
+    assert_int_equal(n, 0);
+    /* Added and removed between two polls: B never indexes it. */
+    assert_int_equal(add_ref(&fa, &y, idy), VG_OK);
+    assert_int_equal(catalog_reference_remove(fa.cat, fa.tenant, idy), VG_OK);
+    assert_int_equal(catalog_sync_poll(fb.cat, &n), VG_OK);
+    assert_int_equal(n, 2);
+    assert_int_equal(index_refs(&fb), 1);
+
+    assert_int_equal(catalog_sync_start(fb.cat, CATALOG_SYNC_MIN_INTERVAL_MS), VG_OK);
+    assert_int_equal(catalog_sync_start(fb.cat, CATALOG_SYNC_MIN_INTERVAL_MS), VG_EINVAL);
+    assert_int_equal(add_ref(&fa, &z, idz), VG_OK);
+    catalog_sync_wake(fb.cat);
+    /* Eventually (no timing assertion: the thread polls every 10 ms; 30 s is a hang). */
+    for (int i = 0; i < 3000 && !index_finds(&fb, &z, idz); i++)
+        usleep(10000);
+    assert_true(index_finds(&fb, &z, idz));
+    catalog_sync_stop(fb.cat);
+    free_features(&x);
+    free_features(&y);
+    free_features(&z);
+    node_close(&fb);
+    fx_close(&fa);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -820,6 +1019,9 @@ int main(void)
         cmocka_unit_test(test_video_reference_index),
         cmocka_unit_test(test_cross_media),
         cmocka_unit_test(test_video_faces),
+        cmocka_unit_test(test_sync_applies_other_nodes_writes),
+        cmocka_unit_test(test_sync_late_node_and_thread),
+        cmocka_unit_test(test_sync_error_keeps_position),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

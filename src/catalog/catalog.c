@@ -38,7 +38,18 @@ struct catalog {
     void *erase_arg;
     pthread_rwlock_t stripes[CATALOG__LOCK_STRIPES];
     catalog__videos *videos; /* every tenant's video index (catalog_video.c) */
+    catalog__sync *sync;     /* change-log sync (catalog_sync.c) */
 };
+
+struct index_db *catalog__index_of(catalog *c)
+{
+    return c->ix;
+}
+
+catalog__sync *catalog__sync_of(catalog *c)
+{
+    return c->sync;
+}
 
 catalog__videos *catalog__videos_of(catalog *c)
 {
@@ -57,7 +68,7 @@ index_db *catalog__index_of(catalog *c)
 
 /* ---- locks ---------------------------------------------------------------------------------- */
 
-static pthread_rwlock_t *catalog__stripe(catalog *c, const char *tenant_id)
+pthread_rwlock_t *catalog__stripe(catalog *c, const char *tenant_id)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (const char *p = tenant_id ? tenant_id : ""; *p; p++)
@@ -68,7 +79,7 @@ static pthread_rwlock_t *catalog__stripe(catalog *c, const char *tenant_id)
 /* ---- index mirroring ------------------------------------------------------------------------ */
 
 /* Adds a stored reference's hashes and descriptors, exactly as the store holds them. */
-static int catalog__index_add(index_db *ix, const store_reference *r)
+int catalog__index_add(index_db *ix, const store_reference *r)
 {
     int rc = VG_OK;
     /* byte-identical copies are reported as exact matches: the SHA-256 goes with the PDQ add
@@ -113,15 +124,26 @@ int catalog_open(store *st, index_db *ix, catalog **out)
     for (size_t i = 0; i < CATALOG__LOCK_STRIPES; i++)
         pthread_rwlock_init(&c->stripes[i], &attr);
     pthread_rwlockattr_destroy(&attr);
+    /* The change log's head before the build: every change after it is applied by the sync
+     * (again, for those the build already saw: applying is idempotent), so none falls between
+     * the build's snapshot and the first poll. */
+    int64_t head = 0;
+    int rc = store_changes_head(st, &head);
+    if (rc != VG_OK) {
+        catalog_close(c);
+        return rc;
+    }
     /* One multi-index build per tenant at the end instead of one per 1/8 of growth. */
     index_bulk_begin(ix);
-    int rc = store_reference_foreach_index(st, NULL, catalog__build_cb, c);
+    rc = store_reference_foreach_index(st, NULL, catalog__build_cb, c);
     int brc = index_bulk_end(ix);
     if (rc == VG_OK && brc != VG_OK)
         VG_WARN("catalog", "index: %s (searches of that tenant scan flat until its next rebuild)",
                 vg_err_msg());
     if (rc == VG_OK)
         rc = catalog__videos_open(st, &c->videos);
+    if (rc == VG_OK)
+        rc = catalog__sync_new(c, head, &c->sync);
     if (rc != VG_OK) {
         catalog_close(c);
         return rc;
@@ -134,6 +156,7 @@ void catalog_close(catalog *c)
 {
     if (!c)
         return;
+    catalog__sync_free(c->sync); /* its thread applies through everything below */
     for (size_t i = 0; i < CATALOG__LOCK_STRIPES; i++)
         pthread_rwlock_destroy(&c->stripes[i]);
     catalog__videos_close(c->videos);
@@ -146,7 +169,7 @@ void catalog_set_erase_hook(catalog *c, catalog_erase_fn fn, void *arg)
     c->erase_arg = arg;
 }
 
-static void catalog__erase(catalog *c, const char *tenant_id, const uint8_t sha256[32])
+void catalog__erase(catalog *c, const char *tenant_id, const uint8_t sha256[32])
 {
     if (c->erase)
         c->erase(c->erase_arg, tenant_id, sha256);

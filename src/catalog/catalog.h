@@ -18,10 +18,12 @@
  * (a profile delete never interleaves with a reference add of the same tenant), so the index is
  * what the store says after every call returns.
  *
- * Later (not built yet): the store moves behind an interface with a PostgreSQL backend, and each
- * node keeps its index in sync from a change log in the database. The log will be written by
- * these same calls and applied here (index update + erase hook) on every other node, which is
- * why nothing else may write references or update the index.
+ * Several nodes, one database (docs/SCALING.md): the store writes a change-log row in the
+ * transaction of every reference add or remove, profile remove and key revoke, and each node
+ * applies the rows after the last one it applied (catalog_sync_*: index update + erase hook,
+ * key hook), woken by the store or polling. Applying is idempotent, so a node's own writes,
+ * already applied by the calls above, are skipped when their rows come by. This is why nothing
+ * else may write references or update the index.
  *
  * Ownership: catalog_open borrows the store and the index (they outlive the catalog). A catalog
  * is shared by all threads; every call is thread-safe. Ids and strings are borrowed. tenant_id
@@ -58,6 +60,53 @@ void catalog_close(catalog *c);
  * thread. Set once, before the catalog is shared between threads; fn NULL clears it. */
 typedef void (*catalog_erase_fn)(void *arg, const char *tenant_id, const uint8_t sha256[32]);
 void catalog_set_erase_hook(catalog *c, catalog_erase_fn fn, void *arg);
+
+/* ---- several nodes: the change-log sync ------------------------------------------------------ */
+
+/* Called when a change-log row says a key of tenant_id was revoked (on any node, this one
+ * included): the server forgets the tenant's cached keys. Runs on the sync thread. Set once,
+ * before catalog_sync_start; fn NULL clears it. */
+typedef void (*catalog_key_fn)(void *arg, const char *tenant_id, const char *key_id);
+void catalog_set_key_hook(catalog *c, catalog_key_fn fn, void *arg);
+
+/* Least and default poll interval of the sync thread. */
+#define CATALOG_SYNC_MIN_INTERVAL_MS 10
+#define CATALOG_SYNC_DEFAULT_INTERVAL_MS 100
+
+/* Applies every change-log row after the last applied one, in seq order, now, on the calling
+ * thread (polls are serialised with the sync thread's). Rows of this node's own writes are
+ * skipped (already applied); a reference added and removed before the poll is skipped too.
+ * *n_applied (may be NULL) gets the rows read. On a store error (VG_EBUSY, VG_ESTORE ...) the
+ * rows before the failing one stay applied and the next poll retries from there. Thread-safe. */
+int catalog_sync_poll(catalog *c, size_t *n_applied);
+/* Read-your-writes across nodes: reads the log's head (one indexed read) and, when this node
+ * has not applied it yet, polls (catalog_sync_poll) before returning, so a search that starts
+ * afterwards sees every change any node committed before the call. Errors as the poll's; the
+ * caller may go on with the index as it is. Thread-safe. */
+int catalog_sync_catch_up(catalog *c);
+/* Starts the sync thread: a poll every interval_ms (>= CATALOG_SYNC_MIN_INTERVAL_MS) and at
+ * each catalog_sync_wake. Stopped by catalog_close. VG_EINVAL when already started. */
+int catalog_sync_start(catalog *c, uint64_t interval_ms);
+/* Stops and joins the sync thread (hooks are called no more once it returns); it cannot be
+ * started again. A no-op when not running. catalog_close calls it. */
+void catalog_sync_stop(catalog *c);
+/* Wakes the sync thread for a poll now (the store's wake hook: store_set_wake_hook(st,
+ * catalog_sync_wake, c)). Safe from any thread; a no-op before catalog_sync_start. */
+void catalog_sync_wake(void *catalog);
+
+typedef struct catalog_sync_stats {
+    int64_t applied_seq; /* last change-log row applied */
+    int64_t head_seq;    /* last row in the log at the latest poll */
+    uint64_t applied;    /* rows applied (own writes skipped included) */
+    uint64_t skipped;    /* of those, rows already applied on this node */
+    uint64_t polls, wakeups;
+    uint64_t errors;       /* polls that stopped on a store or index error */
+    uint64_t catch_ups;    /* catalog_sync_catch_up calls that found the node behind */
+    int64_t lag_ms;        /* age of the oldest row known and not applied yet; 0 if none */
+    int64_t since_poll_ms; /* since the last poll that reached the head (or catalog_open) */
+} catalog_sync_stats;
+/* A consistent copy of the counters. Thread-safe. */
+void catalog_sync_stats_get(catalog *c, catalog_sync_stats *out);
 
 /* ---- references ---------------------------------------------------------------------------- */
 

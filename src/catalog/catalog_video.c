@@ -246,6 +246,26 @@ int catalog__videos_add(catalog__videos *v, const char *tenant_id, const char *p
     return rc;
 }
 
+int catalog__videos_has(catalog__videos *v, const char *tenant_id, const char *reference_id)
+{
+    catalog__vix *x = vix_get(v, tenant_id, 0);
+    if (!x)
+        return 0;
+    int found = 0;
+    pthread_rwlock_rdlock(&x->lock);
+    for (size_t i = 0; !found && i < x->n; i++)
+        found = strcmp(x->refs[i], reference_id) == 0;
+    pthread_rwlock_unlock(&x->lock);
+    return found;
+}
+
+int catalog__videos_reload(catalog__videos *v, store *st, const char *tenant_id)
+{
+    if (!vix_get(v, tenant_id, 1))
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    return catalog__videos_rebuild(v, st, tenant_id);
+}
+
 int catalog__videos_rebuild(catalog__videos *v, store *st, const char *tenant_id)
 {
     catalog__vix *x = vix_get(v, tenant_id, 0);

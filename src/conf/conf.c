@@ -133,6 +133,11 @@ static const conf_def rows[] = {
     {"video_face_gap_s", CONF_FLOAT, "5", "frames of one matched person closer than this (s) form one time range", NULL, 0, 3600, 0, F(video_face_gap_s)},
     {"video_face_max_frames", CONF_INT, "240", "frames of one video searched for faces (each up to 416 px square in memory); later frames are not, counted in vigil_video_limit_hits_total{limit=\"face_frames\"}", NULL, 1, 100000, 0, F(video_face_max_frames)},
     {"fault_video_job_delay_ms", CONF_INT, "0", "TEST ONLY: a video job sleeps this long after it starts running (ms)", NULL, 0, 600000, 0, F(fault_video_job_delay_ms)},
+    /* several nodes, one database (docs/SCALING.md) */
+    {"database", CONF_STRING, "", "the database: a SQLite file several nodes on one host may share (empty: <data_dir>/vigil.db)", NULL, 0, 0, 0, F(database)},
+    {"index_sync_interval", CONF_DURATION, "100ms", "how often a node reads the change log to apply other nodes' reference adds, removes and key revokes", NULL, 10, 60000, 0, F(index_sync_interval_ms)},
+    {"index_sync_before_analysis", CONF_BOOL, "true", "an analysis first applies change-log rows its node has not applied yet (one indexed read of the log head per request), so it matches what any node acknowledged before it began", NULL, 0, 0, 0, F(index_sync_before_analysis)},
+    {"index_max_lag", CONF_DURATION, "5s", "health turns not-ready while the oldest unapplied change-log row is older than this, or the log was not read for this long (at least twice index_sync_interval)", NULL, 100, 3600000, 0, F(index_max_lag_ms)},
     /* test-only fault injection (never in production) */
     {"fault_analysis_error_rate", CONF_FLOAT, "0", "TEST ONLY: share of computed images failed on purpose (0..1)", NULL, 0, 1, 0, F(fault_analysis_error_rate)},
     {"fault_stage_delay_ms", CONF_INT, "0", "TEST ONLY: sleep this long before each computed image's decode (ms)", NULL, 0, 60000, 0, F(fault_stage_delay_ms)},

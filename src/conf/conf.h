@@ -161,6 +161,11 @@ typedef struct conf_settings {
     double video_face_gap_s;
     int64_t video_face_max_frames;
     int64_t fault_video_job_delay_ms;
+    /* several nodes, one database */
+    char *database;                  /* "" = <data_dir>/vigil.db */
+    uint64_t index_sync_interval_ms; /* change-log poll */
+    uint64_t index_max_lag_ms;       /* readiness limit on the sync lag */
+    int index_sync_before_analysis;  /* read-your-writes across nodes */
     /* where each value came from, by table index (for the start-up log and tests) */
     unsigned char source[192];
 } conf_settings;

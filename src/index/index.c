@@ -377,6 +377,22 @@ int index_set_sha256(index_db *ix, const char *tenant, const char *reference,
     return rc;
 }
 
+int index_has_reference(index_db *ix, const char *tenant, const char *reference)
+{
+    if (index__check_id("tenant", tenant) || index__check_id("reference", reference))
+        return 0;
+    index__shard *sh = index__shard_find(ix, tenant);
+    if (!sh)
+        return 0;
+    pthread_mutex_lock(&sh->write_mutex);
+    index__view *v = sh->cur;
+    uint32_t r =
+        index__map_find(&sh->ref_map, reference, index__hash_str(reference), index__ref_key, v);
+    int alive = r != INDEX__NONE && index__ref_alive(&v->refs[r]);
+    pthread_mutex_unlock(&sh->write_mutex);
+    return alive;
+}
+
 /* ---- stats ---------------------------------------------------------------------------------- */
 
 /* Under write_mutex: the writer-side counts are consistent there. */

@@ -143,6 +143,9 @@ int index_set_sha256(index_db *ix, const char *tenant, const char *reference,
 
 /* Remove every entry of a reference / of every reference of a profile / everything of a tenant.
  * Visible to every query that starts after the call returns. VG_ENOTFOUND when absent. */
+/* 1 when the tenant has this live reference in the index, else 0 (also for bad ids). The
+ * catalog's change-log sync asks it to skip a change the node already applied itself. */
+int index_has_reference(index_db *ix, const char *tenant, const char *reference);
 int index_remove_reference(index_db *ix, const char *tenant, const char *reference);
 int index_remove_profile(index_db *ix, const char *tenant, const char *profile);
 int index_remove_tenant(index_db *ix, const char *tenant);

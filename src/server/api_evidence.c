@@ -560,6 +560,16 @@ static void single_done(void *arg, int status, const char *detail)
     http_req_resume(j->req);
 }
 
+/* Several nodes (docs/SCALING.md): before matching, apply what other nodes committed and this
+ * one has not applied yet, so an analysis sent right after a reference add answered by another
+ * node matches it. A failure is not the analysis's: it matches against the index as it is, and
+ * the sync thread retries. */
+static void index_catch_up(server *s)
+{
+    if (s->cfg->index_sync_before_analysis && s->cat && catalog_sync_catch_up(s->cat) != VG_OK)
+        VG_WARN("server", "index catch-up before an analysis: %s", vg_err_msg());
+}
+
 void server__api_analyze(http_req *req, void *ud)
 {
     server *s = ud;
@@ -567,6 +577,7 @@ void server__api_analyze(http_req *req, void *ud)
         server__unavailable(req, "analyze");
         return;
     }
+    index_catch_up(s);
     if (server__video_analyze(s, req) != 0) /* a video: answered, now or by a video worker */
         return;
     srv_input in;
@@ -644,6 +655,7 @@ void server__api_analyze_batch(http_req *req, void *ud)
         server__unavailable(req, "analyze");
         return;
     }
+    index_catch_up(s);
     if (!http_content_type_is(http_req_header(req, "Content-Type"), "multipart/form-data")) {
         http_reply_error(req, 415, NULL, "a batch is multipart/form-data with 'image' parts");
         return;

@@ -129,6 +129,15 @@ static void cache_purge(void *arg, const char *tenant, const uint8_t sha256[32])
     analyze_cache_purge(s->an, tenant, sha256);
 }
 
+/* The catalog's key hook: a key revoked on any node is forgotten here within one sync poll (the
+ * revoking node already forgot it before answering). */
+static void sync_key_revoked(void *arg, const char *tenant, const char *key_id)
+{
+    server *s = arg;
+    (void)key_id;
+    http_keycache_forget_tenant(s->kc, tenant);
+}
+
 /* ---- observation: request metrics (the access log line is the http module's) ---------------- */
 
 /* The ops route class of a route template: analysis (images in), monitoring and static (not in
@@ -247,6 +256,27 @@ static obs_health_status check_index(void *ctx, char *msg, size_t n)
     return s->ix ? OBS_HEALTH_OK : OBS_HEALTH_FAILING;
 }
 
+/* Not ready while this node's index trails the shared change log by more than index_max_lag
+ * (or cannot read it): a load balancer then sends its requests to nodes that would match a
+ * reference added elsewhere. */
+static obs_health_status check_index_sync(void *ctx, char *msg, size_t n)
+{
+    server *s = ctx;
+    if (!s->cat) {
+        snprintf(msg, n, "no catalog");
+        return OBS_HEALTH_FAILING;
+    }
+    catalog_sync_stats ss;
+    catalog_sync_stats_get(s->cat, &ss);
+    long long behind = ss.head_seq > ss.applied_seq ? (long long)(ss.head_seq - ss.applied_seq) : 0;
+    snprintf(msg, n, "seq %lld, lag %lld ms, %lld entries behind, log read %lld ms ago",
+             (long long)ss.applied_seq, (long long)ss.lag_ms, behind, (long long)ss.since_poll_ms);
+    uint64_t limit = s->cfg->index_max_lag_ms;
+    if ((uint64_t)ss.lag_ms > limit || (uint64_t)ss.since_poll_ms > limit)
+        return OBS_HEALTH_FAILING;
+    return OBS_HEALTH_OK;
+}
+
 static obs_health_status check_analysis(void *ctx, char *msg, size_t n)
 {
     server *s = ctx;
@@ -359,6 +389,8 @@ static int open_obs(server *s)
         rc = obs_health_register(s->health, "database", check_database, s);
     if (rc == VG_OK)
         rc = obs_health_register(s->health, "index", check_index, s);
+    if (rc == VG_OK)
+        rc = obs_health_register(s->health, "index_sync", check_index_sync, s);
     if (rc == VG_OK)
         rc = obs_health_register(s->health, "analysis", check_analysis, s);
     if (rc == VG_OK)
@@ -540,6 +572,14 @@ int server_open(const conf_settings *cfg, server **out)
     if (cfg->admin_key && *cfg->admin_key && strlen(cfg->admin_key) < SERVER_ADMIN_KEY_MIN_CHARS)
         return vg_err_set(VG_EINVAL, "admin_key is %zu characters; at least %d are required",
                           strlen(cfg->admin_key), SERVER_ADMIN_KEY_MIN_CHARS);
+    /* An idle node reads the log once per interval: a lag limit under two intervals would turn
+     * it not-ready between two polls with nothing to apply. */
+    if (cfg->index_max_lag_ms < 2 * cfg->index_sync_interval_ms)
+        return vg_err_set(VG_EINVAL,
+                          "index_max_lag (%llu ms) must be at least twice index_sync_interval "
+                          "(%llu ms)",
+                          (unsigned long long)cfg->index_max_lag_ms,
+                          (unsigned long long)cfg->index_sync_interval_ms);
     server *s = vg_calloc(1, sizeof(*s));
     if (!s)
         return VG_ENOMEM;
@@ -573,7 +613,11 @@ int server_open(const conf_settings *cfg, server **out)
                         strerror(errno));
         goto fail;
     }
-    snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, SERVER_DB_FILE);
+    /* Several nodes on one host share one database file (docs/SCALING.md). */
+    if (cfg->database && *cfg->database)
+        snprintf(path, sizeof(path), "%s", cfg->database);
+    else
+        snprintf(path, sizeof(path), "%s/%s", cfg->data_dir, SERVER_DB_FILE);
     store_config sc;
     store_config_default(&sc);
     sc.path = path;
@@ -601,6 +645,13 @@ int server_open(const conf_settings *cfg, server **out)
             index_kernel_name(index_face_kernel(s->ix)));
 
     if ((rc = open_analysis(s)) != VG_OK)
+        goto fail;
+    /* After the analysis (and its erase hook): other nodes' writes: revoked keys are forgotten here
+     * too, and the index follows the change log (the store wakes the sync where its backend can
+     * notify). */
+    catalog_set_key_hook(s->cat, sync_key_revoked, s);
+    store_set_wake_hook(s->st, catalog_sync_wake, s->cat);
+    if ((rc = catalog_sync_start(s->cat, cfg->index_sync_interval_ms)) != VG_OK)
         goto fail;
     if ((rc = server__video_open(s)) != VG_OK)
         goto fail;
@@ -705,6 +756,8 @@ void server_close(server *s)
 {
     if (!s)
         return;
+    /* The sync thread calls the erase hook into the analysis context: stopped first. */
+    catalog_sync_stop(s->cat);
     /* The ops sampler reads the analysis context: no tick past this point. */
     ops_stop(s->ops);
     ops_heal_free(s->heal); /* before the analysis its hooks act on */

@@ -66,6 +66,7 @@ typedef struct srv_seen {
     uint64_t replica_errors;
     uint64_t searches[3];
     uint64_t store_busy, store_commits;
+    uint64_t sync_applied, sync_skipped, sync_errors;
     uint64_t model_items[FACE_NET_COUNT][FACE_PRECISIONS];
 } srv_seen;
 
@@ -91,6 +92,8 @@ struct server_metrics {
         *ix_latency;
     /* store */
     obs_metric *store_latency, *store_busy, *store_commits;
+    /* change-log sync (several nodes, docs/SCALING.md) */
+    obs_metric *sync_applied, *sync_errors, *sync_lag, *sync_lag_entries, *sync_since;
     /* host: the denominators of CPU % and memory % in the Prometheus rules */
     obs_metric *host_cpus, *host_memory;
     srv_seen seen;
@@ -231,6 +234,19 @@ static void collect_store(server_metrics *sm, store *st)
     delta(sm->store_commits, NULL, ss.commits, &sm->seen.store_commits);
 }
 
+static void collect_sync(server_metrics *sm, catalog *c)
+{
+    catalog_sync_stats ss;
+    catalog_sync_stats_get(c, &ss);
+    delta(sm->sync_applied, OBS_LABELS("applied"), ss.applied - ss.skipped, &sm->seen.sync_applied);
+    delta(sm->sync_applied, OBS_LABELS("own"), ss.skipped, &sm->seen.sync_skipped);
+    delta(sm->sync_errors, NULL, ss.errors, &sm->seen.sync_errors);
+    obs_set(sm->sync_lag, NULL, (double)ss.lag_ms / 1e3);
+    obs_set(sm->sync_lag_entries, NULL,
+            (double)(ss.head_seq > ss.applied_seq ? ss.head_seq - ss.applied_seq : 0));
+    obs_set(sm->sync_since, NULL, (double)ss.since_poll_ms / 1e3);
+}
+
 static void collect(void *ctx)
 {
     server_metrics *sm = ctx;
@@ -249,6 +265,8 @@ static void collect(void *ctx)
         collect_index(sm, s->ix);
     if (s->st)
         collect_store(sm, s->st);
+    if (s->cat)
+        collect_sync(sm, s->cat);
 }
 
 /* ---- analysis stages (request path) --------------------------------------------------------- */
@@ -406,6 +424,19 @@ int server__metrics_open(server *s)
     C("vigil_store_busy_retries_total", "times a store connection waited for a SQLite lock (busy)",
       NULL, &sm->store_busy);
     C("vigil_store_commits_total", "store write transactions committed", NULL, &sm->store_commits);
+
+    C("vigil_index_sync_entries_total",
+      "change-log rows this node applied to its index (applied: other nodes' writes; own: its "
+      "own, already applied, or already undone)",
+      "result", &sm->sync_applied);
+    C("vigil_index_sync_errors_total", "change-log polls stopped by a store error (retried)", NULL,
+      &sm->sync_errors);
+    G("vigil_index_sync_lag_seconds", "age of the oldest change-log row not applied yet (0: none)",
+      NULL, &sm->sync_lag);
+    G("vigil_index_sync_lag_entries", "change-log rows seen and not applied yet", NULL,
+      &sm->sync_lag_entries);
+    G("vigil_index_sync_last_poll_age_seconds",
+      "time since this node last read the change log up to its head", NULL, &sm->sync_since);
 
     G("vigil_host_cpus", "CPUs this process may run on (the denominator of CPU %)", NULL,
       &sm->host_cpus);

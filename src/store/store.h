@@ -395,6 +395,51 @@ int store_reference_video_foreach(store *st, const char *tenant_id, store_video_
 /* Number of live references (of live profiles) of tenant_id (NULL: all), for sizing an index. */
 int store_reference_count(store *st, const char *tenant_id, size_t *out_n);
 
+/* ---- change log (several nodes, one database: docs/SCALING.md) ------------------------------ */
+
+/* Every write that changes what a node holds in memory appends a row to the change log in the
+ * same transaction: a reference add or remove (store_reference_create / _delete, and one
+ * remove per reference of a deleted profile), a profile remove (store_profile_delete) and a key
+ * revoke (store_key_revoke). seq increases in commit order, so a node that applied every row up
+ * to seq N and reads the rows after N misses nothing, whichever node wrote them and however
+ * long it was away (within STORE_CHANGES_KEEP_MS). */
+
+/* Rows older than this are pruned (store_changes_prune). */
+#define STORE_CHANGES_KEEP_MS (7ll * 24 * 3600 * 1000)
+/* Most rows one store_changes_read returns. */
+#define STORE_CHANGES_MAX_READ 1024
+
+typedef enum {
+    STORE_CHANGE_REFERENCE = 0,
+    STORE_CHANGE_PROFILE = 1,
+    STORE_CHANGE_KEY = 2,
+} store_change_kind;
+
+typedef struct store_change {
+    int64_t seq;
+    char tenant_id[STORE_ID_MAX];
+    store_change_kind kind;
+    char object_id[STORE_ID_MAX]; /* ref_, prf_ or key_ id */
+    int remove;                   /* 1 remove (revoke for a key), 0 add */
+    int has_sha256;
+    uint8_t sha256[32]; /* a reference's image hash (its feature-cache key) */
+    int64_t created_ms; /* the writer's wall clock at commit */
+} store_change;
+
+/* The last seq in the log (0 when empty). */
+int store_changes_head(store *st, int64_t *out_seq);
+/* Up to max (<= STORE_CHANGES_MAX_READ) rows with seq > after, in seq order, into out[]
+ * (caller's array of max). *n_out gets the count (0: nothing new). */
+int store_changes_read(store *st, int64_t after, store_change *out, size_t max, size_t *n_out);
+/* Deletes rows written before before_ms; *n_out (may be NULL) gets how many. */
+int store_changes_prune(store *st, int64_t before_ms, size_t *n_out);
+/* The wake-up: fn(arg) is called, on a thread of the store's, whenever another process may
+ * have appended to the log. The SQLite backend never calls it (nodes poll); a backend with
+ * notifications (PostgreSQL LISTEN/NOTIFY) calls it on each one and after each reconnect.
+ * Set once before the store is shared; fn NULL clears it. */
+typedef void (*store_wake_fn)(void *arg);
+void store_set_wake_hook(store *st, store_wake_fn fn, void *arg);
+
 /* ---- scans and matches (the evidence) ------------------------------------------------------- */
 
 /* Bytes of a match's mechanism and region names, with the NUL. */

@@ -133,6 +133,10 @@ struct store {
     pthread_cond_t ck_cv;
     int ck_pending, ck_stop;
     unsigned ck_mark; /* WAL size at the last trigger (leader only, in the WAL hook) */
+
+    /* Change-log wake-up (store_set_wake_hook): set before sharing, read-only afterwards. */
+    store_wake_fn wake;
+    void *wake_arg;
 };
 
 /* A write operation body: runs on the writer inside a transaction (and a savepoint when
@@ -284,6 +288,14 @@ int store__match_read(sq_db *db, const char *tenant_id, const char *id, store_co
                       store_match *out);
 int store__scan_read(sq_db *db, const char *tenant_id, const char *id, store_copy *c,
                      store_scan *out);
+
+/* store_changes.c: appends one change-log row on the writer, inside the caller's write
+ * transaction (so it commits or rolls back with the change). sha256 may be NULL. A store
+ * opened below STORE__CHANGES_VERSION (store__open_at: tests of older schemas) has no log:
+ * nothing is appended. */
+#define STORE__CHANGES_VERSION 6
+int store__change_append(store *st, sq_db *w, const char *tenant_id, store_change_kind kind,
+                         const char *object_id, int remove, const uint8_t *sha256);
 
 /* "" is stored as NULL: an optional field is either set or absent. Returns s or NULL. */
 const char *store__opt(const char *s);

@@ -225,7 +225,6 @@ typedef struct profile_delete_args {
 static int profile_delete_op(store *st, sq_db *w, void *arg)
 {
     profile_delete_args *a = arg;
-    (void)st;
     int64_t now = vg_wall_ms();
     int err = store__run(w,
                          "UPDATE profiles SET deleted_ms = ?1, updated_ms = max(updated_ms, ?1) "
@@ -270,10 +269,25 @@ static int profile_delete_op(store *st, sq_db *w, void *arg)
         if (err)
             return err;
     }
-    err = store__run(w,
-                     "DELETE FROM ref_images WHERE ref_id IN "
-                     "(SELECT id FROM refs WHERE profile_id = ? AND deleted_ms IS NULL)",
-                     "t", a->id);
+    /* One change-log row per reference (with its image hash, the key of its cached features)
+     * and one for the profile, in this transaction. */
+    if (st->schema_version >= STORE__CHANGES_VERSION)
+        err = store__run(w,
+                         "INSERT INTO changes(tenant_id, kind, object_id, op, sha256, created_ms) "
+                         "SELECT tenant_id, 'reference', id, 'remove', sha256, ?1 FROM refs "
+                         "WHERE profile_id = ?2 AND deleted_ms IS NULL ORDER BY id",
+                         "it", now, a->id);
+    if (!err && st->schema_version >= STORE__CHANGES_VERSION)
+        err =
+            store__run(w,
+                       "INSERT INTO changes(tenant_id, kind, object_id, op, created_ms) "
+                       "SELECT tenant_id, 'profile', id, 'remove', ?1 FROM profiles WHERE id = ?2",
+                       "it", now, a->id);
+    if (!err)
+        err = store__run(w,
+                         "DELETE FROM ref_images WHERE ref_id IN "
+                         "(SELECT id FROM refs WHERE profile_id = ? AND deleted_ms IS NULL)",
+                         "t", a->id);
     if (!err)
         err = store__run(w,
                          "UPDATE refs SET deleted_ms = ?1, descriptors = NULL, boxes = NULL, "
@@ -504,6 +518,8 @@ static int ref_create_op(store *st, sq_db *w, void *arg)
                          "tidb", id, (int64_t)r->video_n_frames, r->video_duration_s,
                          (const void *)r->video_frames, r->video_frames_len);
     if (!err)
+        err = store__change_append(st, w, tenant, STORE_CHANGE_REFERENCE, id, 0, r->sha256);
+    if (!err)
         memcpy(a->out_id, id, STORE_ID_MAX);
     return err;
 }
@@ -585,8 +601,28 @@ typedef struct ref_delete_args {
 static int ref_delete_op(store *st, sq_db *w, void *arg)
 {
     ref_delete_args *a = arg;
-    (void)st;
-    int err = store__run(w,
+    /* Its owner and image hash for the change log (the rows other nodes apply). */
+    sq_stmt *q = NULL;
+    char tenant[STORE_ID_MAX] = "";
+    uint8_t sha[32];
+    int has_sha = 0;
+    int err = store__query(w,
+                           "SELECT tenant_id, sha256 FROM refs WHERE id = ?1 AND deleted_ms IS "
+                           "NULL AND (?2 IS NULL OR tenant_id = ?2)",
+                           &q, "tt", a->id, a->tenant_id);
+    if (!err) {
+        err = store__sq_step(q);
+        if (err == SQ_ROW) {
+            store__sc_id(q, 0, tenant);
+            has_sha = store__sc_fixed(q, 1, sha, sizeof sha);
+            err = 0;
+        } else if (err == SQ_DONE) {
+            err = vg_err_set(VG_ENOTFOUND, "reference not found");
+        }
+    }
+    store__sq_release(q);
+    if (!err)
+        err = store__run(w,
                          "UPDATE refs SET deleted_ms = ?1, descriptors = NULL, boxes = NULL, "
                          "n_faces = 0 WHERE id = ?2 AND deleted_ms IS NULL AND "
                          "(?3 IS NULL OR tenant_id = ?3)",
@@ -595,6 +631,9 @@ static int ref_delete_op(store *st, sq_db *w, void *arg)
         err = vg_err_set(VG_ENOTFOUND, "reference not found");
     if (!err)
         err = store__run(w, "DELETE FROM ref_images WHERE ref_id = ?", "t", a->id);
+    if (!err)
+        err = store__change_append(st, w, tenant, STORE_CHANGE_REFERENCE, a->id, 1,
+                                   has_sha ? sha : NULL);
     return err;
 }
 

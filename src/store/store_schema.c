@@ -186,6 +186,24 @@ static const store_migration MIGRATIONS[] = {
      "CREATE INDEX video_jobs_tenant ON video_jobs(tenant_id, id);\n"
      "CREATE INDEX video_jobs_open ON video_jobs(state, id)\n"
      "  WHERE state IN ('queued', 'running');\n"},
+
+    /* The change log every node keeps its in-memory index in step from (docs/SCALING.md): one
+     * row per reference add or remove, profile remove and key revoke, written in the same
+     * transaction as the change itself, so a committed change is always in the log and a
+     * rolled-back one never is. seq orders the rows in commit order (one writer at a time);
+     * sha256 names the feature-cache entries a removed reference's other nodes must erase.
+     * Rows are pruned after STORE_CHANGES_KEEP_MS: a node that was away longer rebuilds its
+     * index from the tables at start, as every node does. */
+    {6, "change log for multi-node index sync",
+     "CREATE TABLE changes(\n"
+     "  seq INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+     "  tenant_id TEXT NOT NULL,\n"
+     "  kind TEXT NOT NULL CHECK (kind IN ('reference', 'profile', 'key')),\n"
+     "  object_id TEXT NOT NULL,\n"
+     "  op TEXT NOT NULL CHECK (op IN ('add', 'remove')),\n"
+     "  sha256 BLOB CHECK (sha256 IS NULL OR length(sha256) = 32),\n"
+     "  created_ms INTEGER NOT NULL);\n"
+     "CREATE INDEX changes_created ON changes(created_ms);\n"},
 };
 
 const store_migration *store__migrations(size_t *n)

@@ -154,9 +154,11 @@ static int key_revoke_op(store *st, sq_db *w, void *arg)
     if (err)
         return err;
     int found = 0, revoked = 0;
+    char owner[STORE_ID_MAX] = "";
     err = store__sq_step(s);
     if (err == SQ_ROW) {
         const char *tenant = store__sq_col_text(s, 0);
+        store__sc_id(s, 0, owner);
         const char *role = store__sq_col_text(s, 1);
         found = role && strcmp(role, "tenant") == 0 && store__scope_ok(a->tenant_id, tenant);
         revoked = !store__sq_col_is_null(s, 2);
@@ -171,8 +173,12 @@ static int key_revoke_op(store *st, sq_db *w, void *arg)
         return vg_err_set(VG_ENOTFOUND, "key not found");
     if (revoked)
         return 0;
-    return store__run(w, "UPDATE api_keys SET revoked_ms = ? WHERE id = ?", "it", vg_wall_ms(),
-                      a->key_id);
+    err = store__run(w, "UPDATE api_keys SET revoked_ms = ? WHERE id = ?", "it", vg_wall_ms(),
+                     a->key_id);
+    /* Every node forgets the tenant's cached keys when it applies this row. */
+    if (!err)
+        err = store__change_append(st, w, owner, STORE_CHANGE_KEY, a->key_id, 1, NULL);
+    return err;
 }
 
 int store_key_revoke(store *st, const char *tenant_id, const char *key_id)
