@@ -41,12 +41,7 @@ struct catalog {
     catalog__sync *sync;     /* change-log sync (catalog_sync.c) */
 };
 
-struct index_db *catalog__index_of(catalog *c)
-{
-    return c->ix;
-}
-
-catalog__sync *catalog__sync_of(catalog *c)
+struct catalog__sync *catalog__sync_of(catalog *c)
 {
     return c->sync;
 }

@@ -29,7 +29,6 @@ int catalog__video_encode(const video_hash *h, vg_arena *a, uint8_t **out, size_
 char *catalog__frame_match_text(const analyze_match *m);
 catalog__videos *catalog__videos_of(catalog *c);
 store *catalog__store_of(catalog *c);
-struct index_db *catalog__index_of(catalog *c);
 
 /* ---- catalog.c, for catalog_sync.c -------------------------------------------------------- */
 
