@@ -193,6 +193,13 @@ static void test_result_text_equals_tree(void **state)
     expect_same_text(&r);
     m[3].distance = NAN;
     assert_int_equal(server__result_text(&r, &text, &len), VG_EUNSUPPORTED);
+    /* a photo found in a protected video: its frame list is the catalog's to write (the
+     * tree), never dropped by the text writer */
+    m[3].distance = 0.25;
+    m[1].video_frames = 2;
+    m[1].n_video_ts = 1;
+    m[1].video_ts[0] = 10.0;
+    assert_int_equal(server__result_text(&r, &text, &len), VG_EUNSUPPORTED);
 }
 
 int main(void)

@@ -301,6 +301,11 @@ static void jt_key(jtext *b, const char *k, int first)
 int server__result_text(const analyze_result *r, char **out, size_t *len)
 {
     const analyze_features *f = &r->features;
+    /* A photo found in a protected video carries the video's frame list (catalog's encoder):
+     * rare, so that answer goes through the tree rather than a second encoder here. */
+    for (size_t i = 0; i < r->n_matches; i++)
+        if (r->matches[i].video_frames)
+            return VG_EUNSUPPORTED;
     char hex[2 * 32 + 1];
     jtext b = {0};
     jt_put(&b, "{", 1);
