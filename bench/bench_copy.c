@@ -10,12 +10,14 @@
  *
  *   bench_copy --photos DIR [--distractors DIR] [--mech whole|all] [--max-side PX]
  *              [--floors FILE] [--write-floors FILE] [--export DIR --export-n N [--export-edits
- * K,K..]] [--scale N]
+ * K,K..]] [--scale N] [--edits K,K..] [--every N]
  *
  * --mech whole is the server before issue 14 (whole-image hash, 8 derived dihedral variants);
  * all adds trimming, true flips and the reference centre crops. --floors fails (exit 1) when any
  * edit's recall is below its floor (the ctest); --scale N times searches in an index of N
- * random references carrying the same number of hashes per reference as the run's.
+ * random references carrying the same number of hashes per reference as the run's. --edits
+ * runs only the edits numbered (0-based, in EDITS order) and --every N queries only every Nth
+ * photo (all stay references): quicker experiments on the large set.
  */
 #include "core/core.h"
 #include "img/img.h"
@@ -89,7 +91,7 @@ static uint8_t *jpeg(const rgb *r, int q, unsigned long *len)
     return out;
 }
 
-static int load(const char *path, uint32_t side, rgb *out)
+static int load_src(const char *path, uint32_t side, rgb *out, uint32_t *src_w, uint32_t *src_h)
 {
     size_t len;
     uint8_t *buf;
@@ -109,9 +111,17 @@ static int load(const char *path, uint32_t side, rgb *out)
     if (rc)
         return rc;
     rgb s = {im.px, im.w, im.h};
+    *src_w = im.src_w;
+    *src_h = im.src_h;
     *out = fit(&s, side);
     img_image_free(&im);
     return 0;
+}
+
+static int load(const char *path, uint32_t side, rgb *out)
+{
+    uint32_t sw, sh;
+    return load_src(path, side, out, &sw, &sh);
 }
 
 /* ---- edits ------------------------------------------------------------------------------------
@@ -677,12 +687,115 @@ static void scale_run(size_t n, double per_ref, size_t sets)
     index_free(ix);
 }
 
+/* Hash distance under which two candidates of --select are the same picture (another resolution,
+ * crop, frame or mirror of it): well over the match threshold, so no edit of one photo meets
+ * another in the evaluation because the two are copies; unrelated pictures lie near 128. */
+#define BC_DEDUPE_DISTANCE 56
+/* Short side (px, as stored in the file) under which a candidate is an icon, not a photo. */
+#define BC_SELECT_MIN_SIDE_PX 256
+
+/* --select LIST --out DIR: the evaluation set from candidate files (bench/copy_eval_set.sh).
+ * LIST holds one path a line, the preferred version of a picture first. A candidate is kept when
+ * it decodes, its short side is at least BC_SELECT_MIN_SIDE_PX, its quality passes the gate (a
+ * flat picture is never matchable) and no hash of it (whole, trimmed, mirror, centre crops; 8
+ * variants each) lies within BC_DEDUPE_DISTANCE of any hash of one kept before. Kept pictures
+ * are written prepared (long side `side`, JPEG q92) as DIR/NNNN.jpg; stdout gets
+ * "NNNN.jpg<TAB>path" for each, stderr why each other was dropped. */
+static int select_run(const char *list, const char *out_dir, uint32_t side)
+{
+    FILE *lf = fopen(list, "r");
+    pdq_ctx *ctx = pdq_ctx_new();
+    index_db *ix;
+    if (!lf || !ctx || index_new(NULL, &ix))
+        return 2;
+    char line[4096];
+    size_t kept = 0, small = 0, flat = 0, dup = 0, bad = 0, entries = 0;
+    while (fgets(line, sizeof line, lf)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0])
+            continue;
+        rgb im;
+        uint32_t sw, sh;
+        if (load_src(line, side, &im, &sw, &sh)) {
+            fprintf(stderr, "drop (decode) %s\n", line);
+            bad++;
+            continue;
+        }
+        if (VG_MIN(sw, sh) < BC_SELECT_MIN_SIDE_PX) {
+            small++;
+            rgb_free(&im);
+            continue;
+        }
+        unsigned long len;
+        uint8_t *b = jpeg(&im, 92, &len);
+        hashes h;
+        if (hash_bytes(ctx, b, len, PDQ_COPY_TRIM | PDQ_COPY_FLIP | PDQ_COPY_REGIONS, &h))
+            return 2;
+        if (h.quality < BC_MIN_QUALITY) {
+            fprintf(stderr, "drop (quality %d) %s\n", h.quality, line);
+            flat++;
+            tjFree(b);
+            rgb_free(&im);
+            continue;
+        }
+        int near = 0;
+        for (size_t s = 0; s <= h.copies.n && !near; s++) {
+            const pdq_hash *v = s == 0 ? h.whole : h.copies.h[s - 1].dihedral;
+            index_pdq_query iq = index_pdq_query_defaults();
+            iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)v;
+            iq.n_variants = 8;
+            iq.threshold = BC_DEDUPE_DISTANCE;
+            iq.min_quality = 0;
+            index_pdq_result r;
+            if (index_pdq_search(ix, "t", &iq, &r))
+                return 2;
+            if (r.n) {
+                near = 1;
+                fprintf(stderr, "drop (near %s, distance %d) %s\n", r.matches[0].reference_id,
+                        r.matches[0].distance, line);
+            }
+            index_pdq_result_free(&r);
+        }
+        if (near) {
+            dup++;
+        } else {
+            char id[32], p[4096];
+            snprintf(id, sizeof id, "%04zu.jpg", kept);
+            if (index_pdq_add(ix, "t", "p", id, (const uint8_t *)h.whole[0].w, 100))
+                return 2;
+            for (size_t k = 0; k < h.copies.n; k++)
+                if (index_pdq_add(ix, "t", "p", id, (const uint8_t *)h.copies.h[k].dihedral[0].w,
+                                  100))
+                    return 2;
+            entries += 1 + h.copies.n;
+            snprintf(p, sizeof p, "%s/%s", out_dir, id);
+            FILE *f = fopen(p, "wb");
+            if (!f || fwrite(b, 1, len, f) != len)
+                return 2;
+            fclose(f);
+            printf("%s\t%s\n", id, line);
+            kept++;
+        }
+        tjFree(b);
+        rgb_free(&im);
+    }
+    fclose(lf);
+    fprintf(stderr,
+            "select: kept %zu (%zu index entries); dropped %zu near duplicates, %zu under the "
+            "quality gate, %zu with a short side under %d px, %zu undecodable\n",
+            kept, entries, dup, flat, small, BC_SELECT_MIN_SIDE_PX, bad);
+    index_free(ix);
+    pdq_ctx_free(ctx);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *photos = NULL, *distractors = NULL, *mech = "all", *floors = NULL,
-               *write_floors = NULL, *export_dir = NULL, *export_edits = NULL;
+               *write_floors = NULL, *export_dir = NULL, *export_edits = NULL, *select = NULL,
+               *out_dir = NULL, *only_edits = NULL;
     uint32_t side = 640;
-    size_t export_n = 40, scale = 0;
+    size_t export_n = 40, scale = 0, every = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -708,6 +821,14 @@ int main(int argc, char **argv)
             export_edits = v;
         else if (!strcmp(a, "--export-n"))
             export_n = (size_t)atoi(v);
+        else if (!strcmp(a, "--edits"))
+            only_edits = v;
+        else if (!strcmp(a, "--every"))
+            every = (size_t)atol(v);
+        else if (!strcmp(a, "--select"))
+            select = v;
+        else if (!strcmp(a, "--out"))
+            out_dir = v;
         else if (!strcmp(a, "--scale"))
             scale = (size_t)atol(v);
         else {
@@ -715,6 +836,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (select && out_dir)
+        return select_run(select, out_dir, side);
     if (!photos) {
         fprintf(stderr, "usage: bench_copy --photos DIR [--distractors DIR] [--mech whole|all] "
                         "[--max-side PX] [--floors FILE] [--write-floors FILE] [--export DIR "
@@ -845,10 +968,22 @@ int main(int argc, char **argv)
 
     kind_stats ks[N_EDITS];
     memset(ks, 0, sizeof ks);
+    char run_edit[N_EDITS]; /* --edits K,K..: only those edits (quicker experiments) */
+    memset(run_edit, !only_edits, sizeof run_edit);
+    for (const char *e = only_edits; e && *e;) {
+        size_t k = (size_t)strtoul(e, (char **)&e, 10);
+        e += *e == ',';
+        if (k < N_EDITS)
+            run_edit[k] = 1;
+    }
     double q_us = 0, hash_us = 0;
     size_t nq = 0;
-    for (size_t i = 0; i < n; i++)
-        for (size_t e = 0; e < N_EDITS && !gated[i]; e++) {
+    for (size_t i = 0; i < n; i++) {
+        if (getenv("BC_PROGRESS") && i % 100 == 0)
+            fprintf(stderr, "bench_copy: photo %zu of %zu\n", i, n);
+        for (size_t e = 0; e < N_EDITS && !gated[i] && i % every == 0; e++) {
+            if (!run_edit[e])
+                continue;
             rgb d = make_edit(e, &img[i]);
             unsigned long len;
             uint8_t *b = jpeg(&d, EDITS[e].quality, &len);
@@ -885,6 +1020,7 @@ int main(int argc, char **argv)
             tjFree(b);
             rgb_free(&d);
         }
+    }
 
     size_t pairs = nq * (refs - 1), falses = 0, found = 0;
     printf(
@@ -898,6 +1034,8 @@ int main(int argc, char **argv)
     FILE *ff = floors ? fopen(floors, "r") : NULL;
     FILE *wf = write_floors ? fopen(write_floors, "w") : NULL;
     for (size_t e = 0; e < N_EDITS; e++) {
+        if (!ks[e].queries)
+            continue;
         double rec = 100.0 * ks[e].found / ks[e].queries;
         falses += ks[e].false_matches;
         found += ks[e].found;
