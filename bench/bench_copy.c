@@ -469,8 +469,16 @@ typedef struct {
 static unsigned g_query_what, g_ref_what;
 /* the bench's own region number for rotated references (not a pdq_region of the server) */
 #define BC_REGION_ROT PDQ_REGION_COUNT
-#define BC_REGIONS (PDQ_REGION_COUNT + 1)
+#define BC_REGION_PART (PDQ_REGION_COUNT + 1) /* and for the parts of BC_PARTS */
+#define BC_REGIONS (PDQ_REGION_COUNT + 2)
 static int g_region_threshold[BC_REGIONS];
+/* BC_SWEEP=T: every search also reaches distance T, and each query's best distance to its
+ * original and to every other reference is kept, so one run gives recall and false matches at
+ * every threshold up to T (the table after the main one) */
+#define BC_SWEEP_MAX 64
+static int g_sweep;
+static int g_true_d;                    /* the query's best distance to its original */
+static int g_false_d[BC_MAX_FILES * 2]; /* ... and to each other reference */
 
 static int hash_bytes(pdq_ctx *ctx, const uint8_t *buf, size_t len, unsigned what, hashes *h)
 {
@@ -535,9 +543,20 @@ typedef struct {
     size_t by_mech[BC_REGIONS];
 } kind_stats;
 
+static void sweep_note(char kind, long idx, long want, int d)
+{
+    if (kind == 'p' && idx == want) {
+        g_true_d = VG_MIN(g_true_d, d);
+        return;
+    }
+    size_t key = (size_t)idx * 2 + (kind == 'd');
+    if (key < BC_MAX_FILES * 2)
+        g_false_d[key] = VG_MIN(g_false_d[key], d);
+}
+
 /* Searches every hash set of the query; *found: the photo `want` was found (mechanism in *mech),
  * returns the number of other images matched. */
-static size_t query(index_db *ix, const hashes *q, long want, int *found, int *mech)
+static size_t query(index_db *ix, const hashes *q, long want, int *found, int *mech, char *seen)
 {
     *found = 0;
     *mech = -1;
@@ -545,7 +564,6 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
         return 0;
     int best = 999;
     size_t falses = 0;
-    char seen[BC_MAX_FILES * 2] = {0};
     for (size_t s = 0; s <= q->copies.n; s++) {
         const pdq_hash *v = s == 0 ? q->whole : q->copies.h[s - 1].dihedral;
         int qreg = s == 0 ? PDQ_REGION_WHOLE : (int)q->copies.h[s - 1].region;
@@ -554,7 +572,7 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
         index_pdq_query iq = index_pdq_query_defaults();
         iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)v;
         iq.n_variants = 8;
-        iq.threshold = BC_THRESHOLD;
+        iq.threshold = VG_MAX(BC_THRESHOLD, g_sweep);
         iq.min_quality = BC_MIN_QUALITY;
         index_pdq_result r;
         if (index_pdq_search(ix, "t", &iq, &r))
@@ -564,6 +582,7 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
             char *dot;
             long idx = strtol(r.matches[i].reference_id + 1, &dot, 10);
             int rreg = atoi(dot + 1);
+            sweep_note(kind, idx, want, r.matches[i].distance);
             int thr = VG_MIN(g_region_threshold[rreg], g_region_threshold[qreg]);
             if (r.matches[i].distance > thr)
                 continue;
@@ -575,7 +594,120 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
                 }
             } else {
                 size_t key = (size_t)idx * 2 + (kind == 'd');
-                if (key < sizeof seen && !seen[key]) {
+                if (key < BC_MAX_FILES * 2 && !seen[key]) {
+                    seen[key] = 1;
+                    falses++;
+                }
+            }
+        }
+        index_pdq_result_free(&r);
+    }
+    return falses;
+}
+
+/* Part experiments (docs/MATCHING.md, "Logos and text"): BC_PARTS="0,1,.." hashes those parts
+ * of every reference and every query (from the full-size decode of the JPEG, variant 0 only),
+ * each kind of part in an index of its own, so a query's part meets only the same part of the
+ * references: what a logo or a caption in one corner or band leaves intact. */
+static const struct {
+    const char *name;
+    int x0, y0, x1, y1; /* percent of the side */
+} PARTS[] = {{"top 50", 0, 0, 100, 50},     {"bottom 50", 0, 50, 100, 100},
+             {"left 50", 0, 0, 50, 100},    {"right 50", 50, 0, 100, 100},
+             {"top 75", 0, 0, 100, 75},     {"bottom 75", 0, 25, 100, 100},
+             {"left 75", 0, 0, 75, 100},    {"right 75", 25, 0, 100, 100},
+             {"top left 67", 0, 0, 67, 67}, {"bottom right 67", 33, 33, 100, 100}};
+#define BC_N_PARTS (sizeof PARTS / sizeof PARTS[0])
+static int g_part_on[BC_N_PARTS];
+static int g_any_part;
+static int g_part_threshold = BC_THRESHOLD;
+
+typedef struct {
+    pdq_hash h[BC_N_PARTS];
+    int quality[BC_N_PARTS];
+} part_hashes;
+
+static int hash_parts(pdq_ctx *ctx, const uint8_t *buf, size_t len, part_hashes *ph)
+{
+    memset(ph, 0, sizeof *ph);
+    if (!g_any_part)
+        return 0;
+    img_decode_opts o;
+    img_decode_opts_default(&o);
+    o.pixfmt = IMG_GRAY;
+    /* the decode the fast pipeline hashes (pdq_image.c hash_fast): DCT-scaled to a short side
+     * of PDQ_FAST_MIN_SIDE_PX when a side is over 512 px; BC_PARTS_FULL=1 decodes in full */
+    img_info info;
+    if (img_probe(buf, len, &o.limits, &info))
+        return -1;
+    if ((info.w > PDQ_COMPAT_MAX_SIDE_PX || info.h > PDQ_COMPAT_MAX_SIDE_PX) &&
+        !getenv("BC_PARTS_FULL"))
+        o.min_w = o.min_h = PDQ_FAST_MIN_SIDE_PX;
+    img_image im;
+    if (img_decode(buf, len, &o, &im))
+        return -1;
+    for (size_t k = 0; k < BC_N_PARTS; k++) {
+        if (!g_part_on[k])
+            continue;
+        uint32_t x0 = im.w * (uint32_t)PARTS[k].x0 / 100, x1 = im.w * (uint32_t)PARTS[k].x1 / 100;
+        uint32_t y0 = im.h * (uint32_t)PARTS[k].y0 / 100, y1 = im.h * (uint32_t)PARTS[k].y1 / 100;
+        pdq_result r;
+        if (x1 - x0 < PDQ_MIN_SIDE_PX || y1 - y0 < PDQ_MIN_SIDE_PX ||
+            pdq_hash_gray8(ctx, im.px + (size_t)y0 * im.w + x0, x1 - x0, y1 - y0, im.w, 0, &r))
+            continue;
+        ph->h[k] = r.hash;
+        ph->quality[k] = r.quality;
+    }
+    img_image_free(&im);
+    return 0;
+}
+
+static int add_parts(index_db *ix, char kind, size_t i, const part_hashes *ph, size_t *entries)
+{
+    for (size_t k = 0; k < BC_N_PARTS; k++) {
+        if (!g_part_on[k] || !ph->quality[k])
+            continue;
+        char id[64], tenant[16];
+        snprintf(id, sizeof id, "%c%zu.%d", kind, i, BC_REGION_PART);
+        snprintf(tenant, sizeof tenant, "part%zu", k);
+        if (index_pdq_add(ix, tenant, "p", id, (const uint8_t *)ph->h[k].w, ph->quality[k]))
+            return -1;
+        (*entries)++;
+    }
+    return 0;
+}
+
+/* Searches the query's parts; as query(), adding to *found / *mech and to seen. */
+static size_t query_parts(index_db *ix, const part_hashes *ph, long want, int *found, int *mech,
+                          char *seen, size_t seen_n)
+{
+    size_t falses = 0;
+    for (size_t k = 0; k < BC_N_PARTS; k++) {
+        if (!g_part_on[k] || ph->quality[k] < BC_MIN_QUALITY)
+            continue;
+        char tenant[16];
+        snprintf(tenant, sizeof tenant, "part%zu", k);
+        index_pdq_query iq = index_pdq_query_defaults();
+        iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)&ph->h[k];
+        iq.n_variants = 1;
+        iq.threshold = VG_MAX(g_part_threshold, g_sweep);
+        iq.min_quality = BC_MIN_QUALITY;
+        index_pdq_result r;
+        if (index_pdq_search(ix, tenant, &iq, &r))
+            continue; /* no such tenant yet */
+        for (size_t i = 0; i < r.n; i++) {
+            char kind = r.matches[i].reference_id[0];
+            long idx = strtol(r.matches[i].reference_id + 1, NULL, 10);
+            sweep_note(kind, idx, want, r.matches[i].distance);
+            if (r.matches[i].distance > g_part_threshold)
+                continue;
+            if (kind == 'p' && idx == want) {
+                if (!*found)
+                    *mech = BC_REGION_PART;
+                *found = 1;
+            } else {
+                size_t key = (size_t)idx * 2 + (kind == 'd');
+                if (key < seen_n && !seen[key]) {
                     seen[key] = 1;
                     falses++;
                 }
@@ -645,6 +777,28 @@ static void scale_run(size_t n, double per_ref, size_t sets)
             entries++;
         }
     }
+    /* BC_PARTS: each part an index of its own (one entry per reference), searched with one
+     * variant */
+    size_t n_parts = 0;
+    for (size_t k = 0; k < BC_N_PARTS; k++) {
+        if (!g_part_on[k])
+            continue;
+        char tenant[16];
+        snprintf(tenant, sizeof tenant, "part%zu", k);
+        for (size_t i = 0; i < n; i++) {
+            char id[32];
+            snprintf(id, sizeof id, "r%zu", i);
+            uint8_t h[32];
+            for (int b = 0; b < 32; b++) {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                h[b] = (uint8_t)s;
+            }
+            index_pdq_add(ix, tenant, "p", id, h, 80);
+        }
+        n_parts++;
+    }
     index_bulk_end(ix);
     index_stats st;
     index_stats_get(ix, NULL, &st);
@@ -658,7 +812,34 @@ static void scale_run(size_t n, double per_ref, size_t sets)
     } modes[] = {{"separate searches of 8 variants", sets, 8},
                  {"one pass, whole + trimmed + mirror", 1, sets > 1 ? 17 : 8},
                  {"one pass, whole only", 1, 8}};
-    for (size_t mi = 0; mi < VG_ARRAY_LEN(modes); mi++) {
+    for (size_t mi = 0; mi < VG_ARRAY_LEN(modes) + (n_parts > 0); mi++) {
+        if (mi == VG_ARRAY_LEN(modes)) { /* the parts' searches, on top of the one pass */
+            double t0 = now_us();
+            for (int r = 0; r < reps; r++)
+                for (size_t k = 0; k < BC_N_PARTS; k++) {
+                    if (!g_part_on[k])
+                        continue;
+                    char tenant[16];
+                    snprintf(tenant, sizeof tenant, "part%zu", k);
+                    uint64_t v[4];
+                    for (int b = 0; b < 4; b++) {
+                        s ^= s << 13;
+                        s ^= s >> 7;
+                        s ^= s << 17;
+                        v[b] = s;
+                    }
+                    index_pdq_query iq = index_pdq_query_defaults();
+                    iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)v;
+                    iq.n_variants = 1;
+                    index_pdq_result res;
+                    index_pdq_search(ix, tenant, &iq, &res);
+                    index_pdq_result_free(&res);
+                }
+            printf("scale: %zu parts of %zu references each, one variant each: %.0f us per query "
+                   "(on top of the one pass)\n",
+                   n_parts, n, (now_us() - t0) / reps);
+            break;
+        }
         double t0 = now_us();
         for (int r = 0; r < reps; r++) {
             for (size_t q = 0; q < modes[mi].searches; q++) {
@@ -877,6 +1058,16 @@ int main(int argc, char **argv)
         e = end + (*end == ',');
     }
     g_rot_ref_canvas = getenv("BC_ROT_MODE") && !strcmp(getenv("BC_ROT_MODE"), "canvas");
+    for (const char *e = getenv("BC_PARTS"); e && *e;) {
+        size_t k = (size_t)strtoul(e, (char **)&e, 10);
+        e += *e == ',';
+        if (k < BC_N_PARTS)
+            g_part_on[k] = g_any_part = 1;
+    }
+    if (getenv("BC_SWEEP"))
+        g_sweep = VG_MIN(BC_SWEEP_MAX, atoi(getenv("BC_SWEEP")));
+    if (getenv("BC_PART_THRESHOLD"))
+        g_part_threshold = atoi(getenv("BC_PART_THRESHOLD"));
     const char *rt = getenv("BC_REGION_THRESHOLD"); /* experiments: stricter centre crops */
     if (rt)
         g_region_threshold[PDQ_REGION_CENTRE90] = g_region_threshold[PDQ_REGION_CENTRE80] =
@@ -941,8 +1132,10 @@ int main(int argc, char **argv)
         unsigned long len;
         uint8_t *b = jpeg(&img[i], 90, &len);
         hashes h;
+        part_hashes ph;
         if (hash_bytes(ctx, b, len, g_ref_what, &h) || add_ref(ix, 'p', i, &h, &entries) ||
-            add_rot_refs(ctx, ix, 'p', i, &img[i], h.quality, &entries))
+            add_rot_refs(ctx, ix, 'p', i, &img[i], h.quality, &entries) ||
+            hash_parts(ctx, b, len, &ph) || add_parts(ix, 'p', i, &ph, &entries))
             return 2;
         low_quality_refs += h.quality < BC_MIN_QUALITY;
         gated[i] = h.quality < BC_MIN_QUALITY;
@@ -958,14 +1151,17 @@ int main(int argc, char **argv)
         unsigned long len;
         uint8_t *b = jpeg(&d, 90, &len);
         hashes h;
+        part_hashes ph;
         if (!hash_bytes(ctx, b, len, g_ref_what, &h) && !add_ref(ix, 'd', dok, &h, &entries) &&
-            !add_rot_refs(ctx, ix, 'd', dok, &d, h.quality, &entries))
+            !add_rot_refs(ctx, ix, 'd', dok, &d, h.quality, &entries) &&
+            !hash_parts(ctx, b, len, &ph) && !add_parts(ix, 'd', dok, &ph, &entries))
             dok++;
         tjFree(b);
         rgb_free(&d);
     }
     refs += dok;
 
+    static size_t true_hist[N_EDITS][BC_SWEEP_MAX + 1], false_hist[N_EDITS][BC_SWEEP_MAX + 1];
     kind_stats ks[N_EDITS];
     memset(ks, 0, sizeof ks);
     char run_edit[N_EDITS]; /* --edits K,K..: only those edits (quicker experiments) */
@@ -989,11 +1185,19 @@ int main(int argc, char **argv)
             uint8_t *b = jpeg(&d, EDITS[e].quality, &len);
             double t0 = now_us();
             hashes h;
-            if (hash_bytes(ctx, b, len, g_query_what, &h))
+            part_hashes ph;
+            if (hash_bytes(ctx, b, len, g_query_what, &h) || hash_parts(ctx, b, len, &ph))
                 return 2;
             double t1 = now_us();
             int found, mech_i;
-            size_t falses = query(ix, &h, (long)i, &found, &mech_i);
+            static char seen[BC_MAX_FILES * 2];
+            memset(seen, 0, sizeof seen);
+            g_true_d = 999;
+            for (size_t k = 0; k < BC_MAX_FILES * 2; k++)
+                g_false_d[k] = 999;
+            size_t falses = query(ix, &h, (long)i, &found, &mech_i, seen);
+            if (h.quality >= BC_MIN_QUALITY)
+                falses += query_parts(ix, &ph, (long)i, &found, &mech_i, seen, sizeof seen);
             if (getenv("BC_DEBUG") && e == (size_t)atoi(getenv("BC_DEBUG"))) {
                 hashes rh;
                 unsigned long rl;
@@ -1007,6 +1211,13 @@ int main(int argc, char **argv)
                     rh.copies.trim[2], rh.copies.trim[3], rh.copies.n, d.w, d.h, h.copies.trim[0],
                     h.copies.trim[1], h.copies.trim[2], h.copies.trim[3], h.copies.n,
                     h.copies.n ? pdq_distance(&h.copies.h[0].dihedral[0], &rh.whole[0]) : -1);
+            }
+            if (h.quality >= BC_MIN_QUALITY) {
+                if (g_true_d <= BC_SWEEP_MAX)
+                    true_hist[e][g_true_d]++;
+                for (size_t k = 0; k < BC_MAX_FILES * 2; k++)
+                    if (g_false_d[k] <= BC_SWEEP_MAX)
+                        false_hist[e][g_false_d[k]]++;
             }
             q_us += now_us() - t1;
             hash_us += t1 - t0;
@@ -1027,8 +1238,8 @@ int main(int argc, char **argv)
         "bench_copy: mech=%s, %zu photos + %zu distractors (%zu low-quality references), "
         "%zu index entries, %zu queries (edits of the others), %zu unrelated pairs, threshold %d\n",
         mech, n, dok, low_quality_refs, entries, nq, pairs, BC_THRESHOLD);
-    printf("| edit | recall | false matches | found by (whole/trimmed/flip/centre90/centre80/rot) "
-           "|\n");
+    printf("| edit | recall | false matches | found by "
+           "(whole/trimmed/flip/centre90/centre80/rot/part) |\n");
     printf("|---|---|---|---|\n");
     int fail = 0;
     FILE *ff = floors ? fopen(floors, "r") : NULL;
@@ -1039,9 +1250,10 @@ int main(int argc, char **argv)
         double rec = 100.0 * ks[e].found / ks[e].queries;
         falses += ks[e].false_matches;
         found += ks[e].found;
-        printf("| %s | %.1f%% | %zu | %zu/%zu/%zu/%zu/%zu/%zu |\n", EDITS[e].name, rec,
+        printf("| %s | %.1f%% | %zu | %zu/%zu/%zu/%zu/%zu/%zu/%zu |\n", EDITS[e].name, rec,
                ks[e].false_matches, ks[e].by_mech[0], ks[e].by_mech[1], ks[e].by_mech[2],
-               ks[e].by_mech[3], ks[e].by_mech[4], ks[e].by_mech[BC_REGION_ROT]);
+               ks[e].by_mech[3], ks[e].by_mech[4], ks[e].by_mech[BC_REGION_ROT],
+               ks[e].by_mech[BC_REGION_PART]);
         if (wf)
             fprintf(wf, "%s\t%.1f\n", EDITS[e].name, rec);
         if (ff) {
@@ -1064,6 +1276,55 @@ int main(int argc, char **argv)
            "hashing %.0f us, search %.0f us\n",
            100.0 * found / nq, falses, pairs, (double)falses / (double)pairs, hash_us / nq,
            q_us / nq);
+    if (g_sweep) { /* recall and false matches by threshold (parts at the same threshold) */
+        static const int T[] = {31, 34, 37, 40, 43, 46, 50, 54, 58, 64};
+        printf("\nsweep: recall by threshold (whole, trimmed, flip, regions%s)\n| edit |",
+               g_any_part ? ", parts" : "");
+        for (size_t t = 0; t < VG_ARRAY_LEN(T) && T[t] <= g_sweep; t++)
+            printf(" %d |", T[t]);
+        printf("\n|---|");
+        for (size_t t = 0; t < VG_ARRAY_LEN(T) && T[t] <= g_sweep; t++)
+            printf("---|");
+        printf("\n");
+        size_t all_true[BC_SWEEP_MAX + 1] = {0}, all_false[BC_SWEEP_MAX + 1] = {0};
+        for (size_t e = 0; e < N_EDITS; e++) {
+            if (!ks[e].queries)
+                continue;
+            printf("| %s |", EDITS[e].name);
+            size_t acc = 0;
+            size_t t = 0;
+            for (int d = 0; d <= g_sweep; d++) {
+                acc += true_hist[e][d];
+                all_true[d] += true_hist[e][d];
+                all_false[d] += false_hist[e][d];
+                if (t < VG_ARRAY_LEN(T) && d == T[t]) {
+                    printf(" %.1f%% |", 100.0 * acc / ks[e].queries);
+                    t++;
+                }
+            }
+            printf("\n");
+        }
+        printf("| **overall** |");
+        size_t acc_t = 0, t = 0;
+        for (int d = 0; d <= g_sweep; d++) {
+            acc_t += all_true[d];
+            if (t < VG_ARRAY_LEN(T) && d == T[t]) {
+                printf(" %.1f%% |", 100.0 * acc_t / nq);
+                t++;
+            }
+        }
+        printf("\n| **false matches** |");
+        size_t acc_f = 0;
+        t = 0;
+        for (int d = 0; d <= g_sweep; d++) {
+            acc_f += all_false[d];
+            if (t < VG_ARRAY_LEN(T) && d == T[t]) {
+                printf(" %zu (%.1e) |", acc_f, (double)acc_f / (double)pairs);
+                t++;
+            }
+        }
+        printf("\n");
+    }
     if (ff)
         fclose(ff);
     if (wf)

@@ -571,6 +571,52 @@ static void test_bad_arguments(void **state)
 
 /* Out of memory at every allocation: a clean error, nothing leaked (ASan), and the context still
  * works afterwards. */
+/* A photo whose own edge rows are mostly canvas-coloured (a night sky on a dark screenshot
+ * canvas) ends the canvas bar at the photo's edge: the bar ends only on a flat line. Before,
+ * the bar ran on through the photo's dark rows (85% canvas colour passed the 60% line share)
+ * and the content lost its top 20 rows. */
+static void test_bars_stop_at_dark_photo_edge(void **state)
+{
+    (void)state;
+    enum { W = 200, H = 160 };
+    static uint8_t g[W * H];
+    memset(g, 18, sizeof g);
+    for (uint32_t y = 40; y < 120; y++)
+        for (uint32_t x = 50; x < 150; x++) {
+            if (y < 60 || y >= 100) /* dark sky with a few bright spots: 70% near the canvas */
+                g[y * W + x] = x % 10 < 7 ? 22 : 120;
+            else
+                g[y * W + x] = (uint8_t)((x * 7 + y * 13) % 256);
+        }
+    uint32_t t[4];
+    assert_int_equal(pdq_copy_find_bars(g, W, H, W, t), 1);
+    assert_int_equal(t[0], 50);
+    assert_int_equal(t[1], 40);
+    assert_int_equal(t[2], 50);
+    assert_int_equal(t[3], 40);
+}
+
+/* A caption bar with two lines of text ends at its plain margin above the text. */
+static void test_bars_caption_with_text(void **state)
+{
+    (void)state;
+    enum { W = 200, H = 200, CAP = 40 };
+    static uint8_t g[W * H];
+    for (uint32_t y = 0; y < H - CAP; y++)
+        for (uint32_t x = 0; x < W; x++)
+            g[y * W + x] = (uint8_t)((x * 7 + y * 13) % 256);
+    memset(g + (H - CAP) * W, 250, (size_t)CAP * W);
+    for (uint32_t y = H - CAP + 6; y < H - 6; y++) /* text rows: every 4th pixel of 3 ink */
+        if ((y - (H - CAP + 6)) % 10 < 7)
+            for (uint32_t x = 10; x < W - 10; x++)
+                if (x % 4 == 0)
+                    g[y * W + x] = 10;
+    uint32_t t[4];
+    assert_int_equal(pdq_copy_find_bars(g, W, H, W, t), 1);
+    assert_int_equal(t[3], CAP);
+    assert_int_equal(t[0] + t[1] + t[2], 0);
+}
+
 static void test_alloc_failures(void **state)
 {
     (void)state;
@@ -613,6 +659,8 @@ const struct CMUnitTest pdq_core_tests[] = {
     cmocka_unit_test(test_64x64_paths),
     cmocka_unit_test(test_dihedral_matches_transformed_pixels),
     cmocka_unit_test(test_bad_arguments),
+    cmocka_unit_test(test_bars_stop_at_dark_photo_edge),
+    cmocka_unit_test(test_bars_caption_with_text),
     cmocka_unit_test(test_alloc_failures),
 };
 

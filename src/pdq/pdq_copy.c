@@ -74,8 +74,11 @@ static unsigned line_share(const uint8_t *p, size_t n, size_t step, int colour)
 }
 
 /* Width of the bar at one edge: lines first + k * line_step (k = 0..max_lines-1), each n pixels
- * apart by px_step. The edge line must be flat; the bar ends at its last bar line such that at
- * least PDQ__BAR_RUN_SHARE % of the lines up to it are bar lines. */
+ * apart by px_step. The edge line must be flat; the bar ends at its last flat line (as flat as
+ * the edge line must be) such that at least PDQ__BAR_RUN_SHARE % of the lines up to it are bar
+ * lines. Only a flat line may end it: a caption's last line is its plain margin, while a bar
+ * allowed to end on a mostly-bar line ran on into a photo's own dark or bright rows (a dark
+ * canvas around a night sky: docs/MATCHING.md, "Screenshots"). */
 static uint32_t edge_bar(const uint8_t *first, ptrdiff_t line_step, size_t n, size_t px_step,
                          uint32_t max_lines)
 {
@@ -84,10 +87,10 @@ static uint32_t edge_bar(const uint8_t *first, ptrdiff_t line_step, size_t n, si
         return 0;
     uint32_t end = 0, bars = 0;
     for (uint32_t k = 0; k < max_lines; k++) {
-        if (line_share(first + (ptrdiff_t)k * line_step, n, px_step, colour) >=
-            PDQ__BAR_LINE_SHARE) {
+        const unsigned share = line_share(first + (ptrdiff_t)k * line_step, n, px_step, colour);
+        if (share >= PDQ__BAR_LINE_SHARE) {
             bars++;
-            if (bars * 100 >= (k + 1) * PDQ__BAR_RUN_SHARE)
+            if (share >= PDQ__BAR_EDGE_SHARE && bars * 100 >= (k + 1) * PDQ__BAR_RUN_SHARE)
                 end = k + 1;
         }
         if (bars * 100 < (k + 1) * PDQ__BAR_RUN_SHARE / 2)
