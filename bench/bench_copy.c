@@ -605,27 +605,16 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
     return falses;
 }
 
-/* Part experiments (docs/MATCHING.md, "Logos and text"): BC_PARTS="0,1,.." hashes those parts
- * of every reference and every query (from the full-size decode of the JPEG, variant 0 only),
- * each kind of part in an index of its own, so a query's part meets only the same part of the
- * references: what a logo or a caption in one corner or band leaves intact. */
-static const struct {
-    const char *name;
-    int x0, y0, x1, y1; /* percent of the side */
-} PARTS[] = {{"top 50", 0, 0, 100, 50},     {"bottom 50", 0, 50, 100, 100},
-             {"left 50", 0, 0, 50, 100},    {"right 50", 50, 0, 100, 100},
-             {"top 75", 0, 0, 100, 75},     {"bottom 75", 0, 25, 100, 100},
-             {"left 75", 0, 0, 75, 100},    {"right 75", 25, 0, 100, 100},
-             {"top left 67", 0, 0, 67, 67}, {"bottom right 67", 33, 33, 100, 100}};
-#define BC_N_PARTS (sizeof PARTS / sizeof PARTS[0])
+/* BC_PARTS=1: the halves of every reference and every query (pdq_copy_parts, on the decode
+ * the fast pipeline hashes), each kind of half in an index of its own, so a query's half meets
+ * only the same half of the references: what a logo or a caption in one corner or band leaves
+ * intact (docs/MATCHING.md, "Logos and text"). */
+#define BC_N_PARTS PDQ_PART_COUNT
 static int g_part_on[BC_N_PARTS];
 static int g_any_part;
 static int g_part_threshold = BC_THRESHOLD;
 
-typedef struct {
-    pdq_hash h[BC_N_PARTS];
-    int quality[BC_N_PARTS];
-} part_hashes;
+typedef pdq_part_set part_hashes;
 
 static int hash_parts(pdq_ctx *ctx, const uint8_t *buf, size_t len, part_hashes *ph)
 {
@@ -646,20 +635,9 @@ static int hash_parts(pdq_ctx *ctx, const uint8_t *buf, size_t len, part_hashes 
     img_image im;
     if (img_decode(buf, len, &o, &im))
         return -1;
-    for (size_t k = 0; k < BC_N_PARTS; k++) {
-        if (!g_part_on[k])
-            continue;
-        uint32_t x0 = im.w * (uint32_t)PARTS[k].x0 / 100, x1 = im.w * (uint32_t)PARTS[k].x1 / 100;
-        uint32_t y0 = im.h * (uint32_t)PARTS[k].y0 / 100, y1 = im.h * (uint32_t)PARTS[k].y1 / 100;
-        pdq_result r;
-        if (x1 - x0 < PDQ_MIN_SIDE_PX || y1 - y0 < PDQ_MIN_SIDE_PX ||
-            pdq_hash_gray8(ctx, im.px + (size_t)y0 * im.w + x0, x1 - x0, y1 - y0, im.w, 0, &r))
-            continue;
-        ph->h[k] = r.hash;
-        ph->quality[k] = r.quality;
-    }
+    int rc = pdq_copy_parts(ctx, &im, ph);
     img_image_free(&im);
-    return 0;
+    return rc;
 }
 
 static int add_parts(index_db *ix, char kind, size_t i, const part_hashes *ph, size_t *entries)
@@ -1058,12 +1036,15 @@ int main(int argc, char **argv)
         e = end + (*end == ',');
     }
     g_rot_ref_canvas = getenv("BC_ROT_MODE") && !strcmp(getenv("BC_ROT_MODE"), "canvas");
-    for (const char *e = getenv("BC_PARTS"); e && *e;) {
+    for (const char *e = getenv("BC_PARTS"); e && *e;) { /* "1": all, or "p,p..": those */
         size_t k = (size_t)strtoul(e, (char **)&e, 10);
         e += *e == ',';
         if (k < BC_N_PARTS)
             g_part_on[k] = g_any_part = 1;
     }
+    if (getenv("BC_PARTS") && !strcmp(getenv("BC_PARTS"), "1"))
+        for (size_t k = 0; k < BC_N_PARTS; k++)
+            g_part_on[k] = g_any_part = 1;
     if (getenv("BC_SWEEP"))
         g_sweep = VG_MIN(BC_SWEEP_MAX, atoi(getenv("BC_SWEEP")));
     if (getenv("BC_PART_THRESHOLD"))

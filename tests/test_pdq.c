@@ -617,6 +617,39 @@ static void test_bars_caption_with_text(void **state)
     assert_int_equal(t[0] + t[1] + t[2], 0);
 }
 
+/* Each part is the hash of that half of the pixels; a part under the minimum side is left
+ * out (quality 0); bad images are refused. */
+static void test_copy_parts(void **state)
+{
+    (void)state;
+    enum { W = 120, H = 90 };
+    static uint8_t g[W * H];
+    for (uint32_t y = 0; y < H; y++)
+        for (uint32_t x = 0; x < W; x++)
+            g[y * W + x] = (uint8_t)((x * x + 3 * y * x + 7 * y) % 251);
+    img_image im = {.px = g, .w = W, .h = H, .channels = 1, .src_w = W, .src_h = H};
+    pdq_ctx *ctx = pdq_ctx_new();
+    assert_non_null(ctx);
+    pdq_part_set ps;
+    assert_int_equal(pdq_copy_parts(ctx, &im, &ps), VG_OK);
+    pdq_result top, right;
+    assert_int_equal(pdq_hash_gray8(ctx, g, W, H / 2, W, 0, &top), VG_OK);
+    assert_int_equal(pdq_hash_gray8(ctx, g + W / 2, W / 2, H, W, 0, &right), VG_OK);
+    assert_int_equal(pdq_distance(&ps.h[PDQ_PART_TOP], &top.hash), 0);
+    assert_int_equal(pdq_distance(&ps.h[PDQ_PART_RIGHT], &right.hash), 0);
+    for (int k = 0; k < PDQ_PART_COUNT; k++)
+        assert_true(ps.quality[k] > 0);
+    assert_string_equal(pdq_part_name(PDQ_PART_BOTTOM), "bottom");
+    img_image thin = {.px = g, .w = W, .h = 8, .channels = 1, .src_w = W, .src_h = 8};
+    assert_int_equal(pdq_copy_parts(ctx, &thin, &ps), VG_OK);
+    assert_int_equal(ps.quality[PDQ_PART_TOP], 0); /* 4 rows: under PDQ_MIN_SIDE_PX */
+    assert_true(ps.quality[PDQ_PART_LEFT] > 0);
+    img_image bad = {.px = g, .w = W, .h = H, .channels = 2};
+    assert_int_equal(pdq_copy_parts(ctx, &bad, &ps), VG_EINVAL);
+    assert_int_equal(pdq_copy_parts(ctx, NULL, &ps), VG_EINVAL);
+    pdq_ctx_free(ctx);
+}
+
 static void test_alloc_failures(void **state)
 {
     (void)state;
@@ -661,6 +694,7 @@ const struct CMUnitTest pdq_core_tests[] = {
     cmocka_unit_test(test_bad_arguments),
     cmocka_unit_test(test_bars_stop_at_dark_photo_edge),
     cmocka_unit_test(test_bars_caption_with_text),
+    cmocka_unit_test(test_copy_parts),
     cmocka_unit_test(test_alloc_failures),
 };
 
