@@ -685,6 +685,9 @@ static size_t query_parts(index_db *ix, const part_hashes *ph, long want, int *f
                 *found = 1;
             } else {
                 size_t key = (size_t)idx * 2 + (kind == 'd');
+                if (getenv("BC_DEBUG_FALSE"))
+                    printf("false part match: photo %ld part %zu meets %c%ld at %d\n", want, k,
+                           kind, idx, r.matches[i].distance);
                 if (key < seen_n && !seen[key]) {
                     seen[key] = 1;
                     falses++;
@@ -857,7 +860,8 @@ static void scale_run(size_t n, double per_ref, size_t sets)
  * LIST holds one path a line, the preferred version of a picture first. A candidate is kept when
  * it decodes, its short side is at least BC_SELECT_MIN_SIDE_PX, its quality passes the gate (a
  * flat picture is never matchable) and no hash of it (whole, trimmed, mirror, centre crops; 8
- * variants each) lies within BC_DEDUPE_DISTANCE of any hash of one kept before. Kept pictures
+ * variants each; and each half, with quality over the gate, against the same half) lies within
+ * BC_DEDUPE_DISTANCE of any hash of one kept before. Kept pictures
  * are written prepared (long side `side`, JPEG q92) as DIR/NNNN.jpg; stdout gets
  * "NNNN.jpg<TAB>path" for each, stderr why each other was dropped. */
 static int select_run(const char *list, const char *out_dir, uint32_t side)
@@ -915,6 +919,30 @@ static int select_run(const char *list, const char *out_dir, uint32_t side)
             }
             index_pdq_result_free(&r);
         }
+        part_hashes ph; /* a picture sharing half of one kept (tree atlases) is a copy too */
+        if (hash_parts(ctx, b, len, &ph))
+            return 2;
+        for (size_t k = 0; k < BC_N_PARTS && !near; k++) {
+            if (ph.quality[k] < BC_MIN_QUALITY)
+                continue;
+            char tenant[16];
+            snprintf(tenant, sizeof tenant, "part%zu", k);
+            index_pdq_query iq = index_pdq_query_defaults();
+            iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)&ph.h[k];
+            iq.n_variants = 1;
+            iq.threshold = BC_DEDUPE_DISTANCE;
+            iq.min_quality = BC_MIN_QUALITY;
+            index_pdq_result r;
+            if (index_pdq_search(ix, tenant, &iq, &r))
+                continue; /* no such tenant yet */
+            if (r.n) {
+                near = 1;
+                fprintf(stderr, "drop (%s half near %s, distance %d) %s\n",
+                        pdq_part_name((pdq_part)k), r.matches[0].reference_id,
+                        r.matches[0].distance, line);
+            }
+            index_pdq_result_free(&r);
+        }
         if (near) {
             dup++;
         } else {
@@ -927,6 +955,13 @@ static int select_run(const char *list, const char *out_dir, uint32_t side)
                                   100))
                     return 2;
             entries += 1 + h.copies.n;
+            for (size_t k = 0; k < BC_N_PARTS; k++) {
+                char tenant[16];
+                snprintf(tenant, sizeof tenant, "part%zu", k);
+                if (ph.quality[k] &&
+                    index_pdq_add(ix, tenant, "p", id, (const uint8_t *)ph.h[k].w, ph.quality[k]))
+                    return 2;
+            }
             snprintf(p, sizeof p, "%s/%s", out_dir, id);
             FILE *f = fopen(p, "wb");
             if (!f || fwrite(b, 1, len, f) != len)
@@ -995,8 +1030,10 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (select && out_dir)
+    if (select && out_dir) {
+        g_any_part = 1; /* halves too: hash_parts */
         return select_run(select, out_dir, side);
+    }
     if (!photos) {
         fprintf(stderr, "usage: bench_copy --photos DIR [--distractors DIR] [--mech whole|all] "
                         "[--max-side PX] [--floors FILE] [--write-floors FILE] [--export DIR "
