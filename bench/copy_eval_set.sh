@@ -10,6 +10,7 @@
 # of the package's debian/copyright).
 #
 #   bench/copy_eval_set.sh CACHE [BENCH_COPY]      (default BENCH_COPY: build/bench/bench_copy)
+#   COPY_EVAL_REUSE=1 keeps the selection already in CACHE and rewrites the manifest only.
 #   nice build/bench/bench_copy --photos CACHE/set --mech all
 set -euo pipefail
 
@@ -103,16 +104,26 @@ sort -t$'\t' -k1,1nr -k2,2 -k3,3 -u "$cache/candidates.tsv" |
     awk -F'\t' -v c="$cache/x" '{print c "/" $2 "/" $3}' >"$cache/candidates.list"
 echo "copy_eval_set: $(wc -l <"$cache/candidates.list") candidates" >&2
 
-rm -rf "$cache/set"
-mkdir -p "$cache/set"
-"$bench" --select "$cache/candidates.list" --out "$cache/set" >"$cache/selected.tsv" \
-    2>"$cache/select.log"
+if [ "${COPY_EVAL_REUSE:-0}" != 1 ] || [ ! -s "$cache/selected.tsv" ]; then # REUSE: manifest only
+    rm -rf "$cache/set"
+    mkdir -p "$cache/set"
+    "$bench" --select "$cache/candidates.list" --out "$cache/set" >"$cache/selected.tsv" \
+        2>"$cache/select.log"
+fi
 tail -1 "$cache/select.log" >&2
 
 licences() { # the licences named in a package's debian/copyright, in order, once each
     local f="$cache/x/$1/usr/share/doc/$1/copyright"
     [ -f "$f" ] || { echo "see the package's copyright"; return; }
-    grep -E '^License:' "$f" | sed 's/^License: *//' | awk '!s[$0]++' | paste -sd'/' | sed 's|/| / |g'
+    local l
+    l=$(grep -E '^License:' "$f" | sed 's/^License: *//' | awk '!s[$0]++' | paste -sd'/' |
+        sed 's|/| / |g')
+    if [ -z "$l" ]; then # not machine-readable (gnome-backgrounds): its "Licensed under" lines
+        l=$( (sed -n 's/.*Licensed under \(.*\) License.*/\1/p' "$f"
+            grep -q 'GNU General Public License' "$f" && echo 'GNU GPL') | awk '!s[$0]++' |
+            paste -sd'/' | sed 's|/| / |g')
+    fi
+    echo "${l:-see the copyright file}"
 }
 {
     printf 'file\tpackage\tversion\tclass\tpath in the package\tpackage licences (debian/copyright)\n'
