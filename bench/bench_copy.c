@@ -10,12 +10,14 @@
  *
  *   bench_copy --photos DIR [--distractors DIR] [--mech whole|all] [--max-side PX]
  *              [--floors FILE] [--write-floors FILE] [--export DIR --export-n N [--export-edits
- * K,K..]] [--scale N]
+ * K,K..]] [--scale N] [--edits K,K..] [--every N]
  *
  * --mech whole is the server before issue 14 (whole-image hash, 8 derived dihedral variants);
  * all adds trimming, true flips and the reference centre crops. --floors fails (exit 1) when any
  * edit's recall is below its floor (the ctest); --scale N times searches in an index of N
- * random references carrying the same number of hashes per reference as the run's.
+ * random references carrying the same number of hashes per reference as the run's. --edits
+ * runs only the edits numbered (0-based, in EDITS order) and --every N queries only every Nth
+ * photo (all stay references): quicker experiments on the large set.
  */
 #include "core/core.h"
 #include "img/img.h"
@@ -89,7 +91,7 @@ static uint8_t *jpeg(const rgb *r, int q, unsigned long *len)
     return out;
 }
 
-static int load(const char *path, uint32_t side, rgb *out)
+static int load_src(const char *path, uint32_t side, rgb *out, uint32_t *src_w, uint32_t *src_h)
 {
     size_t len;
     uint8_t *buf;
@@ -109,9 +111,17 @@ static int load(const char *path, uint32_t side, rgb *out)
     if (rc)
         return rc;
     rgb s = {im.px, im.w, im.h};
+    *src_w = im.src_w;
+    *src_h = im.src_h;
     *out = fit(&s, side);
     img_image_free(&im);
     return 0;
+}
+
+static int load(const char *path, uint32_t side, rgb *out)
+{
+    uint32_t sw, sh;
+    return load_src(path, side, out, &sw, &sh);
 }
 
 /* ---- edits ------------------------------------------------------------------------------------
@@ -459,8 +469,16 @@ typedef struct {
 static unsigned g_query_what, g_ref_what;
 /* the bench's own region number for rotated references (not a pdq_region of the server) */
 #define BC_REGION_ROT PDQ_REGION_COUNT
-#define BC_REGIONS (PDQ_REGION_COUNT + 1)
+#define BC_REGION_PART (PDQ_REGION_COUNT + 1) /* and for the parts of BC_PARTS */
+#define BC_REGIONS (PDQ_REGION_COUNT + 2)
 static int g_region_threshold[BC_REGIONS];
+/* BC_SWEEP=T: every search also reaches distance T, and each query's best distance to its
+ * original and to every other reference is kept, so one run gives recall and false matches at
+ * every threshold up to T (the table after the main one) */
+#define BC_SWEEP_MAX 64
+static int g_sweep;
+static int g_true_d;                    /* the query's best distance to its original */
+static int g_false_d[BC_MAX_FILES * 2]; /* ... and to each other reference */
 
 static int hash_bytes(pdq_ctx *ctx, const uint8_t *buf, size_t len, unsigned what, hashes *h)
 {
@@ -525,9 +543,20 @@ typedef struct {
     size_t by_mech[BC_REGIONS];
 } kind_stats;
 
+static void sweep_note(char kind, long idx, long want, int d)
+{
+    if (kind == 'p' && idx == want) {
+        g_true_d = VG_MIN(g_true_d, d);
+        return;
+    }
+    size_t key = (size_t)idx * 2 + (kind == 'd');
+    if (key < BC_MAX_FILES * 2)
+        g_false_d[key] = VG_MIN(g_false_d[key], d);
+}
+
 /* Searches every hash set of the query; *found: the photo `want` was found (mechanism in *mech),
  * returns the number of other images matched. */
-static size_t query(index_db *ix, const hashes *q, long want, int *found, int *mech)
+static size_t query(index_db *ix, const hashes *q, long want, int *found, int *mech, char *seen)
 {
     *found = 0;
     *mech = -1;
@@ -535,7 +564,6 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
         return 0;
     int best = 999;
     size_t falses = 0;
-    char seen[BC_MAX_FILES * 2] = {0};
     for (size_t s = 0; s <= q->copies.n; s++) {
         const pdq_hash *v = s == 0 ? q->whole : q->copies.h[s - 1].dihedral;
         int qreg = s == 0 ? PDQ_REGION_WHOLE : (int)q->copies.h[s - 1].region;
@@ -544,7 +572,7 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
         index_pdq_query iq = index_pdq_query_defaults();
         iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)v;
         iq.n_variants = 8;
-        iq.threshold = BC_THRESHOLD;
+        iq.threshold = VG_MAX(BC_THRESHOLD, g_sweep);
         iq.min_quality = BC_MIN_QUALITY;
         index_pdq_result r;
         if (index_pdq_search(ix, "t", &iq, &r))
@@ -554,6 +582,7 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
             char *dot;
             long idx = strtol(r.matches[i].reference_id + 1, &dot, 10);
             int rreg = atoi(dot + 1);
+            sweep_note(kind, idx, want, r.matches[i].distance);
             int thr = VG_MIN(g_region_threshold[rreg], g_region_threshold[qreg]);
             if (r.matches[i].distance > thr)
                 continue;
@@ -565,7 +594,101 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
                 }
             } else {
                 size_t key = (size_t)idx * 2 + (kind == 'd');
-                if (key < sizeof seen && !seen[key]) {
+                if (key < BC_MAX_FILES * 2 && !seen[key]) {
+                    seen[key] = 1;
+                    falses++;
+                }
+            }
+        }
+        index_pdq_result_free(&r);
+    }
+    return falses;
+}
+
+/* BC_PARTS=1: the halves of every reference and every query (pdq_copy_parts, on the decode
+ * the fast pipeline hashes), each kind of half in an index of its own, so a query's half meets
+ * only the same half of the references: what a logo or a caption in one corner or band leaves
+ * intact (docs/MATCHING.md, "Logos and text"). */
+#define BC_N_PARTS PDQ_PART_COUNT
+static int g_part_on[BC_N_PARTS];
+static int g_any_part;
+static int g_part_threshold = BC_THRESHOLD;
+
+typedef pdq_part_set part_hashes;
+
+static int hash_parts(pdq_ctx *ctx, const uint8_t *buf, size_t len, part_hashes *ph)
+{
+    memset(ph, 0, sizeof *ph);
+    if (!g_any_part)
+        return 0;
+    img_decode_opts o;
+    img_decode_opts_default(&o);
+    o.pixfmt = IMG_GRAY;
+    /* the decode the fast pipeline hashes (pdq_image.c hash_fast): DCT-scaled to a short side
+     * of PDQ_FAST_MIN_SIDE_PX when a side is over 512 px; BC_PARTS_FULL=1 decodes in full */
+    img_info info;
+    if (img_probe(buf, len, &o.limits, &info))
+        return -1;
+    if ((info.w > PDQ_COMPAT_MAX_SIDE_PX || info.h > PDQ_COMPAT_MAX_SIDE_PX) &&
+        !getenv("BC_PARTS_FULL"))
+        o.min_w = o.min_h = PDQ_FAST_MIN_SIDE_PX;
+    img_image im;
+    if (img_decode(buf, len, &o, &im))
+        return -1;
+    int rc = pdq_copy_parts(ctx, &im, ph);
+    img_image_free(&im);
+    return rc;
+}
+
+static int add_parts(index_db *ix, char kind, size_t i, const part_hashes *ph, size_t *entries)
+{
+    for (size_t k = 0; k < BC_N_PARTS; k++) {
+        if (!g_part_on[k] || !ph->quality[k])
+            continue;
+        char id[64], tenant[16];
+        snprintf(id, sizeof id, "%c%zu.%d", kind, i, BC_REGION_PART);
+        snprintf(tenant, sizeof tenant, "part%zu", k);
+        if (index_pdq_add(ix, tenant, "p", id, (const uint8_t *)ph->h[k].w, ph->quality[k]))
+            return -1;
+        (*entries)++;
+    }
+    return 0;
+}
+
+/* Searches the query's parts; as query(), adding to *found / *mech and to seen. */
+static size_t query_parts(index_db *ix, const part_hashes *ph, long want, int *found, int *mech,
+                          char *seen, size_t seen_n)
+{
+    size_t falses = 0;
+    for (size_t k = 0; k < BC_N_PARTS; k++) {
+        if (!g_part_on[k] || ph->quality[k] < BC_MIN_QUALITY)
+            continue;
+        char tenant[16];
+        snprintf(tenant, sizeof tenant, "part%zu", k);
+        index_pdq_query iq = index_pdq_query_defaults();
+        iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)&ph->h[k];
+        iq.n_variants = 1;
+        iq.threshold = VG_MAX(g_part_threshold, g_sweep);
+        iq.min_quality = BC_MIN_QUALITY;
+        index_pdq_result r;
+        if (index_pdq_search(ix, tenant, &iq, &r))
+            continue; /* no such tenant yet */
+        for (size_t i = 0; i < r.n; i++) {
+            char kind = r.matches[i].reference_id[0];
+            long idx = strtol(r.matches[i].reference_id + 1, NULL, 10);
+            sweep_note(kind, idx, want, r.matches[i].distance);
+            if (r.matches[i].distance > g_part_threshold)
+                continue;
+            if (kind == 'p' && idx == want) {
+                if (!*found)
+                    *mech = BC_REGION_PART;
+                *found = 1;
+            } else {
+                size_t key = (size_t)idx * 2 + (kind == 'd');
+                if (getenv("BC_DEBUG_FALSE"))
+                    printf("false part match: photo %ld part %zu meets %c%ld at %d\n", want, k,
+                           kind, idx, r.matches[i].distance);
+                if (key < seen_n && !seen[key]) {
                     seen[key] = 1;
                     falses++;
                 }
@@ -635,6 +758,28 @@ static void scale_run(size_t n, double per_ref, size_t sets)
             entries++;
         }
     }
+    /* BC_PARTS: each part an index of its own (one entry per reference), searched with one
+     * variant */
+    size_t n_parts = 0;
+    for (size_t k = 0; k < BC_N_PARTS; k++) {
+        if (!g_part_on[k])
+            continue;
+        char tenant[16];
+        snprintf(tenant, sizeof tenant, "part%zu", k);
+        for (size_t i = 0; i < n; i++) {
+            char id[32];
+            snprintf(id, sizeof id, "r%zu", i);
+            uint8_t h[32];
+            for (int b = 0; b < 32; b++) {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                h[b] = (uint8_t)s;
+            }
+            index_pdq_add(ix, tenant, "p", id, h, 80);
+        }
+        n_parts++;
+    }
     index_bulk_end(ix);
     index_stats st;
     index_stats_get(ix, NULL, &st);
@@ -648,7 +793,34 @@ static void scale_run(size_t n, double per_ref, size_t sets)
     } modes[] = {{"separate searches of 8 variants", sets, 8},
                  {"one pass, whole + trimmed + mirror", 1, sets > 1 ? 17 : 8},
                  {"one pass, whole only", 1, 8}};
-    for (size_t mi = 0; mi < VG_ARRAY_LEN(modes); mi++) {
+    for (size_t mi = 0; mi < VG_ARRAY_LEN(modes) + (n_parts > 0); mi++) {
+        if (mi == VG_ARRAY_LEN(modes)) { /* the parts' searches, on top of the one pass */
+            double t0 = now_us();
+            for (int r = 0; r < reps; r++)
+                for (size_t k = 0; k < BC_N_PARTS; k++) {
+                    if (!g_part_on[k])
+                        continue;
+                    char tenant[16];
+                    snprintf(tenant, sizeof tenant, "part%zu", k);
+                    uint64_t v[4];
+                    for (int b = 0; b < 4; b++) {
+                        s ^= s << 13;
+                        s ^= s >> 7;
+                        s ^= s << 17;
+                        v[b] = s;
+                    }
+                    index_pdq_query iq = index_pdq_query_defaults();
+                    iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)v;
+                    iq.n_variants = 1;
+                    index_pdq_result res;
+                    index_pdq_search(ix, tenant, &iq, &res);
+                    index_pdq_result_free(&res);
+                }
+            printf("scale: %zu parts of %zu references each, one variant each: %.0f us per query "
+                   "(on top of the one pass)\n",
+                   n_parts, n, (now_us() - t0) / reps);
+            break;
+        }
         double t0 = now_us();
         for (int r = 0; r < reps; r++) {
             for (size_t q = 0; q < modes[mi].searches; q++) {
@@ -677,12 +849,147 @@ static void scale_run(size_t n, double per_ref, size_t sets)
     index_free(ix);
 }
 
+/* Hash distance under which two candidates of --select are the same picture (another resolution,
+ * crop, frame or mirror of it): well over the match threshold, so no edit of one photo meets
+ * another in the evaluation because the two are copies; unrelated pictures lie near 128. */
+#define BC_DEDUPE_DISTANCE 56
+/* Short side (px, as stored in the file) under which a candidate is an icon, not a photo. */
+#define BC_SELECT_MIN_SIDE_PX 256
+
+/* --select LIST --out DIR: the evaluation set from candidate files (bench/copy_eval_set.sh).
+ * LIST holds one path a line, the preferred version of a picture first. A candidate is kept when
+ * it decodes, its short side is at least BC_SELECT_MIN_SIDE_PX, its quality passes the gate (a
+ * flat picture is never matchable) and no hash of it (whole, trimmed, mirror, centre crops; 8
+ * variants each; and each half, with quality over the gate, against the same half) lies within
+ * BC_DEDUPE_DISTANCE of any hash of one kept before. Kept pictures
+ * are written prepared (long side `side`, JPEG q92) as DIR/NNNN.jpg; stdout gets
+ * "NNNN.jpg<TAB>path" for each, stderr why each other was dropped. */
+static int select_run(const char *list, const char *out_dir, uint32_t side)
+{
+    FILE *lf = fopen(list, "r");
+    pdq_ctx *ctx = pdq_ctx_new();
+    index_db *ix;
+    if (!lf || !ctx || index_new(NULL, &ix))
+        return 2;
+    char line[4096];
+    size_t kept = 0, small = 0, flat = 0, dup = 0, bad = 0, entries = 0;
+    while (fgets(line, sizeof line, lf)) {
+        line[strcspn(line, "\r\n")] = 0;
+        if (!line[0])
+            continue;
+        rgb im;
+        uint32_t sw, sh;
+        if (load_src(line, side, &im, &sw, &sh)) {
+            fprintf(stderr, "drop (decode) %s\n", line);
+            bad++;
+            continue;
+        }
+        if (VG_MIN(sw, sh) < BC_SELECT_MIN_SIDE_PX) {
+            small++;
+            rgb_free(&im);
+            continue;
+        }
+        unsigned long len;
+        uint8_t *b = jpeg(&im, 92, &len);
+        hashes h;
+        if (hash_bytes(ctx, b, len, PDQ_COPY_TRIM | PDQ_COPY_FLIP | PDQ_COPY_REGIONS, &h))
+            return 2;
+        if (h.quality < BC_MIN_QUALITY) {
+            fprintf(stderr, "drop (quality %d) %s\n", h.quality, line);
+            flat++;
+            tjFree(b);
+            rgb_free(&im);
+            continue;
+        }
+        int near = 0;
+        for (size_t s = 0; s <= h.copies.n && !near; s++) {
+            const pdq_hash *v = s == 0 ? h.whole : h.copies.h[s - 1].dihedral;
+            index_pdq_query iq = index_pdq_query_defaults();
+            iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)v;
+            iq.n_variants = 8;
+            iq.threshold = BC_DEDUPE_DISTANCE;
+            iq.min_quality = 0;
+            index_pdq_result r;
+            if (index_pdq_search(ix, "t", &iq, &r))
+                return 2;
+            if (r.n) {
+                near = 1;
+                fprintf(stderr, "drop (near %s, distance %d) %s\n", r.matches[0].reference_id,
+                        r.matches[0].distance, line);
+            }
+            index_pdq_result_free(&r);
+        }
+        part_hashes ph; /* a picture sharing half of one kept (tree atlases) is a copy too */
+        if (hash_parts(ctx, b, len, &ph))
+            return 2;
+        for (size_t k = 0; k < BC_N_PARTS && !near; k++) {
+            if (ph.quality[k] < BC_MIN_QUALITY)
+                continue;
+            char tenant[16];
+            snprintf(tenant, sizeof tenant, "part%zu", k);
+            index_pdq_query iq = index_pdq_query_defaults();
+            iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)&ph.h[k];
+            iq.n_variants = 1;
+            iq.threshold = BC_DEDUPE_DISTANCE;
+            iq.min_quality = BC_MIN_QUALITY;
+            index_pdq_result r;
+            if (index_pdq_search(ix, tenant, &iq, &r))
+                continue; /* no such tenant yet */
+            if (r.n) {
+                near = 1;
+                fprintf(stderr, "drop (%s half near %s, distance %d) %s\n",
+                        pdq_part_name((pdq_part)k), r.matches[0].reference_id,
+                        r.matches[0].distance, line);
+            }
+            index_pdq_result_free(&r);
+        }
+        if (near) {
+            dup++;
+        } else {
+            char id[32], p[4096];
+            snprintf(id, sizeof id, "%04zu.jpg", kept);
+            if (index_pdq_add(ix, "t", "p", id, (const uint8_t *)h.whole[0].w, 100))
+                return 2;
+            for (size_t k = 0; k < h.copies.n; k++)
+                if (index_pdq_add(ix, "t", "p", id, (const uint8_t *)h.copies.h[k].dihedral[0].w,
+                                  100))
+                    return 2;
+            entries += 1 + h.copies.n;
+            for (size_t k = 0; k < BC_N_PARTS; k++) {
+                char tenant[16];
+                snprintf(tenant, sizeof tenant, "part%zu", k);
+                if (ph.quality[k] &&
+                    index_pdq_add(ix, tenant, "p", id, (const uint8_t *)ph.h[k].w, ph.quality[k]))
+                    return 2;
+            }
+            snprintf(p, sizeof p, "%s/%s", out_dir, id);
+            FILE *f = fopen(p, "wb");
+            if (!f || fwrite(b, 1, len, f) != len)
+                return 2;
+            fclose(f);
+            printf("%s\t%s\n", id, line);
+            kept++;
+        }
+        tjFree(b);
+        rgb_free(&im);
+    }
+    fclose(lf);
+    fprintf(stderr,
+            "select: kept %zu (%zu index entries); dropped %zu near duplicates, %zu under the "
+            "quality gate, %zu with a short side under %d px, %zu undecodable\n",
+            kept, entries, dup, flat, small, BC_SELECT_MIN_SIDE_PX, bad);
+    index_free(ix);
+    pdq_ctx_free(ctx);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *photos = NULL, *distractors = NULL, *mech = "all", *floors = NULL,
-               *write_floors = NULL, *export_dir = NULL, *export_edits = NULL;
+               *write_floors = NULL, *export_dir = NULL, *export_edits = NULL, *select = NULL,
+               *out_dir = NULL, *only_edits = NULL;
     uint32_t side = 640;
-    size_t export_n = 40, scale = 0;
+    size_t export_n = 40, scale = 0, every = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) {
@@ -708,12 +1015,24 @@ int main(int argc, char **argv)
             export_edits = v;
         else if (!strcmp(a, "--export-n"))
             export_n = (size_t)atoi(v);
+        else if (!strcmp(a, "--edits"))
+            only_edits = v;
+        else if (!strcmp(a, "--every"))
+            every = (size_t)atol(v);
+        else if (!strcmp(a, "--select"))
+            select = v;
+        else if (!strcmp(a, "--out"))
+            out_dir = v;
         else if (!strcmp(a, "--scale"))
             scale = (size_t)atol(v);
         else {
             fprintf(stderr, "bench_copy: unknown option %s\n", a);
             return 2;
         }
+    }
+    if (select && out_dir) {
+        g_any_part = 1; /* halves too: hash_parts */
+        return select_run(select, out_dir, side);
     }
     if (!photos) {
         fprintf(stderr, "usage: bench_copy --photos DIR [--distractors DIR] [--mech whole|all] "
@@ -754,6 +1073,19 @@ int main(int argc, char **argv)
         e = end + (*end == ',');
     }
     g_rot_ref_canvas = getenv("BC_ROT_MODE") && !strcmp(getenv("BC_ROT_MODE"), "canvas");
+    for (const char *e = getenv("BC_PARTS"); e && *e;) { /* "1": all, or "p,p..": those */
+        size_t k = (size_t)strtoul(e, (char **)&e, 10);
+        e += *e == ',';
+        if (k < BC_N_PARTS)
+            g_part_on[k] = g_any_part = 1;
+    }
+    if (getenv("BC_PARTS") && !strcmp(getenv("BC_PARTS"), "1"))
+        for (size_t k = 0; k < BC_N_PARTS; k++)
+            g_part_on[k] = g_any_part = 1;
+    if (getenv("BC_SWEEP"))
+        g_sweep = VG_MIN(BC_SWEEP_MAX, atoi(getenv("BC_SWEEP")));
+    if (getenv("BC_PART_THRESHOLD"))
+        g_part_threshold = atoi(getenv("BC_PART_THRESHOLD"));
     const char *rt = getenv("BC_REGION_THRESHOLD"); /* experiments: stricter centre crops */
     if (rt)
         g_region_threshold[PDQ_REGION_CENTRE90] = g_region_threshold[PDQ_REGION_CENTRE80] =
@@ -818,8 +1150,10 @@ int main(int argc, char **argv)
         unsigned long len;
         uint8_t *b = jpeg(&img[i], 90, &len);
         hashes h;
+        part_hashes ph;
         if (hash_bytes(ctx, b, len, g_ref_what, &h) || add_ref(ix, 'p', i, &h, &entries) ||
-            add_rot_refs(ctx, ix, 'p', i, &img[i], h.quality, &entries))
+            add_rot_refs(ctx, ix, 'p', i, &img[i], h.quality, &entries) ||
+            hash_parts(ctx, b, len, &ph) || add_parts(ix, 'p', i, &ph, &entries))
             return 2;
         low_quality_refs += h.quality < BC_MIN_QUALITY;
         gated[i] = h.quality < BC_MIN_QUALITY;
@@ -835,30 +1169,53 @@ int main(int argc, char **argv)
         unsigned long len;
         uint8_t *b = jpeg(&d, 90, &len);
         hashes h;
+        part_hashes ph;
         if (!hash_bytes(ctx, b, len, g_ref_what, &h) && !add_ref(ix, 'd', dok, &h, &entries) &&
-            !add_rot_refs(ctx, ix, 'd', dok, &d, h.quality, &entries))
+            !add_rot_refs(ctx, ix, 'd', dok, &d, h.quality, &entries) &&
+            !hash_parts(ctx, b, len, &ph) && !add_parts(ix, 'd', dok, &ph, &entries))
             dok++;
         tjFree(b);
         rgb_free(&d);
     }
     refs += dok;
 
+    static size_t true_hist[N_EDITS][BC_SWEEP_MAX + 1], false_hist[N_EDITS][BC_SWEEP_MAX + 1];
     kind_stats ks[N_EDITS];
     memset(ks, 0, sizeof ks);
+    char run_edit[N_EDITS]; /* --edits K,K..: only those edits (quicker experiments) */
+    memset(run_edit, !only_edits, sizeof run_edit);
+    for (const char *e = only_edits; e && *e;) {
+        size_t k = (size_t)strtoul(e, (char **)&e, 10);
+        e += *e == ',';
+        if (k < N_EDITS)
+            run_edit[k] = 1;
+    }
     double q_us = 0, hash_us = 0;
     size_t nq = 0;
-    for (size_t i = 0; i < n; i++)
-        for (size_t e = 0; e < N_EDITS && !gated[i]; e++) {
+    for (size_t i = 0; i < n; i++) {
+        if (getenv("BC_PROGRESS") && i % 100 == 0)
+            fprintf(stderr, "bench_copy: photo %zu of %zu\n", i, n);
+        for (size_t e = 0; e < N_EDITS && !gated[i] && i % every == 0; e++) {
+            if (!run_edit[e])
+                continue;
             rgb d = make_edit(e, &img[i]);
             unsigned long len;
             uint8_t *b = jpeg(&d, EDITS[e].quality, &len);
             double t0 = now_us();
             hashes h;
-            if (hash_bytes(ctx, b, len, g_query_what, &h))
+            part_hashes ph;
+            if (hash_bytes(ctx, b, len, g_query_what, &h) || hash_parts(ctx, b, len, &ph))
                 return 2;
             double t1 = now_us();
             int found, mech_i;
-            size_t falses = query(ix, &h, (long)i, &found, &mech_i);
+            static char seen[BC_MAX_FILES * 2];
+            memset(seen, 0, sizeof seen);
+            g_true_d = 999;
+            for (size_t k = 0; k < BC_MAX_FILES * 2; k++)
+                g_false_d[k] = 999;
+            size_t falses = query(ix, &h, (long)i, &found, &mech_i, seen);
+            if (h.quality >= BC_MIN_QUALITY)
+                falses += query_parts(ix, &ph, (long)i, &found, &mech_i, seen, sizeof seen);
             if (getenv("BC_DEBUG") && e == (size_t)atoi(getenv("BC_DEBUG"))) {
                 hashes rh;
                 unsigned long rl;
@@ -873,6 +1230,13 @@ int main(int argc, char **argv)
                     h.copies.trim[1], h.copies.trim[2], h.copies.trim[3], h.copies.n,
                     h.copies.n ? pdq_distance(&h.copies.h[0].dihedral[0], &rh.whole[0]) : -1);
             }
+            if (h.quality >= BC_MIN_QUALITY) {
+                if (g_true_d <= BC_SWEEP_MAX)
+                    true_hist[e][g_true_d]++;
+                for (size_t k = 0; k < BC_MAX_FILES * 2; k++)
+                    if (g_false_d[k] <= BC_SWEEP_MAX)
+                        false_hist[e][g_false_d[k]]++;
+            }
             q_us += now_us() - t1;
             hash_us += t1 - t0;
             nq++;
@@ -885,25 +1249,29 @@ int main(int argc, char **argv)
             tjFree(b);
             rgb_free(&d);
         }
+    }
 
     size_t pairs = nq * (refs - 1), falses = 0, found = 0;
     printf(
         "bench_copy: mech=%s, %zu photos + %zu distractors (%zu low-quality references), "
         "%zu index entries, %zu queries (edits of the others), %zu unrelated pairs, threshold %d\n",
         mech, n, dok, low_quality_refs, entries, nq, pairs, BC_THRESHOLD);
-    printf("| edit | recall | false matches | found by (whole/trimmed/flip/centre90/centre80/rot) "
-           "|\n");
+    printf("| edit | recall | false matches | found by "
+           "(whole/trimmed/flip/centre90/centre80/rot/part) |\n");
     printf("|---|---|---|---|\n");
     int fail = 0;
     FILE *ff = floors ? fopen(floors, "r") : NULL;
     FILE *wf = write_floors ? fopen(write_floors, "w") : NULL;
     for (size_t e = 0; e < N_EDITS; e++) {
+        if (!ks[e].queries)
+            continue;
         double rec = 100.0 * ks[e].found / ks[e].queries;
         falses += ks[e].false_matches;
         found += ks[e].found;
-        printf("| %s | %.1f%% | %zu | %zu/%zu/%zu/%zu/%zu/%zu |\n", EDITS[e].name, rec,
+        printf("| %s | %.1f%% | %zu | %zu/%zu/%zu/%zu/%zu/%zu/%zu |\n", EDITS[e].name, rec,
                ks[e].false_matches, ks[e].by_mech[0], ks[e].by_mech[1], ks[e].by_mech[2],
-               ks[e].by_mech[3], ks[e].by_mech[4], ks[e].by_mech[BC_REGION_ROT]);
+               ks[e].by_mech[3], ks[e].by_mech[4], ks[e].by_mech[BC_REGION_ROT],
+               ks[e].by_mech[BC_REGION_PART]);
         if (wf)
             fprintf(wf, "%s\t%.1f\n", EDITS[e].name, rec);
         if (ff) {
@@ -926,6 +1294,55 @@ int main(int argc, char **argv)
            "hashing %.0f us, search %.0f us\n",
            100.0 * found / nq, falses, pairs, (double)falses / (double)pairs, hash_us / nq,
            q_us / nq);
+    if (g_sweep) { /* recall and false matches by threshold (parts at the same threshold) */
+        static const int T[] = {31, 34, 37, 40, 43, 46, 50, 54, 58, 64};
+        printf("\nsweep: recall by threshold (whole, trimmed, flip, regions%s)\n| edit |",
+               g_any_part ? ", parts" : "");
+        for (size_t t = 0; t < VG_ARRAY_LEN(T) && T[t] <= g_sweep; t++)
+            printf(" %d |", T[t]);
+        printf("\n|---|");
+        for (size_t t = 0; t < VG_ARRAY_LEN(T) && T[t] <= g_sweep; t++)
+            printf("---|");
+        printf("\n");
+        size_t all_true[BC_SWEEP_MAX + 1] = {0}, all_false[BC_SWEEP_MAX + 1] = {0};
+        for (size_t e = 0; e < N_EDITS; e++) {
+            if (!ks[e].queries)
+                continue;
+            printf("| %s |", EDITS[e].name);
+            size_t acc = 0;
+            size_t t = 0;
+            for (int d = 0; d <= g_sweep; d++) {
+                acc += true_hist[e][d];
+                all_true[d] += true_hist[e][d];
+                all_false[d] += false_hist[e][d];
+                if (t < VG_ARRAY_LEN(T) && d == T[t]) {
+                    printf(" %.1f%% |", 100.0 * acc / ks[e].queries);
+                    t++;
+                }
+            }
+            printf("\n");
+        }
+        printf("| **overall** |");
+        size_t acc_t = 0, t = 0;
+        for (int d = 0; d <= g_sweep; d++) {
+            acc_t += all_true[d];
+            if (t < VG_ARRAY_LEN(T) && d == T[t]) {
+                printf(" %.1f%% |", 100.0 * acc_t / nq);
+                t++;
+            }
+        }
+        printf("\n| **false matches** |");
+        size_t acc_f = 0;
+        t = 0;
+        for (int d = 0; d <= g_sweep; d++) {
+            acc_f += all_false[d];
+            if (t < VG_ARRAY_LEN(T) && d == T[t]) {
+                printf(" %zu (%.1e) |", acc_f, (double)acc_f / (double)pairs);
+                t++;
+            }
+        }
+        printf("\n");
+    }
     if (ff)
         fclose(ff);
     if (wf)

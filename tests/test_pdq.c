@@ -571,6 +571,85 @@ static void test_bad_arguments(void **state)
 
 /* Out of memory at every allocation: a clean error, nothing leaked (ASan), and the context still
  * works afterwards. */
+/* A photo whose own edge rows are mostly canvas-coloured (a night sky on a dark screenshot
+ * canvas) ends the canvas bar at the photo's edge: the bar ends only on a flat line. Before,
+ * the bar ran on through the photo's dark rows (85% canvas colour passed the 60% line share)
+ * and the content lost its top 20 rows. */
+static void test_bars_stop_at_dark_photo_edge(void **state)
+{
+    (void)state;
+    enum { W = 200, H = 160 };
+    static uint8_t g[W * H];
+    memset(g, 18, sizeof g);
+    for (uint32_t y = 40; y < 120; y++)
+        for (uint32_t x = 50; x < 150; x++) {
+            if (y < 60 || y >= 100) /* dark sky with a few bright spots: 70% near the canvas */
+                g[y * W + x] = x % 10 < 7 ? 22 : 120;
+            else
+                g[y * W + x] = (uint8_t)((x * 7 + y * 13) % 256);
+        }
+    uint32_t t[4];
+    assert_int_equal(pdq_copy_find_bars(g, W, H, W, t), 1);
+    assert_int_equal(t[0], 50);
+    assert_int_equal(t[1], 40);
+    assert_int_equal(t[2], 50);
+    assert_int_equal(t[3], 40);
+}
+
+/* A caption bar with two lines of text ends at its plain margin above the text. */
+static void test_bars_caption_with_text(void **state)
+{
+    (void)state;
+    enum { W = 200, H = 200, CAP = 40 };
+    static uint8_t g[W * H];
+    for (uint32_t y = 0; y < H - CAP; y++)
+        for (uint32_t x = 0; x < W; x++)
+            g[y * W + x] = (uint8_t)((x * 7 + y * 13) % 256);
+    memset(g + (H - CAP) * W, 250, (size_t)CAP * W);
+    for (uint32_t y = H - CAP + 6; y < H - 6; y++) /* text rows: every 4th pixel of 3 ink */
+        if ((y - (H - CAP + 6)) % 10 < 7)
+            for (uint32_t x = 10; x < W - 10; x++)
+                if (x % 4 == 0)
+                    g[y * W + x] = 10;
+    uint32_t t[4];
+    assert_int_equal(pdq_copy_find_bars(g, W, H, W, t), 1);
+    assert_int_equal(t[3], CAP);
+    assert_int_equal(t[0] + t[1] + t[2], 0);
+}
+
+/* Each part is the hash of that half of the pixels; a part under the minimum side is left
+ * out (quality 0); bad images are refused. */
+static void test_copy_parts(void **state)
+{
+    (void)state;
+    enum { W = 120, H = 90 };
+    static uint8_t g[W * H];
+    for (uint32_t y = 0; y < H; y++)
+        for (uint32_t x = 0; x < W; x++)
+            g[y * W + x] = (uint8_t)((x * x + 3 * y * x + 7 * y) % 251);
+    img_image im = {.px = g, .w = W, .h = H, .channels = 1, .src_w = W, .src_h = H};
+    pdq_ctx *ctx = pdq_ctx_new();
+    assert_non_null(ctx);
+    pdq_part_set ps;
+    assert_int_equal(pdq_copy_parts(ctx, &im, &ps), VG_OK);
+    pdq_result top, right;
+    assert_int_equal(pdq_hash_gray8(ctx, g, W, H / 2, W, 0, &top), VG_OK);
+    assert_int_equal(pdq_hash_gray8(ctx, g + W / 2, W / 2, H, W, 0, &right), VG_OK);
+    assert_int_equal(pdq_distance(&ps.h[PDQ_PART_TOP], &top.hash), 0);
+    assert_int_equal(pdq_distance(&ps.h[PDQ_PART_RIGHT], &right.hash), 0);
+    for (int k = 0; k < PDQ_PART_COUNT; k++)
+        assert_true(ps.quality[k] > 0);
+    assert_string_equal(pdq_part_name(PDQ_PART_BOTTOM), "bottom");
+    img_image thin = {.px = g, .w = W, .h = 8, .channels = 1, .src_w = W, .src_h = 8};
+    assert_int_equal(pdq_copy_parts(ctx, &thin, &ps), VG_OK);
+    assert_int_equal(ps.quality[PDQ_PART_TOP], 0); /* 4 rows: under PDQ_MIN_SIDE_PX */
+    assert_true(ps.quality[PDQ_PART_LEFT] > 0);
+    img_image bad = {.px = g, .w = W, .h = H, .channels = 2};
+    assert_int_equal(pdq_copy_parts(ctx, &bad, &ps), VG_EINVAL);
+    assert_int_equal(pdq_copy_parts(ctx, NULL, &ps), VG_EINVAL);
+    pdq_ctx_free(ctx);
+}
+
 static void test_alloc_failures(void **state)
 {
     (void)state;
@@ -613,6 +692,9 @@ const struct CMUnitTest pdq_core_tests[] = {
     cmocka_unit_test(test_64x64_paths),
     cmocka_unit_test(test_dihedral_matches_transformed_pixels),
     cmocka_unit_test(test_bad_arguments),
+    cmocka_unit_test(test_bars_stop_at_dark_photo_edge),
+    cmocka_unit_test(test_bars_caption_with_text),
+    cmocka_unit_test(test_copy_parts),
     cmocka_unit_test(test_alloc_failures),
 };
 

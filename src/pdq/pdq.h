@@ -285,4 +285,30 @@ int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_s
 int pdq_hash_image_copies(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image_opts *opts,
                           unsigned what, pdq_image_result *out, pdq_copy_set *copies);
 
+/* Parts of an image that a logo in a corner, a watermark across the middle or a caption on the
+ * photo leaves intact: each half of it. A copy's part is compared with the same part of the
+ * references only (an index of its own per part, one hash each): a half is a smaller picture
+ * than the whole, and matched against every entry it would meet more strangers.
+ * docs/MATCHING.md, "Logos and text": on the Debian set, logo 41.7% -> 98.6% and text overlay
+ * 47.0% -> 96.9%, no false match added. Not yet searched by the server. */
+typedef enum {
+    PDQ_PART_TOP = 0, /* the top half */
+    PDQ_PART_BOTTOM,  /* the bottom half */
+    PDQ_PART_LEFT,    /* the left half */
+    PDQ_PART_RIGHT,   /* the right half */
+    PDQ_PART_COUNT
+} pdq_part;
+
+/* "top" | "bottom" | "left" | "right". */
+const char *pdq_part_name(pdq_part p);
+
+typedef struct pdq_part_set {
+    pdq_hash h[PDQ_PART_COUNT];  /* variant 0 only: a part of a rotated copy is another part */
+    int quality[PDQ_PART_COUNT]; /* 0 where the part is under PDQ_MIN_SIDE_PX (not hashed) */
+} pdq_part_set;
+
+/* The parts' hashes of a decoded image (gray or RGB, upright, any size; borrowed), e.g. the
+ * decode pdq_hash_image hashes. ctx borrowed; *out overwritten. Errors: VG_EINVAL, VG_ENOMEM. */
+int pdq_copy_parts(pdq_ctx *ctx, const img_image *im, pdq_part_set *out);
+
 #endif /* VG_PDQ_H */

@@ -29,8 +29,9 @@
 /* Share of the edge line's pixels (percent) that must have the bar's colour: a bar is flat. */
 #define PDQ__BAR_EDGE_SHARE 95
 /* Share of a line's pixels (percent) with the bar's colour for the line to continue the bar:
- * caption text covers up to about a third of a caption line. */
-#define PDQ__BAR_LINE_SHARE 60
+ * a line through bold caption text is up to 60% ink (at 60 here, 15% captions on 512 px
+ * textures lost their bar half the time). Lenient, because the bar must end on a flat line. */
+#define PDQ__BAR_LINE_SHARE 40
 /* Share of the lines from the edge to a bar's inner end (percent) that must be bar lines: the
  * rows through a caption's letters may fail the line test one by one. */
 #define PDQ__BAR_RUN_SHARE 60
@@ -74,8 +75,11 @@ static unsigned line_share(const uint8_t *p, size_t n, size_t step, int colour)
 }
 
 /* Width of the bar at one edge: lines first + k * line_step (k = 0..max_lines-1), each n pixels
- * apart by px_step. The edge line must be flat; the bar ends at its last bar line such that at
- * least PDQ__BAR_RUN_SHARE % of the lines up to it are bar lines. */
+ * apart by px_step. The edge line must be flat; the bar ends at its last flat line (as flat as
+ * the edge line must be) such that at least PDQ__BAR_RUN_SHARE % of the lines up to it are bar
+ * lines. Only a flat line may end it: a caption's last line is its plain margin, while a bar
+ * allowed to end on a mostly-bar line ran on into a photo's own dark or bright rows (a dark
+ * canvas around a night sky: docs/MATCHING.md, "Screenshots"). */
 static uint32_t edge_bar(const uint8_t *first, ptrdiff_t line_step, size_t n, size_t px_step,
                          uint32_t max_lines)
 {
@@ -84,10 +88,10 @@ static uint32_t edge_bar(const uint8_t *first, ptrdiff_t line_step, size_t n, si
         return 0;
     uint32_t end = 0, bars = 0;
     for (uint32_t k = 0; k < max_lines; k++) {
-        if (line_share(first + (ptrdiff_t)k * line_step, n, px_step, colour) >=
-            PDQ__BAR_LINE_SHARE) {
+        const unsigned share = line_share(first + (ptrdiff_t)k * line_step, n, px_step, colour);
+        if (share >= PDQ__BAR_LINE_SHARE) {
             bars++;
-            if (bars * 100 >= (k + 1) * PDQ__BAR_RUN_SHARE)
+            if (share >= PDQ__BAR_EDGE_SHARE && bars * 100 >= (k + 1) * PDQ__BAR_RUN_SHARE)
                 end = k + 1;
         }
         if (bars * 100 < (k + 1) * PDQ__BAR_RUN_SHARE / 2)
@@ -197,6 +201,52 @@ int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_s
         if (rc == VG_OK)
             rc = add_region(ctx, gray, w, w / 10, h / 10, w - 2 * (w / 10), h - 2 * (h / 10),
                             PDQ_REGION_CENTRE80, out);
+    }
+    vg_free(own);
+    return rc;
+}
+
+static const char *const part_names[PDQ_PART_COUNT] = {"top", "bottom", "left", "right"};
+
+const char *pdq_part_name(pdq_part p)
+{
+    return (unsigned)p < PDQ_PART_COUNT ? part_names[p] : "unknown";
+}
+
+int pdq_copy_parts(pdq_ctx *ctx, const img_image *im, pdq_part_set *out)
+{
+    if (!ctx || !im || !im->px || !out || (im->channels != 1 && im->channels != 3) || !im->w ||
+        !im->h)
+        return vg_err_set(VG_EINVAL, "pdq_copy_parts: bad image");
+    memset(out, 0, sizeof *out);
+    const uint32_t w = im->w, h = im->h;
+    const size_t npix = (size_t)w * h;
+    uint8_t *own = NULL;
+    const uint8_t *gray = im->px;
+    if (im->channels == 3) {
+        if (!(own = vg_malloc(npix)))
+            return vg_err_set(VG_ENOMEM, "pdq_copy_parts: out of memory");
+        for (size_t i = 0; i < npix; i++) {
+            const uint8_t *p = im->px + 3 * i;
+            own[i] = (uint8_t)((19595u * p[0] + 38470u * p[1] + 7471u * p[2] + 32768u) >> 16);
+        }
+        gray = own;
+    }
+    /* x0, y0, x1, y1 of each part, in halves of the side */
+    static const uint8_t box[PDQ_PART_COUNT][4] = {
+        {0, 0, 2, 1}, {0, 1, 2, 2}, {0, 0, 1, 2}, {1, 0, 2, 2}};
+    int rc = VG_OK;
+    for (int k = 0; k < PDQ_PART_COUNT && rc == VG_OK; k++) {
+        const uint32_t x0 = w * box[k][0] / 2, y0 = h * box[k][1] / 2;
+        const uint32_t x1 = w * box[k][2] / 2, y1 = h * box[k][3] / 2;
+        if (x1 - x0 < PDQ_MIN_SIDE_PX || y1 - y0 < PDQ_MIN_SIDE_PX)
+            continue;
+        pdq_result r;
+        rc = pdq_hash_gray8(ctx, gray + (size_t)y0 * w + x0, x1 - x0, y1 - y0, w, 0, &r);
+        if (rc == VG_OK) {
+            out->h[k] = r.hash;
+            out->quality[k] = VG_MAX(1, r.quality);
+        }
     }
     vg_free(own);
     return rc;
