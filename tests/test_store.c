@@ -1,6 +1,11 @@
 /* store: migrations, every CRUD and list path, pagination, tenant isolation, soft deletion,
  * group commit, error paths (disk quota, locks, allocation failures) and kill -9 durability.
- * Each test gets a fresh database in its own temporary directory. */
+ * Each test gets a fresh database in its own temporary directory.
+ *
+ * The same suite runs against PostgreSQL as test_store_pg (`test_store --pg`): each test then
+ * gets a fresh database on the server VIGIL_TEST_PG_URL names (scripts/pg-tmp.sh starts one for
+ * `make test`); without it the run says SKIPPED and passes. Tests of SQLite's own machinery
+ * (WAL checkpoints, the file size quota, I/O errors on the files) skip themselves there. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +21,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
+#include <libpq-fe.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +33,8 @@
 
 typedef struct fx {
     char dir[64];
-    char path[96];
+    char path[160];  /* a file, or a postgresql:// URL under --pg */
+    char dbname[32]; /* --pg: the test's database */
     store *st;
     vg_arena *a;
     char t1[STORE_ID_MAX], t2[STORE_ID_MAX]; /* two tenants */
@@ -50,6 +57,144 @@ static void rm_rf(const char *dir)
     rmdir(dir);
 }
 
+/* --pg: the server's URL up to the database name ("postgresql://vigil@127.0.0.1:5432/"). */
+static int g_pg;
+static char g_pg_base[80];
+static unsigned g_pg_seq;
+
+#define SKIP_ON_PG(why)                                                                            \
+    do {                                                                                           \
+        if (g_pg) {                                                                                \
+            print_message("skipped on PostgreSQL: %s\n", why);                                     \
+            skip();                                                                                \
+        }                                                                                          \
+    } while (0)
+
+/* Runs sql on the server's maintenance database (CREATE / DROP DATABASE). */
+static int pg_admin(const char *sql)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%spostgres", g_pg_base);
+    PGconn *c = PQconnectdb(url);
+    PGresult *r = PQexec(c, sql);
+    int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    if (!ok)
+        fprintf(stderr, "pg_admin %s: %s", sql, PQerrorMessage(c));
+    PQclear(r);
+    PQfinish(c);
+    return ok ? 0 : -1;
+}
+
+/* The test's database: a fresh file name in f->dir, or a fresh PostgreSQL database. */
+static int fx_db_new(fx *f)
+{
+    if (!g_pg) {
+        snprintf(f->path, sizeof f->path, "%s/vigil.db", f->dir);
+        return 0;
+    }
+    snprintf(f->dbname, sizeof f->dbname, "vt_%d_%u", (int)getpid(), g_pg_seq++);
+    char sql[128];
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", f->dbname);
+    snprintf(f->path, sizeof f->path, "%s%s", g_pg_base, f->dbname);
+    return pg_admin(sql);
+}
+
+static void fx_db_drop(fx *f)
+{
+    if (g_pg && f->dbname[0]) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", f->dbname);
+        pg_admin(sql);
+    }
+}
+
+/* Runs sql on the test database directly, not through the store: 0 when it succeeded. */
+static int raw_exec(fx *f, const char *sql)
+{
+    if (!g_pg) {
+        sqlite3 *db = NULL;
+        int rc = sqlite3_open(f->path, &db);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
+        sqlite3_close(db);
+        return rc == SQLITE_OK ? 0 : -1;
+    }
+    PGconn *c = PQconnectdb(f->path);
+    PGresult *r = PQexec(c, sql);
+    int st = PQresultStatus(r);
+    int ok = st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+    PQclear(r);
+    PQfinish(c);
+    return ok ? 0 : -1;
+}
+
+/* The integer at (row 0, column col) of sql's result on the test database; -1 if none. */
+static long raw_long(fx *f, const char *sql, int col)
+{
+    long v = -1;
+    if (!g_pg) {
+        sqlite3 *db = NULL;
+        sqlite3_stmt *q = NULL;
+        if (sqlite3_open(f->path, &db) == SQLITE_OK &&
+            sqlite3_prepare_v2(db, sql, -1, &q, NULL) == SQLITE_OK && sqlite3_step(q) == SQLITE_ROW)
+            v = (long)sqlite3_column_int64(q, col);
+        sqlite3_finalize(q);
+        sqlite3_close(db);
+        return v;
+    }
+    PGconn *c = PQconnectdb(f->path);
+    PGresult *r = PQexec(c, sql);
+    if (PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) > 0 && !PQgetisnull(r, 0, col)) {
+        const char *t = PQgetvalue(r, 0, col);
+        v = !strcmp(t, "t") ? 1 : !strcmp(t, "f") ? 0 : strtol(t, NULL, 10);
+    }
+    PQclear(r);
+    PQfinish(c);
+    return v;
+}
+
+/* Another client holding the write lock on `table` until raw_unlock (SQLite: the database's). */
+typedef struct raw_lock {
+    sqlite3 *lite;
+    PGconn *pg;
+} raw_lock;
+
+static void raw_lock_take(fx *f, const char *table, raw_lock *l)
+{
+    memset(l, 0, sizeof *l);
+    if (!g_pg) {
+        assert_int_equal(sqlite3_open(f->path, &l->lite), SQLITE_OK);
+        assert_int_equal(sqlite3_exec(l->lite, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+        return;
+    }
+    char sql[128];
+    snprintf(sql, sizeof sql, "BEGIN; LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE", table);
+    l->pg = PQconnectdb(f->path);
+    PGresult *r = PQexec(l->pg, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+}
+
+static void raw_lock_release(raw_lock *l)
+{
+    if (l->lite) {
+        assert_int_equal(sqlite3_exec(l->lite, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
+        sqlite3_close(l->lite);
+    }
+    if (l->pg) {
+        PGresult *r = PQexec(l->pg, "COMMIT");
+        assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+        PQclear(r);
+        PQfinish(l->pg);
+    }
+}
+
+/* 32 zero bytes as an SQL literal in the backend's dialect. */
+static const char *zeroblob32(void)
+{
+    return g_pg ? "decode(repeat('00', 32), 'hex')" : "zeroblob(32)";
+}
+
 static void fx_config(fx *f, store_config *c)
 {
     store_config_default(c);
@@ -65,7 +210,8 @@ static int setup(void **state)
     snprintf(f->dir, sizeof f->dir, "/tmp/vigil-test-store-XXXXXX");
     if (!mkdtemp(f->dir))
         return -1;
-    snprintf(f->path, sizeof f->path, "%s/vigil.db", f->dir);
+    if (fx_db_new(f))
+        return -1;
     store_config c;
     fx_config(f, &c);
     if (store_open(&c, &f->st) != 0) {
@@ -85,6 +231,7 @@ static int teardown(void **state)
     fx *f = *state;
     store_close(f->st);
     vg_arena_free(f->a);
+    fx_db_drop(f);
     rm_rf(f->dir);
     free(f);
     return 0;
@@ -97,7 +244,8 @@ static int setup_dir(void **state)
     snprintf(f->dir, sizeof f->dir, "/tmp/vigil-test-store-XXXXXX");
     if (!mkdtemp(f->dir))
         return -1;
-    snprintf(f->path, sizeof f->path, "%s/vigil.db", f->dir);
+    if (fx_db_new(f))
+        return -1;
     f->a = vg_arena_new(0);
     *state = f;
     return 0;
@@ -194,15 +342,16 @@ static void test_migrate_empty_and_reopen(void **state)
     assert_string_equal(tt.name, "x");
     store_close(st);
 
+    assert_int_equal(raw_long(f, "SELECT count(*), max(version) FROM schema_migrations", 0),
+                     (long)n);
+    assert_int_equal(raw_long(f, "SELECT count(*), max(version) FROM schema_migrations", 1),
+                     (long)n);
+    if (g_pg) {
+        assert_int_equal(raw_long(f, "SELECT version FROM schema_version", 0), (long)n);
+        return;
+    }
     sqlite3 *db = raw_open(f->path);
     sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*), max(version) FROM schema_migrations",
-                                        -1, &q, NULL),
-                     SQLITE_OK);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), (int)n);
-    assert_int_equal(sqlite3_column_int(q, 1), (int)n);
-    sqlite3_finalize(q);
     assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &q, NULL), SQLITE_OK);
     assert_int_equal(sqlite3_step(q), SQLITE_ROW);
     assert_string_equal((const char *)sqlite3_column_text(q, 0), "wal");
@@ -237,20 +386,18 @@ static void test_migrate_v4_pdq_regions_and_mechanism(void **state)
     snprintf(old_ref, sizeof old_ref, "ref_00000000000000000000000001");
     snprintf(scan, sizeof scan, "scn_00000000000000000000000001");
     snprintf(old_match[0], sizeof old_match[0], "mat_00000000000000000000000001");
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    char sql[1024];
+    char sql[1200];
     snprintf(sql, sizeof sql,
              "INSERT INTO refs(id, tenant_id, profile_id, kind, sha256, pdq, pdq_quality, "
-             "created_ms) VALUES('%s', '%s', '%s', 'work', zeroblob(32), zeroblob(32), 90, 1);"
+             "created_ms) VALUES('%s', '%s', '%s', 'work', %s, %s, 90, 1);"
              "INSERT INTO scans(id, tenant_id, created_ms, sha256, n_matches) "
-             "VALUES('%s', '%s', 1, zeroblob(32), 1);"
+             "VALUES('%s', '%s', 1, %s, 1);"
              "INSERT INTO matches(id, scan_id, tenant_id, profile_id, reference_id, kind, "
              "distance, confidence, dihedral, face_index, created_ms) "
              "VALUES('%s', '%s', '%s', '%s', '%s', 'pdq', 12, 0.8, 0, -1, 1);",
-             old_ref, t, p, scan, t, old_match[0], scan, t, p, old_ref);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+             old_ref, t, p, zeroblob32(), zeroblob32(), scan, t, zeroblob32(), old_match[0], scan,
+             t, p, old_ref);
+    assert_int_equal(raw_exec(f, sql), 0);
     uint8_t sha[32] = {1}, pdq[32] = {2};
     store_reference_new nr = {
         .profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha, .pdq = pdq, .pdq_quality = 90};
@@ -350,18 +497,15 @@ static void test_migrate_v5_video(void **state)
     /* a match as a version-4 build wrote it (without the video column) */
     snprintf(scan, sizeof scan, "scn_00000000000000000000000001");
     snprintf(mids[0], sizeof mids[0], "mat_00000000000000000000000001");
-    sqlite3 *db;
-    assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
-    char sql[1024];
+    char sql[1200];
     snprintf(sql, sizeof sql,
              "INSERT INTO scans(id, tenant_id, created_ms, sha256, n_matches) "
-             "VALUES('%s', '%s', 1, zeroblob(32), 1);"
+             "VALUES('%s', '%s', 1, %s, 1);"
              "INSERT INTO matches(id, scan_id, tenant_id, profile_id, reference_id, kind, "
              "distance, confidence, dihedral, face_index, created_ms, mechanism) "
              "VALUES('%s', '%s', '%s', '%s', '%s', 'pdq', 12, 0.8, 0, -1, 1, 'whole');",
-             scan, t, mids[0], scan, t, p, old_ref);
-    assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+             scan, t, zeroblob32(), mids[0], scan, t, p, old_ref);
+    assert_int_equal(raw_exec(f, sql), 0);
     store_match_new m = {p, old_ref, VG_MATCH_PDQ, 9, 0.85, 0, -1, NULL, NULL, NULL};
     store_scan_new sc = {.sha256 = sha, .n_matches = 1, .matches = &m};
 
@@ -513,9 +657,9 @@ static void test_refuse_newer_schema(void **state)
     store *st = NULL;
     assert_int_equal(store_open(&c, &st), 0);
     store_close(st);
-    sqlite3 *db = raw_open(f->path);
-    assert_int_equal(sqlite3_exec(db, "PRAGMA user_version=999", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    assert_int_equal(
+        raw_exec(f, g_pg ? "UPDATE schema_version SET version = 999" : "PRAGMA user_version=999"),
+        0);
     st = NULL;
     assert_int_equal(store_open(&c, &st), VG_EUNSUPPORTED);
     assert_null(st);
@@ -528,12 +672,22 @@ static void test_refuse_foreign_files(void **state)
     store_config c;
     fx_config(f, &c);
     store *st = NULL;
-    /* An SQLite database that is not ours. */
-    sqlite3 *db = raw_open(f->path);
-    assert_int_equal(sqlite3_exec(db, "CREATE TABLE foo(x)", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    /* A database that is not ours. */
+    assert_int_equal(raw_exec(f, "CREATE TABLE foo(x INTEGER)"), 0);
     assert_int_equal(store_open(&c, &st), VG_ESTORE);
     assert_non_null(strstr(vg_err_msg(), "not a Vigil database"));
+    if (g_pg) {
+        /* A database that does not exist, a server that does not answer. */
+        char url[300];
+        snprintf(url, sizeof url, "%sno_such_db", g_pg_base);
+        c.path = url;
+        assert_int_equal(store_open(&c, &st), VG_ESTORE);
+        assert_non_null(strstr(vg_err_msg(), "cannot connect"));
+        c.path = "postgresql://vigil@127.0.0.1:1/x";
+        assert_int_equal(store_open(&c, &st), VG_ESTORE);
+        assert_null(st);
+        return;
+    }
     /* Not a database at all. */
     unlink(f->path);
     FILE *fp = fopen(f->path, "w");
@@ -950,22 +1104,15 @@ static void test_references(void **state)
     assert_int_equal(pg.n, 1);
     assert_int_equal(store_reference_count(f->st, NULL, &n), 0);
     assert_int_equal(n, 2);
-    sqlite3 *db = raw_open(f->path);
-    sqlite3_stmt *q;
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "SELECT descriptors IS NULL, n_faces, deleted_ms IS NOT "
-                                        "NULL, (SELECT count(*) FROM ref_images) FROM refs "
-                                        "WHERE id = ?",
-                                        -1, &q, NULL),
-                     SQLITE_OK);
-    sqlite3_bind_text(q, 1, l, -1, SQLITE_STATIC);
-    assert_int_equal(sqlite3_step(q), SQLITE_ROW);
-    assert_int_equal(sqlite3_column_int(q, 0), 1);
-    assert_int_equal(sqlite3_column_int(q, 1), 0);
-    assert_int_equal(sqlite3_column_int(q, 2), 1);
-    assert_int_equal(sqlite3_column_int(q, 3), 0);
-    sqlite3_finalize(q);
-    sqlite3_close(db);
+    char q[300];
+    snprintf(q, sizeof q,
+             "SELECT descriptors IS NULL, n_faces, deleted_ms IS NOT NULL, (SELECT count(*) FROM "
+             "ref_images) FROM refs WHERE id = '%s'",
+             l);
+    assert_int_equal(raw_long(f, q, 0), 1);
+    assert_int_equal(raw_long(f, q, 1), 0);
+    assert_int_equal(raw_long(f, q, 2), 1);
+    assert_int_equal(raw_long(f, q, 3), 0);
 
     /* The same image can be added again once the old reference is deleted. */
     fill(sha, 32, 77);
@@ -1220,12 +1367,9 @@ static void test_evidence_is_immutable(void **state)
     make_profile(f, f->t1, "Jane", p);
     make_work(f, f->t1, p, 1, r);
     make_scan(f, f->t1, p, r, 1, s, NULL);
-    sqlite3 *db = raw_open(f->path);
-    assert_int_not_equal(sqlite3_exec(db, "UPDATE scans SET source_url = 'x'", NULL, NULL, NULL),
-                         SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM matches", NULL, NULL, NULL), SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM scans", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    assert_int_not_equal(raw_exec(f, "UPDATE scans SET source_url = 'x'"), 0);
+    assert_int_not_equal(raw_exec(f, "DELETE FROM matches"), 0);
+    assert_int_not_equal(raw_exec(f, "DELETE FROM scans"), 0);
     store_scan sc;
     assert_int_equal(store_scan_get(f->st, f->t1, s, f->a, &sc), 0);
     assert_int_equal(sc.n_matches, 2);
@@ -1350,14 +1494,9 @@ static void test_notices(void **state)
     assert_int_equal(store_notice_list(f->st, f->t1, &o, f->a, &items, &pg), VG_EINVAL);
 
     /* Frozen: the schema refuses edits of the drafted text and deletion of history. */
-    sqlite3 *db = raw_open(f->path);
-    assert_int_not_equal(sqlite3_exec(db, "UPDATE notices SET body_text = 'x'", NULL, NULL, NULL),
-                         SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "DELETE FROM notice_events", NULL, NULL, NULL),
-                         SQLITE_OK);
-    assert_int_not_equal(sqlite3_exec(db, "UPDATE notice_events SET note = 'x'", NULL, NULL, NULL),
-                         SQLITE_OK);
-    sqlite3_close(db);
+    assert_int_not_equal(raw_exec(f, "UPDATE notices SET body_text = 'x'"), 0);
+    assert_int_not_equal(raw_exec(f, "DELETE FROM notice_events"), 0);
+    assert_int_not_equal(raw_exec(f, "UPDATE notice_events SET note = 'x'"), 0);
 
     /* Validation. */
     notice_new(&nn, m[0]);
@@ -1571,8 +1710,8 @@ static void test_group_commit_isolates_failures(void **state)
      * commits all of them in one transaction, good and bad mixed. */
     store_stats before, after;
     store_stats_get(f->st, &before);
-    sqlite3 *db = raw_open(f->path);
-    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    raw_lock lk;
+    raw_lock_take(f, "scans", &lk);
     enum { G = 8 };
     pthread_t tg[G];
     mixed_ctx g[G];
@@ -1581,8 +1720,7 @@ static void test_group_commit_isolates_failures(void **state)
         pthread_create(&tg[i], NULL, mixed_main, &g[i]);
     }
     usleep(500000);
-    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    raw_lock_release(&lk);
     for (int i = 0; i < G; i++)
         pthread_join(tg[i], NULL);
     for (int i = 0; i < G; i++)
@@ -1669,6 +1807,7 @@ static void test_cursor_stable_under_concurrent_inserts(void **state)
 static void test_background_checkpoints(void **state)
 {
     fx *f = *state;
+    SKIP_ON_PG("WAL checkpoints are SQLite's; PostgreSQL checkpoints by itself");
     store_config c;
     fx_config(f, &c);
     c.checkpoint_pages = 16;
@@ -1696,7 +1835,7 @@ static void test_background_checkpoints(void **state)
     assert_true(stt.checkpoints >= 2);
     store_close(st);
     /* Clean close: the WAL is folded back and removed. */
-    char wal[128];
+    char wal[192];
     snprintf(wal, sizeof wal, "%s-wal", f->path);
     assert_int_not_equal(access(wal, F_OK), 0);
     assert_int_equal(store_open(&c, &st), 0);
@@ -1757,6 +1896,7 @@ static void test_statement_cache_bound(void **state)
 static void test_disk_full(void **state)
 {
     fx *f = *state;
+    SKIP_ON_PG("the size quota (max_db_bytes) is SQLite's max_page_count");
     store_config c;
     fx_config(f, &c);
     c.max_db_bytes = 1 << 20; /* 256 pages of 4 KiB */
@@ -1803,6 +1943,7 @@ static void test_disk_full(void **state)
 static void test_io_error_and_recovery(void **state)
 {
     fx *f = *state;
+    SKIP_ON_PG("I/O errors on the database files are the server's on PostgreSQL");
     store_config c;
     fx_config(f, &c);
     store *st = NULL;
@@ -1865,8 +2006,8 @@ static void test_locked_database_is_busy(void **state)
     c.busy_timeout_ms = 150;
     store *st = NULL;
     assert_int_equal(store_open(&c, &st), 0);
-    sqlite3 *db = raw_open(f->path);
-    assert_int_equal(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
+    raw_lock lk;
+    raw_lock_take(f, "tenants", &lk);
     char t[STORE_ID_MAX];
     uint64_t t0 = vg_now_ns();
     assert_int_equal(store_tenant_create(st, "t", STORE_TENANT_AGENCY, t), VG_EBUSY);
@@ -1879,8 +2020,7 @@ static void test_locked_database_is_busy(void **state)
     assert_non_null(strstr(stt.last_error, "locked"));
     /* Readers are not blocked by a writer in WAL mode. */
     assert_int_equal(store_ping(st), 0);
-    assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
-    sqlite3_close(db);
+    raw_lock_release(&lk);
     assert_int_equal(store_tenant_create(st, "t", STORE_TENANT_AGENCY, t), 0);
     store_close(st);
 }
@@ -1997,9 +2137,24 @@ static void test_durability_kill9(void **state)
     store_close(st);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     vg_log_set_level(VG_LOG_WARN);
+    if (argc > 1 && strcmp(argv[1], "--pg") == 0) {
+        const char *url = getenv("VIGIL_TEST_PG_URL");
+        if (!url || !*url) {
+            printf("test_store --pg: SKIPPED: no VIGIL_TEST_PG_URL (scripts/pg-tmp.sh starts a "
+                   "throwaway PostgreSQL; `make test` does)\n");
+            return 0;
+        }
+        const char *slash = strrchr(url, '/');
+        if (!slash || slash - url < 14 || (size_t)(slash - url) + 1 >= sizeof g_pg_base) {
+            fprintf(stderr, "VIGIL_TEST_PG_URL must be postgresql://user@host:port/db\n");
+            return 1;
+        }
+        memcpy(g_pg_base, url, (size_t)(slash - url) + 1);
+        g_pg = 1;
+    }
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_migrate_empty_and_reopen, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_stepwise_keeps_data, setup_dir, teardown),
