@@ -2137,6 +2137,133 @@ static void test_durability_kill9(void **state)
     store_close(st);
 }
 
+/* ---- PostgreSQL restart mid-stream ---------------------------------------------------------- */
+
+typedef struct rs_ctx {
+    store *st;
+    const char *tenant, *profile;
+    unsigned seed;
+    atomic_int *stop;
+    char (*ids)[STORE_ID_MAX]; /* acknowledged scans and references, in order */
+    _Atomic int n;             /* read by the main thread while the writer runs */
+    int cap, failed;
+    char last_err[256];
+} rs_ctx;
+
+static void *rs_writer(void *arg)
+{
+    rs_ctx *c = arg;
+    for (unsigned i = 0; !atomic_load(c->stop) && c->n < c->cap; i++) {
+        uint8_t sha[32], pdq[32];
+        fill(sha, 32, c->seed + i);
+        fill(pdq, 32, c->seed + i + 7);
+        uint32_t u = c->seed + i; /* distinct images: fill() alone repeats every 256 seeds */
+        memcpy(sha, &u, sizeof u);
+        char id[STORE_ID_MAX];
+        int rc;
+        if (i % 4 == 3) {
+            store_reference_new r = {.profile_id = c->profile,
+                                     .kind = STORE_REF_WORK,
+                                     .title = "stream",
+                                     .sha256 = sha,
+                                     .pdq = pdq,
+                                     .pdq_quality = 90};
+            rc = store_reference_create(c->st, c->tenant, &r, id);
+        } else {
+            store_scan_new s = {.sha256 = sha, .source_url = "https://x.example/a.jpg"};
+            rc = store_scan_insert(c->st, c->tenant, &s, id, NULL);
+        }
+        if (rc == 0) {
+            memcpy(c->ids[atomic_load(&c->n)], id, STORE_ID_MAX); /* acknowledged */
+            atomic_fetch_add(&c->n, 1);
+        } else {
+            c->failed++;
+            snprintf(c->last_err, sizeof c->last_err, "%s", vg_err_msg());
+        }
+    }
+    return NULL;
+}
+
+static int rs_acked(rs_ctx *c, int n)
+{
+    int total = 0;
+    for (int i = 0; i < n; i++)
+        total += c[i].n;
+    return total;
+}
+
+/* `pg_ctl restart -m fast` while four threads write scans and references: every write that
+ * returned success is there afterwards, the store reconnected by itself (writer and readers),
+ * and no write failed (a transaction cut by the restart runs again on a new connection; one
+ * whose COMMIT answer was lost is looked up by its transaction id). */
+static void test_pg_restart_mid_stream(void **state)
+{
+    fx *f = *state;
+    if (!g_pg) {
+        print_message("skipped on SQLite: restarts the PostgreSQL server\n");
+        skip();
+    }
+    const char *ctl = getenv("VIGIL_TEST_PG_CTL");
+    if (!ctl || !*ctl) {
+        print_message("skipped: no VIGIL_TEST_PG_CTL to restart the server with\n");
+        skip();
+    }
+    char p[STORE_ID_MAX];
+    make_profile(f, f->t1, "Stream", p);
+    enum { T = 4, CAP = 20000 };
+    static char ids[T][CAP][STORE_ID_MAX];
+    rs_ctx c[T];
+    pthread_t th[T];
+    atomic_int stop = 0;
+    for (int i = 0; i < T; i++) {
+        c[i] = (rs_ctx){f->st, f->t1, p, (unsigned)i * 1000000u, &stop, NULL, 0, CAP, 0, ""};
+        c[i].ids = ids[i];
+        pthread_create(&th[i], NULL, rs_writer, &c[i]);
+    }
+    while (rs_acked(c, T) < 200)
+        usleep(10000);
+    int before = rs_acked(c, T);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "%s restart", ctl);
+    assert_int_equal(system(cmd), 0);
+    /* Keep writing until well after the restart. */
+    for (int i = 0; i < 3000 && rs_acked(c, T) < before + 400; i++)
+        usleep(10000);
+    atomic_store(&stop, 1);
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    int after = rs_acked(c, T);
+    assert_true(after >= before + 400); /* writes went on after the restart */
+
+    store_stats stt;
+    store_stats_get(f->st, &stt);
+    assert_true(stt.reconnects >= 1);
+    print_message("restart: %d writes acknowledged before it, %d in all; %llu reconnects, %llu "
+                  "transactions run again\n",
+                  before, after, (unsigned long long)stt.reconnects,
+                  (unsigned long long)stt.txn_retries);
+    for (int i = 0; i < T; i++) {
+        if (c[i].failed)
+            fail_msg("writer %d: %d writes failed across the restart, last: %s", i, c[i].failed,
+                     c[i].last_err);
+        for (int k = 0; k < c[i].n; k++) {
+            int rc;
+            if (strncmp(c[i].ids[k], "scn_", 4) == 0) {
+                store_scan sc;
+                rc = store_scan_get(f->st, f->t1, c[i].ids[k], f->a, &sc);
+            } else {
+                store_reference r;
+                rc = store_reference_get(f->st, f->t1, c[i].ids[k], f->a, &r);
+            }
+            if (rc != 0)
+                fail_msg("acknowledged %s (%d of %d) missing after the restart: %s", c[i].ids[k], k,
+                         c[i].n, vg_err_msg());
+            vg_arena_reset(f->a);
+        }
+    }
+    assert_int_equal(store_ping(f->st), 0);
+}
+
 int main(int argc, char **argv)
 {
     vg_log_set_level(VG_LOG_WARN);
@@ -2155,6 +2282,8 @@ int main(int argc, char **argv)
         memcpy(g_pg_base, url, (size_t)(slash - url) + 1);
         g_pg = 1;
     }
+    if (getenv("VIGIL_TEST_FILTER")) /* one test by name while debugging */
+        cmocka_set_test_filter(getenv("VIGIL_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_migrate_empty_and_reopen, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_stepwise_keeps_data, setup_dir, teardown),
@@ -2188,6 +2317,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_io_error_and_recovery, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_locked_database_is_busy, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_durability_kill9, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_restart_mid_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -26,6 +26,12 @@ static const char *const self_heal_choices[] = {"off", "dry-run", "on", NULL};
 static const conf_def rows[] = {
     {"listen", CONF_STRING, "127.0.0.1:8080", "address and port to listen on (host:port; port 0 picks a free one)", NULL, 0, 0, 0, F(listen)},
     {"data_dir", CONF_STRING, "./data", "directory for the database and on-disk cache", NULL, 0, 0, 0, F(data_dir)},
+    /* database backend (docs/OPERATIONS.md "Storage backends") */
+    {"database", CONF_STRING, "", "the database: empty for the SQLite file <data_dir>/vigil.db, a file path, or a postgresql://user:pass@host:port/db URL (PostgreSQL backend, shared by several nodes)", NULL, 0, 0, 1, F(database)},
+    {"db_read_connections", CONF_INT, "4", "read connections in the store's pool", NULL, 1, 64, 0, F(db_read_connections)},
+    {"db_connect_timeout", CONF_DURATION, "5s", "PostgreSQL: connect timeout (whole seconds, at least 2)", NULL, 1000, 600000, 0, F(db_connect_timeout_ms)},
+    {"db_statement_timeout", CONF_DURATION, "30s", "PostgreSQL: longest statement; longer fails as busy (503) (0: none)", NULL, 0, 86400000, 0, F(db_statement_timeout_ms)},
+    {"db_txn_attempts", CONF_INT, "10", "PostgreSQL: tries of a write transaction hit by a serialization failure, deadlock or lost connection", NULL, 1, 1000, 0, F(db_txn_attempts)},
     {"models_dir", CONF_STRING, "", "directory of the face model weights (empty: the build's models/)", NULL, 0, 0, 0, F(models_dir)},
     {"admin_key", CONF_STRING, "", "admin API key (empty: generate one at first start, print it once, store its hash)", NULL, 0, 0, 1, F(admin_key)},
     {"log_level", CONF_ENUM, "info", "debug logs one line per request", log_choices, 0, 0, 0, F(log_level)},

@@ -347,7 +347,7 @@ static void run_group(store *st, store_wop **ops, size_t n)
         int conn = store__sq_fail(w) == SQ_FAIL_CONN;
         int64_t txid = store__sq_txid(w);
         if (conn && store__sq_reconnect(w)) {
-            fail_all(ops, n, VG_ESTORE, vg_err_msg());
+            fail_all(ops, n, VG_EUNAVAIL, vg_err_msg());
             return;
         }
         if (e == GROUP_COMMIT_LOST) {
@@ -375,7 +375,7 @@ static void run_group(store *st, store_wop **ops, size_t n)
             }
         }
         if (attempt >= st->cfg.txn_max_attempts) {
-            fail_all(ops, n, conn ? VG_ESTORE : VG_EBUSY, why);
+            fail_all(ops, n, conn ? VG_EUNAVAIL : VG_EBUSY, why);
             return;
         }
         atomic_fetch_add(&st->ctr.txn_retries, 1);

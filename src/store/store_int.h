@@ -136,8 +136,9 @@ int store__sq_bind_int64(sq_stmt *s, int i, int64_t v);
 int store__sq_bind_double(sq_stmt *s, int i, double v);
 int store__sq_bind_null(sq_stmt *s, int i);
 /* SQ_ROW, SQ_DONE, or a negative VG_E*: constraint violations map to VG_EEXIST (unique),
- * VG_ENOTFOUND (foreign key), VG_EINVAL (check / not null); locks to VG_EBUSY; the rest to
- * VG_ESTORE (counted as errors, detail recorded as last_error). */
+ * VG_ENOTFOUND (foreign key), VG_EINVAL (check / not null); locks to VG_EBUSY; a lost
+ * PostgreSQL connection to VG_EUNAVAIL; the rest to VG_ESTORE (counted as errors, detail
+ * recorded as last_error). */
 int store__sq_step(sq_stmt *s);
 /* Steps a statement that returns no rows, then releases it. */
 int store__sq_run(sq_stmt *s);

@@ -55,13 +55,13 @@ struct pg_stmt {
     char *sql;    /* the store's text (cache key), owned */
     char *pg_sql; /* with $n placeholders, owned */
     uint64_t hash;
-    char name[16];   /* server-side prepared statement name; "" for a transient one */
-    unsigned gen;    /* connection generation it was prepared on; 0 = not yet */
-    int n_params;    /* highest placeholder number */
-    int in_use;      /* between prepare and release */
-    int transient;   /* not cached: freed by release */
-    uint64_t t0_ns;  /* first step of the current execution (query latency) */
-    char kinds[PG_MAX_PARAMS];       /* per parameter: 0 unbound/NULL, 't','b','i','d' */
+    char name[16];             /* server-side prepared statement name; "" for a transient one */
+    unsigned gen;              /* connection generation it was prepared on; 0 = not yet */
+    int n_params;              /* highest placeholder number */
+    int in_use;                /* between prepare and release */
+    int transient;             /* not cached: freed by release */
+    uint64_t t0_ns;            /* first step of the current execution (query latency) */
+    char kinds[PG_MAX_PARAMS]; /* per parameter: 0 unbound/NULL, 't','b','i','d' */
     const char *vals[PG_MAX_PARAMS]; /* borrowed (text, blob) or numbuf */
     int lens[PG_MAX_PARAMS];
     int fmts[PG_MAX_PARAMS];
@@ -120,7 +120,8 @@ static int map_err(pg_db *d, const PGresult *r)
         d->fail = SQ_FAIL_CONN;
         char m[300];
         snprintf(m, sizeof m, "postgresql connection lost: %s", buf);
-        return counted_err(d, VG_ESTORE, m);
+        /* Unavailable (503 + Retry-After): the database is away, not broken. */
+        return counted_err(d, VG_EUNAVAIL, m);
     }
     if (state) {
         if (!strcmp(state, "23505"))
@@ -162,8 +163,16 @@ static void sleep_ms(unsigned ms)
 static void set_version(pg_db *d)
 {
     int lib = PQlibVersion(), srv = PQserverVersion(d->conn);
-    snprintf(d->version, sizeof d->version, "libpq %d.%d, server %d.%d", lib / 10000,
-             lib % 10000, srv / 10000, srv % 10000);
+    snprintf(d->version, sizeof d->version, "libpq %d.%d, server %d.%d", lib / 10000, lib % 10000,
+             srv / 10000, srv % 10000);
+}
+
+/* Server notices (and the FATAL a restarting server sends to idle sessions) go to the debug
+ * log rather than libpq's default, stderr. */
+static void notice_cb(void *arg, const char *msg)
+{
+    (void)arg;
+    VG_DEBUG("store", "postgresql: %s", msg);
 }
 
 int store__pg_open(const sq_open_opts *o, sq_db **out)
@@ -206,6 +215,7 @@ int store__pg_open(const sq_open_opts *o, sq_db **out)
         vg_free(d);
         return err;
     }
+    PQsetNoticeProcessor(d->conn, notice_cb, NULL);
     d->gen = 1;
     set_version(d);
     *out = &d->base;
@@ -270,7 +280,7 @@ int store__pg_reconnect(sq_db *db)
     }
     char m[300];
     snprintf(m, sizeof m, "cannot reconnect to postgresql: %s", PQerrorMessage(d->conn));
-    return counted_err(d, VG_ESTORE, m);
+    return counted_err(d, VG_EUNAVAIL, m);
 }
 
 sq_fail store__pg_fail(sq_db *db)
@@ -800,8 +810,9 @@ static int pg_user_version(sq_db *db, int *out)
 {
     pg_db *d = (pg_db *)db;
     int exists = 0;
-    int err = query_int(d, "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
-                           "AND tablename = 'schema_version'",
+    int err = query_int(d,
+                        "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() "
+                        "AND tablename = 'schema_version'",
                         &exists);
     if (err)
         return err;
@@ -834,7 +845,8 @@ static int pg_table_count(sq_db *db, int *out)
 int store__pg_migration_lock(sq_db *db)
 {
     char sql[80];
-    snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%lld)", (long long)PG_MIGRATION_LOCK_KEY);
+    snprintf(sql, sizeof sql, "SELECT pg_advisory_xact_lock(%lld)",
+             (long long)PG_MIGRATION_LOCK_KEY);
     return pg_exec(db, sql);
 }
 
