@@ -54,16 +54,18 @@ typedef struct conf_settings {
     /* serving */
     char *listen; /* "host:port"; port 0 = any free port (tests) */
     char *data_dir;
+
     /* database backend */
     char *database;                   /* "" = <data_dir>/vigil.db; a path; or postgresql://... */
     int64_t db_read_connections;      /* store read pool */
     uint64_t db_connect_timeout_ms;   /* PostgreSQL connect_timeout */
     uint64_t db_statement_timeout_ms; /* PostgreSQL statement_timeout; 0 = none */
     int64_t db_txn_attempts;          /* PostgreSQL write-transaction tries */
-    char *models_dir;                 /* "" = the build's models directory */
-    char *admin_key;                  /* "" = generate at first start (stored hashed) */
-    int log_level;                    /* conf_log */
-    int64_t http_threads;             /* 0 = one per CPU */
+
+    char *models_dir;     /* "" = the build's models directory */
+    char *admin_key;      /* "" = generate at first start (stored hashed) */
+    int log_level;        /* conf_log */
+    int64_t http_threads; /* 0 = one per CPU */
     int64_t max_connections;
     uint64_t max_body_bytes;
     int64_t max_batch_images;
