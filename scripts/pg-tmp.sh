@@ -5,6 +5,7 @@
 # postgres refuses to run as root: under root the cluster belongs to `nobody` (runuser), in a temp
 # dir it owns. Trust authentication, TCP on 127.0.0.1 only, no Unix socket; fsync off (a clean
 # `pg_ctl restart -m fast` still writes everything; the tests are not about power loss).
+# PG_TMP_FSYNC=on keeps fsync on (bench/store.sh, whose FULL numbers must pay for it).
 pg_tmp_start() {
   local bin
   bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
@@ -30,8 +31,8 @@ pg_tmp_start() {
 listen_addresses = '127.0.0.1'
 port = $port
 unix_socket_directories = ''
-fsync = off
-full_page_writes = off
+fsync = ${PG_TMP_FSYNC:-off}
+full_page_writes = ${PG_TMP_FSYNC:-off}
 max_connections = 200
 shared_buffers = 32MB
 logging_collector = off
