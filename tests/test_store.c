@@ -2137,6 +2137,111 @@ static void test_durability_kill9(void **state)
     store_close(st);
 }
 
+/* ---- several nodes on one database ---------------------------------------------------------- */
+
+typedef struct node_ctx {
+    store *st;
+    const char *tenant, *profile;
+    int id, n_ok;
+    int rc;
+    char err[256];
+} node_ctx;
+
+static void *node_writer(void *arg)
+{
+    node_ctx *c = arg;
+    for (int i = 0; i < 100; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "node %d write %d", c->id, i);
+        store_profile_fields pf = {.name = name};
+        /* Every node rewrites the same row: on PostgreSQL concurrent SERIALIZABLE transactions
+         * conflict (40001) and are run again; on SQLite the second writer waits for the lock. */
+        int rc = store_profile_update(c->st, c->tenant, c->profile, &pf);
+        if (rc) {
+            c->rc = rc;
+            snprintf(c->err, sizeof c->err, "%s", vg_err_msg());
+            return NULL;
+        }
+        uint8_t sha[32] = {0};
+        uint32_t u = (uint32_t)(c->id * 1000 + i);
+        memcpy(sha, &u, sizeof u);
+        store_scan_new s = {.sha256 = sha};
+        char id[STORE_ID_MAX];
+        if ((rc = store_scan_insert(c->st, c->tenant, &s, id, NULL)) != 0) {
+            c->rc = rc;
+            snprintf(c->err, sizeof c->err, "%s", vg_err_msg());
+            return NULL;
+        }
+        c->n_ok++;
+    }
+    return NULL;
+}
+
+typedef struct node_open {
+    store_config c;
+    store *st;
+    int rc;
+} node_open;
+
+static void *node_open_main(void *arg)
+{
+    node_open *o = arg;
+    o->rc = store_open(&o->c, &o->st);
+    return NULL;
+}
+
+/* Two nodes (two store objects) start at once on one new database: both migrate it without
+ * tripping over each other (SQLite: BEGIN IMMEDIATE; PostgreSQL: the migration advisory lock),
+ * then both write the same rows concurrently, two threads each: every write succeeds (PostgreSQL
+ * runs a transaction that lost a serialization conflict again) and all of them are there. */
+static void test_two_nodes_one_database(void **state)
+{
+    fx *f = *state;
+    enum { NODES = 2, THREADS = 2 };
+    node_open no[NODES];
+    pthread_t th[NODES * THREADS];
+    for (int i = 0; i < NODES; i++) {
+        fx_config(f, &no[i].c);
+        pthread_create(&th[i], NULL, node_open_main, &no[i]);
+    }
+    for (int i = 0; i < NODES; i++) {
+        pthread_join(th[i], NULL);
+        if (no[i].rc)
+            fail_msg("node %d did not open: %d", i, no[i].rc);
+    }
+    size_t nm;
+    store__migrations(&nm);
+    assert_int_equal(store_schema_version(no[0].st), (int)nm);
+    assert_int_equal(store_schema_version(no[1].st), (int)nm);
+    char t[STORE_ID_MAX], p[STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(no[0].st, "t", STORE_TENANT_AGENCY, t), 0);
+    store_profile_fields pf = {.name = "shared"};
+    assert_int_equal(store_profile_create(no[1].st, t, &pf, p), 0);
+    node_ctx c[NODES * THREADS];
+    for (int i = 0; i < NODES * THREADS; i++) {
+        c[i] = (node_ctx){no[i % NODES].st, t, p, i, 0, 0, ""};
+        pthread_create(&th[i], NULL, node_writer, &c[i]);
+    }
+    for (int i = 0; i < NODES * THREADS; i++)
+        pthread_join(th[i], NULL);
+    for (int i = 0; i < NODES * THREADS; i++) {
+        if (c[i].rc)
+            fail_msg("writer %d failed after %d writes: %d %s", i, c[i].n_ok, c[i].rc, c[i].err);
+    }
+    store_list_opts o = {.limit = 1000};
+    store_scan *items;
+    store_page pg;
+    assert_int_equal(store_scan_list(no[0].st, t, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, NODES * THREADS * 100);
+    store_stats s0, s1;
+    store_stats_get(no[0].st, &s0);
+    store_stats_get(no[1].st, &s1);
+    print_message("two nodes: %llu + %llu transactions run again after a conflict\n",
+                  (unsigned long long)s0.txn_retries, (unsigned long long)s1.txn_retries);
+    for (int i = 0; i < NODES; i++)
+        store_close(no[i].st);
+}
+
 /* ---- PostgreSQL restart mid-stream ---------------------------------------------------------- */
 
 typedef struct rs_ctx {
@@ -2317,6 +2422,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_io_error_and_recovery, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_locked_database_is_busy, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_durability_kill9, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_two_nodes_one_database, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_pg_restart_mid_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
