@@ -2242,6 +2242,49 @@ static void test_two_nodes_one_database(void **state)
         store_close(no[i].st);
 }
 
+/* ---- PostgreSQL sessions killed under the store --------------------------------------------- */
+
+/* Every session of the store is terminated by the server (pg_terminate_backend, what an
+ * operator or a failover does): the next writes and reads, single statements and the
+ * multi-statement read of a notice source, succeed on new sessions without any call to the
+ * store, twice in a row. */
+static void test_pg_sessions_killed(void **state)
+{
+    fx *f = *state;
+    if (!g_pg) {
+        print_message("skipped on SQLite: terminates PostgreSQL sessions\n");
+        skip();
+    }
+    char p[STORE_ID_MAX], r[STORE_ID_MAX], s[STORE_ID_MAX], m[2][STORE_ID_MAX];
+    make_profile(f, f->t1, "Jane", p);
+    make_work(f, f->t1, p, 1, r);
+    for (int round = 0; round < 2; round++) {
+        make_scan(f, f->t1, p, r, 10u + (unsigned)round, s, m);
+        for (int i = 0; i < 8; i++) { /* every reader of the pool has a session */
+            store_scan sc;
+            assert_int_equal(store_scan_get(f->st, f->t1, s, f->a, &sc), 0);
+        }
+        long killed = raw_long(f,
+                               "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                               "WHERE application_name = 'vigil' AND datname = current_database()",
+                               0);
+        assert_true(killed >= 2); /* the writer and at least one reader */
+        for (int i = 0; i < 8; i++) {
+            store_notice_source src;
+            assert_int_equal(store_notice_source_get(f->st, f->t1, m[0], f->a, &src), 0);
+            assert_string_equal(src.match.id, m[0]);
+            store_scan sc;
+            assert_int_equal(store_scan_get(f->st, f->t1, s, f->a, &sc), 0);
+            vg_arena_reset(f->a);
+        }
+        char s2[STORE_ID_MAX], m2[2][STORE_ID_MAX];
+        make_scan(f, f->t1, p, r, 20u + (unsigned)round, s2, m2);
+    }
+    store_stats stt;
+    store_stats_get(f->st, &stt);
+    assert_true(stt.reconnects >= 2);
+}
+
 /* ---- PostgreSQL restart mid-stream ---------------------------------------------------------- */
 
 typedef struct rs_ctx {
@@ -2423,6 +2466,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_locked_database_is_busy, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_durability_kill9, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_two_nodes_one_database, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_sessions_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_restart_mid_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

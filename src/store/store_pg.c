@@ -84,6 +84,7 @@ struct pg_db {
     size_t n;
     int changes;
     sq_fail fail;
+    int lost_in_txn; /* the session died inside a transaction the caller has not ended yet */
     int64_t txid;
     char version[64];
 };
@@ -270,6 +271,7 @@ int store__pg_reconnect(sq_db *db)
         if (PQstatus(d->conn) == CONNECTION_OK) {
             d->gen++;
             d->fail = SQ_FAIL_NONE;
+            d->lost_in_txn = 0;
             atomic_fetch_add(&d->ctr->reconnects, 1);
             VG_INFO("store", "reconnected to postgresql after %llu ms",
                     (unsigned long long)((vg_now_ns() - t0) / 1000000));
@@ -329,6 +331,31 @@ static int lost(pg_db *d)
     return d->fail == SQ_FAIL_CONN;
 }
 
+/* Before each statement. A session that died inside a transaction stays failed until the
+ * caller ends that transaction (ROLLBACK, COMMIT, or the BEGIN of the next one), so the rest of
+ * the transaction never runs in autocommit on a new session. A session found dead outside a
+ * transaction is re-established first. Returns 0 to go on, 1 for a ROLLBACK with nothing left
+ * to roll back, or a negative VG_E*. sql: the statement's text (NULL: a prepared statement). */
+static int session_ready(pg_db *d, const char *sql)
+{
+    if (d->lost_in_txn) {
+        int ends = sql && (!strcmp(sql, "ROLLBACK") || !strcmp(sql, "COMMIT") ||
+                           !strncmp(sql, "BEGIN", 5));
+        if (!ends || !strcmp(sql, "COMMIT")) {
+            if (ends)
+                d->lost_in_txn = 0;
+            d->fail = SQ_FAIL_CONN;
+            return vg_err_set(VG_EUNAVAIL, "postgresql connection lost during this transaction");
+        }
+        d->lost_in_txn = 0;
+        if (!strcmp(sql, "ROLLBACK"))
+            return 1;
+    }
+    if (PQstatus(d->conn) == CONNECTION_BAD)
+        return store__pg_reconnect(&d->base);
+    return 0;
+}
+
 static int pg_exec(sq_db *db, const char *sql)
 {
     pg_db *d = (pg_db *)db;
@@ -341,6 +368,9 @@ static int pg_exec(sq_db *db, const char *sql)
         q = "BEGIN ISOLATION LEVEL REPEATABLE READ";
         is_begin = 1;
     }
+    int ready = session_ready(d, sql);
+    if (ready)
+        return ready > 0 ? 0 : ready;
     int idle = PQtransactionStatus(d->conn) == PQTRANS_IDLE;
     for (int attempt = 0;; attempt++) {
         uint64_t t0 = vg_now_ns();
@@ -363,6 +393,8 @@ static int pg_exec(sq_db *db, const char *sql)
         }
         int err = map_err(d, r);
         PQclear(r);
+        if (lost(d) && !idle)
+            d->lost_in_txn = 1;
         if (!(lost(d) && idle && attempt == 0 && (is_begin || d->read_only)))
             return err;
         if (store__pg_reconnect(db))
@@ -626,6 +658,9 @@ static int ensure_prepared(pg_stmt *s)
 static int execute(pg_stmt *s)
 {
     pg_db *d = s->db;
+    int ready = session_ready(d, NULL);
+    if (ready)
+        return ready;
     int idle = PQtransactionStatus(d->conn) == PQTRANS_IDLE;
     for (int attempt = 0;; attempt++) {
         d->fail = SQ_FAIL_NONE;
@@ -645,6 +680,8 @@ static int execute(pg_stmt *s)
             err = map_err(d, r);
             PQclear(r);
         }
+        if (lost(d) && !idle)
+            d->lost_in_txn = 1;
         /* A read outside a transaction on a read-only session may simply run again on a new
          * session: nothing was written. */
         if (!(lost(d) && idle && d->read_only && attempt == 0))
