@@ -90,6 +90,12 @@ int store__sq_run(sq_stmt *s)
     return rc;
 }
 
+void store__sq_stream(sq_stmt *s)
+{
+    if (s->db->be->kind == SQ_PG)
+        store__pg_stream(s);
+}
+
 int store__sq_col_is_null(sq_stmt *s, int i)
 {
     return s->db->be->col_is_null(s, i);

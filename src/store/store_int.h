@@ -110,6 +110,7 @@ int store__pg_reconnect(sq_db *db);
 int64_t store__pg_txid(sq_db *db);
 int store__pg_txid_committed(sq_db *db, int64_t txid);
 int store__pg_migration_lock(sq_db *db);
+void store__pg_stream(sq_stmt *s);
 /* 1 when path names a PostgreSQL database (postgresql:// or postgres://). */
 int store__is_pg_url(const char *path);
 
@@ -142,6 +143,10 @@ int store__sq_bind_null(sq_stmt *s, int i);
 int store__sq_step(sq_stmt *s);
 /* Steps a statement that returns no rows, then releases it. */
 int store__sq_run(sq_stmt *s);
+/* Asks for s's rows one at a time rather than as a whole result (PostgreSQL; SQLite always
+ * steps row by row): for walks over a whole table. Call before the first step; until s is
+ * released no other statement may run on its connection. */
+void store__sq_stream(sq_stmt *s);
 int store__sq_col_is_null(sq_stmt *s, int i);
 int64_t store__sq_col_int64(sq_stmt *s, int i);
 double store__sq_col_double(sq_stmt *s, int i);

@@ -66,8 +66,11 @@ struct pg_stmt {
     int lens[PG_MAX_PARAMS];
     int fmts[PG_MAX_PARAMS];
     char numbuf[PG_MAX_PARAMS][32];
-    PGresult *res;      /* the current execution's result; NULL before the first step */
+    PGresult *res;      /* the current execution's result (streaming: the current row's) */
     int row, n_rows;    /* current row (-1 before the first), rows in res */
+    int executed;       /* sent to the server in this execution */
+    int stream;         /* store__sq_stream: rows come one at a time (single-row mode) */
+    int streaming;      /* more rows may come from the server */
     unsigned char **bl; /* decoded bytea of the current row, per column (vg_malloc'ed) */
     size_t *bl_len;
     int n_cols;
@@ -90,6 +93,7 @@ struct pg_db {
 };
 
 static const sq_backend PG_BACKEND;
+static void drain(pg_stmt *s);
 
 /* ---- errors --------------------------------------------------------------------------------- */
 
@@ -513,6 +517,10 @@ static void pg_release(sq_stmt *ss)
     pg_stmt *s = (pg_stmt *)ss;
     latency_end(s);
     stmt_clear_result(s);
+    if (s->streaming)
+        drain(s); /* released before its last row: the rest is read and dropped */
+    s->executed = 0;
+    s->stream = 0;
     if (s->transient) {
         stmt_free(s);
         return;
@@ -655,6 +663,35 @@ static int ensure_prepared(pg_stmt *s)
     return 0;
 }
 
+/* Reads and drops what is left of a single-row-mode result, so the session can take the next
+ * command. */
+static void drain(pg_stmt *s)
+{
+    PGresult *r;
+    while ((r = PQgetResult(s->db->conn)))
+        PQclear(r);
+    s->streaming = 0;
+}
+
+/* Sends a streamed statement (single-row mode) and takes its first result. */
+static PGresult *send_stream(pg_stmt *s)
+{
+    pg_db *d = s->db;
+    if (!PQsendQueryPrepared(d->conn, s->name, s->n_params, s->vals, s->lens, s->fmts, 0))
+        return NULL;
+    if (!PQsetSingleRowMode(d->conn))
+        VG_WARN("store", "postgresql: single-row mode refused; the result comes whole");
+    s->streaming = 1;
+    PGresult *r = PQgetResult(d->conn);
+    if (PQresultStatus(r) != PGRES_SINGLE_TUPLE) {
+        /* The end (no rows) or an error: nothing more comes but the terminating NULL. */
+        PGresult *keep = r;
+        drain(s);
+        return keep;
+    }
+    return r;
+}
+
 static int execute(pg_stmt *s)
 {
     pg_db *d = s->db;
@@ -666,12 +703,13 @@ static int execute(pg_stmt *s)
         d->fail = SQ_FAIL_NONE;
         int err = ensure_prepared(s);
         if (!err) {
-            PGresult *r =
-                PQexecPrepared(d->conn, s->name, s->n_params, s->vals, s->lens, s->fmts, 0);
+            PGresult *r = s->stream ? send_stream(s)
+                                    : PQexecPrepared(d->conn, s->name, s->n_params, s->vals,
+                                                     s->lens, s->fmts, 0);
             ExecStatusType st = PQresultStatus(r);
-            if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+            if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_SINGLE_TUPLE) {
                 s->res = r;
-                s->n_rows = st == PGRES_TUPLES_OK ? PQntuples(r) : 0;
+                s->n_rows = st == PGRES_COMMAND_OK ? 0 : PQntuples(r);
                 s->n_cols = PQnfields(r);
                 s->row = -1;
                 d->changes = atoi(PQcmdTuples(r));
@@ -694,18 +732,41 @@ static int execute(pg_stmt *s)
 static int pg_step(sq_stmt *ss)
 {
     pg_stmt *s = (pg_stmt *)ss;
-    if (!s->res) {
+    if (!s->executed) {
         s->t0_ns = vg_now_ns();
         int err = execute(s);
         if (err) {
             latency_end(s);
             return err;
         }
+        s->executed = 1;
     }
     if (s->bl) {
         for (int i = 0; i < s->n_cols; i++) {
             vg_free(s->bl[i]);
             s->bl[i] = NULL;
+        }
+    }
+    if (s->streaming && s->row >= 0) {
+        /* The current row was read: the next one comes from the server. */
+        stmt_clear_result(s);
+        PGresult *r = PQgetResult(s->db->conn);
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE) {
+            s->res = r;
+            s->n_rows = 1;
+            s->n_cols = PQnfields(r);
+        } else if (st == PGRES_TUPLES_OK) {
+            PQclear(r);
+            drain(s);
+        } else {
+            int err = map_err(s->db, r);
+            PQclear(r);
+            drain(s);
+            if (lost(s->db) && PQtransactionStatus(s->db->conn) != PQTRANS_IDLE)
+                s->db->lost_in_txn = 1;
+            latency_end(s);
+            return err;
         }
     }
     if (s->row + 1 < s->n_rows) {
@@ -923,3 +984,11 @@ static const sq_backend PG_BACKEND = {
     .memory_used = pg_memory_used,
     .library_version = pg_library_version,
 };
+
+/* Rows of s come from the server one at a time (libpq single-row mode) instead of as one
+ * result: for the walks over every reference, whose whole result would not fit in memory. No
+ * other statement may run on the connection until s is released. */
+void store__pg_stream(sq_stmt *ss)
+{
+    ((pg_stmt *)ss)->stream = 1;
+}

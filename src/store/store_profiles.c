@@ -662,6 +662,8 @@ static int ref_walk(store *st, const char *tenant_id, const char *sql,
     sq_db *db = store__reader_acquire(st);
     sq_stmt *s = NULL;
     int err = store__query(db, sql, &s, "t", tenant_id);
+    if (!err)
+        store__sq_stream(s); /* every reference: one row in memory at a time */
     while (!err) {
         int rc = store__sq_step(s);
         if (rc <= 0) {
@@ -725,6 +727,8 @@ int store_reference_video_foreach(store *st, const char *tenant_id, store_video_
                            "WHERE t.deleted_ms IS NULL AND p.deleted_ms IS NULL "
                            "AND (?1 IS NULL OR t.tenant_id = ?1) ORDER BY t.id",
                            &s, "t", tenant_id);
+    if (!err)
+        store__sq_stream(s);
     while (!err) {
         int rc = store__sq_step(s);
         if (rc <= 0) {

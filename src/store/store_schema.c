@@ -225,6 +225,10 @@ int store__migrate(sq_db *db, int target, int *out_version)
      * so that its reads after the wait see what the first one committed). */
     int pg = store__sq_kind(db) == SQ_PG;
     int err = store__sq_exec(db, pg ? "BEGIN ISOLATION LEVEL READ COMMITTED" : "BEGIN IMMEDIATE");
+    /* A migration may rewrite big tables, and a node may wait for another's migration: no
+     * lock or statement timeout for this one transaction. */
+    if (!err && pg)
+        err = store__sq_exec(db, "SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0");
     if (!err && pg)
         err = store__pg_migration_lock(db);
     if (err) {
