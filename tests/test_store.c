@@ -2289,6 +2289,60 @@ static void test_pg_sessions_killed(void **state)
     assert_true(stt.reconnects >= 2);
 }
 
+/* ---- PostgreSQL: the session dies at COMMIT ------------------------------------------------- */
+
+typedef struct commit_kill {
+    fx *f;
+    int armed, fired;
+} commit_kill;
+
+/* Terminates the writer's session (and waits until it is gone) right before its COMMIT. */
+static void kill_before_commit(store *st, sq_db *w, void *ctx)
+{
+    (void)st;
+    commit_kill *k = ctx;
+    if (!k->armed)
+        return;
+    k->armed = 0;
+    sq_stmt *s = NULL;
+    assert_int_equal(store__query(w, "SELECT pg_backend_pid()", &s, ""), 0);
+    assert_int_equal(store__sq_step(s), SQ_ROW);
+    long pid = (long)store__sq_col_int64(s, 0);
+    store__sq_release(s);
+    char sql[96];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%ld, 5000)", pid);
+    k->fired = raw_long(k->f, sql, 0) == 1;
+}
+
+/* The writer's session is terminated after the transaction's last statement, before COMMIT: the
+ * COMMIT fails with the connection gone, the store reconnects, asks the server what became of
+ * the transaction (txid_status: aborted, it never committed) and runs it again. The write is
+ * acknowledged once and stored once. */
+static void test_pg_commit_connection_lost(void **state)
+{
+    fx *f = *state;
+    if (!g_pg) {
+        print_message("skipped on SQLite: terminates a PostgreSQL session\n");
+        skip();
+    }
+    commit_kill k = {f, 1, 0};
+    f->st->test_before_commit = kill_before_commit;
+    f->st->test_ctx = &k;
+    store_stats before, after;
+    store_stats_get(f->st, &before);
+    char p[STORE_ID_MAX];
+    store_profile_fields pf = {.name = "once"};
+    assert_int_equal(store_profile_create(f->st, f->t1, &pf, p), 0);
+    f->st->test_before_commit = NULL;
+    assert_true(k.fired);
+    store_stats_get(f->st, &after);
+    assert_true(after.reconnects > before.reconnects);
+    assert_true(after.txn_retries > before.txn_retries);
+    assert_int_equal(raw_long(f, "SELECT count(*) FROM profiles WHERE name = 'once'", 0), 1);
+    store_profile pr;
+    assert_int_equal(store_profile_get(f->st, f->t1, p, f->a, &pr), 0);
+}
+
 /* ---- PostgreSQL restart mid-stream ---------------------------------------------------------- */
 
 typedef struct rs_ctx {
@@ -2471,6 +2525,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_durability_kill9, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_two_nodes_one_database, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_pg_sessions_killed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_commit_connection_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_restart_mid_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -294,6 +294,8 @@ static group_end run_group_once(store *st, store_wop **ops, size_t n, int *commi
     }
     if (lost)
         return GROUP_DONE;
+    if (st->test_before_commit)
+        st->test_before_commit(st, w, st->test_ctx);
     err = store__sq_exec(w, "COMMIT");
     if (err) {
         if (store__sq_fail(w) == SQ_FAIL_CONN)

@@ -220,6 +220,10 @@ struct store {
     pthread_cond_t ck_cv;
     int ck_pending, ck_stop;
     unsigned ck_mark; /* WAL size at the last trigger (leader only, in the WAL hook) */
+
+    /* Tests only (fault injection): called by the leader right before each COMMIT. */
+    void (*test_before_commit)(store *st, sq_db *w, void *ctx);
+    void *test_ctx;
 };
 
 /* A write operation body: runs on the writer inside a transaction (and a savepoint when
