@@ -121,6 +121,9 @@ static int map_err(pg_db *d, const PGresult *r)
     size_t bl = strlen(buf);
     while (bl && (buf[bl - 1] == '\n' || buf[bl - 1] == ' '))
         buf[--bl] = '\0';
+    for (char *c = buf; *c; c++) /* one line for last_error and the logs */
+        if (*c == '\n' || *c == '\t')
+            *c = ' ';
     if (!r || PQstatus(d->conn) == CONNECTION_BAD || conn_lost_state(state)) {
         d->fail = SQ_FAIL_CONN;
         char m[300];
@@ -214,6 +217,9 @@ int store__pg_open(const sq_open_opts *o, sq_db **out)
         size_t l = strlen(m);
         while (l && m[l - 1] == '\n')
             m[--l] = '\0';
+        for (char *c = m; *c; c++) /* libpq's text spans lines: one line for the log */
+            if (*c == '\n' || *c == '\t')
+                *c = ' ';
         int err = counted_err(d, d->conn ? VG_ESTORE : VG_ENOMEM, m);
         PQfinish(d->conn);
         vg_free(d->stmts);
