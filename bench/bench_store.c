@@ -2,11 +2,13 @@
  * call), one caller and N concurrent callers, at synchronous=FULL and NORMAL, plus the read
  * paths the API uses most (a scan by id, a page of 50 matches).
  *
- *   bench_store [--dir DIR] [--seconds S] [--threads 1,8] [--sync full,normal]
+ *   bench_store [--dir DIR | --database URL] [--seconds S] [--threads 1,8] [--sync full,normal]
  *
  * Each configuration gets a fresh database in DIR (default: a new directory under /tmp, which
  * must be on a real disk for FULL to mean anything) and runs for S seconds (default 3). Output
- * is a Markdown table on stdout. */
+ * is a Markdown table on stdout. With --database postgresql://... the store runs on PostgreSQL
+ * instead, and each configuration starts from an empty public schema of that database (which
+ * the benchmark wipes: give it a database of its own). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,8 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <unistd.h>
+
+#include <libpq-fe.h>
 
 #include "core/core.h"
 #include "store/store.h"
@@ -69,6 +73,16 @@ static int cmp_u64(const void *a, const void *b)
 
 static void rm_db(const char *path)
 {
+    if (strncmp(path, "postgres", 8) == 0) {
+        PGconn *c = PQconnectdb(path);
+        PGresult *r = PQexec(c, "SET client_min_messages = warning; DROP SCHEMA public CASCADE; "
+                                "CREATE SCHEMA public");
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            fprintf(stderr, "bench_store: cannot empty %s: %s", path, PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+        return;
+    }
     char p[600];
     unlink(path);
     snprintf(p, sizeof p, "%s-wal", path);
@@ -214,11 +228,13 @@ static void run_reads(const char *path, double seconds)
 
 int main(int argc, char **argv)
 {
-    const char *dir = NULL, *threads = "1,8", *syncs = "full,normal";
+    const char *dir = NULL, *threads = "1,8", *syncs = "full,normal", *database = NULL;
     double seconds = 3;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
+        else if (!strcmp(argv[i], "--database") && i + 1 < argc)
+            database = argv[++i];
         else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
             seconds = atof(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
@@ -226,8 +242,8 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--sync") && i + 1 < argc)
             syncs = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_store [--dir DIR] [--seconds S] [--threads 1,8] "
-                            "[--sync full,normal]\n");
+            fprintf(stderr, "usage: bench_store [--dir DIR | --database URL] [--seconds S] "
+                            "[--threads 1,8] [--sync full,normal]\n");
             return 2;
         }
     }
@@ -245,7 +261,10 @@ int main(int argc, char **argv)
     snprintf(path, sizeof path, "%s/bench.db", dir);
     struct statfs sf;
     const char *fs = "unknown";
-    if (statfs(dir, &sf) == 0)
+    if (database) {
+        snprintf(path, sizeof path, "%s", database);
+        fs = "PostgreSQL";
+    } else if (statfs(dir, &sf) == 0)
         fs = sf.f_type == 0x01021994   ? "tmpfs (fsync is free: FULL numbers are meaningless)"
              : sf.f_type == 0xEF53     ? "ext2/3/4"
              : sf.f_type == 0x58465342 ? "xfs"

@@ -4,6 +4,8 @@
 # NORMAL, and the two most used reads. The database goes to a temporary directory on the same
 # disk as the data directory (BENCH_STORE_DIR overrides; it must not be tmpfs for FULL numbers
 # to mean anything). Extra arguments go to bench_store (--seconds S --threads 1,8 --sync full).
+# BENCH_STORE_PG=1 runs the same again with the store on PostgreSQL: a throwaway server
+# (scripts/pg-tmp.sh with fsync on) in a temporary directory on the same disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
@@ -18,5 +20,13 @@ out=bench/results/store.md
   echo "Host: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'); load average at start: $(cut -d' ' -f1-3 /proc/loadavg); SQLite $(pkg-config --modversion sqlite3)."
   echo
   "$build/bench/bench_store" --dir "$dir" --threads 1,8,32 "$@"
+  if [ -n "${BENCH_STORE_PG:-}" ]; then
+    source scripts/pg-tmp.sh
+    PG_TMP_FSYNC=on pg_tmp_start >&2
+    echo
+    echo "PostgreSQL $(psql --version | awk '{print $3}') (throwaway server on 127.0.0.1, fsync on, synchronous_commit per row):"
+    echo
+    "$build/bench/bench_store" --database "$VIGIL_TEST_PG_URL" --threads 1,8,32 "$@"
+  fi
 } > "$out"
 cat "$out"

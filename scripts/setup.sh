@@ -10,15 +10,16 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 # make) has none of them, and .ci/run proves that list in such a root. python3 and curl serve the
 # README walkthrough and the test scripts; git and clang-format the format check.
 build_pkgs="build-essential cmake clang pkg-config libturbojpeg0-dev libspng-dev libwebp-dev
-  libdnnl-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libhiredis-dev libssl-dev
+  libdnnl-dev libmicrohttpd-dev libjansson-dev libsqlite3-dev libpq-dev libhiredis-dev libssl-dev
   libcurl4-openssl-dev libcmocka-dev libclang-rt-14-dev libavformat-dev libavcodec-dev
   libswscale-dev libavutil-dev nodejs npm curl ca-certificates python3"
 # prometheus: its promtool checks /metrics and the rules in deploy/prometheus; chromium (with a
 # font for its screenshots) opens the dashboard in tests/dashboard_chromium.py; ffmpeg makes the
-# edited videos of tests/video_robustness.py (and bench/video.sh's 1080p input). nginx-light is
-# the load balancer of `make cluster` and tests/it_cluster.py.
-test_pkgs="redis-server git clang-format prometheus chromium fonts-dejavu-core ffmpeg nginx-light"
-bench_pkgs="redis-server wrk hyperfine libjpeg-turbo-progs imagemagick python3-locust ffmpeg"
+# edited videos of tests/video_robustness.py (and bench/video.sh's 1080p input); postgresql
+# serves the store suite's PostgreSQL run (scripts/pg-tmp.sh: a throwaway server per test run);
+# nginx-light is the load balancer of `make cluster` and tests/it_cluster.py.
+test_pkgs="redis-server postgresql git clang-format prometheus chromium fonts-dejavu-core ffmpeg nginx-light"
+bench_pkgs="redis-server postgresql wrk hyperfine libjpeg-turbo-progs imagemagick python3-locust ffmpeg"
 
 want="$build_pkgs"
 case "$purpose" in

@@ -6,7 +6,8 @@
 #   3. sanitizer tree (clang, ASan+UBSan, -Werror): build, then every CTest test again;
 #   4. each libFuzzer target for FUZZ_SECONDS (default 20) from its seed corpus.
 # A throwaway redis-server on a free loopback port serves the Redis-tier tests
-# (VIGIL_TEST_REDIS_URL); it is stopped on exit whatever happens.
+# (VIGIL_TEST_REDIS_URL), and a throwaway PostgreSQL the store suite's PostgreSQL run
+# (test_store_pg, VIGIL_TEST_PG_URL); both are stopped on exit whatever happens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=${JOBS:-$(nproc)}
@@ -20,6 +21,8 @@ make -s format-check
 
 source scripts/redis-tmp.sh
 redis_tmp_start
+source scripts/pg-tmp.sh
+pg_tmp_start
 
 step "release build (gcc)"
 scripts/build.sh release build

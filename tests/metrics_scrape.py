@@ -53,7 +53,8 @@ FAMILIES = {
               "vigil_index_memory_bytes", "vigil_index_searches_total",
               "vigil_index_search_duration_seconds"],
     "store": ["vigil_store_query_duration_seconds", "vigil_store_busy_retries_total",
-              "vigil_store_commits_total", "vigil_store_queries_total", "vigil_store_errors_total"],
+              "vigil_store_commits_total", "vigil_store_queries_total", "vigil_store_errors_total",
+              "vigil_store_txn_retries_total", "vigil_store_reconnects_total"],
     "http": ["vigil_http_requests_total", "vigil_http_request_duration_seconds"],
 }
 

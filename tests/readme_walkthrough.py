@@ -13,9 +13,13 @@ without changing what the commands see. Then each answer is checked:
   face descriptor distance of the second photo) are the numbers the server answered;
 - the evidence, notice and operations steps answer what the text says they do.
 
-Usage: readme_walkthrough.py --vigil PATH [--repo DIR]   (exit 0 pass, 1 fail, one line per failure)
+Usage: readme_walkthrough.py --vigil PATH [--repo DIR] [--pg]   (exit 0 pass, 1 fail, one line per failure)
        readme_walkthrough.py --url URL --admin-key KEY [--repo DIR]
                              (against a running server or cluster, e.g. nginx of `make cluster`)
+
+With --pg the server keeps its store in a fresh database on the PostgreSQL server that
+VIGIL_TEST_PG_URL names (scripts/pg-tmp.sh, `make test`), through VIGIL_DATABASE; without that
+variable it says SKIPPED and passes.
 """
 import argparse
 import json
@@ -126,9 +130,27 @@ def main():
     ap.add_argument("--url")
     ap.add_argument("--admin-key")
     ap.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ap.add_argument("--pg", action="store_true", help="store in PostgreSQL (VIGIL_TEST_PG_URL)")
     a = ap.parse_args()
     if not a.vigil and not (a.url and a.admin_key):
         ap.error("--vigil, or --url with --admin-key")
+    if a.pg:
+        base = os.environ.get("VIGIL_TEST_PG_URL", "")
+        if not base:
+            print("readme_walkthrough --pg: SKIPPED: no VIGIL_TEST_PG_URL")
+            return 0
+        db = "walk_%d" % os.getpid()
+        subprocess.run(["psql", base, "-qc", "CREATE DATABASE " + db], check=True)
+        os.environ["VIGIL_DATABASE"] = base.rsplit("/", 1)[0] + "/" + db
+        try:
+            return walk(a)
+        finally:
+            os.environ.pop("VIGIL_DATABASE", None)
+            subprocess.run(["psql", base, "-qc", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db])
+    return walk(a)
+
+
+def walk(a):
     blocks, prose = section_blocks(os.path.join(a.repo, "README.md"))
     script = "\n".join(blocks)
     if script.count(URL_LINE) != 1:

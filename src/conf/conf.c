@@ -26,6 +26,12 @@ static const char *const self_heal_choices[] = {"off", "dry-run", "on", NULL};
 static const conf_def rows[] = {
     {"listen", CONF_STRING, "127.0.0.1:8080", "address and port to listen on (host:port; port 0 picks a free one)", NULL, 0, 0, 0, F(listen)},
     {"data_dir", CONF_STRING, "./data", "directory for the database and on-disk cache", NULL, 0, 0, 0, F(data_dir)},
+    /* database backend (docs/OPERATIONS.md "Storage backends") */
+    {"database", CONF_STRING, "", "the database: empty for the SQLite file <data_dir>/vigil.db, a file path, or a postgresql://user:pass@host:port/db URL (PostgreSQL backend, shared by several nodes)", NULL, 0, 0, 1, F(database)},
+    {"db_read_connections", CONF_INT, "4", "read connections in the store's pool", NULL, 1, 64, 0, F(db_read_connections)},
+    {"db_connect_timeout", CONF_DURATION, "5s", "PostgreSQL: connect timeout (whole seconds, at least 2)", NULL, 1000, 600000, 0, F(db_connect_timeout_ms)},
+    {"db_statement_timeout", CONF_DURATION, "30s", "PostgreSQL: longest statement; longer fails as busy (503) (0: none)", NULL, 0, 86400000, 0, F(db_statement_timeout_ms)},
+    {"db_txn_attempts", CONF_INT, "10", "PostgreSQL: tries of a write transaction hit by a serialization failure, deadlock or lost connection", NULL, 1, 1000, 0, F(db_txn_attempts)},
     {"models_dir", CONF_STRING, "", "directory of the face model weights (empty: the build's models/)", NULL, 0, 0, 0, F(models_dir)},
     {"admin_key", CONF_STRING, "", "admin API key (empty: generate one at first start, print it once, store its hash)", NULL, 0, 0, 1, F(admin_key)},
     {"log_level", CONF_ENUM, "info", "debug logs one line per request", log_choices, 0, 0, 0, F(log_level)},
@@ -134,7 +140,6 @@ static const conf_def rows[] = {
     {"video_face_max_frames", CONF_INT, "240", "frames of one video searched for faces (each up to 416 px square in memory); later frames are not, counted in vigil_video_limit_hits_total{limit=\"face_frames\"}", NULL, 1, 100000, 0, F(video_face_max_frames)},
     {"fault_video_job_delay_ms", CONF_INT, "0", "TEST ONLY: a video job sleeps this long after it starts running (ms)", NULL, 0, 600000, 0, F(fault_video_job_delay_ms)},
     /* several nodes, one database (docs/SCALING.md) */
-    {"database", CONF_STRING, "", "the database: a SQLite file several nodes on one host may share (empty: <data_dir>/vigil.db)", NULL, 0, 0, 0, F(database)},
     {"index_sync_interval", CONF_DURATION, "100ms", "how often a node reads the change log to apply other nodes' reference adds, removes and key revokes", NULL, 10, 60000, 0, F(index_sync_interval_ms)},
     {"index_sync_before_analysis", CONF_BOOL, "true", "an analysis first applies change-log rows its node has not applied yet (one indexed read of the log head per request), so it matches what any node acknowledged before it began", NULL, 0, 0, 0, F(index_sync_before_analysis)},
     {"index_max_lag", CONF_DURATION, "5s", "health turns not-ready while the oldest unapplied change-log row is older than this, or the log was not read for this long (at least twice index_sync_interval)", NULL, 100, 3600000, 0, F(index_max_lag_ms)},

@@ -54,6 +54,14 @@ typedef struct conf_settings {
     /* serving */
     char *listen; /* "host:port"; port 0 = any free port (tests) */
     char *data_dir;
+
+    /* database backend */
+    char *database;                   /* "" = <data_dir>/vigil.db; a path; or postgresql://... */
+    int64_t db_read_connections;      /* store read pool */
+    uint64_t db_connect_timeout_ms;   /* PostgreSQL connect_timeout */
+    uint64_t db_statement_timeout_ms; /* PostgreSQL statement_timeout; 0 = none */
+    int64_t db_txn_attempts;          /* PostgreSQL write-transaction tries */
+
     char *models_dir;     /* "" = the build's models directory */
     char *admin_key;      /* "" = generate at first start (stored hashed) */
     int log_level;        /* conf_log */
@@ -162,7 +170,6 @@ typedef struct conf_settings {
     int64_t video_face_max_frames;
     int64_t fault_video_job_delay_ms;
     /* several nodes, one database */
-    char *database;                  /* "" = <data_dir>/vigil.db */
     uint64_t index_sync_interval_ms; /* change-log poll */
     uint64_t index_max_lag_ms;       /* readiness limit on the sync lag */
     int index_sync_before_analysis;  /* read-your-writes across nodes */

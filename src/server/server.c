@@ -613,7 +613,7 @@ int server_open(const conf_settings *cfg, server **out)
                         strerror(errno));
         goto fail;
     }
-    /* Several nodes on one host share one database file (docs/SCALING.md). */
+    /* database: a PostgreSQL URL or a file path; the SQLite file in data_dir by default */
     if (cfg->database && *cfg->database)
         snprintf(path, sizeof(path), "%s", cfg->database);
     else
@@ -621,6 +621,10 @@ int server_open(const conf_settings *cfg, server **out)
     store_config sc;
     store_config_default(&sc);
     sc.path = path;
+    sc.read_connections = (unsigned)cfg->db_read_connections;
+    sc.connect_timeout_ms = (uint32_t)cfg->db_connect_timeout_ms;
+    sc.statement_timeout_ms = (uint32_t)cfg->db_statement_timeout_ms;
+    sc.txn_max_attempts = (unsigned)cfg->db_txn_attempts;
     if ((rc = store_open(&sc, &s->st)) != VG_OK)
         goto fail;
 

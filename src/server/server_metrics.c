@@ -67,6 +67,7 @@ typedef struct srv_seen {
     uint64_t searches[3];
     uint64_t store_busy, store_commits;
     uint64_t sync_applied, sync_skipped, sync_errors;
+    uint64_t store_txn_retries, store_reconnects;
     uint64_t model_items[FACE_NET_COUNT][FACE_PRECISIONS];
 } srv_seen;
 
@@ -94,6 +95,7 @@ struct server_metrics {
     obs_metric *store_latency, *store_busy, *store_commits;
     /* change-log sync (several nodes, docs/SCALING.md) */
     obs_metric *sync_applied, *sync_errors, *sync_lag, *sync_lag_entries, *sync_since;
+    obs_metric *store_txn_retries, *store_reconnects;
     /* host: the denominators of CPU % and memory % in the Prometheus rules */
     obs_metric *host_cpus, *host_memory;
     srv_seen seen;
@@ -232,6 +234,8 @@ static void collect_store(server_metrics *sm, store *st)
     set_lat(sm->store_latency, NULL, &ss.query_latency);
     delta(sm->store_busy, NULL, ss.busy_retries, &sm->seen.store_busy);
     delta(sm->store_commits, NULL, ss.commits, &sm->seen.store_commits);
+    delta(sm->store_txn_retries, NULL, ss.txn_retries, &sm->seen.store_txn_retries);
+    delta(sm->store_reconnects, NULL, ss.reconnects, &sm->seen.store_reconnects);
 }
 
 static void collect_sync(server_metrics *sm, catalog *c)
@@ -424,6 +428,11 @@ int server__metrics_open(server *s)
     C("vigil_store_busy_retries_total", "times a store connection waited for a SQLite lock (busy)",
       NULL, &sm->store_busy);
     C("vigil_store_commits_total", "store write transactions committed", NULL, &sm->store_commits);
+    C("vigil_store_txn_retries_total",
+      "PostgreSQL write transactions run again (serialization failure, deadlock, lost connection)",
+      NULL, &sm->store_txn_retries);
+    C("vigil_store_reconnects_total", "PostgreSQL connections re-established after a loss", NULL,
+      &sm->store_reconnects);
 
     C("vigil_index_sync_entries_total",
       "change-log rows this node applied to its index (applied: other nodes' writes; own: its "

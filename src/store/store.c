@@ -22,6 +22,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/store_int.h"
 
@@ -30,6 +31,10 @@
 #define STORE_DEFAULT_BUSY_TIMEOUT_MS 5000
 #define STORE_DEFAULT_MAX_GROUP_OPS 256
 #define STORE_DEFAULT_CHECKPOINT_PAGES 1000 /* SQLite's own autocheckpoint default */
+#define STORE_DEFAULT_TXN_MAX_ATTEMPTS 10   /* PostgreSQL: tries of one write transaction */
+#define STORE_TXN_RETRY_MAX_WAIT_MS 100     /* longest wait between two tries (before jitter) */
+#define STORE_DEFAULT_CONNECT_TIMEOUT_MS 5000
+#define STORE_DEFAULT_STATEMENT_TIMEOUT_MS 30000
 
 struct store_wop {
     store_write_fn fn;
@@ -63,7 +68,9 @@ void store_stats_get(store *st, store_stats *out)
     out->write_ops = atomic_load(&st->ctr.write_ops);
     out->scans_inserted = atomic_load(&st->ctr.scans_inserted);
     out->checkpoints = atomic_load(&st->ctr.checkpoints);
-    out->sqlite_memory_bytes = store__sq_memory_used();
+    out->sqlite_memory_bytes = store__sq_memory_used(st->writer);
+    out->txn_retries = atomic_load(&st->ctr.txn_retries);
+    out->reconnects = atomic_load(&st->ctr.reconnects);
     pthread_mutex_lock(&st->ctr.err_mu);
     memcpy(out->last_error, st->ctr.last_error, sizeof out->last_error);
     out->last_error_ms = st->ctr.last_error_ms;
@@ -187,23 +194,61 @@ static void capture_err(store_wop *op)
     snprintf(op->err, sizeof op->err, "%s", vg_err_msg());
 }
 
+/* How one attempt at a group's transaction ended (run_group_once). */
+typedef enum group_end {
+    GROUP_DONE,        /* committed, or failed for good: every op's rc is final */
+    GROUP_RETRY,       /* PostgreSQL rolled it back (serialization failure, deadlock, or the
+                        * connection went away before COMMIT was sent): nothing was committed */
+    GROUP_COMMIT_LOST, /* the connection went away while COMMIT was in flight */
+} group_end;
+
+static void fail_all(store_wop **ops, size_t n, int err, const char *msg)
+{
+    for (size_t i = 0; i < n; i++) {
+        ops[i]->rc = err;
+        snprintf(ops[i]->err, sizeof ops[i]->err, "%s", msg);
+    }
+}
+
+/* The PostgreSQL end of an attempt: a failure that store__sq_fail classifies as retryable or a
+ * lost connection turns the whole attempt into GROUP_RETRY (the transaction is rolled back if
+ * the session still has it). */
+static int attempt_lost(sq_db *w)
+{
+    if (store__sq_fail(w) == SQ_FAIL_NONE)
+        return 0;
+    if (store__sq_fail(w) == SQ_FAIL_RETRY && store__sq_in_txn(w))
+        store__sq_exec(w, "ROLLBACK");
+    return 1;
+}
+
 /* Runs ops[0..n) in one transaction on the writer. Leader only. */
-static void run_group(store *st, store_wop **ops, size_t n)
+static group_end run_group_once(store *st, store_wop **ops, size_t n, int *committed)
 {
     sq_db *w = st->writer;
+    *committed = 0;
+    store__sq_fail_clear(w);
+    for (size_t i = 0; i < n; i++) {
+        ops[i]->rc = 0;
+        ops[i]->err[0] = '\0';
+    }
     int err = store__sq_exec(w, "BEGIN IMMEDIATE");
     if (err) {
+        if (attempt_lost(w))
+            return GROUP_RETRY;
         for (size_t i = 0; i < n; i++) {
             ops[i]->rc = err;
             capture_err(ops[i]);
         }
-        return;
+        return GROUP_DONE;
     }
     int lost = 0; /* the whole transaction was rolled back under us */
     if (n == 1) {
         ops[0]->rc = ops[0]->fn(st, w, ops[0]->arg);
         if (ops[0]->rc) {
             capture_err(ops[0]);
+            if (attempt_lost(w))
+                return GROUP_RETRY;
             lost = 1;
         }
     } else {
@@ -213,12 +258,16 @@ static void run_group(store *st, store_wop **ops, size_t n)
                 err = ops[i]->fn(st, w, ops[i]->arg);
                 if (err) {
                     capture_err(ops[i]);
+                    if (attempt_lost(w))
+                        return GROUP_RETRY;
                     /* Undo this op only; ROLLBACK TO keeps the savepoint, RELEASE pops it. */
                     if (store__sq_in_txn(w) && store__sq_exec(w, "ROLLBACK TO op") == 0)
                         store__sq_exec(w, "RELEASE op");
                 }
             } else {
                 capture_err(ops[i]);
+                if (attempt_lost(w))
+                    return GROUP_RETRY;
             }
             ops[i]->rc = err;
             if (!store__sq_in_txn(w)) {
@@ -234,19 +283,25 @@ static void run_group(store *st, store_wop **ops, size_t n)
                 lost = 1;
                 break;
             }
-            if (!err)
-                store__sq_exec(w, "RELEASE op");
+            if (!err && store__sq_exec(w, "RELEASE op") && attempt_lost(w))
+                return GROUP_RETRY;
         }
     }
     if (n == 1 && lost) {
         if (store__sq_in_txn(w))
             store__sq_exec(w, "ROLLBACK");
-        return;
+        return GROUP_DONE;
     }
     if (lost)
-        return;
+        return GROUP_DONE;
+    if (st->test_before_commit)
+        st->test_before_commit(st, w, st->test_ctx);
     err = store__sq_exec(w, "COMMIT");
     if (err) {
+        if (store__sq_fail(w) == SQ_FAIL_CONN)
+            return GROUP_COMMIT_LOST;
+        if (attempt_lost(w))
+            return GROUP_RETRY; /* a serialization failure at commit: nothing committed */
         char msg[256];
         snprintf(msg, sizeof msg, "commit failed: %s", vg_err_msg());
         if (store__sq_in_txn(w))
@@ -257,13 +312,86 @@ static void run_group(store *st, store_wop **ops, size_t n)
                 snprintf(ops[i]->err, sizeof ops[i]->err, "%s", msg);
             }
         }
-        return;
+        return GROUP_DONE;
     }
+    *committed = 1;
+    return GROUP_DONE;
+}
+
+static void count_commit(store *st, store_wop **ops, size_t n)
+{
     size_t ok = 0;
     for (size_t i = 0; i < n; i++)
         ok += ops[i]->rc == 0;
     atomic_fetch_add(&st->ctr.commits, 1);
     atomic_fetch_add(&st->ctr.write_ops, ok);
+}
+
+/* Runs the group, again after a PostgreSQL serialization failure, deadlock or lost connection
+ * (up to cfg.txn_max_attempts, with a growing wait), so that several nodes can write one
+ * database and a database restart costs a pause, not failed requests. A COMMIT whose answer
+ * was lost is looked up by its transaction id after reconnecting: committed counts as done,
+ * aborted runs again, anything else is VG_ESTORE (the write may or may not be there). On SQLite
+ * the first attempt is always the last. */
+static void run_group(store *st, store_wop **ops, size_t n)
+{
+    sq_db *w = st->writer;
+    for (unsigned attempt = 1;; attempt++) {
+        int committed = 0;
+        group_end e = run_group_once(st, ops, n, &committed);
+        if (e == GROUP_DONE) {
+            if (committed)
+                count_commit(st, ops, n);
+            return;
+        }
+        char why[256];
+        snprintf(why, sizeof why, "%s", vg_err_msg());
+        int conn = store__sq_fail(w) == SQ_FAIL_CONN;
+        int64_t txid = store__sq_txid(w);
+        if (conn && store__sq_reconnect(w)) {
+            fail_all(ops, n, VG_EUNAVAIL, vg_err_msg());
+            return;
+        }
+        if (e == GROUP_COMMIT_LOST) {
+            int c = store__sq_txid_committed(w, txid);
+            if (c == 1) {
+                VG_WARN("store",
+                        "commit answer lost with the connection; transaction %lld "
+                        "committed",
+                        (long long)txid);
+                count_commit(st, ops, n);
+                return;
+            }
+            if (c < 0) {
+                char msg[256];
+                snprintf(msg, sizeof msg,
+                         "the connection was lost during COMMIT and its outcome is unknown: %s",
+                         vg_err_msg());
+                for (size_t i = 0; i < n; i++) {
+                    if (ops[i]->rc == 0) {
+                        ops[i]->rc = VG_ESTORE;
+                        snprintf(ops[i]->err, sizeof ops[i]->err, "%s", msg);
+                    }
+                }
+                return;
+            }
+        }
+        if (attempt >= st->cfg.txn_max_attempts) {
+            fail_all(ops, n, conn ? VG_EUNAVAIL : VG_EBUSY, why);
+            return;
+        }
+        atomic_fetch_add(&st->ctr.txn_retries, 1);
+        /* 1, 2, 4 ... ms up to STORE_TXN_RETRY_MAX_WAIT_MS, with jitter so that nodes that
+         * collided do not collide again in step. */
+        unsigned wait = 1u << (attempt < 8 ? attempt - 1 : 7);
+        if (wait > STORE_TXN_RETRY_MAX_WAIT_MS)
+            wait = STORE_TXN_RETRY_MAX_WAIT_MS;
+        uint8_t r = 0;
+        vg_random_bytes(&r, 1);
+        wait += r % (wait + 1);
+        struct timespec ts = {wait / 1000, (long)(wait % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 
 int store__write(store *st, store_write_fn fn, void *arg)
@@ -387,6 +515,9 @@ void store_config_default(store_config *cfg)
     cfg->busy_timeout_ms = STORE_DEFAULT_BUSY_TIMEOUT_MS;
     cfg->max_group_ops = STORE_DEFAULT_MAX_GROUP_OPS;
     cfg->checkpoint_pages = STORE_DEFAULT_CHECKPOINT_PAGES;
+    cfg->txn_max_attempts = STORE_DEFAULT_TXN_MAX_ATTEMPTS;
+    cfg->connect_timeout_ms = STORE_DEFAULT_CONNECT_TIMEOUT_MS;
+    cfg->statement_timeout_ms = STORE_DEFAULT_STATEMENT_TIMEOUT_MS;
 }
 
 static void store_destroy(store *st)
@@ -433,6 +564,10 @@ int store__open_at(const store_config *cfg, int target, store **out)
         st->cfg.max_group_ops = STORE_DEFAULT_MAX_GROUP_OPS;
     if (!st->cfg.checkpoint_pages)
         st->cfg.checkpoint_pages = STORE_DEFAULT_CHECKPOINT_PAGES;
+    if (!st->cfg.txn_max_attempts)
+        st->cfg.txn_max_attempts = STORE_DEFAULT_TXN_MAX_ATTEMPTS;
+    if (!st->cfg.connect_timeout_ms)
+        st->cfg.connect_timeout_ms = STORE_DEFAULT_CONNECT_TIMEOUT_MS;
     pthread_mutex_init(&st->ck_mu, NULL);
     pthread_cond_init(&st->ck_cv, NULL);
     pthread_mutex_init(&st->rp_mu, NULL);
@@ -446,8 +581,11 @@ int store__open_at(const store_config *cfg, int target, store **out)
         .sync_full = st->cfg.synchronous != STORE_SYNC_NORMAL,
         .busy_timeout_ms = st->cfg.busy_timeout_ms,
         .max_db_bytes = cfg->max_db_bytes,
+        .connect_timeout_ms = st->cfg.connect_timeout_ms,
+        .statement_timeout_ms = st->cfg.statement_timeout_ms,
         .ctr = &st->ctr,
     };
+    int pg = store__is_pg_url(cfg->path);
     int err = store__sq_open(&o, &st->writer);
     if (!err)
         err = store__migrate(st->writer, target, &st->schema_version);
@@ -465,26 +603,28 @@ int store__open_at(const store_config *cfg, int target, store **out)
             st->rp_free[st->n_free++] = i;
         }
     }
-    /* The checkpointer: a read-write connection that never writes rows. */
+    /* The checkpointer: a read-write connection that never writes rows. PostgreSQL
+     * checkpoints by itself, server-side: no thread, no connection. */
     o.read_only = 0;
-    if (!err)
+    if (!err && !pg)
         err = store__sq_open(&o, &st->ckpt_db);
-    if (!err)
+    if (!err && !pg)
         err = store__sq_wal_autocheckpoint_off(st->writer);
-    if (!err) {
+    if (!err && !pg) {
         if (pthread_create(&st->ckpt_thread, NULL, ckpt_main, st) != 0)
             err = vg_err_set(VG_ENOMEM, "store: cannot start the checkpointer thread");
         else
             st->ckpt_started = 1;
     }
-    if (!err)
+    if (!err && !pg)
         store__sq_wal_hook(st->writer, wal_hook_cb, st);
     if (err) {
         store_destroy(st);
         return err;
     }
-    VG_INFO("store", "opened %s (sqlite %s, schema %d, %u readers, synchronous=%s)", cfg->path,
-            store__sq_library_version(), st->schema_version, st->n_readers,
+    VG_INFO("store", "opened %s (%s %s, schema %d, %u readers, synchronous=%s)",
+            pg ? "a postgresql database" : cfg->path, pg ? "postgresql" : "sqlite",
+            store__sq_library_version(st->writer), st->schema_version, st->n_readers,
             st->cfg.synchronous == STORE_SYNC_NORMAL ? "normal" : "full");
     *out = st;
     return 0;

@@ -95,7 +95,9 @@ typedef enum {
 
 typedef struct store_config {
     const char *path;          /* borrowed; the database file (its directory must exist). The
-                                * WAL and shared-memory files sit beside it (-wal, -shm). */
+                                * WAL and shared-memory files sit beside it (-wal, -shm). Or a
+                                * postgresql:// URL: the PostgreSQL backend (same contract; see
+                                * docs/OPERATIONS.md, "Storage backends"). */
     unsigned read_connections; /* read pool size; 0 = 4 */
     store_sync synchronous;    /* STORE_SYNC_FULL (default) or STORE_SYNC_NORMAL */
     uint32_t busy_timeout_ms;  /* wait for a lock held by another process; 0 = 5000 */
@@ -103,7 +105,14 @@ typedef struct store_config {
     uint64_t max_db_bytes;     /* refuse to grow the database past this (disk quota);
                                 * 0 = unlimited. Writes past it fail with VG_ESTORE. */
     unsigned checkpoint_pages; /* WAL pages (4 KiB) written since the last checkpoint that wake
-                                * the background checkpointer; 0 = 1000 */
+                                * the background checkpointer; 0 = 1000 (SQLite only) */
+    /* PostgreSQL (path = postgresql://...; ignored on SQLite): */
+    unsigned txn_max_attempts;     /* tries of a write transaction that hits a serialization
+                                    * failure, deadlock or lost connection; 0 = 10 */
+    uint32_t connect_timeout_ms;   /* connect_timeout (rounded up to whole seconds, at least 2);
+                                    * 0 = 5000 */
+    uint32_t statement_timeout_ms; /* statement_timeout: a longer statement fails VG_EBUSY;
+                                    * 0 = none; default 30000 */
 } store_config;
 
 /* Fills the defaults above with path = NULL. */
@@ -136,9 +145,13 @@ typedef struct store_stats {
     uint64_t commits;              /* write transactions committed */
     uint64_t write_ops;            /* write calls committed (> commits when group commit batched) */
     uint64_t scans_inserted;       /* scans committed */
-    uint64_t checkpoints;          /* background WAL checkpoints run */
+    uint64_t checkpoints;          /* background WAL checkpoints run (SQLite) */
+    uint64_t txn_retries;          /* PostgreSQL: write transactions run again (serialization
+                                    * failure, deadlock, lost connection) */
+    uint64_t reconnects;           /* PostgreSQL: connections re-established after a loss */
     uint64_t sqlite_memory_bytes;  /* SQLite's heap in this process: page caches (bounded per
-                                    * connection), schemas, prepared statements */
+                                    * connection), schemas, prepared statements; 0 on PostgreSQL
+                                    * (the server holds its memory) */
     vg_lat_snapshot query_latency; /* per statement: first step to done, error or release */
     char last_error[256];          /* detail of the last VG_ESTORE/VG_EBUSY failure, "" if none */
     int64_t last_error_ms;         /* wall clock of last_error; 0 if none */

@@ -14,6 +14,10 @@
 
 static const char *const KIND_NAMES[] = {"reference", "profile", "key"};
 
+/* Advisory lock key of the change log's commit order, and the NOTIFY channel (PostgreSQL). */
+#define STORE__CHANGES_PG_LOCK 0x76696731 /* "vig1" */
+#define STORE__CHANGES_PG_CHANNEL "vigil_changes"
+
 int store__change_append(store *st, sq_db *w, const char *tenant_id, store_change_kind kind,
                          const char *object_id, int remove, const uint8_t *sha256)
 {
@@ -21,6 +25,26 @@ int store__change_append(store *st, sq_db *w, const char *tenant_id, store_chang
         return 0;
     if ((unsigned)kind >= VG_ARRAY_LEN(KIND_NAMES))
         return vg_err_set(VG_EINVAL, "store: change kind %d", (int)kind);
+    if (store__sq_kind(w) == SQ_PG) {
+        /* PostgreSQL lets transactions of several nodes commit in any order, and an identity
+         * value is taken at insert time: without a lock held to commit, a reader could see seq
+         * 11 before 10 commits and never read 10. The transaction-scoped advisory lock makes
+         * change-writing transactions commit in seq order; the NOTIFY, delivered at commit,
+         * wakes every node's LISTEN (a node also polls: notifications are not replayed). */
+        sq_stmt *lk = NULL;
+        int err = store__query(
+            w, "SELECT pg_advisory_xact_lock(?), pg_notify('" STORE__CHANGES_PG_CHANNEL "', '')",
+            &lk, "i", (int64_t)STORE__CHANGES_PG_LOCK);
+        if (!err) {
+            err = store__sq_step(lk);
+            err = err == SQ_ROW    ? 0
+                  : err == SQ_DONE ? vg_err_set(VG_ESTORE, "store: no lock row")
+                                   : err;
+        }
+        store__sq_release(lk);
+        if (err)
+            return err;
+    }
     return store__run(w,
                       "INSERT INTO changes(tenant_id, kind, object_id, op, sha256, created_ms) "
                       "VALUES(?, ?, ?, ?, ?, ?)",

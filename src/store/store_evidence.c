@@ -249,7 +249,7 @@ int store_scan_list(store *st, const char *tenant_id, const store_list_opts *opt
                     store_scan **items, store_page *page)
 {
     qb q;
-    store__qb_init(&q, "SELECT " SCAN_COLS " FROM scans t WHERE 1");
+    store__qb_init(&q, "SELECT " SCAN_COLS " FROM scans t WHERE 1 = 1");
     if (opts && opts->sha256)
         store__qb_blob(&q, " AND t.sha256 = ?", opts->sha256, 32);
     return store__list(st, &q, "scn", tenant_id, opts, a, sizeof(store_scan),
@@ -278,8 +278,8 @@ int store_match_list(store *st, const char *tenant_id, const store_list_opts *op
                      store_match **items, store_page *page)
 {
     qb q;
-    store__qb_init(&q,
-                   "SELECT " MATCH_COLS " FROM matches t JOIN scans s ON s.id = t.scan_id WHERE 1");
+    store__qb_init(&q, "SELECT " MATCH_COLS
+                       " FROM matches t JOIN scans s ON s.id = t.scan_id WHERE 1 = 1");
     if (opts && opts->profile_id)
         store__qb_text(&q, " AND t.profile_id = ?", opts->profile_id);
     if (opts && opts->scan_id)

@@ -2,8 +2,11 @@
  * store internals shared by the store_*.c files.
  *
  * Layers:
+ *   store_db.c      the sq_* API below: dispatches each call to its connection's backend;
  *   store_sqlite.c  the only file that includes <sqlite3.h> (STYLE rule 14): connections,
  *                   cached prepared statements, binds, steps, columns, error mapping, pragmas;
+ *   store_pg.c      the only file that includes <libpq-fe.h>: the same calls over libpq
+ *                   (`?` placeholders become `$n`, statements prepared once per connection);
  *   store.c         open/close, schema migrations, the read-connection pool, the write queue
  *                   with group commit, id generation, stats;
  *   store_query.c   a small SQL builder for the list queries and shared row/arena helpers;
@@ -26,13 +29,16 @@
 
 typedef struct store_counters {
     _Atomic uint64_t queries, errors, busy_retries, commits, write_ops, scans_inserted, checkpoints;
+    /* PostgreSQL: transactions run again after a serialization failure or deadlock, and
+     * connections re-established after a loss (both 0 on SQLite). */
+    _Atomic uint64_t txn_retries, reconnects;
     vg_lat_hist query_latency; /* first step to completion (or release) of each statement */
     pthread_mutex_t err_mu;    /* guards last_error / last_error_ms */
     char last_error[256];
     int64_t last_error_ms;
 } store_counters;
 
-/* ---- store_sqlite.c: the SQLite wrapper ----------------------------------------------------- */
+/* ---- the database layer: store_db.c dispatches to store_sqlite.c or store_pg.c ------------- */
 
 typedef struct sq_db sq_db;     /* one connection; used by one thread at a time */
 typedef struct sq_stmt sq_stmt; /* a prepared statement owned by its connection's cache */
@@ -40,24 +46,86 @@ typedef struct sq_stmt sq_stmt; /* a prepared statement owned by its connection'
 #define SQ_ROW 1
 #define SQ_DONE 0
 
+/* Which backend a connection talks to. The SQL the store writes is the subset both accept
+ * (see docs/OPERATIONS.md, "Storage backends"); where they differ a caller asks
+ * store__sq_kind and picks its text. */
+typedef enum sq_kind { SQ_SQLITE, SQ_PG } sq_kind;
+/* What a failed statement means for its transaction (see store__sq_fail). */
+typedef enum sq_fail { SQ_FAIL_NONE, SQ_FAIL_RETRY, SQ_FAIL_CONN } sq_fail;
+
 typedef struct sq_open_opts {
-    const char *path;
-    int read_only;            /* open SQLITE_OPEN_READONLY (pool readers) */
-    int sync_full;            /* synchronous=FULL (else NORMAL) */
-    uint32_t busy_timeout_ms; /* total wait for a lock before VG_EBUSY */
-    uint64_t max_db_bytes;    /* 0 = unlimited; else max_page_count */
-    store_counters *ctr;      /* borrowed; outlives the connection */
+    const char *path;            /* a file path (SQLite) or a postgresql:// URL (PostgreSQL) */
+    int read_only;               /* open SQLITE_OPEN_READONLY (pool readers) / read-only sessions */
+    int sync_full;               /* synchronous=FULL (else NORMAL); PG: synchronous_commit */
+    uint32_t busy_timeout_ms;    /* total wait for a lock before VG_EBUSY (PG: lock_timeout) */
+    uint64_t max_db_bytes;       /* 0 = unlimited; else max_page_count (SQLite only) */
+    uint32_t connect_timeout_ms; /* PG: connect_timeout; 0 = STORE_DEFAULT_CONNECT_TIMEOUT_MS */
+    uint32_t statement_timeout_ms; /* PG: statement_timeout; 0 = none */
+    store_counters *ctr;           /* borrowed; outlives the connection */
 } sq_open_opts;
 
-/* Opens one connection with WAL, foreign keys on, our busy handler and the sync level. */
+/* A backend's entry points; every connection and statement starts with a pointer to them. */
+typedef struct sq_backend {
+    sq_kind kind;
+    void (*close)(sq_db *db);
+    int (*exec)(sq_db *db, const char *sql);
+    int (*prepare)(sq_db *db, const char *sql, sq_stmt **out);
+    void (*release)(sq_stmt *s);
+    int (*bind_text)(sq_stmt *s, int i, const char *v);
+    int (*bind_blob)(sq_stmt *s, int i, const void *v, size_t n);
+    int (*bind_int64)(sq_stmt *s, int i, int64_t v);
+    int (*bind_double)(sq_stmt *s, int i, double v);
+    int (*bind_null)(sq_stmt *s, int i);
+    int (*step)(sq_stmt *s);
+    int (*col_is_null)(sq_stmt *s, int i);
+    int64_t (*col_int64)(sq_stmt *s, int i);
+    double (*col_double)(sq_stmt *s, int i);
+    const char *(*col_text)(sq_stmt *s, int i);
+    const void *(*col_blob)(sq_stmt *s, int i, size_t *len);
+    int (*changes)(sq_db *db);
+    int (*in_txn)(sq_db *db);
+    int (*user_version)(sq_db *db, int *out);
+    int (*set_user_version)(sq_db *db, int v);
+    int (*table_count)(sq_db *db, int *out);
+    uint64_t (*memory_used)(sq_db *db);
+    const char *(*library_version)(sq_db *db);
+} sq_backend;
+
+/* The head of every backend's connection / statement struct. */
+struct sq_db {
+    const sq_backend *be;
+};
+struct sq_stmt {
+    sq_db *db;
+};
+
+/* Backend constructors (store_sqlite.c, store_pg.c). */
+int store__lite_open(const sq_open_opts *o, sq_db **out);
+int store__pg_open(const sq_open_opts *o, sq_db **out);
+/* PostgreSQL-only entry points behind the store__sq_fail/reconnect/txid calls below, and the
+ * migration lock (pg_advisory_xact_lock, held until the transaction ends). */
+sq_fail store__pg_fail(sq_db *db);
+void store__pg_fail_clear(sq_db *db);
+int store__pg_reconnect(sq_db *db);
+int64_t store__pg_txid(sq_db *db);
+int store__pg_txid_committed(sq_db *db, int64_t txid);
+int store__pg_migration_lock(sq_db *db);
+void store__pg_stream(sq_stmt *s);
+/* 1 when path names a PostgreSQL database (postgresql:// or postgres://). */
+int store__is_pg_url(const char *path);
+
+/* Opens one connection on the backend that o->path names. SQLite: WAL, foreign keys on, our
+ * busy handler and the sync level. PostgreSQL: see store_pg.c. */
 int store__sq_open(const sq_open_opts *o, sq_db **out);
 void store__sq_close(sq_db *db);
-/* Bytes SQLite holds in this process (page caches, schemas, statements), all connections. */
-uint64_t store__sq_memory_used(void);
+sq_kind store__sq_kind(const sq_db *db);
+/* Bytes the database library holds in this process (SQLite: page caches, schemas, statements,
+ * all connections; PostgreSQL: 0, the server holds its memory). */
+uint64_t store__sq_memory_used(sq_db *db);
 /* Runs a script of statements without results (DDL, BEGIN/COMMIT). */
 int store__sq_exec(sq_db *db, const char *sql);
 /* A cached prepared statement for `sql` (keyed by its text). Release with store__sq_release before
- * preparing the same text again on this connection. */
+ * preparing the same text again on this connection. Parameters are written `?` or `?N`. */
 int store__sq_prepare(sq_db *db, const char *sql, sq_stmt **out);
 /* Resets the statement and clears its bindings. store__sq_release(NULL) is a no-op. */
 void store__sq_release(sq_stmt *s);
@@ -69,11 +137,16 @@ int store__sq_bind_int64(sq_stmt *s, int i, int64_t v);
 int store__sq_bind_double(sq_stmt *s, int i, double v);
 int store__sq_bind_null(sq_stmt *s, int i);
 /* SQ_ROW, SQ_DONE, or a negative VG_E*: constraint violations map to VG_EEXIST (unique),
- * VG_ENOTFOUND (foreign key), VG_EINVAL (check / not null); locks to VG_EBUSY; the rest to
- * VG_ESTORE (counted as errors, detail recorded as last_error). */
+ * VG_ENOTFOUND (foreign key), VG_EINVAL (check / not null); locks to VG_EBUSY; a lost
+ * PostgreSQL connection to VG_EUNAVAIL; the rest to VG_ESTORE (counted as errors, detail
+ * recorded as last_error). */
 int store__sq_step(sq_stmt *s);
 /* Steps a statement that returns no rows, then releases it. */
 int store__sq_run(sq_stmt *s);
+/* Asks for s's rows one at a time rather than as a whole result (PostgreSQL; SQLite always
+ * steps row by row): for walks over a whole table. Call before the first step; until s is
+ * released no other statement may run on its connection. */
+void store__sq_stream(sq_stmt *s);
 int store__sq_col_is_null(sq_stmt *s, int i);
 int64_t store__sq_col_int64(sq_stmt *s, int i);
 double store__sq_col_double(sq_stmt *s, int i);
@@ -84,19 +157,33 @@ const void *store__sq_col_blob(sq_stmt *s, int i, size_t *len);
 int store__sq_changes(sq_db *db);
 /* 1 while a transaction is open on db. */
 int store__sq_in_txn(sq_db *db);
-/* WAL management for the background checkpointer: turn off the committing connection's own
- * checkpoints and get called after each commit with the number of frames in the WAL; run a
- * PASSIVE checkpoint (never blocks writers or readers). */
+/* WAL management for the background checkpointer (SQLite connections only): turn off the
+ * committing connection's own checkpoints and get called after each commit with the number of
+ * frames in the WAL; run a PASSIVE checkpoint (never blocks writers or readers). */
 int store__sq_wal_autocheckpoint_off(sq_db *db);
 void store__sq_wal_hook(sq_db *db, void (*cb)(void *ctx, int wal_pages), void *ctx);
 int store__sq_checkpoint_passive(sq_db *db, int *wal_pages, int *done_pages);
-/* PRAGMA user_version read/write. */
+/* The schema version (SQLite: PRAGMA user_version; PostgreSQL: the schema_version table). */
 int store__sq_user_version(sq_db *db, int *out);
 int store__sq_set_user_version(sq_db *db, int v);
 /* Number of user tables in the schema (to recognise a foreign database). */
 int store__sq_table_count(sq_db *db, int *out);
 /* Library version string, for logs. */
-const char *store__sq_library_version(void);
+const char *store__sq_library_version(sq_db *db);
+
+/* PostgreSQL write transactions (store.c's run_group): what the last failure on db means.
+ * SQ_FAIL_NONE: an ordinary error (or none); SQ_FAIL_RETRY: a serialization failure or deadlock
+ * (SQLSTATE 40001, 40P01), the transaction was rolled back and may be run again;
+ * SQ_FAIL_CONN: the connection is gone (class 08, 57P01...). Cleared by store__sq_fail_clear.
+ * Always SQ_FAIL_NONE on SQLite. */
+sq_fail store__sq_fail(sq_db *db);
+void store__sq_fail_clear(sq_db *db);
+/* Re-establishes a lost PostgreSQL connection (statement cache dropped). 0 when it answers. */
+int store__sq_reconnect(sq_db *db);
+/* The current transaction's id (PostgreSQL txid_current(), taken with BEGIN) and, after a
+ * reconnect, whether it committed: 1 committed, 0 not, negative VG_E* when unknown. */
+int64_t store__sq_txid(sq_db *db);
+int store__sq_txid_committed(sq_db *db, int64_t txid);
 
 /* ---- store.c: the store object -------------------------------------------------------------- */
 
@@ -137,6 +224,9 @@ struct store {
     /* Change-log wake-up (store_set_wake_hook): set before sharing, read-only afterwards. */
     store_wake_fn wake;
     void *wake_arg;
+    /* Tests only (fault injection): called by the leader right before each COMMIT. */
+    void (*test_before_commit)(store *st, sq_db *w, void *ctx);
+    void *test_ctx;
 };
 
 /* A write operation body: runs on the writer inside a transaction (and a savepoint when
@@ -174,6 +264,8 @@ typedef struct store_migration {
 } store_migration;
 /* The migrations in order; version i+1 at index i. */
 const store_migration *store__migrations(size_t *n);
+/* The PostgreSQL text of migration `version` (store_schema_pg.c), NULL if it has none. */
+const char *store__pg_migration_sql(int version);
 /* Brings db from its user_version up to `target` in one IMMEDIATE transaction (tests use a
  * target below the latest). VG_EUNSUPPORTED if the database is newer than target. */
 int store__migrate(sq_db *db, int target, int *out_version);

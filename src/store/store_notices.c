@@ -266,7 +266,7 @@ int store_notice_list(store *st, const char *tenant_id, const store_list_opts *o
                       store_notice **items, store_page *page)
 {
     qb q;
-    store__qb_init(&q, "SELECT " NOTICE_COLS_LITE NOTICE_FROM " WHERE 1");
+    store__qb_init(&q, "SELECT " NOTICE_COLS_LITE NOTICE_FROM " WHERE 1 = 1");
     if (opts && opts->profile_id)
         store__qb_text(&q, " AND m.profile_id = ?", opts->profile_id);
     if (opts) {
@@ -311,9 +311,10 @@ static int notice_status_op(store *st, sq_db *w, void *arg)
         return vg_err_set(VG_ECONFLICT, "notice is '%s'; it cannot move to '%s'",
                           store_notice_status_name(cur), store_notice_status_name(a->to));
     int64_t now = vg_wall_ms();
-    err = store__run(
-        w, "UPDATE notices SET status = ?1, updated_ms = max(updated_ms, ?2) WHERE id = ?3", "tit",
-        store_notice_status_name(a->to), now, a->id);
+    err = store__run(w,
+                     "UPDATE notices SET status = ?1, updated_ms = CASE WHEN updated_ms > ?2 THEN "
+                     "updated_ms ELSE ?2 END WHERE id = ?3",
+                     "tit", store_notice_status_name(a->to), now, a->id);
     if (!err)
         err =
             store__run(w,

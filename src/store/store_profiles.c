@@ -194,7 +194,7 @@ static int profile_update_op(store *st, sq_db *w, void *arg)
                    "address = CASE WHEN ?4 IS NULL THEN address ELSE NULLIF(?4, '') END, "
                    "phone = CASE WHEN ?5 IS NULL THEN phone ELSE NULLIF(?5, '') END, "
                    "notes = CASE WHEN ?6 IS NULL THEN notes ELSE NULLIF(?6, '') END, "
-                   "updated_ms = max(updated_ms, ?7) "
+                   "updated_ms = CASE WHEN updated_ms > ?7 THEN updated_ms ELSE ?7 END "
                    "WHERE id = ?8 AND deleted_ms IS NULL AND (?9 IS NULL OR tenant_id = ?9)",
                    "ttttttitt", a->f->name, a->f->legal_name, a->f->email, a->f->address,
                    a->f->phone, a->f->notes, vg_wall_ms(), a->id, a->tenant_id);
@@ -227,7 +227,8 @@ static int profile_delete_op(store *st, sq_db *w, void *arg)
     profile_delete_args *a = arg;
     int64_t now = vg_wall_ms();
     int err = store__run(w,
-                         "UPDATE profiles SET deleted_ms = ?1, updated_ms = max(updated_ms, ?1) "
+                         "UPDATE profiles SET deleted_ms = ?1, updated_ms = CASE WHEN updated_ms > "
+                         "?1 THEN updated_ms ELSE ?1 END "
                          "WHERE id = ?2 AND deleted_ms IS NULL AND (?3 IS NULL OR tenant_id = ?3)",
                          "itt", now, a->id, a->tenant_id);
     if (!err && store__sq_changes(w) == 0)
@@ -700,6 +701,8 @@ static int ref_walk(store *st, const char *tenant_id, const char *sql,
     sq_db *db = store__reader_acquire(st);
     sq_stmt *s = NULL;
     int err = store__query(db, sql, &s, "t", tenant_id);
+    if (!err)
+        store__sq_stream(s); /* every reference: one row in memory at a time */
     while (!err) {
         int rc = store__sq_step(s);
         if (rc <= 0) {
@@ -741,9 +744,14 @@ int store_reference_foreach_index(store *st, const char *tenant_id,
                     tenant_id ? "SELECT " REF_INDEX_COLS " FROM refs t WHERE t.deleted_ms IS NULL "
                                 "AND t.tenant_id = ?1 AND t.profile_id IN "
                                 "(SELECT id FROM profiles WHERE deleted_ms IS NULL)"
-                              : "SELECT " REF_INDEX_COLS " FROM refs t NOT INDEXED WHERE "
-                                "t.deleted_ms IS NULL AND ?1 IS NULL AND t.profile_id IN "
-                                "(SELECT id FROM profiles WHERE deleted_ms IS NULL)",
+                    /* NOT INDEXED is SQLite's; PostgreSQL's planner picks the scan itself. */
+                    : store__is_pg_url(st->cfg.path)
+                        ? "SELECT " REF_INDEX_COLS " FROM refs t WHERE "
+                          "t.deleted_ms IS NULL AND CAST(?1 AS TEXT) IS NULL AND t.profile_id IN "
+                          "(SELECT id FROM profiles WHERE deleted_ms IS NULL)"
+                        : "SELECT " REF_INDEX_COLS " FROM refs t NOT INDEXED WHERE "
+                          "t.deleted_ms IS NULL AND ?1 IS NULL AND t.profile_id IN "
+                          "(SELECT id FROM profiles WHERE deleted_ms IS NULL)",
                     read_ref_index, cb, ctx);
 }
 
@@ -758,6 +766,8 @@ int store_reference_video_foreach(store *st, const char *tenant_id, store_video_
                            "WHERE t.deleted_ms IS NULL AND p.deleted_ms IS NULL "
                            "AND (?1 IS NULL OR t.tenant_id = ?1) ORDER BY t.id",
                            &s, "t", tenant_id);
+    if (!err)
+        store__sq_stream(s);
     while (!err) {
         int rc = store__sq_step(s);
         if (rc <= 0) {

@@ -237,10 +237,23 @@ int store__migrate(sq_db *db, int target, int *out_version)
     const store_migration *m = store__migrations(&n);
     if (target < 0 || (size_t)target > n)
         return vg_err_set(VG_EINVAL, "store: migration target %d out of range", target);
-    /* IMMEDIATE: two processes opening the same new file cannot both migrate it. */
-    int err = store__sq_exec(db, "BEGIN IMMEDIATE");
-    if (err)
+    /* IMMEDIATE: two processes opening the same new file cannot both migrate it. On
+     * PostgreSQL an advisory lock held to the end of the transaction does the same for nodes
+     * starting at once: the second waits, then finds the schema up to date (READ COMMITTED,
+     * so that its reads after the wait see what the first one committed). */
+    int pg = store__sq_kind(db) == SQ_PG;
+    int err = store__sq_exec(db, pg ? "BEGIN ISOLATION LEVEL READ COMMITTED" : "BEGIN IMMEDIATE");
+    /* A migration may rewrite big tables, and a node may wait for another's migration: no
+     * lock or statement timeout for this one transaction. */
+    if (!err && pg)
+        err = store__sq_exec(db, "SET LOCAL lock_timeout = 0; SET LOCAL statement_timeout = 0");
+    if (!err && pg)
+        err = store__pg_migration_lock(db);
+    if (err) {
+        if (store__sq_in_txn(db))
+            store__sq_exec(db, "ROLLBACK");
         return err;
+    }
     int version = 0;
     err = store__sq_user_version(db, &version);
     if (!err && version == 0) {
@@ -260,7 +273,11 @@ int store__migrate(sq_db *db, int target, int *out_version)
     int from = version;
     for (; !err && version < target; version++) {
         const store_migration *step = &m[version];
-        err = store__sq_exec(db, step->sql);
+        const char *sql = pg ? store__pg_migration_sql(step->version) : step->sql;
+        err = sql ? store__sq_exec(db, sql)
+                  : vg_err_set(VG_EINTERNAL,
+                               "migration %d has no PostgreSQL text (src/store/store_schema_pg.c)",
+                               step->version);
         if (!err)
             err = record_step(db, step);
         if (err)

@@ -72,7 +72,7 @@ int store_tenant_list(store *st, const store_list_opts *opts, vg_arena *a, store
                       store_page *page)
 {
     qb q;
-    store__qb_init(&q, "SELECT " TENANT_COLS " FROM tenants t WHERE 1");
+    store__qb_init(&q, "SELECT " TENANT_COLS " FROM tenants t WHERE 1 = 1");
     return store__list(st, &q, "tnt", NULL, opts, a, sizeof(store_tenant),
                        offsetof(store_tenant, id), read_tenant, (void **)items, page);
 }
