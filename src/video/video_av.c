@@ -532,6 +532,9 @@ static int video__on_frame(video__state *s, const AVFrame *f)
         if (pts == AV_NOPTS_VALUE || ts < s->last_kept_ts || !video__wanted(s, pts))
             return VG_OK;
         s->last_kept_ts = ts;
+        /* A stream whose packets stop following the plan is decoded by the sequential rule
+         * from there on (video__run): it must go on after this frame, not from time 0. */
+        s->next_sample_s = (floor(ts * o->rate + 1e-9) + 1.0) / o->rate;
     } else if (!o->every_frame) {
         if (ts + 1e-9 < s->next_sample_s)
             return VG_OK;
