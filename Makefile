@@ -1,7 +1,8 @@
 # Entry points. Everything real lives in scripts/ and CMake; this file only names the steps.
 #   make run       set up (packages, weights), build, start the server on ./data
-#   make cluster   a shared database (a SQLite file), Redis, three vigil nodes and nginx on loopback
-#                  ports (scripts/cluster.sh; CLUSTER_ARGS="--database ..."); Ctrl-C stops all
+#   make cluster   a throwaway PostgreSQL, Redis, three vigil nodes and nginx on loopback ports
+#                  (scripts/cluster.sh; CLUSTER_ARGS="--sqlite" for a shared SQLite file instead,
+#                  "--database URL" for an existing database); Ctrl-C stops all
 #   make test      set up, build twice (gcc release; clang ASan+UBSan+fuzzers), run every test
 #   make bench     set up, build, run the benchmark suite (results in docs/BENCHMARKS.md)
 #   make fuzz      long fuzzing runs (FUZZ_SECONDS per target, default 300)

@@ -12,7 +12,12 @@ bridge.jpg added to it on node A (t0 = its 201), analyses of bridge-small.jpg on
 t1-t0 and t3-t2 in ms. A second pass with the catch-up on (the default) counts how often the
 first analysis on B after the add already matched.
 
+--database: sqlite (default: one SQLite file, the nodes poll), pg (cluster.sh's throwaway
+PostgreSQL: the nodes also LISTEN, so a change wakes them before their next poll) or a
+postgresql:// URL (an existing, empty database).
+
 Usage: bench/cluster_freshness.py [--vigil PATH] [--n 100] [--interval 100ms] [--nodes 3]
+                                  [--database sqlite|pg|URL]
 """
 import argparse
 import json
@@ -49,11 +54,12 @@ def jcall(url, key, method="GET", obj=None):
     return st, json.loads(b) if b else None
 
 
-def start(vigil, nodes, extra):
+def start(vigil, nodes, database, extra):
     tmp = tempfile.mkdtemp(prefix="vigil-fresh.")
     state = os.path.join(tmp, "state")
+    db_args = {"sqlite": ["--sqlite"], "pg": []}.get(database, ["--database", database])
     p = subprocess.Popen([os.path.join(REPO, "scripts", "cluster.sh"), "--vigil", vigil,
-                          "--nodes", str(nodes), "--state", state, "--", *extra],
+                          "--nodes", str(nodes), "--state", state, *db_args, "--", *extra],
                          cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                          start_new_session=True)
     while not os.path.exists(state):
@@ -80,10 +86,10 @@ def matches(b, key, pid, ref, copy):
     return any(m.get("reference_id") == ref for m in json.loads(body).get("matches", []))
 
 
-def run(vigil, n, nodes, catch_up, interval):
+def run(vigil, n, nodes, catch_up, interval, database):
     extra = ["--index-sync-interval", interval,
              "--index-sync-before-analysis", "true" if catch_up else "false"]
-    p, st, tmp = start(vigil, nodes, extra)
+    p, st, tmp = start(vigil, nodes, database, extra)
     try:
         urls = st["NODE_URLS"].split()
         a, b = urls[0], urls[1]
@@ -124,13 +130,14 @@ def main():
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--interval", default="100ms")
+    ap.add_argument("--database", default="sqlite", help="sqlite, pg or a postgresql:// URL")
     a = ap.parse_args()
     vigil = os.path.abspath(a.vigil)
-    adds, dels, _ = run(vigil, a.n, a.nodes, False, a.interval)
+    adds, dels, _ = run(vigil, a.n, a.nodes, False, a.interval, a.database)
     for name, xs in (("add -> matches on B", adds), ("delete -> stops matching on B", dels)):
         print("%-32s n=%d  P50 %.1f ms  P95 %.1f ms  P99 %.1f ms  max %.1f ms" % (
             name, len(xs), pct(xs, 50), pct(xs, 95), pct(xs, 99), max(xs)))
-    adds, dels, first = run(vigil, a.n, a.nodes, True, a.interval)
+    adds, dels, first = run(vigil, a.n, a.nodes, True, a.interval, a.database)
     print("with index_sync_before_analysis: the first analysis on B after the add matched %d/%d; "
           "after the delete, P99 %.1f ms until it stopped" % (first, len(adds), pct(dels, 99)))
     return 0

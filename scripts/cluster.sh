@@ -3,12 +3,15 @@
 # ports, as the current user (docs/SCALING.md). Prints the URL and the admin key, then waits;
 # Ctrl-C (or SIGTERM) stops every process it started and removes its temporary directory.
 #
-#   scripts/cluster.sh [--vigil PATH] [--nodes N] [--port P] [--database DB] [--redis URL]
-#                      [--state FILE] [--keep] [-- extra vigil serve arguments]
+#   scripts/cluster.sh [--vigil PATH] [--nodes N] [--port P] [--database DB | --sqlite]
+#                      [--redis URL] [--state FILE] [--keep] [-- extra vigil serve arguments]
 #
-#   --database  the database every node opens (VIGIL_CLUSTER_DATABASE): a SQLite file path
-#               (default: vigil.db in the temporary directory) or, with a PostgreSQL-enabled
-#               build, a postgresql:// URL (the server must be running; it is not started here)
+#   --database  the database every node opens (VIGIL_CLUSTER_DATABASE): a postgresql:// URL (the
+#               server must be running; it is not started here) or a SQLite file path
+#   (default)   a throwaway PostgreSQL server (scripts/pg-tmp.sh: temporary directory, loopback
+#               port, fsync off; stopped with the rest), its database `vigil`; a shared SQLite
+#               file instead when PostgreSQL is not installed (scripts/setup.sh cluster)
+#   --sqlite    a SQLite file the nodes share: vigil.db in the temporary directory
 #   --redis     an existing Redis for the shared L3 feature cache (VIGIL_CLUSTER_REDIS); default:
 #               a throwaway redis-server (scripts/redis-tmp.sh), none if it is not installed
 #   --port      nginx's port (default: a free one)
@@ -32,6 +35,7 @@ while [ $# -gt 0 ]; do
     --nodes) nodes=$2; shift 2 ;;
     --port) port=$2; shift 2 ;;
     --database) database=$2; shift 2 ;;
+    --sqlite) database=sqlite; shift ;;
     --redis) redis=$2; shift 2 ;;
     --state) state=$2; shift 2 ;;
     --keep) keep=1; shift ;;
@@ -64,15 +68,31 @@ stop_all() {
   done
   [ -n "$nginx_pid" ] && wait "$nginx_pid" 2>/dev/null || true
   if declare -F redis_tmp_stop >/dev/null; then redis_tmp_stop; fi
+  if declare -F pg_tmp_stop >/dev/null; then pg_tmp_stop >/dev/null 2>&1; fi
   if [ "$keep" = 1 ]; then echo "cluster: logs kept in $dir" >&2; else rm -rf "$dir"; fi
 }
 trap 'stop_all; exit 130' INT
 trap 'stop_all; exit 143' TERM
 trap 'stop_all' EXIT
 
-# database: a SQLite file the nodes share (WAL: readers never block, one writer at a time across
-# the processes, busy waits absorb the contention)
-[ -n "$database" ] || database="$dir/vigil.db"
+# database: by default a throwaway PostgreSQL (each node LISTENs for the change log's
+# notifications: a change reaches the other nodes' indexes without waiting for their poll)
+if [ -z "$database" ]; then
+  # shellcheck source=scripts/pg-tmp.sh
+  source scripts/pg-tmp.sh
+  unset VIGIL_TEST_PG_URL # ours, not one the caller's environment names
+  pg_tmp_start >&2
+  trap 'stop_all' EXIT # pg_tmp_start set its own
+  if [ -n "${VIGIL_TEST_PG_URL:-}" ]; then
+    psql "$VIGIL_TEST_PG_URL" -qc "CREATE DATABASE vigil" >&2
+    database="${VIGIL_TEST_PG_URL%/*}/vigil"
+  else
+    echo "cluster: no PostgreSQL; the nodes share a SQLite file" >&2
+  fi
+fi
+# or a SQLite file the nodes share (WAL: readers never block, one writer at a time across the
+# processes, busy waits absorb the contention)
+if [ -z "$database" ] || [ "$database" = sqlite ]; then database="$dir/vigil.db"; fi
 
 # Redis: the shared L3 feature cache
 if [ -z "$redis" ]; then

@@ -24,7 +24,7 @@ bench_pkgs="redis-server postgresql wrk hyperfine libjpeg-turbo-progs imagemagic
 want="$build_pkgs"
 case "$purpose" in
   run) ;;
-  cluster) want="$want redis-server nginx-light" ;;
+  cluster) want="$want redis-server postgresql nginx-light" ;;
   test) want="$want $test_pkgs" ;;
   bench) want="$want $test_pkgs $bench_pkgs" ;;
   *) echo "setup.sh: unknown purpose '$purpose' (run|cluster|test|bench)" >&2; exit 2 ;;

@@ -15,7 +15,12 @@ then, through that nginx and against the nodes directly:
 
 No timing assertions: waits are bounded only to catch hangs; the times it measured are printed.
 
-Usage: it_cluster.py --vigil PATH [--repo DIR]   (exit 0 pass, 1 fail, 77 skip: no nginx)
+With --pg the nodes share a fresh database on the PostgreSQL server VIGIL_TEST_PG_URL names
+(scripts/pg-tmp.sh, `make test`; they LISTEN for the change log's notifications); without --pg a
+SQLite file (cluster.sh --sqlite).
+
+Usage: it_cluster.py --vigil PATH [--repo DIR] [--pg]
+       (exit 0 pass, 1 fail, 77 skip: no nginx, or --pg without VIGIL_TEST_PG_URL)
 """
 import argparse
 import json
@@ -77,12 +82,13 @@ def read_state(path):
     return out
 
 
-def start_cluster(vigil, repo, tmp):
+def start_cluster(vigil, repo, tmp, database):
     state = os.path.join(tmp, "cluster.state")
     log = open(os.path.join(tmp, "cluster.log"), "w")
+    db_args = ["--database", database] if database else ["--sqlite"]
     # Its own session: the SIGTERM at the end reaches the script, which stops what it started.
     p = subprocess.Popen([os.path.join(repo, "scripts", "cluster.sh"), "--vigil", vigil,
-                          "--state", state, "--keep"], cwd=repo, stdout=log,
+                          "--state", state, "--keep"] + db_args, cwd=repo, stdout=log,
                          stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 120
     while time.time() < deadline and not os.path.exists(state):
@@ -273,10 +279,27 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--vigil", required=True)
     ap.add_argument("--repo", default=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    ap.add_argument("--pg", action="store_true", help="share a PostgreSQL database "
+                    "(VIGIL_TEST_PG_URL) instead of a SQLite file")
     a = ap.parse_args()
     if not shutil.which("nginx"):
         print("it_cluster: SKIP: nginx is not installed (scripts/setup.sh test)")
         return 77
+    if not a.pg:
+        return run(a, None)
+    base = os.environ.get("VIGIL_TEST_PG_URL", "")
+    if not base:
+        print("it_cluster --pg: SKIP: no VIGIL_TEST_PG_URL (scripts/pg-tmp.sh)")
+        return 77
+    db = "cluster_%d" % os.getpid()
+    subprocess.run(["psql", base, "-qc", "CREATE DATABASE " + db], check=True)
+    try:
+        return run(a, base.rsplit("/", 1)[0] + "/" + db)
+    finally:
+        subprocess.run(["psql", base, "-qc", "DROP DATABASE IF EXISTS %s WITH (FORCE)" % db])
+
+
+def run(a, database):
     vigil = os.path.abspath(a.vigil)
     tmp = tempfile.mkdtemp(prefix="vigil-it-cluster.")
     # A lag limit an idle node would cross between two polls is refused at start, by name.
@@ -287,7 +310,7 @@ def main():
     check(r.returncode != 0 and "index_max_lag" in r.stdout,
           "index_max_lag under two sync intervals was not refused: %d %s" % (
               r.returncode, r.stdout[-300:]))
-    p, st, log = start_cluster(vigil, a.repo, tmp)
+    p, st, log = start_cluster(vigil, a.repo, tmp, database)
     nodes = st["NODE_URLS"].split()
     try:
         step_walkthrough(a.repo, st)

@@ -23,6 +23,7 @@
 #include <signal.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -2363,6 +2364,77 @@ static void test_pg_sessions_killed(void **state)
     assert_true(stt.reconnects >= 2);
 }
 
+/* ---- PostgreSQL: LISTEN wakes the change-log reader ------------------------------------------ */
+
+static _Atomic unsigned g_wakes;
+
+static void count_wake(void *arg)
+{
+    (void)arg;
+    atomic_fetch_add(&g_wakes, 1);
+}
+
+/* Waits (up to about 10 s; no timing is asserted) until the hook has been called more than
+ * `than` times; returns the count. */
+static unsigned wakes_above(unsigned than)
+{
+    for (int i = 0; i < 1000 && atomic_load(&g_wakes) <= than; i++)
+        usleep(10 * 1000);
+    return atomic_load(&g_wakes);
+}
+
+/* A change committed through another store object on the same database (another node) calls
+ * this store's wake hook; after the LISTEN session is terminated by the server the hook is
+ * called once the session is back, and later changes wake it again. */
+static void test_pg_listen_wakes(void **state)
+{
+    fx *f = *state;
+    if (!g_pg) {
+        print_message("skipped on SQLite: LISTEN/NOTIFY is PostgreSQL's\n");
+        skip();
+    }
+    atomic_store(&g_wakes, 0);
+    store_set_wake_hook(f->st, count_wake, NULL);
+    unsigned w = wakes_above(0); /* the call after the first connect: LISTEN is in place */
+    assert_true(w >= 1);
+    store_config c;
+    fx_config(f, &c);
+    store *other = NULL;
+    assert_int_equal(store_open(&c, &other), 0);
+    char p[STORE_ID_MAX], r[STORE_ID_MAX];
+    store_profile_fields pf = {.name = "Woken"};
+    assert_int_equal(store_profile_create(other, f->t1, &pf, p), 0);
+    uint8_t sha[32] = {7};
+    store_reference_new nr = {.profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha};
+    assert_int_equal(store_reference_create(other, f->t1, &nr, r), 0); /* a change */
+    w = wakes_above(w);
+    store_stats stt;
+    store_stats_get(f->st, &stt);
+    assert_true(stt.change_notifies >= 1);
+    uint64_t reconnects = stt.reconnects;
+
+    long killed = raw_long(f,
+                           "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                           "WHERE application_name = 'vigil-listen' "
+                           "AND datname = current_database()",
+                           0);
+    assert_int_equal(killed, 1); /* only f->st has a hook */
+    w = wakes_above(w);          /* the call after the reconnect */
+    store_stats_get(f->st, &stt);
+    assert_true(stt.reconnects > reconnects);
+    uint64_t notifies = stt.change_notifies;
+    assert_int_equal(store_reference_delete(other, f->t1, r), 0);
+    w = wakes_above(w);
+    store_stats_get(f->st, &stt);
+    assert_true(stt.change_notifies > notifies);
+    store_close(other);
+    store_set_wake_hook(f->st, NULL, NULL); /* stops the thread: no call after this */
+    unsigned after = atomic_load(&g_wakes);
+    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r), 0);
+    usleep(200 * 1000);
+    assert_int_equal(atomic_load(&g_wakes), after);
+}
+
 /* ---- PostgreSQL: the session dies at COMMIT ------------------------------------------------- */
 
 typedef struct commit_kill {
@@ -2601,6 +2673,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_two_nodes_one_database, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_pg_sessions_killed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_commit_connection_lost, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_listen_wakes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_restart_mid_stream, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -760,6 +760,9 @@ void server_close(server *s)
 {
     if (!s)
         return;
+    /* The store's LISTEN thread calls into the catalog: stopped before it goes. */
+    if (s->st)
+        store_set_wake_hook(s->st, NULL, NULL);
     /* The sync thread calls the erase hook into the analysis context: stopped first. */
     catalog_sync_stop(s->cat);
     /* The ops sampler reads the analysis context: no tick past this point. */

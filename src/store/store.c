@@ -71,6 +71,7 @@ void store_stats_get(store *st, store_stats *out)
     out->sqlite_memory_bytes = store__sq_memory_used(st->writer);
     out->txn_retries = atomic_load(&st->ctr.txn_retries);
     out->reconnects = atomic_load(&st->ctr.reconnects);
+    out->change_notifies = atomic_load(&st->ctr.change_notifies);
     pthread_mutex_lock(&st->ctr.err_mu);
     memcpy(out->last_error, st->ctr.last_error, sizeof out->last_error);
     out->last_error_ms = st->ctr.last_error_ms;
@@ -522,6 +523,7 @@ void store_config_default(store_config *cfg)
 
 static void store_destroy(store *st)
 {
+    store__pg_listen_stop(st->listener); /* first: it calls the wake hook */
     if (st->ckpt_started) {
         pthread_mutex_lock(&st->ck_mu);
         st->ck_stop = 1;

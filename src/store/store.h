@@ -148,7 +148,9 @@ typedef struct store_stats {
     uint64_t checkpoints;          /* background WAL checkpoints run (SQLite) */
     uint64_t txn_retries;          /* PostgreSQL: write transactions run again (serialization
                                     * failure, deadlock, lost connection) */
-    uint64_t reconnects;           /* PostgreSQL: connections re-established after a loss */
+    uint64_t reconnects;           /* PostgreSQL: connections re-established after a loss
+                                    * (the LISTEN session's included) */
+    uint64_t change_notifies;      /* PostgreSQL: change-log notifications received (LISTEN) */
     uint64_t sqlite_memory_bytes;  /* SQLite's heap in this process: page caches (bounded per
                                     * connection), schemas, prepared statements; 0 on PostgreSQL
                                     * (the server holds its memory) */
@@ -447,9 +449,11 @@ int store_changes_read(store *st, int64_t after, store_change *out, size_t max, 
 /* Deletes rows written before before_ms; *n_out (may be NULL) gets how many. */
 int store_changes_prune(store *st, int64_t before_ms, size_t *n_out);
 /* The wake-up: fn(arg) is called, on a thread of the store's, whenever another process may
- * have appended to the log. The SQLite backend never calls it (nodes poll); a backend with
- * notifications (PostgreSQL LISTEN/NOTIFY) calls it on each one and after each reconnect.
- * Set once before the store is shared; fn NULL clears it. */
+ * have appended to the log. The SQLite backend never calls it (nodes poll). On PostgreSQL it
+ * starts a thread with its own session that LISTENs and calls fn once per batch of
+ * notifications and once after each (re)connect of that session (notifications are not
+ * replayed: the caller reads the log from where it is). Set once before the store is shared;
+ * fn NULL clears it (and stops the thread); store_close stops it. */
 typedef void (*store_wake_fn)(void *arg);
 void store_set_wake_hook(store *st, store_wake_fn fn, void *arg);
 

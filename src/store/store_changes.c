@@ -16,7 +16,6 @@ static const char *const KIND_NAMES[] = {"reference", "profile", "key"};
 
 /* Advisory lock key of the change log's commit order, and the NOTIFY channel (PostgreSQL). */
 #define STORE__CHANGES_PG_LOCK 0x76696731 /* "vig1" */
-#define STORE__CHANGES_PG_CHANNEL "vigil_changes"
 
 int store__change_append(store *st, sq_db *w, const char *tenant_id, store_change_kind kind,
                          const char *object_id, int remove, const uint8_t *sha256)
@@ -150,6 +149,14 @@ int store_changes_prune(store *st, int64_t before_ms, size_t *n_out)
 
 void store_set_wake_hook(store *st, store_wake_fn fn, void *arg)
 {
+    /* PostgreSQL: a store-owned thread LISTENs on its own session and calls fn (store_pg.c).
+     * SQLite has no notifications: the nodes poll. */
+    store__pg_listen_stop(st->listener);
+    st->listener = NULL;
     st->wake = fn;
     st->wake_arg = arg;
+    if (fn && store__sq_kind(st->writer) == SQ_PG &&
+        store__pg_listen_start(st->cfg.path, st->cfg.connect_timeout_ms, &st->ctr, fn, arg,
+                               &st->listener) != 0)
+        VG_WARN("store", "no LISTEN thread (%s): changes are seen at the next poll", vg_err_msg());
 }

@@ -32,6 +32,8 @@ typedef struct store_counters {
     /* PostgreSQL: transactions run again after a serialization failure or deadlock, and
      * connections re-established after a loss (both 0 on SQLite). */
     _Atomic uint64_t txn_retries, reconnects;
+    /* PostgreSQL: change-log notifications received by the LISTEN thread. */
+    _Atomic uint64_t change_notifies;
     vg_lat_hist query_latency; /* first step to completion (or release) of each statement */
     pthread_mutex_t err_mu;    /* guards last_error / last_error_ms */
     char last_error[256];
@@ -110,6 +112,18 @@ int store__pg_reconnect(sq_db *db);
 int64_t store__pg_txid(sq_db *db);
 int store__pg_txid_committed(sq_db *db, int64_t txid);
 int store__pg_migration_lock(sq_db *db);
+/* The change-log channel: store__change_append NOTIFYs it, the LISTEN thread listens. */
+#define STORE__CHANGES_PG_CHANNEL "vigil_changes"
+/* The LISTEN thread: its own session on url (not a pool connection, which would miss
+ * notifications while it does other work) LISTENs on STORE__CHANGES_PG_CHANNEL and calls
+ * wake(wake_arg) once per batch of notifications and once after each (re)connect (a lost
+ * session is re-established with backoff, counted in ctr->reconnects). Stop joins the thread
+ * (within about PG_LISTEN_POLL_MS, longer while a connect attempt is in progress);
+ * stop(NULL) is a no-op. */
+typedef struct store_pg_listener store_pg_listener;
+int store__pg_listen_start(const char *url, uint32_t connect_timeout_ms, store_counters *ctr,
+                           void (*wake)(void *arg), void *wake_arg, store_pg_listener **out);
+void store__pg_listen_stop(store_pg_listener *l);
 void store__pg_stream(sq_stmt *s);
 /* 1 when path names a PostgreSQL database (postgresql:// or postgres://). */
 int store__is_pg_url(const char *path);
@@ -224,6 +238,7 @@ struct store {
     /* Change-log wake-up (store_set_wake_hook): set before sharing, read-only afterwards. */
     store_wake_fn wake;
     void *wake_arg;
+    store_pg_listener *listener; /* PostgreSQL with a wake hook: the LISTEN thread */
     /* Tests only (fault injection): called by the leader right before each COMMIT. */
     void (*test_before_commit)(store *st, sq_db *w, void *ctx);
     void *test_ctx;

@@ -26,7 +26,9 @@
  * store.c runs the transaction again. A plain "BEGIN" (a multi-statement read) is REPEATABLE
  * READ: one snapshot, like a SQLite read transaction.
  */
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -997,4 +999,153 @@ static const sq_backend PG_BACKEND = {
 void store__pg_stream(sq_stmt *ss)
 {
     ((pg_stmt *)ss)->stream = 1;
+}
+
+/* ---- LISTEN: the change-log wake-up --------------------------------------------------------- */
+
+/* How long the listener waits on its socket before it looks at its stop flag: the most
+ * store_close waits for it (plus a connect attempt in progress, bounded by connect_timeout). */
+#define PG_LISTEN_POLL_MS 100
+
+struct store_pg_listener {
+    char *url; /* owned */
+    uint32_t connect_timeout_ms;
+    store_counters *ctr;
+    void (*wake)(void *arg);
+    void *wake_arg;
+    pthread_t thread;
+    atomic_int stop;
+    PGconn *conn; /* the listener thread's own */
+};
+
+/* libpq's error text of c on one line, for the log. */
+static const char *conn_error_line(PGconn *c, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s", c ? PQerrorMessage(c) : "out of memory");
+    size_t l = strlen(buf);
+    while (l && (buf[l - 1] == '\n' || buf[l - 1] == ' '))
+        buf[--l] = '\0';
+    for (char *p = buf; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+    return buf;
+}
+
+/* Sleeps ms in PG_LISTEN_POLL_MS steps; 1 when asked to stop meanwhile. */
+static int listen_sleep(store_pg_listener *l, unsigned ms)
+{
+    for (unsigned done = 0; done < ms; done += PG_LISTEN_POLL_MS) {
+        if (atomic_load(&l->stop))
+            return 1;
+        sleep_ms(ms - done < PG_LISTEN_POLL_MS ? ms - done : PG_LISTEN_POLL_MS);
+    }
+    return atomic_load(&l->stop);
+}
+
+/* A fresh session that has run LISTEN; retried with backoff (the last delay repeats) until it
+ * works or the listener is stopped (then 1). */
+static int listen_connect(store_pg_listener *l)
+{
+    char ct[16];
+    uint32_t cto = l->connect_timeout_ms ? l->connect_timeout_ms : PG_DEFAULT_CONNECT_TIMEOUT_MS;
+    snprintf(ct, sizeof ct, "%u", (unsigned)((cto + 999) / 1000 < 2 ? 2 : (cto + 999) / 1000));
+    /* Its own application_name: operators (and the tests) tell it from the pool's sessions. */
+    const char *keys[] = {"dbname", "connect_timeout", "application_name", NULL};
+    const char *vals[] = {l->url, ct, "vigil-listen", NULL};
+    size_t nd = VG_ARRAY_LEN(PG_RECONNECT_DELAYS_MS);
+    for (size_t i = 0;; i++) {
+        if (listen_sleep(l, PG_RECONNECT_DELAYS_MS[i < nd ? i : nd - 1]))
+            return 1;
+        PQfinish(l->conn);
+        l->conn = PQconnectdbParams(keys, vals, 1);
+        if (l->conn && PQstatus(l->conn) == CONNECTION_OK) {
+            PQsetNoticeProcessor(l->conn, notice_cb, NULL);
+            PGresult *r = PQexec(l->conn, "LISTEN " STORE__CHANGES_PG_CHANNEL);
+            int ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            PQclear(r);
+            if (ok)
+                return 0;
+        }
+        if (i == 0) { /* once per outage, not per attempt */
+            char m[256];
+            VG_WARN("store", "postgresql LISTEN session: %s; retrying",
+                    conn_error_line(l->conn, m, sizeof m));
+        }
+    }
+}
+
+static void *listen_main(void *arg)
+{
+    store_pg_listener *l = arg;
+    for (int first = 1; !atomic_load(&l->stop); first = 0) {
+        if (listen_connect(l))
+            break;
+        if (!first)
+            atomic_fetch_add(&l->ctr->reconnects, 1);
+        /* Notifications sent while no session listened are not replayed: the sync reads the
+         * log from its last applied seq, so one wake-up after each (re)connect catches up. */
+        l->wake(l->wake_arg);
+        while (!atomic_load(&l->stop)) {
+            struct pollfd pfd = {.fd = PQsocket(l->conn), .events = POLLIN};
+            if (pfd.fd < 0)
+                break;
+            int pr = poll(&pfd, 1, PG_LISTEN_POLL_MS);
+            if (pr < 0 && errno != EINTR)
+                break;
+            if (pr <= 0)
+                continue;
+            if (!PQconsumeInput(l->conn) || PQstatus(l->conn) != CONNECTION_OK)
+                break; /* the session is gone: reconnect */
+            unsigned n = 0;
+            PGnotify *nt;
+            while ((nt = PQnotifies(l->conn))) {
+                n++;
+                PQfreemem(nt);
+            }
+            if (n) {
+                atomic_fetch_add(&l->ctr->change_notifies, n);
+                l->wake(l->wake_arg);
+            }
+        }
+        if (!atomic_load(&l->stop)) {
+            char m[256];
+            VG_WARN("store", "postgresql LISTEN session lost (%s); reconnecting",
+                    conn_error_line(l->conn, m, sizeof m));
+        }
+    }
+    PQfinish(l->conn);
+    l->conn = NULL;
+    return NULL;
+}
+
+int store__pg_listen_start(const char *url, uint32_t connect_timeout_ms, store_counters *ctr,
+                           void (*wake)(void *arg), void *wake_arg, store_pg_listener **out)
+{
+    store_pg_listener *l = vg_calloc(1, sizeof *l);
+    if (!l || !(l->url = vg_strdup(url))) {
+        vg_free(l);
+        return vg_err_set(VG_ENOMEM, "store: listener");
+    }
+    l->connect_timeout_ms = connect_timeout_ms;
+    l->ctr = ctr;
+    l->wake = wake;
+    l->wake_arg = wake_arg;
+    atomic_init(&l->stop, 0);
+    if (pthread_create(&l->thread, NULL, listen_main, l) != 0) {
+        vg_free(l->url);
+        vg_free(l);
+        return vg_err_set(VG_ENOMEM, "store: cannot start the LISTEN thread");
+    }
+    *out = l;
+    return 0;
+}
+
+void store__pg_listen_stop(store_pg_listener *l)
+{
+    if (!l)
+        return;
+    atomic_store(&l->stop, 1);
+    pthread_join(l->thread, NULL);
+    vg_free(l->url);
+    vg_free(l);
 }
