@@ -12,6 +12,7 @@
 #include "store/store.h"
 
 #include <pthread.h>
+#include <turbojpeg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -724,11 +725,149 @@ static void test_fault_injection_and_knobs(void **state)
     close_fixture(&fx);
 }
 
+/* ---- halves: a logo over one half, and a half that must meet only the same half -------------- */
+
+#define COPY VG_TEST_DATA_DIR "/copy/"
+
+static void decode_rgb(const char *file, img_image *im)
+{
+    size_t len;
+    uint8_t *bytes = slurp(file, &len);
+    img_decode_opts o;
+    img_decode_opts_default(&o);
+    assert_int_equal(img_decode(bytes, len, &o, im), VG_OK);
+    assert_int_equal(im->channels, 3);
+    free(bytes);
+}
+
+/* q90 JPEG of RGB pixels; returns a malloc'ed copy. */
+static uint8_t *jpeg_of(const uint8_t *px, uint32_t w, uint32_t h, size_t *len)
+{
+    tjhandle tj = tjInitCompress();
+    assert_non_null(tj);
+    unsigned char *jb = NULL;
+    unsigned long jl = 0;
+    assert_int_equal(tjCompress2(tj, px, (int)w, 0, (int)h, TJPF_RGB, &jb, &jl, TJSAMP_420, 90, 0),
+                     0);
+    uint8_t *out = malloc(jl);
+    assert_non_null(out);
+    memcpy(out, jb, jl);
+    *len = jl;
+    tjFree(jb);
+    tjDestroy(tj);
+    return out;
+}
+
+static void analyze_bytes(fixture *fx, const uint8_t *bytes, size_t len, analyze_result *out)
+{
+    analyze_request rq = {
+        .bytes = bytes, .len = len, .tenant_id = fx->tenant, .level = VG_LEVEL_BALANCED};
+    assert_int_equal(analyze_run(fx->an, &rq, out), VG_OK);
+}
+
+static const analyze_copy_hash *copy_of(const analyze_features *f, int region)
+{
+    for (size_t i = 0; i < f->n_copies; i++)
+        if (f->copies[i].region == region)
+            return &f->copies[i];
+    return NULL;
+}
+
+/* A logo over the bottom-right corner (a box with a bar of text-like stripes, a third of each
+ * side, as bench_copy's logo edit but larger, so the whole image is surely past the threshold)
+ * leaves the top half intact: the copy matches through the reference's top half only, reported
+ * as region "top". A picture whose top half is the reference's BOTTOM half (and whose own bottom
+ * half is another photo) does not match: a half meets only the same half, never another half or
+ * the whole. */
+static void test_halves_match_only_the_same_half(void **state)
+{
+    (void)state;
+    fixture fx;
+    open_fixture(&fx, 0, NULL);
+    char ref[STORE_ID_MAX];
+    add_reference(&fx, COPY "001.jpg", STORE_REF_WORK, ref);
+    img_image a, b;
+    decode_rgb(COPY "001.jpg", &a);
+    decode_rgb(COPY "002.jpg", &b);
+    assert_int_equal(a.w, b.w);
+    assert_int_equal(a.h, b.h);
+    const uint32_t w = a.w, h = a.h;
+    const size_t row = (size_t)w * 3;
+
+    /* the copy with a logo drawn into its pixels */
+    uint8_t *logo = malloc(row * h);
+    assert_non_null(logo);
+    memcpy(logo, a.px, row * h);
+    for (uint32_t y = h - h / 3; y < h; y++)
+        for (uint32_t x = w - w / 3; x < w; x++) {
+            uint8_t *p = logo + y * row + (size_t)x * 3;
+            const int ink = (y / 6) % 2 && (x / 4) % 3; /* white "text" on red */
+            p[0] = 220;
+            p[1] = p[2] = ink ? 240 : 20;
+        }
+    size_t len;
+    uint8_t *jpg = jpeg_of(logo, w, h, &len);
+    analyze_result r;
+    analyze_bytes(&fx, jpg, len, &r);
+    assert_non_null(copy_of(&r.features, PDQ_REGION_TOP));
+    assert_non_null(copy_of(&r.features, PDQ_REGION_BOTTOM));
+    assert_int_equal(r.n_matches, 1);
+    const analyze_match *m = &r.matches[0];
+    assert_int_equal(m->kind, VG_MATCH_PDQ);
+    assert_string_equal(m->reference_id, ref);
+    assert_int_equal(m->query_region, PDQ_REGION_TOP);
+    assert_int_equal(m->ref_region, PDQ_REGION_TOP);
+    assert_true(m->distance <= 31);
+    const char *region = NULL;
+    assert_string_equal(analyze_match_mechanism(m, &region), "region");
+    assert_string_equal(region, "top");
+    /* the whole image alone would have missed it: its hash is past the threshold */
+    analyze_result whole;
+    size_t rlen;
+    uint8_t *orig = slurp(COPY "001.jpg", &rlen);
+    analyze_bytes(&fx, orig, rlen, &whole); /* exact copy; its features are the reference's */
+    int dw = 0;
+    for (int i = 0; i < VG_PDQ_BYTES; i++)
+        dw += __builtin_popcount(whole.features.pdq[i] ^ r.features.pdq[i]);
+    assert_true(dw > 31);
+    const analyze_copy_hash *ref_bottom = copy_of(&whole.features, PDQ_REGION_BOTTOM);
+    assert_non_null(ref_bottom);
+    free(orig);
+    free(jpg);
+    analyze_result_free(&r);
+
+    /* top half: the reference's bottom half; bottom half: another photo's top half */
+    uint8_t *mix = malloc(row * h);
+    assert_non_null(mix);
+    const uint32_t half = h / 2;
+    memcpy(mix, a.px + (size_t)half * row, (size_t)(h - half) * row);
+    memcpy(mix + (size_t)(h - half) * row, b.px, (size_t)half * row);
+    jpg = jpeg_of(mix, w, h, &len);
+    analyze_bytes(&fx, jpg, len, &r);
+    const analyze_copy_hash *top = copy_of(&r.features, PDQ_REGION_TOP);
+    assert_non_null(top);
+    int dh = 0; /* the two hashes meet: only the tags keep them apart */
+    for (int i = 0; i < VG_PDQ_BYTES; i++)
+        dh += __builtin_popcount(top->dihedral[0][i] ^ ref_bottom->dihedral[0][i]);
+    assert_true(dh <= 31);
+    assert_true(top->quality >= 50);
+    assert_int_equal(r.n_matches, 0);
+    analyze_result_free(&r);
+    analyze_result_free(&whole);
+    free(jpg);
+    free(mix);
+    free(logo);
+    img_image_free(&a);
+    img_image_free(&b);
+    close_fixture(&fx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_feature_blob_roundtrip_and_corruption),
         cmocka_unit_test(test_pdq_and_exact_matches_are_stored),
+        cmocka_unit_test(test_halves_match_only_the_same_half),
         cmocka_unit_test(test_cache_serves_second_request),
         cmocka_unit_test(test_cache_scoped_by_tenant),
         cmocka_unit_test(test_inline_hit_completes_on_caller),

@@ -267,17 +267,22 @@ static void test_mechanism_in_words(void **state)
         {"flip", NULL, "mirrored copy: its left-right mirror image matches the protected work"},
         {"region", "centre80", "cropped copy: it matches the central 80% of the protected work"},
         {"region", "centre90", "cropped copy: it matches the central 90% of the protected work"},
+        {"region", "top", "altered copy: its top half matches the top half of the protected work"},
+        {"region", "bottom",
+         "altered copy: its bottom half matches the bottom half of the "
+         "protected work"},
     };
-    store_match_new m[4];
-    for (size_t i = 0; i < 4; i++)
+    enum { N = sizeof cases / sizeof cases[0] };
+    store_match_new m[N];
+    for (size_t i = 0; i < N; i++)
         m[i] = (store_match_new){f->profile,         f->work,         VG_MATCH_PDQ, 20, 0.7, 0, -1,
                                  cases[i].mechanism, cases[i].region, NULL};
     uint8_t sha[32] = {7};
-    store_scan_new s = {.sha256 = sha, .n_matches = 4, .matches = m};
-    char scan[STORE_ID_MAX], ids[4][STORE_ID_MAX];
+    store_scan_new s = {.sha256 = sha, .n_matches = N, .matches = m};
+    char scan[STORE_ID_MAX], ids[N][STORE_ID_MAX];
     assert_int_equal(store_scan_insert(f->st, f->tenant, &s, scan, ids), 0);
     dmca_request req = request();
-    for (size_t i = 0; i < 4; i++) {
+    for (size_t i = 0; i < N; i++) {
         store_notice_source src;
         assert_int_equal(store_notice_source_get(f->st, f->tenant, ids[i], f->a, &src), 0);
         assert_string_equal(src.match.mechanism, cases[i].mechanism);

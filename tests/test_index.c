@@ -1222,6 +1222,55 @@ static void test_exact_flag(void **state)
     index_free(ix);
 }
 
+/* index_pdq_query.tags: a search restricted to some tags never reports an entry of another tag,
+ * even at distance 0, and reports the best entry among its own tags (copy detection's halves:
+ * a query's top half meets only the references' top halves; the whole image never a half). */
+static void test_pdq_tags_filter(void **state)
+{
+    (void)state;
+    for (int s = INDEX_SEARCH_FLAT; s <= INDEX_SEARCH_MIH; s++) {
+        index_db *ix;
+        assert_true(open_ix(INDEX_KERNEL_AUTO, (index_search)s, &ix));
+        uint64_t seed = 2024;
+        uint8_t whole[32], top[32], bottom[32], q[32];
+        vgt_rand_hash(&seed, whole);
+        vgt_rand_hash(&seed, top);
+        vgt_rand_hash(&seed, bottom);
+        assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", whole, 90, 0, NULL), VG_OK);
+        assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", top, 90, 5, NULL), VG_OK);
+        assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", bottom, 90, 6, NULL), VG_OK);
+        for (int i = 0; i < 200; i++) { /* enough rows for the multi-index tables */
+            char id[16];
+            uint8_t h[32];
+            vgt_rand_hash(&seed, h);
+            snprintf(id, sizeof id, "f%d", i);
+            assert_int_equal(index_pdq_add_tagged(ix, "t", "p", id, h, 90, i % 7, NULL), VG_OK);
+        }
+        vgt_flip_bits(&seed, bottom, 3, q);
+        static const struct {
+            uint64_t tags;
+            size_t n;
+            int tag;
+        } cases[] = {{0, 1, 6}, {1u << 6, 1, 6}, {1u << 5, 0, 0}, {0x1f, 0, 0}, {1ull << 63, 0, 0}};
+        for (size_t c = 0; c < VG_ARRAY_LEN(cases); c++) {
+            index_pdq_query iq = index_pdq_query_defaults();
+            iq.variants = (const uint8_t(*)[32])q;
+            iq.n_variants = 1;
+            iq.tags = cases[c].tags;
+            index_pdq_result r;
+            assert_int_equal(index_pdq_search(ix, "t", &iq, &r), VG_OK);
+            assert_int_equal(r.n, cases[c].n);
+            if (r.n) {
+                assert_string_equal(r.matches[0].reference_id, "a");
+                assert_int_equal(r.matches[0].distance, 3);
+                assert_int_equal(r.matches[0].tag, cases[c].tag);
+            }
+            index_pdq_result_free(&r);
+        }
+        index_free(ix);
+    }
+}
+
 /* Copy detection's merge rule: a reference with entries under several tags (whole image, its
  * trimmed content, a centre crop) and a query with several hash sets give one match per
  * reference, at the best distance over every entry and variant, reporting that entry's tag and
@@ -1568,6 +1617,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_readers_writer),
         cmocka_unit_test(test_exact_flag),
         cmocka_unit_test(test_pdq_tags_merge),
+        cmocka_unit_test(test_pdq_tags_filter),
         cmocka_unit_test(test_pdq_add_sha256),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_topk_best_per_reference_in_order),

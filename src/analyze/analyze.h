@@ -40,12 +40,14 @@ typedef struct analyze_face {
 
 /* Extra PDQ hash sets of an image besides the whole one, for copy detection (docs/MATCHING.md):
  * the content with bars, frames and caption strips trimmed off, the mirrored pixels of a small
- * image, and the central 90% and 80%. Every image gets them (the same features serve a
- * reference upload and a query); a query searches its trimmed and mirrored sets, a work
- * reference indexes its trimmed content and centre crops (catalog). */
-#define ANALYZE_MAX_COPY_HASHES 4
+ * image, the central 90% and 80%, and the top and bottom halves (variant 0 only). Every image
+ * gets them (the same features serve a reference upload and a query); a query searches its
+ * trimmed and mirrored sets, and each half against the same half only; a work reference
+ * indexes its trimmed content, centre crops and halves (catalog). */
+#define ANALYZE_MAX_COPY_HASHES 6
 typedef struct analyze_copy_hash {
-    int region;              /* pdq_region: PDQ_REGION_TRIMMED, _FLIP, _CENTRE90 or _CENTRE80 */
+    int region;              /* pdq_region: PDQ_REGION_TRIMMED, _FLIP, _CENTRE90, _CENTRE80,
+                              * _TOP or _BOTTOM */
     int quality;             /* 0..100, as pdq_quality */
     vg_pdq_hash dihedral[8]; /* [0] is the part's hash */
 } analyze_copy_hash;
@@ -77,7 +79,8 @@ typedef struct analyze_match {
     double confidence; /* 0..1 */
     int dihedral;      /* pdq: which of the 8 variants matched (0 = as is); else -1 */
     /* pdq: the pdq_region of the query's hash set and of the reference's entry that gave the
-     * best distance (whole, trimmed, flip, centre90, centre80); else -1 */
+     * best distance (whole, trimmed, flip, centre90, centre80; top and bottom meet only the
+     * same half); else -1 */
     int query_region, ref_region;
     int face_index;           /* face: index into features.faces; else -1 */
     char match_id[VG_ID_MAX]; /* "" from analyze; set by catalog_scan_record */
@@ -94,8 +97,9 @@ typedef struct analyze_match {
 /* How a PDQ match was found, in words that go into answers, evidence and notices: "video_frame"
  * (the image is a frame of a protected video: video_frames > 0), "whole" (the
  * whole images), "trimmed" (bars, frames or a caption strip trimmed off either image), "flip"
- * (the mirrored pixels of a small image) or "region" (the copy is a crop: it met a part of the
- * reference, whose name, e.g. "centre80", goes to *region). A crop wins over a flip, a flip over
+ * (the mirrored pixels of a small image) or "region" (the copy is a crop, or one of its halves
+ * was altered: it met a part of the reference, whose name, "centre90", "centre80", "top" or
+ * "bottom", goes to *region). A crop wins over a flip, a flip over
  * trimming. NULL (and *region NULL) when m is not a PDQ match. region may be NULL. Static
  * strings. */
 const char *analyze_match_mechanism(const analyze_match *m, const char **region);

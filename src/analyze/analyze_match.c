@@ -47,7 +47,8 @@ const char *analyze_match_mechanism(const analyze_match *m, const char **region)
         return NULL;
     if (m->video_frames)
         return "video_frame";
-    if (m->ref_region == PDQ_REGION_CENTRE90 || m->ref_region == PDQ_REGION_CENTRE80) {
+    if (m->ref_region == PDQ_REGION_CENTRE90 || m->ref_region == PDQ_REGION_CENTRE80 ||
+        m->ref_region == PDQ_REGION_TOP || m->ref_region == PDQ_REGION_BOTTOM) {
         if (region)
             *region = pdq_region_name((pdq_region)m->ref_region);
         return "region";
@@ -115,8 +116,8 @@ static int merge_into(analyze_result *out, size_t first, const analyze_match *m)
 
 /* One pass of the index over the variants v; matches merged into out from index first on. */
 static int search_pdq(analyze_ctx *ctx, analyze_job *job, const pdq_variants *v, int threshold,
-                      int min_quality, const uint8_t *sha256, int exact_only, size_t first,
-                      size_t *cap)
+                      int min_quality, const uint8_t *sha256, int exact_only, uint64_t tags,
+                      size_t first, size_t *cap)
 {
     analyze_result *out = job->out;
     index_pdq_query q = index_pdq_query_defaults();
@@ -126,6 +127,7 @@ static int search_pdq(analyze_ctx *ctx, analyze_job *job, const pdq_variants *v,
     q.profile_id = job->req.profile_id;
     q.min_quality = min_quality;
     q.sha256 = sha256;
+    q.tags = tags;
     index_pdq_result r;
     int rc = index_pdq_search(ctx->deps.index, job->req.tenant_id, &q, &r);
     if (rc)
@@ -181,17 +183,31 @@ static int match_pdq(analyze_ctx *ctx, analyze_job *job, size_t *cap)
     const int gate = ctx->cfg.pdq_min_quality, thr = ctx->cfg.pdq_threshold;
     const int reliable = f->pdq_quality >= gate;
     const size_t first = job->out->n_matches;
+    const uint64_t shared = PDQ_REGION_SHARED_MASK;
     pdq_variants v = {.n = 0};
     add_set(&v, (const vg_pdq_hash *)f->pdq_dihedral, 8, PDQ_REGION_WHOLE);
+    int rc;
     if (reliable) {
         add_copy_sets(&v, f, gate);
-        return search_pdq(ctx, job, &v, thr, gate, f->sha256, 0, first, cap);
+        rc = search_pdq(ctx, job, &v, thr, gate, f->sha256, 0, shared, first, cap);
+    } else {
+        rc = search_pdq(ctx, job, &v, 0, 0, f->sha256, 1, shared, first, cap);
+        pdq_variants c = {.n = 0};
+        add_copy_sets(&c, f, gate);
+        if (!rc && c.n)
+            rc = search_pdq(ctx, job, &c, thr, gate, NULL, 0, shared, first, cap);
     }
-    int rc = search_pdq(ctx, job, &v, 0, 0, f->sha256, 1, first, cap);
-    pdq_variants c = {.n = 0};
-    add_copy_sets(&c, f, gate);
-    if (!rc && c.n)
-        rc = search_pdq(ctx, job, &c, thr, gate, NULL, 0, first, cap);
+    /* Each half (a logo in a corner or a caption across the bottom leaves the other intact)
+     * meets only the same half of the references: against every entry a half, a smaller
+     * picture than the whole, would meet more strangers. One variant, a pass of its own. */
+    for (size_t i = 0; !rc && i < f->n_copies; i++) {
+        const analyze_copy_hash *h = &f->copies[i];
+        if ((h->region != PDQ_REGION_TOP && h->region != PDQ_REGION_BOTTOM) || h->quality < gate)
+            continue;
+        pdq_variants c = {.n = 0};
+        add_set(&c, h->dihedral, 1, h->region);
+        rc = search_pdq(ctx, job, &c, thr, gate, NULL, 0, (uint64_t)1 << h->region, first, cap);
+    }
     return rc;
 }
 

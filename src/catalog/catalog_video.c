@@ -16,6 +16,7 @@
  */
 #include "catalog/catalog_int.h"
 #include "index/index.h"
+#include "pdq/pdq.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -468,6 +469,7 @@ int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *pr
         iq.threshold = threshold;
         iq.profile_id = profile_id;
         iq.min_quality = min_quality;
+        iq.tags = PDQ_REGION_SHARED_MASK; /* a frame is a whole picture, never a half */
         index_pdq_result r;
         if ((rc = index_pdq_search(ix, tenant_id, &iq, &r)) != VG_OK)
             break;

@@ -367,6 +367,13 @@ static const char *describe_mechanism(const store_match *m)
     if (!strcmp(m->mechanism, "region") && !strcmp(m->region, "centre80"))
         return ". The infringing image is a cropped copy: it matches the central 80% of the "
                "protected work";
+    if (!strcmp(m->mechanism, "region") && !strcmp(m->region, "top"))
+        return ". The infringing image is an altered copy: its top half matches the top half of "
+               "the protected work (a logo, watermark or caption was added to the bottom half)";
+    if (!strcmp(m->mechanism, "region") && !strcmp(m->region, "bottom"))
+        return ". The infringing image is an altered copy: its bottom half matches the bottom "
+               "half of the protected work (a logo, watermark or caption was added to the top "
+               "half)";
     if (!strcmp(m->mechanism, "region"))
         return ". The infringing image is a cropped copy: it matches a part of the protected "
                "work";

@@ -175,6 +175,8 @@ typedef struct index_pdq_query {
     size_t max_results;     /* 0 = INDEX_PDQ_MAX_RESULTS_DEFAULT; the best are kept */
     const uint8_t *sha256;  /* borrowed, 32 bytes or NULL: the query image's SHA-256, compared
                              * with each matching reference's (index_set_sha256) */
+    uint64_t tags; /* 0: entries of every tag; else only entries whose tag t is under 64 with
+                    * bit t set (a part of an image compared only with the same part) */
 } index_pdq_query;
 
 /* A query with the defaults (threshold 31); set variants/n_variants and what else you need. */

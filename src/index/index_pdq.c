@@ -256,7 +256,8 @@ static int pdq_search_pinned(const index_db *ix, const index__pin *pn, const ind
         uint32_t p = hits.v[i].pos;
         const index__ref *r = &v->refs[v->pdq_ref[p]];
         if (!index__ref_alive(r) || (pn->profile != INDEX__NONE && r->profile != pn->profile) ||
-            v->pdq_quality[p] < q->min_quality)
+            v->pdq_quality[p] < q->min_quality ||
+            (q->tags && (v->pdq_tag[p] >= 64 || !(q->tags >> v->pdq_tag[p] & 1))))
             continue;
         c[nc++] = (index__cand){v->pdq_ref[p], (float)hits.v[i].distance, hits.v[i].variant,
                                 (uint16_t)(v->pdq_quality[p] | v->pdq_tag[p] << 8)};

@@ -231,10 +231,18 @@ typedef enum {
     PDQ_REGION_FLIP = 2,     /* the mirrored pixels (left to right), hashed anew */
     PDQ_REGION_CENTRE90 = 3, /* central 90% of each side */
     PDQ_REGION_CENTRE80 = 4, /* central 80% of each side */
+    PDQ_REGION_TOP = 5,      /* the top half (variant 0 only): compared with top halves only */
+    PDQ_REGION_BOTTOM = 6,   /* the bottom half, likewise */
     PDQ_REGION_COUNT
 } pdq_region;
 
-/* "whole" | "trimmed" | "flip" | "centre90" | "centre80". */
+/* The regions compared with each other and with the whole image (bit r for region r): every
+ * region but the halves, which meet only the same half (docs/MATCHING.md, "Logos and text"). */
+#define PDQ_REGION_SHARED_MASK                                                                     \
+    ((1u << PDQ_REGION_WHOLE) | (1u << PDQ_REGION_TRIMMED) | (1u << PDQ_REGION_FLIP) |             \
+     (1u << PDQ_REGION_CENTRE90) | (1u << PDQ_REGION_CENTRE80))
+
+/* "whole" | "trimmed" | "flip" | "centre90" | "centre80" | "top" | "bottom". */
 const char *pdq_region_name(pdq_region r);
 
 /* What pdq_copy_hashes computes. */
@@ -242,8 +250,9 @@ enum {
     PDQ_COPY_TRIM = 1u << 0,    /* the trimmed content region, when bars are found */
     PDQ_COPY_FLIP = 1u << 1,    /* the mirrored pixels, when the image is small */
     PDQ_COPY_REGIONS = 1u << 2, /* the centre crops (references) */
+    PDQ_COPY_HALVES = 1u << 3,  /* the top and bottom halves, variant 0 only (as pdq_copy_parts) */
 };
-#define PDQ_COPY_MAX_HASHES 4
+#define PDQ_COPY_MAX_HASHES 6
 /* A bar is trimmed when it is at least this share of its side (per mille): thinner ones are the
  * ringing of a JPEG edge or a photo's own dark rim, and PDQ does not notice them anyway. */
 #define PDQ_COPY_MIN_TRIM_PERMILLE 20
@@ -257,7 +266,8 @@ enum {
 typedef struct pdq_copy_hash {
     pdq_region region;
     int quality;
-    pdq_hash dihedral[PDQ_NUM_XFORMS]; /* [0] is the region's hash */
+    pdq_hash dihedral[PDQ_NUM_XFORMS]; /* [0] is the region's hash; halves: [0] only, the
+                                        * others zero (a half of a rotated copy is another half) */
 } pdq_copy_hash;
 
 typedef struct pdq_copy_set {
@@ -290,7 +300,8 @@ int pdq_hash_image_copies(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pd
  * references only (an index of its own per part, one hash each): a half is a smaller picture
  * than the whole, and matched against every entry it would meet more strangers.
  * docs/MATCHING.md, "Logos and text": on the Debian set, logo 41.7% -> 98.6% and text overlay
- * 47.0% -> 96.9%, no false match added. Not yet searched by the server. */
+ * 47.0% -> 96.9%, no false match added. The server searches the top and bottom halves
+ * (pdq_copy_hashes with PDQ_COPY_HALVES: the same hashes as PDQ_PART_TOP / _BOTTOM). */
 typedef enum {
     PDQ_PART_TOP = 0, /* the top half */
     PDQ_PART_BOTTOM,  /* the bottom half */

@@ -39,8 +39,8 @@
  * then the screenshot's background; a frame, then a caption bar). */
 #define PDQ__BAR_ROUNDS 3
 
-static const char *const region_names[PDQ_REGION_COUNT] = {"whole", "trimmed", "flip", "centre90",
-                                                           "centre80"};
+static const char *const region_names[PDQ_REGION_COUNT] = {
+    "whole", "trimmed", "flip", "centre90", "centre80", "top", "bottom"};
 
 const char *pdq_region_name(pdq_region r)
 {
@@ -160,6 +160,27 @@ static int add_region(pdq_ctx *ctx, const uint8_t *gray, size_t stride, uint32_t
     return VG_OK;
 }
 
+/* Hashes the half (top: y0 = 0, bottom: y0 = h / 2) into the next slot as pdq_copy_parts does:
+ * variant 0 only, quality at least 1, so the server's halves are the evaluation's. */
+static int add_half(pdq_ctx *ctx, const uint8_t *gray, uint32_t w, uint32_t h, pdq_region region,
+                    pdq_copy_set *out)
+{
+    const uint32_t y0 = region == PDQ_REGION_TOP ? 0 : h / 2,
+                   y1 = region == PDQ_REGION_TOP ? h / 2 : h;
+    if (out->n >= PDQ_COPY_MAX_HASHES || w < PDQ_MIN_SIDE_PX || y1 - y0 < PDQ_MIN_SIDE_PX)
+        return VG_OK;
+    pdq_result r;
+    int rc = pdq_hash_gray8(ctx, gray + (size_t)y0 * w, w, y1 - y0, w, 0, &r);
+    if (rc != VG_OK)
+        return rc;
+    pdq_copy_hash *c = &out->h[out->n++];
+    memset(c, 0, sizeof *c);
+    c->region = region;
+    c->quality = VG_MAX(1, r.quality);
+    c->dihedral[0] = r.hash;
+    return VG_OK;
+}
+
 int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_set *out)
 {
     if (!ctx || !im || !im->px || !out || (im->channels != 1 && im->channels != 3) || !im->w ||
@@ -202,6 +223,10 @@ int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_s
             rc = add_region(ctx, gray, w, w / 10, h / 10, w - 2 * (w / 10), h - 2 * (h / 10),
                             PDQ_REGION_CENTRE80, out);
     }
+    if (rc == VG_OK && (what & PDQ_COPY_HALVES))
+        rc = add_half(ctx, gray, w, h, PDQ_REGION_TOP, out);
+    if (rc == VG_OK && (what & PDQ_COPY_HALVES))
+        rc = add_half(ctx, gray, w, h, PDQ_REGION_BOTTOM, out);
     vg_free(own);
     return rc;
 }
