@@ -23,6 +23,12 @@ source scripts/redis-tmp.sh
 redis_tmp_start
 source scripts/pg-tmp.sh
 pg_tmp_start
+# setup.sh installed PostgreSQL: a server that cannot start here is a failure, not a reason to
+# skip the PostgreSQL half of the store suite and the cluster test.
+if [ -z "${VIGIL_TEST_PG_URL:-}" ]; then
+  echo "test: the throwaway PostgreSQL did not start (see above)" >&2
+  exit 1
+fi
 
 step "release build (gcc)"
 scripts/build.sh release build

@@ -184,20 +184,30 @@ static int lite_open(const sq_open_opts *o, lite_db **out)
      * a foreign file fail here (SQLITE_NOTADB) rather than on the first query. */
     int err = 0;
     if (!o->read_only) {
-        lite_stmt *s = NULL;
-        err = lite_prepare(d, "PRAGMA journal_mode=WAL", &s);
-        if (!err) {
-            err = lite_step(s);
-            if (err == SQ_ROW) {
-                const char *mode = lite_col_text(s, 0);
-                err = mode && strcmp(mode, "wal") == 0
-                          ? 0
-                          : vg_err_set(VG_ESTORE, "cannot switch %s to WAL mode (got %s)", o->path,
-                                       mode ? mode : "nothing");
-            } else if (err == SQ_DONE) {
-                err = vg_err_set(VG_ESTORE, "PRAGMA journal_mode returned no row");
+        /* Two processes opening a new file at once both switch it to WAL; the switch needs an
+         * exclusive lock and SQLite answers SQLITE_BUSY at once, without the busy handler. So
+         * the switch itself is retried (1, 2, 4 ... 16 ms) within busy_timeout_ms. */
+        for (unsigned waited = 0, delay = 1;; delay = delay < 16 ? delay * 2 : 16) {
+            lite_stmt *s = NULL;
+            err = lite_prepare(d, "PRAGMA journal_mode=WAL", &s);
+            if (!err) {
+                err = lite_step(s);
+                if (err == SQ_ROW) {
+                    const char *mode = lite_col_text(s, 0);
+                    err = mode && strcmp(mode, "wal") == 0
+                              ? 0
+                              : vg_err_set(VG_ESTORE, "cannot switch %s to WAL mode (got %s)",
+                                           o->path, mode ? mode : "nothing");
+                } else if (err == SQ_DONE) {
+                    err = vg_err_set(VG_ESTORE, "PRAGMA journal_mode returned no row");
+                }
+                lite_release(s);
             }
-            lite_release(s);
+            if (err != VG_EBUSY || waited >= o->busy_timeout_ms)
+                break;
+            struct timespec ts = {0, (long)delay * 1000000L};
+            nanosleep(&ts, NULL);
+            waited += delay;
         }
         if (!err)
             err = lite_exec(d,
