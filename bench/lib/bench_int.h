@@ -13,6 +13,7 @@
 #define BENCH_N_LEVELS 4
 #define BENCH_HTTP_TIMEOUT_MS 30000
 #define BENCH_UNIQUE_TAG_BYTES 16 /* hex digits in the JPEG comment that makes bytes unique */
+#define BENCH_FD_RESERVE 64       /* descriptors a load generator keeps for everything else */
 
 typedef struct bench_img {
     const char *name; /* "S" | "M" | "L" | "HD" (static) */
@@ -82,6 +83,10 @@ void bench__progress(suite *s, const char *fmt, ...) __attribute__((format(print
 void bench__chart(suite *s, const char *file, const char *alt, const bench_buf *svg);
 json_t *bench__summary_json(const bench_summary *sm, double scale);
 /* A JPEG copy of an image with a 20-byte comment segment after SOI holding the tag. */
+/* Raises RLIMIT_NOFILE to its hard limit; VG_EINVAL when `need` connections (plus
+ * BENCH_FD_RESERVE) still do not fit. Shared by the closed-loop (bench_load.c) and open-loop
+ * (bench_openloop.c) generators. */
+int bench__raise_nofile(unsigned need);
 int bench__unique_jpeg(const bench_img *im, uint64_t tag, bench_buf *out);
 /* POST /api/v1/analyze?<query> with the image as the body; unique = a fresh tag per request. */
 int bench__req_analyze(bench_req *r, const bench_img *im, const char *key, const char *query,

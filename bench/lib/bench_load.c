@@ -11,6 +11,7 @@
  * TIME_WAIT entries to exhaust the loopback port range in the next run.
  */
 #include "bench/lib/bench.h"
+#include "bench/lib/bench_int.h"
 #include "core/core.h"
 
 #include <arpa/inet.h>
@@ -31,7 +32,6 @@
 #define LOAD_SCAN_NS 5000000ull         /* timers (think, retry, timeouts) checked every 5 ms */
 #define LOAD_RETRY_NS 100000000ull      /* a failed connection is retried after 100 ms */
 #define LOAD_DEFAULT_CONNECT_BURST 256u /* connects in progress per thread */
-#define LOAD_FD_RESERVE 64              /* descriptors kept for everything else */
 
 enum { C_CLOSED = 0, C_CONNECTING, C_SENDING, C_RECEIVING, C_THINKING, C_RETRY, C_IDLE };
 
@@ -461,7 +461,7 @@ out:
     return NULL;
 }
 
-static int raise_nofile(unsigned need)
+int bench__raise_nofile(unsigned need)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
@@ -471,7 +471,7 @@ static int raise_nofile(unsigned need)
         setrlimit(RLIMIT_NOFILE, &rl);
         getrlimit(RLIMIT_NOFILE, &rl);
     }
-    if (rl.rlim_cur != RLIM_INFINITY && (uint64_t)need + LOAD_FD_RESERVE > rl.rlim_cur)
+    if (rl.rlim_cur != RLIM_INFINITY && (uint64_t)need + BENCH_FD_RESERVE > rl.rlim_cur)
         return vg_err_set(VG_EINVAL,
                           "%u connections need more open files than RLIMIT_NOFILE allows (%llu)",
                           need, (unsigned long long)rl.rlim_cur);
@@ -497,7 +497,7 @@ int bench_load_run(const bench_load_opts *o, bench_load_result *out)
         (o->duration_ms == 0 && o->max_requests == 0))
         return vg_err_set(VG_EINVAL, "load: need connections, timeout, next, and a duration or "
                                      "a request count");
-    int rc = raise_nofile(o->connections);
+    int rc = bench__raise_nofile(o->connections);
     if (rc)
         return rc;
     bench_load_opts oo = *o;

@@ -14,6 +14,7 @@
  * Connections are closed with SO_LINGER 0 so a run leaves no TIME_WAIT behind.
  */
 #include "bench/lib/bench.h"
+#include "bench/lib/bench_int.h"
 #include "core/core.h"
 
 #include <arpa/inet.h>
@@ -25,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <sys/uio.h>
@@ -36,7 +36,6 @@
 #define OL_SCAN_NS 5000000ull            /* timeouts and reconnects checked every 5 ms */
 #define OL_RETRY_NS 100000000ull         /* a connection that failed is reopened after 100 ms */
 #define OL_CONNECT_WAIT_NS 5000000000ull /* before t0: at most 5 s to open the connections */
-#define OL_FD_RESERVE 64                 /* descriptors kept for everything else */
 #define OL_MAX_EVENTS 256
 #define OL_TIMER_TAG UINT64_MAX /* epoll data of the timerfd */
 
@@ -478,23 +477,6 @@ static void arm_timer(ol_run *u)
     timerfd_settime(u->tfd, TFD_TIMER_ABSTIME, &its, NULL);
 }
 
-static int raise_nofile(unsigned need)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return vg_err_set(VG_EIO, "getrlimit: %s", strerror(errno));
-    if (rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
-        getrlimit(RLIMIT_NOFILE, &rl);
-    }
-    if (rl.rlim_cur != RLIM_INFINITY && (uint64_t)need + OL_FD_RESERVE > rl.rlim_cur)
-        return vg_err_set(VG_EINVAL,
-                          "%u connections need more open files than RLIMIT_NOFILE allows (%llu)",
-                          need, (unsigned long long)rl.rlim_cur);
-    return VG_OK;
-}
-
 uint64_t bench_ol_errors(const bench_ol_counts *k)
 {
     return k->err_connect + k->err_timeout + k->err_io + k->err_status;
@@ -508,7 +490,7 @@ int bench_ol_run(const bench_ol_opts *o, bench_ol_result *out)
     if (o->connections > BENCH_OL_MAX_CONNECTIONS)
         return vg_err_set(VG_EINVAL, "bench_ol_run: at most %d connections",
                           BENCH_OL_MAX_CONNECTIONS);
-    int rc = raise_nofile(o->connections);
+    int rc = bench__raise_nofile(o->connections);
     if (rc)
         return rc;
     memset(out, 0, sizeof *out);
