@@ -409,10 +409,45 @@ static double frame_end(const video_hash *q, size_t i)
     return end > ts ? end : ts;
 }
 
-/* Appends one match for the pairs h[0..n) of one reference (sorted by frame). */
-static int photo_match_add(const video_hash *q, uint32_t usable, const photo_hit *h, size_t n,
-                           uint32_t gap_ms, catalog_video_result *out, size_t *cap)
+/* Turns the hits h[0..n) of one search into matches: sorts them with cmp (by reference first),
+ * hands each reference's run to add, and on error frees what it appended, so out is as the
+ * caller had it. Shared by the photo-in-video and the faces-in-video searches. */
+typedef int (*hit_run_fn)(const photo_hit *h, size_t n, const void *arg, catalog_video_result *out,
+                          size_t *cap);
+static int hits_to_matches(photo_hit *h, size_t n, int (*cmp)(const void *, const void *),
+                           hit_run_fn add, const void *arg, catalog_video_result *out)
 {
+    if (n > 1)
+        qsort(h, n, sizeof *h, cmp);
+    size_t first = out->n, cap = out->n;
+    int rc = VG_OK;
+    for (size_t i = 0; rc == VG_OK && i < n;) {
+        size_t j = i;
+        while (j < n && strcmp(h[j].reference_id, h[i].reference_id) == 0)
+            j++;
+        rc = add(h + i, j - i, arg, out, &cap);
+        i = j;
+    }
+    if (rc != VG_OK) {
+        for (size_t i = first; i < out->n; i++)
+            vg_free(out->matches[i].segments);
+        out->n = first;
+    }
+    return rc;
+}
+
+typedef struct photo_run_arg {
+    const video_hash *q;
+    uint32_t usable, gap_ms;
+} photo_run_arg;
+
+/* Appends one match for the pairs h[0..n) of one reference (sorted by frame). */
+static int photo_match_add(const photo_hit *h, size_t n, const void *arg, catalog_video_result *out,
+                           size_t *cap)
+{
+    const photo_run_arg *a = arg;
+    const video_hash *q = a->q;
+    const uint32_t usable = a->usable, gap_ms = a->gap_ms;
     catalog_video_match *m;
     int rc = video_match_slot(out, cap, &m);
     if (rc != VG_OK)
@@ -478,20 +513,9 @@ int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *pr
                                 (uint32_t)i, r.matches[k].distance, q->frames[i].ts);
         index_pdq_result_free(&r);
     }
-    if (rc == VG_OK && n > 1)
-        qsort(h, n, sizeof *h, photo_hit_cmp);
-    size_t first = out->n, cap = out->n;
-    for (size_t i = 0; rc == VG_OK && i < n;) {
-        size_t j = i;
-        while (j < n && strcmp(h[j].reference_id, h[i].reference_id) == 0)
-            j++;
-        rc = photo_match_add(q, usable, h + i, j - i, gap_ms, out, &cap);
-        i = j;
-    }
-    if (rc != VG_OK) { /* back to what the caller had */
-        for (size_t i = first; i < out->n; i++)
-            vg_free(out->matches[i].segments);
-        out->n = first;
+    if (rc == VG_OK) {
+        const photo_run_arg a = {q, usable, gap_ms};
+        rc = hits_to_matches(h, n, photo_hit_cmp, photo_match_add, &a, out);
     }
     vg_free(h);
     return rc;
@@ -501,9 +525,15 @@ int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *pr
 
 /* One match for the hits h[0..n) of one likeness reference (sorted by time): the person tracked
  * over the frames, ranges broken where frames are more than gap apart. */
-static int face_match_add(const photo_hit *h, size_t n, uint32_t n_frames, uint32_t gap_ms,
-                          catalog_video_result *out, size_t *cap)
+typedef struct face_run_arg {
+    uint32_t n_frames, gap_ms;
+} face_run_arg;
+
+static int face_match_add(const photo_hit *h, size_t n, const void *arg, catalog_video_result *out,
+                          size_t *cap)
 {
+    const face_run_arg *a = arg;
+    const uint32_t n_frames = a->n_frames, gap_ms = a->gap_ms;
     catalog_video_match *m;
     int rc = video_match_slot(out, cap, &m);
     if (rc != VG_OK)
@@ -570,20 +600,9 @@ int catalog_video_face_search(catalog *c, const char *tenant_id, const char *pro
                                 (uint32_t)i, r.matches[k].distance, faces[i].ts);
         index_face_result_free(&r);
     }
-    if (rc == VG_OK && nh > 1)
-        qsort(h, nh, sizeof *h, face_hit_cmp);
-    size_t first = out->n, cap = out->n;
-    for (size_t i = 0; rc == VG_OK && i < nh;) {
-        size_t j = i;
-        while (j < nh && strcmp(h[j].reference_id, h[i].reference_id) == 0)
-            j++;
-        rc = face_match_add(h + i, j - i, n_frames, gap_ms, out, &cap);
-        i = j;
-    }
-    if (rc != VG_OK) {
-        for (size_t i = first; i < out->n; i++)
-            vg_free(out->matches[i].segments);
-        out->n = first;
+    if (rc == VG_OK) {
+        const face_run_arg a = {n_frames, gap_ms};
+        rc = hits_to_matches(h, nh, face_hit_cmp, face_match_add, &a, out);
     }
     vg_free(h);
     return rc;
