@@ -28,24 +28,15 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "support"))
+import vgt_server  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POLL_MS = 2
 
 
-def call(url, key=None, method="GET", body=None, ctype=None):
-    req = urllib.request.Request(url, data=body, method=method)
-    if key:
-        req.add_header("Authorization", "Bearer " + key)
-    if ctype:
-        req.add_header("Content-Type", ctype)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+call = vgt_server.call
 
 
 def jcall(url, key, method="GET", obj=None):

@@ -32,8 +32,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+import vgt_server  # noqa: E402
 
 HANG_S = 30  # a convergence that takes this long is a hang, not slowness
 STREAM_THREADS = 4
@@ -52,17 +53,7 @@ def check(cond, what):
     return cond
 
 
-def call(url, key=None, method="GET", body=None, ctype=None, timeout=30):
-    req = urllib.request.Request(url, data=body, method=method)
-    if key:
-        req.add_header("Authorization", "Bearer " + key)
-    if ctype:
-        req.add_header("Content-Type", ctype)
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+call = vgt_server.call
 
 
 def jcall(url, key=None, method="GET", obj=None):

@@ -40,8 +40,9 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+import vgt_server  # noqa: E402
 
 ADMIN = "it-heal-admin-key-0123456789abcdef"
 SCALE = "60"
@@ -59,16 +60,7 @@ def check(cond, what):
 
 
 def call(url, key=ADMIN, method="GET", body=None, ctype=None):
-    req = urllib.request.Request(url, data=body, method=method)
-    if key:
-        req.add_header("Authorization", "Bearer " + key)
-    if ctype:
-        req.add_header("Content-Type", ctype)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    return vgt_server.call(url, key, method, body, ctype)
 
 
 class Server:

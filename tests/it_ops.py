@@ -20,8 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 import vgt_server  # noqa: E402
@@ -36,17 +34,7 @@ def check(cond, what):
         print("FAIL: " + what)
 
 
-def call(url, key, method="GET", body=None, ctype=None):
-    req = urllib.request.Request(url, data=body, method=method)
-    if key:
-        req.add_header("Authorization", "Bearer " + key)
-    if ctype:
-        req.add_header("Content-Type", ctype)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+call = vgt_server.call
 
 
 def get_json(url, key):

@@ -21,8 +21,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 import vgt_server  # noqa: E402
@@ -38,16 +36,7 @@ def check(cond, what):
 
 
 def call(url, key, method="GET", body=None, ctype=None):
-    req = urllib.request.Request(url, data=body, method=method)
-    if key:
-        req.add_header("Authorization", "Bearer " + key)
-    if ctype:
-        req.add_header("Content-Type", ctype)
-    try:
-        with urllib.request.urlopen(req, timeout=120) as r:
-            return r.status, dict(r.headers), r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
+    return vgt_server.call(url, key, method, body, ctype, timeout=120, headers=True)
 
 
 def jcall(url, key, method="GET", body=None, ctype=None):

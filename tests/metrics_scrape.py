@@ -25,8 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 import vgt_server  # noqa: E402
@@ -67,16 +65,7 @@ def fail(msg):
 
 
 def call(url, method="GET", key=None, body=None, ctype=None):
-    req = urllib.request.Request(url, data=body, method=method)
-    if key:
-        req.add_header("Authorization", "Bearer " + key)
-    if ctype:
-        req.add_header("Content-Type", ctype)
-    try:
-        with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    return vgt_server.call(url, key, method, body, ctype, timeout=60)
 
 
 def post_json(url, key, obj):

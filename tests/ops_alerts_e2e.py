@@ -24,8 +24,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 import vgt_server  # noqa: E402
@@ -53,15 +51,7 @@ class Receiver(http.server.BaseHTTPRequestHandler):
 
 
 def call(url, key, method="GET", body=None, ctype="application/json"):
-    req = urllib.request.Request(url, data=body, method=method)
-    req.add_header("Authorization", "Bearer " + key)
-    if body is not None:
-        req.add_header("Content-Type", ctype)
-    try:
-        with urllib.request.urlopen(req, timeout=30) as r:
-            return r.status, r.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
+    return vgt_server.call(url, key, method, body, ctype if body is not None else None)
 
 
 def notifications(status):

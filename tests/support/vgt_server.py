@@ -4,12 +4,36 @@ start() runs it on a free loopback port with a fresh data directory and returns 
 base URL and the admin key it prints once at first start; restart() starts it again on an existing
 data directory (no key is printed then) and returns the process and its URL; stop() sends SIGTERM
 and returns whether it exited in time (it is killed otherwise).
+
+call() is the one HTTP client of the Python tests and benches: it never raises on an HTTP error
+status, so a test can assert on the status and the JSON error body the server sent.
 """
 import re
 import signal
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
+
+
+def call(url, key=None, method="GET", body=None, ctype=None, timeout=30, headers=False):
+    """One request; returns (status, body bytes), or (status, headers dict, body) with headers.
+
+    key goes in `Authorization: Bearer`, ctype in Content-Type when given. Connection errors
+    (refused, reset, timeout) still raise: a test that expects a node to be down catches them.
+    """
+    req = urllib.request.Request(url, data=body, method=method)
+    if key:
+        req.add_header("Authorization", "Bearer " + key)
+    if ctype:
+        req.add_header("Content-Type", ctype)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            status, hdrs, data = r.status, dict(r.headers), r.read()
+    except urllib.error.HTTPError as e:
+        status, hdrs, data = e.code, dict(e.headers), e.read()
+    return (status, hdrs, data) if headers else (status, data)
 
 
 def _serve(vigil, data_dir, extra, who, timeout_s, want_key):
