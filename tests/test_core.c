@@ -247,6 +247,62 @@ static void test_log_escapes_untrusted_text(void **state)
     assert_ptr_equal(strchr(buf, '\n'), buf + n - 1); /* exactly one line */
 }
 
+/* A flood of one line (a refusal per connection) writes VG_LOG_BURST_LINES lines per window;
+ * the first line of a later window reports how many were dropped, through vg_log_limited too. */
+static void test_log_rate_limit(void **state)
+{
+    (void)state;
+    static vg_log_limit lim;
+    const uint64_t win = (uint64_t)VG_LOG_WINDOW_MS * 1000000u;
+    uint64_t t0 = 7 * win + 5;
+    uint64_t total0 = vg_log_dropped_total();
+    uint32_t dropped = 99;
+    int admitted = 0;
+    for (int i = 0; i < 100; i++) {
+        uint32_t d = 0;
+        if (vg_log_limit_admit(&lim, t0 + (uint64_t)i, &d)) {
+            admitted++;
+            assert_int_equal(d, 0);
+        }
+    }
+    assert_int_equal(admitted, VG_LOG_BURST_LINES);
+    assert_int_equal(vg_log_dropped_total() - total0, 100 - VG_LOG_BURST_LINES);
+    /* The next window: a fresh budget, and the first line carries the count. */
+    assert_true(vg_log_limit_admit(&lim, t0 + win, &dropped));
+    assert_int_equal(dropped, 100 - VG_LOG_BURST_LINES);
+    assert_true(vg_log_limit_admit(&lim, t0 + win + 1, &dropped));
+    assert_int_equal(dropped, 0);
+
+    /* Through the macro: 50 calls from one site write 10 lines, none with a count yet. */
+    char path[] = "/tmp/vigil-test-log.XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    int saved = dup(STDERR_FILENO);
+    assert_true(saved >= 0);
+    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+    vg_log_level lvl = vg_log_get_level();
+    vg_log_set_level(VG_LOG_INFO);
+    for (int i = 0; i < 50; i++)
+        VG_WARN_LIMITED("http", "refused connection %d", i);
+    vg_log_set_level(lvl);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    char buf[8192];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    unlink(path);
+    assert_true(n > 0);
+    buf[n] = 0;
+    int lines = 0;
+    for (char *p = buf; (p = strchr(p, '\n')); p++)
+        lines++;
+    /* A window boundary may fall inside the loop: then a second burst and one count line. */
+    assert_true(lines == VG_LOG_BURST_LINES || lines == 2 * VG_LOG_BURST_LINES);
+    assert_non_null(strstr(buf, "refused connection 0\n"));
+    if (lines == VG_LOG_BURST_LINES)
+        assert_null(strstr(buf, "refused connection 10"));
+}
+
 /* The module latency histogram: [2^i, 2^(i+1)) ns buckets, 0 in the first, the rest in the last;
  * reads add into the snapshot so several histograms merge. */
 static void test_lat_hist(void **state)
@@ -286,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_time_format),
         cmocka_unit_test(test_utf8),
         cmocka_unit_test(test_log_escapes_untrusted_text),
+        cmocka_unit_test(test_log_rate_limit),
         cmocka_unit_test(test_lat_hist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

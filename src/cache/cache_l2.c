@@ -243,7 +243,7 @@ void cache__l2_set_min_free(cache_l2 *l2, uint64_t min_free_bytes)
     /* The volume may already be below the reserve (the database grew while we were down). */
     vg_err_clear();
     if (reserve_room(l2, 0) != VG_OK)
-        VG_WARN("cache", "%s", vg_err_msg());
+        VG_WARN_LIMITED("cache", "%s", vg_err_msg());
 }
 
 /* ---- open: rebuild the index from the directory --------------------------------------------- */

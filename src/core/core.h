@@ -93,10 +93,43 @@ int vg_log_parse_level(const char *name, vg_log_level *out);
  * fit. Returns the length written (without the NUL). */
 size_t vg_log_escape(const char *src, size_t n, char *dst, size_t cap);
 
+/* Rate limit for a log line that a client can trigger once per request or connection (a
+ * refusal, a failed lookup while the database is down): a flood of them would fill the disk
+ * and bury every other line. Each call site has its own budget of VG_LOG_BURST_LINES lines per
+ * VG_LOG_WINDOW_MS; the lines past it are dropped and counted, and the first line of a later
+ * window says how many were dropped. Zero-initialised (a static at the call site). */
+#define VG_LOG_BURST_LINES 10u
+#define VG_LOG_WINDOW_MS 10000u
+typedef struct {
+    _Atomic uint64_t window;  /* index of the window the counts below belong to */
+    _Atomic uint32_t used;    /* lines admitted in it */
+    _Atomic uint32_t dropped; /* lines dropped since the last admitted line reported them */
+} vg_log_limit;
+
+/* 1 when a line may be written at time now_ns (then *dropped_before is how many lines of this
+ * site were dropped since the last one written), 0 when it is dropped and counted. */
+int vg_log_limit_admit(vg_log_limit *lim, uint64_t now_ns, uint32_t *dropped_before);
+/* vg_log through lim's budget; an admitted line after drops ends with "(N similar lines
+ * dropped)". */
+void vg_log_limited(vg_log_limit *lim, vg_log_level level, const char *module, const char *fmt,
+                    ...) __attribute__((format(printf, 4, 5)));
+/* Lines dropped by every limit since start (the vigil_log_lines_dropped_total metric). */
+uint64_t vg_log_dropped_total(void);
+
 #define VG_DEBUG(mod, ...) vg_log(VG_LOG_DEBUG, mod, __VA_ARGS__)
 #define VG_INFO(mod, ...) vg_log(VG_LOG_INFO, mod, __VA_ARGS__)
 #define VG_WARN(mod, ...) vg_log(VG_LOG_WARN, mod, __VA_ARGS__)
 #define VG_ERROR(mod, ...) vg_log(VG_LOG_ERROR, mod, __VA_ARGS__)
+#define VG_WARN_LIMITED(mod, ...)                                                                   \
+    do {                                                                                            \
+        static vg_log_limit vg_lim_;                                                                \
+        vg_log_limited(&vg_lim_, VG_LOG_WARN, mod, __VA_ARGS__);                                    \
+    } while (0)
+#define VG_INFO_LIMITED(mod, ...)                                                                   \
+    do {                                                                                            \
+        static vg_log_limit vg_lim_;                                                                \
+        vg_log_limited(&vg_lim_, VG_LOG_INFO, mod, __VA_ARGS__);                                    \
+    } while (0)
 
 /* ---- allocation ----------------------------------------------------------------------------- */
 

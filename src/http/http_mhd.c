@@ -725,7 +725,7 @@ static int check_auth(http_req *req)
     }
     if (rc != VG_OK) {
         memset(&req->principal, 0, sizeof(req->principal));
-        VG_WARN("http", "auth lookup failed: %s", vg_err_msg());
+        VG_WARN_LIMITED("http", "auth lookup failed: %s", vg_err_msg());
         http_reply_error(req, 503, NULL, "authentication is temporarily unavailable");
         return 1;
     }
@@ -1048,7 +1048,7 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
         if (*upload_data_size && s->body_deadline_ns &&
             vg_now_ns() - req->start_ns > s->body_deadline_ns) {
             /* Dropped, not answered: a client this slow would take as long to read a reply. */
-            VG_INFO("http", "%s %s: body still arriving after %llu ms, connection closed",
+            VG_INFO_LIMITED("http", "%s %s: body still arriving after %llu ms, connection closed",
                     req->method, req->path, (unsigned long long)(s->body_deadline_ns / 1000000u));
             return MHD_NO;
         }
@@ -1210,7 +1210,7 @@ __attribute__((format(printf, 2, 0))) static void on_mhd_log(void *cls, const ch
     size_t n = strlen(buf);
     while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = 0;
-    VG_WARN("http", "libmicrohttpd: %s", buf);
+    VG_WARN_LIMITED("http", "libmicrohttpd: %s", buf);
 }
 
 /* ---- server --------------------------------------------------------------------------------- */

@@ -572,7 +572,7 @@ static void single_done(void *arg, int status, const char *detail)
 static void index_catch_up(server *s)
 {
     if (s->cfg->index_sync_before_analysis && s->cat && catalog_sync_catch_up(s->cat) != VG_OK)
-        VG_WARN("server", "index catch-up before an analysis: %s", vg_err_msg());
+        VG_WARN_LIMITED("server", "index catch-up before an analysis: %s", vg_err_msg());
 }
 
 void server__api_analyze(http_req *req, void *ud)

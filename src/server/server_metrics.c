@@ -68,6 +68,7 @@ typedef struct srv_seen {
     uint64_t store_busy, store_commits;
     uint64_t sync_applied, sync_skipped, sync_errors;
     uint64_t store_txn_retries, store_reconnects;
+    uint64_t log_dropped;
     uint64_t model_items[FACE_NET_COUNT][FACE_PRECISIONS];
 } srv_seen;
 
@@ -98,6 +99,7 @@ struct server_metrics {
     obs_metric *store_txn_retries, *store_reconnects;
     /* host: the denominators of CPU % and memory % in the Prometheus rules */
     obs_metric *host_cpus, *host_memory;
+    obs_metric *log_dropped;
     srv_seen seen;
 };
 
@@ -259,6 +261,7 @@ static void collect(void *ctx)
     if (pages > 0 && page > 0)
         obs_set(sm->host_memory, NULL, (double)pages * (double)page);
     obs_set(sm->host_cpus, NULL, (double)vg_cpu_count());
+    delta(sm->log_dropped, NULL, vg_log_dropped_total(), &sm->seen.log_dropped);
     if (s->cache)
         collect_cache(sm, s->cache);
     if (s->an)
@@ -433,6 +436,10 @@ int server__metrics_open(server *s)
       NULL, &sm->store_txn_retries);
     C("vigil_store_reconnects_total", "PostgreSQL connections re-established after a loss", NULL,
       &sm->store_reconnects);
+    C("vigil_log_lines_dropped_total",
+      "log lines a client can trigger per request (refusals, failed lookups) dropped past their "
+      "rate limit of 10 lines per 10 s per call site",
+      NULL, &sm->log_dropped);
 
     C("vigil_index_sync_entries_total",
       "change-log rows this node applied to its index (applied: other nodes' writes; own: its "

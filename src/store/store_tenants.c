@@ -253,7 +253,7 @@ int store_key_authenticate(store *st, const uint8_t hash[VG_SHA256_BYTES], vg_ar
         if (store__write(st, key_touch_op, &t) == 0)
             k.last_used_ms = now;
         else
-            VG_WARN("store", "cannot record key use: %s", vg_err_msg());
+            VG_WARN_LIMITED("store", "cannot record key use: %s", vg_err_msg());
     }
     *out = k;
     return 0;
