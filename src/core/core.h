@@ -111,8 +111,8 @@ typedef struct {
 int vg_log_limit_admit(vg_log_limit *lim, uint64_t now_ns, uint32_t *dropped_before);
 /* vg_log through lim's budget; an admitted line after drops ends with "(N similar lines
  * dropped)". */
-void vg_log_limited(vg_log_limit *lim, vg_log_level level, const char *module, const char *fmt,
-                    ...) __attribute__((format(printf, 4, 5)));
+void vg_log_limited(vg_log_limit *lim, vg_log_level level, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
 /* Lines dropped by every limit since start (the vigil_log_lines_dropped_total metric). */
 uint64_t vg_log_dropped_total(void);
 
@@ -120,15 +120,15 @@ uint64_t vg_log_dropped_total(void);
 #define VG_INFO(mod, ...) vg_log(VG_LOG_INFO, mod, __VA_ARGS__)
 #define VG_WARN(mod, ...) vg_log(VG_LOG_WARN, mod, __VA_ARGS__)
 #define VG_ERROR(mod, ...) vg_log(VG_LOG_ERROR, mod, __VA_ARGS__)
-#define VG_WARN_LIMITED(mod, ...)                                                                   \
-    do {                                                                                            \
-        static vg_log_limit vg_lim_;                                                                \
-        vg_log_limited(&vg_lim_, VG_LOG_WARN, mod, __VA_ARGS__);                                    \
+#define VG_WARN_LIMITED(mod, ...)                                                                  \
+    do {                                                                                           \
+        static vg_log_limit vg_lim_;                                                               \
+        vg_log_limited(&vg_lim_, VG_LOG_WARN, mod, __VA_ARGS__);                                   \
     } while (0)
-#define VG_INFO_LIMITED(mod, ...)                                                                   \
-    do {                                                                                            \
-        static vg_log_limit vg_lim_;                                                                \
-        vg_log_limited(&vg_lim_, VG_LOG_INFO, mod, __VA_ARGS__);                                    \
+#define VG_INFO_LIMITED(mod, ...)                                                                  \
+    do {                                                                                           \
+        static vg_log_limit vg_lim_;                                                               \
+        vg_log_limited(&vg_lim_, VG_LOG_INFO, mod, __VA_ARGS__);                                   \
     } while (0)
 
 /* ---- allocation ----------------------------------------------------------------------------- */

@@ -70,9 +70,8 @@ size_t vg_log_escape(const char *src, size_t n, char *dst, size_t cap)
 static _Atomic uint64_t log_dropped_total;
 
 /* One line: the escaped message, then the unescaped suffix (ours, never a client's). */
-__attribute__((format(printf, 4, 0))) static void log_line(vg_log_level level, const char *module,
-                                                           const char *suffix, const char *fmt,
-                                                           va_list ap)
+__attribute__((format(printf, 4, 0))) static void
+log_line(vg_log_level level, const char *module, const char *suffix, const char *fmt, va_list ap)
 {
     char line[LOG_LINE_BYTES];
     char msg[LOG_LINE_BYTES];
@@ -123,8 +122,7 @@ int vg_log_limit_admit(vg_log_limit *lim, uint64_t now_ns, uint32_t *dropped_bef
     return 1;
 }
 
-void vg_log_limited(vg_log_limit *lim, vg_log_level level, const char *module, const char *fmt,
-                    ...)
+void vg_log_limited(vg_log_limit *lim, vg_log_level level, const char *module, const char *fmt, ...)
 {
     if ((int)level < atomic_load(&log_level) || level >= VG_LOG_OFF)
         return;

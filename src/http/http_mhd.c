@@ -1049,7 +1049,8 @@ static enum MHD_Result on_access(void *cls, struct MHD_Connection *conn, const c
             vg_now_ns() - req->start_ns > s->body_deadline_ns) {
             /* Dropped, not answered: a client this slow would take as long to read a reply. */
             VG_INFO_LIMITED("http", "%s %s: body still arriving after %llu ms, connection closed",
-                    req->method, req->path, (unsigned long long)(s->body_deadline_ns / 1000000u));
+                            req->method, req->path,
+                            (unsigned long long)(s->body_deadline_ns / 1000000u));
             return MHD_NO;
         }
         if (*upload_data_size) {
