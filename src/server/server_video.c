@@ -396,8 +396,9 @@ static int addr_internal(const struct sockaddr *sa)
 }
 
 /* Checks a callback_url's host: 0 when every address it resolves to is public, else -1 with the
- * reason in msg. Resolves on the calling thread (a network thread: the lookup is bounded by the
- * resolver's own timeout). */
+ * reason in msg. Resolves on the calling thread, for as long as the resolver's own timeouts allow
+ * (seconds): so it runs on a video worker (run_sync), never on a network thread, where a slow
+ * DNS server would stall every connection that thread serves. */
 static int callback_url_check(const char *url, char *msg, size_t n)
 {
     CURLU *u = curl_url();
@@ -696,6 +697,15 @@ static void run_sync(server_video *v, face_engine **fe, vtask *t)
     const conf_settings *c = s->cfg;
     double max_s = c->video_max_duration_s;
     int limited = t->kind == VT_ANALYZE && c->video_sync_max_s < max_s;
+    char why[512];
+    if (t->callback_url && !c->video_callback_allow_private &&
+        callback_url_check(t->callback_url, why, sizeof why) != 0) {
+        if (v->m_limits)
+            obs_inc(v->m_limits, OBS_LABELS("callback_address"));
+        http_reply_error(req, 422, "invalid_field", "%s", why);
+        http_req_resume(req);
+        return;
+    }
     video_hash_opts o;
     hash_opts(s, &o, limited ? c->video_sync_max_s : max_s);
     if (t->kind == VT_ANALYZE)
@@ -862,14 +872,7 @@ int server__video_analyze(server *s, http_req *req)
                          STORE_URL_MAX_BYTES);
         return -1;
     }
-    char why[512];
-    if (t->callback_url && !s->cfg->video_callback_allow_private &&
-        callback_url_check(t->callback_url, why, sizeof why) != 0) {
-        if (s->video->m_limits)
-            obs_inc(s->video->m_limits, OBS_LABELS("callback_address"));
-        http_reply_error(req, 422, "invalid_field", "%s", why);
-        return -1;
-    }
+    /* The callback's host is resolved and checked on the video worker (run_sync). */
     submit(s, t);
     return 1;
 }
