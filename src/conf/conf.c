@@ -143,6 +143,9 @@ static const conf_def rows[] = {
     {"index_sync_interval", CONF_DURATION, "100ms", "how often a node reads the change log to apply other nodes' reference adds, removes and key revokes", NULL, 10, 60000, 0, F(index_sync_interval_ms)},
     {"index_sync_before_analysis", CONF_BOOL, "true", "an analysis first applies change-log rows its node has not applied yet (one indexed read of the log head per request), so it matches what any node acknowledged before it began", NULL, 0, 0, 0, F(index_sync_before_analysis)},
     {"index_max_lag", CONF_DURATION, "5s", "health turns not-ready while the oldest unapplied change-log row is older than this, or the log was not read for this long (at least twice index_sync_interval)", NULL, 100, 3600000, 0, F(index_max_lag_ms)},
+    /* video jobs on several nodes (docs/SCALING.md "Video jobs") */
+    {"node_id", CONF_STRING, "", "this node's name in the shared database, owner of the video jobs it queued (empty: <hostname>-<pid>; a node restarted with the same name takes its jobs back at once)", NULL, 0, 0, 0, F(node_id)},
+    {"video_job_lease", CONF_DURATION, "30s", "a node holds its video jobs this long and renews them every third of it; another node takes a job over once its lease has run out (the owner died)", NULL, 300, 3600000, 0, F(video_job_lease_ms)},
     /* test-only fault injection (never in production) */
     {"fault_analysis_error_rate", CONF_FLOAT, "0", "TEST ONLY: share of computed images failed on purpose (0..1)", NULL, 0, 1, 0, F(fault_analysis_error_rate)},
     {"fault_stage_delay_ms", CONF_INT, "0", "TEST ONLY: sleep this long before each computed image's decode (ms)", NULL, 0, 60000, 0, F(fault_stage_delay_ms)},

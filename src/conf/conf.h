@@ -173,6 +173,9 @@ typedef struct conf_settings {
     uint64_t index_sync_interval_ms; /* change-log poll */
     uint64_t index_max_lag_ms;       /* readiness limit on the sync lag */
     int index_sync_before_analysis;  /* read-your-writes across nodes */
+    /* video jobs on several nodes */
+    char *node_id;               /* owner name of this node's jobs; "" = <hostname>-<pid> */
+    uint64_t video_job_lease_ms; /* a job's lease; renewed every third of it */
     /* where each value came from, by table index (for the start-up log and tests) */
     unsigned char source[192];
 } conf_settings;
