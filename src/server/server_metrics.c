@@ -95,6 +95,7 @@ struct server_metrics {
     obs_metric *store_latency, *store_busy, *store_commits;
     /* change-log sync (several nodes, docs/SCALING.md) */
     obs_metric *sync_applied, *sync_errors, *sync_lag, *sync_lag_entries, *sync_since;
+    obs_metric *sync_max_lag; /* the index_max_lag setting: the alert rule compares against it */
     obs_metric *store_txn_retries, *store_reconnects;
     /* host: the denominators of CPU % and memory % in the Prometheus rules */
     obs_metric *host_cpus, *host_memory;
@@ -249,6 +250,7 @@ static void collect_sync(server_metrics *sm, catalog *c)
     obs_set(sm->sync_lag_entries, NULL,
             (double)(ss.head_seq > ss.applied_seq ? ss.head_seq - ss.applied_seq : 0));
     obs_set(sm->sync_since, NULL, (double)ss.since_poll_ms / 1e3);
+    obs_set(sm->sync_max_lag, NULL, (double)sm->s->cfg->index_max_lag_ms / 1e3);
 }
 
 static void collect(void *ctx)
@@ -446,6 +448,9 @@ int server__metrics_open(server *s)
       &sm->sync_lag_entries);
     G("vigil_index_sync_last_poll_age_seconds",
       "time since this node last read the change log up to its head", NULL, &sm->sync_since);
+    G("vigil_index_sync_max_lag_seconds",
+      "the index_max_lag setting: past it the node is not ready and VigilIndexSyncLag fires", NULL,
+      &sm->sync_max_lag);
 
     G("vigil_host_cpus", "CPUs this process may run on (the denominator of CPU %)", NULL,
       &sm->host_cpus);
