@@ -2429,6 +2429,71 @@ static void test_two_nodes_one_database(void **state)
 
 /* ---- PostgreSQL sessions killed under the store --------------------------------------------- */
 
+/* The database goes away for good (its sessions terminated and new ones refused: ALLOW_CONNECTIONS
+ * false, an outage of this test's database only, so parallel tests keep their server): the first
+ * call waits out reconnect_timeout_ms and fails VG_EUNAVAIL; from then on reads and writes fail
+ * at once with "database unavailable" (well under half the reconnect timeout: a generous bound,
+ * the point being that no call waits out its own reconnect) and the stats say so. Once the
+ * database takes connections again a call after the backoff reconnects and the write
+ * acknowledged before the outage is there. */
+static void test_pg_unavailable_fails_fast(void **state)
+{
+    fx *f = *state;
+    if (!g_pg) {
+        print_message("skipped on SQLite: takes the PostgreSQL database away\n");
+        skip();
+    }
+    store_config c;
+    fx_config(f, &c);
+    c.reconnect_timeout_ms = 2000;
+    c.retry_max_ms = 200;
+    store *st = NULL;
+    assert_int_equal(store_open(&c, &st), 0);
+    char acked[STORE_ID_MAX], t[STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(st, "acked", STORE_TENANT_CREATOR, acked), 0);
+    char sql[300];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", f->dbname);
+    assert_int_equal(pg_admin(sql), 0);
+    snprintf(sql, sizeof sql,
+             "DO $$BEGIN PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname "
+             "= '%s'; END$$",
+             f->dbname);
+    assert_int_equal(pg_admin(sql), 0);
+
+    assert_int_equal(store_tenant_create(st, "lost", STORE_TENANT_CREATOR, t), VG_EUNAVAIL);
+    store_stats ss;
+    store_stats_get(st, &ss);
+    assert_true(ss.unavailable_since_ms > 0);
+    uint64_t t0 = vg_now_ns();
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(store_ping(st), VG_EUNAVAIL);
+        assert_non_null(strstr(vg_err_msg(), "database unavailable"));
+        assert_int_equal(store_tenant_create(st, "lost", STORE_TENANT_CREATOR, t), VG_EUNAVAIL);
+    }
+    uint64_t ms = (vg_now_ns() - t0) / 1000000;
+    print_message("10 calls while the database was down took %llu ms in all\n",
+                  (unsigned long long)ms);
+    assert_true(ms < c.reconnect_timeout_ms / 2);
+    store_stats_get(st, &ss);
+    assert_true(ss.unavailable_fails >= 5);
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", f->dbname);
+    assert_int_equal(pg_admin(sql), 0);
+    int rc = -1;
+    for (int i = 0; i < 300 && rc != 0; i++) { /* a bound on a hung test, not a timing check */
+        rc = store_ping(st);
+        if (rc)
+            usleep(20000);
+    }
+    assert_int_equal(rc, 0);
+    store_stats_get(st, &ss);
+    assert_int_equal(ss.unavailable_since_ms, 0);
+    store_tenant tn;
+    assert_int_equal(store_tenant_get(st, acked, f->a, &tn), 0);
+    assert_int_equal(store_tenant_create(st, "after", STORE_TENANT_CREATOR, t), 0);
+    store_close(st);
+}
+
 /* Every session of the store is terminated by the server (pg_terminate_backend, what an
  * operator or a failover does): the next writes and reads, single statements and the
  * multi-statement read of a notice source, succeed on new sessions without any call to the
@@ -2782,6 +2847,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_pg_commit_connection_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_listen_wakes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_restart_mid_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_unavailable_fails_fast, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -31,6 +31,8 @@ static const conf_def rows[] = {
     {"db_read_connections", CONF_INT, "4", "read connections in the store's pool", NULL, 1, 64, 0, F(db_read_connections)},
     {"db_connect_timeout", CONF_DURATION, "5s", "PostgreSQL: connect timeout (whole seconds, at least 2)", NULL, 1000, 600000, 0, F(db_connect_timeout_ms)},
     {"db_statement_timeout", CONF_DURATION, "30s", "PostgreSQL: longest statement; longer fails as busy (503) (0: none)", NULL, 0, 86400000, 0, F(db_statement_timeout_ms)},
+    {"db_reconnect_timeout", CONF_DURATION, "15s", "PostgreSQL: a lost connection is re-established for this long (a restart takes about a second); then the database is taken as down and requests get 503 'database unavailable' at once", NULL, 100, 600000, 0, F(db_reconnect_timeout_ms)},
+    {"db_retry_max", CONF_DURATION, "5s", "PostgreSQL: while the database is down, one request tries to reconnect after a wait doubling from 100 ms up to this; the others fail at once", NULL, 100, 600000, 0, F(db_retry_max_ms)},
     {"db_txn_attempts", CONF_INT, "10", "PostgreSQL: tries of a write transaction hit by a serialization failure, deadlock or lost connection", NULL, 1, 1000, 0, F(db_txn_attempts)},
     {"models_dir", CONF_STRING, "", "directory of the face model weights (empty: the build's models/)", NULL, 0, 0, 0, F(models_dir)},
     {"admin_key", CONF_STRING, "", "admin API key (empty: generate one at first start, print it once, store its hash)", NULL, 0, 0, 1, F(admin_key)},

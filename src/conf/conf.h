@@ -61,6 +61,8 @@ typedef struct conf_settings {
     uint64_t db_connect_timeout_ms;   /* PostgreSQL connect_timeout */
     uint64_t db_statement_timeout_ms; /* PostgreSQL statement_timeout; 0 = none */
     int64_t db_txn_attempts;          /* PostgreSQL write-transaction tries */
+    uint64_t db_reconnect_timeout_ms; /* PostgreSQL: reconnect this long, then fail fast */
+    uint64_t db_retry_max_ms;         /* PostgreSQL: longest wait between probes while down */
 
     char *models_dir;     /* "" = the build's models directory */
     char *admin_key;      /* "" = generate at first start (stored hashed) */

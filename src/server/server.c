@@ -625,6 +625,8 @@ int server_open(const conf_settings *cfg, server **out)
     sc.connect_timeout_ms = (uint32_t)cfg->db_connect_timeout_ms;
     sc.statement_timeout_ms = (uint32_t)cfg->db_statement_timeout_ms;
     sc.txn_max_attempts = (unsigned)cfg->db_txn_attempts;
+    sc.reconnect_timeout_ms = (uint32_t)cfg->db_reconnect_timeout_ms;
+    sc.retry_max_ms = (uint32_t)cfg->db_retry_max_ms;
     if ((rc = store_open(&sc, &s->st)) != VG_OK)
         goto fail;
 

@@ -67,7 +67,7 @@ typedef struct srv_seen {
     uint64_t searches[3];
     uint64_t store_busy, store_commits;
     uint64_t sync_applied, sync_skipped, sync_errors;
-    uint64_t store_txn_retries, store_reconnects;
+    uint64_t store_txn_retries, store_reconnects, store_unavailable_fails;
     uint64_t model_items[FACE_NET_COUNT][FACE_PRECISIONS];
 } srv_seen;
 
@@ -96,7 +96,7 @@ struct server_metrics {
     /* change-log sync (several nodes, docs/SCALING.md) */
     obs_metric *sync_applied, *sync_errors, *sync_lag, *sync_lag_entries, *sync_since;
     obs_metric *sync_max_lag; /* the index_max_lag setting: the alert rule compares against it */
-    obs_metric *store_txn_retries, *store_reconnects;
+    obs_metric *store_txn_retries, *store_reconnects, *store_unavailable_fails, *store_unavailable;
     /* host: the denominators of CPU % and memory % in the Prometheus rules */
     obs_metric *host_cpus, *host_memory;
     srv_seen seen;
@@ -237,6 +237,9 @@ static void collect_store(server_metrics *sm, store *st)
     delta(sm->store_commits, NULL, ss.commits, &sm->seen.store_commits);
     delta(sm->store_txn_retries, NULL, ss.txn_retries, &sm->seen.store_txn_retries);
     delta(sm->store_reconnects, NULL, ss.reconnects, &sm->seen.store_reconnects);
+    delta(sm->store_unavailable_fails, NULL, ss.unavailable_fails,
+          &sm->seen.store_unavailable_fails);
+    obs_set(sm->store_unavailable, NULL, ss.unavailable_since_ms ? 1 : 0);
 }
 
 static void collect_sync(server_metrics *sm, catalog *c)
@@ -435,6 +438,12 @@ int server__metrics_open(server *s)
       NULL, &sm->store_txn_retries);
     C("vigil_store_reconnects_total", "PostgreSQL connections re-established after a loss", NULL,
       &sm->store_reconnects);
+    C("vigil_store_unavailable_fails_total",
+      "store calls failed at once (503 database unavailable) while PostgreSQL was known down", NULL,
+      &sm->store_unavailable_fails);
+    G("vigil_store_unavailable",
+      "1 while PostgreSQL is known down (a reconnect gave up) and store calls fail at once", NULL,
+      &sm->store_unavailable);
 
     C("vigil_index_sync_entries_total",
       "change-log rows this node applied to its index (applied: other nodes' writes; own: its "

@@ -113,6 +113,12 @@ typedef struct store_config {
                                     * 0 = 5000 */
     uint32_t statement_timeout_ms; /* statement_timeout: a longer statement fails VG_EBUSY;
                                     * 0 = none; default 30000 */
+    uint32_t reconnect_timeout_ms; /* a lost connection is re-established for this long (a
+                                    * server restart takes about a second); then the database
+                                    * is taken as down; 0 = 15000 */
+    uint32_t retry_max_ms;         /* while down, every call fails at once (VG_EUNAVAIL,
+                                    * "database unavailable") and one call tries to reconnect
+                                    * after a backoff doubling from 100 ms up to this; 0 = 5000 */
 } store_config;
 
 /* Fills the defaults above with path = NULL. */
@@ -151,6 +157,9 @@ typedef struct store_stats {
     uint64_t reconnects;           /* PostgreSQL: connections re-established after a loss
                                     * (the LISTEN session's included) */
     uint64_t change_notifies;      /* PostgreSQL: change-log notifications received (LISTEN) */
+    int64_t unavailable_since_ms;  /* PostgreSQL: wall clock since when the database is known down
+                                    * (calls fail at once); 0 while it answers */
+    uint64_t unavailable_fails;    /* PostgreSQL: calls failed at once while it was down */
     uint64_t sqlite_memory_bytes;  /* SQLite's heap in this process: page caches (bounded per
                                     * connection), schemas, prepared statements; 0 on PostgreSQL
                                     * (the server holds its memory) */
