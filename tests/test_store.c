@@ -976,6 +976,11 @@ static void test_keys(void **state)
     assert_true(exists);
     assert_int_equal(store_admin_key_set(f->st, h3, a1b), 0);
     assert_string_equal(a1, a1b);
+    uint8_t live[32];
+    assert_int_equal(store_admin_key_hash(f->st, live), 0);
+    assert_memory_equal(live, h3, 32);
+    int64_t head0 = 0, head1 = 0;
+    assert_int_equal(store_changes_head(f->st, &head0), 0); /* set and re-set: no rotation */
     assert_int_equal(store_key_authenticate(f->st, h3, f->a, &k), 0);
     assert_int_equal(k.role, STORE_ROLE_ADMIN);
     assert_string_equal(k.tenant_id, "");
@@ -983,6 +988,20 @@ static void test_keys(void **state)
     fill(h4, 32, 4);
     assert_int_equal(store_admin_key_set(f->st, h4, a2), 0);
     assert_string_not_equal(a1, a2);
+    /* a rotation is in the change log for the other nodes (tenant "", object "admin") */
+    store_change ch[4];
+    size_t nch = 0;
+    assert_int_equal(store_changes_read(f->st, head0, ch, 4, &nch), 0);
+    assert_int_equal(nch, 1);
+    assert_int_equal(ch[0].kind, STORE_CHANGE_KEY);
+    assert_true(ch[0].remove);
+    assert_string_equal(ch[0].tenant_id, "");
+    assert_string_equal(ch[0].object_id, "admin");
+    assert_int_equal(store_admin_key_hash(f->st, live), 0);
+    assert_memory_equal(live, h4, 32);
+    assert_int_equal(store_admin_key_set(f->st, h4, NULL), 0); /* idempotent: no row */
+    assert_int_equal(store_changes_head(f->st, &head1), 0);
+    assert_int_equal(head1, ch[0].seq);
     assert_int_equal(store_key_authenticate(f->st, h3, f->a, &k), VG_EPERM); /* replaced */
     assert_int_equal(store_key_authenticate(f->st, h4, f->a, &k), 0);
     assert_int_equal(store_admin_key_set(f->st, h3, a1b), 0); /* back to the first one */

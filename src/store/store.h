@@ -258,8 +258,12 @@ int store_key_authenticate(store *st, const uint8_t hash[VG_SHA256_BYTES], vg_ar
 int store_admin_key_exists(store *st, int *out_exists);
 /* Makes `hash` the one live admin key: any other live admin key is revoked in the same
  * transaction. Idempotent when `hash` already is the live admin key (so a configured key may be
- * set at every start). out_id (may be NULL) gets the admin key's id. */
+ * set at every start). out_id (may be NULL) gets the admin key's id. A rotation (another admin
+ * key revoked) appends a key-remove row with tenant "" and object "admin" to the change log, so
+ * every node reloads its admin key (store_admin_key_hash) within one sync poll. */
 int store_admin_key_set(store *st, const uint8_t hash[VG_SHA256_BYTES], char out_id[STORE_ID_MAX]);
+/* The live admin key's hash into out; VG_ENOTFOUND when there is none. */
+int store_admin_key_hash(store *st, uint8_t out[VG_SHA256_BYTES]);
 
 /* ---- profiles ------------------------------------------------------------------------------- */
 
