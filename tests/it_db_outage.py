@@ -2,11 +2,11 @@
 """PostgreSQL down under a real `vigil serve`: fail fast, say so, alert, come back.
 
 The server runs on a fresh database of the throwaway PostgreSQL (VIGIL_TEST_PG_URL, from
-scripts/pg-tmp.sh) with a 2 s reconnect timeout, ops time x60 and a webhook receiver. The outage
+scripts/pg-tmp.sh) with a 4 s reconnect timeout, ops time x60 and a webhook receiver. The outage
 is of this test's database only (ALLOW_CONNECTIONS false and its sessions terminated), so tests
 running beside it keep their server. Checked:
   - once the store has given up reconnecting, requests that need the database answer 503
-    "database unavailable" without waiting out the reconnect (each under half of the 2 s: a
+    "database unavailable" without waiting out the reconnect (each under half of the 4 s: a
     generous bound, the point being that none waits the whole timeout), and
     GET /api/v1/health answers 503 with the database component failing and saying so;
   - vigil_store_unavailable is 1 and the index_sync_lag_high alert reaches the webhook (the node
@@ -33,7 +33,7 @@ import urllib.request
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
 import vgt_server  # noqa: E402
 
-RECONNECT_S = 2
+RECONNECT_S = 4  # over a server restart (about 1 s) that a parallel test may cause
 DEADLINE_S = 60  # a bound on a hung test, not a timing assertion
 
 
@@ -67,7 +67,16 @@ def call(url, key=None, method="GET", body=None):
 
 
 def psql(base, sql):
-    subprocess.run(["psql", base, "-qc", sql], check=True, stdout=subprocess.DEVNULL)
+    """Retried: test_store_pg restarts the shared server while other tests run beside it."""
+    t0 = time.time()
+    while True:
+        r = subprocess.run(["psql", base, "-qc", sql], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
+        if r.returncode == 0:
+            return
+        if time.time() - t0 > DEADLINE_S:
+            raise SystemExit("it_db_outage: psql %s: %s" % (sql, r.stderr.strip()))
+        time.sleep(0.2)
 
 
 def alert(name, status):
@@ -115,8 +124,14 @@ def main():
             "--db-retry-max", "200ms", "--index-sync-interval", "50ms", "--index-max-lag",
             "500ms", "--ops-time-scale", "60", "--alert-webhook", hook, "--alert-group-wait",
             "0s", "--alert-anomaly", "false"], who="it_db_outage")
-        st, b = call(u + "/api/v1/tenants", admin, "POST",
-                     json.dumps({"name": "acked", "kind": "agency"}).encode())
+        # retried on 503 only: a restart of the shared server by a parallel test
+        t0 = time.time()
+        while True:
+            st, b = call(u + "/api/v1/tenants", admin, "POST",
+                         json.dumps({"name": "acked", "kind": "agency"}).encode())
+            if st != 503 or time.time() - t0 > DEADLINE_S:
+                break
+            time.sleep(0.2)
         check(st == 201, "tenant before the outage: %d %s" % (st, b))
         tenant = json.loads(b)["id"]
 
