@@ -195,6 +195,41 @@ def step_revoke(st, nodes, tenant):
               ((time.time() - t0) * 1e3))
 
 
+def step_admin_rotate(st, nodes, vigil, tmp):
+    """A node started with another --admin-key rotates the admin key (the old one is revoked in
+    the store): every running node, whose key cache holds the admin hash it started with, refuses
+    the old key and takes the new one within one sync poll (the change log). The new key goes on
+    in st["ADMIN"] for the later steps."""
+    old, new = st["ADMIN"], "vigil_admin_rotated_" + "k" * 40
+    for u in nodes:
+        check(call(u + "/api/v1/tenants", old)[0] == 200, "the admin key failed on %s" % u)
+    p = subprocess.Popen([vigil, "serve", "--listen", "127.0.0.1:0", "--data-dir",
+                          os.path.join(tmp, "rotator"), "--database", st["DATABASE"],
+                          "--faces", "false", "--admin-key", new],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        for line in p.stdout:
+            if "listening on" in line:
+                break
+        t0 = time.time()
+        pending = set(nodes)
+        while pending and time.time() - t0 < HANG_S:
+            for u in list(pending):
+                if (call(u + "/api/v1/tenants", old)[0] == 401 and
+                        call(u + "/api/v1/tenants", new)[0] == 200):
+                    pending.discard(u)
+            time.sleep(0.02)
+        check(not pending, "the rotated admin key did not reach %s after %d s" %
+              (sorted(pending), HANG_S))
+        if not pending:
+            print("it_cluster: rotated admin key in force on every node within %.0f ms" %
+                  ((time.time() - t0) * 1e3))
+    finally:
+        p.terminate()
+        p.wait(timeout=60)
+    st["ADMIN"] = new
+
+
 def wait_dead(pid):
     """When the killed process is gone (a zombie of cluster.sh, or reaped): its sockets are
     closed from then on."""
@@ -307,6 +342,7 @@ def run(a, database):
         step_walkthrough(a.repo, st)
         tenant, key = step_cross_node(a.repo, st, nodes)
         step_revoke(st, nodes, tenant)
+        step_admin_rotate(st, nodes, vigil, tmp)
         step_sigkill(a.repo, st, nodes, key)
     finally:
         stop_cluster(p)

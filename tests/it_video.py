@@ -280,11 +280,15 @@ def main():
                   "of the infringing video shows 0:" in text, "notice text: %d %s" % (st, text))
         vgt_server.stop(proc)
 
-        # 3. kill -9 while a job runs, restart: it ends done, on a second attempt. Its loopback
-        # callback, taken while non-public callbacks were allowed, is refused when it connects
-        # after a restart without the setting (the check at connect time, as for DNS rebinding)
-        proc, url = vgt_server.restart(a.vigil, data, base + ("--video-sync-max-s", "5",
-                                                   "--fault-video-job-delay-ms", "60000"))
+        # 3. kill -9 while a job runs on node "a"; node "b" (another node id on the same data
+        # directory and database) takes it over once a's lease has run out (at its start or at
+        # a heartbeat) and runs it to done, on a second attempt, counted as a takeover. Its
+        # loopback callback, taken while non-public callbacks were allowed, is refused when it
+        # connects after a restart without the setting (the check at connect time, as for DNS
+        # rebinding)
+        lease = ("--video-job-lease", "1s")
+        proc, url = vgt_server.restart(a.vigil, data, base + lease + (
+            "--node-id", "a", "--video-sync-max-s", "5", "--fault-video-job-delay-ms", "60000"))
         st, _, j = jcall(url + "/api/v1/analyze?callback_url=" + hook_url, key, "POST", edit2,
                          "video/mp4")
         check(st == 202, "job before the kill answered %d" % st)
@@ -293,11 +297,14 @@ def main():
         proc.kill()
         proc.wait()
         got = len(Hook.got)
-        proc, url = vgt_server.restart(a.vigil, data, ("--faces", "false",
-                                                       "--video-sync-max-s", "5"))
+        proc, url = vgt_server.restart(a.vigil, data, lease + ("--node-id", "b", "--faces",
+                                                               "false", "--video-sync-max-s", "5"))
         st, j = poll_job(url, key, j["id"])
         check(st == 200 and j["state"] == "done" and j["attempts"] == 2,
               "job after kill -9 and restart: %d %s" % (st, j))
+        m = re.search(rb"^vigil_video_job_takeovers_total (\S+)", call(url + "/metrics", None)[2],
+                      re.M)
+        check(m and float(m.group(1)) == 1, "takeovers counted: %s" % (m and m.group(0)))
         # (each of the two tries is refused: the count is 1 or 2)
         refused = re.compile(rb'vigil_video_limit_hits_total\{limit="callback_address"\} [12]\b')
         deadline = time.time() + 30

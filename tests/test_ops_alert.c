@@ -201,6 +201,71 @@ static void test_time_scale(void **state)
     ops_alert_free(e);
 }
 
+/* ---- index sync lag ------------------------------------------------------------------------- */
+
+typedef struct lag_reading {
+    double lag_ms, limit_ms;
+    int rc;
+} lag_reading;
+
+static int fake_lag(void *ctx, double *lag_ms, double *limit_ms)
+{
+    lag_reading *r = ctx;
+    *lag_ms = r->lag_ms;
+    *limit_ms = r->limit_ms;
+    return r->rc;
+}
+
+/* The node's index lag over its own limit: pending, critical after `for` (a lag that clears
+ * before it never fires), resolved when the lag is back under; a lag at the limit, or nothing to
+ * measure, never fires. */
+static void test_index_sync_lag(void **state)
+{
+    (void)state;
+    sent s = {0};
+    ops_alert_config c;
+    ops_alert_config_default(&c);
+    c.anomaly = 0;
+    lag_reading r = {.lag_ms = 5000, .limit_ms = 5000, .rc = VG_OK};
+    c.index_lag = fake_lag;
+    c.index_lag_ctx = &r;
+    ops_alert *e = engine(&s, &c);
+    ops_kpis k = idle();
+    ops_alert_view v;
+    int64_t t = 0;
+    for (; t < 2 * MIN; t += SEC)
+        tick(e, &k, T0 + t); /* at the limit: not over it */
+    assert_int_equal(open_alerts(e, &v), 0);
+    r.lag_ms = 9000; /* a short blip: pending, then dropped */
+    for (int i = 0; i < 30; i++, t += SEC)
+        tick(e, &k, T0 + t);
+    assert_int_equal(open_alerts(e, &v), 1);
+    assert_int_equal(v.state, OPS_ALERT_PENDING);
+    r.lag_ms = 100;
+    tick(e, &k, T0 + t);
+    t += SEC;
+    assert_int_equal(open_alerts(e, &v), 0);
+    assert_int_equal(s.n, 0);
+    r.lag_ms = 12000; /* stays over: fires after the 1 min `for` */
+    int64_t t1 = t;
+    for (; t - t1 < MIN; t += SEC)
+        tick(e, &k, T0 + t);
+    assert_int_equal(s.n, 0);
+    tick(e, &k, T0 + t);
+    t += SEC;
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.last.severity, OPS_SEV_CRITICAL);
+    assert_string_equal(s.last.name, "index_sync_lag_high");
+    assert_string_equal(s.last.label_value[2], "index_sync_lag_ms");
+    assert_true(s.last.value == 12000 && s.last.threshold == 5000);
+    assert_non_null(strstr(s.last.summary, "index_max_lag"));
+    r.rc = VG_ENOTFOUND; /* nothing to measure: the rule no longer reports it */
+    tick(e, &k, T0 + t);
+    assert_int_equal(s.n, 2);
+    assert_int_equal(s.kinds[1], OPS_NOTIFY_RESOLVED);
+    ops_alert_free(e);
+}
+
 /* ---- anomalies ------------------------------------------------------------------------------- */
 
 static void test_anomaly_warmup(void **state)
@@ -635,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_single_spike_does_not_fire),
         cmocka_unit_test(test_warning_then_critical_and_min_requests),
         cmocka_unit_test(test_time_scale),
+        cmocka_unit_test(test_index_sync_lag),
         cmocka_unit_test(test_anomaly_warmup),
         cmocka_unit_test(test_burn_rate_windows),
         cmocka_unit_test(test_escalation_and_ack),

@@ -562,9 +562,11 @@ static void test_video_jobs(void **state)
     char t[STORE_ID_MAX], t2[STORE_ID_MAX], j1[STORE_ID_MAX], j2[STORE_ID_MAX];
     assert_int_equal(store_tenant_create(st, "a", STORE_TENANT_CREATOR, t), 0);
     assert_int_equal(store_tenant_create(st, "b", STORE_TENANT_CREATOR, t2), 0);
-    assert_int_equal(store_job_create(st, t, "{}", "jobs/x.video", 10, j1), 0);
-    assert_int_equal(store_job_create(st, t, "{}", "jobs/y.video", 20, j2), 0);
-    assert_int_equal(store_job_create(st, t, NULL, "f", 1, j2), VG_EINVAL);
+    const int64_t L = 60000; /* a lease no step of this test outlives */
+    assert_int_equal(store_job_create(st, t, "{}", "jobs/x.video", 10, "n1", L, j1), 0);
+    assert_int_equal(store_job_create(st, t, "{}", "jobs/y.video", 20, "n1", L, j2), 0);
+    assert_int_equal(store_job_create(st, t, NULL, "f", 1, "n1", L, j2), VG_EINVAL);
+    assert_int_equal(store_job_create(st, t, "{}", "f", 1, NULL, L, j2), VG_EINVAL);
     store_job j;
     assert_int_equal(store_job_get(st, t, j1, f->a, &j), 0);
     assert_int_equal(j.state, STORE_JOB_QUEUED);
@@ -574,37 +576,48 @@ static void test_video_jobs(void **state)
     assert_int_equal(store_job_get(st, t, "job_nope", f->a, &j), VG_ENOTFOUND);
     char(*ids)[STORE_ID_MAX];
     size_t n;
-    assert_int_equal(store_job_queued(st, 10, f->a, &ids, &n), 0);
+    assert_int_equal(store_job_queued(st, "n1", 10, f->a, &ids, &n), 0);
     assert_int_equal(n, 2);
     assert_string_equal(ids[0], j1);
+    assert_string_equal(j.owner, "n1");
+    assert_int_equal(store_job_queued(st, "n2", 10, f->a, &ids, &n), 0);
+    assert_int_equal(n, 0);
 
     int started = 0;
-    assert_int_equal(store_job_start(st, j1, 3, &started), 0);
+    assert_int_equal(store_job_start(st, j1, "n2", L, 3, &started), VG_ECONFLICT); /* n1's */
+    assert_int_equal(store_job_start(st, j1, "n1", L, 3, &started), 0);
     assert_true(started);
-    assert_int_equal(store_job_start(st, j1, 3, &started), VG_ECONFLICT);
-    assert_int_equal(store_job_progress(st, j1, 0.5), 0);
-    assert_int_equal(store_job_progress(st, j1, 1.5), VG_EINVAL);
-    assert_int_equal(store_job_finish(st, j1, STORE_JOB_DONE, "{\"ok\":1}", NULL, 0), 0);
+    assert_int_equal(store_job_start(st, j1, "n1", L, 3, &started), VG_ECONFLICT);
+    assert_int_equal(store_job_progress(st, j1, "n1", 0.5), 0);
+    assert_int_equal(store_job_progress(st, j1, "n1", 1.5), VG_EINVAL);
+    assert_int_equal(store_job_progress(st, j1, "n2", 0.5), VG_ECONFLICT);
+    assert_int_equal(store_job_finish(st, j1, "n1", STORE_JOB_DONE, "{\"ok\":1}", NULL, 0), 0);
     assert_int_equal(store_job_get(st, t, j1, f->a, &j), 0);
     assert_int_equal(j.state, STORE_JOB_DONE);
     assert_int_equal(j.attempts, 1);
     assert_true(j.progress == 1.0);
     assert_string_equal(j.result, "{\"ok\":1}");
-    assert_int_equal(store_job_finish(st, j1, STORE_JOB_FAILED, NULL, "x", 500), VG_ECONFLICT);
+    assert_int_equal(store_job_finish(st, j1, "n1", STORE_JOB_FAILED, NULL, "x", 500),
+                     VG_ECONFLICT);
 
-    /* j2 dies running twice (max 2 attempts): re-queued once, then failed with the reason */
+    /* j2 dies running twice (max 2 attempts): n1 restarted takes it back (own) and re-queues it
+     * once, then fails it with the reason */
     size_t rq = 9, fl = 9;
-    assert_int_equal(store_job_start(st, j2, 2, &started), 0);
+    char got[4][STORE_ID_MAX];
+    assert_int_equal(store_job_start(st, j2, "n1", L, 2, &started), 0);
     store_close(st);
     assert_int_equal(store_open(&c, &st), 0);
-    assert_int_equal(store_job_recover(st, 2, &rq, &fl), 0);
+    assert_int_equal(store_job_takeover(st, "n1", L, 2, 0, got, 4, &rq, &fl), 0);
+    assert_int_equal(rq, 0); /* its lease runs: not taken without own */
+    assert_int_equal(store_job_takeover(st, "n1", L, 2, 1, got, 4, &rq, &fl), 0);
     assert_int_equal(rq, 1);
     assert_int_equal(fl, 0);
+    assert_string_equal(got[0], j2);
     assert_int_equal(store_job_get(st, t, j2, f->a, &j), 0);
     assert_int_equal(j.state, STORE_JOB_QUEUED);
-    assert_int_equal(store_job_start(st, j2, 2, &started), 0);
+    assert_int_equal(store_job_start(st, j2, "n1", L, 2, &started), 0);
     assert_true(started);
-    assert_int_equal(store_job_recover(st, 2, &rq, &fl), 0);
+    assert_int_equal(store_job_takeover(st, "n1", L, 2, 1, got, 4, &rq, &fl), 0);
     assert_int_equal(rq, 0);
     assert_int_equal(fl, 1);
     assert_int_equal(store_job_get(st, t, j2, f->a, &j), 0);
@@ -614,11 +627,104 @@ static void test_video_jobs(void **state)
     assert_non_null(strstr(j.error, "stopped 2 times"));
     /* a queued job over its attempts fails at start instead of running */
     char j3[STORE_ID_MAX];
-    assert_int_equal(store_job_create(st, t, "{}", "z", 1, j3), 0);
-    assert_int_equal(store_job_start(st, j3, 0, &started), 0);
+    assert_int_equal(store_job_create(st, t, "{}", "z", 1, "n1", L, j3), 0);
+    assert_int_equal(store_job_start(st, j3, "n1", L, 0, &started), 0);
     assert_false(started);
     assert_int_equal(store_job_get(st, t, j3, f->a, &j), 0);
     assert_int_equal(j.state, STORE_JOB_FAILED);
+    store_close(st);
+}
+
+/* Two nodes race to take over the same expired jobs, each on its own store (its own database
+ * connections, as two processes would be). */
+#define LEASE_JOBS 6
+typedef struct lease_claimer {
+    store *st;
+    const char *node;
+    char ids[LEASE_JOBS][STORE_ID_MAX];
+    size_t n, failed;
+    int rc;
+} lease_claimer;
+
+static void *lease_claim_main(void *arg)
+{
+    lease_claimer *c = arg;
+    c->rc = store_job_takeover(c->st, c->node, 60000, 3, 0, c->ids, LEASE_JOBS, &c->n, &c->failed);
+    return NULL;
+}
+
+/* Node-aware jobs (docs/SCALING.md "Video jobs"): a job under a live lease is never taken by
+ * another node; once its owner stops renewing (renew with lease 0 ends it now, no sleeping), two
+ * competing nodes take every job exactly once between them, and the old owner can no longer
+ * progress or finish the job it lost. */
+static void test_video_job_lease(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    store *st = NULL, *st2 = NULL;
+    assert_int_equal(store_open(&c, &st), 0);
+    assert_int_equal(store_open(&c, &st2), 0);
+    char t[STORE_ID_MAX], ids[LEASE_JOBS][STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(st, "a", STORE_TENANT_CREATOR, t), 0);
+    for (int i = 0; i < LEASE_JOBS; i++)
+        assert_int_equal(store_job_create(st, t, "{}", "f", 1, "A", 60000, ids[i]), 0);
+    int started = 0;
+    assert_int_equal(store_job_start(st, ids[0], "A", 60000, 3, &started), 0);
+    assert_true(started);
+
+    /* live lease: not taken, not startable by B */
+    char got[LEASE_JOBS][STORE_ID_MAX];
+    size_t n = 9, failed = 9;
+    assert_int_equal(store_job_takeover(st2, "B", 60000, 3, 0, got, LEASE_JOBS, &n, &failed), 0);
+    assert_int_equal(n, 0);
+    assert_int_equal(failed, 0);
+    assert_int_equal(store_job_start(st2, ids[1], "B", 60000, 3, &started), VG_ECONFLICT);
+    store_job j;
+    assert_int_equal(store_job_get(st, NULL, ids[0], f->a, &j), 0);
+    assert_int_equal(j.state, STORE_JOB_RUNNING);
+    assert_string_equal(j.owner, "A");
+
+    /* A stops renewing: every lease ends now */
+    assert_int_equal(store_job_renew(st, "A", 0, &n), 0);
+    assert_int_equal(n, LEASE_JOBS);
+    lease_claimer cl[2] = {{.st = st, .node = "B"}, {.st = st2, .node = "C"}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, lease_claim_main, &cl[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(cl[0].rc, 0);
+    assert_int_equal(cl[1].rc, 0);
+    assert_int_equal(cl[0].n + cl[1].n, LEASE_JOBS);
+    assert_int_equal(cl[0].failed + cl[1].failed, 0);
+    for (int i = 0; i < LEASE_JOBS; i++) {
+        int times = 0;
+        const char *by = NULL;
+        for (int k = 0; k < 2; k++)
+            for (size_t m = 0; m < cl[k].n; m++)
+                if (strcmp(cl[k].ids[m], ids[i]) == 0) {
+                    times++;
+                    by = cl[k].node;
+                }
+        assert_int_equal(times, 1);
+        assert_int_equal(store_job_get(st, NULL, ids[i], f->a, &j), 0);
+        assert_int_equal(j.state, STORE_JOB_QUEUED);
+        assert_string_equal(j.owner, by);
+    }
+    /* taken again by nobody: the takers' leases are live */
+    assert_int_equal(store_job_takeover(st, "D", 60000, 3, 0, got, LEASE_JOBS, &n, &failed), 0);
+    assert_int_equal(n, 0);
+    /* A lost the job it was running: its progress and end are refused */
+    assert_int_equal(store_job_progress(st, ids[0], "A", 0.5), VG_ECONFLICT);
+    assert_int_equal(store_job_finish(st, ids[0], "A", STORE_JOB_DONE, "{}", NULL, 0),
+                     VG_ECONFLICT);
+    assert_int_equal(store_job_get(st, NULL, ids[0], f->a, &j), 0);
+    assert_int_equal(store_job_start(st, ids[0], j.owner, 60000, 3, &started), 0);
+    assert_true(started);
+    assert_int_equal(store_job_get(st, NULL, ids[0], f->a, &j), 0);
+    assert_int_equal(j.attempts, 2);
+    store_close(st2);
     store_close(st);
 }
 
@@ -870,6 +976,11 @@ static void test_keys(void **state)
     assert_true(exists);
     assert_int_equal(store_admin_key_set(f->st, h3, a1b), 0);
     assert_string_equal(a1, a1b);
+    uint8_t live[32];
+    assert_int_equal(store_admin_key_hash(f->st, live), 0);
+    assert_memory_equal(live, h3, 32);
+    int64_t head0 = 0, head1 = 0;
+    assert_int_equal(store_changes_head(f->st, &head0), 0); /* set and re-set: no rotation */
     assert_int_equal(store_key_authenticate(f->st, h3, f->a, &k), 0);
     assert_int_equal(k.role, STORE_ROLE_ADMIN);
     assert_string_equal(k.tenant_id, "");
@@ -877,6 +988,20 @@ static void test_keys(void **state)
     fill(h4, 32, 4);
     assert_int_equal(store_admin_key_set(f->st, h4, a2), 0);
     assert_string_not_equal(a1, a2);
+    /* a rotation is in the change log for the other nodes (tenant "", object "admin") */
+    store_change ch[4];
+    size_t nch = 0;
+    assert_int_equal(store_changes_read(f->st, head0, ch, 4, &nch), 0);
+    assert_int_equal(nch, 1);
+    assert_int_equal(ch[0].kind, STORE_CHANGE_KEY);
+    assert_true(ch[0].remove);
+    assert_string_equal(ch[0].tenant_id, "");
+    assert_string_equal(ch[0].object_id, "admin");
+    assert_int_equal(store_admin_key_hash(f->st, live), 0);
+    assert_memory_equal(live, h4, 32);
+    assert_int_equal(store_admin_key_set(f->st, h4, NULL), 0); /* idempotent: no row */
+    assert_int_equal(store_changes_head(f->st, &head1), 0);
+    assert_int_equal(head1, ch[0].seq);
     assert_int_equal(store_key_authenticate(f->st, h3, f->a, &k), VG_EPERM); /* replaced */
     assert_int_equal(store_key_authenticate(f->st, h4, f->a, &k), 0);
     assert_int_equal(store_admin_key_set(f->st, h3, a1b), 0); /* back to the first one */
@@ -2323,6 +2448,71 @@ static void test_two_nodes_one_database(void **state)
 
 /* ---- PostgreSQL sessions killed under the store --------------------------------------------- */
 
+/* The database goes away for good (its sessions terminated and new ones refused: ALLOW_CONNECTIONS
+ * false, an outage of this test's database only, so parallel tests keep their server): the first
+ * call waits out reconnect_timeout_ms and fails VG_EUNAVAIL; from then on reads and writes fail
+ * at once with "database unavailable" (well under half the reconnect timeout: a generous bound,
+ * the point being that no call waits out its own reconnect) and the stats say so. Once the
+ * database takes connections again a call after the backoff reconnects and the write
+ * acknowledged before the outage is there. */
+static void test_pg_unavailable_fails_fast(void **state)
+{
+    fx *f = *state;
+    if (!g_pg) {
+        print_message("skipped on SQLite: takes the PostgreSQL database away\n");
+        skip();
+    }
+    store_config c;
+    fx_config(f, &c);
+    c.reconnect_timeout_ms = 2000;
+    c.retry_max_ms = 200;
+    store *st = NULL;
+    assert_int_equal(store_open(&c, &st), 0);
+    char acked[STORE_ID_MAX], t[STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(st, "acked", STORE_TENANT_CREATOR, acked), 0);
+    char sql[300];
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS false", f->dbname);
+    assert_int_equal(pg_admin(sql), 0);
+    snprintf(sql, sizeof sql,
+             "DO $$BEGIN PERFORM pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname "
+             "= '%s'; END$$",
+             f->dbname);
+    assert_int_equal(pg_admin(sql), 0);
+
+    assert_int_equal(store_tenant_create(st, "lost", STORE_TENANT_CREATOR, t), VG_EUNAVAIL);
+    store_stats ss;
+    store_stats_get(st, &ss);
+    assert_true(ss.unavailable_since_ms > 0);
+    uint64_t t0 = vg_now_ns();
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(store_ping(st), VG_EUNAVAIL);
+        assert_non_null(strstr(vg_err_msg(), "database unavailable"));
+        assert_int_equal(store_tenant_create(st, "lost", STORE_TENANT_CREATOR, t), VG_EUNAVAIL);
+    }
+    uint64_t ms = (vg_now_ns() - t0) / 1000000;
+    print_message("10 calls while the database was down took %llu ms in all\n",
+                  (unsigned long long)ms);
+    assert_true(ms < c.reconnect_timeout_ms / 2);
+    store_stats_get(st, &ss);
+    assert_true(ss.unavailable_fails >= 5);
+
+    snprintf(sql, sizeof sql, "ALTER DATABASE %s ALLOW_CONNECTIONS true", f->dbname);
+    assert_int_equal(pg_admin(sql), 0);
+    int rc = -1;
+    for (int i = 0; i < 300 && rc != 0; i++) { /* a bound on a hung test, not a timing check */
+        rc = store_ping(st);
+        if (rc)
+            usleep(20000);
+    }
+    assert_int_equal(rc, 0);
+    store_stats_get(st, &ss);
+    assert_int_equal(ss.unavailable_since_ms, 0);
+    store_tenant tn;
+    assert_int_equal(store_tenant_get(st, acked, f->a, &tn), 0);
+    assert_int_equal(store_tenant_create(st, "after", STORE_TENANT_CREATOR, t), 0);
+    store_close(st);
+}
+
 /* Every session of the store is terminated by the server (pg_terminate_backend, what an
  * operator or a failover does): the next writes and reads, single statements and the
  * multi-statement read of a notice source, succeed on new sessions without any call to the
@@ -2642,6 +2832,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_migrate_v5_video, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_change_log, setup, teardown),
         cmocka_unit_test_setup_teardown(test_video_jobs, setup_dir, teardown),
+        cmocka_unit_test_setup_teardown(test_video_job_lease, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_migrate_v4_pdq_regions_and_mechanism, setup_dir,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_refuse_newer_schema, setup_dir, teardown),
@@ -2675,6 +2866,7 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_pg_commit_connection_lost, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_listen_wakes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_pg_restart_mid_stream, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_unavailable_fails_fast, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -35,6 +35,9 @@
 #define CATALOG__SYNC_BATCH 256
 /* How often one node prunes log rows older than STORE_CHANGES_KEEP_MS. */
 #define CATALOG__SYNC_PRUNE_INTERVAL_MS (3600ll * 1000)
+/* While polls keep failing (the database is down: the store then fails each at once), the first
+ * failure is logged and then one line per this interval, with the count, not one per poll. */
+#define CATALOG__SYNC_WARN_INTERVAL_MS (10ll * 1000)
 
 struct catalog__sync {
     catalog *c;              /* borrowed: the owner */
@@ -50,6 +53,8 @@ struct catalog__sync {
     int64_t pending_oldest_ms; /* created_ms of the first unapplied row seen; 0 if none */
     int64_t last_poll_ms;      /* wall clock of the last poll that reached the head; 0 before */
     int64_t last_prune_ms;
+    int64_t last_warn_ms; /* a failed poll was last logged then */
+    uint64_t failed_run;  /* polls failed in a row */
     uint64_t applied, skipped, polls, wakeups, errors, catch_ups;
     store_change batch[CATALOG__SYNC_BATCH]; /* poll_mu */
 };
@@ -241,10 +246,19 @@ int catalog_sync_poll(catalog *c, size_t *n_applied)
     }
     int64_t now = vg_wall_ms();
     pthread_mutex_lock(&s->mu);
-    if (rc == VG_OK)
+    int warn = 0;
+    uint64_t failed_run = 0;
+    if (rc == VG_OK) {
         s->last_poll_ms = now;
-    else
+        s->failed_run = 0;
+    } else {
         s->errors++;
+        failed_run = ++s->failed_run;
+        if (failed_run == 1 || now - s->last_warn_ms >= CATALOG__SYNC_WARN_INTERVAL_MS) {
+            warn = 1;
+            s->last_warn_ms = now;
+        }
+    }
     int prune = rc == VG_OK && now - s->last_prune_ms >= CATALOG__SYNC_PRUNE_INTERVAL_MS;
     if (prune)
         s->last_prune_ms = now;
@@ -252,8 +266,11 @@ int catalog_sync_poll(catalog *c, size_t *n_applied)
     if (rc != VG_OK) {
         char detail[256];
         snprintf(detail, sizeof detail, "%s", vg_err_msg());
-        VG_WARN("catalog", "sync: stopped after seq %lld: %s (retried at the next poll)",
-                (long long)from, detail);
+        if (warn)
+            VG_WARN("catalog",
+                    "sync: stopped after seq %lld: %s (retried at the next poll; %llu failed "
+                    "in a row)",
+                    (long long)from, detail, (unsigned long long)failed_run);
         vg_err_set(rc, "%s", detail);
     }
     pthread_mutex_unlock(&s->poll_mu);

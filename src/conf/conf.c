@@ -31,6 +31,8 @@ static const conf_def rows[] = {
     {"db_read_connections", CONF_INT, "4", "read connections in the store's pool", NULL, 1, 64, 0, F(db_read_connections)},
     {"db_connect_timeout", CONF_DURATION, "5s", "PostgreSQL: connect timeout (whole seconds, at least 2)", NULL, 1000, 600000, 0, F(db_connect_timeout_ms)},
     {"db_statement_timeout", CONF_DURATION, "30s", "PostgreSQL: longest statement; longer fails as busy (503) (0: none)", NULL, 0, 86400000, 0, F(db_statement_timeout_ms)},
+    {"db_reconnect_timeout", CONF_DURATION, "15s", "PostgreSQL: a lost connection is re-established for this long (a restart takes about a second); then the database is taken as down and requests get 503 'database unavailable' at once", NULL, 100, 600000, 0, F(db_reconnect_timeout_ms)},
+    {"db_retry_max", CONF_DURATION, "5s", "PostgreSQL: while the database is down, one request tries to reconnect after a wait doubling from 100 ms up to this; the others fail at once", NULL, 100, 600000, 0, F(db_retry_max_ms)},
     {"db_txn_attempts", CONF_INT, "10", "PostgreSQL: tries of a write transaction hit by a serialization failure, deadlock or lost connection", NULL, 1, 1000, 0, F(db_txn_attempts)},
     {"models_dir", CONF_STRING, "", "directory of the face model weights (empty: the build's models/)", NULL, 0, 0, 0, F(models_dir)},
     {"admin_key", CONF_STRING, "", "admin API key (empty: generate one at first start, print it once, store its hash)", NULL, 0, 0, 1, F(admin_key)},
@@ -143,6 +145,9 @@ static const conf_def rows[] = {
     {"index_sync_interval", CONF_DURATION, "100ms", "how often a node reads the change log to apply other nodes' reference adds, removes and key revokes", NULL, 10, 60000, 0, F(index_sync_interval_ms)},
     {"index_sync_before_analysis", CONF_BOOL, "true", "an analysis first applies change-log rows its node has not applied yet (one indexed read of the log head per request), so it matches what any node acknowledged before it began", NULL, 0, 0, 0, F(index_sync_before_analysis)},
     {"index_max_lag", CONF_DURATION, "5s", "health turns not-ready while the oldest unapplied change-log row is older than this, or the log was not read for this long (at least twice index_sync_interval)", NULL, 100, 3600000, 0, F(index_max_lag_ms)},
+    /* video jobs on several nodes (docs/SCALING.md "Video jobs") */
+    {"node_id", CONF_STRING, "", "this node's name in the shared database, owner of the video jobs it queued (empty: <hostname>-<pid>; a node restarted with the same name takes its jobs back at once)", NULL, 0, 0, 0, F(node_id)},
+    {"video_job_lease", CONF_DURATION, "30s", "a node holds its video jobs this long and renews them every third of it; another node takes a job over once its lease has run out (the owner died)", NULL, 300, 3600000, 0, F(video_job_lease_ms)},
     /* test-only fault injection (never in production) */
     {"fault_analysis_error_rate", CONF_FLOAT, "0", "TEST ONLY: share of computed images failed on purpose (0..1)", NULL, 0, 1, 0, F(fault_analysis_error_rate)},
     {"fault_stage_delay_ms", CONF_INT, "0", "TEST ONLY: sleep this long before each computed image's decode (ms)", NULL, 0, 60000, 0, F(fault_stage_delay_ms)},

@@ -61,6 +61,8 @@ typedef struct conf_settings {
     uint64_t db_connect_timeout_ms;   /* PostgreSQL connect_timeout */
     uint64_t db_statement_timeout_ms; /* PostgreSQL statement_timeout; 0 = none */
     int64_t db_txn_attempts;          /* PostgreSQL write-transaction tries */
+    uint64_t db_reconnect_timeout_ms; /* PostgreSQL: reconnect this long, then fail fast */
+    uint64_t db_retry_max_ms;         /* PostgreSQL: longest wait between probes while down */
 
     char *models_dir;     /* "" = the build's models directory */
     char *admin_key;      /* "" = generate at first start (stored hashed) */
@@ -173,6 +175,9 @@ typedef struct conf_settings {
     uint64_t index_sync_interval_ms; /* change-log poll */
     uint64_t index_max_lag_ms;       /* readiness limit on the sync lag */
     int index_sync_before_analysis;  /* read-your-writes across nodes */
+    /* video jobs on several nodes */
+    char *node_id;               /* owner name of this node's jobs; "" = <hostname>-<pid> */
+    uint64_t video_job_lease_ms; /* a job's lease; renewed every third of it */
     /* where each value came from, by table index (for the start-up log and tests) */
     unsigned char source[192];
 } conf_settings;

@@ -614,6 +614,29 @@ static void eval_burn(ops_alert *e, int64_t now_ms)
     }
 }
 
+/* One severity: a lagging node misses references added elsewhere, and nginx's passive checks do
+ * not read the health route, so it may go on answering. The limit is the node's own setting, so
+ * the rule and the readiness check agree. */
+static void eval_index_lag(ops_alert *e, int64_t now_ms)
+{
+    double lag_ms, limit_ms;
+    if (e->cfg.index_lag(e->cfg.index_lag_ctx, &lag_ms, &limit_ms) != VG_OK || !(lag_ms > limit_ms))
+        return;
+    observation o = {.src = SRC_THRESHOLD,
+                     .name = "index_sync_lag_high",
+                     .n_kv = 1,
+                     .sev = OPS_SEV_CRITICAL,
+                     .value = lag_ms,
+                     .threshold = limit_ms,
+                     .for_ms = e->cfg.for_ms};
+    o.kv[0] = "kpi", o.kv[1] = "index_sync_lag_ms";
+    snprintf(o.summary, sizeof(o.summary),
+             "index sync lag %.0f ms over its limit %.0f ms (index_max_lag): the node is not "
+             "ready and misses other nodes' changes",
+             lag_ms, limit_ms);
+    observe(e, &o, now_ms);
+}
+
 void ops_alert_evaluate(void *ctx, const ops_kpis *w1m, const ops_kpis *w5m, const ops_kpis *w1h,
                         int64_t now_ms)
 {
@@ -625,6 +648,8 @@ void ops_alert_evaluate(void *ctx, const ops_kpis *w1m, const ops_kpis *w5m, con
         e->alerts[i].seen = 0;
     int done[SRCS] = {0};
     eval_thresholds(e, w1m, w5m, now_ms);
+    if (e->cfg.index_lag)
+        eval_index_lag(e, now_ms);
     done[SRC_THRESHOLD] = 1;
     if (e->cfg.anomaly && w1m &&
         (e->last_anomaly_ms == 0 ||

@@ -5,7 +5,7 @@
  *     (condition true) pending --`for` elapsed--> firing --(condition false)--> resolved
  *                      pending --(condition false before `for`)--> dropped (never notified)
  *
- * Three kinds of rule feed it:
+ * Four kinds of rule feed it:
  *   - threshold rules with the platform's defaults (CPU, memory, analysis P95, error rates,
  *     cache hit rate), each with a warning and a critical bound and a `for` duration, so one
  *     spike never fires;
@@ -14,7 +14,11 @@
  *     count, raises an `anomaly` alert at severity info;
  *   - SLO burn-rate alerts in the multi-window form (1 h and 5 min both over 14.4x: critical
  *     page; 6 h and 30 min over 6x: critical page; 3 d and 6 h over 1x: warning ticket), the
- *     bad-event ratios read through a callback (the ops object's ops_sli_bad_ratio).
+ *     bad-event ratios read through a callback (the ops object's ops_sli_bad_ratio);
+ *   - the index sync lag rule (several nodes, docs/SCALING.md): critical while the node's index
+ *     has trailed the shared change log by more than its limit (index_max_lag) for `for`, read
+ *     through a callback; such a node is not ready and, if it still gets analyses, misses
+ *     references other nodes added.
  * Severities are info < warning < critical < emergency. A firing alert that nobody acknowledged
  * for `escalate_after` moves up one severity and is notified again. Silences (label matchers and
  * an end time) mute notifications without hiding the alert. Every transition is an event in a
@@ -60,6 +64,10 @@ int ops_severity_parse(const char *name, ops_severity *out);
 /* The fraction of bad events of SLO `slo` (an ops_slo value) over the last window_s seconds of
  * ops time; VG_ENOTFOUND when the window holds no events (the rule then stays quiet). */
 typedef int (*ops_alert_sli_fn)(void *ctx, int slo, double window_s, int64_t now_ms, double *ratio);
+/* The node's index sync lag now (ms: the larger of the oldest unapplied change-log row's age and
+ * the time since the log was last read to its head) and its limit (ms). VG_ENOTFOUND when there
+ * is nothing to measure (the rule then stays quiet). Called on the tick thread: must be quick. */
+typedef int (*ops_alert_lag_fn)(void *ctx, double *lag_ms, double *limit_ms);
 
 #define OPS_ALERT_MAX_LABELS 6
 #define OPS_ALERT_LABEL_BYTES 48
@@ -125,6 +133,9 @@ typedef struct ops_alert_config {
     int64_t burn_interval_ms;          /* evaluate every 30 s */
     ops_alert_sli_fn sli;              /* NULL: no burn-rate rules */
     void *sli_ctx;                     /* borrowed */
+    /* index sync lag: fires after for_ms over the limit */
+    ops_alert_lag_fn index_lag; /* NULL: no index sync lag rule */
+    void *index_lag_ctx;        /* borrowed */
     /* escalation, bounds */
     int64_t escalate_after_ms; /* 900000; 0 = never */
     size_t max_events, max_recent, max_silences;

@@ -147,6 +147,20 @@ static int alerts_sli(void *ctx, int slo, double window_s, int64_t now_ms, doubl
     return ops_sli_bad_ratio(ctx, (ops_slo)slo, window_s, now_ms, ratio);
 }
 
+/* The index sync lag rule's reading: the same two ages and limit as the index_sync health
+ * check (server.c), from the catalog's sync counters. */
+static int alerts_index_lag(void *ctx, double *lag_ms, double *limit_ms)
+{
+    server *s = ctx;
+    if (!s->cat)
+        return VG_ENOTFOUND;
+    catalog_sync_stats ss;
+    catalog_sync_stats_get(s->cat, &ss);
+    *lag_ms = (double)(ss.lag_ms > ss.since_poll_ms ? ss.lag_ms : ss.since_poll_ms);
+    *limit_ms = (double)s->cfg->index_max_lag_ms;
+    return VG_OK;
+}
+
 int server__alerts_open(server *s)
 {
     const conf_settings *c = s->cfg;
@@ -202,6 +216,8 @@ int server__alerts_open(server *s)
         ac.sli = alerts_sli;
         ac.sli_ctx = s->ops;
     }
+    ac.index_lag = alerts_index_lag;
+    ac.index_lag_ctx = s;
     ac.notify = ops_webhook_notify;
     ac.notify_ctx = s->webhook;
     rc = ops_alert_new(&ac, s->reg, &s->alerts);

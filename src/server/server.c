@@ -130,11 +130,21 @@ static void cache_purge(void *arg, const char *tenant, const uint8_t sha256[32])
 }
 
 /* The catalog's key hook: a key revoked on any node is forgotten here within one sync poll (the
- * revoking node already forgot it before answering). */
+ * revoking node already forgot it before answering). tenant "" is the admin key rotated by a
+ * node that started with another admin_key: the live one is read back and replaces the hash
+ * this node started with, and admin entries the cache took from the store are dropped. */
 static void sync_key_revoked(void *arg, const char *tenant, const char *key_id)
 {
     server *s = arg;
     (void)key_id;
+    if (!tenant[0]) {
+        uint8_t h[VG_SHA256_BYTES];
+        if (store_admin_key_hash(s->st, h) == VG_OK)
+            http_keycache_set_admin(s->kc, h);
+        else
+            VG_WARN("server", "admin key rotated elsewhere, but it cannot be read: %s",
+                    vg_err_msg());
+    }
     http_keycache_forget_tenant(s->kc, tenant);
 }
 
@@ -625,6 +635,8 @@ int server_open(const conf_settings *cfg, server **out)
     sc.connect_timeout_ms = (uint32_t)cfg->db_connect_timeout_ms;
     sc.statement_timeout_ms = (uint32_t)cfg->db_statement_timeout_ms;
     sc.txn_max_attempts = (unsigned)cfg->db_txn_attempts;
+    sc.reconnect_timeout_ms = (uint32_t)cfg->db_reconnect_timeout_ms;
+    sc.retry_max_ms = (uint32_t)cfg->db_retry_max_ms;
     if ((rc = store_open(&sc, &s->st)) != VG_OK)
         goto fail;
 

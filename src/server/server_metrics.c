@@ -67,7 +67,7 @@ typedef struct srv_seen {
     uint64_t searches[3];
     uint64_t store_busy, store_commits;
     uint64_t sync_applied, sync_skipped, sync_errors;
-    uint64_t store_txn_retries, store_reconnects;
+    uint64_t store_txn_retries, store_reconnects, store_unavailable_fails;
     uint64_t log_dropped;
     uint64_t model_items[FACE_NET_COUNT][FACE_PRECISIONS];
 } srv_seen;
@@ -96,7 +96,8 @@ struct server_metrics {
     obs_metric *store_latency, *store_busy, *store_commits;
     /* change-log sync (several nodes, docs/SCALING.md) */
     obs_metric *sync_applied, *sync_errors, *sync_lag, *sync_lag_entries, *sync_since;
-    obs_metric *store_txn_retries, *store_reconnects;
+    obs_metric *sync_max_lag; /* the index_max_lag setting: the alert rule compares against it */
+    obs_metric *store_txn_retries, *store_reconnects, *store_unavailable_fails, *store_unavailable;
     /* host: the denominators of CPU % and memory % in the Prometheus rules */
     obs_metric *host_cpus, *host_memory;
     obs_metric *log_dropped;
@@ -238,6 +239,9 @@ static void collect_store(server_metrics *sm, store *st)
     delta(sm->store_commits, NULL, ss.commits, &sm->seen.store_commits);
     delta(sm->store_txn_retries, NULL, ss.txn_retries, &sm->seen.store_txn_retries);
     delta(sm->store_reconnects, NULL, ss.reconnects, &sm->seen.store_reconnects);
+    delta(sm->store_unavailable_fails, NULL, ss.unavailable_fails,
+          &sm->seen.store_unavailable_fails);
+    obs_set(sm->store_unavailable, NULL, ss.unavailable_since_ms ? 1 : 0);
 }
 
 static void collect_sync(server_metrics *sm, catalog *c)
@@ -251,6 +255,7 @@ static void collect_sync(server_metrics *sm, catalog *c)
     obs_set(sm->sync_lag_entries, NULL,
             (double)(ss.head_seq > ss.applied_seq ? ss.head_seq - ss.applied_seq : 0));
     obs_set(sm->sync_since, NULL, (double)ss.since_poll_ms / 1e3);
+    obs_set(sm->sync_max_lag, NULL, (double)sm->s->cfg->index_max_lag_ms / 1e3);
 }
 
 static void collect(void *ctx)
@@ -440,6 +445,12 @@ int server__metrics_open(server *s)
       "log lines a client can trigger per request (refusals, failed lookups) dropped past their "
       "rate limit of 10 lines per 10 s per call site",
       NULL, &sm->log_dropped);
+    C("vigil_store_unavailable_fails_total",
+      "store calls failed at once (503 database unavailable) while PostgreSQL was known down", NULL,
+      &sm->store_unavailable_fails);
+    G("vigil_store_unavailable",
+      "1 while PostgreSQL is known down (a reconnect gave up) and store calls fail at once", NULL,
+      &sm->store_unavailable);
 
     C("vigil_index_sync_entries_total",
       "change-log rows this node applied to its index (applied: other nodes' writes; own: its "
@@ -453,6 +464,9 @@ int server__metrics_open(server *s)
       &sm->sync_lag_entries);
     G("vigil_index_sync_last_poll_age_seconds",
       "time since this node last read the change log up to its head", NULL, &sm->sync_since);
+    G("vigil_index_sync_max_lag_seconds",
+      "the index_max_lag setting: past it the node is not ready and VigilIndexSyncLag fires", NULL,
+      &sm->sync_max_lag);
 
     G("vigil_host_cpus", "CPUs this process may run on (the denominator of CPU %)", NULL,
       &sm->host_cpus);

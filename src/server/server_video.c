@@ -14,9 +14,14 @@
  *     <data_dir>/jobs, a job row is committed, and the answer is 202 with Location; otherwise
  *     the tenant's video index is searched (vPDQ rule), the scan recorded, and the answer given.
  * Jobs run on the same workers (answers waiting on a worker go first) and survive a restart: the
- * row is written before the 202, store_job_recover re-queues at start what a dead server left
- * running (failing it after video_job_max_attempts starts), and the bytes are deleted once the
- * job ends. A finished job may POST its JSON to the request's callback_url (one retry).
+ * row is written before the 202, owned by this node (node_id) under a lease (video_job_lease)
+ * that the heartbeat thread renews every third of it. At start the node takes back its own open
+ * jobs (same node_id) and takes over every job whose lease ran out; the heartbeat takes over
+ * such jobs periodically too, so a dead node's jobs are resumed by exactly one live node
+ * (store_job_takeover), failing after video_job_max_attempts starts. The bytes live in this
+ * node's data_dir: a node that takes over another's job without them fails it cleanly ("the
+ * uploaded video of this job is gone"). The bytes are deleted once the job ends. A finished job
+ * may POST its JSON to the request's callback_url (one retry).
  *
  * Threads: `server_video` is created by server_open before the HTTP server starts and freed by
  * server_close after the last analysis answered; the queue is guarded by `mu`; each task is
@@ -36,6 +41,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "analyze/analyze.h"
@@ -46,6 +52,9 @@
 #define SERVER_VIDEO_JOBS_DIR "jobs"
 #define SERVER_VIDEO_CALLBACK_ATTEMPTS 2 /* one retry, no storm */
 #define SERVER_VIDEO_CALLBACK_RETRY_MS 1000
+/* Jobs one heartbeat takes over and queues at once; more wait for the next beat (or the node's
+ * store_job_queued at its next start). */
+#define SERVER_VIDEO_TAKEOVER_MAX_JOBS 64
 
 typedef enum { VT_REFERENCE = 0, VT_ANALYZE, VT_JOB } vt_kind;
 
@@ -76,8 +85,14 @@ struct server_video {
     pthread_t *threads;
     size_t n_threads;
     char jobs_dir[4096];
-    obs_metric *m_limits, *m_jobs;
+    obs_metric *m_limits, *m_jobs, *m_takeovers;
     int curl_init; /* curl_global_init succeeded: paired with curl_global_cleanup */
+    /* node ownership of jobs: the heartbeat thread sleeps on hb_cv (under mu) */
+    char node[STORE_JOB_OWNER_MAX_BYTES];
+    int64_t lease_ms;
+    pthread_cond_t hb_cv;
+    pthread_t hb;
+    int hb_started;
 };
 
 /* ---- recognising a video -------------------------------------------------------------------- */
@@ -572,7 +587,7 @@ static void make_job(server_video *v, vtask *t)
     char id[STORE_ID_MAX];
     int rc = params ? vg_write_file_atomic(path, t->bytes, t->len) : VG_ENOMEM;
     if (rc == VG_OK) {
-        rc = store_job_create(s->st, t->tenant, params, rel, t->len, id);
+        rc = store_job_create(s->st, t->tenant, params, rel, t->len, v->node, v->lease_ms, id);
         if (rc != VG_OK)
             unlink(path);
     }
@@ -606,7 +621,8 @@ static void run_job(server_video *v, face_engine **fe, const char *id)
     server *s = v->s;
     const conf_settings *c = s->cfg;
     int started = 0;
-    if (store_job_start(s->st, id, (int)c->video_job_max_attempts, &started) != VG_OK) {
+    if (store_job_start(s->st, id, v->node, v->lease_ms, (int)c->video_job_max_attempts,
+                        &started) != VG_OK) {
         VG_WARN("video", "job %s: %s", id, vg_err_msg());
         return;
     }
@@ -653,7 +669,7 @@ static void run_job(server_video *v, face_engine **fe, const char *id)
         if (rc != VG_OK) {
             status = video_error(v, rc, msg, sizeof msg, &code);
         } else {
-            store_job_progress(s->st, id, 0.6);
+            store_job_progress(s->st, id, v->node, 0.6);
             vg_level level = (vg_level)c->default_level;
             const char *lv = jstr(p, "level");
             if (lv)
@@ -669,10 +685,11 @@ static void run_job(server_video *v, face_engine **fe, const char *id)
         snprintf(msg, sizeof msg, "%s", vg_err_msg()[0] ? vg_err_msg() : vg_strerror(rc));
     }
     char *result = answer ? json_dumps(answer, JSON_COMPACT | JSON_REAL_PRECISION(10)) : NULL;
-    int frc = rc == VG_OK && result ? store_job_finish(s->st, id, STORE_JOB_DONE, result, NULL, 0)
-                                    : store_job_finish(s->st, id, STORE_JOB_FAILED, NULL,
-                                                       rc == VG_OK ? "out of memory" : msg,
-                                                       rc == VG_OK ? 500 : status);
+    int frc =
+        rc == VG_OK && result
+            ? store_job_finish(s->st, id, v->node, STORE_JOB_DONE, result, NULL, 0)
+            : store_job_finish(s->st, id, v->node, STORE_JOB_FAILED, NULL,
+                               rc == VG_OK ? "out of memory" : msg, rc == VG_OK ? 500 : status);
     if (frc != VG_OK)
         VG_ERROR("video", "job %s: cannot record its end: %s", id, vg_err_msg());
     else if (v->m_jobs)
@@ -789,6 +806,63 @@ static void *worker(void *arg)
     return NULL;
 }
 
+/* ---- node ownership ------------------------------------------------------------------------- */
+
+/* Takes over the jobs whose lease ran out (own: this node's own, what its previous process
+ * left, at start) and, with queue, queues them here (at start store_job_queued does). Counts the
+ * jobs taken from another node in vigil_video_job_takeovers_total, the failed ones in
+ * vigil_video_jobs_total. */
+static int take_over(server_video *v, int own, int queue, size_t *out_n)
+{
+    char ids[SERVER_VIDEO_TAKEOVER_MAX_JOBS][STORE_ID_MAX];
+    size_t n = 0, failed = 0;
+    int rc =
+        store_job_takeover(v->s->st, v->node, v->lease_ms, (int)v->s->cfg->video_job_max_attempts,
+                           own, ids, VG_ARRAY_LEN(ids), &n, &failed);
+    if (rc != VG_OK)
+        return rc;
+    if (failed && v->m_jobs)
+        obs_add(v->m_jobs, OBS_LABELS("failed"), failed);
+    for (size_t i = 0; queue && i < n && rc == VG_OK; i++)
+        rc = enqueue_job(v, ids[i]);
+    if (!own && n && v->m_takeovers)
+        obs_add(v->m_takeovers, NULL, n);
+    if (n || failed)
+        VG_INFO("video", "jobs: took over %zu %s, failed %zu after their attempts", n,
+                own ? "of this node's previous process" : "whose node stopped renewing them",
+                failed);
+    if (out_n)
+        *out_n = n;
+    return rc;
+}
+
+/* The heartbeat: every third of the lease, renews this node's open jobs and takes over the jobs
+ * of nodes that stopped renewing theirs. A failed beat (database down) is retried at the next;
+ * the lease is three beats long, so one missed beat loses nothing. */
+static void *heartbeat(void *arg)
+{
+    server_video *v = arg;
+    uint64_t beat_ms = (uint64_t)v->lease_ms / 3;
+    pthread_mutex_lock(&v->mu);
+    while (!v->stop) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        uint64_t ns = (uint64_t)ts.tv_nsec + (beat_ms % 1000) * 1000000ull;
+        ts.tv_sec += (time_t)(beat_ms / 1000 + ns / 1000000000ull);
+        ts.tv_nsec = (long)(ns % 1000000000ull);
+        pthread_cond_timedwait(&v->hb_cv, &v->mu, &ts);
+        if (v->stop)
+            break;
+        pthread_mutex_unlock(&v->mu);
+        if (store_job_renew(v->s->st, v->node, v->lease_ms, NULL) != VG_OK ||
+            take_over(v, 0, 1, NULL) != VG_OK)
+            VG_WARN("video", "job heartbeat: %s", vg_err_msg());
+        pthread_mutex_lock(&v->mu);
+    }
+    pthread_mutex_unlock(&v->mu);
+    return NULL;
+}
+
 /* ---- handlers ------------------------------------------------------------------------------- */
 
 static void submit(server *s, vtask *t)
@@ -900,7 +974,19 @@ int server__video_open(server *s)
     v->s = s;
     pthread_mutex_init(&v->mu, NULL);
     pthread_cond_init(&v->cv, NULL);
+    pthread_cond_init(&v->hb_cv, NULL);
     s->video = v;
+    v->lease_ms = (int64_t)s->cfg->video_job_lease_ms;
+    if (s->cfg->node_id && s->cfg->node_id[0]) {
+        if (strlen(s->cfg->node_id) >= sizeof v->node)
+            return vg_err_set(VG_EINVAL, "node_id is longer than %zu bytes", sizeof v->node - 1);
+        snprintf(v->node, sizeof v->node, "%s", s->cfg->node_id);
+    } else {
+        char host[64] = "";
+        if (gethostname(host, sizeof host - 1) != 0 || !host[0])
+            snprintf(host, sizeof host, "vigil");
+        snprintf(v->node, sizeof v->node, "%s-%ld", host, (long)getpid());
+    }
     /* before any worker: libcurl's global state is not set up thread-safely on demand */
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0)
         return vg_err_set(VG_EINTERNAL, "libcurl cannot be initialised");
@@ -914,33 +1000,35 @@ int server__video_open(server *s)
             rc = obs_counter_register(s->reg, "vigil_video_jobs_total",
                                       "video jobs by outcome (queued, done, failed, refused)",
                                       "outcome", &v->m_jobs);
+        if (rc == VG_OK)
+            rc = obs_counter_register(s->reg, "vigil_video_job_takeovers_total",
+                                      "video jobs this node took over from a node whose lease "
+                                      "ran out",
+                                      NULL, &v->m_takeovers);
         if (rc != VG_OK)
             return rc;
     }
     snprintf(v->jobs_dir, sizeof v->jobs_dir, "%s/%s", s->cfg->data_dir, SERVER_VIDEO_JOBS_DIR);
     if ((rc = vg_mkdir_p(v->jobs_dir)) != VG_OK)
         return rc;
-    /* Jobs a dead server left running go back to the queue (or fail after their attempts),
-     * then every queued job is queued here, oldest first. */
-    size_t requeued = 0, failed = 0, n = 0;
-    if ((rc = store_job_recover(s->st, (int)s->cfg->video_job_max_attempts, &requeued, &failed)) !=
-        VG_OK)
+    /* This node's previous process's jobs (same node_id) and every job whose lease ran out come
+     * to this node (or fail after their attempts), then every queued job it owns is queued here,
+     * oldest first. */
+    size_t n = 0;
+    if ((rc = take_over(v, 0, 0, NULL)) != VG_OK || (rc = take_over(v, 1, 0, NULL)) != VG_OK)
         return rc;
     vg_arena *a = vg_arena_new(0);
     char(*ids)[STORE_ID_MAX] = NULL;
     if (!a)
         return vg_err_set(VG_ENOMEM, "out of memory");
-    rc = store_job_queued(s->st, (size_t)s->cfg->video_max_queued_jobs, a, &ids, &n);
+    rc = store_job_queued(s->st, v->node, (size_t)s->cfg->video_max_queued_jobs, a, &ids, &n);
     for (size_t i = 0; rc == VG_OK && i < n; i++)
         rc = enqueue_job(v, ids[i]);
     vg_arena_free(a);
     if (rc != VG_OK)
         return rc;
-    if (requeued || failed || n)
-        VG_INFO("video",
-                "jobs: %zu interrupted re-queued, %zu failed after their attempts, %zu "
-                "queued",
-                requeued, failed, n);
+    if (n)
+        VG_INFO("video", "jobs: %zu queued on node %s", n, v->node);
     v->threads = vg_calloc((size_t)s->cfg->video_workers, sizeof *v->threads);
     if (!v->threads)
         return vg_err_set(VG_ENOMEM, "out of memory");
@@ -949,6 +1037,9 @@ int server__video_open(server *s)
             return vg_err_set(VG_EINTERNAL, "cannot start a video worker: %s", strerror(errno));
         v->n_threads++;
     }
+    if (pthread_create(&v->hb, NULL, heartbeat, v) != 0)
+        return vg_err_set(VG_EINTERNAL, "cannot start the job heartbeat: %s", strerror(errno));
+    v->hb_started = 1;
     return VG_OK;
 }
 
@@ -960,7 +1051,10 @@ void server__video_close(server *s)
     pthread_mutex_lock(&v->mu);
     v->stop = 1;
     pthread_cond_broadcast(&v->cv);
+    pthread_cond_signal(&v->hb_cv);
     pthread_mutex_unlock(&v->mu);
+    if (v->hb_started)
+        pthread_join(v->hb, NULL);
     for (size_t i = 0; i < v->n_threads; i++)
         pthread_join(v->threads[i], NULL);
     /* Waiting clients get 503; queued jobs stay queued in the store for the next start. */
@@ -976,6 +1070,7 @@ void server__video_close(server *s)
     vg_free(v->threads);
     if (v->curl_init)
         curl_global_cleanup();
+    pthread_cond_destroy(&v->hb_cv);
     pthread_cond_destroy(&v->cv);
     pthread_mutex_destroy(&v->mu);
     vg_free(v);

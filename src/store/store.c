@@ -35,6 +35,8 @@
 #define STORE_TXN_RETRY_MAX_WAIT_MS 100     /* longest wait between two tries (before jitter) */
 #define STORE_DEFAULT_CONNECT_TIMEOUT_MS 5000
 #define STORE_DEFAULT_STATEMENT_TIMEOUT_MS 30000
+#define STORE_DEFAULT_RECONNECT_TIMEOUT_MS 15000
+#define STORE_DEFAULT_RETRY_MAX_MS 5000
 
 struct store_wop {
     store_write_fn fn;
@@ -72,6 +74,8 @@ void store_stats_get(store *st, store_stats *out)
     out->txn_retries = atomic_load(&st->ctr.txn_retries);
     out->reconnects = atomic_load(&st->ctr.reconnects);
     out->change_notifies = atomic_load(&st->ctr.change_notifies);
+    out->unavailable_since_ms = atomic_load(&st->ctr.db_down_since_ms);
+    out->unavailable_fails = atomic_load(&st->ctr.db_fast_fails);
     pthread_mutex_lock(&st->ctr.err_mu);
     memcpy(out->last_error, st->ctr.last_error, sizeof out->last_error);
     out->last_error_ms = st->ctr.last_error_ms;
@@ -519,6 +523,8 @@ void store_config_default(store_config *cfg)
     cfg->txn_max_attempts = STORE_DEFAULT_TXN_MAX_ATTEMPTS;
     cfg->connect_timeout_ms = STORE_DEFAULT_CONNECT_TIMEOUT_MS;
     cfg->statement_timeout_ms = STORE_DEFAULT_STATEMENT_TIMEOUT_MS;
+    cfg->reconnect_timeout_ms = STORE_DEFAULT_RECONNECT_TIMEOUT_MS;
+    cfg->retry_max_ms = STORE_DEFAULT_RETRY_MAX_MS;
 }
 
 static void store_destroy(store *st)
@@ -570,6 +576,10 @@ int store__open_at(const store_config *cfg, int target, store **out)
         st->cfg.txn_max_attempts = STORE_DEFAULT_TXN_MAX_ATTEMPTS;
     if (!st->cfg.connect_timeout_ms)
         st->cfg.connect_timeout_ms = STORE_DEFAULT_CONNECT_TIMEOUT_MS;
+    st->ctr.reconnect_timeout_ms = st->cfg.reconnect_timeout_ms
+                                       ? st->cfg.reconnect_timeout_ms
+                                       : STORE_DEFAULT_RECONNECT_TIMEOUT_MS;
+    st->ctr.retry_max_ms = st->cfg.retry_max_ms ? st->cfg.retry_max_ms : STORE_DEFAULT_RETRY_MAX_MS;
     pthread_mutex_init(&st->ck_mu, NULL);
     pthread_cond_init(&st->ck_cv, NULL);
     pthread_mutex_init(&st->rp_mu, NULL);

@@ -113,6 +113,12 @@ typedef struct store_config {
                                     * 0 = 5000 */
     uint32_t statement_timeout_ms; /* statement_timeout: a longer statement fails VG_EBUSY;
                                     * 0 = none; default 30000 */
+    uint32_t reconnect_timeout_ms; /* a lost connection is re-established for this long (a
+                                    * server restart takes about a second); then the database
+                                    * is taken as down; 0 = 15000 */
+    uint32_t retry_max_ms;         /* while down, every call fails at once (VG_EUNAVAIL,
+                                    * "database unavailable") and one call tries to reconnect
+                                    * after a backoff doubling from 100 ms up to this; 0 = 5000 */
 } store_config;
 
 /* Fills the defaults above with path = NULL. */
@@ -151,6 +157,9 @@ typedef struct store_stats {
     uint64_t reconnects;           /* PostgreSQL: connections re-established after a loss
                                     * (the LISTEN session's included) */
     uint64_t change_notifies;      /* PostgreSQL: change-log notifications received (LISTEN) */
+    int64_t unavailable_since_ms;  /* PostgreSQL: wall clock since when the database is known down
+                                    * (calls fail at once); 0 while it answers */
+    uint64_t unavailable_fails;    /* PostgreSQL: calls failed at once while it was down */
     uint64_t sqlite_memory_bytes;  /* SQLite's heap in this process: page caches (bounded per
                                     * connection), schemas, prepared statements; 0 on PostgreSQL
                                     * (the server holds its memory) */
@@ -249,8 +258,12 @@ int store_key_authenticate(store *st, const uint8_t hash[VG_SHA256_BYTES], vg_ar
 int store_admin_key_exists(store *st, int *out_exists);
 /* Makes `hash` the one live admin key: any other live admin key is revoked in the same
  * transaction. Idempotent when `hash` already is the live admin key (so a configured key may be
- * set at every start). out_id (may be NULL) gets the admin key's id. */
+ * set at every start). out_id (may be NULL) gets the admin key's id. A rotation (another admin
+ * key revoked) appends a key-remove row with tenant "" and object "admin" to the change log, so
+ * every node reloads its admin key (store_admin_key_hash) within one sync poll. */
 int store_admin_key_set(store *st, const uint8_t hash[VG_SHA256_BYTES], char out_id[STORE_ID_MAX]);
+/* The live admin key's hash into out; VG_ENOTFOUND when there is none. */
+int store_admin_key_hash(store *st, uint8_t out[VG_SHA256_BYTES]);
 
 /* ---- profiles ------------------------------------------------------------------------------- */
 
@@ -637,8 +650,16 @@ int store_notice_set_status(store *st, const char *tenant_id, const char *id,
 /* ---- video jobs ----------------------------------------------------------------------------- */
 
 /* A long video analysis runs as a job: the row is written before the client gets its 202, runs
- * on the server's video workers, and survives a restart (store_job_recover). The uploaded bytes
- * sit in a file the server names (`file`); the store only records the name. */
+ * on the server's video workers, and survives a restart. The uploaded bytes sit in a file the
+ * server names (`file`); the store only records the name.
+ *
+ * Several nodes share the jobs table (docs/SCALING.md "Video jobs"): a job is owned by the node
+ * that queued it (`owner`, the node id, < STORE_JOB_OWNER_MAX_BYTES) under a lease the owner
+ * renews (store_job_renew) while the job is queued or running. Only the owner starts, progresses
+ * or finishes a job; another node takes it over (store_job_takeover) only once the lease has
+ * expired, in one UPDATE that re-checks the expiry, so exactly one node gets it. Leases compare
+ * the nodes' wall clocks: keep them in step (NTP) to well under a lease. */
+#define STORE_JOB_OWNER_MAX_BYTES 128
 typedef enum {
     STORE_JOB_QUEUED = 0,
     STORE_JOB_RUNNING = 1,
@@ -661,29 +682,45 @@ typedef struct store_job {
     const char *error;  /* why it failed; NULL otherwise */
     int error_status;   /* HTTP status of the failure (413, 422, 500 ...); 0 otherwise */
     int64_t created_ms, updated_ms;
+    const char *owner;      /* node id holding it; NULL for none */
+    int64_t lease_until_ms; /* the owner's lease ends then (wall clock) */
 } store_job;
 
-/* A queued job of tenant_id (required). params (JSON, < STORE_JOB_PARAMS_MAX_BYTES) and file
- * (< STORE_URL_MAX_BYTES) borrowed. */
+/* A queued job of tenant_id (required), owned by `owner` (required) for lease_ms. params (JSON,
+ * < STORE_JOB_PARAMS_MAX_BYTES), file (< STORE_URL_MAX_BYTES) and owner borrowed. */
 int store_job_create(store *st, const char *tenant_id, const char *params, const char *file,
-                     uint64_t bytes, char out_id[STORE_ID_MAX]);
+                     uint64_t bytes, const char *owner, int64_t lease_ms,
+                     char out_id[STORE_ID_MAX]);
 /* tenant_id scopes as usual (NULL = admin: the workers). */
 int store_job_get(store *st, const char *tenant_id, const char *id, vg_arena *a, store_job *out);
-/* A worker takes a queued job: state running, attempts + 1. When attempts already reached
- * max_attempts the job is failed instead (error names the count, status 500) and *out_started
- * is 0. VG_ECONFLICT when the job is not queued (another worker has it, or it is finished). */
-int store_job_start(store *st, const char *id, int max_attempts, int *out_started);
-/* Progress of a running job (0..1). */
-int store_job_progress(store *st, const char *id, double progress);
-/* A running job ends: done with result (JSON) or failed with error and error_status. */
-int store_job_finish(store *st, const char *id, store_job_state state, const char *result,
-                     const char *error, int error_status);
-/* At start, before any worker runs: every job left running by a server that died goes back to
- * queued, or fails ("interrupted N times") when it has used max_attempts. Counts in the outs
- * (may be NULL). */
-int store_job_recover(store *st, int max_attempts, size_t *out_requeued, size_t *out_failed);
-/* The ids of queued jobs, oldest first, at most max: *out_ids an arena array (a). */
-int store_job_queued(store *st, size_t max, vg_arena *a, char (**out_ids)[STORE_ID_MAX],
-                     size_t *out_n);
+/* The owner's worker takes its queued job: state running, attempts + 1, lease renewed to now +
+ * lease_ms. When attempts already reached max_attempts the job is failed instead (error names the
+ * count, status 500) and *out_started is 0. VG_ECONFLICT when the job is not queued (it is
+ * finished, or running) or another node owns it. */
+int store_job_start(store *st, const char *id, const char *owner, int64_t lease_ms,
+                    int max_attempts, int *out_started);
+/* Progress of a running job of owner (0..1). VG_ECONFLICT when it is not running or not owner's
+ * (the lease was lost to another node). */
+int store_job_progress(store *st, const char *id, const char *owner, double progress);
+/* A running job of owner ends: done with result (JSON) or failed with error and error_status.
+ * VG_ECONFLICT as store_job_progress: a node that lost the lease never overwrites the taker. */
+int store_job_finish(store *st, const char *id, const char *owner, store_job_state state,
+                     const char *result, const char *error, int error_status);
+/* The heartbeat: every queued or running job of owner gets lease now + lease_ms. *out_n (may be
+ * NULL): jobs renewed. */
+int store_job_renew(store *st, const char *owner, int64_t lease_ms, size_t *out_n);
+/* Takes over the open jobs whose lease has expired (and, with own != 0, every open job of owner:
+ * at start, what this node's previous process left), in one atomic UPDATE each:
+ *   - a running one that has used max_attempts fails ("the server stopped N times ...", 500);
+ *   - every other one becomes queued, owned by owner, leased until now + lease_ms.
+ * A job whose lease another node renewed meanwhile is not taken; two nodes taking over at once
+ * get disjoint sets. The ids queued for owner go to ids[0 .. *out_n) (at most max; more are
+ * taken but not listed: store_job_queued lists them); *out_failed (may be NULL) counts the
+ * failed. */
+int store_job_takeover(store *st, const char *owner, int64_t lease_ms, int max_attempts, int own,
+                       char (*ids)[STORE_ID_MAX], size_t max, size_t *out_n, size_t *out_failed);
+/* The ids of owner's queued jobs, oldest first, at most max: *out_ids an arena array (a). */
+int store_job_queued(store *st, const char *owner, size_t max, vg_arena *a,
+                     char (**out_ids)[STORE_ID_MAX], size_t *out_n);
 
 #endif /* VG_STORE_H */

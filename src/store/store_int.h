@@ -34,6 +34,15 @@ typedef struct store_counters {
     _Atomic uint64_t txn_retries, reconnects;
     /* PostgreSQL: change-log notifications received by the LISTEN thread. */
     _Atomic uint64_t change_notifies;
+    /* PostgreSQL circuit (store_pg.c), shared by the store's connections: once a reconnect gave
+     * up after reconnect_timeout_ms, the database is known down (db_down_since_ms != 0) and
+     * every statement outside a transaction fails at once with VG_EUNAVAIL, counted in
+     * db_fast_fails, instead of waiting out its own reconnect; the first statement after
+     * db_next_probe_ms makes one reconnect attempt (the probe), which closes the circuit or
+     * doubles db_backoff_ms up to retry_max_ms. The two limits are set at open. */
+    _Atomic int64_t db_down_since_ms, db_next_probe_ms, db_backoff_ms;
+    _Atomic uint64_t db_fast_fails;
+    uint32_t reconnect_timeout_ms, retry_max_ms;
     vg_lat_hist query_latency; /* first step to completion (or release) of each statement */
     pthread_mutex_t err_mu;    /* guards last_error / last_error_ms */
     char last_error[256];

@@ -18,7 +18,13 @@
  *     a dead socket) outside a transaction on a read-only connection, or a BEGIN, is run again
  *     once after a reconnect: nothing was written, so nothing can be written twice. Inside a
  *     write transaction the failure is reported (store__sq_fail = SQ_FAIL_CONN) and store.c
- *     decides, since only it knows whether COMMIT had been sent.
+ *     decides, since only it knows whether COMMIT had been sent;
+ *   - the circuit: a reconnect that gives up (reconnect_timeout_ms) marks the database down for
+ *     all the store's connections; from then on a statement outside a transaction fails at once
+ *     with VG_EUNAVAIL "database unavailable" (503) instead of waiting out its own reconnect,
+ *     and only the first statement after the backoff tries to reconnect (one attempt). Nothing
+ *     was sent for a statement refused so, so no acknowledged write is at stake: a write fails
+ *     before its BEGIN, and a transaction already under way runs on (and fails as before).
  *
  * Transactions: "BEGIN IMMEDIATE" (the store's write transaction) becomes BEGIN ISOLATION LEVEL
  * SERIALIZABLE, which gives several nodes writing one database the single-writer semantics the
@@ -41,10 +47,12 @@
 /* Most parameters one statement takes (the largest insert has 17). */
 #define PG_MAX_PARAMS 64
 #define PG_DEFAULT_CONNECT_TIMEOUT_MS 5000
-/* A lost connection is re-established with these waits between attempts, for at most
- * PG_RECONNECT_MAX_MS in all (a PostgreSQL restart takes about a second). */
+/* A lost connection is re-established with these waits between attempts, for at most the
+ * store's reconnect_timeout_ms in all (a PostgreSQL restart takes about a second). */
 static const unsigned PG_RECONNECT_DELAYS_MS[] = {0, 50, 100, 200, 400, 800, 1000};
-#define PG_RECONNECT_MAX_MS 15000
+/* The circuit's first wait before a probe once the database is down; doubled per failed probe up
+ * to the store's retry_max_ms. */
+#define PG_PROBE_FIRST_MS 100
 /* The advisory lock key that serialises schema migrations between nodes ("vigil" in ASCII). */
 #define PG_MIGRATION_LOCK_KEY 0x766967696cLL
 
@@ -270,31 +278,115 @@ static void pg_close(sq_db *db)
     vg_free(d);
 }
 
-/* Re-establishes the session (same parameters), with backoff, for up to PG_RECONNECT_MAX_MS.
- * Prepared statements died with the old session: the generation bump re-prepares them. */
+static int circuit_open(const pg_db *d)
+{
+    return atomic_load(&d->ctr->db_down_since_ms) != 0;
+}
+
+/* A statement refused while the database is known down: counted apart from the database errors
+ * (one per refused call would flood last_error), marked as a lost connection so store.c's write
+ * path ends the transaction attempt without sending anything. */
+static int fail_fast(pg_db *d, const char *why)
+{
+    store_counters *c = d->ctr;
+    atomic_fetch_add(&c->db_fast_fails, 1);
+    d->fail = SQ_FAIL_CONN;
+    int64_t now = vg_wall_ms(), since = atomic_load(&c->db_down_since_ms);
+    int64_t next = atomic_load(&c->db_next_probe_ms);
+    return vg_err_set(VG_EUNAVAIL,
+                      "database unavailable for %lld ms%s%s; next reconnect attempt in %lld ms",
+                      (long long)(since ? now - since : 0), why ? ": " : "", why ? why : "",
+                      (long long)(next > now ? next - now : 0));
+}
+
+static void reconnected(pg_db *d, uint64_t t0)
+{
+    d->gen++;
+    d->fail = SQ_FAIL_NONE;
+    d->lost_in_txn = 0;
+    atomic_fetch_add(&d->ctr->reconnects, 1);
+    VG_INFO("store", "reconnected to postgresql after %llu ms",
+            (unsigned long long)((vg_now_ns() - t0) / 1000000));
+}
+
+/* One line of libpq's error text. */
+static void conn_error(pg_db *d, char *m, size_t n)
+{
+    snprintf(m, n, "cannot reconnect to postgresql: %s", PQerrorMessage(d->conn));
+    for (char *p = m; *p; p++)
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+    size_t l = strlen(m);
+    while (l && m[l - 1] == ' ')
+        m[--l] = '\0';
+}
+
+/* The database is known down: one call per backoff (the one that wins the compare-and-swap on
+ * the probe time) tries once to reconnect; every other fails at once. */
+static int probe(pg_db *d)
+{
+    store_counters *c = d->ctr;
+    int64_t now = vg_wall_ms(), next = atomic_load(&c->db_next_probe_ms);
+    int64_t backoff = atomic_load(&c->db_backoff_ms);
+    if (now < next || !atomic_compare_exchange_strong(&c->db_next_probe_ms, &next, now + backoff))
+        return fail_fast(d, NULL);
+    uint64_t t0 = vg_now_ns();
+    PQreset(d->conn);
+    if (PQstatus(d->conn) == CONNECTION_OK) {
+        int64_t since = atomic_exchange(&c->db_down_since_ms, 0);
+        atomic_store(&c->db_backoff_ms, PG_PROBE_FIRST_MS);
+        VG_INFO("store", "postgresql answers again after %lld ms unavailable",
+                (long long)(since ? vg_wall_ms() - since : 0));
+        reconnected(d, t0);
+        return 0;
+    }
+    backoff = backoff * 2 > (int64_t)c->retry_max_ms ? (int64_t)c->retry_max_ms : backoff * 2;
+    atomic_store(&c->db_backoff_ms, backoff);
+    atomic_store(&c->db_next_probe_ms, vg_wall_ms() + backoff);
+    char m[300];
+    conn_error(d, m, sizeof m);
+    return fail_fast(d, m);
+}
+
+/* Re-establishes the session (same parameters), with backoff, for up to reconnect_timeout_ms;
+ * then opens the circuit. Prepared statements died with the old session: the generation bump
+ * re-prepares them. While the circuit is open: probe(). A wait that another connection's
+ * failure turned into a known outage stops at once. */
 int store__pg_reconnect(sq_db *db)
 {
     pg_db *d = (pg_db *)db;
+    store_counters *c = d->ctr;
+    if (circuit_open(d))
+        return probe(d);
     uint64_t t0 = vg_now_ns();
     size_t nd = VG_ARRAY_LEN(PG_RECONNECT_DELAYS_MS);
     for (size_t i = 0;; i++) {
         sleep_ms(PG_RECONNECT_DELAYS_MS[i < nd ? i : nd - 1]);
+        if (circuit_open(d))
+            return fail_fast(d, NULL);
         PQreset(d->conn);
         if (PQstatus(d->conn) == CONNECTION_OK) {
-            d->gen++;
-            d->fail = SQ_FAIL_NONE;
-            d->lost_in_txn = 0;
-            atomic_fetch_add(&d->ctr->reconnects, 1);
-            VG_INFO("store", "reconnected to postgresql after %llu ms",
-                    (unsigned long long)((vg_now_ns() - t0) / 1000000));
+            reconnected(d, t0);
             return 0;
         }
-        if ((vg_now_ns() - t0) / 1000000 >= PG_RECONNECT_MAX_MS)
+        if ((vg_now_ns() - t0) / 1000000 >= c->reconnect_timeout_ms)
             break;
     }
     char m[300];
-    snprintf(m, sizeof m, "cannot reconnect to postgresql: %s", PQerrorMessage(d->conn));
-    return counted_err(d, VG_EUNAVAIL, m);
+    conn_error(d, m, sizeof m);
+    /* next probe and backoff first: a thread that sees the circuit open reads valid ones */
+    atomic_store(&c->db_backoff_ms, PG_PROBE_FIRST_MS);
+    atomic_store(&c->db_next_probe_ms, vg_wall_ms() + PG_PROBE_FIRST_MS);
+    int64_t zero = 0;
+    if (atomic_compare_exchange_strong(&c->db_down_since_ms, &zero, vg_wall_ms()))
+        VG_ERROR("store",
+                 "postgresql unavailable for %u ms (%s): calls fail at once until a reconnect "
+                 "succeeds",
+                 (unsigned)c->reconnect_timeout_ms, m);
+    d->fail = SQ_FAIL_CONN;
+    char e[400];
+    snprintf(e, sizeof e, "database unavailable: %s", m);
+    return counted_err(d, VG_EUNAVAIL, e);
 }
 
 sq_fail store__pg_fail(sq_db *db)
@@ -363,6 +455,11 @@ static int session_ready(pg_db *d, const char *sql)
         if (!strcmp(sql, "ROLLBACK"))
             return 1;
     }
+    /* Known down: outside a transaction, refuse (or probe) before sending anything. Inside one,
+     * the statement goes on and fails or not by itself: store.c ends the transaction. */
+    PGTransactionStatusType ts = PQtransactionStatus(d->conn);
+    if (circuit_open(d) && ts != PQTRANS_INTRANS && ts != PQTRANS_INERROR)
+        return store__pg_reconnect(&d->base);
     if (PQstatus(d->conn) == CONNECTION_BAD)
         return store__pg_reconnect(&d->base);
     return 0;

@@ -204,6 +204,15 @@ static const store_migration MIGRATIONS[] = {
      "  sha256 BLOB CHECK (sha256 IS NULL OR length(sha256) = 32),\n"
      "  created_ms INTEGER NOT NULL);\n"
      "CREATE INDEX changes_created ON changes(created_ms);\n"},
+
+    /* Video jobs owned by a node with a lease (docs/SCALING.md "Video jobs"): the owner renews
+     * lease_until_ms while the job is queued or running on it; another node takes a job over
+     * only once its lease has expired, in one UPDATE that re-checks the expiry, so a live
+     * node's job is never taken and a dead node's is taken by exactly one node. Rows from
+     * before have no owner and lease 0: expired, taken by the first node that looks. */
+    {7, "video job owner and lease",
+     "ALTER TABLE video_jobs ADD COLUMN owner TEXT;\n"
+     "ALTER TABLE video_jobs ADD COLUMN lease_until_ms INTEGER NOT NULL DEFAULT 0;\n"},
 };
 
 const store_migration *store__migrations(size_t *n)

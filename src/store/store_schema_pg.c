@@ -183,6 +183,9 @@ static const store_migration PG_MIGRATIONS[] = {
      "  sha256 BYTEA CHECK (sha256 IS NULL OR length(sha256) = 32),\n"
      "  created_ms BIGINT NOT NULL);\n"
      "CREATE INDEX changes_created ON changes(created_ms);\n"},
+    {7, "video job owner and lease",
+     "ALTER TABLE video_jobs ADD COLUMN owner TEXT;\n"
+     "ALTER TABLE video_jobs ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0;\n"},
 };
 
 const char *store__pg_migration_sql(int version)

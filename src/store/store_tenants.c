@@ -277,6 +277,31 @@ int store_admin_key_exists(store *st, int *out_exists)
     return err;
 }
 
+int store_admin_key_hash(store *st, uint8_t out[VG_SHA256_BYTES])
+{
+    sq_db *db = store__reader_acquire(st);
+    sq_stmt *s = NULL;
+    int err = store__sq_prepare(db,
+                                "SELECT key_hash FROM api_keys WHERE role = 'admin' AND revoked_ms "
+                                "IS NULL ORDER BY created_ms DESC LIMIT 1",
+                                &s);
+    if (!err) {
+        err = store__sq_step(s);
+        if (err == SQ_ROW) {
+            size_t n = 0;
+            const void *h = store__sq_col_blob(s, 0, &n);
+            err = h && n == VG_SHA256_BYTES ? 0 : vg_err_set(VG_ECORRUPT, "admin key hash size");
+            if (!err)
+                memcpy(out, h, VG_SHA256_BYTES);
+        } else if (err == SQ_DONE) {
+            err = vg_err_set(VG_ENOTFOUND, "no live admin key");
+        }
+    }
+    store__sq_release(s);
+    store__reader_release(st, db);
+    return err;
+}
+
 static int admin_key_set_op(store *st, sq_db *w, void *arg)
 {
     key_create_args *a = arg;
@@ -304,11 +329,14 @@ static int admin_key_set_op(store *st, sq_db *w, void *arg)
     if (existing[0] && !is_admin)
         return vg_err_set(VG_EEXIST, "the admin key must differ from every tenant key");
 
-    /* Revoke every other live admin key. */
+    /* Revoke every other live admin key; other nodes learn it from the change log (their key
+     * caches hold the admin hash they started with). */
     err = store__run(w,
                      "UPDATE api_keys SET revoked_ms = ? WHERE role = 'admin' AND "
                      "revoked_ms IS NULL AND id != ?",
                      "it", now, existing);
+    if (!err && store__sq_changes(w) > 0)
+        err = store__change_append(st, w, "", STORE_CHANGE_KEY, "admin", 1, NULL);
     if (err)
         return err;
 
