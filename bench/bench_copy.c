@@ -17,7 +17,9 @@
  * edit's recall is below its floor (the ctest); --scale N times searches in an index of N
  * random references carrying the same number of hashes per reference as the run's. --edits
  * runs only the edits numbered (0-based, in EDITS order) and --every N queries only every Nth
- * photo (all stay references): quicker experiments on the large set.
+ * photo (all stay references): quicker experiments on the large set. BC_DIAG=1 prints why each
+ * missed border, screenshot or caption edit was missed and a table of the causes
+ * (docs/MATCHING.md, "Why framed copies are missed").
  */
 #include "core/core.h"
 #include "img/img.h"
@@ -552,11 +554,9 @@ enum {
     DIAG_SHORT,      /* bars short of the content (part of the frame left) */
     DIAG_N
 };
-static const char *const diag_names[DIAG_N] = {"no bars found", "bars right, hash too far",
-                                               "bars into the picture's own flat edge, as the "
-                                               "reference's",
-                                               "bars into the picture, reference trims otherwise",
-                                               "bars short of the content"};
+static const char *const diag_names[DIAG_N] = {
+    "no bars found", "bars right, hash too far", "bars into the own flat edge as the reference's",
+    "bars into the picture, reference trims otherwise", "bars short of the content"};
 static size_t g_diag[DIAG_N], g_diag_alone_ok[DIAG_N], g_diag_kind[N_EDITS][DIAG_N];
 
 /* The true bars (left, top, right, bottom, px of the copy) of framing edit e of s. */
@@ -935,13 +935,14 @@ static void scale_run(size_t n, double per_ref, size_t sets)
     index_stats_get(ix, NULL, &st);
     const int reps = 200;
     /* before: one search per hash set, 8 variants each; after: the server's one pass over all
-     * of them (whole 8 + trimmed 8 + mirror 1: analyze_match.c), and the common case of a
+     * of them (whole 8 + trimmed 8 + strict 1 + caption 1 + mirror 1: analyze_match.c), and
+     * the common case of a
      * query without bars that is not small (whole 8) */
     struct {
         const char *name;
         size_t searches, nv;
     } modes[] = {{"separate searches of 8 variants", sets, 8},
-                 {"one pass, whole + trimmed + mirror", 1, sets > 1 ? 17 : 8},
+                 {"one pass, whole + trimmed + strict + caption + mirror", 1, sets > 1 ? 19 : 8},
                  {"one pass, whole only", 1, 8},
                  /* the server's pass for a query's top or bottom half: one variant over the
                   * same index (BC_SCALE_PER_REF counting the halves' entries), tag-filtered */
