@@ -17,7 +17,9 @@
  * edit's recall is below its floor (the ctest); --scale N times searches in an index of N
  * random references carrying the same number of hashes per reference as the run's. --edits
  * runs only the edits numbered (0-based, in EDITS order) and --every N queries only every Nth
- * photo (all stay references): quicker experiments on the large set.
+ * photo (all stay references): quicker experiments on the large set. BC_DIAG=1 prints why each
+ * missed border, screenshot or caption edit was missed and a table of the causes
+ * (docs/MATCHING.md, "Why framed copies are missed").
  */
 #include "core/core.h"
 #include "img/img.h"
@@ -538,6 +540,152 @@ static int add_rot_refs(pdq_ctx *ctx, index_db *ix, char kind, size_t i, const r
     return 0;
 }
 
+/* BC_DIAG=1: why a framing edit (border, screenshot, caption) is missed (docs/MATCHING.md, "Why
+ * framed copies are missed"). The edit's true content rectangle is known here; the query's bars
+ * are compared with it (in shares of the content's side), the reference's own bars with the
+ * query's, and the true content cut out of the copy and hashed alone (as if uploaded so) tells
+ * whether right bars would have been enough. One line per miss, counts at the end. */
+#define BC_DIAG_TOL 0.02 /* a bar edge within 2% of the content's side is right */
+enum {
+    DIAG_NO_BARS,    /* no bars found (or the content under the quality gate) */
+    DIAG_RIGHT_FAR,  /* bars right, the content's hash over the threshold */
+    DIAG_INTO_SAME,  /* bars ran into the picture's own flat edge, as the reference's did */
+    DIAG_INTO_OTHER, /* bars ran into the picture, the reference trims otherwise */
+    DIAG_SHORT,      /* bars short of the content (part of the frame left) */
+    DIAG_N
+};
+static const char *const diag_names[DIAG_N] = {
+    "no bars found", "bars right, hash too far", "bars into the own flat edge as the reference's",
+    "bars into the picture, reference trims otherwise", "bars short of the content"};
+static size_t g_diag[DIAG_N], g_diag_alone_ok[DIAG_N], g_diag_kind[N_EDITS][DIAG_N];
+
+/* The true bars (left, top, right, bottom, px of the copy) of framing edit e of s. */
+static int truth_bars(size_t e, const rgb *s, uint32_t t[4])
+{
+    if (e == 14 || e == 15) {
+        uint32_t b = VG_MAX(s->w, s->h) * (e == 14 ? 40u : 120u) / 1000;
+        t[0] = t[1] = t[2] = t[3] = b;
+    } else if (e == 16 || e == 17) {
+        int pct = e == 16 ? 85 : 55;
+        double k = VG_MIN(720.0 * pct / 100 / s->h, 1280.0 * pct / 100 / s->w);
+        uint32_t w = (uint32_t)(s->w * k), h = (uint32_t)(s->h * k);
+        t[0] = (1280 - w) / 2;
+        t[1] = 28 + (720 - 28 - h) / 2;
+        t[2] = 1280 - t[0] - w;
+        t[3] = 720 - t[1] - h;
+    } else if (e == 18 || e == 19) {
+        t[0] = t[1] = t[2] = 0;
+        t[3] = s->h * (e == 18 ? 15u : 30u) / 100;
+    } else {
+        return 0;
+    }
+    return 1;
+}
+
+static int best_dist(const pdq_hash *a, const pdq_hash *b8)
+{
+    int best = 256;
+    for (int v = 0; v < 8; v++)
+        best = VG_MIN(best, pdq_distance(a, &b8[v]));
+    return best;
+}
+
+/* Size of the decode the copy hashes' trim is in px of (pdq_image.c hash_fast's). */
+static void decode_size(const uint8_t *buf, size_t len, uint32_t *w, uint32_t *h)
+{
+    img_decode_opts o;
+    img_decode_opts_default(&o);
+    o.pixfmt = IMG_GRAY;
+    o.limits.max_pixels = (uint64_t)1 << 28;
+    img_info info;
+    *w = *h = 1;
+    if (img_probe(buf, len, &o.limits, &info))
+        return;
+    if (info.w > PDQ_COMPAT_MAX_SIDE_PX || info.h > PDQ_COMPAT_MAX_SIDE_PX)
+        o.min_w = o.min_h = PDQ_FAST_MIN_SIDE_PX;
+    img_image im;
+    if (img_decode(buf, len, &o, &im))
+        return;
+    *w = im.w;
+    *h = im.h;
+    img_image_free(&im);
+}
+
+static void diagnose(pdq_ctx *ctx, size_t i, size_t e, const rgb *s, const rgb *d, const hashes *q,
+                     const uint8_t *qb, size_t ql)
+{
+    uint32_t t[4], qw, qh, rw, rh_;
+    if (!truth_bars(e, s, t))
+        return;
+    decode_size(qb, ql, &qw, &qh);
+    hashes rh;
+    unsigned long rl;
+    uint8_t *rb = jpeg(s, 90, &rl);
+    hash_bytes(ctx, rb, rl, g_ref_what, &rh);
+    decode_size(rb, rl, &rw, &rh_);
+    tjFree(rb);
+    const double cw = d->w - t[0] - t[2], ch = d->h - t[1] - t[3];
+    /* the query's bars beyond the true ones, in shares of the content's side (> 0: into it) */
+    double qc[4], rc[4];
+    const pdq_copy_hash *qt = NULL, *rt = NULL;
+    for (size_t k = 0; k < q->copies.n; k++)
+        if (q->copies.h[k].region == PDQ_REGION_TRIMMED)
+            qt = &q->copies.h[k];
+    for (size_t k = 0; k < rh.copies.n; k++)
+        if (rh.copies.h[k].region == PDQ_REGION_TRIMMED)
+            rt = &rh.copies.h[k];
+    int into = 0, shrt = 0, same = 1;
+    for (int k = 0; k < 4; k++) {
+        const double qd = k % 2 ? qh : qw, dd = k % 2 ? d->h : d->w;
+        qc[k] = (q->copies.trim[k] * dd / qd - t[k]) / (k % 2 ? ch : cw);
+        rc[k] = rt ? (double)rh.copies.trim[k] / (k % 2 ? rh_ : rw) : 0;
+        into |= qc[k] > BC_DIAG_TOL;
+        shrt |= qc[k] < -BC_DIAG_TOL;
+        same &= fabs(qc[k] - rc[k]) <= BC_DIAG_TOL;
+    }
+    int c = !qt || qt->quality < BC_MIN_QUALITY ? DIAG_NO_BARS
+            : shrt                              ? DIAG_SHORT
+            : into                              ? (same && rt ? DIAG_INTO_SAME : DIAG_INTO_OTHER)
+                                                : DIAG_RIGHT_FAR;
+    /* the true content cut out and hashed alone, as an upload of it would be */
+    rgb a = rgb_new((uint32_t)cw, (uint32_t)ch);
+    for (uint32_t y = 0; y < a.h; y++)
+        memcpy(px(&a, 0, y), px((rgb *)d, t[0], t[1] + y), (size_t)a.w * 3);
+    unsigned long al;
+    uint8_t *ab = jpeg(&a, 95, &al);
+    hashes ah;
+    hash_bytes(ctx, ab, al, 0, &ah);
+    tjFree(ab);
+    rgb_free(&a);
+    const int alone = best_dist(&ah.whole[0], rh.whole);
+    g_diag[c]++;
+    g_diag_kind[e][c]++;
+    g_diag_alone_ok[c] += alone <= BC_THRESHOLD;
+    printf("diag %s photo %zu %ux%u: %s; query %ux%u dec %ux%u bars+%.3f/%.3f/%.3f/%.3f ref bars "
+           "%.3f/%.3f/%.3f/%.3f; d(qtrim,rwhole)=%d d(qtrim,rtrim)=%d d(alone,rwhole)=%d\n",
+           EDITS[e].name, i, s->w, s->h, diag_names[c], d->w, d->h, qw, qh, qc[0], qc[1], qc[2],
+           qc[3], rc[0], rc[1], rc[2], rc[3], qt ? best_dist(&qt->dihedral[0], rh.whole) : -1,
+           qt && rt ? best_dist(&qt->dihedral[0], rt->dihedral) : -1, alone);
+}
+
+static void diag_report(void)
+{
+    size_t all = 0;
+    for (int c = 0; c < DIAG_N; c++)
+        all += g_diag[c];
+    if (!all)
+        return;
+    printf("\nmisses of the framing edits by cause (BC_DIAG): %zu\n| cause | misses | share | "
+           "border 4%% / 12%% | screenshot 85%% / 55%% | caption 15%% / 30%% | true content "
+           "hashed alone within %d |\n|---|---|---|---|---|---|---|\n",
+           all, BC_THRESHOLD);
+    for (int c = 0; c < DIAG_N; c++)
+        printf("| %s | %zu | %.0f%% | %zu / %zu | %zu / %zu | %zu / %zu | %zu |\n", diag_names[c],
+               g_diag[c], 100.0 * g_diag[c] / all, g_diag_kind[14][c], g_diag_kind[15][c],
+               g_diag_kind[16][c], g_diag_kind[17][c], g_diag_kind[18][c], g_diag_kind[19][c],
+               g_diag_alone_ok[c]);
+}
+
 typedef struct {
     size_t queries, found, false_matches, unreliable;
     size_t by_mech[BC_REGIONS];
@@ -563,7 +711,7 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
     if (q->quality < BC_MIN_QUALITY)
         return 0;
     int best = 999;
-    size_t falses = 0;
+    size_t falses = 0, trimmed = 0;
     for (size_t s = 0; s <= q->copies.n; s++) {
         const pdq_hash *v = s == 0 ? q->whole : q->copies.h[s - 1].dihedral;
         int qreg = s == 0 ? PDQ_REGION_WHOLE : (int)q->copies.h[s - 1].region;
@@ -571,7 +719,9 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
             continue;
         index_pdq_query iq = index_pdq_query_defaults();
         iq.variants = (const uint8_t(*)[VG_PDQ_BYTES])(const void *)v;
-        iq.n_variants = 8;
+        /* as the server (analyze_match.c add_copy_sets): trimmed sets after the first, the
+         * strict and caption candidates, are searched as they are */
+        iq.n_variants = qreg == PDQ_REGION_TRIMMED && trimmed++ ? 1 : 8;
         iq.threshold = VG_MAX(BC_THRESHOLD, g_sweep);
         iq.min_quality = BC_MIN_QUALITY;
         index_pdq_result r;
@@ -785,13 +935,14 @@ static void scale_run(size_t n, double per_ref, size_t sets)
     index_stats_get(ix, NULL, &st);
     const int reps = 200;
     /* before: one search per hash set, 8 variants each; after: the server's one pass over all
-     * of them (whole 8 + trimmed 8 + mirror 1: analyze_match.c), and the common case of a
+     * of them (whole 8 + trimmed 8 + strict 1 + caption 1 + mirror 1: analyze_match.c), and
+     * the common case of a
      * query without bars that is not small (whole 8) */
     struct {
         const char *name;
         size_t searches, nv;
     } modes[] = {{"separate searches of 8 variants", sets, 8},
-                 {"one pass, whole + trimmed + mirror", 1, sets > 1 ? 17 : 8},
+                 {"one pass, whole + trimmed + strict + caption + mirror", 1, sets > 1 ? 19 : 8},
                  {"one pass, whole only", 1, 8},
                  /* the server's pass for a query's top or bottom half: one variant over the
                   * same index (BC_SCALE_PER_REF counting the halves' entries), tag-filtered */
@@ -1233,6 +1384,8 @@ int main(int argc, char **argv)
                     h.copies.trim[1], h.copies.trim[2], h.copies.trim[3], h.copies.n,
                     h.copies.n ? pdq_distance(&h.copies.h[0].dihedral[0], &rh.whole[0]) : -1);
             }
+            if (getenv("BC_DIAG") && !found && h.quality >= BC_MIN_QUALITY)
+                diagnose(ctx, i, e, &img[i], &d, &h, b, len);
             if (h.quality >= BC_MIN_QUALITY) {
                 if (g_true_d <= BC_SWEEP_MAX)
                     true_hist[e][g_true_d]++;
@@ -1346,6 +1499,7 @@ int main(int argc, char **argv)
         }
         printf("\n");
     }
+    diag_report();
     if (ff)
         fclose(ff);
     if (wf)

@@ -617,6 +617,80 @@ static void test_bars_caption_with_text(void **state)
     assert_int_equal(t[0] + t[1] + t[2], 0);
 }
 
+/* A cut-out on a white background: the strict content is the object's box on the original and
+ * on copies framed in white or black (docs/MATCHING.md, "Why framed copies are missed": the
+ * lenient bars ran further into the white margin of the framed copy, whose lines are longer). */
+static void test_content_same_with_frame(void **state)
+{
+    (void)state;
+    enum { W = 200, H = 160, F = 24 };
+    static uint8_t o[W * H], c[(W + 2 * F) * (H + 2 * F)];
+    memset(o, 250, sizeof o);
+    for (uint32_t y = 40; y < 120; y++) /* the object, with a sparse rim the bars must stop at */
+        for (uint32_t x = 60; x < 140; x++)
+            o[y * W + x] =
+                (y < 44 || x < 64) ? ((x + y) % 4 ? 250 : 40) : (uint8_t)((x * 7 + y * 13) % 256);
+    uint32_t t[4], u[4];
+    assert_int_equal(pdq_copy_find_content(o, W, H, W, 0, t), 1);
+    assert_int_equal(t[0], 60);
+    assert_int_equal(t[1], 40);
+    assert_int_equal(t[2], 60);
+    assert_int_equal(t[3], 40);
+    for (int frame = 0; frame < 2; frame++) {
+        const uint32_t cw = W + 2 * F, ch = H + 2 * F;
+        memset(c, frame ? 0 : 255, sizeof c);
+        for (uint32_t y = 0; y < H; y++)
+            memcpy(c + (y + F) * cw + F, o + y * W, W);
+        assert_int_equal(pdq_copy_find_content(c, cw, ch, cw, 0, u), 1);
+        for (int k = 0; k < 4; k++)
+            assert_int_equal(u[k], t[k] + F);
+    }
+}
+
+/* A portrait picture in a wide dark canvas under a title bar: its columns are found once the
+ * rows above and below it are gone (measured on the whole canvas, the rows through it are
+ * mostly canvas and the side bars ran to the far side). */
+static void test_content_portrait_in_canvas(void **state)
+{
+    (void)state;
+    enum { W = 320, H = 180, BAR = 8 };
+    static uint8_t g[W * H];
+    memset(g, 18, sizeof g);
+    memset(g, 60, (size_t)BAR * W);
+    for (uint32_t y = 30; y < 170; y++)
+        for (uint32_t x = 130; x < 190; x++)
+            g[y * W + x] = (uint8_t)((x * 7 + y * 13) % 256);
+    uint32_t t[4];
+    assert_int_equal(pdq_copy_find_content(g, W, H, W, 0, t), 1);
+    assert_int_equal(t[0], 130);
+    assert_int_equal(t[1], 30);
+    assert_int_equal(t[2], W - 190);
+    assert_int_equal(t[3], H - 170);
+}
+
+/* A caption whose text, at the decode's scale, is a grey blur across most of each text row:
+ * no line share passes it, so the lenient bars stop at the bottom margin; the caption candidate
+ * cuts the strip from its edge to its plain margin above the text. */
+static void test_content_caption_candidate(void **state)
+{
+    (void)state;
+    enum { W = 160, H = 180, CAP = 27 };
+    static uint8_t g[W * H];
+    for (uint32_t y = 0; y < H - CAP; y++)
+        for (uint32_t x = 0; x < W; x++)
+            g[y * W + x] = (uint8_t)((x * 7 + y * 13) % 256);
+    memset(g + (H - CAP) * W, 255, (size_t)CAP * W);
+    for (uint32_t y = H - CAP + 3; y < H - 7; y++) /* blurred text: grey over 90% of the row */
+        for (uint32_t x = 8; x < W - 8; x++)
+            g[y * W + x] = (uint8_t)(150 + (x % 5) * 10);
+    uint32_t t[4];
+    pdq_copy_find_bars(g, W, H, W, t);
+    assert_true(t[3] < CAP);
+    assert_int_equal(pdq_copy_find_content(g, W, H, W, 1, t), 1);
+    assert_int_equal(t[3], CAP);
+    assert_int_equal(t[0] + t[1] + t[2], 0);
+}
+
 /* Each part is the hash of that half of the pixels; a part under the minimum side is left
  * out (quality 0); bad images are refused. */
 static void test_copy_parts(void **state)
@@ -694,6 +768,9 @@ const struct CMUnitTest pdq_core_tests[] = {
     cmocka_unit_test(test_bad_arguments),
     cmocka_unit_test(test_bars_stop_at_dark_photo_edge),
     cmocka_unit_test(test_bars_caption_with_text),
+    cmocka_unit_test(test_content_same_with_frame),
+    cmocka_unit_test(test_content_portrait_in_canvas),
+    cmocka_unit_test(test_content_caption_candidate),
     cmocka_unit_test(test_copy_parts),
     cmocka_unit_test(test_alloc_failures),
 };

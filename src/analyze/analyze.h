@@ -44,7 +44,7 @@ typedef struct analyze_face {
  * gets them (the same features serve a reference upload and a query); a query searches its
  * trimmed and mirrored sets, and each half against the same half only; a work reference
  * indexes its trimmed content, centre crops and halves (catalog). */
-#define ANALYZE_MAX_COPY_HASHES 6
+#define ANALYZE_MAX_COPY_HASHES 8
 typedef struct analyze_copy_hash {
     int region;              /* pdq_region: PDQ_REGION_TRIMMED, _FLIP, _CENTRE90, _CENTRE80,
                               * _TOP or _BOTTOM */

@@ -17,7 +17,9 @@
 
 /* Bump when the meaning of cached features changes (decode policy, PDQ pipeline, blob layout):
  * the version is part of every cache key, so old entries simply stop being found. */
-#define ANALYZE_FEATURES_VERSION 3 /* 2: copy-detection hash sets; 3: top and bottom halves */
+#define ANALYZE_FEATURES_VERSION                                                                   \
+    4 /* 2: copy-detection hash sets; 3: top and bottom halves; 4: regions hashed as uploads,      \
+         strict and caption trims */
 /* What every image's features carry beyond the whole-image hash. */
 #define ANALYZE_COPY_WHAT (PDQ_COPY_TRIM | PDQ_COPY_FLIP | PDQ_COPY_REGIONS | PDQ_COPY_HALVES)
 

@@ -85,12 +85,16 @@ static void add_set(pdq_variants *v, const vg_pdq_hash *h, size_t n, int region)
  * and the reference's crops cover the query that is a crop. Only sets over the quality gate. */
 static void add_copy_sets(pdq_variants *v, const analyze_features *f, int min_quality)
 {
+    int trimmed = 0;
     for (size_t i = 0; i < f->n_copies; i++) {
         const analyze_copy_hash *c = &f->copies[i];
         if (c->quality < min_quality)
             continue;
+        /* the first trimmed set (the bars' content) with its 8 variants; the strict and caption
+         * candidates after it as they are (a framed copy that is also rotated is met by the
+         * first; 8 more variants each would take a query past the index's variant limit) */
         if (c->region == PDQ_REGION_TRIMMED)
-            add_set(v, c->dihedral, 8, c->region);
+            add_set(v, c->dihedral, trimmed++ ? 1 : 8, c->region);
         else if (c->region == PDQ_REGION_FLIP)
             add_set(v, c->dihedral, 1, c->region);
     }

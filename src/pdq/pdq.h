@@ -252,7 +252,10 @@ enum {
     PDQ_COPY_REGIONS = 1u << 2, /* the centre crops (references) */
     PDQ_COPY_HALVES = 1u << 3,  /* the top and bottom halves, variant 0 only (as pdq_copy_parts) */
 };
-#define PDQ_COPY_MAX_HASHES 6
+/* Trimmed sets beside the lenient bars' (pdq_copy_find_bars): the strict content and the
+ * caption candidate (pdq_copy_find_content), each kept when it is another rectangle. */
+#define PDQ_COPY_TRIM_CANDIDATES 2
+#define PDQ_COPY_MAX_HASHES 8
 /* A bar is trimmed when it is at least this share of its side (per mille): thinner ones are the
  * ringing of a JPEG edge or a photo's own dark rim, and PDQ does not notice them anyway. */
 #define PDQ_COPY_MIN_TRIM_PERMILLE 20
@@ -266,6 +269,7 @@ enum {
 typedef struct pdq_copy_hash {
     pdq_region region;
     int quality;
+    uint32_t rect[4]; /* the region hashed: x, y, width, height in px of the given image */
     pdq_hash dihedral[PDQ_NUM_XFORMS]; /* [0] is the region's hash; halves: [0] only, the
                                         * others zero (a half of a rotated copy is another half) */
 } pdq_copy_hash;
@@ -281,6 +285,15 @@ typedef struct pdq_copy_set {
  * bar widths (left, top, right, bottom) into trim; returns 1 when any bar was found. */
 int pdq_copy_find_bars(const uint8_t *gray, uint32_t w, uint32_t h, size_t stride,
                        uint32_t trim[4]);
+
+/* The content left inside strict bars (each line from the edge in as flat as the edge line, in
+ * its colour; rows first, then columns across the rows left, round after round), or with
+ * caption set, after a caption strip cut at the top and bottom first (from a flat edge line to
+ * the farthest flat line within 35% of the height). The same arguments and trim as
+ * pdq_copy_find_bars; returns 1 when anything was trimmed. docs/MATCHING.md, "Why framed
+ * copies are missed". */
+int pdq_copy_find_content(const uint8_t *gray, uint32_t w, uint32_t h, size_t stride, int caption,
+                          uint32_t trim[4]);
 
 /* The extra hashes (what: PDQ_COPY_* flags) of a decoded image (gray or RGB, upright, any
  * size; borrowed), each with its 8 dihedral hashes. ctx borrowed. *out is overwritten; regions

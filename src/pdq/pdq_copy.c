@@ -38,6 +38,20 @@
 /* Rounds of the search: each finds one more bar inside the last one's rectangle (a title bar,
  * then the screenshot's background; a frame, then a caption bar). */
 #define PDQ__BAR_ROUNDS 3
+/* Rounds of pdq_copy_find_content (rows, then columns, each): a title bar, a canvas, a
+ * picture's own flat margin of another colour, and one to spare. */
+#define PDQ__CONTENT_ROUNDS 4
+/* What strict bars must leave of a side (per mille); lower than the lenient bars' minimum
+ * (PDQ_COPY_MIN_CONTENT_PERMILLE), which a bar running through a photo needed: a portrait
+ * photo in a 16:9 screenshot at 55% is 17% of its width, and a strict bar does not run through
+ * anything. A flat image is still nothing: its content fails the quality gate. */
+#define PDQ__CONTENT_MIN_PERMILLE 150
+/* Two trims within this many px of each other on every side (at the decode's scale, about a
+ * quarter of a 600 px copy's) hash to within a few bits: one set is enough. */
+#define PDQ__SAME_TRIM_PX 1
+/* A caption strip is at most this share of its side (per mille): the bench's 30% caption is 23%
+ * of the copy's height. */
+#define PDQ__CAPTION_MAX_PERMILLE 350
 
 static const char *const region_names[PDQ_REGION_COUNT] = {
     "whole", "trimmed", "flip", "centre90", "centre80", "top", "bottom"};
@@ -142,20 +156,151 @@ int pdq_copy_find_bars(const uint8_t *gray, uint32_t w, uint32_t h, size_t strid
     return x0 || y0 || x1 != w || y1 != h;
 }
 
-/* Hashes the rectangle (x, y, cw, ch) of gray (stride bytes per row) into the next slot. */
-static int add_region(pdq_ctx *ctx, const uint8_t *gray, size_t stride, uint32_t x, uint32_t y,
-                      uint32_t cw, uint32_t ch, pdq_region region, pdq_copy_set *out)
+/* Strict bars (docs/MATCHING.md, "Why framed copies are missed"): each line from the edge in is
+ * as flat as the edge line must be, in its colour; the bar ends at the first line that is not.
+ * The lenient bars above, needed for captions, end wherever the mixed run allows, and that
+ * depends on what else the lines cross: with a frame added (longer lines, more bar colour in
+ * each) they ran into a picture's own flat margin (a cut-out on white, a black sky) further than
+ * on the reference, and the two contents differed by 50-120 bits. A strict bar stops at the
+ * first line with anything in it, on the copy and on the original alike. */
+static uint32_t edge_bar_strict(const uint8_t *first, ptrdiff_t line_step, size_t n, size_t px_step,
+                                uint32_t max_lines)
+{
+    const int colour = line_median(first, n, px_step);
+    uint32_t k = 0;
+    while (k < max_lines &&
+           line_share(first + (ptrdiff_t)k * line_step, n, px_step, colour) >= PDQ__BAR_EDGE_SHARE)
+        k++;
+    return k;
+}
+
+/* A caption strip at one edge: from a flat edge line to the farthest line within max_lines as
+ * flat as the edge line in its colour (the strip's plain margin beyond its text); the strict
+ * rounds after it go on while the lines stay flat. The text itself may be anything: at the
+ * decode's scale (a quarter of a 600 px copy) bold letters blur into grey that no line share
+ * passes, which lost 15% and 30% captions on pictures whose own edge is not flat. */
+static uint32_t edge_caption(const uint8_t *first, ptrdiff_t line_step, size_t n, size_t px_step,
+                             uint32_t max_lines)
+{
+    const int colour = line_median(first, n, px_step);
+    if (line_share(first, n, px_step, colour) < PDQ__BAR_EDGE_SHARE)
+        return 0;
+    uint32_t far = 0;
+    for (uint32_t k = 1; k < max_lines; k++)
+        if (line_share(first + (ptrdiff_t)k * line_step, n, px_step, colour) >= PDQ__BAR_EDGE_SHARE)
+            far = k;
+    return far + 1;
+}
+
+/* Keeps bars a and b on a side of length len when each is wide enough and they leave the
+ * content its minimum share; else none (flat from edge to edge: nothing to tell apart). */
+static void keep_bars(uint32_t *a, uint32_t *b, uint32_t len)
+{
+    const uint32_t min = VG_MAX(2u, len * PDQ_COPY_MIN_TRIM_PERMILLE / 1000);
+    const uint32_t max = len * (1000 - PDQ__CONTENT_MIN_PERMILLE) / 1000;
+    *a = *a >= min ? *a : 0;
+    *b = *b >= min ? *b : 0;
+    if ((uint64_t)*a + *b > max)
+        *a = *b = 0;
+}
+
+int pdq_copy_find_content(const uint8_t *gray, uint32_t w, uint32_t h, size_t stride, int caption,
+                          uint32_t trim[4])
+{
+    memset(trim, 0, 4 * sizeof *trim);
+    if (!gray || w < PDQ_MIN_SIDE_PX * 4 || h < PDQ_MIN_SIDE_PX * 4)
+        return 0;
+    uint32_t x0 = 0, y0 = 0, x1 = w, y1 = h;
+    /* The rows first, on the columns left, then the columns on the rows left, round after
+     * round: a line is measured only across the content found so far, so a frame's own lines do
+     * not count toward (or against) the picture's (a portrait photo in a wide canvas: its rows
+     * are mostly canvas, its columns are not once the canvas above and below is gone). */
+    for (int round = 0; round < PDQ__CONTENT_ROUNDS; round++) {
+        const uint32_t cw = x1 - x0, ch = y1 - y0;
+        const uint32_t max_y = ch * (1000 - PDQ__CONTENT_MIN_PERMILLE) / 1000;
+        const uint8_t *tl = gray + (size_t)y0 * stride + x0;
+        const uint8_t *bl = gray + (size_t)(y1 - 1) * stride + x0;
+        uint32_t t, b;
+        if (caption && round == 0) {
+            const uint32_t max_c = ch * PDQ__CAPTION_MAX_PERMILLE / 1000;
+            t = edge_caption(tl, (ptrdiff_t)stride, cw, 1, max_c);
+            b = edge_caption(bl, -(ptrdiff_t)stride, cw, 1, max_c);
+        } else {
+            t = edge_bar_strict(tl, (ptrdiff_t)stride, cw, 1, max_y);
+            b = edge_bar_strict(bl, -(ptrdiff_t)stride, cw, 1, max_y);
+        }
+        keep_bars(&t, &b, ch);
+        y0 += t;
+        y1 -= b;
+        const uint32_t ch2 = y1 - y0;
+        const uint32_t max_x = cw * (1000 - PDQ__CONTENT_MIN_PERMILLE) / 1000;
+        const uint8_t *tl2 = gray + (size_t)y0 * stride + x0;
+        const uint8_t *tr2 = gray + (size_t)y0 * stride + (x1 - 1);
+        uint32_t l = edge_bar_strict(tl2, 1, ch2, stride, max_x);
+        uint32_t r = edge_bar_strict(tr2, -1, ch2, stride, max_x);
+        keep_bars(&l, &r, cw);
+        x0 += l;
+        x1 -= r;
+        if (!t && !b && !l && !r)
+            break;
+    }
+    trim[0] = x0;
+    trim[1] = y0;
+    trim[2] = w - x1;
+    trim[3] = h - y1;
+    return x0 || y0 || x1 != w || y1 != h;
+}
+
+int pdq__hash_region_as_upload(pdq_ctx *ctx, const uint8_t *gray, size_t stride, uint32_t x,
+                               uint32_t y, uint32_t cw, uint32_t ch, uint32_t k, unsigned flags,
+                               pdq_result *out)
+{
+    /* An upload of the region would be hashed by pdq_hash_decoded: a side over 512 px in the
+     * file sampled onto the 512 x 512 grid, like the whole image of a reference. Hashed at the
+     * decode's own size instead, a framed copy's content was 30-50 bits from its original's
+     * whole hash though its bars were found exactly (docs/MATCHING.md, "Why framed copies are
+     * missed"): PDQ's box filter is sized from the input, and textures feel the difference. */
+    uint8_t *crop = vg_malloc((size_t)cw * ch);
+    if (!crop)
+        return vg_err_set(VG_ENOMEM, "pdq: out of memory");
+    for (uint32_t r = 0; r < ch; r++)
+        memcpy(crop + (size_t)r * cw, gray + (size_t)(y + r) * stride + x, cw);
+    img_image view;
+    memset(&view, 0, sizeof view);
+    view.px = crop;
+    view.w = cw;
+    view.h = ch;
+    view.channels = 1;
+    view.orientation = 1;
+    view.scale_denom = (int)VG_MAX(1u, k);
+    view.src_w = cw * VG_MAX(1u, k);
+    view.src_h = ch * VG_MAX(1u, k);
+    pdq_image_result res;
+    int rc = pdq_hash_decoded(ctx, &view, flags, &res);
+    vg_free(crop);
+    if (rc == VG_OK)
+        *out = res.r;
+    return rc;
+}
+
+/* Hashes the rectangle (x, y, cw, ch) of gray (stride bytes per row, decoded at 1/k of the
+ * file's size) into the next slot, as an upload of that rectangle would be hashed. */
+static int add_region(pdq_ctx *ctx, const uint8_t *gray, size_t stride, uint32_t k, uint32_t x,
+                      uint32_t y, uint32_t cw, uint32_t ch, pdq_region region, pdq_copy_set *out)
 {
     if (out->n >= PDQ_COPY_MAX_HASHES || cw < PDQ_MIN_SIDE_PX || ch < PDQ_MIN_SIDE_PX)
         return VG_OK;
     pdq_result r;
-    int rc =
-        pdq_hash_gray8(ctx, gray + (size_t)y * stride + x, cw, ch, stride, PDQ_WANT_DIHEDRAL, &r);
+    int rc = pdq__hash_region_as_upload(ctx, gray, stride, x, y, cw, ch, k, PDQ_WANT_DIHEDRAL, &r);
     if (rc != VG_OK)
         return rc;
     pdq_copy_hash *c = &out->h[out->n++];
     c->region = region;
     c->quality = r.quality;
+    c->rect[0] = x;
+    c->rect[1] = y;
+    c->rect[2] = cw;
+    c->rect[3] = ch;
     memcpy(c->dihedral, r.dihedral, sizeof c->dihedral);
     return VG_OK;
 }
@@ -177,7 +322,42 @@ static int add_half(pdq_ctx *ctx, const uint8_t *gray, uint32_t w, uint32_t h, p
     memset(c, 0, sizeof *c);
     c->region = region;
     c->quality = VG_MAX(1, r.quality);
+    c->rect[1] = y0;
+    c->rect[2] = w;
+    c->rect[3] = y1 - y0;
     c->dihedral[0] = r.hash;
+    return VG_OK;
+}
+
+/* The strict content (pdq_copy_find_content) and, with a caption strip cut first, the caption
+ * candidate, each hashed as one more trimmed set unless it is the rectangle of a set before
+ * (within PDQ__SAME_TRIM_PX on every side, at the decode's scale). */
+static int add_content_candidates(pdq_ctx *ctx, const uint8_t *gray, uint32_t w, uint32_t h,
+                                  uint32_t k, pdq_copy_set *out)
+{
+    uint32_t seen[1 + PDQ_COPY_TRIM_CANDIDATES][4];
+    size_t n_seen = 0;
+    if (out->trim[0] || out->trim[1] || out->trim[2] || out->trim[3])
+        memcpy(seen[n_seen++], out->trim, sizeof seen[0]);
+    for (int caption = 0; caption < PDQ_COPY_TRIM_CANDIDATES; caption++) {
+        uint32_t t[4];
+        if (!pdq_copy_find_content(gray, w, h, w, caption, t))
+            continue;
+        int dup = 0;
+        for (size_t i = 0; i < n_seen && !dup; i++) {
+            dup = 1;
+            for (int s = 0; s < 4; s++)
+                dup &= t[s] <= seen[i][s] + PDQ__SAME_TRIM_PX &&
+                       seen[i][s] <= t[s] + PDQ__SAME_TRIM_PX;
+        }
+        if (dup)
+            continue;
+        memcpy(seen[n_seen++], t, sizeof seen[0]);
+        int rc = add_region(ctx, gray, w, k, t[0], t[1], w - t[0] - t[2], h - t[1] - t[3],
+                            PDQ_REGION_TRIMMED, out);
+        if (rc != VG_OK)
+            return rc;
+    }
     return VG_OK;
 }
 
@@ -188,6 +368,7 @@ int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_s
         return vg_err_set(VG_EINVAL, "pdq_copy_hashes: bad image");
     memset(out, 0, sizeof *out);
     const uint32_t w = im->w, h = im->h;
+    const uint32_t k = im->scale_denom > 0 ? (uint32_t)im->scale_denom : 1;
     const size_t npix = (size_t)w * h;
     const int small = VG_MAX(im->src_w, im->src_h) <= PDQ_COPY_FLIP_MAX_SIDE_PX;
     uint8_t *own = NULL; /* grey plane of an RGB image, then room for the mirror */
@@ -206,21 +387,23 @@ int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_s
     if (what & PDQ_COPY_TRIM) {
         uint32_t *t = out->trim;
         if (pdq_copy_find_bars(gray, w, h, w, t))
-            rc = add_region(ctx, gray, w, t[0], t[1], w - t[0] - t[2], h - t[1] - t[3],
+            rc = add_region(ctx, gray, w, k, t[0], t[1], w - t[0] - t[2], h - t[1] - t[3],
                             PDQ_REGION_TRIMMED, out);
+        if (rc == VG_OK)
+            rc = add_content_candidates(ctx, gray, w, h, k, out);
     }
     if (rc == VG_OK && (what & PDQ_COPY_FLIP) && small) {
         uint8_t *m = own + (im->channels == 3 ? npix : 0);
         for (uint32_t y = 0; y < h; y++)
             for (uint32_t x = 0; x < w; x++)
                 m[(size_t)y * w + x] = gray[(size_t)y * w + (w - 1 - x)];
-        rc = add_region(ctx, m, w, 0, 0, w, h, PDQ_REGION_FLIP, out);
+        rc = add_region(ctx, m, w, k, 0, 0, w, h, PDQ_REGION_FLIP, out);
     }
     if (rc == VG_OK && (what & PDQ_COPY_REGIONS)) {
-        rc = add_region(ctx, gray, w, w / 20, h / 20, w - 2 * (w / 20), h - 2 * (h / 20),
+        rc = add_region(ctx, gray, w, k, w / 20, h / 20, w - 2 * (w / 20), h - 2 * (h / 20),
                         PDQ_REGION_CENTRE90, out);
         if (rc == VG_OK)
-            rc = add_region(ctx, gray, w, w / 10, h / 10, w - 2 * (w / 10), h - 2 * (h / 10),
+            rc = add_region(ctx, gray, w, k, w / 10, h / 10, w - 2 * (w / 10), h - 2 * (h / 10),
                             PDQ_REGION_CENTRE80, out);
     }
     if (rc == VG_OK && (what & PDQ_COPY_HALVES))

@@ -273,14 +273,14 @@ static int rehash_small_content(pdq_ctx *ctx, const uint8_t *buf, size_t len,
                                 const img_decode_opts *d0, uint32_t min_side, const img_image *im,
                                 pdq_copy_set *copies, pdq_image_result *res)
 {
-    size_t k = 0;
-    while (k < copies->n && copies->h[k].region != PDQ_REGION_TRIMMED)
-        k++;
-    if (k == copies->n)
-        return VG_OK;
-    const uint32_t *t = copies->trim;
-    const uint32_t cw = im->w - t[0] - t[2], ch = im->h - t[1] - t[3];
-    const uint32_t content = VG_MIN(cw, ch);
+    /* the smallest trimmed content (the lenient bars', the strict one, the caption candidate)
+     * sets the scale; each of them under min_side is hashed anew from the one larger decode */
+    uint32_t content = 0;
+    for (size_t k = 0; k < copies->n; k++)
+        if (copies->h[k].region == PDQ_REGION_TRIMMED) {
+            const uint32_t c = VG_MIN(copies->h[k].rect[2], copies->h[k].rect[3]);
+            content = content && content < c ? content : c;
+        }
     if (content >= min_side || !content)
         return VG_OK;
     const uint64_t t0 = vg_now_ns();
@@ -294,20 +294,28 @@ static int rehash_small_content(pdq_ctx *ctx, const uint8_t *buf, size_t len,
         return rc;
     res->decode_ns += vg_now_ns() - t0;
     const uint64_t t1 = vg_now_ns();
-    /* The first decode's bars, scaled: finding them again at this size is no better (the
-     * larger decode shows more of the content's own dark edges, which then join the bar). */
-    uint32_t b[4];
-    for (int i = 0; i < 4; i++) {
-        const uint32_t from = i % 2 ? im->h : im->w, to = i % 2 ? big.h : big.w;
-        b[i] = (uint32_t)(((uint64_t)t[i] * to + from / 2) / from);
-    }
-    if (b[0] + b[2] + PDQ_MIN_SIDE_PX < big.w && b[1] + b[3] + PDQ_MIN_SIDE_PX < big.h) {
+    for (size_t k = 0; rc == VG_OK && k < copies->n; k++) {
+        pdq_copy_hash *c = &copies->h[k];
+        if (c->region != PDQ_REGION_TRIMMED || VG_MIN(c->rect[2], c->rect[3]) >= min_side)
+            continue;
+        /* The first decode's rectangle, scaled: finding the bars again at this size is no
+         * better (the larger decode shows more of the content's own dark edges, which then
+         * join the bar). */
+        const uint32_t bx = (uint32_t)(((uint64_t)c->rect[0] * big.w + im->w / 2) / im->w);
+        const uint32_t by = (uint32_t)(((uint64_t)c->rect[1] * big.h + im->h / 2) / im->h);
+        const uint32_t bx1 =
+            (uint32_t)(((uint64_t)(c->rect[0] + c->rect[2]) * big.w + im->w / 2) / im->w);
+        const uint32_t by1 =
+            (uint32_t)(((uint64_t)(c->rect[1] + c->rect[3]) * big.h + im->h / 2) / im->h);
+        if (bx1 > big.w || by1 > big.h || bx1 < bx + PDQ_MIN_SIDE_PX || by1 < by + PDQ_MIN_SIDE_PX)
+            continue;
         pdq_result r;
-        rc = pdq_hash_gray8(ctx, big.px + (size_t)b[1] * big.w + b[0], big.w - b[0] - b[2],
-                            big.h - b[1] - b[3], big.w, PDQ_WANT_DIHEDRAL, &r);
+        rc = pdq__hash_region_as_upload(ctx, big.px, big.w, bx, by, bx1 - bx, by1 - by,
+                                        big.scale_denom > 0 ? (uint32_t)big.scale_denom : 1,
+                                        PDQ_WANT_DIHEDRAL, &r);
         if (rc == VG_OK) {
-            copies->h[k].quality = r.quality;
-            memcpy(copies->h[k].dihedral, r.dihedral, sizeof copies->h[k].dihedral);
+            c->quality = r.quality;
+            memcpy(c->dihedral, r.dihedral, sizeof c->dihedral);
         }
     }
     img_image_free(&big);

@@ -51,6 +51,13 @@ int pdq__hash_f32_trusted(pdq_ctx *ctx, const float *luma, uint32_t w, uint32_t 
 /* Makes sure the context holds `need` bytes of byte scratch (contents not kept). */
 int pdq__ctx_bytes(pdq_ctx *ctx, size_t need, uint8_t **out);
 
+/* pdq_copy.c: the rectangle (x, y, cw, ch) of 8-bit grey pixels (stride bytes per row, decoded
+ * at 1/k of the file's size) hashed as pdq_hash_decoded would hash an upload of just that
+ * rectangle (flags: PDQ_WANT_*). Errors: VG_ENOMEM and pdq_hash_decoded's. */
+int pdq__hash_region_as_upload(pdq_ctx *ctx, const uint8_t *gray, size_t stride, uint32_t x,
+                               uint32_t y, uint32_t cw, uint32_t ch, uint32_t k, unsigned flags,
+                               pdq_result *out);
+
 #if defined(__x86_64__) || defined(__i386__)
 #define PDQ__HAVE_AVX2 1
 /* AVX2 kernels (pdq_avx2.c); same contracts and bits as the portable ones in pdq_core.c. */

@@ -313,7 +313,9 @@ int store_ref_kind_parse(const char *s, store_ref_kind *out);
 
 /* Extra PDQ hashes of a reference besides the whole image's (parts of it and its mirror, for
  * copy detection: docs/MATCHING.md): at most this many per reference. */
-#define STORE_MAX_PDQ_REGIONS 5 /* trimmed, centre90, centre80, top, bottom (not the mirror) */
+#define STORE_MAX_PDQ_REGIONS                                                                      \
+    7 /* trimmed (up to 3: lenient, strict, caption), centre90, centre80, top, bottom (not the     \
+         mirror) */
 /* Bytes of one stored region: u8 region, u8 quality, the 32-byte hash. */
 #define STORE_PDQ_REGION_BYTES 34
 
