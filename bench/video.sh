@@ -7,6 +7,7 @@
 #   the chair sample scaled to 1920x1080, looped to 60 s, H.264 (libx264 CRF 23,
 #   preset veryfast, key frame at most every 250 frames, B-frames), 30 frames/s.
 #   Extra arguments go to bench_video (--runs R, --videos N, hash, match).
+#   Meta's vpdq-hash-video on the same files: bench/video_vs_meta.sh (docs/BENCHMARKS.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
