@@ -9,7 +9,12 @@
  *           reference videos of 60 frames (default 10,000: 600,000 frames), with one planted
  *           edited copy that must be found: index build time, bytes, and per-query CPU time.
  *
- * Usage: bench_video [--video FILE] [--videos N] [--runs R] [hash|match ...]
+ * Usage: bench_video [--video FILE] [--videos N] [--runs R] [--rate R] [--regions]
+ *                    [hash|match ...]
+ *   --rate R   hash: sampled frames per second (default 1); the default row hashes each
+ *              frame's regions, the "whole frame only" row does not: their CPU difference over
+ *              the frames kept is the regions' cost per frame
+ *   --regions  match: every frame of the index and the query has 3 region hashes too
  * Synthetic hashes are uniform random 256-bit values: real frame hashes cluster more, which
  * puts more candidates in a bucket (see docs/BENCHMARKS.md).
  */
@@ -82,24 +87,27 @@ static void drift(const video_hash *ref, const video_hash *h, int *med, int *max
     *max = d[n - 1];
 }
 
-static int bench_hash(const char *path, int runs)
+static int bench_hash(const char *path, int runs, double rate)
 {
     static const struct {
         const char *name;
         int fast, keyframes, no_plan;
         double key_tol;
+        int no_regions;
     } modes[] = {
-        {"sequential: non-reference frames before the sample skipped", 0, 0, 1, 0},
-        {"planned, exact (default): + group tails after the last sample skipped", 0, 0, 0, 0},
-        {"planned + skip loop filter on unsampled frames", VIDEO_FAST_SKIP_LOOP, 0, 0, 0},
-        {"planned + key frame within 0.49 s of the sample time", 0, 0, 0, 0.49},
-        {"planned + key frame within 0.49 s + skip loop filter", VIDEO_FAST_SKIP_LOOP, 0, 0, 0.49},
-        {"key frames only", 0, 1, 0, 0},
+        {"sequential: non-reference frames before the sample skipped", 0, 0, 1, 0, 0},
+        {"planned, exact (default): + group tails after the last sample skipped", 0, 0, 0, 0, 0},
+        {"planned, exact, whole frame only (no region hashes)", 0, 0, 0, 0, 1},
+        {"planned + skip loop filter on unsampled frames", VIDEO_FAST_SKIP_LOOP, 0, 0, 0, 0},
+        {"planned + key frame within 0.49 s of the sample time", 0, 0, 0, 0.49, 0},
+        {"planned + key frame within 0.49 s + skip loop filter", VIDEO_FAST_SKIP_LOOP, 0, 0, 0.49,
+         0},
+        {"key frames only", 0, 1, 0, 0, 0},
     };
-    printf("## Hashing one video at 1 frame/s (decoder in the sandboxed child)\n\n");
+    printf("## Hashing one video at %g frame/s (decoder in the sandboxed child)\n\n", rate);
     printf("File: `%s`. Median of %d runs; CPU is the child's (one thread); "
            "per decoded frame: that CPU over the frames decoded (the kept frames' conversion "
-           "and PDQ are ~1.5%% of it). Drift: Hamming "
+           "and hashes, the regions included, are a small share of it). Drift: Hamming "
            "distance of each kept frame's hash to the exact decode's hash of the same frame.\n\n",
            path, runs);
     printf("| mode | frames kept | frames decoded | duration (s) | child CPU (s) | wall (s) | "
@@ -113,6 +121,8 @@ static int bench_hash(const char *path, int runs)
         o.fast = modes[mode].fast;
         o.test_no_plan = modes[mode].no_plan;
         o.keyframe_tolerance_s = modes[mode].key_tol;
+        o.regions = !modes[mode].no_regions;
+        o.rate = rate;
         double cpu[16], wall[16];
         video_hash h = {0};
         for (int r = 0; r < runs && r < 16; r++) {
@@ -148,7 +158,19 @@ static int bench_hash(const char *path, int runs)
     return 0;
 }
 
-static int bench_match(size_t nvideos, int runs)
+/* regions: every frame (indexed and query) also has a trimmed hash and top and bottom halves,
+ * random like the whole hash (the worst case: bars found on every frame). */
+static void rand_regions(uint64_t *seed, video_frame *f, int regions)
+{
+    f->regions = 0;
+    for (int r = 0; regions && r < VIDEO_REGION_COUNT; r++) {
+        vgt_rand_hash(seed, (uint8_t *)&f->region[r]);
+        f->region_quality[r] = 100;
+        f->regions |= (uint8_t)(1u << r);
+    }
+}
+
+static int bench_match(size_t nvideos, int runs, int regions)
 {
     const size_t per = 60, nq = 600, planted = nvideos / 2;
     uint64_t seed = 42;
@@ -165,6 +187,7 @@ static int bench_match(size_t nvideos, int runs)
             v.frames[k].frame = (uint32_t)(k * 30);
             v.frames[k].ts = (double)k;
             v.frames[k].quality = 100;
+            rand_regions(&seed, &v.frames[k], regions);
         }
         if (i == planted) {
             memcpy(planted_h.frames, v.frames, per * sizeof *v.frames);
@@ -192,6 +215,7 @@ static int bench_match(size_t nvideos, int runs)
         v.frames[k].frame = (uint32_t)(k * 30);
         v.frames[k].ts = (double)k;
         v.frames[k].quality = 100;
+        rand_regions(&seed, &v.frames[k], regions);
     }
     video_match_opts mo;
     video_match_opts_default(&mo);
@@ -211,10 +235,13 @@ static int bench_match(size_t nvideos, int runs)
         return 1;
     }
     qsort(ms, (size_t)n, sizeof *ms, cmp_double);
-    printf("## Matching one 10-minute video against %zu reference videos\n\n", nvideos);
-    printf("Index: %zu videos x %zu frames = %zu frame hashes (uniform random), %.0f MiB; "
-           "adding them %.2f s, building the 16 word tables %.2f s (CPU).\n\n",
-           nvideos, per, video_index_frames(ix), video_index_bytes(ix) / 1048576.0, t_add, t_build);
+    printf("## Matching one 10-minute video against %zu reference videos%s\n\n", nvideos,
+           regions ? ", 3 region hashes per frame" : "");
+    printf("Index: %zu videos x %zu frames = %zu frame hashes (uniform random), %zu entries "
+           "with regions, %.0f MiB; adding them %.2f s, building the 16 word tables %.2f s "
+           "(CPU).\n\n",
+           nvideos, per, video_index_frames(ix), video_index_entries(ix),
+           video_index_bytes(ix) / 1048576.0, t_add, t_build);
     printf("Query: 600 frame hashes, one minute of them an edited copy of one reference "
            "(found: %.0f%% of its frames, query %.0f..%.0f s = reference %.0f..%.0f s).\n\n",
            r.matches[0].compared_match_pct, r.matches[0].segments[0].q_start,
@@ -233,7 +260,8 @@ int main(int argc, char **argv)
 {
     const char *video = "bench/results/video-1080p.mp4";
     size_t nvideos = 10000;
-    int runs = 5, do_hash = 0, do_match = 0;
+    int runs = 5, do_hash = 0, do_match = 0, regions = 0;
+    double rate = VIDEO_DEFAULT_RATE;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--video") == 0 && i + 1 < argc)
             video = argv[++i];
@@ -241,23 +269,27 @@ int main(int argc, char **argv)
             nvideos = (size_t)strtoul(argv[++i], NULL, 10);
         else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
             runs = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--rate") == 0 && i + 1 < argc)
+            rate = strtod(argv[++i], NULL);
+        else if (strcmp(argv[i], "--regions") == 0)
+            regions = 1;
         else if (strcmp(argv[i], "hash") == 0)
             do_hash = 1;
         else if (strcmp(argv[i], "match") == 0)
             do_match = 1;
         else {
             fprintf(stderr, "usage: bench_video [--video FILE] [--videos N] [--runs R] "
-                            "[hash|match ...]\n");
+                            "[--rate R] [--regions] [hash|match ...]\n");
             return 2;
         }
     }
     if (!do_hash && !do_match)
         do_hash = do_match = 1;
-    if (runs < 1 || nvideos < 2)
+    if (runs < 1 || nvideos < 2 || !(rate > 0 && rate <= VIDEO_MAX_RATE))
         return 2;
-    if (do_hash && bench_hash(video, runs) != 0)
+    if (do_hash && bench_hash(video, runs, rate) != 0)
         return 1;
-    if (do_match && bench_match(nvideos, runs * 4) != 0)
+    if (do_match && bench_match(nvideos, runs * 4, regions) != 0)
         return 1;
     return 0;
 }

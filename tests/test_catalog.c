@@ -637,6 +637,69 @@ static void test_video_reference_index(void **state)
     fx_close(&f);
 }
 
+/* Video works with region hashes (docs/VIDEO.md "Regions"): stored as the version 2 frame blob
+ * and read back on a reopen, so a query whose frames share only their bottom halves with the
+ * work (a logo over the top) still matches it, by halves; a query sharing only top halves with
+ * the work's bottom halves does not (a half meets only the same half). */
+static void test_video_reference_regions(void **state)
+{
+    (void)state;
+    fx f;
+    fx_open(&f, 0);
+    open_catalog(&f, NULL);
+    video_hash work, query, halves, wrong;
+    make_video(&work, 5, 12);
+    make_video(&halves, 6, 24); /* the region hashes: random, 2 per frame */
+    make_video(&query, 7, 12);  /* whole hashes unrelated to the work's */
+    make_video(&wrong, 7, 12);
+    for (size_t i = 0; i < 12; i++) {
+        video_frame *w = &work.frames[i];
+        w->regions = 1u << VIDEO_REGION_TOP | 1u << VIDEO_REGION_BOTTOM;
+        w->region_quality[VIDEO_REGION_TOP] = w->region_quality[VIDEO_REGION_BOTTOM] = 80;
+        w->region[VIDEO_REGION_TOP] = halves.frames[2 * i].hash;
+        w->region[VIDEO_REGION_BOTTOM] = halves.frames[2 * i + 1].hash;
+        query.frames[i].regions = 1u << VIDEO_REGION_BOTTOM;
+        query.frames[i].region_quality[VIDEO_REGION_BOTTOM] = 70;
+        query.frames[i].region[VIDEO_REGION_BOTTOM] = w->region[VIDEO_REGION_BOTTOM];
+        wrong.frames[i].regions = 1u << VIDEO_REGION_TOP;
+        wrong.frames[i].region_quality[VIDEO_REGION_TOP] = 70;
+        wrong.frames[i].region[VIDEO_REGION_TOP] = w->region[VIDEO_REGION_BOTTOM];
+    }
+    analyze_features ft;
+    memset(&ft, 0, sizeof ft);
+    ft.sha256[0] = 5;
+    catalog_reference_new nr = {
+        .profile_id = f.profile, .kind = STORE_REF_WORK, .features = &ft, .video = &work};
+    store_reference r;
+    assert_int_equal(catalog_reference_add(f.cat, f.tenant, &nr, f.a, &r), VG_OK);
+    for (int round = 0; round < 2; round++) {
+        catalog_video_result res;
+        assert_int_equal(catalog_video_search(f.cat, f.tenant, NULL, &query, NULL, &res), VG_OK);
+        assert_int_equal(res.n, 1);
+        assert_string_equal(res.matches[0].reference_id, r.id);
+        assert_true(res.matches[0].compared_match_pct == 100.0);
+        assert_int_equal(res.matches[0].by_mech[VIDEO_MECH_HALF], 12);
+        assert_int_equal(res.matches[0].by_mech[VIDEO_MECH_WHOLE], 0);
+        json_t *j = catalog_video_match_json(&res.matches[0]);
+        assert_int_equal(
+            json_integer_value(json_object_get(json_object_get(j, "matched_by"), "half")), 12);
+        json_decref(j);
+        catalog_video_result_free(&res);
+        assert_int_equal(catalog_video_search(f.cat, f.tenant, NULL, &wrong, NULL, &res), VG_OK);
+        assert_int_equal(res.n, 0);
+        catalog_video_result_free(&res);
+        /* reopen: the regions come back from the stored blob */
+        catalog_close(f.cat);
+        index_free(f.ix);
+        open_catalog(&f, NULL);
+    }
+    free(work.frames);
+    free(query.frames);
+    free(halves.frames);
+    free(wrong.frames);
+    fx_close(&f);
+}
+
 /* Cross-media (issue 12). Photo -> video: an image whose 4th dihedral variant is frame 12 of a
  * video work matches that work with the frame's time, and is recorded with it; a flat image
  * (low quality) and an unrelated one do not. Video -> photo: the frames of a query video that
@@ -1017,6 +1080,7 @@ int main(void)
         cmocka_unit_test(test_scan_record_roundtrip),
         cmocka_unit_test(test_faces_json_non_finite),
         cmocka_unit_test(test_video_reference_index),
+        cmocka_unit_test(test_video_reference_regions),
         cmocka_unit_test(test_cross_media),
         cmocka_unit_test(test_video_faces),
         cmocka_unit_test(test_sync_applies_other_nodes_writes),

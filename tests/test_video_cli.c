@@ -138,12 +138,57 @@ static void test_vcompare(void **state)
     vgt_run_free(&r);
 }
 
+/* Regions (docs/VIDEO.md "Regions"): the large-logo edit matches its original at the default
+ * 1 frame/s through its halves (matched_by says so), not by whole hashes (--whole-only); the
+ * pillarboxed pattern edit with a logo through the halves of its trimmed content. vhash
+ * --regions lists the region hashes, and vcompare reads them back from the listing. */
+static void test_vcompare_regions(void **state)
+{
+    (void)state;
+    vgt_run_result r =
+        run_vigil("vcompare --json '" DATA "videos/chair-22-with-large-logo-bar.mp4' '" DATA
+                  "videos/chair-orig-22-sd-bar.mp4'");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "\"match\":true"));
+    const char *mb = strstr(r.out, "],\"matched_by\":{\"whole\":");
+    assert_non_null(mb);
+    unsigned whole = 0, trimmed = 0, half = 0;
+    assert_int_equal(sscanf(mb, "],\"matched_by\":{\"whole\":%u,\"trimmed\":%u,\"half\":%u", &whole,
+                            &trimmed, &half),
+                     3);
+    assert_true(half > whole);
+    vgt_run_free(&r);
+    r = run_vigil("vcompare --whole-only '" DATA "videos/chair-22-with-large-logo-bar.mp4' '" DATA
+                  "videos/chair-orig-22-sd-bar.mp4'");
+    assert_int_equal(r.status, 3);
+    vgt_run_free(&r);
+    char listing[128], args[512];
+    snprintf(listing, sizeof listing, "%s/pattern.txt", dir);
+    r = run_vigil("vhash --regions '" DATA "videos/pattern-sd-with-large-logo-bar.mp4'");
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, ",trimmed:"));
+    assert_non_null(strstr(r.out, ",bottom:"));
+    FILE *f = fopen(listing, "w");
+    fputs(r.out, f);
+    fclose(f);
+    vgt_run_free(&r);
+    snprintf(args, sizeof args, "vcompare '%s' '" DATA "videos/pattern-hd-no-bar.mp4'", listing);
+    r = run_vigil(args);
+    assert_int_equal(r.status, 0);
+    assert_non_null(strstr(r.out, "match: yes"));
+    vgt_run_free(&r);
+    r = run_vigil("vhash '" DATA "videos/pattern-sd-with-large-logo-bar.mp4'");
+    assert_null(strstr(r.out, "trimmed:")); /* the plain listing is unchanged */
+    vgt_run_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_vhash_every_frame),
         cmocka_unit_test(test_vhash_bad_input),
         cmocka_unit_test(test_vcompare),
+        cmocka_unit_test(test_vcompare_regions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

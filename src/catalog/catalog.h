@@ -160,7 +160,9 @@ typedef struct catalog_video_match {
     char match_id[STORE_ID_MAX]; /* after catalog_video_scan_record; "" otherwise */
     double query_match_pct, compared_match_pct;
     uint32_t query_frames, query_matched, compared_frames, compared_matched;
-    video_segment *segments; /* query start-end vs reference start-end, seconds */
+    uint32_t by_mech[VIDEO_MECH_COUNT]; /* matched query frames by mechanism (whole, trimmed,
+                                           half: video_mechanism) */
+    video_segment *segments;            /* query start-end vs reference start-end, seconds */
     size_t n_segments;
     /* Cross-media, video -> photo (catalog_video_photo_search): the reference is an image the
      * query video shows. Then distance is the best frame's Hamming distance, the segments are

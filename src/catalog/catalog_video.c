@@ -11,8 +11,13 @@
  * rwlock is taken shared by searches and exclusively by adds and rebuilds, since a video_index
  * is "built by one thread, then searched by any number at once".
  *
- * Stored frames: CATALOG__VIDEO_FRAME_BYTES per kept frame, little-endian: u32 frame number,
- * u32 timestamp in ms, u8 quality, the PDQ hash's 4 u64 words.
+ * Stored frames, little-endian. Version 1 (no header): CATALOG__VIDEO_FRAME_BYTES per kept
+ * frame: u32 frame number, u32 timestamp in ms, u8 quality, the PDQ hash's 4 u64 words.
+ * Version 2 (frames with region hashes, docs/VIDEO.md "Regions"): u32 CATALOG__VIDEO_BLOB_V2,
+ * then per frame the version 1 bytes, u8 region bits (1 << VIDEO_REGION_*) and per bit set, in
+ * region order, u8 quality and the region hash's 4 u64 words. The magic is no frame number a
+ * version 1 blob can start with (frame numbers stay under video_limits.max_frames, at most
+ * 2^31), so blobs stored before read as they were.
  */
 #include "catalog/catalog_int.h"
 #include "index/index.h"
@@ -25,6 +30,8 @@
 #include <string.h>
 
 #define CATALOG__VIDEO_FRAME_BYTES 41
+#define CATALOG__VIDEO_BLOB_V2 0xfffffe02u
+#define CATALOG__VIDEO_REGION_BYTES 33 /* u8 quality, 32-byte hash */
 /* Stored JSON reals: percentages and seconds to 3 decimals print exactly with 10 digits. */
 #define CATALOG__VIDEO_JSON_DIGITS 10
 
@@ -56,25 +63,71 @@ static uint32_t get_u32(const uint8_t *p)
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
+static void put_hash(uint8_t *e, const pdq_hash *h)
+{
+    for (int w = 0; w < 4; w++)
+        for (int k = 0; k < 8; k++)
+            e[w * 8 + k] = (uint8_t)(h->w[w] >> (8 * k));
+}
+
+static void get_hash(const uint8_t *e, pdq_hash *h)
+{
+    for (int w = 0; w < 4; w++) {
+        uint64_t v = 0;
+        for (int k = 0; k < 8; k++)
+            v |= (uint64_t)e[w * 8 + k] << (8 * k);
+        h->w[w] = v;
+    }
+}
+
+/* Region bits a frame stores: the defined ones. */
+static unsigned frame_regions(const video_frame *f)
+{
+    return f->regions & ((1u << VIDEO_REGION_COUNT) - 1u);
+}
+
 int catalog__video_encode(const video_hash *h, vg_arena *a, uint8_t **out, size_t *len)
 {
-    if (h->n > STORE_VIDEO_MAX_BYTES / CATALOG__VIDEO_FRAME_BYTES)
-        return vg_err_set(VG_ETOOBIG, "video: %zu frame hashes, at most %u are stored", h->n,
-                          STORE_VIDEO_MAX_BYTES / CATALOG__VIDEO_FRAME_BYTES);
-    size_t n = h->n * CATALOG__VIDEO_FRAME_BYTES;
+    int v2 = 0;
+    size_t n = 0;
+    for (size_t i = 0; i < h->n; i++)
+        v2 |= frame_regions(&h->frames[i]) != 0;
+    for (size_t i = 0; i < h->n && n <= STORE_VIDEO_MAX_BYTES; i++)
+        n += CATALOG__VIDEO_FRAME_BYTES +
+             (v2 ? 1 + (size_t)__builtin_popcount(frame_regions(&h->frames[i])) *
+                           CATALOG__VIDEO_REGION_BYTES
+                 : 0);
+    n += v2 ? 4 : 0;
+    if (n > STORE_VIDEO_MAX_BYTES)
+        return vg_err_set(VG_ETOOBIG, "video: %zu frame hashes take over the %u bytes stored", h->n,
+                          STORE_VIDEO_MAX_BYTES);
     uint8_t *b = vg_arena_alloc(a, n ? n : 1);
     if (!b)
         return vg_err_set(VG_ENOMEM, "out of memory");
+    uint8_t *e = b;
+    if (v2) {
+        put_u32(e, CATALOG__VIDEO_BLOB_V2);
+        e += 4;
+    }
     for (size_t i = 0; i < h->n; i++) {
         const video_frame *f = &h->frames[i];
-        uint8_t *e = b + i * CATALOG__VIDEO_FRAME_BYTES;
         double ms = f->ts * 1000.0;
         put_u32(e, f->frame);
         put_u32(e + 4, ms > 0 && ms < 4e9 ? (uint32_t)llround(ms) : 0);
         e[8] = (uint8_t)(f->quality < 0 ? 0 : f->quality > 100 ? 100 : f->quality);
-        for (int w = 0; w < 4; w++)
-            for (int k = 0; k < 8; k++)
-                e[9 + w * 8 + k] = (uint8_t)(f->hash.w[w] >> (8 * k));
+        put_hash(e + 9, &f->hash);
+        e += CATALOG__VIDEO_FRAME_BYTES;
+        if (!v2)
+            continue;
+        const unsigned bits = frame_regions(f);
+        *e++ = (uint8_t)bits;
+        for (int r = 0; r < VIDEO_REGION_COUNT; r++) {
+            if (!(bits >> r & 1u))
+                continue;
+            e[0] = f->region_quality[r];
+            put_hash(e + 1, &f->region[r]);
+            e += CATALOG__VIDEO_REGION_BYTES;
+        }
     }
     *out = b;
     *len = n;
@@ -85,26 +138,46 @@ int catalog__video_encode(const video_hash *h, vg_arena *a, uint8_t **out, size_
 static int catalog__video_decode(const uint8_t *b, size_t len, video_hash *out)
 {
     memset(out, 0, sizeof *out);
-    if (len % CATALOG__VIDEO_FRAME_BYTES)
+    const int v2 = len >= 4 && get_u32(b) == CATALOG__VIDEO_BLOB_V2;
+    if (!v2 && len % CATALOG__VIDEO_FRAME_BYTES)
         return vg_err_set(VG_ECORRUPT, "stored video frames: %zu bytes", len);
+    /* at most this many frames: every frame is at least its version 1 bytes */
     size_t n = len / CATALOG__VIDEO_FRAME_BYTES;
     out->frames = n ? vg_calloc(n, sizeof *out->frames) : NULL;
     if (n && !out->frames)
         return vg_err_set(VG_ENOMEM, "out of memory");
-    for (size_t i = 0; i < n; i++) {
-        const uint8_t *e = b + i * CATALOG__VIDEO_FRAME_BYTES;
-        video_frame *f = &out->frames[i];
+    const uint8_t *e = b + (v2 ? 4 : 0), *end = b + len;
+    size_t k = 0;
+    while (e < end) {
+        if ((size_t)(end - e) < CATALOG__VIDEO_FRAME_BYTES + (size_t)v2)
+            break;
+        video_frame *f = &out->frames[k++];
         f->frame = get_u32(e);
         f->ts = get_u32(e + 4) / 1000.0;
         f->quality = e[8];
-        for (int w = 0; w < 4; w++) {
-            uint64_t v = 0;
-            for (int k = 0; k < 8; k++)
-                v |= (uint64_t)e[9 + w * 8 + k] << (8 * k);
-            f->hash.w[w] = v;
+        get_hash(e + 9, &f->hash);
+        e += CATALOG__VIDEO_FRAME_BYTES;
+        if (!v2)
+            continue;
+        const unsigned bits = *e++;
+        if (bits >> VIDEO_REGION_COUNT ||
+            (size_t)(end - e) < (size_t)__builtin_popcount(bits) * CATALOG__VIDEO_REGION_BYTES)
+            break;
+        f->regions = (uint8_t)bits;
+        for (int r = 0; r < VIDEO_REGION_COUNT; r++) {
+            if (!(bits >> r & 1u))
+                continue;
+            f->region_quality[r] = e[0];
+            get_hash(e + 1, &f->region[r]);
+            e += CATALOG__VIDEO_REGION_BYTES;
         }
     }
-    out->n = n;
+    if (e != end) {
+        video_hash_free(out);
+        return vg_err_set(VG_ECORRUPT, "stored video frames: %zu bytes, cut at byte %zu", len,
+                          (size_t)(e - b));
+    }
+    out->n = k;
     out->duration_s = n ? out->frames[n - 1].ts : 0;
     return VG_OK;
 }
@@ -326,6 +399,7 @@ int catalog_video_search(catalog *c, const char *tenant_id, const char *profile_
         d->query_matched = m->query_matched;
         d->compared_frames = m->compared_frames;
         d->compared_matched = m->compared_matched;
+        memcpy(d->by_mech, m->by_mech, sizeof d->by_mech);
         if (m->n_segments) {
             if (!(d->segments = vg_malloc(m->n_segments * sizeof *d->segments))) {
                 rc = vg_err_set(VG_ENOMEM, "out of memory");
@@ -472,7 +546,7 @@ static int photo_match_add(const photo_hit *h, size_t n, const void *arg, catalo
             g->q_end = end > g->q_end ? end : g->q_end;
             g->frames++;
         } else if (m->n_segments < VIDEO_MAX_SEGMENTS) {
-            m->segments[m->n_segments++] = (video_segment){ts, end, 0, 0, 1};
+            m->segments[m->n_segments++] = (video_segment){ts, end, 0, 0, 1, {0}};
         }
     }
     out->n++;
@@ -558,7 +632,7 @@ static int face_match_add(const photo_hit *h, size_t n, const void *arg, catalog
             g->q_end = h[i].ts;
             g->frames++;
         } else if (m->n_segments < VIDEO_MAX_SEGMENTS) {
-            m->segments[m->n_segments++] = (video_segment){h[i].ts, h[i].ts, 0, 0, 1};
+            m->segments[m->n_segments++] = (video_segment){h[i].ts, h[i].ts, 0, 0, 1, {0}};
         }
     }
     m->query_match_pct = n_frames ? 100.0 * m->query_matched / n_frames : 0;
@@ -739,6 +813,16 @@ static json_t *photo_match_json(const catalog_video_match *m)
                      "segments", segs ? segs : json_array());
 }
 
+/* {"whole": n, "trimmed": n, "half": n}: matched query frames by mechanism. */
+static json_t *by_mech_json(const uint32_t by[VIDEO_MECH_COUNT])
+{
+    json_t *o = json_object();
+    for (int k = 0; o && k < VIDEO_MECH_COUNT; k++)
+        json_object_set_new(o, video_mechanism_name((video_mechanism)k),
+                            json_integer((json_int_t)by[k]));
+    return o;
+}
+
 json_t *catalog_video_match_json(const catalog_video_match *m)
 {
     if (m->ref_image)
@@ -747,17 +831,19 @@ json_t *catalog_video_match_json(const catalog_video_match *m)
     for (size_t i = 0; segs && i < m->n_segments; i++) {
         const video_segment *g = &m->segments[i];
         json_array_append_new(segs,
-                              json_pack("{s:o,s:o,s:o,s:o,s:I}", "query_start",
+                              json_pack("{s:o,s:o,s:o,s:o,s:I,s:o*}", "query_start",
                                         catalog__r3(g->q_start), "query_end", catalog__r3(g->q_end),
                                         "reference_start", catalog__r3(g->c_start), "reference_end",
-                                        catalog__r3(g->c_end), "frames", (json_int_t)g->frames));
+                                        catalog__r3(g->c_end), "frames", (json_int_t)g->frames,
+                                        "matched_by", by_mech_json(g->by_mech)));
     }
-    return json_pack("{s:s,s:o,s:o,s:I,s:I,s:I,s:I,s:o}", "media", "video", "query_match_percent",
-                     catalog__r3(m->query_match_pct), "compared_match_percent",
-                     catalog__r3(m->compared_match_pct), "query_frames",
+    return json_pack("{s:s,s:o,s:o,s:I,s:I,s:I,s:I,s:o,s:o*}", "media", "video",
+                     "query_match_percent", catalog__r3(m->query_match_pct),
+                     "compared_match_percent", catalog__r3(m->compared_match_pct), "query_frames",
                      (json_int_t)m->query_frames, "query_matched", (json_int_t)m->query_matched,
                      "compared_frames", (json_int_t)m->compared_frames, "compared_matched",
-                     (json_int_t)m->compared_matched, "segments", segs ? segs : json_array());
+                     (json_int_t)m->compared_matched, "segments", segs ? segs : json_array(),
+                     "matched_by", by_mech_json(m->by_mech));
 }
 
 int catalog_video_scan_record(catalog *c, const char *tenant_id, const char *source_url,

@@ -27,9 +27,12 @@ static void usage(FILE *f)
             "                    segment of the compared video, at least %u frames\n"
             "                    (default %g; over 100 turns it off)\n"
             "  --rate R          sampling rate for video arguments (default %g frames/s)\n"
-            "  --every-frame     hash video arguments frame by frame\n"
+            "  --every-frame     hash video arguments frame by frame (whole frames only)\n"
+            "  --whole-only      frames meet by their whole hashes only (the reference's\n"
+            "                    rule), not also by trimmed content or halves\n"
             "  --json            one JSON object: query_match_percent,\n"
-            "                    compared_match_percent, match, frame counts, segments\n\n"
+            "                    compared_match_percent, match, frame counts, segments,\n"
+            "                    matched_by (query frames per mechanism: whole, trimmed, half)\n\n"
             "exit status: 0 match (either rule), 3 no match, 1 error, 2 usage\n",
             m.distance, m.min_quality, m.compared_pct, m.query_pct, m.clip_min_frames, m.clip_pct,
             VIDEO_DEFAULT_RATE);
@@ -80,6 +83,8 @@ static int run(int argc, char **argv)
             return CLI_EXIT_OK;
         } else if (strcmp(a, "--json") == 0) {
             json = 1;
+        } else if (strcmp(a, "--whole-only") == 0) {
+            mo.regions = 0;
         } else if (strcmp(a, "--every-frame") == 0) {
             ho.every_frame = 1;
         } else if (strcmp(a, "--distance") == 0 || strcmp(a, "--quality") == 0 ||
@@ -152,10 +157,15 @@ static int run(int argc, char **argv)
         for (size_t i = 0; i < m.n_segments; i++) {
             const video_segment *s = &m.segments[i];
             printf("%s{\"query_start\":%.3f,\"query_end\":%.3f,\"compared_start\":%.3f,"
-                   "\"compared_end\":%.3f,\"frames\":%u}",
-                   i ? "," : "", s->q_start, s->q_end, s->c_start, s->c_end, s->frames);
+                   "\"compared_end\":%.3f,\"frames\":%u,\"matched_by\":{\"whole\":%u,"
+                   "\"trimmed\":%u,\"half\":%u}}",
+                   i ? "," : "", s->q_start, s->q_end, s->c_start, s->c_end, s->frames,
+                   s->by_mech[VIDEO_MECH_WHOLE], s->by_mech[VIDEO_MECH_TRIMMED],
+                   s->by_mech[VIDEO_MECH_HALF]);
         }
-        printf("]}\n");
+        printf("],\"matched_by\":{\"whole\":%u,\"trimmed\":%u,\"half\":%u}}\n",
+               m.by_mech[VIDEO_MECH_WHOLE], m.by_mech[VIDEO_MECH_TRIMMED],
+               m.by_mech[VIDEO_MECH_HALF]);
     } else {
         printf("%.2f Percentage Query Video match (%u of %u unique frames)\n", m.query_match_pct,
                m.query_matched, m.query_frames);

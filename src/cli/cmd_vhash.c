@@ -12,7 +12,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: vigil vhash [--every-frame] [--rate R] [--keyframes] [--prune D]\n"
-            "                   [--skip-loop-filter] [--keyframe-tolerance S] FILE...\n\n"
+            "                   [--skip-loop-filter] [--keyframe-tolerance S] [--regions]\n"
+            "                   FILE...\n\n"
             "vPDQ hash of each video (MP4/MOV or Matroska/WebM; H.264, HEVC, VP8, VP9, AV1):\n"
             "one line frame,quality,hash,timestamp per kept frame, like Meta's\n"
             "vpdq-hash-video. With several files, a '# FILE' line precedes each listing.\n"
@@ -26,7 +27,10 @@ static void usage(FILE *f)
             "  --skip-loop-filter  frames decoded only as references skip the deblocking\n"
             "                  filter: ~20%% less CPU on H.264, kept hashes move a few bits\n"
             "  --keyframe-tolerance S  a sample time with a key frame within S seconds\n"
-            "                  keeps that key frame (its group is not decoded further)\n\n"
+            "                  keeps that key frame (its group is not decoded further)\n"
+            "  --regions       append each sampled frame's region hashes to its line:\n"
+            "                  ,trimmed:Q:HASH (content inside bars) ,top:Q:HASH ,bottom:Q:HASH\n"
+            "                  (halves of the content); vigil vcompare reads them back\n\n"
             "exit status: 0 all hashed, 1 some file failed (one line each on stderr),\n"
             "2 usage error\n",
             VIDEO_DEFAULT_RATE, VIDEO_DEFAULT_PRUNE_DISTANCE, PDQ_MIN_RELIABLE_QUALITY);
@@ -46,7 +50,7 @@ static int run(int argc, char **argv)
 {
     video_hash_opts o;
     video_hash_opts_default(&o);
-    int first = argc;
+    int first = argc, regions = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         double v;
@@ -55,6 +59,8 @@ static int run(int argc, char **argv)
             return CLI_EXIT_OK;
         } else if (strcmp(a, "--every-frame") == 0) {
             o.every_frame = 1;
+        } else if (strcmp(a, "--regions") == 0) {
+            regions = 1;
         } else if (strcmp(a, "--keyframes") == 0) {
             o.keyframes_only = 1;
         } else if (strcmp(a, "--skip-loop-filter") == 0) {
@@ -106,7 +112,7 @@ static int run(int argc, char **argv)
         }
         if (several)
             printf("# %s\n", argv[i]);
-        if (video_hash_write(&h, stdout) != VG_OK)
+        if (video_hash_write_ex(&h, stdout, regions) != VG_OK)
             failed = 1;
         video_hash_free(&h);
     }

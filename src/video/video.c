@@ -34,10 +34,23 @@ void video_hash_opts_default(video_hash_opts *o)
     o->prune_distance = VIDEO_DEFAULT_PRUNE_DISTANCE;
     o->face_side_px = VIDEO_DEFAULT_FACE_SIDE_PX;
     o->face_max_frames = VIDEO_DEFAULT_FACE_MAX_FRAMES;
+    o->regions = 1;
     /* o->fast stays 0 (exact): VIDEO_FAST_SKIP_LOOP passes the 14x14 matrix and
      * tests/video_robustness.py, but moves some kept frames' hashes by up to 22 bits (median 2):
      * too much of the 31-bit budget for a default (docs/BENCHMARKS.md "Video"). */
     video_limits_default(&o->limits);
+}
+
+const char *video_region_name(video_region r)
+{
+    static const char *const names[VIDEO_REGION_COUNT] = {"trimmed", "top", "bottom"};
+    return (unsigned)r < VIDEO_REGION_COUNT ? names[r] : "unknown";
+}
+
+const char *video_mechanism_name(video_mechanism m)
+{
+    static const char *const names[VIDEO_MECH_COUNT] = {"whole", "trimmed", "half"};
+    return (unsigned)m < VIDEO_MECH_COUNT ? names[m] : "unknown";
 }
 
 video_limit_kind video_last_limit(void)
@@ -154,34 +167,73 @@ int video_hash_file(const char *path, const video_hash_opts *opts, video_hash *o
     return rc;
 }
 
-int video_hash_write(const video_hash *h, void *file)
+int video_hash_write_ex(const video_hash *h, void *file, int regions)
 {
     FILE *f = file;
     char hex[PDQ_HEX_BYTES];
     for (size_t i = 0; i < h->n; i++) {
         const video_frame *v = &h->frames[i];
-        if (fprintf(f, "%u,%d,%s,%.3f\n", v->frame, v->quality, pdq_hash_to_hex(&v->hash, hex),
+        if (fprintf(f, "%u,%d,%s,%.3f", v->frame, v->quality, pdq_hash_to_hex(&v->hash, hex),
                     v->ts) < 0)
+            return vg_err_set(VG_EIO, "write: %s", strerror(errno));
+        for (int r = 0; regions && r < VIDEO_REGION_COUNT; r++)
+            if ((v->regions >> r & 1u) &&
+                fprintf(f, ",%s:%u:%s", video_region_name((video_region)r),
+                        (unsigned)v->region_quality[r], pdq_hash_to_hex(&v->region[r], hex)) < 0)
+                return vg_err_set(VG_EIO, "write: %s", strerror(errno));
+        if (fputc('\n', f) == EOF)
             return vg_err_set(VG_EIO, "write: %s", strerror(errno));
     }
     return VG_OK;
 }
 
-/* One line "frame,quality,hash,timestamp" (the timestamp may be missing: older listings). */
+int video_hash_write(const video_hash *h, void *file)
+{
+    return video_hash_write_ex(h, file, 0);
+}
+
+/* A region field "name:quality:<64 hex>" into f. */
+static int video__parse_region(char *t, video_frame *f)
+{
+    char *q = strchr(t, ':'), *hx = q ? strchr(q + 1, ':') : NULL;
+    if (!hx)
+        return VG_EINVAL;
+    *q = 0;
+    int r = 0;
+    while (r < VIDEO_REGION_COUNT && strcmp(t, video_region_name((video_region)r)) != 0)
+        r++;
+    char *end;
+    long qv = strtol(q + 1, &end, 10);
+    if (r == VIDEO_REGION_COUNT || end != hx || end == q + 1 || qv < 0 || qv > 100 ||
+        pdq_hash_from_hex(hx + 1, &f->region[r]) != VG_OK)
+        return VG_EINVAL;
+    f->regions |= (uint8_t)(1u << r);
+    f->region_quality[r] = (uint8_t)qv;
+    return VG_OK;
+}
+
+/* One line "frame,quality,hash,timestamp" (the timestamp may be missing: older listings), then
+ * the region fields of `vigil vhash --regions` ("trimmed:quality:hash", ...) if any. */
 static int video__parse_line(const char *s, size_t n, video_frame *f)
 {
-    char line[256];
+    char line[512];
+    memset(f, 0, sizeof *f);
     if (n >= sizeof line)
         return VG_EINVAL;
     memcpy(line, s, n);
     line[n] = 0;
-    char *fields[4] = {0};
+    char *fields[4 + VIDEO_REGION_COUNT] = {0};
     int k = 0;
     char *save = NULL;
-    for (char *t = strtok_r(line, ",", &save); t && k < 4; t = strtok_r(NULL, ",", &save))
+    for (char *t = strtok_r(line, ",", &save); t && k < 4 + VIDEO_REGION_COUNT;
+         t = strtok_r(NULL, ",", &save))
         fields[k++] = t;
     if (k < 3 || strtok_r(NULL, ",", &save))
         return VG_EINVAL;
+    for (int r = 4; r < k; r++)
+        if (video__parse_region(fields[r], f) != VG_OK)
+            return VG_EINVAL;
+    k = k > 4 ? 4 : k;
     char *end;
     errno = 0;
     unsigned long fr = strtoul(fields[0], &end, 10);

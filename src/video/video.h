@@ -143,7 +143,9 @@ typedef struct video_hash_opts {
      * hashing, before the quality filter and pruning), at most face_side_px on a side, for a
      * face detector. 0 (default) keeps none. At most face_max_frames are kept: past it,
      * video_hash.images_capped is set and later frames are not kept. */
-    double face_rate;         /* frames per second; 0 off */
+    double face_rate; /* frames per second; 0 off */
+    int regions;      /* sampled mode: 1 (default) also hashes each frame's regions (video_frame
+                         .regions); 0 the whole frame only. every_frame hashes no regions */
     uint32_t face_side_px;    /* default VIDEO_DEFAULT_FACE_SIDE_PX */
     uint32_t face_max_frames; /* default VIDEO_DEFAULT_FACE_MAX_FRAMES */
     video_limits limits;
@@ -151,12 +153,33 @@ typedef struct video_hash_opts {
 
 void video_hash_opts_default(video_hash_opts *o);
 
+/* Region hashes of a frame (docs/VIDEO.md "Regions"), beside the whole-frame hash: what a bar
+ * (letterbox, pillarbox, a caption strip) or a logo changes in the whole-frame hash, the
+ * content inside the bars or a half away from the logo keeps. The image side's rules (src/pdq
+ * pdq_copy.c, docs/MATCHING.md): bars found by pdq_copy_find_bars on the frame's luma, halves by
+ * pdq_copy_parts on the content (the trimmed rectangle when there are bars, else the frame). */
+typedef enum {
+    VIDEO_REGION_TRIMMED = 0, /* the content inside bars; only when bars were found */
+    VIDEO_REGION_TOP,         /* the top half of the content */
+    VIDEO_REGION_BOTTOM,      /* the bottom half of the content */
+    VIDEO_REGION_COUNT
+} video_region;
+
+/* "trimmed", "top", "bottom"; "unknown" otherwise. Static. */
+const char *video_region_name(video_region r);
+
 /* One kept frame. */
 typedef struct video_frame {
     uint32_t frame; /* 0-based frame number in display order */
     int quality;    /* PDQ quality 0..100 */
     double ts;      /* seconds from the stream's start */
     pdq_hash hash;
+    /* Regions (sampled mode, video_hash_opts.regions): bit 1 << VIDEO_REGION_* set when that
+     * region was hashed with a quality of at least video_hash_opts.min_quality; zero when none
+     * (every_frame, parsed text, frames stored before regions). */
+    uint8_t regions;
+    uint8_t region_quality[VIDEO_REGION_COUNT];
+    pdq_hash region[VIDEO_REGION_COUNT];
 } video_frame;
 
 /* How frames were chosen: recorded with every hash, since results depend on it. */
@@ -204,6 +227,9 @@ int video_hash_file(const char *path, const video_hash_opts *opts, video_hash *o
 
 /* Writes one line per frame ("%u,%d,<64 hex>,%.3f\n"). h, f borrowed. VG_EIO on write error. */
 int video_hash_write(const video_hash *h, void *file /* FILE * */);
+/* The same, with regions 1: each line followed by the frame's regions, ",name:quality:<64 hex>"
+ * per region hashed (`vigil vhash --regions`; video_hash_parse reads them back). */
+int video_hash_write_ex(const video_hash *h, void *file /* FILE * */, int regions);
 /* Parses such lines (blank lines and lines starting with '#' skipped). text borrowed.
  * VG_EINVAL with the line number in the detail; *out written only on success. */
 int video_hash_parse(const char *text, size_t len, video_hash *out);
@@ -235,15 +261,31 @@ typedef struct video_match_opts {
     uint32_t clip_min_frames; /* clip rule: query frames in that segment; default 5 */
     int only_matches;         /* 1: report only videos that match by either rule (default); 0: every
                                  video with a matched frame, with its percentages */
+    int regions; /* 1 (default): frames also meet through their region hashes (trimmed against
+                    whole or trimmed, a half against the same half); 0: whole hashes only, the
+                    reference's rule */
 } video_match_opts;
 
 void video_match_opts_default(video_match_opts *o);
+
+/* How a query frame met a compared frame (its best pair: the first mechanism in this order
+ * that meets it, then the lowest distance). */
+typedef enum {
+    VIDEO_MECH_WHOLE = 0, /* whole frame against whole frame (the reference's rule) */
+    VIDEO_MECH_TRIMMED,   /* the content inside bars on either side, against whole or trimmed */
+    VIDEO_MECH_HALF,      /* a top (bottom) half against the compared frame's top (bottom) half */
+    VIDEO_MECH_COUNT
+} video_mechanism;
+
+/* "whole", "trimmed", "half"; "unknown" otherwise. Static. */
+const char *video_mechanism_name(video_mechanism m);
 
 /* A run of matched frames: the query's [q_start, q_end] shows the compared video's
  * [c_start, c_end] (seconds). */
 typedef struct video_segment {
     double q_start, q_end, c_start, c_end;
-    uint32_t frames; /* query frames in the run */
+    uint32_t frames;                    /* query frames in the run */
+    uint32_t by_mech[VIDEO_MECH_COUNT]; /* of them, matched by each mechanism */
 } video_segment;
 
 typedef struct video_match {
@@ -256,7 +298,8 @@ typedef struct video_match {
     int clip_match;            /* clip rule: clip_match_pct >= clip_pct, >= clip_min_frames */
     video_segment clip;        /* the best segment (most query frames); zero when none */
     uint32_t query_frames, query_matched, compared_frames, compared_matched;
-    video_segment *segments; /* owned by the result; by query start */
+    uint32_t by_mech[VIDEO_MECH_COUNT]; /* matched query frames by their best pair's mechanism */
+    video_segment *segments;            /* owned by the result; by query start */
     size_t n_segments;
 } video_match;
 
@@ -271,7 +314,9 @@ void video_result_free(video_result *r);
 /* An index of the unique, quality-filtered frames of many videos, tagged by (video, frame):
  * multi-index hashing over the 16 16-bit words of each hash (a pair within 16(r+1)-1 bits
  * agrees within r bits on at least one word), so a query looks at a few buckets per frame,
- * never at every pair. Distances over 47 bits fall back to a scan of every frame. */
+ * never at every pair. Distances over 47 bits fall back to a scan of every frame. A frame's
+ * region hashes are entries of their own, tagged by region; a lookup verifies only entries of
+ * the tags its hash may meet (video_match_opts.regions). */
 typedef struct video_index video_index;
 
 /* min_quality: frames below it are not indexed (the match rule's quality filter). Returns owned
@@ -286,6 +331,7 @@ int video_index_add(video_index *ix, const char *id, const video_hash *h, size_t
 int video_index_build(video_index *ix);
 size_t video_index_videos(const video_index *ix);
 size_t video_index_frames(const video_index *ix);
+size_t video_index_entries(const video_index *ix); /* frames and their region hashes */
 size_t video_index_bytes(const video_index *ix);
 
 /* Matches a query video against every indexed video by the vPDQ rule. ix, q, o borrowed (o NULL
@@ -297,16 +343,17 @@ int video_index_search(const video_index *ix, const video_hash *q, const video_m
  * protected video, a thumbnail). */
 typedef struct video_frame_hit {
     size_t video;   /* the video's number (video_index_add's) */
-    uint32_t entry; /* the frame's entry in the index (one per unique frame) */
+    uint32_t entry; /* the frame's number in the index (one per unique frame) */
     double ts;      /* the frame's timestamp in that video, seconds */
     int distance;   /* bits, the smallest over the query hashes */
     uint32_t query; /* which query hash gave it */
 } video_frame_hit;
 
 /* Every indexed frame within distance bits of any of the nq hashes q (one still image: its
- * hash and variants), each frame once, sorted by video, then distance, then timestamp. Same
- * multi-index lookup as video_index_search. ix, q borrowed; *out owned (vg_free), NULL with
- * *n_out 0 when nothing is near. VG_EINVAL, VG_ENOMEM. Reentrant. */
+ * hash and variants) by its whole or trimmed hash (never a half), each frame once, sorted by video,
+ * then distance, then timestamp. Same multi-index lookup as video_index_search. ix, q borrowed;
+ * *out owned (vg_free), NULL with *n_out 0 when nothing is near. VG_EINVAL, VG_ENOMEM. Reentrant.
+ */
 int video_index_frame_search(const video_index *ix, const pdq_hash *q, size_t nq, int distance,
                              video_frame_hit **out, size_t *n_out);
 

@@ -161,6 +161,8 @@ typedef struct video__state {
     uint8_t *want_used;  /* want[i]'s frame came out already */
     double last_kept_ts; /* the last kept frame's timestamp (s) */
     size_t n_want;
+    uint8_t *region_px; /* regions: the content rectangle copied out for pdq_copy_parts */
+    size_t region_cap;
 } video__state;
 
 /* Frees the container and decoder side of s (video__open allocates them again). */
@@ -194,6 +196,7 @@ static void video__state_close(video__state *s)
     vg_free(s->plan);
     vg_free(s->want);
     vg_free(s->want_used);
+    vg_free(s->region_px);
     pdq_ctx_free(s->pdq);
     video_hash_free(&s->h);
 }
@@ -253,6 +256,67 @@ static int video__keep_image(video__state *s, const AVFrame *f, uint32_t number,
     return VG_OK;
 }
 
+/* The region hashes of one sampled frame (video_frame.regions, docs/VIDEO.md "Regions"), from
+ * its luma (w x h, stride bytes per row): bars found as the image side finds them, the content
+ * inside them hashed when there are any, and the content's top and bottom halves by
+ * pdq_copy_parts (the image side's halves, so a frame's half is what a photo's half is). Each
+ * is kept when its quality reaches min_quality: a flat half (a sky, a bar left over) says
+ * nothing and would meet every other flat half. */
+static int video__hash_regions(video__state *s, const uint8_t *gray, uint32_t w, uint32_t h,
+                               size_t stride, video_frame *vf)
+{
+    const int min_q = s->o->min_quality;
+    uint32_t t[4], x0 = 0, y0 = 0, cw = w, ch = h;
+    int rc;
+    if (pdq_copy_find_bars(gray, w, h, stride, t)) {
+        x0 = t[0];
+        y0 = t[1];
+        cw = w - t[0] - t[2];
+        ch = h - t[1] - t[3];
+        pdq_result r;
+        rc = pdq_hash_gray8(s->pdq, gray + (size_t)y0 * stride + x0, cw, ch, stride, 0, &r);
+        if (rc != VG_OK)
+            return rc;
+        if (r.quality >= min_q) {
+            vf->regions |= 1u << VIDEO_REGION_TRIMMED;
+            vf->region_quality[VIDEO_REGION_TRIMMED] = (uint8_t)r.quality;
+            vf->region[VIDEO_REGION_TRIMMED] = r.hash;
+        }
+    }
+    /* pdq_copy_parts takes a packed image: the content rectangle copied out (at most
+     * VIDEO_HASH_SIDE_PX squared, 256 KiB), into one buffer kept for the whole decode (a
+     * malloc and free per frame of that size is an mmap and munmap each) */
+    const size_t need = (size_t)cw * ch;
+    if (need > s->region_cap) {
+        uint8_t *p = vg_realloc(s->region_px, need);
+        if (!p)
+            return vg_err_set(VG_ENOMEM, "no memory for a %ux%u frame region", cw, ch);
+        s->region_px = p;
+        s->region_cap = need;
+    }
+    uint8_t *crop = s->region_px;
+    for (uint32_t y = 0; y < ch; y++)
+        memcpy(crop + (size_t)y * cw, gray + (size_t)(y0 + y) * stride + x0, cw);
+    img_image view = {.px = crop, .w = cw, .h = ch, .channels = 1, .src_w = cw, .src_h = ch};
+    pdq_part_set parts;
+    rc = pdq_copy_parts(s->pdq, &view, &parts);
+    if (rc != VG_OK)
+        return rc;
+    static const struct {
+        pdq_part part;
+        video_region region;
+    } halves[] = {{PDQ_PART_TOP, VIDEO_REGION_TOP}, {PDQ_PART_BOTTOM, VIDEO_REGION_BOTTOM}};
+    for (size_t k = 0; k < sizeof halves / sizeof *halves; k++) {
+        const int q = parts.quality[halves[k].part];
+        if (q < min_q || q < 1) /* 0: the part was too small to hash */
+            continue;
+        vf->regions |= (uint8_t)(1u << halves[k].region);
+        vf->region_quality[halves[k].region] = (uint8_t)q;
+        vf->region[halves[k].region] = parts.h[halves[k].part];
+    }
+    return VG_OK;
+}
+
 /* Converts and hashes one decoded frame that sampling kept. */
 static int video__hash_frame(video__state *s, const AVFrame *f, uint32_t number, double ts)
 {
@@ -263,6 +327,9 @@ static int video__hash_frame(video__state *s, const AVFrame *f, uint32_t number,
     if (!o->every_frame && (rc = video__keep_image(s, f, number, ts)) != VG_OK)
         return rc;
     pdq_result r;
+    const uint8_t *gray = NULL; /* sampled mode: the luma hashed, for the regions */
+    uint32_t gw = 0, gh = 0;
+    size_t gstride = 0;
     if (o->every_frame) {
         /* The reference's conversion: full-size RGB24 through swscale's area filter. */
         s->sws = sws_getCachedContext(s->sws, w, h, f->format, w, h, AV_PIX_FMT_RGB24, SWS_AREA,
@@ -300,6 +367,10 @@ static int video__hash_frame(video__state *s, const AVFrame *f, uint32_t number,
         int dst_stride[4] = {(int)stride, 0, 0, 0};
         sws_scale(s->sws, (const uint8_t *const *)f->data, f->linesize, 0, h, dst, dst_stride);
         rc = pdq_hash_gray8(s->pdq, s->px, (uint32_t)tw, (uint32_t)th, stride, 0, &r);
+        gray = s->px;
+        gw = (uint32_t)tw;
+        gh = (uint32_t)th;
+        gstride = stride;
     }
     if (rc != VG_OK)
         return rc;
@@ -313,6 +384,8 @@ static int video__hash_frame(video__state *s, const AVFrame *f, uint32_t number,
     s->last = r.hash;
     s->have_last = 1;
     video_frame vf = {.frame = number, .quality = r.quality, .ts = ts, .hash = r.hash};
+    if (gray && o->regions && (rc = video__hash_regions(s, gray, gw, gh, gstride, &vf)) != VG_OK)
+        return rc;
     return video__push(&s->h, &s->cap, &vf);
 }
 

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -29,6 +30,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Bytes: the child's allocations of this size or more are mmapped (glibc's default before its
+ * dynamic adjustment), so they count against RLIMIT_AS. */
+#define VIDEO__CHILD_MMAP_THRESHOLD (128 * 1024)
 
 #define VIDEO__MSG_MAGIC 0x76706471u /* "vpdq" */
 
@@ -97,8 +102,16 @@ static void video__child_main(int wfd, const uint8_t *buf, size_t len, const vid
     /* ASan reserves terabytes of shadow address space: an AS limit would kill it at start.
      * The child inherits the parent's mappings (a server's index, models, thread stacks: GBs),
      * so the limit is what it already maps plus child_mem_bytes: the decoder may grow by that. */
-    if (l->child_mem_bytes)
+    /* What the parent's allocator keeps mapped but free counts as "already mapped": glibc's
+     * dynamic thresholds let a parent that once freed a large block keep up to twice its size
+     * of free heap (up to 64 MiB), which the decoder would reuse unseen (a 9 MiB PDQ scratch
+     * came out of it, past a 1 MiB child_mem_bytes). So the heap's free top is given back and
+     * every large block is mapped anew from here on: the limit counts what the child adds. */
+    if (l->child_mem_bytes) {
+        mallopt(M_MMAP_THRESHOLD, VIDEO__CHILD_MMAP_THRESHOLD);
+        malloc_trim(0);
         video__set_rlimit(RLIMIT_AS, video__mapped_bytes() + l->child_mem_bytes, 0);
+    }
 #endif
     if (l->child_cpu_s)
         video__set_rlimit(RLIMIT_CPU, l->child_cpu_s, 1);

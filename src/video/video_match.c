@@ -10,8 +10,18 @@
  * its 16 words: two hashes within D bits differ in at most r bits in some word (pigeonhole), so
  * nothing within D is missed, and each candidate is verified with its full distance.
  *
- * Invariants: entries of one video are contiguous (video_index_add appends them at once);
- * tables cover entries [0, built_n); later ones are scanned flat until the next build.
+ * Regions (docs/VIDEO.md "Regions"): a frame's trimmed content and its top and bottom halves
+ * are entries of their own beside its whole hash, each tagged by what it hashes and by the
+ * frame it belongs to. A query frame's whole and trimmed hashes look up the entries tagged
+ * whole or trimmed, its top half only those tagged top, its bottom half only bottom: each of
+ * these three classes has its own word tables (a half's lookup never gathers a whole hash's
+ * postings), and the tag is checked again before a candidate's distance (whole-only rule), so
+ * regions cost more lookups and candidates, never all pairs. A frame counts as matched once,
+ * however many of its hashes met.
+ *
+ * Invariants: entries of one video are contiguous (video_index_add appends them at once), and
+ * so are the entries of one frame, frames numbered in entry order; tables cover entries
+ * [0, built_n); later ones are scanned flat until the next build.
  */
 #include "video/video_int.h"
 
@@ -25,19 +35,58 @@
 #define VIDEO__MIH_MAX_DISTANCE 47 /* r = 2: 137 buckets per word; beyond, a flat scan wins */
 #define VIDEO__MAX_ENTRIES ((size_t)1 << 31)
 
+/* Entry tags: what an entry hashes. */
+enum { VIDEO__TAG_WHOLE = 0, VIDEO__TAG_TRIMMED, VIDEO__TAG_TOP, VIDEO__TAG_BOTTOM };
+#define VIDEO__MASK_SHARED ((1u << VIDEO__TAG_WHOLE) | (1u << VIDEO__TAG_TRIMMED))
+/* Table classes: whole and trimmed entries (they meet each other), top halves, bottom halves. */
+#define VIDEO__CLASSES 3
+
+static int video__tag_class(uint8_t tag)
+{
+    return tag <= VIDEO__TAG_TRIMMED ? 0 : tag - VIDEO__TAG_TRIMMED;
+}
+
+/* The tag of a frame's region's entry. */
+static uint8_t video__region_tag(int region)
+{
+    return region == VIDEO_REGION_TRIMMED ? VIDEO__TAG_TRIMMED
+           : region == VIDEO_REGION_TOP   ? VIDEO__TAG_TOP
+                                          : VIDEO__TAG_BOTTOM;
+}
+
+/* The tags a query hash of tag qtag may meet. */
+static unsigned video__tag_mask(uint8_t qtag)
+{
+    return qtag <= VIDEO__TAG_TRIMMED ? VIDEO__MASK_SHARED : 1u << qtag;
+}
+
+/* What a (query tag, entry tag) pair that met says. */
+static uint8_t video__mech(uint8_t qtag, uint8_t etag)
+{
+    if (qtag == VIDEO__TAG_WHOLE && etag == VIDEO__TAG_WHOLE)
+        return VIDEO_MECH_WHOLE;
+    return qtag <= VIDEO__TAG_TRIMMED ? VIDEO_MECH_TRIMMED : VIDEO_MECH_HALF;
+}
+
 struct video_index {
     int min_quality;
     pdq_hash *hash; /* entry -> hash */
     uint32_t *vid;  /* entry -> video */
     double *ts;     /* entry -> timestamp (s) */
+    uint32_t *unit; /* entry -> frame (numbered over the index, in entry order) */
+    uint8_t *tag;   /* entry -> VIDEO__TAG_* */
     size_t n, cap;
+    size_t nf;         /* frames */
     char **ids;        /* video -> id (owned) */
     uint32_t *v_start; /* video -> first entry */
     uint32_t *v_count; /* video -> unique frames */
     size_t nv, vcap;
-    uint32_t *offs; /* [VIDEO__WORDS][VIDEO__BUCKETS + 1] bucket starts in post */
-    uint32_t *post; /* [VIDEO__WORDS][built_n] entries, bucket by bucket */
-    size_t built_n;
+    /* per table class (NULL when the class had no entries at the last build): */
+    uint32_t *offs[VIDEO__CLASSES]; /* [VIDEO__WORDS][VIDEO__BUCKETS + 1] bucket starts in post */
+    uint32_t *post[VIDEO__CLASSES]; /* [VIDEO__WORDS][built_cn] entries, bucket by bucket */
+    size_t built_cn[VIDEO__CLASSES];
+    size_t built_n; /* entries covered by the tables */
+    int built;      /* video_index_build ran */
 };
 
 static inline uint32_t video__word(const pdq_hash *h, int t)
@@ -50,7 +99,14 @@ typedef struct video__uf {
     pdq_hash h;
     double ts;
     size_t idx;
+    const video_frame *f; /* borrowed: its regions */
 } video__uf;
+
+/* The frame's region r, when it was hashed with a quality of at least min_quality. */
+static const pdq_hash *video__region_of(const video_frame *f, int r, int min_quality)
+{
+    return (f->regions >> r & 1u) && f->region_quality[r] >= min_quality ? &f->region[r] : NULL;
+}
 
 static int video__uf_cmp_hash(const void *a, const void *b)
 {
@@ -81,7 +137,7 @@ static int video__unique(const video_hash *h, int min_quality, video__uf **out, 
     size_t k = 0;
     for (size_t i = 0; i < h->n; i++)
         if (h->frames[i].quality >= min_quality)
-            u[k++] = (video__uf){h->frames[i].hash, h->frames[i].ts, i};
+            u[k++] = (video__uf){h->frames[i].hash, h->frames[i].ts, i, &h->frames[i]};
     qsort(u, k, sizeof *u, video__uf_cmp_hash);
     size_t m = 0;
     for (size_t i = 0; i < k; i++)
@@ -113,8 +169,12 @@ void video_index_free(video_index *ix)
     vg_free(ix->hash);
     vg_free(ix->vid);
     vg_free(ix->ts);
-    vg_free(ix->offs);
-    vg_free(ix->post);
+    vg_free(ix->unit);
+    vg_free(ix->tag);
+    for (int c = 0; c < VIDEO__CLASSES; c++) {
+        vg_free(ix->offs[c]);
+        vg_free(ix->post[c]);
+    }
     vg_free(ix);
 }
 
@@ -154,20 +214,26 @@ int video_index_add(video_index *ix, const char *id, const video_hash *h, size_t
     int rc = video__unique(h, ix->min_quality, &u, &m);
     if (rc != VG_OK)
         return rc;
-    if (ix->n + m > VIDEO__MAX_ENTRIES) {
+    size_t ne = m; /* entries: each frame's whole hash and its regions over the quality gate */
+    for (size_t i = 0; i < m; i++)
+        for (int r = 0; r < VIDEO_REGION_COUNT; r++)
+            ne += video__region_of(u[i].f, r, ix->min_quality) != NULL;
+    if (ix->n + ne > VIDEO__MAX_ENTRIES) {
         vg_free(u);
         return vg_err_set(VG_ETOOBIG, "video index is full (%zu frames)", ix->n);
     }
     char *idc = vg_strdup(id);
     int ok = idc != NULL;
-    if (ok && ix->n + m > ix->cap) {
+    if (ok && ix->n + ne > ix->cap) {
         size_t c = ix->cap ? ix->cap : 64;
-        while (c < ix->n + m)
+        while (c < ix->n + ne)
             c *= 2;
         /* each realloc that succeeds is kept: a later failure leaves larger arrays, no loss */
         ok = video__resize((void **)&ix->hash, sizeof *ix->hash, c) &&
              video__resize((void **)&ix->vid, sizeof *ix->vid, c) &&
-             video__resize((void **)&ix->ts, sizeof *ix->ts, c);
+             video__resize((void **)&ix->ts, sizeof *ix->ts, c) &&
+             video__resize((void **)&ix->unit, sizeof *ix->unit, c) &&
+             video__resize((void **)&ix->tag, sizeof *ix->tag, c);
         if (ok)
             ix->cap = c;
     }
@@ -189,10 +255,18 @@ int video_index_add(video_index *ix, const char *id, const video_hash *h, size_t
     ix->v_start[v] = (uint32_t)ix->n;
     ix->v_count[v] = (uint32_t)m;
     for (size_t i = 0; i < m; i++) {
-        ix->hash[ix->n] = u[i].h;
-        ix->vid[ix->n] = (uint32_t)v;
-        ix->ts[ix->n] = u[i].ts;
-        ix->n++;
+        for (int r = -1; r < VIDEO_REGION_COUNT; r++) {
+            const pdq_hash *rh = r < 0 ? &u[i].h : video__region_of(u[i].f, r, ix->min_quality);
+            if (!rh)
+                continue;
+            ix->hash[ix->n] = *rh;
+            ix->vid[ix->n] = (uint32_t)v;
+            ix->ts[ix->n] = u[i].ts;
+            ix->unit[ix->n] = (uint32_t)ix->nf;
+            ix->tag[ix->n] = r < 0 ? VIDEO__TAG_WHOLE : video__region_tag(r);
+            ix->n++;
+        }
+        ix->nf++;
     }
     vg_free(u);
     if (video_out)
@@ -202,33 +276,49 @@ int video_index_add(video_index *ix, const char *id, const video_hash *h, size_t
 
 int video_index_build(video_index *ix)
 {
-    size_t n = ix->n, offs_n = (size_t)VIDEO__WORDS * (VIDEO__BUCKETS + 1);
-    uint32_t *offs = vg_calloc(offs_n, sizeof *offs);
-    uint32_t *post = n ? vg_malloc((size_t)VIDEO__WORDS * n * sizeof *post) : NULL;
-    if (!offs || (n && !post)) {
-        vg_free(offs);
-        vg_free(post);
+    const size_t n = ix->n, offs_n = (size_t)VIDEO__WORDS * (VIDEO__BUCKETS + 1);
+    size_t cn[VIDEO__CLASSES] = {0};
+    uint32_t *offs[VIDEO__CLASSES] = {0}, *post[VIDEO__CLASSES] = {0};
+    for (size_t e = 0; e < n; e++)
+        cn[video__tag_class(ix->tag[e])]++;
+    int ok = 1;
+    for (int c = 0; c < VIDEO__CLASSES && ok; c++)
+        if (cn[c] || c == 0)
+            ok = (offs[c] = vg_calloc(offs_n, sizeof *offs[c])) != NULL &&
+                 (!cn[c] ||
+                  (post[c] = vg_malloc((size_t)VIDEO__WORDS * cn[c] * sizeof *post[c])) != NULL);
+    if (!ok) {
+        for (int c = 0; c < VIDEO__CLASSES; c++) {
+            vg_free(offs[c]);
+            vg_free(post[c]);
+        }
         return vg_err_set(VG_ENOMEM, "no memory for the tables of %zu frames", n);
     }
-    for (int t = 0; t < VIDEO__WORDS; t++) {
-        uint32_t *o = offs + (size_t)t * (VIDEO__BUCKETS + 1);
-        uint32_t *p = post + (size_t)t * n;
-        for (size_t e = 0; e < n; e++)
-            o[video__word(&ix->hash[e], t) + 1]++;
-        for (uint32_t b = 0; b < VIDEO__BUCKETS; b++)
-            o[b + 1] += o[b];
-        /* fill, using o[b] as the cursor, then shift back */
-        for (size_t e = 0; e < n; e++)
-            p[o[video__word(&ix->hash[e], t)]++] = (uint32_t)e;
-        for (uint32_t b = VIDEO__BUCKETS; b > 0; b--)
-            o[b] = o[b - 1];
-        o[0] = 0;
+    for (int c = 0; c < VIDEO__CLASSES; c++) {
+        for (int t = 0; cn[c] && t < VIDEO__WORDS; t++) {
+            uint32_t *o = offs[c] + (size_t)t * (VIDEO__BUCKETS + 1);
+            uint32_t *p = post[c] + (size_t)t * cn[c];
+            for (size_t e = 0; e < n; e++)
+                if (video__tag_class(ix->tag[e]) == c)
+                    o[video__word(&ix->hash[e], t) + 1]++;
+            for (uint32_t b = 0; b < VIDEO__BUCKETS; b++)
+                o[b + 1] += o[b];
+            /* fill, using o[b] as the cursor, then shift back */
+            for (size_t e = 0; e < n; e++)
+                if (video__tag_class(ix->tag[e]) == c)
+                    p[o[video__word(&ix->hash[e], t)]++] = (uint32_t)e;
+            for (uint32_t b = VIDEO__BUCKETS; b > 0; b--)
+                o[b] = o[b - 1];
+            o[0] = 0;
+        }
+        vg_free(ix->offs[c]);
+        vg_free(ix->post[c]);
+        ix->offs[c] = offs[c];
+        ix->post[c] = post[c];
+        ix->built_cn[c] = cn[c];
     }
-    vg_free(ix->offs);
-    vg_free(ix->post);
-    ix->offs = offs;
-    ix->post = post;
     ix->built_n = n;
+    ix->built = 1;
     return VG_OK;
 }
 
@@ -239,16 +329,23 @@ size_t video_index_videos(const video_index *ix)
 
 size_t video_index_frames(const video_index *ix)
 {
+    return ix->nf;
+}
+
+size_t video_index_entries(const video_index *ix)
+{
     return ix->n;
 }
 
 size_t video_index_bytes(const video_index *ix)
 {
-    size_t b = sizeof *ix + ix->cap * (sizeof(pdq_hash) + sizeof(uint32_t) + sizeof(double)) +
+    size_t b = sizeof *ix +
+               ix->cap * (sizeof(pdq_hash) + 2 * sizeof(uint32_t) + sizeof(double) + 1) +
                ix->vcap * (sizeof(char *) + 2 * sizeof(uint32_t));
-    if (ix->offs)
-        b += (size_t)VIDEO__WORDS * (VIDEO__BUCKETS + 1) * sizeof(uint32_t) +
-             (size_t)VIDEO__WORDS * ix->built_n * sizeof(uint32_t);
+    for (int c = 0; c < VIDEO__CLASSES; c++)
+        if (ix->offs[c])
+            b += (size_t)VIDEO__WORDS * (VIDEO__BUCKETS + 1) * sizeof(uint32_t) +
+                 (size_t)VIDEO__WORDS * ix->built_cn[c] * sizeof(uint32_t);
     return b;
 }
 
@@ -262,12 +359,14 @@ void video_match_opts_default(video_match_opts *o)
     o->clip_pct = VIDEO_DEFAULT_CLIP_MATCH_PCT;
     o->clip_min_frames = VIDEO_DEFAULT_CLIP_MIN_FRAMES;
     o->only_matches = 1;
+    o->regions = 1;
 }
 
 /* One verified (query frame, entry) pair. */
 typedef struct video__pair {
-    uint32_t video, q, e;
+    uint32_t video, q, e, u; /* u: the entry's frame */
     int d;
+    uint8_t mech; /* VIDEO_MECH_* */
 } video__pair;
 
 typedef struct video__pairs {
@@ -275,7 +374,8 @@ typedef struct video__pairs {
     size_t n, cap;
 } video__pairs;
 
-static int video__pairs_push(video__pairs *ps, uint32_t video, uint32_t q, uint32_t e, int d)
+static int video__pairs_push(video__pairs *ps, uint32_t video, uint32_t q, uint32_t e, uint32_t u,
+                             int d, uint8_t mech)
 {
     if (ps->n == ps->cap) {
         size_t nc = ps->cap ? ps->cap * 2 : 1024;
@@ -285,7 +385,7 @@ static int video__pairs_push(video__pairs *ps, uint32_t video, uint32_t q, uint3
         ps->p = np;
         ps->cap = nc;
     }
-    ps->p[ps->n++] = (video__pair){video, q, e, d};
+    ps->p[ps->n++] = (video__pair){video, q, e, u, d, mech};
     return VG_OK;
 }
 
@@ -296,6 +396,8 @@ static int video__pair_cmp(const void *a, const void *b)
         return x->video < y->video ? -1 : 1;
     if (x->q != y->q)
         return x->q < y->q ? -1 : 1;
+    if (x->mech != y->mech) /* whole before trimmed before half: the plainest reason first */
+        return x->mech < y->mech ? -1 : 1;
     if (x->d != y->d)
         return x->d < y->d ? -1 : 1;
     return x->e < y->e ? -1 : x->e > y->e;
@@ -307,10 +409,10 @@ typedef struct video__scratch {
     size_t ncand, cap;
 } video__scratch;
 
-static int video__gather(const video_index *ix, video__scratch *sc, int t, uint32_t key)
+static int video__gather(const video_index *ix, video__scratch *sc, int c, int t, uint32_t key)
 {
-    const uint32_t *o = ix->offs + (size_t)t * (VIDEO__BUCKETS + 1);
-    const uint32_t *p = ix->post + (size_t)t * ix->built_n;
+    const uint32_t *o = ix->offs[c] + (size_t)t * (VIDEO__BUCKETS + 1);
+    const uint32_t *p = ix->post[c] + (size_t)t * ix->built_cn[c];
     uint32_t lo = o[key], hi = o[key + 1];
     if (lo == hi)
         return VG_OK;
@@ -342,63 +444,87 @@ static int video__gather(const video_index *ix, video__scratch *sc, int t, uint3
         if (i + VIDEO__PREFETCH_AHEAD < n)                                                         \
             __builtin_prefetch(&ix->hash[cand[i + VIDEO__PREFETCH_AHEAD]]);                        \
         uint32_t e = cand[i];                                                                      \
+        if (!(mask >> ix->tag[e] & 1u))                                                            \
+            continue;                                                                              \
         int d = pdq_distance_inline(qh, &ix->hash[e]);                                             \
-        if (d <= D && video__pairs_push(ps, ix->vid[e], q, e, d) != VG_OK)                         \
+        if (d <= D && video__pairs_push(ps, ix->vid[e], q, e, ix->unit[e], d,                      \
+                                        video__mech(qtag, ix->tag[e])) != VG_OK)                   \
             return VG_ENOMEM;                                                                      \
     }                                                                                              \
     return VG_OK;
 
-__attribute__((target("popcnt"))) static int video__verify_popcnt(const video_index *ix,
-                                                                  const uint32_t *cand, size_t n,
-                                                                  const pdq_hash *qh, uint32_t q,
-                                                                  int D, video__pairs *ps)
+__attribute__((target("popcnt"))) static int
+video__verify_popcnt(const video_index *ix, const uint32_t *cand, size_t n, const pdq_hash *qh,
+                     uint32_t q, uint8_t qtag, unsigned mask, int D, video__pairs *ps)
 {
     VIDEO__VERIFY_BODY
 }
 
 static int video__verify_portable(const video_index *ix, const uint32_t *cand, size_t n,
-                                  const pdq_hash *qh, uint32_t q, int D, video__pairs *ps)
+                                  const pdq_hash *qh, uint32_t q, uint8_t qtag, unsigned mask,
+                                  int D, video__pairs *ps)
 {
     VIDEO__VERIFY_BODY
 }
 
 static int video__verify(const video_index *ix, const uint32_t *cand, size_t n, const pdq_hash *qh,
-                         uint32_t q, int D, video__pairs *ps)
+                         uint32_t q, uint8_t qtag, unsigned mask, int D, video__pairs *ps)
 {
-    return (vg_cpu_features() & VG_CPU_POPCNT) ? video__verify_popcnt(ix, cand, n, qh, q, D, ps)
-                                               : video__verify_portable(ix, cand, n, qh, q, D, ps);
+    return (vg_cpu_features() & VG_CPU_POPCNT)
+               ? video__verify_popcnt(ix, cand, n, qh, q, qtag, mask, D, ps)
+               : video__verify_portable(ix, cand, n, qh, q, qtag, mask, D, ps);
 }
 
-/* All entries within D of query frame q, into ps. */
+/* All entries of the tags in mask within D of query frame q's hash qh (tag qtag), into ps. */
 static int video__lookup(const video_index *ix, video__scratch *sc, const pdq_hash *qh, uint32_t q,
-                         int D, video__pairs *ps)
+                         uint8_t qtag, unsigned mask, int D, video__pairs *ps)
 {
     size_t flat_from = 0;
     sc->ncand = 0;
-    if (ix->offs && D <= VIDEO__MIH_MAX_DISTANCE) {
+    const int c = video__tag_class(qtag); /* mask lies within qtag's class */
+    if (ix->built && D <= VIDEO__MIH_MAX_DISTANCE) {
         int r = D / VIDEO__WORDS;
-        for (int t = 0; t < VIDEO__WORDS; t++) {
+        for (int t = 0; ix->offs[c] && t < VIDEO__WORDS; t++) {
             uint32_t k = video__word(qh, t);
-            if (video__gather(ix, sc, t, k) != VG_OK)
+            if (video__gather(ix, sc, c, t, k) != VG_OK)
                 return VG_ENOMEM;
             for (int b1 = 0; r >= 1 && b1 < 16; b1++) {
-                if (video__gather(ix, sc, t, k ^ (1u << b1)) != VG_OK)
+                if (video__gather(ix, sc, c, t, k ^ (1u << b1)) != VG_OK)
                     return VG_ENOMEM;
                 for (int b2 = b1 + 1; r >= 2 && b2 < 16; b2++)
-                    if (video__gather(ix, sc, t, k ^ (1u << b1) ^ (1u << b2)) != VG_OK)
+                    if (video__gather(ix, sc, c, t, k ^ (1u << b1) ^ (1u << b2)) != VG_OK)
                         return VG_ENOMEM;
             }
         }
         flat_from = ix->built_n;
     }
-    if (video__verify(ix, sc->cand, sc->ncand, qh, q, D, ps) != VG_OK)
+    if (video__verify(ix, sc->cand, sc->ncand, qh, q, qtag, mask, D, ps) != VG_OK)
         return VG_ENOMEM;
     for (size_t e = flat_from; e < ix->n; e++) {
+        if (!(mask >> ix->tag[e] & 1u))
+            continue;
         int d = pdq_distance(qh, &ix->hash[e]);
-        if (d <= D && video__pairs_push(ps, ix->vid[e], q, (uint32_t)e, d) != VG_OK)
+        if (d <= D && video__pairs_push(ps, ix->vid[e], q, (uint32_t)e, ix->unit[e], d,
+                                        video__mech(qtag, ix->tag[e])) != VG_OK)
             return VG_ENOMEM;
     }
     return VG_OK;
+}
+
+/* Every entry query frame q (uf) meets: its whole hash, and with regions its trimmed hash
+ * against whole and trimmed entries, its halves against the same halves. */
+static int video__lookup_frame(const video_index *ix, video__scratch *sc, const video__uf *uf,
+                               uint32_t q, const video_match_opts *o, video__pairs *ps)
+{
+    const unsigned whole_mask = o->regions ? VIDEO__MASK_SHARED : 1u << VIDEO__TAG_WHOLE;
+    int rc = video__lookup(ix, sc, &uf->h, q, VIDEO__TAG_WHOLE, whole_mask, o->distance, ps);
+    for (int r = 0; r < VIDEO_REGION_COUNT && rc == VG_OK && o->regions; r++) {
+        const pdq_hash *rh = video__region_of(uf->f, r, o->min_quality);
+        const uint8_t tag = video__region_tag(r);
+        if (rh)
+            rc = video__lookup(ix, sc, rh, q, tag, video__tag_mask(tag), o->distance, ps);
+    }
+    return rc;
 }
 
 static int video__seg_cmp_frames(const void *a, const void *b)
@@ -440,7 +566,7 @@ static int video__segments(const video_index *ix, const video__uf *qf, const vid
                 segs = nsg;
                 cap = nc;
             }
-            segs[ns++] = (video_segment){qt, qt, ct, ct, 0};
+            segs[ns++] = (video_segment){qt, qt, ct, ct, 0, {0}};
         }
         video_segment *s = &segs[ns - 1];
         s->q_end = qt;
@@ -449,6 +575,7 @@ static int video__segments(const video_index *ix, const video__uf *qf, const vid
         if (ct > s->c_end)
             s->c_end = ct;
         s->frames++;
+        s->by_mech[p[i].mech]++;
         pq = qt;
         pc = ct;
     }
@@ -523,7 +650,7 @@ int video_index_search(const video_index *ix, const video_hash *q, const video_m
     if ((rc = video__unique(q, o->min_quality, &qf, &nq)) != VG_OK)
         return rc;
     out->query_frames = (uint32_t)nq;
-    uint32_t *stamp = ix->n ? vg_calloc(ix->n, sizeof *stamp) : NULL;
+    uint32_t *stamp = ix->nf ? vg_calloc(ix->nf, sizeof *stamp) : NULL;
     video__scratch sc = {NULL, 0, 0};
     video__pairs ps = {0};
     if (ix->n && !stamp) {
@@ -532,24 +659,27 @@ int video_index_search(const video_index *ix, const video_hash *q, const video_m
     }
     uint32_t gen = 0;
     for (size_t i = 0; i < nq && rc == VG_OK && ix->n; i++)
-        rc = video__lookup(ix, &sc, &qf[i].h, (uint32_t)i, o->distance, &ps);
+        rc = video__lookup_frame(ix, &sc, &qf[i], (uint32_t)i, o, &ps);
     if (rc == VG_OK && ps.n)
         qsort(ps.p, ps.n, sizeof *ps.p, video__pair_cmp);
     /* One group of pairs per video. */
     size_t mcap = 0;
     for (size_t i = 0; i < ps.n && rc == VG_OK;) {
         size_t j = i;
-        uint32_t v = ps.p[i].video, qm = 0, cm = 0;
+        uint32_t v = ps.p[i].video, qm = 0, cm = 0, by_mech[VIDEO_MECH_COUNT] = {0};
         ++gen;
         for (; j < ps.n && ps.p[j].video == v; j++) {
-            if (j == i || ps.p[j].q != ps.p[j - 1].q)
+            if (j == i || ps.p[j].q != ps.p[j - 1].q) {
                 qm++;
-            if (stamp[ps.p[j].e] != gen) {
-                stamp[ps.p[j].e] = gen;
+                by_mech[ps.p[j].mech]++; /* the first of a query frame's pairs is its best */
+            }
+            if (stamp[ps.p[j].u] != gen) {
+                stamp[ps.p[j].u] = gen;
                 cm++;
             }
         }
         video_match m = {0};
+        memcpy(m.by_mech, by_mech, sizeof m.by_mech);
         m.video = v;
         m.id = ix->ids[v];
         m.query_frames = (uint32_t)nq;
@@ -594,8 +724,8 @@ int video_index_search(const video_index *ix, const video_hash *q, const video_m
 static int video__pair_cmp_entry(const void *a, const void *b)
 {
     const video__pair *x = a, *y = b;
-    if (x->e != y->e)
-        return x->e < y->e ? -1 : 1;
+    if (x->u != y->u)
+        return x->u < y->u ? -1 : 1;
     if (x->d != y->d)
         return x->d < y->d ? -1 : 1;
     return x->q < y->q ? -1 : x->q > y->q;
@@ -624,7 +754,8 @@ int video_index_frame_search(const video_index *ix, const pdq_hash *q, size_t nq
     video__pairs ps = {0};
     int rc = VG_OK;
     for (size_t i = 0; i < nq && rc == VG_OK && ix->n; i++)
-        if (video__lookup(ix, &sc, &q[i], (uint32_t)i, distance, &ps) != VG_OK)
+        if (video__lookup(ix, &sc, &q[i], (uint32_t)i, VIDEO__TAG_WHOLE, VIDEO__MASK_SHARED,
+                          distance, &ps) != VG_OK)
             rc = vg_err_set(VG_ENOMEM, "no memory for a frame search");
     vg_free(sc.cand);
     video_frame_hit *h = NULL;
@@ -632,15 +763,15 @@ int video_index_frame_search(const video_index *ix, const pdq_hash *q, size_t nq
     if (rc == VG_OK && ps.n && !(h = vg_malloc(ps.n * sizeof *h)))
         rc = vg_err_set(VG_ENOMEM, "no memory for %zu frame hits", ps.n);
     if (rc == VG_OK && ps.n) {
-        /* An entry reached through several words or several query hashes appears once, with
-         * its smallest distance. */
+        /* A frame reached through several words, several query hashes or its whole and
+         * trimmed entries appears once, with its smallest distance. */
         qsort(ps.p, ps.n, sizeof *ps.p, video__pair_cmp_entry);
         for (size_t i = 0; i < ps.n; i++) {
             const video__pair *p = &ps.p[i];
-            if (i && p->e == ps.p[i - 1].e)
+            if (i && p->u == ps.p[i - 1].u)
                 continue;
             h[n++] = (video_frame_hit){.video = p->video,
-                                       .entry = p->e,
+                                       .entry = p->u,
                                        .ts = ix->ts[p->e],
                                        .distance = p->d,
                                        .query = p->q};
@@ -693,6 +824,27 @@ int video_compare(const video_hash *q, const video_hash *c, const video_match_op
     return rc;
 }
 
+/* Whether frames a and b meet by the rule (o->regions: through their regions too). */
+static int video__frames_meet(const video__uf *a, const video__uf *b, const video_match_opts *o)
+{
+    const int D = o->distance, mq = o->min_quality;
+    if (pdq_distance(&a->h, &b->h) <= D)
+        return 1;
+    if (!o->regions)
+        return 0;
+    const pdq_hash *at = video__region_of(a->f, VIDEO_REGION_TRIMMED, mq);
+    const pdq_hash *bt = video__region_of(b->f, VIDEO_REGION_TRIMMED, mq);
+    if ((at && pdq_distance(at, &b->h) <= D) || (bt && pdq_distance(&a->h, bt) <= D) ||
+        (at && bt && pdq_distance(at, bt) <= D))
+        return 1;
+    for (int r = VIDEO_REGION_TOP; r <= VIDEO_REGION_BOTTOM; r++) {
+        const pdq_hash *x = video__region_of(a->f, r, mq), *y = video__region_of(b->f, r, mq);
+        if (x && y && pdq_distance(x, y) <= D)
+            return 1;
+    }
+    return 0;
+}
+
 int video__compare_brute(const video_hash *q, const video_hash *c, const video_match_opts *o,
                          video_match *out)
 {
@@ -706,13 +858,13 @@ int video__compare_brute(const video_hash *q, const video_hash *c, const video_m
         uint32_t qm = 0, cm = 0;
         for (size_t i = 0; i < na; i++)
             for (size_t j = 0; j < nb; j++)
-                if (pdq_distance(&a[i].h, &b[j].h) <= o->distance) {
+                if (video__frames_meet(&a[i], &b[j], o)) {
                     qm++;
                     break;
                 }
         for (size_t j = 0; j < nb; j++)
             for (size_t i = 0; i < na; i++)
-                if (pdq_distance(&a[i].h, &b[j].h) <= o->distance) {
+                if (video__frames_meet(&a[i], &b[j], o)) {
                     cm++;
                     break;
                 }

@@ -1,0 +1,271 @@
+/* video regions: region hashes of sampled frames (the content inside bars, the top and bottom
+ * halves of the content) and the vPDQ rule with them, on the 14 sample videos: the full match
+ * matrix of tests/data/vpdq/README.md, the index against comparing every pair, no frame of one
+ * family meeting a frame of another, and the text and whole-only forms. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "core/core.h"
+#include "video/video.h"
+#include "video/video_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DATA VG_TEST_DATA_DIR "/vpdq/"
+#define NV 14
+
+static const char *const names[NV] = {"chair-19-sd-bar",
+                                      "chair-20-sd-bar",
+                                      "chair-22-sd-grey-bar",
+                                      "chair-22-sd-sepia-bar",
+                                      "chair-22-with-large-logo-bar",
+                                      "chair-22-with-small-logo-bar",
+                                      "chair-orig-22-sd-bar",
+                                      "doorknob-hd-no-bar",
+                                      "pattern-hd-no-bar",
+                                      "pattern-longer-no-bar",
+                                      "pattern-sd-grey-bar",
+                                      "pattern-sd-with-large-logo-bar",
+                                      "pattern-sd-with-small-logo-bar",
+                                      "test-padded-dimensions"};
+#define CHAIR_ORIG 6
+#define PATTERN_ORIG 8
+
+/* 0 chair, 1 pattern, 2 doorknob, 3 padded: the README's families. */
+static int family(int i)
+{
+    if (strncmp(names[i], "chair", 5) == 0)
+        return 0;
+    if (strncmp(names[i], "pattern", 7) == 0)
+        return 1;
+    return strncmp(names[i], "doorknob", 8) == 0 ? 2 : 3;
+}
+
+/* The README's relations: an edit (any other video of a family) and its original. */
+static int original_of(int i)
+{
+    return family(i) == 0 ? CHAIR_ORIG : family(i) == 1 ? PATTERN_ORIG : i;
+}
+
+/* Sampled-mode hashes with regions at every frame (MATRIX_RATE is at least each video's frame
+ * rate), made once: as the reference rule's matrix, the whole video is compared, not every
+ * 30th frame (at 1 frame/s the chair videos' fast motion leaves chair-19 vs the original at 9%
+ * by any hash: their samples fall on different moments). */
+#define MATRIX_RATE 30.0
+static video_hash sam[NV];
+
+static int group_setup(void **state)
+{
+    (void)state;
+    video_hash_opts o;
+    video_hash_opts_default(&o);
+    o.rate = MATRIX_RATE;
+    for (int i = 0; i < NV; i++) {
+        char path[512];
+        snprintf(path, sizeof path, DATA "videos/%s.mp4", names[i]);
+        if (video_hash_file(path, &o, &sam[i]) != VG_OK) {
+            fprintf(stderr, "%s: %s\n", path, vg_err_msg());
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    for (int i = 0; i < NV; i++)
+        video_hash_free(&sam[i]);
+    return 0;
+}
+
+/* Sampled frames carry regions: the chair videos have bars (a trimmed hash), every video has
+ * halves on most frames; a video without bars has no trimmed hash. */
+static void test_regions_hashed(void **state)
+{
+    (void)state;
+    for (int i = 0; i < NV; i++) {
+        size_t n[VIDEO_REGION_COUNT] = {0};
+        for (size_t k = 0; k < sam[i].n; k++)
+            for (int r = 0; r < VIDEO_REGION_COUNT; r++)
+                n[r] += sam[i].frames[k].regions >> r & 1u;
+        printf("%-32s %3zu frames: trimmed %3zu, top %3zu, bottom %3zu\n", names[i], sam[i].n, n[0],
+               n[1], n[2]);
+        if (family(i) == 0)
+            assert_true(n[VIDEO_REGION_TRIMMED] * 2 > sam[i].n);
+        assert_true(n[VIDEO_REGION_TOP] + n[VIDEO_REGION_BOTTOM] > 0);
+    }
+    assert_int_equal(sam[PATTERN_ORIG].frames[0].regions >> VIDEO_REGION_TRIMMED & 1u, 0);
+}
+
+/* The full 14x14 matrix of the README with regions: every video matches itself, every edit
+ * matches its original both ways (and every other edit of it: they show the same content), no
+ * chair video matches a pattern video or the doorknob and the other way round, the doorknob and
+ * the padded video match only themselves; the index finds what comparing every pair finds. */
+static void test_region_matrix(void **state)
+{
+    (void)state;
+    video_match_opts mo;
+    video_match_opts_default(&mo);
+    int matches = 0;
+    uint32_t by[VIDEO_MECH_COUNT] = {0};
+    printf("query \\ compared (compared %%, * match):\n");
+    for (int i = 0; i < NV; i++) {
+        printf("%-31s", names[i]);
+        for (int j = 0; j < NV; j++) {
+            video_match a, b;
+            assert_int_equal(video_compare(&sam[i], &sam[j], &mo, &a), VG_OK);
+            assert_int_equal(video__compare_brute(&sam[i], &sam[j], &mo, &b), VG_OK);
+            if (a.query_matched != b.query_matched || a.compared_matched != b.compared_matched ||
+                a.query_frames != b.query_frames || a.compared_frames != b.compared_frames)
+                fail_msg("%s vs %s: index %u/%u of %u/%u, all pairs %u/%u of %u/%u", names[i],
+                         names[j], a.query_matched, a.compared_matched, a.query_frames,
+                         a.compared_frames, b.query_matched, b.compared_matched, b.query_frames,
+                         b.compared_frames);
+            printf(" %3.0f%c", a.compared_match_pct, a.match ? '*' : ' ');
+            uint32_t sum = 0;
+            for (int k = 0; k < VIDEO_MECH_COUNT; k++) {
+                sum += a.by_mech[k];
+                by[k] += a.by_mech[k];
+            }
+            assert_int_equal(sum, a.query_matched);
+            if (i == j)
+                assert_true(a.match && a.compared_match_pct == 100.0 &&
+                            a.by_mech[VIDEO_MECH_WHOLE] == a.query_matched);
+            if (family(i) != family(j) && a.match)
+                fail_msg("%s matches %s across families (%.1f%%)", names[i], names[j],
+                         a.compared_match_pct);
+            if (family(i) != family(j))
+                assert_false(a.clip_match);
+            if ((j == original_of(i) || i == original_of(j)) && !a.match)
+                fail_msg("%s does not match %s (%.1f%% of the compared frames)", names[i], names[j],
+                         a.compared_match_pct);
+            assert_int_equal(a.match, family(i) == family(j));
+            matches += a.match;
+            video_match_free(&a);
+        }
+        printf("\n");
+    }
+    printf("14x14 matrix with regions: %d matching pairs; matched query frames by whole %u, "
+           "trimmed %u, half %u\n",
+           matches, by[0], by[1], by[2]);
+}
+
+/* The whole-only rule (regions 0) ignores region hashes: the same verdicts as the frames with
+ * their regions removed. */
+static void test_whole_only(void **state)
+{
+    (void)state;
+    video_match_opts mo;
+    video_match_opts_default(&mo);
+    mo.regions = 0;
+    video_hash bare[NV];
+    for (int i = 0; i < NV; i++) {
+        bare[i] = sam[i];
+        bare[i].frames = malloc(sam[i].n * sizeof *bare[i].frames);
+        assert_non_null(bare[i].frames);
+        memcpy(bare[i].frames, sam[i].frames, sam[i].n * sizeof *bare[i].frames);
+        for (size_t k = 0; k < sam[i].n; k++)
+            bare[i].frames[k].regions = 0;
+    }
+    int large_logo_matches = 0;
+    for (int i = 0; i < NV; i++)
+        for (int j = 0; j < NV; j++) {
+            video_match a, b;
+            assert_int_equal(video_compare(&sam[i], &sam[j], &mo, &a), VG_OK);
+            video_match_opts def;
+            video_match_opts_default(&def);
+            assert_int_equal(video_compare(&bare[i], &bare[j], &def, &b), VG_OK);
+            assert_int_equal(a.query_matched, b.query_matched);
+            assert_int_equal(a.compared_matched, b.compared_matched);
+            assert_int_equal(a.match, b.match);
+            assert_int_equal(a.by_mech[VIDEO_MECH_WHOLE], a.query_matched);
+            large_logo_matches += i == 4 && j == CHAIR_ORIG && a.match;
+            video_match_free(&a);
+            video_match_free(&b);
+        }
+    /* what the regions are for: the large logo does not reach its original by whole hashes */
+    assert_int_equal(large_logo_matches, 0);
+    for (int i = 0; i < NV; i++)
+        free(bare[i].frames);
+}
+
+/* No frame of one family meets a frame of another by any of its hashes: every 5th frame of each
+ * video against every 5th of the others across families (over 200,000 pairs), counted by the
+ * frame rule with regions (the matrix above counts whole videos; this counts single frames). */
+#define UNRELATED_STRIDE 5
+static void test_unrelated_frames(void **state)
+{
+    (void)state;
+    video_match_opts mo;
+    video_match_opts_default(&mo);
+    size_t pairs = 0, met = 0;
+    for (int i = 0; i < NV; i++)
+        for (int j = i + 1; j < NV; j++) {
+            if (family(i) == family(j) || family(i) == 3 || family(j) == 3)
+                continue;
+            for (size_t a = 0; a < sam[i].n; a += UNRELATED_STRIDE)
+                for (size_t b = 0; b < sam[j].n; b += UNRELATED_STRIDE) {
+                    video_hash qa = {.frames = &sam[i].frames[a], .n = 1};
+                    video_hash qb = {.frames = &sam[j].frames[b], .n = 1};
+                    video_match m;
+                    assert_int_equal(video__compare_brute(&qa, &qb, &mo, &m), VG_OK);
+                    pairs += m.query_frames && m.compared_frames;
+                    met += m.query_matched;
+                }
+        }
+    printf("%zu frame pairs across families (chair, pattern, doorknob): %zu meet with regions\n",
+           pairs, met);
+    assert_true(pairs >= 1000);
+    assert_int_equal(met, 0);
+}
+
+/* `vigil vhash --regions` lines read back with their regions; plain lines without. */
+static void test_regions_text(void **state)
+{
+    (void)state;
+    const video_hash *h = &sam[4];
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    assert_non_null(f);
+    assert_int_equal(video_hash_write_ex(h, f, 1), VG_OK);
+    fclose(f);
+    video_hash p;
+    assert_int_equal(video_hash_parse(buf, len, &p), VG_OK);
+    assert_int_equal(p.n, h->n);
+    for (size_t k = 0; k < h->n; k++) {
+        assert_int_equal(p.frames[k].regions, h->frames[k].regions);
+        for (int r = 0; r < VIDEO_REGION_COUNT; r++)
+            if (h->frames[k].regions >> r & 1u) {
+                assert_true(pdq_hash_equal(&p.frames[k].region[r], &h->frames[k].region[r]));
+                assert_int_equal(p.frames[k].region_quality[r], h->frames[k].region_quality[r]);
+            }
+    }
+    video_hash_free(&p);
+    free(buf);
+    assert_int_equal(video_hash_parse("0,90,00,0.0,middle:50:00\n", 25, &p), VG_EINVAL);
+    f = open_memstream(&buf, &len);
+    assert_int_equal(video_hash_write(h, f), VG_OK);
+    fclose(f);
+    assert_int_equal(video_hash_parse(buf, len, &p), VG_OK);
+    for (size_t k = 0; k < p.n; k++)
+        assert_int_equal(p.frames[k].regions, 0);
+    video_hash_free(&p);
+    free(buf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_regions_hashed), cmocka_unit_test(test_region_matrix),
+        cmocka_unit_test(test_whole_only),     cmocka_unit_test(test_unrelated_frames),
+        cmocka_unit_test(test_regions_text),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
