@@ -768,6 +768,62 @@ static void test_mih_id_widths(void **state)
     vg_free(rows);
 }
 
+/* Through the public API, a tenant large enough for chunks wider than 16 bits (2^19 + entries:
+ * 15 chunks of 17-18 bits) answers exactly as brute force, with the tables, after a bulk load
+ * and after deletes have compacted it (the compaction rebuilds the tables); at the layout's
+ * largest threshold (44) with them, above it with the flat scan. */
+static void test_mih_wide_chunks_public(void **state)
+{
+    (void)state;
+    enum { N = (1 << 19) + 4099, NQ = 3 };
+    uint64_t seed = 77;
+    model m = {0};
+    uint8_t queries[NQ][8][32];
+    make_random(&m, &seed, N, queries, NQ);
+    index_config c = {.pdq_search = INDEX_SEARCH_MIH};
+    index_db *ix;
+    assert_int_equal(index_new(&c, &ix), VG_OK);
+    index_bulk_begin(ix);
+    load_model(ix, &m);
+    assert_int_equal(index_bulk_end(ix), VG_OK);
+    index_stats a, b;
+    assert_int_equal(index_stats_get(ix, NULL, &a), VG_OK);
+    assert_int_equal(a.mih_tenants, 1);
+    size_t found = 0;
+    for (size_t qi = 0; qi < NQ; qi++) {
+        found += check_pdq(ix, &m, "t", (const uint8_t(*)[32])queries[qi], 8, 31, NULL, 0);
+        found += check_pdq(ix, &m, "t", (const uint8_t(*)[32])queries[qi], 1, 44, NULL, 0);
+    }
+    assert_int_equal(index_stats_get(ix, NULL, &b), VG_OK);
+    assert_int_equal(b.pdq_mih_searches - a.pdq_mih_searches, NQ * 2);
+    check_pdq(ix, &m, "t", (const uint8_t(*)[32])queries[0], 2, 45, NULL, 0);
+    assert_int_equal(index_stats_get(ix, NULL, &a), VG_OK);
+    assert_int_equal(a.pdq_flat_searches - b.pdq_flat_searches, 1);
+    /* Delete every reference r<i> with i % 3 == 1: over a quarter of the entries, so the tenant
+     * is compacted and its tables rebuilt over the survivors. */
+    size_t removed = 0;
+    for (size_t i = 0; i < m.n; i++) {
+        unsigned long r = strtoul(m.e[i].ref + 1, NULL, 10);
+        if (r % 3 != 1 || !m.e[i].alive)
+            continue;
+        assert_int_equal(index_remove_reference(ix, "t", m.e[i].ref), VG_OK);
+        for (size_t j = i; j < m.n && j < i + 3; j++) /* a reference's entries are adjacent */
+            if (!strcmp(m.e[j].ref, m.e[i].ref)) {
+                m.e[j].alive = 0;
+                removed++;
+            }
+    }
+    assert_int_equal(index_stats_get(ix, "t", &a), VG_OK);
+    assert_int_equal(a.pdq_entries, N - removed);
+    assert_true(a.dead_entries < removed); /* compacted on the way */
+    assert_int_equal(a.mih_tenants, 1);
+    for (size_t qi = 0; qi < NQ; qi++)
+        found += check_pdq(ix, &m, "t", (const uint8_t(*)[32])queries[qi], 8, 31, NULL, 0);
+    assert_true(found > NQ * 10);
+    free(m.e);
+    index_free(ix);
+}
+
 /* The chunk count follows the tenant's size: 16 chunks of 16 bits up to 2^18 entries, then
  * about log2(n) - 1 bits, down to 12 chunks of 21-22 bits from 2^23 (the 10M target) on. */
 static void test_mih_chunks_for(void **state)
@@ -1700,6 +1756,7 @@ int main(void)
         cmocka_unit_test(test_bulk_load_equals_incremental),
         cmocka_unit_test(test_mih_id_widths),
         cmocka_unit_test(test_mih_chunks_for),
+        cmocka_unit_test(test_mih_wide_chunks_public),
         cmocka_unit_test(test_mih_chunk_layouts_exact),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_face_bruteforce),
