@@ -824,7 +824,7 @@ static void test_mih_wide_chunks_public(void **state)
     index_free(ix);
 }
 
-/* The chunk count follows the tenant's size: 16 chunks of 16 bits up to 2^18 entries, then
+/* The chunk count follows the tenant's size: 16 chunks of 16 bits below 2^19 entries, then
  * about log2(n) - 1 bits, down to 12 chunks of 21-22 bits from 2^23 (the 10M target) on. */
 static void test_mih_chunks_for(void **state)
 {
@@ -832,7 +832,7 @@ static void test_mih_chunks_for(void **state)
     assert_int_equal(index__mih_chunks_for(0), 16);
     assert_int_equal(index__mih_chunks_for(1000), 16);
     assert_int_equal(index__mih_chunks_for((size_t)1 << 17), 16);
-    assert_int_equal(index__mih_chunks_for(((size_t)1 << 18) + 5), 16); /* 17 bits */
+    assert_int_equal(index__mih_chunks_for(((size_t)1 << 18) + 5), 16); /* 17 bits: 16 chunks */
     assert_int_equal(index__mih_chunks_for((size_t)1 << 19), 15);       /* 18 bits */
     assert_int_equal(index__mih_chunks_for(1000000), 15);               /* 2^19.9: 18 bits */
     assert_int_equal(index__mih_chunks_for((size_t)1 << 21), 13);       /* 20 bits */

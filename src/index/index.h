@@ -80,7 +80,7 @@ typedef enum {
     INDEX_SEARCH_AUTO = 0, /* multi-index hashing where it wins (see mih_min_entries) */
     INDEX_SEARCH_FLAT,     /* always scan every hash */
     INDEX_SEARCH_MIH,      /* multi-index hashing whenever the threshold allows (<= 3 x the
-                            * chunk count - 1: 47 up to 2^18 entries, 35 from 2^23) */
+                            * chunk count - 1: 47 below 2^19 entries, 35 from 2^23) */
 } index_search;
 
 typedef struct index_config {

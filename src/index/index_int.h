@@ -118,9 +118,9 @@ int index__hits_push(index__hits *h, uint32_t pos, int distance, int variant); /
 /* ---- multi-index hashing -------------------------------------------------------------------- */
 
 /* A 256-bit hash is cut into n_chunks substrings (chunks) of about log2(entries) - 1 bits, 16 to
- * 22 (16 chunks of 16 bits up to 2^17 entries, 12 of 21-22 bits at 10M), so that a bucket holds
+ * 22 (16 chunks of 16 bits below 2^19 entries, 12 of 21-22 bits at 10M), so that a bucket holds
  * a few entries whatever the tenant's size; the wider chunks come first. */
-#define INDEX__MIH_MAX_CHUNKS 16 /* of 16 bits: tenants up to 2^17 entries */
+#define INDEX__MIH_MAX_CHUNKS 16 /* of 16 bits: tenants below 2^19 entries */
 #define INDEX__MIH_MIN_CHUNKS 12 /* of 21-22 bits: 128 MiB of bucket offsets */
 #define INDEX__MIH_MIN_BITS 16
 #define INDEX__MIH_MAX_BITS 22
