@@ -727,8 +727,8 @@ static void test_mih_id_widths(void **state)
         index__pdq_words(h, rows + p * 4);
     }
     index__mih *m3, *m4;
-    assert_int_equal(index__mih_build_width(rows, N, 3, &m3), VG_OK);
-    assert_int_equal(index__mih_build_width(rows, N, 4, &m4), VG_OK);
+    assert_int_equal(index__mih_build_with(rows, N, 16, 3, &m3), VG_OK);
+    assert_int_equal(index__mih_build_with(rows, N, 16, 4, &m4), VG_OK);
     assert_true(index__mih_bytes(m3) < index__mih_bytes(m4));
     size_t total = 0;
     for (size_t i = 0; i < NQ; i++) {
@@ -760,10 +760,154 @@ static void test_mih_id_widths(void **state)
         vg_free(h4.v);
     }
     assert_true(total > 100);
-    assert_int_equal(index__mih_build_width(rows, N, 5, &m3 /* untouched */), VG_ETOOBIG);
+    assert_int_equal(index__mih_build_with(rows, N, 16, 5, &m3 /* untouched */), VG_ETOOBIG);
+    assert_int_equal(index__mih_build_with(rows, N, 11, 3, &m3), VG_ETOOBIG);
+    assert_int_equal(index__mih_build_with(rows, N, 17, 3, &m3), VG_ETOOBIG);
     index__mih_free(m3);
     index__mih_free(m4);
     vg_free(rows);
+}
+
+/* Through the public API, a tenant large enough for chunks wider than 16 bits (2^19 + entries:
+ * 15 chunks of 17-18 bits) answers exactly as brute force, with the tables, after a bulk load
+ * and after deletes have compacted it (the compaction rebuilds the tables); at the layout's
+ * largest threshold (44) with them, above it with the flat scan. */
+static void test_mih_wide_chunks_public(void **state)
+{
+    (void)state;
+    enum { N = (1 << 19) + 4099, NQ = 3 };
+    uint64_t seed = 77;
+    model m = {0};
+    uint8_t queries[NQ][8][32];
+    make_random(&m, &seed, N, queries, NQ);
+    index_config c = {.pdq_search = INDEX_SEARCH_MIH};
+    index_db *ix;
+    assert_int_equal(index_new(&c, &ix), VG_OK);
+    index_bulk_begin(ix);
+    load_model(ix, &m);
+    assert_int_equal(index_bulk_end(ix), VG_OK);
+    index_stats a, b;
+    assert_int_equal(index_stats_get(ix, NULL, &a), VG_OK);
+    assert_int_equal(a.mih_tenants, 1);
+    size_t found = 0;
+    for (size_t qi = 0; qi < NQ; qi++) {
+        found += check_pdq(ix, &m, "t", (const uint8_t(*)[32])queries[qi], 8, 31, NULL, 0);
+        found += check_pdq(ix, &m, "t", (const uint8_t(*)[32])queries[qi], 1, 44, NULL, 0);
+    }
+    assert_int_equal(index_stats_get(ix, NULL, &b), VG_OK);
+    assert_int_equal(b.pdq_mih_searches - a.pdq_mih_searches, NQ * 2);
+    check_pdq(ix, &m, "t", (const uint8_t(*)[32])queries[0], 2, 45, NULL, 0);
+    assert_int_equal(index_stats_get(ix, NULL, &a), VG_OK);
+    assert_int_equal(a.pdq_flat_searches - b.pdq_flat_searches, 1);
+    /* Delete every reference r<i> with i % 3 == 1: over a quarter of the entries, so the tenant
+     * is compacted and its tables rebuilt over the survivors. */
+    size_t removed = 0;
+    for (size_t i = 0; i < m.n; i++) {
+        unsigned long r = strtoul(m.e[i].ref + 1, NULL, 10);
+        if (r % 3 != 1 || !m.e[i].alive)
+            continue;
+        assert_int_equal(index_remove_reference(ix, "t", m.e[i].ref), VG_OK);
+        for (size_t j = i; j < m.n && j < i + 3; j++) /* a reference's entries are adjacent */
+            if (!strcmp(m.e[j].ref, m.e[i].ref)) {
+                m.e[j].alive = 0;
+                removed++;
+            }
+    }
+    assert_int_equal(index_stats_get(ix, "t", &a), VG_OK);
+    assert_int_equal(a.pdq_entries, N - removed);
+    assert_true(a.dead_entries < removed); /* compacted on the way */
+    assert_int_equal(a.mih_tenants, 1);
+    for (size_t qi = 0; qi < NQ; qi++)
+        found += check_pdq(ix, &m, "t", (const uint8_t(*)[32])queries[qi], 8, 31, NULL, 0);
+    assert_true(found > NQ * 10);
+    free(m.e);
+    index_free(ix);
+}
+
+/* The chunk count follows the tenant's size: 16 chunks of 16 bits below 2^19 entries, then
+ * about log2(n) - 1 bits, down to 12 chunks of 21-22 bits from 2^23 (the 10M target) on. */
+static void test_mih_chunks_for(void **state)
+{
+    (void)state;
+    assert_int_equal(index__mih_chunks_for(0), 16);
+    assert_int_equal(index__mih_chunks_for(1000), 16);
+    assert_int_equal(index__mih_chunks_for((size_t)1 << 17), 16);
+    assert_int_equal(index__mih_chunks_for(((size_t)1 << 18) + 5), 16); /* 17 bits: 16 chunks */
+    assert_int_equal(index__mih_chunks_for((size_t)1 << 19), 15);       /* 18 bits */
+    assert_int_equal(index__mih_chunks_for(1000000), 15);               /* 2^19.9: 18 bits */
+    assert_int_equal(index__mih_chunks_for((size_t)1 << 21), 13);       /* 20 bits */
+    assert_int_equal(index__mih_chunks_for(10000000), 12);              /* 22 bits */
+    assert_int_equal(index__mih_chunks_for((size_t)1 << 30), 12);       /* capped at 22 */
+}
+
+/* Every chunk layout (12..16 chunks: 22 to 16 bits, radii by the refined pigeonhole bound, some
+ * chunks not probed at all when threshold + 1 < chunks) finds exactly the (entry, variant)
+ * pairs a brute-force scan finds, each once, at random sizes and thresholds up to the largest the
+ * layout answers; one above it is refused. */
+static void test_mih_chunk_layouts_exact(void **state)
+{
+    (void)state;
+    enum { NQ = 3, NV = 4 };
+    uint64_t seed = 4242;
+    static const int thresholds[] = {0, 3, 11, 12, 20, 31, 35};
+    for (unsigned chunks = INDEX__MIH_MIN_CHUNKS; chunks <= INDEX__MIH_MAX_CHUNKS; chunks++) {
+        size_t n = 1 + (size_t)(vgt_rng_next(&seed) % 3000);
+        uint64_t *rows = index__alloc_big(index__pdq_row_bytes(n + INDEX__GROUP));
+        assert_non_null(rows);
+        uint8_t q[NQ][NV][32];
+        for (size_t i = 0; i < NQ; i++)
+            for (int v = 0; v < NV; v++)
+                vgt_rand_hash(&seed, q[i][v]);
+        for (size_t p = 0; p < n; p++) {
+            uint8_t h[32];
+            if (p % 2 == 0) /* near the queries, at every distance up to 40 */
+                vgt_flip_bits(&seed, q[p % NQ][p % NV], (int)(p % 41), h);
+            else
+                vgt_rand_hash(&seed, h);
+            index__pdq_words(h, rows + p * 4);
+        }
+        index__mih *m;
+        assert_int_equal(index__mih_build_with(rows, n, chunks, 3, &m), VG_OK);
+        assert_int_equal(index__mih_max_threshold(m), (int)chunks * 3 - 1);
+        size_t total = 0;
+        for (size_t ti = 0; ti < sizeof thresholds / sizeof *thresholds; ti++) {
+            int t = thresholds[ti];
+            for (size_t i = 0; i < NQ; i++) {
+                uint64_t qw[NV][4];
+                for (int v = 0; v < NV; v++)
+                    index__pdq_words(q[i][v], qw[v]);
+                index__hits h = {0};
+                assert_int_equal(
+                    index__mih_search(m, rows, (const uint64_t(*)[4])qw, NV, t, (int)(i & 1), &h),
+                    VG_OK);
+                index__hits want = {0};
+                for (size_t p = 0; p < n; p++)
+                    for (int v = 0; v < NV; v++) {
+                        int d = 0;
+                        for (int w = 0; w < 4; w++)
+                            d += __builtin_popcountll(rows[p * 4 + (size_t)w] ^ qw[v][w]);
+                        if (d <= t)
+                            assert_int_equal(index__hits_push(&want, (uint32_t)p, d, v), VG_OK);
+                    }
+                assert_int_equal(h.n, want.n);
+                if (want.n) {
+                    qsort(h.v, h.n, sizeof *h.v, hit_cmp);
+                    assert_memory_equal(h.v, want.v, want.n * sizeof *h.v);
+                }
+                total += want.n;
+                vg_free(h.v);
+                vg_free(want.v);
+            }
+        }
+        assert_true(total > 10);
+        uint64_t qw[1][4] = {{0}};
+        index__hits h = {0};
+        assert_int_equal(index__mih_search(m, rows, (const uint64_t(*)[4])qw, 1,
+                                           index__mih_max_threshold(m) + 1, 1, &h),
+                         VG_EINVAL);
+        index__mih_free(m);
+        vg_free(rows);
+    }
 }
 
 static void test_errors(void **state)
@@ -1611,6 +1755,9 @@ int main(void)
         cmocka_unit_test(test_mih_auto_switch),
         cmocka_unit_test(test_bulk_load_equals_incremental),
         cmocka_unit_test(test_mih_id_widths),
+        cmocka_unit_test(test_mih_chunks_for),
+        cmocka_unit_test(test_mih_wide_chunks_public),
+        cmocka_unit_test(test_mih_chunk_layouts_exact),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_face_bruteforce),
         cmocka_unit_test(test_face_threshold_strict),

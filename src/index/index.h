@@ -4,8 +4,9 @@
  *
  *   - PDQ: 256-bit hashes searched by Hamming distance (<= threshold, 31 by default) against a
  *     query and its dihedral variants. Flat scan with hardware popcount (AVX-512 VPOPCNTDQ, AVX2
- *     nibble lookup, POPCNT, or plain C), chosen at run time; multi-index hashing (16 slots of
- *     16 bits, probed at radius floor(threshold / 16)) for tenants large enough that it wins.
+ *     nibble lookup, POPCNT, or plain C), chosen at run time; multi-index hashing (12 to 16
+ *     chunks of ~log2(entries) - 1 bits, 16 to 22, probed at radii by the refined pigeonhole
+ *     bound) for tenants large enough that it wins.
  *   - Faces: 128-d float descriptors in 64-byte aligned rows, flat SIMD scan of squared L2
  *     distances (strictly < threshold^2, 0.6 by default), top-k references.
  *
@@ -78,7 +79,8 @@ const char *index_kernel_name(index_kernel k);
 typedef enum {
     INDEX_SEARCH_AUTO = 0, /* multi-index hashing where it wins (see mih_min_entries) */
     INDEX_SEARCH_FLAT,     /* always scan every hash */
-    INDEX_SEARCH_MIH,      /* multi-index hashing whenever the threshold allows (<= 47) */
+    INDEX_SEARCH_MIH,      /* multi-index hashing whenever the threshold allows (<= 3 x the
+                            * chunk count - 1: 47 below 2^19 entries, 35 from 2^23) */
 } index_search;
 
 typedef struct index_config {

@@ -62,10 +62,7 @@
 #include <string.h>
 
 #define INDEX__NONE UINT32_MAX
-#define INDEX__GROUP 8      /* PDQ rows per kernel step; capacities are multiples of it */
-#define INDEX__MIH_SLOTS 16 /* 16-bit substrings of a 256-bit hash */
-#define INDEX__MIH_BUCKETS 65536
-#define INDEX__MIH_MAX_RADIUS 2  /* thresholds up to 16 * 3 - 1 = 47 */
+#define INDEX__GROUP 8           /* PDQ rows per kernel step; capacities are multiples of it */
 #define INDEX__PDQ_MIN_CAP 64    /* entries; a multiple of INDEX__GROUP */
 #define INDEX__FACE_MIN_CAP 16   /* entries */
 #define INDEX__RECORD_MIN_CAP 16 /* references, profiles or tenants */
@@ -120,15 +117,28 @@ int index__hits_push(index__hits *h, uint32_t pos, int distance, int variant); /
 
 /* ---- multi-index hashing -------------------------------------------------------------------- */
 
-/* Immutable once built: for each of the 16 slots, the entries [0, n) bucketed by their 16-bit
- * substring in that slot (CSR: offsets[s * (65536 + 1) + key] .. next is the range of ids).
- * The ids take 16 postings per entry, the biggest part of the index after the rows, so they are
- * packed in 3 little-endian bytes while n <= 2^24 (48 instead of 64 bytes per entry: 160 MB
- * less at 10M entries), 4 above. */
+/* A 256-bit hash is cut into n_chunks substrings (chunks) of about log2(entries) - 1 bits, 16 to
+ * 22 (16 chunks of 16 bits below 2^19 entries, 12 of 21-22 bits at 10M), so that a bucket holds
+ * a few entries whatever the tenant's size; the wider chunks come first. */
+#define INDEX__MIH_MAX_CHUNKS 16 /* of 16 bits: tenants below 2^19 entries */
+#define INDEX__MIH_MIN_CHUNKS 12 /* of 21-22 bits: 128 MiB of bucket offsets */
+#define INDEX__MIH_MIN_BITS 16
+#define INDEX__MIH_MAX_BITS 22
+#define INDEX__MIH_MAX_RADIUS 2 /* thresholds up to n_chunks * 3 - 1 (47 with 16 chunks) */
+
+/* Immutable once built: for each chunk c, the entries [0, n) bucketed by their substring in that
+ * chunk (CSR: offsets[table_at[c] + key] .. next is the range of ids). The ids take n_chunks
+ * postings per entry, the biggest part of the index after the rows, so they are packed in 3
+ * little-endian bytes while n <= 2^24 (36 bytes per entry with 12 chunks), 4 above. */
 typedef struct index__mih {
     size_t n;
-    uint32_t *offsets; /* INDEX__MIH_SLOTS * (INDEX__MIH_BUCKETS + 1) */
-    uint8_t *ids;      /* INDEX__MIH_SLOTS * n ids of id_bytes each, + INDEX__MIH_ID_PAD */
+    unsigned n_chunks;
+    uint16_t bit_at[INDEX__MIH_MAX_CHUNKS]; /* first bit of chunk c (bit b: word b / 64) */
+    uint8_t width[INDEX__MIH_MAX_CHUNKS];   /* bits of chunk c, non-increasing in c */
+    size_t table_at[INDEX__MIH_MAX_CHUNKS]; /* chunk c's 2^width[c] + 1 offsets in `offsets` */
+    size_t n_offsets;
+    uint32_t *offsets;
+    uint8_t *ids;      /* n_chunks * n ids of id_bytes each, + INDEX__MIH_ID_PAD */
     unsigned id_bytes; /* 3 or 4 */
 } index__mih;
 
@@ -148,14 +158,21 @@ static inline uint32_t index__mih_id(const uint8_t *ids, size_t i, unsigned id_b
     return id_bytes == 4 ? x : x & 0xffffffu;
 }
 
-/* Builds the tables over entries [0, n) (n < 2^32). *out owned (index__mih_free). VG_ENOMEM. */
+/* The chunk count the tables over n entries use: ceil(256 / clamp(floor(log2 n) - 1, 16, 22)). */
+unsigned index__mih_chunks_for(size_t n);
+/* Builds the tables over entries [0, n) (n < 2^32) with index__mih_chunks_for(n) chunks. *out
+ * owned (index__mih_free). VG_ENOMEM, VG_ETOOBIG. */
 int index__mih_build(const uint64_t *rows, size_t n, index__mih **out);
-/* The same with the id width forced (3: n <= INDEX__MIH_PACKED_MAX, or 4), for tests of both. */
-int index__mih_build_width(const uint64_t *rows, size_t n, unsigned id_bytes, index__mih **out);
+/* The same with the chunk count (INDEX__MIH_MIN_CHUNKS..INDEX__MIH_MAX_CHUNKS) and the id width
+ * (3: n <= INDEX__MIH_PACKED_MAX, or 4) forced, for tests of every layout. */
+int index__mih_build_with(const uint64_t *rows, size_t n, unsigned n_chunks, unsigned id_bytes,
+                          index__mih **out);
 void index__mih_free(index__mih *m);
 size_t index__mih_bytes(const index__mih *m);
+/* The largest threshold the tables answer exactly: n_chunks * (INDEX__MIH_MAX_RADIUS + 1) - 1. */
+int index__mih_max_threshold(const index__mih *m);
 /* Appends to out every (entry, variant) pair with entry < m->n and distance <= threshold
- * (threshold <= 16 * (INDEX__MIH_MAX_RADIUS + 1) - 1). A pair may appear more than once.
+ * (0 <= threshold <= index__mih_max_threshold(m), else VG_EINVAL), each pair once.
  * use_popcnt selects the POPCNT instruction for verification. VG_ENOMEM. */
 int index__mih_search(const index__mih *m, const uint64_t *rows, const uint64_t (*q)[4], size_t nv,
                       int threshold, int use_popcnt, index__hits *out);

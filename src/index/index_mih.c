@@ -1,16 +1,23 @@
 /* index: multi-index hashing for PDQ (Norouzi, Punjani, Fleet: "Fast Search in Hamming Space
  * with Multi-Index Hashing", CVPR 2012).
  *
- * A 256-bit hash is cut into 16 substrings of 16 bits. If two hashes are within distance T, then
- * by pigeonhole at least one substring pair differs in at most floor(T / 16) bits (16 substrings
- * each differing in > floor(T/16) bits would add up to > T). So probing, in each of the 16
- * tables, every bucket within radius r = floor(T / 16) of the query's substring finds every
- * match: r = 1 (17 buckets per table) for the default T = 31. Candidates are verified with the
- * full 256-bit distance.
+ * A 256-bit hash is cut into m substrings (chunks). If two hashes are within distance T and
+ * chunk i is probed at radius r_i, the match is found unless every chunk differs in more than
+ * r_i bits, i.e. in sum(r_i + 1) > T bits (the refined pigeonhole bound). So radii with
+ * sum(r_i + 1) = T + 1 find every match: with q = (T + 1) / m, the first (T + 1) % m chunks at
+ * radius q and the others at q - 1 (-1: not probed). Candidates are verified with the full
+ * 256-bit distance.
  *
- * Each table is direct-addressed (65536 buckets, CSR layout), built by a counting sort; the
- * tables are immutable, and index_pdq.c rebuilds them from scratch when enough new entries have
- * piled up in the flat-scanned tail.
+ * The chunk width follows the tenant's size (index__mih_chunks_for): about log2(n) - 1 bits, so
+ * a bucket holds ~2-5 entries. 16 chunks of 16 bits at radius 1 (T = 31) were right up to
+ * ~100k entries but at 10M left ~153 entries per bucket, 41.5k candidates per query variant;
+ * 12 chunks of 21-22 bits, 8 at radius 2 and 4 at radius 1, verify ~7k from ~2k probed buckets,
+ * for 36 bytes of postings per entry instead of 48 and 128 MiB of bucket offsets instead of 4.
+ * The wider chunks come first and so get the larger radius (their buckets are emptier).
+ *
+ * Each table is direct-addressed (CSR layout), built by a counting sort; the tables are
+ * immutable, and index_pdq.c rebuilds them from scratch when enough new entries have piled up in
+ * the flat-scanned tail.
  */
 #include "index/index_int.h"
 
@@ -18,76 +25,134 @@
 
 #include <string.h>
 
-#define OFFSETS_PER_SLOT ((size_t)INDEX__MIH_BUCKETS + 1)
 #define PREFETCH_AHEAD 16 /* candidate rows in flight */
 #define GATHER_MAX 2048   /* candidate ids gathered per verify pass (8 KiB of stack) */
+#define BUILD_LOW_BITS 14 /* buckets per build partition: 64 KiB of counters, in L2 */
+/* Buckets probed per chunk at radius <= 2: 1 + w + w(w-1)/2 for w <= INDEX__MIH_MAX_BITS. */
+#define PROBES_MAX (1 + INDEX__MIH_MAX_BITS + INDEX__MIH_MAX_BITS * (INDEX__MIH_MAX_BITS - 1) / 2)
 
-static inline unsigned slot_key(uint64_t word, int s)
+_Static_assert(INDEX__MIH_MAX_RADIUS == 2, "probe enumeration goes to radius 2");
+
+/* Bits [at, at + width) of the 256-bit value x (width <= 32). */
+static inline uint32_t chunk_key(const uint64_t x[4], unsigned at, unsigned width)
 {
-    return (unsigned)(word >> ((s % 4) * 16)) & 0xffffu;
+    unsigned w = at >> 6, s = at & 63;
+    uint64_t v = x[w] >> s;
+    if (s + width > 64)
+        v |= x[w + 1] << (64 - s);
+    return (uint32_t)(v & ((1ull << width) - 1));
+}
+
+unsigned index__mih_chunks_for(size_t n)
+{
+    unsigned lg = 0;
+    while (lg < 63 && ((size_t)1 << (lg + 1)) <= n)
+        lg++;
+    unsigned bits = lg > INDEX__MIH_MIN_BITS + 1 ? lg - 1 : INDEX__MIH_MIN_BITS;
+    if (bits > INDEX__MIH_MAX_BITS)
+        bits = INDEX__MIH_MAX_BITS;
+    unsigned m = (256 + bits - 1) / bits;
+    return m > INDEX__MIH_MAX_CHUNKS ? INDEX__MIH_MAX_CHUNKS : m;
+}
+
+/* Fills chunk c's offsets and ids: a counting sort by the chunk's key, in two levels so that
+ * every pass is sequential or stays in cache. A direct counting sort over 2^22 buckets made
+ * three random accesses of 16-30 MB tables per entry and chunk (8.5 s CPU for 12 chunks at
+ * 10M); instead the entries are first partitioned by the key's high bits into (key, id) pairs
+ * (at most 2^8 write streams), then each partition, whose BUILD_LOW_BITS buckets' counters stay
+ * in L2, is counted and scattered into its own stretch of offsets and ids. pairs holds n
+ * entries, cnt 2^BUILD_LOW_BITS; both scratch. */
+static void build_chunk(index__mih *m, unsigned c, const uint64_t *rows, uint64_t *pairs,
+                        uint32_t *cnt)
+{
+    size_t n = m->n;
+    unsigned w = m->width[c], at = m->bit_at[c], ib = m->id_bytes;
+    unsigned hi = w > BUILD_LOW_BITS ? w - BUILD_LOW_BITS : 0, lo = w - hi;
+    size_t n_parts = (size_t)1 << hi, part_buckets = (size_t)1 << lo;
+    uint32_t part_at[(1u << (INDEX__MIH_MAX_BITS - BUILD_LOW_BITS)) + 1];
+    memset(part_at, 0, (n_parts + 1) * sizeof *part_at);
+    for (size_t p = 0; p < n; p++)
+        part_at[(chunk_key(rows + p * 4, at, w) >> lo) + 1]++;
+    for (size_t h = 0; h < n_parts; h++)
+        part_at[h + 1] += part_at[h];
+    uint32_t cur[1u << (INDEX__MIH_MAX_BITS - BUILD_LOW_BITS)];
+    memcpy(cur, part_at, n_parts * sizeof *cur);
+    for (size_t p = 0; p < n; p++) {
+        uint32_t key = chunk_key(rows + p * 4, at, w);
+        pairs[cur[key >> lo]++] = (uint64_t)key << 32 | p;
+    }
+    uint32_t *off = m->offsets + m->table_at[c];
+    uint8_t *ids = m->ids + (size_t)c * n * ib;
+    for (size_t h = 0; h < n_parts; h++) {
+        memset(cnt, 0, part_buckets * sizeof *cnt);
+        for (uint32_t i = part_at[h]; i < part_at[h + 1]; i++)
+            cnt[(uint32_t)(pairs[i] >> 32) & (part_buckets - 1)]++;
+        uint32_t *o = off + h * part_buckets, run = part_at[h];
+        for (size_t k = 0; k < part_buckets; k++) {
+            o[k] = run;
+            run += cnt[k];
+            cnt[k] = o[k];
+        }
+        for (uint32_t i = part_at[h]; i < part_at[h + 1]; i++) {
+            uint32_t id = (uint32_t)pairs[i]; /* little-endian bytes: the low 3 when packed */
+            uint8_t le[4] = {(uint8_t)id, (uint8_t)(id >> 8), (uint8_t)(id >> 16),
+                             (uint8_t)(id >> 24)};
+            memcpy(ids + (size_t)cnt[(uint32_t)(pairs[i] >> 32) & (part_buckets - 1)]++ * ib, le,
+                   ib);
+        }
+    }
+    off[(size_t)1 << w] = (uint32_t)n;
 }
 
 int index__mih_build(const uint64_t *rows, size_t n, index__mih **out)
 {
-    return index__mih_build_width(rows, n, n <= INDEX__MIH_PACKED_MAX ? 3 : 4, out);
+    return index__mih_build_with(rows, n, index__mih_chunks_for(n),
+                                 n <= INDEX__MIH_PACKED_MAX ? 3 : 4, out);
 }
 
-int index__mih_build_width(const uint64_t *rows, size_t n, unsigned id_bytes, index__mih **out)
+int index__mih_build_with(const uint64_t *rows, size_t n, unsigned n_chunks, unsigned id_bytes,
+                          index__mih **out)
 {
     if (n >= UINT32_MAX || (id_bytes == 3 && n > INDEX__MIH_PACKED_MAX) ||
-        (id_bytes != 3 && id_bytes != 4))
-        return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries in %u-byte ids", n, id_bytes);
+        (id_bytes != 3 && id_bytes != 4) || n_chunks < INDEX__MIH_MIN_CHUNKS ||
+        n_chunks > INDEX__MIH_MAX_CHUNKS)
+        return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries in %u chunks, %u-byte ids", n,
+                          n_chunks, id_bytes);
     size_t ids_n, ids_bytes;
-    if (vg_mul_size(n, INDEX__MIH_SLOTS, &ids_n) || vg_mul_size(ids_n, id_bytes, &ids_bytes) ||
+    if (vg_mul_size(n, n_chunks, &ids_n) || vg_mul_size(ids_n, id_bytes, &ids_bytes) ||
         vg_add_size(ids_bytes, INDEX__MIH_ID_PAD, &ids_bytes))
         return vg_err_set(VG_ETOOBIG, "multi-index over %zu entries", n);
     index__mih *m = vg_calloc(1, sizeof *m);
-    /* cursors for the 4 slots of one word */
-    uint32_t *cursor = vg_malloc(4 * (size_t)INDEX__MIH_BUCKETS * sizeof(uint32_t));
-    if (m) {
-        m->offsets = index__alloc_big(INDEX__MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t));
-        m->ids = index__alloc_big(ids_bytes);
+    if (!m)
+        return vg_err_set(VG_ENOMEM, "multi-index over %zu entries", n);
+    m->n = n;
+    m->id_bytes = id_bytes;
+    m->n_chunks = n_chunks;
+    unsigned at = 0, narrow = 256 / n_chunks, wide = 256 % n_chunks;
+    for (unsigned c = 0; c < n_chunks; c++) {
+        m->bit_at[c] = (uint16_t)at;
+        m->width[c] = (uint8_t)(narrow + (c < wide));
+        m->table_at[c] = m->n_offsets;
+        m->n_offsets += ((size_t)1 << m->width[c]) + 1;
+        at += m->width[c];
     }
-    if (!m || !cursor || !m->offsets || !m->ids) {
-        vg_free(cursor);
+    /* Scratch for the build: (bucket, id) pairs of one chunk, partitioned by the bucket's high
+     * bits, and the counters of one partition's buckets. */
+    uint64_t *pairs = n ? vg_malloc(n * sizeof *pairs) : NULL;
+    uint32_t *cnt = vg_malloc(((size_t)1 << BUILD_LOW_BITS) * sizeof *cnt);
+    m->offsets = index__alloc_big(m->n_offsets * sizeof(uint32_t));
+    m->ids = index__alloc_big(ids_bytes);
+    if ((n && !pairs) || !cnt || !m->offsets || !m->ids) {
+        vg_free(pairs);
+        vg_free(cnt);
         index__mih_free(m);
         return vg_err_set(VG_ENOMEM, "multi-index over %zu entries", n);
     }
-    m->n = n;
-    m->id_bytes = id_bytes;
     memset(m->ids + ids_bytes - INDEX__MIH_ID_PAD, 0, INDEX__MIH_ID_PAD);
-    memset(m->offsets, 0, INDEX__MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t));
-    /* Counting sort, word by word: a word holds 4 slots, whose counters (4 x 256 KiB) fit in
-     * L2 while one pass counts them, and whose id arrays take one more pass to fill; the rows
-     * are read 8 times instead of 32. */
-    for (int w = 0; w < 4; w++) {
-        uint32_t *off = m->offsets + (size_t)w * 4 * OFFSETS_PER_SLOT;
-        for (size_t p = 0; p < n; p++) {
-            uint64_t word = rows[p * 4 + (size_t)w];
-            for (int j = 0; j < 4; j++)
-                off[(size_t)j * OFFSETS_PER_SLOT + ((word >> (16 * j)) & 0xffffu) + 1]++;
-        }
-        for (int j = 0; j < 4; j++) {
-            uint32_t *o = off + (size_t)j * OFFSETS_PER_SLOT;
-            for (size_t k = 0; k < INDEX__MIH_BUCKETS; k++)
-                o[k + 1] += o[k];
-            memcpy(cursor + (size_t)j * INDEX__MIH_BUCKETS, o,
-                   INDEX__MIH_BUCKETS * sizeof(uint32_t));
-        }
-        for (size_t p = 0; p < n; p++) {
-            uint64_t word = rows[p * 4 + (size_t)w];
-            for (int j = 0; j < 4; j++) {
-                uint8_t *ids = m->ids + (size_t)(w * 4 + j) * n * id_bytes;
-                uint32_t at =
-                    cursor[(size_t)j * INDEX__MIH_BUCKETS + ((word >> (16 * j)) & 0xffffu)]++;
-                uint32_t id = (uint32_t)p; /* little-endian bytes: the low 3 when packed */
-                uint8_t le[4] = {(uint8_t)id, (uint8_t)(id >> 8), (uint8_t)(id >> 16),
-                                 (uint8_t)(id >> 24)};
-                memcpy(ids + (size_t)at * id_bytes, le, id_bytes);
-            }
-        }
-    }
-    vg_free(cursor);
+    for (unsigned c = 0; c < n_chunks; c++)
+        build_chunk(m, c, rows, pairs, cnt);
+    vg_free(pairs);
+    vg_free(cnt);
     *out = m;
     return VG_OK;
 }
@@ -105,8 +170,13 @@ size_t index__mih_bytes(const index__mih *m)
 {
     if (!m)
         return 0;
-    return sizeof *m + INDEX__MIH_SLOTS * OFFSETS_PER_SLOT * sizeof(uint32_t) +
-           INDEX__MIH_SLOTS * m->n * m->id_bytes + INDEX__MIH_ID_PAD;
+    return sizeof *m + m->n_offsets * sizeof(uint32_t) + m->n_chunks * m->n * m->id_bytes +
+           INDEX__MIH_ID_PAD;
+}
+
+int index__mih_max_threshold(const index__mih *m)
+{
+    return (int)m->n_chunks * (INDEX__MIH_MAX_RADIUS + 1) - 1;
 }
 
 typedef struct mih_probe {
@@ -115,8 +185,8 @@ typedef struct mih_probe {
     const uint64_t *q; /* one variant, 4 words */
     int variant;
     int threshold;
-    int radius;
-    int slot;
+    int radius[INDEX__MIH_MAX_CHUNKS]; /* -1: chunk not probed */
+    unsigned chunk;
     index__hits *out;
 } mih_probe;
 
@@ -130,14 +200,16 @@ static inline __attribute__((always_inline)) int pop64(uint64_t x, int hw)
     return (int)((x * 0x0101010101010101ull) >> 56);
 }
 
-/* Verifies candidates c[0..n) of the probe's slot. They are random rows of an array far larger
+/* Verifies candidates c[0..n) of the probe's chunk. They are random rows of an array far larger
  * than the caches, so the loop keeps PREFETCH_AHEAD of them in flight: at 10M entries a query's
- * ~330k candidates cost memory latency, not arithmetic. An entry is reported only from the first
- * slot in which it lies within the radius, so each (entry, variant) pair comes out once. */
+ * candidates cost memory latency, not arithmetic. An entry is reported only from the first
+ * chunk in which it lies within that chunk's radius, so each (entry, variant) pair comes out
+ * once. */
 static inline __attribute__((always_inline)) int verify(const mih_probe *pr, const uint32_t *c,
                                                         size_t n, int hw)
 {
     const uint64_t *q = pr->q;
+    const index__mih *m = pr->m;
     for (size_t i = 0; i < n && i < PREFETCH_AHEAD; i++)
         __builtin_prefetch(index__row(pr->rows, c[i]));
     for (size_t i = 0; i < n; i++) {
@@ -150,8 +222,8 @@ static inline __attribute__((always_inline)) int verify(const mih_probe *pr, con
         if (d > pr->threshold)
             continue;
         int seen = 0;
-        for (int s = 0; s < pr->slot && !seen; s++)
-            seen = pop64(slot_key(x[s / 4], s), hw) <= pr->radius;
+        for (unsigned s = 0; s < pr->chunk && !seen; s++)
+            seen = pop64(chunk_key(x, m->bit_at[s], m->width[s]), hw) <= pr->radius[s];
         if (seen)
             continue;
         if (index__hits_push(pr->out, p, d, pr->variant))
@@ -160,51 +232,64 @@ static inline __attribute__((always_inline)) int verify(const mih_probe *pr, con
     return VG_OK;
 }
 
-/* Appends the ids of bucket `key` of the probe's slot to the gather buffer (GATHER_MAX), verifying
- * and emptying it whenever it fills: the prefetch window then spans the slot's buckets (17 at
- * radius 1) instead of restarting cold in each. */
-static inline __attribute__((always_inline)) int gather(const mih_probe *pr, unsigned key,
-                                                        uint32_t *buf, size_t *nb, int hw)
+/* Appends the ids of buckets keys[0..nk) of the probe's chunk to the gather buffer (GATHER_MAX),
+ * verifying and emptying it whenever it fills: the prefetch window then spans the chunk's
+ * buckets instead of restarting cold in each. The buckets' offsets are random reads of a table
+ * of up to 16 MiB, so they are all prefetched first. */
+static inline __attribute__((always_inline)) int gather(const mih_probe *pr, const uint32_t *keys,
+                                                        size_t nk, uint32_t *buf, int hw)
 {
-    const uint32_t *off = pr->m->offsets + (size_t)pr->slot * OFFSETS_PER_SLOT;
-    unsigned ib = pr->m->id_bytes;
-    const uint8_t *ids = pr->m->ids + (size_t)pr->slot * pr->m->n * ib;
-    for (uint32_t i = off[key], e = off[key + 1]; i < e; i++) {
-        if (*nb == GATHER_MAX) {
-            int rc = verify(pr, buf, *nb, hw);
-            *nb = 0;
-            if (rc)
-                return rc;
+    const index__mih *m = pr->m;
+    const uint32_t *off = m->offsets + m->table_at[pr->chunk];
+    unsigned ib = m->id_bytes;
+    const uint8_t *ids = m->ids + (size_t)pr->chunk * m->n * ib;
+    for (size_t k = 0; k < nk; k++)
+        __builtin_prefetch(off + keys[k]);
+    size_t nb = 0;
+    for (size_t k = 0; k < nk; k++) {
+        for (uint32_t i = off[keys[k]], e = off[keys[k] + 1]; i < e; i++) {
+            if (nb == GATHER_MAX) {
+                int rc = verify(pr, buf, nb, hw);
+                nb = 0;
+                if (rc)
+                    return rc;
+            }
+            buf[nb++] = index__mih_id(ids, i, ib);
         }
-        buf[(*nb)++] = index__mih_id(ids, i, ib);
     }
-    return VG_OK;
+    return verify(pr, buf, nb, hw);
 }
 
 static inline __attribute__((always_inline)) int
 mih_search_body(const index__mih *m, const uint64_t *rows, const uint64_t (*q)[4], size_t nv,
                 int threshold, index__hits *out, int hw)
 {
-    mih_probe pr = {.m = m, .rows = rows, .threshold = threshold, .out = out};
-    pr.radius = threshold / INDEX__MIH_SLOTS;
-    if (threshold < 0 || pr.radius > INDEX__MIH_MAX_RADIUS)
+    if (threshold < 0 || threshold > index__mih_max_threshold(m))
         return vg_err_set(VG_EINVAL, "threshold %d too large for multi-index search", threshold);
-    uint32_t buf[GATHER_MAX];
+    mih_probe pr = {.m = m, .rows = rows, .threshold = threshold, .out = out};
+    /* sum(radius + 1) = threshold + 1: the wider chunks (first) take the larger radius. */
+    int per = (threshold + 1) / (int)m->n_chunks, extra = (threshold + 1) % (int)m->n_chunks;
+    for (unsigned c = 0; c < m->n_chunks; c++)
+        pr.radius[c] = per - 1 + ((int)c < extra);
+    uint32_t buf[GATHER_MAX], keys[PROBES_MAX];
     for (size_t v = 0; v < nv; v++) {
         pr.q = q[v];
         pr.variant = (int)v;
-        for (int s = 0; s < INDEX__MIH_SLOTS; s++) {
-            pr.slot = s;
-            unsigned key = slot_key(q[v][s / 4], s);
-            size_t nb = 0;
-            int rc = gather(&pr, key, buf, &nb, hw);
-            for (int b1 = 0; rc == VG_OK && pr.radius >= 1 && b1 < 16; b1++) {
-                rc = gather(&pr, key ^ (1u << b1), buf, &nb, hw);
-                for (int b2 = b1 + 1; rc == VG_OK && pr.radius >= 2 && b2 < 16; b2++)
-                    rc = gather(&pr, key ^ (1u << b1) ^ (1u << b2), buf, &nb, hw);
+        for (unsigned c = 0; c < m->n_chunks; c++) {
+            int r = pr.radius[c];
+            if (r < 0)
+                continue;
+            unsigned w = m->width[c];
+            uint32_t key = chunk_key(q[v], m->bit_at[c], w);
+            size_t nk = 0;
+            keys[nk++] = key;
+            for (unsigned b1 = 0; r >= 1 && b1 < w; b1++) {
+                keys[nk++] = key ^ (1u << b1);
+                for (unsigned b2 = b1 + 1; r >= 2 && b2 < w; b2++)
+                    keys[nk++] = key ^ (1u << b1) ^ (1u << b2);
             }
-            if (rc == VG_OK)
-                rc = verify(&pr, buf, nb, hw);
+            pr.chunk = c;
+            int rc = gather(&pr, keys, nk, buf, hw);
             if (rc)
                 return vg_err_set(rc, "multi-index candidates");
         }

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #define SCAN_CHUNK 4096           /* entries per kernel call (hit buffer on the stack) */
-#define MIH_AUTO_MAX_THRESHOLD 31 /* radius 1; radius 2 probes 8x more buckets */
+#define MIH_AUTO_MAX_THRESHOLD 31 /* 16 chunks at radius 1; above, radius 2 probes 8x more */
 
 int index__hits_push(index__hits *h, uint32_t pos, int distance, int variant)
 {
@@ -215,7 +215,7 @@ static int use_mih(const index_db *ix, const index__view *v, size_t live, int th
     if (!v->mih || ix->cfg.pdq_search == INDEX_SEARCH_FLAT)
         return 0;
     if (ix->cfg.pdq_search == INDEX_SEARCH_MIH)
-        return threshold <= INDEX__MIH_SLOTS * (INDEX__MIH_MAX_RADIUS + 1) - 1;
+        return threshold <= index__mih_max_threshold(v->mih);
     /* Past 8 variants (several hash sets in one query) the flat scan stops sharing each row's
      * load among the variants for free: it turns compute-bound and grows with nv like the
      * probes do, so the crossover stays at 8 variants' (bench_copy --scale: 1.05M entries, 17
@@ -223,7 +223,8 @@ static int use_mih(const index_db *ix, const index__view *v, size_t live, int th
     size_t nvc = VG_MIN(nv, (size_t)8), need;
     if (vg_mul_size(ix->cfg.mih_min_entries, VG_MAX((size_t)1, nvc * nvc / 2), &need))
         return 0;
-    return threshold <= MIH_AUTO_MAX_THRESHOLD && live >= need;
+    return threshold <= MIH_AUTO_MAX_THRESHOLD && threshold <= index__mih_max_threshold(v->mih) &&
+           live >= need;
 }
 
 static int pdq_search_pinned(const index_db *ix, const index__pin *pn, const index_pdq_query *q,
