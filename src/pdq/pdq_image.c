@@ -197,10 +197,14 @@ static void sample_grid(pdq_impl impl, const uint8_t *gray, uint32_t w, const ui
     (void)impl;
 }
 
-/* Converts interleaved RGB to 8-bit luma (BT.601, the JPEG Y the fast pipeline otherwise decodes
- * straight to), rounding to nearest. */
-static void rgb_to_gray8(const uint8_t *rgb, size_t npix, uint8_t *gray)
+void pdq_rgb_to_luma8(const uint8_t *rgb, size_t npix, uint8_t *gray)
 {
+#ifdef PDQ__HAVE_AVX2
+    if (vg_cpu_features() & VG_CPU_AVX2) {
+        pdq__rgb_to_gray8_avx2(rgb, npix, gray);
+        return;
+    }
+#endif
     for (size_t i = 0; i < npix; i++) {
         const uint8_t *p = rgb + 3 * i;
         gray[i] = (uint8_t)((19595u * p[0] + 38470u * p[1] + 7471u * p[2] + 32768u) >> 16);
@@ -231,7 +235,7 @@ int pdq_hash_decoded(pdq_ctx *ctx, const img_image *im, unsigned flags, pdq_imag
     if (rc != VG_OK)
         return rc;
     if (im->channels == 3) {
-        rgb_to_gray8(im->px, npix, scratch);
+        pdq_rgb_to_luma8(im->px, npix, scratch);
         gray = scratch;
     }
     uint64_t t1;
