@@ -345,6 +345,7 @@ static int run_batch(void *replica, void *kind_user, void *const *items, size_t 
         }
     }
     if (split && status[0] == VG_OK) {
+        ((analyze_job *)items[0])->out->timings.pdq_beside_faces = 1;
         assist_start(ctx->assist, items[0], &ims[0]);
         split_started = 1;
         atomic_fetch_add(&ctx->n_lone_split, 1);

@@ -108,6 +108,7 @@ typedef struct analyze_timings {
     uint64_t cache_us, decode_us, pdq_us, detect_us, landmarks_us, descriptors_us, match_us,
         store_us, total_us; /* store_us: catalog_scan_record's, which adds it to total_us */
     const char *cache_tier; /* static: "l1" | "l2" | "l3" | "miss" | "off" */
+    int pdq_beside_faces;   /* 1: pdq_us ran on the lone-split helper during the face stages */
 } analyze_timings;
 
 typedef struct analyze_request {
