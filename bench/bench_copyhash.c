@@ -6,7 +6,10 @@
  * hash (the rectangles pdq_copy_hashes uses), and pdq_copy_hashes itself (all of them together,
  * as the server calls it).
  *
- *   bench_copyhash [--reps N] [FILE...]      (default bench/images/{S,M,L,HD}.jpg, 30 reps)
+ *   bench_copyhash [--reps N] [--decode-long PX] [FILE...]
+ *
+ * Default: bench/images/{S,M,L,HD}.jpg, 30 reps, decoded to a long side of at least 832 px
+ * (--decode-long 416: the DCT scale the detector's input alone would need).
  *
  * Times are this thread's CPU time (CLOCK_THREAD_CPUTIME_ID), medians over the reps: what a
  * shared, busy machine distorts least. `--reps 1` under `valgrind --tool=callgrind` gives
@@ -24,6 +27,8 @@
 #define N_STAGES 11
 #define MAX_REPS 10000
 #define BALANCED_DECODE_LONG_PX 832 /* fo.input_size 416 x ANALYZE_DECODE_DETECTOR_MULT */
+
+static uint32_t decode_long_px = BALANCED_DECODE_LONG_PX; /* --decode-long PX */
 
 static const char *const stage_names[N_STAGES] = {"decode",  "luma",   "whole",   "bars",
                                                   "trimmed", "flip",   "c90",     "c80",
@@ -95,9 +100,9 @@ static int run_file(const char *path, int reps)
             break;
         }
         if (info.w >= info.h)
-            o.min_w = BALANCED_DECODE_LONG_PX;
+            o.min_w = decode_long_px;
         else
-            o.min_h = BALANCED_DECODE_LONG_PX;
+            o.min_h = decode_long_px;
         double t0 = thread_ms();
         if (img_decode(buf, len, &o, &im)) {
             rc = 1;
@@ -175,6 +180,8 @@ int main(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
             reps = atoi(argv[++i]);
+        } else if (!strcmp(argv[i], "--decode-long") && i + 1 < argc) {
+            decode_long_px = (uint32_t)atoi(argv[++i]);
         } else {
             first = i;
             break;
