@@ -281,6 +281,31 @@ TGT void pdq__gray_to_f32_avx2(const uint8_t *px, int w, int h, size_t stride, f
     }
 }
 
+/* lerp_row of the fast pipeline's grid sampling, 8 grid columns per step: the same float
+ * operations per element (convert, subtract, multiply, add; no FMA). The byte gathers read 4
+ * bytes at each tap, so the vector loop runs while the right taps (non-decreasing) stay 4 bytes
+ * inside the row; the rest is scalar. */
+TGT void pdq__lerp_row_avx2(const uint8_t *row, uint32_t w, const uint32_t *x0, const uint32_t *x1,
+                            const float *fx, uint32_t gw, float *out)
+{
+    const __m256i low = _mm256_set1_epi32(0xFF);
+    uint32_t x = 0;
+    for (; x + 8 <= gw && (uint64_t)x1[x + 7] + 4 <= w; x += 8) {
+        const __m256i i0 = _mm256_loadu_si256((const void *)(x0 + x)),
+                      i1 = _mm256_loadu_si256((const void *)(x1 + x));
+        const __m256 a = _mm256_cvtepi32_ps(
+            _mm256_and_si256(_mm256_i32gather_epi32((const int *)(const void *)row, i0, 1), low));
+        const __m256 b = _mm256_cvtepi32_ps(
+            _mm256_and_si256(_mm256_i32gather_epi32((const int *)(const void *)row, i1, 1), low));
+        _mm256_storeu_ps(
+            out + x, _mm256_add_ps(a, _mm256_mul_ps(_mm256_sub_ps(b, a), _mm256_loadu_ps(fx + x))));
+    }
+    for (; x < gw; x++) {
+        const float a = (float)row[x0[x]], b = (float)row[x1[x]];
+        out[x] = a + (b - a) * fx[x];
+    }
+}
+
 /* 8-bit BT.601 luma of interleaved RGB, (19595 R + 38470 G + 7471 B + 32768) >> 16 in 32-bit
  * integers: the same integers as the portable loop, 8 pixels per step. Each 128-bit half loads
  * 16 bytes for its 4 pixels (12 used), so the vector loop stops 4 bytes short of the end. */
