@@ -37,7 +37,7 @@ void analyze_config_default(analyze_config *cfg)
     cfg->queue_capacity = ANALYZE_DEFAULT_QUEUE;
     cfg->deadline_ms = ANALYZE_DEFAULT_DEADLINE_MS;
     cfg->finishers = ANALYZE_DEFAULT_FINISHERS;
-    cfg->lone_split = vg_cpu_count() >= 2;
+    cfg->lone_split = 0; /* on this 2-vCPU VM it did not win: docs/BENCHMARKS.md (perf13) */
 }
 
 const char *analyze_model_version(const analyze_ctx *ctx)

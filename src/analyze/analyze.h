@@ -174,10 +174,11 @@ typedef struct analyze_config {
     uint64_t max_lossless_pixels;
     uint64_t max_decode_work; /* work units, see img.h */
     uint32_t max_decode_ratio;
-    /* 1 (default on 2+ CPUs): a batch of one image that finds nothing else queued or running
-     * hashes its image (PDQ, copy regions) on a helper thread while its worker runs the face
-     * networks, so a lone request uses a second core; under load every core already has a
-     * worker and batches run as before. 0: never. */
+    /* 1: a batch of one image that finds nothing else queued or running hashes its image
+     * (PDQ, copy regions) on a helper thread while its worker runs the face networks, so a
+     * lone request uses a second core; under load every core already has a worker and batches
+     * run as before. 0 (default): never; on the 2-vCPU VM measured, both threads slowed by
+     * about 1.5x when run together and the lone request got no faster (docs/BENCHMARKS.md). */
     int lone_split;
     /* Test-only fault injection (the end-to-end tests of alerts and self-healing drive real
      * failures and slow stages with them; never set in production): fault_error_rate is the
