@@ -874,6 +874,60 @@ static void test_halves_match_only_the_same_half(void **state)
     close_fixture(&fx);
 }
 
+/* The lone split (a lone image hashed on the helper thread while its worker runs the face
+ * networks) changes where the work runs, not what it computes: the same features, byte for
+ * byte, as the worker computing everything itself; and it runs for every lone image when on
+ * (counted), never when off. Images with faces, with bars (the trimmed region) and a small one
+ * (the flip region). */
+static void test_lone_split_same_features(void **state)
+{
+    (void)state;
+    static const char *const names[] = {FACES "astronaut.png", FACES "vlad_tile1.png",
+                                        FACES "messi5.png",    FACES "sample1_half_q50.png",
+                                        COPY "003.jpg",        COPY "017.jpg"};
+    enum { N = sizeof names / sizeof names[0] };
+    fixture fx[2];
+    for (int s = 0; s < 2; s++) {
+        analyze_config cfg;
+        analyze_config_default(&cfg);
+        cfg.lone_split = s;
+        cfg.min_workers = cfg.max_workers = 1;
+        open_fixture(&fx[s], 1, &cfg);
+    }
+    size_t faces = 0;
+    for (int i = 0; i < N; i++) {
+        size_t len;
+        uint8_t *bytes = slurp(names[i], &len);
+        analyze_features f[2];
+        for (int s = 0; s < 2; s++) {
+            analyze_request rq = {.bytes = bytes, .len = len, .level = VG_LEVEL_BALANCED};
+            assert_int_equal(analyze_features_compute(fx[s].an, &rq, &f[s], NULL), VG_OK);
+        }
+        assert_int_equal(f[0].has_pdq, 1);
+        assert_int_equal(f[1].has_pdq, 1);
+        assert_memory_equal(f[0].pdq, f[1].pdq, sizeof f[0].pdq);
+        assert_memory_equal(f[0].pdq_dihedral, f[1].pdq_dihedral, sizeof f[0].pdq_dihedral);
+        assert_int_equal(f[0].pdq_quality, f[1].pdq_quality);
+        assert_int_equal(f[0].n_copies, f[1].n_copies);
+        assert_memory_equal(f[0].copies, f[1].copies, f[0].n_copies * sizeof f[0].copies[0]);
+        assert_int_equal(f[0].n_faces, f[1].n_faces);
+        if (f[0].n_faces)
+            assert_memory_equal(f[0].faces, f[1].faces, f[0].n_faces * sizeof f[0].faces[0]);
+        faces += f[0].n_faces;
+        analyze_features_free(&f[0]);
+        analyze_features_free(&f[1]);
+        free(bytes);
+    }
+    assert_true(faces >= 3);
+    analyze_stats st[2];
+    for (int s = 0; s < 2; s++)
+        analyze_stats_get(fx[s].an, &st[s]);
+    assert_int_equal(st[0].lone_splits, 0);
+    assert_int_equal(st[1].lone_splits, N);
+    for (int s = 0; s < 2; s++)
+        close_fixture(&fx[s]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -890,6 +944,7 @@ int main(void)
         cmocka_unit_test(test_face_match_same_person),
         cmocka_unit_test(test_concurrent_batches_equal_single),
         cmocka_unit_test(test_fault_injection_and_knobs),
+        cmocka_unit_test(test_lone_split_same_features),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -363,11 +363,15 @@ static void test_pipelines_same_on_every_tier(void **state)
                                   "reg-test-input/pen-and-coaster.png",
                                   "misc-images/modes/LAB.webp", "misc-images/small.jpg"};
     for (size_t i = 0; i < VG_ARRAY_LEN(files); i++) {
-        for (int m = 0; m < 2; m++) {
+        /* m = 2: fast with a DCT-scaled decode, so the grid sampling interpolates */
+        for (int m = 0; m < 3; m++) {
             pdq_image_result a, b;
-            const pdq_mode mode = m ? PDQ_MODE_COMPAT : PDQ_MODE_FAST;
-            assert_int_equal(hash_file(simd, files[i], mode, PDQ_WANT_DIHEDRAL, 0, &a), VG_OK);
-            assert_int_equal(hash_file(portable, files[i], mode, PDQ_WANT_DIHEDRAL, 0, &b), VG_OK);
+            const pdq_mode mode = m == 1 ? PDQ_MODE_COMPAT : PDQ_MODE_FAST;
+            const uint32_t min_side = m == 2 ? 64 : 0;
+            assert_int_equal(hash_file(simd, files[i], mode, PDQ_WANT_DIHEDRAL, min_side, &a),
+                             VG_OK);
+            assert_int_equal(hash_file(portable, files[i], mode, PDQ_WANT_DIHEDRAL, min_side, &b),
+                             VG_OK);
             assert_int_equal(a.r.quality, b.r.quality);
             for (int x = 0; x < PDQ_NUM_XFORMS; x++)
                 assert_true(pdq_hash_equal(&a.r.dihedral[x], &b.r.dihedral[x]));
@@ -512,6 +516,113 @@ static void test_hash_decoded_rgb(void **state)
     pdq_ctx_free(ctx);
 }
 
+/* The luma plane: pdq_rgb_to_luma8 (AVX2 where the CPU has it) gives, byte for byte, the
+ * integers of the portable formula, at every length (the vector loop's tail) and value. */
+static void test_rgb_to_luma8_exact(void **state)
+{
+    (void)state;
+    enum { MAXN = 67 };
+    uint8_t rgb[3 * MAXN], got[MAXN + 1];
+    uint32_t x = 12345;
+    for (int round = 0; round < 200; round++) {
+        for (size_t i = 0; i < sizeof rgb; i++) {
+            x = x * 1103515245u + 12345u;
+            rgb[i] = round == 0 ? 255 : round == 1 ? 0 : (uint8_t)(x >> 16);
+        }
+        for (size_t n = 0; n <= MAXN; n++) {
+            got[n] = 0xA5; /* one past the end: never written */
+            pdq_rgb_to_luma8(rgb, n, got);
+            for (size_t i = 0; i < n; i++) {
+                const uint8_t *p = rgb + 3 * i;
+                assert_int_equal(got[i],
+                                 (19595u * p[0] + 38470u * p[1] + 7471u * p[2] + 32768u) >> 16);
+            }
+            assert_int_equal(got[n], 0xA5);
+        }
+    }
+}
+
+/* The whole-image hash and every copy hash of an RGB decode equal those of its 1-channel luma
+ * view (what analyze hashes since issue 13: one plane for all regions) on every listed image
+ * and the copy-evaluation photos, at analyze's decode size, and on a letterboxed variant (the
+ * trimmed region) and a small one (the flip). */
+static void check_luma_view(pdq_ctx *ctx, const img_image *im)
+{
+    const size_t npix = (size_t)im->w * im->h;
+    uint8_t *luma = malloc(npix);
+    assert_non_null(luma);
+    pdq_rgb_to_luma8(im->px, npix, luma);
+    img_image g = *im;
+    g.px = luma;
+    g.channels = 1;
+    const unsigned what = PDQ_COPY_TRIM | PDQ_COPY_FLIP | PDQ_COPY_REGIONS | PDQ_COPY_HALVES;
+    pdq_image_result a, b;
+    pdq_copy_set ca, cb;
+    assert_int_equal(pdq_hash_decoded(ctx, im, PDQ_WANT_DIHEDRAL, &a), VG_OK);
+    assert_int_equal(pdq_hash_decoded(ctx, &g, PDQ_WANT_DIHEDRAL, &b), VG_OK);
+    assert_memory_equal(&a.r, &b.r, sizeof a.r);
+    assert_int_equal(pdq_copy_hashes(ctx, im, what, &ca), VG_OK);
+    assert_int_equal(pdq_copy_hashes(ctx, &g, what, &cb), VG_OK);
+    assert_int_equal(ca.n, cb.n);
+    assert_memory_equal(ca.trim, cb.trim, sizeof ca.trim);
+    assert_memory_equal(ca.h, cb.h, ca.n * sizeof ca.h[0]);
+    free(luma);
+}
+
+static void test_luma_view_same_hashes(void **state)
+{
+    (void)state;
+    pdq_ctx *ctx = pdq_ctx_new();
+    assert_non_null(ctx);
+    ref_row rows[MAX_ROWS];
+    int n = read_listing("cpp_reference_hashes.csv", rows, MAX_ROWS);
+    int checked = 0, trimmed = 0, flipped = 0;
+    for (int i = 0; i < n + 40; i++) {
+        char path[512];
+        if (i < n)
+            snprintf(path, sizeof path, "%s%s", DATA, rows[i].path);
+        else
+            snprintf(path, sizeof path, "%s/copy/%03d.jpg", VG_TEST_DATA_DIR, i - n);
+        uint8_t *buf;
+        size_t len;
+        assert_int_equal(vg_read_file(path, 64 << 20, &buf, &len), VG_OK);
+        img_decode_opts o;
+        img_decode_opts_default(&o);
+        o.min_w = o.min_h = 832;
+        img_image im;
+        if (img_decode(buf, len, &o, &im) != VG_OK) {
+            vg_free(buf);
+            continue;
+        }
+        check_luma_view(ctx, &im);
+        if (VG_MAX(im.src_w, im.src_h) <= PDQ_COPY_FLIP_MAX_SIDE_PX)
+            flipped++;
+        if (i % 4 == 0) {
+            /* letterboxed: black bars of a sixth of the height above and below */
+            const uint32_t bar = im.h / 6, h2 = im.h + 2 * bar;
+            const size_t row = (size_t)im.w * 3;
+            img_image lb = im;
+            lb.h = h2;
+            lb.src_h = h2 * (uint32_t)(im.scale_denom > 0 ? im.scale_denom : 1);
+            lb.px = calloc(row * h2, 1);
+            assert_non_null(lb.px);
+            memcpy(lb.px + row * bar, im.px, row * im.h);
+            pdq_copy_set cs;
+            assert_int_equal(pdq_copy_hashes(ctx, &lb, PDQ_COPY_TRIM, &cs), VG_OK);
+            trimmed += cs.n == 1;
+            check_luma_view(ctx, &lb);
+            free(lb.px);
+        }
+        img_image_free(&im);
+        vg_free(buf);
+        checked++;
+    }
+    assert_true(checked >= 70);
+    assert_true(trimmed >= 10);
+    assert_true(flipped >= 1);
+    pdq_ctx_free(ctx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -526,6 +637,8 @@ int main(void)
         cmocka_unit_test(test_fast_min_side),
         cmocka_unit_test(test_pipelines_same_on_every_tier),
         cmocka_unit_test(test_hash_decoded_rgb),
+        cmocka_unit_test(test_rgb_to_luma8_exact),
+        cmocka_unit_test(test_luma_view_same_hashes),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_mode_names),
         cmocka_unit_test(test_alloc_failures),

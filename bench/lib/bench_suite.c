@@ -321,6 +321,7 @@ int bench__ctx(suite *s, struct cache *c, unsigned max_batch, struct analyze_ctx
 /* Median time per stage (analyze_timings), microseconds: where a cold analysis spends it. */
 typedef struct stage_medians {
     double decode_us, pdq_us, faces_us, other_us;
+    double detect_us, landmarks_us, descriptors_us; /* the parts of faces_us */
     double cpu_ms; /* this process's CPU time (every thread) per analysis, mean */
 } stage_medians;
 
@@ -351,7 +352,7 @@ static int inproc_latency_stages(analyze_ctx *ctx, const bench_img *im, vg_level
     bench_samples *sm;
     if (bench_samples_new(n, &sm))
         return VG_ENOMEM;
-    double *st = stages ? vg_calloc((size_t)n * 4, sizeof(double)) : NULL;
+    double *st = stages ? vg_calloc((size_t)n * 7, sizeof(double)) : NULL;
     double cpu0 = process_cpu_s();
     if (stages && !st) {
         bench_samples_free(sm);
@@ -376,8 +377,13 @@ static int inproc_latency_stages(analyze_ctx *ctx, const bench_img *im, vg_level
             st[k] = (double)tm->decode_us;
             st[n + k] = (double)tm->pdq_us;
             st[2 * n + k] = faces;
-            st[3 * n + k] =
-                (double)dt / 1000.0 - (double)tm->decode_us - (double)tm->pdq_us - faces;
+            /* with the lone split, PDQ ran during the face stages: only the longer counts */
+            const double hash_faces = tm->pdq_beside_faces ? VG_MAX((double)tm->pdq_us, faces)
+                                                           : (double)tm->pdq_us + faces;
+            st[3 * n + k] = (double)dt / 1000.0 - (double)tm->decode_us - hash_faces;
+            st[4 * n + k] = (double)tm->detect_us;
+            st[5 * n + k] = (double)tm->landmarks_us;
+            st[6 * n + k] = (double)tm->descriptors_us;
         }
         analyze_result_free(&res);
         if (i >= warm)
@@ -392,6 +398,9 @@ static int inproc_latency_stages(analyze_ctx *ctx, const bench_img *im, vg_level
         stages->pdq_us = median_of(st + n, n);
         stages->faces_us = median_of(st + 2 * n, n);
         stages->other_us = median_of(st + 3 * n, n);
+        stages->detect_us = median_of(st + 4 * n, n);
+        stages->landmarks_us = median_of(st + 5 * n, n);
+        stages->descriptors_us = median_of(st + 6 * n, n);
     }
     vg_free(st);
     bench_samples_free(sm);
@@ -450,7 +459,7 @@ int bench__sec_latency(suite *s)
             bench__progress(s, "latency: %s %s", vg_level_name((vg_level)lv), im->name);
             bench_summary ic = {0}, ih = {0}, hc = {0}, hh = {0};
             const char *tier = "?";
-            stage_medians sg = {NAN, NAN, NAN, NAN, NAN};
+            stage_medians sg = {NAN, NAN, NAN, NAN, NAN, NAN, NAN, NAN};
             if ((rc = inproc_latency_stages(cold, im, (vg_level)lv, warm, n_cold, &ic, NULL, &sg)))
                 goto out;
             stages[lv][k] = sg;
@@ -510,26 +519,33 @@ int bench__sec_latency(suite *s)
         }
     }
     /* where the cold in-process time goes */
-    bench_buf_puts(md,
-                   "\nWhere a cold in-process analysis spends its time (medians, ms; "
-                   "`analyze_timings`: decode, PDQ with its 8 dihedral hashes, faces = "
-                   "detector + landmarks + descriptors, other = queue, hand-offs, result; CPU = "
-                   "this process's CPU time per analysis over the measured calls, every "
-                   "thread: the cost, whatever else the machine runs):\n\n"
-                   "| level | class | decode | PDQ | faces | other | CPU |\n"
-                   "|---|---|---|---|---|---|---|\n");
+    bench_buf_puts(
+        md, "\nWhere a cold in-process analysis spends its time (medians, ms; "
+            "`analyze_timings`: decode, PDQ with its 8 dihedral hashes and the copy "
+            "regions (on a helper thread during the face stages when the request is alone: "
+            "`batch_lone_split`), faces = "
+            "detector + landmarks + descriptors, other = queue, hand-offs, result; CPU = "
+            "this process's CPU time per analysis over the measured calls, every "
+            "thread: the cost, whatever else the machine runs):\n\n"
+            "| level | class | decode | PDQ | faces | (detect | landmarks | descriptors) | other | "
+            "CPU |\n"
+            "|---|---|---|---|---|---|---|---|---|---|\n");
     for (int lv = 0; lv < BENCH_N_LEVELS; lv++)
         for (int k = 0; k < BENCH_N_CLASSES; k++) {
             stage_medians *g = &stages[lv][k];
-            bench_buf_printf(md, "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
-                             vg_level_name((vg_level)lv), class_names[k], g->decode_us / 1000,
-                             g->pdq_us / 1000, g->faces_us / 1000, g->other_us / 1000, g->cpu_ms);
+            bench_buf_printf(
+                md, "| %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
+                vg_level_name((vg_level)lv), class_names[k], g->decode_us / 1000, g->pdq_us / 1000,
+                g->faces_us / 1000, g->detect_us / 1000, g->landmarks_us / 1000,
+                g->descriptors_us / 1000, g->other_us / 1000, g->cpu_ms);
             json_t *row = json_array_get(rows, (size_t)(lv * BENCH_N_CLASSES + k));
             if (row)
                 json_object_set_new(row, "inproc_cold_stage_medians_ms",
-                                    json_pack("{s:f,s:f,s:f,s:f,s:f}", "decode",
+                                    json_pack("{s:f,s:f,s:f,s:f,s:f,s:f,s:f,s:f}", "decode",
                                               g->decode_us / 1000, "pdq", g->pdq_us / 1000, "faces",
-                                              g->faces_us / 1000, "other", g->other_us / 1000,
+                                              g->faces_us / 1000, "detect", g->detect_us / 1000,
+                                              "landmarks", g->landmarks_us / 1000, "descriptors",
+                                              g->descriptors_us / 1000, "other", g->other_us / 1000,
                                               "cpu", g->cpu_ms));
         }
     /* what recording the evidence costs: the same cold request with store=true */

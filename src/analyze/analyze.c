@@ -37,6 +37,7 @@ void analyze_config_default(analyze_config *cfg)
     cfg->queue_capacity = ANALYZE_DEFAULT_QUEUE;
     cfg->deadline_ms = ANALYZE_DEFAULT_DEADLINE_MS;
     cfg->finishers = ANALYZE_DEFAULT_FINISHERS;
+    cfg->lone_split = 0; /* on this 2-vCPU VM it did not win: docs/BENCHMARKS.md (perf13) */
 }
 
 const char *analyze_model_version(const analyze_ctx *ctx)
@@ -155,8 +156,8 @@ static int replica_new(void *user, unsigned index, void **out)
     analyze_replica *rep = vg_calloc(1, sizeof *rep);
     if (!rep)
         return VG_ENOMEM;
-    rep->pdq = pdq_ctx_new();
-    if (!rep->pdq) {
+    rep->h.pdq = pdq_ctx_new();
+    if (!rep->h.pdq) {
         vg_free(rep);
         return VG_ENOMEM;
     }
@@ -169,7 +170,7 @@ static int replica_new(void *user, unsigned index, void **out)
             rc = analyze__warm(ctx, rep);
         if (rc) {
             face_engine_free(rep->fe);
-            pdq_ctx_free(rep->pdq);
+            analyze__hasher_free(&rep->h);
             vg_free(rep);
             return rc;
         }
@@ -185,8 +186,109 @@ static void replica_free(void *user, void *p)
     if (!rep)
         return;
     face_engine_free(rep->fe);
-    pdq_ctx_free(rep->pdq);
+    analyze__hasher_free(&rep->h);
     vg_free(rep);
+}
+
+/* ---- lone split: a lone request's hashing beside its face networks --------------------------
+ *
+ * One request at a time leaves a core idle: the worker decodes, hashes (PDQ and the copy
+ * regions, 1-4 ms) and then runs the networks, all on one thread. When a batch holds one image
+ * and the scheduler has nothing else queued or running (sched_lone), the worker hands the
+ * hashing to this helper thread after the decode and runs the networks meanwhile. Under load
+ * sched_lone is false (every core has a worker), so the helper never competes with them. */
+
+static void *assist_main(void *arg)
+{
+    analyze_assist *a = arg;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        while (!a->has_work && !a->stop)
+            pthread_cond_wait(&a->cv, &a->mu);
+        if (a->stop)
+            break;
+        analyze_job *job = a->job;
+        const img_image *im = a->im;
+        pthread_mutex_unlock(&a->mu);
+        vg_err_clear();
+        int rc = analyze__hash(&a->h, job, im);
+        pthread_mutex_lock(&a->mu);
+        a->status = rc;
+        if (rc)
+            snprintf(a->errmsg, sizeof a->errmsg, "%s", vg_err_msg());
+        a->has_work = 0;
+        a->done = 1;
+        pthread_cond_broadcast(&a->cv);
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+static void assist_free(analyze_assist *a)
+{
+    if (!a)
+        return;
+    if (a->started) {
+        pthread_mutex_lock(&a->mu);
+        a->stop = 1;
+        pthread_cond_broadcast(&a->cv);
+        pthread_mutex_unlock(&a->mu);
+        pthread_join(a->thread, NULL);
+    }
+    pthread_mutex_destroy(&a->mu);
+    pthread_cond_destroy(&a->cv);
+    analyze__hasher_free(&a->h);
+    vg_free(a);
+}
+
+static int assist_new(analyze_assist **out)
+{
+    analyze_assist *a = vg_calloc(1, sizeof *a);
+    if (!a)
+        return VG_ENOMEM;
+    pthread_mutex_init(&a->mu, NULL);
+    pthread_cond_init(&a->cv, NULL);
+    a->h.pdq = pdq_ctx_new();
+    if (!a->h.pdq || pthread_create(&a->thread, NULL, assist_main, a) != 0) {
+        assist_free(a);
+        return vg_err_set(VG_ENOMEM, "analyze: cannot start the lone-split helper thread");
+    }
+    a->started = 1;
+    *out = a;
+    return VG_OK;
+}
+
+/* Claims the helper for one batch of n images when it is lone; 1 when claimed. */
+static int assist_claim(analyze_ctx *ctx, size_t n)
+{
+    analyze_assist *a = ctx->assist;
+    if (!a || n != 1 || !ctx->deps.models || !sched_lone(ctx->sch))
+        return 0;
+    return atomic_exchange(&a->claimed, 1) == 0;
+}
+
+static void assist_start(analyze_assist *a, analyze_job *job, const img_image *im)
+{
+    pthread_mutex_lock(&a->mu);
+    a->job = job;
+    a->im = im;
+    a->done = 0;
+    a->has_work = 1;
+    pthread_cond_broadcast(&a->cv);
+    pthread_mutex_unlock(&a->mu);
+}
+
+/* Waits for the hashing started by assist_start; its status (message in errmsg). */
+static int assist_wait(analyze_assist *a, char *errmsg, size_t errmsg_len)
+{
+    pthread_mutex_lock(&a->mu);
+    while (!a->done)
+        pthread_cond_wait(&a->cv, &a->mu);
+    const int rc = a->status;
+    if (rc)
+        snprintf(errmsg, errmsg_len, "%s", a->errmsg);
+    pthread_mutex_unlock(&a->mu);
+    return rc;
 }
 
 /* Test-only fault injection: fails the k-th computed image when floor(k * rate) steps up, so
@@ -217,6 +319,8 @@ static int run_batch(void *replica, void *kind_user, void *const *items, size_t 
         vg_free(gstatus);
         return VG_ENOMEM;
     }
+    /* A lone image: decode here, hash on the helper while the networks run here. */
+    int split = assist_claim(ctx, n), split_started = 0;
     for (size_t i = 0; i < n; i++) {
         analyze_job *job = items[i];
         vg_err_clear();
@@ -225,7 +329,7 @@ static int run_batch(void *replica, void *kind_user, void *const *items, size_t 
             struct timespec ts = {(time_t)(ms / 1000u), (long)(ms % 1000u) * 1000000L};
             nanosleep(&ts, NULL);
         }
-        status[i] = analyze__prepare(ctx, rep, job, &ims[i]);
+        status[i] = analyze__prepare(ctx, rep, job, &ims[i], split);
         if (status[i] == VG_OK && fault_hit(ctx)) {
             img_image_free(&ims[i]);
             status[i] = vg_err_set(VG_EINTERNAL,
@@ -239,6 +343,12 @@ static int run_batch(void *replica, void *kind_user, void *const *items, size_t 
             if (k > IMG_LIMIT_NONE && k < IMG_LIMIT_COUNT)
                 atomic_fetch_add(&ctx->n_img_limit[k], 1);
         }
+    }
+    if (split && status[0] == VG_OK) {
+        ((analyze_job *)items[0])->out->timings.pdq_beside_faces = 1;
+        assist_start(ctx->assist, items[0], &ims[0]);
+        split_started = 1;
+        atomic_fetch_add(&ctx->n_lone_split, 1);
     }
     for (int level = 0; ctx->deps.models && level <= VG_LEVEL_MEMORY; level++) {
         size_t g = 0;
@@ -262,6 +372,17 @@ static int run_batch(void *replica, void *kind_user, void *const *items, size_t 
                 snprintf(job->errmsg, sizeof job->errmsg, "%s", vg_err_msg());
         }
     }
+    if (split_started) {
+        analyze_job *job = items[0];
+        char msg[sizeof job->errmsg];
+        const int hrc = assist_wait(ctx->assist, msg, sizeof msg);
+        if (hrc && status[0] == VG_OK) {
+            status[0] = hrc;
+            snprintf(job->errmsg, sizeof job->errmsg, "%s", msg);
+        }
+    }
+    if (split)
+        atomic_store(&ctx->assist->claimed, 0);
     for (size_t i = 0; i < n; i++)
         img_image_free(&ims[i]);
     vg_free(ims);
@@ -364,6 +485,13 @@ int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze
         ctx->nfthreads++;
     }
 
+    if (c.lone_split && deps && deps->models) {
+        int arc = assist_new(&ctx->assist);
+        if (arc) {
+            analyze_ctx_free(ctx);
+            return arc;
+        }
+    }
     sched_kind_config kind;
     sched_kind_config_init(&kind);
     kind.name = "image";
@@ -411,6 +539,7 @@ void analyze_ctx_free(analyze_ctx *ctx)
         analyze_shutdown(ctx);
         sched_free(ctx->sch);
     }
+    assist_free(ctx->assist); /* after the workers: none can be using it now */
     pthread_mutex_lock(&ctx->fmu);
     ctx->fstop = 1;
     pthread_cond_broadcast(&ctx->fcv);
@@ -629,6 +758,7 @@ void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out)
         out->cache_hits[i] = atomic_load(&ctx->n_cache[i]);
     for (int i = 0; i < IMG_LIMIT_COUNT; i++)
         out->img_limit_hits[i] = atomic_load(&ctx->n_img_limit[i]);
+    out->lone_splits = atomic_load(&ctx->n_lone_split);
     sched_stats ss;
     sched_stats_get(ctx->sch, &ss);
     out->batches = ss.kinds[0].batches;

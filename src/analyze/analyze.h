@@ -108,6 +108,7 @@ typedef struct analyze_timings {
     uint64_t cache_us, decode_us, pdq_us, detect_us, landmarks_us, descriptors_us, match_us,
         store_us, total_us; /* store_us: catalog_scan_record's, which adds it to total_us */
     const char *cache_tier; /* static: "l1" | "l2" | "l3" | "miss" | "off" */
+    int pdq_beside_faces;   /* 1: pdq_us ran on the lone-split helper during the face stages */
 } analyze_timings;
 
 typedef struct analyze_request {
@@ -173,6 +174,12 @@ typedef struct analyze_config {
     uint64_t max_lossless_pixels;
     uint64_t max_decode_work; /* work units, see img.h */
     uint32_t max_decode_ratio;
+    /* 1: a batch of one image that finds nothing else queued or running hashes its image
+     * (PDQ, copy regions) on a helper thread while its worker runs the face networks, so a
+     * lone request uses a second core; under load every core already has a worker and batches
+     * run as before. 0 (default): never; on the 2-vCPU VM measured, both threads slowed by
+     * about 1.5x when run together and the lone request got no faster (docs/BENCHMARKS.md). */
+    int lone_split;
     /* Test-only fault injection (the end-to-end tests of alerts and self-healing drive real
      * failures and slow stages with them; never set in production): fault_error_rate is the
      * share of computed images (0..1) failed with VG_EINTERNAL after decoding, spread evenly
@@ -250,6 +257,7 @@ typedef struct analyze_stats {
     uint64_t batches, batch_images;
     unsigned queue_depth, workers, workers_busy;
     uint64_t img_limit_hits[IMG_LIMIT_COUNT]; /* images refused by each img limit */
+    uint64_t lone_splits; /* batches hashed on the helper thread beside their face networks */
 } analyze_stats;
 void analyze_stats_get(analyze_ctx *ctx, analyze_stats *out);
 /* The inference scheduler's own snapshot (one kind, "image": queue, admission, deadlines, batch

@@ -55,7 +55,7 @@ static int compute_pdq_only(analyze_ctx *ctx, analyze_replica *rep, analyze_job 
     po.limits = ctx->limits;
     pdq_image_result pr;
     pdq_copy_set cs;
-    int rc = pdq_hash_image_copies(rep->pdq, job->req.bytes, job->req.len, &po, ANALYZE_COPY_WHAT,
+    int rc = pdq_hash_image_copies(rep->h.pdq, job->req.bytes, job->req.len, &po, ANALYZE_COPY_WHAT,
                                    &pr, &cs);
     if (rc)
         return rc;
@@ -109,7 +109,8 @@ int analyze__warm(analyze_ctx *ctx, analyze_replica *rep)
     return rc;
 }
 
-int analyze__prepare(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job, img_image *im)
+int analyze__prepare(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job, img_image *im,
+                     int defer_hash)
 {
     memset(im, 0, sizeof *im);
     if (!ctx->deps.models)
@@ -148,20 +149,53 @@ int analyze__prepare(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job, i
     f->height = oh;
     copy_format(f, im->format);
 
-    /* The same hashing step as `vigil hash` (fast), on the decode shared with the detector. */
-    t = vg_now_ns();
+    if (defer_hash)
+        return VG_OK;
+    rc = analyze__hash(&rep->h, job, im);
+    if (rc)
+        img_image_free(im);
+    return rc;
+}
+
+void analyze__hasher_free(analyze_hasher *h)
+{
+    pdq_ctx_free(h->pdq);
+    vg_free(h->luma);
+    memset(h, 0, sizeof *h);
+}
+
+int analyze__hash(analyze_hasher *h, analyze_job *job, const img_image *im)
+{
+    /* The same hashing step as `vigil hash` (fast), on the decode shared with the detector: one
+     * luma plane for the whole-image hash and every copy region (each used to convert the RGB
+     * decode on its own), which gives the same bytes and so the same hashes. */
+    const uint64_t t = vg_now_ns();
+    img_image gray = *im;
+    if (im->channels == 3) {
+        const size_t npix = (size_t)im->w * im->h;
+        if (npix > h->luma_cap) {
+            uint8_t *p = vg_malloc(npix);
+            if (!p)
+                return vg_err_set(VG_ENOMEM, "analysis: no memory for a %zu px luma plane", npix);
+            vg_free(h->luma);
+            h->luma = p;
+            h->luma_cap = npix;
+        }
+        pdq_rgb_to_luma8(im->px, npix, h->luma);
+        gray.px = h->luma;
+        gray.channels = 1;
+    }
     pdq_image_result pr;
-    rc = pdq_hash_decoded(rep->pdq, im, PDQ_WANT_DIHEDRAL, &pr);
+    int rc = pdq_hash_decoded(h->pdq, &gray, PDQ_WANT_DIHEDRAL, &pr);
     pdq_copy_set cs;
     if (!rc)
-        rc = pdq_copy_hashes(rep->pdq, im, ANALYZE_COPY_WHAT, &cs);
-    if (rc) {
-        img_image_free(im);
+        rc = pdq_copy_hashes(h->pdq, &gray, ANALYZE_COPY_WHAT, &cs);
+    if (rc)
         return rc;
-    }
+    analyze_features *f = &job->out->features;
     fill_pdq(f, &pr.r);
     fill_copies(f, &cs);
-    tm->pdq_us = (vg_now_ns() - t) / 1000;
+    job->out->timings.pdq_us = (vg_now_ns() - t) / 1000;
     return VG_OK;
 }
 

@@ -41,11 +41,34 @@ typedef struct analyze_job {
     struct analyze_job *next;
 } analyze_job;
 
+/* What hashing one decoded image needs: a PDQ context and the luma plane that the whole-image
+ * hash and every copy region hash share (converted from the RGB decode once). */
+typedef struct analyze_hasher {
+    pdq_ctx *pdq;
+    uint8_t *luma;
+    size_t luma_cap; /* bytes */
+} analyze_hasher;
+
 /* One inference worker's private state (a sched replica). */
 typedef struct analyze_replica {
     face_engine *fe; /* NULL without models */
-    pdq_ctx *pdq;
+    analyze_hasher h;
 } analyze_replica;
+
+/* The helper thread that hashes a lone request's image while its worker runs the face networks
+ * (analyze.c, "lone split"): at most one batch uses it at a time (claimed). */
+typedef struct analyze_assist {
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int started, stop, has_work, done;
+    _Atomic int claimed;
+    analyze_hasher h;
+    analyze_job *job; /* the work: hash this job's decoded image */
+    const img_image *im;
+    int status; /* its result */
+    char errmsg[256];
+} analyze_assist;
 
 struct analyze_ctx {
     analyze_config cfg;
@@ -68,6 +91,8 @@ struct analyze_ctx {
     _Atomic uint64_t n_cache[4];
     _Atomic uint64_t n_img_limit[IMG_LIMIT_COUNT]; /* by img_limit_kind */
     _Atomic uint64_t fault_seq;                    /* computed images seen by the fault injection */
+    analyze_assist *assist; /* NULL: lone split off (one CPU, no face models, or configured off) */
+    _Atomic uint64_t n_lone_split; /* batches whose hashing ran beside their face networks */
 };
 
 /* analyze_features.c */
@@ -75,10 +100,18 @@ struct analyze_ctx {
 /* Compiles the default level's network plans (batch 1) on a new replica, so the first request
  * does not pay oneDNN's primitive creation (hundreds of ms). */
 int analyze__warm(analyze_ctx *ctx, analyze_replica *rep);
-/* Decodes one job's image and hashes it (PDQ + dihedral) on a worker, filling its features and
- * decode/pdq timings. With face models, the decoded RGB image is left in *im (owned by the
- * caller, img_image_free) for analyze__faces; without, *im stays empty. */
-int analyze__prepare(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job, img_image *im);
+/* Decodes one job's image and hashes it (PDQ + dihedral + copy regions) on a worker, filling its
+ * features and decode/pdq timings. With face models, the decoded RGB image is left in *im
+ * (owned by the caller, img_image_free) for analyze__faces; without, *im stays empty. With
+ * defer_hash (face models only) it decodes only, and the caller runs analyze__hash later or on
+ * another thread. */
+int analyze__prepare(analyze_ctx *ctx, analyze_replica *rep, analyze_job *job, img_image *im,
+                     int defer_hash);
+/* The hashing half of analyze__prepare: the whole-image PDQ and the copy hashes of a decoded
+ * image, from one luma plane in h. Touches only the job's PDQ fields and pdq_us, so it may run
+ * beside analyze__faces on the same job. */
+int analyze__hash(analyze_hasher *h, analyze_job *job, const img_image *im);
+void analyze__hasher_free(analyze_hasher *h);
 /* Faces of n prepared jobs of one level, in one face_analyze_batch call (detector inputs and
  * face crops of all the images share network calls). status[i] receives each job's result. */
 int analyze__faces(analyze_ctx *ctx, analyze_replica *rep, vg_level level, analyze_job *const *jobs,

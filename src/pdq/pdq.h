@@ -166,6 +166,14 @@ int pdq_hash_image(pdq_ctx *ctx, const uint8_t *buf, size_t len, const pdq_image
  * VG_ENOMEM. res->decode_ns holds only the luma/resampling time. */
 int pdq_hash_decoded(pdq_ctx *ctx, const img_image *im, unsigned flags, pdq_image_result *res);
 
+/* The 8-bit luma plane the fast pipeline and the copy hashes take from an RGB decode:
+ * (19595 R + 38470 G + 7471 B + 32768) >> 16 (BT.601, as JPEG's Y), npix interleaved pixels to
+ * npix bytes (AVX2 when the CPU has it; the same bytes either way). A caller that hashes one RGB
+ * decode several times converts it once and passes pdq_hash_decoded and pdq_copy_hashes a
+ * 1-channel view of it (the same img_image fields, channels 1, px the plane): the hashes are
+ * those of the RGB image, without converting it again in each. */
+void pdq_rgb_to_luma8(const uint8_t *rgb, size_t npix, uint8_t *gray);
+
 /* "fast" | "compat"; pdq_mode_parse returns VG_EINVAL for anything else. */
 const char *pdq_mode_name(pdq_mode m);
 int pdq_mode_parse(const char *s, pdq_mode *out);

@@ -377,10 +377,7 @@ int pdq_copy_hashes(pdq_ctx *ctx, const img_image *im, unsigned what, pdq_copy_s
         return vg_err_set(VG_ENOMEM, "pdq_copy_hashes: out of memory");
     const uint8_t *gray = im->px;
     if (im->channels == 3) {
-        for (size_t i = 0; i < npix; i++) {
-            const uint8_t *p = im->px + 3 * i;
-            own[i] = (uint8_t)((19595u * p[0] + 38470u * p[1] + 7471u * p[2] + 32768u) >> 16);
-        }
+        pdq_rgb_to_luma8(im->px, npix, own);
         gray = own;
     }
     int rc = VG_OK;
@@ -434,10 +431,7 @@ int pdq_copy_parts(pdq_ctx *ctx, const img_image *im, pdq_part_set *out)
     if (im->channels == 3) {
         if (!(own = vg_malloc(npix)))
             return vg_err_set(VG_ENOMEM, "pdq_copy_parts: out of memory");
-        for (size_t i = 0; i < npix; i++) {
-            const uint8_t *p = im->px + 3 * i;
-            own[i] = (uint8_t)((19595u * p[0] + 38470u * p[1] + 7471u * p[2] + 32768u) >> 16);
-        }
+        pdq_rgb_to_luma8(im->px, npix, own);
         gray = own;
     }
     /* x0, y0, x1, y1 of each part, in halves of the side */

@@ -144,10 +144,18 @@ static void axis_taps(uint32_t full, uint32_t scaled, uint32_t k, uint32_t grid,
     }
 }
 
-/* One source row interpolated along x at the grid's columns. */
-static void lerp_row(const uint8_t *row, const uint32_t *x0, const uint32_t *x1, const float *fx,
-                     uint32_t gw, float *out)
+/* One source row (w bytes) interpolated along x at the grid's columns. */
+static void lerp_row(pdq_impl impl, const uint8_t *row, uint32_t w, const uint32_t *x0,
+                     const uint32_t *x1, const float *fx, uint32_t gw, float *out)
 {
+#ifdef PDQ__HAVE_AVX2
+    if (impl == PDQ_IMPL_AVX2) {
+        pdq__lerp_row_avx2(row, w, x0, x1, fx, gw, out);
+        return;
+    }
+#endif
+    (void)impl;
+    (void)w;
     for (uint32_t x = 0; x < gw; x++) {
         const float a = (float)row[x0[x]], b = (float)row[x1[x]];
         out[x] = a + (b - a) * fx[x];
@@ -172,7 +180,7 @@ static void sample_grid(pdq_impl impl, const uint8_t *gray, uint32_t w, const ui
                 have_top = have_bot;
                 have_bot = -1;
             } else {
-                lerp_row(gray + (size_t)y0[y] * w, x0, x1, fx, gw, top);
+                lerp_row(impl, gray + (size_t)y0[y] * w, w, x0, x1, fx, gw, top);
                 have_top = y0[y];
             }
         }
@@ -180,7 +188,7 @@ static void sample_grid(pdq_impl impl, const uint8_t *gray, uint32_t w, const ui
             if (y1[y] == y0[y]) {
                 memcpy(bot, top, gw * sizeof *bot);
             } else {
-                lerp_row(gray + (size_t)y1[y] * w, x0, x1, fx, gw, bot);
+                lerp_row(impl, gray + (size_t)y1[y] * w, w, x0, x1, fx, gw, bot);
             }
             have_bot = y1[y];
         }
@@ -197,10 +205,14 @@ static void sample_grid(pdq_impl impl, const uint8_t *gray, uint32_t w, const ui
     (void)impl;
 }
 
-/* Converts interleaved RGB to 8-bit luma (BT.601, the JPEG Y the fast pipeline otherwise decodes
- * straight to), rounding to nearest. */
-static void rgb_to_gray8(const uint8_t *rgb, size_t npix, uint8_t *gray)
+void pdq_rgb_to_luma8(const uint8_t *rgb, size_t npix, uint8_t *gray)
 {
+#ifdef PDQ__HAVE_AVX2
+    if (vg_cpu_features() & VG_CPU_AVX2) {
+        pdq__rgb_to_gray8_avx2(rgb, npix, gray);
+        return;
+    }
+#endif
     for (size_t i = 0; i < npix; i++) {
         const uint8_t *p = rgb + 3 * i;
         gray[i] = (uint8_t)((19595u * p[0] + 38470u * p[1] + 7471u * p[2] + 32768u) >> 16);
@@ -231,7 +243,7 @@ int pdq_hash_decoded(pdq_ctx *ctx, const img_image *im, unsigned flags, pdq_imag
     if (rc != VG_OK)
         return rc;
     if (im->channels == 3) {
-        rgb_to_gray8(im->px, npix, scratch);
+        pdq_rgb_to_luma8(im->px, npix, scratch);
         gray = scratch;
     }
     uint64_t t1;

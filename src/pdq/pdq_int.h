@@ -73,6 +73,11 @@ void pdq__lerp_rows_avx2(const float *top, const float *bot, float fy, float *ou
 void pdq__dct_avx2(const float *dct, const float *dct_t, const float *a64, float *b16);
 void pdq__rgb_to_f32_avx2(const uint8_t *px, int w, int h, size_t stride, float *out);
 void pdq__gray_to_f32_avx2(const uint8_t *px, int w, int h, size_t stride, float *out);
+/* lerp_row of the grid sampling (pdq_image.c), row w bytes wide, gw grid columns. */
+void pdq__lerp_row_avx2(const uint8_t *row, uint32_t w, const uint32_t *x0, const uint32_t *x1,
+                        const float *fx, uint32_t gw, float *out);
+/* pdq_rgb_to_luma8, 8 pixels per step (the same integers). */
+void pdq__rgb_to_gray8_avx2(const uint8_t *rgb, size_t npix, uint8_t *gray);
 #endif
 
 #endif /* VG_PDQ_INT_H */

@@ -1056,6 +1056,14 @@ void sched_free(sched *s)
     vg_free(s);
 }
 
+int sched_lone(sched *s)
+{
+    pthread_mutex_lock(&s->mu);
+    const int lone = s->pending_total == 0 && s->busy <= 1;
+    pthread_mutex_unlock(&s->mu);
+    return lone;
+}
+
 void sched_stats_get(sched *s, sched_stats *out)
 {
     memset(out, 0, sizeof *out);

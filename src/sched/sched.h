@@ -142,6 +142,11 @@ void sched_shutdown(sched *s, int cancel_pending);
 /* sched_shutdown(s, 1) if not done yet, then frees. NULL is a no-op. */
 void sched_free(sched *s);
 
+/* 1 when nothing is queued (any kind) and at most one batch is running (the caller's own, when
+ * a batch function asks): the moment a lone item may spread its work over cores that no other
+ * worker needs. Takes the scheduler's lock for a few loads. */
+int sched_lone(sched *s);
+
 typedef struct sched_kind_stats {
     const char *name;
     uint64_t submitted;      /* accepted */

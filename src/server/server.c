@@ -244,6 +244,7 @@ static void collect(void *ctx)
         for (int k = 0; k < IMG_LIMIT_COUNT; k++)
             add_delta(s->m_img_limits, OBS_LABELS(img_limit_name((img_limit_kind)k)),
                       as.img_limit_hits[k], &s->img_limits_seen[k]);
+        add_delta(s->m_lone_splits, NULL, as.lone_splits, &s->lone_splits_seen);
     }
 }
 
@@ -390,6 +391,11 @@ static int open_obs(server *s)
                                   "images refused by a decode limit, before decoding", "limit",
                                   &s->m_img_limits);
     if (rc == VG_OK)
+        rc = obs_counter_register(s->reg, "vigil_analysis_lone_splits_total",
+                                  "lone images hashed on the helper thread beside their face "
+                                  "networks (batch_lone_split)",
+                                  NULL, &s->m_lone_splits);
+    if (rc == VG_OK)
         rc = obs_collector_add(s->reg, collect, s);
     if (rc == VG_OK)
         rc = server__metrics_open(s);
@@ -526,6 +532,7 @@ static int open_analysis(server *s)
     ac.max_workers = (unsigned)c->replicas_max;
     ac.max_batch = (unsigned)c->batch_max_size;
     ac.max_delay_us = (uint32_t)c->batch_max_delay_us;
+    ac.lone_split = c->batch_lone_split && vg_cpu_count() >= 2; /* one CPU: nothing to gain */
     ac.queue_capacity = (unsigned)c->queue_depth;
     ac.tenant_quota = (unsigned)c->tenant_max_analyses;
     ac.deadline_ms = (uint32_t)c->request_deadline_ms;

@@ -67,6 +67,8 @@ struct server {
     struct obs_metric *m_analysis, *m_analysis_queue;
     uint64_t analysis_seen[SERVER_ANALYSIS_OUTCOMES];
     uint64_t img_limits_seen[IMG_LIMIT_COUNT]; /* by img_limit_kind */
+    struct obs_metric *m_lone_splits;          /* vigil_analysis_lone_splits_total */
+    uint64_t lone_splits_seen;
     /* alerts (ops_alert, ops_webhook): the engine is evaluated on the ops tick */
     struct ops_alert *alerts;
     struct ops_webhook *webhook;
