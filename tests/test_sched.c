@@ -67,6 +67,7 @@ typedef struct work {
     int gate_closed;
     int in_batch; /* batches currently blocked at the gate */
     _Atomic uint64_t batches, items;
+    _Atomic uint64_t largest; /* the largest batch so far */
 } work;
 
 static void work_init(work *w)
@@ -118,6 +119,9 @@ static int run_batch(void *replica, void *user, void *const *items, size_t n, in
     }
     atomic_fetch_add(&w->batches, 1);
     atomic_fetch_add(&w->items, n);
+    uint64_t big = atomic_load(&w->largest);
+    while (n > big && !atomic_compare_exchange_weak(&w->largest, &big, n))
+        ;
     return w->batch_rc;
 }
 
@@ -762,6 +766,49 @@ static void test_replica_scaling(void **state)
     work_deinit(&w);
 }
 
+/* Two idle workers and a burst of 16 items: the first batch takes half, and the other worker the
+ * rest (in one batch or, when it finds its partner idle again, in shares). Before, the first
+ * worker to wake took all 16 as one batch and ran them serially while the other slept (the
+ * analysis sweep's 16-connection row ran at 58% of 2 CPUs). */
+static void test_batch_shared_with_idle_workers(void **state)
+{
+    (void)state;
+    work w;
+    work_init(&w);
+    replicas r = {0};
+    sched_config cfg;
+    sched_kind_config k;
+    base_config(&cfg, &k, &w, &r);
+    k.max_batch = 16;
+    k.adaptive = 0;
+    k.max_delay_us = 1000u * 1000u; /* long enough for the burst to arrive whole */
+    cfg.min_replicas = cfg.max_replicas = 2;
+    cfg.default_deadline_ms = 60000;
+    sched *s;
+    assert_int_equal(sched_new(&cfg, &s), VG_OK);
+    sched_stats st;
+    for (int i = 0; i < 3000; i++) { /* both workers up and waiting */
+        sched_stats_get(s, &st);
+        if (st.replicas == 2)
+            break;
+        sleep_ms(10);
+    }
+    assert_int_equal(st.replicas, 2);
+    enum { N = 16 };
+    item items[N];
+    memset(items, 0, sizeof items);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(sched_submit(s, 0, &items[i], 0, item_done, &items[i]), VG_OK);
+    wait_done(items, N, 60000);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(atomic_load(&items[i].dones), 1);
+    assert_int_equal(atomic_load(&w.items), N);
+    assert_int_equal(atomic_load(&w.largest), N / 2);
+    assert_true(atomic_load(&w.batches) >= 2);
+    sched_free(s);
+    work_deinit(&w);
+}
+
 static void test_replica_new_failure(void **state)
 {
     (void)state;
@@ -1167,6 +1214,7 @@ int main(void)
         cmocka_unit_test(test_tenant_quota),
         cmocka_unit_test(test_admission_control),
         cmocka_unit_test(test_replica_scaling),
+        cmocka_unit_test(test_batch_shared_with_idle_workers),
         cmocka_unit_test(test_replica_new_failure),
         cmocka_unit_test(test_batch_errors),
         cmocka_unit_test(test_shutdown_cancel),

@@ -350,6 +350,13 @@ static int run_batch(void *replica, void *kind_user, void *const *items, size_t 
         split_started = 1;
         atomic_fetch_add(&ctx->n_lone_split, 1);
     }
+    /* The networks' threads, per batch: every core for a lone image (none is busy), one per
+     * worker otherwise (each core has a worker then). */
+    if (rep->fe)
+        face_engine_set_threads(rep->fe, !split && n == 1 && ctx->cfg.lone_threads > 1 &&
+                                                 sched_lone(ctx->sch)
+                                             ? (int)ctx->cfg.lone_threads
+                                             : 1);
     for (int level = 0; ctx->deps.models && level <= VG_LEVEL_MEMORY; level++) {
         size_t g = 0;
         for (size_t i = 0; i < n; i++) {
@@ -441,6 +448,8 @@ int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze
         c.finishers = ANALYZE_DEFAULT_FINISHERS;
     if (c.deadline_ms == 0)
         c.deadline_ms = ANALYZE_DEFAULT_DEADLINE_MS;
+    if (c.lone_threads == 0)
+        c.lone_threads = VG_MIN((unsigned)vg_cpu_count(), ANALYZE_LONE_THREADS_MAX);
     if (c.tenant_quota == 0) {
         c.tenant_quota = c.queue_capacity / ANALYZE_DEFAULT_TENANT_QUOTA_DIVISOR;
         if (c.tenant_quota == 0)

@@ -145,6 +145,7 @@ typedef struct analyze_ctx analyze_ctx;
 #define ANALYZE_DEFAULT_MAX_BATCH 8         /* images per inference batch */
 #define ANALYZE_DEFAULT_MAX_DELAY_US 200    /* how long a lone image may wait for a batch */
 #define ANALYZE_DEFAULT_QUEUE 256           /* images waiting for a worker before 503 */
+#define ANALYZE_LONE_THREADS_MAX 4u         /* a lone request's share of a large host */
 #define ANALYZE_DEFAULT_DEADLINE_MS 2000    /* per request; the reference product's timeout */
 /* tenant_quota 0: a tenant may have this share of queue_capacity queued or running (at least 1),
  * so one tenant never takes the whole queue and at least two always fit. */
@@ -180,6 +181,12 @@ typedef struct analyze_config {
      * run as before. 0 (default): never; on the 2-vCPU VM measured, both threads slowed by
      * about 1.5x when run together and the lone request got no faster (docs/BENCHMARKS.md). */
     int lone_split;
+    /* OpenMP threads of the face networks for a lone batch (one image, nothing else queued or
+     * running, and no lone split): the detector alone gets ~2-4 ms faster on a second core.
+     * Other batches run their networks on one thread, since every core has a worker then and
+     * more threads would only oversubscribe them. 0 (default): the CPU count, at most
+     * ANALYZE_LONE_THREADS_MAX; 1: always one thread. */
+    unsigned lone_threads;
     /* Test-only fault injection (the end-to-end tests of alerts and self-healing drive real
      * failures and slow stages with them; never set in production): fault_error_rate is the
      * share of computed images (0..1) failed with VG_EINTERNAL after decoding, spread evenly

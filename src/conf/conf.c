@@ -78,6 +78,7 @@ static const conf_def rows[] = {
     {"batch_max_delay_us", CONF_INT, "2000", "dynamic batching: longest a request waits for a batch to fill (microseconds)", NULL, 0, 1000000, 0, F(batch_max_delay_us)},
     /* lone split (issue 13, perf13) */
     {"batch_lone_split", CONF_BOOL, "false", "a lone image (nothing else queued or running) is hashed on a helper thread while its worker runs the face networks: a second core for one request at a time (never on one CPU; off by default: no gain measured on a 2-vCPU VM)", NULL, 0, 0, 0, F(batch_lone_split)},
+    {"batch_lone_threads", CONF_INT, "0", "OpenMP threads of the face networks for a lone image (nothing else queued or running): 0 = the CPU count, at most 4; 1 = always one. Batches under load run one thread per worker", NULL, 0, 4, 0, F(batch_lone_threads)},
     {"replicas_min", CONF_INT, "1", "model replicas kept at least", NULL, 1, 1024, 0, F(replicas_min)},
     {"replicas_max", CONF_INT, "0", "model replicas at most (0: one per CPU)", NULL, 0, 1024, 0, F(replicas_max)},
     {"tenant_max_analyses", CONF_INT, "0", "images one tenant may have queued or in analysis; more is 429 + Retry-After at once (0: half of queue_depth)", NULL, 0, 1000000, 0, F(tenant_max_analyses)},

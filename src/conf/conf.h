@@ -109,7 +109,8 @@ typedef struct conf_settings {
     uint64_t request_deadline_ms;
     int64_t batch_max_size;
     int64_t batch_max_delay_us;
-    int batch_lone_split; /* lone split (issue 13) */
+    int batch_lone_split;       /* lone split (issue 13) */
+    int64_t batch_lone_threads; /* networks' threads for a lone image; 0 = auto */
     int64_t replicas_min;
     int64_t replicas_max;
     /* per-tenant fairness (sched) */

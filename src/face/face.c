@@ -22,7 +22,8 @@
 #include <string.h>
 
 #define FACE_MAX_TINY_SIZES 8
-#define FACE_MAX_PLANS 48
+#define FACE_MAX_PLANS                                                                             \
+    96 /* per engine: nets x input sizes x batch buckets x precisions x threads */
 
 static const char *k_model_files[FACE_NET_COUNT] = {
     "tiny_face_detector_model", "face_landmark_68_model", "face_recognition_model",
@@ -286,6 +287,7 @@ typedef struct plan_slot {
     face_net net;
     int size, batch;
     nn_precision prec;
+    int threads; /* the OpenMP maximum the plan was made under (oneDNN keeps it) */
     nn_plan *plan;
     int n_out;
     float *outs[NN_MAX_OUTPUTS];
@@ -295,6 +297,7 @@ typedef struct plan_slot {
 struct face_engine {
     face_models *m;
     face_engine_opts o;
+    int run_threads; /* face_engine_set_threads; 0 = o.threads */
     plan_slot slots[FACE_MAX_PLANS];
     int n_slots;
     const char *last_impl;
@@ -382,7 +385,7 @@ static int bucket(int n)
     return b;
 }
 
-static int get_plan(face_engine *e, face_net net, int size, int n, nn_precision prec,
+static int get_plan(face_engine *e, face_net net, int size, int n, nn_precision prec, int threads,
                     plan_slot **out)
 {
     int b = bucket(n);
@@ -390,7 +393,8 @@ static int get_plan(face_engine *e, face_net net, int size, int n, nn_precision 
         size = 0;
     for (int i = 0; i < e->n_slots; i++) {
         plan_slot *s = &e->slots[i];
-        if (s->net == net && s->size == size && s->batch == b && s->prec == prec) {
+        if (s->net == net && s->size == size && s->batch == b && s->prec == prec &&
+            s->threads == threads) {
             *out = s;
             return 0;
         }
@@ -418,6 +422,7 @@ static int get_plan(face_engine *e, face_net net, int size, int n, nn_precision 
     s->size = size;
     s->batch = b;
     s->prec = prec;
+    s->threads = threads;
     if ((rc = nn_plan_new(g, &po, &s->plan)))
         return rc;
     s->n_out = nn_graph_n_outputs(g);
@@ -461,17 +466,29 @@ size_t face_net_output_floats(face_net net, int input_size)
     }
 }
 
+void face_engine_set_threads(face_engine *e, int threads)
+{
+    if (e)
+        e->run_threads = threads > 0 ? threads : 0;
+}
+
 int face_engine_run(face_engine *e, face_net net, int input_size, nn_precision prec,
                     const float *in, int n, float *out)
 {
     if (!e || !in || !out || n < 1 || n > FACE_MAX_BATCH)
         return vg_err_set(VG_EINVAL, "face_engine_run: batch %d outside 1..%d", n, FACE_MAX_BATCH);
+    /* Before the plan is made, not only before it runs: oneDNN fixes a primitive's thread count
+     * when it creates it (its kernels split work by the maximum at that moment), so a plan made
+     * while the calling thread's OpenMP maximum was still the CPU count ran 2 threads on a
+     * 1-thread engine, and libgomp's idle worker spun on the other core between runs: ~2x the
+     * CPU per analysis (docs/BENCHMARKS.md, "OpenMP threads"). */
+    const int threads = e->run_threads > 0 ? e->run_threads : e->o.threads;
+    if (threads > 0)
+        nn_set_threads(threads);
     plan_slot *s = NULL;
-    int rc = get_plan(e, net, input_size, n, prec, &s);
+    int rc = get_plan(e, net, input_size, n, prec, threads, &s);
     if (rc)
         return rc;
-    if (e->o.threads > 0)
-        nn_set_threads(e->o.threads);
     uint64_t t0 = vg_now_ns();
     if ((rc = nn_plan_run(s->plan, in, n, s->outs)))
         return rc;

@@ -144,6 +144,11 @@ typedef struct face_engine_opts {
 } face_engine_opts;
 
 /* models is borrowed and must outlive the engine. opts may be NULL for defaults. */
+/* The OpenMP threads of the engine's next calls (0: back to opts.threads). Each thread count has
+ * plans of its own, since oneDNN fixes a primitive's threads when it is made: switching costs a
+ * plan build the first time only. The analysis runs a lone image's networks on every core and
+ * batches under load on one thread each (analyze_config.lone_threads). */
+void face_engine_set_threads(face_engine *e, int threads);
 int face_engine_new(face_models *models, const face_engine_opts *opts, face_engine **out);
 void face_engine_free(face_engine *e);
 /* Scratch bytes of every plan the engine has compiled so far (activations; excludes the shared

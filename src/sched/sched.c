@@ -669,6 +669,14 @@ static void *worker_main(void *arg)
         if (ki >= 0) {
             sched_kind *k = &s->kinds[ki];
             unsigned target = batch_target(k);
+            /* Share the queue with the workers sleeping beside this one: taking all of it left
+             * them idle while this worker ran the whole batch serially (16 closed-loop clients:
+             * 73 images/s at 58% of 2 CPUs). Each takes ceil(queued / (idle + 1)). */
+            if (s->idle > 0) {
+                size_t share = (k->count + s->idle) / (s->idle + 1);
+                if (share < target)
+                    target = share > 0 ? (unsigned)share : 1u;
+            }
             size_t n = 0, nexp = 0;
             while (k->count > 0 && n < target && nexp < s->batch_cap) {
                 sched_entry e = queue_take_fair(k);
@@ -687,6 +695,8 @@ static void *worker_main(void *arg)
             }
             s->pending_total -= n + nexp;
             k->expired += nexp;
+            if (k->count > 0 && s->idle > 0)
+                pthread_cond_signal(&s->work_cv); /* the rest is theirs */
             /* Grow: work is still queued and nobody is free to take it. */
             int grow = -1, join = 0;
             if (!s->stopping && s->pending_total > 0 && s->idle == 0 &&

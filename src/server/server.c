@@ -533,6 +533,7 @@ static int open_analysis(server *s)
     ac.max_batch = (unsigned)c->batch_max_size;
     ac.max_delay_us = (uint32_t)c->batch_max_delay_us;
     ac.lone_split = c->batch_lone_split && vg_cpu_count() >= 2; /* one CPU: nothing to gain */
+    ac.lone_threads = (unsigned)c->batch_lone_threads;
     ac.queue_capacity = (unsigned)c->queue_depth;
     ac.tenant_quota = (unsigned)c->tenant_max_analyses;
     ac.deadline_ms = (uint32_t)c->request_deadline_ms;
