@@ -109,6 +109,7 @@ def main():
     edit = read("videos", "chair-20-sd-bar.mp4")
     edit2 = read("videos", "chair-22-sd-grey-bar.mp4")
     other = read("videos", "doorknob-hd-no-bar.mp4")
+    logo = read("videos", "chair-22-with-large-logo-bar.mp4")
     avi = read("fixtures", "h264-in-avi.avi")
 
     tmp = tempfile.mkdtemp(prefix="it_video.")
@@ -231,6 +232,20 @@ def main():
         st, _, r = jcall(url + "/api/v1/analyze?store=false&callback_url=http://93.184.216.34/cb",
                          key, "POST", edit, "video/mp4")
         check(st == 200, "a public callback_url answered %d %s" % (st, r))
+
+        # regions: the large-logo edit meets the original through its halves (issue 12's
+        # matrix); with --video-regions false it is hashed whole only and, as under vPDQ's own
+        # rule, misses (the reference keeps the regions it was registered with)
+        st, _, r = jcall(url + "/api/v1/analyze?store=false", key, "POST", logo, "video/mp4")
+        lm = [m for m in (r or {}).get("matches", []) if m["reference_id"] == rid]
+        check(st == 200 and len(lm) == 1 and lm[0].get("matched_by", {}).get("half", 0) > 0,
+              "large-logo edit with regions: %d %s" % (st, r))
+        vgt_server.stop(proc)
+        proc, url = vgt_server.restart(a.vigil, data, base + ("--video-regions", "false",
+                                                              "--video-sync-max-s", "60"))
+        st, _, r = jcall(url + "/api/v1/analyze?store=false", key, "POST", logo, "video/mp4")
+        lm = [m for m in (r or {}).get("matches", []) if m["reference_id"] == rid]
+        check(st == 200 and lm == [], "large-logo edit, whole frames only: %d %s" % (st, r))
         vgt_server.stop(proc)
 
         # 2. a job: chair videos are longer than 5 s; the loopback receiver needs the setting

@@ -139,6 +139,7 @@ static const conf_def rows[] = {
     {"video_wall_ms", CONF_DURATION, "15m", "wall time of one video decode; past it the child is killed and the answer is 422 naming 'wall'", NULL, 1000, 86400000, 0, F(video_wall_ms)},
     {"video_callback_allow_private", CONF_BOOL, "false", "let job callback URLs reach loopback, private, link-local and other non-public addresses (otherwise 422, and refused again when the callback connects)", NULL, 0, 0, 0, F(video_callback_allow_private)},
     {"video_callback_timeout_ms", CONF_DURATION, "5s", "time allowed for one job completion callback POST (callback_url); one retry", NULL, 100, 60000, 0, F(video_callback_timeout_ms)},
+    {"video_regions", CONF_BOOL, "true", "hash each sampled frame's trimmed content and top/bottom halves too, so bordered, letterboxed and logo'd edits match (docs/VIDEO.md \"Regions\"); false: whole frames only, vPDQ's own rule, up to ~6x less matching work in the worst case; references hashed while on keep their regions", NULL, 0, 0, 0, F(video_regions)},
     /* faces in video (docs/VIDEO.md "Faces in video") */
     {"video_face_rate", CONF_FLOAT, "0.5", "frames per second of an analysed video searched for the tenant's likeness references (0: no faces in video; at most 1, the hashing rate)", NULL, 0, 1, 0, F(video_face_rate)},
     {"video_face_gap_s", CONF_FLOAT, "5", "frames of one matched person closer than this (s) form one time range", NULL, 0, 3600, 0, F(video_face_gap_s)},

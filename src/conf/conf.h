@@ -169,6 +169,7 @@ typedef struct conf_settings {
     uint64_t video_wall_ms;
     uint64_t video_callback_timeout_ms;
     int video_callback_allow_private; /* callbacks may reach non-public addresses */
+    int video_regions;                /* region hashes per sampled frame */
     double video_face_rate;           /* faces in video */
     double video_face_gap_s;
     int64_t video_face_max_frames;

@@ -213,6 +213,7 @@ static void hash_opts(const server *s, video_hash_opts *o, double max_duration_s
     o->limits.max_dimension = (uint32_t)c->video_max_dimension;
     o->limits.child_mem_bytes = c->video_child_mem_bytes;
     o->limits.wall_ms = (uint32_t)c->video_wall_ms;
+    o->regions = c->video_regions;
 }
 
 /* Analyses (not references) also keep frames for faces in video, when the server has faces. */
