@@ -41,30 +41,14 @@ static double cpu_ms(void)
            (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e3;
 }
 
-static uint8_t *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = n > 0 ? malloc((size_t)n) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 static int run_file(analyze_ctx *ctx, const char *path, int reps)
 {
     size_t len;
-    uint8_t *buf = read_all(path, &len);
-    if (!buf)
+    uint8_t *buf = NULL;
+    if (vg_read_file(path, (size_t)64 << 20, &buf, &len) != VG_OK) {
+        fprintf(stderr, "bench_analyze_one: cannot read %s: %s\n", path, vg_err_msg());
         return 1;
+    }
     double *v = calloc((size_t)reps * 6, sizeof *v);
     double c0 = 0;
     int rc = v ? 0 : 1;
@@ -102,7 +86,7 @@ static int run_file(analyze_ctx *ctx, const char *path, int reps)
         printf(" %.2f |\n", cpu);
     }
     free(v);
-    free(buf);
+    vg_free(buf);
     return rc;
 }
 

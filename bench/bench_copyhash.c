@@ -47,24 +47,6 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static uint8_t *read_all(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = n > 0 ? malloc((size_t)n) : NULL;
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 /* One region's hash as pdq_copy_hashes computes it; returns its CPU ms (0 when not hashed). */
 static double region(pdq_ctx *ctx, const uint8_t *g, uint32_t w, uint32_t h, uint32_t x, uint32_t y,
                      uint32_t cw, uint32_t ch, unsigned flags)
@@ -80,9 +62,9 @@ static double region(pdq_ctx *ctx, const uint8_t *g, uint32_t w, uint32_t h, uin
 static int run_file(const char *path, int reps)
 {
     size_t len;
-    uint8_t *buf = read_all(path, &len);
-    if (!buf) {
-        fprintf(stderr, "bench_copyhash: cannot read %s\n", path);
+    uint8_t *buf = NULL;
+    if (vg_read_file(path, (size_t)64 << 20, &buf, &len) != VG_OK) {
+        fprintf(stderr, "bench_copyhash: cannot read %s: %s\n", path, vg_err_msg());
         return 1;
     }
     pdq_ctx *ctx = pdq_ctx_new();
@@ -170,7 +152,7 @@ static int run_file(const char *path, int reps)
     free(mirror);
     free(t);
     pdq_ctx_free(ctx);
-    free(buf);
+    vg_free(buf);
     return rc;
 }
 
