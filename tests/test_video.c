@@ -17,36 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/vgt_vpdq.h"
+
 #define DATA VG_TEST_DATA_DIR "/vpdq/"
-#define NV 14
-
-static const char *const names[NV] = {"chair-19-sd-bar",
-                                      "chair-20-sd-bar",
-                                      "chair-22-sd-grey-bar",
-                                      "chair-22-sd-sepia-bar",
-                                      "chair-22-with-large-logo-bar",
-                                      "chair-22-with-small-logo-bar",
-                                      "chair-orig-22-sd-bar",
-                                      "doorknob-hd-no-bar",
-                                      "pattern-hd-no-bar",
-                                      "pattern-longer-no-bar",
-                                      "pattern-sd-grey-bar",
-                                      "pattern-sd-with-large-logo-bar",
-                                      "pattern-sd-with-small-logo-bar",
-                                      "test-padded-dimensions"};
-
-/* 0 chair, 1 pattern, 2 doorknob, 3 padded: the README's families. */
-static int family(int i)
-{
-    if (strncmp(names[i], "chair", 5) == 0)
-        return 0;
-    if (strncmp(names[i], "pattern", 7) == 0)
-        return 1;
-    return strncmp(names[i], "doorknob", 8) == 0 ? 2 : 3;
-}
 
 /* Every-frame hashes of the 14 videos (ours) and the reference's listings, made once. */
-static video_hash ours[NV], ref[NV];
+static video_hash ours[VGT_VPDQ_N], ref[VGT_VPDQ_N];
 
 static int group_setup(void **state)
 {
@@ -54,14 +30,14 @@ static int group_setup(void **state)
     video_hash_opts o;
     video_hash_opts_default(&o);
     o.every_frame = 1;
-    for (int i = 0; i < NV; i++) {
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
         char path[512];
-        snprintf(path, sizeof path, DATA "videos/%s.mp4", names[i]);
+        snprintf(path, sizeof path, DATA "videos/%s.mp4", vgt_vpdq_names[i]);
         if (video_hash_file(path, &o, &ours[i]) != VG_OK) {
             fprintf(stderr, "%s: %s\n", path, vg_err_msg());
             return -1;
         }
-        snprintf(path, sizeof path, DATA "hashes/%s.txt", names[i]);
+        snprintf(path, sizeof path, DATA "hashes/%s.txt", vgt_vpdq_names[i]);
         uint8_t *buf;
         size_t len;
         if (vg_read_file(path, 1 << 22, &buf, &len) != VG_OK ||
@@ -75,7 +51,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    for (int i = 0; i < NV; i++) {
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
         video_hash_free(&ours[i]);
         video_hash_free(&ref[i]);
     }
@@ -96,7 +72,7 @@ static void test_every_frame_vs_reference(void **state)
 {
     (void)state;
     int *d = malloc(20000 * sizeof *d), n = 0, qdiff_max = 0;
-    for (int i = 0; i < NV; i++) {
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
         assert_int_equal(ours[i].n, ref[i].n);
         for (size_t k = 0; k < ref[i].n; k++) {
             assert_int_equal(ours[i].frames[k].frame, ref[i].frames[k].frame);
@@ -139,8 +115,8 @@ static void test_match_matrix(void **state)
     video_match_opts_default(&mo);
     mo.regions = 0;
     int matches = 0;
-    for (int i = 0; i < NV; i++) {
-        for (int j = 0; j < NV; j++) {
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
+        for (int j = 0; j < VGT_VPDQ_N; j++) {
             video_match a, b, c;
             assert_int_equal(video_compare(&ours[i], &ours[j], &mo, &a), VG_OK);
             assert_int_equal(video__compare_brute(&ours[i], &ours[j], &mo, &b), VG_OK);
@@ -148,15 +124,16 @@ static void test_match_matrix(void **state)
             /* the index finds exactly what comparing every pair finds */
             if (a.query_matched != b.query_matched || a.compared_matched != b.compared_matched ||
                 a.query_frames != b.query_frames || a.compared_frames != b.compared_frames)
-                fail_msg("%s vs %s: index %u/%u of %u/%u, all pairs %u/%u of %u/%u", names[i],
-                         names[j], a.query_matched, a.compared_matched, a.query_frames,
-                         a.compared_frames, b.query_matched, b.compared_matched, b.query_frames,
-                         b.compared_frames);
+                fail_msg("%s vs %s: index %u/%u of %u/%u, all pairs %u/%u of %u/%u",
+                         vgt_vpdq_names[i], vgt_vpdq_names[j], a.query_matched, a.compared_matched,
+                         a.query_frames, a.compared_frames, b.query_matched, b.compared_matched,
+                         b.query_frames, b.compared_frames);
             if (a.match != c.match)
                 fail_msg("%s vs %s: ours %.1f/%.1f match %d, reference %.1f/%.1f match %d",
-                         names[i], names[j], a.query_match_pct, a.compared_match_pct, a.match,
-                         c.query_match_pct, c.compared_match_pct, c.match);
-            if (family(i) != family(j))
+                         vgt_vpdq_names[i], vgt_vpdq_names[j], a.query_match_pct,
+                         a.compared_match_pct, a.match, c.query_match_pct, c.compared_match_pct,
+                         c.match);
+            if (vgt_vpdq_family(i) != vgt_vpdq_family(j))
                 assert_false(a.match);
             if (i == j)
                 assert_true(a.match && a.compared_match_pct == 100.0);
@@ -174,28 +151,28 @@ static void test_index_search_all(void **state)
     (void)state;
     video_index *ix = video_index_new(PDQ_MIN_RELIABLE_QUALITY);
     assert_non_null(ix);
-    for (int i = 0; i < NV; i++) {
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
         size_t v;
-        assert_int_equal(video_index_add(ix, names[i], &ours[i], &v), VG_OK);
+        assert_int_equal(video_index_add(ix, vgt_vpdq_names[i], &ours[i], &v), VG_OK);
         assert_int_equal(v, (size_t)i);
     }
     assert_int_equal(video_index_build(ix), VG_OK);
     video_match_opts mo;
     video_match_opts_default(&mo);
-    for (int i = 0; i < NV; i++) {
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
         video_result r;
         assert_int_equal(video_index_search(ix, &ours[i], &mo, &r), VG_OK);
-        int found[NV] = {0};
+        int found[VGT_VPDQ_N] = {0};
         for (size_t k = 0; k < r.n; k++) {
             /* reported by either rule; a clip match never crosses families either */
             assert_true(r.matches[k].match || r.matches[k].clip_match);
-            assert_true(family(i) == family((int)r.matches[k].video));
-            assert_string_equal(r.matches[k].id, names[r.matches[k].video]);
+            assert_true(vgt_vpdq_family(i) == vgt_vpdq_family((int)r.matches[k].video));
+            assert_string_equal(r.matches[k].id, vgt_vpdq_names[r.matches[k].video]);
             found[r.matches[k].video] = r.matches[k].match;
             if (k)
                 assert_true(r.matches[k - 1].compared_match_pct >= r.matches[k].compared_match_pct);
         }
-        for (int j = 0; j < NV; j++) {
+        for (int j = 0; j < VGT_VPDQ_N; j++) {
             video_match b;
             assert_int_equal(video__compare_brute(&ours[i], &ours[j], &mo, &b), VG_OK);
             assert_int_equal(found[j], b.match);
@@ -310,12 +287,12 @@ static void test_plan_exact(void **state)
     char path[512];
     uint64_t dec_plan = 0, dec_seq = 0;
     int drift[4096], nd = 0;
-    for (int i = 0; i < NV + 2; i++) {
-        if (i < NV)
-            snprintf(path, sizeof path, DATA "videos/%s.mp4", names[i]);
+    for (int i = 0; i < VGT_VPDQ_N + 2; i++) {
+        if (i < VGT_VPDQ_N)
+            snprintf(path, sizeof path, DATA "videos/%s.mp4", vgt_vpdq_names[i]);
         else
             snprintf(path, sizeof path, DATA "fixtures/%s",
-                     i == NV ? "small-h264.mp4" : "small-vp8.webm");
+                     i == VGT_VPDQ_N ? "small-h264.mp4" : "small-vp8.webm");
         for (size_t r = 0; r < sizeof rates / sizeof *rates; r++) {
             video_hash_opts o;
             video_hash_opts_default(&o);
@@ -651,8 +628,8 @@ static void test_frame_search(void **state)
     (void)state;
     video_index *ix = video_index_new(PDQ_MIN_RELIABLE_QUALITY);
     assert_non_null(ix);
-    for (int i = 0; i < NV; i++)
-        assert_int_equal(video_index_add(ix, names[i], &ours[i], NULL), VG_OK);
+    for (int i = 0; i < VGT_VPDQ_N; i++)
+        assert_int_equal(video_index_add(ix, vgt_vpdq_names[i], &ours[i], NULL), VG_OK);
     assert_int_equal(video_index_build(ix), VG_OK);
     const int orig = 6; /* chair-orig-22-sd-bar */
     const video_frame *f = NULL;
@@ -667,7 +644,7 @@ static void test_frame_search(void **state)
                      VG_OK);
     int found = 0;
     for (size_t k = 0; k < n; k++) {
-        assert_int_equal(family((int)h[k].video), 0);
+        assert_int_equal(vgt_vpdq_family((int)h[k].video), 0);
         assert_true(h[k].distance <= VIDEO_DEFAULT_MATCH_DISTANCE);
         if (k && h[k].video == h[k - 1].video)
             assert_true(h[k].distance >= h[k - 1].distance);
@@ -682,8 +659,8 @@ static void test_frame_search(void **state)
     /* Every reliable frame of the pattern and doorknob videos against the index: no hit in a
      * chair video (all-pairs minimum across families: docs/VIDEO.md). */
     size_t queries = 0;
-    for (int i = 0; i < NV; i++) {
-        if (family(i) == 0 || family(i) == 3)
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
+        if (vgt_vpdq_family(i) == 0 || vgt_vpdq_family(i) == 3)
             continue;
         for (size_t k = 0; k < ours[i].n; k++) {
             if (ours[i].frames[k].quality < 50)
@@ -692,7 +669,7 @@ static void test_frame_search(void **state)
                                                       VIDEO_DEFAULT_MATCH_DISTANCE, &h, &n),
                              VG_OK);
             for (size_t j = 0; j < n; j++)
-                assert_int_not_equal(family((int)h[j].video), 0);
+                assert_int_not_equal(vgt_vpdq_family((int)h[j].video), 0);
             vg_free(h);
             queries++;
         }

@@ -16,40 +16,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/vgt_vpdq.h"
+
 #define DATA VG_TEST_DATA_DIR "/vpdq/"
-#define NV 14
-
-static const char *const names[NV] = {"chair-19-sd-bar",
-                                      "chair-20-sd-bar",
-                                      "chair-22-sd-grey-bar",
-                                      "chair-22-sd-sepia-bar",
-                                      "chair-22-with-large-logo-bar",
-                                      "chair-22-with-small-logo-bar",
-                                      "chair-orig-22-sd-bar",
-                                      "doorknob-hd-no-bar",
-                                      "pattern-hd-no-bar",
-                                      "pattern-longer-no-bar",
-                                      "pattern-sd-grey-bar",
-                                      "pattern-sd-with-large-logo-bar",
-                                      "pattern-sd-with-small-logo-bar",
-                                      "test-padded-dimensions"};
-#define CHAIR_ORIG 6
-#define PATTERN_ORIG 8
-
-/* 0 chair, 1 pattern, 2 doorknob, 3 padded: the README's families. */
-static int family(int i)
-{
-    if (strncmp(names[i], "chair", 5) == 0)
-        return 0;
-    if (strncmp(names[i], "pattern", 7) == 0)
-        return 1;
-    return strncmp(names[i], "doorknob", 8) == 0 ? 2 : 3;
-}
 
 /* The README's relations: an edit (any other video of a family) and its original. */
 static int original_of(int i)
 {
-    return family(i) == 0 ? CHAIR_ORIG : family(i) == 1 ? PATTERN_ORIG : i;
+    return vgt_vpdq_family(i) == 0   ? VGT_VPDQ_CHAIR_ORIG
+           : vgt_vpdq_family(i) == 1 ? VGT_VPDQ_PATTERN_ORIG
+                                     : i;
 }
 
 /* Sampled-mode hashes with regions at every frame (MATRIX_RATE is at least each video's frame
@@ -57,7 +33,7 @@ static int original_of(int i)
  * 30th frame (at 1 frame/s the chair videos' fast motion leaves chair-19 vs the original at 9%
  * by any hash: their samples fall on different moments). */
 #define MATRIX_RATE 30.0
-static video_hash sam[NV];
+static video_hash sam[VGT_VPDQ_N];
 
 static int group_setup(void **state)
 {
@@ -65,9 +41,9 @@ static int group_setup(void **state)
     video_hash_opts o;
     video_hash_opts_default(&o);
     o.rate = MATRIX_RATE;
-    for (int i = 0; i < NV; i++) {
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
         char path[512];
-        snprintf(path, sizeof path, DATA "videos/%s.mp4", names[i]);
+        snprintf(path, sizeof path, DATA "videos/%s.mp4", vgt_vpdq_names[i]);
         if (video_hash_file(path, &o, &sam[i]) != VG_OK) {
             fprintf(stderr, "%s: %s\n", path, vg_err_msg());
             return -1;
@@ -79,7 +55,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    for (int i = 0; i < NV; i++)
+    for (int i = 0; i < VGT_VPDQ_N; i++)
         video_hash_free(&sam[i]);
     return 0;
 }
@@ -89,18 +65,18 @@ static int group_teardown(void **state)
 static void test_regions_hashed(void **state)
 {
     (void)state;
-    for (int i = 0; i < NV; i++) {
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
         size_t n[VIDEO_REGION_COUNT] = {0};
         for (size_t k = 0; k < sam[i].n; k++)
             for (int r = 0; r < VIDEO_REGION_COUNT; r++)
                 n[r] += sam[i].frames[k].regions >> r & 1u;
-        printf("%-32s %3zu frames: trimmed %3zu, top %3zu, bottom %3zu\n", names[i], sam[i].n, n[0],
-               n[1], n[2]);
-        if (family(i) == 0)
+        printf("%-32s %3zu frames: trimmed %3zu, top %3zu, bottom %3zu\n", vgt_vpdq_names[i],
+               sam[i].n, n[0], n[1], n[2]);
+        if (vgt_vpdq_family(i) == 0)
             assert_true(n[VIDEO_REGION_TRIMMED] * 2 > sam[i].n);
         assert_true(n[VIDEO_REGION_TOP] + n[VIDEO_REGION_BOTTOM] > 0);
     }
-    assert_int_equal(sam[PATTERN_ORIG].frames[0].regions >> VIDEO_REGION_TRIMMED & 1u, 0);
+    assert_int_equal(sam[VGT_VPDQ_PATTERN_ORIG].frames[0].regions >> VIDEO_REGION_TRIMMED & 1u, 0);
 }
 
 /* The full 14x14 matrix of the README with regions: every video matches itself, every edit
@@ -115,18 +91,18 @@ static void test_region_matrix(void **state)
     int matches = 0;
     uint32_t by[VIDEO_MECH_COUNT] = {0};
     printf("query \\ compared (compared %%, * match):\n");
-    for (int i = 0; i < NV; i++) {
-        printf("%-31s", names[i]);
-        for (int j = 0; j < NV; j++) {
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
+        printf("%-31s", vgt_vpdq_names[i]);
+        for (int j = 0; j < VGT_VPDQ_N; j++) {
             video_match a, b;
             assert_int_equal(video_compare(&sam[i], &sam[j], &mo, &a), VG_OK);
             assert_int_equal(video__compare_brute(&sam[i], &sam[j], &mo, &b), VG_OK);
             if (a.query_matched != b.query_matched || a.compared_matched != b.compared_matched ||
                 a.query_frames != b.query_frames || a.compared_frames != b.compared_frames)
-                fail_msg("%s vs %s: index %u/%u of %u/%u, all pairs %u/%u of %u/%u", names[i],
-                         names[j], a.query_matched, a.compared_matched, a.query_frames,
-                         a.compared_frames, b.query_matched, b.compared_matched, b.query_frames,
-                         b.compared_frames);
+                fail_msg("%s vs %s: index %u/%u of %u/%u, all pairs %u/%u of %u/%u",
+                         vgt_vpdq_names[i], vgt_vpdq_names[j], a.query_matched, a.compared_matched,
+                         a.query_frames, a.compared_frames, b.query_matched, b.compared_matched,
+                         b.query_frames, b.compared_frames);
             printf(" %3.0f%c", a.compared_match_pct, a.match ? '*' : ' ');
             uint32_t sum = 0;
             for (int k = 0; k < VIDEO_MECH_COUNT; k++) {
@@ -137,15 +113,15 @@ static void test_region_matrix(void **state)
             if (i == j)
                 assert_true(a.match && a.compared_match_pct == 100.0 &&
                             a.by_mech[VIDEO_MECH_WHOLE] == a.query_matched);
-            if (family(i) != family(j) && a.match)
-                fail_msg("%s matches %s across families (%.1f%%)", names[i], names[j],
-                         a.compared_match_pct);
-            if (family(i) != family(j))
+            if (vgt_vpdq_family(i) != vgt_vpdq_family(j) && a.match)
+                fail_msg("%s matches %s across families (%.1f%%)", vgt_vpdq_names[i],
+                         vgt_vpdq_names[j], a.compared_match_pct);
+            if (vgt_vpdq_family(i) != vgt_vpdq_family(j))
                 assert_false(a.clip_match);
             if ((j == original_of(i) || i == original_of(j)) && !a.match)
-                fail_msg("%s does not match %s (%.1f%% of the compared frames)", names[i], names[j],
-                         a.compared_match_pct);
-            assert_int_equal(a.match, family(i) == family(j));
+                fail_msg("%s does not match %s (%.1f%% of the compared frames)", vgt_vpdq_names[i],
+                         vgt_vpdq_names[j], a.compared_match_pct);
+            assert_int_equal(a.match, vgt_vpdq_family(i) == vgt_vpdq_family(j));
             matches += a.match;
             video_match_free(&a);
         }
@@ -164,8 +140,8 @@ static void test_whole_only(void **state)
     video_match_opts mo;
     video_match_opts_default(&mo);
     mo.regions = 0;
-    video_hash bare[NV];
-    for (int i = 0; i < NV; i++) {
+    video_hash bare[VGT_VPDQ_N];
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
         bare[i] = sam[i];
         bare[i].frames = malloc(sam[i].n * sizeof *bare[i].frames);
         assert_non_null(bare[i].frames);
@@ -174,8 +150,8 @@ static void test_whole_only(void **state)
             bare[i].frames[k].regions = 0;
     }
     int large_logo_matches = 0;
-    for (int i = 0; i < NV; i++)
-        for (int j = 0; j < NV; j++) {
+    for (int i = 0; i < VGT_VPDQ_N; i++)
+        for (int j = 0; j < VGT_VPDQ_N; j++) {
             video_match a, b;
             assert_int_equal(video_compare(&sam[i], &sam[j], &mo, &a), VG_OK);
             video_match_opts def;
@@ -185,13 +161,13 @@ static void test_whole_only(void **state)
             assert_int_equal(a.compared_matched, b.compared_matched);
             assert_int_equal(a.match, b.match);
             assert_int_equal(a.by_mech[VIDEO_MECH_WHOLE], a.query_matched);
-            large_logo_matches += i == 4 && j == CHAIR_ORIG && a.match;
+            large_logo_matches += i == 4 && j == VGT_VPDQ_CHAIR_ORIG && a.match;
             video_match_free(&a);
             video_match_free(&b);
         }
     /* what the regions are for: the large logo does not reach its original by whole hashes */
     assert_int_equal(large_logo_matches, 0);
-    for (int i = 0; i < NV; i++)
+    for (int i = 0; i < VGT_VPDQ_N; i++)
         free(bare[i].frames);
 }
 
@@ -205,9 +181,10 @@ static void test_unrelated_frames(void **state)
     video_match_opts mo;
     video_match_opts_default(&mo);
     size_t pairs = 0, met = 0;
-    for (int i = 0; i < NV; i++)
-        for (int j = i + 1; j < NV; j++) {
-            if (family(i) == family(j) || family(i) == 3 || family(j) == 3)
+    for (int i = 0; i < VGT_VPDQ_N; i++)
+        for (int j = i + 1; j < VGT_VPDQ_N; j++) {
+            if (vgt_vpdq_family(i) == vgt_vpdq_family(j) || vgt_vpdq_family(i) == 3 ||
+                vgt_vpdq_family(j) == 3)
                 continue;
             for (size_t a = 0; a < sam[i].n; a += UNRELATED_STRIDE)
                 for (size_t b = 0; b < sam[j].n; b += UNRELATED_STRIDE) {
