@@ -209,6 +209,39 @@ static void test_utf8(void **state)
     assert_string_equal(vg_utf8_sanitize("ab\xc3\xa9", 4, out, 4), "ab");
 }
 
+/* Log output captured: stderr goes to a temp file at a given level until log_capture_end, which
+ * restores both and reads what was written into buf (NUL-terminated); returns its length. */
+typedef struct log_capture {
+    char path[32];
+    int fd, saved;
+    vg_log_level lvl;
+} log_capture;
+
+static void log_capture_begin(log_capture *c, vg_log_level level)
+{
+    snprintf(c->path, sizeof c->path, "/tmp/vigil-test-log.XXXXXX");
+    c->fd = mkstemp(c->path);
+    assert_true(c->fd >= 0);
+    c->saved = dup(STDERR_FILENO);
+    assert_true(c->saved >= 0);
+    assert_int_equal(dup2(c->fd, STDERR_FILENO), STDERR_FILENO);
+    c->lvl = vg_log_get_level();
+    vg_log_set_level(level);
+}
+
+static ssize_t log_capture_end(log_capture *c, char *buf, size_t cap)
+{
+    vg_log_set_level(c->lvl);
+    dup2(c->saved, STDERR_FILENO);
+    close(c->saved);
+    ssize_t n = pread(c->fd, buf, cap - 1, 0);
+    close(c->fd);
+    unlink(c->path);
+    assert_true(n > 0);
+    buf[n] = 0;
+    return n;
+}
+
 /* Log injection: an attacker's newline in a logged path must not start a line of its own. */
 static void test_log_escapes_untrusted_text(void **state)
 {
@@ -223,25 +256,12 @@ static void test_log_escapes_untrusted_text(void **state)
     assert_string_equal(out, "plain UTF-8 \xc3\xa9");
 
     /* Through vg_log itself: stderr into a file, one line out for one call. */
-    char path[] = "/tmp/vigil-test-log.XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    int saved = dup(STDERR_FILENO);
-    assert_true(saved >= 0);
-    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
-    vg_log_level lvl = vg_log_get_level();
-    vg_log_set_level(VG_LOG_DEBUG);
+    log_capture cap;
+    log_capture_begin(&cap, VG_LOG_DEBUG);
     const char *path_from_client = "/x\n2026-12-07T00:00:00.000Z ERROR [server] forged \"line\"";
     VG_DEBUG("http", "GET %s 404", path_from_client);
-    vg_log_set_level(lvl);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
     char buf[1024];
-    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-    close(fd);
-    unlink(path);
-    assert_true(n > 0);
-    buf[n] = 0;
+    ssize_t n = log_capture_end(&cap, buf, sizeof buf);
     assert_non_null(strstr(buf, "GET /x\\n2026-12-07T00:00:00.000Z ERROR [server] forged "
                                 "\\\"line\\\" 404\n"));
     assert_ptr_equal(strchr(buf, '\n'), buf + n - 1); /* exactly one line */
@@ -274,25 +294,12 @@ static void test_log_rate_limit(void **state)
     assert_int_equal(dropped, 0);
 
     /* Through the macro: 50 calls from one site write 10 lines, none with a count yet. */
-    char path[] = "/tmp/vigil-test-log.XXXXXX";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    int saved = dup(STDERR_FILENO);
-    assert_true(saved >= 0);
-    assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
-    vg_log_level lvl = vg_log_get_level();
-    vg_log_set_level(VG_LOG_INFO);
+    log_capture cap;
+    log_capture_begin(&cap, VG_LOG_INFO);
     for (int i = 0; i < 50; i++)
         VG_WARN_LIMITED("http", "refused connection %d", i);
-    vg_log_set_level(lvl);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
     char buf[8192];
-    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
-    close(fd);
-    unlink(path);
-    assert_true(n > 0);
-    buf[n] = 0;
+    log_capture_end(&cap, buf, sizeof buf);
     int lines = 0;
     for (char *p = buf; (p = strchr(p, '\n')); p++)
         lines++;
