@@ -10,6 +10,7 @@
 #include "analyze/analyze_int.h"
 #include "catalog/catalog.h"
 #include "store/store.h"
+#include "support/vgt_jpeg.h"
 
 #include <pthread.h>
 #include <turbojpeg.h>
@@ -755,19 +756,7 @@ static void decode_rgb(const char *file, img_image *im)
 /* q90 JPEG of RGB pixels; returns a malloc'ed copy. */
 static uint8_t *jpeg_of(const uint8_t *px, uint32_t w, uint32_t h, size_t *len)
 {
-    tjhandle tj = tjInitCompress();
-    assert_non_null(tj);
-    unsigned char *jb = NULL;
-    unsigned long jl = 0;
-    assert_int_equal(tjCompress2(tj, px, (int)w, 0, (int)h, TJPF_RGB, &jb, &jl, TJSAMP_420, 90, 0),
-                     0);
-    uint8_t *out = malloc(jl);
-    assert_non_null(out);
-    memcpy(out, jb, jl);
-    *len = jl;
-    tjFree(jb);
-    tjDestroy(tj);
-    return out;
+    return vgt_jpeg_make(px, (int)w, (int)h, TJPF_RGB, TJSAMP_420, 90, 0, len);
 }
 
 static void analyze_bytes(fixture *fx, const uint8_t *bytes, size_t len, analyze_result *out)

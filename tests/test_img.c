@@ -15,6 +15,7 @@
 #include "core/core.h"
 #include "img/img.h"
 #include "img/img_int.h"
+#include "support/vgt_jpeg.h"
 
 #include <math.h>
 #include <spng.h>
@@ -64,30 +65,10 @@ static uint8_t *pattern_quad(int w, int h)
     return p;
 }
 
-/* JPEG via TurboJPEG's encoder; returns a malloc'ed copy. */
-static uint8_t *jpeg_make(const uint8_t *px, int w, int h, int pf, int subsamp, int quality,
-                          int flags, size_t *len)
-{
-    tjhandle tj = tjInitCompress();
-    assert_non_null(tj);
-    unsigned char *jb = NULL;
-    unsigned long jl = 0;
-    int rc = tjCompress2(tj, px, w, 0, h, pf, &jb, &jl, subsamp, quality, flags);
-    if (rc != 0)
-        fail_msg("tjCompress2: %s", tjGetErrorStr2(tj));
-    uint8_t *out = malloc(jl);
-    assert_non_null(out);
-    memcpy(out, jb, jl);
-    *len = jl;
-    tjFree(jb);
-    tjDestroy(tj);
-    return out;
-}
-
 static uint8_t *jpeg_pattern(int w, int h, int subsamp, int quality, size_t *len)
 {
     uint8_t *px = pattern_rgb(w, h);
-    uint8_t *j = jpeg_make(px, w, h, TJPF_RGB, subsamp, quality, 0, len);
+    uint8_t *j = vgt_jpeg_make(px, w, h, TJPF_RGB, subsamp, quality, 0, len);
     free(px);
     return j;
 }
@@ -335,7 +316,7 @@ static void test_jpeg_rgb_and_gray(void **state)
     const int w = 96, h = 64;
     uint8_t *px = pattern_rgb(w, h);
     size_t n;
-    uint8_t *j = jpeg_make(px, w, h, TJPF_RGB, TJSAMP_444, 100, 0, &n);
+    uint8_t *j = vgt_jpeg_make(px, w, h, TJPF_RGB, TJSAMP_444, 100, 0, &n);
     img_image rgb, gray;
     assert_int_equal(img_decode(j, n, NULL, &rgb), VG_OK);
     assert_int_equal(rgb.w, w);
@@ -381,7 +362,7 @@ static void test_jpeg_gray_source(void **state)
     for (int i = 0; i < w * h; i++)
         g[i] = (uint8_t)(i * 7);
     size_t n;
-    uint8_t *j = jpeg_make(g, w, h, TJPF_GRAY, TJSAMP_GRAY, 100, 0, &n);
+    uint8_t *j = vgt_jpeg_make(g, w, h, TJPF_GRAY, TJSAMP_GRAY, 100, 0, &n);
     img_image rgb, gray;
     assert_int_equal(img_decode(j, n, NULL, &rgb), VG_OK);
     assert_int_equal(decode_with(j, n, IMG_GRAY, 0, &gray), VG_OK);
@@ -488,7 +469,7 @@ static void test_jpeg_exif_all_orientations(void **state)
     const int w = 48, h = 32;
     uint8_t *px = pattern_quad(w, h);
     size_t n;
-    uint8_t *base = jpeg_make(px, w, h, TJPF_RGB, TJSAMP_444, 95, 0, &n);
+    uint8_t *base = vgt_jpeg_make(px, w, h, TJPF_RGB, TJSAMP_444, 95, 0, &n);
     img_image stored;
     assert_int_equal(img_decode(base, n, NULL, &stored), VG_OK);
     for (int big = 0; big <= 1; big++) {
@@ -740,7 +721,7 @@ static void test_jpeg_cmyk_synthetic(void **state)
         p[3] = (uint8_t)(x < 8 ? 255 : 128);
     }
     size_t n;
-    uint8_t *j = jpeg_make(cmyk, w, h, TJPF_CMYK, TJSAMP_444, 100, 0, &n);
+    uint8_t *j = vgt_jpeg_make(cmyk, w, h, TJPF_CMYK, TJSAMP_444, 100, 0, &n);
     img_image im, g;
     assert_int_equal(img_decode(j, n, NULL, &im), VG_OK);
     assert_int_equal(decode_with(j, n, IMG_GRAY, 0, &g), VG_OK);
@@ -769,7 +750,7 @@ static void test_jpeg_restart_markers(void **state)
     uint8_t *px = pattern_rgb(64, 64);
     size_t n;
     setenv("TJ_RESTART", "1", 1); /* a restart interval of one MCU row */
-    uint8_t *j = jpeg_make(px, 64, 64, TJPF_RGB, TJSAMP_420, 90, 0, &n);
+    uint8_t *j = vgt_jpeg_make(px, 64, 64, TJPF_RGB, TJSAMP_420, 90, 0, &n);
     unsetenv("TJ_RESTART");
     size_t rst = 0;
     for (size_t i = find_scan_data(j, n); i + 1 < n; i++)
@@ -848,8 +829,8 @@ static void test_jpeg_truncated(void **state)
     for (int progressive = 0; progressive <= 1; progressive++) {
         uint8_t *px = pattern_rgb(120, 90);
         size_t n;
-        uint8_t *j = jpeg_make(px, 120, 90, TJPF_RGB, TJSAMP_420, 90,
-                               progressive ? TJFLAG_PROGRESSIVE : 0, &n);
+        uint8_t *j = vgt_jpeg_make(px, 120, 90, TJPF_RGB, TJSAMP_420, 90,
+                                   progressive ? TJFLAG_PROGRESSIVE : 0, &n);
         size_t scan = find_scan_data(j, n);
         const size_t cuts[] = {3,    4,         6,     20,    100,   scan - 1,
                                scan, scan + 10, n / 2, n - 3, n - 2, n - 1};
@@ -1617,7 +1598,7 @@ static void test_bomb_limits_admit_photos(void **state)
     }
     uint8_t *px = pattern_rgb(64, 48);
     size_t n;
-    uint8_t *j = jpeg_make(px, 64, 48, TJPF_RGB, TJSAMP_444, 90, TJFLAG_PROGRESSIVE, &n);
+    uint8_t *j = vgt_jpeg_make(px, 64, 48, TJPF_RGB, TJSAMP_444, 90, TJFLAG_PROGRESSIVE, &n);
     jpeg_set_sof_dims(j, n, 8192, 8192);
     img_info info;
     /* A real 64 Mpx photo is megabytes; this header is 64x48's few KB, so the ratio rule is off
@@ -1904,7 +1885,7 @@ static void test_limits_name_themselves(void **state)
     (void)state;
     uint8_t *rgb = pattern_rgb(100, 80);
     size_t nj, np, nw;
-    uint8_t *j = jpeg_make(rgb, 100, 80, TJPF_RGB, TJSAMP_420, 90, 0, &nj);
+    uint8_t *j = vgt_jpeg_make(rgb, 100, 80, TJPF_RGB, TJSAMP_420, 90, 0, &nj);
     uint8_t *p = png_rgb8(100, 80, rgb, &np);
     uint8_t *w = webp_lossy(rgb, 100, 80, 90, &nw);
     const struct {
@@ -1947,7 +1928,7 @@ static void test_extreme_shapes(void **state)
         uint8_t *rgb = pattern_rgb(w, h);
         size_t n[3];
         uint8_t *f[3];
-        f[0] = jpeg_make(rgb, w, h, TJPF_RGB, TJSAMP_444, 95, 0, &n[0]);
+        f[0] = vgt_jpeg_make(rgb, w, h, TJPF_RGB, TJSAMP_444, 95, 0, &n[0]);
         f[1] = png_rgb8((uint32_t)w, (uint32_t)h, rgb, &n[1]);
         uint8_t *lw = NULL;
         n[2] = WebPEncodeLosslessRGB(rgb, w, h, w * 3, &lw);
@@ -2020,7 +2001,7 @@ static void test_fault_injection(void **state)
     uint8_t cmyk[24 * 16 * 4];
     for (size_t i = 0; i < sizeof(cmyk); i++)
         cmyk[i] = (uint8_t)(i * 3);
-    uint8_t *j = jpeg_make(cmyk, 24, 16, TJPF_CMYK, TJSAMP_444, 90, 0, &n);
+    uint8_t *j = vgt_jpeg_make(cmyk, 24, 16, TJPF_CMYK, TJSAMP_444, 90, 0, &n);
     uint8_t seg[64];
     size_t sl = exif_segment(seg, 8, 0);
     uint8_t *je = jpeg_insert(j, n, seg, sl, &jl);
