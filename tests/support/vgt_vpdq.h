@@ -1,7 +1,8 @@
 /*
  * The 14 ThreatExchange sample videos of tests/data/vpdq (header-only, like vgt_random.h): their
  * names in the order the vPDQ tests index them, and the families tests/data/vpdq/README.md
- * says match (every edit of a family matches its original; no family matches another).
+ * says match (every edit of a family matches its original; no family matches another), and the
+ * check that the vPDQ index agrees with comparing every pair.
  */
 #ifndef VGT_VPDQ_H
 #define VGT_VPDQ_H
@@ -35,6 +36,23 @@ static inline int vgt_vpdq_family(int i)
     if (strncmp(vgt_vpdq_names[i], "pattern", 7) == 0)
         return 1;
     return strncmp(vgt_vpdq_names[i], "doorknob", 8) == 0 ? 2 : 3;
+}
+
+/* video_compare of sample videos i and j (q, c: their hashes) into *a, checked against comparing
+ * every pair (video__compare_brute): the index finds exactly the frames that rule finds. Needs
+ * cmocka.h and video/video_int.h included before this header. */
+static inline void vgt_vpdq_compare_exact(const video_hash *q, const video_hash *c,
+                                          const video_match_opts *mo, int i, int j, video_match *a)
+{
+    video_match b;
+    assert_int_equal(video_compare(q, c, mo, a), VG_OK);
+    assert_int_equal(video__compare_brute(q, c, mo, &b), VG_OK);
+    if (a->query_matched != b.query_matched || a->compared_matched != b.compared_matched ||
+        a->query_frames != b.query_frames || a->compared_frames != b.compared_frames)
+        fail_msg("%s vs %s: index %u/%u of %u/%u, all pairs %u/%u of %u/%u", vgt_vpdq_names[i],
+                 vgt_vpdq_names[j], a->query_matched, a->compared_matched, a->query_frames,
+                 a->compared_frames, b.query_matched, b.compared_matched, b.query_frames,
+                 b.compared_frames);
 }
 
 #endif /* VGT_VPDQ_H */
