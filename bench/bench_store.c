@@ -113,7 +113,7 @@ static int open_fixture(const char *path, store_sync sync, fixture *fx)
         store_profile_create(fx->st, fx->tenant, &pf, fx->profile))
         return -1;
     r.profile_id = fx->profile;
-    return store_reference_create(fx->st, fx->tenant, &r, fx->ref);
+    return store_reference_create(fx->st, fx->tenant, &r, fx->ref, NULL);
 }
 
 static void run_inserts(const char *path, store_sync sync, int threads, double seconds)
