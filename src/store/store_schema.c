@@ -221,7 +221,7 @@ static const store_migration MIGRATIONS[] = {
      * largest key ever handed out stays in the table and a new reference takes MAX(ikey) + 1
      * inside its insert's write transaction (one writer at a time: SQLite's database lock).
      * Existing rows take their rowid, unique and > 0 (a rowid table without INTEGER PRIMARY
-     * KEY): one UPDATE, ~2 s for 1M references. ADD COLUMN cannot say NOT NULL without a
+     * KEY): one UPDATE, ~4 s for 1M references. ADD COLUMN cannot say NOT NULL without a
      * default: every INSERT INTO refs of schema 8 writes ikey. The change log's reference rows
      * carry the key too (object_key; NULL in rows written before, read as 0). */
     {8, "reference integer keys",
