@@ -3,6 +3,11 @@
  * paths the API uses most (a scan by id, a page of 50 matches).
  *
  *   bench_store [--dir DIR | --database URL] [--seconds S] [--threads 1,8] [--sync full,normal]
+ *   bench_store [--dir DIR | --database URL] --resolve REFS
+ *
+ * --resolve REFS measures only store_reference_resolve (what every analysis with matches pays
+ * to turn the index's reference keys into ids): REFS references in one tenant (created by 8
+ * threads), then the median and p99 of resolving n = 1, 10, 100, 1000 random keys of them.
  *
  * Each configuration gets a fresh database in DIR (default: a new directory under /tmp, which
  * must be on a real disk for FULL to mean anything) and runs for S seconds (default 3). Output
@@ -113,7 +118,7 @@ static int open_fixture(const char *path, store_sync sync, fixture *fx)
         store_profile_create(fx->st, fx->tenant, &pf, fx->profile))
         return -1;
     r.profile_id = fx->profile;
-    return store_reference_create(fx->st, fx->tenant, &r, fx->ref);
+    return store_reference_create(fx->st, fx->tenant, &r, fx->ref, NULL);
 }
 
 static void run_inserts(const char *path, store_sync sync, int threads, double seconds)
@@ -226,10 +231,104 @@ static void run_reads(const char *path, double seconds)
     rm_db(path);
 }
 
+typedef struct ref_maker {
+    store *st;
+    const char *tenant, *profile;
+    size_t from, to; /* references [from, to) */
+    int64_t *keys;   /* keys[i] of reference i */
+    int rc;
+} ref_maker;
+
+static void *make_refs_main(void *arg)
+{
+    ref_maker *m = arg;
+    for (size_t i = m->from; i < m->to && !m->rc; i++) {
+        uint8_t sha[32] = {0}, pdq[32];
+        memcpy(sha, &i, sizeof i);
+        sha[31] = 0xee; /* not the fixture's reference */
+        memset(pdq, (int)(i & 0xff), sizeof pdq);
+        store_reference_new r = {.profile_id = m->profile,
+                                 .kind = STORE_REF_WORK,
+                                 .title = "t",
+                                 .sha256 = sha,
+                                 .pdq = pdq,
+                                 .pdq_quality = 90};
+        char id[STORE_ID_MAX];
+        m->rc = store_reference_create(m->st, m->tenant, &r, id, &m->keys[i]);
+    }
+    return NULL;
+}
+
+/* store_reference_resolve of n random keys of n_refs references, one thread. */
+static void run_resolve(const char *path, size_t n_refs)
+{
+    fixture fx;
+    if (open_fixture(path, STORE_SYNC_NORMAL, &fx)) {
+        fprintf(stderr, "bench_store: %s\n", vg_err_msg());
+        exit(1);
+    }
+    enum { MAKERS = 8 };
+    int64_t *keys = calloc(n_refs, sizeof *keys);
+    ref_maker mk[MAKERS];
+    pthread_t th[MAKERS];
+    uint64_t t0 = vg_now_ns();
+    for (int i = 0; i < MAKERS; i++) {
+        mk[i] = (ref_maker){fx.st,
+                            fx.tenant,
+                            fx.profile,
+                            n_refs * (size_t)i / MAKERS,
+                            n_refs * (size_t)(i + 1) / MAKERS,
+                            keys,
+                            0};
+        pthread_create(&th[i], NULL, make_refs_main, &mk[i]);
+    }
+    for (int i = 0; i < MAKERS; i++) {
+        pthread_join(th[i], NULL);
+        if (mk[i].rc) {
+            fprintf(stderr, "bench_store: reference create: %s\n", vg_strerror(mk[i].rc));
+            exit(1);
+        }
+    }
+    printf("resolve: %zu references created in %.1f s\n\n", n_refs,
+           (double)(vg_now_ns() - t0) / 1e9);
+    printf("| keys per call | calls | median us | p99 us | us per key (median) |\n"
+           "|---|---|---|---|---|\n");
+    static const size_t NS[] = {1, 10, 100, 1000};
+    int64_t *q = malloc(STORE_RESOLVE_MAX * sizeof *q);
+    store_ref_brief *out = malloc(STORE_RESOLVE_MAX * sizeof *out);
+    uint64_t *lat = malloc(2000 * sizeof *lat);
+    uint64_t rnd = 88172645463325252ull;
+    for (size_t k = 0; k < sizeof NS / sizeof NS[0]; k++) {
+        size_t n = NS[k], calls = n >= 1000 ? 500 : 2000;
+        for (size_t c = 0; c < calls; c++) {
+            for (size_t i = 0; i < n; i++) {
+                rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17; /* xorshift64 */
+                q[i] = keys[rnd % n_refs];
+            }
+            uint64_t s0 = vg_now_ns();
+            if (store_reference_resolve(fx.st, fx.tenant, q, n, out) || !out[0].found) {
+                fprintf(stderr, "bench_store: resolve: %s\n", vg_err_msg());
+                exit(1);
+            }
+            lat[c] = vg_now_ns() - s0;
+        }
+        qsort(lat, calls, sizeof *lat, cmp_u64);
+        printf("| %zu | %zu | %.1f | %.1f | %.2f |\n", n, calls, (double)lat[calls / 2] / 1e3,
+               (double)lat[calls * 99 / 100] / 1e3, (double)lat[calls / 2] / 1e3 / (double)n);
+    }
+    free(q);
+    free(out);
+    free(lat);
+    free(keys);
+    store_close(fx.st);
+    rm_db(path);
+}
+
 int main(int argc, char **argv)
 {
     const char *dir = NULL, *threads = "1,8", *syncs = "full,normal", *database = NULL;
     double seconds = 3;
+    size_t resolve_refs = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--dir") && i + 1 < argc)
             dir = argv[++i];
@@ -241,9 +340,11 @@ int main(int argc, char **argv)
             threads = argv[++i];
         else if (!strcmp(argv[i], "--sync") && i + 1 < argc)
             syncs = argv[++i];
+        else if (!strcmp(argv[i], "--resolve") && i + 1 < argc && atol(argv[i + 1]) > 0)
+            resolve_refs = (size_t)atol(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_store [--dir DIR | --database URL] [--seconds S] "
-                            "[--threads 1,8] [--sync full,normal]\n");
+                            "[--threads 1,8] [--sync full,normal] | [--resolve REFS]\n");
             return 2;
         }
     }
@@ -269,6 +370,13 @@ int main(int argc, char **argv)
              : sf.f_type == 0xEF53     ? "ext2/3/4"
              : sf.f_type == 0x58465342 ? "xfs"
                                        : "other";
+    if (resolve_refs) {
+        printf("bench_store: %s on %s\n", dir, fs);
+        run_resolve(path, resolve_refs);
+        if (dir == tmp)
+            rmdir(tmp);
+        return 0;
+    }
     printf("bench_store: %s on %s, %.1f s per row, scans with 2 matches each\n\n", dir, fs,
            seconds);
     printf("| synchronous | callers | scans | scans/s | p50 ms | p99 ms | scans per commit | "

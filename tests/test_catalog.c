@@ -200,7 +200,7 @@ static void test_index_built_at_open(void **state)
             memcpy(desc + k * VG_DESCRIPTOR_DIM, ft[i].faces[k].descriptor,
                    sizeof ft[i].faces[k].descriptor);
         nr.descriptors = ft[i].n_faces ? desc : NULL;
-        assert_int_equal(store_reference_create(f.st, f.tenant, &nr, ids[i]), VG_OK);
+        assert_int_equal(store_reference_create(f.st, f.tenant, &nr, ids[i], NULL), VG_OK);
     }
     assert_int_equal(store_reference_delete(f.st, f.tenant, ids[0]), VG_OK);
     open_catalog(&f, NULL);

@@ -100,8 +100,8 @@ static int setup(void **state)
         store_profile_create(f->st, f->tenant, &pf, f->profile))
         return -1;
     w.profile_id = l.profile_id = f->profile;
-    if (store_reference_create(f->st, f->tenant, &w, f->work) ||
-        store_reference_create(f->st, f->tenant, &l, f->like))
+    if (store_reference_create(f->st, f->tenant, &w, f->work, NULL) ||
+        store_reference_create(f->st, f->tenant, &l, f->like, NULL))
         return -1;
     store_match_new m[3] = {
         {f->profile, f->work, VG_MATCH_PDQ, 14, 0.82, 1, -1, NULL, NULL, NULL},

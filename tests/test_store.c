@@ -286,7 +286,7 @@ static void make_work(fx *f, const char *tenant, const char *profile, unsigned s
                              .pdq = pdq,
                              .pdq_quality = 90,
                              .pdq_dihedral = (const uint8_t(*)[32])dih};
-    assert_int_equal(store_reference_create(f->st, tenant, &r, id), 0);
+    assert_int_equal(store_reference_create(f->st, tenant, &r, id, NULL), 0);
 }
 
 /* A scan of `tenant` with one pdq match on (profile, ref) and one exact match. */
@@ -423,7 +423,7 @@ static void test_migrate_v4_pdq_regions_and_mechanism(void **state)
     nr.n_pdq_regions = 2;
     nr.pdq_regions = g;
     char new_ref[STORE_ID_MAX];
-    assert_int_equal(store_reference_create(st, t, &nr, new_ref), 0);
+    assert_int_equal(store_reference_create(st, t, &nr, new_ref, NULL), 0);
     assert_int_equal(store_reference_get(st, t, new_ref, f->a, &r), 0);
     assert_int_equal(r.n_pdq_regions, 2);
     assert_int_equal(r.pdq_regions[0].region, 1);
@@ -447,10 +447,10 @@ static void test_migrate_v4_pdq_regions_and_mechanism(void **state)
     uint8_t sha3[32] = {4};
     nr.sha256 = sha3;
     g[0].region = 0;
-    assert_int_equal(store_reference_create(st, t, &nr, new_ref), VG_EINVAL);
+    assert_int_equal(store_reference_create(st, t, &nr, new_ref, NULL), VG_EINVAL);
     g[0].region = 1;
     nr.n_pdq_regions = STORE_MAX_PDQ_REGIONS + 1;
-    assert_int_equal(store_reference_create(st, t, &nr, new_ref), VG_EINVAL);
+    assert_int_equal(store_reference_create(st, t, &nr, new_ref, NULL), VG_EINVAL);
 
     store_match_new m2 = {p, old_ref, VG_MATCH_PDQ, 9, 0.85, 0, -1, "region", "centre80", NULL};
     sc.matches = &m2;
@@ -493,7 +493,7 @@ static void test_migrate_v5_video(void **state)
     uint8_t sha[32] = {1}, pdq[32] = {2};
     store_reference_new nr = {
         .profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha, .pdq = pdq, .pdq_quality = 90};
-    assert_int_equal(store_reference_create(st, t, &nr, old_ref), 0);
+    assert_int_equal(store_reference_create(st, t, &nr, old_ref, NULL), 0);
     store_close(st);
     /* a match as a version-4 build wrote it (without the video column) */
     snprintf(scan, sizeof scan, "scn_00000000000000000000000001");
@@ -528,7 +528,7 @@ static void test_migrate_v5_video(void **state)
                               .video_n_frames = 1,
                               .video_duration_s = 22.5};
     char vref[STORE_ID_MAX];
-    assert_int_equal(store_reference_create(st, t, &vr, vref), 0);
+    assert_int_equal(store_reference_create(st, t, &vr, vref, NULL), 0);
     assert_int_equal(store_reference_get(st, t, vref, f->a, &r), 0);
     assert_true(r.is_video);
     assert_int_equal(r.video_n_frames, 1);
@@ -1150,7 +1150,8 @@ static void test_references(void **state)
                               .boxes = boxes,
                               .image = img,
                               .image_len = sizeof img};
-    assert_int_equal(store_reference_create(f->st, NULL, &ln, l), 0); /* admin: profile's tenant */
+    assert_int_equal(store_reference_create(f->st, NULL, &ln, l, NULL),
+                     0); /* admin: profile's tenant */
 
     store_reference r;
     assert_int_equal(store_reference_get(f->st, f->t1, l, f->a, &r), 0);
@@ -1186,23 +1187,23 @@ static void test_references(void **state)
 
     /* Rules: same image twice in one profile; work fields on a likeness; bad descriptors. */
     ln.image = NULL;
-    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_EEXIST);
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x, NULL), VG_EEXIST);
     ln.title = "x";
     fill(sha, 32, 79);
-    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_EINVAL);
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x, NULL), VG_EINVAL);
     ln.title = NULL;
     float keep = desc[5];
     desc[5] = NAN;
-    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_EINVAL);
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x, NULL), VG_EINVAL);
     desc[5] = keep;
     ln.n_faces = STORE_MAX_FACES_PER_REF + 1;
-    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_EINVAL);
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x, NULL), VG_EINVAL);
     ln.n_faces = 1;
     ln.sha256 = NULL;
-    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_EINVAL);
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x, NULL), VG_EINVAL);
     ln.sha256 = sha;
     ln.profile_id = "prf_00000000000000000000000000";
-    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), VG_ENOTFOUND);
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x, NULL), VG_ENOTFOUND);
 
     /* List by profile; count. */
     char p2[STORE_ID_MAX], w2[STORE_ID_MAX];
@@ -1244,7 +1245,7 @@ static void test_references(void **state)
     fill(sha, 32, 77);
     ln.profile_id = p;
     ln.n_faces = 2;
-    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x), 0);
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, x, NULL), 0);
 }
 
 typedef struct walk {
@@ -1310,7 +1311,7 @@ static void check_reference_walk(fx *f, walk_fn_t walk_fn, int sort)
                               .sha256 = sha,
                               .n_faces = 1,
                               .descriptors = d};
-    assert_int_equal(store_reference_create(f->st, f->t1, &ln, r[3]), 0);
+    assert_int_equal(store_reference_create(f->st, f->t1, &ln, r[3], NULL), 0);
     make_work(f, f->t1, p1, 5, r[4]);
     assert_int_equal(store_reference_delete(f->st, f->t1, r[4]), 0);
 
@@ -1371,6 +1372,228 @@ static void test_reference_foreach(void **state)
 static void test_reference_foreach_index(void **state)
 {
     check_reference_walk(*state, store_reference_foreach_index, 1);
+}
+
+/* ---- reference keys ------------------------------------------------------------------------- */
+
+/* A work of `tenant` under `profile` whose sha256 is seed's; returns its key. */
+static int64_t make_keyed(fx *f, store *st, const char *tenant, const char *profile, unsigned seed,
+                          char id[STORE_ID_MAX])
+{
+    uint8_t sha[32];
+    fill(sha, 32, seed);
+    store_reference_new r = {.profile_id = profile, .kind = STORE_REF_WORK, .sha256 = sha};
+    int64_t key = -1;
+    assert_int_equal(store_reference_create(st ? st : f->st, tenant, &r, id, &key), 0);
+    return key;
+}
+
+/* Keys are > 0 and increase with every create, a deleted reference's key is not handed out
+ * again, and every read path (get, list, both walks) carries the key create returned. */
+static void test_reference_keys(void **state)
+{
+    fx *f = *state;
+    char p[STORE_ID_MAX], q[STORE_ID_MAX], ids[5][STORE_ID_MAX];
+    make_profile(f, f->t1, "Jane", p);
+    make_profile(f, f->t2, "Other", q);
+    int64_t k[5];
+    k[0] = make_keyed(f, NULL, f->t1, p, 1, ids[0]);
+    k[1] = make_keyed(f, NULL, f->t2, q, 2, ids[1]);
+    k[2] = make_keyed(f, NULL, f->t1, p, 3, ids[2]);
+    assert_true(k[0] > 0);
+    assert_true(k[1] > k[0]);
+    assert_true(k[2] > k[1]);
+    /* a create that fails (same image twice) gets no key and takes none from the next */
+    uint8_t sha[32];
+    fill(sha, 32, 3);
+    store_reference_new dup = {.profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha};
+    int64_t kd = -7;
+    assert_int_equal(store_reference_create(f->st, f->t1, &dup, ids[3], &kd), VG_EEXIST);
+    assert_int_equal(kd, -7);
+    /* the newest reference deleted: its key is still never reused */
+    assert_int_equal(store_reference_delete(f->st, f->t1, ids[2]), 0);
+    k[3] = make_keyed(f, NULL, f->t1, p, 4, ids[3]);
+    assert_true(k[3] > k[2]);
+    k[4] = make_keyed(f, NULL, f->t1, p, 5, ids[4]);
+    assert_true(k[4] > k[3]);
+
+    store_reference r;
+    assert_int_equal(store_reference_get(f->st, f->t1, ids[0], f->a, &r), 0);
+    assert_int_equal(r.key, k[0]);
+    assert_int_equal(store_reference_get(f->st, f->t2, ids[1], f->a, &r), 0);
+    assert_int_equal(r.key, k[1]);
+    store_list_opts o = {.limit = 10};
+    store_reference *items;
+    store_page pg;
+    assert_int_equal(store_reference_list(f->st, f->t1, &o, f->a, &items, &pg), 0);
+    assert_int_equal(pg.n, 3); /* newest first: ids[4], ids[3], ids[0] */
+    assert_int_equal(items[0].key, k[4]);
+    assert_int_equal(items[1].key, k[3]);
+    assert_int_equal(items[2].key, k[0]);
+    for (int i = 0; i < 5; i++) {
+        if (i == 2)
+            continue; /* deleted: not in the walks */
+        store_reference w;
+        memset(&w, 0, sizeof w);
+        snprintf(w.id, sizeof w.id, "%s", ids[i]);
+        assert_int_equal(store_reference_foreach(f->st, NULL, keep_first_ref, &w), 0);
+        assert_int_equal(w.key, k[i]);
+        memset(&w, 0, sizeof w);
+        snprintf(w.id, sizeof w.id, "%s", ids[i]);
+        assert_int_equal(store_reference_foreach_index(f->st, NULL, keep_first_ref, &w), 0);
+        assert_string_equal(w.id, ids[i]);
+        assert_int_equal(w.key, k[i]);
+    }
+
+    /* key_get: live references of the tenant (or any, admin) only */
+    int64_t key = 0;
+    assert_int_equal(store_reference_key_get(f->st, f->t1, ids[0], &key), 0);
+    assert_int_equal(key, k[0]);
+    assert_int_equal(store_reference_key_get(f->st, NULL, ids[1], &key), 0);
+    assert_int_equal(key, k[1]);
+    key = -1;
+    assert_int_equal(store_reference_key_get(f->st, f->t1, ids[1], &key), VG_ENOTFOUND);
+    assert_int_equal(store_reference_key_get(f->st, f->t1, ids[2], &key), VG_ENOTFOUND);
+    assert_int_equal(store_reference_key_get(f->st, f->t1, "ref_nope", &key), VG_ENOTFOUND);
+    assert_int_equal(key, -1);
+}
+
+static void assert_brief(const store_ref_brief *b, int64_t key, const char *id, const char *profile,
+                         unsigned seed)
+{
+    assert_int_equal(b->key, key);
+    assert_int_equal(b->found, 1);
+    assert_string_equal(b->id, id);
+    assert_string_equal(b->profile_id, profile);
+    uint8_t sha[32];
+    fill(sha, 32, seed);
+    assert_memory_equal(b->sha256, sha, 32);
+}
+
+static void assert_not_found(const store_ref_brief *b, int64_t key)
+{
+    static const store_ref_brief zero;
+    assert_int_equal(b->key, key);
+    assert_int_equal(b->found, 0);
+    assert_memory_equal(b->id, zero.id, sizeof zero.id);
+    assert_memory_equal(b->sha256, zero.sha256, 32);
+}
+
+/* resolve: the tenant's live references by key, in the caller's order, repeats answered; an
+ * unknown key, a deleted reference (alone or with its profile) and another tenant's are not
+ * found; n = 0 is a no-op; n over the maximum and a bad tenant are refused. */
+static void test_reference_resolve(void **state)
+{
+    fx *f = *state;
+    char p[STORE_ID_MAX], p2[STORE_ID_MAX], q[STORE_ID_MAX], ids[6][STORE_ID_MAX];
+    make_profile(f, f->t1, "Jane", p);
+    make_profile(f, f->t1, "Gone", p2);
+    make_profile(f, f->t2, "Other", q);
+    int64_t k[6];
+    k[0] = make_keyed(f, NULL, f->t1, p, 10, ids[0]);
+    k[1] = make_keyed(f, NULL, f->t1, p, 11, ids[1]);
+    k[2] = make_keyed(f, NULL, f->t2, q, 12, ids[2]);
+    k[3] = make_keyed(f, NULL, f->t1, p, 13, ids[3]);
+    k[4] = make_keyed(f, NULL, f->t1, p2, 14, ids[4]);
+    k[5] = make_keyed(f, NULL, f->t1, p, 15, ids[5]);
+    assert_int_equal(store_reference_delete(f->st, f->t1, ids[3]), 0);
+    assert_int_equal(store_profile_delete(f->st, f->t1, p2, NULL, NULL, NULL), 0);
+
+    int64_t keys[8] = {k[5], k[2], k[0], 987654321, k[3], k[4], k[0], k[1]};
+    store_ref_brief out[8];
+    memset(out, 0x5a, sizeof out);
+    assert_int_equal(store_reference_resolve(f->st, f->t1, keys, 8, out), 0);
+    assert_brief(&out[0], k[5], ids[5], p, 15);
+    assert_not_found(&out[1], k[2]); /* another tenant's */
+    assert_brief(&out[2], k[0], ids[0], p, 10);
+    assert_not_found(&out[3], 987654321);
+    assert_not_found(&out[4], k[3]); /* deleted */
+    assert_not_found(&out[5], k[4]); /* its profile deleted */
+    assert_brief(&out[6], k[0], ids[0], p, 10);
+    assert_brief(&out[7], k[1], ids[1], p, 11);
+    /* the other tenant sees its own */
+    assert_int_equal(store_reference_resolve(f->st, f->t2, &keys[1], 2, out), 0);
+    assert_brief(&out[0], k[2], ids[2], q, 12);
+    assert_not_found(&out[1], k[0]);
+
+    /* n = 0: nothing read or written */
+    memset(out, 0x5a, sizeof out);
+    assert_int_equal(store_reference_resolve(f->st, f->t1, keys, 0, out), 0);
+    assert_int_equal(out[0].found, 0x5a5a5a5a);
+    /* the most keys one call takes, then one too many; a bad tenant */
+    int64_t *many = calloc(STORE_RESOLVE_MAX + 1, sizeof *many);
+    store_ref_brief *mo = calloc(STORE_RESOLVE_MAX + 1, sizeof *mo);
+    for (int i = 0; i < STORE_RESOLVE_MAX + 1; i++)
+        many[i] = i % 3 == 0 ? k[1] : 1000000 + i;
+    assert_int_equal(store_reference_resolve(f->st, f->t1, many, STORE_RESOLVE_MAX, mo), 0);
+    for (int i = 0; i < STORE_RESOLVE_MAX; i++) {
+        if (i % 3 == 0)
+            assert_brief(&mo[i], k[1], ids[1], p, 11);
+        else
+            assert_not_found(&mo[i], 1000000 + i);
+    }
+    assert_int_equal(store_reference_resolve(f->st, f->t1, many, STORE_RESOLVE_MAX + 1, mo),
+                     VG_EINVAL);
+    free(many);
+    free(mo);
+    assert_int_equal(store_reference_resolve(f->st, NULL, keys, 1, out), VG_EINVAL);
+    assert_int_equal(store_reference_resolve(f->st, "tnt_nope", keys, 1, out), VG_EINVAL);
+    assert_int_equal(store_reference_resolve(f->st, ids[0], keys, 1, out), VG_EINVAL);
+}
+
+/* Schema 8 on a version-7 database: every existing reference, live or deleted, gets a distinct
+ * key > 0 (the migrated live one resolves), old change-log rows read object_key 0, and a
+ * reference created afterwards gets a key above all of them. */
+static void test_migrate_v8_keys(void **state)
+{
+    fx *f = *state;
+    store_config c;
+    fx_config(f, &c);
+    store *st = NULL;
+    assert_int_equal(store__open_at(&c, 7, &st), 0);
+    char t[STORE_ID_MAX], p[STORE_ID_MAX], ids[4][STORE_ID_MAX];
+    assert_int_equal(store_tenant_create(st, "old", STORE_TENANT_CREATOR, t), 0);
+    store_profile_fields pf = {.name = "Old Profile"};
+    assert_int_equal(store_profile_create(st, t, &pf, p), 0);
+    assert_int_equal(make_keyed(f, st, t, p, 1, ids[0]), 0); /* no keys before 8 */
+    assert_int_equal(make_keyed(f, st, t, p, 2, ids[1]), 0);
+    assert_int_equal(make_keyed(f, st, t, p, 3, ids[2]), 0);
+    assert_int_equal(store_reference_delete(st, t, ids[1]), 0);
+    store_close(st);
+
+    assert_int_equal(store_open(&c, &st), 0);
+    assert_true(store_schema_version(st) >= 8);
+    assert_int_equal(raw_long(f, "SELECT count(*) FROM refs WHERE ikey IS NULL OR ikey <= 0", 0),
+                     0);
+    assert_int_equal(raw_long(f, "SELECT count(DISTINCT ikey) FROM refs", 0), 3);
+    int64_t k0 = 0, k2 = 0;
+    assert_int_equal(store_reference_key_get(st, t, ids[0], &k0), 0);
+    assert_int_equal(store_reference_key_get(st, t, ids[2], &k2), 0);
+    assert_true(k0 > 0 && k2 > 0 && k0 != k2);
+    store_reference r;
+    assert_int_equal(store_reference_get(st, t, ids[2], f->a, &r), 0);
+    assert_int_equal(r.key, k2);
+    store_ref_brief b[2];
+    int64_t keys[2] = {k2, k0};
+    assert_int_equal(store_reference_resolve(st, t, keys, 2, b), 0);
+    assert_brief(&b[0], k2, ids[2], p, 3);
+    assert_brief(&b[1], k0, ids[0], p, 1);
+
+    store_change ch[8];
+    size_t n = 0;
+    assert_int_equal(store_changes_read(st, 0, ch, 8, &n), 0);
+    assert_int_equal(n, 4); /* three adds, one remove, written at version 7 */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(ch[i].object_key, 0);
+
+    char nid[STORE_ID_MAX];
+    int64_t kn = make_keyed(f, st, t, p, 4, nid);
+    assert_true(
+        kn > raw_long(f, "SELECT max(ikey) FROM refs WHERE id <> (SELECT max(id) FROM refs)", 0));
+    assert_int_equal(store_changes_read(st, ch[3].seq, ch, 8, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(ch[0].object_key, kn);
+    store_close(st);
 }
 
 /* ---- scans and matches ---------------------------------------------------------------------- */
@@ -1685,7 +1908,7 @@ static void test_tenant_isolation(void **state)
     assert_int_equal(store_notice_create(f->st, B, &nn, x), VG_ENOTFOUND);
     uint8_t sha[32] = {7};
     store_reference_new rn = {.profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha};
-    assert_int_equal(store_reference_create(f->st, B, &rn, x), VG_ENOTFOUND);
+    assert_int_equal(store_reference_create(f->st, B, &rn, x, NULL), VG_ENOTFOUND);
     store_match_new mn = {p, r, VG_MATCH_EXACT, 0, 1, -1, -1, NULL, NULL, NULL};
     store_scan_new sn = {.sha256 = sha, .n_matches = 1, .matches = &mn};
     assert_int_equal(store_scan_insert(f->st, B, &sn, x, NULL), VG_ENOTFOUND);
@@ -2280,13 +2503,15 @@ static void test_change_log(void **state)
     store_profile_fields pf = {.name = "P"};
     assert_int_equal(store_profile_create(f->st, f->t1, &pf, p), 0);
     uint8_t s1[32] = {1}, s2[32] = {2}, s3[32] = {3};
+    int64_t k1 = 0, k2 = 0, k3 = 0;
     store_reference_new nr = {.profile_id = p, .kind = STORE_REF_WORK, .sha256 = s1};
-    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r1), 0);
-    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r1), VG_EEXIST); /* no row */
+    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r1, &k1), 0);
+    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r1, NULL), VG_EEXIST); /* no row */
     nr.sha256 = s2;
-    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r2), 0);
+    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r2, &k2), 0);
     nr.sha256 = s3;
-    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r3), 0);
+    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r3, &k3), 0);
+    assert_true(k1 > 0 && k2 > k1 && k3 > k2);
     assert_int_equal(store_reference_delete(f->st, f->t1, r1), 0);
     assert_int_equal(store_reference_delete(f->st, f->t2, r2), VG_ENOTFOUND); /* no row */
     assert_int_equal(store_profile_delete(f->st, f->t1, p, NULL, NULL, NULL), 0);
@@ -2300,20 +2525,23 @@ static void test_change_log(void **state)
     size_t n = 0;
     assert_int_equal(store_changes_read(f->st, 0, ch, 16, &n), 0);
     assert_int_equal(n, 8);
+    /* Reference rows carry the reference's key (the profile delete's too), others 0. */
     struct {
         store_change_kind kind;
         const char *id;
+        int64_t key;
         int remove;
         const uint8_t *sha;
-    } want[8] = {{STORE_CHANGE_REFERENCE, r1, 0, s1}, {STORE_CHANGE_REFERENCE, r2, 0, s2},
-                 {STORE_CHANGE_REFERENCE, r3, 0, s3}, {STORE_CHANGE_REFERENCE, r1, 1, s1},
-                 {STORE_CHANGE_REFERENCE, r2, 1, s2}, {STORE_CHANGE_REFERENCE, r3, 1, s3},
-                 {STORE_CHANGE_PROFILE, p, 1, NULL},  {STORE_CHANGE_KEY, key, 1, NULL}};
+    } want[8] = {{STORE_CHANGE_REFERENCE, r1, k1, 0, s1}, {STORE_CHANGE_REFERENCE, r2, k2, 0, s2},
+                 {STORE_CHANGE_REFERENCE, r3, k3, 0, s3}, {STORE_CHANGE_REFERENCE, r1, k1, 1, s1},
+                 {STORE_CHANGE_REFERENCE, r2, k2, 1, s2}, {STORE_CHANGE_REFERENCE, r3, k3, 1, s3},
+                 {STORE_CHANGE_PROFILE, p, 0, 1, NULL},   {STORE_CHANGE_KEY, key, 0, 1, NULL}};
     for (size_t i = 0; i < n; i++) {
         assert_true(i == 0 || ch[i].seq > ch[i - 1].seq);
         assert_string_equal(ch[i].tenant_id, f->t1);
         assert_int_equal(ch[i].kind, want[i].kind);
         assert_string_equal(ch[i].object_id, want[i].id);
+        assert_int_equal(ch[i].object_key, want[i].key);
         assert_int_equal(ch[i].remove, want[i].remove);
         assert_int_equal(ch[i].has_sha256, want[i].sha != NULL);
         if (want[i].sha)
@@ -2332,10 +2560,10 @@ static void test_change_log(void **state)
     size_t pruned = 0;
     assert_int_equal(store_changes_prune(f->st, vg_wall_ms() + 1, &pruned), 0);
     assert_int_equal(pruned, 8);
-    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r3),
+    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r3, NULL),
                      VG_ENOTFOUND); /* profile gone */
     assert_int_equal(store_profile_create(f->st, f->t1, &pf, p), 0);
-    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r3), 0);
+    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r3, NULL), 0);
     assert_int_equal(store_changes_read(f->st, 0, ch, 16, &n), 0);
     assert_int_equal(n, 1);
     assert_true(ch[0].seq > head);
@@ -2596,7 +2824,7 @@ static void test_pg_listen_wakes(void **state)
     assert_int_equal(store_profile_create(other, f->t1, &pf, p), 0);
     uint8_t sha[32] = {7};
     store_reference_new nr = {.profile_id = p, .kind = STORE_REF_WORK, .sha256 = sha};
-    assert_int_equal(store_reference_create(other, f->t1, &nr, r), 0); /* a change */
+    assert_int_equal(store_reference_create(other, f->t1, &nr, r, NULL), 0); /* a change */
     w = wakes_above(w);
     store_stats stt;
     store_stats_get(f->st, &stt);
@@ -2620,7 +2848,7 @@ static void test_pg_listen_wakes(void **state)
     store_close(other);
     store_set_wake_hook(f->st, NULL, NULL); /* stops the thread: no call after this */
     unsigned after = atomic_load(&g_wakes);
-    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r), 0);
+    assert_int_equal(store_reference_create(f->st, f->t1, &nr, r, NULL), 0);
     usleep(200 * 1000);
     assert_int_equal(atomic_load(&g_wakes), after);
 }
@@ -2710,7 +2938,7 @@ static void *rs_writer(void *arg)
                                      .sha256 = sha,
                                      .pdq = pdq,
                                      .pdq_quality = 90};
-            rc = store_reference_create(c->st, c->tenant, &r, id);
+            rc = store_reference_create(c->st, c->tenant, &r, id, NULL);
         } else {
             store_scan_new s = {.sha256 = sha, .source_url = "https://x.example/a.jpg"};
             rc = store_scan_insert(c->st, c->tenant, &s, id, NULL);
@@ -2846,6 +3074,9 @@ int main(int argc, char **argv)
         cmocka_unit_test_setup_teardown(test_references, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reference_foreach, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reference_foreach_index, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reference_keys, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reference_resolve, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrate_v8_keys, setup_dir, teardown),
         cmocka_unit_test_setup_teardown(test_scans_and_matches, setup, teardown),
         cmocka_unit_test_setup_teardown(test_evidence_is_immutable, setup, teardown),
         cmocka_unit_test_setup_teardown(test_soft_delete_keeps_evidence, setup, teardown),

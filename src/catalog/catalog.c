@@ -282,7 +282,7 @@ int catalog_reference_add(catalog *c, const char *tenant_id, const catalog_refer
     pthread_rwlock_t *lock = catalog__stripe(c, tenant_id);
     pthread_rwlock_rdlock(lock);
     vg_err_clear();
-    rc = store_reference_create(c->st, tenant_id, &nr, id);
+    rc = store_reference_create(c->st, tenant_id, &nr, id, NULL);
     if (rc == VG_OK) {
         /* Indexed as the store holds it, as at start, so both always say the same. */
         rc = store_reference_get(c->st, tenant_id, id, a, &sr);

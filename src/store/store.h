@@ -354,6 +354,10 @@ typedef struct store_reference_new {
 
 typedef struct store_reference {
     char id[STORE_ID_MAX];
+    /* The reference's integer key (schema 8): > 0, unique in the database (across tenants),
+     * assigned at create and never reused, not even after the reference is deleted. What the
+     * match index holds instead of the id; store_reference_resolve turns keys back into ids. */
+    int64_t key;
     char tenant_id[STORE_ID_MAX];
     char profile_id[STORE_ID_MAX];
     store_ref_kind kind;
@@ -385,9 +389,10 @@ typedef struct store_reference {
  * a missing sha256, work fields on a likeness, more than STORE_MAX_FACES_PER_REF faces, a
  * descriptor that is not finite, or n_faces without descriptors; VG_EEXIST when the profile
  * already has a live reference with the same sha256. (The HTTP layer rejects a likeness photo
- * without a face before calling: the store accepts n_faces == 0 for every kind.) */
+ * without a face before calling: the store accepts n_faces == 0 for every kind.) out_key (may be
+ * NULL) gets the new reference's key (store_reference.key). */
 int store_reference_create(store *st, const char *tenant_id, const store_reference_new *r,
-                           char out_id[STORE_ID_MAX]);
+                           char out_id[STORE_ID_MAX], int64_t *out_key);
 /* Live references only. */
 int store_reference_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
                         store_reference *out);
@@ -425,6 +430,35 @@ int store_reference_video_foreach(store *st, const char *tenant_id, store_video_
 /* Number of live references (of live profiles) of tenant_id (NULL: all), for sizing an index. */
 int store_reference_count(store *st, const char *tenant_id, size_t *out_n);
 
+/* ---- reference keys (what the match index holds) -------------------------------------------- */
+
+/* Most keys one store_reference_resolve takes (the index returns at most 1000 matches by
+ * default; a caller with more resolves them in several calls). */
+#define STORE_RESOLVE_MAX 1024
+
+typedef struct store_ref_brief {
+    int64_t key;
+    int found; /* 0: no live reference of that tenant has this key (unknown, deleted, or
+                * another tenant's); the fields below are then zero */
+    char id[STORE_ID_MAX];
+    char profile_id[STORE_ID_MAX];
+    uint8_t sha256[32];
+} store_ref_brief;
+
+/* For each keys[i] (i < n), out[i] (caller's array of n) gets the LIVE reference of tenant_id
+ * (required, VG_EINVAL otherwise) whose key it is, found = 1, else found = 0 (a key may repeat:
+ * each copy is answered). One statement, so one snapshot, on one read connection: the keys go
+ * as one parameter (a JSON array on SQLite, a BIGINT[] on PostgreSQL), so the statement is
+ * prepared once per connection whatever n is and PostgreSQL costs one round trip per call.
+ * VG_EINVAL for n > STORE_RESOLVE_MAX or a malformed tenant id; n == 0 answers 0 at once. keys
+ * and out are borrowed. Thread-safe (a reader from the pool). */
+int store_reference_resolve(store *st, const char *tenant_id, const int64_t *keys, size_t n,
+                            store_ref_brief *out);
+/* The key of a LIVE reference (tenant_id NULL: any tenant's): VG_ENOTFOUND when there is none
+ * (unknown, deleted, another tenant's). A deleted reference's key is in its change-log row
+ * (store_change.object_key). */
+int store_reference_key_get(store *st, const char *tenant_id, const char *id, int64_t *out_key);
+
 /* ---- change log (several nodes, one database: docs/SCALING.md) ------------------------------ */
 
 /* Every write that changes what a node holds in memory appends a row to the change log in the
@@ -450,7 +484,11 @@ typedef struct store_change {
     char tenant_id[STORE_ID_MAX];
     store_change_kind kind;
     char object_id[STORE_ID_MAX]; /* ref_, prf_ or key_ id */
-    int remove;                   /* 1 remove (revoke for a key), 0 add */
+    /* A reference row's key (store_reference.key); 0 for profile and key rows, and for
+     * reference rows written before schema 8, for which a reader must fall back to object_id
+     * (store_reference_key_get, or its own id -> key map for a removed reference). */
+    int64_t object_key;
+    int remove; /* 1 remove (revoke for a key), 0 add */
     int has_sha256;
     uint8_t sha256[32]; /* a reference's image hash (its feature-cache key) */
     int64_t created_ms; /* the writer's wall clock at commit */

@@ -18,7 +18,8 @@ static const char *const KIND_NAMES[] = {"reference", "profile", "key"};
 #define STORE__CHANGES_PG_LOCK 0x76696731 /* "vig1" */
 
 int store__change_append(store *st, sq_db *w, const char *tenant_id, store_change_kind kind,
-                         const char *object_id, int remove, const uint8_t *sha256)
+                         const char *object_id, int64_t object_key, int remove,
+                         const uint8_t *sha256)
 {
     if (st->schema_version < STORE__CHANGES_VERSION)
         return 0;
@@ -44,11 +45,19 @@ int store__change_append(store *st, sq_db *w, const char *tenant_id, store_chang
         if (err)
             return err;
     }
+    if (st->schema_version < STORE__KEYS_VERSION)
+        return store__run(w,
+                          "INSERT INTO changes(tenant_id, kind, object_id, op, sha256, created_ms) "
+                          "VALUES(?, ?, ?, ?, ?, ?)",
+                          "ttttbi", tenant_id, KIND_NAMES[kind], object_id,
+                          remove ? "remove" : "add", (const void *)sha256, (size_t)32,
+                          vg_wall_ms());
+    /* NULLIF: "no key" is stored as NULL, as in the rows written before schema 8. */
     return store__run(w,
-                      "INSERT INTO changes(tenant_id, kind, object_id, op, sha256, created_ms) "
-                      "VALUES(?, ?, ?, ?, ?, ?)",
-                      "ttttbi", tenant_id, KIND_NAMES[kind], object_id, remove ? "remove" : "add",
-                      (const void *)sha256, (size_t)32, vg_wall_ms());
+                      "INSERT INTO changes(tenant_id, kind, object_id, op, sha256, created_ms, "
+                      "object_key) VALUES(?1, ?2, ?3, ?4, ?5, ?6, NULLIF(?7, 0))",
+                      "ttttbii", tenant_id, KIND_NAMES[kind], object_id, remove ? "remove" : "add",
+                      (const void *)sha256, (size_t)32, vg_wall_ms(), object_key);
 }
 
 int store_changes_head(store *st, int64_t *out_seq)
@@ -92,8 +101,11 @@ int store_changes_read(store *st, int64_t after, store_change *out, size_t max, 
     sq_stmt *s = NULL;
     size_t n = 0;
     int err = store__query(db,
-                           "SELECT seq, tenant_id, kind, object_id, op, sha256, created_ms "
-                           "FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
+                           st->schema_version >= STORE__KEYS_VERSION
+                               ? "SELECT seq, tenant_id, kind, object_id, op, sha256, created_ms, "
+                                 "object_key FROM changes WHERE seq > ? ORDER BY seq LIMIT ?"
+                               : "SELECT seq, tenant_id, kind, object_id, op, sha256, created_ms, "
+                                 "NULL FROM changes WHERE seq > ? ORDER BY seq LIMIT ?",
                            &s, "ii", after, (int64_t)max);
     while (!err && (err = store__sq_step(s)) == SQ_ROW) {
         store_change *c = &out[n];
@@ -105,6 +117,7 @@ int store_changes_read(store *st, int64_t after, store_change *out, size_t max, 
         c->remove = op && strcmp(op, "remove") == 0;
         c->has_sha256 = store__sc_fixed(s, 5, c->sha256, 32);
         c->created_ms = store__sq_col_int64(s, 6);
+        c->object_key = store__sq_col_int64(s, 7); /* NULL (before schema 8, not a reference): 0 */
         /* A kind this build does not know (a newer node wrote it) is skipped, not fatal: the
          * seq still advances past it. */
         if (!parse_kind(store__sq_col_text(s, 2), &c->kind))

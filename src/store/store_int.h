@@ -410,8 +410,13 @@ int store__scan_read(sq_db *db, const char *tenant_id, const char *id, store_cop
  * opened below STORE__CHANGES_VERSION (store__open_at: tests of older schemas) has no log:
  * nothing is appended. */
 #define STORE__CHANGES_VERSION 6
+/* Schema version that added reference keys (refs.ikey, changes.object_key): below it (tests of
+ * older schemas) references are created without a key and object_key is not written. */
+#define STORE__KEYS_VERSION 8
+/* object_key: a reference row's key (0 for other kinds: stored as NULL). */
 int store__change_append(store *st, sq_db *w, const char *tenant_id, store_change_kind kind,
-                         const char *object_id, int remove, const uint8_t *sha256);
+                         const char *object_id, int64_t object_key, int remove,
+                         const uint8_t *sha256);
 
 /* "" is stored as NULL: an optional field is either set or absent. Returns s or NULL. */
 const char *store__opt(const char *s);

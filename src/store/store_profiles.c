@@ -9,6 +9,7 @@
  * Face descriptors and boxes are stored as little-endian IEEE-754 float32 blobs.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "store/store_int.h"
@@ -26,7 +27,7 @@
     ", (SELECT length(i.bytes) FROM ref_images i WHERE i.ref_id = t.id), t.created_ms, "           \
     "t.deleted_ms, t.pdq_regions, "                                                                \
     "(SELECT v.n_frames FROM ref_videos v WHERE v.ref_id = t.id), "                                \
-    "(SELECT v.duration_s FROM ref_videos v WHERE v.ref_id = t.id)"
+    "(SELECT v.duration_s FROM ref_videos v WHERE v.ref_id = t.id), t.ikey"
 #define REF_COLS REF_COLS_HEAD "t.descriptors, t.boxes" REF_COLS_TAIL
 #define REF_COLS_LITE REF_COLS_HEAD "NULL, NULL" REF_COLS_TAIL
 
@@ -272,7 +273,13 @@ static int profile_delete_op(store *st, sq_db *w, void *arg)
     }
     /* One change-log row per reference (with its image hash, the key of its cached features)
      * and one for the profile, in this transaction. */
-    if (st->schema_version >= STORE__CHANGES_VERSION)
+    if (st->schema_version >= STORE__KEYS_VERSION)
+        err = store__run(w,
+                         "INSERT INTO changes(tenant_id, kind, object_id, op, sha256, created_ms, "
+                         "object_key) SELECT tenant_id, 'reference', id, 'remove', sha256, ?1, "
+                         "ikey FROM refs WHERE profile_id = ?2 AND deleted_ms IS NULL ORDER BY id",
+                         "it", now, a->id);
+    else if (st->schema_version >= STORE__CHANGES_VERSION)
         err = store__run(w,
                          "INSERT INTO changes(tenant_id, kind, object_id, op, sha256, created_ms) "
                          "SELECT tenant_id, 'reference', id, 'remove', sha256, ?1 FROM refs "
@@ -388,6 +395,7 @@ static int read_ref(sq_stmt *s, store_copy *c, void *item)
     r->is_video = !store__sq_col_is_null(s, 19);
     r->video_n_frames = r->is_video ? (size_t)store__sq_col_int64(s, 19) : 0;
     r->video_duration_s = r->is_video ? store__sq_col_double(s, 20) : 0;
+    r->key = store__sq_col_int64(s, 21);
     return 0;
 }
 
@@ -454,7 +462,35 @@ typedef struct ref_create_args {
     const char *tenant_id;
     const store_reference_new *r;
     char *out_id;
+    int64_t key; /* out */
 } ref_create_args;
+
+/* The key of the reference being created (schema 8; see migration 8 for why it is never
+ * reused). SQLite: one writer at a time holds the database lock from this read to the commit,
+ * and refs rows are never deleted, so MAX + 1 (a seek to the end of refs_ikey) is new.
+ * PostgreSQL: writers of several nodes run at once, so the column's sequence, which never
+ * hands out a value twice. */
+static int ref_key_next(sq_db *w, int64_t *out)
+{
+    sq_stmt *s = NULL;
+    int err =
+        store__query(w,
+                     store__sq_kind(w) == SQ_PG ? "SELECT nextval('refs_ikey_seq')"
+                                                : "SELECT coalesce(max(ikey), 0) + 1 FROM refs",
+                     &s, "");
+    if (!err) {
+        err = store__sq_step(s);
+        if (err == SQ_ROW) {
+            *out = store__sq_col_int64(s, 0);
+            err =
+                *out > 0 ? 0 : vg_err_set(VG_ESTORE, "store: reference key %lld", (long long)*out);
+        } else if (err == SQ_DONE) {
+            err = vg_err_set(VG_ESTORE, "store: no reference key");
+        }
+    }
+    store__sq_release(s);
+    return err;
+}
 
 static int ref_create_op(store *st, sq_db *w, void *arg)
 {
@@ -465,6 +501,10 @@ static int ref_create_op(store *st, sq_db *w, void *arg)
                               "SELECT tenant_id FROM profiles WHERE id = ?1 AND deleted_ms IS NULL "
                               "AND (?2 IS NULL OR tenant_id = ?2)",
                               "tt", r->profile_id, a->tenant_id);
+    int64_t key = 0;
+    int keyed = st->schema_version >= STORE__KEYS_VERSION;
+    if (!err && keyed)
+        err = ref_key_next(w, &key);
     if (err)
         return err;
 
@@ -492,19 +532,26 @@ static int ref_create_op(store *st, sq_db *w, void *arg)
         e[1] = (uint8_t)r->pdq_regions[i].quality;
         memcpy(e + 2, r->pdq_regions[i].hash, 32);
     }
-    err =
-        store__run(w,
-                   "INSERT INTO refs(id, tenant_id, profile_id, kind, title, description, "
-                   "original_url, copyright_holder, sha256, pdq, pdq_quality, pdq_dihedral, "
-                   "n_faces, descriptors, boxes, created_ms, pdq_regions) "
-                   "VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                   "ttttttttbbibibbib", id, tenant, r->profile_id, store_ref_kind_name(r->kind),
-                   store__opt(r->title), store__opt(r->description), store__opt(r->original_url),
-                   store__opt(r->copyright_holder), (const void *)r->sha256, (size_t)32,
-                   (const void *)r->pdq, (size_t)32, (int64_t)(r->pdq ? r->pdq_quality : 0),
-                   (const void *)(r->pdq ? r->pdq_dihedral : NULL), (size_t)256,
-                   (int64_t)r->n_faces, desc, nd * 4, boxes, r->n_faces * 16, ms,
-                   (const void *)(n_regions ? regions : NULL), n_regions * STORE_PDQ_REGION_BYTES);
+    /* Below schema 8 (tests of older schemas) the column is not there; ?18 is then unused. */
+    err = store__run(
+        w,
+        keyed ? "INSERT INTO refs(id, tenant_id, profile_id, kind, title, description, "
+                "original_url, copyright_holder, sha256, pdq, pdq_quality, "
+                "pdq_dihedral, n_faces, descriptors, boxes, created_ms, pdq_regions, "
+                "ikey) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, "
+                "?14, ?15, ?16, ?17, ?18)"
+              : "INSERT INTO refs(id, tenant_id, profile_id, kind, title, description, "
+                "original_url, copyright_holder, sha256, pdq, pdq_quality, "
+                "pdq_dihedral, n_faces, descriptors, boxes, created_ms, pdq_regions) "
+                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
+                "?15, ?16, ?17)",
+        keyed ? "ttttttttbbibibbibi" : "ttttttttbbibibbib", id, tenant, r->profile_id,
+        store_ref_kind_name(r->kind), store__opt(r->title), store__opt(r->description),
+        store__opt(r->original_url), store__opt(r->copyright_holder), (const void *)r->sha256,
+        (size_t)32, (const void *)r->pdq, (size_t)32, (int64_t)(r->pdq ? r->pdq_quality : 0),
+        (const void *)(r->pdq ? r->pdq_dihedral : NULL), (size_t)256, (int64_t)r->n_faces, desc,
+        nd * 4, boxes, r->n_faces * 16, ms, (const void *)(n_regions ? regions : NULL),
+        n_regions * STORE_PDQ_REGION_BYTES, key);
     vg_free(tmp_d);
     vg_free(tmp_b);
     if (err == VG_EEXIST)
@@ -519,22 +566,27 @@ static int ref_create_op(store *st, sq_db *w, void *arg)
                          "tidb", id, (int64_t)r->video_n_frames, r->video_duration_s,
                          (const void *)r->video_frames, r->video_frames_len);
     if (!err)
-        err = store__change_append(st, w, tenant, STORE_CHANGE_REFERENCE, id, 0, r->sha256);
-    if (!err)
+        err = store__change_append(st, w, tenant, STORE_CHANGE_REFERENCE, id, key, 0, r->sha256);
+    if (!err) {
         memcpy(a->out_id, id, STORE_ID_MAX);
+        a->key = key;
+    }
     return err;
 }
 
 int store_reference_create(store *st, const char *tenant_id, const store_reference_new *r,
-                           char out_id[STORE_ID_MAX])
+                           char out_id[STORE_ID_MAX], int64_t *out_key)
 {
     int err = check_reference(r);
     if (err)
         return err;
     if (!store__id_valid(r->profile_id, "prf"))
         return vg_err_set(VG_ENOTFOUND, "profile not found");
-    ref_create_args a = {tenant_id, r, out_id};
-    return store__write(st, ref_create_op, &a);
+    ref_create_args a = {tenant_id, r, out_id, 0};
+    err = store__write(st, ref_create_op, &a);
+    if (!err && out_key)
+        *out_key = a.key;
+    return err;
 }
 
 int store_reference_get(store *st, const char *tenant_id, const char *id, vg_arena *a,
@@ -607,15 +659,20 @@ static int ref_delete_op(store *st, sq_db *w, void *arg)
     char tenant[STORE_ID_MAX] = "";
     uint8_t sha[32];
     int has_sha = 0;
+    int64_t key = 0;
     int err = store__query(w,
-                           "SELECT tenant_id, sha256 FROM refs WHERE id = ?1 AND deleted_ms IS "
-                           "NULL AND (?2 IS NULL OR tenant_id = ?2)",
+                           st->schema_version >= STORE__KEYS_VERSION
+                               ? "SELECT tenant_id, sha256, ikey FROM refs WHERE id = ?1 AND "
+                                 "deleted_ms IS NULL AND (?2 IS NULL OR tenant_id = ?2)"
+                               : "SELECT tenant_id, sha256, 0 FROM refs WHERE id = ?1 AND "
+                                 "deleted_ms IS NULL AND (?2 IS NULL OR tenant_id = ?2)",
                            &q, "tt", a->id, a->tenant_id);
     if (!err) {
         err = store__sq_step(q);
         if (err == SQ_ROW) {
             store__sc_id(q, 0, tenant);
             has_sha = store__sc_fixed(q, 1, sha, sizeof sha);
+            key = store__sq_col_int64(q, 2);
             err = 0;
         } else if (err == SQ_DONE) {
             err = vg_err_set(VG_ENOTFOUND, "reference not found");
@@ -633,7 +690,7 @@ static int ref_delete_op(store *st, sq_db *w, void *arg)
     if (!err)
         err = store__run(w, "DELETE FROM ref_images WHERE ref_id = ?", "t", a->id);
     if (!err)
-        err = store__change_append(st, w, tenant, STORE_CHANGE_REFERENCE, a->id, 1,
+        err = store__change_append(st, w, tenant, STORE_CHANGE_REFERENCE, a->id, key, 1,
                                    has_sha ? sha : NULL);
     return err;
 }
@@ -660,7 +717,7 @@ int store_reference_list(store *st, const char *tenant_id, const store_list_opts
 /* The index's columns only: no texts, boxes or image-length subquery per row. */
 #define REF_INDEX_COLS                                                                             \
     "t.id, t.tenant_id, t.profile_id, t.kind, t.sha256, t.pdq, t.pdq_quality, t.n_faces, "         \
-    "t.descriptors, t.pdq_regions"
+    "t.descriptors, t.pdq_regions, t.ikey"
 
 static int read_ref_index(sq_stmt *s, store_copy *c, void *item)
 {
@@ -681,6 +738,7 @@ static int read_ref_index(sq_stmt *s, store_copy *c, void *item)
         r->n_faces = 0;
     }
     read_pdq_regions(s, 9, r);
+    r->key = store__sq_col_int64(s, 10);
     return 0;
 }
 
@@ -807,5 +865,144 @@ int store_reference_count(store *st, const char *tenant_id, size_t *out_n)
     }
     store__sq_release(s);
     store__reader_release(st, db);
+    return err;
+}
+
+/* ---- reference keys ------------------------------------------------------------------------- */
+
+int store_reference_key_get(store *st, const char *tenant_id, const char *id, int64_t *out_key)
+{
+    if (!st || !out_key)
+        return vg_err_set(VG_EINVAL, "store_reference_key_get: NULL argument");
+    if (!store__id_valid(id, "ref"))
+        return vg_err_set(VG_ENOTFOUND, "reference not found");
+    sq_db *db = store__reader_acquire(st);
+    sq_stmt *s = NULL;
+    int err = store__query(db,
+                           "SELECT ikey FROM refs WHERE id = ?1 AND deleted_ms IS NULL AND "
+                           "(?2 IS NULL OR tenant_id = ?2)",
+                           &s, "tt", id, tenant_id);
+    if (!err) {
+        err = store__sq_step(s);
+        if (err == SQ_ROW) {
+            *out_key = store__sq_col_int64(s, 0);
+            err = 0;
+        } else if (err == SQ_DONE) {
+            err = vg_err_set(VG_ENOTFOUND, "reference not found");
+        }
+    }
+    store__sq_release(s);
+    store__reader_release(st, db);
+    return err;
+}
+
+/* Bytes of one key in the list parameter: a sign, 19 digits and a comma. */
+#define RESOLVE_KEY_TEXT_BYTES 21
+
+/* Writes v in decimal at p; returns the byte after it (snprintf costs ~10x more, and a resolve
+ * of 1000 keys writes 1000 of them). */
+static char *put_int64(char *p, int64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *p++ = '-';
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/* keys[i] with its position i, sorted by key, to place the rows (which come in any order). */
+typedef struct resolve_slot {
+    int64_t key;
+    size_t i;
+} resolve_slot;
+
+static int resolve_slot_cmp(const void *a, const void *b)
+{
+    const resolve_slot *x = a, *y = b;
+    return x->key < y->key ? -1 : x->key > y->key;
+}
+
+int store_reference_resolve(store *st, const char *tenant_id, const int64_t *keys, size_t n,
+                            store_ref_brief *out)
+{
+    if (!st || !store__id_valid(tenant_id, "tnt"))
+        return vg_err_set(VG_EINVAL, "store_reference_resolve: a valid tenant id is required");
+    if (n > STORE_RESOLVE_MAX)
+        return vg_err_set(VG_EINVAL, "%zu reference keys, at most %d per call", n,
+                          STORE_RESOLVE_MAX);
+    if (n == 0)
+        return 0;
+    if (!keys || !out)
+        return vg_err_set(VG_EINVAL, "store_reference_resolve: NULL argument");
+
+    /* The keys as one parameter: "[k,k,...]" for SQLite's json_each, "{k,k,...}" for a
+     * PostgreSQL BIGINT[]. One statement text whatever n is: prepared once per connection, and
+     * no per-key round trip. */
+    char *list = vg_malloc(n * RESOLVE_KEY_TEXT_BYTES + 3);
+    resolve_slot *slots = vg_malloc(n * sizeof *slots);
+    if (!list || !slots) {
+        vg_free(list);
+        vg_free(slots);
+        return vg_err_set(VG_ENOMEM, "store: resolve");
+    }
+    sq_db *db = store__reader_acquire(st);
+    int pg = store__sq_kind(db) == SQ_PG;
+    char *p = list;
+    *p++ = pg ? '{' : '[';
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            *p++ = ',';
+        p = put_int64(p, keys[i]);
+        slots[i] = (resolve_slot){keys[i], i};
+        memset(&out[i], 0, sizeof out[i]);
+        out[i].key = keys[i];
+    }
+    *p++ = pg ? '}' : ']';
+    *p = '\0';
+    qsort(slots, n, sizeof *slots, resolve_slot_cmp);
+
+    /* SQLite: "+t.tenant_id" keeps the planner off refs_tenant (a scan of the tenant's
+     * references): the keys are looked up in refs_ikey, one seek each. */
+    sq_stmt *s = NULL;
+    int err = store__query(db,
+                           pg ? "SELECT t.ikey, t.id, t.profile_id, t.sha256 FROM refs t "
+                                "WHERE t.ikey = ANY(CAST(?1 AS BIGINT[])) AND t.tenant_id = ?2 "
+                                "AND t.deleted_ms IS NULL"
+                              : "SELECT t.ikey, t.id, t.profile_id, t.sha256 FROM refs t "
+                                "WHERE t.ikey IN (SELECT value FROM json_each(?1)) AND "
+                                "+t.tenant_id = ?2 AND t.deleted_ms IS NULL",
+                           &s, "tt", list, tenant_id);
+    while (!err && (err = store__sq_step(s)) == SQ_ROW) {
+        err = 0;
+        int64_t key = store__sq_col_int64(s, 0);
+        size_t lo = 0, hi = n; /* the first slot with this key */
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (slots[mid].key < key)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (; lo < n && slots[lo].key == key; lo++) {
+            store_ref_brief *b = &out[slots[lo].i];
+            b->found = 1;
+            store__sc_id(s, 1, b->id);
+            store__sc_id(s, 2, b->profile_id);
+            store__sc_fixed(s, 3, b->sha256, sizeof b->sha256);
+        }
+    }
+    if (err == SQ_DONE)
+        err = 0;
+    store__sq_release(s);
+    store__reader_release(st, db);
+    vg_free(list);
+    vg_free(slots);
     return err;
 }

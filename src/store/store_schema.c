@@ -213,6 +213,22 @@ static const store_migration MIGRATIONS[] = {
     {7, "video job owner and lease",
      "ALTER TABLE video_jobs ADD COLUMN owner TEXT;\n"
      "ALTER TABLE video_jobs ADD COLUMN lease_until_ms INTEGER NOT NULL DEFAULT 0;\n"},
+
+    /* Reference integer keys: the in-memory match index holds a reference's small integer key
+     * instead of its id string and hashes (10M PDQ hashes in 1 GB), and resolves the few keys
+     * a query returns through store_reference_resolve. A key is > 0, unique, and never reused:
+     * references are only soft-deleted (deleted_ms; no statement deletes a refs row), so the
+     * largest key ever handed out stays in the table and a new reference takes MAX(ikey) + 1
+     * inside its insert's write transaction (one writer at a time: SQLite's database lock).
+     * Existing rows take their rowid, unique and > 0 (a rowid table without INTEGER PRIMARY
+     * KEY): one UPDATE, ~4 s for 1M references. ADD COLUMN cannot say NOT NULL without a
+     * default: every INSERT INTO refs of schema 8 writes ikey. The change log's reference rows
+     * carry the key too (object_key; NULL in rows written before, read as 0). */
+    {8, "reference integer keys",
+     "ALTER TABLE refs ADD COLUMN ikey INTEGER CHECK (ikey IS NULL OR ikey > 0);\n"
+     "UPDATE refs SET ikey = rowid;\n"
+     "CREATE UNIQUE INDEX refs_ikey ON refs(ikey);\n"
+     "ALTER TABLE changes ADD COLUMN object_key INTEGER;\n"},
 };
 
 const store_migration *store__migrations(size_t *n)

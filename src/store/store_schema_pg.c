@@ -186,6 +186,15 @@ static const store_migration PG_MIGRATIONS[] = {
     {7, "video job owner and lease",
      "ALTER TABLE video_jobs ADD COLUMN owner TEXT;\n"
      "ALTER TABLE video_jobs ADD COLUMN lease_until_ms BIGINT NOT NULL DEFAULT 0;\n"},
+    /* Reference integer keys (store_schema.c, 8): here a BIGSERIAL, whose sequence
+     * (refs_ikey_seq) numbers the existing rows as the column is added (one table rewrite) and
+     * every new one by default. A sequence never hands out a value twice, whichever node and
+     * transaction asks and whether or not it commits (gaps, never reuse), and refs rows are
+     * never deleted. */
+    {8, "reference integer keys",
+     "ALTER TABLE refs ADD COLUMN ikey BIGSERIAL CHECK (ikey > 0);\n"
+     "CREATE UNIQUE INDEX refs_ikey ON refs(ikey);\n"
+     "ALTER TABLE changes ADD COLUMN object_key BIGINT;\n"},
 };
 
 const char *store__pg_migration_sql(int version)

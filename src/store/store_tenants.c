@@ -177,7 +177,7 @@ static int key_revoke_op(store *st, sq_db *w, void *arg)
                      a->key_id);
     /* Every node forgets the tenant's cached keys when it applies this row. */
     if (!err)
-        err = store__change_append(st, w, owner, STORE_CHANGE_KEY, a->key_id, 1, NULL);
+        err = store__change_append(st, w, owner, STORE_CHANGE_KEY, a->key_id, 0, 1, NULL);
     return err;
 }
 
@@ -336,7 +336,7 @@ static int admin_key_set_op(store *st, sq_db *w, void *arg)
                      "revoked_ms IS NULL AND id != ?",
                      "it", now, existing);
     if (!err && store__sq_changes(w) > 0)
-        err = store__change_append(st, w, "", STORE_CHANGE_KEY, "admin", 1, NULL);
+        err = store__change_append(st, w, "", STORE_CHANGE_KEY, "admin", 0, 1, NULL);
     if (err)
         return err;
 
