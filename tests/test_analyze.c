@@ -64,7 +64,11 @@ static void open_fixture(fixture *fx, int with_models, const analyze_config *cfg
     assert_int_equal(cache_open(&cc, &fx->c), VG_OK);
     if (with_models)
         assert_int_equal(face_models_open(VG_MODELS_DIR, NULL, &fx->models), VG_OK);
-    analyze_deps deps = {.index = fx->ix, .cache = fx->c, .models = fx->models};
+    analyze_deps deps = {.index = fx->ix,
+                         .cache = fx->c,
+                         .models = fx->models,
+                         .resolve = catalog_resolve,
+                         .resolve_arg = fx->cat};
     /* The product's 2 s queue deadline is shorter than a batch of face images takes under ASan
      * on a loaded 2-CPU host: a test that does not test deadlines (test_deadline_* set theirs
      * per request) must not fail for it, as test_concurrent_batches_equal_single once did. */
@@ -196,7 +200,9 @@ static void test_pdq_and_exact_matches_are_stored(void **state)
     free(bytes);
 
     /* A deleted reference stops matching at once. */
-    assert_int_equal(index_remove_reference(fx.ix, fx.tenant, ref), VG_OK);
+    int64_t key = 0;
+    assert_int_equal(store_reference_key_get(fx.st, fx.tenant, ref, &key), VG_OK);
+    assert_int_equal(index_remove_reference(fx.ix, fx.tenant, (uint64_t)key), VG_OK);
     assert_int_equal(analyze_file(&fx, BRIDGE "sharpen-a-lot.jpg", 0, &r), VG_OK);
     assert_int_equal(r.n_matches, 0);
     analyze_result_free(&r);

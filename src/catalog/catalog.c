@@ -73,26 +73,47 @@ pthread_rwlock_t *catalog__stripe(catalog *c, const char *tenant_id)
 
 /* ---- index mirroring ------------------------------------------------------------------------ */
 
-/* Adds a stored reference's hashes and descriptors, exactly as the store holds them. */
+/* Adds a stored reference's hashes and descriptors, exactly as the store holds them, under its
+ * store key. Its SHA-256 stays in the store: exact copies are told by catalog_resolve. */
 int catalog__index_add(index_db *ix, const store_reference *r)
 {
     int rc = VG_OK;
-    /* byte-identical copies are reported as exact matches: the SHA-256 goes with the PDQ add
-     * (one lookup of the reference), or after the faces of a reference without a PDQ hash */
+    uint64_t key = (uint64_t)r->key;
     if (r->has_pdq)
-        rc = index_pdq_add_sha256(ix, r->tenant_id, r->profile_id, r->id, r->pdq, r->pdq_quality,
-                                  r->sha256);
+        rc = index_pdq_add(ix, r->tenant_id, r->profile_id, key, r->pdq, r->pdq_quality, 0);
     /* the parts and the mirror (copy detection), each tagged with its region, so that a match
      * on one of them says so; a reference stored without them matches on its whole hash */
     for (size_t i = 0; rc == VG_OK && r->has_pdq && i < r->n_pdq_regions; i++)
-        rc = index_pdq_add_tagged(ix, r->tenant_id, r->profile_id, r->id, r->pdq_regions[i].hash,
-                                  r->pdq_regions[i].quality, r->pdq_regions[i].region, NULL);
+        rc = index_pdq_add(ix, r->tenant_id, r->profile_id, key, r->pdq_regions[i].hash,
+                           r->pdq_regions[i].quality, r->pdq_regions[i].region);
     for (size_t i = 0; rc == VG_OK && i < r->n_faces; i++)
-        rc = index_face_add(ix, r->tenant_id, r->profile_id, r->id,
+        rc = index_face_add(ix, r->tenant_id, r->profile_id, key,
                             r->descriptors + i * VG_DESCRIPTOR_DIM);
-    if (rc == VG_OK && !r->has_pdq && r->n_faces)
-        rc = index_set_sha256(ix, r->tenant_id, r->id, r->sha256);
     return rc;
+}
+
+int catalog_resolve(void *catalog_, const char *tenant_id, const uint64_t *keys, size_t n,
+                    analyze_ref *out)
+{
+    enum { CHUNK = 64 < STORE_RESOLVE_MAX ? 64 : STORE_RESOLVE_MAX };
+    catalog *c = catalog_;
+    store_ref_brief b[CHUNK];
+    int64_t k[CHUNK];
+    for (size_t i = 0; i < n; i += CHUNK) {
+        size_t m = VG_MIN((size_t)CHUNK, n - i);
+        for (size_t j = 0; j < m; j++)
+            k[j] = (int64_t)keys[i + j];
+        int rc = store_reference_resolve(c->st, tenant_id, k, m, b);
+        if (rc != VG_OK)
+            return rc;
+        for (size_t j = 0; j < m; j++) {
+            analyze_ref *o = &out[i + j];
+            o->found = b[j].found;
+            snprintf(o->id, sizeof o->id, "%s", b[j].found ? b[j].id : "");
+            memcpy(o->sha256, b[j].sha256, sizeof o->sha256);
+        }
+    }
+    return VG_OK;
 }
 
 static int catalog__build_cb(void *ctx, const store_reference *r)
@@ -251,7 +272,7 @@ static int catalog__rollback(catalog *c, const char *tenant_id, const store_refe
 {
     char detail[256];
     snprintf(detail, sizeof detail, "%s", vg_err_msg());
-    int irc = index_remove_reference(c->ix, r->tenant_id, r->id);
+    int irc = r->key ? index_remove_reference(c->ix, r->tenant_id, (uint64_t)r->key) : VG_OK;
     if (irc != VG_OK && irc != VG_ENOTFOUND)
         VG_ERROR("catalog", "rollback: index_remove_reference %s: %s", r->id, vg_err_msg());
     if (store_reference_delete(c->st, tenant_id, r->id) != VG_OK)
@@ -322,7 +343,7 @@ int catalog_reference_remove(catalog *c, const char *tenant_id, const char *refe
         rc = store_reference_delete(c->st, tenant_id, reference_id);
     if (rc == VG_OK) {
         /* Out of matching before the caller answers. */
-        int irc = index_remove_reference(c->ix, r.tenant_id, reference_id);
+        int irc = index_remove_reference(c->ix, r.tenant_id, (uint64_t)r.key);
         if (irc != VG_OK && irc != VG_ENOTFOUND)
             VG_ERROR("catalog", "index_remove_reference %s: %s", reference_id, vg_err_msg());
         if (r.is_video && catalog__videos_rebuild(c->videos, c->st, tenant_id) != VG_OK)
