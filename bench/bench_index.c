@@ -519,7 +519,7 @@ static double conc_run(conc *c, int readers, int writes, int ms, uint64_t *wt, s
         }
         uint8_t h[32];
         vgt_rand_hash(&seed, h);
-        uint64_t ref = (1ull << 40) + k / 2; /* even k adds it, the next k deletes it */
+        uint64_t ref = (1ull << 39) + k / 2; /* even k adds it, the next k deletes it */
         uint64_t a = vg_now_ns();
         int rc = k % 2 ? index_remove_reference(c->ix, "tenant", ref)
                        : index_pdq_add(c->ix, "tenant", "profile", ref, h, 90, 0);

@@ -960,7 +960,10 @@ static void test_errors(void **state)
     assert_int_equal(index_pdq_add(ix, "t", NULL, K("r"), h, 50, 0), VG_EINVAL);
     assert_int_equal(index_pdq_add(ix, "t", long_id, K("r"), h, 50, 0), VG_EINVAL);
     assert_int_equal(index_pdq_add(ix, "t", "p", 0, h, 50, 0), VG_EINVAL); /* key 0 */
-    long_id[VG_ID_MAX - 1] = '\0';                                         /* 47 bytes: fits */
+    assert_int_equal(index_pdq_add(ix, "t", "p", 1ull << 40, h, 50, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", (1ull << 40) - 1, h, 50, 0), VG_OK);
+    assert_int_equal(index_remove_reference(ix, "t", (1ull << 40) - 1), VG_OK);
+    long_id[VG_ID_MAX - 1] = '\0'; /* 47 bytes: fits */
     assert_int_equal(index_pdq_add(ix, "t", long_id, K("r2"), h, 50, 0), VG_OK);
     assert_int_equal(index_pdq_add(ix, "t", "p", K("r"), h, 101, 0), VG_EINVAL);
     assert_int_equal(index_pdq_add(ix, "t", "p", K("r"), h, -1, 0), VG_EINVAL);

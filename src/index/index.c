@@ -48,8 +48,9 @@ int index__check_add(const char *tenant, const char *profile, uint64_t ref)
     int rc = index__check_id("tenant", tenant);
     if (!rc)
         rc = index__check_id("profile", profile);
-    if (!rc && ref == 0)
-        return vg_err_set(VG_EINVAL, "reference key 0");
+    if (!rc && (ref == 0 || ref >> INDEX__KEY_BITS))
+        return vg_err_set(VG_EINVAL, "reference key %llu outside 1..2^%d - 1",
+                          (unsigned long long)ref, INDEX__KEY_BITS);
     return rc;
 }
 
@@ -217,7 +218,7 @@ done:
 /* The kind's entry keys and key set, and the other kind's. */
 static const uint64_t *kind_keys(const index__view *v, index__kind k)
 {
-    return k == INDEX__KIND_PDQ ? v->pdq_key : v->face_key;
+    return k == INDEX__KIND_PDQ ? v->pdq_ref : v->face_ref;
 }
 
 static index__keyset *kind_set(index__shard *sh, index__kind k)
@@ -237,17 +238,19 @@ static int add_check_ref(index__shard *sh, uint64_t ref, index__kind kind, int *
     *new_ref = pos == INDEX__NONE;
     *owner = INDEX__NONE;
     if (!*new_ref) {
-        if (kind_keys(v, kind)[n - 1] != ref)
+        if (index__ref_key(kind_keys(v, kind)[n - 1]) != ref)
             return vg_err_set(VG_ECONFLICT,
                               "reference %llu: its entries must be added one after the other",
                               (unsigned long long)ref);
-        *owner = kind == INDEX__KIND_PDQ ? v->pdq_profile[pos] : v->face_profile[pos];
+        *owner = kind == INDEX__KIND_PDQ ? index__ref_profile(v->pdq_ref[pos])
+                                         : index__ref_profile(v->face_ref[pos]);
         return VG_OK;
     }
     index__kind other = kind == INDEX__KIND_PDQ ? INDEX__KIND_FACE : INDEX__KIND_PDQ;
     uint32_t opos = index__keyset_find(kind_set(sh, other), ref, kind_keys(v, other));
     if (opos != INDEX__NONE)
-        *owner = other == INDEX__KIND_PDQ ? v->pdq_profile[opos] : v->face_profile[opos];
+        *owner = other == INDEX__KIND_PDQ ? index__ref_profile(v->pdq_ref[opos])
+                                          : index__ref_profile(v->face_ref[opos]);
     return VG_OK;
 }
 
@@ -273,8 +276,9 @@ int index__add_begin(index_db *ix, const char *tenant, const char *profile, uint
     if (!rc && owner != INDEX__NONE && owner != p)
         rc = vg_err_set(VG_ECONFLICT, "reference %llu belongs to profile %s, not %s",
                         (unsigned long long)ref, sh->cur->profiles[owner].id, profile);
-    if (!rc && p == INDEX__NONE && sh->n_profiles >= INDEX__NONE - 1)
-        rc = vg_err_set(VG_ETOOBIG, "too many profiles in tenant %s", sh->id);
+    if (!rc && p == INDEX__NONE && sh->n_profiles >= ((size_t)1 << INDEX__PROFILE_BITS) - 1)
+        rc = vg_err_set(VG_ETOOBIG, "tenant %s has %zu profiles in the index (at most 2^%d - 1)",
+                        sh->id, sh->n_profiles, INDEX__PROFILE_BITS);
     if (!rc && p == INDEX__NONE && !(rc = index__grow_profiles(sh))) {
         index__wrlock(sh); /* a rehash moves slots queries may be probing */
         rc = index__map_reserve(&sh->profile_map, 1);
@@ -335,8 +339,8 @@ int index_has_reference(index_db *ix, const char *tenant, uint64_t ref)
         return 0;
     pthread_mutex_lock(&sh->write_mutex);
     const index__view *v = sh->cur;
-    int live = index__keyset_find(&sh->pdq_keys, ref, v->pdq_key) != INDEX__NONE ||
-               index__keyset_find(&sh->face_keys, ref, v->face_key) != INDEX__NONE;
+    int live = index__keyset_find(&sh->pdq_keys, ref, v->pdq_ref) != INDEX__NONE ||
+               index__keyset_find(&sh->face_keys, ref, v->face_ref) != INDEX__NONE;
     pthread_mutex_unlock(&sh->write_mutex);
     return live;
 }

@@ -12,8 +12,9 @@
  *
  * The caller (the catalog) builds the index from its store at start and mirrors every insert and
  * delete into it. Tenants and profiles are named by opaque string ids of at most VG_ID_MAX - 1
- * bytes; a reference by its key, the caller's 64-bit integer name for it (> 0; the store's
- * refs.ikey), unique within its tenant, belonging to one profile. A reference may have several
+ * bytes; a reference by its key, the caller's integer name for it (1 .. 2^40 - 1; the store's
+ * refs.ikey), unique within its tenant, belonging to one profile; a tenant has fewer than 2^24
+ * profiles in the index. A reference may have several
  * PDQ hashes and several face descriptors; its entries of one kind are added one after the
  * other. Matches are reported once per reference, with the best distance over its entries and
  * the query variants, by key: the index keeps no reference ids or SHA-256s (at 10M hashes they
@@ -115,8 +116,9 @@ index_kernel index_face_kernel(const index_db *ix);
  * whole image). The reference is created on its first entry. A reference's PDQ entries are
  * added one after the other: another entry for a reference that is not the one of the tenant's
  * last PDQ entry is VG_ECONFLICT, as is an entry under another profile than its first.
- * Errors: VG_EINVAL (empty or over-long id, key 0, quality or tag out of range), VG_ECONFLICT,
- * VG_ETOOBIG (tenant full), VG_ENOMEM. On error nothing is modified. */
+ * Errors: VG_EINVAL (empty or over-long id, key out of range, quality or tag out of range),
+ * VG_ECONFLICT, VG_ETOOBIG (tenant full: entries or profiles), VG_ENOMEM. On error nothing is
+ * modified. */
 int index_pdq_add(index_db *ix, const char *tenant, const char *profile, uint64_t ref,
                   const uint8_t hash[VG_PDQ_BYTES], int quality, int tag);
 

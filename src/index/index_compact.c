@@ -73,8 +73,8 @@ static int compact_build(const index_db *ix, const index__shard *sh, compacted *
             continue;
         size_t q = nv->pdq_n++;
         memcpy(nv->pdq_rows + q * 4, index__row(v->pdq_rows, p), 4 * sizeof(uint64_t));
-        nv->pdq_key[q] = v->pdq_key[p];
-        nv->pdq_profile[q] = prof_new[v->pdq_profile[p]];
+        nv->pdq_ref[q] = index__ref_word(index__ref_key(v->pdq_ref[p]),
+                                         prof_new[index__ref_profile(v->pdq_ref[p])]);
         nv->pdq_quality[q] = v->pdq_quality[p];
         nv->pdq_tag[q] = v->pdq_tag[p];
     }
@@ -84,19 +84,19 @@ static int compact_build(const index_db *ix, const index__shard *sh, compacted *
         size_t q = nv->face_n++;
         memcpy(nv->face_rows + q * VG_DESCRIPTOR_DIM, v->face_rows + p * VG_DESCRIPTOR_DIM,
                VG_DESCRIPTOR_DIM * sizeof(float));
-        nv->face_key[q] = v->face_key[p];
-        nv->face_profile[q] = prof_new[v->face_profile[p]];
+        nv->face_ref[q] = index__ref_word(index__ref_key(v->face_ref[p]),
+                                          prof_new[index__ref_profile(v->face_ref[p])]);
         nv->face_alive[q] = 1;
     }
-    if (index__keyset_reserve(&out->pdq_keys, sh->pdq_keys.n, nv->pdq_key) ||
-        index__keyset_reserve(&out->face_keys, sh->face_keys.n, nv->face_key))
+    if (index__keyset_reserve(&out->pdq_keys, sh->pdq_keys.n, nv->pdq_ref) ||
+        index__keyset_reserve(&out->face_keys, sh->face_keys.n, nv->face_ref))
         goto fail;
     for (size_t q = 0; q < nv->pdq_n; q++)
-        if (q == 0 || nv->pdq_key[q] != nv->pdq_key[q - 1])
-            index__keyset_insert(&out->pdq_keys, (uint32_t)q, nv->pdq_key);
+        if (q == 0 || index__ref_key(nv->pdq_ref[q]) != index__ref_key(nv->pdq_ref[q - 1]))
+            index__keyset_insert(&out->pdq_keys, (uint32_t)q, nv->pdq_ref);
     for (size_t q = 0; q < nv->face_n; q++)
-        if (q == 0 || nv->face_key[q] != nv->face_key[q - 1])
-            index__keyset_insert(&out->face_keys, (uint32_t)q, nv->face_key);
+        if (q == 0 || index__ref_key(nv->face_ref[q]) != index__ref_key(nv->face_ref[q - 1]))
+            index__keyset_insert(&out->face_keys, (uint32_t)q, nv->face_ref);
     if (index__want_mih(ix, nv->pdq_n) && index__mih_build(nv->pdq_rows, nv->pdq_n, &nv->mih))
         goto fail;
     vg_free(prof_new);
@@ -111,9 +111,9 @@ fail:
 static void install(index__shard *sh, compacted *c)
 {
     index__view *old = sh->cur;
-    void *garbage[INDEX__VIEW_ARRAYS] = {
-        old->pdq_rows,  old->pdq_key,  old->pdq_profile,  old->pdq_quality, old->pdq_tag,
-        old->face_rows, old->face_key, old->face_profile, old->face_alive,  old->profiles};
+    void *garbage[INDEX__VIEW_ARRAYS] = {old->pdq_rows,   old->pdq_ref,   old->pdq_quality,
+                                         old->pdq_tag,    old->face_rows, old->face_ref,
+                                         old->face_alive, old->profiles};
     atomic_store(&c->v->pins, 1);
     index__view_publish(sh, c->v, garbage, INDEX__VIEW_ARRAYS, index__view_bytes(old) - sizeof *old,
                         old->mih, &c->profile_map);
@@ -164,12 +164,12 @@ static void profile_lose(index__shard *sh, uint32_t p, size_t n)
 static int kill_pdq_run(index__shard *sh, uint64_t ref)
 {
     index__view *v = sh->cur;
-    uint32_t pos = index__keyset_remove(&sh->pdq_keys, ref, v->pdq_key);
+    uint32_t pos = index__keyset_remove(&sh->pdq_keys, ref, v->pdq_ref);
     if (pos == INDEX__NONE)
         return 0;
-    uint32_t profile = v->pdq_profile[pos];
+    uint32_t profile = index__ref_profile(v->pdq_ref[pos]);
     size_t n = 0;
-    for (size_t p = pos; p < sh->pdq_n && v->pdq_key[p] == ref; p++) {
+    for (size_t p = pos; p < sh->pdq_n && index__ref_key(v->pdq_ref[p]) == ref; p++) {
         if (!index__pdq_live(v->pdq_quality, p))
             break; /* an older run of the same key, killed before */
         index__pdq_kill(v->pdq_quality, p);
@@ -183,12 +183,12 @@ static int kill_pdq_run(index__shard *sh, uint64_t ref)
 static int kill_face_run(index__shard *sh, uint64_t ref)
 {
     index__view *v = sh->cur;
-    uint32_t pos = index__keyset_remove(&sh->face_keys, ref, v->face_key);
+    uint32_t pos = index__keyset_remove(&sh->face_keys, ref, v->face_ref);
     if (pos == INDEX__NONE)
         return 0;
-    uint32_t profile = v->face_profile[pos];
+    uint32_t profile = index__ref_profile(v->face_ref[pos]);
     size_t n = 0;
-    for (size_t p = pos; p < sh->face_n && v->face_key[p] == ref; p++) {
+    for (size_t p = pos; p < sh->face_n && index__ref_key(v->face_ref[p]) == ref; p++) {
         if (!index__face_live(v->face_alive, p))
             break;
         index__face_kill(v->face_alive, p);
@@ -263,11 +263,11 @@ int index_remove_profile(index_db *ix, const char *tenant, const char *profile)
          * over the entries finds the first live entry of each of the profile's runs. */
         index__wrlock(sh);
         for (size_t i = 0; i < sh->pdq_n && v->profiles[p].alive; i++)
-            if (v->pdq_profile[i] == p && index__pdq_live(v->pdq_quality, i))
-                kill_ref(sh, v->pdq_key[i]);
+            if (index__ref_profile(v->pdq_ref[i]) == p && index__pdq_live(v->pdq_quality, i))
+                kill_ref(sh, index__ref_key(v->pdq_ref[i]));
         for (size_t i = 0; i < sh->face_n && v->profiles[p].alive; i++)
-            if (v->face_profile[i] == p && index__face_live(v->face_alive, i))
-                kill_ref(sh, v->face_key[i]);
+            if (index__ref_profile(v->face_ref[i]) == p && index__face_live(v->face_alive, i))
+                kill_ref(sh, index__ref_key(v->face_ref[i]));
         index__unlock(sh);
         maybe_compact(ix, sh);
     }

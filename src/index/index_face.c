@@ -29,8 +29,7 @@ int index_face_add(index_db *ix, const char *tenant, const char *profile, uint64
     index__view *v = sh->cur;
     size_t p = sh->face_n;
     memcpy(v->face_rows + p * VG_DESCRIPTOR_DIM, descriptor, VG_DESCRIPTOR_DIM * sizeof(float));
-    v->face_key[p] = ref;
-    v->face_profile[p] = a.profile;
+    v->face_ref[p] = index__ref_word(ref, a.profile);
     v->face_alive[p] = 1;
     index__add_end(&a, INDEX__KIND_FACE);
     pthread_mutex_unlock(&sh->write_mutex);
@@ -56,10 +55,10 @@ static int face_search_pinned(const index_db *ix, const index__pin *pn, const fl
                 continue;
             size_t p = b + i;
             if (!index__face_live(v->face_alive, p) ||
-                (pn->profile != INDEX__NONE && v->face_profile[p] != pn->profile))
+                (pn->profile != INDEX__NONE && index__ref_profile(v->face_ref[p]) != pn->profile))
                 continue;
-            if (index__cands_push(&c,
-                                  (index__cand){v->face_key[p], d2[i], 0, 0, v->face_profile[p]})) {
+            if (index__cands_push(&c, (index__cand){index__ref_key(v->face_ref[p]), d2[i], 0, 0,
+                                                    index__ref_profile(v->face_ref[p])})) {
                 vg_free(c.v);
                 return vg_err_set(VG_ENOMEM, "face candidates");
             }

@@ -25,16 +25,16 @@
  * Face descriptors are rows of VG_DESCRIPTOR_DIM floats; the array is 64-byte aligned, so every row
  * (512 bytes) is too.
  *
- * References have no records: each entry carries its reference's key (the caller's 64-bit name,
- * the store's refs.ikey) and its profile's handle, and a removal marks the entries dead
- * (INDEX__DEAD in the quality byte, or face_alive cleared). A reference's entries of one kind
- * are contiguous (adds of one reference come together, compaction keeps the order), so a
+ * References have no records: each entry carries its reference's key (the caller's integer
+ * name, the store's refs.ikey) and its profile's handle in one word, and a removal marks the
+ * entries dead (INDEX__DEAD in the quality byte, or face_alive cleared). A reference's entries of
+ * one kind are contiguous (adds of one reference come together, compaction keeps the order), so a
  * per-kind key set, key -> the position of its first entry, finds all of them. At 10M entries
  * the reference records (a 48-byte id, the 32-byte SHA-256, links, counts: 104 bytes) and their
- * string map were over half of the index's 2 GB; an entry now costs its 32-byte row, 14 bytes
- * of key, profile, quality and tag, the multi-index's postings and offsets, and ~7 bytes of key
- * set per reference. Ids and SHA-256s are resolved from the store for the few references a
- * search returns (analyze's resolver).
+ * string map were over half of the index's 2 GB; an entry now costs its 32-byte row, 10 bytes
+ * of reference word (key and profile), quality and tag, the multi-index's postings and offsets, and
+ * ~7 bytes of key set per reference. Ids and SHA-256s are resolved from the store for the few
+ * references a search returns (analyze's resolver).
  *
  * Concurrency design: pinned views.
  *   A shard's arrays (PDQ rows, face rows, entry keys, profiles and flags, profile records,
@@ -78,7 +78,7 @@
 #define INDEX__FACE_MIN_CAP 16   /* entries */
 #define INDEX__RECORD_MIN_CAP 16 /* profiles or tenants */
 #define INDEX__DEAD 0xff         /* pdq_quality of a removed entry (qualities are 0..100) */
-#define INDEX__VIEW_ARRAYS 10    /* arrays a view owns, besides the multi-index */
+#define INDEX__VIEW_ARRAYS 8     /* arrays a view owns, besides the multi-index */
 
 static inline const uint64_t *index__row(const uint64_t *rows, size_t pos)
 {
@@ -236,8 +236,9 @@ size_t index__map_bytes(const index__map *m);
 
 /* Key sets: reference key -> position of its first entry of one kind. Open addressing with
  * linear probing and backward-shift deletion; a slot holds position + 1 (0 = empty) and the
- * key is read back from the kind's entry keys, so a slot is 4 bytes (at 10M references, 64 MiB
- * instead of the 128 MiB that key and position would take). Load factor <= 3/4. Writer only. */
+ * key is read back from the kind's reference words (keys), so a slot is 4 bytes (at 10M references,
+ * 64 MiB instead of the 128 MiB that key and position would take). Load factor <= 3/4. Writer only.
+ */
 typedef struct index__keyset {
     uint32_t *slots;
     size_t cap; /* power of two, or 0 */
@@ -248,7 +249,7 @@ typedef struct index__keyset {
 uint32_t index__keyset_find(const index__keyset *s, uint64_t key, const uint64_t *keys);
 /* Makes room for n_more inserts. VG_ENOMEM (set unchanged). */
 int index__keyset_reserve(index__keyset *s, size_t n_more, const uint64_t *keys);
-/* key (== keys[pos]) must be absent and room reserved. */
+/* The key of keys[pos] must be absent and room reserved. */
 void index__keyset_insert(index__keyset *s, uint32_t pos, const uint64_t *keys);
 /* Removes key; returns its position or INDEX__NONE. */
 uint32_t index__keyset_remove(index__keyset *s, uint64_t key, const uint64_t *keys);
@@ -297,13 +298,11 @@ typedef struct index__view {
     _Atomic long pins;    /* +1 while current, +1 per query using it */
     size_t pdq_n, face_n; /* published counts; changed under the write lock */
     uint64_t *pdq_rows;   /* pdq_cap rows, 64-byte aligned */
-    uint64_t *pdq_key;    /* the entry's reference */
-    uint32_t *pdq_profile;
+    uint64_t *pdq_ref;    /* the entry's reference key and profile (index__ref_word) */
     uint8_t *pdq_quality; /* 0..100, or INDEX__DEAD (index__dead_*: atomic byte accesses) */
     uint8_t *pdq_tag;     /* index_pdq_add's tag of each entry */
     float *face_rows;     /* face_cap rows, 64-byte aligned */
-    uint64_t *face_key;
-    uint32_t *face_profile;
+    uint64_t *face_ref;
     uint8_t *face_alive; /* 1, or 0 once removed (atomic byte accesses) */
     index__profile *profiles;
     size_t pdq_cap, face_cap, profiles_cap;
@@ -361,10 +360,28 @@ static inline size_t index__face_row_bytes(size_t cap)
     return cap * VG_DESCRIPTOR_DIM * sizeof(float);
 }
 
-/* Bytes per entry of every per-entry array: row, key, profile, quality and tag / alive. */
-#define INDEX__PDQ_ENTRY_BYTES (4 * sizeof(uint64_t) + sizeof(uint64_t) + sizeof(uint32_t) + 2)
-#define INDEX__FACE_ENTRY_BYTES                                                                    \
-    (VG_DESCRIPTOR_DIM * sizeof(float) + sizeof(uint64_t) + sizeof(uint32_t) + 1)
+/* Bytes per entry of every per-entry array: row, reference word, quality and tag / alive. */
+#define INDEX__PDQ_ENTRY_BYTES (4 * sizeof(uint64_t) + sizeof(uint64_t) + 2)
+#define INDEX__FACE_ENTRY_BYTES (VG_DESCRIPTOR_DIM * sizeof(float) + sizeof(uint64_t) + 1)
+
+/* An entry's reference word: the reference's key (< 2^INDEX__KEY_BITS) over its profile's handle
+ * (< 2^INDEX__PROFILE_BITS), 8 bytes instead of 12 (38 MiB at 10M entries). */
+#define INDEX__KEY_BITS 40
+#define INDEX__PROFILE_BITS 24
+static inline uint64_t index__ref_word(uint64_t key, uint32_t profile)
+{
+    return key << INDEX__PROFILE_BITS | profile;
+}
+
+static inline uint64_t index__ref_key(uint64_t word)
+{
+    return word >> INDEX__PROFILE_BITS;
+}
+
+static inline uint32_t index__ref_profile(uint64_t word)
+{
+    return (uint32_t)(word & ((1u << INDEX__PROFILE_BITS) - 1));
+}
 
 /* Dead marks are written under the write lock while queries read them without a lock: relaxed
  * atomic byte accesses (a query that starts after the removal returns is ordered after it by

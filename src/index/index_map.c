@@ -154,7 +154,7 @@ static size_t keyset_find_slot(const index__keyset *s, uint64_t key, const uint6
         uint32_t v = s->slots[i];
         if (!v)
             return SIZE_MAX;
-        if (keys[v - 1] == key)
+        if (index__ref_key(keys[v - 1]) == key)
             return i;
     }
 }
@@ -168,7 +168,7 @@ uint32_t index__keyset_find(const index__keyset *s, uint64_t key, const uint64_t
 static void keyset_place(uint32_t *slots, size_t cap, uint32_t v, const uint64_t *keys)
 {
     size_t mask = cap - 1;
-    size_t i = key_home(keys[v - 1], mask);
+    size_t i = key_home(index__ref_key(keys[v - 1]), mask);
     while (slots[i])
         i = (i + 1) & mask;
     slots[i] = v;
@@ -215,7 +215,7 @@ uint32_t index__keyset_remove(index__keyset *s, uint64_t key, const uint64_t *ke
     uint32_t pos = s->slots[i] - 1;
     size_t mask = s->cap - 1, hole = i; /* backward shift, as index__map_remove */
     for (size_t j = (i + 1) & mask; s->slots[j]; j = (j + 1) & mask) {
-        size_t home = key_home(keys[s->slots[j] - 1], mask);
+        size_t home = key_home(index__ref_key(keys[s->slots[j] - 1]), mask);
         int in_range = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
         if (!in_range) {
             s->slots[hole] = s->slots[j];

@@ -119,8 +119,7 @@ int index_pdq_add(index_db *ix, const char *tenant, const char *profile, uint64_
     uint64_t w[4];
     index__pdq_words(hash, w);
     memcpy(v->pdq_rows + p * 4, w, sizeof w);
-    v->pdq_key[p] = ref;
-    v->pdq_profile[p] = a.profile;
+    v->pdq_ref[p] = index__ref_word(ref, a.profile);
     v->pdq_quality[p] = (uint8_t)quality;
     v->pdq_tag[p] = (uint8_t)tag;
     index__add_end(&a, INDEX__KIND_PDQ);
@@ -232,12 +231,13 @@ static int pdq_search_pinned(const index_db *ix, const index__pin *pn, const ind
         uint32_t p = hits.v[i].pos;
         uint8_t quality = __atomic_load_n(&v->pdq_quality[p], __ATOMIC_RELAXED);
         if (quality == INDEX__DEAD ||
-            (pn->profile != INDEX__NONE && v->pdq_profile[p] != pn->profile) ||
+            (pn->profile != INDEX__NONE && index__ref_profile(v->pdq_ref[p]) != pn->profile) ||
             quality < q->min_quality ||
             (q->tags && (v->pdq_tag[p] >= 64 || !(q->tags >> v->pdq_tag[p] & 1))))
             continue;
-        c[nc++] = (index__cand){v->pdq_key[p], (float)hits.v[i].distance, hits.v[i].variant,
-                                (uint16_t)(quality | v->pdq_tag[p] << 8), v->pdq_profile[p]};
+        c[nc++] = (index__cand){index__ref_key(v->pdq_ref[p]), (float)hits.v[i].distance,
+                                hits.v[i].variant, (uint16_t)(quality | v->pdq_tag[p] << 8),
+                                index__ref_profile(v->pdq_ref[p])};
     }
     vg_free(hits.v);
     if (!rc && nc) {

@@ -22,13 +22,11 @@ void index__view_free_all(index__view *v)
     if (!v)
         return;
     vg_free(v->pdq_rows);
-    vg_free(v->pdq_key);
-    vg_free(v->pdq_profile);
+    vg_free(v->pdq_ref);
     vg_free(v->pdq_quality);
     vg_free(v->pdq_tag);
     vg_free(v->face_rows);
-    vg_free(v->face_key);
-    vg_free(v->face_profile);
+    vg_free(v->face_ref);
     vg_free(v->face_alive);
     vg_free(v->profiles);
     index__mih_free(v->mih);
@@ -65,13 +63,11 @@ index__view *index__view_clone(const index__view *v)
     n->pdq_n = v->pdq_n;
     n->face_n = v->face_n;
     n->pdq_rows = v->pdq_rows;
-    n->pdq_key = v->pdq_key;
-    n->pdq_profile = v->pdq_profile;
+    n->pdq_ref = v->pdq_ref;
     n->pdq_quality = v->pdq_quality;
     n->pdq_tag = v->pdq_tag;
     n->face_rows = v->face_rows;
-    n->face_key = v->face_key;
-    n->face_profile = v->face_profile;
+    n->face_ref = v->face_ref;
     n->face_alive = v->face_alive;
     n->profiles = v->profiles;
     n->pdq_cap = v->pdq_cap;
@@ -176,12 +172,11 @@ static int next_cap(size_t cap, size_t need, size_t min, size_t *out)
 int index__pdq_arrays_alloc(index__view *v, size_t cap)
 {
     v->pdq_rows = index__alloc_big(index__pdq_row_bytes(cap));
-    v->pdq_key = index__alloc_big(cap * sizeof(uint64_t));
-    v->pdq_profile = index__alloc_big(cap * sizeof(uint32_t));
+    v->pdq_ref = index__alloc_big(cap * sizeof(uint64_t));
     v->pdq_quality = index__alloc_big(cap);
     v->pdq_tag = index__alloc_big(cap);
     v->pdq_cap = cap;
-    if (v->pdq_rows && v->pdq_key && v->pdq_profile && v->pdq_quality && v->pdq_tag)
+    if (v->pdq_rows && v->pdq_ref && v->pdq_quality && v->pdq_tag)
         return VG_OK;
     index__pdq_arrays_free(v);
     return vg_err_set(VG_ENOMEM, "PDQ index of %zu entries", cap);
@@ -190,13 +185,11 @@ int index__pdq_arrays_alloc(index__view *v, size_t cap)
 void index__pdq_arrays_free(index__view *v)
 {
     vg_free(v->pdq_rows);
-    vg_free(v->pdq_key);
-    vg_free(v->pdq_profile);
+    vg_free(v->pdq_ref);
     vg_free(v->pdq_quality);
     vg_free(v->pdq_tag);
     v->pdq_rows = NULL;
-    v->pdq_key = NULL;
-    v->pdq_profile = NULL;
+    v->pdq_ref = NULL;
     v->pdq_quality = v->pdq_tag = NULL;
     v->pdq_cap = 0;
 }
@@ -207,11 +200,10 @@ int index__face_arrays_alloc(index__view *v, size_t cap)
     if (vg_mul_size(cap, VG_DESCRIPTOR_DIM * sizeof(float), &bytes))
         return vg_err_set(VG_ETOOBIG, "face index of %zu entries", cap);
     v->face_rows = index__alloc_big(bytes);
-    v->face_key = vg_malloc(cap * sizeof(uint64_t));
-    v->face_profile = vg_malloc(cap * sizeof(uint32_t));
+    v->face_ref = vg_malloc(cap * sizeof(uint64_t));
     v->face_alive = vg_malloc(cap);
     v->face_cap = cap;
-    if (v->face_rows && v->face_key && v->face_profile && v->face_alive)
+    if (v->face_rows && v->face_ref && v->face_alive)
         return VG_OK;
     index__face_arrays_free(v);
     return vg_err_set(VG_ENOMEM, "face index of %zu entries", cap);
@@ -220,12 +212,10 @@ int index__face_arrays_alloc(index__view *v, size_t cap)
 void index__face_arrays_free(index__view *v)
 {
     vg_free(v->face_rows);
-    vg_free(v->face_key);
-    vg_free(v->face_profile);
+    vg_free(v->face_ref);
     vg_free(v->face_alive);
     v->face_rows = NULL;
-    v->face_key = NULL;
-    v->face_profile = NULL;
+    v->face_ref = NULL;
     v->face_alive = NULL;
     v->face_cap = 0;
 }
@@ -250,14 +240,13 @@ int index__grow_pdq(index__shard *sh, size_t need)
     size_t n = sh->pdq_n;
     if (n) {
         memcpy(nv->pdq_rows, v->pdq_rows, index__pdq_row_bytes(n));
-        memcpy(nv->pdq_key, v->pdq_key, n * sizeof(uint64_t));
-        memcpy(nv->pdq_profile, v->pdq_profile, n * sizeof(uint32_t));
+        memcpy(nv->pdq_ref, v->pdq_ref, n * sizeof(uint64_t));
         /* dead marks are only written under write_mutex, which the caller holds */
         memcpy(nv->pdq_quality, v->pdq_quality, n);
         memcpy(nv->pdq_tag, v->pdq_tag, n);
     }
-    void *garbage[] = {v->pdq_rows, v->pdq_key, v->pdq_profile, v->pdq_quality, v->pdq_tag};
-    index__view_publish(sh, nv, garbage, 5, v->pdq_cap * INDEX__PDQ_ENTRY_BYTES, NULL, NULL);
+    void *garbage[] = {v->pdq_rows, v->pdq_ref, v->pdq_quality, v->pdq_tag};
+    index__view_publish(sh, nv, garbage, 4, v->pdq_cap * INDEX__PDQ_ENTRY_BYTES, NULL, NULL);
     return VG_OK;
 }
 
@@ -280,12 +269,11 @@ int index__grow_face(index__shard *sh, size_t need)
     size_t n = sh->face_n;
     if (n) {
         memcpy(nv->face_rows, v->face_rows, index__face_row_bytes(n));
-        memcpy(nv->face_key, v->face_key, n * sizeof(uint64_t));
-        memcpy(nv->face_profile, v->face_profile, n * sizeof(uint32_t));
+        memcpy(nv->face_ref, v->face_ref, n * sizeof(uint64_t));
         memcpy(nv->face_alive, v->face_alive, n);
     }
-    void *garbage[] = {v->face_rows, v->face_key, v->face_profile, v->face_alive};
-    index__view_publish(sh, nv, garbage, 4, v->face_cap * INDEX__FACE_ENTRY_BYTES, NULL, NULL);
+    void *garbage[] = {v->face_rows, v->face_ref, v->face_alive};
+    index__view_publish(sh, nv, garbage, 3, v->face_cap * INDEX__FACE_ENTRY_BYTES, NULL, NULL);
     return VG_OK;
 }
 
