@@ -88,8 +88,14 @@ static int compact_build(const index_db *ix, const index__shard *sh, compacted *
                                           prof_new[index__ref_profile(v->face_ref[p])]);
         nv->face_alive[q] = 1;
     }
-    if (index__keyset_reserve(&out->pdq_keys, sh->pdq_keys.n, nv->pdq_ref) ||
-        index__keyset_reserve(&out->face_keys, sh->face_keys.n, nv->face_ref))
+    size_t pdq_runs = 0, face_runs = 0;
+    for (size_t q = 0; q < nv->pdq_n; q++)
+        pdq_runs += q == 0 || index__ref_key(nv->pdq_ref[q]) != index__ref_key(nv->pdq_ref[q - 1]);
+    for (size_t q = 0; q < nv->face_n; q++)
+        face_runs +=
+            q == 0 || index__ref_key(nv->face_ref[q]) != index__ref_key(nv->face_ref[q - 1]);
+    if (index__keyset_reserve(&out->pdq_keys, pdq_runs, nv->pdq_ref) ||
+        index__keyset_reserve(&out->face_keys, face_runs, nv->face_ref))
         goto fail;
     for (size_t q = 0; q < nv->pdq_n; q++)
         if (q == 0 || index__ref_key(nv->pdq_ref[q]) != index__ref_key(nv->pdq_ref[q - 1]))
@@ -121,8 +127,8 @@ static void install(index__shard *sh, compacted *c)
     index__keyset_free(&sh->face_keys);
     sh->pdq_keys = c->pdq_keys;
     sh->face_keys = c->face_keys;
-    sh->pdq_n = c->v->pdq_n;
-    sh->face_n = c->v->face_n;
+    sh->pdq_n = sh->pdq_keyed = c->v->pdq_n;
+    sh->face_n = sh->face_keyed = c->v->face_n;
     sh->dead_pdq = sh->dead_face = 0;
     sh->n_profiles = sh->live_profiles = c->n_profiles;
 }
@@ -164,7 +170,7 @@ static void profile_lose(index__shard *sh, uint32_t p, size_t n)
 static int kill_pdq_run(index__shard *sh, uint64_t ref)
 {
     index__view *v = sh->cur;
-    uint32_t pos = index__keyset_remove(&sh->pdq_keys, ref, v->pdq_ref);
+    uint32_t pos = index__run_forget(sh, INDEX__KIND_PDQ, ref);
     if (pos == INDEX__NONE)
         return 0;
     uint32_t profile = index__ref_profile(v->pdq_ref[pos]);
@@ -183,7 +189,7 @@ static int kill_pdq_run(index__shard *sh, uint64_t ref)
 static int kill_face_run(index__shard *sh, uint64_t ref)
 {
     index__view *v = sh->cur;
-    uint32_t pos = index__keyset_remove(&sh->face_keys, ref, v->face_ref);
+    uint32_t pos = index__run_forget(sh, INDEX__KIND_FACE, ref);
     if (pos == INDEX__NONE)
         return 0;
     uint32_t profile = index__ref_profile(v->face_ref[pos]);

@@ -31,7 +31,7 @@ int index_face_add(index_db *ix, const char *tenant, const char *profile, uint64
     memcpy(v->face_rows + p * VG_DESCRIPTOR_DIM, descriptor, VG_DESCRIPTOR_DIM * sizeof(float));
     v->face_ref[p] = index__ref_word(ref, a.profile);
     v->face_alive[p] = 1;
-    index__add_end(&a, INDEX__KIND_FACE);
+    index__add_end(&a, INDEX__KIND_FACE, ref);
     pthread_mutex_unlock(&sh->write_mutex);
     return VG_OK;
 }

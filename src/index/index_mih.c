@@ -24,11 +24,14 @@
 
 #include "core/core.h"
 
+#include <pthread.h>
 #include <string.h>
 
-#define PREFETCH_AHEAD 16 /* candidate rows in flight */
-#define GATHER_MAX 2048   /* candidate ids gathered per verify pass (8 KiB of stack) */
-#define BUILD_LOW_BITS 14 /* buckets per build partition: 64 KiB of counters, in L2 */
+#define PREFETCH_AHEAD 16   /* candidate rows in flight */
+#define GATHER_MAX 2048     /* candidate ids gathered per verify pass (8 KiB of stack) */
+#define BUILD_LOW_BITS 14   /* buckets per build partition: 64 KiB of counters, in L2 */
+#define BUILD_THREADS_MAX 2 /* chunks built in parallel, 8 bytes of scratch per entry each */
+#define BUILD_THREADED_MIN ((size_t)1 << 16) /* entries from which a second thread pays */
 /* Buckets probed per chunk at radius <= 2: 1 + w + w(w-1)/2 for w <= INDEX__MIH_MAX_BITS. */
 #define PROBES_MAX (1 + INDEX__MIH_MAX_BITS + INDEX__MIH_MAX_BITS * (INDEX__MIH_MAX_BITS - 1) / 2)
 
@@ -117,7 +120,6 @@ static int pack_starts(index__mih *m, unsigned c, const uint32_t *off)
             if (!m->plain[c])
                 return VG_ENOMEM;
             memcpy(m->plain[c], off, (nb + 1) * sizeof *off);
-            m->n_plain += nb + 1;
             return VG_OK;
         }
         base[b / INDEX__MIH_BLOCK] = off[b];
@@ -127,6 +129,37 @@ static int pack_starts(index__mih *m, unsigned c, const uint32_t *off)
     base[nb / INDEX__MIH_BLOCK] = off[nb];
     rel[nb] = 0;
     return VG_OK;
+}
+
+/* Builds chunks first, first + step, ... of m with scratch of its own: (bucket, id) pairs of
+ * one chunk, partitioned by the bucket's high bits, the counters of one partition's buckets,
+ * and the chunk's plain starts. */
+typedef struct build_part {
+    index__mih *m;
+    const uint64_t *rows;
+    unsigned first, step;
+    int rc;
+} build_part;
+
+static void *build_part_run(void *arg)
+{
+    build_part *p = arg;
+    index__mih *m = p->m;
+    if (p->first >= m->n_chunks)
+        return NULL;
+    size_t n = m->n;
+    uint64_t *pairs = n ? vg_malloc(n * sizeof *pairs) : NULL;
+    uint32_t *cnt = vg_malloc(((size_t)1 << BUILD_LOW_BITS) * sizeof *cnt);
+    uint32_t *off = vg_malloc((((size_t)1 << m->width[0]) + 1) * sizeof *off);
+    p->rc = (n && !pairs) || !cnt || !off ? VG_ENOMEM : VG_OK;
+    for (unsigned c = p->first; !p->rc && c < m->n_chunks; c += p->step) {
+        build_chunk(m, c, p->rows, pairs, cnt, off);
+        p->rc = pack_starts(m, c, off);
+    }
+    vg_free(pairs);
+    vg_free(cnt);
+    vg_free(off);
+    return NULL;
 }
 
 int index__mih_build(const uint64_t *rows, size_t n, index__mih **out)
@@ -163,26 +196,41 @@ int index__mih_build_with(const uint64_t *rows, size_t n, unsigned n_chunks, uns
         m->n_base += ((size_t)1 << m->width[c]) / INDEX__MIH_BLOCK + 1;
         at += m->width[c];
     }
-    /* Scratch for the build: (bucket, id) pairs of one chunk, partitioned by the bucket's high
-     * bits, the counters of one partition's buckets, and the chunk's plain starts. */
-    uint64_t *pairs = n ? vg_malloc(n * sizeof *pairs) : NULL;
-    uint32_t *cnt = vg_malloc(((size_t)1 << BUILD_LOW_BITS) * sizeof *cnt);
-    uint32_t *off = vg_malloc((((size_t)1 << m->width[0]) + 1) * sizeof *off);
     m->rel = index__alloc_big(m->n_rel * sizeof *m->rel);
     m->base = index__alloc_big(m->n_base * sizeof *m->base);
     m->ids = index__alloc_big(ids_bytes);
     int rc = VG_OK;
-    if ((n && !pairs) || !cnt || !off || !m->rel || !m->base || !m->ids)
+    if (!m->rel || !m->base || !m->ids)
         rc = VG_ENOMEM;
     else
         memset(m->ids + ids_bytes - INDEX__MIH_ID_PAD, 0, INDEX__MIH_ID_PAD);
-    for (unsigned c = 0; !rc && c < n_chunks; c++) {
-        build_chunk(m, c, rows, pairs, cnt, off);
-        rc = pack_starts(m, c, off);
+    /* The chunks are independent (each writes its own ids, starts and bases): a large build
+     * takes a second thread for every other chunk, halving the longest step of a load at start
+     * (2.5-2.9 s of CPU at 10M entries). */
+    build_part parts[BUILD_THREADS_MAX];
+    unsigned threads = n >= BUILD_THREADED_MIN ? (unsigned)VG_MAX(1, vg_cpu_count()) : 1;
+    threads = VG_MIN(threads, (unsigned)BUILD_THREADS_MAX);
+    pthread_t th[BUILD_THREADS_MAX];
+    unsigned started = 0;
+    for (unsigned t = 0; !rc && t < threads; t++) {
+        parts[t] = (build_part){m, rows, t, threads, VG_OK};
+        if (t > 0 && pthread_create(&th[t], NULL, build_part_run, &parts[t]) == 0)
+            started |= 1u << t;
     }
-    vg_free(pairs);
-    vg_free(cnt);
-    vg_free(off);
+    if (!rc)
+        build_part_run(&parts[0]);
+    for (unsigned t = 1; !rc && t < threads; t++) {
+        if (started >> t & 1)
+            pthread_join(th[t], NULL);
+        else /* no thread: this one builds that share after its own */
+            build_part_run(&parts[t]);
+    }
+    for (unsigned t = 0; !rc && t < threads; t++)
+        if (parts[t].rc)
+            rc = parts[t].rc;
+    for (unsigned c = 0; c < n_chunks; c++)
+        if (m->plain[c])
+            m->n_plain += ((size_t)1 << m->width[c]) + 1;
     if (rc) {
         index__mih_free(m);
         return vg_err_set(VG_ENOMEM, "multi-index over %zu entries", n);

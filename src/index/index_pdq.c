@@ -88,7 +88,9 @@ int index_bulk_end(index_db *ix)
         pthread_rwlock_unlock(&ix->tenants_lock);
         pthread_mutex_lock(&sh->write_mutex);
         index__reclaim(sh);
-        int r = maybe_rebuild_mih(ix, sh, 1);
+        int r = index__keys_catch_up(sh);
+        if (!r)
+            r = maybe_rebuild_mih(ix, sh, 1);
         pthread_mutex_unlock(&sh->write_mutex);
         if (r && !rc)
             rc = r;
@@ -122,7 +124,7 @@ int index_pdq_add(index_db *ix, const char *tenant, const char *profile, uint64_
     v->pdq_ref[p] = index__ref_word(ref, a.profile);
     v->pdq_quality[p] = (uint8_t)quality;
     v->pdq_tag[p] = (uint8_t)tag;
-    index__add_end(&a, INDEX__KIND_PDQ);
+    index__add_end(&a, INDEX__KIND_PDQ, ref);
     maybe_rebuild_mih(ix, sh, 0);
     pthread_mutex_unlock(&sh->write_mutex);
     return VG_OK;
