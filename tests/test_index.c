@@ -25,15 +25,16 @@
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-/* Reference keys for named test references: K interns a name (keys 1, 2, ... in first-use
- * order), N names a key back. Thread-safe (the concurrency test names references in threads). */
+/* Reference keys for named test references: ref_key interns a name (keys 1, 2, ... in
+ * first-use order), ref_name names a key back. Thread-safe (the concurrency test names references
+ * in threads). */
 enum { NAMES_MAX = 1 << 20, NAMES_SLOTS = 1 << 21 };
 static char *names[NAMES_MAX];
 static uint32_t name_slots[NAMES_SLOTS]; /* index + 1 into names, 0 = empty */
 static size_t n_names;
 static pthread_mutex_t names_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static uint64_t K(const char *name)
+static uint64_t ref_key(const char *name)
 {
     uint32_t h = 2166136261u;
     for (const char *p = name; *p; p++)
@@ -51,7 +52,7 @@ static uint64_t K(const char *name)
     return key;
 }
 
-static const char *N(uint64_t key)
+static const char *ref_name(uint64_t key)
 {
     pthread_mutex_lock(&names_mu);
     const char *s = key >= 1 && key <= n_names ? names[key - 1] : "?";
@@ -146,7 +147,7 @@ static size_t brute_pdq(const model *m, const char *tenant, const uint8_t (*var)
         if (best > threshold)
             continue;
         memset(&out[n], 0, sizeof out[n]);
-        out[n].reference = K(x->ref);
+        out[n].reference = ref_key(x->ref);
         snprintf(out[n].profile_id, VG_ID_MAX, "%s", x->profile);
         out[n].distance = best;
         out[n].dihedral = bv;
@@ -200,7 +201,7 @@ static void compare_pdq(index_db *ix, const pdq_case *c)
     assert_int_equal(r.n, c->n_want);
     assert_false(r.truncated);
     for (size_t i = 0; i < c->n_want; i++) {
-        assert_string_equal(N(r.matches[i].reference), N(c->want[i].reference));
+        assert_string_equal(ref_name(r.matches[i].reference), ref_name(c->want[i].reference));
         assert_int_equal(r.matches[i].reference, c->want[i].reference);
         assert_string_equal(r.matches[i].profile_id, c->want[i].profile_id);
         assert_int_equal(r.matches[i].distance, c->want[i].distance);
@@ -226,7 +227,8 @@ static void load_model(index_db *ix, const model *m)
     for (size_t i = 0; i < m->n; i++) {
         const ment *x = &m->e[i];
         assert_int_equal(
-            index_pdq_add(ix, x->tenant, x->profile, K(x->ref), x->hash, x->quality, 0), VG_OK);
+            index_pdq_add(ix, x->tenant, x->profile, ref_key(x->ref), x->hash, x->quality, 0),
+            VG_OK);
     }
 }
 
@@ -350,19 +352,19 @@ static void test_pdq_dihedral_reporting(void **state)
     memcpy(var[6], var[2], 32);
     uint8_t h[32];
     vgt_flip_bits(&seed, var[5], 3, h);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("five"), h, 90, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("five"), h, 90, 0), VG_OK);
     vgt_flip_bits(&seed, var[2], 4, h);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("two"), h, 90, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("two"), h, 90, 0), VG_OK);
     index_pdq_query q = index_pdq_query_defaults();
     q.variants = (const uint8_t(*)[32])var;
     q.n_variants = 8;
     index_pdq_result r;
     assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
     assert_int_equal(r.n, 2);
-    assert_string_equal(N(r.matches[0].reference), "five");
+    assert_string_equal(ref_name(r.matches[0].reference), "five");
     assert_int_equal(r.matches[0].distance, 3);
     assert_int_equal(r.matches[0].dihedral, 5);
-    assert_string_equal(N(r.matches[1].reference), "two");
+    assert_string_equal(ref_name(r.matches[1].reference), "two");
     assert_int_equal(r.matches[1].distance, 4);
     assert_int_equal(r.matches[1].dihedral, 2);
     index_pdq_result_free(&r);
@@ -386,7 +388,7 @@ static void test_pdq_max_results(void **state)
         char ref[32];
         snprintf(ref, sizeof ref, "r%02d", i);
         vgt_flip_bits(&seed, base, i % 25, h);
-        assert_int_equal(index_pdq_add(ix, "t", "p", K(ref), h, 100, 0), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key(ref), h, 100, 0), VG_OK);
     }
     index_pdq_query q = index_pdq_query_defaults();
     q.variants = (const uint8_t(*)[32])base;
@@ -400,8 +402,10 @@ static void test_pdq_max_results(void **state)
         assert_int_equal(r.matches[i].distance, (int)i / 2); /* r00/r25 at 0, r01/r26 at 1 ... */
     /* r00 and r25 at distance 0, by key */
     assert_true(r.matches[0].reference < r.matches[1].reference);
-    assert_true(r.matches[0].reference == K("r00") || r.matches[0].reference == K("r25"));
-    assert_true(r.matches[1].reference == K("r00") || r.matches[1].reference == K("r25"));
+    assert_true(r.matches[0].reference == ref_key("r00") ||
+                r.matches[0].reference == ref_key("r25"));
+    assert_true(r.matches[1].reference == ref_key("r00") ||
+                r.matches[1].reference == ref_key("r25"));
     index_pdq_result_free(&r);
     index_free(ix);
 }
@@ -498,7 +502,7 @@ static void test_tenants_profiles_deletes(void **state)
                 snprintf(prof, sizeof prof, "p%d", i / 30);
                 uint8_t h[32];
                 vgt_flip_bits(&seed, q[i % 8], (int)(vgt_rng_next(&seed) % 40), h);
-                assert_int_equal(index_pdq_add(ix, ten, prof, K(ref), h, 80, 0), VG_OK);
+                assert_int_equal(index_pdq_add(ix, ten, prof, ref_key(ref), h, 80, 0), VG_OK);
                 model_add(&m, ten, prof, ref, h, 80);
             }
         index_stats st;
@@ -515,8 +519,8 @@ static void test_tenants_profiles_deletes(void **state)
         for (int i = 0; i < 100; i += 2) {
             char ref[32];
             snprintf(ref, sizeof ref, "r%d", i);
-            assert_int_equal(index_remove_reference(ix, "ten0", K(ref)), VG_OK);
-            assert_int_equal(index_remove_reference(ix, "ten0", K(ref)), VG_ENOTFOUND);
+            assert_int_equal(index_remove_reference(ix, "ten0", ref_key(ref)), VG_OK);
+            assert_int_equal(index_remove_reference(ix, "ten0", ref_key(ref)), VG_ENOTFOUND);
             for (size_t k = 0; k < m.n; k++)
                 if (!strcmp(m.e[k].tenant, "ten0") && !strcmp(m.e[k].ref, ref))
                     m.e[k].alive = 0;
@@ -543,7 +547,7 @@ static void test_tenants_profiles_deletes(void **state)
         /* A removed reference id can come back, under another profile. */
         uint8_t h[32];
         vgt_flip_bits(&seed, q[0], 2, h);
-        assert_int_equal(index_pdq_add(ix, "ten0", "pnew", K("r0"), h, 70, 0), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "ten0", "pnew", ref_key("r0"), h, 70, 0), VG_OK);
         model_add(&m, "ten0", "pnew", "r0", h, 70);
         check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 31, NULL, 0);
         check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 31, "pnew", 0);
@@ -582,7 +586,7 @@ static void test_mih_auto_switch(void **state)
         snprintf(ref, sizeof ref, "r%d", i);
         uint8_t h[32];
         vgt_flip_bits(&seed, q[i % 8], i % 64, h);
-        assert_int_equal(index_pdq_add(ix, "t", "p", K(ref), h, 100, 0), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key(ref), h, 100, 0), VG_OK);
         model_add(&m, "t", "p", ref, h, 100);
         if (i == 400) {
             assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
@@ -610,7 +614,7 @@ static void test_mih_auto_switch(void **state)
     for (int i = 0; i < 1700; i++) {
         char ref[32];
         snprintf(ref, sizeof ref, "r%d", i);
-        assert_int_equal(index_remove_reference(ix, "t", K(ref)), VG_OK);
+        assert_int_equal(index_remove_reference(ix, "t", ref_key(ref)), VG_OK);
         m.e[i].alive = 0;
     }
     assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
@@ -673,7 +677,7 @@ static void test_bulk_load_equals_incremental(void **state)
         snprintf(ref, sizeof ref, "late%d", i);
         vgt_rand_hash(&seed, h);
         model_add(&m, "t", "p0", ref, h, 10);
-        assert_int_equal(index_pdq_add(bulk, "t", "p0", K(ref), h, 10, 0), VG_OK);
+        assert_int_equal(index_pdq_add(bulk, "t", "p0", ref_key(ref), h, 10, 0), VG_OK);
     }
     check_pdq(bulk, &m, "t", (const uint8_t(*)[32])queries[0], 8, 31, NULL, 0);
     /* Nothing to build: a second end is a no-op. */
@@ -792,7 +796,7 @@ static void test_mih_wide_chunks_public(void **state)
         unsigned long r = strtoul(m.e[i].ref + 1, NULL, 10);
         if (r % 3 != 1 || !m.e[i].alive)
             continue;
-        assert_int_equal(index_remove_reference(ix, "t", K(m.e[i].ref)), VG_OK);
+        assert_int_equal(index_remove_reference(ix, "t", ref_key(m.e[i].ref)), VG_OK);
         for (size_t j = i; j < m.n && j < i + 3; j++) /* a reference's entries are adjacent */
             if (!strcmp(m.e[j].ref, m.e[i].ref)) {
                 m.e[j].alive = 0;
@@ -956,32 +960,32 @@ static void test_errors(void **state)
     char long_id[VG_ID_MAX + 1];
     memset(long_id, 'x', VG_ID_MAX);
     long_id[VG_ID_MAX] = '\0';
-    assert_int_equal(index_pdq_add(ix, "", "p", K("r"), h, 50, 0), VG_EINVAL);
-    assert_int_equal(index_pdq_add(ix, "t", NULL, K("r"), h, 50, 0), VG_EINVAL);
-    assert_int_equal(index_pdq_add(ix, "t", long_id, K("r"), h, 50, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "", "p", ref_key("r"), h, 50, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", NULL, ref_key("r"), h, 50, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", long_id, ref_key("r"), h, 50, 0), VG_EINVAL);
     assert_int_equal(index_pdq_add(ix, "t", "p", 0, h, 50, 0), VG_EINVAL); /* key 0 */
     assert_int_equal(index_pdq_add(ix, "t", "p", 1ull << 40, h, 50, 0), VG_EINVAL);
     assert_int_equal(index_pdq_add(ix, "t", "p", (1ull << 40) - 1, h, 50, 0), VG_OK);
     assert_int_equal(index_remove_reference(ix, "t", (1ull << 40) - 1), VG_OK);
     long_id[VG_ID_MAX - 1] = '\0'; /* 47 bytes: fits */
-    assert_int_equal(index_pdq_add(ix, "t", long_id, K("r2"), h, 50, 0), VG_OK);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("r"), h, 101, 0), VG_EINVAL);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("r"), h, -1, 0), VG_EINVAL);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("r"), NULL, 50, 0), VG_EINVAL);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("r"), h, 50, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", long_id, ref_key("r2"), h, 50, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), h, 101, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), h, -1, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), NULL, 50, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), h, 50, 0), VG_OK);
     /* A reference's entries come one after the other: r2's run ended when r's began. */
     vg_err_clear();
-    assert_int_equal(index_pdq_add(ix, "t", long_id, K("r2"), h, 50, 0), VG_ECONFLICT);
+    assert_int_equal(index_pdq_add(ix, "t", long_id, ref_key("r2"), h, 50, 0), VG_ECONFLICT);
     assert_non_null(strstr(vg_err_msg(), "one after the other"));
     vg_err_clear();
-    assert_int_equal(index_pdq_add(ix, "t", "other", K("r"), h, 50, 0), VG_ECONFLICT);
+    assert_int_equal(index_pdq_add(ix, "t", "other", ref_key("r"), h, 50, 0), VG_ECONFLICT);
     assert_non_null(strstr(vg_err_msg(), "belongs to profile p"));
     float d[VG_DESCRIPTOR_DIM] = {0};
-    assert_int_equal(index_face_add(ix, "t", "other", K("r"), d), VG_ECONFLICT);
+    assert_int_equal(index_face_add(ix, "t", "other", ref_key("r"), d), VG_ECONFLICT);
     d[5] = NAN;
-    assert_int_equal(index_face_add(ix, "t", "p", K("r"), d), VG_EINVAL);
+    assert_int_equal(index_face_add(ix, "t", "p", ref_key("r"), d), VG_EINVAL);
     d[5] = INFINITY;
-    assert_int_equal(index_face_add(ix, "t", "p", K("r"), d), VG_EINVAL);
+    assert_int_equal(index_face_add(ix, "t", "p", ref_key("r"), d), VG_EINVAL);
 
     index_pdq_query q = index_pdq_query_defaults();
     index_pdq_result r;
@@ -1014,10 +1018,10 @@ static void test_errors(void **state)
     index_config c = {.max_entries_per_tenant = 3};
     assert_int_equal(index_new(&c, &ix), VG_OK);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(index_pdq_add(ix, "t", "p", K("r"), h, 50, 0), VG_OK);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("r"), h, 50, 0), VG_ETOOBIG);
-    assert_int_equal(index_face_add(ix, "t", "p", K("r"), d), VG_ETOOBIG);
-    assert_int_equal(index_pdq_add(ix, "u", "p", K("r"), h, 50, 0), VG_OK); /* per tenant */
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), h, 50, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), h, 50, 0), VG_ETOOBIG);
+    assert_int_equal(index_face_add(ix, "t", "p", ref_key("r"), d), VG_ETOOBIG);
+    assert_int_equal(index_pdq_add(ix, "u", "p", ref_key("r"), h, 50, 0), VG_OK); /* per tenant */
     index_free(ix);
     index_free(NULL);
     c = (index_config){.max_entries_per_tenant = (size_t)1 << 40};
@@ -1110,7 +1114,7 @@ static void check_face(index_db *ix, const fment *e, size_t n, const float *q, f
     for (size_t i = 0; i < expect; i++) {
         assert_float_equal(r.matches[i].distance, w[i].d, 1e-5);
         /* Equal distances (several descriptors at one spot) may swap; the tests avoid them. */
-        assert_string_equal(N(r.matches[i].reference), w[i].ref);
+        assert_string_equal(ref_name(r.matches[i].reference), w[i].ref);
         assert_string_equal(r.matches[i].profile_id, w[i].profile);
     }
     index_face_result_free(&r);
@@ -1144,7 +1148,8 @@ static void test_face_bruteforce(void **state)
                 else
                     rand_unit(&seed, e[i].d);
                 e[i].alive = 1;
-                assert_int_equal(index_face_add(ix, "t", e[i].profile, K(e[i].ref), e[i].d), VG_OK);
+                assert_int_equal(index_face_add(ix, "t", e[i].profile, ref_key(e[i].ref), e[i].d),
+                                 VG_OK);
             }
             for (int k = 0; k < 3; k++) {
                 check_face(ix, e, n, q[k], 0, 0, NULL);
@@ -1156,7 +1161,7 @@ static void test_face_bruteforce(void **state)
             for (size_t i = 0; i < n; i += 7) {
                 if (!e[i].alive)
                     continue;
-                assert_int_equal(index_remove_reference(ix, "t", K(e[i].ref)), VG_OK);
+                assert_int_equal(index_remove_reference(ix, "t", ref_key(e[i].ref)), VG_OK);
                 for (size_t j = 0; j < n; j++)
                     if (!strcmp(e[j].ref, e[i].ref))
                         e[j].alive = 0;
@@ -1181,13 +1186,13 @@ static void test_face_threshold_strict(void **state)
         float a[VG_DESCRIPTOR_DIM] = {0}, b[VG_DESCRIPTOR_DIM] = {0}, q[VG_DESCRIPTOR_DIM] = {0};
         a[17] = 0.6f;
         b[100] = -0.59f;
-        assert_int_equal(index_face_add(ix, "t", "p", K("at"), a), VG_OK);
-        assert_int_equal(index_face_add(ix, "t", "p", K("below"), b), VG_OK);
+        assert_int_equal(index_face_add(ix, "t", "p", ref_key("at"), a), VG_OK);
+        assert_int_equal(index_face_add(ix, "t", "p", ref_key("below"), b), VG_OK);
         index_face_query fq = {.descriptor = q};
         index_face_result r;
         assert_int_equal(index_face_search(ix, "t", &fq, &r), VG_OK);
         assert_int_equal(r.n, 1);
-        assert_string_equal(N(r.matches[0].reference), "below");
+        assert_string_equal(ref_name(r.matches[0].reference), "below");
         assert_float_equal(r.matches[0].distance, 0.59, 1e-6);
         index_face_result_free(&r);
         fq.threshold = 0.61f;
@@ -1293,7 +1298,7 @@ static void *conc_reader(void *arg)
                 continue;
             }
             for (size_t k = 0; k < r.n; k++) {
-                int j = atoi(N(r.matches[k].reference) + 1);
+                int j = atoi(ref_name(r.matches[k].reference) + 1);
                 uint8_t hj[32];
                 conc_hash(j, hj);
                 bad += r.matches[k].distance != hamming(h, hj); /* a torn entry would differ */
@@ -1311,7 +1316,7 @@ static void *conc_reader(void *arg)
                 continue;
             }
             for (size_t k = 0; k < r.n; k++) {
-                int j = atoi(N(r.matches[k].reference) + 1);
+                int j = atoi(ref_name(r.matches[k].reference) + 1);
                 float dj[VG_DESCRIPTOR_DIM];
                 conc_desc(j, dj);
                 bad += fabs(r.matches[k].distance - l2(d, dj)) > 1e-4;
@@ -1353,14 +1358,14 @@ static void test_concurrent_readers_writer(void **state)
             conc_hash(i, h);
             float desc[VG_DESCRIPTOR_DIM];
             conc_desc(i, desc);
-            assert_int_equal(index_pdq_add(c.ix, "t", "p", K(ref), h, 100, 0), VG_OK);
-            assert_int_equal(index_face_add(c.ix, "t", "p", K(ref), desc), VG_OK);
+            assert_int_equal(index_pdq_add(c.ix, "t", "p", ref_key(ref), h, 100, 0), VG_OK);
+            assert_int_equal(index_face_add(c.ix, "t", "p", ref_key(ref), desc), VG_OK);
             atomic_store(&c.added_upto, i + 1);
             if (i % 3 == 2) { /* delete the oldest live one: triggers compactions too */
                 int d = atomic_load(&c.deleted_upto);
                 snprintf(ref, sizeof ref, "r%d", d);
                 atomic_store(&c.delete_started, d + 1);
-                assert_int_equal(index_remove_reference(c.ix, "t", K(ref)), VG_OK);
+                assert_int_equal(index_remove_reference(c.ix, "t", ref_key(ref)), VG_OK);
                 atomic_store(&c.deleted_upto, d + 1);
             }
         }
@@ -1389,15 +1394,15 @@ static void test_pdq_tags_filter(void **state)
         vgt_rand_hash(&seed, whole);
         vgt_rand_hash(&seed, top);
         vgt_rand_hash(&seed, bottom);
-        assert_int_equal(index_pdq_add(ix, "t", "p", K("a"), whole, 90, 0), VG_OK);
-        assert_int_equal(index_pdq_add(ix, "t", "p", K("a"), top, 90, 5), VG_OK);
-        assert_int_equal(index_pdq_add(ix, "t", "p", K("a"), bottom, 90, 6), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), whole, 90, 0), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), top, 90, 5), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), bottom, 90, 6), VG_OK);
         for (int i = 0; i < 200; i++) { /* enough rows for the multi-index tables */
             char id[16];
             uint8_t h[32];
             vgt_rand_hash(&seed, h);
             snprintf(id, sizeof id, "f%d", i);
-            assert_int_equal(index_pdq_add(ix, "t", "p", K(id), h, 90, i % 7), VG_OK);
+            assert_int_equal(index_pdq_add(ix, "t", "p", ref_key(id), h, 90, i % 7), VG_OK);
         }
         vgt_flip_bits(&seed, bottom, 3, q);
         static const struct {
@@ -1414,7 +1419,7 @@ static void test_pdq_tags_filter(void **state)
             assert_int_equal(index_pdq_search(ix, "t", &iq, &r), VG_OK);
             assert_int_equal(r.n, cases[c].n);
             if (r.n) {
-                assert_string_equal(N(r.matches[0].reference), "a");
+                assert_string_equal(ref_name(r.matches[0].reference), "a");
                 assert_int_equal(r.matches[0].distance, 3);
                 assert_int_equal(r.matches[0].tag, cases[c].tag);
             }
@@ -1440,15 +1445,15 @@ static void test_pdq_tags_merge(void **state)
     vgt_rand_hash(&seed, crop);
     vgt_rand_hash(&seed, other);
     vgt_rand_hash(&seed, sym);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("a"), whole, 90, 0), VG_OK);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("a"), trimmed, 80, 1), VG_OK);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("a"), crop, 70, 4), VG_OK);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("b"), other, 90, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), whole, 90, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), trimmed, 80, 1), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), crop, 70, 4), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("b"), other, 90, 0), VG_OK);
     /* "c": the same hash as its whole image and as a part */
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("c"), sym, 60, 3), VG_OK);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("c"), sym, 90, 0), VG_OK);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("x"), sym, 90, 256), VG_EINVAL);
-    assert_int_equal(index_pdq_add(ix, "t", "p", K("x"), sym, 90, -1), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("c"), sym, 60, 3), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("c"), sym, 90, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("x"), sym, 90, 256), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("x"), sym, 90, -1), VG_EINVAL);
 
     /* set 1 (variant 0): near the whole image (12 bits); set 2 (variants 1, 2): unrelated, then
      * near the trimmed content (5 bits): the trimmed entry wins, reported once */
@@ -1462,7 +1467,7 @@ static void test_pdq_tags_merge(void **state)
         index_pdq_result r;
         assert_int_equal(index_pdq_search(ix, "t", &iq, &r), VG_OK);
         assert_int_equal(r.n, 1);
-        assert_string_equal(N(r.matches[0].reference), "a");
+        assert_string_equal(ref_name(r.matches[0].reference), "a");
         assert_int_equal(r.matches[0].distance, 5);
         assert_int_equal(r.matches[0].dihedral, 2);
         assert_int_equal(r.matches[0].tag, 1);
@@ -1473,7 +1478,7 @@ static void test_pdq_tags_merge(void **state)
         iq.n_variants = 1;
         assert_int_equal(index_pdq_search(ix, "t", &iq, &r), VG_OK);
         assert_int_equal(r.n, 1);
-        assert_string_equal(N(r.matches[0].reference), "c");
+        assert_string_equal(ref_name(r.matches[0].reference), "c");
         assert_int_equal(r.matches[0].distance, 0);
         assert_int_equal(r.matches[0].tag, 0);
         assert_int_equal(r.matches[0].quality, 90);
@@ -1493,20 +1498,20 @@ static void test_pdq_tags_merge(void **state)
                 uint8_t h[32];
                 vgt_rand_hash(&seed, h);
                 snprintf(id, sizeof id, "d%d", i);
-                assert_int_equal(index_pdq_add(ix, "t", "p", K(id), h, 90, 2), VG_OK);
+                assert_int_equal(index_pdq_add(ix, "t", "p", ref_key(id), h, 90, 2), VG_OK);
             }
             for (int i = 0; i < 40; i++) {
                 snprintf(id, sizeof id, "d%d", i);
-                assert_int_equal(index_remove_reference(ix, "t", K(id)), VG_OK);
+                assert_int_equal(index_remove_reference(ix, "t", ref_key(id)), VG_OK);
             }
-            assert_int_equal(index_remove_reference(ix, "t", K("b")), VG_OK);
+            assert_int_equal(index_remove_reference(ix, "t", ref_key("b")), VG_OK);
             index_stats st;
             assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
             assert_int_equal(st.pdq_entries, 5);
             assert_int_equal(st.references, 2);
         }
     }
-    assert_int_equal(index_remove_reference(ix, "t", K("a")), VG_OK);
+    assert_int_equal(index_remove_reference(ix, "t", ref_key("a")), VG_OK);
     index_pdq_query iq = index_pdq_query_defaults();
     iq.variants = (const uint8_t(*)[32])crop;
     iq.n_variants = 1;
@@ -1638,7 +1643,7 @@ static void test_alloc_failures(void **state)
             snprintf(prof, sizeof prof, "p%d", i % 7);
             uint8_t h[32];
             vgt_flip_bits(&seed, q, i % 50, h);
-            int rc = index_pdq_add(ix, "t", prof, K(ref), h, 100, 0);
+            int rc = index_pdq_add(ix, "t", prof, ref_key(ref), h, 100, 0);
             assert_true(rc == VG_OK || rc == VG_ENOMEM);
             if (rc == VG_OK)
                 model_add(&m, "t", prof, ref, h, 100);
@@ -1646,7 +1651,7 @@ static void test_alloc_failures(void **state)
             if (i % 10 != 9)
                 continue;
             snprintf(ref, sizeof ref, "r%d", (i * 7) % 100);
-            rc = index_remove_reference(ix, "t", K(ref));
+            rc = index_remove_reference(ix, "t", ref_key(ref));
             assert_true(rc == VG_OK || rc == VG_ENOTFOUND);
             for (size_t k = 0; k < m.n; k++)
                 if (!strcmp(m.e[k].ref, ref))
