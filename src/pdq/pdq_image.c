@@ -285,7 +285,7 @@ static int rehash_small_content(pdq_ctx *ctx, const uint8_t *buf, size_t len,
                                 const img_decode_opts *d0, uint32_t min_side, const img_image *im,
                                 pdq_copy_set *copies, pdq_image_result *res)
 {
-    /* the smallest trimmed content (the lenient bars', the strict one, the caption candidate)
+    /* the smallest trimmed content (the lenient bars', the peeled one, the caption candidate)
      * sets the scale; each of them under min_side is hashed anew from the one larger decode */
     uint32_t content = 0;
     for (size_t k = 0; k < copies->n; k++)
