@@ -670,6 +670,24 @@ static void diagnose(pdq_ctx *ctx, size_t i, size_t e, const rgb *s, const rgb *
     tjFree(ab);
     rgb_free(&a);
     const int alone = best_dist(&ah.whole[0], rh.whole);
+    /* every trimmed set of the query: its sides beyond the true ones, its best distance */
+    for (size_t k = 0; k < q->copies.n; k++) {
+        const pdq_copy_hash *cc = &q->copies.h[k];
+        if (cc->region != PDQ_REGION_TRIMMED)
+            continue;
+        const uint32_t cr[4] = {cc->rect[0], cc->rect[1], qw - cc->rect[0] - cc->rect[2],
+                                qh - cc->rect[1] - cc->rect[3]};
+        int dmin = best_dist(&cc->dihedral[0], rh.whole);
+        for (size_t j = 0; j < rh.copies.n; j++)
+            if (rh.copies.h[j].region == PDQ_REGION_TRIMMED)
+                dmin = VG_MIN(dmin, best_dist(&cc->dihedral[0], rh.copies.h[j].dihedral));
+        printf("  cand %zu q=%d", k, cc->quality);
+        for (int s2 = 0; s2 < 4; s2++) {
+            const double qd = s2 % 2 ? qh : qw, dd = s2 % 2 ? d->h : d->w;
+            printf(" %+.3f", (cr[s2] * dd / qd - t[s2]) / (s2 % 2 ? ch : cw));
+        }
+        printf(" d=%d\n", dmin);
+    }
     g_diag[c]++;
     g_diag_kind[e][c]++;
     g_diag_alone_ok[c] += alone <= BC_THRESHOLD;
@@ -759,6 +777,10 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
                 if (key < BC_MAX_FILES * 2 && !seen[key]) {
                     seen[key] = 1;
                     falses++;
+                    if (getenv("BC_DEBUG_FALSE"))
+                        printf("false match: photo %ld's set %zu (region %d) met %c%ld region %d "
+                               "at %d\n",
+                               want, s, qreg, kind, idx, rreg, r.matches[i].distance);
                 }
             }
         }

@@ -691,6 +691,65 @@ static void test_content_caption_candidate(void **state)
     assert_int_equal(t[0] + t[1] + t[2], 0);
 }
 
+/* A picture on a nearly white margin with a few dark specks above its object (12 of each
+ * 200 px row: 94% white). The strict content stops at the specks on the original, but on the
+ * copy in a white frame the frame's pixels lift those rows to 95% white and its bar ran on to
+ * the object. Peeled (docs/MATCHING.md, "Peeled content"), the frame goes and the rest is
+ * peeled as the original is: the same content on the original and on copies framed in white
+ * or black, and pdq_copy_hashes hashes it as one of the copy's trimmed sets. */
+static void test_peel_same_with_frame(void **state)
+{
+    (void)state;
+    enum { W = 200, H = 160, F = 24, CW = W + 2 * F, CH = H + 2 * F };
+    static uint8_t o[W * H], c[CW * CH];
+    memset(o, 250, sizeof o);
+    for (uint32_t y = 40; y < 120; y++)
+        for (uint32_t x = 60; x < 140; x++)
+            o[y * W + x] = (uint8_t)((x * 7 + y * 13) % 256);
+    for (uint32_t y = 30; y < 40; y++) /* the specks */
+        for (uint32_t x = 64; x < 136; x += 6)
+            o[y * W + x] = 40;
+    uint32_t t[4], u[4];
+    assert_int_equal(pdq_copy_peel(o, W, H, W, t), 1);
+    const uint32_t want[4] = {60, 30, 60, 40};
+    for (int k = 0; k < 4; k++)
+        assert_int_equal(t[k], want[k]);
+    for (int frame = 0; frame < 2; frame++) {
+        memset(c, frame ? 0 : 255, sizeof c);
+        for (uint32_t y = 0; y < H; y++)
+            memcpy(c + (y + F) * CW + F, o + y * W, W);
+        assert_int_equal(pdq_copy_peel(c, CW, CH, CW, u), 1);
+        for (int k = 0; k < 4; k++)
+            assert_int_equal(u[k], want[k] + F);
+        if (frame)
+            continue;
+        /* the white frame: the strict content runs past the specks, the peel does not */
+        assert_int_equal(pdq_copy_find_content(c, CW, CH, CW, 0, u), 1);
+        assert_true(u[1] > want[1] + F);
+        pdq_ctx *ctx = pdq_ctx_new();
+        assert_non_null(ctx);
+        img_image im;
+        memset(&im, 0, sizeof im);
+        im.px = c;
+        im.w = im.src_w = CW;
+        im.h = im.src_h = CH;
+        im.channels = 1;
+        im.orientation = 1;
+        im.scale_denom = 1;
+        pdq_copy_set set;
+        assert_int_equal(pdq_copy_hashes(ctx, &im, PDQ_COPY_TRIM, &set), VG_OK);
+        int found = 0;
+        for (size_t k = 0; k < set.n; k++)
+            found |= set.h[k].region == PDQ_REGION_TRIMMED && set.h[k].rect[0] == 60 + F &&
+                     set.h[k].rect[1] == 30 + F && set.h[k].rect[2] == 80 && set.h[k].rect[3] == 90;
+        assert_true(found);
+        pdq_ctx_free(ctx);
+    }
+    /* flat from edge to edge: nothing to tell content from frame */
+    memset(c, 128, sizeof c);
+    assert_int_equal(pdq_copy_peel(c, CW, CH, CW, u), 0);
+}
+
 /* Each part is the hash of that half of the pixels; a part under the minimum side is left
  * out (quality 0); bad images are refused. */
 static void test_copy_parts(void **state)
@@ -771,6 +830,7 @@ const struct CMUnitTest pdq_core_tests[] = {
     cmocka_unit_test(test_content_same_with_frame),
     cmocka_unit_test(test_content_portrait_in_canvas),
     cmocka_unit_test(test_content_caption_candidate),
+    cmocka_unit_test(test_peel_same_with_frame),
     cmocka_unit_test(test_copy_parts),
     cmocka_unit_test(test_alloc_failures),
 };

@@ -260,8 +260,9 @@ enum {
     PDQ_COPY_REGIONS = 1u << 2, /* the centre crops (references) */
     PDQ_COPY_HALVES = 1u << 3,  /* the top and bottom halves, variant 0 only (as pdq_copy_parts) */
 };
-/* Trimmed sets beside the lenient bars' (pdq_copy_find_bars): the strict content and the
- * caption candidate (pdq_copy_find_content), each kept when it is another rectangle. */
+/* Trimmed sets beside the lenient bars' (pdq_copy_find_bars): the peeled content
+ * (pdq_copy_peel) and the caption candidate (pdq_copy_find_content), each kept when it is
+ * another rectangle. */
 #define PDQ_COPY_TRIM_CANDIDATES 2
 #define PDQ_COPY_MAX_HASHES 8
 /* A bar is trimmed when it is at least this share of its side (per mille): thinner ones are the
@@ -302,6 +303,14 @@ int pdq_copy_find_bars(const uint8_t *gray, uint32_t w, uint32_t h, size_t strid
  * copies are missed". */
 int pdq_copy_find_content(const uint8_t *gray, uint32_t w, uint32_t h, size_t stride, int caption,
                           uint32_t trim[4]);
+
+/* The content left after peeling flat lines (every pixel within 8 levels of the line's median)
+ * one at a time from any side, each measured across the rectangle left, until no side's
+ * outermost line is flat; the content keeps at least 15% of each side. A frame around an image
+ * peels to the image's own peeled content. The same arguments and trim as pdq_copy_find_bars;
+ * returns 1 when a side lost at least 2% (PDQ_COPY_MIN_TRIM_PERMILLE). docs/MATCHING.md,
+ * "Peeled content". */
+int pdq_copy_peel(const uint8_t *gray, uint32_t w, uint32_t h, size_t stride, uint32_t trim[4]);
 
 /* The extra hashes (what: PDQ_COPY_* flags) of a decoded image (gray or RGB, upright, any
  * size; borrowed), each with its 8 dihedral hashes. ctx borrowed. *out is overwritten; regions

@@ -285,7 +285,7 @@ static int rehash_small_content(pdq_ctx *ctx, const uint8_t *buf, size_t len,
                                 const img_decode_opts *d0, uint32_t min_side, const img_image *im,
                                 pdq_copy_set *copies, pdq_image_result *res)
 {
-    /* the smallest trimmed content (the lenient bars', the strict one, the caption candidate)
+    /* the smallest trimmed content (the lenient bars', the peeled one, the caption candidate)
      * sets the scale; each of them under min_side is hashed anew from the one larger decode */
     uint32_t content = 0;
     for (size_t k = 0; k < copies->n; k++)
@@ -321,10 +321,15 @@ static int rehash_small_content(pdq_ctx *ctx, const uint8_t *buf, size_t len,
             (uint32_t)(((uint64_t)(c->rect[1] + c->rect[3]) * big.h + im->h / 2) / im->h);
         if (bx1 > big.w || by1 > big.h || bx1 < bx + PDQ_MIN_SIDE_PX || by1 < by + PDQ_MIN_SIDE_PX)
             continue;
+        /* The line the scaled rectangle's rounding left of a frame (a 1 px sliver of black
+         * at the first decode's quarter scale, 4 px here) is peeled off: up to one first-decode
+         * pixel's worth of lines flat across the rectangle. */
+        uint32_t rr[4] = {bx, by, bx1, by1};
+        pdq__refine_rect(big.px, big.w, rr, big.w / im->w + 1);
         pdq_result r;
-        rc = pdq__hash_region_as_upload(ctx, big.px, big.w, bx, by, bx1 - bx, by1 - by,
-                                        big.scale_denom > 0 ? (uint32_t)big.scale_denom : 1,
-                                        PDQ_WANT_DIHEDRAL, &r);
+        rc = pdq__hash_region_as_upload(
+            ctx, big.px, big.w, rr[0], rr[1], rr[2] - rr[0], rr[3] - rr[1],
+            big.scale_denom > 0 ? (uint32_t)big.scale_denom : 1, PDQ_WANT_DIHEDRAL, &r);
         if (rc == VG_OK) {
             c->quality = r.quality;
             memcpy(c->dihedral, r.dihedral, sizeof c->dihedral);

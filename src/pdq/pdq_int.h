@@ -54,6 +54,10 @@ int pdq__ctx_bytes(pdq_ctx *ctx, size_t need, uint8_t **out);
 /* pdq_copy.c: the rectangle (x, y, cw, ch) of 8-bit grey pixels (stride bytes per row, decoded
  * at 1/k of the file's size) hashed as pdq_hash_decoded would hash an upload of just that
  * rectangle (flags: PDQ_WANT_*). Errors: VG_ENOMEM and pdq_hash_decoded's. */
+/* Moves each side of the rectangle r (x0, y0, x1, y1 of gray, stride bytes per row) inwards
+ * past up to max_lines lines that are flat across it (as pdq_copy_peel's), so a rectangle
+ * scaled from a smaller decode loses the line of frame its rounding left. */
+void pdq__refine_rect(const uint8_t *gray, size_t stride, uint32_t r[4], uint32_t max_lines);
 int pdq__hash_region_as_upload(pdq_ctx *ctx, const uint8_t *gray, size_t stride, uint32_t x,
                                uint32_t y, uint32_t cw, uint32_t ch, uint32_t k, unsigned flags,
                                pdq_result *out);
