@@ -121,7 +121,7 @@ int main(int argc, char **argv)
 #else
     (void)split;
 #endif
-    analyze_deps deps = {NULL, NULL, models};
+    analyze_deps deps = {.models = models};
     analyze_ctx *ctx;
     if (analyze_ctx_new(&ac, &deps, &ctx) != VG_OK) {
         fprintf(stderr, "analysis context: %s\n", vg_err_msg());

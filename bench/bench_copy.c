@@ -497,17 +497,31 @@ static int hash_bytes(pdq_ctx *ctx, const uint8_t *buf, size_t len, unsigned wha
     return 0;
 }
 
-/* Reference ids: "<kind><index>.<region>", kind 'p' (photo) or 'd' (distractor). */
+/* Reference keys: kind 'p' (photo) or 'd' (distractor), index and region packed, so that a
+ * match says which photo and which of its regions it met. */
+static uint64_t bc_key(char kind, size_t i, int region)
+{
+    return 1 + ((uint64_t)(kind == 'd') << 62 | (uint64_t)i << 8 | (uint64_t)region);
+}
+
+static void bc_key_parts(uint64_t key, char *kind, long *idx, int *region)
+{
+    key--;
+    *kind = key >> 62 ? 'd' : 'p';
+    *idx = (long)((key & ((1ull << 62) - 1)) >> 8);
+    if (region)
+        *region = (int)(key & 0xff);
+}
+
 static int add_ref(index_db *ix, char kind, size_t i, const hashes *h, size_t *entries)
 {
-    char id[64];
-    snprintf(id, sizeof id, "%c%zu.%d", kind, i, PDQ_REGION_WHOLE);
-    int rc = index_pdq_add(ix, "t", "p", id, (const uint8_t *)h->whole[0].w, h->quality);
+    int rc = index_pdq_add(ix, "t", "p", bc_key(kind, i, PDQ_REGION_WHOLE),
+                           (const uint8_t *)h->whole[0].w, h->quality, 0);
     (*entries)++;
     for (size_t k = 0; !rc && k < h->copies.n; k++) {
-        snprintf(id, sizeof id, "%c%zu.%d", kind, i, (int)h->copies.h[k].region);
-        rc = index_pdq_add(ix, "t", "p", id, (const uint8_t *)h->copies.h[k].dihedral[0].w,
-                           h->copies.h[k].quality);
+        rc =
+            index_pdq_add(ix, "t", "p", bc_key(kind, i, (int)h->copies.h[k].region),
+                          (const uint8_t *)h->copies.h[k].dihedral[0].w, h->copies.h[k].quality, 0);
         (*entries)++;
     }
     return rc;
@@ -530,10 +544,8 @@ static int add_rot_refs(pdq_ctx *ctx, index_db *ix, char kind, size_t i, const r
         rgb_free(&r);
         if (rc)
             return rc;
-        char id[64];
-        snprintf(id, sizeof id, "%c%zu.%d", kind, i, BC_REGION_ROT);
-        if ((rc = index_pdq_add(ix, "t", "p", id, (const uint8_t *)h.whole[0].w,
-                                VG_MIN(quality, h.quality))))
+        if ((rc = index_pdq_add(ix, "t", "p", bc_key(kind, i, BC_REGION_ROT),
+                                (const uint8_t *)h.whole[0].w, VG_MIN(quality, h.quality), 0)))
             return rc;
         (*entries)++;
     }
@@ -746,10 +758,10 @@ static size_t query(index_db *ix, const hashes *q, long want, int *found, int *m
         if (index_pdq_search(ix, "t", &iq, &r))
             exit(2);
         for (size_t i = 0; i < r.n; i++) {
-            char kind = r.matches[i].reference_id[0];
-            char *dot;
-            long idx = strtol(r.matches[i].reference_id + 1, &dot, 10);
-            int rreg = atoi(dot + 1);
+            char kind;
+            long idx;
+            int rreg;
+            bc_key_parts(r.matches[i].reference, &kind, &idx, &rreg);
             sweep_note(kind, idx, want, r.matches[i].distance);
             int thr = VG_MIN(g_region_threshold[rreg], g_region_threshold[qreg]);
             if (r.matches[i].distance > thr)
@@ -817,10 +829,10 @@ static int add_parts(index_db *ix, char kind, size_t i, const part_hashes *ph, s
     for (size_t k = 0; k < BC_N_PARTS; k++) {
         if (!g_part_on[k] || !ph->quality[k])
             continue;
-        char id[64], tenant[16];
-        snprintf(id, sizeof id, "%c%zu.%d", kind, i, BC_REGION_PART);
+        char tenant[16];
         snprintf(tenant, sizeof tenant, "part%zu", k);
-        if (index_pdq_add(ix, tenant, "p", id, (const uint8_t *)ph->h[k].w, ph->quality[k]))
+        if (index_pdq_add(ix, tenant, "p", bc_key(kind, i, BC_REGION_PART),
+                          (const uint8_t *)ph->h[k].w, ph->quality[k], 0))
             return -1;
         (*entries)++;
     }
@@ -846,8 +858,9 @@ static size_t query_parts(index_db *ix, const part_hashes *ph, long want, int *f
         if (index_pdq_search(ix, tenant, &iq, &r))
             continue; /* no such tenant yet */
         for (size_t i = 0; i < r.n; i++) {
-            char kind = r.matches[i].reference_id[0];
-            long idx = strtol(r.matches[i].reference_id + 1, NULL, 10);
+            char kind;
+            long idx;
+            bc_key_parts(r.matches[i].reference, &kind, &idx, NULL);
             sweep_note(kind, idx, want, r.matches[i].distance);
             if (r.matches[i].distance > g_part_threshold)
                 continue;
@@ -916,8 +929,6 @@ static void scale_run(size_t n, double per_ref, size_t sets)
     index_bulk_begin(ix);
     for (size_t i = 0; i < n; i++) {
         size_t k = (size_t)per_ref + ((double)(i % 100) < (per_ref - (size_t)per_ref) * 100);
-        char id[32];
-        snprintf(id, sizeof id, "r%zu", i);
         for (size_t j = 0; j < k; j++) {
             uint8_t h[32];
             for (int b = 0; b < 32; b++) {
@@ -926,7 +937,7 @@ static void scale_run(size_t n, double per_ref, size_t sets)
                 s ^= s << 17;
                 h[b] = (uint8_t)s;
             }
-            index_pdq_add(ix, "t", "p", id, h, 80);
+            index_pdq_add(ix, "t", "p", i + 1, h, 80, 0);
             entries++;
         }
     }
@@ -939,8 +950,6 @@ static void scale_run(size_t n, double per_ref, size_t sets)
         char tenant[16];
         snprintf(tenant, sizeof tenant, "part%zu", k);
         for (size_t i = 0; i < n; i++) {
-            char id[32];
-            snprintf(id, sizeof id, "r%zu", i);
             uint8_t h[32];
             for (int b = 0; b < 32; b++) {
                 s ^= s << 13;
@@ -948,7 +957,7 @@ static void scale_run(size_t n, double per_ref, size_t sets)
                 s ^= s << 17;
                 h[b] = (uint8_t)s;
             }
-            index_pdq_add(ix, tenant, "p", id, h, 80);
+            index_pdq_add(ix, tenant, "p", i + 1, h, 80, 0);
         }
         n_parts++;
     }
@@ -1090,8 +1099,9 @@ static int select_run(const char *list, const char *out_dir, uint32_t side)
                 return 2;
             if (r.n) {
                 near = 1;
-                fprintf(stderr, "drop (near %s, distance %d) %s\n", r.matches[0].reference_id,
-                        r.matches[0].distance, line);
+                fprintf(stderr, "drop (near %04llu.jpg, distance %d) %s\n",
+                        (unsigned long long)r.matches[0].reference - 1, r.matches[0].distance,
+                        line);
             }
             index_pdq_result_free(&r);
         }
@@ -1113,8 +1123,8 @@ static int select_run(const char *list, const char *out_dir, uint32_t side)
                 continue; /* no such tenant yet */
             if (r.n) {
                 near = 1;
-                fprintf(stderr, "drop (%s half near %s, distance %d) %s\n",
-                        pdq_part_name((pdq_part)k), r.matches[0].reference_id,
+                fprintf(stderr, "drop (%s half near %04llu.jpg, distance %d) %s\n",
+                        pdq_part_name((pdq_part)k), (unsigned long long)r.matches[0].reference - 1,
                         r.matches[0].distance, line);
             }
             index_pdq_result_free(&r);
@@ -1122,28 +1132,30 @@ static int select_run(const char *list, const char *out_dir, uint32_t side)
         if (near) {
             dup++;
         } else {
-            char id[32], p[4096];
-            snprintf(id, sizeof id, "%04zu.jpg", kept);
-            if (index_pdq_add(ix, "t", "p", id, (const uint8_t *)h.whole[0].w, 100))
+            char p[4096];
+            uint64_t id = kept + 1; /* the kept file's number + 1 */
+            if (index_pdq_add(ix, "t", "p", id, (const uint8_t *)h.whole[0].w, 100, 0))
                 return 2;
             for (size_t k = 0; k < h.copies.n; k++)
                 if (index_pdq_add(ix, "t", "p", id, (const uint8_t *)h.copies.h[k].dihedral[0].w,
-                                  100))
+                                  100, 0))
                     return 2;
             entries += 1 + h.copies.n;
             for (size_t k = 0; k < BC_N_PARTS; k++) {
                 char tenant[16];
                 snprintf(tenant, sizeof tenant, "part%zu", k);
-                if (ph.quality[k] &&
-                    index_pdq_add(ix, tenant, "p", id, (const uint8_t *)ph.h[k].w, ph.quality[k]))
+                if (ph.quality[k] && index_pdq_add(ix, tenant, "p", id, (const uint8_t *)ph.h[k].w,
+                                                   ph.quality[k], 0))
                     return 2;
             }
-            snprintf(p, sizeof p, "%s/%s", out_dir, id);
+            char name[32];
+            snprintf(name, sizeof name, "%04zu.jpg", kept);
+            snprintf(p, sizeof p, "%s/%s", out_dir, name);
             FILE *f = fopen(p, "wb");
             if (!f || fwrite(b, 1, len, f) != len)
                 return 2;
             fclose(f);
-            printf("%s\t%s\n", id, line);
+            printf("%s\t%s\n", name, line);
             kept++;
         }
         tjFree(b);

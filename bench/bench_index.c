@@ -118,9 +118,7 @@ static index_db *pdq_index(const pdq_set *s, index_kernel k, index_search mode, 
         die("index_new", rc);
     uint64_t t0 = cpu_ns();
     for (size_t i = 0; i < s->n; i++) {
-        char ref[32];
-        snprintf(ref, sizeof ref, "ref_%zu", i);
-        if ((rc = index_pdq_add(ix, "tenant", "profile", ref, s->hash[i], 90)))
+        if ((rc = index_pdq_add(ix, "tenant", "profile", i + 1, s->hash[i], 90, 0)))
             die("index_pdq_add", rc);
     }
     if (add_s)
@@ -276,13 +274,10 @@ static void section_cross(void)
         index_db *ix;
         if (index_new(&c, &ix))
             die("index_new", VG_EINTERNAL);
-        for (size_t k = 0; k + 1 < n; k++) {
-            char ref[32];
-            snprintf(ref, sizeof ref, "ref_%zu", k);
-            index_pdq_add(ix, "tenant", "profile", ref, s.hash[k], 90);
-        }
+        for (size_t k = 0; k + 1 < n; k++)
+            index_pdq_add(ix, "tenant", "profile", k + 1, s.hash[k], 90, 0);
         uint64_t t0 = cpu_ns();
-        index_pdq_add(ix, "tenant", "profile", "last", s.hash[n - 1], 90);
+        index_pdq_add(ix, "tenant", "profile", n, s.hash[n - 1], 90, 0);
         double build_ms = (double)(cpu_ns() - t0) / 1e6;
         index_stats st;
         index_stats_get(ix, NULL, &st);
@@ -352,9 +347,8 @@ static void section_face(void)
             continue;
         }
         for (size_t i = 0; i < n; i++) {
-            char ref[32];
-            snprintf(ref, sizeof ref, "ref_%zu", i / 3);
-            if ((rc = index_face_add(ix, "tenant", "profile", ref, desc + i * VG_DESCRIPTOR_DIM)))
+            if ((rc = index_face_add(ix, "tenant", "profile", i / 3 + 1,
+                                     desc + i * VG_DESCRIPTOR_DIM)))
                 die("index_face_add", rc);
         }
         size_t total = nq * 3, matches = 0;
@@ -420,10 +414,8 @@ static void section_rates(void)
         order[j] = x;
     }
     for (size_t i = 0; i < nd; i++) {
-        char ref[32];
-        snprintf(ref, sizeof ref, "ref_%zu", order[i]);
         uint64_t t0 = cpu_ns();
-        int rc = index_remove_reference(ix, "tenant", ref);
+        int rc = index_remove_reference(ix, "tenant", order[i] + 1);
         t[i] = cpu_ns() - t0;
         if (rc)
             die("index_remove_reference", rc);
@@ -438,10 +430,8 @@ static void section_rates(void)
     uint64_t *ta = malloc(na * sizeof *ta);
     t_all = cpu_ns();
     for (size_t i = 0; i < na; i++) {
-        char ref[32];
-        snprintf(ref, sizeof ref, "new_%zu", i);
         uint64_t t0 = cpu_ns();
-        int rc = index_pdq_add(ix, "tenant", "profile", ref, s.hash[order[i]], 90);
+        int rc = index_pdq_add(ix, "tenant", "profile", n + i + 1, s.hash[order[i]], 90, 0);
         ta[i] = cpu_ns() - t0;
         if (rc)
             die("index_pdq_add", rc);
@@ -465,11 +455,9 @@ static void section_rates(void)
     uint64_t *tf = malloc(nf * sizeof *tf);
     t_all = cpu_ns();
     for (size_t i = 0; i < nf; i++) {
-        char ref[32];
-        snprintf(ref, sizeof ref, "ref_%zu", i);
         rand_unit(&seed, d);
         uint64_t t0 = cpu_ns();
-        int rc = index_face_add(fx, "tenant", "profile", ref, d);
+        int rc = index_face_add(fx, "tenant", "profile", i + 1, d);
         tf[i] = cpu_ns() - t0;
         if (rc)
             die("index_face_add", rc);
@@ -529,13 +517,12 @@ static double conc_run(conc *c, int readers, int writes, int ms, uint64_t *wt, s
             nanosleep(&ts, NULL);
             continue;
         }
-        char ref[32];
         uint8_t h[32];
         vgt_rand_hash(&seed, h);
-        snprintf(ref, sizeof ref, "w_%zu", k / 2); /* even k adds it, the next k deletes it */
+        uint64_t ref = (1ull << 39) + k / 2; /* even k adds it, the next k deletes it */
         uint64_t a = vg_now_ns();
         int rc = k % 2 ? index_remove_reference(c->ix, "tenant", ref)
-                       : index_pdq_add(c->ix, "tenant", "profile", ref, h, 90);
+                       : index_pdq_add(c->ix, "tenant", "profile", ref, h, 90, 0);
         wt[k] = vg_now_ns() - a;
         if (rc)
             die("concurrent write", rc);

@@ -240,8 +240,8 @@ static void build_store(const char *path, size_t n, size_t nt)
     sq_check(db,
              sqlite3_prepare_v2(db,
                                 "INSERT INTO refs(id, tenant_id, profile_id, kind, sha256, pdq, "
-                                "pdq_quality, n_faces, created_ms) VALUES (?1, ?2, ?3, 'work', "
-                                "?4, ?5, ?6, 0, 0)",
+                                "pdq_quality, n_faces, created_ms, ikey) VALUES (?1, ?2, ?3, "
+                                "'work', ?4, ?5, ?6, 0, 0, ?7)",
                                 -1, &s, NULL),
              "refs");
     for (size_t i = 0; i < n; i++) {
@@ -259,6 +259,7 @@ static void build_store(const char *path, size_t n, size_t nt)
         sqlite3_bind_blob(s, 4, sha, 32, SQLITE_STATIC);
         sqlite3_bind_blob(s, 5, h, 32, SQLITE_STATIC);
         sqlite3_bind_int(s, 6, 50 + (int)(i % 51));
+        sqlite3_bind_int64(s, 7, (sqlite3_int64)i + 1); /* the store's key: reference i is i + 1 */
         sq_check(db, sqlite3_step(s), "ref insert");
         sqlite3_reset(s);
     }
@@ -457,11 +458,9 @@ int main(int argc, char **argv)
             if (pass == 1) {
                 matches += res.n;
                 if (qs[i].want != SIZE_MAX) {
-                    char want[VG_ID_MAX];
-                    make_id("ref", qs[i].want, want);
-                    hits++;
+                    hits++; /* reference i's key is i + 1 (written so, or rowid by migration 8) */
                     for (size_t k = 0; k < res.n; k++)
-                        found += !strcmp(res.matches[k].reference_id, want);
+                        found += res.matches[k].reference == (uint64_t)qs[i].want + 1;
                 }
             }
             index_pdq_result_free(&res);

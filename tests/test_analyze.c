@@ -64,7 +64,11 @@ static void open_fixture(fixture *fx, int with_models, const analyze_config *cfg
     assert_int_equal(cache_open(&cc, &fx->c), VG_OK);
     if (with_models)
         assert_int_equal(face_models_open(VG_MODELS_DIR, NULL, &fx->models), VG_OK);
-    analyze_deps deps = {.index = fx->ix, .cache = fx->c, .models = fx->models};
+    analyze_deps deps = {.index = fx->ix,
+                         .cache = fx->c,
+                         .models = fx->models,
+                         .resolve = catalog_resolve,
+                         .resolve_arg = fx->cat};
     /* The product's 2 s queue deadline is shorter than a batch of face images takes under ASan
      * on a loaded 2-CPU host: a test that does not test deadlines (test_deadline_* set theirs
      * per request) must not fail for it, as test_concurrent_batches_equal_single once did. */
@@ -94,12 +98,22 @@ static void close_fixture(fixture *fx)
     assert_int_equal(system(cmd), 0);
 }
 
+static void add_reference_bytes(fixture *fx, uint8_t *bytes, size_t len, store_ref_kind kind,
+                                char id[STORE_ID_MAX]);
+
 /* Registers an image as a reference: features through analyze, stored and indexed through the
  * catalog (what the server does on upload). */
 static void add_reference(fixture *fx, const char *file, store_ref_kind kind, char id[STORE_ID_MAX])
 {
     size_t len;
     uint8_t *bytes = slurp(file, &len);
+    add_reference_bytes(fx, bytes, len, kind, id);
+}
+
+/* The same from bytes (malloc'ed; freed here). */
+static void add_reference_bytes(fixture *fx, uint8_t *bytes, size_t len, store_ref_kind kind,
+                                char id[STORE_ID_MAX])
+{
     analyze_request rq = {.bytes = bytes, .len = len, .level = VG_LEVEL_BALANCED};
     analyze_features f;
     assert_int_equal(analyze_features_compute(fx->an, &rq, &f, NULL), VG_OK);
@@ -196,7 +210,9 @@ static void test_pdq_and_exact_matches_are_stored(void **state)
     free(bytes);
 
     /* A deleted reference stops matching at once. */
-    assert_int_equal(index_remove_reference(fx.ix, fx.tenant, ref), VG_OK);
+    int64_t key = 0;
+    assert_int_equal(store_reference_key_get(fx.st, fx.tenant, ref, &key), VG_OK);
+    assert_int_equal(index_remove_reference(fx.ix, fx.tenant, (uint64_t)key), VG_OK);
     assert_int_equal(analyze_file(&fx, BRIDGE "sharpen-a-lot.jpg", 0, &r), VG_OK);
     assert_int_equal(r.n_matches, 0);
     analyze_result_free(&r);
@@ -766,6 +782,51 @@ static void analyze_bytes(fixture *fx, const uint8_t *bytes, size_t len, analyze
     assert_int_equal(analyze_run(fx->an, &rq, out), VG_OK);
 }
 
+/* A flat image's hash is under the quality gate: it matches only its own bytes. The index
+ * finds it at distance 0 and the resolver's SHA-256 decides: the same bytes are an exact copy,
+ * other bytes of the same flat picture nothing; a removed reference matches nothing. */
+static void test_exact_copy_of_flat_image(void **state)
+{
+    (void)state;
+    fixture fx;
+    open_fixture(&fx, 0, NULL);
+    enum { W = 256, H = 256 };
+    uint8_t *px = malloc(W * H * 3);
+    assert_non_null(px);
+    memset(px, 128, W * H * 3);
+    size_t la, lb;
+    uint8_t *a = vgt_jpeg_make(px, W, H, TJPF_RGB, TJSAMP_420, 90, 0, &la);
+    uint8_t *b = vgt_jpeg_make(px, W, H, TJPF_RGB, TJSAMP_420, 70, 0, &lb);
+    assert_true(la != lb || memcmp(a, b, la) != 0);
+    char ref[STORE_ID_MAX];
+    uint8_t *copy = malloc(la);
+    assert_non_null(copy);
+    memcpy(copy, a, la);
+    add_reference_bytes(&fx, copy, la, STORE_REF_WORK, ref);
+
+    analyze_result r;
+    analyze_bytes(&fx, a, la, &r);
+    assert_true(r.features.has_pdq);
+    assert_true(r.features.pdq_quality < 50); /* under the gate: no PDQ match */
+    assert_int_equal(r.n_matches, 1);
+    assert_int_equal(r.matches[0].kind, VG_MATCH_EXACT);
+    assert_string_equal(r.matches[0].reference_id, ref);
+    assert_string_equal(r.matches[0].profile_id, fx.profile);
+    analyze_result_free(&r);
+    analyze_bytes(&fx, b, lb, &r);
+    assert_int_equal(r.n_matches, 0);
+    analyze_result_free(&r);
+
+    assert_int_equal(catalog_reference_remove(fx.cat, fx.tenant, ref), VG_OK);
+    analyze_bytes(&fx, a, la, &r);
+    assert_int_equal(r.n_matches, 0);
+    analyze_result_free(&r);
+    free(a);
+    free(b);
+    free(px);
+    close_fixture(&fx);
+}
+
 static const analyze_copy_hash *copy_of(const analyze_features *f, int region)
 {
     for (size_t i = 0; i < f->n_copies; i++)
@@ -922,6 +983,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_feature_blob_roundtrip_and_corruption),
         cmocka_unit_test(test_pdq_and_exact_matches_are_stored),
+        cmocka_unit_test(test_exact_copy_of_flat_image),
         cmocka_unit_test(test_halves_match_only_the_same_half),
         cmocka_unit_test(test_cache_serves_second_request),
         cmocka_unit_test(test_cache_scoped_by_tenant),

@@ -25,6 +25,46 @@
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
+/* Reference keys for named test references: ref_key interns a name (keys 1, 2, ... in
+ * first-use order), ref_name names a key back. Thread-safe (the concurrency test names references
+ * in threads). */
+enum { NAMES_MAX = 1 << 20, NAMES_SLOTS = 1 << 21 };
+static char *names[NAMES_MAX];
+static uint32_t name_slots[NAMES_SLOTS]; /* index + 1 into names, 0 = empty */
+static size_t n_names;
+static pthread_mutex_t names_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static uint64_t ref_key(const char *name)
+{
+    uint32_t h = 2166136261u;
+    for (const char *p = name; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    pthread_mutex_lock(&names_mu);
+    size_t i = h & (NAMES_SLOTS - 1);
+    while (name_slots[i] && strcmp(names[name_slots[i] - 1], name) != 0)
+        i = (i + 1) & (NAMES_SLOTS - 1);
+    if (!name_slots[i] && n_names < NAMES_MAX) {
+        names[n_names++] = strdup(name);
+        name_slots[i] = (uint32_t)n_names;
+    }
+    uint64_t key = name_slots[i]; /* 0 (an invalid key) only when the table is full */
+    pthread_mutex_unlock(&names_mu);
+    return key;
+}
+
+static const char *ref_name(uint64_t key)
+{
+    pthread_mutex_lock(&names_mu);
+    const char *s = key >= 1 && key <= n_names ? names[key - 1] : "?";
+    pthread_mutex_unlock(&names_mu);
+    return s;
+}
+
+static int keycmp(uint64_t a, uint64_t b)
+{
+    return (a > b) - (a < b);
+}
+
 static int hamming(const uint8_t a[32], const uint8_t b[32])
 {
     int d = 0;
@@ -72,13 +112,13 @@ static int match_cmp(const void *a, const void *b)
     const index_pdq_match *x = a, *y = b;
     if (x->distance != y->distance)
         return x->distance - y->distance;
-    return strcmp(x->reference_id, y->reference_id);
+    return keycmp(x->reference, y->reference);
 }
 
 static int by_ref_then_best(const void *a, const void *b)
 {
     const index_pdq_match *x = a, *y = b;
-    int c = strcmp(x->reference_id, y->reference_id);
+    int c = keycmp(x->reference, y->reference);
     if (c)
         return c;
     if (x->distance != y->distance)
@@ -107,7 +147,7 @@ static size_t brute_pdq(const model *m, const char *tenant, const uint8_t (*var)
         if (best > threshold)
             continue;
         memset(&out[n], 0, sizeof out[n]);
-        snprintf(out[n].reference_id, VG_ID_MAX, "%s", x->ref);
+        out[n].reference = ref_key(x->ref);
         snprintf(out[n].profile_id, VG_ID_MAX, "%s", x->profile);
         out[n].distance = best;
         out[n].dihedral = bv;
@@ -117,7 +157,7 @@ static size_t brute_pdq(const model *m, const char *tenant, const uint8_t (*var)
     qsort(out, n, sizeof *out, by_ref_then_best);
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (k == 0 || strcmp(out[k - 1].reference_id, out[i].reference_id))
+        if (k == 0 || keycmp(out[k - 1].reference, out[i].reference))
             out[k++] = out[i];
     qsort(out, k, sizeof *out, match_cmp);
     return k;
@@ -161,7 +201,8 @@ static void compare_pdq(index_db *ix, const pdq_case *c)
     assert_int_equal(r.n, c->n_want);
     assert_false(r.truncated);
     for (size_t i = 0; i < c->n_want; i++) {
-        assert_string_equal(r.matches[i].reference_id, c->want[i].reference_id);
+        assert_string_equal(ref_name(r.matches[i].reference), ref_name(c->want[i].reference));
+        assert_int_equal(r.matches[i].reference, c->want[i].reference);
         assert_string_equal(r.matches[i].profile_id, c->want[i].profile_id);
         assert_int_equal(r.matches[i].distance, c->want[i].distance);
         assert_int_equal(r.matches[i].dihedral, c->want[i].dihedral);
@@ -185,8 +226,9 @@ static void load_model(index_db *ix, const model *m)
 {
     for (size_t i = 0; i < m->n; i++) {
         const ment *x = &m->e[i];
-        assert_int_equal(index_pdq_add(ix, x->tenant, x->profile, x->ref, x->hash, x->quality),
-                         VG_OK);
+        assert_int_equal(
+            index_pdq_add(ix, x->tenant, x->profile, ref_key(x->ref), x->hash, x->quality, 0),
+            VG_OK);
     }
 }
 
@@ -310,19 +352,19 @@ static void test_pdq_dihedral_reporting(void **state)
     memcpy(var[6], var[2], 32);
     uint8_t h[32];
     vgt_flip_bits(&seed, var[5], 3, h);
-    assert_int_equal(index_pdq_add(ix, "t", "p", "five", h, 90), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("five"), h, 90, 0), VG_OK);
     vgt_flip_bits(&seed, var[2], 4, h);
-    assert_int_equal(index_pdq_add(ix, "t", "p", "two", h, 90), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("two"), h, 90, 0), VG_OK);
     index_pdq_query q = index_pdq_query_defaults();
     q.variants = (const uint8_t(*)[32])var;
     q.n_variants = 8;
     index_pdq_result r;
     assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
     assert_int_equal(r.n, 2);
-    assert_string_equal(r.matches[0].reference_id, "five");
+    assert_string_equal(ref_name(r.matches[0].reference), "five");
     assert_int_equal(r.matches[0].distance, 3);
     assert_int_equal(r.matches[0].dihedral, 5);
-    assert_string_equal(r.matches[1].reference_id, "two");
+    assert_string_equal(ref_name(r.matches[1].reference), "two");
     assert_int_equal(r.matches[1].distance, 4);
     assert_int_equal(r.matches[1].dihedral, 2);
     index_pdq_result_free(&r);
@@ -346,7 +388,7 @@ static void test_pdq_max_results(void **state)
         char ref[32];
         snprintf(ref, sizeof ref, "r%02d", i);
         vgt_flip_bits(&seed, base, i % 25, h);
-        assert_int_equal(index_pdq_add(ix, "t", "p", ref, h, 100), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key(ref), h, 100, 0), VG_OK);
     }
     index_pdq_query q = index_pdq_query_defaults();
     q.variants = (const uint8_t(*)[32])base;
@@ -358,65 +400,13 @@ static void test_pdq_max_results(void **state)
     assert_true(r.truncated);
     for (size_t i = 0; i < r.n; i++)
         assert_int_equal(r.matches[i].distance, (int)i / 2); /* r00/r25 at 0, r01/r26 at 1 ... */
-    assert_string_equal(r.matches[0].reference_id, "r00");
-    assert_string_equal(r.matches[1].reference_id, "r25");
+    /* r00 and r25 at distance 0, by key */
+    assert_true(r.matches[0].reference < r.matches[1].reference);
+    assert_true(r.matches[0].reference == ref_key("r00") ||
+                r.matches[0].reference == ref_key("r25"));
+    assert_true(r.matches[1].reference == ref_key("r00") ||
+                r.matches[1].reference == ref_key("r25"));
     index_pdq_result_free(&r);
-    index_free(ix);
-}
-
-/* index_set_sha256 (exact-copy detection): flagged only for the reference with the same bytes,
- * set once, kept through compaction, gone with the reference. */
-static void test_sha256_exact(void **state)
-{
-    (void)state;
-    index_db *ix;
-    assert_int_equal(index_new(NULL, &ix), VG_OK);
-    uint64_t seed = 31;
-    uint8_t h[32], near[32], sha_a[32], sha_b[32];
-    vgt_rand_hash(&seed, h);
-    vgt_flip_bits(&seed, h, 3, near);
-    memset(sha_a, 0xaa, sizeof sha_a);
-    memset(sha_b, 0xbb, sizeof sha_b);
-    assert_int_equal(index_pdq_add(ix, "t", "p", "copy", h, 90), VG_OK);
-    assert_int_equal(index_pdq_add(ix, "t", "p", "edit", near, 90), VG_OK);
-    assert_int_equal(index_set_sha256(ix, "t", "copy", sha_a), VG_OK);
-    assert_int_equal(index_set_sha256(ix, "t", "copy", sha_a), VG_OK); /* same value: fine */
-    assert_int_equal(index_set_sha256(ix, "t", "copy", sha_b), VG_ECONFLICT);
-    assert_int_equal(index_set_sha256(ix, "t", "nope", sha_a), VG_ENOTFOUND);
-    assert_int_equal(index_set_sha256(ix, "u", "copy", sha_a), VG_ENOTFOUND);
-    assert_int_equal(index_set_sha256(ix, "t", "copy", NULL), VG_EINVAL);
-    assert_int_equal(index_set_sha256(ix, "t", "edit", sha_b), VG_OK);
-
-    for (int round = 0; round < 2; round++) {
-        index_pdq_query q = index_pdq_query_defaults();
-        q.variants = (const uint8_t(*)[32])h;
-        q.n_variants = 1;
-        q.sha256 = sha_a;
-        index_pdq_result r;
-        assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
-        assert_int_equal(r.n, 2);
-        assert_string_equal(r.matches[0].reference_id, "copy");
-        assert_int_equal(r.matches[0].exact, 1);
-        assert_string_equal(r.matches[1].reference_id, "edit");
-        assert_int_equal(r.matches[1].exact, 0);
-        index_pdq_result_free(&r);
-        q.sha256 = NULL; /* no query hash: nothing is exact */
-        assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
-        assert_int_equal(r.n, 2);
-        assert_int_equal(r.matches[0].exact, 0);
-        index_pdq_result_free(&r);
-        /* Force a compaction (renumbers references) and check again. */
-        for (int i = 0; i < 10; i++) {
-            char ref[32];
-            snprintf(ref, sizeof ref, "x%d", i);
-            uint8_t x[32];
-            vgt_rand_hash(&seed, x);
-            assert_int_equal(index_pdq_add(ix, "t", "p", ref, x, 90), VG_OK);
-            assert_int_equal(index_remove_reference(ix, "t", ref), VG_OK);
-        }
-    }
-    assert_int_equal(index_remove_reference(ix, "t", "copy"), VG_OK);
-    assert_int_equal(index_set_sha256(ix, "t", "copy", sha_a), VG_ENOTFOUND);
     index_free(ix);
 }
 
@@ -512,7 +502,7 @@ static void test_tenants_profiles_deletes(void **state)
                 snprintf(prof, sizeof prof, "p%d", i / 30);
                 uint8_t h[32];
                 vgt_flip_bits(&seed, q[i % 8], (int)(vgt_rng_next(&seed) % 40), h);
-                assert_int_equal(index_pdq_add(ix, ten, prof, ref, h, 80), VG_OK);
+                assert_int_equal(index_pdq_add(ix, ten, prof, ref_key(ref), h, 80, 0), VG_OK);
                 model_add(&m, ten, prof, ref, h, 80);
             }
         index_stats st;
@@ -529,8 +519,8 @@ static void test_tenants_profiles_deletes(void **state)
         for (int i = 0; i < 100; i += 2) {
             char ref[32];
             snprintf(ref, sizeof ref, "r%d", i);
-            assert_int_equal(index_remove_reference(ix, "ten0", ref), VG_OK);
-            assert_int_equal(index_remove_reference(ix, "ten0", ref), VG_ENOTFOUND);
+            assert_int_equal(index_remove_reference(ix, "ten0", ref_key(ref)), VG_OK);
+            assert_int_equal(index_remove_reference(ix, "ten0", ref_key(ref)), VG_ENOTFOUND);
             for (size_t k = 0; k < m.n; k++)
                 if (!strcmp(m.e[k].tenant, "ten0") && !strcmp(m.e[k].ref, ref))
                     m.e[k].alive = 0;
@@ -557,7 +547,7 @@ static void test_tenants_profiles_deletes(void **state)
         /* A removed reference id can come back, under another profile. */
         uint8_t h[32];
         vgt_flip_bits(&seed, q[0], 2, h);
-        assert_int_equal(index_pdq_add(ix, "ten0", "pnew", "r0", h, 70), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "ten0", "pnew", ref_key("r0"), h, 70, 0), VG_OK);
         model_add(&m, "ten0", "pnew", "r0", h, 70);
         check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 31, NULL, 0);
         check_pdq(ix, &m, "ten0", (const uint8_t(*)[32])q, 8, 31, "pnew", 0);
@@ -596,7 +586,7 @@ static void test_mih_auto_switch(void **state)
         snprintf(ref, sizeof ref, "r%d", i);
         uint8_t h[32];
         vgt_flip_bits(&seed, q[i % 8], i % 64, h);
-        assert_int_equal(index_pdq_add(ix, "t", "p", ref, h, 100), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key(ref), h, 100, 0), VG_OK);
         model_add(&m, "t", "p", ref, h, 100);
         if (i == 400) {
             assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
@@ -624,7 +614,7 @@ static void test_mih_auto_switch(void **state)
     for (int i = 0; i < 1700; i++) {
         char ref[32];
         snprintf(ref, sizeof ref, "r%d", i);
-        assert_int_equal(index_remove_reference(ix, "t", ref), VG_OK);
+        assert_int_equal(index_remove_reference(ix, "t", ref_key(ref)), VG_OK);
         m.e[i].alive = 0;
     }
     assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
@@ -687,7 +677,7 @@ static void test_bulk_load_equals_incremental(void **state)
         snprintf(ref, sizeof ref, "late%d", i);
         vgt_rand_hash(&seed, h);
         model_add(&m, "t", "p0", ref, h, 10);
-        assert_int_equal(index_pdq_add(bulk, "t", "p0", ref, h, 10), VG_OK);
+        assert_int_equal(index_pdq_add(bulk, "t", "p0", ref_key(ref), h, 10, 0), VG_OK);
     }
     check_pdq(bulk, &m, "t", (const uint8_t(*)[32])queries[0], 8, 31, NULL, 0);
     /* Nothing to build: a second end is a no-op. */
@@ -806,7 +796,7 @@ static void test_mih_wide_chunks_public(void **state)
         unsigned long r = strtoul(m.e[i].ref + 1, NULL, 10);
         if (r % 3 != 1 || !m.e[i].alive)
             continue;
-        assert_int_equal(index_remove_reference(ix, "t", m.e[i].ref), VG_OK);
+        assert_int_equal(index_remove_reference(ix, "t", ref_key(m.e[i].ref)), VG_OK);
         for (size_t j = i; j < m.n && j < i + 3; j++) /* a reference's entries are adjacent */
             if (!strcmp(m.e[j].ref, m.e[i].ref)) {
                 m.e[j].alive = 0;
@@ -822,6 +812,57 @@ static void test_mih_wide_chunks_public(void **state)
     assert_true(found > NQ * 10);
     free(m.e);
     index_free(ix);
+}
+
+/* Packed bucket starts hold at most 2^16 - 1 entries per block of buckets: a chunk with more
+ * (70,000 identical hashes, as a tenant of many copies of one flat image would have) keeps plain
+ * starts, and both layouts answer exactly. */
+static void test_mih_plain_starts_fallback(void **state)
+{
+    (void)state;
+    enum { SAME = 70000, OTHER = 30000, N = SAME + OTHER };
+    uint64_t *rows = vg_aligned_alloc(64, (size_t)N * 32);
+    assert_non_null(rows);
+    uint64_t seed = 12;
+    uint8_t same[32];
+    vgt_rand_hash(&seed, same);
+    for (size_t i = 0; i < N; i++) {
+        uint8_t h[32];
+        if (i % 10 < 7)
+            memcpy(h, same, 32);
+        else
+            vgt_rand_hash(&seed, h);
+        index__pdq_words(h, rows + i * 4);
+    }
+    index__mih *m;
+    assert_int_equal(index__mih_build(rows, N, &m), VG_OK);
+    unsigned plain = 0;
+    for (unsigned c = 0; c < m->n_chunks; c++)
+        plain += m->plain[c] != NULL;
+    assert_int_equal(plain, m->n_chunks); /* every chunk has the identical hashes' block */
+    uint64_t q[1][4];
+    index__pdq_words(same, q[0]);
+    index__hits h = {0};
+    assert_int_equal(index__mih_search(m, rows, (const uint64_t(*)[4])q, 1, 0, 1, &h), VG_OK);
+    assert_int_equal(h.n, SAME);
+    vg_free(h.v);
+    index__mih_free(m);
+    /* The random rows alone pack, and a stored hash is found. */
+    assert_int_equal(index__mih_build(rows + (size_t)SAME * 4, OTHER, &m), VG_OK);
+    for (unsigned c = 0; c < m->n_chunks; c++)
+        assert_null(m->plain[c]);
+    index__hits h2 = {0};
+    assert_int_equal(index__mih_search(m, rows + (size_t)SAME * 4,
+                                       (const uint64_t(*)[4])(rows + (size_t)SAME * 4 + 4 * 7), 1,
+                                       31, 1, &h2),
+                     VG_OK);
+    int found = 0;
+    for (size_t i = 0; i < h2.n; i++)
+        found |= h2.v[i].pos == 7 && h2.v[i].distance == 0;
+    assert_true(found);
+    vg_free(h2.v);
+    index__mih_free(m);
+    vg_free(rows);
 }
 
 /* The chunk count follows the tenant's size: 16 chunks of 16 bits below 2^19 entries, then
@@ -919,24 +960,32 @@ static void test_errors(void **state)
     char long_id[VG_ID_MAX + 1];
     memset(long_id, 'x', VG_ID_MAX);
     long_id[VG_ID_MAX] = '\0';
-    assert_int_equal(index_pdq_add(ix, "", "p", "r", h, 50), VG_EINVAL);
-    assert_int_equal(index_pdq_add(ix, "t", NULL, "r", h, 50), VG_EINVAL);
-    assert_int_equal(index_pdq_add(ix, "t", "p", long_id, h, 50), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "", "p", ref_key("r"), h, 50, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", NULL, ref_key("r"), h, 50, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", long_id, ref_key("r"), h, 50, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", 0, h, 50, 0), VG_EINVAL); /* key 0 */
+    assert_int_equal(index_pdq_add(ix, "t", "p", 1ull << 40, h, 50, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", (1ull << 40) - 1, h, 50, 0), VG_OK);
+    assert_int_equal(index_remove_reference(ix, "t", (1ull << 40) - 1), VG_OK);
     long_id[VG_ID_MAX - 1] = '\0'; /* 47 bytes: fits */
-    assert_int_equal(index_pdq_add(ix, "t", "p", long_id, h, 50), VG_OK);
-    assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, 101), VG_EINVAL);
-    assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, -1), VG_EINVAL);
-    assert_int_equal(index_pdq_add(ix, "t", "p", "r", NULL, 50), VG_EINVAL);
-    assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, 50), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", long_id, ref_key("r2"), h, 50, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), h, 101, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), h, -1, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), NULL, 50, 0), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), h, 50, 0), VG_OK);
+    /* A reference's entries come one after the other: r2's run ended when r's began. */
     vg_err_clear();
-    assert_int_equal(index_pdq_add(ix, "t", "other", "r", h, 50), VG_ECONFLICT);
+    assert_int_equal(index_pdq_add(ix, "t", long_id, ref_key("r2"), h, 50, 0), VG_ECONFLICT);
+    assert_non_null(strstr(vg_err_msg(), "one after the other"));
+    vg_err_clear();
+    assert_int_equal(index_pdq_add(ix, "t", "other", ref_key("r"), h, 50, 0), VG_ECONFLICT);
     assert_non_null(strstr(vg_err_msg(), "belongs to profile p"));
     float d[VG_DESCRIPTOR_DIM] = {0};
-    assert_int_equal(index_face_add(ix, "t", "other", "r", d), VG_ECONFLICT);
+    assert_int_equal(index_face_add(ix, "t", "other", ref_key("r"), d), VG_ECONFLICT);
     d[5] = NAN;
-    assert_int_equal(index_face_add(ix, "t", "p", "r", d), VG_EINVAL);
+    assert_int_equal(index_face_add(ix, "t", "p", ref_key("r"), d), VG_EINVAL);
     d[5] = INFINITY;
-    assert_int_equal(index_face_add(ix, "t", "p", "r", d), VG_EINVAL);
+    assert_int_equal(index_face_add(ix, "t", "p", ref_key("r"), d), VG_EINVAL);
 
     index_pdq_query q = index_pdq_query_defaults();
     index_pdq_result r;
@@ -951,7 +1000,7 @@ static void test_errors(void **state)
     assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_EINVAL);
     q.threshold = 0;
     assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
-    assert_int_equal(r.n, 2); /* "r" and the 47-byte id share the all-zero hash */
+    assert_int_equal(r.n, 2); /* "r" and "r2" share the all-zero hash */
     index_pdq_result_free(&r);
 
     index_face_query fq = {0};
@@ -969,10 +1018,10 @@ static void test_errors(void **state)
     index_config c = {.max_entries_per_tenant = 3};
     assert_int_equal(index_new(&c, &ix), VG_OK);
     for (int i = 0; i < 3; i++)
-        assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, 50), VG_OK);
-    assert_int_equal(index_pdq_add(ix, "t", "p", "r", h, 50), VG_ETOOBIG);
-    assert_int_equal(index_face_add(ix, "t", "p", "r", d), VG_ETOOBIG);
-    assert_int_equal(index_pdq_add(ix, "u", "p", "r", h, 50), VG_OK); /* per tenant */
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), h, 50, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("r"), h, 50, 0), VG_ETOOBIG);
+    assert_int_equal(index_face_add(ix, "t", "p", ref_key("r"), d), VG_ETOOBIG);
+    assert_int_equal(index_pdq_add(ix, "u", "p", ref_key("r"), h, 50, 0), VG_OK); /* per tenant */
     index_free(ix);
     index_free(NULL);
     c = (index_config){.max_entries_per_tenant = (size_t)1 << 40};
@@ -1065,7 +1114,7 @@ static void check_face(index_db *ix, const fment *e, size_t n, const float *q, f
     for (size_t i = 0; i < expect; i++) {
         assert_float_equal(r.matches[i].distance, w[i].d, 1e-5);
         /* Equal distances (several descriptors at one spot) may swap; the tests avoid them. */
-        assert_string_equal(r.matches[i].reference_id, w[i].ref);
+        assert_string_equal(ref_name(r.matches[i].reference), w[i].ref);
         assert_string_equal(r.matches[i].profile_id, w[i].profile);
     }
     index_face_result_free(&r);
@@ -1099,7 +1148,8 @@ static void test_face_bruteforce(void **state)
                 else
                     rand_unit(&seed, e[i].d);
                 e[i].alive = 1;
-                assert_int_equal(index_face_add(ix, "t", e[i].profile, e[i].ref, e[i].d), VG_OK);
+                assert_int_equal(index_face_add(ix, "t", e[i].profile, ref_key(e[i].ref), e[i].d),
+                                 VG_OK);
             }
             for (int k = 0; k < 3; k++) {
                 check_face(ix, e, n, q[k], 0, 0, NULL);
@@ -1111,7 +1161,7 @@ static void test_face_bruteforce(void **state)
             for (size_t i = 0; i < n; i += 7) {
                 if (!e[i].alive)
                     continue;
-                assert_int_equal(index_remove_reference(ix, "t", e[i].ref), VG_OK);
+                assert_int_equal(index_remove_reference(ix, "t", ref_key(e[i].ref)), VG_OK);
                 for (size_t j = 0; j < n; j++)
                     if (!strcmp(e[j].ref, e[i].ref))
                         e[j].alive = 0;
@@ -1136,13 +1186,13 @@ static void test_face_threshold_strict(void **state)
         float a[VG_DESCRIPTOR_DIM] = {0}, b[VG_DESCRIPTOR_DIM] = {0}, q[VG_DESCRIPTOR_DIM] = {0};
         a[17] = 0.6f;
         b[100] = -0.59f;
-        assert_int_equal(index_face_add(ix, "t", "p", "at", a), VG_OK);
-        assert_int_equal(index_face_add(ix, "t", "p", "below", b), VG_OK);
+        assert_int_equal(index_face_add(ix, "t", "p", ref_key("at"), a), VG_OK);
+        assert_int_equal(index_face_add(ix, "t", "p", ref_key("below"), b), VG_OK);
         index_face_query fq = {.descriptor = q};
         index_face_result r;
         assert_int_equal(index_face_search(ix, "t", &fq, &r), VG_OK);
         assert_int_equal(r.n, 1);
-        assert_string_equal(r.matches[0].reference_id, "below");
+        assert_string_equal(ref_name(r.matches[0].reference), "below");
         assert_float_equal(r.matches[0].distance, 0.59, 1e-6);
         index_face_result_free(&r);
         fq.threshold = 0.61f;
@@ -1248,7 +1298,7 @@ static void *conc_reader(void *arg)
                 continue;
             }
             for (size_t k = 0; k < r.n; k++) {
-                int j = atoi(r.matches[k].reference_id + 1);
+                int j = atoi(ref_name(r.matches[k].reference) + 1);
                 uint8_t hj[32];
                 conc_hash(j, hj);
                 bad += r.matches[k].distance != hamming(h, hj); /* a torn entry would differ */
@@ -1266,7 +1316,7 @@ static void *conc_reader(void *arg)
                 continue;
             }
             for (size_t k = 0; k < r.n; k++) {
-                int j = atoi(r.matches[k].reference_id + 1);
+                int j = atoi(ref_name(r.matches[k].reference) + 1);
                 float dj[VG_DESCRIPTOR_DIM];
                 conc_desc(j, dj);
                 bad += fabs(r.matches[k].distance - l2(d, dj)) > 1e-4;
@@ -1308,14 +1358,14 @@ static void test_concurrent_readers_writer(void **state)
             conc_hash(i, h);
             float desc[VG_DESCRIPTOR_DIM];
             conc_desc(i, desc);
-            assert_int_equal(index_pdq_add(c.ix, "t", "p", ref, h, 100), VG_OK);
-            assert_int_equal(index_face_add(c.ix, "t", "p", ref, desc), VG_OK);
+            assert_int_equal(index_pdq_add(c.ix, "t", "p", ref_key(ref), h, 100, 0), VG_OK);
+            assert_int_equal(index_face_add(c.ix, "t", "p", ref_key(ref), desc), VG_OK);
             atomic_store(&c.added_upto, i + 1);
             if (i % 3 == 2) { /* delete the oldest live one: triggers compactions too */
                 int d = atomic_load(&c.deleted_upto);
                 snprintf(ref, sizeof ref, "r%d", d);
                 atomic_store(&c.delete_started, d + 1);
-                assert_int_equal(index_remove_reference(c.ix, "t", ref), VG_OK);
+                assert_int_equal(index_remove_reference(c.ix, "t", ref_key(ref)), VG_OK);
                 atomic_store(&c.deleted_upto, d + 1);
             }
         }
@@ -1329,42 +1379,6 @@ static void test_concurrent_readers_writer(void **state)
 }
 
 /* ---- allocation failures -------------------------------------------------------------------- */
-
-/* index_set_sha256: a PDQ hit whose reference has the query image's SHA-256 is flagged exact; a
- * hit with the same hash but other bytes is not; an unknown reference is VG_ENOTFOUND. */
-static void test_exact_flag(void **state)
-{
-    (void)state;
-    index_db *ix;
-    assert_int_equal(index_new(NULL, &ix), VG_OK);
-    uint64_t seed = 99;
-    uint8_t h[32], sha_a[32], sha_b[32];
-    vgt_rand_hash(&seed, h);
-    vgt_rand_hash(&seed, sha_a);
-    vgt_rand_hash(&seed, sha_b);
-    assert_int_equal(index_pdq_add(ix, "t", "p", "ra", h, 100), VG_OK);
-    assert_int_equal(index_pdq_add(ix, "t", "p", "rb", h, 100), VG_OK);
-    assert_int_equal(index_set_sha256(ix, "t", "ra", sha_a), VG_OK);
-    assert_int_equal(index_set_sha256(ix, "t", "nope", sha_a), VG_ENOTFOUND);
-    assert_int_equal(index_set_sha256(ix, "unknown-tenant", "ra", sha_a), VG_ENOTFOUND);
-    index_pdq_query q = index_pdq_query_defaults();
-    q.variants = (const uint8_t(*)[32])h;
-    q.n_variants = 1;
-    q.threshold = 0;
-    q.sha256 = sha_a;
-    index_pdq_result r;
-    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
-    assert_int_equal(r.n, 2);
-    for (size_t i = 0; i < r.n; i++)
-        assert_int_equal(r.matches[i].exact, strcmp(r.matches[i].reference_id, "ra") == 0);
-    index_pdq_result_free(&r);
-    q.sha256 = sha_b; /* same hash, other bytes: near-duplicate, not a copy */
-    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
-    assert_int_equal(r.n, 2);
-    assert_false(r.matches[0].exact || r.matches[1].exact);
-    index_pdq_result_free(&r);
-    index_free(ix);
-}
 
 /* index_pdq_query.tags: a search restricted to some tags never reports an entry of another tag,
  * even at distance 0, and reports the best entry among its own tags (copy detection's halves:
@@ -1380,15 +1394,15 @@ static void test_pdq_tags_filter(void **state)
         vgt_rand_hash(&seed, whole);
         vgt_rand_hash(&seed, top);
         vgt_rand_hash(&seed, bottom);
-        assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", whole, 90, 0, NULL), VG_OK);
-        assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", top, 90, 5, NULL), VG_OK);
-        assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", bottom, 90, 6, NULL), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), whole, 90, 0), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), top, 90, 5), VG_OK);
+        assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), bottom, 90, 6), VG_OK);
         for (int i = 0; i < 200; i++) { /* enough rows for the multi-index tables */
             char id[16];
             uint8_t h[32];
             vgt_rand_hash(&seed, h);
             snprintf(id, sizeof id, "f%d", i);
-            assert_int_equal(index_pdq_add_tagged(ix, "t", "p", id, h, 90, i % 7, NULL), VG_OK);
+            assert_int_equal(index_pdq_add(ix, "t", "p", ref_key(id), h, 90, i % 7), VG_OK);
         }
         vgt_flip_bits(&seed, bottom, 3, q);
         static const struct {
@@ -1405,7 +1419,7 @@ static void test_pdq_tags_filter(void **state)
             assert_int_equal(index_pdq_search(ix, "t", &iq, &r), VG_OK);
             assert_int_equal(r.n, cases[c].n);
             if (r.n) {
-                assert_string_equal(r.matches[0].reference_id, "a");
+                assert_string_equal(ref_name(r.matches[0].reference), "a");
                 assert_int_equal(r.matches[0].distance, 3);
                 assert_int_equal(r.matches[0].tag, cases[c].tag);
             }
@@ -1431,15 +1445,15 @@ static void test_pdq_tags_merge(void **state)
     vgt_rand_hash(&seed, crop);
     vgt_rand_hash(&seed, other);
     vgt_rand_hash(&seed, sym);
-    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", whole, 90, 0, NULL), VG_OK);
-    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", trimmed, 80, 1, NULL), VG_OK);
-    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "a", crop, 70, 4, NULL), VG_OK);
-    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "b", other, 90, 0, NULL), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), whole, 90, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), trimmed, 80, 1), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("a"), crop, 70, 4), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("b"), other, 90, 0), VG_OK);
     /* "c": the same hash as its whole image and as a part */
-    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "c", sym, 60, 3, NULL), VG_OK);
-    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "c", sym, 90, 0, NULL), VG_OK);
-    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "x", sym, 90, 256, NULL), VG_EINVAL);
-    assert_int_equal(index_pdq_add_tagged(ix, "t", "p", "x", sym, 90, -1, NULL), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("c"), sym, 60, 3), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("c"), sym, 90, 0), VG_OK);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("x"), sym, 90, 256), VG_EINVAL);
+    assert_int_equal(index_pdq_add(ix, "t", "p", ref_key("x"), sym, 90, -1), VG_EINVAL);
 
     /* set 1 (variant 0): near the whole image (12 bits); set 2 (variants 1, 2): unrelated, then
      * near the trimmed content (5 bits): the trimmed entry wins, reported once */
@@ -1453,7 +1467,7 @@ static void test_pdq_tags_merge(void **state)
         index_pdq_result r;
         assert_int_equal(index_pdq_search(ix, "t", &iq, &r), VG_OK);
         assert_int_equal(r.n, 1);
-        assert_string_equal(r.matches[0].reference_id, "a");
+        assert_string_equal(ref_name(r.matches[0].reference), "a");
         assert_int_equal(r.matches[0].distance, 5);
         assert_int_equal(r.matches[0].dihedral, 2);
         assert_int_equal(r.matches[0].tag, 1);
@@ -1464,7 +1478,7 @@ static void test_pdq_tags_merge(void **state)
         iq.n_variants = 1;
         assert_int_equal(index_pdq_search(ix, "t", &iq, &r), VG_OK);
         assert_int_equal(r.n, 1);
-        assert_string_equal(r.matches[0].reference_id, "c");
+        assert_string_equal(ref_name(r.matches[0].reference), "c");
         assert_int_equal(r.matches[0].distance, 0);
         assert_int_equal(r.matches[0].tag, 0);
         assert_int_equal(r.matches[0].quality, 90);
@@ -1484,20 +1498,20 @@ static void test_pdq_tags_merge(void **state)
                 uint8_t h[32];
                 vgt_rand_hash(&seed, h);
                 snprintf(id, sizeof id, "d%d", i);
-                assert_int_equal(index_pdq_add_tagged(ix, "t", "p", id, h, 90, 2, NULL), VG_OK);
+                assert_int_equal(index_pdq_add(ix, "t", "p", ref_key(id), h, 90, 2), VG_OK);
             }
             for (int i = 0; i < 40; i++) {
                 snprintf(id, sizeof id, "d%d", i);
-                assert_int_equal(index_remove_reference(ix, "t", id), VG_OK);
+                assert_int_equal(index_remove_reference(ix, "t", ref_key(id)), VG_OK);
             }
-            assert_int_equal(index_remove_reference(ix, "t", "b"), VG_OK);
+            assert_int_equal(index_remove_reference(ix, "t", ref_key("b")), VG_OK);
             index_stats st;
             assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
             assert_int_equal(st.pdq_entries, 5);
             assert_int_equal(st.references, 2);
         }
     }
-    assert_int_equal(index_remove_reference(ix, "t", "a"), VG_OK);
+    assert_int_equal(index_remove_reference(ix, "t", ref_key("a")), VG_OK);
     index_pdq_query iq = index_pdq_query_defaults();
     iq.variants = (const uint8_t(*)[32])crop;
     iq.n_variants = 1;
@@ -1507,42 +1521,103 @@ static void test_pdq_tags_merge(void **state)
     index_free(ix);
 }
 
-/* index_pdq_add_sha256 is index_pdq_add + index_set_sha256: the copy is flagged exact, a second
- * hash of the reference may repeat its SHA-256, another SHA-256 is VG_ECONFLICT and adds nothing.
- */
-static void test_pdq_add_sha256(void **state)
+/* References by key: runs of PDQ and face entries per reference, removals by key and by
+ * profile, keys re-added after their removal (a new run beside the dead one), compactions on
+ * the way, part of it in a bulk load; after every step has_reference, the stats and a search
+ * returning every entry agree with a model. */
+static void test_reference_runs(void **state)
 {
     (void)state;
+    enum { NREF = 300, NPROF = 5 };
+    typedef struct {
+        int live, n_pdq, n_face, profile;
+        uint8_t best[32]; /* its first hash: the search below finds it at distance 0 */
+    } mref;
+    static mref m[NREF + 1];
+    memset(m, 0, sizeof m);
     index_db *ix;
-    assert_int_equal(index_new(NULL, &ix), VG_OK);
-    uint64_t seed = 1234;
-    uint8_t h[32], h2[32], sha_a[32], sha_b[32];
-    vgt_rand_hash(&seed, h);
-    vgt_rand_hash(&seed, h2);
-    vgt_rand_hash(&seed, sha_a);
-    vgt_rand_hash(&seed, sha_b);
-    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "ra", h, 90, sha_a), VG_OK);
-    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "rb", h, 90, NULL), VG_OK);
-    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "ra", h2, 80, sha_a), VG_OK);
-    assert_int_equal(index_pdq_add_sha256(ix, "t", "p", "ra", h2, 80, sha_b), VG_ECONFLICT);
-    assert_int_equal(index_pdq_add_sha256(ix, "t", "q", "ra", h2, 80, sha_a), VG_ECONFLICT);
-    index_stats st;
-    assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
-    assert_int_equal(st.pdq_entries, 3);
-    assert_int_equal(st.references, 2);
-    assert_int_equal(index_set_sha256(ix, "t", "ra", sha_b), VG_ECONFLICT); /* set once */
-    assert_int_equal(index_set_sha256(ix, "t", "rb", sha_b), VG_OK);
-    index_pdq_query q = index_pdq_query_defaults();
-    q.variants = (const uint8_t(*)[32])h;
-    q.n_variants = 1;
-    q.threshold = 0;
-    q.sha256 = sha_a;
-    index_pdq_result r;
-    assert_int_equal(index_pdq_search(ix, "t", &q, &r), VG_OK);
-    assert_int_equal(r.n, 2);
-    for (size_t i = 0; i < r.n; i++)
-        assert_int_equal(r.matches[i].exact, strcmp(r.matches[i].reference_id, "ra") == 0);
-    index_pdq_result_free(&r);
+    index_config cfg = {.pdq_search = INDEX_SEARCH_FLAT};
+    assert_int_equal(index_new(&cfg, &ix), VG_OK);
+    uint64_t seed = 77;
+    const char *profs[NPROF] = {"pa", "pb", "pc", "pd", "pe"};
+    /* The first 700 steps in a bulk load: the key sets are behind (lookups search the tail),
+     * and index_bulk_end catches them up over live and removed runs alike. */
+    index_bulk_begin(ix);
+    for (int step = 0; step < 2000; step++) {
+        if (step == 700)
+            assert_int_equal(index_bulk_end(ix), VG_OK);
+        uint64_t k = 1 + vgt_rng_next(&seed) % NREF;
+        mref *x = &m[k];
+        int op = (int)(vgt_rng_next(&seed) % 10);
+        if (op < 6 && !x->live) { /* add a whole reference: its runs one after the other */
+            x->profile = (int)(vgt_rng_next(&seed) % NPROF);
+            x->n_pdq = (int)(vgt_rng_next(&seed) % 4);
+            x->n_face = x->n_pdq ? (int)(vgt_rng_next(&seed) % 3) : 1;
+            for (int i = 0; i < x->n_pdq; i++) {
+                uint8_t h[32];
+                vgt_rand_hash(&seed, h);
+                if (i == 0)
+                    memcpy(x->best, h, 32);
+                assert_int_equal(index_pdq_add(ix, "t", profs[x->profile], k, h, 90, i), VG_OK);
+            }
+            for (int i = 0; i < x->n_face; i++) {
+                float d[VG_DESCRIPTOR_DIM];
+                for (int j = 0; j < VG_DESCRIPTOR_DIM; j++)
+                    d[j] = (float)(vgt_rng_next(&seed) % 1000) / 1000.0f;
+                assert_int_equal(index_face_add(ix, "t", profs[x->profile], k, d), VG_OK);
+            }
+            x->live = 1;
+        } else if (op < 9) {
+            int rc = index_remove_reference(ix, "t", k);
+            assert_int_equal(rc, x->live ? VG_OK : VG_ENOTFOUND);
+            x->live = 0;
+        } else if (step % 97 == 0) {
+            const char *p = profs[x->profile];
+            int any = 0;
+            for (int r = 1; r <= NREF; r++)
+                if (m[r].live && m[r].profile == x->profile) {
+                    m[r].live = 0;
+                    any = 1;
+                }
+            assert_int_equal(index_remove_profile(ix, "t", p), any ? VG_OK : VG_ENOTFOUND);
+        }
+        if (step % 50 != 49)
+            continue;
+        size_t live = 0, pdq = 0, face = 0;
+        for (int r = 1; r <= NREF; r++) {
+            assert_int_equal(index_has_reference(ix, "t", (uint64_t)r), m[r].live);
+            if (!m[r].live)
+                continue;
+            live++;
+            pdq += (size_t)m[r].n_pdq;
+            face += (size_t)m[r].n_face;
+        }
+        index_stats st;
+        assert_int_equal(index_stats_get(ix, "t", &st), VG_OK);
+        assert_int_equal(st.references, live);
+        assert_int_equal(st.pdq_entries, pdq);
+        assert_int_equal(st.face_entries, face);
+        /* Every live reference with a PDQ entry once, at distance 0 to its first hash. */
+        for (int r = 1; r <= NREF; r++) {
+            if (!m[r].n_pdq)
+                continue;
+            index_pdq_query q = index_pdq_query_defaults();
+            q.variants = (const uint8_t(*)[32])m[r].best;
+            q.n_variants = 1;
+            q.threshold = 0;
+            q.profile_id = profs[m[r].profile];
+            index_pdq_result res;
+            assert_int_equal(index_pdq_search(ix, "t", &q, &res), VG_OK);
+            int found = 0;
+            for (size_t i = 0; i < res.n; i++) {
+                assert_true(m[res.matches[i].reference].live);
+                assert_string_equal(res.matches[i].profile_id, profs[m[r].profile]);
+                found |= res.matches[i].reference == (uint64_t)r;
+            }
+            assert_int_equal(found, m[r].live);
+            index_pdq_result_free(&res);
+        }
+    }
     index_free(ix);
 }
 
@@ -1564,19 +1639,19 @@ static void test_alloc_failures(void **state)
         int failed = 0;
         for (int i = 0; i < 100; i++) {
             char ref[32], prof[32];
-            snprintf(ref, sizeof ref, "r%d", i % 40);
-            snprintf(prof, sizeof prof, "p%d", i % 40 % 7);
+            snprintf(ref, sizeof ref, "r%d", i);
+            snprintf(prof, sizeof prof, "p%d", i % 7);
             uint8_t h[32];
             vgt_flip_bits(&seed, q, i % 50, h);
-            int rc = index_pdq_add(ix, "t", prof, ref, h, 100);
+            int rc = index_pdq_add(ix, "t", prof, ref_key(ref), h, 100, 0);
             assert_true(rc == VG_OK || rc == VG_ENOMEM);
             if (rc == VG_OK)
                 model_add(&m, "t", prof, ref, h, 100);
             failed |= rc != VG_OK;
             if (i % 10 != 9)
                 continue;
-            snprintf(ref, sizeof ref, "r%d", (i * 7) % 40);
-            rc = index_remove_reference(ix, "t", ref);
+            snprintf(ref, sizeof ref, "r%d", (i * 7) % 100);
+            rc = index_remove_reference(ix, "t", ref_key(ref));
             assert_true(rc == VG_OK || rc == VG_ENOTFOUND);
             for (size_t k = 0; k < m.n; k++)
                 if (!strcmp(m.e[k].ref, ref))
@@ -1609,15 +1684,6 @@ static void test_alloc_failures(void **state)
 
 /* ---- the top-k helper (index__topk) --------------------------------------------------------- */
 
-/* Reference names in an order unlike their handles, so that a name order bug shows. */
-static const char *const topk_names[] = {"delta", "alpha", "echo",    "charlie",
-                                         "bravo", "golf",  "foxtrot", "hotel"};
-
-static const char *topk_name(const void *ctx, uint32_t h)
-{
-    return ((const char *const *)ctx)[h];
-}
-
 /* The expected answer, the slow way: best per reference by a scan, then a selection sort. */
 static size_t topk_model(const index__cand *c, size_t n, size_t k, index__cand *out, size_t *n_refs)
 {
@@ -1634,9 +1700,8 @@ static size_t topk_model(const index__cand *c, size_t n, size_t k, index__cand *
     *n_refs = m;
     for (size_t i = 0; i < m; i++)
         for (size_t j = i + 1; j < m; j++) {
-            int c2 = out[j].dist != out[i].dist
-                         ? (out[j].dist < out[i].dist ? -1 : 1)
-                         : strcmp(topk_names[out[j].ref], topk_names[out[i].ref]);
+            int c2 = out[j].dist != out[i].dist ? (out[j].dist < out[i].dist ? -1 : 1)
+                                                : keycmp(out[j].ref, out[i].ref);
             if (c2 < 0) {
                 index__cand t = out[i];
                 out[i] = out[j];
@@ -1649,15 +1714,14 @@ static size_t topk_model(const index__cand *c, size_t n, size_t k, index__cand *
 static void test_topk_best_per_reference_in_order(void **state)
 {
     (void)state;
-    /* ref 0 "delta": 5 (tie 2), 3 (tie 4), 3 (tie 1: kept); ref 1 "alpha": 7; ref 2 "echo": 3;
-     * ref 3 "charlie": 9, 1 */
-    index__cand c[] = {{0, 5, 2, 50}, {1, 7, 0, 10}, {0, 3, 4, 40}, {2, 3, 0, 20},
-                       {3, 9, 0, 30}, {0, 3, 1, 41}, {3, 1, 5, 31}};
+    /* ref 0: 5 (tie 2), 3 (tie 4), 3 (tie 1: kept); ref 1: 7; ref 2: 3; ref 3: 9, 1 */
+    index__cand c[] = {{0, 5, 2, 50, 0}, {1, 7, 0, 10, 0}, {0, 3, 4, 40, 0}, {2, 3, 0, 20, 0},
+                       {3, 9, 0, 30, 0}, {0, 3, 1, 41, 0}, {3, 1, 5, 31, 0}};
     size_t n_refs = 0;
-    size_t n = index__topk(c, VG_ARRAY_LEN(c), 10, topk_name, topk_names, &n_refs);
+    size_t n = index__topk(c, VG_ARRAY_LEN(c), 10, &n_refs);
     assert_int_equal(n, 4);
     assert_int_equal(n_refs, 4);
-    /* charlie 1; delta 3 and echo 3 by name; alpha 7 */
+    /* 3 at 1; 0 and 2 at 3, by key; 1 at 7 */
     assert_int_equal(c[0].ref, 3);
     assert_true(c[0].dist == 1.0f);
     assert_int_equal(c[0].tie, 5);
@@ -1670,16 +1734,15 @@ static void test_topk_best_per_reference_in_order(void **state)
     assert_int_equal(c[3].ref, 1);
 }
 
-static void test_topk_ties_cut_by_name(void **state)
+static void test_topk_ties_cut_by_key(void **state)
 {
     (void)state;
-    /* Eight references at one distance: k = 3 keeps alpha, bravo, charlie whatever the input
-     * order. */
+    /* Eight references at one distance: k = 3 keeps keys 0, 1, 2 whatever the input order. */
     uint64_t seed = 5;
     for (int round = 0; round < 50; round++) {
         index__cand c[8];
         for (uint32_t i = 0; i < 8; i++)
-            c[i] = (index__cand){i, 2.5f, 0, 0};
+            c[i] = (index__cand){i, 2.5f, 0, 0, 0};
         for (size_t i = 7; i > 0; i--) {
             size_t j = vgt_rng_next(&seed) % (i + 1);
             index__cand t = c[i];
@@ -1687,35 +1750,35 @@ static void test_topk_ties_cut_by_name(void **state)
             c[j] = t;
         }
         size_t n_refs = 0;
-        assert_int_equal(index__topk(c, 8, 3, topk_name, topk_names, &n_refs), 3);
+        assert_int_equal(index__topk(c, 8, 3, &n_refs), 3);
         assert_int_equal(n_refs, 8);
-        assert_string_equal(topk_names[c[0].ref], "alpha");
-        assert_string_equal(topk_names[c[1].ref], "bravo");
-        assert_string_equal(topk_names[c[2].ref], "charlie");
+        assert_int_equal(c[0].ref, 0);
+        assert_int_equal(c[1].ref, 1);
+        assert_int_equal(c[2].ref, 2);
     }
 }
 
 static void test_topk_k_edges(void **state)
 {
     (void)state;
-    index__cand c[] = {{4, 2, 0, 0}, {4, 1, 0, 0}, {6, 1, 0, 0}};
+    index__cand c[] = {{4, 2, 0, 0, 0}, {4, 1, 0, 0, 0}, {6, 1, 0, 0, 0}};
     size_t n_refs = 99;
     /* k = 0 keeps nothing but still counts the references */
-    assert_int_equal(index__topk(c, 3, 0, topk_name, topk_names, &n_refs), 0);
+    assert_int_equal(index__topk(c, 3, 0, &n_refs), 0);
     assert_int_equal(n_refs, 2);
     /* no candidates (and no array) */
-    assert_int_equal(index__topk(NULL, 0, 5, topk_name, topk_names, &n_refs), 0);
+    assert_int_equal(index__topk(NULL, 0, 5, &n_refs), 0);
     assert_int_equal(n_refs, 0);
     /* k larger than the references: all of them, in order; n_refs may be NULL */
-    index__cand d[] = {{4, 2, 0, 0}, {4, 1, 0, 0}, {6, 1, 0, 0}};
-    assert_int_equal(index__topk(d, 3, 1000, topk_name, topk_names, NULL), 2);
-    assert_int_equal(d[0].ref, 4); /* "bravo" < "foxtrot" at distance 1 */
+    index__cand d[] = {{4, 2, 0, 0, 0}, {4, 1, 0, 0, 0}, {6, 1, 0, 0, 0}};
+    assert_int_equal(index__topk(d, 3, 1000, NULL), 2);
+    assert_int_equal(d[0].ref, 4); /* 4 < 6 at distance 1 */
     assert_int_equal(d[1].ref, 6);
     /* k equal to the references */
-    index__cand e[] = {{5, 3, 0, 0}, {6, 3, 0, 0}};
-    assert_int_equal(index__topk(e, 2, 2, topk_name, topk_names, &n_refs), 2);
-    assert_int_equal(e[0].ref, 6); /* "foxtrot" < "golf" */
-    assert_int_equal(e[1].ref, 5);
+    index__cand e[] = {{5, 3, 0, 0, 0}, {6, 3, 0, 0, 0}};
+    assert_int_equal(index__topk(e, 2, 2, &n_refs), 2);
+    assert_int_equal(e[0].ref, 5);
+    assert_int_equal(e[1].ref, 6);
 }
 
 static void test_topk_random_against_model(void **state)
@@ -1728,10 +1791,10 @@ static void test_topk_random_against_model(void **state)
         for (size_t i = 0; i < n; i++)
             c[i] =
                 (index__cand){(uint32_t)(vgt_rng_next(&seed) % 8), (float)(vgt_rng_next(&seed) % 6),
-                              (uint16_t)(vgt_rng_next(&seed) % 3), (uint16_t)i};
+                              (uint16_t)(vgt_rng_next(&seed) % 3), (uint16_t)i, 0};
         size_t want_refs, got_refs;
         size_t nw = topk_model(c, n, k, want, &want_refs);
-        size_t ng = index__topk(c, n, k, topk_name, topk_names, &got_refs);
+        size_t ng = index__topk(c, n, k, &got_refs);
         assert_int_equal(ng, nw);
         assert_int_equal(got_refs, want_refs);
         for (size_t i = 0; i < ng; i++) {
@@ -1749,12 +1812,12 @@ int main(void)
         cmocka_unit_test(test_pdq_bruteforce_all_paths),
         cmocka_unit_test(test_pdq_dihedral_reporting),
         cmocka_unit_test(test_pdq_max_results),
-        cmocka_unit_test(test_sha256_exact),
         cmocka_unit_test(test_haystack_needles),
         cmocka_unit_test(test_tenants_profiles_deletes),
         cmocka_unit_test(test_mih_auto_switch),
         cmocka_unit_test(test_bulk_load_equals_incremental),
         cmocka_unit_test(test_mih_id_widths),
+        cmocka_unit_test(test_mih_plain_starts_fallback),
         cmocka_unit_test(test_mih_chunks_for),
         cmocka_unit_test(test_mih_wide_chunks_public),
         cmocka_unit_test(test_mih_chunk_layouts_exact),
@@ -1762,13 +1825,12 @@ int main(void)
         cmocka_unit_test(test_face_bruteforce),
         cmocka_unit_test(test_face_threshold_strict),
         cmocka_unit_test(test_concurrent_readers_writer),
-        cmocka_unit_test(test_exact_flag),
         cmocka_unit_test(test_pdq_tags_merge),
         cmocka_unit_test(test_pdq_tags_filter),
-        cmocka_unit_test(test_pdq_add_sha256),
+        cmocka_unit_test(test_reference_runs),
         cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_topk_best_per_reference_in_order),
-        cmocka_unit_test(test_topk_ties_cut_by_name),
+        cmocka_unit_test(test_topk_ties_cut_by_key),
         cmocka_unit_test(test_topk_k_edges),
         cmocka_unit_test(test_topk_random_against_model),
     };

@@ -309,7 +309,7 @@ int bench__ctx(suite *s, struct cache *c, unsigned max_batch, struct analyze_ctx
         ac.max_workers = usable_cpus();
     if (max_batch)
         ac.max_batch = max_batch;
-    analyze_deps deps = {NULL, c, bench__models(s)};
+    analyze_deps deps = {.cache = c, .models = bench__models(s)};
     vg_err_clear();
     int rc = analyze_ctx_new(&ac, &deps, out);
     if (rc)

@@ -424,6 +424,8 @@ static void build_model_version(analyze_ctx *ctx)
 
 int analyze_ctx_new(const analyze_config *cfg, const analyze_deps *deps, analyze_ctx **out)
 {
+    if (deps && deps->index && !deps->resolve)
+        return vg_err_set(VG_EINVAL, "analyze: an index needs a reference resolver");
     analyze_config c;
     if (cfg)
         c = *cfg;

@@ -74,6 +74,7 @@ typedef struct analyze_features {
 typedef struct analyze_match {
     char profile_id[VG_ID_MAX];
     char reference_id[VG_ID_MAX];
+    uint64_t reference_key; /* the index's name for the reference (analyze_resolve_fn) */
     vg_match_kind kind;
     double distance;   /* 0 for exact; Hamming bits for pdq; L2 for face */
     double confidence; /* 0..1 */
@@ -199,7 +200,24 @@ typedef struct analyze_config {
 /* Fills the defaults above (balanced level). */
 void analyze_config_default(analyze_config *cfg);
 
-/* Borrowed collaborators; each must outlive the context. Any may be NULL:
+/* A reference the index named by its key, as the caller's store holds it: its id, and the
+ * SHA-256 of its image bytes, which tells a byte-identical copy (kind exact) from a PDQ match.
+ * found 0: no such live reference (removed since the search). */
+typedef struct analyze_ref {
+    int found;
+    char id[VG_ID_MAX];
+    uint8_t sha256[32];
+} analyze_ref;
+
+/* Resolves keys[0..n) of a tenant's references into out[0..n): the index keeps no ids or
+ * SHA-256s (at 10M hashes those were half of its memory), so the few references a search
+ * returns are looked up, once per analysis with matches (catalog_resolve: one store query).
+ * VG_OK, or a store error that fails the analysis. */
+typedef int (*analyze_resolve_fn)(void *arg, const char *tenant_id, const uint64_t *keys, size_t n,
+                                  analyze_ref *out);
+
+/* Borrowed collaborators; each must outlive the context. Any may be NULL, except that an index
+ * needs a resolver:
  *   index NULL   -> no matching (features only);
  *   cache NULL   -> every request computes its features;
  *   models NULL  -> no face analysis (features.faces_enabled = 0). */
@@ -210,6 +228,8 @@ typedef struct analyze_deps {
     struct index_db *index;
     struct cache *cache;
     struct face_models *models;
+    analyze_resolve_fn resolve; /* required with index */
+    void *resolve_arg;
 } analyze_deps;
 
 /* Starts the inference workers (each with its own face engine when models are given) and the

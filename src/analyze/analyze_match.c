@@ -4,7 +4,7 @@
  *
  * Confidence (0..1) is a monotone map of the distance, chosen so that the default threshold sits
  * at about one half and an identical image is 1:
- *   exact (same SHA-256):  1 (found through the PDQ search: see match_pdq)
+ *   exact (same SHA-256):  1 (found through the PDQ search and the resolver: see match_pdq)
  *   pdq:   1 - d / 64      (d in bits; unrelated images sit near 128 +- 8, so anything <= 31 is
  *                           far outside chance; 31 -> 0.52)
  *   face:  1 - d / 1.2     (L2; dlib's same-person threshold 0.6 -> 0.5)
@@ -100,13 +100,14 @@ static void add_copy_sets(pdq_variants *v, const analyze_features *f, int min_qu
     }
 }
 
-/* Keeps one match per reference, the best: m replaces an earlier match of its reference at a
- * larger distance (exact beats everything); returns 1 when m is to be appended. */
+/* Keeps one match per reference and kind, the best: m replaces an earlier match of its reference
+ * at a larger distance; returns 1 when m is to be appended. (An exact candidate and a PDQ match
+ * of one reference both stay until resolve_matches knows whether the candidate is exact.) */
 static int merge_into(analyze_result *out, size_t first, const analyze_match *m)
 {
     for (size_t i = first; i < out->n_matches; i++) {
         analyze_match *o = &out->matches[i];
-        if (strcmp(o->reference_id, m->reference_id) != 0)
+        if (o->reference_key != m->reference_key || o->kind != m->kind)
             continue;
         int better = m->kind == VG_MATCH_EXACT
                          ? o->kind != VG_MATCH_EXACT
@@ -120,8 +121,7 @@ static int merge_into(analyze_result *out, size_t first, const analyze_match *m)
 
 /* One pass of the index over the variants v; matches merged into out from index first on. */
 static int search_pdq(analyze_ctx *ctx, analyze_job *job, const pdq_variants *v, int threshold,
-                      int min_quality, const uint8_t *sha256, int exact_only, uint64_t tags,
-                      size_t first, size_t *cap)
+                      int min_quality, int exact_only, uint64_t tags, size_t first, size_t *cap)
 {
     analyze_result *out = job->out;
     index_pdq_query q = index_pdq_query_defaults();
@@ -130,7 +130,6 @@ static int search_pdq(analyze_ctx *ctx, analyze_job *job, const pdq_variants *v,
     q.threshold = threshold;
     q.profile_id = job->req.profile_id;
     q.min_quality = min_quality;
-    q.sha256 = sha256;
     q.tags = tags;
     index_pdq_result r;
     int rc = index_pdq_search(ctx->deps.index, job->req.tenant_id, &q, &r);
@@ -138,15 +137,13 @@ static int search_pdq(analyze_ctx *ctx, analyze_job *job, const pdq_variants *v,
         return rc;
     for (size_t i = 0; i < r.n; i++) {
         const index_pdq_match *im = &r.matches[i];
-        if (!im->exact && exact_only)
-            continue;
         analyze_match m;
         memset(&m, 0, sizeof m);
         m.face_index = -1;
         m.dihedral = m.query_region = m.ref_region = -1;
         snprintf(m.profile_id, sizeof m.profile_id, "%s", im->profile_id);
-        snprintf(m.reference_id, sizeof m.reference_id, "%s", im->reference_id);
-        if (im->exact) {
+        m.reference_key = im->reference;
+        if (exact_only) { /* a candidate: resolve_matches keeps it only if the bytes match */
             m.kind = VG_MATCH_EXACT;
             m.distance = 0;
             m.confidence = 1;
@@ -172,10 +169,10 @@ static int search_pdq(analyze_ctx *ctx, analyze_job *job, const pdq_variants *v,
 }
 
 /* PDQ matches, and exact copies: identical bytes hash identically, so every exact copy is a PDQ
- * hit at distance 0 that the index flags by comparing SHA-256s. The whole image's variants and
- * the copy-detection sets (trimmed, mirrored) go to the index as one query, so it is one pass over
- * the tenant's entries (the reference's parts included: each entry carries its region as its tag)
- * and one best match per reference. A whole hash under the quality gate is reported but not
+ * hit at distance 0, which resolve_matches flags by comparing SHA-256s. The whole image's variants
+ * and the copy-detection sets (trimmed, mirrored) go to the index as one query, so it is one pass
+ * over the tenant's entries (the reference's parts included: each entry carries its region as its
+ * tag) and one best match per reference. A whole hash under the quality gate is reported but not
  * matched (a flat image is near every other flat image); it is still searched at distance 0 so
  * that an exact copy of a flat work is found, and then the copy sets over the gate (a photo on a
  * large flat canvas) get a pass of their own, merged per reference. */
@@ -193,13 +190,13 @@ static int match_pdq(analyze_ctx *ctx, analyze_job *job, size_t *cap)
     int rc;
     if (reliable) {
         add_copy_sets(&v, f, gate);
-        rc = search_pdq(ctx, job, &v, thr, gate, f->sha256, 0, shared, first, cap);
+        rc = search_pdq(ctx, job, &v, thr, gate, 0, shared, first, cap);
     } else {
-        rc = search_pdq(ctx, job, &v, 0, 0, f->sha256, 1, shared, first, cap);
+        rc = search_pdq(ctx, job, &v, 0, 0, 1, shared, first, cap);
         pdq_variants c = {.n = 0};
         add_copy_sets(&c, f, gate);
         if (!rc && c.n)
-            rc = search_pdq(ctx, job, &c, thr, gate, NULL, 0, shared, first, cap);
+            rc = search_pdq(ctx, job, &c, thr, gate, 0, shared, first, cap);
     }
     /* Each half (a logo in a corner or a caption across the bottom leaves the other intact)
      * meets only the same half of the references: against every entry a half, a smaller
@@ -210,7 +207,7 @@ static int match_pdq(analyze_ctx *ctx, analyze_job *job, size_t *cap)
             continue;
         pdq_variants c = {.n = 0};
         add_set(&c, h->dihedral, 1, h->region);
-        rc = search_pdq(ctx, job, &c, thr, gate, NULL, 0, (uint64_t)1 << h->region, first, cap);
+        rc = search_pdq(ctx, job, &c, thr, gate, 0, (uint64_t)1 << h->region, first, cap);
     }
     return rc;
 }
@@ -235,7 +232,7 @@ static int match_faces(analyze_ctx *ctx, analyze_job *job, size_t *cap)
                 return VG_ENOMEM;
             }
             snprintf(m->profile_id, sizeof m->profile_id, "%s", r.matches[k].profile_id);
-            snprintf(m->reference_id, sizeof m->reference_id, "%s", r.matches[k].reference_id);
+            m->reference_key = r.matches[k].reference;
             m->kind = VG_MATCH_FACE;
             m->distance = r.matches[k].distance;
             m->confidence = clamp01(1.0 - r.matches[k].distance / 1.2);
@@ -258,6 +255,84 @@ static int match_order(const void *pa, const void *pb)
     return strcmp(a->reference_id, b->reference_id);
 }
 
+static int key_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* m is worse than an earlier o of its reference (same kind group: PDQ and exact vs face)? */
+static int supersedes(const analyze_match *o, const analyze_match *m)
+{
+    if ((o->kind == VG_MATCH_FACE) != (m->kind == VG_MATCH_FACE))
+        return 0;
+    if (o->kind == VG_MATCH_FACE) /* one per reference and face of the query */
+        return o->face_index == m->face_index;
+    if (o->kind != m->kind)
+        return o->kind == VG_MATCH_EXACT;
+    return o->distance <= m->distance;
+}
+
+/* The matches' references by key -> their ids (a match whose reference is gone since the
+ * search is dropped) and SHA-256s: a PDQ match of the query's bytes becomes exact, an exact
+ * candidate of other bytes is dropped; then one PDQ-or-exact match per reference, the best. */
+static int resolve_matches(analyze_ctx *ctx, analyze_job *job)
+{
+    analyze_result *out = job->out;
+    size_t n = out->n_matches;
+    if (!n)
+        return VG_OK;
+    uint64_t *keys = vg_malloc(n * sizeof *keys);
+    analyze_ref *refs = vg_malloc(n * sizeof *refs);
+    if (!keys || !refs) {
+        vg_free(keys);
+        vg_free(refs);
+        return vg_err_set(VG_ENOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        keys[i] = out->matches[i].reference_key;
+    qsort(keys, n, sizeof *keys, key_cmp);
+    size_t nk = 0;
+    for (size_t i = 0; i < n; i++)
+        if (nk == 0 || keys[nk - 1] != keys[i])
+            keys[nk++] = keys[i];
+    int rc = ctx->deps.resolve(ctx->deps.resolve_arg, job->req.tenant_id, keys, nk, refs);
+    size_t kept = 0;
+    for (size_t i = 0; rc == VG_OK && i < n; i++) {
+        analyze_match m = out->matches[i];
+        const uint64_t *at = bsearch(&m.reference_key, keys, nk, sizeof *keys, key_cmp);
+        const analyze_ref *r = &refs[at - keys];
+        if (!r->found)
+            continue;
+        snprintf(m.reference_id, sizeof m.reference_id, "%s", r->id);
+        int same = memcmp(r->sha256, out->features.sha256, VG_SHA256_BYTES) == 0;
+        if (m.kind == VG_MATCH_EXACT && !same)
+            continue;
+        if (m.kind == VG_MATCH_PDQ && same) {
+            m.kind = VG_MATCH_EXACT;
+            m.distance = 0;
+            m.confidence = 1;
+            m.dihedral = m.query_region = m.ref_region = -1;
+        }
+        size_t j = 0;
+        while (j < kept &&
+               !(out->matches[j].reference_key == m.reference_key &&
+                 (supersedes(&out->matches[j], &m) || supersedes(&m, &out->matches[j]))))
+            j++;
+        if (j < kept) { /* the same reference twice: keep the better */
+            if (!supersedes(&out->matches[j], &m))
+                out->matches[j] = m;
+            continue;
+        }
+        out->matches[kept++] = m;
+    }
+    if (rc == VG_OK)
+        out->n_matches = kept;
+    vg_free(keys);
+    vg_free(refs);
+    return rc;
+}
+
 int analyze__match(analyze_ctx *ctx, analyze_job *job)
 {
     if (!ctx->deps.index)
@@ -267,6 +342,8 @@ int analyze__match(analyze_ctx *ctx, analyze_job *job)
     int rc = match_pdq(ctx, job, &cap);
     if (!rc)
         rc = match_faces(ctx, job, &cap);
+    if (!rc)
+        rc = resolve_matches(ctx, job);
     if (rc)
         return rc;
     if (job->out->n_matches > 1) /* matches is NULL when there are none (qsort: UB) */

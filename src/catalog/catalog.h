@@ -145,6 +145,13 @@ int catalog_reference_remove(catalog *c, const char *tenant_id, const char *refe
 int catalog_profile_remove(catalog *c, const char *tenant_id, const char *profile_id,
                            size_t *n_refs);
 
+/* The analysis's reference resolver (analyze_resolve_fn; arg: the catalog): the index names
+ * references by their store key (refs.ikey), and the few a search returns are looked up in the
+ * store, STORE_RESOLVE_MAX at a time (one query each). A key of a reference deleted since the
+ * search comes back found = 0. Errors are the store's. */
+int catalog_resolve(void *catalog, const char *tenant_id, const uint64_t *keys, size_t n,
+                    analyze_ref *out);
+
 /* ---- video ---------------------------------------------------------------------------------- */
 
 /* Each tenant's video works are held in a video_index (src/video: frames tagged by video, found

@@ -135,7 +135,8 @@ static void sync__videos(catalog *c, const char *tenant, int force)
 static int sync__ref_add(catalog *c, const store_change *ch, vg_arena *a, int *skipped)
 {
     index_db *ix = catalog__index_of(c);
-    if (index_has_reference(ix, ch->tenant_id, ch->object_id) ||
+    /* A row written before schema 8 has no key: the reference's own row has it. */
+    if ((ch->object_key && index_has_reference(ix, ch->tenant_id, (uint64_t)ch->object_key)) ||
         catalog__videos_has(catalog__videos_of(c), ch->tenant_id, ch->object_id)) {
         *skipped = 1;
         return VG_OK;
@@ -148,12 +149,16 @@ static int sync__ref_add(catalog *c, const store_change *ch, vg_arena *a, int *s
     }
     if (rc != VG_OK)
         return rc;
+    if (!ch->object_key && index_has_reference(ix, r.tenant_id, (uint64_t)r.key)) {
+        *skipped = 1;
+        return VG_OK;
+    }
     rc = catalog__index_add(ix, &r);
     if (rc != VG_OK) {
         /* Not retried: memory or the tenant's entry limit will not change by the next poll,
          * and retrying would hold every later row back. The next start indexes it. */
         VG_ERROR("catalog", "sync: reference %s not indexed on this node: %s", r.id, vg_err_msg());
-        index_remove_reference(ix, r.tenant_id, r.id);
+        index_remove_reference(ix, r.tenant_id, (uint64_t)r.key);
         return VG_OK;
     }
     if (r.is_video)
@@ -181,7 +186,14 @@ static int sync__apply(catalog *c, catalog__sync *s, const store_change *ch, vg_
     if (ch->kind == STORE_CHANGE_REFERENCE && !ch->remove) {
         rc = sync__ref_add(c, ch, a, skipped);
     } else if (ch->kind == STORE_CHANGE_REFERENCE) {
-        int irc = index_remove_reference(ix, ch->tenant_id, ch->object_id);
+        int irc = VG_ENOTFOUND;
+        if (ch->object_key)
+            irc = index_remove_reference(ix, ch->tenant_id, (uint64_t)ch->object_key);
+        else /* a row from before schema 8, which no node of this build writes */
+            VG_WARN("catalog",
+                    "sync: removal of %s has no reference key; this node matches it until "
+                    "its next start",
+                    ch->object_id);
         if (irc == VG_ENOTFOUND)
             *skipped = 1;
         if (catalog__videos_has(catalog__videos_of(c), ch->tenant_id, ch->object_id))

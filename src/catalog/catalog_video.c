@@ -421,15 +421,16 @@ int catalog_video_search(catalog *c, const char *tenant_id, const char *profile_
 
 /* One (query frame, image reference) pair within the threshold. */
 typedef struct photo_hit {
-    char profile_id[VG_ID_MAX]; /* the index's ids (no longer than the store's) */
-    char reference_id[VG_ID_MAX];
+    char profile_id[VG_ID_MAX];   /* the index's ids (no longer than the store's) */
+    char reference_id[VG_ID_MAX]; /* resolved from key (resolve_hits) */
+    uint64_t key;
     uint32_t frame; /* index in the query's frames (faces: in the faces given) */
     double distance;
     double ts; /* faces: the frame's time */
 } photo_hit;
 
 static int photo_hit_push(photo_hit **h, size_t *n, size_t *cap, const char *profile_id,
-                          const char *reference_id, uint32_t frame, double distance, double ts)
+                          uint64_t key, uint32_t frame, double distance, double ts)
 {
     if (*n == *cap) {
         size_t nc = *cap ? *cap * 2 : 64;
@@ -441,7 +442,8 @@ static int photo_hit_push(photo_hit **h, size_t *n, size_t *cap, const char *pro
     }
     photo_hit *e = &(*h)[(*n)++];
     snprintf(e->profile_id, sizeof e->profile_id, "%s", profile_id);
-    snprintf(e->reference_id, sizeof e->reference_id, "%s", reference_id);
+    e->reference_id[0] = '\0';
+    e->key = key;
     e->frame = frame;
     e->distance = distance;
     e->ts = ts;
@@ -553,6 +555,46 @@ static int photo_match_add(const photo_hit *h, size_t n, const void *arg, catalo
     return VG_OK;
 }
 
+static int hit_key_cmp(const void *a, const void *b)
+{
+    uint64_t x = ((const photo_hit *)a)->key, y = ((const photo_hit *)b)->key;
+    return (x > y) - (x < y);
+}
+
+/* The hits' reference ids from their keys (catalog_resolve, once per distinct key: a video that
+ * shows one photo for minutes hits it on every sampled frame); hits of references removed since
+ * the search are dropped. Leaves h sorted by key. */
+static int resolve_hits(catalog *c, const char *tenant_id, photo_hit *h, size_t *n)
+{
+    if (!*n)
+        return VG_OK;
+    qsort(h, *n, sizeof *h, hit_key_cmp);
+    uint64_t *keys = vg_malloc(*n * sizeof *keys);
+    analyze_ref *refs = vg_malloc(*n * sizeof *refs);
+    size_t nk = 0;
+    int rc = keys && refs ? VG_OK : vg_err_set(VG_ENOMEM, "out of memory");
+    for (size_t i = 0; rc == VG_OK && i < *n; i++)
+        if (nk == 0 || keys[nk - 1] != h[i].key)
+            keys[nk++] = h[i].key;
+    if (rc == VG_OK)
+        rc = catalog_resolve(c, tenant_id, keys, nk, refs);
+    size_t kept = 0;
+    for (size_t i = 0, k = 0; rc == VG_OK && i < *n; i++) {
+        while (keys[k] != h[i].key)
+            k++;
+        if (!refs[k].found)
+            continue;
+        h[kept] = h[i];
+        snprintf(h[kept].reference_id, sizeof h[kept].reference_id, "%s", refs[k].id);
+        kept++;
+    }
+    if (rc == VG_OK)
+        *n = kept;
+    vg_free(keys);
+    vg_free(refs);
+    return rc;
+}
+
 int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *profile_id,
                                const video_hash *q, int threshold, int min_quality, uint32_t gap_ms,
                                catalog_video_result *out)
@@ -583,10 +625,12 @@ int catalog_video_photo_search(catalog *c, const char *tenant_id, const char *pr
         if ((rc = index_pdq_search(ix, tenant_id, &iq, &r)) != VG_OK)
             break;
         for (size_t k = 0; rc == VG_OK && k < r.n; k++)
-            rc = photo_hit_push(&h, &n, &hcap, r.matches[k].profile_id, r.matches[k].reference_id,
+            rc = photo_hit_push(&h, &n, &hcap, r.matches[k].profile_id, r.matches[k].reference,
                                 (uint32_t)i, r.matches[k].distance, q->frames[i].ts);
         index_pdq_result_free(&r);
     }
+    if (rc == VG_OK)
+        rc = resolve_hits(c, tenant_id, h, &n);
     if (rc == VG_OK) {
         const photo_run_arg a = {q, usable, gap_ms};
         rc = hits_to_matches(h, n, photo_hit_cmp, photo_match_add, &a, out);
@@ -670,10 +714,12 @@ int catalog_video_face_search(catalog *c, const char *tenant_id, const char *pro
         if ((rc = index_face_search(ix, tenant_id, &q, &r)) != VG_OK)
             break;
         for (size_t k = 0; rc == VG_OK && k < r.n; k++)
-            rc = photo_hit_push(&h, &nh, &hcap, r.matches[k].profile_id, r.matches[k].reference_id,
+            rc = photo_hit_push(&h, &nh, &hcap, r.matches[k].profile_id, r.matches[k].reference,
                                 (uint32_t)i, r.matches[k].distance, faces[i].ts);
         index_face_result_free(&r);
     }
+    if (rc == VG_OK)
+        rc = resolve_hits(c, tenant_id, h, &nh);
     if (rc == VG_OK) {
         const face_run_arg a = {n_frames, gap_ms};
         rc = hits_to_matches(h, nh, face_hit_cmp, face_match_add, &a, out);

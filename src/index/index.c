@@ -1,6 +1,6 @@
-/* index: lifecycle, tenants, reference and profile records, the add protocol both kinds share,
- * and stats. See index.h for the contract and index_int.h for the file layout, the storage
- * layout, the concurrency design (pinned views) and its invariants.
+/* index: lifecycle, tenants, profile records, the add protocol both kinds share, and stats. See
+ * index.h for the contract and index_int.h for the file layout, the storage layout, the concurrency
+ * design (pinned views) and its invariants.
  */
 #include "index/index_int.h"
 
@@ -43,12 +43,18 @@ int index__check_id(const char *what, const char *id)
     return VG_OK;
 }
 
-/* Map keys are read from the records of the view the map belongs with. */
-const char *index__ref_key(const void *ctx, uint32_t h)
+int index__check_add(const char *tenant, const char *profile, uint64_t ref)
 {
-    return ((const index__view *)ctx)->refs[h].id;
+    int rc = index__check_id("tenant", tenant);
+    if (!rc)
+        rc = index__check_id("profile", profile);
+    if (!rc && (ref == 0 || ref >> INDEX__KEY_BITS))
+        return vg_err_set(VG_EINVAL, "reference key %llu outside 1..2^%d - 1",
+                          (unsigned long long)ref, INDEX__KEY_BITS);
+    return rc;
 }
 
+/* Map keys are read from the records of the view the map belongs with. */
 const char *index__profile_key(const void *ctx, uint32_t h)
 {
     return ((const index__view *)ctx)->profiles[h].id;
@@ -103,7 +109,8 @@ static void shard_free(index__shard *sh)
 {
     index__views_free(sh);
     index__map_free(&sh->profile_map);
-    index__map_free(&sh->ref_map);
+    index__keyset_free(&sh->pdq_keys);
+    index__keyset_free(&sh->face_keys);
     pthread_rwlock_destroy(&sh->lock);
     pthread_mutex_destroy(&sh->write_mutex);
     vg_free(sh);
@@ -208,101 +215,119 @@ done:
 
 /* ---- adds ----------------------------------------------------------------------------------- */
 
-/* Finds or prepares the reference for an add: on success *ref_out is an existing live handle, or
- * INDEX__NONE with records and maps reserved so that the commit cannot fail. */
-static int add_prepare(index_db *ix, index__shard *sh, const char *profile, const char *reference,
-                       uint32_t rhash, uint32_t *ref_out)
+/* The kind's entry keys and key set, and the other kind's. */
+static const uint64_t *kind_keys(const index__view *v, index__kind k)
 {
-    size_t live = (sh->pdq_n - sh->dead_pdq) + (sh->face_n - sh->dead_face);
-    if (live >= ix->cfg.max_entries_per_tenant || sh->pdq_n + sh->face_n >= MAX_ENTRIES_LIMIT * 2)
-        return vg_err_set(VG_ETOOBIG, "tenant %s holds %zu entries (max_entries_per_tenant)",
-                          sh->id, live);
-    index__view *v = sh->cur;
-    uint32_t r = index__map_find(&sh->ref_map, reference, rhash, index__ref_key, v);
-    if (r != INDEX__NONE) {
-        const char *owner = v->profiles[v->refs[r].profile].id;
-        if (strcmp(owner, profile) != 0)
-            return vg_err_set(VG_ECONFLICT, "reference %s belongs to profile %s, not %s", reference,
-                              owner, profile);
-        *ref_out = r;
-        return VG_OK;
+    return k == INDEX__KIND_PDQ ? v->pdq_ref : v->face_ref;
+}
+
+static index__keyset *kind_set(index__shard *sh, index__kind k)
+{
+    return k == INDEX__KIND_PDQ ? &sh->pdq_keys : &sh->face_keys;
+}
+
+static size_t *kind_keyed(index__shard *sh, index__kind k)
+{
+    return k == INDEX__KIND_PDQ ? &sh->pdq_keyed : &sh->face_keyed;
+}
+
+static int kind_live(const index__view *v, index__kind k, size_t p)
+{
+    return k == INDEX__KIND_PDQ ? index__pdq_live(v->pdq_quality, p)
+                                : index__face_live(v->face_alive, p);
+}
+
+/* The first live entry of ref in the tail [keyed, n), or INDEX__NONE. */
+static uint32_t tail_find(index__shard *sh, index__kind kind, uint64_t ref)
+{
+    const index__view *v = sh->cur;
+    const uint64_t *w = kind_keys(v, kind);
+    size_t n = kind == INDEX__KIND_PDQ ? sh->pdq_n : sh->face_n;
+    for (size_t p = *kind_keyed(sh, kind); p < n; p++)
+        if (index__ref_key(w[p]) == ref && kind_live(v, kind, p))
+            return (uint32_t)p;
+    return INDEX__NONE;
+}
+
+uint32_t index__run_find(index__shard *sh, index__kind kind, uint64_t ref)
+{
+    uint32_t pos = index__keyset_find(kind_set(sh, kind), ref, kind_keys(sh->cur, kind));
+    return pos != INDEX__NONE ? pos : tail_find(sh, kind, ref);
+}
+
+uint32_t index__run_forget(index__shard *sh, index__kind kind, uint64_t ref)
+{
+    uint32_t pos = index__keyset_remove(kind_set(sh, kind), ref, kind_keys(sh->cur, kind));
+    return pos != INDEX__NONE ? pos : tail_find(sh, kind, ref);
+}
+
+int index__keys_catch_up(index__shard *sh)
+{
+    for (int k = 0; k < 2; k++) {
+        index__kind kind = k ? INDEX__KIND_FACE : INDEX__KIND_PDQ;
+        const index__view *v = sh->cur;
+        const uint64_t *w = kind_keys(v, kind);
+        size_t n = kind == INDEX__KIND_PDQ ? sh->pdq_n : sh->face_n, *keyed = kind_keyed(sh, kind);
+        size_t starts = 0;
+        for (size_t p = *keyed; p < n; p++)
+            starts += kind_live(v, kind, p) &&
+                      (p == 0 || index__ref_key(w[p - 1]) != index__ref_key(w[p]) ||
+                       !kind_live(v, kind, p - 1));
+        if (index__keyset_reserve(kind_set(sh, kind), starts, w))
+            return vg_err_set(VG_ENOMEM, "index key set of tenant %s", sh->id);
+        for (size_t p = *keyed; p < n; p++)
+            if (kind_live(v, kind, p) &&
+                (p == 0 || index__ref_key(w[p - 1]) != index__ref_key(w[p]) ||
+                 !kind_live(v, kind, p - 1)))
+                index__keyset_insert(kind_set(sh, kind), (uint32_t)p, w);
+        *keyed = n;
     }
-    if (sh->n_refs >= INDEX__NONE - 1 || sh->n_profiles >= INDEX__NONE - 1)
-        return vg_err_set(VG_ETOOBIG, "too many references in tenant %s", sh->id);
-    int rc = index__grow_records(sh);
-    if (!rc)
-        rc = index__map_reserve(&sh->ref_map, 1);
-    if (!rc) {
-        index__wrlock(sh); /* a rehash moves slots queries may be probing */
-        rc = index__map_reserve(&sh->profile_map, 1);
-        index__unlock(sh);
-    }
-    if (rc)
-        return rc;
-    *ref_out = INDEX__NONE;
     return VG_OK;
 }
 
-/* Writes a new reference (and profile) record past the published ones. Returns the reference
- * handle and whether a profile was created (*new_profile, its hash in *phash). */
-static uint32_t add_write_ref(index__shard *sh, const char *profile, const char *reference,
-                              int *new_profile, uint32_t *phash)
+/* Checks `ref` against the kind's entries: new, or the reference of the kind's last entry (its
+ * run continues) under the same profile. *new_ref says which; *owner gets the existing profile
+ * handle of a known key (of either kind), INDEX__NONE for a new reference. */
+static int add_check_ref(index__shard *sh, uint64_t ref, index__kind kind, int *new_ref,
+                         uint32_t *owner)
 {
-    index__view *v = sh->cur;
-    *phash = index__hash_str(profile);
-    uint32_t p = index__map_find(&sh->profile_map, profile, *phash, index__profile_key, v);
-    *new_profile = p == INDEX__NONE;
-    if (*new_profile) {
-        p = (uint32_t)sh->n_profiles;
-        index__profile *x = &v->profiles[p];
-        memset(x, 0, sizeof *x);
-        strcpy(x->id, profile);
-        x->first_ref = INDEX__NONE;
-        x->alive = 1;
+    const index__view *v = sh->cur;
+    size_t n = kind == INDEX__KIND_PDQ ? sh->pdq_n : sh->face_n;
+    *owner = INDEX__NONE;
+    /* Two lookups without the sets, which are random reads of up to 64 MiB (11% of a 10M
+     * load): the run of the kind's last live entry continues, or the key is above every key
+     * the tenant ever had (the store hands them out counting up, and walks them so at start). */
+    if (n && index__ref_key(kind_keys(v, kind)[n - 1]) == ref &&
+        (kind == INDEX__KIND_PDQ ? index__pdq_live(v->pdq_quality, n - 1)
+                                 : index__face_live(v->face_alive, n - 1))) {
+        *new_ref = 0;
+        *owner = index__ref_profile(kind_keys(v, kind)[n - 1]);
+        return VG_OK;
     }
-    uint32_t ref = (uint32_t)sh->n_refs;
-    index__ref *x = &v->refs[ref];
-    memset(x, 0, sizeof *x);
-    strcpy(x->id, reference);
-    x->profile = p;
-    atomic_init(&x->alive, 1);
-    atomic_init(&x->has_sha, 0);
-    x->prev = INDEX__NONE;
-    x->next = INDEX__NONE;
-    return ref;
-}
-
-/* After publishing: the writer-only bookkeeping of a new reference. */
-static void add_link_ref(index__shard *sh, uint32_t ref, uint32_t rhash, int new_profile)
-{
-    index__view *v = sh->cur;
-    index__ref *x = &v->refs[ref];
-    index__profile *p = &v->profiles[x->profile];
-    if (new_profile) {
-        sh->n_profiles++;
-        sh->live_profiles++;
+    if (ref > sh->max_key) {
+        *new_ref = 1;
+        return VG_OK;
     }
-    x->next = p->first_ref;
-    if (x->next != INDEX__NONE)
-        v->refs[x->next].prev = ref;
-    p->first_ref = ref;
-    p->n_refs++;
-    index__map_insert(&sh->ref_map, rhash, ref);
-    sh->n_refs++;
-    sh->live_refs++;
+    uint32_t pos = index__run_find(sh, kind, ref);
+    *new_ref = pos == INDEX__NONE;
+    if (!*new_ref) {
+        if (index__ref_key(kind_keys(v, kind)[n - 1]) != ref)
+            return vg_err_set(VG_ECONFLICT,
+                              "reference %llu: its entries must be added one after the other",
+                              (unsigned long long)ref);
+        *owner = kind == INDEX__KIND_PDQ ? index__ref_profile(v->pdq_ref[pos])
+                                         : index__ref_profile(v->face_ref[pos]);
+        return VG_OK;
+    }
+    index__kind other = kind == INDEX__KIND_PDQ ? INDEX__KIND_FACE : INDEX__KIND_PDQ;
+    uint32_t opos = index__run_find(sh, other, ref);
+    if (opos != INDEX__NONE)
+        *owner = other == INDEX__KIND_PDQ ? index__ref_profile(v->pdq_ref[opos])
+                                          : index__ref_profile(v->face_ref[opos]);
+    return VG_OK;
 }
 
-int index__check_add_ids(const char *tenant, const char *profile, const char *reference)
-{
-    int rc = index__check_id("tenant", tenant);
-    if (!rc)
-        rc = index__check_id("profile", profile);
-    if (!rc)
-        rc = index__check_id("reference", reference);
-    return rc;
-}
-
-int index__add_begin(index_db *ix, const char *tenant, const char *profile, const char *reference,
+int index__add_begin(index_db *ix, const char *tenant, const char *profile, uint64_t ref,
                      index__kind kind, index__add *a)
 {
     memset(a, 0, sizeof *a);
@@ -312,85 +337,97 @@ int index__add_begin(index_db *ix, const char *tenant, const char *profile, cons
         return rc;
     pthread_mutex_lock(&sh->write_mutex);
     index__reclaim(sh);
-    uint32_t ref = INDEX__NONE;
-    a->rhash = index__hash_str(reference);
-    rc = add_prepare(ix, sh, profile, reference, a->rhash, &ref);
+    size_t live = (sh->pdq_n - sh->dead_pdq) + (sh->face_n - sh->dead_face);
+    uint32_t owner = INDEX__NONE;
+    if (live >= ix->cfg.max_entries_per_tenant || sh->pdq_n + sh->face_n >= MAX_ENTRIES_LIMIT * 2)
+        rc = vg_err_set(VG_ETOOBIG, "tenant %s holds %zu entries (max_entries_per_tenant)", sh->id,
+                        live);
+    if (!rc)
+        rc = add_check_ref(sh, ref, kind, &a->new_ref, &owner);
+    uint32_t phash = index__hash_str(profile);
+    uint32_t p = index__map_find(&sh->profile_map, profile, phash, index__profile_key, sh->cur);
+    if (!rc && owner != INDEX__NONE && owner != p)
+        rc = vg_err_set(VG_ECONFLICT, "reference %llu belongs to profile %s, not %s",
+                        (unsigned long long)ref, sh->cur->profiles[owner].id, profile);
+    if (!rc && p == INDEX__NONE && sh->n_profiles >= ((size_t)1 << INDEX__PROFILE_BITS) - 1)
+        rc = vg_err_set(VG_ETOOBIG, "tenant %s has %zu profiles in the index (at most 2^%d - 1)",
+                        sh->id, sh->n_profiles, INDEX__PROFILE_BITS);
+    if (!rc && p == INDEX__NONE && !(rc = index__grow_profiles(sh))) {
+        index__wrlock(sh); /* a rehash moves slots queries may be probing */
+        rc = index__map_reserve(&sh->profile_map, 1);
+        index__unlock(sh);
+    }
     if (!rc)
         rc = kind == INDEX__KIND_PDQ ? index__grow_pdq(sh, sh->pdq_n + 1)
                                      : index__grow_face(sh, sh->face_n + 1);
+    size_t n = kind == INDEX__KIND_PDQ ? sh->pdq_n : sh->face_n;
+    if (!rc && a->new_ref && !atomic_load_explicit(&ix->bulk, memory_order_relaxed) &&
+        *kind_keyed(sh, kind) == n)
+        rc = index__keyset_reserve(kind_set(sh, kind), 1, kind_keys(sh->cur, kind));
     if (rc) {
         pthread_mutex_unlock(&sh->write_mutex);
         return rc;
     }
     a->sh = sh;
-    a->created = ref == INDEX__NONE;
-    if (a->created)
-        ref = add_write_ref(sh, profile, reference, &a->new_profile, &a->phash);
-    a->ref = ref;
+    a->bulk = atomic_load_explicit(&ix->bulk, memory_order_relaxed) || *kind_keyed(sh, kind) != n;
+    a->counted_ref = a->new_ref && owner == INDEX__NONE;
+    a->new_profile = p == INDEX__NONE;
+    if (a->new_profile) {
+        p = (uint32_t)sh->n_profiles;
+        index__profile *x = &sh->cur->profiles[p];
+        memset(x, 0, sizeof *x);
+        strcpy(x->id, profile);
+        x->alive = 1;
+        a->phash = phash;
+    }
+    a->profile = p;
     return VG_OK;
 }
 
-void index__add_publish(index__add *a)
+void index__add_end(index__add *a, index__kind kind, uint64_t ref)
 {
     index__shard *sh = a->sh;
     index__view *v = sh->cur;
-    index__wrlock(sh); /* publish: the records and the row become visible together */
+    size_t pos = kind == INDEX__KIND_PDQ ? sh->pdq_n++ : sh->face_n++;
+    index__wrlock(sh); /* publish: the profile and the row become visible together */
     if (a->new_profile)
-        index__map_insert(&sh->profile_map, a->phash, v->refs[a->ref].profile);
+        index__map_insert(&sh->profile_map, a->phash, a->profile);
     v->pdq_n = sh->pdq_n;
     v->face_n = sh->face_n;
     index__unlock(sh);
-    if (a->created)
-        add_link_ref(sh, a->ref, a->rhash, a->new_profile);
-}
-
-int index_set_sha256(index_db *ix, const char *tenant, const char *reference,
-                     const uint8_t sha256[32])
-{
-    int rc = index__check_id("tenant", tenant);
-    if (!rc)
-        rc = index__check_id("reference", reference);
-    if (rc)
-        return rc;
-    if (!sha256)
-        return vg_err_set(VG_EINVAL, "no SHA-256");
-    index__shard *sh = index__shard_find(ix, tenant);
-    if (!sh)
-        return vg_err_set(VG_ENOTFOUND, "no reference %s in tenant %s", reference, tenant);
-    pthread_mutex_lock(&sh->write_mutex);
-    index__view *v = sh->cur;
-    uint32_t r =
-        index__map_find(&sh->ref_map, reference, index__hash_str(reference), index__ref_key, v);
-    if (r == INDEX__NONE) {
-        rc = vg_err_set(VG_ENOTFOUND, "no reference %s in tenant %s", reference, tenant);
-    } else if (atomic_load_explicit(&v->refs[r].has_sha, memory_order_relaxed)) {
-        /* Queries read the bytes without a lock once the flag is set, so they never change. */
-        if (memcmp(v->refs[r].sha256, sha256, 32) != 0)
-            rc = vg_err_set(VG_ECONFLICT, "reference %s already has another SHA-256", reference);
-    } else {
-        memcpy(v->refs[r].sha256, sha256, 32);
-        index__wrlock(sh);
-        atomic_store_explicit(&v->refs[r].has_sha, 1, memory_order_release);
-        index__unlock(sh);
+    if (a->new_profile) {
+        sh->n_profiles++;
+        sh->live_profiles++;
     }
-    pthread_mutex_unlock(&sh->write_mutex);
-    return rc;
+    v->profiles[a->profile].n_live++;
+    /* Into the key set while there is no tail and no bulk load (the set has room: add_begin
+     * reserved it under the same conditions). */
+    size_t *keyed = kind_keyed(sh, kind);
+    if (*keyed == pos && !a->bulk) {
+        if (a->new_ref)
+            index__keyset_insert(kind_set(sh, kind), (uint32_t)pos, kind_keys(v, kind));
+        *keyed = pos + 1;
+    }
+    if (a->counted_ref)
+        sh->live_refs++;
+    if (ref > sh->max_key)
+        sh->max_key = ref;
 }
 
-int index_has_reference(index_db *ix, const char *tenant, const char *reference)
+int index_has_reference(index_db *ix, const char *tenant, uint64_t ref)
 {
-    if (index__check_id("tenant", tenant) || index__check_id("reference", reference))
+    if (index__check_id("tenant", tenant) || ref == 0)
         return 0;
     index__shard *sh = index__shard_find(ix, tenant);
     if (!sh)
         return 0;
     pthread_mutex_lock(&sh->write_mutex);
-    index__view *v = sh->cur;
-    uint32_t r =
-        index__map_find(&sh->ref_map, reference, index__hash_str(reference), index__ref_key, v);
-    int alive = r != INDEX__NONE && index__ref_alive(&v->refs[r]);
+    const index__view *v = sh->cur;
+    int live = index__run_find(sh, INDEX__KIND_PDQ, ref) != INDEX__NONE ||
+               index__run_find(sh, INDEX__KIND_FACE, ref) != INDEX__NONE;
+    (void)v;
     pthread_mutex_unlock(&sh->write_mutex);
-    return alive;
+    return live;
 }
 
 /* ---- stats ---------------------------------------------------------------------------------- */
@@ -407,7 +444,8 @@ static void shard_stats(index__shard *sh, index_stats *s)
     s->dead_entries += sh->dead_pdq + sh->dead_face;
     s->mih_tenants += sh->cur->mih != NULL;
     s->bytes += sizeof *sh + index__view_bytes(sh->cur) + sh->retired_bytes +
-                index__map_bytes(&sh->ref_map) + index__map_bytes(&sh->profile_map);
+                index__keyset_bytes(&sh->pdq_keys) + index__keyset_bytes(&sh->face_keys) +
+                index__map_bytes(&sh->profile_map);
     pthread_mutex_unlock(&sh->write_mutex);
     s->pdq_flat_searches += atomic_load_explicit(&sh->pdq_flat_searches, memory_order_relaxed);
     s->pdq_mih_searches += atomic_load_explicit(&sh->pdq_mih_searches, memory_order_relaxed);

@@ -10,22 +10,26 @@
  *   - Faces: 128-d float descriptors in 64-byte aligned rows, flat SIMD scan of squared L2
  *     distances (strictly < threshold^2, 0.6 by default), top-k references.
  *
- * The caller (the server) builds the index from its store at start and mirrors every insert and
- * delete into it. Ids are opaque strings of at most VG_ID_MAX - 1 bytes: a tenant id scopes
- * everything, a reference id is unique within its tenant and belongs to one profile, and a
- * reference may have several PDQ hashes and several face descriptors. Matches are reported once
- * per reference, with the best distance over its entries and the query variants.
+ * The caller (the catalog) builds the index from its store at start and mirrors every insert and
+ * delete into it. Tenants and profiles are named by opaque string ids of at most VG_ID_MAX - 1
+ * bytes; a reference by its key, the caller's integer name for it (1 .. 2^40 - 1; the store's
+ * refs.ikey), unique within its tenant, belonging to one profile; a tenant has fewer than 2^24
+ * profiles in the index. A reference may have several
+ * PDQ hashes and several face descriptors; its entries of one kind are added one after the
+ * other. Matches are reported once per reference, with the best distance over its entries and
+ * the query variants, by key: the index keeps no reference ids or SHA-256s (at 10M hashes they
+ * were over half of its memory), the caller resolves the few keys a search returns.
  *
  * Concurrency: every function is thread-safe. Each tenant is a shard. A query pins the shard's
  * current view (its arrays and published entry counts) under a read lock held for microseconds,
  * then scans without a lock; it never sees a torn entry because entries are written past the
- * published counts and published under the write lock. A delete clears the reference's alive
- * flag under the write lock, so every query that starts after it returns misses the deleted
- * entries. Writers of one tenant are serialized by a mutex and never wait for scans in progress;
- * array growth, multi-index rebuilds and compaction swap in a new view, and the arrays it
- * replaced are freed when the last query pinning them ends. Deletes leave tombstones; a tenant
- * is compacted once its dead entries reach a quarter of its entries (amortised O(1) per deleted
- * entry). docs/ARCHITECTURE.md and docs/BENCHMARKS.md give the measurements behind this design.
+ * published counts and published under the write lock. A delete marks the reference's entries
+ * dead under the write lock, so every query that starts after it returns misses them. Writers of
+ * one tenant are serialized by a mutex and never wait for scans in progress; array growth,
+ * multi-index rebuilds and compaction swap in a new view, and the arrays it replaced are freed when
+ * the last query pinning them ends. Deletes leave tombstones; a tenant is compacted once its dead
+ * entries reach a quarter of its entries (amortised O(1) per deleted entry). docs/ARCHITECTURE.md
+ * and docs/BENCHMARKS.md give the measurements behind this design.
  *
  * Query cost is independent of other tenants' sizes; a tenant with no entries (or unknown)
  * answers with zero matches, not an error.
@@ -43,7 +47,7 @@
  * analyze) with their dihedral variants, searched in one pass (one pin, one scan or multi-index
  * probe, one best-per-reference reduction) instead of one search per set. */
 #define INDEX_PDQ_MAX_VARIANTS 32
-/* Largest tag of a PDQ entry (index_pdq_add_tagged): it is stored in one byte. */
+/* Largest tag of a PDQ entry (index_pdq_add): it is stored in one byte. */
 #define INDEX_PDQ_MAX_TAG 255
 #define INDEX_PDQ_THRESHOLD_DEFAULT 31 /* inclusive: distance <= 31 matches */
 #define INDEX_PDQ_MAX_RESULTS_DEFAULT 1000
@@ -106,49 +110,30 @@ index_kernel index_face_kernel(const index_db *ix);
 
 /* ---- updates (all ids borrowed, copied) ----------------------------------------------------- */
 
-/* Adds one PDQ hash (quality 0..100) of a reference. The reference is created on its first
- * entry; adding to an existing reference under another profile is VG_ECONFLICT.
- * Errors: VG_EINVAL (empty or over-long id, quality out of range), VG_ECONFLICT,
- * VG_ETOOBIG (tenant full), VG_ENOMEM. On error nothing is modified. */
-int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
-                  const uint8_t hash[VG_PDQ_BYTES], int quality);
-
-/* index_pdq_add and index_set_sha256 (sha256: 32 bytes, borrowed, or NULL for none) in one call
- * and one lookup of the reference: what the catalog's build at start calls for each stored
- * reference. Errors as both; a reference that already has another SHA-256 is VG_ECONFLICT, and
- * then nothing is modified. */
-int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
-                         const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
-                         const uint8_t *sha256);
-
-/* index_pdq_add_sha256 with a tag (0..INDEX_PDQ_MAX_TAG) stored with the entry and reported
- * back in index_pdq_match.tag when that entry is a reference's best: the caller's name for
- * which part of the reference image the hash is of (analyze uses pdq_region; untagged adds are
- * tag 0). A reference may have any number of entries under any tags. Errors as
- * index_pdq_add_sha256, VG_EINVAL for a tag out of range. */
-int index_pdq_add_tagged(index_db *ix, const char *tenant, const char *profile,
-                         const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
-                         int tag, const uint8_t *sha256);
+/* Adds one PDQ hash (quality 0..100) of reference `ref` with a tag (0..INDEX_PDQ_MAX_TAG)
+ * reported back in index_pdq_match.tag when that entry is the reference's best: the caller's
+ * name for which part of the reference image the hash is of (analyze uses pdq_region; 0 for the
+ * whole image). The reference is created on its first entry. A reference's PDQ entries are
+ * added one after the other: another entry for a reference that is not the one of the tenant's
+ * last PDQ entry is VG_ECONFLICT, as is an entry under another profile than its first.
+ * Errors: VG_EINVAL (empty or over-long id, key out of range, quality or tag out of range),
+ * VG_ECONFLICT, VG_ETOOBIG (tenant full: entries or profiles), VG_ENOMEM. On error nothing is
+ * modified. */
+int index_pdq_add(index_db *ix, const char *tenant, const char *profile, uint64_t ref,
+                  const uint8_t hash[VG_PDQ_BYTES], int quality, int tag);
 
 /* Adds one face descriptor of a reference (copied; every component must be finite). Same rules
- * and errors as index_pdq_add. */
-int index_face_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
+ * and errors as index_pdq_add, for the tenant's face entries. */
+int index_face_add(index_db *ix, const char *tenant, const char *profile, uint64_t ref,
                    const float descriptor[VG_DESCRIPTOR_DIM]);
 
-/* Records the SHA-256 of a live reference's image bytes (created by an add first), so that PDQ
- * searches that carry the query image's SHA-256 flag byte-identical copies (index_pdq_match.exact).
- * Set once: queries read it without a lock, so setting another value later is VG_ECONFLICT
- * (the same value again is fine). Errors: VG_EINVAL, VG_ENOTFOUND (no such live reference),
- * VG_ECONFLICT. */
-int index_set_sha256(index_db *ix, const char *tenant, const char *reference,
-                     const uint8_t sha256[32]);
-
-/* Remove every entry of a reference / of every reference of a profile / everything of a tenant.
- * Visible to every query that starts after the call returns. VG_ENOTFOUND when absent. */
 /* 1 when the tenant has this live reference in the index, else 0 (also for bad ids). The
  * catalog's change-log sync asks it to skip a change the node already applied itself. */
-int index_has_reference(index_db *ix, const char *tenant, const char *reference);
-int index_remove_reference(index_db *ix, const char *tenant, const char *reference);
+int index_has_reference(index_db *ix, const char *tenant, uint64_t ref);
+/* Remove every entry of a reference / of every reference of a profile / everything of a tenant.
+ * Visible to every query that starts after the call returns. VG_ENOTFOUND when absent. A
+ * profile's removal passes over the tenant's entries once (there is no per-profile list). */
+int index_remove_reference(index_db *ix, const char *tenant, uint64_t ref);
 int index_remove_profile(index_db *ix, const char *tenant, const char *profile);
 int index_remove_tenant(index_db *ix, const char *tenant);
 
@@ -175,8 +160,6 @@ typedef struct index_pdq_query {
     const char *profile_id; /* borrowed; NULL = every profile of the tenant */
     int min_quality;        /* skip entries with a lower quality; 0 = none skipped */
     size_t max_results;     /* 0 = INDEX_PDQ_MAX_RESULTS_DEFAULT; the best are kept */
-    const uint8_t *sha256;  /* borrowed, 32 bytes or NULL: the query image's SHA-256, compared
-                             * with each matching reference's (index_set_sha256) */
     uint64_t tags; /* 0: entries of every tag; else only entries whose tag t is under 64 with
                     * bit t set (a part of an image compared only with the same part) */
 } index_pdq_query;
@@ -186,17 +169,16 @@ index_pdq_query index_pdq_query_defaults(void);
 
 typedef struct index_pdq_match {
     char profile_id[VG_ID_MAX];
-    char reference_id[VG_ID_MAX];
-    int distance; /* Hamming bits, best over the reference's hashes and the variants */
-    int dihedral; /* index into the query's variants of the best (lowest index on ties; among
-                   * a reference's entries at the same distance and variant, the lowest tag) */
-    int quality;  /* quality of the matching entry */
-    int tag;      /* tag of the matching entry (index_pdq_add_tagged; 0 otherwise) */
-    int exact;    /* 1 when the query's sha256 equals the reference's: a byte-identical copy */
+    uint64_t reference; /* its key */
+    int distance;       /* Hamming bits, best over the reference's hashes and the variants */
+    int dihedral;       /* index into the query's variants of the best (lowest index on ties; among
+                         * a reference's entries at the same distance and variant, the lowest tag) */
+    int quality;        /* quality of the matching entry */
+    int tag;            /* tag of the matching entry */
 } index_pdq_match;
 
 typedef struct index_pdq_result {
-    index_pdq_match *matches; /* owned; by ascending distance, then reference id */
+    index_pdq_match *matches; /* owned; by ascending distance, then reference key */
     size_t n;
     int truncated; /* 1 when more than max_results references matched */
 } index_pdq_result;
@@ -219,12 +201,12 @@ typedef struct index_face_query {
 
 typedef struct index_face_match {
     char profile_id[VG_ID_MAX];
-    char reference_id[VG_ID_MAX];
-    float distance; /* L2, best over the reference's descriptors */
+    uint64_t reference; /* its key */
+    float distance;     /* L2, best over the reference's descriptors */
 } index_face_match;
 
 typedef struct index_face_result {
-    index_face_match *matches; /* owned; by ascending distance, then reference id */
+    index_face_match *matches; /* owned; by ascending distance, then reference key */
     size_t n;
 } index_face_result;
 

@@ -1,7 +1,7 @@
-/* index: removals and compaction (writers: write_mutex held). A removal kills references (their
- * alive flag, cleared under the write lock) and leaves their entries as tombstones that searches
- * skip; once tombstones reach a quarter of a tenant's entries, the live ones are copied into a
- * compacted view (references and profiles renumbered) that replaces the current one.
+/* index: removals and compaction (writers: write_mutex held). A removal marks a reference's
+ * entries dead (under the write lock) and leaves them as tombstones that searches skip; once
+ * tombstones reach a quarter of a tenant's entries, the live ones are copied into a compacted
+ * view (profiles renumbered, key sets rebuilt) that replaces the current one.
  */
 #include "index/index_int.h"
 
@@ -16,108 +16,100 @@ static size_t round_up_group(size_t n)
     return (n + INDEX__GROUP - 1) / INDEX__GROUP * INDEX__GROUP;
 }
 
-/* Builds a compacted view and maps from the current ones: live entries in their order,
- * references and profiles renumbered. Counts go to the out-parameters. */
+/* A compacted view with its profile map and key sets, built from the current ones: live entries
+ * in their order (so every reference's runs stay contiguous), profiles renumbered. */
 typedef struct compacted {
     index__view *v;
-    index__map ref_map, profile_map;
-    size_t n_refs, n_profiles;
+    index__map profile_map;
+    index__keyset pdq_keys, face_keys;
+    size_t n_profiles;
 } compacted;
+
+static void compacted_free(compacted *c)
+{
+    index__view_free_all(c->v);
+    index__map_free(&c->profile_map);
+    index__keyset_free(&c->pdq_keys);
+    index__keyset_free(&c->face_keys);
+    memset(c, 0, sizeof *c);
+}
 
 static int compact_build(const index_db *ix, const index__shard *sh, compacted *out)
 {
     const index__view *v = sh->cur;
     memset(out, 0, sizeof *out);
-    uint32_t *ref_new = vg_malloc((sh->n_refs + 1) * sizeof(uint32_t)); /* +1: never 0 bytes */
-    uint32_t *prof_new = vg_malloc((sh->n_profiles + 1) * sizeof(uint32_t));
+    uint32_t *prof_new = vg_malloc((sh->n_profiles + 1) * sizeof(uint32_t)); /* +1: never 0 */
     index__view *nv = vg_calloc(1, sizeof *nv);
-    if (!ref_new || !prof_new || !nv)
+    out->v = nv;
+    if (!prof_new || !nv)
         goto fail;
     atomic_init(&nv->pins, 1);
-    out->v = nv;
     size_t live_pdq = sh->pdq_n - sh->dead_pdq, live_face = sh->face_n - sh->dead_face;
-    nv->pdq_cap = round_up_group(VG_MAX(live_pdq + live_pdq / 4, (size_t)INDEX__PDQ_MIN_CAP));
-    nv->face_cap = VG_MAX(live_face + live_face / 4, (size_t)INDEX__FACE_MIN_CAP);
-    nv->refs_cap = VG_MAX(sh->live_refs + sh->live_refs / 4, (size_t)INDEX__RECORD_MIN_CAP);
     nv->profiles_cap =
         VG_MAX(sh->live_profiles + sh->live_profiles / 4, (size_t)INDEX__RECORD_MIN_CAP);
-    nv->pdq_rows = index__alloc_big(index__pdq_row_bytes(nv->pdq_cap));
-    nv->pdq_ref = vg_malloc(nv->pdq_cap * sizeof(uint32_t));
-    nv->pdq_quality = vg_malloc(nv->pdq_cap);
-    nv->pdq_tag = vg_malloc(nv->pdq_cap);
-    nv->face_rows = index__alloc_big(index__face_row_bytes(nv->face_cap));
-    nv->face_ref = vg_malloc(nv->face_cap * sizeof(uint32_t));
-    nv->refs = vg_malloc(nv->refs_cap * sizeof(index__ref));
     nv->profiles = vg_malloc(nv->profiles_cap * sizeof(index__profile));
-    if (!nv->pdq_rows || !nv->pdq_ref || !nv->pdq_quality || !nv->pdq_tag || !nv->face_rows ||
-        !nv->face_ref || !nv->refs || !nv->profiles)
-        goto fail;
-    if (index__map_reserve(&out->ref_map, sh->live_refs) ||
+    if (!nv->profiles ||
+        index__pdq_arrays_alloc(
+            nv, round_up_group(VG_MAX(live_pdq + live_pdq / 4, (size_t)INDEX__PDQ_MIN_CAP))) ||
+        index__face_arrays_alloc(nv,
+                                 VG_MAX(live_face + live_face / 4, (size_t)INDEX__FACE_MIN_CAP)) ||
         index__map_reserve(&out->profile_map, sh->live_profiles))
         goto fail;
 
-    size_t np = 0, nr = 0;
+    size_t np = 0;
     for (size_t p = 0; p < sh->n_profiles; p++) {
         prof_new[p] = INDEX__NONE;
         if (!v->profiles[p].alive)
             continue;
         prof_new[p] = (uint32_t)np;
-        nv->profiles[np++] = v->profiles[p];
+        nv->profiles[np] = v->profiles[p];
+        index__map_insert(&out->profile_map, index__hash_str(v->profiles[p].id), (uint32_t)np);
+        np++;
     }
-    for (size_t r = 0; r < sh->n_refs; r++) {
-        ref_new[r] = INDEX__NONE;
-        if (!index__ref_alive(&v->refs[r]))
-            continue;
-        ref_new[r] = (uint32_t)nr;
-        memcpy(&nv->refs[nr], &v->refs[r], sizeof nv->refs[nr]);
-        nv->refs[nr].profile = prof_new[v->refs[r].profile];
-        nr++;
-    }
-    for (size_t r = 0; r < nr; r++) {
-        index__ref *x = &nv->refs[r];
-        x->prev = x->prev == INDEX__NONE ? INDEX__NONE : ref_new[x->prev];
-        x->next = x->next == INDEX__NONE ? INDEX__NONE : ref_new[x->next];
-        index__map_insert(&out->ref_map, index__hash_str(x->id), (uint32_t)r);
-    }
-    for (size_t p = 0; p < np; p++) {
-        index__profile *x = &nv->profiles[p];
-        x->first_ref = ref_new[x->first_ref];
-        index__map_insert(&out->profile_map, index__hash_str(x->id), (uint32_t)p);
-    }
-    out->n_refs = nr;
     out->n_profiles = np;
 
     for (size_t p = 0; p < sh->pdq_n; p++) {
-        uint32_t r = ref_new[v->pdq_ref[p]];
-        if (r == INDEX__NONE)
+        if (!index__pdq_live(v->pdq_quality, p))
             continue;
         size_t q = nv->pdq_n++;
         memcpy(nv->pdq_rows + q * 4, index__row(v->pdq_rows, p), 4 * sizeof(uint64_t));
-        nv->pdq_ref[q] = r;
+        nv->pdq_ref[q] = index__ref_word(index__ref_key(v->pdq_ref[p]),
+                                         prof_new[index__ref_profile(v->pdq_ref[p])]);
         nv->pdq_quality[q] = v->pdq_quality[p];
         nv->pdq_tag[q] = v->pdq_tag[p];
     }
     for (size_t p = 0; p < sh->face_n; p++) {
-        uint32_t r = ref_new[v->face_ref[p]];
-        if (r == INDEX__NONE)
+        if (!index__face_live(v->face_alive, p))
             continue;
         size_t q = nv->face_n++;
         memcpy(nv->face_rows + q * VG_DESCRIPTOR_DIM, v->face_rows + p * VG_DESCRIPTOR_DIM,
                VG_DESCRIPTOR_DIM * sizeof(float));
-        nv->face_ref[q] = r;
+        nv->face_ref[q] = index__ref_word(index__ref_key(v->face_ref[p]),
+                                          prof_new[index__ref_profile(v->face_ref[p])]);
+        nv->face_alive[q] = 1;
     }
+    size_t pdq_runs = 0, face_runs = 0;
+    for (size_t q = 0; q < nv->pdq_n; q++)
+        pdq_runs += q == 0 || index__ref_key(nv->pdq_ref[q]) != index__ref_key(nv->pdq_ref[q - 1]);
+    for (size_t q = 0; q < nv->face_n; q++)
+        face_runs +=
+            q == 0 || index__ref_key(nv->face_ref[q]) != index__ref_key(nv->face_ref[q - 1]);
+    if (index__keyset_reserve(&out->pdq_keys, pdq_runs, nv->pdq_ref) ||
+        index__keyset_reserve(&out->face_keys, face_runs, nv->face_ref))
+        goto fail;
+    for (size_t q = 0; q < nv->pdq_n; q++)
+        if (q == 0 || index__ref_key(nv->pdq_ref[q]) != index__ref_key(nv->pdq_ref[q - 1]))
+            index__keyset_insert(&out->pdq_keys, (uint32_t)q, nv->pdq_ref);
+    for (size_t q = 0; q < nv->face_n; q++)
+        if (q == 0 || index__ref_key(nv->face_ref[q]) != index__ref_key(nv->face_ref[q - 1]))
+            index__keyset_insert(&out->face_keys, (uint32_t)q, nv->face_ref);
     if (index__want_mih(ix, nv->pdq_n) && index__mih_build(nv->pdq_rows, nv->pdq_n, &nv->mih))
         goto fail;
-    vg_free(ref_new);
     vg_free(prof_new);
     return VG_OK;
 fail:
-    vg_free(ref_new);
     vg_free(prof_new);
-    index__view_free_all(out->v ? out->v : nv);
-    index__map_free(&out->ref_map);
-    index__map_free(&out->profile_map);
-    memset(out, 0, sizeof *out);
+    compacted_free(out);
     return vg_err_set(VG_ENOMEM, "index compaction");
 }
 
@@ -125,18 +117,19 @@ fail:
 static void install(index__shard *sh, compacted *c)
 {
     index__view *old = sh->cur;
-    void *garbage[INDEX__VIEW_ARRAYS] = {old->pdq_rows, old->pdq_ref,   old->pdq_quality,
-                                         old->pdq_tag,  old->face_rows, old->face_ref,
-                                         old->refs,     old->profiles};
+    void *garbage[INDEX__VIEW_ARRAYS] = {old->pdq_rows,   old->pdq_ref,   old->pdq_quality,
+                                         old->pdq_tag,    old->face_rows, old->face_ref,
+                                         old->face_alive, old->profiles};
     atomic_store(&c->v->pins, 1);
     index__view_publish(sh, c->v, garbage, INDEX__VIEW_ARRAYS, index__view_bytes(old) - sizeof *old,
                         old->mih, &c->profile_map);
-    index__map_free(&sh->ref_map);
-    sh->ref_map = c->ref_map;
-    sh->pdq_n = c->v->pdq_n;
-    sh->face_n = c->v->face_n;
+    index__keyset_free(&sh->pdq_keys);
+    index__keyset_free(&sh->face_keys);
+    sh->pdq_keys = c->pdq_keys;
+    sh->face_keys = c->face_keys;
+    sh->pdq_n = sh->pdq_keyed = c->v->pdq_n;
+    sh->face_n = sh->face_keyed = c->v->face_n;
     sh->dead_pdq = sh->dead_face = 0;
-    sh->n_refs = sh->live_refs = c->n_refs;
     sh->n_profiles = sh->live_profiles = c->n_profiles;
 }
 
@@ -159,33 +152,71 @@ static void maybe_compact(index_db *ix, index__shard *sh)
 
 /* ---- removals ------------------------------------------------------------------------------- */
 
-/* Under the write lock: kills a live reference and unlinks it from its profile, killing the
- * profile with its last reference. */
-static void kill_ref(index__shard *sh, uint32_t r)
+/* Under the write lock: the profile loses n entries, and dies with its last. */
+static void profile_lose(index__shard *sh, uint32_t p, size_t n)
 {
     index__view *v = sh->cur;
-    index__ref *x = &v->refs[r];
-    index__profile *p = &v->profiles[x->profile];
-    index__map_remove(&sh->ref_map, x->id, index__hash_str(x->id), index__ref_key, v);
-    atomic_store_explicit(&x->alive, 0, memory_order_relaxed);
-    if (x->prev != INDEX__NONE)
-        v->refs[x->prev].next = x->next;
-    else
-        p->first_ref = x->next;
-    if (x->next != INDEX__NONE)
-        v->refs[x->next].prev = x->prev;
-    sh->dead_pdq += x->n_pdq;
-    sh->dead_face += x->n_face;
-    sh->live_refs--;
-    if (--p->n_refs == 0) {
-        index__map_remove(&sh->profile_map, p->id, index__hash_str(p->id), index__profile_key, v);
-        p->alive = 0;
+    index__profile *x = &v->profiles[p];
+    x->n_live -= n;
+    if (x->n_live == 0 && x->alive) {
+        index__map_remove(&sh->profile_map, x->id, index__hash_str(x->id), index__profile_key, v);
+        x->alive = 0;
         sh->live_profiles--;
     }
 }
 
-/* The start of every removal: checks the ids (what and id NULL for a tenant), finds the shard,
- * takes its write_mutex (the caller unlocks it) and reclaims retired views. */
+/* Under the write lock: kills the run of `ref`'s PDQ entries (its key out of the set).
+ * Returns 1 when it had any. */
+static int kill_pdq_run(index__shard *sh, uint64_t ref)
+{
+    index__view *v = sh->cur;
+    uint32_t pos = index__run_forget(sh, INDEX__KIND_PDQ, ref);
+    if (pos == INDEX__NONE)
+        return 0;
+    uint32_t profile = index__ref_profile(v->pdq_ref[pos]);
+    size_t n = 0;
+    for (size_t p = pos; p < sh->pdq_n && index__ref_key(v->pdq_ref[p]) == ref; p++) {
+        if (!index__pdq_live(v->pdq_quality, p))
+            break; /* an older run of the same key, killed before */
+        index__pdq_kill(v->pdq_quality, p);
+        n++;
+    }
+    sh->dead_pdq += n;
+    profile_lose(sh, profile, n);
+    return 1;
+}
+
+static int kill_face_run(index__shard *sh, uint64_t ref)
+{
+    index__view *v = sh->cur;
+    uint32_t pos = index__run_forget(sh, INDEX__KIND_FACE, ref);
+    if (pos == INDEX__NONE)
+        return 0;
+    uint32_t profile = index__ref_profile(v->face_ref[pos]);
+    size_t n = 0;
+    for (size_t p = pos; p < sh->face_n && index__ref_key(v->face_ref[p]) == ref; p++) {
+        if (!index__face_live(v->face_alive, p))
+            break;
+        index__face_kill(v->face_alive, p);
+        n++;
+    }
+    sh->dead_face += n;
+    profile_lose(sh, profile, n);
+    return 1;
+}
+
+/* Under the write lock: kills every entry of `ref`; 1 when it was live. */
+static int kill_ref(index__shard *sh, uint64_t ref)
+{
+    int had = kill_pdq_run(sh, ref);
+    had |= kill_face_run(sh, ref);
+    if (had)
+        sh->live_refs--;
+    return had;
+}
+
+/* The start of every removal: checks the tenant (and `what`'s id when what is not NULL), finds
+ * the shard, takes its write_mutex (the caller unlocks it) and reclaims retired views. */
 static int removal_begin(index_db *ix, const char *tenant, const char *what, const char *id,
                          index__shard **out)
 {
@@ -203,22 +234,21 @@ static int removal_begin(index_db *ix, const char *tenant, const char *what, con
     return VG_OK;
 }
 
-int index_remove_reference(index_db *ix, const char *tenant, const char *reference)
+int index_remove_reference(index_db *ix, const char *tenant, uint64_t ref)
 {
+    if (ref == 0)
+        return vg_err_set(VG_EINVAL, "reference key 0");
     index__shard *sh;
-    int rc = removal_begin(ix, tenant, "reference", reference, &sh);
+    int rc = removal_begin(ix, tenant, NULL, NULL, &sh);
     if (rc)
         return rc;
-    uint32_t r = index__map_find(&sh->ref_map, reference, index__hash_str(reference),
-                                 index__ref_key, sh->cur);
-    if (r == INDEX__NONE) {
-        rc = vg_err_set(VG_ENOTFOUND, "reference %s not in the index", reference);
-    } else {
-        index__wrlock(sh);
-        kill_ref(sh, r);
-        index__unlock(sh);
+    index__wrlock(sh);
+    int had = kill_ref(sh, ref);
+    index__unlock(sh);
+    if (!had)
+        rc = vg_err_set(VG_ENOTFOUND, "reference %llu not in the index", (unsigned long long)ref);
+    else
         maybe_compact(ix, sh);
-    }
     pthread_mutex_unlock(&sh->write_mutex);
     return rc;
 }
@@ -235,9 +265,15 @@ int index_remove_profile(index_db *ix, const char *tenant, const char *profile)
     if (p == INDEX__NONE) {
         rc = vg_err_set(VG_ENOTFOUND, "profile %s not in the index", profile);
     } else {
+        /* No per-profile list of references (it would cost 8 bytes per reference): one pass
+         * over the entries finds the first live entry of each of the profile's runs. */
         index__wrlock(sh);
-        while (v->profiles[p].alive)
-            kill_ref(sh, v->profiles[p].first_ref);
+        for (size_t i = 0; i < sh->pdq_n && v->profiles[p].alive; i++)
+            if (index__ref_profile(v->pdq_ref[i]) == p && index__pdq_live(v->pdq_quality, i))
+                kill_ref(sh, index__ref_key(v->pdq_ref[i]));
+        for (size_t i = 0; i < sh->face_n && v->profiles[p].alive; i++)
+            if (index__ref_profile(v->face_ref[i]) == p && index__face_live(v->face_alive, i))
+                kill_ref(sh, index__ref_key(v->face_ref[i]));
         index__unlock(sh);
         maybe_compact(ix, sh);
     }
@@ -257,6 +293,7 @@ int index_remove_tenant(index_db *ix, const char *tenant)
         rc = vg_err_set(VG_ENOMEM, "emptying tenant %s", tenant);
     } else {
         install(sh, &c);
+        sh->live_refs = 0;
     }
     pthread_mutex_unlock(&sh->write_mutex);
     return rc;

@@ -11,10 +11,10 @@
 
 /* ---- adds ----------------------------------------------------------------------------------- */
 
-int index_face_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
+int index_face_add(index_db *ix, const char *tenant, const char *profile, uint64_t ref,
                    const float descriptor[VG_DESCRIPTOR_DIM])
 {
-    int rc = index__check_add_ids(tenant, profile, reference);
+    int rc = index__check_add(tenant, profile, ref);
     if (rc)
         return rc;
     if (!descriptor)
@@ -23,16 +23,15 @@ int index_face_add(index_db *ix, const char *tenant, const char *profile, const 
         if (!isfinite(descriptor[i]))
             return vg_err_set(VG_EINVAL, "face descriptor component %d is not finite", i);
     index__add a;
-    if ((rc = index__add_begin(ix, tenant, profile, reference, INDEX__KIND_FACE, &a)))
+    if ((rc = index__add_begin(ix, tenant, profile, ref, INDEX__KIND_FACE, &a)))
         return rc;
     index__shard *sh = a.sh;
     index__view *v = sh->cur;
-    memcpy(v->face_rows + sh->face_n * VG_DESCRIPTOR_DIM, descriptor,
-           VG_DESCRIPTOR_DIM * sizeof(float));
-    v->face_ref[sh->face_n] = a.ref;
-    sh->face_n++;
-    v->refs[a.ref].n_face++;
-    index__add_publish(&a);
+    size_t p = sh->face_n;
+    memcpy(v->face_rows + p * VG_DESCRIPTOR_DIM, descriptor, VG_DESCRIPTOR_DIM * sizeof(float));
+    v->face_ref[p] = index__ref_word(ref, a.profile);
+    v->face_alive[p] = 1;
+    index__add_end(&a, INDEX__KIND_FACE, ref);
     pthread_mutex_unlock(&sh->write_mutex);
     return VG_OK;
 }
@@ -54,11 +53,12 @@ static int face_search_pinned(const index_db *ix, const index__pin *pn, const fl
         for (size_t i = 0; i < n; i++) {
             if (!(d2[i] < t2))
                 continue;
-            uint32_t ref = v->face_ref[b + i];
-            const index__ref *r = &v->refs[ref];
-            if (!index__ref_alive(r) || (pn->profile != INDEX__NONE && r->profile != pn->profile))
+            size_t p = b + i;
+            if (!index__face_live(v->face_alive, p) ||
+                (pn->profile != INDEX__NONE && index__ref_profile(v->face_ref[p]) != pn->profile))
                 continue;
-            if (index__cands_push(&c, (index__cand){ref, d2[i], 0, 0})) {
+            if (index__cands_push(&c, (index__cand){index__ref_key(v->face_ref[p]), d2[i], 0, 0,
+                                                    index__ref_profile(v->face_ref[p])})) {
                 vg_free(c.v);
                 return vg_err_set(VG_ENOMEM, "face candidates");
             }
@@ -66,15 +66,14 @@ static int face_search_pinned(const index_db *ix, const index__pin *pn, const fl
     }
     int rc = VG_OK;
     if (c.n) {
-        size_t n = index__topk(c.v, c.n, top_k, index__ref_key, v, NULL);
+        size_t n = index__topk(c.v, c.n, top_k, NULL);
         out->matches = vg_malloc(n * sizeof *out->matches);
         if (!out->matches) {
             rc = vg_err_set(VG_ENOMEM, "face results");
         } else {
             for (size_t i = 0; i < n; i++) {
-                const index__ref *r = &v->refs[c.v[i].ref];
-                memcpy(out->matches[i].reference_id, r->id, VG_ID_MAX);
-                memcpy(out->matches[i].profile_id, v->profiles[r->profile].id, VG_ID_MAX);
+                out->matches[i].reference = c.v[i].ref;
+                memcpy(out->matches[i].profile_id, v->profiles[c.v[i].profile].id, VG_ID_MAX);
                 out->matches[i].distance = sqrtf(c.v[i].dist);
             }
             out->n = n;

@@ -1,5 +1,6 @@
-/* index: string -> handle maps for tenants, profiles and references. See index_int.h for the
- * layout. Not thread-safe: each map belongs to one shard and is changed under its write lock. */
+/* index: string -> handle maps for tenants and profiles, and the reference key sets. See
+ * index_int.h for the layouts. Not thread-safe: each belongs to one shard and is changed by its
+ * writer (the profile map under the write lock, since queries read it). */
 #include "index/index_int.h"
 
 #include "core/core.h"
@@ -133,4 +134,107 @@ void index__map_free(index__map *m)
 size_t index__map_bytes(const index__map *m)
 {
     return m->cap * sizeof(uint64_t);
+}
+
+/* ---- key sets ------------------------------------------------------------------------------- */
+
+/* The store's keys count up from 1, so a multiplicative mix spreads consecutive keys over the
+ * table (the high bits: the low bits of a product of consecutive keys repeat). */
+static inline size_t key_home(uint64_t key, size_t mask)
+{
+    return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 32) & mask;
+}
+
+static size_t keyset_find_slot(const index__keyset *s, uint64_t key, const uint64_t *keys)
+{
+    if (!s->cap)
+        return SIZE_MAX;
+    size_t mask = s->cap - 1;
+    for (size_t i = key_home(key, mask);; i = (i + 1) & mask) {
+        uint32_t v = s->slots[i];
+        if (!v)
+            return SIZE_MAX;
+        if (index__ref_key(keys[v - 1]) == key)
+            return i;
+    }
+}
+
+uint32_t index__keyset_find(const index__keyset *s, uint64_t key, const uint64_t *keys)
+{
+    size_t i = keyset_find_slot(s, key, keys);
+    return i == SIZE_MAX ? INDEX__NONE : s->slots[i] - 1;
+}
+
+static void keyset_place(uint32_t *slots, size_t cap, uint32_t v, const uint64_t *keys)
+{
+    size_t mask = cap - 1;
+    size_t i = key_home(index__ref_key(keys[v - 1]), mask);
+    while (slots[i])
+        i = (i + 1) & mask;
+    slots[i] = v;
+}
+
+int index__keyset_reserve(index__keyset *s, size_t n_more, const uint64_t *keys)
+{
+    size_t need;
+    if (vg_add_size(s->n, n_more, &need) || vg_mul_size(need, 4, &need))
+        return vg_err_set(VG_ENOMEM, "index key set too large");
+    need = (need + 2) / 3;
+    if (need <= s->cap)
+        return VG_OK;
+    size_t cap = s->cap ? s->cap : MAP_MIN_CAP;
+    while (cap < need) {
+        if (cap > SIZE_MAX / 2 / sizeof(uint32_t))
+            return vg_err_set(VG_ENOMEM, "index key set too large");
+        cap *= 2;
+    }
+    uint32_t *slots = index__alloc_big(cap * sizeof *slots);
+    if (!slots)
+        return vg_err_set(VG_ENOMEM, "index key set of %zu slots", cap);
+    memset(slots, 0, cap * sizeof *slots);
+    for (size_t i = 0; i < s->cap; i++)
+        if (s->slots[i])
+            keyset_place(slots, cap, s->slots[i], keys);
+    vg_free(s->slots);
+    s->slots = slots;
+    s->cap = cap;
+    return VG_OK;
+}
+
+void index__keyset_insert(index__keyset *s, uint32_t pos, const uint64_t *keys)
+{
+    keyset_place(s->slots, s->cap, pos + 1, keys);
+    s->n++;
+}
+
+uint32_t index__keyset_remove(index__keyset *s, uint64_t key, const uint64_t *keys)
+{
+    size_t i = keyset_find_slot(s, key, keys);
+    if (i == SIZE_MAX)
+        return INDEX__NONE;
+    uint32_t pos = s->slots[i] - 1;
+    size_t mask = s->cap - 1, hole = i; /* backward shift, as index__map_remove */
+    for (size_t j = (i + 1) & mask; s->slots[j]; j = (j + 1) & mask) {
+        size_t home = key_home(index__ref_key(keys[s->slots[j] - 1]), mask);
+        int in_range = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!in_range) {
+            s->slots[hole] = s->slots[j];
+            hole = j;
+        }
+    }
+    s->slots[hole] = 0;
+    s->n--;
+    return pos;
+}
+
+void index__keyset_free(index__keyset *s)
+{
+    vg_free(s->slots);
+    s->slots = NULL;
+    s->cap = s->n = 0;
+}
+
+size_t index__keyset_bytes(const index__keyset *s)
+{
+    return s->cap * sizeof(uint32_t);
 }

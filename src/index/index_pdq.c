@@ -88,7 +88,9 @@ int index_bulk_end(index_db *ix)
         pthread_rwlock_unlock(&ix->tenants_lock);
         pthread_mutex_lock(&sh->write_mutex);
         index__reclaim(sh);
-        int r = maybe_rebuild_mih(ix, sh, 1);
+        int r = index__keys_catch_up(sh);
+        if (!r)
+            r = maybe_rebuild_mih(ix, sh, 1);
         pthread_mutex_unlock(&sh->write_mutex);
         if (r && !rc)
             rc = r;
@@ -98,24 +100,10 @@ int index_bulk_end(index_db *ix)
 
 /* ---- adds ----------------------------------------------------------------------------------- */
 
-int index_pdq_add(index_db *ix, const char *tenant, const char *profile, const char *reference,
-                  const uint8_t hash[VG_PDQ_BYTES], int quality)
+int index_pdq_add(index_db *ix, const char *tenant, const char *profile, uint64_t ref,
+                  const uint8_t hash[VG_PDQ_BYTES], int quality, int tag)
 {
-    return index_pdq_add_sha256(ix, tenant, profile, reference, hash, quality, NULL);
-}
-
-int index_pdq_add_sha256(index_db *ix, const char *tenant, const char *profile,
-                         const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
-                         const uint8_t *sha256)
-{
-    return index_pdq_add_tagged(ix, tenant, profile, reference, hash, quality, 0, sha256);
-}
-
-int index_pdq_add_tagged(index_db *ix, const char *tenant, const char *profile,
-                         const char *reference, const uint8_t hash[VG_PDQ_BYTES], int quality,
-                         int tag, const uint8_t *sha256)
-{
-    int rc = index__check_add_ids(tenant, profile, reference);
+    int rc = index__check_add(tenant, profile, ref);
     if (rc)
         return rc;
     if (!hash)
@@ -125,30 +113,18 @@ int index_pdq_add_tagged(index_db *ix, const char *tenant, const char *profile,
     if (tag < 0 || tag > INDEX_PDQ_MAX_TAG)
         return vg_err_set(VG_EINVAL, "PDQ tag %d outside 0..%d", tag, INDEX_PDQ_MAX_TAG);
     index__add a;
-    if ((rc = index__add_begin(ix, tenant, profile, reference, INDEX__KIND_PDQ, &a)))
+    if ((rc = index__add_begin(ix, tenant, profile, ref, INDEX__KIND_PDQ, &a)))
         return rc;
     index__shard *sh = a.sh;
     index__view *v = sh->cur;
-    index__ref *r = &v->refs[a.ref];
-    if (sha256 && !a.created && atomic_load_explicit(&r->has_sha, memory_order_relaxed) &&
-        memcmp(r->sha256, sha256, 32) != 0) {
-        pthread_mutex_unlock(&sh->write_mutex);
-        return vg_err_set(VG_ECONFLICT, "reference %s already has another SHA-256", reference);
-    }
-    if (sha256 && !atomic_load_explicit(&r->has_sha, memory_order_relaxed)) {
-        /* Queries read the flag (acquire), then the bytes: written first, as index_set_sha256. */
-        memcpy(r->sha256, sha256, 32);
-        atomic_store_explicit(&r->has_sha, 1, memory_order_release);
-    }
+    size_t p = sh->pdq_n;
     uint64_t w[4];
     index__pdq_words(hash, w);
-    memcpy(v->pdq_rows + sh->pdq_n * 4, w, sizeof w);
-    v->pdq_ref[sh->pdq_n] = a.ref;
-    v->pdq_quality[sh->pdq_n] = (uint8_t)quality;
-    v->pdq_tag[sh->pdq_n] = (uint8_t)tag;
-    sh->pdq_n++;
-    r->n_pdq++;
-    index__add_publish(&a);
+    memcpy(v->pdq_rows + p * 4, w, sizeof w);
+    v->pdq_ref[p] = index__ref_word(ref, a.profile);
+    v->pdq_quality[p] = (uint8_t)quality;
+    v->pdq_tag[p] = (uint8_t)tag;
+    index__add_end(&a, INDEX__KIND_PDQ, ref);
     maybe_rebuild_mih(ix, sh, 0);
     pthread_mutex_unlock(&sh->write_mutex);
     return VG_OK;
@@ -255,33 +231,32 @@ static int pdq_search_pinned(const index_db *ix, const index__pin *pn, const ind
     }
     for (size_t i = 0; !rc && i < hits.n; i++) {
         uint32_t p = hits.v[i].pos;
-        const index__ref *r = &v->refs[v->pdq_ref[p]];
-        if (!index__ref_alive(r) || (pn->profile != INDEX__NONE && r->profile != pn->profile) ||
-            v->pdq_quality[p] < q->min_quality ||
+        uint8_t quality = __atomic_load_n(&v->pdq_quality[p], __ATOMIC_RELAXED);
+        if (quality == INDEX__DEAD ||
+            (pn->profile != INDEX__NONE && index__ref_profile(v->pdq_ref[p]) != pn->profile) ||
+            quality < q->min_quality ||
             (q->tags && (v->pdq_tag[p] >= 64 || !(q->tags >> v->pdq_tag[p] & 1))))
             continue;
-        c[nc++] = (index__cand){v->pdq_ref[p], (float)hits.v[i].distance, hits.v[i].variant,
-                                (uint16_t)(v->pdq_quality[p] | v->pdq_tag[p] << 8)};
+        c[nc++] = (index__cand){index__ref_key(v->pdq_ref[p]), (float)hits.v[i].distance,
+                                hits.v[i].variant, (uint16_t)(quality | v->pdq_tag[p] << 8),
+                                index__ref_profile(v->pdq_ref[p])};
     }
     vg_free(hits.v);
     if (!rc && nc) {
         size_t max = q->max_results ? q->max_results : INDEX_PDQ_MAX_RESULTS_DEFAULT, n_refs;
-        size_t n = index__topk(c, nc, max, index__ref_key, v, &n_refs);
+        size_t n = index__topk(c, nc, max, &n_refs);
         out->matches = vg_malloc(n * sizeof *out->matches);
         if (!out->matches) {
             rc = vg_err_set(VG_ENOMEM, "PDQ results");
         } else {
             for (size_t i = 0; i < n; i++) {
                 index_pdq_match *m = &out->matches[i];
-                const index__ref *r = &v->refs[c[i].ref];
-                memcpy(m->reference_id, r->id, VG_ID_MAX);
-                memcpy(m->profile_id, v->profiles[r->profile].id, VG_ID_MAX);
+                m->reference = c[i].ref;
+                memcpy(m->profile_id, v->profiles[c[i].profile].id, VG_ID_MAX);
                 m->distance = (int)c[i].dist;
                 m->dihedral = c[i].tie;
                 m->quality = c[i].aux & 0xff;
                 m->tag = c[i].aux >> 8;
-                m->exact = q->sha256 && atomic_load_explicit(&r->has_sha, memory_order_acquire) &&
-                           memcmp(r->sha256, q->sha256, 32) == 0;
             }
             out->n = n;
             out->truncated = n_refs > n;

@@ -1,13 +1,13 @@
 /* index: the best candidate per reference, then the k best references. Both searches report a
- * reference once, with its best distance, ordered by distance and then reference id, and keep
+ * reference once, with its best distance, ordered by distance and then reference key, and keep
  * the first k (PDQ: max_results; faces: top_k); this is the one place that does it.
  *
  * Candidates are entries that passed the threshold, few next to the entries scanned, so a sort
  * by reference does the per-reference reduction. The k best of the m references are then
  * selected with a bounded max-heap, O(m log k), and only those k are sorted by the full order:
  * a face query with top_k 10 among many close references no longer sorts them all. The order is
- * total (the reference handle breaks ties of equal id, possible only between a dead reference
- * and its re-added namesake in one view), so which k are kept never depends on the input order.
+ * total (keys are distinct after the reduction), so which k are kept never depends on the input
+ * order.
  */
 #include "index/index_int.h"
 
@@ -47,37 +47,27 @@ static int by_ref(const void *pa, const void *pb)
     return (a->aux > b->aux) - (a->aux < b->aux);
 }
 
-typedef struct order {
-    index__key_fn name;
-    const void *ctx;
-} order;
-
 /* < 0 when a ranks before b (is the better match). */
-static int rank(const index__cand *a, const index__cand *b, const order *o)
+static int rank(const index__cand *a, const index__cand *b)
 {
     if (a->dist != b->dist)
         return a->dist < b->dist ? -1 : 1;
-    if (a->ref == b->ref)
-        return 0;
-    int c = strcmp(o->name(o->ctx, a->ref), o->name(o->ctx, b->ref));
-    if (c)
-        return c;
-    return a->ref < b->ref ? -1 : 1;
+    return (a->ref > b->ref) - (a->ref < b->ref);
 }
 
-static int rank_cmp(const void *a, const void *b, void *o)
+static int rank_cmp(const void *a, const void *b)
 {
-    return rank(a, b, o);
+    return rank(a, b);
 }
 
 /* Max-heap by rank over h[0..n): the root is the worst candidate kept. */
-static void sift_down(index__cand *h, size_t n, size_t i, const order *o)
+static void sift_down(index__cand *h, size_t n, size_t i)
 {
     for (;;) {
         size_t l = 2 * i + 1, w = i;
-        if (l < n && rank(&h[l], &h[w], o) > 0)
+        if (l < n && rank(&h[l], &h[w]) > 0)
             w = l;
-        if (l + 1 < n && rank(&h[l + 1], &h[w], o) > 0)
+        if (l + 1 < n && rank(&h[l + 1], &h[w]) > 0)
             w = l + 1;
         if (w == i)
             return;
@@ -88,8 +78,7 @@ static void sift_down(index__cand *h, size_t n, size_t i, const order *o)
     }
 }
 
-size_t index__topk(index__cand *c, size_t n, size_t k, index__key_fn name, const void *ctx,
-                   size_t *n_refs)
+size_t index__topk(index__cand *c, size_t n, size_t k, size_t *n_refs)
 {
     size_t m = 0;
     if (n) { /* c may be NULL when n is 0 (qsort: UB) */
@@ -103,17 +92,16 @@ size_t index__topk(index__cand *c, size_t n, size_t k, index__key_fn name, const
     size_t kept = VG_MIN(k, m);
     if (!kept)
         return 0;
-    order o = {name, ctx};
     if (kept < m) {
         for (size_t i = kept / 2; i-- > 0;)
-            sift_down(c, kept, i, &o);
+            sift_down(c, kept, i);
         for (size_t i = kept; i < m; i++) {
-            if (rank(&c[i], &c[0], &o) < 0) {
+            if (rank(&c[i], &c[0]) < 0) {
                 c[0] = c[i];
-                sift_down(c, kept, 0, &o);
+                sift_down(c, kept, 0);
             }
         }
     }
-    qsort_r(c, kept, sizeof *c, rank_cmp, &o);
+    qsort(c, kept, sizeof *c, rank_cmp);
     return kept;
 }

@@ -12,10 +12,8 @@
 
 size_t index__view_bytes(const index__view *v)
 {
-    return sizeof *v + index__pdq_row_bytes(v->pdq_cap) + v->pdq_cap * (sizeof(uint32_t) + 2) +
-           index__face_row_bytes(v->face_cap) + v->face_cap * sizeof(uint32_t) +
-           v->refs_cap * sizeof(index__ref) + v->profiles_cap * sizeof(index__profile) +
-           index__mih_bytes(v->mih);
+    return sizeof *v + v->pdq_cap * INDEX__PDQ_ENTRY_BYTES + v->face_cap * INDEX__FACE_ENTRY_BYTES +
+           v->profiles_cap * sizeof(index__profile) + index__mih_bytes(v->mih);
 }
 
 /* Frees a view with every array it owns (a current or never published view). */
@@ -29,7 +27,7 @@ void index__view_free_all(index__view *v)
     vg_free(v->pdq_tag);
     vg_free(v->face_rows);
     vg_free(v->face_ref);
-    vg_free(v->refs);
+    vg_free(v->face_alive);
     vg_free(v->profiles);
     index__mih_free(v->mih);
     vg_free(v);
@@ -70,11 +68,10 @@ index__view *index__view_clone(const index__view *v)
     n->pdq_tag = v->pdq_tag;
     n->face_rows = v->face_rows;
     n->face_ref = v->face_ref;
-    n->refs = v->refs;
+    n->face_alive = v->face_alive;
     n->profiles = v->profiles;
     n->pdq_cap = v->pdq_cap;
     n->face_cap = v->face_cap;
-    n->refs_cap = v->refs_cap;
     n->profiles_cap = v->profiles_cap;
     n->mih = v->mih;
     return n;
@@ -172,6 +169,57 @@ static int next_cap(size_t cap, size_t need, size_t min, size_t *out)
     return VG_OK;
 }
 
+int index__pdq_arrays_alloc(index__view *v, size_t cap)
+{
+    v->pdq_rows = index__alloc_big(index__pdq_row_bytes(cap));
+    v->pdq_ref = index__alloc_big(cap * sizeof(uint64_t));
+    v->pdq_quality = index__alloc_big(cap);
+    v->pdq_tag = index__alloc_big(cap);
+    v->pdq_cap = cap;
+    if (v->pdq_rows && v->pdq_ref && v->pdq_quality && v->pdq_tag)
+        return VG_OK;
+    index__pdq_arrays_free(v);
+    return vg_err_set(VG_ENOMEM, "PDQ index of %zu entries", cap);
+}
+
+void index__pdq_arrays_free(index__view *v)
+{
+    vg_free(v->pdq_rows);
+    vg_free(v->pdq_ref);
+    vg_free(v->pdq_quality);
+    vg_free(v->pdq_tag);
+    v->pdq_rows = NULL;
+    v->pdq_ref = NULL;
+    v->pdq_quality = v->pdq_tag = NULL;
+    v->pdq_cap = 0;
+}
+
+int index__face_arrays_alloc(index__view *v, size_t cap)
+{
+    size_t bytes;
+    if (vg_mul_size(cap, VG_DESCRIPTOR_DIM * sizeof(float), &bytes))
+        return vg_err_set(VG_ETOOBIG, "face index of %zu entries", cap);
+    v->face_rows = index__alloc_big(bytes);
+    v->face_ref = vg_malloc(cap * sizeof(uint64_t));
+    v->face_alive = vg_malloc(cap);
+    v->face_cap = cap;
+    if (v->face_rows && v->face_ref && v->face_alive)
+        return VG_OK;
+    index__face_arrays_free(v);
+    return vg_err_set(VG_ENOMEM, "face index of %zu entries", cap);
+}
+
+void index__face_arrays_free(index__view *v)
+{
+    vg_free(v->face_rows);
+    vg_free(v->face_ref);
+    vg_free(v->face_alive);
+    v->face_rows = NULL;
+    v->face_ref = NULL;
+    v->face_alive = NULL;
+    v->face_cap = 0;
+}
+
 int index__grow_pdq(index__shard *sh, size_t need)
 {
     index__view *v = sh->cur;
@@ -182,35 +230,23 @@ int index__grow_pdq(index__shard *sh, size_t need)
     if (rc)
         return rc;
     index__view *nv = index__view_clone(v);
-    uint64_t *rows = index__alloc_big(index__pdq_row_bytes(cap));
-    uint32_t *ref = vg_malloc(cap * sizeof *ref);
-    uint8_t *quality = vg_malloc(cap);
-    uint8_t *tag = vg_malloc(cap);
-    if (!nv || !rows || !ref || !quality || !tag) {
+    if (!nv)
+        return vg_err_set(VG_ENOMEM, "index view");
+    if ((rc = index__pdq_arrays_alloc(nv, cap))) {
         vg_free(nv);
-        vg_free(rows);
-        vg_free(ref);
-        vg_free(quality);
-        vg_free(tag);
-        return vg_err_set(VG_ENOMEM, "PDQ index of %zu entries", cap);
+        return rc;
     }
-    size_t used = index__pdq_row_bytes(sh->pdq_n);
-    if (used)
-        memcpy(rows, v->pdq_rows, used);
     /* Rows past pdq_n stay uninitialised: kernels only see whole groups of published rows. */
-    if (sh->pdq_n) {
-        memcpy(ref, v->pdq_ref, sh->pdq_n * sizeof *ref);
-        memcpy(quality, v->pdq_quality, sh->pdq_n);
-        memcpy(tag, v->pdq_tag, sh->pdq_n);
+    size_t n = sh->pdq_n;
+    if (n) {
+        memcpy(nv->pdq_rows, v->pdq_rows, index__pdq_row_bytes(n));
+        memcpy(nv->pdq_ref, v->pdq_ref, n * sizeof(uint64_t));
+        /* dead marks are only written under write_mutex, which the caller holds */
+        memcpy(nv->pdq_quality, v->pdq_quality, n);
+        memcpy(nv->pdq_tag, v->pdq_tag, n);
     }
-    nv->pdq_rows = rows;
-    nv->pdq_ref = ref;
-    nv->pdq_quality = quality;
-    nv->pdq_tag = tag;
-    nv->pdq_cap = cap;
     void *garbage[] = {v->pdq_rows, v->pdq_ref, v->pdq_quality, v->pdq_tag};
-    index__view_publish(sh, nv, garbage, 4,
-                        v->pdq_cap * (4 * sizeof(uint64_t) + sizeof(uint32_t) + 2), NULL, NULL);
+    index__view_publish(sh, nv, garbage, 4, v->pdq_cap * INDEX__PDQ_ENTRY_BYTES, NULL, NULL);
     return VG_OK;
 }
 
@@ -219,76 +255,49 @@ int index__grow_face(index__shard *sh, size_t need)
     index__view *v = sh->cur;
     if (need <= v->face_cap)
         return VG_OK;
-    size_t cap = 0, bytes = 0;
+    size_t cap = 0;
     int rc = next_cap(v->face_cap, need, INDEX__FACE_MIN_CAP, &cap);
-    if (rc || (rc = vg_mul_size(cap, VG_DESCRIPTOR_DIM * sizeof(float), &bytes)))
-        return rc;
-    index__view *nv = index__view_clone(v);
-    float *rows = index__alloc_big(bytes);
-    uint32_t *ref = vg_malloc(cap * sizeof *ref);
-    if (!nv || !rows || !ref) {
-        vg_free(nv);
-        vg_free(rows);
-        vg_free(ref);
-        return vg_err_set(VG_ENOMEM, "face index of %zu entries", cap);
-    }
-    if (sh->face_n) {
-        memcpy(rows, v->face_rows, index__face_row_bytes(sh->face_n));
-        memcpy(ref, v->face_ref, sh->face_n * sizeof *ref);
-    }
-    nv->face_rows = rows;
-    nv->face_ref = ref;
-    nv->face_cap = cap;
-    void *garbage[] = {v->face_rows, v->face_ref};
-    index__view_publish(sh, nv, garbage, 2,
-                        index__face_row_bytes(v->face_cap) + v->face_cap * sizeof(uint32_t), NULL,
-                        NULL);
-    return VG_OK;
-}
-
-int index__grow_records(index__shard *sh)
-{
-    index__view *v = sh->cur;
-    int refs = sh->n_refs + 1 > v->refs_cap, profiles = sh->n_profiles + 1 > v->profiles_cap;
-    if (!refs && !profiles)
-        return VG_OK;
-    size_t rcap = v->refs_cap, pcap = v->profiles_cap;
-    int rc = VG_OK;
-    if (refs)
-        rc = next_cap(v->refs_cap, sh->n_refs + 1, INDEX__RECORD_MIN_CAP, &rcap);
-    if (!rc && profiles)
-        rc = next_cap(v->profiles_cap, sh->n_profiles + 1, INDEX__RECORD_MIN_CAP, &pcap);
     if (rc)
         return rc;
     index__view *nv = index__view_clone(v);
-    index__ref *r = refs ? vg_malloc(rcap * sizeof *r) : v->refs;
-    index__profile *p = profiles ? vg_malloc(pcap * sizeof *p) : v->profiles;
-    if (!nv || !r || !p) {
+    if (!nv)
+        return vg_err_set(VG_ENOMEM, "index view");
+    if ((rc = index__face_arrays_alloc(nv, cap))) {
         vg_free(nv);
-        if (refs)
-            vg_free(r);
-        if (profiles)
-            vg_free(p);
-        return vg_err_set(VG_ENOMEM, "index records");
+        return rc;
     }
-    void *garbage[2];
-    size_t ng = 0, gbytes = 0;
-    if (refs) {
-        if (sh->n_refs)
-            memcpy(r, v->refs, sh->n_refs * sizeof *r);
-        garbage[ng++] = v->refs;
-        gbytes += v->refs_cap * sizeof *r;
-        nv->refs = r;
-        nv->refs_cap = rcap;
+    size_t n = sh->face_n;
+    if (n) {
+        memcpy(nv->face_rows, v->face_rows, index__face_row_bytes(n));
+        memcpy(nv->face_ref, v->face_ref, n * sizeof(uint64_t));
+        memcpy(nv->face_alive, v->face_alive, n);
     }
-    if (profiles) {
-        if (sh->n_profiles)
-            memcpy(p, v->profiles, sh->n_profiles * sizeof *p);
-        garbage[ng++] = v->profiles;
-        gbytes += v->profiles_cap * sizeof *p;
-        nv->profiles = p;
-        nv->profiles_cap = pcap;
+    void *garbage[] = {v->face_rows, v->face_ref, v->face_alive};
+    index__view_publish(sh, nv, garbage, 3, v->face_cap * INDEX__FACE_ENTRY_BYTES, NULL, NULL);
+    return VG_OK;
+}
+
+int index__grow_profiles(index__shard *sh)
+{
+    index__view *v = sh->cur;
+    if (sh->n_profiles + 1 <= v->profiles_cap)
+        return VG_OK;
+    size_t pcap = 0;
+    int rc = next_cap(v->profiles_cap, sh->n_profiles + 1, INDEX__RECORD_MIN_CAP, &pcap);
+    if (rc)
+        return rc;
+    index__view *nv = index__view_clone(v);
+    index__profile *p = vg_malloc(pcap * sizeof *p);
+    if (!nv || !p) {
+        vg_free(nv);
+        vg_free(p);
+        return vg_err_set(VG_ENOMEM, "index profiles");
     }
-    index__view_publish(sh, nv, garbage, ng, gbytes, NULL, NULL);
+    if (sh->n_profiles)
+        memcpy(p, v->profiles, sh->n_profiles * sizeof *p);
+    void *garbage[] = {v->profiles};
+    nv->profiles = p;
+    nv->profiles_cap = pcap;
+    index__view_publish(sh, nv, garbage, 1, v->profiles_cap * sizeof *p, NULL, NULL);
     return VG_OK;
 }

@@ -549,7 +549,7 @@ static int open_analysis(server *s)
     if (ac.fault_error_rate > 0 || ac.fault_stage_delay_ms)
         VG_WARN("server", "TEST-ONLY fault injection on: analysis error rate %g, stage delay %u ms",
                 ac.fault_error_rate, ac.fault_stage_delay_ms);
-    analyze_deps deps = {s->ix, s->cache, s->models};
+    analyze_deps deps = {s->ix, s->cache, s->models, catalog_resolve, s->cat};
     if ((rc = analyze_ctx_new(&ac, &deps, &s->an)) != VG_OK)
         return rc;
     catalog_set_erase_hook(s->cat, cache_purge, s);

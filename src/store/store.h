@@ -415,8 +415,9 @@ int store_reference_list(store *st, const char *tenant_id, const store_list_opts
 int store_reference_foreach(store *st, const char *tenant_id,
                             int (*cb)(void *ctx, const store_reference *r), void *ctx);
 /* The same walk (the same references, one snapshot) with only what the match index is built
- * from: id, tenant_id, profile_id, kind, sha256, the PDQ hash and quality, the PDQ regions,
- * n_faces and descriptors; the texts are NULL, boxes and the dihedral hashes absent, has_image 0.
+ * from: id, key, tenant_id, profile_id, the PDQ hash and quality, the PDQ regions, n_faces and
+ * descriptors; kind and sha256 are not read (zero), the texts are NULL, boxes and the dihedral
+ * hashes absent, has_image 0.
  * In no particular order. Reads ~3x fewer columns, no image-length subquery and no id-order seek
  * per row (catalog_open at 10M references). */
 int store_reference_foreach_index(store *st, const char *tenant_id,

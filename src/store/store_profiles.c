@@ -715,9 +715,12 @@ int store_reference_list(store *st, const char *tenant_id, const store_list_opts
 }
 
 /* The index's columns only: no texts, boxes or image-length subquery per row. */
+/* What the match index is built from, and the id: no kind or SHA-256 (the index names
+ * references by key and the analysis resolves the few it returns), fewer columns for SQLite to
+ * decode on the walk that is most of a 10M-reference start. */
 #define REF_INDEX_COLS                                                                             \
-    "t.id, t.tenant_id, t.profile_id, t.kind, t.sha256, t.pdq, t.pdq_quality, t.n_faces, "         \
-    "t.descriptors, t.pdq_regions, t.ikey"
+    "t.id, t.tenant_id, t.profile_id, t.pdq, t.pdq_quality, t.n_faces, t.descriptors, "            \
+    "t.pdq_regions, t.ikey"
 
 static int read_ref_index(sq_stmt *s, store_copy *c, void *item)
 {
@@ -725,20 +728,17 @@ static int read_ref_index(sq_stmt *s, store_copy *c, void *item)
     store__sc_id(s, 0, r->id);
     store__sc_id(s, 1, r->tenant_id);
     store__sc_id(s, 2, r->profile_id);
-    const char *k = store__sq_col_text(s, 3);
-    r->kind = k && strcmp(k, "likeness") == 0 ? STORE_REF_LIKENESS : STORE_REF_WORK;
-    store__sc_fixed(s, 4, r->sha256, 32);
-    r->has_pdq = store__sc_fixed(s, 5, r->pdq, 32);
-    r->pdq_quality = r->has_pdq ? (int)store__sq_col_int64(s, 6) : 0;
-    int64_t nf = store__sq_col_int64(s, 7);
+    r->has_pdq = store__sc_fixed(s, 3, r->pdq, 32);
+    r->pdq_quality = r->has_pdq ? (int)store__sq_col_int64(s, 4) : 0;
+    int64_t nf = store__sq_col_int64(s, 5);
     r->n_faces = nf > 0 && nf <= STORE_MAX_FACES_PER_REF ? (size_t)nf : 0;
-    r->descriptors = r->n_faces ? sc_floats(c, s, 8, r->n_faces * VG_DESCRIPTOR_DIM) : NULL;
+    r->descriptors = r->n_faces ? sc_floats(c, s, 6, r->n_faces * VG_DESCRIPTOR_DIM) : NULL;
     if (!r->descriptors && r->n_faces) {
         VG_WARN("store", "reference %s: descriptor blob does not match n_faces; ignored", r->id);
         r->n_faces = 0;
     }
-    read_pdq_regions(s, 9, r);
-    r->key = store__sq_col_int64(s, 10);
+    read_pdq_regions(s, 7, r);
+    r->key = store__sq_col_int64(s, 8);
     return 0;
 }
 
