@@ -215,12 +215,7 @@ done:
 
 /* ---- adds ----------------------------------------------------------------------------------- */
 
-/* The kind's entry keys and key set, and the other kind's. */
-static const uint64_t *kind_keys(const index__view *v, index__kind k)
-{
-    return k == INDEX__KIND_PDQ ? v->pdq_ref : v->face_ref;
-}
-
+/* The kind's key set. */
 static index__keyset *kind_set(index__shard *sh, index__kind k)
 {
     return k == INDEX__KIND_PDQ ? &sh->pdq_keys : &sh->face_keys;
@@ -231,33 +226,27 @@ static size_t *kind_keyed(index__shard *sh, index__kind k)
     return k == INDEX__KIND_PDQ ? &sh->pdq_keyed : &sh->face_keyed;
 }
 
-static int kind_live(const index__view *v, index__kind k, size_t p)
-{
-    return k == INDEX__KIND_PDQ ? index__pdq_live(v->pdq_quality, p)
-                                : index__face_live(v->face_alive, p);
-}
-
 /* The first live entry of ref in the tail [keyed, n), or INDEX__NONE. */
 static uint32_t tail_find(index__shard *sh, index__kind kind, uint64_t ref)
 {
     const index__view *v = sh->cur;
-    const uint64_t *w = kind_keys(v, kind);
-    size_t n = kind == INDEX__KIND_PDQ ? sh->pdq_n : sh->face_n;
+    const uint64_t *w = index__kind_refs(v, kind);
+    size_t n = index__kind_n(sh, kind);
     for (size_t p = *kind_keyed(sh, kind); p < n; p++)
-        if (index__ref_key(w[p]) == ref && kind_live(v, kind, p))
+        if (index__ref_key(w[p]) == ref && index__kind_live(v, kind, p))
             return (uint32_t)p;
     return INDEX__NONE;
 }
 
 uint32_t index__run_find(index__shard *sh, index__kind kind, uint64_t ref)
 {
-    uint32_t pos = index__keyset_find(kind_set(sh, kind), ref, kind_keys(sh->cur, kind));
+    uint32_t pos = index__keyset_find(kind_set(sh, kind), ref, index__kind_refs(sh->cur, kind));
     return pos != INDEX__NONE ? pos : tail_find(sh, kind, ref);
 }
 
 uint32_t index__run_forget(index__shard *sh, index__kind kind, uint64_t ref)
 {
-    uint32_t pos = index__keyset_remove(kind_set(sh, kind), ref, kind_keys(sh->cur, kind));
+    uint32_t pos = index__keyset_remove(kind_set(sh, kind), ref, index__kind_refs(sh->cur, kind));
     return pos != INDEX__NONE ? pos : tail_find(sh, kind, ref);
 }
 
@@ -266,19 +255,19 @@ int index__keys_catch_up(index__shard *sh)
     for (int k = 0; k < 2; k++) {
         index__kind kind = k ? INDEX__KIND_FACE : INDEX__KIND_PDQ;
         const index__view *v = sh->cur;
-        const uint64_t *w = kind_keys(v, kind);
-        size_t n = kind == INDEX__KIND_PDQ ? sh->pdq_n : sh->face_n, *keyed = kind_keyed(sh, kind);
+        const uint64_t *w = index__kind_refs(v, kind);
+        size_t n = index__kind_n(sh, kind), *keyed = kind_keyed(sh, kind);
         size_t starts = 0;
         for (size_t p = *keyed; p < n; p++)
-            starts += kind_live(v, kind, p) &&
+            starts += index__kind_live(v, kind, p) &&
                       (p == 0 || index__ref_key(w[p - 1]) != index__ref_key(w[p]) ||
-                       !kind_live(v, kind, p - 1));
+                       !index__kind_live(v, kind, p - 1));
         if (index__keyset_reserve(kind_set(sh, kind), starts, w))
             return vg_err_set(VG_ENOMEM, "index key set of tenant %s", sh->id);
         for (size_t p = *keyed; p < n; p++)
-            if (kind_live(v, kind, p) &&
+            if (index__kind_live(v, kind, p) &&
                 (p == 0 || index__ref_key(w[p - 1]) != index__ref_key(w[p]) ||
-                 !kind_live(v, kind, p - 1)))
+                 !index__kind_live(v, kind, p - 1)))
                 index__keyset_insert(kind_set(sh, kind), (uint32_t)p, w);
         *keyed = n;
     }
@@ -292,16 +281,16 @@ static int add_check_ref(index__shard *sh, uint64_t ref, index__kind kind, int *
                          uint32_t *owner)
 {
     const index__view *v = sh->cur;
-    size_t n = kind == INDEX__KIND_PDQ ? sh->pdq_n : sh->face_n;
+    size_t n = index__kind_n(sh, kind);
     *owner = INDEX__NONE;
     /* Two lookups without the sets, which are random reads of up to 64 MiB (11% of a 10M
      * load): the run of the kind's last live entry continues, or the key is above every key
      * the tenant ever had (the store hands them out counting up, and walks them so at start). */
-    if (n && index__ref_key(kind_keys(v, kind)[n - 1]) == ref &&
+    if (n && index__ref_key(index__kind_refs(v, kind)[n - 1]) == ref &&
         (kind == INDEX__KIND_PDQ ? index__pdq_live(v->pdq_quality, n - 1)
                                  : index__face_live(v->face_alive, n - 1))) {
         *new_ref = 0;
-        *owner = index__ref_profile(kind_keys(v, kind)[n - 1]);
+        *owner = index__ref_profile(index__kind_refs(v, kind)[n - 1]);
         return VG_OK;
     }
     if (ref > sh->max_key) {
@@ -311,7 +300,7 @@ static int add_check_ref(index__shard *sh, uint64_t ref, index__kind kind, int *
     uint32_t pos = index__run_find(sh, kind, ref);
     *new_ref = pos == INDEX__NONE;
     if (!*new_ref) {
-        if (index__ref_key(kind_keys(v, kind)[n - 1]) != ref)
+        if (index__ref_key(index__kind_refs(v, kind)[n - 1]) != ref)
             return vg_err_set(VG_ECONFLICT,
                               "reference %llu: its entries must be added one after the other",
                               (unsigned long long)ref);
@@ -360,10 +349,10 @@ int index__add_begin(index_db *ix, const char *tenant, const char *profile, uint
     if (!rc)
         rc = kind == INDEX__KIND_PDQ ? index__grow_pdq(sh, sh->pdq_n + 1)
                                      : index__grow_face(sh, sh->face_n + 1);
-    size_t n = kind == INDEX__KIND_PDQ ? sh->pdq_n : sh->face_n;
+    size_t n = index__kind_n(sh, kind);
     if (!rc && a->new_ref && !atomic_load_explicit(&ix->bulk, memory_order_relaxed) &&
         *kind_keyed(sh, kind) == n)
-        rc = index__keyset_reserve(kind_set(sh, kind), 1, kind_keys(sh->cur, kind));
+        rc = index__keyset_reserve(kind_set(sh, kind), 1, index__kind_refs(sh->cur, kind));
     if (rc) {
         pthread_mutex_unlock(&sh->write_mutex);
         return rc;
@@ -405,7 +394,7 @@ void index__add_end(index__add *a, index__kind kind, uint64_t ref)
     size_t *keyed = kind_keyed(sh, kind);
     if (*keyed == pos && !a->bulk) {
         if (a->new_ref)
-            index__keyset_insert(kind_set(sh, kind), (uint32_t)pos, kind_keys(v, kind));
+            index__keyset_insert(kind_set(sh, kind), (uint32_t)pos, index__kind_refs(v, kind));
         *keyed = pos + 1;
     }
     if (a->counted_ref)

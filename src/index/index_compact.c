@@ -165,51 +165,29 @@ static void profile_lose(index__shard *sh, uint32_t p, size_t n)
     }
 }
 
-/* Under the write lock: kills the run of `ref`'s PDQ entries (its key out of the set).
+/* Under the write lock: kills the run of `ref`'s entries of a kind (its key out of the set).
  * Returns 1 when it had any. */
-static int kill_pdq_run(index__shard *sh, uint64_t ref)
+static int kill_run(index__shard *sh, index__kind kind, uint64_t ref)
 {
     index__view *v = sh->cur;
-    uint32_t pos = index__run_forget(sh, INDEX__KIND_PDQ, ref);
+    uint32_t pos = index__run_forget(sh, kind, ref);
     if (pos == INDEX__NONE)
         return 0;
-    uint32_t profile = index__ref_profile(v->pdq_ref[pos]);
-    size_t n = 0;
-    for (size_t p = pos; p < sh->pdq_n && index__ref_key(v->pdq_ref[p]) == ref; p++) {
-        if (!index__pdq_live(v->pdq_quality, p))
-            break; /* an older run of the same key, killed before */
-        index__pdq_kill(v->pdq_quality, p);
-        n++;
-    }
-    sh->dead_pdq += n;
-    profile_lose(sh, profile, n);
-    return 1;
-}
-
-static int kill_face_run(index__shard *sh, uint64_t ref)
-{
-    index__view *v = sh->cur;
-    uint32_t pos = index__run_forget(sh, INDEX__KIND_FACE, ref);
-    if (pos == INDEX__NONE)
-        return 0;
-    uint32_t profile = index__ref_profile(v->face_ref[pos]);
-    size_t n = 0;
-    for (size_t p = pos; p < sh->face_n && index__ref_key(v->face_ref[p]) == ref; p++) {
-        if (!index__face_live(v->face_alive, p))
-            break;
-        index__face_kill(v->face_alive, p);
-        n++;
-    }
-    sh->dead_face += n;
-    profile_lose(sh, profile, n);
+    const uint64_t *w = index__kind_refs(v, kind);
+    size_t n = 0, end = index__kind_n(sh, kind);
+    for (size_t p = pos; p < end && index__ref_key(w[p]) == ref && index__kind_live(v, kind, p);
+         p++, n++)
+        index__kind_kill(v, kind, p);
+    *(kind == INDEX__KIND_PDQ ? &sh->dead_pdq : &sh->dead_face) += n;
+    profile_lose(sh, index__ref_profile(w[pos]), n);
     return 1;
 }
 
 /* Under the write lock: kills every entry of `ref`; 1 when it was live. */
 static int kill_ref(index__shard *sh, uint64_t ref)
 {
-    int had = kill_pdq_run(sh, ref);
-    had |= kill_face_run(sh, ref);
+    int had = kill_run(sh, INDEX__KIND_PDQ, ref);
+    had |= kill_run(sh, INDEX__KIND_FACE, ref);
     if (had)
         sh->live_refs--;
     return had;

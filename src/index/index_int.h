@@ -434,6 +434,31 @@ index__shard *index__shard_find(index_db *ix, const char *tenant);
 
 typedef enum { INDEX__KIND_PDQ, INDEX__KIND_FACE } index__kind;
 
+/* A kind's reference words, entry count and dead marks. */
+static inline uint64_t *index__kind_refs(const index__view *v, index__kind k)
+{
+    return k == INDEX__KIND_PDQ ? v->pdq_ref : v->face_ref;
+}
+
+static inline size_t index__kind_n(const index__shard *sh, index__kind k)
+{
+    return k == INDEX__KIND_PDQ ? sh->pdq_n : sh->face_n;
+}
+
+static inline int index__kind_live(const index__view *v, index__kind k, size_t p)
+{
+    return k == INDEX__KIND_PDQ ? index__pdq_live(v->pdq_quality, p)
+                                : index__face_live(v->face_alive, p);
+}
+
+static inline void index__kind_kill(index__view *v, index__kind k, size_t p)
+{
+    if (k == INDEX__KIND_PDQ)
+        index__pdq_kill(v->pdq_quality, p);
+    else
+        index__face_kill(v->face_alive, p);
+}
+
 /* An add between index__add_begin and index__add_end. */
 typedef struct index__add {
     index__shard *sh;
