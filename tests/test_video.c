@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "support/vgt_random.h"
 #include "support/vgt_vpdq.h"
 
 #define DATA VG_TEST_DATA_DIR "/vpdq/"
@@ -613,6 +614,112 @@ static void test_index_wide_distance(void **state)
     }
 }
 
+/* dst: src at distance D exactly, with only word w of its 16 16-bit words (the multi-index's
+ * keys) within the lookup's radius r = D / 16 (its bits from bit0 on flipped, wrapping) and
+ * every other word r + 1 bits off (needs 15 (r + 1) <= D <= 15 (r + 1) + r): a pair that only
+ * the one bucket around word w that holds it finds. */
+static void tight_flip(const pdq_hash *src, int D, int w, int bit0, pdq_hash *dst)
+{
+    const int r = D / 16;
+    *dst = *src;
+    uint8_t *b = (uint8_t *)dst;
+    for (int t = 0; t < 16; t++) {
+        int k = t == w ? D - 15 * (r + 1) : r + 1;
+        for (int i = 0; i < k; i++) {
+            int bit = (bit0 + i + (t == w ? 0 : t)) % 16;
+            b[2 * t + bit / 8] ^= (uint8_t)(1u << (bit % 8));
+        }
+    }
+}
+
+/* Random frames with the three regions (bars on every frame: the most entries per frame) in a
+ * word-table index and in a never-built one (flat scan): the same results field by field at
+ * distances that use radius 0, 1 and 2 of the multi-index lookup, with regions and without. The
+ * query holds frames of indexed videos changed by up to the distance, through each hash, so
+ * every mechanism meets something. */
+static void test_index_equals_flat_scan_random(void **state)
+{
+    (void)state;
+    enum { VIDEOS = 60, FRAMES = 20, QUERY = 90 };
+    uint64_t seed = 12;
+    video_index *ix = video_index_new(0), *flat = video_index_new(0);
+    assert_non_null(ix);
+    assert_non_null(flat);
+    video_frame *all = calloc((size_t)VIDEOS * FRAMES, sizeof *all);
+    assert_non_null(all);
+    for (int v = 0; v < VIDEOS; v++) {
+        video_hash h = {.frames = all + (size_t)v * FRAMES, .n = FRAMES};
+        for (int k = 0; k < FRAMES; k++) {
+            video_frame *f = &h.frames[k];
+            vgt_rand_hash(&seed, (uint8_t *)&f->hash);
+            f->quality = 100;
+            f->ts = k;
+            f->frame = (uint32_t)k * 30;
+            f->regions = (1u << VIDEO_REGION_COUNT) - 1;
+            for (int r = 0; r < VIDEO_REGION_COUNT; r++) {
+                vgt_rand_hash(&seed, (uint8_t *)&f->region[r]);
+                f->region_quality[r] = 100;
+            }
+        }
+        char id[16];
+        snprintf(id, sizeof id, "v%d", v);
+        assert_int_equal(video_index_add(ix, id, &h, NULL), VG_OK);
+        assert_int_equal(video_index_add(flat, id, &h, NULL), VG_OK);
+    }
+    assert_int_equal(video_index_build(ix), VG_OK);
+    const int dists[] = {0, 15, 31, 47}; /* radius 0, 0, 1, 2 */
+    video_frame q[QUERY];
+    for (size_t di = 0; di < VG_ARRAY_LEN(dists); di++) {
+        const int D = dists[di];
+        for (int k = 0; k < QUERY; k++) {
+            /* a frame of video k % 7 (consecutive frames: segments), each hash at up to D */
+            const video_frame *src = &all[(size_t)(k % 7) * FRAMES + (size_t)(k / 7) % FRAMES];
+            q[k] = *src;
+            q[k].ts = k;
+            q[k].frame = (uint32_t)k * 30;
+            vgt_flip_bits(&seed, (const uint8_t *)&src->hash,
+                          (int)(vgt_rng_next(&seed) % (uint64_t)(D + 1)), (uint8_t *)&q[k].hash);
+            if (k % 3 == 0) /* the whole hash unrelated: only a region can meet */
+                vgt_rand_hash(&seed, (uint8_t *)&q[k].hash);
+            for (int r = 0; r < VIDEO_REGION_COUNT; r++)
+                vgt_flip_bits(&seed, (const uint8_t *)&src->region[r],
+                              (int)(vgt_rng_next(&seed) % (uint64_t)(D + 1 + D / 2)),
+                              (uint8_t *)&q[k].region[r]);
+            if (k % 5 == 1) /* trimmed query hash against a whole entry */
+                q[k].region[VIDEO_REGION_TRIMMED] = src->hash;
+            if (D >= 15 && k % 3 == 2) { /* every hash found through one word only */
+                tight_flip(&src->hash, D, k % 16, k / 3 % 16, &q[k].hash);
+                for (int r = 0; r < VIDEO_REGION_COUNT; r++)
+                    tight_flip(&src->region[r], D, (k + 5 * r + 5) % 16, (k / 3 + r + 1) % 16,
+                               &q[k].region[r]);
+            }
+        }
+        video_hash qh = {.frames = q, .n = QUERY};
+        video_match_opts mo;
+        video_match_opts_default(&mo);
+        mo.only_matches = 0;
+        mo.distance = D;
+        for (int regions = 0; regions <= 1; regions++) {
+            mo.regions = regions;
+            vgt_vpdq_same_as_flat(ix, flat, &qh, &mo);
+        }
+        if (D == VIDEO_DEFAULT_MATCH_DISTANCE) { /* each mechanism met some frame */
+            video_result r;
+            assert_int_equal(video_index_search(ix, &qh, &mo, &r), VG_OK);
+            uint32_t by[VIDEO_MECH_COUNT] = {0};
+            for (size_t m = 0; m < r.n; m++)
+                for (int k = 0; k < VIDEO_MECH_COUNT; k++)
+                    by[k] += r.matches[m].by_mech[k];
+            assert_true(by[VIDEO_MECH_WHOLE] > 0 && by[VIDEO_MECH_TRIMMED] > 0 &&
+                        by[VIDEO_MECH_HALF] > 0);
+            video_result_free(&r);
+        }
+    }
+    free(all);
+    video_index_free(ix);
+    video_index_free(flat);
+}
+
 /* Cross-media, photo -> video: a frame's hash (a thumbnail of the video) finds that frame in
  * the index with its timestamp; a frame of another family finds nothing within 31 bits in the
  * chair videos, with any of its queries (the false matches the photo path could make). */
@@ -731,6 +838,7 @@ int main(void)
         cmocka_unit_test(test_child_failures),
         cmocka_unit_test(test_text),
         cmocka_unit_test(test_index_wide_distance),
+        cmocka_unit_test(test_index_equals_flat_scan_random),
         cmocka_unit_test(test_frame_search),
         cmocka_unit_test(test_face_frames),
     };
