@@ -179,15 +179,17 @@ void video_index_free(video_index *ix)
     vg_free(ix);
 }
 
-/* Huge pages for the arrays a search reads at random (hash rows, postings, bucket starts): with
- * 4 KiB pages nearly every candidate of a large index also misses the TLB. */
+/* Huge pages for the hash rows, which a search reads once per candidate at random: with 4 KiB
+ * pages nearly every candidate of a large index also misses the TLB. Not for the word tables,
+ * read once per bucket: faulting them in as huge pages (with the kernel compacting memory for
+ * them) made video_index_build ~50% slower for a few percent of search time. */
 #define VIDEO__HUGE_PAGE_BYTES ((size_t)2 << 20)
 
-/* At least bytes, 64-byte aligned (a 32-byte hash row never straddles two cache lines), and
- * from two huge pages up aligned to one and advised to use them. Release with vg_free. */
-static void *video__alloc_big(size_t bytes)
+/* At least bytes, 64-byte aligned (a 32-byte hash row never straddles two cache lines); with
+ * huge, from two huge pages up aligned to one and advised to use them. Release with vg_free. */
+static void *video__alloc_aligned(size_t bytes, int huge)
 {
-    if (bytes < 2 * VIDEO__HUGE_PAGE_BYTES)
+    if (!huge || bytes < 2 * VIDEO__HUGE_PAGE_BYTES)
         return vg_aligned_alloc(64, bytes);
     size_t rounded;
     if (vg_add_size(bytes, VIDEO__HUGE_PAGE_BYTES - 1, &rounded) != VG_OK)
@@ -306,9 +308,9 @@ int video_index_build(video_index *ix)
     for (int c = 0; c < VIDEO__CLASSES && ok; c++) {
         if (!cn[c] && c != 0)
             continue;
-        ok = (offs[c] = video__alloc_big(offs_n * sizeof *offs[c])) != NULL &&
-             (!cn[c] ||
-              (post[c] = video__alloc_big((size_t)VIDEO__WORDS * cn[c] * sizeof *post[c])) != NULL);
+        ok = (offs[c] = video__alloc_aligned(offs_n * sizeof *offs[c], 0)) != NULL &&
+             (!cn[c] || (post[c] = video__alloc_aligned(
+                             (size_t)VIDEO__WORDS * cn[c] * sizeof *post[c], 0)) != NULL);
         if (ok)
             memset(offs[c], 0, offs_n * sizeof *offs[c]);
     }
@@ -345,7 +347,7 @@ int video_index_build(video_index *ix)
     /* The rows a search verifies, moved to a 64-byte aligned block (huge pages when large):
      * realloc's 16-byte alignment lets half of the 32-byte rows straddle two cache lines. Its
      * capacity stays ix->cap rows; later adds realloc it as before until the next build. */
-    pdq_hash *nh = n ? video__alloc_big(ix->cap * sizeof *ix->hash) : NULL;
+    pdq_hash *nh = n ? video__alloc_aligned(ix->cap * sizeof *ix->hash, 1) : NULL;
     if (nh) {
         memcpy(nh, ix->hash, n * sizeof *nh);
         vg_free(ix->hash);
