@@ -41,7 +41,9 @@ step "tests: ASan+UBSan"
 # test_video_regions hashes all 14 sample videos at every frame for the README's matrix: 132 s
 # under ASan, a sixth of make test's budget, for arithmetic the release run checks. Its code
 # (region hashing in the decoder child, the tagged index) runs under ASan in test_video and
-# test_video_cli, which hash and match with regions at 1 frame/s.
+# test_video_cli, which hash and match with regions at 1 frame/s. test_video itself runs its
+# every-frame hashing and planned-decode checks on a subset of the sample videos in this tree
+# (VG_SANITIZE; VIGIL_TEST_VIDEO_FULL=1 for all): docs/ARCHITECTURE.md "Build".
 (cd build-asan && ctest --output-on-failure -j "$jobs" --timeout 900 -E '^test_video_regions$')
 
 step "fuzzing (${FUZZ_SECONDS:-20}s per target)"

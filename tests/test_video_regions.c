@@ -195,6 +195,33 @@ static void test_unrelated_frames(void **state)
     assert_int_equal(met, 0);
 }
 
+/* The index's word tables find exactly what scanning every entry finds, with regions and
+ * without: one index of the 14 sampled videos against the same videos never built (searched
+ * by a flat scan), each video as the query, every video with a matched frame reported. */
+static void test_index_equals_flat_scan(void **state)
+{
+    (void)state;
+    video_index *ix = video_index_new(PDQ_MIN_RELIABLE_QUALITY);
+    video_index *flat = video_index_new(PDQ_MIN_RELIABLE_QUALITY);
+    assert_non_null(ix);
+    assert_non_null(flat);
+    for (int i = 0; i < VGT_VPDQ_N; i++) {
+        assert_int_equal(video_index_add(ix, vgt_vpdq_names[i], &sam[i], NULL), VG_OK);
+        assert_int_equal(video_index_add(flat, vgt_vpdq_names[i], &sam[i], NULL), VG_OK);
+    }
+    assert_int_equal(video_index_build(ix), VG_OK);
+    video_match_opts mo;
+    video_match_opts_default(&mo);
+    mo.only_matches = 0;
+    for (int regions = 0; regions <= 1; regions++) {
+        mo.regions = regions;
+        for (int i = 0; i < VGT_VPDQ_N; i++)
+            vgt_vpdq_same_as_flat(ix, flat, &sam[i], &mo);
+    }
+    video_index_free(ix);
+    video_index_free(flat);
+}
+
 /* `vigil vhash --regions` lines read back with their regions; plain lines without. */
 static void test_regions_text(void **state)
 {
@@ -235,7 +262,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_regions_hashed), cmocka_unit_test(test_region_matrix),
         cmocka_unit_test(test_whole_only),     cmocka_unit_test(test_unrelated_frames),
-        cmocka_unit_test(test_regions_text),
+        cmocka_unit_test(test_regions_text),   cmocka_unit_test(test_index_equals_flat_scan),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

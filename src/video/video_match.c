@@ -29,6 +29,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #define VIDEO__WORDS 16
 #define VIDEO__BUCKETS 65536u
@@ -178,6 +179,28 @@ void video_index_free(video_index *ix)
     vg_free(ix);
 }
 
+/* Huge pages for the hash rows, which a search reads once per candidate at random: with 4 KiB
+ * pages nearly every candidate of a large index also misses the TLB. Not for the word tables,
+ * read once per bucket: faulting them in as huge pages (with the kernel compacting memory for
+ * them) made video_index_build ~50% slower for a few percent of search time. */
+#define VIDEO__HUGE_PAGE_BYTES ((size_t)2 << 20)
+
+/* At least bytes, 64-byte aligned (a 32-byte hash row never straddles two cache lines); with
+ * huge, from two huge pages up aligned to one and advised to use them. Release with vg_free. */
+static void *video__alloc_aligned(size_t bytes, int huge)
+{
+    if (!huge || bytes < 2 * VIDEO__HUGE_PAGE_BYTES)
+        return vg_aligned_alloc(64, bytes);
+    size_t rounded;
+    if (vg_add_size(bytes, VIDEO__HUGE_PAGE_BYTES - 1, &rounded) != VG_OK)
+        return NULL;
+    rounded &= ~(VIDEO__HUGE_PAGE_BYTES - 1);
+    void *p = vg_aligned_alloc(VIDEO__HUGE_PAGE_BYTES, rounded);
+    if (p)
+        madvise(p, rounded, MADV_HUGEPAGE); /* advisory: failure only costs speed */
+    return p;
+}
+
 /* Reallocates *p to n elements; 1 on success (then *p is the new block), 0 on failure. */
 static int video__resize(void **p, size_t elem, size_t n)
 {
@@ -282,11 +305,15 @@ int video_index_build(video_index *ix)
     for (size_t e = 0; e < n; e++)
         cn[video__tag_class(ix->tag[e])]++;
     int ok = 1;
-    for (int c = 0; c < VIDEO__CLASSES && ok; c++)
-        if (cn[c] || c == 0)
-            ok = (offs[c] = vg_calloc(offs_n, sizeof *offs[c])) != NULL &&
-                 (!cn[c] ||
-                  (post[c] = vg_malloc((size_t)VIDEO__WORDS * cn[c] * sizeof *post[c])) != NULL);
+    for (int c = 0; c < VIDEO__CLASSES && ok; c++) {
+        if (!cn[c] && c != 0)
+            continue;
+        ok = (offs[c] = video__alloc_aligned(offs_n * sizeof *offs[c], 0)) != NULL &&
+             (!cn[c] || (post[c] = video__alloc_aligned(
+                             (size_t)VIDEO__WORDS * cn[c] * sizeof *post[c], 0)) != NULL);
+        if (ok)
+            memset(offs[c], 0, offs_n * sizeof *offs[c]);
+    }
     if (!ok) {
         for (int c = 0; c < VIDEO__CLASSES; c++) {
             vg_free(offs[c]);
@@ -316,6 +343,15 @@ int video_index_build(video_index *ix)
         ix->offs[c] = offs[c];
         ix->post[c] = post[c];
         ix->built_cn[c] = cn[c];
+    }
+    /* The rows a search verifies, moved to a 64-byte aligned block (huge pages when large):
+     * realloc's 16-byte alignment lets half of the 32-byte rows straddle two cache lines. Its
+     * capacity stays ix->cap rows; later adds realloc it as before until the next build. */
+    pdq_hash *nh = n ? video__alloc_aligned(ix->cap * sizeof *ix->hash, 1) : NULL;
+    if (nh) {
+        memcpy(nh, ix->hash, n * sizeof *nh);
+        vg_free(ix->hash);
+        ix->hash = nh;
     }
     ix->built_n = n;
     ix->built = 1;
@@ -403,52 +439,93 @@ static int video__pair_cmp(const void *a, const void *b)
     return x->e < y->e ? -1 : x->e > y->e;
 }
 
-/* Per-search scratch: cand holds one query frame's candidates until they are verified. */
+/* Candidates whose rows are prefetched ahead of the one verified (video__verify). */
+#define VIDEO__PREFETCH_AHEAD 16
+
+/* Buckets one lookup reads at most: per word its key and the keys within 2 bits of it. */
+#define VIDEO__MAX_PROBES (VIDEO__WORDS * (1 + 16 + 120))
+
+/* One bucket of a lookup: first its slot in the bucket starts (o: o[0], o[1] are its range in
+ * p), then the postings it holds (src, n). */
+typedef struct video__probe {
+    const uint32_t *o, *p;
+    const uint32_t *src;
+    uint32_t n;
+} video__probe;
+
+/* Per-search scratch: cand holds one query frame's candidates until they are verified; probe
+ * the buckets of one lookup (VIDEO__MAX_PROBES, allocated at the first lookup). */
 typedef struct video__scratch {
     uint32_t *cand;
     size_t ncand, cap;
+    video__probe *probe;
 } video__scratch;
 
-static int video__gather(const video_index *ix, video__scratch *sc, int c, int t, uint32_t key)
+static void video__scratch_free(video__scratch *sc)
 {
-    const uint32_t *o = ix->offs[c] + (size_t)t * (VIDEO__BUCKETS + 1);
-    const uint32_t *p = ix->post[c] + (size_t)t * ix->built_cn[c];
-    uint32_t lo = o[key], hi = o[key + 1];
-    if (lo == hi)
-        return VG_OK;
-    if (sc->ncand + (hi - lo) > sc->cap) {
+    vg_free(sc->cand);
+    vg_free(sc->probe);
+}
+
+/* The candidates of the np buckets in sc->probe, into sc->cand (padded for the prefetch). The
+ * bucket starts and the postings are reads at random over arrays of tens of MiB: each pass
+ * prefetches what the next one reads, so the misses of a lookup's buckets overlap instead of
+ * coming one after another.
+ *
+ * No de-duplication: an entry reached through two words is verified twice (rare except for
+ * true matches) and gives a duplicate pair, which the counting ignores; a per-entry stamp
+ * would cost one more cache miss for every candidate. */
+static int video__gather(video__scratch *sc, size_t np)
+{
+    video__probe *pr = sc->probe;
+    for (size_t i = 0; i < np; i++)
+        __builtin_prefetch(pr[i].o);
+    size_t total = 0, m = 0;
+    for (size_t i = 0; i < np; i++) {
+        uint32_t lo = pr[i].o[0], hi = pr[i].o[1];
+        if (lo == hi)
+            continue;
+        pr[m].src = pr[i].p + lo;
+        pr[m].n = hi - lo;
+        __builtin_prefetch(pr[m].src);
+        total += pr[m++].n;
+    }
+    if (total + VIDEO__PREFETCH_AHEAD > sc->cap) {
         size_t nc = sc->cap ? sc->cap : 4096;
-        while (nc < sc->ncand + (hi - lo))
+        while (nc < total + VIDEO__PREFETCH_AHEAD)
             nc *= 2;
-        uint32_t *np = vg_realloc(sc->cand, nc * sizeof *np);
-        if (!np)
+        uint32_t *nb = vg_realloc(sc->cand, nc * sizeof *nb);
+        if (!nb)
             return VG_ENOMEM;
-        sc->cand = np;
+        sc->cand = nb;
         sc->cap = nc;
     }
-    /* No de-duplication here: an entry reached through two words is verified twice (rare
-     * except for true matches) and gives a duplicate pair, which the counting ignores; a
-     * per-entry stamp would cost one more cache miss for every candidate. */
-    memcpy(sc->cand + sc->ncand, p + lo, (size_t)(hi - lo) * sizeof *p);
-    sc->ncand += hi - lo;
+    size_t k = 0;
+    for (size_t i = 0; i < m; i++) {
+        memcpy(sc->cand + k, pr[i].src, (size_t)pr[i].n * sizeof *sc->cand);
+        k += pr[i].n;
+    }
+    memset(sc->cand + k, 0, VIDEO__PREFETCH_AHEAD * sizeof *sc->cand);
+    sc->ncand = k;
     return VG_OK;
 }
 
 /* Verifies candidates with their full distance. The hashes are 32-byte rows scattered over the
- * whole index, so each is a cache miss: prefetching a few rows ahead keeps several in flight
- * (3x faster at 600k frames than one miss at a time). */
-#define VIDEO__PREFETCH_AHEAD 8
-
+ * whole index, so each is a cache miss: prefetching VIDEO__PREFETCH_AHEAD rows ahead keeps
+ * several in flight (3x faster at 600k frames than one miss at a time; 16 measured a little
+ * faster than 8 or 32 with 2.4M entries). The tag is read only for a candidate within D, so a
+ * candidate that fails costs one miss, not two. */
 #define VIDEO__VERIFY_BODY                                                                         \
+    const pdq_hash *H = ix->hash;                                                                  \
+    const pdq_hash qv = *qh; /* in registers: the pushes below could alias *qh */                  \
     for (size_t i = 0; i < n; i++) {                                                               \
-        if (i + VIDEO__PREFETCH_AHEAD < n)                                                         \
-            __builtin_prefetch(&ix->hash[cand[i + VIDEO__PREFETCH_AHEAD]]);                        \
+        __builtin_prefetch(&H[cand[i + VIDEO__PREFETCH_AHEAD]]); /* cand is padded */              \
         uint32_t e = cand[i];                                                                      \
-        if (!(mask >> ix->tag[e] & 1u))                                                            \
-            continue;                                                                              \
-        int d = pdq_distance_inline(qh, &ix->hash[e]);                                             \
-        if (d <= D && video__pairs_push(ps, ix->vid[e], q, e, ix->unit[e], d,                      \
-                                        video__mech(qtag, ix->tag[e])) != VG_OK)                   \
+        int d = pdq_distance_inline(&qv, &H[e]);                                                   \
+        /* the tag only for the few within D: reading it first was a second miss per candidate */  \
+        if (__builtin_expect(d <= D, 0) && (mask >> ix->tag[e] & 1u) &&                            \
+            video__pairs_push(ps, ix->vid[e], q, e, ix->unit[e], d,                                \
+                              video__mech(qtag, ix->tag[e])) != VG_OK)                             \
             return VG_ENOMEM;                                                                      \
     }                                                                                              \
     return VG_OK;
@@ -483,19 +560,23 @@ static int video__lookup(const video_index *ix, video__scratch *sc, const pdq_ha
     sc->ncand = 0;
     const int c = video__tag_class(qtag); /* mask lies within qtag's class */
     if (ix->built && D <= VIDEO__MIH_MAX_DISTANCE) {
-        int r = D / VIDEO__WORDS;
+        if (!sc->probe && !(sc->probe = vg_malloc(VIDEO__MAX_PROBES * sizeof *sc->probe)))
+            return VG_ENOMEM;
+        const int r = D / VIDEO__WORDS;
+        size_t np = 0;
         for (int t = 0; ix->offs[c] && t < VIDEO__WORDS; t++) {
-            uint32_t k = video__word(qh, t);
-            if (video__gather(ix, sc, c, t, k) != VG_OK)
-                return VG_ENOMEM;
+            const uint32_t *o = ix->offs[c] + (size_t)t * (VIDEO__BUCKETS + 1);
+            const uint32_t *p = ix->post[c] + (size_t)t * ix->built_cn[c];
+            const uint32_t k = video__word(qh, t);
+            sc->probe[np++] = (video__probe){o + k, p, NULL, 0};
             for (int b1 = 0; r >= 1 && b1 < 16; b1++) {
-                if (video__gather(ix, sc, c, t, k ^ (1u << b1)) != VG_OK)
-                    return VG_ENOMEM;
+                sc->probe[np++] = (video__probe){o + (k ^ (1u << b1)), p, NULL, 0};
                 for (int b2 = b1 + 1; r >= 2 && b2 < 16; b2++)
-                    if (video__gather(ix, sc, c, t, k ^ (1u << b1) ^ (1u << b2)) != VG_OK)
-                        return VG_ENOMEM;
+                    sc->probe[np++] = (video__probe){o + (k ^ (1u << b1) ^ (1u << b2)), p, NULL, 0};
             }
         }
+        if (np && video__gather(sc, np) != VG_OK)
+            return VG_ENOMEM;
         flat_from = ix->built_n;
     }
     if (video__verify(ix, sc->cand, sc->ncand, qh, q, qtag, mask, D, ps) != VG_OK)
@@ -651,7 +732,7 @@ int video_index_search(const video_index *ix, const video_hash *q, const video_m
         return rc;
     out->query_frames = (uint32_t)nq;
     uint32_t *stamp = ix->nf ? vg_calloc(ix->nf, sizeof *stamp) : NULL;
-    video__scratch sc = {NULL, 0, 0};
+    video__scratch sc = {NULL, 0, 0, NULL};
     video__pairs ps = {0};
     if (ix->n && !stamp) {
         vg_free(qf);
@@ -715,7 +796,7 @@ int video_index_search(const video_index *ix, const video_hash *q, const video_m
     else if (out->n)
         qsort(out->matches, out->n, sizeof *out->matches, video__match_cmp);
     vg_free(ps.p);
-    vg_free(sc.cand);
+    video__scratch_free(&sc);
     vg_free(stamp);
     vg_free(qf);
     return rc;
@@ -750,14 +831,14 @@ int video_index_frame_search(const video_index *ix, const pdq_hash *q, size_t nq
         return vg_err_set(VG_EINVAL, "distance %d is outside 0..256", distance);
     *out = NULL;
     *n_out = 0;
-    video__scratch sc = {NULL, 0, 0};
+    video__scratch sc = {NULL, 0, 0, NULL};
     video__pairs ps = {0};
     int rc = VG_OK;
     for (size_t i = 0; i < nq && rc == VG_OK && ix->n; i++)
         if (video__lookup(ix, &sc, &q[i], (uint32_t)i, VIDEO__TAG_WHOLE, VIDEO__MASK_SHARED,
                           distance, &ps) != VG_OK)
             rc = vg_err_set(VG_ENOMEM, "no memory for a frame search");
-    vg_free(sc.cand);
+    video__scratch_free(&sc);
     video_frame_hit *h = NULL;
     size_t n = 0;
     if (rc == VG_OK && ps.n && !(h = vg_malloc(ps.n * sizeof *h)))

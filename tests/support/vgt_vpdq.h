@@ -55,4 +55,34 @@ static inline void vgt_vpdq_compare_exact(const video_hash *q, const video_hash 
                  b.compared_frames);
 }
 
+/* The searches of ix (its word tables) and flat (the same videos added, never built: every
+ * entry scanned, no table read) give the same result for q under mo, field by field: which
+ * videos, both percentages, how each frame met (by_mech), every segment. The index may only
+ * find faster what the scan finds, never something else. Needs cmocka.h before this header. */
+static inline void vgt_vpdq_same_as_flat(const video_index *ix, const video_index *flat,
+                                         const video_hash *q, const video_match_opts *mo)
+{
+    video_result a, b;
+    assert_int_equal(video_index_search(ix, q, mo, &a), VG_OK);
+    assert_int_equal(video_index_search(flat, q, mo, &b), VG_OK);
+    assert_int_equal(a.n, b.n);
+    assert_int_equal(a.query_frames, b.query_frames);
+    for (size_t k = 0; k < a.n; k++) {
+        const video_match *x = &a.matches[k], *y = &b.matches[k];
+        assert_int_equal(x->video, y->video);
+        assert_int_equal(x->query_matched, y->query_matched);
+        assert_int_equal(x->compared_matched, y->compared_matched);
+        assert_int_equal(x->compared_frames, y->compared_frames);
+        assert_int_equal(x->match, y->match);
+        assert_int_equal(x->clip_match, y->clip_match);
+        assert_memory_equal(x->by_mech, y->by_mech, sizeof x->by_mech);
+        assert_memory_equal(&x->clip, &y->clip, sizeof x->clip);
+        assert_int_equal(x->n_segments, y->n_segments);
+        if (x->n_segments)
+            assert_memory_equal(x->segments, y->segments, x->n_segments * sizeof *x->segments);
+    }
+    video_result_free(&a);
+    video_result_free(&b);
+}
+
 #endif /* VGT_VPDQ_H */
