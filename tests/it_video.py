@@ -309,6 +309,7 @@ def main():
         check(st == 202, "job before the kill answered %d" % st)
         st, j = poll_job(url, key, j["id"], want=("running",), timeout_s=30)
         check(j and j["state"] == "running", "job never ran: %s" % j)
+        check(j["node"] == "a" and j["lease_until"], "running job's holder: %s" % j)
         proc.kill()
         proc.wait()
         got = len(Hook.got)
@@ -317,6 +318,7 @@ def main():
         st, j = poll_job(url, key, j["id"])
         check(st == 200 and j["state"] == "done" and j["attempts"] == 2,
               "job after kill -9 and restart: %d %s" % (st, j))
+        check(j["node"] is None and j["lease_until"] is None, "ended job's holder: %s" % j)
         m = re.search(rb"^vigil_video_job_takeovers_total (\S+)", call(url + "/metrics", None)[2],
                       re.M)
         check(m and float(m.group(1)) == 1, "takeovers counted: %s" % (m and m.group(0)))

@@ -344,6 +344,12 @@ static json_t *job_json(const store_job *j)
         json_pack("{s:s,s:s,s:f,s:i,s:o,s:o}", "id", j->id, "state", store_job_state_name(j->state),
                   "progress", j->progress, "attempts", j->attempts, "created_at",
                   server__time(j->created_ms), "updated_at", server__time(j->updated_ms));
+    /* Which node holds a job that is not over, and until when (issue 11: a job is owned by a
+     * node under a lease, and taken over once the lease runs out). */
+    int open = j->state == STORE_JOB_QUEUED || j->state == STORE_JOB_RUNNING;
+    json_object_set_new(o, "node", open && j->owner ? json_string(j->owner) : json_null());
+    json_object_set_new(o, "lease_until",
+                        open && j->owner ? server__time(j->lease_until_ms) : json_null());
     json_object_set_new(o, "result", catalog_stored_json(j->result));
     json_object_set_new(o, "error",
                         j->state == STORE_JOB_FAILED
