@@ -715,6 +715,25 @@ static void test_video_job_lease(void **state)
     /* taken again by nobody: the takers' leases are live */
     assert_int_equal(store_job_takeover(st, "D", 60000, 3, 0, got, LEASE_JOBS, &n, &failed), 0);
     assert_int_equal(n, 0);
+    /* At most max of another node's jobs per call, oldest first, each listed; the next call
+     * takes the rest (none is left taken but unlisted, which no worker would queue). */
+    assert_int_equal(store_job_renew(st, "B", 0, &n), 0);
+    assert_int_equal(store_job_renew(st, "C", 0, &n), 0);
+    char few[4][STORE_ID_MAX];
+    assert_int_equal(store_job_takeover(st, "E", 60000, 3, 0, few, 4, &n, &failed), 0);
+    assert_int_equal(n, 4);
+    for (int i = 0; i < 4; i++) { /* the 4 oldest, in any order */
+        int in = 0;
+        for (int k = 0; k < 4; k++)
+            in |= strcmp(few[k], ids[i]) == 0;
+        assert_true(in);
+    }
+    assert_int_equal(store_job_takeover(st2, "F", 60000, 3, 0, few, 4, &n, &failed), 0);
+    assert_int_equal(n, LEASE_JOBS - 4);
+    for (int i = 0; i < LEASE_JOBS; i++) {
+        assert_int_equal(store_job_get(st, NULL, ids[i], f->a, &j), 0);
+        assert_string_equal(j.owner, i < 4 ? "E" : "F");
+    }
     /* A lost the job it was running: its progress and end are refused */
     assert_int_equal(store_job_progress(st, ids[0], "A", 0.5), VG_ECONFLICT);
     assert_int_equal(store_job_finish(st, ids[0], "A", STORE_JOB_DONE, "{}", NULL, 0),

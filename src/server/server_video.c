@@ -52,8 +52,8 @@
 #define SERVER_VIDEO_JOBS_DIR "jobs"
 #define SERVER_VIDEO_CALLBACK_ATTEMPTS 2 /* one retry, no storm */
 #define SERVER_VIDEO_CALLBACK_RETRY_MS 1000
-/* Jobs one heartbeat takes over and queues at once; more wait for the next beat (or the node's
- * store_job_queued at its next start). */
+/* Jobs one heartbeat takes over and queues at once; more wait for the next beat
+ * (store_job_takeover takes no more than it lists). */
 #define SERVER_VIDEO_TAKEOVER_MAX_JOBS 64
 
 typedef enum { VT_REFERENCE = 0, VT_ANALYZE, VT_JOB } vt_kind;

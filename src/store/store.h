@@ -755,9 +755,10 @@ int store_job_renew(store *st, const char *owner, int64_t lease_ms, size_t *out_
  *   - a running one that has used max_attempts fails ("the server stopped N times ...", 500);
  *   - every other one becomes queued, owned by owner, leased until now + lease_ms.
  * A job whose lease another node renewed meanwhile is not taken; two nodes taking over at once
- * get disjoint sets. The ids queued for owner go to ids[0 .. *out_n) (at most max; more are
- * taken but not listed: store_job_queued lists them); *out_failed (may be NULL) counts the
- * failed. */
+ * get disjoint sets. The ids queued for owner go to ids[0 .. *out_n). Another node's jobs: at
+ * most max are taken (oldest first; the rest at the next call). With own, all of owner's are
+ * taken, the first max listed (store_job_queued lists them all); *out_failed (may be NULL)
+ * counts the failed. */
 int store_job_takeover(store *st, const char *owner, int64_t lease_ms, int max_attempts, int own,
                        char (*ids)[STORE_ID_MAX], size_t max, size_t *out_n, size_t *out_failed);
 /* The ids of owner's queued jobs, oldest first, at most max: *out_ids an arena array (a). */

@@ -302,11 +302,25 @@ static int job_takeover_op(store *st, sq_db *w, void *arg)
         return err;
     a->failed = (size_t)store__sq_changes(w);
     sq_stmt *s = NULL;
-    err = store__query(w,
-                       "UPDATE video_jobs SET state = 'queued', owner = ?3, lease_until_ms = ?4, "
-                       "updated_ms = ?1 WHERE state IN ('queued', 'running') AND " JOB_TAKEABLE
-                       " RETURNING id",
-                       &s, "iiti", now, (int64_t)a->own, a->owner, now + a->lease_ms);
+    /* Another node's jobs: at most max, oldest first, so that every job taken is listed and
+     * queued by the caller; the rest are taken at its next beat. (Taking them all listed only
+     * max, and the others sat owned by the taker, renewed by its heartbeat and never queued,
+     * until it restarted.) Its own, at its start: all of them (store_job_queued lists them). */
+    if (a->own)
+        err = store__query(w,
+                           "UPDATE video_jobs SET state = 'queued', owner = ?3, lease_until_ms = "
+                           "?4, updated_ms = ?1 WHERE state IN ('queued', 'running') AND "
+                           "" JOB_TAKEABLE " RETURNING id",
+                           &s, "iiti", now, (int64_t)a->own, a->owner, now + a->lease_ms);
+    else
+        err = store__query(w,
+                           "UPDATE video_jobs SET state = 'queued', owner = ?3, lease_until_ms = "
+                           "?4, updated_ms = ?1 WHERE state IN ('queued', 'running') AND "
+                           "" JOB_TAKEABLE " AND id IN (SELECT id FROM video_jobs WHERE state IN "
+                           "('queued', 'running') AND " JOB_TAKEABLE " ORDER BY id LIMIT ?5) "
+                           "RETURNING id",
+                           &s, "iitii", now, (int64_t)a->own, a->owner, now + a->lease_ms,
+                           (int64_t)a->max);
     while (!err) {
         int rc = store__sq_step(s);
         if (rc <= 0) {
