@@ -691,6 +691,31 @@ static void test_content_caption_candidate(void **state)
     assert_int_equal(t[0] + t[1] + t[2], 0);
 }
 
+/* A caption under a picture with a white stripe of its own 20 rows above its bottom edge: the
+ * caption candidate ends at the strip's plain gap above its text, where the picture starts (a
+ * run of lines none of which is flat), not at the farthest flat line within the caption band,
+ * the picture's own stripe (docs/MATCHING.md, "Caption strips"); the picture alone is not cut. */
+static void test_content_caption_stops_at_picture(void **state)
+{
+    (void)state;
+    enum { W = 160, H = 180, CAP = 24, STRIPE = CAP + 20 };
+    static uint8_t g[W * H];
+    for (uint32_t y = 0; y < H - CAP; y++)
+        for (uint32_t x = 0; x < W; x++)
+            g[y * W + x] = (uint8_t)((x * 7 + y * 13) % 256);
+    memset(g + (H - STRIPE - 2) * W, 255, (size_t)2 * W);
+    memset(g + (H - CAP) * W, 255, (size_t)CAP * W);
+    for (uint32_t y = H - CAP + 4; y < H - 10; y++) /* blurred text: grey over 90% of the row */
+        for (uint32_t x = 8; x < W - 8; x++)
+            g[y * W + x] = (uint8_t)(150 + (x % 5) * 10);
+    uint32_t t[4];
+    assert_int_equal(pdq_copy_find_content(g, W, H, W, 1, t), 1);
+    assert_int_equal(t[3], CAP);
+    assert_int_equal(t[0] + t[1] + t[2], 0);
+    pdq_copy_find_content(g, W, H - CAP, W, 1, t);
+    assert_int_equal(t[0] + t[1] + t[2] + t[3], 0);
+}
+
 /* A picture on a nearly white margin with a few dark specks above its object (12 of each
  * 200 px row: 94% white). The strict content stops at the specks on the original, but on the
  * copy in a white frame the frame's pixels lift those rows to 95% white and its bar ran on to
@@ -830,6 +855,7 @@ const struct CMUnitTest pdq_core_tests[] = {
     cmocka_unit_test(test_content_same_with_frame),
     cmocka_unit_test(test_content_portrait_in_canvas),
     cmocka_unit_test(test_content_caption_candidate),
+    cmocka_unit_test(test_content_caption_stops_at_picture),
     cmocka_unit_test(test_peel_same_with_frame),
     cmocka_unit_test(test_copy_parts),
     cmocka_unit_test(test_alloc_failures),
