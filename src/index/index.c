@@ -226,7 +226,8 @@ static size_t *kind_keyed(index__shard *sh, index__kind k)
     return k == INDEX__KIND_PDQ ? &sh->pdq_keyed : &sh->face_keyed;
 }
 
-/* The first live entry of ref in the tail [keyed, n), or INDEX__NONE. */
+/* The first live entry of ref in the tail [keyed, n), or INDEX__NONE: only when the key sets
+ * could not be caught up (out of memory). */
 static uint32_t tail_find(index__shard *sh, index__kind kind, uint64_t ref)
 {
     const index__view *v = sh->cur;
@@ -238,16 +239,27 @@ static uint32_t tail_find(index__shard *sh, index__kind kind, uint64_t ref)
     return INDEX__NONE;
 }
 
+/* A lookup first puts the tail into the key sets: O(tail) once, where a search of the tail per
+ * lookup would make a bulk load whose keys come out of order (a PostgreSQL heap after updates)
+ * quadratic. */
+static int caught_up(index__shard *sh)
+{
+    return (sh->pdq_keyed == sh->pdq_n && sh->face_keyed == sh->face_n) ||
+           index__keys_catch_up(sh) == VG_OK;
+}
+
 uint32_t index__run_find(index__shard *sh, index__kind kind, uint64_t ref)
 {
+    int ok = caught_up(sh);
     uint32_t pos = index__keyset_find(kind_set(sh, kind), ref, index__kind_refs(sh->cur, kind));
-    return pos != INDEX__NONE ? pos : tail_find(sh, kind, ref);
+    return pos != INDEX__NONE || ok ? pos : tail_find(sh, kind, ref);
 }
 
 uint32_t index__run_forget(index__shard *sh, index__kind kind, uint64_t ref)
 {
+    int ok = caught_up(sh);
     uint32_t pos = index__keyset_remove(kind_set(sh, kind), ref, index__kind_refs(sh->cur, kind));
-    return pos != INDEX__NONE ? pos : tail_find(sh, kind, ref);
+    return pos != INDEX__NONE || ok ? pos : tail_find(sh, kind, ref);
 }
 
 int index__keys_catch_up(index__shard *sh)

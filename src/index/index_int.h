@@ -484,8 +484,8 @@ int index__add_begin(index_db *ix, const char *tenant, const char *profile, uint
  * fail. */
 void index__add_end(index__add *a, index__kind kind, uint64_t ref);
 
-/* The position of the first entry of ref's live run of a kind (its key set, then the tail not
- * in it yet), or INDEX__NONE. write_mutex held. */
+/* The position of the first entry of ref's live run of a kind, or INDEX__NONE. Puts a bulk
+ * load's tail into the key sets first (or, out of memory, searches it). write_mutex held. */
 uint32_t index__run_find(index__shard *sh, index__kind kind, uint64_t ref);
 /* index__run_find, and out of the key set (the caller kills the run). */
 uint32_t index__run_forget(index__shard *sh, index__kind kind, uint64_t ref);
