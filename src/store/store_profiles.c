@@ -822,10 +822,15 @@ int store_reference_video_foreach(store *st, const char *tenant_id, store_video_
     sq_db *db = store__reader_acquire(st);
     sq_stmt *s = NULL;
     int err = store__query(db,
-                           "SELECT t.tenant_id, t.profile_id, t.id, v.frames FROM refs t "
-                           "JOIN ref_videos v ON v.ref_id = t.id "
-                           "JOIN profiles p ON p.id = t.profile_id "
-                           "WHERE t.deleted_ms IS NULL AND p.deleted_ms IS NULL "
+                           /* From the videos (few) to their references: joined the other
+                            * way, SQLite scanned every reference in id order to avoid a sort
+                            * and probed ref_videos for each (3.1 s at 10M references, part of
+                            * every start); CROSS JOIN fixes SQLite's order, PostgreSQL's
+                            * planner still chooses its own. */
+                           "SELECT t.tenant_id, t.profile_id, t.id, v.frames FROM ref_videos v "
+                           "CROSS JOIN refs t CROSS JOIN profiles p "
+                           "WHERE t.id = v.ref_id AND p.id = t.profile_id "
+                           "AND t.deleted_ms IS NULL AND p.deleted_ms IS NULL "
                            "AND (?1 IS NULL OR t.tenant_id = ?1) ORDER BY t.id",
                            &s, "t", tenant_id);
     if (!err)
