@@ -361,16 +361,16 @@ int index__add_begin(index_db *ix, const char *tenant, const char *profile, uint
     if (!rc)
         rc = kind == INDEX__KIND_PDQ ? index__grow_pdq(sh, sh->pdq_n + 1)
                                      : index__grow_face(sh, sh->face_n + 1);
-    size_t n = index__kind_n(sh, kind);
-    if (!rc && a->new_ref && !atomic_load_explicit(&ix->bulk, memory_order_relaxed) &&
-        *kind_keyed(sh, kind) == n)
+    /* Read once: room is reserved exactly when index__add_end will insert. */
+    a->bulk = atomic_load_explicit(&ix->bulk, memory_order_relaxed) ||
+              *kind_keyed(sh, kind) != index__kind_n(sh, kind);
+    if (!rc && a->new_ref && !a->bulk)
         rc = index__keyset_reserve(kind_set(sh, kind), 1, index__kind_refs(sh->cur, kind));
     if (rc) {
         pthread_mutex_unlock(&sh->write_mutex);
         return rc;
     }
     a->sh = sh;
-    a->bulk = atomic_load_explicit(&ix->bulk, memory_order_relaxed) || *kind_keyed(sh, kind) != n;
     a->counted_ref = a->new_ref && owner == INDEX__NONE;
     a->new_profile = p == INDEX__NONE;
     if (a->new_profile) {
